@@ -1,0 +1,152 @@
+// Package fault owns payhsm's one error-kind enum. Every layer below the edges
+// returns errors that carry a Kind; each front end translates the Kind exactly
+// once (the AWS API into an exception name and HTTP status, the host protocol
+// into a payShield error code). A fault's Message is safe to show a client; its
+// wrapped cause is internal detail that is logged, never sent.
+package fault
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Kind classifies an error for the edges.
+type Kind int
+
+const (
+	// Internal is any failure that is not the caller's fault. Its message never reaches a client.
+	Internal Kind = iota
+	// Validation: the request is malformed or breaks a rule (key usage, algorithm, mode of use, format).
+	Validation
+	// NotFound: the named key, alias or resource does not exist.
+	NotFound
+	// Conflict: the resource is in a state that forbids the operation.
+	Conflict
+	// AccessDenied: the caller is not authenticated or not allowed.
+	AccessDenied
+	// VerificationFailed: a cryptographic verification (PIN, MAC, CVV, ARQC) did not match.
+	VerificationFailed
+	// Throttling: too many requests.
+	Throttling
+	// QuotaExceeded: a service quota would be exceeded.
+	QuotaExceeded
+	// Unavailable: the service cannot serve the request now (e.g. draining).
+	Unavailable
+)
+
+var kindNames = [...]string{"Internal", "Validation", "NotFound", "Conflict", "AccessDenied",
+	"VerificationFailed", "Throttling", "QuotaExceeded", "Unavailable"}
+
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("Kind(%d)", int(k))
+}
+
+// Verification failure reasons (the data plane's VerificationFailedReason enum).
+const (
+	ReasonInvalidMAC            = "INVALID_MAC"
+	ReasonInvalidPIN            = "INVALID_PIN"
+	ReasonInvalidValidationData = "INVALID_VALIDATION_DATA"
+	ReasonInvalidAuthCryptogram = "INVALID_AUTH_REQUEST_CRYPTOGRAM"
+)
+
+// Error is a classified error.
+type Error struct {
+	Kind     Kind
+	Message  string // client-safe text; empty for Internal
+	Resource string // NotFound: the identifier that was not found
+	Reason   string // VerificationFailed: one of the Reason constants
+	Field    string // Validation: the offending input member, when known
+	cause    error  // internal detail, logged only
+}
+
+func (e *Error) Error() string {
+	if e.cause != nil {
+		if e.Message != "" {
+			return e.Message + ": " + e.cause.Error()
+		}
+		return e.Kind.String() + ": " + e.cause.Error()
+	}
+	if e.Message == "" {
+		return e.Kind.String()
+	}
+	return e.Message
+}
+
+func (e *Error) Unwrap() error { return e.cause }
+
+// Validationf returns a Validation fault with a client-safe message.
+func Validationf(format string, args ...any) *Error {
+	return &Error{Kind: Validation, Message: fmt.Sprintf(format, args...)}
+}
+
+// FieldInvalid returns a Validation fault naming the offending input member.
+func FieldInvalid(field, format string, args ...any) *Error {
+	return &Error{Kind: Validation, Field: field, Message: field + ": " + fmt.Sprintf(format, args...)}
+}
+
+// NotFoundf returns a NotFound fault for resource id.
+func NotFoundf(resource string, format string, args ...any) *Error {
+	return &Error{Kind: NotFound, Resource: resource, Message: fmt.Sprintf(format, args...)}
+}
+
+// Conflictf returns a Conflict fault.
+func Conflictf(format string, args ...any) *Error {
+	return &Error{Kind: Conflict, Message: fmt.Sprintf(format, args...)}
+}
+
+// AccessDeniedf returns an AccessDenied fault.
+func AccessDeniedf(format string, args ...any) *Error {
+	return &Error{Kind: AccessDenied, Message: fmt.Sprintf(format, args...)}
+}
+
+// QuotaExceededf returns a QuotaExceeded fault.
+func QuotaExceededf(format string, args ...any) *Error {
+	return &Error{Kind: QuotaExceeded, Message: fmt.Sprintf(format, args...)}
+}
+
+// Mismatch returns a VerificationFailed fault with the given reason.
+func Mismatch(reason, message string) *Error {
+	return &Error{Kind: VerificationFailed, Reason: reason, Message: message}
+}
+
+// Internalf wraps cause as an Internal fault; what names the failed step (for logs).
+func Internalf(what string, cause error) *Error {
+	return &Error{Kind: Internal, cause: fmt.Errorf("%s: %w", what, cause)}
+}
+
+// Wrap classifies cause with kind and a client-safe message, keeping cause for logs.
+func Wrap(kind Kind, message string, cause error) *Error {
+	return &Error{Kind: kind, Message: message, cause: cause}
+}
+
+// As returns err's *Error, or an Internal fault wrapping err when it carries none.
+func As(err error) *Error {
+	if err == nil {
+		return nil
+	}
+	var f *Error
+	if errors.As(err, &f) {
+		return f
+	}
+	return &Error{Kind: Internal, cause: err}
+}
+
+// KindOf returns the Kind of err (Internal when unclassified).
+func KindOf(err error) Kind { return As(err).Kind }
+
+// ClientMessage is the text an edge may show a client for err.
+func ClientMessage(err error) string {
+	f := As(err)
+	if f.Kind == Internal || f.Message == "" {
+		switch f.Kind {
+		case Internal:
+			return "An internal error occurred"
+		default:
+			return f.Kind.String()
+		}
+	}
+	return f.Message
+}
