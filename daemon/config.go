@@ -1,0 +1,223 @@
+package daemon
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"regexp"
+	"strings"
+)
+
+// Config is the daemon's configuration file (JSON, every member checked at start).
+type Config struct {
+	DataDir string       `json:"dataDir"`
+	PKCS11  PKCS11Config `json:"pkcs11"`
+	HTTP    HTTPConfig   `json:"http"`
+	Host    HostConfig   `json:"host"`
+	// CredentialsFile holds the SigV4 access keys accepted on the HTTP API, in
+	// AWS shared-credentials format (every profile's key pair is accepted).
+	CredentialsFile string `json:"credentialsFile"`
+	Region          string `json:"region"`
+	Account         string `json:"account"`
+	Profile         string `json:"profile"`
+	LogLevel        string `json:"logLevel"`
+}
+
+// PKCS11Config selects the token holding the region main key.
+type PKCS11Config struct {
+	Module     string `json:"module"`
+	TokenLabel string `json:"tokenLabel"`
+	// The user PIN comes from a file or an environment variable, never the command line.
+	PINFile string `json:"pinFile"`
+	PINEnv  string `json:"pinEnv"`
+	// RegionKeyLabel is the PKCS#11 label of the region main key.
+	RegionKeyLabel string `json:"regionKeyLabel"`
+}
+
+// HTTPConfig is the AWS API listener.
+type HTTPConfig struct {
+	Addr    string `json:"addr"`
+	TLSCert string `json:"tlsCert"`
+	TLSKey  string `json:"tlsKey"`
+	// AllowPlaintext permits plain HTTP on a non-loopback address.
+	AllowPlaintext bool `json:"allowPlaintext"`
+}
+
+// HostConfig is the host-command listener.
+type HostConfig struct {
+	Addr         string `json:"addr"`
+	HeaderLength int    `json:"headerLength"`
+}
+
+// Defaults fills unset members.
+func (c *Config) Defaults() {
+	if c.DataDir == "" {
+		c.DataDir = "./data"
+	}
+	if c.HTTP.Addr == "" {
+		c.HTTP.Addr = "127.0.0.1:8080"
+	}
+	if c.Host.Addr == "" {
+		c.Host.Addr = "127.0.0.1:1500"
+	}
+	if c.Host.HeaderLength == 0 {
+		c.Host.HeaderLength = 4
+	}
+	if c.Region == "" {
+		c.Region = "us-east-1"
+	}
+	if c.Account == "" {
+		c.Account = "000000000000"
+	}
+	if c.Profile == "" {
+		c.Profile = "default"
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "info"
+	}
+}
+
+var (
+	regionRe  = regexp.MustCompile(`^[a-z]{2}-[a-z]{1,16}-[0-9]+$`)
+	accountRe = regexp.MustCompile(`^[0-9]{12}$`)
+)
+
+// Validate checks the configuration; dev is true for --dev (no PKCS#11 or credentials section needed).
+func (c *Config) Validate(dev bool) error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if !regionRe.MatchString(c.Region) {
+		bad("region %q: must look like us-east-1", c.Region)
+	}
+	if !accountRe.MatchString(c.Account) {
+		bad("account %q: must be 12 digits", c.Account)
+	}
+	if _, _, err := net.SplitHostPort(c.HTTP.Addr); err != nil {
+		bad("http.addr %q: %v", c.HTTP.Addr, err)
+	}
+	if _, _, err := net.SplitHostPort(c.Host.Addr); err != nil {
+		bad("host.addr %q: %v", c.Host.Addr, err)
+	}
+	if c.Host.HeaderLength < 0 || c.Host.HeaderLength > 32 {
+		bad("host.headerLength %d: must be 0..32", c.Host.HeaderLength)
+	}
+	if (c.HTTP.TLSCert == "") != (c.HTTP.TLSKey == "") {
+		bad("http.tlsCert and http.tlsKey go together")
+	}
+	if c.HTTP.TLSCert == "" && !c.HTTP.AllowPlaintext && !isLoopback(c.HTTP.Addr) {
+		bad("http.addr %s is not a loopback address: configure http.tlsCert/tlsKey, or set http.allowPlaintext", c.HTTP.Addr)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("logLevel %q: must be debug, info, warn or error", c.LogLevel)
+	}
+	if !dev {
+		if c.PKCS11.Module == "" {
+			bad("pkcs11.module is required")
+		}
+		if c.PKCS11.TokenLabel == "" {
+			bad("pkcs11.tokenLabel is required")
+		}
+		if (c.PKCS11.PINFile == "") == (c.PKCS11.PINEnv == "") {
+			bad("exactly one of pkcs11.pinFile and pkcs11.pinEnv is required")
+		}
+		if c.CredentialsFile == "" {
+			bad("credentialsFile is required")
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// PIN reads the token PIN from its configured source.
+func (c *PKCS11Config) PIN() (string, error) {
+	if c.PINEnv != "" {
+		v, ok := os.LookupEnv(c.PINEnv)
+		if !ok || v == "" {
+			return "", fmt.Errorf("pkcs11.pinEnv: environment variable %s is not set", c.PINEnv)
+		}
+		return v, nil
+	}
+	b, err := os.ReadFile(c.PINFile)
+	if err != nil {
+		return "", fmt.Errorf("pkcs11.pinFile: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// LoadConfig reads a configuration file strictly (unknown members are errors).
+func LoadConfig(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	var c Config
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return &c, nil
+}
+
+// ReadCredentials parses an AWS shared-credentials file into access key id → secret.
+func ReadCredentials(path string) (map[string]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("credentials: %w", err)
+	}
+	defer f.Close()
+	out := map[string]string{}
+	var id, secret string
+	flush := func() {
+		if id != "" && secret != "" {
+			out[id] = secret
+		}
+		id, secret = "", ""
+	}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || line[0] == '#' || line[0] == ';' {
+			continue
+		}
+		if line[0] == '[' {
+			flush()
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			continue
+		}
+		switch strings.TrimSpace(k) {
+		case "aws_access_key_id":
+			id = strings.TrimSpace(v)
+		case "aws_secret_access_key":
+			secret = strings.TrimSpace(v)
+		}
+	}
+	flush()
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("credentials: %w", err)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("credentials: %s holds no access key", path)
+	}
+	return out, nil
+}

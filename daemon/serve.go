@@ -1,0 +1,293 @@
+// Package daemon wires payhsm's serve command: configuration, logging, the
+// keystore, main-key custody, the operations layer and both front ends (the
+// AWS HTTP API and the host-command port), readiness notification to systemd
+// and graceful shutdown.
+package daemon
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"golang.org/x/sys/unix"
+
+	"payhsm/hsm/custody"
+	"payhsm/hsm/softhsm"
+	"payhsm/keystore"
+	"payhsm/ops"
+	"payhsm/protocol/awsapi"
+	"payhsm/protocol/awsapi/sigv4"
+	"payhsm/protocol/hostcmd"
+)
+
+// DevTokenLabel is the label of the SoftHSM2 token --dev provisions.
+const DevTokenLabel = "payhsm-dev"
+
+// ServeMain runs `payhsm serve` with args (the words after "serve").
+func ServeMain(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dev := fs.Bool("dev", false, "development mode: provision a SoftHSM2 token and credentials under the data directory")
+	configPath := fs.String("config", "", "configuration file (JSON); required without --dev")
+	var flagCfg Config
+	fs.StringVar(&flagCfg.DataDir, "data-dir", "", "data directory (default ./data)")
+	fs.StringVar(&flagCfg.HTTP.Addr, "http-addr", "", "AWS API listen address (default 127.0.0.1:8080)")
+	fs.StringVar(&flagCfg.Host.Addr, "host-addr", "", "host-command listen address (default 127.0.0.1:1500)")
+	fs.StringVar(&flagCfg.Region, "region", "", "region of key ARNs (default us-east-1)")
+	fs.StringVar(&flagCfg.Account, "account", "", "account id of key ARNs (default 000000000000)")
+	fs.StringVar(&flagCfg.LogLevel, "log-level", "", "debug, info, warn or error (default info)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	var cfg Config
+	if *configPath != "" {
+		c, err := LoadConfig(*configPath)
+		if err != nil {
+			fmt.Fprintln(stderr, "payhsm:", err)
+			return 2
+		}
+		cfg = *c
+	} else if !*dev {
+		fmt.Fprintln(stderr, "payhsm: serve needs --config FILE, or --dev for a development appliance")
+		return 2
+	}
+	overlay(&cfg, &flagCfg)
+	cfg.Defaults()
+	if err := cfg.Validate(*dev); err != nil {
+		fmt.Fprintln(stderr, "payhsm: invalid configuration:\n"+err.Error())
+		return 2
+	}
+	log, err := newLogger(cfg.LogLevel)
+	if err != nil {
+		fmt.Fprintln(stderr, "payhsm:", err)
+		return 2
+	}
+	defer log.Sync()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := Serve(ctx, &cfg, *dev, log); err != nil {
+		log.Error("payhsm stopped", zap.Error(err))
+		return 1
+	}
+	return 0
+}
+
+func overlay(dst, src *Config) {
+	set := func(d *string, s string) {
+		if s != "" {
+			*d = s
+		}
+	}
+	set(&dst.DataDir, src.DataDir)
+	set(&dst.HTTP.Addr, src.HTTP.Addr)
+	set(&dst.Host.Addr, src.Host.Addr)
+	set(&dst.Region, src.Region)
+	set(&dst.Account, src.Account)
+	set(&dst.LogLevel, src.LogLevel)
+}
+
+func newLogger(level string) (*zap.Logger, error) {
+	var lvl zapcore.Level
+	if err := lvl.Set(level); err != nil {
+		return nil, err
+	}
+	zc := zap.NewProductionConfig()
+	zc.Level = zap.NewAtomicLevelAt(lvl)
+	zc.EncoderConfig.TimeKey = "time"
+	zc.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
+	zc.Sampling = nil
+	return zc.Build()
+}
+
+// Serve runs the appliance until ctx ends.
+func Serve(ctx context.Context, cfg *Config, dev bool, log *zap.Logger) error {
+	hardenProcess(log)
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	ccfg := custody.Config{
+		ModulePath: cfg.PKCS11.Module, TokenLabel: cfg.PKCS11.TokenLabel,
+		RegionKeyLabel: cfg.PKCS11.RegionKeyLabel, NotFound: keystore.ErrNotFound,
+	}
+	credsPath := cfg.CredentialsFile
+	if dev {
+		tok, err := softhsm.Provision(cfg.DataDir, cfg.PKCS11.Module, DevTokenLabel)
+		if err != nil {
+			return err
+		}
+		ccfg.ModulePath, ccfg.TokenLabel, ccfg.PIN, ccfg.Initialize = tok.Module, tok.Label, tok.PIN, true
+		credsPath = filepath.Join(cfg.DataDir, "credentials")
+		if err := ensureDevCredentials(credsPath); err != nil {
+			return err
+		}
+	} else {
+		pin, err := cfg.PKCS11.PIN()
+		if err != nil {
+			return err
+		}
+		ccfg.PIN = pin
+	}
+	creds, err := ReadCredentials(credsPath)
+	if err != nil {
+		return err
+	}
+
+	store, err := keystore.Open(filepath.Join(cfg.DataDir, "keystore"), log.Named("keystore"))
+	if err != nil {
+		return fmt.Errorf("keystore: %w", err)
+	}
+	defer func() {
+		if err := store.Close(); err != nil {
+			log.Error("close keystore", zap.Error(err))
+		}
+	}()
+	cust, err := custody.Open(ccfg, store, log.Named("custody"))
+	if err != nil {
+		return err
+	}
+	defer cust.Close()
+	if _, err := cust.Profile(cfg.Profile); errors.Is(err, custody.ErrNoProfile) && dev {
+		if _, err := cust.CreateProfile(cfg.Profile); err != nil {
+			return err
+		}
+	} else if err != nil {
+		return err
+	}
+	svc, err := ops.New(ops.Config{Region: cfg.Region, Account: cfg.Account, Profile: cfg.Profile}, store, cust, log.Named("ops"))
+	if err != nil {
+		return err
+	}
+	p, _ := cust.Profile(cfg.Profile)
+	log.Info("main keys loaded", zap.String("regionMainKeyKCV", cust.RegionKeyKCV()),
+		zap.String("profile", cfg.Profile), zap.String("profileMainKeyKCV", p.KCV()))
+
+	httpLn, err := net.Listen("tcp", cfg.HTTP.Addr)
+	if err != nil {
+		return fmt.Errorf("http listener: %w", err)
+	}
+	hostLn, err := net.Listen("tcp", cfg.Host.Addr)
+	if err != nil {
+		httpLn.Close()
+		return fmt.Errorf("host listener: %w", err)
+	}
+	verifier := &sigv4.Verifier{Creds: sigv4.StaticCredentials(creds), Region: cfg.Region, Service: "payment-cryptography"}
+	api := awsapi.New(svc, verifier, log.Named("http"))
+	srv := &http.Server{
+		Handler:           api,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          zap.NewStdLog(log.Named("http")),
+	}
+	scheme := "http"
+	if cfg.HTTP.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.HTTP.TLSCert, cfg.HTTP.TLSKey)
+		if err != nil {
+			return fmt.Errorf("http TLS: %w", err)
+		}
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		httpLn = tls.NewListener(httpLn, srv.TLSConfig)
+		scheme = "https"
+	}
+	host := hostcmd.NewServer(svc, hostcmd.Config{HeaderLength: cfg.Host.HeaderLength}, log.Named("host"))
+
+	errc := make(chan error, 2)
+	go func() { errc <- srv.Serve(httpLn) }()
+	go func() { errc <- host.Serve(hostLn) }()
+	runCtx, cancelRun := context.WithCancel(context.Background())
+	defer cancelRun()
+	go svc.Run(runCtx, time.Minute)
+
+	log.Info("payhsm ready", zap.String("http", scheme+"://"+httpLn.Addr().String()),
+		zap.String("host", hostLn.Addr().String()), zap.String("dataDir", cfg.DataDir), zap.Bool("dev", dev))
+	notify("READY=1")
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case serveErr = <-errc:
+		log.Error("listener failed", zap.Error(serveErr))
+	}
+	notify("STOPPING=1")
+	shutCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutCtx); err != nil {
+		log.Warn("http drain incomplete", zap.Error(err))
+	}
+	if err := host.Shutdown(shutCtx); err != nil {
+		log.Warn("host drain incomplete", zap.Error(err))
+	}
+	cancelRun()
+	if errors.Is(serveErr, http.ErrServerClosed) {
+		serveErr = nil
+	}
+	return serveErr
+}
+
+// hardenProcess keeps key material out of core dumps.
+func hardenProcess(log *zap.Logger) {
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		log.Warn("cannot disable core dumps", zap.Error(err))
+	}
+	_ = unix.Setrlimit(unix.RLIMIT_CORE, &unix.Rlimit{Cur: 0, Max: 0})
+}
+
+// notify sends a state to systemd (sd_notify protocol) when run under Type=notify.
+func notify(state string) {
+	path := os.Getenv("NOTIFY_SOCKET")
+	if path == "" {
+		return
+	}
+	if strings.HasPrefix(path, "@") {
+		path = "\x00" + path[1:]
+	}
+	conn, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	_, _ = conn.Write([]byte(state))
+}
+
+// ensureDevCredentials writes random SigV4 credentials (profile default) on first start.
+func ensureDevCredentials(path string) error {
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	const upper = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+	raw := make([]byte, 16)
+	if _, err := rand.Read(raw); err != nil {
+		return err
+	}
+	id := []byte("AKPH")
+	for _, b := range raw {
+		id = append(id, upper[int(b)%len(upper)])
+	}
+	sec := make([]byte, 30)
+	if _, err := rand.Read(sec); err != nil {
+		return err
+	}
+	content := fmt.Sprintf("[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n", id, base64.StdEncoding.EncodeToString(sec))
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		return fmt.Errorf("write dev credentials: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,462 @@
+// Package custody owns payhsm's main keys: the region main key that lives in a
+// PKCS#11 token and the profile main keys it protects.
+//
+// # Design
+//
+// The key hierarchy follows the AWS Payment Cryptography user guide ("Key
+// hierarchy"):
+//
+//   - The region main key (RMK) is an AES-256 secret key generated inside the
+//     PKCS#11 token (CKA_TOKEN, CKA_SENSITIVE, non-extractable) and found by its
+//     label. It never leaves the token. Its key check value (AES-CMAC of a zero
+//     block, computed through the token) is recorded in the keystore at first
+//     start; every later start refuses to run when the token or the key is
+//     missing or the check value differs (a wrong or replaced token).
+//   - The RMK is the key-encryption key of a Tink envelope AEAD
+//     (github.com/tink-crypto/tink-go/v2, KMS envelope with AES-256-GCM data
+//     keys): each sealed secret gets a fresh data key, and only that data key
+//     is encrypted by the token (CKM_AES_GCM). Everything at rest that is not
+//     itself an X9.143 key block is sealed this way, with associated data that
+//     binds it to its purpose.
+//   - Profile main keys (PMK, the payShield LMK equivalent; a profile is a key
+//     space) are AES-256 keys sealed under the RMK and stored in the keystore.
+//     They are unsealed once, at start, into locked process memory: the
+//     profile main key is the key block protection key (KBPK) of every customer
+//     key of its profile, so TR-31 unwrapping on the hot path runs in memory and
+//     never calls the PKCS#11 module per operation.
+//   - Every customer key is stored only as an ANSI X9.143 key block, version D,
+//     under its profile main key (see Profile.Wrap and Profile.Unwrap),
+//     including asymmetric private keys (PKCS#8 DER as the key field).
+//
+// The process boundary is therefore the cryptographic boundary for working
+// keys, as in a payShield whose LMKs sit in secure memory: clear keys exist only
+// in this process's memory, are zeroed after use where the code controls them,
+// and never reach disk or logs. The daemon disables core dumps.
+package custody
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/ThalesGroup/crypto11"
+	"github.com/tink-crypto/tink-go/v2/aead"
+	"github.com/tink-crypto/tink-go/v2/tink"
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+
+	"payhsm/hsm/kcv"
+	"payhsm/hsm/tr31"
+)
+
+// DefaultRegionKeyLabel is the PKCS#11 label of the region main key.
+const DefaultRegionKeyLabel = "payhsm-region-main-key"
+
+// MetaStore is the part of the keystore custody persists its records in.
+type MetaStore interface {
+	GetMeta(name string) ([]byte, error)
+	PutMeta(name string, value []byte) error
+	PutMetaIfAbsent(name string, value []byte) error
+}
+
+// ErrMetaNotFound must be what MetaStore.GetMeta returns (wrapped or not) for
+// an absent record; the daemon passes the keystore's sentinel.
+var ErrMetaNotFound = errors.New("custody: meta record not found")
+
+// Config selects the token and the region main key.
+type Config struct {
+	ModulePath     string // PKCS#11 module, e.g. /usr/lib/softhsm/libsofthsm2.so
+	TokenLabel     string
+	PIN            string // user PIN; comes from a file or the environment, never argv
+	RegionKeyLabel string // default DefaultRegionKeyLabel
+	// Initialize allows creating the region main key when the keystore has no
+	// record of one (first start in --dev mode, or the ceremony's init).
+	Initialize bool
+	// NotFound is the keystore's not-found sentinel for MetaStore.GetMeta.
+	NotFound error
+}
+
+// Custodian holds the open token, the region main key and the unsealed profile main keys.
+type Custodian struct {
+	cfg      Config
+	ctx      *crypto11.Context
+	rmk      *crypto11.SecretKey
+	rmkKCV   string
+	envelope tink.AEAD
+	meta     MetaStore
+	log      *zap.Logger
+
+	mu       sync.RWMutex
+	profiles map[string]*Profile
+}
+
+type regionRecord struct {
+	Version int       `json:"v"`
+	Label   string    `json:"label"`
+	KCV     string    `json:"kcv"`
+	Created time.Time `json:"created"`
+}
+
+type profileRecord struct {
+	Version int       `json:"v"`
+	Name    string    `json:"name"`
+	KCV     string    `json:"kcv"`
+	Sealed  []byte    `json:"sealed"`
+	Created time.Time `json:"created"`
+}
+
+const (
+	metaRegion        = "custody/region-main-key"
+	metaProfilePrefix = "custody/profile/"
+)
+
+// Open logs in to the token, finds (or, with cfg.Initialize, creates) the
+// region main key and checks it against the recorded check value.
+func Open(cfg Config, meta MetaStore, log *zap.Logger) (c *Custodian, err error) {
+	if cfg.RegionKeyLabel == "" {
+		cfg.RegionKeyLabel = DefaultRegionKeyLabel
+	}
+	if cfg.NotFound == nil {
+		cfg.NotFound = ErrMetaNotFound
+	}
+	if cfg.ModulePath == "" || cfg.TokenLabel == "" {
+		return nil, errors.New("custody: PKCS#11 module path and token label are required")
+	}
+	ctx, err := crypto11.Configure(&crypto11.Config{
+		Path:        cfg.ModulePath,
+		TokenLabel:  cfg.TokenLabel,
+		Pin:         cfg.PIN,
+		GCMIVLength: 12,
+		MaxSessions: 16,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("custody: open PKCS#11 token %q with module %s: %w", cfg.TokenLabel, cfg.ModulePath, err)
+	}
+	c = &Custodian{cfg: cfg, ctx: ctx, meta: meta, log: log, profiles: map[string]*Profile{}}
+	defer func() {
+		if err != nil {
+			_ = ctx.Close()
+		}
+	}()
+
+	var rec regionRecord
+	raw, gerr := meta.GetMeta(metaRegion)
+	switch {
+	case gerr == nil:
+		if err := json.Unmarshal(raw, &rec); err != nil {
+			return nil, fmt.Errorf("custody: region main key record is corrupt: %w", err)
+		}
+	case errors.Is(gerr, cfg.NotFound):
+		if !cfg.Initialize {
+			return nil, errors.New("custody: this keystore has no region main key; initialize the appliance (payhsm ceremony init, or serve --dev)")
+		}
+	default:
+		return nil, fmt.Errorf("custody: read region main key record: %w", gerr)
+	}
+
+	key, err := ctx.FindKey(nil, []byte(cfg.RegionKeyLabel))
+	if err != nil {
+		return nil, fmt.Errorf("custody: find region main key %q: %w", cfg.RegionKeyLabel, err)
+	}
+	if rec.KCV != "" && key == nil {
+		return nil, fmt.Errorf("custody: region main key %q (KCV %s) is not in token %q: wrong token, or the token was re-initialized",
+			cfg.RegionKeyLabel, rec.KCV, cfg.TokenLabel)
+	}
+	if key == nil {
+		id := make([]byte, 16)
+		if _, err := rand.Read(id); err != nil {
+			return nil, err
+		}
+		key, err = ctx.GenerateSecretKeyWithLabel(id, []byte(cfg.RegionKeyLabel), 256, crypto11.CipherAES)
+		if err != nil {
+			return nil, fmt.Errorf("custody: generate region main key in token: %w", err)
+		}
+		log.Info("generated region main key in token", zap.String("label", cfg.RegionKeyLabel))
+	}
+	c.rmk = key
+	sum, err := tokenKCV(key)
+	if err != nil {
+		return nil, fmt.Errorf("custody: compute region main key check value: %w", err)
+	}
+	c.rmkKCV = sum
+	if rec.KCV == "" {
+		rec = regionRecord{Version: 1, Label: cfg.RegionKeyLabel, KCV: sum, Created: time.Now().UTC()}
+		b, _ := json.Marshal(rec)
+		if err := meta.PutMetaIfAbsent(metaRegion, b); err != nil {
+			return nil, fmt.Errorf("custody: record region main key: %w", err)
+		}
+	} else if rec.KCV != sum {
+		return nil, fmt.Errorf("custody: region main key %q in token %q has KCV %s but this keystore was sealed under KCV %s: wrong token",
+			cfg.RegionKeyLabel, cfg.TokenLabel, sum, rec.KCV)
+	}
+
+	gcm, err := key.NewGCM()
+	if err != nil {
+		return nil, fmt.Errorf("custody: region main key GCM: %w", err)
+	}
+	c.envelope = aead.NewKMSEnvelopeAEAD2(aead.AES256GCMKeyTemplate(), tokenAEAD{gcm})
+	return c, nil
+}
+
+// tokenKCV computes AES-CMAC(K, 0^16)[:3] through the token, so the key never
+// leaves it.
+func tokenKCV(key *crypto11.SecretKey) (s string, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("PKCS#11 block operation failed: %v", r)
+		}
+	}()
+	return hex.EncodeToString(kcv.CMAC(tokenBlock{key})), nil
+}
+
+// tokenBlock is a token AES key as a cipher.Block: one-block CBC with a zero
+// IV (CKM_AES_CBC) is the block cipher itself. It panics on a token error, as
+// cipher.Block has no error return; tokenKCV recovers.
+type tokenBlock struct{ key *crypto11.SecretKey }
+
+func (tokenBlock) BlockSize() int { return aes.BlockSize }
+
+func (b tokenBlock) Encrypt(dst, src []byte) { b.crypt(true, dst, src) }
+
+func (b tokenBlock) Decrypt(dst, src []byte) { b.crypt(false, dst, src) }
+
+func (b tokenBlock) crypt(encrypt bool, dst, src []byte) {
+	iv := make([]byte, aes.BlockSize)
+	var m crypto11.BlockModeCloser
+	var err error
+	if encrypt {
+		m, err = b.key.NewCBCEncrypterCloser(iv)
+	} else {
+		m, err = b.key.NewCBCDecrypterCloser(iv)
+	}
+	if err != nil {
+		panic(err)
+	}
+	defer m.Close()
+	m.CryptBlocks(dst[:aes.BlockSize], src[:aes.BlockSize])
+}
+
+// RegionKeyKCV is the region main key's check value (hex, upper case).
+func (c *Custodian) RegionKeyKCV() string { return upper(c.rmkKCV) }
+
+// Close unloads the profile main keys and closes the token.
+func (c *Custodian) Close() error {
+	c.mu.Lock()
+	for _, p := range c.profiles {
+		p.destroy()
+	}
+	c.profiles = map[string]*Profile{}
+	c.mu.Unlock()
+	return c.ctx.Close()
+}
+
+// Seal encrypts a non-key-block secret under the region main key (Tink
+// envelope); aad binds it to its purpose and must be given again to Unseal.
+func (c *Custodian) Seal(plaintext, aad []byte) ([]byte, error) {
+	ct, err := c.envelope.Encrypt(plaintext, aad)
+	if err != nil {
+		return nil, fmt.Errorf("custody: seal: %w", err)
+	}
+	return ct, nil
+}
+
+// Unseal reverses Seal.
+func (c *Custodian) Unseal(ciphertext, aad []byte) ([]byte, error) {
+	pt, err := c.envelope.Decrypt(ciphertext, aad)
+	if err != nil {
+		return nil, fmt.Errorf("custody: unseal: %w", err)
+	}
+	return pt, nil
+}
+
+// CreateProfile generates a new profile main key and stores it sealed. It
+// fails if the profile exists.
+func (c *Custodian) CreateProfile(name string) (*Profile, error) {
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
+	defer clear(key)
+	return c.InstallProfile(name, key)
+}
+
+// InstallProfile stores key (an AES-256 profile main key formed elsewhere,
+// e.g. from components in a ceremony) sealed under the region main key. It
+// fails if the profile exists. key is copied; the caller zeroes its copy.
+func (c *Custodian) InstallProfile(name string, key []byte) (*Profile, error) {
+	if !validProfileName(name) {
+		return nil, fmt.Errorf("custody: invalid profile name %q", name)
+	}
+	if len(key) != 32 {
+		return nil, errors.New("custody: a profile main key is AES-256 (32 bytes)")
+	}
+	p, err := newProfile(name, key)
+	if err != nil {
+		return nil, err
+	}
+	sealed, err := c.Seal(key, profileAAD(name, p.kcv))
+	if err != nil {
+		p.destroy()
+		return nil, err
+	}
+	rec := profileRecord{Version: 1, Name: name, KCV: p.kcv, Sealed: sealed, Created: time.Now().UTC()}
+	b, _ := json.Marshal(rec)
+	if err := c.meta.PutMetaIfAbsent(metaProfilePrefix+name, b); err != nil {
+		p.destroy()
+		return nil, fmt.Errorf("custody: store profile %q: %w", name, err)
+	}
+	c.mu.Lock()
+	c.profiles[name] = p
+	c.mu.Unlock()
+	c.log.Info("profile main key installed", zap.String("profile", name), zap.String("kcv", p.KCV()))
+	return p, nil
+}
+
+// Profile returns the named profile, unsealing its main key on first use.
+func (c *Custodian) Profile(name string) (*Profile, error) {
+	c.mu.RLock()
+	p := c.profiles[name]
+	c.mu.RUnlock()
+	if p != nil {
+		return p, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p := c.profiles[name]; p != nil {
+		return p, nil
+	}
+	raw, err := c.meta.GetMeta(metaProfilePrefix + name)
+	if errors.Is(err, c.cfg.NotFound) {
+		return nil, fmt.Errorf("custody: profile %q: %w", name, ErrNoProfile)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("custody: read profile %q: %w", name, err)
+	}
+	var rec profileRecord
+	if err := json.Unmarshal(raw, &rec); err != nil {
+		return nil, fmt.Errorf("custody: profile %q record is corrupt: %w", name, err)
+	}
+	key, err := c.Unseal(rec.Sealed, profileAAD(name, rec.KCV))
+	if err != nil {
+		return nil, fmt.Errorf("custody: unseal profile %q: %w", name, err)
+	}
+	defer clear(key)
+	p, err = newProfile(name, key)
+	if err != nil {
+		return nil, err
+	}
+	if p.kcv != rec.KCV {
+		p.destroy()
+		return nil, fmt.Errorf("custody: profile %q main key has KCV %s, record says %s", name, p.kcv, rec.KCV)
+	}
+	c.profiles[name] = p
+	return p, nil
+}
+
+// ErrNoProfile reports a profile that has no main key.
+var ErrNoProfile = errors.New("no such profile")
+
+func profileAAD(name, kcv string) []byte {
+	return []byte("payhsm/custody/profile-main-key/v1/" + name + "/" + kcv)
+}
+
+func validProfileName(s string) bool {
+	if len(s) == 0 || len(s) > 32 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// Profile is one key space: its main key wraps every customer key block of the profile.
+type Profile struct {
+	name string
+	kcv  string
+	key  []byte // AES-256, mlocked
+}
+
+func newProfile(name string, key []byte) (*Profile, error) {
+	k := make([]byte, len(key))
+	copy(k, key)
+	_ = unix.Mlock(k) // best effort: LimitMEMLOCK may forbid it; the daemon also disables core dumps
+	blk, err := aes.NewCipher(k)
+	if err != nil {
+		clear(k)
+		return nil, fmt.Errorf("custody: profile main key: %w", err)
+	}
+	return &Profile{name: name, kcv: hex.EncodeToString(kcv.CMAC(blk)), key: k}, nil
+}
+
+func (p *Profile) destroy() {
+	clear(p.key)
+	_ = unix.Munlock(p.key)
+}
+
+// Name is the profile's name.
+func (p *Profile) Name() string { return p.name }
+
+// KCV is the profile main key's check value (AES-CMAC method, hex upper case).
+func (p *Profile) KCV() string { return upper(p.kcv) }
+
+// Wrap returns key as an X9.143 version D key block under the profile main key.
+func (p *Profile) Wrap(h tr31.Header, key []byte) (string, error) {
+	h.Version = 'D'
+	return tr31.Wrap(p.key, h, key)
+}
+
+// Unwrap opens a key block made by Wrap. The caller zeroes the returned key.
+func (p *Profile) Unwrap(block string) (tr31.Header, []byte, error) {
+	if len(block) == 0 || block[0] != 'D' {
+		return tr31.Header{}, nil, errors.New("custody: stored key blocks are version D")
+	}
+	return tr31.Unwrap(p.key, block)
+}
+
+// tokenAEAD adapts the token's AES-GCM (crypto11) to Tink's AEAD: the output
+// is nonce || ciphertext || tag.
+type tokenAEAD struct{ gcm cipher.AEAD }
+
+func (t tokenAEAD) Encrypt(plaintext, aad []byte) (out []byte, err error) {
+	defer func() { // crypto11's Seal panics on a PKCS#11 error
+		if r := recover(); r != nil {
+			out, err = nil, fmt.Errorf("token AES-GCM encrypt failed: %v", r)
+		}
+	}()
+	nonce := make([]byte, t.gcm.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, err
+	}
+	return t.gcm.Seal(nonce, nonce, plaintext, aad), nil
+}
+
+func (t tokenAEAD) Decrypt(ciphertext, aad []byte) ([]byte, error) {
+	n := t.gcm.NonceSize()
+	if len(ciphertext) < n+t.gcm.Overhead() {
+		return nil, errors.New("token AES-GCM: ciphertext too short")
+	}
+	pt, err := t.gcm.Open(nil, ciphertext[:n], ciphertext[n:], aad)
+	if err != nil {
+		return nil, errors.New("token AES-GCM: authentication failed")
+	}
+	return pt, nil
+}
+
+func upper(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c >= 'a' && c <= 'f' {
+			b[i] = c - 'a' + 'A'
+		}
+	}
+	return string(b)
+}

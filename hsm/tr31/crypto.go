@@ -1,0 +1,178 @@
+package tr31
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/subtle"
+	"fmt"
+
+	"payhsm/hsm/cmac"
+	"payhsm/hsm/tdes"
+)
+
+// Key usage indicators of the key derivation input (X9.143 7.3 / TR-31:2018
+// 5.3.2): the derived key is the KBEK or the KBMK (KBAK).
+const (
+	usageEncryption = 0x0000
+	usageMAC        = 0x0001
+)
+
+// deriveKeys derives the key block encryption and MAC keys from kbpk with
+// CMAC as PRF (NIST SP 800-108 counter mode): each 8-byte input is
+// counter || usage indicator (2) || 0x00 || algorithm indicator (2) ||
+// length in bits (2), and successive CMAC outputs are concatenated and cut
+// to the KBPK length. Version B: TDES CMAC, algorithm 0000 (two-key) or
+// 0001 (three-key). Version D: AES CMAC, algorithm 0002/0003/0004 for
+// AES-128/192/256.
+func deriveKeys(v byte, kbpk []byte) (kbek, kbmk []byte, err error) {
+	var (
+		prf cipher.Block
+		alg uint16
+	)
+	switch v {
+	case 'B':
+		prf, err = tdes.NewCipher(kbpk)
+		alg = uint16(len(kbpk)/8 - 2) // 16 -> 0000, 24 -> 0001
+	case 'D':
+		prf, err = aes.NewCipher(kbpk)
+		alg = uint16(len(kbpk) / 8) // 16 -> 0002, 24 -> 0003, 32 -> 0004
+	default:
+		return nil, nil, fmt.Errorf("tr31: no key derivation for version %q", string(rune(v)))
+	}
+	if err != nil {
+		return nil, nil, kbpkErr("%v", err)
+	}
+	bits := uint16(len(kbpk) * 8)
+	derive := func(usage uint16) []byte {
+		out := make([]byte, 0, len(kbpk)+aes.BlockSize)
+		for ctr := byte(1); len(out) < len(kbpk); ctr++ {
+			in := [8]byte{ctr, byte(usage >> 8), byte(usage), 0, byte(alg >> 8), byte(alg), byte(bits >> 8), byte(bits)}
+			t := cmac.Sum(prf, in[:])
+			out = append(out, t...)
+			clear(t)
+		}
+		clear(out[len(kbpk):])
+		return out[:len(kbpk)]
+	}
+	return derive(usageEncryption), derive(usageMAC), nil
+}
+
+// variantKeys returns the key block encryption and MAC keys of the key
+// variant binding method (versions A and C): the KBPK with every byte
+// xored with 0x45 ('E') and 0x4D ('M') respectively.
+func variantKeys(kbpk []byte) (kbek, kbmk []byte) {
+	kbek = make([]byte, len(kbpk))
+	kbmk = make([]byte, len(kbpk))
+	for i, b := range kbpk {
+		kbek[i] = b ^ 0x45
+		kbmk[i] = b ^ 0x4D
+	}
+	return kbek, kbmk
+}
+
+// blockKeys returns ciphers for the KBEK and the KBMK of the version. The
+// derived key bytes are cleared before it returns.
+func blockKeys(v byte, kbpk []byte) (enc, mac cipher.Block, err error) {
+	var kbek, kbmk []byte
+	if v == 'A' || v == 'C' {
+		kbek, kbmk = variantKeys(kbpk)
+	} else if kbek, kbmk, err = deriveKeys(v, kbpk); err != nil {
+		return nil, nil, err
+	}
+	defer clear(kbek)
+	defer clear(kbmk)
+	newCipher := tdes.NewCipher
+	if v == 'D' {
+		newCipher = aes.NewCipher
+	}
+	if enc, err = newCipher(kbek); err != nil {
+		return nil, nil, kbpkErr("%v", err)
+	}
+	if mac, err = newCipher(kbmk); err != nil {
+		return nil, nil, kbpkErr("%v", err)
+	}
+	return enc, mac, nil
+}
+
+// cbcMAC is ISO/IEC 9797-1 MAC algorithm 1 without padding (the data is a
+// whole number of blocks), as used by versions A and C.
+func cbcMAC(b cipher.Block, parts ...[]byte) []byte {
+	bs := b.BlockSize()
+	x := make([]byte, bs)
+	var pending []byte
+	for _, p := range parts {
+		pending = append(pending, p...)
+	}
+	for i := 0; i+bs <= len(pending); i += bs {
+		subtle.XORBytes(x, x, pending[i:i+bs])
+		b.Encrypt(x, x)
+	}
+	return x
+}
+
+func cmacOf(b cipher.Block, header string, payload []byte) ([]byte, error) {
+	m, err := cmac.New(b)
+	if err != nil {
+		return nil, err
+	}
+	m.Write([]byte(header))
+	m.Write(payload)
+	return m.Sum(nil), nil
+}
+
+// seal encrypts the clear payload and computes the authenticator.
+//
+// Versions A and C: the payload is TDES-CBC encrypted under the KBEK with
+// the first 8 header characters as IV, and the authenticator is the
+// leftmost 4 bytes of the CBC-MAC under the KBMK of header || ciphertext.
+// Versions B and D: the authenticator is the CMAC under the KBMK of
+// header || clear payload (8 or 16 bytes), and the payload is CBC encrypted
+// under the KBEK with the authenticator as IV.
+func seal(v byte, kbpk []byte, header string, payload []byte) (enc, mac []byte, err error) {
+	encKey, macKey, err := blockKeys(v, kbpk)
+	if err != nil {
+		return nil, nil, err
+	}
+	enc = make([]byte, len(payload))
+	switch v {
+	case 'A', 'C':
+		cipher.NewCBCEncrypter(encKey, []byte(header[:8])).CryptBlocks(enc, payload)
+		mac = cbcMAC(macKey, []byte(header), enc)[:4]
+	default:
+		if mac, err = cmacOf(macKey, header, payload); err != nil {
+			return nil, nil, err
+		}
+		cipher.NewCBCEncrypter(encKey, mac).CryptBlocks(enc, payload)
+	}
+	return enc, mac, nil
+}
+
+// open verifies the authenticator in constant time and returns the clear
+// payload, which the caller must clear.
+func open(v byte, kbpk []byte, header string, enc, mac []byte) ([]byte, error) {
+	encKey, macKey, err := blockKeys(v, kbpk)
+	if err != nil {
+		return nil, err
+	}
+	payload := make([]byte, len(enc))
+	switch v {
+	case 'A', 'C':
+		want := cbcMAC(macKey, []byte(header), enc)[:4]
+		if subtle.ConstantTimeCompare(want, mac) != 1 {
+			return nil, fmt.Errorf("%w: authenticator mismatch (wrong KBPK or altered block)", ErrIntegrity)
+		}
+		cipher.NewCBCDecrypter(encKey, []byte(header[:8])).CryptBlocks(payload, enc)
+	default:
+		cipher.NewCBCDecrypter(encKey, mac).CryptBlocks(payload, enc)
+		want, err := cmacOf(macKey, header, payload)
+		if err != nil {
+			clear(payload)
+			return nil, err
+		}
+		if subtle.ConstantTimeCompare(want, mac) != 1 {
+			clear(payload)
+			return nil, fmt.Errorf("%w: authenticator mismatch (wrong KBPK or altered block)", ErrIntegrity)
+		}
+	}
+	return payload, nil
+}

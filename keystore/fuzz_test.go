@@ -1,0 +1,183 @@
+package keystore
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+)
+
+// FuzzDecodeToken: the decoder never panics, refuses with ErrBadToken only,
+// and whatever it accepts is canonical: re-encoding the decoded position
+// gives back the same token, so a token names exactly one position of one
+// listing.
+func FuzzDecodeToken(f *testing.F) {
+	id := testID(7)
+	for _, seed := range []string{
+		"", "!!!", "AB", "AQ", encodeToken(listKeys, "", id), encodeToken(listAliases, "", "alias/a"),
+		encodeToken(listKeyAliases, id, "alias/b"), encodeToken(listTags, id, "env"),
+		encodeToken(listTags, id, "a\x00b"), encodeToken(listKeys, "", ""),
+	} {
+		f.Add(seed)
+	}
+	listings := []struct {
+		list  byte
+		scope string
+	}{{listKeys, ""}, {listAliases, ""}, {listKeyAliases, id}, {listTags, id}}
+	f.Fuzz(func(t *testing.T, tok string) {
+		for _, l := range listings {
+			cursor, err := decodeToken(tok, l.list, l.scope)
+			if err != nil {
+				if !errors.Is(err, ErrBadToken) {
+					t.Fatalf("error %v is not ErrBadToken", err)
+				}
+				continue
+			}
+			if tok == "" {
+				if cursor != "" {
+					t.Fatal("empty token gave a position")
+				}
+				continue
+			}
+			if got := encodeToken(l.list, l.scope, cursor); got != tok {
+				t.Fatalf("accepted non-canonical token %q (re-encodes to %q)", tok, got)
+			}
+			if l.list == listKeys && !ValidID(cursor) {
+				t.Fatalf("key listing accepted position %q", cursor)
+			}
+		}
+	})
+}
+
+// FuzzDecodeKey: on-disk records never panic the decoder, and an accepted
+// record re-encodes to a record that decodes to the same key.
+func FuzzDecodeKey(f *testing.F) {
+	id := testID(1)
+	good, _ := encodeKey(testKey(id))
+	f.Add(good)
+	f.Add([]byte(`{"v":1,"id":"` + id + `"}`))
+	f.Add([]byte(`{"v":1,"id":"` + id + `","created":"2026-01-01T00:00:00+01:00"}`))
+	f.Add([]byte(`{"v":1,"key":"` + id + `"}`))
+	f.Add([]byte(`null`))
+	f.Fuzz(func(t *testing.T, rec []byte) {
+		if a, err := decodeAlias("alias/x", rec); err == nil {
+			if b, err := decodeAlias("alias/x", encodeAlias(a.KeyID)); err != nil || b != a {
+				t.Fatalf("alias round trip: %+v, %v", b, err)
+			}
+		}
+		k, err := decodeKey(id, rec)
+		if err != nil {
+			return
+		}
+		enc, err := encodeKey(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k2, err := decodeKey(id, enc)
+		if err != nil {
+			t.Fatalf("re-encoded record refused: %v", err)
+		}
+		enc2, _ := encodeKey(k2)
+		if !bytes.Equal(enc, enc2) {
+			t.Fatalf("encoding not stable:\n%s\n%s", enc, enc2)
+		}
+	})
+}
+
+// TestConcurrentReadersAndWriters runs reads (point, listings, snapshots)
+// against writers; run with -race.
+func TestConcurrentReadersAndWriters(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	const writers, perWriter = 4, 40
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for w := range writers {
+		wg.Go(func() {
+			for i := range perWriter {
+				id := fmt.Sprintf("w%d%014d", w, i)
+				if err := s.CreateKey(testKey(id), []Tag{{"a", "b"}}, "alias/"+id); err != nil {
+					t.Error(err)
+					return
+				}
+				if i%2 == 0 {
+					if err := s.PurgeKey(id); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}
+		})
+	}
+	var readers sync.WaitGroup
+	for range 2 {
+		readers.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				keys, _, err := s.ListKeys(nil, "", 1000)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				for _, k := range keys {
+					// A listed key may be purged by now; anything else is an error.
+					if _, _, err := s.ListTags(k.ID, "", 0); err != nil && !errors.Is(err, ErrNotFound) {
+						t.Error(err)
+						return
+					}
+				}
+				if _, _, err := s.ListAliases("", "", 1000); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	readers.Wait()
+	keys, _, err := s.ListKeys(nil, "", 1000)
+	if err != nil || len(keys) != writers*perWriter/2 {
+		t.Fatalf("%d keys, %v", len(keys), err)
+	}
+	aliases, _, err := s.ListAliases("", "", 1000)
+	if err != nil || len(aliases) != writers*perWriter/2 {
+		t.Fatalf("%d aliases, %v", len(aliases), err)
+	}
+}
+
+func BenchmarkGetKey(b *testing.B) {
+	s := openTest(b, b.TempDir())
+	const n = 1000
+	for i := range n {
+		if err := s.CreateKey(testKey(testID(i)), nil, ""); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if _, err := s.GetKey(testID(i % n)); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
+
+// BenchmarkCreateKey measures synced creates (one fsync each, serialized by
+// the write lock).
+func BenchmarkCreateKey(b *testing.B) {
+	s := openTest(b, b.TempDir())
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if err := s.CreateKey(testKey(testID(i)), nil, ""); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}

@@ -1,0 +1,301 @@
+package keystore
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"time"
+
+	"go.uber.org/zap/zapcore"
+
+	"payhsm/ops/keyspec"
+)
+
+// stateDeletePending is the AWS KeyState the purge index keys on.
+const stateDeletePending = "DELETE_PENDING"
+
+// IDLen is the length of a key id.
+const IDLen = 16
+
+// Key is one stored key: its X9.143 block under the profile main key and its
+// non-secret metadata.
+type Key struct {
+	ID             string // 16 lowercase alphanumerics, unique
+	Profile        string // key space (like a payShield LMK id), e.g. "default"
+	Attributes     keyspec.Attributes
+	DeriveKeyUsage keyspec.KeyUsage // K3 keys only
+	KCV            string
+	KCVAlgorithm   keyspec.KCVAlgorithm
+	Exportable     bool
+	Enabled        bool
+	State          string // AWS KeyState: CREATE_COMPLETE, DELETE_PENDING, ...
+	Origin         string // AWS KeyOrigin
+
+	// Zero means unset.
+	Created, UsageStart, UsageStop, DeletePending, Deleted time.Time
+
+	KeyBlock    string // X9.143 block under the profile main key; empty for public-only keys
+	PublicKey   []byte // DER SubjectPublicKeyInfo, asymmetric keys
+	Certificate []byte // DER certificate, when the key came from a certificate
+	Revision    uint64 // bumped on every write of the key record by the store
+}
+
+// Alias is a named reference to a key.
+type Alias struct {
+	Name  string
+	KeyID string // "" when not associated
+}
+
+// Tag is one resource tag.
+type Tag struct{ Key, Value string }
+
+// String describes k without its key block.
+func (k Key) String() string {
+	return fmt.Sprintf("Key{ID:%s Profile:%s Usage:%s Algorithm:%s State:%s Revision:%d KeyBlock:[redacted]}",
+		k.ID, k.Profile, k.Attributes.Usage, k.Attributes.Algorithm, k.State, k.Revision)
+}
+
+// GoString is String, so %#v does not print the key block either.
+func (k Key) GoString() string { return k.String() }
+
+// MarshalLogObject lets zap log a Key (zap.Object, zap.Any) without its key block.
+func (k Key) MarshalLogObject(e zapcore.ObjectEncoder) error {
+	e.AddString("id", k.ID)
+	e.AddString("profile", k.Profile)
+	e.AddString("usage", string(k.Attributes.Usage))
+	e.AddString("algorithm", string(k.Attributes.Algorithm))
+	e.AddString("state", k.State)
+	e.AddUint64("revision", k.Revision)
+	return nil
+}
+
+// ValidID reports whether id is 16 characters of [a-z0-9].
+func ValidID(id string) bool {
+	if len(id) != IDLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// Name limits: generous bounds above the API's own (alias 256, tag key 128,
+// tag value 256), so a runaway caller cannot write huge Pebble keys.
+const (
+	maxNameLen     = 1024
+	maxTagValueLen = 4096
+)
+
+func validName(n string) bool { return n != "" && len(n) <= maxNameLen }
+
+// keyRecord is the on-disk form of Key, version 1. Field names are fixed here
+// so that renaming a Go field never changes the format silently.
+type keyRecord struct {
+	V              int        `json:"v"`
+	ID             string     `json:"id"`
+	Profile        string     `json:"profile"`
+	Attributes     attrRecord `json:"attributes"`
+	DeriveKeyUsage string     `json:"deriveKeyUsage,omitempty"`
+	KCV            string     `json:"kcv,omitempty"`
+	KCVAlgorithm   string     `json:"kcvAlgorithm,omitempty"`
+	Exportable     bool       `json:"exportable"`
+	Enabled        bool       `json:"enabled"`
+	State          string     `json:"state"`
+	Origin         string     `json:"origin"`
+	Created        string     `json:"created,omitempty"`
+	UsageStart     string     `json:"usageStart,omitempty"`
+	UsageStop      string     `json:"usageStop,omitempty"`
+	DeletePending  string     `json:"deletePending,omitempty"`
+	Deleted        string     `json:"deleted,omitempty"`
+	KeyBlock       string     `json:"keyBlock,omitempty"`
+	PublicKey      []byte     `json:"publicKey,omitempty"`
+	Certificate    []byte     `json:"certificate,omitempty"`
+	Revision       uint64     `json:"revision"`
+}
+
+type attrRecord struct {
+	Usage     string      `json:"usage"`
+	Class     string      `json:"class"`
+	Algorithm string      `json:"algorithm"`
+	Modes     modesRecord `json:"modes"`
+}
+
+type modesRecord struct {
+	Encrypt        bool `json:"encrypt,omitempty"`
+	Decrypt        bool `json:"decrypt,omitempty"`
+	Wrap           bool `json:"wrap,omitempty"`
+	Unwrap         bool `json:"unwrap,omitempty"`
+	Generate       bool `json:"generate,omitempty"`
+	Sign           bool `json:"sign,omitempty"`
+	Verify         bool `json:"verify,omitempty"`
+	DeriveKey      bool `json:"deriveKey,omitempty"`
+	NoRestrictions bool `json:"noRestrictions,omitempty"`
+}
+
+const keyRecordVersion = 1
+
+func fmtTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}
+
+func parseTime(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	return time.Parse(time.RFC3339Nano, s)
+}
+
+// encodeKey returns k's record. encoding/json writes struct fields in
+// declaration order, so the encoding is deterministic.
+func encodeKey(k *Key) ([]byte, error) {
+	m := k.Attributes.Modes
+	r := keyRecord{
+		V: keyRecordVersion, ID: k.ID, Profile: k.Profile,
+		Attributes: attrRecord{
+			Usage: string(k.Attributes.Usage), Class: string(k.Attributes.Class), Algorithm: string(k.Attributes.Algorithm),
+			Modes: modesRecord{m.Encrypt, m.Decrypt, m.Wrap, m.Unwrap, m.Generate, m.Sign, m.Verify, m.DeriveKey, m.NoRestrictions},
+		},
+		DeriveKeyUsage: string(k.DeriveKeyUsage), KCV: k.KCV, KCVAlgorithm: string(k.KCVAlgorithm),
+		Exportable: k.Exportable, Enabled: k.Enabled, State: k.State, Origin: k.Origin,
+		Created: fmtTime(k.Created), UsageStart: fmtTime(k.UsageStart), UsageStop: fmtTime(k.UsageStop),
+		DeletePending: fmtTime(k.DeletePending), Deleted: fmtTime(k.Deleted),
+		KeyBlock: k.KeyBlock, PublicKey: k.PublicKey, Certificate: k.Certificate, Revision: k.Revision,
+	}
+	b, err := json.Marshal(&r)
+	if err != nil {
+		return nil, fmt.Errorf("keystore: encode key %s: %w", k.ID, err) // no field values: the block must not leak
+	}
+	return b, nil
+}
+
+// decodeKey parses a key record. Errors name the id only, never content.
+func decodeKey(id string, b []byte) (*Key, error) {
+	var r keyRecord
+	if err := strictUnmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("keystore: key %s: corrupt record", id)
+	}
+	if r.V != keyRecordVersion {
+		return nil, fmt.Errorf("keystore: key %s: unsupported record version %d", id, r.V)
+	}
+	if r.ID != id {
+		return nil, fmt.Errorf("keystore: key %s: record carries a different id", id)
+	}
+	m := r.Attributes.Modes
+	k := &Key{
+		ID: r.ID, Profile: r.Profile,
+		Attributes: keyspec.Attributes{
+			Usage: keyspec.KeyUsage(r.Attributes.Usage), Class: keyspec.Class(r.Attributes.Class),
+			Algorithm: keyspec.Algorithm(r.Attributes.Algorithm),
+			Modes:     keyspec.ModesOfUse{Encrypt: m.Encrypt, Decrypt: m.Decrypt, Wrap: m.Wrap, Unwrap: m.Unwrap, Generate: m.Generate, Sign: m.Sign, Verify: m.Verify, DeriveKey: m.DeriveKey, NoRestrictions: m.NoRestrictions},
+		},
+		DeriveKeyUsage: keyspec.KeyUsage(r.DeriveKeyUsage), KCV: r.KCV, KCVAlgorithm: keyspec.KCVAlgorithm(r.KCVAlgorithm),
+		Exportable: r.Exportable, Enabled: r.Enabled, State: r.State, Origin: r.Origin,
+		KeyBlock: r.KeyBlock, PublicKey: r.PublicKey, Certificate: r.Certificate, Revision: r.Revision,
+	}
+	for _, f := range []struct {
+		dst *time.Time
+		src string
+	}{{&k.Created, r.Created}, {&k.UsageStart, r.UsageStart}, {&k.UsageStop, r.UsageStop}, {&k.DeletePending, r.DeletePending}, {&k.Deleted, r.Deleted}} {
+		t, err := parseTime(f.src)
+		if err != nil {
+			return nil, fmt.Errorf("keystore: key %s: corrupt timestamp", id)
+		}
+		*f.dst = t
+	}
+	return k, nil
+}
+
+// strictUnmarshal decodes exactly one JSON object with only known fields.
+func strictUnmarshal(b []byte, v any) error {
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	if err := d.Decode(v); err != nil {
+		return err
+	}
+	if _, err := d.Token(); err != io.EOF {
+		return errors.New("trailing data")
+	}
+	return nil
+}
+
+// aliasRecord is the on-disk form of an alias, version 1.
+type aliasRecord struct {
+	V   int    `json:"v"`
+	Key string `json:"key,omitempty"`
+}
+
+const aliasRecordVersion = 1
+
+func encodeAlias(keyID string) []byte {
+	b, _ := json.Marshal(aliasRecord{V: aliasRecordVersion, Key: keyID}) // cannot fail: two plain fields
+	return b
+}
+
+func decodeAlias(name string, b []byte) (Alias, error) {
+	var r aliasRecord
+	if err := strictUnmarshal(b, &r); err != nil {
+		return Alias{}, fmt.Errorf("keystore: alias %q: corrupt record", name)
+	}
+	if r.V != aliasRecordVersion {
+		return Alias{}, fmt.Errorf("keystore: alias %q: unsupported record version %d", name, r.V)
+	}
+	if r.Key != "" && !ValidID(r.Key) {
+		return Alias{}, fmt.Errorf("keystore: alias %q: corrupt key id", name)
+	}
+	return Alias{Name: name, KeyID: r.Key}, nil
+}
+
+// Pebble keys.
+
+func keyKey(id string) []byte         { return []byte(pfxKey + id) }
+func aliasKey(name string) []byte     { return []byte(pfxAlias + name) }
+func byKeyPrefix(id string) string    { return pfxByKey + id + "/" }
+func byKeyKey(id, name string) []byte { return []byte(byKeyPrefix(id) + name) }
+func tagPrefix(id string) string      { return pfxTag + id + "/" }
+func tagKey(id, key string) []byte    { return []byte(tagPrefix(id) + key) }
+func metaKey(name string) []byte      { return []byte(pfxMeta + name) }
+func purgeKey(t time.Time, id string) []byte {
+	b := make([]byte, 0, len(pfxPurge)+8+len(id))
+	b = append(b, pfxPurge...)
+	b = binary.BigEndian.AppendUint64(b, deadlineNanos(t))
+	return append(b, id...)
+}
+
+// deadlineNanos maps t onto an order-preserving uint64, clamping times
+// outside what UnixNano can represent.
+func deadlineNanos(t time.Time) uint64 {
+	switch {
+	case t.Before(time.Unix(0, 0)):
+		return 0
+	case t.After(time.Unix(0, math.MaxInt64)):
+		return math.MaxInt64
+	}
+	return uint64(t.UnixNano())
+}
+
+// purgeEntry returns k's purge index key, or nil when k is not awaiting purge.
+func purgeEntry(k *Key) []byte {
+	if k.State != stateDeletePending || k.DeletePending.IsZero() {
+		return nil
+	}
+	return purgeKey(k.DeletePending, k.ID)
+}
+
+// upperBound returns the smallest key greater than every key with prefix p.
+// Prefixes here end in '/', never 0xff, so incrementing the last byte works.
+func upperBound(p string) []byte {
+	b := []byte(p)
+	b[len(b)-1]++
+	return b
+}

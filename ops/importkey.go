@@ -1,0 +1,342 @@
+package ops
+
+import (
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/sha512"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"hash"
+	"strings"
+	"time"
+
+	"payhsm/fault"
+	"payhsm/hsm/tr31"
+	"payhsm/keystore"
+	"payhsm/ops/keyspec"
+)
+
+// Key material types (the AWS KeyMaterialType enum) that need an import token.
+const (
+	MaterialKeyCryptogram = "KEY_CRYPTOGRAM"
+	MaterialTR34          = "TR34_KEY_BLOCK"
+)
+
+const (
+	tokenValidity = 30 * 24 * time.Hour
+	tokenReuseMin = 7 * 24 * time.Hour
+)
+
+// importToken is an issued import token: an RSA wrapping key pair whose
+// private key is stored as an X9.143 block under the profile main key.
+type importToken struct {
+	Version   int               `json:"v"`
+	Token     string            `json:"token"`
+	Type      string            `json:"type"`
+	Algorithm keyspec.Algorithm `json:"alg"`
+	Profile   string            `json:"profile"`
+	Created   time.Time         `json:"created"`
+	Expires   time.Time         `json:"expires"`
+	Cert      []byte            `json:"cert"`
+	KeyBlock  string            `json:"keyBlock"`
+}
+
+func tokenMeta(token string) string                     { return "import-token/" + token }
+func lastTokenMeta(typ string, a keyspec.Algorithm) string { return "import-token-last/" + typ + "/" + string(a) }
+
+// GetParametersForImport issues (or, with reuse, returns the last) import
+// token and wrapping key certificate for KEY_CRYPTOGRAM or TR34_KEY_BLOCK imports.
+func (s *Service) GetParametersForImport(materialType string, alg keyspec.Algorithm, reuse bool) (*ImportParameters, error) {
+	switch materialType {
+	case MaterialKeyCryptogram, MaterialTR34:
+	default:
+		return nil, fault.FieldInvalid("KeyMaterialType", "%s imports need no import token; only KEY_CRYPTOGRAM and TR34_KEY_BLOCK do", materialType)
+	}
+	switch alg {
+	case keyspec.RSA2048, keyspec.RSA3072, keyspec.RSA4096:
+	default:
+		return nil, fault.FieldInvalid("WrappingKeyAlgorithm", "must be RSA_2048, RSA_3072 or RSA_4096")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	if reuse {
+		if last, err := s.store.GetMeta(lastTokenMeta(materialType, alg)); err == nil {
+			if t, err := s.loadToken(string(last)); err == nil && t.Expires.Sub(now) >= tokenReuseMin {
+				return s.tokenParameters(t)
+			}
+		}
+	}
+	id, err := newKeyID()
+	if err != nil {
+		return nil, fault.Internalf("token id", err)
+	}
+	t := &importToken{Version: 1, Token: "import-token-" + id, Type: materialType, Algorithm: alg,
+		Profile: s.cfg.Profile, Created: now, Expires: now.Add(tokenValidity)}
+	priv, pub, err := newKeyPair(alg)
+	if err != nil {
+		return nil, fault.Internalf("generate wrapping key", err)
+	}
+	defer clear(priv)
+	p, err := s.cust.Profile(t.Profile)
+	if err != nil {
+		return nil, fault.Internalf("profile main key", err)
+	}
+	usage := "D1"
+	if materialType == MaterialTR34 {
+		usage = "K2"
+	}
+	if t.KeyBlock, err = p.Wrap(bindingHeader(usage, 'R', 'D', tokenMeta(t.Token)), priv); err != nil {
+		return nil, fault.Internalf("wrap import key", err)
+	}
+	ca, err := s.authority(t.Profile)
+	if err != nil {
+		return nil, err
+	}
+	if t.Cert, err = ca.issue(pub, t.Token, "", x509.KeyUsageKeyEncipherment, now, tokenValidity); err != nil {
+		return nil, fault.Internalf("certify wrapping key", err)
+	}
+	raw, _ := json.Marshal(t)
+	if err := s.store.PutMeta(tokenMeta(t.Token), raw); err != nil {
+		return nil, fault.Internalf("store import token", err)
+	}
+	if err := s.store.PutMeta(lastTokenMeta(materialType, alg), []byte(t.Token)); err != nil {
+		return nil, fault.Internalf("store import token", err)
+	}
+	return s.tokenParameters(t)
+}
+
+func (s *Service) tokenParameters(t *importToken) (*ImportParameters, error) {
+	ca, err := s.authority(t.Profile)
+	if err != nil {
+		return nil, err
+	}
+	return &ImportParameters{Certificate: pemCert(t.Cert), CertificateChain: pemCert(ca.cert.Raw),
+		Algorithm: t.Algorithm, Token: t.Token, ValidUntil: t.Expires}, nil
+}
+
+func (s *Service) loadToken(token string) (*importToken, error) {
+	raw, err := s.store.GetMeta(tokenMeta(token))
+	if err != nil {
+		return nil, err
+	}
+	var t importToken
+	if err := json.Unmarshal(raw, &t); err != nil {
+		return nil, err
+	}
+	return &t, nil
+}
+
+// ImportKey imports a key from one of the supported materials.
+func (s *Service) ImportKey(in ImportKeyInput) (*Key, error) {
+	switch {
+	case in.KeyCryptogram != nil:
+		return s.importCryptogram(in, in.KeyCryptogram)
+	case in.Tr31KeyBlock != nil:
+		return s.importTR31(in, in.Tr31KeyBlock)
+	}
+	return nil, fault.FieldInvalid("KeyMaterial", "this key material type is not supported by this appliance")
+}
+
+// importCryptogram imports a symmetric key wrapped with RSA-OAEP under an import token's public key.
+func (s *Service) importCryptogram(in ImportKeyInput, c *ImportKeyCryptogram) (*Key, error) {
+	a := c.Attributes
+	if err := keyspec.ValidateImport(a, ""); err != nil {
+		return nil, err
+	}
+	if !a.Algorithm.IsSymmetric() {
+		return nil, fault.FieldInvalid("KeyMaterial.KeyCryptogram.KeyAttributes.KeyAlgorithm", "a key cryptogram carries a symmetric key")
+	}
+	var h func() hash.Hash
+	switch c.WrappingSpec {
+	case "", "RSA_OAEP_SHA_256":
+		h = sha256.New
+	case "RSA_OAEP_SHA_512":
+		h = sha512.New
+	default:
+		return nil, fault.FieldInvalid("KeyMaterial.KeyCryptogram.WrappingSpec", "must be RSA_OAEP_SHA_256 or RSA_OAEP_SHA_512")
+	}
+	t, err := s.loadToken(c.ImportToken)
+	if errors.Is(err, keystore.ErrNotFound) {
+		return nil, fault.FieldInvalid("KeyMaterial.KeyCryptogram.ImportToken", "import token not found")
+	} else if err != nil {
+		return nil, fault.Internalf("read import token", err)
+	}
+	if t.Type != MaterialKeyCryptogram {
+		return nil, fault.FieldInvalid("KeyMaterial.KeyCryptogram.ImportToken", "import token was issued for %s, not KEY_CRYPTOGRAM", t.Type)
+	}
+	if !s.now().Before(t.Expires) {
+		return nil, fault.FieldInvalid("KeyMaterial.KeyCryptogram.ImportToken", "import token has expired")
+	}
+	if keyspec.Strength(t.Algorithm) < keyspec.Strength(a.Algorithm) {
+		return nil, fault.Validationf("a %s wrapping key is weaker than the %s key it would protect", t.Algorithm, a.Algorithm)
+	}
+	ct, err := hex.DecodeString(c.Cryptogram)
+	if err != nil {
+		return nil, fault.FieldInvalid("KeyMaterial.KeyCryptogram.WrappedKeyCryptogram", "must be hexadecimal")
+	}
+	p, err := s.cust.Profile(t.Profile)
+	if err != nil {
+		return nil, fault.Internalf("profile main key", err)
+	}
+	hdr, der, err := p.Unwrap(t.KeyBlock)
+	if err != nil {
+		return nil, fault.Internalf("open import key", err)
+	}
+	if err := checkBinding(hdr, tokenMeta(t.Token)); err != nil {
+		clear(der)
+		return nil, fault.Internalf("open import key", err)
+	}
+	pk, err := x509.ParsePKCS8PrivateKey(der)
+	clear(der)
+	if err != nil {
+		return nil, fault.Internalf("parse import key", err)
+	}
+	rsaKey, ok := pk.(*rsa.PrivateKey)
+	if !ok {
+		return nil, fault.Internalf("parse import key", errors.New("not RSA"))
+	}
+	key, err := rsa.DecryptOAEP(h(), nil, rsaKey, ct, nil)
+	if err != nil {
+		return nil, fault.FieldInvalid("KeyMaterial.KeyCryptogram.WrappedKeyCryptogram", "the cryptogram does not decrypt under the import token's key with %s", orDefault(c.WrappingSpec, "RSA_OAEP_SHA_256"))
+	}
+	defer clear(key)
+	return s.storeImported(in, a, "", c.Exportable, key, "KeyMaterial.KeyCryptogram")
+}
+
+// importTR31 imports an X9.143 key block protected by a stored K0/K1 key.
+func (s *Service) importTR31(in ImportKeyInput, b *ImportTr31KeyBlock) (*Key, error) {
+	kek, err := s.resolve(b.WrappingKeyIdentifier)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.usable(kek, b.WrappingKeyIdentifier); err != nil {
+		return nil, err
+	}
+	ka := kek.Attributes
+	if ka.Usage != keyspec.K0 && ka.Usage != keyspec.K1 {
+		return nil, fault.FieldInvalid("KeyMaterial.Tr31KeyBlock.WrappingKeyIdentifier", "a TR-31 key block is unwrapped with a TR31_K0_KEY_ENCRYPTION_KEY or TR31_K1_KEY_BLOCK_PROTECTION_KEY, not %s", ka.Usage)
+	}
+	if !(ka.Modes.Unwrap || ka.Modes.Decrypt || ka.Modes.NoRestrictions) {
+		return nil, fault.FieldInvalid("KeyMaterial.Tr31KeyBlock.WrappingKeyIdentifier", "the wrapping key's modes of use do not allow unwrapping")
+	}
+	_, kbpk, err := s.loadMaterial(kek)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(kbpk)
+	block := b.KeyBlock
+	if len(block) > 0 {
+		switch v := block[0]; {
+		case v == 'D' && !ka.Algorithm.IsAES(), (v == 'A' || v == 'B' || v == 'C') && !ka.Algorithm.IsTDES():
+			return nil, fault.FieldInvalid("KeyMaterial.Tr31KeyBlock.WrappedKeyBlock", "a version %c key block cannot be protected by a %s key", v, ka.Algorithm)
+		}
+	}
+	h, key, err := tr31.Unwrap(kbpk, block)
+	if err != nil {
+		return nil, fault.Wrap(fault.Validation, "KeyMaterial.Tr31KeyBlock.WrappedKeyBlock: the key block is malformed or does not verify under the wrapping key", err)
+	}
+	defer clear(key)
+	if kp, ok := blockData(h, "KP"); ok {
+		if err := s.checkKP(kp, kek); err != nil {
+			return nil, err
+		}
+	}
+	a, exportable, err := attributesFromHeader(h, len(key))
+	if err != nil {
+		return nil, err
+	}
+	if err := keyspec.ValidateImport(a, ""); err != nil {
+		return nil, err
+	}
+	if keyspec.Strength(ka.Algorithm) < keyspec.Strength(a.Algorithm) {
+		return nil, fault.Validationf("a %s wrapping key is weaker than the %s key it would protect", ka.Algorithm, a.Algorithm)
+	}
+	return s.storeImported(in, a, "", exportable, key, "KeyMaterial.Tr31KeyBlock")
+}
+
+// checkKP verifies an X9.143 KP optional block (the check value of the wrapping key).
+func (s *Service) checkKP(kp string, kek *keystore.Key) error {
+	if len(kp) < 4 {
+		return fault.FieldInvalid("KeyMaterial.Tr31KeyBlock.WrappedKeyBlock", "malformed KP optional block")
+	}
+	method := keyspec.KCVANSIX924
+	if kp[:2] == "01" {
+		method = keyspec.KCVCMAC
+	} else if kp[:2] != "00" {
+		return fault.FieldInvalid("KeyMaterial.Tr31KeyBlock.WrappedKeyBlock", "unknown KCV method in KP optional block")
+	}
+	_, key, err := s.loadMaterial(kek)
+	if err != nil {
+		return err
+	}
+	defer clear(key)
+	want, err := symmetricKCV(kek.Attributes.Algorithm, method, key)
+	if err != nil {
+		return err
+	}
+	got := kp[2:]
+	if len(got) > len(want) || !hmacEqual(got, want[:len(got)]) {
+		return fault.FieldInvalid("KeyMaterial.Tr31KeyBlock.WrappedKeyBlock", "the KP optional block names a different wrapping key (KCV %s)", strings.ToUpper(got))
+	}
+	return nil
+}
+
+// attributesFromHeader maps an imported X9.143 header onto key attributes.
+func attributesFromHeader(h tr31.Header, keyLen int) (keyspec.Attributes, bool, error) {
+	const field = "KeyMaterial.Tr31KeyBlock.WrappedKeyBlock"
+	usage, ok := keyspec.UsageFromTR31(h.KeyUsage)
+	if !ok {
+		return keyspec.Attributes{}, false, fault.FieldInvalid(field, "key usage %q is not supported", h.KeyUsage)
+	}
+	hm, _ := blockData(h, "HM")
+	alg, err := keyspec.AlgorithmFromTR31(h.Algorithm, keyLen, hm)
+	if err != nil {
+		return keyspec.Attributes{}, false, fault.FieldInvalid(field, "%v", err)
+	}
+	if !alg.IsSymmetric() {
+		return keyspec.Attributes{}, false, fault.FieldInvalid(field, "asymmetric keys are not imported from TR-31 key blocks")
+	}
+	modes, err := keyspec.ModesFromTR31(h.ModeOfUse)
+	if err != nil {
+		return keyspec.Attributes{}, false, fault.FieldInvalid(field, "%v", err)
+	}
+	exp, err := keyspec.ExportabilityFromTR31(h.Exportability)
+	if err != nil {
+		return keyspec.Attributes{}, false, fault.FieldInvalid(field, "%v", err)
+	}
+	return keyspec.Attributes{Usage: usage, Class: keyspec.Symmetric, Algorithm: alg, Modes: modes}, exp != keyspec.NonExportable, nil
+}
+
+// storeImported stores imported clear key material.
+func (s *Service) storeImported(in ImportKeyInput, a keyspec.Attributes, derive keyspec.KeyUsage, exportable bool, key []byte, field string) (*Key, error) {
+	if n := a.Algorithm.KeyLen(); n != 0 && len(key) != n {
+		return nil, fault.FieldInvalid(field, "the key is %d bytes, but %s keys are %d bytes", len(key), a.Algorithm, n)
+	}
+	method, err := kcvMethod(a.Algorithm, in.KCVAlgorithm)
+	if err != nil {
+		return nil, err
+	}
+	id, err := newKeyID()
+	if err != nil {
+		return nil, fault.Internalf("key id", err)
+	}
+	rec := &keystore.Key{ID: id, Profile: s.cfg.Profile, Attributes: a, DeriveKeyUsage: derive,
+		Exportable: exportable, Origin: OriginExternal, KCVAlgorithm: method}
+	if rec.KCV, err = symmetricKCV(a.Algorithm, method, key); err != nil {
+		return nil, err
+	}
+	if rec.KeyBlock, err = s.wrapStored(id, a, exportable, key); err != nil {
+		return nil, err
+	}
+	return s.finishCreate(rec, in.Enabled, in.Tags)
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}

@@ -1,0 +1,206 @@
+package ops
+
+import (
+	"crypto"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/sha512"
+	"crypto/x509"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"strings"
+
+	"payhsm/fault"
+	"payhsm/hsm/kcv"
+	"payhsm/hsm/tdes"
+	"payhsm/hsm/tr31"
+	"payhsm/keystore"
+	"payhsm/ops/keyspec"
+)
+
+// bindingBlock is the proprietary X9.143 optional block (numeric IDs are
+// reserved for proprietary use) that binds a stored key block to its key id,
+// so a block cannot be moved onto another key record.
+const bindingBlock = "10"
+
+// hmacHashIDs are X9.143 "HM" optional block values (hash algorithm of an HMAC key).
+var hmacHashIDs = map[keyspec.Algorithm]string{
+	keyspec.HMACSHA224: "20", keyspec.HMACSHA256: "21", keyspec.HMACSHA384: "22", keyspec.HMACSHA512: "23",
+}
+
+func hmacHash(a keyspec.Algorithm) func() hash.Hash {
+	switch a {
+	case keyspec.HMACSHA224:
+		return sha256.New224
+	case keyspec.HMACSHA256:
+		return sha256.New
+	case keyspec.HMACSHA384:
+		return sha512.New384
+	case keyspec.HMACSHA512:
+		return sha512.New
+	}
+	return nil
+}
+
+// storedHeader is the X9.143 header a key is stored under.
+func storedHeader(id string, a keyspec.Attributes, exportable bool) (tr31.Header, error) {
+	mode, err := a.Modes.TR31()
+	if err != nil {
+		return tr31.Header{}, fault.FieldInvalid("KeyAttributes.KeyModesOfUse", "%v", err)
+	}
+	exp := byte('N')
+	if exportable {
+		exp = 'E'
+	}
+	h := tr31.Header{
+		Version: 'D', KeyUsage: a.Usage.TR31(), Algorithm: a.Algorithm.TR31(), ModeOfUse: mode,
+		KeyVersion: "00", Exportability: exp,
+		Blocks: []tr31.OptionalBlock{{ID: bindingBlock, Data: id}},
+	}
+	if hm, ok := hmacHashIDs[a.Algorithm]; ok {
+		h.Blocks = append(h.Blocks, tr31.OptionalBlock{ID: "HM", Data: hm})
+	}
+	return h, nil
+}
+
+// newSymmetricKey returns fresh random key material for a symmetric algorithm.
+func newSymmetricKey(a keyspec.Algorithm) ([]byte, error) {
+	n := a.KeyLen()
+	if n == 0 {
+		return nil, fmt.Errorf("no key length for %s", a)
+	}
+	k := make([]byte, n)
+	if _, err := rand.Read(k); err != nil {
+		return nil, err
+	}
+	if a.IsTDES() {
+		tdes.FixParity(k)
+	}
+	return k, nil
+}
+
+// newKeyPair generates an asymmetric key pair; it returns the PKCS#8 DER private key and the SPKI DER public key.
+func newKeyPair(a keyspec.Algorithm) (priv, pub []byte, err error) {
+	var signer crypto.Signer
+	switch a {
+	case keyspec.RSA2048, keyspec.RSA3072, keyspec.RSA4096:
+		signer, err = rsa.GenerateKey(rand.Reader, a.Bits())
+	case keyspec.ECCP256:
+		signer, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case keyspec.ECCP384:
+		signer, err = ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	case keyspec.ECCP521:
+		signer, err = ecdsa.GenerateKey(elliptic.P521(), rand.Reader)
+	default:
+		return nil, nil, fmt.Errorf("not an asymmetric algorithm: %s", a)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	if priv, err = x509.MarshalPKCS8PrivateKey(signer); err != nil {
+		return nil, nil, err
+	}
+	if pub, err = x509.MarshalPKIXPublicKey(signer.Public()); err != nil {
+		return nil, nil, err
+	}
+	return priv, pub, nil
+}
+
+// symmetricKCV computes a symmetric key's check value with the requested method.
+func symmetricKCV(a keyspec.Algorithm, method keyspec.KCVAlgorithm, key []byte) (string, error) {
+	var sum []byte
+	switch {
+	case a.IsHMAC():
+		if method != keyspec.KCVHMAC {
+			return "", fault.FieldInvalid("KeyCheckValueAlgorithm", "%s keys use the HMAC check value", a)
+		}
+		sum = kcv.HMAC(hmacHash(a), key)
+	case a.IsTDES() || a.IsAES():
+		var b cipher.Block
+		var err error
+		if a.IsTDES() {
+			b, err = tdes.NewCipher(key)
+		} else {
+			b, err = aes.NewCipher(key)
+		}
+		if err != nil {
+			return "", fault.Internalf("key check value", err)
+		}
+		switch method {
+		case keyspec.KCVANSIX924:
+			sum = kcv.ANSIX924(b)
+		case keyspec.KCVCMAC:
+			sum = kcv.CMAC(b)
+		default:
+			return "", fault.FieldInvalid("KeyCheckValueAlgorithm", "%s is not a check value method for %s keys", method, a)
+		}
+	default:
+		return "", fault.Internalf("key check value", fmt.Errorf("not a symmetric algorithm: %s", a))
+	}
+	return strings.ToUpper(hex.EncodeToString(sum)), nil
+}
+
+// publicKCV is the check value of an asymmetric key: the leftmost 4 bytes of
+// SHA-1 over the DER SubjectPublicKeyInfo (the guide's examples show 8 hex
+// digits with KeyCheckValueAlgorithm SHA-1 for RSA and ECC keys).
+func publicKCV(spki []byte) string {
+	sum := sha1.Sum(spki)
+	return strings.ToUpper(hex.EncodeToString(sum[:4]))
+}
+
+// kcvMethod picks the check value method: the requested one if allowed, else the algorithm's default.
+func kcvMethod(a keyspec.Algorithm, requested keyspec.KCVAlgorithm) (keyspec.KCVAlgorithm, error) {
+	if requested == "" {
+		return keyspec.DefaultKCVAlgorithm(a), nil
+	}
+	if err := keyspec.ValidKCVAlgorithm(a, requested); err != nil {
+		return "", err
+	}
+	return requested, nil
+}
+
+// hmacEqual compares check values in constant time.
+func hmacEqual(a, b string) bool { return hmac.Equal([]byte(strings.ToUpper(a)), []byte(strings.ToUpper(b))) }
+
+// blockData returns the data of the optional block id.
+func blockData(h tr31.Header, id string) (string, bool) {
+	for _, b := range h.Blocks {
+		if b.ID == id {
+			return b.Data, true
+		}
+	}
+	return "", false
+}
+
+// bindingHeader is the header of an internal key (CA key, import wrapping key) bound to a name.
+func bindingHeader(usage string, alg, mode byte, binding string) tr31.Header {
+	return tr31.Header{Version: 'D', KeyUsage: usage, Algorithm: alg, ModeOfUse: mode, KeyVersion: "00",
+		Exportability: 'N', Blocks: []tr31.OptionalBlock{{ID: bindingBlock, Data: binding}}}
+}
+
+// loadMaterial opens a stored key's block and checks it belongs to the record.
+// The caller zeroes the returned material.
+func (s *Service) loadMaterial(k *keystore.Key) (tr31.Header, []byte, error) {
+	p, err := s.cust.Profile(k.Profile)
+	if err != nil {
+		return tr31.Header{}, nil, fault.Internalf("profile main key", err)
+	}
+	h, key, err := p.Unwrap(k.KeyBlock)
+	if err != nil {
+		return tr31.Header{}, nil, fault.Internalf("open stored key block of "+k.ID, err)
+	}
+	mode, _ := k.Attributes.Modes.TR31()
+	if err := checkBinding(h, k.ID); err != nil || h.KeyUsage != k.Attributes.Usage.TR31() || h.ModeOfUse != mode {
+		clear(key)
+		return tr31.Header{}, nil, fault.Internalf("stored key block of "+k.ID, fmt.Errorf("header does not match the key record"))
+	}
+	return h, key, nil
+}

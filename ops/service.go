@@ -1,0 +1,245 @@
+// Package ops is payhsm's one transport-neutral operations layer: the AWS
+// Payment Cryptography semantics (key lifecycle, aliases, tags, import and
+// export, and the cryptographic operations) and the key-separation rules live
+// here, once. The HTTP API and the host-command protocol decode their wire
+// formats into this package's requests and encode its answers; every error it
+// returns is a *fault.Error, translated by each edge.
+package ops
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"payhsm/fault"
+	"payhsm/hsm/custody"
+	"payhsm/keystore"
+)
+
+// Config is the service's identity and limits.
+type Config struct {
+	Region  string // e.g. us-east-1
+	Account string // 12 digits
+	// Profile is the key space the AWS API works in (the LMK equivalent).
+	Profile string
+	// MaxTagsPerKey bounds TagResource (default 50).
+	MaxTagsPerKey int
+	Now func() time.Time
+}
+
+// Service implements the operations.
+type Service struct {
+	cfg   Config
+	store *keystore.Store
+	cust  *custody.Custodian
+	log   *zap.Logger
+
+	mu  sync.Mutex // guards CA creation and import-token issue
+	cas map[string]*authority
+}
+
+// New returns a Service over an open keystore and custodian.
+func New(cfg Config, store *keystore.Store, cust *custody.Custodian, log *zap.Logger) (*Service, error) {
+	if cfg.Region == "" || cfg.Account == "" {
+		return nil, errors.New("ops: region and account are required")
+	}
+	if cfg.Profile == "" {
+		cfg.Profile = "default"
+	}
+	if cfg.MaxTagsPerKey == 0 {
+		cfg.MaxTagsPerKey = 50
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if _, err := cust.Profile(cfg.Profile); err != nil {
+		return nil, fmt.Errorf("ops: profile %q: %w", cfg.Profile, err)
+	}
+	return &Service{cfg: cfg, store: store, cust: cust, log: log, cas: map[string]*authority{}}, nil
+}
+
+func (s *Service) now() time.Time { return s.cfg.Now().UTC() }
+
+// Run purges keys whose deletion waiting period has ended, until ctx ends.
+func (s *Service) Run(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		s.PurgeDue()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// PurgeDue deletes every key whose deletion waiting period has ended, with its aliases and tags.
+func (s *Service) PurgeDue() {
+	ids, err := s.store.DueForPurge(s.now())
+	if err != nil {
+		s.log.Error("list keys due for deletion", zap.Error(err))
+		return
+	}
+	for _, id := range ids {
+		if err := s.store.PurgeKey(id); err != nil && !errors.Is(err, keystore.ErrNotFound) {
+			s.log.Error("delete key", zap.String("key", s.keyARN(id)), zap.Error(err))
+			continue
+		}
+		s.log.Info("key deleted after its waiting period", zap.String("key", s.keyARN(id)))
+	}
+}
+
+// --- identifiers ---
+
+func (s *Service) arnPrefix() string {
+	return "arn:aws:payment-cryptography:" + s.cfg.Region + ":" + s.cfg.Account + ":"
+}
+
+func (s *Service) keyARN(id string) string { return s.arnPrefix() + "key/" + id }
+
+const idAlphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+
+func newKeyID() (string, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	for i := range b {
+		b[i] = idAlphabet[int(b[i])%len(idAlphabet)] // 256 % 36 bias is irrelevant for an identifier
+	}
+	return string(b), nil
+}
+
+// parseKeyARN returns the key id of a key ARN of this region and account.
+func (s *Service) parseKeyARN(arn string) (string, bool) {
+	rest, ok := strings.CutPrefix(arn, s.arnPrefix()+"key/")
+	if !ok || len(rest) < 16 || len(rest) > 64 {
+		return "", false
+	}
+	for _, c := range rest {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return "", false
+		}
+	}
+	return rest, true
+}
+
+// aliasName turns an alias name or alias ARN into an alias name.
+func (s *Service) aliasName(ident string) (string, bool) {
+	if strings.HasPrefix(ident, "alias/") {
+		return ident, true
+	}
+	if rest, ok := strings.CutPrefix(ident, s.arnPrefix()); ok && strings.HasPrefix(rest, "alias/") {
+		return rest, true
+	}
+	return "", false
+}
+
+// resolve finds the key a KeyIdentifier (key ARN, alias name or alias ARN) names.
+func (s *Service) resolve(ident string) (*keystore.Key, error) {
+	var id string
+	if name, ok := s.aliasName(ident); ok {
+		a, err := s.store.GetAlias(name)
+		if errors.Is(err, keystore.ErrNotFound) || (err == nil && a.KeyID == "") {
+			return nil, fault.NotFoundf(ident, "alias %s does not exist or is not associated with a key", name)
+		}
+		if err != nil {
+			return nil, fault.Internalf("read alias", err)
+		}
+		id = a.KeyID
+	} else if kid, ok := s.parseKeyARN(ident); ok {
+		id = kid
+	} else {
+		return nil, fault.NotFoundf(ident, "key %s not found", ident)
+	}
+	k, err := s.store.GetKey(id)
+	if errors.Is(err, keystore.ErrNotFound) {
+		return nil, fault.NotFoundf(ident, "key %s not found", ident)
+	}
+	if err != nil {
+		return nil, fault.Internalf("read key", err)
+	}
+	if k.State == StateDeletePending && !k.DeletePending.IsZero() && !s.now().Before(k.DeletePending) {
+		if err := s.store.PurgeKey(id); err != nil && !errors.Is(err, keystore.ErrNotFound) {
+			return nil, fault.Internalf("delete key", err)
+		}
+		return nil, fault.NotFoundf(ident, "key %s not found", ident)
+	}
+	return k, nil
+}
+
+// resolveARN is resolve for members that must be a key ARN (ResourceArn, KeyArn).
+func (s *Service) resolveARN(arn string) (*keystore.Key, error) {
+	if _, ok := s.parseKeyARN(arn); !ok {
+		return nil, fault.NotFoundf(arn, "key %s not found", arn)
+	}
+	return s.resolve(arn)
+}
+
+// usable reports why k cannot be used for cryptography now, if it cannot.
+func (s *Service) usable(k *keystore.Key, ident string) error {
+	now := s.now()
+	switch {
+	case k.State == StateDeletePending:
+		return fault.Validationf("key %s is pending deletion and cannot be used", ident)
+	case k.State != StateCreateComplete:
+		return fault.Validationf("key %s is in state %s and cannot be used", ident, k.State)
+	case !k.Enabled:
+		return fault.Validationf("key %s is disabled", ident)
+	case !k.UsageStart.IsZero() && now.Before(k.UsageStart):
+		return fault.Validationf("key %s is not yet in its usage period", ident)
+	case !k.UsageStop.IsZero() && !now.Before(k.UsageStop):
+		return fault.Validationf("key %s is past its usage period", ident)
+	}
+	return nil
+}
+
+func (s *Service) describe(k *keystore.Key) *Key {
+	return &Key{
+		ARN: s.keyARN(k.ID), Attributes: k.Attributes, DeriveKeyUsage: k.DeriveKeyUsage,
+		KCV: k.KCV, KCVAlgorithm: k.KCVAlgorithm, Enabled: k.Enabled, Exportable: k.Exportable,
+		State: k.State, Origin: k.Origin, Created: k.Created, UsageStart: k.UsageStart,
+		UsageStop: k.UsageStop, DeletePending: k.DeletePending, Deleted: k.Deleted,
+	}
+}
+
+// storeErr classifies a keystore error.
+func storeErr(what string, err error, resource string) error {
+	switch {
+	case errors.Is(err, keystore.ErrNotFound):
+		return fault.NotFoundf(resource, "%s not found", resource)
+	case errors.Is(err, keystore.ErrExists):
+		return fault.Conflictf("%s already exists", resource)
+	case errors.Is(err, keystore.ErrBadToken):
+		return fault.FieldInvalid("NextToken", "the pagination token is invalid or expired")
+	case errors.Is(err, keystore.ErrTooManyTags):
+		return fault.QuotaExceededf("a key can have at most the configured number of tags")
+	}
+	var f *fault.Error
+	if errors.As(err, &f) {
+		return f
+	}
+	return fault.Internalf(what, err)
+}
+
+// DefaultProfile is the profile the AWS API works in.
+func (s *Service) DefaultProfile() string { return s.cfg.Profile }
+
+// ProfileKCV returns a profile main key's check value (hex, 6 digits).
+func (s *Service) ProfileKCV(profile string) (string, error) {
+	p, err := s.cust.Profile(profile)
+	if errors.Is(err, custody.ErrNoProfile) {
+		return "", fault.NotFoundf(profile, "profile %s has no main key", profile)
+	}
+	if err != nil {
+		return "", fault.Internalf("profile main key", err)
+	}
+	return p.KCV(), nil
+}

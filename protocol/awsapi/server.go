@@ -1,0 +1,239 @@
+// Package awsapi is payhsm's AWS-compatible HTTP edge for both planes of AWS
+// Payment Cryptography: it authenticates requests (SigV4), decodes them into
+// the model's shapes (cpshape, dpshape), validates them against the model's
+// constraints, calls the operations layer (package ops), and encodes answers
+// and errors exactly as the AWS protocols do — awsJson1_0 for the control
+// plane (POST / with X-Amz-Target) and restJson1 for the data plane. It holds
+// no payment semantics of its own: fault kinds are translated to AWS
+// exceptions here, once.
+package awsapi
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"payhsm/fault"
+	"payhsm/ops"
+	cp "payhsm/protocol/awsapi/cpshape"
+	"payhsm/protocol/awsapi/sigv4"
+)
+
+// MaxBodyBytes bounds a request body. The largest control-plane member
+// (a certificate chain) is 32 KiB; the largest data-plane member is 8 KiB of hex.
+const MaxBodyBytes = 256 << 10
+
+const (
+	controlTargetPrefix = "PaymentCryptographyControlPlane."
+	controlNamespace    = "com.amazonaws.paymentcryptography#"
+	controlContentType  = "application/x-amz-json-1.0"
+)
+
+// Server serves the HTTP API.
+type Server struct {
+	ops      *ops.Service
+	verifier *sigv4.Verifier
+	log      *zap.Logger
+	control  map[string]operation
+}
+
+// operation is one decoded-and-validated call.
+type operation struct {
+	newInput func() validator
+	call     func(ctx context.Context, in any) (any, error)
+}
+
+type validator interface{ Validate(path string) error }
+
+// New returns a Server.
+func New(svc *ops.Service, verifier *sigv4.Verifier, log *zap.Logger) *Server {
+	s := &Server{ops: svc, verifier: verifier, log: log}
+	s.control = s.controlOperations()
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	reqID := requestID()
+	w.Header().Set("X-Amzn-RequestId", reqID)
+	start := time.Now()
+	op, err := s.serve(w, r)
+	level := zap.DebugLevel
+	if err != nil {
+		f := fault.As(err)
+		s.writeControlError(w, err)
+		level = zap.InfoLevel
+		var pe *protocolError
+		if f.Kind == fault.Internal && !errors.As(err, &pe) {
+			level = zap.ErrorLevel
+		}
+		if ce := s.log.Check(level, "request failed"); ce != nil {
+			ce.Write(zap.String("requestId", reqID), zap.String("operation", op),
+				zap.String("kind", f.Kind.String()), zap.String("error", err.Error()), zap.Duration("took", time.Since(start)))
+		}
+		return
+	}
+	if ce := s.log.Check(level, "request"); ce != nil {
+		ce.Write(zap.String("requestId", reqID), zap.String("operation", op), zap.Duration("took", time.Since(start)))
+	}
+}
+
+// protocolError is a protocol-level error with no fault kind (unknown
+// operation, undecodable body): it is answered as AWS's front ends answer it.
+type protocolError struct {
+	name    string
+	status  int
+	message string
+}
+
+func (e *protocolError) Error() string { return e.name + ": " + e.message }
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) (string, error) {
+	if r.Method != http.MethodPost {
+		return "", &protocolError{"UnknownOperationException", http.StatusNotFound, "unsupported method " + r.Method}
+	}
+	if r.ContentLength > MaxBodyBytes {
+		return "", fault.Validationf("request body exceeds %d bytes", MaxBodyBytes)
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
+	if err != nil {
+		return "", fault.Validationf("cannot read request body")
+	}
+	if len(body) > MaxBodyBytes {
+		return "", fault.Validationf("request body exceeds %d bytes", MaxBodyBytes)
+	}
+	if _, err := s.verifier.Verify(r, body); err != nil {
+		return "", fault.Wrap(fault.AccessDenied, authMessage(err), err)
+	}
+	target := r.Header.Get("X-Amz-Target")
+	if r.URL.Path != "/" || target == "" {
+		return "", &protocolError{"UnknownOperationException", http.StatusNotFound, "no operation at " + r.URL.Path}
+	}
+	name, ok := strings.CutPrefix(target, controlTargetPrefix)
+	op, known := s.control[name]
+	if !ok || !known {
+		return name, &protocolError{"UnknownOperationException", http.StatusBadRequest, "unknown operation " + target}
+	}
+	in := op.newInput()
+	if err := decode(body, in); err != nil {
+		return name, err
+	}
+	if err := in.Validate(""); err != nil {
+		return name, fault.Wrap(fault.Validation, err.Error(), nil)
+	}
+	out, err := op.call(r.Context(), in)
+	if err != nil {
+		return name, err
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return name, fault.Internalf("encode response", err)
+	}
+	w.Header().Set("Content-Type", controlContentType)
+	w.Header().Set("Content-Length", fmt.Sprint(len(b)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(b)
+	return name, nil
+}
+
+// decode decodes one JSON object into v with the generated decoders (members
+// matched exactly, wrong types and duplicates refused, unknown members
+// ignored as AWS does). An empty body is an empty object.
+func decode(body []byte, v any) error {
+	if len(bytes.TrimSpace(body)) == 0 {
+		body = []byte("{}")
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		var de *cp.DecodeError
+		if errors.As(err, &de) {
+			return &protocolError{"SerializationException", http.StatusBadRequest, de.Error()}
+		}
+		return &protocolError{"SerializationException", http.StatusBadRequest, "malformed JSON request body"}
+	}
+	return nil
+}
+
+func authMessage(err error) string {
+	switch {
+	case errors.Is(err, sigv4.ErrMissingAuth):
+		return "Missing Authentication Token"
+	case errors.Is(err, sigv4.ErrUnknownAccessKey):
+		return "The security token included in the request is invalid."
+	case errors.Is(err, sigv4.ErrExpired), errors.Is(err, sigv4.ErrNotYetValid):
+		return "Signature expired: the request time is outside the allowed clock skew."
+	case errors.Is(err, sigv4.ErrSignatureMismatch):
+		return "The request signature we calculated does not match the signature you provided."
+	default:
+		msg := err.Error()
+		msg = strings.TrimPrefix(msg, "sigv4: ")
+		return "Authentication failed: " + msg
+	}
+}
+
+// controlException is the AWS exception name and status of a fault kind on the control plane.
+func controlException(k fault.Kind) (string, int) {
+	switch k {
+	case fault.Validation:
+		return "ValidationException", http.StatusBadRequest
+	case fault.NotFound:
+		return "ResourceNotFoundException", http.StatusNotFound
+	case fault.Conflict:
+		return "ConflictException", http.StatusConflict
+	case fault.AccessDenied:
+		return "AccessDeniedException", http.StatusForbidden
+	case fault.Throttling:
+		return "ThrottlingException", http.StatusTooManyRequests
+	case fault.QuotaExceeded:
+		return "ServiceQuotaExceededException", http.StatusPaymentRequired
+	case fault.Unavailable:
+		return "ServiceUnavailableException", http.StatusServiceUnavailable
+	case fault.VerificationFailed: // not a control-plane error; never produced there
+		return "ValidationException", http.StatusBadRequest
+	default:
+		return "InternalServerException", http.StatusInternalServerError
+	}
+}
+
+func (s *Server) writeControlError(w http.ResponseWriter, err error) {
+	var pe *protocolError
+	body := map[string]any{}
+	var name string
+	var status int
+	if errors.As(err, &pe) {
+		name, status = pe.name, pe.status
+		body["__type"] = "com.amazon.coral.service#" + name
+		body["message"] = pe.message
+	} else {
+		f := fault.As(err)
+		name, status = controlException(f.Kind)
+		body["__type"] = controlNamespace + name
+		if f.Kind == fault.NotFound {
+			body["ResourceId"] = f.Resource
+			body["Message"] = fault.ClientMessage(f)
+		} else {
+			body["Message"] = fault.ClientMessage(f)
+		}
+	}
+	b, _ := json.Marshal(body)
+	w.Header().Set("Content-Type", controlContentType)
+	w.Header().Set("X-Amzn-ErrorType", name)
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+func requestID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	h := hex.EncodeToString(b)
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}
