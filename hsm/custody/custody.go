@@ -160,9 +160,16 @@ func Open(cfg Config, meta MetaStore, log *zap.Logger) (c *Custodian, err error)
 		return nil, fmt.Errorf("custody: read region main key record: %w", gerr)
 	}
 
-	key, err := ctx.FindKey(nil, []byte(cfg.RegionKeyLabel))
+	found, err := ctx.FindKeys(nil, []byte(cfg.RegionKeyLabel))
 	if err != nil {
 		return nil, fmt.Errorf("custody: find region main key %q: %w", cfg.RegionKeyLabel, err)
+	}
+	if len(found) > 1 {
+		return nil, fmt.Errorf("custody: token %q holds %d keys labelled %q; the region main key must be unique", cfg.TokenLabel, len(found), cfg.RegionKeyLabel)
+	}
+	var key *crypto11.SecretKey
+	if len(found) == 1 {
+		key = found[0]
 	}
 	if rec.KCV != "" && key == nil {
 		return nil, fmt.Errorf("custody: region main key %q (KCV %s) is not in token %q: wrong token, or the token was re-initialized",

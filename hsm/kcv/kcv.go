@@ -33,7 +33,8 @@ import (
 const Len = 3
 
 // ANSIX924 returns the ANSI X9.24 (legacy) KCV of the key behind b: the
-// leftmost 3 bytes of b's encryption of an all-zero block.
+// leftmost 3 bytes of b's encryption of an all-zero block (8 bytes for
+// TDES, 16 for AES).
 func ANSIX924(b cipher.Block) []byte {
 	blk := make([]byte, b.BlockSize())
 	b.Encrypt(blk, blk)

@@ -24,6 +24,15 @@
 // (notably X-Amz-Target, which selects the control-plane operation) must be
 // in SignedHeaders, as must Date when it supplies the timestamp; otherwise
 // the request fails with ErrUnsignedHeader.
+//
+// The canonical URI is built from the path exactly as it arrived
+// (r.RequestURI), normalised as AWS does for non-S3 services (empty and "."
+// segments dropped, ".." resolved) and then percent-encoded once more, which
+// reproduces the SDKs' double encoding of label values such as key ARNs.
+// Two wire paths that differ only by such segments therefore share a
+// signature; the router that serves the request should reject paths with
+// empty, "." or ".." segments (no SDK sends them for this API) rather than
+// interpret them differently.
 package sigv4
 
 import (
@@ -103,7 +112,8 @@ func (v *Verifier) Verify(r *http.Request, body []byte) (accessKeyID string, err
 	if r == nil || r.URL == nil {
 		return "", fmt.Errorf("%w: no request", ErrMalformedAuth)
 	}
-	authz := r.Header.Values("Authorization")
+	headers := lowerHeaders(r)
+	authz := headers["authorization"]
 	query, err := parseQuery(r.URL.RawQuery)
 	if err != nil {
 		return "", err
@@ -123,7 +133,7 @@ func (v *Verifier) Verify(r *http.Request, body []byte) (accessKeyID string, err
 	if err != nil {
 		return "", err
 	}
-	if r.Header.Get("X-Amz-Security-Token") != "" || hasParam(query, "X-Amz-Security-Token") {
+	if _, ok := headers["x-amz-security-token"]; ok || hasParam(query, "X-Amz-Security-Token") {
 		return "", fmt.Errorf("%w: session tokens (X-Amz-Security-Token) are not issued by this service", ErrUnsupported)
 	}
 	if a.Region != v.Region {
@@ -133,7 +143,6 @@ func (v *Verifier) Verify(r *http.Request, body []byte) (accessKeyID string, err
 		return "", fmt.Errorf("%w: credential scope service %q, expected %q", ErrScope, a.Service, v.Service)
 	}
 
-	headers := lowerHeaders(r)
 	ts, fromDate, err := requestTime(headers)
 	if err != nil {
 		return "", err

@@ -1,0 +1,46 @@
+package e2e
+
+import (
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/pem"
+	"testing"
+)
+
+func sha256Hex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// parseB64PEM decodes a base64-encoded PEM certificate, as the API returns them.
+func parseB64PEM(t *testing.T, s string) *x509.Certificate {
+	t.Helper()
+	raw, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		t.Fatalf("certificate is not base64: %v", err)
+	}
+	blk, _ := pem.Decode(raw)
+	if blk == nil || blk.Type != "CERTIFICATE" {
+		t.Fatalf("certificate is not PEM")
+	}
+	c, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// verifyChain checks that leaf is signed by root and root is a CA.
+func verifyChain(t *testing.T, leafB64, rootB64 string) *x509.Certificate {
+	t.Helper()
+	leaf, root := parseB64PEM(t, leafB64), parseB64PEM(t, rootB64)
+	if !root.IsCA {
+		t.Errorf("chain certificate is not a CA")
+	}
+	if err := leaf.CheckSignatureFrom(root); err != nil {
+		t.Errorf("leaf not signed by chain: %v", err)
+	}
+	return leaf
+}
