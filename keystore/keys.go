@@ -117,7 +117,8 @@ func loadKey(r getter, id string) (*Key, error) {
 // UpdateKey applies fn to a copy of key id under the write lock and stores
 // the result with Revision bumped, in one durable batch that also keeps the
 // purge index in step. An error from fn is returned as is and nothing is
-// written. fn must not change ID; the store sets Revision.
+// written. fn must not change ID (the store sets Revision) and must not call
+// the Store: it runs under the write lock.
 func (s *Store) UpdateKey(id string, fn func(*Key) error) (*Key, error) {
 	done, err := s.write()
 	if err != nil {

@@ -14,7 +14,9 @@
 // indivisible. Reads take no write lock: point reads and iterators run against
 // Pebble's consistent views (a snapshot where a read touches several records).
 // Pebble publishes a batch only after its WAL sync, so no reader ever sees a
-// write that is not yet durable.
+// write that is not yet durable. The price of one lock is one fsync per write
+// (BenchmarkCreateKey: about 0.44 ms on the reference VM); key creation is
+// not the hot path, and reads scale without it.
 //
 // # Layout
 //
@@ -64,12 +66,12 @@ const formatName = "payhsm-keystore"
 // Errors. Each carries a fault.Kind; operations wrap them with context, so
 // test with errors.Is.
 var (
-	ErrNotFound    = &fault.Error{Kind: fault.NotFound, Message: "keystore: not found"}
-	ErrExists      = &fault.Error{Kind: fault.Conflict, Message: "keystore: already exists"}
-	ErrBadToken    = &fault.Error{Kind: fault.Validation, Message: "keystore: invalid pagination token"}
-	ErrTooManyTags = &fault.Error{Kind: fault.QuotaExceeded, Message: "keystore: too many tags"}
-	ErrInvalid     = &fault.Error{Kind: fault.Validation, Message: "keystore: invalid argument"}
-	ErrClosed      = &fault.Error{Kind: fault.Unavailable, Message: "keystore: closed"}
+	ErrNotFound    = &fault.Error{Kind: fault.NotFound, Message: "not found"}
+	ErrExists      = &fault.Error{Kind: fault.Conflict, Message: "already exists"}
+	ErrBadToken    = &fault.Error{Kind: fault.Validation, Message: "invalid pagination token"}
+	ErrTooManyTags = &fault.Error{Kind: fault.QuotaExceeded, Message: "too many tags"}
+	ErrInvalid     = &fault.Error{Kind: fault.Validation, Message: "invalid argument"}
+	ErrClosed      = &fault.Error{Kind: fault.Unavailable, Message: "key store closed"}
 )
 
 // Key prefixes; see the package comment.

@@ -376,6 +376,7 @@ func TestBadTokens(t *testing.T) {
 		{"not base64", listKeysFn, "!!!"},
 		{"padded base64", listKeysFn, keysTok + "="},
 		{"non-canonical base64", listKeysFn, "AB"}, // strict decoding refuses non-zero trailing bits
+		{"embedded newline", listKeysFn, keysTok[:4] + "\n" + keysTok[4:]},
 		{"empty payload", listKeysFn, tokenEnc.EncodeToString([]byte{1})},
 		{"unknown version", listKeysFn, tokenEnc.EncodeToString([]byte{2, 'K', 0, 'x'})},
 		{"no separator", listKeysFn, tokenEnc.EncodeToString([]byte{1, 'K', 'x'})},

@@ -30,6 +30,10 @@ const maxTokenLen = 8192
 
 var tokenEnc = base64.RawURLEncoding.Strict()
 
+func notBase64URL(r rune) bool {
+	return !(r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_')
+}
+
 func encodeToken(list byte, scope, cursor string) string {
 	b := make([]byte, 0, 3+len(scope)+len(cursor))
 	b = append(b, tokenVersion, list)
@@ -49,7 +53,8 @@ func decodeToken(tok string, list byte, scope string) (string, error) {
 		return "", fmt.Errorf("token longer than %d characters: %w", maxTokenLen, ErrBadToken)
 	}
 	b, err := tokenEnc.DecodeString(tok)
-	if err != nil {
+	if err != nil || strings.ContainsFunc(tok, notBase64URL) { // the decoder skips '\r' and '\n'
+
 		return "", fmt.Errorf("token does not decode: %w", ErrBadToken)
 	}
 	if len(b) < 3 || b[0] != tokenVersion {

@@ -42,8 +42,8 @@ const (
 
 // authority returns the profile's CA, creating it on first use.
 func (s *Service) authority(profile string) (*authority, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.caMu.Lock()
+	defer s.caMu.Unlock()
 	if ca := s.cas[profile]; ca != nil {
 		return ca, nil
 	}
@@ -151,7 +151,9 @@ func serial() *big.Int {
 	return n.Add(n, big.NewInt(1))
 }
 
-func pemCert(der []byte) []byte { return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}) }
+func pemCert(der []byte) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
 
 func certKeyUsage(u keyspec.KeyUsage) x509.KeyUsage {
 	switch u {

@@ -43,8 +43,10 @@ type importToken struct {
 	KeyBlock  string            `json:"keyBlock"`
 }
 
-func tokenMeta(token string) string                     { return "import-token/" + token }
-func lastTokenMeta(typ string, a keyspec.Algorithm) string { return "import-token-last/" + typ + "/" + string(a) }
+func tokenMeta(token string) string { return "import-token/" + token }
+func lastTokenMeta(typ string, a keyspec.Algorithm) string {
+	return "import-token-last/" + typ + "/" + string(a)
+}
 
 // GetParametersForImport issues (or, with reuse, returns the last) import
 // token and wrapping key certificate for KEY_CRYPTOGRAM or TR34_KEY_BLOCK imports.
@@ -59,8 +61,8 @@ func (s *Service) GetParametersForImport(materialType string, alg keyspec.Algori
 	default:
 		return nil, fault.FieldInvalid("WrappingKeyAlgorithm", "must be RSA_2048, RSA_3072 or RSA_4096")
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.tokenMu.Lock()
+	defer s.tokenMu.Unlock()
 	now := s.now()
 	if reuse {
 		if last, err := s.store.GetMeta(lastTokenMeta(materialType, alg)); err == nil {

@@ -168,7 +168,9 @@ func kcvMethod(a keyspec.Algorithm, requested keyspec.KCVAlgorithm) (keyspec.KCV
 }
 
 // hmacEqual compares check values in constant time.
-func hmacEqual(a, b string) bool { return hmac.Equal([]byte(strings.ToUpper(a)), []byte(strings.ToUpper(b))) }
+func hmacEqual(a, b string) bool {
+	return hmac.Equal([]byte(strings.ToUpper(a)), []byte(strings.ToUpper(b)))
+}
 
 // blockData returns the data of the optional block id.
 func blockData(h tr31.Header, id string) (string, bool) {

@@ -30,7 +30,7 @@ type Config struct {
 	Profile string
 	// MaxTagsPerKey bounds TagResource (default 50).
 	MaxTagsPerKey int
-	Now func() time.Time
+	Now           func() time.Time
 }
 
 // Service implements the operations.
@@ -40,8 +40,9 @@ type Service struct {
 	cust  *custody.Custodian
 	log   *zap.Logger
 
-	mu  sync.Mutex // guards CA creation and import-token issue
-	cas map[string]*authority
+	caMu    sync.Mutex // guards cas and CA creation
+	cas     map[string]*authority
+	tokenMu sync.Mutex // serializes import-token issue
 }
 
 // New returns a Service over an open keystore and custodian.

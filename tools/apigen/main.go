@@ -15,19 +15,22 @@ package main
 import (
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 )
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
+	if err := run(os.Args[1:], os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "apigen:", err)
 		os.Exit(1)
 	}
 }
 
-func run(args []string) error {
+// run generates one file; pattern rewrites are reported on report.
+func run(args []string, report io.Writer) error {
 	fs := flag.NewFlagSet("apigen", flag.ContinueOnError)
+	fs.SetOutput(report)
 	modelPath := fs.String("model", "", "botocore service-2 JSON model")
 	pkg := fs.String("pkg", "", "Go package name of the output")
 	out := fs.String("out", "", "output Go file")
@@ -42,7 +45,7 @@ func run(args []string) error {
 		return err
 	}
 	for _, n := range notes {
-		fmt.Fprintf(os.Stderr, "apigen: %s: pattern rewrite: %s\n", filepath.Base(*modelPath), n)
+		fmt.Fprintf(report, "apigen: %s: pattern rewrite: %s\n", filepath.Base(*modelPath), n)
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(*out), ".apigen-*.go.tmp")
 	if err != nil {

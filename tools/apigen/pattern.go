@@ -43,6 +43,7 @@ type translator struct {
 	out   strings.Builder
 	notes []string
 	last  atomKind // kind of the last atom written
+	depth int      // open groups
 	// Set right after a quantifier: whether it was an exact {n} applied to a single-character atom.
 	afterQuant    bool
 	exactOnSingle bool
@@ -93,6 +94,7 @@ func (t *translator) run() error {
 				}
 			}
 			t.last = atomNone
+			t.depth++
 			if t.peek(1) == '?' {
 				t.out.WriteString("(?")
 				t.i += 2
@@ -100,6 +102,10 @@ func (t *translator) run() error {
 			}
 			t.out.WriteRune(c)
 		case ')':
+			// An unbalanced ')' would close the anchoring group early.
+			if t.depth--; t.depth < 0 {
+				return fmt.Errorf("unbalanced ')' at offset %d", t.i)
+			}
 			t.out.WriteRune(c)
 			t.last = atomGroup
 		case '*', '+', '?':
@@ -140,6 +146,9 @@ func (t *translator) run() error {
 			t.last = atomSingle
 		}
 		t.i++
+	}
+	if t.depth != 0 {
+		return fmt.Errorf("unbalanced '('")
 	}
 	return nil
 }
