@@ -1,11 +1,15 @@
 package e2e
 
 import (
+	"io"
+
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/pem"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"testing"
 )
 
@@ -43,4 +47,10 @@ func verifyChain(t *testing.T, leafB64, rootB64 string) *x509.Certificate {
 		t.Errorf("leaf not signed by chain: %v", err)
 	}
 	return leaf
+}
+
+func ioNopCloser(r io.Reader) io.ReadCloser { return io.NopCloser(r) }
+
+func staticCreds(id, secret string) aws.CredentialsProvider {
+	return credentials.NewStaticCredentialsProvider(id, secret, "")
 }
