@@ -32,6 +32,7 @@ func (s *Service) keyIDForAlias(keyARN string) (string, error) {
 
 // CreateAlias creates an alias, associated with keyARN when it is not "".
 func (s *Service) CreateAlias(name, keyARN string) (*Alias, error) {
+	defer s.cache.dropAliases()
 	id, err := s.keyIDForAlias(keyARN)
 	if err != nil {
 		return nil, err
@@ -63,6 +64,7 @@ func (s *Service) GetAlias(name string) (*Alias, error) {
 
 // UpdateAlias associates an alias with keyARN, or with no key when keyARN is "".
 func (s *Service) UpdateAlias(name, keyARN string) (*Alias, error) {
+	defer s.cache.dropAliases()
 	id, err := s.keyIDForAlias(keyARN)
 	if err != nil {
 		return nil, err
@@ -76,6 +78,7 @@ func (s *Service) UpdateAlias(name, keyARN string) (*Alias, error) {
 
 // DeleteAlias deletes an alias; the key is unaffected.
 func (s *Service) DeleteAlias(name string) error {
+	defer s.cache.dropAliases()
 	if err := s.store.DeleteAlias(name); err != nil {
 		return storeErr("delete alias", err, name)
 	}

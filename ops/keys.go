@@ -192,6 +192,7 @@ func (s *Service) update(ident string, fn func(*keystore.Key, time.Time) error) 
 	}
 	now := s.now()
 	out, err := s.store.UpdateKey(k.ID, func(k *keystore.Key) error { return fn(k, now) })
+	s.cache.dropKey(k.ID)
 	if err != nil {
 		if errors.Is(err, keystore.ErrNotFound) {
 			return nil, fault.NotFoundf(ident, "key %s not found", ident)

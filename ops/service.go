@@ -43,6 +43,8 @@ type Service struct {
 	caMu    sync.Mutex // guards cas and CA creation
 	cas     map[string]*authority
 	tokenMu sync.Mutex // serializes import-token issue
+
+	cache keyCache // working keys for the data operations
 }
 
 // New returns a Service over an open keystore and custodian.
@@ -89,6 +91,7 @@ func (s *Service) PurgeDue() {
 		return
 	}
 	for _, id := range ids {
+		s.cache.dropKey(id)
 		if err := s.store.PurgeKey(id); err != nil && !errors.Is(err, keystore.ErrNotFound) {
 			s.log.Error("delete key", zap.String("key", s.keyARN(id)), zap.Error(err))
 			continue
@@ -168,6 +171,7 @@ func (s *Service) resolve(ident string) (*keystore.Key, error) {
 		return nil, fault.Internalf("read key", err)
 	}
 	if k.State == StateDeletePending && !k.DeletePending.IsZero() && !s.now().Before(k.DeletePending) {
+		s.cache.dropKey(id)
 		if err := s.store.PurgeKey(id); err != nil && !errors.Is(err, keystore.ErrNotFound) {
 			return nil, fault.Internalf("delete key", err)
 		}

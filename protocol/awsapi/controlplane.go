@@ -22,6 +22,14 @@ func handler[I any, PI interface {
 }
 
 func (s *Server) controlOperations() map[string]operation {
+	ops := s.lifecycleOperations()
+	for name, op := range s.exchangeOperations() {
+		ops[name] = op
+	}
+	return ops
+}
+
+func (s *Server) lifecycleOperations() map[string]operation {
 	o := s.ops
 	return map[string]operation{
 		"CreateKey": handler(func(_ context.Context, in *cp.CreateKeyInput) (any, error) {

@@ -26,6 +26,7 @@ import (
 	"payhsm/fault"
 	"payhsm/ops"
 	cp "payhsm/protocol/awsapi/cpshape"
+	dp "payhsm/protocol/awsapi/dpshape"
 	"payhsm/protocol/awsapi/sigv4"
 )
 
@@ -45,6 +46,7 @@ type Server struct {
 	verifier *sigv4.Verifier
 	log      *zap.Logger
 	control  map[string]operation
+	routes   []route // data plane
 }
 
 // operation is one decoded-and-validated call.
@@ -55,10 +57,19 @@ type operation struct {
 
 type validator interface{ Validate(path string) error }
 
+// plane says which protocol's conventions a response follows.
+type plane int
+
+const (
+	controlPlane plane = iota
+	dataPlane
+)
+
 // New returns a Server.
 func New(svc *ops.Service, verifier *sigv4.Verifier, log *zap.Logger) *Server {
 	s := &Server{ops: svc, verifier: verifier, log: log}
 	s.control = s.controlOperations()
+	s.routes = s.dataRoutes()
 	return s
 }
 
@@ -67,24 +78,27 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	reqID := requestID()
 	w.Header().Set("X-Amzn-RequestId", reqID)
 	start := time.Now()
-	op, err := s.serve(w, r)
-	level := zap.DebugLevel
-	if err != nil {
-		f := fault.As(err)
-		s.writeControlError(w, err)
-		level = zap.InfoLevel
-		var pe *protocolError
-		if f.Kind == fault.Internal && !errors.As(err, &pe) {
-			level = zap.ErrorLevel
-		}
-		if ce := s.log.Check(level, "request failed"); ce != nil {
-			ce.Write(zap.String("requestId", reqID), zap.String("operation", op),
-				zap.String("kind", f.Kind.String()), zap.String("error", err.Error()), zap.Duration("took", time.Since(start)))
+	pl, op, err := s.serve(w, r)
+	if err == nil {
+		if ce := s.log.Check(zap.DebugLevel, "request"); ce != nil {
+			ce.Write(zap.String("requestId", reqID), zap.String("operation", op), zap.Duration("took", time.Since(start)))
 		}
 		return
 	}
-	if ce := s.log.Check(level, "request"); ce != nil {
-		ce.Write(zap.String("requestId", reqID), zap.String("operation", op), zap.Duration("took", time.Since(start)))
+	if pl == dataPlane {
+		writeDataError(w, err)
+	} else {
+		writeControlError(w, err)
+	}
+	f := fault.As(err)
+	level := zap.InfoLevel
+	var pe *protocolError
+	if f.Kind == fault.Internal && !errors.As(err, &pe) {
+		level = zap.ErrorLevel
+	}
+	if ce := s.log.Check(level, "request failed"); ce != nil {
+		ce.Write(zap.String("requestId", reqID), zap.String("operation", op),
+			zap.String("kind", f.Kind.String()), zap.String("error", err.Error()), zap.Duration("took", time.Since(start)))
 	}
 }
 
@@ -98,52 +112,93 @@ type protocolError struct {
 
 func (e *protocolError) Error() string { return e.name + ": " + e.message }
 
-func (s *Server) serve(w http.ResponseWriter, r *http.Request) (string, error) {
+func unknownOperation(status int, msg string) error {
+	return &protocolError{"UnknownOperationException", status, msg}
+}
+
+// serve authenticates the request, then dispatches it to the control plane
+// (POST / with X-Amz-Target) or a data-plane route.
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) (plane, string, error) {
+	pl := controlPlane
+	if r.Header.Get("X-Amz-Target") == "" {
+		pl = dataPlane
+	}
 	if r.Method != http.MethodPost {
-		return "", &protocolError{"UnknownOperationException", http.StatusNotFound, "unsupported method " + r.Method}
+		return pl, "", unknownOperation(http.StatusNotFound, "unsupported method "+r.Method)
 	}
 	if r.ContentLength > MaxBodyBytes {
-		return "", fault.Validationf("request body exceeds %d bytes", MaxBodyBytes)
+		return pl, "", fault.Validationf("request body exceeds %d bytes", MaxBodyBytes)
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
 	if err != nil {
-		return "", fault.Validationf("cannot read request body")
+		return pl, "", fault.Validationf("cannot read request body")
 	}
 	if len(body) > MaxBodyBytes {
-		return "", fault.Validationf("request body exceeds %d bytes", MaxBodyBytes)
+		return pl, "", fault.Validationf("request body exceeds %d bytes", MaxBodyBytes)
 	}
 	if _, err := s.verifier.Verify(r, body); err != nil {
-		return "", fault.Wrap(fault.AccessDenied, authMessage(err), err)
+		return pl, "", fault.Wrap(fault.AccessDenied, authMessage(err), err)
 	}
-	target := r.Header.Get("X-Amz-Target")
-	if r.URL.Path != "/" || target == "" {
-		return "", &protocolError{"UnknownOperationException", http.StatusNotFound, "no operation at " + r.URL.Path}
+	var name string
+	var op operation
+	var in validator
+	if pl == controlPlane {
+		target := r.Header.Get("X-Amz-Target")
+		var ok, known bool
+		name, ok = strings.CutPrefix(target, controlTargetPrefix)
+		op, known = s.control[name]
+		if r.URL.Path != "/" || !ok || !known {
+			return pl, name, unknownOperation(http.StatusBadRequest, "unknown operation "+target)
+		}
+		in = op.newInput()
+	} else {
+		rt, labels, ok := s.match(r.URL.EscapedPath())
+		if !ok {
+			return pl, "", unknownOperation(http.StatusNotFound, "no operation at "+r.URL.EscapedPath())
+		}
+		name, op = rt.name, rt.op
+		in = op.newInput()
+		if err := decode(body, in); err != nil {
+			return pl, name, err
+		}
+		setter, _ := in.(dp.URILabelSetter)
+		for label, value := range labels {
+			if setter == nil || !setter.SetURILabel(label, value) {
+				return pl, name, fault.Internalf("route", fmt.Errorf("%s has no label %s", name, label))
+			}
+		}
 	}
-	name, ok := strings.CutPrefix(target, controlTargetPrefix)
-	op, known := s.control[name]
-	if !ok || !known {
-		return name, &protocolError{"UnknownOperationException", http.StatusBadRequest, "unknown operation " + target}
-	}
-	in := op.newInput()
-	if err := decode(body, in); err != nil {
-		return name, err
+	if pl == controlPlane {
+		if err := decode(body, in); err != nil {
+			return pl, name, err
+		}
 	}
 	if err := in.Validate(""); err != nil {
-		return name, fault.Wrap(fault.Validation, err.Error(), nil)
+		f := fault.Wrap(fault.Validation, err.Error(), nil)
+		if ve, ok := err.(*cp.ValidationError); ok {
+			f.Field = ve.Field
+		} else if ve, ok := err.(*dp.ValidationError); ok {
+			f.Field = ve.Field
+		}
+		return pl, name, f
 	}
 	out, err := op.call(r.Context(), in)
 	if err != nil {
-		return name, err
+		return pl, name, err
 	}
 	b, err := json.Marshal(out)
 	if err != nil {
-		return name, fault.Internalf("encode response", err)
+		return pl, name, fault.Internalf("encode response", err)
 	}
-	w.Header().Set("Content-Type", controlContentType)
+	if pl == controlPlane {
+		w.Header().Set("Content-Type", controlContentType)
+	} else {
+		w.Header().Set("Content-Type", "application/json")
+	}
 	w.Header().Set("Content-Length", fmt.Sprint(len(b)))
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(b)
-	return name, nil
+	return pl, name, nil
 }
 
 // decode decodes one JSON object into v with the generated decoders (members
@@ -204,7 +259,7 @@ func controlException(k fault.Kind) (string, int) {
 	}
 }
 
-func (s *Server) writeControlError(w http.ResponseWriter, err error) {
+func writeControlError(w http.ResponseWriter, err error) {
 	var pe *protocolError
 	body := map[string]any{}
 	var name string

@@ -173,7 +173,7 @@ func (d *daemon) client() *pc.Client {
 }
 
 // rawCall sends a SigV4-signed control-plane request with an arbitrary body.
-func (d *daemon) rawCall(t *testing.T, target string, body []byte, mutate func(*http.Request)) (int, map[string]any, http.Header) {
+func (d *daemon) rawCall(t testing.TB, target string, body []byte, mutate func(*http.Request)) (int, map[string]any, http.Header) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, d.httpURL+"/", bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/x-amz-json-1.0")
@@ -198,4 +198,32 @@ func (d *daemon) rawCall(t *testing.T, target string, body []byte, mutate func(*
 	var m map[string]any
 	_ = json.Unmarshal(rb, &m)
 	return resp.StatusCode, m, resp.Header
+}
+
+// dataCall sends a SigV4-signed data-plane (restJson1) request: POST path
+// with body marshalled as JSON. Labels in path must already be escaped (use
+// url.PathEscape for a key ARN or alias). It returns the status, the decoded
+// body and the X-Amzn-ErrorType header.
+func (d *daemon) dataCall(t testing.TB, path string, body any) (int, map[string]any, string) {
+	t.Helper()
+	b, err := json.Marshal(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, d.httpURL+path, bytes.NewReader(b))
+	req.Header.Set("Content-Type", "application/json")
+	err = v4.NewSigner().SignHTTP(context.Background(), aws.Credentials{AccessKeyID: d.keyID, SecretAccessKey: d.secret},
+		req, sha256Hex(b), "payment-cryptography", "us-east-1", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	rb, _ := io.ReadAll(resp.Body)
+	var m map[string]any
+	_ = json.Unmarshal(rb, &m)
+	return resp.StatusCode, m, resp.Header.Get("X-Amzn-ErrorType")
 }

@@ -1,0 +1,167 @@
+package ops
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"strings"
+	"sync"
+
+	"payhsm/fault"
+	"payhsm/hsm/tdes"
+	"payhsm/hsm/tr31"
+	"payhsm/keystore"
+	"payhsm/ops/keyspec"
+)
+
+// WorkingKey is a usable key's record and clear material, cached in process
+// memory so that the hot path (PIN, MAC, CVV, ARQC) touches neither Pebble nor
+// the PKCS#11 module: one key-block unwrap under the profile main key when a
+// key is first used, then memory only. Entries are dropped whenever the key or
+// any alias changes. Material is shared and read-only: callers never modify or
+// zero it (Go's AES/DES key schedules cannot be wiped anyway; the daemon keeps
+// core dumps off and the profile main keys mlocked).
+type WorkingKey struct {
+	Record   *keystore.Key
+	ARN      string
+	Header   tr31.Header
+	Material []byte       // symmetric key bytes, or PKCS#8 DER for key pairs; nil for public keys
+	Block    cipher.Block // TDES or AES block cipher over Material; nil otherwise
+}
+
+// Attributes is the key's attributes.
+func (w *WorkingKey) Attributes() keyspec.Attributes { return w.Record.Attributes }
+
+// KCV is the key's check value.
+func (w *WorkingKey) KCV() string { return w.Record.KCV }
+
+type keyCache struct {
+	mu      sync.RWMutex
+	byIdent map[string]*WorkingKey
+	gen     uint64 // bumped by every drop, so a load that raced a write is not cached
+}
+
+const maxCachedKeys = 1 << 16
+
+func (c *keyCache) get(ident string) (*WorkingKey, uint64) {
+	c.mu.RLock()
+	w, gen := c.byIdent[ident], c.gen
+	c.mu.RUnlock()
+	return w, gen
+}
+
+// put caches w unless something was dropped since gen was read.
+func (c *keyCache) put(ident string, w *WorkingKey, gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen != c.gen {
+		return
+	}
+	if c.byIdent == nil || len(c.byIdent) >= maxCachedKeys {
+		c.byIdent = map[string]*WorkingKey{}
+	}
+	c.byIdent[ident] = w
+}
+
+// dropKey forgets every entry of key id (under any identifier).
+func (c *keyCache) dropKey(id string) {
+	c.mu.Lock()
+	c.gen++
+	for k, w := range c.byIdent {
+		if w.Record.ID == id {
+			delete(c.byIdent, k)
+		}
+	}
+	c.mu.Unlock()
+}
+
+// dropAliases forgets every entry reached through an alias.
+func (c *keyCache) dropAliases() {
+	c.mu.Lock()
+	c.gen++
+	for k := range c.byIdent {
+		if strings.Contains(k, "alias/") {
+			delete(c.byIdent, k)
+		}
+	}
+	c.mu.Unlock()
+}
+
+// Working returns the usable key named by ident (key ARN, alias name or alias
+// ARN) with its clear material. field names the request member for errors.
+// It checks only state and usage period; the operation checks usage, algorithm
+// and modes of use with Require.
+func (s *Service) Working(ident, field string) (*WorkingKey, error) {
+	w, gen := s.cache.get(ident)
+	if w == nil {
+		rec, err := s.resolve(ident)
+		if err != nil {
+			return nil, err
+		}
+		w, err = s.open(rec)
+		if err != nil {
+			return nil, err
+		}
+		s.cache.put(ident, w, gen)
+	}
+	if err := s.usable(w.Record, ident); err != nil {
+		if f := fault.As(err); f.Field == "" {
+			f.Field = field
+		}
+		return nil, err
+	}
+	return w, nil
+}
+
+// open unwraps a record into a WorkingKey.
+func (s *Service) open(rec *keystore.Key) (*WorkingKey, error) {
+	w := &WorkingKey{Record: rec, ARN: s.keyARN(rec.ID)}
+	if rec.KeyBlock == "" {
+		return w, nil
+	}
+	h, m, err := s.loadMaterial(rec)
+	if err != nil {
+		return nil, err
+	}
+	w.Header, w.Material = h, m
+	switch a := rec.Attributes.Algorithm; {
+	case a.IsTDES():
+		w.Block, err = tdes.NewCipher(m)
+	case a.IsAES():
+		w.Block, err = aes.NewCipher(m)
+	}
+	if err != nil {
+		return nil, fault.Internalf("key schedule", err)
+	}
+	return w, nil
+}
+
+// Require checks a working key against an operation's rule: the allowed
+// usages, algorithms (nil = any) and a modes-of-use predicate (nil = any);
+// what names the operation for the error message.
+func Require(w *WorkingKey, field, what string, usages []keyspec.KeyUsage, algs []keyspec.Algorithm, modes func(keyspec.ModesOfUse) bool) error {
+	a := w.Record.Attributes
+	ok := false
+	for _, u := range usages {
+		ok = ok || a.Usage == u
+	}
+	if !ok {
+		names := make([]string, len(usages))
+		for i, u := range usages {
+			names[i] = string(u)
+		}
+		return fault.FieldInvalid(field, "%s needs a key with KeyUsage %s; %s is %s", what, strings.Join(names, " or "), w.ARN, a.Usage)
+	}
+	if algs != nil {
+		ok = false
+		for _, al := range algs {
+			ok = ok || a.Algorithm == al
+		}
+		if !ok {
+			return fault.FieldInvalid(field, "%s does not support %s keys", what, a.Algorithm)
+		}
+	}
+	if modes != nil && !a.Modes.NoRestrictions && !modes(a.Modes) {
+		return fault.FieldInvalid(field, "the modes of use of %s do not allow %s", w.ARN, what)
+	}
+	return nil
+}
