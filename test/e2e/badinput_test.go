@@ -62,9 +62,13 @@ func TestBadInput(t *testing.T) {
 			if status != tc.status {
 				t.Errorf("status %d, want %d (%v)", status, tc.status, body)
 			}
+			// awsJson1_0 names the error in __type (and the header); restJson1 in the header only.
 			typ, _ := body["__type"].(string)
 			if i := strings.LastIndex(typ, "#"); i >= 0 {
 				typ = typ[i+1:]
+			}
+			if typ == "" && tc.target == "" {
+				typ = hdr.Get("X-Amzn-ErrorType")
 			}
 			if typ != tc.errType || hdr.Get("X-Amzn-ErrorType") != tc.errType {
 				t.Errorf("__type %q / X-Amzn-ErrorType %q, want %s (%v)", body["__type"], hdr.Get("X-Amzn-ErrorType"), tc.errType, body)

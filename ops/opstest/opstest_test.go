@@ -1,0 +1,52 @@
+package opstest
+
+import (
+	"testing"
+
+	"payhsm/hsm/custody"
+	"payhsm/ops/keyspec"
+)
+
+// TestWorkingKeyHotPath shows the working-key path makes no PKCS#11 call after
+// the first use of a key (the counter counts every token operation).
+func TestWorkingKeyHotPath(t *testing.T) {
+	svc := New(t)
+	arn := Import(t, svc, keyspec.Attributes{Usage: keyspec.P0, Class: keyspec.Symmetric, Algorithm: keyspec.TDES2Key,
+		Modes: keyspec.ModesOfUse{Encrypt: true, Decrypt: true, Wrap: true, Unwrap: true}}, "0123456789ABCDEFFEDCBA9876543210")
+	w, err := svc.Working(arn, "KeyIdentifier")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.KCV() != "08D7B4" || w.Block == nil {
+		t.Fatalf("working key KCV %s", w.KCV())
+	}
+	before := custody.TokenOperations()
+	for i := 0; i < 1000; i++ {
+		if _, err := svc.Working(arn, "KeyIdentifier"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := custody.TokenOperations() - before; n != 0 {
+		t.Fatalf("%d PKCS#11 calls for 1000 working-key lookups", n)
+	}
+	if _, err := svc.StopKeyUsage(arn); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Working(arn, "KeyIdentifier"); err == nil {
+		t.Fatal("a stopped key is still usable from the cache")
+	}
+}
+
+func BenchmarkWorkingKey(b *testing.B) {
+	svc := New(b)
+	arn := Import(b, svc, keyspec.Attributes{Usage: keyspec.P0, Class: keyspec.Symmetric, Algorithm: keyspec.TDES2Key,
+		Modes: keyspec.ModesOfUse{Encrypt: true, Decrypt: true, Wrap: true, Unwrap: true}}, "0123456789ABCDEFFEDCBA9876543210")
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := svc.Working(arn, "KeyIdentifier"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
