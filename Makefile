@@ -15,12 +15,13 @@ FUZZTIME ?= 10s
 all: build
 
 # deps installs the system packages payhsm needs (SoftHSM2 for the dev/test
-# token, OpenSSL for the interop tests) when they are absent.
+# token, OpenSSL for the interop tests, socat for the serial-console test) when they are absent.
 deps:
 	@missing=""; \
 	[ -f $(SOFTHSM_MODULE) ] || missing="$$missing softhsm2"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	command -v gcc >/dev/null || missing="$$missing gcc"; \
+	command -v socat >/dev/null || missing="$$missing socat"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \

@@ -38,41 +38,65 @@ import (
 // DevTokenLabel is the label of the SoftHSM2 token --dev provisions.
 const DevTokenLabel = "payhsm-dev"
 
+// Flags are the options every subcommand that opens the appliance shares.
+type Flags struct {
+	dev        bool
+	configPath string
+	overrides  Config
+}
+
+// RegisterFlags adds the shared options to fs.
+func RegisterFlags(fs *flag.FlagSet) *Flags {
+	f := &Flags{}
+	fs.BoolVar(&f.dev, "dev", false, "development mode: provision a SoftHSM2 token and credentials under the data directory")
+	fs.StringVar(&f.configPath, "config", "", "configuration file (JSON); required without --dev")
+	fs.StringVar(&f.overrides.DataDir, "data-dir", "", "data directory (default ./data)")
+	fs.StringVar(&f.overrides.HTTP.Addr, "http-addr", "", "AWS API listen address (default 127.0.0.1:8080)")
+	fs.StringVar(&f.overrides.Host.Addr, "host-addr", "", "host-command listen address (default 127.0.0.1:1500)")
+	fs.StringVar(&f.overrides.Region, "region", "", "region of key ARNs (default us-east-1)")
+	fs.StringVar(&f.overrides.Account, "account", "", "account id of key ARNs (default 000000000000)")
+	fs.StringVar(&f.overrides.LogLevel, "log-level", "", "debug, info, warn or error (default info)")
+	return f
+}
+
+// Dev reports whether --dev was given.
+func (f *Flags) Dev() bool { return f.dev }
+
+// Config loads the configuration file (if any), applies the flags and the
+// defaults, and validates the result.
+func (f *Flags) Config() (*Config, error) {
+	var cfg Config
+	if f.configPath != "" {
+		c, err := LoadConfig(f.configPath)
+		if err != nil {
+			return nil, err
+		}
+		cfg = *c
+	} else if !f.dev {
+		return nil, errors.New("needs --config FILE, or --dev for a development appliance")
+	}
+	overlay(&cfg, &f.overrides)
+	cfg.Defaults()
+	if err := cfg.Validate(f.dev); err != nil {
+		return nil, fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	return &cfg, nil
+}
+
 // ServeMain runs `payhsm serve` with args (the words after "serve").
 func ServeMain(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dev := fs.Bool("dev", false, "development mode: provision a SoftHSM2 token and credentials under the data directory")
-	configPath := fs.String("config", "", "configuration file (JSON); required without --dev")
-	var flagCfg Config
-	fs.StringVar(&flagCfg.DataDir, "data-dir", "", "data directory (default ./data)")
-	fs.StringVar(&flagCfg.HTTP.Addr, "http-addr", "", "AWS API listen address (default 127.0.0.1:8080)")
-	fs.StringVar(&flagCfg.Host.Addr, "host-addr", "", "host-command listen address (default 127.0.0.1:1500)")
-	fs.StringVar(&flagCfg.Region, "region", "", "region of key ARNs (default us-east-1)")
-	fs.StringVar(&flagCfg.Account, "account", "", "account id of key ARNs (default 000000000000)")
-	fs.StringVar(&flagCfg.LogLevel, "log-level", "", "debug, info, warn or error (default info)")
+	flags := RegisterFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	var cfg Config
-	if *configPath != "" {
-		c, err := LoadConfig(*configPath)
-		if err != nil {
-			fmt.Fprintln(stderr, "payhsm:", err)
-			return 2
-		}
-		cfg = *c
-	} else if !*dev {
-		fmt.Fprintln(stderr, "payhsm: serve needs --config FILE, or --dev for a development appliance")
+	cfg, err := flags.Config()
+	if err != nil {
+		fmt.Fprintln(stderr, "payhsm:", err)
 		return 2
 	}
-	overlay(&cfg, &flagCfg)
-	cfg.Defaults()
-	if err := cfg.Validate(*dev); err != nil {
-		fmt.Fprintln(stderr, "payhsm: invalid configuration:\n"+err.Error())
-		return 2
-	}
-	log, err := newLogger(cfg.LogLevel)
+	log, err := NewLogger(cfg.LogLevel)
 	if err != nil {
 		fmt.Fprintln(stderr, "payhsm:", err)
 		return 2
@@ -80,7 +104,7 @@ func ServeMain(args []string, stderr io.Writer) int {
 	defer log.Sync()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := Serve(ctx, &cfg, *dev, log); err != nil {
+	if err := Serve(ctx, cfg, flags.dev, log); err != nil {
 		log.Error("payhsm stopped", zap.Error(err))
 		return 1
 	}
@@ -101,7 +125,8 @@ func overlay(dst, src *Config) {
 	set(&dst.LogLevel, src.LogLevel)
 }
 
-func newLogger(level string) (*zap.Logger, error) {
+// NewLogger is payhsm's zap logger (JSON to stderr).
+func NewLogger(level string) (*zap.Logger, error) {
 	var lvl zapcore.Level
 	if err := lvl.Set(level); err != nil {
 		return nil, err
@@ -117,50 +142,16 @@ func newLogger(level string) (*zap.Logger, error) {
 // Serve runs the appliance until ctx ends.
 func Serve(ctx context.Context, cfg *Config, dev bool, log *zap.Logger) error {
 	hardenProcess(log)
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return fmt.Errorf("data directory: %w", err)
-	}
-	ccfg := custody.Config{
-		ModulePath: cfg.PKCS11.Module, TokenLabel: cfg.PKCS11.TokenLabel,
-		RegionKeyLabel: cfg.PKCS11.RegionKeyLabel, NotFound: keystore.ErrNotFound,
-	}
-	credsPath := cfg.CredentialsFile
-	if dev {
-		tok, err := softhsm.Provision(cfg.DataDir, cfg.PKCS11.Module, DevTokenLabel)
-		if err != nil {
-			return err
-		}
-		ccfg.ModulePath, ccfg.TokenLabel, ccfg.PIN, ccfg.Initialize = tok.Module, tok.Label, tok.PIN, true
-		credsPath = filepath.Join(cfg.DataDir, "credentials")
-		if err := ensureDevCredentials(credsPath); err != nil {
-			return err
-		}
-	} else {
-		pin, err := cfg.PKCS11.PIN()
-		if err != nil {
-			return err
-		}
-		ccfg.PIN = pin
-	}
-	creds, err := ReadCredentials(credsPath)
+	store, cust, creds, err := OpenAppliance(cfg, dev, dev, log)
 	if err != nil {
 		return err
 	}
-
-	store, err := keystore.Open(filepath.Join(cfg.DataDir, "keystore"), log.Named("keystore"))
-	if err != nil {
-		return fmt.Errorf("keystore: %w", err)
-	}
 	defer func() {
+		cust.Close()
 		if err := store.Close(); err != nil {
 			log.Error("close keystore", zap.Error(err))
 		}
 	}()
-	cust, err := custody.Open(ccfg, store, log.Named("custody"))
-	if err != nil {
-		return err
-	}
-	defer cust.Close()
 	if _, err := cust.Profile(cfg.Profile); errors.Is(err, custody.ErrNoProfile) && dev {
 		if _, err := cust.CreateProfile(cfg.Profile); err != nil {
 			return err
@@ -240,6 +231,55 @@ func Serve(ctx context.Context, cfg *Config, dev bool, log *zap.Logger) error {
 		serveErr = nil
 	}
 	return serveErr
+}
+
+// OpenAppliance opens the keystore and main-key custody the way serve does:
+// in dev mode it provisions the SoftHSM2 token and credentials under the data
+// directory. initialize allows creating the region main key. It returns the
+// SigV4 credentials too (nil outside dev mode when cfg names no file).
+func OpenAppliance(cfg *Config, dev, initialize bool, log *zap.Logger) (*keystore.Store, *custody.Custodian, map[string]string, error) {
+	ccfg := custody.Config{
+		ModulePath: cfg.PKCS11.Module, TokenLabel: cfg.PKCS11.TokenLabel,
+		RegionKeyLabel: cfg.PKCS11.RegionKeyLabel, NotFound: keystore.ErrNotFound, Initialize: initialize,
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, nil, nil, fmt.Errorf("data directory: %w", err)
+	}
+	credsPath := cfg.CredentialsFile
+	if dev {
+		tok, err := softhsm.Provision(cfg.DataDir, cfg.PKCS11.Module, DevTokenLabel)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		ccfg.ModulePath, ccfg.TokenLabel, ccfg.PIN = tok.Module, tok.Label, tok.PIN
+		credsPath = filepath.Join(cfg.DataDir, "credentials")
+		if err := ensureDevCredentials(credsPath); err != nil {
+			return nil, nil, nil, err
+		}
+	} else {
+		pin, err := cfg.PKCS11.PIN()
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		ccfg.PIN = pin
+	}
+	var creds map[string]string
+	if credsPath != "" {
+		var err error
+		if creds, err = ReadCredentials(credsPath); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	store, err := keystore.Open(filepath.Join(cfg.DataDir, "keystore"), log.Named("keystore"))
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("keystore: %w", err)
+	}
+	cust, err := custody.Open(ccfg, store, log.Named("custody"))
+	if err != nil {
+		store.Close()
+		return nil, nil, nil, err
+	}
+	return store, cust, creds, nil
 }
 
 // hardenProcess keeps key material out of core dumps.

@@ -71,3 +71,17 @@ func (s *Store) putMeta(name string, value []byte, ifAbsent bool) error {
 	s.log.Debug("meta written", zap.String("name", name), zap.Int("bytes", len(value)))
 	return nil
 }
+
+// MetaNames lists the names of the meta blobs that start with prefix, in order.
+func (s *Store) MetaNames(prefix string) ([]string, error) {
+	done, err := s.read()
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	var names []string
+	if err := s.eachKey(s.db, pfxMeta+prefix, func(n string) { names = append(names, prefix+n) }); err != nil {
+		return nil, fmt.Errorf("keystore: list meta %q: %w", prefix, err)
+	}
+	return names, nil
+}

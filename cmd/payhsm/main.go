@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 
+	"payhsm/ceremony"
 	"payhsm/daemon"
 )
 
@@ -13,6 +14,7 @@ const usage = `usage: payhsm <command> [flags]
 
 commands:
   serve     run the appliance (AWS Payment Cryptography API and host-command port)
+  ceremony  key ceremonies: init, load-components, status (run with the daemon stopped)
   version   print the version
 
 Run 'payhsm <command> -h' for a command's flags.
@@ -29,6 +31,8 @@ func main() {
 	switch os.Args[1] {
 	case "serve":
 		os.Exit(daemon.ServeMain(os.Args[2:], os.Stderr))
+	case "ceremony":
+		os.Exit(ceremony.Main(os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
 	case "version":
 		fmt.Println("payhsm", version)
 	case "-h", "--help", "help":

@@ -42,6 +42,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -64,6 +65,7 @@ type MetaStore interface {
 	GetMeta(name string) ([]byte, error)
 	PutMeta(name string, value []byte) error
 	PutMetaIfAbsent(name string, value []byte) error
+	MetaNames(prefix string) ([]string, error)
 }
 
 // ErrMetaNotFound must be what MetaStore.GetMeta returns (wrapped or not) for
@@ -366,6 +368,19 @@ func (c *Custodian) Profile(name string) (*Profile, error) {
 	}
 	c.profiles[name] = p
 	return p, nil
+}
+
+// ProfileNames lists the profiles that have a main key.
+func (c *Custodian) ProfileNames() []string {
+	names, err := c.meta.MetaNames(metaProfilePrefix)
+	if err != nil {
+		c.log.Error("list profiles", zap.Error(err))
+		return nil
+	}
+	for i, n := range names {
+		names[i] = strings.TrimPrefix(n, metaProfilePrefix)
+	}
+	return names
 }
 
 // ErrNoProfile reports a profile that has no main key.

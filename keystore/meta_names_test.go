@@ -1,0 +1,25 @@
+package keystore
+
+import (
+	"slices"
+	"testing"
+
+	"go.uber.org/zap"
+)
+
+func TestMetaNames(t *testing.T) {
+	s, err := Open(t.TempDir(), zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, n := range []string{"custody/profile/b", "custody/profile/a", "custody/region", "ca/x"} {
+		if err := s.PutMeta(n, []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.MetaNames("custody/profile/")
+	if err != nil || !slices.Equal(got, []string{"custody/profile/a", "custody/profile/b"}) {
+		t.Fatalf("MetaNames = %v, %v", got, err)
+	}
+}
