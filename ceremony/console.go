@@ -16,9 +16,9 @@ import (
 // stdin/stdout or a serial line. Secrets are read without echo and returned
 // as byte slices the caller zeroes.
 type Console struct {
-	r    *bufio.Reader
-	w    io.Writer
-	fd   int // terminal whose echo is switched off for secrets; -1 when not a terminal
+	r  *bufio.Reader
+	w  io.Writer
+	fd int // terminal whose echo is switched off for secrets; -1 when not a terminal
 	// skipLF drops a '\n' that follows a '\r' line end (without waiting for
 	// it: a serial line may send '\r' alone).
 	skipLF bool
