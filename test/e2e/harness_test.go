@@ -83,15 +83,24 @@ type daemon struct {
 // startDaemon starts payhsm serve --dev on dir and waits for "payhsm ready".
 func startDaemon(t *testing.T, dir string) *daemon {
 	t.Helper()
+	d := startDaemonArgs(t, "serve", "--dev", "--data-dir", dir, "--http-addr", "127.0.0.1:0", "--host-addr", "127.0.0.1:0")
+	d.dir = dir
+	d.keyID, d.secret = readCreds(t, filepath.Join(dir, "credentials"))
+	return d
+}
+
+// startDaemonArgs starts payhsm with args and waits for "payhsm ready".
+func startDaemonArgs(t *testing.T, args ...string) *daemon {
+	t.Helper()
 	logs := &logBuffer{}
-	cmd := exec.Command(binPath, "serve", "--dev", "--data-dir", dir, "--http-addr", "127.0.0.1:0", "--host-addr", "127.0.0.1:0")
+	cmd := exec.Command(binPath, args...)
 	pr, pw := io.Pipe()
 	cmd.Stdout = logs
 	cmd.Stderr = io.MultiWriter(logs, pw)
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start payhsm: %v", err)
 	}
-	d := &daemon{t: t, dir: dir, cmd: cmd, logs: logs, exited: make(chan error, 1)}
+	d := &daemon{t: t, cmd: cmd, logs: logs, exited: make(chan error, 1)}
 	go func() { err := cmd.Wait(); pw.Close(); d.exited <- err }()
 	ready := make(chan map[string]any, 1)
 	go func() {
@@ -115,7 +124,6 @@ func startDaemon(t *testing.T, dir string) *daemon {
 		cmd.Process.Kill()
 		t.Fatalf("payhsm not ready within 60s\n%s", logs)
 	}
-	d.keyID, d.secret = readCreds(t, filepath.Join(dir, "credentials"))
 	t.Cleanup(func() { d.stop() })
 	return d
 }
