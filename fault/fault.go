@@ -134,8 +134,14 @@ func As(err error) *Error {
 	return &Error{Kind: Internal, cause: err}
 }
 
-// KindOf returns the Kind of err (Internal when unclassified).
-func KindOf(err error) Kind { return As(err).Kind }
+// KindOf returns the Kind of err (Internal when unclassified). KindOf(nil) is Internal
+// and callers test err != nil first.
+func KindOf(err error) Kind {
+	if err == nil {
+		return Internal
+	}
+	return As(err).Kind
+}
 
 // ClientMessage is the text an edge may show a client for err.
 func ClientMessage(err error) string {

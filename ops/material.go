@@ -63,7 +63,9 @@ func storedHeader(id string, a keyspec.Attributes, exportable bool) (tr31.Header
 	h := tr31.Header{
 		Version: 'D', KeyUsage: a.Usage.TR31(), Algorithm: a.Algorithm.TR31(), ModeOfUse: mode,
 		KeyVersion: "00", Exportability: exp,
-		Blocks: []tr31.OptionalBlock{{ID: bindingBlock, Data: id}},
+	}
+	if id != "" {
+		h.Blocks = append(h.Blocks, tr31.OptionalBlock{ID: bindingBlock, Data: id})
 	}
 	if hm, ok := hmacHashIDs[a.Algorithm]; ok {
 		h.Blocks = append(h.Blocks, tr31.OptionalBlock{ID: "HM", Data: hm})
@@ -200,7 +202,8 @@ func (s *Service) loadMaterial(k *keystore.Key) (tr31.Header, []byte, error) {
 		return tr31.Header{}, nil, fault.Internalf("open stored key block of "+k.ID, err)
 	}
 	mode, _ := k.Attributes.Modes.TR31()
-	if err := checkBinding(h, k.ID); err != nil || h.KeyUsage != k.Attributes.Usage.TR31() || h.ModeOfUse != mode {
+	bound := k.ID == "" || checkBinding(h, k.ID) == nil // transient key blocks (host "S" keys) carry no record binding
+	if !bound || h.KeyUsage != k.Attributes.Usage.TR31() || h.ModeOfUse != mode {
 		clear(key)
 		return tr31.Header{}, nil, fault.Internalf("stored key block of "+k.ID, fmt.Errorf("header does not match the key record"))
 	}

@@ -93,7 +93,13 @@ func (c *keyCache) dropAliases() {
 func (s *Service) Working(ident, field string) (*WorkingKey, error) {
 	w, gen := s.cache.get(ident)
 	if w == nil {
-		rec, err := s.resolve(ident)
+		var rec *keystore.Key
+		var err error
+		if profile, block, ok := parseBlockIdent(ident); ok {
+			rec, err = s.blockRecord(profile, block, field)
+		} else {
+			rec, err = s.resolve(ident)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -114,7 +120,10 @@ func (s *Service) Working(ident, field string) (*WorkingKey, error) {
 
 // open unwraps a record into a WorkingKey.
 func (s *Service) open(rec *keystore.Key) (*WorkingKey, error) {
-	w := &WorkingKey{Record: rec, ARN: s.keyARN(rec.ID)}
+	w := &WorkingKey{Record: rec}
+	if rec.ID != "" {
+		w.ARN = s.keyARN(rec.ID)
+	}
 	if rec.KeyBlock == "" {
 		return w, nil
 	}
@@ -164,4 +173,45 @@ func Require(w *WorkingKey, field, what string, usages []keyspec.KeyUsage, algs 
 		return fault.FieldInvalid(field, "the modes of use of %s do not allow %s", w.ARN, what)
 	}
 	return nil
+}
+
+// blockIdentPrefix marks a key carried in a request as an X9.143 block under
+// a profile main key (the host protocol's "S" key form) rather than stored in
+// the keystore. The AWS edge cannot produce such an identifier: the model's
+// KeyIdentifier pattern refuses it.
+const blockIdentPrefix = "lmkblock/"
+
+// BlockIdent names a key block protected by profile's main key, for Working.
+func BlockIdent(profile, block string) string { return blockIdentPrefix + profile + "/" + block }
+
+func parseBlockIdent(ident string) (profile, block string, ok bool) {
+	rest, ok := strings.CutPrefix(ident, blockIdentPrefix)
+	if !ok {
+		return "", "", false
+	}
+	return strings.Cut(rest, "/")
+}
+
+// blockRecord opens a key block under a profile main key into a transient
+// record (never stored): its attributes come from the authenticated header.
+func (s *Service) blockRecord(profile, block, field string) (*keystore.Key, error) {
+	p, err := s.cust.Profile(profile)
+	if err != nil {
+		return nil, fault.NotFoundf(profile, "profile %s has no main key", profile)
+	}
+	h, key, err := p.Unwrap(block)
+	if err != nil {
+		return nil, fault.Wrap(fault.Validation, field+": the key block does not verify under the profile main key", err)
+	}
+	defer clear(key)
+	a, exportable, err := attributesFromHeader(h, len(key))
+	if err != nil {
+		return nil, err
+	}
+	rec := &keystore.Key{ID: "", Profile: profile, Attributes: a, Exportable: exportable, Enabled: true,
+		State: StateCreateComplete, Origin: OriginExternal, KeyBlock: block, KCVAlgorithm: keyspec.DefaultKCVAlgorithm(a.Algorithm)}
+	if rec.KCV, err = symmetricKCV(a.Algorithm, rec.KCVAlgorithm, key); err != nil {
+		return nil, err
+	}
+	return rec, nil
 }

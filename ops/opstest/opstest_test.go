@@ -1,7 +1,10 @@
 package opstest
 
 import (
+	"strings"
 	"testing"
+
+	"payhsm/ops"
 
 	"payhsm/hsm/custody"
 	"payhsm/ops/keyspec"
@@ -49,4 +52,33 @@ func BenchmarkWorkingKey(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestBlockIdent: a key carried as a block under the profile main key (the
+// host protocol's "S" form) works like a stored key, with the same checks.
+func TestBlockIdent(t *testing.T) {
+	svc := New(t)
+	a := keyspec.Attributes{Usage: keyspec.C0, Class: keyspec.Symmetric, Algorithm: keyspec.TDES2Key, Modes: keyspec.ModesOfUse{Generate: true, Verify: true}}
+	block, kcv, err := svc.GenerateKeyBlock("default", a, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := svc.Working(ops.BlockIdent("default", block), "Key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.KCV() != kcv || w.Attributes() != a || w.Block == nil || w.Record.Exportable {
+		t.Fatalf("block key: %+v KCV %s want %s", w.Attributes(), w.KCV(), kcv)
+	}
+	tampered := block[:len(block)-1] + string("0123456789ABCDEF"[(strings.IndexByte("0123456789ABCDEF", block[len(block)-1])+1)%16])
+	if _, err := svc.Working(ops.BlockIdent("default", tampered), "Key"); err == nil {
+		t.Fatal("a tampered key block was accepted")
+	}
+	if _, err := svc.Working(ops.BlockIdent("nope", block), "Key"); err == nil {
+		t.Fatal("a block under an unknown profile was accepted")
+	}
+	if _, _, err := svc.GenerateKeyBlock("default", keyspec.Attributes{Usage: keyspec.C0, Class: keyspec.Symmetric, Algorithm: keyspec.AES128,
+		Modes: keyspec.ModesOfUse{Encrypt: true}}, false); err == nil {
+		t.Fatal("a disallowed attribute combination was generated")
+	}
 }
