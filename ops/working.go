@@ -74,6 +74,14 @@ func (c *keyCache) dropKey(id string) {
 	c.mu.Unlock()
 }
 
+// dropAll forgets every entry.
+func (c *keyCache) dropAll() {
+	c.mu.Lock()
+	c.gen++
+	c.byIdent = nil
+	c.mu.Unlock()
+}
+
 // dropAliases forgets every entry reached through an alias.
 func (c *keyCache) dropAliases() {
 	c.mu.Lock()

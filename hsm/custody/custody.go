@@ -42,6 +42,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -106,9 +107,20 @@ type regionRecord struct {
 	Created time.Time `json:"created"`
 }
 
+// profileRecord is a profile's sealed main keys. Format 2 holds versions;
+// format 1 (one key in KCV/Sealed/Created) is still read.
 type profileRecord struct {
-	Version int       `json:"v"`
-	Name    string    `json:"name"`
+	Version  int              `json:"v"`
+	Name     string           `json:"name"`
+	Active   int              `json:"active,omitempty"`
+	Versions []profileVersion `json:"versions,omitempty"`
+	KCV      string           `json:"kcv,omitempty"`
+	Sealed   []byte           `json:"sealed,omitempty"`
+	Created  time.Time        `json:"created,omitzero"`
+}
+
+type profileVersion struct {
+	Version int       `json:"version"`
 	KCV     string    `json:"kcv"`
 	Sealed  []byte    `json:"sealed"`
 	Created time.Time `json:"created"`
@@ -298,30 +310,29 @@ func (c *Custodian) CreateProfile(name string) (*Profile, error) {
 }
 
 // InstallProfile stores key (an AES-256 profile main key formed elsewhere,
-// e.g. from components in a ceremony) sealed under the region main key. It
-// fails if the profile exists. key is copied; the caller zeroes its copy.
+// e.g. from components in a ceremony) sealed under the region main key, as
+// version 1 of the profile. It fails if the profile exists. key is copied;
+// the caller zeroes its copy.
 func (c *Custodian) InstallProfile(name string, key []byte) (*Profile, error) {
 	if !validProfileName(name) {
 		return nil, fmt.Errorf("custody: invalid profile name %q", name)
 	}
-	if len(key) != 32 {
-		return nil, errors.New("custody: a profile main key is AES-256 (32 bytes)")
-	}
-	p, err := newProfile(name, key)
+	m, err := newMainKey(key)
 	if err != nil {
 		return nil, err
 	}
-	sealed, err := c.Seal(key, profileAAD(name, p.kcv))
+	ver, err := c.sealVersion(name, 1, m, key)
 	if err != nil {
-		p.destroy()
+		m.destroy()
 		return nil, err
 	}
-	rec := profileRecord{Version: 1, Name: name, KCV: p.kcv, Sealed: sealed, Created: time.Now().UTC()}
+	rec := profileRecord{Version: 2, Name: name, Active: 1, Versions: []profileVersion{ver}}
 	b, _ := json.Marshal(rec)
 	if err := c.meta.PutMetaIfAbsent(metaProfilePrefix+name, b); err != nil {
-		p.destroy()
+		m.destroy()
 		return nil, fmt.Errorf("custody: store profile %q: %w", name, err)
 	}
+	p := &Profile{name: name, active: 1, keys: map[int]*mainKey{1: m}}
 	c.mu.Lock()
 	c.profiles[name] = p
 	c.mu.Unlock()
@@ -329,7 +340,15 @@ func (c *Custodian) InstallProfile(name string, key []byte) (*Profile, error) {
 	return p, nil
 }
 
-// Profile returns the named profile, unsealing its main key on first use.
+func (c *Custodian) sealVersion(name string, v int, m *mainKey, key []byte) (profileVersion, error) {
+	sealed, err := c.Seal(key, profileAAD(name, m.kcv))
+	if err != nil {
+		return profileVersion{}, err
+	}
+	return profileVersion{Version: v, KCV: m.kcv, Sealed: sealed, Created: time.Now().UTC()}, nil
+}
+
+// Profile returns the named profile, unsealing its main keys on first use.
 func (c *Custodian) Profile(name string) (*Profile, error) {
 	c.mu.RLock()
 	p := c.profiles[name]
@@ -342,6 +361,39 @@ func (c *Custodian) Profile(name string) (*Profile, error) {
 	if p := c.profiles[name]; p != nil {
 		return p, nil
 	}
+	rec, err := c.readProfile(name)
+	if err != nil {
+		return nil, err
+	}
+	p = &Profile{name: name, active: rec.Active, keys: map[int]*mainKey{}}
+	for _, v := range rec.Versions {
+		key, err := c.Unseal(v.Sealed, profileAAD(name, v.KCV))
+		if err != nil {
+			p.destroy()
+			return nil, fmt.Errorf("custody: unseal profile %q version %d: %w", name, v.Version, err)
+		}
+		m, err := newMainKey(key)
+		clear(key)
+		if err != nil {
+			p.destroy()
+			return nil, err
+		}
+		if m.kcv != v.KCV {
+			m.destroy()
+			p.destroy()
+			return nil, fmt.Errorf("custody: profile %q main key version %d has KCV %s, record says %s", name, v.Version, m.kcv, v.KCV)
+		}
+		p.keys[v.Version] = m
+	}
+	if p.keys[p.active] == nil {
+		p.destroy()
+		return nil, fmt.Errorf("custody: profile %q record has no active version %d", name, rec.Active)
+	}
+	c.profiles[name] = p
+	return p, nil
+}
+
+func (c *Custodian) readProfile(name string) (*profileRecord, error) {
 	raw, err := c.meta.GetMeta(metaProfilePrefix + name)
 	if errors.Is(err, c.cfg.NotFound) {
 		return nil, fmt.Errorf("custody: profile %q: %w", name, ErrNoProfile)
@@ -353,21 +405,106 @@ func (c *Custodian) Profile(name string) (*Profile, error) {
 	if err := json.Unmarshal(raw, &rec); err != nil {
 		return nil, fmt.Errorf("custody: profile %q record is corrupt: %w", name, err)
 	}
-	key, err := c.Unseal(rec.Sealed, profileAAD(name, rec.KCV))
-	if err != nil {
-		return nil, fmt.Errorf("custody: unseal profile %q: %w", name, err)
+	if rec.Version == 1 { // single-key record of the first format
+		rec.Active = 1
+		rec.Versions = []profileVersion{{Version: 1, KCV: rec.KCV, Sealed: rec.Sealed, Created: rec.Created}}
 	}
+	return &rec, nil
+}
+
+func (c *Custodian) writeProfile(rec *profileRecord) error {
+	rec.Version, rec.KCV, rec.Sealed = 2, "", nil
+	b, _ := json.Marshal(rec)
+	if err := c.meta.PutMeta(metaProfilePrefix+rec.Name, b); err != nil {
+		return fmt.Errorf("custody: store profile %q: %w", rec.Name, err)
+	}
+	return nil
+}
+
+// BeginRotation introduces a new main key version for profile and makes it
+// the one new key blocks are wrapped under; the old versions stay available
+// for unwrapping until RetireOldVersions. newKey (AES-256, copied) comes from
+// a ceremony's components, or nil for a key generated here. If a rotation is
+// already under way (more than one version), it is resumed: the active
+// version is returned and newKey is ignored.
+func (c *Custodian) BeginRotation(profile string, newKey []byte) (int, error) {
+	p, err := c.Profile(profile)
+	if err != nil {
+		return 0, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	rec, err := c.readProfile(profile)
+	if err != nil {
+		return 0, err
+	}
+	if len(rec.Versions) > 1 {
+		return rec.Active, nil
+	}
+	key := make([]byte, 32)
 	defer clear(key)
-	p, err = newProfile(name, key)
+	if newKey != nil {
+		copy(key, newKey)
+	} else if _, err := rand.Read(key); err != nil {
+		return 0, err
+	}
+	m, err := newMainKey(key)
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
-	if p.kcv != rec.KCV {
-		p.destroy()
-		return nil, fmt.Errorf("custody: profile %q main key has KCV %s, record says %s", name, p.kcv, rec.KCV)
+	v := rec.Active + 1
+	ver, err := c.sealVersion(profile, v, m, key)
+	if err != nil {
+		m.destroy()
+		return 0, err
 	}
-	c.profiles[name] = p
-	return p, nil
+	rec.Versions = append(rec.Versions, ver)
+	rec.Active = v
+	if err := c.writeProfile(rec); err != nil {
+		m.destroy()
+		return 0, err
+	}
+	p.mu.Lock()
+	p.keys[v] = m
+	p.active = v
+	p.mu.Unlock()
+	c.log.Info("profile main key rotation begun", zap.String("profile", profile), zap.Int("version", v), zap.String("kcv", upper(m.kcv)))
+	return v, nil
+}
+
+// RetireOldVersions destroys every main key version of profile but the active
+// one. The caller must first have re-wrapped and verified every key block.
+func (c *Custodian) RetireOldVersions(profile string) error {
+	p, err := c.Profile(profile)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	rec, err := c.readProfile(profile)
+	if err != nil {
+		return err
+	}
+	var keep []profileVersion
+	for _, v := range rec.Versions {
+		if v.Version == rec.Active {
+			keep = append(keep, v)
+		}
+	}
+	rec.Versions = keep
+	if err := c.writeProfile(rec); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	for v, m := range p.keys {
+		if v != p.active {
+			m.destroy()
+			delete(p.keys, v)
+		}
+	}
+	p.mu.Unlock()
+	c.log.Info("old profile main key versions retired", zap.String("profile", profile), zap.Int("active", rec.Active))
+	return nil
 }
 
 // ProfileNames lists the profiles that have a main key.
@@ -402,14 +539,31 @@ func validProfileName(s string) bool {
 	return true
 }
 
-// Profile is one key space: its main key wraps every customer key block of the profile.
+// Profile is one key space: its main key wraps every customer key block of
+// the profile. During a rotation it holds more than one version: new blocks
+// are wrapped under the active one, and each block names its version in the
+// proprietary optional block "11" (absent = version 1).
 type Profile struct {
-	name string
-	kcv  string
-	key  []byte // AES-256, mlocked
+	name   string
+	mu     sync.RWMutex
+	active int
+	keys   map[int]*mainKey
 }
 
-func newProfile(name string, key []byte) (*Profile, error) {
+// mainKey is one version of a profile main key.
+type mainKey struct {
+	kcv string
+	key []byte // AES-256, mlocked
+}
+
+// versionBlock is the proprietary X9.143 optional block that names the
+// profile main key version a stored block is wrapped under.
+const versionBlock = "11"
+
+func newMainKey(key []byte) (*mainKey, error) {
+	if len(key) != 32 {
+		return nil, errors.New("custody: a profile main key is AES-256 (32 bytes)")
+	}
 	k := make([]byte, len(key))
 	copy(k, key)
 	_ = unix.Mlock(k) // best effort: LimitMEMLOCK may forbid it; the daemon also disables core dumps
@@ -418,32 +572,100 @@ func newProfile(name string, key []byte) (*Profile, error) {
 		clear(k)
 		return nil, fmt.Errorf("custody: profile main key: %w", err)
 	}
-	return &Profile{name: name, kcv: hex.EncodeToString(kcv.CMAC(blk)), key: k}, nil
+	return &mainKey{kcv: hex.EncodeToString(kcv.CMAC(blk)), key: k}, nil
+}
+
+func (m *mainKey) destroy() {
+	clear(m.key)
+	_ = unix.Munlock(m.key)
 }
 
 func (p *Profile) destroy() {
-	clear(p.key)
-	_ = unix.Munlock(p.key)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, m := range p.keys {
+		m.destroy()
+	}
+	p.keys = nil
 }
 
 // Name is the profile's name.
 func (p *Profile) Name() string { return p.name }
 
-// KCV is the profile main key's check value (AES-CMAC method, hex upper case).
-func (p *Profile) KCV() string { return upper(p.kcv) }
-
-// Wrap returns key as an X9.143 version D key block under the profile main key.
-func (p *Profile) Wrap(h tr31.Header, key []byte) (string, error) {
-	h.Version = 'D'
-	return tr31.Wrap(p.key, h, key)
+// KCV is the active main key's check value (AES-CMAC method, hex upper case).
+func (p *Profile) KCV() string {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return upper(p.keys[p.active].kcv)
 }
 
-// Unwrap opens a key block made by Wrap. The caller zeroes the returned key.
+// Version is the active main key version.
+func (p *Profile) Version() int {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.active
+}
+
+// Rotating reports whether older main key versions are still loaded.
+func (p *Profile) Rotating() bool {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return len(p.keys) > 1
+}
+
+// BlockVersion is the main key version a stored block names (1 when it names none).
+func BlockVersion(block string) (int, error) {
+	h, err := tr31.ParseHeader(block)
+	if err != nil {
+		return 0, err
+	}
+	for _, b := range h.Blocks {
+		if b.ID == versionBlock {
+			v, err := strconv.Atoi(b.Data)
+			if err != nil || v < 1 {
+				return 0, fmt.Errorf("custody: bad main key version %q in key block", b.Data)
+			}
+			return v, nil
+		}
+	}
+	return 1, nil
+}
+
+// Wrap returns key as an X9.143 version D key block under the active main key.
+func (p *Profile) Wrap(h tr31.Header, key []byte) (string, error) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	h.Version = 'D'
+	blocks := make([]tr31.OptionalBlock, 0, len(h.Blocks)+1)
+	for _, b := range h.Blocks {
+		if b.ID != versionBlock {
+			blocks = append(blocks, b)
+		}
+	}
+	if p.active > 1 {
+		blocks = append(blocks, tr31.OptionalBlock{ID: versionBlock, Data: strconv.Itoa(p.active)})
+	}
+	h.Blocks = blocks
+	return tr31.Wrap(p.keys[p.active].key, h, key)
+}
+
+// Unwrap opens a key block made by Wrap under any loaded main key version.
+// The caller zeroes the returned key.
 func (p *Profile) Unwrap(block string) (tr31.Header, []byte, error) {
 	if len(block) == 0 || block[0] != 'D' {
 		return tr31.Header{}, nil, errors.New("custody: stored key blocks are version D")
 	}
-	return tr31.Unwrap(p.key, block)
+	v, err := BlockVersion(block)
+	if err != nil {
+		return tr31.Header{}, nil, err
+	}
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	m := p.keys[v]
+	if m == nil {
+		return tr31.Header{}, nil, fmt.Errorf("custody: profile %s has no main key version %d (retired or never loaded)", p.name, v)
+	}
+	return tr31.Unwrap(m.key, block)
 }
 
 // tokenOps counts calls into the PKCS#11 module after start-up (sealing,

@@ -3,6 +3,7 @@ package opstest
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"payhsm/ops"
 
@@ -80,5 +81,51 @@ func TestBlockIdent(t *testing.T) {
 	if _, _, err := svc.GenerateKeyBlock("default", keyspec.Attributes{Usage: keyspec.C0, Class: keyspec.Symmetric, Algorithm: keyspec.AES128,
 		Modes: keyspec.ModesOfUse{Encrypt: true}}, false); err == nil {
 		t.Fatal("a disallowed attribute combination was generated")
+	}
+}
+
+// TestRotateProfile: every key of the profile is re-wrapped under a new main
+// key, keeps its check value and stays usable; the old key is retired.
+func TestRotateProfile(t *testing.T) {
+	svc := New(t)
+	var arns []string
+	for i := 0; i < 25; i++ {
+		k, err := svc.CreateKey(ops.CreateKeyInput{Exportable: true, Attributes: keyspec.Attributes{Usage: keyspec.C0, Class: keyspec.Symmetric,
+			Algorithm: keyspec.TDES2Key, Modes: keyspec.ModesOfUse{Generate: true, Verify: true}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		arns = append(arns, k.ARN)
+	}
+	imported := Import(t, svc, keyspec.Attributes{Usage: keyspec.P0, Class: keyspec.Symmetric, Algorithm: keyspec.TDES2Key,
+		Modes: keyspec.ModesOfUse{Encrypt: true, Decrypt: true, Wrap: true, Unwrap: true}}, "0123456789ABCDEFFEDCBA9876543210")
+	before, _ := svc.ProfileKCV("default")
+	rep, err := svc.RotateProfile("default", nil, 10*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, _ := svc.ProfileKCV("default")
+	if rep.Version != 2 || after == before || rep.KCV != after {
+		t.Fatalf("rotation %+v, KCV %s → %s", rep, before, after)
+	}
+	// 26 keys plus the CA key and the import token's key.
+	if rep.Rewrapped != 28 || rep.Verified != 28 {
+		t.Errorf("rewrapped %d, verified %d, want 28", rep.Rewrapped, rep.Verified)
+	}
+	for _, arn := range append(arns, imported) {
+		w, err := svc.Working(arn, "KeyIdentifier")
+		if err != nil {
+			t.Fatalf("%s after rotation: %v", arn, err)
+		}
+		if arn == imported && w.KCV() != "08D7B4" {
+			t.Errorf("imported key KCV %s after rotation", w.KCV())
+		}
+	}
+	// A second rotation starts from version 2.
+	if rep, err := svc.RotateProfile("default", nil, time.Millisecond); err != nil || rep.Version != 3 || rep.Rewrapped != 28 {
+		t.Fatalf("second rotation %+v %v", rep, err)
+	}
+	if _, err := svc.GetParametersForImport(ops.MaterialKeyCryptogram, keyspec.RSA3072, true); err != nil {
+		t.Fatalf("import token after rotation: %v", err)
 	}
 }

@@ -1,0 +1,175 @@
+package ops
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"payhsm/fault"
+	"payhsm/hsm/custody"
+	"payhsm/keystore"
+)
+
+// RotationReport describes a finished profile main key rotation.
+type RotationReport struct {
+	Profile   string
+	Version   int    // the new active main key version
+	KCV       string // its check value
+	Rewrapped int    // key blocks moved onto it by this run
+	Verified  int    // key blocks verified under it before the old versions were retired
+}
+
+// RotateProfile moves profile onto a new main key: it introduces the new
+// version (newKey from a ceremony's components, or nil to generate one),
+// re-wraps every stored key block of the profile from the old version to the
+// new one — each record in its own synced write, verified before it is
+// written —, checks that every block opens under the new version, and only
+// then retires the old version. It runs online, beside normal traffic, and is
+// resumable: after a crash, running it again continues the same rotation.
+// quiesce is how long to let in-flight writes land before the final check.
+func (s *Service) RotateProfile(profile string, newKey []byte, quiesce time.Duration) (*RotationReport, error) {
+	v, err := s.cust.BeginRotation(profile, newKey)
+	if errors.Is(err, custody.ErrNoProfile) {
+		return nil, fault.NotFoundf(profile, "profile %s has no main key", profile)
+	}
+	if err != nil {
+		return nil, fault.Internalf("begin rotation", err)
+	}
+	p, err := s.cust.Profile(profile)
+	if err != nil {
+		return nil, fault.Internalf("profile main key", err)
+	}
+	rep := &RotationReport{Profile: profile, Version: v, KCV: p.KCV()}
+	for pass := 0; ; pass++ {
+		n, verified, err := s.rewrapProfile(p, v)
+		if err != nil {
+			return rep, err
+		}
+		rep.Rewrapped += n
+		if n == 0 && pass > 0 {
+			rep.Verified = verified
+			break
+		}
+		if pass == 20 {
+			return rep, fault.Internalf("rotation", errors.New("key blocks keep appearing under the old main key"))
+		}
+		time.Sleep(quiesce)
+	}
+	if err := s.cust.RetireOldVersions(profile); err != nil {
+		return rep, fault.Internalf("retire old main key", err)
+	}
+	s.cache.dropAll()
+	s.log.Sugar().Infow("profile main key rotated", "profile", profile, "version", v, "kcv", rep.KCV,
+		"rewrapped", rep.Rewrapped, "verified", rep.Verified)
+	return rep, nil
+}
+
+// rewrapProfile moves every block of the profile not yet under version v onto
+// it; it returns how many it moved and how many blocks are under v.
+func (s *Service) rewrapProfile(p *custody.Profile, v int) (moved, under int, err error) {
+	next := ""
+	for {
+		recs, tok, err := s.store.ListKeys(func(k *keystore.Key) bool { return k.Profile == p.Name() && k.KeyBlock != "" }, next, 100)
+		if err != nil {
+			return moved, under, fault.Internalf("list keys", err)
+		}
+		for _, r := range recs {
+			if bv, err := custody.BlockVersion(r.KeyBlock); err == nil && bv == v {
+				under++
+				continue
+			}
+			_, err := s.store.UpdateKey(r.ID, func(k *keystore.Key) error {
+				nb, err := rewrap(p, k.KeyBlock, v)
+				if err != nil {
+					return err
+				}
+				k.KeyBlock = nb
+				return nil
+			})
+			if errors.Is(err, keystore.ErrNotFound) {
+				continue // purged meanwhile
+			}
+			if err != nil {
+				return moved, under, fault.Internalf("re-wrap key "+r.ID, err)
+			}
+			s.cache.dropKey(r.ID)
+			moved++
+			under++
+		}
+		if tok == "" {
+			break
+		}
+		next = tok
+	}
+	// Internal keys kept in meta records (CA keys, import-token keys): every
+	// JSON record with a "keyBlock" member that opens under this profile.
+	names, err := s.store.MetaNames("")
+	if err != nil {
+		return moved, under, fault.Internalf("list meta", err)
+	}
+	for _, name := range names {
+		if strings.HasPrefix(name, "custody/") || strings.HasPrefix(name, "ceremony/") {
+			continue
+		}
+		raw, err := s.store.GetMeta(name)
+		if err != nil {
+			continue
+		}
+		var rec map[string]json.RawMessage
+		if json.Unmarshal(raw, &rec) != nil {
+			continue
+		}
+		var block string
+		if json.Unmarshal(rec["keyBlock"], &block) != nil || block == "" {
+			continue
+		}
+		if bv, err := custody.BlockVersion(block); err == nil && bv == v {
+			if _, key, err := p.Unwrap(block); err == nil {
+				clear(key)
+				under++
+			}
+			continue
+		}
+		nb, err := rewrap(p, block, v)
+		if err != nil {
+			continue // another profile's block
+		}
+		rec["keyBlock"], _ = json.Marshal(nb)
+		out, _ := json.Marshal(rec)
+		if err := s.store.PutMeta(name, out); err != nil {
+			return moved, under, fault.Internalf("re-wrap "+name, err)
+		}
+		moved++
+		under++
+	}
+	return moved, under, nil
+}
+
+// rewrap opens block under any loaded main key version and wraps the same key
+// and header under the active version v, checking the new block opens to the
+// same key before it is returned.
+func rewrap(p *custody.Profile, block string, v int) (string, error) {
+	h, key, err := p.Unwrap(block)
+	if err != nil {
+		return "", err
+	}
+	defer clear(key)
+	nb, err := p.Wrap(h, key)
+	if err != nil {
+		return "", err
+	}
+	if bv, err := custody.BlockVersion(nb); err != nil || bv != v {
+		return "", fmt.Errorf("re-wrapped block is under main key version %d, not %d", bv, v)
+	}
+	_, again, err := p.Unwrap(nb)
+	if err != nil {
+		return "", err
+	}
+	defer clear(again)
+	if string(again) != string(key) {
+		return "", errors.New("re-wrapped block does not open to the same key")
+	}
+	return nb, nil
+}
