@@ -1,0 +1,233 @@
+// Package symmetric owns block-cipher modes of operation for data encryption
+// (NIST SP 800-38A: ECB, CBC, s-bit CFB for s = 1, 8, 64, 128, OFB) over any
+// cipher.Block (TDES or AES), and PKCS#7 padding. It checks only what the
+// modes themselves require; payment rules (which key, which lengths a
+// service accepts) belong to the caller.
+package symmetric
+
+import (
+	"crypto/cipher"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+)
+
+// Mode is a mode of operation.
+type Mode int
+
+const (
+	ECB Mode = iota + 1
+	CBC
+	CFB // full-block CFB: CFB64 for TDES, CFB128 for AES
+	CFB1
+	CFB8
+	CFB64
+	CFB128
+	OFB
+)
+
+var modeNames = map[Mode]string{ECB: "ECB", CBC: "CBC", CFB: "CFB", CFB1: "CFB1", CFB8: "CFB8", CFB64: "CFB64", CFB128: "CFB128", OFB: "OFB"}
+
+func (m Mode) String() string {
+	if s, ok := modeNames[m]; ok {
+		return s
+	}
+	return fmt.Sprintf("Mode(%d)", int(m))
+}
+
+// ParseMode maps the AWS EncryptionMode names to a Mode.
+func ParseMode(s string) (Mode, bool) {
+	for m, n := range modeNames {
+		if n == s {
+			return m, true
+		}
+	}
+	return 0, false
+}
+
+// Errors, matchable with errors.Is.
+var (
+	ErrLength  = errors.New("symmetric: data length not valid for the mode")
+	ErrIV      = errors.New("symmetric: invalid initialization vector")
+	ErrMode    = errors.New("symmetric: mode not available for this cipher")
+	ErrPadding = errors.New("symmetric: invalid padding")
+)
+
+// NeedsIV reports whether the mode uses an initialization vector.
+func (m Mode) NeedsIV() bool { return m != ECB }
+
+// segmentBits is the CFB segment size s, or 0 for other modes.
+func (m Mode) segmentBits(bs int) int {
+	switch m {
+	case CFB:
+		return 8 * bs
+	case CFB1:
+		return 1
+	case CFB8:
+		return 8
+	case CFB64:
+		return 64
+	case CFB128:
+		return 128
+	}
+	return 0
+}
+
+// Unit is the length granularity in bytes that the mode requires of data
+// for cipher block size bs: the block size for ECB and CBC, the segment
+// size for CFB, 1 for OFB and CFB1/CFB8.
+func (m Mode) Unit(bs int) int {
+	switch m {
+	case ECB, CBC:
+		return bs
+	case OFB:
+		return 1
+	}
+	if s := m.segmentBits(bs); s >= 8 {
+		return s / 8
+	}
+	return 1
+}
+
+// Encrypt encrypts src in mode m under b with iv (ignored by, and required
+// to be empty for, ECB) and returns the ciphertext in a new slice.
+func Encrypt(b cipher.Block, m Mode, iv, src []byte) ([]byte, error) {
+	return crypt(b, m, iv, src, true)
+}
+
+// Decrypt is the inverse of Encrypt.
+func Decrypt(b cipher.Block, m Mode, iv, src []byte) ([]byte, error) {
+	return crypt(b, m, iv, src, false)
+}
+
+func crypt(b cipher.Block, m Mode, iv, src []byte, enc bool) ([]byte, error) {
+	bs := b.BlockSize()
+	if _, ok := modeNames[m]; !ok {
+		return nil, fmt.Errorf("%w: %v", ErrMode, m)
+	}
+	if s := m.segmentBits(bs); s > 8*bs {
+		return nil, fmt.Errorf("%w: %v with a %d-byte block", ErrMode, m, bs)
+	}
+	if m.NeedsIV() && len(iv) != bs {
+		return nil, fmt.Errorf("%w: %d bytes, want %d", ErrIV, len(iv), bs)
+	}
+	if !m.NeedsIV() && len(iv) != 0 {
+		return nil, fmt.Errorf("%w: ECB takes no IV", ErrIV)
+	}
+	if u := m.Unit(bs); len(src)%u != 0 {
+		return nil, fmt.Errorf("%w: %v needs a multiple of %d bytes, got %d", ErrLength, m, u, len(src))
+	}
+	dst := make([]byte, len(src))
+	switch m {
+	case ECB:
+		f := b.Encrypt
+		if !enc {
+			f = b.Decrypt
+		}
+		for i := 0; i < len(src); i += bs {
+			f(dst[i:i+bs], src[i:i+bs])
+		}
+	case CBC:
+		if enc {
+			cipher.NewCBCEncrypter(b, iv).CryptBlocks(dst, src)
+		} else {
+			cipher.NewCBCDecrypter(b, iv).CryptBlocks(dst, src)
+		}
+	case OFB:
+		ofb(b, iv, dst, src)
+	default:
+		cfb(b, m.segmentBits(bs), iv, dst, src, enc)
+	}
+	return dst, nil
+}
+
+// ofb is SP 800-38A 6.4: the keystream is the iterated encryption of the IV.
+func ofb(b cipher.Block, iv, dst, src []byte) {
+	bs := b.BlockSize()
+	o := make([]byte, bs)
+	copy(o, iv)
+	for i := 0; i < len(src); i += bs {
+		b.Encrypt(o, o)
+		subtle.XORBytes(dst[i:], src[i:], o)
+	}
+	clear(o)
+}
+
+// cfb is SP 800-38A 6.3 with an s-bit segment: each segment is XORed with
+// the s most significant bits of E(register), and the register is shifted
+// left by s bits with the ciphertext segment shifted in.
+func cfb(b cipher.Block, s int, iv, dst, src []byte, enc bool) {
+	bs := b.BlockSize()
+	reg := make([]byte, bs)
+	out := make([]byte, bs)
+	copy(reg, iv)
+	defer clear(reg)
+	defer clear(out)
+	if s%8 == 0 {
+		n := s / 8
+		for i := 0; i < len(src); i += n {
+			b.Encrypt(out, reg)
+			subtle.XORBytes(dst[i:i+n], src[i:i+n], out[:n])
+			c := dst[i : i+n]
+			if !enc {
+				c = src[i : i+n]
+			}
+			copy(reg, reg[n:])
+			copy(reg[bs-n:], c)
+		}
+		return
+	}
+	// s == 1: one bit at a time, most significant bit of each byte first.
+	for i := range src {
+		var d byte
+		for bit := 7; bit >= 0; bit-- {
+			b.Encrypt(out, reg)
+			p := (src[i] >> bit) & 1
+			c := p ^ out[0]>>7
+			d |= c << bit
+			if !enc {
+				c = p
+			}
+			shiftLeft1(reg, c)
+		}
+		dst[i] = d
+	}
+}
+
+// shiftLeft1 shifts reg left by one bit and sets the last bit to in.
+func shiftLeft1(reg []byte, in byte) {
+	for j := 0; j < len(reg)-1; j++ {
+		reg[j] = reg[j]<<1 | reg[j+1]>>7
+	}
+	reg[len(reg)-1] = reg[len(reg)-1]<<1 | in
+}
+
+// PadPKCS7 returns data followed by PKCS#7 padding to a multiple of bs.
+func PadPKCS7(data []byte, bs int) []byte {
+	n := bs - len(data)%bs
+	out := make([]byte, len(data)+n)
+	copy(out, data)
+	for i := len(data); i < len(out); i++ {
+		out[i] = byte(n)
+	}
+	return out
+}
+
+// UnpadPKCS7 checks and strips PKCS#7 padding, returning a subslice of data.
+// The check does not branch on the padding bytes' values.
+func UnpadPKCS7(data []byte, bs int) ([]byte, error) {
+	if len(data) == 0 || len(data)%bs != 0 {
+		return nil, fmt.Errorf("%w: %d bytes", ErrPadding, len(data))
+	}
+	n := int(data[len(data)-1])
+	bad := subtle.ConstantTimeLessOrEq(n, 0) | (1 ^ subtle.ConstantTimeLessOrEq(n, bs))
+	for i := 1; i <= bs; i++ {
+		in := subtle.ConstantTimeLessOrEq(i, n)
+		eq := subtle.ConstantTimeByteEq(data[len(data)-i], byte(n))
+		bad |= in & (1 ^ eq)
+	}
+	if bad != 0 {
+		return nil, ErrPadding
+	}
+	return data[:len(data)-n], nil
+}

@@ -1,0 +1,241 @@
+package symmetric
+
+import (
+	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"payhsm/hsm/tdes"
+)
+
+func unhex(t testing.TB, s string) []byte {
+	t.Helper()
+	b, err := hex.DecodeString(strings.ReplaceAll(s, " ", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// NIST SP 800-38A Appendix F, AES-128 (F.1.1, F.2.1, F.3.1, F.3.7, F.3.13, F.4.1).
+const (
+	sp38aKey = "2b7e151628aed2a6abf7158809cf4f3c"
+	sp38aIV  = "000102030405060708090a0b0c0d0e0f"
+	sp38aPT  = "6bc1bee22e409f96e93d7e117393172a ae2d8a571e03ac9c9eb76fac45af8e51 30c81c46a35ce411e5fbc1191a0a52ef f69f2445df4f9b17ad2b417be66c3710"
+)
+
+func TestSP80038AVectors(t *testing.T) {
+	b, _ := aes.NewCipher(unhex(t, sp38aKey))
+	pt := unhex(t, sp38aPT)
+	for _, tc := range []struct {
+		name string
+		m    Mode
+		iv   string
+		pt   []byte
+		ct   string
+	}{
+		{"F.1.1 ECB-AES128", ECB, "", pt, "3ad77bb40d7a3660a89ecaf32466ef97 f5d3d58503b9699de785895a96fdbaaf 43b1cd7f598ece23881b00e3ed030688 7b0c785e27e8ad3f8223207104725dd4"},
+		{"F.2.1 CBC-AES128", CBC, sp38aIV, pt, "7649abac8119b246cee98e9b12e9197d 5086cb9b507219ee95db113a917678b2 73bed6b8e3c1743b7116e69e22229516 3ff1caa1681fac09120eca307586e1a7"},
+		{"F.3.1 CFB1-AES128", CFB1, sp38aIV, pt[:2], "68b3"},
+		{"F.3.7 CFB8-AES128", CFB8, sp38aIV, pt[:18], "3b79424c9c0dd436bace9e0ed4586a4f32b9"},
+		{"F.3.13 CFB128-AES128", CFB128, sp38aIV, pt, "3b3fd92eb72dad20333449f8e83cfb4a c8a64537a0b3a93fcde3cdad9f1ce58b 26751f67a3cbb140b1808cf187a4f4df c04b05357c5d1c0eeac4c66f9ff7f2e6"},
+		{"F.3.13 CFB (full block) AES128", CFB, sp38aIV, pt, "3b3fd92eb72dad20333449f8e83cfb4a c8a64537a0b3a93fcde3cdad9f1ce58b 26751f67a3cbb140b1808cf187a4f4df c04b05357c5d1c0eeac4c66f9ff7f2e6"},
+		{"F.4.1 OFB-AES128", OFB, sp38aIV, pt, "3b3fd92eb72dad20333449f8e83cfb4a 7789508d16918f03f53c52dac54ed825 9740051e9c5fecf64344f7a82260edcc 304c6528f659c77866a510d9c1d6ae5e"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			iv := unhex(t, tc.iv)
+			ct, err := Encrypt(b, tc.m, iv, tc.pt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(ct, unhex(t, tc.ct)) {
+				t.Fatalf("ciphertext %x, want %s", ct, tc.ct)
+			}
+			back, err := Decrypt(b, tc.m, iv, ct)
+			if err != nil || !bytes.Equal(back, tc.pt) {
+				t.Fatalf("decrypt = %x, %v", back, err)
+			}
+		})
+	}
+}
+
+// TestOpenSSLCrossCheck compares every mode OpenSSL implements, for TDES
+// (2- and 3-key) and AES, over random keys, IVs and data.
+func TestOpenSSLCrossCheck(t *testing.T) {
+	if _, err := exec.LookPath("openssl"); err != nil {
+		t.Skip("openssl not installed")
+	}
+	type alg struct {
+		name   string
+		keyLen int
+		ossl   string // OpenSSL cipher prefix
+	}
+	for _, a := range []alg{{"TDES2", 16, "des-ede"}, {"TDES3", 24, "des-ede3"}, {"AES128", 16, "aes-128"}, {"AES256", 32, "aes-256"}} {
+		key := make([]byte, a.keyLen)
+		rand.Read(key)
+		var b cipher.Block
+		var err error
+		if strings.HasPrefix(a.name, "TDES") {
+			b, err = tdes.NewCipher(key)
+		} else {
+			b, err = aes.NewCipher(key)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		bs := b.BlockSize()
+		iv := make([]byte, bs)
+		rand.Read(iv)
+		data := make([]byte, 4*bs)
+		rand.Read(data)
+		modes := map[Mode]string{ECB: "ecb", CBC: "cbc", CFB: "cfb", CFB1: "cfb1", CFB8: "cfb8", OFB: "ofb"}
+		if a.ossl == "des-ede" {
+			// OpenSSL has no 2-key EDE CFB1/CFB8.
+			delete(modes, CFB1)
+			delete(modes, CFB8)
+		}
+		for m, suffix := range modes {
+			ossl := a.ossl + "-" + suffix
+			if a.ossl == "des-ede" && m == ECB {
+				ossl = "des-ede"
+			}
+			args := []string{"enc", "-" + ossl, "-nopad", "-K", hex.EncodeToString(key)}
+			useIV := iv
+			if m == ECB {
+				useIV = nil
+			} else {
+				args = append(args, "-iv", hex.EncodeToString(iv))
+			}
+			cmd := exec.Command("openssl", args...)
+			cmd.Stdin = bytes.NewReader(data)
+			want, err := cmd.Output()
+			if err != nil {
+				t.Fatalf("%s: openssl %v: %v", a.name, ossl, err)
+			}
+			got, err := Encrypt(b, m, useIV, data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("%s %v: %x, openssl %s gives %x", a.name, m, got, ossl, want)
+			}
+		}
+	}
+}
+
+// TestRoundTrip checks decrypt(encrypt(x)) = x for every mode, random data
+// of every allowed length up to four blocks, TDES and AES.
+func TestRoundTrip(t *testing.T) {
+	k := make([]byte, 24)
+	rand.Read(k)
+	tb, _ := tdes.NewCipher(k)
+	ab, _ := aes.NewCipher(k)
+	for _, b := range []cipher.Block{tb, ab} {
+		bs := b.BlockSize()
+		for m := range modeNames {
+			if m.segmentBits(bs) > 8*bs {
+				if _, err := Encrypt(b, m, make([]byte, bs), make([]byte, 16)); !errors.Is(err, ErrMode) {
+					t.Errorf("%v with %d-byte block: %v", m, bs, err)
+				}
+				continue
+			}
+			var iv []byte
+			if m.NeedsIV() {
+				iv = make([]byte, bs)
+				rand.Read(iv)
+			}
+			for n := 0; n <= 4*bs; n += m.Unit(bs) {
+				p := make([]byte, n)
+				rand.Read(p)
+				c, err := Encrypt(b, m, iv, p)
+				if err != nil {
+					t.Fatalf("%v %d: %v", m, n, err)
+				}
+				q, err := Decrypt(b, m, iv, c)
+				if err != nil || !bytes.Equal(p, q) {
+					t.Fatalf("%v %d: round trip failed: %v", m, n, err)
+				}
+				if n > 0 && bytes.Equal(p, c) {
+					t.Fatalf("%v %d: ciphertext equals plaintext", m, n)
+				}
+			}
+		}
+	}
+}
+
+func TestErrors(t *testing.T) {
+	b, _ := aes.NewCipher(make([]byte, 16))
+	for _, tc := range []struct {
+		m    Mode
+		iv   []byte
+		data []byte
+		want error
+	}{
+		{CBC, nil, make([]byte, 16), ErrIV},
+		{CBC, make([]byte, 8), make([]byte, 16), ErrIV},
+		{ECB, make([]byte, 16), make([]byte, 16), ErrIV},
+		{ECB, nil, make([]byte, 15), ErrLength},
+		{CFB64, make([]byte, 16), make([]byte, 12), ErrLength},
+		{Mode(99), nil, nil, ErrMode},
+	} {
+		if _, err := Encrypt(b, tc.m, tc.iv, tc.data); !errors.Is(err, tc.want) {
+			t.Errorf("%v: %v, want %v", tc.m, err, tc.want)
+		}
+	}
+}
+
+// AES-CFB64 has no published vector; its first segment must equal the first
+// eight bytes of CFB128 (both XOR the leading keystream bits of E(IV)).
+func TestCFB64FirstSegment(t *testing.T) {
+	b, _ := aes.NewCipher(unhex(t, sp38aKey))
+	pt := unhex(t, sp38aPT)
+	c64, _ := Encrypt(b, CFB64, unhex(t, sp38aIV), pt[:16])
+	c128, _ := Encrypt(b, CFB128, unhex(t, sp38aIV), pt[:16])
+	if !bytes.Equal(c64[:8], c128[:8]) || bytes.Equal(c64[8:], c128[8:]) {
+		t.Fatalf("CFB64 %x vs CFB128 %x", c64, c128)
+	}
+}
+
+func TestPKCS7(t *testing.T) {
+	for n := 0; n < 40; n++ {
+		p := bytes.Repeat([]byte{0xAB}, n)
+		padded := PadPKCS7(p, 16)
+		if len(padded)%16 != 0 || len(padded) <= n {
+			t.Fatalf("%d: padded length %d", n, len(padded))
+		}
+		q, err := UnpadPKCS7(padded, 16)
+		if err != nil || !bytes.Equal(p, q) {
+			t.Fatalf("%d: %v", n, err)
+		}
+	}
+	for _, bad := range []string{"", "00", "0000000000000000", "0102030405060709", "0000000000000009", "0000000000000302"} {
+		if _, err := UnpadPKCS7(unhex(t, bad), 8); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+}
+
+func FuzzUnpadPKCS7(f *testing.F) {
+	f.Add([]byte{1, 2, 3, 4, 5, 6, 7, 1})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if q, err := UnpadPKCS7(b, 8); err == nil {
+			if !bytes.Equal(PadPKCS7(q, 8), b) {
+				t.Fatal("unpad accepted non-canonical padding")
+			}
+		}
+	})
+}
+
+func BenchmarkCBC256Bytes(b *testing.B) {
+	blk, _ := aes.NewCipher(make([]byte, 16))
+	data, iv := make([]byte, 256), make([]byte, 16)
+	for b.Loop() {
+		Encrypt(blk, CBC, iv, data)
+	}
+}
