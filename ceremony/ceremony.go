@@ -22,10 +22,12 @@ import (
 
 	"go.uber.org/zap"
 
+	"payhsm/ceremony/custodian"
 	"payhsm/daemon"
 	"payhsm/hsm/custody"
 	"payhsm/hsm/kcv"
 	"payhsm/keystore"
+	"payhsm/ops"
 )
 
 // File is a ceremony file: parsed strictly and validated before the HSM is touched.
@@ -147,13 +149,13 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 1
 	}
 	switch cmd {
-	case "init", "load-components", "status":
+	case "init", "load-components", "status", "rotate":
 	default:
 		fmt.Fprintf(stderr, "payhsm ceremony: unknown command %q\n\n%s", cmd, usage)
 		return 2
 	}
 	var spec *File
-	if cmd != "status" {
+	if cmd == "init" || cmd == "load-components" {
 		if *file == "" {
 			return fail(errors.New("--ceremony FILE is required"))
 		}
@@ -175,6 +177,13 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		defer closer.Close()
 		con = c
 	}
+	if cmd == "rotate" {
+		if err := rotate(con, cfg, flags.Dev(), *profile); err != nil {
+			con.Printf("FAILED: %v\n", err)
+			return fail(err)
+		}
+		return 0
+	}
 	log := zap.NewNop()
 	store, cust, _, err := daemon.OpenAppliance(cfg, flags.Dev(), cmd == "init", log)
 	if err != nil {
@@ -182,7 +191,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	defer store.Close()
 	defer cust.Close()
-	audit, err := OpenAudit(filepath.Join(cfg.DataDir, "ceremony-audit.log"))
+	audit, err := OpenAudit(filepath.Join(cfg.DataDir, daemon.AuditLog))
 	if err != nil {
 		return fail(err)
 	}
@@ -209,9 +218,11 @@ commands:
   init             enroll custodians, create the region main key and the profile main keys
   load-components  form a profile main key from 2-3 components entered by separate custodians
   status           show the main keys' check values
+  rotate           move a profile onto a new main key, re-wrapping every key block
+                   (online through a running daemon, else offline); resumable
 
 flags: --ceremony FILE, --profile NAME, --serial DEVICE [--baud N]
-Run with the daemon stopped.
+init, load-components and status run with the daemon stopped.
 `
 
 type session struct {
@@ -222,7 +233,7 @@ type session struct {
 }
 
 func (s *session) init(spec *File) error {
-	if _, err := s.store.GetMeta(metaCustodians); err == nil {
+	if custodian.Enrolled(s.store) {
 		s.audit.Record(AuditEntry{Operation: "init", Outcome: "refused", Detail: "already initialized"})
 		return errors.New("this appliance is already initialized; its keys are not overwritten (initialize a new data directory and token instead)")
 	}
@@ -237,7 +248,7 @@ func (s *session) init(spec *File) error {
 	}
 	s.audit.Record(AuditEntry{Operation: "enroll-custodians", Custodians: spec.Custodians, Outcome: "ok",
 		KCVs: map[string]string{"region": s.cust.RegionKeyKCV()}})
-	rec, err := loadCustodians(s.store, s.cust)
+	rec, err := custodian.Load(s.store, s.cust)
 	if err != nil {
 		return err
 	}
@@ -272,7 +283,7 @@ func (s *session) loadComponents(spec *File, name string) error {
 	if _, err := s.cust.Profile(name); err == nil {
 		return fmt.Errorf("profile %q already has a main key; it is not overwritten", name)
 	}
-	rec, err := loadCustodians(s.store, s.cust)
+	rec, err := custodian.Load(s.store, s.cust)
 	if err != nil {
 		return err
 	}
@@ -295,7 +306,7 @@ func (s *session) refused(op, profile string, who []string, err error) error {
 
 // formProfile collects p.Components components, each from a different
 // authenticated custodian, combines them and installs the profile main key.
-func (s *session) formProfile(rec *custodianRecord, p ProfileSpec, approvers []string) error {
+func (s *session) formProfile(rec *custodian.Record, p ProfileSpec, approvers []string) error {
 	key := make([]byte, 32)
 	defer clear(key)
 	var holders []string
@@ -379,20 +390,83 @@ func componentKCV(key []byte) string {
 
 func (s *session) status() error {
 	s.con.Printf("Region main key KCV: %s\n", s.cust.RegionKeyKCV())
-	rec, err := loadCustodians(s.store, s.cust)
+	rec, err := custodian.Load(s.store, s.cust)
 	if err == nil {
-		names := make([]string, len(rec.Custodians))
-		for i, c := range rec.Custodians {
-			names[i] = c.Name
-		}
-		s.con.Printf("Custodians: %s\n", strings.Join(names, ", "))
+		s.con.Printf("Custodians: %s\n", strings.Join(rec.Names(), ", "))
 	}
 	for _, name := range s.cust.ProfileNames() {
 		p, err := s.cust.Profile(name)
 		if err != nil {
 			return err
 		}
-		s.con.Printf("Profile %s main key KCV: %s\n", name, p.KCV())
+		s.con.Printf("Profile %s main key KCV: %s (version %d)\n", name, p.KCV(), p.Version())
+		if p.Rotating() {
+			s.con.Printf("Profile %s: rotation in progress; run payhsm ceremony rotate --profile %s to finish it\n", name, name)
+		}
 	}
 	return nil
+}
+
+// rotate runs a profile main key rotation under dual control: through the
+// serving daemon's admin socket when one runs, else offline on the data
+// directory. Running it again after a crash resumes the same rotation.
+func rotate(con *Console, cfg *daemon.Config, dev bool, profile string) error {
+	if profile == "" {
+		return errors.New("--profile NAME is required")
+	}
+	apps, err := approvals(con)
+	if err != nil {
+		return err
+	}
+	req := &daemon.AdminRequest{Op: "rotate", Profile: profile, Approvals: apps}
+	resp, online, err := daemon.CallAdmin(cfg.DataDir, req)
+	if online {
+		if err != nil {
+			return err
+		}
+		if resp.Error != "" {
+			return errors.New(resp.Error)
+		}
+		printRotation(con, resp.Rotate, "online")
+		return nil
+	}
+	store, cust, _, err := daemon.OpenAppliance(cfg, dev, false, zap.NewNop())
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	defer cust.Close()
+	audit, err := OpenAudit(filepath.Join(cfg.DataDir, daemon.AuditLog))
+	if err != nil {
+		return err
+	}
+	defer audit.Close()
+	rec, err := custodian.Load(store, cust)
+	if err != nil {
+		return err
+	}
+	who, err := rec.DualControl(apps)
+	if err != nil {
+		audit.Record(AuditEntry{Operation: "rotate", Profile: profile, Outcome: "refused", Detail: err.Error()})
+		return err
+	}
+	svc, err := ops.New(ops.Config{Region: cfg.Region, Account: cfg.Account, Profile: profile}, store, cust, zap.NewNop())
+	if err != nil {
+		return err
+	}
+	audit.Record(AuditEntry{Operation: "rotate", Profile: profile, Custodians: who, Outcome: "started", Detail: "offline"})
+	rep, err := svc.RotateProfile(profile, nil, 0)
+	if err != nil {
+		audit.Record(AuditEntry{Operation: "rotate", Profile: profile, Custodians: who, Outcome: "failed", Detail: err.Error()})
+		return err
+	}
+	audit.Record(AuditEntry{Operation: "rotate", Profile: profile, Custodians: who, Outcome: "ok", KCVs: map[string]string{"profile": rep.KCV},
+		Detail: fmt.Sprintf("version %d, %d blocks re-wrapped, %d verified", rep.Version, rep.Rewrapped, rep.Verified)})
+	printRotation(con, rep, "offline")
+	return nil
+}
+
+func printRotation(con *Console, rep *ops.RotationReport, how string) {
+	con.Printf("Profile %s rotated (%s): main key version %d, KCV %s; %d key blocks re-wrapped, %d verified; old main key retired.\n",
+		rep.Profile, how, rep.Version, rep.KCV, rep.Rewrapped, rep.Verified)
 }

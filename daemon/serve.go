@@ -202,6 +202,10 @@ func Serve(ctx context.Context, cfg *Config, dev bool, log *zap.Logger) error {
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(httpLn) }()
 	go func() { errc <- host.Serve(hostLn) }()
+	adm, err := startAdmin(cfg.DataDir, svc, store, cust, log.Named("admin"))
+	if err != nil {
+		return err
+	}
 	runCtx, cancelRun := context.WithCancel(context.Background())
 	defer cancelRun()
 	go svc.Run(runCtx, time.Minute)
@@ -226,6 +230,7 @@ func Serve(ctx context.Context, cfg *Config, dev bool, log *zap.Logger) error {
 	if err := host.Shutdown(shutCtx); err != nil {
 		log.Warn("host drain incomplete", zap.Error(err))
 	}
+	adm.close(shutCtx)
 	cancelRun()
 	if errors.Is(serveErr, http.ErrServerClosed) {
 		serveErr = nil

@@ -214,24 +214,34 @@ func (d *daemon) rawCall(t testing.TB, target string, body []byte, mutate func(*
 // body and the X-Amzn-ErrorType header.
 func (d *daemon) dataCall(t testing.TB, path string, body any) (int, map[string]any, string) {
 	t.Helper()
+	status, m, typ, err := d.dataDo(path, body)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return status, m, typ
+}
+
+// dataDo is dataCall returning transport errors instead of failing the test
+// (for load goroutines that may see the daemon die).
+func (d *daemon) dataDo(path string, body any) (int, map[string]any, string, error) {
 	b, err := json.Marshal(body)
 	if err != nil {
-		t.Fatal(err)
+		return 0, nil, "", err
 	}
 	req, _ := http.NewRequest(http.MethodPost, d.httpURL+path, bytes.NewReader(b))
 	req.Header.Set("Content-Type", "application/json")
 	err = v4.NewSigner().SignHTTP(context.Background(), aws.Credentials{AccessKeyID: d.keyID, SecretAccessKey: d.secret},
 		req, sha256Hex(b), "payment-cryptography", "us-east-1", time.Now())
 	if err != nil {
-		t.Fatal(err)
+		return 0, nil, "", err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatalf("%s: %v", path, err)
+		return 0, nil, "", err
 	}
 	defer resp.Body.Close()
 	rb, _ := io.ReadAll(resp.Body)
 	var m map[string]any
 	_ = json.Unmarshal(rb, &m)
-	return resp.StatusCode, m, resp.Header.Get("X-Amzn-ErrorType")
+	return resp.StatusCode, m, resp.Header.Get("X-Amzn-ErrorType"), nil
 }

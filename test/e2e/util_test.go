@@ -1,7 +1,11 @@
 package e2e
 
 import (
+	"encoding/binary"
 	"io"
+	"net"
+	"strings"
+	"time"
 
 	"crypto/sha256"
 	"crypto/x509"
@@ -53,4 +57,30 @@ func ioNopCloser(r io.Reader) io.ReadCloser { return io.NopCloser(r) }
 
 func staticCreds(id, secret string) aws.CredentialsProvider {
 	return credentials.NewStaticCredentialsProvider(id, secret, "")
+}
+
+// ncKCV asks the host port for the profile main key's check value (NC).
+func ncKCV(t testing.TB, d *daemon) (string, string) {
+	t.Helper()
+	c, err := net.Dial("tcp", d.hostAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	msg := "0000NC"
+	c.Write(append(binary.BigEndian.AppendUint16(nil, uint16(len(msg))), msg...))
+	var lb [2]byte
+	if _, err := io.ReadFull(c, lb[:]); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, binary.BigEndian.Uint16(lb[:]))
+	if _, err := io.ReadFull(c, b); err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	if !strings.HasPrefix(s, "0000ND00") || len(s) < 14 {
+		t.Fatalf("NC answered %q", s)
+	}
+	return s, s[8:14]
 }
