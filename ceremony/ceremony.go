@@ -140,6 +140,15 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	file := fs.String("ceremony", "", "ceremony file (JSON)")
 	profile := fs.String("profile", "", "load-components: the profile (from the ceremony file) to load")
 	serialDev := fs.String("serial", "", "run the ceremony on this serial device instead of the terminal")
+	certOut := fs.String("cert-out", "appliance.pem", "krd-request: where to write this appliance's certificate")
+	nonceOut := fs.String("nonce-out", "nonce.hex", "krd-request: where to write the one-time nonce")
+	krdCert := fs.String("krd", "", "export-main-key: the receiving appliance's certificate (PEM)")
+	nonce := fs.String("nonce", "", "export-main-key: the receiving appliance's nonce (hex)")
+	out := fs.String("out", "", "export-main-key: where to write the TR-34 token")
+	kdhCert := fs.String("kdh", "", "import-main-key: the sending appliance's certificate (PEM)")
+	token := fs.String("token", "", "import-main-key: the TR-34 token")
+	wantKCV := fs.String("kcv", "", "import-main-key: the expected KCV of the transported key")
+	nComponents := fs.Int("components", 2, "backup-components: how many components (2 or 3)")
 	baud := fs.Int("baud", 9600, "serial speed")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
@@ -149,7 +158,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 1
 	}
 	switch cmd {
-	case "init", "load-components", "status", "rotate":
+	case "init", "load-components", "status", "rotate", "krd-request", "export-main-key", "import-main-key", "backup-components":
 	default:
 		fmt.Fprintf(stderr, "payhsm ceremony: unknown command %q\n\n%s", cmd, usage)
 		return 2
@@ -204,6 +213,22 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = s.loadComponents(spec, *profile)
 	case "status":
 		err = s.status()
+	case "krd-request":
+		err = s.krdRequest(*certOut, *nonceOut)
+	case "export-main-key":
+		if *krdCert == "" || *out == "" || *profile == "" {
+			err = errors.New("--profile, --krd, --nonce and --out are required")
+		} else {
+			err = s.exportMainKey(*profile, *krdCert, *nonce, *out)
+		}
+	case "import-main-key":
+		if *kdhCert == "" || *token == "" || *profile == "" {
+			err = errors.New("--profile, --kdh and --token are required")
+		} else {
+			err = s.importMainKey(*profile, *kdhCert, *token, *wantKCV)
+		}
+	case "backup-components":
+		err = s.backupComponents(*profile, *nComponents)
 	}
 	if err != nil {
 		con.Printf("FAILED: %v\n", err)
@@ -220,9 +245,15 @@ commands:
   status           show the main keys' check values
   rotate           move a profile onto a new main key, re-wrapping every key block
                    (online through a running daemon, else offline); resumable
+  krd-request      (receiving appliance) write this appliance's certificate and a one-time nonce
+  export-main-key  (sending appliance) export a profile main key as a TR-34 token for a receiving
+                   appliance or backup HSM
+  import-main-key  (receiving appliance) verify and import a TR-34 token as a profile main key
+  backup-components split a profile main key into 2-3 components for separate custodians
+                   (restore with load-components)
 
 flags: --ceremony FILE, --profile NAME, --serial DEVICE [--baud N]
-init, load-components and status run with the daemon stopped.
+Everything but rotate runs with the daemon stopped.
 `
 
 type session struct {

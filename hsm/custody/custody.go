@@ -507,6 +507,25 @@ func (c *Custodian) RetireOldVersions(profile string) error {
 	return nil
 }
 
+// ExportProfileKey returns a copy of profile's active main key, for the
+// ceremony tool to transport it (TR-34 to another appliance or a backup HSM,
+// or split into components). The caller zeroes it. Nothing else calls this.
+func (c *Custodian) ExportProfileKey(profile string) ([]byte, error) {
+	p, err := c.Profile(profile)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if len(p.keys) > 1 {
+		return nil, fmt.Errorf("custody: profile %s is being rotated; finish the rotation first", profile)
+	}
+	out := make([]byte, 32)
+	copy(out, p.keys[p.active].key)
+	c.log.Warn("profile main key exported for a ceremony", zap.String("profile", profile), zap.String("kcv", upper(p.keys[p.active].kcv)))
+	return out, nil
+}
+
 // ProfileNames lists the profiles that have a main key.
 func (c *Custodian) ProfileNames() []string {
 	names, err := c.meta.MetaNames(metaProfilePrefix)

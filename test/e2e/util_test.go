@@ -59,8 +59,20 @@ func staticCreds(id, secret string) aws.CredentialsProvider {
 	return credentials.NewStaticCredentialsProvider(id, secret, "")
 }
 
-// ncKCV asks the host port for the profile main key's check value (NC).
+// ncKCV asks the host port for the default profile main key's check value (NC).
 func ncKCV(t testing.TB, d *daemon) (string, string) {
+	t.Helper()
+	return ncRaw(t, d, "0000NC")
+}
+
+// ncLMK asks the host port for the check value of the profile LMK identifier id selects.
+func ncLMK(t testing.TB, d *daemon, id string) string {
+	t.Helper()
+	_, kcv := ncRaw(t, d, "0000NC%"+id)
+	return kcv
+}
+
+func ncRaw(t testing.TB, d *daemon, msg string) (string, string) {
 	t.Helper()
 	c, err := net.Dial("tcp", d.hostAddr)
 	if err != nil {
@@ -68,7 +80,6 @@ func ncKCV(t testing.TB, d *daemon) (string, string) {
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(5 * time.Second))
-	msg := "0000NC"
 	c.Write(append(binary.BigEndian.AppendUint16(nil, uint16(len(msg))), msg...))
 	var lb [2]byte
 	if _, err := io.ReadFull(c, lb[:]); err != nil {

@@ -1,0 +1,129 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+const approveAndConfirm = "alice\nalice-passphrase\nbob\nbob-passphrase!\ny\n"
+
+func initAppliance(t *testing.T, dir, profiles string) {
+	t.Helper()
+	spec := filepath.Join(t.TempDir(), "ceremony.json")
+	os.WriteFile(spec, []byte(`{"custodians":["alice","bob"],"profiles":[`+profiles+`]}`), 0o600)
+	if out, err := runCeremony(t, dir, "alice-passphrase\nalice-passphrase\nbob-passphrase!\nbob-passphrase!\n", "init", "--ceremony", spec); err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+}
+
+var kcvLine = regexp.MustCompile(`Profile lmk01 main key KCV: ([0-9A-F]{6})`)
+
+func profileKCV(t *testing.T, dir string) string {
+	t.Helper()
+	out, err := runCeremony(t, dir, "", "status")
+	m := kcvLine.FindStringSubmatch(out)
+	if err != nil || m == nil {
+		return ""
+	}
+	return m[1]
+}
+
+// TestMainKeySyncTR34: appliance A (KDH) sends its lmk01 profile main key to
+// appliance B (KRD) as a TR-34 token; both then report the same KCV, and the
+// same key answers the same way on both. Replays, tampering and unconfirmed
+// peers are refused. A split-component backup restores onto a third appliance.
+func TestMainKeySyncTR34(t *testing.T) {
+	a, b, c := t.TempDir(), t.TempDir(), t.TempDir()
+	initAppliance(t, a, `{"name":"default"},{"name":"lmk01"}`)
+	initAppliance(t, b, `{"name":"default"}`)
+	initAppliance(t, c, `{"name":"default"}`)
+	want := profileKCV(t, a)
+	if want == "" || profileKCV(t, b) != "" {
+		t.Fatalf("before sync: A %q, B %q", want, profileKCV(t, b))
+	}
+	files := t.TempDir()
+	krdCert, nonceFile, token := filepath.Join(files, "b.pem"), filepath.Join(files, "nonce.hex"), filepath.Join(files, "lmk01.tr34")
+	if out, err := runCeremony(t, b, "", "krd-request", "--cert-out", krdCert, "--nonce-out", nonceFile); err != nil {
+		t.Fatalf("krd-request: %v\n%s", err, out)
+	}
+	nonce, _ := os.ReadFile(nonceFile)
+	// An unconfirmed fingerprint stops the export.
+	if out, err := runCeremony(t, a, "alice\nalice-passphrase\nbob\nbob-passphrase!\nn\n", "export-main-key", "--profile", "lmk01",
+		"--krd", krdCert, "--nonce", string(nonce), "--out", token); err == nil {
+		t.Fatalf("export without a confirmed peer:\n%s", out)
+	}
+	out, err := runCeremony(t, a, approveAndConfirm, "export-main-key", "--profile", "lmk01", "--krd", krdCert, "--nonce", string(nonce), "--out", token)
+	if err != nil || !strings.Contains(out, "KCV "+want) {
+		t.Fatalf("export: %v\n%s", err, out)
+	}
+	// A tampered token is refused and stores nothing.
+	der, _ := os.ReadFile(token)
+	bad := append([]byte{}, der...)
+	bad[len(bad)-10] ^= 1
+	badFile := filepath.Join(files, "bad.tr34")
+	os.WriteFile(badFile, bad, 0o600)
+	if out, err := runCeremony(t, b, approveAndConfirm, "import-main-key", "--profile", "lmk01", "--kdh", token+".kdh.pem", "--token", badFile); err == nil {
+		t.Fatalf("tampered token imported:\n%s", out)
+	}
+	if profileKCV(t, b) != "" {
+		t.Fatalf("a refused import stored a key")
+	}
+	out, err = runCeremony(t, b, approveAndConfirm, "import-main-key", "--profile", "lmk01", "--kdh", token+".kdh.pem", "--token", token, "--kcv", want)
+	if err != nil || !strings.Contains(out, "KCV "+want) {
+		t.Fatalf("import: %v\n%s", err, out)
+	}
+	if got := profileKCV(t, b); got != want {
+		t.Fatalf("B's lmk01 KCV %s, A's %s", got, want)
+	}
+	// The nonce is single-use: the same token cannot be imported again (as another profile).
+	if out, err := runCeremony(t, b, approveAndConfirm, "import-main-key", "--profile", "lmk09", "--kdh", token+".kdh.pem", "--token", token); err == nil {
+		t.Fatalf("replayed token imported:\n%s", out)
+	}
+	// The serving daemons agree: NC with LMK identifier 01 reports the same KCV on both.
+	da, db := startDaemon(t, a), startDaemon(t, b)
+	for _, d := range []*daemon{da, db} {
+		if got := ncLMK(t, d, "01"); got != want {
+			t.Errorf("daemon reports lmk01 KCV %s, want %s", got, want)
+		}
+	}
+	da.stop()
+	db.stop()
+
+	// Backup as two components on A, restore onto C with load-components.
+	out, err = runCeremony(t, a, "alice\nalice-passphrase\nbob\nbob-passphrase!\nalice\nalice-passphrase\ny\nbob\nbob-passphrase!\ny\n",
+		"backup-components", "--profile", "lmk01", "--components", "2")
+	if err != nil {
+		t.Fatalf("backup: %v\n%s", err, out)
+	}
+	comps := regexp.MustCompile(`component \d of 2 \(write it down, then clear the screen\):\s+([0-9A-F]{64})\s+KCV ([0-9A-F]{6})`).FindAllStringSubmatch(out, -1)
+	if len(comps) != 2 {
+		t.Fatalf("backup output:\n%s", out)
+	}
+	spec := filepath.Join(files, "restore.json")
+	os.WriteFile(spec, []byte(`{"custodians":["alice","bob"],"profiles":[{"name":"lmk01","components":2,"componentKCVs":["`+comps[0][2]+`","`+comps[1][2]+`"],"kcv":"`+want+`"}]}`), 0o600)
+	in := "alice\nalice-passphrase\nbob\nbob-passphrase!\n" +
+		"alice\nalice-passphrase\n" + comps[0][1] + "\ny\n" + "bob\nbob-passphrase!\n" + comps[1][1] + "\ny\n"
+	if out, err := runCeremony(t, c, in, "load-components", "--ceremony", spec, "--profile", "lmk01"); err != nil {
+		t.Fatalf("restore: %v\n%s", err, out)
+	}
+	if got := profileKCV(t, c); got != want {
+		t.Fatalf("restored KCV %s, want %s", got, want)
+	}
+	// No component reaches the data directory or the audit log.
+	for _, dir := range []string{a, c} {
+		filepath.WalkDir(dir, func(p string, e os.DirEntry, err error) error {
+			if err == nil && !e.IsDir() {
+				data, _ := os.ReadFile(p)
+				for _, m := range comps {
+					if strings.Contains(string(data), m[1]) {
+						t.Errorf("component found in %s", p)
+					}
+				}
+			}
+			return nil
+		})
+	}
+}
