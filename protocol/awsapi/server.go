@@ -78,6 +78,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	reqID := requestID()
 	w.Header().Set("X-Amzn-RequestId", reqID)
 	start := time.Now()
+	defer func() {
+		// A bug must not cost the connection or leak detail: answer InternalServerException.
+		if p := recover(); p != nil {
+			s.log.Error("request handler panicked", zap.String("requestId", reqID), zap.String("panic", fmt.Sprint(p)))
+			writeControlError(w, fault.Internalf("handler", fmt.Errorf("panic")))
+		}
+	}()
 	pl, op, err := s.serve(w, r)
 	if err == nil {
 		if ce := s.log.Check(zap.DebugLevel, "request"); ce != nil {
