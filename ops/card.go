@@ -147,7 +147,18 @@ func cardValue(w *WorkingKey, in CardValidationInput, length int) (string, error
 		}
 		return fmt.Sprintf("%03d", v%1000), nil
 	}
-	return "", fault.FieldInvalid(in.Field, "%s is not supported by this appliance", cardKindNames[in.Kind])
+	return "", fault.FieldInvalid(in.Field, "%s is not supported by this appliance: %s", cardKindNames[in.Kind], unsupportedCardKinds[in.Kind])
+}
+
+// unsupportedCardKinds says why a card validation type is refused: each is
+// a scheme-proprietary algorithm with no published specification or known
+// answers this appliance could be checked against.
+var unsupportedCardKinds = map[CardValidationKind]string{
+	CardHolderVerification:  "the scheme's CAVV algorithm on ATC, unpredictable number and PAN sequence number is not published",
+	CardAmexCSC1:            "the American Express CSC version 1 algorithm is not published",
+	CardAmexCSC2:            "the American Express CSC version 2 algorithm is not published",
+	CardDynamicValue:        "the Visa dCVV algorithm is not published",
+	CardDiscoverDynamicCode: "the Discover dynamic CVC algorithm is not published",
 }
 
 func cardLength(n int) (int, error) {

@@ -52,9 +52,15 @@ type DukptCipher struct {
 	IV             string
 }
 
-// EmvCipher is an EMV session confidentiality key (not supported yet).
+// EmvCipher is an EMV secure-messaging confidentiality session key (see
+// emvDataKey): derived from a TR31_E1 (or E6) issuer master key for the card
+// PAN/PSN and the session's derivation data.
 type EmvCipher struct {
-	MajorKeyDerivationMode, PAN, PSN, SessionDerivationData, Mode, IV string
+	MajorKeyDerivationMode string // EMV_OPTION_A or EMV_OPTION_B
+	PAN, PSN               string // digits
+	SessionDerivationData  string // 16 hex digits: R of the EMV common session key
+	Mode                   string // ECB or CBC (default CBC)
+	IV                     string // hex; zero when empty (CBC)
 }
 
 // EncryptDataInput is EncryptData.
@@ -62,6 +68,7 @@ type EncryptDataInput struct {
 	KeyIdentifier string
 	PlainText     string // hex
 	Attributes    DataCipher
+	WrappedKey    *DynamicKey // the data key, under the KEK KeyIdentifier
 }
 
 // DecryptDataInput is DecryptData.
@@ -69,6 +76,7 @@ type DecryptDataInput struct {
 	KeyIdentifier string
 	CipherText    string // hex
 	Attributes    DataCipher
+	WrappedKey    *DynamicKey // the data key, under the KEK KeyIdentifier
 }
 
 // ReEncryptDataInput is ReEncryptData.
@@ -76,6 +84,8 @@ type ReEncryptDataInput struct {
 	IncomingKeyIdentifier, OutgoingKeyIdentifier string
 	CipherText                                   string
 	Incoming, Outgoing                           DataCipher
+	// Dynamic keys under the KEKs Incoming/OutgoingKeyIdentifier.
+	IncomingWrappedKey, OutgoingWrappedKey *DynamicKey
 }
 
 // DataOutput is the result of a data operation: the key used and the data (hex).
@@ -86,10 +96,11 @@ type DataOutput struct {
 
 // EncryptData enciphers PlainText under the key and attributes of in.
 func (s *Service) EncryptData(in EncryptDataInput) (*DataOutput, error) {
-	c, err := s.dataCrypter(in.KeyIdentifier, "KeyIdentifier", in.Attributes, "EncryptionAttributes", true)
+	c, err := s.dataCrypter(in.KeyIdentifier, "KeyIdentifier", in.WrappedKey, "WrappedKey", in.Attributes, "EncryptionAttributes", true)
 	if err != nil {
 		return nil, err
 	}
+	defer c.release()
 	pt, err := dataHex("PlainText", in.PlainText)
 	if err != nil {
 		return nil, err
@@ -104,10 +115,11 @@ func (s *Service) EncryptData(in EncryptDataInput) (*DataOutput, error) {
 
 // DecryptData deciphers CipherText under the key and attributes of in.
 func (s *Service) DecryptData(in DecryptDataInput) (*DataOutput, error) {
-	c, err := s.dataCrypter(in.KeyIdentifier, "KeyIdentifier", in.Attributes, "DecryptionAttributes", false)
+	c, err := s.dataCrypter(in.KeyIdentifier, "KeyIdentifier", in.WrappedKey, "WrappedKey", in.Attributes, "DecryptionAttributes", false)
 	if err != nil {
 		return nil, err
 	}
+	defer c.release()
 	ct, err := dataHex("CipherText", in.CipherText)
 	if err != nil {
 		return nil, err
@@ -129,14 +141,18 @@ func (s *Service) ReEncryptData(in ReEncryptDataInput) (*DataOutput, error) {
 	if in.Outgoing.Asymmetric != nil || in.Outgoing.Emv != nil {
 		return nil, fault.FieldInvalid("OutgoingEncryptionAttributes", "must be Symmetric or Dukpt")
 	}
-	dec, err := s.dataCrypter(in.IncomingKeyIdentifier, "IncomingKeyIdentifier", in.Incoming, "IncomingEncryptionAttributes", false)
+	dec, err := s.dataCrypter(in.IncomingKeyIdentifier, "IncomingKeyIdentifier", in.IncomingWrappedKey, "IncomingWrappedKey",
+		in.Incoming, "IncomingEncryptionAttributes", false)
 	if err != nil {
 		return nil, err
 	}
-	enc, err := s.dataCrypter(in.OutgoingKeyIdentifier, "OutgoingKeyIdentifier", in.Outgoing, "OutgoingEncryptionAttributes", true)
+	defer dec.release()
+	enc, err := s.dataCrypter(in.OutgoingKeyIdentifier, "OutgoingKeyIdentifier", in.OutgoingWrappedKey, "OutgoingWrappedKey",
+		in.Outgoing, "OutgoingEncryptionAttributes", true)
 	if err != nil {
 		return nil, err
 	}
+	defer enc.release()
 	ct, err := dataHex("CipherText", in.CipherText)
 	if err != nil {
 		return nil, err
@@ -157,23 +173,36 @@ func (s *Service) ReEncryptData(in ReEncryptDataInput) (*DataOutput, error) {
 type dataCrypter struct {
 	arn, kcv string
 	crypt    func(data []byte, field string) ([]byte, error)
+	release  func() // zeroes a dynamic key; call when done with crypt
 }
 
 var dataAlgorithms = []keyspec.Algorithm{keyspec.TDES2Key, keyspec.TDES3Key, keyspec.AES128, keyspec.AES192, keyspec.AES256}
 
-// dataCrypter resolves the key ident and the attributes c (request member
-// attr) into an encrypting (enc) or decrypting function, checking key
-// separation first.
-func (s *Service) dataCrypter(ident, field string, c DataCipher, attr string, enc bool) (*dataCrypter, error) {
+// dataCrypter resolves the key ident (or the dynamic key dk, request member
+// dkField, under the KEK ident) and the attributes c (request member attr)
+// into an encrypting (enc) or decrypting function, checking key separation
+// first. The caller calls release when done.
+func (s *Service) dataCrypter(ident, keyField string, dk *DynamicKey, dkField string, c DataCipher, attr string, enc bool) (*dataCrypter, error) {
+	w, field, arn, release, err := s.requestKey(ident, keyField, dk, dkField)
+	if err != nil {
+		return nil, err
+	}
+	dc, err := dataCrypterFor(w, field, c, attr, enc)
+	if err != nil {
+		release()
+		return nil, err
+	}
+	dc.arn, dc.release = arn, release
+	return dc, nil
+}
+
+// dataCrypterFor builds the crypter of the resolved key w (request member field).
+func dataCrypterFor(w *WorkingKey, field string, c DataCipher, attr string, enc bool) (*dataCrypter, error) {
 	op := "DecryptData"
 	if enc {
 		op = "EncryptData"
 	}
-	w, err := s.Working(ident, field)
-	if err != nil {
-		return nil, err
-	}
-	dc := &dataCrypter{arn: w.ARN, kcv: w.KCV()}
+	dc := &dataCrypter{kcv: w.KCV()}
 	switch {
 	case c.Symmetric != nil:
 		if err := Require(w, field, op, []keyspec.KeyUsage{keyspec.D0}, dataAlgorithms, dataModes(enc)); err != nil {
@@ -233,7 +262,14 @@ func (s *Service) dataCrypter(ident, field string, c DataCipher, attr string, en
 		}
 		dc.crypt = f
 	case c.Emv != nil:
-		return nil, fault.FieldInvalid(attr+".Emv", "EMV-derived data encryption keys are not supported by this appliance yet")
+		if err := Require(w, field, op+" with EMV", []keyspec.KeyUsage{keyspec.E1, keyspec.E6}, tdes2, deriveKey); err != nil {
+			return nil, err
+		}
+		f, err := emvDataCrypter(w, attr+".Emv", c.Emv, enc)
+		if err != nil {
+			return nil, err
+		}
+		dc.crypt = f
 	default:
 		return nil, fault.FieldInvalid(attr, "exactly one of Symmetric, Asymmetric, Dukpt or Emv is required")
 	}

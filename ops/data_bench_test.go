@@ -20,6 +20,10 @@ func BenchmarkDataPlane(b *testing.B) {
 	m3 := opstest.Import(b, svc, sym(keyspec.M3, keyspec.TDES2Key, genVer), "AAAAAAAAAAAAAAAABBBBBBBBBBBBBBBB")
 	m6 := opstest.Import(b, svc, sym(keyspec.M6, keyspec.AES128, genVer), "2B7E151628AED2A6ABF7158809CF4F3C")
 	m7 := createKey(b, svc, sym(keyspec.M7, keyspec.HMACSHA256, genVer))
+	e1 := opstest.Import(b, svc, sym(keyspec.E1, keyspec.TDES2Key, derive), emvIMKSMC)
+	e2 := opstest.Import(b, svc, sym(keyspec.E2, keyspec.TDES2Key, derive), emvIMKSMI)
+	kek := opstest.Import(b, svc, sym(keyspec.K1, keyspec.AES128, encDec), dynKEKAES)
+	wrapped := &ops.DynamicKey{Tr31KeyBlock: dynWrap(b, dynKEKAES, "D0", 'A', 'B', sp80038A)}
 	data := strings.Repeat("A5", 64)
 	cases := []struct {
 		name string
@@ -31,6 +35,18 @@ func BenchmarkDataPlane(b *testing.B) {
 		}},
 		{"EncryptData/TDES3-CBC-64B", func() error {
 			_, err := svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: tdesKey, PlainText: data, Attributes: ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: "CBC"}}})
+			return err
+		}},
+		{"EncryptData/EMV-optionA-CBC-64B", func() error {
+			_, err := svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: e1, PlainText: data, Attributes: emvCipher("EMV_OPTION_A", emvPAN, "CBC", "")})
+			return err
+		}},
+		{"EncryptData/EMV-optionB-19digit-CBC-64B", func() error {
+			_, err := svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: e1, PlainText: data, Attributes: emvCipher("EMV_OPTION_B", "1234567890123456789", "CBC", "")})
+			return err
+		}},
+		{"EncryptData/WrappedKey-AES128-CBC-64B", func() error {
+			_, err := svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: kek, PlainText: data, Attributes: ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: "CBC"}}, WrappedKey: wrapped})
 			return err
 		}},
 		{"DecryptData/TDES-DUKPT-64B", func() error {
@@ -51,6 +67,14 @@ func BenchmarkDataPlane(b *testing.B) {
 		}},
 		{"GenerateMac/HMAC-SHA256-64B", func() error {
 			_, err := svc.GenerateMac(ops.GenerateMacInput{KeyIdentifier: m7, MessageData: data, Attributes: ops.MacAttributes{Algorithm: "HMAC"}})
+			return err
+		}},
+		{"GenerateMac/EmvMac-common-64B", func() error {
+			_, err := svc.GenerateMac(ops.GenerateMacInput{KeyIdentifier: e2, MessageData: data, Attributes: emvMacAttrs("EMV_COMMON_SESSION_KEY", emvR, "")})
+			return err
+		}},
+		{"GenerateMac/EmvMac-EMV2000-64B", func() error {
+			_, err := svc.GenerateMac(ops.GenerateMacInput{KeyIdentifier: e2, MessageData: data, Attributes: emvMacAttrs("EMV2000", "", "FFFF")})
 			return err
 		}},
 		{"GenerateMac/DUKPT-ISO9797-3-64B", func() error {

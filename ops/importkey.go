@@ -43,9 +43,15 @@ type importToken struct {
 	KeyBlock  string            `json:"keyBlock"`
 }
 
-func tokenMeta(token string) string { return "import-token/" + token }
-func lastTokenMeta(typ string, a keyspec.Algorithm) string {
-	return "import-token-last/" + typ + "/" + string(a)
+// Token kinds: the prefix of the token string and of its metadata names.
+const (
+	importKind = "import"
+	exportKind = "export"
+)
+
+func tokenMeta(kind, token string) string { return kind + "-token/" + token }
+func lastTokenMeta(kind, typ string, a keyspec.Algorithm) string {
+	return kind + "-token-last/" + typ + "/" + string(a)
 }
 
 // GetParametersForImport issues (or, with reuse, returns the last) import
@@ -61,12 +67,25 @@ func (s *Service) GetParametersForImport(materialType string, alg keyspec.Algori
 	default:
 		return nil, fault.FieldInvalid("WrappingKeyAlgorithm", "must be RSA_2048, RSA_3072 or RSA_4096")
 	}
+	usage := "D1"
+	if materialType == MaterialTR34 {
+		usage = "K2"
+	}
+	return s.issueToken(importKind, materialType, alg, reuse, bindingHeader(usage, 'R', 'D', ""), x509.KeyUsageKeyEncipherment)
+}
+
+// issueToken issues (or, with reuse, returns the last still valid for at
+// least 7 days, of the same kind, material type and algorithm) a token: an
+// RSA key pair whose private key is stored under the profile main key with
+// header h (bound to the token) and whose public key the profile CA certifies
+// for certUsage, valid 30 days.
+func (s *Service) issueToken(kind, materialType string, alg keyspec.Algorithm, reuse bool, h tr31.Header, certUsage x509.KeyUsage) (*ImportParameters, error) {
 	s.tokenMu.Lock()
 	defer s.tokenMu.Unlock()
 	now := s.now()
 	if reuse {
-		if last, err := s.store.GetMeta(lastTokenMeta(materialType, alg)); err == nil {
-			if t, err := s.loadToken(string(last)); err == nil && t.Expires.Sub(now) >= tokenReuseMin {
+		if last, err := s.store.GetMeta(lastTokenMeta(kind, materialType, alg)); err == nil {
+			if t, err := s.loadToken(kind, string(last)); err == nil && t.Type == materialType && t.Algorithm == alg && t.Expires.Sub(now) >= tokenReuseMin {
 				return s.tokenParameters(t)
 			}
 		}
@@ -75,37 +94,34 @@ func (s *Service) GetParametersForImport(materialType string, alg keyspec.Algori
 	if err != nil {
 		return nil, fault.Internalf("token id", err)
 	}
-	t := &importToken{Version: 1, Token: "import-token-" + id, Type: materialType, Algorithm: alg,
+	t := &importToken{Version: 1, Token: kind + "-token-" + id, Type: materialType, Algorithm: alg,
 		Profile: s.cfg.Profile, Created: now, Expires: now.Add(tokenValidity)}
 	priv, pub, err := newKeyPair(alg)
 	if err != nil {
-		return nil, fault.Internalf("generate wrapping key", err)
+		return nil, fault.Internalf("generate token key", err)
 	}
 	defer clear(priv)
 	p, err := s.cust.Profile(t.Profile)
 	if err != nil {
 		return nil, fault.Internalf("profile main key", err)
 	}
-	usage := "D1"
-	if materialType == MaterialTR34 {
-		usage = "K2"
-	}
-	if t.KeyBlock, err = p.Wrap(bindingHeader(usage, 'R', 'D', tokenMeta(t.Token)), priv); err != nil {
-		return nil, fault.Internalf("wrap import key", err)
+	h.Blocks = []tr31.OptionalBlock{{ID: bindingBlock, Data: tokenMeta(kind, t.Token)}}
+	if t.KeyBlock, err = p.Wrap(h, priv); err != nil {
+		return nil, fault.Internalf("wrap token key", err)
 	}
 	ca, err := s.authority(t.Profile)
 	if err != nil {
 		return nil, err
 	}
-	if t.Cert, err = ca.issue(pub, t.Token, "", x509.KeyUsageKeyEncipherment, now, tokenValidity); err != nil {
-		return nil, fault.Internalf("certify wrapping key", err)
+	if t.Cert, err = ca.issue(pub, t.Token, "", certUsage, now, tokenValidity); err != nil {
+		return nil, fault.Internalf("certify token key", err)
 	}
 	raw, _ := json.Marshal(t)
-	if err := s.store.PutMeta(tokenMeta(t.Token), raw); err != nil {
-		return nil, fault.Internalf("store import token", err)
+	if err := s.store.PutMeta(tokenMeta(kind, t.Token), raw); err != nil {
+		return nil, fault.Internalf("store token", err)
 	}
-	if err := s.store.PutMeta(lastTokenMeta(materialType, alg), []byte(t.Token)); err != nil {
-		return nil, fault.Internalf("store import token", err)
+	if err := s.store.PutMeta(lastTokenMeta(kind, materialType, alg), []byte(t.Token)); err != nil {
+		return nil, fault.Internalf("store token", err)
 	}
 	return s.tokenParameters(t)
 }
@@ -119,8 +135,11 @@ func (s *Service) tokenParameters(t *importToken) (*ImportParameters, error) {
 		Algorithm: t.Algorithm, Token: t.Token, ValidUntil: t.Expires}, nil
 }
 
-func (s *Service) loadToken(token string) (*importToken, error) {
-	raw, err := s.store.GetMeta(tokenMeta(token))
+func (s *Service) loadToken(kind, token string) (*importToken, error) {
+	if !strings.HasPrefix(token, kind+"-token-") {
+		return nil, keystore.ErrNotFound
+	}
+	raw, err := s.store.GetMeta(tokenMeta(kind, token))
 	if err != nil {
 		return nil, err
 	}
@@ -160,7 +179,7 @@ func (s *Service) importCryptogram(in ImportKeyInput, c *ImportKeyCryptogram) (*
 	default:
 		return nil, fault.FieldInvalid("KeyMaterial.KeyCryptogram.WrappingSpec", "must be RSA_OAEP_SHA_256 or RSA_OAEP_SHA_512")
 	}
-	t, err := s.loadToken(c.ImportToken)
+	t, err := s.loadToken(importKind, c.ImportToken)
 	if errors.Is(err, keystore.ErrNotFound) {
 		return nil, fault.FieldInvalid("KeyMaterial.KeyCryptogram.ImportToken", "import token not found")
 	} else if err != nil {
@@ -179,26 +198,9 @@ func (s *Service) importCryptogram(in ImportKeyInput, c *ImportKeyCryptogram) (*
 	if err != nil {
 		return nil, fault.FieldInvalid("KeyMaterial.KeyCryptogram.WrappedKeyCryptogram", "must be hexadecimal")
 	}
-	p, err := s.cust.Profile(t.Profile)
+	rsaKey, err := s.tokenKey(importKind, t)
 	if err != nil {
-		return nil, fault.Internalf("profile main key", err)
-	}
-	hdr, der, err := p.Unwrap(t.KeyBlock)
-	if err != nil {
-		return nil, fault.Internalf("open import key", err)
-	}
-	if err := checkBinding(hdr, tokenMeta(t.Token)); err != nil {
-		clear(der)
-		return nil, fault.Internalf("open import key", err)
-	}
-	pk, err := x509.ParsePKCS8PrivateKey(der)
-	clear(der)
-	if err != nil {
-		return nil, fault.Internalf("parse import key", err)
-	}
-	rsaKey, ok := pk.(*rsa.PrivateKey)
-	if !ok {
-		return nil, fault.Internalf("parse import key", errors.New("not RSA"))
+		return nil, err
 	}
 	key, err := rsa.DecryptOAEP(h(), nil, rsaKey, ct, nil)
 	if err != nil {
@@ -206,6 +208,31 @@ func (s *Service) importCryptogram(in ImportKeyInput, c *ImportKeyCryptogram) (*
 	}
 	defer clear(key)
 	return s.storeImported(in, a, "", c.Exportable, key, "KeyMaterial.KeyCryptogram")
+}
+
+// tokenKey opens a token's RSA private key.
+func (s *Service) tokenKey(kind string, t *importToken) (*rsa.PrivateKey, error) {
+	p, err := s.cust.Profile(t.Profile)
+	if err != nil {
+		return nil, fault.Internalf("profile main key", err)
+	}
+	hdr, der, err := p.Unwrap(t.KeyBlock)
+	if err != nil {
+		return nil, fault.Internalf("open token key", err)
+	}
+	defer clear(der)
+	if err := checkBinding(hdr, tokenMeta(kind, t.Token)); err != nil {
+		return nil, fault.Internalf("open token key", err)
+	}
+	pk, err := x509.ParsePKCS8PrivateKey(der)
+	if err != nil {
+		return nil, fault.Internalf("parse token key", err)
+	}
+	rsaKey, ok := pk.(*rsa.PrivateKey)
+	if !ok {
+		return nil, fault.Internalf("parse token key", errors.New("not RSA"))
+	}
+	return rsaKey, nil
 }
 
 // importTR31 imports an X9.143 key block protected by a stored K0/K1 key.
@@ -288,7 +315,11 @@ func (s *Service) checkKP(kp string, kek *keystore.Key) error {
 
 // attributesFromHeader maps an imported X9.143 header onto key attributes.
 func attributesFromHeader(h tr31.Header, keyLen int) (keyspec.Attributes, bool, error) {
-	const field = "KeyMaterial.Tr31KeyBlock.WrappedKeyBlock"
+	return attributesFromHeaderField(h, keyLen, "KeyMaterial.Tr31KeyBlock.WrappedKeyBlock")
+}
+
+// attributesFromHeaderField is attributesFromHeader naming field in its errors.
+func attributesFromHeaderField(h tr31.Header, keyLen int, field string) (keyspec.Attributes, bool, error) {
 	usage, ok := keyspec.UsageFromTR31(h.KeyUsage)
 	if !ok {
 		return keyspec.Attributes{}, false, fault.FieldInvalid(field, "key usage %q is not supported", h.KeyUsage)

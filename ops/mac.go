@@ -28,9 +28,15 @@ type DukptMac struct {
 	DerivationType string // AES DUKPT working key type
 }
 
-// EmvMac is an EMV integrity session key (not supported yet).
+// EmvMac is an EMV secure-messaging integrity session key derived from a
+// TR31_E2 issuer master key (see data_emv.go).
 type EmvMac struct {
-	MajorKeyDerivationMode, PAN, PSN, SessionKeyDerivationMode string
+	MajorKeyDerivationMode   string // EMV_OPTION_A or EMV_OPTION_B
+	PAN, PSN                 string // digits
+	SessionKeyDerivationMode string // EMV_COMMON_SESSION_KEY, MASTERCARD_SESSION_KEY, EMV2000, AMEX, VISA, UNION_PAY
+	// SessionKeyDerivationValue: exactly one, as the mode needs.
+	ApplicationCryptogram string // 16 hex digits (EMV common, Mastercard)
+	ATC                   string // 4 hex digits (the others)
 }
 
 // GenerateMacInput is GenerateMac.
@@ -38,7 +44,8 @@ type GenerateMacInput struct {
 	KeyIdentifier string
 	MessageData   string // hex
 	Attributes    MacAttributes
-	MacLength     int // bytes; 0 = the algorithm's full length
+	MacLength     int         // bytes; 0 = the algorithm's full length
+	WrappedKey    *DynamicKey // the MAC key, under the KEK KeyIdentifier (not in the AWS model)
 }
 
 // VerifyMacInput is VerifyMac.
@@ -48,6 +55,7 @@ type VerifyMacInput struct {
 	Mac           string // hex
 	Attributes    MacAttributes
 	MacLength     int
+	WrappedKey    *DynamicKey // the MAC key, under the KEK KeyIdentifier (not in the AWS model)
 }
 
 // MacOutput is the key used and, for GenerateMac, the MAC (hex).
@@ -62,7 +70,7 @@ const minVerifyMac = 4
 
 // GenerateMac computes the MAC of MessageData.
 func (s *Service) GenerateMac(in GenerateMacInput) (*MacOutput, error) {
-	arn, kcv, full, err := s.computeMac(in.KeyIdentifier, in.MessageData, in.Attributes, "GenerationAttributes", true)
+	arn, kcv, full, err := s.computeMac(in.KeyIdentifier, in.WrappedKey, in.MessageData, in.Attributes, "GenerationAttributes", true)
 	if err != nil {
 		return nil, err
 	}
@@ -83,7 +91,7 @@ func (s *Service) VerifyMac(in VerifyMacInput) (*MacOutput, error) {
 	if err != nil {
 		return nil, err
 	}
-	arn, kcv, full, err := s.computeMac(in.KeyIdentifier, in.MessageData, in.Attributes, "VerificationAttributes", false)
+	arn, kcv, full, err := s.computeMac(in.KeyIdentifier, in.WrappedKey, in.MessageData, in.Attributes, "VerificationAttributes", false)
 	if err != nil {
 		return nil, err
 	}
@@ -108,11 +116,12 @@ var (
 )
 
 // computeMac checks key separation and returns the full-length MAC.
-func (s *Service) computeMac(ident, msgHex string, a MacAttributes, attr string, generate bool) (arn, kcv string, full []byte, err error) {
-	w, err := s.Working(ident, "KeyIdentifier")
+func (s *Service) computeMac(ident string, dk *DynamicKey, msgHex string, a MacAttributes, attr string, generate bool) (arn, kcv string, full []byte, err error) {
+	w, field, arn, release, err := s.requestKey(ident, "KeyIdentifier", dk, "WrappedKey")
 	if err != nil {
 		return "", "", nil, err
 	}
+	defer release()
 	msg, err := dataHex("MessageData", msgHex)
 	if err != nil {
 		return "", "", nil, err
@@ -125,7 +134,7 @@ func (s *Service) computeMac(ident, msgHex string, a MacAttributes, attr string,
 		modes = func(m keyspec.ModesOfUse) bool { return m.Generate }
 	}
 	req := func(u keyspec.KeyUsage, algs []keyspec.Algorithm, what string) error {
-		return Require(w, "KeyIdentifier", op+" "+what, []keyspec.KeyUsage{u}, algs, modes)
+		return Require(w, field, op+" "+what, []keyspec.KeyUsage{u}, algs, modes)
 	}
 	switch {
 	case a.Algorithm != "":
@@ -160,10 +169,12 @@ func (s *Service) computeMac(ident, msgHex string, a MacAttributes, attr string,
 		}
 	case a.DukptIso9797Algorithm1 != nil, a.DukptIso9797Algorithm3 != nil, a.DukptCmac != nil:
 		full, err = dukptMac(w, msg, a, attr, func() error {
-			return Require(w, "KeyIdentifier", op+" with DUKPT", []keyspec.KeyUsage{keyspec.B0}, bdkAlgorithms, deriveMode)
+			return Require(w, field, op+" with DUKPT", []keyspec.KeyUsage{keyspec.B0}, bdkAlgorithms, deriveMode)
 		})
 	case a.EmvMac != nil:
-		return "", "", nil, fault.FieldInvalid(attr+".EmvMac", "EMV-derived MAC keys are not supported by this appliance yet")
+		if err = Require(w, field, op+" with EmvMac", []keyspec.KeyUsage{keyspec.E2}, tdes2, deriveKey); err == nil {
+			full, err = emvMac(w, attr+".EmvMac", a.EmvMac, msg)
+		}
 	default:
 		return "", "", nil, fault.FieldInvalid(attr, "exactly one MAC attribute is required")
 	}
@@ -173,7 +184,7 @@ func (s *Service) computeMac(ident, msgHex string, a MacAttributes, attr string,
 		}
 		return "", "", nil, err
 	}
-	return w.ARN, w.KCV(), full, nil
+	return arn, w.KCV(), full, nil
 }
 
 // dukptMac computes a DUKPT MAC: the MAC key of the request's variant,

@@ -5,25 +5,12 @@ package ops
 // Keys"). Both are derived or unwrapped for one request and zeroed after it.
 
 import (
-	"crypto/aes"
-	"crypto/cipher"
 	"encoding/hex"
-	"errors"
 
 	"payhsm/fault"
 	"payhsm/hsm/dukpt"
-	"payhsm/hsm/tdes"
-	"payhsm/hsm/tr31"
 	"payhsm/ops/keyspec"
 )
-
-// symmetricBlock builds a TDES or AES cipher over key.
-func symmetricBlock(a keyspec.Algorithm, key []byte) (cipher.Block, error) {
-	if a.IsTDES() {
-		return tdes.NewCipher(key)
-	}
-	return aes.NewCipher(key)
-}
 
 var dukptTypes = map[keyspec.Algorithm]dukpt.KeyType{
 	keyspec.TDES2Key: dukpt.TDES2, keyspec.TDES3Key: dukpt.TDES3,
@@ -87,74 +74,25 @@ func (s *Service) dukptPinKey(w *WorkingKey, field string, dk *PinDukpt, decrypt
 	return &pinKey{block: b, arn: w.ARN, kcv: w.KCV(), done: func() { clear(key) }}, nil
 }
 
-// wrappedPinKey unwraps a dynamic PEK from a TR-31 key block under the KEK w.
-// The block must be a P0 key whose mode of use allows the direction (B or D
-// to decipher an incoming PIN, B or E to encipher an outgoing one), of a TDES
-// or AES algorithm no stronger than the KEK.
+// wrappedPinKey unwraps a dynamic PEK from a TR-31 key block under the KEK w
+// (dynamicKey). The block must hold a P0 TDES or AES key whose modes of use
+// allow the direction: decrypt for an incoming PIN (mode B or D), encrypt
+// for an outgoing one (B or E).
 func (s *Service) wrappedPinKey(w *WorkingKey, field string, wk *PinWrappedKey, decrypt bool) (*pinKey, error) {
-	if err := Require(w, field, "unwrapping a dynamic PIN key", []keyspec.KeyUsage{keyspec.K0, keyspec.K1}, pinKeyAlgs,
-		func(m keyspec.ModesOfUse) bool { return m.Unwrap || m.Decrypt }); err != nil {
+	const bf = "WrappedKeyMaterial.Tr31KeyBlock"
+	d, release, err := s.dynamicKey(w, field, bf, wk.Tr31KeyBlock, wk.KCVAlgorithm)
+	if err != nil {
 		return nil, err
 	}
-	const bf = "WrappedKeyMaterial.Tr31KeyBlock"
-	ka := w.Record.Attributes.Algorithm
-	if blk := wk.Tr31KeyBlock; len(blk) > 0 {
-		switch v := blk[0]; {
-		case v == 'D' && !ka.IsAES(), (v == 'A' || v == 'B' || v == 'C') && !ka.IsTDES():
-			return nil, fault.FieldInvalid(bf, "a version %c key block cannot be protected by a %s key", v, ka)
-		}
+	modes, what := modesEncrypt, "enciphering a PIN block"
+	if decrypt {
+		modes, what = modesDecrypt, "deciphering a PIN block"
 	}
-	h, key, err := tr31.Unwrap(w.Material, wk.Tr31KeyBlock)
-	if err != nil {
-		if errors.Is(err, tr31.ErrIntegrity) || errors.Is(err, tr31.ErrFormat) || errors.Is(err, tr31.ErrKBPK) {
-			return nil, fault.Wrap(fault.Validation, bf+": the key block is malformed or does not verify under the wrapping key", err)
-		}
-		return nil, fault.Internalf("unwrap dynamic key", err)
+	if err := Require(d, bf, what, []keyspec.KeyUsage{keyspec.P0}, pinKeyAlgs, modes); err != nil {
+		release()
+		return nil, err
 	}
-	fail := func(e error) (*pinKey, error) { clear(key); return nil, e }
-	if h.KeyUsage != "P0" {
-		return fail(fault.FieldInvalid(bf, "the wrapped key must have key usage P0, not %s", h.KeyUsage))
-	}
-	if decrypt && h.ModeOfUse != 'B' && h.ModeOfUse != 'D' {
-		return fail(fault.FieldInvalid(bf, "an incoming wrapped PIN key must have mode of use B or D"))
-	}
-	if !decrypt && h.ModeOfUse != 'B' && h.ModeOfUse != 'E' {
-		return fail(fault.FieldInvalid(bf, "an outgoing wrapped PIN key must have mode of use B or E"))
-	}
-	var alg keyspec.Algorithm
-	switch {
-	case h.Algorithm == 'T' && len(key) == 16:
-		alg = keyspec.TDES2Key
-	case h.Algorithm == 'T' && len(key) == 24:
-		alg = keyspec.TDES3Key
-	case h.Algorithm == 'A' && len(key) == 16:
-		alg = keyspec.AES128
-	case h.Algorithm == 'A' && len(key) == 24:
-		alg = keyspec.AES192
-	case h.Algorithm == 'A' && len(key) == 32:
-		alg = keyspec.AES256
-	default:
-		return fail(fault.FieldInvalid(bf, "the wrapped key must be a TDES or AES key"))
-	}
-	if keyspec.Strength(ka) < keyspec.Strength(alg) {
-		return fail(fault.FieldInvalid(bf, "a %s wrapping key is weaker than the %s key it protects", ka, alg))
-	}
-	method := wk.KCVAlgorithm
-	if method == "" {
-		method = keyspec.DefaultKCVAlgorithm(alg)
-	}
-	if err := keyspec.ValidKCVAlgorithm(alg, method); err != nil {
-		return fail(err)
-	}
-	kcv, err := symmetricKCV(alg, method, key)
-	if err != nil {
-		return fail(err)
-	}
-	b, err := symmetricBlock(alg, key)
-	if err != nil {
-		return fail(fault.Internalf("dynamic key schedule", err))
-	}
-	return &pinKey{block: b, arn: w.ARN, kcv: kcv, done: func() { clear(key) }}, nil
+	return &pinKey{block: d.Block, arn: w.ARN, kcv: d.KCV(), done: release}, nil
 }
 
 // as2805PinKey would derive an AS2805.6.4 session PIN key (KPE) from the

@@ -11,7 +11,10 @@
 //   - ISO/IEC 9797-1 padding methods 1 and 2 and MAC algorithm 3 with DES
 //     (Book 2 A1.2.1), used for application cryptograms (ARQC/TC/AAC) and
 //     secure-messaging MACs;
-//   - ARPC method 1 and method 2 (Book 2 8.2.1, 8.2.2).
+//   - ARPC method 1 and method 2 (Book 2 8.2.1, 8.2.2);
+//   - offline PIN change issuer scripts (Book 2 9.2, 9.3): the ISO 9564-1
+//     format 2 and VIS PIN blocks, their encipherment under the
+//     confidentiality session key and the script MAC (pinchange.go).
 //
 // Every function takes clear key bytes and returns fresh slices; callers own
 // (and should zero) what they get back. Errors never contain key material.

@@ -177,6 +177,12 @@ func (s *Server) lifecycleOperations() map[string]operation {
 					Cryptogram: *c.WrappedKeyCryptogram, ImportToken: *c.ImportToken, WrappingSpec: str(c.WrappingSpec)}
 			case m.Tr31KeyBlock != nil:
 				req.Tr31KeyBlock = &ops.ImportTr31KeyBlock{WrappingKeyIdentifier: *m.Tr31KeyBlock.WrappingKeyIdentifier, KeyBlock: *m.Tr31KeyBlock.WrappedKeyBlock}
+			case m.RootCertificatePublicKey != nil || m.TrustedCertificatePublicKey != nil:
+				return importCertificate(o, req, m)
+			case m.Tr34KeyBlock != nil:
+				return importTR34(o, req, m.Tr34KeyBlock)
+			case m.DiffieHellmanTr31KeyBlock != nil:
+				return importDiffieHellman(o, req, m.DiffieHellmanTr31KeyBlock)
 			}
 			k, err := o.ImportKey(req)
 			if err != nil {

@@ -63,7 +63,72 @@ func (s *Server) cardOperations() map[string]operation {
 			}
 			return &dp.VerifyAuthRequestCryptogramOutput{KeyArn: &r.KeyARN, KeyCheckValue: &r.KCV, AuthResponseValue: opt(r.Value)}, nil
 		}),
+		"GenerateMacEmvPinChange": handler(func(_ context.Context, in *dp.GenerateMacEmvPinChangeInput) (any, error) {
+			r, err := o.GenerateMacEmvPinChange(ops.EmvPinChangeInput{
+				NewPinPEK: str(in.NewPinPekIdentifier), NewPinBlock: str(in.NewEncryptedPinBlock),
+				PinBlockFormat:  ops.PinBlockFormat(str(in.PinBlockFormat)),
+				IntegrityKey:    str(in.SecureMessagingIntegrityKeyIdentifier),
+				ConfidentialKey: str(in.SecureMessagingConfidentialityKeyIdentifier),
+				MessageData:     str(in.MessageData), Derivation: pinChangeDerivation(in.DerivationMethodAttributes),
+			})
+			if err != nil {
+				return nil, err
+			}
+			out := &dp.GenerateMacEmvPinChangeOutput{
+				NewPinPekArn: &r.NewPinPEK.ARN, NewPinPekKeyCheckValue: &r.NewPinPEK.KCV,
+				SecureMessagingIntegrityKeyArn: &r.Integrity.ARN, SecureMessagingIntegrityKeyCheckValue: &r.Integrity.KCV,
+				SecureMessagingConfidentialityKeyArn: &r.Confidential.ARN, SecureMessagingConfidentialityKeyCheckValue: &r.Confidential.KCV,
+				Mac: &r.MAC, EncryptedPinBlock: &r.EncryptedPinData,
+			}
+			if r.AC != nil {
+				out.VisaAmexDerivationOutputs = &dp.VisaAmexDerivationOutputs{AuthorizationRequestKeyArn: &r.AC.ARN, AuthorizationRequestKeyCheckValue: &r.AC.KCV}
+				if r.CurrentPinPEK != nil {
+					out.VisaAmexDerivationOutputs.CurrentPinPekArn = &r.CurrentPinPEK.ARN
+					out.VisaAmexDerivationOutputs.CurrentPinPekKeyCheckValue = &r.CurrentPinPEK.KCV
+				}
+			}
+			return out, nil
+		}),
 	}
+}
+
+// pinChangeDerivation maps the DerivationMethodAttributes union.
+func pinChangeDerivation(a *dp.DerivationMethodAttributes) ops.EmvPinChangeDerivation {
+	var d ops.EmvPinChangeDerivation
+	if a == nil {
+		return d
+	}
+	cur := func(c *dp.CurrentPinAttributes) {
+		if c != nil {
+			d.CurrentPinPEK, d.CurrentPinBlock = str(c.CurrentPinPekIdentifier), str(c.CurrentEncryptedPinBlock)
+		}
+	}
+	switch {
+	case a.EmvCommon != nil:
+		v := a.EmvCommon
+		d = ops.EmvPinChangeDerivation{Scheme: emv.SchemeEMVCommon, MajorKeyMode: str(v.MajorKeyDerivationMode), PAN: str(v.PrimaryAccountNumber),
+			PSN: str(v.PanSequenceNumber), ApplicationCryptogram: str(v.ApplicationCryptogram), Mode: str(v.Mode),
+			PaddingType: str(v.PinBlockPaddingType), LengthPosition: str(v.PinBlockLengthPosition)}
+	case a.Mastercard != nil:
+		v := a.Mastercard
+		d = ops.EmvPinChangeDerivation{Scheme: emv.SchemeMastercard, MajorKeyMode: str(v.MajorKeyDerivationMode), PAN: str(v.PrimaryAccountNumber),
+			PSN: str(v.PanSequenceNumber), ApplicationCryptogram: str(v.ApplicationCryptogram)}
+	case a.Emv2000 != nil:
+		v := a.Emv2000
+		d = ops.EmvPinChangeDerivation{Scheme: emv.SchemeEMV2000, MajorKeyMode: str(v.MajorKeyDerivationMode), PAN: str(v.PrimaryAccountNumber),
+			PSN: str(v.PanSequenceNumber), ATC: str(v.ApplicationTransactionCounter)}
+	case a.Visa != nil:
+		v := a.Visa
+		d = ops.EmvPinChangeDerivation{Scheme: emv.SchemeVisa, MajorKeyMode: str(v.MajorKeyDerivationMode), PAN: str(v.PrimaryAccountNumber),
+			PSN: str(v.PanSequenceNumber), ATC: str(v.ApplicationTransactionCounter), ACKey: str(v.AuthorizationRequestKeyIdentifier)}
+		cur(v.CurrentPinAttributes)
+	case a.Amex != nil:
+		v := a.Amex
+		d = ops.EmvPinChangeDerivation{Scheme: emv.SchemeAmex, MajorKeyMode: str(v.MajorKeyDerivationMode), PAN: str(v.PrimaryAccountNumber),
+			PSN: str(v.PanSequenceNumber), ATC: str(v.ApplicationTransactionCounter), ACKey: str(v.AuthorizationRequestKeyIdentifier)}
+		cur(v.CurrentPinAttributes)
+	}
+	return d
 }
 
 // cardInput maps the card-attributes union (generation attributes are

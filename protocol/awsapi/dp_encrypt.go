@@ -5,6 +5,7 @@ import (
 
 	"payhsm/fault"
 	"payhsm/ops"
+	"payhsm/ops/keyspec"
 	dp "payhsm/protocol/awsapi/dpshape"
 )
 
@@ -14,39 +15,44 @@ func (s *Server) dataEncryptionOperations() map[string]operation {
 	o := s.ops
 	return map[string]operation{
 		"EncryptData": handler(func(_ context.Context, in *dp.EncryptDataInput) (any, error) {
-			if in.WrappedKey != nil {
-				return nil, wrappedKeyUnsupported("WrappedKey")
+			wk, err := dataWrappedKey("WrappedKey", in.WrappedKey)
+			if err != nil {
+				return nil, err
 			}
 			r, err := o.EncryptData(ops.EncryptDataInput{KeyIdentifier: str(in.KeyIdentifier), PlainText: str(in.PlainText),
-				Attributes: dataCipher(in.EncryptionAttributes)})
+				Attributes: dataCipher(in.EncryptionAttributes), WrappedKey: wk})
 			if err != nil {
 				return nil, err
 			}
 			return &dp.EncryptDataOutput{KeyArn: &r.KeyARN, KeyCheckValue: opt(r.KCV), CipherText: &r.Data}, nil
 		}),
 		"DecryptData": handler(func(_ context.Context, in *dp.DecryptDataInput) (any, error) {
-			if in.WrappedKey != nil {
-				return nil, wrappedKeyUnsupported("WrappedKey")
+			wk, err := dataWrappedKey("WrappedKey", in.WrappedKey)
+			if err != nil {
+				return nil, err
 			}
 			r, err := o.DecryptData(ops.DecryptDataInput{KeyIdentifier: str(in.KeyIdentifier), CipherText: str(in.CipherText),
-				Attributes: dataCipher(in.DecryptionAttributes)})
+				Attributes: dataCipher(in.DecryptionAttributes), WrappedKey: wk})
 			if err != nil {
 				return nil, err
 			}
 			return &dp.DecryptDataOutput{KeyArn: &r.KeyARN, KeyCheckValue: &r.KCV, PlainText: &r.Data}, nil
 		}),
 		"ReEncryptData": handler(func(_ context.Context, in *dp.ReEncryptDataInput) (any, error) {
-			if in.IncomingWrappedKey != nil {
-				return nil, wrappedKeyUnsupported("IncomingWrappedKey")
+			iwk, err := dataWrappedKey("IncomingWrappedKey", in.IncomingWrappedKey)
+			if err != nil {
+				return nil, err
 			}
-			if in.OutgoingWrappedKey != nil {
-				return nil, wrappedKeyUnsupported("OutgoingWrappedKey")
+			owk, err := dataWrappedKey("OutgoingWrappedKey", in.OutgoingWrappedKey)
+			if err != nil {
+				return nil, err
 			}
 			r, err := o.ReEncryptData(ops.ReEncryptDataInput{
 				IncomingKeyIdentifier: str(in.IncomingKeyIdentifier), OutgoingKeyIdentifier: str(in.OutgoingKeyIdentifier),
-				CipherText: str(in.CipherText),
-				Incoming:   reEncryptCipher(in.IncomingEncryptionAttributes),
-				Outgoing:   reEncryptCipher(in.OutgoingEncryptionAttributes),
+				CipherText:         str(in.CipherText),
+				Incoming:           reEncryptCipher(in.IncomingEncryptionAttributes),
+				Outgoing:           reEncryptCipher(in.OutgoingEncryptionAttributes),
+				IncomingWrappedKey: iwk, OutgoingWrappedKey: owk,
 			})
 			if err != nil {
 				return nil, err
@@ -72,8 +78,18 @@ func (s *Server) dataEncryptionOperations() map[string]operation {
 	}
 }
 
-func wrappedKeyUnsupported(field string) error {
-	return fault.FieldInvalid(field, "dynamic (wrapped) keys are not supported by this appliance yet")
+// dataWrappedKey maps a WrappedKey. Only the Tr31KeyBlock form is served: the
+// DiffieHellmanSymmetricKey form needs an ECDH key agreement, which this
+// appliance does not implement.
+func dataWrappedKey(field string, w *dp.WrappedKey) (*ops.DynamicKey, error) {
+	if w == nil {
+		return nil, nil
+	}
+	m := w.WrappedKeyMaterial
+	if m == nil || m.Tr31KeyBlock == nil {
+		return nil, fault.FieldInvalid(field+".WrappedKeyMaterial", "only Tr31KeyBlock is supported; DiffieHellmanSymmetricKey (ECDH) is not")
+	}
+	return &ops.DynamicKey{Tr31KeyBlock: *m.Tr31KeyBlock, KCVAlgorithm: keyspec.KCVAlgorithm(str(w.KeyCheckValueAlgorithm))}, nil
 }
 
 func dpMacLength(p *int32) int {
@@ -145,6 +161,9 @@ func macAttributes(a *dp.MacAttributes) ops.MacAttributes {
 	if e := a.EmvMac; e != nil {
 		m.EmvMac = &ops.EmvMac{MajorKeyDerivationMode: str(e.MajorKeyDerivationMode), PAN: str(e.PrimaryAccountNumber),
 			PSN: str(e.PanSequenceNumber), SessionKeyDerivationMode: str(e.SessionKeyDerivationMode)}
+		if v := e.SessionKeyDerivationValue; v != nil {
+			m.EmvMac.ApplicationCryptogram, m.EmvMac.ATC = str(v.ApplicationCryptogram), str(v.ApplicationTransactionCounter)
+		}
 	}
 	return m
 }

@@ -1,0 +1,53 @@
+package ops_test
+
+import (
+	"strings"
+	"testing"
+
+	"payhsm/fault"
+	"payhsm/ops"
+	"payhsm/ops/keyspec"
+	"payhsm/ops/opstest"
+)
+
+// The card validation types whose algorithms are scheme-proprietary and
+// unpublished answer a ValidationException naming the type and the reason,
+// with a key of the right usage, for generate and verify alike; a key of the
+// wrong usage is still refused by key separation first.
+func TestUnsupportedCardKinds(t *testing.T) {
+	svc := opstest.New(t)
+	sym := func(u keyspec.KeyUsage, m keyspec.ModesOfUse) string {
+		return opstest.Import(t, svc, keyspec.Attributes{Usage: u, Class: keyspec.Symmetric, Algorithm: keyspec.TDES2Key, Modes: m}, testIMK)
+	}
+	csc := sym(keyspec.C0, keyspec.ModesOfUse{Generate: true, Verify: true})
+	e6 := sym(keyspec.E6, keyspec.ModesOfUse{DeriveKey: true})
+	for _, c := range []struct {
+		kind ops.CardValidationKind
+		key  string
+		name string
+	}{
+		{ops.CardAmexCSC1, csc, "AmexCardSecurityCodeVersion1"},
+		{ops.CardAmexCSC2, csc, "AmexCardSecurityCodeVersion2"},
+		{ops.CardHolderVerification, e6, "CardHolderVerificationValue"},
+		{ops.CardDynamicValue, e6, "DynamicCardVerificationValue"},
+		{ops.CardDiscoverDynamicCode, e6, "DiscoverDynamicCardVerificationCode"},
+	} {
+		in := ops.CardValidationInput{KeyIdentifier: c.key, PAN: "344131234567848", Kind: c.kind, Field: "VerificationAttributes",
+			ExpiryDate: "1224", ServiceCode: "000", PSN: "00", ATC: "0001", UN: "00000001"}
+		_, err := svc.VerifyCardValidationData(in, "1234")
+		if f := fault.As(err); f == nil || f.Kind != fault.Validation || !strings.Contains(f.Message, c.name) || !strings.Contains(f.Message, "not published") {
+			t.Errorf("%s verify: %v", c.name, err)
+		}
+		if c.kind != ops.CardDiscoverDynamicCode {
+			in.Field = "GenerationAttributes"
+			if _, err := svc.GenerateCardValidationData(in); kindOf(err) != fault.Validation || !strings.Contains(err.Error(), "not published") {
+				t.Errorf("%s generate: %v", c.name, err)
+			}
+		}
+		wrong := in
+		wrong.KeyIdentifier = map[string]string{csc: e6, e6: csc}[c.key]
+		if _, err := svc.VerifyCardValidationData(wrong, "1234"); kindOf(err) != fault.Validation || !strings.Contains(err.Error(), "KeyUsage") {
+			t.Errorf("%s wrong key: %v", c.name, err)
+		}
+	}
+}

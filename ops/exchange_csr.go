@@ -1,0 +1,129 @@
+package ops
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"encoding/pem"
+	"errors"
+
+	"payhsm/fault"
+	"payhsm/ops/keyspec"
+)
+
+// CertificateSubject is the subject of a certificate signing request.
+type CertificateSubject struct {
+	CommonName, OrganizationUnit, Organization, City, Country, StateOrProvince, EmailAddress string
+}
+
+var (
+	oidEmailAddress = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 1}
+	// PKCS #1 v2.2 (RFC 8017) Appendix A.2.4 and RFC 5758 section 3.2.
+	csrSigAlgs = map[string]struct {
+		hash     crypto.Hash
+		rsa, ecc asn1.ObjectIdentifier
+	}{
+		"SHA224": {crypto.SHA224, asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 14}, asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 1}},
+		"SHA256": {crypto.SHA256, asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 11}, asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 2}},
+		"SHA384": {crypto.SHA384, asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 12}, asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 3}},
+		"SHA512": {crypto.SHA512, asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 13}, asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 4}},
+	}
+)
+
+// PKCS #10 (RFC 2986) structures.
+type csrInfo struct {
+	Version    int
+	Subject    asn1.RawValue
+	PublicKey  asn1.RawValue
+	Attributes asn1.RawValue `asn1:"tag:0"`
+}
+
+type csr struct {
+	Info      asn1.RawValue
+	Algorithm pkix.AlgorithmIdentifier
+	Signature asn1.BitString
+}
+
+// GetCertificateSigningRequest returns a PKCS #10 request (PEM) for an
+// asymmetric key pair's public key, signed with its private key and
+// SHA-224, SHA-256, SHA-384 or SHA-512 (RSA PKCS #1 v1.5 or ECDSA).
+func (s *Service) GetCertificateSigningRequest(ident, signingAlgorithm string, sub CertificateSubject) ([]byte, error) {
+	alg, ok := csrSigAlgs[signingAlgorithm]
+	if !ok {
+		return nil, fault.FieldInvalid("SigningAlgorithm", "must be SHA224, SHA256, SHA384 or SHA512")
+	}
+	if sub.CommonName == "" {
+		return nil, fault.FieldInvalid("CertificateSubject.CommonName", "is required")
+	}
+	if sub.Country != "" && len(sub.Country) != 2 {
+		return nil, fault.FieldInvalid("CertificateSubject.Country", "must be a two-letter ISO 3166 country code")
+	}
+	k, err := s.resolve(ident)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.usable(k, ident); err != nil {
+		return nil, err
+	}
+	if k.Attributes.Class != keyspec.AsymmetricPair || len(k.PublicKey) == 0 {
+		return nil, fault.FieldInvalid("KeyIdentifier", "must name an asymmetric key pair")
+	}
+	name := pkix.Name{CommonName: sub.CommonName}
+	for _, f := range []struct {
+		dst *[]string
+		v   string
+	}{{&name.OrganizationalUnit, sub.OrganizationUnit}, {&name.Organization, sub.Organization}, {&name.Locality, sub.City},
+		{&name.Country, sub.Country}, {&name.Province, sub.StateOrProvince}} {
+		if f.v != "" {
+			*f.dst = []string{f.v}
+		}
+	}
+	if sub.EmailAddress != "" {
+		name.ExtraNames = []pkix.AttributeTypeAndValue{{Type: oidEmailAddress, Value: asn1.RawValue{Tag: asn1.TagIA5String, Bytes: []byte(sub.EmailAddress)}}}
+	}
+	subject, err := asn1.Marshal(name.ToRDNSequence())
+	if err != nil {
+		return nil, fault.FieldInvalid("CertificateSubject", "cannot be encoded")
+	}
+	info, err := asn1.Marshal(csrInfo{Subject: asn1.RawValue{FullBytes: subject}, PublicKey: asn1.RawValue{FullBytes: k.PublicKey},
+		Attributes: asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 0, IsCompound: true}})
+	if err != nil {
+		return nil, fault.Internalf("encode CSR", err)
+	}
+	_, der, err := s.loadMaterial(k)
+	if err != nil {
+		return nil, err
+	}
+	pk, err := x509.ParsePKCS8PrivateKey(der)
+	clear(der)
+	if err != nil {
+		return nil, fault.Internalf("parse private key", err)
+	}
+	h := alg.hash.New()
+	h.Write(info)
+	digest := h.Sum(nil)
+	var sig []byte
+	var algID pkix.AlgorithmIdentifier
+	switch key := pk.(type) {
+	case *rsa.PrivateKey:
+		algID = pkix.AlgorithmIdentifier{Algorithm: alg.rsa, Parameters: asn1.NullRawValue}
+		sig, err = rsa.SignPKCS1v15(rand.Reader, key, alg.hash, digest)
+	case *ecdsa.PrivateKey:
+		algID = pkix.AlgorithmIdentifier{Algorithm: alg.ecc}
+		sig, err = ecdsa.SignASN1(rand.Reader, key, digest)
+	default:
+		err = errors.New("unsupported private key type")
+	}
+	if err != nil {
+		return nil, fault.Internalf("sign CSR", err)
+	}
+	out, err := asn1.Marshal(csr{Info: asn1.RawValue{FullBytes: info}, Algorithm: algID, Signature: asn1.BitString{Bytes: sig, BitLength: 8 * len(sig)}})
+	if err != nil {
+		return nil, fault.Internalf("encode CSR", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: out}), nil
+}

@@ -1,0 +1,198 @@
+package ops_test
+
+import (
+	"bytes"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"payhsm/fault"
+	"payhsm/hsm/tr31"
+	"payhsm/ops"
+	"payhsm/ops/keyspec"
+)
+
+// ecdhPartner is the partner HSM, played by OpenSSL: its key pair, its
+// certificate (issued by a test CA with crypto/x509) and its half of the
+// agreement (openssl pkeyutl -derive, then openssl kdf).
+type ecdhPartner struct {
+	dir, keyFile string
+	cert         *x509.Certificate
+}
+
+func xOpenssl(t *testing.T, args ...string) []byte {
+	t.Helper()
+	if _, err := exec.LookPath("openssl"); err != nil {
+		t.Skip("openssl not installed")
+	}
+	out, err := exec.Command("openssl", args...).Output()
+	if err != nil {
+		t.Fatalf("openssl %s: %v", args[0], err)
+	}
+	return out
+}
+
+func newECDHPartner(t *testing.T, curve string, ca *xTestCA) *ecdhPartner {
+	dir := t.TempDir()
+	p := &ecdhPartner{dir: dir, keyFile: filepath.Join(dir, "partner.pem")}
+	xOpenssl(t, "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:"+curve, "-out", p.keyFile)
+	pubPEM := xOpenssl(t, "pkey", "-in", p.keyFile, "-pubout")
+	b, _ := pem.Decode(pubPEM)
+	pub, err := x509.ParsePKIXPublicKey(b.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	p.cert = xNewCert(t, ca, pub, nil, false, x509.KeyUsageKeyAgreement, now.Add(-time.Hour), now.Add(24*time.Hour))
+	return p
+}
+
+// kbpk derives the KBPK from our certificate (PEM) as the partner.
+func (p *ecdhPartner) kbpk(t *testing.T, ourCert []byte, kdf, digest, info string, n int) []byte {
+	t.Helper()
+	c := xPEMCert(t, ourCert)
+	peer := filepath.Join(p.dir, "peer.pem")
+	if err := os.WriteFile(peer, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: c.RawSubjectPublicKeyInfo}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	z := xOpenssl(t, "pkeyutl", "-derive", "-inkey", p.keyFile, "-peerkey", peer)
+	args := []string{"kdf", "-keylen", strconv.Itoa(n), "-kdfopt", "digest:" + digest, "-kdfopt", "hexsecret:" + hex.EncodeToString(z)}
+	if info != "" {
+		args = append(args, "-kdfopt", "hexinfo:"+info)
+	}
+	out := xOpenssl(t, append(args, kdf)...)
+	return xUnhex(t, strings.ReplaceAll(strings.TrimSpace(string(out)), ":", ""))
+}
+
+func TestDiffieHellmanTR31(t *testing.T) {
+	f := xNewExchange(t)
+	ca := xNewTestCA(t, nil)
+	caKey, err := f.svc.ImportCertificate(ops.ImportCertificateInput{Attributes: xCaAttrs, Certificate: xB64(ca.cert)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k3 := func(alg keyspec.Algorithm, derive keyspec.KeyUsage) (string, []byte) {
+		k, err := f.svc.CreateKey(ops.CreateKeyInput{Attributes: keyspec.Attributes{Usage: keyspec.K3, Class: keyspec.AsymmetricPair, Algorithm: alg,
+			Modes: keyspec.ModesOfUse{DeriveKey: true}}, DeriveKeyUsage: derive})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := f.svc.GetPublicKeyCertificate(k.ARN)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k.ARN, c.Certificate
+	}
+	p256, p256Cert := k3(keyspec.ECCP256, keyspec.K1)
+	p521, p521Cert := k3(keyspec.ECCP521, keyspec.K1)
+	partner256 := newECDHPartner(t, "P-256", ca)
+	partner521 := newECDHPartner(t, "P-521", ca)
+	dh := func(priv string, p *ecdhPartner, alg keyspec.Algorithm, kdf, hash, info string) ops.DiffieHellman {
+		return ops.DiffieHellman{PrivateKeyIdentifier: priv, CAIdentifier: caKey.ARN, Certificate: xB64(p.cert), DeriveKeyAlgorithm: alg,
+			KDF: kdf, Hash: hash, SharedInformation: info}
+	}
+	kdfName := map[string]string{"NIST_SP800": "SSKDF", "ANSI_X963": "X963KDF"}
+	digest := map[string]string{"SHA_256": "SHA256", "SHA_384": "SHA384", "SHA_512": "SHA512"}
+
+	// Import: the partner wraps a known TDES_3KEY KEK under its derived KBPK.
+	for _, tc := range []struct {
+		name      string
+		priv      string
+		ourCert   []byte
+		p         *ecdhPartner
+		alg       keyspec.Algorithm
+		kdf, hash string
+		version   byte
+	}{
+		{"P-256, NIST_SP800 SHA-256, AES_128 KBPK", p256, p256Cert, partner256, keyspec.AES128, "NIST_SP800", "SHA_256", 'D'},
+		{"P-256, ANSI_X963 SHA-512, TDES_3KEY KBPK", p256, p256Cert, partner256, keyspec.TDES3Key, "ANSI_X963", "SHA_512", 'B'},
+		{"P-521, NIST_SP800 SHA-384, AES_256 KBPK", p521, p521Cert, partner521, keyspec.AES256, "NIST_SP800", "SHA_384", 'D'},
+	} {
+		t.Run("import "+tc.name, func(t *testing.T) {
+			const info = "1234567890"
+			kbpk := tc.p.kbpk(t, tc.ourCert, kdfName[tc.kdf], digest[tc.hash], info, tc.alg.KeyLen())
+			block, err := tr31.Wrap(kbpk, tr31.Header{Version: tc.version, KeyUsage: "K0", Algorithm: 'T', ModeOfUse: 'B', Exportability: 'E'}, xUnhex(t, xTdes3))
+			if err != nil {
+				t.Fatal(err)
+			}
+			k, err := f.svc.ImportKeyDiffieHellman(ops.ImportKeyInput{}, ops.ImportDiffieHellmanTr31{KeyBlock: block, DiffieHellman: dh(tc.priv, tc.p, tc.alg, tc.kdf, tc.hash, info)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := xOpensslKCV(t, keyspec.TDES3Key, xTdes3); k.KCV != want || k.Attributes.Usage != keyspec.K0 {
+				t.Errorf("imported %s KCV %s, OpenSSL %s", k.Attributes.Usage, k.KCV, want)
+			}
+			// The same block with different shared information derives another key.
+			_, err = f.svc.ImportKeyDiffieHellman(ops.ImportKeyInput{}, ops.ImportDiffieHellmanTr31{KeyBlock: block, DiffieHellman: dh(tc.priv, tc.p, tc.alg, tc.kdf, tc.hash, "1234567891")})
+			xWantKind(t, err, fault.Validation)
+		})
+	}
+
+	// Export: a created AES-256 key under a P-521 / AES_256 derived KBPK, opened
+	// by the partner; its KCV by OpenSSL matches the service's.
+	t.Run("export AES-256 key", func(t *testing.T) {
+		w, err := f.svc.ExportKey(ops.ExportKeyInput{KeyIdentifier: f.dekAES256, DiffieHellman: &ops.ExportDiffieHellmanTr31{
+			DiffieHellman: dh(p521, partner521, keyspec.AES256, "ANSI_X963", "SHA_256", "ADEF567890")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		kbpk := partner521.kbpk(t, p521Cert, "X963KDF", "SHA256", "ADEF567890", 32)
+		h, key, err := tr31.Unwrap(kbpk, w.KeyMaterial)
+		if err != nil {
+			t.Fatal(err)
+		}
+		orig, _ := f.svc.GetKey(f.dekAES256)
+		if want := xOpensslKCV(t, keyspec.AES256, strings.ToUpper(hex.EncodeToString(key))); want != orig.KCV || want != w.KCV || h.Version != 'D' || w.WrappingKeyARN != p521 {
+			t.Errorf("OpenSSL KCV %s, key %s, export %s, version %c", want, orig.KCV, w.KCV, h.Version)
+		}
+	})
+	t.Run("export TDES key", func(t *testing.T) {
+		w, err := f.svc.ExportKey(ops.ExportKeyInput{KeyIdentifier: f.pekTDES2, DiffieHellman: &ops.ExportDiffieHellmanTr31{
+			DiffieHellman: dh(p256, partner256, keyspec.TDES3Key, "NIST_SP800", "SHA_256", "")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, key, err := tr31.Unwrap(partner256.kbpk(t, p256Cert, "SSKDF", "SHA256", "", 24), w.KeyMaterial)
+		if err != nil || !bytes.Equal(key, xUnhex(t, xTdes2)) {
+			t.Fatalf("partner could not open the block: %v", err)
+		}
+	})
+
+	// Refusals.
+	pek, _ := k3(keyspec.ECCP256, keyspec.P0)
+	other := xNewTestCA(t, nil)
+	stranger := newECDHPartner(t, "P-256", other)
+	before := xKeyCount(t, f.svc)
+	for _, tc := range []struct {
+		name string
+		dh   ops.DiffieHellman
+		kind fault.Kind
+	}{
+		{"P-256 cannot derive AES_256", dh(p256, partner256, keyspec.AES256, "NIST_SP800", "SHA_256", ""), fault.Validation},
+		{"key pair derives PIN keys", dh(pek, partner256, keyspec.AES128, "NIST_SP800", "SHA_256", ""), fault.Validation},
+		{"curve mismatch", dh(p256, partner521, keyspec.AES128, "NIST_SP800", "SHA_256", ""), fault.Validation},
+		{"partner from another CA", dh(p256, stranger, keyspec.AES128, "NIST_SP800", "SHA_256", ""), fault.Validation},
+		{"not a K3 key", dh(f.kekAES128, partner256, keyspec.AES128, "NIST_SP800", "SHA_256", ""), fault.Validation},
+		{"HMAC KBPK", dh(p256, partner256, keyspec.HMACSHA256, "NIST_SP800", "SHA_256", ""), fault.Validation},
+		{"unknown KDF", dh(p256, partner256, keyspec.AES128, "HKDF", "SHA_256", ""), fault.Validation},
+		{"unknown hash", dh(p256, partner256, keyspec.AES128, "NIST_SP800", "SHA_1", ""), fault.Validation},
+		{"unknown key", dh("alias/none", partner256, keyspec.AES128, "NIST_SP800", "SHA_256", ""), fault.NotFound},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := f.svc.ImportKeyDiffieHellman(ops.ImportKeyInput{}, ops.ImportDiffieHellmanTr31{KeyBlock: "D0000", DiffieHellman: tc.dh})
+			xWantKind(t, err, tc.kind)
+			_, err = f.svc.ExportKey(ops.ExportKeyInput{KeyIdentifier: f.dekAES128, DiffieHellman: &ops.ExportDiffieHellmanTr31{DiffieHellman: tc.dh}})
+			xWantKind(t, err, tc.kind)
+		})
+	}
+	if n := xKeyCount(t, f.svc); n != before {
+		t.Errorf("%d keys after refusals, want %d", n, before)
+	}
+}

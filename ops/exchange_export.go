@@ -1,0 +1,389 @@
+package ops
+
+import (
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/sha512"
+	"crypto/x509"
+	"encoding/hex"
+	"hash"
+	"sort"
+	"strings"
+
+	"payhsm/fault"
+	"payhsm/hsm/dukpt"
+	"payhsm/hsm/tr31"
+	"payhsm/keystore"
+	"payhsm/ops/keyspec"
+)
+
+// Wrapped key material formats (the AWS WrappedKeyMaterialFormat enum).
+const (
+	FormatKeyCryptogram = "KEY_CRYPTOGRAM"
+	FormatTR31          = "TR31_KEY_BLOCK"
+	FormatTR34          = "TR34_KEY_BLOCK"
+)
+
+// maxOptionalBlockChars is the model's limit on the combined optional blocks
+// of KeyBlockHeaders (each block counts its 2-character ID, its 2-character
+// length and its value).
+const maxOptionalBlockChars = 112
+
+// KeyBlockHeaders are the caller's changes to an exported key block header:
+// only more restrictive modes of use and exportability, a key version and
+// additional optional blocks.
+type KeyBlockHeaders struct {
+	Modes          *keyspec.ModesOfUse   // nil = the key's own
+	Exportability  keyspec.Exportability // "" = EXPORTABLE
+	KeyVersion     string                // "" = "00"
+	OptionalBlocks map[string]string
+}
+
+// ExportKeyInput is ExportKey's request; exactly one material member is set.
+type ExportKeyInput struct {
+	KeyIdentifier string
+	KCVAlgorithm  keyspec.KCVAlgorithm // ExportAttributes.KeyCheckValueAlgorithm
+	DukptKSN      string               // ExportAttributes.ExportDukptInitialKey.KeySerialNumber (hex)
+
+	Tr31          *ExportTr31
+	Tr34          *ExportTr34
+	KeyCryptogram *ExportKeyCryptogram
+	DiffieHellman *ExportDiffieHellmanTr31
+}
+
+// ExportTr31 exports under a stored K0/K1 key.
+type ExportTr31 struct {
+	WrappingKeyIdentifier string
+	Headers               *KeyBlockHeaders
+}
+
+// ExportKeyCryptogram exports with RSA-OAEP to a partner certificate.
+type ExportKeyCryptogram struct {
+	CAIdentifier string // imported CA that signed Certificate
+	Certificate  string // base64 PEM
+	WrappingSpec string // RSA_OAEP_SHA_256 (default) or RSA_OAEP_SHA_512
+}
+
+// WrappedKey is ExportKey's answer.
+type WrappedKey struct {
+	WrappingKeyARN string
+	Format         string
+	KeyMaterial    string
+	KCV            string
+	KCVAlgorithm   keyspec.KCVAlgorithm
+}
+
+// exportable is a key ready to leave: its attributes, stored header and
+// clear material (owned, zeroed by release).
+type exportable struct {
+	rec    *keystore.Key
+	attrs  keyspec.Attributes
+	header tr31.Header
+	key    []byte
+	ipek   bool // an IPEK/IK derived for ExportDukptInitialKey
+	ksn    []byte
+}
+
+func (e *exportable) release() { clear(e.key) }
+
+// ExportKey exports a symmetric key under a KEK (TR-31) or to a partner's RSA
+// certificate (TR-34 token or key cryptogram). Non-exportable keys never leave, and the
+// wrapping key must be at least as strong as the key it protects.
+func (s *Service) ExportKey(in ExportKeyInput) (*WrappedKey, error) {
+	e, err := s.loadExport(in)
+	if err != nil {
+		return nil, err
+	}
+	defer e.release()
+	var out *WrappedKey
+	switch {
+	case in.Tr31 != nil:
+		out, err = s.exportTR31(e, in.Tr31)
+	case in.Tr34 != nil:
+		out, err = s.exportTR34(e, in.Tr34)
+	case in.KeyCryptogram != nil:
+		out, err = s.exportCryptogram(e, in.KeyCryptogram)
+	case in.DiffieHellman != nil:
+		out, err = s.exportDiffieHellman(e, in.DiffieHellman)
+	default:
+		return nil, fault.FieldInvalid("KeyMaterial", "this key material type is not supported by this appliance")
+	}
+	if err != nil {
+		return nil, err
+	}
+	method := in.KCVAlgorithm
+	if method == "" && !e.ipek {
+		method = e.rec.KCVAlgorithm
+	}
+	if method, err = kcvMethod(e.attrs.Algorithm, method); err != nil {
+		return nil, err
+	}
+	if out.KCV, err = symmetricKCV(e.attrs.Algorithm, method, e.key); err != nil {
+		return nil, err
+	}
+	out.KCVAlgorithm = method
+	return out, nil
+}
+
+// loadExport resolves the key under export, checks it may leave and opens it;
+// with a DUKPT KSN it derives the initial key from the BDK instead.
+func (s *Service) loadExport(in ExportKeyInput) (*exportable, error) {
+	const field = "ExportKeyIdentifier"
+	rec, err := s.resolve(in.KeyIdentifier)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.usable(rec, in.KeyIdentifier); err != nil {
+		return nil, err
+	}
+	a := rec.Attributes
+	if !a.Algorithm.IsSymmetric() || a.Class != keyspec.Symmetric {
+		return nil, fault.FieldInvalid(field, "only symmetric keys are exported; export a public key with GetPublicKeyCertificate")
+	}
+	if in.DukptKSN == "" && !rec.Exportable {
+		return nil, fault.FieldInvalid(field, "key %s is not exportable", in.KeyIdentifier)
+	}
+	if in.KCVAlgorithm != "" {
+		if err := keyspec.ValidKCVAlgorithm(a.Algorithm, in.KCVAlgorithm); err != nil {
+			return nil, fault.FieldInvalid("ExportAttributes.KeyCheckValueAlgorithm", "%s is not a check value method for %s keys", in.KCVAlgorithm, a.Algorithm)
+		}
+	}
+	h, key, err := s.loadMaterial(rec)
+	if err != nil {
+		return nil, err
+	}
+	e := &exportable{rec: rec, attrs: a, header: h, key: key}
+	if in.DukptKSN != "" {
+		if err := e.deriveInitialKey(in.DukptKSN); err != nil {
+			e.release()
+			return nil, err
+		}
+	}
+	return e, nil
+}
+
+// deriveInitialKey replaces a BDK by the DUKPT initial key (IPEK/IK) of ksn:
+// ANSI X9.24-1-2009 A.6 for TDES (10-byte KSN, counter ignored) and ANSI
+// X9.24-3-2017 6.3.3 for AES (12-byte KSN, initial key ID = first 8 bytes).
+func (e *exportable) deriveInitialKey(ksnHex string) error {
+	const field = "ExportAttributes.ExportDukptInitialKey.KeySerialNumber"
+	if e.attrs.Usage != keyspec.B0 {
+		return fault.FieldInvalid("ExportKeyIdentifier", "an initial DUKPT key is derived from a TR31_B0_BASE_DERIVATION_KEY, not %s", e.attrs.Usage)
+	}
+	ksn, err := hex.DecodeString(ksnHex)
+	if err != nil {
+		return fault.FieldInvalid(field, "must be hexadecimal")
+	}
+	var ik []byte
+	switch {
+	case e.attrs.Algorithm == keyspec.TDES2Key && len(ksn) == dukpt.TDESKSNLen:
+		ik, err = dukpt.TDESInitialKey(e.key, dukpt.TDESKSN(ksn))
+		ksn[7] &^= 0x1F // KS block: the initial KSN, counter zeroed
+		ksn[8], ksn[9] = 0, 0
+	case e.attrs.Algorithm.IsAES() && len(ksn) == dukpt.AESKSNLen:
+		ik, err = dukpt.AESInitialKey(e.key, [8]byte(ksn[:8]))
+		ksn = ksn[:8] // IK block: the initial key ID
+	case e.attrs.Algorithm.IsTDES():
+		return fault.FieldInvalid(field, "a TDES DUKPT key serial number is 20 hexadecimal digits, and the BDK must be TDES_2KEY")
+	default:
+		return fault.FieldInvalid(field, "an AES DUKPT key serial number is 24 hexadecimal digits")
+	}
+	if err != nil {
+		return fault.Internalf("derive initial DUKPT key", err)
+	}
+	clear(e.key)
+	e.key, e.ipek, e.ksn = ik, true, ksn
+	e.header = tr31.Header{KeyUsage: "B1", Algorithm: e.attrs.Algorithm.TR31(), ModeOfUse: 'X', Exportability: 'S'}
+	return nil
+}
+
+// exportTR31 wraps the key in a version B (TDES KEK) or D (AES KEK) key block.
+func (s *Service) exportTR31(e *exportable, x *ExportTr31) (*WrappedKey, error) {
+	const field = "KeyMaterial.Tr31KeyBlock.WrappingKeyIdentifier"
+	kek, err := s.resolve(x.WrappingKeyIdentifier)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.usable(kek, x.WrappingKeyIdentifier); err != nil {
+		return nil, err
+	}
+	ka := kek.Attributes
+	if ka.Usage != keyspec.K0 && ka.Usage != keyspec.K1 {
+		return nil, fault.FieldInvalid(field, "a TR-31 key block is wrapped with a TR31_K0_KEY_ENCRYPTION_KEY or TR31_K1_KEY_BLOCK_PROTECTION_KEY, not %s", ka.Usage)
+	}
+	if !(ka.Modes.Wrap || ka.Modes.Encrypt || ka.Modes.NoRestrictions) {
+		return nil, fault.FieldInvalid(field, "the wrapping key's modes of use do not allow wrapping")
+	}
+	if kek.ID == e.rec.ID {
+		return nil, fault.FieldInvalid(field, "a key cannot be exported under itself")
+	}
+	if !keyspec.AtLeastAsStrong(ka.Algorithm, e.attrs.Algorithm) {
+		return nil, fault.Validationf("a %s wrapping key is weaker than the %s key it would protect", ka.Algorithm, e.attrs.Algorithm)
+	}
+	h, err := e.exportHeader(x.Headers, "KeyMaterial.Tr31KeyBlock.KeyBlockHeaders")
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case ka.Algorithm.IsTDES():
+		h.Version = 'B'
+	case ka.Algorithm.IsAES():
+		h.Version = 'D'
+	default:
+		return nil, fault.FieldInvalid(field, "a %s key cannot protect a TR-31 key block", ka.Algorithm)
+	}
+	_, kbpk, err := s.loadMaterial(kek)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(kbpk)
+	block, err := tr31.Wrap(kbpk, h, e.key)
+	if err != nil {
+		return nil, fault.Wrap(fault.Validation, "the key cannot be wrapped in a TR-31 key block under this wrapping key", err)
+	}
+	return &WrappedKey{WrappingKeyARN: s.keyARN(kek.ID), Format: FormatTR31, KeyMaterial: block}, nil
+}
+
+// exportHeader is the header of an exported key block: the key's usage,
+// algorithm and mode of use (with its HM block), exportability E, key version
+// 00, changed by the caller's KeyBlockHeaders.
+func (e *exportable) exportHeader(kh *KeyBlockHeaders, field string) (tr31.Header, error) {
+	src := e.header
+	h := tr31.Header{KeyUsage: src.KeyUsage, Algorithm: src.Algorithm, ModeOfUse: src.ModeOfUse, KeyVersion: "00", Exportability: 'E'}
+	if e.ipek {
+		h.Exportability = src.Exportability
+		id := "KS"
+		if e.attrs.Algorithm.IsAES() {
+			id = "IK"
+		}
+		h.Blocks = append(h.Blocks, tr31.OptionalBlock{ID: id, Data: strings.ToUpper(hex.EncodeToString(e.ksn))})
+	}
+	if hm, ok := blockData(src, "HM"); ok {
+		h.Blocks = append(h.Blocks, tr31.OptionalBlock{ID: "HM", Data: hm})
+	}
+	if kh == nil {
+		return h, nil
+	}
+	if kh.Modes != nil {
+		m, cur := *kh.Modes, e.attrs.Modes
+		if e.ipek {
+			cur = keyspec.ModesOfUse{DeriveKey: true}
+		}
+		if !cur.NoRestrictions && (m.Encrypt && !cur.Encrypt || m.Decrypt && !cur.Decrypt || m.Wrap && !cur.Wrap ||
+			m.Unwrap && !cur.Unwrap || m.Generate && !cur.Generate || m.Sign && !cur.Sign || m.Verify && !cur.Verify ||
+			m.DeriveKey && !cur.DeriveKey || m.NoRestrictions) {
+			return h, fault.FieldInvalid(field+".KeyModesOfUse", "may only restrict the key's modes of use (%s), not widen them", cur)
+		}
+		code, err := m.TR31()
+		if err != nil {
+			return h, fault.FieldInvalid(field+".KeyModesOfUse", "%v", err)
+		}
+		h.ModeOfUse = code
+	}
+	// An exportable key may leave in any form (SENSITIVE in X9.143 terms), so
+	// each of the three values is at least as restrictive as the key's own.
+	if x := kh.Exportability; x != "" {
+		if x.TR31() == 0 {
+			return h, fault.FieldInvalid(field+".KeyExportability", "must be EXPORTABLE, NON_EXPORTABLE or SENSITIVE")
+		}
+		h.Exportability = x.TR31()
+	}
+	if v := kh.KeyVersion; v != "" {
+		if len(v) != 2 || !isUpperAlnum(v[0]) || !isUpperAlnum(v[1]) {
+			return h, fault.FieldInvalid(field+".KeyVersion", "must be two digits or upper-case letters")
+		}
+		h.KeyVersion = v
+	}
+	ids := make([]string, 0, len(kh.OptionalBlocks))
+	total := 0
+	for id, v := range kh.OptionalBlocks {
+		switch {
+		case len(id) != 2 || !isUpperAlnum(id[0]) || !isUpperAlnum(id[1]):
+			return h, fault.FieldInvalid(field+".OptionalBlocks", "an optional block ID is two digits or upper-case letters")
+		case id == "PB" || id == "HM" || id == bindingBlock:
+			return h, fault.FieldInvalid(field+".OptionalBlocks", "optional block %s is set by the service", id)
+		case len(v) == 0 || !isAlnumString(v):
+			return h, fault.FieldInvalid(field+".OptionalBlocks", "optional block %s must be 1 to 108 letters or digits", id)
+		}
+		if _, dup := blockData(h, id); dup {
+			return h, fault.FieldInvalid(field+".OptionalBlocks", "optional block %s is set by the service", id)
+		}
+		total += 4 + len(v)
+		ids = append(ids, id)
+	}
+	if total > maxOptionalBlockChars {
+		return h, fault.FieldInvalid(field+".OptionalBlocks", "the optional blocks take %d characters; at most %d are allowed", total, maxOptionalBlockChars)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		h.Blocks = append(h.Blocks, tr31.OptionalBlock{ID: id, Data: kh.OptionalBlocks[id]})
+	}
+	return h, nil
+}
+
+func isUpperAlnum(c byte) bool { return '0' <= c && c <= '9' || 'A' <= c && c <= 'Z' }
+
+func isAlnumString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(isUpperAlnum(c) || 'a' <= c && c <= 'z') {
+			return false
+		}
+	}
+	return true
+}
+
+// exportCryptogram encrypts the key with RSA-OAEP to a partner's certificate
+// that chains to an imported CA. The key must be exportable in non-key-block
+// form, which an AWS-style Exportable key is.
+func (s *Service) exportCryptogram(e *exportable, x *ExportKeyCryptogram) (*WrappedKey, error) {
+	const member = "KeyMaterial.KeyCryptogram"
+	var h func() hash.Hash
+	switch x.WrappingSpec {
+	case "", "RSA_OAEP_SHA_256":
+		h = sha256.New
+	case "RSA_OAEP_SHA_512":
+		h = sha512.New
+	default:
+		return nil, fault.FieldInvalid(member+".WrappingSpec", "must be RSA_OAEP_SHA_256 or RSA_OAEP_SHA_512")
+	}
+	c, ca, err := s.verifyLeaf(x.CAIdentifier, member+".CertificateAuthorityPublicKeyIdentifier", x.Certificate, member+".WrappingKeyCertificate")
+	if err != nil {
+		return nil, err
+	}
+	pub, ok := c.PublicKey.(*rsa.PublicKey)
+	alg, known := certAlgorithm(c)
+	if !ok || !known {
+		return nil, fault.FieldInvalid(member+".WrappingKeyCertificate", "must certify an RSA_2048, RSA_3072 or RSA_4096 public key")
+	}
+	if c.KeyUsage != 0 && c.KeyUsage&x509.KeyUsageKeyEncipherment == 0 {
+		return nil, fault.FieldInvalid(member+".WrappingKeyCertificate", "the certificate's key usage does not allow key encipherment")
+	}
+	if !keyspec.AtLeastAsStrong(alg, e.attrs.Algorithm) {
+		return nil, fault.Validationf("a %s wrapping key is weaker than the %s key it would protect", alg, e.attrs.Algorithm)
+	}
+	ct, err := rsa.EncryptOAEP(h(), rand.Reader, pub, e.key, nil)
+	if err != nil {
+		return nil, fault.Internalf("RSA-OAEP encrypt", err)
+	}
+	return &WrappedKey{WrappingKeyARN: s.keyARN(ca.ID), Format: FormatKeyCryptogram, KeyMaterial: strings.ToUpper(hex.EncodeToString(ct))}, nil
+}
+
+// ExportParameters is GetParametersForExport's answer: the KDH signing
+// certificate, its CA, and the export token.
+type ExportParameters = ImportParameters
+
+// GetParametersForExport issues (or, with reuse, returns the last) export
+// token and TR-34 KDH signing key certificate. Only TR-34 exports need a token
+// (the model's KeyMaterialType documentation); the signing key is RSA.
+func (s *Service) GetParametersForExport(materialType string, alg keyspec.Algorithm, reuse bool) (*ExportParameters, error) {
+	if materialType != MaterialTR34 {
+		return nil, fault.FieldInvalid("KeyMaterialType", "%s exports need no export token; only TR34_KEY_BLOCK does", materialType)
+	}
+	switch alg {
+	case keyspec.RSA2048, keyspec.RSA3072, keyspec.RSA4096:
+	default:
+		return nil, fault.FieldInvalid("SigningKeyAlgorithm", "must be RSA_2048, RSA_3072 or RSA_4096")
+	}
+	return s.issueToken(exportKind, materialType, alg, reuse, bindingHeader("S0", 'R', 'S', ""), x509.KeyUsageDigitalSignature)
+}
