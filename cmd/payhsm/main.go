@@ -8,6 +8,8 @@ import (
 
 	"payhsm/ceremony"
 	"payhsm/daemon"
+	"payhsm/tools/bench"
+	"payhsm/tools/hostclient"
 )
 
 const usage = `usage: payhsm <command> [flags]
@@ -15,6 +17,8 @@ const usage = `usage: payhsm <command> [flags]
 commands:
   serve     run the appliance (AWS Payment Cryptography API and host-command port)
   ceremony  key ceremonies: init, load-components, status (run with the daemon stopped)
+  client    send one host command to the host port and print the parsed response
+  bench     load the host port with a command mix; print throughput and latency percentiles
   version   print the version
 
 Run 'payhsm <command> -h' for a command's flags.
@@ -33,6 +37,10 @@ func main() {
 		os.Exit(daemon.ServeMain(os.Args[2:], os.Stderr))
 	case "ceremony":
 		os.Exit(ceremony.Main(os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
+	case "client":
+		os.Exit(hostclient.Main(os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
+	case "bench":
+		os.Exit(bench.Main(os.Args[2:], os.Stdout, os.Stderr))
 	case "version":
 		fmt.Println("payhsm", version)
 	case "-h", "--help", "help":

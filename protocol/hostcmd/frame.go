@@ -20,8 +20,9 @@ const MaxMessage = 32 << 10
 // ErrFrame reports a frame that cannot be served (the connection is closed).
 var ErrFrame = errors.New("hostcmd: bad frame")
 
-// readFrame reads one length-prefixed message.
-func readFrame(r *bufio.Reader) ([]byte, error) {
+// ReadFrame reads one length-prefixed message of at most max bytes. A zero
+// length or a length above max is ErrFrame: the stream cannot be resynchronised.
+func ReadFrame(r *bufio.Reader, max int) ([]byte, error) {
 	var lb [2]byte
 	if _, err := io.ReadFull(r, lb[:]); err != nil {
 		return nil, err
@@ -30,8 +31,8 @@ func readFrame(r *bufio.Reader) ([]byte, error) {
 	if n == 0 {
 		return nil, fmt.Errorf("%w: zero length", ErrFrame)
 	}
-	if n > MaxMessage {
-		return nil, fmt.Errorf("%w: length %d exceeds %d", ErrFrame, n, MaxMessage)
+	if n > max {
+		return nil, fmt.Errorf("%w: length %d exceeds %d", ErrFrame, n, max)
 	}
 	msg := make([]byte, n)
 	if _, err := io.ReadFull(r, msg); err != nil {
@@ -43,26 +44,23 @@ func readFrame(r *bufio.Reader) ([]byte, error) {
 	return msg, nil
 }
 
-// appendFrame appends msg with its length prefix to dst.
-func appendFrame(dst, msg []byte) []byte {
+// AppendFrame appends msg with its 2-byte big-endian length prefix to dst.
+func AppendFrame(dst, msg []byte) []byte {
 	dst = binary.BigEndian.AppendUint16(dst, uint16(len(msg)))
 	return append(dst, msg...)
 }
 
-// request is a decoded message.
+// request is a split message: the header echoed in the response, the
+// command code and the command's fields with their tail.
 type request struct {
-	header  []byte
-	code    string
-	body    []byte // command fields, without the LMK identifier or trailer
-	lmk     string // "" when absent
-	trailer []byte // nil when the request had no end-of-message delimiter
+	header []byte
+	code   string
+	body   []byte
 }
 
-const endOfMessage = 0x19
-
 // splitMessage separates header, command code and body. The LMK identifier
-// and trailer are split later by each command, because binary fields may
-// contain their delimiter bytes.
+// and trailer are decoded by each command after its last field, because
+// binary fields may contain their delimiter bytes.
 func splitMessage(msg []byte, headerLen int) (*request, error) {
 	if len(msg) < headerLen+2 {
 		return nil, fmt.Errorf("%w: %d bytes is shorter than header and command code", ErrFrame, len(msg))
@@ -77,41 +75,16 @@ func splitMessage(msg []byte, headerLen int) (*request, error) {
 	return &request{header: msg[:headerLen], code: code, body: msg[headerLen+2:]}, nil
 }
 
-// splitTail removes an ASCII command's trailing "%nn" LMK identifier and
-// 0x19+trailer, for commands whose fields are all printable.
-func (r *request) splitTail() error {
-	b := r.body
-	for i, c := range b {
-		if c == endOfMessage {
-			r.trailer = append([]byte{}, b[i+1:]...)
-			b = b[:i]
-			break
-		}
-	}
-	if len(b) >= 3 && b[len(b)-3] == '%' {
-		id := b[len(b)-2:]
-		if id[0] < '0' || id[0] > '9' || id[1] < '0' || id[1] > '9' {
-			return errLMK
-		}
-		r.lmk = string(id)
-		b = b[:len(b)-3]
-	}
-	r.body = b
-	return nil
-}
-
-var errLMK = errors.New("invalid LMK identifier")
-
-// responseCode is the command code with its second character incremented.
-func responseCode(code string) string {
+// ResponseCode is the response code of a command code: its second character
+// incremented (Z and 9 wrap to A, as go_hsm does; payShield defines no
+// command whose second character is Z or 9).
+func ResponseCode(code string) string {
 	b := []byte(code)
 	if len(b) != 2 {
 		return "ZZ"
 	}
 	switch b[1] {
-	case 'Z':
-		b[1] = 'A'
-	case '9':
+	case 'Z', '9':
 		b[1] = 'A'
 	default:
 		b[1]++

@@ -1,0 +1,127 @@
+package hostcmd
+
+import (
+	"encoding/hex"
+	"strings"
+
+	"payhsm/hsm/emv"
+	"payhsm/ops"
+)
+
+// CW: generate a CVV. Request: CVK | PAN nN ";" | expiry 4N | service code
+// 3N. Response: CVV 3N. CY: verify a CVV. Request: CVK | CVV 3N | PAN nN ";"
+// | expiry 4N | service code 3N. Response: error code only (01: mismatch).
+// Both are CardVerificationValue1 with the given service code (a CVV2 is the
+// same computation with service code 000).
+type cvvCmd struct {
+	verify              bool
+	key                 keyRef
+	cvv, pan, exp, code string
+}
+
+func decodeCW(c *cursor) command { return decodeCVV(c, false) }
+func decodeCY(c *cursor) command { return decodeCVV(c, true) }
+
+func decodeCVV(c *cursor, verify bool) command {
+	cmd := cvvCmd{verify: verify, key: c.key("CVK")}
+	if verify {
+		cmd.cvv = c.digits(3, "CVV")
+	}
+	cmd.pan = c.digitsTo(';', 12, 19, "account number")
+	cmd.exp = c.digits(4, "expiry date")
+	cmd.code = c.digits(3, "service code")
+	c.finish()
+	return cmd
+}
+
+func (v cvvCmd) run(x *call) ([]byte, error) {
+	in := ops.CardValidationInput{KeyIdentifier: x.ident(v.key), PAN: v.pan, Kind: ops.CardCVV1,
+		ExpiryDate: v.exp, ServiceCode: v.code}
+	if v.verify {
+		in.Field = "VerificationAttributes"
+		_, err := x.svc.VerifyCardValidationData(in, v.cvv)
+		return nil, err
+	}
+	in.Field = "GenerationAttributes"
+	r, err := x.svc.GenerateCardValidationData(in)
+	if err != nil {
+		return nil, err
+	}
+	return []byte(r.Value), nil
+}
+
+// KQ: verify an ARQC and/or generate an ARPC (EMV option A ICC master key
+// derivation). Request: mode 1N (0 verify, 1 verify + ARPC) | scheme 1N (0
+// Visa: ICC master key used directly; 1 Mastercard M/Chip session key) |
+// MK-AC | PAN+PSN 8B | ATC 2B | UN 4B | data length 2H | data nB | ";" |
+// ARQC 8B | [ARC 2B, mode 1]. Response: [ARPC 8B, mode 1]. Mode 2 (ARPC
+// without verification) is refused: the operations layer computes an ARPC
+// only after verifying the ARQC.
+type kqCmd struct {
+	mode, scheme byte
+	key          keyRef
+	panPSN, atc  []byte
+	un, data     []byte
+	arqc, arc    []byte
+}
+
+func decodeKQ(c *cursor) command {
+	var k kqCmd
+	if m := c.take(1, "mode flag"); m != nil {
+		k.mode = m[0]
+	}
+	if s := c.take(1, "scheme ID"); s != nil {
+		k.scheme = s[0]
+	}
+	k.key = c.key("MK-AC")
+	k.panPSN = c.take(8, "PAN/PAN sequence number")
+	k.atc = c.take(2, "ATC")
+	k.un = c.take(4, "unpredictable number")
+	if k.mode == '0' || k.mode == '1' {
+		n := c.hexLen(2, "transaction data length")
+		if c.err == nil && (n == 0 || n > 255) {
+			c.fail(codeDataLength, "transaction data length")
+		}
+		k.data = c.take(n, "transaction data")
+		c.expect(';', "transaction data delimiter")
+	}
+	k.arqc = c.take(8, "ARQC")
+	if k.mode == '1' || k.mode == '2' {
+		k.arc = c.take(2, "ARC")
+	}
+	c.finish()
+	if c.err == nil {
+		switch {
+		case k.mode != '0' && k.mode != '1':
+			c.fail(codeInvalidInput, "mode flag: 0 and 1 are supported")
+		case k.scheme != '0' && k.scheme != '1':
+			c.fail(codeInvalidInput, "scheme ID")
+		}
+	}
+	return k
+}
+
+func upperHex(b []byte) string { return strings.ToUpper(hex.EncodeToString(b)) }
+
+func (k kqCmd) run(x *call) ([]byte, error) {
+	pp := upperHex(k.panPSN)
+	sess := ops.EMVSession{Scheme: emv.SchemeVisa, PAN: pp[:14], PSN: pp[14:], ATC: upperHex(k.atc),
+		UN: upperHex(k.un), Field: "SessionKeyDerivationAttributes"}
+	if k.scheme == '1' {
+		sess.Scheme = emv.SchemeMastercard
+	}
+	in := ops.AuthRequestCryptogramInput{KeyIdentifier: x.ident(k.key), TransactionData: upperHex(k.data),
+		MajorKeyMode: "EMV_OPTION_A", Session: sess}
+	var arpc *ops.ARPCRequest
+	if k.mode == '1' {
+		arpc = &ops.ARPCRequest{Method: 1, AuthResponseCode: upperHex(k.arc)}
+	}
+	r, err := x.svc.VerifyAuthRequestCryptogram(in, upperHex(k.arqc), arpc)
+	if err != nil {
+		return nil, err
+	}
+	if arpc == nil {
+		return nil, nil
+	}
+	return hex.DecodeString(r.Value)
+}

@@ -1,0 +1,130 @@
+package hostcmd
+
+import (
+	"payhsm/ops/keyspec"
+)
+
+// A0: generate a key as a key block under the profile main key.
+// Request: mode 1H ("0") | key type 3H ("FFF") | key scheme 1A ("S") |
+// [%nn] | "#" usage 2A, algorithm 2A, mode of use 1A, KVN 2N, exportability
+// 1A, optional blocks 2N ("00"). Response: "S" + key block | KCV 6H.
+type a0Cmd struct {
+	attrs      keyspec.Attributes
+	exportable bool
+}
+
+// keyBlockAlgorithms maps A0's 2-character algorithm onto a key algorithm.
+var keyBlockAlgorithms = map[string]keyspec.Algorithm{
+	"T2": keyspec.TDES2Key, "T3": keyspec.TDES3Key,
+	"A1": keyspec.AES128, "A2": keyspec.AES192, "A3": keyspec.AES256,
+}
+
+func decodeA0(c *cursor) command {
+	var cmd a0Cmd
+	mode := c.take(1, "mode")
+	kt := c.hex(3, "key type")
+	scheme := c.take(1, "key scheme")
+	c.lmkID()
+	c.expect('#', "key block attributes")
+	usage := string(c.take(2, "key usage"))
+	alg := string(c.take(2, "algorithm"))
+	mou := c.take(1, "mode of use")
+	c.digits(2, "key version number")
+	exp := c.take(1, "exportability")
+	nopt := c.digits(2, "optional blocks")
+	c.end()
+	if c.err != nil {
+		return nil
+	}
+	var ok bool
+	switch {
+	case mode[0] != '0':
+		c.fail(codeInvalidInput, "only mode 0 (generate) is supported")
+	case kt != "FFF":
+		c.fail("04", "key type must be FFF with a key-block LMK")
+	case scheme[0] != 'S':
+		c.fail(codeKeyScheme, "key scheme must be S")
+	case nopt != "00":
+		c.fail("AB", "optional blocks are not supported")
+	}
+	if cmd.attrs.Usage, ok = keyspec.UsageFromTR31(usage); !ok && c.err == nil {
+		c.fail(codeBadUsage, "key usage")
+	}
+	if cmd.attrs.Algorithm, ok = keyBlockAlgorithms[alg]; !ok && c.err == nil {
+		c.fail(codeBadAlgorithm, "algorithm")
+	}
+	var err error
+	if cmd.attrs.Modes, err = keyspec.ModesFromTR31(mou[0]); err != nil && c.err == nil {
+		c.fail(codeBadModeOfUse, "mode of use")
+	}
+	switch exp[0] {
+	case 'E':
+		cmd.exportable = true
+	case 'N', 'S':
+	default:
+		c.fail("AA", "exportability")
+	}
+	cmd.attrs.Class = keyspec.Symmetric
+	return cmd
+}
+
+func (a a0Cmd) run(x *call) ([]byte, error) {
+	block, kcv, err := x.svc.GenerateKeyBlock(x.profile, a.attrs, a.exportable)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, 1+len(block)+6)
+	out = append(out, 'S')
+	out = append(out, block...)
+	return append(out, kcv...), nil
+}
+
+// BU: a key's check value. Request: key type code 2A | key length flag 1A
+// (0, 1, 2 or F) | key | [";" key type 3H] | [";" 2 reserved + KCV type 1N].
+// Response: KCV 6H. payhsm reports the 6-digit check value only (KCV type 1);
+// KCV type 0 (16H) is refused with 15.
+type buCmd struct {
+	flag byte
+	key  keyRef
+}
+
+func decodeBU(c *cursor) command {
+	c.take(2, "key type code")
+	flag := c.take(1, "key length flag")
+	k := c.key("key")
+	if c.accept(';') {
+		c.hex(3, "key type")
+	}
+	kcvType := byte('1')
+	if c.accept(';') {
+		c.take(2, "reserved")
+		if t := c.take(1, "KCV type"); t != nil {
+			kcvType = t[0]
+		}
+	}
+	c.finish()
+	if c.err != nil {
+		return nil
+	}
+	if kcvType != '1' {
+		c.fail(codeInvalidInput, "only KCV type 1 (6H) is supported")
+	}
+	switch flag[0] {
+	case '0', '1', '2', 'F':
+	default:
+		c.fail("05", "key length flag")
+	}
+	return buCmd{flag[0], k}
+}
+
+func (b buCmd) run(x *call) ([]byte, error) {
+	w, err := x.svc.Working(x.ident(b.key), "KeyIdentifier")
+	if err != nil {
+		return nil, err
+	}
+	n := w.Attributes().Algorithm.KeyLen()
+	if b.flag == '0' || b.flag == '1' && n != 16 || b.flag == '2' && n != 24 {
+		return nil, errCode("05", "key length flag does not match the key")
+	}
+	return []byte(w.KCV()), nil
+}

@@ -1,0 +1,308 @@
+package hostcmd
+
+import (
+	"strings"
+
+	"payhsm/ops"
+)
+
+// pinFormats maps payShield PIN block format codes onto the operations
+// layer's formats. Only the TDES formats are carried: ISO format 4 (48) has a
+// 32H block that the fixed 16H PIN block fields cannot hold.
+var pinFormats = map[string]ops.PinBlockFormat{
+	"01": ops.PinISOFormat0, "05": ops.PinISOFormat1, "47": ops.PinISOFormat3,
+}
+
+func (c *cursor) pinFormat(what string) ops.PinBlockFormat {
+	code := c.digits(2, what)
+	if c.err != nil {
+		return ""
+	}
+	f, ok := pinFormats[code]
+	if !ok {
+		c.fail(codeBadFormat, what)
+	}
+	return f
+}
+
+// accountPAN is a PAN whose "rightmost 12 digits excluding the check digit"
+// (ISO 9564-1 formats 0 and 3, and the Visa PVV's TSP) are account, the 12N
+// account field of the PIN commands: the account followed by a placeholder
+// check digit.
+func accountPAN(account string) string { return account + "0" }
+
+// CA (TPK to ZPK) and CC (ZPK to ZPK): translate a PIN block.
+// Request: source key | destination key | maximum PIN length 2N | PIN block
+// 16H | source format 2N | destination format 2N | account 12N.
+// Response: PIN length 2N ("00": not reported, see docs) | PIN block 16H |
+// destination format 2N.
+type translateCmd struct {
+	src, dst      keyRef
+	block         string
+	inFmt, outFmt ops.PinBlockFormat
+	outCode       string
+	account       string
+	dukpt         *ops.PinDukpt
+}
+
+func decodeCA(c *cursor) command { return decodeTranslate(c) }
+func decodeCC(c *cursor) command { return decodeTranslate(c) }
+
+func decodeTranslate(c *cursor) command {
+	var t translateCmd
+	t.src = c.key("source key")
+	t.dst = c.key("destination key")
+	if n := c.num(2, "maximum PIN length"); c.err == nil && (n < 4 || n > 12) {
+		c.fail(codePinLength, "maximum PIN length")
+	}
+	t.block = c.hex(16, "PIN block")
+	t.inFmt = c.pinFormat("source format")
+	t.outCode = string(c.b[min(c.i, len(c.b)):min(c.i+2, len(c.b))])
+	t.outFmt = c.pinFormat("destination format")
+	t.account = c.digits(12, "account number")
+	c.finish()
+	return t
+}
+
+// G0: translate a PIN block from a TDES DUKPT (BDK-derived) key to a ZPK.
+// Request: BDK | ZPK | KSN descriptor 3H | KSN 20H | PIN block 16H | source
+// format 2N | destination format 2N | account 12N. Response as CC.
+func decodeG0(c *cursor) command {
+	var t translateCmd
+	t.src = c.key("BDK")
+	t.dst = c.key("ZPK")
+	c.hex(3, "KSN descriptor")
+	t.dukpt = &ops.PinDukpt{KSN: c.hex(20, "KSN")}
+	t.block = c.hex(16, "PIN block")
+	t.inFmt = c.pinFormat("source format")
+	t.outCode = string(c.b[min(c.i, len(c.b)):min(c.i+2, len(c.b))])
+	t.outFmt = c.pinFormat("destination format")
+	t.account = c.digits(12, "account number")
+	c.finish()
+	return t
+}
+
+func (t translateCmd) run(x *call) ([]byte, error) {
+	in := ops.TranslatePinInput{IncomingKey: x.ident(t.src), OutgoingKey: x.ident(t.dst),
+		Incoming: pinSpec(t.inFmt, t.account), Outgoing: pinSpec(t.outFmt, t.account),
+		EncryptedPinBlock: t.block, IncomingDukpt: t.dukpt}
+	r, err := x.svc.TranslatePin(in)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, 20)
+	out = append(out, "00"...)
+	out = append(out, r.PinBlock...)
+	return append(out, t.outCode...), nil
+}
+
+func pinSpec(f ops.PinBlockFormat, account string) ops.PinBlockSpec {
+	if f == ops.PinISOFormat1 {
+		return ops.PinBlockSpec{Format: f}
+	}
+	return ops.PinBlockSpec{Format: f, PAN: accountPAN(account)}
+}
+
+// DC (TPK) and EC (ZPK): verify a PIN against its Visa PVV.
+// Request: PIN key | PVK | PIN block 16H | format 2N | account 12N | PVKI 1N
+// | PVV 4N. Response: error code only (01: the PIN does not verify).
+type pvvVerifyCmd struct {
+	pek, pvk       keyRef
+	block, account string
+	format         ops.PinBlockFormat
+	pvki           int
+	pvv            string
+}
+
+func decodeDC(c *cursor) command { return decodePVVVerify(c) }
+func decodeEC(c *cursor) command { return decodePVVVerify(c) }
+
+func decodePVVVerify(c *cursor) command {
+	var v pvvVerifyCmd
+	v.pek = c.key("PIN key")
+	v.pvk = c.key("PVK")
+	v.block = c.hex(16, "PIN block")
+	v.format = c.pinFormat("format")
+	v.account = c.digits(12, "account number")
+	v.pvki = c.num(1, "PVKI")
+	v.pvv = c.digits(4, "PVV")
+	c.finish()
+	return v
+}
+
+func (v pvvVerifyCmd) run(x *call) ([]byte, error) {
+	_, err := x.svc.VerifyPin(ops.VerifyPinInput{VerificationKey: x.ident(v.pvk), EncryptionKey: x.ident(v.pek),
+		Visa: &ops.VisaPinCheck{PVKI: v.pvki, PVV: v.pvv}, EncryptedPinBlock: v.block,
+		PAN: accountPAN(v.account), Format: v.format})
+	return nil, err
+}
+
+// DA (TPK) and EA (ZPK): verify a PIN against its IBM 3624 offset.
+// Request: PIN key | PVK | maximum PIN length 2N | PIN block 16H | format 2N
+// | check length 2N | account 12N | decimalisation table 16H | PIN
+// validation data 12A ("N" = the last 5 account digits) | offset 12H
+// (left-justified, F-padded). Response: error code only.
+type ibmVerifyCmd struct {
+	pek, pvk       keyRef
+	block, account string
+	format         ops.PinBlockFormat
+	checkLen       int
+	ibm            ops.Ibm3624Params
+}
+
+func decodeDA(c *cursor) command { return decodeIBMVerify(c) }
+func decodeEA(c *cursor) command { return decodeIBMVerify(c) }
+
+func decodeIBMVerify(c *cursor) command {
+	var v ibmVerifyCmd
+	v.pek = c.key("PIN key")
+	v.pvk = c.key("PVK")
+	if n := c.num(2, "maximum PIN length"); c.err == nil && (n < 4 || n > 12) {
+		c.fail(codePinLength, "maximum PIN length")
+	}
+	v.block = c.hex(16, "PIN block")
+	v.format = c.pinFormat("format")
+	v.checkLen = c.num(2, "check length")
+	v.account = c.digits(12, "account number")
+	v.ibm.DecimalizationTable = c.hex(16, "decimalisation table")
+	vd := string(c.take(12, "PIN validation data"))
+	off := c.hex(12, "offset")
+	c.finish()
+	if c.err != nil {
+		return v
+	}
+	if v.checkLen < 4 || v.checkLen > 12 {
+		c.fail(codePinLength, "check length")
+	}
+	// "N" marks where the last 5 digits of the account go; data without it
+	// is padded to 16 with F (the pad character).
+	v.ibm.ValidationData = strings.Replace(vd, "N", v.account[7:], 1)
+	v.ibm.PadCharacter = "F"
+	v.ibm.PinOffset = strings.TrimRight(off, "F")
+	if len(v.ibm.PinOffset) != v.checkLen {
+		c.fail(codeInvalidInput, "offset length differs from the check length")
+	}
+	return v
+}
+
+func (v ibmVerifyCmd) run(x *call) ([]byte, error) {
+	ibm := v.ibm
+	_, err := x.svc.VerifyPin(ops.VerifyPinInput{VerificationKey: x.ident(v.pvk), EncryptionKey: x.ident(v.pek),
+		Ibm: &ibm, EncryptedPinBlock: v.block, PAN: accountPAN(v.account), Format: v.format})
+	return nil, err
+}
+
+// payhsm has no PIN encrypted under the LMK (the AWS API never exposes a
+// clear or LMK-encrypted PIN), so DG, DE and EE take or return the PIN as a
+// PIN block under a PIN key instead of payShield's LMK-PIN field.
+
+// DG: a PIN's Visa PVV. Request: PIN key | PVK | PIN block 16H | format 2N |
+// account 12N | PVKI 1N. Response: PVV 4N.
+type pvvGenCmd struct {
+	pek, pvk       keyRef
+	block, account string
+	format         ops.PinBlockFormat
+	pvki           int
+}
+
+func decodeDG(c *cursor) command {
+	var g pvvGenCmd
+	g.pek = c.key("PIN key")
+	g.pvk = c.key("PVK")
+	g.block = c.hex(16, "PIN block")
+	g.format = c.pinFormat("format")
+	g.account = c.digits(12, "account number")
+	g.pvki = c.num(1, "PVKI")
+	c.finish()
+	return g
+}
+
+func (g pvvGenCmd) run(x *call) ([]byte, error) {
+	r, err := x.svc.GeneratePin(ops.GeneratePinInput{GenerationKey: x.ident(g.pvk), EncryptionKey: x.ident(g.pek),
+		Method: ops.PinGenVisaPinVerificationValue, PVKI: g.pvki, EncryptedPinBlock: g.block,
+		PAN: accountPAN(g.account), Format: g.format})
+	if err != nil {
+		return nil, err
+	}
+	return []byte(r.VerificationValue), nil
+}
+
+// ibmParams decodes check length 2N | account 12N | decimalisation table 16H
+// | PIN validation data 12A.
+func (c *cursor) ibmParams() (checkLen int, account string, p ops.Ibm3624Params) {
+	checkLen = c.num(2, "check length")
+	account = c.digits(12, "account number")
+	p.DecimalizationTable = c.hex(16, "decimalisation table")
+	vd := string(c.take(12, "PIN validation data"))
+	if c.err == nil && (checkLen < 4 || checkLen > 12) {
+		c.fail(codePinLength, "check length")
+	}
+	if c.err == nil {
+		p.ValidationData = strings.Replace(vd, "N", account[7:], 1)
+		p.PadCharacter = "F"
+	}
+	return
+}
+
+// DE: a PIN's IBM 3624 offset. Request: PIN key | PVK | PIN block 16H |
+// format 2N | check length 2N | account 12N | decimalisation table 16H | PIN
+// validation data 12A. Response: offset 12H (left-justified, F-padded).
+// EE: the PIN an IBM 3624 offset yields. Request: PIN key | format 2N | PVK
+// | offset 12H | check length 2N | account 12N | decimalisation table 16H |
+// PIN validation data 12A. Response: PIN block 16H under the PIN key.
+type ibmGenCmd struct {
+	derive         bool
+	pek, pvk       keyRef
+	block, account string
+	format         ops.PinBlockFormat
+	checkLen       int
+	ibm            ops.Ibm3624Params
+}
+
+func decodeDE(c *cursor) command {
+	g := ibmGenCmd{}
+	g.pek = c.key("PIN key")
+	g.pvk = c.key("PVK")
+	g.block = c.hex(16, "PIN block")
+	g.format = c.pinFormat("format")
+	g.checkLen, g.account, g.ibm = c.ibmParams()
+	c.finish()
+	return g
+}
+
+func decodeEE(c *cursor) command {
+	g := ibmGenCmd{derive: true}
+	g.pek = c.key("PIN key")
+	g.format = c.pinFormat("format")
+	g.pvk = c.key("PVK")
+	off := c.hex(12, "offset")
+	g.checkLen, g.account, g.ibm = c.ibmParams()
+	c.finish()
+	g.ibm.PinOffset = strings.TrimRight(off, "F")
+	if c.err == nil && len(g.ibm.PinOffset) != g.checkLen {
+		c.fail(codeInvalidInput, "offset length differs from the check length")
+	}
+	return g
+}
+
+func (g ibmGenCmd) run(x *call) ([]byte, error) {
+	in := ops.GeneratePinInput{GenerationKey: x.ident(g.pvk), EncryptionKey: x.ident(g.pek), Ibm: g.ibm,
+		PinLength: g.checkLen, PAN: accountPAN(g.account), Format: g.format}
+	if g.derive {
+		in.Method = ops.PinGenIbm3624PinFromOffset
+	} else {
+		in.Method, in.EncryptedPinBlock = ops.PinGenIbm3624PinOffset, g.block
+	}
+	r, err := x.svc.GeneratePin(in)
+	if err != nil {
+		return nil, err
+	}
+	if g.derive {
+		return []byte(r.EncryptedPinBlock), nil
+	}
+	off := r.PinOffset
+	for len(off) < 12 {
+		off += "F"
+	}
+	return []byte(off), nil
+}

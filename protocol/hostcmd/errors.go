@@ -1,0 +1,93 @@
+package hostcmd
+
+import (
+	"strings"
+
+	"payhsm/fault"
+)
+
+// Error codes (payShield's standard codes, see docs/host-protocol.md).
+const (
+	codeOK             = "00"
+	codeVerifyFailed   = "01"
+	codeNotStored      = "12" // a stored-key reference names no usable key
+	codeInvalidLMK     = "13"
+	codeInvalidInput   = "15"
+	codeProhibited     = "17"
+	codeBadPinBlock    = "20"
+	codeBadFormat      = "23"
+	codePinLength      = "24"
+	codeDecTable       = "25"
+	codeKeyScheme      = "26"
+	codeKeyFunction    = "29"
+	codeInternal       = "41"
+	codeDisabled       = "68"
+	codeDataLength     = "80"
+	codeBlockAuth      = "A4"
+	codeBadUsage       = "A6"
+	codeBadAlgorithm   = "A7"
+	codeBadModeOfUse   = "A8"
+	codeBadKeyBlockHdr = "B2"
+)
+
+// codeError is a decoding error that already carries its payShield code.
+type codeError struct {
+	code string
+	msg  string
+}
+
+func (e *codeError) Error() string { return "hostcmd: " + e.code + ": " + e.msg }
+
+func errCode(code, msg string) error { return &codeError{code: code, msg: msg} }
+
+// errorCode is THE translation of an error into a payShield error code: a
+// decoding error keeps its own code; an operations-layer fault is translated
+// from its kind (and, for Validation, from the request member it names).
+func errorCode(err error) string {
+	if ce, ok := err.(*codeError); ok {
+		return ce.code
+	}
+	f := fault.As(err)
+	switch f.Kind {
+	case fault.VerificationFailed:
+		return codeVerifyFailed
+	case fault.NotFound:
+		return codeNotStored
+	case fault.AccessDenied, fault.Conflict:
+		return codeProhibited
+	case fault.Validation:
+		return validationCode(f)
+	}
+	return codeInternal
+}
+
+// validationCode refines a Validation fault by the member it names. Key
+// separation failures (ops.Require) name the key member; their message says
+// which rule failed, and the key-block codes A6/A7/A8 say the same.
+func validationCode(f *fault.Error) string {
+	switch {
+	case strings.Contains(f.Message, "does not verify under the profile main key"):
+		return codeBlockAuth
+	case strings.HasSuffix(f.Field, "KeyIdentifier"):
+		switch m := f.Message; {
+		case strings.Contains(m, "needs a key with KeyUsage"):
+			return codeBadUsage
+		case strings.Contains(m, "does not support"):
+			return codeBadAlgorithm
+		case strings.Contains(m, "modes of use"):
+			return codeBadModeOfUse
+		case strings.Contains(m, "disabled"), strings.Contains(m, "usage period"), strings.Contains(m, "cannot be used"):
+			return codeProhibited
+		}
+		return codeKeyFunction
+	case f.Field == "EncryptedPinBlock":
+		return codeBadPinBlock
+	case f.Field == "PinBlockFormat" || strings.HasSuffix(f.Field, "PinBlockFormat"):
+		return codeBadFormat
+	case f.Field == "PinDataLength":
+		return codePinLength
+	case f.Field == "DecimalizationTable":
+		return codeDecTable
+	}
+	return codeInvalidInput
+}

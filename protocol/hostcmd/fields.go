@@ -1,0 +1,229 @@
+package hostcmd
+
+import (
+	"strconv"
+)
+
+// cursor decodes a command's fields left to right. The first error sticks:
+// every later read returns zero values, so decoders read all their fields and
+// check c.err once.
+type cursor struct {
+	b       []byte
+	i       int
+	err     error
+	lmk     string // the %nn LMK identifier; "" when absent
+	trailer []byte // the trailer after 0x19; nil when absent
+}
+
+const (
+	endOfMessage = 0x19
+	maxTrailer   = 32
+	maxKeyRef    = 256
+)
+
+func (c *cursor) fail(code, msg string) {
+	if c.err == nil {
+		c.err = errCode(code, msg)
+	}
+}
+
+func (c *cursor) left() int { return len(c.b) - c.i }
+
+// peek returns the next byte, or 0 at the end.
+func (c *cursor) peek() byte {
+	if c.err != nil || c.i >= len(c.b) {
+		return 0
+	}
+	return c.b[c.i]
+}
+
+// take returns the next n bytes (a sub-slice of the message).
+func (c *cursor) take(n int, what string) []byte {
+	if c.err != nil {
+		return nil
+	}
+	if n < 0 || c.left() < n {
+		c.fail(codeInvalidInput, what+": not enough data")
+		return nil
+	}
+	v := c.b[c.i : c.i+n]
+	c.i += n
+	return v
+}
+
+// accept consumes b if it is next.
+func (c *cursor) accept(b byte) bool {
+	if c.err == nil && c.i < len(c.b) && c.b[c.i] == b {
+		c.i++
+		return true
+	}
+	return false
+}
+
+// expect consumes b or fails.
+func (c *cursor) expect(b byte, what string) {
+	if c.err == nil && !c.accept(b) {
+		c.fail(codeInvalidInput, what+": expected "+strconv.QuoteRune(rune(b)))
+	}
+}
+
+func isDigit(b byte) bool { return b >= '0' && b <= '9' }
+func isHex(b byte) bool   { return isDigit(b) || b >= 'A' && b <= 'F' || b >= 'a' && b <= 'f' }
+
+// digits returns n decimal digits.
+func (c *cursor) digits(n int, what string) string {
+	v := c.take(n, what)
+	for _, b := range v {
+		if !isDigit(b) {
+			c.fail(codeInvalidInput, what+": not decimal")
+			return ""
+		}
+	}
+	return string(v)
+}
+
+// num returns n decimal digits as an int.
+func (c *cursor) num(n int, what string) int {
+	v, _ := strconv.Atoi(c.digits(n, what))
+	return v
+}
+
+// hex returns n hexadecimal characters, upper-cased.
+func (c *cursor) hex(n int, what string) string {
+	v := c.take(n, what)
+	out := make([]byte, len(v))
+	for i, b := range v {
+		if !isHex(b) {
+			c.fail(codeInvalidInput, what+": not hexadecimal")
+			return ""
+		}
+		if b >= 'a' {
+			b -= 'a' - 'A'
+		}
+		out[i] = b
+	}
+	return string(out)
+}
+
+// hexLen returns an n-character hexadecimal length field as an int.
+func (c *cursor) hexLen(n int, what string) int {
+	v, _ := strconv.ParseUint(c.hex(n, what), 16, 32)
+	return int(v)
+}
+
+// digitsTo returns the decimal digits up to (and consumes) delim.
+func (c *cursor) digitsTo(delim byte, min, max int, what string) string {
+	if c.err != nil {
+		return ""
+	}
+	start := c.i
+	for c.i < len(c.b) && isDigit(c.b[c.i]) && c.i-start <= max {
+		c.i++
+	}
+	v := string(c.b[start:c.i])
+	if len(v) < min || len(v) > max {
+		c.fail(codeInvalidInput, what+": wrong length")
+		return ""
+	}
+	c.expect(delim, what)
+	return v
+}
+
+// keyRef is a key field: an X9.143 block under the profile main key, or a
+// reference to a stored key.
+type keyRef struct {
+	block string // "S" form: the X9.143 key block
+	ref   string // "@" form: key ARN, alias name or alias ARN
+}
+
+// key decodes a key field: "S" + an X9.143 key block (its length is in its
+// header), or "@" + key ARN or alias + ";". The variant-LMK forms (plain
+// hex, Z, U, T, X, Y) do not exist in payhsm and are refused with 26.
+func (c *cursor) key(what string) keyRef {
+	if c.err != nil {
+		return keyRef{}
+	}
+	switch c.peek() {
+	case 'S':
+		c.i++
+		hdr := c.take(5, what)
+		if c.err != nil {
+			return keyRef{}
+		}
+		n, err := strconv.Atoi(string(hdr[1:5]))
+		if err != nil || n < 16 || hdr[1] == '+' || hdr[1] == '-' {
+			c.fail(codeBadKeyBlockHdr, what+": bad key block length")
+			return keyRef{}
+		}
+		c.i -= 5
+		blk := c.take(n, what)
+		for _, b := range blk {
+			if b < 0x21 || b > 0x7e {
+				c.fail(codeBadKeyBlockHdr, what+": key block is not printable")
+				return keyRef{}
+			}
+		}
+		return keyRef{block: string(blk)}
+	case '@':
+		c.i++
+		start := c.i
+		for c.i < len(c.b) && c.b[c.i] != ';' && c.i-start <= maxKeyRef {
+			b := c.b[c.i]
+			if !(isDigit(b) || b >= 'A' && b <= 'Z' || b >= 'a' && b <= 'z' || b == ':' || b == '/' || b == '_' || b == '-') {
+				c.fail(codeInvalidInput, what+": bad character in key reference")
+				return keyRef{}
+			}
+			c.i++
+		}
+		ref := string(c.b[start:c.i])
+		if ref == "" || c.i-start > maxKeyRef {
+			c.fail(codeInvalidInput, what+": bad key reference")
+			return keyRef{}
+		}
+		c.expect(';', what)
+		return keyRef{ref: ref}
+	case 0:
+		c.fail(codeInvalidInput, what+": missing")
+	default:
+		c.fail(codeKeyScheme, what+": only key blocks (S) and stored-key references (@) are accepted")
+	}
+	return keyRef{}
+}
+
+// tail decodes the optional "%nn" LMK identifier.
+func (c *cursor) lmkID() {
+	if c.err != nil || !c.accept('%') {
+		return
+	}
+	c.lmk = c.digits(2, "LMK identifier")
+	if c.err != nil {
+		c.err = errCode(codeInvalidLMK, "invalid LMK identifier")
+	}
+}
+
+// end decodes the optional end-of-message delimiter and trailer and checks
+// that nothing else is left.
+func (c *cursor) end() {
+	if c.err != nil {
+		return
+	}
+	if c.accept(endOfMessage) {
+		t := c.b[c.i:]
+		if len(t) > maxTrailer {
+			c.fail(codeInvalidInput, "trailer too long")
+			return
+		}
+		c.trailer = append([]byte{}, t...)
+		c.i = len(c.b)
+		return
+	}
+	if c.i != len(c.b) {
+		c.fail(codeInvalidInput, "unexpected data after the last field")
+	}
+}
+
+// finish decodes the standard tail ("%nn", then 0x19 + trailer).
+func (c *cursor) finish() {
+	c.lmkID()
+	c.end()
+}

@@ -1,0 +1,121 @@
+package hostcmd
+
+import (
+	"bufio"
+	"crypto/tls"
+	"encoding/binary"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"payhsm/ops"
+	"payhsm/ops/keyspec"
+	"payhsm/ops/opstest"
+)
+
+// testServer is a host-command server on a real ops.Service and a loopback listener.
+type testServer struct {
+	svc  *ops.Service
+	srv  *Server
+	addr string
+}
+
+func startServer(t testing.TB, svc *ops.Service, cfg Config) *testServer {
+	t.Helper()
+	if svc == nil {
+		svc = opstest.New(t)
+	}
+	if cfg.HeaderLength == 0 {
+		cfg.HeaderLength = 4
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := NewServer(svc, cfg, zap.NewNop())
+	go srv.Serve(ln)
+	t.Cleanup(func() {
+		ctx, cancel := contextTimeout(5 * time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	})
+	return &testServer{svc: svc, srv: srv, addr: ln.Addr().String()}
+}
+
+// conn is a test client connection.
+type conn struct {
+	t  testing.TB
+	c  net.Conn
+	br *bufio.Reader
+}
+
+func (ts *testServer) dial(t testing.TB, tlsCfg *tls.Config) *conn {
+	t.Helper()
+	var c net.Conn
+	var err error
+	if tlsCfg != nil {
+		c, err = tls.Dial("tcp", ts.addr, tlsCfg)
+	} else {
+		c, err = net.Dial("tcp", ts.addr)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	return &conn{t: t, c: c, br: bufio.NewReader(c)}
+}
+
+func (c *conn) send(msg string) {
+	c.t.Helper()
+	if _, err := c.c.Write(AppendFrame(nil, []byte(msg))); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func (c *conn) recv() string {
+	c.t.Helper()
+	m, err := ReadFrame(c.br, 1<<16-1)
+	if err != nil {
+		c.t.Fatalf("read response: %v", err)
+	}
+	return string(m)
+}
+
+func (c *conn) call(msg string) string { c.send(msg); return c.recv() }
+
+// closed reports whether the server closed the connection (EOF or reset).
+func (c *conn) closed() bool {
+	c.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err := c.br.ReadByte()
+	return err == io.EOF || err != nil && !isTimeout(err)
+}
+
+func isTimeout(err error) bool {
+	ne, ok := err.(net.Error)
+	return ok && ne.Timeout()
+}
+
+func frame(msg string) []byte { return binary.BigEndian.AppendUint16(nil, uint16(len(msg))) }
+
+// importKey imports a known clear key with the given X9.143 usage code,
+// algorithm and mode of use and names it alias/<name>.
+func importKey(t testing.TB, svc *ops.Service, name, usage string, alg keyspec.Algorithm, mode byte, keyHex string) string {
+	t.Helper()
+	u, ok := keyspec.UsageFromTR31(usage)
+	if !ok {
+		t.Fatalf("usage %s", usage)
+	}
+	m, err := keyspec.ModesFromTR31(mode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	arn := opstest.Import(t, svc, keyspec.Attributes{Usage: u, Class: keyspec.Symmetric, Algorithm: alg, Modes: m}, keyHex)
+	if _, err := svc.CreateAlias("alias/"+name, arn); err != nil {
+		t.Fatal(err)
+	}
+	return arn
+}
