@@ -59,7 +59,25 @@ type Error struct {
 	Resource string // NotFound: the identifier that was not found
 	Reason   string // VerificationFailed: one of the Reason constants
 	Field    string // Validation: the offending input member, when known
-	cause    error  // internal detail, logged only
+	// Violation names the key-separation rule a Validation fault broke
+	// (ViolationUsage, ViolationAlgorithm, ViolationModes), for edges that
+	// report them apart (payShield's A6/A7/A8).
+	Violation string
+	cause     error // internal detail, logged only
+}
+
+// Key-separation rules (Error.Violation).
+const (
+	ViolationUsage     = "KeyUsage"
+	ViolationAlgorithm = "KeyAlgorithm"
+	ViolationModes     = "KeyModesOfUse"
+)
+
+// KeyRule returns a Validation fault for a broken key-separation rule.
+func KeyRule(violation, field, format string, args ...any) *Error {
+	f := FieldInvalid(field, format, args...)
+	f.Violation = violation
+	return f
 }
 
 func (e *Error) Error() string {

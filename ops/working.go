@@ -166,7 +166,7 @@ func Require(w *WorkingKey, field, what string, usages []keyspec.KeyUsage, algs 
 		for i, u := range usages {
 			names[i] = string(u)
 		}
-		return fault.FieldInvalid(field, "%s needs a key with KeyUsage %s; %s is %s", what, strings.Join(names, " or "), w.ARN, a.Usage)
+		return fault.KeyRule(fault.ViolationUsage, field, "%s needs a key with KeyUsage %s; %s is %s", what, strings.Join(names, " or "), w.ARN, a.Usage)
 	}
 	if algs != nil {
 		ok = false
@@ -174,11 +174,11 @@ func Require(w *WorkingKey, field, what string, usages []keyspec.KeyUsage, algs 
 			ok = ok || a.Algorithm == al
 		}
 		if !ok {
-			return fault.FieldInvalid(field, "%s does not support %s keys", what, a.Algorithm)
+			return fault.KeyRule(fault.ViolationAlgorithm, field, "%s does not support %s keys", what, a.Algorithm)
 		}
 	}
 	if modes != nil && !a.Modes.NoRestrictions && !modes(a.Modes) {
-		return fault.FieldInvalid(field, "the modes of use of %s do not allow %s", w.ARN, what)
+		return fault.KeyRule(fault.ViolationModes, field, "the modes of use of %s do not allow %s", w.ARN, what)
 	}
 	return nil
 }
