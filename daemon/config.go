@@ -51,6 +51,15 @@ type HTTPConfig struct {
 type HostConfig struct {
 	Addr         string `json:"addr"`
 	HeaderLength int    `json:"headerLength"`
+	// TLSCert and TLSKey make the port TLS-only. ClientCA (PEM bundle)
+	// additionally requires client certificates issued by it (mutual TLS),
+	// and AllowedClients restricts those to the listed subject common names
+	// or SHA-256 certificate fingerprints (64 hex digits).
+	TLSCert        string   `json:"tlsCert"`
+	TLSKey         string   `json:"tlsKey"`
+	ClientCA       string   `json:"clientCA"`
+	AllowedClients []string `json:"allowedClients"`
+	MaxConnections int      `json:"maxConnections"`
 }
 
 // Defaults fills unset members.
@@ -107,6 +116,18 @@ func (c *Config) Validate(dev bool) error {
 	}
 	if (c.HTTP.TLSCert == "") != (c.HTTP.TLSKey == "") {
 		bad("http.tlsCert and http.tlsKey go together")
+	}
+	if (c.Host.TLSCert == "") != (c.Host.TLSKey == "") {
+		bad("host.tlsCert and host.tlsKey go together")
+	}
+	if c.Host.ClientCA != "" && c.Host.TLSCert == "" {
+		bad("host.clientCA needs host.tlsCert and host.tlsKey")
+	}
+	if len(c.Host.AllowedClients) > 0 && c.Host.ClientCA == "" {
+		bad("host.allowedClients needs host.clientCA")
+	}
+	if c.Host.MaxConnections < 0 {
+		bad("host.maxConnections must be positive")
 	}
 	if c.HTTP.TLSCert == "" && !c.HTTP.AllowPlaintext && !isLoopback(c.HTTP.Addr) {
 		bad("http.addr %s is not a loopback address: configure http.tlsCert/tlsKey, or set http.allowPlaintext", c.HTTP.Addr)

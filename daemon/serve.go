@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"flag"
@@ -197,7 +198,11 @@ func Serve(ctx context.Context, cfg *Config, dev bool, log *zap.Logger) error {
 		httpLn = tls.NewListener(httpLn, srv.TLSConfig)
 		scheme = "https"
 	}
-	host := hostcmd.NewServer(svc, hostcmd.Config{HeaderLength: cfg.Host.HeaderLength}, log.Named("host"))
+	hostCfg := hostcmd.Config{HeaderLength: cfg.Host.HeaderLength, MaxConnections: cfg.Host.MaxConnections, AllowedClients: cfg.Host.AllowedClients}
+	if hostCfg.TLS, err = hostTLS(&cfg.Host); err != nil {
+		return err
+	}
+	host := hostcmd.NewServer(svc, hostCfg, log.Named("host"))
 
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(httpLn) }()
@@ -285,6 +290,30 @@ func OpenAppliance(cfg *Config, dev, initialize bool, log *zap.Logger) (*keystor
 		return nil, nil, nil, err
 	}
 	return store, cust, creds, nil
+}
+
+// hostTLS builds the host port's TLS configuration (nil for plain TCP).
+func hostTLS(h *HostConfig) (*tls.Config, error) {
+	if h.TLSCert == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(h.TLSCert, h.TLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("host TLS: %w", err)
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if h.ClientCA != "" {
+		pemBytes, err := os.ReadFile(h.ClientCA)
+		if err != nil {
+			return nil, fmt.Errorf("host.clientCA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pemBytes) {
+			return nil, fmt.Errorf("host.clientCA: %s holds no PEM certificate", h.ClientCA)
+		}
+		tc.ClientCAs, tc.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	return tc, nil
 }
 
 // hardenProcess keeps key material out of core dumps.

@@ -48,14 +48,17 @@ func TestProductionMode(t *testing.T) {
 	credFile := filepath.Join(dir, "credentials")
 	os.WriteFile(credFile, []byte("[ops]\naws_access_key_id = AKPHPRODUCTION01\naws_secret_access_key = prod-secret-value-0123456789\n"), 0o600)
 	certFile, keyFile, pool := selfSigned(t, dir)
+	caFile, caCert, caKey := clientCA(t, dir)
+	alice := clientCert(t, caCert, caKey, "switch-alice")
+	mallory := clientCert(t, caCert, caKey, "switch-mallory")
 	cfg := filepath.Join(dir, "payhsm.json")
 	os.WriteFile(cfg, []byte(fmt.Sprintf(`{
 		"dataDir": %q,
 		"pkcs11": {"module": "/usr/lib/softhsm/libsofthsm2.so", "tokenLabel": "prod", "pinFile": %q},
 		"http": {"addr": "127.0.0.1:0", "tlsCert": %q, "tlsKey": %q},
-		"host": {"addr": "127.0.0.1:0"},
+		"host": {"addr": "127.0.0.1:0", "tlsCert": %q, "tlsKey": %q, "clientCA": %q, "allowedClients": ["switch-alice"]},
 		"credentialsFile": %q,
-		"region": "eu-west-2", "account": "123456789012"}`, filepath.Join(dir, "data"), pinFile, certFile, keyFile, credFile)), 0o600)
+		"region": "eu-west-2", "account": "123456789012"}`, filepath.Join(dir, "data"), pinFile, certFile, keyFile, certFile, keyFile, caFile, credFile)), 0o600)
 
 	// Serving before the ceremony is refused with a clear message.
 	out, err := exec.Command(binPath, "serve", "--config", cfg).CombinedOutput()
@@ -92,6 +95,66 @@ func TestProductionMode(t *testing.T) {
 	if _, err := insecure.ListKeys(context.Background(), &pc.ListKeysInput{}); err == nil {
 		t.Errorf("an untrusted TLS connection succeeded")
 	}
+
+	// The host port is mutual TLS: an allowed client gets answers; a client
+	// without a certificate, or whose certificate is not on the allow-list, gets none.
+	hostCall := func(cert *tls.Certificate) (string, error) {
+		cfg := &tls.Config{RootCAs: pool}
+		if cert != nil {
+			cfg.Certificates = []tls.Certificate{*cert}
+		}
+		c, err := tls.Dial("tcp", d.hostAddr, cfg)
+		if err != nil {
+			return "", err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		msg := "0000NC"
+		if _, err := c.Write(append([]byte{0, byte(len(msg))}, msg...)); err != nil {
+			return "", err
+		}
+		buf := make([]byte, 64)
+		n, err := c.Read(buf)
+		if err != nil {
+			return "", err
+		}
+		return string(buf[2:n]), nil
+	}
+	if got, err := hostCall(&alice); err != nil || !strings.HasPrefix(got, "0000ND00") {
+		t.Errorf("allowed mTLS client: %q %v", got, err)
+	}
+	if got, err := hostCall(nil); err == nil {
+		t.Errorf("client without a certificate was answered: %q", got)
+	}
+	if got, err := hostCall(&mallory); err == nil {
+		t.Errorf("client outside the allow-list was answered: %q", got)
+	}
+}
+
+func clientCA(t *testing.T, dir string) (string, *x509.Certificate, *ecdsa.PrivateKey) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "switch CA"}, IsCA: true, BasicConstraintsValid: true,
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "client-ca.pem")
+	os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	c, _ := x509.ParseCertificate(der)
+	return path, c, key
+}
+
+func clientCert(t *testing.T, ca *x509.Certificate, caKey *ecdsa.PrivateKey, cn string) tls.Certificate {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
+	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, KeyUsage: x509.KeyUsageDigitalSignature}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, key.Public(), caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
 func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
