@@ -89,6 +89,22 @@ func TestMainKeySyncTR34(t *testing.T) {
 			t.Errorf("daemon reports lmk01 KCV %s, want %s", got, want)
 		}
 	}
+	// A key made on A under lmk01 (A0: a C0 key block under the profile main
+	// key) works on B: the same CVV from both appliances.
+	resp := hostSend(t, da.hostAddr, "0000A00FFFS%01#C0T2C00E00")
+	if !strings.HasPrefix(resp, "0000A100S") {
+		t.Fatalf("A0 on A: %q", resp)
+	}
+	block := resp[len("0000A100S") : len(resp)-6]
+	cw := "0000CWS" + block + "4123456789012345;1226000%01"
+	onA, onB := hostSend(t, da.hostAddr, cw), hostSend(t, db.hostAddr, cw)
+	if !strings.HasPrefix(onA, "0000CX00") || onA != onB {
+		t.Errorf("CVV on A %q, on B %q", onA, onB)
+	}
+	// Under B's default profile (another main key) the block does not verify.
+	if got := hostSend(t, db.hostAddr, "0000CWS"+block+"4123456789012345;1226000"); strings.HasPrefix(got, "0000CX00") {
+		t.Errorf("key block accepted under another profile: %q", got)
+	}
 	da.stop()
 	db.stop()
 

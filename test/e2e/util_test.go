@@ -95,3 +95,26 @@ func ncRaw(t testing.TB, d *daemon, msg string) (string, string) {
 	}
 	return s, s[8:14]
 }
+
+// hostSend sends one host command over a new connection and returns the answer (without its length prefix).
+func hostSend(t testing.TB, addr, msg string) string {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write(append(binary.BigEndian.AppendUint16(nil, uint16(len(msg))), msg...)); err != nil {
+		t.Fatal(err)
+	}
+	var lb [2]byte
+	if _, err := io.ReadFull(c, lb[:]); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, binary.BigEndian.Uint16(lb[:]))
+	if _, err := io.ReadFull(c, b); err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
