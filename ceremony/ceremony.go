@@ -149,6 +149,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	token := fs.String("token", "", "import-main-key: the TR-34 token")
 	wantKCV := fs.String("kcv", "", "import-main-key: the expected KCV of the transported key")
 	nComponents := fs.Int("components", 2, "backup-components: how many components (2 or 3)")
+	overwrite := fs.Bool("overwrite", false, "init: destroy an initialized appliance's keys and start again (dual control and a typed confirmation)")
 	baud := fs.Int("baud", 9600, "serial speed")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
@@ -198,17 +199,19 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(err)
 	}
-	defer store.Close()
-	defer cust.Close()
 	audit, err := OpenAudit(filepath.Join(cfg.DataDir, daemon.AuditLog))
 	if err != nil {
 		return fail(err)
 	}
 	defer audit.Close()
-	s := &session{con: con, store: store, cust: cust, audit: audit}
+	s := &session{con: con, store: store, cust: cust, audit: audit, cfg: cfg, dev: flags.Dev()}
+	defer func() { // the session may have re-opened them (init --overwrite)
+		s.cust.Close()
+		s.store.Close()
+	}()
 	switch cmd {
 	case "init":
-		err = s.init(spec)
+		err = s.init(spec, *overwrite)
 	case "load-components":
 		err = s.loadComponents(spec, *profile)
 	case "status":
@@ -261,12 +264,19 @@ type session struct {
 	store *keystore.Store
 	cust  *custody.Custodian
 	audit *Audit
+	cfg   *daemon.Config
+	dev   bool
 }
 
-func (s *session) init(spec *File) error {
+func (s *session) init(spec *File, overwrite bool) error {
 	if custodian.Enrolled(s.store) {
-		s.audit.Record(AuditEntry{Operation: "init", Outcome: "refused", Detail: "already initialized"})
-		return errors.New("this appliance is already initialized; its keys are not overwritten (initialize a new data directory and token instead)")
+		if !overwrite {
+			s.audit.Record(AuditEntry{Operation: "init", Outcome: "refused", Detail: "already initialized"})
+			return errors.New("this appliance is already initialized; its keys are not overwritten (use --overwrite to destroy them and start again)")
+		}
+		if err := s.erase(); err != nil {
+			return err
+		}
 	}
 	for _, p := range spec.Profiles {
 		if _, err := s.cust.Profile(p.Name); err == nil {
@@ -298,6 +308,44 @@ func (s *session) init(spec *File) error {
 		s.audit.Record(AuditEntry{Operation: "generate-profile-key", Profile: p.Name, Outcome: "ok", KCVs: map[string]string{"profile": prof.KCV()}})
 	}
 	s.con.Printf("Initialization complete.\n")
+	return nil
+}
+
+// erase destroys an initialized appliance's keys under dual control and a
+// typed confirmation: the region main key is deleted from the token (every
+// sealed profile main key, and so every stored key block, becomes
+// unrecoverable) and the key store is removed; the appliance is then opened
+// fresh for init.
+func (s *session) erase() error {
+	who, err := s.approve("init-overwrite", "")
+	if err != nil {
+		return err
+	}
+	phrase := "ERASE " + s.cust.RegionKeyKCV()
+	typed, err := s.con.Ask(fmt.Sprintf("This destroys every key of this appliance. Type %q to continue: ", phrase))
+	if err != nil {
+		return err
+	}
+	if typed != phrase {
+		return s.refused("init-overwrite", "", who, errors.New("confirmation not given; nothing was changed"))
+	}
+	old := s.cust.RegionKeyKCV()
+	if err := s.cust.DestroyRegionKey(); err != nil {
+		return err
+	}
+	s.audit.Record(AuditEntry{Operation: "init-overwrite", Custodians: who, Outcome: "ok", KCVs: map[string]string{"region": old},
+		Detail: "region main key destroyed; key store removed"})
+	s.cust.Close()
+	s.store.Close()
+	if err := os.RemoveAll(filepath.Join(s.cfg.DataDir, "keystore")); err != nil {
+		return err
+	}
+	store, cust, _, err := daemon.OpenAppliance(s.cfg, s.dev, true, zap.NewNop())
+	if err != nil {
+		return err
+	}
+	s.store, s.cust = store, cust
+	s.con.Printf("Appliance erased.\n")
 	return nil
 }
 

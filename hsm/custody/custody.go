@@ -507,6 +507,17 @@ func (c *Custodian) RetireOldVersions(profile string) error {
 	return nil
 }
 
+// DestroyRegionKey deletes the region main key from the token: every secret
+// sealed under it becomes unrecoverable. Only the ceremony's confirmed
+// re-initialization calls it.
+func (c *Custodian) DestroyRegionKey() error {
+	if err := c.rmk.Delete(); err != nil {
+		return fmt.Errorf("custody: destroy region main key: %w", err)
+	}
+	c.log.Warn("region main key destroyed", zap.String("kcv", c.RegionKeyKCV()))
+	return nil
+}
+
 // ExportProfileKey returns a copy of profile's active main key, for the
 // ceremony tool to transport it (TR-34 to another appliance or a backup HSM,
 // or split into components). The caller zeroes it. Nothing else calls this.

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -222,4 +223,35 @@ func runCeremony(t *testing.T, dir, input string, args ...string) (string, error
 	cmd.Stdin = strings.NewReader(input)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
+}
+
+// TestCeremonyOverwrite: re-initializing an appliance needs --overwrite, two
+// custodians and the typed confirmation; then the old region main key is gone
+// from the token and a new hierarchy stands.
+func TestCeremonyOverwrite(t *testing.T) {
+	dir := t.TempDir()
+	spec := filepath.Join(t.TempDir(), "c.json")
+	os.WriteFile(spec, []byte(`{"custodians":["alice","bob"],"profiles":[{"name":"default"}]}`), 0o600)
+	enrol := "alice-passphrase\nalice-passphrase\nbob-passphrase!\nbob-passphrase!\n"
+	if out, err := runCeremony(t, dir, enrol, "init", "--ceremony", spec); err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+	st, _ := runCeremony(t, dir, "", "status")
+	m := regexp.MustCompile(`Region main key KCV: ([0-9A-F]{6})`).FindStringSubmatch(st)
+	if m == nil {
+		t.Fatalf("status:\n%s", st)
+	}
+	old := m[1]
+	approve := "alice\nalice-passphrase\nbob\nbob-passphrase!\n"
+	if out, err := runCeremony(t, dir, approve+"erase\n", "init", "--overwrite", "--ceremony", spec); err == nil || !strings.Contains(out, "nothing was changed") {
+		t.Fatalf("overwrite without the typed confirmation: %v\n%s", err, out)
+	}
+	out, err := runCeremony(t, dir, approve+"ERASE "+old+"\n"+enrol, "init", "--overwrite", "--ceremony", spec)
+	if err != nil || !strings.Contains(out, "Appliance erased") || !strings.Contains(out, "Initialization complete") {
+		t.Fatalf("overwrite: %v\n%s", err, out)
+	}
+	st, _ = runCeremony(t, dir, "", "status")
+	if strings.Contains(st, "Region main key KCV: "+old) {
+		t.Fatalf("the old region main key survived:\n%s", st)
+	}
 }
