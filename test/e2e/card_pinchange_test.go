@@ -1,15 +1,11 @@
 package e2e
 
 import (
-	"context"
-	"crypto/sha256"
 	"encoding/hex"
 	"os/exec"
 	"strings"
 	"testing"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	pc "github.com/aws/aws-sdk-go-v2/service/paymentcryptography"
 	"github.com/aws/aws-sdk-go-v2/service/paymentcryptography/types"
 
 	"payhsm/hsm/emv"
@@ -30,15 +26,9 @@ func TestGenerateMacEmvPinChangeEndToEnd(t *testing.T) {
 	}
 	d := startDaemon(t, t.TempDir())
 	c := d.client()
-	pub, tok := importParams(t, c, types.KeyAlgorithmRsa2048)
+	kk := newKnownKeys(t, c)
 	imp := func(usage types.KeyUsage, modes types.KeyModesOfUse, keyHex string) string {
-		out, err := c.ImportKey(context.Background(), &pc.ImportKeyInput{KeyMaterial: &types.ImportKeyMaterialMemberKeyCryptogram{Value: types.ImportKeyCryptogram{
-			KeyAttributes: attrs(usage, types.KeyAlgorithmTdes2key, modes), Exportable: aws.Bool(true), ImportToken: aws.String(tok),
-			WrappedKeyCryptogram: aws.String(wrapOAEP(t, pub, sha256.New(), keyHex)), WrappingSpec: types.WrappingKeySpecRsaOaepSha256}}})
-		if err != nil {
-			t.Fatalf("ImportKey %s: %v", usage, err)
-		}
-		return *out.Key.KeyArn
+		return kk.arn(usage, types.KeyAlgorithmTdes2key, modes, keyHex)
 	}
 	const (
 		keySMI = "0123456789ABCDEFFEDCBA9876543210" // KCV 08D7B4

@@ -1,14 +1,10 @@
 package e2e
 
 import (
-	"context"
-	"crypto/sha256"
 	"encoding/hex"
 	"net/url"
 	"testing"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	pc "github.com/aws/aws-sdk-go-v2/service/paymentcryptography"
 	"github.com/aws/aws-sdk-go-v2/service/paymentcryptography/types"
 
 	"payhsm/hsm/tr31"
@@ -20,18 +16,7 @@ import (
 func TestDataEmvAndDynamicKeys(t *testing.T) {
 	d := startDaemon(t, t.TempDir())
 	c := d.client()
-	ctx := context.Background()
-	pub, tok := importParams(t, c, types.KeyAlgorithmRsa3072)
-	imp := func(u types.KeyUsage, alg types.KeyAlgorithm, m types.KeyModesOfUse, keyHex string) string {
-		t.Helper()
-		out, err := c.ImportKey(ctx, &pc.ImportKeyInput{KeyMaterial: &types.ImportKeyMaterialMemberKeyCryptogram{Value: types.ImportKeyCryptogram{
-			KeyAttributes: attrs(u, alg, m), Exportable: aws.Bool(true), ImportToken: aws.String(tok),
-			WrappedKeyCryptogram: aws.String(wrapOAEP(t, pub, sha256.New(), keyHex)), WrappingSpec: types.WrappingKeySpecRsaOaepSha256}}})
-		if err != nil {
-			t.Fatalf("ImportKey %s: %v", u, err)
-		}
-		return *out.Key.KeyArn
-	}
+	imp := newKnownKeys(t, c).arn
 	derive := types.KeyModesOfUse{DeriveKey: true}
 	encDec := types.KeyModesOfUse{Encrypt: true, Decrypt: true, Wrap: true, Unwrap: true}
 	// Issuer master keys of knovichikhin/pyemv tests/test_sm_hsm.py.

@@ -1,15 +1,11 @@
 package e2e
 
 import (
-	"context"
-	"crypto/sha256"
 	"encoding/hex"
 	"net/url"
 	"strings"
 	"testing"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	pc "github.com/aws/aws-sdk-go-v2/service/paymentcryptography"
 	"github.com/aws/aws-sdk-go-v2/service/paymentcryptography/types"
 )
 
@@ -19,18 +15,7 @@ import (
 func TestDataEncryptionAndMac(t *testing.T) {
 	d := startDaemon(t, t.TempDir())
 	c := d.client()
-	ctx := context.Background()
-	pub, tok := importParams(t, c, types.KeyAlgorithmRsa3072)
-	imp := func(u types.KeyUsage, alg types.KeyAlgorithm, m types.KeyModesOfUse, keyHex string) string {
-		t.Helper()
-		out, err := c.ImportKey(ctx, &pc.ImportKeyInput{KeyMaterial: &types.ImportKeyMaterialMemberKeyCryptogram{Value: types.ImportKeyCryptogram{
-			KeyAttributes: attrs(u, alg, m), Exportable: aws.Bool(true), ImportToken: aws.String(tok),
-			WrappedKeyCryptogram: aws.String(wrapOAEP(t, pub, sha256.New(), keyHex)), WrappingSpec: types.WrappingKeySpecRsaOaepSha256}}})
-		if err != nil {
-			t.Fatalf("ImportKey %s: %v", u, err)
-		}
-		return *out.Key.KeyArn
-	}
+	imp := newKnownKeys(t, c).arn
 	encDec := types.KeyModesOfUse{Encrypt: true, Decrypt: true, Wrap: true, Unwrap: true}
 	aesKey := imp(types.KeyUsageTr31D0SymmetricDataEncryptionKey, types.KeyAlgorithmAes128, encDec, "2B7E151628AED2A6ABF7158809CF4F3C")
 	tdesKey := imp(types.KeyUsageTr31D0SymmetricDataEncryptionKey, types.KeyAlgorithmTdes2key, encDec, "0123456789ABCDEFFEDCBA9876543210")

@@ -6,7 +6,6 @@ import (
 	"crypto/des"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
@@ -141,14 +140,7 @@ func osslOpenTR31(t *testing.T, kbpkHex, block string) (string, string) {
 // importKnown imports a clear key through an RSA-OAEP key cryptogram.
 func importKnown(t *testing.T, c *pc.Client, a *types.KeyAttributes, keyHex string) *types.Key {
 	t.Helper()
-	pub, tok := importParams(t, c, types.KeyAlgorithmRsa3072)
-	k, err := c.ImportKey(context.Background(), &pc.ImportKeyInput{KeyMaterial: &types.ImportKeyMaterialMemberKeyCryptogram{Value: types.ImportKeyCryptogram{
-		KeyAttributes: a, Exportable: aws.Bool(true), ImportToken: aws.String(tok),
-		WrappedKeyCryptogram: aws.String(wrapOAEP(t, pub, sha256.New(), keyHex))}}})
-	if err != nil {
-		t.Fatalf("import: %v", err)
-	}
-	return k.Key
+	return newKnownKeys(t, c).key(a, keyHex)
 }
 
 func createKey(t *testing.T, c *pc.Client, a *types.KeyAttributes, exportable bool) *types.Key {

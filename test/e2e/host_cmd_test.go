@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"crypto/sha256"
 	"regexp"
 	"strings"
 	"testing"
@@ -22,15 +21,9 @@ import (
 func TestHostCommandsBothFrontEnds(t *testing.T) {
 	d := startDaemon(t, t.TempDir())
 	c := d.client()
-	pub, tok := importParams(t, c, types.KeyAlgorithmRsa2048)
+	kk := newKnownKeys(t, c)
 	imp := func(usage types.KeyUsage, modes types.KeyModesOfUse, keyHex string) string {
-		out, err := c.ImportKey(context.Background(), &pc.ImportKeyInput{KeyMaterial: &types.ImportKeyMaterialMemberKeyCryptogram{Value: types.ImportKeyCryptogram{
-			KeyAttributes: attrs(usage, types.KeyAlgorithmTdes2key, modes), Exportable: aws.Bool(true), ImportToken: aws.String(tok),
-			WrappedKeyCryptogram: aws.String(wrapOAEP(t, pub, sha256.New(), keyHex)), WrappingSpec: types.WrappingKeySpecRsaOaepSha256}}})
-		if err != nil {
-			t.Fatalf("ImportKey %s: %v", usage, err)
-		}
-		return *out.Key.KeyArn
+		return kk.arn(usage, types.KeyAlgorithmTdes2key, modes, keyHex)
 	}
 	cvk := imp(types.KeyUsageTr31C0CardVerificationKey, types.KeyModesOfUse{Generate: true, Verify: true}, "0123456789ABCDEFFEDCBA9876543210")
 	zpka := imp(types.KeyUsageTr31P0PinEncryptionKey, types.KeyModesOfUse{Encrypt: true, Decrypt: true, Wrap: true, Unwrap: true}, "0123456789ABCDEFFEDCBA9876543210")

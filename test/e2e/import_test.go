@@ -79,7 +79,7 @@ func importParams(t *testing.T, c *pc.Client, alg types.KeyAlgorithm) (*rsa.Publ
 	return pub, *p.ImportToken
 }
 
-func wrapOAEP(t *testing.T, pub *rsa.PublicKey, h hash.Hash, keyHex string) string {
+func wrapOAEP(t testing.TB, pub *rsa.PublicKey, h hash.Hash, keyHex string) string {
 	t.Helper()
 	k, _ := hex.DecodeString(keyHex)
 	ct, err := rsa.EncryptOAEP(h, rand.Reader, pub, k, nil)
@@ -228,4 +228,37 @@ func TestImportKnownKeys(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// knownKeys imports known clear keys through the public path: RSA-OAEP
+// (SHA-256) key cryptograms under one RSA-3072 import token, via the SDK.
+type knownKeys struct {
+	t   testing.TB
+	c   *pc.Client
+	pub *rsa.PublicKey
+	tok string
+}
+
+func newKnownKeys(t *testing.T, c *pc.Client) *knownKeys {
+	t.Helper()
+	pub, tok := importParams(t, c, types.KeyAlgorithmRsa3072)
+	return &knownKeys{t: t, c: c, pub: pub, tok: tok}
+}
+
+// key imports keyHex with the given attributes (exportable) and returns the key.
+func (k *knownKeys) key(a *types.KeyAttributes, keyHex string) *types.Key {
+	k.t.Helper()
+	out, err := k.c.ImportKey(context.Background(), &pc.ImportKeyInput{KeyMaterial: &types.ImportKeyMaterialMemberKeyCryptogram{Value: types.ImportKeyCryptogram{
+		KeyAttributes: a, Exportable: aws.Bool(true), ImportToken: aws.String(k.tok),
+		WrappedKeyCryptogram: aws.String(wrapOAEP(k.t, k.pub, sha256.New(), keyHex)), WrappingSpec: types.WrappingKeySpecRsaOaepSha256}}})
+	if err != nil {
+		k.t.Fatalf("ImportKey %s: %v", a.KeyUsage, err)
+	}
+	return out.Key
+}
+
+// arn imports a symmetric key and returns its ARN.
+func (k *knownKeys) arn(usage types.KeyUsage, alg types.KeyAlgorithm, modes types.KeyModesOfUse, keyHex string) string {
+	k.t.Helper()
+	return *k.key(attrs(usage, alg, modes), keyHex).KeyArn
 }

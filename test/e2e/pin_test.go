@@ -1,15 +1,11 @@
 package e2e
 
 import (
-	"context"
-	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"strings"
 	"testing"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	pc "github.com/aws/aws-sdk-go-v2/service/paymentcryptography"
 	"github.com/aws/aws-sdk-go-v2/service/paymentcryptography/types"
 
 	"payhsm/hsm/pinblock"
@@ -51,16 +47,7 @@ type pinKeys struct {
 
 func importPinKeys(t *testing.T, d *daemon) pinKeys {
 	c := d.client()
-	pub, tok := importParams(t, c, types.KeyAlgorithmRsa3072)
-	imp := func(usage types.KeyUsage, alg types.KeyAlgorithm, modes types.KeyModesOfUse, keyHex string) string {
-		out, err := c.ImportKey(context.Background(), &pc.ImportKeyInput{KeyMaterial: &types.ImportKeyMaterialMemberKeyCryptogram{Value: types.ImportKeyCryptogram{
-			KeyAttributes: attrs(usage, alg, modes), Exportable: aws.Bool(true), ImportToken: aws.String(tok),
-			WrappedKeyCryptogram: aws.String(wrapOAEP(t, pub, sha256.New(), keyHex)), WrappingSpec: types.WrappingKeySpecRsaOaepSha256}}})
-		if err != nil {
-			t.Fatalf("ImportKey %s: %v", usage, err)
-		}
-		return *out.Key.KeyArn
-	}
+	imp := newKnownKeys(t, c).arn
 	edwu := types.KeyModesOfUse{Encrypt: true, Decrypt: true, Wrap: true, Unwrap: true}
 	gv := types.KeyModesOfUse{Generate: true, Verify: true}
 	return pinKeys{
