@@ -1,17 +1,9 @@
 package ops
 
 import (
-	"crypto/ecdsa"
-	"crypto/sha256"
-	"crypto/sha512"
-	"crypto/x509"
-	"encoding/hex"
-	"errors"
-	"hash"
 	"strings"
 
 	"payhsm/fault"
-	"payhsm/hsm/kdf"
 	"payhsm/hsm/tr31"
 	"payhsm/ops/keyspec"
 )
@@ -41,102 +33,57 @@ type ExportDiffieHellmanTr31 struct {
 	Headers *KeyBlockHeaders
 }
 
-// deriveKBPK runs the key agreement and the KDF. The caller zeroes the key.
+// deriveKBPK runs the key agreement (agreeKey) for a one-time TDES or AES
+// KBPK: the K3 key pair must derive K0 or K1 keys. The caller zeroes the key.
 func (s *Service) deriveKBPK(dh DiffieHellman, m string) ([]byte, string, error) {
-	rec, err := s.resolve(dh.PrivateKeyIdentifier)
+	f := tr31ECDHFields(m)
+	w, err := s.Working(dh.PrivateKeyIdentifier, f.priv)
 	if err != nil {
 		return nil, "", err
 	}
-	if err := s.usable(rec, dh.PrivateKeyIdentifier); err != nil {
+	if err := checkAgreementKey(w, f.priv); err != nil {
 		return nil, "", err
 	}
-	a := rec.Attributes
-	if a.Usage != keyspec.K3 || a.Class != keyspec.AsymmetricPair || !a.Algorithm.IsECC() || !(a.Modes.DeriveKey || a.Modes.NoRestrictions) {
-		return nil, "", fault.FieldInvalid(m+".PrivateKeyIdentifier", "must be a TR31_K3_ASYMMETRIC_KEY_FOR_KEY_AGREEMENT ECC key pair allowed to derive keys")
+	if u := w.Record.DeriveKeyUsage; u != keyspec.K0 && u != keyspec.K1 {
+		return nil, "", fault.FieldInvalid(f.priv, "the key pair derives %s keys, not key block protection keys (create it with DeriveKeyUsage TR31_K1_KEY_BLOCK_PROTECTION_KEY or TR31_K0_KEY_ENCRYPTION_KEY)", orDefault(string(u), "no"))
 	}
-	if rec.DeriveKeyUsage != keyspec.K0 && rec.DeriveKeyUsage != keyspec.K1 {
-		return nil, "", fault.FieldInvalid(m+".PrivateKeyIdentifier", "the key pair derives %s keys, not key block protection keys (create it with DeriveKeyUsage TR31_K1_KEY_BLOCK_PROTECTION_KEY or TR31_K0_KEY_ENCRYPTION_KEY)", orDefault(string(rec.DeriveKeyUsage), "no"))
+	if d := dh.DeriveKeyAlgorithm; !d.IsTDES() && !d.IsAES() {
+		return nil, "", fault.FieldInvalid(f.alg, "must be a TDES or AES algorithm")
 	}
-	d := dh.DeriveKeyAlgorithm
-	if !d.IsTDES() && !d.IsAES() {
-		return nil, "", fault.FieldInvalid(m+".DeriveKeyAlgorithm", "must be a TDES or AES algorithm")
-	}
-	if !keyspec.AtLeastAsStrong(a.Algorithm, d) {
-		return nil, "", fault.Validationf("a %s key agreement is weaker than the %s key it would derive", a.Algorithm, d)
-	}
-	var h func() hash.Hash
-	switch dh.Hash {
-	case "SHA_256":
-		h = sha256.New
-	case "SHA_384":
-		h = sha512.New384
-	case "SHA_512":
-		h = sha512.New
-	default:
-		return nil, "", fault.FieldInvalid(m+".KeyDerivationHashAlgorithm", "must be SHA_256, SHA_384 or SHA_512")
-	}
-	derive := kdf.OneStep
-	switch dh.KDF {
-	case "NIST_SP800":
-	case "ANSI_X963":
-		derive = kdf.X963
-	default:
-		return nil, "", fault.FieldInvalid(m+".KeyDerivationFunction", "must be NIST_SP800 or ANSI_X963")
-	}
-	info, err := hex.DecodeString(dh.SharedInformation)
-	if err != nil {
-		return nil, "", fault.FieldInvalid(m+".DerivationData.SharedInformation", "must be hexadecimal")
-	}
-	peer, _, err := s.verifyLeaf(dh.CAIdentifier, m+".CertificateAuthorityPublicKeyIdentifier", dh.Certificate, m+".PublicKeyCertificate")
+	kbpk, err := s.agreeKey(w, dh, f)
 	if err != nil {
 		return nil, "", err
 	}
-	peerPub, ok := peer.PublicKey.(*ecdsa.PublicKey)
-	if palg, known := certAlgorithm(peer); !ok || !known || palg != a.Algorithm {
-		return nil, "", fault.FieldInvalid(m+".PublicKeyCertificate", "must certify an %s public key (the curve of the private key)", a.Algorithm)
-	}
-	if peer.KeyUsage != 0 && peer.KeyUsage&x509.KeyUsageKeyAgreement == 0 {
-		return nil, "", fault.FieldInvalid(m+".PublicKeyCertificate", "the certificate's key usage does not allow key agreement")
-	}
-	_, der, err := s.loadMaterial(rec)
-	if err != nil {
-		return nil, "", err
-	}
-	pk, err := x509.ParsePKCS8PrivateKey(der)
-	clear(der)
-	if err != nil {
-		return nil, "", fault.Internalf("parse key agreement key", err)
-	}
-	priv, ok := pk.(*ecdsa.PrivateKey)
-	if !ok {
-		return nil, "", fault.Internalf("parse key agreement key", errNotECDSA)
-	}
-	ep, err := priv.ECDH()
-	if err != nil {
-		return nil, "", fault.Internalf("key agreement key", err)
-	}
-	pp, err := peerPub.ECDH()
-	if err != nil {
-		return nil, "", fault.FieldInvalid(m+".PublicKeyCertificate", "the public key is not a valid point")
-	}
-	z, err := ep.ECDH(pp)
-	if err != nil {
-		return nil, "", fault.FieldInvalid(m+".PublicKeyCertificate", "key agreement failed")
-	}
-	defer clear(z)
-	kbpk, err := derive(h, z, info, d.KeyLen())
-	if err != nil {
-		return nil, "", fault.Internalf("derive KBPK", err)
-	}
-	return kbpk, s.keyARN(rec.ID), nil
+	return kbpk, w.ARN, nil
 }
-
-var errNotECDSA = errors.New("not an ECC key")
 
 // ImportKeyDiffieHellman imports a TR-31 block under an ECDH-derived KBPK
 // (ImportKey's DiffieHellmanTr31KeyBlock).
 func (s *Service) ImportKeyDiffieHellman(in ImportKeyInput, b ImportDiffieHellmanTr31) (*Key, error) {
 	const m = "KeyMaterial.DiffieHellmanTr31KeyBlock"
+	o, err := s.openDiffieHellmanBlock(b, m)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(o.key)
+	return s.storeImported(in, o.attrs, "", o.exportable, o.key, m)
+}
+
+// openedBlock is a key block opened under a one-time KBPK: its header, the
+// attributes it gives the key, and the clear key (owned by the caller).
+type openedBlock struct {
+	header     tr31.Header
+	attrs      keyspec.Attributes
+	exportable bool
+	key        []byte
+}
+
+// openDiffieHellmanBlock derives the KBPK of b (deriveKBPK) and opens b's
+// key block under it: the block version must match the KBPK's algorithm, a
+// KP optional block must name the derived KBPK, the header must describe a
+// valid key, and the KBPK must be at least as strong as that key. The KBPK
+// is zeroed before it returns; the caller zeroes the opened key.
+func (s *Service) openDiffieHellmanBlock(b ImportDiffieHellmanTr31, m string) (*openedBlock, error) {
 	kbpk, _, err := s.deriveKBPK(b.DiffieHellman, m)
 	if err != nil {
 		return nil, err
@@ -150,8 +97,13 @@ func (s *Service) ImportKeyDiffieHellman(in ImportKeyInput, b ImportDiffieHellma
 	if err != nil {
 		return nil, fault.Wrap(fault.Validation, m+".WrappedKeyBlock: the key block is malformed or does not verify under the derived key", err)
 	}
-	defer clear(key)
-	if kp, ok := blockData(h, "KP"); ok {
+	ok := false
+	defer func() {
+		if !ok {
+			clear(key)
+		}
+	}()
+	if kp, found := blockData(h, "KP"); found {
 		method := keyspec.KCVANSIX924
 		if strings.HasPrefix(kp, "01") {
 			method = keyspec.KCVCMAC
@@ -171,7 +123,8 @@ func (s *Service) ImportKeyDiffieHellman(in ImportKeyInput, b ImportDiffieHellma
 	if !keyspec.AtLeastAsStrong(d, a.Algorithm) {
 		return nil, fault.Validationf("a %s wrapping key is weaker than the %s key it would protect", d, a.Algorithm)
 	}
-	return s.storeImported(in, a, "", exportable, key, m)
+	ok = true
+	return &openedBlock{header: h, attrs: a, exportable: exportable, key: key}, nil
 }
 
 // exportDiffieHellman wraps the key in a TR-31 block under an ECDH-derived KBPK.

@@ -200,28 +200,26 @@ func (e *exportable) deriveInitialKey(ksnHex string) error {
 
 // exportTR31 wraps the key in a version B (TDES KEK) or D (AES KEK) key block.
 func (s *Service) exportTR31(e *exportable, x *ExportTr31) (*WrappedKey, error) {
-	const field = "KeyMaterial.Tr31KeyBlock.WrappingKeyIdentifier"
-	kek, err := s.resolve(x.WrappingKeyIdentifier)
+	return s.wrapTR31(e, x.WrappingKeyIdentifier, "KeyMaterial.Tr31KeyBlock.WrappingKeyIdentifier", x.Headers, "KeyMaterial.Tr31KeyBlock.KeyBlockHeaders")
+}
+
+// wrapTR31 wraps e in a version B (TDES KEK) or D (AES KEK) key block under
+// the stored K0 or K1 key kekIdent (request member field), which must allow
+// wrapping and be at least as strong as e; kh (member headersField) changes
+// the header. The KEK comes from the working-key cache.
+func (s *Service) wrapTR31(e *exportable, kekIdent, field string, kh *KeyBlockHeaders, headersField string) (*WrappedKey, error) {
+	kek, err := s.tr31KEK(kekIdent, field)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.usable(kek, x.WrappingKeyIdentifier); err != nil {
-		return nil, err
-	}
-	ka := kek.Attributes
-	if ka.Usage != keyspec.K0 && ka.Usage != keyspec.K1 {
-		return nil, fault.FieldInvalid(field, "a TR-31 key block is wrapped with a TR31_K0_KEY_ENCRYPTION_KEY or TR31_K1_KEY_BLOCK_PROTECTION_KEY, not %s", ka.Usage)
-	}
-	if !(ka.Modes.Wrap || ka.Modes.Encrypt || ka.Modes.NoRestrictions) {
-		return nil, fault.FieldInvalid(field, "the wrapping key's modes of use do not allow wrapping")
-	}
-	if kek.ID == e.rec.ID {
+	ka := kek.Record.Attributes
+	if e.rec != nil && kek.Record.ID == e.rec.ID {
 		return nil, fault.FieldInvalid(field, "a key cannot be exported under itself")
 	}
 	if !keyspec.AtLeastAsStrong(ka.Algorithm, e.attrs.Algorithm) {
 		return nil, fault.Validationf("a %s wrapping key is weaker than the %s key it would protect", ka.Algorithm, e.attrs.Algorithm)
 	}
-	h, err := e.exportHeader(x.Headers, "KeyMaterial.Tr31KeyBlock.KeyBlockHeaders")
+	h, err := e.exportHeader(kh, headersField)
 	if err != nil {
 		return nil, err
 	}
@@ -233,16 +231,28 @@ func (s *Service) exportTR31(e *exportable, x *ExportTr31) (*WrappedKey, error) 
 	default:
 		return nil, fault.FieldInvalid(field, "a %s key cannot protect a TR-31 key block", ka.Algorithm)
 	}
-	_, kbpk, err := s.loadMaterial(kek)
-	if err != nil {
-		return nil, err
-	}
-	defer clear(kbpk)
-	block, err := tr31.Wrap(kbpk, h, e.key)
+	block, err := tr31.Wrap(kek.Material, h, e.key) // Material is shared and read-only
 	if err != nil {
 		return nil, fault.Wrap(fault.Validation, "the key cannot be wrapped in a TR-31 key block under this wrapping key", err)
 	}
-	return &WrappedKey{WrappingKeyARN: s.keyARN(kek.ID), Format: FormatTR31, KeyMaterial: block}, nil
+	return &WrappedKey{WrappingKeyARN: kek.ARN, Format: FormatTR31, KeyMaterial: block}, nil
+}
+
+// tr31KEK resolves a stored key that may wrap TR-31 key blocks: a K0 or K1
+// key whose modes of use allow wrapping.
+func (s *Service) tr31KEK(ident, field string) (*WorkingKey, error) {
+	kek, err := s.Working(ident, field)
+	if err != nil {
+		return nil, err
+	}
+	ka := kek.Record.Attributes
+	if ka.Usage != keyspec.K0 && ka.Usage != keyspec.K1 {
+		return nil, fault.FieldInvalid(field, "a TR-31 key block is wrapped with a TR31_K0_KEY_ENCRYPTION_KEY or TR31_K1_KEY_BLOCK_PROTECTION_KEY, not %s", ka.Usage)
+	}
+	if !(ka.Modes.Wrap || ka.Modes.Encrypt || ka.Modes.NoRestrictions) {
+		return nil, fault.FieldInvalid(field, "the wrapping key's modes of use do not allow wrapping")
+	}
+	return kek, nil
 }
 
 // exportHeader is the header of an exported key block: the key's usage,

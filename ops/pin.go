@@ -80,12 +80,10 @@ type PinDukpt struct {
 	Variant        string            // BIDIRECTIONAL (default), REQUEST, RESPONSE
 }
 
-// PinWrappedKey is a dynamic PEK carried in the request as a TR-31 key block
-// under the KEK named by the key identifier.
-type PinWrappedKey struct {
-	Tr31KeyBlock string
-	KCVAlgorithm keyspec.KCVAlgorithm
-}
+// PinWrappedKey is a dynamic PEK carried in the request: a TR-31 key block
+// under the KEK named by the key identifier, or an ECDH-agreed key (see
+// DynamicKey).
+type PinWrappedKey = DynamicKey
 
 // PinAs2805 is the AS2805.6.4 session PIN key derivation data.
 type PinAs2805 struct {
@@ -105,9 +103,10 @@ type TranslatePinInput struct {
 
 // TranslatePinOutput is TranslatePinData's answer.
 type TranslatePinOutput struct {
-	PinBlock string // hex
-	KeyARN   string // the outgoing key
-	KCV      string
+	PinBlock  string // hex
+	KeyARN    string // the outgoing key
+	KCV       string
+	PinLength int // digits in the PIN (the host commands report it; the AWS API does not)
 }
 
 // Request member names used in faults.
@@ -279,11 +278,32 @@ func (s *Service) TranslatePin(in TranslatePinInput) (*TranslatePinOutput, error
 		return nil, err
 	}
 	defer ok.release()
-	out, err := pinblock.Translate(ik.block, inISO, blk, in.Incoming.PAN, ok.block, outISO, in.Outgoing.PAN, nil)
+	// pinblock.Translate, with the PIN's length kept: the clear PIN lives
+	// only between Decrypt and Encrypt and is zeroed on return.
+	pin, err := pinblock.Decrypt(ik.block, inISO, blk, in.Incoming.PAN)
 	if err != nil {
 		return nil, pinFault("translate PIN block", err)
 	}
-	return &TranslatePinOutput{PinBlock: strings.ToUpper(hex.EncodeToString(out)), KeyARN: ok.arn, KCV: ok.kcv}, nil
+	defer clear(pin)
+	out, err := pinblock.Encrypt(ok.block, outISO, pin, in.Outgoing.PAN, nil)
+	if err != nil {
+		return nil, pinFault("translate PIN block", err)
+	}
+	return &TranslatePinOutput{PinBlock: upperHex(out), KeyARN: ok.arn, KCV: ok.kcv, PinLength: len(pin)}, nil
+}
+
+// upperHex is strings.ToUpper(hex.EncodeToString(b)) in one allocation.
+func upperHex(b []byte) string {
+	const digits = "0123456789ABCDEF"
+	var buf [64]byte
+	dst := buf[:0]
+	if 2*len(b) > len(buf) {
+		dst = make([]byte, 0, 2*len(b))
+	}
+	for _, c := range b {
+		dst = append(dst, digits[c>>4], digits[c&0x0F])
+	}
+	return string(dst)
 }
 
 // PinGenMethod is a GeneratePinData generation attribute.

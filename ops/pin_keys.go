@@ -74,13 +74,12 @@ func (s *Service) dukptPinKey(w *WorkingKey, field string, dk *PinDukpt, decrypt
 	return &pinKey{block: b, arn: w.ARN, kcv: w.KCV(), done: func() { clear(key) }}, nil
 }
 
-// wrappedPinKey unwraps a dynamic PEK from a TR-31 key block under the KEK w
-// (dynamicKey). The block must hold a P0 TDES or AES key whose modes of use
-// allow the direction: decrypt for an incoming PIN (mode B or D), encrypt
-// for an outgoing one (B or E).
+// wrappedPinKey opens a dynamic PEK (wrappedKey): a TR-31 key block under
+// the KEK w, or a key agreed by ECDH with the K3 key pair w. It must be a P0
+// TDES or AES key whose modes of use allow the direction: decrypt for an
+// incoming PIN (mode B or D), encrypt for an outgoing one (B or E).
 func (s *Service) wrappedPinKey(w *WorkingKey, field string, wk *PinWrappedKey, decrypt bool) (*pinKey, error) {
-	const bf = "WrappedKeyMaterial.Tr31KeyBlock"
-	d, release, err := s.dynamicKey(w, field, bf, wk.Tr31KeyBlock, wk.KCVAlgorithm)
+	d, bf, release, err := s.wrappedKey(w, field, wk, "")
 	if err != nil {
 		return nil, err
 	}
@@ -99,5 +98,5 @@ func (s *Service) wrappedPinKey(w *WorkingKey, field string, wk *PinWrappedKey, 
 // terminal PIN key with the STAN and amount. The derivation is specified only
 // in the (non-public) AS2805.6.4 standard and is not implemented.
 func (s *Service) as2805PinKey(w *WorkingKey, field string, as *PinAs2805) (*pinKey, error) {
-	return nil, fault.FieldInvalid("IncomingAs2805Attributes", "AS2805 session PIN key derivation is not supported")
+	return s.as2805SessionPinKey(w, field, as)
 }

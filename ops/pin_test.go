@@ -97,7 +97,7 @@ func TestTranslatePinKAT(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if out.PinBlock != ep2ISO0 || out.KeyARN != e.tdesPEK || out.KCV == "" {
+	if out.PinBlock != ep2ISO0 || out.KeyARN != e.tdesPEK || out.KCV == "" || out.PinLength != 4 {
 		t.Fatalf("out = %+v, want block %s", out, ep2ISO0)
 	}
 	// AS2805 format 0 is ISO format 0.
@@ -157,8 +157,8 @@ func TestTranslatePinRoundTrip(t *testing.T) {
 				pinWantKind(t, err, fault.Validation, "OutgoingTranslationAttributes")
 				continue
 			}
-			if err != nil {
-				t.Fatalf("%s -> %s: %v", pin, to.f, err)
+			if err != nil || mid.PinLength != len(pin) {
+				t.Fatalf("%s -> %s: %+v, %v (PIN length %d)", pin, to.f, mid, err, len(pin))
 			}
 			back, err := e.svc.TranslatePin(ops.TranslatePinInput{IncomingKey: to.key, Incoming: pinSpec(to.f, pan),
 				OutgoingKey: e.tdesPEK, Outgoing: pinSpec(ops.PinISOFormat0, pan), EncryptedPinBlock: mid.PinBlock})

@@ -183,6 +183,8 @@ func (s *Server) lifecycleOperations() map[string]operation {
 				return importTR34(o, req, m.Tr34KeyBlock)
 			case m.DiffieHellmanTr31KeyBlock != nil:
 				return importDiffieHellman(o, req, m.DiffieHellmanTr31KeyBlock)
+			case m.As2805KeyCryptogram != nil:
+				return importAs2805(o, req, m.As2805KeyCryptogram)
 			}
 			k, err := o.ImportKey(req)
 			if err != nil {

@@ -56,6 +56,8 @@ func (s *Server) exchangeOperations() map[string]operation {
 				req.DiffieHellman = &ops.ExportDiffieHellmanTr31{Headers: blockHeaders(x.KeyBlockHeaders), DiffieHellman: diffieHellman(x.PrivateKeyIdentifier,
 					x.CertificateAuthorityPublicKeyIdentifier, x.PublicKeyCertificate, str(x.DeriveKeyAlgorithm), str(x.KeyDerivationFunction),
 					str(x.KeyDerivationHashAlgorithm), x.DerivationData)}
+			case m.As2805KeyCryptogram != nil:
+				return exportAs2805(o, req, m.As2805KeyCryptogram)
 			case m.KeyCryptogram != nil:
 				c := m.KeyCryptogram
 				req.KeyCryptogram = &ops.ExportKeyCryptogram{CAIdentifier: *c.CertificateAuthorityPublicKeyIdentifier,

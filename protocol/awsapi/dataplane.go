@@ -29,6 +29,7 @@ func (s *Server) dataOperations() map[string]operation {
 		s.pinOperations(),
 		s.cardOperations(),
 		s.keyMaterialOperations(),
+		s.as2805Operations(),
 	} {
 		for name, op := range group {
 			all[name] = op

@@ -3,9 +3,7 @@ package awsapi
 import (
 	"context"
 
-	"payhsm/fault"
 	"payhsm/ops"
-	"payhsm/ops/keyspec"
 	dp "payhsm/protocol/awsapi/dpshape"
 )
 
@@ -78,18 +76,9 @@ func (s *Server) dataEncryptionOperations() map[string]operation {
 	}
 }
 
-// dataWrappedKey maps a WrappedKey. Only the Tr31KeyBlock form is served: the
-// DiffieHellmanSymmetricKey form needs an ECDH key agreement, which this
-// appliance does not implement.
-func dataWrappedKey(field string, w *dp.WrappedKey) (*ops.DynamicKey, error) {
-	if w == nil {
-		return nil, nil
-	}
-	m := w.WrappedKeyMaterial
-	if m == nil || m.Tr31KeyBlock == nil {
-		return nil, fault.FieldInvalid(field+".WrappedKeyMaterial", "only Tr31KeyBlock is supported; DiffieHellmanSymmetricKey (ECDH) is not")
-	}
-	return &ops.DynamicKey{Tr31KeyBlock: *m.Tr31KeyBlock, KCVAlgorithm: keyspec.KCVAlgorithm(str(w.KeyCheckValueAlgorithm))}, nil
+// dataWrappedKey maps a WrappedKey (either form; see wrappedKey).
+func dataWrappedKey(_ string, w *dp.WrappedKey) (*ops.DynamicKey, error) {
+	return wrappedKey(w), nil
 }
 
 func dpMacLength(p *int32) int {

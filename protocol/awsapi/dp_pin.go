@@ -153,15 +153,9 @@ func pinDukpt(d *dp.DukptDerivationAttributes) *ops.PinDukpt {
 		Variant: str(d.DukptKeyVariant)}
 }
 
-func pinWrapped(field string, w *dp.WrappedKey) (*ops.PinWrappedKey, error) {
-	if w == nil {
-		return nil, nil
-	}
-	if w.WrappedKeyMaterial == nil || w.WrappedKeyMaterial.Tr31KeyBlock == nil {
-		return nil, fault.FieldInvalid(field, "only TR-31 wrapped keys (Tr31KeyBlock) are supported for PIN operations")
-	}
-	return &ops.PinWrappedKey{Tr31KeyBlock: *w.WrappedKeyMaterial.Tr31KeyBlock,
-		KCVAlgorithm: keyspec.KCVAlgorithm(str(w.KeyCheckValueAlgorithm))}, nil
+// pinWrapped maps a WrappedKey (either form; see wrappedKey).
+func pinWrapped(_ string, w *dp.WrappedKey) (*ops.PinWrappedKey, error) {
+	return wrappedKey(w), nil
 }
 
 func ibm3624(table, pad, vdata, offset *string) ops.Ibm3624Params {

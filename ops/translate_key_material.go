@@ -1,0 +1,95 @@
+package ops
+
+// TranslateKeyMaterial (data plane): a short-lived key (a per-transaction PEK,
+// say) arrives in an X9.143 key block under a one-time KBPK agreed by ECDH
+// between a stored K3 key pair and the partner's certificate, and leaves in a
+// key block under a stored K0/K1 KEK. The key exists in the clear only in
+// memory for the request and is zeroed afterwards; nothing is stored.
+
+import (
+	"payhsm/fault"
+	"payhsm/ops/keyspec"
+)
+
+// TranslateKeyMaterialInput is TranslateKeyMaterial's request.
+type TranslateKeyMaterialInput struct {
+	// Incoming is IncomingKeyMaterial.DiffieHellmanTr31KeyBlock.
+	Incoming ImportDiffieHellmanTr31
+	// OutgoingWrappingKeyIdentifier is OutgoingKeyMaterial.Tr31KeyBlock.WrappingKeyIdentifier.
+	OutgoingWrappingKeyIdentifier string
+	// KCVAlgorithm is the check value method of the translated key ("" = its algorithm's default).
+	KCVAlgorithm keyspec.KCVAlgorithm
+}
+
+// TranslatedKey is TranslateKeyMaterial's answer (the WrappedWorkingKey shape).
+type TranslatedKey struct {
+	KeyMaterial string // the outgoing key block
+	Format      string // FormatTR31
+	KCV         string // of the translated key
+}
+
+const (
+	fTranslateIn  = "IncomingKeyMaterial.DiffieHellmanTr31KeyBlock"
+	fTranslateOut = "OutgoingKeyMaterial.Tr31KeyBlock.WrappingKeyIdentifier"
+)
+
+// TranslateKeyMaterial opens the incoming key block under the ECDH-derived
+// KBPK (openDiffieHellmanBlock: K3 key pair deriving K0/K1 keys, certificate
+// chained to an imported CA, KBPK at least as strong as the key) and wraps
+// the key under the outgoing KEK (wrapTR31: a K0/K1 key allowed to wrap, at
+// least as strong as the key; version B under TDES, D under AES). The key's
+// usage, algorithm, mode of use, version and exportability travel unchanged;
+// a key whose block makes it non-exportable is refused.
+func (s *Service) TranslateKeyMaterial(in TranslateKeyMaterialInput) (*TranslatedKey, error) {
+	if in.KCVAlgorithm != "" {
+		if _, ok := keyspec.ParseKCVAlgorithm(string(in.KCVAlgorithm)); !ok {
+			return nil, fault.FieldInvalid("KeyCheckValueAlgorithm", "%.32q is not a check value algorithm", string(in.KCVAlgorithm))
+		}
+	}
+	// Resolve the outgoing KEK before any cryptography.
+	if _, err := s.tr31KEK(in.OutgoingWrappingKeyIdentifier, fTranslateOut); err != nil {
+		return nil, err
+	}
+	o, err := s.openDiffieHellmanBlock(in.Incoming, fTranslateIn)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(o.key)
+	blockField := fTranslateIn + ".WrappedKeyBlock"
+	if !o.exportable {
+		return nil, fault.FieldInvalid(blockField, "the key block marks the key non-exportable: it cannot be wrapped under another key")
+	}
+	method, err := kcvMethod(o.attrs.Algorithm, in.KCVAlgorithm)
+	if err != nil {
+		return nil, err
+	}
+	kcv, err := symmetricKCV(o.attrs.Algorithm, method, o.key)
+	if err != nil {
+		return nil, err
+	}
+	e := &exportable{attrs: o.attrs, header: o.header, key: o.key}
+	out, err := s.wrapTR31(e, in.OutgoingWrappingKeyIdentifier, fTranslateOut, carriedHeaders(o), blockField)
+	if err != nil {
+		return nil, err
+	}
+	return &TranslatedKey{KeyMaterial: out.KeyMaterial, Format: out.Format, KCV: kcv}, nil
+}
+
+// carriedHeaders keeps the incoming block's key version, exportability and
+// optional blocks, except those that describe the old wrapping (KP, PB) and
+// HM, which exportHeader carries itself.
+func carriedHeaders(o *openedBlock) *KeyBlockHeaders {
+	h := o.header
+	kh := &KeyBlockHeaders{KeyVersion: h.KeyVersion, OptionalBlocks: map[string]string{}}
+	if x, err := keyspec.ExportabilityFromTR31(h.Exportability); err == nil {
+		kh.Exportability = x
+	}
+	for _, b := range h.Blocks {
+		switch b.ID {
+		case "KP", "PB", "HM", bindingBlock:
+		default:
+			kh.OptionalBlocks[b.ID] = b.Data
+		}
+	}
+	return kh
+}

@@ -1,0 +1,34 @@
+package awsapi
+
+import (
+	"encoding/json"
+	"testing"
+
+	dp "payhsm/protocol/awsapi/dpshape"
+)
+
+// FuzzKeyMaterialRequests decodes arbitrary bodies as TranslateKeyMaterial
+// requests and as the WrappedKey of the data operations and, for those that
+// validate, maps them onto the operations layer's inputs: decoding,
+// validation and mapping never panic, and a validated WrappedKey always maps
+// to a dynamic key.
+func FuzzKeyMaterialRequests(f *testing.F) {
+	f.Add([]byte(`{"IncomingKeyMaterial":{"DiffieHellmanTr31KeyBlock":{"PrivateKeyIdentifier":"alias/k3","CertificateAuthorityPublicKeyIdentifier":"alias/ca","PublicKeyCertificate":"AAAA","DeriveKeyAlgorithm":"AES_128","KeyDerivationFunction":"NIST_SP800","KeyDerivationHashAlgorithm":"SHA_256","DerivationData":{"SharedInformation":"ABCD"},"WrappedKeyBlock":"D0016P0TB00E0000"}},"OutgoingKeyMaterial":{"Tr31KeyBlock":{"WrappingKeyIdentifier":"alias/kek"}},"KeyCheckValueAlgorithm":"CMAC"}`))
+	f.Add([]byte(`{"WrappedKeyMaterial":{"DiffieHellmanSymmetricKey":{"CertificateAuthorityPublicKeyIdentifier":"alias/ca","PublicKeyCertificate":"AAAA","KeyAlgorithm":"TDES_2KEY","KeyDerivationFunction":"ANSI_X963","KeyDerivationHashAlgorithm":"SHA_512","SharedInformation":"00"}},"KeyCheckValueAlgorithm":"ANSI_X9_24"}`))
+	f.Add([]byte(`{"WrappedKeyMaterial":{"Tr31KeyBlock":"D0016D0AB00N0000"}}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var in dp.TranslateKeyMaterialInput
+		if json.Unmarshal(body, &in) == nil && in.Validate("") == nil {
+			x := in.IncomingKeyMaterial.DiffieHellmanTr31KeyBlock
+			_, _ = str(x.WrappedKeyBlock), sharedInformation(x.DerivationData)
+			_ = str(in.OutgoingKeyMaterial.Tr31KeyBlock.WrappingKeyIdentifier)
+		}
+		var wk dp.WrappedKey
+		if json.Unmarshal(body, &wk) == nil && wk.Validate("") == nil {
+			dk := wrappedKey(&wk)
+			if dk == nil || (dk.Tr31KeyBlock == "") == (dk.DiffieHellman == nil) {
+				t.Fatalf("a valid WrappedKey mapped to %+v", dk)
+			}
+		}
+	})
+}
