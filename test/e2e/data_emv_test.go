@@ -102,7 +102,8 @@ func TestDataEmvAndDynamicKeys(t *testing.T) {
 	if st != 200 || body["CipherText"] != "3AD77BB40D7A3660A89ECAF32466EF97F5D3D58503B9699DE785895A96FDBAAF" {
 		t.Fatalf("ReEncryptData wrapped: %d %s %v", st, et, body)
 	}
-	// The Diffie-Hellman form is refused with a clear ValidationException.
+	// A Diffie-Hellman dynamic key needs a K3 key pair and a certificate chained to an imported CA: a KEK
+	// named as the key pair and a non-certificate are refused with a ValidationException.
 	st, _, et = d.dataCall(t, keyPath(kek, "encrypt"), map[string]any{"PlainText": pt, "EncryptionAttributes": cbc,
 		"WrappedKey": map[string]any{"WrappedKeyMaterial": map[string]any{"DiffieHellmanSymmetricKey": map[string]any{
 			"CertificateAuthorityPublicKeyIdentifier": kek, "PublicKeyCertificate": "AAAA", "KeyAlgorithm": "AES_128",
