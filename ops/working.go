@@ -5,6 +5,7 @@ import (
 	"crypto/cipher"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"payhsm/fault"
 	"payhsm/hsm/tdes"
@@ -34,64 +35,75 @@ func (w *WorkingKey) Attributes() keyspec.Attributes { return w.Record.Attribute
 // KCV is the key's check value.
 func (w *WorkingKey) KCV() string { return w.Record.KCV }
 
+// keyCache maps identifiers to working keys. Lookups, the hot path of every
+// data operation, take no lock: sync.Map serves loads of existing entries
+// without one. Writers (put and the drops) serialise on mu, so that a put
+// cannot interleave with a drop: gen, bumped by every drop, tells a load that
+// raced a write not to cache its result.
 type keyCache struct {
-	mu      sync.RWMutex
-	byIdent map[string]*WorkingKey
-	gen     uint64 // bumped by every drop, so a load that raced a write is not cached
+	m   sync.Map // string -> *WorkingKey
+	mu  sync.Mutex
+	n   int           // entries, under mu
+	gen atomic.Uint64 // written under mu
 }
 
 const maxCachedKeys = 1 << 16
 
 func (c *keyCache) get(ident string) (*WorkingKey, uint64) {
-	c.mu.RLock()
-	w, gen := c.byIdent[ident], c.gen
-	c.mu.RUnlock()
-	return w, gen
+	gen := c.gen.Load()
+	if v, ok := c.m.Load(ident); ok {
+		return v.(*WorkingKey), gen
+	}
+	return nil, gen
 }
 
 // put caches w unless something was dropped since gen was read.
 func (c *keyCache) put(ident string, w *WorkingKey, gen uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if gen != c.gen {
+	if gen != c.gen.Load() {
 		return
 	}
-	if c.byIdent == nil || len(c.byIdent) >= maxCachedKeys {
-		c.byIdent = map[string]*WorkingKey{}
+	if c.n >= maxCachedKeys {
+		c.m.Clear()
+		c.n = 0
 	}
-	c.byIdent[ident] = w
+	if _, loaded := c.m.Swap(ident, w); !loaded {
+		c.n++
+	}
+}
+
+// dropIf forgets every entry for which drop is true.
+func (c *keyCache) dropIf(drop func(ident string, w *WorkingKey) bool) {
+	c.mu.Lock()
+	c.gen.Add(1)
+	c.m.Range(func(k, v any) bool {
+		if drop(k.(string), v.(*WorkingKey)) {
+			c.m.Delete(k)
+			c.n--
+		}
+		return true
+	})
+	c.mu.Unlock()
 }
 
 // dropKey forgets every entry of key id (under any identifier).
 func (c *keyCache) dropKey(id string) {
-	c.mu.Lock()
-	c.gen++
-	for k, w := range c.byIdent {
-		if w.Record.ID == id {
-			delete(c.byIdent, k)
-		}
-	}
-	c.mu.Unlock()
+	c.dropIf(func(_ string, w *WorkingKey) bool { return w.Record.ID == id })
 }
 
 // dropAll forgets every entry.
 func (c *keyCache) dropAll() {
 	c.mu.Lock()
-	c.gen++
-	c.byIdent = nil
+	c.gen.Add(1)
+	c.m.Clear()
+	c.n = 0
 	c.mu.Unlock()
 }
 
 // dropAliases forgets every entry reached through an alias.
 func (c *keyCache) dropAliases() {
-	c.mu.Lock()
-	c.gen++
-	for k := range c.byIdent {
-		if strings.Contains(k, "alias/") {
-			delete(c.byIdent, k)
-		}
-	}
-	c.mu.Unlock()
+	c.dropIf(func(ident string, _ *WorkingKey) bool { return strings.Contains(ident, "alias/") })
 }
 
 // Working returns the usable key named by ident (key ARN, alias name or alias

@@ -17,14 +17,16 @@ func BenchmarkDispatchCC(b *testing.B) {
 		b.Fatal(r)
 	}
 	msg := []byte("0002CC" + zpka + zpkb + "12" + r[8:] + "0101555555123456")
-	if got := string(ts.srv.dispatch(msg)); !strings.HasPrefix(got, "0002CD00") {
+	x := ts.srv.newCall()
+	if got := string(ts.srv.dispatch(x, nil, msg)); !strings.HasPrefix(got, "0002CD0004") {
 		b.Fatal(got)
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
+		x, out := ts.srv.newCall(), make([]byte, 0, 64) // one per connection, as the server does
 		for pb.Next() {
-			ts.srv.dispatch(msg)
+			out = ts.srv.dispatch(x, out[:0], msg)
 		}
 	})
 }

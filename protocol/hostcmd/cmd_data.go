@@ -155,7 +155,7 @@ func (c *cursor) iv(d *dataKey) {
 		return
 	}
 	n := 16
-	if len(d.key.block) > 7 && d.key.block[7] == 'A' {
+	if d.key.block && len(d.key.raw) > 7 && d.key.raw[7] == 'A' {
 		n = 32
 	}
 	d.iv = c.hex(n, "IV")

@@ -1,6 +1,7 @@
 package hostcmd
 
 import (
+	"payhsm/ops"
 	"payhsm/ops/keyspec"
 )
 
@@ -81,11 +82,12 @@ func (a a0Cmd) run(x *call) ([]byte, error) {
 
 // BU: a key's check value. Request: key type code 2A | key length flag 1A
 // (0, 1, 2 or F) | key | [";" key type 3H] | [";" 2 reserved + KCV type 1N].
-// Response: KCV 6H. payhsm reports the 6-digit check value only (KCV type 1);
-// KCV type 0 (16H) is refused with 15.
+// Response: KCV 16H for KCV type 0 (ops.FullCheckValue), 6H for type 1 (the
+// key's KCV as the AWS API reports it; also when the type is absent).
 type buCmd struct {
-	flag byte
-	key  keyRef
+	flag    byte
+	kcvType byte
+	key     keyRef
 }
 
 func decodeBU(c *cursor) command {
@@ -106,15 +108,15 @@ func decodeBU(c *cursor) command {
 	if c.err != nil {
 		return nil
 	}
-	if kcvType != '1' {
-		c.fail(codeInvalidInput, "only KCV type 1 (6H) is supported")
+	if kcvType != '0' && kcvType != '1' {
+		c.fail(codeInvalidInput, "KCV type must be 0 (16H) or 1 (6H)")
 	}
 	switch flag[0] {
 	case '0', '1', '2', 'F':
 	default:
 		c.fail("05", "key length flag")
 	}
-	return buCmd{flag[0], k}
+	return buCmd{flag[0], kcvType, k}
 }
 
 func (b buCmd) run(x *call) ([]byte, error) {
@@ -125,6 +127,13 @@ func (b buCmd) run(x *call) ([]byte, error) {
 	n := w.Attributes().Algorithm.KeyLen()
 	if b.flag == '0' || b.flag == '1' && n != 16 || b.flag == '2' && n != 24 {
 		return nil, errCode("05", "key length flag does not match the key")
+	}
+	if b.kcvType == '0' {
+		kcv, err := ops.FullCheckValue(w)
+		if err != nil {
+			return nil, err
+		}
+		return []byte(kcv), nil
 	}
 	return []byte(w.KCV()), nil
 }

@@ -6,23 +6,55 @@ import (
 	"payhsm/ops"
 )
 
-// pinFormats maps payShield PIN block format codes onto the operations
-// layer's formats. Only the TDES formats are carried: ISO format 4 (48) has a
+// pinFormatCode maps a payShield PIN block format code onto the operations
+// layer's format. Only the TDES formats are carried: ISO format 4 (48) has a
 // 32H block that the fixed 16H PIN block fields cannot hold.
-var pinFormats = map[string]ops.PinBlockFormat{
-	"01": ops.PinISOFormat0, "05": ops.PinISOFormat1, "47": ops.PinISOFormat3,
+func pinFormatCode(code []byte) (ops.PinBlockFormat, bool) {
+	switch string(code) {
+	case "01":
+		return ops.PinISOFormat0, true
+	case "05":
+		return ops.PinISOFormat1, true
+	case "47":
+		return ops.PinISOFormat3, true
+	}
+	return "", false
 }
 
 func (c *cursor) pinFormat(what string) ops.PinBlockFormat {
-	code := c.digits(2, what)
+	code := c.take(2, what)
+	for _, b := range code {
+		if !isDigit(b) {
+			c.fail(codeInvalidInput, what+": not decimal")
+		}
+	}
 	if c.err != nil {
 		return ""
 	}
-	f, ok := pinFormats[code]
+	f, ok := pinFormatCode(code)
 	if !ok {
 		c.fail(codeBadFormat, what)
 	}
 	return f
+}
+
+// accountField decodes the 12N account field as the PAN it stands for (see
+// accountPAN), in one allocation.
+func (c *cursor) accountField(what string) string {
+	v := c.take(12, what)
+	var pan [13]byte
+	for i, b := range v {
+		if !isDigit(b) {
+			c.fail(codeInvalidInput, what+": not decimal")
+			return ""
+		}
+		pan[i] = b
+	}
+	if c.err != nil {
+		return ""
+	}
+	pan[12] = '0'
+	return string(pan[:])
 }
 
 // accountPAN is a PAN whose "rightmost 12 digits excluding the check digit"
@@ -34,14 +66,15 @@ func accountPAN(account string) string { return account + "0" }
 // CA (TPK to ZPK) and CC (ZPK to ZPK): translate a PIN block.
 // Request: source key | destination key | maximum PIN length 2N | PIN block
 // 16H | source format 2N | destination format 2N | account 12N.
-// Response: PIN length 2N ("00": not reported, see docs) | PIN block 16H |
-// destination format 2N.
+// Response: PIN length 2N | PIN block 16H | destination format 2N. A PIN
+// longer than the maximum PIN length is refused with 24, as payShield does.
 type translateCmd struct {
 	src, dst      keyRef
+	maxPIN        int
 	block         string
 	inFmt, outFmt ops.PinBlockFormat
-	outCode       string
-	account       string
+	outCode       []byte
+	pan           string // the account as a PAN (accountPAN)
 	dukpt         *ops.PinDukpt
 }
 
@@ -49,17 +82,17 @@ func decodeCA(c *cursor) command { return decodeTranslate(c) }
 func decodeCC(c *cursor) command { return decodeTranslate(c) }
 
 func decodeTranslate(c *cursor) command {
-	var t translateCmd
+	t := &translateCmd{}
 	t.src = c.key("source key")
 	t.dst = c.key("destination key")
-	if n := c.num(2, "maximum PIN length"); c.err == nil && (n < 4 || n > 12) {
+	if t.maxPIN = c.num(2, "maximum PIN length"); c.err == nil && (t.maxPIN < 4 || t.maxPIN > 12) {
 		c.fail(codePinLength, "maximum PIN length")
 	}
 	t.block = c.hex(16, "PIN block")
 	t.inFmt = c.pinFormat("source format")
-	t.outCode = string(c.b[min(c.i, len(c.b)):min(c.i+2, len(c.b))])
+	t.outCode = c.b[min(c.i, len(c.b)):min(c.i+2, len(c.b))]
 	t.outFmt = c.pinFormat("destination format")
-	t.account = c.digits(12, "account number")
+	t.pan = c.accountField("account number")
 	c.finish()
 	return t
 }
@@ -68,39 +101,42 @@ func decodeTranslate(c *cursor) command {
 // Request: BDK | ZPK | KSN descriptor 3H | KSN 20H | PIN block 16H | source
 // format 2N | destination format 2N | account 12N. Response as CC.
 func decodeG0(c *cursor) command {
-	var t translateCmd
+	t := &translateCmd{maxPIN: 12}
 	t.src = c.key("BDK")
 	t.dst = c.key("ZPK")
 	c.hex(3, "KSN descriptor")
 	t.dukpt = &ops.PinDukpt{KSN: c.hex(20, "KSN")}
 	t.block = c.hex(16, "PIN block")
 	t.inFmt = c.pinFormat("source format")
-	t.outCode = string(c.b[min(c.i, len(c.b)):min(c.i+2, len(c.b))])
+	t.outCode = c.b[min(c.i, len(c.b)):min(c.i+2, len(c.b))]
 	t.outFmt = c.pinFormat("destination format")
-	t.account = c.digits(12, "account number")
+	t.pan = c.accountField("account number")
 	c.finish()
 	return t
 }
 
-func (t translateCmd) run(x *call) ([]byte, error) {
+func (t *translateCmd) run(x *call) ([]byte, error) {
 	in := ops.TranslatePinInput{IncomingKey: x.ident(t.src), OutgoingKey: x.ident(t.dst),
-		Incoming: pinSpec(t.inFmt, t.account), Outgoing: pinSpec(t.outFmt, t.account),
+		Incoming: pinSpec(t.inFmt, t.pan), Outgoing: pinSpec(t.outFmt, t.pan),
 		EncryptedPinBlock: t.block, IncomingDukpt: t.dukpt}
 	r, err := x.svc.TranslatePin(in)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]byte, 0, 20)
-	out = append(out, "00"...)
+	if r.PinLength > t.maxPIN {
+		return nil, errCode(codePinLength, "the PIN is longer than the maximum PIN length")
+	}
+	out := append(x.scratch[:0], byte('0'+r.PinLength/10), byte('0'+r.PinLength%10))
 	out = append(out, r.PinBlock...)
-	return append(out, t.outCode...), nil
+	x.scratch = append(out, t.outCode...)
+	return x.scratch, nil
 }
 
-func pinSpec(f ops.PinBlockFormat, account string) ops.PinBlockSpec {
+func pinSpec(f ops.PinBlockFormat, pan string) ops.PinBlockSpec {
 	if f == ops.PinISOFormat1 {
 		return ops.PinBlockSpec{Format: f}
 	}
-	return ops.PinBlockSpec{Format: f, PAN: accountPAN(account)}
+	return ops.PinBlockSpec{Format: f, PAN: pan}
 }
 
 // DC (TPK) and EC (ZPK): verify a PIN against its Visa PVV.

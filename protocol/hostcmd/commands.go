@@ -41,47 +41,74 @@ func Commands() []string {
 }
 
 // call is the context of one command: the service and the profile selected
-// by the LMK identifier.
+// by the LMK identifier. One call is reused for every command of a
+// connection: scratch and the identifier memo save the per-request
+// allocations of the hot path.
 type call struct {
 	s       *Server
 	svc     *ops.Service
 	profile string
+	scratch []byte               // a command may build its response fields here
+	cur     cursor               // the request's decoder
+	idents  map[string]identMemo // raw key field -> ops identifier
+}
+
+// identMemo is a remembered key identifier: the ops identifier of a key
+// field in a profile. Key blocks are protected under the profile main key
+// and references are public names, so nothing secret is kept.
+type identMemo struct {
+	profile string
+	block   bool
+	ident   string
+}
+
+// maxIdentMemo bounds a connection's identifier memo (a switch uses a few
+// keys per connection; a client cycling through many just refills it).
+const maxIdentMemo = 64
+
+func (s *Server) newCall() *call {
+	return &call{s: s, svc: s.ops, idents: make(map[string]identMemo)}
 }
 
 // ident is the ops key identifier of a key field.
 func (x *call) ident(k keyRef) string {
-	if k.block != "" {
-		return ops.BlockIdent(x.profile, k.block)
+	if m, ok := x.idents[string(k.raw)]; ok && m.block == k.block && m.profile == x.profile {
+		return m.ident
 	}
-	return k.ref
+	id := string(k.raw)
+	if k.block {
+		id = ops.BlockIdent(x.profile, id)
+	}
+	if len(x.idents) >= maxIdentMemo {
+		clear(x.idents)
+	}
+	x.idents[string(k.raw)] = identMemo{profile: x.profile, block: k.block, ident: id}
+	return id
 }
 
-// dispatch serves one message and returns the response message (without
-// its length prefix).
-func (s *Server) dispatch(msg []byte) []byte {
+// dispatch serves one message and appends the response message (without
+// its length prefix) to dst.
+func (s *Server) dispatch(x *call, dst, msg []byte) []byte {
 	req, err := splitMessage(msg, s.cfg.HeaderLength)
 	if err != nil {
-		hdr := msg
-		if len(hdr) > s.cfg.HeaderLength {
-			hdr = hdr[:s.cfg.HeaderLength]
+		if req.header == nil {
+			hdr := msg[:min(len(msg), s.cfg.HeaderLength)]
+			return appendResponse(dst, hdr, [2]byte{'Z', 'Z'}, codeInvalidInput, nil, nil)
 		}
-		code := "ZZ"
-		if req != nil {
-			code = ResponseCode(req.code)
-		}
-		return encode(hdr, code, codeInvalidInput, nil, nil)
+		return appendResponse(dst, req.header, responseCode(req.code), codeInvalidInput, nil, nil)
 	}
-	rc := ResponseCode(req.code)
-	dec, ok := decoders[req.code]
+	rc := responseCode(req.code)
+	dec, ok := decoders[string(req.code[:])]
 	if !ok {
-		return encode(req.header, rc, codeDisabled, nil, nil)
+		return appendResponse(dst, req.header, rc, codeDisabled, nil, nil)
 	}
-	c := &cursor{b: req.body}
+	c := &x.cur
+	*c = cursor{b: req.body}
 	cmd := dec(c)
 	if c.err != nil {
-		return encode(req.header, rc, errorCode(c.err), nil, c.trailer)
+		return appendResponse(dst, req.header, rc, errorCode(c.err), nil, c.trailer)
 	}
-	x := &call{s: s, svc: s.ops, profile: s.ops.DefaultProfile()}
+	x.profile = s.ops.DefaultProfile()
 	if c.lmk != "" && c.lmk != "00" {
 		x.profile = "lmk" + c.lmk
 		if _, err := s.ops.ProfileKCV(x.profile); err != nil {
@@ -89,32 +116,31 @@ func (s *Server) dispatch(msg []byte) []byte {
 			if fault.KindOf(err) != fault.NotFound {
 				code = errorCode(err)
 			}
-			return encode(req.header, rc, code, nil, c.trailer)
+			return appendResponse(dst, req.header, rc, code, nil, c.trailer)
 		}
 	}
 	fields, err := cmd.run(x)
 	if err != nil {
 		if fault.KindOf(err) == fault.Internal {
 			if _, isCode := err.(*codeError); !isCode {
-				s.log.Warn("host command failed", zap.String("command", req.code), zap.Error(err))
+				s.log.Warn("host command failed", zap.String("command", string(req.code[:])), zap.Error(err))
 			}
 		}
-		return encode(req.header, rc, errorCode(err), nil, c.trailer)
+		return appendResponse(dst, req.header, rc, errorCode(err), nil, c.trailer)
 	}
-	return encode(req.header, rc, codeOK, fields, c.trailer)
+	return appendResponse(dst, req.header, rc, codeOK, fields, c.trailer)
 }
 
-func encode(header []byte, code, errCode string, fields, trailer []byte) []byte {
-	out := make([]byte, 0, len(header)+4+len(fields)+len(trailer)+1)
-	out = append(out, header...)
-	out = append(out, code...)
-	out = append(out, errCode...)
-	out = append(out, fields...)
+func appendResponse(dst, header []byte, code [2]byte, errCode string, fields, trailer []byte) []byte {
+	dst = append(dst, header...)
+	dst = append(dst, code[:]...)
+	dst = append(dst, errCode...)
+	dst = append(dst, fields...)
 	if trailer != nil {
-		out = append(out, endOfMessage)
-		out = append(out, trailer...)
+		dst = append(dst, endOfMessage)
+		dst = append(dst, trailer...)
 	}
-	return out
+	return dst
 }
 
 // NC: diagnostics. Response: LMK check value 16H (6 significant digits,

@@ -84,15 +84,26 @@ func (c *cursor) digits(n int, what string) string {
 
 // num returns n decimal digits as an int.
 func (c *cursor) num(n int, what string) int {
-	v, _ := strconv.Atoi(c.digits(n, what))
+	v := 0
+	for _, b := range c.take(n, what) {
+		if !isDigit(b) {
+			c.fail(codeInvalidInput, what+": not decimal")
+			return 0
+		}
+		v = v*10 + int(b-'0')
+	}
 	return v
 }
 
 // hex returns n hexadecimal characters, upper-cased.
 func (c *cursor) hex(n int, what string) string {
 	v := c.take(n, what)
-	out := make([]byte, len(v))
-	for i, b := range v {
+	var buf [64]byte
+	out := buf[:0]
+	if n > len(buf) {
+		out = make([]byte, 0, n)
+	}
+	for _, b := range v {
 		if !isHex(b) {
 			c.fail(codeInvalidInput, what+": not hexadecimal")
 			return ""
@@ -100,7 +111,7 @@ func (c *cursor) hex(n int, what string) string {
 		if b >= 'a' {
 			b -= 'a' - 'A'
 		}
-		out[i] = b
+		out = append(out, b)
 	}
 	return string(out)
 }
@@ -130,10 +141,11 @@ func (c *cursor) digitsTo(delim byte, min, max int, what string) string {
 }
 
 // keyRef is a key field: an X9.143 block under the profile main key, or a
-// reference to a stored key.
+// reference to a stored key. raw is a sub-slice of the message: it is valid
+// only while the command is served.
 type keyRef struct {
-	block string // "S" form: the X9.143 key block
-	ref   string // "@" form: key ARN, alias name or alias ARN
+	raw   []byte // the block (without "S") or the reference (without "@" and ";")
+	block bool   // "S" form: raw is an X9.143 key block
 }
 
 // key decodes a key field: "S" + an X9.143 key block (its length is in its
@@ -163,7 +175,7 @@ func (c *cursor) key(what string) keyRef {
 				return keyRef{}
 			}
 		}
-		return keyRef{block: string(blk)}
+		return keyRef{raw: blk, block: true}
 	case '@':
 		c.i++
 		start := c.i
@@ -175,13 +187,13 @@ func (c *cursor) key(what string) keyRef {
 			}
 			c.i++
 		}
-		ref := string(c.b[start:c.i])
-		if ref == "" || c.i-start > maxKeyRef {
+		ref := c.b[start:c.i]
+		if len(ref) == 0 || c.i-start > maxKeyRef {
 			c.fail(codeInvalidInput, what+": bad key reference")
 			return keyRef{}
 		}
 		c.expect(';', what)
-		return keyRef{ref: ref}
+		return keyRef{raw: ref}
 	case 0:
 		c.fail(codeInvalidInput, what+": missing")
 	default:
@@ -213,7 +225,7 @@ func (c *cursor) end() {
 			c.fail(codeInvalidInput, "trailer too long")
 			return
 		}
-		c.trailer = append([]byte{}, t...)
+		c.trailer = t[:len(t):len(t)] // echoed before the message buffer is reused
 		c.i = len(c.b)
 		return
 	}

@@ -51,43 +51,49 @@ func AppendFrame(dst, msg []byte) []byte {
 }
 
 // request is a split message: the header echoed in the response, the
-// command code and the command's fields with their tail.
+// command code and the command's fields with their tail, all sub-slices of
+// the message.
 type request struct {
 	header []byte
-	code   string
+	code   [2]byte
 	body   []byte
 }
 
 // splitMessage separates header, command code and body. The LMK identifier
 // and trailer are decoded by each command after its last field, because
-// binary fields may contain their delimiter bytes.
-func splitMessage(msg []byte, headerLen int) (*request, error) {
+// binary fields may contain their delimiter bytes. On an invalid command code
+// the header and code are still returned, for the response.
+func splitMessage(msg []byte, headerLen int) (request, error) {
 	if len(msg) < headerLen+2 {
-		return nil, fmt.Errorf("%w: %d bytes is shorter than header and command code", ErrFrame, len(msg))
+		return request{}, fmt.Errorf("%w: %d bytes is shorter than header and command code", ErrFrame, len(msg))
 	}
-	code := string(msg[headerLen : headerLen+2])
-	for i := 0; i < 2; i++ {
-		c := code[i]
+	r := request{header: msg[:headerLen], code: [2]byte{msg[headerLen], msg[headerLen+1]}}
+	for _, c := range r.code {
 		if !(c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
-			return &request{header: msg[:headerLen], code: code}, fmt.Errorf("%w: invalid command code", ErrFrame)
+			return r, fmt.Errorf("%w: invalid command code", ErrFrame)
 		}
 	}
-	return &request{header: msg[:headerLen], code: code, body: msg[headerLen+2:]}, nil
+	r.body = msg[headerLen+2:]
+	return r, nil
 }
 
 // ResponseCode is the response code of a command code: its second character
 // incremented (Z and 9 wrap to A, as go_hsm does; payShield defines no
 // command whose second character is Z or 9).
 func ResponseCode(code string) string {
-	b := []byte(code)
-	if len(b) != 2 {
+	if len(code) != 2 {
 		return "ZZ"
 	}
-	switch b[1] {
+	rc := responseCode([2]byte{code[0], code[1]})
+	return string(rc[:])
+}
+
+func responseCode(code [2]byte) [2]byte {
+	switch code[1] {
 	case 'Z', '9':
-		b[1] = 'A'
+		code[1] = 'A'
 	default:
-		b[1]++
+		code[1]++
 	}
-	return string(b)
+	return code
 }

@@ -3,11 +3,13 @@ package hostcmd
 import (
 	"bufio"
 	"bytes"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 )
 
 // FuzzReadFrame: the frame reader never panics, never returns more than the
@@ -79,3 +81,60 @@ func FuzzDecoders(f *testing.F) {
 		}
 	})
 }
+
+// FuzzSession feeds arbitrary bytes to a connection's request loop (the
+// in-place frame reader, dispatch and the response writer) over a real
+// operations layer: it never panics or hangs, answers at most one response
+// per frame it was sent, and every response is a well-formed frame with a
+// 2-character error code after the header and response code.
+func FuzzSession(f *testing.F) {
+	ts := startServer(f, nil, Config{IdleTimeout: 30 * time.Millisecond, FrameTimeout: 30 * time.Millisecond, MaxMessage: 2048})
+	for _, s := range [][]byte{
+		AppendFrame(nil, []byte("0001NC")),
+		AppendFrame(AppendFrame(nil, []byte("0001B20002OK")), []byte("0002NO00")),
+		{0, 0}, {0xFF, 0xFF}, {0, 20, '0', '0'}, {0, 1, 'A'},
+		AppendFrame(nil, []byte("0001CC@alias/x;@alias/y;12230B4C43B8BA2C5C0101555555123456\x19TR")),
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		client, server := net.Pipe()
+		sn := &session{s: ts.srv, c: server, br: bufio.NewReaderSize(server, 1024), bw: bufio.NewWriterSize(server, 1024), x: ts.srv.newCall()}
+		done := make(chan struct{})
+		go func() { sn.serve(); server.Close(); close(done) }()
+		go func() { client.Write(data) }()
+		client.SetDeadline(time.Now().Add(10 * time.Second))
+		frames := 0
+		for rest := data; len(rest) >= 2; {
+			n := int(rest[0])<<8 | int(rest[1])
+			if n == 0 || n > 2048 || len(rest) < 2+n {
+				break
+			}
+			frames++
+			rest = rest[2+n:]
+		}
+		br := bufio.NewReader(client)
+		got := 0
+		for {
+			m, err := ReadFrame(br, MaxMessage)
+			if err != nil {
+				break
+			}
+			got++
+			// header (4, or what there was of it) + response code + error code
+			if len(m) < 4 || len(m) >= 8 && !(isAlnum(m[6]) && isAlnum(m[7])) {
+				t.Fatalf("malformed response %q", m)
+			}
+			if got == frames {
+				client.Close() // nothing more is due: end the session
+			}
+		}
+		if got > frames {
+			t.Fatalf("%d responses to %d frames", got, frames)
+		}
+		client.Close()
+		<-done
+	})
+}
+
+func isAlnum(b byte) bool { return isDigit(b) || b >= 'A' && b <= 'Z' }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -161,43 +162,171 @@ func (s *Server) handle(raw net.Conn) {
 		}
 		c = tc
 	}
-	br := bufio.NewReaderSize(c, 4096)
-	bw := bufio.NewWriterSize(c, 4096)
+	sn := &session{s: s, c: c, br: bufio.NewReaderSize(c, ioBuffer), bw: bufio.NewWriterSize(c, ioBuffer), x: s.newCall()}
+	if err := sn.serve(); err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, errClosing) {
+		s.log.Debug("closing host connection", zap.String("remote", c.RemoteAddr().String()), zap.Error(err))
+	}
+}
+
+// ioBuffer is the size of a connection's read and write buffers. A frame
+// that fits the read buffer is served in place, and one read system call
+// takes every pipelined request the kernel holds, up to this size; the
+// responses to them go out in one write.
+const ioBuffer = 16 << 10
+
+// maxDeadlineSlack bounds how far a deadline may lag: it is re-armed only
+// when it would move by more than min(maxDeadlineSlack, timeout/8), so a busy
+// connection does not reprogram its poller timers on every request. The idle
+// and frame timeouts are honoured to within that slack.
+const maxDeadlineSlack = time.Second
+
+var errClosing = errors.New("hostcmd: server shutting down")
+
+// session is one connection's request loop and its reusable buffers: serving
+// a request allocates nothing here beyond what its command needs.
+type session struct {
+	s      *Server
+	c      net.Conn
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	x      *call
+	out    []byte // the response frame being built
+	big    []byte // a frame too long for br's buffer
+	rd, wd deadline
+}
+
+// deadline is a read or write deadline armed lazily.
+type deadline struct {
+	at    time.Time // the deadline last armed
+	armed time.Duration
+}
+
+// arm makes the deadline now+d, unless the one armed for d is within slack.
+func (dl *deadline) arm(set func(time.Time) error, now time.Time, d time.Duration) {
+	want := now.Add(d)
+	if dl.armed == d && want.Sub(dl.at) <= min(maxDeadlineSlack, d/8) {
+		return
+	}
+	dl.at, dl.armed = want, d
+	_ = set(want)
+}
+
+func (sn *session) closing() bool {
+	select {
+	case <-sn.s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// serve answers requests in order until the connection fails or the server
+// shuts down. Requests already received are answered before it stops.
+func (sn *session) serve() error {
+	defer func() {
+		if sn.bw.Buffered() > 0 {
+			sn.wd.arm(sn.c.SetWriteDeadline, time.Now(), sn.s.cfg.FrameTimeout)
+			_ = sn.bw.Flush()
+		}
+	}()
 	for {
-		// Wait for the next frame up to the idle timeout; once it starts, it
-		// must complete in FrameTimeout. The deadline is set before checking
-		// done, so a Shutdown after the check still wakes the Peek.
-		_ = c.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
-		select {
-		case <-s.done:
-			_ = bw.Flush()
-			return
-		default:
-		}
-		if _, err := br.Peek(1); err != nil {
-			return
-		}
-		_ = c.SetReadDeadline(time.Now().Add(s.cfg.FrameTimeout))
-		msg, err := ReadFrame(br, s.cfg.MaxMessage)
+		msg, n, err := sn.next()
 		if err != nil {
-			if !errors.Is(err, io.EOF) {
-				s.log.Debug("closing host connection", zap.String("remote", c.RemoteAddr().String()), zap.Error(err))
-			}
-			return
+			return err
 		}
-		resp := s.dispatch(msg)
-		out := AppendFrame(nil, resp)
-		_ = c.SetWriteDeadline(time.Now().Add(s.cfg.FrameTimeout))
-		if _, err := bw.Write(out); err != nil {
-			return
-		}
-		// Flush when no further pipelined request is already buffered.
-		if br.Buffered() == 0 {
-			if err := bw.Flush(); err != nil {
-				return
+		sn.out = append(sn.out[:0], 0, 0)
+		sn.out = sn.s.dispatch(sn.x, sn.out, msg)
+		binary.BigEndian.PutUint16(sn.out, uint16(len(sn.out)-2))
+		if n > 0 {
+			if _, err := sn.br.Discard(n); err != nil {
+				return err
 			}
+		}
+		if sn.bw.Available() < len(sn.out) {
+			sn.wd.arm(sn.c.SetWriteDeadline, time.Now(), sn.s.cfg.FrameTimeout)
+		}
+		if _, err := sn.bw.Write(sn.out); err != nil {
+			return err
 		}
 	}
+}
+
+// next returns the next request message and how many buffered bytes to
+// discard once it is served (0 when the message was copied out). Before it
+// would block on the network it flushes the pending responses; it waits up
+// to IdleTimeout for a frame to start and FrameTimeout for it to complete.
+func (sn *session) next() ([]byte, int, error) {
+	s, br := sn.s, sn.br
+	if br.Buffered() == 0 {
+		if sn.bw.Buffered() > 0 {
+			sn.wd.arm(sn.c.SetWriteDeadline, time.Now(), s.cfg.FrameTimeout)
+			if err := sn.bw.Flush(); err != nil {
+				return nil, 0, err
+			}
+		}
+		// Arm, then check for shutdown: a Shutdown after the check moves
+		// the deadline to now and wakes the Peek.
+		sn.rd.arm(sn.c.SetReadDeadline, time.Now(), s.cfg.IdleTimeout)
+		if sn.closing() {
+			return nil, 0, errClosing
+		}
+		if _, err := br.Peek(1); err != nil {
+			return nil, 0, err
+		}
+	}
+	if br.Buffered() < 2 {
+		if err := sn.armFrame(); err != nil {
+			return nil, 0, err
+		}
+	}
+	lb, err := br.Peek(2)
+	if err != nil {
+		return nil, 0, noEOF(err)
+	}
+	n := int(binary.BigEndian.Uint16(lb))
+	if n == 0 {
+		return nil, 0, fmt.Errorf("%w: zero length", ErrFrame)
+	}
+	if n > s.cfg.MaxMessage {
+		return nil, 0, fmt.Errorf("%w: length %d exceeds %d", ErrFrame, n, s.cfg.MaxMessage)
+	}
+	if br.Buffered() < 2+n {
+		if err := sn.armFrame(); err != nil {
+			return nil, 0, err
+		}
+	}
+	if 2+n <= br.Size() {
+		f, err := br.Peek(2 + n)
+		if err != nil {
+			return nil, 0, noEOF(err)
+		}
+		return f[2:], 2 + n, nil
+	}
+	if cap(sn.big) < 2+n {
+		sn.big = make([]byte, 2+n)
+	}
+	sn.big = sn.big[:2+n]
+	if _, err := io.ReadFull(br, sn.big); err != nil {
+		return nil, 0, noEOF(err)
+	}
+	return sn.big[2:], 0, nil
+}
+
+// armFrame arms the frame deadline before a read that completes a started
+// frame. During shutdown a frame not yet received is not waited for.
+func (sn *session) armFrame() error {
+	sn.rd.arm(sn.c.SetReadDeadline, time.Now(), sn.s.cfg.FrameTimeout)
+	if sn.closing() {
+		return errClosing
+	}
+	return nil
+}
+
+func noEOF(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
 }
 
 // allowed applies the client-certificate allow-list.

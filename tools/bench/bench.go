@@ -1,24 +1,37 @@
 // Package bench is `payhsm bench`, the host-port load tool: it creates its
 // own keys on the appliance with host commands (A0), prepares valid requests
 // (a PIN block with EE, a CVV with CW, a MAC with M6), then drives N
-// connections, each sending one request at a time from a weighted command
-// mix, for a duration, and prints throughput and latency percentiles.
+// connections from a weighted command mix for a duration, each keeping up to
+// -pipeline requests in flight (1: one request at a time), and prints
+// throughput and latency percentiles. Latency is measured per request, from
+// just before the write that sends it to the parse of its response.
+//
+// The load loop is lean on purpose, since on a small machine it shares the
+// cores with the appliance: one goroutine per connection (a sender and a
+// receiver with -rate), requests encoded
+// once and only their header numbered per send, every request of a window
+// sent in one write, every response already received parsed without another
+// read, and no allocation per request beyond the latency samples.
 package bench
 
 import (
+	"bufio"
+	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
+	"payhsm/protocol/hostcmd"
 	"payhsm/tools/hostclient"
 )
 
@@ -36,6 +49,8 @@ type Options struct {
 	Warmup   time.Duration
 	Mix      map[string]int // command code -> weight
 	Header   int
+	Pipeline int     // requests in flight per connection (default 1)
+	Rate     float64 // offered load in requests/s over all connections; 0 = as fast as answered
 	TLS      hostclient.TLSFlags
 }
 
@@ -122,14 +137,9 @@ func Prepare(c *hostclient.Client) (map[string]Request, error) {
 	}, nil
 }
 
-type sample struct {
-	cmd int
-	d   time.Duration
-	ok  bool
-}
-
 // Run prepares the requests and drives the load.
 func Run(o Options) (*Result, error) {
+	o.Pipeline = max(o.Pipeline, 1)
 	tlsCfg, err := o.TLS.Config(o.Addr)
 	if err != nil {
 		return nil, err
@@ -160,46 +170,34 @@ func Run(o Options) (*Result, error) {
 	if len(wheel) == 0 {
 		return nil, errors.New("bench: empty command mix")
 	}
-	clients := make([]*hostclient.Client, o.Conns)
-	for i := range clients {
-		if clients[i], err = hostclient.Dial(o.Addr, tlsCfg, o.Header); err != nil {
+	frames := make([][]byte, len(codes))
+	for i, code := range codes {
+		msg := append(append(make([]byte, o.Header), code...), reqs[code].Fields...)
+		if len(msg) > hostcmd.MaxMessage {
+			return nil, fmt.Errorf("bench: %s request of %d bytes", code, len(msg))
+		}
+		frames[i] = hostcmd.AppendFrame(nil, msg)
+	}
+	workers := make([]*worker, o.Conns)
+	for i := range workers {
+		c, err := dial(o.Addr, tlsCfg)
+		if err != nil {
 			return nil, err
 		}
-		defer clients[i].Close()
+		defer c.Close()
+		// One deadline for the whole run: a stalled appliance fails the run
+		// instead of hanging it, and no timer is reprogrammed per request.
+		c.SetDeadline(time.Now().Add(o.Warmup + o.Duration + time.Minute))
+		workers[i] = newWorker(c, i, o, frames, codes, wheel)
 	}
-	var measuring atomic.Bool
-	stop := make(chan struct{})
-	results := make([][]sample, o.Conns)
-	errs := make([]error, o.Conns)
-	var wg sync.WaitGroup
-	for i, c := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rng := rand.New(rand.NewPCG(uint64(i), 7))
-			var out []sample
-			for {
-				select {
-				case <-stop:
-					results[i] = out
-					return
-				default:
-				}
-				k := wheel[rng.IntN(len(wheel))]
-				rq := reqs[codes[k]]
-				t0 := time.Now()
-				r, err := c.Call(rq.Code, rq.Fields)
-				d := time.Since(t0)
-				if err != nil {
-					errs[i] = err
-					results[i] = out
-					return
-				}
-				if measuring.Load() {
-					out = append(out, sample{k, d, r.Error == "00"})
-				}
-			}
-		}()
+	var measuring, stopping atomic.Bool
+	errs := make(chan error, len(workers))
+	for _, w := range workers {
+		if o.Rate > 0 {
+			go func() { errs <- w.runOpen(&measuring, &stopping) }()
+		} else {
+			go func() { errs <- w.run(&measuring, &stopping) }()
+		}
 	}
 	time.Sleep(o.Warmup)
 	measuring.Store(true)
@@ -207,25 +205,29 @@ func Run(o Options) (*Result, error) {
 	time.Sleep(o.Duration)
 	measuring.Store(false)
 	elapsed := time.Since(start)
-	close(stop)
-	wg.Wait()
-	for _, e := range errs {
-		if e != nil {
-			return nil, e
+	stopping.Store(true)
+	var firstErr error
+	for range workers {
+		if err := <-errs; err != nil && firstErr == nil {
+			firstErr = err
 		}
+	}
+	if firstErr != nil {
+		return nil, firstErr
 	}
 	per := make([][]time.Duration, len(codes))
 	perErr := make([]int, len(codes))
 	var all []time.Duration
 	okCount := 0
-	for _, rs := range results {
-		for _, s := range rs {
-			per[s.cmd] = append(per[s.cmd], s.d)
-			all = append(all, s.d)
-			if s.ok {
+	for _, w := range workers {
+		for j, d := range w.lat {
+			k := w.cmd[j] &^ failed
+			per[k] = append(per[k], d)
+			all = append(all, d)
+			if w.cmd[j]&failed == 0 {
 				okCount++
 			} else {
-				perErr[s.cmd]++
+				perErr[k]++
 			}
 		}
 	}
@@ -234,6 +236,252 @@ func Run(o Options) (*Result, error) {
 		res.PerCommand = append(res.PerCommand, stats(code, per[i], perErr[i]))
 	}
 	return res, nil
+}
+
+func dial(addr string, tlsCfg *tls.Config) (net.Conn, error) {
+	d := &net.Dialer{Timeout: 10 * time.Second}
+	if tlsCfg != nil {
+		return tls.DialWithDialer(d, "tcp", addr, tlsCfg)
+	}
+	return d.Dial("tcp", addr)
+}
+
+// failed marks a sample whose response carried an error code.
+const failed = 0x80
+
+// worker drives one connection.
+type worker struct {
+	c       io.ReadWriter
+	br      *bufio.Reader
+	wbuf    []byte
+	frames  [][]byte // one encoded request per command of the mix
+	codes   []string
+	rcodes  [][2]byte // the expected response codes
+	wheel   []int
+	rng     *rand.Rand
+	header  int
+	window  int
+	every   time.Duration // with a rate: the interval between this connection's requests
+	next    time.Time     // with a rate: when the next request is due
+	seq     uint64
+	flight  []inflight // FIFO ring of requests sent and not answered
+	head, n int
+	lat     []time.Duration // per measured response
+	cmd     []uint8         // its command index, | failed on an error code
+}
+
+type inflight struct {
+	sent time.Time
+	seq  uint64
+	cmd  uint8
+}
+
+func newWorker(c io.ReadWriter, i int, o Options, frames [][]byte, codes []string, wheel []int) *worker {
+	w := &worker{c: c, br: bufio.NewReaderSize(c, 64<<10), frames: make([][]byte, len(frames)), codes: codes,
+		wheel: wheel, rng: rand.New(rand.NewPCG(uint64(i), 7)), header: o.Header, window: o.Pipeline,
+		flight: make([]inflight, o.Pipeline)}
+	if o.Rate > 0 {
+		w.every = time.Duration(float64(o.Conns) / o.Rate * float64(time.Second))
+		// Connections start spread over one interval.
+		w.next = time.Now().Add(w.every * time.Duration(i) / time.Duration(o.Conns))
+	}
+	for k, f := range frames {
+		w.frames[k] = append([]byte(nil), f...) // each worker numbers its own copy
+		var code [2]byte
+		copy(code[:], hostcmd.ResponseCode(codes[k]))
+		w.rcodes = append(w.rcodes, code)
+	}
+	// Enough for about 40k responses per second per connection for a minute
+	// without growing during the run.
+	w.lat = make([]time.Duration, 0, 1<<16)
+	w.cmd = make([]uint8, 0, 1<<16)
+	return w
+}
+
+// run keeps the window full until stopping is set, then collects the
+// responses still in flight.
+func (w *worker) run(measuring, stopping *atomic.Bool) error {
+	for {
+		if !stopping.Load() {
+			if err := w.send(); err != nil {
+				return err
+			}
+		}
+		if w.n == 0 {
+			return nil
+		}
+		if err := w.receive(measuring); err != nil {
+			return err
+		}
+	}
+}
+
+// send fills the window and writes the new requests with one write.
+func (w *worker) send() error {
+	w.wbuf = w.wbuf[:0]
+	first := w.n
+	for w.n < w.window {
+		k := w.wheel[w.rng.IntN(len(w.wheel))]
+		w.seq++
+		start := len(w.wbuf)
+		w.wbuf = append(w.wbuf, w.frames[k]...)
+		putSeq(w.wbuf[start+2:start+2+w.header], w.seq)
+		w.flight[(w.head+w.n)%w.window] = inflight{seq: w.seq, cmd: uint8(k)}
+		w.n++
+	}
+	if len(w.wbuf) == 0 {
+		return nil
+	}
+	now := time.Now()
+	for i := first; i < w.n; i++ {
+		w.flight[(w.head+i)%w.window].sent = now
+	}
+	if _, err := w.c.Write(w.wbuf); err != nil {
+		return fmt.Errorf("bench: send: %w", err)
+	}
+	return nil
+}
+
+// runOpen offers load on a schedule (-rate): a sender writes each request
+// when it is due, independently of the responses, as long as fewer than the
+// window are in flight; a receiver matches the responses. Latency counts
+// from when each request was due, so a stall that delays the schedule is
+// measured rather than hidden (no coordinated omission). Requests that fall
+// due together go out in one write.
+func (w *worker) runOpen(measuring, stopping *atomic.Bool) error {
+	slots := make(chan struct{}, w.window) // one per request written and not yet answered
+	sent := make(chan inflight, w.window)  // the requests written, in order
+	errc := make(chan error, 1)
+	go func() {
+		defer close(sent)
+		var batch []inflight
+		for !stopping.Load() {
+			if d := time.Until(w.next); d > 0 {
+				time.Sleep(d)
+			}
+			w.wbuf, batch = w.wbuf[:0], batch[:0]
+			for now := time.Now(); !w.next.After(now) && len(w.wbuf) < 8<<10; w.next = w.next.Add(w.every) {
+				if len(batch) == 0 {
+					slots <- struct{}{} // nothing unwritten: wait for room in the window
+				} else if !tryAcquire(slots) {
+					break // window full: write what is batched first
+				}
+				k := w.wheel[w.rng.IntN(len(w.wheel))]
+				w.seq++
+				start := len(w.wbuf)
+				w.wbuf = append(w.wbuf, w.frames[k]...)
+				putSeq(w.wbuf[start+2:start+2+w.header], w.seq)
+				batch = append(batch, inflight{sent: w.next, seq: w.seq, cmd: uint8(k)})
+			}
+			if _, err := w.c.Write(w.wbuf); err != nil {
+				errc <- fmt.Errorf("bench: send: %w", err)
+				return
+			}
+			for _, fl := range batch {
+				sent <- fl
+			}
+		}
+	}()
+	for fl := range sent {
+		err := w.match(fl, measuring)
+		<-slots
+		if err != nil {
+			stopping.Store(true) // the sender ends; release what it still writes
+			for range sent {
+				<-slots
+			}
+			return err
+		}
+	}
+	select {
+	case err := <-errc:
+		return err
+	default:
+		return nil
+	}
+}
+
+func tryAcquire(slots chan struct{}) bool {
+	select {
+	case slots <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+// receive reads at least one response, then every further response that is
+// already buffered.
+func (w *worker) receive(measuring *atomic.Bool) error {
+	for {
+		if err := w.one(measuring); err != nil {
+			return err
+		}
+		if w.n == 0 || !w.complete() {
+			return nil
+		}
+	}
+}
+
+// complete reports whether a whole response frame is buffered.
+func (w *worker) complete() bool {
+	if w.br.Buffered() < 2 {
+		return false
+	}
+	lb, _ := w.br.Peek(2)
+	return w.br.Buffered() >= 2+int(binary.BigEndian.Uint16(lb))
+}
+
+// one parses the response to the oldest request in flight.
+func (w *worker) one(measuring *atomic.Bool) error {
+	fl := w.flight[w.head]
+	w.head, w.n = (w.head+1)%w.window, w.n-1
+	return w.match(fl, measuring)
+}
+
+// match reads the next response and checks that it answers fl.
+func (w *worker) match(fl inflight, measuring *atomic.Bool) error {
+	lb, err := w.br.Peek(2)
+	if err != nil {
+		return fmt.Errorf("bench: receive: %w", err)
+	}
+	n := 2 + int(binary.BigEndian.Uint16(lb))
+	f, err := w.br.Peek(n)
+	if err != nil {
+		return fmt.Errorf("bench: receive: %w", err)
+	}
+	done := time.Now()
+	msg := f[2:]
+	if len(msg) < w.header+4 {
+		return fmt.Errorf("bench: response of %d bytes", len(msg))
+	}
+	var want [20]byte
+	putSeq(want[:w.header], fl.seq)
+	if string(msg[:w.header]) != string(want[:w.header]) {
+		return fmt.Errorf("bench: response header %q, want %q (out of order)", msg[:w.header], want[:w.header])
+	}
+	if rc := w.rcodes[fl.cmd]; msg[w.header] != rc[0] || msg[w.header+1] != rc[1] {
+		return fmt.Errorf("bench: %s answered with %q", w.codes[fl.cmd], msg[w.header:w.header+2])
+	}
+	if measuring.Load() {
+		k := fl.cmd
+		if msg[w.header+2] != '0' || msg[w.header+3] != '0' {
+			k |= failed
+		}
+		w.lat = append(w.lat, done.Sub(fl.sent))
+		w.cmd = append(w.cmd, k)
+	}
+	_, err = w.br.Discard(n)
+	return err
+}
+
+// putSeq writes seq as decimal digits right-justified in h (its low digits
+// when h is shorter).
+func putSeq(h []byte, seq uint64) {
+	for i := len(h) - 1; i >= 0; i-- {
+		h[i] = byte('0' + seq%10)
+		seq /= 10
+	}
 }
 
 func stats(code string, ds []time.Duration, errs int) Stats {
@@ -269,7 +517,11 @@ func ParseMix(s string) (map[string]int, error) {
 
 // Print writes r as a table.
 func Print(w io.Writer, o Options, r *Result) {
-	fmt.Fprintf(w, "connections %d, duration %v (after %v warm-up)\n", o.Conns, r.Duration.Round(time.Millisecond), o.Warmup)
+	rate := "as fast as answered"
+	if o.Rate > 0 {
+		rate = fmt.Sprintf("offered %.0f/s", o.Rate)
+	}
+	fmt.Fprintf(w, "connections %d, pipeline %d, %s, duration %v (after %v warm-up)\n", o.Conns, max(o.Pipeline, 1), rate, r.Duration.Round(time.Millisecond), o.Warmup)
 	fmt.Fprintf(w, "throughput  %.0f successful commands/s\n\n", r.Throughput)
 	fmt.Fprintf(w, "%-4s %10s %7s %10s %10s %10s %10s\n", "cmd", "count", "errors", "p50", "p99", "p99.9", "max")
 	for _, s := range append(r.PerCommand, r.Total) {
@@ -281,11 +533,17 @@ func Print(w io.Writer, o Options, r *Result) {
 const usage = `usage: payhsm bench [flags]
 
 Creates its own keys with A0 on the appliance, then drives -conns connections
-(one outstanding request each) with the -mix of commands for -duration and
-prints throughput and latency percentiles. Commands: CC CA CW CY M6 M8 NC B2.
+(-pipeline requests in flight each, sent together) with the -mix of commands
+for -duration and prints throughput and per-request latency percentiles (from
+send to response). Commands: CC CA CW CY M6 M8 NC B2.
 
-example:
+With -rate the load is offered on a schedule (requests/s over all
+connections) and each latency counts from when its request was due.
+
+examples:
   payhsm bench -addr 127.0.0.1:1500 -conns 32 -duration 20s -mix CC=1
+  payhsm bench -addr 127.0.0.1:1500 -conns 32 -pipeline 4 -duration 20s -mix CC=1
+  payhsm bench -addr 127.0.0.1:1500 -conns 32 -pipeline 4 -rate 50000 -duration 20s -mix CC=1
 `
 
 // Main runs `payhsm bench`.
@@ -299,14 +557,16 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "measured duration")
 	fs.DurationVar(&o.Warmup, "warmup", 2*time.Second, "unmeasured warm-up")
 	fs.IntVar(&o.Header, "header", 4, "message header length")
+	fs.IntVar(&o.Pipeline, "pipeline", 1, "requests in flight per connection")
+	fs.Float64Var(&o.Rate, "rate", 0, "offered load, requests/s over all connections (0: as fast as answered); latency then counts from when each request was due")
 	mix := fs.String("mix", "CC=1", "weighted command mix, e.g. CC=2,CY=1,M8=1")
 	o.TLS.Register(fs)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	var err error
-	if o.Mix, err = ParseMix(*mix); err != nil || o.Conns < 1 || o.Duration <= 0 {
-		fmt.Fprintln(stderr, "payhsm bench: bad -mix, -conns or -duration", err)
+	if o.Mix, err = ParseMix(*mix); err != nil || o.Conns < 1 || o.Duration <= 0 || o.Pipeline < 1 || o.Pipeline > 1024 || o.Header < 0 || o.Header > 20 || o.Rate < 0 {
+		fmt.Fprintln(stderr, "payhsm bench: bad -mix, -conns, -duration, -pipeline, -header or -rate", err)
 		return 2
 	}
 	r, err := Run(o)

@@ -1,0 +1,119 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"payhsm/ops/opstest"
+	"payhsm/protocol/hostcmd"
+)
+
+func TestPutSeq(t *testing.T) {
+	for _, tc := range []struct {
+		n    int
+		seq  uint64
+		want string
+	}{
+		{4, 1, "0001"}, {4, 9999, "9999"}, {4, 10000, "0000"}, {4, 123456, "3456"}, {6, 42, "000042"}, {0, 7, ""},
+	} {
+		h := make([]byte, tc.n)
+		putSeq(h, tc.seq)
+		if string(h) != tc.want {
+			t.Errorf("putSeq(%d, %d) = %q, want %q", tc.n, tc.seq, h, tc.want)
+		}
+	}
+}
+
+func TestStats(t *testing.T) {
+	ds := make([]time.Duration, 1000)
+	for i := range ds {
+		ds[len(ds)-1-i] = time.Duration(i+1) * time.Microsecond // 1..1000 µs, reversed
+	}
+	s := stats("CC", ds, 3)
+	if s.Count != 1000 || s.Errors != 3 || s.P50 != 501*time.Microsecond || s.P99 != 991*time.Microsecond ||
+		s.P999 != 1000*time.Microsecond || s.Max != 1000*time.Microsecond {
+		t.Errorf("stats = %+v", s)
+	}
+	if s := stats("CC", nil, 0); s.Count != 0 || s.P99 != 0 {
+		t.Errorf("empty stats = %+v", s)
+	}
+}
+
+func TestParseMix(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want map[string]int
+		ok   bool
+	}{
+		{"CC=2,cy=1", map[string]int{"CC": 2, "CY": 1}, true},
+		{"M8", map[string]int{"M8": 1}, true},
+		{"CC=x", nil, false},
+		{"CCC=1", nil, false},
+		{"CC=1001", nil, false},
+	} {
+		got, err := ParseMix(tc.in)
+		if (err == nil) != tc.ok {
+			t.Errorf("ParseMix(%q) error %v", tc.in, err)
+			continue
+		}
+		for k, v := range tc.want {
+			if got[k] != v {
+				t.Errorf("ParseMix(%q) = %v, want %v", tc.in, got, tc.want)
+			}
+		}
+	}
+}
+
+// TestRun drives a real host-command server (SoftHSM2 + Pebble behind
+// opstest) with and without pipelining: every response is checked for its
+// header, response code and error code, so a run without errors means every
+// request was answered, in order and successfully.
+func TestRun(t *testing.T) {
+	svc := opstest.New(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := hostcmd.NewServer(svc, hostcmd.Config{HeaderLength: 4}, zap.NewNop())
+	go srv.Serve(ln)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	})
+	for _, tc := range []struct {
+		pipeline int
+		rate     float64
+	}{{1, 0}, {8, 0}, {4, 2000}} {
+		pipeline := tc.pipeline
+		o := Options{Addr: ln.Addr().String(), Conns: 3, Duration: 500 * time.Millisecond, Warmup: 50 * time.Millisecond,
+			Mix: map[string]int{"CC": 2, "CY": 1, "M8": 1}, Header: 4, Pipeline: pipeline, Rate: tc.rate}
+		r, err := Run(o)
+		if err != nil {
+			t.Fatalf("pipeline %d: %v", pipeline, err)
+		}
+		if r.Total.Count == 0 || r.Total.Errors != 0 || len(r.PerCommand) != 3 || r.Throughput <= 0 {
+			t.Fatalf("pipeline %d: %+v", pipeline, r)
+		}
+		for _, s := range r.PerCommand {
+			if s.Count == 0 || s.P50 <= 0 || s.P50 > s.P99 || s.P99 > s.P999 || s.P999 > s.Max {
+				t.Errorf("pipeline %d: %+v", pipeline, s)
+			}
+		}
+		// An offered rate is met, not exceeded (within scheduling noise).
+		if tc.rate > 0 && (r.Throughput < 0.7*tc.rate || r.Throughput > 1.1*tc.rate) {
+			t.Errorf("rate %.0f: throughput %.0f", tc.rate, r.Throughput)
+		}
+		var out bytes.Buffer
+		Print(&out, o, r)
+		if !strings.Contains(out.String(), "pipeline "+string(rune('0'+pipeline))) || !strings.Contains(out.String(), "\nCC ") {
+			t.Errorf("output:\n%s", out.String())
+		}
+	}
+}
