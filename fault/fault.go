@@ -71,11 +71,18 @@ const (
 	ViolationUsage     = "KeyUsage"
 	ViolationAlgorithm = "KeyAlgorithm"
 	ViolationModes     = "KeyModesOfUse"
+	// ViolationState: the key is disabled, pending deletion or outside its usage period.
+	ViolationState = "KeyState"
+	// ViolationIntegrity: a key block does not verify under its protection key.
+	ViolationIntegrity = "KeyBlockIntegrity"
 )
 
 // KeyRule returns a Validation fault for a broken key-separation rule.
 func KeyRule(violation, field, format string, args ...any) *Error {
-	f := FieldInvalid(field, format, args...)
+	f := Validationf(format, args...)
+	if field != "" {
+		f = FieldInvalid(field, format, args...)
+	}
 	f.Violation = violation
 	return f
 }

@@ -191,19 +191,22 @@ func (s *Service) resolveARN(arn string) (*keystore.Key, error) {
 // usable reports why k cannot be used for cryptography now, if it cannot.
 func (s *Service) usable(k *keystore.Key, ident string) error {
 	now := s.now()
+	var why string
 	switch {
 	case k.State == StateDeletePending:
-		return fault.Validationf("key %s is pending deletion and cannot be used", ident)
+		why = "is pending deletion and cannot be used"
 	case k.State != StateCreateComplete:
-		return fault.Validationf("key %s is in state %s and cannot be used", ident, k.State)
+		why = "is in state " + k.State + " and cannot be used"
 	case !k.Enabled:
-		return fault.Validationf("key %s is disabled", ident)
+		why = "is disabled"
 	case !k.UsageStart.IsZero() && now.Before(k.UsageStart):
-		return fault.Validationf("key %s is not yet in its usage period", ident)
+		why = "is not yet in its usage period"
 	case !k.UsageStop.IsZero() && !now.Before(k.UsageStop):
-		return fault.Validationf("key %s is past its usage period", ident)
+		why = "is past its usage period"
+	default:
+		return nil
 	}
-	return nil
+	return fault.KeyRule(fault.ViolationState, "", "key %s %s", ident, why)
 }
 
 func (s *Service) describe(k *keystore.Key) *Key {

@@ -221,7 +221,9 @@ func (s *Service) blockRecord(profile, block, field string) (*keystore.Key, erro
 	}
 	h, key, err := p.Unwrap(block)
 	if err != nil {
-		return nil, fault.Wrap(fault.Validation, field+": the key block does not verify under the profile main key", err)
+		f := fault.Wrap(fault.Validation, field+": the key block does not verify under the profile main key", err)
+		f.Field, f.Violation = field, fault.ViolationIntegrity
+		return nil, f
 	}
 	defer clear(key)
 	a, exportable, err := attributesFromHeader(h, len(key))

@@ -61,24 +61,24 @@ func errorCode(err error) string {
 	return codeInternal
 }
 
-// validationCode refines a Validation fault by the member it names. Key
-// separation failures (ops.Require) name the key member; their message says
-// which rule failed, and the key-block codes A6/A7/A8 say the same.
+// validationCode refines a Validation fault: by the key rule it broke (the
+// key-block codes A4/A6/A7/A8 and 17 say the same things), else by the
+// request member it names.
 func validationCode(f *fault.Error) string {
-	switch {
-	case strings.Contains(f.Message, "does not verify under the profile main key"):
+	switch f.Violation {
+	case fault.ViolationIntegrity:
 		return codeBlockAuth
+	case fault.ViolationUsage:
+		return codeBadUsage
+	case fault.ViolationAlgorithm:
+		return codeBadAlgorithm
+	case fault.ViolationModes:
+		return codeBadModeOfUse
+	case fault.ViolationState:
+		return codeProhibited
+	}
+	switch {
 	case strings.HasSuffix(f.Field, "KeyIdentifier"):
-		switch m := f.Message; {
-		case strings.Contains(m, "needs a key with KeyUsage"):
-			return codeBadUsage
-		case strings.Contains(m, "does not support"):
-			return codeBadAlgorithm
-		case strings.Contains(m, "modes of use"):
-			return codeBadModeOfUse
-		case strings.Contains(m, "disabled"), strings.Contains(m, "usage period"), strings.Contains(m, "cannot be used"):
-			return codeProhibited
-		}
 		return codeKeyFunction
 	case f.Field == "EncryptedPinBlock":
 		return codeBadPinBlock
