@@ -191,8 +191,8 @@ func (s *Service) importCryptogram(in ImportKeyInput, c *ImportKeyCryptogram) (*
 	if !s.now().Before(t.Expires) {
 		return nil, fault.FieldInvalid("KeyMaterial.KeyCryptogram.ImportToken", "import token has expired")
 	}
-	if keyspec.Strength(t.Algorithm) < keyspec.Strength(a.Algorithm) {
-		return nil, fault.Validationf("a %s wrapping key is weaker than the %s key it would protect", t.Algorithm, a.Algorithm)
+	if !a.Algorithm.IsHMAC() && keyspec.Strength(t.Algorithm) < keyspec.Strength(a.Algorithm) {
+		return nil, weakerWrapping(t.Algorithm, a.Algorithm)
 	}
 	ct, err := hex.DecodeString(c.Cryptogram)
 	if err != nil {
@@ -207,7 +207,17 @@ func (s *Service) importCryptogram(in ImportKeyInput, c *ImportKeyCryptogram) (*
 		return nil, fault.FieldInvalid("KeyMaterial.KeyCryptogram.WrappedKeyCryptogram", "the cryptogram does not decrypt under the import token's key with %s", orDefault(c.WrappingSpec, "RSA_OAEP_SHA_256"))
 	}
 	defer clear(key)
+	if keyspec.Strength(t.Algorithm) < keyspec.KeyStrength(a.Algorithm, len(key)) {
+		return nil, weakerWrapping(t.Algorithm, a.Algorithm)
+	}
 	return s.storeImported(in, a, "", c.Exportable, key, "KeyMaterial.KeyCryptogram")
+}
+
+// weakerWrapping refuses a wrapping key weaker than the key it would protect.
+// An HMAC key's strength is its length in bits, up to its hash's (NIST SP
+// 800-107 Rev. 1 §5.3.4), which is why HMAC checks wait for the clear key.
+func weakerWrapping(wrapping, key keyspec.Algorithm) error {
+	return fault.Validationf("a %s wrapping key is weaker than the %s key it would protect", wrapping, key)
 }
 
 // tokenKey opens a token's RSA private key.
@@ -280,8 +290,8 @@ func (s *Service) importTR31(in ImportKeyInput, b *ImportTr31KeyBlock) (*Key, er
 	if err := keyspec.ValidateImport(a, ""); err != nil {
 		return nil, err
 	}
-	if keyspec.Strength(ka.Algorithm) < keyspec.Strength(a.Algorithm) {
-		return nil, fault.Validationf("a %s wrapping key is weaker than the %s key it would protect", ka.Algorithm, a.Algorithm)
+	if keyspec.Strength(ka.Algorithm) < keyspec.KeyStrength(a.Algorithm, len(key)) {
+		return nil, weakerWrapping(ka.Algorithm, a.Algorithm)
 	}
 	return s.storeImported(in, a, "", exportable, key, "KeyMaterial.Tr31KeyBlock")
 }
@@ -345,8 +355,8 @@ func attributesFromHeaderField(h tr31.Header, keyLen int, field string) (keyspec
 
 // storeImported stores imported clear key material.
 func (s *Service) storeImported(in ImportKeyInput, a keyspec.Attributes, derive keyspec.KeyUsage, exportable bool, key []byte, field string) (*Key, error) {
-	if n := a.Algorithm.KeyLen(); n != 0 && len(key) != n {
-		return nil, fault.FieldInvalid(field, "the key is %d bytes, but %s keys are %d bytes", len(key), a.Algorithm, n)
+	if !a.Algorithm.ValidImportLen(len(key)) {
+		return nil, fault.FieldInvalid(field, "a %d-byte key does not fit %s", len(key), a.Algorithm)
 	}
 	method, err := kcvMethod(a.Algorithm, in.KCVAlgorithm)
 	if err != nil {

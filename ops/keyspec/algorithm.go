@@ -56,6 +56,16 @@ func (a Algorithm) KeyLen() int {
 	return 0
 }
 
+// ValidImportLen reports whether an imported clear key of n bytes fits a:
+// exactly KeyLen for TDES and AES; for HMAC, from the guide's 128-bit minimum
+// (16 bytes) up to the hash's block size.
+func (a Algorithm) ValidImportLen(n int) bool {
+	if a.IsHMAC() {
+		return n >= minHMACKeyLen && n <= a.hmacBlockSize()
+	}
+	return n == a.KeyLen()
+}
+
 // hmacBlockSize is the hash's input block size B (FIPS 180-4 section 1):
 // 64 bytes for SHA-224/256, 128 for SHA-384/512. 0 for non-HMAC algorithms.
 func (a Algorithm) hmacBlockSize() int {

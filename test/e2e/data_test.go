@@ -1,11 +1,15 @@
 package e2e
 
 import (
+	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"net/url"
 	"strings"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	pc "github.com/aws/aws-sdk-go-v2/service/paymentcryptography"
 	"github.com/aws/aws-sdk-go-v2/service/paymentcryptography/types"
 )
 
@@ -89,5 +93,46 @@ func TestDataEncryptionAndMac(t *testing.T) {
 		"GenerationAttributes": map[string]any{"DukptIso9797Algorithm3": map[string]any{"KeySerialNumber": "FFFF9876543210E00001", "DukptKeyVariant": "REQUEST"}}})
 	if st != 200 || body["Mac"] != "9CCC78173FC4FB64" {
 		t.Fatalf("GenerateMac DUKPT: %d %s %v", st, et, body)
+	}
+}
+
+// TestHMACKnownAnswersThroughAPI imports 128-bit HMAC-SHA256 keys as RSA-OAEP
+// key cryptograms (an HMAC key's strength is its length, NIST SP 800-107 Rev. 1
+// §5.3.4, so RSA-3072 may carry it) and checks published MACs through
+// GenerateMac/VerifyMac: C2SP/wycheproof testvectors/hmac_sha256_test.json
+// tcId 164 and 165 (keySize 128, tagSize 256) and 167 (tagSize 128).
+func TestHMACKnownAnswersThroughAPI(t *testing.T) {
+	d := startDaemon(t, t.TempDir())
+	kk := newKnownKeys(t, d.client())
+	gv := types.KeyModesOfUse{Generate: true, Verify: true}
+	for _, tc := range []struct {
+		id, key, msg, mac string
+		length            int
+	}{
+		{"164", "ac686ba0f1a51b4ec4f0b30492b7f556", "2fa43a14ae500507deb95ab5bd32b0fe", "008532A53D0C0AB22027AE249023375374E2239B959609E8339B05A15742A675", 0},
+		{"165", "73ef9ef1a4225e51e3c1db3ace1fa24f", "ffad380d9aabb0acede5c1bf112925cdfc3d379fc2376a4fe2644490d0430ac3", "9C7CB9F7C207EC46D1E3C55764731C4AB5DDBAE4E1401E52A895DF0CFF4787C9", 0},
+		{"167", "e09eaa5a3f5e56d279d5e7a03373f6ea", "ef4eab37181f98423e53e947e7050fd0", "CFC19EC07902EC8BE489606D8F40D172", 16},
+	} {
+		arn := kk.arn(types.KeyUsageTr31M7HmacKey, types.KeyAlgorithmHmacSha256, gv, tc.key)
+		macAttrs := map[string]any{"Algorithm": "HMAC_SHA256"}
+		req := map[string]any{"KeyIdentifier": arn, "MessageData": strings.ToUpper(tc.msg), "GenerationAttributes": macAttrs}
+		if tc.length > 0 {
+			req["MacLength"] = tc.length
+		}
+		st, body, et := d.dataCall(t, "/mac/generate", req)
+		if st != 200 || body["Mac"] != tc.mac {
+			t.Fatalf("tcId %s: %d %s %v, want %s", tc.id, st, et, body, tc.mac)
+		}
+		st, _, et = d.dataCall(t, "/mac/verify", map[string]any{"KeyIdentifier": arn, "MessageData": strings.ToUpper(tc.msg), "Mac": tc.mac, "VerificationAttributes": macAttrs})
+		if st != 200 {
+			t.Fatalf("tcId %s verify: %d %s", tc.id, st, et)
+		}
+	}
+	// A 256-bit HMAC key is stronger than an RSA-3072 import key: refused.
+	_, err := kk.c.ImportKey(context.Background(), &pc.ImportKeyInput{KeyMaterial: &types.ImportKeyMaterialMemberKeyCryptogram{Value: types.ImportKeyCryptogram{
+		KeyAttributes: attrs(types.KeyUsageTr31M7HmacKey, types.KeyAlgorithmHmacSha256, gv), Exportable: aws.Bool(true), ImportToken: aws.String(kk.tok),
+		WrappedKeyCryptogram: aws.String(wrapOAEP(t, kk.pub, sha256.New(), strings.Repeat("ab", 32)))}}})
+	if !isErr[*types.ValidationException](err) {
+		t.Errorf("a 256-bit HMAC key under RSA-3072: %v", err)
 	}
 }
