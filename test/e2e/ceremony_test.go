@@ -212,6 +212,33 @@ func TestCeremonySerialConsole(t *testing.T) {
 			t.Errorf("a component was echoed on the serial console")
 		}
 	}
+
+	// load-components over the same line: a second profile from two components.
+	spec2 := filepath.Join(t.TempDir(), "load.json")
+	want2 := opensslCMACKCV(t, xorHex(t, components[0], components[2]))
+	os.WriteFile(spec2, []byte(`{"custodians":["alice","bob","carol"],"profiles":[{"name":"lmk02","components":2,"kcv":"`+want2+`"}]}`), 0o600)
+	go func() {
+		cmd := exec.Command(binPath, "ceremony", "load-components", "--dev", "--data-dir", dir, "--serial", hsmEnd,
+			"--ceremony", spec2, "--profile", "lmk02")
+		cmd.Stdout, cmd.Stderr = &stdout, &stdout
+		done <- cmd.Run()
+	}()
+	time.Sleep(300 * time.Millisecond) // the port is opened by the new process
+	in := "alice\ralice-passphrase\rbob\rbob-passphrase!\r" +
+		"carol\rcarol-passphrase\r" + components[0] + "\ry\r" + "alice\ralice-passphrase\r" + components[2] + "\ry\r"
+	io.WriteString(op, in)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("serial load-components: %v\n%s\n%s", err, stdout.String(), screen.String())
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("serial load-components did not finish\n%s", screen.String())
+	}
+	time.Sleep(200 * time.Millisecond)
+	if !strings.Contains(screen.String(), "Profile lmk02: main key formed from 2 components, KCV "+want2) {
+		t.Errorf("serial screen after load-components:\n%q", screen.String())
+	}
 }
 
 func runCeremony(t *testing.T, dir, input string, args ...string) (string, error) {
