@@ -177,7 +177,7 @@ func (s *Service) pekSide(ident, field string, f PinBlockFormat, decrypt bool, d
 	case wk != nil:
 		k, err = s.wrappedPinKey(w, field, wk, decrypt)
 	case as != nil:
-		k, err = s.as2805PinKey(w, field, as)
+		k, err = s.as2805SessionPinKey(w, field, as)
 	default:
 		modes := modesEncrypt
 		what := "enciphering a PIN block"

@@ -94,9 +94,3 @@ func (s *Service) wrappedPinKey(w *WorkingKey, field string, wk *PinWrappedKey, 
 	return &pinKey{block: d.Block, arn: w.ARN, kcv: d.KCV(), done: release}, nil
 }
 
-// as2805PinKey would derive an AS2805.6.4 session PIN key (KPE) from the
-// terminal PIN key with the STAN and amount. The derivation is specified only
-// in the (non-public) AS2805.6.4 standard and is not implemented.
-func (s *Service) as2805PinKey(w *WorkingKey, field string, as *PinAs2805) (*pinKey, error) {
-	return s.as2805SessionPinKey(w, field, as)
-}
