@@ -93,4 +93,3 @@ func (s *Service) wrappedPinKey(w *WorkingKey, field string, wk *PinWrappedKey, 
 	}
 	return &pinKey{block: d.Block, arn: w.ARN, kcv: d.KCV(), done: release}, nil
 }
-
