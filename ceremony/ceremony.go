@@ -8,7 +8,6 @@ package ceremony
 
 import (
 	"bytes"
-	"crypto/aes"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -23,9 +22,9 @@ import (
 	"go.uber.org/zap"
 
 	"payhsm/ceremony/custodian"
+	"payhsm/ceremony/mainkey"
 	"payhsm/daemon"
 	"payhsm/hsm/custody"
-	"payhsm/hsm/kcv"
 	"payhsm/keystore"
 	"payhsm/ops"
 )
@@ -149,6 +148,8 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	token := fs.String("token", "", "import-main-key: the TR-34 token")
 	wantKCV := fs.String("kcv", "", "import-main-key: the expected KCV of the transported key")
 	nComponents := fs.Int("components", 2, "backup-components: how many components (2 or 3)")
+	fromAdmin := fs.String("from-admin", "", "sync: the sending daemon's admin socket")
+	toAdmin := fs.String("to-admin", "", "sync: the receiving daemon's admin socket")
 	overwrite := fs.Bool("overwrite", false, "init: destroy an initialized appliance's keys and start again (dual control and a typed confirmation)")
 	baud := fs.Int("baud", 9600, "serial speed")
 	if err := fs.Parse(args[1:]); err != nil {
@@ -159,7 +160,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 1
 	}
 	switch cmd {
-	case "init", "load-components", "status", "rotate", "krd-request", "export-main-key", "import-main-key", "backup-components":
+	case "init", "load-components", "status", "rotate", "krd-request", "export-main-key", "import-main-key", "backup-components", "sync":
 	default:
 		fmt.Fprintf(stderr, "payhsm ceremony: unknown command %q\n\n%s", cmd, usage)
 		return 2
@@ -173,6 +174,16 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		if spec, err = LoadFile(*file); err != nil {
 			return fail(err)
 		}
+	}
+	if cmd == "sync" {
+		if *fromAdmin == "" || *toAdmin == "" || *profile == "" {
+			return fail(errors.New("--from-admin, --to-admin and --profile are required"))
+		}
+		if err := syncOnline(NewConsole(stdin, stdout), *fromAdmin, *toAdmin, *profile); err != nil {
+			fmt.Fprintf(stdout, "FAILED: %v\n", err)
+			return fail(err)
+		}
+		return 0
 	}
 	cfg, err := flags.Config()
 	if err != nil {
@@ -254,6 +265,8 @@ commands:
   import-main-key  (receiving appliance) verify and import a TR-34 token as a profile main key
   backup-components split a profile main key into 2-3 components for separate custodians
                    (restore with load-components)
+  sync             move a profile main key online between two serving daemons with TR-34, through
+                   their admin sockets (--from-admin, --to-admin; forward them over SSH for remote hosts)
 
 flags: --ceremony FILE, --profile NAME, --serial DEVICE [--baud N]
 Everything but rotate runs with the daemon stopped.
@@ -399,7 +412,7 @@ func (s *session) formProfile(rec *custodian.Record, p ProfileSpec, approvers []
 		if err != nil {
 			return s.refused("load-components", p.Name, append(holders, who), err)
 		}
-		ck := componentKCV(comp)
+		ck := mainkey.KCV(comp)
 		s.con.Printf("Component %d KCV: %s\n", i, ck)
 		if len(p.ComponentKCVs) > 0 && ck != p.ComponentKCVs[i-1] {
 			clear(comp)
@@ -421,7 +434,7 @@ func (s *session) formProfile(rec *custodian.Record, p ProfileSpec, approvers []
 		kcvs[fmt.Sprintf("component%d", i)] = ck
 		holders = append(holders, who)
 	}
-	final := componentKCV(key)
+	final := mainkey.KCV(key)
 	if p.KCV != "" && final != p.KCV {
 		return s.refused("load-components", p.Name, holders, fmt.Errorf("the combined key has KCV %s, the ceremony file says %s: refused, nothing stored", final, p.KCV))
 	}
@@ -459,12 +472,6 @@ func (s *session) readComponent(i int) ([]byte, error) {
 		s.con.Printf("A component is 64 hexadecimal digits; try again.\n")
 	}
 	return nil, errors.New("ceremony: no valid component after three attempts")
-}
-
-// componentKCV is the AES-CMAC check value of an AES-256 component or key.
-func componentKCV(key []byte) string {
-	b, _ := aes.NewCipher(key)
-	return strings.ToUpper(hex.EncodeToString(kcv.CMAC(b)))
 }
 
 func (s *session) status() error {

@@ -2,150 +2,52 @@ package ceremony
 
 import (
 	"crypto/rand"
-	"crypto/rsa"
-	"crypto/sha256"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
-	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"os"
 	"strings"
-	"time"
 
 	"payhsm/ceremony/custodian"
-	"payhsm/hsm/custody"
-	"payhsm/hsm/tr31"
-	"payhsm/hsm/tr34"
-	"payhsm/keystore"
+	"payhsm/ceremony/mainkey"
+	"payhsm/daemon"
 )
 
-// An appliance's device identity is an RSA-3072 key pair with a self-signed
-// certificate, made on first use. Its private key is sealed under the region
-// main key (never under a profile main key: it transports those). Operators
-// compare certificate fingerprints on both consoles before a transfer, as
-// with any HSM-to-HSM exchange without a shared PKI.
-//
-// Main-key synchronization is ANSI X9 TR-34 two-pass: the receiving appliance
-// (KRD) issues its certificate and a one-time random nonce; the sending
-// appliance (KDH) builds a TR-34 token carrying the profile main key,
-// encrypted for the KRD's key and signed with its own; the KRD verifies the
-// signature against the KDH certificate its operators confirmed, checks the
-// nonce, opens the token and installs the key. Both print the same KCV.
-//
-// Strength note: RSA-3072 (128-bit security) and the token's AES-128 content
-// encryption are weaker than the AES-256 main key they carry; TR-34 offers no
-// stronger transport. Keep tokens under dual control and destroy them after use.
-
-const (
-	metaIdentity = "ceremony/identity"
-	metaKRDNonce = "ceremony/krd-nonce"
-)
-
-var identityAAD = []byte("payhsm/ceremony/device-identity/v1")
-
-type identityRecord struct {
-	Cert   []byte `json:"cert"`
-	Sealed []byte `json:"sealed"`
-}
-
-// identity returns the device certificate and private key, creating them on first use.
-func identity(store *keystore.Store, cust *custody.Custodian) (*x509.Certificate, *rsa.PrivateKey, error) {
-	raw, err := store.GetMeta(metaIdentity)
-	if errors.Is(err, keystore.ErrNotFound) {
-		key, err := rsa.GenerateKey(rand.Reader, 3072)
-		if err != nil {
-			return nil, nil, err
-		}
-		serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-		tmpl := &x509.Certificate{SerialNumber: serial.Add(serial, big.NewInt(1)),
-			Subject:   pkix.Name{Organization: []string{"payhsm"}, CommonName: "payhsm appliance " + cust.RegionKeyKCV()},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(10 * 365 * 24 * time.Hour),
-			KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-		if err != nil {
-			return nil, nil, err
-		}
-		p8, _ := x509.MarshalPKCS8PrivateKey(key)
-		sealed, err := cust.Seal(p8, identityAAD)
-		clear(p8)
-		if err != nil {
-			return nil, nil, err
-		}
-		raw, _ = json.Marshal(identityRecord{Cert: der, Sealed: sealed})
-		if err := store.PutMetaIfAbsent(metaIdentity, raw); err != nil {
-			return nil, nil, err
-		}
-	} else if err != nil {
-		return nil, nil, err
-	}
-	var rec identityRecord
-	if err := json.Unmarshal(raw, &rec); err != nil {
-		return nil, nil, fmt.Errorf("device identity record is corrupt: %w", err)
-	}
-	cert, err := x509.ParseCertificate(rec.Cert)
-	if err != nil {
-		return nil, nil, err
-	}
-	p8, err := cust.Unseal(rec.Sealed, identityAAD)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer clear(p8)
-	k, err := x509.ParsePKCS8PrivateKey(p8)
-	if err != nil {
-		return nil, nil, err
-	}
-	return cert, k.(*rsa.PrivateKey), nil
-}
-
-func fingerprint(c *x509.Certificate) string {
-	sum := sha256.Sum256(c.Raw)
-	h := strings.ToUpper(hex.EncodeToString(sum[:]))
-	var parts []string
-	for i := 0; i < len(h); i += 4 {
-		parts = append(parts, h[i:i+4])
-	}
-	return strings.Join(parts, " ")
-}
+// Main-key synchronization and backup for a specific HSM use ANSI X9 TR-34
+// two-pass between device identities (package mainkey): the receiving
+// appliance (KRD) issues its certificate and a one-time nonce, the sending
+// appliance (KDH) builds a token for it, the KRD verifies, opens and installs
+// it. Operators confirm both certificates' fingerprints. Offline, the passes
+// travel as files; online (sync), through both daemons' admin sockets.
 
 func readCert(path string) (*x509.Certificate, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	blk, _ := pem.Decode(b)
-	if blk == nil || blk.Type != "CERTIFICATE" {
-		return nil, fmt.Errorf("%s is not a PEM certificate", path)
+	c, err := mainkey.ParseCertPEM(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return x509.ParseCertificate(blk.Bytes)
+	return c, nil
 }
 
 // krdRequest writes this appliance's certificate and a fresh one-time nonce
 // (the KRD side's first pass).
 func (s *session) krdRequest(certOut, nonceOut string) error {
-	cert, _, err := identity(s.store, s.cust)
+	cert, nonce, err := mainkey.KRDRequest(s.store, s.cust)
 	if err != nil {
 		return err
 	}
-	nonce := make([]byte, 16)
-	if _, err := rand.Read(nonce); err != nil {
-		return err
-	}
-	if err := s.store.PutMeta(metaKRDNonce, nonce); err != nil {
-		return err
-	}
-	if err := os.WriteFile(certOut, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}), 0o644); err != nil {
+	if err := os.WriteFile(certOut, mainkey.CertPEM(cert), 0o644); err != nil {
 		return err
 	}
 	if err := os.WriteFile(nonceOut, []byte(strings.ToUpper(hex.EncodeToString(nonce))+"\n"), 0o644); err != nil {
 		return err
 	}
-	s.con.Printf("This appliance's certificate is in %s, fingerprint (SHA-256):\n  %s\nNonce written to %s (valid for one import).\n", certOut, fingerprint(cert), nonceOut)
-	s.audit.Record(AuditEntry{Operation: "krd-request", Outcome: "ok", Detail: "certificate " + fingerprint(cert)})
+	s.con.Printf("This appliance's certificate is in %s, fingerprint (SHA-256):\n  %s\nNonce written to %s (valid for one import).\n", certOut, mainkey.Fingerprint(cert), nonceOut)
+	s.audit.Record(AuditEntry{Operation: "krd-request", Outcome: "ok", Detail: "certificate " + mainkey.Fingerprint(cert)})
 	return nil
 }
 
@@ -166,9 +68,9 @@ func (s *session) approve(op, profile string) ([]string, error) {
 	return who, nil
 }
 
-func (s *session) confirmPeer(role string, c *x509.Certificate) error {
-	s.con.Printf("%s certificate %q, fingerprint (SHA-256):\n  %s\n", role, c.Subject.CommonName, fingerprint(c))
-	ok, err := s.con.Confirm("Does this fingerprint match the one shown on the other appliance's console?")
+func confirmPeer(con *Console, role string, c *x509.Certificate) error {
+	con.Printf("%s certificate %q, fingerprint (SHA-256):\n  %s\n", role, c.Subject.CommonName, mainkey.Fingerprint(c))
+	ok, err := con.Confirm("Does this fingerprint match the one shown on the other appliance's console?")
 	if err != nil {
 		return err
 	}
@@ -193,40 +95,23 @@ func (s *session) exportMainKey(profile, krdPath, nonceHex, out string) error {
 	if err != nil {
 		return err
 	}
-	if err := s.confirmPeer("Receiving appliance (KRD)", krd); err != nil {
+	if err := confirmPeer(s.con, "Receiving appliance (KRD)", krd); err != nil {
 		return s.refused("export-main-key", profile, who, err)
 	}
-	kdh, kdhKey, err := identity(s.store, s.cust)
+	tok, kdh, kcv, err := mainkey.Export(s.store, s.cust, profile, krd, nonce)
 	if err != nil {
-		return err
-	}
-	p, err := s.cust.Profile(profile)
-	if err != nil {
-		return err
-	}
-	key, err := s.cust.ExportProfileKey(profile)
-	if err != nil {
-		return err
-	}
-	defer clear(key)
-	hdr, err := tr34.EncodeHeader(tr31.Header{Version: 'D', KeyUsage: "K1", Algorithm: 'A', ModeOfUse: 'B', KeyVersion: "00", Exportability: 'N'})
-	if err != nil {
-		return err
-	}
-	tok, err := tr34.Build(tr34.BuildInput{Key: key, Header: hdr, Nonce: nonce, KDH: kdh, KDHKey: kdhKey, KRD: krd, UseAES: true})
-	if err != nil {
-		return err
+		return s.refused("export-main-key", profile, who, err)
 	}
 	if err := os.WriteFile(out, tok, 0o600); err != nil {
 		return err
 	}
-	if err := os.WriteFile(out+".kdh.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: kdh.Raw}), 0o644); err != nil {
+	if err := os.WriteFile(out+".kdh.pem", mainkey.CertPEM(kdh), 0o644); err != nil {
 		return err
 	}
 	s.audit.Record(AuditEntry{Operation: "export-main-key", Profile: profile, Custodians: who, Outcome: "ok",
-		KCVs: map[string]string{"profile": p.KCV()}, Detail: "TR-34 token for " + fingerprint(krd)})
+		KCVs: map[string]string{"profile": kcv}, Detail: "TR-34 token for " + mainkey.Fingerprint(krd)})
 	s.con.Printf("Profile %s main key (KCV %s) exported as a TR-34 token to %s, signed by this appliance (certificate %s.kdh.pem):\n  %s\n",
-		profile, p.KCV(), out, out, fingerprint(kdh))
+		profile, kcv, out, out, mainkey.Fingerprint(kdh))
 	return nil
 }
 
@@ -248,48 +133,78 @@ func (s *session) importMainKey(profile, kdhPath, tokenPath, wantKCV string) err
 	if err != nil {
 		return err
 	}
-	if err := s.confirmPeer("Sending appliance (KDH)", kdh); err != nil {
+	if err := confirmPeer(s.con, "Sending appliance (KDH)", kdh); err != nil {
 		return s.refused("import-main-key", profile, who, err)
 	}
-	tok, err := tr34.Parse(der)
-	if err != nil {
-		return s.refused("import-main-key", profile, who, err)
-	}
-	pub, ok := kdh.PublicKey.(*rsa.PublicKey)
-	if !ok {
-		return errors.New("the KDH certificate must hold an RSA key")
-	}
-	if err := tok.Verify(pub); err != nil {
-		return s.refused("import-main-key", profile, who, err)
-	}
-	nonce, err := s.store.GetMeta(metaKRDNonce)
-	if err != nil {
-		return s.refused("import-main-key", profile, who, errors.New("no nonce is pending: run krd-request first"))
-	}
-	if string(nonce) != string(tok.Nonce) {
-		return s.refused("import-main-key", profile, who, errors.New("the token does not carry this appliance's current nonce (replayed or for another request)"))
-	}
-	_, krdKey, err := identity(s.store, s.cust)
-	if err != nil {
-		return err
-	}
-	key, err := tok.Open(krdKey)
+	kcv, err := mainkey.Import(s.store, s.cust, profile, kdh, der, wantKCV)
 	if err != nil {
 		return s.refused("import-main-key", profile, who, err)
 	}
-	defer clear(key)
-	if got := componentKCV(key); wantKCV != "" && got != strings.ToUpper(wantKCV) {
-		return s.refused("import-main-key", profile, who, fmt.Errorf("the transported key has KCV %s, expected %s: refused, nothing stored", got, wantKCV))
-	}
-	p, err := s.cust.InstallProfile(profile, key)
-	if err != nil {
-		return err
-	}
-	_ = s.store.PutMeta(metaKRDNonce, []byte{}) // one-time: an empty nonce matches no token
 	s.audit.Record(AuditEntry{Operation: "import-main-key", Profile: profile, Custodians: who, Outcome: "ok",
-		KCVs: map[string]string{"profile": p.KCV()}, Detail: "TR-34 token from " + fingerprint(kdh)})
-	s.con.Printf("Profile %s main key imported from the TR-34 token, KCV %s\n", profile, p.KCV())
+		KCVs: map[string]string{"profile": kcv}, Detail: "TR-34 token from " + mainkey.Fingerprint(kdh)})
+	s.con.Printf("Profile %s main key imported from the TR-34 token, KCV %s\n", profile, kcv)
 	return nil
+}
+
+// syncOnline moves profile's main key from the daemon behind fromSock (KDH)
+// to the daemon behind toSock (KRD) through their admin sockets (local, or
+// forwarded over SSH): the KRD's certificate and nonce, the token and the
+// import travel between the daemons; each side's custodians approve its step
+// and the operators confirm the other side's fingerprint.
+func syncOnline(con *Console, fromSock, toSock, profile string) error {
+	krdResp, err := adminCall(toSock, &daemon.AdminRequest{Op: "krd-request"})
+	if err != nil {
+		return fmt.Errorf("receiving appliance: %w", err)
+	}
+	krd, err := mainkey.ParseCertPEM(krdResp.Certificate)
+	if err != nil {
+		return err
+	}
+	if err := confirmPeer(con, "Receiving appliance (KRD)", krd); err != nil {
+		return err
+	}
+	con.Printf("Custodians of the SENDING appliance approve the export of profile %s.\n", profile)
+	apps, err := approvals(con)
+	if err != nil {
+		return err
+	}
+	exp, err := adminCall(fromSock, &daemon.AdminRequest{Op: "export-main-key", Profile: profile, Approvals: apps,
+		Certificate: krdResp.Certificate, Nonce: krdResp.Nonce})
+	if err != nil {
+		return fmt.Errorf("sending appliance: %w", err)
+	}
+	kdh, err := mainkey.ParseCertPEM(exp.Certificate)
+	if err != nil {
+		return err
+	}
+	if err := confirmPeer(con, "Sending appliance (KDH)", kdh); err != nil {
+		return err
+	}
+	con.Printf("Custodians of the RECEIVING appliance approve the import of profile %s (KCV %s).\n", profile, exp.KCV)
+	if apps, err = approvals(con); err != nil {
+		return err
+	}
+	imp, err := adminCall(toSock, &daemon.AdminRequest{Op: "import-main-key", Profile: profile, Approvals: apps,
+		Certificate: exp.Certificate, Token: exp.Token, KCV: exp.KCV})
+	if err != nil {
+		return fmt.Errorf("receiving appliance: %w", err)
+	}
+	con.Printf("Profile %s synchronized online: KCV %s on both appliances.\n", profile, imp.KCV)
+	return nil
+}
+
+func adminCall(sock string, req *daemon.AdminRequest) (*daemon.AdminResponse, error) {
+	resp, ok, err := daemon.CallAdminSocket(sock, req)
+	if !ok {
+		return nil, fmt.Errorf("no daemon answers on %s", sock)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if resp.Error != "" {
+		return nil, errors.New(resp.Error)
+	}
+	return &resp, nil
 }
 
 // backupComponents splits profile's main key into n components for n
@@ -337,7 +252,7 @@ func (s *session) backupComponents(profile string, n int) error {
 		} else {
 			copy(comp, last)
 		}
-		ck := componentKCV(comp)
+		ck := mainkey.KCV(comp)
 		s.con.Printf("Custodian %s, component %d of %d (write it down, then clear the screen):\n  %s\n  KCV %s\n",
 			holder, i, n, strings.ToUpper(hex.EncodeToString(comp)), ck)
 		clear(comp)

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"payhsm/ceremony/custodian"
+	"payhsm/ceremony/mainkey"
 	"payhsm/fault"
 	"payhsm/hsm/custody"
 	"payhsm/keystore"
@@ -32,15 +33,23 @@ const AuditLog = "ceremony-audit.log"
 
 // AdminRequest is one online ceremony request.
 type AdminRequest struct {
-	Op        string               `json:"op"` // "rotate"
-	Profile   string               `json:"profile"`
-	Approvals []custodian.Approval `json:"approvals"`
+	Op          string               `json:"op"` // rotate, krd-request, export-main-key, import-main-key
+	Profile     string               `json:"profile,omitempty"`
+	Approvals   []custodian.Approval `json:"approvals,omitempty"`
+	Certificate []byte               `json:"certificate,omitempty"` // PEM: the KRD's (export) or the KDH's (import)
+	Nonce       []byte               `json:"nonce,omitempty"`       // the KRD's one-time nonce (export)
+	Token       []byte               `json:"token,omitempty"`       // the TR-34 token (import)
+	KCV         string               `json:"kcv,omitempty"`         // the expected check value (import)
 }
 
 // AdminResponse answers an AdminRequest.
 type AdminResponse struct {
-	Error  string              `json:"error,omitempty"`
-	Rotate *ops.RotationReport `json:"rotate,omitempty"`
+	Error       string              `json:"error,omitempty"`
+	Rotate      *ops.RotationReport `json:"rotate,omitempty"`
+	Certificate []byte              `json:"certificate,omitempty"` // PEM: this appliance's device certificate
+	Nonce       []byte              `json:"nonce,omitempty"`
+	Token       []byte              `json:"token,omitempty"`
+	KCV         string              `json:"kcv,omitempty"`
 }
 
 type admin struct {
@@ -98,7 +107,7 @@ func (a *admin) close(ctx context.Context) {
 func (a *admin) handle(c net.Conn) {
 	_ = c.SetReadDeadline(time.Now().Add(time.Minute))
 	var req AdminRequest
-	if err := json.NewDecoder(io.LimitReader(c, 64<<10)).Decode(&req); err != nil {
+	if err := json.NewDecoder(io.LimitReader(c, 256<<10)).Decode(&req); err != nil {
 		_ = json.NewEncoder(c).Encode(AdminResponse{Error: "malformed request"})
 		return
 	}
@@ -110,6 +119,14 @@ func (a *admin) handle(c net.Conn) {
 func (a *admin) run(req *AdminRequest) AdminResponse {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if req.Op == "krd-request" { // no secret leaves: the certificate and a fresh nonce
+		cert, nonce, err := mainkey.KRDRequest(a.store, a.cust)
+		if err != nil {
+			return AdminResponse{Error: err.Error()}
+		}
+		a.record("krd-request", "", nil, "ok", "certificate "+mainkey.Fingerprint(cert), nil)
+		return AdminResponse{Certificate: mainkey.CertPEM(cert), Nonce: nonce}
+	}
 	rec, err := custodian.Load(a.store, a.cust)
 	if err != nil {
 		return AdminResponse{Error: err.Error()}
@@ -132,6 +149,30 @@ func (a *admin) run(req *AdminRequest) AdminResponse {
 		a.record("rotate", req.Profile, who, "ok", fmt.Sprintf("version %d, %d blocks re-wrapped, %d verified", rep.Version, rep.Rewrapped, rep.Verified),
 			map[string]string{"profile": rep.KCV})
 		return AdminResponse{Rotate: rep}
+	case "export-main-key":
+		krd, err := mainkey.ParseCertPEM(req.Certificate)
+		if err != nil {
+			return AdminResponse{Error: "the receiving appliance's certificate: " + err.Error()}
+		}
+		tok, kdh, kcv, err := mainkey.Export(a.store, a.cust, req.Profile, krd, req.Nonce)
+		if err != nil {
+			a.record("export-main-key", req.Profile, who, "failed", err.Error(), nil)
+			return AdminResponse{Error: err.Error()}
+		}
+		a.record("export-main-key", req.Profile, who, "ok", "TR-34 token for "+mainkey.Fingerprint(krd), map[string]string{"profile": kcv})
+		return AdminResponse{Token: tok, Certificate: mainkey.CertPEM(kdh), KCV: kcv}
+	case "import-main-key":
+		kdh, err := mainkey.ParseCertPEM(req.Certificate)
+		if err != nil {
+			return AdminResponse{Error: "the sending appliance's certificate: " + err.Error()}
+		}
+		kcv, err := mainkey.Import(a.store, a.cust, req.Profile, kdh, req.Token, req.KCV)
+		if err != nil {
+			a.record("import-main-key", req.Profile, who, "refused", err.Error(), nil)
+			return AdminResponse{Error: err.Error()}
+		}
+		a.record("import-main-key", req.Profile, who, "ok", "TR-34 token from "+mainkey.Fingerprint(kdh), map[string]string{"profile": kcv})
+		return AdminResponse{KCV: kcv}
 	}
 	return AdminResponse{Error: fmt.Sprintf("unknown operation %q", req.Op)}
 }
@@ -152,7 +193,13 @@ func (a *admin) record(op, profile string, who []string, outcome, detail string,
 
 // CallAdmin sends req to the daemon serving dir. ok is false when no daemon listens there.
 func CallAdmin(dir string, req *AdminRequest) (resp AdminResponse, ok bool, err error) {
-	c, err := net.Dial("unix", filepath.Join(dir, AdminSocket))
+	return CallAdminSocket(filepath.Join(dir, AdminSocket), req)
+}
+
+// CallAdminSocket sends req to the admin socket at path (a daemon's, possibly
+// forwarded over SSH). ok is false when nothing listens there.
+func CallAdminSocket(path string, req *AdminRequest) (resp AdminResponse, ok bool, err error) {
+	c, err := net.Dial("unix", path)
 	if err != nil {
 		return resp, false, nil
 	}

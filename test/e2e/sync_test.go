@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -141,5 +142,49 @@ func TestMainKeySyncTR34(t *testing.T) {
 			}
 			return nil
 		})
+	}
+}
+
+// TestMainKeySyncOnline synchronizes a profile main key between two serving
+// daemons through their admin sockets: each side's custodians approve their
+// step, the operator confirms both fingerprints, and the receiving daemon
+// serves the profile at once.
+func TestMainKeySyncOnline(t *testing.T) {
+	a, b := t.TempDir(), t.TempDir()
+	initAppliance(t, a, `{"name":"default"},{"name":"lmk01"}`)
+	initAppliance(t, b, `{"name":"default"}`)
+	want := profileKCV(t, a)
+	da, db := startDaemon(t, a), startDaemon(t, b)
+	if got := hostSend(t, db.hostAddr, "0000NC%01"); got != "0000ND13" {
+		t.Fatalf("B serves lmk01 before the sync: %q", got)
+	}
+	approvals := "alice\nalice-passphrase\nbob\nbob-passphrase!\n"
+	// A wrong approval on the sending side stops the sync before any key moves.
+	bad := exec.Command(binPath, "ceremony", "sync", "--from-admin", filepath.Join(a, "admin.sock"), "--to-admin", filepath.Join(b, "admin.sock"), "--profile", "lmk01")
+	bad.Stdin = strings.NewReader("y\nalice\nalice-passphrase\nalice\nalice-passphrase\n")
+	if out, err := bad.CombinedOutput(); err == nil {
+		t.Fatalf("sync approved by one custodian:\n%s", out)
+	}
+	cmd := exec.Command(binPath, "ceremony", "sync", "--from-admin", filepath.Join(a, "admin.sock"), "--to-admin", filepath.Join(b, "admin.sock"), "--profile", "lmk01")
+	cmd.Stdin = strings.NewReader("y\n" + approvals + "y\n" + approvals)
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "synchronized online: KCV "+want) {
+		t.Fatalf("online sync: %v\n%s", err, out)
+	}
+	if got := ncLMK(t, db, "01"); got != want {
+		t.Errorf("B reports lmk01 KCV %s, want %s", got, want)
+	}
+	resp := hostSend(t, da.hostAddr, "0000A00FFFS%01#C0T2C00E00")
+	block := resp[len("0000A100S") : len(resp)-6]
+	cw := "0000CWS" + block + "4123456789012345;1226000%01"
+	if onA, onB := hostSend(t, da.hostAddr, cw), hostSend(t, db.hostAddr, cw); !strings.HasPrefix(onA, "0000CX00") || onA != onB {
+		t.Errorf("CVV on A %q, on B %q", onA, onB)
+	}
+	// Both audit logs record their side.
+	for _, dir := range []string{a, b} {
+		log, _ := os.ReadFile(filepath.Join(dir, "ceremony-audit.log"))
+		if !strings.Contains(string(log), "main-key") || !strings.Contains(string(log), want) {
+			t.Errorf("audit log of %s:\n%s", dir, log)
+		}
 	}
 }
