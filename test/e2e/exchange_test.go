@@ -270,18 +270,25 @@ func certB64(c *x509.Certificate) string {
 	return base64.StdEncoding.EncodeToString(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw}))
 }
 
+// importRoot imports a certificate (base64 PEM) as a trusted root (S0 public key) and returns its ARN.
+func importRoot(t *testing.T, c *pc.Client, certB64 string, alg types.KeyAlgorithm) string {
+	t.Helper()
+	k, err := c.ImportKey(context.Background(), &pc.ImportKeyInput{KeyMaterial: &types.ImportKeyMaterialMemberRootCertificatePublicKey{Value: types.RootCertificatePublicKey{
+		KeyAttributes: &types.KeyAttributes{KeyAlgorithm: alg, KeyClass: types.KeyClassPublicKey,
+			KeyModesOfUse: &types.KeyModesOfUse{Verify: true}, KeyUsage: types.KeyUsageTr31S0AsymmetricKeyForDigitalSignature},
+		PublicKeyCertificate: aws.String(certB64)}}})
+	if err != nil {
+		t.Fatalf("import root: %v", err)
+	}
+	return *k.Key.KeyArn
+}
+
 func TestExportKeyCryptogramInterop(t *testing.T) {
 	d := startDaemon(t, t.TempDir())
 	c := d.client()
 	ctx := context.Background()
 	ca := newPartnerCA(t)
-	root, err := c.ImportKey(ctx, &pc.ImportKeyInput{KeyMaterial: &types.ImportKeyMaterialMemberRootCertificatePublicKey{Value: types.RootCertificatePublicKey{
-		KeyAttributes: &types.KeyAttributes{KeyAlgorithm: types.KeyAlgorithmRsa2048, KeyClass: types.KeyClassPublicKey,
-			KeyModesOfUse: &types.KeyModesOfUse{Verify: true}, KeyUsage: types.KeyUsageTr31S0AsymmetricKeyForDigitalSignature},
-		PublicKeyCertificate: aws.String(certB64(ca.cert))}}})
-	if err != nil {
-		t.Fatalf("import root: %v", err)
-	}
+	rootARN := importRoot(t, c, certB64(ca.cert), types.KeyAlgorithmRsa2048)
 	krd, err := rsa.GenerateKey(rand.Reader, 3072)
 	if err != nil {
 		t.Fatal(err)
@@ -289,7 +296,7 @@ func TestExportKeyCryptogramInterop(t *testing.T) {
 	leaf := ca.issue(t, krd.Public(), x509.KeyUsageKeyEncipherment)
 	k := createKey(t, c, attrs(types.KeyUsageTr31K0KeyEncryptionKey, types.KeyAlgorithmAes128, modesEDWU), true)
 	out, err := c.ExportKey(ctx, &pc.ExportKeyInput{ExportKeyIdentifier: k.KeyArn, KeyMaterial: &types.ExportKeyMaterialMemberKeyCryptogram{Value: types.ExportKeyCryptogram{
-		CertificateAuthorityPublicKeyIdentifier: root.Key.KeyArn, WrappingKeyCertificate: aws.String(certB64(leaf)), WrappingSpec: types.WrappingKeySpecRsaOaepSha256}}})
+		CertificateAuthorityPublicKeyIdentifier: &rootARN, WrappingKeyCertificate: aws.String(certB64(leaf)), WrappingSpec: types.WrappingKeySpecRsaOaepSha256}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,7 +318,7 @@ func TestExportKeyCryptogramInterop(t *testing.T) {
 	// A certificate from another CA is refused.
 	other := newPartnerCA(t).issue(t, krd.Public(), x509.KeyUsageKeyEncipherment)
 	if _, err := c.ExportKey(ctx, &pc.ExportKeyInput{ExportKeyIdentifier: k.KeyArn, KeyMaterial: &types.ExportKeyMaterialMemberKeyCryptogram{Value: types.ExportKeyCryptogram{
-		CertificateAuthorityPublicKeyIdentifier: root.Key.KeyArn, WrappingKeyCertificate: aws.String(certB64(other))}}}); !isErr[*types.ValidationException](err) {
+		CertificateAuthorityPublicKeyIdentifier: &rootARN, WrappingKeyCertificate: aws.String(certB64(other))}}}); !isErr[*types.ValidationException](err) {
 		t.Errorf("foreign certificate: %v", err)
 	}
 	// GetParametersForExport: a TR-34 signing certificate chaining to the profile CA.
@@ -360,15 +367,7 @@ func TestTwoAppliancesExchangeKeys(t *testing.T) {
 	ca, cb := a.client(), b.client()
 	ctx := context.Background()
 	trustRoot := func(c *pc.Client, chainB64 *string, alg types.KeyAlgorithm) *string {
-		t.Helper()
-		k, err := c.ImportKey(ctx, &pc.ImportKeyInput{KeyMaterial: &types.ImportKeyMaterialMemberRootCertificatePublicKey{Value: types.RootCertificatePublicKey{
-			KeyAttributes: &types.KeyAttributes{KeyAlgorithm: alg, KeyClass: types.KeyClassPublicKey,
-				KeyModesOfUse: &types.KeyModesOfUse{Verify: true}, KeyUsage: types.KeyUsageTr31S0AsymmetricKeyForDigitalSignature},
-			PublicKeyCertificate: chainB64}}})
-		if err != nil {
-			t.Fatalf("import root: %v", err)
-		}
-		return k.Key.KeyArn
+		return aws.String(importRoot(t, c, *chainB64, alg))
 	}
 
 	pb, err := cb.GetParametersForImport(ctx, &pc.GetParametersForImportInput{KeyMaterialType: types.KeyMaterialTypeTr34KeyBlock, WrappingKeyAlgorithm: types.KeyAlgorithmRsa3072})
@@ -475,18 +474,12 @@ func TestECDHExportAndCSR(t *testing.T) {
 		t.Fatal(err)
 	}
 	ca := newPartnerCA(t)
-	root, err := c.ImportKey(ctx, &pc.ImportKeyInput{KeyMaterial: &types.ImportKeyMaterialMemberRootCertificatePublicKey{Value: types.RootCertificatePublicKey{
-		KeyAttributes: &types.KeyAttributes{KeyAlgorithm: types.KeyAlgorithmRsa2048, KeyClass: types.KeyClassPublicKey,
-			KeyModesOfUse: &types.KeyModesOfUse{Verify: true}, KeyUsage: types.KeyUsageTr31S0AsymmetricKeyForDigitalSignature},
-		PublicKeyCertificate: aws.String(certB64(ca.cert))}}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rootARN := importRoot(t, c, certB64(ca.cert), types.KeyAlgorithmRsa2048)
 	partnerCert := ca.issue(t, partnerPub, x509.KeyUsageKeyAgreement)
 
 	key := createKey(t, c, attrs(types.KeyUsageTr31D0SymmetricDataEncryptionKey, types.KeyAlgorithmAes128, modesEDWU), true)
 	out, err := c.ExportKey(ctx, &pc.ExportKeyInput{ExportKeyIdentifier: key.KeyArn, KeyMaterial: &types.ExportKeyMaterialMemberDiffieHellmanTr31KeyBlock{
-		Value: types.ExportDiffieHellmanTr31KeyBlock{PrivateKeyIdentifier: k3.Key.KeyArn, CertificateAuthorityPublicKeyIdentifier: root.Key.KeyArn,
+		Value: types.ExportDiffieHellmanTr31KeyBlock{PrivateKeyIdentifier: k3.Key.KeyArn, CertificateAuthorityPublicKeyIdentifier: &rootARN,
 			PublicKeyCertificate: aws.String(certB64(partnerCert)), DeriveKeyAlgorithm: types.SymmetricKeyAlgorithmAes128,
 			KeyDerivationFunction: types.KeyDerivationFunctionNistSp800, KeyDerivationHashAlgorithm: types.KeyDerivationHashAlgorithmSha256,
 			DerivationData: &types.DiffieHellmanDerivationDataMemberSharedInformation{Value: "ADEF567890"}}}})

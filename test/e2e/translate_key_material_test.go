@@ -69,14 +69,8 @@ func newECDHSide(t *testing.T, c *pc.Client, derive types.DeriveKeyUsage) *ecdhS
 		t.Fatal(err)
 	}
 	ca := newPartnerCA(t)
-	root, err := c.ImportKey(ctx, &pc.ImportKeyInput{KeyMaterial: &types.ImportKeyMaterialMemberRootCertificatePublicKey{Value: types.RootCertificatePublicKey{
-		KeyAttributes: &types.KeyAttributes{KeyAlgorithm: types.KeyAlgorithmRsa2048, KeyClass: types.KeyClassPublicKey,
-			KeyModesOfUse: &types.KeyModesOfUse{Verify: true}, KeyUsage: types.KeyUsageTr31S0AsymmetricKeyForDigitalSignature},
-		PublicKeyCertificate: aws.String(certB64(ca.cert))}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.root, s.cert = *root.Key.KeyArn, certB64(ca.issue(t, pub, x509.KeyUsageKeyAgreement))
+	rootARN := importRoot(t, c, certB64(ca.cert), types.KeyAlgorithmRsa2048)
+	s.root, s.cert = rootARN, certB64(ca.issue(t, pub, x509.KeyUsageKeyAgreement))
 	return s
 }
 
