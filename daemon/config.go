@@ -60,6 +60,9 @@ type HostConfig struct {
 	ClientCA       string   `json:"clientCA"`
 	AllowedClients []string `json:"allowedClients"`
 	MaxConnections int      `json:"maxConnections"`
+	// EventLoops is how many event loops serve plain-TCP connections: 0
+	// (default) one per two CPUs; -1 a goroutine per connection.
+	EventLoops int `json:"eventLoops"`
 }
 
 // Defaults fills unset members.
@@ -128,6 +131,9 @@ func (c *Config) Validate(dev bool) error {
 	}
 	if c.Host.MaxConnections < 0 {
 		bad("host.maxConnections must be positive")
+	}
+	if c.Host.EventLoops < -1 || c.Host.EventLoops > 256 {
+		bad("host.eventLoops %d: must be -1 (a goroutine per connection), 0 (one per two CPUs) or 1..256", c.Host.EventLoops)
 	}
 	if c.HTTP.TLSCert == "" && !c.HTTP.AllowPlaintext && !isLoopback(c.HTTP.Addr) {
 		bad("http.addr %s is not a loopback address: configure http.tlsCert/tlsKey, or set http.allowPlaintext", c.HTTP.Addr)

@@ -198,7 +198,8 @@ func Serve(ctx context.Context, cfg *Config, dev bool, log *zap.Logger) error {
 		httpLn = tls.NewListener(httpLn, srv.TLSConfig)
 		scheme = "https"
 	}
-	hostCfg := hostcmd.Config{HeaderLength: cfg.Host.HeaderLength, MaxConnections: cfg.Host.MaxConnections, AllowedClients: cfg.Host.AllowedClients}
+	hostCfg := hostcmd.Config{HeaderLength: cfg.Host.HeaderLength, MaxConnections: cfg.Host.MaxConnections, AllowedClients: cfg.Host.AllowedClients,
+		EventLoops: cfg.Host.EventLoops}
 	if hostCfg.TLS, err = hostTLS(&cfg.Host); err != nil {
 		return err
 	}

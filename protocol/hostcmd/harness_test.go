@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"io"
 	"net"
+	"runtime"
 	"testing"
 	"time"
 
@@ -37,12 +38,33 @@ func startServer(t testing.TB, svc *ops.Service, cfg Config) *testServer {
 	}
 	srv := NewServer(svc, cfg, zap.NewNop())
 	go srv.Serve(ln)
+	if runtime.GOOS == "linux" && cfg.TLS == nil && cfg.EventLoops >= 0 {
+		// Serve starts the loops before it accepts: the first dial proves they run.
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+		srv.mu.Lock()
+		n := len(srv.loops)
+		srv.mu.Unlock()
+		if n == 0 {
+			t.Fatal("no event loop serves plain TCP")
+		}
+	}
 	t.Cleanup(func() {
 		ctx, cancel := contextTimeout(5 * time.Second)
 		defer cancel()
 		srv.Shutdown(ctx)
 	})
 	return &testServer{svc: svc, srv: srv, addr: ln.Addr().String()}
+}
+
+// forDrivers runs f once with the event loops serving plain TCP (Linux)
+// and once with a goroutine per connection.
+func forDrivers(t *testing.T, f func(t *testing.T, loops int)) {
+	t.Run("event-loop", func(t *testing.T) { f(t, 0) })
+	t.Run("goroutine", func(t *testing.T) { f(t, -1) })
 }
 
 // conn is a test client connection.

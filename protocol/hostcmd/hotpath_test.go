@@ -47,8 +47,10 @@ func TestIdentMemo(t *testing.T) {
 // TestLargeAndPipelinedFrames: frames longer than the connection's read
 // buffer (served from a copy) and frames served in place alternate on one
 // pipelined connection and are answered in order.
-func TestLargeAndPipelinedFrames(t *testing.T) {
-	ts := startServer(t, nil, Config{})
+func TestLargeAndPipelinedFrames(t *testing.T) { forDrivers(t, testLargeAndPipelinedFrames) }
+
+func testLargeAndPipelinedFrames(t *testing.T, loops int) {
+	ts := startServer(t, nil, Config{EventLoops: loops})
 	c := ts.dial(t, nil)
 	big := strings.Repeat("Z", ioBuffer+1000) // B2 echo data beyond the read buffer
 	var all []byte
@@ -80,8 +82,10 @@ func hexLen(n int) string {
 // TestCCHotPathNoToken: once a connection has used its key blocks, CC makes
 // no PKCS#11 call, and a pipelined burst is answered in order with the PIN
 // length.
-func TestCCHotPathNoToken(t *testing.T) {
-	ts := startServer(t, nil, Config{})
+func TestCCHotPathNoToken(t *testing.T) { forDrivers(t, testCCHotPathNoToken) }
+
+func testCCHotPathNoToken(t *testing.T, loops int) {
+	ts := startServer(t, nil, Config{EventLoops: loops})
 	c := ts.dial(t, nil)
 	gen := func(a string) string { r := c.call("0000A00FFFS#" + a); return r[8 : len(r)-6] }
 	zpka, zpkb, pvk := gen("P0T2B00N00"), gen("P0T2B00N00"), gen("V1T2C00N00")

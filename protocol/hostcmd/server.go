@@ -36,6 +36,11 @@ type Config struct {
 	// client.
 	TLS            *tls.Config
 	AllowedClients []string
+
+	// EventLoops is how many event loops serve plain-TCP connections
+	// (Linux; see loop_linux.go). 0: one per two CPUs, at least one.
+	// Negative: a goroutine per connection, as TLS connections always have.
+	EventLoops int
 }
 
 // Server serves host commands.
@@ -50,6 +55,9 @@ type Server struct {
 	wg   sync.WaitGroup
 	done chan struct{}
 	stop sync.Once
+
+	loops []*eventLoop // plain-TCP event loops (Linux); nil: a goroutine per connection
+	next  int          // the loop the next connection goes to (Serve's goroutine only)
 }
 
 // NewServer returns a host-command server.
@@ -77,6 +85,7 @@ func NewServer(svc *ops.Service, cfg Config, log *zap.Logger) *Server {
 func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
 	s.ln = ln
+	s.startLoops()
 	s.mu.Unlock()
 	for {
 		c, err := ln.Accept()
@@ -101,8 +110,13 @@ func (s *Server) Serve(ln net.Listener) error {
 			continue
 		}
 		s.mu.Lock()
-		s.conn[c] = struct{}{}
 		s.wg.Add(1)
+		s.mu.Unlock()
+		if s.adopt(c) {
+			continue
+		}
+		s.mu.Lock()
+		s.conn[c] = struct{}{}
 		s.mu.Unlock()
 		go s.handle(c)
 	}
@@ -119,6 +133,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		// wake readers blocked between commands; a command being served finishes first
 		_ = c.SetReadDeadline(time.Now())
 	}
+	s.wakeLoops()
 	s.mu.Unlock()
 	ch := make(chan struct{})
 	go func() { s.wg.Wait(); close(ch) }()

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/hex"
+	"io"
 	"math/big"
 	"net"
 	"regexp"
@@ -139,8 +140,10 @@ func mustHex(s string) []byte { b, _ := hex.DecodeString(s); return b }
 
 // TestFraming: split and coalesced frames, zero length, oversize, truncated
 // frames, slow clients and garbage never stall or crash the server.
-func TestFraming(t *testing.T) {
-	ts := startServer(t, nil, Config{IdleTimeout: 2 * time.Second, FrameTimeout: 500 * time.Millisecond, MaxMessage: 1024})
+func TestFraming(t *testing.T) { forDrivers(t, testFraming) }
+
+func testFraming(t *testing.T, loops int) {
+	ts := startServer(t, nil, Config{IdleTimeout: 2 * time.Second, FrameTimeout: 500 * time.Millisecond, MaxMessage: 1024, EventLoops: loops})
 	t.Run("split", func(t *testing.T) {
 		c := ts.dial(t, nil)
 		msg := append(frame("0001B20002OK"), "0001B20002OK"...)
@@ -223,7 +226,7 @@ func TestFraming(t *testing.T) {
 		}
 	})
 	t.Run("connection limit", func(t *testing.T) {
-		ts := startServer(t, ts.svc, Config{MaxConnections: 1})
+		ts := startServer(t, ts.svc, Config{MaxConnections: 1, EventLoops: loops})
 		c := ts.dial(t, nil)
 		c.call("0001NO00")
 		c2 := ts.dial(t, nil)
@@ -239,7 +242,12 @@ func TestFraming(t *testing.T) {
 // TestShutdownDrains: pipelined requests already received are answered
 // before Shutdown closes the connection.
 func TestShutdownDrains(t *testing.T) {
-	ts := startServer(t, nil, Config{})
+	forDrivers(t, func(t *testing.T, loops int) {
+		testShutdownDrains(t, startServer(t, nil, Config{EventLoops: loops}))
+	})
+}
+
+func testShutdownDrains(t *testing.T, ts *testServer) {
 	c := ts.dial(t, nil)
 	if got := c.call("0001B20001A"); got != "0001B300A" {
 		t.Fatal(got)
@@ -374,4 +382,39 @@ func TestErrorCodes(t *testing.T) {
 			t.Errorf("Require failure mapped to %s, want %s", got, tc.want)
 		}
 	}
+}
+
+// TestSlowReader: a client that sends but never reads fills the server's
+// socket buffer; the server stops reading from it, keeps serving other
+// connections, and closes it once its blocked write outlives FrameTimeout.
+func TestSlowReader(t *testing.T) {
+	forDrivers(t, func(t *testing.T, loops int) {
+		ts := startServer(t, nil, Config{FrameTimeout: time.Second, EventLoops: loops})
+		slow := ts.dial(t, nil)
+		data := strings.Repeat("S", 30000)
+		req := AppendFrame(nil, []byte("0001B2"+hexLen(len(data))+data))
+		go func() {
+			for range 1000 { // 30 MB of answers, far beyond the socket buffers
+				if _, err := slow.c.Write(req); err != nil {
+					return
+				}
+			}
+		}()
+		time.Sleep(300 * time.Millisecond)
+		other := ts.dial(t, nil)
+		start := time.Now()
+		if got := other.call("0002B20001Z"); got != "0002B300Z" {
+			t.Fatalf("other connection %q", got)
+		}
+		if d := time.Since(start); d > 500*time.Millisecond {
+			t.Errorf("other connection answered after %v", d)
+		}
+		// Past FrameTimeout the slow client's connection is closed: reading
+		// it now ends in EOF or a reset after what the kernel still buffers.
+		time.Sleep(2500 * time.Millisecond)
+		slow.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.Copy(io.Discard, slow.c); err != nil && isTimeout(err) {
+			t.Errorf("slow connection still open: %v", err)
+		}
+	})
 }

@@ -1,0 +1,437 @@
+//go:build linux
+
+package hostcmd
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"go.uber.org/zap"
+)
+
+// Event loops (Linux). A plain-TCP connection is served by one of
+// GOMAXPROCS event loops instead of a goroutine of its own. A loop waits in
+// one level-triggered epoll_wait for all its connections, reads what a ready
+// connection holds with one read, answers every complete request in order
+// and writes the answers with one write. With a goroutine per connection,
+// Go's poller costs every request a read that finds nothing (EAGAIN), a park
+// and a wake-up; on a busy port, where system calls are most of the cost of
+// a request, that is a third more calls. TLS connections keep the goroutine
+// per connection (crypto/tls owns their reads).
+//
+// Behaviour is the goroutine path's: frames served in place, answers in
+// order, the idle timeout between frames, the frame timeout for a started
+// frame and for a blocked write, and on shutdown the answers to requests
+// already received are written before the connection closes.
+
+// eventLoop owns the connections handed to it; only its goroutine touches them.
+type eventLoop struct {
+	s            *Server
+	epfd         int
+	wakeR, wakeW int // a pipe that wakes the loop for new connections and shutdown
+	scan         time.Duration
+
+	mu      sync.Mutex
+	add     []adopted // connections handed over, not yet registered
+	stopped bool      // the loop has ended: it takes no connection
+
+	conns  map[int]*loopConn
+	events []syscall.EpollEvent
+}
+
+type adopted struct {
+	fd     int
+	remote string
+}
+
+// loopConn is one connection's state in its loop.
+type loopConn struct {
+	fd      int
+	remote  string
+	in      []byte // received bytes: in[:n]
+	n       int
+	out     []byte // answers not yet written: out[off:]
+	off     int
+	x       *call
+	wantOut bool      // registered for EPOLLOUT (a write could not complete)
+	active  time.Time // last complete request, or the hand-over
+	partial time.Time // when the incomplete frame at in[0] began (zero: none)
+	blocked time.Time // when the pending write blocked
+}
+
+// startLoops creates the event loops; on failure the server keeps one
+// goroutine per connection.
+func (s *Server) startLoops() {
+	n := s.cfg.EventLoops
+	if n < 0 || s.cfg.TLS != nil {
+		return
+	}
+	if n == 0 {
+		n = max(1, runtime.GOMAXPROCS(0)/2)
+	}
+	for i := 0; i < n; i++ {
+		l, err := newEventLoop(s)
+		if err != nil {
+			s.log.Warn("host port: no event loop; serving a goroutine per connection", zap.Error(err))
+			for _, l := range s.loops {
+				l.close()
+			}
+			s.loops = nil
+			return
+		}
+		s.loops = append(s.loops, l)
+	}
+	for _, l := range s.loops {
+		go l.run()
+	}
+}
+
+// adopt hands c to an event loop. It reports false when c must be served
+// by a goroutine (no loops, or not a TCP connection).
+func (s *Server) adopt(c net.Conn) bool {
+	if len(s.loops) == 0 {
+		return false
+	}
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return false
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	// Take a duplicate of the descriptor and close the original, which
+	// leaves Go's poller. The duplicate shares the socket and its flags
+	// (non-blocking, TCP_NODELAY, keep-alive).
+	fd := -1
+	var derr error
+	if err := rc.Control(func(sfd uintptr) {
+		syscall.ForkLock.RLock()
+		fd, derr = syscall.Dup(int(sfd))
+		if derr == nil {
+			syscall.CloseOnExec(fd)
+		}
+		syscall.ForkLock.RUnlock()
+	}); err != nil || derr != nil {
+		return false
+	}
+	remote := c.RemoteAddr().String()
+	c.Close()
+	l := s.loops[s.next%len(s.loops)]
+	s.next++
+	l.mu.Lock()
+	if l.stopped { // shutting down: the connection is refused
+		l.mu.Unlock()
+		syscall.Close(fd)
+		<-s.sem
+		s.wg.Done()
+		return true
+	}
+	l.add = append(l.add, adopted{fd: fd, remote: remote})
+	l.mu.Unlock()
+	l.wake()
+	return true
+}
+
+// wakeLoops makes every loop look at the server's state (shutdown).
+func (s *Server) wakeLoops() {
+	for _, l := range s.loops {
+		l.wake()
+	}
+}
+
+func newEventLoop(s *Server) (*eventLoop, error) {
+	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll_create1: %w", err)
+	}
+	var p [2]int
+	if err := syscall.Pipe2(p[:], syscall.O_NONBLOCK|syscall.O_CLOEXEC); err != nil {
+		syscall.Close(epfd)
+		return nil, fmt.Errorf("pipe2: %w", err)
+	}
+	l := &eventLoop{s: s, epfd: epfd, wakeR: p[0], wakeW: p[1], conns: map[int]*loopConn{},
+		events: make([]syscall.EpollEvent, 128)}
+	if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, p[0], &syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(p[0])}); err != nil {
+		l.close()
+		return nil, fmt.Errorf("epoll_ctl: %w", err)
+	}
+	// Timeouts are checked every eighth of the shorter one, within [10 ms, 1 s].
+	l.scan = min(max(min(s.cfg.IdleTimeout, s.cfg.FrameTimeout)/8, 10*time.Millisecond), time.Second)
+	return l, nil
+}
+
+func (l *eventLoop) wake() { _, _ = syscall.Write(l.wakeW, []byte{1}) }
+
+func (l *eventLoop) close() {
+	syscall.Close(l.epfd)
+	syscall.Close(l.wakeR)
+	syscall.Close(l.wakeW)
+}
+
+func (l *eventLoop) closing() bool {
+	select {
+	case <-l.s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// run is the loop: wait, serve the ready connections, expire the late ones.
+// After shutdown it stops reading, writes what is pending (up to
+// FrameTimeout) and closes every connection.
+func (l *eventLoop) run() {
+	defer l.close()
+	var lastScan, drainSince time.Time
+	for {
+		n, err := syscall.EpollWait(l.epfd, l.events, int(l.scan/time.Millisecond))
+		if err != nil && !errors.Is(err, syscall.EINTR) {
+			l.s.log.Error("host port event loop failed", zap.Error(err))
+			l.stop(time.Now())
+			return
+		}
+		now := time.Now()
+		for i := 0; i < n; i++ {
+			ev := &l.events[i]
+			fd := int(ev.Fd)
+			if fd == l.wakeR {
+				l.takeNew(now)
+				continue
+			}
+			if c := l.conns[fd]; c != nil {
+				l.serve(c, ev.Events, now)
+			}
+		}
+		if l.closing() {
+			if drainSince.IsZero() {
+				drainSince = now
+				l.takeNew(now)
+			}
+			if l.drain(now.Sub(drainSince) > l.s.cfg.FrameTimeout) {
+				l.stop(now)
+				return
+			}
+			continue
+		}
+		if now.Sub(lastScan) >= l.scan {
+			lastScan = now
+			l.expire(now)
+		}
+	}
+}
+
+// takeNew registers the connections handed over since the last call.
+func (l *eventLoop) takeNew(now time.Time) {
+	var b [64]byte
+	for {
+		if n, _ := syscall.Read(l.wakeR, b[:]); n <= 0 {
+			break
+		}
+	}
+	l.mu.Lock()
+	add := l.add
+	l.add = nil
+	l.mu.Unlock()
+	for _, a := range add {
+		c := &loopConn{fd: a.fd, remote: a.remote, in: make([]byte, ioBuffer), x: l.s.newCall(), active: now}
+		if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, a.fd, &syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(a.fd)}); err != nil {
+			l.s.log.Warn("host port: cannot watch connection", zap.String("remote", a.remote), zap.Error(err))
+			l.release(c)
+			continue
+		}
+		l.conns[a.fd] = c
+	}
+}
+
+// serve handles one readiness event of c.
+func (l *eventLoop) serve(c *loopConn, events uint32, now time.Time) {
+	defer func() {
+		if r := recover(); r != nil {
+			l.s.log.Error("host connection handler panicked", zap.Any("panic", fmt.Sprint(r)))
+			l.drop(c, nil)
+		}
+	}()
+	if c.wantOut {
+		if events&(syscall.EPOLLOUT|syscall.EPOLLERR|syscall.EPOLLHUP) == 0 {
+			return
+		}
+		if err := l.flush(c, now); err != nil {
+			l.drop(c, err)
+		}
+		return
+	}
+	if c.n == len(c.in) { // a frame longer than the buffer: make room for the longest
+		c.in = append(c.in, make([]byte, 2+l.s.cfg.MaxMessage-len(c.in))...)
+	}
+	r, err := rawRead(c.fd, c.in[c.n:])
+	if err == syscall.EAGAIN || err == syscall.EINTR {
+		return
+	}
+	if err != nil || r == 0 {
+		if err == nil && c.n > 0 {
+			err = fmt.Errorf("connection closed inside a frame")
+		}
+		_ = l.flush(c, now) // answers already built still go out, as on the goroutine path
+		l.drop(c, err)
+		return
+	}
+	c.n += r
+	perr := l.process(c, now)
+	if err := l.flush(c, now); err != nil {
+		l.drop(c, err)
+		return
+	}
+	if perr != nil {
+		l.drop(c, perr)
+	}
+}
+
+// process answers every complete frame in c.in, appending the answers to c.out.
+func (l *eventLoop) process(c *loopConn, now time.Time) error {
+	s := l.s
+	p := 0
+	defer func() {
+		if p > 0 {
+			c.n = copy(c.in, c.in[p:c.n])
+			c.partial = time.Time{}
+		}
+		if c.n > 0 && c.partial.IsZero() {
+			c.partial = now
+		}
+	}()
+	for c.n-p >= 2 {
+		n := int(binary.BigEndian.Uint16(c.in[p:]))
+		if n == 0 {
+			return fmt.Errorf("%w: zero length", ErrFrame)
+		}
+		if n > s.cfg.MaxMessage {
+			return fmt.Errorf("%w: length %d exceeds %d", ErrFrame, n, s.cfg.MaxMessage)
+		}
+		if c.n-p < 2+n {
+			break
+		}
+		start := len(c.out)
+		c.out = append(c.out, 0, 0)
+		c.out = s.dispatch(c.x, c.out, c.in[p+2:p+2+n])
+		binary.BigEndian.PutUint16(c.out[start:], uint16(len(c.out)-start-2))
+		p += 2 + n
+		c.active = now
+	}
+	return nil
+}
+
+// flush writes c's pending answers. A write that cannot complete leaves the
+// rest pending and waits for EPOLLOUT; c is not read meanwhile.
+func (l *eventLoop) flush(c *loopConn, now time.Time) error {
+	for c.off < len(c.out) {
+		w, err := rawWrite(c.fd, c.out[c.off:])
+		if w > 0 {
+			c.off += w
+		}
+		switch {
+		case err == syscall.EINTR:
+		case err == syscall.EAGAIN:
+			if !c.wantOut {
+				c.wantOut, c.blocked = true, now
+				return l.watch(c, syscall.EPOLLOUT)
+			}
+			return nil
+		case err != nil:
+			return err
+		}
+	}
+	c.out, c.off = c.out[:0], 0
+	if c.wantOut {
+		c.wantOut, c.blocked = false, time.Time{}
+		return l.watch(c, syscall.EPOLLIN)
+	}
+	return nil
+}
+
+func (l *eventLoop) watch(c *loopConn, events uint32) error {
+	return syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_MOD, c.fd, &syscall.EpollEvent{Events: events, Fd: int32(c.fd)})
+}
+
+// expire closes connections past their idle, frame or write timeout.
+func (l *eventLoop) expire(now time.Time) {
+	cfg := &l.s.cfg
+	for _, c := range l.conns {
+		switch {
+		case c.wantOut && now.Sub(c.blocked) > cfg.FrameTimeout:
+			l.drop(c, errors.New("write timed out"))
+		case !c.wantOut && c.n > 0 && now.Sub(c.partial) > cfg.FrameTimeout:
+			l.drop(c, errors.New("frame timed out"))
+		case !c.wantOut && c.n == 0 && now.Sub(c.active) > cfg.IdleTimeout:
+			l.drop(c, errors.New("idle timeout"))
+		}
+	}
+}
+
+// drain closes the connections with nothing left to write (all of them when
+// late) and reports whether none is left.
+func (l *eventLoop) drain(late bool) bool {
+	for _, c := range l.conns {
+		if !c.wantOut || late {
+			l.drop(c, errClosing)
+		}
+	}
+	return len(l.conns) == 0
+}
+
+// stop ends the loop: it closes its connections and those handed over
+// since, and refuses any handed over later.
+func (l *eventLoop) stop(now time.Time) {
+	l.takeNew(now)
+	l.mu.Lock()
+	l.stopped = true
+	l.mu.Unlock()
+	l.takeNew(now) // handed over between the two
+	for _, c := range l.conns {
+		l.drop(c, errClosing)
+	}
+}
+
+// drop closes c and releases its place.
+func (l *eventLoop) drop(c *loopConn, err error) {
+	if _, ok := l.conns[c.fd]; !ok {
+		return
+	}
+	delete(l.conns, c.fd)
+	_ = syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, c.fd, nil)
+	if err != nil && !errors.Is(err, errClosing) {
+		l.s.log.Debug("closing host connection", zap.String("remote", c.remote), zap.Error(err))
+	}
+	l.release(c)
+}
+
+func (l *eventLoop) release(c *loopConn) {
+	syscall.Close(c.fd)
+	<-l.s.sem
+	l.s.wg.Done()
+}
+
+// rawRead and rawWrite are read(2) and write(2) on a non-blocking socket,
+// which return at once, so without the scheduler's system-call hand-off.
+func rawRead(fd int, b []byte) (int, error) {
+	r, _, e := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), nil
+}
+
+func rawWrite(fd int, b []byte) (int, error) {
+	r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), nil
+}
