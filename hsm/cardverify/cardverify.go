@@ -1,8 +1,9 @@
 // Package cardverify owns the card verification value algorithms an issuer
 // host computes from a card verification key: the Visa/Mastercard CVV
 // algorithm (CVV, CVC, CVV2/CVC2 with service code 000, iCVV with 999, and
-// Visa CAVV v7 whose inputs are repurposed), and the Mastercard dynamic CVC3
-// (DCVC3) computed under an ICC key derived with hsm/emv.
+// Visa CAVV v7 whose inputs are repurposed), and the two dynamic values of
+// contactless magnetic-stripe mode computed under an ICC key derived with
+// hsm/emv: the Mastercard CVC3 (DCVC3) and the Visa dCVV.
 //
 // Inputs are the decimal strings and bytes of the card; outputs are decimal
 // strings. Errors never contain key material or card data.
@@ -42,8 +43,14 @@ func CVV(key []byte, pan, expiry, serviceCode string, n int) (string, error) {
 	if n < 1 || n > 16 {
 		return "", fmt.Errorf("cardverify: %d digits requested", n)
 	}
+	return cvv(key, pan+expiry+serviceCode, n)
+}
+
+// cvv is the CVV algorithm over data, at most 32 hexadecimal digits
+// (upper case) that the callers have checked.
+func cvv(key []byte, data string, n int) (string, error) {
 	var blk [16]byte
-	packLeft(blk[:], pan+expiry+serviceCode)
+	packLeft(blk[:], data)
 	kl, _ := des.NewCipher(key[:8])
 	k, err := tdes.NewCipher(key)
 	if err != nil {
@@ -106,11 +113,15 @@ func decimalise(r []byte, n int) string {
 	return string(out)
 }
 
-// packLeft packs decimal digits s into dst from the left, padding with zero nibbles.
+// packLeft packs the hexadecimal digits s (0-9, A-F) into dst from the
+// left, padding with zero nibbles.
 func packLeft(dst []byte, s string) {
 	clear(dst)
 	for i := 0; i < len(s) && i < 2*len(dst); i++ {
 		d := s[i] - '0'
+		if s[i] >= 'A' {
+			d = s[i] - 'A' + 10
+		}
 		if i%2 == 0 {
 			dst[i/2] = d << 4
 		} else {

@@ -20,6 +20,10 @@ func TestCardAndARQCEndToEnd(t *testing.T) {
 	const imk = "0123456789ABCDEFFEDCBA9876543210" // KCV 08D7B4: the key of the guide's EMV examples
 	cvk := imp(types.KeyUsageTr31C0CardVerificationKey, types.KeyModesOfUse{Generate: true, Verify: true}, imk)
 	ac := imp(types.KeyUsageTr31E0EmvMkeyAppCryptograms, types.KeyModesOfUse{DeriveKey: true}, imk)
+	// jPOS JCESecurityModuleTest testVerifyDCVVImpl1: the Visa dCVV under MK "4 times 12345678".
+	dcvvMK := imp(types.KeyUsageTr31E6EmvMkeyOther, types.KeyModesOfUse{DeriveKey: true}, "12345678123456781234567812345678")
+	dcvv := map[string]any{"DynamicCardVerificationValue": map[string]any{"PanSequenceNumber": "00", "CardExpiryDate": "1310",
+		"ServiceCode": "226", "ApplicationTransactionCounter": "3210"}}
 
 	type call struct {
 		name, path string
@@ -43,6 +47,15 @@ func TestCardAndARQCEndToEnd(t *testing.T) {
 			"ValidationData":         "562"}, 400, "VerificationFailedException", func(m map[string]any) bool { return m["Reason"] == "INVALID_VALIDATION_DATA" }},
 		{"CVV2 with the ARQC key", "/cardvalidationdata/generate", map[string]any{"KeyIdentifier": ac, "PrimaryAccountNumber": "171234567890123",
 			"GenerationAttributes": map[string]any{"CardVerificationValue2": map[string]any{"CardExpiryDate": "0123"}}}, 400, "ValidationException", nil},
+		{"dCVV generate (jPOS)", "/cardvalidationdata/generate", map[string]any{"KeyIdentifier": dcvvMK, "PrimaryAccountNumber": "1234567890123456",
+			"GenerationAttributes": dcvv}, 200, "", func(m map[string]any) bool { return m["ValidationData"] == "422" }},
+		{"dCVV verify (jPOS)", "/cardvalidationdata/verify", map[string]any{"KeyIdentifier": dcvvMK, "PrimaryAccountNumber": "1234567890123456",
+			"VerificationAttributes": dcvv, "ValidationData": "422"}, 200, "", nil},
+		{"dCVV wrong", "/cardvalidationdata/verify", map[string]any{"KeyIdentifier": dcvvMK, "PrimaryAccountNumber": "1234567890123456",
+			"VerificationAttributes": dcvv, "ValidationData": "423"}, 400, "VerificationFailedException",
+			func(m map[string]any) bool { return m["Reason"] == "INVALID_VALIDATION_DATA" }},
+		{"dCVV with the CVK", "/cardvalidationdata/generate", map[string]any{"KeyIdentifier": cvk, "PrimaryAccountNumber": "1234567890123456",
+			"GenerationAttributes": dcvv}, 400, "ValidationException", nil},
 		// The guide's Visa CVN10 example (Verify auth request (ARQC) cryptogram → Examples).
 		{"guide CVN10", "/cryptogram/verify", map[string]any{"KeyIdentifier": ac, "AuthRequestCryptogram": "D791093C8A921769",
 			"MajorKeyDerivationMode": "EMV_OPTION_A", "TransactionData": "00000000170000000000000008400080008000084016051700000000093800000B03011203000000",
