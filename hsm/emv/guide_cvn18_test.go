@@ -18,7 +18,8 @@ import (
 //
 // The guide prints the transaction data twice, both times damaged by its
 // line wrapping (one rendition has 163 hex digits, an odd count; the other
-// stops after 48 bytes). The data that reproduces the published ARQC is the
+// stops after 48 bytes; the guide's Markdown source in awsdocs prints it
+// unwrapped as the same 72 bytes). The data that reproduces the published ARQC is the
 // terminal data the two renditions share (amount 000000001700, other amount
 // 0, country 0840, TVR 0080008000, currency 0840, date 160517, type 00, UN
 // 00000009, AIP 3800, ATC 000B) followed by the CVN22-format issuer
@@ -48,6 +49,15 @@ func TestGuideCVN18Example(t *testing.T) {
 	ac, err := Cryptogram(sk, sent, PadMethod1) // already whole blocks: no further padding
 	if err != nil || !bytes.Equal(ac, unhex(t, "61EDCC708B4C97B4")) {
 		t.Fatalf("ARQC %X (%v)", ac, err)
+	}
+	// ARPC method 2 over this ARQC with CSU 12345678 under the session key.
+	// Cross-checked with OpenSSL: DES-CBC under SK_L (FD7FEF8A3164E043) of
+	// 61EDCC708B4C97B4 12345678 80000000 gives 3E8D3543B3AD6F36; decrypted
+	// under SK_R and re-encrypted under SK_L that is D94886EF302A63AD. The
+	// guide prints 2263AC85, which no standard reading reproduces (see above).
+	arpc, err := ARPCMethod2(sk, [8]byte(ac), [4]byte{0x12, 0x34, 0x56, 0x78}, nil)
+	if err != nil || !bytes.Equal(arpc, unhex(t, "D94886EF")) {
+		t.Fatalf("ARPC %X (%v)", arpc, err)
 	}
 	// The 48-byte rendition does not reproduce it, padded either way.
 	short := unhex(t, terminal+"1F2201030000000000000000000000")
