@@ -110,7 +110,7 @@ func cardValue(w *WorkingKey, in CardValidationInput, length int) (string, error
 		if length != 3 {
 			return "", fault.FieldInvalid("ValidationDataLength", "must be 3 for %s", cardKindNames[in.Kind])
 		}
-		v, err := cardverify.CVV(w.Material, in.PAN, in.ExpiryDate, sc, length)
+		v, err := cardverify.CVVCiphers(w.Left, w.Block, in.PAN, in.ExpiryDate, sc, length)
 		if err != nil {
 			return "", fault.Internalf("CVV", err)
 		}

@@ -116,10 +116,8 @@ func (s *Service) dynamicKey(kek *WorkingKey, kekField, blockField, blk string, 
 		return nil, nil, err
 	}
 	w = &WorkingKey{Record: rec, ARN: dynamicKeyName, Header: h, Material: key}
-	if a.Algorithm.IsTDES() || a.Algorithm.IsAES() {
-		if w.Block, err = symmetricBlock(a.Algorithm, key); err != nil {
-			return nil, nil, fault.Internalf("dynamic key schedule", err)
-		}
+	if err := w.schedule(a.Algorithm); err != nil {
+		return nil, nil, fault.Internalf("dynamic key schedule", err)
 	}
 	return w, func() { clear(key) }, nil
 }
@@ -231,10 +229,8 @@ func (s *Service) agreedKey(pair *WorkingKey, field, m string, x *EcdhDerivation
 		return nil, nil, err
 	}
 	w = &WorkingKey{Record: rec, ARN: derivedKeyName, Material: key}
-	if a.Algorithm.IsTDES() || a.Algorithm.IsAES() {
-		if w.Block, err = symmetricBlock(a.Algorithm, key); err != nil {
-			return nil, nil, fault.Internalf("derived key schedule", err)
-		}
+	if err := w.schedule(a.Algorithm); err != nil {
+		return nil, nil, fault.Internalf("derived key schedule", err)
 	}
 	return w, func() { clear(key) }, nil
 }

@@ -145,7 +145,7 @@ func (s *Service) computeMac(ident string, dk *DynamicKey, msgHex string, a MacA
 			}
 		case "ISO9797_ALGORITHM3":
 			if err = req(keyspec.M3, tdesAlgorithms, a.Algorithm); err == nil {
-				full, err = mac.Algorithm3(w.Material, w.Block, msg, mac.Method1)
+				full, err = mac.Algorithm3Ciphers(w.Left, w.Block, msg, mac.Method1)
 			}
 		case "CMAC":
 			if err = req(keyspec.M6, dataAlgorithms, a.Algorithm); err == nil {

@@ -3,6 +3,7 @@ package ops
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/des"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,6 +28,7 @@ type WorkingKey struct {
 	Header   tr31.Header
 	Material []byte       // symmetric key bytes, or PKCS#8 DER for key pairs; nil for public keys
 	Block    cipher.Block // TDES or AES block cipher over Material; nil otherwise
+	Left     cipher.Block // TDES keys: single DES under Material[:8] (CVV, ISO 9797-1 algorithm 3); nil otherwise
 }
 
 // Attributes is the key's attributes.
@@ -152,16 +154,24 @@ func (s *Service) open(rec *keystore.Key) (*WorkingKey, error) {
 		return nil, err
 	}
 	w.Header, w.Material = h, m
-	switch a := rec.Attributes.Algorithm; {
-	case a.IsTDES():
-		w.Block, err = tdes.NewCipher(m)
-	case a.IsAES():
-		w.Block, err = aes.NewCipher(m)
-	}
-	if err != nil {
+	if err := w.schedule(rec.Attributes.Algorithm); err != nil {
 		return nil, fault.Internalf("key schedule", err)
 	}
 	return w, nil
+}
+
+// schedule makes the block ciphers of a symmetric key once, for every
+// operation that uses it: Block, and Left for TDES keys.
+func (w *WorkingKey) schedule(a keyspec.Algorithm) (err error) {
+	switch {
+	case a.IsTDES():
+		if w.Block, err = tdes.NewCipher(w.Material); err == nil {
+			w.Left, err = des.NewCipher(w.Material[:8])
+		}
+	case a.IsAES():
+		w.Block, err = aes.NewCipher(w.Material)
+	}
+	return err
 }
 
 // Require checks a working key against an operation's rule: the allowed

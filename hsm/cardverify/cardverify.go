@@ -10,6 +10,7 @@
 package cardverify
 
 import (
+	"crypto/cipher"
 	"crypto/des"
 	"crypto/subtle"
 	"errors"
@@ -31,31 +32,55 @@ func CVV(key []byte, pan, expiry, serviceCode string, n int) (string, error) {
 	if len(key) != 16 {
 		return "", errKey
 	}
-	if len(pan) < 1 || len(pan) > 19 || !digits(pan) {
-		return "", errors.New("cardverify: PAN must be 1 to 19 digits")
-	}
-	if len(expiry) != 4 || !digits(expiry) {
-		return "", errors.New("cardverify: expiry date must be 4 digits")
-	}
-	if len(serviceCode) != 3 || !digits(serviceCode) {
-		return "", errors.New("cardverify: service code must be 3 digits")
-	}
-	if n < 1 || n > 16 {
-		return "", fmt.Errorf("cardverify: %d digits requested", n)
+	if err := cvvInputs(pan, expiry, serviceCode, n); err != nil {
+		return "", err
 	}
 	return cvv(key, pan+expiry+serviceCode, n)
+}
+
+func cvvInputs(pan, expiry, serviceCode string, n int) error {
+	if len(pan) < 1 || len(pan) > 19 || !digits(pan) {
+		return errors.New("cardverify: PAN must be 1 to 19 digits")
+	}
+	if len(expiry) != 4 || !digits(expiry) {
+		return errors.New("cardverify: expiry date must be 4 digits")
+	}
+	if len(serviceCode) != 3 || !digits(serviceCode) {
+		return errors.New("cardverify: service code must be 3 digits")
+	}
+	if n < 1 || n > 16 {
+		return fmt.Errorf("cardverify: %d digits requested", n)
+	}
+	return nil
+}
+
+// CVVCiphers is CVV with the key schedules made by the caller: kl is single
+// DES under the key's first 8 bytes and k the TDES cipher under the whole
+// double-length key (a stored key's are made once, not per value).
+func CVVCiphers(kl, k cipher.Block, pan, expiry, serviceCode string, n int) (string, error) {
+	if kl.BlockSize() != des.BlockSize || k.BlockSize() != des.BlockSize {
+		return "", errKey
+	}
+	if err := cvvInputs(pan, expiry, serviceCode, n); err != nil {
+		return "", err
+	}
+	return cvvWith(kl, k, pan+expiry+serviceCode, n), nil
 }
 
 // cvv is the CVV algorithm over data, at most 32 hexadecimal digits
 // (upper case) that the callers have checked.
 func cvv(key []byte, data string, n int) (string, error) {
-	var blk [16]byte
-	packLeft(blk[:], data)
 	kl, _ := des.NewCipher(key[:8])
 	k, err := tdes.NewCipher(key)
 	if err != nil {
 		return "", errKey
 	}
+	return cvvWith(kl, k, data, n), nil
+}
+
+func cvvWith(kl, k cipher.Block, data string, n int) string {
+	var blk [16]byte
+	packLeft(blk[:], data)
 	r := make([]byte, 8)
 	kl.Encrypt(r, blk[:8])
 	subtle.XORBytes(r, r, blk[8:])
@@ -63,7 +88,7 @@ func cvv(key []byte, data string, n int) (string, error) {
 	out := decimalise(r, n)
 	clear(r)
 	clear(blk[:])
-	return out, nil
+	return out
 }
 
 // CVC3 computes the Mastercard dynamic CVC3 (PayPass magnetic-stripe mode):

@@ -87,6 +87,16 @@ func Algorithm3(key []byte, full cipher.Block, data []byte, p Padding) ([]byte, 
 	if err != nil {
 		return nil, fmt.Errorf("mac: algorithm 3: %w", err)
 	}
+	return Algorithm3Ciphers(k1, full, data, p)
+}
+
+// Algorithm3Ciphers is Algorithm3 with the key schedules made by the
+// caller: k1 is single DES under the key's first 8 bytes and full the TDES
+// cipher under the whole key (a stored key's are made once, not per MAC).
+func Algorithm3Ciphers(k1, full cipher.Block, data []byte, p Padding) ([]byte, error) {
+	if k1.BlockSize() != des.BlockSize || full.BlockSize() != des.BlockSize {
+		return nil, errors.New("mac: algorithm 3 needs DES ciphers")
+	}
 	d, err := Pad(data, des.BlockSize, p)
 	if err != nil {
 		return nil, err

@@ -39,17 +39,17 @@ func startServer(t testing.TB, svc *ops.Service, cfg Config) *testServer {
 	srv := NewServer(svc, cfg, zap.NewNop())
 	go srv.Serve(ln)
 	if runtime.GOOS == "linux" && cfg.TLS == nil && cfg.EventLoops >= 0 {
-		// Serve starts the loops before it accepts: the first dial proves they run.
-		c, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.Close()
-		srv.mu.Lock()
-		n := len(srv.loops)
-		srv.mu.Unlock()
-		if n == 0 {
-			t.Fatal("no event loop serves plain TCP")
+		// Serve starts the loops before it accepts.
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+			srv.mu.Lock()
+			n := len(srv.loops)
+			srv.mu.Unlock()
+			if n > 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("no event loop serves plain TCP")
+			}
 		}
 	}
 	t.Cleanup(func() {
