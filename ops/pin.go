@@ -228,7 +228,7 @@ func checkPAN(field string, spec PinBlockSpec) error {
 	if !iso.NeedsPAN() && spec.PAN != "" {
 		return fault.FieldInvalid(field, "%s takes no PrimaryAccountNumber", spec.Format)
 	}
-	if iso.NeedsPAN() && (len(spec.PAN) < 12 || len(spec.PAN) > 19 || strings.Trim(spec.PAN, "0123456789") != "") {
+	if iso.NeedsPAN() && (len(spec.PAN) < 12 || len(spec.PAN) > 19 || !isDigits(spec.PAN)) {
 		return fault.FieldInvalid(field, "the PrimaryAccountNumber must be 12 to 19 digits")
 	}
 	return nil

@@ -29,6 +29,8 @@ type WorkingKey struct {
 	Material []byte       // symmetric key bytes, or PKCS#8 DER for key pairs; nil for public keys
 	Block    cipher.Block // TDES or AES block cipher over Material; nil otherwise
 	Left     cipher.Block // TDES keys: single DES under Material[:8] (CVV, ISO 9797-1 algorithm 3); nil otherwise
+
+	started atomic.Bool // the key's usage period was seen to have begun
 }
 
 // Attributes is the key's attributes.
@@ -131,7 +133,7 @@ func (s *Service) Working(ident, field string) (*WorkingKey, error) {
 		}
 		s.cache.put(ident, w, gen)
 	}
-	if err := s.usable(w.Record, ident); err != nil {
+	if err := s.usableWorking(w, ident); err != nil {
 		if f := fault.As(err); f.Field == "" {
 			f.Field = field
 		}
@@ -158,6 +160,21 @@ func (s *Service) open(rec *keystore.Key) (*WorkingKey, error) {
 		return nil, fault.Internalf("key schedule", err)
 	}
 	return w, nil
+}
+
+// usableWorking is usable for a cached working key. Once its usage period
+// has been seen to begin, a key without a stop time needs no clock read: the
+// hot path of every data operation. (State changes replace the cached key.)
+func (s *Service) usableWorking(w *WorkingKey, ident string) error {
+	k := w.Record
+	if w.started.Load() && k.UsageStop.IsZero() && k.State == StateCreateComplete && k.Enabled {
+		return nil
+	}
+	if err := s.usable(k, ident); err != nil {
+		return err
+	}
+	w.started.Store(true)
+	return nil
 }
 
 // schedule makes the block ciphers of a symmetric key once, for every
