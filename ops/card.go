@@ -53,6 +53,14 @@ func (in CardValidationInput) attr(member string) string {
 	return in.Field + "." + cardKindNames[in.Kind] + "." + member
 }
 
+// digits checks that the attribute member holds exactly n decimal digits.
+func (in CardValidationInput) digits(member, v string, n int) error {
+	if len(v) != n || !isDigits(v) {
+		return fault.FieldInvalid(in.attr(member), "must be %d digits", n)
+	}
+	return nil
+}
+
 // card-verification rules (guide: Valid keys for cryptographic operations,
 // GenerateCardData and VerifyCardData).
 func (s *Service) cardKey(in CardValidationInput, verify bool) (*WorkingKey, error) {
@@ -101,11 +109,11 @@ func cardValue(w *WorkingKey, in CardValidationInput, length int) (string, error
 		if in.Kind == CardCVV2 {
 			sc = "000"
 		}
-		if len(in.ExpiryDate) != 4 || !isDigits(in.ExpiryDate) {
-			return "", fault.FieldInvalid(in.attr("CardExpiryDate"), "must be 4 digits")
+		if err := in.digits("CardExpiryDate", in.ExpiryDate, 4); err != nil {
+			return "", err
 		}
-		if len(sc) != 3 || !isDigits(sc) {
-			return "", fault.FieldInvalid(in.attr("ServiceCode"), "must be 3 digits")
+		if err := in.digits("ServiceCode", sc, 3); err != nil {
+			return "", err
 		}
 		if length != 3 {
 			return "", fault.FieldInvalid("ValidationDataLength", "must be 3 for %s", cardKindNames[in.Kind])
@@ -116,8 +124,8 @@ func cardValue(w *WorkingKey, in CardValidationInput, length int) (string, error
 		}
 		return v, nil
 	case CardDynamicCode:
-		if len(in.PSN) != 2 || !isDigits(in.PSN) {
-			return "", fault.FieldInvalid(in.attr("PanSequenceNumber"), "must be 2 digits")
+		if err := in.digits("PanSequenceNumber", in.PSN, 2); err != nil {
+			return "", err
 		}
 		atc, err := atcField(in.attr("ApplicationTransactionCounter"), in.ATC)
 		if err != nil {
@@ -147,14 +155,14 @@ func cardValue(w *WorkingKey, in CardValidationInput, length int) (string, error
 		}
 		return fmt.Sprintf("%03d", v%1000), nil
 	case CardDynamicValue:
-		if len(in.ExpiryDate) != 4 || !isDigits(in.ExpiryDate) {
-			return "", fault.FieldInvalid(in.attr("CardExpiryDate"), "must be 4 digits")
+		if err := in.digits("CardExpiryDate", in.ExpiryDate, 4); err != nil {
+			return "", err
 		}
-		if len(in.ServiceCode) != 3 || !isDigits(in.ServiceCode) {
-			return "", fault.FieldInvalid(in.attr("ServiceCode"), "must be 3 digits")
+		if err := in.digits("ServiceCode", in.ServiceCode, 3); err != nil {
+			return "", err
 		}
-		if len(in.PSN) != 2 || !isDigits(in.PSN) {
-			return "", fault.FieldInvalid(in.attr("PanSequenceNumber"), "must be 2 digits")
+		if err := in.digits("PanSequenceNumber", in.PSN, 2); err != nil {
+			return "", err
 		}
 		atc, err := atcField(in.attr("ApplicationTransactionCounter"), in.ATC)
 		if err != nil {
@@ -179,9 +187,7 @@ func cardValue(w *WorkingKey, in CardValidationInput, length int) (string, error
 
 // unsupportedCardKinds says why a card validation type is refused: each is
 // a scheme-proprietary algorithm with no published specification or known
-// answers this appliance could be checked against. (The Visa dCVV is
-// implemented: its construction and known answers are public, see
-// hsm/cardverify.DCVV.)
+// answers this appliance could be checked against.
 var unsupportedCardKinds = map[CardValidationKind]string{
 	CardHolderVerification:  "the scheme's CAVV algorithm on ATC, unpredictable number and PAN sequence number is not published",
 	CardAmexCSC1:            "the American Express CSC version 1 algorithm is not published",
