@@ -75,6 +75,12 @@ const (
 	ViolationState = "KeyState"
 	// ViolationIntegrity: a key block does not verify under its protection key.
 	ViolationIntegrity = "KeyBlockIntegrity"
+	// ViolationWrappingKey: a key-encryption key cannot protect this key
+	// (weaker than it, of the wrong algorithm for the block, named otherwise
+	// by the block's KP check value, or the key itself).
+	ViolationWrappingKey = "WrappingKey"
+	// ViolationExportability: the key may not leave, or not in this form.
+	ViolationExportability = "Exportability"
 )
 
 // KeyRule returns a Validation fault for a broken key-separation rule.

@@ -1,8 +1,6 @@
 package ops
 
 import (
-	"strings"
-
 	"payhsm/fault"
 	"payhsm/hsm/tr31"
 	"payhsm/ops/keyspec"
@@ -69,62 +67,16 @@ func (s *Service) ImportKeyDiffieHellman(in ImportKeyInput, b ImportDiffieHellma
 	return s.storeImported(in, o.attrs, "", o.exportable, o.key, m)
 }
 
-// openedBlock is a key block opened under a one-time KBPK: its header, the
-// attributes it gives the key, and the clear key (owned by the caller).
-type openedBlock struct {
-	header     tr31.Header
-	attrs      keyspec.Attributes
-	exportable bool
-	key        []byte
-}
-
 // openDiffieHellmanBlock derives the KBPK of b (deriveKBPK) and opens b's
-// key block under it: the block version must match the KBPK's algorithm, a
-// KP optional block must name the derived KBPK, the header must describe a
-// valid key, and the KBPK must be at least as strong as that key. The KBPK
-// is zeroed before it returns; the caller zeroes the opened key.
+// key block under it with openTR31. The KBPK is zeroed before it returns;
+// the caller zeroes the opened key.
 func (s *Service) openDiffieHellmanBlock(b ImportDiffieHellmanTr31, m string) (*openedBlock, error) {
 	kbpk, _, err := s.deriveKBPK(b.DiffieHellman, m)
 	if err != nil {
 		return nil, err
 	}
 	defer clear(kbpk)
-	d := b.DeriveKeyAlgorithm
-	if v := b.KeyBlock; len(v) > 0 && (v[0] == 'D') != d.IsAES() {
-		return nil, fault.FieldInvalid(m+".WrappedKeyBlock", "a version %c key block cannot be protected by a %s key", v[0], d)
-	}
-	h, key, err := tr31.Unwrap(kbpk, b.KeyBlock)
-	if err != nil {
-		return nil, fault.Wrap(fault.Validation, m+".WrappedKeyBlock: the key block is malformed or does not verify under the derived key", err)
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			clear(key)
-		}
-	}()
-	if kp, found := blockData(h, "KP"); found {
-		method := keyspec.KCVANSIX924
-		if strings.HasPrefix(kp, "01") {
-			method = keyspec.KCVCMAC
-		}
-		want, err := symmetricKCV(d, method, kbpk)
-		if err != nil || len(kp) < 4 || len(kp)-2 > len(want) || !hmacEqual(kp[2:], want[:len(kp)-2]) {
-			return nil, fault.FieldInvalid(m+".WrappedKeyBlock", "the KP optional block names a different wrapping key")
-		}
-	}
-	a, exportable, err := attributesFromHeaderField(h, len(key), m+".WrappedKeyBlock")
-	if err != nil {
-		return nil, err
-	}
-	if err := keyspec.ValidateImport(a, ""); err != nil {
-		return nil, err
-	}
-	if !keyspec.AtLeastAsStrong(d, a.Algorithm) {
-		return nil, fault.Validationf("a %s wrapping key is weaker than the %s key it would protect", d, a.Algorithm)
-	}
-	ok = true
-	return &openedBlock{header: h, attrs: a, exportable: exportable, key: key}, nil
+	return openTR31(kbpk, b.DeriveKeyAlgorithm, b.KeyBlock, m+".WrappedKeyBlock")
 }
 
 // exportDiffieHellman wraps the key in a TR-31 block under an ECDH-derived KBPK.
@@ -132,7 +84,7 @@ func (s *Service) exportDiffieHellman(e *exportable, x *ExportDiffieHellmanTr31)
 	const m = "KeyMaterial.DiffieHellmanTr31KeyBlock"
 	d := x.DeriveKeyAlgorithm
 	if (d.IsTDES() || d.IsAES()) && !keyspec.AtLeastAsStrong(d, e.attrs.Algorithm) {
-		return nil, fault.Validationf("a %s wrapping key is weaker than the %s key it would protect", d, e.attrs.Algorithm)
+		return nil, weakerWrapping(d, e.attrs.Algorithm)
 	}
 	h, err := e.exportHeader(x.Headers, m+".KeyBlockHeaders")
 	if err != nil {

@@ -213,11 +213,11 @@ func (s *Service) wrapTR31(e *exportable, kekIdent, field string, kh *KeyBlockHe
 		return nil, err
 	}
 	ka := kek.Record.Attributes
-	if e.rec != nil && kek.Record.ID == e.rec.ID {
-		return nil, fault.FieldInvalid(field, "a key cannot be exported under itself")
+	if e.rec != nil && kek.Record.ID == e.rec.ID && kek.Record.KeyBlock == e.rec.KeyBlock {
+		return nil, fault.KeyRule(fault.ViolationWrappingKey, field, "a key cannot be exported under itself")
 	}
 	if !keyspec.AtLeastAsStrong(ka.Algorithm, e.attrs.Algorithm) {
-		return nil, fault.Validationf("a %s wrapping key is weaker than the %s key it would protect", ka.Algorithm, e.attrs.Algorithm)
+		return nil, weakerWrapping(ka.Algorithm, e.attrs.Algorithm)
 	}
 	h, err := e.exportHeader(kh, headersField)
 	if err != nil {
@@ -238,8 +238,8 @@ func (s *Service) wrapTR31(e *exportable, kekIdent, field string, kh *KeyBlockHe
 	return &WrappedKey{WrappingKeyARN: kek.ARN, Format: FormatTR31, KeyMaterial: block}, nil
 }
 
-// tr31KEK resolves a stored key that may wrap TR-31 key blocks: a K0 or K1
-// key whose modes of use allow wrapping.
+// tr31KEK resolves a key that may wrap TR-31 key blocks: a K0 or K1 key
+// whose modes of use allow wrapping.
 func (s *Service) tr31KEK(ident, field string) (*WorkingKey, error) {
 	kek, err := s.Working(ident, field)
 	if err != nil {
@@ -247,10 +247,10 @@ func (s *Service) tr31KEK(ident, field string) (*WorkingKey, error) {
 	}
 	ka := kek.Record.Attributes
 	if ka.Usage != keyspec.K0 && ka.Usage != keyspec.K1 {
-		return nil, fault.FieldInvalid(field, "a TR-31 key block is wrapped with a TR31_K0_KEY_ENCRYPTION_KEY or TR31_K1_KEY_BLOCK_PROTECTION_KEY, not %s", ka.Usage)
+		return nil, fault.KeyRule(fault.ViolationUsage, field, "a TR-31 key block is wrapped with a TR31_K0_KEY_ENCRYPTION_KEY or TR31_K1_KEY_BLOCK_PROTECTION_KEY, not %s", ka.Usage)
 	}
 	if !(ka.Modes.Wrap || ka.Modes.Encrypt || ka.Modes.NoRestrictions) {
-		return nil, fault.FieldInvalid(field, "the wrapping key's modes of use do not allow wrapping")
+		return nil, fault.KeyRule(fault.ViolationModes, field, "the wrapping key's modes of use do not allow wrapping")
 	}
 	return kek, nil
 }

@@ -217,7 +217,7 @@ func (s *Service) importCryptogram(in ImportKeyInput, c *ImportKeyCryptogram) (*
 // An HMAC key's strength is its length in bits, up to its hash's (NIST SP
 // 800-107 Rev. 1 §5.3.4), which is why HMAC checks wait for the clear key.
 func weakerWrapping(wrapping, key keyspec.Algorithm) error {
-	return fault.Validationf("a %s wrapping key is weaker than the %s key it would protect", wrapping, key)
+	return fault.KeyRule(fault.ViolationWrappingKey, "", "a %s wrapping key is weaker than the %s key it would protect", wrapping, key)
 }
 
 // tokenKey opens a token's RSA private key.
@@ -243,84 +243,6 @@ func (s *Service) tokenKey(kind string, t *importToken) (*rsa.PrivateKey, error)
 		return nil, fault.Internalf("parse token key", errors.New("not RSA"))
 	}
 	return rsaKey, nil
-}
-
-// importTR31 imports an X9.143 key block protected by a stored K0/K1 key.
-func (s *Service) importTR31(in ImportKeyInput, b *ImportTr31KeyBlock) (*Key, error) {
-	kek, err := s.resolve(b.WrappingKeyIdentifier)
-	if err != nil {
-		return nil, err
-	}
-	if err := s.usable(kek, b.WrappingKeyIdentifier); err != nil {
-		return nil, err
-	}
-	ka := kek.Attributes
-	if ka.Usage != keyspec.K0 && ka.Usage != keyspec.K1 {
-		return nil, fault.FieldInvalid("KeyMaterial.Tr31KeyBlock.WrappingKeyIdentifier", "a TR-31 key block is unwrapped with a TR31_K0_KEY_ENCRYPTION_KEY or TR31_K1_KEY_BLOCK_PROTECTION_KEY, not %s", ka.Usage)
-	}
-	if !(ka.Modes.Unwrap || ka.Modes.Decrypt || ka.Modes.NoRestrictions) {
-		return nil, fault.FieldInvalid("KeyMaterial.Tr31KeyBlock.WrappingKeyIdentifier", "the wrapping key's modes of use do not allow unwrapping")
-	}
-	_, kbpk, err := s.loadMaterial(kek)
-	if err != nil {
-		return nil, err
-	}
-	defer clear(kbpk)
-	block := b.KeyBlock
-	if len(block) > 0 {
-		switch v := block[0]; {
-		case v == 'D' && !ka.Algorithm.IsAES(), (v == 'A' || v == 'B' || v == 'C') && !ka.Algorithm.IsTDES():
-			return nil, fault.FieldInvalid("KeyMaterial.Tr31KeyBlock.WrappedKeyBlock", "a version %c key block cannot be protected by a %s key", v, ka.Algorithm)
-		}
-	}
-	h, key, err := tr31.Unwrap(kbpk, block)
-	if err != nil {
-		return nil, fault.Wrap(fault.Validation, "KeyMaterial.Tr31KeyBlock.WrappedKeyBlock: the key block is malformed or does not verify under the wrapping key", err)
-	}
-	defer clear(key)
-	if kp, ok := blockData(h, "KP"); ok {
-		if err := s.checkKP(kp, kek); err != nil {
-			return nil, err
-		}
-	}
-	a, exportable, err := attributesFromHeader(h, len(key))
-	if err != nil {
-		return nil, err
-	}
-	if err := keyspec.ValidateImport(a, ""); err != nil {
-		return nil, err
-	}
-	if keyspec.Strength(ka.Algorithm) < keyspec.KeyStrength(a.Algorithm, len(key)) {
-		return nil, weakerWrapping(ka.Algorithm, a.Algorithm)
-	}
-	return s.storeImported(in, a, "", exportable, key, "KeyMaterial.Tr31KeyBlock")
-}
-
-// checkKP verifies an X9.143 KP optional block (the check value of the wrapping key).
-func (s *Service) checkKP(kp string, kek *keystore.Key) error {
-	if len(kp) < 4 {
-		return fault.FieldInvalid("KeyMaterial.Tr31KeyBlock.WrappedKeyBlock", "malformed KP optional block")
-	}
-	method := keyspec.KCVANSIX924
-	if kp[:2] == "01" {
-		method = keyspec.KCVCMAC
-	} else if kp[:2] != "00" {
-		return fault.FieldInvalid("KeyMaterial.Tr31KeyBlock.WrappedKeyBlock", "unknown KCV method in KP optional block")
-	}
-	_, key, err := s.loadMaterial(kek)
-	if err != nil {
-		return err
-	}
-	defer clear(key)
-	want, err := symmetricKCV(kek.Attributes.Algorithm, method, key)
-	if err != nil {
-		return err
-	}
-	got := kp[2:]
-	if len(got) > len(want) || !hmacEqual(got, want[:len(got)]) {
-		return fault.FieldInvalid("KeyMaterial.Tr31KeyBlock.WrappedKeyBlock", "the KP optional block names a different wrapping key (KCV %s)", strings.ToUpper(got))
-	}
-	return nil
 }
 
 // attributesFromHeader maps an imported X9.143 header onto key attributes.

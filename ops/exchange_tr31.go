@@ -1,0 +1,123 @@
+package ops
+
+// X9.143 (TR-31) key blocks under a key-encryption key: the one way such a
+// block is opened, whatever protects it (a stored or host-carried K0/K1 key,
+// or a KBPK agreed by ECDH), so that ImportKey, TranslateKeyMaterial and the
+// host protocol's A6 apply the same checks.
+
+import (
+	"strings"
+
+	"payhsm/fault"
+	"payhsm/hsm/tr31"
+	"payhsm/ops/keyspec"
+)
+
+// openedBlock is an opened key block: its header, the attributes it gives the
+// key, and the clear key (owned by the caller, who zeroes it).
+type openedBlock struct {
+	header     tr31.Header
+	attrs      keyspec.Attributes
+	exportable bool
+	key        []byte
+}
+
+// openTR31 opens an X9.143 key block (request member field) under kbpk, a
+// key of algorithm kbpkAlg: the block's version must suit the KBPK (A, B or C
+// under TDES, D under AES), the block must verify, a KP optional block must
+// name the KBPK, the header must describe a key this appliance imports, and
+// the KBPK must be at least as strong as that key.
+func openTR31(kbpk []byte, kbpkAlg keyspec.Algorithm, block, field string) (*openedBlock, error) {
+	if len(block) > 0 {
+		switch v := block[0]; {
+		case v == 'D' && !kbpkAlg.IsAES(), (v == 'A' || v == 'B' || v == 'C') && !kbpkAlg.IsTDES():
+			return nil, fault.KeyRule(fault.ViolationWrappingKey, field, "a version %c key block cannot be protected by a %s key", v, kbpkAlg)
+		}
+	}
+	h, key, err := tr31.Unwrap(kbpk, block)
+	if err != nil {
+		f := fault.Wrap(fault.Validation, field+": the key block is malformed or does not verify under the wrapping key", err)
+		f.Field, f.Violation = field, fault.ViolationIntegrity
+		return nil, f
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			clear(key)
+		}
+	}()
+	if kp, found := blockData(h, "KP"); found {
+		if err := checkKP(kp, kbpkAlg, kbpk, field); err != nil {
+			return nil, err
+		}
+	}
+	a, exportable, err := attributesFromHeaderField(h, len(key), field)
+	if err != nil {
+		return nil, err
+	}
+	if err := keyspec.ValidateImport(a, ""); err != nil {
+		return nil, err
+	}
+	if keyspec.Strength(kbpkAlg) < keyspec.KeyStrength(a.Algorithm, len(key)) {
+		return nil, weakerWrapping(kbpkAlg, a.Algorithm)
+	}
+	ok = true
+	return &openedBlock{header: h, attrs: a, exportable: exportable, key: key}, nil
+}
+
+// checkKP verifies an X9.143 KP optional block: the check value of the key
+// block protection key (method 00 ANSI X9.24, 01 CMAC), whole or truncated.
+func checkKP(kp string, kbpkAlg keyspec.Algorithm, kbpk []byte, field string) error {
+	if len(kp) < 4 {
+		return fault.FieldInvalid(field, "malformed KP optional block")
+	}
+	method := keyspec.KCVANSIX924
+	switch kp[:2] {
+	case "00":
+	case "01":
+		method = keyspec.KCVCMAC
+	default:
+		return fault.FieldInvalid(field, "unknown KCV method in KP optional block")
+	}
+	want, err := symmetricKCV(kbpkAlg, method, kbpk)
+	if err != nil {
+		return err
+	}
+	got := kp[2:]
+	if len(got) > len(want) || !hmacEqual(got, want[:len(got)]) {
+		return fault.KeyRule(fault.ViolationWrappingKey, field, "the KP optional block names a different wrapping key (KCV %s)", strings.ToUpper(got))
+	}
+	return nil
+}
+
+// unwrapKEK resolves a key that may open TR-31 key blocks: a K0 or K1 key
+// whose modes of use allow unwrapping. It comes from the working-key cache.
+func (s *Service) unwrapKEK(ident, field string) (*WorkingKey, error) {
+	kek, err := s.Working(ident, field)
+	if err != nil {
+		return nil, err
+	}
+	ka := kek.Record.Attributes
+	if ka.Usage != keyspec.K0 && ka.Usage != keyspec.K1 {
+		return nil, fault.KeyRule(fault.ViolationUsage, field, "a TR-31 key block is unwrapped with a TR31_K0_KEY_ENCRYPTION_KEY or TR31_K1_KEY_BLOCK_PROTECTION_KEY, not %s", ka.Usage)
+	}
+	if !(ka.Modes.Unwrap || ka.Modes.Decrypt || ka.Modes.NoRestrictions) {
+		return nil, fault.KeyRule(fault.ViolationModes, field, "the wrapping key's modes of use do not allow unwrapping")
+	}
+	return kek, nil
+}
+
+// importTR31 imports an X9.143 key block protected by a stored K0/K1 key.
+func (s *Service) importTR31(in ImportKeyInput, b *ImportTr31KeyBlock) (*Key, error) {
+	const m = "KeyMaterial.Tr31KeyBlock"
+	kek, err := s.unwrapKEK(b.WrappingKeyIdentifier, m+".WrappingKeyIdentifier")
+	if err != nil {
+		return nil, err
+	}
+	o, err := openTR31(kek.Material, kek.Record.Attributes.Algorithm, b.KeyBlock, m+".WrappedKeyBlock")
+	if err != nil {
+		return nil, err
+	}
+	defer clear(o.key)
+	return s.storeImported(in, o.attrs, "", o.exportable, o.key, m)
+}
