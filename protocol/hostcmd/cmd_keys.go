@@ -80,6 +80,126 @@ func (a a0Cmd) run(x *call) ([]byte, error) {
 	return append(out, kcv...), nil
 }
 
+// A6: import a key under a ZMK. Request: key type 3H ("FFF") | ZMK (a K0 or
+// K1 key that may unwrap) | key under the ZMK: "R" + X9.143 block | key
+// scheme (LMK) 1A ("S") | [%nn]. Response: "S" + the key under the profile
+// main key | KCV 6H. The key's attributes are those of the block's
+// authenticated header.
+type a6Cmd struct {
+	zmk   keyRef
+	block []byte // the X9.143 block under the ZMK, without "R"
+}
+
+func decodeA6(c *cursor) command {
+	kt := c.hex(3, "key type")
+	zmk := c.key("ZMK")
+	var block []byte
+	switch c.peek() {
+	case 'R':
+		c.i++
+		block = c.keyBlock("key under ZMK")
+	case 'S':
+		c.fail(codeKeyScheme, "key under ZMK: Thales key blocks (S) are not accepted under a ZMK; send an X9.143 block (R)")
+	default:
+		c.fail(codeKeyScheme, "key under ZMK: only X9.143 key blocks (R) are accepted")
+	}
+	scheme := c.take(1, "key scheme (LMK)")
+	c.finish()
+	if c.err != nil {
+		return nil
+	}
+	switch {
+	case kt != "FFF":
+		c.fail("04", "key type must be FFF with a key-block LMK")
+	case scheme[0] != 'S':
+		c.fail(codeKeyScheme, "key scheme (LMK) must be S")
+	}
+	return a6Cmd{zmk, block}
+}
+
+func (a a6Cmd) run(x *call) ([]byte, error) {
+	block, kcv, err := x.svc.ImportKeyBlock(x.profile, x.ident(a.zmk), string(a.block))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, 1+len(block)+len(kcv))
+	out = append(out, 'S')
+	out = append(out, block...)
+	return append(out, kcv...), nil
+}
+
+// A8: export a key under a ZMK. Request: key type 3H ("FFF") | [";" ZMK/TMK
+// flag 1N] | ZMK (a K0 or K1 key that may wrap, at least as strong as the
+// key) | key (exportable) | key scheme (ZMK) 1A ("R") | [%nn] | ["&"
+// exportability 1A: E, N or S] | ["!" key block version 1A: B under a TDES
+// ZMK, D under an AES ZMK]. Response: "R" + X9.143 block | KCV 6H.
+type a8Cmd struct {
+	zmk, key      keyRef
+	exportability keyspec.Exportability
+	version       byte
+}
+
+func decodeA8(c *cursor) command {
+	var cmd a8Cmd
+	kt := c.hex(3, "key type")
+	if c.accept(';') {
+		if f := c.take(1, "ZMK/TMK flag"); c.err == nil && f[0] != '0' && f[0] != '1' {
+			c.fail(codeInvalidInput, "ZMK/TMK flag must be 0 or 1")
+		}
+	}
+	cmd.zmk = c.key("ZMK")
+	cmd.key = c.key("key")
+	scheme := c.take(1, "key scheme (ZMK)")
+	c.lmkID()
+	if c.accept('&') {
+		if e := c.take(1, "exportability"); c.err == nil {
+			switch e[0] {
+			case 'E':
+				cmd.exportability = keyspec.Exportable
+			case 'N':
+				cmd.exportability = keyspec.NonExportable
+			case 'S':
+				cmd.exportability = keyspec.Sensitive
+			default:
+				c.fail(codeExportField, "exportability must be E, N or S")
+			}
+		}
+	}
+	if c.accept('!') {
+		if v := c.take(1, "key block version"); c.err == nil {
+			if v[0] != 'B' && v[0] != 'D' {
+				c.fail(codeInvalidInput, "key block version must be B (TDES ZMK) or D (AES ZMK); A and C are not produced")
+			}
+			cmd.version = v[0]
+		}
+	}
+	c.end()
+	if c.err != nil {
+		return nil
+	}
+	switch {
+	case kt != "FFF":
+		c.fail("04", "key type must be FFF with a key-block LMK")
+	case scheme[0] != 'R':
+		c.fail(codeKeyScheme, "key scheme (ZMK) must be R (X9.143 key block)")
+	}
+	return cmd
+}
+
+func (a a8Cmd) run(x *call) ([]byte, error) {
+	block, kcv, err := x.svc.ExportKeyBlock(x.ident(a.key), x.ident(a.zmk), a.exportability)
+	if err != nil {
+		return nil, err
+	}
+	if a.version != 0 && block[0] != a.version {
+		return nil, errCode(codeInvalidInput, "key block version "+string(a.version)+" does not match the ZMK's algorithm")
+	}
+	out := make([]byte, 0, 1+len(block)+len(kcv))
+	out = append(out, 'R')
+	out = append(out, block...)
+	return append(out, kcv...), nil
+}
+
 // BU: a key's check value. Request: key type code 2A | key length flag 1A
 // (0, 1, 2 or F) | key | [";" key type 3H] | [";" 2 reserved + KCV type 1N].
 // Response: KCV 16H for KCV type 0 (ops.FullCheckValue), 6H for type 1 (the

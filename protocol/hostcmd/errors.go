@@ -24,6 +24,8 @@ const (
 	codeDisabled       = "68"
 	codeDataLength     = "80"
 	codeBlockAuth      = "A4"
+	codeExportField    = "AA"
+	codeWrappingKey    = "BB"
 	codeBadUsage       = "A6"
 	codeBadAlgorithm   = "A7"
 	codeBadModeOfUse   = "A8"
@@ -62,7 +64,7 @@ func errorCode(err error) string {
 }
 
 // validationCode refines a Validation fault: by the key rule it broke (the
-// key-block codes A4/A6/A7/A8 and 17 say the same things), else by the
+// key-block codes A4/A6/A7/A8/AA/BB and 17 say the same things), else by the
 // request member it names.
 func validationCode(f *fault.Error) string {
 	switch f.Violation {
@@ -76,6 +78,10 @@ func validationCode(f *fault.Error) string {
 		return codeBadModeOfUse
 	case fault.ViolationState:
 		return codeProhibited
+	case fault.ViolationWrappingKey:
+		return codeWrappingKey
+	case fault.ViolationExportability:
+		return codeExportField
 	}
 	switch {
 	case strings.HasSuffix(f.Field, "KeyIdentifier"):

@@ -158,24 +158,7 @@ func (c *cursor) key(what string) keyRef {
 	switch c.peek() {
 	case 'S':
 		c.i++
-		hdr := c.take(5, what)
-		if c.err != nil {
-			return keyRef{}
-		}
-		n, err := strconv.Atoi(string(hdr[1:5]))
-		if err != nil || n < 16 || hdr[1] == '+' || hdr[1] == '-' {
-			c.fail(codeBadKeyBlockHdr, what+": bad key block length")
-			return keyRef{}
-		}
-		c.i -= 5
-		blk := c.take(n, what)
-		for _, b := range blk {
-			if b < 0x21 || b > 0x7e {
-				c.fail(codeBadKeyBlockHdr, what+": key block is not printable")
-				return keyRef{}
-			}
-		}
-		return keyRef{raw: blk, block: true}
+		return keyRef{raw: c.keyBlock(what), block: true}
 	case '@':
 		c.i++
 		start := c.i
@@ -202,7 +185,30 @@ func (c *cursor) key(what string) keyRef {
 	return keyRef{}
 }
 
-// tail decodes the optional "%nn" LMK identifier.
+// keyBlock decodes an X9.143 key block (after its "S" or "R" prefix): its
+// length is the four digits after the version character.
+func (c *cursor) keyBlock(what string) []byte {
+	hdr := c.take(5, what)
+	if c.err != nil {
+		return nil
+	}
+	n, err := strconv.Atoi(string(hdr[1:5]))
+	if err != nil || n < 16 || hdr[1] == '+' || hdr[1] == '-' {
+		c.fail(codeBadKeyBlockHdr, what+": bad key block length")
+		return nil
+	}
+	c.i -= 5
+	blk := c.take(n, what)
+	for _, b := range blk {
+		if b < 0x21 || b > 0x7e {
+			c.fail(codeBadKeyBlockHdr, what+": key block is not printable")
+			return nil
+		}
+	}
+	return blk
+}
+
+// lmkID decodes the optional "%nn" LMK identifier.
 func (c *cursor) lmkID() {
 	if c.err != nil || !c.accept('%') {
 		return

@@ -337,8 +337,6 @@ func leaf(t *testing.T, ca *x509.Certificate, caKey *ecdsa.PrivateKey, cn string
 // TestErrorCodes: the one mapping from fault kinds (and, for key
 // separation, ops.Require's failures) to payShield codes.
 func TestErrorCodes(t *testing.T) {
-	w := &ops.WorkingKey{Record: nil}
-	_ = w
 	for _, tc := range []struct {
 		err  error
 		want string
@@ -352,6 +350,8 @@ func TestErrorCodes(t *testing.T) {
 		{fault.FieldInvalid("PinDataLength", "x"), "24"},
 		{fault.FieldInvalid("DecimalizationTable", "x"), "25"},
 		{errCode("26", "x"), "26"},
+		{fault.KeyRule(fault.ViolationWrappingKey, "", "x"), "BB"},
+		{fault.KeyRule(fault.ViolationExportability, "ExportKeyIdentifier", "x"), "AA"},
 	} {
 		if got := errorCode(tc.err); got != tc.want {
 			t.Errorf("%v: %s, want %s", tc.err, got, tc.want)

@@ -145,7 +145,7 @@ var meanings = map[string]string{
 	"25": "decimalisation table error", "26": "invalid key scheme", "29": "key function not permitted",
 	"41": "internal error", "68": "command disabled", "80": "data length error", "A4": "key block authentication failure",
 	"A6": "invalid key usage", "A7": "invalid algorithm", "A8": "invalid mode of use", "AA": "invalid export field",
-	"AB": "invalid number of optional blocks", "B2": "key block format error",
+	"AB": "invalid number of optional blocks", "B2": "key block format error", "BB": "invalid wrapping key",
 }
 
 // TLSFlags are the client's TLS options.
