@@ -87,8 +87,9 @@ func TestConfigValidation(t *testing.T) {
 }
 
 // TestHostPortDiagnostics: the host port answers NC (diagnostics) with the
-// profile main key's check value, echoes the header, and answers unknown
-// commands and bad frames without stalling.
+// profile main key's check value, echoes the header, answers pipelined and
+// split frames, and answers unknown commands and bad frames (zero length,
+// oversize) without stalling.
 func TestHostPortDiagnostics(t *testing.T) {
 	d := startDaemon(t, t.TempDir())
 	c, err := net.Dial("tcp", d.hostAddr)
@@ -155,5 +156,19 @@ func TestHostPortDiagnostics(t *testing.T) {
 	send("0006NO00")
 	if got := recv(); !strings.HasPrefix(got, "0006NP00") {
 		t.Errorf("NO answer %q", got)
+	}
+	// A frame split across writes is answered once whole.
+	split := append(binary.BigEndian.AppendUint16(nil, 12), "0007B20002OK"...)
+	for _, part := range [][]byte{split[:1], split[1:5], split[5:]} {
+		c.Write(part)
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := recv(); got != "0007B300OK" {
+		t.Errorf("split frame answer %q", got)
+	}
+	// A length above the maximum message (32 KiB) closes the connection.
+	c.Write([]byte{0xFF, 0xFF})
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Errorf("connection stayed open after an oversize length")
 	}
 }
