@@ -179,3 +179,31 @@ func TestHostKeyBlockRefused(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkImportKeyBlock measures A6's work: open the A.7.2.2 block under a
+// cached KEK and wrap the key under the profile main key (both in memory).
+func BenchmarkImportKeyBlock(b *testing.B) {
+	svc := opstest.New(b)
+	kek := opstest.Import(b, svc, xSym(keyspec.K0, keyspec.TDES2Key, xMEDWU), hA722KBPK)
+	for b.Loop() {
+		if _, _, err := svc.ImportKeyBlock("default", kek, hA722Block); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkExportKeyBlock measures A8's work: a cached key under a cached KEK.
+func BenchmarkExportKeyBlock(b *testing.B) {
+	svc := opstest.New(b)
+	kek := opstest.Import(b, svc, xSym(keyspec.K0, keyspec.TDES2Key, xMEDWU), hA722KBPK)
+	key, _, err := svc.ImportKeyBlock("default", kek, hA722Block)
+	if err != nil {
+		b.Fatal(err)
+	}
+	id := ops.BlockIdent("default", key)
+	for b.Loop() {
+		if _, _, err := svc.ExportKeyBlock(id, kek, ""); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
