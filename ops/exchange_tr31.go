@@ -24,9 +24,10 @@ type openedBlock struct {
 
 // openTR31 opens an X9.143 key block (request member field) under kbpk, a
 // key of algorithm kbpkAlg: the block's version must suit the KBPK (A, B or C
-// under TDES, D under AES), the block must verify, a KP optional block must
-// name the KBPK, the header must describe a key this appliance imports, and
-// the KBPK must be at least as strong as that key.
+// under TDES, D under AES), the block must verify and not be marked for
+// storage only, a KP optional block must name the KBPK, the header must
+// describe a key this appliance imports, and the KBPK must be at least as
+// strong as that key.
 func openTR31(kbpk []byte, kbpkAlg keyspec.Algorithm, block, field string) (*openedBlock, error) {
 	if len(block) > 0 {
 		switch v := block[0]; {
@@ -46,6 +47,9 @@ func openTR31(kbpk []byte, kbpkAlg keyspec.Algorithm, block, field string) (*ope
 			clear(key)
 		}
 	}()
+	if h.KeyContext == '1' {
+		return nil, fault.FieldInvalid(field, "the key block is for storage only (X9.143 key context 1), not for key exchange")
+	}
 	if kp, found := blockData(h, "KP"); found {
 		if err := checkKP(kp, kbpkAlg, kbpk, field); err != nil {
 			return nil, err

@@ -145,6 +145,12 @@ func TestHostKeyBlockRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A block marked for storage only (X9.143:2021 table 1, key context 1).
+	storageOnly, err := tr31.Wrap(xUnhex(t, hA722KBPK), tr31.Header{Version: 'B', KeyUsage: "P0", Algorithm: 'T', ModeOfUse: 'E',
+		Exportability: 'E', KeyContext: '1'}, xUnhex(t, hA722Key))
+	if err != nil {
+		t.Fatal(err)
+	}
 	// A version D block offered to a TDES KBPK.
 	versionD, _, err := svc.ExportKeyBlock(gen(xSym(keyspec.P0, keyspec.TDES2Key, xMEDWU), true), aesKEK, "")
 	if err != nil {
@@ -159,6 +165,7 @@ func TestHostKeyBlockRefused(t *testing.T) {
 		{"import: tampered block", func() error { _, _, err := svc.ImportKeyBlock("default", kbpk, tampered); return err }, fault.ViolationIntegrity, fault.Validation},
 		{"import: KP names another KBPK", func() error { _, _, err := svc.ImportKeyBlock("default", kbpk, wrongKP); return err }, fault.ViolationWrappingKey, fault.Validation},
 		{"import: version D under TDES", func() error { _, _, err := svc.ImportKeyBlock("default", kbpk, versionD); return err }, fault.ViolationWrappingKey, fault.Validation},
+		{"import: storage-only block", func() error { _, _, err := svc.ImportKeyBlock("default", kbpk, storageOnly); return err }, "", fault.Validation},
 		{"import: KEK is not K0/K1", func() error { _, _, err := svc.ImportKeyBlock("default", notKEK, hA722Block); return err }, fault.ViolationUsage, fault.Validation},
 		{"import: KEK cannot unwrap", func() error { _, _, err := svc.ImportKeyBlock("default", wrapOnly, versionD); return err }, fault.ViolationModes, fault.Validation},
 		{"import: unknown profile", func() error { _, _, err := svc.ImportKeyBlock("nope", kbpk, hA722Block); return err }, "", fault.NotFound},
