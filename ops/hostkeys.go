@@ -13,11 +13,8 @@ import (
 // block under profile's main key (payShield's A0), with its check value. The
 // caller keeps the block and passes it back (BlockIdent) to use it.
 func (s *Service) GenerateKeyBlock(profile string, a keyspec.Attributes, exportable bool) (block, kcv string, err error) {
-	if err := keyspec.ValidateCreate(a, ""); err != nil {
+	if err := validateBlockKey(a); err != nil {
 		return "", "", err
-	}
-	if !a.Algorithm.IsSymmetric() {
-		return "", "", fault.FieldInvalid("KeyAlgorithm", "only symmetric keys are generated as key blocks")
 	}
 	key, err := newSymmetricKey(a.Algorithm)
 	if err != nil {
@@ -25,6 +22,41 @@ func (s *Service) GenerateKeyBlock(profile string, a keyspec.Attributes, exporta
 	}
 	defer clear(key)
 	return s.profileBlock(profile, a, exportable, key)
+}
+
+// GenerateKeyBlockExport generates a symmetric key as GenerateKeyBlock does
+// and also returns it under the K0 or K1 key kekIdent as ExportKeyBlock does
+// (payShield's A0 mode 1): the key must be exportable (canExport), the KEK
+// may wrap and is at least as strong. exportability, when set, restricts the
+// exported block's. When the export is refused, the key is discarded.
+func (s *Service) GenerateKeyBlockExport(profile string, a keyspec.Attributes, canExport bool, kekIdent string, exportability keyspec.Exportability) (block, kekBlock, kcv string, err error) {
+	if err := validateBlockKey(a); err != nil {
+		return "", "", "", err
+	}
+	if !canExport {
+		return "", "", "", fault.KeyRule(fault.ViolationExportability, "Exportable", "a key generated for export must be exportable")
+	}
+	key, err := newSymmetricKey(a.Algorithm)
+	if err != nil {
+		return "", "", "", fault.Internalf("generate key", err)
+	}
+	defer clear(key)
+	h, err := storedHeader("", a, true)
+	if err != nil {
+		return "", "", "", err
+	}
+	var kh *KeyBlockHeaders
+	if exportability != "" {
+		kh = &KeyBlockHeaders{Exportability: exportability}
+	}
+	out, err := s.wrapTR31(&exportable{attrs: a, header: h, key: key}, kekIdent, "WrappingKeyIdentifier", kh, "KeyBlockHeaders")
+	if err != nil {
+		return "", "", "", err
+	}
+	if block, kcv, err = s.profileBlock(profile, a, true, key); err != nil {
+		return "", "", "", err
+	}
+	return block, out.KeyMaterial, kcv, nil
 }
 
 // ImportKeyBlock opens an X9.143 key block protected by the K0 or K1 key
@@ -75,6 +107,17 @@ func (s *Service) ExportKeyBlock(keyIdent, kekIdent string, exportability keyspe
 		return "", "", err
 	}
 	return out.KeyMaterial, w.KCV(), nil
+}
+
+// validateBlockKey checks the attributes of a key generated as a key block.
+func validateBlockKey(a keyspec.Attributes) error {
+	if err := keyspec.ValidateCreate(a, ""); err != nil {
+		return err
+	}
+	if !a.Algorithm.IsSymmetric() {
+		return fault.FieldInvalid("KeyAlgorithm", "only symmetric keys are generated as key blocks")
+	}
+	return nil
 }
 
 // profileBlock wraps clear key material under profile's main key with the

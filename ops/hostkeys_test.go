@@ -119,6 +119,39 @@ func TestExportKeyBlockExportability(t *testing.T) {
 	}
 }
 
+// TestGenerateKeyBlockExport: A0 mode 1 returns one fresh key under the
+// profile main key and under the KEK (opened here with the published
+// A.7.2.2 KBPK), and refuses what ExportKeyBlock refuses.
+func TestGenerateKeyBlockExport(t *testing.T) {
+	svc := opstest.New(t)
+	kek := opstest.Import(t, svc, xSym(keyspec.K0, keyspec.TDES2Key, xMEDWU), hA722KBPK)
+	a := xSym(keyspec.P0, keyspec.TDES2Key, xMEDWU)
+	blk, kekBlk, kcv, err := svc.GenerateKeyBlockExport("default", a, true, kek, keyspec.Sensitive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := svc.Working(ops.BlockIdent("default", blk), "Key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, key, err := tr31.Unwrap(xUnhex(t, hA722KBPK), kekBlk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(key, w.Material) || kcv != w.KCV() || h.Exportability != 'S' || h.KeyUsage != "P0" || !w.Record.Exportable {
+		t.Errorf("the two blocks differ: KCV %s/%s, exported header %+v", kcv, w.KCV(), h)
+	}
+	if _, _, _, err := svc.GenerateKeyBlockExport("default", a, false, kek, ""); fault.As(err).Violation != fault.ViolationExportability {
+		t.Errorf("non-exportable: %v", err)
+	}
+	if _, _, _, err := svc.GenerateKeyBlockExport("default", xSym(keyspec.D0, keyspec.AES128, xMEDWU), true, kek, ""); fault.As(err).Violation != fault.ViolationWrappingKey {
+		t.Errorf("AES-128 under TDES 2-key: %v", err)
+	}
+	if _, _, _, err := svc.GenerateKeyBlockExport("default", xSym(keyspec.P0, keyspec.AES128, keyspec.ModesOfUse{Sign: true}), true, kek, ""); fault.KindOf(err) != fault.Validation {
+		t.Errorf("invalid attributes: %v", err)
+	}
+}
+
 // TestHostKeyBlockRefused checks every refusal names the rule it broke
 // (the host edge turns the rule into payShield's code).
 func TestHostKeyBlockRefused(t *testing.T) {

@@ -5,13 +5,24 @@ import (
 	"payhsm/ops/keyspec"
 )
 
-// A0: generate a key as a key block under the profile main key.
-// Request: mode 1H ("0") | key type 3H ("FFF") | key scheme 1A ("S") |
-// [%nn] | "#" usage 2A, algorithm 2A, mode of use 1A, KVN 2N, exportability
-// 1A, optional blocks 2N ("00"). Response: "S" + key block | KCV 6H.
+// A0: generate a key as a key block under the profile main key; mode 1 also
+// returns it under a ZMK. Request: mode 1H ("0", "1") | key type 3H ("FFF")
+// | key scheme 1A ("S") | mode 1: [";" ZMK/TMK flag 1N] ZMK, key scheme
+// (ZMK) 1A ("R") | [%nn] | "#" usage 2A, algorithm 2A, mode of use 1A, KVN
+// 2N, exportability 1A, optional blocks 2N ("00") | mode 1: ["&"
+// exportability 1A] ["!" key block version 1A]. Response: "S" + key block |
+// mode 1: "R" + X9.143 block under the ZMK | KCV 6H.
 type a0Cmd struct {
 	attrs      keyspec.Attributes
 	exportable bool
+	export     *zmkExport // mode 1
+}
+
+// zmkExport is how a key leaves under a ZMK (A0 mode 1, A8).
+type zmkExport struct {
+	zmk           keyRef
+	exportability keyspec.Exportability // "" = the default (E)
+	version       byte                  // 0 = any
 }
 
 // keyBlockAlgorithms maps A0's 2-character algorithm onto a key algorithm.
@@ -25,6 +36,13 @@ func decodeA0(c *cursor) command {
 	mode := c.take(1, "mode")
 	kt := c.hex(3, "key type")
 	scheme := c.take(1, "key scheme")
+	var zmkScheme []byte
+	if c.err == nil && mode[0] == '1' {
+		cmd.export = &zmkExport{}
+		c.zmkFlag()
+		cmd.export.zmk = c.key("ZMK")
+		zmkScheme = c.take(1, "key scheme (ZMK)")
+	}
 	c.lmkID()
 	c.expect('#', "key block attributes")
 	usage := string(c.take(2, "key usage"))
@@ -33,18 +51,23 @@ func decodeA0(c *cursor) command {
 	c.digits(2, "key version number")
 	exp := c.take(1, "exportability")
 	nopt := c.digits(2, "optional blocks")
+	if cmd.export != nil {
+		c.exportOptions(cmd.export)
+	}
 	c.end()
 	if c.err != nil {
 		return nil
 	}
 	var ok bool
 	switch {
-	case mode[0] != '0':
-		c.fail(codeInvalidInput, "only mode 0 (generate) is supported")
+	case mode[0] != '0' && mode[0] != '1':
+		c.fail(codeInvalidInput, "only modes 0 (generate) and 1 (generate and export under a ZMK) are supported")
 	case kt != "FFF":
 		c.fail("04", "key type must be FFF with a key-block LMK")
 	case scheme[0] != 'S':
 		c.fail(codeKeyScheme, "key scheme must be S")
+	case zmkScheme != nil && zmkScheme[0] != 'R':
+		c.fail(codeKeyScheme, "key scheme (ZMK) must be R (X9.143 key block)")
 	case nopt != "00":
 		c.fail("AB", "optional blocks are not supported")
 	}
@@ -63,21 +86,87 @@ func decodeA0(c *cursor) command {
 		cmd.exportable = true
 	case 'N', 'S':
 	default:
-		c.fail("AA", "exportability")
+		c.fail(codeExportField, "exportability")
 	}
 	cmd.attrs.Class = keyspec.Symmetric
 	return cmd
 }
 
 func (a a0Cmd) run(x *call) ([]byte, error) {
-	block, kcv, err := x.svc.GenerateKeyBlock(x.profile, a.attrs, a.exportable)
+	if a.export == nil {
+		block, kcv, err := x.svc.GenerateKeyBlock(x.profile, a.attrs, a.exportable)
+		if err != nil {
+			return nil, err
+		}
+		return keyAnswer(x, 'S', block, 0, "", kcv), nil
+	}
+	block, zmkBlock, kcv, err := x.svc.GenerateKeyBlockExport(x.profile, a.attrs, a.exportable, x.ident(a.export.zmk), a.export.exportability)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]byte, 0, 1+len(block)+6)
-	out = append(out, 'S')
+	if err := a.export.checkVersion(zmkBlock); err != nil {
+		return nil, err
+	}
+	return keyAnswer(x, 'S', block, 'R', zmkBlock, kcv), nil
+}
+
+// keyAnswer builds a key command's answer in the call's scratch space:
+// prefix + block, [prefix2 + block2], KCV.
+func keyAnswer(x *call, prefix byte, block string, prefix2 byte, block2, kcv string) []byte {
+	out := append(x.scratch[:0], prefix)
 	out = append(out, block...)
-	return append(out, kcv...), nil
+	if prefix2 != 0 {
+		out = append(out, prefix2)
+		out = append(out, block2...)
+	}
+	out = append(out, kcv...)
+	x.scratch = out
+	return out
+}
+
+// zmkFlag decodes the optional ";" + ZMK/TMK flag (0 or 1). A key block's
+// usage says what the key is, so the flag has no further effect.
+func (c *cursor) zmkFlag() {
+	if c.accept(';') {
+		if f := c.take(1, "ZMK/TMK flag"); c.err == nil && f[0] != '0' && f[0] != '1' {
+			c.fail(codeInvalidInput, "ZMK/TMK flag must be 0 or 1")
+		}
+	}
+}
+
+// exportOptions decodes the optional "&" exportability (E, N, S) and "!"
+// key block version (B or D) of a key leaving under a ZMK.
+func (c *cursor) exportOptions(e *zmkExport) {
+	if c.accept('&') {
+		if v := c.take(1, "exportability"); c.err == nil {
+			switch v[0] {
+			case 'E':
+				e.exportability = keyspec.Exportable
+			case 'N':
+				e.exportability = keyspec.NonExportable
+			case 'S':
+				e.exportability = keyspec.Sensitive
+			default:
+				c.fail(codeExportField, "exportability must be E, N or S")
+			}
+		}
+	}
+	if c.accept('!') {
+		if v := c.take(1, "key block version"); c.err == nil {
+			if v[0] != 'B' && v[0] != 'D' {
+				c.fail(codeInvalidInput, "key block version must be B (TDES ZMK) or D (AES ZMK); A and C are not produced")
+			}
+			e.version = v[0]
+		}
+	}
+}
+
+// checkVersion refuses an exported block whose version is not the one asked for.
+func (e *zmkExport) checkVersion(block string) error {
+	if e.version != 0 && block[0] != e.version {
+		return errCode(codeInvalidInput, "key block version "+string(e.version)+" does not match the ZMK's algorithm")
+	}
+	return nil
 }
 
 // A6: import a key under a ZMK. Request: key type 3H ("FFF") | ZMK (a K0 or
@@ -122,10 +211,7 @@ func (a a6Cmd) run(x *call) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]byte, 0, 1+len(block)+len(kcv))
-	out = append(out, 'S')
-	out = append(out, block...)
-	return append(out, kcv...), nil
+	return keyAnswer(x, 'S', block, 0, "", kcv), nil
 }
 
 // A8: export a key under a ZMK. Request: key type 3H ("FFF") | [";" ZMK/TMK
@@ -134,45 +220,19 @@ func (a a6Cmd) run(x *call) ([]byte, error) {
 // exportability 1A: E, N or S] | ["!" key block version 1A: B under a TDES
 // ZMK, D under an AES ZMK]. Response: "R" + X9.143 block | KCV 6H.
 type a8Cmd struct {
-	zmk, key      keyRef
-	exportability keyspec.Exportability
-	version       byte
+	key    keyRef
+	export zmkExport
 }
 
 func decodeA8(c *cursor) command {
 	var cmd a8Cmd
 	kt := c.hex(3, "key type")
-	if c.accept(';') {
-		if f := c.take(1, "ZMK/TMK flag"); c.err == nil && f[0] != '0' && f[0] != '1' {
-			c.fail(codeInvalidInput, "ZMK/TMK flag must be 0 or 1")
-		}
-	}
-	cmd.zmk = c.key("ZMK")
+	c.zmkFlag()
+	cmd.export.zmk = c.key("ZMK")
 	cmd.key = c.key("key")
 	scheme := c.take(1, "key scheme (ZMK)")
 	c.lmkID()
-	if c.accept('&') {
-		if e := c.take(1, "exportability"); c.err == nil {
-			switch e[0] {
-			case 'E':
-				cmd.exportability = keyspec.Exportable
-			case 'N':
-				cmd.exportability = keyspec.NonExportable
-			case 'S':
-				cmd.exportability = keyspec.Sensitive
-			default:
-				c.fail(codeExportField, "exportability must be E, N or S")
-			}
-		}
-	}
-	if c.accept('!') {
-		if v := c.take(1, "key block version"); c.err == nil {
-			if v[0] != 'B' && v[0] != 'D' {
-				c.fail(codeInvalidInput, "key block version must be B (TDES ZMK) or D (AES ZMK); A and C are not produced")
-			}
-			cmd.version = v[0]
-		}
-	}
+	c.exportOptions(&cmd.export)
 	c.end()
 	if c.err != nil {
 		return nil
@@ -187,17 +247,14 @@ func decodeA8(c *cursor) command {
 }
 
 func (a a8Cmd) run(x *call) ([]byte, error) {
-	block, kcv, err := x.svc.ExportKeyBlock(x.ident(a.key), x.ident(a.zmk), a.exportability)
+	block, kcv, err := x.svc.ExportKeyBlock(x.ident(a.key), x.ident(a.export.zmk), a.export.exportability)
 	if err != nil {
 		return nil, err
 	}
-	if a.version != 0 && block[0] != a.version {
-		return nil, errCode(codeInvalidInput, "key block version "+string(a.version)+" does not match the ZMK's algorithm")
+	if err := a.export.checkVersion(block); err != nil {
+		return nil, err
 	}
-	out := make([]byte, 0, 1+len(block)+len(kcv))
-	out = append(out, 'R')
-	out = append(out, block...)
-	return append(out, kcv...), nil
+	return keyAnswer(x, 'R', block, 0, "", kcv), nil
 }
 
 // BU: a key's check value. Request: key type code 2A | key length flag 1A

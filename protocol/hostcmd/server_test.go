@@ -71,7 +71,7 @@ func TestKeyBlocks(t *testing.T) {
 	for _, tc := range []struct{ req, want string }{
 		{"A00FFFS#ZZT2C00N00", "A6"}, {"A00FFFS#C0X9C00N00", "A7"}, {"A00FFFS#C0T2Q00N00", "A8"},
 		{"A00FFFS#C0T2C00Q00", "AA"}, {"A00FFFU#C0T2C00N00", "26"}, {"A00001S#C0T2C00N00", "04"},
-		{"A01FFFS#C0T2C00N00", "15"}, {"A00FFFS#C0T2C00N01", "AB"}, {"A00FFFS%07#C0T2C00N00", "13"},
+		{"A02FFFS#C0T2C00N00", "15"}, {"A01FFFS#C0T2C00N00", "26"}, {"A00FFFS#C0T2C00N01", "AB"}, {"A00FFFS%07#C0T2C00N00", "13"},
 		{"A00FFFS#C0T2C00N", "15"},
 		// C0 with mode of use B (encrypt/decrypt) breaks the key rules.
 		{"A00FFFS#C0T2B00N00", "15"},

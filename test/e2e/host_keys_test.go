@@ -15,7 +15,7 @@ import (
 	"payhsm/tools/hostclient"
 )
 
-// TestHostKeyExchangeBothFrontEnds: A6 and A8 over the real daemon's host
+// TestHostKeyExchangeBothFrontEnds: A6, A8 and A0 mode 1 over the real daemon's host
 // port, with the ANSI X9 TR-31:2018 A.7.2.2 KBPK as the ZMK (stored through
 // the AWS SDK). The published block imports by A6 with the published KCV and
 // comes back out by A8 as a block the published KBPK opens to the published
@@ -80,6 +80,28 @@ func TestHostKeyExchangeBothFrontEnds(t *testing.T) {
 	back := call("A6", "FFF@"+zmk+";R"+*awsExp.WrappedKey.KeyMaterial+"S")
 	if m := lmkBlock.FindSubmatch(back.Fields); back.Error != "00" || m == nil || string(m[2]) != a722KCV {
 		t.Errorf("A6 of ExportKey's block: %s %q", back.Error, back.Fields)
+	}
+
+	// A0 mode 1: one fresh key under the profile main key and under the ZMK;
+	// the published KBPK opens the ZMK block to a key whose KCV (OpenSSL) is
+	// the one A0 answered, and A6 of that block gives the same KCV.
+	gen := call("A0", "1FFFS@"+zmk+";R#P0T2B00E00")
+	gm := regexp.MustCompile(`^S(D[0-9]{4}[A-Z0-9]+)R(B[0-9]{4}[A-Z0-9]+)([0-9A-F]{6})$`).FindSubmatch(gen.Fields)
+	if gen.Error != "00" || gm == nil {
+		t.Fatalf("A0 mode 1: %s %q", gen.Error, gen.Fields)
+	}
+	_, fresh, err := tr31.Unwrap(kbpk, string(gm[2]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := opensslTDESKCV(t, hex.EncodeToString(fresh)); got != string(gm[3]) {
+		t.Errorf("A0 mode 1: the ZMK block's key has KCV %s, A0 answered %s", got, gm[3])
+	}
+	if r := call("A6", "FFF@"+zmk+";R"+string(gm[2])+"S"); r.Error != "00" || !bytes.HasSuffix(r.Fields, gm[3]) {
+		t.Errorf("A6 of A0's ZMK block: %s %q", r.Error, r.Fields)
+	}
+	if r := call("BU", "FFFS"+string(gm[1])+";FFF;001"); r.Error != "00" || !bytes.Equal(r.Fields, gm[3]) {
+		t.Errorf("BU of A0's LMK block: %s %q, want %s", r.Error, r.Fields, gm[3])
 	}
 
 	// Key separation and exportability on the host port.
