@@ -110,8 +110,16 @@ func TestHostKeyExchangeBothFrontEnds(t *testing.T) {
 		t.Fatalf("A0: %s", a0.Error)
 	}
 	nonExp := string(a0.Fields[:len(a0.Fields)-6])
+	rsa, err := c.CreateKey(ctx, &pc.CreateKeyInput{Exportable: aws.Bool(true), KeyAttributes: &types.KeyAttributes{
+		KeyAlgorithm: types.KeyAlgorithmRsa2048, KeyClass: types.KeyClassAsymmetricKeyPair,
+		KeyUsage:      types.KeyUsageTr31D1AsymmetricKeyForDataEncryption,
+		KeyModesOfUse: &types.KeyModesOfUse{Encrypt: true, Decrypt: true, Wrap: true, Unwrap: true}}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct{ code, fields, want string }{
-		{"A8", "FFF@" + zmk + ";" + nonExp + "R", "AA"},                         // not exportable
+		{"A8", "FFF@" + zmk + ";" + nonExp + "R", "AA"},
+		{"A8", "FFF@" + zmk + ";@" + *rsa.Key.KeyArn + ";R", "29"},              // a key pair does not leave under a ZMK                         // not exportable
 		{"A8", "FFF" + nonExp + "S" + imported + "R", "A6"},                     // the "ZMK" is a data key
 		{"A6", "FFF@" + zmk + ";R" + a722Block[:len(a722Block)-1] + "0S", "A4"}, // tampered
 		{"A6", "FFF@" + *awsImp.Key.KeyArn + ";R" + a722Block + "S", "A6"},      // a PIN key is not a ZMK
