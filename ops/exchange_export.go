@@ -208,7 +208,7 @@ func (s *Service) exportTR31(e *exportable, x *ExportTr31) (*WrappedKey, error) 
 // wrapping and be at least as strong as e; kh (member headersField) changes
 // the header. The KEK comes from the working-key cache.
 func (s *Service) wrapTR31(e *exportable, kekIdent, field string, kh *KeyBlockHeaders, headersField string) (*WrappedKey, error) {
-	kek, err := s.tr31KEK(kekIdent, field)
+	kek, err := s.tr31KEK(kekIdent, field, false)
 	if err != nil {
 		return nil, err
 	}
@@ -238,19 +238,24 @@ func (s *Service) wrapTR31(e *exportable, kekIdent, field string, kh *KeyBlockHe
 	return &WrappedKey{WrappingKeyARN: kek.ARN, Format: FormatTR31, KeyMaterial: block}, nil
 }
 
-// tr31KEK resolves a key that may wrap TR-31 key blocks: a K0 or K1 key
-// whose modes of use allow wrapping.
-func (s *Service) tr31KEK(ident, field string) (*WorkingKey, error) {
+// tr31KEK resolves a key that may wrap (or, with unwrap, open) TR-31 key
+// blocks: a K0 or K1 key whose modes of use allow it. It comes from the
+// working-key cache.
+func (s *Service) tr31KEK(ident, field string, unwrap bool) (*WorkingKey, error) {
 	kek, err := s.Working(ident, field)
 	if err != nil {
 		return nil, err
 	}
 	ka := kek.Record.Attributes
-	if ka.Usage != keyspec.K0 && ka.Usage != keyspec.K1 {
-		return nil, fault.KeyRule(fault.ViolationUsage, field, "a TR-31 key block is wrapped with a TR31_K0_KEY_ENCRYPTION_KEY or TR31_K1_KEY_BLOCK_PROTECTION_KEY, not %s", ka.Usage)
+	op, allowed := "wrapping", ka.Modes.Wrap || ka.Modes.Encrypt
+	if unwrap {
+		op, allowed = "unwrapping", ka.Modes.Unwrap || ka.Modes.Decrypt
 	}
-	if !(ka.Modes.Wrap || ka.Modes.Encrypt || ka.Modes.NoRestrictions) {
-		return nil, fault.KeyRule(fault.ViolationModes, field, "the wrapping key's modes of use do not allow wrapping")
+	if ka.Usage != keyspec.K0 && ka.Usage != keyspec.K1 {
+		return nil, fault.KeyRule(fault.ViolationUsage, field, "TR-31 key block %s needs a TR31_K0_KEY_ENCRYPTION_KEY or TR31_K1_KEY_BLOCK_PROTECTION_KEY, not %s", op, ka.Usage)
+	}
+	if !allowed && !ka.Modes.NoRestrictions {
+		return nil, fault.KeyRule(fault.ViolationModes, field, "the wrapping key's modes of use do not allow %s", op)
 	}
 	return kek, nil
 }

@@ -94,27 +94,10 @@ func checkKP(kp string, kbpkAlg keyspec.Algorithm, kbpk []byte, field string) er
 	return nil
 }
 
-// unwrapKEK resolves a key that may open TR-31 key blocks: a K0 or K1 key
-// whose modes of use allow unwrapping. It comes from the working-key cache.
-func (s *Service) unwrapKEK(ident, field string) (*WorkingKey, error) {
-	kek, err := s.Working(ident, field)
-	if err != nil {
-		return nil, err
-	}
-	ka := kek.Record.Attributes
-	if ka.Usage != keyspec.K0 && ka.Usage != keyspec.K1 {
-		return nil, fault.KeyRule(fault.ViolationUsage, field, "a TR-31 key block is unwrapped with a TR31_K0_KEY_ENCRYPTION_KEY or TR31_K1_KEY_BLOCK_PROTECTION_KEY, not %s", ka.Usage)
-	}
-	if !(ka.Modes.Unwrap || ka.Modes.Decrypt || ka.Modes.NoRestrictions) {
-		return nil, fault.KeyRule(fault.ViolationModes, field, "the wrapping key's modes of use do not allow unwrapping")
-	}
-	return kek, nil
-}
-
 // importTR31 imports an X9.143 key block protected by a stored K0/K1 key.
 func (s *Service) importTR31(in ImportKeyInput, b *ImportTr31KeyBlock) (*Key, error) {
 	const m = "KeyMaterial.Tr31KeyBlock"
-	kek, err := s.unwrapKEK(b.WrappingKeyIdentifier, m+".WrappingKeyIdentifier")
+	kek, err := s.tr31KEK(b.WrappingKeyIdentifier, m+".WrappingKeyIdentifier", true)
 	if err != nil {
 		return nil, err
 	}

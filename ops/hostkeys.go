@@ -65,7 +65,7 @@ func (s *Service) GenerateKeyBlockExport(profile string, a keyspec.Attributes, c
 // strong) and returns the key re-wrapped under profile's main key with its
 // check value (payShield's A6).
 func (s *Service) ImportKeyBlock(profile, kekIdent, block string) (lmkBlock, kcv string, err error) {
-	kek, err := s.unwrapKEK(kekIdent, "WrappingKeyIdentifier")
+	kek, err := s.tr31KEK(kekIdent, "WrappingKeyIdentifier", true)
 	if err != nil {
 		return "", "", err
 	}

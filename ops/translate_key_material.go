@@ -47,7 +47,7 @@ func (s *Service) TranslateKeyMaterial(in TranslateKeyMaterialInput) (*Translate
 		}
 	}
 	// Resolve the outgoing KEK before any cryptography.
-	if _, err := s.tr31KEK(in.OutgoingWrappingKeyIdentifier, fTranslateOut); err != nil {
+	if _, err := s.tr31KEK(in.OutgoingWrappingKeyIdentifier, fTranslateOut, false); err != nil {
 		return nil, err
 	}
 	o, err := s.openDiffieHellmanBlock(in.Incoming, fTranslateIn)

@@ -4,12 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"net"
-	"os"
-	"path/filepath"
 	"sort"
-	"strings"
 	"testing"
 	"time"
+
+	"payhsm/protocol/hostcmd/transcript"
 )
 
 // FuzzReadFrame: the frame reader never panics, never returns more than the
@@ -48,16 +47,12 @@ func FuzzDecoders(f *testing.F) {
 		index[c] = byte(i)
 	}
 	// Seeds: every request of the transcripts.
-	files, _ := filepath.Glob("testdata/*.txt")
-	for _, file := range files {
-		b, _ := os.ReadFile(file)
-		for _, l := range strings.Split(string(b), "\n") {
-			if strings.HasPrefix(l, "> ") && len(l) >= 8 {
-				msg := hexSegment.ReplaceAllStringFunc(l[2:], func(m string) string { return string(mustHex(m[1 : len(m)-1])) })
-				if i, ok := index[msg[4:6]]; ok {
-					f.Add(append([]byte{i}, msg[6:]...))
-				}
-			}
+	for _, msg := range transcript.Requests("testdata/*.txt") {
+		if len(msg) < 6 {
+			continue
+		}
+		if i, ok := index[msg[4:6]]; ok {
+			f.Add(append([]byte{i}, msg[6:]...))
 		}
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {

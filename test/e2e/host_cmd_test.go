@@ -9,8 +9,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	pc "github.com/aws/aws-sdk-go-v2/service/paymentcryptography"
 	"github.com/aws/aws-sdk-go-v2/service/paymentcryptography/types"
-
-	"payhsm/tools/hostclient"
 )
 
 // TestHostCommandsBothFrontEnds: keys imported through the AWS SDK answer the
@@ -31,19 +29,7 @@ func TestHostCommandsBothFrontEnds(t *testing.T) {
 	if _, err := c.CreateAlias(context.Background(), &pc.CreateAliasInput{AliasName: aws.String("alias/host-cvk"), KeyArn: aws.String(cvk)}); err != nil {
 		t.Fatal(err)
 	}
-	h, err := hostclient.Dial(d.hostAddr, nil, 4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	call := func(code, fields string) *hostclient.Response {
-		t.Helper()
-		r, err := h.Call(code, []byte(fields))
-		if err != nil {
-			t.Fatalf("%s: %v", code, err)
-		}
-		return r
-	}
+	call := d.hostCaller(t)
 
 	// CVV: CW over the host port (by ARN and by alias), verified over HTTP.
 	for _, ref := range []string{"@" + cvk + ";", "@alias/host-cvk;"} {

@@ -12,7 +12,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/paymentcryptography/types"
 
 	"payhsm/hsm/tr31"
-	"payhsm/tools/hostclient"
 )
 
 // TestHostKeyExchangeBothFrontEnds: A6, A8 and A0 mode 1 over the real daemon's host
@@ -28,19 +27,7 @@ func TestHostKeyExchangeBothFrontEnds(t *testing.T) {
 	kk := newKnownKeys(t, c)
 	zmk := kk.arn(types.KeyUsageTr31K0KeyEncryptionKey, types.KeyAlgorithmTdes2key,
 		types.KeyModesOfUse{Encrypt: true, Decrypt: true, Wrap: true, Unwrap: true}, a722KBPK)
-	h, err := hostclient.Dial(d.hostAddr, nil, 4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	call := func(code, fields string) *hostclient.Response {
-		t.Helper()
-		r, err := h.Call(code, []byte(fields))
-		if err != nil {
-			t.Fatalf("%s: %v", code, err)
-		}
-		return r
-	}
+	call := d.hostCaller(t)
 	lmkBlock := regexp.MustCompile(`^S(D[0-9]{4}[A-Z0-9]+)([0-9A-F]{6})$`)
 	zmkBlock := regexp.MustCompile(`^R([BD][0-9]{4}[A-Z0-9]+)([0-9A-F]{6})$`)
 

@@ -1,20 +1,22 @@
 package e2e
 
 import (
-	"encoding/binary"
-	"io"
-	"net"
-	"strings"
-	"time"
-
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/pem"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
-	"testing"
+
+	"payhsm/tools/hostclient"
 )
 
 func sha256Hex(b []byte) string {
@@ -117,4 +119,22 @@ func hostSend(t testing.TB, addr, msg string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// hostCaller connects a host-protocol client (4-byte header) to the daemon's
+// host port for the test and returns a function that sends one command.
+func (d *daemon) hostCaller(t *testing.T) func(code, fields string) *hostclient.Response {
+	h, err := hostclient.Dial(d.hostAddr, nil, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return func(code, fields string) *hostclient.Response {
+		t.Helper()
+		r, err := h.Call(code, []byte(fields))
+		if err != nil {
+			t.Fatalf("%s: %v", code, err)
+		}
+		return r
+	}
 }
