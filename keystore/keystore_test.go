@@ -17,7 +17,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"payhsm/fault"
-	"payhsm/ops/keyspec"
+	"payhsm/keyspec"
 )
 
 func openTest(t testing.TB, dir string) *Store {

@@ -12,7 +12,7 @@ import (
 
 	"go.uber.org/zap/zapcore"
 
-	"payhsm/ops/keyspec"
+	"payhsm/keyspec"
 )
 
 // stateDeletePending is the AWS KeyState the purge index keys on.

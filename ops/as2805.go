@@ -18,7 +18,7 @@ import (
 	"payhsm/hsm/as2805"
 	"payhsm/hsm/tdes"
 	"payhsm/keystore"
-	"payhsm/ops/keyspec"
+	"payhsm/keyspec"
 )
 
 // AS2805 key variants (the control plane's As2805KeyVariant enum).

@@ -10,7 +10,7 @@ import (
 	"payhsm/hsm/as2805"
 	"payhsm/hsm/custody"
 	"payhsm/ops"
-	"payhsm/ops/keyspec"
+	"payhsm/keyspec"
 	"payhsm/ops/opstest"
 )
 

@@ -7,7 +7,7 @@ import (
 	"payhsm/fault"
 	"payhsm/hsm/cardverify"
 	"payhsm/hsm/emv"
-	"payhsm/ops/keyspec"
+	"payhsm/keyspec"
 )
 
 // CardValidationKind is the member of the CardGenerationAttributes /

@@ -8,7 +8,7 @@ import (
 	"payhsm/fault"
 	"payhsm/hsm/custody"
 	"payhsm/ops"
-	"payhsm/ops/keyspec"
+	"payhsm/keyspec"
 	"payhsm/ops/opstest"
 )
 

@@ -8,7 +8,7 @@ import (
 	"payhsm/hsm/custody"
 	"payhsm/hsm/emv"
 	"payhsm/ops"
-	"payhsm/ops/keyspec"
+	"payhsm/keyspec"
 	"payhsm/ops/opstest"
 )
 

@@ -17,7 +17,7 @@ import (
 	"payhsm/fault"
 	"payhsm/hsm/tr31"
 	"payhsm/keystore"
-	"payhsm/ops/keyspec"
+	"payhsm/keyspec"
 )
 
 // authority is a profile's certificate authority: it certifies the public

@@ -4,7 +4,7 @@ import (
 	"testing"
 
 	"payhsm/ops"
-	"payhsm/ops/keyspec"
+	"payhsm/keyspec"
 	"payhsm/ops/opstest"
 )
 

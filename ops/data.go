@@ -19,7 +19,7 @@ import (
 	"payhsm/hsm/dukpt"
 	"payhsm/hsm/symmetric"
 	"payhsm/hsm/tdes"
-	"payhsm/ops/keyspec"
+	"payhsm/keyspec"
 )
 
 // DataCipher is how data is enciphered (the AWS

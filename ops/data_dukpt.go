@@ -3,7 +3,7 @@ package ops
 import (
 	"payhsm/fault"
 	"payhsm/hsm/dukpt"
-	"payhsm/ops/keyspec"
+	"payhsm/keyspec"
 )
 
 // dukptPurpose is what a DUKPT working key is derived for.

@@ -9,7 +9,7 @@ import (
 	"payhsm/hsm/custody"
 	"payhsm/hsm/tr31"
 	"payhsm/ops"
-	"payhsm/ops/keyspec"
+	"payhsm/keyspec"
 	"payhsm/ops/opstest"
 )
 

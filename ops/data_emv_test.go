@@ -5,7 +5,7 @@ import (
 
 	"payhsm/fault"
 	"payhsm/ops"
-	"payhsm/ops/keyspec"
+	"payhsm/keyspec"
 	"payhsm/ops/opstest"
 )
 

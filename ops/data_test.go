@@ -9,7 +9,7 @@ import (
 	"payhsm/fault"
 	"payhsm/hsm/custody"
 	"payhsm/ops"
-	"payhsm/ops/keyspec"
+	"payhsm/keyspec"
 	"payhsm/ops/opstest"
 )
 

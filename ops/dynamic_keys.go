@@ -30,7 +30,7 @@ import (
 	"payhsm/hsm/tdes"
 	"payhsm/hsm/tr31"
 	"payhsm/keystore"
-	"payhsm/ops/keyspec"
+	"payhsm/keyspec"
 )
 
 // DynamicKey is a key carried in the request (the AWS WrappedKey shape):

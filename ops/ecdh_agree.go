@@ -20,7 +20,7 @@ import (
 
 	"payhsm/fault"
 	"payhsm/hsm/kdf"
-	"payhsm/ops/keyspec"
+	"payhsm/keyspec"
 )
 
 // ecdhFields names the request members of one ECDH derivation in errors.

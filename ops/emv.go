@@ -7,7 +7,7 @@ import (
 
 	"payhsm/fault"
 	"payhsm/hsm/emv"
-	"payhsm/ops/keyspec"
+	"payhsm/keyspec"
 )
 
 // EMVSession is a SessionKeyDerivation: the scheme and the card and

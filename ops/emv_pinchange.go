@@ -37,7 +37,7 @@ import (
 	"payhsm/fault"
 	"payhsm/hsm/emv"
 	"payhsm/hsm/pinblock"
-	"payhsm/ops/keyspec"
+	"payhsm/keyspec"
 )
 
 // EmvPinChangeDerivation is the DerivationMethodAttributes union: Scheme

@@ -12,7 +12,7 @@ import (
 	"payhsm/hsm/pinblock"
 	"payhsm/hsm/tdes"
 	"payhsm/ops"
-	"payhsm/ops/keyspec"
+	"payhsm/keyspec"
 	"payhsm/ops/opstest"
 )
 

@@ -12,7 +12,7 @@ import (
 
 	"payhsm/fault"
 	"payhsm/keystore"
-	"payhsm/ops/keyspec"
+	"payhsm/keyspec"
 )
 
 // Trust: RootCertificatePublicKey imports a self-signed CA certificate as a

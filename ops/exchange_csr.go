@@ -12,7 +12,7 @@ import (
 	"errors"
 
 	"payhsm/fault"
-	"payhsm/ops/keyspec"
+	"payhsm/keyspec"
 )
 
 // CertificateSubject is the subject of a certificate signing request.

@@ -9,7 +9,7 @@ import (
 
 	"payhsm/fault"
 	"payhsm/ops"
-	"payhsm/ops/keyspec"
+	"payhsm/keyspec"
 	"payhsm/ops/opstest"
 )
 

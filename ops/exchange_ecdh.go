@@ -3,7 +3,7 @@ package ops
 import (
 	"payhsm/fault"
 	"payhsm/hsm/tr31"
-	"payhsm/ops/keyspec"
+	"payhsm/keyspec"
 )
 
 // DiffieHellman names the ECDH key agreement that derives a one-time KBPK:

@@ -16,7 +16,7 @@ import (
 	"payhsm/fault"
 	"payhsm/hsm/tr31"
 	"payhsm/ops"
-	"payhsm/ops/keyspec"
+	"payhsm/keyspec"
 )
 
 // ecdhPartner is the partner HSM, played by OpenSSL: its key pair, its

@@ -15,7 +15,7 @@ import (
 	"payhsm/hsm/dukpt"
 	"payhsm/hsm/tr31"
 	"payhsm/keystore"
-	"payhsm/ops/keyspec"
+	"payhsm/keyspec"
 )
 
 // Wrapped key material formats (the AWS WrappedKeyMaterialFormat enum).

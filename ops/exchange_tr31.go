@@ -10,7 +10,7 @@ import (
 
 	"payhsm/fault"
 	"payhsm/hsm/tr31"
-	"payhsm/ops/keyspec"
+	"payhsm/keyspec"
 )
 
 // openedBlock is an opened key block: its header, the attributes it gives the

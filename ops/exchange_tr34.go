@@ -11,7 +11,7 @@ import (
 	"payhsm/fault"
 	"payhsm/hsm/tr34"
 	"payhsm/keystore"
-	"payhsm/ops/keyspec"
+	"payhsm/keyspec"
 )
 
 // TR34Format is the only TR-34 KeyBlockFormat (the AWS Tr34KeyBlockFormat enum).

@@ -13,7 +13,7 @@ import (
 	"payhsm/fault"
 	"payhsm/hsm/tr34"
 	"payhsm/ops"
-	"payhsm/ops/keyspec"
+	"payhsm/keyspec"
 	"payhsm/ops/opstest"
 )
 

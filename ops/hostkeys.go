@@ -6,7 +6,7 @@ package ops
 
 import (
 	"payhsm/fault"
-	"payhsm/ops/keyspec"
+	"payhsm/keyspec"
 )
 
 // GenerateKeyBlock generates a symmetric key and returns it as an X9.143

@@ -7,7 +7,7 @@ import (
 	"payhsm/fault"
 	"payhsm/hsm/tr31"
 	"payhsm/ops"
-	"payhsm/ops/keyspec"
+	"payhsm/keyspec"
 	"payhsm/ops/opstest"
 )
 

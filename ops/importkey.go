@@ -15,7 +15,7 @@ import (
 	"payhsm/fault"
 	"payhsm/hsm/tr31"
 	"payhsm/keystore"
-	"payhsm/ops/keyspec"
+	"payhsm/keyspec"
 )
 
 // Key material types (the AWS KeyMaterialType enum) that need an import token.

@@ -6,7 +6,7 @@ import (
 
 	"payhsm/fault"
 	"payhsm/keystore"
-	"payhsm/ops/keyspec"
+	"payhsm/keyspec"
 )
 
 // CreateKey generates a key inside the appliance and stores it as an X9.143

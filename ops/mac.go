@@ -9,7 +9,7 @@ import (
 	"payhsm/hsm/cmac"
 	"payhsm/hsm/dukpt"
 	"payhsm/hsm/mac"
-	"payhsm/ops/keyspec"
+	"payhsm/keyspec"
 )
 
 // MacAttributes is the AWS MacAttributes union: exactly one member is set.

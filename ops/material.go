@@ -23,7 +23,7 @@ import (
 	"payhsm/hsm/tdes"
 	"payhsm/hsm/tr31"
 	"payhsm/keystore"
-	"payhsm/ops/keyspec"
+	"payhsm/keyspec"
 )
 
 // bindingBlock is the proprietary X9.143 optional block (numeric IDs are

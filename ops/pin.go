@@ -36,7 +36,7 @@ import (
 	"payhsm/fault"
 	"payhsm/hsm/pinblock"
 	"payhsm/hsm/pinverify"
-	"payhsm/ops/keyspec"
+	"payhsm/keyspec"
 )
 
 // PinBlockFormat is a PIN block format as the API names it.

@@ -9,7 +9,7 @@ import (
 
 	"payhsm/fault"
 	"payhsm/hsm/dukpt"
-	"payhsm/ops/keyspec"
+	"payhsm/keyspec"
 )
 
 var dukptTypes = map[keyspec.Algorithm]dukpt.KeyType{

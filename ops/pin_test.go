@@ -12,7 +12,7 @@ import (
 	"payhsm/hsm/tdes"
 	"payhsm/hsm/tr31"
 	"payhsm/ops"
-	"payhsm/ops/keyspec"
+	"payhsm/keyspec"
 	"payhsm/ops/opstest"
 )
 

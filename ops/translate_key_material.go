@@ -8,7 +8,7 @@ package ops
 
 import (
 	"payhsm/fault"
-	"payhsm/ops/keyspec"
+	"payhsm/keyspec"
 )
 
 // TranslateKeyMaterialInput is TranslateKeyMaterial's request.

@@ -19,7 +19,7 @@ import (
 	"payhsm/hsm/kdf"
 	"payhsm/hsm/tr31"
 	"payhsm/ops"
-	"payhsm/ops/keyspec"
+	"payhsm/keyspec"
 	"payhsm/ops/opstest"
 )
 

@@ -3,7 +3,7 @@ package ops
 import (
 	"time"
 
-	"payhsm/ops/keyspec"
+	"payhsm/keyspec"
 )
 
 // Key states (the AWS KeyState enum).

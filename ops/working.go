@@ -12,7 +12,7 @@ import (
 	"payhsm/hsm/tdes"
 	"payhsm/hsm/tr31"
 	"payhsm/keystore"
-	"payhsm/ops/keyspec"
+	"payhsm/keyspec"
 )
 
 // WorkingKey is a usable key's record and clear material, cached in process

@@ -22,7 +22,7 @@ import (
 	"payhsm/hsm/softhsm"
 	"payhsm/keystore"
 	"payhsm/ops"
-	"payhsm/ops/keyspec"
+	"payhsm/keyspec"
 )
 
 // New returns a Service on a fresh appliance under tb.TempDir(). It skips the

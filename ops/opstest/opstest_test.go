@@ -8,7 +8,7 @@ import (
 	"payhsm/ops"
 
 	"payhsm/hsm/custody"
-	"payhsm/ops/keyspec"
+	"payhsm/keyspec"
 )
 
 // TestWorkingKeyHotPath shows the working-key path makes no PKCS#11 call after

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"payhsm/ops"
-	"payhsm/ops/keyspec"
+	"payhsm/keyspec"
 	cp "payhsm/protocol/awsapi/cpshape"
 )
 

@@ -4,7 +4,7 @@ import (
 	"context"
 
 	"payhsm/ops"
-	"payhsm/ops/keyspec"
+	"payhsm/keyspec"
 	cp "payhsm/protocol/awsapi/cpshape"
 )
 

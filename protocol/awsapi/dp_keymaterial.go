@@ -4,7 +4,7 @@ import (
 	"context"
 
 	"payhsm/ops"
-	"payhsm/ops/keyspec"
+	"payhsm/keyspec"
 	dp "payhsm/protocol/awsapi/dpshape"
 )
 

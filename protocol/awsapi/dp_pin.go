@@ -5,7 +5,7 @@ import (
 
 	"payhsm/fault"
 	"payhsm/ops"
-	"payhsm/ops/keyspec"
+	"payhsm/keyspec"
 	dp "payhsm/protocol/awsapi/dpshape"
 )
 

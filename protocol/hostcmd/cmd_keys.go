@@ -2,7 +2,7 @@ package hostcmd
 
 import (
 	"payhsm/ops"
-	"payhsm/ops/keyspec"
+	"payhsm/keyspec"
 )
 
 // A0: generate a key as a key block under the profile main key; mode 1 also

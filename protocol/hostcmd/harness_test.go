@@ -13,7 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"payhsm/ops"
-	"payhsm/ops/keyspec"
+	"payhsm/keyspec"
 	"payhsm/ops/opstest"
 )
 

@@ -19,7 +19,7 @@ import (
 
 	"payhsm/fault"
 	"payhsm/ops"
-	"payhsm/ops/keyspec"
+	"payhsm/keyspec"
 )
 
 // TestKeyBlocks: A0 generates key blocks under the profile main key that the

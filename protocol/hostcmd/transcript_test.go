@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"payhsm/ops/keyspec"
+	"payhsm/keyspec"
 	"payhsm/protocol/hostcmd/transcript"
 )
 

@@ -9,7 +9,7 @@ import (
 	pc "github.com/aws/aws-sdk-go-v2/service/paymentcryptography"
 	"github.com/aws/aws-sdk-go-v2/service/paymentcryptography/types"
 
-	"payhsm/ops/keyspec"
+	"payhsm/keyspec"
 	"payhsm/protocol/hostcmd/transcript"
 )
 
