@@ -17,8 +17,8 @@ import (
 	"payhsm/fault"
 	"payhsm/hsm/as2805"
 	"payhsm/hsm/tdes"
-	"payhsm/keystore"
 	"payhsm/keyspec"
+	"payhsm/keystore"
 )
 
 // AS2805 key variants (the control plane's As2805KeyVariant enum).

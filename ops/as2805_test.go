@@ -9,8 +9,8 @@ import (
 	"payhsm/fault"
 	"payhsm/hsm/as2805"
 	"payhsm/hsm/custody"
-	"payhsm/ops"
 	"payhsm/keyspec"
+	"payhsm/ops"
 	"payhsm/ops/opstest"
 )
 

@@ -5,8 +5,8 @@ import (
 	"testing"
 
 	"payhsm/fault"
-	"payhsm/ops"
 	"payhsm/keyspec"
+	"payhsm/ops"
 	"payhsm/ops/opstest"
 )
 

@@ -16,8 +16,8 @@ import (
 
 	"payhsm/fault"
 	"payhsm/hsm/tr31"
-	"payhsm/keystore"
 	"payhsm/keyspec"
+	"payhsm/keystore"
 )
 
 // authority is a profile's certificate authority: it certifies the public

@@ -3,8 +3,8 @@ package ops_test
 import (
 	"testing"
 
-	"payhsm/ops"
 	"payhsm/keyspec"
+	"payhsm/ops"
 	"payhsm/ops/opstest"
 )
 

@@ -4,8 +4,8 @@ import (
 	"strings"
 	"testing"
 
-	"payhsm/ops"
 	"payhsm/keyspec"
+	"payhsm/ops"
 	"payhsm/ops/opstest"
 )
 

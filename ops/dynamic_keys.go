@@ -29,8 +29,8 @@ import (
 	"payhsm/fault"
 	"payhsm/hsm/tdes"
 	"payhsm/hsm/tr31"
-	"payhsm/keystore"
 	"payhsm/keyspec"
+	"payhsm/keystore"
 )
 
 // DynamicKey is a key carried in the request (the AWS WrappedKey shape):

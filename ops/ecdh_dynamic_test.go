@@ -10,8 +10,8 @@ import (
 
 	"payhsm/fault"
 	"payhsm/hsm/custody"
-	"payhsm/ops"
 	"payhsm/keyspec"
+	"payhsm/ops"
 	"payhsm/ops/opstest"
 )
 

@@ -11,8 +11,8 @@ import (
 	"payhsm/hsm/emv"
 	"payhsm/hsm/pinblock"
 	"payhsm/hsm/tdes"
-	"payhsm/ops"
 	"payhsm/keyspec"
+	"payhsm/ops"
 	"payhsm/ops/opstest"
 )
 

@@ -11,8 +11,8 @@ import (
 	"strings"
 
 	"payhsm/fault"
-	"payhsm/keystore"
 	"payhsm/keyspec"
+	"payhsm/keystore"
 )
 
 // Trust: RootCertificatePublicKey imports a self-signed CA certificate as a

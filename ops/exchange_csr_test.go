@@ -8,8 +8,8 @@ import (
 	"testing"
 
 	"payhsm/fault"
-	"payhsm/ops"
 	"payhsm/keyspec"
+	"payhsm/ops"
 	"payhsm/ops/opstest"
 )
 

@@ -15,8 +15,8 @@ import (
 
 	"payhsm/fault"
 	"payhsm/hsm/tr31"
-	"payhsm/ops"
 	"payhsm/keyspec"
+	"payhsm/ops"
 )
 
 // ecdhPartner is the partner HSM, played by OpenSSL: its key pair, its

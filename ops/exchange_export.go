@@ -14,8 +14,8 @@ import (
 	"payhsm/fault"
 	"payhsm/hsm/dukpt"
 	"payhsm/hsm/tr31"
-	"payhsm/keystore"
 	"payhsm/keyspec"
+	"payhsm/keystore"
 )
 
 // Wrapped key material formats (the AWS WrappedKeyMaterialFormat enum).

@@ -21,8 +21,8 @@ import (
 
 	"payhsm/fault"
 	"payhsm/hsm/tr31"
-	"payhsm/ops"
 	"payhsm/keyspec"
+	"payhsm/ops"
 	"payhsm/ops/opstest"
 )
 

@@ -10,8 +10,8 @@ import (
 
 	"payhsm/fault"
 	"payhsm/hsm/tr34"
-	"payhsm/keystore"
 	"payhsm/keyspec"
+	"payhsm/keystore"
 )
 
 // TR34Format is the only TR-34 KeyBlockFormat (the AWS Tr34KeyBlockFormat enum).

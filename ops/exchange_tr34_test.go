@@ -12,8 +12,8 @@ import (
 
 	"payhsm/fault"
 	"payhsm/hsm/tr34"
-	"payhsm/ops"
 	"payhsm/keyspec"
+	"payhsm/ops"
 	"payhsm/ops/opstest"
 )
 

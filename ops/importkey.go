@@ -14,8 +14,8 @@ import (
 
 	"payhsm/fault"
 	"payhsm/hsm/tr31"
-	"payhsm/keystore"
 	"payhsm/keyspec"
+	"payhsm/keystore"
 )
 
 // Key material types (the AWS KeyMaterialType enum) that need an import token.

@@ -5,8 +5,8 @@ import (
 	"time"
 
 	"payhsm/fault"
-	"payhsm/keystore"
 	"payhsm/keyspec"
+	"payhsm/keystore"
 )
 
 // CreateKey generates a key inside the appliance and stores it as an X9.143

@@ -22,8 +22,8 @@ import (
 	"payhsm/hsm/kcv"
 	"payhsm/hsm/tdes"
 	"payhsm/hsm/tr31"
-	"payhsm/keystore"
 	"payhsm/keyspec"
+	"payhsm/keystore"
 )
 
 // bindingBlock is the proprietary X9.143 optional block (numeric IDs are

@@ -11,8 +11,8 @@ import (
 	"payhsm/hsm/pinblock"
 	"payhsm/hsm/tdes"
 	"payhsm/hsm/tr31"
-	"payhsm/ops"
 	"payhsm/keyspec"
+	"payhsm/ops"
 	"payhsm/ops/opstest"
 )
 

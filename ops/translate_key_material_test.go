@@ -18,8 +18,8 @@ import (
 	"payhsm/hsm/custody"
 	"payhsm/hsm/kdf"
 	"payhsm/hsm/tr31"
-	"payhsm/ops"
 	"payhsm/keyspec"
+	"payhsm/ops"
 	"payhsm/ops/opstest"
 )
 

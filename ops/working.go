@@ -11,8 +11,8 @@ import (
 	"payhsm/fault"
 	"payhsm/hsm/tdes"
 	"payhsm/hsm/tr31"
-	"payhsm/keystore"
 	"payhsm/keyspec"
+	"payhsm/keystore"
 )
 
 // WorkingKey is a usable key's record and clear material, cached in process

@@ -20,9 +20,9 @@ import (
 
 	"payhsm/hsm/custody"
 	"payhsm/hsm/softhsm"
+	"payhsm/keyspec"
 	"payhsm/keystore"
 	"payhsm/ops"
-	"payhsm/keyspec"
 )
 
 // New returns a Service on a fresh appliance under tb.TempDir(). It skips the

@@ -5,8 +5,8 @@ import (
 	"encoding/base64"
 	"time"
 
-	"payhsm/ops"
 	"payhsm/keyspec"
+	"payhsm/ops"
 	cp "payhsm/protocol/awsapi/cpshape"
 )
 

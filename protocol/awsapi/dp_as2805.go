@@ -3,8 +3,8 @@ package awsapi
 import (
 	"context"
 
-	"payhsm/ops"
 	"payhsm/keyspec"
+	"payhsm/ops"
 	cp "payhsm/protocol/awsapi/cpshape"
 	dp "payhsm/protocol/awsapi/dpshape"
 )

@@ -3,8 +3,8 @@ package awsapi
 import (
 	"context"
 
-	"payhsm/ops"
 	"payhsm/keyspec"
+	"payhsm/ops"
 	dp "payhsm/protocol/awsapi/dpshape"
 )
 

@@ -4,8 +4,8 @@ import (
 	"context"
 
 	"payhsm/fault"
-	"payhsm/ops"
 	"payhsm/keyspec"
+	"payhsm/ops"
 	dp "payhsm/protocol/awsapi/dpshape"
 )
 

@@ -1,8 +1,8 @@
 package hostcmd
 
 import (
-	"payhsm/ops"
 	"payhsm/keyspec"
+	"payhsm/ops"
 )
 
 // A0: generate a key as a key block under the profile main key; mode 1 also

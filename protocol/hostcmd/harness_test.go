@@ -12,8 +12,8 @@ import (
 
 	"go.uber.org/zap"
 
-	"payhsm/ops"
 	"payhsm/keyspec"
+	"payhsm/ops"
 	"payhsm/ops/opstest"
 )
 

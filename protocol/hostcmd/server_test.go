@@ -18,8 +18,8 @@ import (
 	"time"
 
 	"payhsm/fault"
-	"payhsm/ops"
 	"payhsm/keyspec"
+	"payhsm/ops"
 )
 
 // TestKeyBlocks: A0 generates key blocks under the profile main key that the
