@@ -58,7 +58,11 @@ type Error struct {
 	Message  string // client-safe text; empty for Internal
 	Resource string // NotFound: the identifier that was not found
 	Reason   string // VerificationFailed: one of the Reason constants
-	Field    string // Validation: the offending input member, when known
+	Field    string // Validation: the offending input member, when known (being replaced by Subject)
+	// Subject and Side name the offending input in transport-neutral terms
+	// (see subject.go); each edge maps them to its own vocabulary.
+	Subject Subject
+	Side    Side
 	// Violation names the key-separation rule a Validation fault broke
 	// (ViolationUsage, ViolationAlgorithm, ViolationModes), for edges that
 	// report them apart (payShield's A6/A7/A8).

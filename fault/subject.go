@@ -1,0 +1,68 @@
+package fault
+
+// Subject names, in transport-neutral terms, the input a fault is about. The
+// operations layer sets it; each edge maps it on its own: the AWS edge to the
+// request member path of the operation it is answering, the host edge to a
+// payShield error code. Renaming an AWS member therefore never changes a
+// host-port error code, and ops never spells an AWS field path.
+type Subject uint16
+
+// Side tells which side of a two-key operation (PIN translation, data
+// re-encryption, key export) a Subject belongs to.
+type Side uint8
+
+// Sides.
+const (
+	SideNone Side = iota
+	SideIncoming
+	SideOutgoing
+)
+
+// Subjects shared by both planes.
+const (
+	SubjectNone Subject = iota
+	// SubjectKey is the operation's key (the key identifier or a key carried in the request).
+	SubjectKey
+	// SubjectWrappingKey is a key-encryption key named by the request.
+	SubjectWrappingKey
+	// SubjectKeyCheckValueAlgorithm is the requested check-value method.
+	SubjectKeyCheckValueAlgorithm
+)
+
+// Data-plane subjects (PIN, card, MAC, EMV, data encryption).
+const (
+	subjectDataPlaneStart Subject = 100 + iota
+	// SubjectPinBlock is an encrypted PIN block.
+	SubjectPinBlock
+	// SubjectPinBlockFormat is a PIN block format.
+	SubjectPinBlockFormat
+	// SubjectPAN is the primary account number.
+	SubjectPAN
+	// SubjectPinLength is the number of PIN digits.
+	SubjectPinLength
+	// SubjectDecimalizationTable is an IBM 3624 decimalization table.
+	SubjectDecimalizationTable
+)
+
+// Control-plane subjects (key creation, import, export, aliases, tags, listings).
+const (
+	subjectControlPlaneStart Subject = 500 + iota
+	// SubjectKeyAttributes are the attributes of a key to create or import.
+	SubjectKeyAttributes
+	// SubjectKeyMaterial is the key material of an import.
+	SubjectKeyMaterial
+)
+
+// About returns a Validation fault about subject with a client-safe message
+// that names no transport's field.
+func About(subject Subject, format string, args ...any) *Error {
+	f := Validationf(format, args...)
+	f.Subject = subject
+	return f
+}
+
+// On sets the side the fault's subject belongs to and returns the fault.
+func (e *Error) On(side Side) *Error {
+	e.Side = side
+	return e
+}
