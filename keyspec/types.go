@@ -1,6 +1,7 @@
 // Package keyspec owns the vocabulary of key attributes (KeyUsage, KeyClass,
 // KeyAlgorithm, KeyModesOfUse, exportability) and the user guide's rules on
-// which combinations may exist, how they map onto ANSI X9.143 (TR-31) key
+// which combinations may exist (rules.go), which keys each cryptographic
+// operation may use (use.go), how they map onto ANSI X9.143 (TR-31) key
 // block header fields, and how a key's check value is computed. The values are
 // the AWS Payment Cryptography enum strings, so the HTTP edge maps them 1:1;
 // the host-command edge maps its own codes onto the same values.
