@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 
 	"payhsm/hsm/custody"
 	"payhsm/hsm/softhsm"
@@ -168,6 +169,15 @@ func Open(cfg *Config, dev, initialize bool, log *zap.Logger) (*Appliance, error
 // session) and then the key store.
 func (a *Appliance) Close() error {
 	return errors.Join(a.Custody.Close(), a.Store.Close())
+}
+
+// HardenProcess keeps key material out of core dumps and away from other
+// processes of the same user: the process becomes non-dumpable (no core
+// file, no ptrace or /proc/PID/mem without CAP_SYS_PTRACE) and its core size
+// limit zero. Every command that opens the appliance calls it first.
+func HardenProcess() error {
+	return errors.Join(unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0),
+		unix.Setrlimit(unix.RLIMIT_CORE, &unix.Rlimit{Cur: 0, Max: 0}))
 }
 
 // ensureDevCredentials writes random SigV4 credentials (profile default) on first start.

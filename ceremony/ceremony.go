@@ -197,6 +197,10 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "payhsm ceremony %s: unexpected arguments %q\n", cmd, fs.Args())
 		return 2
 	}
+	// Passphrases, components and main keys pass through this process.
+	if err := appliance.HardenProcess(); err != nil {
+		fmt.Fprintln(stderr, "payhsm ceremony: warning: cannot disable core dumps:", err)
+	}
 	var spec *File
 	if cmd == "init" || cmd == "load-components" {
 		if o.file == "" {

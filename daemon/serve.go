@@ -24,7 +24,6 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
-	"golang.org/x/sys/unix"
 
 	"payhsm/appliance"
 	"payhsm/audit"
@@ -104,7 +103,9 @@ func NewLogger(level string) (*zap.Logger, error) {
 // ceremony step in progress finishes, the background purge stops, and only
 // then are the audit log, custody and the key store closed.
 func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger) error {
-	hardenProcess(log)
+	if err := appliance.HardenProcess(); err != nil {
+		log.Warn("cannot disable core dumps", zap.Error(err))
+	}
 	app, err := appliance.Open(cfg, dev, dev, log)
 	if err != nil {
 		return err
@@ -251,14 +252,6 @@ func hostTLS(h *appliance.HostConfig) (*tls.Config, error) {
 		tc.ClientCAs, tc.ClientAuth = pool, tls.RequireAndVerifyClientCert
 	}
 	return tc, nil
-}
-
-// hardenProcess keeps key material out of core dumps.
-func hardenProcess(log *zap.Logger) {
-	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
-		log.Warn("cannot disable core dumps", zap.Error(err))
-	}
-	_ = unix.Setrlimit(unix.RLIMIT_CORE, &unix.Rlimit{Cur: 0, Max: 0})
 }
 
 // notify sends a state to systemd (sd_notify protocol) when run under Type=notify.
