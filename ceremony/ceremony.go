@@ -1,9 +1,13 @@
-// Package ceremony owns payhsm's key ceremonies: initializing the appliance's
-// main keys, loading profile main keys from paper components under dual
-// control, and showing check values — on a terminal or over a serial console,
-// with the same prompts and rules. Every step is written to an append-only
-// audit log (who, what, KCVs, time; never key material). A ceremony runs with
-// the daemon stopped: the keystore admits one process at a time.
+// Package ceremony owns payhsm's key ceremonies (`payhsm ceremony`):
+// initializing the appliance's main keys, forming profile main keys from
+// paper components, backing them up as components or TR-34 tokens, rotating
+// and synchronizing them, and showing check values — on a terminal or over a
+// serial console, with the same prompts and rules, under dual control. Every
+// step is written to the audit log (package audit; who, what, KCVs, time,
+// never key material) and stops if its record fails. Most ceremonies run with
+// the daemon stopped (the keystore admits one process at a time); rotate runs
+// through the serving daemon's admin socket when there is one, and sync
+// between two daemons' sockets (package admin).
 package ceremony
 
 import (
@@ -247,8 +251,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	log, err := audit.Open(cfg.AuditLogPath())
 	if err != nil {
-		_ = app.Close()
-		return fail(err)
+		return fail(errors.Join(err, app.Close()))
 	}
 	s := &session{con: con, app: app, audit: log, cfg: cfg, dev: o.appliance.Dev()}
 	defer func() {
@@ -551,9 +554,13 @@ func (s *session) readComponent(i int) ([]byte, error) {
 
 func (s *session) status() error {
 	s.con.Printf("Region main key KCV: %s\n", s.app.Custody.RegionKeyKCV())
-	rec, err := custodian.Load(s.app.Store, s.app.Custody)
-	if err == nil {
+	switch rec, err := custodian.Load(s.app.Store, s.app.Custody); {
+	case err == nil:
 		s.con.Printf("Custodians: %s\n", strings.Join(rec.Names(), ", "))
+	case errors.Is(err, custodian.ErrNotEnrolled):
+		s.con.Printf("Custodians: none enrolled\n")
+	default:
+		return err
 	}
 	for _, name := range s.app.Custody.ProfileNames() {
 		p, err := s.app.Custody.Profile(name)
