@@ -11,7 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
+	"os"
 	"syscall"
 )
 
@@ -90,7 +92,7 @@ func DecodeRequest(r io.Reader) (*Request, error) {
 func Call(path string, req *Request) (*Response, error) {
 	c, err := net.Dial("unix", path)
 	if err != nil {
-		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
+		if _, serr := os.Stat(path); errors.Is(err, syscall.ECONNREFUSED) || errors.Is(serr, fs.ErrNotExist) {
 			return nil, fmt.Errorf("%s: %w", path, ErrNoDaemon)
 		}
 		return nil, fmt.Errorf("admin socket: %w", err)

@@ -61,6 +61,9 @@ func TestCall(t *testing.T) {
 			return serveOnce(t, func(*Request) *Response { return nil })
 		}, nil, "without an answer", false},
 		{"no socket", func(t *testing.T) string { return filepath.Join(t.TempDir(), "admin.sock") }, nil, "no daemon", true},
+		{"no socket, path too long for one", func(t *testing.T) string {
+			return filepath.Join(t.TempDir(), strings.Repeat("d", 120), "admin.sock")
+		}, nil, "no daemon", true},
 		{"stale socket", func(t *testing.T) string {
 			path := filepath.Join(t.TempDir(), "admin.sock")
 			ln, err := net.Listen("unix", path)
