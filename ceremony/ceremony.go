@@ -1,9 +1,13 @@
-// Package ceremony owns payhsm's key ceremonies: initializing the appliance's
-// main keys, loading profile main keys from paper components under dual
-// control, and showing check values — on a terminal or over a serial console,
-// with the same prompts and rules. Every step is written to an append-only
-// audit log (who, what, KCVs, time; never key material). A ceremony runs with
-// the daemon stopped: the keystore admits one process at a time.
+// Package ceremony owns payhsm's key ceremonies (`payhsm ceremony`):
+// initializing the appliance's main keys, forming profile main keys from
+// paper components, backing them up as components or TR-34 tokens, rotating
+// and synchronizing them, and showing check values — on a terminal or over a
+// serial console, with the same prompts and rules, under dual control. Every
+// step is written to the audit log (package audit; who, what, KCVs, time,
+// never key material) and stops if its record fails. Most ceremonies run with
+// the daemon stopped (the keystore admits one process at a time); rotate runs
+// through the serving daemon's admin socket when there is one, and sync
+// between two daemons' sockets (package admin).
 package ceremony
 
 import (
@@ -15,17 +19,18 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 
 	"go.uber.org/zap"
 
+	"payhsm/admin"
+	"payhsm/appliance"
+	"payhsm/audit"
 	"payhsm/ceremony/custodian"
 	"payhsm/ceremony/mainkey"
-	"payhsm/daemon"
 	"payhsm/hsm/custody"
-	"payhsm/keystore"
+	"payhsm/internal/cli"
 	"payhsm/ops"
 )
 
@@ -48,10 +53,7 @@ type ProfileSpec struct {
 	KCV string `json:"kcv,omitempty"`
 }
 
-var (
-	nameRe = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,31}$`)
-	kcvRe  = regexp.MustCompile(`^[0-9A-F]{6}$`)
-)
+var kcvRe = regexp.MustCompile(`^[0-9A-F]{6}$`)
 
 // LoadFile reads and validates a ceremony file.
 func LoadFile(path string) (*File, error) {
@@ -77,8 +79,8 @@ func ParseFile(b []byte) (*File, error) {
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 	seen := map[string]bool{}
 	for _, c := range f.Custodians {
-		if !nameRe.MatchString(c) {
-			bad("custodian %q: names are 1-32 of a-z 0-9 _ - starting with a letter", c)
+		if err := custodian.CheckName(c); err != nil {
+			bad("custodians: %v", err)
 		}
 		if seen[c] {
 			bad("custodian %q is listed twice", c)
@@ -94,8 +96,8 @@ func ParseFile(b []byte) (*File, error) {
 	pseen := map[string]bool{}
 	for i, p := range f.Profiles {
 		at := fmt.Sprintf("profiles[%d]", i)
-		if !nameRe.MatchString(p.Name) {
-			bad("%s.name %q: 1-32 of a-z 0-9 _ - starting with a letter", at, p.Name)
+		if err := custody.CheckProfileName(p.Name); err != nil {
+			bad("%s.name: %v", at, err)
 		}
 		if pseen[p.Name] {
 			bad("%s: profile %q is listed twice", at, p.Name)
@@ -126,6 +128,50 @@ func ParseFile(b []byte) (*File, error) {
 	return &f, nil
 }
 
+// options are the flags of `payhsm ceremony`; each names the commands it serves.
+type options struct {
+	appliance               *appliance.Flags
+	file, profile           string
+	serialDev               string
+	baud                    int
+	certOut, nonceOut       string
+	krdCert, nonce, out     string
+	kdhCert, token, wantKCV string
+	components              int
+	fromAdmin, toAdmin      string
+	overwrite               bool
+}
+
+func newFlagSet(cmd string) (*flag.FlagSet, *options) {
+	name := "payhsm ceremony"
+	if cmd != "" {
+		name += " " + cmd
+	}
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprint(fs.Output(), usage); fs.PrintDefaults() }
+	o := &options{appliance: appliance.RegisterFlags(fs)}
+	fs.StringVar(&o.file, "ceremony", "", "init, load-components: the ceremony file (JSON)")
+	fs.StringVar(&o.profile, "profile", "", "load-components, rotate, export-main-key, import-main-key, backup-components, sync: the profile")
+	fs.StringVar(&o.serialDev, "serial", "", "run the ceremony on this serial device instead of the terminal")
+	fs.IntVar(&o.baud, "baud", 9600, "serial speed")
+	fs.StringVar(&o.certOut, "cert-out", "appliance.pem", "krd-request: where to write this appliance's certificate")
+	fs.StringVar(&o.nonceOut, "nonce-out", "nonce.hex", "krd-request: where to write the one-time nonce")
+	fs.StringVar(&o.krdCert, "krd", "", "export-main-key: the receiving appliance's certificate (PEM)")
+	fs.StringVar(&o.nonce, "nonce", "", "export-main-key: the receiving appliance's nonce (hex)")
+	fs.StringVar(&o.out, "out", "", "export-main-key: where to write the TR-34 token")
+	fs.StringVar(&o.kdhCert, "kdh", "", "import-main-key: the sending appliance's certificate (PEM)")
+	fs.StringVar(&o.token, "token", "", "import-main-key: the TR-34 token")
+	fs.StringVar(&o.wantKCV, "kcv", "", "import-main-key: the expected KCV of the transported key")
+	fs.IntVar(&o.components, "components", 2, "backup-components: how many components (2 or 3)")
+	fs.StringVar(&o.fromAdmin, "from-admin", "", "sync: the sending daemon's admin socket")
+	fs.StringVar(&o.toAdmin, "to-admin", "", "sync: the receiving daemon's admin socket")
+	fs.BoolVar(&o.overwrite, "overwrite", false, "init: destroy an initialized appliance's keys and start again (dual control and a typed confirmation)")
+	return fs, o
+}
+
+var commands = map[string]bool{"init": true, "load-components": true, "status": true, "rotate": true, "krd-request": true,
+	"export-main-key": true, "import-main-key": true, "backup-components": true, "sync": true}
+
 // Main runs `payhsm ceremony <command>`.
 func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
@@ -133,65 +179,59 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cmd := args[0]
-	fs := flag.NewFlagSet("ceremony "+cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	flags := daemon.RegisterFlags(fs)
-	file := fs.String("ceremony", "", "ceremony file (JSON)")
-	profile := fs.String("profile", "", "load-components: the profile (from the ceremony file) to load")
-	serialDev := fs.String("serial", "", "run the ceremony on this serial device instead of the terminal")
-	certOut := fs.String("cert-out", "appliance.pem", "krd-request: where to write this appliance's certificate")
-	nonceOut := fs.String("nonce-out", "nonce.hex", "krd-request: where to write the one-time nonce")
-	krdCert := fs.String("krd", "", "export-main-key: the receiving appliance's certificate (PEM)")
-	nonce := fs.String("nonce", "", "export-main-key: the receiving appliance's nonce (hex)")
-	out := fs.String("out", "", "export-main-key: where to write the TR-34 token")
-	kdhCert := fs.String("kdh", "", "import-main-key: the sending appliance's certificate (PEM)")
-	token := fs.String("token", "", "import-main-key: the TR-34 token")
-	wantKCV := fs.String("kcv", "", "import-main-key: the expected KCV of the transported key")
-	nComponents := fs.Int("components", 2, "backup-components: how many components (2 or 3)")
-	fromAdmin := fs.String("from-admin", "", "sync: the sending daemon's admin socket")
-	toAdmin := fs.String("to-admin", "", "sync: the receiving daemon's admin socket")
-	overwrite := fs.Bool("overwrite", false, "init: destroy an initialized appliance's keys and start again (dual control and a typed confirmation)")
-	baud := fs.Int("baud", 9600, "serial speed")
-	if err := fs.Parse(args[1:]); err != nil {
+	switch {
+	case cmd == "help" || cmd == "-h" || cmd == "-help" || cmd == "--help":
+		fs, _ := newFlagSet("")
+		fs.SetOutput(stdout)
+		fs.Usage()
+		return 0
+	case !commands[cmd]:
+		fmt.Fprintf(stderr, "payhsm ceremony: unknown command %q\n\n%s", cmd, usage)
 		return 2
+	}
+	fs, o := newFlagSet(cmd)
+	if code, ok := cli.Parse(fs, args[1:], stdout, stderr); !ok {
+		return code
 	}
 	fail := func(err error) int {
 		fmt.Fprintln(stderr, "payhsm ceremony:", err)
 		return 1
 	}
-	switch cmd {
-	case "init", "load-components", "status", "rotate", "krd-request", "export-main-key", "import-main-key", "backup-components", "sync":
-	default:
-		fmt.Fprintf(stderr, "payhsm ceremony: unknown command %q\n\n%s", cmd, usage)
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "payhsm ceremony %s: unexpected arguments %q\n", cmd, fs.Args())
 		return 2
+	}
+	// Passphrases, components and main keys pass through this process.
+	if err := appliance.HardenProcess(); err != nil {
+		fmt.Fprintln(stderr, "payhsm ceremony: warning: cannot disable core dumps:", err)
 	}
 	var spec *File
 	if cmd == "init" || cmd == "load-components" {
-		if *file == "" {
+		if o.file == "" {
 			return fail(errors.New("--ceremony FILE is required"))
 		}
 		var err error
-		if spec, err = LoadFile(*file); err != nil {
+		if spec, err = LoadFile(o.file); err != nil {
 			return fail(err)
 		}
 	}
 	if cmd == "sync" {
-		if *fromAdmin == "" || *toAdmin == "" || *profile == "" {
+		if o.fromAdmin == "" || o.toAdmin == "" || o.profile == "" {
 			return fail(errors.New("--from-admin, --to-admin and --profile are required"))
 		}
-		if err := syncOnline(NewConsole(stdin, stdout), *fromAdmin, *toAdmin, *profile); err != nil {
+		if err := syncOnline(NewConsole(stdin, stdout), o.fromAdmin, o.toAdmin, o.profile); err != nil {
 			fmt.Fprintf(stdout, "FAILED: %v\n", err)
 			return fail(err)
 		}
 		return 0
 	}
-	cfg, err := flags.Config()
+	cfg, err := o.appliance.Config()
 	if err != nil {
 		return fail(err)
 	}
 	con := NewConsole(stdin, stdout)
-	if *serialDev != "" {
-		c, closer, err := OpenSerial(*serialDev, *baud)
+	if o.serialDev != "" {
+		c, closer, err := OpenSerial(o.serialDev, o.baud)
 		if err != nil {
 			return fail(err)
 		}
@@ -199,50 +239,49 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		con = c
 	}
 	if cmd == "rotate" {
-		if err := rotate(con, cfg, flags.Dev(), *profile); err != nil {
+		if err := rotate(con, cfg, o.appliance.Dev(), o.profile); err != nil {
 			con.Printf("FAILED: %v\n", err)
 			return fail(err)
 		}
 		return 0
 	}
-	log := zap.NewNop()
-	store, cust, _, err := daemon.OpenAppliance(cfg, flags.Dev(), cmd == "init", log)
+	app, err := appliance.Open(cfg, o.appliance.Dev(), cmd == "init", zap.NewNop())
 	if err != nil {
 		return fail(err)
 	}
-	audit, err := OpenAudit(filepath.Join(cfg.DataDir, daemon.AuditLog))
+	log, err := audit.Open(cfg.AuditLogPath())
 	if err != nil {
-		return fail(err)
+		return fail(errors.Join(err, app.Close()))
 	}
-	defer audit.Close()
-	s := &session{con: con, store: store, cust: cust, audit: audit, cfg: cfg, dev: flags.Dev()}
-	defer func() { // the session may have re-opened them (init --overwrite)
-		s.cust.Close()
-		s.store.Close()
+	s := &session{con: con, app: app, audit: log, cfg: cfg, dev: o.appliance.Dev()}
+	defer func() {
+		if err := s.close(); err != nil {
+			fmt.Fprintln(stderr, "payhsm ceremony:", err)
+		}
 	}()
 	switch cmd {
 	case "init":
-		err = s.init(spec, *overwrite)
+		err = s.init(spec, o.overwrite)
 	case "load-components":
-		err = s.loadComponents(spec, *profile)
+		err = s.loadComponents(spec, o.profile)
 	case "status":
 		err = s.status()
 	case "krd-request":
-		err = s.krdRequest(*certOut, *nonceOut)
+		err = s.krdRequest(o.certOut, o.nonceOut)
 	case "export-main-key":
-		if *krdCert == "" || *out == "" || *profile == "" {
+		if o.krdCert == "" || o.out == "" || o.profile == "" {
 			err = errors.New("--profile, --krd, --nonce and --out are required")
 		} else {
-			err = s.exportMainKey(*profile, *krdCert, *nonce, *out)
+			err = s.exportMainKey(o.profile, o.krdCert, o.nonce, o.out)
 		}
 	case "import-main-key":
-		if *kdhCert == "" || *token == "" || *profile == "" {
+		if o.kdhCert == "" || o.token == "" || o.profile == "" {
 			err = errors.New("--profile, --kdh and --token are required")
 		} else {
-			err = s.importMainKey(*profile, *kdhCert, *token, *wantKCV)
+			err = s.importMainKey(o.profile, o.kdhCert, o.token, o.wantKCV)
 		}
 	case "backup-components":
-		err = s.backupComponents(*profile, *nComponents)
+		err = s.backupComponents(o.profile, o.components)
 	}
 	if err != nil {
 		con.Printf("FAILED: %v\n", err)
@@ -252,57 +291,89 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 }
 
 const usage = `usage: payhsm ceremony <command> (--dev [--data-dir DIR] | --config FILE) [flags]
+       payhsm ceremony sync --from-admin SOCKET --to-admin SOCKET --profile NAME
 
-commands:
-  init             enroll custodians, create the region main key and the profile main keys
-  load-components  form a profile main key from 2-3 components entered by separate custodians
-  status           show the main keys' check values
-  rotate           move a profile onto a new main key, re-wrapping every key block
-                   (online through a running daemon, else offline); resumable
-  krd-request      (receiving appliance) write this appliance's certificate and a one-time nonce
-  export-main-key  (sending appliance) export a profile main key as a TR-34 token for a receiving
-                   appliance or backup HSM
-  import-main-key  (receiving appliance) verify and import a TR-34 token as a profile main key
-  backup-components split a profile main key into 2-3 components for separate custodians
-                   (restore with load-components)
-  sync             move a profile main key online between two serving daemons with TR-34, through
-                   their admin sockets (--from-admin, --to-admin; forward them over SSH for remote hosts)
+With the daemon stopped (the key store admits one process at a time):
+  init               enroll custodians, create the region main key and the profile main keys
+                     (--ceremony FILE; --overwrite destroys an initialized appliance's keys first)
+  load-components    form a profile main key from 2-3 components entered by separate custodians
+                     (--ceremony FILE --profile NAME)
+  status             show the main keys' check values, the custodians and unfinished rotations
+  krd-request        (receiving appliance) write this appliance's certificate and a one-time nonce
+  export-main-key    (sending appliance) export a profile main key as a TR-34 token for a
+                     receiving appliance or backup HSM
+  import-main-key    (receiving appliance) verify and import a TR-34 token as a profile main key
+  backup-components  split a profile main key into 2-3 components for separate custodians
+                     (restore with load-components)
 
-flags: --ceremony FILE, --profile NAME, --serial DEVICE [--baud N]
-Everything but rotate runs with the daemon stopped.
+Through the serving daemon's admin socket (DATA/admin.sock), or offline when no daemon runs:
+  rotate             move a profile onto a new main key, re-wrapping every key block; resumable
+
+Between two serving daemons' admin sockets (forward them over SSH for remote hosts):
+  sync               move a profile main key with TR-34; each side's custodians approve its step
+
+Every step that uses or changes a main key needs two enrolled custodians (dual control) and is
+appended, synced, to DATA/ceremony-audit.log; a step whose record cannot be written stops.
+The prompts work on a terminal or a serial console (--serial DEVICE [--baud N]).
+
+flags:
 `
 
 type session struct {
 	con   *Console
-	store *keystore.Store
-	cust  *custody.Custodian
-	audit *Audit
-	cfg   *daemon.Config
+	app   *appliance.Appliance // nil once closed
+	audit *audit.Log
+	cfg   *appliance.Config
 	dev   bool
 }
 
+func (s *session) close() error {
+	err := s.audit.Close()
+	if s.app != nil {
+		err = errors.Join(err, s.app.Close())
+		s.app = nil
+	}
+	return err
+}
+
+// record writes one step to the audit log. An error means the ceremony stops.
+func (s *session) record(e audit.Entry) error {
+	if err := s.audit.Record(e); err != nil {
+		return fmt.Errorf("%s (%s) could not be recorded, so the ceremony stops: %w", e.Operation, e.Outcome, err)
+	}
+	return nil
+}
+
+// refused records a step that was not allowed and returns err (with the
+// audit failure, if any).
+func (s *session) refused(op, profile string, who []string, err error) error {
+	return errors.Join(err, s.record(audit.Entry{Operation: op, Profile: profile, Custodians: who, Outcome: audit.Refused, Detail: err.Error()}))
+}
+
 func (s *session) init(spec *File, overwrite bool) error {
-	if custodian.Enrolled(s.store) {
+	if custodian.Enrolled(s.app.Store) {
 		if !overwrite {
-			s.audit.Record(AuditEntry{Operation: "init", Outcome: "refused", Detail: "already initialized"})
-			return errors.New("this appliance is already initialized; its keys are not overwritten (use --overwrite to destroy them and start again)")
+			return errors.Join(errors.New("this appliance is already initialized; its keys are not overwritten (use --overwrite to destroy them and start again)"),
+				s.record(audit.Entry{Operation: "init", Outcome: audit.Refused, Detail: "already initialized"}))
 		}
 		if err := s.erase(); err != nil {
 			return err
 		}
 	}
 	for _, p := range spec.Profiles {
-		if _, err := s.cust.Profile(p.Name); err == nil {
+		if _, err := s.app.Custody.Profile(p.Name); err == nil {
 			return fmt.Errorf("profile %q already has a main key; it is not overwritten", p.Name)
 		}
 	}
-	s.con.Printf("Region main key: KCV %s (in the PKCS#11 token, non-extractable)\n", s.cust.RegionKeyKCV())
-	if err := enroll(s.con, s.store, s.cust, spec.Custodians); err != nil {
+	s.con.Printf("Region main key: KCV %s (in the PKCS#11 token, non-extractable)\n", s.app.Custody.RegionKeyKCV())
+	if err := enroll(s.con, s.app.Store, s.app.Custody, spec.Custodians); err != nil {
 		return err
 	}
-	s.audit.Record(AuditEntry{Operation: "enroll-custodians", Custodians: spec.Custodians, Outcome: "ok",
-		KCVs: map[string]string{"region": s.cust.RegionKeyKCV()}})
-	rec, err := custodian.Load(s.store, s.cust)
+	if err := s.record(audit.Entry{Operation: "enroll-custodians", Custodians: spec.Custodians, Outcome: audit.OK,
+		KCVs: map[string]string{"region": s.app.Custody.RegionKeyKCV()}}); err != nil {
+		return err
+	}
+	rec, err := custodian.Load(s.app.Store, s.app.Custody)
 	if err != nil {
 		return err
 	}
@@ -313,12 +384,15 @@ func (s *session) init(spec *File, overwrite bool) error {
 			}
 			continue
 		}
-		prof, err := s.cust.CreateProfile(p.Name)
+		prof, err := s.app.Custody.CreateProfile(p.Name)
 		if err != nil {
 			return err
 		}
+		if err := s.record(audit.Entry{Operation: "generate-profile-key", Profile: p.Name, Outcome: audit.OK,
+			KCVs: map[string]string{"profile": prof.KCV()}}); err != nil {
+			return err
+		}
 		s.con.Printf("Profile %s: main key generated, KCV %s\n", p.Name, prof.KCV())
-		s.audit.Record(AuditEntry{Operation: "generate-profile-key", Profile: p.Name, Outcome: "ok", KCVs: map[string]string{"profile": prof.KCV()}})
 	}
 	s.con.Printf("Initialization complete.\n")
 	return nil
@@ -334,7 +408,7 @@ func (s *session) erase() error {
 	if err != nil {
 		return err
 	}
-	phrase := "ERASE " + s.cust.RegionKeyKCV()
+	phrase := "ERASE " + s.app.Custody.RegionKeyKCV()
 	typed, err := s.con.Ask(fmt.Sprintf("This destroys every key of this appliance. Type %q to continue: ", phrase))
 	if err != nil {
 		return err
@@ -342,22 +416,29 @@ func (s *session) erase() error {
 	if typed != phrase {
 		return s.refused("init-overwrite", "", who, errors.New("confirmation not given; nothing was changed"))
 	}
-	old := s.cust.RegionKeyKCV()
-	if err := s.cust.DestroyRegionKey(); err != nil {
+	old := s.app.Custody.RegionKeyKCV()
+	kcvs := map[string]string{"region": old}
+	if err := s.record(audit.Entry{Operation: "init-overwrite", Custodians: who, Outcome: audit.Started, KCVs: kcvs}); err != nil {
 		return err
 	}
-	s.audit.Record(AuditEntry{Operation: "init-overwrite", Custodians: who, Outcome: "ok", KCVs: map[string]string{"region": old},
-		Detail: "region main key destroyed; key store removed"})
-	s.cust.Close()
-	s.store.Close()
-	if err := os.RemoveAll(filepath.Join(s.cfg.DataDir, "keystore")); err != nil {
+	if err := s.app.Custody.DestroyRegionKey(); err != nil {
+		return errors.Join(err, s.record(audit.Entry{Operation: "init-overwrite", Custodians: who, Outcome: audit.Failed, KCVs: kcvs, Detail: err.Error()}))
+	}
+	if err := s.record(audit.Entry{Operation: "init-overwrite", Custodians: who, Outcome: audit.OK, KCVs: kcvs,
+		Detail: "region main key destroyed; key store removed"}); err != nil {
 		return err
 	}
-	store, cust, _, err := daemon.OpenAppliance(s.cfg, s.dev, true, zap.NewNop())
+	err = s.app.Close()
+	s.app = nil
 	if err != nil {
 		return err
 	}
-	s.store, s.cust = store, cust
+	if err := os.RemoveAll(s.cfg.KeystoreDir()); err != nil {
+		return err
+	}
+	if s.app, err = appliance.Open(s.cfg, s.dev, true, zap.NewNop()); err != nil {
+		return err
+	}
 	s.con.Printf("Appliance erased.\n")
 	return nil
 }
@@ -372,10 +453,10 @@ func (s *session) loadComponents(spec *File, name string) error {
 	if p == nil || p.Components == 0 {
 		return fmt.Errorf("--profile %q must name a profile with components in the ceremony file", name)
 	}
-	if _, err := s.cust.Profile(name); err == nil {
+	if _, err := s.app.Custody.Profile(name); err == nil {
 		return fmt.Errorf("profile %q already has a main key; it is not overwritten", name)
 	}
-	rec, err := custodian.Load(s.store, s.cust)
+	rec, err := custodian.Load(s.app.Store, s.app.Custody)
 	if err != nil {
 		return err
 	}
@@ -389,11 +470,6 @@ func (s *session) loadComponents(spec *File, name string) error {
 		return s.refused("load-components", name, []string{a1}, err)
 	}
 	return s.formProfile(rec, *p, []string{a1, a2})
-}
-
-func (s *session) refused(op, profile string, who []string, err error) error {
-	s.audit.Record(AuditEntry{Operation: op, Profile: profile, Custodians: who, Outcome: "refused", Detail: err.Error()})
-	return err
 }
 
 // formProfile collects p.Components components, each from a different
@@ -438,12 +514,14 @@ func (s *session) formProfile(rec *custodian.Record, p ProfileSpec, approvers []
 	if p.KCV != "" && final != p.KCV {
 		return s.refused("load-components", p.Name, holders, fmt.Errorf("the combined key has KCV %s, the ceremony file says %s: refused, nothing stored", final, p.KCV))
 	}
-	prof, err := s.cust.InstallProfile(p.Name, key)
+	prof, err := s.app.Custody.InstallProfile(p.Name, key)
 	if err != nil {
 		return err
 	}
 	kcvs["profile"] = prof.KCV()
-	s.audit.Record(AuditEntry{Operation: "load-components", Profile: p.Name, Custodians: append(approvers, holders...), Outcome: "ok", KCVs: kcvs})
+	if err := s.record(audit.Entry{Operation: "load-components", Profile: p.Name, Custodians: append(approvers, holders...), Outcome: audit.OK, KCVs: kcvs}); err != nil {
+		return err
+	}
 	s.con.Printf("Profile %s: main key formed from %d components, KCV %s\n", p.Name, p.Components, prof.KCV())
 	return nil
 }
@@ -475,13 +553,17 @@ func (s *session) readComponent(i int) ([]byte, error) {
 }
 
 func (s *session) status() error {
-	s.con.Printf("Region main key KCV: %s\n", s.cust.RegionKeyKCV())
-	rec, err := custodian.Load(s.store, s.cust)
-	if err == nil {
+	s.con.Printf("Region main key KCV: %s\n", s.app.Custody.RegionKeyKCV())
+	switch rec, err := custodian.Load(s.app.Store, s.app.Custody); {
+	case err == nil:
 		s.con.Printf("Custodians: %s\n", strings.Join(rec.Names(), ", "))
+	case errors.Is(err, custodian.ErrNotEnrolled):
+		s.con.Printf("Custodians: none enrolled\n")
+	default:
+		return err
 	}
-	for _, name := range s.cust.ProfileNames() {
-		p, err := s.cust.Profile(name)
+	for _, name := range s.app.Custody.ProfileNames() {
+		p, err := s.app.Custody.Profile(name)
 		if err != nil {
 			return err
 		}
@@ -496,58 +578,61 @@ func (s *session) status() error {
 // rotate runs a profile main key rotation under dual control: through the
 // serving daemon's admin socket when one runs, else offline on the data
 // directory. Running it again after a crash resumes the same rotation.
-func rotate(con *Console, cfg *daemon.Config, dev bool, profile string) error {
-	if profile == "" {
-		return errors.New("--profile NAME is required")
+func rotate(con *Console, cfg *appliance.Config, dev bool, profile string) error {
+	if err := custody.CheckProfileName(profile); err != nil {
+		return fmt.Errorf("--profile: %w", err)
 	}
 	apps, err := approvals(con)
 	if err != nil {
 		return err
 	}
-	req := &daemon.AdminRequest{Op: "rotate", Profile: profile, Approvals: apps}
-	resp, online, err := daemon.CallAdmin(cfg.DataDir, req)
-	if online {
-		if err != nil {
-			return err
+	defer clearApprovals(apps)
+	resp, err := admin.Call(cfg.AdminSocketPath(), &admin.Request{Op: admin.OpRotate, Profile: profile, Approvals: apps})
+	if err == nil {
+		r := resp.Rotate
+		if r == nil {
+			return errors.New("the daemon answered the rotation without a report")
 		}
-		if resp.Error != "" {
-			return errors.New(resp.Error)
-		}
-		printRotation(con, resp.Rotate, "online")
+		printRotation(con, &ops.RotationReport{Profile: r.Profile, Version: r.Version, KCV: r.KCV, Rewrapped: r.Rewrapped, Verified: r.Verified}, "online")
 		return nil
 	}
-	store, cust, _, err := daemon.OpenAppliance(cfg, dev, false, zap.NewNop())
+	if !errors.Is(err, admin.ErrNoDaemon) {
+		return err
+	}
+	app, err := appliance.Open(cfg, dev, false, zap.NewNop())
 	if err != nil {
 		return err
 	}
-	defer store.Close()
-	defer cust.Close()
-	audit, err := OpenAudit(filepath.Join(cfg.DataDir, daemon.AuditLog))
+	defer app.Close()
+	log, err := audit.Open(cfg.AuditLogPath())
 	if err != nil {
 		return err
 	}
-	defer audit.Close()
-	rec, err := custodian.Load(store, cust)
+	defer log.Close()
+	s := &session{con: con, app: app, audit: log, cfg: cfg, dev: dev}
+	rec, err := custodian.Load(app.Store, app.Custody)
 	if err != nil {
 		return err
 	}
-	who, err := rec.DualControl(apps)
+	who, err := rec.DualControl(custodianApprovals(apps))
 	if err != nil {
-		audit.Record(AuditEntry{Operation: "rotate", Profile: profile, Outcome: "refused", Detail: err.Error()})
+		return s.refused("rotate", profile, nil, err)
+	}
+	svc, err := ops.New(ops.Config{Region: cfg.Region, Account: cfg.Account, Profile: profile}, app.Store, app.Custody, zap.NewNop())
+	if err != nil {
 		return err
 	}
-	svc, err := ops.New(ops.Config{Region: cfg.Region, Account: cfg.Account, Profile: profile}, store, cust, zap.NewNop())
-	if err != nil {
+	if err := s.record(audit.Entry{Operation: "rotate", Profile: profile, Custodians: who, Outcome: audit.Started, Detail: "offline"}); err != nil {
 		return err
 	}
-	audit.Record(AuditEntry{Operation: "rotate", Profile: profile, Custodians: who, Outcome: "started", Detail: "offline"})
 	rep, err := svc.RotateProfile(profile, nil, 0)
 	if err != nil {
-		audit.Record(AuditEntry{Operation: "rotate", Profile: profile, Custodians: who, Outcome: "failed", Detail: err.Error()})
+		return errors.Join(err, s.record(audit.Entry{Operation: "rotate", Profile: profile, Custodians: who, Outcome: audit.Failed, Detail: err.Error()}))
+	}
+	if err := s.record(audit.Entry{Operation: "rotate", Profile: profile, Custodians: who, Outcome: audit.OK, KCVs: map[string]string{"profile": rep.KCV},
+		Detail: fmt.Sprintf("version %d, %d blocks re-wrapped, %d verified", rep.Version, rep.Rewrapped, rep.Verified)}); err != nil {
 		return err
 	}
-	audit.Record(AuditEntry{Operation: "rotate", Profile: profile, Custodians: who, Outcome: "ok", KCVs: map[string]string{"profile": rep.KCV},
-		Detail: fmt.Sprintf("version %d, %d blocks re-wrapped, %d verified", rep.Version, rep.Rewrapped, rep.Verified)})
 	printRotation(con, rep, "offline")
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"payhsm/admin"
 	"payhsm/ceremony/custodian"
 	"payhsm/hsm/custody"
 	"payhsm/keystore"
@@ -72,20 +73,39 @@ func authenticate(con *Console, rec *custodian.Record, role string, exclude []st
 	return "", errors.New("ceremony: custodian authentication failed three times")
 }
 
-// approvals collects two custodians' credentials for an operation (checked
-// where the operation runs: here offline, or by the daemon online).
-func approvals(con *Console) ([]custodian.Approval, error) {
-	var out []custodian.Approval
+// approvals collects two custodians' credentials for an operation, checked
+// where the operation runs: here offline (custodianApprovals), or by the
+// daemon online. The caller zeroes them (clearApprovals).
+func approvals(con *Console) ([]admin.Approval, error) {
+	var out []admin.Approval
 	for i := 1; i <= 2; i++ {
 		name, err := con.Ask(fmt.Sprintf("Approver %d, custodian name: ", i))
 		if err != nil {
+			clearApprovals(out)
 			return nil, err
 		}
 		pass, err := con.Secret("Passphrase: ")
 		if err != nil {
+			clearApprovals(out)
 			return nil, err
 		}
-		out = append(out, custodian.Approval{Name: name, Passphrase: pass})
+		out = append(out, admin.Approval{Name: name, Passphrase: pass})
 	}
 	return out, nil
+}
+
+// custodianApprovals is apps for an offline dual-control check; the
+// passphrases are shared, and the check zeroes them.
+func custodianApprovals(apps []admin.Approval) []custodian.Approval {
+	out := make([]custodian.Approval, len(apps))
+	for i, a := range apps {
+		out[i] = custodian.Approval{Name: a.Name, Passphrase: a.Passphrase}
+	}
+	return out
+}
+
+func clearApprovals(apps []admin.Approval) {
+	for _, a := range apps {
+		clear(a.Passphrase)
+	}
 }

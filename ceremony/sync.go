@@ -9,9 +9,11 @@ import (
 	"os"
 	"strings"
 
+	"payhsm/admin"
+	"payhsm/audit"
 	"payhsm/ceremony/custodian"
 	"payhsm/ceremony/mainkey"
-	"payhsm/daemon"
+	"payhsm/hsm/custody"
 )
 
 // Main-key synchronization and backup for a specific HSM use ANSI X9 TR-34
@@ -36,8 +38,11 @@ func readCert(path string) (*x509.Certificate, error) {
 // krdRequest writes this appliance's certificate and a fresh one-time nonce
 // (the KRD side's first pass).
 func (s *session) krdRequest(certOut, nonceOut string) error {
-	cert, nonce, err := mainkey.KRDRequest(s.store, s.cust)
+	cert, nonce, err := mainkey.KRDRequest(s.app.Store, s.app.Custody)
 	if err != nil {
+		return err
+	}
+	if err := s.record(audit.Entry{Operation: "krd-request", Outcome: audit.OK, Detail: "certificate " + mainkey.Fingerprint(cert)}); err != nil {
 		return err
 	}
 	if err := os.WriteFile(certOut, mainkey.CertPEM(cert), 0o644); err != nil {
@@ -47,13 +52,12 @@ func (s *session) krdRequest(certOut, nonceOut string) error {
 		return err
 	}
 	s.con.Printf("This appliance's certificate is in %s, fingerprint (SHA-256):\n  %s\nNonce written to %s (valid for one import).\n", certOut, mainkey.Fingerprint(cert), nonceOut)
-	s.audit.Record(AuditEntry{Operation: "krd-request", Outcome: "ok", Detail: "certificate " + mainkey.Fingerprint(cert)})
 	return nil
 }
 
 // approve runs dual control on this console.
 func (s *session) approve(op, profile string) ([]string, error) {
-	rec, err := custodian.Load(s.store, s.cust)
+	rec, err := custodian.Load(s.app.Store, s.app.Custody)
 	if err != nil {
 		return nil, err
 	}
@@ -61,7 +65,7 @@ func (s *session) approve(op, profile string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	who, err := rec.DualControl(apps)
+	who, err := rec.DualControl(custodianApprovals(apps))
 	if err != nil {
 		return nil, s.refused(op, profile, nil, err)
 	}
@@ -98,9 +102,15 @@ func (s *session) exportMainKey(profile, krdPath, nonceHex, out string) error {
 	if err := confirmPeer(s.con, "Receiving appliance (KRD)", krd); err != nil {
 		return s.refused("export-main-key", profile, who, err)
 	}
-	tok, kdh, kcv, err := mainkey.Export(s.store, s.cust, profile, krd, nonce)
+	tok, kdh, kcv, err := mainkey.Export(s.app.Store, s.app.Custody, profile, krd, nonce)
 	if err != nil {
 		return s.refused("export-main-key", profile, who, err)
+	}
+	defer clear(tok)
+	// The token is written only once its export is on record.
+	if err := s.record(audit.Entry{Operation: "export-main-key", Profile: profile, Custodians: who, Outcome: audit.OK,
+		KCVs: map[string]string{"profile": kcv}, Detail: "TR-34 token for " + mainkey.Fingerprint(krd)}); err != nil {
+		return err
 	}
 	if err := os.WriteFile(out, tok, 0o600); err != nil {
 		return err
@@ -108,8 +118,6 @@ func (s *session) exportMainKey(profile, krdPath, nonceHex, out string) error {
 	if err := os.WriteFile(out+".kdh.pem", mainkey.CertPEM(kdh), 0o644); err != nil {
 		return err
 	}
-	s.audit.Record(AuditEntry{Operation: "export-main-key", Profile: profile, Custodians: who, Outcome: "ok",
-		KCVs: map[string]string{"profile": kcv}, Detail: "TR-34 token for " + mainkey.Fingerprint(krd)})
 	s.con.Printf("Profile %s main key (KCV %s) exported as a TR-34 token to %s, signed by this appliance (certificate %s.kdh.pem):\n  %s\n",
 		profile, kcv, out, out, mainkey.Fingerprint(kdh))
 	return nil
@@ -126,7 +134,7 @@ func (s *session) importMainKey(profile, kdhPath, tokenPath, wantKCV string) err
 	if err != nil {
 		return err
 	}
-	if _, err := s.cust.Profile(profile); err == nil {
+	if _, err := s.app.Custody.Profile(profile); err == nil {
 		return fmt.Errorf("profile %q already has a main key; it is not overwritten", profile)
 	}
 	who, err := s.approve("import-main-key", profile)
@@ -136,12 +144,14 @@ func (s *session) importMainKey(profile, kdhPath, tokenPath, wantKCV string) err
 	if err := confirmPeer(s.con, "Sending appliance (KDH)", kdh); err != nil {
 		return s.refused("import-main-key", profile, who, err)
 	}
-	kcv, err := mainkey.Import(s.store, s.cust, profile, kdh, der, wantKCV)
+	kcv, err := mainkey.Import(s.app.Store, s.app.Custody, profile, kdh, der, wantKCV)
 	if err != nil {
 		return s.refused("import-main-key", profile, who, err)
 	}
-	s.audit.Record(AuditEntry{Operation: "import-main-key", Profile: profile, Custodians: who, Outcome: "ok",
-		KCVs: map[string]string{"profile": kcv}, Detail: "TR-34 token from " + mainkey.Fingerprint(kdh)})
+	if err := s.record(audit.Entry{Operation: "import-main-key", Profile: profile, Custodians: who, Outcome: audit.OK,
+		KCVs: map[string]string{"profile": kcv}, Detail: "TR-34 token from " + mainkey.Fingerprint(kdh)}); err != nil {
+		return err
+	}
 	s.con.Printf("Profile %s main key imported from the TR-34 token, KCV %s\n", profile, kcv)
 	return nil
 }
@@ -152,7 +162,10 @@ func (s *session) importMainKey(profile, kdhPath, tokenPath, wantKCV string) err
 // import travel between the daemons; each side's custodians approve its step
 // and the operators confirm the other side's fingerprint.
 func syncOnline(con *Console, fromSock, toSock, profile string) error {
-	krdResp, err := adminCall(toSock, &daemon.AdminRequest{Op: "krd-request"})
+	if err := custody.CheckProfileName(profile); err != nil {
+		return fmt.Errorf("--profile: %w", err)
+	}
+	krdResp, err := admin.Call(toSock, &admin.Request{Op: admin.OpKRDRequest})
 	if err != nil {
 		return fmt.Errorf("receiving appliance: %w", err)
 	}
@@ -168,11 +181,13 @@ func syncOnline(con *Console, fromSock, toSock, profile string) error {
 	if err != nil {
 		return err
 	}
-	exp, err := adminCall(fromSock, &daemon.AdminRequest{Op: "export-main-key", Profile: profile, Approvals: apps,
+	exp, err := admin.Call(fromSock, &admin.Request{Op: admin.OpExportMainKey, Profile: profile, Approvals: apps,
 		Certificate: krdResp.Certificate, Nonce: krdResp.Nonce})
+	clearApprovals(apps)
 	if err != nil {
 		return fmt.Errorf("sending appliance: %w", err)
 	}
+	defer clear(exp.Token)
 	kdh, err := mainkey.ParseCertPEM(exp.Certificate)
 	if err != nil {
 		return err
@@ -184,27 +199,14 @@ func syncOnline(con *Console, fromSock, toSock, profile string) error {
 	if apps, err = approvals(con); err != nil {
 		return err
 	}
-	imp, err := adminCall(toSock, &daemon.AdminRequest{Op: "import-main-key", Profile: profile, Approvals: apps,
+	imp, err := admin.Call(toSock, &admin.Request{Op: admin.OpImportMainKey, Profile: profile, Approvals: apps,
 		Certificate: exp.Certificate, Token: exp.Token, KCV: exp.KCV})
+	clearApprovals(apps)
 	if err != nil {
 		return fmt.Errorf("receiving appliance: %w", err)
 	}
 	con.Printf("Profile %s synchronized online: KCV %s on both appliances.\n", profile, imp.KCV)
 	return nil
-}
-
-func adminCall(sock string, req *daemon.AdminRequest) (*daemon.AdminResponse, error) {
-	resp, ok, err := daemon.CallAdminSocket(sock, req)
-	if !ok {
-		return nil, fmt.Errorf("no daemon answers on %s", sock)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if resp.Error != "" {
-		return nil, errors.New(resp.Error)
-	}
-	return &resp, nil
 }
 
 // backupComponents splits profile's main key into n components for n
@@ -218,17 +220,22 @@ func (s *session) backupComponents(profile string, n int) error {
 	if err != nil {
 		return err
 	}
-	p, err := s.cust.Profile(profile)
+	p, err := s.app.Custody.Profile(profile)
 	if err != nil {
 		return err
 	}
-	key, err := s.cust.ExportProfileKey(profile)
+	key, err := s.app.Custody.ExportProfileKey(profile)
 	if err != nil {
 		return err
 	}
 	defer clear(key)
-	rec, err := custodian.Load(s.store, s.cust)
+	rec, err := custodian.Load(s.app.Store, s.app.Custody)
 	if err != nil {
+		return err
+	}
+	// The components are shown only once the backup is on record.
+	if err := s.record(audit.Entry{Operation: "backup-components", Profile: profile, Custodians: who, Outcome: audit.Started,
+		KCVs: map[string]string{"profile": p.KCV()}, Detail: fmt.Sprintf("%d components", n)}); err != nil {
 		return err
 	}
 	last := make([]byte, 32)
@@ -264,7 +271,9 @@ func (s *session) backupComponents(profile string, n int) error {
 		holders = append(holders, holder)
 		kcvs[fmt.Sprintf("component%d", i)] = ck
 	}
-	s.audit.Record(AuditEntry{Operation: "backup-components", Profile: profile, Custodians: append(who, holders...), Outcome: "ok", KCVs: kcvs})
+	if err := s.record(audit.Entry{Operation: "backup-components", Profile: profile, Custodians: append(who, holders...), Outcome: audit.OK, KCVs: kcvs}); err != nil {
+		return err
+	}
 	s.con.Printf("Profile %s main key (KCV %s) backed up as %d components.\n", profile, p.KCV(), n)
 	return nil
 }

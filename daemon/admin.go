@@ -5,15 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
 	"go.uber.org/zap"
 
+	"payhsm/admin"
+	"payhsm/audit"
 	"payhsm/ceremony/custodian"
 	"payhsm/ceremony/mainkey"
 	"payhsm/fault"
@@ -22,64 +22,37 @@ import (
 	"payhsm/ops"
 )
 
-// AdminSocket is the name, under the data directory, of the unix socket
-// (mode 0600, owner only) through which `payhsm ceremony` runs online
-// ceremonies against a serving daemon. Every request carries two custodians'
-// credentials; the daemon checks dual control itself.
-const AdminSocket = "admin.sock"
-
-// AuditLog is the name, under the data directory, of the append-only ceremony audit log.
-const AuditLog = "ceremony-audit.log"
-
-// AdminRequest is one online ceremony request.
-type AdminRequest struct {
-	Op          string               `json:"op"` // rotate, krd-request, export-main-key, import-main-key
-	Profile     string               `json:"profile,omitempty"`
-	Approvals   []custodian.Approval `json:"approvals,omitempty"`
-	Certificate []byte               `json:"certificate,omitempty"` // PEM: the KRD's (export) or the KDH's (import)
-	Nonce       []byte               `json:"nonce,omitempty"`       // the KRD's one-time nonce (export)
-	Token       []byte               `json:"token,omitempty"`       // the TR-34 token (import)
-	KCV         string               `json:"kcv,omitempty"`         // the expected check value (import)
-}
-
-// AdminResponse answers an AdminRequest.
-type AdminResponse struct {
-	Error       string              `json:"error,omitempty"`
-	Rotate      *ops.RotationReport `json:"rotate,omitempty"`
-	Certificate []byte              `json:"certificate,omitempty"` // PEM: this appliance's device certificate
-	Nonce       []byte              `json:"nonce,omitempty"`
-	Token       []byte              `json:"token,omitempty"`
-	KCV         string              `json:"kcv,omitempty"`
-}
-
-type admin struct {
+// adminServer runs online ceremony steps for the admin socket (package
+// admin): one at a time, each under dual control checked here, each step
+// recorded in the audit log before its result is released.
+type adminServer struct {
 	ln    net.Listener
 	svc   *ops.Service
 	store *keystore.Store
 	cust  *custody.Custodian
-	audit string
+	audit *audit.Log
 	log   *zap.Logger
 	mu    sync.Mutex // one ceremony at a time
 	wg    sync.WaitGroup
 }
 
-func startAdmin(dir string, svc *ops.Service, store *keystore.Store, cust *custody.Custodian, log *zap.Logger) (*admin, error) {
-	path := filepath.Join(dir, AdminSocket)
-	_ = os.Remove(path) // a stale socket from a crash
+// listenAdmin creates the admin socket at path (mode 0600), replacing a stale
+// one left by a crash. It does not serve yet.
+func listenAdmin(path string) (net.Listener, error) {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("admin socket: %w", err)
+	}
 	ln, err := net.Listen("unix", path)
 	if err != nil {
 		return nil, fmt.Errorf("admin socket: %w", err)
 	}
 	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("admin socket: %w", err)
+		return nil, errors.Join(fmt.Errorf("admin socket: %w", err), ln.Close())
 	}
-	a := &admin{ln: ln, svc: svc, store: store, cust: cust, audit: filepath.Join(dir, AuditLog), log: log}
-	go a.serve()
-	return a, nil
+	return ln, nil
 }
 
-func (a *admin) serve() {
+func (a *adminServer) serve() {
 	for {
 		c, err := a.ln.Accept()
 		if err != nil {
@@ -94,121 +67,131 @@ func (a *admin) serve() {
 	}
 }
 
-func (a *admin) close(ctx context.Context) {
+// close stops accepting and waits for the step in progress: the key store
+// must not close beneath it. A rotation cut short by a harder stop resumes
+// when run again.
+func (a *adminServer) close(ctx context.Context) {
 	a.ln.Close()
 	done := make(chan struct{})
 	go func() { a.wg.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-ctx.Done():
+		a.log.Warn("waiting for the online ceremony step in progress")
+		<-done
 	}
 }
 
-func (a *admin) handle(c net.Conn) {
+func (a *adminServer) handle(c net.Conn) {
 	_ = c.SetReadDeadline(time.Now().Add(time.Minute))
-	var req AdminRequest
-	if err := json.NewDecoder(io.LimitReader(c, 256<<10)).Decode(&req); err != nil {
-		_ = json.NewEncoder(c).Encode(AdminResponse{Error: "malformed request"})
-		return
+	var resp *admin.Response
+	if req, err := admin.DecodeRequest(c); err != nil {
+		resp = &admin.Response{Error: err.Error()}
+	} else {
+		resp = a.run(req)
 	}
-	resp := a.run(&req)
 	_ = c.SetWriteDeadline(time.Now().Add(time.Minute))
-	_ = json.NewEncoder(c).Encode(resp)
+	if err := json.NewEncoder(c).Encode(resp); err != nil {
+		a.log.Warn("admin response not delivered", zap.Error(err))
+	}
 }
 
-func (a *admin) run(req *AdminRequest) AdminResponse {
+// record writes one online step to the audit log.
+func (a *adminServer) record(op admin.Op, profile string, who []string, outcome audit.Outcome, detail string, kcvs map[string]string) error {
+	err := a.audit.Record(audit.Entry{Operation: string(op), Profile: profile, Custodians: who, Outcome: outcome,
+		Detail: detail, KCVs: kcvs, Online: true})
+	if err != nil {
+		a.log.Error("audit log", zap.Error(err))
+	}
+	return err
+}
+
+// fail answers a step that did not go on: err, joined with the failure to audit it.
+func (a *adminServer) fail(op admin.Op, profile string, who []string, outcome audit.Outcome, err error) *admin.Response {
+	if aerr := a.record(op, profile, who, outcome, err.Error(), nil); aerr != nil {
+		err = errors.Join(err, aerr)
+	}
+	return &admin.Response{Error: err.Error()}
+}
+
+func (a *adminServer) run(req *admin.Request) *admin.Response {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if req.Op == "krd-request" { // no secret leaves: the certificate and a fresh nonce
+	switch req.Op {
+	case admin.OpKRDRequest: // no secret leaves: the certificate and a fresh nonce
 		cert, nonce, err := mainkey.KRDRequest(a.store, a.cust)
 		if err != nil {
-			return AdminResponse{Error: err.Error()}
+			return &admin.Response{Error: err.Error()}
 		}
-		a.record("krd-request", "", nil, "ok", "certificate "+mainkey.Fingerprint(cert), nil)
-		return AdminResponse{Certificate: mainkey.CertPEM(cert), Nonce: nonce}
+		if err := a.record(req.Op, "", nil, audit.OK, "certificate "+mainkey.Fingerprint(cert), nil); err != nil {
+			return &admin.Response{Error: err.Error()}
+		}
+		return &admin.Response{Certificate: mainkey.CertPEM(cert), Nonce: nonce}
+	case admin.OpRotate, admin.OpExportMainKey, admin.OpImportMainKey:
+		if err := custody.CheckProfileName(req.Profile); err != nil {
+			return &admin.Response{Error: err.Error()}
+		}
+	default:
+		return &admin.Response{Error: fmt.Sprintf("unknown operation %q", req.Op)}
 	}
 	rec, err := custodian.Load(a.store, a.cust)
 	if err != nil {
-		return AdminResponse{Error: err.Error()}
+		return &admin.Response{Error: err.Error()}
 	}
-	who, err := rec.DualControl(req.Approvals)
+	apps := make([]custodian.Approval, len(req.Approvals))
+	for i, ap := range req.Approvals {
+		apps[i] = custodian.Approval{Name: ap.Name, Passphrase: ap.Passphrase} // DualControl zeroes the passphrases
+	}
+	who, err := rec.DualControl(apps)
 	if err != nil {
-		a.record(req.Op, req.Profile, nil, "refused", err.Error(), nil)
-		return AdminResponse{Error: err.Error()}
+		return a.fail(req.Op, req.Profile, nil, audit.Refused, err)
 	}
 	switch req.Op {
-	case "rotate":
-		a.record("rotate", req.Profile, who, "started", "online", nil)
+	case admin.OpRotate:
+		if err := a.record(req.Op, req.Profile, who, audit.Started, "online", nil); err != nil {
+			return &admin.Response{Error: err.Error()}
+		}
 		rep, err := a.svc.RotateProfile(req.Profile, nil, time.Second)
 		if err != nil {
-			msg := fault.ClientMessage(err)
 			a.log.Error("rotation failed", zap.String("profile", req.Profile), zap.Error(err))
-			a.record("rotate", req.Profile, who, "failed", msg, nil)
-			return AdminResponse{Error: msg}
+			return a.fail(req.Op, req.Profile, who, audit.Failed, errors.New(fault.ClientMessage(err)))
 		}
-		a.record("rotate", req.Profile, who, "ok", fmt.Sprintf("version %d, %d blocks re-wrapped, %d verified", rep.Version, rep.Rewrapped, rep.Verified),
-			map[string]string{"profile": rep.KCV})
-		return AdminResponse{Rotate: rep}
-	case "export-main-key":
+		if err := a.record(req.Op, req.Profile, who, audit.OK,
+			fmt.Sprintf("version %d, %d blocks re-wrapped, %d verified", rep.Version, rep.Rewrapped, rep.Verified),
+			map[string]string{"profile": rep.KCV}); err != nil {
+			return &admin.Response{Error: "the rotation finished, but " + err.Error()}
+		}
+		return &admin.Response{Rotate: &admin.Rotation{Profile: rep.Profile, Version: rep.Version, KCV: rep.KCV,
+			Rewrapped: rep.Rewrapped, Verified: rep.Verified}}
+	case admin.OpExportMainKey:
 		krd, err := mainkey.ParseCertPEM(req.Certificate)
 		if err != nil {
-			return AdminResponse{Error: "the receiving appliance's certificate: " + err.Error()}
+			return &admin.Response{Error: "the receiving appliance's certificate: " + err.Error()}
 		}
 		tok, kdh, kcv, err := mainkey.Export(a.store, a.cust, req.Profile, krd, req.Nonce)
 		if err != nil {
-			a.record("export-main-key", req.Profile, who, "failed", err.Error(), nil)
-			return AdminResponse{Error: err.Error()}
+			return a.fail(req.Op, req.Profile, who, audit.Failed, err)
 		}
-		a.record("export-main-key", req.Profile, who, "ok", "TR-34 token for "+mainkey.Fingerprint(krd), map[string]string{"profile": kcv})
-		return AdminResponse{Token: tok, Certificate: mainkey.CertPEM(kdh), KCV: kcv}
-	case "import-main-key":
+		// The token leaves only once its export is on record.
+		if err := a.record(req.Op, req.Profile, who, audit.OK, "TR-34 token for "+mainkey.Fingerprint(krd),
+			map[string]string{"profile": kcv}); err != nil {
+			clear(tok)
+			return &admin.Response{Error: err.Error()}
+		}
+		return &admin.Response{Token: tok, Certificate: mainkey.CertPEM(kdh), KCV: kcv}
+	default: // admin.OpImportMainKey
 		kdh, err := mainkey.ParseCertPEM(req.Certificate)
 		if err != nil {
-			return AdminResponse{Error: "the sending appliance's certificate: " + err.Error()}
+			return &admin.Response{Error: "the sending appliance's certificate: " + err.Error()}
 		}
 		kcv, err := mainkey.Import(a.store, a.cust, req.Profile, kdh, req.Token, req.KCV)
 		if err != nil {
-			a.record("import-main-key", req.Profile, who, "refused", err.Error(), nil)
-			return AdminResponse{Error: err.Error()}
+			return a.fail(req.Op, req.Profile, who, audit.Refused, err)
 		}
-		a.record("import-main-key", req.Profile, who, "ok", "TR-34 token from "+mainkey.Fingerprint(kdh), map[string]string{"profile": kcv})
-		return AdminResponse{KCV: kcv}
+		if err := a.record(req.Op, req.Profile, who, audit.OK, "TR-34 token from "+mainkey.Fingerprint(kdh),
+			map[string]string{"profile": kcv}); err != nil {
+			return &admin.Response{Error: fmt.Sprintf("profile %s main key imported (KCV %s), but %v", req.Profile, kcv, err)}
+		}
+		return &admin.Response{KCV: kcv}
 	}
-	return AdminResponse{Error: fmt.Sprintf("unknown operation %q", req.Op)}
-}
-
-// record appends to the audit log (the ceremony tool's format).
-func (a *admin) record(op, profile string, who []string, outcome, detail string, kcvs map[string]string) {
-	f, err := os.OpenFile(a.audit, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-	if err != nil {
-		a.log.Error("audit log", zap.Error(err))
-		return
-	}
-	defer f.Close()
-	b, _ := json.Marshal(map[string]any{"time": time.Now().UTC(), "operation": op, "profile": profile, "custodians": who,
-		"outcome": outcome, "detail": detail, "kcvs": kcvs, "online": true})
-	_, _ = f.Write(append(b, '\n'))
-	_ = f.Sync()
-}
-
-// CallAdmin sends req to the daemon serving dir. ok is false when no daemon listens there.
-func CallAdmin(dir string, req *AdminRequest) (resp AdminResponse, ok bool, err error) {
-	return CallAdminSocket(filepath.Join(dir, AdminSocket), req)
-}
-
-// CallAdminSocket sends req to the admin socket at path (a daemon's, possibly
-// forwarded over SSH). ok is false when nothing listens there.
-func CallAdminSocket(path string, req *AdminRequest) (resp AdminResponse, ok bool, err error) {
-	c, err := net.Dial("unix", path)
-	if err != nil {
-		return resp, false, nil
-	}
-	defer c.Close()
-	if err := json.NewEncoder(c).Encode(req); err != nil {
-		return resp, true, err
-	}
-	if err := json.NewDecoder(c).Decode(&resp); err != nil {
-		return resp, true, errors.New("the daemon closed the admin connection without an answer")
-	}
-	return resp, true, nil
 }

@@ -1,15 +1,14 @@
-// Package daemon wires payhsm's serve command: configuration, logging, the
-// keystore, main-key custody, the operations layer and both front ends (the
-// AWS HTTP API and the host-command port), readiness notification to systemd
-// and graceful shutdown.
+// Package daemon owns payhsm's serve command: it opens the appliance (package
+// appliance), wires the operations layer to both front ends (the AWS HTTP API
+// and the host-command port) and to the admin socket that runs online
+// ceremony steps (wire: package admin; audit: package audit), notifies systemd
+// of readiness, and shuts down in order.
 package daemon
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -18,113 +17,70 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
-	"golang.org/x/sys/unix"
 
+	"payhsm/appliance"
+	"payhsm/audit"
 	"payhsm/hsm/custody"
-	"payhsm/hsm/softhsm"
-	"payhsm/keystore"
+	"payhsm/internal/cli"
 	"payhsm/ops"
 	"payhsm/protocol/awsapi"
 	"payhsm/protocol/awsapi/sigv4"
 	"payhsm/protocol/hostcmd"
 )
 
-// DevTokenLabel is the label of the SoftHSM2 token --dev provisions.
-const DevTokenLabel = "payhsm-dev"
-
-// Flags are the options every subcommand that opens the appliance shares.
-type Flags struct {
-	dev        bool
-	configPath string
-	overrides  Config
-}
-
-// RegisterFlags adds the shared options to fs.
-func RegisterFlags(fs *flag.FlagSet) *Flags {
-	f := &Flags{}
-	fs.BoolVar(&f.dev, "dev", false, "development mode: provision a SoftHSM2 token and credentials under the data directory")
-	fs.StringVar(&f.configPath, "config", "", "configuration file (JSON); required without --dev")
-	fs.StringVar(&f.overrides.DataDir, "data-dir", "", "data directory (default ./data)")
-	fs.StringVar(&f.overrides.HTTP.Addr, "http-addr", "", "AWS API listen address (default 127.0.0.1:8080)")
-	fs.StringVar(&f.overrides.Host.Addr, "host-addr", "", "host-command listen address (default 127.0.0.1:1500)")
-	fs.StringVar(&f.overrides.Region, "region", "", "region of key ARNs (default us-east-1)")
-	fs.StringVar(&f.overrides.Account, "account", "", "account id of key ARNs (default 000000000000)")
-	fs.StringVar(&f.overrides.LogLevel, "log-level", "", "debug, info, warn or error (default info)")
-	return f
-}
-
-// Dev reports whether --dev was given.
-func (f *Flags) Dev() bool { return f.dev }
-
-// Config loads the configuration file (if any), applies the flags and the
-// defaults, and validates the result.
-func (f *Flags) Config() (*Config, error) {
-	var cfg Config
-	if f.configPath != "" {
-		c, err := LoadConfig(f.configPath)
-		if err != nil {
-			return nil, err
-		}
-		cfg = *c
-	} else if !f.dev {
-		return nil, errors.New("needs --config FILE, or --dev for a development appliance")
-	}
-	overlay(&cfg, &f.overrides)
-	cfg.Defaults()
-	if err := cfg.Validate(f.dev); err != nil {
-		return nil, fmt.Errorf("invalid configuration:\n%w", err)
-	}
-	return &cfg, nil
-}
-
 // ServeMain runs `payhsm serve` with args (the words after "serve").
-func ServeMain(args []string, stderr io.Writer) int {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	flags := RegisterFlags(fs)
-	if err := fs.Parse(args); err != nil {
+func ServeMain(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("payhsm serve", flag.ContinueOnError)
+	flags := appliance.RegisterFlags(fs)
+	fs.Usage = func() { fmt.Fprint(fs.Output(), serveUsage); fs.PrintDefaults() }
+	if code, ok := cli.Parse(fs, args, stdout, stderr); !ok {
+		return code
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "payhsm serve: unexpected arguments %q\n", fs.Args())
 		return 2
 	}
 	cfg, err := flags.Config()
 	if err != nil {
-		fmt.Fprintln(stderr, "payhsm:", err)
+		fmt.Fprintln(stderr, "payhsm serve:", err)
 		return 2
 	}
 	log, err := NewLogger(cfg.LogLevel)
 	if err != nil {
-		fmt.Fprintln(stderr, "payhsm:", err)
+		fmt.Fprintln(stderr, "payhsm serve:", err)
 		return 2
 	}
-	defer log.Sync()
+	defer func() { _ = log.Sync() }() // stderr may not support sync
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := Serve(ctx, cfg, flags.dev, log); err != nil {
+	go func() { // a second signal ends the process at once, without waiting for the drain
+		<-ctx.Done()
+		stop()
+	}()
+	if err := Serve(ctx, cfg, flags.Dev(), log); err != nil {
 		log.Error("payhsm stopped", zap.Error(err))
 		return 1
 	}
 	return 0
 }
 
-func overlay(dst, src *Config) {
-	set := func(d *string, s string) {
-		if s != "" {
-			*d = s
-		}
-	}
-	set(&dst.DataDir, src.DataDir)
-	set(&dst.HTTP.Addr, src.HTTP.Addr)
-	set(&dst.Host.Addr, src.Host.Addr)
-	set(&dst.Region, src.Region)
-	set(&dst.Account, src.Account)
-	set(&dst.LogLevel, src.LogLevel)
-}
+const serveUsage = `usage: payhsm serve (--dev [--data-dir DIR] | --config FILE) [flags]
+
+Runs the appliance: the AWS Payment Cryptography API (HTTP), the host-command
+port (TCP) and the admin socket DATA/admin.sock for online ceremonies, until
+SIGTERM or SIGINT, which drain in-flight requests and close the key store
+(a second signal ends the process at once). With --config, the file holds
+every setting (see README.md); the flags below override it.
+
+flags:
+`
 
 // NewLogger is payhsm's zap logger (JSON to stderr).
 func NewLogger(level string) (*zap.Logger, error) {
@@ -140,47 +96,51 @@ func NewLogger(level string) (*zap.Logger, error) {
 	return zc.Build()
 }
 
-// Serve runs the appliance until ctx ends.
-func Serve(ctx context.Context, cfg *Config, dev bool, log *zap.Logger) error {
-	hardenProcess(log)
-	store, cust, creds, err := OpenAppliance(cfg, dev, dev, log)
+// Serve runs the appliance until ctx ends. Start-up prepares everything that
+// can fail — the appliance, the profile, TLS, the audit log and all three
+// listeners — before anything serves, so a start-up failure leaves nothing
+// running; shutdown goes in order: the HTTP and host ports drain, the online
+// ceremony step in progress finishes, the background purge stops, and only
+// then are the audit log, custody and the key store closed.
+func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger) error {
+	if err := appliance.HardenProcess(); err != nil {
+		log.Warn("cannot disable core dumps", zap.Error(err))
+	}
+	app, err := appliance.Open(cfg, dev, dev, log)
 	if err != nil {
 		return err
 	}
 	defer func() {
-		cust.Close()
-		if err := store.Close(); err != nil {
-			log.Error("close keystore", zap.Error(err))
+		if err := app.Close(); err != nil {
+			log.Error("close the appliance", zap.Error(err))
 		}
 	}()
-	if _, err := cust.Profile(cfg.Profile); errors.Is(err, custody.ErrNoProfile) && dev {
-		if _, err := cust.CreateProfile(cfg.Profile); err != nil {
-			return err
-		}
-	} else if err != nil {
-		return err
+	prof, err := app.Custody.Profile(cfg.Profile)
+	if errors.Is(err, custody.ErrNoProfile) && dev {
+		prof, err = app.Custody.CreateProfile(cfg.Profile)
 	}
-	svc, err := ops.New(ops.Config{Region: cfg.Region, Account: cfg.Account, Profile: cfg.Profile}, store, cust, log.Named("ops"))
 	if err != nil {
 		return err
 	}
-	p, _ := cust.Profile(cfg.Profile)
-	log.Info("main keys loaded", zap.String("regionMainKeyKCV", cust.RegionKeyKCV()),
-		zap.String("profile", cfg.Profile), zap.String("profileMainKeyKCV", p.KCV()))
+	svc, err := ops.New(ops.Config{Region: cfg.Region, Account: cfg.Account, Profile: cfg.Profile}, app.Store, app.Custody, log.Named("ops"))
+	if err != nil {
+		return err
+	}
+	log.Info("main keys loaded", zap.String("regionMainKeyKCV", app.Custody.RegionKeyKCV()),
+		zap.String("profile", cfg.Profile), zap.String("profileMainKeyKCV", prof.KCV()))
 
-	httpLn, err := net.Listen("tcp", cfg.HTTP.Addr)
+	auditLog, err := audit.Open(cfg.AuditLogPath())
 	if err != nil {
-		return fmt.Errorf("http listener: %w", err)
+		return err
 	}
-	hostLn, err := net.Listen("tcp", cfg.Host.Addr)
-	if err != nil {
-		httpLn.Close()
-		return fmt.Errorf("host listener: %w", err)
-	}
-	verifier := &sigv4.Verifier{Creds: sigv4.StaticCredentials(creds), Region: cfg.Region, Service: "payment-cryptography"}
-	api := awsapi.New(svc, verifier, log.Named("http"))
+	defer func() {
+		if err := auditLog.Close(); err != nil {
+			log.Error("close the audit log", zap.Error(err))
+		}
+	}()
+	verifier := &sigv4.Verifier{Creds: sigv4.StaticCredentials(app.Credentials), Region: cfg.Region, Service: "payment-cryptography"}
 	srv := &http.Server{
-		Handler:           api,
+		Handler:           awsapi.New(svc, verifier, log.Named("http")),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -195,7 +155,6 @@ func Serve(ctx context.Context, cfg *Config, dev bool, log *zap.Logger) error {
 			return fmt.Errorf("http TLS: %w", err)
 		}
 		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-		httpLn = tls.NewListener(httpLn, srv.TLSConfig)
 		scheme = "https"
 	}
 	hostCfg := hostcmd.Config{HeaderLength: cfg.Host.HeaderLength, MaxConnections: cfg.Host.MaxConnections, AllowedClients: cfg.Host.AllowedClients,
@@ -205,16 +164,27 @@ func Serve(ctx context.Context, cfg *Config, dev bool, log *zap.Logger) error {
 	}
 	host := hostcmd.NewServer(svc, hostCfg, log.Named("host"))
 
-	errc := make(chan error, 2)
-	go func() { errc <- srv.Serve(httpLn) }()
-	go func() { errc <- host.Serve(hostLn) }()
-	adm, err := startAdmin(cfg.DataDir, svc, store, cust, log.Named("admin"))
+	httpLn, hostLn, adminLn, err := listen(cfg)
 	if err != nil {
 		return err
 	}
+	if srv.TLSConfig != nil {
+		httpLn = tls.NewListener(httpLn, srv.TLSConfig)
+	}
+
+	// Nothing below fails before serving.
+	errc := make(chan error, 2)
+	go func() { errc <- srv.Serve(httpLn) }()
+	go func() { errc <- host.Serve(hostLn) }()
+	adm := &adminServer{ln: adminLn, svc: svc, store: app.Store, cust: app.Custody, audit: auditLog, log: log.Named("admin")}
+	go adm.serve()
 	runCtx, cancelRun := context.WithCancel(context.Background())
-	defer cancelRun()
-	go svc.Run(runCtx, time.Minute)
+	var background sync.WaitGroup
+	background.Add(1)
+	go func() {
+		defer background.Done()
+		svc.Run(runCtx, time.Minute)
+	}()
 
 	log.Info("payhsm ready", zap.String("http", scheme+"://"+httpLn.Addr().String()),
 		zap.String("host", hostLn.Addr().String()), zap.String("dataDir", cfg.DataDir), zap.Bool("dev", dev))
@@ -232,69 +202,36 @@ func Serve(ctx context.Context, cfg *Config, dev bool, log *zap.Logger) error {
 	defer cancel()
 	if err := srv.Shutdown(shutCtx); err != nil {
 		log.Warn("http drain incomplete", zap.Error(err))
+		_ = srv.Close()
 	}
 	if err := host.Shutdown(shutCtx); err != nil {
 		log.Warn("host drain incomplete", zap.Error(err))
 	}
 	adm.close(shutCtx)
 	cancelRun()
+	background.Wait()
 	if errors.Is(serveErr, http.ErrServerClosed) {
 		serveErr = nil
 	}
 	return serveErr
 }
 
-// OpenAppliance opens the keystore and main-key custody the way serve does:
-// in dev mode it provisions the SoftHSM2 token and credentials under the data
-// directory. initialize allows creating the region main key. It returns the
-// SigV4 credentials too (nil outside dev mode when cfg names no file).
-func OpenAppliance(cfg *Config, dev, initialize bool, log *zap.Logger) (*keystore.Store, *custody.Custodian, map[string]string, error) {
-	ccfg := custody.Config{
-		ModulePath: cfg.PKCS11.Module, TokenLabel: cfg.PKCS11.TokenLabel,
-		RegionKeyLabel: cfg.PKCS11.RegionKeyLabel, NotFound: keystore.ErrNotFound, Initialize: initialize,
+// listen opens the HTTP, host and admin listeners, all or none.
+func listen(cfg *appliance.Config) (httpLn, hostLn, adminLn net.Listener, err error) {
+	if httpLn, err = net.Listen("tcp", cfg.HTTP.Addr); err != nil {
+		return nil, nil, nil, fmt.Errorf("http listener: %w", err)
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, nil, nil, fmt.Errorf("data directory: %w", err)
+	if hostLn, err = net.Listen("tcp", cfg.Host.Addr); err != nil {
+		return nil, nil, nil, errors.Join(fmt.Errorf("host listener: %w", err), httpLn.Close())
 	}
-	credsPath := cfg.CredentialsFile
-	if dev {
-		tok, err := softhsm.Provision(cfg.DataDir, cfg.PKCS11.Module, DevTokenLabel)
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		ccfg.ModulePath, ccfg.TokenLabel, ccfg.PIN = tok.Module, tok.Label, tok.PIN
-		credsPath = filepath.Join(cfg.DataDir, "credentials")
-		if err := ensureDevCredentials(credsPath); err != nil {
-			return nil, nil, nil, err
-		}
-	} else {
-		pin, err := cfg.PKCS11.PIN()
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		ccfg.PIN = pin
+	if adminLn, err = listenAdmin(cfg.AdminSocketPath()); err != nil {
+		return nil, nil, nil, errors.Join(err, hostLn.Close(), httpLn.Close())
 	}
-	var creds map[string]string
-	if credsPath != "" {
-		var err error
-		if creds, err = ReadCredentials(credsPath); err != nil {
-			return nil, nil, nil, err
-		}
-	}
-	store, err := keystore.Open(filepath.Join(cfg.DataDir, "keystore"), log.Named("keystore"))
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("keystore: %w", err)
-	}
-	cust, err := custody.Open(ccfg, store, log.Named("custody"))
-	if err != nil {
-		store.Close()
-		return nil, nil, nil, err
-	}
-	return store, cust, creds, nil
+	return httpLn, hostLn, adminLn, nil
 }
 
 // hostTLS builds the host port's TLS configuration (nil for plain TCP).
-func hostTLS(h *HostConfig) (*tls.Config, error) {
+func hostTLS(h *appliance.HostConfig) (*tls.Config, error) {
 	if h.TLSCert == "" {
 		return nil, nil
 	}
@@ -317,14 +254,6 @@ func hostTLS(h *HostConfig) (*tls.Config, error) {
 	return tc, nil
 }
 
-// hardenProcess keeps key material out of core dumps.
-func hardenProcess(log *zap.Logger) {
-	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
-		log.Warn("cannot disable core dumps", zap.Error(err))
-	}
-	_ = unix.Setrlimit(unix.RLIMIT_CORE, &unix.Rlimit{Cur: 0, Max: 0})
-}
-
 // notify sends a state to systemd (sd_notify protocol) when run under Type=notify.
 func notify(state string) {
 	path := os.Getenv("NOTIFY_SOCKET")
@@ -340,29 +269,4 @@ func notify(state string) {
 	}
 	defer conn.Close()
 	_, _ = conn.Write([]byte(state))
-}
-
-// ensureDevCredentials writes random SigV4 credentials (profile default) on first start.
-func ensureDevCredentials(path string) error {
-	if _, err := os.Stat(path); err == nil {
-		return nil
-	}
-	const upper = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
-	raw := make([]byte, 16)
-	if _, err := rand.Read(raw); err != nil {
-		return err
-	}
-	id := []byte("AKPH")
-	for _, b := range raw {
-		id = append(id, upper[int(b)%len(upper)])
-	}
-	sec := make([]byte, 30)
-	if _, err := rand.Read(sec); err != nil {
-		return err
-	}
-	content := fmt.Sprintf("[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n", id, base64.StdEncoding.EncodeToString(sec))
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-		return fmt.Errorf("write dev credentials: %w", err)
-	}
-	return nil
 }

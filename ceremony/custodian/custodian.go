@@ -42,6 +42,20 @@ type entry struct {
 	Hash []byte `json:"hash"`
 }
 
+// CheckName enforces the rule for custodian names: 1 to 32 of a-z 0-9 _ -,
+// starting with a letter.
+func CheckName(name string) error {
+	ok := len(name) >= 1 && len(name) <= 32 && name[0] >= 'a' && name[0] <= 'z'
+	for i := 0; ok && i < len(name); i++ {
+		c := name[i]
+		ok = c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_'
+	}
+	if !ok {
+		return fmt.Errorf("custodian name %q: 1 to 32 of a-z 0-9 _ -, starting with a letter", name)
+	}
+	return nil
+}
+
 // ErrNotEnrolled reports an appliance with no custodians.
 var ErrNotEnrolled = errors.New("no custodians are enrolled; run payhsm ceremony init first")
 
@@ -57,8 +71,14 @@ func hash(pass, salt []byte) []byte {
 
 // Enroll stores the custodians (name → passphrase) sealed; it refuses to replace an existing record.
 func Enroll(store *keystore.Store, cust *custody.Custodian, names []string, passphrases [][]byte) error {
+	if len(names) != len(passphrases) {
+		return errors.New("custodians: one passphrase per name")
+	}
 	rec := Record{Version: 1}
 	for i, name := range names {
+		if err := CheckName(name); err != nil {
+			return err
+		}
 		if len(passphrases[i]) < MinPassphrase {
 			return fmt.Errorf("custodian %s: passphrase shorter than %d characters", name, MinPassphrase)
 		}
@@ -68,7 +88,10 @@ func Enroll(store *keystore.Store, cust *custody.Custodian, names []string, pass
 		}
 		rec.Custodians = append(rec.Custodians, entry{Name: name, Salt: salt, Hash: hash(passphrases[i], salt)})
 	}
-	raw, _ := json.Marshal(rec)
+	raw, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
 	sealed, err := cust.Seal(raw, aad)
 	if err != nil {
 		return err

@@ -55,7 +55,10 @@ func Identity(store *keystore.Store, cust *custody.Custodian) (*x509.Certificate
 		if err != nil {
 			return nil, nil, err
 		}
-		serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+		serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+		if err != nil {
+			return nil, nil, err
+		}
 		tmpl := &x509.Certificate{SerialNumber: serial.Add(serial, big.NewInt(1)),
 			Subject:   pkix.Name{Organization: []string{"payhsm"}, CommonName: "payhsm appliance " + cust.RegionKeyKCV()},
 			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(10 * 365 * 24 * time.Hour),
@@ -64,13 +67,18 @@ func Identity(store *keystore.Store, cust *custody.Custodian) (*x509.Certificate
 		if err != nil {
 			return nil, nil, err
 		}
-		p8, _ := x509.MarshalPKCS8PrivateKey(key)
+		p8, err := x509.MarshalPKCS8PrivateKey(key)
+		if err != nil {
+			return nil, nil, err
+		}
 		sealed, err := cust.Seal(p8, identityAAD)
 		clear(p8)
 		if err != nil {
 			return nil, nil, err
 		}
-		raw, _ = json.Marshal(identityRecord{Cert: der, Sealed: sealed})
+		if raw, err = json.Marshal(identityRecord{Cert: der, Sealed: sealed}); err != nil {
+			return nil, nil, err
+		}
 		if err := store.PutMetaIfAbsent(metaIdentity, raw); err != nil {
 			return nil, nil, err
 		}
@@ -94,7 +102,11 @@ func Identity(store *keystore.Store, cust *custody.Custodian) (*x509.Certificate
 	if err != nil {
 		return nil, nil, err
 	}
-	return cert, k.(*rsa.PrivateKey), nil
+	rk, ok := k.(*rsa.PrivateKey)
+	if !ok {
+		return nil, nil, errors.New("device identity record holds no RSA key")
+	}
+	return cert, rk, nil
 }
 
 // Fingerprint is a certificate's SHA-256 fingerprint in groups of four hex digits.
@@ -204,19 +216,29 @@ func Import(store *keystore.Store, cust *custody.Custodian, profile string, kdh 
 		return "", err
 	}
 	defer clear(key)
+	if len(key) != 32 {
+		return "", errors.New("the transported key is not an AES-256 main key: refused, nothing stored")
+	}
 	if got := KCV(key); wantKCV != "" && got != strings.ToUpper(wantKCV) {
 		return "", fmt.Errorf("the transported key has KCV %s, expected %s: refused, nothing stored", got, wantKCV)
+	}
+	// The nonce is used up before the key is installed: a token is never accepted twice.
+	if err := store.PutMeta(metaKRDNonce, []byte{}); err != nil { // an empty nonce matches no token
+		return "", fmt.Errorf("use up the nonce: %w", err)
 	}
 	p, err := cust.InstallProfile(profile, key)
 	if err != nil {
 		return "", err
 	}
-	_ = store.PutMeta(metaKRDNonce, []byte{}) // one-time: an empty nonce matches no token
 	return p.KCV(), nil
 }
 
-// KCV is the AES-CMAC check value of an AES-256 key or component.
+// KCV is the AES-CMAC check value of an AES-256 key or component ("" for a
+// key that is not an AES key).
 func KCV(key []byte) string {
-	b, _ := aes.NewCipher(key)
+	b, err := aes.NewCipher(key)
+	if err != nil {
+		return ""
+	}
 	return strings.ToUpper(hex.EncodeToString(kcv.CMAC(b)))
 }

@@ -1,9 +1,11 @@
-// Command payhsm is the payhsm appliance: one binary whose subcommands run the
-// daemon (serve) and, as they arrive, the operator and client tools.
+// Command payhsm is the payhsm appliance: one binary whose subcommands run
+// the daemon (serve), the key ceremonies (ceremony), and the host-port client
+// and load tool (client, bench).
 package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 
 	"payhsm/ceremony"
@@ -15,38 +17,56 @@ import (
 const usage = `usage: payhsm <command> [flags]
 
 commands:
-  serve     run the appliance (AWS Payment Cryptography API and host-command port)
-  ceremony  key ceremonies: init, load-components, status (run with the daemon stopped)
+  serve     run the appliance: the AWS Payment Cryptography API, the host-command port
+            and the admin socket for online ceremonies
+  ceremony  key ceremonies under dual control: init, load-components, status,
+            krd-request, export-main-key, import-main-key, backup-components (with the
+            daemon stopped); rotate (online through the daemon, or offline); sync (online,
+            between two daemons)
   client    send one host command to the host port and print the parsed response
   bench     load the host port with a command mix; print throughput and latency percentiles
-  version   print the version
+  version   print the version (also --version)
+  help      print this help, or a command's: payhsm help <command>
 
 Run 'payhsm <command> -h' for a command's flags.
 `
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
 func main() {
-	if len(os.Args) < 2 {
-		fmt.Fprint(os.Stderr, usage)
-		os.Exit(2)
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
 	}
-	switch os.Args[1] {
+	switch args[0] {
 	case "serve":
-		os.Exit(daemon.ServeMain(os.Args[2:], os.Stderr))
+		return daemon.ServeMain(args[1:], stdout, stderr)
 	case "ceremony":
-		os.Exit(ceremony.Main(os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
+		return ceremony.Main(args[1:], stdin, stdout, stderr)
 	case "client":
-		os.Exit(hostclient.Main(os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
+		return hostclient.Main(args[1:], stdin, stdout, stderr)
 	case "bench":
-		os.Exit(bench.Main(os.Args[2:], os.Stdout, os.Stderr))
-	case "version":
-		fmt.Println("payhsm", version)
-	case "-h", "--help", "help":
-		fmt.Print(usage)
+		return bench.Main(args[1:], stdout, stderr)
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, "payhsm", Version())
+		return 0
+	case "help", "-h", "-help", "--help":
+		if len(args) > 1 && args[0] == "help" {
+			switch args[1] {
+			case "serve", "ceremony", "client", "bench":
+				return run([]string{args[1], "-h"}, stdin, stdout, stderr)
+			case "version", "help":
+			default:
+				fmt.Fprintf(stderr, "payhsm: no help for unknown command %q\n\n%s", args[1], usage)
+				return 2
+			}
+		}
+		fmt.Fprint(stdout, usage)
+		return 0
 	default:
-		fmt.Fprintf(os.Stderr, "payhsm: unknown command %q\n\n%s", os.Args[1], usage)
-		os.Exit(2)
+		fmt.Fprintf(stderr, "payhsm: unknown command %q\n\n%s", args[0], usage)
+		return 2
 	}
 }

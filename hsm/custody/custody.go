@@ -314,8 +314,8 @@ func (c *Custodian) CreateProfile(name string) (*Profile, error) {
 // version 1 of the profile. It fails if the profile exists. key is copied;
 // the caller zeroes its copy.
 func (c *Custodian) InstallProfile(name string, key []byte) (*Profile, error) {
-	if !validProfileName(name) {
-		return nil, fmt.Errorf("custody: invalid profile name %q", name)
+	if err := CheckProfileName(name); err != nil {
+		return nil, fmt.Errorf("custody: %w", err)
 	}
 	m, err := newMainKey(key)
 	if err != nil {
@@ -557,16 +557,20 @@ func profileAAD(name, kcv string) []byte {
 	return []byte("payhsm/custody/profile-main-key/v1/" + name + "/" + kcv)
 }
 
-func validProfileName(s string) bool {
-	if len(s) == 0 || len(s) > 32 {
-		return false
+// CheckProfileName enforces the one rule for profile names, wherever a name
+// enters (configuration, ceremony files, the admin socket, key import): 1 to
+// 32 of a-z 0-9 _ -, starting with a letter. The name is part of each profile
+// main key's sealing context and of its metadata key.
+func CheckProfileName(name string) error {
+	ok := len(name) >= 1 && len(name) <= 32 && name[0] >= 'a' && name[0] <= 'z'
+	for i := 0; ok && i < len(name); i++ {
+		c := name[i]
+		ok = c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_'
 	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
-			return false
-		}
+	if !ok {
+		return fmt.Errorf("profile name %q: 1 to 32 of a-z 0-9 _ -, starting with a letter", name)
 	}
-	return true
+	return nil
 }
 
 // Profile is one key space: its main key wraps every customer key block of

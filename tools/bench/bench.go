@@ -31,6 +31,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"payhsm/internal/cli"
 	"payhsm/protocol/hostcmd"
 	"payhsm/tools/hostclient"
 )
@@ -548,9 +549,8 @@ examples:
 
 // Main runs `payhsm bench`.
 func Main(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
+	fs := flag.NewFlagSet("payhsm bench", flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprint(fs.Output(), usage); fs.PrintDefaults() }
 	var o Options
 	fs.StringVar(&o.Addr, "addr", "127.0.0.1:1500", "host port address")
 	fs.IntVar(&o.Conns, "conns", 32, "connections")
@@ -561,8 +561,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.Float64Var(&o.Rate, "rate", 0, "offered load, requests/s over all connections (0: as fast as answered); latency then counts from when each request was due")
 	mix := fs.String("mix", "CC=1", "weighted command mix, e.g. CC=2,CY=1,M8=1")
 	o.TLS.Register(fs)
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := cli.Parse(fs, args, stdout, stderr); !ok {
+		return code
 	}
 	var err error
 	if o.Mix, err = ParseMix(*mix); err != nil || o.Conns < 1 || o.Duration <= 0 || o.Pipeline < 1 || o.Pipeline > 1024 || o.Header < 0 || o.Header > 20 || o.Rate < 0 {

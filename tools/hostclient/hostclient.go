@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"payhsm/internal/cli"
 	"payhsm/protocol/hostcmd"
 )
 
@@ -208,17 +209,16 @@ examples:
 
 // Main runs `payhsm client`.
 func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("client", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
+	fs := flag.NewFlagSet("payhsm client", flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprint(fs.Output(), usage); fs.PrintDefaults() }
 	addr := fs.String("addr", "127.0.0.1:1500", "host port address")
 	hlen := fs.Int("header", 4, "message header length")
 	file := fs.String("file", "", "file of commands, one per line (- = stdin)")
 	raw := fs.Bool("raw", false, "print the response message as quoted text only")
 	var tf TLSFlags
 	tf.Register(fs)
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := cli.Parse(fs, args, stdout, stderr); !ok {
+		return code
 	}
 	var lines []string
 	switch {

@@ -8,4 +8,4 @@
 // the generator, not the output.
 package cpshape
 
-//go:generate go run ../../../tools/apigen -model ../../../../shared/aws-models/payment-cryptography-2021-09-14.json -pkg cpshape -out shapes_gen.go
+//go:generate go run ../../../tools/apigen -model ../../../tools/apigen/testdata/payment-cryptography-2021-09-14.json -pkg cpshape -out shapes_gen.go

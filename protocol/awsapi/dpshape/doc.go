@@ -9,4 +9,4 @@
 // generator, not the output.
 package dpshape
 
-//go:generate go run ../../../tools/apigen -model ../../../../shared/aws-models/payment-cryptography-data-2022-02-03.json -pkg dpshape -out shapes_gen.go
+//go:generate go run ../../../tools/apigen -model ../../../tools/apigen/testdata/payment-cryptography-data-2022-02-03.json -pkg dpshape -out shapes_gen.go

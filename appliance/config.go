@@ -1,4 +1,4 @@
-package daemon
+package appliance
 
 import (
 	"bufio"
@@ -10,6 +10,8 @@ import (
 	"os"
 	"regexp"
 	"strings"
+
+	"payhsm/hsm/custody"
 )
 
 // Config is the daemon's configuration file (JSON, every member checked at start).
@@ -107,6 +109,9 @@ func (c *Config) Validate(dev bool) error {
 	}
 	if !accountRe.MatchString(c.Account) {
 		bad("account %q: must be 12 digits", c.Account)
+	}
+	if err := custody.CheckProfileName(c.Profile); err != nil {
+		bad("profile: %v", err)
 	}
 	if _, _, err := net.SplitHostPort(c.HTTP.Addr); err != nil {
 		bad("http.addr %q: %v", c.HTTP.Addr, err)

@@ -1,0 +1,112 @@
+// Package admin owns the wire of the daemon's admin socket: the request and
+// response of an online ceremony step and the client that sends one. A unix
+// socket (mode 0600, owner only) under the data directory carries one JSON
+// request and one JSON response per connection; every request that changes
+// a key carries two custodians' credentials, and the daemon checks dual
+// control itself. The daemon serves it; `payhsm ceremony` calls it.
+package admin
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"syscall"
+)
+
+// Op is an online ceremony step.
+type Op string
+
+// Ops.
+const (
+	// OpRotate moves a profile onto a new main key (resumable).
+	OpRotate Op = "rotate"
+	// OpKRDRequest returns this appliance's device certificate and a fresh
+	// one-time nonce (TR-34, receiving side). It needs no approval: no secret leaves.
+	OpKRDRequest Op = "krd-request"
+	// OpExportMainKey builds a TR-34 token carrying a profile main key for the
+	// receiving appliance's certificate and nonce.
+	OpExportMainKey Op = "export-main-key"
+	// OpImportMainKey verifies, opens and installs a TR-34 token as a profile main key.
+	OpImportMainKey Op = "import-main-key"
+)
+
+// MaxRequest bounds a request's encoded size.
+const MaxRequest = 256 << 10
+
+// Approval is one custodian's credentials for a step. The receiver zeroes Passphrase.
+type Approval struct {
+	Name       string `json:"name"`
+	Passphrase []byte `json:"passphrase"`
+}
+
+// Request is one online ceremony step.
+type Request struct {
+	Op          Op         `json:"op"`
+	Profile     string     `json:"profile,omitempty"`
+	Approvals   []Approval `json:"approvals,omitempty"`
+	Certificate []byte     `json:"certificate,omitempty"` // PEM: the KRD's (export) or the KDH's (import)
+	Nonce       []byte     `json:"nonce,omitempty"`       // the KRD's one-time nonce (export)
+	Token       []byte     `json:"token,omitempty"`       // the TR-34 token (import)
+	KCV         string     `json:"kcv,omitempty"`         // the expected check value (import)
+}
+
+// Rotation reports a finished profile main key rotation.
+type Rotation struct {
+	Profile   string `json:"Profile"`
+	Version   int    `json:"Version"`   // the new active main key version
+	KCV       string `json:"KCV"`       // its check value
+	Rewrapped int    `json:"Rewrapped"` // key blocks moved onto it by this run
+	Verified  int    `json:"Verified"`  // key blocks verified under it before the old versions were retired
+}
+
+// Response answers a Request: Error, or the step's results.
+type Response struct {
+	Error       string    `json:"error,omitempty"`
+	Rotate      *Rotation `json:"rotate,omitempty"`
+	Certificate []byte    `json:"certificate,omitempty"` // PEM: this appliance's device certificate
+	Nonce       []byte    `json:"nonce,omitempty"`
+	Token       []byte    `json:"token,omitempty"`
+	KCV         string    `json:"kcv,omitempty"`
+}
+
+// ErrNoDaemon reports that no daemon listens on the socket.
+var ErrNoDaemon = errors.New("no daemon listens on the admin socket")
+
+// DecodeRequest reads one request of at most MaxRequest bytes.
+func DecodeRequest(r io.Reader) (*Request, error) {
+	var req Request
+	if err := json.NewDecoder(io.LimitReader(r, MaxRequest)).Decode(&req); err != nil {
+		return nil, errors.New("malformed request")
+	}
+	return &req, nil
+}
+
+// Call sends req to the admin socket at path (a daemon's, possibly forwarded
+// over SSH) and returns its response. It returns an error wrapping
+// ErrNoDaemon when nothing listens there, and the daemon's error when it
+// refused or failed the step.
+func Call(path string, req *Request) (*Response, error) {
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		if _, serr := os.Stat(path); errors.Is(err, syscall.ECONNREFUSED) || errors.Is(serr, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%s: %w", path, ErrNoDaemon)
+		}
+		return nil, fmt.Errorf("admin socket: %w", err)
+	}
+	defer c.Close()
+	if err := json.NewEncoder(c).Encode(req); err != nil {
+		return nil, fmt.Errorf("admin socket: %w", err)
+	}
+	var resp Response
+	if err := json.NewDecoder(c).Decode(&resp); err != nil {
+		return nil, errors.New("the daemon closed the admin connection without an answer")
+	}
+	if resp.Error != "" {
+		return nil, errors.New(resp.Error)
+	}
+	return &resp, nil
+}

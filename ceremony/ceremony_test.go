@@ -1,0 +1,122 @@
+package ceremony
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"payhsm/hsm/softhsm"
+)
+
+func TestParseFile(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		in   string
+		want string // "" for valid; else a substring of the error
+	}{
+		{"generated", `{"custodians":["alice","bob"],"profiles":[{"name":"default"}]}`, ""},
+		{"components", `{"custodians":["alice","bob","carol"],"profiles":[{"name":"lmk01","components":3,"componentKCVs":["ABCDEF","012345","6789AB"],"kcv":"FEDCBA"}]}`, ""},
+		{"one custodian", `{"custodians":["alice"],"profiles":[{"name":"default"}]}`, "at least two custodians"},
+		{"custodian name", `{"custodians":["Alice","bob"],"profiles":[{"name":"default"}]}`, `custodian name "Alice"`},
+		{"custodian twice", `{"custodians":["alice","alice"],"profiles":[{"name":"default"}]}`, "listed twice"},
+		{"profile starts with a digit", `{"custodians":["alice","bob"],"profiles":[{"name":"1default"}]}`, `profile name "1default"`},
+		{"profile too long", `{"custodians":["alice","bob"],"profiles":[{"name":"` + strings.Repeat("a", 33) + `"}]}`, "profiles[0].name"},
+		{"profile twice", `{"custodians":["alice","bob"],"profiles":[{"name":"a"},{"name":"a"}]}`, "listed twice"},
+		{"no profiles", `{"custodians":["alice","bob"]}`, "no profiles"},
+		{"four components", `{"custodians":["alice","bob"],"profiles":[{"name":"a","components":4}]}`, "2 or 3"},
+		{"more components than custodians", `{"custodians":["alice","bob"],"profiles":[{"name":"a","components":3}]}`, "need 3 custodians"},
+		{"check values for a generated key", `{"custodians":["alice","bob"],"profiles":[{"name":"a","kcv":"ABCDEF"}]}`, "generated key"},
+		{"lower-case check value", `{"custodians":["alice","bob"],"profiles":[{"name":"a","components":2,"kcv":"abcdef"}]}`, "upper-case hex"},
+		{"unknown member", `{"custodians":["alice","bob"],"profiles":[{"name":"a"}],"extra":1}`, "unknown field"},
+		{"trailing data", `{"custodians":["alice","bob"],"profiles":[{"name":"a"}]} {}`, "trailing data"},
+	}
+	for _, tc := range tests {
+		_, err := ParseFile([]byte(tc.in))
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: %v", tc.name, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: error %v, want it to contain %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+// TestStepsStopWhenAuditFails runs ceremonies on a --dev appliance whose
+// audit log is /dev/full: a step that cannot be recorded stops the ceremony,
+// and a rotation whose start cannot be recorded does not begin.
+func TestStepsStopWhenAuditFails(t *testing.T) {
+	if _, err := os.Stat(softhsm.DefaultModule); err != nil {
+		t.Skipf("SoftHSM2 is not installed: %v", err)
+	}
+	if _, err := os.Stat("/dev/full"); err != nil {
+		t.Skipf("/dev/full: %v", err)
+	}
+	dir := t.TempDir()
+	spec := filepath.Join(t.TempDir(), "ceremony.json")
+	if err := os.WriteFile(spec, []byte(`{"custodians":["alice","bob"],"profiles":[{"name":"default"}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const enrol = "alice-passphrase\nalice-passphrase\nbob-passphrase!\nbob-passphrase!\n"
+	const approve = "alice\nalice-passphrase\nbob\nbob-passphrase!\n"
+	run := func(stdin string, args ...string) (int, string) {
+		var out bytes.Buffer
+		code := Main(append(args, "--dev", "--data-dir", dir), strings.NewReader(stdin), &out, &out)
+		return code, out.String()
+	}
+	logPath := filepath.Join(dir, "ceremony-audit.log")
+	toFull := func() {
+		if err := os.Remove(logPath); err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		if err := os.Symlink("/dev/full", logPath); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// init: the custodians' enrolment cannot be recorded, so no profile key is made.
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	toFull()
+	if code, out := run(enrol, "init", "--ceremony", spec); code != 1 || !strings.Contains(out, "enroll-custodians (ok) could not be recorded") {
+		t.Fatalf("init with a full audit log: exit %d\n%s", code, out)
+	}
+	if code, out := run("", "status"); code != 0 || strings.Contains(out, "Profile default") {
+		t.Fatalf("status after the stopped init: exit %d\n%s", code, out)
+	}
+
+	// A working log: init --overwrite finishes the appliance.
+	if err := os.Remove(logPath); err != nil {
+		t.Fatal(err)
+	}
+	_, out := run("", "status")
+	i := strings.Index(out, "Region main key KCV: ")
+	if i < 0 {
+		t.Fatalf("status:\n%s", out)
+	}
+	kcv := out[i+len("Region main key KCV: "):][:6]
+	if code, out := run(approve+"ERASE "+kcv+"\n"+enrol, "init", "--overwrite", "--ceremony", spec); code != 0 {
+		t.Fatalf("init --overwrite: exit %d\n%s", code, out)
+	}
+	b, err := os.ReadFile(logPath)
+	if err != nil || !strings.Contains(string(b), `"operation":"init-overwrite","custodians":["alice","bob"],"kcvs":{"region":"`+kcv+`"},"outcome":"started"`) {
+		t.Fatalf("audit log: %v\n%s", err, b)
+	}
+
+	// rotate (offline): the start cannot be recorded, so the rotation does not begin.
+	toFull()
+	if code, out := run(approve, "rotate", "--profile", "default"); code != 1 || !strings.Contains(out, "rotate (started) could not be recorded") {
+		t.Fatalf("rotate with a full audit log: exit %d\n%s", code, out)
+	}
+	if code, out := run("", "status"); code != 0 || !strings.Contains(out, "(version 1)") || strings.Contains(out, "rotation in progress") {
+		t.Fatalf("status after the stopped rotation: exit %d\n%s", code, out)
+	}
+	// backup-components: no component is shown before the backup is on record.
+	if code, out := run(approve, "backup-components", "--profile", "default"); code != 1 || strings.Contains(out, "component 1 of 2") ||
+		!strings.Contains(out, "backup-components (started) could not be recorded") {
+		t.Fatalf("backup-components with a full audit log: exit %d\n%s", code, out)
+	}
+}

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"bytes"
+	"runtime/debug"
+	"strings"
+	"testing"
+)
+
+func TestDescribeVersion(t *testing.T) {
+	t.Parallel()
+	vcs := func(rev, modified string) []debug.BuildSetting {
+		return []debug.BuildSetting{{Key: "vcs", Value: "git"}, {Key: "vcs.revision", Value: rev}, {Key: "vcs.modified", Value: modified}}
+	}
+	tests := []struct {
+		name  string
+		stamp string
+		bi    *debug.BuildInfo
+		ok    bool
+		want  string
+	}{
+		{"no build info", "", nil, false, "(unknown)"},
+		{"stamp, no build info", "v1.2.3", nil, false, "v1.2.3"},
+		{"checkout build", "", &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Version: "(devel)"}}, true, "(devel) (go1.26.8)"},
+		{"vcs", "", &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Version: "v0.0.0-20260101000000-9eb961d73d51"},
+			Settings: vcs("9eb961d73d519537f6f24740e999463ce7de2a65", "false")}, true,
+			"v0.0.0-20260101000000-9eb961d73d51 (commit 9eb961d73d51, go1.26.8)"},
+		{"vcs modified", "", &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Version: "(devel)"},
+			Settings: vcs("9eb961d73d519537f6f24740e999463ce7de2a65", "true")}, true, "(devel) (commit 9eb961d73d51 modified, go1.26.8)"},
+		{"stamp wins", "v1.2.3", &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Version: "(devel)"},
+			Settings: vcs("abc", "false")}, true, "v1.2.3 (commit abc, go1.26.8)"},
+		{"module version", "", &debug.BuildInfo{Main: debug.Module{Version: "v1.4.0"}}, true, "v1.4.0"},
+		{"empty module version", "", &debug.BuildInfo{}, true, "(devel)"},
+	}
+	for _, tc := range tests {
+		if got := describe(tc.stamp, tc.bi, tc.ok); got != tc.want {
+			t.Errorf("%s: describe = %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestHelpAndVersion: every way of asking for help or the version prints to
+// standard output and exits 0; a mistake prints to standard error and exits 2.
+func TestHelpAndVersion(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		args   []string
+		code   int
+		stdout string // a substring of standard output; "" for none
+		stderr string // a substring of standard error; "" for none
+	}{
+		{[]string{"help"}, 0, "commands:", ""},
+		{[]string{"-h"}, 0, "commands:", ""},
+		{[]string{"--help"}, 0, "commands:", ""},
+		{[]string{"help", "version"}, 0, "commands:", ""},
+		{[]string{"help", "serve"}, 0, "usage: payhsm serve", ""},
+		{[]string{"serve", "-h"}, 0, "-config string", ""},
+		{[]string{"serve", "--help"}, 0, "admin socket", ""},
+		{[]string{"help", "ceremony"}, 0, "usage: payhsm ceremony", ""},
+		{[]string{"ceremony", "-h"}, 0, "backup-components", ""},
+		{[]string{"ceremony", "--help"}, 0, "-from-admin string", ""},
+		{[]string{"ceremony", "help"}, 0, "sync", ""},
+		{[]string{"ceremony", "rotate", "-h"}, 0, "usage: payhsm ceremony", ""},
+		{[]string{"help", "client"}, 0, "usage: payhsm client", ""},
+		{[]string{"client", "-h"}, 0, "-addr string", ""},
+		{[]string{"help", "bench"}, 0, "usage: payhsm bench", ""},
+		{[]string{"bench", "--help"}, 0, "-mix string", ""},
+		{[]string{"version"}, 0, "payhsm ", ""},
+		{[]string{"--version"}, 0, "payhsm ", ""},
+		{nil, 2, "", "usage: payhsm"},
+		{[]string{"frobnicate"}, 2, "", `unknown command "frobnicate"`},
+		{[]string{"help", "frobnicate"}, 2, "", `unknown command "frobnicate"`},
+		{[]string{"serve", "--no-such-flag"}, 2, "", "flag provided but not defined"},
+		{[]string{"serve", "stray"}, 2, "", "unexpected arguments"},
+		{[]string{"ceremony"}, 2, "", "usage: payhsm ceremony"},
+		{[]string{"ceremony", "frobnicate"}, 2, "", `unknown command "frobnicate"`},
+		{[]string{"ceremony", "status", "--no-such-flag"}, 2, "", "flag provided but not defined"},
+	}
+	for _, tc := range tests {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(tc.args, strings.NewReader(""), &stdout, &stderr)
+			if code != tc.code {
+				t.Errorf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tc.code, &stdout, &stderr)
+			}
+			check := func(name, got, want string) {
+				if want == "" && got != "" || !strings.Contains(got, want) {
+					t.Errorf("%s = %q, want it to contain %q", name, got, want)
+				}
+			}
+			check("stdout", stdout.String(), tc.stdout)
+			check("stderr", stderr.String(), tc.stderr)
+		})
+	}
+}
