@@ -99,7 +99,7 @@ func (s *Service) ExportKeyBlock(keyIdent, kekIdent string, exportability keyspe
 	if exportability != "" {
 		kh = &KeyBlockHeaders{Exportability: exportability}
 	}
-	// The working key's material is shared and read-only: wrapTR31 only reads it.
+	// The working key's material is shared and read-only: wrapKeyBlock only reads it.
 	e := &exportable{rec: w.Record, attrs: a, header: w.Header, key: w.Material}
 	out, err := s.wrapKeyBlock(e, kekIdent, kh)
 	if err != nil {
