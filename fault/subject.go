@@ -49,8 +49,62 @@ const (
 	subjectControlPlaneStart Subject = 500 + iota
 	// SubjectKeyAttributes are the attributes of a key to create or import.
 	SubjectKeyAttributes
-	// SubjectKeyMaterial is the key material of an import.
+	// SubjectKeyMaterial is the key material of an import or export: which
+	// form it takes, or the clear key it carries.
 	SubjectKeyMaterial
+	// SubjectKeyAlgorithm is the algorithm of a key to create or import.
+	SubjectKeyAlgorithm
+	// SubjectKeyClass is the class of a key to import.
+	SubjectKeyClass
+	// SubjectKeyUsage is the usage of a key to import.
+	SubjectKeyUsage
+	// SubjectKeyModesOfUse are the modes of use of a key to create or import.
+	SubjectKeyModesOfUse
+	// SubjectExportability says whether a key to create may leave the appliance.
+	SubjectExportability
+	// SubjectDeletionPeriod is the waiting period of a key deletion.
+	SubjectDeletionPeriod
+	// SubjectPageToken is the continuation token of a listing.
+	SubjectPageToken
+	// SubjectTags are the tags of a key.
+	SubjectTags
+	// SubjectKeyMaterialType is the form of key material an import or export
+	// token is asked for.
+	SubjectKeyMaterialType
+	// SubjectTokenKeyAlgorithm is the algorithm of an import or export token's key pair.
+	SubjectTokenKeyAlgorithm
+	// SubjectToken is an import or export token.
+	SubjectToken
+	// SubjectWrappingSpec is the RSA-OAEP variant of a key cryptogram.
+	SubjectWrappingSpec
+	// SubjectWrappedKey is the wrapped key an import carries: a key block, a
+	// key cryptogram or a TR-34 token.
+	SubjectWrappedKey
+	// SubjectCertificateAuthority is the imported certificate authority a
+	// certificate must chain to.
+	SubjectCertificateAuthority
+	// SubjectCertificate is a certificate the request carries (imported, or a
+	// partner's wrapping or signing certificate).
+	SubjectCertificate
+	// SubjectNonce is a TR-34 two-pass random nonce.
+	SubjectNonce
+	// SubjectHeaderModesOfUse, SubjectHeaderExportability,
+	// SubjectHeaderKeyVersion and SubjectHeaderOptionalBlocks are the caller's
+	// changes to the header of an exported key block.
+	SubjectHeaderModesOfUse
+	SubjectHeaderExportability
+	SubjectHeaderKeyVersion
+	SubjectHeaderOptionalBlocks
+	// SubjectInitialKeySerialNumber is the key serial number of a DUKPT
+	// initial key to export.
+	SubjectInitialKeySerialNumber
+	// SubjectSigningAlgorithm is the hash of a certificate signing request's signature.
+	SubjectSigningAlgorithm
+	// SubjectCertificateSubject is the subject name of a certificate signing
+	// request; SubjectCommonName and SubjectCountry are two of its attributes.
+	SubjectCertificateSubject
+	SubjectCommonName
+	SubjectCountry
 )
 
 // About returns a Validation fault about subject with a client-safe message

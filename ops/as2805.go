@@ -145,7 +145,7 @@ func (s *Service) ExportKeyAs2805(in ExportKeyInput, x ExportAs2805) (*WrappedKe
 	if err != nil {
 		return nil, err
 	}
-	if in.DukptKSN != "" {
+	if in.DukptKSN != nil {
 		return nil, fault.FieldInvalid("ExportAttributes.ExportDukptInitialKey", "cannot be combined with an AS2805 key cryptogram")
 	}
 	e, err := s.loadExport(in)

@@ -154,7 +154,7 @@ func TestAs2805Refusals(t *testing.T) {
 	if n := keyCount(t, svc); n != before {
 		t.Errorf("refused imports stored %d keys", n-before)
 	}
-	if _, err := svc.ExportKeyAs2805(ops.ExportKeyInput{KeyIdentifier: pek, DukptKSN: "FFFF9876543210E00001"},
+	if _, err := svc.ExportKeyAs2805(ops.ExportKeyInput{KeyIdentifier: pek, DukptKSN: xUnhex(t, "FFFF9876543210E00001")},
 		ops.ExportAs2805{WrappingKeyIdentifier: kek, Variant: ops.As2805PinEncryptionKey}); fault.As(err).Kind != fault.Validation {
 		t.Errorf("DUKPT initial key with AS2805: %v", err)
 	}

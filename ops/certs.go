@@ -7,7 +7,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"math/big"
@@ -151,10 +150,6 @@ func serial() *big.Int {
 	return n.Add(n, big.NewInt(1))
 }
 
-func pemCert(der []byte) []byte {
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-}
-
 func certKeyUsage(u keyspec.KeyUsage) x509.KeyUsage {
 	switch u {
 	case keyspec.S0:
@@ -184,7 +179,7 @@ func (s *Service) GetPublicKeyCertificate(ident string) (*PublicKeyCertificate, 
 	now := s.now()
 	if len(k.Certificate) > 0 {
 		if c, err := x509.ParseCertificate(k.Certificate); err == nil && c.NotAfter.Sub(now) >= leafMinLeft && c.CheckSignatureFrom(ca.cert) == nil {
-			return &PublicKeyCertificate{Certificate: pemCert(k.Certificate), Chain: pemCert(ca.cert.Raw)}, nil
+			return &PublicKeyCertificate{Certificate: k.Certificate, Chain: ca.cert.Raw}, nil
 		}
 	}
 	der, err := ca.issue(k.PublicKey, k.ID, s.keyARN(k.ID), certKeyUsage(k.Attributes.Usage), now, leafValidity)
@@ -194,7 +189,7 @@ func (s *Service) GetPublicKeyCertificate(ident string) (*PublicKeyCertificate, 
 	if _, err := s.store.UpdateKey(k.ID, func(r *keystore.Key) error { r.Certificate = der; return nil }); err != nil {
 		return nil, storeErr("store certificate", err, ident)
 	}
-	return &PublicKeyCertificate{Certificate: pemCert(der), Chain: pemCert(ca.cert.Raw)}, nil
+	return &PublicKeyCertificate{Certificate: der, Chain: ca.cert.Raw}, nil
 }
 
 func checkBinding(h tr31.Header, want string) error {

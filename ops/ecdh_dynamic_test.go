@@ -34,7 +34,7 @@ type dhEnv struct {
 
 type dhK3 struct {
 	arn  string
-	cert []byte // PEM, from GetPublicKeyCertificate
+	cert []byte // DER, from GetPublicKeyCertificate
 }
 
 func newDHK3(t testing.TB, svc *ops.Service, alg keyspec.Algorithm, derive keyspec.KeyUsage) *dhK3 {
@@ -54,7 +54,7 @@ func newDHK3(t testing.TB, svc *ops.Service, alg keyspec.Algorithm, derive keysp
 func newDHEnv(t *testing.T) *dhEnv {
 	f := xNewExchange(t)
 	ca := xNewTestCA(t, nil)
-	caKey, err := f.svc.ImportCertificate(ops.ImportCertificateInput{Attributes: xCaAttrs, Certificate: xB64(ca.cert)})
+	caKey, err := f.svc.ImportCertificate(ops.ImportCertificateInput{Attributes: xCaAttrs, Certificate: ca.cert.Raw})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -256,7 +256,7 @@ func TestDiffieHellmanDynamicKeyRefusals(t *testing.T) {
 	}
 	// A certificate the KeyUsage of which forbids key agreement.
 	ca := xNewTestCA(t, nil)
-	caKey, err := e.f.svc.ImportCertificate(ops.ImportCertificateInput{Attributes: xCaAttrs, Certificate: xB64(ca.cert)})
+	caKey, err := e.f.svc.ImportCertificate(ops.ImportCertificateInput{Attributes: xCaAttrs, Certificate: ca.cert.Raw})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -301,7 +301,7 @@ func FuzzDiffieHellmanDynamicKey(f *testing.F) {
 	f.Add("MIIB", "HMAC_SHA256", "X", "SHA_384", "zz")
 	svc := opstest.New(f)
 	ca := xNewTestCA(f, nil)
-	caKey, err := svc.ImportCertificate(ops.ImportCertificateInput{Attributes: xCaAttrs, Certificate: xB64(ca.cert)})
+	caKey, err := svc.ImportCertificate(ops.ImportCertificateInput{Attributes: xCaAttrs, Certificate: ca.cert.Raw})
 	if err != nil {
 		f.Fatal(err)
 	}

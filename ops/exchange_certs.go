@@ -5,10 +5,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/x509"
-	"encoding/base64"
-	"encoding/pem"
 	"errors"
-	"strings"
 
 	"payhsm/fault"
 	"payhsm/keyspec"
@@ -23,14 +20,15 @@ import (
 // whole path up to its root: every CA on it must still exist, be enabled and
 // be within its validity period.
 
-// maxCertificateLen bounds a certificate member (the model's CertificateType max).
+// maxCertificateLen bounds a certificate (the AWS model's CertificateType
+// max, in characters of its wire form, bounds its DER too).
 const maxCertificateLen = 32768
 
 // ImportCertificateInput imports a root (CAIdentifier == "") or trusted certificate.
 type ImportCertificateInput struct {
 	Attributes   keyspec.Attributes
-	Certificate  string // base64 of PEM, as the AWS API carries certificates
-	CAIdentifier string // the issuing CA key (TrustedCertificatePublicKey only)
+	Certificate  []byte // DER
+	CAIdentifier string // the issuing CA key (trusted certificates only)
 	KCVAlgorithm keyspec.KCVAlgorithm
 	Enabled      *bool
 	Tags         []Tag
@@ -38,34 +36,15 @@ type ImportCertificateInput struct {
 
 func issuerMeta(id string) string { return "cert-issuer/" + id }
 
-// ParseCertificate decodes one X.509 certificate as the AWS API carries it:
-// base64 of a PEM "CERTIFICATE" block. Raw PEM and base64 DER are accepted too.
-// Errors name field and never echo the input.
-func ParseCertificate(field, s string) (*x509.Certificate, error) {
-	if len(s) == 0 || len(s) > maxCertificateLen {
-		return nil, fault.FieldInvalid(field, "must be a certificate of 1 to %d characters", maxCertificateLen)
-	}
-	raw := []byte(s)
-	if !strings.Contains(s, "-----BEGIN") {
-		dec, err := base64.StdEncoding.DecodeString(strings.TrimSpace(s))
-		if err != nil {
-			return nil, fault.FieldInvalid(field, "must be a base64-encoded PEM certificate")
-		}
-		raw = dec
-	}
-	der := raw
-	if blk, rest := pem.Decode(raw); blk != nil {
-		if blk.Type != "CERTIFICATE" {
-			return nil, fault.FieldInvalid(field, "the PEM block is a %.32q, not a CERTIFICATE", blk.Type)
-		}
-		if len(strings.TrimSpace(string(rest))) != 0 {
-			return nil, fault.FieldInvalid(field, "must hold exactly one certificate")
-		}
-		der = blk.Bytes
+// parseCertificate parses a certificate the request carries (DER). Its
+// faults are about SubjectCertificate and never echo the input.
+func parseCertificate(der []byte) (*x509.Certificate, error) {
+	if len(der) == 0 || len(der) > maxCertificateLen {
+		return nil, fault.About(fault.SubjectCertificate, "must be a certificate of 1 to %d bytes", maxCertificateLen)
 	}
 	c, err := x509.ParseCertificate(der)
 	if err != nil {
-		return nil, fault.Wrap(fault.Validation, field+": not a valid X.509 certificate", err)
+		return nil, invalidBecause(fault.SubjectCertificate, "not a valid X.509 certificate", err)
 	}
 	return c, nil
 }
@@ -98,32 +77,34 @@ func certAlgorithm(c *x509.Certificate) (keyspec.Algorithm, bool) {
 // verifyUnder checks that c is signed by anchor and that both are within their
 // validity at the service's current time (x509 path validation with anchor as
 // the only trust anchor: signature, validity, basic constraints, path length).
-func (s *Service) verifyUnder(field string, c, anchor *x509.Certificate) error {
+// Its fault is about subject (the certificate under check).
+func (s *Service) verifyUnder(subject fault.Subject, c, anchor *x509.Certificate) error {
 	roots := x509.NewCertPool()
 	roots.AddCert(anchor)
 	_, err := c.Verify(x509.VerifyOptions{Roots: roots, CurrentTime: s.now(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
 	if err != nil {
-		return fault.Wrap(fault.Validation, field+": the certificate does not chain to the certificate authority, or it or the authority is expired or not yet valid", err)
+		return invalidBecause(subject, "the certificate does not chain to the certificate authority, or it or the authority is expired or not yet valid", err)
 	}
 	return nil
 }
 
 // trustAnchor resolves a CertificateAuthorityPublicKeyIdentifier: an imported
 // CA certificate (root or trusted intermediate) whose whole path to its root is
-// still usable and within validity. It returns the CA key and its certificate.
-func (s *Service) trustAnchor(ident, field string) (*keystore.Key, *x509.Certificate, error) {
+// still usable and within validity. It returns the CA key and its
+// certificate; its faults are about SubjectCertificateAuthority.
+func (s *Service) trustAnchor(ident string) (*keystore.Key, *x509.Certificate, error) {
 	k, err := s.resolve(ident)
 	if err != nil {
 		return nil, nil, err
 	}
-	ca, err := s.caCert(k, ident, field)
+	ca, err := s.caCert(k, ident)
 	if err != nil {
 		return nil, nil, err
 	}
 	cur, cert := k, ca
 	for depth := 0; ; depth++ {
 		if depth > 8 {
-			return nil, nil, fault.FieldInvalid(field, "the certificate authority's chain is too long")
+			return nil, nil, fault.About(fault.SubjectCertificateAuthority, "the certificate authority's chain is too long")
 		}
 		parentID, err := s.store.GetMeta(issuerMeta(cur.ID))
 		if errors.Is(err, keystore.ErrNotFound) {
@@ -133,13 +114,13 @@ func (s *Service) trustAnchor(ident, field string) (*keystore.Key, *x509.Certifi
 		}
 		parent, err := s.store.GetKey(string(parentID))
 		if err != nil || parent.State != StateCreateComplete {
-			return nil, nil, fault.FieldInvalid(field, "the certificate authority's issuer no longer exists")
+			return nil, nil, fault.About(fault.SubjectCertificateAuthority, "the certificate authority's issuer no longer exists")
 		}
-		pc, err := s.caCert(parent, s.keyARN(parent.ID), field)
+		pc, err := s.caCert(parent, s.keyARN(parent.ID))
 		if err != nil {
 			return nil, nil, err
 		}
-		if err := s.verifyUnder(field, cert, pc); err != nil {
+		if err := s.verifyUnder(fault.SubjectCertificateAuthority, cert, pc); err != nil {
 			return nil, nil, err
 		}
 		cur, cert = parent, pc
@@ -148,95 +129,91 @@ func (s *Service) trustAnchor(ident, field string) (*keystore.Key, *x509.Certifi
 }
 
 // caCert checks that k is a usable imported CA certificate and returns it.
-func (s *Service) caCert(k *keystore.Key, ident, field string) (*x509.Certificate, error) {
+func (s *Service) caCert(k *keystore.Key, ident string) (*x509.Certificate, error) {
 	if err := s.usable(k, ident); err != nil {
 		return nil, err
 	}
 	if k.Attributes.Class != keyspec.PublicKey || k.Attributes.Usage != keyspec.S0 || len(k.Certificate) == 0 {
-		return nil, fault.FieldInvalid(field, "must name an imported certificate authority (a TR31_S0_ASYMMETRIC_KEY_FOR_DIGITAL_SIGNATURE public key certificate)")
+		return nil, fault.About(fault.SubjectCertificateAuthority, "must name an imported certificate authority (a TR31_S0_ASYMMETRIC_KEY_FOR_DIGITAL_SIGNATURE public key certificate)")
 	}
 	c, err := x509.ParseCertificate(k.Certificate)
 	if err != nil {
 		return nil, fault.Internalf("stored certificate", err)
 	}
 	if !c.IsCA || !c.BasicConstraintsValid {
-		return nil, fault.FieldInvalid(field, "the named certificate is not a certificate authority")
+		return nil, fault.About(fault.SubjectCertificateAuthority, "the named certificate is not a certificate authority")
 	}
 	now := s.now()
 	if now.Before(c.NotBefore) || now.After(c.NotAfter) {
-		return nil, fault.FieldInvalid(field, "the certificate authority's certificate is expired or not yet valid")
+		return nil, fault.About(fault.SubjectCertificateAuthority, "the certificate authority's certificate is expired or not yet valid")
 	}
 	return c, nil
 }
 
-// verifyLeaf parses a partner certificate and validates it against the CA key
-// named by caIdent; it returns the certificate and the CA key.
-func (s *Service) verifyLeaf(caIdent, caField, certB64, certField string) (*x509.Certificate, *keystore.Key, error) {
-	c, err := ParseCertificate(certField, certB64)
+// verifyPartner parses a partner certificate (DER) and validates it against
+// the CA key named by caIdent; it returns the certificate and the CA key.
+func (s *Service) verifyPartner(caIdent string, der []byte) (*x509.Certificate, *keystore.Key, error) {
+	c, err := parseCertificate(der)
 	if err != nil {
 		return nil, nil, err
 	}
-	caKey, ca, err := s.trustAnchor(caIdent, caField)
+	caKey, ca, err := s.trustAnchor(caIdent)
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := s.verifyUnder(certField, c, ca); err != nil {
+	if err := s.verifyUnder(fault.SubjectCertificate, c, ca); err != nil {
 		return nil, nil, err
 	}
 	return c, caKey, nil
 }
 
-// ImportCertificate imports a RootCertificatePublicKey (CAIdentifier == "") or
-// a TrustedCertificatePublicKey. Nothing is stored unless every check passes.
+// ImportCertificate imports a root certificate (CAIdentifier == "") or a
+// trusted certificate. Nothing is stored unless every check passes.
 func (s *Service) ImportCertificate(in ImportCertificateInput) (*Key, error) {
-	member := "KeyMaterial.RootCertificatePublicKey"
-	if in.CAIdentifier != "" {
-		member = "KeyMaterial.TrustedCertificatePublicKey"
-	}
 	a := in.Attributes
 	if err := keyspec.ValidateImport(a, ""); err != nil {
 		return nil, err
 	}
 	if a.Class != keyspec.PublicKey {
-		return nil, fault.FieldInvalid(member+".KeyAttributes.KeyClass", "certificates are imported as PUBLIC_KEY")
+		return nil, fault.About(fault.SubjectKeyClass, "certificates are imported as PUBLIC_KEY")
 	}
 	if in.KCVAlgorithm != "" && in.KCVAlgorithm != keyspec.KCVSHA1 {
-		return nil, fault.FieldInvalid("KeyCheckValueAlgorithm", "public keys use the SHA_1 check value")
+		return nil, fault.About(fault.SubjectKeyCheckValueAlgorithm, "public keys use the SHA_1 check value")
 	}
-	c, err := ParseCertificate(member+".PublicKeyCertificate", in.Certificate)
+	c, err := parseCertificate(in.Certificate)
 	if err != nil {
 		return nil, err
 	}
 	if alg, ok := certAlgorithm(c); !ok || alg != a.Algorithm {
-		return nil, fault.FieldInvalid(member+".KeyAttributes.KeyAlgorithm", "does not match the certificate's public key")
+		return nil, fault.About(fault.SubjectKeyAlgorithm, "does not match the certificate's public key")
 	}
 	var parent *keystore.Key
 	if in.CAIdentifier == "" {
 		if a.Usage != keyspec.S0 {
-			return nil, fault.FieldInvalid(member+".KeyAttributes.KeyUsage", "a root certificate is imported as TR31_S0_ASYMMETRIC_KEY_FOR_DIGITAL_SIGNATURE")
+			return nil, fault.About(fault.SubjectKeyUsage, "a root certificate is imported as TR31_S0_ASYMMETRIC_KEY_FOR_DIGITAL_SIGNATURE")
 		}
 		if !c.IsCA || !c.BasicConstraintsValid {
-			return nil, fault.FieldInvalid(member+".PublicKeyCertificate", "a root certificate must be a CA certificate (basic constraints cA=TRUE)")
+			return nil, fault.About(fault.SubjectCertificate, "a root certificate must be a CA certificate (basic constraints cA=TRUE)")
 		}
 		if c.KeyUsage != 0 && c.KeyUsage&x509.KeyUsageCertSign == 0 {
-			return nil, fault.FieldInvalid(member+".PublicKeyCertificate", "the root certificate's key usage does not allow certificate signing")
+			return nil, fault.About(fault.SubjectCertificate, "the root certificate's key usage does not allow certificate signing")
 		}
 		if err := c.CheckSignatureFrom(c); err != nil {
-			return nil, fault.Wrap(fault.Validation, member+".PublicKeyCertificate: a root certificate must be self-signed", err)
+			return nil, invalidBecause(fault.SubjectCertificate, "a root certificate must be self-signed", err)
 		}
 		if now := s.now(); now.Before(c.NotBefore) || now.After(c.NotAfter) {
-			return nil, fault.FieldInvalid(member+".PublicKeyCertificate", "the certificate is expired or not yet valid")
+			return nil, fault.About(fault.SubjectCertificate, "the certificate is expired or not yet valid")
 		}
 	} else {
 		var ca *x509.Certificate
-		if parent, ca, err = s.trustAnchor(in.CAIdentifier, member+".CertificateAuthorityPublicKeyIdentifier"); err != nil {
+		if parent, ca, err = s.trustAnchor(in.CAIdentifier); err != nil {
 			return nil, err
 		}
-		if err := s.verifyUnder(member+".PublicKeyCertificate", c, ca); err != nil {
+		if err := s.verifyUnder(fault.SubjectCertificate, c, ca); err != nil {
 			return nil, err
 		}
 		if err := leafUsageFits(a.Usage, c); err != nil {
-			return nil, fault.FieldInvalid(member+".PublicKeyCertificate", "%v", err)
+			return nil, fault.About(fault.SubjectCertificate, "%v", err)
 		}
 	}
 	id, err := newKeyID()

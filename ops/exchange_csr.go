@@ -8,7 +8,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
-	"encoding/pem"
 	"errors"
 
 	"payhsm/fault"
@@ -23,14 +22,13 @@ type CertificateSubject struct {
 var (
 	oidEmailAddress = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 1}
 	// PKCS #1 v2.2 (RFC 8017) Appendix A.2.4 and RFC 5758 section 3.2.
-	csrSigAlgs = map[string]struct {
-		hash     crypto.Hash
+	csrSigAlgs = map[crypto.Hash]struct {
 		rsa, ecc asn1.ObjectIdentifier
 	}{
-		"SHA224": {crypto.SHA224, asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 14}, asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 1}},
-		"SHA256": {crypto.SHA256, asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 11}, asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 2}},
-		"SHA384": {crypto.SHA384, asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 12}, asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 3}},
-		"SHA512": {crypto.SHA512, asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 13}, asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 4}},
+		crypto.SHA224: {asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 14}, asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 1}},
+		crypto.SHA256: {asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 11}, asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 2}},
+		crypto.SHA384: {asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 12}, asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 3}},
+		crypto.SHA512: {asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 13}, asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 4}},
 	}
 )
 
@@ -48,19 +46,19 @@ type csr struct {
 	Signature asn1.BitString
 }
 
-// GetCertificateSigningRequest returns a PKCS #10 request (PEM) for an
+// GetCertificateSigningRequest returns a PKCS #10 request (DER) for an
 // asymmetric key pair's public key, signed with its private key and
-// SHA-224, SHA-256, SHA-384 or SHA-512 (RSA PKCS #1 v1.5 or ECDSA).
-func (s *Service) GetCertificateSigningRequest(ident, signingAlgorithm string, sub CertificateSubject) ([]byte, error) {
-	alg, ok := csrSigAlgs[signingAlgorithm]
+// SHA-224, SHA-256, SHA-384 or SHA-512 (hash; RSA PKCS #1 v1.5 or ECDSA).
+func (s *Service) GetCertificateSigningRequest(ident string, hash crypto.Hash, sub CertificateSubject) ([]byte, error) {
+	alg, ok := csrSigAlgs[hash]
 	if !ok {
-		return nil, fault.FieldInvalid("SigningAlgorithm", "must be SHA224, SHA256, SHA384 or SHA512")
+		return nil, fault.About(fault.SubjectSigningAlgorithm, "must be SHA-224, SHA-256, SHA-384 or SHA-512")
 	}
 	if sub.CommonName == "" {
-		return nil, fault.FieldInvalid("CertificateSubject.CommonName", "is required")
+		return nil, fault.About(fault.SubjectCommonName, "is required")
 	}
 	if sub.Country != "" && len(sub.Country) != 2 {
-		return nil, fault.FieldInvalid("CertificateSubject.Country", "must be a two-letter ISO 3166 country code")
+		return nil, fault.About(fault.SubjectCountry, "must be a two-letter ISO 3166 country code")
 	}
 	k, err := s.resolve(ident)
 	if err != nil {
@@ -70,7 +68,7 @@ func (s *Service) GetCertificateSigningRequest(ident, signingAlgorithm string, s
 		return nil, err
 	}
 	if k.Attributes.Class != keyspec.AsymmetricPair || len(k.PublicKey) == 0 {
-		return nil, fault.FieldInvalid("KeyIdentifier", "must name an asymmetric key pair")
+		return nil, fault.About(fault.SubjectKey, "must name an asymmetric key pair")
 	}
 	name := pkix.Name{CommonName: sub.CommonName}
 	for _, f := range []struct {
@@ -87,7 +85,7 @@ func (s *Service) GetCertificateSigningRequest(ident, signingAlgorithm string, s
 	}
 	subject, err := asn1.Marshal(name.ToRDNSequence())
 	if err != nil {
-		return nil, fault.FieldInvalid("CertificateSubject", "cannot be encoded")
+		return nil, fault.About(fault.SubjectCertificateSubject, "cannot be encoded")
 	}
 	info, err := asn1.Marshal(csrInfo{Subject: asn1.RawValue{FullBytes: subject}, PublicKey: asn1.RawValue{FullBytes: k.PublicKey},
 		Attributes: asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 0, IsCompound: true}})
@@ -103,7 +101,7 @@ func (s *Service) GetCertificateSigningRequest(ident, signingAlgorithm string, s
 	if err != nil {
 		return nil, fault.Internalf("parse private key", err)
 	}
-	h := alg.hash.New()
+	h := hash.New()
 	h.Write(info)
 	digest := h.Sum(nil)
 	var sig []byte
@@ -111,7 +109,7 @@ func (s *Service) GetCertificateSigningRequest(ident, signingAlgorithm string, s
 	switch key := pk.(type) {
 	case *rsa.PrivateKey:
 		algID = pkix.AlgorithmIdentifier{Algorithm: alg.rsa, Parameters: asn1.NullRawValue}
-		sig, err = rsa.SignPKCS1v15(rand.Reader, key, alg.hash, digest)
+		sig, err = rsa.SignPKCS1v15(rand.Reader, key, hash, digest)
 	case *ecdsa.PrivateKey:
 		algID = pkix.AlgorithmIdentifier{Algorithm: alg.ecc}
 		sig, err = ecdsa.SignASN1(rand.Reader, key, digest)
@@ -125,5 +123,5 @@ func (s *Service) GetCertificateSigningRequest(ident, signingAlgorithm string, s
 	if err != nil {
 		return nil, fault.Internalf("encode CSR", err)
 	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: out}), nil
+	return out, nil
 }

@@ -1,6 +1,7 @@
 package ops_test
 
 import (
+	"crypto"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -37,15 +38,15 @@ func TestCertificateSigningRequest(t *testing.T) {
 	for _, key := range []string{rsaSign, ecSign, ecdh} {
 		isRSA := key == rsaSign
 		for _, alg := range []string{"SHA224", "SHA256", "SHA384", "SHA512"} {
-			p, err := svc.GetCertificateSigningRequest(key, alg, sub)
+			der, err := svc.GetCertificateSigningRequest(key, csrHashes[alg], sub)
 			if err != nil {
 				t.Fatal(err)
 			}
-			f := filepath.Join(dir, "req.pem")
-			if err := os.WriteFile(f, p, 0o600); err != nil {
+			f := filepath.Join(dir, "req.der")
+			if err := os.WriteFile(f, der, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			out, err := exec.Command("openssl", "req", "-in", f, "-verify", "-noout", "-subject", "-text").CombinedOutput()
+			out, err := exec.Command("openssl", "req", "-inform", "DER", "-in", f, "-verify", "-noout", "-subject", "-text").CombinedOutput()
 			s := string(out)
 			if err != nil || !strings.Contains(s, "verify OK") {
 				t.Fatalf("%s: openssl: %v\n%s", alg, err, s)
@@ -63,17 +64,22 @@ func TestCertificateSigningRequest(t *testing.T) {
 	}
 	sym := opstest.Import(t, svc, xSym(keyspec.K0, keyspec.AES128, xMEDWU), xAes128)
 	for _, tc := range []struct {
-		key, alg string
-		sub      ops.CertificateSubject
-		kind     fault.Kind
+		key  string
+		alg  crypto.Hash
+		sub  ops.CertificateSubject
+		kind fault.Kind
 	}{
-		{rsaSign, "MD5", sub, fault.Validation},
-		{rsaSign, "SHA256", ops.CertificateSubject{}, fault.Validation},
-		{rsaSign, "SHA256", ops.CertificateSubject{CommonName: "x", Country: "AUS"}, fault.Validation},
-		{sym, "SHA256", sub, fault.Validation},
-		{"alias/none", "SHA256", sub, fault.NotFound},
+		{rsaSign, crypto.MD5, sub, fault.Validation},
+		{rsaSign, crypto.SHA1, sub, fault.Validation},
+		{rsaSign, crypto.SHA256, ops.CertificateSubject{}, fault.Validation},
+		{rsaSign, crypto.SHA256, ops.CertificateSubject{CommonName: "x", Country: "AUS"}, fault.Validation},
+		{sym, crypto.SHA256, sub, fault.Validation},
+		{"alias/none", crypto.SHA256, sub, fault.NotFound},
 	} {
 		_, err := svc.GetCertificateSigningRequest(tc.key, tc.alg, tc.sub)
 		xWantKind(t, err, tc.kind)
 	}
 }
+
+// csrHashes are the signature hashes by the names OpenSSL prints them under.
+var csrHashes = map[string]crypto.Hash{"SHA224": crypto.SHA224, "SHA256": crypto.SHA256, "SHA384": crypto.SHA384, "SHA512": crypto.SHA512}

@@ -57,7 +57,7 @@ func newECDHPartner(t *testing.T, curve string, ca *xTestCA) *ecdhPartner {
 // kbpk derives the KBPK from our certificate (PEM) as the partner.
 func (p *ecdhPartner) kbpk(t *testing.T, ourCert []byte, kdf, digest, info string, n int) []byte {
 	t.Helper()
-	c := xPEMCert(t, ourCert)
+	c := xParseCert(t, ourCert)
 	peer := filepath.Join(p.dir, "peer.pem")
 	if err := os.WriteFile(peer, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: c.RawSubjectPublicKeyInfo}), 0o600); err != nil {
 		t.Fatal(err)
@@ -74,7 +74,7 @@ func (p *ecdhPartner) kbpk(t *testing.T, ourCert []byte, kdf, digest, info strin
 func TestDiffieHellmanTR31(t *testing.T) {
 	f := xNewExchange(t)
 	ca := xNewTestCA(t, nil)
-	caKey, err := f.svc.ImportCertificate(ops.ImportCertificateInput{Attributes: xCaAttrs, Certificate: xB64(ca.cert)})
+	caKey, err := f.svc.ImportCertificate(ops.ImportCertificateInput{Attributes: xCaAttrs, Certificate: ca.cert.Raw})
 	if err != nil {
 		t.Fatal(err)
 	}

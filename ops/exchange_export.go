@@ -3,11 +3,8 @@ package ops
 import (
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
-	"crypto/sha512"
 	"crypto/x509"
 	"encoding/hex"
-	"hash"
 	"sort"
 	"strings"
 
@@ -18,7 +15,9 @@ import (
 	"payhsm/keystore"
 )
 
-// Wrapped key material formats (the AWS WrappedKeyMaterialFormat enum).
+// Wrapped key material formats. They keep the AWS WrappedKeyMaterialFormat
+// spellings for now: TranslatedKey.Format and the data-plane edges copy them
+// as strings (issue #13: to be typed together with those).
 const (
 	FormatKeyCryptogram = "KEY_CRYPTOGRAM"
 	FormatTR31          = "TR31_KEY_BLOCK"
@@ -43,8 +42,10 @@ type KeyBlockHeaders struct {
 // ExportKeyInput is ExportKey's request; exactly one material member is set.
 type ExportKeyInput struct {
 	KeyIdentifier string
-	KCVAlgorithm  keyspec.KCVAlgorithm // ExportAttributes.KeyCheckValueAlgorithm
-	DukptKSN      string               // ExportAttributes.ExportDukptInitialKey.KeySerialNumber (hex)
+	KCVAlgorithm  keyspec.KCVAlgorithm // the check value method ("" = the key's own)
+	// DukptKSN, when set, exports the DUKPT initial key of this key serial
+	// number (10 bytes for TDES, 12 for AES) derived from the BDK KeyIdentifier.
+	DukptKSN []byte
 
 	Tr31          *ExportTr31
 	Tr34          *ExportTr34
@@ -61,17 +62,23 @@ type ExportTr31 struct {
 // ExportKeyCryptogram exports with RSA-OAEP to a partner certificate.
 type ExportKeyCryptogram struct {
 	CAIdentifier string // imported CA that signed Certificate
-	Certificate  string // base64 PEM
-	WrappingSpec string // RSA_OAEP_SHA_256 (default) or RSA_OAEP_SHA_512
+	Certificate  []byte // DER
+	WrappingSpec WrappingSpec
 }
 
-// WrappedKey is ExportKey's answer.
+// WrappedKey is ExportKey's answer: a key block (KeyMaterial) or a binary
+// cryptogram (Cryptogram), by Format.
 type WrappedKey struct {
 	WrappingKeyARN string
 	Format         string
-	KeyMaterial    string
-	KCV            string
-	KCVAlgorithm   keyspec.KCVAlgorithm
+	// KeyMaterial is an X9.143 (TR-31) key block: ASCII by definition. (The
+	// AS2805 export, not yet converted, still puts its cryptogram here in
+	// hexadecimal.)
+	KeyMaterial string
+	// Cryptogram is a key cryptogram (RSA-OAEP ciphertext) or a TR-34 token (DER).
+	Cryptogram   []byte
+	KCV          string // checkValueText
+	KCVAlgorithm keyspec.KCVAlgorithm
 }
 
 // exportable is a key ready to leave: its attributes, stored header and
@@ -91,7 +98,7 @@ func (e *exportable) release() { clear(e.key) }
 // certificate (TR-34 token or key cryptogram). Non-exportable keys never leave, and the
 // wrapping key must be at least as strong as the key it protects.
 func (s *Service) ExportKey(in ExportKeyInput) (*WrappedKey, error) {
-	e, err := s.loadExport(in)
+	e, err := s.exportableKey(in)
 	if err != nil {
 		return nil, err
 	}
@@ -107,7 +114,7 @@ func (s *Service) ExportKey(in ExportKeyInput) (*WrappedKey, error) {
 	case in.DiffieHellman != nil:
 		out, err = s.exportDiffieHellman(e, in.DiffieHellman)
 	default:
-		return nil, fault.FieldInvalid("KeyMaterial", "this key material type is not supported by this appliance")
+		return nil, fault.About(fault.SubjectKeyMaterial, "this key material type is not supported by this appliance")
 	}
 	if err != nil {
 		return nil, err
@@ -126,10 +133,10 @@ func (s *Service) ExportKey(in ExportKeyInput) (*WrappedKey, error) {
 	return out, nil
 }
 
-// loadExport resolves the key under export, checks it may leave and opens it;
-// with a DUKPT KSN it derives the initial key from the BDK instead.
-func (s *Service) loadExport(in ExportKeyInput) (*exportable, error) {
-	const field = "ExportKeyIdentifier"
+// exportableKey resolves the key under export, checks it may leave and opens
+// it; with a DUKPT KSN it derives the initial key from the BDK instead. Its
+// faults about the key are about SubjectKey.
+func (s *Service) exportableKey(in ExportKeyInput) (*exportable, error) {
 	rec, err := s.resolve(in.KeyIdentifier)
 	if err != nil {
 		return nil, err
@@ -139,14 +146,14 @@ func (s *Service) loadExport(in ExportKeyInput) (*exportable, error) {
 	}
 	a := rec.Attributes
 	if !a.Algorithm.IsSymmetric() || a.Class != keyspec.Symmetric {
-		return nil, fault.FieldInvalid(field, "only symmetric keys are exported; export a public key with GetPublicKeyCertificate")
+		return nil, fault.About(fault.SubjectKey, "only symmetric keys are exported; export a public key with GetPublicKeyCertificate")
 	}
-	if in.DukptKSN == "" && !rec.Exportable {
-		return nil, fault.FieldInvalid(field, "key %s is not exportable", in.KeyIdentifier)
+	if in.DukptKSN == nil && !rec.Exportable {
+		return nil, fault.About(fault.SubjectKey, "key %s is not exportable", in.KeyIdentifier)
 	}
 	if in.KCVAlgorithm != "" {
 		if err := keyspec.ValidKCVAlgorithm(a.Algorithm, in.KCVAlgorithm); err != nil {
-			return nil, fault.FieldInvalid("ExportAttributes.KeyCheckValueAlgorithm", "%s is not a check value method for %s keys", in.KCVAlgorithm, a.Algorithm)
+			return nil, fault.About(fault.SubjectKeyCheckValueAlgorithm, "%s is not a check value method for %s keys", in.KCVAlgorithm, a.Algorithm)
 		}
 	}
 	h, key, err := s.loadMaterial(rec)
@@ -154,7 +161,7 @@ func (s *Service) loadExport(in ExportKeyInput) (*exportable, error) {
 		return nil, err
 	}
 	e := &exportable{rec: rec, attrs: a, header: h, key: key}
-	if in.DukptKSN != "" {
+	if in.DukptKSN != nil {
 		if err := e.deriveInitialKey(in.DukptKSN); err != nil {
 			e.release()
 			return nil, err
@@ -166,16 +173,13 @@ func (s *Service) loadExport(in ExportKeyInput) (*exportable, error) {
 // deriveInitialKey replaces a BDK by the DUKPT initial key (IPEK/IK) of ksn:
 // ANSI X9.24-1-2009 A.6 for TDES (10-byte KSN, counter ignored) and ANSI
 // X9.24-3-2017 6.3.3 for AES (12-byte KSN, initial key ID = first 8 bytes).
-func (e *exportable) deriveInitialKey(ksnHex string) error {
-	const field = "ExportAttributes.ExportDukptInitialKey.KeySerialNumber"
+func (e *exportable) deriveInitialKey(requested []byte) error {
 	if e.attrs.Usage != keyspec.B0 {
-		return fault.FieldInvalid("ExportKeyIdentifier", "an initial DUKPT key is derived from a TR31_B0_BASE_DERIVATION_KEY, not %s", e.attrs.Usage)
+		return fault.About(fault.SubjectKey, "an initial DUKPT key is derived from a TR31_B0_BASE_DERIVATION_KEY, not %s", e.attrs.Usage)
 	}
-	ksn, err := hex.DecodeString(ksnHex)
-	if err != nil {
-		return fault.FieldInvalid(field, "must be hexadecimal")
-	}
+	ksn := append([]byte(nil), requested...) // the counter bits are cleared below; the caller's copy stays
 	var ik []byte
+	var err error
 	switch {
 	case e.attrs.Algorithm == keyspec.TDES2Key && len(ksn) == dukpt.TDESKSNLen:
 		ik, err = dukpt.TDESInitialKey(e.key, dukpt.TDESKSN(ksn))
@@ -185,9 +189,9 @@ func (e *exportable) deriveInitialKey(ksnHex string) error {
 		ik, err = dukpt.AESInitialKey(e.key, [8]byte(ksn[:8]))
 		ksn = ksn[:8] // IK block: the initial key ID
 	case e.attrs.Algorithm.IsTDES():
-		return fault.FieldInvalid(field, "a TDES DUKPT key serial number is 20 hexadecimal digits, and the BDK must be TDES_2KEY")
+		return fault.About(fault.SubjectInitialKeySerialNumber, "a TDES DUKPT key serial number is %d bytes, and the BDK must be TDES_2KEY", dukpt.TDESKSNLen)
 	default:
-		return fault.FieldInvalid(field, "an AES DUKPT key serial number is 24 hexadecimal digits")
+		return fault.About(fault.SubjectInitialKeySerialNumber, "an AES DUKPT key serial number is %d bytes", dukpt.AESKSNLen)
 	}
 	if err != nil {
 		return fault.Internalf("derive initial DUKPT key", err)
@@ -200,26 +204,26 @@ func (e *exportable) deriveInitialKey(ksnHex string) error {
 
 // exportTR31 wraps the key in a version B (TDES KEK) or D (AES KEK) key block.
 func (s *Service) exportTR31(e *exportable, x *ExportTr31) (*WrappedKey, error) {
-	return s.wrapTR31(e, x.WrappingKeyIdentifier, "KeyMaterial.Tr31KeyBlock.WrappingKeyIdentifier", x.Headers, "KeyMaterial.Tr31KeyBlock.KeyBlockHeaders")
+	return s.wrapKeyBlock(e, x.WrappingKeyIdentifier, x.Headers)
 }
 
-// wrapTR31 wraps e in a version B (TDES KEK) or D (AES KEK) key block under
-// the stored K0 or K1 key kekIdent (request member field), which must allow
-// wrapping and be at least as strong as e; kh (member headersField) changes
-// the header. The KEK comes from the working-key cache.
-func (s *Service) wrapTR31(e *exportable, kekIdent, field string, kh *KeyBlockHeaders, headersField string) (*WrappedKey, error) {
-	kek, err := s.tr31KEK(kekIdent, field, false)
+// wrapKeyBlock wraps e in a version B (TDES KEK) or D (AES KEK) key block
+// under the stored K0 or K1 key kekIdent, which must allow wrapping and be at
+// least as strong as e; kh changes the header. The KEK comes from the
+// working-key cache. Its faults about the KEK are about SubjectWrappingKey.
+func (s *Service) wrapKeyBlock(e *exportable, kekIdent string, kh *KeyBlockHeaders) (*WrappedKey, error) {
+	kek, err := s.keyEncryptionKey(kekIdent, false)
 	if err != nil {
 		return nil, err
 	}
 	ka := kek.Record.Attributes
 	if e.rec != nil && kek.Record.ID == e.rec.ID && kek.Record.KeyBlock == e.rec.KeyBlock {
-		return nil, fault.KeyRule(fault.ViolationWrappingKey, field, "a key cannot be exported under itself")
+		return nil, keyRuleAbout(fault.ViolationWrappingKey, fault.SubjectWrappingKey, "a key cannot be exported under itself")
 	}
 	if !keyspec.AtLeastAsStrong(ka.Algorithm, e.attrs.Algorithm) {
 		return nil, weakerWrapping(ka.Algorithm, e.attrs.Algorithm)
 	}
-	h, err := e.exportHeader(kh, headersField)
+	h, err := e.exportHeader(kh)
 	if err != nil {
 		return nil, err
 	}
@@ -229,7 +233,7 @@ func (s *Service) wrapTR31(e *exportable, kekIdent, field string, kh *KeyBlockHe
 	case ka.Algorithm.IsAES():
 		h.Version = 'D'
 	default:
-		return nil, fault.FieldInvalid(field, "a %s key cannot protect a TR-31 key block", ka.Algorithm)
+		return nil, fault.About(fault.SubjectWrappingKey, "a %s key cannot protect a TR-31 key block", ka.Algorithm)
 	}
 	block, err := tr31.Wrap(kek.Material, h, e.key) // Material is shared and read-only
 	if err != nil {
@@ -238,11 +242,11 @@ func (s *Service) wrapTR31(e *exportable, kekIdent, field string, kh *KeyBlockHe
 	return &WrappedKey{WrappingKeyARN: kek.ARN, Format: FormatTR31, KeyMaterial: block}, nil
 }
 
-// tr31KEK resolves a key that may wrap (or, with unwrap, open) TR-31 key
-// blocks: a K0 or K1 key whose modes of use allow it. It comes from the
-// working-key cache.
-func (s *Service) tr31KEK(ident, field string, unwrap bool) (*WorkingKey, error) {
-	kek, err := s.Working(ident, field)
+// keyEncryptionKey resolves a key that may wrap (or, with unwrap, open)
+// TR-31 key blocks: a K0 or K1 key whose modes of use allow it. It comes from
+// the working-key cache; its faults are about SubjectWrappingKey.
+func (s *Service) keyEncryptionKey(ident string, unwrap bool) (*WorkingKey, error) {
+	kek, err := s.Working(ident, "") // issue #13: Working is to take fault.SubjectWrappingKey
 	if err != nil {
 		return nil, err
 	}
@@ -252,10 +256,10 @@ func (s *Service) tr31KEK(ident, field string, unwrap bool) (*WorkingKey, error)
 		op, allowed = "unwrapping", ka.Modes.Unwrap || ka.Modes.Decrypt
 	}
 	if ka.Usage != keyspec.K0 && ka.Usage != keyspec.K1 {
-		return nil, fault.KeyRule(fault.ViolationUsage, field, "TR-31 key block %s needs a TR31_K0_KEY_ENCRYPTION_KEY or TR31_K1_KEY_BLOCK_PROTECTION_KEY, not %s", op, ka.Usage)
+		return nil, keyRuleAbout(fault.ViolationUsage, fault.SubjectWrappingKey, "TR-31 key block %s needs a TR31_K0_KEY_ENCRYPTION_KEY or TR31_K1_KEY_BLOCK_PROTECTION_KEY, not %s", op, ka.Usage)
 	}
 	if !allowed && !ka.Modes.NoRestrictions {
-		return nil, fault.KeyRule(fault.ViolationModes, field, "the wrapping key's modes of use do not allow %s", op)
+		return nil, keyRuleAbout(fault.ViolationModes, fault.SubjectWrappingKey, "the wrapping key's modes of use do not allow %s", op)
 	}
 	return kek, nil
 }
@@ -263,7 +267,7 @@ func (s *Service) tr31KEK(ident, field string, unwrap bool) (*WorkingKey, error)
 // exportHeader is the header of an exported key block: the key's usage,
 // algorithm and mode of use (with its HM block), exportability E, key version
 // 00, changed by the caller's KeyBlockHeaders.
-func (e *exportable) exportHeader(kh *KeyBlockHeaders, field string) (tr31.Header, error) {
+func (e *exportable) exportHeader(kh *KeyBlockHeaders) (tr31.Header, error) {
 	src := e.header
 	h := tr31.Header{KeyUsage: src.KeyUsage, Algorithm: src.Algorithm, ModeOfUse: src.ModeOfUse, KeyVersion: "00", Exportability: 'E'}
 	if e.ipek {
@@ -272,6 +276,8 @@ func (e *exportable) exportHeader(kh *KeyBlockHeaders, field string) (tr31.Heade
 		if e.attrs.Algorithm.IsAES() {
 			id = "IK"
 		}
+		// X9.143 writes the KS and IK blocks' values in hexadecimal: the
+		// key block's own format, not a transport encoding.
 		h.Blocks = append(h.Blocks, tr31.OptionalBlock{ID: id, Data: strings.ToUpper(hex.EncodeToString(e.ksn))})
 	}
 	if hm, ok := blockData(src, "HM"); ok {
@@ -288,11 +294,11 @@ func (e *exportable) exportHeader(kh *KeyBlockHeaders, field string) (tr31.Heade
 		if !cur.NoRestrictions && (m.Encrypt && !cur.Encrypt || m.Decrypt && !cur.Decrypt || m.Wrap && !cur.Wrap ||
 			m.Unwrap && !cur.Unwrap || m.Generate && !cur.Generate || m.Sign && !cur.Sign || m.Verify && !cur.Verify ||
 			m.DeriveKey && !cur.DeriveKey || m.NoRestrictions) {
-			return h, fault.FieldInvalid(field+".KeyModesOfUse", "may only restrict the key's modes of use (%s), not widen them", cur)
+			return h, fault.About(fault.SubjectHeaderModesOfUse, "may only restrict the key's modes of use (%s), not widen them", cur)
 		}
 		code, err := m.TR31()
 		if err != nil {
-			return h, fault.FieldInvalid(field+".KeyModesOfUse", "%v", err)
+			return h, fault.About(fault.SubjectHeaderModesOfUse, "%v", err)
 		}
 		h.ModeOfUse = code
 	}
@@ -300,13 +306,13 @@ func (e *exportable) exportHeader(kh *KeyBlockHeaders, field string) (tr31.Heade
 	// each of the three values is at least as restrictive as the key's own.
 	if x := kh.Exportability; x != "" {
 		if x.TR31() == 0 {
-			return h, fault.FieldInvalid(field+".KeyExportability", "must be EXPORTABLE, NON_EXPORTABLE or SENSITIVE")
+			return h, fault.About(fault.SubjectHeaderExportability, "must be EXPORTABLE, NON_EXPORTABLE or SENSITIVE")
 		}
 		h.Exportability = x.TR31()
 	}
 	if v := kh.KeyVersion; v != "" {
 		if len(v) != 2 || !isUpperAlnum(v[0]) || !isUpperAlnum(v[1]) {
-			return h, fault.FieldInvalid(field+".KeyVersion", "must be two digits or upper-case letters")
+			return h, fault.About(fault.SubjectHeaderKeyVersion, "must be two digits or upper-case letters")
 		}
 		h.KeyVersion = v
 	}
@@ -315,20 +321,20 @@ func (e *exportable) exportHeader(kh *KeyBlockHeaders, field string) (tr31.Heade
 	for id, v := range kh.OptionalBlocks {
 		switch {
 		case len(id) != 2 || !isUpperAlnum(id[0]) || !isUpperAlnum(id[1]):
-			return h, fault.FieldInvalid(field+".OptionalBlocks", "an optional block ID is two digits or upper-case letters")
+			return h, fault.About(fault.SubjectHeaderOptionalBlocks, "an optional block ID is two digits or upper-case letters")
 		case id == "PB" || id == "HM" || id == bindingBlock:
-			return h, fault.FieldInvalid(field+".OptionalBlocks", "optional block %s is set by the service", id)
+			return h, fault.About(fault.SubjectHeaderOptionalBlocks, "optional block %s is set by the service", id)
 		case len(v) == 0 || !isAlnumString(v):
-			return h, fault.FieldInvalid(field+".OptionalBlocks", "optional block %s must be 1 to 108 letters or digits", id)
+			return h, fault.About(fault.SubjectHeaderOptionalBlocks, "optional block %s must be 1 to 108 letters or digits", id)
 		}
 		if _, dup := blockData(h, id); dup {
-			return h, fault.FieldInvalid(field+".OptionalBlocks", "optional block %s is set by the service", id)
+			return h, fault.About(fault.SubjectHeaderOptionalBlocks, "optional block %s is set by the service", id)
 		}
 		total += 4 + len(v)
 		ids = append(ids, id)
 	}
 	if total > maxOptionalBlockChars {
-		return h, fault.FieldInvalid(field+".OptionalBlocks", "the optional blocks take %d characters; at most %d are allowed", total, maxOptionalBlockChars)
+		return h, fault.About(fault.SubjectHeaderOptionalBlocks, "the optional blocks take %d characters; at most %d are allowed", total, maxOptionalBlockChars)
 	}
 	sort.Strings(ids)
 	for _, id := range ids {
@@ -352,27 +358,21 @@ func isAlnumString(s string) bool {
 // that chains to an imported CA. The key must be exportable in non-key-block
 // form, which an AWS-style Exportable key is.
 func (s *Service) exportCryptogram(e *exportable, x *ExportKeyCryptogram) (*WrappedKey, error) {
-	const member = "KeyMaterial.KeyCryptogram"
-	var h func() hash.Hash
-	switch x.WrappingSpec {
-	case "", "RSA_OAEP_SHA_256":
-		h = sha256.New
-	case "RSA_OAEP_SHA_512":
-		h = sha512.New
-	default:
-		return nil, fault.FieldInvalid(member+".WrappingSpec", "must be RSA_OAEP_SHA_256 or RSA_OAEP_SHA_512")
+	h, err := x.WrappingSpec.oaepHash()
+	if err != nil {
+		return nil, err
 	}
-	c, ca, err := s.verifyLeaf(x.CAIdentifier, member+".CertificateAuthorityPublicKeyIdentifier", x.Certificate, member+".WrappingKeyCertificate")
+	c, ca, err := s.verifyPartner(x.CAIdentifier, x.Certificate)
 	if err != nil {
 		return nil, err
 	}
 	pub, ok := c.PublicKey.(*rsa.PublicKey)
 	alg, known := certAlgorithm(c)
 	if !ok || !known {
-		return nil, fault.FieldInvalid(member+".WrappingKeyCertificate", "must certify an RSA_2048, RSA_3072 or RSA_4096 public key")
+		return nil, fault.About(fault.SubjectCertificate, "must certify an RSA_2048, RSA_3072 or RSA_4096 public key")
 	}
 	if c.KeyUsage != 0 && c.KeyUsage&x509.KeyUsageKeyEncipherment == 0 {
-		return nil, fault.FieldInvalid(member+".WrappingKeyCertificate", "the certificate's key usage does not allow key encipherment")
+		return nil, fault.About(fault.SubjectCertificate, "the certificate's key usage does not allow key encipherment")
 	}
 	if !keyspec.AtLeastAsStrong(alg, e.attrs.Algorithm) {
 		return nil, fault.Validationf("a %s wrapping key is weaker than the %s key it would protect", alg, e.attrs.Algorithm)
@@ -381,7 +381,7 @@ func (s *Service) exportCryptogram(e *exportable, x *ExportKeyCryptogram) (*Wrap
 	if err != nil {
 		return nil, fault.Internalf("RSA-OAEP encrypt", err)
 	}
-	return &WrappedKey{WrappingKeyARN: s.keyARN(ca.ID), Format: FormatKeyCryptogram, KeyMaterial: strings.ToUpper(hex.EncodeToString(ct))}, nil
+	return &WrappedKey{WrappingKeyARN: s.keyARN(ca.ID), Format: FormatKeyCryptogram, Cryptogram: ct}, nil
 }
 
 // ExportParameters is GetParametersForExport's answer: the KDH signing
@@ -390,15 +390,15 @@ type ExportParameters = ImportParameters
 
 // GetParametersForExport issues (or, with reuse, returns the last) export
 // token and TR-34 KDH signing key certificate. Only TR-34 exports need a token
-// (the model's KeyMaterialType documentation); the signing key is RSA.
-func (s *Service) GetParametersForExport(materialType string, alg keyspec.Algorithm, reuse bool) (*ExportParameters, error) {
+// (the AWS model's KeyMaterialType documentation); the signing key is RSA.
+func (s *Service) GetParametersForExport(materialType KeyMaterialType, alg keyspec.Algorithm, reuse bool) (*ExportParameters, error) {
 	if materialType != MaterialTR34 {
-		return nil, fault.FieldInvalid("KeyMaterialType", "%s exports need no export token; only TR34_KEY_BLOCK does", materialType)
+		return nil, fault.About(fault.SubjectKeyMaterialType, "%s exports need no export token; only TR-34 key block exports do", materialType)
 	}
 	switch alg {
 	case keyspec.RSA2048, keyspec.RSA3072, keyspec.RSA4096:
 	default:
-		return nil, fault.FieldInvalid("SigningKeyAlgorithm", "must be RSA_2048, RSA_3072 or RSA_4096")
+		return nil, fault.About(fault.SubjectTokenKeyAlgorithm, "must be RSA_2048, RSA_3072 or RSA_4096")
 	}
 	return s.issueToken(exportKind, materialType, alg, reuse, bindingHeader("S0", 'R', 'S', ""), x509.KeyUsageDigitalSignature)
 }

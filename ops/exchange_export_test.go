@@ -351,9 +351,13 @@ func TestExportDukptInitialKey(t *testing.T) {
 		{"AES X9.24-3 B.1", f.bdkAES, f.kekAES128, xAes128, xAesIKID + "00000001", xAesIK, "IK", xAesIKID, keyspec.AES128},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			w, err := f.svc.ExportKey(ops.ExportKeyInput{KeyIdentifier: tc.bdk, DukptKSN: tc.ksn, Tr31: &ops.ExportTr31{WrappingKeyIdentifier: tc.kek}})
+			ksn := xUnhex(t, tc.ksn)
+			w, err := f.svc.ExportKey(ops.ExportKeyInput{KeyIdentifier: tc.bdk, DukptKSN: ksn, Tr31: &ops.ExportTr31{WrappingKeyIdentifier: tc.kek}})
 			if err != nil {
 				t.Fatal(err)
+			}
+			if !bytes.Equal(ksn, xUnhex(t, tc.ksn)) {
+				t.Errorf("the caller's KSN became %X", ksn)
 			}
 			h, key, err := tr31.Unwrap(xUnhex(t, tc.kekHex), w.KeyMaterial)
 			if err != nil {
@@ -376,7 +380,7 @@ func TestExportDukptInitialKey(t *testing.T) {
 		{"TDES KSN for an AES BDK", f.bdkAES, "FFFF9876543210E00008"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := f.svc.ExportKey(ops.ExportKeyInput{KeyIdentifier: tc.key, DukptKSN: tc.ksn, Tr31: &ops.ExportTr31{WrappingKeyIdentifier: f.kekAES256}})
+			_, err := f.svc.ExportKey(ops.ExportKeyInput{KeyIdentifier: tc.key, DukptKSN: xUnhex(t, tc.ksn), Tr31: &ops.ExportTr31{WrappingKeyIdentifier: f.kekAES256}})
 			xWantKind(t, err, fault.Validation)
 		})
 	}
@@ -435,14 +439,14 @@ func TestImportCertificates(t *testing.T) {
 	root := xNewTestCA(t, nil)
 	inter := xNewTestCA(t, root)
 	other := xNewTestCA(t, nil)
-	rootARN, err := svc.ImportCertificate(ops.ImportCertificateInput{Attributes: xCaAttrs, Certificate: xB64(root.cert)})
+	rootARN, err := svc.ImportCertificate(ops.ImportCertificateInput{Attributes: xCaAttrs, Certificate: root.cert.Raw})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if rootARN.Attributes.Class != keyspec.PublicKey || rootARN.KCVAlgorithm != keyspec.KCVSHA1 || len(rootARN.KCV) != 8 || rootARN.Origin != ops.OriginExternal {
 		t.Errorf("root key %+v", rootARN)
 	}
-	interKey, err := svc.ImportCertificate(ops.ImportCertificateInput{Attributes: xCaAttrs, Certificate: xB64(inter.cert), CAIdentifier: rootARN.ARN})
+	interKey, err := svc.ImportCertificate(ops.ImportCertificateInput{Attributes: xCaAttrs, Certificate: inter.cert.Raw, CAIdentifier: rootARN.ARN})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -450,7 +454,7 @@ func TestImportCertificates(t *testing.T) {
 	leafKey := xRsaKey(t, 2048)
 	leaf := xNewCert(t, inter, leafKey.Public(), nil, false, x509.KeyUsageKeyEncipherment, now.Add(-time.Hour), now.Add(24*time.Hour))
 	d1 := keyspec.Attributes{Usage: keyspec.D1, Class: keyspec.PublicKey, Algorithm: keyspec.RSA2048, Modes: keyspec.ModesOfUse{Encrypt: true, Wrap: true}}
-	if _, err := svc.ImportCertificate(ops.ImportCertificateInput{Attributes: d1, Certificate: xB64(leaf), CAIdentifier: interKey.ARN}); err != nil {
+	if _, err := svc.ImportCertificate(ops.ImportCertificateInput{Attributes: d1, Certificate: leaf.Raw, CAIdentifier: interKey.ARN}); err != nil {
 		t.Fatalf("leaf under intermediate: %v", err)
 	}
 	ecKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -464,17 +468,17 @@ func TestImportCertificates(t *testing.T) {
 		in   ops.ImportCertificateInput
 		kind fault.Kind
 	}{
-		{"root not self-signed", ops.ImportCertificateInput{Attributes: xCaAttrs, Certificate: xB64(inter.cert)}, fault.Validation},
-		{"root not a CA", ops.ImportCertificateInput{Attributes: xCaAttrs, Certificate: xB64(notCA)}, fault.Validation},
-		{"root algorithm mismatch", ops.ImportCertificateInput{Attributes: keyspec.Attributes{Usage: keyspec.S0, Class: keyspec.PublicKey, Algorithm: keyspec.RSA4096, Modes: keyspec.ModesOfUse{Verify: true}}, Certificate: xB64(root.cert)}, fault.Validation},
-		{"root with D1 usage", ops.ImportCertificateInput{Attributes: d1, Certificate: xB64(root.cert)}, fault.Validation},
-		{"garbage", ops.ImportCertificateInput{Attributes: xCaAttrs, Certificate: "bm90IGEgY2VydA=="}, fault.Validation},
-		{"leaf from another CA", ops.ImportCertificateInput{Attributes: xCaAttrs, Certificate: xB64(other.cert), CAIdentifier: rootARN.ARN}, fault.Validation},
-		{"expired leaf", ops.ImportCertificateInput{Attributes: d1, Certificate: xB64(expired), CAIdentifier: rootARN.ARN}, fault.Validation},
-		{"leaf usage mismatch", ops.ImportCertificateInput{Attributes: d1, Certificate: xB64(signLeaf), CAIdentifier: rootARN.ARN}, fault.Validation},
-		{"leaf algorithm mismatch", ops.ImportCertificateInput{Attributes: d1, Certificate: xB64(ecLeaf), CAIdentifier: rootARN.ARN}, fault.Validation},
-		{"issuer is not a CA key", ops.ImportCertificateInput{Attributes: d1, Certificate: xB64(leaf), CAIdentifier: opstest.Import(t, svc, xSym(keyspec.K0, keyspec.AES128, xMEDWU), xAes128)}, fault.Validation},
-		{"unknown issuer", ops.ImportCertificateInput{Attributes: d1, Certificate: xB64(leaf), CAIdentifier: "alias/none"}, fault.NotFound},
+		{"root not self-signed", ops.ImportCertificateInput{Attributes: xCaAttrs, Certificate: inter.cert.Raw}, fault.Validation},
+		{"root not a CA", ops.ImportCertificateInput{Attributes: xCaAttrs, Certificate: notCA.Raw}, fault.Validation},
+		{"root algorithm mismatch", ops.ImportCertificateInput{Attributes: keyspec.Attributes{Usage: keyspec.S0, Class: keyspec.PublicKey, Algorithm: keyspec.RSA4096, Modes: keyspec.ModesOfUse{Verify: true}}, Certificate: root.cert.Raw}, fault.Validation},
+		{"root with D1 usage", ops.ImportCertificateInput{Attributes: d1, Certificate: root.cert.Raw}, fault.Validation},
+		{"garbage", ops.ImportCertificateInput{Attributes: xCaAttrs, Certificate: []byte("not a cert")}, fault.Validation},
+		{"leaf from another CA", ops.ImportCertificateInput{Attributes: xCaAttrs, Certificate: other.cert.Raw, CAIdentifier: rootARN.ARN}, fault.Validation},
+		{"expired leaf", ops.ImportCertificateInput{Attributes: d1, Certificate: expired.Raw, CAIdentifier: rootARN.ARN}, fault.Validation},
+		{"leaf usage mismatch", ops.ImportCertificateInput{Attributes: d1, Certificate: signLeaf.Raw, CAIdentifier: rootARN.ARN}, fault.Validation},
+		{"leaf algorithm mismatch", ops.ImportCertificateInput{Attributes: d1, Certificate: ecLeaf.Raw, CAIdentifier: rootARN.ARN}, fault.Validation},
+		{"issuer is not a CA key", ops.ImportCertificateInput{Attributes: d1, Certificate: leaf.Raw, CAIdentifier: opstest.Import(t, svc, xSym(keyspec.K0, keyspec.AES128, xMEDWU), xAes128)}, fault.Validation},
+		{"unknown issuer", ops.ImportCertificateInput{Attributes: d1, Certificate: leaf.Raw, CAIdentifier: "alias/none"}, fault.NotFound},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := svc.ImportCertificate(tc.in)
@@ -485,19 +489,19 @@ func TestImportCertificates(t *testing.T) {
 		t.Errorf("%d keys after refused imports, want %d", n, before+1)
 	}
 	k3 := keyspec.Attributes{Usage: keyspec.K3, Class: keyspec.PublicKey, Algorithm: keyspec.ECCP256, Modes: keyspec.ModesOfUse{DeriveKey: true}}
-	if _, err := svc.ImportCertificate(ops.ImportCertificateInput{Attributes: k3, Certificate: xB64(ecLeaf), CAIdentifier: rootARN.ARN}); err != nil {
+	if _, err := svc.ImportCertificate(ops.ImportCertificateInput{Attributes: k3, Certificate: ecLeaf.Raw, CAIdentifier: rootARN.ARN}); err != nil {
 		t.Errorf("ECC leaf: %v", err)
 	}
 	// Disabling the root breaks trust in everything under it.
 	if _, err := svc.StopKeyUsage(rootARN.ARN); err != nil {
 		t.Fatal(err)
 	}
-	_, err = svc.ImportCertificate(ops.ImportCertificateInput{Attributes: d1, Certificate: xB64(leaf), CAIdentifier: interKey.ARN})
+	_, err = svc.ImportCertificate(ops.ImportCertificateInput{Attributes: d1, Certificate: leaf.Raw, CAIdentifier: interKey.ARN})
 	xWantKind(t, err, fault.Validation)
 }
 
 // xOpensslOAEPDecrypt decrypts an RSA-OAEP cryptogram with OpenSSL (the partner HSM).
-func xOpensslOAEPDecrypt(t *testing.T, key *rsa.PrivateKey, md string, ctHex string) []byte {
+func xOpensslOAEPDecrypt(t *testing.T, key *rsa.PrivateKey, md string, ct []byte) []byte {
 	t.Helper()
 	if _, err := exec.LookPath("openssl"); err != nil {
 		t.Skip("openssl not installed")
@@ -511,7 +515,7 @@ func xOpensslOAEPDecrypt(t *testing.T, key *rsa.PrivateKey, md string, ctHex str
 	if err := os.WriteFile(kf, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: p8}), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(cf, xUnhex(t, ctHex), 0o600); err != nil {
+	if err := os.WriteFile(cf, ct, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	out, err := exec.Command("openssl", "pkeyutl", "-decrypt", "-inkey", kf, "-in", cf,
@@ -525,7 +529,7 @@ func xOpensslOAEPDecrypt(t *testing.T, key *rsa.PrivateKey, md string, ctHex str
 func TestExportKeyCryptogram(t *testing.T) {
 	f := xNewExchange(t)
 	root := xNewTestCA(t, nil)
-	ca, err := f.svc.ImportCertificate(ops.ImportCertificateInput{Attributes: xCaAttrs, Certificate: xB64(root.cert)})
+	ca, err := f.svc.ImportCertificate(ops.ImportCertificateInput{Attributes: xCaAttrs, Certificate: root.cert.Raw})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -534,24 +538,28 @@ func TestExportKeyCryptogram(t *testing.T) {
 	leaf3072 := xNewCert(t, root, k3072.Public(), nil, false, x509.KeyUsageKeyEncipherment, now.Add(-time.Hour), now.Add(24*time.Hour))
 	leaf2048 := xNewCert(t, root, k2048.Public(), nil, false, 0, now.Add(-time.Hour), now.Add(24*time.Hour))
 	for _, tc := range []struct {
-		name, key, keyHex, spec, md string
-		priv                        *rsa.PrivateKey
-		cert                        *x509.Certificate
-		alg                         keyspec.Algorithm
+		name, key, keyHex, md string
+		spec                  ops.WrappingSpec
+		priv                  *rsa.PrivateKey
+		cert                  *x509.Certificate
+		alg                   keyspec.Algorithm
 	}{
-		{"AES128 to RSA3072 SHA-256", f.dekAES128, xAes128, "", "sha256", k3072, leaf3072, keyspec.AES128},
-		{"TDES2 to RSA2048 SHA-512", f.pekTDES2, xTdes2, "RSA_OAEP_SHA_512", "sha512", k2048, leaf2048, keyspec.TDES2Key},
-		{"TDES3 KEK to RSA2048 SHA-256", f.kekTDES3, xTdes3, "RSA_OAEP_SHA_256", "sha256", k2048, leaf2048, keyspec.TDES3Key},
+		{"AES128 to RSA3072 SHA-256", f.dekAES128, xAes128, "sha256", ops.OAEPSHA256, k3072, leaf3072, keyspec.AES128},
+		{"TDES2 to RSA2048 SHA-512", f.pekTDES2, xTdes2, "sha512", ops.OAEPSHA512, k2048, leaf2048, keyspec.TDES2Key},
+		{"TDES3 KEK to RSA2048 SHA-256", f.kekTDES3, xTdes3, "sha256", ops.OAEPSHA256, k2048, leaf2048, keyspec.TDES3Key},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			w, err := f.svc.ExportKey(ops.ExportKeyInput{KeyIdentifier: tc.key, KeyCryptogram: &ops.ExportKeyCryptogram{CAIdentifier: ca.ARN, Certificate: xB64(tc.cert), WrappingSpec: tc.spec}})
+			w, err := f.svc.ExportKey(ops.ExportKeyInput{KeyIdentifier: tc.key, KeyCryptogram: &ops.ExportKeyCryptogram{CAIdentifier: ca.ARN, Certificate: tc.cert.Raw, WrappingSpec: tc.spec}})
 			if err != nil {
 				t.Fatal(err)
 			}
 			if w.Format != ops.FormatKeyCryptogram || w.WrappingKeyARN != ca.ARN {
 				t.Errorf("format %s wrapping %s", w.Format, w.WrappingKeyARN)
 			}
-			got := xOpensslOAEPDecrypt(t, tc.priv, tc.md, w.KeyMaterial)
+			if w.KeyMaterial != "" {
+				t.Errorf("a key cryptogram in KeyMaterial: %q", w.KeyMaterial)
+			}
+			got := xOpensslOAEPDecrypt(t, tc.priv, tc.md, w.Cryptogram)
 			if !bytes.Equal(got, xUnhex(t, tc.keyHex)) {
 				t.Errorf("OpenSSL unwrapped a different key")
 			}
@@ -586,9 +594,36 @@ func TestExportKeyCryptogram(t *testing.T) {
 		{"unknown CA", f.dekAES128, "alias/none", leaf3072, fault.NotFound},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := f.svc.ExportKey(ops.ExportKeyInput{KeyIdentifier: tc.key, KeyCryptogram: &ops.ExportKeyCryptogram{CAIdentifier: tc.ca, Certificate: xB64(tc.cert)}})
+			_, err := f.svc.ExportKey(ops.ExportKeyInput{KeyIdentifier: tc.key, KeyCryptogram: &ops.ExportKeyCryptogram{CAIdentifier: tc.ca, Certificate: tc.cert.Raw}})
 			xWantKind(t, err, tc.kind)
 		})
+	}
+	// Not a certificate, an unknown OAEP variant: refused, about their subjects.
+	for _, tc := range []struct {
+		name string
+		x    ops.ExportKeyCryptogram
+		want fault.Subject
+	}{
+		{"not a certificate", ops.ExportKeyCryptogram{CAIdentifier: ca.ARN, Certificate: []byte("not a cert")}, fault.SubjectCertificate},
+		{"no certificate", ops.ExportKeyCryptogram{CAIdentifier: ca.ARN}, fault.SubjectCertificate},
+		{"unknown wrapping spec", ops.ExportKeyCryptogram{CAIdentifier: ca.ARN, Certificate: leaf3072.Raw, WrappingSpec: 9}, fault.SubjectWrappingSpec},
+		{"certificate from another CA", ops.ExportKeyCryptogram{CAIdentifier: ca.ARN, Certificate: foreign.Raw}, fault.SubjectCertificate},
+		{"CA is a symmetric key", ops.ExportKeyCryptogram{CAIdentifier: f.kekAES256, Certificate: leaf3072.Raw}, fault.SubjectCertificateAuthority},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := f.svc.ExportKey(ops.ExportKeyInput{KeyIdentifier: f.dekAES128, KeyCryptogram: &tc.x})
+			xWantSubject(t, err, tc.want)
+		})
+	}
+}
+
+// xWantSubject fails unless err is a Validation fault about subject, named
+// by no transport's member (the edges name it).
+func xWantSubject(t *testing.T, err error, subject fault.Subject) {
+	t.Helper()
+	f := fault.As(err)
+	if err == nil || f.Kind != fault.Validation || f.Subject != subject || f.Field != "" {
+		t.Fatalf("err = %v (kind %v, subject %d, field %q); want a Validation fault about subject %d", err, f.Kind, f.Subject, f.Field, subject)
 	}
 }
 
@@ -601,13 +636,11 @@ func TestGetParametersForExport(t *testing.T) {
 	if !strings.HasPrefix(p.Token, "export-token-") || p.Algorithm != keyspec.RSA2048 {
 		t.Fatalf("parameters %+v", p)
 	}
-	blk, _ := pem.Decode(p.Certificate)
-	cert, err := x509.ParseCertificate(blk.Bytes)
+	cert, err := x509.ParseCertificate(p.Certificate)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cblk, _ := pem.Decode(p.CertificateChain)
-	root, err := x509.ParseCertificate(cblk.Bytes)
+	root, err := x509.ParseCertificate(p.CertificateChain)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -630,15 +663,22 @@ func TestGetParametersForExport(t *testing.T) {
 		t.Errorf("reuse across algorithms")
 	}
 	for _, tc := range []struct {
-		typ string
-		alg keyspec.Algorithm
-	}{{ops.MaterialKeyCryptogram, keyspec.RSA2048}, {"TR31_KEY_BLOCK", keyspec.RSA2048}, {ops.MaterialTR34, keyspec.ECCP256}, {ops.MaterialTR34, keyspec.AES128}} {
+		typ  ops.KeyMaterialType
+		alg  keyspec.Algorithm
+		want fault.Subject
+	}{
+		{ops.MaterialKeyCryptogram, keyspec.RSA2048, fault.SubjectKeyMaterialType},
+		{ops.MaterialTR31, keyspec.RSA2048, fault.SubjectKeyMaterialType},
+		{0, keyspec.RSA2048, fault.SubjectKeyMaterialType},
+		{ops.MaterialTR34, keyspec.ECCP256, fault.SubjectTokenKeyAlgorithm},
+		{ops.MaterialTR34, keyspec.AES128, fault.SubjectTokenKeyAlgorithm},
+	} {
 		_, err := svc.GetParametersForExport(tc.typ, tc.alg, false)
-		xWantKind(t, err, fault.Validation)
+		xWantSubject(t, err, tc.want)
 	}
 	// An export token is not an import token.
-	_, err = svc.ImportKey(ops.ImportKeyInput{KeyCryptogram: &ops.ImportKeyCryptogram{Attributes: xSym(keyspec.D0, keyspec.AES128, xMEDWU), ImportToken: p.Token, Cryptogram: "00"}})
-	xWantKind(t, err, fault.Validation)
+	_, err = svc.ImportKey(ops.ImportKeyInput{KeyCryptogram: &ops.ImportKeyCryptogram{Attributes: xSym(keyspec.D0, keyspec.AES128, xMEDWU), ImportToken: p.Token, Cryptogram: []byte{0}}})
+	xWantSubject(t, err, fault.SubjectToken)
 }
 
 // BenchmarkExportKeyTR31 exports a TDES PEK under a TDES KEK (the common
@@ -661,14 +701,14 @@ func BenchmarkExportKeyCryptogram(b *testing.B) {
 	svc := opstest.New(b)
 	pek := opstest.Import(b, svc, xSym(keyspec.P0, keyspec.TDES2Key, xMEDWU), xTdes2)
 	ca := xNewTestCA(b, nil)
-	caKey, err := svc.ImportCertificate(ops.ImportCertificateInput{Attributes: xCaAttrs, Certificate: xB64(ca.cert)})
+	caKey, err := svc.ImportCertificate(ops.ImportCertificateInput{Attributes: xCaAttrs, Certificate: ca.cert.Raw})
 	if err != nil {
 		b.Fatal(err)
 	}
 	k := xRsaKey(b, 3072)
 	now := time.Now()
 	leaf := xNewCert(b, ca, k.Public(), nil, false, x509.KeyUsageKeyEncipherment, now.Add(-time.Hour), now.Add(time.Hour))
-	in := ops.ExportKeyInput{KeyIdentifier: pek, KeyCryptogram: &ops.ExportKeyCryptogram{CAIdentifier: caKey.ARN, Certificate: xB64(leaf)}}
+	in := ops.ExportKeyInput{KeyIdentifier: pek, KeyCryptogram: &ops.ExportKeyCryptogram{CAIdentifier: caKey.ARN, Certificate: leaf.Raw}}
 	b.ResetTimer()
 	for b.Loop() {
 		if _, err := svc.ExportKey(in); err != nil {

@@ -22,23 +22,23 @@ type openedBlock struct {
 	key        []byte
 }
 
-// openTR31 opens an X9.143 key block (request member field) under kbpk, a
-// key of algorithm kbpkAlg: the block's version must suit the KBPK (A, B or C
-// under TDES, D under AES), the block must verify and not be marked for
-// storage only, a KP optional block must name the KBPK, the header must
-// describe a key this appliance imports, and the KBPK must be at least as
-// strong as that key.
-func openTR31(kbpk []byte, kbpkAlg keyspec.Algorithm, block, field string) (*openedBlock, error) {
+// openTR31 opens an X9.143 key block under kbpk, a key of algorithm
+// kbpkAlg: the block's version must suit the KBPK (A, B or C under TDES, D
+// under AES), the block must verify and not be marked for storage only, a KP
+// optional block must name the KBPK, the header must describe a key this
+// appliance imports, and the KBPK must be at least as strong as that key.
+// Its faults about the block are about SubjectWrappedKey.
+func openTR31(kbpk []byte, kbpkAlg keyspec.Algorithm, block string) (*openedBlock, error) {
 	if len(block) > 0 {
 		switch v := block[0]; {
 		case v == 'D' && !kbpkAlg.IsAES(), (v == 'A' || v == 'B' || v == 'C') && !kbpkAlg.IsTDES():
-			return nil, fault.KeyRule(fault.ViolationWrappingKey, field, "a version %c key block cannot be protected by a %s key", v, kbpkAlg)
+			return nil, keyRuleAbout(fault.ViolationWrappingKey, fault.SubjectWrappedKey, "a version %c key block cannot be protected by a %s key", v, kbpkAlg)
 		}
 	}
 	h, key, err := tr31.Unwrap(kbpk, block)
 	if err != nil {
-		f := fault.Wrap(fault.Validation, field+": the key block is malformed or does not verify under the wrapping key", err)
-		f.Field, f.Violation = field, fault.ViolationIntegrity
+		f := invalidBecause(fault.SubjectWrappedKey, "the key block is malformed or does not verify under the wrapping key", err)
+		f.Violation = fault.ViolationIntegrity
 		return nil, f
 	}
 	ok := false
@@ -48,14 +48,14 @@ func openTR31(kbpk []byte, kbpkAlg keyspec.Algorithm, block, field string) (*ope
 		}
 	}()
 	if h.KeyContext == '1' {
-		return nil, fault.FieldInvalid(field, "the key block is for storage only (X9.143 key context 1), not for key exchange")
+		return nil, fault.About(fault.SubjectWrappedKey, "the key block is for storage only (X9.143 key context 1), not for key exchange")
 	}
 	if kp, found := blockData(h, "KP"); found {
-		if err := checkKP(kp, kbpkAlg, kbpk, field); err != nil {
+		if err := checkKP(kp, kbpkAlg, kbpk); err != nil {
 			return nil, err
 		}
 	}
-	a, exportable, err := attributesFromHeaderField(h, len(key), field)
+	a, exportable, err := attributesFromHeader(h, len(key))
 	if err != nil {
 		return nil, err
 	}
@@ -71,9 +71,10 @@ func openTR31(kbpk []byte, kbpkAlg keyspec.Algorithm, block, field string) (*ope
 
 // checkKP verifies an X9.143 KP optional block: the check value of the key
 // block protection key (method 00 ANSI X9.24, 01 CMAC), whole or truncated.
-func checkKP(kp string, kbpkAlg keyspec.Algorithm, kbpk []byte, field string) error {
+// X9.143 writes the check value in hexadecimal, as checkValueText does.
+func checkKP(kp string, kbpkAlg keyspec.Algorithm, kbpk []byte) error {
 	if len(kp) < 4 {
-		return fault.FieldInvalid(field, "malformed KP optional block")
+		return fault.About(fault.SubjectWrappedKey, "malformed KP optional block")
 	}
 	method := keyspec.KCVANSIX924
 	switch kp[:2] {
@@ -81,7 +82,7 @@ func checkKP(kp string, kbpkAlg keyspec.Algorithm, kbpk []byte, field string) er
 	case "01":
 		method = keyspec.KCVCMAC
 	default:
-		return fault.FieldInvalid(field, "unknown KCV method in KP optional block")
+		return fault.About(fault.SubjectWrappedKey, "unknown KCV method in KP optional block")
 	}
 	want, err := symmetricKCV(kbpkAlg, method, kbpk)
 	if err != nil {
@@ -89,22 +90,21 @@ func checkKP(kp string, kbpkAlg keyspec.Algorithm, kbpk []byte, field string) er
 	}
 	got := kp[2:]
 	if len(got) > len(want) || !hmacEqual(got, want[:len(got)]) {
-		return fault.KeyRule(fault.ViolationWrappingKey, field, "the KP optional block names a different wrapping key (KCV %s)", strings.ToUpper(got))
+		return keyRuleAbout(fault.ViolationWrappingKey, fault.SubjectWrappedKey, "the KP optional block names a different wrapping key (KCV %s)", strings.ToUpper(got))
 	}
 	return nil
 }
 
 // importTR31 imports an X9.143 key block protected by a stored K0/K1 key.
 func (s *Service) importTR31(in ImportKeyInput, b *ImportTr31KeyBlock) (*Key, error) {
-	const m = "KeyMaterial.Tr31KeyBlock"
-	kek, err := s.tr31KEK(b.WrappingKeyIdentifier, m+".WrappingKeyIdentifier", true)
+	kek, err := s.keyEncryptionKey(b.WrappingKeyIdentifier, true)
 	if err != nil {
 		return nil, err
 	}
-	o, err := openTR31(kek.Material, kek.Record.Attributes.Algorithm, b.KeyBlock, m+".WrappedKeyBlock")
+	o, err := openTR31(kek.Material, kek.Record.Attributes.Algorithm, b.KeyBlock)
 	if err != nil {
 		return nil, err
 	}
 	defer clear(o.key)
-	return s.storeImported(in, o.attrs, "", o.exportable, o.key, m)
+	return s.storeKey(in, o.attrs, "", o.exportable, o.key)
 }

@@ -5,7 +5,6 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/hex"
-	"encoding/pem"
 	"strings"
 	"testing"
 	"time"
@@ -21,10 +20,9 @@ import (
 // TestPartnerTokenOpens and TestBuildOpensAtPartner show interoperable with an
 // encoding/asn1 implementation of the AWS samples' layout.
 
-func xPEMCert(t *testing.T, p []byte) *x509.Certificate {
+func xParseCert(t testing.TB, der []byte) *x509.Certificate {
 	t.Helper()
-	b, _ := pem.Decode(p)
-	c, err := x509.ParseCertificate(b.Bytes)
+	c, err := x509.ParseCertificate(der)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +32,7 @@ func xPEMCert(t *testing.T, p []byte) *x509.Certificate {
 func TestImportTR34(t *testing.T) {
 	svc := opstest.New(t)
 	ca := xNewTestCA(t, nil)
-	caKey, err := svc.ImportCertificate(ops.ImportCertificateInput{Attributes: xCaAttrs, Certificate: xB64(ca.cert)})
+	caKey, err := svc.ImportCertificate(ops.ImportCertificateInput{Attributes: xCaAttrs, Certificate: ca.cert.Raw})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,21 +43,20 @@ func TestImportTR34(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	krd := xPEMCert(t, p2048.Certificate)
+	krd := xParseCert(t, p2048.Certificate)
 	nonce := []byte{0xA1, 0xB2, 0xC3, 0xD4, 0xE5, 0xF6, 0x07, 0x18}
-	build := func(key []byte, header string, kdhCert *x509.Certificate, kdhPriv *rsa.PrivateKey, krdCert *x509.Certificate) string {
+	build := func(key []byte, header string, kdhCert *x509.Certificate, kdhPriv *rsa.PrivateKey, krdCert *x509.Certificate) []byte {
 		der, err := tr34.Build(tr34.BuildInput{Key: key, Header: header, Nonce: nonce, KDH: kdhCert, KDHKey: kdhPriv, KRD: krdCert})
 		if err != nil {
 			t.Fatal(err)
 		}
-		return strings.ToUpper(hex.EncodeToString(der))
+		return der
 	}
-	in := func(block, token, nonceHex string) ops.ImportTr34 {
-		return ops.ImportTr34{CAIdentifier: caKey.ARN, SigningCertificate: xB64(kdh), ImportToken: token, KeyBlock: block,
-			Format: ops.TR34Format, RandomNonce: nonceHex}
+	in := func(block []byte, token string, nonce []byte) ops.ImportTr34 {
+		return ops.ImportTr34{CAIdentifier: caKey.ARN, SigningCertificate: kdh.Raw, ImportToken: token, KeyBlock: block, RandomNonce: nonce}
 	}
 	good := build(xUnhex(t, xTdes3), "D0000K0TB00E0000", kdh, kdhKey, krd)
-	k, err := svc.ImportKeyTR34(ops.ImportKeyInput{}, in(good, p2048.Token, hex.EncodeToString(nonce)))
+	k, err := svc.ImportKeyTR34(ops.ImportKeyInput{}, in(good, p2048.Token, nonce))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,46 +81,38 @@ func TestImportTR34(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tampered := []byte(good)
-	tampered[len(tampered)-3] ^= 0x01 // inside the signature
-	if tampered[len(tampered)-3] > 'F' || tampered[len(tampered)-3] < '0' {
-		tampered[len(tampered)-3] = '0'
-	}
+	tampered := bytes.Clone(good)
+	tampered[len(tampered)-2] ^= 0x01 // inside the signature
 	before := xKeyCount(t, svc)
 	for _, tc := range []struct {
 		name string
 		in   ops.ImportTr34
 		kind fault.Kind
 	}{
-		{"wrong nonce", in(good, p2048.Token, "0000000000000000"), fault.Validation},
-		{"no nonce", in(good, p2048.Token, ""), fault.Validation},
-		{"tampered signature", in(string(tampered), p2048.Token, hex.EncodeToString(nonce)), fault.Validation},
-		{"signed by an impostor", in(build(xUnhex(t, xTdes3), "D0000K0TB00E0000", kdh, impostor, krd), p2048.Token, hex.EncodeToString(nonce)), fault.Validation},
-		{"encrypted to another token", in(good, p3072.Token, hex.EncodeToString(nonce)), fault.Validation},
-		{"KEY_CRYPTOGRAM token", in(good, pCrypt.Token, hex.EncodeToString(nonce)), fault.Validation},
-		{"export token", in(good, exp.Token, hex.EncodeToString(nonce)), fault.Validation},
-		{"unknown token", in(good, "import-token-aaaaaaaaaaaaaaaa", hex.EncodeToString(nonce)), fault.Validation},
-		{"AES-128 under RSA-2048 (weaker)", in(build(xUnhex(t, xAes128), "D0000K0AB00E0000", kdh, kdhKey, krd), p2048.Token, hex.EncodeToString(nonce)), fault.Validation},
-		{"unsupported usage", in(build(xUnhex(t, xTdes3), "D0000ZZTB00E0000", kdh, kdhKey, krd), p2048.Token, hex.EncodeToString(nonce)), fault.Validation},
-		{"garbage", in("3003020101", p2048.Token, hex.EncodeToString(nonce)), fault.Validation},
-		{"not hex", in("zz", p2048.Token, hex.EncodeToString(nonce)), fault.Validation},
-		{"wrong format", func() ops.ImportTr34 {
-			x := in(good, p2048.Token, hex.EncodeToString(nonce))
-			x.Format = "X9_TR34_2019"
-			return x
-		}(), fault.Validation},
+		{"wrong nonce", in(good, p2048.Token, make([]byte, 8)), fault.Validation},
+		{"no nonce", in(good, p2048.Token, nil), fault.Validation},
+		{"tampered signature", in(tampered, p2048.Token, nonce), fault.Validation},
+		{"signed by an impostor", in(build(xUnhex(t, xTdes3), "D0000K0TB00E0000", kdh, impostor, krd), p2048.Token, nonce), fault.Validation},
+		{"encrypted to another token", in(good, p3072.Token, nonce), fault.Validation},
+		{"KEY_CRYPTOGRAM token", in(good, pCrypt.Token, nonce), fault.Validation},
+		{"export token", in(good, exp.Token, nonce), fault.Validation},
+		{"unknown token", in(good, "import-token-aaaaaaaaaaaaaaaa", nonce), fault.Validation},
+		{"AES-128 under RSA-2048 (weaker)", in(build(xUnhex(t, xAes128), "D0000K0AB00E0000", kdh, kdhKey, krd), p2048.Token, nonce), fault.Validation},
+		{"unsupported usage", in(build(xUnhex(t, xTdes3), "D0000ZZTB00E0000", kdh, kdhKey, krd), p2048.Token, nonce), fault.Validation},
+		{"garbage", in(xUnhex(t, "3003020101"), p2048.Token, nonce), fault.Validation},
+		{"empty", in(nil, p2048.Token, nonce), fault.Validation},
 		{"customer KRD key", func() ops.ImportTr34 {
-			x := in(good, "", hex.EncodeToString(nonce))
+			x := in(good, "", nonce)
 			x.WrappingKeyIdentifier = caKey.ARN
 			return x
 		}(), fault.Validation},
 		{"KDH from another CA", func() ops.ImportTr34 {
-			x := in(good, p2048.Token, hex.EncodeToString(nonce))
-			x.SigningCertificate = xB64(foreignKDH)
+			x := in(good, p2048.Token, nonce)
+			x.SigningCertificate = foreignKDH.Raw
 			return x
 		}(), fault.Validation},
 		{"unknown CA", func() ops.ImportTr34 {
-			x := in(good, p2048.Token, hex.EncodeToString(nonce))
+			x := in(good, p2048.Token, nonce)
 			x.CAIdentifier = "alias/none"
 			return x
 		}(), fault.NotFound},
@@ -141,7 +130,7 @@ func TestImportTR34(t *testing.T) {
 func TestExportTR34(t *testing.T) {
 	f := xNewExchange(t)
 	ca := xNewTestCA(t, nil)
-	caKey, err := f.svc.ImportCertificate(ops.ImportCertificateInput{Attributes: xCaAttrs, Certificate: xB64(ca.cert)})
+	caKey, err := f.svc.ImportCertificate(ops.ImportCertificateInput{Attributes: xCaAttrs, Certificate: ca.cert.Raw})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +142,7 @@ func TestExportTR34(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kdh := xPEMCert(t, p.Certificate)
+	kdh := xParseCert(t, p.Certificate)
 	const nonceHex = "0102030405060708090A0B0C0D0E0F10"
 	for _, tc := range []struct {
 		name, key, keyHex string
@@ -169,15 +158,15 @@ func TestExportTR34(t *testing.T) {
 			"D0000K1AB01N0100DA06x9", keyspec.AES128},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			w, err := f.svc.ExportKey(ops.ExportKeyInput{KeyIdentifier: tc.key, Tr34: &ops.ExportTr34{CAIdentifier: caKey.ARN, Certificate: xB64(tc.krd),
-				ExportToken: p.Token, Format: ops.TR34Format, RandomNonce: nonceHex, Headers: tc.h}})
+			w, err := f.svc.ExportKey(ops.ExportKeyInput{KeyIdentifier: tc.key, Tr34: &ops.ExportTr34{CAIdentifier: caKey.ARN, Certificate: tc.krd.Raw,
+				ExportToken: p.Token, RandomNonce: xUnhex(t, nonceHex), Headers: tc.h}})
 			if err != nil {
 				t.Fatal(err)
 			}
 			if w.Format != ops.FormatTR34 || w.WrappingKeyARN != caKey.ARN {
 				t.Errorf("format %s wrapping %s", w.Format, w.WrappingKeyARN)
 			}
-			tok, err := tr34.Parse(xUnhex(t, w.KeyMaterial))
+			tok, err := tr34.Parse(w.Cryptogram)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -205,13 +194,14 @@ func TestExportTR34(t *testing.T) {
 		x    ops.ExportTr34
 		key  string
 	}{
-		{"AES-128 to RSA-2048 (weaker)", ops.ExportTr34{CAIdentifier: caKey.ARN, Certificate: xB64(cert2048), ExportToken: p.Token, Format: ops.TR34Format}, f.kekAES128},
-		{"AES-256 key", ops.ExportTr34{CAIdentifier: caKey.ARN, Certificate: xB64(cert3072), ExportToken: p.Token, Format: ops.TR34Format}, f.dekAES256},
-		{"no token", ops.ExportTr34{CAIdentifier: caKey.ARN, Certificate: xB64(cert2048), Format: ops.TR34Format}, f.kekTDES3},
-		{"import token", ops.ExportTr34{CAIdentifier: caKey.ARN, Certificate: xB64(cert2048), ExportToken: imp.Token, Format: ops.TR34Format}, f.kekTDES3},
-		{"customer signing key", ops.ExportTr34{CAIdentifier: caKey.ARN, Certificate: xB64(cert2048), SigningKeyIdentifier: f.kekAES128, Format: ops.TR34Format}, f.kekTDES3},
-		{"bad nonce", ops.ExportTr34{CAIdentifier: caKey.ARN, Certificate: xB64(cert2048), ExportToken: p.Token, Format: ops.TR34Format, RandomNonce: "0102"}, f.kekTDES3},
-		{"certificate from another CA", ops.ExportTr34{CAIdentifier: caKey.ARN, Certificate: xB64(xNewCert(t, xNewTestCA(t, nil), krd2048.Public(), nil, false, 0, now.Add(-time.Hour), now.Add(time.Hour))), ExportToken: p.Token, Format: ops.TR34Format}, f.kekTDES3},
+		{"AES-128 to RSA-2048 (weaker)", ops.ExportTr34{CAIdentifier: caKey.ARN, Certificate: cert2048.Raw, ExportToken: p.Token}, f.kekAES128},
+		{"AES-256 key", ops.ExportTr34{CAIdentifier: caKey.ARN, Certificate: cert3072.Raw, ExportToken: p.Token}, f.dekAES256},
+		{"no token", ops.ExportTr34{CAIdentifier: caKey.ARN, Certificate: cert2048.Raw}, f.kekTDES3},
+		{"import token", ops.ExportTr34{CAIdentifier: caKey.ARN, Certificate: cert2048.Raw, ExportToken: imp.Token}, f.kekTDES3},
+		{"customer signing key", ops.ExportTr34{CAIdentifier: caKey.ARN, Certificate: cert2048.Raw, SigningKeyIdentifier: f.kekAES128}, f.kekTDES3},
+		{"customer signing certificate", ops.ExportTr34{CAIdentifier: caKey.ARN, Certificate: cert2048.Raw, ExportToken: p.Token, SigningKeyCertificate: cert2048.Raw}, f.kekTDES3},
+		{"bad nonce", ops.ExportTr34{CAIdentifier: caKey.ARN, Certificate: cert2048.Raw, ExportToken: p.Token, RandomNonce: []byte{1, 2}}, f.kekTDES3},
+		{"certificate from another CA", ops.ExportTr34{CAIdentifier: caKey.ARN, Certificate: xNewCert(t, xNewTestCA(t, nil), krd2048.Public(), nil, false, 0, now.Add(-time.Hour), now.Add(time.Hour)).Raw, ExportToken: p.Token}, f.kekTDES3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			x := tc.x

@@ -34,7 +34,7 @@ func (s *Service) GenerateKeyBlockExport(profile string, a keyspec.Attributes, c
 		return "", "", "", err
 	}
 	if !canExport {
-		return "", "", "", fault.KeyRule(fault.ViolationExportability, "Exportable", "a key generated for export must be exportable")
+		return "", "", "", keyRuleAbout(fault.ViolationExportability, fault.SubjectExportability, "a key generated for export must be exportable")
 	}
 	key, err := newSymmetricKey(a.Algorithm)
 	if err != nil {
@@ -49,7 +49,7 @@ func (s *Service) GenerateKeyBlockExport(profile string, a keyspec.Attributes, c
 	if exportability != "" {
 		kh = &KeyBlockHeaders{Exportability: exportability}
 	}
-	out, err := s.wrapTR31(&exportable{attrs: a, header: h, key: key}, kekIdent, "WrappingKeyIdentifier", kh, "KeyBlockHeaders")
+	out, err := s.wrapKeyBlock(&exportable{attrs: a, header: h, key: key}, kekIdent, kh)
 	if err != nil {
 		return "", "", "", err
 	}
@@ -65,11 +65,11 @@ func (s *Service) GenerateKeyBlockExport(profile string, a keyspec.Attributes, c
 // strong) and returns the key re-wrapped under profile's main key with its
 // check value (payShield's A6).
 func (s *Service) ImportKeyBlock(profile, kekIdent, block string) (lmkBlock, kcv string, err error) {
-	kek, err := s.tr31KEK(kekIdent, "WrappingKeyIdentifier", true)
+	kek, err := s.keyEncryptionKey(kekIdent, true)
 	if err != nil {
 		return "", "", err
 	}
-	o, err := openTR31(kek.Material, kek.Record.Attributes.Algorithm, block, "WrappedKeyBlock")
+	o, err := openTR31(kek.Material, kek.Record.Attributes.Algorithm, block)
 	if err != nil {
 		return "", "", err
 	}
@@ -78,31 +78,30 @@ func (s *Service) ImportKeyBlock(profile, kekIdent, block string) (lmkBlock, kcv
 }
 
 // ExportKeyBlock wraps the key keyIdent in an X9.143 block under the K0 or
-// K1 key kekIdent exactly as ExportKey's TR-31 export does (wrapTR31: the
+// K1 key kekIdent exactly as ExportKey's TR-31 export does (wrapKeyBlock: the
 // key is symmetric and exportable, the KEK may wrap and is at least as
 // strong; version B under a TDES KEK, D under AES) and returns the block
 // with the key's check value (payShield's A8). exportability, when set,
 // restricts the exported block's.
 func (s *Service) ExportKeyBlock(keyIdent, kekIdent string, exportability keyspec.Exportability) (block, kcv string, err error) {
-	const field = "ExportKeyIdentifier"
-	w, err := s.Working(keyIdent, field)
+	w, err := s.Working(keyIdent, "") // issue #13: Working is to take fault.SubjectKey
 	if err != nil {
 		return "", "", err
 	}
 	a := w.Attributes()
 	if a.Class != keyspec.Symmetric || !a.Algorithm.IsSymmetric() {
-		return "", "", fault.FieldInvalid(field, "only symmetric keys are exported")
+		return "", "", fault.About(fault.SubjectKey, "only symmetric keys are exported")
 	}
 	if !w.Record.Exportable {
-		return "", "", fault.KeyRule(fault.ViolationExportability, field, "the key is not exportable")
+		return "", "", keyRuleAbout(fault.ViolationExportability, fault.SubjectKey, "the key is not exportable")
 	}
 	var kh *KeyBlockHeaders
 	if exportability != "" {
 		kh = &KeyBlockHeaders{Exportability: exportability}
 	}
-	// The working key's material is shared and read-only: wrapTR31 only reads it.
+	// The working key's material is shared and read-only: wrapKeyBlock only reads it.
 	e := &exportable{rec: w.Record, attrs: a, header: w.Header, key: w.Material}
-	out, err := s.wrapTR31(e, kekIdent, "WrappingKeyIdentifier", kh, "KeyBlockHeaders")
+	out, err := s.wrapKeyBlock(e, kekIdent, kh)
 	if err != nil {
 		return "", "", err
 	}
@@ -115,7 +114,7 @@ func validateBlockKey(a keyspec.Attributes) error {
 		return err
 	}
 	if !a.Algorithm.IsSymmetric() {
-		return fault.FieldInvalid("KeyAlgorithm", "only symmetric keys are generated as key blocks")
+		return fault.About(fault.SubjectKeyAlgorithm, "only symmetric keys are generated as key blocks")
 	}
 	return nil
 }

@@ -193,28 +193,32 @@ func TestHostKeyBlockRefused(t *testing.T) {
 		name      string
 		run       func() error
 		violation string
+		subject   fault.Subject // what the fault is about (no transport's member)
 		kind      fault.Kind
 	}{
-		{"import: tampered block", func() error { _, _, err := svc.ImportKeyBlock("default", kbpk, tampered); return err }, fault.ViolationIntegrity, fault.Validation},
-		{"import: KP names another KBPK", func() error { _, _, err := svc.ImportKeyBlock("default", kbpk, wrongKP); return err }, fault.ViolationWrappingKey, fault.Validation},
-		{"import: version D under TDES", func() error { _, _, err := svc.ImportKeyBlock("default", kbpk, versionD); return err }, fault.ViolationWrappingKey, fault.Validation},
-		{"import: storage-only block", func() error { _, _, err := svc.ImportKeyBlock("default", kbpk, storageOnly); return err }, "", fault.Validation},
-		{"import: KEK is not K0/K1", func() error { _, _, err := svc.ImportKeyBlock("default", notKEK, hA722Block); return err }, fault.ViolationUsage, fault.Validation},
-		{"import: KEK cannot unwrap", func() error { _, _, err := svc.ImportKeyBlock("default", wrapOnly, versionD); return err }, fault.ViolationModes, fault.Validation},
-		{"import: unknown profile", func() error { _, _, err := svc.ImportKeyBlock("nope", kbpk, hA722Block); return err }, "", fault.NotFound},
-		{"import: unknown KEK", func() error { _, _, err := svc.ImportKeyBlock("default", "alias/none", hA722Block); return err }, "", fault.NotFound},
-		{"export: non-exportable key", func() error { _, _, err := svc.ExportKeyBlock(nonExp, kbpk, ""); return err }, fault.ViolationExportability, fault.Validation},
-		{"export: KEK weaker than key", func() error { _, _, err := svc.ExportKeyBlock(aes256, kbpk, ""); return err }, fault.ViolationWrappingKey, fault.Validation},
-		{"export: KEK is not K0/K1", func() error { _, _, err := svc.ExportKeyBlock(aes256, notKEK, ""); return err }, fault.ViolationUsage, fault.Validation},
-		{"export: KEK cannot wrap", func() error { _, _, err := svc.ExportKeyBlock(aes256, unwrapOnly, ""); return err }, fault.ViolationModes, fault.Validation},
-		{"export: key under itself", func() error { _, _, err := svc.ExportKeyBlock(kbpk, kbpk, ""); return err }, fault.ViolationWrappingKey, fault.Validation},
-		{"export: bad exportability", func() error { _, _, err := svc.ExportKeyBlock(aes256, wrapOnly, "X"); return err }, "", fault.Validation},
+		{"import: tampered block", func() error { _, _, err := svc.ImportKeyBlock("default", kbpk, tampered); return err }, fault.ViolationIntegrity, fault.SubjectWrappedKey, fault.Validation},
+		{"import: KP names another KBPK", func() error { _, _, err := svc.ImportKeyBlock("default", kbpk, wrongKP); return err }, fault.ViolationWrappingKey, fault.SubjectWrappedKey, fault.Validation},
+		{"import: version D under TDES", func() error { _, _, err := svc.ImportKeyBlock("default", kbpk, versionD); return err }, fault.ViolationWrappingKey, fault.SubjectWrappedKey, fault.Validation},
+		{"import: storage-only block", func() error { _, _, err := svc.ImportKeyBlock("default", kbpk, storageOnly); return err }, "", fault.SubjectWrappedKey, fault.Validation},
+		{"import: KEK is not K0/K1", func() error { _, _, err := svc.ImportKeyBlock("default", notKEK, hA722Block); return err }, fault.ViolationUsage, fault.SubjectWrappingKey, fault.Validation},
+		{"import: KEK cannot unwrap", func() error { _, _, err := svc.ImportKeyBlock("default", wrapOnly, versionD); return err }, fault.ViolationModes, fault.SubjectWrappingKey, fault.Validation},
+		{"import: unknown profile", func() error { _, _, err := svc.ImportKeyBlock("nope", kbpk, hA722Block); return err }, "", fault.SubjectNone, fault.NotFound},
+		{"import: unknown KEK", func() error { _, _, err := svc.ImportKeyBlock("default", "alias/none", hA722Block); return err }, "", fault.SubjectNone, fault.NotFound},
+		{"export: non-exportable key", func() error { _, _, err := svc.ExportKeyBlock(nonExp, kbpk, ""); return err }, fault.ViolationExportability, fault.SubjectKey, fault.Validation},
+		{"export: KEK weaker than key", func() error { _, _, err := svc.ExportKeyBlock(aes256, kbpk, ""); return err }, fault.ViolationWrappingKey, fault.SubjectNone, fault.Validation},
+		{"export: KEK is not K0/K1", func() error { _, _, err := svc.ExportKeyBlock(aes256, notKEK, ""); return err }, fault.ViolationUsage, fault.SubjectWrappingKey, fault.Validation},
+		{"export: KEK cannot wrap", func() error { _, _, err := svc.ExportKeyBlock(aes256, unwrapOnly, ""); return err }, fault.ViolationModes, fault.SubjectWrappingKey, fault.Validation},
+		{"export: key under itself", func() error { _, _, err := svc.ExportKeyBlock(kbpk, kbpk, ""); return err }, fault.ViolationWrappingKey, fault.SubjectWrappingKey, fault.Validation},
+		{"export: bad exportability", func() error { _, _, err := svc.ExportKeyBlock(aes256, wrapOnly, "X"); return err }, "", fault.SubjectHeaderExportability, fault.Validation},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.run()
 			xWantKind(t, err, tc.kind)
 			if v := fault.As(err).Violation; v != tc.violation {
 				t.Errorf("violation %q, want %q (%v)", v, tc.violation, err)
+			}
+			if f := fault.As(err); f.Subject != tc.subject || f.Field != "" {
+				t.Errorf("subject %d field %q, want subject %d and no field (%v)", f.Subject, f.Field, tc.subject, err)
 			}
 		})
 	}

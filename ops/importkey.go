@@ -2,13 +2,9 @@ package ops
 
 import (
 	"crypto/rsa"
-	"crypto/sha256"
-	"crypto/sha512"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"hash"
 	"strings"
 	"time"
 
@@ -16,12 +12,6 @@ import (
 	"payhsm/hsm/tr31"
 	"payhsm/keyspec"
 	"payhsm/keystore"
-)
-
-// Key material types (the AWS KeyMaterialType enum) that need an import token.
-const (
-	MaterialKeyCryptogram = "KEY_CRYPTOGRAM"
-	MaterialTR34          = "TR34_KEY_BLOCK"
 )
 
 const (
@@ -34,7 +24,7 @@ const (
 type importToken struct {
 	Version   int               `json:"v"`
 	Token     string            `json:"token"`
-	Type      string            `json:"type"`
+	Type      string            `json:"type"` // tokenTypeNames
 	Algorithm keyspec.Algorithm `json:"alg"`
 	Profile   string            `json:"profile"`
 	Created   time.Time         `json:"created"`
@@ -49,23 +39,39 @@ const (
 	exportKind = "export"
 )
 
+// tokenTypeNames are the names token records and their metadata keys store
+// a material type under: the spellings the first records were written with,
+// kept so that stored tokens stay valid. They are storage names, not any
+// edge's vocabulary.
+var tokenTypeNames = map[KeyMaterialType]string{MaterialKeyCryptogram: "KEY_CRYPTOGRAM", MaterialTR34: "TR34_KEY_BLOCK"}
+
+// material is the material type t was issued for (0 if unknown).
+func (t *importToken) material() KeyMaterialType {
+	for m, name := range tokenTypeNames {
+		if name == t.Type {
+			return m
+		}
+	}
+	return 0
+}
+
 func tokenMeta(kind, token string) string { return kind + "-token/" + token }
 func lastTokenMeta(kind, typ string, a keyspec.Algorithm) string {
 	return kind + "-token-last/" + typ + "/" + string(a)
 }
 
 // GetParametersForImport issues (or, with reuse, returns the last) import
-// token and wrapping key certificate for KEY_CRYPTOGRAM or TR34_KEY_BLOCK imports.
-func (s *Service) GetParametersForImport(materialType string, alg keyspec.Algorithm, reuse bool) (*ImportParameters, error) {
+// token and wrapping key certificate for key cryptogram or TR-34 imports.
+func (s *Service) GetParametersForImport(materialType KeyMaterialType, alg keyspec.Algorithm, reuse bool) (*ImportParameters, error) {
 	switch materialType {
 	case MaterialKeyCryptogram, MaterialTR34:
 	default:
-		return nil, fault.FieldInvalid("KeyMaterialType", "%s imports need no import token; only KEY_CRYPTOGRAM and TR34_KEY_BLOCK do", materialType)
+		return nil, fault.About(fault.SubjectKeyMaterialType, "%s imports need no import token; only key cryptogram and TR-34 key block imports do", materialType)
 	}
 	switch alg {
 	case keyspec.RSA2048, keyspec.RSA3072, keyspec.RSA4096:
 	default:
-		return nil, fault.FieldInvalid("WrappingKeyAlgorithm", "must be RSA_2048, RSA_3072 or RSA_4096")
+		return nil, fault.About(fault.SubjectTokenKeyAlgorithm, "must be RSA_2048, RSA_3072 or RSA_4096")
 	}
 	usage := "D1"
 	if materialType == MaterialTR34 {
@@ -79,13 +85,14 @@ func (s *Service) GetParametersForImport(materialType string, alg keyspec.Algori
 // RSA key pair whose private key is stored under the profile main key with
 // header h (bound to the token) and whose public key the profile CA certifies
 // for certUsage, valid 30 days.
-func (s *Service) issueToken(kind, materialType string, alg keyspec.Algorithm, reuse bool, h tr31.Header, certUsage x509.KeyUsage) (*ImportParameters, error) {
+func (s *Service) issueToken(kind string, materialType KeyMaterialType, alg keyspec.Algorithm, reuse bool, h tr31.Header, certUsage x509.KeyUsage) (*ImportParameters, error) {
 	s.tokenMu.Lock()
 	defer s.tokenMu.Unlock()
 	now := s.now()
+	typ := tokenTypeNames[materialType]
 	if reuse {
-		if last, err := s.store.GetMeta(lastTokenMeta(kind, materialType, alg)); err == nil {
-			if t, err := s.loadToken(kind, string(last)); err == nil && t.Type == materialType && t.Algorithm == alg && t.Expires.Sub(now) >= tokenReuseMin {
+		if last, err := s.store.GetMeta(lastTokenMeta(kind, typ, alg)); err == nil {
+			if t, err := s.loadToken(kind, string(last)); err == nil && t.Type == typ && t.Algorithm == alg && t.Expires.Sub(now) >= tokenReuseMin {
 				return s.tokenParameters(t)
 			}
 		}
@@ -94,7 +101,7 @@ func (s *Service) issueToken(kind, materialType string, alg keyspec.Algorithm, r
 	if err != nil {
 		return nil, fault.Internalf("token id", err)
 	}
-	t := &importToken{Version: 1, Token: kind + "-token-" + id, Type: materialType, Algorithm: alg,
+	t := &importToken{Version: 1, Token: kind + "-token-" + id, Type: typ, Algorithm: alg,
 		Profile: s.cfg.Profile, Created: now, Expires: now.Add(tokenValidity)}
 	priv, pub, err := newKeyPair(alg)
 	if err != nil {
@@ -120,7 +127,7 @@ func (s *Service) issueToken(kind, materialType string, alg keyspec.Algorithm, r
 	if err := s.store.PutMeta(tokenMeta(kind, t.Token), raw); err != nil {
 		return nil, fault.Internalf("store token", err)
 	}
-	if err := s.store.PutMeta(lastTokenMeta(kind, materialType, alg), []byte(t.Token)); err != nil {
+	if err := s.store.PutMeta(lastTokenMeta(kind, typ, alg), []byte(t.Token)); err != nil {
 		return nil, fault.Internalf("store token", err)
 	}
 	return s.tokenParameters(t)
@@ -131,7 +138,7 @@ func (s *Service) tokenParameters(t *importToken) (*ImportParameters, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &ImportParameters{Certificate: pemCert(t.Cert), CertificateChain: pemCert(ca.cert.Raw),
+	return &ImportParameters{Certificate: t.Cert, CertificateChain: ca.cert.Raw,
 		Algorithm: t.Algorithm, Token: t.Token, ValidUntil: t.Expires}, nil
 }
 
@@ -158,7 +165,7 @@ func (s *Service) ImportKey(in ImportKeyInput) (*Key, error) {
 	case in.Tr31KeyBlock != nil:
 		return s.importTR31(in, in.Tr31KeyBlock)
 	}
-	return nil, fault.FieldInvalid("KeyMaterial", "this key material type is not supported by this appliance")
+	return nil, fault.About(fault.SubjectKeyMaterial, "this key material type is not supported by this appliance")
 }
 
 // importCryptogram imports a symmetric key wrapped with RSA-OAEP under an import token's public key.
@@ -168,49 +175,49 @@ func (s *Service) importCryptogram(in ImportKeyInput, c *ImportKeyCryptogram) (*
 		return nil, err
 	}
 	if !a.Algorithm.IsSymmetric() {
-		return nil, fault.FieldInvalid("KeyMaterial.KeyCryptogram.KeyAttributes.KeyAlgorithm", "a key cryptogram carries a symmetric key")
+		return nil, fault.About(fault.SubjectKeyAlgorithm, "a key cryptogram carries a symmetric key")
 	}
-	var h func() hash.Hash
-	switch c.WrappingSpec {
-	case "", "RSA_OAEP_SHA_256":
-		h = sha256.New
-	case "RSA_OAEP_SHA_512":
-		h = sha512.New
-	default:
-		return nil, fault.FieldInvalid("KeyMaterial.KeyCryptogram.WrappingSpec", "must be RSA_OAEP_SHA_256 or RSA_OAEP_SHA_512")
+	h, err := c.WrappingSpec.oaepHash()
+	if err != nil {
+		return nil, err
 	}
-	t, err := s.loadToken(importKind, c.ImportToken)
-	if errors.Is(err, keystore.ErrNotFound) {
-		return nil, fault.FieldInvalid("KeyMaterial.KeyCryptogram.ImportToken", "import token not found")
-	} else if err != nil {
-		return nil, fault.Internalf("read import token", err)
-	}
-	if t.Type != MaterialKeyCryptogram {
-		return nil, fault.FieldInvalid("KeyMaterial.KeyCryptogram.ImportToken", "import token was issued for %s, not KEY_CRYPTOGRAM", t.Type)
-	}
-	if !s.now().Before(t.Expires) {
-		return nil, fault.FieldInvalid("KeyMaterial.KeyCryptogram.ImportToken", "import token has expired")
+	t, err := s.validToken(importKind, c.ImportToken, MaterialKeyCryptogram)
+	if err != nil {
+		return nil, err
 	}
 	if !a.Algorithm.IsHMAC() && keyspec.Strength(t.Algorithm) < keyspec.Strength(a.Algorithm) {
 		return nil, weakerWrapping(t.Algorithm, a.Algorithm)
-	}
-	ct, err := hex.DecodeString(c.Cryptogram)
-	if err != nil {
-		return nil, fault.FieldInvalid("KeyMaterial.KeyCryptogram.WrappedKeyCryptogram", "must be hexadecimal")
 	}
 	rsaKey, err := s.tokenKey(importKind, t)
 	if err != nil {
 		return nil, err
 	}
-	key, err := rsa.DecryptOAEP(h(), nil, rsaKey, ct, nil)
+	key, err := rsa.DecryptOAEP(h(), nil, rsaKey, c.Cryptogram, nil)
 	if err != nil {
-		return nil, fault.FieldInvalid("KeyMaterial.KeyCryptogram.WrappedKeyCryptogram", "the cryptogram does not decrypt under the import token's key with %s", orDefault(c.WrappingSpec, "RSA_OAEP_SHA_256"))
+		return nil, fault.About(fault.SubjectWrappedKey, "the cryptogram does not decrypt under the import token's key with %s", c.WrappingSpec)
 	}
 	defer clear(key)
 	if keyspec.Strength(t.Algorithm) < keyspec.KeyStrength(a.Algorithm, len(key)) {
 		return nil, weakerWrapping(t.Algorithm, a.Algorithm)
 	}
-	return s.storeImported(in, a, "", c.Exportable, key, "KeyMaterial.KeyCryptogram")
+	return s.storeKey(in, a, "", c.Exportable, key)
+}
+
+// validToken loads an unexpired token of kind issued for material.
+func (s *Service) validToken(kind, token string, material KeyMaterialType) (*importToken, error) {
+	t, err := s.loadToken(kind, token)
+	if errors.Is(err, keystore.ErrNotFound) {
+		return nil, fault.About(fault.SubjectToken, "%s token not found", kind)
+	} else if err != nil {
+		return nil, fault.Internalf("read token", err)
+	}
+	if got := t.material(); got != material {
+		return nil, fault.About(fault.SubjectToken, "the %s token was issued for a %s, not a %s", kind, got, material)
+	}
+	if !s.now().Before(t.Expires) {
+		return nil, fault.About(fault.SubjectToken, "the %s token has expired", kind)
+	}
+	return t, nil
 }
 
 // weakerWrapping refuses a wrapping key weaker than the key it would protect.
@@ -245,40 +252,36 @@ func (s *Service) tokenKey(kind string, t *importToken) (*rsa.PrivateKey, error)
 	return rsaKey, nil
 }
 
-// attributesFromHeader maps an imported X9.143 header onto key attributes.
+// attributesFromHeader maps an imported X9.143 header onto key attributes;
+// its faults are about the wrapped key (the block) that carried the header.
 func attributesFromHeader(h tr31.Header, keyLen int) (keyspec.Attributes, bool, error) {
-	return attributesFromHeaderField(h, keyLen, "KeyMaterial.Tr31KeyBlock.WrappedKeyBlock")
-}
-
-// attributesFromHeaderField is attributesFromHeader naming field in its errors.
-func attributesFromHeaderField(h tr31.Header, keyLen int, field string) (keyspec.Attributes, bool, error) {
 	usage, ok := keyspec.UsageFromTR31(h.KeyUsage)
 	if !ok {
-		return keyspec.Attributes{}, false, fault.FieldInvalid(field, "key usage %q is not supported", h.KeyUsage)
+		return keyspec.Attributes{}, false, fault.About(fault.SubjectWrappedKey, "key usage %q is not supported", h.KeyUsage)
 	}
 	hm, _ := blockData(h, "HM")
 	alg, err := keyspec.AlgorithmFromTR31(h.Algorithm, keyLen, hm)
 	if err != nil {
-		return keyspec.Attributes{}, false, fault.FieldInvalid(field, "%v", err)
+		return keyspec.Attributes{}, false, fault.About(fault.SubjectWrappedKey, "%v", err)
 	}
 	if !alg.IsSymmetric() {
-		return keyspec.Attributes{}, false, fault.FieldInvalid(field, "asymmetric keys are not imported from TR-31 key blocks")
+		return keyspec.Attributes{}, false, fault.About(fault.SubjectWrappedKey, "asymmetric keys are not imported from TR-31 key blocks")
 	}
 	modes, err := keyspec.ModesFromTR31(h.ModeOfUse)
 	if err != nil {
-		return keyspec.Attributes{}, false, fault.FieldInvalid(field, "%v", err)
+		return keyspec.Attributes{}, false, fault.About(fault.SubjectWrappedKey, "%v", err)
 	}
 	exp, err := keyspec.ExportabilityFromTR31(h.Exportability)
 	if err != nil {
-		return keyspec.Attributes{}, false, fault.FieldInvalid(field, "%v", err)
+		return keyspec.Attributes{}, false, fault.About(fault.SubjectWrappedKey, "%v", err)
 	}
 	return keyspec.Attributes{Usage: usage, Class: keyspec.Symmetric, Algorithm: alg, Modes: modes}, exp != keyspec.NonExportable, nil
 }
 
-// storeImported stores imported clear key material.
-func (s *Service) storeImported(in ImportKeyInput, a keyspec.Attributes, derive keyspec.KeyUsage, exportable bool, key []byte, field string) (*Key, error) {
+// storeKey stores imported clear key material.
+func (s *Service) storeKey(in ImportKeyInput, a keyspec.Attributes, derive keyspec.KeyUsage, exportable bool, key []byte) (*Key, error) {
 	if !a.Algorithm.ValidImportLen(len(key)) {
-		return nil, fault.FieldInvalid(field, "a %d-byte key does not fit %s", len(key), a.Algorithm)
+		return nil, fault.About(fault.SubjectKeyMaterial, "a %d-byte key does not fit %s", len(key), a.Algorithm)
 	}
 	method, err := kcvMethod(a.Algorithm, in.KCVAlgorithm)
 	if err != nil {

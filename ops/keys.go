@@ -43,7 +43,7 @@ func (s *Service) CreateKey(in CreateKeyInput) (*Key, error) {
 		}
 	} else {
 		if in.KCVAlgorithm != "" && in.KCVAlgorithm != keyspec.KCVSHA1 {
-			return nil, fault.FieldInvalid("KeyCheckValueAlgorithm", "asymmetric keys use the SHA_1 check value")
+			return nil, fault.About(fault.SubjectKeyCheckValueAlgorithm, "asymmetric keys use the SHA_1 check value")
 		}
 		priv, pub, err := newKeyPair(a.Algorithm)
 		if err != nil {
@@ -130,7 +130,7 @@ func (s *Service) DeleteKey(ident string, days *int) (*Key, error) {
 		d = *days
 	}
 	if d < 3 || d > 180 {
-		return nil, fault.FieldInvalid("DeleteKeyInDays", "must be between 3 and 180")
+		return nil, fault.About(fault.SubjectDeletionPeriod, "must be between 3 and 180")
 	}
 	return s.update(ident, func(k *keystore.Key, now time.Time) error {
 		if k.State == StateDeletePending {

@@ -54,7 +54,7 @@ func hmacHash(a keyspec.Algorithm) func() hash.Hash {
 func storedHeader(id string, a keyspec.Attributes, exportable bool) (tr31.Header, error) {
 	mode, err := a.Modes.TR31()
 	if err != nil {
-		return tr31.Header{}, fault.FieldInvalid("KeyAttributes.KeyModesOfUse", "%v", err)
+		return tr31.Header{}, fault.About(fault.SubjectKeyModesOfUse, "%v", err)
 	}
 	exp := byte('N')
 	if exportable {
@@ -122,7 +122,7 @@ func symmetricKCV(a keyspec.Algorithm, method keyspec.KCVAlgorithm, key []byte) 
 	switch {
 	case a.IsHMAC():
 		if method != keyspec.KCVHMAC {
-			return "", fault.FieldInvalid("KeyCheckValueAlgorithm", "%s keys use the HMAC check value", a)
+			return "", fault.About(fault.SubjectKeyCheckValueAlgorithm, "%s keys use the HMAC check value", a)
 		}
 		sum = kcv.HMAC(hmacHash(a), key)
 	case a.IsTDES() || a.IsAES():
@@ -142,12 +142,12 @@ func symmetricKCV(a keyspec.Algorithm, method keyspec.KCVAlgorithm, key []byte) 
 		case keyspec.KCVCMAC:
 			sum = kcv.CMAC(b)
 		default:
-			return "", fault.FieldInvalid("KeyCheckValueAlgorithm", "%s is not a check value method for %s keys", method, a)
+			return "", fault.About(fault.SubjectKeyCheckValueAlgorithm, "%s is not a check value method for %s keys", method, a)
 		}
 	default:
 		return "", fault.Internalf("key check value", fmt.Errorf("not a symmetric algorithm: %s", a))
 	}
-	return strings.ToUpper(hex.EncodeToString(sum)), nil
+	return checkValueText(sum), nil
 }
 
 // publicKCV is the check value of an asymmetric key: the leftmost 4 bytes of
@@ -155,7 +155,32 @@ func symmetricKCV(a keyspec.Algorithm, method keyspec.KCVAlgorithm, key []byte) 
 // digits with KeyCheckValueAlgorithm SHA-1 for RSA and ECC keys).
 func publicKCV(spki []byte) string {
 	sum := sha1.Sum(spki)
-	return strings.ToUpper(hex.EncodeToString(sum[:4]))
+	return checkValueText(sum[:4])
+}
+
+// checkValueText is a key check value in the form it is published, stored
+// and compared in: upper-case hexadecimal digits (X9.24-1 prints check values
+// so; so do the key block KP/KC blocks of X9.143, the AWS API and the host
+// protocol). It is the one deliberate hex encoding in ops (issue #13): a KCV
+// is computed once, kept in this form in the key record (keystore) and in
+// WorkingKey.KCV, shown unchanged by both edges and never decoded, so
+// carrying it as bytes would only move the same formatting into every edge
+// and a decoding into every record read.
+func checkValueText(sum []byte) string { return strings.ToUpper(hex.EncodeToString(sum)) }
+
+// keyRuleAbout is fault.KeyRule for a fault about subject.
+func keyRuleAbout(violation string, subject fault.Subject, format string, args ...any) *fault.Error {
+	f := fault.KeyRule(violation, "", format, args...)
+	f.Subject = subject
+	return f
+}
+
+// invalidBecause is a Validation fault about subject with a client-safe
+// message and an internal cause (logged only).
+func invalidBecause(subject fault.Subject, message string, cause error) *fault.Error {
+	f := fault.Wrap(fault.Validation, message, cause)
+	f.Subject = subject
+	return f
 }
 
 // kcvMethod picks the check value method: the requested one if allowed, else the algorithm's default.

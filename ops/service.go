@@ -226,7 +226,7 @@ func storeErr(what string, err error, resource string) error {
 	case errors.Is(err, keystore.ErrExists):
 		return fault.Conflictf("%s already exists", resource)
 	case errors.Is(err, keystore.ErrBadToken):
-		return fault.FieldInvalid("NextToken", "the pagination token is invalid or expired")
+		return fault.About(fault.SubjectPageToken, "the pagination token is invalid or expired")
 	case errors.Is(err, keystore.ErrTooManyTags):
 		return fault.QuotaExceededf("a key can have at most the configured number of tags")
 	}

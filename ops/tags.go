@@ -21,7 +21,7 @@ func (s *Service) checkNewTags(tags []Tag) error {
 	seen := make(map[string]bool, len(tags))
 	for _, t := range tags {
 		if seen[t.Key] {
-			return fault.FieldInvalid("Tags", "duplicate tag key %q", t.Key)
+			return fault.About(fault.SubjectTags, "duplicate tag key %q", t.Key)
 		}
 		seen[t.Key] = true
 	}

@@ -8,7 +8,6 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
-	"encoding/pem"
 	"os/exec"
 	"strings"
 	"testing"
@@ -204,7 +203,7 @@ type benchDH struct {
 func newBenchDH(b testing.TB, derive keyspec.KeyUsage) *benchDH {
 	svc := opstest.New(b)
 	ca := xNewTestCA(b, nil)
-	caKey, err := svc.ImportCertificate(ops.ImportCertificateInput{Attributes: xCaAttrs, Certificate: xB64(ca.cert)})
+	caKey, err := svc.ImportCertificate(ops.ImportCertificateInput{Attributes: xCaAttrs, Certificate: ca.cert.Raw})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -215,11 +214,7 @@ func newBenchDH(b testing.TB, derive keyspec.KeyUsage) *benchDH {
 	}
 	now := time.Now()
 	cert := xNewCert(b, ca, &priv.PublicKey, nil, false, x509.KeyUsageKeyAgreement, now.Add(-time.Hour), now.Add(time.Hour))
-	blk, _ := pem.Decode(k3.cert)
-	if blk == nil {
-		b.Fatal("GetPublicKeyCertificate: no PEM")
-	}
-	ours, err := x509.ParseCertificate(blk.Bytes)
+	ours, err := x509.ParseCertificate(k3.cert)
 	if err != nil {
 		b.Fatal(err)
 	}

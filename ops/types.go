@@ -1,8 +1,12 @@
 package ops
 
 import (
+	"crypto/sha256"
+	"crypto/sha512"
+	"hash"
 	"time"
 
+	"payhsm/fault"
 	"payhsm/keyspec"
 )
 
@@ -63,10 +67,69 @@ type Page struct {
 	Max       int // 0 = 50
 }
 
-// ImportParameters is GetParametersForImport's answer.
+// KeyMaterialType is a form in which key material enters or leaves the
+// appliance. Each edge maps its own spelling onto it.
+type KeyMaterialType uint8
+
+// Key material types. The zero value names none.
+const (
+	// MaterialKeyCryptogram is a key encrypted with RSA-OAEP.
+	MaterialKeyCryptogram KeyMaterialType = iota + 1
+	// MaterialTR31 is an X9.143 (TR-31) key block.
+	MaterialTR31
+	// MaterialTR34 is an X9 TR-34 two-pass key token.
+	MaterialTR34
+	// MaterialRootCertificate is a self-signed CA certificate.
+	MaterialRootCertificate
+	// MaterialTrustedCertificate is a certificate that chains to an imported CA.
+	MaterialTrustedCertificate
+)
+
+var materialNames = [...]string{"no key material", "key cryptogram", "TR-31 key block", "TR-34 key block",
+	"root certificate", "trusted certificate"}
+
+func (t KeyMaterialType) String() string {
+	if int(t) < len(materialNames) {
+		return materialNames[t]
+	}
+	return "unknown key material"
+}
+
+// WrappingSpec is the RSA-OAEP variant of a key cryptogram. The zero value
+// is the default, RSA-OAEP with SHA-256.
+type WrappingSpec uint8
+
+// Wrapping specs.
+const (
+	OAEPSHA256 WrappingSpec = iota // RSA-OAEP with SHA-256 (MGF1 with SHA-256)
+	OAEPSHA512                     // RSA-OAEP with SHA-512 (MGF1 with SHA-512)
+)
+
+func (w WrappingSpec) String() string {
+	switch w {
+	case OAEPSHA256:
+		return "RSA-OAEP with SHA-256"
+	case OAEPSHA512:
+		return "RSA-OAEP with SHA-512"
+	}
+	return "unknown RSA-OAEP variant"
+}
+
+// oaepHash is the hash (and MGF1 hash) of w.
+func (w WrappingSpec) oaepHash() (func() hash.Hash, error) {
+	switch w {
+	case OAEPSHA256:
+		return sha256.New, nil
+	case OAEPSHA512:
+		return sha512.New, nil
+	}
+	return nil, fault.About(fault.SubjectWrappingSpec, "must be RSA-OAEP with SHA-256 or SHA-512")
+}
+
+// ImportParameters is GetParametersForImport's answer. Certificates are DER.
 type ImportParameters struct {
-	Certificate      []byte // PEM of the wrapping key certificate
-	CertificateChain []byte // PEM of the CA that signed it
+	Certificate      []byte // the wrapping (or signing) key's certificate
+	CertificateChain []byte // the certificate of the CA that signed it
 	Algorithm        keyspec.Algorithm
 	Token            string
 	ValidUntil       time.Time
@@ -86,9 +149,9 @@ type ImportKeyInput struct {
 type ImportKeyCryptogram struct {
 	Attributes   keyspec.Attributes
 	Exportable   bool
-	Cryptogram   string // hex
+	Cryptogram   []byte // the RSA-OAEP ciphertext
 	ImportToken  string
-	WrappingSpec string // RSA_OAEP_SHA_256 (default) or RSA_OAEP_SHA_512
+	WrappingSpec WrappingSpec
 }
 
 // ImportTr31KeyBlock imports an X9.143 key block under a stored K0/K1 key.
@@ -97,7 +160,7 @@ type ImportTr31KeyBlock struct {
 	KeyBlock              string
 }
 
-// PublicKeyCertificate is GetPublicKeyCertificate's answer (PEM).
+// PublicKeyCertificate is GetPublicKeyCertificate's answer (DER).
 type PublicKeyCertificate struct {
 	Certificate []byte
 	Chain       []byte

@@ -9,9 +9,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/pem"
 	"os"
-	"strings"
 	"testing"
 
 	"crypto/rand"
@@ -70,8 +68,7 @@ func Import(tb testing.TB, svc *ops.Service, a keyspec.Attributes, keyHex string
 	if err != nil {
 		tb.Fatal(err)
 	}
-	blk, _ := pem.Decode(p.Certificate)
-	cert, err := x509.ParseCertificate(blk.Bytes)
+	cert, err := x509.ParseCertificate(p.Certificate)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -84,7 +81,7 @@ func Import(tb testing.TB, svc *ops.Service, a keyspec.Attributes, keyHex string
 		tb.Fatal(err)
 	}
 	k, err := svc.ImportKey(ops.ImportKeyInput{KeyCryptogram: &ops.ImportKeyCryptogram{
-		Attributes: a, Exportable: true, ImportToken: p.Token, Cryptogram: strings.ToUpper(hex.EncodeToString(ct))}})
+		Attributes: a, Exportable: true, ImportToken: p.Token, Cryptogram: ct}})
 	if err != nil {
 		tb.Fatalf("import: %v", err)
 	}

@@ -2,7 +2,6 @@ package awsapi
 
 import (
 	"context"
-	"encoding/base64"
 	"time"
 
 	"payhsm/keyspec"
@@ -39,7 +38,7 @@ func (s *Server) lifecycleOperations() map[string]operation {
 				Enabled: in.Enabled, Tags: tags(in.Tags),
 			})
 			if err != nil {
-				return nil, err
+				return nil, createKeyMembers.name(err)
 			}
 			return &cp.CreateKeyOutput{Key: key(k)}, nil
 		}),
@@ -53,7 +52,7 @@ func (s *Server) lifecycleOperations() map[string]operation {
 		"ListKeys": handler(func(_ context.Context, in *cp.ListKeysInput) (any, error) {
 			ks, next, err := o.ListKeys(str(in.KeyState), page(in.NextToken, in.MaxResults))
 			if err != nil {
-				return nil, err
+				return nil, listMembers.name(err)
 			}
 			out := &cp.ListKeysOutput{Keys: make([]cp.KeySummary, len(ks)), NextToken: opt(next)}
 			for i, k := range ks {
@@ -71,7 +70,7 @@ func (s *Server) lifecycleOperations() map[string]operation {
 			}
 			k, err := o.DeleteKey(*in.KeyIdentifier, days)
 			if err != nil {
-				return nil, err
+				return nil, deleteKeyMembers.name(err)
 			}
 			return &cp.DeleteKeyOutput{Key: key(k)}, nil
 		}),
@@ -123,7 +122,7 @@ func (s *Server) lifecycleOperations() map[string]operation {
 		"ListAliases": handler(func(_ context.Context, in *cp.ListAliasesInput) (any, error) {
 			as, next, err := o.ListAliases(str(in.KeyArn), page(in.NextToken, in.MaxResults))
 			if err != nil {
-				return nil, err
+				return nil, listMembers.name(err)
 			}
 			out := &cp.ListAliasesOutput{Aliases: make([]cp.Alias, len(as)), NextToken: opt(next)}
 			for i, a := range as {
@@ -132,7 +131,7 @@ func (s *Server) lifecycleOperations() map[string]operation {
 			return out, nil
 		}),
 		"TagResource": handler(func(_ context.Context, in *cp.TagResourceInput) (any, error) {
-			return &cp.TagResourceOutput{}, o.TagResource(*in.ResourceArn, tags(in.Tags))
+			return &cp.TagResourceOutput{}, tagMembers.name(o.TagResource(*in.ResourceArn, tags(in.Tags)))
 		}),
 		"UntagResource": handler(func(_ context.Context, in *cp.UntagResourceInput) (any, error) {
 			return &cp.UntagResourceOutput{}, o.UntagResource(*in.ResourceArn, in.TagKeys)
@@ -140,7 +139,7 @@ func (s *Server) lifecycleOperations() map[string]operation {
 		"ListTagsForResource": handler(func(_ context.Context, in *cp.ListTagsForResourceInput) (any, error) {
 			ts, next, err := o.ListTags(*in.ResourceArn, page(in.NextToken, in.MaxResults))
 			if err != nil {
-				return nil, err
+				return nil, listMembers.name(err)
 			}
 			out := &cp.ListTagsForResourceOutput{Tags: make([]cp.Tag, len(ts)), NextToken: opt(next)}
 			for i, t := range ts {
@@ -153,44 +152,28 @@ func (s *Server) lifecycleOperations() map[string]operation {
 			if err != nil {
 				return nil, err
 			}
-			return &cp.GetPublicKeyCertificateOutput{KeyCertificate: b64(c.Certificate), KeyCertificateChain: b64(c.Chain)}, nil
+			return &cp.GetPublicKeyCertificateOutput{KeyCertificate: pemBase64("CERTIFICATE", c.Certificate),
+				KeyCertificateChain: pemBase64("CERTIFICATE", c.Chain)}, nil
 		}),
 		"GetParametersForImport": handler(func(_ context.Context, in *cp.GetParametersForImportInput) (any, error) {
 			reuse := in.ReuseLastGeneratedToken != nil && *in.ReuseLastGeneratedToken
-			p, err := o.GetParametersForImport(str(in.KeyMaterialType), keyspec.Algorithm(str(in.WrappingKeyAlgorithm)), reuse)
+			p, err := o.GetParametersForImport(keyMaterialTypes[cp.KeyMaterialType(str(in.KeyMaterialType))], keyspec.Algorithm(str(in.WrappingKeyAlgorithm)), reuse)
 			if err != nil {
-				return nil, err
+				return nil, importParamMembers.name(err)
 			}
 			alg := cp.KeyAlgorithm(p.Algorithm)
 			return &cp.GetParametersForImportOutput{
-				WrappingKeyCertificate: b64(p.Certificate), WrappingKeyCertificateChain: b64(p.CertificateChain),
-				WrappingKeyAlgorithm: &alg, ImportToken: opt(p.Token), ParametersValidUntilTimestamp: ts(p.ValidUntil),
+				WrappingKeyCertificate:      pemBase64("CERTIFICATE", p.Certificate),
+				WrappingKeyCertificateChain: pemBase64("CERTIFICATE", p.CertificateChain),
+				WrappingKeyAlgorithm:        &alg, ImportToken: opt(p.Token), ParametersValidUntilTimestamp: ts(p.ValidUntil),
 			}, nil
 		}),
 		"ImportKey": handler(func(_ context.Context, in *cp.ImportKeyInput) (any, error) {
-			req := ops.ImportKeyInput{KCVAlgorithm: keyspec.KCVAlgorithm(str(in.KeyCheckValueAlgorithm)), Enabled: in.Enabled, Tags: tags(in.Tags)}
-			m := in.KeyMaterial
-			switch {
-			case m.KeyCryptogram != nil:
-				c := m.KeyCryptogram
-				req.KeyCryptogram = &ops.ImportKeyCryptogram{Attributes: attributes(c.KeyAttributes), Exportable: *c.Exportable,
-					Cryptogram: *c.WrappedKeyCryptogram, ImportToken: *c.ImportToken, WrappingSpec: str(c.WrappingSpec)}
-			case m.Tr31KeyBlock != nil:
-				req.Tr31KeyBlock = &ops.ImportTr31KeyBlock{WrappingKeyIdentifier: *m.Tr31KeyBlock.WrappingKeyIdentifier, KeyBlock: *m.Tr31KeyBlock.WrappedKeyBlock}
-			case m.RootCertificatePublicKey != nil || m.TrustedCertificatePublicKey != nil:
-				return importCertificate(o, req, m)
-			case m.Tr34KeyBlock != nil:
-				return importTR34(o, req, m.Tr34KeyBlock)
-			case m.DiffieHellmanTr31KeyBlock != nil:
-				return importDiffieHellman(o, req, m.DiffieHellmanTr31KeyBlock)
-			case m.As2805KeyCryptogram != nil:
-				return importAs2805(o, req, m.As2805KeyCryptogram)
-			}
-			k, err := o.ImportKey(req)
+			material, out, err := importKey(o, in)
 			if err != nil {
-				return nil, err
+				return nil, importMembers[material].name(err)
 			}
-			return &cp.ImportKeyOutput{Key: key(k)}, nil
+			return out, nil
 		}),
 	}
 }
@@ -218,8 +201,6 @@ func enum[T ~string](s string) *T {
 	v := T(s)
 	return &v
 }
-
-func b64(pem []byte) *string { return opt(base64.StdEncoding.EncodeToString(pem)) }
 
 func ts(t time.Time) *cp.Timestamp {
 	if t.IsZero() {

@@ -1,0 +1,271 @@
+package awsapi
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/pem"
+	"math/big"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"payhsm/fault"
+	"payhsm/ops"
+	cp "payhsm/protocol/awsapi/cpshape"
+)
+
+func TestMembersName(t *testing.T) {
+	m := members{fault.SubjectToken: "KeyMaterial.KeyCryptogram.ImportToken"}
+	for _, tc := range []struct {
+		name           string
+		err            error
+		field, message string
+	}{
+		{"mapped subject", fault.About(fault.SubjectToken, "import token not found"),
+			"KeyMaterial.KeyCryptogram.ImportToken", "KeyMaterial.KeyCryptogram.ImportToken: import token not found"},
+		{"unmapped subject", fault.About(fault.SubjectNonce, "does not match"), "", "does not match"},
+		{"no subject", fault.Validationf("weaker"), "", "weaker"},
+		{"already named", fault.FieldInvalid("ImportToken", "bad"), "ImportToken", "ImportToken: bad"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := fault.As(m.name(tc.err))
+			if f.Field != tc.field || f.Message != tc.message {
+				t.Errorf("field %q message %q; want %q, %q", f.Field, f.Message, tc.field, tc.message)
+			}
+		})
+	}
+	if m.name(nil) != nil {
+		t.Error("name(nil) is not nil")
+	}
+}
+
+// memberType follows a member path (JSON member names) from the shape root
+// and reports whether every step exists.
+func memberType(root reflect.Type, path string) bool {
+	t := root
+	for _, name := range strings.Split(path, ".") {
+		for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice {
+			t = t.Elem()
+		}
+		if t.Kind() != reflect.Struct {
+			return false
+		}
+		found := false
+		for i := 0; i < t.NumField(); i++ {
+			if tag, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ","); tag == name {
+				t, found = t.Field(i).Type, true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+// TestMemberPathsExist: every member path a fault can be reported under is a
+// member of the operation's input shape, so a model change that renames one
+// fails here rather than in a client's error message.
+func TestMemberPathsExist(t *testing.T) {
+	check := func(op string, root any, m members) {
+		for s, path := range m {
+			if !memberType(reflect.TypeOf(root), path) {
+				t.Errorf("%s: subject %d maps to %q, which is not a member", op, s, path)
+			}
+		}
+	}
+	if !memberType(reflect.TypeOf(cp.ExportKeyInput{}), "KeyMaterial.Tr34KeyBlock.KeyBlockHeaders.OptionalBlocks") ||
+		memberType(reflect.TypeOf(cp.ExportKeyInput{}), "KeyMaterial.Tr34KeyBlock.Nonce") {
+		t.Fatal("memberType does not follow member paths")
+	}
+	check("CreateKey", cp.CreateKeyInput{}, createKeyMembers)
+	check("ListKeys", cp.ListKeysInput{}, listMembers)
+	check("ListAliases", cp.ListAliasesInput{}, listMembers)
+	check("ListTagsForResource", cp.ListTagsForResourceInput{}, listMembers)
+	check("DeleteKey", cp.DeleteKeyInput{}, deleteKeyMembers)
+	check("TagResource", cp.TagResourceInput{}, tagMembers)
+	check("GetParametersForImport", cp.GetParametersForImportInput{}, importParamMembers)
+	check("GetParametersForExport", cp.GetParametersForExportInput{}, exportParamMembers)
+	check("GetCertificateSigningRequest", cp.GetCertificateSigningRequestInput{}, csrMembers)
+	for material, m := range importMembers {
+		if material != "" && !memberType(reflect.TypeOf(cp.ImportKeyMaterial{}), material) {
+			t.Errorf("ImportKey: %q is not a KeyMaterial member", material)
+		}
+		check("ImportKey "+material, cp.ImportKeyInput{}, m)
+	}
+	for material, m := range exportMembers {
+		if material != "" && !memberType(reflect.TypeOf(cp.ExportKeyMaterial{}), material) {
+			t.Errorf("ExportKey: %q is not a KeyMaterial member", material)
+		}
+		check("ExportKey "+material, cp.ExportKeyInput{}, m)
+	}
+}
+
+// TestEnumsMapped: every model value of the enums the control plane maps
+// has an operations-layer value.
+func TestEnumsMapped(t *testing.T) {
+	for _, v := range cp.KeyMaterialType("").Values() {
+		if keyMaterialTypes[v] == 0 {
+			t.Errorf("KeyMaterialType %s is not mapped", v)
+		}
+	}
+	seen := map[ops.KeyMaterialType]bool{}
+	for _, v := range keyMaterialTypes {
+		if seen[v] {
+			t.Errorf("%v is mapped twice", v)
+		}
+		seen[v] = true
+	}
+	for _, v := range cp.SigningAlgorithmType("").Values() {
+		if h := signingHashes[v]; h == 0 || !h.Available() {
+			t.Errorf("SigningAlgorithm %s maps to %v", v, h)
+		}
+	}
+	for _, v := range cp.WrappingKeySpec("").Values() {
+		if _, ok := wrappingSpecs[v]; !ok {
+			t.Errorf("WrappingKeySpec %s is not mapped", v)
+		}
+	}
+	for _, tc := range []struct {
+		in   *cp.WrappingKeySpec
+		want ops.WrappingSpec
+		ok   bool
+	}{
+		{nil, ops.OAEPSHA256, true},
+		{ptr(cp.WrappingKeySpecRsaOaepSha256), ops.OAEPSHA256, true},
+		{ptr(cp.WrappingKeySpecRsaOaepSha512), ops.OAEPSHA512, true},
+		{ptr(cp.WrappingKeySpec("RSA_OAEP_SHA_1")), 0, false},
+	} {
+		got, err := wrappingSpec("KeyMaterial.KeyCryptogram.WrappingSpec", tc.in)
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("wrappingSpec(%v) = %v, %v", tc.in, got, err)
+		}
+		if err != nil && fault.As(err).Field != "KeyMaterial.KeyCryptogram.WrappingSpec" {
+			t.Errorf("wrappingSpec error names %q", fault.As(err).Field)
+		}
+	}
+	if crypto.SHA256 != signingHashes[cp.SigningAlgorithmTypeSha256] {
+		t.Error("SHA256 is not crypto.SHA256")
+	}
+}
+
+func TestHexMembers(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want []byte
+		ok   bool
+	}{
+		{"00A1ff", []byte{0, 0xA1, 0xFF}, true},
+		{"", []byte{}, true},
+		{"ABC", nil, false},
+		{"ZZ", nil, false},
+	} {
+		got, err := hexMember("P.Q", tc.in)
+		if (err == nil) != tc.ok || (tc.ok && !bytes.Equal(got, tc.want)) {
+			t.Errorf("hexMember(%q) = %X, %v", tc.in, got, err)
+		}
+		if err != nil {
+			if f := fault.As(err); f.Kind != fault.Validation || f.Field != "P.Q" || f.Message != "P.Q: must be hexadecimal" {
+				t.Errorf("hexMember(%q) fault %+v", tc.in, f)
+			}
+		}
+	}
+	if b, err := optHexMember("P", nil); b != nil || err != nil {
+		t.Errorf("absent member: %X, %v", b, err)
+	}
+	if got := hexText([]byte{0xab, 0x01}); got != "AB01" {
+		t.Errorf("hexText = %s", got)
+	}
+}
+
+func testCertificate(t testing.TB) []byte {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "awsapi test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, k.Public(), k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+func TestCertificateMember(t *testing.T) {
+	der := testCertificate(t)
+	p := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	for _, tc := range []struct {
+		name, in string
+		ok       bool
+	}{
+		{"base64 of PEM", base64.StdEncoding.EncodeToString(p), true},
+		{"raw PEM", string(p), true},
+		{"base64 of DER", base64.StdEncoding.EncodeToString(der), true},
+		{"two certificates", base64.StdEncoding.EncodeToString(append(p, p...)), false},
+		{"a key, not a certificate", base64.StdEncoding.EncodeToString(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})), false},
+		{"not base64", "@@@@", false},
+		{"empty", "", false},
+		{"too long", strings.Repeat("A", maxCertificateLen+4), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := certificateMember("KeyMaterial.KeyCryptogram.WrappingKeyCertificate", tc.in)
+			if tc.ok {
+				if err != nil || !bytes.Equal(got, der) {
+					t.Fatalf("got %d bytes, %v; want the DER", len(got), err)
+				}
+				return
+			}
+			if f := fault.As(err); err == nil || f.Kind != fault.Validation || f.Field != "KeyMaterial.KeyCryptogram.WrappingKeyCertificate" {
+				t.Fatalf("err = %v (%+v)", err, f)
+			}
+		})
+	}
+	out := pemBase64("CERTIFICATE", der)
+	back, err := certificateMember("C", *out)
+	if err != nil || !bytes.Equal(back, der) {
+		t.Errorf("pemBase64 does not round-trip: %v", err)
+	}
+	if pemBase64("CERTIFICATE", nil) != nil {
+		t.Error("pemBase64(nil) is not absent")
+	}
+}
+
+// FuzzCertificateMember: the certificate member decoder never panics; it
+// either returns bytes or a Validation fault naming the member, whose message
+// does not echo the input.
+func FuzzCertificateMember(f *testing.F) {
+	der := testCertificate(f)
+	p := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	f.Add(base64.StdEncoding.EncodeToString(p))
+	f.Add(string(p))
+	f.Add(base64.StdEncoding.EncodeToString(der))
+	f.Add(base64.StdEncoding.EncodeToString(append(p, p...)))
+	f.Add("")
+	f.Add("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		b, err := certificateMember("Cert", s)
+		if err != nil {
+			fe := fault.As(err)
+			if fe.Kind != fault.Validation || fe.Field != "Cert" {
+				t.Fatalf("fault %+v", fe)
+			}
+			if len(s) > 8 && strings.Contains(fe.Message, s) {
+				t.Fatalf("the message echoes the input")
+			}
+			return
+		}
+		if len(b) == 0 {
+			t.Fatalf("no error and no bytes")
+		}
+	})
+}
