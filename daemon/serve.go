@@ -281,7 +281,7 @@ func OpenAppliance(cfg *Config, dev, initialize bool, log *zap.Logger) (*keystor
 			return nil, nil, nil, err
 		}
 	}
-	store, err := keystore.Open(filepath.Join(cfg.DataDir, "keystore"), log.Named("keystore"))
+	store, err := keystore.Open(filepath.Join(cfg.DataDir, "keystore"), keystore.Options{Logger: log.Named("keystore")})
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("keystore: %w", err)
 	}

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // crashEnv, when set to a directory, turns TestCrashDurability into the child:
@@ -70,7 +72,7 @@ func TestCrashDurability(t *testing.T) {
 		t.Fatalf("child was not killed by a signal: %v", werr)
 	}
 
-	s := openTest(t, dir)
+	s := openTest(t, vfs.Default, dir)
 	for id := range acked {
 		k, err := s.GetKey(id)
 		if err != nil {
@@ -101,7 +103,7 @@ func TestCrashDurability(t *testing.T) {
 // acknowledges each after CreateKey and UpdateKey both returned. It never
 // returns normally: the parent kills it.
 func crashChild(dir string) {
-	s, err := Open(dir, nil)
+	s, err := Open(dir, Options{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)

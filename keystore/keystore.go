@@ -53,6 +53,7 @@ import (
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.uber.org/zap"
 
 	"payhsm/fault"
@@ -96,13 +97,30 @@ type Store struct {
 	closed bool
 }
 
-// Open opens (creating when absent) the store in dir. log may be nil.
-func Open(dir string, log *zap.Logger) (*Store, error) {
+// Options configures Open. The zero value is the production configuration.
+type Options struct {
+	// FS is the file system the database lives in; nil means vfs.Default,
+	// the operating system's. Tests pass vfs.NewMem(), a crashable memory
+	// file system (vfs.NewCrashableMem) or one that injects errors
+	// (github.com/cockroachdb/pebble/v2/vfs/errorfs).
+	FS vfs.FS
+	// Logger receives the store's and Pebble's log lines; nil means none.
+	Logger *zap.Logger
+}
+
+// Open opens (creating when absent) the store in dir.
+func Open(dir string, o Options) (*Store, error) {
+	log := o.Logger
 	if log == nil {
 		log = zap.NewNop()
 	}
+	fs := o.FS
+	if fs == nil {
+		fs = vfs.Default
+	}
 	log = log.Named("keystore")
 	opts := &pebble.Options{
+		FS:                 fs,
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{log.Named("pebble").WithOptions(zap.AddCallerSkip(1)).Sugar()},
 		EventListener: &pebble.EventListener{
