@@ -23,9 +23,9 @@ const crashEnv = "PAYHSM_KEYSTORE_CRASH_DIR"
 // while it is still writing (right after the parent has read N
 // acknowledgements), reopens the store and requires every acknowledged write:
 // key, alias, tag and the update that followed. SIGKILL loses the process,
-// not the page cache, so this proves the batches were committed before the
-// acknowledgement; power-loss durability rests on pebble.Sync (fsync of the
-// WAL), which a test on one machine cannot cut.
+// not the page cache, so this proves, on the real file system, that the
+// batches were committed before the acknowledgement. Power loss (the page
+// cache lost too) is cut in memory by the tests in fault_test.go.
 func TestCrashDurability(t *testing.T) {
 	if dir := os.Getenv(crashEnv); dir != "" {
 		crashChild(dir)
