@@ -11,6 +11,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"payhsm/internal/testkeys"
 )
 
 func unhex(t testing.TB, s string) []byte {
@@ -585,15 +587,10 @@ func TestWrapPadsRandomly(t *testing.T) {
 }
 
 // TestLargeRSAKey carries a real RSA-4096 PKCS#8 private key (about 2.4 KB
-// of DER) in a version D block with a certificate-sized optional block.
+// of DER; a committed test key) in a version D block with a certificate-sized
+// optional block.
 func TestLargeRSAKey(t *testing.T) {
-	if testing.Short() {
-		t.Skip("RSA-4096 generation")
-	}
-	priv, err := rsa.GenerateKey(rand.Reader, 4096)
-	if err != nil {
-		t.Fatal(err)
-	}
+	priv := testkeys.RSA(t, 4096)
 	der, err := x509.MarshalPKCS8PrivateKey(priv)
 	if err != nil {
 		t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"payhsm/hsm/tr31"
+	"payhsm/internal/testkeys"
 )
 
 // The partner below encodes and decodes tokens with encoding/asn1 (Go's
@@ -244,7 +245,7 @@ type party struct {
 }
 
 func newParty(t testing.TB, cn string, bits int, usage x509.KeyUsage) party {
-	k := must(rsa.GenerateKey(rand.Reader, bits))
+	k := testkeys.RSA(t, bits)
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: usage}
 	der := must(x509.CreateCertificate(rand.Reader, tmpl, tmpl, k.Public(), k))

@@ -24,6 +24,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	pc "github.com/aws/aws-sdk-go-v2/service/paymentcryptography"
 	"github.com/aws/aws-sdk-go-v2/service/paymentcryptography/types"
+
+	"payhsm/internal/testkeys"
 )
 
 // The partner side of these tests is OpenSSL's command line and Go's
@@ -241,10 +243,7 @@ type partnerCA struct {
 }
 
 func newPartnerCA(t *testing.T) *partnerCA {
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
+	k := testkeys.RSA(t, 2048) // committed test-only keys (testdata)
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "partner root"}, NotBefore: time.Now().Add(-time.Hour),
 		NotAfter: time.Now().Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, k.Public(), k)
@@ -289,10 +288,7 @@ func TestExportKeyCryptogramInterop(t *testing.T) {
 	ctx := context.Background()
 	ca := newPartnerCA(t)
 	rootARN := importRoot(t, c, certB64(ca.cert), types.KeyAlgorithmRsa2048)
-	krd, err := rsa.GenerateKey(rand.Reader, 3072)
-	if err != nil {
-		t.Fatal(err)
-	}
+	krd := testkeys.RSA(t, 3072)
 	leaf := ca.issue(t, krd.Public(), x509.KeyUsageKeyEncipherment)
 	k := createKey(t, c, attrs(types.KeyUsageTr31K0KeyEncryptionKey, types.KeyAlgorithmAes128, modesEDWU), true)
 	out, err := c.ExportKey(ctx, &pc.ExportKeyInput{ExportKeyIdentifier: k.KeyArn, KeyMaterial: &types.ExportKeyMaterialMemberKeyCryptogram{Value: types.ExportKeyCryptogram{
