@@ -27,6 +27,7 @@ const crashEnv = "PAYHSM_KEYSTORE_CRASH_DIR"
 // batches were committed before the acknowledgement. Power loss (the page
 // cache lost too) is cut in memory by the tests in fault_test.go.
 func TestCrashDurability(t *testing.T) {
+	t.Parallel()
 	if dir := os.Getenv(crashEnv); dir != "" {
 		crashChild(dir)
 		return

@@ -90,6 +90,7 @@ func FuzzDecodeKey(f *testing.F) {
 // TestConcurrentReadersAndWriters runs reads (point, listings, snapshots)
 // against writers; run with -race.
 func TestConcurrentReadersAndWriters(t *testing.T) {
+	t.Parallel()
 	s := openMem(t)
 	const writers, perWriter = 4, 40
 	var wg sync.WaitGroup

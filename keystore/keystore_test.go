@@ -92,6 +92,7 @@ func (k Key) debug() string {
 }
 
 func TestKeyCreateGetUpdate(t *testing.T) {
+	t.Parallel()
 	s := openMem(t)
 	k := testKey(testID(1))
 	if err := s.CreateKey(k, []Tag{{"env", "test"}}, "alias/one"); err != nil {
@@ -176,6 +177,7 @@ func TestKeyCreateGetUpdate(t *testing.T) {
 }
 
 func TestErrorsCarryFaultKinds(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		err  error
 		kind fault.Kind
@@ -192,6 +194,7 @@ func TestErrorsCarryFaultKinds(t *testing.T) {
 // TestRecordGolden pins the version-1 key record encoding. A change here is
 // a format change: bump keyRecordVersion (and FormatVersion) with a migration.
 func TestRecordGolden(t *testing.T) {
+	t.Parallel()
 	k := testKey("abcdefghij012345")
 	k.KeyBlock = "D0000"
 	k.Revision = 7
@@ -230,6 +233,7 @@ func TestRecordGolden(t *testing.T) {
 }
 
 func TestDecodeRejects(t *testing.T) {
+	t.Parallel()
 	good, _ := encodeKey(testKey(testID(1)))
 	tests := []struct{ name, rec string }{
 		{"not json", "{"},
@@ -285,6 +289,7 @@ func listAll(t *testing.T, s *Store, filter func(*Key) bool, max int) (ids []str
 }
 
 func TestListKeysPaging(t *testing.T) {
+	t.Parallel()
 	s := openMem(t)
 	const n = 120
 	var want []string
@@ -347,6 +352,7 @@ func TestListKeysPaging(t *testing.T) {
 }
 
 func TestBadTokens(t *testing.T) {
+	t.Parallel()
 	s := openMem(t)
 	a, b := testID(1), testID(2)
 	for _, id := range []string{a, b} {
@@ -415,6 +421,7 @@ func TestBadTokens(t *testing.T) {
 }
 
 func TestAliases(t *testing.T) {
+	t.Parallel()
 	s := openMem(t)
 	a, b := testID(1), testID(2)
 	for _, id := range []string{a, b} {
@@ -492,6 +499,7 @@ func TestAliases(t *testing.T) {
 }
 
 func TestAliasUniquenessConcurrent(t *testing.T) {
+	t.Parallel()
 	s := openMem(t)
 	const n = 50
 	for i := range n {
@@ -569,6 +577,7 @@ func rawKeys(t *testing.T, s *Store) []string {
 }
 
 func TestPurgeKey(t *testing.T) {
+	t.Parallel()
 	s := openMem(t)
 	victim, other := testID(1), testID(2)
 	now := time.Now()
@@ -629,6 +638,7 @@ func TestPurgeKey(t *testing.T) {
 }
 
 func TestDueForPurge(t *testing.T) {
+	t.Parallel()
 	s := openMem(t)
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	keys := []struct {
@@ -718,6 +728,7 @@ func TestDueForPurge(t *testing.T) {
 }
 
 func TestTags(t *testing.T) {
+	t.Parallel()
 	s := openMem(t)
 	id := testID(1)
 	if err := s.CreateKey(testKey(id), []Tag{{"b", "1"}, {"a", "1"}, {"b", "2"}}, ""); err != nil {
@@ -780,6 +791,7 @@ func TestTags(t *testing.T) {
 }
 
 func TestMeta(t *testing.T) {
+	t.Parallel()
 	s := openMem(t)
 	if _, err := s.GetMeta("pmk/default"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("GetMeta missing: %v", err)
@@ -942,6 +954,7 @@ func TestFormatRecord(t *testing.T) {
 }
 
 func TestClosed(t *testing.T) {
+	t.Parallel()
 	s, err := Open("keystore", Options{FS: vfs.NewMem()})
 	if err != nil {
 		t.Fatal(err)
@@ -968,6 +981,7 @@ func TestClosed(t *testing.T) {
 // TestKeyBlockNeverPrinted checks the redacting formatters and that nothing
 // the store logs (at debug level, for every operation) carries a key block.
 func TestKeyBlockNeverPrinted(t *testing.T) {
+	t.Parallel()
 	core, logs := observer.New(zapcore.DebugLevel)
 	s, err := Open("keystore", Options{FS: vfs.NewMem(), Logger: zap.New(core)})
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 )
 
 func TestMetaNames(t *testing.T) {
+	t.Parallel()
 	s, err := Open("keystore", Options{FS: vfs.NewMem(), Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)

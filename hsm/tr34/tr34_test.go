@@ -258,6 +258,7 @@ var (
 )
 
 func TestPartnerTokenOpens(t *testing.T) {
+	t.Parallel()
 	kdh, krd := newParty(t, "KDH", 2048, x509.KeyUsageDigitalSignature), newParty(t, "KRD", 2048, x509.KeyUsageKeyEncipherment)
 	const header = "D9999K1TB00E0000"
 	tok := partnerBuild(t, tdesKey, header, nonce, kdh.cert, kdh.key, krd.cert)
@@ -287,6 +288,7 @@ func TestPartnerTokenOpens(t *testing.T) {
 }
 
 func TestBuildOpensAtPartner(t *testing.T) {
+	t.Parallel()
 	kdh, krd := newParty(t, "KDH", 2048, x509.KeyUsageDigitalSignature), newParty(t, "KRD", 3072, x509.KeyUsageKeyEncipherment)
 	for _, tc := range []struct {
 		name   string
@@ -320,6 +322,7 @@ func TestBuildOpensAtPartner(t *testing.T) {
 }
 
 func TestTamperedTokens(t *testing.T) {
+	t.Parallel()
 	kdh, krd := newParty(t, "KDH", 2048, 0), newParty(t, "KRD", 2048, 0)
 	other := newParty(t, "other", 2048, 0)
 	tok := partnerBuild(t, tdesKey, "D9999K1TB00E0000", nonce, kdh.cert, kdh.key, krd.cert)
@@ -354,6 +357,7 @@ func TestTamperedTokens(t *testing.T) {
 }
 
 func TestHeaderCodec(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		in   string
 		ok   bool
