@@ -160,6 +160,7 @@ func exportTR31(c *pc.Client, key, kek string, h *types.KeyBlockHeaders, ea *typ
 }
 
 func TestExportTR31Interop(t *testing.T) {
+	t.Parallel()
 	d := startDaemon(t, t.TempDir())
 	c := d.client()
 	const kekAES = "89E88CF7931444F334BD7547FC3F380C" // TR-31:2018 A.7.4 KBPK
@@ -283,6 +284,7 @@ func importRoot(t *testing.T, c *pc.Client, certB64 string, alg types.KeyAlgorit
 }
 
 func TestExportKeyCryptogramInterop(t *testing.T) {
+	t.Parallel()
 	d := startDaemon(t, t.TempDir())
 	c := d.client()
 	ctx := context.Background()
@@ -359,6 +361,7 @@ func tdesECB(t *testing.T, keyHex string, in []byte, decrypt bool) []byte {
 // under that KEK; a PIN block then travels A's acquirer key -> shared PEK (on
 // A) -> B's issuer key (on B).
 func TestTwoAppliancesExchangeKeys(t *testing.T) {
+	t.Parallel()
 	a, b := startDaemon(t, t.TempDir()), startDaemon(t, t.TempDir())
 	ca, cb := a.client(), b.client()
 	ctx := context.Background()
@@ -445,6 +448,7 @@ func TestTwoAppliancesExchangeKeys(t *testing.T) {
 // appliance's K3 key pair and opens a TR-31 block exported under it; and a
 // CSR for that key pair verifies with OpenSSL.
 func TestECDHExportAndCSR(t *testing.T) {
+	t.Parallel()
 	d := startDaemon(t, t.TempDir())
 	c := d.client()
 	ctx := context.Background()
