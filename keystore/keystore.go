@@ -152,13 +152,14 @@ func Open(dir string, o Options) (*Store, error) {
 			DiskSlow: func(info pebble.DiskSlowInfo) { log.Warn("pebble disk slow", zap.String("info", info.String())) },
 		},
 	}
-	db, err := pebble.Open(dir, opts)
+	var db *pebble.DB
+	err := s.guard(func() (err error) { db, err = pebble.Open(dir, opts); return err })
 	if err != nil {
 		return nil, fmt.Errorf("keystore: open %s: %w", dir, err)
 	}
 	s.db = db
 	if err := s.checkFormat(); err != nil {
-		_ = db.Close()
+		_ = s.guard(db.Close)
 		return nil, err
 	}
 	log.Info("keystore opened", zap.String("dir", dir), zap.Int("format", FormatVersion))
