@@ -153,7 +153,11 @@ func Open(cfg Config, meta MetaStore, log *zap.Logger) (c *Custodian, err error)
 	}
 	tok, err := mod.Login(cfg.TokenLabel, cfg.PIN)
 	if err != nil {
-		return nil, fmt.Errorf("custody: open PKCS#11 token %q with module %s: %w", cfg.TokenLabel, cfg.ModulePath, err)
+		name := cfg.ModulePath
+		if name == "" {
+			name = fmt.Sprintf("%T", mod)
+		}
+		return nil, fmt.Errorf("custody: open PKCS#11 token %q with module %s: %w", cfg.TokenLabel, name, err)
 	}
 	c = &Custodian{cfg: cfg, token: tok, meta: meta, log: log, profiles: map[string]*Profile{}}
 	defer func() {
