@@ -154,7 +154,7 @@ func Open(cfg *Config, dev, initialize bool, log *zap.Logger) (*Appliance, error
 			return nil, err
 		}
 	}
-	store, err := keystore.Open(cfg.KeystoreDir(), log.Named("keystore"))
+	store, err := keystore.Open(cfg.KeystoreDir(), keystore.Options{Logger: log.Named("keystore")})
 	if err != nil {
 		return nil, fmt.Errorf("keystore: %w", err)
 	}

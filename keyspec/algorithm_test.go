@@ -9,6 +9,7 @@ import (
 )
 
 func TestAlgorithmFamilies(t *testing.T) {
+	t.Parallel()
 	for _, s := range modelAlgorithms {
 		a := Algorithm(s)
 		n := 0
@@ -34,6 +35,7 @@ func TestAlgorithmFamilies(t *testing.T) {
 // FIPS 180-4 (hash output sizes), NIST SP 800-57 Part 1 Rev. 5 Table 2
 // (comparable security strengths) and Table 3 (HMAC column).
 func TestAlgorithmSizes(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		a                      Algorithm
 		keyLen, bits, strength int
@@ -87,6 +89,7 @@ func TestAlgorithmSizes(t *testing.T) {
 }
 
 func TestKeyStrength(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		a      Algorithm
 		keyLen int
@@ -113,6 +116,7 @@ func TestKeyStrength(t *testing.T) {
 // columns are left out because the ECDH path's strength is that of the derived
 // key, not of the curve, and the table's extraction is ambiguous there.
 func TestAtLeastAsStrongGuideTable(t *testing.T) {
+	t.Parallel()
 	cols := []Algorithm{TDES2Key, TDES3Key, AES128, AES192, AES256, RSA2048, RSA3072, RSA4096}
 	for _, r := range []struct {
 		key   Algorithm
@@ -145,6 +149,7 @@ func TestAtLeastAsStrongGuideTable(t *testing.T) {
 // Default KCV algorithms as the guide's examples show them (line numbers of
 // /work/shared/seeds/003_c1b4d88e08786fa4.txt).
 func TestDefaultKCVAlgorithm(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		a    Algorithm
 		want KCVAlgorithm
@@ -179,6 +184,7 @@ func TestDefaultKCVAlgorithm(t *testing.T) {
 }
 
 func TestValidKCVAlgorithm(t *testing.T) {
+	t.Parallel()
 	allowed := map[string]map[KCVAlgorithm]bool{
 		"TDES": {"ANSI_X9_24": true, "CMAC": true},
 		"AES":  {"CMAC": true},

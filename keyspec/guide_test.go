@@ -202,6 +202,7 @@ var (
 
 // Every allowed combination of the guide's table is accepted by ValidateCreate.
 func TestGuideTableAccepted(t *testing.T) {
+	t.Parallel()
 	rows := expectedRules(t)
 	n := 0
 	for u, r := range rows {
@@ -244,6 +245,7 @@ func TestGuideTableAccepted(t *testing.T) {
 // ValidateCreate accepts exactly the guide's combinations: every usage ×
 // class × algorithm × all 512 modes-of-use combinations.
 func TestValidateCreateExhaustive(t *testing.T) {
+	t.Parallel()
 	rows := expectedRules(t)
 	for _, us := range modelUsages {
 		u := KeyUsage(us)
@@ -280,6 +282,7 @@ func TestValidateCreateExhaustive(t *testing.T) {
 // ValidateImport: symmetric usages as for create; asymmetric ones only as
 // public keys with the NOTE modes.
 func TestValidateImportExhaustive(t *testing.T) {
+	t.Parallel()
 	rows := expectedRules(t)
 	pub := expectedImport(rows)
 	for _, us := range modelUsages {
@@ -312,6 +315,7 @@ func TestValidateImportExhaustive(t *testing.T) {
 // SupportedForOperations is false exactly for the guide's "*" pairs, P1 and
 // imported K3 (leaf) public keys.
 func TestSupportedForOperations(t *testing.T) {
+	t.Parallel()
 	rows := expectedRules(t)
 	for u, r := range rows {
 		class := Class("SYMMETRIC_KEY")

@@ -9,6 +9,7 @@ import (
 )
 
 func TestParseEnums(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		name  string
 		parse func(string) (string, bool)
@@ -50,6 +51,7 @@ func TestParseEnums(t *testing.T) {
 
 // The transcribed enums match the model file itself, when it is present.
 func TestEnumsMatchModel(t *testing.T) {
+	t.Parallel()
 	const path = "/work/shared/aws-models/payment-cryptography-2021-09-14.json"
 	data, err := os.ReadFile(path)
 	if err != nil {

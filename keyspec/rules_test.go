@@ -8,6 +8,7 @@ import (
 // Disallowed attribute sets, each with the field and the words of the rule the
 // fault must name.
 func TestValidateCreateRejects(t *testing.T) {
+	t.Parallel()
 	var (
 		edwu = ModesOfUse{Encrypt: true, Decrypt: true, Wrap: true, Unwrap: true}
 		gv   = ModesOfUse{Generate: true, Verify: true}
@@ -76,6 +77,7 @@ func TestValidateCreateRejects(t *testing.T) {
 }
 
 func TestValidateImportCases(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		name  string
 		a     Attributes
@@ -132,6 +134,7 @@ func TestValidateImportCases(t *testing.T) {
 
 // K3 keys take every member of the model's DeriveKeyUsage enum, and nothing else.
 func TestDeriveKeyUsage(t *testing.T) {
+	t.Parallel()
 	a := Attributes{K3, AsymmetricPair, ECCP256, ModesOfUse{DeriveKey: true}}
 	derivable := map[string]bool{}
 	for _, s := range modelDeriveKeyUsages {
@@ -156,6 +159,7 @@ func TestDeriveKeyUsage(t *testing.T) {
 // combination the key-attribute table allows; read as a typo for Encrypt+Wrap)
 // and the M7 row's TDES/AES algorithms (see rules.go).
 func TestOperationsTablesCreatable(t *testing.T) {
+	t.Parallel()
 	var (
 		g   = ModesOfUse{Generate: true}
 		v   = ModesOfUse{Verify: true}
@@ -216,6 +220,7 @@ func TestOperationsTablesCreatable(t *testing.T) {
 }
 
 func TestModesString(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		m    ModesOfUse
 		want string
@@ -232,6 +237,7 @@ func TestModesString(t *testing.T) {
 }
 
 func TestUsageSymmetry(t *testing.T) {
+	t.Parallel()
 	asym := map[KeyUsage]bool{D1: true, K2: true, K3: true, S0: true}
 	for _, s := range modelUsages {
 		u := KeyUsage(s)

@@ -8,6 +8,7 @@ import (
 // X9.143 key usage codes, written out from ANSI X9.143:2021 6.3.1 table 2 (as
 // listed in openemv/tr31 src/tr31.h) for the usages the AWS model names.
 func TestUsageTR31(t *testing.T) {
+	t.Parallel()
 	want := map[KeyUsage]string{
 		B0: "B0", C0: "C0", D0: "D0", D1: "D1", E0: "E0", E1: "E1", E2: "E2", E4: "E4", E5: "E5", E6: "E6",
 		K0: "K0", K1: "K1", K2: "K2", K3: "K3", M0: "M0", M1: "M1", M3: "M3", M6: "M6", M7: "M7",
@@ -57,6 +58,7 @@ var tr31Modes = map[byte]ModesOfUse{
 }
 
 func TestModesTR31(t *testing.T) {
+	t.Parallel()
 	for code, m := range tr31Modes {
 		got, err := ModesFromTR31(code)
 		if err != nil || got != m {
@@ -99,6 +101,7 @@ func TestModesTR31(t *testing.T) {
 // X9.143:2021 6.3.5 table 6; the user guide's export table ("N - No
 // Exportability, E - Export according to X9.24, S - ... non-key block formats").
 func TestExportabilityTR31(t *testing.T) {
+	t.Parallel()
 	want := map[Exportability]byte{"EXPORTABLE": 'E', "NON_EXPORTABLE": 'N', "SENSITIVE": 'S'}
 	for _, s := range modelExportability {
 		e := Exportability(s)
@@ -125,6 +128,7 @@ func TestExportabilityTR31(t *testing.T) {
 // X9.143:2021 6.3.2 table 3 algorithm codes; HM block values from 6.3.6.5
 // table 13 and the user guide's "Common Headers" table.
 func TestAlgorithmTR31(t *testing.T) {
+	t.Parallel()
 	codes := map[Algorithm]byte{
 		TDES2Key: 'T', TDES3Key: 'T', AES128: 'A', AES192: 'A', AES256: 'A',
 		HMACSHA224: 'H', HMACSHA256: 'H', HMACSHA384: 'H', HMACSHA512: 'H',
@@ -204,6 +208,7 @@ func TestAlgorithmTR31(t *testing.T) {
 // text). Bytes 5-6 are the key usage, 7 the algorithm, 8 the mode of use,
 // 9-10 the key version and 11 the exportability (X9.143:2021 6.2 table 1).
 func TestGuideKeyBlockHeaders(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		header string
 		src    string

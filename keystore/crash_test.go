@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // crashEnv, when set to a directory, turns TestCrashDurability into the child:
@@ -21,10 +23,11 @@ const crashEnv = "PAYHSM_KEYSTORE_CRASH_DIR"
 // while it is still writing (right after the parent has read N
 // acknowledgements), reopens the store and requires every acknowledged write:
 // key, alias, tag and the update that followed. SIGKILL loses the process,
-// not the page cache, so this proves the batches were committed before the
-// acknowledgement; power-loss durability rests on pebble.Sync (fsync of the
-// WAL), which a test on one machine cannot cut.
+// not the page cache, so this proves, on the real file system, that the
+// batches were committed before the acknowledgement. Power loss (the page
+// cache lost too) is cut in memory by the tests in fault_test.go.
 func TestCrashDurability(t *testing.T) {
+	t.Parallel()
 	if dir := os.Getenv(crashEnv); dir != "" {
 		crashChild(dir)
 		return
@@ -70,7 +73,7 @@ func TestCrashDurability(t *testing.T) {
 		t.Fatalf("child was not killed by a signal: %v", werr)
 	}
 
-	s := openTest(t, dir)
+	s := openTest(t, vfs.Default, dir)
 	for id := range acked {
 		k, err := s.GetKey(id)
 		if err != nil {
@@ -101,7 +104,7 @@ func TestCrashDurability(t *testing.T) {
 // acknowledges each after CreateKey and UpdateKey both returned. It never
 // returns normally: the parent kills it.
 func crashChild(dir string) {
-	s, err := Open(dir, nil)
+	s, err := Open(dir, Options{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // FuzzDecodeToken: the decoder never panics, refuses with ErrBadToken only,
@@ -88,7 +90,8 @@ func FuzzDecodeKey(f *testing.F) {
 // TestConcurrentReadersAndWriters runs reads (point, listings, snapshots)
 // against writers; run with -race.
 func TestConcurrentReadersAndWriters(t *testing.T) {
-	s := openTest(t, t.TempDir())
+	t.Parallel()
+	s := openMem(t)
 	const writers, perWriter = 4, 40
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
@@ -151,7 +154,7 @@ func TestConcurrentReadersAndWriters(t *testing.T) {
 }
 
 func BenchmarkGetKey(b *testing.B) {
-	s := openTest(b, b.TempDir())
+	s := openTest(b, vfs.Default, b.TempDir()) // on disk: the numbers include the fsync
 	const n = 1000
 	for i := range n {
 		if err := s.CreateKey(testKey(testID(i)), nil, ""); err != nil {
@@ -171,7 +174,7 @@ func BenchmarkGetKey(b *testing.B) {
 // BenchmarkCreateKey measures synced creates (one fsync each, serialized by
 // the write lock).
 func BenchmarkCreateKey(b *testing.B) {
-	s := openTest(b, b.TempDir())
+	s := openTest(b, vfs.Default, b.TempDir()) // on disk: the numbers include the fsync
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {

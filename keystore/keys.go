@@ -201,8 +201,8 @@ func (s *Store) PurgeKey(id string) error {
 	if err != nil {
 		return fmt.Errorf("keystore: purge key %s: %w", id, err)
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
-		return fmt.Errorf("keystore: purge key %s: commit: %w", id, err)
+	if err := s.commitOpen(b, "purge key "+id); err != nil {
+		return err
 	}
 	s.log.Info("key purged", zap.String("id", id), zap.Int("aliases", aliases))
 	return nil

@@ -13,10 +13,22 @@
 // so checks such as "alias does not exist yet" and the write that follows are
 // indivisible. Reads take no write lock: point reads and iterators run against
 // Pebble's consistent views (a snapshot where a read touches several records).
-// Pebble publishes a batch only after its WAL sync, so no reader ever sees a
-// write that is not yet durable. The price of one lock is one fsync per write
+// Pebble makes a batch visible to readers when it is applied to the memtable,
+// which can be just before its WAL sync completes; the write call itself
+// returns only after the sync. The price of one lock is one fsync per write
 // (BenchmarkCreateKey: about 0.44 ms on the reference VM); key creation is
 // not the hot path, and reads scale without it.
+//
+// # Failures
+//
+// When the disk refuses a WAL write or sync, Pebble cannot continue (its
+// commit pipeline is stuck, and the failed batch may already be visible in
+// memory). The call that hit the failure returns an error wrapping ErrFailed,
+// and from then on every call does, until the store is reopened (restart the
+// process); Failed reports the state. After the reopen a failed batch is
+// either wholly present or wholly absent: a batch is one checksummed WAL
+// record. The tests inject such failures with Pebble's errorfs and cut power
+// with vfs.NewCrashableMem (see fault_test.go).
 //
 // # Layout
 //
@@ -51,8 +63,10 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.uber.org/zap"
 
 	"payhsm/fault"
@@ -72,6 +86,11 @@ var (
 	ErrTooManyTags = &fault.Error{Kind: fault.QuotaExceeded, Message: "too many tags"}
 	ErrInvalid     = &fault.Error{Kind: fault.Validation, Message: "invalid argument"}
 	ErrClosed      = &fault.Error{Kind: fault.Unavailable, Message: "key store closed"}
+	// ErrFailed: a write could not be made durable (the disk refused a write
+	// or a sync). The store then refuses every call until it is reopened,
+	// because Pebble cannot continue after a failed commit and the failed
+	// batch may be visible in memory without being on disk.
+	ErrFailed = &fault.Error{Kind: fault.Unavailable, Message: "key store failed a durable write; restart the appliance"}
 )
 
 // Key prefixes; see the package comment.
@@ -94,17 +113,37 @@ type Store struct {
 
 	life   sync.RWMutex // readers hold it shared; Close holds it exclusively
 	closed bool
+
+	failed atomic.Pointer[error] // set once, by fail; see ErrFailed
 }
 
-// Open opens (creating when absent) the store in dir. log may be nil.
-func Open(dir string, log *zap.Logger) (*Store, error) {
+// Options configures Open. The zero value is the production configuration.
+type Options struct {
+	// FS is the file system the database lives in; nil means vfs.Default,
+	// the operating system's. Tests pass vfs.NewMem(), a crashable memory
+	// file system (vfs.NewCrashableMem) or one that injects errors
+	// (github.com/cockroachdb/pebble/v2/vfs/errorfs).
+	FS vfs.FS
+	// Logger receives the store's and Pebble's log lines; nil means none.
+	Logger *zap.Logger
+}
+
+// Open opens (creating when absent) the store in dir.
+func Open(dir string, o Options) (*Store, error) {
+	log := o.Logger
 	if log == nil {
 		log = zap.NewNop()
 	}
+	fs := o.FS
+	if fs == nil {
+		fs = vfs.Default
+	}
 	log = log.Named("keystore")
+	s := &Store{log: log}
 	opts := &pebble.Options{
+		FS:                 fs,
 		FormatMajorVersion: pebble.FormatNewest,
-		Logger:             pebbleLogger{log.Named("pebble").WithOptions(zap.AddCallerSkip(1)).Sugar()},
+		Logger:             pebbleLogger{s: log.Named("pebble").WithOptions(zap.AddCallerSkip(1)).Sugar(), store: s},
 		EventListener: &pebble.EventListener{
 			BackgroundError: func(err error) { log.Error("pebble background error", zap.Error(err)) },
 			DataCorruption: func(info pebble.DataCorruptionInfo) {
@@ -113,13 +152,14 @@ func Open(dir string, log *zap.Logger) (*Store, error) {
 			DiskSlow: func(info pebble.DiskSlowInfo) { log.Warn("pebble disk slow", zap.String("info", info.String())) },
 		},
 	}
-	db, err := pebble.Open(dir, opts)
+	var db *pebble.DB
+	err := s.guard(func() (err error) { db, err = pebble.Open(dir, opts); return err })
 	if err != nil {
 		return nil, fmt.Errorf("keystore: open %s: %w", dir, err)
 	}
-	s := &Store{db: db, log: log}
+	s.db = db
 	if err := s.checkFormat(); err != nil {
-		_ = db.Close()
+		_ = s.guard(db.Close)
 		return nil, err
 	}
 	log.Info("keystore opened", zap.String("dir", dir), zap.Int("format", FormatVersion))
@@ -148,7 +188,7 @@ func (s *Store) checkFormat() error {
 			return errors.New("keystore: database has records but no format record; refusing to open it as a payhsm keystore")
 		}
 		rec, _ := json.Marshal(formatRecord{Format: formatName, Version: FormatVersion})
-		if err := s.db.Set(formatKey, rec, pebble.Sync); err != nil {
+		if err := s.guard(func() error { return s.db.Set(formatKey, rec, pebble.Sync) }); err != nil {
 			return fmt.Errorf("keystore: write format record: %w", err)
 		}
 		return nil
@@ -177,7 +217,7 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
-	if err := s.db.Close(); err != nil {
+	if err := s.guard(s.db.Close); err != nil {
 		return fmt.Errorf("keystore: close: %w", err)
 	}
 	s.log.Info("keystore closed")
@@ -187,9 +227,9 @@ func (s *Store) Close() error {
 // read enters a read section; the returned func leaves it.
 func (s *Store) read() (func(), error) {
 	s.life.RLock()
-	if s.closed {
+	if err := s.usable(); err != nil {
 		s.life.RUnlock()
-		return nil, ErrClosed
+		return nil, err
 	}
 	return s.life.RUnlock, nil
 }
@@ -198,21 +238,69 @@ func (s *Store) read() (func(), error) {
 func (s *Store) write() (func(), error) {
 	s.mu.Lock()
 	s.life.RLock()
-	if s.closed {
+	if err := s.usable(); err != nil {
 		s.life.RUnlock()
 		s.mu.Unlock()
-		return nil, ErrClosed
+		return nil, err
 	}
 	return func() { s.life.RUnlock(); s.mu.Unlock() }, nil
+}
+
+// usable reports why the store cannot serve a call; the caller holds life.
+func (s *Store) usable() error {
+	if s.closed {
+		return ErrClosed
+	}
+	return s.Failed()
+}
+
+// Failed returns nil while the store is healthy, and an error wrapping
+// ErrFailed once a write could not be made durable.
+func (s *Store) Failed() error {
+	if p := s.failed.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// fail puts the store in the failed state (the first cause wins) and returns
+// the error that every later call gets.
+func (s *Store) fail(cause string) error {
+	err := fmt.Errorf("%w (%s)", ErrFailed, cause)
+	if s.failed.CompareAndSwap(nil, &err) {
+		s.log.Error("key store failed; refusing every call until it is reopened", zap.String("cause", cause))
+	}
+	return s.Failed()
 }
 
 // commit commits b durably and closes it.
 func (s *Store) commit(b *pebble.Batch, what string) error {
 	defer b.Close()
-	if err := b.Commit(pebble.Sync); err != nil {
+	return s.commitOpen(b, what)
+}
+
+// commitOpen commits b durably and leaves closing it to the caller.
+func (s *Store) commitOpen(b *pebble.Batch, what string) error {
+	if err := s.guard(func() error { return b.Commit(pebble.Sync) }); err != nil {
 		return fmt.Errorf("keystore: %s: commit: %w", what, err)
 	}
 	return nil
+}
+
+// guard runs a durable Pebble write (or Close). Pebble cannot continue after a commit
+// whose WAL write or sync failed: it calls Fatalf, which fails the store and
+// panics (see pebbleLogger); guard turns that panic into the failed store's
+// error. Other panics pass through.
+func (s *Store) guard(write func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			if _, ok := r.(pebbleFatal); !ok {
+				panic(r)
+			}
+			err = s.Failed()
+		}
+	}()
+	return write()
 }
 
 // getter is what *pebble.DB and *pebble.Snapshot share.
@@ -234,11 +322,26 @@ func get(r getter, key []byte) (val []byte, ok bool, err error) {
 }
 
 // pebbleLogger routes Pebble's log lines into zap.
-type pebbleLogger struct{ s *zap.SugaredLogger }
+type pebbleLogger struct {
+	s     *zap.SugaredLogger
+	store *Store
+}
 
 func (l pebbleLogger) Infof(format string, args ...any)  { l.s.Infof(format, args...) }
 func (l pebbleLogger) Errorf(format string, args ...any) { l.s.Errorf(format, args...) }
 
-// Fatalf is called by Pebble on invariant violations it cannot continue
-// from; zap logs the line and exits the process, as Pebble expects.
-func (l pebbleLogger) Fatalf(format string, args ...any) { l.s.Fatalf(format, args...) }
+// pebbleFatal is the panic value of pebbleLogger.Fatalf.
+type pebbleFatal struct{ msg string }
+
+// Fatalf is called by Pebble when it cannot continue: a commit whose WAL
+// write or sync failed, or an invariant violation. It logs the line, fails
+// the store (every later call returns ErrFailed) and panics, as Pebble
+// expects Fatalf not to return. On the commit path Store.guard recovers the
+// panic, so the caller gets an error; anywhere else (a background flush or
+// compaction) the panic ends the process, as exiting would.
+func (l pebbleLogger) Fatalf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	l.s.Error(msg)
+	l.store.fail(msg)
+	panic(pebbleFatal{msg})
+}

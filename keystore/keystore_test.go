@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
@@ -20,15 +21,19 @@ import (
 	"payhsm/keyspec"
 )
 
-func openTest(t testing.TB, dir string) *Store {
+// openTest opens the store in dir on fs; it is closed when the test ends.
+func openTest(t testing.TB, fs vfs.FS, dir string) *Store {
 	t.Helper()
-	s, err := Open(dir, nil)
+	s, err := Open(dir, Options{FS: fs})
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
 	t.Cleanup(func() { _ = s.Close() })
 	return s
 }
+
+// openMem opens a fresh store in memory.
+func openMem(t testing.TB) *Store { return openTest(t, vfs.NewMem(), "keystore") }
 
 // testID returns a valid, ordered key id for n.
 func testID(n int) string { return fmt.Sprintf("k%015d", n) }
@@ -87,7 +92,8 @@ func (k Key) debug() string {
 }
 
 func TestKeyCreateGetUpdate(t *testing.T) {
-	s := openTest(t, t.TempDir())
+	t.Parallel()
+	s := openMem(t)
 	k := testKey(testID(1))
 	if err := s.CreateKey(k, []Tag{{"env", "test"}}, "alias/one"); err != nil {
 		t.Fatalf("CreateKey: %v", err)
@@ -171,6 +177,7 @@ func TestKeyCreateGetUpdate(t *testing.T) {
 }
 
 func TestErrorsCarryFaultKinds(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		err  error
 		kind fault.Kind
@@ -187,6 +194,7 @@ func TestErrorsCarryFaultKinds(t *testing.T) {
 // TestRecordGolden pins the version-1 key record encoding. A change here is
 // a format change: bump keyRecordVersion (and FormatVersion) with a migration.
 func TestRecordGolden(t *testing.T) {
+	t.Parallel()
 	k := testKey("abcdefghij012345")
 	k.KeyBlock = "D0000"
 	k.Revision = 7
@@ -225,6 +233,7 @@ func TestRecordGolden(t *testing.T) {
 }
 
 func TestDecodeRejects(t *testing.T) {
+	t.Parallel()
 	good, _ := encodeKey(testKey(testID(1)))
 	tests := []struct{ name, rec string }{
 		{"not json", "{"},
@@ -280,7 +289,8 @@ func listAll(t *testing.T, s *Store, filter func(*Key) bool, max int) (ids []str
 }
 
 func TestListKeysPaging(t *testing.T) {
-	s := openTest(t, t.TempDir())
+	t.Parallel()
+	s := openMem(t)
 	const n = 120
 	var want []string
 	for i := n; i > 0; i-- { // insert out of order
@@ -342,7 +352,8 @@ func TestListKeysPaging(t *testing.T) {
 }
 
 func TestBadTokens(t *testing.T) {
-	s := openTest(t, t.TempDir())
+	t.Parallel()
+	s := openMem(t)
 	a, b := testID(1), testID(2)
 	for _, id := range []string{a, b} {
 		if err := s.CreateKey(testKey(id), []Tag{{"t1", "x"}, {"t2", "y"}}, "alias/"+id); err != nil {
@@ -410,7 +421,8 @@ func TestBadTokens(t *testing.T) {
 }
 
 func TestAliases(t *testing.T) {
-	s := openTest(t, t.TempDir())
+	t.Parallel()
+	s := openMem(t)
 	a, b := testID(1), testID(2)
 	for _, id := range []string{a, b} {
 		if err := s.CreateKey(testKey(id), nil, ""); err != nil {
@@ -487,7 +499,8 @@ func TestAliases(t *testing.T) {
 }
 
 func TestAliasUniquenessConcurrent(t *testing.T) {
-	s := openTest(t, t.TempDir())
+	t.Parallel()
+	s := openMem(t)
 	const n = 50
 	for i := range n {
 		if err := s.CreateKey(testKey(testID(i)), nil, ""); err != nil {
@@ -564,7 +577,8 @@ func rawKeys(t *testing.T, s *Store) []string {
 }
 
 func TestPurgeKey(t *testing.T) {
-	s := openTest(t, t.TempDir())
+	t.Parallel()
+	s := openMem(t)
 	victim, other := testID(1), testID(2)
 	now := time.Now()
 	for _, id := range []string{victim, other} {
@@ -624,7 +638,8 @@ func TestPurgeKey(t *testing.T) {
 }
 
 func TestDueForPurge(t *testing.T) {
-	s := openTest(t, t.TempDir())
+	t.Parallel()
+	s := openMem(t)
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	keys := []struct {
 		n        int
@@ -713,7 +728,8 @@ func TestDueForPurge(t *testing.T) {
 }
 
 func TestTags(t *testing.T) {
-	s := openTest(t, t.TempDir())
+	t.Parallel()
+	s := openMem(t)
 	id := testID(1)
 	if err := s.CreateKey(testKey(id), []Tag{{"b", "1"}, {"a", "1"}, {"b", "2"}}, ""); err != nil {
 		t.Fatal(err)
@@ -775,7 +791,8 @@ func TestTags(t *testing.T) {
 }
 
 func TestMeta(t *testing.T) {
-	s := openTest(t, t.TempDir())
+	t.Parallel()
+	s := openMem(t)
 	if _, err := s.GetMeta("pmk/default"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("GetMeta missing: %v", err)
 	}
@@ -804,9 +821,24 @@ func TestMeta(t *testing.T) {
 	}
 }
 
+// TestReopen runs on the operating system's file system as well as in
+// memory: it is the one test of the production path through real files.
 func TestReopen(t *testing.T) {
-	dir := t.TempDir()
-	s, err := Open(dir, nil)
+	t.Parallel()
+	for _, fsName := range []string{"os", "mem"} {
+		t.Run(fsName, func(t *testing.T) {
+			t.Parallel()
+			fs, dir := vfs.FS(vfs.Default), t.TempDir()
+			if fsName == "mem" {
+				fs, dir = vfs.NewMem(), "keystore"
+			}
+			testReopen(t, fs, dir)
+		})
+	}
+}
+
+func testReopen(t *testing.T, fs vfs.FS, dir string) {
+	s, err := Open(dir, Options{FS: fs})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -833,7 +865,7 @@ func TestReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s = openTest(t, dir)
+	s = openTest(t, fs, dir)
 	got, _, err := s.ListKeys(nil, "", 100)
 	if err != nil || len(got) != len(want) {
 		t.Fatalf("ListKeys after reopen: %d keys, %v", len(got), err)
@@ -857,9 +889,11 @@ func TestReopen(t *testing.T) {
 }
 
 func TestFormatRecord(t *testing.T) {
-	setRaw := func(t *testing.T, dir string, key, val []byte) {
+	t.Parallel()
+	const dir = "keystore"
+	setRaw := func(t *testing.T, fs vfs.FS, key, val []byte) {
 		t.Helper()
-		db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest})
+		db, err := pebble.Open(dir, &pebble.Options{FS: fs, FormatMajorVersion: pebble.FormatNewest})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -872,33 +906,34 @@ func TestFormatRecord(t *testing.T) {
 	}
 	tests := []struct {
 		name    string
-		prepare func(t *testing.T, dir string)
+		prepare func(t *testing.T, fs vfs.FS)
 		wantErr string
 	}{
-		{"fresh", func(*testing.T, string) {}, ""},
-		{"unknown version", func(t *testing.T, dir string) {
-			s := openTest(t, dir)
+		{"fresh", func(*testing.T, vfs.FS) {}, ""},
+		{"unknown version", func(t *testing.T, fs vfs.FS) {
+			s := openTest(t, fs, dir)
 			s.Close()
-			setRaw(t, dir, formatKey, []byte(`{"format":"payhsm-keystore","version":2}`))
+			setRaw(t, fs, formatKey, []byte(`{"format":"payhsm-keystore","version":2}`))
 		}, "on-disk format version 2 is not supported"},
-		{"foreign format record", func(t *testing.T, dir string) {
-			setRaw(t, dir, formatKey, []byte(`{"format":"other","version":1}`))
+		{"foreign format record", func(t *testing.T, fs vfs.FS) {
+			setRaw(t, fs, formatKey, []byte(`{"format":"other","version":1}`))
 		}, "not a payhsm keystore"},
-		{"records without format record", func(t *testing.T, dir string) {
-			setRaw(t, dir, []byte("k/whatever"), []byte("x"))
+		{"records without format record", func(t *testing.T, fs vfs.FS) {
+			setRaw(t, fs, []byte("k/whatever"), []byte("x"))
 		}, "no format record"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
-			tc.prepare(t, dir)
-			s, err := Open(dir, nil)
+			t.Parallel()
+			fs := vfs.NewMem()
+			tc.prepare(t, fs)
+			s, err := Open(dir, Options{FS: fs})
 			if tc.wantErr == "" {
 				if err != nil {
 					t.Fatal(err)
 				}
 				s.Close()
-				s = openTest(t, dir) // and it reopens
+				openTest(t, fs, dir) // and it reopens
 				return
 			}
 			if err == nil {
@@ -909,7 +944,7 @@ func TestFormatRecord(t *testing.T) {
 				t.Fatalf("err = %v, want %q", err, tc.wantErr)
 			}
 			// The refused store was closed: Pebble's directory lock is free.
-			db, err := pebble.Open(dir, &pebble.Options{})
+			db, err := pebble.Open(dir, &pebble.Options{FS: fs})
 			if err != nil {
 				t.Fatalf("directory still locked: %v", err)
 			}
@@ -919,7 +954,8 @@ func TestFormatRecord(t *testing.T) {
 }
 
 func TestClosed(t *testing.T) {
-	s, err := Open(t.TempDir(), nil)
+	t.Parallel()
+	s, err := Open("keystore", Options{FS: vfs.NewMem()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -945,8 +981,9 @@ func TestClosed(t *testing.T) {
 // TestKeyBlockNeverPrinted checks the redacting formatters and that nothing
 // the store logs (at debug level, for every operation) carries a key block.
 func TestKeyBlockNeverPrinted(t *testing.T) {
+	t.Parallel()
 	core, logs := observer.New(zapcore.DebugLevel)
-	s, err := Open(t.TempDir(), zap.New(core))
+	s, err := Open("keystore", Options{FS: vfs.NewMem(), Logger: zap.New(core)})
 	if err != nil {
 		t.Fatal(err)
 	}

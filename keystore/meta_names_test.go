@@ -4,11 +4,13 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.uber.org/zap"
 )
 
 func TestMetaNames(t *testing.T) {
-	s, err := Open(t.TempDir(), zap.NewNop())
+	t.Parallel()
+	s, err := Open("keystore", Options{FS: vfs.NewMem(), Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,7 @@ import (
 
 	"payhsm/fault"
 	"payhsm/hsm/tr31"
+	"payhsm/internal/testkeys"
 	"payhsm/keyspec"
 	"payhsm/ops"
 	"payhsm/ops/opstest"
@@ -413,13 +414,11 @@ func xNewCert(t testing.TB, parent *xTestCA, pub crypto.PublicKey, signer crypto
 	return c
 }
 
+// xRsaKey returns a committed test-only key (ops/testdata), distinct from the
+// others of the same test.
 func xRsaKey(t testing.TB, bits int) *rsa.PrivateKey {
 	t.Helper()
-	k, err := rsa.GenerateKey(rand.Reader, bits)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
+	return testkeys.RSA(t, bits)
 }
 
 func xNewTestCA(t testing.TB, parent *xTestCA) *xTestCA {

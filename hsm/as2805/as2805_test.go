@@ -34,6 +34,7 @@ const (
 
 // Masks as as2805_2_1_Working_Key_Exchange.py defines them: bytes.fromhex('28C0') * 8, etc.
 func TestVariantMasks(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		v    KeyVariant
 		want string
@@ -55,6 +56,7 @@ func TestVariantMasks(t *testing.T) {
 }
 
 func TestWrapKeyKAT(t *testing.T) {
+	t.Parallel()
 	kek := unhex(t, katKEK)
 	for _, c := range []struct {
 		name    string
@@ -91,6 +93,7 @@ func TestWrapKeyKAT(t *testing.T) {
 }
 
 func TestKEKValidationKAT(t *testing.T) {
+	t.Parallel()
 	kek := unhex(t, katKEK)
 	for _, c := range []struct {
 		name, rnd, krs, krr string // OpenSSL: KRs under KEK⊕82…, KRr under KEK⊕84… of ~rnd with odd parity
@@ -121,6 +124,7 @@ func TestKEKValidationKAT(t *testing.T) {
 // The complement keeps the byte's high seven bits and restores odd parity:
 // as2805_1_5_KEK_Validation.py ("bitwise NOT with odd parity adjustment").
 func TestInvert(t *testing.T) {
+	t.Parallel()
 	got := invert(unhex(t, "0123456789ABCDEF1011121314151617"))
 	if want := unhex(t, "FEDCBA9876543210EFEFECECEAEAE9E9"); !bytes.Equal(got, want) {
 		t.Errorf("invert = %X, want %X", got, want)
@@ -128,6 +132,7 @@ func TestInvert(t *testing.T) {
 }
 
 func TestDerivationData(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		stan, amount, want string
 		err                error
@@ -150,6 +155,7 @@ func TestDerivationData(t *testing.T) {
 }
 
 func TestSessionPINKeyKAT(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		kpp, stan, amount, kpe string // OpenSSL: MAC = last block of CBC(D, IV 0); KPE = CBC(D, IV MAC) XOR D
 	}{
@@ -164,6 +170,7 @@ func TestSessionPINKeyKAT(t *testing.T) {
 }
 
 func TestErrors(t *testing.T) {
+	t.Parallel()
 	kek := unhex(t, katKEK)
 	k24 := make([]byte, 24)
 	for name, err := range map[string]error{
@@ -193,6 +200,7 @@ func third[T, U any](_ T, _ U, err error) error { return err }
 // TestOpenSSLCrossCheck compares every construction with the OpenSSL command
 // line on random keys and data.
 func TestOpenSSLCrossCheck(t *testing.T) {
+	t.Parallel()
 	if _, err := exec.LookPath("openssl"); err != nil {
 		t.Skip("openssl not installed")
 	}

@@ -18,6 +18,7 @@ func unhex(t testing.TB, s string) []byte {
 }
 
 func TestCVVKnownAnswers(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		src, key, pan, exp, sc, want string
 	}{
@@ -38,6 +39,7 @@ func TestCVVKnownAnswers(t *testing.T) {
 // Source: knovichikhin/pyemv tests/test_cvv_hsm.py (vectors from a payment
 // HSM): ICC CVC3 key by option A, track 2 and track 1 templates.
 func TestCVC3KnownAnswers(t *testing.T) {
+	t.Parallel()
 	icc, err := emv.ICCMasterKey(unhex(t, "01234567899876543210012345678998"), emv.OptionA, "5123456789012345", "00")
 	if err != nil {
 		t.Fatal(err)
@@ -61,6 +63,7 @@ func TestCVC3KnownAnswers(t *testing.T) {
 }
 
 func TestCVVProperties(t *testing.T) {
+	t.Parallel()
 	key := unhex(t, "0123456789ABCDEFFEDCBA9876543210")
 	base, _ := CVV(key, "4123456789012345", "8701", "101", 5)
 	for _, c := range []struct{ pan, exp, sc string }{

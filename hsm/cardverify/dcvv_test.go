@@ -10,6 +10,7 @@ import (
 // through the whole chain: issuer master key, ICC master key by EMV option A,
 // then the dCVV.
 func TestDCVVKnownAnswers(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		src, imk, pan, psn, exp, sc, atc, want string
 	}{
@@ -45,6 +46,7 @@ func TestDCVVKnownAnswers(t *testing.T) {
 // spochic/gep3 tests/dsc_test.py test_generate_dcvv, second case: the UDK is
 // given directly (from MDK 2315208C9110AD402315208C9110AD40, src/examples/evc_dcvv.py).
 func TestDCVVFromGivenUDK(t *testing.T) {
+	t.Parallel()
 	got, err := DCVV(unhex(t, "1274FB0FCD3E27E088B741553037F089"), "4761739001010010", "1220", "000", [2]byte{0, 1})
 	if err != nil || got != "802" {
 		t.Fatalf("dCVV %q, want 802 (%v)", got, err)
@@ -59,6 +61,7 @@ func TestDCVVFromGivenUDK(t *testing.T) {
 }
 
 func TestDCVVProperties(t *testing.T) {
+	t.Parallel()
 	icc := unhex(t, "1274FB0FCD3E27E088B741553037F089")
 	pan, exp, sc, atc := "4761739001010010", "1220", "101", [2]byte{0x12, 0xAB}
 	base, err := DCVV(icc, pan, exp, sc, atc)

@@ -41,6 +41,7 @@ const (
 // corrections of "Updated_CMAC_Examples.pdf" for D.4/D.5), as reproduced in
 // Legrandin/pycryptodome lib/Crypto/SelfTest/Hash/test_CMAC.py.
 func TestNIST(t *testing.T) {
+	t.Parallel()
 	const (
 		aes128 = "2b7e151628aed2a6abf7158809cf4f3c"
 		aes192 = "8e73b0f7da0e6452c810f32b809079e562f8ead2522c6b7b"
@@ -124,6 +125,7 @@ func newBlock(t testing.TB, kind string, key []byte) cipher.Block {
 // TestSubkeys checks the subkeys K1/K2 printed with each key in NIST
 // SP 800-38B Appendix D.1 to D.5.
 func TestSubkeys(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ kind, key, k1, k2 string }{
 		{"aes", "2b7e151628aed2a6abf7158809cf4f3c", "fbeed618357133667c85e08f7236a8de", "f7ddac306ae266ccf90bc11ee46d513b"},
 		{"aes", "8e73b0f7da0e6452c810f32b809079e562f8ead2522c6b7b", "448a5b1c93514b273ee6439dd4daa296", "8914b63926a2964e7dcc873ba9b5452c"},
@@ -148,6 +150,7 @@ func TestSubkeys(t *testing.T) {
 // from 0 to 40 bytes, and of lengths around larger block multiples, against
 // `openssl mac ... CMAC`.
 func TestAgainstOpenSSL(t *testing.T) {
+	t.Parallel()
 	if _, err := exec.LookPath("openssl"); err != nil {
 		t.Skip("openssl not installed")
 	}
@@ -190,6 +193,7 @@ func TestAgainstOpenSSL(t *testing.T) {
 // TestSplitWrites checks that arbitrary chunking of the input never changes
 // the tag.
 func TestSplitWrites(t *testing.T) {
+	t.Parallel()
 	for _, kind := range []string{"aes", "tdes"} {
 		key := make([]byte, 24)
 		rand.Read(key)
@@ -217,6 +221,7 @@ type oddBlock struct{ cipher.Block }
 func (oddBlock) BlockSize() int { return 32 }
 
 func TestRejectsUnsupportedBlockSize(t *testing.T) {
+	t.Parallel()
 	if _, err := New(oddBlock{}); !errors.Is(err, ErrBlockSize) {
 		t.Fatalf("New(32-byte block) error = %v, want ErrBlockSize", err)
 	}

@@ -36,7 +36,6 @@ package custody
 
 import (
 	"crypto/aes"
-	"crypto/cipher"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -48,7 +47,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ThalesGroup/crypto11"
 	"github.com/tink-crypto/tink-go/v2/aead"
 	"github.com/tink-crypto/tink-go/v2/tink"
 	"go.uber.org/zap"
@@ -75,6 +73,9 @@ var ErrMetaNotFound = errors.New("custody: meta record not found")
 
 // Config selects the token and the region main key.
 type Config struct {
+	// Module is the PKCS#11 module; nil means PKCS11Module(ModulePath).
+	// Tests of the layers above pass an in-memory module (hsm/custody/memtoken).
+	Module         Module
 	ModulePath     string // PKCS#11 module, e.g. /usr/lib/softhsm/libsofthsm2.so
 	TokenLabel     string
 	PIN            string // user PIN; comes from a file or the environment, never argv
@@ -89,8 +90,8 @@ type Config struct {
 // Custodian holds the open token, the region main key and the unsealed profile main keys.
 type Custodian struct {
 	cfg      Config
-	ctx      *crypto11.Context
-	rmk      *crypto11.SecretKey
+	token    Token
+	rmk      TokenKey
 	rmkKCV   string
 	envelope tink.AEAD
 	meta     MetaStore
@@ -140,23 +141,28 @@ func Open(cfg Config, meta MetaStore, log *zap.Logger) (c *Custodian, err error)
 	if cfg.NotFound == nil {
 		cfg.NotFound = ErrMetaNotFound
 	}
-	if cfg.ModulePath == "" || cfg.TokenLabel == "" {
+	if (cfg.Module == nil && cfg.ModulePath == "") || cfg.TokenLabel == "" {
 		return nil, errors.New("custody: PKCS#11 module path and token label are required")
 	}
-	ctx, err := crypto11.Configure(&crypto11.Config{
-		Path:        cfg.ModulePath,
-		TokenLabel:  cfg.TokenLabel,
-		Pin:         cfg.PIN,
-		GCMIVLength: 12,
-		MaxSessions: 16,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("custody: open PKCS#11 token %q with module %s: %w", cfg.TokenLabel, cfg.ModulePath, err)
+	if log == nil {
+		log = zap.NewNop()
 	}
-	c = &Custodian{cfg: cfg, ctx: ctx, meta: meta, log: log, profiles: map[string]*Profile{}}
+	mod := cfg.Module
+	if mod == nil {
+		mod = PKCS11Module(cfg.ModulePath)
+	}
+	tok, err := mod.Login(cfg.TokenLabel, cfg.PIN)
+	if err != nil {
+		name := cfg.ModulePath
+		if name == "" {
+			name = fmt.Sprintf("%T", mod)
+		}
+		return nil, fmt.Errorf("custody: open PKCS#11 token %q with module %s: %w", cfg.TokenLabel, name, err)
+	}
+	c = &Custodian{cfg: cfg, token: tok, meta: meta, log: log, profiles: map[string]*Profile{}}
 	defer func() {
 		if err != nil {
-			_ = ctx.Close()
+			_ = tok.Close()
 		}
 	}()
 
@@ -175,14 +181,14 @@ func Open(cfg Config, meta MetaStore, log *zap.Logger) (c *Custodian, err error)
 		return nil, fmt.Errorf("custody: read region main key record: %w", gerr)
 	}
 
-	found, err := ctx.FindKeys(nil, []byte(cfg.RegionKeyLabel))
+	found, err := tok.FindKeys(cfg.RegionKeyLabel)
 	if err != nil {
 		return nil, fmt.Errorf("custody: find region main key %q: %w", cfg.RegionKeyLabel, err)
 	}
 	if len(found) > 1 {
 		return nil, fmt.Errorf("custody: token %q holds %d keys labelled %q; the region main key must be unique", cfg.TokenLabel, len(found), cfg.RegionKeyLabel)
 	}
-	var key *crypto11.SecretKey
+	var key TokenKey
 	if len(found) == 1 {
 		key = found[0]
 	}
@@ -195,7 +201,7 @@ func Open(cfg Config, meta MetaStore, log *zap.Logger) (c *Custodian, err error)
 		if _, err := rand.Read(id); err != nil {
 			return nil, err
 		}
-		key, err = ctx.GenerateSecretKeyWithLabel(id, []byte(cfg.RegionKeyLabel), 256, crypto11.CipherAES)
+		key, err = tok.GenerateAESKey(id, cfg.RegionKeyLabel, 256)
 		if err != nil {
 			return nil, fmt.Errorf("custody: generate region main key in token: %w", err)
 		}
@@ -218,65 +224,67 @@ func Open(cfg Config, meta MetaStore, log *zap.Logger) (c *Custodian, err error)
 			cfg.RegionKeyLabel, cfg.TokenLabel, sum, rec.KCV)
 	}
 
-	gcm, err := key.NewGCM()
-	if err != nil {
-		return nil, fmt.Errorf("custody: region main key GCM: %w", err)
-	}
-	c.envelope = aead.NewKMSEnvelopeAEAD2(aead.AES256GCMKeyTemplate(), tokenAEAD{gcm})
+	c.envelope = aead.NewKMSEnvelopeAEAD2(aead.AES256GCMKeyTemplate(), tokenAEAD{key})
 	return c, nil
 }
 
 // tokenKCV computes AES-CMAC(K, 0^16)[:3] through the token, so the key never
 // leaves it.
-func tokenKCV(key *crypto11.SecretKey) (s string, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("PKCS#11 block operation failed: %v", r)
-		}
-	}()
-	return hex.EncodeToString(kcv.CMAC(tokenBlock{key})), nil
+func tokenKCV(key TokenKey) (string, error) {
+	b := &tokenBlock{key: key}
+	sum := kcv.CMAC(b)
+	if b.err != nil {
+		return "", fmt.Errorf("PKCS#11 block operation failed: %w", b.err)
+	}
+	return hex.EncodeToString(sum), nil
 }
 
-// tokenBlock is a token AES key as a cipher.Block: one-block CBC with a zero
-// IV (CKM_AES_CBC) is the block cipher itself. It panics on a token error, as
-// cipher.Block has no error return; tokenKCV recovers.
-type tokenBlock struct{ key *crypto11.SecretKey }
+// tokenBlock is a token AES key as a cipher.Block for the CMAC. cipher.Block
+// has no error return: the first token error is kept in err (the output is
+// then zeros) and tokenKCV checks it.
+type tokenBlock struct {
+	key TokenKey
+	err error
+}
 
-func (tokenBlock) BlockSize() int { return aes.BlockSize }
+func (*tokenBlock) BlockSize() int { return aes.BlockSize }
 
-func (b tokenBlock) Encrypt(dst, src []byte) { b.crypt(true, dst, src) }
-
-func (b tokenBlock) Decrypt(dst, src []byte) { b.crypt(false, dst, src) }
-
-func (b tokenBlock) crypt(encrypt bool, dst, src []byte) {
+func (b *tokenBlock) Encrypt(dst, src []byte) {
 	tokenOps.Add(1)
-	iv := make([]byte, aes.BlockSize)
-	var m crypto11.BlockModeCloser
-	var err error
-	if encrypt {
-		m, err = b.key.NewCBCEncrypterCloser(iv)
-	} else {
-		m, err = b.key.NewCBCDecrypterCloser(iv)
+	if b.err != nil {
+		clear(dst[:aes.BlockSize])
+		return
 	}
-	if err != nil {
-		panic(err)
+	if err := b.key.EncryptBlock(dst, src); err != nil {
+		b.err = err
+		clear(dst[:aes.BlockSize])
 	}
-	defer m.Close()
-	m.CryptBlocks(dst[:aes.BlockSize], src[:aes.BlockSize])
+}
+
+// Decrypt is not used by the CMAC; it records an error rather than decrypt.
+func (b *tokenBlock) Decrypt(dst, src []byte) {
+	b.err = errors.New("token block decryption is not used")
+	clear(dst[:aes.BlockSize])
 }
 
 // RegionKeyKCV is the region main key's check value (hex, upper case).
 func (c *Custodian) RegionKeyKCV() string { return upper(c.rmkKCV) }
 
-// Close unloads the profile main keys and closes the token.
+// Close unloads the profile main keys and closes the token. Closing again
+// does nothing.
 func (c *Custodian) Close() error {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	for _, p := range c.profiles {
 		p.destroy()
 	}
 	c.profiles = map[string]*Profile{}
-	c.mu.Unlock()
-	return c.ctx.Close()
+	if c.token == nil {
+		return nil
+	}
+	err := c.token.Close()
+	c.token = nil
+	return err
 }
 
 // Seal encrypts a non-key-block secret under the region main key (Tink
@@ -710,33 +718,31 @@ var tokenOps atomic.Uint64
 // module by this process so far.
 func TokenOperations() uint64 { return tokenOps.Load() }
 
-// tokenAEAD adapts the token's AES-GCM (crypto11) to Tink's AEAD: the output
-// is nonce || ciphertext || tag.
-type tokenAEAD struct{ gcm cipher.AEAD }
+// tokenAEAD adapts the token's AES-GCM to Tink's AEAD: the output is
+// nonce || ciphertext || tag.
+type tokenAEAD struct{ key TokenKey }
 
-func (t tokenAEAD) Encrypt(plaintext, aad []byte) (out []byte, err error) {
+func (t tokenAEAD) Encrypt(plaintext, aad []byte) ([]byte, error) {
 	tokenOps.Add(1)
-	defer func() { // crypto11's Seal panics on a PKCS#11 error
-		if r := recover(); r != nil {
-			out, err = nil, fmt.Errorf("token AES-GCM encrypt failed: %v", r)
-		}
-	}()
-	nonce := make([]byte, t.gcm.NonceSize())
+	nonce := make([]byte, GCMNonceSize)
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, err
 	}
-	return t.gcm.Seal(nonce, nonce, plaintext, aad), nil
+	ct, err := t.key.SealGCM(nonce, plaintext, aad)
+	if err != nil {
+		return nil, fmt.Errorf("token AES-GCM encrypt failed: %w", err)
+	}
+	return append(nonce, ct...), nil
 }
 
 func (t tokenAEAD) Decrypt(ciphertext, aad []byte) ([]byte, error) {
 	tokenOps.Add(1)
-	n := t.gcm.NonceSize()
-	if len(ciphertext) < n+t.gcm.Overhead() {
+	if len(ciphertext) < GCMNonceSize+GCMTagSize {
 		return nil, errors.New("token AES-GCM: ciphertext too short")
 	}
-	pt, err := t.gcm.Open(nil, ciphertext[:n], ciphertext[n:], aad)
-	if err != nil {
-		return nil, errors.New("token AES-GCM: authentication failed")
+	pt, err := t.key.OpenGCM(ciphertext[:GCMNonceSize], ciphertext[GCMNonceSize:], aad)
+	if err != nil { // a wrong key, aad or ciphertext, or a token failure
+		return nil, fmt.Errorf("token AES-GCM decrypt failed: %w", err)
 	}
 	return pt, nil
 }

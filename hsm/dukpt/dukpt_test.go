@@ -51,6 +51,7 @@ const (
 )
 
 func TestTDESInitialKey(t *testing.T) {
+	t.Parallel()
 	for _, ksn := range []string{"FFFF9876543210E00001", "FFFF9876543210E00002", "FFFF9876543210EFF800"} {
 		ik, err := TDESInitialKey(unhex(t, x924BDK), tdesKSN(t, ksn))
 		if err != nil {
@@ -65,6 +66,7 @@ func TestTDESInitialKey(t *testing.T) {
 // X9.24-1-2009 A.4.2 (initial sequence) and A.4.3 (rollover sequence):
 // transaction key and PIN block encrypted under its PIN variant.
 func TestTDESTransactionKeysAndPINVariant(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ ksn, key, epb string }{
 		{"FFFF9876543210E00001", "042666B49184CFA368DE9628D0397BC9", "1B9C1845EB993A7A"},
 		{"FFFF9876543210E00002", "C46551CEF9FD24B0AA9AD834130D3BC7", "10A01C8D02C69107"},
@@ -133,6 +135,7 @@ func TestTDESTransactionKeysAndPINVariant(t *testing.T) {
 // response key; MAC = ISO 9797-1 algorithm 3 (padding method 1) under the
 // MAC request / response key.
 func TestTDESMACAndDataVariants(t *testing.T) {
+	t.Parallel()
 	data := []byte("4012345678909D987")
 	for _, tc := range []struct{ ksn, dataReq, dataResp, macReq, macResp string }{
 		{"FFFF9876543210E00001", "FC0D53B7EA1FDA9EE68AAF2E70D9B9506229BE2AA993F04F", "1FCC89AF66222F27B903898BB2BC8589CDBFDE5EC6AFCC25", "9CCC78173FC4FB64", "20364223C1FF00FA"},
@@ -201,6 +204,7 @@ const (
 )
 
 func TestAESInitialKey(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ bdk, ik string }{
 		{aesBDK128, "1273671EA26AC29AFA4D1084127652A1"},
 		{aesBDK256, "CE9CE0C101D1138F97FB6CAD4DF045A7083D4EAE2D35A31789D01CCF0949550F"},
@@ -219,6 +223,7 @@ func TestAESInitialKey(t *testing.T) {
 // first eight transactions, of the counter rollover at 0x20000 and of the
 // last four transaction counters (openemv/dukpt test/dukpt_aes128_test.c).
 func TestAESTransactionKey(t *testing.T) {
+	t.Parallel()
 	ik, err := AESInitialKey(unhex(t, aesBDK128), [8]byte(unhex(t, aesIKID)))
 	if err != nil {
 		t.Fatal(err)
@@ -257,6 +262,7 @@ func TestAESTransactionKey(t *testing.T) {
 // (verification) MAC keys; the same text zero-padded to 32 bytes, AES-CBC
 // with a zero IV, under the request (encrypt) and response (decrypt) keys.
 func TestAESWorkingKeys(t *testing.T) {
+	t.Parallel()
 	data := []byte("4012345678909D987")
 	padded := make([]byte, 32)
 	copy(padded, data)
@@ -302,6 +308,7 @@ func TestAESWorkingKeys(t *testing.T) {
 // length; distinct usages and types give distinct keys; a stronger working
 // key than the BDK is refused.
 func TestAESWorkingKeyTypesAndUsages(t *testing.T) {
+	t.Parallel()
 	ksn := aesKSN(t, aesIKID+"00000001")
 	seen := map[string]bool{}
 	for _, wt := range []KeyType{TDES2, TDES3, AES128, AES192, AES256} {
@@ -338,6 +345,7 @@ func TestAESWorkingKeyTypesAndUsages(t *testing.T) {
 // instead: for a 256-bit key the second block differs from the first only
 // by the key block counter (derivation data byte 1).
 func TestAESDeriveBlocks(t *testing.T) {
+	t.Parallel()
 	key := unhex(t, aesBDK128)
 	got, err := derive(key, UsageDataBoth, AES256, [8]byte{1, 2, 3, 4, 5, 6, 7, 8})
 	if err != nil {
@@ -355,6 +363,7 @@ func TestAESDeriveBlocks(t *testing.T) {
 }
 
 func TestParseKSN(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		hex string
 		aes bool
@@ -391,6 +400,7 @@ func TestParseKSN(t *testing.T) {
 }
 
 func TestBadKeyLengths(t *testing.T) {
+	t.Parallel()
 	ksn := tdesKSN(t, "FFFF9876543210E00001")
 	if _, err := TDESInitialKey(make([]byte, 24), ksn); err == nil {
 		t.Error("24-byte TDES BDK accepted")

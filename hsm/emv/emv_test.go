@@ -40,6 +40,7 @@ const (
 // Source: knovichikhin/pyemv, pyemv/kd.py docstrings (derive_icc_mk_a,
 // derive_icc_mk_b examples and the module example), EMV Book 2 A1.4.
 func TestICCMasterKeyDocExamples(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		opt      Option
 		pan, psn string
@@ -63,6 +64,7 @@ func TestICCMasterKeyDocExamples(t *testing.T) {
 // payment HSM): option A/B master keys, common session keys, ARQC (padding
 // method 2, MAC algorithm 3), ARPC methods 1 and 2.
 func TestPyemvHSMVectors(t *testing.T) {
+	t.Parallel()
 	const r = "1234567890123456"
 	const ct = "0123456789ABCDEF0123456789ABCDEF"
 	for _, c := range []struct {
@@ -141,6 +143,7 @@ func TestPyemvHSMVectors(t *testing.T) {
 // Source: knovichikhin/pyemv pyemv/kd.py docstrings of derive_common_sk and
 // derive_visa_sm_sk (MK 0123456789ABCDEFFEDCBA9876543210, ATC 001C).
 func TestSessionKeyDocExamples(t *testing.T) {
+	t.Parallel()
 	mk := unhex(t, issAC)
 	atc := [2]byte{0x00, 0x1C}
 	sk, err := CommonSessionKey(mk, ATCDiversifier(atc))
@@ -159,6 +162,7 @@ const cvnData = "000000004000" + "000000000000" + "0124" + "8000048000" + "0124"
 // Source: knovichikhin/pyemv tests/test_cvn_hsm.py test_visa_cvn10: ICC MK
 // used directly, data ‖ CVR padded with zeros (method 1), ARPC method 1.
 func TestVisaCVN10(t *testing.T) {
+	t.Parallel()
 	mk, err := ICCMasterKey(unhex(t, issAC), OptionA, "1234567890123456", "00")
 	if err != nil {
 		t.Fatal(err)
@@ -202,6 +206,7 @@ func TestVisaCVN10(t *testing.T) {
 // Source: knovichikhin/pyemv tests/test_cvn_hsm.py test_visa_cvn18: option
 // B, common session key, data ‖ IAD padded with method 2, ARPC method 2.
 func TestVisaCVN18(t *testing.T) {
+	t.Parallel()
 	mk, err := ICCMasterKey(unhex(t, issAC), OptionB, "1234567890123456", "00")
 	if err != nil {
 		t.Fatal(err)
@@ -224,6 +229,7 @@ func TestVisaCVN18(t *testing.T) {
 // Mastercard session key (ATC ‖ 0000 ‖ UN), ARPC method 1 under the session
 // key, and common secure-messaging session keys diversified by the ARQC.
 func TestMastercardSKD(t *testing.T) {
+	t.Parallel()
 	pan, psn := "1234567890123456", "00"
 	mk, _ := ICCMasterKey(unhex(t, issAC), OptionA, pan, psn)
 	atc, un := [2]byte{0x00, 0x1C}, [4]byte{0xAB, 0xCD, 0xEF, 0x12}
@@ -257,6 +263,7 @@ func TestMastercardSKD(t *testing.T) {
 // Cross-check: for a one-block message MAC algorithm 3 equals two-key TDES
 // ECB encryption; OpenSSL computes the latter.
 func TestMACMatchesOpenSSL(t *testing.T) {
+	t.Parallel()
 	if _, err := exec.LookPath("openssl"); err != nil {
 		t.Skip("openssl not installed")
 	}
@@ -276,6 +283,7 @@ func TestMACMatchesOpenSSL(t *testing.T) {
 // for a 2-level tree (IK(1), IK(2), SK = IK(2) ⊕ IK(0)), and properties of
 // the production parameters: distinct keys per ATC, odd parity.
 func TestTreeSessionKey(t *testing.T) {
+	t.Parallel()
 	mk := unhex(t, issAC)
 	iv := make([]byte, 16)
 	for _, n := range []int{0, 1, 2, 3, 7, 15} {
@@ -331,6 +339,7 @@ func f(t *testing.T, x, y []byte, j byte) []byte {
 
 // UnionPay: the definition recomputed with OpenSSL's two-key TDES ECB.
 func TestUnionPaySessionKeyOpenSSL(t *testing.T) {
+	t.Parallel()
 	if _, err := exec.LookPath("openssl"); err != nil {
 		t.Skip("openssl not installed")
 	}
@@ -347,6 +356,7 @@ func TestUnionPaySessionKeyOpenSSL(t *testing.T) {
 }
 
 func TestPadding(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		in   string
 		m    Padding
@@ -371,6 +381,7 @@ func TestPadding(t *testing.T) {
 }
 
 func TestInputErrors(t *testing.T) {
+	t.Parallel()
 	imk := unhex(t, issAC)
 	for _, c := range []struct{ pan, psn string }{{"1234x", "00"}, {"1234", "0"}, {"", "00"}, {"1234", "ab"}} {
 		if _, err := ICCMasterKey(imk, OptionA, c.pan, c.psn); err == nil {

@@ -27,6 +27,7 @@ import (
 // 1F length byte says), padded with ISO/IEC 9797-1 method 2 — the
 // '80 00 .. 00' block with which the guide's longer rendition ends.
 func TestGuideCVN18Example(t *testing.T) {
+	t.Parallel()
 	const terminal = "000000001700" + "000000000000" + "0840" + "0080008000" + "0840" + "160517" + "00" + "00000009" + "3800" + "000B"
 	iad := "1F220103" + strings.Repeat("00", 27)
 	data := unhex(t, terminal+iad)

@@ -37,6 +37,7 @@ func kcv3(t testing.TB, key []byte) string {
 // keys for PAN 1234567890123456 PSN 01; common session keys with R = the
 // cryptogram ABCDEF1234567890, or Visa SM session keys with ATC FFFF.
 func TestPinChangePyemvHSM(t *testing.T) {
+	t.Parallel()
 	const pan, psn = "1234567890123456", "01"
 	for name, kcv := range map[string]string{pcSMC: "D2B91C", pcSMI: "08D7B4", pcAC: "7B8358"} {
 		if got := kcv3(t, unhex(t, name)); got != kcv {
@@ -127,6 +128,7 @@ func TestPinChangePyemvHSM(t *testing.T) {
 // encrypt_command_data (MASTERCARD), format_vis_pin_block,
 // format_iso9564_2_pin_block and generate_command_mac.
 func TestPinChangePyemvDocExamples(t *testing.T) {
+	t.Parallel()
 	key := unhex(t, "0123456789ABCDEFFEDCBA9876543210")
 	enc, err := EncipherPINData(key, unhex(t, "241234FFFFFFFFFF"), LayoutMastercard, CBC)
 	if err != nil || !bytes.Equal(enc, unhex(t, "9859240AE52820C3")) {
@@ -148,6 +150,7 @@ func TestPinChangePyemvDocExamples(t *testing.T) {
 
 // Cross-check of the two cipher modes against OpenSSL's two-key TDES.
 func TestEncipherPINDataOpenSSL(t *testing.T) {
+	t.Parallel()
 	if _, err := exec.LookPath("openssl"); err != nil {
 		t.Skip("openssl not installed")
 	}
@@ -172,6 +175,7 @@ func TestEncipherPINDataOpenSSL(t *testing.T) {
 }
 
 func TestPinChangeInputErrors(t *testing.T) {
+	t.Parallel()
 	key := unhex(t, pcSMI)
 	for _, pin := range []string{"", "123", "1234567890123", "12a4"} {
 		if _, err := ISO2PINBlock([]byte(pin)); err == nil {

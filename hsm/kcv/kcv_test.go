@@ -50,6 +50,7 @@ func block(t testing.TB, alg string, key []byte) cipher.Block {
 // keys are the wrapped keys of the ANSI TR-31:2018 Annex A.7 examples and of
 // two Thales payShield 10k examples.
 func TestANSIX924(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ src, key, kcv string }{
 		{"payShield 10k example (openemv test1)", "5DB50B454F8389ADCE573BE50861F2BF", "5C9405"},
 		{"TR-31:2018 A.7.2.1", "F039121BEC83D26B169BDCD5B22AAF8F", "CB9DEA"},
@@ -72,6 +73,7 @@ func TestANSIX924(t *testing.T) {
 //   - the KCVs next to the wrapped AES keys of TR-31:2018 A.7.4 and of a
 //     Thales payShield 10k example in the same file (test6/test11, test8).
 func TestCMAC(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ src, key, kcv string }{
 		{"X9.143:2021 8.5 KP block", "FA36E44278DB3AB5F298F9F7DA8F1F88", "D77F007724"},
 		{"X9.143:2021 8.6 KP block", "88E1AB2A2E3DD38C1FA039A536500CC8A87AB9D62DC92C01058FA79F44657DE6", "2331550BC9"},
@@ -106,6 +108,7 @@ func openssl(t *testing.T, stdin []byte, args ...string) []byte {
 // openssl command line: `enc -nopad` on a zero block, `mac CMAC` on a zero
 // block and `mac HMAC` on empty input.
 func TestAgainstOpenSSL(t *testing.T) {
+	t.Parallel()
 	if _, err := exec.LookPath("openssl"); err != nil {
 		t.Skip("openssl not installed")
 	}
@@ -156,6 +159,7 @@ func TestAgainstOpenSSL(t *testing.T) {
 // TestHMACIsZeroLengthMessage pins the interpretation: HMAC over the empty
 // message, not over a zero block.
 func TestHMACIsZeroLengthMessage(t *testing.T) {
+	t.Parallel()
 	key := []byte("0123456789abcdef0123456789abcdef")
 	got := HMAC(sha256.New, key)
 	m := hmac.New(sha256.New, key)
@@ -173,6 +177,7 @@ type oddBlock struct{ cipher.Block }
 func (oddBlock) BlockSize() int { return 32 }
 
 func TestCMACPanicsOnUnsupportedBlockSize(t *testing.T) {
+	t.Parallel()
 	defer func() {
 		if recover() == nil {
 			t.Fatal("CMAC(32-byte block) did not panic")
@@ -182,6 +187,7 @@ func TestCMACPanicsOnUnsupportedBlockSize(t *testing.T) {
 }
 
 func TestLength(t *testing.T) {
+	t.Parallel()
 	b := block(t, "aes", make([]byte, 16))
 	for name, v := range map[string][]byte{
 		"ANSIX924": ANSIX924(b),

@@ -26,6 +26,7 @@ func unhex(t *testing.T, s string) []byte {
 // COUNT = 0 and COUNT = 1 (republished in the test suites of, among others,
 // Bouncy Castle and the Yubico .NET SDK Scp11X963KdfTests).
 func TestX963CAVS(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ z, info, want string }{
 		{"96c05619d56c328ab95fe84b18264b08725b85e33fd34f08", "", "443024c3dae66b95e6f5670601558f71"},
 		{"96f600b73ad6ac5629577eced51743dd2c24c21b1ac83ee4", "", "b6295162a7804f5667ba9070f82fa522"},
@@ -58,6 +59,7 @@ func opensslKDF(t *testing.T, alg, digest, z, info string, n int) []byte {
 }
 
 func TestMatchesOpenSSL(t *testing.T) {
+	t.Parallel()
 	z := "22518b10e70f2a3f243810ae3254139efbee04aa57c7af7d"
 	for _, h := range []struct {
 		name string
@@ -85,6 +87,7 @@ func TestMatchesOpenSSL(t *testing.T) {
 }
 
 func TestLength(t *testing.T) {
+	t.Parallel()
 	for _, n := range []int{0, -1, maxOut + 1} {
 		if _, err := X963(sha256.New, []byte{1}, nil, n); err != ErrLength {
 			t.Errorf("n %d: %v", n, err)

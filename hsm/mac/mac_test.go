@@ -23,6 +23,7 @@ func unhex(t testing.TB, s string) []byte {
 // Source: knovichikhin/pyemv tests/test_mac.py test_mac_iso9797_3
 // (K = AAAAAAAAAAAAAAAA, K' = BBBBBBBBBBBBBBBB, data "hello world").
 func TestAlgorithm3Vectors(t *testing.T) {
+	t.Parallel()
 	key := unhex(t, "AAAAAAAAAAAAAAAABBBBBBBBBBBBBBBB")
 	b, _ := tdes.NewCipher(key)
 	for _, tc := range []struct {
@@ -41,6 +42,7 @@ func TestAlgorithm3Vectors(t *testing.T) {
 
 // Source: pyemv tests/test_mac.py test_pad_iso9797_1 / test_pad_iso9797_2.
 func TestPad(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		in   string
 		p    Padding
@@ -65,6 +67,7 @@ func TestPad(t *testing.T) {
 
 // RFC 4231 test cases 1 and 2.
 func TestHMACRFC4231(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		key, data string
 		h         Hash
@@ -93,6 +96,7 @@ func TestHMACRFC4231(t *testing.T) {
 // encryption of the padded data; algorithm 3 equals single-DES CBC under K1
 // up to the last block, then TDES. Both are checked against OpenSSL.
 func TestOpenSSLCrossCheck(t *testing.T) {
+	t.Parallel()
 	if _, err := exec.LookPath("openssl"); err != nil {
 		t.Skip("openssl not installed")
 	}
@@ -156,6 +160,7 @@ func TestOpenSSLCrossCheck(t *testing.T) {
 }
 
 func TestAlgorithm3BadKey(t *testing.T) {
+	t.Parallel()
 	b, _ := tdes.NewCipher(make([]byte, 16))
 	if _, err := Algorithm3(make([]byte, 8), b, nil, Method1); err == nil {
 		t.Error("single-length key accepted")

@@ -38,6 +38,7 @@ func (c constReader) Read(p []byte) (int, error) {
 // test_decipher_pinblock_iso_4 and their _exception variants).
 
 func TestEncodeKAT(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name   string
 		f      Format
@@ -72,6 +73,7 @@ func TestEncodeKAT(t *testing.T) {
 }
 
 func TestDecodeKAT(t *testing.T) {
+	t.Parallel()
 	const pan = "5555555551234567"
 	for _, tc := range []struct {
 		f     Format
@@ -116,6 +118,7 @@ func TestDecodeKAT(t *testing.T) {
 }
 
 func TestPANRules(t *testing.T) {
+	t.Parallel()
 	// psec test_encode_pan_field_iso_4
 	a, err := PANField4("112233445566778899")
 	if err != nil || strings.ToUpper(hex.EncodeToString(a)) != "61122334455667788990000000000000" {
@@ -151,6 +154,7 @@ func TestPANRules(t *testing.T) {
 }
 
 func TestPINLength(t *testing.T) {
+	t.Parallel()
 	for _, pin := range []string{"", "123", "1234567890123", "123A", "12 4"} {
 		for _, f := range []Format{ISO0, ISO1, ISO3, ISO4} {
 			if _, err := Encode(f, []byte(pin), "5555555551234567", nil); !errors.Is(err, ErrPINLength) {
@@ -164,6 +168,7 @@ func TestPINLength(t *testing.T) {
 }
 
 func TestEncipherKAT(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name, key, pin, pan, block string
 		f                          Format
@@ -211,6 +216,7 @@ func newBlock(t testing.TB, f Format, keyHex string) cipher.Block {
 }
 
 func TestDecipherISO4KAT(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name, key, block, pan, pin string
 		err                        error
@@ -239,6 +245,7 @@ func TestDecipherISO4KAT(t *testing.T) {
 }
 
 func TestCipherFormatMismatch(t *testing.T) {
+	t.Parallel()
 	a, _ := aes.NewCipher(make([]byte, 16))
 	d, _ := tdes.NewCipher(h(t, "0123456789ABCDEFFEDCBA9876543210"))
 	if _, err := Encrypt(a, ISO0, []byte("1234"), "5555555551234567", nil); !errors.Is(err, ErrCipher) {
@@ -255,6 +262,7 @@ func TestCipherFormatMismatch(t *testing.T) {
 // The random fills: format 3 uses only A–F and all of them; formats 1 and 4
 // vary between encodings of the same PIN.
 func TestRandomFill(t *testing.T) {
+	t.Parallel()
 	seen := map[byte]bool{}
 	for range 200 {
 		p, err := Encode(ISO3, []byte("1234"), "5555555551234567", nil)
@@ -288,6 +296,7 @@ func TestRandomFill(t *testing.T) {
 // Translation between every pair of formats and back returns the PIN; a
 // deterministic format (0) round-trips to the identical block.
 func TestTranslateRoundTrip(t *testing.T) {
+	t.Parallel()
 	d, _ := tdes.NewCipher(h(t, "0123456789ABCDEFFEDCBA9876543210"))
 	d2, _ := tdes.NewCipher(h(t, "89ABCDEF0123456776543210FEDCBA98"))
 	a, _ := aes.NewCipher(h(t, "00112233445566778899AABBCCDDEEFF"))
@@ -329,6 +338,7 @@ func BenchmarkTranslateISO0TDES(b *testing.B) {
 }
 
 func TestRandomPIN(t *testing.T) {
+	t.Parallel()
 	var counts [10]int
 	for range 500 {
 		p, err := RandomPIN(12, nil)

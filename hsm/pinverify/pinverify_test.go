@@ -28,6 +28,7 @@ func pvk(t testing.TB) cipher.Block {
 }
 
 func TestVisaPVVKAT(t *testing.T) {
+	t.Parallel()
 	k := pvk(t)
 	for _, tc := range []struct {
 		pvki     int
@@ -62,6 +63,7 @@ func TestVisaPVVKAT(t *testing.T) {
 }
 
 func TestVisaPVVErrors(t *testing.T) {
+	t.Parallel()
 	k := pvk(t)
 	for _, tc := range []struct {
 		pan  string
@@ -87,6 +89,7 @@ func TestVisaPVVErrors(t *testing.T) {
 }
 
 func TestIBM3624KAT(t *testing.T) {
+	t.Parallel()
 	k := pvk(t)
 	const table = "1234567890123456"
 	for _, tc := range []struct {
@@ -134,6 +137,7 @@ func TestIBM3624KAT(t *testing.T) {
 
 // Offsets of every length 4–12 invert PINFromOffset (generate -> verify).
 func TestIBM3624Lengths(t *testing.T) {
+	t.Parallel()
 	k := pvk(t)
 	p := IBM3624{DecTable: "0123456789012345", ValidationData: "4000001234", Pad: 'D'}
 	for n := 4; n <= 12; n++ {
@@ -152,6 +156,7 @@ func TestIBM3624Lengths(t *testing.T) {
 }
 
 func TestIBM3624Errors(t *testing.T) {
+	t.Parallel()
 	k := pvk(t)
 	ok := IBM3624{DecTable: "1234567890123456", ValidationData: "1122334455667788", Pad: 'F'}
 	for _, tc := range []struct {

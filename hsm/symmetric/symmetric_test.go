@@ -31,6 +31,7 @@ const (
 )
 
 func TestSP80038AVectors(t *testing.T) {
+	t.Parallel()
 	b, _ := aes.NewCipher(unhex(t, sp38aKey))
 	pt := unhex(t, sp38aPT)
 	for _, tc := range []struct {
@@ -68,6 +69,7 @@ func TestSP80038AVectors(t *testing.T) {
 // TestOpenSSLCrossCheck compares every mode OpenSSL implements, for TDES
 // (2- and 3-key) and AES, over random keys, IVs and data.
 func TestOpenSSLCrossCheck(t *testing.T) {
+	t.Parallel()
 	if _, err := exec.LookPath("openssl"); err != nil {
 		t.Skip("openssl not installed")
 	}
@@ -132,6 +134,7 @@ func TestOpenSSLCrossCheck(t *testing.T) {
 // TestRoundTrip checks decrypt(encrypt(x)) = x for every mode, random data
 // of every allowed length up to four blocks, TDES and AES.
 func TestRoundTrip(t *testing.T) {
+	t.Parallel()
 	k := make([]byte, 24)
 	rand.Read(k)
 	tb, _ := tdes.NewCipher(k)
@@ -170,6 +173,7 @@ func TestRoundTrip(t *testing.T) {
 }
 
 func TestErrors(t *testing.T) {
+	t.Parallel()
 	b, _ := aes.NewCipher(make([]byte, 16))
 	for _, tc := range []struct {
 		m    Mode
@@ -193,6 +197,7 @@ func TestErrors(t *testing.T) {
 // AES-CFB64 has no published vector; its first segment must equal the first
 // eight bytes of CFB128 (both XOR the leading keystream bits of E(IV)).
 func TestCFB64FirstSegment(t *testing.T) {
+	t.Parallel()
 	b, _ := aes.NewCipher(unhex(t, sp38aKey))
 	pt := unhex(t, sp38aPT)
 	c64, _ := Encrypt(b, CFB64, unhex(t, sp38aIV), pt[:16])
@@ -203,6 +208,7 @@ func TestCFB64FirstSegment(t *testing.T) {
 }
 
 func TestPKCS7(t *testing.T) {
+	t.Parallel()
 	for n := 0; n < 40; n++ {
 		p := bytes.Repeat([]byte{0xAB}, n)
 		padded := PadPKCS7(p, 16)

@@ -35,6 +35,7 @@ func ecbEncrypt(t *testing.T, key, pt []byte) []byte {
 // TestKnownAnswer uses the TDEA example of NIST SP 800-67 Rev. 1 (draft,
 // 2011) Appendix B.1: three keys over "The qufck brown fox jump" in ECB mode.
 func TestKnownAnswer(t *testing.T) {
+	t.Parallel()
 	key := unhex(t, "0123456789ABCDEF 23456789ABCDEF01 456789ABCDEF0123")
 	pt := []byte("The qufck brown fox jump")
 	want := unhex(t, "A826FD8CE53B855F CCE21C8112256FE6 68D5C05DD9B6B900")
@@ -54,6 +55,7 @@ func TestKnownAnswer(t *testing.T) {
 // TestDoubleLengthIsK1K2K1 checks that a 16-byte key behaves exactly like
 // the 24-byte key K1||K2||K1.
 func TestDoubleLengthIsK1K2K1(t *testing.T) {
+	t.Parallel()
 	for range 32 {
 		k := make([]byte, 16)
 		rand.Read(k)
@@ -69,6 +71,7 @@ func TestDoubleLengthIsK1K2K1(t *testing.T) {
 // TestAgainstOpenSSL cross-checks ECB encryption against openssl's des-ede
 // (two-key) and des-ede3 (three-key) ciphers.
 func TestAgainstOpenSSL(t *testing.T) {
+	t.Parallel()
 	if _, err := exec.LookPath("openssl"); err != nil {
 		t.Skip("openssl not installed")
 	}
@@ -95,6 +98,7 @@ func TestAgainstOpenSSL(t *testing.T) {
 }
 
 func TestNewCipherRejectsBadLengths(t *testing.T) {
+	t.Parallel()
 	for _, n := range []int{0, 1, 7, 8, 15, 17, 23, 25, 32} {
 		key := bytes.Repeat([]byte{0xA5}, n)
 		b, err := NewCipher(key)
@@ -114,6 +118,7 @@ func TestNewCipherRejectsBadLengths(t *testing.T) {
 // which are published with odd parity: fixing the parity of their even
 // counterparts must give exactly the published values.
 func TestParity(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ in, want string }{
 		{"0000000000000000", "0101010101010101"},
 		{"FFFFFFFFFFFFFFFF", "FEFEFEFEFEFEFEFE"},

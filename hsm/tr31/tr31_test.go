@@ -11,6 +11,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"payhsm/internal/testkeys"
 )
 
 func unhex(t testing.TB, s string) []byte {
@@ -96,6 +98,7 @@ var knownBlocks = []kat{
 }
 
 func TestUnwrapKnownAnswers(t *testing.T) {
+	t.Parallel()
 	for _, tc := range knownBlocks {
 		t.Run(tc.src, func(t *testing.T) {
 			h, key, err := Unwrap(unhex(t, tc.kbpk), tc.block)
@@ -122,6 +125,7 @@ func TestUnwrapKnownAnswers(t *testing.T) {
 }
 
 func TestKnownHeaders(t *testing.T) {
+	t.Parallel()
 	h, err := ParseHeader(knownBlocks[2].block) // TR-31:2018 A.7.3.1
 	if err != nil {
 		t.Fatal(err)
@@ -145,6 +149,7 @@ func TestKnownHeaders(t *testing.T) {
 // test/tr31_crypto_test.c (values for TR-31:2018 A.7.2.1 to A.7.4 and a
 // payShield 10k key).
 func TestDerivedKeys(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		src, v, kbpk, kbek, kbmk string
 	}{
@@ -183,6 +188,7 @@ func TestDerivedKeys(t *testing.T) {
 // encryption of Wrap. Where the standard prints the padding, the padding
 // recovered from the block must equal it.
 func TestWrapKnownAnswers(t *testing.T) {
+	t.Parallel()
 	published := map[string]string{
 		// TR-31:2018 A.7.4 and X9.143:2021 8.1 print their random padding.
 		"TR-31:2018 A.7.4 (version D)":                   "1C2965473CE206BB855B01533782",
@@ -235,6 +241,7 @@ func TestWrapKnownAnswers(t *testing.T) {
 // the certificate carried in the block's own CT optional block, and the KP
 // block (CMAC KCV of the KBPK).
 func TestAsymmetricKnownAnswers(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name, kbpk, block string
 		kp                string
@@ -316,6 +323,7 @@ func TestAsymmetricKnownAnswers(t *testing.T) {
 // length are from knovichikhin/psec tests/test_tr31.py
 // (test_kb_unwrap_exceptions, KBPK "E"*16).
 func TestUnwrapRejects(t *testing.T) {
+	t.Parallel()
 	kbpkE := []byte("EEEEEEEEEEEEEEEE")
 	a721 := knownBlocks[0]
 	d74 := knownBlocks[4]
@@ -392,6 +400,7 @@ func mkBlock(hdr string, v byte) string {
 // knovichikhin/psec tests/test_tr31.py (test_header_load_optional*,
 // test_header_block_load_exceptions), completed into whole blocks.
 func TestParseHeaderOptionalBlocks(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		hdr  string
@@ -458,6 +467,7 @@ func TestParseHeaderOptionalBlocks(t *testing.T) {
 }
 
 func TestParseHeaderRejectsFraming(t *testing.T) {
+	t.Parallel()
 	good := knownBlocks[1].block // B, 80 characters
 	for _, tc := range []struct{ name, block string }{
 		{"short", good[:15]},
@@ -490,6 +500,7 @@ func randKey(t testing.TB, n int) []byte {
 // TestRoundTrip wraps random keys under every KBPK size with a range of
 // headers and optional blocks and unwraps them again.
 func TestRoundTrip(t *testing.T) {
+	t.Parallel()
 	blockSets := [][]OptionalBlock{
 		nil,
 		{{"KS", "00604B120F9292800000"}},
@@ -534,6 +545,7 @@ func TestRoundTrip(t *testing.T) {
 // padded to 24 bytes and AES keys to 32 bytes of payload; other keys only to
 // the cipher block.
 func TestWrapLengths(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		v       byte
 		kbpkLen int
@@ -571,6 +583,7 @@ func TestWrapLengths(t *testing.T) {
 // TestWrapPadsRandomly checks that two wraps of the same key differ (random
 // padding), while the header is identical.
 func TestWrapPadsRandomly(t *testing.T) {
+	t.Parallel()
 	kbpk := randKey(t, 32)
 	h := Header{Version: 'D', KeyUsage: "P0", Algorithm: 'A', ModeOfUse: 'E', KeyVersion: "00", Exportability: 'E'}
 	key := randKey(t, 16)
@@ -585,15 +598,11 @@ func TestWrapPadsRandomly(t *testing.T) {
 }
 
 // TestLargeRSAKey carries a real RSA-4096 PKCS#8 private key (about 2.4 KB
-// of DER) in a version D block with a certificate-sized optional block.
+// of DER; a committed test key) in a version D block with a certificate-sized
+// optional block.
 func TestLargeRSAKey(t *testing.T) {
-	if testing.Short() {
-		t.Skip("RSA-4096 generation")
-	}
-	priv, err := rsa.GenerateKey(rand.Reader, 4096)
-	if err != nil {
-		t.Fatal(err)
-	}
+	t.Parallel()
+	priv := testkeys.RSA(t, 4096)
 	der, err := x509.MarshalPKCS8PrivateKey(priv)
 	if err != nil {
 		t.Fatal(err)
@@ -619,6 +628,7 @@ func TestLargeRSAKey(t *testing.T) {
 }
 
 func TestWrapRejects(t *testing.T) {
+	t.Parallel()
 	good := Header{Version: 'D', KeyUsage: "P0", Algorithm: 'A', ModeOfUse: 'E', KeyVersion: "00", Exportability: 'E'}
 	with := func(f func(*Header)) Header { h := good; f(&h); return h }
 	k16, k32 := randKey(t, 16), randKey(t, 32)
@@ -677,6 +687,7 @@ func TestWrapRejects(t *testing.T) {
 // wraps with optional blocks) to every other character of its class and to a
 // few outsiders; every altered block must be rejected.
 func TestTamper(t *testing.T) {
+	t.Parallel()
 	type tb struct {
 		kbpk  []byte
 		block string
@@ -714,6 +725,7 @@ func TestTamper(t *testing.T) {
 // TestErrorsCarryNoKeyMaterial checks that no error message of a failed
 // unwrap contains the KBPK, the key, or recognisable pieces of them.
 func TestErrorsCarryNoKeyMaterial(t *testing.T) {
+	t.Parallel()
 	kbpk := randKey(t, 32)
 	key := randKey(t, 32)
 	h := Header{Version: 'D', KeyUsage: "D0", Algorithm: 'A', ModeOfUse: 'B', KeyVersion: "00", Exportability: 'E'}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"payhsm/hsm/tr31"
+	"payhsm/internal/testkeys"
 )
 
 // The partner below encodes and decodes tokens with encoding/asn1 (Go's
@@ -244,7 +245,7 @@ type party struct {
 }
 
 func newParty(t testing.TB, cn string, bits int, usage x509.KeyUsage) party {
-	k := must(rsa.GenerateKey(rand.Reader, bits))
+	k := testkeys.RSA(t, bits)
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: usage}
 	der := must(x509.CreateCertificate(rand.Reader, tmpl, tmpl, k.Public(), k))
@@ -257,6 +258,7 @@ var (
 )
 
 func TestPartnerTokenOpens(t *testing.T) {
+	t.Parallel()
 	kdh, krd := newParty(t, "KDH", 2048, x509.KeyUsageDigitalSignature), newParty(t, "KRD", 2048, x509.KeyUsageKeyEncipherment)
 	const header = "D9999K1TB00E0000"
 	tok := partnerBuild(t, tdesKey, header, nonce, kdh.cert, kdh.key, krd.cert)
@@ -286,6 +288,7 @@ func TestPartnerTokenOpens(t *testing.T) {
 }
 
 func TestBuildOpensAtPartner(t *testing.T) {
+	t.Parallel()
 	kdh, krd := newParty(t, "KDH", 2048, x509.KeyUsageDigitalSignature), newParty(t, "KRD", 3072, x509.KeyUsageKeyEncipherment)
 	for _, tc := range []struct {
 		name   string
@@ -319,6 +322,7 @@ func TestBuildOpensAtPartner(t *testing.T) {
 }
 
 func TestTamperedTokens(t *testing.T) {
+	t.Parallel()
 	kdh, krd := newParty(t, "KDH", 2048, 0), newParty(t, "KRD", 2048, 0)
 	other := newParty(t, "other", 2048, 0)
 	tok := partnerBuild(t, tdesKey, "D9999K1TB00E0000", nonce, kdh.cert, kdh.key, krd.cert)
@@ -353,6 +357,7 @@ func TestTamperedTokens(t *testing.T) {
 }
 
 func TestHeaderCodec(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		in   string
 		ok   bool

@@ -1,62 +1,76 @@
-// Package opstest builds a real operations layer for tests and benchmarks of
-// one layer: a SoftHSM2 token provisioned in a temporary directory, a Pebble
-// keystore on disk, main-key custody and an ops.Service — no fakes.
+// Package opstest builds an operations layer for tests and benchmarks of one
+// layer: the real ops.Service, custody and Pebble keystore, over two
+// stand-ins that keep the tests fast and independent of the machine: an
+// in-memory PKCS#11 token (hsm/custody/memtoken; SoftHSM2 need not be
+// installed) and Pebble's in-memory file system (vfs.NewMem). The real token
+// and disk are covered by hsm/custody's, keystore's and test/e2e's tests.
 package opstest
 
 import (
+	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
-	"os"
 	"testing"
 
-	"crypto/rand"
-
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.uber.org/zap"
 
 	"payhsm/hsm/custody"
-	"payhsm/hsm/softhsm"
+	"payhsm/hsm/custody/memtoken"
 	"payhsm/keyspec"
 	"payhsm/keystore"
 	"payhsm/ops"
 )
 
-// New returns a Service on a fresh appliance under tb.TempDir(). It skips the
-// test when SoftHSM2 is not installed.
+// Test token credentials (of an in-memory token: nothing to protect).
+const (
+	tokenLabel = "payhsm-test"
+	tokenPIN   = "0000"
+)
+
+// New returns a Service on a fresh appliance: a keystore in memory and a
+// region main key in a fresh in-memory token.
 func New(tb testing.TB) *ops.Service {
 	tb.Helper()
-	if _, err := os.Stat(softhsm.DefaultModule); err != nil {
-		tb.Skip("SoftHSM2 is not installed (make test installs it)")
-	}
-	dir := tb.TempDir()
-	tok, err := softhsm.Provision(dir, "", "payhsm-test")
-	if err != nil {
+	svc, _ := NewWithToken(tb)
+	return svc
+}
+
+// NewWithToken is New that also returns the token's module, so that a test
+// can make the token fail (Module.SetDead) and check that operations fail
+// cleanly.
+func NewWithToken(tb testing.TB) (*ops.Service, *memtoken.Module) {
+	tb.Helper()
+	mod := memtoken.New()
+	if err := mod.InitToken(tokenLabel, tokenPIN); err != nil {
 		tb.Fatal(err)
 	}
 	log := zap.NewNop()
-	store, err := keystore.Open(dir+"/keystore", log)
+	store, err := keystore.Open("keystore", keystore.Options{FS: vfs.NewMem(), Logger: log})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	cust, err := custody.Open(custody.Config{ModulePath: tok.Module, TokenLabel: tok.Label, PIN: tok.PIN,
+	cust, err := custody.Open(custody.Config{Module: mod, TokenLabel: tokenLabel, PIN: tokenPIN,
 		Initialize: true, NotFound: keystore.ErrNotFound}, store, log)
 	if err != nil {
+		store.Close()
 		tb.Fatal(err)
 	}
 	if _, err := cust.CreateProfile("default"); err != nil {
-		tb.Fatal(err)
-	}
-	svc, err := ops.New(ops.Config{Region: "us-east-1", Account: "000000000000"}, store, cust, log)
-	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() {
 		cust.Close()
 		store.Close()
 	})
-	return svc
+	svc, err := ops.New(ops.Config{Region: "us-east-1", Account: "000000000000"}, store, cust, log)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return svc, mod
 }
 
 // Import imports a known clear key (hex) with the given attributes through

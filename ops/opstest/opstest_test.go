@@ -1,6 +1,7 @@
 package opstest
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -8,11 +9,13 @@ import (
 	"payhsm/ops"
 
 	"payhsm/hsm/custody"
+	"payhsm/hsm/custody/memtoken"
 	"payhsm/keyspec"
 )
 
 // TestWorkingKeyHotPath shows the working-key path makes no PKCS#11 call after
-// the first use of a key (the counter counts every token operation).
+// the first use of a key (the counter counts every token operation). Not
+// parallel: the counter is process-wide.
 func TestWorkingKeyHotPath(t *testing.T) {
 	svc := New(t)
 	arn := Import(t, svc, keyspec.Attributes{Usage: keyspec.P0, Class: keyspec.Symmetric, Algorithm: keyspec.TDES2Key,
@@ -58,6 +61,7 @@ func BenchmarkWorkingKey(b *testing.B) {
 // TestBlockIdent: a key carried as a block under the profile main key (the
 // host protocol's "S" form) works like a stored key, with the same checks.
 func TestBlockIdent(t *testing.T) {
+	t.Parallel()
 	svc := New(t)
 	a := keyspec.Attributes{Usage: keyspec.C0, Class: keyspec.Symmetric, Algorithm: keyspec.TDES2Key, Modes: keyspec.ModesOfUse{Generate: true, Verify: true}}
 	block, kcv, err := svc.GenerateKeyBlock("default", a, false)
@@ -87,6 +91,7 @@ func TestBlockIdent(t *testing.T) {
 // TestRotateProfile: every key of the profile is re-wrapped under a new main
 // key, keeps its check value and stays usable; the old key is retired.
 func TestRotateProfile(t *testing.T) {
+	t.Parallel()
 	svc := New(t)
 	var arns []string
 	for i := 0; i < 25; i++ {
@@ -127,5 +132,42 @@ func TestRotateProfile(t *testing.T) {
 	}
 	if _, err := svc.GetParametersForImport(ops.MaterialKeyCryptogram, keyspec.RSA3072, true); err != nil {
 		t.Fatalf("import token after rotation: %v", err)
+	}
+}
+
+// TestDeadToken: once started, the operations layer needs the token only to
+// seal new main keys. With the token gone, working keys still serve, a
+// rotation fails with an error and changes nothing, and it succeeds once the
+// token is back.
+func TestDeadToken(t *testing.T) {
+	t.Parallel()
+	svc, tok := NewWithToken(t)
+	arn := Import(t, svc, keyspec.Attributes{Usage: keyspec.P0, Class: keyspec.Symmetric, Algorithm: keyspec.TDES2Key,
+		Modes: keyspec.ModesOfUse{Encrypt: true, Decrypt: true, Wrap: true, Unwrap: true}}, "0123456789ABCDEFFEDCBA9876543210")
+	before, err := svc.ProfileKCV("default")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	tok.SetDead(true)
+	if w, err := svc.Working(arn, "KeyIdentifier"); err != nil || w.KCV() != "08D7B4" {
+		t.Fatalf("working key with the token dead: %v", err)
+	}
+	if _, err := svc.RotateProfile("default", nil, time.Millisecond); err == nil {
+		t.Fatal("a rotation succeeded with the token dead")
+	} else if !errors.Is(err, memtoken.ErrDeviceRemoved) {
+		t.Errorf("rotation error does not carry the token's: %v", err)
+	}
+	if kcv, err := svc.ProfileKCV("default"); err != nil || kcv != before {
+		t.Fatalf("profile KCV %s after a failed rotation, %s before (%v)", kcv, before, err)
+	}
+
+	tok.SetDead(false)
+	rep, err := svc.RotateProfile("default", nil, time.Millisecond)
+	if err != nil || rep.Version != 2 {
+		t.Fatalf("rotation with the token back: %+v %v", rep, err)
+	}
+	if w, err := svc.Working(arn, "KeyIdentifier"); err != nil || w.KCV() != "08D7B4" {
+		t.Fatalf("working key after rotation: %v", err)
 	}
 }

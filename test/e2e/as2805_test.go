@@ -38,6 +38,7 @@ const (
 )
 
 func TestAS2805(t *testing.T) {
+	t.Parallel()
 	d := startDaemon(t, t.TempDir())
 	c := d.client()
 	ctx := context.Background()

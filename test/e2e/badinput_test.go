@@ -17,6 +17,7 @@ const target = "PaymentCryptographyControlPlane."
 // TestBadInput sends malformed, mistyped, oversized, unsigned and mis-signed
 // requests: each gets its AWS error, the daemon keeps serving, and nothing is stored.
 func TestBadInput(t *testing.T) {
+	t.Parallel()
 	d := startDaemon(t, t.TempDir())
 	ctx := context.Background()
 	c := d.client()

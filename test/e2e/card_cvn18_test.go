@@ -18,6 +18,7 @@ import (
 // TestGuideCVN18Example): 33 bytes of terminal data, the 32-byte CVN22 IAD
 // 1F220103 00..00, padded by the caller with ISO/IEC 9797-1 method 2.
 func TestGuideCVN18EndToEnd(t *testing.T) {
+	t.Parallel()
 	d := startDaemon(t, t.TempDir())
 	c := d.client()
 	pub, tok := importParams(t, c, types.KeyAlgorithmRsa2048)

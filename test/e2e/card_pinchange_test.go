@@ -21,6 +21,7 @@ import (
 // recomputed with hsm/emv, whose script MAC reproduces pyemv's published
 // MACs (hsm/emv TestPinChangePyemvHSM).
 func TestGenerateMacEmvPinChangeEndToEnd(t *testing.T) {
+	t.Parallel()
 	if _, err := exec.LookPath("openssl"); err != nil {
 		t.Skip("openssl not installed")
 	}

@@ -11,6 +11,7 @@ import (
 // through the SDK and runs the card-verification and ARQC operations of the
 // user guide through the real daemon's restJson1 routes.
 func TestCardAndARQCEndToEnd(t *testing.T) {
+	t.Parallel()
 	d := startDaemon(t, t.TempDir())
 	c := d.client()
 	kk := newKnownKeys(t, c)

@@ -71,6 +71,7 @@ func initInput(comps []string) string {
 }
 
 func TestCeremonyInitFromComponents(t *testing.T) {
+	t.Parallel()
 	if _, err := exec.LookPath("openssl"); err != nil {
 		t.Skip("openssl not installed")
 	}
@@ -155,6 +156,7 @@ func TestCeremonyInitFromComponents(t *testing.T) {
 
 // TestCeremonySerialConsole drives init over a serial line: a pseudo-terminal pair made by socat.
 func TestCeremonySerialConsole(t *testing.T) {
+	t.Parallel()
 	if _, err := exec.LookPath("socat"); err != nil {
 		t.Skip("socat not installed (make test installs it)")
 	}
@@ -256,6 +258,7 @@ func runCeremony(t *testing.T, dir, input string, args ...string) (string, error
 // custodians and the typed confirmation; then the old region main key is gone
 // from the token and a new hierarchy stands.
 func TestCeremonyOverwrite(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	spec := filepath.Join(t.TempDir(), "c.json")
 	os.WriteFile(spec, []byte(`{"custodians":["alice","bob"],"profiles":[{"name":"default"}]}`), 0o600)

@@ -50,6 +50,7 @@ func TestSystemdNotify(t *testing.T) {
 // TestRefusesWrongToken: a keystore sealed under one token's region main key
 // refuses to start on a token that lacks it.
 func TestRefusesWrongToken(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	d := startDaemon(t, dir)
 	d.stop()
@@ -69,6 +70,7 @@ func TestRefusesWrongToken(t *testing.T) {
 
 // TestConfigValidation: without --dev, a bad configuration is refused at start with every problem named.
 func TestConfigValidation(t *testing.T) {
+	t.Parallel()
 	cfg := filepath.Join(t.TempDir(), "payhsm.json")
 	os.WriteFile(cfg, []byte(`{"http":{"addr":"0.0.0.0:8443"},"region":"nowhere","pkcs11":{"module":"/x.so"}}`), 0o600)
 	out, err := exec.Command(binPath, "serve", "--config", cfg).CombinedOutput()
@@ -91,6 +93,7 @@ func TestConfigValidation(t *testing.T) {
 // split frames, and answers unknown commands and bad frames (zero length,
 // oversize) without stalling.
 func TestHostPortDiagnostics(t *testing.T) {
+	t.Parallel()
 	d := startDaemon(t, t.TempDir())
 	c, err := net.Dial("tcp", d.hostAddr)
 	if err != nil {

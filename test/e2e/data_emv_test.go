@@ -14,6 +14,7 @@ import (
 // and GenerateMac/VerifyMac, and dynamic (TR-31 wrapped) data keys, through
 // the real daemon with keys imported as RSA-OAEP key cryptograms.
 func TestDataEmvAndDynamicKeys(t *testing.T) {
+	t.Parallel()
 	d := startDaemon(t, t.TempDir())
 	c := d.client()
 	imp := newKnownKeys(t, c).arn

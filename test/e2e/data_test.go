@@ -17,6 +17,7 @@ import (
 // GenerateMac and VerifyMac through the real daemon with keys imported as
 // RSA-OAEP key cryptograms through the AWS SDK, checking published vectors.
 func TestDataEncryptionAndMac(t *testing.T) {
+	t.Parallel()
 	d := startDaemon(t, t.TempDir())
 	c := d.client()
 	imp := newKnownKeys(t, c).arn
@@ -102,6 +103,7 @@ func TestDataEncryptionAndMac(t *testing.T) {
 // GenerateMac/VerifyMac: C2SP/wycheproof testvectors/hmac_sha256_test.json
 // tcId 164 and 165 (keySize 128, tagSize 256) and 167 (tagSize 128).
 func TestHMACKnownAnswersThroughAPI(t *testing.T) {
+	t.Parallel()
 	d := startDaemon(t, t.TempDir())
 	kk := newKnownKeys(t, d.client())
 	gv := types.KeyModesOfUse{Generate: true, Verify: true}

@@ -24,6 +24,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	pc "github.com/aws/aws-sdk-go-v2/service/paymentcryptography"
 	"github.com/aws/aws-sdk-go-v2/service/paymentcryptography/types"
+
+	"payhsm/internal/testkeys"
 )
 
 // The partner side of these tests is OpenSSL's command line and Go's
@@ -158,6 +160,7 @@ func exportTR31(c *pc.Client, key, kek string, h *types.KeyBlockHeaders, ea *typ
 }
 
 func TestExportTR31Interop(t *testing.T) {
+	t.Parallel()
 	d := startDaemon(t, t.TempDir())
 	c := d.client()
 	const kekAES = "89E88CF7931444F334BD7547FC3F380C" // TR-31:2018 A.7.4 KBPK
@@ -241,10 +244,7 @@ type partnerCA struct {
 }
 
 func newPartnerCA(t *testing.T) *partnerCA {
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
+	k := testkeys.RSA(t, 2048) // committed test-only keys (testdata)
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "partner root"}, NotBefore: time.Now().Add(-time.Hour),
 		NotAfter: time.Now().Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, k.Public(), k)
@@ -284,15 +284,13 @@ func importRoot(t *testing.T, c *pc.Client, certB64 string, alg types.KeyAlgorit
 }
 
 func TestExportKeyCryptogramInterop(t *testing.T) {
+	t.Parallel()
 	d := startDaemon(t, t.TempDir())
 	c := d.client()
 	ctx := context.Background()
 	ca := newPartnerCA(t)
 	rootARN := importRoot(t, c, certB64(ca.cert), types.KeyAlgorithmRsa2048)
-	krd, err := rsa.GenerateKey(rand.Reader, 3072)
-	if err != nil {
-		t.Fatal(err)
-	}
+	krd := testkeys.RSA(t, 3072)
 	leaf := ca.issue(t, krd.Public(), x509.KeyUsageKeyEncipherment)
 	k := createKey(t, c, attrs(types.KeyUsageTr31K0KeyEncryptionKey, types.KeyAlgorithmAes128, modesEDWU), true)
 	out, err := c.ExportKey(ctx, &pc.ExportKeyInput{ExportKeyIdentifier: k.KeyArn, KeyMaterial: &types.ExportKeyMaterialMemberKeyCryptogram{Value: types.ExportKeyCryptogram{
@@ -363,6 +361,7 @@ func tdesECB(t *testing.T, keyHex string, in []byte, decrypt bool) []byte {
 // under that KEK; a PIN block then travels A's acquirer key -> shared PEK (on
 // A) -> B's issuer key (on B).
 func TestTwoAppliancesExchangeKeys(t *testing.T) {
+	t.Parallel()
 	a, b := startDaemon(t, t.TempDir()), startDaemon(t, t.TempDir())
 	ca, cb := a.client(), b.client()
 	ctx := context.Background()
@@ -449,6 +448,7 @@ func TestTwoAppliancesExchangeKeys(t *testing.T) {
 // appliance's K3 key pair and opens a TR-31 block exported under it; and a
 // CSR for that key pair verifies with OpenSSL.
 func TestECDHExportAndCSR(t *testing.T) {
+	t.Parallel()
 	d := startDaemon(t, t.TempDir())
 	c := d.client()
 	ctx := context.Background()

@@ -17,6 +17,7 @@ import (
 // TranslatePinData's result — and host key blocks from A0 work on the port.
 // The known keys and vectors are those of protocol/hostcmd/testdata.
 func TestHostCommandsBothFrontEnds(t *testing.T) {
+	t.Parallel()
 	d := startDaemon(t, t.TempDir())
 	c := d.client()
 	kk := newKnownKeys(t, c)

@@ -21,6 +21,7 @@ import (
 // key; blocks cross between A8 and ImportKey, and ExportKey and A6, with the
 // same check value; a non-exportable key stays in (AA).
 func TestHostKeyExchangeBothFrontEnds(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	d := startDaemon(t, t.TempDir())
 	c := d.client()

@@ -10,6 +10,7 @@ import (
 // TestHostClientAndBench runs the real `payhsm client` and `payhsm bench`
 // subcommands against the real daemon.
 func TestHostClientAndBench(t *testing.T) {
+	t.Parallel()
 	d := startDaemon(t, t.TempDir())
 	run := func(args ...string) (string, int) {
 		var out bytes.Buffer

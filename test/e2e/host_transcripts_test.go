@@ -18,6 +18,7 @@ import (
 // error codes, each vector with its source) against the real daemon: the
 // keys come in through the AWS SDK, the requests go over the host port.
 func TestHostTranscripts(t *testing.T) {
+	t.Parallel()
 	files, err := filepath.Glob("../../protocol/hostcmd/testdata/*.txt")
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no transcripts: %v", err)

@@ -94,6 +94,7 @@ func attrs(usage types.KeyUsage, alg types.KeyAlgorithm, modes types.KeyModesOfU
 }
 
 func TestImportKnownKeys(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	d := startDaemon(t, dir)
 	c := d.client()

@@ -49,6 +49,7 @@ var guideKeys = []struct {
 }
 
 func TestManagingKeys(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	d := startDaemon(t, dir)
 	c := d.client()

@@ -69,6 +69,7 @@ func isoAttrs(format, pan string) map[string]any {
 }
 
 func TestPinEndToEnd(t *testing.T) {
+	t.Parallel()
 	d := startDaemon(t, t.TempDir())
 	k := importPinKeys(t, d)
 	ibm := map[string]any{"DecimalizationTable": "1234567890123456", "PinValidationDataPadCharacter": "F", "PinValidationData": pinPVVPAN}
@@ -232,6 +233,7 @@ func mustHex(t *testing.T, s string) []byte {
 // No clear PIN, clear PIN block or PAN appears in any error body or in the
 // daemon's log for failing PIN requests.
 func TestPinNoLeakInErrorsOrLogs(t *testing.T) {
+	t.Parallel()
 	d := startDaemon(t, t.TempDir())
 	k := importPinKeys(t, d)
 	const pin, pan = "73950628", "4929000012345678"

@@ -33,6 +33,7 @@ func cvv2(t testing.TB, d *daemon, arn string) (string, bool) {
 // in the middle of the rotation, restarts it, resumes the rotation, and
 // checks that every key is still there and gives the same CVV.
 func TestRotationCrashUnderLoad(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	spec := filepath.Join(t.TempDir(), "ceremony.json")
 	os.WriteFile(spec, []byte(`{"custodians":["alice","bob"],"profiles":[{"name":"default"}]}`), 0o600)

@@ -37,6 +37,7 @@ func profileKCV(t *testing.T, dir string) string {
 // same key answers the same way on both. Replays, tampering and unconfirmed
 // peers are refused. A split-component backup restores onto a third appliance.
 func TestMainKeySyncTR34(t *testing.T) {
+	t.Parallel()
 	a, b, c := t.TempDir(), t.TempDir(), t.TempDir()
 	initAppliance(t, a, `{"name":"default"},{"name":"lmk01"}`)
 	initAppliance(t, b, `{"name":"default"}`)
@@ -150,6 +151,7 @@ func TestMainKeySyncTR34(t *testing.T) {
 // step, the operator confirms both fingerprints, and the receiving daemon
 // serves the profile at once.
 func TestMainKeySyncOnline(t *testing.T) {
+	t.Parallel()
 	a, b := t.TempDir(), t.TempDir()
 	initAppliance(t, a, `{"name":"default"},{"name":"lmk01"}`)
 	initAppliance(t, b, `{"name":"default"}`)

@@ -112,6 +112,7 @@ func osslWrapTR31D(t *testing.T, kbpkHex, attrs, keyHex string) string {
 }
 
 func TestTranslateKeyMaterialInterop(t *testing.T) {
+	t.Parallel()
 	d := startDaemon(t, t.TempDir())
 	c := d.client()
 	side := newECDHSide(t, c, types.DeriveKeyUsageTr31K1KeyBlockProtectionKey)
@@ -159,6 +160,7 @@ func TestTranslateKeyMaterialInterop(t *testing.T) {
 // TranslatePinData with keys agreed between the appliance's K3 key pairs and
 // OpenSSL.
 func TestDiffieHellmanSymmetricKeyInterop(t *testing.T) {
+	t.Parallel()
 	d := startDaemon(t, t.TempDir())
 	c := d.client()
 	ecdh := func(s *ecdhSide, alg, kdf, info string) map[string]any {

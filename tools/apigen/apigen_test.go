@@ -51,6 +51,7 @@ var targets = []struct{ model, pkg, dir, rewrites string }{
 // TestGeneratedFilesUpToDate regenerates both packages into a temporary
 // directory and compares them with the committed files.
 func TestGeneratedFilesUpToDate(t *testing.T) {
+	t.Parallel()
 	models := modelsDir
 	root := repoRoot(t)
 	for _, tg := range targets {
@@ -83,6 +84,7 @@ func TestGeneratedFilesUpToDate(t *testing.T) {
 }
 
 func TestTranslatePattern(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		in, want string // want "" means an error is expected
 	}{
@@ -133,6 +135,7 @@ func TestTranslatePattern(t *testing.T) {
 }
 
 func TestEnumConstName(t *testing.T) {
+	t.Parallel()
 	tests := []struct{ typ, v, want string }{
 		{"KeyUsage", "TR31_B0_BASE_DERIVATION_KEY", "KeyUsageTr31B0BaseDerivationKey"},
 		{"KeyAlgorithm", "AES_128", "KeyAlgorithmAes128"},
@@ -153,6 +156,7 @@ func TestEnumConstName(t *testing.T) {
 // TestGenerateRejects feeds small models with features the generator must
 // not silently drop.
 func TestGenerateRejects(t *testing.T) {
+	t.Parallel()
 	base := func(shapes, ops string) string {
 		return `{"metadata":{"protocol":"rest-json","apiVersion":"1"},"operations":{` + ops + `},"shapes":{` + shapes + `}}`
 	}
@@ -185,6 +189,7 @@ func TestGenerateRejects(t *testing.T) {
 }
 
 func TestRunUsage(t *testing.T) {
+	t.Parallel()
 	if err := run([]string{"-model", "m.json"}, io.Discard); err == nil {
 		t.Fatal("missing flags accepted")
 	}
@@ -303,6 +308,7 @@ public class Oracle {
 // (the engine AWS services run) fully matches with the original pattern, on
 // random matching strings and near misses.
 func TestPatternsAgreeWithJava(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts a JVM")
 	}

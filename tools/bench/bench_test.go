@@ -15,6 +15,7 @@ import (
 )
 
 func TestPutSeq(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		n    int
 		seq  uint64
@@ -31,6 +32,7 @@ func TestPutSeq(t *testing.T) {
 }
 
 func TestStats(t *testing.T) {
+	t.Parallel()
 	ds := make([]time.Duration, 1000)
 	for i := range ds {
 		ds[len(ds)-1-i] = time.Duration(i+1) * time.Microsecond // 1..1000 µs, reversed
@@ -46,6 +48,7 @@ func TestStats(t *testing.T) {
 }
 
 func TestParseMix(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		in   string
 		want map[string]int
@@ -75,6 +78,7 @@ func TestParseMix(t *testing.T) {
 // header, response code and error code, so a run without errors means every
 // request was answered, in order and successfully.
 func TestRun(t *testing.T) {
+	t.Parallel()
 	svc := opstest.New(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 )
 
 func TestParseFields(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ in, want string }{
 		{"@alias/k;4123456789012345;8701101", "@alias/k;4123456789012345;8701101"},
 		{"{3763}AB", "\x37\x63AB"},
