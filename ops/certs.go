@@ -3,7 +3,6 @@ package ops
 import (
 	"crypto"
 	"crypto/rand"
-	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
@@ -84,7 +83,7 @@ func (s *Service) authority(profile string) (*authority, error) {
 }
 
 func (s *Service) newAuthority(profile, name string) ([]byte, error) {
-	key, err := rsa.GenerateKey(rand.Reader, 3072)
+	key, err := s.cfg.NewRSAKey(3072)
 	if err != nil {
 		return nil, err
 	}

@@ -103,7 +103,7 @@ func (s *Service) issueToken(kind string, materialType KeyMaterialType, alg keys
 	}
 	t := &importToken{Version: 1, Token: kind + "-token-" + id, Type: typ, Algorithm: alg,
 		Profile: s.cfg.Profile, Created: now, Expires: now.Add(tokenValidity)}
-	priv, pub, err := newKeyPair(alg)
+	priv, pub, err := s.newKeyPair(alg)
 	if err != nil {
 		return nil, fault.Internalf("generate token key", err)
 	}

@@ -45,7 +45,7 @@ func (s *Service) CreateKey(in CreateKeyInput) (*Key, error) {
 		if in.KCVAlgorithm != "" && in.KCVAlgorithm != keyspec.KCVSHA1 {
 			return nil, fault.About(fault.SubjectKeyCheckValueAlgorithm, "asymmetric keys use the SHA_1 check value")
 		}
-		priv, pub, err := newKeyPair(a.Algorithm)
+		priv, pub, err := s.newKeyPair(a.Algorithm)
 		if err != nil {
 			return nil, fault.Internalf("generate key pair", err)
 		}

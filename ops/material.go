@@ -8,7 +8,6 @@ import (
 	"crypto/elliptic"
 	"crypto/hmac"
 	"crypto/rand"
-	"crypto/rsa"
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/sha512"
@@ -90,11 +89,11 @@ func newSymmetricKey(a keyspec.Algorithm) ([]byte, error) {
 }
 
 // newKeyPair generates an asymmetric key pair; it returns the PKCS#8 DER private key and the SPKI DER public key.
-func newKeyPair(a keyspec.Algorithm) (priv, pub []byte, err error) {
+func (s *Service) newKeyPair(a keyspec.Algorithm) (priv, pub []byte, err error) {
 	var signer crypto.Signer
 	switch a {
 	case keyspec.RSA2048, keyspec.RSA3072, keyspec.RSA4096:
-		signer, err = rsa.GenerateKey(rand.Reader, a.Bits())
+		signer, err = s.cfg.NewRSAKey(a.Bits())
 	case keyspec.ECCP256:
 		signer, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	case keyspec.ECCP384:

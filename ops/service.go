@@ -9,6 +9,7 @@ package ops
 import (
 	"context"
 	"crypto/rand"
+	"crypto/rsa"
 	"errors"
 	"fmt"
 	"strings"
@@ -31,6 +32,11 @@ type Config struct {
 	// MaxTagsPerKey bounds TagResource (default 50).
 	MaxTagsPerKey int
 	Now           func() time.Time
+	// NewRSAKey makes the RSA keys the service generates (key pairs,
+	// import-token wrapping keys, the profile CA); nil means rsa.GenerateKey
+	// over crypto/rand. Tests hand it committed test-only keys so that a test
+	// run does not spend most of its CPU searching for primes.
+	NewRSAKey func(bits int) (*rsa.PrivateKey, error)
 }
 
 // Service implements the operations.
@@ -60,6 +66,9 @@ func New(cfg Config, store *keystore.Store, cust *custody.Custodian, log *zap.Lo
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.NewRSAKey == nil {
+		cfg.NewRSAKey = func(bits int) (*rsa.PrivateKey, error) { return rsa.GenerateKey(rand.Reader, bits) }
 	}
 	if _, err := cust.Profile(cfg.Profile); err != nil {
 		return nil, fmt.Errorf("ops: profile %q: %w", cfg.Profile, err)

@@ -11,8 +11,13 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
+	"embed"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/pem"
+	"fmt"
+	"io/fs"
+	"sync"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -66,7 +71,7 @@ func NewWithToken(tb testing.TB) (*ops.Service, *memtoken.Module) {
 		cust.Close()
 		store.Close()
 	})
-	svc, err := ops.New(ops.Config{Region: "us-east-1", Account: "000000000000"}, store, cust, log)
+	svc, err := ops.New(ops.Config{Region: "us-east-1", Account: "000000000000", NewRSAKey: testRSAKey}, store, cust, log)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -104,3 +109,56 @@ func Import(tb testing.TB, svc *ops.Service, a keyspec.Attributes, keyHex string
 
 // B64PEM is how the AWS API carries certificates (base64 of PEM).
 func B64PEM(pemBytes []byte) string { return base64.StdEncoding.EncodeToString(pemBytes) }
+
+// testKeys are committed test-only RSA keys (testdata/rsa-<bits>-<n>.pem, made
+// once with `openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:<bits>`):
+// generating RSA keys took over 90% of the ops tests' CPU.
+//
+//go:embed testdata/*.pem
+var testKeys embed.FS
+
+var rsaPool = struct {
+	sync.Mutex
+	keys map[int][]*rsa.PrivateKey
+	next map[int]int
+}{next: map[int]int{}}
+
+// testRSAKey is the services' ops.Config.NewRSAKey: it hands out the
+// committed keys of the size asked for in turn, so consecutive keys differ.
+func testRSAKey(bits int) (*rsa.PrivateKey, error) {
+	rsaPool.Lock()
+	defer rsaPool.Unlock()
+	if rsaPool.keys == nil {
+		rsaPool.keys = map[int][]*rsa.PrivateKey{}
+		names, err := fs.Glob(testKeys, "testdata/rsa-*.pem")
+		if err != nil {
+			return nil, err
+		}
+		for _, name := range names {
+			raw, err := testKeys.ReadFile(name)
+			if err != nil {
+				return nil, err
+			}
+			blk, _ := pem.Decode(raw)
+			if blk == nil {
+				return nil, fmt.Errorf("opstest: %s holds no PEM block", name)
+			}
+			k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+			if err != nil {
+				return nil, fmt.Errorf("opstest: %s: %w", name, err)
+			}
+			rk, ok := k.(*rsa.PrivateKey)
+			if !ok {
+				return nil, fmt.Errorf("opstest: %s is not an RSA key", name)
+			}
+			rsaPool.keys[rk.N.BitLen()] = append(rsaPool.keys[rk.N.BitLen()], rk)
+		}
+	}
+	ks := rsaPool.keys[bits]
+	if len(ks) == 0 {
+		return nil, fmt.Errorf("opstest: no committed %d-bit test key", bits)
+	}
+	k := ks[rsaPool.next[bits]%len(ks)]
+	rsaPool.next[bits]++
+	return k, nil
+}
