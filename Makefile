@@ -55,16 +55,19 @@ $(GOLANGCI_LINT):
 	@command -v $(GO) >/dev/null || { echo "Go 1.26 is required (https://go.dev/dl/)"; exit 1; }
 	GOBIN=$(dir $@) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 
-# lint enforces the habits: gofmt, go vet, golangci-lint (.golangci.yml:
-# errcheck, staticcheck, gosec, ineffassign, unused), a tidy go.mod and the
-# package layering (test/layering). Each fails the target when violated.
-lint: vet $(GOLANGCI_LINT)
-	@echo "gofmt -l (tracked Go files)"; files=$$(git ls-files '*.go') && [ -n "$$files" ] || { echo "gofmt: no tracked Go files"; exit 1; }; \
-		out=$$(gofmt -l $$files) || exit 1; \
-		if [ -n "$$out" ]; then echo "gofmt: these files are not formatted (make fmt):"; echo "$$out"; exit 1; fi
-	$(GO) mod tidy -diff
-	$(GOLANGCI_LINT) run ./...
-	$(GO) test -count=1 ./test/layering
+# lint enforces the habits: gofmt, go vet, a tidy go.mod, golangci-lint
+# (.golangci.yml: errcheck, staticcheck, gosec, ineffassign, unused) and the
+# package layering (test/layering). Every check runs; lint fails if any did.
+lint: $(GOLANGCI_LINT)
+	@fail=""; \
+	echo "lint: gofmt -l (tracked Go files)"; \
+	files=$$(git ls-files '*.go') && [ -n "$$files" ] && out=$$(gofmt -l $$files) && [ -z "$$out" ] || \
+		{ echo "gofmt: not formatted (make fmt):"; echo "$$out"; fail="$$fail gofmt"; }; \
+	echo "lint: go vet ./..."; $(GO) vet ./... || fail="$$fail vet"; \
+	echo "lint: go mod tidy -diff"; $(GO) mod tidy -diff || fail="$$fail tidy"; \
+	echo "lint: golangci-lint run"; $(GOLANGCI_LINT) run ./... || fail="$$fail golangci-lint"; \
+	echo "lint: import rules (test/layering)"; $(GO) test -count=1 ./test/layering || fail="$$fail layering"; \
+	if [ -n "$$fail" ]; then echo "lint FAILED:$$fail"; exit 1; fi; echo "lint: ok"
 
 # race runs the packages with shared state under the race detector: the
 # keystore, both protocol servers, and the working-key cache's tests in ops
