@@ -81,8 +81,12 @@ func TestWorkingKeyCacheConcurrent(t *testing.T) {
 	}
 
 	// Quiescent: the cache must agree with the store.
-	if w, err := svc.Working(alias, "KeyIdentifier"); err != nil || w.ARN != arnA {
-		t.Fatalf("alias after the last update: %v, %v; want %s", w, err, arnA)
+	w, err := svc.Working(alias, "KeyIdentifier")
+	if err != nil {
+		t.Fatalf("alias after the last update: %v", err)
+	}
+	if w.ARN != arnA {
+		t.Fatalf("alias after the last update reaches %s, want %s", w.ARN, arnA)
 	}
 	if _, err := svc.StopKeyUsage(arnA); err != nil {
 		t.Fatal(err)
