@@ -70,11 +70,13 @@ lint: $(GOLANGCI_LINT)
 	if [ -n "$$fail" ]; then echo "lint FAILED:$$fail"; exit 1; fi; echo "lint: ok"
 
 # race runs the packages with shared state under the race detector: the
-# keystore, both protocol servers, and the working-key cache's tests in ops
-# (the whole ops suite under -race would take minutes).
+# keystore, both protocol servers (and SigV4's key cache), and the
+# working-key cache's tests in ops (the whole ops suite under -race would take
+# minutes). The generated shape packages hold no shared state.
+RACE_PKGS := ./keystore/... ./protocol/hostcmd/... ./protocol/awsapi ./protocol/awsapi/sigv4
 RACE_OPS_TESTS := WorkingKey|KeyCache
 race:
-	CGO_ENABLED=1 $(GO) test -race -count=1 ./keystore/... ./protocol/...
+	CGO_ENABLED=1 $(GO) test -race -count=1 $(RACE_PKGS)
 	CGO_ENABLED=1 $(GO) test -race -count=1 -run '$(RACE_OPS_TESTS)' ./ops/...
 
 # fuzz runs every fuzz target briefly (FUZZTIME executions each).
