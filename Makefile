@@ -46,10 +46,12 @@ vet:
 	$(GO) vet ./...
 
 # Linters, pinned; built from source through the Go module proxy into .tools/
-# the first time (a few minutes on a 2-core machine), then reused.
+# the first time (a few minutes on a 2-core machine), then reused. The path
+# names the Go release too: golangci-lint must be built by a Go at least as
+# new as the code it checks, so a Go upgrade rebuilds it.
 GOLANGCI_LINT_VERSION := v2.15.0
 TOOLS := $(CURDIR)/.tools
-GOLANGCI_LINT := $(TOOLS)/golangci-lint-$(GOLANGCI_LINT_VERSION)/golangci-lint
+GOLANGCI_LINT := $(TOOLS)/golangci-lint-$(GOLANGCI_LINT_VERSION)-$(shell $(GO) env GOVERSION 2>/dev/null)/golangci-lint
 
 $(GOLANGCI_LINT):
 	@command -v $(GO) >/dev/null || { echo "Go 1.26 is required (https://go.dev/dl/)"; exit 1; }
