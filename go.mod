@@ -11,7 +11,9 @@ require (
 	github.com/cockroachdb/pebble/v2 v2.1.7
 	github.com/miekg/pkcs11 v1.1.2
 	github.com/tink-crypto/tink-go/v2 v2.9.0
+	go.bug.st/serial v1.8.0
 	go.uber.org/zap v1.28.0
+	golang.org/x/crypto v0.53.0
 	golang.org/x/sys v0.46.0
 )
 
@@ -45,9 +47,7 @@ require (
 	github.com/prometheus/procfs v0.10.1 // indirect
 	github.com/rogpeppe/go-internal v1.9.0 // indirect
 	github.com/thales-e-security/pool v0.0.2 // indirect
-	go.bug.st/serial v1.8.0 // indirect
 	go.uber.org/multierr v1.10.0 // indirect
-	golang.org/x/crypto v0.53.0 // indirect
 	golang.org/x/exp v0.0.0-20230626212559-97b1e661b5df // indirect
 	golang.org/x/text v0.38.0 // indirect
 	google.golang.org/protobuf v1.36.11 // indirect

@@ -31,7 +31,7 @@ const (
 
 // Data-plane subjects (PIN, card, MAC, EMV, data encryption).
 const (
-	subjectDataPlaneStart Subject = 100 + iota
+	_ Subject = 100 + iota // data-plane subjects start at 101
 	// SubjectPinBlock is an encrypted PIN block.
 	SubjectPinBlock
 	// SubjectPinBlockFormat is a PIN block format.
@@ -46,7 +46,7 @@ const (
 
 // Control-plane subjects (key creation, import, export, aliases, tags, listings).
 const (
-	subjectControlPlaneStart Subject = 500 + iota
+	_ Subject = 500 + iota // control-plane subjects start at 501
 	// SubjectKeyAttributes are the attributes of a key to create or import.
 	SubjectKeyAttributes
 	// SubjectKeyMaterial is the key material of an import or export: which

@@ -2,6 +2,7 @@ package keyspec
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"os"
 	"regexp"
@@ -76,17 +77,16 @@ func parseGuideModes(t *testing.T, s string) []ModesOfUse {
 
 func loadGuide(t *testing.T) map[KeyUsage]*guideRow {
 	t.Helper()
-	f, err := os.Open("testdata/guide_key_attributes.txt")
+	text, err := os.ReadFile("testdata/guide_key_attributes.txt")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
 	const algMark = "**Allowed Key Algorithms:**"
 	const modeMark = "**Allowed combination of key modes of use:**"
 	rows := map[KeyUsage]*guideRow{}
 	var cur *guideRow
 	symmetric := false
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(bytes.NewReader(text))
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
 		switch {
@@ -361,11 +361,22 @@ func TestSupportedForOperations(t *testing.T) {
 	}
 }
 
-func checkValidationFault(t *testing.T, err error) *fault.Error {
+// checkValidationFault fails the test unless err is a Validation fault
+// naming a field.
+func checkValidationFault(t *testing.T, err error) {
 	t.Helper()
 	var f *fault.Error
 	if !errors.As(err, &f) || f.Kind != fault.Validation || f.Message == "" || f.Field == "" {
 		t.Fatalf("error %v is not a Validation fault naming a field", err)
 	}
+}
+
+// validationFault is err as a Validation fault naming a field, or fails the
+// test.
+func validationFault(t *testing.T, err error) *fault.Error {
+	t.Helper()
+	checkValidationFault(t, err)
+	var f *fault.Error
+	errors.As(err, &f)
 	return f
 }

@@ -68,7 +68,7 @@ func TestValidateCreateRejects(t *testing.T) {
 			if err == nil {
 				t.Fatalf("ValidateCreate(%+v, %q) accepted", c.a, c.dku)
 			}
-			f := checkValidationFault(t, err)
+			f := validationFault(t, err)
 			if f.Field != c.field || !strings.Contains(f.Message, c.words) {
 				t.Fatalf("fault field %q message %q; want field %q and %q", f.Field, f.Message, c.field, c.words)
 			}
@@ -125,7 +125,7 @@ func TestValidateImportCases(t *testing.T) {
 			if err == nil {
 				t.Fatalf("ValidateImport(%+v, %q) accepted", c.a, c.dku)
 			}
-			if f := checkValidationFault(t, err); f.Field != c.field {
+			if f := validationFault(t, err); f.Field != c.field {
 				t.Fatalf("fault field %q (%s), want %q", f.Field, f.Message, c.field)
 			}
 		})

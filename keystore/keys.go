@@ -172,7 +172,7 @@ func mustEncode(k *Key) []byte {
 
 // PurgeKey removes key id, every alias naming it, its tags and its index
 // entries, in one durable batch. ErrNotFound when the key does not exist.
-func (s *Store) PurgeKey(id string) error {
+func (s *Store) PurgeKey(id string) (err error) {
 	done, err := s.write()
 	if err != nil {
 		return err
@@ -184,7 +184,7 @@ func (s *Store) PurgeKey(id string) error {
 		return err
 	}
 	b := s.db.NewBatch()
-	defer b.Close()
+	defer closeJoin(&err, b)
 	_ = b.Delete(keyKey(id), nil)
 	if p := purgeEntry(k); p != nil {
 		_ = b.Delete(p, nil)

@@ -172,7 +172,7 @@ type formatRecord struct {
 }
 
 // checkFormat verifies the format record, writing it into a brand-new store.
-func (s *Store) checkFormat() error {
+func (s *Store) checkFormat() (err error) {
 	v, closer, err := s.db.Get(formatKey)
 	switch {
 	case errors.Is(err, pebble.ErrNotFound):
@@ -195,7 +195,7 @@ func (s *Store) checkFormat() error {
 	case err != nil:
 		return fmt.Errorf("keystore: read format record: %w", err)
 	}
-	defer closer.Close()
+	defer closeJoin(&err, closer)
 	var rec formatRecord
 	if err := json.Unmarshal(v, &rec); err != nil || rec.Format != formatName {
 		return errors.New("keystore: format record is not a payhsm keystore format record; refusing to open")
@@ -274,8 +274,8 @@ func (s *Store) fail(cause string) error {
 }
 
 // commit commits b durably and closes it.
-func (s *Store) commit(b *pebble.Batch, what string) error {
-	defer b.Close()
+func (s *Store) commit(b *pebble.Batch, what string) (err error) {
+	defer closeJoin(&err, b)
 	return s.commitOpen(b, what)
 }
 

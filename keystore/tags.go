@@ -84,7 +84,7 @@ func (s *Store) UntagKey(id string, keys []string) error {
 // ListTags returns up to max (default 50 when max <= 0) of key id's tags in
 // tag-key order, starting after nextToken. ErrNotFound when the key does not
 // exist.
-func (s *Store) ListTags(id string, nextToken string, max int) ([]Tag, string, error) {
+func (s *Store) ListTags(id string, nextToken string, max int) (_ []Tag, _ string, err error) {
 	cursor, err := decodeToken(nextToken, listTags, id)
 	if err != nil {
 		return nil, "", fmt.Errorf("keystore: list tags: %w", err)
@@ -96,7 +96,7 @@ func (s *Store) ListTags(id string, nextToken string, max int) ([]Tag, string, e
 	defer done()
 
 	snap := s.db.NewSnapshot()
-	defer snap.Close()
+	defer closeJoin(&err, snap)
 	if _, err := loadKey(snap, id); err != nil {
 		return nil, "", err
 	}

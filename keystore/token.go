@@ -30,8 +30,10 @@ const maxTokenLen = 8192
 
 var tokenEnc = base64.RawURLEncoding.Strict()
 
-func notBase64URL(r rune) bool {
-	return !(r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_')
+func notBase64URL(r rune) bool { return !isBase64URL(r) }
+
+func isBase64URL(r rune) bool {
+	return r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_'
 }
 
 func encodeToken(list byte, scope, cursor string) string {

@@ -2,6 +2,7 @@ package dukpt
 
 import (
 	"crypto/aes"
+	"encoding/binary"
 	"fmt"
 	"math/bits"
 )
@@ -18,15 +19,18 @@ const (
 	AES256 KeyType = 4
 )
 
-// Len is the key length in bytes.
-func (t KeyType) Len() int {
+// Len is the key length in bytes; 0 for an unknown type.
+func (t KeyType) Len() int { return int(t.bits() / 8) }
+
+// bits is the key length in bits, as the derivation data carries it.
+func (t KeyType) bits() uint16 {
 	switch t {
 	case TDES2, AES128:
-		return 16
+		return 128
 	case TDES3, AES192:
-		return 24
+		return 192
 	case AES256:
-		return 32
+		return 256
 	}
 	return 0
 }
@@ -106,10 +110,9 @@ func derive(key []byte, u Usage, t KeyType, tail [8]byte) ([]byte, error) {
 	n := t.Len()
 	var d [16]byte
 	d[0] = 0x01 // version
-	d[2], d[3] = byte(u>>8), byte(u)
-	d[4], d[5] = byte(t>>8), byte(t)
-	nbits := uint16(8 * n)
-	d[6], d[7] = byte(nbits>>8), byte(nbits)
+	binary.BigEndian.PutUint16(d[2:4], uint16(u))
+	binary.BigEndian.PutUint16(d[4:6], uint16(t))
+	binary.BigEndian.PutUint16(d[6:8], t.bits())
 	copy(d[8:], tail[:])
 	out := make([]byte, (n+15)/16*16)
 	for i := 0; i*16 < n; i++ {
@@ -154,7 +157,7 @@ func AESTransactionKey(ik []byte, ksn AESKSN) ([]byte, error) {
 			continue
 		}
 		reg |= bit
-		tail[4], tail[5], tail[6], tail[7] = byte(reg>>24), byte(reg>>16), byte(reg>>8), byte(reg)
+		binary.BigEndian.PutUint32(tail[4:8], reg)
 		next, err := derive(key, usageKeyDerivation, t, tail)
 		clear(key)
 		if err != nil {

@@ -2,6 +2,7 @@ package dukpt
 
 import (
 	"crypto/des"
+	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -81,9 +82,8 @@ func TDESTransactionKey(ik []byte, ksn TDESKSN) ([]byte, error) {
 		if counter&bit == 0 {
 			continue
 		}
-		reg[5] |= byte(bit >> 16)
-		reg[6] |= byte(bit >> 8)
-		reg[7] |= byte(bit)
+		// bit < 1<<21: it lands in the counter's bits of reg[5:8].
+		binary.BigEndian.PutUint32(reg[4:8], binary.BigEndian.Uint32(reg[4:8])|bit)
 		if err := nrkgp(key, reg[:]); err != nil {
 			clear(key)
 			return nil, err

@@ -217,7 +217,7 @@ func treeSessionKey(mk []byte, atc [2]byte, b, h int, iv []byte) ([]byte, error)
 	if len(mk) != 16 {
 		return nil, errors.New("emv: ICC master key must be a double-length TDES key")
 	}
-	if len(iv) != 16 || b < 2 || h < 2 {
+	if len(iv) != 16 || b < 2 || b > 256 || h < 2 {
 		return nil, errors.New("emv: bad tree parameters")
 	}
 	n := int(atc[0])<<8 | int(atc[1])
@@ -242,7 +242,7 @@ func treeSessionKey(mk []byte, atc [2]byte, b, h int, iv []byte) ([]byte, error)
 		if err != nil {
 			return nil, err
 		}
-		j := byte(path[i] % b)
+		j := byte(path[i] % b) //nolint:gosec // G115: 0 <= path[i]%b < b <= 256 (checked above), so it fits a byte.
 		next := make([]byte, 16)
 		var y [8]byte
 		copy(y[:], prev2[:8])

@@ -29,6 +29,15 @@ func validPIN(pin []byte) bool {
 	return true
 }
 
+// pinLen is the number of digits of a PIN that passed validPIN, the N of
+// the PIN block's control byte; 0 for any other length.
+func pinLen(pin []byte) byte {
+	if n := len(pin); n >= 4 && n <= 12 {
+		return byte(n)
+	}
+	return 0
+}
+
 // pinField packs ctrl (the first byte) and the ASCII digits of pin into 8
 // bytes, filling the rest with 'F' nibbles: ctrl || P1 P2 ... || F...F.
 func pinField(ctrl byte, pin []byte) [8]byte {
@@ -55,7 +64,7 @@ func ISO2PINBlock(pin []byte) ([]byte, error) {
 	if !validPIN(pin) {
 		return nil, errPIN
 	}
-	b := pinField(0x20|byte(len(pin)), pin)
+	b := pinField(0x20|pinLen(pin), pin)
 	return b[:], nil
 }
 
@@ -72,7 +81,7 @@ func VisaPINBlock(mkAC, pin, current []byte) ([]byte, error) {
 	if !validPIN(pin) || (current != nil && !validPIN(current)) {
 		return nil, errPIN
 	}
-	b := pinField(byte(len(pin)), pin)
+	b := pinField(pinLen(pin), pin)
 	subtle.XORBytes(b[4:], b[4:], mkAC[4:8])
 	if current != nil {
 		var c [8]byte
@@ -133,7 +142,7 @@ func EncipherPINData(sk, block []byte, l PINDataLayout, m CipherMode) ([]byte, e
 	}
 	data := make([]byte, 0, 16)
 	if l.LengthPrefix {
-		data = append(data, byte(len(block)))
+		data = append(data, 8) // len(block), checked above
 	}
 	data = append(data, block...)
 	if l.Pad {
@@ -156,7 +165,9 @@ func EncipherPINData(sk, block []byte, l PINDataLayout, m CipherMode) ([]byte, e
 			c.Encrypt(out[i:i+8], data[i:i+8])
 		}
 	case CBC:
-		cipher.NewCBCEncrypter(c, make([]byte, 8)).CryptBlocks(out, data)
+		// EMV Book 2 A1.1 (and the CCD's PIN data encipherment): CBC with a
+		// zero IV, under a session key used for this one message.
+		cipher.NewCBCEncrypter(c, make([]byte, 8)).CryptBlocks(out, data) //nolint:gosec // G407: the zero IV is the standard's.
 	default:
 		return nil, errors.New("emv: unknown cipher mode")
 	}

@@ -173,6 +173,8 @@ func BenchmarkAlgorithm3(b *testing.B) {
 	c, _ := tdes.NewCipher(key)
 	data := make([]byte, 64)
 	for b.Loop() {
-		Algorithm3(key, c, data, Method1)
+		if _, err := Algorithm3(key, c, data, Method1); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

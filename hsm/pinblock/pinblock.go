@@ -125,7 +125,7 @@ func PANField4(pan string) ([]byte, error) {
 	} else {
 		pos += 12 - len(pan)
 	}
-	setNibble(a, 0, byte(m))
+	setNibble(a, 0, byte(m)) //nolint:gosec // G115: 0 <= m <= 7 (the PAN is at most 19 digits).
 	for i := 0; i < len(pan); i++ {
 		setNibble(a, pos+i, pan[i]-'0')
 	}
@@ -185,7 +185,7 @@ func Encode(f Format, pin []byte, pan string, rnd io.Reader) ([]byte, error) {
 	}
 	p := make([]byte, f.BlockSize())
 	setNibble(p, 0, byte(f))
-	setNibble(p, 1, byte(len(pin)))
+	setNibble(p, 1, byte(len(pin))) //nolint:gosec // G115: validPIN bounds the PIN to 4 to 12 digits.
 	for i, c := range pin {
 		setNibble(p, 2+i, c-'0')
 	}

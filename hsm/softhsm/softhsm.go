@@ -68,7 +68,7 @@ func Provision(dir, module, label string) (*Token, error) {
 
 // secretFile returns the PIN in path, creating a random one (mode 0600) if absent.
 func secretFile(path string) (string, error) {
-	b, err := os.ReadFile(path)
+	b, err := os.ReadFile(path) //nolint:gosec // G304: path is <data dir>/softhsm/<fixed name>; the data dir is the operator's.
 	if err == nil {
 		return strings.TrimSpace(string(b)), nil
 	}
@@ -86,7 +86,10 @@ func secretFile(path string) (string, error) {
 	return pin, nil
 }
 
-func initToken(module, label, soPIN, pin string) error {
+// initToken initializes a token labelled label in a free slot unless one
+// exists, and sets its user PIN. A failure to log out, close the session or
+// finalize the module is returned too: the token may not be usable after it.
+func initToken(module, label, soPIN, pin string) (err error) {
 	p := pkcs11.New(module)
 	if p == nil {
 		return fmt.Errorf("softhsm: cannot load %s", module)
@@ -95,7 +98,11 @@ func initToken(module, label, soPIN, pin string) error {
 	if err := p.Initialize(); err != nil {
 		return fmt.Errorf("softhsm: C_Initialize: %w", err)
 	}
-	defer p.Finalize()
+	defer func() {
+		if e := p.Finalize(); e != nil {
+			err = errors.Join(err, fmt.Errorf("softhsm: C_Finalize: %w", e))
+		}
+	}()
 	slots, err := p.GetSlotList(true)
 	if err != nil {
 		return fmt.Errorf("softhsm: C_GetSlotList: %w", err)
@@ -137,11 +144,19 @@ func initToken(module, label, soPIN, pin string) error {
 		if err != nil {
 			return fmt.Errorf("softhsm: C_OpenSession: %w", err)
 		}
-		defer p.CloseSession(sh)
+		defer func() {
+			if e := p.CloseSession(sh); e != nil {
+				err = errors.Join(err, fmt.Errorf("softhsm: C_CloseSession: %w", e))
+			}
+		}()
 		if err := p.Login(sh, pkcs11.CKU_SO, soPIN); err != nil {
 			return fmt.Errorf("softhsm: SO login: %w", err)
 		}
-		defer p.Logout(sh)
+		defer func() {
+			if e := p.Logout(sh); e != nil {
+				err = errors.Join(err, fmt.Errorf("softhsm: SO logout: %w", e))
+			}
+		}()
 		if err := p.InitPIN(sh, pin); err != nil {
 			return fmt.Errorf("softhsm: C_InitPIN: %w", err)
 		}

@@ -202,13 +202,18 @@ func shiftLeft1(reg []byte, in byte) {
 	reg[len(reg)-1] = reg[len(reg)-1]<<1 | in
 }
 
-// PadPKCS7 returns data followed by PKCS#7 padding to a multiple of bs.
+// PadPKCS7 returns data followed by PKCS#7 padding to a multiple of bs, a
+// cipher's block size. Like crypto/cipher's modes, it panics when bs is out
+// of range (1 to 255, what a padding byte can count): a programming error.
 func PadPKCS7(data []byte, bs int) []byte {
-	n := bs - len(data)%bs
+	if bs < 1 || bs > 255 {
+		panic("symmetric: PKCS#7 block size out of range")
+	}
+	n := bs - len(data)%bs // 1 to bs
 	out := make([]byte, len(data)+n)
 	copy(out, data)
 	for i := len(data); i < len(out); i++ {
-		out[i] = byte(n)
+		out[i] = byte(n) //nolint:gosec // G115: 1 <= n <= bs <= 255 (checked above).
 	}
 	return out
 }
@@ -219,11 +224,12 @@ func UnpadPKCS7(data []byte, bs int) ([]byte, error) {
 	if len(data) == 0 || len(data)%bs != 0 {
 		return nil, fmt.Errorf("%w: %d bytes", ErrPadding, len(data))
 	}
-	n := int(data[len(data)-1])
+	last := data[len(data)-1]
+	n := int(last)
 	bad := subtle.ConstantTimeLessOrEq(n, 0) | (1 ^ subtle.ConstantTimeLessOrEq(n, bs))
 	for i := 1; i <= bs; i++ {
 		in := subtle.ConstantTimeLessOrEq(i, n)
-		eq := subtle.ConstantTimeByteEq(data[len(data)-i], byte(n))
+		eq := subtle.ConstantTimeByteEq(data[len(data)-i], last)
 		bad |= in & (1 ^ eq)
 	}
 	if bad != 0 {

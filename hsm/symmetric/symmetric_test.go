@@ -242,6 +242,8 @@ func BenchmarkCBC256Bytes(b *testing.B) {
 	blk, _ := aes.NewCipher(make([]byte, 16))
 	data, iv := make([]byte, 256), make([]byte, 16)
 	for b.Loop() {
-		Encrypt(blk, CBC, iv, data)
+		if _, err := Encrypt(blk, CBC, iv, data); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/subtle"
+	"encoding/binary"
 	"fmt"
 
 	"payhsm/hsm/cmac"
@@ -25,28 +26,42 @@ const (
 // 0001 (three-key). Version D: AES CMAC, algorithm 0002/0003/0004 for
 // AES-128/192/256.
 func deriveKeys(v byte, kbpk []byte) (kbek, kbmk []byte, err error) {
-	var (
-		prf cipher.Block
-		alg uint16
-	)
+	var prf cipher.Block
 	switch v {
 	case 'B':
 		prf, err = tdes.NewCipher(kbpk)
-		alg = uint16(len(kbpk)/8 - 2) // 16 -> 0000, 24 -> 0001
 	case 'D':
 		prf, err = aes.NewCipher(kbpk)
-		alg = uint16(len(kbpk) / 8) // 16 -> 0002, 24 -> 0003, 32 -> 0004
 	default:
 		return nil, nil, fmt.Errorf("tr31: no key derivation for version %q", string(rune(v)))
 	}
 	if err != nil {
 		return nil, nil, kbpkErr("%v", err)
 	}
-	bits := uint16(len(kbpk) * 8)
+	// The algorithm indicator and the length in bits of the derived key.
+	var alg, bits uint16
+	switch {
+	case v == 'B' && len(kbpk) == 16:
+		alg, bits = 0x0000, 128
+	case v == 'B' && len(kbpk) == 24:
+		alg, bits = 0x0001, 192
+	case v == 'D' && len(kbpk) == 16:
+		alg, bits = 0x0002, 128
+	case v == 'D' && len(kbpk) == 24:
+		alg, bits = 0x0003, 192
+	case v == 'D' && len(kbpk) == 32:
+		alg, bits = 0x0004, 256
+	default:
+		return nil, nil, kbpkErr("a %d-byte KBPK has no version %c key derivation", len(kbpk), v)
+	}
 	derive := func(usage uint16) []byte {
+		var in [8]byte
+		binary.BigEndian.PutUint16(in[1:3], usage)
+		binary.BigEndian.PutUint16(in[4:6], alg)
+		binary.BigEndian.PutUint16(in[6:8], bits)
 		out := make([]byte, 0, len(kbpk)+aes.BlockSize)
 		for ctr := byte(1); len(out) < len(kbpk); ctr++ {
-			in := [8]byte{ctr, byte(usage >> 8), byte(usage), 0, byte(alg >> 8), byte(alg), byte(bits >> 8), byte(bits)}
+			in[0] = ctr
 			t := cmac.Sum(prf, in[:])
 			out = append(out, t...)
 			clear(t)

@@ -97,6 +97,18 @@ func appendHexUpper(dst, src []byte) []byte {
 	return dst
 }
 
+// hexDigits is n, which the caller has checked is below 16^width, as width
+// upper-case hex digits.
+func hexDigits(n, width int) string {
+	const digits = "0123456789ABCDEF"
+	b := make([]byte, width)
+	for i := width - 1; i >= 0; i-- {
+		b[i] = digits[n&0x0F]
+		n >>= 4
+	}
+	return string(b)
+}
+
 // validateFields checks the fixed header fields other than the version.
 func validateFields(h Header) error {
 	switch {
@@ -274,14 +286,14 @@ func encodeHeader(h Header, bs, bodyLen int) (string, error) {
 		seen[ob.ID] = true
 		opt.WriteString(ob.ID)
 		if n := 4 + len(ob.Data); n <= 0xFF {
-			opt.Write(appendHexUpper(nil, []byte{byte(n)}))
+			opt.WriteString(hexDigits(n, 2))
 		} else {
 			n = 10 + len(ob.Data)
 			if n > 0xFFFF {
 				return "", formatErr("optional block %s of %d characters is too long", ob.ID, len(ob.Data))
 			}
 			opt.WriteString("0002")
-			opt.Write(appendHexUpper(nil, []byte{byte(n >> 8), byte(n)}))
+			opt.WriteString(hexDigits(n, 4))
 		}
 		opt.WriteString(ob.Data)
 	}
@@ -289,7 +301,7 @@ func encodeHeader(h Header, bs, bodyLen int) (string, error) {
 	if r := (fixedHeaderLen + opt.Len()) % bs; count > 0 && r != 0 {
 		pad := (bs - (r+4)%bs) % bs
 		opt.WriteString(padBlockID)
-		opt.Write(appendHexUpper(nil, []byte{byte(4 + pad)}))
+		opt.WriteString(hexDigits(4+pad, 2))
 		opt.WriteString(strings.Repeat("0", pad))
 		count++
 	}

@@ -263,7 +263,7 @@ func wrap(kbpk []byte, h Header, key, pad []byte) (string, error) {
 	}
 	payload := make([]byte, n)
 	defer clear(payload)
-	binary.BigEndian.PutUint16(payload, uint16(len(key)*8))
+	binary.BigEndian.PutUint16(payload, uint16(len(key)*8)) //nolint:gosec // G115: len(key) <= maxKeyBytes (checked above), so the bit length fits 16 bits.
 	copy(payload[2:], key)
 	copy(payload[2+len(key):], pad)
 	enc, mac, err := seal(h.Version, kbpk, hdr, payload)

@@ -541,7 +541,7 @@ func Build(in BuildInput) ([]byte, error) {
 	plain := tlv(tagSequence, tlv(tagInteger, []byte{1}), kdhID, tlv(tagOctetString, in.Key), header)
 	defer clear(plain)
 	if pad := (bs - len(plain)%bs) % bs; pad > 0 {
-		plain = append(plain, bytes.Repeat([]byte{byte(pad)}, pad)...)
+		plain = append(plain, bytes.Repeat([]byte{byte(pad)}, pad)...) //nolint:gosec // G115: 0 < pad < bs <= 16.
 	}
 	content := make([]byte, len(plain))
 	cipher.NewCBCEncrypter(b, iv).CryptBlocks(content, plain)

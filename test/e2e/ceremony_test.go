@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -54,7 +55,7 @@ func ceremonyFile(t *testing.T, compKCVs []string, kcv string) string {
 	}
 	spec := fmt.Sprintf(`{"custodians":["alice","bob","carol"],"profiles":[{"name":"default"},
 		{"name":"lmk01","components":3,"componentKCVs":[%s],"kcv":"%s"}]}`, strings.Join(quoted, ","), kcv)
-	os.WriteFile(path, []byte(spec), 0o600)
+	check(t, os.WriteFile(path, []byte(spec), 0o600))
 	return path
 }
 
@@ -117,14 +118,14 @@ func TestCeremonyInitFromComponents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.SetDeadline(time.Now().Add(5 * time.Second))
+	check(t, c.SetDeadline(time.Now().Add(5*time.Second)))
 	msg := "HDR1NC%01"
-	c.Write(append(binary.BigEndian.AppendUint16(nil, uint16(len(msg))), msg...))
+	writeAll(t, c, append(binary.BigEndian.AppendUint16(nil, uint16(len(msg))), msg...))
 	resp := make([]byte, 2+4+4+16+9)
 	if _, err := io.ReadFull(c, resp); err != nil {
 		t.Fatal(err)
 	}
-	c.Close()
+	check(t, c.Close())
 	if got := string(resp[2:]); !strings.HasPrefix(got, "HDR1ND00"+combinedKCV) {
 		t.Errorf("NC %%01 answered %q, want KCV %s", got, combinedKCV)
 	}
@@ -138,12 +139,13 @@ func TestCeremonyInitFromComponents(t *testing.T) {
 	// No clear component or combined key anywhere in the data directory, logs or ceremony output.
 	secrets := append([]string{xorHex(t, components...)}, components...)
 	haystacks := map[string][]byte{"ceremony output": []byte(out), "daemon logs": []byte(d.logs.String())}
-	filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
-		if err == nil && !e.IsDir() {
-			haystacks[p], _ = os.ReadFile(p)
+	check(t, filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
+		if err != nil || e.IsDir() {
+			return err
 		}
-		return nil
-	})
+		haystacks[p], err = os.ReadFile(p)
+		return err
+	}))
 	for where, b := range haystacks {
 		for _, s := range secrets {
 			raw, _ := hex.DecodeString(s)
@@ -166,7 +168,11 @@ func TestCeremonySerialConsole(t *testing.T) {
 	if err := socat.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer socat.Process.Kill()
+	defer func() {
+		if err := socat.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+			t.Errorf("kill socat: %v", err)
+		}
+	}()
 	for i := 0; i < 50; i++ {
 		if _, err := os.Stat(opEnd); err == nil {
 			break
@@ -177,7 +183,7 @@ func TestCeremonySerialConsole(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer op.Close()
+	defer closeT(t, op)
 	var compKCVs []string
 	for _, c := range components {
 		compKCVs = append(compKCVs, opensslCMACKCV(t, c))
@@ -193,9 +199,10 @@ func TestCeremonySerialConsole(t *testing.T) {
 		done <- cmd.Run()
 	}()
 	// The operator types on the other end of the line; the console answers there.
-	go io.WriteString(op, strings.ReplaceAll(initInput(components), "\n", "\r"))
+	// A failed write or read on the line shows as the ceremony's failure below.
+	go func() { _, _ = io.WriteString(op, strings.ReplaceAll(initInput(components), "\n", "\r")) }()
 	var screen bytes.Buffer
-	go io.Copy(&screen, op)
+	go func() { _, _ = io.Copy(&screen, op) }()
 	select {
 	case err := <-done:
 		if err != nil {
@@ -218,7 +225,7 @@ func TestCeremonySerialConsole(t *testing.T) {
 	// load-components over the same line: a second profile from two components.
 	spec2 := filepath.Join(t.TempDir(), "load.json")
 	want2 := opensslCMACKCV(t, xorHex(t, components[0], components[2]))
-	os.WriteFile(spec2, []byte(`{"custodians":["alice","bob","carol"],"profiles":[{"name":"lmk02","components":2,"kcv":"`+want2+`"}]}`), 0o600)
+	check(t, os.WriteFile(spec2, []byte(`{"custodians":["alice","bob","carol"],"profiles":[{"name":"lmk02","components":2,"kcv":"`+want2+`"}]}`), 0o600))
 	go func() {
 		cmd := exec.Command(binPath, "ceremony", "load-components", "--dev", "--data-dir", dir, "--serial", hsmEnd,
 			"--ceremony", spec2, "--profile", "lmk02")
@@ -228,7 +235,7 @@ func TestCeremonySerialConsole(t *testing.T) {
 	time.Sleep(300 * time.Millisecond) // the port is opened by the new process
 	in := "alice\ralice-passphrase\rbob\rbob-passphrase!\r" +
 		"carol\rcarol-passphrase\r" + components[0] + "\ry\r" + "alice\ralice-passphrase\r" + components[2] + "\ry\r"
-	io.WriteString(op, in)
+	writeAll(t, op, []byte(in))
 	select {
 	case err := <-done:
 		if err != nil {
@@ -261,7 +268,7 @@ func TestCeremonyOverwrite(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	spec := filepath.Join(t.TempDir(), "c.json")
-	os.WriteFile(spec, []byte(`{"custodians":["alice","bob"],"profiles":[{"name":"default"}]}`), 0o600)
+	check(t, os.WriteFile(spec, []byte(`{"custodians":["alice","bob"],"profiles":[{"name":"default"}]}`), 0o600))
 	enrol := "alice-passphrase\nalice-passphrase\nbob-passphrase!\nbob-passphrase!\n"
 	if out, err := runCeremony(t, dir, enrol, "init", "--ceremony", spec); err != nil {
 		t.Fatalf("init: %v\n%s", err, out)

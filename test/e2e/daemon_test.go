@@ -20,11 +20,11 @@ func TestSystemdNotify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	defer closeT(t, conn)
 	t.Setenv("NOTIFY_SOCKET", sockPath)
 	d := startDaemon(t, t.TempDir())
 	buf := make([]byte, 256)
-	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	check(t, conn.SetReadDeadline(time.Now().Add(10*time.Second)))
 	n, err := conn.Read(buf)
 	if err != nil || string(buf[:n]) != "READY=1" {
 		t.Fatalf("notify: %q %v", buf[:n], err)
@@ -35,7 +35,7 @@ func TestSystemdNotify(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s not accepting after READY=1: %v", addr, err)
 		}
-		c.Close()
+		check(t, c.Close())
 	}
 	d.stop()
 	n, err = conn.Read(buf)
@@ -72,7 +72,7 @@ func TestRefusesWrongToken(t *testing.T) {
 func TestConfigValidation(t *testing.T) {
 	t.Parallel()
 	cfg := filepath.Join(t.TempDir(), "payhsm.json")
-	os.WriteFile(cfg, []byte(`{"http":{"addr":"0.0.0.0:8443"},"region":"nowhere","pkcs11":{"module":"/x.so"}}`), 0o600)
+	check(t, os.WriteFile(cfg, []byte(`{"http":{"addr":"0.0.0.0:8443"},"region":"nowhere","pkcs11":{"module":"/x.so"}}`), 0o600))
 	out, err := exec.Command(binPath, "serve", "--config", cfg).CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
 		t.Fatalf("exit %v:\n%s", err, out)
@@ -82,7 +82,7 @@ func TestConfigValidation(t *testing.T) {
 			t.Errorf("message does not name %q:\n%s", want, out)
 		}
 	}
-	os.WriteFile(cfg, []byte(`{"bogus":1}`), 0o600)
+	check(t, os.WriteFile(cfg, []byte(`{"bogus":1}`), 0o600))
 	if out, err := exec.Command(binPath, "serve", "--config", cfg).CombinedOutput(); err == nil || !strings.Contains(string(out), "bogus") {
 		t.Errorf("unknown member accepted: %s", out)
 	}
@@ -99,8 +99,8 @@ func TestHostPortDiagnostics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	defer closeT(t, c)
+	check(t, c.SetDeadline(time.Now().Add(10*time.Second)))
 	send := func(msg string) {
 		b := binary.BigEndian.AppendUint16(nil, uint16(len(msg)))
 		if _, err := c.Write(append(b, msg...)); err != nil {
@@ -124,7 +124,7 @@ func TestHostPortDiagnostics(t *testing.T) {
 		batch = binary.BigEndian.AppendUint16(batch, uint16(len(m)))
 		batch = append(batch, m...)
 	}
-	c.Write(batch)
+	writeAll(t, c, batch)
 	nc := recv()
 	if !strings.HasPrefix(nc, "0001ND00") || len(nc) != 8+16+9 {
 		t.Errorf("NC answer %q", nc)
@@ -145,7 +145,7 @@ func TestHostPortDiagnostics(t *testing.T) {
 		t.Errorf("NC with unknown LMK %q", got)
 	}
 	// A zero-length frame closes the connection; the server keeps serving others.
-	c.Write([]byte{0, 0})
+	writeAll(t, c, []byte{0, 0})
 	if _, err := c.Read(make([]byte, 1)); err == nil {
 		t.Errorf("connection stayed open after a zero-length frame")
 	}
@@ -153,9 +153,9 @@ func TestHostPortDiagnostics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c2.Close()
+	defer closeT(t, c2)
 	c = c2
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	check(t, c.SetDeadline(time.Now().Add(10*time.Second)))
 	send("0006NO00")
 	if got := recv(); !strings.HasPrefix(got, "0006NP00") {
 		t.Errorf("NO answer %q", got)
@@ -163,14 +163,14 @@ func TestHostPortDiagnostics(t *testing.T) {
 	// A frame split across writes is answered once whole.
 	split := append(binary.BigEndian.AppendUint16(nil, 12), "0007B20002OK"...)
 	for _, part := range [][]byte{split[:1], split[1:5], split[5:]} {
-		c.Write(part)
+		writeAll(t, c, part)
 		time.Sleep(20 * time.Millisecond)
 	}
 	if got := recv(); got != "0007B300OK" {
 		t.Errorf("split frame answer %q", got)
 	}
 	// A length above the maximum message (32 KiB) closes the connection.
-	c.Write([]byte{0xFF, 0xFF})
+	writeAll(t, c, []byte{0xFF, 0xFF})
 	if _, err := c.Read(make([]byte, 1)); err == nil {
 		t.Errorf("connection stayed open after an oversize length")
 	}

@@ -45,7 +45,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
-	os.RemoveAll(dir)
+	if err := os.RemoveAll(dir); err != nil {
+		fmt.Fprintln(os.Stderr, "remove the test binary:", err)
+	}
 	os.Exit(code)
 }
 
@@ -101,7 +103,11 @@ func startDaemonArgs(t *testing.T, args ...string) *daemon {
 		t.Fatalf("start payhsm: %v", err)
 	}
 	d := &daemon{t: t, cmd: cmd, logs: logs, exited: make(chan error, 1)}
-	go func() { err := cmd.Wait(); pw.Close(); d.exited <- err }()
+	go func() {
+		err := cmd.Wait()
+		_ = pw.Close() // an io.PipeWriter's Close always returns nil
+		d.exited <- err
+	}()
 	ready := make(chan map[string]any, 1)
 	go func() {
 		sc := bufio.NewScanner(pr)
@@ -112,7 +118,9 @@ func startDaemonArgs(t *testing.T, args ...string) *daemon {
 				ready <- m
 			}
 		}
-		io.Copy(io.Discard, pr)
+		// Drain the rest of the log; the pipe ends (nil error) when the
+		// daemon exits.
+		_, _ = io.Copy(io.Discard, pr)
 	}()
 	select {
 	case m := <-ready:
@@ -121,7 +129,9 @@ func startDaemonArgs(t *testing.T, args ...string) *daemon {
 	case err := <-d.exited:
 		t.Fatalf("payhsm exited before ready: %v\n%s", err, logs)
 	case <-time.After(60 * time.Second):
-		cmd.Process.Kill()
+		if err := cmd.Process.Kill(); err != nil {
+			t.Errorf("kill payhsm: %v", err)
+		}
 		t.Fatalf("payhsm not ready within 60s\n%s", logs)
 	}
 	t.Cleanup(func() { d.stop() })
@@ -140,7 +150,9 @@ func (d *daemon) stop() {
 			d.t.Errorf("payhsm exited with %v on SIGTERM\n%s", err, d.logs)
 		}
 	case <-time.After(30 * time.Second):
-		d.cmd.Process.Kill()
+		if err := d.cmd.Process.Kill(); err != nil {
+			d.t.Errorf("kill payhsm: %v", err)
+		}
 		d.t.Errorf("payhsm did not stop within 30s of SIGTERM")
 	}
 }
@@ -201,8 +213,9 @@ func (d *daemon) rawCall(t testing.TB, target string, body []byte, mutate func(*
 	if err != nil {
 		t.Fatalf("%s: %v", target, err)
 	}
-	defer resp.Body.Close()
-	rb, _ := io.ReadAll(resp.Body)
+	rb, err := io.ReadAll(resp.Body)
+	check(t, err)
+	check(t, resp.Body.Close())
 	var m map[string]any
 	_ = json.Unmarshal(rb, &m)
 	return resp.StatusCode, m, resp.Header
@@ -239,8 +252,13 @@ func (d *daemon) dataDo(path string, body any) (int, map[string]any, string, err
 	if err != nil {
 		return 0, nil, "", err
 	}
-	defer resp.Body.Close()
-	rb, _ := io.ReadAll(resp.Body)
+	rb, err := io.ReadAll(resp.Body)
+	if cerr := resp.Body.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return 0, nil, "", err
+	}
 	var m map[string]any
 	_ = json.Unmarshal(rb, &m)
 	return resp.StatusCode, m, resp.Header.Get("X-Amzn-ErrorType"), nil

@@ -214,7 +214,7 @@ func TestImportKnownKeys(t *testing.T) {
 			t.Errorf("a clear key appears in the logs")
 		}
 	}
-	filepath.WalkDir(dir, func(path string, e fs.DirEntry, err error) error {
+	check(t, filepath.WalkDir(dir, func(path string, e fs.DirEntry, err error) error {
 		if err != nil || e.IsDir() {
 			return err
 		}
@@ -228,7 +228,7 @@ func TestImportKnownKeys(t *testing.T) {
 			}
 		}
 		return nil
-	})
+	}))
 }
 
 // knownKeys imports known clear keys through the public path: RSA-OAEP

@@ -78,7 +78,7 @@ func TestPinEndToEnd(t *testing.T) {
 		for k, v := range m {
 			out[k] = v
 		}
-		for i := 0; i < len(kv); i += 2 {
+		for i := 0; i+1 < len(kv); i += 2 {
 			out[kv[i].(string)] = kv[i+1]
 		}
 		return out

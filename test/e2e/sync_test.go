@@ -14,7 +14,7 @@ const approveAndConfirm = "alice\nalice-passphrase\nbob\nbob-passphrase!\ny\n"
 func initAppliance(t *testing.T, dir, profiles string) {
 	t.Helper()
 	spec := filepath.Join(t.TempDir(), "ceremony.json")
-	os.WriteFile(spec, []byte(`{"custodians":["alice","bob"],"profiles":[`+profiles+`]}`), 0o600)
+	check(t, os.WriteFile(spec, []byte(`{"custodians":["alice","bob"],"profiles":[`+profiles+`]}`), 0o600))
 	if out, err := runCeremony(t, dir, "alice-passphrase\nalice-passphrase\nbob-passphrase!\nbob-passphrase!\n", "init", "--ceremony", spec); err != nil {
 		t.Fatalf("init: %v\n%s", err, out)
 	}
@@ -66,7 +66,7 @@ func TestMainKeySyncTR34(t *testing.T) {
 	bad := append([]byte{}, der...)
 	bad[len(bad)-10] ^= 1
 	badFile := filepath.Join(files, "bad.tr34")
-	os.WriteFile(badFile, bad, 0o600)
+	check(t, os.WriteFile(badFile, bad, 0o600))
 	if out, err := runCeremony(t, b, approveAndConfirm, "import-main-key", "--profile", "lmk01", "--kdh", token+".kdh.pem", "--token", badFile); err == nil {
 		t.Fatalf("tampered token imported:\n%s", out)
 	}
@@ -121,7 +121,7 @@ func TestMainKeySyncTR34(t *testing.T) {
 		t.Fatalf("backup output:\n%s", out)
 	}
 	spec := filepath.Join(files, "restore.json")
-	os.WriteFile(spec, []byte(`{"custodians":["alice","bob"],"profiles":[{"name":"lmk01","components":2,"componentKCVs":["`+comps[0][2]+`","`+comps[1][2]+`"],"kcv":"`+want+`"}]}`), 0o600)
+	check(t, os.WriteFile(spec, []byte(`{"custodians":["alice","bob"],"profiles":[{"name":"lmk01","components":2,"componentKCVs":["`+comps[0][2]+`","`+comps[1][2]+`"],"kcv":"`+want+`"}]}`), 0o600))
 	in := "alice\nalice-passphrase\nbob\nbob-passphrase!\n" +
 		"alice\nalice-passphrase\n" + comps[0][1] + "\ny\n" + "bob\nbob-passphrase!\n" + comps[1][1] + "\ny\n"
 	if out, err := runCeremony(t, c, in, "load-components", "--ceremony", spec, "--profile", "lmk01"); err != nil {
@@ -132,17 +132,21 @@ func TestMainKeySyncTR34(t *testing.T) {
 	}
 	// No component reaches the data directory or the audit log.
 	for _, dir := range []string{a, c} {
-		filepath.WalkDir(dir, func(p string, e os.DirEntry, err error) error {
-			if err == nil && !e.IsDir() {
-				data, _ := os.ReadFile(p)
-				for _, m := range comps {
-					if strings.Contains(string(data), m[1]) {
-						t.Errorf("component found in %s", p)
-					}
+		check(t, filepath.WalkDir(dir, func(p string, e os.DirEntry, err error) error {
+			if err != nil || e.IsDir() {
+				return err
+			}
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			for _, m := range comps {
+				if strings.Contains(string(data), m[1]) {
+					t.Errorf("component found in %s", p)
 				}
 			}
 			return nil
-		})
+		}))
 	}
 }
 

@@ -80,9 +80,9 @@ func ncRaw(t testing.TB, d *daemon, msg string) (string, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	c.Write(append(binary.BigEndian.AppendUint16(nil, uint16(len(msg))), msg...))
+	defer closeT(t, c)
+	check(t, c.SetDeadline(time.Now().Add(5*time.Second)))
+	writeAll(t, c, append(binary.BigEndian.AppendUint16(nil, uint16(len(msg))), msg...))
 	var lb [2]byte
 	if _, err := io.ReadFull(c, lb[:]); err != nil {
 		t.Fatal(err)
@@ -105,8 +105,8 @@ func hostSend(t testing.TB, addr, msg string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	defer closeT(t, c)
+	check(t, c.SetDeadline(time.Now().Add(10*time.Second)))
 	if _, err := c.Write(append(binary.BigEndian.AppendUint16(nil, uint16(len(msg))), msg...)); err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +128,7 @@ func (d *daemon) hostCaller(t *testing.T) func(code, fields string) *hostclient.
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { h.Close() })
+	t.Cleanup(func() { closeT(t, h) })
 	return func(code, fields string) *hostclient.Response {
 		t.Helper()
 		r, err := h.Call(code, []byte(fields))
@@ -136,5 +136,30 @@ func (d *daemon) hostCaller(t *testing.T) func(code, fields string) *hostclient.
 			t.Fatalf("%s: %v", code, err)
 		}
 		return r
+	}
+}
+
+// check fails the test at once when a step the rest of it depends on fails:
+// writing a fixture, setting a deadline, closing what must close cleanly.
+func check(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// writeAll writes b to w in full, or fails the test.
+func writeAll(t testing.TB, w io.Writer, b []byte) {
+	t.Helper()
+	if _, err := w.Write(b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// closeT closes c, failing the test when that fails; for defer.
+func closeT(t testing.TB, c io.Closer) {
+	t.Helper()
+	if err := c.Close(); err != nil {
+		t.Errorf("close: %v", err)
 	}
 }

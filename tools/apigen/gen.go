@@ -318,9 +318,8 @@ func jsonName(mb *member) string {
 func enumConstName(typ, v string) (string, error) {
 	var b strings.Builder
 	b.WriteString(typ)
-	parts := strings.FieldsFunc(v, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
-	})
+	alnum := func(r rune) bool { return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' }
+	parts := strings.FieldsFunc(v, func(r rune) bool { return !alnum(r) })
 	if len(parts) == 0 {
 		return "", fmt.Errorf("value %q has no letters or digits", v)
 	}

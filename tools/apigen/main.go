@@ -13,6 +13,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -28,7 +29,7 @@ func main() {
 }
 
 // run generates one file; pattern rewrites are reported on report.
-func run(args []string, report io.Writer) error {
+func run(args []string, report io.Writer) (err error) {
 	fs := flag.NewFlagSet("apigen", flag.ContinueOnError)
 	fs.SetOutput(report)
 	modelPath := fs.String("model", "", "botocore service-2 JSON model")
@@ -45,21 +46,28 @@ func run(args []string, report io.Writer) error {
 		return err
 	}
 	for _, n := range notes {
-		fmt.Fprintf(report, "apigen: %s: pattern rewrite: %s\n", filepath.Base(*modelPath), n)
+		if _, err := fmt.Fprintf(report, "apigen: %s: pattern rewrite: %s\n", filepath.Base(*modelPath), n); err != nil {
+			return fmt.Errorf("report: %w", err)
+		}
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(*out), ".apigen-*.go.tmp")
 	if err != nil {
 		return fmt.Errorf("write output: %w", err)
 	}
-	defer os.Remove(tmp.Name())
+	defer func() {
+		// Gone after the rename; left behind by a failure before it.
+		if rerr := os.Remove(tmp.Name()); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+			err = errors.Join(err, rerr)
+		}
+	}()
 	if _, err := tmp.Write(src); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write output: %w", err)
+		return fmt.Errorf("write output: %w", errors.Join(err, tmp.Close()))
 	}
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("write output: %w", err)
 	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+	// A source file of the repository, readable like every other one.
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil { //nolint:gosec // G302: see above.
 		return fmt.Errorf("write output: %w", err)
 	}
 	if err := os.Rename(tmp.Name(), *out); err != nil {

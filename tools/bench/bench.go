@@ -150,7 +150,9 @@ func Run(o Options) (*Result, error) {
 		return nil, err
 	}
 	reqs, err := Prepare(setup)
-	setup.Close()
+	if cerr := setup.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
 	if err != nil {
 		return nil, fmt.Errorf("bench setup: %w", err)
 	}
@@ -185,10 +187,14 @@ func Run(o Options) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		defer c.Close()
+		// The run's results are complete when these close: a close error
+		// changes nothing that was measured.
+		defer func() { _ = c.Close() }()
 		// One deadline for the whole run: a stalled appliance fails the run
 		// instead of hanging it, and no timer is reprogrammed per request.
-		c.SetDeadline(time.Now().Add(o.Warmup + o.Duration + time.Minute))
+		if err := c.SetDeadline(time.Now().Add(o.Warmup + o.Duration + time.Minute)); err != nil {
+			return nil, fmt.Errorf("bench: set deadline: %w", err)
+		}
 		workers[i] = newWorker(c, i, o, frames, codes, wheel)
 	}
 	var measuring, stopping atomic.Bool
@@ -279,7 +285,7 @@ type inflight struct {
 
 func newWorker(c io.ReadWriter, i int, o Options, frames [][]byte, codes []string, wheel []int) *worker {
 	w := &worker{c: c, br: bufio.NewReaderSize(c, 64<<10), frames: make([][]byte, len(frames)), codes: codes,
-		wheel: wheel, rng: rand.New(rand.NewPCG(uint64(i), 7)), header: o.Header, window: o.Pipeline,
+		wheel: wheel, rng: rand.New(rand.NewPCG(uint64(i), 7)), header: o.Header, window: o.Pipeline, //nolint:gosec // G404: a reproducible command mix per connection, no secret.
 		flight: make([]inflight, o.Pipeline)}
 	if o.Rate > 0 {
 		w.every = time.Duration(float64(o.Conns) / o.Rate * float64(time.Second))
@@ -327,7 +333,7 @@ func (w *worker) send() error {
 		start := len(w.wbuf)
 		w.wbuf = append(w.wbuf, w.frames[k]...)
 		putSeq(w.wbuf[start+2:start+2+w.header], w.seq)
-		w.flight[(w.head+w.n)%w.window] = inflight{seq: w.seq, cmd: uint8(k)}
+		w.flight[(w.head+w.n)%w.window] = inflight{seq: w.seq, cmd: uint8(k)} //nolint:gosec // G115: k < len(codes) <= 8, the benchmark set (Run).
 		w.n++
 	}
 	if len(w.wbuf) == 0 {
@@ -372,7 +378,7 @@ func (w *worker) runOpen(measuring, stopping *atomic.Bool) error {
 				start := len(w.wbuf)
 				w.wbuf = append(w.wbuf, w.frames[k]...)
 				putSeq(w.wbuf[start+2:start+2+w.header], w.seq)
-				batch = append(batch, inflight{sent: w.next, seq: w.seq, cmd: uint8(k)})
+				batch = append(batch, inflight{sent: w.next, seq: w.seq, cmd: uint8(k)}) //nolint:gosec // G115: k < len(codes) <= 8, the benchmark set (Run).
 			}
 			if _, err := w.c.Write(w.wbuf); err != nil {
 				errc <- fmt.Errorf("bench: send: %w", err)
@@ -517,18 +523,20 @@ func ParseMix(s string) (map[string]int, error) {
 }
 
 // Print writes r as a table.
-func Print(w io.Writer, o Options, r *Result) {
+func Print(w io.Writer, o Options, r *Result) error {
 	rate := "as fast as answered"
 	if o.Rate > 0 {
 		rate = fmt.Sprintf("offered %.0f/s", o.Rate)
 	}
-	fmt.Fprintf(w, "connections %d, pipeline %d, %s, duration %v (after %v warm-up)\n", o.Conns, max(o.Pipeline, 1), rate, r.Duration.Round(time.Millisecond), o.Warmup)
-	fmt.Fprintf(w, "throughput  %.0f successful commands/s\n\n", r.Throughput)
-	fmt.Fprintf(w, "%-4s %10s %7s %10s %10s %10s %10s\n", "cmd", "count", "errors", "p50", "p99", "p99.9", "max")
+	b := fmt.Appendf(nil, "connections %d, pipeline %d, %s, duration %v (after %v warm-up)\n", o.Conns, max(o.Pipeline, 1), rate, r.Duration.Round(time.Millisecond), o.Warmup)
+	b = fmt.Appendf(b, "throughput  %.0f successful commands/s\n\n", r.Throughput)
+	b = fmt.Appendf(b, "%-4s %10s %7s %10s %10s %10s %10s\n", "cmd", "count", "errors", "p50", "p99", "p99.9", "max")
 	for _, s := range append(r.PerCommand, r.Total) {
-		fmt.Fprintf(w, "%-4s %10d %7d %10v %10v %10v %10v\n", s.Code, s.Count, s.Errors, s.P50.Round(time.Microsecond),
+		b = fmt.Appendf(b, "%-4s %10d %7d %10v %10v %10v %10v\n", s.Code, s.Count, s.Errors, s.P50.Round(time.Microsecond),
 			s.P99.Round(time.Microsecond), s.P999.Round(time.Microsecond), s.Max.Round(time.Microsecond))
 	}
+	_, err := w.Write(b)
+	return err
 }
 
 const usage = `usage: payhsm bench [flags]
@@ -566,17 +574,24 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	var err error
 	if o.Mix, err = ParseMix(*mix); err != nil || o.Conns < 1 || o.Duration <= 0 || o.Pipeline < 1 || o.Pipeline > 1024 || o.Header < 0 || o.Header > 20 || o.Rate < 0 {
-		fmt.Fprintln(stderr, "payhsm bench: bad -mix, -conns, -duration, -pipeline, -header or -rate", err)
+		say(stderr, "payhsm bench: bad -mix, -conns, -duration, -pipeline, -header or -rate", err)
 		return 2
 	}
 	r, err := Run(o)
 	if err != nil {
-		fmt.Fprintln(stderr, "payhsm bench:", err)
+		say(stderr, "payhsm bench:", err)
 		return 1
 	}
-	Print(stdout, o, r)
+	if err := Print(stdout, o, r); err != nil {
+		say(stderr, "payhsm bench: write output:", err)
+		return 1
+	}
 	if r.Total.Errors > 0 {
 		return 3
 	}
 	return 0
 }
+
+// say writes a diagnostic line to stderr. A failure to write it is dropped:
+// stderr is where it would have been reported.
+func say(stderr io.Writer, args ...any) { _, _ = fmt.Fprintln(stderr, args...) }

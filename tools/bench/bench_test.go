@@ -85,11 +85,17 @@ func TestRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := hostcmd.NewServer(svc, hostcmd.Config{HeaderLength: 4}, zap.NewNop())
-	go srv.Serve(ln)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		srv.Shutdown(ctx)
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		if err := <-served; err != nil {
+			t.Errorf("serve: %v", err)
+		}
 	})
 	for _, tc := range []struct {
 		pipeline int
@@ -115,7 +121,9 @@ func TestRun(t *testing.T) {
 			t.Errorf("rate %.0f: throughput %.0f", tc.rate, r.Throughput)
 		}
 		var out bytes.Buffer
-		Print(&out, o, r)
+		if err := Print(&out, o, r); err != nil {
+			t.Fatal(err)
+		}
 		if !strings.Contains(out.String(), "pipeline "+string(rune('0'+pipeline))) || !strings.Contains(out.String(), "\nCC ") {
 			t.Errorf("output:\n%s", out.String())
 		}

@@ -55,9 +55,7 @@ func Dial(addr string, tlsCfg *tls.Config, headerLen int) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hostclient: dial %s: %w", addr, err)
 	}
-	if tc, ok := c.(*net.TCPConn); ok {
-		tc.SetNoDelay(true)
-	}
+	// Go's TCP connections have Nagle's algorithm off (TCP_NODELAY) by default.
 	return &Client{conn: c, br: bufio.NewReaderSize(c, 8192), HeaderLen: headerLen, Timeout: 10 * time.Second}, nil
 }
 
@@ -81,7 +79,9 @@ func (c *Client) Call(code string, fields []byte) (*Response, error) {
 	}
 	c.buf = hostcmd.AppendFrame(c.buf[:0], msg)
 	if c.Timeout > 0 {
-		c.conn.SetDeadline(time.Now().Add(c.Timeout))
+		if err := c.conn.SetDeadline(time.Now().Add(c.Timeout)); err != nil {
+			return nil, fmt.Errorf("hostclient: set deadline: %w", err)
+		}
 	}
 	if _, err := c.conn.Write(c.buf); err != nil {
 		return nil, fmt.Errorf("hostclient: send: %w", err)
@@ -231,7 +231,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			b, err = os.ReadFile(*file)
 		}
 		if err != nil {
-			fmt.Fprintln(stderr, "payhsm client:", err)
+			say(stderr, "payhsm client:", err)
 			return 1
 		}
 		for _, l := range strings.Split(string(b), "\n") {
@@ -247,38 +247,36 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	tlsCfg, err := tf.Config(*addr)
 	if err != nil {
-		fmt.Fprintln(stderr, "payhsm client: TLS:", err)
+		say(stderr, "payhsm client: TLS:", err)
 		return 1
 	}
 	c, err := Dial(*addr, tlsCfg, *hlen)
 	if err != nil {
-		fmt.Fprintln(stderr, "payhsm client:", err)
+		say(stderr, "payhsm client:", err)
 		return 1
 	}
-	defer c.Close()
+	// Every response has been read by the time this runs: a failure to
+	// close the connection loses nothing.
+	defer func() { _ = c.Close() }()
 	status := 0
 	for _, l := range lines {
 		if len(l) < 2 {
-			fmt.Fprintf(stderr, "payhsm client: %q: no command code\n", l)
+			say(stderr, fmt.Sprintf("payhsm client: %q: no command code", l))
 			return 2
 		}
 		fields, err := ParseFields(l[2:])
 		if err != nil {
-			fmt.Fprintln(stderr, "payhsm client:", err)
+			say(stderr, "payhsm client:", err)
 			return 2
 		}
 		r, err := c.Call(l[:2], fields)
 		if err != nil {
-			fmt.Fprintln(stderr, "payhsm client:", err)
+			say(stderr, "payhsm client:", err)
 			return 1
 		}
-		if *raw {
-			fmt.Fprintf(stdout, "%q\n", r.Header+r.Code+r.Error+string(r.Fields))
-		} else {
-			fmt.Fprintf(stdout, "header   %s\nresponse %s\nerror    %s (%s)\n", r.Header, r.Code, r.Error, Meaning(r.Error))
-			if len(r.Fields) > 0 {
-				fmt.Fprintf(stdout, "fields   %s\n", printable(r.Fields))
-			}
+		if _, err := stdout.Write(formatResponse(r, *raw)); err != nil {
+			say(stderr, "payhsm client: write output:", err)
+			return 1
 		}
 		if r.Error != "00" {
 			status = 3
@@ -286,6 +284,22 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	return status
 }
+
+// formatResponse is how Main prints a response: quoted text only when raw.
+func formatResponse(r *Response, raw bool) []byte {
+	if raw {
+		return fmt.Appendf(nil, "%q\n", r.Header+r.Code+r.Error+string(r.Fields))
+	}
+	b := fmt.Appendf(nil, "header   %s\nresponse %s\nerror    %s (%s)\n", r.Header, r.Code, r.Error, Meaning(r.Error))
+	if len(r.Fields) > 0 {
+		b = fmt.Appendf(b, "fields   %s\n", printable(r.Fields))
+	}
+	return b
+}
+
+// say writes a diagnostic line to stderr. A failure to write it is dropped:
+// stderr is where it would have been reported.
+func say(stderr io.Writer, args ...any) { _, _ = fmt.Fprintln(stderr, args...) }
 
 // printable shows text as text and any non-printable byte run as {HEX}.
 func printable(b []byte) string {
