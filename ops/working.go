@@ -264,3 +264,107 @@ func (s *Service) blockRecord(profile, block, field string) (*keystore.Key, erro
 	}
 	return rec, nil
 }
+
+// WorkingAt returns the usable key named by ident (key ARN, alias name or
+// alias ARN) with its clear material. subj and side say which of the
+// request's keys it is, for the faults. It checks only state and usage
+// period; the operation checks usage, algorithm and modes of use with
+// RequireAt.
+func (s *Service) WorkingAt(ident string, subj fault.Subject, side fault.Side) (*WorkingKey, error) {
+	w, gen := s.cache.get(ident)
+	if w == nil {
+		var rec *keystore.Key
+		var err error
+		if profile, block, ok := parseBlockIdent(ident); ok {
+			rec, err = s.blockRecordAt(profile, block, subj, side)
+		} else {
+			rec, err = s.resolve(ident)
+		}
+		if err != nil {
+			return nil, err
+		}
+		w, err = s.open(rec)
+		if err != nil {
+			return nil, err
+		}
+		s.cache.put(ident, w, gen)
+	}
+	if err := s.usableWorking(w, ident); err != nil {
+		if f := fault.As(err); f.Subject == fault.SubjectNone {
+			f.Subject, f.Side = subj, side
+		}
+		return nil, err
+	}
+	return w, nil
+}
+
+// RequireAt checks a working key against an operation's rule: the allowed
+// usages, algorithms (nil = any) and a modes-of-use predicate (nil = any);
+// subj and side say which of the request's keys w is, what names the
+// operation for the error message.
+func RequireAt(w *WorkingKey, subj fault.Subject, side fault.Side, what string, usages []keyspec.KeyUsage, algs []keyspec.Algorithm, modes func(keyspec.ModesOfUse) bool) error {
+	a := w.Record.Attributes
+	ok := false
+	for _, u := range usages {
+		ok = ok || a.Usage == u
+	}
+	if !ok {
+		names := make([]string, len(usages))
+		for i, u := range usages {
+			names[i] = string(u)
+		}
+		return keyRule(fault.ViolationUsage, subj, side, "%s needs a key with KeyUsage %s; %s is %s", what, strings.Join(names, " or "), w.ARN, a.Usage)
+	}
+	if algs != nil {
+		ok = false
+		for _, al := range algs {
+			ok = ok || a.Algorithm == al
+		}
+		if !ok {
+			return keyRule(fault.ViolationAlgorithm, subj, side, "%s does not support %s keys", what, a.Algorithm)
+		}
+	}
+	if modes != nil && !a.Modes.NoRestrictions && !modes(a.Modes) {
+		return keyRule(fault.ViolationModes, subj, side, "the modes of use of %s do not allow %s", w.ARN, what)
+	}
+	return nil
+}
+
+// keyRule is a Validation fault for a broken key-separation rule (a
+// fault.Violation) of the request's key subj on side.
+func keyRule(violation string, subj fault.Subject, side fault.Side, format string, args ...any) *fault.Error {
+	f := fault.About(subj, format, args...).On(side)
+	f.Violation = violation
+	return f
+}
+
+// about is a Validation fault about the request's input subj on side.
+func about(subj fault.Subject, side fault.Side, format string, args ...any) *fault.Error {
+	return fault.About(subj, format, args...).On(side)
+}
+
+// blockRecordAt opens a key block under a profile main key into a transient
+// record (never stored): its attributes come from the authenticated header.
+func (s *Service) blockRecordAt(profile, block string, subj fault.Subject, side fault.Side) (*keystore.Key, error) {
+	p, err := s.cust.Profile(profile)
+	if err != nil {
+		return nil, fault.NotFoundf(profile, "profile %s has no main key", profile)
+	}
+	h, key, err := p.Unwrap(block)
+	if err != nil {
+		f := fault.Wrap(fault.Validation, "the key block does not verify under the profile main key", err)
+		f.Subject, f.Side, f.Violation = subj, side, fault.ViolationIntegrity
+		return nil, f
+	}
+	defer clear(key)
+	a, exportable, err := attributesFromHeader(h, len(key))
+	if err != nil {
+		return nil, err
+	}
+	rec := &keystore.Key{ID: "", Profile: profile, Attributes: a, Exportable: exportable, Enabled: true,
+		State: StateCreateComplete, Origin: OriginExternal, KeyBlock: block, KCVAlgorithm: keyspec.DefaultKCVAlgorithm(a.Algorithm)}
+	if rec.KCV, err = symmetricKCV(a.Algorithm, rec.KCVAlgorithm, key); err != nil {
+		return nil, err
+	}
+	return rec, nil
+}
