@@ -10,6 +10,77 @@ import (
 	"payhsm/keyspec"
 )
 
+// EmvOption is the ICC master key derivation option (EMV 4.4 Book 2 A1.4).
+type EmvOption uint8
+
+// ICC master key derivation options.
+const (
+	EmvOptionA EmvOption = iota + 1 // A1.4.1: from the 16 rightmost digits of PAN || PSN
+	EmvOptionB                      // A1.4.2: from a SHA-1 of PAN || PSN (PANs over 16 digits)
+)
+
+// option is the hsm/emv option of o; its fault is about side's
+// SubjectMajorKeyDerivationMode.
+func (o EmvOption) option(side fault.Side) (emv.Option, error) {
+	switch o {
+	case EmvOptionA:
+		return emv.OptionA, nil
+	case EmvOptionB:
+		return emv.OptionB, nil
+	}
+	return 0, about(fault.SubjectMajorKeyDerivationMode, side, "must be option A or option B")
+}
+
+// EmvScheme is an EMV session key derivation: that of application
+// cryptograms (the SessionKeyDerivation union) and of secure messaging.
+type EmvScheme uint8
+
+// Session key derivations.
+const (
+	// EmvCommon: the EMV common session key (Book 2 A1.3.1).
+	EmvCommon EmvScheme = iota + 1
+	// EmvMastercard: Mastercard SKD (the common session key with R = ATC || '0000' || UN).
+	EmvMastercard
+	// EmvEMV2000: the EMV 2000 tree derivation.
+	EmvEMV2000
+	// EmvAmex: the ICC master key used directly (AEIPS).
+	EmvAmex
+	// EmvVisa: the ICC master key used directly (Visa CVN10).
+	EmvVisa
+	// EmvUnionPay: the UnionPay (PBOC) ATC derivation.
+	EmvUnionPay
+)
+
+var emvSchemes = [...]emv.Scheme{EmvCommon: emv.SchemeEMVCommon, EmvMastercard: emv.SchemeMastercard, EmvEMV2000: emv.SchemeEMV2000,
+	EmvAmex: emv.SchemeAmex, EmvVisa: emv.SchemeVisa, EmvUnionPay: emv.SchemeUnionPay}
+
+// scheme is the hsm/emv scheme of e.
+func (e EmvScheme) scheme() (emv.Scheme, bool) {
+	if int(e) >= len(emvSchemes) || emvSchemes[e] == 0 {
+		return 0, false
+	}
+	return emvSchemes[e], true
+}
+
+// cardNumbers checks a PAN and a PAN sequence number of side.
+func cardNumbers(side fault.Side, pan, psn string) error {
+	if len(pan) < 12 || len(pan) > 19 || !isDigits(pan) {
+		return about(fault.SubjectPAN, side, "must be 12 to 19 digits")
+	}
+	if len(psn) != 2 || !isDigits(psn) {
+		return about(fault.SubjectPSN, side, "must be 2 digits")
+	}
+	return nil
+}
+
+// fixed checks that b, the input subj of side, is n bytes.
+func fixed(subj fault.Subject, side fault.Side, b []byte, n int) error {
+	if len(b) != n {
+		return about(subj, side, "must be %d bytes", n)
+	}
+	return nil
+}
+
 // EMVSession is a SessionKeyDerivation: the scheme and the card and
 // transaction values it needs (ATC for EMV common, Mastercard, EMV 2000 and
 // UnionPay; UN for Mastercard). Hex values are as on the wire.

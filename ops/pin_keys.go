@@ -79,7 +79,15 @@ func (s *Service) dukptPinKey(w *WorkingKey, field string, dk *PinDukpt, decrypt
 // TDES or AES key whose modes of use allow the direction: decrypt for an
 // incoming PIN (mode B or D), encrypt for an outgoing one (B or E).
 func (s *Service) wrappedPinKey(w *WorkingKey, field string, wk *PinWrappedKey, decrypt bool) (*pinKey, error) {
-	d, bf, release, err := s.wrappedKey(w, field, wk, "")
+	// TODO(#13): transitional, until the PIN operations name keys by subject.
+	side := fault.SideNone
+	switch field {
+	case fIncomingKey:
+		side = fault.SideIncoming
+	case fOutgoingKey:
+		side = fault.SideOutgoing
+	}
+	d, release, err := s.wrappedKey(w, fault.SubjectKey, side, wk)
 	if err != nil {
 		return nil, err
 	}
@@ -87,7 +95,7 @@ func (s *Service) wrappedPinKey(w *WorkingKey, field string, wk *PinWrappedKey, 
 	if decrypt {
 		modes, what = modesDecrypt, "deciphering a PIN block"
 	}
-	if err := Require(d, bf, what, []keyspec.KeyUsage{keyspec.P0}, pinKeyAlgs, modes); err != nil {
+	if err := RequireAt(d, fault.SubjectWrappedKey, side, what, []keyspec.KeyUsage{keyspec.P0}, pinKeyAlgs, modes); err != nil {
 		release()
 		return nil, err
 	}

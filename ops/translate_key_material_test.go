@@ -125,9 +125,9 @@ func TestTranslateKeyMaterial(t *testing.T) {
 			t.Errorf("KCV %s, OpenSSL %s; block %.16s", out.KCV, want, out.KeyMaterial)
 		}
 		// Used as a dynamic key under its new KEK, it is the SP 800-38A key.
-		ct, err := svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: e.f.kekAES256, PlainText: sp80038APT,
-			Attributes: ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: "CBC", IV: sp80038AIV}}, WrappedKey: &ops.DynamicKey{Tr31KeyBlock: out.KeyMaterial}})
-		if err != nil || ct.Data != sp80038ACBC256 {
+		ct, err := svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: e.f.kekAES256, PlainText: hb(sp80038APT),
+			Attributes: ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: ops.ModeCBC, IV: hb(sp80038AIV)}}, WrappedKey: &ops.DynamicKey{Tr31KeyBlock: out.KeyMaterial}})
+		if err != nil || hx(ct.Data) != sp80038ACBC256 {
 			t.Errorf("EncryptData with the translated key: %v %+v, want %s", err, ct, sp80038ACBC256)
 		}
 	})
@@ -266,9 +266,9 @@ func BenchmarkTranslateKeyMaterial(b *testing.B) {
 // with a DiffieHellmanSymmetricKey agreed on P-256 per operation.
 func BenchmarkEncryptDataDiffieHellman(b *testing.B) {
 	e := newBenchDH(b, keyspec.D0)
-	in := ops.EncryptDataInput{KeyIdentifier: e.k3.arn, PlainText: strings.Repeat("00", 64),
-		Attributes: ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: "CBC"}}, WrappedKey: &ops.DynamicKey{DiffieHellman: &ops.EcdhDerivation{
-			CAIdentifier: e.ca, Certificate: e.cert, KeyAlgorithm: keyspec.AES128, KDF: "NIST_SP800", Hash: "SHA_256", SharedInformation: "01"}}}
+	in := ops.EncryptDataInput{KeyIdentifier: e.k3.arn, PlainText: hb(strings.Repeat("00", 64)),
+		Attributes: ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: ops.ModeCBC}}, WrappedKey: &ops.DynamicKey{DiffieHellman: &ops.EcdhDerivation{
+			CAIdentifier: e.ca, Certificate: e.cert, KeyAlgorithm: keyspec.AES128, KDF: ops.KDFNistSP800, Hash: ops.KDFSHA256, SharedInformation: hb("01")}}}
 	if _, err := e.svc.EncryptData(in); err != nil {
 		b.Fatal(err)
 	}

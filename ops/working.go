@@ -4,6 +4,7 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/des"
+	"errors"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -220,6 +221,31 @@ func Require(w *WorkingKey, field, what string, usages []keyspec.KeyUsage, algs 
 		return fault.KeyRule(fault.ViolationModes, field, "the modes of use of %s do not allow %s", w.ARN, what)
 	}
 	return nil
+}
+
+// cpName is the name given, for one of the data plane's subjects, to a
+// control-plane helper that still takes a request member name (verifyLeaf,
+// attributesFromHeaderField). TODO(#13): goes when they take subjects.
+type cpName struct {
+	name string
+	subj fault.Subject
+}
+
+// cpSubject gives a Validation fault that such a helper raised about one of
+// names (its message starts "name: ") that name's subject on side.
+func cpSubject(err error, side fault.Side, names ...cpName) error {
+	var f *fault.Error
+	if !errors.As(err, &f) || f.Kind != fault.Validation || f.Subject != fault.SubjectNone {
+		return err
+	}
+	for _, n := range names {
+		if msg, ok := strings.CutPrefix(f.Message, n.name+": "); ok {
+			g := *f
+			g.Message, g.Subject, g.Side = msg, n.subj, side
+			return &g
+		}
+	}
+	return err
 }
 
 // blockIdentPrefix marks a key carried in a request as an X9.143 block under

@@ -154,8 +154,8 @@ func pinDukpt(d *dp.DukptDerivationAttributes) *ops.PinDukpt {
 }
 
 // pinWrapped maps a WrappedKey (either form; see wrappedKey).
-func pinWrapped(_ string, w *dp.WrappedKey) (*ops.PinWrappedKey, error) {
-	return wrappedKey(w), nil
+func pinWrapped(m string, w *dp.WrappedKey) (*ops.PinWrappedKey, error) {
+	return wrappedKey(m, w)
 }
 
 func ibm3624(table, pad, vdata, offset *string) ops.Ibm3624Params {

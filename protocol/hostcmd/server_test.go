@@ -102,8 +102,8 @@ func TestDataCommands(t *testing.T) {
 	}
 	ct := r[12:]
 	want, err := ts.svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: ops.BlockIdent(ts.svc.DefaultProfile(), k1),
-		PlainText: pt, Attributes: ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: "ECB"}}})
-	if err != nil || want.Data != ct {
+		PlainText: mustHex(pt), Attributes: ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: ops.ModeECB}}})
+	if err != nil || strings.ToUpper(hex.EncodeToString(want.Data)) != ct {
 		t.Fatalf("M0 %s, EncryptData %v %v", ct, want, err)
 	}
 	if got := c.call("0002M2001100BS" + k1 + "0020" + ct); got != "0002M3000020"+pt {
