@@ -314,21 +314,21 @@ func as2805RandomKeyLength(r *As2805KekValidationRequest) (int, error) {
 
 // as2805SessionPinKey derives the AS2805 transaction PIN encipherment key
 // (KPE) of TranslatePinData's IncomingAs2805Attributes from the incoming key
-// w, the PIN protection key (KPP): a TDES_2KEY TR31_P0 key that may decrypt.
-// KPE = OWF(KPP, STAN ‖ amount) (hsm/as2805.SessionPINKey). The KPE is
-// zeroed by the returned key's release.
-func (s *Service) as2805SessionPinKey(w *WorkingKey, field string, as *PinAs2805) (*pinKey, error) {
-	const f = "IncomingAs2805Attributes"
-	if err := Require(w, field, "AS2805 session PIN key derivation", []keyspec.KeyUsage{keyspec.P0},
+// w (the request's key subj on side), the PIN protection key (KPP): a
+// TDES_2KEY TR31_P0 key that may decrypt. KPE = OWF(KPP, STAN ‖ amount)
+// (hsm/as2805.SessionPINKey). The KPE is zeroed by the returned key's
+// release.
+func (s *Service) as2805SessionPinKey(w *WorkingKey, subj fault.Subject, side fault.Side, as *PinAs2805) (*pinKey, error) {
+	if err := RequireAt(w, subj, side, "AS2805 session PIN key derivation", []keyspec.KeyUsage{keyspec.P0},
 		[]keyspec.Algorithm{keyspec.TDES2Key}, modesDecrypt); err != nil {
 		return nil, err
 	}
 	kpe, err := as2805.SessionPINKey(w.Material, as.STAN, as.Amount)
 	switch {
 	case errors.Is(err, as2805.ErrSTAN):
-		return nil, fault.FieldInvalid(f+".SystemTraceAuditNumber", "must be 6 decimal digits")
+		return nil, about(fault.SubjectSTAN, side, "must be 6 decimal digits")
 	case errors.Is(err, as2805.ErrAmount):
-		return nil, fault.FieldInvalid(f+".TransactionAmount", "must be 12 decimal digits")
+		return nil, about(fault.SubjectTransactionAmount, side, "must be 12 decimal digits")
 	case err != nil:
 		return nil, fault.Internalf("AS2805 KPE derivation", err)
 	}

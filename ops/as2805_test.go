@@ -287,18 +287,21 @@ func TestAs2805SessionPinKey(t *testing.T) {
 	encOnly := opstest.Import(t, svc, sym(keyspec.P0, keyspec.TDES2Key, keyspec.ModesOfUse{Encrypt: true, Wrap: true}), a2Key)
 	kpp3 := opstest.Import(t, svc, sym(keyspec.P0, keyspec.TDES3Key, a2KEKModes), a2Key+"0123456789ABCDEF")
 	dek := opstest.Import(t, svc, sym(keyspec.D0, keyspec.TDES2Key, a2KEKModes), a2Key)
+	pek := at{fault.SubjectPinEncryptionKey, fault.SideIncoming}
 	for _, c := range []struct {
-		name, key, stan, amount, field, violation string
+		name, key, stan, amount string
+		field                   at
+		violation               string
 	}{
-		{"encrypt-only KPP", encOnly, "000348", "000000000328", "IncomingKeyIdentifier", fault.ViolationModes},
-		{"TDES_3KEY KPP", kpp3, "000348", "000000000328", "IncomingKeyIdentifier", fault.ViolationAlgorithm},
-		{"data key", dek, "000348", "000000000328", "IncomingKeyIdentifier", fault.ViolationUsage},
-		{"short STAN", kpp, "00348", "000000000328", "IncomingAs2805Attributes.SystemTraceAuditNumber", ""},
-		{"letter in amount", kpp, "000348", "00000000032A", "IncomingAs2805Attributes.TransactionAmount", ""},
+		{"encrypt-only KPP", encOnly, "000348", "000000000328", pek, fault.ViolationModes},
+		{"TDES_3KEY KPP", kpp3, "000348", "000000000328", pek, fault.ViolationAlgorithm},
+		{"data key", dek, "000348", "000000000328", pek, fault.ViolationUsage},
+		{"short STAN", kpp, "00348", "000000000328", at{fault.SubjectSTAN, fault.SideIncoming}, ""},
+		{"letter in amount", kpp, "000348", "00000000032A", at{fault.SubjectTransactionAmount, fault.SideIncoming}, ""},
 	} {
 		_, _, err := svc.As2805KPEForTest(c.key, c.stan, c.amount)
-		if f := fault.As(err); err == nil || f.Kind != fault.Validation || f.Field != c.field || f.Violation != c.violation {
-			t.Errorf("%s: %v, want a validation error on %s (%s)", c.name, err, c.field, c.violation)
+		if f := fault.As(err); !isAbout(err, c.field) || f.Violation != c.violation {
+			t.Errorf("%s: %s, want a validation error about %+v (%s)", c.name, aboutOf(err), c.field, c.violation)
 		}
 	}
 

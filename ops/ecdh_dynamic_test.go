@@ -199,12 +199,12 @@ func TestDiffieHellmanDynamicPinKey(t *testing.T) {
 			}
 			in := dhOpensslEnc(t, "des-ede3", key, "", clearBlock)
 			out, err := e.f.svc.TranslatePin(ops.TranslatePinInput{IncomingKey: e.k3P.arn, OutgoingKey: e.f.pekTDES2,
-				Incoming: pinSpec(ops.PinISOFormat0, x924PAN), Outgoing: pinSpec(ops.PinISOFormat0, x924PAN), EncryptedPinBlock: in,
+				Incoming: pinSpec(ops.PinFormatISO0, x924PAN), Outgoing: pinSpec(ops.PinFormatISO0, x924PAN), EncryptedPinBlock: hb(in),
 				IncomingWrapped: e.dh(e.p256, alg, "ANSI_X963", "SHA_256", "1234")})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if out.PinBlock != x924Out || out.KeyARN != e.f.pekTDES2 {
+			if hx(out.PinBlock) != x924Out || out.KeyARN != e.f.pekTDES2 {
 				t.Errorf("TranslatePin %s (key %s), want %s", out.PinBlock, out.KeyARN, x924Out)
 			}
 		})
@@ -213,12 +213,12 @@ func TestDiffieHellmanDynamicPinKey(t *testing.T) {
 	t.Run("outgoing agreed", func(t *testing.T) {
 		key := hex.EncodeToString(e.p256.kbpk(t, e.k3P.cert, "SSKDF", "SHA512", "5678", 24))
 		out, err := e.f.svc.TranslatePin(ops.TranslatePinInput{IncomingKey: e.f.pekTDES2, OutgoingKey: e.k3P.arn,
-			Incoming: pinSpec(ops.PinISOFormat0, x924PAN), Outgoing: pinSpec(ops.PinISOFormat0, x924PAN), EncryptedPinBlock: x924Out,
+			Incoming: pinSpec(ops.PinFormatISO0, x924PAN), Outgoing: pinSpec(ops.PinFormatISO0, x924PAN), EncryptedPinBlock: hb(x924Out),
 			OutgoingWrapped: e.dh(e.p256, keyspec.TDES3Key, "NIST_SP800", "SHA_512", "5678")})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := dhOpensslEnc(t, "des-ede3", key, "", clearBlock); out.PinBlock != want || out.KeyARN != e.k3P.arn {
+		if want := dhOpensslEnc(t, "des-ede3", key, "", clearBlock); hx(out.PinBlock) != want || out.KeyARN != e.k3P.arn {
 			t.Errorf("TranslatePin %s, OpenSSL %s", out.PinBlock, want)
 		}
 	})
@@ -271,7 +271,7 @@ func TestDiffieHellmanDynamicKeyRefusals(t *testing.T) {
 	// A P0 key agreed for TranslatePin cannot encrypt data, and a D0 key
 	// cannot carry a PIN.
 	_, err := e.f.svc.TranslatePin(ops.TranslatePinInput{IncomingKey: e.k3D0.arn, OutgoingKey: e.f.pekTDES2,
-		Incoming: pinSpec(ops.PinISOFormat0, x924PAN), Outgoing: pinSpec(ops.PinISOFormat0, x924PAN), EncryptedPinBlock: x924Out,
+		Incoming: pinSpec(ops.PinFormatISO0, x924PAN), Outgoing: pinSpec(ops.PinFormatISO0, x924PAN), EncryptedPinBlock: hb(x924Out),
 		IncomingWrapped: e.dh(e.p256, keyspec.TDES2Key, "NIST_SP800", "SHA_256", "01")})
 	if !isAbout(err, at{fault.SubjectWrappedKey, fault.SideIncoming}) {
 		t.Errorf("D0 agreed key for a PIN: %s", aboutOf(err))

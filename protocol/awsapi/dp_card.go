@@ -3,6 +3,7 @@ package awsapi
 import (
 	"context"
 
+	"payhsm/fault"
 	"payhsm/hsm/emv"
 	"payhsm/ops"
 	dp "payhsm/protocol/awsapi/dpshape"
@@ -64,21 +65,35 @@ func (s *Server) cardOperations() map[string]operation {
 			return &dp.VerifyAuthRequestCryptogramOutput{KeyArn: &r.KeyARN, KeyCheckValue: &r.KCV, AuthResponseValue: opt(r.Value)}, nil
 		}),
 		"GenerateMacEmvPinChange": handler(func(_ context.Context, in *dp.GenerateMacEmvPinChangeInput) (any, error) {
-			r, err := o.GenerateMacEmvPinChange(ops.EmvPinChangeInput{
-				NewPinPEK: str(in.NewPinPekIdentifier), NewPinBlock: str(in.NewEncryptedPinBlock),
-				PinBlockFormat:  ops.PinBlockFormat(str(in.PinBlockFormat)),
-				IntegrityKey:    str(in.SecureMessagingIntegrityKeyIdentifier),
-				ConfidentialKey: str(in.SecureMessagingConfidentialityKeyIdentifier),
-				MessageData:     str(in.MessageData), Derivation: pinChangeDerivation(in.DerivationMethodAttributes),
-			})
+			r, err := func() (*ops.EmvPinChangeOutput, error) {
+				blk, err := unhex("NewEncryptedPinBlock", in.NewEncryptedPinBlock)
+				if err != nil {
+					return nil, err
+				}
+				msg, err := unhex("MessageData", in.MessageData)
+				if err != nil {
+					return nil, err
+				}
+				d, err := pinChangeDerivation(in.DerivationMethodAttributes)
+				if err != nil {
+					return nil, err
+				}
+				return o.GenerateMacEmvPinChange(ops.EmvPinChangeInput{
+					NewPinPEK: str(in.NewPinPekIdentifier), NewPinBlock: blk,
+					PinBlockFormat:  opsEnum(in.PinBlockFormat, pinChangeFormats, badEnum),
+					IntegrityKey:    str(in.SecureMessagingIntegrityKeyIdentifier),
+					ConfidentialKey: str(in.SecureMessagingConfidentialityKeyIdentifier),
+					MessageData:     msg, Derivation: d,
+				})
+			}()
 			if err != nil {
-				return nil, err
+				return nil, locate(err, pinChangeMembers(in.DerivationMethodAttributes))
 			}
 			out := &dp.GenerateMacEmvPinChangeOutput{
 				NewPinPekArn: &r.NewPinPEK.ARN, NewPinPekKeyCheckValue: &r.NewPinPEK.KCV,
 				SecureMessagingIntegrityKeyArn: &r.Integrity.ARN, SecureMessagingIntegrityKeyCheckValue: &r.Integrity.KCV,
 				SecureMessagingConfidentialityKeyArn: &r.Confidential.ARN, SecureMessagingConfidentialityKeyCheckValue: &r.Confidential.KCV,
-				Mac: &r.MAC, EncryptedPinBlock: &r.EncryptedPinData,
+				Mac: upperHex(r.MAC), EncryptedPinBlock: upperHex(r.EncryptedPinData),
 			}
 			if r.AC != nil {
 				out.VisaAmexDerivationOutputs = &dp.VisaAmexDerivationOutputs{AuthorizationRequestKeyArn: &r.AC.ARN, AuthorizationRequestKeyCheckValue: &r.AC.KCV}
@@ -92,43 +107,108 @@ func (s *Server) cardOperations() map[string]operation {
 	}
 }
 
-// pinChangeDerivation maps the DerivationMethodAttributes union.
-func pinChangeDerivation(a *dp.DerivationMethodAttributes) ops.EmvPinChangeDerivation {
-	var d ops.EmvPinChangeDerivation
-	if a == nil {
-		return d
-	}
-	cur := func(c *dp.CurrentPinAttributes) {
-		if c != nil {
-			d.CurrentPinPEK, d.CurrentPinBlock = str(c.CurrentPinPekIdentifier), str(c.CurrentEncryptedPinBlock)
-		}
-	}
+// pinChangeMember is the set member of the DerivationMethodAttributes union.
+func pinChangeMember(a *dp.DerivationMethodAttributes) string {
 	switch {
+	case a == nil:
+	case a.EmvCommon != nil:
+		return "EmvCommon"
+	case a.Mastercard != nil:
+		return "Mastercard"
+	case a.Emv2000 != nil:
+		return "Emv2000"
+	case a.Visa != nil:
+		return "Visa"
+	case a.Amex != nil:
+		return "Amex"
+	}
+	return ""
+}
+
+// pinChangeDerivation maps the DerivationMethodAttributes union.
+func pinChangeDerivation(a *dp.DerivationMethodAttributes) (ops.EmvPinChangeDerivation, error) {
+	var d ops.EmvPinChangeDerivation
+	m := "DerivationMethodAttributes." + pinChangeMember(a)
+	var err error
+	cur := func(c *dp.CurrentPinAttributes) error {
+		if c != nil {
+			d.CurrentPinPEK = str(c.CurrentPinPekIdentifier)
+			d.CurrentPinBlock, err = unhex(m+".CurrentPinAttributes.CurrentEncryptedPinBlock", c.CurrentEncryptedPinBlock)
+		}
+		return err
+	}
+	cryptogram := func(s *string) ([]byte, error) { return unhex(m+".ApplicationCryptogram", s) }
+	atc := func(s *string) ([]byte, error) { return unhex(m+".ApplicationTransactionCounter", s) }
+	switch {
+	case a == nil:
 	case a.EmvCommon != nil:
 		v := a.EmvCommon
-		d = ops.EmvPinChangeDerivation{Scheme: emv.SchemeEMVCommon, MajorKeyMode: str(v.MajorKeyDerivationMode), PAN: str(v.PrimaryAccountNumber),
-			PSN: str(v.PanSequenceNumber), ApplicationCryptogram: str(v.ApplicationCryptogram), Mode: str(v.Mode),
-			PaddingType: str(v.PinBlockPaddingType), LengthPosition: str(v.PinBlockLengthPosition)}
+		d = ops.EmvPinChangeDerivation{Scheme: ops.EmvCommon, MajorKeyMode: opsEnum(v.MajorKeyDerivationMode, majorKeyOptions, badEnum),
+			PAN: str(v.PrimaryAccountNumber), PSN: str(v.PanSequenceNumber), Mode: opsEnum(v.Mode, emvModes, badEnum),
+			Padding: opsEnum(v.PinBlockPaddingType, pinDataPaddings, badEnum), LengthPosition: opsEnum(v.PinBlockLengthPosition, pinLengthPositions, badEnum)}
+		d.ApplicationCryptogram, err = cryptogram(v.ApplicationCryptogram)
 	case a.Mastercard != nil:
 		v := a.Mastercard
-		d = ops.EmvPinChangeDerivation{Scheme: emv.SchemeMastercard, MajorKeyMode: str(v.MajorKeyDerivationMode), PAN: str(v.PrimaryAccountNumber),
-			PSN: str(v.PanSequenceNumber), ApplicationCryptogram: str(v.ApplicationCryptogram)}
+		d = ops.EmvPinChangeDerivation{Scheme: ops.EmvMastercard, MajorKeyMode: opsEnum(v.MajorKeyDerivationMode, majorKeyOptions, badEnum),
+			PAN: str(v.PrimaryAccountNumber), PSN: str(v.PanSequenceNumber)}
+		d.ApplicationCryptogram, err = cryptogram(v.ApplicationCryptogram)
 	case a.Emv2000 != nil:
 		v := a.Emv2000
-		d = ops.EmvPinChangeDerivation{Scheme: emv.SchemeEMV2000, MajorKeyMode: str(v.MajorKeyDerivationMode), PAN: str(v.PrimaryAccountNumber),
-			PSN: str(v.PanSequenceNumber), ATC: str(v.ApplicationTransactionCounter)}
+		d = ops.EmvPinChangeDerivation{Scheme: ops.EmvEMV2000, MajorKeyMode: opsEnum(v.MajorKeyDerivationMode, majorKeyOptions, badEnum),
+			PAN: str(v.PrimaryAccountNumber), PSN: str(v.PanSequenceNumber)}
+		d.ATC, err = atc(v.ApplicationTransactionCounter)
 	case a.Visa != nil:
 		v := a.Visa
-		d = ops.EmvPinChangeDerivation{Scheme: emv.SchemeVisa, MajorKeyMode: str(v.MajorKeyDerivationMode), PAN: str(v.PrimaryAccountNumber),
-			PSN: str(v.PanSequenceNumber), ATC: str(v.ApplicationTransactionCounter), ACKey: str(v.AuthorizationRequestKeyIdentifier)}
-		cur(v.CurrentPinAttributes)
+		d = ops.EmvPinChangeDerivation{Scheme: ops.EmvVisa, MajorKeyMode: opsEnum(v.MajorKeyDerivationMode, majorKeyOptions, badEnum),
+			PAN: str(v.PrimaryAccountNumber), PSN: str(v.PanSequenceNumber), ACKey: str(v.AuthorizationRequestKeyIdentifier)}
+		if d.ATC, err = atc(v.ApplicationTransactionCounter); err == nil {
+			err = cur(v.CurrentPinAttributes)
+		}
 	case a.Amex != nil:
 		v := a.Amex
-		d = ops.EmvPinChangeDerivation{Scheme: emv.SchemeAmex, MajorKeyMode: str(v.MajorKeyDerivationMode), PAN: str(v.PrimaryAccountNumber),
-			PSN: str(v.PanSequenceNumber), ATC: str(v.ApplicationTransactionCounter), ACKey: str(v.AuthorizationRequestKeyIdentifier)}
-		cur(v.CurrentPinAttributes)
+		d = ops.EmvPinChangeDerivation{Scheme: ops.EmvAmex, MajorKeyMode: opsEnum(v.MajorKeyDerivationMode, majorKeyOptions, badEnum),
+			PAN: str(v.PrimaryAccountNumber), PSN: str(v.PanSequenceNumber), ACKey: str(v.AuthorizationRequestKeyIdentifier)}
+		if d.ATC, err = atc(v.ApplicationTransactionCounter); err == nil {
+			err = cur(v.CurrentPinAttributes)
+		}
 	}
-	return d
+	return d, err
+}
+
+// pinChangeMembers locates the faults of GenerateMacEmvPinChange.
+func pinChangeMembers(a *dp.DerivationMethodAttributes) memberPath {
+	return func(_ fault.Side, subj fault.Subject) string {
+		const d = "DerivationMethodAttributes"
+		m := join(d, pinChangeMember(a))
+		switch subj {
+		case fault.SubjectPinEncryptionKey:
+			return "NewPinPekIdentifier"
+		case fault.SubjectPinBlock:
+			return "NewEncryptedPinBlock"
+		case fault.SubjectIntegrityKey:
+			return "SecureMessagingIntegrityKeyIdentifier"
+		case fault.SubjectConfidentialityKey:
+			return "SecureMessagingConfidentialityKeyIdentifier"
+		case fault.SubjectPinChangeDerivation:
+			return d
+		case fault.SubjectAuthRequestKey:
+			return m + ".AuthorizationRequestKeyIdentifier"
+		case fault.SubjectCurrentPin:
+			return m + ".CurrentPinAttributes"
+		case fault.SubjectCurrentPinKey:
+			return m + ".CurrentPinAttributes.CurrentPinPekIdentifier"
+		case fault.SubjectCurrentPinBlock:
+			return m + ".CurrentPinAttributes.CurrentEncryptedPinBlock"
+		case fault.SubjectPinBlockPadding:
+			return m + ".PinBlockPaddingType"
+		case fault.SubjectPinBlockLengthPosition:
+			return m + ".PinBlockLengthPosition"
+		case fault.SubjectMajorKeyDerivationMode, fault.SubjectPAN, fault.SubjectPSN, fault.SubjectApplicationCryptogram,
+			fault.SubjectATC, fault.SubjectCipherMode:
+			return m + "." + leafMember(fault.SideNone, subj)
+		}
+		return ""
+	}
 }
 
 // cardInput maps the card-attributes union (generation attributes are

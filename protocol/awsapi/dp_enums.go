@@ -60,3 +60,15 @@ var macAlgorithms = map[dp.MacAlgorithm]ops.MacAlgorithm{
 var kdfs = map[dp.KeyDerivationFunction]ops.KDF{"NIST_SP800": ops.KDFNistSP800, "ANSI_X963": ops.KDFAnsiX963}
 
 var kdfHashes = map[dp.KeyDerivationHashAlgorithm]ops.KDFHash{"SHA_256": ops.KDFSHA256, "SHA_384": ops.KDFSHA384, "SHA_512": ops.KDFSHA512}
+
+var pinDataFormats = map[dp.PinBlockFormatForPinData]ops.PinFormat{
+	"ISO_FORMAT_0": ops.PinFormatISO0, "ISO_FORMAT_1": ops.PinFormatISO1, "ISO_FORMAT_3": ops.PinFormatISO3, "ISO_FORMAT_4": ops.PinFormatISO4,
+}
+
+var pinChangeFormats = map[dp.PinBlockFormatForEmvPinChange]ops.PinFormat{
+	"ISO_FORMAT_0": ops.PinFormatISO0, "ISO_FORMAT_1": ops.PinFormatISO1, "ISO_FORMAT_3": ops.PinFormatISO3,
+}
+
+var pinLengthPositions = map[dp.PinBlockLengthPosition]ops.PinLengthPosition{"NONE": ops.PinLengthNone, "FRONT_OF_PIN_BLOCK": ops.PinLengthFront}
+
+var pinDataPaddings = map[dp.PinBlockPaddingType]ops.PinDataPadding{"NO_PADDING": ops.PinDataNoPadding, "ISO_IEC_7816_4": ops.PinDataISO7816}

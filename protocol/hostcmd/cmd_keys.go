@@ -310,7 +310,7 @@ func (b buCmd) run(x *call) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		return []byte(kcv), nil
+		return appendHex(nil, kcv), nil
 	}
 	return []byte(w.KCV()), nil
 }
