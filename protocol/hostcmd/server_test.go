@@ -47,7 +47,7 @@ func TestKeyBlocks(t *testing.T) {
 	}
 	// The same block verifies over the operations layer directly.
 	in := ops.CardValidationInput{KeyIdentifier: ops.BlockIdent(ts.svc.DefaultProfile(), blk), PAN: "4123456789012345",
-		Kind: ops.CardCVV1, ExpiryDate: "8701", ServiceCode: "101", Field: "VerificationAttributes"}
+		Kind: ops.CardCVV1, ExpiryDate: "8701", ServiceCode: "101"}
 	if _, err := ts.svc.VerifyCardValidationData(in, cw[8:]); err != nil {
 		t.Errorf("VerifyCardValidationData of CW's CVV: %v", err)
 	}
