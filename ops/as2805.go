@@ -272,7 +272,7 @@ func (s *Service) GenerateAs2805KekValidation(in As2805KekValidationInput) (*As2
 	} else if l := len(in.ResponseKRs); l != 8 && l != 16 && l != 24 {
 		return nil, about(fault.SubjectRandomKeySend, side, "must be 8, 16 or 24 bytes")
 	}
-	w, err := s.WorkingAt(in.KeyIdentifier, fault.SubjectKey, side)
+	w, err := s.Working(in.KeyIdentifier, fault.SubjectKey, side)
 	if err != nil {
 		return nil, err
 	}
@@ -332,7 +332,7 @@ func as2805RandomKeyLength(r *As2805KekValidationRequest) (int, error) {
 // (hsm/as2805.SessionPINKey). The KPE is zeroed by the returned key's
 // release.
 func (s *Service) as2805SessionPinKey(w *WorkingKey, subj fault.Subject, side fault.Side, as *PinAs2805) (*pinKey, error) {
-	if err := RequireAt(w, subj, side, "AS2805 session PIN key derivation", []keyspec.KeyUsage{keyspec.P0},
+	if err := Require(w, subj, side, "AS2805 session PIN key derivation", []keyspec.KeyUsage{keyspec.P0},
 		[]keyspec.Algorithm{keyspec.TDES2Key}, modesDecrypt); err != nil {
 		return nil, err
 	}

@@ -9,7 +9,7 @@ import (
 // As2805KPEForTest exposes to ops_test the AS2805 session PIN key that
 // TranslatePinData derives from the stored KPP ident for IncomingAs2805Attributes.
 func (s *Service) As2805KPEForTest(ident, stan, amount string) (cipher.Block, func(), error) {
-	w, err := s.WorkingAt(ident, fault.SubjectPinEncryptionKey, fault.SideIncoming)
+	w, err := s.Working(ident, fault.SubjectPinEncryptionKey, fault.SideIncoming)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -58,7 +58,7 @@ func digits(subj fault.Subject, v string, n int) error {
 // GenerateCardData and VerifyCardData).
 func (s *Service) cardKey(in CardValidationInput, verify bool) (*WorkingKey, error) {
 	const subj, side = fault.SubjectKey, fault.SideNone
-	w, err := s.WorkingAt(in.KeyIdentifier, subj, side)
+	w, err := s.Working(in.KeyIdentifier, subj, side)
 	if err != nil {
 		return nil, err
 	}
@@ -71,18 +71,18 @@ func (s *Service) cardKey(in CardValidationInput, verify bool) (*WorkingKey, err
 	what += " with " + cardKindNames[in.Kind]
 	switch in.Kind {
 	case CardCVV1, CardCVV2:
-		err = RequireAt(w, subj, side, what, []keyspec.KeyUsage{keyspec.C0}, tdes2, cvkMode)
+		err = Require(w, subj, side, what, []keyspec.KeyUsage{keyspec.C0}, tdes2, cvkMode)
 	case CardAmexCSC1, CardAmexCSC2:
-		err = RequireAt(w, subj, side, what, []keyspec.KeyUsage{keyspec.C0}, []keyspec.Algorithm{keyspec.TDES2Key, keyspec.TDES3Key}, cvkMode)
+		err = Require(w, subj, side, what, []keyspec.KeyUsage{keyspec.C0}, []keyspec.Algorithm{keyspec.TDES2Key, keyspec.TDES3Key}, cvkMode)
 	case CardHolderVerification, CardDynamicValue:
-		err = RequireAt(w, subj, side, what, []keyspec.KeyUsage{keyspec.E6}, tdes2, deriveKey)
+		err = Require(w, subj, side, what, []keyspec.KeyUsage{keyspec.E6}, tdes2, deriveKey)
 	case CardDynamicCode:
-		err = RequireAt(w, subj, side, what, []keyspec.KeyUsage{keyspec.E4}, tdes2, deriveKey)
+		err = Require(w, subj, side, what, []keyspec.KeyUsage{keyspec.E4}, tdes2, deriveKey)
 	case CardDiscoverDynamicCode:
 		if !verify {
 			return nil, about(fault.SubjectCardAttributes, side, "DiscoverDynamicCardVerificationCode can only be verified")
 		}
-		err = RequireAt(w, subj, side, what, []keyspec.KeyUsage{keyspec.E6}, tdes2, deriveKey)
+		err = Require(w, subj, side, what, []keyspec.KeyUsage{keyspec.E6}, tdes2, deriveKey)
 	default:
 		return nil, about(fault.SubjectCardAttributes, side, "unknown card validation type")
 	}

@@ -33,7 +33,7 @@ func TestFullCheckValue(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			arn := opstest.Import(t, svc, keyspec.Attributes{Usage: keyspec.K0, Class: keyspec.Symmetric, Algorithm: tc.alg,
 				Modes: keyspec.ModesOfUse{Encrypt: true, Decrypt: true, Wrap: true, Unwrap: true}}, tc.key)
-			w, err := svc.WorkingAt(arn, fault.SubjectKey, fault.SideNone)
+			w, err := svc.Working(arn, fault.SubjectKey, fault.SideNone)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -270,7 +270,7 @@ func dataCrypterFor(w *WorkingKey, subj fault.Subject, side fault.Side, c DataCi
 	dc := &dataCrypter{kcv: w.KCV()}
 	switch {
 	case c.Symmetric != nil:
-		if err := RequireAt(w, subj, side, op, []keyspec.KeyUsage{keyspec.D0}, dataAlgorithms, dataModes(enc)); err != nil {
+		if err := Require(w, subj, side, op, []keyspec.KeyUsage{keyspec.D0}, dataAlgorithms, dataModes(enc)); err != nil {
 			return nil, err
 		}
 		m, ok := c.Symmetric.Mode.symmetric()
@@ -291,7 +291,7 @@ func dataCrypterFor(w *WorkingKey, subj fault.Subject, side fault.Side, c DataCi
 		}
 		dc.crypt = blockCrypter(w.Block, m, iv, enc, pkcs7, side)
 	case c.Dukpt != nil:
-		if err := RequireAt(w, subj, side, op+" with DUKPT", []keyspec.KeyUsage{keyspec.B0}, bdkAlgorithms, deriveMode); err != nil {
+		if err := Require(w, subj, side, op+" with DUKPT", []keyspec.KeyUsage{keyspec.B0}, bdkAlgorithms, deriveMode); err != nil {
 			return nil, err
 		}
 		d := c.Dukpt
@@ -314,7 +314,7 @@ func dataCrypterFor(w *WorkingKey, subj fault.Subject, side fault.Side, c DataCi
 		}
 		dc.crypt = blockCrypter(b, mode, iv, enc, false, side)
 	case c.Asymmetric != nil:
-		if err := RequireAt(w, subj, side, op, []keyspec.KeyUsage{keyspec.D1}, []keyspec.Algorithm{keyspec.RSA2048, keyspec.RSA3072, keyspec.RSA4096}, dataModes(enc)); err != nil {
+		if err := Require(w, subj, side, op, []keyspec.KeyUsage{keyspec.D1}, []keyspec.Algorithm{keyspec.RSA2048, keyspec.RSA3072, keyspec.RSA4096}, dataModes(enc)); err != nil {
 			return nil, err
 		}
 		f, err := rsaCrypter(w, subj, side, c.Asymmetric.Padding, enc)
@@ -323,7 +323,7 @@ func dataCrypterFor(w *WorkingKey, subj fault.Subject, side fault.Side, c DataCi
 		}
 		dc.crypt = f
 	case c.Emv != nil:
-		if err := RequireAt(w, subj, side, op+" with EMV", []keyspec.KeyUsage{keyspec.E1, keyspec.E6}, tdes2, deriveKey); err != nil {
+		if err := Require(w, subj, side, op+" with EMV", []keyspec.KeyUsage{keyspec.E1, keyspec.E6}, tdes2, deriveKey); err != nil {
 			return nil, err
 		}
 		f, err := emvDataCrypter(w, side, c.Emv, enc)

@@ -72,10 +72,10 @@ const headerName = "key block"
 // unwrapping and at least as strong as the key it carries; the key's header
 // must describe a valid TDES, AES or HMAC key. The result's ARN is
 // dynamicKeyName and its check value is computed with kcvAlg (default: the
-// algorithm's). The caller checks it with RequireAt, uses it, then calls
+// algorithm's). The caller checks it with Require, uses it, then calls
 // release, which zeroes the clear key.
 func (s *Service) dynamicKey(kek *WorkingKey, kekSubj fault.Subject, side fault.Side, blk string, kcvAlg keyspec.KCVAlgorithm) (w *WorkingKey, release func(), err error) {
-	if err := RequireAt(kek, kekSubj, side, "unwrapping a dynamic key", []keyspec.KeyUsage{keyspec.K0, keyspec.K1}, kekAlgorithms,
+	if err := Require(kek, kekSubj, side, "unwrapping a dynamic key", []keyspec.KeyUsage{keyspec.K0, keyspec.K1}, kekAlgorithms,
 		func(m keyspec.ModesOfUse) bool { return m.Unwrap || m.Decrypt }); err != nil {
 		return nil, nil, err
 	}
@@ -146,7 +146,7 @@ func symmetricBlock(a keyspec.Algorithm, key []byte) (cipher.Block, error) {
 // pair, as in the guide's examples); release must be called when the key is
 // no longer needed.
 func (s *Service) requestKey(ident string, subj fault.Subject, side fault.Side, dk *DynamicKey) (w *WorkingKey, keySubj fault.Subject, arn string, release func(), err error) {
-	base, err := s.WorkingAt(ident, subj, side)
+	base, err := s.Working(ident, subj, side)
 	if err != nil {
 		return nil, 0, "", nil, err
 	}

@@ -184,11 +184,11 @@ func acKey(w *WorkingKey, opt emv.Option, sess EMVSession) ([]byte, error) {
 // after the key-separation checks.
 func (s *Service) arqc(in AuthRequestCryptogramInput, what string) (*WorkingKey, []byte, []byte, error) {
 	const subj, side = fault.SubjectKey, fault.SideNone
-	w, err := s.WorkingAt(in.KeyIdentifier, subj, side)
+	w, err := s.Working(in.KeyIdentifier, subj, side)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	if err := RequireAt(w, subj, side, what, emvACUsages, tdes2, deriveKey); err != nil {
+	if err := Require(w, subj, side, what, emvACUsages, tdes2, deriveKey); err != nil {
 		return nil, nil, nil, err
 	}
 	opt, err := in.MajorKeyMode.option(side)

@@ -207,11 +207,11 @@ func emvCommonLayout(d EmvPinChangeDerivation) (emv.PINDataLayout, emv.CipherMod
 
 // smKey resolves an EMV issuer master key, the request's key subj.
 func (s *Service) smKey(ident string, subj fault.Subject, usage keyspec.KeyUsage, what string) (*WorkingKey, error) {
-	w, err := s.WorkingAt(ident, subj, fault.SideNone)
+	w, err := s.Working(ident, subj, fault.SideNone)
 	if err != nil {
 		return nil, err
 	}
-	if err := RequireAt(w, subj, fault.SideNone, what, []keyspec.KeyUsage{usage}, tdes2, deriveKey); err != nil {
+	if err := Require(w, subj, fault.SideNone, what, []keyspec.KeyUsage{usage}, tdes2, deriveKey); err != nil {
 		return nil, err
 	}
 	return w, nil

@@ -35,7 +35,7 @@ type ExportDiffieHellmanTr31 struct {
 // KBPK: the K3 key pair must derive K0 or K1 keys. The caller zeroes the key.
 func (s *Service) deriveKBPK(dh DiffieHellman, m string) ([]byte, string, error) {
 	f := tr31ECDHFields(m)
-	w, err := s.Working(dh.PrivateKeyIdentifier, f.priv)
+	w, err := s.Working(dh.PrivateKeyIdentifier, fault.SubjectKey, fault.SideNone)
 	if err != nil {
 		return nil, "", err
 	}

@@ -242,7 +242,7 @@ func (s *Service) wrapTR31(e *exportable, kekIdent, field string, kh *KeyBlockHe
 // blocks: a K0 or K1 key whose modes of use allow it. It comes from the
 // working-key cache.
 func (s *Service) tr31KEK(ident, field string, unwrap bool) (*WorkingKey, error) {
-	kek, err := s.Working(ident, field)
+	kek, err := s.Working(ident, fault.SubjectWrappingKey, fault.SideNone)
 	if err != nil {
 		return nil, err
 	}

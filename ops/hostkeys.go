@@ -85,7 +85,7 @@ func (s *Service) ImportKeyBlock(profile, kekIdent, block string) (lmkBlock, kcv
 // restricts the exported block's.
 func (s *Service) ExportKeyBlock(keyIdent, kekIdent string, exportability keyspec.Exportability) (block, kcv string, err error) {
 	const field = "ExportKeyIdentifier"
-	w, err := s.Working(keyIdent, field)
+	w, err := s.Working(keyIdent, fault.SubjectKey, fault.SideNone)
 	if err != nil {
 		return "", "", err
 	}

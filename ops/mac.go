@@ -158,7 +158,7 @@ func (s *Service) computeMac(ident string, dk *DynamicKey, msg []byte, a MacAttr
 		modes = func(m keyspec.ModesOfUse) bool { return m.Generate }
 	}
 	req := func(u keyspec.KeyUsage, algs []keyspec.Algorithm) error {
-		return RequireAt(w, subj, side, op+" with "+a.Algorithm.String(), []keyspec.KeyUsage{u}, algs, modes)
+		return Require(w, subj, side, op+" with "+a.Algorithm.String(), []keyspec.KeyUsage{u}, algs, modes)
 	}
 	switch {
 	case a.Algorithm != 0:
@@ -193,10 +193,10 @@ func (s *Service) computeMac(ident string, dk *DynamicKey, msg []byte, a MacAttr
 		}
 	case a.DukptIso9797Algorithm1 != nil, a.DukptIso9797Algorithm3 != nil, a.DukptCmac != nil:
 		full, err = dukptMac(w, msg, a, func() error {
-			return RequireAt(w, subj, side, op+" with DUKPT", []keyspec.KeyUsage{keyspec.B0}, bdkAlgorithms, deriveMode)
+			return Require(w, subj, side, op+" with DUKPT", []keyspec.KeyUsage{keyspec.B0}, bdkAlgorithms, deriveMode)
 		})
 	case a.EmvMac != nil:
-		if err = RequireAt(w, subj, side, op+" with EmvMac", []keyspec.KeyUsage{keyspec.E2}, tdes2, deriveKey); err == nil {
+		if err = Require(w, subj, side, op+" with EmvMac", []keyspec.KeyUsage{keyspec.E2}, tdes2, deriveKey); err == nil {
 			full, err = emvMac(w, a.EmvMac, msg)
 		}
 	default:

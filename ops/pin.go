@@ -164,7 +164,7 @@ func (s *Service) pekSide(ident string, subj fault.Subject, side fault.Side, f P
 	if set > 1 {
 		return nil, about(subj, side, "DUKPT attributes, a wrapped key and AS2805 attributes cannot be combined")
 	}
-	w, err := s.WorkingAt(ident, subj, side)
+	w, err := s.Working(ident, subj, side)
 	if err != nil {
 		return nil, err
 	}
@@ -182,7 +182,7 @@ func (s *Service) pekSide(ident string, subj fault.Subject, side fault.Side, f P
 		if decrypt {
 			modes, what = modesDecrypt, "deciphering a PIN block"
 		}
-		if err := RequireAt(w, subj, side, what, []keyspec.KeyUsage{keyspec.P0}, pinKeyAlgs, modes); err != nil {
+		if err := Require(w, subj, side, what, []keyspec.KeyUsage{keyspec.P0}, pinKeyAlgs, modes); err != nil {
 			return nil, err
 		}
 		k = &pinKey{block: w.Block, arn: w.ARN, kcv: w.KCV()}
@@ -360,7 +360,7 @@ func (p Ibm3624Params) hsm() (pinverify.IBM3624, error) {
 // verificationKey resolves a PVK for method family visa (V2) or IBM 3624 (V1).
 func (s *Service) verificationKey(ident string, visa, generate bool) (*WorkingKey, error) {
 	const subj, side = fault.SubjectPinVerificationKey, fault.SideNone
-	w, err := s.WorkingAt(ident, subj, side)
+	w, err := s.Working(ident, subj, side)
 	if err != nil {
 		return nil, err
 	}
@@ -375,7 +375,7 @@ func (s *Service) verificationKey(ident string, visa, generate bool) (*WorkingKe
 	} else {
 		what += " verification"
 	}
-	if err := RequireAt(w, subj, side, what, []keyspec.KeyUsage{usage}, pvkAlgs, modes); err != nil {
+	if err := Require(w, subj, side, what, []keyspec.KeyUsage{usage}, pvkAlgs, modes); err != nil {
 		return nil, err
 	}
 	return w, nil

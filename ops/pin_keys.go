@@ -21,7 +21,7 @@ var dukptTypes = map[keyspec.Algorithm]dukpt.KeyType{
 // encryption) for an AES BDK.
 func (s *Service) dukptPinKey(w *WorkingKey, subj fault.Subject, side fault.Side, dk *PinDukpt, decrypt bool) (*pinKey, error) {
 	bdkAlgs := []keyspec.Algorithm{keyspec.TDES2Key, keyspec.AES128, keyspec.AES192, keyspec.AES256}
-	if err := RequireAt(w, subj, side, "DUKPT PIN key derivation", []keyspec.KeyUsage{keyspec.B0}, bdkAlgs,
+	if err := Require(w, subj, side, "DUKPT PIN key derivation", []keyspec.KeyUsage{keyspec.B0}, bdkAlgs,
 		func(m keyspec.ModesOfUse) bool { return m.DeriveKey }); err != nil {
 		return nil, err
 	}
@@ -86,7 +86,7 @@ func (s *Service) wrappedPinKey(w *WorkingKey, subj fault.Subject, side fault.Si
 	if decrypt {
 		modes, what = modesDecrypt, "deciphering a PIN block"
 	}
-	if err := RequireAt(d, fault.SubjectWrappedKey, side, what, []keyspec.KeyUsage{keyspec.P0}, pinKeyAlgs, modes); err != nil {
+	if err := Require(d, fault.SubjectWrappedKey, side, what, []keyspec.KeyUsage{keyspec.P0}, pinKeyAlgs, modes); err != nil {
 		release()
 		return nil, err
 	}

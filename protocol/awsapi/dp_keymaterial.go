@@ -24,7 +24,22 @@ func (s *Server) keyMaterialOperations() map[string]operation {
 				KCVAlgorithm:                  keyspec.KCVAlgorithm(str(in.KeyCheckValueAlgorithm)),
 			})
 			if err != nil {
-				return nil, err
+				return nil, locate(err, func(_ fault.Side, subj fault.Subject) string {
+					const m = "IncomingKeyMaterial.DiffieHellmanTr31KeyBlock"
+					switch subj {
+					case fault.SubjectKeyCheckValueAlgorithm:
+						return "KeyCheckValueAlgorithm"
+					case fault.SubjectWrappedKey:
+						return m + ".WrappedKeyBlock"
+					case fault.SubjectDerivedKeyAlgorithm:
+						return m + ".DeriveKeyAlgorithm"
+					case fault.SubjectSharedInformation:
+						return m + ".DerivationData.SharedInformation"
+					case fault.SubjectCertificateAuthority, fault.SubjectCertificate, fault.SubjectKDF, fault.SubjectKDFHash:
+						return m + "." + leafMember(fault.SideNone, subj)
+					}
+					return ""
+				})
 			}
 			return &dp.TranslateKeyMaterialOutput{WrappedKey: &dp.WrappedWorkingKey{WrappedKeyMaterial: &r.KeyMaterial,
 				KeyCheckValue: &r.KCV, WrappedKeyMaterialFormat: enum[dp.WrappedKeyMaterialFormat](r.Format)}}, nil

@@ -191,9 +191,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) (plane, string, e
 	}
 	out, err := op.call(r.Context(), in)
 	if err != nil {
-		// A fault about an input the handler did not place is named by
-		// its member's usual name.
-		return pl, name, locate(err, nil)
+		if pl == dataPlane {
+			// A fault about an input the handler did not place is named by
+			// its member's usual name.
+			err = locate(err, nil)
+		}
+		return pl, name, err
 	}
 	b, err := json.Marshal(out)
 	if err != nil {

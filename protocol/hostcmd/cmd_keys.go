@@ -1,6 +1,7 @@
 package hostcmd
 
 import (
+	"payhsm/fault"
 	"payhsm/keyspec"
 	"payhsm/ops"
 )
@@ -297,7 +298,7 @@ func decodeBU(c *cursor) command {
 }
 
 func (b buCmd) run(x *call) ([]byte, error) {
-	w, err := x.svc.Working(x.ident(b.key), "KeyIdentifier")
+	w, err := x.svc.Working(x.ident(b.key), fault.SubjectKey, fault.SideNone)
 	if err != nil {
 		return nil, err
 	}
