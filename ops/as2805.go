@@ -331,24 +331,24 @@ func as2805RandomKeyLength(r *As2805KekValidationRequest) (int, error) {
 // TDES_2KEY TR31_P0 key that may decrypt. KPE = OWF(KPP, STAN ‖ amount)
 // (hsm/as2805.SessionPINKey). The KPE is zeroed by the returned key's
 // release.
-func (s *Service) as2805SessionPinKey(w *WorkingKey, subj fault.Subject, side fault.Side, as *PinAs2805) (*pinKey, error) {
+func (s *Service) as2805SessionPinKey(w *WorkingKey, subj fault.Subject, side fault.Side, as *PinAs2805) (pinKey, error) {
 	if err := Require(w, subj, side, "AS2805 session PIN key derivation", []keyspec.KeyUsage{keyspec.P0},
 		[]keyspec.Algorithm{keyspec.TDES2Key}, modesDecrypt); err != nil {
-		return nil, err
+		return pinKey{}, err
 	}
 	kpe, err := as2805.SessionPINKey(w.Material, as.STAN, as.Amount)
 	switch {
 	case errors.Is(err, as2805.ErrSTAN):
-		return nil, about(fault.SubjectSTAN, side, "must be 6 decimal digits")
+		return pinKey{}, about(fault.SubjectSTAN, side, "must be 6 decimal digits")
 	case errors.Is(err, as2805.ErrAmount):
-		return nil, about(fault.SubjectTransactionAmount, side, "must be 12 decimal digits")
+		return pinKey{}, about(fault.SubjectTransactionAmount, side, "must be 12 decimal digits")
 	case err != nil:
-		return nil, fault.Internalf("AS2805 KPE derivation", err)
+		return pinKey{}, fault.Internalf("AS2805 KPE derivation", err)
 	}
 	b, err := tdes.NewCipher(kpe)
 	if err != nil {
 		clear(kpe)
-		return nil, fault.Internalf("AS2805 KPE key schedule", err)
+		return pinKey{}, fault.Internalf("AS2805 KPE key schedule", err)
 	}
-	return &pinKey{block: b, arn: w.ARN, kcv: w.KCV(), done: func() { clear(kpe) }}, nil
+	return pinKey{block: b, arn: w.ARN, kcv: w.KCV(), done: func() { clear(kpe) }}, nil
 }

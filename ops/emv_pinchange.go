@@ -218,7 +218,7 @@ func (s *Service) smKey(ident string, subj fault.Subject, usage keyspec.KeyUsage
 }
 
 // decryptPin deciphers the PIN block subj with a resolved PEK.
-func decryptPin(k *pinKey, f pinblock.Format, blk []byte, pan string, subj fault.Subject) ([]byte, error) {
+func decryptPin(k pinKey, f pinblock.Format, blk []byte, pan string, subj fault.Subject) ([]byte, error) {
 	pin, err := pinblock.Decrypt(k.block, f, blk, pan)
 	if err != nil {
 		switch err {
@@ -260,7 +260,7 @@ func (s *Service) GenerateMacEmvPinChange(in EmvPinChangeInput) (*EmvPinChangeOu
 		Confidential: KeyRef{smc.ARN, smc.KCV()},
 	}
 	var acW *WorkingKey
-	var curPEK *pinKey
+	var curPEK pinKey // the current PIN's key, when given
 	if d.Scheme == EmvVisa || d.Scheme == EmvAmex {
 		if acW, err = s.smKey(d.ACKey, fault.SubjectAuthRequestKey, keyspec.E0, what+" (VIS PIN block)"); err != nil {
 			return nil, err
@@ -286,7 +286,7 @@ func (s *Service) GenerateMacEmvPinChange(in EmvPinChangeInput) (*EmvPinChangeOu
 		block, err = emv.ISO2PINBlock(pin)
 	} else {
 		var cur []byte
-		if curPEK != nil {
+		if curPEK.block != nil {
 			if cur, err = decryptPin(curPEK, p.format, d.CurrentPinBlock, d.PAN, fault.SubjectCurrentPinBlock); err != nil {
 				return nil, err
 			}

@@ -140,8 +140,8 @@ type pinKey struct {
 	done  func() // releases per-request key material (derived or unwrapped keys)
 }
 
-func (k *pinKey) release() {
-	if k != nil && k.done != nil {
+func (k pinKey) release() {
+	if k.done != nil {
 		k.done()
 	}
 }
@@ -149,11 +149,13 @@ func (k *pinKey) release() {
 // pekSide resolves the PEK ident (the request's key subj on side): a stored
 // P0 key, a DUKPT BDK or a dynamic (wrapped) key, checked against the format
 // it will process. decrypt says whether this side deciphers (incoming) or
-// enciphers (outgoing).
-func (s *Service) pekSide(ident string, subj fault.Subject, side fault.Side, f PinFormat, decrypt bool, dk *PinDukpt, wk *PinWrappedKey, as *PinAs2805) (*pinKey, error) {
+// enciphers (outgoing). The caller releases the key it returns (a value,
+// not to allocate on the hot path).
+func (s *Service) pekSide(ident string, subj fault.Subject, side fault.Side, f PinFormat, decrypt bool, dk *PinDukpt, wk *PinWrappedKey, as *PinAs2805) (pinKey, error) {
+	var none pinKey
 	iso, ok := f.iso()
 	if !ok {
-		return nil, about(fault.SubjectPinBlockFormat, side, "unsupported PIN block format")
+		return none, about(fault.SubjectPinBlockFormat, side, "unsupported PIN block format")
 	}
 	set := 0
 	for _, b := range []bool{dk != nil, wk != nil, as != nil} {
@@ -162,13 +164,13 @@ func (s *Service) pekSide(ident string, subj fault.Subject, side fault.Side, f P
 		}
 	}
 	if set > 1 {
-		return nil, about(subj, side, "DUKPT attributes, a wrapped key and AS2805 attributes cannot be combined")
+		return none, about(subj, side, "DUKPT attributes, a wrapped key and AS2805 attributes cannot be combined")
 	}
 	w, err := s.Working(ident, subj, side)
 	if err != nil {
-		return nil, err
+		return none, err
 	}
-	var k *pinKey
+	var k pinKey
 	switch {
 	case dk != nil:
 		k, err = s.dukptPinKey(w, subj, side, dk, decrypt)
@@ -183,19 +185,19 @@ func (s *Service) pekSide(ident string, subj fault.Subject, side fault.Side, f P
 			modes, what = modesDecrypt, "deciphering a PIN block"
 		}
 		if err := Require(w, subj, side, what, []keyspec.KeyUsage{keyspec.P0}, pinKeyAlgs, modes); err != nil {
-			return nil, err
+			return none, err
 		}
-		k = &pinKey{block: w.Block, arn: w.ARN, kcv: w.KCV()}
+		k = pinKey{block: w.Block, arn: w.ARN, kcv: w.KCV()}
 	}
 	if err != nil {
-		return nil, err
+		return none, err
 	}
 	if k.block == nil || k.block.BlockSize() != iso.BlockSize() {
 		k.release()
 		if iso == pinblock.ISO4 {
-			return nil, about(subj, side, "%v PIN blocks need an AES PIN encryption key", f)
+			return none, about(subj, side, "%v PIN blocks need an AES PIN encryption key", f)
 		}
-		return nil, about(subj, side, "%v PIN blocks need a TDES PIN encryption key", f)
+		return none, about(subj, side, "%v PIN blocks need a TDES PIN encryption key", f)
 	}
 	return k, nil
 }

@@ -19,11 +19,11 @@ var dukptTypes = map[keyspec.Algorithm]dukpt.KeyType{
 // BDK w (the request's key subj on side): TDES DUKPT (ANSI X9.24-1-2009, PIN
 // variant) for a TDES_2KEY BDK, AES DUKPT (ANSI X9.24-3-2017, key usage PIN
 // encryption) for an AES BDK.
-func (s *Service) dukptPinKey(w *WorkingKey, subj fault.Subject, side fault.Side, dk *PinDukpt, decrypt bool) (*pinKey, error) {
+func (s *Service) dukptPinKey(w *WorkingKey, subj fault.Subject, side fault.Side, dk *PinDukpt, decrypt bool) (pinKey, error) {
 	bdkAlgs := []keyspec.Algorithm{keyspec.TDES2Key, keyspec.AES128, keyspec.AES192, keyspec.AES256}
 	if err := Require(w, subj, side, "DUKPT PIN key derivation", []keyspec.KeyUsage{keyspec.B0}, bdkAlgs,
 		func(m keyspec.ModesOfUse) bool { return m.DeriveKey }); err != nil {
-		return nil, err
+		return pinKey{}, err
 	}
 	bdkAlg := w.Record.Attributes.Algorithm
 	typ := dk.DerivationType
@@ -33,43 +33,43 @@ func (s *Service) dukptPinKey(w *WorkingKey, subj fault.Subject, side fault.Side
 	var key []byte
 	if bdkAlg.IsTDES() {
 		if typ != keyspec.TDES2Key {
-			return nil, about(fault.SubjectDukptDerivationType, side, "a TDES_2KEY BDK derives TDES_2KEY keys only")
+			return pinKey{}, about(fault.SubjectDukptDerivationType, side, "a TDES_2KEY BDK derives TDES_2KEY keys only")
 		}
 		k, err := dukpt.ParseTDESKSN(dk.KSN)
 		if err != nil {
 			f := fault.Wrap(fault.Validation, "a TDES DUKPT key serial number is 10 bytes with a usable transaction counter", err)
 			f.Subject, f.Side = fault.SubjectKeySerialNumber, side
-			return nil, f
+			return pinKey{}, f
 		}
 		key, err = dukpt.TDESKey(w.Material, k, dukpt.PINVariant)
 		if err != nil {
-			return nil, fault.Internalf("TDES DUKPT PIN key", err)
+			return pinKey{}, fault.Internalf("TDES DUKPT PIN key", err)
 		}
 	} else {
 		wt, ok := dukptTypes[typ]
 		if !ok {
-			return nil, about(fault.SubjectDukptDerivationType, side, "unsupported derivation type %s", typ)
+			return pinKey{}, about(fault.SubjectDukptDerivationType, side, "unsupported derivation type %s", typ)
 		}
 		if keyspec.Strength(typ) > keyspec.Strength(bdkAlg) {
-			return nil, about(fault.SubjectDukptDerivationType, side, "%s is stronger than the %s BDK", typ, bdkAlg)
+			return pinKey{}, about(fault.SubjectDukptDerivationType, side, "%s is stronger than the %s BDK", typ, bdkAlg)
 		}
 		k, err := dukpt.ParseAESKSN(dk.KSN)
 		if err != nil {
 			f := fault.Wrap(fault.Validation, "an AES DUKPT key serial number is 12 bytes with a usable transaction counter", err)
 			f.Subject, f.Side = fault.SubjectKeySerialNumber, side
-			return nil, f
+			return pinKey{}, f
 		}
 		key, err = dukpt.AESKey(w.Material, k, dukpt.UsagePINEncryption, wt)
 		if err != nil {
-			return nil, fault.Internalf("AES DUKPT PIN key", err)
+			return pinKey{}, fault.Internalf("AES DUKPT PIN key", err)
 		}
 	}
 	b, err := symmetricBlock(typ, key)
 	if err != nil {
 		clear(key)
-		return nil, fault.Internalf("DUKPT PIN key schedule", err)
+		return pinKey{}, fault.Internalf("DUKPT PIN key schedule", err)
 	}
-	return &pinKey{block: b, arn: w.ARN, kcv: w.KCV(), done: func() { clear(key) }}, nil
+	return pinKey{block: b, arn: w.ARN, kcv: w.KCV(), done: func() { clear(key) }}, nil
 }
 
 // wrappedPinKey opens a dynamic PEK (wk): a TR-31 key block under the KEK w
@@ -77,10 +77,10 @@ func (s *Service) dukptPinKey(w *WorkingKey, subj fault.Subject, side fault.Side
 // pair w. It must be a P0 TDES or AES key whose modes of use allow the
 // direction: decrypt for an incoming PIN (mode B or D), encrypt for an
 // outgoing one (B or E).
-func (s *Service) wrappedPinKey(w *WorkingKey, subj fault.Subject, side fault.Side, wk *PinWrappedKey, decrypt bool) (*pinKey, error) {
+func (s *Service) wrappedPinKey(w *WorkingKey, subj fault.Subject, side fault.Side, wk *PinWrappedKey, decrypt bool) (pinKey, error) {
 	d, release, err := s.wrappedKey(w, subj, side, wk)
 	if err != nil {
-		return nil, err
+		return pinKey{}, err
 	}
 	modes, what := modesEncrypt, "enciphering a PIN block"
 	if decrypt {
@@ -88,7 +88,7 @@ func (s *Service) wrappedPinKey(w *WorkingKey, subj fault.Subject, side fault.Si
 	}
 	if err := Require(d, fault.SubjectWrappedKey, side, what, []keyspec.KeyUsage{keyspec.P0}, pinKeyAlgs, modes); err != nil {
 		release()
-		return nil, err
+		return pinKey{}, err
 	}
-	return &pinKey{block: d.Block, arn: w.ARN, kcv: d.KCV(), done: release}, nil
+	return pinKey{block: d.Block, arn: w.ARN, kcv: d.KCV(), done: release}, nil
 }
