@@ -283,7 +283,7 @@ func dataCrypterFor(w *WorkingKey, subj fault.Subject, side fault.Side, c DataCi
 		case PaddingPKCS1:
 			pkcs7 = true
 		default:
-			return nil, about(fault.SubjectPadding, side, "OAEP padding applies to RSA keys only; symmetric keys take PKCS1 (PKCS#7 block padding) or none")
+			return nil, about(fault.SubjectPadding, side, "OAEP padding applies to RSA keys only; symmetric keys take PKCS #7 block padding or none")
 		}
 		iv, err := dataIV(side, c.Symmetric.IV, m, w.Block.BlockSize())
 		if err != nil {
@@ -332,7 +332,7 @@ func dataCrypterFor(w *WorkingKey, subj fault.Subject, side fault.Side, c DataCi
 		}
 		dc.crypt = f
 	default:
-		return nil, about(fault.SubjectCipherAttributes, side, "exactly one of Symmetric, Asymmetric, Dukpt or Emv is required")
+		return nil, about(fault.SubjectCipherAttributes, side, "exactly one encryption method (symmetric, asymmetric, DUKPT or EMV) is required")
 	}
 	return dc, nil
 }
@@ -431,7 +431,7 @@ func rsaCrypter(w *WorkingKey, subj fault.Subject, side fault.Side, padding Padd
 	case PaddingOAEPSHA512:
 		h, hid = sha512.New(), crypto.SHA512
 	case PaddingNone:
-		return nil, about(fault.SubjectPadding, side, "is required for RSA keys (PKCS1, OAEP_SHA1, OAEP_SHA256 or OAEP_SHA512)")
+		return nil, about(fault.SubjectPadding, side, "is required for RSA keys: PKCS #1 v1.5 or OAEP with SHA-1, SHA-256 or SHA-512")
 	default:
 		return nil, about(fault.SubjectPadding, side, "unknown padding")
 	}

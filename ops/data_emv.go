@@ -89,7 +89,7 @@ func emvMac(w *WorkingKey, e *EmvMac, msg []byte) ([]byte, error) {
 	switch scheme {
 	case emv.SchemeEMVCommon, emv.SchemeMastercard:
 		if len(e.ATC) != 0 || len(e.ApplicationCryptogram) == 0 {
-			return nil, about(fault.SubjectSessionDerivation, side, "this session key derivation mode derives the session key from the ApplicationCryptogram")
+			return nil, about(fault.SubjectSessionDerivation, side, "this session key derivation mode derives the session key from the application cryptogram, not the counter")
 		}
 		if err := fixed(fault.SubjectApplicationCryptogram, side, e.ApplicationCryptogram, 8); err != nil {
 			return nil, err
@@ -97,7 +97,7 @@ func emvMac(w *WorkingKey, e *EmvMac, msg []byte) ([]byte, error) {
 		ac = [8]byte(e.ApplicationCryptogram)
 	default:
 		if len(e.ApplicationCryptogram) != 0 || len(e.ATC) == 0 {
-			return nil, about(fault.SubjectSessionDerivation, side, "this session key derivation mode derives the session key from the ApplicationTransactionCounter")
+			return nil, about(fault.SubjectSessionDerivation, side, "this session key derivation mode derives the session key from the application transaction counter, not a cryptogram")
 		}
 		if err := fixed(fault.SubjectATC, side, e.ATC, 2); err != nil {
 			return nil, err

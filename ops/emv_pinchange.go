@@ -114,7 +114,7 @@ func parsePinChange(in EmvPinChangeInput) (*pinChangePlan, error) {
 	case EmvCommon, EmvMastercard, EmvEMV2000, EmvVisa, EmvAmex:
 		p.scheme, _ = d.Scheme.scheme()
 	default:
-		return nil, about(fault.SubjectPinChangeDerivation, side, "exactly one of EmvCommon, Amex, Visa, Emv2000 or Mastercard is required")
+		return nil, about(fault.SubjectPinChangeDerivation, side, "exactly one PIN change method (EMV common, Amex, Visa, EMV 2000 or Mastercard) is required")
 	}
 	switch in.PinBlockFormat {
 	case PinFormatISO0, PinFormatISO1, PinFormatISO3:
