@@ -3,6 +3,7 @@ package ops_test
 import (
 	"bytes"
 	"encoding/hex"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -58,7 +59,7 @@ func keyCount(t *testing.T, svc *ops.Service) int {
 func TestAs2805ExportImport(t *testing.T) {
 	svc, kek := a2Fixture(t)
 	for _, c := range []struct {
-		variant string
+		variant ops.As2805Variant
 		usage   keyspec.KeyUsage
 		modes   keyspec.ModesOfUse
 		wrapped string
@@ -67,18 +68,18 @@ func TestAs2805ExportImport(t *testing.T) {
 		{ops.As2805MacKey, keyspec.M0, a2MacModes, "3C726BEF38C8A97F4CA491DA17EC01D9"},
 		{ops.As2805DataKey, keyspec.D0, a2KEKModes, "9896D9DD2AB3B251B0B56F5D9B52531B"},
 	} {
-		t.Run(c.variant, func(t *testing.T) {
+		t.Run(string(c.usage), func(t *testing.T) {
 			attrs := keyspec.Attributes{Usage: c.usage, Class: keyspec.Symmetric, Algorithm: keyspec.TDES2Key, Modes: c.modes}
 			arn := opstest.Import(t, svc, attrs, a2Key)
 			w, err := svc.ExportKeyAs2805(ops.ExportKeyInput{KeyIdentifier: arn}, ops.ExportAs2805{WrappingKeyIdentifier: kek, Variant: c.variant})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if w.KeyMaterial != c.wrapped || w.KCV != a2KeyKCV || w.Format != ops.FormatKeyCryptogram || w.WrappingKeyARN != kek || w.KCVAlgorithm != keyspec.KCVANSIX924 {
+			if hx(w.Cryptogram) != c.wrapped || w.KCV != a2KeyKCV || w.WrappingKeyARN != kek || w.KCVAlgorithm != keyspec.KCVANSIX924 {
 				t.Fatalf("export = %+v, want material %s KCV %s", w, c.wrapped, a2KeyKCV)
 			}
 			k, err := svc.ImportKeyAs2805(ops.ImportKeyInput{}, ops.ImportAs2805{Variant: c.variant, Modes: c.modes, Algorithm: keyspec.TDES2Key,
-				Exportable: true, WrappingKeyIdentifier: kek, Cryptogram: c.wrapped})
+				Exportable: true, WrappingKeyIdentifier: kek, Cryptogram: hb(c.wrapped)})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -86,7 +87,7 @@ func TestAs2805ExportImport(t *testing.T) {
 				t.Fatalf("import = %+v", k)
 			}
 			again, err := svc.ExportKeyAs2805(ops.ExportKeyInput{KeyIdentifier: k.ARN}, ops.ExportAs2805{WrappingKeyIdentifier: kek, Variant: c.variant})
-			if err != nil || again.KeyMaterial != c.wrapped {
+			if err != nil || hx(again.Cryptogram) != c.wrapped {
 				t.Fatalf("re-export = %+v, %v", again, err)
 			}
 		})
@@ -109,13 +110,13 @@ func TestAs2805Refusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	exp := func(key, wrapping, variant string) error {
+	exp := func(key, wrapping string, variant ops.As2805Variant) error {
 		_, err := svc.ExportKeyAs2805(ops.ExportKeyInput{KeyIdentifier: key}, ops.ExportAs2805{WrappingKeyIdentifier: wrapping, Variant: variant})
 		return err
 	}
-	imp := func(wrapping, variant string, alg keyspec.Algorithm, ct string) error {
+	imp := func(wrapping string, variant ops.As2805Variant, alg keyspec.Algorithm, ct string) error {
 		_, err := svc.ImportKeyAs2805(ops.ImportKeyInput{}, ops.ImportAs2805{Variant: variant, Modes: a2KEKModes, Algorithm: alg,
-			Exportable: true, WrappingKeyIdentifier: wrapping, Cryptogram: ct})
+			Exportable: true, WrappingKeyIdentifier: wrapping, Cryptogram: hb(ct)})
 		return err
 	}
 	const ct = "D3F307F15FA89F1F420E58F063693023"
@@ -123,29 +124,27 @@ func TestAs2805Refusals(t *testing.T) {
 	for _, c := range []struct {
 		name  string
 		err   error
-		field string
+		field at
 	}{
-		{"export variant 00", exp(pek, kek, ops.As2805TerminalMajorKey), "KeyMaterial.As2805KeyCryptogram.As2805KeyVariant"},
-		{"export variant of another usage", exp(pek, kek, ops.As2805MacKey), "KeyMaterial.As2805KeyCryptogram.As2805KeyVariant"},
-		{"export unknown variant", exp(pek, kek, "VARIANT_MASK_82"), "KeyMaterial.As2805KeyCryptogram.As2805KeyVariant"},
-		{"export under a TDES_3KEY KEK", exp(pek, kek3, ops.As2805PinEncryptionKey), "KeyMaterial.As2805KeyCryptogram.WrappingKeyIdentifier"},
-		{"export under a K1 key", exp(pek, kbpk, ops.As2805PinEncryptionKey), "KeyMaterial.As2805KeyCryptogram.WrappingKeyIdentifier"},
-		{"export under a PEK", exp(pek, pek, ops.As2805PinEncryptionKey), "KeyMaterial.As2805KeyCryptogram.WrappingKeyIdentifier"},
-		{"export under an import-only KEK", exp(pek, kekIn, ops.As2805PinEncryptionKey), "KeyMaterial.As2805KeyCryptogram.WrappingKeyIdentifier"},
-		{"export a TDES_3KEY key under TDES_2KEY", exp(pek3, kek, ops.As2805PinEncryptionKey), ""},
-		{"export an AES key", exp(aesPEK, kek, ops.As2805PinEncryptionKey), "ExportKeyIdentifier"},
-		{"export a non-exportable key", exp(hidden.ARN, kek, ops.As2805PinEncryptionKey), "ExportKeyIdentifier"},
-		{"import variant 00", imp(kek, ops.As2805TerminalMajorKey, keyspec.TDES2Key, ct), "KeyMaterial.As2805KeyCryptogram.As2805KeyVariant"},
-		{"import under an export-only KEK", imp(kekOut, ops.As2805PinEncryptionKey, keyspec.TDES2Key, ct), "KeyMaterial.As2805KeyCryptogram.WrappingKeyIdentifier"},
-		{"import under a TDES_3KEY KEK", imp(kek3, ops.As2805PinEncryptionKey, keyspec.TDES2Key, ct), "KeyMaterial.As2805KeyCryptogram.WrappingKeyIdentifier"},
-		{"import a TDES_3KEY key under TDES_2KEY", imp(kek, ops.As2805PinEncryptionKey, keyspec.TDES3Key, ct+"0123456789ABCDEF"), ""},
-		{"import an AES key", imp(kek, ops.As2805PinEncryptionKey, keyspec.AES128, ct), "KeyMaterial.As2805KeyCryptogram.KeyAlgorithm"},
-		{"import a short cryptogram", imp(kek, ops.As2805PinEncryptionKey, keyspec.TDES2Key, ct[:16]), "KeyMaterial.As2805KeyCryptogram.WrappedKeyCryptogram"},
-		{"import non-hex", imp(kek, ops.As2805PinEncryptionKey, keyspec.TDES2Key, "Z"+ct[1:]), "KeyMaterial.As2805KeyCryptogram.WrappedKeyCryptogram"},
+		{"export variant 00", exp(pek, kek, ops.As2805TerminalMajorKey), at{fault.SubjectAs2805Variant, fault.SideNone}},
+		{"export variant of another usage", exp(pek, kek, ops.As2805MacKey), at{fault.SubjectAs2805Variant, fault.SideNone}},
+		{"export unknown variant", exp(pek, kek, 99), at{fault.SubjectAs2805Variant, fault.SideNone}},
+		{"export under a TDES_3KEY KEK", exp(pek, kek3, ops.As2805PinEncryptionKey), at{fault.SubjectWrappingKey, fault.SideNone}},
+		{"export under a K1 key", exp(pek, kbpk, ops.As2805PinEncryptionKey), at{fault.SubjectWrappingKey, fault.SideNone}},
+		{"export under a PEK", exp(pek, pek, ops.As2805PinEncryptionKey), at{fault.SubjectWrappingKey, fault.SideNone}},
+		{"export under an import-only KEK", exp(pek, kekIn, ops.As2805PinEncryptionKey), at{fault.SubjectWrappingKey, fault.SideNone}},
+		{"export a TDES_3KEY key under TDES_2KEY", exp(pek3, kek, ops.As2805PinEncryptionKey), at{}},
+		{"export an AES key", exp(aesPEK, kek, ops.As2805PinEncryptionKey), at{fault.SubjectKey, fault.SideNone}},
+		{"export a non-exportable key", exp(hidden.ARN, kek, ops.As2805PinEncryptionKey), at{}}, // the control plane's loadExport: not exportable,
+		{"import variant 00", imp(kek, ops.As2805TerminalMajorKey, keyspec.TDES2Key, ct), at{fault.SubjectAs2805Variant, fault.SideNone}},
+		{"import under an export-only KEK", imp(kekOut, ops.As2805PinEncryptionKey, keyspec.TDES2Key, ct), at{fault.SubjectWrappingKey, fault.SideNone}},
+		{"import under a TDES_3KEY KEK", imp(kek3, ops.As2805PinEncryptionKey, keyspec.TDES2Key, ct), at{fault.SubjectWrappingKey, fault.SideNone}},
+		{"import a TDES_3KEY key under TDES_2KEY", imp(kek, ops.As2805PinEncryptionKey, keyspec.TDES3Key, ct+"0123456789ABCDEF"), at{}},
+		{"import an AES key", imp(kek, ops.As2805PinEncryptionKey, keyspec.AES128, ct), at{fault.SubjectKeyAlgorithm, fault.SideNone}},
+		{"import a short cryptogram", imp(kek, ops.As2805PinEncryptionKey, keyspec.TDES2Key, ct[:16]), at{fault.SubjectKeyCryptogram, fault.SideNone}},
 	} {
-		f := fault.As(c.err)
-		if c.err == nil || f.Kind != fault.Validation || (c.field != "" && f.Field != c.field) {
-			t.Errorf("%s: %v (field %q), want a validation error on %q", c.name, c.err, f.Field, c.field)
+		if !isAbout(c.err, c.field) {
+			t.Errorf("%s: %s, want a validation error about %+v", c.name, aboutOf(c.err), c.field)
 		}
 		if c.err != nil && strings.Contains(strings.ToUpper(c.err.Error()), a2Key[:16]) {
 			t.Errorf("%s: error shows key material", c.name)
@@ -166,45 +165,44 @@ func TestAs2805KekValidation(t *testing.T) {
 
 	t.Run("response KAT", func(t *testing.T) {
 		r, err := svc.GenerateAs2805KekValidation(ops.As2805KekValidationInput{KeyIdentifier: kek, VariantMask: ops.As2805Mask82,
-			ResponseKRs: "243B0AA2B8BA6F80C5DA2D88331131C7"})
+			ResponseKRs: hb("243B0AA2B8BA6F80C5DA2D88331131C7")})
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := ops.As2805KekValidationOutput{KeyARN: kek, KCV: a2KEKKCV, RandomKeySend: "243B0AA2B8BA6F80C5DA2D88331131C7", RandomKeyReceive: "44F8078074141B9CF30FC8A34ABBF403"}
-		if *r != want {
-			t.Fatalf("response = %+v, want %+v", r, want)
+		if r.KeyARN != kek || r.KCV != a2KEKKCV || hx(r.RandomKeySend) != "243B0AA2B8BA6F80C5DA2D88331131C7" || hx(r.RandomKeyReceive) != "44F8078074141B9CF30FC8A34ABBF403" {
+			want := "KRs 243B0AA2B8BA6F80C5DA2D88331131C7, KRr 44F8078074141B9CF30FC8A34ABBF403"
+			t.Fatalf("response = %+v, want %s", r, want)
 		}
 	})
 
 	for _, c := range []struct {
 		alg    keyspec.Algorithm
-		max    string
-		hexLen int
+		max    int
+		length int
 	}{
-		{keyspec.TDES2Key, "", 32},
-		{keyspec.TDES3Key, "", 48},
-		{keyspec.TDES3Key, "BYTES_16", 32},
-		{keyspec.TDES2Key, "BYTES_8", 16},
-		{keyspec.TDES2Key, "BYTES_24", 32},
+		{keyspec.TDES2Key, 0, 16},
+		{keyspec.TDES3Key, 0, 24},
+		{keyspec.TDES3Key, 16, 16},
+		{keyspec.TDES2Key, 8, 8},
+		{keyspec.TDES2Key, 24, 16},
 	} {
-		t.Run("request "+string(c.alg)+" "+c.max, func(t *testing.T) {
+		t.Run(fmt.Sprintf("request %s %d", c.alg, c.max), func(t *testing.T) {
 			r, err := svc.GenerateAs2805KekValidation(ops.As2805KekValidationInput{KeyIdentifier: kek, VariantMask: ops.As2805Mask82,
 				Request: &ops.As2805KekValidationRequest{DeriveKeyAlgorithm: c.alg, RandomKeyMaxLength: c.max}})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(r.RandomKeySend) != c.hexLen || len(r.RandomKeyReceive) != c.hexLen || r.KCV != a2KEKKCV || r.KeyARN != kek {
+			if len(r.RandomKeySend) != c.length || len(r.RandomKeyReceive) != c.length || r.KCV != a2KEKKCV || r.KeyARN != kek {
 				t.Fatalf("request = %+v", r)
 			}
 			// The partner, holding the same KEK as KEKr, answers with KRr (hsm/as2805 on the clear KEK).
-			krs, _ := hex.DecodeString(r.RandomKeySend)
-			krr, err := as2805.KEKValidationResponse(clearKEK, krs)
-			if err != nil || strings.ToUpper(hex.EncodeToString(krr)) != r.RandomKeyReceive {
-				t.Fatalf("partner KRr %X, %v; request KRr %s", krr, err, r.RandomKeyReceive)
+			krr, err := as2805.KEKValidationResponse(clearKEK, r.RandomKeySend)
+			if err != nil || !bytes.Equal(krr, r.RandomKeyReceive) {
+				t.Fatalf("partner KRr %X, %v; request KRr %X", krr, err, r.RandomKeyReceive)
 			}
 			// And this appliance's own response path agrees.
 			back, err := svc.GenerateAs2805KekValidation(ops.As2805KekValidationInput{KeyIdentifier: kek, VariantMask: ops.As2805Mask82, ResponseKRs: r.RandomKeySend})
-			if err != nil || back.RandomKeyReceive != r.RandomKeyReceive {
+			if err != nil || !bytes.Equal(back.RandomKeyReceive, r.RandomKeyReceive) {
 				t.Fatalf("response to own request = %+v, %v", back, err)
 			}
 		})
@@ -214,7 +212,7 @@ func TestAs2805KekValidation(t *testing.T) {
 		in := ops.As2805KekValidationInput{KeyIdentifier: kek, VariantMask: ops.As2805Mask82, Request: &ops.As2805KekValidationRequest{DeriveKeyAlgorithm: keyspec.TDES2Key}}
 		a, _ := svc.GenerateAs2805KekValidation(in)
 		b, _ := svc.GenerateAs2805KekValidation(in)
-		if a == nil || b == nil || a.RandomKeySend == b.RandomKeySend {
+		if a == nil || b == nil || bytes.Equal(a.RandomKeySend, b.RandomKeySend) {
 			t.Fatal("two requests share a random key")
 		}
 	})
@@ -226,22 +224,22 @@ func TestAs2805KekValidation(t *testing.T) {
 	for _, c := range []struct {
 		name  string
 		in    ops.As2805KekValidationInput
-		field string
+		field fault.Subject
 	}{
-		{"82C0", ops.As2805KekValidationInput{KeyIdentifier: kek, VariantMask: ops.As2805Mask82C0, Request: req}, "RandomKeySendVariantMask"},
-		{"unknown mask", ops.As2805KekValidationInput{KeyIdentifier: kek, VariantMask: "VARIANT_MASK_84", Request: req}, "RandomKeySendVariantMask"},
-		{"neither", ops.As2805KekValidationInput{KeyIdentifier: kek, VariantMask: ops.As2805Mask82}, "KekValidationType"},
-		{"both", ops.As2805KekValidationInput{KeyIdentifier: kek, VariantMask: ops.As2805Mask82, Request: req, ResponseKRs: "243B0AA2B8BA6F80"}, "KekValidationType"},
-		{"AES random key", ops.As2805KekValidationInput{KeyIdentifier: kek, VariantMask: ops.As2805Mask82, Request: &ops.As2805KekValidationRequest{DeriveKeyAlgorithm: keyspec.AES128}}, "KekValidationType.KekValidationRequest.DeriveKeyAlgorithm"},
-		{"bad max length", ops.As2805KekValidationInput{KeyIdentifier: kek, VariantMask: ops.As2805Mask82, Request: &ops.As2805KekValidationRequest{DeriveKeyAlgorithm: keyspec.TDES2Key, RandomKeyMaxLength: "BYTES_32"}}, "KekValidationType.KekValidationRequest.RandomKeyMaxLength"},
-		{"odd KRs", ops.As2805KekValidationInput{KeyIdentifier: kek, VariantMask: ops.As2805Mask82, ResponseKRs: "243B0AA2B8BA6F80C5"}, "KekValidationType.KekValidationResponse.RandomKeySend"},
-		{"PEK as KEK", ops.As2805KekValidationInput{KeyIdentifier: pek, VariantMask: ops.As2805Mask82, Request: req}, "KeyIdentifier"},
-		{"TDES_3KEY KEK", ops.As2805KekValidationInput{KeyIdentifier: kek3, VariantMask: ops.As2805Mask82, Request: req}, "KeyIdentifier"},
-		{"export-only KEK answering", ops.As2805KekValidationInput{KeyIdentifier: kekOut, VariantMask: ops.As2805Mask82, ResponseKRs: "243B0AA2B8BA6F80"}, "KeyIdentifier"},
+		{"82C0", ops.As2805KekValidationInput{KeyIdentifier: kek, VariantMask: ops.As2805Mask82C0, Request: req}, fault.SubjectVariantMask},
+		{"unknown mask", ops.As2805KekValidationInput{KeyIdentifier: kek, VariantMask: 99, Request: req}, fault.SubjectVariantMask},
+		{"neither", ops.As2805KekValidationInput{KeyIdentifier: kek, VariantMask: ops.As2805Mask82}, fault.SubjectKekValidation},
+		{"both", ops.As2805KekValidationInput{KeyIdentifier: kek, VariantMask: ops.As2805Mask82, Request: req, ResponseKRs: hb("243B0AA2B8BA6F80")}, fault.SubjectKekValidation},
+		{"AES random key", ops.As2805KekValidationInput{KeyIdentifier: kek, VariantMask: ops.As2805Mask82, Request: &ops.As2805KekValidationRequest{DeriveKeyAlgorithm: keyspec.AES128}}, fault.SubjectDerivedKeyAlgorithm},
+		{"bad max length", ops.As2805KekValidationInput{KeyIdentifier: kek, VariantMask: ops.As2805Mask82, Request: &ops.As2805KekValidationRequest{DeriveKeyAlgorithm: keyspec.TDES2Key, RandomKeyMaxLength: 32}}, fault.SubjectRandomKeyLength},
+		{"odd KRs", ops.As2805KekValidationInput{KeyIdentifier: kek, VariantMask: ops.As2805Mask82, ResponseKRs: hb("243B0AA2B8BA6F80C5")}, fault.SubjectRandomKeySend},
+		{"PEK as KEK", ops.As2805KekValidationInput{KeyIdentifier: pek, VariantMask: ops.As2805Mask82, Request: req}, fault.SubjectKey},
+		{"TDES_3KEY KEK", ops.As2805KekValidationInput{KeyIdentifier: kek3, VariantMask: ops.As2805Mask82, Request: req}, fault.SubjectKey},
+		{"export-only KEK answering", ops.As2805KekValidationInput{KeyIdentifier: kekOut, VariantMask: ops.As2805Mask82, ResponseKRs: hb("243B0AA2B8BA6F80")}, fault.SubjectKey},
 	} {
 		_, err := svc.GenerateAs2805KekValidation(c.in)
-		if f := fault.As(err); err == nil || f.Kind != fault.Validation || f.Field != c.field {
-			t.Errorf("%s: %v, want a validation error on %s", c.name, err, c.field)
+		if !isAbout(err, at{c.field, fault.SideNone}) {
+			t.Errorf("%s: %s, want a validation error about %d", c.name, aboutOf(err), c.field)
 		}
 	}
 	if _, err := svc.GenerateAs2805KekValidation(ops.As2805KekValidationInput{KeyIdentifier: kekOut, VariantMask: ops.As2805Mask82, Request: req}); err != nil {
@@ -252,7 +250,7 @@ func TestAs2805KekValidation(t *testing.T) {
 	}
 
 	t.Run("no PKCS#11 call per operation", func(t *testing.T) {
-		in := ops.As2805KekValidationInput{KeyIdentifier: kek, VariantMask: ops.As2805Mask82, ResponseKRs: "243B0AA2B8BA6F80C5DA2D88331131C7"}
+		in := ops.As2805KekValidationInput{KeyIdentifier: kek, VariantMask: ops.As2805Mask82, ResponseKRs: hb("243B0AA2B8BA6F80C5DA2D88331131C7")}
 		svc.GenerateAs2805KekValidation(in)
 		before := custody.TokenOperations()
 		for i := 0; i < 200; i++ {
@@ -287,18 +285,21 @@ func TestAs2805SessionPinKey(t *testing.T) {
 	encOnly := opstest.Import(t, svc, sym(keyspec.P0, keyspec.TDES2Key, keyspec.ModesOfUse{Encrypt: true, Wrap: true}), a2Key)
 	kpp3 := opstest.Import(t, svc, sym(keyspec.P0, keyspec.TDES3Key, a2KEKModes), a2Key+"0123456789ABCDEF")
 	dek := opstest.Import(t, svc, sym(keyspec.D0, keyspec.TDES2Key, a2KEKModes), a2Key)
+	pek := at{fault.SubjectPinEncryptionKey, fault.SideIncoming}
 	for _, c := range []struct {
-		name, key, stan, amount, field, violation string
+		name, key, stan, amount string
+		field                   at
+		violation               string
 	}{
-		{"encrypt-only KPP", encOnly, "000348", "000000000328", "IncomingKeyIdentifier", fault.ViolationModes},
-		{"TDES_3KEY KPP", kpp3, "000348", "000000000328", "IncomingKeyIdentifier", fault.ViolationAlgorithm},
-		{"data key", dek, "000348", "000000000328", "IncomingKeyIdentifier", fault.ViolationUsage},
-		{"short STAN", kpp, "00348", "000000000328", "IncomingAs2805Attributes.SystemTraceAuditNumber", ""},
-		{"letter in amount", kpp, "000348", "00000000032A", "IncomingAs2805Attributes.TransactionAmount", ""},
+		{"encrypt-only KPP", encOnly, "000348", "000000000328", pek, fault.ViolationModes},
+		{"TDES_3KEY KPP", kpp3, "000348", "000000000328", pek, fault.ViolationAlgorithm},
+		{"data key", dek, "000348", "000000000328", pek, fault.ViolationUsage},
+		{"short STAN", kpp, "00348", "000000000328", at{fault.SubjectSTAN, fault.SideIncoming}, ""},
+		{"letter in amount", kpp, "000348", "00000000032A", at{fault.SubjectTransactionAmount, fault.SideIncoming}, ""},
 	} {
 		_, _, err := svc.As2805KPEForTest(c.key, c.stan, c.amount)
-		if f := fault.As(err); err == nil || f.Kind != fault.Validation || f.Field != c.field || f.Violation != c.violation {
-			t.Errorf("%s: %v, want a validation error on %s (%s)", c.name, err, c.field, c.violation)
+		if f := fault.As(err); !isAbout(err, c.field) || f.Violation != c.violation {
+			t.Errorf("%s: %s, want a validation error about %+v (%s)", c.name, aboutOf(err), c.field, c.violation)
 		}
 	}
 
@@ -317,7 +318,7 @@ func TestAs2805SessionPinKey(t *testing.T) {
 
 func BenchmarkAs2805KekValidationResponse(b *testing.B) {
 	svc, kek := a2Fixture(b)
-	in := ops.As2805KekValidationInput{KeyIdentifier: kek, VariantMask: ops.As2805Mask82, ResponseKRs: "243B0AA2B8BA6F80C5DA2D88331131C7"}
+	in := ops.As2805KekValidationInput{KeyIdentifier: kek, VariantMask: ops.As2805Mask82, ResponseKRs: hb("243B0AA2B8BA6F80C5DA2D88331131C7")}
 	if _, err := svc.GenerateAs2805KekValidation(in); err != nil {
 		b.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package ops
 
 import (
 	"fmt"
-	"strings"
 
 	"payhsm/fault"
 	"payhsm/hsm/cardverify"
@@ -10,8 +9,8 @@ import (
 	"payhsm/keyspec"
 )
 
-// CardValidationKind is the member of the CardGenerationAttributes /
-// CardVerificationAttributes union.
+// CardValidationKind is a card validation data type (the member of the
+// AWS CardGenerationAttributes / CardVerificationAttributes union).
 type CardValidationKind int
 
 const (
@@ -25,6 +24,7 @@ const (
 	CardDiscoverDynamicCode                               // DiscoverDynamicCardVerificationCode (verify only)
 )
 
+// cardKindNames name the types in messages.
 var cardKindNames = map[CardValidationKind]string{
 	CardCVV1: "CardVerificationValue1", CardCVV2: "CardVerificationValue2",
 	CardHolderVerification: "CardHolderVerificationValue", CardAmexCSC1: "AmexCardSecurityCodeVersion1",
@@ -33,30 +33,23 @@ var cardKindNames = map[CardValidationKind]string{
 }
 
 // CardValidationInput is the input of Generate- and VerifyCardValidationData.
-// Field is the request member holding the attributes ("GenerationAttributes"
-// or "VerificationAttributes"), used in error messages.
 type CardValidationInput struct {
 	KeyIdentifier string
 	PAN           string
 	Kind          CardValidationKind
-	Field         string
 	ExpiryDate    string // 4 digits, in the issuer's format
 	ServiceCode   string // 3 digits
-	UN            string // hex
+	UN            []byte // 1 to 4 bytes, right-justified
 	PSN           string // 2 digits
-	ATC           string // hex
-	TrackData     string // hex
-	Length        int    // ValidationDataLength (3..5); 0 = 3
+	ATC           []byte // 2 bytes
+	TrackData     []byte
+	Length        int // ValidationDataLength (3..5); 0 = 3
 }
 
-func (in CardValidationInput) attr(member string) string {
-	return in.Field + "." + cardKindNames[in.Kind] + "." + member
-}
-
-// digits checks that the attribute member holds exactly n decimal digits.
-func (in CardValidationInput) digits(member, v string, n int) error {
+// digits checks that the attribute subj holds exactly n decimal digits.
+func digits(subj fault.Subject, v string, n int) error {
 	if len(v) != n || !isDigits(v) {
-		return fault.FieldInvalid(in.attr(member), "must be %d digits", n)
+		return about(subj, fault.SideNone, "must be %d digits", n)
 	}
 	return nil
 }
@@ -64,7 +57,8 @@ func (in CardValidationInput) digits(member, v string, n int) error {
 // card-verification rules (guide: Valid keys for cryptographic operations,
 // GenerateCardData and VerifyCardData).
 func (s *Service) cardKey(in CardValidationInput, verify bool) (*WorkingKey, error) {
-	w, err := s.Working(in.KeyIdentifier, "KeyIdentifier")
+	const subj, side = fault.SubjectKey, fault.SideNone
+	w, err := s.Working(in.KeyIdentifier, subj, side)
 	if err != nil {
 		return nil, err
 	}
@@ -77,20 +71,20 @@ func (s *Service) cardKey(in CardValidationInput, verify bool) (*WorkingKey, err
 	what += " with " + cardKindNames[in.Kind]
 	switch in.Kind {
 	case CardCVV1, CardCVV2:
-		err = Require(w, "KeyIdentifier", what, []keyspec.KeyUsage{keyspec.C0}, tdes2, cvkMode)
+		err = Require(w, subj, side, what, []keyspec.KeyUsage{keyspec.C0}, tdes2, cvkMode)
 	case CardAmexCSC1, CardAmexCSC2:
-		err = Require(w, "KeyIdentifier", what, []keyspec.KeyUsage{keyspec.C0}, []keyspec.Algorithm{keyspec.TDES2Key, keyspec.TDES3Key}, cvkMode)
+		err = Require(w, subj, side, what, []keyspec.KeyUsage{keyspec.C0}, []keyspec.Algorithm{keyspec.TDES2Key, keyspec.TDES3Key}, cvkMode)
 	case CardHolderVerification, CardDynamicValue:
-		err = Require(w, "KeyIdentifier", what, []keyspec.KeyUsage{keyspec.E6}, tdes2, deriveKey)
+		err = Require(w, subj, side, what, []keyspec.KeyUsage{keyspec.E6}, tdes2, deriveKey)
 	case CardDynamicCode:
-		err = Require(w, "KeyIdentifier", what, []keyspec.KeyUsage{keyspec.E4}, tdes2, deriveKey)
+		err = Require(w, subj, side, what, []keyspec.KeyUsage{keyspec.E4}, tdes2, deriveKey)
 	case CardDiscoverDynamicCode:
 		if !verify {
-			return nil, fault.FieldInvalid(in.Field, "DiscoverDynamicCardVerificationCode can only be verified")
+			return nil, about(fault.SubjectCardAttributes, side, "DiscoverDynamicCardVerificationCode can only be verified")
 		}
-		err = Require(w, "KeyIdentifier", what, []keyspec.KeyUsage{keyspec.E6}, tdes2, deriveKey)
+		err = Require(w, subj, side, what, []keyspec.KeyUsage{keyspec.E6}, tdes2, deriveKey)
 	default:
-		return nil, fault.FieldInvalid(in.Field, "unknown card validation type")
+		return nil, about(fault.SubjectCardAttributes, side, "unknown card validation type")
 	}
 	if err != nil {
 		return nil, err
@@ -100,8 +94,9 @@ func (s *Service) cardKey(in CardValidationInput, verify bool) (*WorkingKey, err
 
 // cardValue computes the validation data of in (length digits) under w.
 func cardValue(w *WorkingKey, in CardValidationInput, length int) (string, error) {
+	const side = fault.SideNone
 	if len(in.PAN) < 12 || len(in.PAN) > 19 || !isDigits(in.PAN) {
-		return "", fault.FieldInvalid("PrimaryAccountNumber", "must be 12 to 19 digits")
+		return "", about(fault.SubjectPAN, side, "must be 12 to 19 digits")
 	}
 	switch in.Kind {
 	case CardCVV1, CardCVV2:
@@ -109,14 +104,14 @@ func cardValue(w *WorkingKey, in CardValidationInput, length int) (string, error
 		if in.Kind == CardCVV2 {
 			sc = "000"
 		}
-		if err := in.digits("CardExpiryDate", in.ExpiryDate, 4); err != nil {
+		if err := digits(fault.SubjectExpiryDate, in.ExpiryDate, 4); err != nil {
 			return "", err
 		}
-		if err := in.digits("ServiceCode", sc, 3); err != nil {
+		if err := digits(fault.SubjectServiceCode, sc, 3); err != nil {
 			return "", err
 		}
 		if length != 3 {
-			return "", fault.FieldInvalid("ValidationDataLength", "must be 3 for %s", cardKindNames[in.Kind])
+			return "", about(fault.SubjectValidationDataLength, side, "must be 3 for %s", cardKindNames[in.Kind])
 		}
 		v, err := cardverify.CVVCiphers(w.Left, w.Block, in.PAN, in.ExpiryDate, sc, length)
 		if err != nil {
@@ -124,65 +119,61 @@ func cardValue(w *WorkingKey, in CardValidationInput, length int) (string, error
 		}
 		return v, nil
 	case CardDynamicCode:
-		if err := in.digits("PanSequenceNumber", in.PSN, 2); err != nil {
+		if err := digits(fault.SubjectPSN, in.PSN, 2); err != nil {
 			return "", err
 		}
-		atc, err := atcField(in.attr("ApplicationTransactionCounter"), in.ATC)
-		if err != nil {
+		if err := fixed(fault.SubjectATC, side, in.ATC, 2); err != nil {
 			return "", err
 		}
-		unb, err := hexField(in.attr("UnpredictableNumber"), in.UN, -1)
-		if err != nil || len(unb) == 0 || len(unb) > 4 {
-			return "", fault.FieldInvalid(in.attr("UnpredictableNumber"), "must be 2 to 8 hexadecimal digits")
+		if len(in.UN) == 0 || len(in.UN) > 4 {
+			return "", about(fault.SubjectUnpredictableNumber, side, "must be 1 to 4 bytes")
 		}
 		var un [4]byte
-		copy(un[4-len(unb):], unb)
-		track, err := hexField(in.attr("TrackData"), in.TrackData, -1)
-		if err != nil || len(track) == 0 {
-			return "", fault.FieldInvalid(in.attr("TrackData"), "must be hexadecimal track data")
+		copy(un[4-len(in.UN):], in.UN)
+		if len(in.TrackData) == 0 {
+			return "", about(fault.SubjectTrackData, side, "is required")
 		}
 		if length != 3 {
-			return "", fault.FieldInvalid("ValidationDataLength", "must be 3 for DynamicCardVerificationCode")
+			return "", about(fault.SubjectValidationDataLength, side, "must be 3 for DynamicCardVerificationCode")
 		}
 		icc, err := emv.ICCMasterKeyBlock(w.Block, emv.OptionA, in.PAN, in.PSN)
 		if err != nil {
 			return "", fault.Internalf("ICC key derivation", err)
 		}
 		defer clear(icc)
-		v, err := cardverify.CVC3(icc, track, un, atc)
+		v, err := cardverify.CVC3(icc, in.TrackData, un, [2]byte(in.ATC))
 		if err != nil {
 			return "", fault.Internalf("CVC3", err)
 		}
 		return fmt.Sprintf("%03d", v%1000), nil
 	case CardDynamicValue:
-		if err := in.digits("CardExpiryDate", in.ExpiryDate, 4); err != nil {
+		if err := digits(fault.SubjectExpiryDate, in.ExpiryDate, 4); err != nil {
 			return "", err
 		}
-		if err := in.digits("ServiceCode", in.ServiceCode, 3); err != nil {
+		if err := digits(fault.SubjectServiceCode, in.ServiceCode, 3); err != nil {
 			return "", err
 		}
-		if err := in.digits("PanSequenceNumber", in.PSN, 2); err != nil {
+		if err := digits(fault.SubjectPSN, in.PSN, 2); err != nil {
 			return "", err
 		}
-		atc, err := atcField(in.attr("ApplicationTransactionCounter"), in.ATC)
-		if err != nil {
+		if err := fixed(fault.SubjectATC, side, in.ATC, 2); err != nil {
 			return "", err
 		}
 		if length != 3 {
-			return "", fault.FieldInvalid("ValidationDataLength", "must be 3 for DynamicCardVerificationValue")
+			return "", about(fault.SubjectValidationDataLength, side, "must be 3 for DynamicCardVerificationValue")
 		}
 		icc, err := emv.ICCMasterKeyBlock(w.Block, emv.OptionA, in.PAN, in.PSN)
 		if err != nil {
 			return "", fault.Internalf("ICC key derivation", err)
 		}
 		defer clear(icc)
-		v, err := cardverify.DCVV(icc, in.PAN, in.ExpiryDate, in.ServiceCode, atc)
+		v, err := cardverify.DCVV(icc, in.PAN, in.ExpiryDate, in.ServiceCode, [2]byte(in.ATC))
 		if err != nil {
 			return "", fault.Internalf("dCVV", err)
 		}
 		return v, nil
 	}
-	return "", fault.FieldInvalid(in.Field, "%s is not supported by this appliance: %s", cardKindNames[in.Kind], unsupportedCardKinds[in.Kind])
+	return "", about(fault.SubjectCardAttributes, side, "%s is not supported by this appliance: %s", cardKindNames[in.Kind], unsupportedCardKinds[in.Kind])
 }
 
 // unsupportedCardKinds says why a card validation type is refused: each is
@@ -200,7 +191,7 @@ func cardLength(n int) (int, error) {
 		return 3, nil
 	}
 	if n < 3 || n > 5 {
-		return 0, fault.FieldInvalid("ValidationDataLength", "must be between 3 and 5")
+		return 0, about(fault.SubjectValidationDataLength, fault.SideNone, "must be between 3 and 5")
 	}
 	return n, nil
 }
@@ -226,7 +217,7 @@ func (s *Service) GenerateCardValidationData(in CardValidationInput) (*CryptoRes
 // VerificationFailed fault with reason INVALID_VALIDATION_DATA.
 func (s *Service) VerifyCardValidationData(in CardValidationInput, value string) (*CryptoResult, error) {
 	if len(value) < 3 || len(value) > 5 || !isDigits(value) {
-		return nil, fault.FieldInvalid("ValidationData", "must be 3 to 5 digits")
+		return nil, about(fault.SubjectValidationData, fault.SideNone, "must be 3 to 5 digits")
 	}
 	w, err := s.cardKey(in, true)
 	if err != nil {
@@ -234,8 +225,9 @@ func (s *Service) VerifyCardValidationData(in CardValidationInput, value string)
 	}
 	want, err := cardValue(w, in, len(value))
 	if err != nil {
-		if f := fault.As(err); f.Field == "ValidationDataLength" {
-			return nil, fault.FieldInvalid("ValidationData", "%s", strings.TrimPrefix(f.Message, "ValidationDataLength: "))
+		// The length to compute is the given value's: its fault is about the value.
+		if f := fault.As(err); f.Subject == fault.SubjectValidationDataLength {
+			return nil, about(fault.SubjectValidationData, fault.SideNone, "%s", f.Message)
 		}
 		return nil, err
 	}

@@ -19,8 +19,8 @@ func importE6(t testing.TB, svc *ops.Service, key string) string {
 
 // dcvvIn is a DynamicCardVerificationValue request.
 func dcvvIn(key, pan, psn, exp, sc, atc string) ops.CardValidationInput {
-	return ops.CardValidationInput{KeyIdentifier: key, PAN: pan, Kind: ops.CardDynamicValue, Field: "GenerationAttributes",
-		PSN: psn, ExpiryDate: exp, ServiceCode: sc, ATC: atc}
+	return ops.CardValidationInput{KeyIdentifier: key, PAN: pan, Kind: ops.CardDynamicValue,
+		PSN: psn, ExpiryDate: exp, ServiceCode: sc, ATC: hb("0000"[len(atc):] + atc)} // right-justified, as the API edge does
 }
 
 func TestDynamicCardVerificationValue(t *testing.T) {
@@ -49,7 +49,6 @@ func TestDynamicCardVerificationValue(t *testing.T) {
 			if err != nil || r.Value != c.want {
 				t.Fatalf("%s: %+v %v", c.src, r, err)
 			}
-			c.in.Field = "VerificationAttributes"
 			if v, err := svc.VerifyCardValidationData(c.in, c.want); err != nil || v.KCV != r.KCV {
 				t.Fatalf("%s verify: %+v %v", c.src, v, err)
 			}
@@ -94,29 +93,28 @@ func TestDynamicCardVerificationValue(t *testing.T) {
 	t.Run("input validation", func(t *testing.T) {
 		ok := dcvvIn(gep3, "4012340000000016", "00", "1228", "000", "0001")
 		for _, c := range []struct {
-			field  string
+			field  fault.Subject
 			mutate func(*ops.CardValidationInput)
 		}{
-			{"GenerationAttributes.DynamicCardVerificationValue.CardExpiryDate", func(in *ops.CardValidationInput) { in.ExpiryDate = "12a8" }},
-			{"GenerationAttributes.DynamicCardVerificationValue.CardExpiryDate", func(in *ops.CardValidationInput) { in.ExpiryDate = "122" }},
-			{"GenerationAttributes.DynamicCardVerificationValue.ServiceCode", func(in *ops.CardValidationInput) { in.ServiceCode = "10" }},
-			{"GenerationAttributes.DynamicCardVerificationValue.PanSequenceNumber", func(in *ops.CardValidationInput) { in.PSN = "0" }},
-			{"GenerationAttributes.DynamicCardVerificationValue.ApplicationTransactionCounter", func(in *ops.CardValidationInput) { in.ATC = "12345" }},
-			{"GenerationAttributes.DynamicCardVerificationValue.ApplicationTransactionCounter", func(in *ops.CardValidationInput) { in.ATC = "0G01" }},
-			{"PrimaryAccountNumber", func(in *ops.CardValidationInput) { in.PAN = "40123400000" }},
-			{"ValidationDataLength", func(in *ops.CardValidationInput) { in.Length = 4 }},
+			{fault.SubjectExpiryDate, func(in *ops.CardValidationInput) { in.ExpiryDate = "12a8" }},
+			{fault.SubjectExpiryDate, func(in *ops.CardValidationInput) { in.ExpiryDate = "122" }},
+			{fault.SubjectServiceCode, func(in *ops.CardValidationInput) { in.ServiceCode = "10" }},
+			{fault.SubjectPSN, func(in *ops.CardValidationInput) { in.PSN = "0" }},
+			{fault.SubjectATC, func(in *ops.CardValidationInput) { in.ATC = []byte{1, 2, 3} }},
+			{fault.SubjectATC, func(in *ops.CardValidationInput) { in.ATC = []byte{1} }},
+			{fault.SubjectPAN, func(in *ops.CardValidationInput) { in.PAN = "40123400000" }},
+			{fault.SubjectValidationDataLength, func(in *ops.CardValidationInput) { in.Length = 4 }},
 		} {
 			in := ok
 			c.mutate(&in)
 			_, err := svc.GenerateCardValidationData(in)
-			if f := fault.As(err); f == nil || f.Kind != fault.Validation || f.Field != c.field {
-				t.Errorf("%s: %v", c.field, err)
+			if !isAbout(err, at{c.field, fault.SideNone}) {
+				t.Errorf("%d: %s", c.field, aboutOf(err))
 			}
 		}
 		in := ok
-		in.Field = "VerificationAttributes"
-		if _, err := svc.VerifyCardValidationData(in, "3690"); fault.As(err) == nil || fault.As(err).Field != "ValidationData" {
-			t.Errorf("4-digit dCVV: %v", err)
+		if _, err := svc.VerifyCardValidationData(in, "3690"); !isAbout(err, at{fault.SubjectValidationData, fault.SideNone}) {
+			t.Errorf("4-digit dCVV: %s", aboutOf(err))
 		}
 	})
 

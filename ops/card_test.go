@@ -6,7 +6,6 @@ import (
 
 	"payhsm/fault"
 	"payhsm/hsm/custody"
-	"payhsm/hsm/emv"
 	"payhsm/keyspec"
 	"payhsm/ops"
 	"payhsm/ops/opstest"
@@ -42,7 +41,7 @@ func TestCardAndEMVThroughService(t *testing.T) {
 			// Visa CVV worked example (CVK-A 0123456789ABCDEF, CVK-B FEDCBA9876543210).
 			{"visa example", ops.CardCVV1, "101", "561"},
 		} {
-			in := ops.CardValidationInput{KeyIdentifier: cvk, PAN: "4123456789012345", Kind: c.kind, Field: "GenerationAttributes",
+			in := ops.CardValidationInput{KeyIdentifier: cvk, PAN: "4123456789012345", Kind: c.kind,
 				ExpiryDate: "8701", ServiceCode: c.sc}
 			r, err := svc.GenerateCardValidationData(in)
 			if err != nil || r.Value != c.want || r.KCV != "08D7B4" {
@@ -59,7 +58,6 @@ func TestCardAndEMVThroughService(t *testing.T) {
 			{KeyIdentifier: cvk, PAN: "171234567890123", Kind: ops.CardCVV2, ExpiryDate: "0123"},
 			{KeyIdentifier: cvk, PAN: "171234567890123", Kind: ops.CardCVV1, ExpiryDate: "1127", ServiceCode: "999"},
 		} {
-			in.Field = "GenerationAttributes"
 			r, err := svc.GenerateCardValidationData(in)
 			if err != nil {
 				t.Fatal(err)
@@ -88,8 +86,8 @@ func TestCardAndEMVThroughService(t *testing.T) {
 
 	t.Run("DCVC3 known answer", func(t *testing.T) {
 		// knovichikhin/pyemv tests/test_cvv_hsm.py test_generate_cvc3_track2.
-		in := ops.CardValidationInput{KeyIdentifier: imkCVC3, PAN: "5123456789012345", Kind: ops.CardDynamicCode, Field: "GenerationAttributes",
-			PSN: "00", ATC: "005E", UN: "00000899", TrackData: "5123456789012345D35121010000000000000F"}
+		in := ops.CardValidationInput{KeyIdentifier: imkCVC3, PAN: "5123456789012345", Kind: ops.CardDynamicCode,
+			PSN: "00", ATC: hb("005E"), UN: hb("00000899"), TrackData: hb("5123456789012345D35121010000000000000F")}
 		r, err := svc.GenerateCardValidationData(in)
 		if err != nil || r.Value != "488" {
 			t.Fatalf("%+v %v", r, err)
@@ -103,7 +101,7 @@ func TestCardAndEMVThroughService(t *testing.T) {
 	})
 
 	t.Run("key separation", func(t *testing.T) {
-		cvv := ops.CardValidationInput{PAN: "4123456789012345", Kind: ops.CardCVV1, Field: "GenerationAttributes", ExpiryDate: "8701", ServiceCode: "101"}
+		cvv := ops.CardValidationInput{PAN: "4123456789012345", Kind: ops.CardCVV1, ExpiryDate: "8701", ServiceCode: "101"}
 		for _, c := range []struct {
 			name string
 			run  func() error
@@ -121,15 +119,15 @@ func TestCardAndEMVThroughService(t *testing.T) {
 				return err
 			}},
 			{"CVK for DCVC3", func() error {
-				in := ops.CardValidationInput{KeyIdentifier: cvk, PAN: "5123456789012345", Kind: ops.CardDynamicCode, PSN: "00", ATC: "005E",
-					UN: "00000899", TrackData: "5123"}
+				in := ops.CardValidationInput{KeyIdentifier: cvk, PAN: "5123456789012345", Kind: ops.CardDynamicCode, PSN: "00", ATC: hb("005E"),
+					UN: hb("00000899"), TrackData: hb("5123")}
 				_, err := svc.GenerateCardValidationData(in)
 				return err
 			}},
 			{"CVK for ARQC", func() error {
-				_, err := svc.VerifyAuthRequestCryptogram(ops.AuthRequestCryptogramInput{KeyIdentifier: cvk, TransactionData: cvnData,
-					MajorKeyMode: "EMV_OPTION_A", Session: ops.EMVSession{Scheme: emv.SchemeVisa, PAN: "1234567890123456", PSN: "00"}},
-					"29CCA15AE665FA2E", nil)
+				_, err := svc.VerifyAuthRequestCryptogram(ops.AuthRequestCryptogramInput{KeyIdentifier: cvk, TransactionData: hb(cvnData),
+					MajorKeyMode: ops.EmvOptionA, Session: ops.EMVSession{Scheme: ops.EmvVisa, PAN: "1234567890123456", PSN: "00"}},
+					hb("29CCA15AE665FA2E"), nil)
 				return err
 			}},
 		} {
@@ -146,44 +144,44 @@ func TestCardAndEMVThroughService(t *testing.T) {
 	t.Run("ARQC and ARPC known answers", func(t *testing.T) {
 		for _, c := range []struct {
 			src        string
-			mode       string
+			mode       ops.EmvOption
 			sess       ops.EMVSession
 			data, arqc string
 			arpc       *ops.ARPCRequest
 			arpcWant   string
 		}{
 			// pyemv tests/test_cvn_hsm.py test_visa_cvn10 (data ‖ CVR, zero-padded).
-			{"pyemv CVN10", "EMV_OPTION_A", ops.EMVSession{Scheme: emv.SchemeVisa, PAN: "1234567890123456", PSN: "00"},
-				cvnData + "03A06010", "29CCA15AE665FA2E", &ops.ARPCRequest{Method: 1, AuthResponseCode: "3030"}, "28993816AFAE4AEB"},
+			{"pyemv CVN10", ops.EmvOptionA, ops.EMVSession{Scheme: ops.EmvVisa, PAN: "1234567890123456", PSN: "00"},
+				cvnData + "03A06010", "29CCA15AE665FA2E", &ops.ARPCRequest{Method: 1, AuthResponseCode: hb("3030")}, "28993816AFAE4AEB"},
 			// pyemv tests/test_cvn_hsm.py test_visa_cvn18 (data ‖ IAD, ISO 9797-1 method 2 padded by the caller).
-			{"pyemv CVN18", "EMV_OPTION_B", ops.EMVSession{Scheme: emv.SchemeEMVCommon, PAN: "1234567890123456", PSN: "00", ATC: "001C"},
-				cvnData + "06011203A0B800" + "80", "7A788EA6B8A3E733", &ops.ARPCRequest{Method: 2, CardStatusUpdate: "00000000"}, "9AF514C1"},
+			{"pyemv CVN18", ops.EmvOptionB, ops.EMVSession{Scheme: ops.EmvCommon, PAN: "1234567890123456", PSN: "00", ATC: hb("001C")},
+				cvnData + "06011203A0B800" + "80", "7A788EA6B8A3E733", &ops.ARPCRequest{Method: 2, CardStatusUpdate: hb("00000000")}, "9AF514C1"},
 			// pyemv tests/test_cvn_hsm.py test_interac_cvn133 (Mastercard SKD).
-			{"pyemv Mastercard SKD", "EMV_OPTION_A", ops.EMVSession{Scheme: emv.SchemeMastercard, PAN: "1234567890123456", PSN: "00", ATC: "001C", UN: "ABCDEF12"},
+			{"pyemv Mastercard SKD", ops.EmvOptionA, ops.EMVSession{Scheme: ops.EmvMastercard, PAN: "1234567890123456", PSN: "00", ATC: hb("001C"), UN: hb("ABCDEF12")},
 				"000000009999" + "000000000000" + "0124" + "8000000000" + "0124" + "209906" + "00" + "ABCDEF12" + "1800" + "001C" +
 					"1501850440B100000000B00000000000000000000000" + "80",
-				"18932FECA2D84326", &ops.ARPCRequest{Method: 1, AuthResponseCode: "0000"}, "4DF171A49396C363"},
+				"18932FECA2D84326", &ops.ARPCRequest{Method: 1, AuthResponseCode: hb("0000")}, "4DF171A49396C363"},
 			// The user guide's Visa CVN10 example (key KCV 08D7B4 = 0123456789ABCDEFFEDCBA9876543210),
 			// transaction data of its "ISO 9797 Method 1 Padding" example.
-			{"guide CVN10", "EMV_OPTION_A", ops.EMVSession{Scheme: emv.SchemeVisa, PAN: "9137631040001422", PSN: "01"},
+			{"guide CVN10", ops.EmvOptionA, ops.EMVSession{Scheme: ops.EmvVisa, PAN: "9137631040001422", PSN: "01"},
 				"00000000170000000000000008400080008000084016051700000000093800000B03011203000000", "D791093C8A921769", nil, ""},
 		} {
-			in := ops.AuthRequestCryptogramInput{KeyIdentifier: imkAC, TransactionData: c.data, MajorKeyMode: c.mode, Session: c.sess}
+			in := ops.AuthRequestCryptogramInput{KeyIdentifier: imkAC, TransactionData: hb(c.data), MajorKeyMode: c.mode, Session: c.sess}
 			g, err := svc.GenerateAuthRequestCryptogram(in)
-			if err != nil || g.Value != c.arqc {
+			if err != nil || hx(g.Cryptogram) != c.arqc {
 				t.Fatalf("%s: generate %+v %v", c.src, g, err)
 			}
-			r, err := svc.VerifyAuthRequestCryptogram(in, c.arqc, c.arpc)
-			if err != nil || r.Value != c.arpcWant || r.KCV != "08D7B4" {
+			r, err := svc.VerifyAuthRequestCryptogram(in, hb(c.arqc), c.arpc)
+			if err != nil || hx(r.Cryptogram) != c.arpcWant || r.KCV != "08D7B4" {
 				t.Fatalf("%s: verify %+v %v", c.src, r, err)
 			}
-			bad := []byte(c.arqc)
-			bad[15] ^= 1
-			if _, err := svc.VerifyAuthRequestCryptogram(in, string(bad), nil); reasonOf(err) != fault.ReasonInvalidAuthCryptogram {
+			bad := hb(c.arqc)
+			bad[7] ^= 1
+			if _, err := svc.VerifyAuthRequestCryptogram(in, bad, nil); reasonOf(err) != fault.ReasonInvalidAuthCryptogram {
 				t.Fatalf("%s: wrong ARQC: %v", c.src, err)
 			}
-			in.TransactionData = "01" + c.data[2:]
-			if _, err := svc.VerifyAuthRequestCryptogram(in, c.arqc, nil); reasonOf(err) != fault.ReasonInvalidAuthCryptogram {
+			in.TransactionData = hb("01" + c.data[2:])
+			if _, err := svc.VerifyAuthRequestCryptogram(in, hb(c.arqc), nil); reasonOf(err) != fault.ReasonInvalidAuthCryptogram {
 				t.Fatalf("%s: other data: %v", c.src, err)
 			}
 		}
@@ -191,22 +189,22 @@ func TestCardAndEMVThroughService(t *testing.T) {
 
 	t.Run("every session scheme: generate→verify", func(t *testing.T) {
 		for _, sess := range []ops.EMVSession{
-			{Scheme: emv.SchemeEMVCommon, ATC: "000B"}, {Scheme: emv.SchemeMastercard, ATC: "000B", UN: "12345678"},
-			{Scheme: emv.SchemeEMV2000, ATC: "000B"}, {Scheme: emv.SchemeAmex}, {Scheme: emv.SchemeVisa}, {Scheme: emv.SchemeUnionPay, ATC: "000B"},
+			{Scheme: ops.EmvCommon, ATC: hb("000B")}, {Scheme: ops.EmvMastercard, ATC: hb("000B"), UN: hb("12345678")},
+			{Scheme: ops.EmvEMV2000, ATC: hb("000B")}, {Scheme: ops.EmvAmex}, {Scheme: ops.EmvVisa}, {Scheme: ops.EmvUnionPay, ATC: hb("000B")},
 		} {
 			sess.PAN, sess.PSN = "9137631040001422", "01"
-			in := ops.AuthRequestCryptogramInput{KeyIdentifier: imkAC, TransactionData: "00000000170000000000000008400080008000084016051700000000093800000B1F220103000000",
-				MajorKeyMode: "EMV_OPTION_B", Session: sess}
+			in := ops.AuthRequestCryptogramInput{KeyIdentifier: imkAC, TransactionData: hb("00000000170000000000000008400080008000084016051700000000093800000B1F220103000000"),
+				MajorKeyMode: ops.EmvOptionB, Session: sess}
 			g, err := svc.GenerateAuthRequestCryptogram(in)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := svc.VerifyAuthRequestCryptogram(in, g.Value, &ops.ARPCRequest{Method: 2, CardStatusUpdate: "12345678", ProprietaryAuthenticationData: "01"}); err != nil {
+			if _, err := svc.VerifyAuthRequestCryptogram(in, g.Cryptogram, &ops.ARPCRequest{Method: 2, CardStatusUpdate: hb("12345678"), ProprietaryAuthenticationData: hb("01")}); err != nil {
 				t.Fatalf("scheme %d: %v", sess.Scheme, err)
 			}
 			other := in
 			other.Session.PSN = "02"
-			if _, err := svc.VerifyAuthRequestCryptogram(other, g.Value, nil); kindOf(err) != fault.VerificationFailed {
+			if _, err := svc.VerifyAuthRequestCryptogram(other, g.Cryptogram, nil); kindOf(err) != fault.VerificationFailed {
 				t.Fatalf("scheme %d other PSN: %v", sess.Scheme, err)
 			}
 		}
@@ -214,15 +212,15 @@ func TestCardAndEMVThroughService(t *testing.T) {
 
 	t.Run("no PKCS#11 call per operation", func(t *testing.T) {
 		in := ops.CardValidationInput{KeyIdentifier: cvk, PAN: "171234567890123", Kind: ops.CardCVV2, ExpiryDate: "0123"}
-		arqc := ops.AuthRequestCryptogramInput{KeyIdentifier: imkAC, TransactionData: cvnData + "06011203A0B800" + "80", MajorKeyMode: "EMV_OPTION_B",
-			Session: ops.EMVSession{Scheme: emv.SchemeEMVCommon, PAN: "1234567890123456", PSN: "00", ATC: "001C"}}
+		arqc := ops.AuthRequestCryptogramInput{KeyIdentifier: imkAC, TransactionData: hb(cvnData + "06011203A0B800" + "80"), MajorKeyMode: ops.EmvOptionB,
+			Session: ops.EMVSession{Scheme: ops.EmvCommon, PAN: "1234567890123456", PSN: "00", ATC: hb("001C")}}
 		r, _ := svc.GenerateCardValidationData(in)
 		before := custody.TokenOperations()
 		for i := 0; i < 200; i++ {
 			if _, err := svc.VerifyCardValidationData(in, r.Value); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := svc.VerifyAuthRequestCryptogram(arqc, "7A788EA6B8A3E733", nil); err != nil {
+			if _, err := svc.VerifyAuthRequestCryptogram(arqc, hb("7A788EA6B8A3E733"), nil); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -251,11 +249,12 @@ func BenchmarkVerifyCVV2(b *testing.B) {
 func BenchmarkVerifyARQCCVN18(b *testing.B) {
 	svc := opstest.New(b)
 	_, imkAC, _, _ := cardKeys(b, svc)
-	in := ops.AuthRequestCryptogramInput{KeyIdentifier: imkAC, TransactionData: cvnData + "06011203A0B800" + "80", MajorKeyMode: "EMV_OPTION_B",
-		Session: ops.EMVSession{Scheme: emv.SchemeEMVCommon, PAN: "1234567890123456", PSN: "00", ATC: "001C"}}
+	in := ops.AuthRequestCryptogramInput{KeyIdentifier: imkAC, TransactionData: hb(cvnData + "06011203A0B800" + "80"), MajorKeyMode: ops.EmvOptionB,
+		Session: ops.EMVSession{Scheme: ops.EmvCommon, PAN: "1234567890123456", PSN: "00", ATC: hb("001C")}}
+	arqc := hb("7A788EA6B8A3E733")
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if _, err := svc.VerifyAuthRequestCryptogram(in, "7A788EA6B8A3E733", nil); err != nil {
+		if _, err := svc.VerifyAuthRequestCryptogram(in, arqc, nil); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -33,14 +33,13 @@ func TestUnsupportedCardKinds(t *testing.T) {
 		{ops.CardHolderVerification, e6, "CardHolderVerificationValue"},
 		{ops.CardDiscoverDynamicCode, e6, "DiscoverDynamicCardVerificationCode"},
 	} {
-		in := ops.CardValidationInput{KeyIdentifier: c.key, PAN: "344131234567848", Kind: c.kind, Field: "VerificationAttributes",
-			ExpiryDate: "1224", ServiceCode: "000", PSN: "00", ATC: "0001", UN: "00000001"}
+		in := ops.CardValidationInput{KeyIdentifier: c.key, PAN: "344131234567848", Kind: c.kind,
+			ExpiryDate: "1224", ServiceCode: "000", PSN: "00", ATC: hb("0001"), UN: hb("00000001")}
 		_, err := svc.VerifyCardValidationData(in, "1234")
 		if f := fault.As(err); f == nil || f.Kind != fault.Validation || !strings.Contains(f.Message, c.name) || !strings.Contains(f.Message, "not published") {
 			t.Errorf("%s verify: %v", c.name, err)
 		}
 		if c.kind != ops.CardDiscoverDynamicCode {
-			in.Field = "GenerationAttributes"
 			if _, err := svc.GenerateCardValidationData(in); kindOf(err) != fault.Validation || !strings.Contains(err.Error(), "not published") {
 				t.Errorf("%s generate: %v", c.name, err)
 			}

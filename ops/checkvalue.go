@@ -5,7 +5,7 @@ import (
 	"payhsm/hsm/cmac"
 )
 
-// FullCheckValue returns the 16-hexadecimal-digit check value that
+// FullCheckValue returns the 8-byte (16-hexadecimal-digit) check value that
 // payShield's "KCV type 0" (backwards-compatible KCV) reports for a
 // symmetric key (payShield 10K host commands BU and KA: "calculated by
 // encrypting 64 binary zeroes under the key; 16H or 6H depends upon the KCV
@@ -22,18 +22,18 @@ import (
 // with the ANSI X9.24 KCV and for AES keys with the CMAC KCV. X9.24-1 caps a
 // published check value at 24 bits (encryption method) or 40 bits (CMAC):
 // the long form exists for switches that still compare 16 digits.
-func FullCheckValue(w *WorkingKey) (string, error) {
+func FullCheckValue(w *WorkingKey) ([]byte, error) {
 	if w.Block == nil {
-		return "", fault.Validationf("key %s is not a TDES or AES key: it has no block-cipher check value", w.ARN)
+		return nil, fault.Validationf("key %s is not a TDES or AES key: it has no block-cipher check value", w.ARN)
 	}
 	a := w.Record.Attributes.Algorithm
 	switch {
 	case a.IsTDES():
-		var z [8]byte
-		w.Block.Encrypt(z[:], z[:])
-		return upperHex(z[:]), nil
+		z := make([]byte, 8)
+		w.Block.Encrypt(z, z)
+		return z, nil
 	case a.IsAES():
-		return upperHex(cmac.Sum(w.Block, make([]byte, 16))[:8]), nil
+		return cmac.Sum(w.Block, make([]byte, 16))[:8], nil
 	}
-	return "", fault.Validationf("key %s is not a TDES or AES key: it has no block-cipher check value", w.ARN)
+	return nil, fault.Validationf("key %s is not a TDES or AES key: it has no block-cipher check value", w.ARN)
 }

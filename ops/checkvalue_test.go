@@ -3,6 +3,7 @@ package ops_test
 import (
 	"testing"
 
+	"payhsm/fault"
 	"payhsm/keyspec"
 	"payhsm/ops"
 	"payhsm/ops/opstest"
@@ -32,11 +33,12 @@ func TestFullCheckValue(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			arn := opstest.Import(t, svc, keyspec.Attributes{Usage: keyspec.K0, Class: keyspec.Symmetric, Algorithm: tc.alg,
 				Modes: keyspec.ModesOfUse{Encrypt: true, Decrypt: true, Wrap: true, Unwrap: true}}, tc.key)
-			w, err := svc.Working(arn, "KeyIdentifier")
+			w, err := svc.Working(arn, fault.SubjectKey, fault.SideNone)
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := ops.FullCheckValue(w)
+			b, err := ops.FullCheckValue(w)
+			got := hx(b)
 			if err != nil || got != tc.want {
 				t.Fatalf("FullCheckValue = %q, %v; want %s", got, err, tc.want)
 			}

@@ -10,10 +10,9 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
+	"fmt"
 	"hash"
-	"strings"
 
 	"payhsm/fault"
 	"payhsm/hsm/dukpt"
@@ -31,42 +30,123 @@ type DataCipher struct {
 	Emv        *EmvCipher
 }
 
+// CipherMode is a block cipher mode of operation.
+type CipherMode uint8
+
+// Modes of operation (SP 800-38A). ModeCFB is full-block CFB: CFB64 for
+// TDES, CFB128 for AES.
+const (
+	ModeECB CipherMode = iota + 1
+	ModeCBC
+	ModeCFB
+	ModeCFB1
+	ModeCFB8
+	ModeCFB64
+	ModeCFB128
+	ModeOFB
+)
+
+var cipherModes = [...]symmetric.Mode{ModeECB: symmetric.ECB, ModeCBC: symmetric.CBC, ModeCFB: symmetric.CFB,
+	ModeCFB1: symmetric.CFB1, ModeCFB8: symmetric.CFB8, ModeCFB64: symmetric.CFB64, ModeCFB128: symmetric.CFB128, ModeOFB: symmetric.OFB}
+
+// symmetric is the hsm/symmetric mode of m.
+func (m CipherMode) symmetric() (symmetric.Mode, bool) {
+	if int(m) >= len(cipherModes) || cipherModes[m] == 0 {
+		return 0, false
+	}
+	return cipherModes[m], true
+}
+
+func (m CipherMode) String() string {
+	if sm, ok := m.symmetric(); ok {
+		return sm.String()
+	}
+	return fmt.Sprintf("CipherMode(%d)", int(m))
+}
+
+// ecbOrCBC maps the mode of the DUKPT and EMV data keys: ECB or CBC, CBC
+// when unset.
+func (m CipherMode) ecbOrCBC(side fault.Side) (symmetric.Mode, error) {
+	switch m {
+	case 0, ModeCBC:
+		return symmetric.CBC, nil
+	case ModeECB:
+		return symmetric.ECB, nil
+	}
+	return 0, about(fault.SubjectCipherMode, side, "must be ECB or CBC")
+}
+
+// Padding is a padding scheme of data encryption.
+type Padding uint8
+
+// Paddings.
+const (
+	PaddingNone Padding = iota
+	// PaddingPKCS1 is PKCS #1 v1.5 padding for RSA keys and PKCS #7 block
+	// padding for TDES and AES keys.
+	PaddingPKCS1
+	PaddingOAEPSHA1   // RSA OAEP with SHA-1
+	PaddingOAEPSHA256 // RSA OAEP with SHA-256
+	PaddingOAEPSHA512 // RSA OAEP with SHA-512
+)
+
+var paddingNames = [...]string{PaddingNone: "no padding", PaddingPKCS1: "PKCS #1 v1.5 (PKCS #7 for block ciphers)",
+	PaddingOAEPSHA1: "OAEP with SHA-1", PaddingOAEPSHA256: "OAEP with SHA-256", PaddingOAEPSHA512: "OAEP with SHA-512"}
+
+func (p Padding) String() string {
+	if int(p) < len(paddingNames) {
+		return paddingNames[p]
+	}
+	return fmt.Sprintf("Padding(%d)", int(p))
+}
+
 // SymmetricCipher is a TDES or AES data key used directly.
 type SymmetricCipher struct {
-	Mode    string // ECB, CBC, CFB, CFB1, CFB8, CFB64, CFB128, OFB
-	IV      string // hex; zero when empty
-	Padding string // "" (data must be block aligned) or PKCS1 (PKCS#7 padding)
+	Mode    CipherMode
+	IV      []byte  // zero when empty
+	Padding Padding // PaddingNone (data must be block aligned) or PaddingPKCS1
 }
 
 // AsymmetricCipher is an RSA data key.
 type AsymmetricCipher struct {
-	Padding string // PKCS1, OAEP_SHA1, OAEP_SHA256, OAEP_SHA512
+	Padding Padding // PaddingPKCS1 or an OAEP padding
 }
+
+// DukptVariant is the DUKPT key variant: which direction of a transaction
+// a working key serves.
+type DukptVariant uint8
+
+// DUKPT variants.
+const (
+	DukptBidirectional DukptVariant = iota // the default
+	DukptRequest
+	DukptResponse
+)
 
 // DukptCipher is a data key derived from a BDK (ANSI X9.24-1 / X9.24-3).
 type DukptCipher struct {
-	KSN            string // hex
-	Mode           string // ECB or CBC (default CBC)
-	DerivationType string // AES DUKPT working key type; default the BDK's
-	Variant        string // REQUEST, RESPONSE, BIDIRECTIONAL (default)
-	IV             string
+	KSN            []byte
+	Mode           CipherMode        // ModeECB or ModeCBC (unset: CBC)
+	DerivationType keyspec.Algorithm // AES DUKPT working key type; "" = the BDK's
+	Variant        DukptVariant
+	IV             []byte // zero when empty (CBC)
 }
 
 // EmvCipher is an EMV secure-messaging confidentiality session key (see
-// emvDataKey): derived from a TR31_E1 (or E6) issuer master key for the card
-// PAN/PSN and the session's derivation data.
+// emvDataCrypter): derived from a TR31_E1 (or E6) issuer master key for the
+// card PAN/PSN and the session's derivation data.
 type EmvCipher struct {
-	MajorKeyDerivationMode string // EMV_OPTION_A or EMV_OPTION_B
-	PAN, PSN               string // digits
-	SessionDerivationData  string // 16 hex digits: R of the EMV common session key
-	Mode                   string // ECB or CBC (default CBC)
-	IV                     string // hex; zero when empty (CBC)
+	MajorKeyMode          EmvOption
+	PAN, PSN              string     // digits
+	SessionDerivationData []byte     // 8 bytes: R of the EMV common session key
+	Mode                  CipherMode // ModeECB or ModeCBC (unset: CBC)
+	IV                    []byte     // zero when empty (CBC)
 }
 
 // EncryptDataInput is EncryptData.
 type EncryptDataInput struct {
 	KeyIdentifier string
-	PlainText     string // hex
+	PlainText     []byte
 	Attributes    DataCipher
 	WrappedKey    *DynamicKey // the data key, under the KEK KeyIdentifier
 }
@@ -74,7 +154,7 @@ type EncryptDataInput struct {
 // DecryptDataInput is DecryptData.
 type DecryptDataInput struct {
 	KeyIdentifier string
-	CipherText    string // hex
+	CipherText    []byte
 	Attributes    DataCipher
 	WrappedKey    *DynamicKey // the data key, under the KEK KeyIdentifier
 }
@@ -82,112 +162,96 @@ type DecryptDataInput struct {
 // ReEncryptDataInput is ReEncryptData.
 type ReEncryptDataInput struct {
 	IncomingKeyIdentifier, OutgoingKeyIdentifier string
-	CipherText                                   string
+	CipherText                                   []byte
 	Incoming, Outgoing                           DataCipher
 	// Dynamic keys under the KEKs Incoming/OutgoingKeyIdentifier.
 	IncomingWrappedKey, OutgoingWrappedKey *DynamicKey
 }
 
-// DataOutput is the result of a data operation: the key used and the data (hex).
+// DataOutput is the result of a data operation: the key used and the data.
 type DataOutput struct {
 	KeyARN, KCV string
-	Data        string
+	Data        []byte
 }
 
 // EncryptData enciphers PlainText under the key and attributes of in.
 func (s *Service) EncryptData(in EncryptDataInput) (*DataOutput, error) {
-	c, err := s.dataCrypter(in.KeyIdentifier, "KeyIdentifier", in.WrappedKey, "WrappedKey", in.Attributes, "EncryptionAttributes", true)
+	c, err := s.dataCrypter(in.KeyIdentifier, fault.SideNone, in.WrappedKey, in.Attributes, true)
 	if err != nil {
 		return nil, err
 	}
 	defer c.release()
-	pt, err := dataHex("PlainText", in.PlainText)
+	ct, err := c.crypt(in.PlainText)
 	if err != nil {
 		return nil, err
 	}
-	defer clear(pt)
-	ct, err := c.crypt(pt, "PlainText")
-	if err != nil {
-		return nil, err
-	}
-	return &DataOutput{KeyARN: c.arn, KCV: c.kcv, Data: strings.ToUpper(hex.EncodeToString(ct))}, nil
+	return &DataOutput{KeyARN: c.arn, KCV: c.kcv, Data: ct}, nil
 }
 
 // DecryptData deciphers CipherText under the key and attributes of in.
 func (s *Service) DecryptData(in DecryptDataInput) (*DataOutput, error) {
-	c, err := s.dataCrypter(in.KeyIdentifier, "KeyIdentifier", in.WrappedKey, "WrappedKey", in.Attributes, "DecryptionAttributes", false)
+	c, err := s.dataCrypter(in.KeyIdentifier, fault.SideNone, in.WrappedKey, in.Attributes, false)
 	if err != nil {
 		return nil, err
 	}
 	defer c.release()
-	ct, err := dataHex("CipherText", in.CipherText)
+	pt, err := c.crypt(in.CipherText)
 	if err != nil {
 		return nil, err
 	}
-	pt, err := c.crypt(ct, "CipherText")
-	if err != nil {
-		return nil, err
-	}
-	defer clear(pt)
-	return &DataOutput{KeyARN: c.arn, KCV: c.kcv, Data: strings.ToUpper(hex.EncodeToString(pt))}, nil
+	return &DataOutput{KeyARN: c.arn, KCV: c.kcv, Data: pt}, nil
 }
 
 // ReEncryptData deciphers CipherText under the incoming key and enciphers
 // the result under the outgoing key; the clear data never leaves this call.
 func (s *Service) ReEncryptData(in ReEncryptDataInput) (*DataOutput, error) {
 	if in.Incoming.Asymmetric != nil || in.Incoming.Emv != nil {
-		return nil, fault.FieldInvalid("IncomingEncryptionAttributes", "must be Symmetric or Dukpt")
+		return nil, about(fault.SubjectCipherAttributes, fault.SideIncoming, "must be a symmetric or DUKPT key")
 	}
 	if in.Outgoing.Asymmetric != nil || in.Outgoing.Emv != nil {
-		return nil, fault.FieldInvalid("OutgoingEncryptionAttributes", "must be Symmetric or Dukpt")
+		return nil, about(fault.SubjectCipherAttributes, fault.SideOutgoing, "must be a symmetric or DUKPT key")
 	}
-	dec, err := s.dataCrypter(in.IncomingKeyIdentifier, "IncomingKeyIdentifier", in.IncomingWrappedKey, "IncomingWrappedKey",
-		in.Incoming, "IncomingEncryptionAttributes", false)
+	dec, err := s.dataCrypter(in.IncomingKeyIdentifier, fault.SideIncoming, in.IncomingWrappedKey, in.Incoming, false)
 	if err != nil {
 		return nil, err
 	}
 	defer dec.release()
-	enc, err := s.dataCrypter(in.OutgoingKeyIdentifier, "OutgoingKeyIdentifier", in.OutgoingWrappedKey, "OutgoingWrappedKey",
-		in.Outgoing, "OutgoingEncryptionAttributes", true)
+	enc, err := s.dataCrypter(in.OutgoingKeyIdentifier, fault.SideOutgoing, in.OutgoingWrappedKey, in.Outgoing, true)
 	if err != nil {
 		return nil, err
 	}
 	defer enc.release()
-	ct, err := dataHex("CipherText", in.CipherText)
-	if err != nil {
-		return nil, err
-	}
-	pt, err := dec.crypt(ct, "CipherText")
+	pt, err := dec.crypt(in.CipherText)
 	if err != nil {
 		return nil, err
 	}
 	defer clear(pt)
-	out, err := enc.crypt(pt, "CipherText")
+	out, err := enc.crypt(pt)
 	if err != nil {
 		return nil, err
 	}
-	return &DataOutput{KeyARN: enc.arn, KCV: enc.kcv, Data: strings.ToUpper(hex.EncodeToString(out))}, nil
+	return &DataOutput{KeyARN: enc.arn, KCV: enc.kcv, Data: out}, nil
 }
 
 // dataCrypter is one direction of a resolved data key.
 type dataCrypter struct {
 	arn, kcv string
-	crypt    func(data []byte, field string) ([]byte, error)
+	crypt    func(data []byte) ([]byte, error)
 	release  func() // zeroes a dynamic key; call when done with crypt
 }
 
 var dataAlgorithms = []keyspec.Algorithm{keyspec.TDES2Key, keyspec.TDES3Key, keyspec.AES128, keyspec.AES192, keyspec.AES256}
 
-// dataCrypter resolves the key ident (or the dynamic key dk, request member
-// dkField, under the KEK ident) and the attributes c (request member attr)
-// into an encrypting (enc) or decrypting function, checking key separation
-// first. The caller calls release when done.
-func (s *Service) dataCrypter(ident, keyField string, dk *DynamicKey, dkField string, c DataCipher, attr string, enc bool) (*dataCrypter, error) {
-	w, field, arn, release, err := s.requestKey(ident, keyField, dk, dkField)
+// dataCrypter resolves the key ident (or the dynamic key dk under the KEK
+// ident) of side and the attributes c into an encrypting (enc) or
+// decrypting function, checking key separation first. The caller calls
+// release when done.
+func (s *Service) dataCrypter(ident string, side fault.Side, dk *DynamicKey, c DataCipher, enc bool) (*dataCrypter, error) {
+	w, subj, arn, release, err := s.requestKey(ident, fault.SubjectKey, side, dk)
 	if err != nil {
 		return nil, err
 	}
-	dc, err := dataCrypterFor(w, field, c, attr, enc)
+	dc, err := dataCrypterFor(w, subj, side, c, enc)
 	if err != nil {
 		release()
 		return nil, err
@@ -196,8 +260,9 @@ func (s *Service) dataCrypter(ident, keyField string, dk *DynamicKey, dkField st
 	return dc, nil
 }
 
-// dataCrypterFor builds the crypter of the resolved key w (request member field).
-func dataCrypterFor(w *WorkingKey, field string, c DataCipher, attr string, enc bool) (*dataCrypter, error) {
+// dataCrypterFor builds the crypter of the resolved key w (the request's
+// key subj on side).
+func dataCrypterFor(w *WorkingKey, subj fault.Subject, side fault.Side, c DataCipher, enc bool) (*dataCrypter, error) {
 	op := "DecryptData"
 	if enc {
 		op = "EncryptData"
@@ -205,40 +270,36 @@ func dataCrypterFor(w *WorkingKey, field string, c DataCipher, attr string, enc 
 	dc := &dataCrypter{kcv: w.KCV()}
 	switch {
 	case c.Symmetric != nil:
-		if err := Require(w, field, op, []keyspec.KeyUsage{keyspec.D0}, dataAlgorithms, dataModes(enc)); err != nil {
+		if err := Require(w, subj, side, op, []keyspec.KeyUsage{keyspec.D0}, dataAlgorithms, dataModes(enc)); err != nil {
 			return nil, err
 		}
-		m, ok := symmetric.ParseMode(c.Symmetric.Mode)
+		m, ok := c.Symmetric.Mode.symmetric()
 		if !ok {
-			return nil, fault.FieldInvalid(attr+".Symmetric.Mode", "unknown mode")
+			return nil, about(fault.SubjectCipherMode, side, "unknown mode")
 		}
 		var pkcs7 bool
 		switch c.Symmetric.Padding {
-		case "":
-		case "PKCS1":
+		case PaddingNone:
+		case PaddingPKCS1:
 			pkcs7 = true
 		default:
-			return nil, fault.FieldInvalid(attr+".Symmetric.PaddingType", "%s applies to RSA keys only; symmetric keys take PKCS1 (PKCS#7 block padding) or none", c.Symmetric.Padding)
+			return nil, about(fault.SubjectPadding, side, "OAEP padding applies to RSA keys only; symmetric keys take PKCS #7 block padding or none")
 		}
-		iv, err := dataIV(attr+".Symmetric.InitializationVector", c.Symmetric.IV, m, w.Block.BlockSize())
+		iv, err := dataIV(side, c.Symmetric.IV, m, w.Block.BlockSize())
 		if err != nil {
 			return nil, err
 		}
-		dc.crypt = blockCrypter(w.Block, m, iv, enc, pkcs7)
+		dc.crypt = blockCrypter(w.Block, m, iv, enc, pkcs7, side)
 	case c.Dukpt != nil:
-		if err := Require(w, field, op+" with DUKPT", []keyspec.KeyUsage{keyspec.B0}, bdkAlgorithms, deriveMode); err != nil {
+		if err := Require(w, subj, side, op+" with DUKPT", []keyspec.KeyUsage{keyspec.B0}, bdkAlgorithms, deriveMode); err != nil {
 			return nil, err
 		}
 		d := c.Dukpt
-		mode := symmetric.CBC
-		switch d.Mode {
-		case "", "CBC":
-		case "ECB":
-			mode = symmetric.ECB
-		default:
-			return nil, fault.FieldInvalid(attr+".Dukpt.Mode", "must be ECB or CBC")
+		mode, err := d.Mode.ecbOrCBC(side)
+		if err != nil {
+			return nil, err
 		}
-		key, t, err := dukptWorkingKey(w, attr+".Dukpt", d.KSN, d.DerivationType, d.Variant, dukptData, bdkKeyType(w.Record.Attributes.Algorithm))
+		key, t, err := dukptWorkingKey(w, side, d.KSN, d.DerivationType, d.Variant, dukptData, bdkKeyType(w.Record.Attributes.Algorithm))
 		if err != nil {
 			return nil, err
 		}
@@ -247,31 +308,31 @@ func dataCrypterFor(w *WorkingKey, field string, c DataCipher, attr string, enc 
 		if err != nil {
 			return nil, err
 		}
-		iv, err := dataIV(attr+".Dukpt.InitializationVector", d.IV, mode, b.BlockSize())
+		iv, err := dataIV(side, d.IV, mode, b.BlockSize())
 		if err != nil {
 			return nil, err
 		}
-		dc.crypt = blockCrypter(b, mode, iv, enc, false)
+		dc.crypt = blockCrypter(b, mode, iv, enc, false, side)
 	case c.Asymmetric != nil:
-		if err := Require(w, field, op, []keyspec.KeyUsage{keyspec.D1}, []keyspec.Algorithm{keyspec.RSA2048, keyspec.RSA3072, keyspec.RSA4096}, dataModes(enc)); err != nil {
+		if err := Require(w, subj, side, op, []keyspec.KeyUsage{keyspec.D1}, []keyspec.Algorithm{keyspec.RSA2048, keyspec.RSA3072, keyspec.RSA4096}, dataModes(enc)); err != nil {
 			return nil, err
 		}
-		f, err := rsaCrypter(w, field, attr+".Asymmetric.PaddingType", c.Asymmetric.Padding, enc)
+		f, err := rsaCrypter(w, subj, side, c.Asymmetric.Padding, enc)
 		if err != nil {
 			return nil, err
 		}
 		dc.crypt = f
 	case c.Emv != nil:
-		if err := Require(w, field, op+" with EMV", []keyspec.KeyUsage{keyspec.E1, keyspec.E6}, tdes2, deriveKey); err != nil {
+		if err := Require(w, subj, side, op+" with EMV", []keyspec.KeyUsage{keyspec.E1, keyspec.E6}, tdes2, deriveKey); err != nil {
 			return nil, err
 		}
-		f, err := emvDataCrypter(w, attr+".Emv", c.Emv, enc)
+		f, err := emvDataCrypter(w, side, c.Emv, enc)
 		if err != nil {
 			return nil, err
 		}
 		dc.crypt = f
 	default:
-		return nil, fault.FieldInvalid(attr, "exactly one of Symmetric, Asymmetric, Dukpt or Emv is required")
+		return nil, about(fault.SubjectCipherAttributes, side, "exactly one encryption method (symmetric, asymmetric, DUKPT or EMV) is required")
 	}
 	return dc, nil
 }
@@ -300,39 +361,35 @@ func workingBlock(key []byte, t dukpt.KeyType) (cipher.Block, error) {
 	return b, nil
 }
 
-// dataIV decodes an IV member: zero when empty, refused for ECB.
-func dataIV(field, s string, m symmetric.Mode, bs int) ([]byte, error) {
+// dataIV checks the IV of side: zero when empty, refused for ECB.
+func dataIV(side fault.Side, iv []byte, m symmetric.Mode, bs int) ([]byte, error) {
 	if !m.NeedsIV() {
-		if s != "" {
-			return nil, fault.FieldInvalid(field, "is not used with ECB")
+		if len(iv) != 0 {
+			return nil, about(fault.SubjectIV, side, "is not used with ECB")
 		}
 		return nil, nil
 	}
-	if s == "" {
+	if len(iv) == 0 {
 		return make([]byte, bs), nil
 	}
-	iv, err := dataHex(field, s)
-	if err != nil {
-		return nil, err
-	}
 	if len(iv) != bs {
-		return nil, fault.FieldInvalid(field, "must be %d hexadecimal digits for this key", 2*bs)
+		return nil, about(fault.SubjectIV, side, "must be %d bytes for this key", bs)
 	}
 	return iv, nil
 }
 
 // blockCrypter returns the function that enciphers (enc) or deciphers data
 // in mode m. Data must be a whole number of blocks (user guide, "Encrypt
-// data"), unless PKCS#7 padding is requested.
-func blockCrypter(b cipher.Block, m symmetric.Mode, iv []byte, enc, pkcs7 bool) func([]byte, string) ([]byte, error) {
+// data"), unless PKCS#7 padding is requested. Its faults are about side.
+func blockCrypter(b cipher.Block, m symmetric.Mode, iv []byte, enc, pkcs7 bool, side fault.Side) func([]byte) ([]byte, error) {
 	bs := b.BlockSize()
-	return func(data []byte, field string) ([]byte, error) {
+	return func(data []byte) ([]byte, error) {
 		if enc && pkcs7 {
 			data = symmetric.PadPKCS7(data, bs)
 			defer clear(data)
 		}
 		if len(data)%bs != 0 || len(data) == 0 {
-			return nil, fault.FieldInvalid(field, "must be a non-empty multiple of %d bytes for this key", bs)
+			return nil, about(fault.SubjectData, side, "must be a non-empty multiple of %d bytes for this key", bs)
 		}
 		var out []byte
 		var err error
@@ -343,7 +400,7 @@ func blockCrypter(b cipher.Block, m symmetric.Mode, iv []byte, enc, pkcs7 bool) 
 		}
 		if err != nil {
 			if errors.Is(err, symmetric.ErrMode) {
-				return nil, fault.FieldInvalid("Mode", "%v is not available for this key's block size", m)
+				return nil, about(fault.SubjectCipherMode, side, "%v is not available for this key's block size", m)
 			}
 			return nil, fault.Internalf("block cipher", err)
 		}
@@ -351,7 +408,7 @@ func blockCrypter(b cipher.Block, m symmetric.Mode, iv []byte, enc, pkcs7 bool) 
 			p, err := symmetric.UnpadPKCS7(out, bs)
 			if err != nil {
 				clear(out)
-				return nil, fault.FieldInvalid(field, "does not decrypt to PKCS#7-padded data")
+				return nil, about(fault.SubjectData, side, "does not decrypt to PKCS#7-padded data")
 			}
 			return p, nil
 		}
@@ -360,28 +417,30 @@ func blockCrypter(b cipher.Block, m symmetric.Mode, iv []byte, enc, pkcs7 bool) 
 }
 
 // rsaCrypter returns RSA encryption under the public key or decryption
-// under the private key of w, with the given padding.
-func rsaCrypter(w *WorkingKey, field, padField, padding string, enc bool) (func([]byte, string) ([]byte, error), error) {
+// under the private key of w (the request's key subj on side), with the
+// given padding.
+func rsaCrypter(w *WorkingKey, subj fault.Subject, side fault.Side, padding Padding, enc bool) (func([]byte) ([]byte, error), error) {
 	var h hash.Hash
+	var hid crypto.Hash
 	switch padding {
-	case "PKCS1":
-	case "OAEP_SHA1":
-		h = sha1.New()
-	case "OAEP_SHA256":
-		h = sha256.New()
-	case "OAEP_SHA512":
-		h = sha512.New()
-	case "":
-		return nil, fault.FieldInvalid(padField, "is required for RSA keys (PKCS1, OAEP_SHA1, OAEP_SHA256 or OAEP_SHA512)")
+	case PaddingPKCS1:
+	case PaddingOAEPSHA1:
+		h, hid = sha1.New(), crypto.SHA1
+	case PaddingOAEPSHA256:
+		h, hid = sha256.New(), crypto.SHA256
+	case PaddingOAEPSHA512:
+		h, hid = sha512.New(), crypto.SHA512
+	case PaddingNone:
+		return nil, about(fault.SubjectPadding, side, "is required for RSA keys: PKCS #1 v1.5 or OAEP with SHA-1, SHA-256 or SHA-512")
 	default:
-		return nil, fault.FieldInvalid(padField, "unknown padding")
+		return nil, about(fault.SubjectPadding, side, "unknown padding")
 	}
 	if enc {
 		pub, err := rsaPublic(w)
 		if err != nil {
 			return nil, err
 		}
-		return func(pt []byte, f string) ([]byte, error) {
+		return func(pt []byte) ([]byte, error) {
 			var ct []byte
 			var err error
 			if h == nil {
@@ -390,7 +449,7 @@ func rsaCrypter(w *WorkingKey, field, padField, padding string, enc bool) (func(
 				ct, err = rsa.EncryptOAEP(h, rand.Reader, pub, pt, nil)
 			}
 			if errors.Is(err, rsa.ErrMessageTooLong) {
-				return nil, fault.FieldInvalid(f, "is too long for a %d-bit key with %s padding", pub.N.BitLen(), padding)
+				return nil, about(fault.SubjectData, side, "is too long for a %d-bit key with this padding", pub.N.BitLen())
 			}
 			if err != nil {
 				return nil, fault.Internalf("RSA encryption", err)
@@ -399,7 +458,7 @@ func rsaCrypter(w *WorkingKey, field, padField, padding string, enc bool) (func(
 		}, nil
 	}
 	if w.Material == nil {
-		return nil, fault.FieldInvalid(field, "%s is a public key and cannot decrypt", w.ARN)
+		return nil, about(subj, side, "%s is a public key and cannot decrypt", w.ARN)
 	}
 	k, err := x509.ParsePKCS8PrivateKey(w.Material)
 	if err != nil {
@@ -407,31 +466,21 @@ func rsaCrypter(w *WorkingKey, field, padField, padding string, enc bool) (func(
 	}
 	priv, ok := k.(*rsa.PrivateKey)
 	if !ok {
-		return nil, fault.FieldInvalid(field, "%s is not an RSA key", w.ARN)
+		return nil, about(subj, side, "%s is not an RSA key", w.ARN)
 	}
-	return func(ct []byte, f string) ([]byte, error) {
+	return func(ct []byte) ([]byte, error) {
 		var pt []byte
 		var err error
 		if h == nil {
 			pt, err = priv.Decrypt(rand.Reader, ct, &rsa.PKCS1v15DecryptOptions{})
 		} else {
-			pt, err = priv.Decrypt(rand.Reader, ct, &rsa.OAEPOptions{Hash: hashID(padding)})
+			pt, err = priv.Decrypt(rand.Reader, ct, &rsa.OAEPOptions{Hash: hid})
 		}
 		if err != nil {
-			return nil, fault.FieldInvalid(f, "could not be decrypted with this key and padding")
+			return nil, about(fault.SubjectData, side, "could not be decrypted with this key and padding")
 		}
 		return pt, nil
 	}, nil
-}
-
-func hashID(padding string) crypto.Hash {
-	switch padding {
-	case "OAEP_SHA1":
-		return crypto.SHA1
-	case "OAEP_SHA512":
-		return crypto.SHA512
-	}
-	return crypto.SHA256
 }
 
 // rsaPublic is the public key of an RSA key pair or public key record.
@@ -455,13 +504,4 @@ func rsaPublic(w *WorkingKey) (*rsa.PublicKey, error) {
 		return nil, fault.Validationf("%s is not an RSA key", w.ARN)
 	}
 	return &priv.PublicKey, nil
-}
-
-// dataHex decodes a hex request member.
-func dataHex(field, s string) ([]byte, error) {
-	b, err := hex.DecodeString(s)
-	if err != nil {
-		return nil, fault.FieldInvalid(field, "must be hexadecimal with an even number of digits")
-	}
-	return b, nil
 }

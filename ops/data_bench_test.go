@@ -24,65 +24,70 @@ func BenchmarkDataPlane(b *testing.B) {
 	e2 := opstest.Import(b, svc, sym(keyspec.E2, keyspec.TDES2Key, derive), emvIMKSMI)
 	kek := opstest.Import(b, svc, sym(keyspec.K1, keyspec.AES128, encDec), dynKEKAES)
 	wrapped := &ops.DynamicKey{Tr31KeyBlock: dynWrap(b, dynKEKAES, "D0", 'A', 'B', sp80038A)}
-	data := strings.Repeat("A5", 64)
+	// The inputs are decoded once, as an edge hands them over.
+	data := hb(strings.Repeat("A5", 64))
+	tdesKSN, aesKSN := hb("FFFF9876543210E003FF"), hb("12345678901234560000FFFF")
+	emvA := emvCipher(ops.EmvOptionA, emvPAN, ops.ModeCBC, "")
+	emvB := emvCipher(ops.EmvOptionB, "1234567890123456789", ops.ModeCBC, "")
+	emvCommon, emv2000 := emvMacAttrs(ops.EmvCommon, emvR, ""), emvMacAttrs(ops.EmvEMV2000, "", "FFFF")
 	cases := []struct {
 		name string
 		f    func() error
 	}{
 		{"EncryptData/AES128-CBC-64B", func() error {
-			_, err := svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: aesKey, PlainText: data, Attributes: ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: "CBC"}}})
+			_, err := svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: aesKey, PlainText: data, Attributes: ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: ops.ModeCBC}}})
 			return err
 		}},
 		{"EncryptData/TDES3-CBC-64B", func() error {
-			_, err := svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: tdesKey, PlainText: data, Attributes: ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: "CBC"}}})
+			_, err := svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: tdesKey, PlainText: data, Attributes: ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: ops.ModeCBC}}})
 			return err
 		}},
 		{"EncryptData/EMV-optionA-CBC-64B", func() error {
-			_, err := svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: e1, PlainText: data, Attributes: emvCipher("EMV_OPTION_A", emvPAN, "CBC", "")})
+			_, err := svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: e1, PlainText: data, Attributes: emvA})
 			return err
 		}},
 		{"EncryptData/EMV-optionB-19digit-CBC-64B", func() error {
-			_, err := svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: e1, PlainText: data, Attributes: emvCipher("EMV_OPTION_B", "1234567890123456789", "CBC", "")})
+			_, err := svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: e1, PlainText: data, Attributes: emvB})
 			return err
 		}},
 		{"EncryptData/WrappedKey-AES128-CBC-64B", func() error {
-			_, err := svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: kek, PlainText: data, Attributes: ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: "CBC"}}, WrappedKey: wrapped})
+			_, err := svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: kek, PlainText: data, Attributes: ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: ops.ModeCBC}}, WrappedKey: wrapped})
 			return err
 		}},
 		{"DecryptData/TDES-DUKPT-64B", func() error {
-			_, err := svc.DecryptData(ops.DecryptDataInput{KeyIdentifier: tdesBDK, CipherText: data, Attributes: ops.DataCipher{Dukpt: &ops.DukptCipher{KSN: "FFFF9876543210E003FF"}}})
+			_, err := svc.DecryptData(ops.DecryptDataInput{KeyIdentifier: tdesBDK, CipherText: data, Attributes: ops.DataCipher{Dukpt: &ops.DukptCipher{KSN: tdesKSN}}})
 			return err
 		}},
 		{"DecryptData/AES-DUKPT-64B", func() error {
-			_, err := svc.DecryptData(ops.DecryptDataInput{KeyIdentifier: aesBDK, CipherText: data, Attributes: ops.DataCipher{Dukpt: &ops.DukptCipher{KSN: "12345678901234560000FFFF"}}})
+			_, err := svc.DecryptData(ops.DecryptDataInput{KeyIdentifier: aesBDK, CipherText: data, Attributes: ops.DataCipher{Dukpt: &ops.DukptCipher{KSN: aesKSN}}})
 			return err
 		}},
 		{"GenerateMac/ISO9797-3-64B", func() error {
-			_, err := svc.GenerateMac(ops.GenerateMacInput{KeyIdentifier: m3, MessageData: data, Attributes: ops.MacAttributes{Algorithm: "ISO9797_ALGORITHM3"}})
+			_, err := svc.GenerateMac(ops.GenerateMacInput{KeyIdentifier: m3, MessageData: data, Attributes: ops.MacAttributes{Algorithm: ops.MacISO9797Alg3}})
 			return err
 		}},
 		{"GenerateMac/CMAC-AES-64B", func() error {
-			_, err := svc.GenerateMac(ops.GenerateMacInput{KeyIdentifier: m6, MessageData: data, Attributes: ops.MacAttributes{Algorithm: "CMAC"}})
+			_, err := svc.GenerateMac(ops.GenerateMacInput{KeyIdentifier: m6, MessageData: data, Attributes: ops.MacAttributes{Algorithm: ops.MacCMAC}})
 			return err
 		}},
 		{"GenerateMac/HMAC-SHA256-64B", func() error {
-			_, err := svc.GenerateMac(ops.GenerateMacInput{KeyIdentifier: m7, MessageData: data, Attributes: ops.MacAttributes{Algorithm: "HMAC"}})
+			_, err := svc.GenerateMac(ops.GenerateMacInput{KeyIdentifier: m7, MessageData: data, Attributes: ops.MacAttributes{Algorithm: ops.MacHMAC}})
 			return err
 		}},
 		{"GenerateMac/EmvMac-common-64B", func() error {
-			_, err := svc.GenerateMac(ops.GenerateMacInput{KeyIdentifier: e2, MessageData: data, Attributes: emvMacAttrs("EMV_COMMON_SESSION_KEY", emvR, "")})
+			_, err := svc.GenerateMac(ops.GenerateMacInput{KeyIdentifier: e2, MessageData: data, Attributes: emvCommon})
 			return err
 		}},
 		{"GenerateMac/EmvMac-EMV2000-64B", func() error {
-			_, err := svc.GenerateMac(ops.GenerateMacInput{KeyIdentifier: e2, MessageData: data, Attributes: emvMacAttrs("EMV2000", "", "FFFF")})
+			_, err := svc.GenerateMac(ops.GenerateMacInput{KeyIdentifier: e2, MessageData: data, Attributes: emv2000})
 			return err
 		}},
 		{"GenerateMac/DUKPT-ISO9797-3-64B", func() error {
-			_, err := svc.GenerateMac(ops.GenerateMacInput{KeyIdentifier: tdesBDK, MessageData: data, Attributes: ops.MacAttributes{DukptIso9797Algorithm3: &ops.DukptMac{KSN: "FFFF9876543210E003FF", Variant: "REQUEST"}}})
+			_, err := svc.GenerateMac(ops.GenerateMacInput{KeyIdentifier: tdesBDK, MessageData: data, Attributes: ops.MacAttributes{DukptIso9797Algorithm3: &ops.DukptMac{KSN: tdesKSN, Variant: ops.DukptRequest}}})
 			return err
 		}},
 		{"GenerateMac/DUKPT-CMAC-AES-64B", func() error {
-			_, err := svc.GenerateMac(ops.GenerateMacInput{KeyIdentifier: aesBDK, MessageData: data, Attributes: ops.MacAttributes{DukptCmac: &ops.DukptMac{KSN: "12345678901234560000FFFF", Variant: "REQUEST"}}})
+			_, err := svc.GenerateMac(ops.GenerateMacInput{KeyIdentifier: aesBDK, MessageData: data, Attributes: ops.MacAttributes{DukptCmac: &ops.DukptMac{KSN: aesKSN, Variant: ops.DukptRequest}}})
 			return err
 		}},
 	}

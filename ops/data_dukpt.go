@@ -14,12 +14,6 @@ const (
 	dukptMAC
 )
 
-// dukptDerivationTypes maps the AWS DukptDerivationType names.
-var dukptDerivationTypes = map[string]dukpt.KeyType{
-	"TDES_2KEY": dukpt.TDES2, "TDES_3KEY": dukpt.TDES3,
-	"AES_128": dukpt.AES128, "AES_192": dukpt.AES192, "AES_256": dukpt.AES256,
-}
-
 var bdkAlgorithms = []keyspec.Algorithm{keyspec.TDES2Key, keyspec.AES128, keyspec.AES192, keyspec.AES256}
 
 // bdkKeyType is the DUKPT key type of an AES BDK.
@@ -33,34 +27,27 @@ func bdkKeyType(a keyspec.Algorithm) dukpt.KeyType {
 	return dukpt.AES128
 }
 
-// dukptWorkingKey derives, from BDK w, the working key of transaction
-// ksnHex for purpose p and the request's variant and derivation type
-// (defaultType applies to AES DUKPT when derivType is empty). field names
-// the attributes member for errors. The caller owns and clears the key.
-// The BDK's usage, algorithm and modes must already have been checked.
-func dukptWorkingKey(w *WorkingKey, field, ksnHex, derivType, variant string, p dukptPurpose, defaultType dukpt.KeyType) ([]byte, dukpt.KeyType, error) {
-	ksn, err := dataHex(field+".KeySerialNumber", ksnHex)
-	if err != nil {
-		return nil, 0, err
-	}
-	if variant == "" {
-		variant = "BIDIRECTIONAL"
+// dukptWorkingKey derives, from BDK w, the working key of transaction ksn
+// for purpose p and the request's variant and derivation type (defaultType
+// applies to AES DUKPT when derivType is empty). Its faults are about the
+// DUKPT attributes of side. The caller owns and clears the key. The BDK's
+// usage, algorithm and modes must already have been checked.
+func dukptWorkingKey(w *WorkingKey, side fault.Side, ksn []byte, derivType keyspec.Algorithm, variant DukptVariant, p dukptPurpose, defaultType dukpt.KeyType) ([]byte, dukpt.KeyType, error) {
+	if variant > DukptResponse {
+		return nil, 0, about(fault.SubjectDukptVariant, side, "unknown variant")
 	}
 	if w.Record.Attributes.Algorithm.IsTDES() {
-		if derivType != "" && derivType != "TDES_2KEY" {
-			return nil, 0, fault.FieldInvalid(field+".DukptKeyDerivationType", "a TDES_2KEY BDK (ANSI X9.24-1) derives only TDES_2KEY keys")
+		if derivType != "" && derivType != keyspec.TDES2Key {
+			return nil, 0, about(fault.SubjectDukptDerivationType, side, "a TDES_2KEY BDK (ANSI X9.24-1) derives only TDES_2KEY keys")
 		}
 		k, err := dukpt.ParseTDESKSN(ksn)
 		if err != nil {
-			return nil, 0, fault.FieldInvalid(field+".KeySerialNumber", "TDES DUKPT needs a 20-hex-digit key serial number with a valid transaction counter")
+			return nil, 0, about(fault.SubjectKeySerialNumber, side, "TDES DUKPT needs a 10-byte key serial number with a valid transaction counter")
 		}
-		v := map[dukptPurpose]map[string]dukpt.TDESVariant{
-			dukptData: {"BIDIRECTIONAL": dukpt.DataRequestVariant, "REQUEST": dukpt.DataRequestVariant, "RESPONSE": dukpt.DataResponseVariant},
-			dukptMAC:  {"BIDIRECTIONAL": dukpt.MACRequestVariant, "REQUEST": dukpt.MACRequestVariant, "RESPONSE": dukpt.MACResponseVariant},
+		v := [...][3]dukpt.TDESVariant{
+			dukptData: {DukptBidirectional: dukpt.DataRequestVariant, DukptRequest: dukpt.DataRequestVariant, DukptResponse: dukpt.DataResponseVariant},
+			dukptMAC:  {DukptBidirectional: dukpt.MACRequestVariant, DukptRequest: dukpt.MACRequestVariant, DukptResponse: dukpt.MACResponseVariant},
 		}[p][variant]
-		if v == 0 {
-			return nil, 0, fault.FieldInvalid(field+".DukptKeyVariant", "unknown variant")
-		}
 		key, err := dukpt.TDESKey(w.Material, k, v)
 		if err != nil {
 			return nil, 0, fault.Internalf("TDES DUKPT derivation", err)
@@ -69,26 +56,23 @@ func dukptWorkingKey(w *WorkingKey, field, ksnHex, derivType, variant string, p 
 	}
 	k, err := dukpt.ParseAESKSN(ksn)
 	if err != nil {
-		return nil, 0, fault.FieldInvalid(field+".KeySerialNumber", "AES DUKPT needs a 24-hex-digit key serial number with a valid transaction counter")
+		return nil, 0, about(fault.SubjectKeySerialNumber, side, "AES DUKPT needs a 12-byte key serial number with a valid transaction counter")
 	}
 	t := defaultType
 	if derivType != "" {
 		var ok bool
-		if t, ok = dukptDerivationTypes[derivType]; !ok {
-			return nil, 0, fault.FieldInvalid(field+".DukptKeyDerivationType", "unknown derivation type")
+		if t, ok = dukptTypes[derivType]; !ok {
+			return nil, 0, about(fault.SubjectDukptDerivationType, side, "unknown derivation type")
 		}
 	}
-	u := map[dukptPurpose]map[string]dukpt.Usage{
-		dukptData: {"BIDIRECTIONAL": dukpt.UsageDataBoth, "REQUEST": dukpt.UsageDataEncrypt, "RESPONSE": dukpt.UsageDataDecrypt},
-		dukptMAC:  {"BIDIRECTIONAL": dukpt.UsageMACBoth, "REQUEST": dukpt.UsageMACGeneration, "RESPONSE": dukpt.UsageMACVerification},
+	u := [...][3]dukpt.Usage{
+		dukptData: {DukptBidirectional: dukpt.UsageDataBoth, DukptRequest: dukpt.UsageDataEncrypt, DukptResponse: dukpt.UsageDataDecrypt},
+		dukptMAC:  {DukptBidirectional: dukpt.UsageMACBoth, DukptRequest: dukpt.UsageMACGeneration, DukptResponse: dukpt.UsageMACVerification},
 	}[p][variant]
-	if u == 0 {
-		return nil, 0, fault.FieldInvalid(field+".DukptKeyVariant", "unknown variant")
-	}
 	key, err := dukpt.AESKey(w.Material, k, u, t)
 	if err != nil {
 		// The only failure left is a working key stronger than the BDK.
-		return nil, 0, fault.FieldInvalid(field+".DukptKeyDerivationType", "%s is stronger than the %s BDK", t, w.Record.Attributes.Algorithm)
+		return nil, 0, about(fault.SubjectDukptDerivationType, side, "%s is stronger than the %s BDK", t, w.Record.Attributes.Algorithm)
 	}
 	return key, t, nil
 }

@@ -1,6 +1,7 @@
 package ops_test
 
 import (
+	"bytes"
 	"encoding/hex"
 	"strings"
 	"testing"
@@ -63,23 +64,23 @@ func TestDynamicDataKeys(t *testing.T) {
 	e := newDynEnv(t)
 	const pt = "6BC1BEE22E409F96E93D7E117393172AAE2D8A571E03AC9C9EB76FAC45AF8E51"
 	const ct = "7649ABAC8119B246CEE98E9B12E9197D5086CB9B507219EE95DB113A917678B2"
-	cbc := ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: "CBC", IV: "000102030405060708090A0B0C0D0E0F"}}
-	stored, err := e.svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: e.storedAES, PlainText: pt, Attributes: cbc})
+	cbc := ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: ops.ModeCBC, IV: hb("000102030405060708090A0B0C0D0E0F")}}
+	stored, err := e.svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: e.storedAES, PlainText: hb(pt), Attributes: cbc})
 	if err != nil {
 		t.Fatal(err)
 	}
 	both := &ops.DynamicKey{Tr31KeyBlock: dynWrap(t, dynKEKAES, "D0", 'A', 'B', sp80038A)}
-	out, err := e.svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: e.kek, PlainText: pt, Attributes: cbc, WrappedKey: both})
-	if err != nil || out.Data != ct || out.KeyARN != e.kek || out.KCV != stored.KCV {
+	out, err := e.svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: e.kek, PlainText: hb(pt), Attributes: cbc, WrappedKey: both})
+	if err != nil || hx(out.Data) != ct || out.KeyARN != e.kek || out.KCV != stored.KCV {
 		t.Fatalf("EncryptData(wrapped) = %+v, %v; want %s, KCV %s", out, err, ct, stored.KCV)
 	}
 	dec := &ops.DynamicKey{Tr31KeyBlock: dynWrap(t, dynKEKAES, "D0", 'A', 'D', sp80038A)}
-	back, err := e.svc.DecryptData(ops.DecryptDataInput{KeyIdentifier: e.kek, CipherText: ct, Attributes: cbc, WrappedKey: dec})
-	if err != nil || back.Data != pt {
+	back, err := e.svc.DecryptData(ops.DecryptDataInput{KeyIdentifier: e.kek, CipherText: hb(ct), Attributes: cbc, WrappedKey: dec})
+	if err != nil || hx(back.Data) != pt {
 		t.Fatalf("DecryptData(wrapped) = %+v, %v", back, err)
 	}
 	// The check value follows KeyCheckValueAlgorithm (ANSI X9.24 is TDES only).
-	if _, err := e.svc.DecryptData(ops.DecryptDataInput{KeyIdentifier: e.kek, CipherText: ct, Attributes: cbc,
+	if _, err := e.svc.DecryptData(ops.DecryptDataInput{KeyIdentifier: e.kek, CipherText: hb(ct), Attributes: cbc,
 		WrappedKey: &ops.DynamicKey{Tr31KeyBlock: dec.Tr31KeyBlock, KCVAlgorithm: keyspec.KCVANSIX924}}); fault.KindOf(err) != fault.Validation {
 		t.Fatalf("ANSI X9.24 KCV of an AES key: %v", err)
 	}
@@ -88,63 +89,65 @@ func TestDynamicDataKeys(t *testing.T) {
 	const tdesKey = "0123456789ABCDEFFEDCBA9876543210"
 	storedTDES := opstest.Import(t, e.svc, sym(keyspec.D0, keyspec.TDES2Key, encDec), tdesKey)
 	tdes := &ops.DynamicKey{Tr31KeyBlock: dynWrap(t, dynKEKTDES, "D0", 'T', 'E', tdesKey)}
-	ecb := ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: "ECB"}}
-	w, err := e.svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: e.kekTDES, PlainText: pt, Attributes: ecb, WrappedKey: tdes})
+	ecb := ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: ops.ModeECB}}
+	w, err := e.svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: e.kekTDES, PlainText: hb(pt), Attributes: ecb, WrappedKey: tdes})
 	if err != nil || w.KCV != "08D7B4" || w.KeyARN != e.kekTDES {
 		t.Fatalf("TDES wrapped: %+v %v", w, err)
 	}
-	if s, err := e.svc.DecryptData(ops.DecryptDataInput{KeyIdentifier: storedTDES, CipherText: w.Data, Attributes: ecb}); err != nil || s.Data != pt {
+	if s, err := e.svc.DecryptData(ops.DecryptDataInput{KeyIdentifier: storedTDES, CipherText: w.Data, Attributes: ecb}); err != nil || hx(s.Data) != pt {
 		t.Fatalf("stored TDES key does not decrypt: %+v %v", s, err)
 	}
 
 	// ReEncryptData: wrapped -> stored and stored -> wrapped.
-	re, err := e.svc.ReEncryptData(ops.ReEncryptDataInput{IncomingKeyIdentifier: e.kek, OutgoingKeyIdentifier: storedTDES, CipherText: ct,
+	re, err := e.svc.ReEncryptData(ops.ReEncryptDataInput{IncomingKeyIdentifier: e.kek, OutgoingKeyIdentifier: storedTDES, CipherText: hb(ct),
 		Incoming: cbc, Outgoing: ecb, IncomingWrappedKey: dec})
-	if err != nil || re.Data != w.Data || re.KeyARN != storedTDES {
+	if err != nil || !bytes.Equal(re.Data, w.Data) || re.KeyARN != storedTDES {
 		t.Fatalf("ReEncryptData(incoming wrapped) = %+v, %v; want %s", re, err, w.Data)
 	}
 	re, err = e.svc.ReEncryptData(ops.ReEncryptDataInput{IncomingKeyIdentifier: storedTDES, OutgoingKeyIdentifier: e.kek, CipherText: w.Data,
 		Incoming: ecb, Outgoing: cbc, OutgoingWrappedKey: both})
-	if err != nil || re.Data != ct || re.KeyARN != e.kek || re.KCV != stored.KCV {
+	if err != nil || hx(re.Data) != ct || re.KeyARN != e.kek || re.KCV != stored.KCV {
 		t.Fatalf("ReEncryptData(outgoing wrapped) = %+v, %v; want %s", re, err, ct)
 	}
 
-	const bf = "WrappedKey.WrappedKeyMaterial.Tr31KeyBlock"
+	bf := at{fault.SubjectWrappedKey, fault.SideNone}
+	kek := at{fault.SubjectKey, fault.SideNone}
 	tampered := []byte(both.Tr31KeyBlock)
 	tampered[len(tampered)-1] ^= 1
 	for _, tc := range []struct {
-		name, kek, field string
-		enc              bool
-		blk              string
+		name, kek string
+		field     at
+		enc       bool
+		blk       string
 	}{
 		{"decrypt-only key encrypting", e.kek, bf, true, dec.Tr31KeyBlock},
 		{"encrypt-only key decrypting", e.kekTDES, bf, false, tdes.Tr31KeyBlock},
 		{"MAC key", e.kek, bf, true, dynWrap(t, dynKEKAES, "M6", 'A', 'C', sp80038A)},
 		{"PIN key", e.kek, bf, true, dynWrap(t, dynKEKAES, "P0", 'A', 'B', sp80038A)},
-		{"tampered", e.kek, "", true, string(tampered)},
+		{"tampered", e.kek, bf, true, string(tampered)},
 		{"version D under TDES KEK", e.kekTDES, bf, true, both.Tr31KeyBlock},
 		{"version B under AES KEK", e.kek, bf, true, tdes.Tr31KeyBlock},
-		{"KEK without unwrap", e.kekEncOnly, "KeyIdentifier", true, both.Tr31KeyBlock},
-		{"D0 key as KEK", e.notK, "KeyIdentifier", true, both.Tr31KeyBlock},
-		{"not a key block", e.kek, "", true, "D0016D0AB00N0000"},
+		{"KEK without unwrap", e.kekEncOnly, kek, true, both.Tr31KeyBlock},
+		{"D0 key as KEK", e.notK, kek, true, both.Tr31KeyBlock},
+		{"not a key block", e.kek, bf, true, "D0016D0AB00N0000"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			wk := &ops.DynamicKey{Tr31KeyBlock: tc.blk}
 			var err error
 			if tc.enc {
-				_, err = e.svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: tc.kek, PlainText: pt, Attributes: ecb, WrappedKey: wk})
+				_, err = e.svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: tc.kek, PlainText: hb(pt), Attributes: ecb, WrappedKey: wk})
 			} else {
-				_, err = e.svc.DecryptData(ops.DecryptDataInput{KeyIdentifier: tc.kek, CipherText: pt, Attributes: ecb, WrappedKey: wk})
+				_, err = e.svc.DecryptData(ops.DecryptDataInput{KeyIdentifier: tc.kek, CipherText: hb(pt), Attributes: ecb, WrappedKey: wk})
 			}
-			if f := fault.As(err); f == nil || f.Kind != fault.Validation || (tc.field != "" && f.Field != tc.field) {
-				t.Fatalf("err = %v (%+v); want Validation on %q", err, f, tc.field)
+			if !isAbout(err, tc.field) {
+				t.Fatalf("err = %s; want Validation about %+v", aboutOf(err), tc.field)
 			}
 		})
 	}
 	// Incoming/outgoing members are named in errors.
 	_, err = e.svc.ReEncryptData(ops.ReEncryptDataInput{IncomingKeyIdentifier: storedTDES, OutgoingKeyIdentifier: e.kek, CipherText: w.Data,
 		Incoming: ecb, Outgoing: cbc, OutgoingWrappedKey: dec})
-	if f := fault.As(err); f == nil || f.Field != "OutgoingWrappedKey.WrappedKeyMaterial.Tr31KeyBlock" {
+	if !isAbout(err, at{fault.SubjectWrappedKey, fault.SideOutgoing}) {
 		t.Fatalf("outgoing decrypt-only key: %v", err)
 	}
 }
@@ -163,30 +166,30 @@ func TestDynamicMacKeys(t *testing.T) {
 	}{
 		// knovichikhin/pyemv tests/test_mac.py (ISO 9797-1 algorithm 3, padding method 1).
 		{"ISO9797 alg 3", dynWrap(t, dynKEKAES, "M3", 'T', 'C', "AAAAAAAAAAAAAAAABBBBBBBBBBBBBBBB"),
-			hex.EncodeToString([]byte("hello world")), "78DA3D3DEB48FD4D", ops.MacAttributes{Algorithm: "ISO9797_ALGORITHM3"}, 0},
+			hex.EncodeToString([]byte("hello world")), "78DA3D3DEB48FD4D", ops.MacAttributes{Algorithm: ops.MacISO9797Alg3}, 0},
 		// NIST SP 800-38B D.1 example 2.
 		{"CMAC AES", dynWrap(t, dynKEKAES, "M6", 'A', 'C', sp80038A),
-			"6BC1BEE22E409F96E93D7E117393172A", "070A16B46B4D4144F79BDD9DD04A287C", ops.MacAttributes{Algorithm: "CMAC"}, 0},
+			"6BC1BEE22E409F96E93D7E117393172A", "070A16B46B4D4144F79BDD9DD04A287C", ops.MacAttributes{Algorithm: ops.MacCMAC}, 0},
 		// C2SP/wycheproof testvectors/hmac_sha256_test.json tcId 164, 165
 		// (keySize 128, tagSize 256) and 167 (tagSize 128); also checked
 		// with openssl mac HMAC.
 		{"wycheproof HMAC-SHA256 164", dynWrap(t, dynKEKAES, "M7", 'H', 'C', "ac686ba0f1a51b4ec4f0b30492b7f556", hm("21")),
-			"2fa43a14ae500507deb95ab5bd32b0fe", "008532A53D0C0AB22027AE249023375374E2239B959609E8339B05A15742A675", ops.MacAttributes{Algorithm: "HMAC_SHA256"}, 0},
+			"2fa43a14ae500507deb95ab5bd32b0fe", "008532A53D0C0AB22027AE249023375374E2239B959609E8339B05A15742A675", ops.MacAttributes{Algorithm: ops.MacHMACSHA256}, 0},
 		{"wycheproof HMAC-SHA256 165", dynWrap(t, dynKEKAES, "M7", 'H', 'C', "73ef9ef1a4225e51e3c1db3ace1fa24f", hm("21")),
-			"ffad380d9aabb0acede5c1bf112925cdfc3d379fc2376a4fe2644490d0430ac3", "9C7CB9F7C207EC46D1E3C55764731C4AB5DDBAE4E1401E52A895DF0CFF4787C9", ops.MacAttributes{Algorithm: "HMAC"}, 0},
+			"ffad380d9aabb0acede5c1bf112925cdfc3d379fc2376a4fe2644490d0430ac3", "9C7CB9F7C207EC46D1E3C55764731C4AB5DDBAE4E1401E52A895DF0CFF4787C9", ops.MacAttributes{Algorithm: ops.MacHMAC}, 0},
 		{"wycheproof HMAC-SHA256 167", dynWrap(t, dynKEKAES, "M7", 'H', 'C', "e09eaa5a3f5e56d279d5e7a03373f6ea", hm("21")),
-			"ef4eab37181f98423e53e947e7050fd0", "CFC19EC07902EC8BE489606D8F40D172", ops.MacAttributes{Algorithm: "HMAC"}, 16},
+			"ef4eab37181f98423e53e947e7050fd0", "CFC19EC07902EC8BE489606D8F40D172", ops.MacAttributes{Algorithm: ops.MacHMAC}, 16},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			wk := &ops.DynamicKey{Tr31KeyBlock: tc.blk}
-			g, err := e.svc.GenerateMac(ops.GenerateMacInput{KeyIdentifier: e.kek, MessageData: tc.msg, Attributes: tc.a, MacLength: tc.macLen, WrappedKey: wk})
-			if err != nil || g.Mac != tc.mac || g.KeyARN != e.kek || g.KCV == "" {
+			g, err := e.svc.GenerateMac(ops.GenerateMacInput{KeyIdentifier: e.kek, MessageData: hb(tc.msg), Attributes: tc.a, MacLength: tc.macLen, WrappedKey: wk})
+			if err != nil || hx(g.Mac) != tc.mac || g.KeyARN != e.kek || g.KCV == "" {
 				t.Fatalf("GenerateMac = %+v, %v; want %s", g, err, tc.mac)
 			}
-			if _, err := e.svc.VerifyMac(ops.VerifyMacInput{KeyIdentifier: e.kek, MessageData: tc.msg, Mac: tc.mac, Attributes: tc.a, WrappedKey: wk}); err != nil {
+			if _, err := e.svc.VerifyMac(ops.VerifyMacInput{KeyIdentifier: e.kek, MessageData: hb(tc.msg), Mac: hb(tc.mac), Attributes: tc.a, WrappedKey: wk}); err != nil {
 				t.Fatal(err)
 			}
-			_, err = e.svc.VerifyMac(ops.VerifyMacInput{KeyIdentifier: e.kek, MessageData: tc.msg + "01", Mac: tc.mac, Attributes: tc.a, WrappedKey: wk}) // "00" would not alter a padding method 1 MAC
+			_, err = e.svc.VerifyMac(ops.VerifyMacInput{KeyIdentifier: e.kek, MessageData: hb(tc.msg + "01"), Mac: hb(tc.mac), Attributes: tc.a, WrappedKey: wk}) // "00" would not alter a padding method 1 MAC
 			if fault.KindOf(err) != fault.VerificationFailed {
 				t.Fatalf("altered message: %v", err)
 			}
@@ -194,15 +197,15 @@ func TestDynamicMacKeys(t *testing.T) {
 	}
 	// A 32-byte HMAC-SHA256 key (256 bits) is stronger than the AES-128 KEK.
 	strong := dynWrap(t, dynKEKAES, "M7", 'H', 'C', strings.Repeat("0B", 32), hm("21"))
-	_, err := e.svc.GenerateMac(ops.GenerateMacInput{KeyIdentifier: e.kek, MessageData: "00", Attributes: ops.MacAttributes{Algorithm: "HMAC"},
+	_, err := e.svc.GenerateMac(ops.GenerateMacInput{KeyIdentifier: e.kek, MessageData: hb("00"), Attributes: ops.MacAttributes{Algorithm: ops.MacHMAC},
 		WrappedKey: &ops.DynamicKey{Tr31KeyBlock: strong}})
 	if f := fault.As(err); f == nil || f.Kind != fault.Validation || !strings.Contains(f.Message, "weaker") {
 		t.Fatalf("strong HMAC key under AES-128: %v", err)
 	}
 	// The header's usage binds the key: a D0 key does not MAC.
-	_, err = e.svc.GenerateMac(ops.GenerateMacInput{KeyIdentifier: e.kek, MessageData: "00", Attributes: ops.MacAttributes{Algorithm: "CMAC"},
+	_, err = e.svc.GenerateMac(ops.GenerateMacInput{KeyIdentifier: e.kek, MessageData: hb("00"), Attributes: ops.MacAttributes{Algorithm: ops.MacCMAC},
 		WrappedKey: &ops.DynamicKey{Tr31KeyBlock: dynWrap(t, dynKEKAES, "D0", 'A', 'B', sp80038A)}})
-	if f := fault.As(err); f == nil || f.Field != "WrappedKey.WrappedKeyMaterial.Tr31KeyBlock" {
+	if !isAbout(err, at{fault.SubjectWrappedKey, fault.SideNone}) {
 		t.Fatalf("D0 dynamic key for CMAC: %v", err)
 	}
 }
@@ -216,16 +219,16 @@ func TestDynamicKeysNoTokenCalls(t *testing.T) {
 	e2 := opstest.Import(t, e.svc, sym(keyspec.E2, keyspec.TDES2Key, derive), emvIMKSMI)
 	wk := &ops.DynamicKey{Tr31KeyBlock: dynWrap(t, dynKEKAES, "D0", 'A', 'B', sp80038A)}
 	run := func() {
-		if _, err := e.svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: e.kek, PlainText: strings.Repeat("00", 32),
-			Attributes: ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: "CBC"}}, WrappedKey: wk}); err != nil {
+		if _, err := e.svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: e.kek, PlainText: hb(strings.Repeat("00", 32)),
+			Attributes: ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: ops.ModeCBC}}, WrappedKey: wk}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := e.svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: e1, PlainText: "249999FFFFFFFFFF",
-			Attributes: emvCipher("EMV_OPTION_A", emvPAN, "ECB", "")}); err != nil {
+		if _, err := e.svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: e1, PlainText: hb("249999FFFFFFFFFF"),
+			Attributes: emvCipher(ops.EmvOptionA, emvPAN, ops.ModeECB, "")}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := e.svc.GenerateMac(ops.GenerateMacInput{KeyIdentifier: e2, MessageData: "8424000008",
-			Attributes: emvMacAttrs("EMV_COMMON_SESSION_KEY", emvR, "")}); err != nil {
+		if _, err := e.svc.GenerateMac(ops.GenerateMacInput{KeyIdentifier: e2, MessageData: hb("8424000008"),
+			Attributes: emvMacAttrs(ops.EmvCommon, emvR, "")}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -251,13 +254,13 @@ func FuzzDynamicKeyBlock(f *testing.F) {
 		wk := &ops.DynamicKey{Tr31KeyBlock: blk, KCVAlgorithm: keyspec.KCVAlgorithm(kcvAlg)}
 		for _, err := range []error{
 			func() error {
-				_, err := e.svc.DecryptData(ops.DecryptDataInput{KeyIdentifier: e.kek, CipherText: strings.Repeat("00", 32),
-					Attributes: ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: "CBC"}}, WrappedKey: wk})
+				_, err := e.svc.DecryptData(ops.DecryptDataInput{KeyIdentifier: e.kek, CipherText: hb(strings.Repeat("00", 32)),
+					Attributes: ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: ops.ModeCBC}}, WrappedKey: wk})
 				return err
 			}(),
 			func() error {
-				_, err := e.svc.GenerateMac(ops.GenerateMacInput{KeyIdentifier: e.kek, MessageData: "00",
-					Attributes: ops.MacAttributes{Algorithm: "HMAC"}, WrappedKey: wk})
+				_, err := e.svc.GenerateMac(ops.GenerateMacInput{KeyIdentifier: e.kek, MessageData: hb("00"),
+					Attributes: ops.MacAttributes{Algorithm: ops.MacHMAC}, WrappedKey: wk})
 				return err
 			}(),
 		} {

@@ -24,39 +24,30 @@ package ops
 import (
 	"payhsm/fault"
 	"payhsm/hsm/emv"
-	"payhsm/hsm/symmetric"
 	"payhsm/hsm/tdes"
 )
 
 // emvDataCrypter returns the encrypting (enc) or decrypting function of the
 // EMV confidentiality session key of e under the issuer master key w (whose
-// usage, algorithm and modes the caller has checked). f names the request
-// member. The session key is zeroed before it returns; only its TDES key
+// usage, algorithm and modes the caller has checked); its faults are about
+// side. The session key is zeroed before it returns; only its TDES key
 // schedule lives on in the function.
-func emvDataCrypter(w *WorkingKey, f string, e *EmvCipher, enc bool) (func([]byte, string) ([]byte, error), error) {
-	opt, err := MajorKeyOption(f+".MajorKeyDerivationMode", e.MajorKeyDerivationMode)
+func emvDataCrypter(w *WorkingKey, side fault.Side, e *EmvCipher, enc bool) (func([]byte) ([]byte, error), error) {
+	opt, err := e.MajorKeyMode.option(side)
 	if err != nil {
 		return nil, err
 	}
-	if err := cardDigits(f, e.PAN, e.PSN); err != nil {
+	if err := cardNumbers(side, e.PAN, e.PSN); err != nil {
 		return nil, err
 	}
-	if len(e.SessionDerivationData) != 16 {
-		return nil, fault.FieldInvalid(f+".SessionDerivationData", "must be 16 hexadecimal digits")
+	if err := fixed(fault.SubjectSessionDerivationData, side, e.SessionDerivationData, 8); err != nil {
+		return nil, err
 	}
-	r, err := hexField(f+".SessionDerivationData", e.SessionDerivationData, 8)
+	mode, err := e.Mode.ecbOrCBC(side)
 	if err != nil {
 		return nil, err
 	}
-	mode := symmetric.CBC
-	switch e.Mode {
-	case "", "CBC":
-	case "ECB":
-		mode = symmetric.ECB
-	default:
-		return nil, fault.FieldInvalid(f+".Mode", "must be ECB or CBC")
-	}
-	iv, err := dataIV(f+".InitializationVector", e.IV, mode, 8)
+	iv, err := dataIV(side, e.IV, mode, 8)
 	if err != nil {
 		return nil, err
 	}
@@ -64,7 +55,7 @@ func emvDataCrypter(w *WorkingKey, f string, e *EmvCipher, enc bool) (func([]byt
 	if err != nil {
 		return nil, fault.Internalf("ICC master key derivation", err)
 	}
-	sk, err := emv.CommonSessionKey(mk, [8]byte(r))
+	sk, err := emv.CommonSessionKey(mk, [8]byte(e.SessionDerivationData))
 	clear(mk)
 	if err != nil {
 		return nil, fault.Internalf("session key derivation", err)
@@ -74,56 +65,44 @@ func emvDataCrypter(w *WorkingKey, f string, e *EmvCipher, enc bool) (func([]byt
 	if err != nil {
 		return nil, fault.Internalf("session key schedule", err)
 	}
-	return blockCrypter(b, mode, iv, enc, false), nil
-}
-
-// emvMacSchemes maps SessionKeyDerivationMode.
-var emvMacSchemes = map[string]emv.Scheme{
-	"EMV_COMMON_SESSION_KEY": emv.SchemeEMVCommon, "MASTERCARD_SESSION_KEY": emv.SchemeMastercard,
-	"EMV2000": emv.SchemeEMV2000, "AMEX": emv.SchemeAmex, "VISA": emv.SchemeVisa, "UNION_PAY": emv.SchemeUnionPay,
+	return blockCrypter(b, mode, iv, enc, false, side), nil
 }
 
 // emvMac computes the full 8-byte EMV secure-messaging MAC of msg under the
 // integrity session key of e, derived from the issuer master key w (checked
-// by the caller). f names the request member.
-func emvMac(w *WorkingKey, f string, e *EmvMac, msg []byte) ([]byte, error) {
-	opt, err := MajorKeyOption(f+".MajorKeyDerivationMode", e.MajorKeyDerivationMode)
+// by the caller).
+func emvMac(w *WorkingKey, e *EmvMac, msg []byte) ([]byte, error) {
+	const side = fault.SideNone
+	opt, err := e.MajorKeyMode.option(side)
 	if err != nil {
 		return nil, err
 	}
-	if err := cardDigits(f, e.PAN, e.PSN); err != nil {
+	if err := cardNumbers(side, e.PAN, e.PSN); err != nil {
 		return nil, err
 	}
-	scheme, ok := emvMacSchemes[e.SessionKeyDerivationMode]
+	scheme, ok := e.SessionScheme.scheme()
 	if !ok {
-		return nil, fault.FieldInvalid(f+".SessionKeyDerivationMode", "unknown session key derivation mode")
+		return nil, about(fault.SubjectSessionKeyDerivationMode, side, "unknown session key derivation mode")
 	}
-	const vf = ".SessionKeyDerivationValue"
 	var ac [8]byte
 	var atc [2]byte
 	switch scheme {
 	case emv.SchemeEMVCommon, emv.SchemeMastercard:
-		if e.ATC != "" || e.ApplicationCryptogram == "" {
-			return nil, fault.FieldInvalid(f+vf, "%s derives the session key from the ApplicationCryptogram", e.SessionKeyDerivationMode)
+		if len(e.ATC) != 0 || len(e.ApplicationCryptogram) == 0 {
+			return nil, about(fault.SubjectSessionDerivation, side, "this session key derivation mode derives the session key from the application cryptogram, not the counter")
 		}
-		if len(e.ApplicationCryptogram) != 16 {
-			return nil, fault.FieldInvalid(f+vf+".ApplicationCryptogram", "must be 16 hexadecimal digits")
-		}
-		b, err := hexField(f+vf+".ApplicationCryptogram", e.ApplicationCryptogram, 8)
-		if err != nil {
+		if err := fixed(fault.SubjectApplicationCryptogram, side, e.ApplicationCryptogram, 8); err != nil {
 			return nil, err
 		}
-		ac = [8]byte(b)
+		ac = [8]byte(e.ApplicationCryptogram)
 	default:
-		if e.ApplicationCryptogram != "" || e.ATC == "" {
-			return nil, fault.FieldInvalid(f+vf, "%s derives the session key from the ApplicationTransactionCounter", e.SessionKeyDerivationMode)
+		if len(e.ApplicationCryptogram) != 0 || len(e.ATC) == 0 {
+			return nil, about(fault.SubjectSessionDerivation, side, "this session key derivation mode derives the session key from the application transaction counter, not a cryptogram")
 		}
-		if len(e.ATC) != 4 {
-			return nil, fault.FieldInvalid(f+vf+".ApplicationTransactionCounter", "must be 4 hexadecimal digits")
-		}
-		if atc, err = atcField(f+vf+".ApplicationTransactionCounter", e.ATC); err != nil {
+		if err := fixed(fault.SubjectATC, side, e.ATC, 2); err != nil {
 			return nil, err
 		}
+		atc = [2]byte(e.ATC)
 	}
 	mk, err := emv.ICCMasterKeyBlock(w.Block, opt, e.PAN, e.PSN)
 	if err != nil {

@@ -42,30 +42,30 @@ func TestEncryptDataKAT(t *testing.T) {
 		c                 ops.DataCipher
 	}{
 		// NIST SP 800-38A F.1.1, F.2.1, F.3.13, F.4.1 (first two blocks) and F.3.7 (first 16 bytes).
-		{"SP800-38A ECB", aesKey, pt, "3AD77BB40D7A3660A89ECAF32466EF97F5D3D58503B9699DE785895A96FDBAAF", ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: "ECB"}}},
-		{"SP800-38A CBC", aesKey, pt, "7649ABAC8119B246CEE98E9B12E9197D5086CB9B507219EE95DB113A917678B2", ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: "CBC", IV: iv}}},
-		{"SP800-38A CFB128", aesKey, pt, "3B3FD92EB72DAD20333449F8E83CFB4AC8A64537A0B3A93FCDE3CDAD9F1CE58B", ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: "CFB128", IV: iv}}},
-		{"SP800-38A CFB", aesKey, pt, "3B3FD92EB72DAD20333449F8E83CFB4AC8A64537A0B3A93FCDE3CDAD9F1CE58B", ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: "CFB", IV: iv}}},
-		{"SP800-38A OFB", aesKey, pt, "3B3FD92EB72DAD20333449F8E83CFB4A7789508D16918F03F53C52DAC54ED825", ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: "OFB", IV: iv}}},
-		{"SP800-38A CFB8", aesKey, pt[:32], "3B79424C9C0DD436BACE9E0ED4586A4F", ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: "CFB8", IV: iv}}},
+		{"SP800-38A ECB", aesKey, pt, "3AD77BB40D7A3660A89ECAF32466EF97F5D3D58503B9699DE785895A96FDBAAF", ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: ops.ModeECB}}},
+		{"SP800-38A CBC", aesKey, pt, "7649ABAC8119B246CEE98E9B12E9197D5086CB9B507219EE95DB113A917678B2", ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: ops.ModeCBC, IV: hb(iv)}}},
+		{"SP800-38A CFB128", aesKey, pt, "3B3FD92EB72DAD20333449F8E83CFB4AC8A64537A0B3A93FCDE3CDAD9F1CE58B", ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: ops.ModeCFB128, IV: hb(iv)}}},
+		{"SP800-38A CFB", aesKey, pt, "3B3FD92EB72DAD20333449F8E83CFB4AC8A64537A0B3A93FCDE3CDAD9F1CE58B", ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: ops.ModeCFB, IV: hb(iv)}}},
+		{"SP800-38A OFB", aesKey, pt, "3B3FD92EB72DAD20333449F8E83CFB4A7789508D16918F03F53C52DAC54ED825", ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: ops.ModeOFB, IV: hb(iv)}}},
+		{"SP800-38A CFB8", aesKey, pt[:32], "3B79424C9C0DD436BACE9E0ED4586A4F", ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: ops.ModeCFB8, IV: hb(iv)}}},
 		// X9.24-1-2009 A.4.2 KSN ...E00001, data variants (moov-io/dukpt pkg/des/des_test.go).
-		{"TDES DUKPT request", tdesBDK, zeroPad(asciiHex, 24), "FC0D53B7EA1FDA9EE68AAF2E70D9B9506229BE2AA993F04F", ops.DataCipher{Dukpt: &ops.DukptCipher{KSN: "FFFF9876543210E00001", Variant: "REQUEST"}}},
-		{"TDES DUKPT bidirectional", tdesBDK, zeroPad(asciiHex, 24), "FC0D53B7EA1FDA9EE68AAF2E70D9B9506229BE2AA993F04F", ops.DataCipher{Dukpt: &ops.DukptCipher{KSN: "FFFF9876543210E00001", Mode: "CBC"}}},
-		{"TDES DUKPT response", tdesBDK, zeroPad(asciiHex, 24), "1FCC89AF66222F27B903898BB2BC8589CDBFDE5EC6AFCC25", ops.DataCipher{Dukpt: &ops.DukptCipher{KSN: "FFFF9876543210E00001", Variant: "RESPONSE"}}},
+		{"TDES DUKPT request", tdesBDK, zeroPad(asciiHex, 24), "FC0D53B7EA1FDA9EE68AAF2E70D9B9506229BE2AA993F04F", ops.DataCipher{Dukpt: &ops.DukptCipher{KSN: hb("FFFF9876543210E00001"), Variant: ops.DukptRequest}}},
+		{"TDES DUKPT bidirectional", tdesBDK, zeroPad(asciiHex, 24), "FC0D53B7EA1FDA9EE68AAF2E70D9B9506229BE2AA993F04F", ops.DataCipher{Dukpt: &ops.DukptCipher{KSN: hb("FFFF9876543210E00001"), Mode: ops.ModeCBC}}},
+		{"TDES DUKPT response", tdesBDK, zeroPad(asciiHex, 24), "1FCC89AF66222F27B903898BB2BC8589CDBFDE5EC6AFCC25", ops.DataCipher{Dukpt: &ops.DukptCipher{KSN: hb("FFFF9876543210E00001"), Variant: ops.DukptResponse}}},
 		// X9.24-3-2017 B.1 BDK and IKID, counter 1, data keys (moov-io/dukpt pkg/aes/aes_test.go).
-		{"AES DUKPT request", aesBDK, zeroPad(asciiHex, 32), "E5AFA5B408A3310E3D779C8A9A2AE29448BD5B4232582090DB703AF647205A79", ops.DataCipher{Dukpt: &ops.DukptCipher{KSN: "123456789012345600000001", Variant: "REQUEST", DerivationType: "AES_128"}}},
-		{"AES DUKPT response", aesBDK, zeroPad(asciiHex, 32), "84904DFC6B5201A4F1FE2EAA49E70B8C01838EF53030790FF785D630AB3916B4", ops.DataCipher{Dukpt: &ops.DukptCipher{KSN: "123456789012345600000001", Variant: "RESPONSE"}}},
+		{"AES DUKPT request", aesBDK, zeroPad(asciiHex, 32), "E5AFA5B408A3310E3D779C8A9A2AE29448BD5B4232582090DB703AF647205A79", ops.DataCipher{Dukpt: &ops.DukptCipher{KSN: hb("123456789012345600000001"), Variant: ops.DukptRequest, DerivationType: "AES_128"}}},
+		{"AES DUKPT response", aesBDK, zeroPad(asciiHex, 32), "84904DFC6B5201A4F1FE2EAA49E70B8C01838EF53030790FF785D630AB3916B4", ops.DataCipher{Dukpt: &ops.DukptCipher{KSN: hb("123456789012345600000001"), Variant: ops.DukptResponse}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			out, err := svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: tc.key, PlainText: tc.pt, Attributes: tc.c})
+			out, err := svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: tc.key, PlainText: hb(tc.pt), Attributes: tc.c})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if out.Data != tc.ct || out.KeyARN != tc.key || out.KCV == "" {
+			if hx(out.Data) != tc.ct || out.KeyARN != tc.key || out.KCV == "" {
 				t.Fatalf("EncryptData = %+v, want %s", out, tc.ct)
 			}
-			back, err := svc.DecryptData(ops.DecryptDataInput{KeyIdentifier: tc.key, CipherText: tc.ct, Attributes: tc.c})
-			if err != nil || back.Data != tc.pt {
+			back, err := svc.DecryptData(ops.DecryptDataInput{KeyIdentifier: tc.key, CipherText: hb(tc.ct), Attributes: tc.c})
+			if err != nil || hx(back.Data) != tc.pt {
 				t.Fatalf("DecryptData = %+v, %v", back, err)
 			}
 		})
@@ -86,34 +86,33 @@ func TestDataRoundTripAndReEncrypt(t *testing.T) {
 		if strings.HasPrefix(name, "TDES") {
 			bs = 8
 		}
-		for _, mode := range []string{"ECB", "CBC", "CFB", "CFB1", "CFB8", "CFB64", "CFB128", "OFB"} {
-			if mode == "CFB128" && bs == 8 {
+		for _, mode := range []ops.CipherMode{ops.ModeECB, ops.ModeCBC, ops.ModeCFB, ops.ModeCFB1, ops.ModeCFB8, ops.ModeCFB64, ops.ModeCFB128, ops.ModeOFB} {
+			if mode == ops.ModeCFB128 && bs == 8 {
 				continue
 			}
-			for _, pad := range []string{"", "PKCS1"} {
+			for _, pad := range []ops.Padding{ops.PaddingNone, ops.PaddingPKCS1} {
 				n := 4 * bs
-				if pad != "" {
+				if pad != ops.PaddingNone {
 					n = 4*bs - 5
 				}
 				p := make([]byte, n)
 				rand.Read(p)
 				c := &ops.SymmetricCipher{Mode: mode, Padding: pad}
-				if mode != "ECB" {
-					iv := make([]byte, bs)
-					rand.Read(iv)
-					c.IV = hex.EncodeToString(iv)
+				if mode != ops.ModeECB {
+					c.IV = make([]byte, bs)
+					rand.Read(c.IV)
 				}
 				ptHex := strings.ToUpper(hex.EncodeToString(p))
-				enc, err := svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: k, PlainText: ptHex, Attributes: ops.DataCipher{Symmetric: c}})
+				enc, err := svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: k, PlainText: hb(ptHex), Attributes: ops.DataCipher{Symmetric: c}})
 				if err != nil {
 					t.Fatalf("%s %s %q: %v", name, mode, pad, err)
 				}
 				dec, err := svc.DecryptData(ops.DecryptDataInput{KeyIdentifier: k, CipherText: enc.Data, Attributes: ops.DataCipher{Symmetric: c}})
-				if err != nil || dec.Data != ptHex {
+				if err != nil || hx(dec.Data) != ptHex {
 					t.Fatalf("%s %s %q: round trip: %v", name, mode, pad, err)
 				}
 				// Re-encrypt under the AES key in CBC, then decrypt there.
-				out := &ops.SymmetricCipher{Mode: "CBC", Padding: pad}
+				out := &ops.SymmetricCipher{Mode: ops.ModeCBC, Padding: pad}
 				re, err := svc.ReEncryptData(ops.ReEncryptDataInput{IncomingKeyIdentifier: k, OutgoingKeyIdentifier: keys["AES128"],
 					CipherText: enc.Data, Incoming: ops.DataCipher{Symmetric: c}, Outgoing: ops.DataCipher{Symmetric: out}})
 				if err != nil {
@@ -123,7 +122,7 @@ func TestDataRoundTripAndReEncrypt(t *testing.T) {
 					t.Fatalf("re-encrypt KeyArn %s", re.KeyARN)
 				}
 				dec, err = svc.DecryptData(ops.DecryptDataInput{KeyIdentifier: keys["AES128"], CipherText: re.Data, Attributes: ops.DataCipher{Symmetric: out}})
-				if err != nil || dec.Data != ptHex {
+				if err != nil || hx(dec.Data) != ptHex {
 					t.Fatalf("%s %s: decrypt after re-encrypt: %v", name, mode, err)
 				}
 			}
@@ -138,14 +137,14 @@ func TestDUKPTReEncrypt(t *testing.T) {
 	bdk := opstest.Import(t, svc, sym(keyspec.B0, keyspec.TDES2Key, derive), "0123456789ABCDEFFEDCBA9876543210")
 	zone := opstest.Import(t, svc, sym(keyspec.D0, keyspec.TDES3Key, encDec), "0123456789ABCDEFFEDCBA987654321089ABCDEF01234567")
 	re, err := svc.ReEncryptData(ops.ReEncryptDataInput{IncomingKeyIdentifier: bdk, OutgoingKeyIdentifier: zone,
-		CipherText: "FC0D53B7EA1FDA9EE68AAF2E70D9B9506229BE2AA993F04F",
-		Incoming:   ops.DataCipher{Dukpt: &ops.DukptCipher{KSN: "FFFF9876543210E00001", Variant: "REQUEST"}},
-		Outgoing:   ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: "ECB"}}})
+		CipherText: hb("FC0D53B7EA1FDA9EE68AAF2E70D9B9506229BE2AA993F04F"),
+		Incoming:   ops.DataCipher{Dukpt: &ops.DukptCipher{KSN: hb("FFFF9876543210E00001"), Variant: ops.DukptRequest}},
+		Outgoing:   ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: ops.ModeECB}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	dec, err := svc.DecryptData(ops.DecryptDataInput{KeyIdentifier: zone, CipherText: re.Data, Attributes: ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: "ECB"}}})
-	if err != nil || !strings.HasPrefix(dec.Data, asciiHex) {
+	dec, err := svc.DecryptData(ops.DecryptDataInput{KeyIdentifier: zone, CipherText: re.Data, Attributes: ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: ops.ModeECB}}})
+	if err != nil || !strings.HasPrefix(hx(dec.Data), asciiHex) {
 		t.Fatalf("%+v %v", dec, err)
 	}
 }
@@ -158,21 +157,21 @@ func TestRSAData(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Maximum plaintext sizes of the user guide's "Encrypt data" table (RSA_2048, in hex digits).
-	for pad, maxHex := range map[string]int{"OAEP_SHA1": 428, "OAEP_SHA256": 380, "OAEP_SHA512": 252, "PKCS1": 488} {
+	for pad, maxHex := range map[ops.Padding]int{ops.PaddingOAEPSHA1: 428, ops.PaddingOAEPSHA256: 380, ops.PaddingOAEPSHA512: 252, ops.PaddingPKCS1: 488} {
 		c := ops.DataCipher{Asymmetric: &ops.AsymmetricCipher{Padding: pad}}
 		p := make([]byte, maxHex/2)
 		rand.Read(p)
 		ptHex := strings.ToUpper(hex.EncodeToString(p))
-		enc, err := svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: k.ARN, PlainText: ptHex, Attributes: c})
+		enc, err := svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: k.ARN, PlainText: hb(ptHex), Attributes: c})
 		if err != nil {
 			t.Fatalf("%s: %v", pad, err)
 		}
 		dec, err := svc.DecryptData(ops.DecryptDataInput{KeyIdentifier: k.ARN, CipherText: enc.Data, Attributes: c})
-		if err != nil || dec.Data != ptHex {
+		if err != nil || hx(dec.Data) != ptHex {
 			t.Fatalf("%s: round trip %v", pad, err)
 		}
-		if pad != "PKCS1" {
-			_, err = svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: k.ARN, PlainText: ptHex + "0000", Attributes: c})
+		if pad != ops.PaddingPKCS1 {
+			_, err = svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: k.ARN, PlainText: hb(ptHex + "0000"), Attributes: c})
 			if fault.KindOf(err) != fault.Validation {
 				t.Errorf("%s: over-long plaintext: %v", pad, err)
 			}
@@ -186,49 +185,49 @@ func TestDataKeySeparation(t *testing.T) {
 	pek := opstest.Import(t, svc, sym(keyspec.P0, keyspec.TDES2Key, encDec), "0123456789ABCDEFFEDCBA9876543210")
 	dataKey := opstest.Import(t, svc, sym(keyspec.D0, keyspec.TDES2Key, encDec), "0123456789ABCDEFFEDCBA9876543210")
 	macKey := opstest.Import(t, svc, sym(keyspec.M3, keyspec.TDES2Key, genOnly), "0123456789ABCDEFFEDCBA9876543210")
-	ecb := ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: "ECB"}}
+	ecb := ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: ops.ModeECB}}
 	for _, tc := range []struct {
 		name string
 		call func() error
 	}{
 		{"decrypt with an encrypt-only key", func() error {
-			_, err := svc.DecryptData(ops.DecryptDataInput{KeyIdentifier: encOnlyKey, CipherText: strings.Repeat("00", 16), Attributes: ecb})
+			_, err := svc.DecryptData(ops.DecryptDataInput{KeyIdentifier: encOnlyKey, CipherText: hb(strings.Repeat("00", 16)), Attributes: ecb})
 			return err
 		}},
 		{"encrypt with a PIN key", func() error {
-			_, err := svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: pek, PlainText: strings.Repeat("00", 8), Attributes: ecb})
+			_, err := svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: pek, PlainText: hb(strings.Repeat("00", 8)), Attributes: ecb})
 			return err
 		}},
 		{"DUKPT with a data key", func() error {
-			_, err := svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: dataKey, PlainText: strings.Repeat("00", 8),
-				Attributes: ops.DataCipher{Dukpt: &ops.DukptCipher{KSN: "FFFF9876543210E00001"}}})
+			_, err := svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: dataKey, PlainText: hb(strings.Repeat("00", 8)),
+				Attributes: ops.DataCipher{Dukpt: &ops.DukptCipher{KSN: hb("FFFF9876543210E00001")}}})
 			return err
 		}},
 		{"RSA padding with a data key", func() error {
-			_, err := svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: dataKey, PlainText: strings.Repeat("00", 8),
-				Attributes: ops.DataCipher{Asymmetric: &ops.AsymmetricCipher{Padding: "OAEP_SHA256"}}})
+			_, err := svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: dataKey, PlainText: hb(strings.Repeat("00", 8)),
+				Attributes: ops.DataCipher{Asymmetric: &ops.AsymmetricCipher{Padding: ops.PaddingOAEPSHA256}}})
 			return err
 		}},
 		{"unaligned TDES data", func() error {
-			_, err := svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: dataKey, PlainText: strings.Repeat("00", 9), Attributes: ecb})
+			_, err := svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: dataKey, PlainText: hb(strings.Repeat("00", 9)), Attributes: ecb})
 			return err
 		}},
 		{"wrong IV length", func() error {
-			_, err := svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: dataKey, PlainText: strings.Repeat("00", 8),
-				Attributes: ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: "CBC", IV: strings.Repeat("00", 16)}}})
+			_, err := svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: dataKey, PlainText: hb(strings.Repeat("00", 8)),
+				Attributes: ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: ops.ModeCBC, IV: hb(strings.Repeat("00", 16))}}})
 			return err
 		}},
 		{"CFB128 with TDES", func() error {
-			_, err := svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: dataKey, PlainText: strings.Repeat("00", 16),
-				Attributes: ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: "CFB128", IV: strings.Repeat("00", 8)}}})
+			_, err := svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: dataKey, PlainText: hb(strings.Repeat("00", 16)),
+				Attributes: ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: ops.ModeCFB128, IV: hb(strings.Repeat("00", 8))}}})
 			return err
 		}},
 		{"encrypt with a MAC key", func() error {
-			_, err := svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: macKey, PlainText: strings.Repeat("00", 8), Attributes: ecb})
+			_, err := svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: macKey, PlainText: hb(strings.Repeat("00", 8)), Attributes: ecb})
 			return err
 		}},
 		{"EMV not supported", func() error {
-			_, err := svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: dataKey, PlainText: strings.Repeat("00", 8),
+			_, err := svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: dataKey, PlainText: hb(strings.Repeat("00", 8)),
 				Attributes: ops.DataCipher{Emv: &ops.EmvCipher{}}})
 			return err
 		}},
@@ -250,29 +249,29 @@ func TestMacKAT(t *testing.T) {
 		a                   ops.MacAttributes
 	}{
 		// knovichikhin/pyemv tests/test_mac.py (padding method 1).
-		{"ISO9797 alg 3", m3, hex.EncodeToString([]byte("hello world")), "78DA3D3DEB48FD4D", ops.MacAttributes{Algorithm: "ISO9797_ALGORITHM3"}},
+		{"ISO9797 alg 3", m3, hex.EncodeToString([]byte("hello world")), "78DA3D3DEB48FD4D", ops.MacAttributes{Algorithm: ops.MacISO9797Alg3}},
 		// NIST SP 800-38B D.1 example 2.
-		{"CMAC AES", m6, "6BC1BEE22E409F96E93D7E117393172A", "070A16B46B4D4144F79BDD9DD04A287C", ops.MacAttributes{Algorithm: "CMAC"}},
+		{"CMAC AES", m6, "6BC1BEE22E409F96E93D7E117393172A", "070A16B46B4D4144F79BDD9DD04A287C", ops.MacAttributes{Algorithm: ops.MacCMAC}},
 		// moov-io/dukpt pkg/des/des_test.go (X9.24-1-2009 A.4.2 KSN ...E00001).
-		{"DUKPT alg 3 request", tdesBDK, asciiHex, "9CCC78173FC4FB64", ops.MacAttributes{DukptIso9797Algorithm3: &ops.DukptMac{KSN: "FFFF9876543210E00001", Variant: "REQUEST"}}},
-		{"DUKPT alg 3 response", tdesBDK, asciiHex, "20364223C1FF00FA", ops.MacAttributes{DukptIso9797Algorithm3: &ops.DukptMac{KSN: "FFFF9876543210E00001", Variant: "RESPONSE"}}},
+		{"DUKPT alg 3 request", tdesBDK, asciiHex, "9CCC78173FC4FB64", ops.MacAttributes{DukptIso9797Algorithm3: &ops.DukptMac{KSN: hb("FFFF9876543210E00001"), Variant: ops.DukptRequest}}},
+		{"DUKPT alg 3 response", tdesBDK, asciiHex, "20364223C1FF00FA", ops.MacAttributes{DukptIso9797Algorithm3: &ops.DukptMac{KSN: hb("FFFF9876543210E00001"), Variant: ops.DukptResponse}}},
 		// moov-io/dukpt pkg/aes/aes_test.go (X9.24-3-2017 B.1 BDK, counter 1).
-		{"DUKPT CMAC request", aesBDK, asciiHex, "A2EB5C1C35809E58404E873C3C411E31", ops.MacAttributes{DukptCmac: &ops.DukptMac{KSN: "123456789012345600000001", Variant: "REQUEST"}}},
-		{"DUKPT CMAC response", aesBDK, asciiHex, "DD4E1895FD9BF53D8DAF25568ABF551D", ops.MacAttributes{DukptCmac: &ops.DukptMac{KSN: "123456789012345600000001", Variant: "RESPONSE", DerivationType: "AES_128"}}},
+		{"DUKPT CMAC request", aesBDK, asciiHex, "A2EB5C1C35809E58404E873C3C411E31", ops.MacAttributes{DukptCmac: &ops.DukptMac{KSN: hb("123456789012345600000001"), Variant: ops.DukptRequest}}},
+		{"DUKPT CMAC response", aesBDK, asciiHex, "DD4E1895FD9BF53D8DAF25568ABF551D", ops.MacAttributes{DukptCmac: &ops.DukptMac{KSN: hb("123456789012345600000001"), Variant: ops.DukptResponse, DerivationType: "AES_128"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			out, err := svc.GenerateMac(ops.GenerateMacInput{KeyIdentifier: tc.key, MessageData: tc.msg, Attributes: tc.a})
+			out, err := svc.GenerateMac(ops.GenerateMacInput{KeyIdentifier: tc.key, MessageData: hb(tc.msg), Attributes: tc.a})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if out.Mac != tc.mac || out.KeyARN != tc.key {
+			if hx(out.Mac) != tc.mac || out.KeyARN != tc.key {
 				t.Fatalf("GenerateMac = %+v, want %s", out, tc.mac)
 			}
-			if _, err := svc.VerifyMac(ops.VerifyMacInput{KeyIdentifier: tc.key, MessageData: tc.msg, Mac: tc.mac, Attributes: tc.a}); err != nil {
+			if _, err := svc.VerifyMac(ops.VerifyMacInput{KeyIdentifier: tc.key, MessageData: hb(tc.msg), Mac: hb(tc.mac), Attributes: tc.a}); err != nil {
 				t.Fatal(err)
 			}
 			trunc := tc.mac[:8]
-			if _, err := svc.VerifyMac(ops.VerifyMacInput{KeyIdentifier: tc.key, MessageData: tc.msg, Mac: trunc, MacLength: 4, Attributes: tc.a}); err != nil {
+			if _, err := svc.VerifyMac(ops.VerifyMacInput{KeyIdentifier: tc.key, MessageData: hb(tc.msg), Mac: hb(trunc), MacLength: 4, Attributes: tc.a}); err != nil {
 				t.Fatalf("truncated: %v", err)
 			}
 			bad := []byte(tc.mac)
@@ -281,12 +280,12 @@ func TestMacKAT(t *testing.T) {
 			} else {
 				bad[0] = '0'
 			}
-			_, err = svc.VerifyMac(ops.VerifyMacInput{KeyIdentifier: tc.key, MessageData: tc.msg, Mac: string(bad), Attributes: tc.a})
+			_, err = svc.VerifyMac(ops.VerifyMacInput{KeyIdentifier: tc.key, MessageData: hb(tc.msg), Mac: hb(string(bad)), Attributes: tc.a})
 			if f := fault.As(err); f == nil || f.Kind != fault.VerificationFailed || f.Reason != fault.ReasonInvalidMAC {
 				t.Fatalf("wrong MAC: %v", err)
 			}
-			g, err := svc.GenerateMac(ops.GenerateMacInput{KeyIdentifier: tc.key, MessageData: tc.msg, Attributes: tc.a, MacLength: 4})
-			if err != nil || g.Mac != trunc {
+			g, err := svc.GenerateMac(ops.GenerateMacInput{KeyIdentifier: tc.key, MessageData: hb(tc.msg), Attributes: tc.a, MacLength: 4})
+			if err != nil || hx(g.Mac) != trunc {
 				t.Fatalf("MacLength 4: %+v %v", g, err)
 			}
 		})
@@ -304,35 +303,35 @@ func TestMacKeySeparation(t *testing.T) {
 		call func() error
 	}{
 		{"verify with a generate-only key", func() error {
-			_, err := svc.VerifyMac(ops.VerifyMacInput{KeyIdentifier: m1, MessageData: "00", Mac: "0000000000000000", Attributes: ops.MacAttributes{Algorithm: "ISO9797_ALGORITHM1"}})
+			_, err := svc.VerifyMac(ops.VerifyMacInput{KeyIdentifier: m1, MessageData: hb("00"), Mac: hb("0000000000000000"), Attributes: ops.MacAttributes{Algorithm: ops.MacISO9797Alg1}})
 			return err
 		}},
 		{"alg 3 with an M1 key", func() error {
-			_, err := svc.GenerateMac(ops.GenerateMacInput{KeyIdentifier: m1, MessageData: "00", Attributes: ops.MacAttributes{Algorithm: "ISO9797_ALGORITHM3"}})
+			_, err := svc.GenerateMac(ops.GenerateMacInput{KeyIdentifier: m1, MessageData: hb("00"), Attributes: ops.MacAttributes{Algorithm: ops.MacISO9797Alg3}})
 			return err
 		}},
 		{"HMAC hash differs from the key's", func() error {
-			_, err := svc.GenerateMac(ops.GenerateMacInput{KeyIdentifier: m7, MessageData: "00", Attributes: ops.MacAttributes{Algorithm: "HMAC_SHA512"}})
+			_, err := svc.GenerateMac(ops.GenerateMacInput{KeyIdentifier: m7, MessageData: hb("00"), Attributes: ops.MacAttributes{Algorithm: ops.MacHMACSHA512}})
 			return err
 		}},
 		{"MAC with a data key", func() error {
-			_, err := svc.GenerateMac(ops.GenerateMacInput{KeyIdentifier: d0, MessageData: "00", Attributes: ops.MacAttributes{Algorithm: "CMAC"}})
+			_, err := svc.GenerateMac(ops.GenerateMacInput{KeyIdentifier: d0, MessageData: hb("00"), Attributes: ops.MacAttributes{Algorithm: ops.MacCMAC}})
 			return err
 		}},
 		{"AES-256 working key from an AES-128 BDK", func() error {
-			_, err := svc.GenerateMac(ops.GenerateMacInput{KeyIdentifier: aesBDK, MessageData: "00", Attributes: ops.MacAttributes{DukptCmac: &ops.DukptMac{KSN: "123456789012345600000001", DerivationType: "AES_256"}}})
+			_, err := svc.GenerateMac(ops.GenerateMacInput{KeyIdentifier: aesBDK, MessageData: hb("00"), Attributes: ops.MacAttributes{DukptCmac: &ops.DukptMac{KSN: hb("123456789012345600000001"), DerivationType: "AES_256"}}})
 			return err
 		}},
 		{"alg 1 with an AES working key", func() error {
-			_, err := svc.GenerateMac(ops.GenerateMacInput{KeyIdentifier: aesBDK, MessageData: "00", Attributes: ops.MacAttributes{DukptIso9797Algorithm1: &ops.DukptMac{KSN: "123456789012345600000001", DerivationType: "AES_128"}}})
+			_, err := svc.GenerateMac(ops.GenerateMacInput{KeyIdentifier: aesBDK, MessageData: hb("00"), Attributes: ops.MacAttributes{DukptIso9797Algorithm1: &ops.DukptMac{KSN: hb("123456789012345600000001"), DerivationType: "AES_128"}}})
 			return err
 		}},
 		{"bad KSN", func() error {
-			_, err := svc.GenerateMac(ops.GenerateMacInput{KeyIdentifier: aesBDK, MessageData: "00", Attributes: ops.MacAttributes{DukptCmac: &ops.DukptMac{KSN: "FFFF9876543210E00001"}}})
+			_, err := svc.GenerateMac(ops.GenerateMacInput{KeyIdentifier: aesBDK, MessageData: hb("00"), Attributes: ops.MacAttributes{DukptCmac: &ops.DukptMac{KSN: hb("FFFF9876543210E00001")}}})
 			return err
 		}},
 		{"MacLength too long", func() error {
-			_, err := svc.GenerateMac(ops.GenerateMacInput{KeyIdentifier: m1, MessageData: "00", MacLength: 16, Attributes: ops.MacAttributes{Algorithm: "ISO9797_ALGORITHM1"}})
+			_, err := svc.GenerateMac(ops.GenerateMacInput{KeyIdentifier: m1, MessageData: hb("00"), MacLength: 16, Attributes: ops.MacAttributes{Algorithm: ops.MacISO9797Alg1}})
 			return err
 		}},
 	} {
@@ -350,13 +349,13 @@ func TestNoTokenCallsPerOperation(t *testing.T) {
 	bdk := opstest.Import(t, svc, sym(keyspec.B0, keyspec.TDES2Key, derive), "0123456789ABCDEFFEDCBA9876543210")
 	m3 := opstest.Import(t, svc, sym(keyspec.M3, keyspec.TDES2Key, genVer), "AAAAAAAAAAAAAAAABBBBBBBBBBBBBBBB")
 	run := func() {
-		if _, err := svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: d0, PlainText: strings.Repeat("00", 32), Attributes: ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: "CBC"}}}); err != nil {
+		if _, err := svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: d0, PlainText: hb(strings.Repeat("00", 32)), Attributes: ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: ops.ModeCBC}}}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := svc.DecryptData(ops.DecryptDataInput{KeyIdentifier: bdk, CipherText: strings.Repeat("00", 16), Attributes: ops.DataCipher{Dukpt: &ops.DukptCipher{KSN: "FFFF9876543210E00001"}}}); err != nil {
+		if _, err := svc.DecryptData(ops.DecryptDataInput{KeyIdentifier: bdk, CipherText: hb(strings.Repeat("00", 16)), Attributes: ops.DataCipher{Dukpt: &ops.DukptCipher{KSN: hb("FFFF9876543210E00001")}}}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := svc.GenerateMac(ops.GenerateMacInput{KeyIdentifier: m3, MessageData: "00", Attributes: ops.MacAttributes{Algorithm: "ISO9797_ALGORITHM3"}}); err != nil {
+		if _, err := svc.GenerateMac(ops.GenerateMacInput{KeyIdentifier: m3, MessageData: hb("00"), Attributes: ops.MacAttributes{Algorithm: ops.MacISO9797Alg3}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -385,18 +384,20 @@ func createKey(t testing.TB, svc *ops.Service, a keyspec.Attributes) string {
 // service, with the hash bound to the key.
 func TestHMACRoundTrip(t *testing.T) {
 	svc := opstest.New(t)
+	named := map[keyspec.Algorithm]ops.MacAlgorithm{keyspec.HMACSHA224: ops.MacHMACSHA224, keyspec.HMACSHA256: ops.MacHMACSHA256,
+		keyspec.HMACSHA384: ops.MacHMACSHA384, keyspec.HMACSHA512: ops.MacHMACSHA512}
 	for alg, size := range map[keyspec.Algorithm]int{keyspec.HMACSHA224: 28, keyspec.HMACSHA256: 32, keyspec.HMACSHA384: 48, keyspec.HMACSHA512: 64} {
 		k := createKey(t, svc, sym(keyspec.M7, alg, genVer))
-		for _, name := range []string{"HMAC", string(alg)} {
+		for _, name := range []ops.MacAlgorithm{ops.MacHMAC, named[alg]} {
 			a := ops.MacAttributes{Algorithm: name}
-			g, err := svc.GenerateMac(ops.GenerateMacInput{KeyIdentifier: k, MessageData: "4869205468657265", Attributes: a})
-			if err != nil || len(g.Mac) != 2*size {
+			g, err := svc.GenerateMac(ops.GenerateMacInput{KeyIdentifier: k, MessageData: hb("4869205468657265"), Attributes: a})
+			if err != nil || len(g.Mac) != size {
 				t.Fatalf("%s: %+v %v", name, g, err)
 			}
-			if _, err := svc.VerifyMac(ops.VerifyMacInput{KeyIdentifier: k, MessageData: "4869205468657265", Mac: g.Mac, Attributes: a}); err != nil {
+			if _, err := svc.VerifyMac(ops.VerifyMacInput{KeyIdentifier: k, MessageData: hb("4869205468657265"), Mac: g.Mac, Attributes: a}); err != nil {
 				t.Fatalf("%s: %v", name, err)
 			}
-			if _, err := svc.VerifyMac(ops.VerifyMacInput{KeyIdentifier: k, MessageData: "4869205468657266", Mac: g.Mac, Attributes: a}); fault.KindOf(err) != fault.VerificationFailed {
+			if _, err := svc.VerifyMac(ops.VerifyMacInput{KeyIdentifier: k, MessageData: hb("4869205468657266"), Mac: g.Mac, Attributes: a}); fault.KindOf(err) != fault.VerificationFailed {
 				t.Fatalf("%s: altered message verified: %v", name, err)
 			}
 		}

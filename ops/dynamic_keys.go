@@ -37,7 +37,7 @@ import (
 // exactly one of Tr31KeyBlock (under the KEK named by the request's key
 // identifier) and DiffieHellman (agreed with the K3 key pair named by it).
 type DynamicKey struct {
-	Tr31KeyBlock  string
+	Tr31KeyBlock  string // an X9.143 key block (its printable form)
 	DiffieHellman *EcdhDerivation
 	KCVAlgorithm  keyspec.KCVAlgorithm // "" = the key's default
 }
@@ -48,9 +48,9 @@ type EcdhDerivation struct {
 	CAIdentifier      string            // the imported CA that issued Certificate
 	Certificate       string            // the partner's ECC certificate (base64 PEM)
 	KeyAlgorithm      keyspec.Algorithm // the derived key's algorithm
-	KDF               string            // NIST_SP800 or ANSI_X963
-	Hash              string            // SHA_256, SHA_384 or SHA_512
-	SharedInformation string            // hex
+	KDF               KDF
+	Hash              KDFHash
+	SharedInformation []byte
 }
 
 // dynamicKeyName and derivedKeyName stand for a dynamic key's ARN in
@@ -62,30 +62,37 @@ const (
 
 var kekAlgorithms = []keyspec.Algorithm{keyspec.TDES2Key, keyspec.TDES3Key, keyspec.AES128, keyspec.AES192, keyspec.AES256}
 
-// dynamicKey unwraps the key block blk under the KEK kek into a transient
-// working key, for the request member blockField (kekField names the KEK's
-// member). The KEK must be a K0 or K1 key whose modes allow unwrapping and
-// at least as strong as the key it carries; the key's header must describe
-// a valid TDES, AES or HMAC key. The result's ARN is dynamicKeyName and its
-// check value is computed with kcvAlg (default: the algorithm's). The
-// caller checks it with Require, uses it, then calls release, which zeroes
-// the clear key.
-func (s *Service) dynamicKey(kek *WorkingKey, kekField, blockField, blk string, kcvAlg keyspec.KCVAlgorithm) (w *WorkingKey, release func(), err error) {
-	if err := Require(kek, kekField, "unwrapping a dynamic key", []keyspec.KeyUsage{keyspec.K0, keyspec.K1}, kekAlgorithms,
+// headerName is the name attributesFromHeaderField gives the key block in
+// its faults; dynamicKey makes them SubjectWrappedKey faults.
+const headerName = "key block"
+
+// dynamicKey unwraps the key block blk under the KEK kek (the request's key
+// kekSubj on side) into a transient working key, the side's
+// SubjectWrappedKey. The KEK must be a K0 or K1 key whose modes allow
+// unwrapping and at least as strong as the key it carries; the key's header
+// must describe a valid TDES, AES or HMAC key. The result's ARN is
+// dynamicKeyName and its check value is computed with kcvAlg (default: the
+// algorithm's). The caller checks it with Require, uses it, then calls
+// release, which zeroes the clear key.
+func (s *Service) dynamicKey(kek *WorkingKey, kekSubj fault.Subject, side fault.Side, blk string, kcvAlg keyspec.KCVAlgorithm) (w *WorkingKey, release func(), err error) {
+	if err := Require(kek, kekSubj, side, "unwrapping a dynamic key", []keyspec.KeyUsage{keyspec.K0, keyspec.K1}, kekAlgorithms,
 		func(m keyspec.ModesOfUse) bool { return m.Unwrap || m.Decrypt }); err != nil {
 		return nil, nil, err
 	}
+	const subj = fault.SubjectWrappedKey
 	ka := kek.Record.Attributes.Algorithm
 	if len(blk) > 0 {
 		switch v := blk[0]; {
 		case v == 'D' && !ka.IsAES(), (v == 'A' || v == 'B' || v == 'C') && !ka.IsTDES():
-			return nil, nil, fault.FieldInvalid(blockField, "a version %c key block cannot be protected by a %s key", v, ka)
+			return nil, nil, about(subj, side, "a version %c key block cannot be protected by a %s key", v, ka)
 		}
 	}
 	h, key, err := tr31.Unwrap(kek.Material, blk)
 	if err != nil {
 		if errors.Is(err, tr31.ErrIntegrity) || errors.Is(err, tr31.ErrFormat) || errors.Is(err, tr31.ErrKBPK) {
-			return nil, nil, fault.Wrap(fault.Validation, blockField+": the key block is malformed or does not verify under the wrapping key", err)
+			f := fault.Wrap(fault.Validation, "the key block is malformed or does not verify under the wrapping key", err)
+			f.Subject, f.Side = subj, side
+			return nil, nil, f
 		}
 		return nil, nil, fault.Internalf("unwrap dynamic key", err)
 	}
@@ -94,16 +101,16 @@ func (s *Service) dynamicKey(kek *WorkingKey, kekField, blockField, blk string, 
 			clear(key)
 		}
 	}()
-	a, _, err := attributesFromHeaderField(h, len(key), blockField)
+	a, _, err := attributesFromHeaderField(h, len(key), headerName)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, cpSubject(err, side, cpName{headerName, subj})
 	}
 	if err := keyspec.ValidateImport(a, ""); err != nil {
-		return nil, nil, fault.FieldInvalid(blockField, "the key block's header is not a valid key: %s", fault.As(err).Message)
+		return nil, nil, about(subj, side, "the key block's header is not a valid key: %s", fault.As(err).Message)
 	}
 	// An HMAC key is only as strong as its length (SP 800-107 Rev. 1 5.3.4).
 	if keyspec.Strength(ka) < keyspec.KeyStrength(a.Algorithm, len(key)) {
-		return nil, nil, fault.FieldInvalid(blockField, "a %s wrapping key is weaker than the %s key it protects", ka, a.Algorithm)
+		return nil, nil, about(subj, side, "a %s wrapping key is weaker than the %s key it protects", ka, a.Algorithm)
 	}
 	if kcvAlg == "" {
 		kcvAlg = keyspec.DefaultKCVAlgorithm(a.Algorithm)
@@ -131,47 +138,39 @@ func symmetricBlock(a keyspec.Algorithm, key []byte) (cipher.Block, error) {
 }
 
 // requestKey resolves the key of one side of a data operation: the stored
-// key ident, or, when dk is set, the dynamic key it carries (Tr31KeyBlock
-// under the KEK ident) or agrees (DiffieHellmanSymmetricKey with the K3 key
-// pair ident). arn is what the response names (the KEK or key pair, as in the
-// guide's examples); release must be called when the key is no longer needed.
-func (s *Service) requestKey(ident, field string, dk *DynamicKey, dkField string) (w *WorkingKey, keyField, arn string, release func(), err error) {
-	base, err := s.Working(ident, field)
+// key ident (the request's key subj on side), or, when dk is set, the
+// dynamic key it carries (Tr31KeyBlock under the KEK ident) or agrees
+// (DiffieHellmanSymmetricKey with the K3 key pair ident). keySubj is the
+// subject of the key returned (subj or SubjectWrappedKey), for the caller's
+// key-separation faults; arn is what the response names (the KEK or key
+// pair, as in the guide's examples); release must be called when the key is
+// no longer needed.
+func (s *Service) requestKey(ident string, subj fault.Subject, side fault.Side, dk *DynamicKey) (w *WorkingKey, keySubj fault.Subject, arn string, release func(), err error) {
+	base, err := s.Working(ident, subj, side)
 	if err != nil {
-		return nil, "", "", nil, err
+		return nil, 0, "", nil, err
 	}
 	if dk == nil {
-		return base, field, base.ARN, func() {}, nil
+		return base, subj, base.ARN, func() {}, nil
 	}
-	w, keyField, release, err = s.wrappedKey(base, field, dk, dkField)
+	w, release, err = s.wrappedKey(base, subj, side, dk)
 	if err != nil {
-		return nil, "", "", nil, err
+		return nil, 0, "", nil, err
 	}
-	return w, keyField, base.ARN, release, nil
+	return w, fault.SubjectWrappedKey, base.ARN, release, nil
 }
 
-// wrappedKey opens the dynamic key dk, request member dkField ("" for none),
-// carried or agreed with the stored key base (member field). keyField is the
-// member to name in the caller's key-separation errors.
-func (s *Service) wrappedKey(base *WorkingKey, field string, dk *DynamicKey, dkField string) (w *WorkingKey, keyField string, release func(), err error) {
-	m := "WrappedKeyMaterial"
-	if dkField != "" {
-		m = dkField + "." + m
-	}
+// wrappedKey opens the dynamic key dk (the side's SubjectWrappedKey),
+// carried or agreed with the stored key base (the request's key subj on
+// side).
+func (s *Service) wrappedKey(base *WorkingKey, subj fault.Subject, side fault.Side, dk *DynamicKey) (w *WorkingKey, release func(), err error) {
 	switch {
 	case dk.DiffieHellman != nil && dk.Tr31KeyBlock != "":
-		return nil, "", nil, fault.FieldInvalid(m, "must set exactly one of Tr31KeyBlock and DiffieHellmanSymmetricKey")
+		return nil, nil, about(fault.SubjectWrappedKey, side, "must set exactly one of a key block and a key agreement")
 	case dk.DiffieHellman != nil:
-		keyField = m + ".DiffieHellmanSymmetricKey"
-		w, release, err = s.agreedKey(base, field, keyField, dk.DiffieHellman, dk.KCVAlgorithm)
-	default:
-		keyField = m + ".Tr31KeyBlock"
-		w, release, err = s.dynamicKey(base, field, keyField, dk.Tr31KeyBlock, dk.KCVAlgorithm)
+		return s.agreedKey(base, subj, side, dk.DiffieHellman, dk.KCVAlgorithm)
 	}
-	if err != nil {
-		return nil, "", nil, err
-	}
-	return w, keyField, release, nil
+	return s.dynamicKey(base, subj, side, dk.Tr31KeyBlock, dk.KCVAlgorithm)
 }
 
 // derivedModes are the modes of use an agreed key gets, widest first: the
@@ -182,17 +181,17 @@ var derivedModes = []keyspec.ModesOfUse{
 	{DeriveKey: true},
 }
 
-// agreedKey derives the DiffieHellmanSymmetricKey dynamic key x (member m)
-// from the K3 key pair pair (member field) into a transient working key: see
-// the file comment for its attributes. Its check value is computed with
-// kcvAlg (default: the algorithm's); release zeroes the clear key.
-func (s *Service) agreedKey(pair *WorkingKey, field, m string, x *EcdhDerivation, kcvAlg keyspec.KCVAlgorithm) (w *WorkingKey, release func(), err error) {
-	if err := checkAgreementKey(pair, field); err != nil {
+// agreedKey derives the DiffieHellmanSymmetricKey dynamic key x from the K3
+// key pair pair (the request's key subj on side) into a transient working
+// key: see the file comment for its attributes. Its check value is computed
+// with kcvAlg (default: the algorithm's); release zeroes the clear key.
+func (s *Service) agreedKey(pair *WorkingKey, subj fault.Subject, side fault.Side, x *EcdhDerivation, kcvAlg keyspec.KCVAlgorithm) (w *WorkingKey, release func(), err error) {
+	if err := agreementKey(pair, subj, side); err != nil {
 		return nil, nil, err
 	}
 	u := pair.Record.DeriveKeyUsage
 	if !u.IsSymmetric() {
-		return nil, nil, fault.FieldInvalid(field, "the key pair has no DeriveKeyUsage: it derives no keys")
+		return nil, nil, about(subj, side, "the key pair has no DeriveKeyUsage: it derives no keys")
 	}
 	a := keyspec.Attributes{Usage: u, Class: keyspec.Symmetric, Algorithm: x.KeyAlgorithm}
 	valid := false
@@ -204,7 +203,7 @@ func (s *Service) agreedKey(pair *WorkingKey, field, m string, x *EcdhDerivation
 		}
 	}
 	if !valid {
-		return nil, nil, fault.FieldInvalid(m+".KeyAlgorithm", "the key pair derives %s keys, which cannot be %.32q keys", u, string(x.KeyAlgorithm))
+		return nil, nil, about(fault.SubjectDerivedKeyAlgorithm, side, "the key pair derives %s keys, which cannot be %.32q keys", u, string(x.KeyAlgorithm))
 	}
 	if kcvAlg == "" {
 		kcvAlg = keyspec.DefaultKCVAlgorithm(a.Algorithm)
@@ -212,12 +211,11 @@ func (s *Service) agreedKey(pair *WorkingKey, field, m string, x *EcdhDerivation
 	if err := keyspec.ValidKCVAlgorithm(a.Algorithm, kcvAlg); err != nil {
 		return nil, nil, err
 	}
-	f := ecdhFields{priv: field, ca: m + ".CertificateAuthorityPublicKeyIdentifier", cert: m + ".PublicKeyCertificate",
-		alg: m + ".KeyAlgorithm", kdf: m + ".KeyDerivationFunction", hash: m + ".KeyDerivationHashAlgorithm", info: m + ".SharedInformation"}
-	key, err := s.agreeKey(pair, DiffieHellman{CAIdentifier: x.CAIdentifier, Certificate: x.Certificate, DeriveKeyAlgorithm: x.KeyAlgorithm,
-		KDF: x.KDF, Hash: x.Hash, SharedInformation: x.SharedInformation}, f)
+	names := dataPlaneCertNames
+	key, err := s.agree(pair, agreement{CAIdentifier: x.CAIdentifier, Certificate: x.Certificate, KeyAlgorithm: x.KeyAlgorithm,
+		KDF: x.KDF, Hash: x.Hash, SharedInformation: x.SharedInformation}, side, names)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, cpSubject(err, side, cpName{names.ca, fault.SubjectCertificateAuthority}, cpName{names.cert, fault.SubjectCertificate})
 	}
 	defer func() {
 		if err != nil {

@@ -1,7 +1,7 @@
 package ops
 
 // The one ECDH key agreement of the service. Every key derived from a stored
-// K3 key pair and a partner's certificate goes through agreeKey: the one-time
+// K3 key pair and a partner's certificate goes through agree: the one-time
 // KBPK of ImportKey, ExportKey and TranslateKeyMaterial
 // (DiffieHellmanTr31KeyBlock), and the data key of a DiffieHellmanSymmetricKey
 // dynamic key. The partner's certificate must chain to an imported CA and
@@ -23,7 +23,50 @@ import (
 	"payhsm/keyspec"
 )
 
-// ecdhFields names the request members of one ECDH derivation in errors.
+// KDF is a key derivation function of a key agreement.
+type KDF uint8
+
+// Key derivation functions.
+const (
+	KDFNistSP800 KDF = iota + 1 // NIST SP 800-56C one-step KDF
+	KDFAnsiX963                 // ANSI X9.63 KDF
+)
+
+// KDFHash is the hash function of a key derivation.
+type KDFHash uint8
+
+// Key derivation hashes.
+const (
+	KDFSHA256 KDFHash = iota + 1
+	KDFSHA384
+	KDFSHA512
+)
+
+// agreement is one key agreement: the partner's certificate, issued under
+// the imported CA CAIdentifier, and how the key of algorithm KeyAlgorithm is
+// derived from the shared secret.
+type agreement struct {
+	CAIdentifier      string
+	Certificate       string // the partner's ECC certificate (base64 PEM)
+	KeyAlgorithm      keyspec.Algorithm
+	KDF               KDF
+	Hash              KDFHash
+	SharedInformation []byte
+}
+
+// certNames are the names the control plane's certificate checks
+// (verifyLeaf) give the CA and certificate members in their faults.
+// TODO(#13): verifyLeaf still takes member names.
+type certNames struct{ ca, cert string }
+
+// dataPlaneCertNames name the CA and certificate of a data-plane agreement;
+// agreedKey turns verifyLeaf's faults about them into subject faults.
+var dataPlaneCertNames = certNames{ca: "certificate authority", cert: "certificate"}
+
+// ecdhFields names the request members of one ECDH derivation in errors:
+// the control plane's DiffieHellmanTr31KeyBlock shapes (deriveKBPK).
+// TODO(#13): goes when the control plane's DiffieHellman carries typed
+// values and its faults subjects.
 type ecdhFields struct {
 	priv, ca, cert, alg, kdf, hash, info string
 }
@@ -38,62 +81,100 @@ func tr31ECDHFields(m string) ecdhFields {
 
 var errNotECDSA = errors.New("not an ECC key")
 
-// checkAgreementKey checks that w is a K3 ECC key pair whose modes allow
-// deriving keys (the guide's "Valid keys" row for key agreement).
+// checkAgreementKey is agreementKey for the control plane's callers, which
+// name the key pair's member. TODO(#13): goes with ecdhFields.
 func checkAgreementKey(w *WorkingKey, field string) error {
-	a := w.Record.Attributes
-	if a.Usage != keyspec.K3 || a.Class != keyspec.AsymmetricPair || !a.Algorithm.IsECC() || !(a.Modes.DeriveKey || a.Modes.NoRestrictions) || len(w.Material) == 0 {
+	if !isAgreementKey(w) {
 		return fault.FieldInvalid(field, "must be a TR31_K3_ASYMMETRIC_KEY_FOR_KEY_AGREEMENT ECC key pair allowed to derive keys")
 	}
 	return nil
 }
 
-// agreeKey derives an alg key from the K3 key pair priv (checked with
-// checkAgreementKey) and the partner's certificate dh.Certificate, issued
-// under the imported CA dh.CAIdentifier. dh.DeriveKeyAlgorithm is the derived
-// key's algorithm, which the curve must be at least as strong as;
-// dh.PrivateKeyIdentifier is not used. The caller zeroes the key.
+// agreementKey checks that w, the request's key subj on side, is a K3 ECC
+// key pair whose modes allow deriving keys (the guide's "Valid keys" row for
+// key agreement).
+func agreementKey(w *WorkingKey, subj fault.Subject, side fault.Side) error {
+	if !isAgreementKey(w) {
+		return about(subj, side, "must be a TR31_K3_ASYMMETRIC_KEY_FOR_KEY_AGREEMENT ECC key pair allowed to derive keys")
+	}
+	return nil
+}
+
+func isAgreementKey(w *WorkingKey) bool {
+	a := w.Record.Attributes
+	return a.Usage == keyspec.K3 && a.Class == keyspec.AsymmetricPair && a.Algorithm.IsECC() && (a.Modes.DeriveKey || a.Modes.NoRestrictions) && len(w.Material) > 0
+}
+
+// agreeKey is agree for the control plane's DiffieHellman shape (deriveKBPK),
+// whose members are strings as the AWS API spells them. TODO(#13): goes when
+// DiffieHellman carries typed values (the parsing below then moves to the
+// AWS edge).
 func (s *Service) agreeKey(priv *WorkingKey, dh DiffieHellman, f ecdhFields) ([]byte, error) {
-	curve, d := priv.Record.Attributes.Algorithm, dh.DeriveKeyAlgorithm
+	a := agreement{CAIdentifier: dh.CAIdentifier, Certificate: dh.Certificate, KeyAlgorithm: dh.DeriveKeyAlgorithm}
+	switch dh.Hash {
+	case "SHA_256":
+		a.Hash = KDFSHA256
+	case "SHA_384":
+		a.Hash = KDFSHA384
+	case "SHA_512":
+		a.Hash = KDFSHA512
+	}
+	switch dh.KDF {
+	case "NIST_SP800":
+		a.KDF = KDFNistSP800
+	case "ANSI_X963":
+		a.KDF = KDFAnsiX963
+	}
+	var err error
+	if a.SharedInformation, err = hex.DecodeString(dh.SharedInformation); err != nil {
+		return nil, fault.FieldInvalid(f.info, "must be hexadecimal")
+	}
+	return s.agree(priv, a, fault.SideNone, certNames{ca: f.ca, cert: f.cert})
+}
+
+// agree derives an a.KeyAlgorithm key from the K3 key pair priv (checked
+// with agreementKey) and the partner's certificate a.Certificate, issued
+// under the imported CA a.CAIdentifier; the curve must be at least as strong
+// as the key. Its faults are about the agreement's inputs on side, but for
+// verifyLeaf's, which name the CA and certificate as names says. The caller
+// zeroes the key.
+func (s *Service) agree(priv *WorkingKey, a agreement, side fault.Side, names certNames) ([]byte, error) {
+	curve, d := priv.Record.Attributes.Algorithm, a.KeyAlgorithm
 	if !d.IsSymmetric() || d.KeyLen() == 0 {
-		return nil, fault.FieldInvalid(f.alg, "must be a TDES, AES or HMAC algorithm")
+		return nil, about(fault.SubjectDerivedKeyAlgorithm, side, "must be a TDES, AES or HMAC algorithm")
 	}
 	if !keyspec.AtLeastAsStrong(curve, d) {
 		return nil, fault.Validationf("a %s key agreement is weaker than the %s key it would derive", curve, d)
 	}
 	var h func() hash.Hash
-	switch dh.Hash {
-	case "SHA_256":
+	switch a.Hash {
+	case KDFSHA256:
 		h = sha256.New
-	case "SHA_384":
+	case KDFSHA384:
 		h = sha512.New384
-	case "SHA_512":
+	case KDFSHA512:
 		h = sha512.New
 	default:
-		return nil, fault.FieldInvalid(f.hash, "must be SHA_256, SHA_384 or SHA_512")
+		return nil, about(fault.SubjectKDFHash, side, "must be SHA-256, SHA-384 or SHA-512")
 	}
 	derive := kdf.OneStep
-	switch dh.KDF {
-	case "NIST_SP800":
-	case "ANSI_X963":
+	switch a.KDF {
+	case KDFNistSP800:
+	case KDFAnsiX963:
 		derive = kdf.X963
 	default:
-		return nil, fault.FieldInvalid(f.kdf, "must be NIST_SP800 or ANSI_X963")
+		return nil, about(fault.SubjectKDF, side, "must be the NIST SP 800-56C or the ANSI X9.63 key derivation function")
 	}
-	info, err := hex.DecodeString(dh.SharedInformation)
-	if err != nil {
-		return nil, fault.FieldInvalid(f.info, "must be hexadecimal")
-	}
-	peer, _, err := s.verifyLeaf(dh.CAIdentifier, f.ca, dh.Certificate, f.cert)
+	peer, _, err := s.verifyLeaf(a.CAIdentifier, names.ca, a.Certificate, names.cert)
 	if err != nil {
 		return nil, err
 	}
 	peerPub, ok := peer.PublicKey.(*ecdsa.PublicKey)
 	if palg, known := certAlgorithm(peer); !ok || !known || palg != curve {
-		return nil, fault.FieldInvalid(f.cert, "must certify an %s public key (the curve of the private key)", curve)
+		return nil, about(fault.SubjectCertificate, side, "must certify an %s public key (the curve of the private key)", curve)
 	}
 	if peer.KeyUsage != 0 && peer.KeyUsage&x509.KeyUsageKeyAgreement == 0 {
-		return nil, fault.FieldInvalid(f.cert, "the certificate's key usage does not allow key agreement")
+		return nil, about(fault.SubjectCertificate, side, "the certificate's key usage does not allow key agreement")
 	}
 	pk, err := x509.ParsePKCS8PrivateKey(priv.Material) // Material is shared and read-only
 	if err != nil {
@@ -109,14 +190,14 @@ func (s *Service) agreeKey(priv *WorkingKey, dh DiffieHellman, f ecdhFields) ([]
 	}
 	pp, err := peerPub.ECDH()
 	if err != nil {
-		return nil, fault.FieldInvalid(f.cert, "the public key is not a valid point")
+		return nil, about(fault.SubjectCertificate, side, "the public key is not a valid point")
 	}
 	z, err := ep.ECDH(pp)
 	if err != nil {
-		return nil, fault.FieldInvalid(f.cert, "key agreement failed")
+		return nil, about(fault.SubjectCertificate, side, "key agreement failed")
 	}
 	defer clear(z)
-	key, err := derive(h, z, info, d.KeyLen())
+	key, err := derive(h, z, a.SharedInformation, d.KeyLen())
 	if err != nil {
 		return nil, fault.Internalf("derive key", err)
 	}

@@ -64,9 +64,30 @@ func newDHEnv(t *testing.T) *dhEnv {
 		k3P: newDHK3(t, f.svc, keyspec.ECCP256, keyspec.P0), k3K1: newDHK3(t, f.svc, keyspec.ECCP256, keyspec.K1)}
 }
 
+// dhKDF and dhHash map the API's names, which the tables here use, onto the
+// operations layer's (an unknown name is an unknown value).
+var (
+	dhKDF  = map[string]ops.KDF{"NIST_SP800": ops.KDFNistSP800, "ANSI_X963": ops.KDFAnsiX963}
+	dhHash = map[string]ops.KDFHash{"SHA_256": ops.KDFSHA256, "SHA_384": ops.KDFSHA384, "SHA_512": ops.KDFSHA512}
+)
+
+func dhKDFOf(name string) ops.KDF {
+	if k, ok := dhKDF[name]; ok {
+		return k
+	}
+	return 99
+}
+
+func dhHashOf(name string) ops.KDFHash {
+	if h, ok := dhHash[name]; ok {
+		return h
+	}
+	return 99
+}
+
 func (e *dhEnv) dh(p *ecdhPartner, alg keyspec.Algorithm, kdf, hash, info string) *ops.DynamicKey {
 	return &ops.DynamicKey{DiffieHellman: &ops.EcdhDerivation{CAIdentifier: e.ca, Certificate: xB64(p.cert), KeyAlgorithm: alg,
-		KDF: kdf, Hash: hash, SharedInformation: info}}
+		KDF: dhKDFOf(kdf), Hash: dhHashOf(hash), SharedInformation: hb(info)}}
 }
 
 // dhOpensslEnc enciphers dataHex with `openssl enc -<cipher> -nopad`.
@@ -123,22 +144,22 @@ func TestDiffieHellmanDynamicDataKeys(t *testing.T) {
 			}
 			want := dhOpensslEnc(t, tc.cipher, osslKey, tc.iv, pt)
 			wk := e.dh(tc.p, tc.alg, tc.kdf, tc.hash, info)
-			attrs := ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: tc.mode, IV: tc.iv}}
-			out, err := e.f.svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: tc.k3.arn, PlainText: pt, Attributes: attrs, WrappedKey: wk})
+			attrs := ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: map[string]ops.CipherMode{"CBC": ops.ModeCBC, "ECB": ops.ModeECB}[tc.mode], IV: hb(tc.iv)}}
+			out, err := e.f.svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: tc.k3.arn, PlainText: hb(pt), Attributes: attrs, WrappedKey: wk})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if out.Data != want || out.KeyARN != tc.k3.arn || out.KCV != xOpensslKCV(t, tc.alg, keyHex) {
+			if hx(out.Data) != want || out.KeyARN != tc.k3.arn || out.KCV != xOpensslKCV(t, tc.alg, keyHex) {
 				t.Errorf("EncryptData %s (KCV %s, ARN %s), OpenSSL %s (KCV %s)", out.Data, out.KCV, out.KeyARN, want, xOpensslKCV(t, tc.alg, keyHex))
 			}
-			back, err := e.f.svc.DecryptData(ops.DecryptDataInput{KeyIdentifier: tc.k3.arn, CipherText: want, Attributes: attrs, WrappedKey: wk})
-			if err != nil || back.Data != pt {
+			back, err := e.f.svc.DecryptData(ops.DecryptDataInput{KeyIdentifier: tc.k3.arn, CipherText: hb(want), Attributes: attrs, WrappedKey: wk})
+			if err != nil || hx(back.Data) != pt {
 				t.Fatalf("DecryptData: %v %+v", err, back)
 			}
 			// Other shared information derives another key (the KDF binds it).
 			other := e.dh(tc.p, tc.alg, tc.kdf, tc.hash, info+"00")
-			if o, err := e.f.svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: tc.k3.arn, PlainText: pt, Attributes: attrs, WrappedKey: other}); err != nil || o.Data == want {
-				t.Errorf("different SharedInformation: %v, same ciphertext %t", err, o != nil && o.Data == want)
+			if o, err := e.f.svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: tc.k3.arn, PlainText: hb(pt), Attributes: attrs, WrappedKey: other}); err != nil || hx(o.Data) == want {
+				t.Errorf("different SharedInformation: %v, same ciphertext %t", err, o != nil && hx(o.Data) == want)
 			}
 		})
 	}
@@ -151,13 +172,13 @@ func TestDiffieHellmanDynamicDataKeys(t *testing.T) {
 		stored := opstest.Import(t, svc, xSym(keyspec.D0, keyspec.AES128, xMEDWU), sp80038A)
 		key := e.p256.kbpk(t, e.k3D0.cert, "SSKDF", "SHA256", "ABCDEF", 16)
 		ct := dhOpensslEnc(t, "aes-128-cbc", hex.EncodeToString(key), iv, pt)
-		out, err := svc.ReEncryptData(ops.ReEncryptDataInput{IncomingKeyIdentifier: e.k3D0.arn, OutgoingKeyIdentifier: stored, CipherText: ct,
-			Incoming: ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: "CBC", IV: iv}}, Outgoing: ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: "ECB"}},
+		out, err := svc.ReEncryptData(ops.ReEncryptDataInput{IncomingKeyIdentifier: e.k3D0.arn, OutgoingKeyIdentifier: stored, CipherText: hb(ct),
+			Incoming: ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: ops.ModeCBC, IV: hb(iv)}}, Outgoing: ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: ops.ModeECB}},
 			IncomingWrappedKey: e.dh(e.p256, keyspec.AES128, "NIST_SP800", "SHA_256", "ABCDEF")})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if out.Data != "3AD77BB40D7A3660A89ECAF32466EF97F5D3D58503B9699DE785895A96FDBAAF" {
+		if hx(out.Data) != "3AD77BB40D7A3660A89ECAF32466EF97F5D3D58503B9699DE785895A96FDBAAF" {
 			t.Errorf("ReEncryptData %s", out.Data)
 		}
 	})
@@ -178,12 +199,12 @@ func TestDiffieHellmanDynamicPinKey(t *testing.T) {
 			}
 			in := dhOpensslEnc(t, "des-ede3", key, "", clearBlock)
 			out, err := e.f.svc.TranslatePin(ops.TranslatePinInput{IncomingKey: e.k3P.arn, OutgoingKey: e.f.pekTDES2,
-				Incoming: pinSpec(ops.PinISOFormat0, x924PAN), Outgoing: pinSpec(ops.PinISOFormat0, x924PAN), EncryptedPinBlock: in,
+				Incoming: pinSpec(ops.PinFormatISO0, x924PAN), Outgoing: pinSpec(ops.PinFormatISO0, x924PAN), EncryptedPinBlock: hb(in),
 				IncomingWrapped: e.dh(e.p256, alg, "ANSI_X963", "SHA_256", "1234")})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if out.PinBlock != x924Out || out.KeyARN != e.f.pekTDES2 {
+			if hx(out.PinBlock) != x924Out || out.KeyARN != e.f.pekTDES2 {
 				t.Errorf("TranslatePin %s (key %s), want %s", out.PinBlock, out.KeyARN, x924Out)
 			}
 		})
@@ -192,12 +213,12 @@ func TestDiffieHellmanDynamicPinKey(t *testing.T) {
 	t.Run("outgoing agreed", func(t *testing.T) {
 		key := hex.EncodeToString(e.p256.kbpk(t, e.k3P.cert, "SSKDF", "SHA512", "5678", 24))
 		out, err := e.f.svc.TranslatePin(ops.TranslatePinInput{IncomingKey: e.f.pekTDES2, OutgoingKey: e.k3P.arn,
-			Incoming: pinSpec(ops.PinISOFormat0, x924PAN), Outgoing: pinSpec(ops.PinISOFormat0, x924PAN), EncryptedPinBlock: x924Out,
+			Incoming: pinSpec(ops.PinFormatISO0, x924PAN), Outgoing: pinSpec(ops.PinFormatISO0, x924PAN), EncryptedPinBlock: hb(x924Out),
 			OutgoingWrapped: e.dh(e.p256, keyspec.TDES3Key, "NIST_SP800", "SHA_512", "5678")})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := dhOpensslEnc(t, "des-ede3", key, "", clearBlock); out.PinBlock != want || out.KeyARN != e.k3P.arn {
+		if want := dhOpensslEnc(t, "des-ede3", key, "", clearBlock); hx(out.PinBlock) != want || out.KeyARN != e.k3P.arn {
 			t.Errorf("TranslatePin %s, OpenSSL %s", out.PinBlock, want)
 		}
 	})
@@ -208,8 +229,10 @@ func TestDiffieHellmanDynamicPinKey(t *testing.T) {
 func TestDiffieHellmanDynamicKeyRefusals(t *testing.T) {
 	e := newDHEnv(t)
 	const pt = "00112233445566778899AABBCCDDEEFF"
-	ecb := ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: "ECB"}}
-	const dhField = "WrappedKey.WrappedKeyMaterial.DiffieHellmanSymmetricKey"
+	ecb := ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: ops.ModeECB}}
+	dh := at{fault.SubjectWrappedKey, fault.SideNone}
+	key := at{fault.SubjectKey, fault.SideNone}
+	about := func(s fault.Subject) at { return at{s, fault.SideNone} }
 	ok := e.dh(e.p256, keyspec.AES128, "NIST_SP800", "SHA_256", "01")
 	both := *ok
 	both.Tr31KeyBlock = "D0016D0AB00N0000"
@@ -218,41 +241,40 @@ func TestDiffieHellmanDynamicKeyRefusals(t *testing.T) {
 		ident string
 		wk    *ops.DynamicKey
 		kind  fault.Kind
-		field string
+		field at
 	}{
-		{"key pair derives PIN keys", e.k3P.arn, ok, fault.Validation, dhField},
-		{"key pair derives KBPKs", e.k3K1.arn, ok, fault.Validation, dhField},
-		{"P-256 cannot derive AES_256", e.k3D0.arn, e.dh(e.p256, keyspec.AES256, "NIST_SP800", "SHA_256", "01"), fault.Validation, ""},
-		{"D0 cannot be HMAC", e.k3D0.arn, e.dh(e.p256, keyspec.HMACSHA256, "NIST_SP800", "SHA_256", "01"), fault.Validation, dhField + ".KeyAlgorithm"},
-		{"unknown algorithm", e.k3D0.arn, e.dh(e.p256, "DES", "NIST_SP800", "SHA_256", "01"), fault.Validation, dhField + ".KeyAlgorithm"},
-		{"KEK is not a key pair", e.f.kekAES128, ok, fault.Validation, "KeyIdentifier"},
-		{"D0 key is not a key pair", e.f.dekAES128, ok, fault.Validation, "KeyIdentifier"},
-		{"curve mismatch", e.k3D0.arn, e.dh(e.p521, keyspec.AES128, "NIST_SP800", "SHA_256", "01"), fault.Validation, dhField + ".PublicKeyCertificate"},
-		{"partner from another CA", e.k3D0.arn, e.dh(e.stranger, keyspec.AES128, "NIST_SP800", "SHA_256", "01"), fault.Validation, ""},
+		{"key pair derives PIN keys", e.k3P.arn, ok, fault.Validation, dh},
+		{"key pair derives KBPKs", e.k3K1.arn, ok, fault.Validation, dh},
+		{"P-256 cannot derive AES_256", e.k3D0.arn, e.dh(e.p256, keyspec.AES256, "NIST_SP800", "SHA_256", "01"), fault.Validation, at{}},
+		{"D0 cannot be HMAC", e.k3D0.arn, e.dh(e.p256, keyspec.HMACSHA256, "NIST_SP800", "SHA_256", "01"), fault.Validation, about(fault.SubjectDerivedKeyAlgorithm)},
+		{"unknown algorithm", e.k3D0.arn, e.dh(e.p256, "DES", "NIST_SP800", "SHA_256", "01"), fault.Validation, about(fault.SubjectDerivedKeyAlgorithm)},
+		{"KEK is not a key pair", e.f.kekAES128, ok, fault.Validation, key},
+		{"D0 key is not a key pair", e.f.dekAES128, ok, fault.Validation, key},
+		{"curve mismatch", e.k3D0.arn, e.dh(e.p521, keyspec.AES128, "NIST_SP800", "SHA_256", "01"), fault.Validation, about(fault.SubjectCertificate)},
+		{"partner from another CA", e.k3D0.arn, e.dh(e.stranger, keyspec.AES128, "NIST_SP800", "SHA_256", "01"), fault.Validation, about(fault.SubjectCertificate)},
 		{"CA is not a CA", e.k3D0.arn, &ops.DynamicKey{DiffieHellman: &ops.EcdhDerivation{CAIdentifier: e.f.kekAES128, Certificate: xB64(e.p256.cert),
-			KeyAlgorithm: keyspec.AES128, KDF: "NIST_SP800", Hash: "SHA_256", SharedInformation: "01"}}, fault.Validation, ""},
-		{"unknown KDF", e.k3D0.arn, e.dh(e.p256, keyspec.AES128, "HKDF", "SHA_256", "01"), fault.Validation, dhField + ".KeyDerivationFunction"},
-		{"unknown hash", e.k3D0.arn, e.dh(e.p256, keyspec.AES128, "NIST_SP800", "SHA_1", "01"), fault.Validation, dhField + ".KeyDerivationHashAlgorithm"},
-		{"shared information not hex", e.k3D0.arn, e.dh(e.p256, keyspec.AES128, "NIST_SP800", "SHA_256", "0G"), fault.Validation, dhField + ".SharedInformation"},
-		{"both forms", e.k3D0.arn, &both, fault.Validation, "WrappedKey.WrappedKeyMaterial"},
-		{"TR-31 form under a key pair", e.k3D0.arn, &ops.DynamicKey{Tr31KeyBlock: "D0016D0AB00N0000"}, fault.Validation, "KeyIdentifier"},
-		{"unknown key pair", "alias/none", ok, fault.NotFound, ""},
+			KeyAlgorithm: keyspec.AES128, KDF: ops.KDFNistSP800, Hash: ops.KDFSHA256, SharedInformation: hb("01")}}, fault.Validation, about(fault.SubjectCertificateAuthority)},
+		{"unknown KDF", e.k3D0.arn, e.dh(e.p256, keyspec.AES128, "HKDF", "SHA_256", "01"), fault.Validation, about(fault.SubjectKDF)},
+		{"unknown hash", e.k3D0.arn, e.dh(e.p256, keyspec.AES128, "NIST_SP800", "SHA_1", "01"), fault.Validation, about(fault.SubjectKDFHash)},
+		{"both forms", e.k3D0.arn, &both, fault.Validation, dh},
+		{"TR-31 form under a key pair", e.k3D0.arn, &ops.DynamicKey{Tr31KeyBlock: "D0016D0AB00N0000"}, fault.Validation, key},
+		{"unknown key pair", "alias/none", ok, fault.NotFound, at{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := e.f.svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: tc.ident, PlainText: pt, Attributes: ecb, WrappedKey: tc.wk})
+			_, err := e.f.svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: tc.ident, PlainText: hb(pt), Attributes: ecb, WrappedKey: tc.wk})
 			xWantKind(t, err, tc.kind)
-			if f := fault.As(err); tc.field != "" && f.Field != tc.field {
-				t.Errorf("field %q, want %q (%v)", f.Field, tc.field, err)
+			if tc.kind == fault.Validation && !isAbout(err, tc.field) {
+				t.Errorf("%s, want about %+v", aboutOf(err), tc.field)
 			}
 		})
 	}
 	// A P0 key agreed for TranslatePin cannot encrypt data, and a D0 key
 	// cannot carry a PIN.
 	_, err := e.f.svc.TranslatePin(ops.TranslatePinInput{IncomingKey: e.k3D0.arn, OutgoingKey: e.f.pekTDES2,
-		Incoming: pinSpec(ops.PinISOFormat0, x924PAN), Outgoing: pinSpec(ops.PinISOFormat0, x924PAN), EncryptedPinBlock: x924Out,
+		Incoming: pinSpec(ops.PinFormatISO0, x924PAN), Outgoing: pinSpec(ops.PinFormatISO0, x924PAN), EncryptedPinBlock: hb(x924Out),
 		IncomingWrapped: e.dh(e.p256, keyspec.TDES2Key, "NIST_SP800", "SHA_256", "01")})
-	if f := fault.As(err); f == nil || f.Kind != fault.Validation || f.Field != "WrappedKeyMaterial.DiffieHellmanSymmetricKey" {
-		t.Errorf("D0 agreed key for a PIN: %v", err)
+	if !isAbout(err, at{fault.SubjectWrappedKey, fault.SideIncoming}) {
+		t.Errorf("D0 agreed key for a PIN: %s", aboutOf(err))
 	}
 	// A certificate the KeyUsage of which forbids key agreement.
 	ca := xNewTestCA(t, nil)
@@ -262,11 +284,11 @@ func TestDiffieHellmanDynamicKeyRefusals(t *testing.T) {
 	}
 	signer := newECDHPartner(t, "P-256", ca)
 	signer.cert = xNewCert(t, ca, signer.cert.PublicKey, nil, false, x509.KeyUsageDigitalSignature, signer.cert.NotBefore, signer.cert.NotAfter)
-	_, err = e.f.svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: e.k3D0.arn, PlainText: pt, Attributes: ecb,
+	_, err = e.f.svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: e.k3D0.arn, PlainText: hb(pt), Attributes: ecb,
 		WrappedKey: &ops.DynamicKey{DiffieHellman: &ops.EcdhDerivation{CAIdentifier: caKey.ARN, Certificate: xB64(signer.cert),
-			KeyAlgorithm: keyspec.AES128, KDF: "NIST_SP800", Hash: "SHA_256", SharedInformation: "01"}}})
-	if f := fault.As(err); f == nil || f.Field != dhField+".PublicKeyCertificate" {
-		t.Errorf("signature-only certificate: %v", err)
+			KeyAlgorithm: keyspec.AES128, KDF: ops.KDFNistSP800, Hash: ops.KDFSHA256, SharedInformation: hb("01")}}})
+	if !isAbout(err, at{fault.SubjectCertificate, fault.SideNone}) {
+		t.Errorf("signature-only certificate: %s", aboutOf(err))
 	}
 }
 
@@ -277,8 +299,8 @@ func TestDiffieHellmanDynamicKeyNoTokenCalls(t *testing.T) {
 	e := newDHEnv(t)
 	wk := e.dh(e.p256, keyspec.AES128, "NIST_SP800", "SHA_256", "01")
 	run := func() {
-		if _, err := e.f.svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: e.k3D0.arn, PlainText: strings.Repeat("00", 16),
-			Attributes: ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: "ECB"}}, WrappedKey: wk}); err != nil {
+		if _, err := e.f.svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: e.k3D0.arn, PlainText: hb(strings.Repeat("00", 16)),
+			Attributes: ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: ops.ModeECB}}, WrappedKey: wk}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -296,9 +318,9 @@ func TestDiffieHellmanDynamicKeyNoTokenCalls(t *testing.T) {
 // a fault, never a panic, and never a key from a certificate that does not
 // chain to the CA.
 func FuzzDiffieHellmanDynamicKey(f *testing.F) {
-	f.Add("", "AES_128", "NIST_SP800", "SHA_256", "01")
-	f.Add("LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUIKLS0tLS1FTkQgQ0VSVElGSUNBVEUtLS0tLQo=", "TDES_2KEY", "ANSI_X963", "SHA_512", "")
-	f.Add("MIIB", "HMAC_SHA256", "X", "SHA_384", "zz")
+	f.Add("", "AES_128", uint8(ops.KDFNistSP800), uint8(ops.KDFSHA256), []byte{1})
+	f.Add("LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUIKLS0tLS1FTkQgQ0VSVElGSUNBVEUtLS0tLQo=", "TDES_2KEY", uint8(ops.KDFAnsiX963), uint8(ops.KDFSHA512), []byte(nil))
+	f.Add("MIIB", "HMAC_SHA256", uint8(9), uint8(ops.KDFSHA384), []byte("zz"))
 	svc := opstest.New(f)
 	ca := xNewTestCA(f, nil)
 	caKey, err := svc.ImportCertificate(ops.ImportCertificateInput{Attributes: xCaAttrs, Certificate: ca.cert.Raw})
@@ -306,11 +328,11 @@ func FuzzDiffieHellmanDynamicKey(f *testing.F) {
 		f.Fatal(err)
 	}
 	k3 := newDHK3(f, svc, keyspec.ECCP256, keyspec.D0)
-	f.Fuzz(func(t *testing.T, cert, alg, kdf, hash, info string) {
+	f.Fuzz(func(t *testing.T, cert, alg string, kdf, hash uint8, info []byte) {
 		wk := &ops.DynamicKey{DiffieHellman: &ops.EcdhDerivation{CAIdentifier: caKey.ARN, Certificate: cert, KeyAlgorithm: keyspec.Algorithm(alg),
-			KDF: kdf, Hash: hash, SharedInformation: info}}
-		out, err := svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: k3.arn, PlainText: "00112233445566778899AABBCCDDEEFF",
-			Attributes: ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: "ECB"}}, WrappedKey: wk})
+			KDF: ops.KDF(kdf), Hash: ops.KDFHash(hash), SharedInformation: info}}
+		out, err := svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: k3.arn, PlainText: hb("00112233445566778899AABBCCDDEEFF"),
+			Attributes: ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: ops.ModeECB}}, WrappedKey: wk})
 		if err == nil {
 			t.Fatalf("a certificate the CA never issued was accepted: %+v", out)
 		}

@@ -31,40 +31,55 @@ package ops
 //   - The MAC is the full 8 bytes of MAC algorithm 3 (padding method 2).
 
 import (
-	"encoding/hex"
-	"strings"
-
 	"payhsm/fault"
 	"payhsm/hsm/emv"
 	"payhsm/hsm/pinblock"
 	"payhsm/keyspec"
 )
 
+// PinDataPadding is how an EMV common PIN change pads the PIN data.
+type PinDataPadding uint8
+
+// PIN data paddings.
+const (
+	PinDataNoPadding PinDataPadding = iota + 1
+	PinDataISO7816                  // ISO/IEC 7816-4 (ISO/IEC 9797-1 method 2) padding
+)
+
+// PinLengthPosition is where an EMV common PIN change puts the PIN data's length.
+type PinLengthPosition uint8
+
+// PIN length positions.
+const (
+	PinLengthNone  PinLengthPosition = iota + 1 // no length byte
+	PinLengthFront                              // a length byte in front of the PIN block
+)
+
 // EmvPinChangeDerivation is the DerivationMethodAttributes union: Scheme
-// names the member (emv.SchemeEMVCommon, SchemeMastercard, SchemeEMV2000,
-// SchemeVisa or SchemeAmex); the other fields are that member's values.
+// names the member (EmvCommon, EmvMastercard, EmvEMV2000, EmvVisa or
+// EmvAmex); the other fields are that member's values.
 type EmvPinChangeDerivation struct {
-	Scheme                emv.Scheme
-	MajorKeyMode          string // EMV_OPTION_A | EMV_OPTION_B
+	Scheme                EmvScheme
+	MajorKeyMode          EmvOption
 	PAN, PSN              string
-	ApplicationCryptogram string // hex, EmvCommon and Mastercard
-	ATC                   string // hex, Emv2000, Visa and Amex
-	Mode                  string // ECB | CBC (EmvCommon)
-	PaddingType           string // NO_PADDING | ISO_IEC_7816_4 (EmvCommon)
-	LengthPosition        string // NONE | FRONT_OF_PIN_BLOCK (EmvCommon)
-	ACKey                 string // AuthorizationRequestKeyIdentifier (Visa, Amex)
-	CurrentPinPEK         string // CurrentPinAttributes (Visa, Amex; optional)
-	CurrentPinBlock       string
+	ApplicationCryptogram []byte            // 8 bytes, EmvCommon and Mastercard
+	ATC                   []byte            // 2 bytes, Emv2000, Visa and Amex
+	Mode                  CipherMode        // ModeECB or ModeCBC (EmvCommon)
+	Padding               PinDataPadding    // EmvCommon
+	LengthPosition        PinLengthPosition // EmvCommon
+	ACKey                 string            // AuthorizationRequestKeyIdentifier (Visa, Amex)
+	CurrentPinPEK         string            // CurrentPinAttributes (Visa, Amex; optional)
+	CurrentPinBlock       []byte
 }
 
 // EmvPinChangeInput is the input of GenerateMacEmvPinChange.
 type EmvPinChangeInput struct {
 	NewPinPEK       string
-	NewPinBlock     string // hex
-	PinBlockFormat  PinBlockFormat
+	NewPinBlock     []byte
+	PinBlockFormat  PinFormat
 	IntegrityKey    string // IMK-SMI
 	ConfidentialKey string // IMK-SMC
-	MessageData     string // hex
+	MessageData     []byte
 	Derivation      EmvPinChangeDerivation
 }
 
@@ -76,24 +91,15 @@ type KeyRef struct{ ARN, KCV string }
 type EmvPinChangeOutput struct {
 	NewPinPEK, Integrity, Confidential KeyRef
 	AC, CurrentPinPEK                  *KeyRef
-	MAC                                string // hex, 8 bytes
-	EncryptedPinData                   string // hex, 8 or 16 bytes
-}
-
-const fDerivation = "DerivationMethodAttributes"
-
-var pinChangeMembers = map[emv.Scheme]string{
-	emv.SchemeEMVCommon: "EmvCommon", emv.SchemeMastercard: "Mastercard", emv.SchemeEMV2000: "Emv2000",
-	emv.SchemeVisa: "Visa", emv.SchemeAmex: "Amex",
+	MAC                                []byte // 8 bytes
+	EncryptedPinData                   []byte // 8 or 16 bytes
 }
 
 // pinChangePlan is the request parsed: everything but the keys.
 type pinChangePlan struct {
+	scheme emv.Scheme
 	format pinblock.Format
 	opt    emv.Option
-	msg    []byte
-	newPB  []byte
-	curPB  []byte
 	ac     [8]byte
 	atc    [2]byte
 	layout emv.PINDataLayout
@@ -101,67 +107,63 @@ type pinChangePlan struct {
 }
 
 func parsePinChange(in EmvPinChangeInput) (*pinChangePlan, error) {
+	const side = fault.SideNone
 	d := in.Derivation
-	member, ok := pinChangeMembers[d.Scheme]
-	if !ok {
-		return nil, fault.FieldInvalid(fDerivation, "exactly one of EmvCommon, Amex, Visa, Emv2000 or Mastercard is required")
-	}
-	f := fDerivation + "." + member
 	p := &pinChangePlan{}
+	switch d.Scheme {
+	case EmvCommon, EmvMastercard, EmvEMV2000, EmvVisa, EmvAmex:
+		p.scheme, _ = d.Scheme.scheme()
+	default:
+		return nil, about(fault.SubjectPinChangeDerivation, side, "exactly one PIN change method (EMV common, Amex, Visa, EMV 2000 or Mastercard) is required")
+	}
 	switch in.PinBlockFormat {
-	case PinISOFormat0, PinISOFormat1, PinISOFormat3:
+	case PinFormatISO0, PinFormatISO1, PinFormatISO3:
 		p.format, _ = in.PinBlockFormat.iso()
 	default:
-		return nil, fault.FieldInvalid("PinBlockFormat", "must be ISO_FORMAT_0, ISO_FORMAT_1 or ISO_FORMAT_3")
+		return nil, about(fault.SubjectPinBlockFormat, side, "must be ISO format 0, 1 or 3")
 	}
 	var err error
-	if p.opt, err = MajorKeyOption(f+".MajorKeyDerivationMode", d.MajorKeyMode); err != nil {
+	if p.opt, err = d.MajorKeyMode.option(side); err != nil {
 		return nil, err
 	}
-	if err := cardDigits(f, d.PAN, d.PSN); err != nil {
+	if err := cardNumbers(side, d.PAN, d.PSN); err != nil {
 		return nil, err
 	}
-	if p.msg, err = hexField("MessageData", in.MessageData, -1); err != nil {
-		return nil, err
+	if len(in.MessageData) < 8 || len(in.MessageData) > 512 {
+		return nil, about(fault.SubjectMessage, side, "must be 8 to 512 bytes")
 	}
-	if len(p.msg) < 8 || len(p.msg) > 512 {
-		return nil, fault.FieldInvalid("MessageData", "must be 16 to 1024 hexadecimal digits")
-	}
-	if p.newPB, err = pinBlockHex("NewEncryptedPinBlock", in.NewPinBlock); err != nil {
+	if err := fixed(fault.SubjectPinBlock, side, in.NewPinBlock, 8); err != nil {
 		return nil, err
 	}
 	switch d.Scheme {
-	case emv.SchemeEMVCommon, emv.SchemeMastercard:
-		b, err := hexField(f+".ApplicationCryptogram", d.ApplicationCryptogram, 8)
-		if err != nil {
+	case EmvCommon, EmvMastercard:
+		if err := fixed(fault.SubjectApplicationCryptogram, side, d.ApplicationCryptogram, 8); err != nil {
 			return nil, err
 		}
-		p.ac = [8]byte(b)
+		p.ac = [8]byte(d.ApplicationCryptogram)
 	default:
-		if len(d.ATC) != 4 {
-			return nil, fault.FieldInvalid(f+".ApplicationTransactionCounter", "must be 4 hexadecimal digits")
-		}
-		if p.atc, err = atcField(f+".ApplicationTransactionCounter", d.ATC); err != nil {
+		if err := fixed(fault.SubjectATC, side, d.ATC, 2); err != nil {
 			return nil, err
 		}
+		p.atc = [2]byte(d.ATC)
 	}
 	switch d.Scheme {
-	case emv.SchemeEMVCommon:
-		if p.layout, p.mode, err = emvCommonLayout(f, d); err != nil {
+	case EmvCommon:
+		if p.layout, p.mode, err = emvCommonLayout(d); err != nil {
 			return nil, err
 		}
-	case emv.SchemeMastercard, emv.SchemeEMV2000:
+	case EmvMastercard, EmvEMV2000:
 		p.layout, p.mode = emv.LayoutMastercard, emv.CBC
-	case emv.SchemeVisa, emv.SchemeAmex:
+	case EmvVisa, EmvAmex:
 		p.layout, p.mode = emv.LayoutVisa, emv.ECB
 		if d.ACKey == "" {
-			return nil, fault.FieldInvalid(f+".AuthorizationRequestKeyIdentifier", "is required")
+			return nil, about(fault.SubjectAuthRequestKey, side, "is required")
 		}
-		if (d.CurrentPinPEK == "") != (d.CurrentPinBlock == "") {
-			return nil, fault.FieldInvalid(f+".CurrentPinAttributes", "needs both CurrentPinPekIdentifier and CurrentEncryptedPinBlock")
+		if (d.CurrentPinPEK == "") != (len(d.CurrentPinBlock) == 0) {
+			return nil, about(fault.SubjectCurrentPin, side, "needs both the current PIN's key and its encrypted PIN block")
 		}
-		if d.CurrentPinBlock != "" {
-			if p.curPB, err = pinBlockHex(f+".CurrentPinAttributes.CurrentEncryptedPinBlock", d.CurrentPinBlock); err != nil {
+		if len(d.CurrentPinBlock) != 0 {
+			if err := fixed(fault.SubjectCurrentPinBlock, side, d.CurrentPinBlock, 8); err != nil {
 				return nil, err
 			}
 		}
@@ -169,69 +171,59 @@ func parsePinChange(in EmvPinChangeInput) (*pinChangePlan, error) {
 	return p, nil
 }
 
-func pinBlockHex(field, s string) ([]byte, error) {
-	if len(s) != 16 {
-		return nil, fault.FieldInvalid(field, "must be 16 hexadecimal digits")
-	}
-	return hexField(field, s, 8)
-}
-
 // emvCommonLayout maps EmvCommon's Mode, PinBlockLengthPosition and
 // PinBlockPaddingType.
-func emvCommonLayout(f string, d EmvPinChangeDerivation) (emv.PINDataLayout, emv.CipherMode, error) {
+func emvCommonLayout(d EmvPinChangeDerivation) (emv.PINDataLayout, emv.CipherMode, error) {
+	const side = fault.SideNone
 	var l emv.PINDataLayout
 	var m emv.CipherMode
 	switch d.Mode {
-	case "ECB":
+	case ModeECB:
 		m = emv.ECB
-	case "CBC":
+	case ModeCBC:
 		m = emv.CBC
 	default:
-		return l, 0, fault.FieldInvalid(f+".Mode", "must be ECB or CBC")
+		return l, 0, about(fault.SubjectCipherMode, side, "must be ECB or CBC")
 	}
 	switch d.LengthPosition {
-	case "NONE":
-	case "FRONT_OF_PIN_BLOCK":
+	case PinLengthNone:
+	case PinLengthFront:
 		l.LengthPrefix = true
 	default:
-		return l, 0, fault.FieldInvalid(f+".PinBlockLengthPosition", "must be NONE or FRONT_OF_PIN_BLOCK")
+		return l, 0, about(fault.SubjectPinBlockLengthPosition, side, "must be none or in front of the PIN block")
 	}
-	switch d.PaddingType {
-	case "NO_PADDING":
-	case "ISO_IEC_7816_4":
+	switch d.Padding {
+	case PinDataNoPadding:
+	case PinDataISO7816:
 		l.Pad = true
 	default:
-		return l, 0, fault.FieldInvalid(f+".PinBlockPaddingType", "must be NO_PADDING or ISO_IEC_7816_4")
+		return l, 0, about(fault.SubjectPinBlockPadding, side, "must be no padding or ISO/IEC 7816-4 padding")
 	}
 	if l.LengthPrefix && !l.Pad {
-		return l, 0, fault.FieldInvalid(f+".PinBlockPaddingType", "must be ISO_IEC_7816_4 when PinBlockLengthPosition is FRONT_OF_PIN_BLOCK")
+		return l, 0, about(fault.SubjectPinBlockPadding, side, "must be ISO/IEC 7816-4 padding when the PIN length is in front of the PIN block")
 	}
 	return l, m, nil
 }
 
-// smKey resolves an EMV secure-messaging issuer master key.
-func (s *Service) smKey(ident, field string, usage keyspec.KeyUsage, what string) (*WorkingKey, error) {
-	w, err := s.Working(ident, field)
+// smKey resolves an EMV issuer master key, the request's key subj.
+func (s *Service) smKey(ident string, subj fault.Subject, usage keyspec.KeyUsage, what string) (*WorkingKey, error) {
+	w, err := s.Working(ident, subj, fault.SideNone)
 	if err != nil {
 		return nil, err
 	}
-	if err := Require(w, field, what, []keyspec.KeyUsage{usage}, tdes2, deriveKey); err != nil {
+	if err := Require(w, subj, fault.SideNone, what, []keyspec.KeyUsage{usage}, tdes2, deriveKey); err != nil {
 		return nil, err
 	}
 	return w, nil
 }
 
-func errBadNewPinBlock(field string) error {
-	return fault.FieldInvalid(field, "Pin block provided is invalid. Please check your input to ensure all field values are correct.")
-}
-
-// decryptPin deciphers a PIN block with a resolved PEK.
-func decryptPin(k *pinKey, f pinblock.Format, blk []byte, pan, field string) ([]byte, error) {
+// decryptPin deciphers the PIN block subj with a resolved PEK.
+func decryptPin(k pinKey, f pinblock.Format, blk []byte, pan string, subj fault.Subject) ([]byte, error) {
 	pin, err := pinblock.Decrypt(k.block, f, blk, pan)
 	if err != nil {
 		switch err {
 		case pinblock.ErrInvalid, pinblock.ErrLength, pinblock.ErrPAN, pinblock.ErrPINLength:
-			return nil, errBadNewPinBlock(field)
+			return nil, errBadPinBlock(subj)
 		}
 		return nil, fault.Internalf("PIN block decryption", err)
 	}
@@ -246,19 +238,18 @@ func (s *Service) GenerateMacEmvPinChange(in EmvPinChangeInput) (*EmvPinChangeOu
 		return nil, err
 	}
 	d := in.Derivation
-	f := fDerivation + "." + pinChangeMembers[d.Scheme]
 	const what = "GenerateMacEmvPinChange"
 
 	// Every key is resolved and checked before any cryptography.
-	smi, err := s.smKey(in.IntegrityKey, "SecureMessagingIntegrityKeyIdentifier", keyspec.E2, what+" (integrity)")
+	smi, err := s.smKey(in.IntegrityKey, fault.SubjectIntegrityKey, keyspec.E2, what+" (integrity)")
 	if err != nil {
 		return nil, err
 	}
-	smc, err := s.smKey(in.ConfidentialKey, "SecureMessagingConfidentialityKeyIdentifier", keyspec.E1, what+" (confidentiality)")
+	smc, err := s.smKey(in.ConfidentialKey, fault.SubjectConfidentialityKey, keyspec.E1, what+" (confidentiality)")
 	if err != nil {
 		return nil, err
 	}
-	pek, err := s.pekSide(in.NewPinPEK, "NewPinPekIdentifier", in.PinBlockFormat, true, nil, nil, nil)
+	pek, err := s.pekSide(in.NewPinPEK, fault.SubjectPinEncryptionKey, fault.SideNone, in.PinBlockFormat, true, nil, nil, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -269,14 +260,14 @@ func (s *Service) GenerateMacEmvPinChange(in EmvPinChangeInput) (*EmvPinChangeOu
 		Confidential: KeyRef{smc.ARN, smc.KCV()},
 	}
 	var acW *WorkingKey
-	var curPEK *pinKey
-	if d.Scheme == emv.SchemeVisa || d.Scheme == emv.SchemeAmex {
-		if acW, err = s.smKey(d.ACKey, f+".AuthorizationRequestKeyIdentifier", keyspec.E0, what+" (VIS PIN block)"); err != nil {
+	var curPEK pinKey // the current PIN's key, when given
+	if d.Scheme == EmvVisa || d.Scheme == EmvAmex {
+		if acW, err = s.smKey(d.ACKey, fault.SubjectAuthRequestKey, keyspec.E0, what+" (VIS PIN block)"); err != nil {
 			return nil, err
 		}
 		out.AC = &KeyRef{acW.ARN, acW.KCV()}
-		if p.curPB != nil {
-			curPEK, err = s.pekSide(d.CurrentPinPEK, f+".CurrentPinAttributes.CurrentPinPekIdentifier", in.PinBlockFormat, true, nil, nil, nil)
+		if len(d.CurrentPinBlock) != 0 {
+			curPEK, err = s.pekSide(d.CurrentPinPEK, fault.SubjectCurrentPinKey, fault.SideNone, in.PinBlockFormat, true, nil, nil, nil)
 			if err != nil {
 				return nil, err
 			}
@@ -285,7 +276,7 @@ func (s *Service) GenerateMacEmvPinChange(in EmvPinChangeInput) (*EmvPinChangeOu
 		}
 	}
 
-	pin, err := decryptPin(pek, p.format, p.newPB, d.PAN, "NewEncryptedPinBlock")
+	pin, err := decryptPin(pek, p.format, in.NewPinBlock, d.PAN, fault.SubjectPinBlock)
 	if err != nil {
 		return nil, err
 	}
@@ -295,8 +286,8 @@ func (s *Service) GenerateMacEmvPinChange(in EmvPinChangeInput) (*EmvPinChangeOu
 		block, err = emv.ISO2PINBlock(pin)
 	} else {
 		var cur []byte
-		if curPEK != nil {
-			if cur, err = decryptPin(curPEK, p.format, p.curPB, d.PAN, f+".CurrentPinAttributes.CurrentEncryptedPinBlock"); err != nil {
+		if curPEK.block != nil {
+			if cur, err = decryptPin(curPEK, p.format, d.CurrentPinBlock, d.PAN, fault.SubjectCurrentPinBlock); err != nil {
 				return nil, err
 			}
 			defer pinblock.Zero(cur)
@@ -326,13 +317,13 @@ func (s *Service) GenerateMacEmvPinChange(in EmvPinChangeInput) (*EmvPinChangeOu
 	if err != nil {
 		return nil, err
 	}
-	mac, err := emv.ScriptMAC(skSMI, append(p.msg, enc...))
+	script := make([]byte, 0, len(in.MessageData)+len(enc))
+	mac, err := emv.ScriptMAC(skSMI, append(append(script, in.MessageData...), enc...))
 	clear(skSMI)
 	if err != nil {
 		return nil, fault.Internalf("script MAC", err)
 	}
-	out.MAC = strings.ToUpper(hex.EncodeToString(mac))
-	out.EncryptedPinData = strings.ToUpper(hex.EncodeToString(enc))
+	out.MAC, out.EncryptedPinData = mac, enc
 	return out, nil
 }
 
@@ -344,7 +335,7 @@ func (p *pinChangePlan) sessionKey(w *WorkingKey, d EmvPinChangeDerivation) ([]b
 		return nil, fault.Internalf("ICC master key derivation", err)
 	}
 	defer clear(mk)
-	sk, err := emv.SMSessionKey(mk, d.Scheme, p.ac, p.atc)
+	sk, err := emv.SMSessionKey(mk, p.scheme, p.ac, p.atc)
 	if err != nil {
 		return nil, fault.Internalf("session key derivation", err)
 	}

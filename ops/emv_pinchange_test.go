@@ -1,6 +1,7 @@
 package ops_test
 
 import (
+	"bytes"
 	"encoding/hex"
 	"fmt"
 	"strings"
@@ -56,7 +57,7 @@ func mustHex(t testing.TB, s string) []byte {
 // iso0Block enciphers an ISO 9564-1 format 0 block built by hand: PIN field
 // '0' N PIN F..F XOR PAN field '0000' ‖ the 12 rightmost PAN digits but the
 // check digit.
-func iso0Block(t testing.TB, pin, pan string) string {
+func iso0Block(t testing.TB, pin, pan string) []byte {
 	t.Helper()
 	pf := fmt.Sprintf("0%X%s%s", len(pin), pin, strings.Repeat("F", 14-len(pin)))
 	af := "0000" + pan[len(pan)-13:len(pan)-1]
@@ -69,13 +70,13 @@ func iso0Block(t testing.TB, pin, pan string) string {
 		t.Fatal(err)
 	}
 	c.Encrypt(clearBlk, clearBlk)
-	return strings.ToUpper(hex.EncodeToString(clearBlk))
+	return clearBlk
 }
 
 // expectMAC recomputes the script MAC with hsm/emv (itself checked against
 // pyemv's published MACs) from the issuer key, for message data the model
 // accepts (the published MACs cover 5-byte headers, which it does not).
-func expectMAC(t testing.TB, s emv.Scheme, msg, enc string, ac [8]byte, atc [2]byte) string {
+func expectMAC(t testing.TB, s emv.Scheme, msg, enc []byte, ac [8]byte, atc [2]byte) []byte {
 	t.Helper()
 	mk, err := emv.ICCMasterKey(mustHex(t, pcSMI), emv.OptionA, pcPAN, "01")
 	if err != nil {
@@ -85,27 +86,29 @@ func expectMAC(t testing.TB, s emv.Scheme, msg, enc string, ac [8]byte, atc [2]b
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := emv.ScriptMAC(sk, mustHex(t, msg+enc))
+	m, err := emv.ScriptMAC(sk, append(append([]byte(nil), msg...), enc...))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return strings.ToUpper(hex.EncodeToString(m))
+	return m
 }
 
 func TestGenerateMacEmvPinChange(t *testing.T) {
 	svc := opstest.New(t)
 	k := importPinChangeKeys(t, svc)
 	ac := [8]byte(mustHex(t, "ABCDEF1234567890"))
+	emvSchemes := map[ops.EmvScheme]emv.Scheme{ops.EmvCommon: emv.SchemeEMVCommon, ops.EmvMastercard: emv.SchemeMastercard,
+		ops.EmvEMV2000: emv.SchemeEMV2000, ops.EmvVisa: emv.SchemeVisa, ops.EmvAmex: emv.SchemeAmex}
 	base := func(d ops.EmvPinChangeDerivation, pin string) ops.EmvPinChangeInput {
-		d.MajorKeyMode, d.PAN, d.PSN = "EMV_OPTION_A", pcPAN, "01"
-		return ops.EmvPinChangeInput{NewPinPEK: k.pek, NewPinBlock: iso0Block(t, pin, pcPAN), PinBlockFormat: ops.PinISOFormat0,
-			IntegrityKey: k.smi, ConfidentialKey: k.smc, MessageData: pcMsg, Derivation: d}
+		d.MajorKeyMode, d.PAN, d.PSN = ops.EmvOptionA, pcPAN, "01"
+		return ops.EmvPinChangeInput{NewPinPEK: k.pek, NewPinBlock: iso0Block(t, pin, pcPAN), PinBlockFormat: ops.PinFormatISO0,
+			IntegrityKey: k.smi, ConfidentialKey: k.smc, MessageData: hb(pcMsg), Derivation: d}
 	}
-	common := func(mode, pos, pad string) ops.EmvPinChangeDerivation {
-		return ops.EmvPinChangeDerivation{Scheme: emv.SchemeEMVCommon, ApplicationCryptogram: "ABCDEF1234567890", Mode: mode, LengthPosition: pos, PaddingType: pad}
+	common := func(mode ops.CipherMode, pos ops.PinLengthPosition, pad ops.PinDataPadding) ops.EmvPinChangeDerivation {
+		return ops.EmvPinChangeDerivation{Scheme: ops.EmvCommon, ApplicationCryptogram: hb("ABCDEF1234567890"), Mode: mode, LengthPosition: pos, Padding: pad}
 	}
-	visa := func(s emv.Scheme, curPIN string) ops.EmvPinChangeDerivation {
-		d := ops.EmvPinChangeDerivation{Scheme: s, ATC: "FFFF", ACKey: k.ac}
+	visa := func(s ops.EmvScheme, curPIN string) ops.EmvPinChangeDerivation {
+		d := ops.EmvPinChangeDerivation{Scheme: s, ATC: hb("FFFF"), ACKey: k.ac}
 		if curPIN != "" {
 			d.CurrentPinPEK, d.CurrentPinBlock = k.pek, iso0Block(t, curPIN, pcPAN)
 		}
@@ -122,63 +125,63 @@ func TestGenerateMacEmvPinChange(t *testing.T) {
 		in   ops.EmvPinChangeInput
 		enc  string
 	}{
-		{"mastercard", base(ops.EmvPinChangeDerivation{Scheme: emv.SchemeMastercard, ApplicationCryptogram: "ABCDEF1234567890"}, "9999"), "28367E05DE3381C2"},
-		{"mastercard 12", base(ops.EmvPinChangeDerivation{Scheme: emv.SchemeMastercard, ApplicationCryptogram: "abcdef1234567890"}, "999999999999"), "99AD3AF9EB3ECF0C"},
-		{"emv common none/no padding/CBC", base(common("CBC", "NONE", "NO_PADDING"), "9999"), "28367E05DE3381C2"},
-		{"emv common none/no padding/ECB", base(common("ECB", "NONE", "NO_PADDING"), "9999"), "28367E05DE3381C2"},
-		{"emv common CCD", base(common("CBC", "NONE", "ISO_IEC_7816_4"), "9999"), "28367E05DE3381C29D30A6055A8DEB86"},
-		{"emv common front/7816/ECB", base(common("ECB", "FRONT_OF_PIN_BLOCK", "ISO_IEC_7816_4"), "9999"), ""},
-		{"visa", base(visa(emv.SchemeVisa, ""), "9999"), "D421231A6FD2F0FAEE671384F0D3A7B9"},
-		{"visa current", base(visa(emv.SchemeVisa, "8888"), "9999"), "C29371CC36BA70C1EE671384F0D3A7B9"},
-		{"visa current 12", base(visa(emv.SchemeVisa, "888888888888"), "999999999999"), "622066A74F1E974AEE671384F0D3A7B9"},
-		{"amex", base(visa(emv.SchemeAmex, ""), "9999"), "D421231A6FD2F0FAEE671384F0D3A7B9"},
-		{"emv2000", base(ops.EmvPinChangeDerivation{Scheme: emv.SchemeEMV2000, ATC: "0001"}, "9999"), ""},
+		{"mastercard", base(ops.EmvPinChangeDerivation{Scheme: ops.EmvMastercard, ApplicationCryptogram: hb("ABCDEF1234567890")}, "9999"), "28367E05DE3381C2"},
+		{"mastercard 12", base(ops.EmvPinChangeDerivation{Scheme: ops.EmvMastercard, ApplicationCryptogram: hb("abcdef1234567890")}, "999999999999"), "99AD3AF9EB3ECF0C"},
+		{"emv common none/no padding/CBC", base(common(ops.ModeCBC, ops.PinLengthNone, ops.PinDataNoPadding), "9999"), "28367E05DE3381C2"},
+		{"emv common none/no padding/ECB", base(common(ops.ModeECB, ops.PinLengthNone, ops.PinDataNoPadding), "9999"), "28367E05DE3381C2"},
+		{"emv common CCD", base(common(ops.ModeCBC, ops.PinLengthNone, ops.PinDataISO7816), "9999"), "28367E05DE3381C29D30A6055A8DEB86"},
+		{"emv common front/7816/ECB", base(common(ops.ModeECB, ops.PinLengthFront, ops.PinDataISO7816), "9999"), ""},
+		{"visa", base(visa(ops.EmvVisa, ""), "9999"), "D421231A6FD2F0FAEE671384F0D3A7B9"},
+		{"visa current", base(visa(ops.EmvVisa, "8888"), "9999"), "C29371CC36BA70C1EE671384F0D3A7B9"},
+		{"visa current 12", base(visa(ops.EmvVisa, "888888888888"), "999999999999"), "622066A74F1E974AEE671384F0D3A7B9"},
+		{"amex", base(visa(ops.EmvAmex, ""), "9999"), "D421231A6FD2F0FAEE671384F0D3A7B9"},
+		{"emv2000", base(ops.EmvPinChangeDerivation{Scheme: ops.EmvEMV2000, ATC: hb("0001")}, "9999"), ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			r, err := svc.GenerateMacEmvPinChange(c.in)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if c.enc != "" && r.EncryptedPinData != c.enc {
+			if c.enc != "" && hx(r.EncryptedPinData) != c.enc {
 				t.Fatalf("enciphered PIN data %s, want %s", r.EncryptedPinData, c.enc)
 			}
 			var atc [2]byte
-			if c.in.Derivation.ATC != "" {
-				atc = [2]byte(mustHex(t, c.in.Derivation.ATC))
+			if c.in.Derivation.ATC != nil {
+				atc = [2]byte(c.in.Derivation.ATC)
 			}
-			if want := expectMAC(t, c.in.Derivation.Scheme, c.in.MessageData, r.EncryptedPinData, ac, atc); r.MAC != want {
+			if want := expectMAC(t, emvSchemes[c.in.Derivation.Scheme], c.in.MessageData, r.EncryptedPinData, ac, atc); !bytes.Equal(r.MAC, want) {
 				t.Fatalf("MAC %s, want %s", r.MAC, want)
 			}
 			if r.Integrity.KCV != "08D7B4" || r.Confidential.KCV != "D2B91C" || r.NewPinPEK.ARN != k.pek {
 				t.Fatalf("key references %+v", r)
 			}
-			isVisa := c.in.Derivation.Scheme == emv.SchemeVisa || c.in.Derivation.Scheme == emv.SchemeAmex
+			isVisa := c.in.Derivation.Scheme == ops.EmvVisa || c.in.Derivation.Scheme == ops.EmvAmex
 			if isVisa != (r.AC != nil) || (r.AC != nil && r.AC.KCV != "7B8358") || (c.in.Derivation.CurrentPinPEK != "") != (r.CurrentPinPEK != nil) {
 				t.Fatalf("Visa/Amex outputs %+v %+v", r.AC, r.CurrentPinPEK)
 			}
 			// A different message, cryptogram or counter changes the MAC.
 			other := c.in
-			other.MessageData = pcMsg2
-			if r2, err := svc.GenerateMacEmvPinChange(other); err != nil || r2.MAC == r.MAC || r2.EncryptedPinData != r.EncryptedPinData {
+			other.MessageData = hb(pcMsg2)
+			if r2, err := svc.GenerateMacEmvPinChange(other); err != nil || bytes.Equal(r2.MAC, r.MAC) || !bytes.Equal(r2.EncryptedPinData, r.EncryptedPinData) {
 				t.Fatalf("other message: %+v %v", r2, err)
 			}
 		})
 	}
 
 	t.Run("formats 1 and 3 carry the same PIN to the same result", func(t *testing.T) {
-		in := base(ops.EmvPinChangeDerivation{Scheme: emv.SchemeMastercard, ApplicationCryptogram: "ABCDEF1234567890"}, "9999")
+		in := base(ops.EmvPinChangeDerivation{Scheme: ops.EmvMastercard, ApplicationCryptogram: hb("ABCDEF1234567890")}, "9999")
 		c, _ := tdes.NewCipher(mustHex(t, pcPEK))
 		for _, f := range []struct {
-			api ops.PinBlockFormat
+			api ops.PinFormat
 			iso pinblock.Format
-		}{{ops.PinISOFormat1, pinblock.ISO1}, {ops.PinISOFormat3, pinblock.ISO3}} {
+		}{{ops.PinFormatISO1, pinblock.ISO1}, {ops.PinFormatISO3, pinblock.ISO3}} {
 			blk, err := pinblock.Encrypt(c, f.iso, []byte("9999"), pcPAN, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			in.PinBlockFormat, in.NewPinBlock = f.api, strings.ToUpper(hex.EncodeToString(blk))
+			in.PinBlockFormat, in.NewPinBlock = f.api, blk
 			r, err := svc.GenerateMacEmvPinChange(in)
-			if err != nil || r.EncryptedPinData != "28367E05DE3381C2" {
+			if err != nil || hx(r.EncryptedPinData) != "28367E05DE3381C2" {
 				t.Fatalf("%s: %+v %v", f.api, r, err)
 			}
 		}
@@ -186,58 +189,50 @@ func TestGenerateMacEmvPinChange(t *testing.T) {
 
 	t.Run("validation before cryptography", func(t *testing.T) {
 		mc := func() ops.EmvPinChangeInput {
-			return base(ops.EmvPinChangeDerivation{Scheme: emv.SchemeMastercard, ApplicationCryptogram: "ABCDEF1234567890"}, "9999")
+			return base(ops.EmvPinChangeDerivation{Scheme: ops.EmvMastercard, ApplicationCryptogram: hb("ABCDEF1234567890")}, "9999")
 		}
+		about := func(s fault.Subject) at { return at{s, fault.SideNone} }
 		for _, c := range []struct {
 			name  string
 			edit  func(*ops.EmvPinChangeInput)
-			field string
+			field at
 		}{
-			{"SMI with the SMC key", func(in *ops.EmvPinChangeInput) { in.IntegrityKey = k.smc }, "SecureMessagingIntegrityKeyIdentifier"},
-			{"SMC with the SMI key", func(in *ops.EmvPinChangeInput) { in.ConfidentialKey = k.smi }, "SecureMessagingConfidentialityKeyIdentifier"},
-			{"PEK that cannot decrypt", func(in *ops.EmvPinChangeInput) { in.NewPinPEK = k.pekEncOnly }, "NewPinPekIdentifier"},
-			{"PEK is an EMV key", func(in *ops.EmvPinChangeInput) { in.NewPinPEK = k.smc }, "NewPinPekIdentifier"},
-			{"format 4", func(in *ops.EmvPinChangeInput) { in.PinBlockFormat = ops.PinISOFormat4 }, "PinBlockFormat"},
-			{"short message", func(in *ops.EmvPinChangeInput) { in.MessageData = "84240002" }, "MessageData"},
-			{"odd message", func(in *ops.EmvPinChangeInput) { in.MessageData = pcMsg + "0" }, "MessageData"},
-			{"bad cryptogram", func(in *ops.EmvPinChangeInput) { in.Derivation.ApplicationCryptogram = "ABCD" },
-				"DerivationMethodAttributes.Mastercard.ApplicationCryptogram"},
-			{"bad option", func(in *ops.EmvPinChangeInput) { in.Derivation.MajorKeyMode = "EMV_OPTION_C" },
-				"DerivationMethodAttributes.Mastercard.MajorKeyDerivationMode"},
-			{"no member", func(in *ops.EmvPinChangeInput) { in.Derivation.Scheme = emv.SchemeUnionPay }, "DerivationMethodAttributes"},
+			{"SMI with the SMC key", func(in *ops.EmvPinChangeInput) { in.IntegrityKey = k.smc }, about(fault.SubjectIntegrityKey)},
+			{"SMC with the SMI key", func(in *ops.EmvPinChangeInput) { in.ConfidentialKey = k.smi }, about(fault.SubjectConfidentialityKey)},
+			{"PEK that cannot decrypt", func(in *ops.EmvPinChangeInput) { in.NewPinPEK = k.pekEncOnly }, about(fault.SubjectPinEncryptionKey)},
+			{"PEK is an EMV key", func(in *ops.EmvPinChangeInput) { in.NewPinPEK = k.smc }, about(fault.SubjectPinEncryptionKey)},
+			{"format 4", func(in *ops.EmvPinChangeInput) { in.PinBlockFormat = ops.PinFormatISO4 }, about(fault.SubjectPinBlockFormat)},
+			{"short message", func(in *ops.EmvPinChangeInput) { in.MessageData = hb("84240002") }, about(fault.SubjectMessage)},
+			{"bad cryptogram", func(in *ops.EmvPinChangeInput) { in.Derivation.ApplicationCryptogram = hb("ABCD") }, about(fault.SubjectApplicationCryptogram)},
+			{"bad option", func(in *ops.EmvPinChangeInput) { in.Derivation.MajorKeyMode = 3 }, about(fault.SubjectMajorKeyDerivationMode)},
+			{"no member", func(in *ops.EmvPinChangeInput) { in.Derivation.Scheme = ops.EmvUnionPay }, about(fault.SubjectPinChangeDerivation)},
 			{"front without padding", func(in *ops.EmvPinChangeInput) {
-				in.Derivation = common("CBC", "FRONT_OF_PIN_BLOCK", "NO_PADDING")
-				in.Derivation.MajorKeyMode, in.Derivation.PAN, in.Derivation.PSN = "EMV_OPTION_A", pcPAN, "01"
-			}, "DerivationMethodAttributes.EmvCommon.PinBlockPaddingType"},
+				in.Derivation = common(ops.ModeCBC, ops.PinLengthFront, ops.PinDataNoPadding)
+				in.Derivation.MajorKeyMode, in.Derivation.PAN, in.Derivation.PSN = ops.EmvOptionA, pcPAN, "01"
+			}, about(fault.SubjectPinBlockPadding)},
 			{"visa AC key of the wrong usage", func(in *ops.EmvPinChangeInput) {
-				in.Derivation = visa(emv.SchemeVisa, "")
+				in.Derivation = visa(ops.EmvVisa, "")
 				in.Derivation.ACKey = k.smc
-				in.Derivation.MajorKeyMode, in.Derivation.PAN, in.Derivation.PSN = "EMV_OPTION_A", pcPAN, "01"
-			}, "DerivationMethodAttributes.Visa.AuthorizationRequestKeyIdentifier"},
+				in.Derivation.MajorKeyMode, in.Derivation.PAN, in.Derivation.PSN = ops.EmvOptionA, pcPAN, "01"
+			}, about(fault.SubjectAuthRequestKey)},
 			{"visa half current PIN", func(in *ops.EmvPinChangeInput) {
-				in.Derivation = visa(emv.SchemeVisa, "8888")
-				in.Derivation.CurrentPinBlock = ""
-				in.Derivation.MajorKeyMode, in.Derivation.PAN, in.Derivation.PSN = "EMV_OPTION_A", pcPAN, "01"
-			}, "DerivationMethodAttributes.Visa.CurrentPinAttributes"},
-			{"block under another PAN", func(in *ops.EmvPinChangeInput) { in.NewPinBlock = iso0Block(t, "9999", "5555555555554444") }, "NewEncryptedPinBlock"},
+				in.Derivation = visa(ops.EmvVisa, "8888")
+				in.Derivation.CurrentPinBlock = nil
+				in.Derivation.MajorKeyMode, in.Derivation.PAN, in.Derivation.PSN = ops.EmvOptionA, pcPAN, "01"
+			}, about(fault.SubjectCurrentPin)},
+			{"block under another PAN", func(in *ops.EmvPinChangeInput) { in.NewPinBlock = iso0Block(t, "9999", "5555555555554444") }, about(fault.SubjectPinBlock)},
 		} {
 			in := mc()
 			c.edit(&in)
 			_, err := svc.GenerateMacEmvPinChange(in)
-			f := fault.As(err)
-			if f == nil || f.Kind != fault.Validation || f.Field != c.field {
-				t.Errorf("%s: %v (field %q)", c.name, err, func() string {
-					if f != nil {
-						return f.Field
-					}
-					return ""
-				}())
+			if !isAbout(err, c.field) {
+				t.Errorf("%s: %s, want about %+v", c.name, aboutOf(err), c.field)
 			}
 		}
 	})
 
 	t.Run("no PKCS#11 call per operation", func(t *testing.T) {
-		in := base(visa(emv.SchemeVisa, "8888"), "9999")
+		in := base(visa(ops.EmvVisa, "8888"), "9999")
 		before := custody.TokenOperations()
 		for i := 0; i < 200; i++ {
 			if _, err := svc.GenerateMacEmvPinChange(in); err != nil {
@@ -257,13 +252,13 @@ func BenchmarkGenerateMacEmvPinChange(b *testing.B) {
 		name string
 		d    ops.EmvPinChangeDerivation
 	}{
-		{"Mastercard", ops.EmvPinChangeDerivation{Scheme: emv.SchemeMastercard, ApplicationCryptogram: "ABCDEF1234567890"}},
-		{"VisaCurrentPIN", ops.EmvPinChangeDerivation{Scheme: emv.SchemeVisa, ATC: "FFFF", ACKey: k.ac, CurrentPinPEK: k.pek, CurrentPinBlock: iso0Block(b, "8888", pcPAN)}},
+		{"Mastercard", ops.EmvPinChangeDerivation{Scheme: ops.EmvMastercard, ApplicationCryptogram: hb("ABCDEF1234567890")}},
+		{"VisaCurrentPIN", ops.EmvPinChangeDerivation{Scheme: ops.EmvVisa, ATC: hb("FFFF"), ACKey: k.ac, CurrentPinPEK: k.pek, CurrentPinBlock: iso0Block(b, "8888", pcPAN)}},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			c.d.MajorKeyMode, c.d.PAN, c.d.PSN = "EMV_OPTION_A", pcPAN, "01"
-			in := ops.EmvPinChangeInput{NewPinPEK: k.pek, NewPinBlock: iso0Block(b, "9999", pcPAN), PinBlockFormat: ops.PinISOFormat0,
-				IntegrityKey: k.smi, ConfidentialKey: k.smc, MessageData: pcMsg, Derivation: c.d}
+			c.d.MajorKeyMode, c.d.PAN, c.d.PSN = ops.EmvOptionA, pcPAN, "01"
+			in := ops.EmvPinChangeInput{NewPinPEK: k.pek, NewPinBlock: iso0Block(b, "9999", pcPAN), PinBlockFormat: ops.PinFormatISO0,
+				IntegrityKey: k.smi, ConfidentialKey: k.smc, MessageData: hb(pcMsg), Derivation: c.d}
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
@@ -281,13 +276,14 @@ func BenchmarkGenerateMacEmvPinChange(b *testing.B) {
 func FuzzGenerateMacEmvPinChange(f *testing.F) {
 	svc := opstest.New(f)
 	k := importPinChangeKeys(f, svc)
-	f.Add(uint8(1), pcMsg, iso0Block(f, "9999", pcPAN), "ABCDEF1234567890", "FFFF", "CBC", "NONE", "NO_PADDING", pcPAN, "01")
-	f.Add(uint8(4), pcMsg2, iso0Block(f, "1234", pcPAN), "", "0001", "ECB", "FRONT_OF_PIN_BLOCK", "ISO_IEC_7816_4", "5555555555554444", "00")
-	schemes := []emv.Scheme{emv.SchemeEMVCommon, emv.SchemeMastercard, emv.SchemeEMV2000, emv.SchemeVisa, emv.SchemeAmex, emv.SchemeUnionPay, 0}
-	f.Fuzz(func(t *testing.T, s uint8, msg, pb, ac, atc, mode, pos, pad, pan, psn string) {
-		in := ops.EmvPinChangeInput{NewPinPEK: k.pek, NewPinBlock: pb, PinBlockFormat: ops.PinISOFormat0, IntegrityKey: k.smi, ConfidentialKey: k.smc,
-			MessageData: msg, Derivation: ops.EmvPinChangeDerivation{Scheme: schemes[int(s)%len(schemes)], MajorKeyMode: "EMV_OPTION_B",
-				PAN: pan, PSN: psn, ApplicationCryptogram: ac, ATC: atc, Mode: mode, LengthPosition: pos, PaddingType: pad, ACKey: k.ac}}
+	f.Add(uint8(1), hb(pcMsg), iso0Block(f, "9999", pcPAN), hb("ABCDEF1234567890"), hb("FFFF"), uint8(ops.ModeCBC), uint8(ops.PinLengthNone), uint8(ops.PinDataNoPadding), pcPAN, "01")
+	f.Add(uint8(4), hb(pcMsg2), iso0Block(f, "1234", pcPAN), []byte(nil), hb("0001"), uint8(ops.ModeECB), uint8(ops.PinLengthFront), uint8(ops.PinDataISO7816), "5555555555554444", "00")
+	schemes := []ops.EmvScheme{ops.EmvCommon, ops.EmvMastercard, ops.EmvEMV2000, ops.EmvVisa, ops.EmvAmex, ops.EmvUnionPay, 0}
+	f.Fuzz(func(t *testing.T, s uint8, msg, pb, ac, atc []byte, mode, pos, pad uint8, pan, psn string) {
+		in := ops.EmvPinChangeInput{NewPinPEK: k.pek, NewPinBlock: pb, PinBlockFormat: ops.PinFormatISO0, IntegrityKey: k.smi, ConfidentialKey: k.smc,
+			MessageData: msg, Derivation: ops.EmvPinChangeDerivation{Scheme: schemes[int(s)%len(schemes)], MajorKeyMode: ops.EmvOptionB,
+				PAN: pan, PSN: psn, ApplicationCryptogram: ac, ATC: atc, Mode: ops.CipherMode(mode), LengthPosition: ops.PinLengthPosition(pos),
+				Padding: ops.PinDataPadding(pad), ACKey: k.ac}}
 		r, err := svc.GenerateMacEmvPinChange(in)
 		if err != nil {
 			if kindOf(err) != fault.Validation {
@@ -295,7 +291,7 @@ func FuzzGenerateMacEmvPinChange(f *testing.F) {
 			}
 			return
 		}
-		if len(r.MAC) != 16 || (len(r.EncryptedPinData) != 16 && len(r.EncryptedPinData) != 32) {
+		if len(r.MAC) != 8 || (len(r.EncryptedPinData) != 8 && len(r.EncryptedPinData) != 16) {
 			t.Fatalf("bad result %+v", r)
 		}
 	})

@@ -42,7 +42,7 @@ type ExportDiffieHellmanTr31 struct {
 // faults by (issue #13: until it takes subjects).
 func (s *Service) deriveKBPK(dh DiffieHellman, m string) ([]byte, string, error) {
 	f := tr31ECDHFields(m)
-	w, err := s.Working(dh.PrivateKeyIdentifier, f.priv)
+	w, err := s.Working(dh.PrivateKeyIdentifier, fault.SubjectKey, fault.SideNone)
 	if err != nil {
 		return nil, "", err
 	}

@@ -246,7 +246,7 @@ func (s *Service) wrapKeyBlock(e *exportable, kekIdent string, kh *KeyBlockHeade
 // TR-31 key blocks: a K0 or K1 key whose modes of use allow it. It comes from
 // the working-key cache; its faults are about SubjectWrappingKey.
 func (s *Service) keyEncryptionKey(ident string, unwrap bool) (*WorkingKey, error) {
-	kek, err := s.Working(ident, "") // issue #13: Working is to take fault.SubjectWrappingKey
+	kek, err := s.Working(ident, fault.SubjectWrappingKey, fault.SideNone)
 	if err != nil {
 		return nil, err
 	}

@@ -84,7 +84,7 @@ func (s *Service) ImportKeyBlock(profile, kekIdent, block string) (lmkBlock, kcv
 // with the key's check value (payShield's A8). exportability, when set,
 // restricts the exported block's.
 func (s *Service) ExportKeyBlock(keyIdent, kekIdent string, exportability keyspec.Exportability) (block, kcv string, err error) {
-	w, err := s.Working(keyIdent, "") // issue #13: Working is to take fault.SubjectKey
+	w, err := s.Working(keyIdent, fault.SubjectKey, fault.SideNone)
 	if err != nil {
 		return "", "", err
 	}

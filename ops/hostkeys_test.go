@@ -49,7 +49,7 @@ func TestImportKeyBlockKnownAnswer(t *testing.T) {
 			if kcv != hA722KCV {
 				t.Errorf("KCV %s, published %s", kcv, hA722KCV)
 			}
-			w, err := svc.Working(ops.BlockIdent("default", blk), "Key")
+			w, err := svc.Working(ops.BlockIdent("default", blk), fault.SubjectKey, fault.SideNone)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -130,7 +130,7 @@ func TestGenerateKeyBlockExport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := svc.Working(ops.BlockIdent("default", blk), "Key")
+	w, err := svc.Working(ops.BlockIdent("default", blk), fault.SubjectKey, fault.SideNone)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,7 +30,7 @@ package ops
 import (
 	"crypto/cipher"
 	"crypto/subtle"
-	"encoding/hex"
+	"fmt"
 	"strings"
 
 	"payhsm/fault"
@@ -39,28 +39,38 @@ import (
 	"payhsm/keyspec"
 )
 
-// PinBlockFormat is a PIN block format as the API names it.
-type PinBlockFormat string
+// PinFormat is a PIN block format.
+type PinFormat uint8
 
 // PIN block formats.
 const (
-	PinISOFormat0    PinBlockFormat = "ISO_FORMAT_0"
-	PinISOFormat1    PinBlockFormat = "ISO_FORMAT_1"
-	PinISOFormat3    PinBlockFormat = "ISO_FORMAT_3"
-	PinISOFormat4    PinBlockFormat = "ISO_FORMAT_4"
-	PinAS2805Format0 PinBlockFormat = "AS2805_FORMAT_0"
+	PinFormatISO0   PinFormat = iota + 1 // ISO 9564-1 format 0 (TDES, PAN-bound)
+	PinFormatISO1                        // ISO 9564-1 format 1 (TDES, no PAN)
+	PinFormatISO3                        // ISO 9564-1 format 3 (TDES, PAN-bound)
+	PinFormatISO4                        // ISO 9564-1 format 4 (AES, PAN-bound)
+	PinFormatAS2805                      // AS2805.3 format 0: ISO format 0's layout
 )
 
-// iso maps an API format onto ISO 9564-1 (AS2805.3 format 0 is ISO format 0).
-func (f PinBlockFormat) iso() (pinblock.Format, bool) {
+var pinFormatNames = [...]string{PinFormatISO0: "ISO format 0", PinFormatISO1: "ISO format 1", PinFormatISO3: "ISO format 3",
+	PinFormatISO4: "ISO format 4", PinFormatAS2805: "AS2805 format 0"}
+
+func (f PinFormat) String() string {
+	if int(f) < len(pinFormatNames) && pinFormatNames[f] != "" {
+		return pinFormatNames[f]
+	}
+	return fmt.Sprintf("PinFormat(%d)", int(f))
+}
+
+// iso maps a format onto ISO 9564-1 (AS2805.3 format 0 is ISO format 0).
+func (f PinFormat) iso() (pinblock.Format, bool) {
 	switch f {
-	case PinISOFormat0, PinAS2805Format0:
+	case PinFormatISO0, PinFormatAS2805:
 		return pinblock.ISO0, true
-	case PinISOFormat1:
+	case PinFormatISO1:
 		return pinblock.ISO1, true
-	case PinISOFormat3:
+	case PinFormatISO3:
 		return pinblock.ISO3, true
-	case PinISOFormat4:
+	case PinFormatISO4:
 		return pinblock.ISO4, true
 	}
 	return 0, false
@@ -68,16 +78,16 @@ func (f PinBlockFormat) iso() (pinblock.Format, bool) {
 
 // PinBlockSpec is a PIN block format and the PAN it binds (empty for format 1).
 type PinBlockSpec struct {
-	Format PinBlockFormat
+	Format PinFormat
 	PAN    string
 }
 
 // PinDukpt is a DUKPT derivation for a PIN key (TranslatePinData's
 // Incoming/OutgoingDukptAttributes, VerifyPinData's DukptAttributes).
 type PinDukpt struct {
-	KSN            string            // hex
+	KSN            []byte
 	DerivationType keyspec.Algorithm // TDES_2KEY, AES_128, ...; empty = the BDK's own
-	Variant        string            // BIDIRECTIONAL (default), REQUEST, RESPONSE
+	Variant        DukptVariant
 }
 
 // PinWrappedKey is a dynamic PEK carried in the request: a TR-31 key block
@@ -95,7 +105,7 @@ type PinAs2805 struct {
 type TranslatePinInput struct {
 	IncomingKey, OutgoingKey         string
 	Incoming, Outgoing               PinBlockSpec
-	EncryptedPinBlock                string // hex
+	EncryptedPinBlock                []byte
 	IncomingDukpt, OutgoingDukpt     *PinDukpt
 	IncomingWrapped, OutgoingWrapped *PinWrappedKey
 	IncomingAs2805                   *PinAs2805
@@ -103,23 +113,11 @@ type TranslatePinInput struct {
 
 // TranslatePinOutput is TranslatePinData's answer.
 type TranslatePinOutput struct {
-	PinBlock  string // hex
+	PinBlock  []byte
 	KeyARN    string // the outgoing key
 	KCV       string
 	PinLength int // digits in the PIN (the host commands report it; the AWS API does not)
 }
-
-// Request member names used in faults.
-const (
-	fIncomingKey   = "IncomingKeyIdentifier"
-	fOutgoingKey   = "OutgoingKeyIdentifier"
-	fIncomingAttrs = "IncomingTranslationAttributes"
-	fOutgoingAttrs = "OutgoingTranslationAttributes"
-	fPinBlock      = "EncryptedPinBlock"
-	fPAN           = "PrimaryAccountNumber"
-	fPinFormat     = "PinBlockFormat"
-	fEncKey        = "EncryptionKeyIdentifier"
-)
 
 var (
 	modesDecrypt = func(m keyspec.ModesOfUse) bool { return m.Decrypt }
@@ -129,10 +127,9 @@ var (
 )
 
 // errBadPinBlock is the answer to a block that does not decode under the
-// given key, PAN and format (the guide's wording).
-func errBadPinBlock() error {
-	return &fault.Error{Kind: fault.Validation, Field: fPinBlock,
-		Message: "Pin block provided is invalid. Please check your input to ensure all field values are correct."}
+// given key, PAN and format: the user guide's whole sentence.
+func errBadPinBlock(subj fault.Subject) error {
+	return fault.About(subj, "Pin block provided is invalid. Please check your input to ensure all field values are correct.")
 }
 
 // pinKey is a resolved PIN encryption key for one side of an operation.
@@ -143,19 +140,22 @@ type pinKey struct {
 	done  func() // releases per-request key material (derived or unwrapped keys)
 }
 
-func (k *pinKey) release() {
-	if k != nil && k.done != nil {
+func (k pinKey) release() {
+	if k.done != nil {
 		k.done()
 	}
 }
 
-// pekSide resolves the PEK of one side: a stored P0 key, a DUKPT BDK or a
-// dynamic (wrapped) key, checked against the format it will process.
-// decrypt says whether this side deciphers (incoming) or enciphers (outgoing).
-func (s *Service) pekSide(ident, field string, f PinBlockFormat, decrypt bool, dk *PinDukpt, wk *PinWrappedKey, as *PinAs2805) (*pinKey, error) {
+// pekSide resolves the PEK ident (the request's key subj on side): a stored
+// P0 key, a DUKPT BDK or a dynamic (wrapped) key, checked against the format
+// it will process. decrypt says whether this side deciphers (incoming) or
+// enciphers (outgoing). The caller releases the key it returns (a value,
+// not to allocate on the hot path).
+func (s *Service) pekSide(ident string, subj fault.Subject, side fault.Side, f PinFormat, decrypt bool, dk *PinDukpt, wk *PinWrappedKey, as *PinAs2805) (pinKey, error) {
+	var none pinKey
 	iso, ok := f.iso()
 	if !ok {
-		return nil, fault.FieldInvalid(field, "unsupported PIN block format %s", f)
+		return none, about(fault.SubjectPinBlockFormat, side, "unsupported PIN block format")
 	}
 	set := 0
 	for _, b := range []bool{dk != nil, wk != nil, as != nil} {
@@ -164,84 +164,82 @@ func (s *Service) pekSide(ident, field string, f PinBlockFormat, decrypt bool, d
 		}
 	}
 	if set > 1 {
-		return nil, fault.FieldInvalid(field, "DUKPT attributes, a wrapped key and AS2805 attributes cannot be combined")
+		return none, about(subj, side, "DUKPT attributes, a wrapped key and AS2805 attributes cannot be combined")
 	}
-	w, err := s.Working(ident, field)
+	w, err := s.Working(ident, subj, side)
 	if err != nil {
-		return nil, err
+		return none, err
 	}
-	var k *pinKey
+	var k pinKey
 	switch {
 	case dk != nil:
-		k, err = s.dukptPinKey(w, field, dk, decrypt)
+		k, err = s.dukptPinKey(w, subj, side, dk, decrypt)
 	case wk != nil:
-		k, err = s.wrappedPinKey(w, field, wk, decrypt)
+		k, err = s.wrappedPinKey(w, subj, side, wk, decrypt)
 	case as != nil:
-		k, err = s.as2805SessionPinKey(w, field, as)
+		k, err = s.as2805SessionPinKey(w, subj, side, as)
 	default:
 		modes := modesEncrypt
 		what := "enciphering a PIN block"
 		if decrypt {
 			modes, what = modesDecrypt, "deciphering a PIN block"
 		}
-		if err := Require(w, field, what, []keyspec.KeyUsage{keyspec.P0}, pinKeyAlgs, modes); err != nil {
-			return nil, err
+		if err := Require(w, subj, side, what, []keyspec.KeyUsage{keyspec.P0}, pinKeyAlgs, modes); err != nil {
+			return none, err
 		}
-		k = &pinKey{block: w.Block, arn: w.ARN, kcv: w.KCV()}
+		k = pinKey{block: w.Block, arn: w.ARN, kcv: w.KCV()}
 	}
 	if err != nil {
-		return nil, err
+		return none, err
 	}
 	if k.block == nil || k.block.BlockSize() != iso.BlockSize() {
 		k.release()
 		if iso == pinblock.ISO4 {
-			return nil, fault.FieldInvalid(field, "%s PIN blocks need an AES PIN encryption key", f)
+			return none, about(subj, side, "%v PIN blocks need an AES PIN encryption key", f)
 		}
-		return nil, fault.FieldInvalid(field, "%s PIN blocks need a TDES PIN encryption key", f)
+		return none, about(subj, side, "%v PIN blocks need a TDES PIN encryption key", f)
 	}
 	return k, nil
 }
 
-// parsePinBlock decodes the hex EncryptedPinBlock for format f.
-func parsePinBlock(field, s string, f PinBlockFormat) ([]byte, error) {
+// checkPinBlock checks that blk, the request's PIN block subj, is one block
+// of format f.
+func checkPinBlock(subj fault.Subject, blk []byte, f PinFormat) error {
 	iso, _ := f.iso()
-	if len(s) != 2*iso.BlockSize() {
-		return nil, fault.FieldInvalid(field, "a %s PIN block is %d hexadecimal characters", f, 2*iso.BlockSize())
-	}
-	b, err := hex.DecodeString(s)
-	if err != nil {
-		return nil, fault.FieldInvalid(field, "must be hexadecimal")
-	}
-	return b, nil
-}
-
-// checkPAN checks that a format that binds a PAN has one (the model has
-// already checked it is 12–19 digits).
-func checkPAN(field string, spec PinBlockSpec) error {
-	iso, ok := spec.Format.iso()
-	if !ok {
-		return fault.FieldInvalid(field, "unsupported PIN block format %s", spec.Format)
-	}
-	if iso.NeedsPAN() && spec.PAN == "" {
-		return fault.FieldInvalid(field, "%s needs the PrimaryAccountNumber", spec.Format)
-	}
-	if !iso.NeedsPAN() && spec.PAN != "" {
-		return fault.FieldInvalid(field, "%s takes no PrimaryAccountNumber", spec.Format)
-	}
-	if iso.NeedsPAN() && (len(spec.PAN) < 12 || len(spec.PAN) > 19 || !isDigits(spec.PAN)) {
-		return fault.FieldInvalid(field, "the PrimaryAccountNumber must be 12 to 19 digits")
+	if len(blk) != iso.BlockSize() {
+		return about(subj, fault.SideNone, "a %v PIN block is %d bytes", f, iso.BlockSize())
 	}
 	return nil
 }
 
-// pinFault classifies an hsm/pinblock or hsm/pinverify error.
-func pinFault(what string, err error) error {
+// checkPAN checks that a format that binds a PAN has one (the model has
+// already checked it is 12–19 digits); its faults are about side.
+func checkPAN(side fault.Side, spec PinBlockSpec) error {
+	iso, ok := spec.Format.iso()
+	if !ok {
+		return about(fault.SubjectPinBlockFormat, side, "unsupported PIN block format")
+	}
+	if iso.NeedsPAN() && spec.PAN == "" {
+		return about(fault.SubjectPAN, side, "%v needs the primary account number", spec.Format)
+	}
+	if !iso.NeedsPAN() && spec.PAN != "" {
+		return about(fault.SubjectPAN, side, "%v takes no primary account number", spec.Format)
+	}
+	if iso.NeedsPAN() && (len(spec.PAN) < 12 || len(spec.PAN) > 19 || !isDigits(spec.PAN)) {
+		return about(fault.SubjectPAN, side, "must be 12 to 19 digits")
+	}
+	return nil
+}
+
+// pinFault classifies an hsm/pinblock or hsm/pinverify error; a block that
+// does not decode is about the PIN block subj.
+func pinFault(what string, subj fault.Subject, err error) error {
 	if f := fault.As(err); f.Kind != fault.Internal {
 		return f
 	}
 	switch err {
 	case pinblock.ErrInvalid, pinblock.ErrLength, pinblock.ErrPAN, pinblock.ErrPINLength:
-		return errBadPinBlock()
+		return errBadPinBlock(subj)
 	}
 	return fault.Internalf(what, err)
 }
@@ -250,81 +248,66 @@ func pinFault(what string, err error) error {
 // without the PIN leaving the HSM functions. The incoming and outgoing PANs
 // must be the same, and a PAN-bound block is never translated to format 1.
 func (s *Service) TranslatePin(in TranslatePinInput) (*TranslatePinOutput, error) {
-	if err := checkPAN(fIncomingAttrs, in.Incoming); err != nil {
+	if err := checkPAN(fault.SideIncoming, in.Incoming); err != nil {
 		return nil, err
 	}
-	if err := checkPAN(fOutgoingAttrs, in.Outgoing); err != nil {
+	if err := checkPAN(fault.SideOutgoing, in.Outgoing); err != nil {
 		return nil, err
 	}
 	inISO, _ := in.Incoming.Format.iso()
 	outISO, _ := in.Outgoing.Format.iso()
 	if inISO.NeedsPAN() && !outISO.NeedsPAN() {
-		return nil, fault.FieldInvalid(fOutgoingAttrs, "a PIN block bound to a PAN cannot be translated to %s", in.Outgoing.Format)
+		return nil, about(fault.SubjectPAN, fault.SideOutgoing, "a PIN block bound to a PAN cannot be translated to %v, which binds none", in.Outgoing.Format)
 	}
 	if inISO.NeedsPAN() && outISO.NeedsPAN() && subtle.ConstantTimeCompare([]byte(in.Incoming.PAN), []byte(in.Outgoing.PAN)) != 1 {
-		return nil, fault.FieldInvalid(fOutgoingAttrs, "the incoming and outgoing PrimaryAccountNumber must match: translating a PIN to another PAN is not permitted")
+		return nil, about(fault.SubjectPAN, fault.SideOutgoing, "the incoming and outgoing primary account numbers must match: translating a PIN to another PAN is not permitted")
 	}
-	blk, err := parsePinBlock(fPinBlock, in.EncryptedPinBlock, in.Incoming.Format)
-	if err != nil {
+	if err := checkPinBlock(fault.SubjectPinBlock, in.EncryptedPinBlock, in.Incoming.Format); err != nil {
 		return nil, err
 	}
-	ik, err := s.pekSide(in.IncomingKey, fIncomingKey, in.Incoming.Format, true, in.IncomingDukpt, in.IncomingWrapped, in.IncomingAs2805)
+	ik, err := s.pekSide(in.IncomingKey, fault.SubjectPinEncryptionKey, fault.SideIncoming, in.Incoming.Format, true, in.IncomingDukpt, in.IncomingWrapped, in.IncomingAs2805)
 	if err != nil {
 		return nil, err
 	}
 	defer ik.release()
-	ok, err := s.pekSide(in.OutgoingKey, fOutgoingKey, in.Outgoing.Format, false, in.OutgoingDukpt, in.OutgoingWrapped, nil)
+	ok, err := s.pekSide(in.OutgoingKey, fault.SubjectPinEncryptionKey, fault.SideOutgoing, in.Outgoing.Format, false, in.OutgoingDukpt, in.OutgoingWrapped, nil)
 	if err != nil {
 		return nil, err
 	}
 	defer ok.release()
 	// pinblock.Translate, with the PIN's length kept: the clear PIN lives
 	// only between Decrypt and Encrypt and is zeroed on return.
-	pin, err := pinblock.Decrypt(ik.block, inISO, blk, in.Incoming.PAN)
+	pin, err := pinblock.Decrypt(ik.block, inISO, in.EncryptedPinBlock, in.Incoming.PAN)
 	if err != nil {
-		return nil, pinFault("translate PIN block", err)
+		return nil, pinFault("translate PIN block", fault.SubjectPinBlock, err)
 	}
 	defer clear(pin)
 	out, err := pinblock.Encrypt(ok.block, outISO, pin, in.Outgoing.PAN, nil)
 	if err != nil {
-		return nil, pinFault("translate PIN block", err)
+		return nil, pinFault("translate PIN block", fault.SubjectPinBlock, err)
 	}
-	return &TranslatePinOutput{PinBlock: upperHex(out), KeyARN: ok.arn, KCV: ok.kcv, PinLength: len(pin)}, nil
+	return &TranslatePinOutput{PinBlock: out, KeyARN: ok.arn, KCV: ok.kcv, PinLength: len(pin)}, nil
 }
 
-// upperHex is strings.ToUpper(hex.EncodeToString(b)) in one allocation.
-func upperHex(b []byte) string {
-	const digits = "0123456789ABCDEF"
-	var buf [64]byte
-	dst := buf[:0]
-	if 2*len(b) > len(buf) {
-		dst = make([]byte, 0, 2*len(b))
-	}
-	for _, c := range b {
-		dst = append(dst, digits[c>>4], digits[c&0x0F])
-	}
-	return string(dst)
-}
+// PinGenMethod is a GeneratePinData generation method.
+type PinGenMethod uint8
 
-// PinGenMethod is a GeneratePinData generation attribute.
-type PinGenMethod string
-
-// Generation methods (the PinGenerationAttributes union members).
+// Generation methods.
 const (
-	PinGenVisaPin                  PinGenMethod = "VisaPin"
-	PinGenVisaPinVerificationValue PinGenMethod = "VisaPinVerificationValue"
-	PinGenIbm3624PinOffset         PinGenMethod = "Ibm3624PinOffset"
-	PinGenIbm3624NaturalPin        PinGenMethod = "Ibm3624NaturalPin"
-	PinGenIbm3624RandomPin         PinGenMethod = "Ibm3624RandomPin"
-	PinGenIbm3624PinFromOffset     PinGenMethod = "Ibm3624PinFromOffset"
+	PinGenVisaPin                  PinGenMethod = iota + 1 // a random PIN and its Visa PVV
+	PinGenVisaPinVerificationValue                         // the Visa PVV of a given PIN
+	PinGenIbm3624PinOffset                                 // the IBM 3624 offset of a given PIN
+	PinGenIbm3624NaturalPin                                // the IBM 3624 natural PIN
+	PinGenIbm3624RandomPin                                 // a random PIN and its IBM 3624 offset
+	PinGenIbm3624PinFromOffset                             // the PIN an IBM 3624 offset yields
 )
 
 // Ibm3624Params are the IBM 3624 method's inputs.
 type Ibm3624Params struct {
-	DecimalizationTable string
-	PadCharacter        string // one hex digit
-	ValidationData      string
-	PinOffset           string // PinFromOffset and verification
+	DecimalizationTable string // 16 decimal digits
+	PadCharacter        byte   // one hexadecimal digit character
+	ValidationData      string // 4 to 16 decimal digits
+	PinOffset           string // PinFromOffset and verification: 4 to 12 decimal digits
 }
 
 // GeneratePinInput is GeneratePinData's request.
@@ -332,11 +315,11 @@ type GeneratePinInput struct {
 	GenerationKey, EncryptionKey string
 	Method                       PinGenMethod
 	PVKI                         int    // Visa methods
-	EncryptedPinBlock            string // VisaPinVerificationValue, Ibm3624PinOffset: the PIN under the PEK
+	EncryptedPinBlock            []byte // VisaPinVerificationValue, Ibm3624PinOffset: the PIN under the PEK
 	Ibm                          Ibm3624Params
 	PinLength                    int // 0 = 4
 	PAN                          string
-	Format                       PinBlockFormat
+	Format                       PinFormat
 	EncryptionWrapped            *PinWrappedKey
 }
 
@@ -344,8 +327,8 @@ type GeneratePinInput struct {
 type GeneratePinOutput struct {
 	GenerationKeyARN, GenerationKCV string
 	EncryptionKeyARN, EncryptionKCV string
-	EncryptedPinBlock               string
-	PinOffset, VerificationValue    string
+	EncryptedPinBlock               []byte // the PIN under the PEK (the request's own block when it gave one)
+	PinOffset, VerificationValue    string // digits
 }
 
 func (m PinGenMethod) visa() bool {
@@ -357,28 +340,29 @@ func (m PinGenMethod) takesBlock() bool {
 	return m == PinGenVisaPinVerificationValue || m == PinGenIbm3624PinOffset
 }
 
-func pinVerifyFormat(f PinBlockFormat, pan string) error {
+func pinVerifyFormat(f PinFormat, pan string) error {
 	switch f {
-	case PinISOFormat0, PinISOFormat3, PinISOFormat4:
+	case PinFormatISO0, PinFormatISO3, PinFormatISO4:
 	default:
-		return fault.FieldInvalid(fPinFormat, "PIN data operations support ISO_FORMAT_0, ISO_FORMAT_3 and ISO_FORMAT_4")
+		return about(fault.SubjectPinBlockFormat, fault.SideNone, "PIN data operations support ISO formats 0, 3 and 4")
 	}
 	if pan == "" {
-		return fault.FieldInvalid(fPAN, "is required for %s", f)
+		return about(fault.SubjectPAN, fault.SideNone, "is required for %v", f)
 	}
-	return checkPAN(fPAN, PinBlockSpec{Format: f, PAN: pan})
+	return checkPAN(fault.SideNone, PinBlockSpec{Format: f, PAN: pan})
 }
 
 func (p Ibm3624Params) hsm() (pinverify.IBM3624, error) {
-	if len(p.PadCharacter) != 1 {
-		return pinverify.IBM3624{}, fault.FieldInvalid("PinValidationDataPadCharacter", "must be one hexadecimal digit")
+	if p.PadCharacter == 0 {
+		return pinverify.IBM3624{}, about(fault.SubjectPadCharacter, fault.SideNone, "must be one hexadecimal digit")
 	}
-	return pinverify.IBM3624{DecTable: p.DecimalizationTable, ValidationData: p.ValidationData, Pad: p.PadCharacter[0]}, nil
+	return pinverify.IBM3624{DecTable: p.DecimalizationTable, ValidationData: p.ValidationData, Pad: p.PadCharacter}, nil
 }
 
 // verificationKey resolves a PVK for method family visa (V2) or IBM 3624 (V1).
-func (s *Service) verificationKey(ident, field string, visa, generate bool) (*WorkingKey, error) {
-	w, err := s.Working(ident, field)
+func (s *Service) verificationKey(ident string, visa, generate bool) (*WorkingKey, error) {
+	const subj, side = fault.SubjectPinVerificationKey, fault.SideNone
+	w, err := s.Working(ident, subj, side)
 	if err != nil {
 		return nil, err
 	}
@@ -393,7 +377,7 @@ func (s *Service) verificationKey(ident, field string, visa, generate bool) (*Wo
 	} else {
 		what += " verification"
 	}
-	if err := Require(w, field, what, []keyspec.KeyUsage{usage}, pvkAlgs, modes); err != nil {
+	if err := Require(w, subj, side, what, []keyspec.KeyUsage{usage}, pvkAlgs, modes); err != nil {
 		return nil, err
 	}
 	return w, nil
@@ -404,7 +388,7 @@ func validPinLength(n int) (int, error) {
 		return 4, nil
 	}
 	if n < pinblock.MinPIN || n > pinblock.MaxPIN {
-		return 0, fault.FieldInvalid("PinDataLength", "must be 4 to 12")
+		return 0, about(fault.SubjectPinLength, fault.SideNone, "must be 4 to 12")
 	}
 	return n, nil
 }
@@ -426,25 +410,24 @@ func (s *Service) GeneratePin(in GeneratePinInput) (*GeneratePinOutput, error) {
 			return nil, err
 		}
 	} else if in.PVKI < 0 || in.PVKI > 6 {
-		return nil, fault.FieldInvalid("PinVerificationKeyIndex", "must be 0 to 6")
+		return nil, about(fault.SubjectPVKI, fault.SideNone, "must be 0 to 6")
 	}
 	switch in.Method {
 	case PinGenVisaPin, PinGenVisaPinVerificationValue, PinGenIbm3624PinOffset, PinGenIbm3624NaturalPin,
 		PinGenIbm3624RandomPin, PinGenIbm3624PinFromOffset:
 	default:
-		return nil, fault.FieldInvalid("GenerationAttributes", "unsupported generation method")
+		return nil, about(fault.SubjectPinMethod, fault.SideNone, "unsupported generation method")
 	}
-	var blk []byte
 	if in.Method.takesBlock() {
-		if blk, err = parsePinBlock(fPinBlock, in.EncryptedPinBlock, in.Format); err != nil {
+		if err := checkPinBlock(fault.SubjectPinBlock, in.EncryptedPinBlock, in.Format); err != nil {
 			return nil, err
 		}
 	}
-	gk, err := s.verificationKey(in.GenerationKey, "GenerationKeyIdentifier", in.Method.visa(), true)
+	gk, err := s.verificationKey(in.GenerationKey, in.Method.visa(), true)
 	if err != nil {
 		return nil, err
 	}
-	ek, err := s.pekSide(in.EncryptionKey, fEncKey, in.Format, in.Method.takesBlock(), nil, in.EncryptionWrapped, nil)
+	ek, err := s.pekSide(in.EncryptionKey, fault.SubjectPinEncryptionKey, fault.SideNone, in.Format, in.Method.takesBlock(), nil, in.EncryptionWrapped, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -458,13 +441,13 @@ func (s *Service) GeneratePin(in GeneratePinInput) (*GeneratePinOutput, error) {
 	case PinGenVisaPin, PinGenIbm3624RandomPin:
 		pin, err = pinblock.RandomPIN(n, nil)
 	case PinGenVisaPinVerificationValue, PinGenIbm3624PinOffset:
-		pin, err = pinblock.Decrypt(ek.block, iso, blk, in.PAN)
-		out.EncryptedPinBlock = strings.ToUpper(in.EncryptedPinBlock)
+		pin, err = pinblock.Decrypt(ek.block, iso, in.EncryptedPinBlock, in.PAN)
+		out.EncryptedPinBlock = in.EncryptedPinBlock
 	case PinGenIbm3624NaturalPin:
 		pin, err = ibm.Natural(gk.Block, n)
 	case PinGenIbm3624PinFromOffset:
 		if in.PinLength != 0 && in.PinLength != len(in.Ibm.PinOffset) {
-			return nil, fault.FieldInvalid("PinDataLength", "must equal the length of the PinOffset")
+			return nil, about(fault.SubjectPinLength, fault.SideNone, "must equal the length of the PIN offset")
 		}
 		pin, err = ibm.PINFromOffset(gk.Block, []byte(in.Ibm.PinOffset))
 	}
@@ -487,36 +470,38 @@ func (s *Service) GeneratePin(in GeneratePinInput) (*GeneratePinOutput, error) {
 	if err != nil {
 		return nil, pinGenFault(err)
 	}
-	if out.EncryptedPinBlock == "" {
+	if out.EncryptedPinBlock == nil {
 		c, err := pinblock.Encrypt(ek.block, iso, pin, in.PAN, nil)
 		if err != nil {
 			return nil, pinGenFault(err)
 		}
-		out.EncryptedPinBlock = strings.ToUpper(hex.EncodeToString(c))
+		out.EncryptedPinBlock = c
 	}
 	return out, nil
 }
 
 // pinGenFault classifies errors of the PIN algorithms (parameter faults name
-// the member; a block that does not decode is the guide's invalid-block error).
+// their subject; a block that does not decode is the guide's invalid-block
+// error).
 func pinGenFault(err error) error {
+	const side = fault.SideNone
 	switch err {
 	case pinverify.ErrDecTable:
-		return fault.FieldInvalid("DecimalizationTable", "must be 16 decimal digits")
+		return about(fault.SubjectDecimalizationTable, side, "must be 16 decimal digits")
 	case pinverify.ErrValidation:
-		return fault.FieldInvalid("PinValidationData", "must be 4 to 16 decimal digits")
+		return about(fault.SubjectPinValidationData, side, "must be 4 to 16 decimal digits")
 	case pinverify.ErrPad:
-		return fault.FieldInvalid("PinValidationDataPadCharacter", "must be one hexadecimal digit")
+		return about(fault.SubjectPadCharacter, side, "must be one hexadecimal digit")
 	case pinverify.ErrOffset:
-		return fault.FieldInvalid("PinOffset", "must be 4 to 12 decimal digits")
+		return about(fault.SubjectPinOffset, side, "must be 4 to 12 decimal digits")
 	case pinverify.ErrPVKI:
-		return fault.FieldInvalid("PinVerificationKeyIndex", "must be 0 to 9")
+		return about(fault.SubjectPVKI, side, "must be 0 to 9")
 	case pinverify.ErrPAN:
-		return fault.FieldInvalid(fPAN, "must be 12 to 19 digits")
+		return about(fault.SubjectPAN, side, "must be 12 to 19 digits")
 	case pinverify.ErrPIN:
-		return errBadPinBlock()
+		return errBadPinBlock(fault.SubjectPinBlock)
 	}
-	return pinFault("PIN data", err)
+	return pinFault("PIN data", fault.SubjectPinBlock, err)
 }
 
 // VerifyPinInput is VerifyPinData's request: exactly one of Visa or Ibm.
@@ -524,9 +509,9 @@ type VerifyPinInput struct {
 	VerificationKey, EncryptionKey string
 	Visa                           *VisaPinCheck
 	Ibm                            *Ibm3624Params
-	EncryptedPinBlock              string
+	EncryptedPinBlock              []byte
 	PAN                            string
-	Format                         PinBlockFormat
+	Format                         PinFormat
 	PinLength                      int // 0 = not checked
 	Dukpt                          *PinDukpt
 	EncryptionWrapped              *PinWrappedKey
@@ -535,7 +520,7 @@ type VerifyPinInput struct {
 // VisaPinCheck is the Visa PVV to verify against.
 type VisaPinCheck struct {
 	PVKI int
-	PVV  string
+	PVV  string // 4 digits
 }
 
 // VerifyPinOutput is VerifyPinData's answer.
@@ -552,7 +537,7 @@ func errInvalidPIN() error {
 // PIN that does not match is VerificationFailed with reason INVALID_PIN.
 func (s *Service) VerifyPin(in VerifyPinInput) (*VerifyPinOutput, error) {
 	if (in.Visa == nil) == (in.Ibm == nil) {
-		return nil, fault.FieldInvalid("VerificationAttributes", "exactly one of VisaPin and Ibm3624Pin is required")
+		return nil, about(fault.SubjectPinMethod, fault.SideNone, "exactly one of the Visa PIN and the IBM 3624 PIN methods is required")
 	}
 	if err := pinVerifyFormat(in.Format, in.PAN); err != nil {
 		return nil, err
@@ -569,23 +554,22 @@ func (s *Service) VerifyPin(in VerifyPinInput) (*VerifyPinOutput, error) {
 			return nil, err
 		}
 	}
-	blk, err := parsePinBlock(fPinBlock, in.EncryptedPinBlock, in.Format)
+	if err := checkPinBlock(fault.SubjectPinBlock, in.EncryptedPinBlock, in.Format); err != nil {
+		return nil, err
+	}
+	vk, err := s.verificationKey(in.VerificationKey, in.Visa != nil, false)
 	if err != nil {
 		return nil, err
 	}
-	vk, err := s.verificationKey(in.VerificationKey, "VerificationKeyIdentifier", in.Visa != nil, false)
-	if err != nil {
-		return nil, err
-	}
-	ek, err := s.pekSide(in.EncryptionKey, fEncKey, in.Format, true, in.Dukpt, in.EncryptionWrapped, nil)
+	ek, err := s.pekSide(in.EncryptionKey, fault.SubjectPinEncryptionKey, fault.SideNone, in.Format, true, in.Dukpt, in.EncryptionWrapped, nil)
 	if err != nil {
 		return nil, err
 	}
 	defer ek.release()
 	iso, _ := in.Format.iso()
-	pin, err := pinblock.Decrypt(ek.block, iso, blk, in.PAN)
+	pin, err := pinblock.Decrypt(ek.block, iso, in.EncryptedPinBlock, in.PAN)
 	if err != nil {
-		return nil, pinFault("decipher PIN block", err)
+		return nil, pinFault("decipher PIN block", fault.SubjectPinBlock, err)
 	}
 	defer pinblock.Zero(pin)
 	var match bool

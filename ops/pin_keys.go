@@ -5,8 +5,6 @@ package ops
 // Keys"). Both are derived or unwrapped for one request and zeroed after it.
 
 import (
-	"encoding/hex"
-
 	"payhsm/fault"
 	"payhsm/hsm/dukpt"
 	"payhsm/keyspec"
@@ -18,18 +16,14 @@ var dukptTypes = map[keyspec.Algorithm]dukpt.KeyType{
 }
 
 // dukptPinKey derives the PIN encryption key of transaction dk.KSN from the
-// BDK w: TDES DUKPT (ANSI X9.24-1-2009, PIN variant) for a TDES_2KEY BDK, AES
-// DUKPT (ANSI X9.24-3-2017, key usage PIN encryption) for an AES BDK.
-func (s *Service) dukptPinKey(w *WorkingKey, field string, dk *PinDukpt, decrypt bool) (*pinKey, error) {
+// BDK w (the request's key subj on side): TDES DUKPT (ANSI X9.24-1-2009, PIN
+// variant) for a TDES_2KEY BDK, AES DUKPT (ANSI X9.24-3-2017, key usage PIN
+// encryption) for an AES BDK.
+func (s *Service) dukptPinKey(w *WorkingKey, subj fault.Subject, side fault.Side, dk *PinDukpt, decrypt bool) (pinKey, error) {
 	bdkAlgs := []keyspec.Algorithm{keyspec.TDES2Key, keyspec.AES128, keyspec.AES192, keyspec.AES256}
-	if err := Require(w, field, "DUKPT PIN key derivation", []keyspec.KeyUsage{keyspec.B0}, bdkAlgs,
+	if err := Require(w, subj, side, "DUKPT PIN key derivation", []keyspec.KeyUsage{keyspec.B0}, bdkAlgs,
 		func(m keyspec.ModesOfUse) bool { return m.DeriveKey }); err != nil {
-		return nil, err
-	}
-	const ksnField = "KeySerialNumber"
-	ksn, err := hex.DecodeString(dk.KSN)
-	if err != nil {
-		return nil, fault.FieldInvalid(ksnField, "must be hexadecimal")
+		return pinKey{}, err
 	}
 	bdkAlg := w.Record.Attributes.Algorithm
 	typ := dk.DerivationType
@@ -39,57 +33,62 @@ func (s *Service) dukptPinKey(w *WorkingKey, field string, dk *PinDukpt, decrypt
 	var key []byte
 	if bdkAlg.IsTDES() {
 		if typ != keyspec.TDES2Key {
-			return nil, fault.FieldInvalid("DukptKeyDerivationType", "a TDES_2KEY BDK derives TDES_2KEY keys only")
+			return pinKey{}, about(fault.SubjectDukptDerivationType, side, "a TDES_2KEY BDK derives TDES_2KEY keys only")
 		}
-		k, err := dukpt.ParseTDESKSN(ksn)
+		k, err := dukpt.ParseTDESKSN(dk.KSN)
 		if err != nil {
-			return nil, fault.Wrap(fault.Validation, ksnField+": a TDES DUKPT key serial number is 20 hexadecimal characters with a usable transaction counter", err)
+			f := fault.Wrap(fault.Validation, "a TDES DUKPT key serial number is 10 bytes with a usable transaction counter", err)
+			f.Subject, f.Side = fault.SubjectKeySerialNumber, side
+			return pinKey{}, f
 		}
 		key, err = dukpt.TDESKey(w.Material, k, dukpt.PINVariant)
 		if err != nil {
-			return nil, fault.Internalf("TDES DUKPT PIN key", err)
+			return pinKey{}, fault.Internalf("TDES DUKPT PIN key", err)
 		}
 	} else {
 		wt, ok := dukptTypes[typ]
 		if !ok {
-			return nil, fault.FieldInvalid("DukptKeyDerivationType", "unsupported derivation type %s", typ)
+			return pinKey{}, about(fault.SubjectDukptDerivationType, side, "unsupported derivation type %s", typ)
 		}
 		if keyspec.Strength(typ) > keyspec.Strength(bdkAlg) {
-			return nil, fault.FieldInvalid("DukptKeyDerivationType", "%s is stronger than the %s BDK", typ, bdkAlg)
+			return pinKey{}, about(fault.SubjectDukptDerivationType, side, "%s is stronger than the %s BDK", typ, bdkAlg)
 		}
-		k, err := dukpt.ParseAESKSN(ksn)
+		k, err := dukpt.ParseAESKSN(dk.KSN)
 		if err != nil {
-			return nil, fault.Wrap(fault.Validation, ksnField+": an AES DUKPT key serial number is 24 hexadecimal characters with a usable transaction counter", err)
+			f := fault.Wrap(fault.Validation, "an AES DUKPT key serial number is 12 bytes with a usable transaction counter", err)
+			f.Subject, f.Side = fault.SubjectKeySerialNumber, side
+			return pinKey{}, f
 		}
 		key, err = dukpt.AESKey(w.Material, k, dukpt.UsagePINEncryption, wt)
 		if err != nil {
-			return nil, fault.Internalf("AES DUKPT PIN key", err)
+			return pinKey{}, fault.Internalf("AES DUKPT PIN key", err)
 		}
 	}
 	b, err := symmetricBlock(typ, key)
 	if err != nil {
 		clear(key)
-		return nil, fault.Internalf("DUKPT PIN key schedule", err)
+		return pinKey{}, fault.Internalf("DUKPT PIN key schedule", err)
 	}
-	return &pinKey{block: b, arn: w.ARN, kcv: w.KCV(), done: func() { clear(key) }}, nil
+	return pinKey{block: b, arn: w.ARN, kcv: w.KCV(), done: func() { clear(key) }}, nil
 }
 
-// wrappedPinKey opens a dynamic PEK (wrappedKey): a TR-31 key block under
-// the KEK w, or a key agreed by ECDH with the K3 key pair w. It must be a P0
-// TDES or AES key whose modes of use allow the direction: decrypt for an
-// incoming PIN (mode B or D), encrypt for an outgoing one (B or E).
-func (s *Service) wrappedPinKey(w *WorkingKey, field string, wk *PinWrappedKey, decrypt bool) (*pinKey, error) {
-	d, bf, release, err := s.wrappedKey(w, field, wk, "")
+// wrappedPinKey opens a dynamic PEK (wk): a TR-31 key block under the KEK w
+// (the request's key subj on side), or a key agreed by ECDH with the K3 key
+// pair w. It must be a P0 TDES or AES key whose modes of use allow the
+// direction: decrypt for an incoming PIN (mode B or D), encrypt for an
+// outgoing one (B or E).
+func (s *Service) wrappedPinKey(w *WorkingKey, subj fault.Subject, side fault.Side, wk *PinWrappedKey, decrypt bool) (pinKey, error) {
+	d, release, err := s.wrappedKey(w, subj, side, wk)
 	if err != nil {
-		return nil, err
+		return pinKey{}, err
 	}
 	modes, what := modesEncrypt, "enciphering a PIN block"
 	if decrypt {
 		modes, what = modesDecrypt, "deciphering a PIN block"
 	}
-	if err := Require(d, bf, what, []keyspec.KeyUsage{keyspec.P0}, pinKeyAlgs, modes); err != nil {
+	if err := Require(d, fault.SubjectWrappedKey, side, what, []keyspec.KeyUsage{keyspec.P0}, pinKeyAlgs, modes); err != nil {
 		release()
-		return nil, err
+		return pinKey{}, err
 	}
-	return &pinKey{block: d.Block, arn: w.ARN, kcv: d.KCV(), done: release}, nil
+	return pinKey{block: d.Block, arn: w.ARN, kcv: d.KCV(), done: release}, nil
 }

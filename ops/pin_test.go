@@ -73,18 +73,17 @@ func newPinEnv(t testing.TB) *pinEnv {
 	}
 }
 
-func pinSpec(f ops.PinBlockFormat, pan string) ops.PinBlockSpec {
+func pinSpec(f ops.PinFormat, pan string) ops.PinBlockSpec {
 	return ops.PinBlockSpec{Format: f, PAN: pan}
 }
 
-func pinWantKind(t *testing.T, err error, k fault.Kind, field string) {
+func pinWantKind(t *testing.T, err error, k fault.Kind, a at) {
 	t.Helper()
 	if err == nil {
-		t.Fatalf("no error; want kind %v field %q", k, field)
+		t.Fatalf("no error; want kind %v about %+v", k, a)
 	}
-	f := fault.As(err)
-	if f.Kind != k || (field != "" && f.Field != field) {
-		t.Fatalf("err = %v (kind %v, field %q); want kind %v field %q", err, f.Kind, f.Field, k, field)
+	if f := fault.As(err); f.Kind != k || (k == fault.Validation && !isAbout(err, a)) {
+		t.Fatalf("err = %s; want kind %v about %+v", aboutOf(err), k, a)
 	}
 }
 
@@ -92,31 +91,31 @@ func TestTranslatePinKAT(t *testing.T) {
 	e := newPinEnv(t)
 	// ISO 4 (AES, ep2 vector) -> ISO 0 (TDES): the openssl-computed block.
 	out, err := e.svc.TranslatePin(ops.TranslatePinInput{
-		IncomingKey: e.aesPEK, Incoming: pinSpec(ops.PinISOFormat4, ep2PAN),
-		OutgoingKey: e.tdesPEK, Outgoing: pinSpec(ops.PinISOFormat0, ep2PAN), EncryptedPinBlock: ep2Blk})
+		IncomingKey: e.aesPEK, Incoming: pinSpec(ops.PinFormatISO4, ep2PAN),
+		OutgoingKey: e.tdesPEK, Outgoing: pinSpec(ops.PinFormatISO0, ep2PAN), EncryptedPinBlock: hb(ep2Blk)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if out.PinBlock != ep2ISO0 || out.KeyARN != e.tdesPEK || out.KCV == "" || out.PinLength != 4 {
+	if hx(out.PinBlock) != ep2ISO0 || out.KeyARN != e.tdesPEK || out.KCV == "" || out.PinLength != 4 {
 		t.Fatalf("out = %+v, want block %s", out, ep2ISO0)
 	}
 	// AS2805 format 0 is ISO format 0.
 	out, err = e.svc.TranslatePin(ops.TranslatePinInput{
-		IncomingKey: e.tdesPEK, Incoming: pinSpec(ops.PinISOFormat0, ep2PAN),
-		OutgoingKey: e.tdesPEK, Outgoing: pinSpec(ops.PinAS2805Format0, ep2PAN), EncryptedPinBlock: ep2ISO0})
-	if err != nil || out.PinBlock != ep2ISO0 {
+		IncomingKey: e.tdesPEK, Incoming: pinSpec(ops.PinFormatISO0, ep2PAN),
+		OutgoingKey: e.tdesPEK, Outgoing: pinSpec(ops.PinFormatAS2805, ep2PAN), EncryptedPinBlock: hb(ep2ISO0)})
+	if err != nil || hx(out.PinBlock) != ep2ISO0 {
 		t.Fatalf("AS2805 format 0: %+v, %v", out, err)
 	}
 	// ISO 0 -> ISO 4 -> ISO 0 returns the block; the ISO 4 block decodes under
 	// the ep2 key to PIN 1234 (random fill makes it differ from the ep2 block).
 	mid, err := e.svc.TranslatePin(ops.TranslatePinInput{
-		IncomingKey: e.tdesPEK, Incoming: pinSpec(ops.PinISOFormat0, ep2PAN),
-		OutgoingKey: e.aesPEK, Outgoing: pinSpec(ops.PinISOFormat4, ep2PAN), EncryptedPinBlock: ep2ISO0})
+		IncomingKey: e.tdesPEK, Incoming: pinSpec(ops.PinFormatISO0, ep2PAN),
+		OutgoingKey: e.aesPEK, Outgoing: pinSpec(ops.PinFormatISO4, ep2PAN), EncryptedPinBlock: hb(ep2ISO0)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	a, _ := aes.NewCipher(pinUnhex(t, ep2Key))
-	if pin, err := pinblock.Decrypt(a, pinblock.ISO4, pinUnhex(t, mid.PinBlock), ep2PAN); err != nil || string(pin) != "1234" {
+	if pin, err := pinblock.Decrypt(a, pinblock.ISO4, mid.PinBlock, ep2PAN); err != nil || string(pin) != "1234" {
 		t.Fatalf("ISO 4 output decodes to %q, %v", pin, err)
 	}
 }
@@ -144,25 +143,25 @@ func TestTranslatePinRoundTrip(t *testing.T) {
 		orig := strings.ToUpper(hex.EncodeToString(blk))
 		for _, to := range []struct {
 			key string
-			f   ops.PinBlockFormat
-		}{{e.tdesPEK2, ops.PinISOFormat0}, {e.tdesPEK2, ops.PinISOFormat1}, {e.tdesPEK2, ops.PinISOFormat3}, {e.aesPEK, ops.PinISOFormat4}, {e.tdesPEK, ops.PinISOFormat3}} {
+			f   ops.PinFormat
+		}{{e.tdesPEK2, ops.PinFormatISO0}, {e.tdesPEK2, ops.PinFormatISO1}, {e.tdesPEK2, ops.PinFormatISO3}, {e.aesPEK, ops.PinFormatISO4}, {e.tdesPEK, ops.PinFormatISO3}} {
 			outPAN := pan
-			if to.f == ops.PinISOFormat1 {
+			if to.f == ops.PinFormatISO1 {
 				outPAN = ""
 			}
-			mid, err := e.svc.TranslatePin(ops.TranslatePinInput{IncomingKey: e.tdesPEK, Incoming: pinSpec(ops.PinISOFormat0, pan),
-				OutgoingKey: to.key, Outgoing: pinSpec(to.f, outPAN), EncryptedPinBlock: orig})
-			if to.f == ops.PinISOFormat1 {
+			mid, err := e.svc.TranslatePin(ops.TranslatePinInput{IncomingKey: e.tdesPEK, Incoming: pinSpec(ops.PinFormatISO0, pan),
+				OutgoingKey: to.key, Outgoing: pinSpec(to.f, outPAN), EncryptedPinBlock: hb(orig)})
+			if to.f == ops.PinFormatISO1 {
 				// a PAN-bound block is never translated to format 1
-				pinWantKind(t, err, fault.Validation, "OutgoingTranslationAttributes")
+				pinWantKind(t, err, fault.Validation, at{fault.SubjectPAN, fault.SideOutgoing})
 				continue
 			}
 			if err != nil || mid.PinLength != len(pin) {
 				t.Fatalf("%s -> %s: %+v, %v (PIN length %d)", pin, to.f, mid, err, len(pin))
 			}
 			back, err := e.svc.TranslatePin(ops.TranslatePinInput{IncomingKey: to.key, Incoming: pinSpec(to.f, pan),
-				OutgoingKey: e.tdesPEK, Outgoing: pinSpec(ops.PinISOFormat0, pan), EncryptedPinBlock: mid.PinBlock})
-			if err != nil || back.PinBlock != orig {
+				OutgoingKey: e.tdesPEK, Outgoing: pinSpec(ops.PinFormatISO0, pan), EncryptedPinBlock: mid.PinBlock})
+			if err != nil || hx(back.PinBlock) != orig {
 				t.Fatalf("%s -> %s -> ISO 0 = %+v, %v; want %s", pin, to.f, back, err, orig)
 			}
 		}
@@ -172,42 +171,42 @@ func TestTranslatePinRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := e.svc.TranslatePin(ops.TranslatePinInput{IncomingKey: e.tdesPEK, Incoming: pinSpec(ops.PinISOFormat1, ""),
-		OutgoingKey: e.tdesPEK, Outgoing: pinSpec(ops.PinISOFormat0, pan), EncryptedPinBlock: strings.ToUpper(hex.EncodeToString(one))})
+	out, err := e.svc.TranslatePin(ops.TranslatePinInput{IncomingKey: e.tdesPEK, Incoming: pinSpec(ops.PinFormatISO1, ""),
+		OutgoingKey: e.tdesPEK, Outgoing: pinSpec(ops.PinFormatISO0, pan), EncryptedPinBlock: one})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if pin, err := pinblock.Decrypt(d, pinblock.ISO0, pinUnhex(t, out.PinBlock), pan); err != nil || string(pin) != "2468" {
+	if pin, err := pinblock.Decrypt(d, pinblock.ISO0, out.PinBlock, pan); err != nil || string(pin) != "2468" {
 		t.Fatalf("format 1 -> 0 decodes to %q, %v", pin, err)
 	}
 }
 
 func TestTranslatePinRefusals(t *testing.T) {
 	e := newPinEnv(t)
-	base := ops.TranslatePinInput{IncomingKey: e.tdesPEK, Incoming: pinSpec(ops.PinISOFormat0, ep2PAN),
-		OutgoingKey: e.tdesPEK2, Outgoing: pinSpec(ops.PinISOFormat0, ep2PAN), EncryptedPinBlock: ep2ISO0}
+	base := ops.TranslatePinInput{IncomingKey: e.tdesPEK, Incoming: pinSpec(ops.PinFormatISO0, ep2PAN),
+		OutgoingKey: e.tdesPEK2, Outgoing: pinSpec(ops.PinFormatISO0, ep2PAN), EncryptedPinBlock: hb(ep2ISO0)}
 	for _, tc := range []struct {
 		name  string
 		mod   func(*ops.TranslatePinInput)
 		kind  fault.Kind
-		field string
+		field at
 	}{
-		{"PAN mismatch", func(in *ops.TranslatePinInput) { in.Outgoing.PAN = "432198765432109871" }, fault.Validation, "OutgoingTranslationAttributes"},
-		{"PAN-bound to format 1", func(in *ops.TranslatePinInput) { in.Outgoing = pinSpec(ops.PinISOFormat1, "") }, fault.Validation, "OutgoingTranslationAttributes"},
-		{"missing PAN", func(in *ops.TranslatePinInput) { in.Incoming.PAN = "" }, fault.Validation, "IncomingTranslationAttributes"},
+		{"PAN mismatch", func(in *ops.TranslatePinInput) { in.Outgoing.PAN = "432198765432109871" }, fault.Validation, at{fault.SubjectPAN, fault.SideOutgoing}},
+		{"PAN-bound to format 1", func(in *ops.TranslatePinInput) { in.Outgoing = pinSpec(ops.PinFormatISO1, "") }, fault.Validation, at{fault.SubjectPAN, fault.SideOutgoing}},
+		{"missing PAN", func(in *ops.TranslatePinInput) { in.Incoming.PAN = "" }, fault.Validation, at{fault.SubjectPAN, fault.SideIncoming}},
 		{"wrong incoming PAN", func(in *ops.TranslatePinInput) {
 			in.Incoming.PAN, in.Outgoing.PAN = "432198765432109880", "432198765432109880"
-		}, fault.Validation, "EncryptedPinBlock"},
-		{"incoming key is a PVK", func(in *ops.TranslatePinInput) { in.IncomingKey = e.pvk }, fault.Validation, "IncomingKeyIdentifier"},
-		{"incoming key cannot decrypt", func(in *ops.TranslatePinInput) { in.IncomingKey = e.encOnly }, fault.Validation, "IncomingKeyIdentifier"},
-		{"outgoing key cannot encrypt", func(in *ops.TranslatePinInput) { in.OutgoingKey = e.decOnly }, fault.Validation, "OutgoingKeyIdentifier"},
-		{"AES key for ISO 0", func(in *ops.TranslatePinInput) { in.OutgoingKey = e.aesPEK }, fault.Validation, "OutgoingKeyIdentifier"},
-		{"TDES key for ISO 4", func(in *ops.TranslatePinInput) { in.Outgoing = pinSpec(ops.PinISOFormat4, ep2PAN) }, fault.Validation, "OutgoingKeyIdentifier"},
-		{"BDK without DUKPT attributes", func(in *ops.TranslatePinInput) { in.IncomingKey = e.bdk }, fault.Validation, "IncomingKeyIdentifier"},
-		{"block length", func(in *ops.TranslatePinInput) { in.EncryptedPinBlock = ep2Blk }, fault.Validation, "EncryptedPinBlock"},
+		}, fault.Validation, at{fault.SubjectPinBlock, fault.SideNone}},
+		{"incoming key is a PVK", func(in *ops.TranslatePinInput) { in.IncomingKey = e.pvk }, fault.Validation, at{fault.SubjectPinEncryptionKey, fault.SideIncoming}},
+		{"incoming key cannot decrypt", func(in *ops.TranslatePinInput) { in.IncomingKey = e.encOnly }, fault.Validation, at{fault.SubjectPinEncryptionKey, fault.SideIncoming}},
+		{"outgoing key cannot encrypt", func(in *ops.TranslatePinInput) { in.OutgoingKey = e.decOnly }, fault.Validation, at{fault.SubjectPinEncryptionKey, fault.SideOutgoing}},
+		{"AES key for ISO 0", func(in *ops.TranslatePinInput) { in.OutgoingKey = e.aesPEK }, fault.Validation, at{fault.SubjectPinEncryptionKey, fault.SideOutgoing}},
+		{"TDES key for ISO 4", func(in *ops.TranslatePinInput) { in.Outgoing = pinSpec(ops.PinFormatISO4, ep2PAN) }, fault.Validation, at{fault.SubjectPinEncryptionKey, fault.SideOutgoing}},
+		{"BDK without DUKPT attributes", func(in *ops.TranslatePinInput) { in.IncomingKey = e.bdk }, fault.Validation, at{fault.SubjectPinEncryptionKey, fault.SideIncoming}},
+		{"block length", func(in *ops.TranslatePinInput) { in.EncryptedPinBlock = hb(ep2Blk) }, fault.Validation, at{fault.SubjectPinBlock, fault.SideNone}},
 		{"unknown key", func(in *ops.TranslatePinInput) {
 			in.IncomingKey = "arn:aws:payment-cryptography:us-east-1:000000000000:key/abcdefghijklmnop"
-		}, fault.NotFound, ""},
+		}, fault.NotFound, at{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			in := base
@@ -225,29 +224,29 @@ func TestTranslatePinDukpt(t *testing.T) {
 	e := newPinEnv(t)
 	// X9.24-1 A.4: DUKPT (KSN ...E00001) -> PEK.
 	out, err := e.svc.TranslatePin(ops.TranslatePinInput{
-		IncomingKey: e.bdk, Incoming: pinSpec(ops.PinISOFormat0, x924PAN), IncomingDukpt: &ops.PinDukpt{KSN: "FFFF9876543210E00001"},
-		OutgoingKey: e.tdesPEK, Outgoing: pinSpec(ops.PinISOFormat0, x924PAN), EncryptedPinBlock: "1B9C1845EB993A7A"})
-	if err != nil || out.PinBlock != x924Out {
+		IncomingKey: e.bdk, Incoming: pinSpec(ops.PinFormatISO0, x924PAN), IncomingDukpt: &ops.PinDukpt{KSN: hb("FFFF9876543210E00001")},
+		OutgoingKey: e.tdesPEK, Outgoing: pinSpec(ops.PinFormatISO0, x924PAN), EncryptedPinBlock: hb("1B9C1845EB993A7A")})
+	if err != nil || hx(out.PinBlock) != x924Out {
 		t.Fatalf("DUKPT -> PEK = %+v, %v; want %s", out, err, x924Out)
 	}
 	// PEK -> DUKPT (KSN ...E00002) gives the standard's block for that KSN.
 	out, err = e.svc.TranslatePin(ops.TranslatePinInput{
-		IncomingKey: e.tdesPEK, Incoming: pinSpec(ops.PinISOFormat0, x924PAN),
-		OutgoingKey: e.bdk, Outgoing: pinSpec(ops.PinISOFormat0, x924PAN), OutgoingDukpt: &ops.PinDukpt{KSN: "FFFF9876543210E00002"},
-		EncryptedPinBlock: x924Out})
-	if err != nil || out.PinBlock != "10A01C8D02C69107" {
+		IncomingKey: e.tdesPEK, Incoming: pinSpec(ops.PinFormatISO0, x924PAN),
+		OutgoingKey: e.bdk, Outgoing: pinSpec(ops.PinFormatISO0, x924PAN), OutgoingDukpt: &ops.PinDukpt{KSN: hb("FFFF9876543210E00002")},
+		EncryptedPinBlock: hb(x924Out)})
+	if err != nil || hx(out.PinBlock) != "10A01C8D02C69107" {
 		t.Fatalf("PEK -> DUKPT = %+v, %v", out, err)
 	}
 	// Wrong KSN: the block does not decode.
 	_, err = e.svc.TranslatePin(ops.TranslatePinInput{
-		IncomingKey: e.bdk, Incoming: pinSpec(ops.PinISOFormat0, x924PAN), IncomingDukpt: &ops.PinDukpt{KSN: "FFFF9876543210E00003"},
-		OutgoingKey: e.tdesPEK, Outgoing: pinSpec(ops.PinISOFormat0, x924PAN), EncryptedPinBlock: "1B9C1845EB993A7A"})
-	pinWantKind(t, err, fault.Validation, "EncryptedPinBlock")
+		IncomingKey: e.bdk, Incoming: pinSpec(ops.PinFormatISO0, x924PAN), IncomingDukpt: &ops.PinDukpt{KSN: hb("FFFF9876543210E00003")},
+		OutgoingKey: e.tdesPEK, Outgoing: pinSpec(ops.PinFormatISO0, x924PAN), EncryptedPinBlock: hb("1B9C1845EB993A7A")})
+	pinWantKind(t, err, fault.Validation, at{fault.SubjectPinBlock, fault.SideNone})
 	// DUKPT attributes on a PEK: refused before any cryptography.
 	_, err = e.svc.TranslatePin(ops.TranslatePinInput{
-		IncomingKey: e.tdesPEK, Incoming: pinSpec(ops.PinISOFormat0, x924PAN), IncomingDukpt: &ops.PinDukpt{KSN: "FFFF9876543210E00001"},
-		OutgoingKey: e.tdesPEK, Outgoing: pinSpec(ops.PinISOFormat0, x924PAN), EncryptedPinBlock: "1B9C1845EB993A7A"})
-	pinWantKind(t, err, fault.Validation, "IncomingKeyIdentifier")
+		IncomingKey: e.tdesPEK, Incoming: pinSpec(ops.PinFormatISO0, x924PAN), IncomingDukpt: &ops.PinDukpt{KSN: hb("FFFF9876543210E00001")},
+		OutgoingKey: e.tdesPEK, Outgoing: pinSpec(ops.PinFormatISO0, x924PAN), EncryptedPinBlock: hb("1B9C1845EB993A7A")})
+	pinWantKind(t, err, fault.Validation, at{fault.SubjectPinEncryptionKey, fault.SideIncoming})
 }
 
 // AES DUKPT: a PIN enciphered as ISO 4 under an AES-128 DUKPT PIN key
@@ -257,27 +256,27 @@ func TestTranslatePinAESDukpt(t *testing.T) {
 	bdk := opstest.Import(t, e.svc, pinAttrs(keyspec.B0, keyspec.AES128, keyspec.ModesOfUse{DeriveKey: true}), "FEDCBA9876543210F1F1F1F1F1F1F1F1")
 	const ksn = "123456789012345600000001"
 	toDukpt, err := e.svc.TranslatePin(ops.TranslatePinInput{
-		IncomingKey: e.tdesPEK, Incoming: pinSpec(ops.PinISOFormat0, ep2PAN),
-		OutgoingKey: bdk, Outgoing: pinSpec(ops.PinISOFormat4, ep2PAN), OutgoingDukpt: &ops.PinDukpt{KSN: ksn},
-		EncryptedPinBlock: ep2ISO0})
+		IncomingKey: e.tdesPEK, Incoming: pinSpec(ops.PinFormatISO0, ep2PAN),
+		OutgoingKey: bdk, Outgoing: pinSpec(ops.PinFormatISO4, ep2PAN), OutgoingDukpt: &ops.PinDukpt{KSN: hb(ksn)},
+		EncryptedPinBlock: hb(ep2ISO0)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	back, err := e.svc.TranslatePin(ops.TranslatePinInput{
-		IncomingKey: bdk, Incoming: pinSpec(ops.PinISOFormat4, ep2PAN), IncomingDukpt: &ops.PinDukpt{KSN: ksn, DerivationType: keyspec.AES128},
-		OutgoingKey: e.tdesPEK, Outgoing: pinSpec(ops.PinISOFormat0, ep2PAN), EncryptedPinBlock: toDukpt.PinBlock})
-	if err != nil || back.PinBlock != ep2ISO0 {
+		IncomingKey: bdk, Incoming: pinSpec(ops.PinFormatISO4, ep2PAN), IncomingDukpt: &ops.PinDukpt{KSN: hb(ksn), DerivationType: keyspec.AES128},
+		OutgoingKey: e.tdesPEK, Outgoing: pinSpec(ops.PinFormatISO0, ep2PAN), EncryptedPinBlock: toDukpt.PinBlock})
+	if err != nil || hx(back.PinBlock) != ep2ISO0 {
 		t.Fatalf("AES DUKPT round trip = %+v, %v", back, err)
 	}
 	_, err = e.svc.TranslatePin(ops.TranslatePinInput{
-		IncomingKey: bdk, Incoming: pinSpec(ops.PinISOFormat4, ep2PAN), IncomingDukpt: &ops.PinDukpt{KSN: "123456789012345600000002"},
-		OutgoingKey: e.tdesPEK, Outgoing: pinSpec(ops.PinISOFormat0, ep2PAN), EncryptedPinBlock: toDukpt.PinBlock})
-	pinWantKind(t, err, fault.Validation, "EncryptedPinBlock")
+		IncomingKey: bdk, Incoming: pinSpec(ops.PinFormatISO4, ep2PAN), IncomingDukpt: &ops.PinDukpt{KSN: hb("123456789012345600000002")},
+		OutgoingKey: e.tdesPEK, Outgoing: pinSpec(ops.PinFormatISO0, ep2PAN), EncryptedPinBlock: toDukpt.PinBlock})
+	pinWantKind(t, err, fault.Validation, at{fault.SubjectPinBlock, fault.SideNone})
 	// A derivation type stronger than the BDK is refused.
 	_, err = e.svc.TranslatePin(ops.TranslatePinInput{
-		IncomingKey: bdk, Incoming: pinSpec(ops.PinISOFormat4, ep2PAN), IncomingDukpt: &ops.PinDukpt{KSN: ksn, DerivationType: keyspec.AES256},
-		OutgoingKey: e.tdesPEK, Outgoing: pinSpec(ops.PinISOFormat0, ep2PAN), EncryptedPinBlock: toDukpt.PinBlock})
-	pinWantKind(t, err, fault.Validation, "DukptKeyDerivationType")
+		IncomingKey: bdk, Incoming: pinSpec(ops.PinFormatISO4, ep2PAN), IncomingDukpt: &ops.PinDukpt{KSN: hb(ksn), DerivationType: keyspec.AES256},
+		OutgoingKey: e.tdesPEK, Outgoing: pinSpec(ops.PinFormatISO0, ep2PAN), EncryptedPinBlock: toDukpt.PinBlock})
+	pinWantKind(t, err, fault.Validation, at{fault.SubjectDukptDerivationType, fault.SideIncoming})
 }
 
 // Dynamic keys: the incoming PEK travels as a TR-31 block under a stored KEK.
@@ -293,26 +292,28 @@ func TestTranslatePinWrappedKey(t *testing.T) {
 		}
 		return blk
 	}
-	in := ops.TranslatePinInput{IncomingKey: kek, Incoming: pinSpec(ops.PinISOFormat0, ep2PAN),
+	in := ops.TranslatePinInput{IncomingKey: kek, Incoming: pinSpec(ops.PinFormatISO0, ep2PAN),
 		IncomingWrapped: &ops.PinWrappedKey{Tr31KeyBlock: wrap('D')},
-		OutgoingKey:     e.tdesPEK, Outgoing: pinSpec(ops.PinISOFormat0, ep2PAN), EncryptedPinBlock: ep2ISO0}
+		OutgoingKey:     e.tdesPEK, Outgoing: pinSpec(ops.PinFormatISO0, ep2PAN), EncryptedPinBlock: hb(ep2ISO0)}
 	out, err := e.svc.TranslatePin(in)
-	if err != nil || out.PinBlock != ep2ISO0 {
+	if err != nil || hx(out.PinBlock) != ep2ISO0 {
 		t.Fatalf("wrapped -> stored (same key material) = %+v, %v", out, err)
 	}
 	in.IncomingWrapped = &ops.PinWrappedKey{Tr31KeyBlock: wrap('E')}
 	_, err = e.svc.TranslatePin(in)
-	pinWantKind(t, err, fault.Validation, "WrappedKeyMaterial.Tr31KeyBlock")
+	if !isAbout(err, at{fault.SubjectWrappedKey, fault.SideIncoming}) {
+		t.Fatalf("mode E wrapped key deciphering: %s", aboutOf(err))
+	}
 	blk := []byte(wrap('D'))
 	blk[len(blk)-1] ^= 1
 	in.IncomingWrapped = &ops.PinWrappedKey{Tr31KeyBlock: string(blk)}
 	_, err = e.svc.TranslatePin(in)
-	pinWantKind(t, err, fault.Validation, "")
+	pinWantKind(t, err, fault.Validation, at{})
 	// Outgoing dynamic key with mode E.
-	out, err = e.svc.TranslatePin(ops.TranslatePinInput{IncomingKey: e.tdesPEK, Incoming: pinSpec(ops.PinISOFormat0, ep2PAN),
-		OutgoingKey: kek, Outgoing: pinSpec(ops.PinISOFormat0, ep2PAN), OutgoingWrapped: &ops.PinWrappedKey{Tr31KeyBlock: wrap('E')},
-		EncryptedPinBlock: ep2ISO0})
-	if err != nil || out.PinBlock != ep2ISO0 || out.KCV != "08D7B4" {
+	out, err = e.svc.TranslatePin(ops.TranslatePinInput{IncomingKey: e.tdesPEK, Incoming: pinSpec(ops.PinFormatISO0, ep2PAN),
+		OutgoingKey: kek, Outgoing: pinSpec(ops.PinFormatISO0, ep2PAN), OutgoingWrapped: &ops.PinWrappedKey{Tr31KeyBlock: wrap('E')},
+		EncryptedPinBlock: hb(ep2ISO0)})
+	if err != nil || hx(out.PinBlock) != ep2ISO0 || out.KCV != "08D7B4" {
 		t.Fatalf("stored -> wrapped = %+v, %v", out, err)
 	}
 }
@@ -321,61 +322,61 @@ func TestGenerateVerifyPinKAT(t *testing.T) {
 	e := newPinEnv(t)
 	// Visa PVV of PIN 4524, PVKI 1 (psec): 8523.
 	g, err := e.svc.GeneratePin(ops.GeneratePinInput{GenerationKey: e.pvk, EncryptionKey: e.tdesPEK,
-		Method: ops.PinGenVisaPinVerificationValue, PVKI: 1, EncryptedPinBlock: blk4524, PAN: pvvPAN, Format: ops.PinISOFormat0})
-	if err != nil || g.VerificationValue != "8523" || g.EncryptedPinBlock != blk4524 {
+		Method: ops.PinGenVisaPinVerificationValue, PVKI: 1, EncryptedPinBlock: hb(blk4524), PAN: pvvPAN, Format: ops.PinFormatISO0})
+	if err != nil || g.VerificationValue != "8523" || hx(g.EncryptedPinBlock) != blk4524 {
 		t.Fatalf("PVV = %+v, %v", g, err)
 	}
 	// IBM 3624 (psec, decimalization 1234567890123456, validation data the PAN, pad F).
-	ibm := ops.Ibm3624Params{DecimalizationTable: "1234567890123456", PadCharacter: "F", ValidationData: pvvPAN}
+	ibm := ops.Ibm3624Params{DecimalizationTable: "1234567890123456", PadCharacter: 'F', ValidationData: pvvPAN}
 	g, err = e.svc.GeneratePin(ops.GeneratePinInput{GenerationKey: e.ibm, EncryptionKey: e.tdesPEK,
-		Method: ops.PinGenIbm3624PinOffset, Ibm: ibm, EncryptedPinBlock: blk1234, PAN: pvvPAN, Format: ops.PinISOFormat0})
+		Method: ops.PinGenIbm3624PinOffset, Ibm: ibm, EncryptedPinBlock: hb(blk1234), PAN: pvvPAN, Format: ops.PinFormatISO0})
 	if err != nil || g.PinOffset != "7710" {
 		t.Fatalf("IBM offset = %+v, %v", g, err)
 	}
 	g, err = e.svc.GeneratePin(ops.GeneratePinInput{GenerationKey: e.ibm, EncryptionKey: e.tdesPEK,
-		Method: ops.PinGenIbm3624NaturalPin, Ibm: ibm, PAN: pvvPAN, Format: ops.PinISOFormat0})
-	if err != nil || g.EncryptedPinBlock != blk4524 || g.PinOffset != "0000" {
+		Method: ops.PinGenIbm3624NaturalPin, Ibm: ibm, PAN: pvvPAN, Format: ops.PinFormatISO0})
+	if err != nil || hx(g.EncryptedPinBlock) != blk4524 || g.PinOffset != "0000" {
 		t.Fatalf("natural PIN = %+v, %v; want block %s", g, err, blk4524)
 	}
 	fromOff := ibm
 	fromOff.PinOffset = "7710"
 	g, err = e.svc.GeneratePin(ops.GeneratePinInput{GenerationKey: e.ibm, EncryptionKey: e.tdesPEK,
-		Method: ops.PinGenIbm3624PinFromOffset, Ibm: fromOff, PAN: pvvPAN, Format: ops.PinISOFormat0})
-	if err != nil || g.EncryptedPinBlock != blk1234 {
+		Method: ops.PinGenIbm3624PinFromOffset, Ibm: fromOff, PAN: pvvPAN, Format: ops.PinFormatISO0})
+	if err != nil || hx(g.EncryptedPinBlock) != blk1234 {
 		t.Fatalf("PIN from offset = %+v, %v; want block %s", g, err, blk1234)
 	}
 
 	// Verify: right values pass, any other value is INVALID_PIN.
 	v, err := e.svc.VerifyPin(ops.VerifyPinInput{VerificationKey: e.pvk, EncryptionKey: e.tdesPEK,
-		Visa: &ops.VisaPinCheck{PVKI: 1, PVV: "8523"}, EncryptedPinBlock: blk4524, PAN: pvvPAN, Format: ops.PinISOFormat0})
+		Visa: &ops.VisaPinCheck{PVKI: 1, PVV: "8523"}, EncryptedPinBlock: hb(blk4524), PAN: pvvPAN, Format: ops.PinFormatISO0})
 	if err != nil || v.VerificationKeyARN != e.pvk || v.EncryptionKeyARN != e.tdesPEK {
 		t.Fatalf("verify PVV = %+v, %v", v, err)
 	}
 	_, err = e.svc.VerifyPin(ops.VerifyPinInput{VerificationKey: e.pvk, EncryptionKey: e.tdesPEK,
-		Visa: &ops.VisaPinCheck{PVKI: 1, PVV: "8524"}, EncryptedPinBlock: blk4524, PAN: pvvPAN, Format: ops.PinISOFormat0})
+		Visa: &ops.VisaPinCheck{PVKI: 1, PVV: "8524"}, EncryptedPinBlock: hb(blk4524), PAN: pvvPAN, Format: ops.PinFormatISO0})
 	pinWantInvalid(t, err)
 	_, err = e.svc.VerifyPin(ops.VerifyPinInput{VerificationKey: e.pvk, EncryptionKey: e.tdesPEK,
-		Visa: &ops.VisaPinCheck{PVKI: 1, PVV: "8523"}, EncryptedPinBlock: blk1234, PAN: pvvPAN, Format: ops.PinISOFormat0})
+		Visa: &ops.VisaPinCheck{PVKI: 1, PVV: "8523"}, EncryptedPinBlock: hb(blk1234), PAN: pvvPAN, Format: ops.PinFormatISO0})
 	pinWantInvalid(t, err)
 	ok := fromOff
 	if _, err = e.svc.VerifyPin(ops.VerifyPinInput{VerificationKey: e.ibm, EncryptionKey: e.tdesPEK,
-		Ibm: &ok, EncryptedPinBlock: blk1234, PAN: pvvPAN, Format: ops.PinISOFormat0}); err != nil {
+		Ibm: &ok, EncryptedPinBlock: hb(blk1234), PAN: pvvPAN, Format: ops.PinFormatISO0}); err != nil {
 		t.Fatal(err)
 	}
 	bad := fromOff
 	bad.PinOffset = "7711"
 	_, err = e.svc.VerifyPin(ops.VerifyPinInput{VerificationKey: e.ibm, EncryptionKey: e.tdesPEK,
-		Ibm: &bad, EncryptedPinBlock: blk1234, PAN: pvvPAN, Format: ops.PinISOFormat0})
+		Ibm: &bad, EncryptedPinBlock: hb(blk1234), PAN: pvvPAN, Format: ops.PinFormatISO0})
 	pinWantInvalid(t, err)
 	// A block that does not decode is a ValidationException, not INVALID_PIN.
 	_, err = e.svc.VerifyPin(ops.VerifyPinInput{VerificationKey: e.pvk, EncryptionKey: e.tdesPEK2,
-		Visa: &ops.VisaPinCheck{PVKI: 1, PVV: "8523"}, EncryptedPinBlock: blk4524, PAN: pvvPAN, Format: ops.PinISOFormat0})
-	pinWantKind(t, err, fault.Validation, "EncryptedPinBlock")
+		Visa: &ops.VisaPinCheck{PVKI: 1, PVV: "8523"}, EncryptedPinBlock: hb(blk4524), PAN: pvvPAN, Format: ops.PinFormatISO0})
+	pinWantKind(t, err, fault.Validation, at{fault.SubjectPinBlock, fault.SideNone})
 	// DUKPT-enciphered PIN verified against its IBM offset (X9.24-1 A.4 block, PIN 1234).
-	x924 := ops.Ibm3624Params{DecimalizationTable: "1234567890123456", PadCharacter: "F", ValidationData: pvvPAN, PinOffset: "7710"}
+	x924 := ops.Ibm3624Params{DecimalizationTable: "1234567890123456", PadCharacter: 'F', ValidationData: pvvPAN, PinOffset: "7710"}
 	if _, err := e.svc.VerifyPin(ops.VerifyPinInput{VerificationKey: e.ibm, EncryptionKey: e.bdk, Ibm: &x924,
-		EncryptedPinBlock: "1B9C1845EB993A7A", PAN: x924PAN, Format: ops.PinISOFormat0,
-		Dukpt: &ops.PinDukpt{KSN: "FFFF9876543210E00001", DerivationType: keyspec.TDES2Key}}); err != nil {
+		EncryptedPinBlock: hb("1B9C1845EB993A7A"), PAN: x924PAN, Format: ops.PinFormatISO0,
+		Dukpt: &ops.PinDukpt{KSN: hb("FFFF9876543210E00001"), DerivationType: keyspec.TDES2Key}}); err != nil {
 		t.Fatalf("DUKPT verify: %v", err)
 	}
 }
@@ -397,41 +398,41 @@ func TestGenerateVerifyPinProperty(t *testing.T) {
 	e := newPinEnv(t)
 	d, _ := tdes.NewCipher(pinUnhex(t, tdesKey))
 	const pan = "4000001234567899"
-	ibm := ops.Ibm3624Params{DecimalizationTable: "0123456789012345", PadCharacter: "D", ValidationData: "4000001234"}
+	ibm := ops.Ibm3624Params{DecimalizationTable: "0123456789012345", PadCharacter: 'D', ValidationData: "4000001234"}
 	for n := 4; n <= 12; n++ {
 		g, err := e.svc.GeneratePin(ops.GeneratePinInput{GenerationKey: e.pvk, EncryptionKey: e.tdesPEK, Method: ops.PinGenVisaPin,
-			PVKI: 3, PinLength: n, PAN: pan, Format: ops.PinISOFormat0})
+			PVKI: 3, PinLength: n, PAN: pan, Format: ops.PinFormatISO0})
 		if err != nil || len(g.VerificationValue) != 4 {
 			t.Fatalf("VisaPin len %d: %+v, %v", n, g, err)
 		}
-		pin, err := pinblock.Decrypt(d, pinblock.ISO0, pinUnhex(t, g.EncryptedPinBlock), pan)
+		pin, err := pinblock.Decrypt(d, pinblock.ISO0, g.EncryptedPinBlock, pan)
 		if err != nil || len(pin) != n {
 			t.Fatalf("generated block: %v", err)
 		}
 		if _, err := e.svc.VerifyPin(ops.VerifyPinInput{VerificationKey: e.pvk, EncryptionKey: e.tdesPEK,
-			Visa: &ops.VisaPinCheck{PVKI: 3, PVV: g.VerificationValue}, EncryptedPinBlock: g.EncryptedPinBlock, PAN: pan, Format: ops.PinISOFormat0}); err != nil {
+			Visa: &ops.VisaPinCheck{PVKI: 3, PVV: g.VerificationValue}, EncryptedPinBlock: g.EncryptedPinBlock, PAN: pan, Format: ops.PinFormatISO0}); err != nil {
 			t.Fatalf("verify generated PVV: %v", err)
 		}
 		pin[0] = '0' + (pin[0]-'0'+1)%10
 		other, _ := pinblock.Encrypt(d, pinblock.ISO0, pin, pan, nil)
 		_, err = e.svc.VerifyPin(ops.VerifyPinInput{VerificationKey: e.pvk, EncryptionKey: e.tdesPEK,
-			Visa: &ops.VisaPinCheck{PVKI: 3, PVV: g.VerificationValue}, EncryptedPinBlock: strings.ToUpper(hex.EncodeToString(other)), PAN: pan, Format: ops.PinISOFormat0})
+			Visa: &ops.VisaPinCheck{PVKI: 3, PVV: g.VerificationValue}, EncryptedPinBlock: other, PAN: pan, Format: ops.PinFormatISO0})
 		pinWantInvalid(t, err)
 
 		g, err = e.svc.GeneratePin(ops.GeneratePinInput{GenerationKey: e.ibm, EncryptionKey: e.aesPEK, Method: ops.PinGenIbm3624RandomPin,
-			Ibm: ibm, PinLength: n, PAN: pan, Format: ops.PinISOFormat4})
+			Ibm: ibm, PinLength: n, PAN: pan, Format: ops.PinFormatISO4})
 		if err != nil || len(g.PinOffset) != n {
 			t.Fatalf("Ibm3624RandomPin len %d: %+v, %v", n, g, err)
 		}
 		chk := ibm
 		chk.PinOffset = g.PinOffset
 		if _, err := e.svc.VerifyPin(ops.VerifyPinInput{VerificationKey: e.ibm, EncryptionKey: e.aesPEK, Ibm: &chk,
-			EncryptedPinBlock: g.EncryptedPinBlock, PAN: pan, Format: ops.PinISOFormat4}); err != nil {
+			EncryptedPinBlock: g.EncryptedPinBlock, PAN: pan, Format: ops.PinFormatISO4}); err != nil {
 			t.Fatalf("verify generated offset: %v", err)
 		}
 		chk.PinOffset = string('0'+(g.PinOffset[0]-'0'+1)%10) + g.PinOffset[1:]
 		_, err = e.svc.VerifyPin(ops.VerifyPinInput{VerificationKey: e.ibm, EncryptionKey: e.aesPEK, Ibm: &chk,
-			EncryptedPinBlock: g.EncryptedPinBlock, PAN: pan, Format: ops.PinISOFormat4})
+			EncryptedPinBlock: g.EncryptedPinBlock, PAN: pan, Format: ops.PinFormatISO4})
 		pinWantInvalid(t, err)
 	}
 }
@@ -442,16 +443,16 @@ func TestGenerateVerifyPinKeySeparation(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		in    ops.GeneratePinInput
-		field string
+		field at
 	}{
-		{"IBM key for Visa", ops.GeneratePinInput{GenerationKey: e.ibm, EncryptionKey: e.tdesPEK, Method: ops.PinGenVisaPin, PAN: pvvPAN, Format: ops.PinISOFormat0}, "GenerationKeyIdentifier"},
+		{"IBM key for Visa", ops.GeneratePinInput{GenerationKey: e.ibm, EncryptionKey: e.tdesPEK, Method: ops.PinGenVisaPin, PAN: pvvPAN, Format: ops.PinFormatISO0}, at{fault.SubjectPinVerificationKey, fault.SideNone}},
 		{"Visa key for IBM", ops.GeneratePinInput{GenerationKey: e.pvk, EncryptionKey: e.tdesPEK, Method: ops.PinGenIbm3624RandomPin,
-			Ibm: ops.Ibm3624Params{DecimalizationTable: "0123456789012345", PadCharacter: "F", ValidationData: "1234"}, PAN: pvvPAN, Format: ops.PinISOFormat0}, "GenerationKeyIdentifier"},
-		{"PEK as PVK", ops.GeneratePinInput{GenerationKey: e.tdesPEK, EncryptionKey: e.tdesPEK, Method: ops.PinGenVisaPin, PAN: pvvPAN, Format: ops.PinISOFormat0}, "GenerationKeyIdentifier"},
-		{"PVK as PEK", ops.GeneratePinInput{GenerationKey: e.pvk, EncryptionKey: e.pvk, Method: ops.PinGenVisaPin, PAN: pvvPAN, Format: ops.PinISOFormat0}, "EncryptionKeyIdentifier"},
-		{"decrypt-only PEK makes a block", ops.GeneratePinInput{GenerationKey: e.pvk, EncryptionKey: e.decOnly, Method: ops.PinGenVisaPin, PAN: pvvPAN, Format: ops.PinISOFormat0}, "EncryptionKeyIdentifier"},
-		{"format 1", ops.GeneratePinInput{GenerationKey: e.pvk, EncryptionKey: e.tdesPEK, Method: ops.PinGenVisaPin, PAN: pvvPAN, Format: ops.PinISOFormat1}, "PinBlockFormat"},
-		{"no PAN", ops.GeneratePinInput{GenerationKey: e.pvk, EncryptionKey: e.tdesPEK, Method: ops.PinGenVisaPin, Format: ops.PinISOFormat0}, "PrimaryAccountNumber"},
+			Ibm: ops.Ibm3624Params{DecimalizationTable: "0123456789012345", PadCharacter: 'F', ValidationData: "1234"}, PAN: pvvPAN, Format: ops.PinFormatISO0}, at{fault.SubjectPinVerificationKey, fault.SideNone}},
+		{"PEK as PVK", ops.GeneratePinInput{GenerationKey: e.tdesPEK, EncryptionKey: e.tdesPEK, Method: ops.PinGenVisaPin, PAN: pvvPAN, Format: ops.PinFormatISO0}, at{fault.SubjectPinVerificationKey, fault.SideNone}},
+		{"PVK as PEK", ops.GeneratePinInput{GenerationKey: e.pvk, EncryptionKey: e.pvk, Method: ops.PinGenVisaPin, PAN: pvvPAN, Format: ops.PinFormatISO0}, at{fault.SubjectPinEncryptionKey, fault.SideNone}},
+		{"decrypt-only PEK makes a block", ops.GeneratePinInput{GenerationKey: e.pvk, EncryptionKey: e.decOnly, Method: ops.PinGenVisaPin, PAN: pvvPAN, Format: ops.PinFormatISO0}, at{fault.SubjectPinEncryptionKey, fault.SideNone}},
+		{"format 1", ops.GeneratePinInput{GenerationKey: e.pvk, EncryptionKey: e.tdesPEK, Method: ops.PinGenVisaPin, PAN: pvvPAN, Format: ops.PinFormatISO1}, at{fault.SubjectPinBlockFormat, fault.SideNone}},
+		{"no PAN", ops.GeneratePinInput{GenerationKey: e.pvk, EncryptionKey: e.tdesPEK, Method: ops.PinGenVisaPin, Format: ops.PinFormatISO0}, at{fault.SubjectPAN, fault.SideNone}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := e.svc.GeneratePin(tc.in)
@@ -460,21 +461,21 @@ func TestGenerateVerifyPinKeySeparation(t *testing.T) {
 	}
 	// A generate-only PVK cannot verify.
 	_, err := e.svc.VerifyPin(ops.VerifyPinInput{VerificationKey: genOnly, EncryptionKey: e.tdesPEK,
-		Visa: &ops.VisaPinCheck{PVKI: 1, PVV: "8523"}, EncryptedPinBlock: blk4524, PAN: pvvPAN, Format: ops.PinISOFormat0})
-	pinWantKind(t, err, fault.Validation, "VerificationKeyIdentifier")
+		Visa: &ops.VisaPinCheck{PVKI: 1, PVV: "8523"}, EncryptedPinBlock: hb(blk4524), PAN: pvvPAN, Format: ops.PinFormatISO0})
+	pinWantKind(t, err, fault.Validation, at{fault.SubjectPinVerificationKey, fault.SideNone})
 	// An encrypt-only PEK cannot decipher the PIN to verify.
 	_, err = e.svc.VerifyPin(ops.VerifyPinInput{VerificationKey: e.pvk, EncryptionKey: e.encOnly,
-		Visa: &ops.VisaPinCheck{PVKI: 1, PVV: "8523"}, EncryptedPinBlock: blk4524, PAN: pvvPAN, Format: ops.PinISOFormat0})
-	pinWantKind(t, err, fault.Validation, "EncryptionKeyIdentifier")
+		Visa: &ops.VisaPinCheck{PVKI: 1, PVV: "8523"}, EncryptedPinBlock: hb(blk4524), PAN: pvvPAN, Format: ops.PinFormatISO0})
+	pinWantKind(t, err, fault.Validation, at{fault.SubjectPinEncryptionKey, fault.SideNone})
 }
 
 // The hot path makes no PKCS#11 call once the keys are in the working-key cache.
 func TestPinHotPathNoTokenCalls(t *testing.T) {
 	e := newPinEnv(t)
-	tr := ops.TranslatePinInput{IncomingKey: e.tdesPEK, Incoming: pinSpec(ops.PinISOFormat0, ep2PAN),
-		OutgoingKey: e.aesPEK, Outgoing: pinSpec(ops.PinISOFormat4, ep2PAN), EncryptedPinBlock: ep2ISO0}
+	tr := ops.TranslatePinInput{IncomingKey: e.tdesPEK, Incoming: pinSpec(ops.PinFormatISO0, ep2PAN),
+		OutgoingKey: e.aesPEK, Outgoing: pinSpec(ops.PinFormatISO4, ep2PAN), EncryptedPinBlock: hb(ep2ISO0)}
 	vr := ops.VerifyPinInput{VerificationKey: e.pvk, EncryptionKey: e.tdesPEK,
-		Visa: &ops.VisaPinCheck{PVKI: 1, PVV: "8523"}, EncryptedPinBlock: blk4524, PAN: pvvPAN, Format: ops.PinISOFormat0}
+		Visa: &ops.VisaPinCheck{PVKI: 1, PVV: "8523"}, EncryptedPinBlock: hb(blk4524), PAN: pvvPAN, Format: ops.PinFormatISO0}
 	if _, err := e.svc.TranslatePin(tr); err != nil { // warm the cache
 		t.Fatal(err)
 	}
@@ -497,8 +498,8 @@ func TestPinHotPathNoTokenCalls(t *testing.T) {
 
 func BenchmarkTranslatePinISO0TDES(b *testing.B) {
 	e := newPinEnv(b)
-	in := ops.TranslatePinInput{IncomingKey: e.tdesPEK, Incoming: pinSpec(ops.PinISOFormat0, ep2PAN),
-		OutgoingKey: e.tdesPEK2, Outgoing: pinSpec(ops.PinISOFormat0, ep2PAN), EncryptedPinBlock: ep2ISO0}
+	in := ops.TranslatePinInput{IncomingKey: e.tdesPEK, Incoming: pinSpec(ops.PinFormatISO0, ep2PAN),
+		OutgoingKey: e.tdesPEK2, Outgoing: pinSpec(ops.PinFormatISO0, ep2PAN), EncryptedPinBlock: hb(ep2ISO0)}
 	if _, err := e.svc.TranslatePin(in); err != nil {
 		b.Fatal(err)
 	}
@@ -519,7 +520,7 @@ func BenchmarkTranslatePinISO0TDES(b *testing.B) {
 func BenchmarkVerifyPinPVV(b *testing.B) {
 	e := newPinEnv(b)
 	in := ops.VerifyPinInput{VerificationKey: e.pvk, EncryptionKey: e.tdesPEK,
-		Visa: &ops.VisaPinCheck{PVKI: 1, PVV: "8523"}, EncryptedPinBlock: blk4524, PAN: pvvPAN, Format: ops.PinISOFormat0}
+		Visa: &ops.VisaPinCheck{PVKI: 1, PVV: "8523"}, EncryptedPinBlock: hb(blk4524), PAN: pvvPAN, Format: ops.PinFormatISO0}
 	if _, err := e.svc.VerifyPin(in); err != nil {
 		b.Fatal(err)
 	}

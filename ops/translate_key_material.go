@@ -13,7 +13,8 @@ import (
 
 // TranslateKeyMaterialInput is TranslateKeyMaterial's request.
 type TranslateKeyMaterialInput struct {
-	// Incoming is IncomingKeyMaterial.DiffieHellmanTr31KeyBlock.
+	// Incoming is the incoming key block and the agreement of its KBPK, in
+	// the control plane's DiffieHellman shape (see agreeKey).
 	Incoming ImportDiffieHellmanTr31
 	// OutgoingWrappingKeyIdentifier is OutgoingKeyMaterial.Tr31KeyBlock.WrappingKeyIdentifier.
 	OutgoingWrappingKeyIdentifier string
@@ -28,6 +29,10 @@ type TranslatedKey struct {
 	KCV         string // of the translated key
 }
 
+// The request members the control plane's helpers (openDiffieHellmanBlock,
+// tr31KEK, wrapTR31) name in their faults. TODO(#13): a deliberate
+// exception to "no AWS member paths in ops", until those helpers take
+// subjects; the faults TranslateKeyMaterial raises itself carry subjects.
 const (
 	fTranslateIn  = "IncomingKeyMaterial.DiffieHellmanTr31KeyBlock"
 	fTranslateOut = "OutgoingKeyMaterial.Tr31KeyBlock.WrappingKeyIdentifier"
@@ -43,7 +48,7 @@ const (
 func (s *Service) TranslateKeyMaterial(in TranslateKeyMaterialInput) (*TranslatedKey, error) {
 	if in.KCVAlgorithm != "" {
 		if _, ok := keyspec.ParseKCVAlgorithm(string(in.KCVAlgorithm)); !ok {
-			return nil, fault.FieldInvalid("KeyCheckValueAlgorithm", "%.32q is not a check value algorithm", string(in.KCVAlgorithm))
+			return nil, about(fault.SubjectKeyCheckValueAlgorithm, fault.SideNone, "%.32q is not a check value algorithm", string(in.KCVAlgorithm))
 		}
 	}
 	// Resolve the outgoing KEK before any cryptography.
@@ -57,7 +62,7 @@ func (s *Service) TranslateKeyMaterial(in TranslateKeyMaterialInput) (*Translate
 	defer clear(o.key)
 	blockField := fTranslateIn + ".WrappedKeyBlock"
 	if !o.exportable {
-		return nil, fault.FieldInvalid(blockField, "the key block marks the key non-exportable: it cannot be wrapped under another key")
+		return nil, about(fault.SubjectWrappedKey, fault.SideIncoming, "the key block marks the key non-exportable: it cannot be wrapped under another key")
 	}
 	method, err := kcvMethod(o.attrs.Algorithm, in.KCVAlgorithm)
 	if err != nil {

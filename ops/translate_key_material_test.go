@@ -124,9 +124,9 @@ func TestTranslateKeyMaterial(t *testing.T) {
 			t.Errorf("KCV %s, OpenSSL %s; block %.16s", out.KCV, want, out.KeyMaterial)
 		}
 		// Used as a dynamic key under its new KEK, it is the SP 800-38A key.
-		ct, err := svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: e.f.kekAES256, PlainText: sp80038APT,
-			Attributes: ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: "CBC", IV: sp80038AIV}}, WrappedKey: &ops.DynamicKey{Tr31KeyBlock: out.KeyMaterial}})
-		if err != nil || ct.Data != sp80038ACBC256 {
+		ct, err := svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: e.f.kekAES256, PlainText: hb(sp80038APT),
+			Attributes: ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: ops.ModeCBC, IV: hb(sp80038AIV)}}, WrappedKey: &ops.DynamicKey{Tr31KeyBlock: out.KeyMaterial}})
+		if err != nil || hx(ct.Data) != sp80038ACBC256 {
 			t.Errorf("EncryptData with the translated key: %v %+v, want %s", err, ct, sp80038ACBC256)
 		}
 	})
@@ -146,31 +146,38 @@ func TestTranslateKeyMaterial(t *testing.T) {
 		wrongInfo.SharedInformation = "02"
 		d0Pair := good(pek, xTdes2, keyspec.AES128)
 		d0Pair.PrivateKeyIdentifier = e.k3D0.arn
-		const blockField = "IncomingKeyMaterial.DiffieHellmanTr31KeyBlock.WrappedKeyBlock"
+		// The outgoing KEK and the key pair are checked by the control
+		// plane's helpers, which still name the member in the message.
 		const outField = "OutgoingKeyMaterial.Tr31KeyBlock.WrappingKeyIdentifier"
+		const pairField = "IncomingKeyMaterial.DiffieHellmanTr31KeyBlock.PrivateKeyIdentifier"
+		block := at{fault.SubjectWrappedKey, fault.SideIncoming}
 		for _, tc := range []struct {
-			name  string
-			in    ops.ImportDiffieHellmanTr31
-			kek   string
-			kcv   keyspec.KCVAlgorithm
-			kind  fault.Kind
-			field string
+			name    string
+			in      ops.ImportDiffieHellmanTr31
+			kek     string
+			kcv     keyspec.KCVAlgorithm
+			kind    fault.Kind
+			field   at
+			message string // the message's member prefix, for the control plane's faults
 		}{
-			{"non-exportable key", good(nonExp, xTdes2, keyspec.AES128), e.f.kekTDES3, "", fault.Validation, blockField},
-			{"outgoing KEK weaker than the key", good(dek, xAes128, keyspec.AES128), e.f.kekTDES2, "", fault.Validation, ""},
-			{"outgoing key is not a KEK", good(pek, xTdes2, keyspec.AES128), e.f.dekAES128, "", fault.Validation, outField},
-			{"outgoing key unknown", good(pek, xTdes2, keyspec.AES128), "alias/none", "", fault.NotFound, ""},
-			{"key pair derives data keys", d0Pair, e.f.kekTDES3, "", fault.Validation, "IncomingKeyMaterial.DiffieHellmanTr31KeyBlock.PrivateKeyIdentifier"},
-			{"tampered block", tampered, e.f.kekTDES3, "", fault.Validation, ""},
-			{"other shared information", wrongInfo, e.f.kekTDES3, "", fault.Validation, ""},
-			{"HMAC check value of a TDES key", good(pek, xTdes2, keyspec.AES128), e.f.kekTDES3, keyspec.KCVHMAC, fault.Validation, ""},
-			{"unknown check value algorithm", good(pek, xTdes2, keyspec.AES128), e.f.kekTDES3, "CRC", fault.Validation, "KeyCheckValueAlgorithm"},
+			{"non-exportable key", good(nonExp, xTdes2, keyspec.AES128), e.f.kekTDES3, "", fault.Validation, block, ""},
+			{"outgoing KEK weaker than the key", good(dek, xAes128, keyspec.AES128), e.f.kekTDES2, "", fault.Validation, at{}, ""},
+			{"outgoing key is not a KEK", good(pek, xTdes2, keyspec.AES128), e.f.dekAES128, "", fault.Validation, at{}, outField},
+			{"outgoing key unknown", good(pek, xTdes2, keyspec.AES128), "alias/none", "", fault.NotFound, at{}, ""},
+			{"key pair derives data keys", d0Pair, e.f.kekTDES3, "", fault.Validation, at{}, pairField},
+			{"tampered block", tampered, e.f.kekTDES3, "", fault.Validation, at{}, ""},
+			{"other shared information", wrongInfo, e.f.kekTDES3, "", fault.Validation, at{}, ""},
+			{"HMAC check value of a TDES key", good(pek, xTdes2, keyspec.AES128), e.f.kekTDES3, keyspec.KCVHMAC, fault.Validation, at{}, ""},
+			{"unknown check value algorithm", good(pek, xTdes2, keyspec.AES128), e.f.kekTDES3, "CRC", fault.Validation, at{fault.SubjectKeyCheckValueAlgorithm, fault.SideNone}, ""},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				_, err := svc.TranslateKeyMaterial(ops.TranslateKeyMaterialInput{Incoming: tc.in, OutgoingWrappingKeyIdentifier: tc.kek, KCVAlgorithm: tc.kcv})
 				xWantKind(t, err, tc.kind)
-				if f := fault.As(err); tc.field != "" && f.Field != tc.field {
-					t.Errorf("field %q, want %q (%v)", f.Field, tc.field, err)
+				if tc.kind == fault.Validation && !isAbout(err, tc.field) {
+					t.Errorf("%s, want about %+v", aboutOf(err), tc.field)
+				}
+				if f := fault.As(err); tc.message != "" && !strings.HasPrefix(f.Message, tc.message+": ") {
+					t.Errorf("message %q, want it about %s", f.Message, tc.message)
 				}
 			})
 		}
@@ -261,9 +268,9 @@ func BenchmarkTranslateKeyMaterial(b *testing.B) {
 // with a DiffieHellmanSymmetricKey agreed on P-256 per operation.
 func BenchmarkEncryptDataDiffieHellman(b *testing.B) {
 	e := newBenchDH(b, keyspec.D0)
-	in := ops.EncryptDataInput{KeyIdentifier: e.k3.arn, PlainText: strings.Repeat("00", 64),
-		Attributes: ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: "CBC"}}, WrappedKey: &ops.DynamicKey{DiffieHellman: &ops.EcdhDerivation{
-			CAIdentifier: e.ca, Certificate: e.cert, KeyAlgorithm: keyspec.AES128, KDF: "NIST_SP800", Hash: "SHA_256", SharedInformation: "01"}}}
+	in := ops.EncryptDataInput{KeyIdentifier: e.k3.arn, PlainText: hb(strings.Repeat("00", 64)),
+		Attributes: ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: ops.ModeCBC}}, WrappedKey: &ops.DynamicKey{DiffieHellman: &ops.EcdhDerivation{
+			CAIdentifier: e.ca, Certificate: e.cert, KeyAlgorithm: keyspec.AES128, KDF: ops.KDFNistSP800, Hash: ops.KDFSHA256, SharedInformation: hb("01")}}}
 	if _, err := e.svc.EncryptData(in); err != nil {
 		b.Fatal(err)
 	}

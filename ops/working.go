@@ -4,6 +4,7 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/des"
+	"errors"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -110,17 +111,18 @@ func (c *keyCache) dropAliases() {
 	c.dropIf(func(ident string, _ *WorkingKey) bool { return strings.Contains(ident, "alias/") })
 }
 
-// Working returns the usable key named by ident (key ARN, alias name or alias
-// ARN) with its clear material. field names the request member for errors.
-// It checks only state and usage period; the operation checks usage, algorithm
-// and modes of use with Require.
-func (s *Service) Working(ident, field string) (*WorkingKey, error) {
+// Working returns the usable key named by ident (key ARN, alias name or
+// alias ARN) with its clear material. subj and side say which of the
+// request's keys it is, for the faults. It checks only state and usage
+// period; the operation checks usage, algorithm and modes of use with
+// Require.
+func (s *Service) Working(ident string, subj fault.Subject, side fault.Side) (*WorkingKey, error) {
 	w, gen := s.cache.get(ident)
 	if w == nil {
 		var rec *keystore.Key
 		var err error
 		if profile, block, ok := parseBlockIdent(ident); ok {
-			rec, err = s.blockRecord(profile, block, field)
+			rec, err = s.blockRecord(profile, block, subj, side)
 		} else {
 			rec, err = s.resolve(ident)
 		}
@@ -134,12 +136,83 @@ func (s *Service) Working(ident, field string) (*WorkingKey, error) {
 		s.cache.put(ident, w, gen)
 	}
 	if err := s.usableWorking(w, ident); err != nil {
-		if f := fault.As(err); f.Field == "" {
-			f.Field = field
+		if f := fault.As(err); f.Subject == fault.SubjectNone {
+			f.Subject, f.Side = subj, side
 		}
 		return nil, err
 	}
 	return w, nil
+}
+
+// Require checks a working key against an operation's rule: the allowed
+// usages, algorithms (nil = any) and a modes-of-use predicate (nil = any);
+// subj and side say which of the request's keys w is, what names the
+// operation for the error message.
+func Require(w *WorkingKey, subj fault.Subject, side fault.Side, what string, usages []keyspec.KeyUsage, algs []keyspec.Algorithm, modes func(keyspec.ModesOfUse) bool) error {
+	a := w.Record.Attributes
+	ok := false
+	for _, u := range usages {
+		ok = ok || a.Usage == u
+	}
+	if !ok {
+		names := make([]string, len(usages))
+		for i, u := range usages {
+			names[i] = string(u)
+		}
+		return keyRule(fault.ViolationUsage, subj, side, "%s needs a key with KeyUsage %s; %s is %s", what, strings.Join(names, " or "), w.ARN, a.Usage)
+	}
+	if algs != nil {
+		ok = false
+		for _, al := range algs {
+			ok = ok || a.Algorithm == al
+		}
+		if !ok {
+			return keyRule(fault.ViolationAlgorithm, subj, side, "%s does not support %s keys", what, a.Algorithm)
+		}
+	}
+	if modes != nil && !a.Modes.NoRestrictions && !modes(a.Modes) {
+		return keyRule(fault.ViolationModes, subj, side, "the modes of use of %s do not allow %s", w.ARN, what)
+	}
+	return nil
+}
+
+// keyRule is a Validation fault for a broken key-separation rule (a
+// fault.Violation) of the request's key subj on side.
+func keyRule(violation string, subj fault.Subject, side fault.Side, format string, args ...any) *fault.Error {
+	f := fault.About(subj, format, args...).On(side)
+	f.Violation = violation
+	return f
+}
+
+// about is a Validation fault about the request's input subj on side.
+func about(subj fault.Subject, side fault.Side, format string, args ...any) *fault.Error {
+	return fault.About(subj, format, args...).On(side)
+}
+
+// cpName is the name given, for one of the data plane's subjects, to a
+// control-plane helper that still takes a request member name (verifyLeaf,
+// attributesFromHeaderField, storeImported). TODO(#13): goes when they take
+// subjects.
+type cpName struct {
+	name string
+	subj fault.Subject
+}
+
+// cpSubject gives a Validation fault that such a helper raised about one of
+// names (its message starts "name: ") that name's subject on side.
+func cpSubject(err error, side fault.Side, names ...cpName) error {
+	var f *fault.Error
+	if !errors.As(err, &f) || f.Kind != fault.Validation || f.Subject != fault.SubjectNone {
+		return err
+	}
+	for _, n := range names {
+		if msg, ok := strings.CutPrefix(f.Message, n.name+": "); ok {
+			g := *f
+			g.Message, g.Subject, g.Side = msg, n.subj, side
+			return &g
+		}
+	}
+	return err
 }
 
 // open unwraps a record into a WorkingKey.
@@ -191,37 +264,6 @@ func (w *WorkingKey) schedule(a keyspec.Algorithm) (err error) {
 	return err
 }
 
-// Require checks a working key against an operation's rule: the allowed
-// usages, algorithms (nil = any) and a modes-of-use predicate (nil = any);
-// what names the operation for the error message.
-func Require(w *WorkingKey, field, what string, usages []keyspec.KeyUsage, algs []keyspec.Algorithm, modes func(keyspec.ModesOfUse) bool) error {
-	a := w.Record.Attributes
-	ok := false
-	for _, u := range usages {
-		ok = ok || a.Usage == u
-	}
-	if !ok {
-		names := make([]string, len(usages))
-		for i, u := range usages {
-			names[i] = string(u)
-		}
-		return fault.KeyRule(fault.ViolationUsage, field, "%s needs a key with KeyUsage %s; %s is %s", what, strings.Join(names, " or "), w.ARN, a.Usage)
-	}
-	if algs != nil {
-		ok = false
-		for _, al := range algs {
-			ok = ok || a.Algorithm == al
-		}
-		if !ok {
-			return fault.KeyRule(fault.ViolationAlgorithm, field, "%s does not support %s keys", what, a.Algorithm)
-		}
-	}
-	if modes != nil && !a.Modes.NoRestrictions && !modes(a.Modes) {
-		return fault.KeyRule(fault.ViolationModes, field, "the modes of use of %s do not allow %s", w.ARN, what)
-	}
-	return nil
-}
-
 // blockIdentPrefix marks a key carried in a request as an X9.143 block under
 // a profile main key (the host protocol's "S" key form) rather than stored in
 // the keystore. The AWS edge cannot produce such an identifier: the model's
@@ -241,15 +283,15 @@ func parseBlockIdent(ident string) (profile, block string, ok bool) {
 
 // blockRecord opens a key block under a profile main key into a transient
 // record (never stored): its attributes come from the authenticated header.
-func (s *Service) blockRecord(profile, block, field string) (*keystore.Key, error) {
+func (s *Service) blockRecord(profile, block string, subj fault.Subject, side fault.Side) (*keystore.Key, error) {
 	p, err := s.cust.Profile(profile)
 	if err != nil {
 		return nil, fault.NotFoundf(profile, "profile %s has no main key", profile)
 	}
 	h, key, err := p.Unwrap(block)
 	if err != nil {
-		f := fault.Wrap(fault.Validation, field+": the key block does not verify under the profile main key", err)
-		f.Field, f.Violation = field, fault.ViolationIntegrity
+		f := fault.Wrap(fault.Validation, "the key block does not verify under the profile main key", err)
+		f.Subject, f.Side, f.Violation = subj, side, fault.ViolationIntegrity
 		return nil, f
 	}
 	defer clear(key)

@@ -2,6 +2,7 @@ package opstest
 
 import (
 	"fmt"
+	"payhsm/fault"
 	"sync"
 	"testing"
 
@@ -43,13 +44,13 @@ func TestWorkingKeyCacheConcurrent(t *testing.T) {
 				}
 				// A may be stopped at any moment: an error is a valid answer,
 				// a key other than A is not.
-				if w, err := svc.Working(arnA, "KeyIdentifier"); err == nil && w.ARN != arnA {
+				if w, err := svc.Working(arnA, fault.SubjectKey, fault.SideNone); err == nil && w.ARN != arnA {
 					report(fmt.Errorf("lookup of %s returned %s", arnA, w.ARN))
 				}
-				if w, err := svc.Working(alias, "KeyIdentifier"); err == nil && w.ARN != arnA && w.ARN != arnB {
+				if w, err := svc.Working(alias, fault.SubjectKey, fault.SideNone); err == nil && w.ARN != arnA && w.ARN != arnB {
 					report(fmt.Errorf("alias lookup returned %s", w.ARN))
 				}
-				if _, err := svc.Working(arnB, "KeyIdentifier"); err != nil {
+				if _, err := svc.Working(arnB, fault.SubjectKey, fault.SideNone); err != nil {
 					report(err)
 				}
 			}
@@ -81,7 +82,7 @@ func TestWorkingKeyCacheConcurrent(t *testing.T) {
 	}
 
 	// Quiescent: the cache must agree with the store.
-	w, err := svc.Working(alias, "KeyIdentifier")
+	w, err := svc.Working(alias, fault.SubjectKey, fault.SideNone)
 	if err != nil {
 		t.Fatalf("alias after the last update: %v", err)
 	}
@@ -91,10 +92,10 @@ func TestWorkingKeyCacheConcurrent(t *testing.T) {
 	if _, err := svc.StopKeyUsage(arnA); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := svc.Working(arnA, "KeyIdentifier"); err == nil {
+	if _, err := svc.Working(arnA, fault.SubjectKey, fault.SideNone); err == nil {
 		t.Fatal("a stopped key is still usable from the cache")
 	}
-	if _, err := svc.Working(alias, "KeyIdentifier"); err == nil {
+	if _, err := svc.Working(alias, fault.SubjectKey, fault.SideNone); err == nil {
 		t.Fatal("a stopped key is still usable through its alias")
 	}
 }

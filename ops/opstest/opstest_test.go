@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"payhsm/fault"
 	"payhsm/ops"
 
 	"payhsm/hsm/custody"
@@ -20,7 +21,7 @@ func TestWorkingKeyHotPath(t *testing.T) {
 	svc := New(t)
 	arn := Import(t, svc, keyspec.Attributes{Usage: keyspec.P0, Class: keyspec.Symmetric, Algorithm: keyspec.TDES2Key,
 		Modes: keyspec.ModesOfUse{Encrypt: true, Decrypt: true, Wrap: true, Unwrap: true}}, "0123456789ABCDEFFEDCBA9876543210")
-	w, err := svc.Working(arn, "KeyIdentifier")
+	w, err := svc.Working(arn, fault.SubjectKey, fault.SideNone)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +30,7 @@ func TestWorkingKeyHotPath(t *testing.T) {
 	}
 	before := custody.TokenOperations()
 	for i := 0; i < 1000; i++ {
-		if _, err := svc.Working(arn, "KeyIdentifier"); err != nil {
+		if _, err := svc.Working(arn, fault.SubjectKey, fault.SideNone); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -39,7 +40,7 @@ func TestWorkingKeyHotPath(t *testing.T) {
 	if _, err := svc.StopKeyUsage(arn); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := svc.Working(arn, "KeyIdentifier"); err == nil {
+	if _, err := svc.Working(arn, fault.SubjectKey, fault.SideNone); err == nil {
 		t.Fatal("a stopped key is still usable from the cache")
 	}
 }
@@ -51,7 +52,7 @@ func BenchmarkWorkingKey(b *testing.B) {
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if _, err := svc.Working(arn, "KeyIdentifier"); err != nil {
+			if _, err := svc.Working(arn, fault.SubjectKey, fault.SideNone); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -68,7 +69,7 @@ func TestBlockIdent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := svc.Working(ops.BlockIdent("default", block), "Key")
+	w, err := svc.Working(ops.BlockIdent("default", block), fault.SubjectKey, fault.SideNone)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,10 +77,10 @@ func TestBlockIdent(t *testing.T) {
 		t.Fatalf("block key: %+v KCV %s want %s", w.Attributes(), w.KCV(), kcv)
 	}
 	tampered := block[:len(block)-1] + string("0123456789ABCDEF"[(strings.IndexByte("0123456789ABCDEF", block[len(block)-1])+1)%16])
-	if _, err := svc.Working(ops.BlockIdent("default", tampered), "Key"); err == nil {
+	if _, err := svc.Working(ops.BlockIdent("default", tampered), fault.SubjectKey, fault.SideNone); err == nil {
 		t.Fatal("a tampered key block was accepted")
 	}
-	if _, err := svc.Working(ops.BlockIdent("nope", block), "Key"); err == nil {
+	if _, err := svc.Working(ops.BlockIdent("nope", block), fault.SubjectKey, fault.SideNone); err == nil {
 		t.Fatal("a block under an unknown profile was accepted")
 	}
 	if _, _, err := svc.GenerateKeyBlock("default", keyspec.Attributes{Usage: keyspec.C0, Class: keyspec.Symmetric, Algorithm: keyspec.AES128,
@@ -118,7 +119,7 @@ func TestRotateProfile(t *testing.T) {
 		t.Errorf("rewrapped %d, verified %d, want 28", rep.Rewrapped, rep.Verified)
 	}
 	for _, arn := range append(arns, imported) {
-		w, err := svc.Working(arn, "KeyIdentifier")
+		w, err := svc.Working(arn, fault.SubjectKey, fault.SideNone)
 		if err != nil {
 			t.Fatalf("%s after rotation: %v", arn, err)
 		}
@@ -150,7 +151,7 @@ func TestDeadToken(t *testing.T) {
 	}
 
 	tok.SetDead(true)
-	if w, err := svc.Working(arn, "KeyIdentifier"); err != nil || w.KCV() != "08D7B4" {
+	if w, err := svc.Working(arn, fault.SubjectKey, fault.SideNone); err != nil || w.KCV() != "08D7B4" {
 		t.Fatalf("working key with the token dead: %v", err)
 	}
 	if _, err := svc.RotateProfile("default", nil, time.Millisecond); err == nil {
@@ -167,7 +168,7 @@ func TestDeadToken(t *testing.T) {
 	if err != nil || rep.Version != 2 {
 		t.Fatalf("rotation with the token back: %+v %v", rep, err)
 	}
-	if w, err := svc.Working(arn, "KeyIdentifier"); err != nil || w.KCV() != "08D7B4" {
+	if w, err := svc.Working(arn, fault.SubjectKey, fault.SideNone); err != nil || w.KCV() != "08D7B4" {
 		t.Fatalf("working key after rotation: %v", err)
 	}
 }

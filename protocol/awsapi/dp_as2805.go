@@ -3,6 +3,7 @@ package awsapi
 import (
 	"context"
 
+	"payhsm/fault"
 	"payhsm/keyspec"
 	"payhsm/ops"
 	cp "payhsm/protocol/awsapi/cpshape"
@@ -13,42 +14,96 @@ import (
 // GenerateAs2805KekValidation and the control plane's As2805KeyCryptogram
 // members of ImportKey and ExportKey. Semantics are in ops/as2805.go.
 
+var as2805Masks = map[dp.RandomKeySendVariantMask]ops.As2805Mask{"VARIANT_MASK_82": ops.As2805Mask82, "VARIANT_MASK_82C0": ops.As2805Mask82C0}
+
+var as2805MaxLengths = map[dp.RandomKeyMaxLength]int{"BYTES_8": 8, "BYTES_16": 16, "BYTES_24": 24}
+
+var as2805Variants = map[cp.As2805KeyVariant]ops.As2805Variant{
+	"TERMINAL_MAJOR_KEY_VARIANT_00": ops.As2805TerminalMajorKey, "PIN_ENCRYPTION_KEY_VARIANT_28": ops.As2805PinEncryptionKey,
+	"MESSAGE_AUTHENTICATION_KEY_VARIANT_24": ops.As2805MacKey, "DATA_ENCRYPTION_KEY_VARIANT_22": ops.As2805DataKey,
+}
+
 // as2805Operations maps GenerateAs2805KekValidation.
 func (s *Server) as2805Operations() map[string]operation {
 	o := s.ops
 	return map[string]operation{
 		"GenerateAs2805KekValidation": handler(func(_ context.Context, in *dp.GenerateAs2805KekValidationInput) (any, error) {
-			req := ops.As2805KekValidationInput{KeyIdentifier: str(in.KeyIdentifier), VariantMask: str(in.RandomKeySendVariantMask)}
-			switch t := in.KekValidationType; {
-			case t.KekValidationRequest != nil:
-				r := t.KekValidationRequest
-				req.Request = &ops.As2805KekValidationRequest{DeriveKeyAlgorithm: keyspec.Algorithm(str(r.DeriveKeyAlgorithm)),
-					RandomKeyMaxLength: str(r.RandomKeyMaxLength)}
-			case t.KekValidationResponse != nil:
-				req.ResponseKRs = str(t.KekValidationResponse.RandomKeySend)
-			}
-			r, err := o.GenerateAs2805KekValidation(req)
+			const t = "KekValidationType"
+			r, err := func() (*ops.As2805KekValidationOutput, error) {
+				req := ops.As2805KekValidationInput{KeyIdentifier: str(in.KeyIdentifier), VariantMask: opsEnum(in.RandomKeySendVariantMask, as2805Masks, badEnum)}
+				switch v := in.KekValidationType; {
+				case v.KekValidationRequest != nil:
+					r := v.KekValidationRequest
+					req.Request = &ops.As2805KekValidationRequest{DeriveKeyAlgorithm: keyspec.Algorithm(str(r.DeriveKeyAlgorithm)),
+						RandomKeyMaxLength: opsEnum(r.RandomKeyMaxLength, as2805MaxLengths, -1)}
+				case v.KekValidationResponse != nil:
+					var err error
+					if req.ResponseKRs, err = unhex(t+".KekValidationResponse.RandomKeySend", v.KekValidationResponse.RandomKeySend); err != nil {
+						return nil, err
+					}
+				}
+				return o.GenerateAs2805KekValidation(req)
+			}()
 			if err != nil {
-				return nil, err
+				return nil, locate(err, func(_ fault.Side, subj fault.Subject) string {
+					switch subj {
+					case fault.SubjectKekValidation:
+						return t
+					case fault.SubjectDerivedKeyAlgorithm:
+						return t + ".KekValidationRequest.DeriveKeyAlgorithm"
+					case fault.SubjectRandomKeyLength:
+						return t + ".KekValidationRequest.RandomKeyMaxLength"
+					case fault.SubjectRandomKeySend:
+						return t + ".KekValidationResponse.RandomKeySend"
+					}
+					return ""
+				})
 			}
 			return &dp.GenerateAs2805KekValidationOutput{KeyArn: &r.KeyARN, KeyCheckValue: &r.KCV,
-				RandomKeySend: &r.RandomKeySend, RandomKeyReceive: &r.RandomKeyReceive}, nil
+				RandomKeySend: upperHex(r.RandomKeySend), RandomKeyReceive: upperHex(r.RandomKeyReceive)}, nil
 		}),
+	}
+}
+
+// as2805Members locates the faults of the As2805KeyCryptogram member of
+// ImportKey and ExportKey (keyMember names the key under export).
+func as2805Members(keyMember string) memberPath {
+	return func(_ fault.Side, subj fault.Subject) string {
+		const m = "KeyMaterial.As2805KeyCryptogram."
+		switch subj {
+		case fault.SubjectAs2805Variant:
+			return m + "As2805KeyVariant"
+		case fault.SubjectKeyAlgorithm:
+			return m + "KeyAlgorithm"
+		case fault.SubjectKeyCryptogram:
+			return m + "WrappedKeyCryptogram"
+		case fault.SubjectWrappingKey:
+			return m + "WrappingKeyIdentifier"
+		case fault.SubjectKeySerialNumber:
+			return "ExportAttributes.ExportDukptInitialKey"
+		case fault.SubjectKey:
+			return keyMember
+		}
+		return ""
 	}
 }
 
 // importAs2805 maps ImportKey's As2805KeyCryptogram member (control plane;
 // ImportKey's handler calls it for that member).
 func importAs2805(o *ops.Service, req ops.ImportKeyInput, x *cp.ImportAs2805KeyCryptogram) (any, error) {
-	in := ops.ImportAs2805{Variant: str(x.As2805KeyVariant), Algorithm: keyspec.Algorithm(str(x.KeyAlgorithm)), Exportable: boolv(x.Exportable),
-		WrappingKeyIdentifier: str(x.WrappingKeyIdentifier), Cryptogram: str(x.WrappedKeyCryptogram)}
+	ct, err := unhex("KeyMaterial.As2805KeyCryptogram.WrappedKeyCryptogram", x.WrappedKeyCryptogram)
+	if err != nil {
+		return nil, err
+	}
+	in := ops.ImportAs2805{Variant: opsEnum(x.As2805KeyVariant, as2805Variants, badEnum), Algorithm: keyspec.Algorithm(str(x.KeyAlgorithm)),
+		Exportable: boolv(x.Exportable), WrappingKeyIdentifier: str(x.WrappingKeyIdentifier), Cryptogram: ct}
 	if m := x.KeyModesOfUse; m != nil {
 		in.Modes = keyspec.ModesOfUse{Encrypt: boolv(m.Encrypt), Decrypt: boolv(m.Decrypt), Wrap: boolv(m.Wrap), Unwrap: boolv(m.Unwrap),
 			Generate: boolv(m.Generate), Sign: boolv(m.Sign), Verify: boolv(m.Verify), DeriveKey: boolv(m.DeriveKey), NoRestrictions: boolv(m.NoRestrictions)}
 	}
 	k, err := o.ImportKeyAs2805(req, in)
 	if err != nil {
-		return nil, err
+		return nil, locate(err, as2805Members(""))
 	}
 	return &cp.ImportKeyOutput{Key: key(k)}, nil
 }
@@ -57,13 +112,14 @@ func importAs2805(o *ops.Service, req ops.ImportKeyInput, x *cp.ImportAs2805KeyC
 // ExportKey's handler calls it for that member with the request it built
 // from ExportKeyIdentifier and ExportAttributes).
 func exportAs2805(o *ops.Service, req ops.ExportKeyInput, x *cp.ExportAs2805KeyCryptogram) (any, error) {
-	w, err := o.ExportKeyAs2805(req, ops.ExportAs2805{WrappingKeyIdentifier: str(x.WrappingKeyIdentifier), Variant: str(x.As2805KeyVariant)})
+	w, err := o.ExportKeyAs2805(req, ops.ExportAs2805{WrappingKeyIdentifier: str(x.WrappingKeyIdentifier),
+		Variant: opsEnum(x.As2805KeyVariant, as2805Variants, badEnum)})
 	if err != nil {
-		return nil, err
+		return nil, locate(err, as2805Members("ExportKeyIdentifier"))
 	}
 	return &cp.ExportKeyOutput{WrappedKey: &cp.WrappedKey{
-		WrappingKeyArn: opt(w.WrappingKeyARN), WrappedKeyMaterialFormat: enum[cp.WrappedKeyMaterialFormat](w.Format),
-		KeyMaterial: opt(w.KeyMaterial), KeyCheckValue: opt(w.KCV),
+		WrappingKeyArn: opt(w.WrappingKeyARN), WrappedKeyMaterialFormat: enum[cp.WrappedKeyMaterialFormat]("KEY_CRYPTOGRAM"),
+		KeyMaterial: upperHex(w.Cryptogram), KeyCheckValue: opt(w.KCV),
 		KeyCheckValueAlgorithm: enum[cp.KeyCheckValueAlgorithm](string(w.KCVAlgorithm)),
 	}}, nil
 }

@@ -3,82 +3,141 @@ package awsapi
 import (
 	"context"
 
+	"payhsm/fault"
+	"payhsm/keyspec"
 	"payhsm/ops"
 	dp "payhsm/protocol/awsapi/dpshape"
 )
 
 // dataEncryptionOperations maps EncryptData, DecryptData, ReEncryptData,
-// GenerateMac and VerifyMac onto the operations layer.
+// GenerateMac and VerifyMac onto the operations layer: hexadecimal members
+// are decoded here, and the operations layer's faults are located at the
+// members of the request they are about.
 func (s *Server) dataEncryptionOperations() map[string]operation {
 	o := s.ops
 	return map[string]operation{
 		"EncryptData": handler(func(_ context.Context, in *dp.EncryptDataInput) (any, error) {
-			wk, err := dataWrappedKey("WrappedKey", in.WrappedKey)
+			paths := dataMembers("EncryptionAttributes", cipherMember(in.EncryptionAttributes), "WrappedKey", in.WrappedKey, "PlainText")
+			r, err := func() (*ops.DataOutput, error) {
+				wk, err := wrappedKey("WrappedKey", in.WrappedKey)
+				if err != nil {
+					return nil, err
+				}
+				attrs, err := dataCipher("EncryptionAttributes", in.EncryptionAttributes)
+				if err != nil {
+					return nil, err
+				}
+				pt, err := unhex("PlainText", in.PlainText)
+				if err != nil {
+					return nil, err
+				}
+				defer clear(pt)
+				return o.EncryptData(ops.EncryptDataInput{KeyIdentifier: str(in.KeyIdentifier), PlainText: pt, Attributes: attrs, WrappedKey: wk})
+			}()
 			if err != nil {
-				return nil, err
+				return nil, locate(err, paths)
 			}
-			r, err := o.EncryptData(ops.EncryptDataInput{KeyIdentifier: str(in.KeyIdentifier), PlainText: str(in.PlainText),
-				Attributes: dataCipher(in.EncryptionAttributes), WrappedKey: wk})
-			if err != nil {
-				return nil, err
-			}
-			return &dp.EncryptDataOutput{KeyArn: &r.KeyARN, KeyCheckValue: opt(r.KCV), CipherText: &r.Data}, nil
+			return &dp.EncryptDataOutput{KeyArn: &r.KeyARN, KeyCheckValue: opt(r.KCV), CipherText: upperHex(r.Data)}, nil
 		}),
 		"DecryptData": handler(func(_ context.Context, in *dp.DecryptDataInput) (any, error) {
-			wk, err := dataWrappedKey("WrappedKey", in.WrappedKey)
+			paths := dataMembers("DecryptionAttributes", cipherMember(in.DecryptionAttributes), "WrappedKey", in.WrappedKey, "CipherText")
+			r, err := func() (*ops.DataOutput, error) {
+				wk, err := wrappedKey("WrappedKey", in.WrappedKey)
+				if err != nil {
+					return nil, err
+				}
+				attrs, err := dataCipher("DecryptionAttributes", in.DecryptionAttributes)
+				if err != nil {
+					return nil, err
+				}
+				ct, err := unhex("CipherText", in.CipherText)
+				if err != nil {
+					return nil, err
+				}
+				return o.DecryptData(ops.DecryptDataInput{KeyIdentifier: str(in.KeyIdentifier), CipherText: ct, Attributes: attrs, WrappedKey: wk})
+			}()
 			if err != nil {
-				return nil, err
+				return nil, locate(err, paths)
 			}
-			r, err := o.DecryptData(ops.DecryptDataInput{KeyIdentifier: str(in.KeyIdentifier), CipherText: str(in.CipherText),
-				Attributes: dataCipher(in.DecryptionAttributes), WrappedKey: wk})
-			if err != nil {
-				return nil, err
-			}
-			return &dp.DecryptDataOutput{KeyArn: &r.KeyARN, KeyCheckValue: &r.KCV, PlainText: &r.Data}, nil
+			defer clear(r.Data)
+			return &dp.DecryptDataOutput{KeyArn: &r.KeyARN, KeyCheckValue: &r.KCV, PlainText: upperHex(r.Data)}, nil
 		}),
 		"ReEncryptData": handler(func(_ context.Context, in *dp.ReEncryptDataInput) (any, error) {
-			iwk, err := dataWrappedKey("IncomingWrappedKey", in.IncomingWrappedKey)
+			paths := reEncryptMembers(in)
+			r, err := func() (*ops.DataOutput, error) {
+				iwk, err := wrappedKey("IncomingWrappedKey", in.IncomingWrappedKey)
+				if err != nil {
+					return nil, err
+				}
+				owk, err := wrappedKey("OutgoingWrappedKey", in.OutgoingWrappedKey)
+				if err != nil {
+					return nil, err
+				}
+				ia, err := reEncryptCipher("IncomingEncryptionAttributes", in.IncomingEncryptionAttributes)
+				if err != nil {
+					return nil, err
+				}
+				oa, err := reEncryptCipher("OutgoingEncryptionAttributes", in.OutgoingEncryptionAttributes)
+				if err != nil {
+					return nil, err
+				}
+				ct, err := unhex("CipherText", in.CipherText)
+				if err != nil {
+					return nil, err
+				}
+				return o.ReEncryptData(ops.ReEncryptDataInput{
+					IncomingKeyIdentifier: str(in.IncomingKeyIdentifier), OutgoingKeyIdentifier: str(in.OutgoingKeyIdentifier),
+					CipherText: ct, Incoming: ia, Outgoing: oa, IncomingWrappedKey: iwk, OutgoingWrappedKey: owk,
+				})
+			}()
 			if err != nil {
-				return nil, err
+				return nil, locate(err, paths)
 			}
-			owk, err := dataWrappedKey("OutgoingWrappedKey", in.OutgoingWrappedKey)
-			if err != nil {
-				return nil, err
-			}
-			r, err := o.ReEncryptData(ops.ReEncryptDataInput{
-				IncomingKeyIdentifier: str(in.IncomingKeyIdentifier), OutgoingKeyIdentifier: str(in.OutgoingKeyIdentifier),
-				CipherText:         str(in.CipherText),
-				Incoming:           reEncryptCipher(in.IncomingEncryptionAttributes),
-				Outgoing:           reEncryptCipher(in.OutgoingEncryptionAttributes),
-				IncomingWrappedKey: iwk, OutgoingWrappedKey: owk,
-			})
-			if err != nil {
-				return nil, err
-			}
-			return &dp.ReEncryptDataOutput{KeyArn: &r.KeyARN, KeyCheckValue: &r.KCV, CipherText: &r.Data}, nil
+			return &dp.ReEncryptDataOutput{KeyArn: &r.KeyARN, KeyCheckValue: &r.KCV, CipherText: upperHex(r.Data)}, nil
 		}),
 		"GenerateMac": handler(func(_ context.Context, in *dp.GenerateMacInput) (any, error) {
-			r, err := o.GenerateMac(ops.GenerateMacInput{KeyIdentifier: str(in.KeyIdentifier), MessageData: str(in.MessageData),
-				Attributes: macAttributes(in.GenerationAttributes), MacLength: dpMacLength(in.MacLength)})
+			const attrs = "GenerationAttributes"
+			r, err := func() (*ops.MacOutput, error) {
+				a, err := macAttributes(attrs, in.GenerationAttributes)
+				if err != nil {
+					return nil, err
+				}
+				msg, err := unhex("MessageData", in.MessageData)
+				if err != nil {
+					return nil, err
+				}
+				return o.GenerateMac(ops.GenerateMacInput{KeyIdentifier: str(in.KeyIdentifier), MessageData: msg, Attributes: a,
+					MacLength: dpMacLength(in.MacLength)})
+			}()
 			if err != nil {
-				return nil, err
+				return nil, locate(err, macMembers(attrs, in.GenerationAttributes))
 			}
-			return &dp.GenerateMacOutput{KeyArn: &r.KeyARN, KeyCheckValue: &r.KCV, Mac: &r.Mac}, nil
+			return &dp.GenerateMacOutput{KeyArn: &r.KeyARN, KeyCheckValue: &r.KCV, Mac: upperHex(r.Mac)}, nil
 		}),
 		"VerifyMac": handler(func(_ context.Context, in *dp.VerifyMacInput) (any, error) {
-			r, err := o.VerifyMac(ops.VerifyMacInput{KeyIdentifier: str(in.KeyIdentifier), MessageData: str(in.MessageData),
-				Mac: str(in.Mac), Attributes: macAttributes(in.VerificationAttributes), MacLength: dpMacLength(in.MacLength)})
+			const attrs = "VerificationAttributes"
+			r, err := func() (*ops.MacOutput, error) {
+				a, err := macAttributes(attrs, in.VerificationAttributes)
+				if err != nil {
+					return nil, err
+				}
+				msg, err := unhex("MessageData", in.MessageData)
+				if err != nil {
+					return nil, err
+				}
+				mac, err := unhex("Mac", in.Mac)
+				if err != nil {
+					return nil, err
+				}
+				return o.VerifyMac(ops.VerifyMacInput{KeyIdentifier: str(in.KeyIdentifier), MessageData: msg, Mac: mac, Attributes: a,
+					MacLength: dpMacLength(in.MacLength)})
+			}()
 			if err != nil {
-				return nil, err
+				return nil, locate(err, macMembers(attrs, in.VerificationAttributes))
 			}
 			return &dp.VerifyMacOutput{KeyArn: &r.KeyARN, KeyCheckValue: &r.KCV}, nil
 		}),
 	}
-}
-
-// dataWrappedKey maps a WrappedKey (either form; see wrappedKey).
-func dataWrappedKey(_ string, w *dp.WrappedKey) (*ops.DynamicKey, error) {
-	return wrappedKey(w), nil
 }
 
 func dpMacLength(p *int32) int {
@@ -88,71 +147,243 @@ func dpMacLength(p *int32) int {
 	return int(*p)
 }
 
-func symmetricCipher(a *dp.SymmetricEncryptionAttributes) *ops.SymmetricCipher {
+// symmetricCipher maps SymmetricEncryptionAttributes (member m).
+func symmetricCipher(m string, a *dp.SymmetricEncryptionAttributes) (*ops.SymmetricCipher, error) {
 	if a == nil {
-		return nil
+		return nil, nil
 	}
-	return &ops.SymmetricCipher{Mode: str(a.Mode), IV: str(a.InitializationVector), Padding: str(a.PaddingType)}
+	iv, err := unhex(m+".InitializationVector", a.InitializationVector)
+	if err != nil {
+		return nil, err
+	}
+	return &ops.SymmetricCipher{Mode: opsEnum(a.Mode, cipherModes, badEnum), IV: iv, Padding: opsEnum(a.PaddingType, paddings, badEnum)}, nil
 }
 
-func dukptCipher(a *dp.DukptEncryptionAttributes) *ops.DukptCipher {
+// dukptCipher maps DukptEncryptionAttributes (member m).
+func dukptCipher(m string, a *dp.DukptEncryptionAttributes) (*ops.DukptCipher, error) {
 	if a == nil {
-		return nil
+		return nil, nil
 	}
-	return &ops.DukptCipher{KSN: str(a.KeySerialNumber), Mode: str(a.Mode), DerivationType: str(a.DukptKeyDerivationType),
-		Variant: str(a.DukptKeyVariant), IV: str(a.InitializationVector)}
+	ksn, err := unhex(m+".KeySerialNumber", a.KeySerialNumber)
+	if err != nil {
+		return nil, err
+	}
+	iv, err := unhex(m+".InitializationVector", a.InitializationVector)
+	if err != nil {
+		return nil, err
+	}
+	return &ops.DukptCipher{KSN: ksn, Mode: opsEnum(a.Mode, dukptModes, badEnum), DerivationType: keyspec.Algorithm(str(a.DukptKeyDerivationType)),
+		Variant: opsEnum(a.DukptKeyVariant, dukptVariants, badEnum), IV: iv}, nil
 }
 
-func dataCipher(a *dp.EncryptionDecryptionAttributes) ops.DataCipher {
+// dataCipher maps EncryptionDecryptionAttributes (member m).
+func dataCipher(m string, a *dp.EncryptionDecryptionAttributes) (ops.DataCipher, error) {
 	var c ops.DataCipher
 	if a == nil {
-		return c
+		return c, nil
 	}
-	c.Symmetric = symmetricCipher(a.Symmetric)
-	c.Dukpt = dukptCipher(a.Dukpt)
+	var err error
+	if c.Symmetric, err = symmetricCipher(m+".Symmetric", a.Symmetric); err != nil {
+		return c, err
+	}
+	if c.Dukpt, err = dukptCipher(m+".Dukpt", a.Dukpt); err != nil {
+		return c, err
+	}
 	if a.Asymmetric != nil {
-		c.Asymmetric = &ops.AsymmetricCipher{Padding: str(a.Asymmetric.PaddingType)}
+		c.Asymmetric = &ops.AsymmetricCipher{Padding: opsEnum(a.Asymmetric.PaddingType, paddings, badEnum)}
 	}
 	if e := a.Emv; e != nil {
-		c.Emv = &ops.EmvCipher{MajorKeyDerivationMode: str(e.MajorKeyDerivationMode), PAN: str(e.PrimaryAccountNumber),
-			PSN: str(e.PanSequenceNumber), SessionDerivationData: str(e.SessionDerivationData), Mode: str(e.Mode),
-			IV: str(e.InitializationVector)}
+		r, err := unhex(m+".Emv.SessionDerivationData", e.SessionDerivationData)
+		if err != nil {
+			return c, err
+		}
+		iv, err := unhex(m+".Emv.InitializationVector", e.InitializationVector)
+		if err != nil {
+			return c, err
+		}
+		c.Emv = &ops.EmvCipher{MajorKeyMode: opsEnum(e.MajorKeyDerivationMode, emvOptions, badEnum), PAN: str(e.PrimaryAccountNumber),
+			PSN: str(e.PanSequenceNumber), SessionDerivationData: r, Mode: opsEnum(e.Mode, emvModes, badEnum), IV: iv}
 	}
-	return c
+	return c, nil
 }
 
-func reEncryptCipher(a *dp.ReEncryptionAttributes) ops.DataCipher {
+// reEncryptCipher maps ReEncryptionAttributes (member m).
+func reEncryptCipher(m string, a *dp.ReEncryptionAttributes) (ops.DataCipher, error) {
 	var c ops.DataCipher
 	if a == nil {
-		return c
+		return c, nil
 	}
-	c.Symmetric = symmetricCipher(a.Symmetric)
-	c.Dukpt = dukptCipher(a.Dukpt)
-	return c
+	var err error
+	if c.Symmetric, err = symmetricCipher(m+".Symmetric", a.Symmetric); err != nil {
+		return c, err
+	}
+	c.Dukpt, err = dukptCipher(m+".Dukpt", a.Dukpt)
+	return c, err
 }
 
-func dukptMac(a *dp.MacAlgorithmDukpt) *ops.DukptMac {
-	if a == nil {
-		return nil
+// cipherMember is the member set in EncryptionDecryptionAttributes.
+func cipherMember(a *dp.EncryptionDecryptionAttributes) string {
+	switch {
+	case a == nil:
+	case a.Symmetric != nil:
+		return "Symmetric"
+	case a.Asymmetric != nil:
+		return "Asymmetric"
+	case a.Dukpt != nil:
+		return "Dukpt"
+	case a.Emv != nil:
+		return "Emv"
 	}
-	return &ops.DukptMac{KSN: str(a.KeySerialNumber), Variant: str(a.DukptKeyVariant), DerivationType: str(a.DukptDerivationType)}
+	return ""
 }
 
-func macAttributes(a *dp.MacAttributes) ops.MacAttributes {
-	var m ops.MacAttributes
-	if a == nil {
-		return m
+// reEncryptMember is the member set in ReEncryptionAttributes.
+func reEncryptMember(a *dp.ReEncryptionAttributes) string {
+	switch {
+	case a == nil:
+	case a.Symmetric != nil:
+		return "Symmetric"
+	case a.Dukpt != nil:
+		return "Dukpt"
 	}
-	m.Algorithm = str(a.Algorithm)
-	m.DukptIso9797Algorithm1 = dukptMac(a.DukptIso9797Algorithm1)
-	m.DukptIso9797Algorithm3 = dukptMac(a.DukptIso9797Algorithm3)
-	m.DukptCmac = dukptMac(a.DukptCmac)
+	return ""
+}
+
+// cipherPath names a subject of the encryption attributes attrs whose set
+// member is m.
+func cipherPath(attrs, m string, subj fault.Subject) string {
+	switch subj {
+	case fault.SubjectCipherAttributes:
+		return attrs
+	case fault.SubjectCipherMode, fault.SubjectPadding, fault.SubjectIV, fault.SubjectKeySerialNumber, fault.SubjectDukptDerivationType,
+		fault.SubjectDukptVariant, fault.SubjectMajorKeyDerivationMode, fault.SubjectPAN, fault.SubjectPSN, fault.SubjectSessionDerivationData:
+		return join(attrs, m, leafMember(fault.SideNone, subj))
+	}
+	return ""
+}
+
+// dataMembers locates the faults of EncryptData and DecryptData: attrs is
+// the attributes member and m its set member, wk the WrappedKey member,
+// data the data member.
+func dataMembers(attrs, m, wkName string, wk *dp.WrappedKey, data string) memberPath {
+	return func(_ fault.Side, subj fault.Subject) string {
+		switch subj {
+		case fault.SubjectKey:
+			return "KeyIdentifier"
+		case fault.SubjectData:
+			return data
+		}
+		if p := wrappedKeyMember(wkName, wk, subj); p != "" {
+			return p
+		}
+		return cipherPath(attrs, m, subj)
+	}
+}
+
+// reEncryptMembers locates the faults of ReEncryptData by side.
+func reEncryptMembers(in *dp.ReEncryptDataInput) memberPath {
+	return func(side fault.Side, subj fault.Subject) string {
+		prefix, a, wk := "Incoming", in.IncomingEncryptionAttributes, in.IncomingWrappedKey
+		if side == fault.SideOutgoing {
+			prefix, a, wk = "Outgoing", in.OutgoingEncryptionAttributes, in.OutgoingWrappedKey
+		}
+		switch subj {
+		case fault.SubjectKey:
+			return prefix + "KeyIdentifier"
+		case fault.SubjectData:
+			return "CipherText"
+		}
+		if p := wrappedKeyMember(prefix+"WrappedKey", wk, subj); p != "" {
+			return p
+		}
+		return cipherPath(prefix+"EncryptionAttributes", reEncryptMember(a), subj)
+	}
+}
+
+// dukptMac maps MacAlgorithmDukpt (member m).
+func dukptMac(m string, a *dp.MacAlgorithmDukpt) (*ops.DukptMac, error) {
+	if a == nil {
+		return nil, nil
+	}
+	ksn, err := unhex(m+".KeySerialNumber", a.KeySerialNumber)
+	if err != nil {
+		return nil, err
+	}
+	return &ops.DukptMac{KSN: ksn, Variant: opsEnum(a.DukptKeyVariant, dukptVariants, badEnum),
+		DerivationType: keyspec.Algorithm(str(a.DukptDerivationType))}, nil
+}
+
+// macAttributes maps MacAttributes (member m).
+func macAttributes(m string, a *dp.MacAttributes) (ops.MacAttributes, error) {
+	var r ops.MacAttributes
+	if a == nil {
+		return r, nil
+	}
+	r.Algorithm = opsEnum(a.Algorithm, macAlgorithms, badEnum)
+	var err error
+	if r.DukptIso9797Algorithm1, err = dukptMac(m+".DukptIso9797Algorithm1", a.DukptIso9797Algorithm1); err != nil {
+		return r, err
+	}
+	if r.DukptIso9797Algorithm3, err = dukptMac(m+".DukptIso9797Algorithm3", a.DukptIso9797Algorithm3); err != nil {
+		return r, err
+	}
+	if r.DukptCmac, err = dukptMac(m+".DukptCmac", a.DukptCmac); err != nil {
+		return r, err
+	}
 	if e := a.EmvMac; e != nil {
-		m.EmvMac = &ops.EmvMac{MajorKeyDerivationMode: str(e.MajorKeyDerivationMode), PAN: str(e.PrimaryAccountNumber),
-			PSN: str(e.PanSequenceNumber), SessionKeyDerivationMode: str(e.SessionKeyDerivationMode)}
+		r.EmvMac = &ops.EmvMac{MajorKeyMode: opsEnum(e.MajorKeyDerivationMode, majorKeyOptions, badEnum), PAN: str(e.PrimaryAccountNumber),
+			PSN: str(e.PanSequenceNumber), SessionScheme: opsEnum(e.SessionKeyDerivationMode, sessionKeySchemes, badEnum)}
 		if v := e.SessionKeyDerivationValue; v != nil {
-			m.EmvMac.ApplicationCryptogram, m.EmvMac.ATC = str(v.ApplicationCryptogram), str(v.ApplicationTransactionCounter)
+			vm := m + ".EmvMac.SessionKeyDerivationValue"
+			if r.EmvMac.ApplicationCryptogram, err = unhex(vm+".ApplicationCryptogram", v.ApplicationCryptogram); err != nil {
+				return r, err
+			}
+			if r.EmvMac.ATC, err = unhex(vm+".ApplicationTransactionCounter", v.ApplicationTransactionCounter); err != nil {
+				return r, err
+			}
 		}
 	}
-	return m
+	return r, nil
+}
+
+// macMembers locates the faults of GenerateMac and VerifyMac (attributes
+// member attrs).
+func macMembers(attrs string, a *dp.MacAttributes) memberPath {
+	return func(_ fault.Side, subj fault.Subject) string {
+		switch subj {
+		case fault.SubjectKey:
+			return "KeyIdentifier"
+		case fault.SubjectMacAttributes:
+			return attrs
+		case fault.SubjectMacAlgorithm:
+			return attrs + ".Algorithm"
+		}
+		if a == nil {
+			return ""
+		}
+		var m string
+		switch {
+		case a.DukptIso9797Algorithm1 != nil:
+			m = "DukptIso9797Algorithm1"
+		case a.DukptIso9797Algorithm3 != nil:
+			m = "DukptIso9797Algorithm3"
+		case a.DukptCmac != nil:
+			m = "DukptCmac"
+		case a.EmvMac != nil:
+			m = "EmvMac"
+		}
+		switch subj {
+		case fault.SubjectKeySerialNumber, fault.SubjectDukptVariant:
+			return join(attrs, m, leafMember(fault.SideNone, subj))
+		case fault.SubjectDukptDerivationType:
+			return join(attrs, m, "DukptDerivationType")
+		case fault.SubjectMajorKeyDerivationMode, fault.SubjectPAN, fault.SubjectPSN, fault.SubjectSessionKeyDerivationMode:
+			return join(attrs, m, leafMember(fault.SideNone, subj))
+		case fault.SubjectSessionDerivation:
+			return join(attrs, m, "SessionKeyDerivationValue")
+		case fault.SubjectApplicationCryptogram, fault.SubjectATC:
+			return join(attrs, m, "SessionKeyDerivationValue", leafMember(fault.SideNone, subj))
+		}
+		return ""
+	}
 }

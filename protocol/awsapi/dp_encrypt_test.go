@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"testing"
 
+	"payhsm/fault"
 	dp "payhsm/protocol/awsapi/dpshape"
 )
 
@@ -34,23 +35,29 @@ func FuzzDataEncryptionRequests(f *testing.F) {
 			return v.(dp.Validator).Validate("") == nil
 		}
 		if ok(&enc) {
-			_ = dataCipher(enc.EncryptionAttributes)
-			_, _ = dataWrappedKey("WrappedKey", enc.WrappedKey)
+			_, _ = dataCipher("EncryptionAttributes", enc.EncryptionAttributes)
+			_, _ = wrappedKey("WrappedKey", enc.WrappedKey)
+			_ = locate(fault.About(fault.SubjectIV, "x"), dataMembers("EncryptionAttributes", cipherMember(enc.EncryptionAttributes), "WrappedKey", enc.WrappedKey, "PlainText"))
 		}
 		if ok(&dec) {
-			_ = dataCipher(dec.DecryptionAttributes)
-			_, _ = dataWrappedKey("WrappedKey", dec.WrappedKey)
+			_, _ = dataCipher("DecryptionAttributes", dec.DecryptionAttributes)
+			_, _ = wrappedKey("WrappedKey", dec.WrappedKey)
 		}
 		if ok(&re) {
-			_, _ = reEncryptCipher(re.IncomingEncryptionAttributes), reEncryptCipher(re.OutgoingEncryptionAttributes)
-			_, _ = dataWrappedKey("IncomingWrappedKey", re.IncomingWrappedKey)
-			_, _ = dataWrappedKey("OutgoingWrappedKey", re.OutgoingWrappedKey)
+			_, _ = reEncryptCipher("IncomingEncryptionAttributes", re.IncomingEncryptionAttributes)
+			_, _ = reEncryptCipher("OutgoingEncryptionAttributes", re.OutgoingEncryptionAttributes)
+			_, _ = wrappedKey("IncomingWrappedKey", re.IncomingWrappedKey)
+			_, _ = wrappedKey("OutgoingWrappedKey", re.OutgoingWrappedKey)
+			_ = locate(fault.About(fault.SubjectWrappedKey, "x").On(fault.SideOutgoing), reEncryptMembers(&re))
 		}
 		if ok(&gen) {
-			_, _ = macAttributes(gen.GenerationAttributes), dpMacLength(gen.MacLength)
+			_, _ = macAttributes("GenerationAttributes", gen.GenerationAttributes)
+			_ = dpMacLength(gen.MacLength)
+			_ = locate(fault.About(fault.SubjectATC, "x"), macMembers("GenerationAttributes", gen.GenerationAttributes))
 		}
 		if ok(&ver) {
-			_, _ = macAttributes(ver.VerificationAttributes), dpMacLength(ver.MacLength)
+			_, _ = macAttributes("VerificationAttributes", ver.VerificationAttributes)
+			_ = dpMacLength(ver.MacLength)
 		}
 	})
 }

@@ -3,6 +3,7 @@ package awsapi
 import (
 	"context"
 
+	"payhsm/fault"
 	"payhsm/keyspec"
 	"payhsm/ops"
 	dp "payhsm/protocol/awsapi/dpshape"
@@ -23,7 +24,22 @@ func (s *Server) keyMaterialOperations() map[string]operation {
 				KCVAlgorithm:                  keyspec.KCVAlgorithm(str(in.KeyCheckValueAlgorithm)),
 			})
 			if err != nil {
-				return nil, err
+				return nil, locate(err, func(_ fault.Side, subj fault.Subject) string {
+					const m = "IncomingKeyMaterial.DiffieHellmanTr31KeyBlock"
+					switch subj {
+					case fault.SubjectKeyCheckValueAlgorithm:
+						return "KeyCheckValueAlgorithm"
+					case fault.SubjectWrappedKey:
+						return m + ".WrappedKeyBlock"
+					case fault.SubjectDerivedKeyAlgorithm:
+						return m + ".DeriveKeyAlgorithm"
+					case fault.SubjectSharedInformation:
+						return m + ".DerivationData.SharedInformation"
+					case fault.SubjectCertificateAuthority, fault.SubjectCertificate, fault.SubjectKDF, fault.SubjectKDFHash:
+						return m + "." + leafMember(fault.SideNone, subj)
+					}
+					return ""
+				})
 			}
 			return &dp.TranslateKeyMaterialOutput{WrappedKey: &dp.WrappedWorkingKey{WrappedKeyMaterial: &r.KeyMaterial,
 				KeyCheckValue: &r.KCV, WrappedKeyMaterialFormat: enum[dp.WrappedKeyMaterialFormat](r.Format)}}, nil
@@ -39,17 +55,45 @@ func sharedInformation(d *dp.DiffieHellmanDerivationData) string {
 }
 
 // wrappedKey maps the WrappedKey shape of the data operations that take
-// dynamic keys (EncryptData, DecryptData, ReEncryptData, TranslatePinData):
-// a Tr31KeyBlock or a DiffieHellmanSymmetricKey.
-func wrappedKey(w *dp.WrappedKey) *ops.DynamicKey {
+// dynamic keys (EncryptData, DecryptData, ReEncryptData, the PIN
+// operations), request member m: a Tr31KeyBlock or a
+// DiffieHellmanSymmetricKey.
+func wrappedKey(m string, w *dp.WrappedKey) (*ops.DynamicKey, error) {
 	if w == nil || w.WrappedKeyMaterial == nil {
-		return nil
+		return nil, nil
 	}
 	dk := &ops.DynamicKey{Tr31KeyBlock: str(w.WrappedKeyMaterial.Tr31KeyBlock), KCVAlgorithm: keyspec.KCVAlgorithm(str(w.KeyCheckValueAlgorithm))}
 	if x := w.WrappedKeyMaterial.DiffieHellmanSymmetricKey; x != nil {
+		info, err := unhex(m+".WrappedKeyMaterial.DiffieHellmanSymmetricKey.SharedInformation", x.SharedInformation)
+		if err != nil {
+			return nil, err
+		}
 		dk.DiffieHellman = &ops.EcdhDerivation{CAIdentifier: str(x.CertificateAuthorityPublicKeyIdentifier), Certificate: str(x.PublicKeyCertificate),
-			KeyAlgorithm: keyspec.Algorithm(str(x.KeyAlgorithm)), KDF: str(x.KeyDerivationFunction), Hash: str(x.KeyDerivationHashAlgorithm),
-			SharedInformation: str(x.SharedInformation)}
+			KeyAlgorithm: keyspec.Algorithm(str(x.KeyAlgorithm)), KDF: opsEnum(x.KeyDerivationFunction, kdfs, badEnum),
+			Hash: opsEnum(x.KeyDerivationHashAlgorithm, kdfHashes, badEnum), SharedInformation: info}
 	}
-	return dk
+	return dk, nil
+}
+
+// wrappedKeyMember names the members of the dynamic key w (request member
+// m) that a fault's subject is about: "" when it is about none of them.
+func wrappedKeyMember(m string, w *dp.WrappedKey, subj fault.Subject) string {
+	if w == nil {
+		return ""
+	}
+	form := m + ".WrappedKeyMaterial.Tr31KeyBlock"
+	if w.WrappedKeyMaterial != nil && w.WrappedKeyMaterial.DiffieHellmanSymmetricKey != nil {
+		form = m + ".WrappedKeyMaterial.DiffieHellmanSymmetricKey"
+	}
+	switch subj {
+	case fault.SubjectWrappedKey:
+		return form
+	case fault.SubjectKeyCheckValueAlgorithm:
+		return m + ".KeyCheckValueAlgorithm"
+	case fault.SubjectDerivedKeyAlgorithm:
+		return form + ".KeyAlgorithm"
+	case fault.SubjectCertificateAuthority, fault.SubjectCertificate, fault.SubjectKDF, fault.SubjectKDFHash, fault.SubjectSharedInformation:
+		return form + "." + leafMember(fault.SideNone, subj)
+	}
+	return ""
 }

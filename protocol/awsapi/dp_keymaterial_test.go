@@ -25,8 +25,8 @@ func FuzzKeyMaterialRequests(f *testing.F) {
 		}
 		var wk dp.WrappedKey
 		if json.Unmarshal(body, &wk) == nil && wk.Validate("") == nil {
-			dk := wrappedKey(&wk)
-			if dk == nil || (dk.Tr31KeyBlock == "") == (dk.DiffieHellman == nil) {
+			dk, err := wrappedKey("WrappedKey", &wk)
+			if err == nil && (dk == nil || (dk.Tr31KeyBlock == "") == (dk.DiffieHellman == nil)) {
 				t.Fatalf("a valid WrappedKey mapped to %+v", dk)
 			}
 		}

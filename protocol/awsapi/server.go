@@ -183,14 +183,19 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) (plane, string, e
 	if err := in.Validate(""); err != nil {
 		f := fault.Wrap(fault.Validation, err.Error(), nil)
 		if ve, ok := err.(*cp.ValidationError); ok {
-			f.Field = ve.Field
+			return pl, name, &atMember{path: ve.Field, f: f}
 		} else if ve, ok := err.(*dp.ValidationError); ok {
-			f.Field = ve.Field
+			return pl, name, &atMember{path: ve.Field, f: f}
 		}
 		return pl, name, f
 	}
 	out, err := op.call(r.Context(), in)
 	if err != nil {
+		if pl == dataPlane {
+			// A fault about an input the handler did not place is named by
+			// its member's usual name.
+			err = locate(err, nil)
+		}
 		return pl, name, err
 	}
 	b, err := json.Marshal(out)

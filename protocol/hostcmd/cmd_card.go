@@ -1,10 +1,6 @@
 package hostcmd
 
 import (
-	"encoding/hex"
-	"strings"
-
-	"payhsm/hsm/emv"
 	"payhsm/ops"
 )
 
@@ -38,11 +34,9 @@ func (v cvvCmd) run(x *call) ([]byte, error) {
 	in := ops.CardValidationInput{KeyIdentifier: x.ident(v.key), PAN: v.pan, Kind: ops.CardCVV1,
 		ExpiryDate: v.exp, ServiceCode: v.code}
 	if v.verify {
-		in.Field = "VerificationAttributes"
 		_, err := x.svc.VerifyCardValidationData(in, v.cvv)
 		return nil, err
 	}
-	in.Field = "GenerationAttributes"
 	r, err := x.svc.GenerateCardValidationData(in)
 	if err != nil {
 		return nil, err
@@ -101,27 +95,26 @@ func decodeKQ(c *cursor) command {
 	return k
 }
 
-func upperHex(b []byte) string { return strings.ToUpper(hex.EncodeToString(b)) }
-
 func (k kqCmd) run(x *call) ([]byte, error) {
-	pp := upperHex(k.panPSN)
-	sess := ops.EMVSession{Scheme: emv.SchemeVisa, PAN: pp[:14], PSN: pp[14:], ATC: upperHex(k.atc),
-		UN: upperHex(k.un), Field: "SessionKeyDerivationAttributes"}
+	// PAN/PSN 8B is packed BCD: the 14 rightmost PAN digits, then the PSN.
+	var digits [16]byte
+	pp := appendHex(digits[:0], k.panPSN)
+	sess := ops.EMVSession{Scheme: ops.EmvVisa, PAN: string(pp[:14]), PSN: string(pp[14:]), ATC: k.atc, UN: k.un}
 	if k.scheme == '1' {
-		sess.Scheme = emv.SchemeMastercard
+		sess.Scheme = ops.EmvMastercard
 	}
-	in := ops.AuthRequestCryptogramInput{KeyIdentifier: x.ident(k.key), TransactionData: upperHex(k.data),
-		MajorKeyMode: "EMV_OPTION_A", Session: sess}
+	in := ops.AuthRequestCryptogramInput{KeyIdentifier: x.ident(k.key), TransactionData: k.data,
+		MajorKeyMode: ops.EmvOptionA, Session: sess}
 	var arpc *ops.ARPCRequest
 	if k.mode == '1' {
-		arpc = &ops.ARPCRequest{Method: 1, AuthResponseCode: upperHex(k.arc)}
+		arpc = &ops.ARPCRequest{Method: 1, AuthResponseCode: k.arc}
 	}
-	r, err := x.svc.VerifyAuthRequestCryptogram(in, upperHex(k.arqc), arpc)
+	r, err := x.svc.VerifyAuthRequestCryptogram(in, k.arqc, arpc)
 	if err != nil {
 		return nil, err
 	}
 	if arpc == nil {
 		return nil, nil
 	}
-	return hex.DecodeString(r.Value)
+	return r.Cryptogram, nil
 }

@@ -1,9 +1,7 @@
 package hostcmd
 
 import (
-	"encoding/hex"
 	"fmt"
-	"strings"
 
 	"payhsm/ops"
 )
@@ -20,18 +18,19 @@ var macKeyTypes = map[string]bool{"003": true, "008": true, "FFF": true}
 type macCmd struct {
 	verify   bool
 	key      keyRef
-	alg      string
+	alg      ops.MacAlgorithm
 	macLen   int // bytes
 	msg      []byte
 	padding  byte
-	macValue string
+	macValue []byte // M8: the MAC to verify (in mac)
+	mac      [8]byte
 }
 
 func decodeM6(c *cursor) command { return decodeMAC(c, false) }
 func decodeM8(c *cursor) command { return decodeMAC(c, true) }
 
 func decodeMAC(c *cursor, verify bool) command {
-	m := macCmd{verify: verify}
+	m := &macCmd{verify: verify}
 	f := c.take(5, "flags")
 	if c.err != nil {
 		return m
@@ -53,9 +52,9 @@ func decodeMAC(c *cursor, verify bool) command {
 	if size == '1' {
 		m.macLen = 8
 	}
-	m.alg = "ISO9797_ALGORITHM1"
+	m.alg = ops.MacISO9797Alg1
 	if alg == '3' {
-		m.alg = "ISO9797_ALGORITHM3"
+		m.alg = ops.MacISO9797Alg3
 	}
 	m.padding = pad
 	if kt := c.hex(3, "key type"); c.err == nil && !macKeyTypes[kt] {
@@ -64,7 +63,7 @@ func decodeMAC(c *cursor, verify bool) command {
 	m.key = c.key("key")
 	m.msg = c.message(inFmt, "06")
 	if verify {
-		m.macValue = c.hex(2*m.macLen, "MAC")
+		m.macValue = c.hexBytes(2*m.macLen, "MAC", m.mac[:0])
 	}
 	c.finish()
 	if c.err == nil && pad == '0' && len(m.msg)%8 != 0 {
@@ -84,18 +83,13 @@ func (c *cursor) message(inFmt byte, lenCode string) []byte {
 		c.fail(lenCode, "message length")
 		return nil
 	}
-	raw := c.take(n, "message")
 	if inFmt != '1' {
-		return raw
+		return c.take(n, "message")
 	}
-	b, err := hex.DecodeString(string(raw))
-	if err != nil {
-		c.fail(codeInvalidInput, "message is not hexadecimal")
-	}
-	return b
+	return c.hexBytes(n, "message", make([]byte, 0, n/2))
 }
 
-func (m macCmd) run(x *call) ([]byte, error) {
+func (m *macCmd) run(x *call) ([]byte, error) {
 	msg := m.msg
 	if m.padding == '2' { // ISO 9797-1 method 2: 0x80 then zeros to a whole block
 		msg = append(append([]byte{}, msg...), 0x80)
@@ -105,36 +99,37 @@ func (m macCmd) run(x *call) ([]byte, error) {
 	}
 	attrs := ops.MacAttributes{Algorithm: m.alg}
 	if m.verify {
-		_, err := x.svc.VerifyMac(ops.VerifyMacInput{KeyIdentifier: x.ident(m.key), MessageData: upperHex(msg),
+		_, err := x.svc.VerifyMac(ops.VerifyMacInput{KeyIdentifier: x.ident(m.key), MessageData: msg,
 			Mac: m.macValue, Attributes: attrs, MacLength: m.macLen})
 		return nil, err
 	}
-	r, err := x.svc.GenerateMac(ops.GenerateMacInput{KeyIdentifier: x.ident(m.key), MessageData: upperHex(msg),
+	r, err := x.svc.GenerateMac(ops.GenerateMacInput{KeyIdentifier: x.ident(m.key), MessageData: msg,
 		Attributes: attrs, MacLength: m.macLen})
 	if err != nil {
 		return nil, err
 	}
-	return []byte(r.Mac), nil
+	x.scratch = appendHex(x.scratch[:0], r.Mac)
+	return x.scratch, nil
 }
 
 // dataKeyTypes are M0/M2/M4's key type codes: ZEK, DEK/TEK, or a key block.
 var dataKeyTypes = map[string]bool{"00A": true, "00B": true, "FFF": true}
 
 // dataModes maps the 2N mode flag onto a cipher mode.
-var dataModes = map[string]string{"00": "ECB", "01": "CBC"}
+var dataModes = map[string]ops.CipherMode{"00": ops.ModeECB, "01": ops.ModeCBC}
 
 // dataKey is one side of M0/M2/M4: mode, key and IV.
 type dataKey struct {
-	mode string
+	mode ops.CipherMode
 	key  keyRef
-	iv   string
+	iv   []byte
 }
 
-func (d dataKey) cipher() ops.DataCipher {
+func (d *dataKey) cipher() ops.DataCipher {
 	return ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: d.mode, IV: d.iv}}
 }
 
-func (c *cursor) dataMode() string {
+func (c *cursor) dataMode() ops.CipherMode {
 	m, ok := dataModes[c.digits(2, "mode flag")]
 	if c.err == nil && !ok {
 		c.fail(codeInvalidInput, "mode flag: 00 (ECB) and 01 (CBC) are supported")
@@ -151,14 +146,14 @@ func (c *cursor) dataKeyType() {
 // iv decodes a CBC IV: 32H when the key is an AES key block (header
 // algorithm A), else 16H.
 func (c *cursor) iv(d *dataKey) {
-	if d.mode != "CBC" {
+	if d.mode != ops.ModeCBC {
 		return
 	}
 	n := 16
 	if d.key.block && len(d.key.raw) > 7 && d.key.raw[7] == 'A' {
 		n = 32
 	}
-	d.iv = c.hex(n, "IV")
+	d.iv = c.hexBytes(n, "IV", make([]byte, 0, n/2))
 }
 
 func (c *cursor) formatFlag(what string) byte {
@@ -221,7 +216,7 @@ func decodeM4(c *cursor) command {
 func (d dataCmd) run(x *call) ([]byte, error) {
 	var r *ops.DataOutput
 	var err error
-	data := upperHex(d.msg)
+	data := d.msg
 	switch d.code {
 	case "M0":
 		r, err = x.svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: x.ident(d.src.key), PlainText: data, Attributes: d.src.cipher()})
@@ -234,12 +229,12 @@ func (d dataCmd) run(x *call) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := []byte(strings.ToUpper(r.Data))
-	if d.out == '0' {
-		if out, err = hex.DecodeString(r.Data); err != nil {
-			return nil, fmt.Errorf("hostcmd: data result: %w", err)
-		}
+	out := r.Data
+	if d.out == '1' {
+		out = appendHex(make([]byte, 0, 2*len(r.Data)), r.Data)
+		clear(r.Data)
 	}
+	defer clear(out)
 	if len(out) > 0xFFFF {
 		return nil, errCode(codeDataLength, "result too long")
 	}

@@ -316,7 +316,7 @@ func decodeBU(c *cursor) command {
 }
 
 func (b buCmd) run(x *call) ([]byte, error) {
-	w, err := x.svc.Working(x.ident(b.key), "KeyIdentifier")
+	w, err := x.svc.Working(x.ident(b.key), fault.SubjectKey, fault.SideNone)
 	if err != nil {
 		return nil, err
 	}
@@ -329,7 +329,7 @@ func (b buCmd) run(x *call) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		return []byte(kcv), nil
+		return appendHex(nil, kcv), nil
 	}
 	return []byte(w.KCV()), nil
 }

@@ -9,19 +9,19 @@ import (
 // pinFormatCode maps a payShield PIN block format code onto the operations
 // layer's format. Only the TDES formats are carried: ISO format 4 (48) has a
 // 32H block that the fixed 16H PIN block fields cannot hold.
-func pinFormatCode(code []byte) (ops.PinBlockFormat, bool) {
+func pinFormatCode(code []byte) (ops.PinFormat, bool) {
 	switch string(code) {
 	case "01":
-		return ops.PinISOFormat0, true
+		return ops.PinFormatISO0, true
 	case "05":
-		return ops.PinISOFormat1, true
+		return ops.PinFormatISO1, true
 	case "47":
-		return ops.PinISOFormat3, true
+		return ops.PinFormatISO3, true
 	}
-	return "", false
+	return 0, false
 }
 
-func (c *cursor) pinFormat(what string) ops.PinBlockFormat {
+func (c *cursor) pinFormat(what string) ops.PinFormat {
 	code := c.take(2, what)
 	for _, b := range code {
 		if !isDigit(b) {
@@ -29,7 +29,7 @@ func (c *cursor) pinFormat(what string) ops.PinBlockFormat {
 		}
 	}
 	if c.err != nil {
-		return ""
+		return 0
 	}
 	f, ok := pinFormatCode(code)
 	if !ok {
@@ -71,11 +71,20 @@ func accountPAN(account string) string { return account + "0" }
 type translateCmd struct {
 	src, dst      keyRef
 	maxPIN        int
-	block         string
-	inFmt, outFmt ops.PinBlockFormat
+	block         pinBlock
+	inFmt, outFmt ops.PinFormat
 	outCode       []byte
 	pan           string // the account as a PAN (accountPAN)
 	dukpt         *ops.PinDukpt
+	ksn           [10]byte
+}
+
+// pinBlock is a 16H PIN block field, decoded.
+type pinBlock [8]byte
+
+// pinBlock decodes a 16H PIN block field into b.
+func (c *cursor) pinBlock(b *pinBlock) {
+	c.hexBytes(16, "PIN block", b[:0])
 }
 
 func decodeCA(c *cursor) command { return decodeTranslate(c) }
@@ -88,7 +97,7 @@ func decodeTranslate(c *cursor) command {
 	if t.maxPIN = c.num(2, "maximum PIN length"); c.err == nil && (t.maxPIN < 4 || t.maxPIN > 12) {
 		c.fail(codePinLength, "maximum PIN length")
 	}
-	t.block = c.hex(16, "PIN block")
+	c.pinBlock(&t.block)
 	t.inFmt = c.pinFormat("source format")
 	t.outCode = c.b[min(c.i, len(c.b)):min(c.i+2, len(c.b))]
 	t.outFmt = c.pinFormat("destination format")
@@ -105,8 +114,8 @@ func decodeG0(c *cursor) command {
 	t.src = c.key("BDK")
 	t.dst = c.key("ZPK")
 	c.hex(3, "KSN descriptor")
-	t.dukpt = &ops.PinDukpt{KSN: c.hex(20, "KSN")}
-	t.block = c.hex(16, "PIN block")
+	t.dukpt = &ops.PinDukpt{KSN: c.hexBytes(20, "KSN", t.ksn[:0])}
+	c.pinBlock(&t.block)
 	t.inFmt = c.pinFormat("source format")
 	t.outCode = c.b[min(c.i, len(c.b)):min(c.i+2, len(c.b))]
 	t.outFmt = c.pinFormat("destination format")
@@ -118,7 +127,7 @@ func decodeG0(c *cursor) command {
 func (t *translateCmd) run(x *call) ([]byte, error) {
 	in := ops.TranslatePinInput{IncomingKey: x.ident(t.src), OutgoingKey: x.ident(t.dst),
 		Incoming: pinSpec(t.inFmt, t.pan), Outgoing: pinSpec(t.outFmt, t.pan),
-		EncryptedPinBlock: t.block, IncomingDukpt: t.dukpt}
+		EncryptedPinBlock: t.block[:], IncomingDukpt: t.dukpt}
 	r, err := x.svc.TranslatePin(in)
 	if err != nil {
 		return nil, err
@@ -127,13 +136,13 @@ func (t *translateCmd) run(x *call) ([]byte, error) {
 		return nil, errCode(codePinLength, "the PIN is longer than the maximum PIN length")
 	}
 	out := append(x.scratch[:0], byte('0'+r.PinLength/10), byte('0'+r.PinLength%10))
-	out = append(out, r.PinBlock...)
+	out = appendHex(out, r.PinBlock)
 	x.scratch = append(out, t.outCode...)
 	return x.scratch, nil
 }
 
-func pinSpec(f ops.PinBlockFormat, pan string) ops.PinBlockSpec {
-	if f == ops.PinISOFormat1 {
+func pinSpec(f ops.PinFormat, pan string) ops.PinBlockSpec {
+	if f == ops.PinFormatISO1 {
 		return ops.PinBlockSpec{Format: f}
 	}
 	return ops.PinBlockSpec{Format: f, PAN: pan}
@@ -143,21 +152,22 @@ func pinSpec(f ops.PinBlockFormat, pan string) ops.PinBlockSpec {
 // Request: PIN key | PVK | PIN block 16H | format 2N | account 12N | PVKI 1N
 // | PVV 4N. Response: error code only (01: the PIN does not verify).
 type pvvVerifyCmd struct {
-	pek, pvk       keyRef
-	block, account string
-	format         ops.PinBlockFormat
-	pvki           int
-	pvv            string
+	pek, pvk keyRef
+	block    pinBlock
+	account  string
+	format   ops.PinFormat
+	pvki     int
+	pvv      string
 }
 
 func decodeDC(c *cursor) command { return decodePVVVerify(c) }
 func decodeEC(c *cursor) command { return decodePVVVerify(c) }
 
 func decodePVVVerify(c *cursor) command {
-	var v pvvVerifyCmd
+	v := &pvvVerifyCmd{}
 	v.pek = c.key("PIN key")
 	v.pvk = c.key("PVK")
-	v.block = c.hex(16, "PIN block")
+	c.pinBlock(&v.block)
 	v.format = c.pinFormat("format")
 	v.account = c.digits(12, "account number")
 	v.pvki = c.num(1, "PVKI")
@@ -166,9 +176,9 @@ func decodePVVVerify(c *cursor) command {
 	return v
 }
 
-func (v pvvVerifyCmd) run(x *call) ([]byte, error) {
+func (v *pvvVerifyCmd) run(x *call) ([]byte, error) {
 	_, err := x.svc.VerifyPin(ops.VerifyPinInput{VerificationKey: x.ident(v.pvk), EncryptionKey: x.ident(v.pek),
-		Visa: &ops.VisaPinCheck{PVKI: v.pvki, PVV: v.pvv}, EncryptedPinBlock: v.block,
+		Visa: &ops.VisaPinCheck{PVKI: v.pvki, PVV: v.pvv}, EncryptedPinBlock: v.block[:],
 		PAN: accountPAN(v.account), Format: v.format})
 	return nil, err
 }
@@ -179,24 +189,25 @@ func (v pvvVerifyCmd) run(x *call) ([]byte, error) {
 // validation data 12A ("N" = the last 5 account digits) | offset 12H
 // (left-justified, F-padded). Response: error code only.
 type ibmVerifyCmd struct {
-	pek, pvk       keyRef
-	block, account string
-	format         ops.PinBlockFormat
-	checkLen       int
-	ibm            ops.Ibm3624Params
+	pek, pvk keyRef
+	block    pinBlock
+	account  string
+	format   ops.PinFormat
+	checkLen int
+	ibm      ops.Ibm3624Params
 }
 
 func decodeDA(c *cursor) command { return decodeIBMVerify(c) }
 func decodeEA(c *cursor) command { return decodeIBMVerify(c) }
 
 func decodeIBMVerify(c *cursor) command {
-	var v ibmVerifyCmd
+	v := &ibmVerifyCmd{}
 	v.pek = c.key("PIN key")
 	v.pvk = c.key("PVK")
 	if n := c.num(2, "maximum PIN length"); c.err == nil && (n < 4 || n > 12) {
 		c.fail(codePinLength, "maximum PIN length")
 	}
-	v.block = c.hex(16, "PIN block")
+	c.pinBlock(&v.block)
 	v.format = c.pinFormat("format")
 	v.checkLen = c.num(2, "check length")
 	v.account = c.digits(12, "account number")
@@ -213,7 +224,7 @@ func decodeIBMVerify(c *cursor) command {
 	// "N" marks where the last 5 digits of the account go; data without it
 	// is padded to 16 with F (the pad character).
 	v.ibm.ValidationData = strings.Replace(vd, "N", v.account[7:], 1)
-	v.ibm.PadCharacter = "F"
+	v.ibm.PadCharacter = 'F'
 	v.ibm.PinOffset = strings.TrimRight(off, "F")
 	if len(v.ibm.PinOffset) != v.checkLen {
 		c.fail(codeInvalidInput, "offset length differs from the check length")
@@ -221,10 +232,9 @@ func decodeIBMVerify(c *cursor) command {
 	return v
 }
 
-func (v ibmVerifyCmd) run(x *call) ([]byte, error) {
-	ibm := v.ibm
+func (v *ibmVerifyCmd) run(x *call) ([]byte, error) {
 	_, err := x.svc.VerifyPin(ops.VerifyPinInput{VerificationKey: x.ident(v.pvk), EncryptionKey: x.ident(v.pek),
-		Ibm: &ibm, EncryptedPinBlock: v.block, PAN: accountPAN(v.account), Format: v.format})
+		Ibm: &v.ibm, EncryptedPinBlock: v.block[:], PAN: accountPAN(v.account), Format: v.format})
 	return nil, err
 }
 
@@ -235,17 +245,18 @@ func (v ibmVerifyCmd) run(x *call) ([]byte, error) {
 // DG: a PIN's Visa PVV. Request: PIN key | PVK | PIN block 16H | format 2N |
 // account 12N | PVKI 1N. Response: PVV 4N.
 type pvvGenCmd struct {
-	pek, pvk       keyRef
-	block, account string
-	format         ops.PinBlockFormat
-	pvki           int
+	pek, pvk keyRef
+	block    pinBlock
+	account  string
+	format   ops.PinFormat
+	pvki     int
 }
 
 func decodeDG(c *cursor) command {
-	var g pvvGenCmd
+	g := &pvvGenCmd{}
 	g.pek = c.key("PIN key")
 	g.pvk = c.key("PVK")
-	g.block = c.hex(16, "PIN block")
+	c.pinBlock(&g.block)
 	g.format = c.pinFormat("format")
 	g.account = c.digits(12, "account number")
 	g.pvki = c.num(1, "PVKI")
@@ -253,9 +264,9 @@ func decodeDG(c *cursor) command {
 	return g
 }
 
-func (g pvvGenCmd) run(x *call) ([]byte, error) {
+func (g *pvvGenCmd) run(x *call) ([]byte, error) {
 	r, err := x.svc.GeneratePin(ops.GeneratePinInput{GenerationKey: x.ident(g.pvk), EncryptionKey: x.ident(g.pek),
-		Method: ops.PinGenVisaPinVerificationValue, PVKI: g.pvki, EncryptedPinBlock: g.block,
+		Method: ops.PinGenVisaPinVerificationValue, PVKI: g.pvki, EncryptedPinBlock: g.block[:],
 		PAN: accountPAN(g.account), Format: g.format})
 	if err != nil {
 		return nil, err
@@ -275,7 +286,7 @@ func (c *cursor) ibmParams() (checkLen int, account string, p ops.Ibm3624Params)
 	}
 	if c.err == nil {
 		p.ValidationData = strings.Replace(vd, "N", account[7:], 1)
-		p.PadCharacter = "F"
+		p.PadCharacter = 'F'
 	}
 	return
 }
@@ -287,19 +298,20 @@ func (c *cursor) ibmParams() (checkLen int, account string, p ops.Ibm3624Params)
 // | offset 12H | check length 2N | account 12N | decimalisation table 16H |
 // PIN validation data 12A. Response: PIN block 16H under the PIN key.
 type ibmGenCmd struct {
-	derive         bool
-	pek, pvk       keyRef
-	block, account string
-	format         ops.PinBlockFormat
-	checkLen       int
-	ibm            ops.Ibm3624Params
+	derive   bool
+	pek, pvk keyRef
+	block    pinBlock
+	account  string
+	format   ops.PinFormat
+	checkLen int
+	ibm      ops.Ibm3624Params
 }
 
 func decodeDE(c *cursor) command {
-	g := ibmGenCmd{}
+	g := &ibmGenCmd{}
 	g.pek = c.key("PIN key")
 	g.pvk = c.key("PVK")
-	g.block = c.hex(16, "PIN block")
+	c.pinBlock(&g.block)
 	g.format = c.pinFormat("format")
 	g.checkLen, g.account, g.ibm = c.ibmParams()
 	c.finish()
@@ -307,7 +319,7 @@ func decodeDE(c *cursor) command {
 }
 
 func decodeEE(c *cursor) command {
-	g := ibmGenCmd{derive: true}
+	g := &ibmGenCmd{derive: true}
 	g.pek = c.key("PIN key")
 	g.format = c.pinFormat("format")
 	g.pvk = c.key("PVK")
@@ -321,20 +333,21 @@ func decodeEE(c *cursor) command {
 	return g
 }
 
-func (g ibmGenCmd) run(x *call) ([]byte, error) {
+func (g *ibmGenCmd) run(x *call) ([]byte, error) {
 	in := ops.GeneratePinInput{GenerationKey: x.ident(g.pvk), EncryptionKey: x.ident(g.pek), Ibm: g.ibm,
 		PinLength: g.checkLen, PAN: accountPAN(g.account), Format: g.format}
 	if g.derive {
 		in.Method = ops.PinGenIbm3624PinFromOffset
 	} else {
-		in.Method, in.EncryptedPinBlock = ops.PinGenIbm3624PinOffset, g.block
+		in.Method, in.EncryptedPinBlock = ops.PinGenIbm3624PinOffset, g.block[:]
 	}
 	r, err := x.svc.GeneratePin(in)
 	if err != nil {
 		return nil, err
 	}
 	if g.derive {
-		return []byte(r.EncryptedPinBlock), nil
+		x.scratch = appendHex(x.scratch[:0], r.EncryptedPinBlock)
+		return x.scratch, nil
 	}
 	off := r.PinOffset
 	for len(off) < 12 {

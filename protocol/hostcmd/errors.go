@@ -65,7 +65,8 @@ func errorCode(err error) string {
 
 // validationCode refines a Validation fault: by the key rule it broke (the
 // key-block codes A4/A6/A7/A8/AA/BB and 17 say the same things), else by the
-// request member it names.
+// input it is about (its subject: the operations layer's name for it, never a
+// transport's field name).
 func validationCode(f *fault.Error) string {
 	switch f.Violation {
 	case fault.ViolationIntegrity:
@@ -83,16 +84,38 @@ func validationCode(f *fault.Error) string {
 	case fault.ViolationExportability:
 		return codeExportField
 	}
-	switch {
-	case strings.HasSuffix(f.Field, "KeyIdentifier"):
+	switch f.Subject {
+	case fault.SubjectKey, fault.SubjectWrappingKey, fault.SubjectPinEncryptionKey, fault.SubjectPinVerificationKey,
+		fault.SubjectIntegrityKey, fault.SubjectConfidentialityKey, fault.SubjectAuthRequestKey, fault.SubjectCurrentPinKey,
+		fault.SubjectWrappedKey:
 		return codeKeyFunction
-	case f.Field == "EncryptedPinBlock":
+	case fault.SubjectPinBlock, fault.SubjectCurrentPinBlock:
 		return codeBadPinBlock
-	case f.Field == "PinBlockFormat" || strings.HasSuffix(f.Field, "PinBlockFormat"):
+	case fault.SubjectPinBlockFormat:
 		return codeBadFormat
-	case f.Field == "PinDataLength":
+	case fault.SubjectPinLength:
 		return codePinLength
-	case f.Field == "DecimalizationTable":
+	case fault.SubjectDecimalizationTable:
+		return codeDecTable
+	case fault.SubjectNone:
+		return fieldCode(f.Field)
+	}
+	return codeInvalidInput
+}
+
+// fieldCode is the code of a fault that names an AWS request member instead
+// of a subject. TODO(#13): goes with fault.Error.Field.
+func fieldCode(field string) string {
+	switch {
+	case strings.HasSuffix(field, "KeyIdentifier"):
+		return codeKeyFunction
+	case field == "EncryptedPinBlock":
+		return codeBadPinBlock
+	case field == "PinBlockFormat" || strings.HasSuffix(field, "PinBlockFormat"):
+		return codeBadFormat
+	case field == "PinDataLength":
+		return codePinLength
+	case field == "DecimalizationTable":
 		return codeDecTable
 	}
 	return codeInvalidInput

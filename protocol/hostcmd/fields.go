@@ -116,6 +116,51 @@ func (c *cursor) hex(n int, what string) string {
 	return string(out)
 }
 
+// hexBytes decodes n hexadecimal characters (n even) and appends their
+// bytes to dst.
+func (c *cursor) hexBytes(n int, what string, dst []byte) []byte {
+	v := c.take(n, what)
+	if c.err != nil {
+		return dst
+	}
+	if n%2 != 0 {
+		c.fail(codeInvalidInput, what+": odd number of hexadecimal characters")
+		return dst
+	}
+	for i := 0; i < len(v); i += 2 {
+		hi, ok1 := hexDigit(v[i])
+		lo, ok2 := hexDigit(v[i+1])
+		if !ok1 || !ok2 {
+			c.fail(codeInvalidInput, what+": not hexadecimal")
+			return dst
+		}
+		dst = append(dst, hi<<4|lo)
+	}
+	return dst
+}
+
+func hexDigit(b byte) (byte, bool) {
+	switch {
+	case isDigit(b):
+		return b - '0', true
+	case b >= 'A' && b <= 'F':
+		return b - 'A' + 10, true
+	case b >= 'a' && b <= 'f':
+		return b - 'a' + 10, true
+	}
+	return 0, false
+}
+
+// appendHex appends the upper-case hexadecimal of b to dst, as the host
+// protocol's H fields carry it.
+func appendHex(dst, b []byte) []byte {
+	const digits = "0123456789ABCDEF"
+	for _, x := range b {
+		dst = append(dst, digits[x>>4], digits[x&0x0F])
+	}
+	return dst
+}
+
 // hexLen returns an n-character hexadecimal length field as an int.
 func (c *cursor) hexLen(n int, what string) int {
 	v, _ := strconv.ParseUint(c.hex(n, what), 16, 32)

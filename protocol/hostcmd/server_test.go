@@ -47,7 +47,7 @@ func TestKeyBlocks(t *testing.T) {
 	}
 	// The same block verifies over the operations layer directly.
 	in := ops.CardValidationInput{KeyIdentifier: ops.BlockIdent(ts.svc.DefaultProfile(), blk), PAN: "4123456789012345",
-		Kind: ops.CardCVV1, ExpiryDate: "8701", ServiceCode: "101", Field: "VerificationAttributes"}
+		Kind: ops.CardCVV1, ExpiryDate: "8701", ServiceCode: "101"}
 	if _, err := ts.svc.VerifyCardValidationData(in, cw[8:]); err != nil {
 		t.Errorf("VerifyCardValidationData of CW's CVV: %v", err)
 	}
@@ -102,8 +102,8 @@ func TestDataCommands(t *testing.T) {
 	}
 	ct := r[12:]
 	want, err := ts.svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: ops.BlockIdent(ts.svc.DefaultProfile(), k1),
-		PlainText: pt, Attributes: ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: "ECB"}}})
-	if err != nil || want.Data != ct {
+		PlainText: mustHex(pt), Attributes: ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: ops.ModeECB}}})
+	if err != nil || strings.ToUpper(hex.EncodeToString(want.Data)) != ct {
 		t.Fatalf("M0 %s, EncryptData %v %v", ct, want, err)
 	}
 	if got := c.call("0002M2001100BS" + k1 + "0020" + ct); got != "0002M3000020"+pt {
@@ -346,9 +346,20 @@ func TestErrorCodes(t *testing.T) {
 		{fault.AccessDeniedf("x"), "17"},
 		{fault.Internalf("x", errCode("99", "y")), "41"},
 		{fault.Validationf("x"), "15"},
-		{fault.FieldInvalid("EncryptedPinBlock", "x"), "20"},
-		{fault.FieldInvalid("PinDataLength", "x"), "24"},
-		{fault.FieldInvalid("DecimalizationTable", "x"), "25"},
+		{fault.About(fault.SubjectPinBlock, "x"), "20"},
+		{fault.About(fault.SubjectCurrentPinBlock, "x"), "20"},
+		{fault.About(fault.SubjectPinBlockFormat, "x").On(fault.SideOutgoing), "23"},
+		{fault.About(fault.SubjectPinLength, "x"), "24"},
+		{fault.About(fault.SubjectDecimalizationTable, "x"), "25"},
+		{fault.About(fault.SubjectPinEncryptionKey, "x").On(fault.SideIncoming), "29"},
+		{fault.About(fault.SubjectPinVerificationKey, "x"), "29"},
+		{fault.About(fault.SubjectWrappedKey, "x"), "29"},
+		{fault.About(fault.SubjectPAN, "x"), "15"},
+		{fault.About(fault.SubjectKeySerialNumber, "x"), "15"},
+		// A subject decides, whatever AWS member name the fault might also carry.
+		{&fault.Error{Kind: fault.Validation, Subject: fault.SubjectPAN, Field: "EncryptedPinBlock"}, "15"},
+		// Faults of the control plane that name no subject yet: by member name.
+		{fault.FieldInvalid("ExportKeyIdentifier", "x"), "29"},
 		{errCode("26", "x"), "26"},
 		{fault.KeyRule(fault.ViolationWrappingKey, "", "x"), "BB"},
 		{fault.KeyRule(fault.ViolationExportability, "ExportKeyIdentifier", "x"), "AA"},
@@ -364,7 +375,7 @@ func TestErrorCodes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wk, err := svc.Working(ops.BlockIdent(svc.DefaultProfile(), blk), "KeyIdentifier")
+	wk, err := svc.Working(ops.BlockIdent(svc.DefaultProfile(), blk), fault.SubjectKey, fault.SideNone)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -378,7 +389,7 @@ func TestErrorCodes(t *testing.T) {
 		{[]keyspec.KeyUsage{keyspec.C0}, []keyspec.Algorithm{keyspec.AES128}, nil, "A7"},
 		{[]keyspec.KeyUsage{keyspec.C0}, nil, func(m keyspec.ModesOfUse) bool { return m.Verify }, "A8"},
 	} {
-		if got := errorCode(ops.Require(wk, "KeyIdentifier", "test", tc.usage, tc.algs, tc.modes)); got != tc.want {
+		if got := errorCode(ops.Require(wk, fault.SubjectKey, fault.SideNone, "test", tc.usage, tc.algs, tc.modes)); got != tc.want {
 			t.Errorf("Require failure mapped to %s, want %s", got, tc.want)
 		}
 	}

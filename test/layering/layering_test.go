@@ -107,11 +107,6 @@ var rules = []rule{
 		Deny: []string{"hsm/..."},
 		// ops, which protocol calls, does the crypto with hsm packages.
 		Direct: true,
-		Pending: []string{
-			// TODO(#13 item 3): the EMV scheme constants move to ops/keyspec.
-			"protocol/awsapi -> hsm/emv",
-			"protocol/hostcmd -> hsm/emv",
-		},
 	},
 	{
 		Name: "ops knows no transport and no command",
