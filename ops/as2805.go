@@ -331,9 +331,8 @@ func as2805RandomKeyLength(r *As2805KekValidationRequest) (int, error) {
 // TDES_2KEY TR31_P0 key that may decrypt. KPE = OWF(KPP, STAN ‖ amount)
 // (hsm/as2805.SessionPINKey). The KPE is zeroed by the returned key's
 // release.
-func (s *Service) as2805SessionPinKey(w *WorkingKey, subj fault.Subject, side fault.Side, as *PinAs2805) (pinKey, error) {
-	if err := Require(w, subj, side, "AS2805 session PIN key derivation", []keyspec.KeyUsage{keyspec.P0},
-		[]keyspec.Algorithm{keyspec.TDES2Key}, modesDecrypt); err != nil {
+func (s *Service) as2805SessionPinKey(w *WorkingKey, subj fault.Subject, side fault.Side, as *PinAs2805, use keyspec.Use) (pinKey, error) {
+	if err := RequireUse(w, use, subj, side); err != nil {
 		return pinKey{}, err
 	}
 	kpe, err := as2805.SessionPINKey(w.Material, as.STAN, as.Amount)

@@ -4,6 +4,7 @@ import (
 	"crypto/cipher"
 
 	"payhsm/fault"
+	"payhsm/keyspec"
 )
 
 // As2805KPEForTest exposes to ops_test the AS2805 session PIN key that
@@ -13,7 +14,7 @@ func (s *Service) As2805KPEForTest(ident, stan, amount string) (cipher.Block, fu
 	if err != nil {
 		return nil, nil, err
 	}
-	k, err := s.as2805SessionPinKey(w, fault.SubjectPinEncryptionKey, fault.SideIncoming, &PinAs2805{STAN: stan, Amount: amount})
+	k, err := s.as2805SessionPinKey(w, fault.SubjectPinEncryptionKey, fault.SideIncoming, &PinAs2805{STAN: stan, Amount: amount}, keyspec.UseTranslatePinIncomingKPP)
 	if err != nil {
 		return nil, nil, err
 	}

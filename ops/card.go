@@ -62,34 +62,34 @@ func (s *Service) cardKey(in CardValidationInput, verify bool) (*WorkingKey, err
 	if err != nil {
 		return nil, err
 	}
-	what := "GenerateCardValidationData"
-	cvkMode := func(m keyspec.ModesOfUse) bool { return m.Generate }
-	if verify {
-		what = "VerifyCardValidationData"
-		cvkMode = func(m keyspec.ModesOfUse) bool { return m.Verify }
-	}
-	what += " with " + cardKindNames[in.Kind]
-	switch in.Kind {
-	case CardCVV1, CardCVV2:
-		err = Require(w, subj, side, what, []keyspec.KeyUsage{keyspec.C0}, tdes2, cvkMode)
-	case CardAmexCSC1, CardAmexCSC2:
-		err = Require(w, subj, side, what, []keyspec.KeyUsage{keyspec.C0}, []keyspec.Algorithm{keyspec.TDES2Key, keyspec.TDES3Key}, cvkMode)
-	case CardHolderVerification, CardDynamicValue:
-		err = Require(w, subj, side, what, []keyspec.KeyUsage{keyspec.E6}, tdes2, deriveKey)
-	case CardDynamicCode:
-		err = Require(w, subj, side, what, []keyspec.KeyUsage{keyspec.E4}, tdes2, deriveKey)
-	case CardDiscoverDynamicCode:
-		if !verify {
-			return nil, about(fault.SubjectCardAttributes, side, "DiscoverDynamicCardVerificationCode can only be verified")
-		}
-		err = Require(w, subj, side, what, []keyspec.KeyUsage{keyspec.E6}, tdes2, deriveKey)
-	default:
+	uses, ok := cardUses[in.Kind]
+	if !ok {
 		return nil, about(fault.SubjectCardAttributes, side, "unknown card validation type")
 	}
-	if err != nil {
+	u := uses[0]
+	if verify {
+		u = uses[1]
+	}
+	if u == keyspec.UseNone {
+		return nil, about(fault.SubjectCardAttributes, side, "%s can only be verified", cardKindNames[in.Kind])
+	}
+	if err := RequireUse(w, u, subj, side); err != nil {
 		return nil, err
 	}
 	return w, nil
+}
+
+// cardUses are the key-use rules (keyspec/use.go) of each card validation
+// method: generation, verification (UseNone: the method is verify-only).
+var cardUses = map[CardValidationKind][2]keyspec.Use{
+	CardCVV1:                {keyspec.UseGenerateCardCVV1, keyspec.UseVerifyCardCVV1},
+	CardCVV2:                {keyspec.UseGenerateCardCVV2, keyspec.UseVerifyCardCVV2},
+	CardAmexCSC1:            {keyspec.UseGenerateCardAmexCSC1, keyspec.UseVerifyCardAmexCSC1},
+	CardAmexCSC2:            {keyspec.UseGenerateCardAmexCSC2, keyspec.UseVerifyCardAmexCSC2},
+	CardHolderVerification:  {keyspec.UseGenerateCardHolderVerification, keyspec.UseVerifyCardHolderVerification},
+	CardDynamicValue:        {keyspec.UseGenerateCardDynamicValue, keyspec.UseVerifyCardDynamicValue},
+	CardDynamicCode:         {keyspec.UseGenerateCardDynamicCode, keyspec.UseVerifyCardDynamicCode},
+	CardDiscoverDynamicCode: {keyspec.UseNone, keyspec.UseVerifyCardDiscoverDynamicCode},
 }
 
 // cardValue computes the validation data of in (length digits) under w.

@@ -240,8 +240,6 @@ type dataCrypter struct {
 	release  func() // zeroes a dynamic key; call when done with crypt
 }
 
-var dataAlgorithms = []keyspec.Algorithm{keyspec.TDES2Key, keyspec.TDES3Key, keyspec.AES128, keyspec.AES192, keyspec.AES256}
-
 // dataCrypter resolves the key ident (or the dynamic key dk under the KEK
 // ident) of side and the attributes c into an encrypting (enc) or
 // decrypting function, checking key separation first. The caller calls
@@ -263,14 +261,10 @@ func (s *Service) dataCrypter(ident string, side fault.Side, dk *DynamicKey, c D
 // dataCrypterFor builds the crypter of the resolved key w (the request's
 // key subj on side).
 func dataCrypterFor(w *WorkingKey, subj fault.Subject, side fault.Side, c DataCipher, enc bool) (*dataCrypter, error) {
-	op := "DecryptData"
-	if enc {
-		op = "EncryptData"
-	}
 	dc := &dataCrypter{kcv: w.KCV()}
 	switch {
 	case c.Symmetric != nil:
-		if err := Require(w, subj, side, op, []keyspec.KeyUsage{keyspec.D0}, dataAlgorithms, dataModes(enc)); err != nil {
+		if err := RequireUse(w, pick(enc, keyspec.UseEncryptDataSymmetric, keyspec.UseDecryptDataSymmetric), subj, side); err != nil {
 			return nil, err
 		}
 		m, ok := c.Symmetric.Mode.symmetric()
@@ -291,7 +285,7 @@ func dataCrypterFor(w *WorkingKey, subj fault.Subject, side fault.Side, c DataCi
 		}
 		dc.crypt = blockCrypter(w.Block, m, iv, enc, pkcs7, side)
 	case c.Dukpt != nil:
-		if err := Require(w, subj, side, op+" with DUKPT", []keyspec.KeyUsage{keyspec.B0}, bdkAlgorithms, deriveMode); err != nil {
+		if err := RequireUse(w, pick(enc, keyspec.UseEncryptDataDukpt, keyspec.UseDecryptDataDukpt), subj, side); err != nil {
 			return nil, err
 		}
 		d := c.Dukpt
@@ -314,7 +308,7 @@ func dataCrypterFor(w *WorkingKey, subj fault.Subject, side fault.Side, c DataCi
 		}
 		dc.crypt = blockCrypter(b, mode, iv, enc, false, side)
 	case c.Asymmetric != nil:
-		if err := Require(w, subj, side, op, []keyspec.KeyUsage{keyspec.D1}, []keyspec.Algorithm{keyspec.RSA2048, keyspec.RSA3072, keyspec.RSA4096}, dataModes(enc)); err != nil {
+		if err := RequireUse(w, pick(enc, keyspec.UseEncryptDataAsymmetric, keyspec.UseDecryptDataAsymmetric), subj, side); err != nil {
 			return nil, err
 		}
 		f, err := rsaCrypter(w, subj, side, c.Asymmetric.Padding, enc)
@@ -323,7 +317,7 @@ func dataCrypterFor(w *WorkingKey, subj fault.Subject, side fault.Side, c DataCi
 		}
 		dc.crypt = f
 	case c.Emv != nil:
-		if err := Require(w, subj, side, op+" with EMV", []keyspec.KeyUsage{keyspec.E1, keyspec.E6}, tdes2, deriveKey); err != nil {
+		if err := RequireUse(w, pick(enc, keyspec.UseEncryptDataEmv, keyspec.UseDecryptDataEmv), subj, side); err != nil {
 			return nil, err
 		}
 		f, err := emvDataCrypter(w, side, c.Emv, enc)
@@ -336,15 +330,6 @@ func dataCrypterFor(w *WorkingKey, subj fault.Subject, side fault.Side, c DataCi
 	}
 	return dc, nil
 }
-
-func dataModes(enc bool) func(keyspec.ModesOfUse) bool {
-	if enc {
-		return func(m keyspec.ModesOfUse) bool { return m.Encrypt }
-	}
-	return func(m keyspec.ModesOfUse) bool { return m.Decrypt }
-}
-
-func deriveMode(m keyspec.ModesOfUse) bool { return m.DeriveKey }
 
 // workingBlock builds the block cipher of a derived working key.
 func workingBlock(key []byte, t dukpt.KeyType) (cipher.Block, error) {
@@ -504,4 +489,12 @@ func rsaPublic(w *WorkingKey) (*rsa.PublicKey, error) {
 		return nil, fault.Validationf("%s is not an RSA key", w.ARN)
 	}
 	return &priv.PublicKey, nil
+}
+
+// pick returns a when cond holds, else b.
+func pick[T any](cond bool, a, b T) T {
+	if cond {
+		return a
+	}
+	return b
 }

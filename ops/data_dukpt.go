@@ -14,8 +14,6 @@ const (
 	dukptMAC
 )
 
-var bdkAlgorithms = []keyspec.Algorithm{keyspec.TDES2Key, keyspec.AES128, keyspec.AES192, keyspec.AES256}
-
 // bdkKeyType is the DUKPT key type of an AES BDK.
 func bdkKeyType(a keyspec.Algorithm) dukpt.KeyType {
 	switch a {

@@ -60,8 +60,6 @@ const (
 	derivedKeyName = "the ECDH-derived key"
 )
 
-var kekAlgorithms = []keyspec.Algorithm{keyspec.TDES2Key, keyspec.TDES3Key, keyspec.AES128, keyspec.AES192, keyspec.AES256}
-
 // headerName is the name attributesFromHeaderField gives the key block in
 // its faults; dynamicKey makes them SubjectWrappedKey faults.
 const headerName = "key block"
@@ -72,11 +70,10 @@ const headerName = "key block"
 // unwrapping and at least as strong as the key it carries; the key's header
 // must describe a valid TDES, AES or HMAC key. The result's ARN is
 // dynamicKeyName and its check value is computed with kcvAlg (default: the
-// algorithm's). The caller checks it with Require, uses it, then calls
+// algorithm's). The caller checks it with RequireUse, uses it, then calls
 // release, which zeroes the clear key.
 func (s *Service) dynamicKey(kek *WorkingKey, kekSubj fault.Subject, side fault.Side, blk string, kcvAlg keyspec.KCVAlgorithm) (w *WorkingKey, release func(), err error) {
-	if err := Require(kek, kekSubj, side, "unwrapping a dynamic key", []keyspec.KeyUsage{keyspec.K0, keyspec.K1}, kekAlgorithms,
-		func(m keyspec.ModesOfUse) bool { return m.Unwrap || m.Decrypt }); err != nil {
+	if err := RequireUse(kek, keyspec.UseDynamicKeyKEK, kekSubj, side); err != nil {
 		return nil, nil, err
 	}
 	const subj = fault.SubjectWrappedKey

@@ -125,14 +125,6 @@ type CryptogramResult struct {
 	Cryptogram []byte
 }
 
-// emvACUsages is the rule for VerifyAuthRequestCryptogram and
-// GenerateAuthRequestCryptogram (guide: Valid keys, VerifyAuthRequestCryptogram).
-var emvACUsages = []keyspec.KeyUsage{keyspec.E0}
-
-var tdes2 = []keyspec.Algorithm{keyspec.TDES2Key}
-
-func deriveKey(m keyspec.ModesOfUse) bool { return m.DeriveKey }
-
 func isDigits(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] < '0' || s[i] > '9' {
@@ -182,13 +174,13 @@ func acKey(w *WorkingKey, opt emv.Option, sess EMVSession) ([]byte, error) {
 
 // arqc computes the application cryptogram of in under the key it names,
 // after the key-separation checks.
-func (s *Service) arqc(in AuthRequestCryptogramInput, what string) (*WorkingKey, []byte, []byte, error) {
+func (s *Service) arqc(in AuthRequestCryptogramInput, use keyspec.Use) (*WorkingKey, []byte, []byte, error) {
 	const subj, side = fault.SubjectKey, fault.SideNone
 	w, err := s.Working(in.KeyIdentifier, subj, side)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	if err := Require(w, subj, side, what, emvACUsages, tdes2, deriveKey); err != nil {
+	if err := RequireUse(w, use, subj, side); err != nil {
 		return nil, nil, nil, err
 	}
 	opt, err := in.MajorKeyMode.option(side)
@@ -215,7 +207,7 @@ func (s *Service) arqc(in AuthRequestCryptogramInput, what string) (*WorkingKey,
 // GenerateAuthRequestCryptogram computes the ARQC a card would send (for
 // tests and card simulation).
 func (s *Service) GenerateAuthRequestCryptogram(in AuthRequestCryptogramInput) (*CryptogramResult, error) {
-	w, sk, ac, err := s.arqc(in, "GenerateAuthRequestCryptogram")
+	w, sk, ac, err := s.arqc(in, keyspec.UseGenerateAuthRequestCryptogram)
 	if err != nil {
 		return nil, err
 	}
@@ -252,7 +244,7 @@ func (s *Service) VerifyAuthRequestCryptogram(in AuthRequestCryptogramInput, got
 			return nil, about(fault.SubjectAuthResponse, side, "unknown ARPC method")
 		}
 	}
-	w, sk, want, err := s.arqc(in, "VerifyAuthRequestCryptogram")
+	w, sk, want, err := s.arqc(in, keyspec.UseVerifyAuthRequestCryptogram)
 	if err != nil {
 		return nil, err
 	}

@@ -206,12 +206,12 @@ func emvCommonLayout(d EmvPinChangeDerivation) (emv.PINDataLayout, emv.CipherMod
 }
 
 // smKey resolves an EMV issuer master key, the request's key subj.
-func (s *Service) smKey(ident string, subj fault.Subject, usage keyspec.KeyUsage, what string) (*WorkingKey, error) {
+func (s *Service) smKey(ident string, subj fault.Subject, use keyspec.Use) (*WorkingKey, error) {
 	w, err := s.Working(ident, subj, fault.SideNone)
 	if err != nil {
 		return nil, err
 	}
-	if err := Require(w, subj, fault.SideNone, what, []keyspec.KeyUsage{usage}, tdes2, deriveKey); err != nil {
+	if err := RequireUse(w, use, subj, fault.SideNone); err != nil {
 		return nil, err
 	}
 	return w, nil
@@ -238,18 +238,17 @@ func (s *Service) GenerateMacEmvPinChange(in EmvPinChangeInput) (*EmvPinChangeOu
 		return nil, err
 	}
 	d := in.Derivation
-	const what = "GenerateMacEmvPinChange"
 
 	// Every key is resolved and checked before any cryptography.
-	smi, err := s.smKey(in.IntegrityKey, fault.SubjectIntegrityKey, keyspec.E2, what+" (integrity)")
+	smi, err := s.smKey(in.IntegrityKey, fault.SubjectIntegrityKey, keyspec.UseEmvPinChangeIntegrity)
 	if err != nil {
 		return nil, err
 	}
-	smc, err := s.smKey(in.ConfidentialKey, fault.SubjectConfidentialityKey, keyspec.E1, what+" (confidentiality)")
+	smc, err := s.smKey(in.ConfidentialKey, fault.SubjectConfidentialityKey, keyspec.UseEmvPinChangeConfidentiality)
 	if err != nil {
 		return nil, err
 	}
-	pek, err := s.pekSide(in.NewPinPEK, fault.SubjectPinEncryptionKey, fault.SideNone, in.PinBlockFormat, true, nil, nil, nil)
+	pek, err := s.pekSide(in.NewPinPEK, fault.SubjectPinEncryptionKey, fault.SideNone, in.PinBlockFormat, pinUses{pek: keyspec.UseEmvPinChangeNewPinPEK}, nil, nil, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -262,12 +261,12 @@ func (s *Service) GenerateMacEmvPinChange(in EmvPinChangeInput) (*EmvPinChangeOu
 	var acW *WorkingKey
 	var curPEK pinKey // the current PIN's key, when given
 	if d.Scheme == EmvVisa || d.Scheme == EmvAmex {
-		if acW, err = s.smKey(d.ACKey, fault.SubjectAuthRequestKey, keyspec.E0, what+" (VIS PIN block)"); err != nil {
+		if acW, err = s.smKey(d.ACKey, fault.SubjectAuthRequestKey, keyspec.UseEmvPinChangeAC); err != nil {
 			return nil, err
 		}
 		out.AC = &KeyRef{acW.ARN, acW.KCV()}
 		if len(d.CurrentPinBlock) != 0 {
-			curPEK, err = s.pekSide(d.CurrentPinPEK, fault.SubjectCurrentPinKey, fault.SideNone, in.PinBlockFormat, true, nil, nil, nil)
+			curPEK, err = s.pekSide(d.CurrentPinPEK, fault.SubjectCurrentPinKey, fault.SideNone, in.PinBlockFormat, pinUses{pek: keyspec.UseEmvPinChangeCurrentPEK}, nil, nil, nil)
 			if err != nil {
 				return nil, err
 			}

@@ -125,9 +125,7 @@ func (s *Service) VerifyMac(in VerifyMacInput) (*MacOutput, error) {
 }
 
 var (
-	tdesAlgorithms = []keyspec.Algorithm{keyspec.TDES2Key, keyspec.TDES3Key}
-	hmacAlgorithms = []keyspec.Algorithm{keyspec.HMACSHA224, keyspec.HMACSHA256, keyspec.HMACSHA384, keyspec.HMACSHA512}
-	hmacHashes     = map[keyspec.Algorithm]mac.Hash{keyspec.HMACSHA224: mac.SHA224, keyspec.HMACSHA256: mac.SHA256,
+	hmacHashes = map[keyspec.Algorithm]mac.Hash{keyspec.HMACSHA224: mac.SHA224, keyspec.HMACSHA256: mac.SHA256,
 		keyspec.HMACSHA384: mac.SHA384, keyspec.HMACSHA512: mac.SHA512}
 )
 
@@ -151,36 +149,30 @@ func (s *Service) computeMac(ident string, dk *DynamicKey, msg []byte, a MacAttr
 		return "", "", nil, err
 	}
 	defer release()
-	op := "VerifyMac"
-	modes := func(m keyspec.ModesOfUse) bool { return m.Verify }
-	if generate {
-		op = "GenerateMac"
-		modes = func(m keyspec.ModesOfUse) bool { return m.Generate }
-	}
-	req := func(u keyspec.KeyUsage, algs []keyspec.Algorithm) error {
-		return Require(w, subj, side, op+" with "+a.Algorithm.String(), []keyspec.KeyUsage{u}, algs, modes)
-	}
+	// req checks w against the rule of the MAC method (generate, verify).
+	req := func(gen, ver keyspec.Use) error { return RequireUse(w, pick(generate, gen, ver), subj, side) }
 	switch {
 	case a.Algorithm != 0:
 		switch a.Algorithm {
 		case MacISO9797Alg1:
-			if err = req(keyspec.M1, tdesAlgorithms); err == nil {
+			if err = req(keyspec.UseGenerateMacISO9797Alg1, keyspec.UseVerifyMacISO9797Alg1); err == nil {
 				full, err = mac.Algorithm1(w.Block, msg, mac.Method1)
 			}
 		case MacISO9797Alg3:
-			if err = req(keyspec.M3, tdesAlgorithms); err == nil {
+			if err = req(keyspec.UseGenerateMacISO9797Alg3, keyspec.UseVerifyMacISO9797Alg3); err == nil {
 				full, err = mac.Algorithm3Ciphers(w.Left, w.Block, msg, mac.Method1)
 			}
 		case MacCMAC:
-			if err = req(keyspec.M6, dataAlgorithms); err == nil {
+			if err = req(keyspec.UseGenerateMacCMAC, keyspec.UseVerifyMacCMAC); err == nil {
 				full = cmac.Sum(w.Block, msg)
 			}
 		case MacAS2805:
-			if err = req(keyspec.M0, tdesAlgorithms); err == nil {
+			if err = req(keyspec.UseGenerateMacAS2805, keyspec.UseVerifyMacAS2805); err == nil {
 				full, err = mac.AS2805(w.Block, msg)
 			}
 		case MacHMAC, MacHMACSHA224, MacHMACSHA256, MacHMACSHA384, MacHMACSHA512:
-			if err = req(keyspec.M7, hmacAlgorithms); err != nil {
+			op := pick(generate, "GenerateMac", "VerifyMac") + " with " + a.Algorithm.String()
+			if err = requireUseAs(w, pick(generate, keyspec.UseGenerateMacHMAC, keyspec.UseVerifyMacHMAC), op, subj, side); err != nil {
 				break
 			}
 			alg := w.Record.Attributes.Algorithm
@@ -193,10 +185,10 @@ func (s *Service) computeMac(ident string, dk *DynamicKey, msg []byte, a MacAttr
 		}
 	case a.DukptIso9797Algorithm1 != nil, a.DukptIso9797Algorithm3 != nil, a.DukptCmac != nil:
 		full, err = dukptMac(w, msg, a, func() error {
-			return Require(w, subj, side, op+" with DUKPT", []keyspec.KeyUsage{keyspec.B0}, bdkAlgorithms, deriveMode)
+			return req(keyspec.UseGenerateMacDukpt, keyspec.UseVerifyMacDukpt)
 		})
 	case a.EmvMac != nil:
-		if err = Require(w, subj, side, op+" with EmvMac", []keyspec.KeyUsage{keyspec.E2}, tdes2, deriveKey); err == nil {
+		if err = req(keyspec.UseGenerateMacEmv, keyspec.UseVerifyMacEmv); err == nil {
 			full, err = emvMac(w, a.EmvMac, msg)
 		}
 	default:

@@ -119,13 +119,6 @@ type TranslatePinOutput struct {
 	PinLength int // digits in the PIN (the host commands report it; the AWS API does not)
 }
 
-var (
-	modesDecrypt = func(m keyspec.ModesOfUse) bool { return m.Decrypt }
-	modesEncrypt = func(m keyspec.ModesOfUse) bool { return m.Encrypt }
-	pinKeyAlgs   = []keyspec.Algorithm{keyspec.TDES2Key, keyspec.TDES3Key, keyspec.AES128, keyspec.AES192, keyspec.AES256}
-	pvkAlgs      = []keyspec.Algorithm{keyspec.TDES2Key, keyspec.TDES3Key}
-)
-
 // errBadPinBlock is the answer to a block that does not decode under the
 // given key, PAN and format: the user guide's whole sentence.
 func errBadPinBlock(subj fault.Subject) error {
@@ -151,7 +144,12 @@ func (k pinKey) release() {
 // it will process. decrypt says whether this side deciphers (incoming) or
 // enciphers (outgoing). The caller releases the key it returns (a value,
 // not to allocate on the hot path).
-func (s *Service) pekSide(ident string, subj fault.Subject, side fault.Side, f PinFormat, decrypt bool, dk *PinDukpt, wk *PinWrappedKey, as *PinAs2805) (pinKey, error) {
+// pinUses are the key-use rules (keyspec/use.go) of one side of a PIN
+// operation: for its stored or dynamic PEK, its DUKPT BDK and its AS2805 KPP
+// (UseNone where the side takes no such key).
+type pinUses struct{ pek, bdk, kpp keyspec.Use }
+
+func (s *Service) pekSide(ident string, subj fault.Subject, side fault.Side, f PinFormat, uses pinUses, dk *PinDukpt, wk *PinWrappedKey, as *PinAs2805) (pinKey, error) {
 	var none pinKey
 	iso, ok := f.iso()
 	if !ok {
@@ -173,18 +171,13 @@ func (s *Service) pekSide(ident string, subj fault.Subject, side fault.Side, f P
 	var k pinKey
 	switch {
 	case dk != nil:
-		k, err = s.dukptPinKey(w, subj, side, dk, decrypt)
+		k, err = s.dukptPinKey(w, subj, side, dk, uses.bdk)
 	case wk != nil:
-		k, err = s.wrappedPinKey(w, subj, side, wk, decrypt)
+		k, err = s.wrappedPinKey(w, subj, side, wk, uses.pek)
 	case as != nil:
-		k, err = s.as2805SessionPinKey(w, subj, side, as)
+		k, err = s.as2805SessionPinKey(w, subj, side, as, uses.kpp)
 	default:
-		modes := modesEncrypt
-		what := "enciphering a PIN block"
-		if decrypt {
-			modes, what = modesDecrypt, "deciphering a PIN block"
-		}
-		if err := Require(w, subj, side, what, []keyspec.KeyUsage{keyspec.P0}, pinKeyAlgs, modes); err != nil {
+		if err := RequireUse(w, uses.pek, subj, side); err != nil {
 			return none, err
 		}
 		k = pinKey{block: w.Block, arn: w.ARN, kcv: w.KCV()}
@@ -265,12 +258,12 @@ func (s *Service) TranslatePin(in TranslatePinInput) (*TranslatePinOutput, error
 	if err := checkPinBlock(fault.SubjectPinBlock, in.EncryptedPinBlock, in.Incoming.Format); err != nil {
 		return nil, err
 	}
-	ik, err := s.pekSide(in.IncomingKey, fault.SubjectPinEncryptionKey, fault.SideIncoming, in.Incoming.Format, true, in.IncomingDukpt, in.IncomingWrapped, in.IncomingAs2805)
+	ik, err := s.pekSide(in.IncomingKey, fault.SubjectPinEncryptionKey, fault.SideIncoming, in.Incoming.Format, pinUses{keyspec.UseTranslatePinIncomingPEK, keyspec.UseTranslatePinIncomingBDK, keyspec.UseTranslatePinIncomingKPP}, in.IncomingDukpt, in.IncomingWrapped, in.IncomingAs2805)
 	if err != nil {
 		return nil, err
 	}
 	defer ik.release()
-	ok, err := s.pekSide(in.OutgoingKey, fault.SubjectPinEncryptionKey, fault.SideOutgoing, in.Outgoing.Format, false, in.OutgoingDukpt, in.OutgoingWrapped, nil)
+	ok, err := s.pekSide(in.OutgoingKey, fault.SubjectPinEncryptionKey, fault.SideOutgoing, in.Outgoing.Format, pinUses{keyspec.UseTranslatePinOutgoingPEK, keyspec.UseTranslatePinOutgoingBDK, keyspec.UseNone}, in.OutgoingDukpt, in.OutgoingWrapped, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -366,18 +359,16 @@ func (s *Service) verificationKey(ident string, visa, generate bool) (*WorkingKe
 	if err != nil {
 		return nil, err
 	}
-	usage, what := keyspec.V1, "IBM 3624 PIN"
-	if visa {
-		usage, what = keyspec.V2, "Visa PIN"
+	u := keyspec.UseVerifyPinIBM3624PVK
+	switch {
+	case visa && generate:
+		u = keyspec.UseGeneratePinVisaPVK
+	case visa:
+		u = keyspec.UseVerifyPinVisaPVK
+	case generate:
+		u = keyspec.UseGeneratePinIBM3624PVK
 	}
-	modes := func(m keyspec.ModesOfUse) bool { return m.Verify }
-	if generate {
-		modes = func(m keyspec.ModesOfUse) bool { return m.Generate }
-		what += " generation"
-	} else {
-		what += " verification"
-	}
-	if err := Require(w, subj, side, what, []keyspec.KeyUsage{usage}, pvkAlgs, modes); err != nil {
+	if err := RequireUse(w, u, subj, side); err != nil {
 		return nil, err
 	}
 	return w, nil
@@ -427,7 +418,7 @@ func (s *Service) GeneratePin(in GeneratePinInput) (*GeneratePinOutput, error) {
 	if err != nil {
 		return nil, err
 	}
-	ek, err := s.pekSide(in.EncryptionKey, fault.SubjectPinEncryptionKey, fault.SideNone, in.Format, in.Method.takesBlock(), nil, in.EncryptionWrapped, nil)
+	ek, err := s.pekSide(in.EncryptionKey, fault.SubjectPinEncryptionKey, fault.SideNone, in.Format, generatePinUses(in.Method.takesBlock()), nil, in.EncryptionWrapped, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -561,7 +552,7 @@ func (s *Service) VerifyPin(in VerifyPinInput) (*VerifyPinOutput, error) {
 	if err != nil {
 		return nil, err
 	}
-	ek, err := s.pekSide(in.EncryptionKey, fault.SubjectPinEncryptionKey, fault.SideNone, in.Format, true, in.Dukpt, in.EncryptionWrapped, nil)
+	ek, err := s.pekSide(in.EncryptionKey, fault.SubjectPinEncryptionKey, fault.SideNone, in.Format, pinUses{keyspec.UseVerifyPinPEK, keyspec.UseVerifyPinBDK, keyspec.UseNone}, in.Dukpt, in.EncryptionWrapped, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -585,4 +576,14 @@ func (s *Service) VerifyPin(in VerifyPinInput) (*VerifyPinOutput, error) {
 		return nil, errInvalidPIN()
 	}
 	return &VerifyPinOutput{VerificationKeyARN: vk.ARN, VerificationKCV: vk.KCV(), EncryptionKeyARN: ek.arn, EncryptionKCV: ek.kcv}, nil
+}
+
+// generatePinUses are GeneratePinData's PEK rules: the PEK deciphers the
+// request's PIN block for the methods that take one (Visa PVV, IBM 3624
+// offset) and enciphers the generated PIN for the others.
+func generatePinUses(takesBlock bool) pinUses {
+	if takesBlock {
+		return pinUses{pek: keyspec.UseGeneratePinDecipherPEK}
+	}
+	return pinUses{pek: keyspec.UseGeneratePinEncipherPEK}
 }

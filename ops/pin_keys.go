@@ -19,10 +19,8 @@ var dukptTypes = map[keyspec.Algorithm]dukpt.KeyType{
 // BDK w (the request's key subj on side): TDES DUKPT (ANSI X9.24-1-2009, PIN
 // variant) for a TDES_2KEY BDK, AES DUKPT (ANSI X9.24-3-2017, key usage PIN
 // encryption) for an AES BDK.
-func (s *Service) dukptPinKey(w *WorkingKey, subj fault.Subject, side fault.Side, dk *PinDukpt, decrypt bool) (pinKey, error) {
-	bdkAlgs := []keyspec.Algorithm{keyspec.TDES2Key, keyspec.AES128, keyspec.AES192, keyspec.AES256}
-	if err := Require(w, subj, side, "DUKPT PIN key derivation", []keyspec.KeyUsage{keyspec.B0}, bdkAlgs,
-		func(m keyspec.ModesOfUse) bool { return m.DeriveKey }); err != nil {
+func (s *Service) dukptPinKey(w *WorkingKey, subj fault.Subject, side fault.Side, dk *PinDukpt, use keyspec.Use) (pinKey, error) {
+	if err := RequireUse(w, use, subj, side); err != nil {
 		return pinKey{}, err
 	}
 	bdkAlg := w.Record.Attributes.Algorithm
@@ -77,16 +75,12 @@ func (s *Service) dukptPinKey(w *WorkingKey, subj fault.Subject, side fault.Side
 // pair w. It must be a P0 TDES or AES key whose modes of use allow the
 // direction: decrypt for an incoming PIN (mode B or D), encrypt for an
 // outgoing one (B or E).
-func (s *Service) wrappedPinKey(w *WorkingKey, subj fault.Subject, side fault.Side, wk *PinWrappedKey, decrypt bool) (pinKey, error) {
+func (s *Service) wrappedPinKey(w *WorkingKey, subj fault.Subject, side fault.Side, wk *PinWrappedKey, use keyspec.Use) (pinKey, error) {
 	d, release, err := s.wrappedKey(w, subj, side, wk)
 	if err != nil {
 		return pinKey{}, err
 	}
-	modes, what := modesEncrypt, "enciphering a PIN block"
-	if decrypt {
-		modes, what = modesDecrypt, "deciphering a PIN block"
-	}
-	if err := Require(d, fault.SubjectWrappedKey, side, what, []keyspec.KeyUsage{keyspec.P0}, pinKeyAlgs, modes); err != nil {
+	if err := RequireUse(d, use, fault.SubjectWrappedKey, side); err != nil {
 		release()
 		return pinKey{}, err
 	}

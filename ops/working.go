@@ -144,36 +144,27 @@ func (s *Service) Working(ident string, subj fault.Subject, side fault.Side) (*W
 	return w, nil
 }
 
-// Require checks a working key against an operation's rule: the allowed
-// usages, algorithms (nil = any) and a modes-of-use predicate (nil = any);
-// subj and side say which of the request's keys w is, what names the
-// operation for the error message.
-func Require(w *WorkingKey, subj fault.Subject, side fault.Side, what string, usages []keyspec.KeyUsage, algs []keyspec.Algorithm, modes func(keyspec.ModesOfUse) bool) error {
-	a := w.Record.Attributes
-	ok := false
-	for _, u := range usages {
-		ok = ok || a.Usage == u
+// RequireUse checks a working key against the key-use table's rule u
+// (keyspec/use.go: operation × side × role → usages, algorithms, modes of
+// use); subj and side say which of the request's keys w is, for the edges.
+func RequireUse(w *WorkingKey, u keyspec.Use, subj fault.Subject, side fault.Side) error {
+	return onSubject(u.Check(w.ARN, w.Record.Attributes), subj, side)
+}
+
+// requireUseAs is RequireUse with the operation named what in the messages
+// (for a request that spells the method more precisely than the table).
+func requireUseAs(w *WorkingKey, u keyspec.Use, what string, subj fault.Subject, side fault.Side) error {
+	return onSubject(u.CheckAs(what, w.ARN, w.Record.Attributes), subj, side)
+}
+
+// onSubject sets the subject and side of err's fault (nil stays nil).
+func onSubject(err error, subj fault.Subject, side fault.Side) error {
+	if err == nil {
+		return nil
 	}
-	if !ok {
-		names := make([]string, len(usages))
-		for i, u := range usages {
-			names[i] = string(u)
-		}
-		return keyRule(fault.ViolationUsage, subj, side, "%s needs a key with KeyUsage %s; %s is %s", what, strings.Join(names, " or "), w.ARN, a.Usage)
-	}
-	if algs != nil {
-		ok = false
-		for _, al := range algs {
-			ok = ok || a.Algorithm == al
-		}
-		if !ok {
-			return keyRule(fault.ViolationAlgorithm, subj, side, "%s does not support %s keys", what, a.Algorithm)
-		}
-	}
-	if modes != nil && !a.Modes.NoRestrictions && !modes(a.Modes) {
-		return keyRule(fault.ViolationModes, subj, side, "the modes of use of %s do not allow %s", w.ARN, what)
-	}
-	return nil
+	f := fault.As(err)
+	f.Subject, f.Side = subj, side
+	return f
 }
 
 // keyRule is a Validation fault for a broken key-separation rule (a

@@ -368,29 +368,38 @@ func TestErrorCodes(t *testing.T) {
 			t.Errorf("%v: %s, want %s", tc.err, got, tc.want)
 		}
 	}
-	// The key-separation failures come from the real ops.Require.
+	// The key-separation failures come from the real ops.RequireUse and the key-use table.
 	svc := startServer(t, nil, Config{}).svc
-	blk, _, err := svc.GenerateKeyBlock(svc.DefaultProfile(), keyspec.Attributes{Usage: keyspec.C0, Class: keyspec.Symmetric,
-		Algorithm: keyspec.TDES2Key, Modes: keyspec.ModesOfUse{Generate: true}}, false)
-	if err != nil {
-		t.Fatal(err)
+	working := func(alg keyspec.Algorithm) *ops.WorkingKey {
+		blk, _, err := svc.GenerateKeyBlock(svc.DefaultProfile(), keyspec.Attributes{Usage: keyspec.C0, Class: keyspec.Symmetric,
+			Algorithm: alg, Modes: keyspec.ModesOfUse{Generate: true}}, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wk, err := svc.Working(ops.BlockIdent(svc.DefaultProfile(), blk), fault.SubjectKey, fault.SideNone)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return wk
 	}
-	wk, err := svc.Working(ops.BlockIdent(svc.DefaultProfile(), blk), fault.SubjectKey, fault.SideNone)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tdes2, tdes3 := working(keyspec.TDES2Key), working(keyspec.TDES3Key)
 	for _, tc := range []struct {
-		usage []keyspec.KeyUsage
-		algs  []keyspec.Algorithm
-		modes func(keyspec.ModesOfUse) bool
-		want  string
+		key  *ops.WorkingKey
+		use  keyspec.Use
+		want string
 	}{
-		{[]keyspec.KeyUsage{keyspec.P0}, nil, nil, "A6"},
-		{[]keyspec.KeyUsage{keyspec.C0}, []keyspec.Algorithm{keyspec.AES128}, nil, "A7"},
-		{[]keyspec.KeyUsage{keyspec.C0}, nil, func(m keyspec.ModesOfUse) bool { return m.Verify }, "A8"},
+		{tdes2, keyspec.UseTranslatePinIncomingPEK, "A6"}, // a C0 key is no PEK
+		{tdes3, keyspec.UseGenerateCardCVV1, "A7"},        // CVV keys are TDES_2KEY
+		{tdes2, keyspec.UseVerifyCardCVV1, "A8"},          // a {Generate} key does not verify
+		{tdes2, keyspec.UseGenerateCardCVV1, "00"},
 	} {
-		if got := errorCode(ops.Require(wk, fault.SubjectKey, fault.SideNone, "test", tc.usage, tc.algs, tc.modes)); got != tc.want {
-			t.Errorf("Require failure mapped to %s, want %s", got, tc.want)
+		err := ops.RequireUse(tc.key, tc.use, fault.SubjectKey, fault.SideNone)
+		got := "00"
+		if err != nil {
+			got = errorCode(err)
+		}
+		if got != tc.want {
+			t.Errorf("%v: %s, want %s", tc.use, got, tc.want)
 		}
 	}
 }
