@@ -97,7 +97,9 @@ func Call(path string, req *Request) (*Response, error) {
 		}
 		return nil, fmt.Errorf("admin socket: %w", err)
 	}
-	defer c.Close()
+	// The answer is read, or the call has failed, before this runs: a failure
+	// to close the connection loses nothing.
+	defer func() { _ = c.Close() }()
 	if err := json.NewEncoder(c).Encode(req); err != nil {
 		return nil, fmt.Errorf("admin socket: %w", err)
 	}

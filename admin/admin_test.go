@@ -19,13 +19,19 @@ func serveOnce(t *testing.T, answer func(*Request) *Response) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
+	t.Cleanup(func() {
+		if err := ln.Close(); err != nil {
+			t.Error(err)
+		}
+	})
 	go func() {
 		c, err := ln.Accept()
 		if err != nil {
 			return
 		}
-		defer c.Close()
+		// The client's result is what the test checks; this goroutine
+		// may outlive the test, so it reports nothing.
+		defer func() { _ = c.Close() }()
 		req, err := DecodeRequest(c)
 		if err != nil {
 			return
@@ -71,7 +77,9 @@ func TestCall(t *testing.T) {
 				t.Fatal(err)
 			}
 			ln.(*net.UnixListener).SetUnlinkOnClose(false)
-			ln.Close()
+			if err := ln.Close(); err != nil {
+				t.Fatal(err)
+			}
 			return path
 		}, nil, "no daemon", true},
 		{"a file, not a socket", func(t *testing.T) string {

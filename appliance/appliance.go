@@ -24,7 +24,7 @@ import (
 )
 
 // DevTokenLabel is the label of the SoftHSM2 token --dev provisions.
-const DevTokenLabel = "payhsm-dev"
+const DevTokenLabel = "payhsm-dev" //nolint:gosec // G101: a PKCS#11 token's label (public, like a volume name), not a credential.
 
 // The data directory's layout.
 const (

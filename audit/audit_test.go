@@ -2,7 +2,9 @@ package audit
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,13 +15,12 @@ import (
 
 func readEntries(t *testing.T, path string) []Entry {
 	t.Helper()
-	f, err := os.Open(path)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
 	var out []Entry
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(bytes.NewReader(b))
 	for sc.Scan() {
 		var e Entry
 		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
@@ -52,7 +53,7 @@ func TestRecordAppendsJSONLines(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
+	defer closeT(t, l)
 	if err := l.Record(Entry{Operation: "rotate", Profile: "default", Custodians: []string{"alice", "bob"}, Outcome: OK,
 		KCVs: map[string]string{"profile": "ABCDEF"}, Online: true}); err != nil {
 		t.Fatal(err)
@@ -84,7 +85,7 @@ func TestRecordErrors(t *testing.T) {
 		{"no outcome", openTemp, Entry{Operation: "init"}, "needs an operation and an outcome"},
 		{"closed", func(t *testing.T) *Log {
 			l := openTemp(t)
-			l.Close()
+			closeT(t, l)
 			return l
 		}, Entry{Operation: "init", Outcome: OK}, "closed"},
 		{"disk full", openFull, Entry{Operation: "init", Outcome: OK}, "no space left"},
@@ -119,8 +120,7 @@ func TestOpenErrors(t *testing.T) {
 	dir := t.TempDir()
 	for _, path := range []string{filepath.Join(dir, "missing", "audit.log"), dir} {
 		if l, err := Open(path); err == nil {
-			l.Close()
-			t.Errorf("Open(%s) succeeded", path)
+			t.Errorf("Open(%s) succeeded (Close: %v)", path, l.Close())
 		}
 	}
 }
@@ -132,7 +132,7 @@ func TestConcurrentRecordsStayWholeLines(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
+	defer closeT(t, l)
 	var wg sync.WaitGroup
 	for i := 0; i < 8; i++ {
 		wg.Add(1)
@@ -157,8 +157,16 @@ func openTemp(t *testing.T) *Log {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { l.Close() })
+	t.Cleanup(func() { closeT(t, l) })
 	return l
+}
+
+// closeT closes c, failing the test when that fails.
+func closeT(t *testing.T, c io.Closer) {
+	t.Helper()
+	if err := c.Close(); err != nil {
+		t.Errorf("close: %v", err)
+	}
 }
 
 // openFull opens /dev/full, whose every write fails with ENOSPC.
@@ -168,6 +176,6 @@ func openFull(t *testing.T) *Log {
 	if err != nil {
 		t.Skipf("/dev/full: %v", err)
 	}
-	t.Cleanup(func() { l.Close() })
+	t.Cleanup(func() { closeT(t, l) })
 	return l
 }

@@ -57,7 +57,7 @@ var kcvRe = regexp.MustCompile(`^[0-9A-F]{6}$`)
 
 // LoadFile reads and validates a ceremony file.
 func LoadFile(path string) (*File, error) {
-	b, err := os.ReadFile(path)
+	b, err := os.ReadFile(path) //nolint:gosec // G304: the operator names the ceremony file (--ceremony).
 	if err != nil {
 		return nil, fmt.Errorf("ceremony file: %w", err)
 	}
@@ -148,7 +148,7 @@ func newFlagSet(cmd string) (*flag.FlagSet, *options) {
 		name += " " + cmd
 	}
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprint(fs.Output(), usage); fs.PrintDefaults() }
+	fs.Usage = cli.UsageFunc(fs, usage)
 	o := &options{appliance: appliance.RegisterFlags(fs)}
 	fs.StringVar(&o.file, "ceremony", "", "init, load-components: the ceremony file (JSON)")
 	fs.StringVar(&o.profile, "profile", "", "load-components, rotate, export-main-key, import-main-key, backup-components, sync: the profile")
@@ -173,20 +173,22 @@ var commands = map[string]bool{"init": true, "load-components": true, "status": 
 	"export-main-key": true, "import-main-key": true, "backup-components": true, "sync": true}
 
 // Main runs `payhsm ceremony <command>`.
-func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		cli.Sayf(stderr, "%s", usage)
 		return 2
 	}
 	cmd := args[0]
 	switch {
 	case cmd == "help" || cmd == "-h" || cmd == "-help" || cmd == "--help":
 		fs, _ := newFlagSet("")
-		fs.SetOutput(stdout)
-		fs.Usage()
+		if err := cli.PrintUsage(fs, stdout); err != nil {
+			cli.Say(stderr, "payhsm ceremony: write usage:", err)
+			return 1
+		}
 		return 0
 	case !commands[cmd]:
-		fmt.Fprintf(stderr, "payhsm ceremony: unknown command %q\n\n%s", cmd, usage)
+		cli.Sayf(stderr, "payhsm ceremony: unknown command %q\n\n%s", cmd, usage)
 		return 2
 	}
 	fs, o := newFlagSet(cmd)
@@ -194,16 +196,16 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return code
 	}
 	fail := func(err error) int {
-		fmt.Fprintln(stderr, "payhsm ceremony:", err)
+		cli.Say(stderr, "payhsm ceremony:", err)
 		return 1
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "payhsm ceremony %s: unexpected arguments %q\n", cmd, fs.Args())
+		cli.Sayf(stderr, "payhsm ceremony %s: unexpected arguments %q\n", cmd, fs.Args())
 		return 2
 	}
 	// Passphrases, components and main keys pass through this process.
 	if err := appliance.HardenProcess(); err != nil {
-		fmt.Fprintln(stderr, "payhsm ceremony: warning: cannot disable core dumps:", err)
+		cli.Say(stderr, "payhsm ceremony: warning: cannot disable core dumps:", err)
 	}
 	var spec *File
 	if cmd == "init" || cmd == "load-components" {
@@ -219,8 +221,9 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		if o.fromAdmin == "" || o.toAdmin == "" || o.profile == "" {
 			return fail(errors.New("--from-admin, --to-admin and --profile are required"))
 		}
-		if err := syncOnline(NewConsole(stdin, stdout), o.fromAdmin, o.toAdmin, o.profile); err != nil {
-			fmt.Fprintf(stdout, "FAILED: %v\n", err)
+		con := NewConsole(stdin, stdout)
+		if err := errors.Join(syncOnline(con, o.fromAdmin, o.toAdmin, o.profile), con.Err()); err != nil {
+			con.Printf("FAILED: %v\n", err)
 			return fail(err)
 		}
 		return 0
@@ -235,11 +238,15 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		if err != nil {
 			return fail(err)
 		}
-		defer closer.Close()
+		defer func() {
+			if err := closer.Close(); err != nil {
+				cli.Say(stderr, "payhsm ceremony: warning: serial console:", err)
+			}
+		}()
 		con = c
 	}
 	if cmd == "rotate" {
-		if err := rotate(con, cfg, o.appliance.Dev(), o.profile); err != nil {
+		if err := errors.Join(rotate(con, cfg, o.appliance.Dev(), o.profile), con.Err()); err != nil {
 			con.Printf("FAILED: %v\n", err)
 			return fail(err)
 		}
@@ -256,7 +263,8 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	s := &session{con: con, app: app, audit: log, cfg: cfg, dev: o.appliance.Dev()}
 	defer func() {
 		if err := s.close(); err != nil {
-			fmt.Fprintln(stderr, "payhsm ceremony:", err)
+			cli.Say(stderr, "payhsm ceremony:", err)
+			code = max(code, 1)
 		}
 	}()
 	switch cmd {
@@ -283,7 +291,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case "backup-components":
 		err = s.backupComponents(o.profile, o.components)
 	}
-	if err != nil {
+	if err = errors.Join(err, con.Err()); err != nil {
 		con.Printf("FAILED: %v\n", err)
 		return fail(err)
 	}
@@ -578,7 +586,7 @@ func (s *session) status() error {
 // rotate runs a profile main key rotation under dual control: through the
 // serving daemon's admin socket when one runs, else offline on the data
 // directory. Running it again after a crash resumes the same rotation.
-func rotate(con *Console, cfg *appliance.Config, dev bool, profile string) error {
+func rotate(con *Console, cfg *appliance.Config, dev bool, profile string) (err error) {
 	if err := custody.CheckProfileName(profile); err != nil {
 		return fmt.Errorf("--profile: %w", err)
 	}
@@ -603,13 +611,12 @@ func rotate(con *Console, cfg *appliance.Config, dev bool, profile string) error
 	if err != nil {
 		return err
 	}
-	defer app.Close()
 	log, err := audit.Open(cfg.AuditLogPath())
 	if err != nil {
-		return err
+		return errors.Join(err, app.Close())
 	}
-	defer log.Close()
 	s := &session{con: con, app: app, audit: log, cfg: cfg, dev: dev}
+	defer func() { err = errors.Join(err, s.close()) }()
 	rec, err := custodian.Load(app.Store, app.Custody)
 	if err != nil {
 		return err

@@ -10,6 +10,8 @@ import (
 
 	"go.bug.st/serial"
 	"golang.org/x/sys/unix"
+
+	"payhsm/internal/cli"
 )
 
 // Console is where a ceremony talks to its operators: a terminal on
@@ -17,8 +19,8 @@ import (
 // as byte slices the caller zeroes.
 type Console struct {
 	r  *bufio.Reader
-	w  io.Writer
-	fd int // terminal whose echo is switched off for secrets; -1 when not a terminal
+	w  *cli.Writer // keeps the first write error: a prompt that failed fails its step (Err)
+	fd int         // terminal whose echo is switched off for secrets; -1 when not a terminal
 	// skipLF drops a '\n' that follows a '\r' line end (without waiting for
 	// it: a serial line may send '\r' alone).
 	skipLF bool
@@ -26,7 +28,7 @@ type Console struct {
 
 // NewConsole talks over r and w. When r is a terminal, echo is switched off while secrets are typed.
 func NewConsole(r io.Reader, w io.Writer) *Console {
-	c := &Console{r: bufio.NewReader(r), w: w, fd: -1}
+	c := &Console{r: bufio.NewReader(r), w: cli.NewWriter(w), fd: -1}
 	if f, ok := r.(*os.File); ok {
 		if _, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS); err == nil {
 			c.fd = int(f.Fd())
@@ -43,7 +45,7 @@ func OpenSerial(device string, baud int) (*Console, io.Closer, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("serial console %s: %w", device, err)
 	}
-	return &Console{r: bufio.NewReader(p), w: crlf{p}, fd: -1}, p, nil
+	return &Console{r: bufio.NewReader(p), w: cli.NewWriter(crlf{p}), fd: -1}, p, nil
 }
 
 // crlf turns \n into \r\n for serial terminals.
@@ -56,15 +58,34 @@ func (c crlf) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// Printf writes to the operator.
-func (c *Console) Printf(format string, a ...any) { fmt.Fprintf(c.w, format, a...) }
+// Printf writes to the operator. A failure is kept: Err reports it, and
+// every later prompt fails with it.
+func (c *Console) Printf(format string, a ...any) { c.w.Printf(format, a...) }
+
+// Err returns the first failure to write to the operator, or nil. A step
+// whose output the operators may not have seen has not succeeded.
+func (c *Console) Err() error {
+	if err := c.w.Err(); err != nil {
+		return fmt.Errorf("ceremony console: %w", err)
+	}
+	return nil
+}
+
+// prompt shows p, reporting whether the operator can have seen it (and
+// everything written before).
+func (c *Console) prompt(p string) error {
+	c.Printf("%s", p)
+	return c.Err()
+}
 
 // ErrAborted reports that the operator input ended.
 var ErrAborted = errors.New("ceremony: input ended; nothing was changed by the unfinished step")
 
 // Ask prompts and reads one line.
 func (c *Console) Ask(prompt string) (string, error) {
-	c.Printf("%s", prompt)
+	if err := c.prompt(prompt); err != nil {
+		return "", err
+	}
 	line, err := c.readLine()
 	if err != nil {
 		return "", err
@@ -76,7 +97,9 @@ func (c *Console) Ask(prompt string) (string, error) {
 
 // Secret prompts and reads one line without echo. The caller zeroes the result.
 func (c *Console) Secret(prompt string) ([]byte, error) {
-	c.Printf("%s", prompt)
+	if err := c.prompt(prompt); err != nil {
+		return nil, err
+	}
 	if c.fd >= 0 {
 		if t, err := unix.IoctlGetTermios(c.fd, unix.TCGETS); err == nil {
 			saved := *t

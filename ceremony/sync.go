@@ -24,7 +24,7 @@ import (
 // travel as files; online (sync), through both daemons' admin sockets.
 
 func readCert(path string) (*x509.Certificate, error) {
-	b, err := os.ReadFile(path)
+	b, err := os.ReadFile(path) //nolint:gosec // G304: the operator names the certificate file (--krd, --kdh).
 	if err != nil {
 		return nil, err
 	}
@@ -45,10 +45,10 @@ func (s *session) krdRequest(certOut, nonceOut string) error {
 	if err := s.record(audit.Entry{Operation: "krd-request", Outcome: audit.OK, Detail: "certificate " + mainkey.Fingerprint(cert)}); err != nil {
 		return err
 	}
-	if err := os.WriteFile(certOut, mainkey.CertPEM(cert), 0o644); err != nil {
+	if err := os.WriteFile(certOut, mainkey.CertPEM(cert), 0o600); err != nil {
 		return err
 	}
-	if err := os.WriteFile(nonceOut, []byte(strings.ToUpper(hex.EncodeToString(nonce))+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(nonceOut, []byte(strings.ToUpper(hex.EncodeToString(nonce))+"\n"), 0o600); err != nil {
 		return err
 	}
 	s.con.Printf("This appliance's certificate is in %s, fingerprint (SHA-256):\n  %s\nNonce written to %s (valid for one import).\n", certOut, mainkey.Fingerprint(cert), nonceOut)
@@ -115,7 +115,7 @@ func (s *session) exportMainKey(profile, krdPath, nonceHex, out string) error {
 	if err := os.WriteFile(out, tok, 0o600); err != nil {
 		return err
 	}
-	if err := os.WriteFile(out+".kdh.pem", mainkey.CertPEM(kdh), 0o644); err != nil {
+	if err := os.WriteFile(out+".kdh.pem", mainkey.CertPEM(kdh), 0o600); err != nil {
 		return err
 	}
 	s.con.Printf("Profile %s main key (KCV %s) exported as a TR-34 token to %s, signed by this appliance (certificate %s.kdh.pem):\n  %s\n",
@@ -130,7 +130,7 @@ func (s *session) importMainKey(profile, kdhPath, tokenPath, wantKCV string) err
 	if err != nil {
 		return err
 	}
-	der, err := os.ReadFile(tokenPath)
+	der, err := os.ReadFile(tokenPath) //nolint:gosec // G304: the operator names the token file (--token).
 	if err != nil {
 		return err
 	}

@@ -61,7 +61,11 @@ func (a *adminServer) serve() {
 		a.wg.Add(1)
 		go func() {
 			defer a.wg.Done()
-			defer c.Close()
+			defer func() {
+				if err := c.Close(); err != nil {
+					a.log.Warn("admin connection close", zap.Error(err))
+				}
+			}()
 			a.handle(c)
 		}()
 	}
@@ -71,7 +75,9 @@ func (a *adminServer) serve() {
 // must not close beneath it. A rotation cut short by a harder stop resumes
 // when run again.
 func (a *adminServer) close(ctx context.Context) {
-	a.ln.Close()
+	if err := a.ln.Close(); err != nil {
+		a.log.Warn("admin socket close", zap.Error(err))
+	}
 	done := make(chan struct{})
 	go func() { a.wg.Wait(); close(done) }()
 	select {

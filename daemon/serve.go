@@ -39,22 +39,22 @@ import (
 func ServeMain(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("payhsm serve", flag.ContinueOnError)
 	flags := appliance.RegisterFlags(fs)
-	fs.Usage = func() { fmt.Fprint(fs.Output(), serveUsage); fs.PrintDefaults() }
+	fs.Usage = cli.UsageFunc(fs, serveUsage)
 	if code, ok := cli.Parse(fs, args, stdout, stderr); !ok {
 		return code
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "payhsm serve: unexpected arguments %q\n", fs.Args())
+		cli.Sayf(stderr, "payhsm serve: unexpected arguments %q\n", fs.Args())
 		return 2
 	}
 	cfg, err := flags.Config()
 	if err != nil {
-		fmt.Fprintln(stderr, "payhsm serve:", err)
+		cli.Say(stderr, "payhsm serve:", err)
 		return 2
 	}
 	log, err := NewLogger(cfg.LogLevel)
 	if err != nil {
-		fmt.Fprintln(stderr, "payhsm serve:", err)
+		cli.Say(stderr, "payhsm serve:", err)
 		return 2
 	}
 	defer func() { _ = log.Sync() }() // stderr may not support sync
@@ -267,6 +267,8 @@ func notify(state string) {
 	if err != nil {
 		return
 	}
-	defer conn.Close()
+	// Best effort, like sd_notify(3): a datagram socket buffers nothing a
+	// failed Close could lose, and systemd's timeouts report a lost state.
+	defer func() { _ = conn.Close() }()
 	_, _ = conn.Write([]byte(state))
 }

@@ -2,6 +2,7 @@ package keyspec
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"os"
 	"regexp"
@@ -82,11 +83,10 @@ var (
 
 func loadGuideUses(t *testing.T) []guideUseRow {
 	t.Helper()
-	f, err := os.Open("testdata/guide_valid_keys.txt")
+	b, err := os.ReadFile("testdata/guide_valid_keys.txt")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
 	type rawRow struct {
 		section        string
 		cells          []string
@@ -95,7 +95,7 @@ func loadGuideUses(t *testing.T) []guideUseRow {
 	var raws []*rawRow
 	section, algCol, modCol := "", -1, -1
 	seen := map[string]bool{}
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(bytes.NewReader(b))
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
 		line := sc.Text()

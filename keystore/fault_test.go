@@ -320,8 +320,7 @@ func TestOpenFaults(t *testing.T) {
 			t.Parallel()
 			mem := vfs.NewCrashableMem()
 			if s, err := Open(faultDir, Options{FS: errorfs.Wrap(mem, tc.inj)}); err == nil {
-				s.Close()
-				t.Fatal("Open succeeded")
+				t.Fatalf("Open succeeded (Close: %v)", s.Close())
 			} else {
 				t.Logf("Open: %v", err)
 			}
@@ -343,7 +342,7 @@ func TestPowerLossKeepsAcknowledgedWrites(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	defer closeT(t, s)
 
 	var (
 		mu    sync.Mutex
@@ -476,7 +475,7 @@ func TestPowerLossDropsUnacknowledgedBatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	defer closeT(t, s)
 	seed(t, s)
 
 	big := testKey(testID(2))

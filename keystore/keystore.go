@@ -342,6 +342,6 @@ type pebbleFatal struct{ msg string }
 func (l pebbleLogger) Fatalf(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	l.s.Error(msg)
-	l.store.fail(msg)
+	_ = l.store.fail(msg) // every later call returns it (Failed); the panic stops this one
 	panic(pebbleFatal{msg})
 }

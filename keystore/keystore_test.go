@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"reflect"
 	"slices"
 	"strings"
@@ -30,6 +31,14 @@ func openTest(t testing.TB, fs vfs.FS, dir string) *Store {
 	}
 	t.Cleanup(func() { _ = s.Close() })
 	return s
+}
+
+// closeT closes c, failing the test when that fails; for defer.
+func closeT(t testing.TB, c io.Closer) {
+	t.Helper()
+	if err := c.Close(); err != nil {
+		t.Errorf("close: %v", err)
+	}
 }
 
 // openMem opens a fresh store in memory.
@@ -568,7 +577,7 @@ func rawKeys(t *testing.T, s *Store) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer it.Close()
+	defer closeT(t, it)
 	var out []string
 	for ok := it.First(); ok; ok = it.Next() {
 		out = append(out, string(it.Key()))
@@ -912,7 +921,7 @@ func TestFormatRecord(t *testing.T) {
 		{"fresh", func(*testing.T, vfs.FS) {}, ""},
 		{"unknown version", func(t *testing.T, fs vfs.FS) {
 			s := openTest(t, fs, dir)
-			s.Close()
+			closeT(t, s)
 			setRaw(t, fs, formatKey, []byte(`{"format":"payhsm-keystore","version":2}`))
 		}, "on-disk format version 2 is not supported"},
 		{"foreign format record", func(t *testing.T, fs vfs.FS) {
@@ -932,13 +941,12 @@ func TestFormatRecord(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				s.Close()
+				closeT(t, s)
 				openTest(t, fs, dir) // and it reopens
 				return
 			}
 			if err == nil {
-				s.Close()
-				t.Fatal("opened")
+				t.Fatalf("opened (Close: %v)", s.Close())
 			}
 			if !strings.Contains(err.Error(), tc.wantErr) {
 				t.Fatalf("err = %v, want %q", err, tc.wantErr)
@@ -948,7 +956,7 @@ func TestFormatRecord(t *testing.T) {
 			if err != nil {
 				t.Fatalf("directory still locked: %v", err)
 			}
-			db.Close()
+			closeT(t, db)
 		})
 	}
 }
@@ -987,7 +995,7 @@ func TestKeyBlockNeverPrinted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	defer closeT(t, s)
 	k := testKey(testID(1))
 	secret := k.KeyBlock
 	if err := s.CreateKey(k, []Tag{{"a", "b"}}, "alias/a"); err != nil {

@@ -14,7 +14,7 @@ func TestMetaNames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	defer closeT(t, s)
 	for _, n := range []string{"custody/profile/b", "custody/profile/a", "custody/region", "ca/x"} {
 		if err := s.PutMeta(n, []byte("v")); err != nil {
 			t.Fatal(err)

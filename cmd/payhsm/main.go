@@ -4,12 +4,12 @@
 package main
 
 import (
-	"fmt"
 	"io"
 	"os"
 
 	"payhsm/ceremony"
 	"payhsm/daemon"
+	"payhsm/internal/cli"
 	"payhsm/tools/bench"
 	"payhsm/tools/hostclient"
 )
@@ -37,7 +37,7 @@ func main() {
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		cli.Sayf(stderr, "%s", usage)
 		return 2
 	}
 	switch args[0] {
@@ -50,8 +50,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case "bench":
 		return bench.Main(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
-		fmt.Fprintln(stdout, "payhsm", Version())
-		return 0
+		return printOut(stdout, stderr, "payhsm "+Version()+"\n")
 	case "help", "-h", "-help", "--help":
 		if len(args) > 1 && args[0] == "help" {
 			switch args[1] {
@@ -59,14 +58,23 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 				return run([]string{args[1], "-h"}, stdin, stdout, stderr)
 			case "version", "help":
 			default:
-				fmt.Fprintf(stderr, "payhsm: no help for unknown command %q\n\n%s", args[1], usage)
+				cli.Sayf(stderr, "payhsm: no help for unknown command %q\n\n%s", args[1], usage)
 				return 2
 			}
 		}
-		fmt.Fprint(stdout, usage)
-		return 0
+		return printOut(stdout, stderr, usage)
 	default:
-		fmt.Fprintf(stderr, "payhsm: unknown command %q\n\n%s", args[0], usage)
+		cli.Sayf(stderr, "payhsm: unknown command %q\n\n%s", args[0], usage)
 		return 2
 	}
+}
+
+// printOut writes text, the command's whole output, to stdout: exit status 0
+// when it was written, else 1.
+func printOut(stdout, stderr io.Writer, text string) int {
+	if _, err := io.WriteString(stdout, text); err != nil {
+		cli.Say(stderr, "payhsm: write output:", err)
+		return 1
+	}
+	return 0
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"runtime/debug"
 	"strings"
 	"testing"
@@ -90,6 +91,25 @@ func TestHelpAndVersion(t *testing.T) {
 			}
 			check("stdout", stdout.String(), tc.stdout)
 			check("stderr", stderr.String(), tc.stderr)
+		})
+	}
+}
+
+// brokenWriter fails every write, like a closed pipe or a full disk.
+type brokenWriter struct{}
+
+func (brokenWriter) Write([]byte) (int, error) { return 0, errors.New("broken pipe") }
+
+// TestOutputFailure: help or version that cannot be written to standard
+// output is a failure (exit 1), reported on standard error.
+func TestOutputFailure(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{{"version"}, {"help"}, {"serve", "-h"}, {"ceremony", "help"}, {"ceremony", "rotate", "-h"}, {"client", "-h"}, {"bench", "-h"}} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			var stderr bytes.Buffer
+			if code := run(args, strings.NewReader(""), brokenWriter{}, &stderr); code != 1 || !strings.Contains(stderr.String(), "broken pipe") {
+				t.Errorf("exit %d, want 1; stderr %q", code, &stderr)
+			}
 		})
 	}
 }

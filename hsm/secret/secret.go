@@ -158,8 +158,7 @@ func pageAligned(n int) []byte {
 	ps := os.Getpagesize()
 	size := max((n+ps-1)/ps, 1) * ps
 	buf := make([]byte, size+ps)
-	// #nosec G103 -- the address is only read to find the first page boundary inside buf.
-	off := (ps - int(uintptr(unsafe.Pointer(unsafe.SliceData(buf)))%uintptr(ps))) % ps
+	off := (ps - int(uintptr(unsafe.Pointer(unsafe.SliceData(buf)))%uintptr(ps))) % ps //nolint:gosec // G103: the address is only read to find the first page boundary inside buf.
 	return buf[off : off+size : off+size]
 }
 

@@ -434,4 +434,6 @@ func TestKeyConcurrentUse(t *testing.T) {
 	}
 }
 
-func pageOf(b []byte, ps uintptr) uintptr { return uintptr(unsafe.Pointer(unsafe.SliceData(b))) / ps }
+func pageOf(b []byte, ps uintptr) uintptr {
+	return uintptr(unsafe.Pointer(unsafe.SliceData(b))) / ps //nolint:gosec // G103: the address is only read to find its page, never dereferenced.
+}

@@ -71,7 +71,7 @@ func RSA(tb testing.TB, bits int) *rsa.PrivateKey {
 	use.Unlock()
 
 	path := filepath.Join(Dir, fmt.Sprintf("rsa-%d-%d.pem", bits, n))
-	raw, err := os.ReadFile(path)
+	raw, err := os.ReadFile(path) //nolint:gosec // G304: a committed key file, testdata/rsa-<bits>-<n>.pem.
 	if err != nil {
 		tb.Fatalf("testkeys: test %s needs RSA-%d key number %d: %v (add one to %s with openssl genpkey)", root, bits, n, err, Dir)
 	}

@@ -558,7 +558,7 @@ examples:
 // Main runs `payhsm bench`.
 func Main(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("payhsm bench", flag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprint(fs.Output(), usage); fs.PrintDefaults() }
+	fs.Usage = cli.UsageFunc(fs, usage)
 	var o Options
 	fs.StringVar(&o.Addr, "addr", "127.0.0.1:1500", "host port address")
 	fs.IntVar(&o.Conns, "conns", 32, "connections")
@@ -574,16 +574,16 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	var err error
 	if o.Mix, err = ParseMix(*mix); err != nil || o.Conns < 1 || o.Duration <= 0 || o.Pipeline < 1 || o.Pipeline > 1024 || o.Header < 0 || o.Header > 20 || o.Rate < 0 {
-		say(stderr, "payhsm bench: bad -mix, -conns, -duration, -pipeline, -header or -rate", err)
+		cli.Say(stderr, "payhsm bench: bad -mix, -conns, -duration, -pipeline, -header or -rate", err)
 		return 2
 	}
 	r, err := Run(o)
 	if err != nil {
-		say(stderr, "payhsm bench:", err)
+		cli.Say(stderr, "payhsm bench:", err)
 		return 1
 	}
 	if err := Print(stdout, o, r); err != nil {
-		say(stderr, "payhsm bench: write output:", err)
+		cli.Say(stderr, "payhsm bench: write output:", err)
 		return 1
 	}
 	if r.Total.Errors > 0 {
@@ -591,7 +591,3 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	return 0
 }
-
-// say writes a diagnostic line to stderr. A failure to write it is dropped:
-// stderr is where it would have been reported.
-func say(stderr io.Writer, args ...any) { _, _ = fmt.Fprintln(stderr, args...) }

@@ -210,7 +210,7 @@ examples:
 // Main runs `payhsm client`.
 func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("payhsm client", flag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprint(fs.Output(), usage); fs.PrintDefaults() }
+	fs.Usage = cli.UsageFunc(fs, usage)
 	addr := fs.String("addr", "127.0.0.1:1500", "host port address")
 	hlen := fs.Int("header", 4, "message header length")
 	file := fs.String("file", "", "file of commands, one per line (- = stdin)")
@@ -231,7 +231,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			b, err = os.ReadFile(*file)
 		}
 		if err != nil {
-			say(stderr, "payhsm client:", err)
+			cli.Say(stderr, "payhsm client:", err)
 			return 1
 		}
 		for _, l := range strings.Split(string(b), "\n") {
@@ -247,12 +247,12 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	tlsCfg, err := tf.Config(*addr)
 	if err != nil {
-		say(stderr, "payhsm client: TLS:", err)
+		cli.Say(stderr, "payhsm client: TLS:", err)
 		return 1
 	}
 	c, err := Dial(*addr, tlsCfg, *hlen)
 	if err != nil {
-		say(stderr, "payhsm client:", err)
+		cli.Say(stderr, "payhsm client:", err)
 		return 1
 	}
 	// Every response has been read by the time this runs: a failure to
@@ -261,21 +261,21 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	status := 0
 	for _, l := range lines {
 		if len(l) < 2 {
-			say(stderr, fmt.Sprintf("payhsm client: %q: no command code", l))
+			cli.Sayf(stderr, "payhsm client: %q: no command code\n", l)
 			return 2
 		}
 		fields, err := ParseFields(l[2:])
 		if err != nil {
-			say(stderr, "payhsm client:", err)
+			cli.Say(stderr, "payhsm client:", err)
 			return 2
 		}
 		r, err := c.Call(l[:2], fields)
 		if err != nil {
-			say(stderr, "payhsm client:", err)
+			cli.Say(stderr, "payhsm client:", err)
 			return 1
 		}
 		if _, err := stdout.Write(formatResponse(r, *raw)); err != nil {
-			say(stderr, "payhsm client: write output:", err)
+			cli.Say(stderr, "payhsm client: write output:", err)
 			return 1
 		}
 		if r.Error != "00" {
@@ -296,10 +296,6 @@ func formatResponse(r *Response, raw bool) []byte {
 	}
 	return b
 }
-
-// say writes a diagnostic line to stderr. A failure to write it is dropped:
-// stderr is where it would have been reported.
-func say(stderr io.Writer, args ...any) { _, _ = fmt.Fprintln(stderr, args...) }
 
 // printable shows text as text and any non-printable byte run as {HEX}.
 func printable(b []byte) string {
