@@ -6,7 +6,7 @@ import (
 	"crypto/cipher"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha1"
+	"crypto/sha1" //nolint:gosec // G505: OAEP_SHA1 padding, see rsaCrypter
 	"crypto/sha256"
 	"crypto/sha512"
 	"crypto/x509"
@@ -410,7 +410,7 @@ func rsaCrypter(w *WorkingKey, subj fault.Subject, side fault.Side, padding Padd
 	switch padding {
 	case PaddingPKCS1:
 	case PaddingOAEPSHA1:
-		h, hid = sha1.New(), crypto.SHA1
+		h, hid = sha1.New(), crypto.SHA1 //nolint:gosec // G401: RSA-OAEP with SHA-1 is the model's OAEP_SHA1 padding, which callers choose
 	case PaddingOAEPSHA256:
 		h, hid = sha256.New(), crypto.SHA256
 	case PaddingOAEPSHA512:
@@ -429,7 +429,7 @@ func rsaCrypter(w *WorkingKey, subj fault.Subject, side fault.Side, padding Padd
 			var ct []byte
 			var err error
 			if h == nil {
-				ct, err = rsa.EncryptPKCS1v15(rand.Reader, pub, pt)
+				ct, err = rsa.EncryptPKCS1v15(rand.Reader, pub, pt) //nolint:staticcheck // SA1019: the model's PKCS1 padding, which callers choose and the API must answer
 			} else {
 				ct, err = rsa.EncryptOAEP(h, rand.Reader, pub, pt, nil)
 			}
@@ -457,7 +457,7 @@ func rsaCrypter(w *WorkingKey, subj fault.Subject, side fault.Side, padding Padd
 		var pt []byte
 		var err error
 		if h == nil {
-			pt, err = priv.Decrypt(rand.Reader, ct, &rsa.PKCS1v15DecryptOptions{})
+			pt, err = priv.Decrypt(rand.Reader, ct, &rsa.PKCS1v15DecryptOptions{}) //nolint:staticcheck // SA1019: the model's PKCS1 padding, which callers choose and the API must answer
 		} else {
 			pt, err = priv.Decrypt(rand.Reader, ct, &rsa.OAEPOptions{Hash: hid})
 		}

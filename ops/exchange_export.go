@@ -347,7 +347,7 @@ func isUpperAlnum(c byte) bool { return '0' <= c && c <= '9' || 'A' <= c && c <=
 
 func isAlnumString(s string) bool {
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; !(isUpperAlnum(c) || 'a' <= c && c <= 'z') {
+		if c := s[i]; !isUpperAlnum(c) && (c < 'a' || c > 'z') {
 			return false
 		}
 	}

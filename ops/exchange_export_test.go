@@ -646,7 +646,7 @@ func TestGetParametersForExport(t *testing.T) {
 	if err := cert.CheckSignatureFrom(root); err != nil || cert.KeyUsage != x509.KeyUsageDigitalSignature {
 		t.Errorf("signing certificate: %v, usage %v", err, cert.KeyUsage)
 	}
-	if d := p.ValidUntil.Sub(time.Now()); d < 29*24*time.Hour || d > 31*24*time.Hour {
+	if d := time.Until(p.ValidUntil); d < 29*24*time.Hour || d > 31*24*time.Hour {
 		t.Errorf("valid for %v, want 30 days", d)
 	}
 	again, err := svc.GetParametersForExport(ops.MaterialTR34, keyspec.RSA2048, true)

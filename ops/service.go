@@ -137,7 +137,7 @@ func (s *Service) parseKeyARN(arn string) (string, bool) {
 		return "", false
 	}
 	for _, c := range rest {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+		if (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') && (c < '0' || c > '9') {
 			return "", false
 		}
 	}

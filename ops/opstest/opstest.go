@@ -15,6 +15,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io/fs"
 	"sync"
@@ -61,15 +62,16 @@ func NewWithToken(tb testing.TB) (*ops.Service, *memtoken.Module) {
 	cust, err := custody.Open(custody.Config{Module: mod, TokenLabel: tokenLabel, PIN: tokenPIN,
 		Initialize: true, NotFound: keystore.ErrNotFound}, store, log)
 	if err != nil {
-		store.Close()
+		_ = store.Close() // the open error is the one to report
 		tb.Fatal(err)
 	}
 	if _, err := cust.CreateProfile("default"); err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() {
-		cust.Close()
-		store.Close()
+		if err := errors.Join(cust.Close(), store.Close()); err != nil {
+			tb.Error(err)
+		}
 	})
 	svc, err := ops.New(ops.Config{Region: "us-east-1", Account: "000000000000", NewRSAKey: testRSAKey}, store, cust, log)
 	if err != nil {
