@@ -1,6 +1,9 @@
 package hostcmd
 
 import (
+	"bytes"
+	"fmt"
+	"io"
 	"strings"
 	"testing"
 )
@@ -29,4 +32,42 @@ func BenchmarkDispatchCC(b *testing.B) {
 			out = ts.srv.dispatch(x, out[:0], msg)
 		}
 	})
+}
+
+// BenchmarkEcho measures the connection drivers (event loop and goroutine
+// per connection) without the operations layer: one connection sends bursts
+// of 1 or 32 pipelined B2 echo requests and reads the answers. ns/op is per
+// request.
+func BenchmarkEcho(b *testing.B) {
+	for _, d := range []struct {
+		name  string
+		loops int
+	}{{"event-loop", 0}, {"goroutine", -1}} {
+		for _, burst := range []int{1, 32} {
+			b.Run(fmt.Sprintf("%s/burst=%d", d.name, burst), func(b *testing.B) {
+				ts := startServer(b, nil, Config{EventLoops: d.loops})
+				c := ts.dial(b, nil)
+				var req []byte
+				for range burst {
+					req = append(append(req, frame("0001B20002OK")...), "0001B20002OK"...)
+				}
+				want := append(frame("0001B300OK"), "0001B300OK"...)
+				resp := make([]byte, burst*len(want))
+				b.ReportAllocs()
+				b.ResetTimer()
+				for i := 0; i < b.N; i += burst {
+					if _, err := c.c.Write(req); err != nil {
+						b.Fatal(err)
+					}
+					if _, err := io.ReadFull(c.c, resp); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.StopTimer()
+				if !bytes.Equal(resp[len(resp)-len(want):], want) {
+					b.Fatalf("answer %q, want %q", resp[len(resp)-len(want):], want)
+				}
+			})
+		}
+	}
 }

@@ -132,10 +132,11 @@ func (t *translateCmd) run(x *call) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if r.PinLength > t.maxPIN {
+	if r.PinLength < 0 || r.PinLength > t.maxPIN {
 		return nil, errCode(codePinLength, "the PIN is longer than the maximum PIN length")
 	}
-	out := append(x.scratch[:0], byte('0'+r.PinLength/10), byte('0'+r.PinLength%10))
+	const decimal = "0123456789"
+	out := append(x.scratch[:0], decimal[r.PinLength/10], decimal[r.PinLength%10]) // maxPIN <= 12: two digits
 	out = appendHex(out, r.PinBlock)
 	x.scratch = append(out, t.outCode...)
 	return x.scratch, nil

@@ -70,6 +70,14 @@ func (c *cursor) expect(b byte, what string) {
 func isDigit(b byte) bool { return b >= '0' && b <= '9' }
 func isHex(b byte) bool   { return isDigit(b) || b >= 'A' && b <= 'F' || b >= 'a' && b <= 'f' }
 
+// isAlnum reports an uppercase letter or a digit (a command code character).
+func isAlnum(b byte) bool { return isDigit(b) || b >= 'A' && b <= 'Z' }
+
+// isRefChar reports a character of a key reference (an ARN or alias).
+func isRefChar(b byte) bool {
+	return isDigit(b) || b >= 'A' && b <= 'Z' || b >= 'a' && b <= 'z' || b == ':' || b == '/' || b == '_' || b == '-'
+}
+
 // digits returns n decimal digits.
 func (c *cursor) digits(n int, what string) string {
 	v := c.take(n, what)
@@ -208,8 +216,7 @@ func (c *cursor) key(what string) keyRef {
 		c.i++
 		start := c.i
 		for c.i < len(c.b) && c.b[c.i] != ';' && c.i-start <= maxKeyRef {
-			b := c.b[c.i]
-			if !(isDigit(b) || b >= 'A' && b <= 'Z' || b >= 'a' && b <= 'z' || b == ':' || b == '/' || b == '_' || b == '-') {
+			if !isRefChar(c.b[c.i]) {
 				c.fail(codeInvalidInput, what+": bad character in key reference")
 				return keyRef{}
 			}

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 )
 
 // MaxMessage is the largest message accepted (payShield's largest I/O buffer is 32 KiB).
@@ -45,9 +46,30 @@ func ReadFrame(r *bufio.Reader, max int) ([]byte, error) {
 }
 
 // AppendFrame appends msg with its 2-byte big-endian length prefix to dst.
-func AppendFrame(dst, msg []byte) []byte {
+// A msg longer than the prefix can state (65535 bytes) is ErrFrame, and dst
+// is returned unchanged.
+func AppendFrame(dst, msg []byte) ([]byte, error) {
+	if len(msg) > math.MaxUint16 {
+		return dst, fmt.Errorf("%w: message of %d bytes exceeds %d", ErrFrame, len(msg), math.MaxUint16)
+	}
+	//nolint:gosec // G115: 0 <= len(msg) <= math.MaxUint16, checked above (gosec misses that a length is never negative).
 	dst = binary.BigEndian.AppendUint16(dst, uint16(len(msg)))
-	return append(dst, msg...)
+	return append(dst, msg...), nil
+}
+
+// putAnswerLength writes into out[start:start+2] the length of the answer
+// after it, out[start+2:]. An answer longer than the prefix can state is
+// ErrFrame: the connection is closed rather than sent a corrupt frame.
+// dispatch builds none: the longest answers, the hex output of M0 and M4,
+// are twice a message that is shorter than MaxMessage by the request's
+// other fields (TestLongestAnswer).
+func putAnswerLength(out []byte, start int) error {
+	n := len(out) - start - 2
+	if n < 0 || n > math.MaxUint16 {
+		return fmt.Errorf("%w: answer of %d bytes", ErrFrame, n)
+	}
+	binary.BigEndian.PutUint16(out[start:], uint16(n))
+	return nil
 }
 
 // request is a split message: the header echoed in the response, the
@@ -69,7 +91,7 @@ func splitMessage(msg []byte, headerLen int) (request, error) {
 	}
 	r := request{header: msg[:headerLen], code: [2]byte{msg[headerLen], msg[headerLen+1]}}
 	for _, c := range r.code {
-		if !(c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+		if !isAlnum(c) {
 			return r, fmt.Errorf("%w: invalid command code", ErrFrame)
 		}
 	}

@@ -37,7 +37,8 @@ func startServer(t testing.TB, svc *ops.Service, cfg Config) *testServer {
 		t.Fatal(err)
 	}
 	srv := NewServer(svc, cfg, zap.NewNop())
-	go srv.Serve(ln)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
 	if runtime.GOOS == "linux" && cfg.TLS == nil && cfg.EventLoops >= 0 {
 		// Serve starts the loops before it accepts.
 		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
@@ -55,7 +56,12 @@ func startServer(t testing.TB, svc *ops.Service, cfg Config) *testServer {
 	t.Cleanup(func() {
 		ctx, cancel := contextTimeout(5 * time.Second)
 		defer cancel()
-		srv.Shutdown(ctx)
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		if err := <-served; err != nil {
+			t.Errorf("serve: %v", err)
+		}
 	})
 	return &testServer{svc: svc, srv: srv, addr: ln.Addr().String()}
 }
@@ -86,16 +92,43 @@ func (ts *testServer) dial(t testing.TB, tlsCfg *tls.Config) *conn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { c.Close() })
-	c.SetDeadline(time.Now().Add(20 * time.Second))
+	t.Cleanup(func() { _ = c.Close() }) // the test is over; the server may have closed it
+	if err := c.SetDeadline(time.Now().Add(20 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
 	return &conn{t: t, c: c, br: bufio.NewReader(c)}
+}
+
+// frames returns msgs framed, one after another.
+func frames(t testing.TB, msgs ...string) []byte {
+	t.Helper()
+	var b []byte
+	for _, m := range msgs {
+		var err error
+		if b, err = AppendFrame(b, []byte(m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return b
 }
 
 func (c *conn) send(msg string) {
 	c.t.Helper()
-	if _, err := c.c.Write(AppendFrame(nil, []byte(msg))); err != nil {
+	if _, err := c.c.Write(frames(c.t, msg)); err != nil {
 		c.t.Fatal(err)
 	}
+}
+
+// writeAsync writes b while the test reads the answers (a burst larger than
+// the socket buffers would block a write before the reads). The channel
+// reports the write's error.
+func (c *conn) writeAsync(b []byte) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.c.Write(b)
+		done <- err
+	}()
+	return done
 }
 
 func (c *conn) recv() string {
@@ -111,7 +144,10 @@ func (c *conn) call(msg string) string { c.send(msg); return c.recv() }
 
 // closed reports whether the server closed the connection (EOF or reset).
 func (c *conn) closed() bool {
-	c.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	c.t.Helper()
+	if err := c.c.SetReadDeadline(time.Now().Add(5 * time.Second)); err != nil {
+		c.t.Fatal(err)
+	}
 	_, err := c.br.ReadByte()
 	return err == io.EOF || err != nil && !isTimeout(err)
 }

@@ -63,14 +63,17 @@ func testLargeAndPipelinedFrames(t *testing.T, loops int) {
 			m = h + "B2" + strings.ToUpper(hexLen(len(big))) + big
 			w = h + "B300" + big
 		}
-		all = append(all, AppendFrame(nil, []byte(m))...)
+		all = append(all, frames(t, m)...)
 		want = append(want, w)
 	}
-	go c.c.Write(all)
+	written := c.writeAsync(all)
 	for i, w := range want {
 		if got := c.recv(); got != w {
 			t.Fatalf("response %d: %d bytes %.20q…, want %d bytes", i, len(got), got, len(w))
 		}
+	}
+	if err := <-written; err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -101,10 +104,12 @@ func testCCHotPathNoToken(t *testing.T, loops int) {
 	before := custody.TokenOperations()
 	var burst []byte
 	for i := range 100 {
-		burst = AppendFrame(burst, []byte(string(rune('A'+i%26))+string(rune('A'+i/26))+"00"+cc))
+		burst = append(burst, frames(t, string(rune('A'+i%26))+string(rune('A'+i/26))+"00"+cc)...)
 	}
-	c.c.SetDeadline(time.Now().Add(20 * time.Second))
-	go c.c.Write(burst)
+	if err := c.c.SetDeadline(time.Now().Add(20 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	written := c.writeAsync(burst)
 	br := bufio.NewReader(c.c)
 	for i := range 100 {
 		m, err := ReadFrame(br, MaxMessage)
@@ -114,6 +119,9 @@ func testCCHotPathNoToken(t *testing.T, loops int) {
 		if want := string(rune('A'+i%26)) + string(rune('A'+i/26)) + "00CD00" + first[8:]; string(m) != want {
 			t.Fatalf("response %d %q, want %q", i, m, want)
 		}
+	}
+	if err := <-written; err != nil {
+		t.Fatal(err)
 	}
 	if n := custody.TokenOperations() - before; n != 0 {
 		t.Errorf("%d PKCS#11 calls for 100 CC commands", n)

@@ -16,10 +16,10 @@ import (
 func FuzzLoopFrames(f *testing.F) {
 	ts := startServer(f, nil, Config{MaxMessage: 2048, EventLoops: -1})
 	for _, s := range [][]byte{
-		AppendFrame(nil, []byte("0001NC")),
-		AppendFrame(AppendFrame(nil, []byte("0001B20002OK")), []byte("0002NO00")),
+		frames(f, "0001NC"),
+		frames(f, "0001B20002OK", "0002NO00"),
 		{0, 0}, {0xFF, 0xFF}, {0, 20, '0', '0'}, {0, 1, 'A'},
-		AppendFrame(nil, []byte("0001CC@alias/x;@alias/y;12230B4C43B8BA2C5C0101555555123456\x19TR")),
+		frames(f, "0001CC@alias/x;@alias/y;12230B4C43B8BA2C5C0101555555123456\x19TR"),
 	} {
 		f.Add(s, uint16(len(s)/2))
 	}

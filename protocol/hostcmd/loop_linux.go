@@ -123,27 +123,32 @@ func (s *Server) adopt(c net.Conn) bool {
 		return false
 	}
 	remote := c.RemoteAddr().String()
-	c.Close()
+	// Closing the original only takes it out of Go's poller: the duplicate
+	// keeps the socket open, and close(2) releases the descriptor even when
+	// it reports an error, so there is nothing to handle.
+	_ = c.Close()
 	l := s.loops[s.next%len(s.loops)]
 	s.next++
 	l.mu.Lock()
 	if l.stopped { // shutting down: the connection is refused
 		l.mu.Unlock()
-		syscall.Close(fd)
+		_ = syscall.Close(fd) // refused: the descriptor is released even on error
 		<-s.sem
 		s.wg.Done()
 		return true
 	}
 	l.add = append(l.add, adopted{fd: fd, remote: remote})
+	l.wakeLocked()
 	l.mu.Unlock()
-	l.wake()
 	return true
 }
 
 // wakeLoops makes every loop look at the server's state (shutdown).
 func (s *Server) wakeLoops() {
 	for _, l := range s.loops {
-		l.wake()
+		l.mu.Lock()
+		l.wakeLocked()
+		l.mu.Unlock()
 	}
 }
 
@@ -154,12 +159,12 @@ func newEventLoop(s *Server) (*eventLoop, error) {
 	}
 	var p [2]int
 	if err := syscall.Pipe2(p[:], syscall.O_NONBLOCK|syscall.O_CLOEXEC); err != nil {
-		syscall.Close(epfd)
+		_ = syscall.Close(epfd) // unused: released even on error
 		return nil, fmt.Errorf("pipe2: %w", err)
 	}
 	l := &eventLoop{s: s, epfd: epfd, wakeR: p[0], wakeW: p[1], conns: map[int]*loopConn{},
 		events: make([]syscall.EpollEvent, 128)}
-	if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, p[0], &syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(p[0])}); err != nil {
+	if err := l.ctl(syscall.EPOLL_CTL_ADD, p[0], syscall.EPOLLIN); err != nil {
 		l.close()
 		return nil, fmt.Errorf("epoll_ctl: %w", err)
 	}
@@ -168,12 +173,30 @@ func newEventLoop(s *Server) (*eventLoop, error) {
 	return l, nil
 }
 
-func (l *eventLoop) wake() { _, _ = syscall.Write(l.wakeW, []byte{1}) }
+// wakeLocked wakes the loop; l.mu is held. A loop that has stopped is not
+// woken: its pipe is closed, or about to be, and its descriptor number may
+// already name another file. The write's error is not handled: EAGAIN means
+// the pipe is full, so the loop has a wake-up pending anyway, and the pipe
+// is open while the loop has not stopped, so no other error is expected.
+func (l *eventLoop) wakeLocked() {
+	if !l.stopped {
+		_, _ = syscall.Write(l.wakeW, []byte{1})
+	}
+}
 
+// close releases the loop's descriptors. close(2) releases a descriptor
+// even when it reports an error, and these hold no data: nothing to handle.
 func (l *eventLoop) close() {
-	syscall.Close(l.epfd)
-	syscall.Close(l.wakeR)
-	syscall.Close(l.wakeW)
+	_ = syscall.Close(l.epfd)
+	_ = syscall.Close(l.wakeR)
+	_ = syscall.Close(l.wakeW)
+}
+
+// ctl adds (EPOLL_CTL_ADD) or changes (EPOLL_CTL_MOD) the events watched on fd.
+func (l *eventLoop) ctl(op, fd int, events uint32) error {
+	//nolint:gosec // G115: fd is a descriptor the kernel returned, a C int, so it fits int32.
+	ev := syscall.EpollEvent{Events: events, Fd: int32(fd)}
+	return syscall.EpollCtl(l.epfd, op, fd, &ev)
 }
 
 func (l *eventLoop) closing() bool {
@@ -242,7 +265,7 @@ func (l *eventLoop) takeNew(now time.Time) {
 	l.mu.Unlock()
 	for _, a := range add {
 		c := &loopConn{fd: a.fd, remote: a.remote, in: make([]byte, ioBuffer), x: l.s.newCall(), active: now}
-		if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, a.fd, &syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(a.fd)}); err != nil {
+		if err := l.ctl(syscall.EPOLL_CTL_ADD, a.fd, syscall.EPOLLIN); err != nil {
 			l.s.log.Warn("host port: cannot watch connection", zap.String("remote", a.remote), zap.Error(err))
 			l.release(c)
 			continue
@@ -321,7 +344,10 @@ func (l *eventLoop) process(c *loopConn, now time.Time) error {
 		start := len(c.out)
 		c.out = append(c.out, 0, 0)
 		c.out = s.dispatch(c.x, c.out, c.in[p+2:p+2+n])
-		binary.BigEndian.PutUint16(c.out[start:], uint16(len(c.out)-start-2))
+		if err := putAnswerLength(c.out, start); err != nil {
+			c.out = c.out[:start] // the answers before it still go out
+			return err
+		}
 		p += 2 + n
 		c.active = now
 	}
@@ -357,7 +383,7 @@ func (l *eventLoop) flush(c *loopConn, now time.Time) error {
 }
 
 func (l *eventLoop) watch(c *loopConn, events uint32) error {
-	return syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_MOD, c.fd, &syscall.EpollEvent{Events: events, Fd: int32(c.fd)})
+	return l.ctl(syscall.EPOLL_CTL_MOD, c.fd, events)
 }
 
 // expire closes connections past their idle, frame or write timeout.
@@ -405,6 +431,8 @@ func (l *eventLoop) drop(c *loopConn, err error) {
 		return
 	}
 	delete(l.conns, c.fd)
+	// The close in release removes fd from the epoll set in any case (no
+	// other descriptor shares its socket); an error here changes nothing.
 	_ = syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, c.fd, nil)
 	if err != nil && !errors.Is(err, errClosing) {
 		l.s.log.Debug("closing host connection", zap.String("remote", c.remote), zap.Error(err))
@@ -413,14 +441,18 @@ func (l *eventLoop) drop(c *loopConn, err error) {
 }
 
 func (l *eventLoop) release(c *loopConn) {
-	syscall.Close(c.fd)
+	// The connection is being torn down and close(2) releases the descriptor
+	// even when it reports an error: nothing can be done with one.
+	_ = syscall.Close(c.fd)
 	<-l.s.sem
 	l.s.wg.Done()
 }
 
 // rawRead and rawWrite are read(2) and write(2) on a non-blocking socket,
 // which return at once, so without the scheduler's system-call hand-off.
+// b must not be empty.
 func rawRead(fd int, b []byte) (int, error) {
+	//nolint:gosec // G103: read(2) takes the buffer's address; converted in the call's arguments, as syscall.Read does, b stays live.
 	r, _, e := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
 	if e != 0 {
 		return 0, e
@@ -429,6 +461,7 @@ func rawRead(fd int, b []byte) (int, error) {
 }
 
 func rawWrite(fd int, b []byte) (int, error) {
+	//nolint:gosec // G103: write(2) takes the buffer's address; converted in the call's arguments, as syscall.Write does, b stays live.
 	r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
 	if e != 0 {
 		return 0, e

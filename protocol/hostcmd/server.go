@@ -106,7 +106,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		case s.sem <- struct{}{}:
 		default:
 			s.log.Warn("connection limit reached; refusing", zap.String("remote", c.RemoteAddr().String()))
-			c.Close()
+			_ = c.Close() // refused: nothing was sent, and nothing to do if the close fails
 			continue
 		}
 		s.mu.Lock()
@@ -127,7 +127,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.stop.Do(func() { close(s.done) })
 	s.mu.Lock()
 	if s.ln != nil {
-		s.ln.Close()
+		// Serve sees the closed listener and returns. Closed already (by the
+		// caller) is fine; any other failure leaves nothing to do but report.
+		if err := s.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			s.log.Warn("host port: closing the listener", zap.Error(err))
+		}
 	}
 	for c := range s.conn {
 		// wake readers blocked between commands; a command being served finishes first
@@ -143,7 +147,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		s.mu.Lock()
 		for c := range s.conn {
-			c.Close()
+			_ = c.Close() // out of time: torn down, nothing to do if the close fails
 		}
 		s.mu.Unlock()
 		return ctx.Err()
@@ -156,7 +160,7 @@ func (s *Server) handle(raw net.Conn) {
 		if r := recover(); r != nil {
 			s.log.Error("host connection handler panicked", zap.Any("panic", fmt.Sprint(r)))
 		}
-		raw.Close()
+		_ = raw.Close() // torn down: the session has ended, nothing to do if the close fails
 		s.mu.Lock()
 		delete(s.conn, raw)
 		s.mu.Unlock()
@@ -251,7 +255,9 @@ func (sn *session) serve() error {
 		}
 		sn.out = append(sn.out[:0], 0, 0)
 		sn.out = sn.s.dispatch(sn.x, sn.out, msg)
-		binary.BigEndian.PutUint16(sn.out, uint16(len(sn.out)-2))
+		if err := putAnswerLength(sn.out, 0); err != nil {
+			return err
+		}
 		if n > 0 {
 			if _, err := sn.br.Discard(n); err != nil {
 				return err

@@ -179,7 +179,11 @@ func Run(o Options) (*Result, error) {
 		if len(msg) > hostcmd.MaxMessage {
 			return nil, fmt.Errorf("bench: %s request of %d bytes", code, len(msg))
 		}
-		frames[i] = hostcmd.AppendFrame(nil, msg)
+		f, err := hostcmd.AppendFrame(nil, msg)
+		if err != nil {
+			return nil, fmt.Errorf("bench: %s request: %w", code, err)
+		}
+		frames[i] = f
 	}
 	workers := make([]*worker, o.Conns)
 	for i := range workers {

@@ -77,7 +77,11 @@ func (c *Client) Call(code string, fields []byte) (*Response, error) {
 	if len(msg) > hostcmd.MaxMessage {
 		return nil, fmt.Errorf("hostclient: message of %d bytes exceeds %d", len(msg), hostcmd.MaxMessage)
 	}
-	c.buf = hostcmd.AppendFrame(c.buf[:0], msg)
+	buf, err := hostcmd.AppendFrame(c.buf[:0], msg)
+	if err != nil {
+		return nil, fmt.Errorf("hostclient: %w", err)
+	}
+	c.buf = buf
 	if c.Timeout > 0 {
 		if err := c.conn.SetDeadline(time.Now().Add(c.Timeout)); err != nil {
 			return nil, fmt.Errorf("hostclient: set deadline: %w", err)

@@ -324,10 +324,14 @@ func TestSDKClientEndToEnd(t *testing.T) {
 		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
 		if err != nil {
 			w.WriteHeader(http.StatusForbidden)
-			io.WriteString(w, `{"__type":"AccessDeniedException","message":"denied"}`)
+			if _, err := io.WriteString(w, `{"__type":"AccessDeniedException","message":"denied"}`); err != nil {
+				t.Errorf("write response: %v", err)
+			}
 			return
 		}
-		io.WriteString(w, `{"Keys":[]}`)
+		if _, err := io.WriteString(w, `{"Keys":[]}`); err != nil {
+			t.Errorf("write response: %v", err)
+		}
 	}))
 	defer srv.Close()
 

@@ -48,12 +48,23 @@ func Unbrace(s string) (string, error) {
 	return out, bad
 }
 
-// Requests returns the requests (unbraced) of every transcript matching glob.
-func Requests(glob string) []string {
-	files, _ := filepath.Glob(glob)
+// Requests returns the requests (unbraced) of every transcript matching
+// glob. No match, or a file that cannot be read, is a test failure.
+func Requests(t testing.TB, glob string) []string {
+	t.Helper()
+	files, err := filepath.Glob(glob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) == 0 {
+		t.Fatalf("no transcript matches %s", glob)
+	}
 	var out []string
 	for _, file := range files {
-		b, _ := os.ReadFile(file)
+		b, err := os.ReadFile(file) //nolint:gosec // G304: test support: file is a transcript the calling test names.
+		if err != nil {
+			t.Fatal(err)
+		}
 		for _, l := range strings.Split(string(b), "\n") {
 			if msg, err := Unbrace(strings.TrimPrefix(l, "> ")); strings.HasPrefix(l, "> ") && err == nil {
 				out = append(out, msg)
@@ -67,7 +78,7 @@ func Requests(glob string) []string {
 // sends a request and returns the response. Mismatches are test errors.
 func Replay(t testing.TB, path string, importKey func(Key), call func(msg string) string) {
 	t.Helper()
-	b, err := os.ReadFile(path)
+	b, err := os.ReadFile(path) //nolint:gosec // G304: test support: path is a transcript the calling test names.
 	if err != nil {
 		t.Fatal(err)
 	}
