@@ -49,7 +49,7 @@ func decodeA0(c *cursor) command {
 	c.lmkID()
 	c.expect('#', "key block attributes")
 	usage := string(c.take(2, "key usage"))
-	alg := string(c.take(2, "algorithm"))
+	alg := c.take(2, "algorithm")
 	mou := c.take(1, "mode of use")
 	c.digits(2, "key version number")
 	exp := c.take(1, "exportability")
@@ -77,7 +77,7 @@ func decodeA0(c *cursor) command {
 	if cmd.attrs.Usage, ok = keyspec.UsageFromTR31(usage); !ok && c.err == nil {
 		c.fail(codeBadUsage, "key usage")
 	}
-	if cmd.attrs.Algorithm, ok = keyBlockAlgorithms[alg]; !ok && c.err == nil {
+	if cmd.attrs.Algorithm, ok = keyBlockAlgorithms[string(alg)]; !ok && c.err == nil {
 		c.fail(codeBadAlgorithm, "algorithm")
 	}
 	var err error
