@@ -60,8 +60,13 @@ func (p PAN) Equal(q PAN) bool {
 }
 
 // Masked is the masked PAN (see PAN); "" for the zero PAN.
-func (p PAN) Masked() string {
-	d := p.Digits()
+func (p PAN) Masked() string { return MaskPAN(p.Digits()) }
+
+// MaskPAN masks the PAN digits d as PAN's String does: the first 6 and last
+// 4 digits show only when that still hides at least 6, else the last 4
+// only; fewer than 4 characters are all masked. For PANs held as plain
+// strings by types that mask them when formatted.
+func MaskPAN(d string) string {
 	shown := 0
 	if len(d)-10 >= 6 {
 		shown = 6
