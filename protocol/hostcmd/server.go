@@ -82,8 +82,20 @@ func NewServer(svc *ops.Service, cfg Config, log *zap.Logger) *Server {
 }
 
 // Serve accepts connections on ln until Shutdown.
+// A Serve that starts after Shutdown closes ln and returns at once (as
+// net/http's does), so that a shutdown racing the start never leaves it
+// accepting.
 func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
+	select {
+	case <-s.done:
+		s.mu.Unlock()
+		if err := ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			return err
+		}
+		return nil
+	default:
+	}
 	s.ln = ln
 	s.startLoops()
 	s.mu.Unlock()

@@ -17,9 +17,12 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+
 	"payhsm/fault"
 	"payhsm/keyspec"
 	"payhsm/ops"
+	"payhsm/ops/opstest"
 )
 
 // TestKeyBlocks: A0 generates key blocks under the profile main key that the
@@ -455,4 +458,35 @@ func TestSlowReader(t *testing.T) {
 			t.Errorf("slow connection still open: %v", err)
 		}
 	})
+}
+
+// TestShutdownBeforeServe: a Shutdown that wins the race with Serve's start
+// makes Serve close its listener and return instead of accepting forever
+// (seen once as a hung test binary).
+func TestShutdownBeforeServe(t *testing.T) {
+	t.Parallel()
+	for _, loops := range []int{0, -1} {
+		srv := NewServer(opstest.New(t), Config{HeaderLength: 4, EventLoops: loops}, zap.NewNop())
+		if err := srv.Shutdown(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		served := make(chan error, 1)
+		go func() { served <- srv.Serve(ln) }()
+		select {
+		case err := <-served:
+			if err != nil {
+				t.Fatalf("loops %d: Serve after Shutdown: %v", loops, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("loops %d: Serve after Shutdown still serves", loops)
+		}
+		if c, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+			_ = c.Close()
+			t.Fatalf("loops %d: the listener still accepts", loops)
+		}
+	}
 }
