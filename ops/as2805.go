@@ -4,9 +4,9 @@ package ops
 // GenerateAs2805KekValidation and the AS2805 session PIN key of
 // TranslatePinData's IncomingAs2805Attributes. The cryptography is in
 // hsm/as2805, which implements exactly what public sources define; the parts
-// no public source defines (the TERMINAL_MAJOR_KEY_VARIANT_00 mask, the
-// VARIANT_MASK_82C0 masks, masks for triple-length KEKs) are refused with a
-// ValidationException naming the member.
+// no public source defines (the terminal major key variant's mask, the 82C0
+// masks, masks for triple-length KEKs) are refused with a Validation fault
+// about the variant, the mask or the KEK.
 
 import (
 	"crypto/rand"

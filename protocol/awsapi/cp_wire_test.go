@@ -17,8 +17,10 @@ import (
 	"time"
 
 	"payhsm/fault"
+	"payhsm/keyspec"
 	"payhsm/ops"
 	cp "payhsm/protocol/awsapi/cpshape"
+	dp "payhsm/protocol/awsapi/dpshape"
 )
 
 func TestMembersName(t *testing.T) {
@@ -42,6 +44,80 @@ func TestMembersName(t *testing.T) {
 	}
 	if m.name(nil) != nil {
 		t.Error("name(nil) is not nil")
+	}
+}
+
+// TestKeyspecFaultsNamed: keyspec's attribute faults, which say what they
+// are about by subject, reach an AWS client under the member AWS names (the
+// messages keyspec used to spell itself).
+func TestKeyspecFaultsNamed(t *testing.T) {
+	m := keyspec.ModesOfUse{Encrypt: true, Decrypt: true, Wrap: true, Unwrap: true}
+	for _, tc := range []struct {
+		name    string
+		names   members
+		err     error
+		path    string
+		message string
+	}{
+		{"unknown usage", createKeyMembers, keyspec.ValidateCreate(keyspec.Attributes{Usage: "TR31_Z9_BOGUS", Class: keyspec.Symmetric,
+			Algorithm: keyspec.AES128, Modes: m}, ""), "KeyAttributes.KeyUsage", `KeyAttributes.KeyUsage: unknown key usage "TR31_Z9_BOGUS"`},
+		{"K3 without DeriveKeyUsage", createKeyMembers, keyspec.ValidateCreate(keyspec.Attributes{Usage: keyspec.K3, Class: keyspec.AsymmetricPair,
+			Algorithm: keyspec.ECCP256, Modes: keyspec.ModesOfUse{DeriveKey: true}}, ""), "DeriveKeyUsage",
+			"DeriveKeyUsage: is required for TR31_K3_ASYMMETRIC_KEY_FOR_KEY_AGREEMENT keys"},
+		{"check value", createKeyMembers, keyspec.ValidKCVAlgorithm(keyspec.AES128, keyspec.KCVANSIX924), "KeyCheckValueAlgorithm",
+			"KeyCheckValueAlgorithm: ANSI_X9_24 cannot be used for AES_128 keys"},
+		{"imported cryptogram's modes", importMembers["KeyCryptogram"], keyspec.ValidateImport(keyspec.Attributes{Usage: keyspec.P0,
+			Class: keyspec.Symmetric, Algorithm: keyspec.TDES2Key, Modes: keyspec.ModesOfUse{Generate: true}}, ""),
+			"KeyMaterial.KeyCryptogram.KeyAttributes.KeyModesOfUse", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path, message := located(t, tc.names.name(tc.err))
+			if path != tc.path || tc.message != "" && message != tc.message || !strings.HasPrefix(message, tc.path+": ") {
+				t.Errorf("%q at %q, want %q at %q", message, path, tc.message, tc.path)
+			}
+		})
+	}
+}
+
+// TestDiffieHellmanDecoding: a DiffieHellmanTr31KeyBlock derivation is
+// decoded at the edge (certificate to DER, shared information to bytes, KDF
+// names to the operations layer's), and a member that does not decode is a
+// ValidationException naming it.
+func TestDiffieHellmanDecoding(t *testing.T) {
+	const p = "KeyMaterial.DiffieHellmanTr31KeyBlock"
+	der := testCertificate(t)
+	cert := *pemBase64("CERTIFICATE", der)
+	dh, err := diffieHellman(p, sp("alias/k3"), sp("alias/ca"), &cert, "AES_128", "ANSI_X963", "SHA_384", sp("0aFF"))
+	if err != nil || !bytes.Equal(dh.Certificate, der) || !bytes.Equal(dh.SharedInformation, []byte{0x0A, 0xFF}) ||
+		dh.KDF != ops.KDFAnsiX963 || dh.Hash != ops.KDFSHA384 || dh.PrivateKeyIdentifier != "alias/k3" || dh.CAIdentifier != "alias/ca" {
+		t.Fatalf("%+v, %v", dh, err)
+	}
+	if dh, err := diffieHellman(p, sp("k"), sp("c"), &cert, "AES_128", "HKDF", "", nil); err != nil || dh.KDF == 0 || dh.Hash != 0 || dh.SharedInformation != nil {
+		t.Errorf("unknown KDF, no hash, no shared information: %+v, %v", dh, err)
+	}
+	for _, tc := range []struct {
+		name       string
+		cert, info string
+		path       string
+	}{
+		{"certificate", "@@@@", "00", p + ".PublicKeyCertificate"},
+		{"shared information", cert, "0G", p + ".DerivationData.SharedInformation"},
+	} {
+		_, err := diffieHellman(p, sp("k"), sp("c"), &tc.cert, "AES_128", "NIST_SP800", "SHA_256", &tc.info)
+		if path, _ := located(t, err); err == nil || fault.KindOf(err) != fault.Validation || path != tc.path {
+			t.Errorf("%s: %v at %q, want a ValidationException at %s", tc.name, err, path, tc.path)
+		}
+	}
+	// The data plane's DiffieHellmanSymmetricKey: the same certificate decoding.
+	dk, err := wrappedKey("WrappedKey", &dp.WrappedKey{WrappedKeyMaterial: &dp.WrappedKeyMaterial{
+		DiffieHellmanSymmetricKey: &dp.EcdhDerivationAttributes{PublicKeyCertificate: &cert, SharedInformation: sp("01")}}})
+	if err != nil || !bytes.Equal(dk.DiffieHellman.Certificate, der) || !bytes.Equal(dk.DiffieHellman.SharedInformation, []byte{1}) {
+		t.Errorf("DiffieHellmanSymmetricKey: %+v, %v", dk, err)
+	}
+	_, err = wrappedKey("WrappedKey", &dp.WrappedKey{WrappedKeyMaterial: &dp.WrappedKeyMaterial{
+		DiffieHellmanSymmetricKey: &dp.EcdhDerivationAttributes{PublicKeyCertificate: sp("@@@@")}}})
+	if path, _ := located(t, err); path != "WrappedKey.WrappedKeyMaterial.DiffieHellmanSymmetricKey.PublicKeyCertificate" {
+		t.Errorf("DiffieHellmanSymmetricKey certificate: %v at %q", err, path)
 	}
 }
 
@@ -131,6 +207,20 @@ func TestEnumsMapped(t *testing.T) {
 	for _, v := range cp.WrappingKeySpec("").Values() {
 		if _, ok := wrappingSpecs[v]; !ok {
 			t.Errorf("WrappingKeySpec %s is not mapped", v)
+		}
+	}
+	formats := map[cp.WrappedKeyMaterialFormat]bool{}
+	for _, f := range wrappedFormats {
+		formats[f] = true
+	}
+	for _, v := range cp.WrappedKeyMaterialFormat("").Values() {
+		if !formats[v] {
+			t.Errorf("WrappedKeyMaterialFormat %s is no format's spelling", v)
+		}
+	}
+	for _, f := range []ops.KeyMaterialType{ops.FormatKeyCryptogram, ops.FormatTR31, ops.FormatTR34} {
+		if wrappedFormats[f] == "" {
+			t.Errorf("%v has no spelling", f)
 		}
 	}
 	for _, tc := range []struct {

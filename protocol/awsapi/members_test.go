@@ -17,6 +17,9 @@ func sp(s string) *string { return &s }
 // located returns the member path and client message err is reported with.
 func located(t *testing.T, err error) (string, string) {
 	t.Helper()
+	if err == nil {
+		return "", ""
+	}
 	var am *atMember
 	if !errors.As(err, &am) {
 		return "", fault.ClientMessage(err)
