@@ -58,9 +58,9 @@ type Error struct {
 	Message  string // client-safe text; empty for Internal
 	Resource string // NotFound: the identifier that was not found
 	Reason   string // VerificationFailed: one of the Reason constants
-	Field    string // Validation: the offending input member, when known (being replaced by Subject)
 	// Subject and Side name the offending input in transport-neutral terms
-	// (see subject.go); each edge maps them to its own vocabulary.
+	// (see subject.go); each edge maps them to its own vocabulary (the AWS
+	// edge to a request member path, the host edge to an error code).
 	Subject Subject
 	Side    Side
 	// Violation names the key-separation rule a Validation fault broke
@@ -88,11 +88,8 @@ const (
 )
 
 // KeyRule returns a Validation fault for a broken key-separation rule.
-func KeyRule(violation, field, format string, args ...any) *Error {
+func KeyRule(violation, format string, args ...any) *Error {
 	f := Validationf(format, args...)
-	if field != "" {
-		f = FieldInvalid(field, format, args...)
-	}
 	f.Violation = violation
 	return f
 }
@@ -115,11 +112,6 @@ func (e *Error) Unwrap() error { return e.cause }
 // Validationf returns a Validation fault with a client-safe message.
 func Validationf(format string, args ...any) *Error {
 	return &Error{Kind: Validation, Message: fmt.Sprintf(format, args...)}
-}
-
-// FieldInvalid returns a Validation fault naming the offending input member.
-func FieldInvalid(field, format string, args ...any) *Error {
-	return &Error{Kind: Validation, Field: field, Message: field + ": " + fmt.Sprintf(format, args...)}
 }
 
 // NotFoundf returns a NotFound fault for resource id.

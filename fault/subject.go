@@ -258,6 +258,13 @@ const (
 	SubjectCertificateSubject
 	SubjectCommonName
 	SubjectCountry
+	// SubjectDeriveKeyUsage is the usage of the keys a key pair to create
+	// derives by key agreement.
+	SubjectDeriveKeyUsage
+	// SubjectAgreementKey is the ECC key pair of a key agreement that the
+	// request names beside the key it is about (the private key of an ECDH
+	// derivation of a key block protection key).
+	SubjectAgreementKey
 )
 
 // About returns a Validation fault about subject with a client-safe message

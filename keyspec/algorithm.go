@@ -196,13 +196,15 @@ func DefaultKCVAlgorithm(a Algorithm) KCVAlgorithm {
 //   - AES: CMAC only; the model documents only the CMAC method for AES keys.
 //   - HMAC: HMAC only (the hash of the key's algorithm over an empty message).
 //   - RSA, ECC: SHA_1 only.
+//
+// Its faults are about fault.SubjectKeyCheckValueAlgorithm (or
+// SubjectKeyAlgorithm, for an unknown a).
 func ValidKCVAlgorithm(a Algorithm, k KCVAlgorithm) error {
-	const field = "KeyCheckValueAlgorithm"
 	if k == "" {
 		return nil
 	}
 	if _, ok := ParseKCVAlgorithm(string(k)); !ok {
-		return fault.FieldInvalid(field, "unknown key check value algorithm %.64q", string(k))
+		return fault.About(fault.SubjectKeyCheckValueAlgorithm, "unknown key check value algorithm %.64q", string(k))
 	}
 	ok := false
 	switch {
@@ -215,10 +217,10 @@ func ValidKCVAlgorithm(a Algorithm, k KCVAlgorithm) error {
 	case a.IsAsymmetric():
 		ok = k == KCVSHA1
 	default:
-		return fault.FieldInvalid(FieldKeyAlgorithm, "unknown key algorithm %.64q", string(a))
+		return fault.About(fault.SubjectKeyAlgorithm, "unknown key algorithm %.64q", string(a))
 	}
 	if !ok {
-		return fault.FieldInvalid(field, "%s cannot be used for %s keys", k, a)
+		return fault.About(fault.SubjectKeyCheckValueAlgorithm, "%s cannot be used for %s keys", k, a)
 	}
 	return nil
 }

@@ -362,16 +362,16 @@ func TestSupportedForOperations(t *testing.T) {
 }
 
 // checkValidationFault fails the test unless err is a Validation fault
-// naming a field.
+// about a subject.
 func checkValidationFault(t *testing.T, err error) {
 	t.Helper()
 	var f *fault.Error
-	if !errors.As(err, &f) || f.Kind != fault.Validation || f.Message == "" || f.Field == "" {
-		t.Fatalf("error %v is not a Validation fault naming a field", err)
+	if !errors.As(err, &f) || f.Kind != fault.Validation || f.Message == "" || f.Subject == fault.SubjectNone {
+		t.Fatalf("error %v is not a Validation fault about a subject", err)
 	}
 }
 
-// validationFault is err as a Validation fault naming a field, or fails the
+// validationFault is err as a Validation fault about a subject, or fails the
 // test.
 func validationFault(t *testing.T, err error) *fault.Error {
 	t.Helper()

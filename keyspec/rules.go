@@ -106,16 +106,6 @@ var rules = map[KeyUsage]rule{
 	K3: {algs: eccAlgs, modes: []ModesOfUse{mX}, pubAlgs: eccAlgs, pubModes: []ModesOfUse{mX}},
 }
 
-// Input member names used in validation faults (the KeyAttributes members of
-// CreateKey and of the ImportKey key-material structures).
-const (
-	FieldKeyUsage       = "KeyAttributes.KeyUsage"
-	FieldKeyClass       = "KeyAttributes.KeyClass"
-	FieldKeyAlgorithm   = "KeyAttributes.KeyAlgorithm"
-	FieldKeyModesOfUse  = "KeyAttributes.KeyModesOfUse"
-	FieldDeriveKeyUsage = "DeriveKeyUsage"
-)
-
 // IsSymmetric reports whether u is a usage for secret (symmetric) keys.
 func (u KeyUsage) IsSymmetric() bool {
 	r, ok := rules[u]
@@ -134,7 +124,9 @@ func (u KeyUsage) IsAsymmetric() bool {
 // S0; the algorithm and the exact combination of modes are among those the user
 // guide allows for the usage; deriveKeyUsage is set exactly when the usage is K3
 // and is then a member of the DeriveKeyUsage enum. The error is a Validation
-// fault whose message names the failed rule.
+// fault whose message names the failed rule and whose Subject names the
+// attribute (fault.SubjectKeyUsage, SubjectKeyClass, SubjectKeyAlgorithm,
+// SubjectKeyModesOfUse, SubjectDeriveKeyUsage): each edge names it its own way.
 func ValidateCreate(a Attributes, deriveKeyUsage KeyUsage) error {
 	r, err := checkEnums(a)
 	if err != nil {
@@ -145,19 +137,19 @@ func ValidateCreate(a Attributes, deriveKeyUsage KeyUsage) error {
 		want = AsymmetricPair
 	}
 	if a.Class != want {
-		return fault.FieldInvalid(FieldKeyClass, "%s keys are created with KeyClass %s, not %s", a.Usage, want, a.Class)
+		return fault.About(fault.SubjectKeyClass, "%s keys are created with KeyClass %s, not %s", a.Usage, want, a.Class)
 	}
 	if err := checkAlgModes(a, r.algs, r.modes); err != nil {
 		return err
 	}
 	if a.Usage == K3 {
 		if deriveKeyUsage == "" {
-			return fault.FieldInvalid(FieldDeriveKeyUsage, "is required for %s keys", K3)
+			return fault.About(fault.SubjectDeriveKeyUsage, "is required for %s keys", K3)
 		}
 		return checkDeriveKeyUsage(deriveKeyUsage)
 	}
 	if deriveKeyUsage != "" {
-		return fault.FieldInvalid(FieldDeriveKeyUsage, "is only allowed for %s keys, not %s", K3, a.Usage)
+		return fault.About(fault.SubjectDeriveKeyUsage, "is only allowed for %s keys, not %s", K3, a.Usage)
 	}
 	return nil
 }
@@ -176,12 +168,12 @@ func ValidateImport(a Attributes, deriveKeyUsage KeyUsage) error {
 	}
 	if r.symmetric {
 		if a.Class != Symmetric {
-			return fault.FieldInvalid(FieldKeyClass, "%s keys are imported with KeyClass %s, not %s", a.Usage, Symmetric, a.Class)
+			return fault.About(fault.SubjectKeyClass, "%s keys are imported with KeyClass %s, not %s", a.Usage, Symmetric, a.Class)
 		}
 		err = checkAlgModes(a, r.algs, r.modes)
 	} else {
 		if a.Class != PublicKey {
-			return fault.FieldInvalid(FieldKeyClass, "%s keys can only be imported as public keys (KeyClass %s), not %s", a.Usage, PublicKey, a.Class)
+			return fault.About(fault.SubjectKeyClass, "%s keys can only be imported as public keys (KeyClass %s), not %s", a.Usage, PublicKey, a.Class)
 		}
 		err = checkAlgModes(a, r.pubAlgs, r.pubModes)
 	}
@@ -192,7 +184,7 @@ func ValidateImport(a Attributes, deriveKeyUsage KeyUsage) error {
 		return nil
 	}
 	if a.Usage != K3 {
-		return fault.FieldInvalid(FieldDeriveKeyUsage, "is only allowed for %s keys, not %s", K3, a.Usage)
+		return fault.About(fault.SubjectDeriveKeyUsage, "is only allowed for %s keys, not %s", K3, a.Usage)
 	}
 	return checkDeriveKeyUsage(deriveKeyUsage)
 }
@@ -226,31 +218,31 @@ func SupportedForOperations(a Attributes) bool {
 
 func checkEnums(a Attributes) (rule, error) {
 	if _, ok := ParseKeyUsage(string(a.Usage)); !ok {
-		return rule{}, fault.FieldInvalid(FieldKeyUsage, "unknown key usage %.64q", string(a.Usage))
+		return rule{}, fault.About(fault.SubjectKeyUsage, "unknown key usage %.64q", string(a.Usage))
 	}
 	if _, ok := ParseClass(string(a.Class)); !ok {
-		return rule{}, fault.FieldInvalid(FieldKeyClass, "unknown key class %.64q", string(a.Class))
+		return rule{}, fault.About(fault.SubjectKeyClass, "unknown key class %.64q", string(a.Class))
 	}
 	if _, ok := ParseAlgorithm(string(a.Algorithm)); !ok {
-		return rule{}, fault.FieldInvalid(FieldKeyAlgorithm, "unknown key algorithm %.64q", string(a.Algorithm))
+		return rule{}, fault.About(fault.SubjectKeyAlgorithm, "unknown key algorithm %.64q", string(a.Algorithm))
 	}
 	return rules[a.Usage], nil
 }
 
 func checkAlgModes(a Attributes, algs []Algorithm, modes []ModesOfUse) error {
 	if !slices.Contains(algs, a.Algorithm) {
-		return fault.FieldInvalid(FieldKeyAlgorithm, "%s is not allowed for %s %s keys (allowed: %s)",
+		return fault.About(fault.SubjectKeyAlgorithm, "%s is not allowed for %s %s keys (allowed: %s)",
 			a.Algorithm, a.Usage, a.Class, joinAlgs(algs))
 	}
 	m := a.Modes
 	if m == (ModesOfUse{}) {
-		return fault.FieldInvalid(FieldKeyModesOfUse, "at least one mode of use must be true")
+		return fault.About(fault.SubjectKeyModesOfUse, "at least one mode of use must be true")
 	}
 	if m.NoRestrictions && m != mN {
-		return fault.FieldInvalid(FieldKeyModesOfUse, "NoRestrictions cannot be combined with other modes of use")
+		return fault.About(fault.SubjectKeyModesOfUse, "NoRestrictions cannot be combined with other modes of use")
 	}
 	if !slices.Contains(modes, m) {
-		return fault.FieldInvalid(FieldKeyModesOfUse, "%s is not an allowed combination for %s %s keys (allowed: %s)",
+		return fault.About(fault.SubjectKeyModesOfUse, "%s is not an allowed combination for %s %s keys (allowed: %s)",
 			m, a.Usage, a.Class, joinModes(modes))
 	}
 	return nil
@@ -258,7 +250,7 @@ func checkAlgModes(a Attributes, algs []Algorithm, modes []ModesOfUse) error {
 
 func checkDeriveKeyUsage(u KeyUsage) error {
 	if _, ok := ParseDeriveKeyUsage(string(u)); !ok {
-		return fault.FieldInvalid(FieldDeriveKeyUsage, "%.64q is not a DeriveKeyUsage value: keys of that usage cannot be derived by key agreement", string(u))
+		return fault.About(fault.SubjectDeriveKeyUsage, "%.64q is not a DeriveKeyUsage value: keys of that usage cannot be derived by key agreement", string(u))
 	}
 	return nil
 }

@@ -3,6 +3,8 @@ package keyspec
 import (
 	"strings"
 	"testing"
+
+	"payhsm/fault"
 )
 
 // Disallowed attribute sets, each with the field and the words of the rule the
@@ -18,50 +20,50 @@ func TestValidateCreateRejects(t *testing.T) {
 		name  string
 		a     Attributes
 		dku   KeyUsage
-		field string
+		field fault.Subject
 		words string
 	}{
-		{"M1 with AES_128", Attributes{M1, Symmetric, AES128, gv}, "", FieldKeyAlgorithm, "AES_128 is not allowed for TR31_M1"},
-		{"M3 with AES_256", Attributes{M3, Symmetric, AES256, gv}, "", FieldKeyAlgorithm, "not allowed"},
-		{"M0 with AES_128", Attributes{M0, Symmetric, AES128, gv}, "", FieldKeyAlgorithm, "not allowed"},
-		{"RSA for P0", Attributes{P0, Symmetric, RSA2048, edwu}, "", FieldKeyAlgorithm, "RSA_2048 is not allowed for TR31_P0"},
-		{"HMAC on C0", Attributes{C0, Symmetric, HMACSHA256, gv}, "", FieldKeyAlgorithm, "HMAC_SHA256 is not allowed for TR31_C0"},
-		{"HMAC on K1", Attributes{K1, Symmetric, HMACSHA512, edwu}, "", FieldKeyAlgorithm, "not allowed"},
-		{"M7 with TDES (guide table, not examples)", Attributes{M7, Symmetric, TDES2Key, gv}, "", FieldKeyAlgorithm, "not allowed"},
-		{"M7 with AES", Attributes{M7, Symmetric, AES256, gv}, "", FieldKeyAlgorithm, "not allowed"},
-		{"ECC for D1", Attributes{D1, AsymmetricPair, ECCP256, edwu}, "", FieldKeyAlgorithm, "not allowed"},
-		{"RSA for K3", Attributes{K3, AsymmetricPair, RSA2048, x}, K1, FieldKeyAlgorithm, "not allowed"},
-		{"ECC for S0 on create", Attributes{S0, AsymmetricPair, ECCP256, ModesOfUse{Sign: true}}, "", FieldKeyAlgorithm, "not allowed"},
-		{"P0 with Generate", Attributes{P0, Symmetric, TDES2Key, ModesOfUse{Generate: true}}, "", FieldKeyModesOfUse, "{Generate} is not an allowed combination for TR31_P0"},
-		{"C0 with Encrypt", Attributes{C0, Symmetric, TDES2Key, ModesOfUse{Encrypt: true}}, "", FieldKeyModesOfUse, "{Encrypt} is not an allowed combination"},
-		{"mixed Encrypt+Generate", Attributes{D0, Symmetric, AES128, ModesOfUse{Encrypt: true, Generate: true}}, "", FieldKeyModesOfUse, "not an allowed combination"},
-		{"Encrypt without Wrap", Attributes{K0, Symmetric, AES128, ModesOfUse{Encrypt: true}}, "", FieldKeyModesOfUse, "not an allowed combination"},
-		{"Encrypt+Unwrap", Attributes{P0, Symmetric, TDES2Key, ModesOfUse{Encrypt: true, Unwrap: true}}, "", FieldKeyModesOfUse, "not an allowed combination"},
-		{"NoRestrictions with Generate", Attributes{C0, Symmetric, TDES2Key, ModesOfUse{Generate: true, NoRestrictions: true}}, "", FieldKeyModesOfUse, "NoRestrictions cannot be combined"},
-		{"NoRestrictions with DeriveKey", Attributes{B0, Symmetric, AES128, ModesOfUse{DeriveKey: true, NoRestrictions: true}}, "", FieldKeyModesOfUse, "NoRestrictions cannot be combined"},
-		{"no modes", Attributes{D0, Symmetric, AES128, ModesOfUse{}}, "", FieldKeyModesOfUse, "at least one"},
-		{"NoRestrictions on D1", Attributes{D1, AsymmetricPair, RSA2048, ModesOfUse{NoRestrictions: true}}, "", FieldKeyModesOfUse, "not an allowed combination"},
-		{"K2 with DeriveKey (guide's stray line)", Attributes{K2, AsymmetricPair, RSA2048, x}, "", FieldKeyModesOfUse, "not an allowed combination"},
-		{"S0 Sign+Verify", Attributes{S0, AsymmetricPair, RSA2048, ModesOfUse{Sign: true, Verify: true}}, "", FieldKeyModesOfUse, "not an allowed combination"},
-		{"B0 with Generate", Attributes{B0, Symmetric, TDES2Key, ModesOfUse{Generate: true}}, "", FieldKeyModesOfUse, "not an allowed combination"},
-		{"symmetric usage as key pair", Attributes{P0, AsymmetricPair, AES128, edwu}, "", FieldKeyClass, "created with KeyClass SYMMETRIC_KEY"},
-		{"symmetric usage as public key", Attributes{K1, PublicKey, AES128, edwu}, "", FieldKeyClass, "SYMMETRIC_KEY"},
-		{"D1 as symmetric", Attributes{D1, Symmetric, RSA2048, edwu}, "", FieldKeyClass, "created with KeyClass ASYMMETRIC_KEY_PAIR"},
-		{"S0 as public key on create", Attributes{S0, PublicKey, RSA2048, ModesOfUse{Verify: true}}, "", FieldKeyClass, "ASYMMETRIC_KEY_PAIR"},
-		{"K3 as private key", Attributes{K3, PrivateKey, ECCP256, x}, K1, FieldKeyClass, "ASYMMETRIC_KEY_PAIR"},
-		{"K3 without DeriveKeyUsage", Attributes{K3, AsymmetricPair, ECCP256, x}, "", FieldDeriveKeyUsage, "required for TR31_K3"},
-		{"DeriveKeyUsage on B0", Attributes{B0, Symmetric, AES128, x}, K1, FieldDeriveKeyUsage, "only allowed for TR31_K3"},
-		{"DeriveKeyUsage on D1", Attributes{D1, AsymmetricPair, RSA2048, edwu}, P0, FieldDeriveKeyUsage, "only allowed"},
-		{"K3 deriving K3", Attributes{K3, AsymmetricPair, ECCP256, x}, K3, FieldDeriveKeyUsage, "cannot be derived"},
-		{"K3 deriving S0", Attributes{K3, AsymmetricPair, ECCP384, x}, S0, FieldDeriveKeyUsage, "cannot be derived"},
-		{"K3 deriving M0 (not in the model's DeriveKeyUsage)", Attributes{K3, AsymmetricPair, ECCP521, x}, M0, FieldDeriveKeyUsage, "cannot be derived"},
-		{"K3 deriving unknown", Attributes{K3, AsymmetricPair, ECCP256, x}, "TR31_K9_NOPE", FieldDeriveKeyUsage, "cannot be derived"},
-		{"unknown usage", Attributes{"TR31_Z9_BOGUS", Symmetric, AES128, edwu}, "", FieldKeyUsage, "unknown key usage"},
-		{"lower-case usage", Attributes{"tr31_p0_pin_encryption_key", Symmetric, AES128, edwu}, "", FieldKeyUsage, "unknown key usage"},
-		{"empty usage", Attributes{"", Symmetric, AES128, edwu}, "", FieldKeyUsage, "unknown key usage"},
-		{"unknown class", Attributes{P0, "SECRET", AES128, edwu}, "", FieldKeyClass, "unknown key class"},
-		{"unknown algorithm", Attributes{P0, Symmetric, "AES_512", edwu}, "", FieldKeyAlgorithm, "unknown key algorithm"},
-		{"DES algorithm", Attributes{P0, Symmetric, "DES", edwu}, "", FieldKeyAlgorithm, "unknown key algorithm"},
+		{"M1 with AES_128", Attributes{M1, Symmetric, AES128, gv}, "", fault.SubjectKeyAlgorithm, "AES_128 is not allowed for TR31_M1"},
+		{"M3 with AES_256", Attributes{M3, Symmetric, AES256, gv}, "", fault.SubjectKeyAlgorithm, "not allowed"},
+		{"M0 with AES_128", Attributes{M0, Symmetric, AES128, gv}, "", fault.SubjectKeyAlgorithm, "not allowed"},
+		{"RSA for P0", Attributes{P0, Symmetric, RSA2048, edwu}, "", fault.SubjectKeyAlgorithm, "RSA_2048 is not allowed for TR31_P0"},
+		{"HMAC on C0", Attributes{C0, Symmetric, HMACSHA256, gv}, "", fault.SubjectKeyAlgorithm, "HMAC_SHA256 is not allowed for TR31_C0"},
+		{"HMAC on K1", Attributes{K1, Symmetric, HMACSHA512, edwu}, "", fault.SubjectKeyAlgorithm, "not allowed"},
+		{"M7 with TDES (guide table, not examples)", Attributes{M7, Symmetric, TDES2Key, gv}, "", fault.SubjectKeyAlgorithm, "not allowed"},
+		{"M7 with AES", Attributes{M7, Symmetric, AES256, gv}, "", fault.SubjectKeyAlgorithm, "not allowed"},
+		{"ECC for D1", Attributes{D1, AsymmetricPair, ECCP256, edwu}, "", fault.SubjectKeyAlgorithm, "not allowed"},
+		{"RSA for K3", Attributes{K3, AsymmetricPair, RSA2048, x}, K1, fault.SubjectKeyAlgorithm, "not allowed"},
+		{"ECC for S0 on create", Attributes{S0, AsymmetricPair, ECCP256, ModesOfUse{Sign: true}}, "", fault.SubjectKeyAlgorithm, "not allowed"},
+		{"P0 with Generate", Attributes{P0, Symmetric, TDES2Key, ModesOfUse{Generate: true}}, "", fault.SubjectKeyModesOfUse, "{Generate} is not an allowed combination for TR31_P0"},
+		{"C0 with Encrypt", Attributes{C0, Symmetric, TDES2Key, ModesOfUse{Encrypt: true}}, "", fault.SubjectKeyModesOfUse, "{Encrypt} is not an allowed combination"},
+		{"mixed Encrypt+Generate", Attributes{D0, Symmetric, AES128, ModesOfUse{Encrypt: true, Generate: true}}, "", fault.SubjectKeyModesOfUse, "not an allowed combination"},
+		{"Encrypt without Wrap", Attributes{K0, Symmetric, AES128, ModesOfUse{Encrypt: true}}, "", fault.SubjectKeyModesOfUse, "not an allowed combination"},
+		{"Encrypt+Unwrap", Attributes{P0, Symmetric, TDES2Key, ModesOfUse{Encrypt: true, Unwrap: true}}, "", fault.SubjectKeyModesOfUse, "not an allowed combination"},
+		{"NoRestrictions with Generate", Attributes{C0, Symmetric, TDES2Key, ModesOfUse{Generate: true, NoRestrictions: true}}, "", fault.SubjectKeyModesOfUse, "NoRestrictions cannot be combined"},
+		{"NoRestrictions with DeriveKey", Attributes{B0, Symmetric, AES128, ModesOfUse{DeriveKey: true, NoRestrictions: true}}, "", fault.SubjectKeyModesOfUse, "NoRestrictions cannot be combined"},
+		{"no modes", Attributes{D0, Symmetric, AES128, ModesOfUse{}}, "", fault.SubjectKeyModesOfUse, "at least one"},
+		{"NoRestrictions on D1", Attributes{D1, AsymmetricPair, RSA2048, ModesOfUse{NoRestrictions: true}}, "", fault.SubjectKeyModesOfUse, "not an allowed combination"},
+		{"K2 with DeriveKey (guide's stray line)", Attributes{K2, AsymmetricPair, RSA2048, x}, "", fault.SubjectKeyModesOfUse, "not an allowed combination"},
+		{"S0 Sign+Verify", Attributes{S0, AsymmetricPair, RSA2048, ModesOfUse{Sign: true, Verify: true}}, "", fault.SubjectKeyModesOfUse, "not an allowed combination"},
+		{"B0 with Generate", Attributes{B0, Symmetric, TDES2Key, ModesOfUse{Generate: true}}, "", fault.SubjectKeyModesOfUse, "not an allowed combination"},
+		{"symmetric usage as key pair", Attributes{P0, AsymmetricPair, AES128, edwu}, "", fault.SubjectKeyClass, "created with KeyClass SYMMETRIC_KEY"},
+		{"symmetric usage as public key", Attributes{K1, PublicKey, AES128, edwu}, "", fault.SubjectKeyClass, "SYMMETRIC_KEY"},
+		{"D1 as symmetric", Attributes{D1, Symmetric, RSA2048, edwu}, "", fault.SubjectKeyClass, "created with KeyClass ASYMMETRIC_KEY_PAIR"},
+		{"S0 as public key on create", Attributes{S0, PublicKey, RSA2048, ModesOfUse{Verify: true}}, "", fault.SubjectKeyClass, "ASYMMETRIC_KEY_PAIR"},
+		{"K3 as private key", Attributes{K3, PrivateKey, ECCP256, x}, K1, fault.SubjectKeyClass, "ASYMMETRIC_KEY_PAIR"},
+		{"K3 without DeriveKeyUsage", Attributes{K3, AsymmetricPair, ECCP256, x}, "", fault.SubjectDeriveKeyUsage, "required for TR31_K3"},
+		{"DeriveKeyUsage on B0", Attributes{B0, Symmetric, AES128, x}, K1, fault.SubjectDeriveKeyUsage, "only allowed for TR31_K3"},
+		{"DeriveKeyUsage on D1", Attributes{D1, AsymmetricPair, RSA2048, edwu}, P0, fault.SubjectDeriveKeyUsage, "only allowed"},
+		{"K3 deriving K3", Attributes{K3, AsymmetricPair, ECCP256, x}, K3, fault.SubjectDeriveKeyUsage, "cannot be derived"},
+		{"K3 deriving S0", Attributes{K3, AsymmetricPair, ECCP384, x}, S0, fault.SubjectDeriveKeyUsage, "cannot be derived"},
+		{"K3 deriving M0 (not in the model's DeriveKeyUsage)", Attributes{K3, AsymmetricPair, ECCP521, x}, M0, fault.SubjectDeriveKeyUsage, "cannot be derived"},
+		{"K3 deriving unknown", Attributes{K3, AsymmetricPair, ECCP256, x}, "TR31_K9_NOPE", fault.SubjectDeriveKeyUsage, "cannot be derived"},
+		{"unknown usage", Attributes{"TR31_Z9_BOGUS", Symmetric, AES128, edwu}, "", fault.SubjectKeyUsage, "unknown key usage"},
+		{"lower-case usage", Attributes{"tr31_p0_pin_encryption_key", Symmetric, AES128, edwu}, "", fault.SubjectKeyUsage, "unknown key usage"},
+		{"empty usage", Attributes{"", Symmetric, AES128, edwu}, "", fault.SubjectKeyUsage, "unknown key usage"},
+		{"unknown class", Attributes{P0, "SECRET", AES128, edwu}, "", fault.SubjectKeyClass, "unknown key class"},
+		{"unknown algorithm", Attributes{P0, Symmetric, "AES_512", edwu}, "", fault.SubjectKeyAlgorithm, "unknown key algorithm"},
+		{"DES algorithm", Attributes{P0, Symmetric, "DES", edwu}, "", fault.SubjectKeyAlgorithm, "unknown key algorithm"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			err := ValidateCreate(c.a, c.dku)
@@ -69,8 +71,8 @@ func TestValidateCreateRejects(t *testing.T) {
 				t.Fatalf("ValidateCreate(%+v, %q) accepted", c.a, c.dku)
 			}
 			f := validationFault(t, err)
-			if f.Field != c.field || !strings.Contains(f.Message, c.words) {
-				t.Fatalf("fault field %q message %q; want field %q and %q", f.Field, f.Message, c.field, c.words)
+			if f.Subject != c.field || !strings.Contains(f.Message, c.words) {
+				t.Fatalf("fault subject %d message %q; want subject %d and %q", f.Subject, f.Message, c.field, c.words)
 			}
 		})
 	}
@@ -82,41 +84,41 @@ func TestValidateImportCases(t *testing.T) {
 		name  string
 		a     Attributes
 		dku   KeyUsage
-		field string // "" = accepted
+		field fault.Subject // SubjectNone = accepted
 	}{
 		// Guide examples of imports.
-		{"root CA RSA_4096 (Step 5: Import CA Certificate)", Attributes{S0, PublicKey, RSA4096, mV}, "", ""},
-		{"ECC root CA for ECDH", Attributes{S0, PublicKey, ECCP384, mV}, "", ""},
-		{"D1 public key for encryption", Attributes{D1, PublicKey, RSA2048, mEW}, "", ""},
-		{"K2 KRD certificate", Attributes{K2, PublicKey, RSA3072, mEW}, "", ""},
-		{"K3 leaf certificate", Attributes{K3, PublicKey, ECCP256, mX}, "", ""},
-		{"K3 leaf with DeriveKeyUsage", Attributes{K3, PublicKey, ECCP256, mX}, K1, ""},
-		{"TR-31 D0TN (decrypt-data example)", Attributes{D0, Symmetric, TDES2Key, mN}, "", ""},
-		{"TR-31 K1TB (ECDH import example)", Attributes{K1, Symmetric, TDES3Key, mEDWU}, "", ""},
-		{"TR-31 P0TB", Attributes{P0, Symmetric, TDES2Key, mEDWU}, "", ""},
-		{"TR-31 B0AX", Attributes{B0, Symmetric, AES128, mX}, "", ""},
-		{"imported HMAC", Attributes{M7, Symmetric, HMACSHA384, mV}, "", ""},
-		{"imported P1", Attributes{P1, Symmetric, TDES3Key, mGV}, "", ""},
+		{"root CA RSA_4096 (Step 5: Import CA Certificate)", Attributes{S0, PublicKey, RSA4096, mV}, "", fault.SubjectNone},
+		{"ECC root CA for ECDH", Attributes{S0, PublicKey, ECCP384, mV}, "", fault.SubjectNone},
+		{"D1 public key for encryption", Attributes{D1, PublicKey, RSA2048, mEW}, "", fault.SubjectNone},
+		{"K2 KRD certificate", Attributes{K2, PublicKey, RSA3072, mEW}, "", fault.SubjectNone},
+		{"K3 leaf certificate", Attributes{K3, PublicKey, ECCP256, mX}, "", fault.SubjectNone},
+		{"K3 leaf with DeriveKeyUsage", Attributes{K3, PublicKey, ECCP256, mX}, K1, fault.SubjectNone},
+		{"TR-31 D0TN (decrypt-data example)", Attributes{D0, Symmetric, TDES2Key, mN}, "", fault.SubjectNone},
+		{"TR-31 K1TB (ECDH import example)", Attributes{K1, Symmetric, TDES3Key, mEDWU}, "", fault.SubjectNone},
+		{"TR-31 P0TB", Attributes{P0, Symmetric, TDES2Key, mEDWU}, "", fault.SubjectNone},
+		{"TR-31 B0AX", Attributes{B0, Symmetric, AES128, mX}, "", fault.SubjectNone},
+		{"imported HMAC", Attributes{M7, Symmetric, HMACSHA384, mV}, "", fault.SubjectNone},
+		{"imported P1", Attributes{P1, Symmetric, TDES3Key, mGV}, "", fault.SubjectNone},
 		// Rejections.
-		{"D1 public key with full modes", Attributes{D1, PublicKey, RSA2048, mEDWU}, "", FieldKeyModesOfUse},
-		{"D1 public key decrypt", Attributes{D1, PublicKey, RSA2048, mDU}, "", FieldKeyModesOfUse},
-		{"S0 public key signing", Attributes{S0, PublicKey, RSA2048, mS}, "", FieldKeyModesOfUse},
-		{"K2 public key verify", Attributes{K2, PublicKey, RSA2048, mV}, "", FieldKeyModesOfUse},
-		{"ECC D1 public key", Attributes{D1, PublicKey, ECCP256, mEW}, "", FieldKeyAlgorithm},
-		{"RSA K3 public key", Attributes{K3, PublicKey, RSA2048, mX}, "", FieldKeyAlgorithm},
-		{"key pair import", Attributes{D1, AsymmetricPair, RSA2048, mEDWU}, "", FieldKeyClass},
-		{"private key import", Attributes{S0, PrivateKey, RSA2048, mS}, "", FieldKeyClass},
-		{"symmetric as public key", Attributes{P0, PublicKey, AES128, mEDWU}, "", FieldKeyClass},
-		{"M7 with TDES", Attributes{M7, Symmetric, TDES2Key, mGV}, "", FieldKeyAlgorithm},
-		{"P0 with Generate", Attributes{P0, Symmetric, TDES2Key, mG}, "", FieldKeyModesOfUse},
-		{"DeriveKeyUsage on S0", Attributes{S0, PublicKey, RSA2048, mV}, K1, FieldDeriveKeyUsage},
-		{"DeriveKeyUsage on symmetric", Attributes{K1, Symmetric, AES256, mEDWU}, K1, FieldDeriveKeyUsage},
-		{"K3 with bad DeriveKeyUsage", Attributes{K3, PublicKey, ECCP256, mX}, D1, FieldDeriveKeyUsage},
-		{"unknown usage", Attributes{"TR31_B1_IPEK", Symmetric, TDES2Key, mX}, "", FieldKeyUsage},
+		{"D1 public key with full modes", Attributes{D1, PublicKey, RSA2048, mEDWU}, "", fault.SubjectKeyModesOfUse},
+		{"D1 public key decrypt", Attributes{D1, PublicKey, RSA2048, mDU}, "", fault.SubjectKeyModesOfUse},
+		{"S0 public key signing", Attributes{S0, PublicKey, RSA2048, mS}, "", fault.SubjectKeyModesOfUse},
+		{"K2 public key verify", Attributes{K2, PublicKey, RSA2048, mV}, "", fault.SubjectKeyModesOfUse},
+		{"ECC D1 public key", Attributes{D1, PublicKey, ECCP256, mEW}, "", fault.SubjectKeyAlgorithm},
+		{"RSA K3 public key", Attributes{K3, PublicKey, RSA2048, mX}, "", fault.SubjectKeyAlgorithm},
+		{"key pair import", Attributes{D1, AsymmetricPair, RSA2048, mEDWU}, "", fault.SubjectKeyClass},
+		{"private key import", Attributes{S0, PrivateKey, RSA2048, mS}, "", fault.SubjectKeyClass},
+		{"symmetric as public key", Attributes{P0, PublicKey, AES128, mEDWU}, "", fault.SubjectKeyClass},
+		{"M7 with TDES", Attributes{M7, Symmetric, TDES2Key, mGV}, "", fault.SubjectKeyAlgorithm},
+		{"P0 with Generate", Attributes{P0, Symmetric, TDES2Key, mG}, "", fault.SubjectKeyModesOfUse},
+		{"DeriveKeyUsage on S0", Attributes{S0, PublicKey, RSA2048, mV}, K1, fault.SubjectDeriveKeyUsage},
+		{"DeriveKeyUsage on symmetric", Attributes{K1, Symmetric, AES256, mEDWU}, K1, fault.SubjectDeriveKeyUsage},
+		{"K3 with bad DeriveKeyUsage", Attributes{K3, PublicKey, ECCP256, mX}, D1, fault.SubjectDeriveKeyUsage},
+		{"unknown usage", Attributes{"TR31_B1_IPEK", Symmetric, TDES2Key, mX}, "", fault.SubjectKeyUsage},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			err := ValidateImport(c.a, c.dku)
-			if c.field == "" {
+			if c.field == fault.SubjectNone {
 				if err != nil {
 					t.Fatalf("ValidateImport(%+v, %q) = %v", c.a, c.dku, err)
 				}
@@ -125,8 +127,8 @@ func TestValidateImportCases(t *testing.T) {
 			if err == nil {
 				t.Fatalf("ValidateImport(%+v, %q) accepted", c.a, c.dku)
 			}
-			if f := validationFault(t, err); f.Field != c.field {
-				t.Fatalf("fault field %q (%s), want %q", f.Field, f.Message, c.field)
+			if f := validationFault(t, err); f.Subject != c.field {
+				t.Fatalf("fault subject %d (%s), want %d", f.Subject, f.Message, c.field)
 			}
 		})
 	}

@@ -433,11 +433,11 @@ func (r *Rule) check(what, key string, a Attributes) error {
 		for i, u := range r.Usages {
 			names[i] = string(u)
 		}
-		return fault.KeyRule(fault.ViolationUsage, "", "%s needs a key with KeyUsage %s; %s is %s", what, strings.Join(names, " or "), key, a.Usage)
+		return fault.KeyRule(fault.ViolationUsage, "%s needs a key with KeyUsage %s; %s is %s", what, strings.Join(names, " or "), key, a.Usage)
 	case fault.ViolationAlgorithm:
-		return fault.KeyRule(fault.ViolationAlgorithm, "", "%s does not support %s keys", what, a.Algorithm)
+		return fault.KeyRule(fault.ViolationAlgorithm, "%s does not support %s keys", what, a.Algorithm)
 	default:
-		return fault.KeyRule(fault.ViolationModes, "", "the modes of use of %s do not allow %s", key, what)
+		return fault.KeyRule(fault.ViolationModes, "the modes of use of %s do not allow %s", key, what)
 	}
 }
 

@@ -297,7 +297,7 @@ var guideUseMap = []struct {
 	// Import rules (rules.go's ValidateImport), not use-time checks.
 	{"Import/Export Key", S0, "ImportoftrustedCA", nil, nil, ""},
 	{"Import/Export Key", D1, "Importofpublickeycertificate", nil, nil, ""},
-	// ECDH key agreement: ops' checkAgreementKey, not (yet) in the table.
+	// ECDH key agreement: ops' agreementKey, not (yet) in the table.
 	{"Import/Export Key", K3, "", nil, nil, ""},
 }
 

@@ -20,7 +20,7 @@ import (
 // same message.
 
 // legacyRequire is ops.Require (ops/working.go) at commit 9eb961d.
-func legacyRequire(arn string, a Attributes, field, what string, usages []KeyUsage, algs []Algorithm, modes func(ModesOfUse) bool) error {
+func legacyRequire(arn string, a Attributes, subj fault.Subject, what string, usages []KeyUsage, algs []Algorithm, modes func(ModesOfUse) bool) error {
 	ok := false
 	for _, u := range usages {
 		ok = ok || a.Usage == u
@@ -30,7 +30,7 @@ func legacyRequire(arn string, a Attributes, field, what string, usages []KeyUsa
 		for i, u := range usages {
 			names[i] = string(u)
 		}
-		return fault.KeyRule(fault.ViolationUsage, field, "%s needs a key with KeyUsage %s; %s is %s", what, strings.Join(names, " or "), arn, a.Usage)
+		return about(subj, fault.KeyRule(fault.ViolationUsage, "%s needs a key with KeyUsage %s; %s is %s", what, strings.Join(names, " or "), arn, a.Usage))
 	}
 	if algs != nil {
 		ok = false
@@ -38,13 +38,19 @@ func legacyRequire(arn string, a Attributes, field, what string, usages []KeyUsa
 			ok = ok || a.Algorithm == al
 		}
 		if !ok {
-			return fault.KeyRule(fault.ViolationAlgorithm, field, "%s does not support %s keys", what, a.Algorithm)
+			return about(subj, fault.KeyRule(fault.ViolationAlgorithm, "%s does not support %s keys", what, a.Algorithm))
 		}
 	}
 	if modes != nil && !a.Modes.NoRestrictions && !modes(a.Modes) {
-		return fault.KeyRule(fault.ViolationModes, field, "the modes of use of %s do not allow %s", arn, what)
+		return about(subj, fault.KeyRule(fault.ViolationModes, "the modes of use of %s do not allow %s", arn, what))
 	}
 	return nil
+}
+
+// about sets the subject of f (the request's key the rule is about).
+func about(subj fault.Subject, f *fault.Error) *fault.Error {
+	f.Subject = subj
+	return f
 }
 
 // The predicates and algorithm lists the call sites passed.
@@ -219,7 +225,7 @@ func TestUseTableMatchesCallSites(t *testing.T) {
 					}
 				}
 				for _, a := range useSample(c.usages) {
-					want := legacyRequire(arn, a, "", c.what, c.usages, c.algs, c.modes)
+					want := legacyRequire(arn, a, fault.SubjectNone, c.what, c.usages, c.algs, c.modes)
 					var got error
 					if c.checkAs {
 						got = u.CheckAs(c.what, arn, a)
@@ -230,10 +236,10 @@ func TestUseTableMatchesCallSites(t *testing.T) {
 					if (got == nil) != u.Allows(a) {
 						t.Errorf("%+v: Allows = %v but Check = %v", a, u.Allows(a), got)
 					}
-					// The ops glue: the caller names its request member.
-					const field = "IncomingKeyIdentifier"
-					wantF := legacyRequire(arn, a, field, c.what, c.usages, c.algs, c.modes)
-					sameFault(t, a, requireGlue(got, field), wantF)
+					// The ops glue: the caller names which of the request's keys it is.
+					const subj = fault.SubjectPinEncryptionKey
+					wantF := legacyRequire(arn, a, subj, c.what, c.usages, c.algs, c.modes)
+					sameFault(t, a, requireGlue(got, subj), wantF)
 				}
 			})
 		}
@@ -246,13 +252,13 @@ func TestUseTableMatchesCallSites(t *testing.T) {
 }
 
 // requireGlue is how ops turns a Check error into today's Require error for
-// request member field (see the report for the swap).
-func requireGlue(err error, field string) error {
+// the request's key subj (see the report for the swap).
+func requireGlue(err error, subj fault.Subject) error {
 	if err == nil {
 		return nil
 	}
 	f := fault.As(err)
-	return fault.KeyRule(f.Violation, field, "%s", f.Message)
+	return about(subj, fault.KeyRule(f.Violation, "%s", f.Message))
 }
 
 func sameFault(t *testing.T, a Attributes, got, want error) {
@@ -268,9 +274,9 @@ func sameFault(t *testing.T, a Attributes, got, want error) {
 	if !errors.As(got, &g) || !errors.As(want, &w) {
 		t.Fatalf("not faults: %v, %v", got, want)
 	}
-	if g.Kind != w.Kind || g.Violation != w.Violation || g.Message != w.Message || g.Field != w.Field {
-		t.Errorf("%+v:\n got  %v %s %q field %q\n want %v %s %q field %q", a, g.Kind, g.Violation, g.Message, g.Field,
-			w.Kind, w.Violation, w.Message, w.Field)
+	if g.Kind != w.Kind || g.Violation != w.Violation || g.Message != w.Message || g.Subject != w.Subject {
+		t.Errorf("%+v:\n got  %v %s %q subject %d\n want %v %s %q subject %d", a, g.Kind, g.Violation, g.Message, g.Subject,
+			w.Kind, w.Violation, w.Message, w.Subject)
 	}
 }
 
@@ -322,7 +328,7 @@ var validKeysOnce = sync.OnceValue(func() []Attributes {
 				// if everything else about it is allowed: only then are the
 				// 512 combinations worth trying.
 				a := Attributes{Usage: u, Class: c, Algorithm: al}
-				if fault.As(ValidateCreate(a, dku)).Field != FieldKeyModesOfUse && fault.As(ValidateImport(a, "")).Field != FieldKeyModesOfUse {
+				if fault.As(ValidateCreate(a, dku)).Subject != fault.SubjectKeyModesOfUse && fault.As(ValidateImport(a, "")).Subject != fault.SubjectKeyModesOfUse {
 					continue
 				}
 				for b := range 512 {

@@ -4,9 +4,9 @@ package ops
 // GenerateAs2805KekValidation and the AS2805 session PIN key of
 // TranslatePinData's IncomingAs2805Attributes. The cryptography is in
 // hsm/as2805, which implements exactly what public sources define; the parts
-// no public source defines (the TERMINAL_MAJOR_KEY_VARIANT_00 mask, the
-// VARIANT_MASK_82C0 masks, masks for triple-length KEKs) are refused with a
-// ValidationException naming the member.
+// no public source defines (the terminal major key variant's mask, the 82C0
+// masks, masks for triple-length KEKs) are refused with a Validation fault
+// about the variant, the mask or the KEK.
 
 import (
 	"crypto/rand"
@@ -111,10 +111,6 @@ type ImportAs2805 struct {
 	Cryptogram            []byte
 }
 
-// cryptogramName is the name storeImported gives the cryptogram in its
-// faults; ImportKeyAs2805 makes them SubjectKeyCryptogram faults.
-const cryptogramName = "key cryptogram"
-
 // ImportKeyAs2805 imports a working key enciphered under the receiving KEK
 // with an AS2805 variant (TDES-CBC, zero IV, under KEK XOR mask). The key
 // usage is the variant's (P0, M0, D0); the key must be TDES and no stronger
@@ -152,8 +148,7 @@ func (s *Service) ImportKeyAs2805(in ImportKeyInput, x ImportAs2805) (*Key, erro
 		return nil, fault.Internalf("AS2805 unwrap", err)
 	}
 	defer clear(key)
-	k, err := s.storeImported(in, a, "", x.Exportable, key, cryptogramName)
-	return k, cpSubject(err, side, cpName{cryptogramName, fault.SubjectKeyCryptogram})
+	return s.storeKey(in, a, "", x.Exportable, key)
 }
 
 // ExportAs2805 is ExportKey's As2805KeyCryptogram member.
@@ -183,7 +178,7 @@ func (s *Service) ExportKeyAs2805(in ExportKeyInput, x ExportAs2805) (*As2805Exp
 	if in.DukptKSN != nil {
 		return nil, about(fault.SubjectKeySerialNumber, side, "an initial DUKPT key cannot be combined with an AS2805 key cryptogram")
 	}
-	e, err := s.loadExport(in)
+	e, err := s.exportableKey(in)
 	if err != nil {
 		return nil, err
 	}

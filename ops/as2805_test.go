@@ -135,7 +135,7 @@ func TestAs2805Refusals(t *testing.T) {
 		{"export under an import-only KEK", exp(pek, kekIn, ops.As2805PinEncryptionKey), at{fault.SubjectWrappingKey, fault.SideNone}},
 		{"export a TDES_3KEY key under TDES_2KEY", exp(pek3, kek, ops.As2805PinEncryptionKey), at{}},
 		{"export an AES key", exp(aesPEK, kek, ops.As2805PinEncryptionKey), at{fault.SubjectKey, fault.SideNone}},
-		{"export a non-exportable key", exp(hidden.ARN, kek, ops.As2805PinEncryptionKey), at{}}, // the control plane's loadExport: not exportable,
+		{"export a non-exportable key", exp(hidden.ARN, kek, ops.As2805PinEncryptionKey), at{fault.SubjectKey, fault.SideNone}}, // exportableKey
 		{"import variant 00", imp(kek, ops.As2805TerminalMajorKey, keyspec.TDES2Key, ct), at{fault.SubjectAs2805Variant, fault.SideNone}},
 		{"import under an export-only KEK", imp(kekOut, ops.As2805PinEncryptionKey, keyspec.TDES2Key, ct), at{fault.SubjectWrappingKey, fault.SideNone}},
 		{"import under a TDES_3KEY KEK", imp(kek3, ops.As2805PinEncryptionKey, keyspec.TDES2Key, ct), at{fault.SubjectWrappingKey, fault.SideNone}},

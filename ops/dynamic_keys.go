@@ -9,7 +9,7 @@ package ops
 //     authenticated header gives the key's usage, algorithm and modes of use.
 //   - DiffieHellmanSymmetricKey: a key agreed by ECDH between the stored K3
 //     key pair named by the request's key identifier and the partner's
-//     certificate, then derived with the request's KDF (agreeKey). Its usage
+//     certificate, then derived with the request's KDF (agree). Its usage
 //     is the key pair's DeriveKeyUsage, fixed when the pair was created; its
 //     algorithm is the request's KeyAlgorithm; its modes of use are the
 //     widest combination the guide's key attribute rules allow for that usage
@@ -46,7 +46,7 @@ type DynamicKey struct {
 // AWS EcdhDerivationAttributes shape).
 type EcdhDerivation struct {
 	CAIdentifier      string            // the imported CA that issued Certificate
-	Certificate       string            // the partner's ECC certificate (base64 PEM)
+	Certificate       []byte            // the partner's ECC certificate (DER)
 	KeyAlgorithm      keyspec.Algorithm // the derived key's algorithm
 	KDF               KDF
 	Hash              KDFHash
@@ -60,9 +60,6 @@ const (
 	derivedKeyName = "the ECDH-derived key"
 )
 
-// headerName is the name attributesFromHeaderField gives the key block in
-// its faults; dynamicKey makes them SubjectWrappedKey faults.
-const headerName = "key block"
 
 // dynamicKey unwraps the key block blk under the KEK kek (the request's key
 // kekSubj on side) into a transient working key, the side's
@@ -98,9 +95,9 @@ func (s *Service) dynamicKey(kek *WorkingKey, kekSubj fault.Subject, side fault.
 			clear(key)
 		}
 	}()
-	a, _, err := attributesFromHeaderField(h, len(key), headerName)
+	a, _, err := attributesFromHeader(h, len(key)) // its faults are about SubjectWrappedKey
 	if err != nil {
-		return nil, nil, cpSubject(err, side, cpName{headerName, subj})
+		return nil, nil, onSide(err, side)
 	}
 	if err := keyspec.ValidateImport(a, ""); err != nil {
 		return nil, nil, about(subj, side, "the key block's header is not a valid key: %s", fault.As(err).Message)
@@ -113,7 +110,7 @@ func (s *Service) dynamicKey(kek *WorkingKey, kekSubj fault.Subject, side fault.
 		kcvAlg = keyspec.DefaultKCVAlgorithm(a.Algorithm)
 	}
 	if err := keyspec.ValidKCVAlgorithm(a.Algorithm, kcvAlg); err != nil {
-		return nil, nil, err
+		return nil, nil, onSide(err, side)
 	}
 	rec := &keystore.Key{Attributes: a, Enabled: true, State: StateCreateComplete, Origin: OriginExternal, KCVAlgorithm: kcvAlg}
 	if rec.KCV, err = symmetricKCV(a.Algorithm, kcvAlg, key); err != nil {
@@ -206,13 +203,11 @@ func (s *Service) agreedKey(pair *WorkingKey, subj fault.Subject, side fault.Sid
 		kcvAlg = keyspec.DefaultKCVAlgorithm(a.Algorithm)
 	}
 	if err := keyspec.ValidKCVAlgorithm(a.Algorithm, kcvAlg); err != nil {
-		return nil, nil, err
+		return nil, nil, onSide(err, side)
 	}
-	names := dataPlaneCertNames
-	key, err := s.agree(pair, agreement{CAIdentifier: x.CAIdentifier, Certificate: x.Certificate, KeyAlgorithm: x.KeyAlgorithm,
-		KDF: x.KDF, Hash: x.Hash, SharedInformation: x.SharedInformation}, side, names)
+	key, err := s.agree(pair, x, side)
 	if err != nil {
-		return nil, nil, cpSubject(err, side, cpName{names.ca, fault.SubjectCertificateAuthority}, cpName{names.cert, fault.SubjectCertificate})
+		return nil, nil, err
 	}
 	defer func() {
 		if err != nil {

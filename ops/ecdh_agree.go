@@ -14,7 +14,6 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"hash"
 
@@ -42,53 +41,7 @@ const (
 	KDFSHA512
 )
 
-// agreement is one key agreement: the partner's certificate, issued under
-// the imported CA CAIdentifier, and how the key of algorithm KeyAlgorithm is
-// derived from the shared secret.
-type agreement struct {
-	CAIdentifier      string
-	Certificate       string // the partner's ECC certificate (base64 PEM)
-	KeyAlgorithm      keyspec.Algorithm
-	KDF               KDF
-	Hash              KDFHash
-	SharedInformation []byte
-}
-
-// certNames are the names the control plane's certificate checks
-// (verifyLeaf) give the CA and certificate members in their faults.
-// TODO(#13): verifyLeaf still takes member names.
-type certNames struct{ ca, cert string }
-
-// dataPlaneCertNames name the CA and certificate of a data-plane agreement;
-// agreedKey turns verifyLeaf's faults about them into subject faults.
-var dataPlaneCertNames = certNames{ca: "certificate authority", cert: "certificate"}
-
-// ecdhFields names the request members of one ECDH derivation in errors:
-// the control plane's DiffieHellmanTr31KeyBlock shapes (deriveKBPK).
-// TODO(#13): goes when the control plane's DiffieHellman carries typed
-// values and its faults subjects.
-type ecdhFields struct {
-	priv, ca, cert, alg, kdf, hash, info string
-}
-
-// tr31ECDHFields are the members of the DiffieHellmanTr31KeyBlock shapes
-// (ImportKey, ExportKey, TranslateKeyMaterial) under member m.
-func tr31ECDHFields(m string) ecdhFields {
-	return ecdhFields{priv: m + ".PrivateKeyIdentifier", ca: m + ".CertificateAuthorityPublicKeyIdentifier",
-		cert: m + ".PublicKeyCertificate", alg: m + ".DeriveKeyAlgorithm", kdf: m + ".KeyDerivationFunction",
-		hash: m + ".KeyDerivationHashAlgorithm", info: m + ".DerivationData.SharedInformation"}
-}
-
 var errNotECDSA = errors.New("not an ECC key")
-
-// checkAgreementKey is agreementKey for the control plane's callers, which
-// name the key pair's member. TODO(#13): goes with ecdhFields.
-func checkAgreementKey(w *WorkingKey, field string) error {
-	if !isAgreementKey(w) {
-		return fault.FieldInvalid(field, "must be a TR31_K3_ASYMMETRIC_KEY_FOR_KEY_AGREEMENT ECC key pair allowed to derive keys")
-	}
-	return nil
-}
 
 // agreementKey checks that w, the request's key subj on side, is a K3 ECC
 // key pair whose modes allow deriving keys (the guide's "Valid keys" row for
@@ -105,40 +58,12 @@ func isAgreementKey(w *WorkingKey) bool {
 	return a.Usage == keyspec.K3 && a.Class == keyspec.AsymmetricPair && a.Algorithm.IsECC() && (a.Modes.DeriveKey || a.Modes.NoRestrictions) && len(w.Material) > 0
 }
 
-// agreeKey is agree for the control plane's DiffieHellman shape (deriveKBPK),
-// whose members are strings as the AWS API spells them. TODO(#13): goes when
-// DiffieHellman carries typed values (the parsing below then moves to the
-// AWS edge).
-func (s *Service) agreeKey(priv *WorkingKey, dh DiffieHellman, f ecdhFields) ([]byte, error) {
-	a := agreement{CAIdentifier: dh.CAIdentifier, Certificate: dh.Certificate, KeyAlgorithm: dh.DeriveKeyAlgorithm}
-	switch dh.Hash {
-	case "SHA_256":
-		a.Hash = KDFSHA256
-	case "SHA_384":
-		a.Hash = KDFSHA384
-	case "SHA_512":
-		a.Hash = KDFSHA512
-	}
-	switch dh.KDF {
-	case "NIST_SP800":
-		a.KDF = KDFNistSP800
-	case "ANSI_X963":
-		a.KDF = KDFAnsiX963
-	}
-	var err error
-	if a.SharedInformation, err = hex.DecodeString(dh.SharedInformation); err != nil {
-		return nil, fault.FieldInvalid(f.info, "must be hexadecimal")
-	}
-	return s.agree(priv, a, fault.SideNone, certNames{ca: f.ca, cert: f.cert})
-}
-
 // agree derives an a.KeyAlgorithm key from the K3 key pair priv (checked
 // with agreementKey) and the partner's certificate a.Certificate, issued
 // under the imported CA a.CAIdentifier; the curve must be at least as strong
-// as the key. Its faults are about the agreement's inputs on side, but for
-// verifyLeaf's, which name the CA and certificate as names says. The caller
-// zeroes the key.
-func (s *Service) agree(priv *WorkingKey, a agreement, side fault.Side, names certNames) ([]byte, error) {
+// as the key. Its faults are about the agreement's inputs on side. The
+// caller zeroes the key.
+func (s *Service) agree(priv *WorkingKey, a *EcdhDerivation, side fault.Side) ([]byte, error) {
 	curve, d := priv.Record.Attributes.Algorithm, a.KeyAlgorithm
 	if !d.IsSymmetric() || d.KeyLen() == 0 {
 		return nil, about(fault.SubjectDerivedKeyAlgorithm, side, "must be a TDES, AES or HMAC algorithm")
@@ -165,9 +90,9 @@ func (s *Service) agree(priv *WorkingKey, a agreement, side fault.Side, names ce
 	default:
 		return nil, about(fault.SubjectKDF, side, "must be the NIST SP 800-56C or the ANSI X9.63 key derivation function")
 	}
-	peer, _, err := s.verifyLeaf(a.CAIdentifier, names.ca, a.Certificate, names.cert)
+	peer, _, err := s.verifyPartner(a.CAIdentifier, a.Certificate)
 	if err != nil {
-		return nil, err
+		return nil, onSide(err, side)
 	}
 	peerPub, ok := peer.PublicKey.(*ecdsa.PublicKey)
 	if palg, known := certAlgorithm(peer); !ok || !known || palg != curve {

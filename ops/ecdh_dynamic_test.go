@@ -86,7 +86,7 @@ func dhHashOf(name string) ops.KDFHash {
 }
 
 func (e *dhEnv) dh(p *ecdhPartner, alg keyspec.Algorithm, kdf, hash, info string) *ops.DynamicKey {
-	return &ops.DynamicKey{DiffieHellman: &ops.EcdhDerivation{CAIdentifier: e.ca, Certificate: xB64(p.cert), KeyAlgorithm: alg,
+	return &ops.DynamicKey{DiffieHellman: &ops.EcdhDerivation{CAIdentifier: e.ca, Certificate: p.cert.Raw, KeyAlgorithm: alg,
 		KDF: dhKDFOf(kdf), Hash: dhHashOf(hash), SharedInformation: hb(info)}}
 }
 
@@ -252,7 +252,7 @@ func TestDiffieHellmanDynamicKeyRefusals(t *testing.T) {
 		{"D0 key is not a key pair", e.f.dekAES128, ok, fault.Validation, key},
 		{"curve mismatch", e.k3D0.arn, e.dh(e.p521, keyspec.AES128, "NIST_SP800", "SHA_256", "01"), fault.Validation, about(fault.SubjectCertificate)},
 		{"partner from another CA", e.k3D0.arn, e.dh(e.stranger, keyspec.AES128, "NIST_SP800", "SHA_256", "01"), fault.Validation, about(fault.SubjectCertificate)},
-		{"CA is not a CA", e.k3D0.arn, &ops.DynamicKey{DiffieHellman: &ops.EcdhDerivation{CAIdentifier: e.f.kekAES128, Certificate: xB64(e.p256.cert),
+		{"CA is not a CA", e.k3D0.arn, &ops.DynamicKey{DiffieHellman: &ops.EcdhDerivation{CAIdentifier: e.f.kekAES128, Certificate: e.p256.cert.Raw,
 			KeyAlgorithm: keyspec.AES128, KDF: ops.KDFNistSP800, Hash: ops.KDFSHA256, SharedInformation: hb("01")}}, fault.Validation, about(fault.SubjectCertificateAuthority)},
 		{"unknown KDF", e.k3D0.arn, e.dh(e.p256, keyspec.AES128, "HKDF", "SHA_256", "01"), fault.Validation, about(fault.SubjectKDF)},
 		{"unknown hash", e.k3D0.arn, e.dh(e.p256, keyspec.AES128, "NIST_SP800", "SHA_1", "01"), fault.Validation, about(fault.SubjectKDFHash)},
@@ -285,7 +285,7 @@ func TestDiffieHellmanDynamicKeyRefusals(t *testing.T) {
 	signer := newECDHPartner(t, "P-256", ca)
 	signer.cert = xNewCert(t, ca, signer.cert.PublicKey, nil, false, x509.KeyUsageDigitalSignature, signer.cert.NotBefore, signer.cert.NotAfter)
 	_, err = e.f.svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: e.k3D0.arn, PlainText: hb(pt), Attributes: ecb,
-		WrappedKey: &ops.DynamicKey{DiffieHellman: &ops.EcdhDerivation{CAIdentifier: caKey.ARN, Certificate: xB64(signer.cert),
+		WrappedKey: &ops.DynamicKey{DiffieHellman: &ops.EcdhDerivation{CAIdentifier: caKey.ARN, Certificate: signer.cert.Raw,
 			KeyAlgorithm: keyspec.AES128, KDF: ops.KDFNistSP800, Hash: ops.KDFSHA256, SharedInformation: hb("01")}}})
 	if !isAbout(err, at{fault.SubjectCertificate, fault.SideNone}) {
 		t.Errorf("signature-only certificate: %s", aboutOf(err))
@@ -318,9 +318,9 @@ func TestDiffieHellmanDynamicKeyNoTokenCalls(t *testing.T) {
 // a fault, never a panic, and never a key from a certificate that does not
 // chain to the CA.
 func FuzzDiffieHellmanDynamicKey(f *testing.F) {
-	f.Add("", "AES_128", uint8(ops.KDFNistSP800), uint8(ops.KDFSHA256), []byte{1})
-	f.Add("LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUIKLS0tLS1FTkQgQ0VSVElGSUNBVEUtLS0tLQo=", "TDES_2KEY", uint8(ops.KDFAnsiX963), uint8(ops.KDFSHA512), []byte(nil))
-	f.Add("MIIB", "HMAC_SHA256", uint8(9), uint8(ops.KDFSHA384), []byte("zz"))
+	f.Add([]byte(nil), "AES_128", uint8(ops.KDFNistSP800), uint8(ops.KDFSHA256), []byte{1})
+	f.Add([]byte{0x30, 0x82, 0x01, 0x0A, 0x02}, "TDES_2KEY", uint8(ops.KDFAnsiX963), uint8(ops.KDFSHA512), []byte(nil))
+	f.Add([]byte("MIIB"), "HMAC_SHA256", uint8(9), uint8(ops.KDFSHA384), []byte("zz"))
 	svc := opstest.New(f)
 	ca := xNewTestCA(f, nil)
 	caKey, err := svc.ImportCertificate(ops.ImportCertificateInput{Attributes: xCaAttrs, Certificate: ca.cert.Raw})
@@ -328,7 +328,7 @@ func FuzzDiffieHellmanDynamicKey(f *testing.F) {
 		f.Fatal(err)
 	}
 	k3 := newDHK3(f, svc, keyspec.ECCP256, keyspec.D0)
-	f.Fuzz(func(t *testing.T, cert, alg string, kdf, hash uint8, info []byte) {
+	f.Fuzz(func(t *testing.T, cert []byte, alg string, kdf, hash uint8, info []byte) {
 		wk := &ops.DynamicKey{DiffieHellman: &ops.EcdhDerivation{CAIdentifier: caKey.ARN, Certificate: cert, KeyAlgorithm: keyspec.Algorithm(alg),
 			KDF: ops.KDF(kdf), Hash: ops.KDFHash(hash), SharedInformation: info}}
 		out, err := svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: k3.arn, PlainText: hb("00112233445566778899AABBCCDDEEFF"),

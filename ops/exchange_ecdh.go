@@ -8,20 +8,18 @@ import (
 
 // DiffieHellman names the ECDH key agreement that derives a one-time KBPK:
 // our K3 key pair, the partner's K3 certificate (chaining to an imported CA)
-// and the key derivation parameters. The derived key is never stored.
-//
-// Transitional (issue #13): agreeKey (ecdh_agree.go, data plane) takes this
-// type and decodes Certificate and SharedInformation itself, and names KDF
-// and Hash by their AWS spellings; they become DER, bytes and typed values
-// together with agreeKey.
+// and the key derivation parameters. The derived key is never stored. Faults
+// about it are about SubjectAgreementKey (the key pair),
+// SubjectCertificateAuthority, SubjectCertificate,
+// SubjectDerivedKeyAlgorithm, SubjectKDF and SubjectKDFHash.
 type DiffieHellman struct {
 	PrivateKeyIdentifier string
 	CAIdentifier         string
-	Certificate          string            // the partner's ECC certificate (base64 PEM)
+	Certificate          []byte            // the partner's ECC certificate (DER)
 	DeriveKeyAlgorithm   keyspec.Algorithm // the KBPK's algorithm
-	KDF                  string            // NIST_SP800 or ANSI_X963
-	Hash                 string            // SHA_256, SHA_384 or SHA_512
-	SharedInformation    string            // hex
+	KDF                  KDF
+	Hash                 KDFHash
+	SharedInformation    []byte
 }
 
 // ImportDiffieHellmanTr31 imports a TR-31 block protected by an ECDH-derived KBPK.
@@ -36,27 +34,26 @@ type ExportDiffieHellmanTr31 struct {
 	Headers *KeyBlockHeaders
 }
 
-// deriveKBPK runs the key agreement (agreeKey) for a one-time TDES or AES
-// KBPK: the K3 key pair must derive K0 or K1 keys. The caller zeroes the key.
-// m is the request member of the derivation, which agreeKey still names its
-// faults by (issue #13: until it takes subjects).
-func (s *Service) deriveKBPK(dh DiffieHellman, m string) ([]byte, string, error) {
-	f := tr31ECDHFields(m)
-	w, err := s.Working(dh.PrivateKeyIdentifier, fault.SubjectKey, fault.SideNone)
+// deriveKBPK runs the key agreement (agree) for a one-time TDES or AES KBPK:
+// the K3 key pair must derive K0 or K1 keys. Its faults are on side. The
+// caller zeroes the key.
+func (s *Service) deriveKBPK(dh DiffieHellman, side fault.Side) ([]byte, string, error) {
+	const subj = fault.SubjectAgreementKey
+	w, err := s.Working(dh.PrivateKeyIdentifier, subj, side)
 	if err != nil {
 		return nil, "", err
 	}
-	if err := checkAgreementKey(w, f.priv); err != nil {
+	if err := agreementKey(w, subj, side); err != nil {
 		return nil, "", err
 	}
-	// These two faults name f's members, as agreeKey's do, until it takes subjects (issue #13).
 	if u := w.Record.DeriveKeyUsage; u != keyspec.K0 && u != keyspec.K1 {
-		return nil, "", fault.FieldInvalid(f.priv, "the key pair derives %s keys, not key block protection keys (create it with DeriveKeyUsage TR31_K1_KEY_BLOCK_PROTECTION_KEY or TR31_K0_KEY_ENCRYPTION_KEY)", orDefault(string(u), "no"))
+		return nil, "", about(subj, side, "the key pair derives %s keys, not key block protection keys (create it with DeriveKeyUsage TR31_K1_KEY_BLOCK_PROTECTION_KEY or TR31_K0_KEY_ENCRYPTION_KEY)", orDefault(string(u), "no"))
 	}
 	if d := dh.DeriveKeyAlgorithm; !d.IsTDES() && !d.IsAES() {
-		return nil, "", fault.FieldInvalid(f.alg, "must be a TDES or AES algorithm")
+		return nil, "", about(fault.SubjectDerivedKeyAlgorithm, side, "must be a TDES or AES algorithm")
 	}
-	kbpk, err := s.agreeKey(w, dh, f)
+	kbpk, err := s.agree(w, &EcdhDerivation{CAIdentifier: dh.CAIdentifier, Certificate: dh.Certificate, KeyAlgorithm: dh.DeriveKeyAlgorithm,
+		KDF: dh.KDF, Hash: dh.Hash, SharedInformation: dh.SharedInformation}, side)
 	if err != nil {
 		return nil, "", err
 	}
@@ -66,7 +63,7 @@ func (s *Service) deriveKBPK(dh DiffieHellman, m string) ([]byte, string, error)
 // ImportKeyDiffieHellman imports a TR-31 block under an ECDH-derived KBPK
 // (ImportKey's DiffieHellmanTr31KeyBlock).
 func (s *Service) ImportKeyDiffieHellman(in ImportKeyInput, b ImportDiffieHellmanTr31) (*Key, error) {
-	o, err := s.openAgreedBlock(b, legacyImportDHMember)
+	o, err := s.openAgreedBlock(b, fault.SideNone)
 	if err != nil {
 		return nil, err
 	}
@@ -74,16 +71,17 @@ func (s *Service) ImportKeyDiffieHellman(in ImportKeyInput, b ImportDiffieHellma
 	return s.storeKey(in, o.attrs, "", o.exportable, o.key)
 }
 
-// openAgreedBlock derives the KBPK of b (deriveKBPK, member m) and opens b's
-// key block under it with openTR31. The KBPK is zeroed before it returns;
-// the caller zeroes the opened key.
-func (s *Service) openAgreedBlock(b ImportDiffieHellmanTr31, m string) (*openedBlock, error) {
-	kbpk, _, err := s.deriveKBPK(b.DiffieHellman, m)
+// openAgreedBlock derives the KBPK of b (deriveKBPK) and opens b's key block
+// under it with openTR31; its faults are on side. The KBPK is zeroed before
+// it returns; the caller zeroes the opened key.
+func (s *Service) openAgreedBlock(b ImportDiffieHellmanTr31, side fault.Side) (*openedBlock, error) {
+	kbpk, _, err := s.deriveKBPK(b.DiffieHellman, side)
 	if err != nil {
 		return nil, err
 	}
 	defer clear(kbpk)
-	return openTR31(kbpk, b.DeriveKeyAlgorithm, b.KeyBlock)
+	o, err := openTR31(kbpk, b.DeriveKeyAlgorithm, b.KeyBlock)
+	return o, onSide(err, side)
 }
 
 // exportDiffieHellman wraps the key in a TR-31 block under an ECDH-derived KBPK.
@@ -96,7 +94,7 @@ func (s *Service) exportDiffieHellman(e *exportable, x *ExportDiffieHellmanTr31)
 	if err != nil {
 		return nil, err
 	}
-	kbpk, arn, err := s.deriveKBPK(x.DiffieHellman, legacyExportDHMember)
+	kbpk, arn, err := s.deriveKBPK(x.DiffieHellman, fault.SideNone)
 	if err != nil {
 		return nil, err
 	}

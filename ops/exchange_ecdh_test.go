@@ -95,8 +95,8 @@ func TestDiffieHellmanTR31(t *testing.T) {
 	partner256 := newECDHPartner(t, "P-256", ca)
 	partner521 := newECDHPartner(t, "P-521", ca)
 	dh := func(priv string, p *ecdhPartner, alg keyspec.Algorithm, kdf, hash, info string) ops.DiffieHellman {
-		return ops.DiffieHellman{PrivateKeyIdentifier: priv, CAIdentifier: caKey.ARN, Certificate: xB64(p.cert), DeriveKeyAlgorithm: alg,
-			KDF: kdf, Hash: hash, SharedInformation: info}
+		return ops.DiffieHellman{PrivateKeyIdentifier: priv, CAIdentifier: caKey.ARN, Certificate: p.cert.Raw, DeriveKeyAlgorithm: alg,
+			KDF: dhKDFOf(kdf), Hash: dhHashOf(hash), SharedInformation: hb(info)}
 	}
 	kdfName := map[string]string{"NIST_SP800": "SSKDF", "ANSI_X963": "X963KDF"}
 	digest := map[string]string{"SHA_256": "SHA256", "SHA_384": "SHA384", "SHA_512": "SHA512"}
@@ -170,26 +170,40 @@ func TestDiffieHellmanTR31(t *testing.T) {
 	other := xNewTestCA(t, nil)
 	stranger := newECDHPartner(t, "P-256", other)
 	before := xKeyCount(t, f.svc)
+	pair := at{fault.SubjectAgreementKey, fault.SideNone}
+	about := func(s fault.Subject) at { return at{s, fault.SideNone} }
 	for _, tc := range []struct {
 		name string
 		dh   ops.DiffieHellman
 		kind fault.Kind
+		at   at
 	}{
-		{"P-256 cannot derive AES_256", dh(p256, partner256, keyspec.AES256, "NIST_SP800", "SHA_256", ""), fault.Validation},
-		{"key pair derives PIN keys", dh(pek, partner256, keyspec.AES128, "NIST_SP800", "SHA_256", ""), fault.Validation},
-		{"curve mismatch", dh(p256, partner521, keyspec.AES128, "NIST_SP800", "SHA_256", ""), fault.Validation},
-		{"partner from another CA", dh(p256, stranger, keyspec.AES128, "NIST_SP800", "SHA_256", ""), fault.Validation},
-		{"not a K3 key", dh(f.kekAES128, partner256, keyspec.AES128, "NIST_SP800", "SHA_256", ""), fault.Validation},
-		{"HMAC KBPK", dh(p256, partner256, keyspec.HMACSHA256, "NIST_SP800", "SHA_256", ""), fault.Validation},
-		{"unknown KDF", dh(p256, partner256, keyspec.AES128, "HKDF", "SHA_256", ""), fault.Validation},
-		{"unknown hash", dh(p256, partner256, keyspec.AES128, "NIST_SP800", "SHA_1", ""), fault.Validation},
-		{"unknown key", dh("alias/none", partner256, keyspec.AES128, "NIST_SP800", "SHA_256", ""), fault.NotFound},
+		{"P-256 cannot derive AES_256", dh(p256, partner256, keyspec.AES256, "NIST_SP800", "SHA_256", ""), fault.Validation, at{}},
+		{"key pair derives PIN keys", dh(pek, partner256, keyspec.AES128, "NIST_SP800", "SHA_256", ""), fault.Validation, pair},
+		{"curve mismatch", dh(p256, partner521, keyspec.AES128, "NIST_SP800", "SHA_256", ""), fault.Validation, about(fault.SubjectCertificate)},
+		{"partner from another CA", dh(p256, stranger, keyspec.AES128, "NIST_SP800", "SHA_256", ""), fault.Validation, about(fault.SubjectCertificate)},
+		{"not a K3 key", dh(f.kekAES128, partner256, keyspec.AES128, "NIST_SP800", "SHA_256", ""), fault.Validation, pair},
+		{"HMAC KBPK", dh(p256, partner256, keyspec.HMACSHA256, "NIST_SP800", "SHA_256", ""), fault.Validation, about(fault.SubjectDerivedKeyAlgorithm)},
+		{"unknown KDF", dh(p256, partner256, keyspec.AES128, "HKDF", "SHA_256", ""), fault.Validation, about(fault.SubjectKDF)},
+		{"unknown hash", dh(p256, partner256, keyspec.AES128, "NIST_SP800", "SHA_1", ""), fault.Validation, about(fault.SubjectKDFHash)},
+		{"CA is not a CA", func() ops.DiffieHellman {
+			d := dh(p256, partner256, keyspec.AES128, "NIST_SP800", "SHA_256", "")
+			d.CAIdentifier = f.kekAES128
+			return d
+		}(), fault.Validation, about(fault.SubjectCertificateAuthority)},
+		{"unknown key", dh("alias/none", partner256, keyspec.AES128, "NIST_SP800", "SHA_256", ""), fault.NotFound, at{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := f.svc.ImportKeyDiffieHellman(ops.ImportKeyInput{}, ops.ImportDiffieHellmanTr31{KeyBlock: "D0000", DiffieHellman: tc.dh})
 			xWantKind(t, err, tc.kind)
+			if tc.kind == fault.Validation && !isAbout(err, tc.at) {
+				t.Errorf("import: %s, want about %+v", aboutOf(err), tc.at)
+			}
 			_, err = f.svc.ExportKey(ops.ExportKeyInput{KeyIdentifier: f.dekAES128, DiffieHellman: &ops.ExportDiffieHellmanTr31{DiffieHellman: tc.dh}})
 			xWantKind(t, err, tc.kind)
+			if tc.kind == fault.Validation && !isAbout(err, tc.at) {
+				t.Errorf("export: %s, want about %+v", aboutOf(err), tc.at)
+			}
 		})
 	}
 	if n := xKeyCount(t, f.svc); n != before {

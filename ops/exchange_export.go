@@ -15,13 +15,12 @@ import (
 	"payhsm/keystore"
 )
 
-// Wrapped key material formats. They keep the AWS WrappedKeyMaterialFormat
-// spellings for now: TranslatedKey.Format and the data-plane edges copy them
-// as strings (issue #13: to be typed together with those).
+// Forms of wrapped key material (WrappedKey.Format, TranslatedKey.Format);
+// each edge spells them its own way.
 const (
-	FormatKeyCryptogram = "KEY_CRYPTOGRAM"
-	FormatTR31          = "TR31_KEY_BLOCK"
-	FormatTR34          = "TR34_KEY_BLOCK"
+	FormatKeyCryptogram = MaterialKeyCryptogram
+	FormatTR31          = MaterialTR31
+	FormatTR34          = MaterialTR34
 )
 
 // maxOptionalBlockChars is the model's limit on the combined optional blocks
@@ -70,10 +69,8 @@ type ExportKeyCryptogram struct {
 // cryptogram (Cryptogram), by Format.
 type WrappedKey struct {
 	WrappingKeyARN string
-	Format         string
-	// KeyMaterial is an X9.143 (TR-31) key block: ASCII by definition. (The
-	// AS2805 export, not yet converted, still puts its cryptogram here in
-	// hexadecimal.)
+	Format         KeyMaterialType // FormatKeyCryptogram, FormatTR31 or FormatTR34
+	// KeyMaterial is an X9.143 (TR-31) key block: ASCII by definition.
 	KeyMaterial string
 	// Cryptogram is a key cryptogram (RSA-OAEP ciphertext) or a TR-34 token (DER).
 	Cryptogram   []byte
@@ -276,8 +273,9 @@ func (e *exportable) exportHeader(kh *KeyBlockHeaders) (tr31.Header, error) {
 		if e.attrs.Algorithm.IsAES() {
 			id = "IK"
 		}
-		// X9.143 writes the KS and IK blocks' values in hexadecimal: the
-		// key block's own format, not a transport encoding.
+		// X9.143 writes the KS and IK blocks' values in hexadecimal: a
+		// deliberate hex encoding in ops, the key block's own format, not a
+		// transport encoding (see checkValueText for the other).
 		h.Blocks = append(h.Blocks, tr31.OptionalBlock{ID: id, Data: strings.ToUpper(hex.EncodeToString(e.ksn))})
 	}
 	if hm, ok := blockData(src, "HM"); ok {

@@ -224,7 +224,7 @@ func (s *Service) validToken(kind, token string, material KeyMaterialType) (*imp
 // An HMAC key's strength is its length in bits, up to its hash's (NIST SP
 // 800-107 Rev. 1 §5.3.4), which is why HMAC checks wait for the clear key.
 func weakerWrapping(wrapping, key keyspec.Algorithm) error {
-	return fault.KeyRule(fault.ViolationWrappingKey, "", "a %s wrapping key is weaker than the %s key it would protect", wrapping, key)
+	return fault.KeyRule(fault.ViolationWrappingKey, "a %s wrapping key is weaker than the %s key it would protect", wrapping, key)
 }
 
 // tokenKey opens a token's RSA private key.

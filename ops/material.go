@@ -13,6 +13,7 @@ import (
 	"crypto/sha512"
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash"
 	"strings"
@@ -160,7 +161,8 @@ func publicKCV(spki []byte) string {
 // checkValueText is a key check value in the form it is published, stored
 // and compared in: upper-case hexadecimal digits (X9.24-1 prints check values
 // so; so do the key block KP/KC blocks of X9.143, the AWS API and the host
-// protocol). It is the one deliberate hex encoding in ops (issue #13): a KCV
+// protocol). It is one of the two deliberate hex encodings in ops (the other is
+// exportHeader's KS/IK optional block, X9.143's own format): a KCV
 // is computed once, kept in this form in the key record (keystore) and in
 // WorkingKey.KCV, shown unchanged by both edges and never decoded, so
 // carrying it as bytes would only move the same formatting into every edge
@@ -169,7 +171,7 @@ func checkValueText(sum []byte) string { return strings.ToUpper(hex.EncodeToStri
 
 // keyRuleAbout is fault.KeyRule for a fault about subject.
 func keyRuleAbout(violation string, subject fault.Subject, format string, args ...any) *fault.Error {
-	f := fault.KeyRule(violation, "", format, args...)
+	f := fault.KeyRule(violation, format, args...)
 	f.Subject = subject
 	return f
 }
@@ -180,6 +182,17 @@ func invalidBecause(subject fault.Subject, message string, cause error) *fault.E
 	f := fault.Wrap(fault.Validation, message, cause)
 	f.Subject = subject
 	return f
+}
+
+// onSide puts err's fault on side when it is about a subject and names no
+// side yet: a shared helper's fault (which knows its subject but not which
+// side of a two-key operation called it) becomes the caller's.
+func onSide(err error, side fault.Side) error {
+	var f *fault.Error
+	if side != fault.SideNone && errors.As(err, &f) && f.Subject != fault.SubjectNone && f.Side == fault.SideNone {
+		f.Side = side
+	}
+	return err
 }
 
 // kcvMethod picks the check value method: the requested one if allowed, else the algorithm's default.

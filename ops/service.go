@@ -215,7 +215,7 @@ func (s *Service) usable(k *keystore.Key, ident string) error {
 	default:
 		return nil
 	}
-	return fault.KeyRule(fault.ViolationState, "", "key %s %s", ident, why)
+	return fault.KeyRule(fault.ViolationState, "key %s %s", ident, why)
 }
 
 func (s *Service) describe(k *keystore.Key) *Key {

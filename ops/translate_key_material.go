@@ -7,16 +7,20 @@ package ops
 // memory for the request and is zeroed afterwards; nothing is stored.
 
 import (
+	"errors"
+
 	"payhsm/fault"
 	"payhsm/keyspec"
 )
 
 // TranslateKeyMaterialInput is TranslateKeyMaterial's request.
 type TranslateKeyMaterialInput struct {
-	// Incoming is the incoming key block and the agreement of its KBPK, in
-	// the control plane's DiffieHellman shape (see agreeKey).
+	// Incoming is the incoming key block and the agreement of its KBPK (the
+	// control plane's DiffieHellman shape); faults about it are on
+	// SideIncoming.
 	Incoming ImportDiffieHellmanTr31
-	// OutgoingWrappingKeyIdentifier is OutgoingKeyMaterial.Tr31KeyBlock.WrappingKeyIdentifier.
+	// OutgoingWrappingKeyIdentifier is the KEK of the outgoing key block;
+	// faults about it are about SubjectWrappingKey on SideOutgoing.
 	OutgoingWrappingKeyIdentifier string
 	// KCVAlgorithm is the check value method of the translated key ("" = its algorithm's default).
 	KCVAlgorithm keyspec.KCVAlgorithm
@@ -24,27 +28,20 @@ type TranslateKeyMaterialInput struct {
 
 // TranslatedKey is TranslateKeyMaterial's answer (the WrappedWorkingKey shape).
 type TranslatedKey struct {
-	KeyMaterial string // the outgoing key block
-	Format      string // FormatTR31
-	KCV         string // of the translated key
+	KeyMaterial string          // the outgoing key block
+	Format      KeyMaterialType // FormatTR31
+	KCV         string          // of the translated key
 }
 
-// The request members the control plane's helpers (openDiffieHellmanBlock,
-// tr31KEK, wrapTR31) name in their faults. TODO(#13): a deliberate
-// exception to "no AWS member paths in ops", until those helpers take
-// subjects; the faults TranslateKeyMaterial raises itself carry subjects.
-const (
-	fTranslateIn  = "IncomingKeyMaterial.DiffieHellmanTr31KeyBlock"
-	fTranslateOut = "OutgoingKeyMaterial.Tr31KeyBlock.WrappingKeyIdentifier"
-)
-
 // TranslateKeyMaterial opens the incoming key block under the ECDH-derived
-// KBPK (openDiffieHellmanBlock: K3 key pair deriving K0/K1 keys, certificate
+// KBPK (openAgreedBlock: K3 key pair deriving K0/K1 keys, certificate
 // chained to an imported CA, KBPK at least as strong as the key) and wraps
-// the key under the outgoing KEK (wrapTR31: a K0/K1 key allowed to wrap, at
-// least as strong as the key; version B under TDES, D under AES). The key's
-// usage, algorithm, mode of use, version and exportability travel unchanged;
-// a key whose block makes it non-exportable is refused.
+// the key under the outgoing KEK (wrapKeyBlock: a K0/K1 key allowed to wrap,
+// at least as strong as the key; version B under TDES, D under AES). The
+// key's usage, algorithm, mode of use, version and exportability travel
+// unchanged; a key whose block makes it non-exportable is refused. The
+// incoming block's header, carried into the outgoing one, is the incoming
+// side's: faults about it are about SubjectWrappedKey on SideIncoming.
 func (s *Service) TranslateKeyMaterial(in TranslateKeyMaterialInput) (*TranslatedKey, error) {
 	if in.KCVAlgorithm != "" {
 		if _, ok := keyspec.ParseKCVAlgorithm(string(in.KCVAlgorithm)); !ok {
@@ -52,15 +49,14 @@ func (s *Service) TranslateKeyMaterial(in TranslateKeyMaterialInput) (*Translate
 		}
 	}
 	// Resolve the outgoing KEK before any cryptography.
-	if _, err := s.tr31KEK(in.OutgoingWrappingKeyIdentifier, fTranslateOut, false); err != nil {
-		return nil, err
+	if _, err := s.keyEncryptionKey(in.OutgoingWrappingKeyIdentifier, false); err != nil {
+		return nil, onSide(err, fault.SideOutgoing)
 	}
-	o, err := s.openDiffieHellmanBlock(in.Incoming, fTranslateIn)
+	o, err := s.openAgreedBlock(in.Incoming, fault.SideIncoming)
 	if err != nil {
 		return nil, err
 	}
 	defer clear(o.key)
-	blockField := fTranslateIn + ".WrappedKeyBlock"
 	if !o.exportable {
 		return nil, about(fault.SubjectWrappedKey, fault.SideIncoming, "the key block marks the key non-exportable: it cannot be wrapped under another key")
 	}
@@ -73,11 +69,27 @@ func (s *Service) TranslateKeyMaterial(in TranslateKeyMaterialInput) (*Translate
 		return nil, err
 	}
 	e := &exportable{attrs: o.attrs, header: o.header, key: o.key}
-	out, err := s.wrapTR31(e, in.OutgoingWrappingKeyIdentifier, fTranslateOut, carriedHeaders(o), blockField)
+	out, err := s.wrapKeyBlock(e, in.OutgoingWrappingKeyIdentifier, carriedHeaders(o))
 	if err != nil {
-		return nil, err
+		return nil, translatedFault(err)
 	}
 	return &TranslatedKey{KeyMaterial: out.KeyMaterial, Format: out.Format, KCV: kcv}, nil
+}
+
+// translatedFault puts a fault of wrapKeyBlock on its side: the KEK's on
+// SideOutgoing, the carried header's (the incoming block's) on SideIncoming
+// as SubjectWrappedKey.
+func translatedFault(err error) error {
+	var f *fault.Error
+	if !errors.As(err, &f) {
+		return err
+	}
+	switch f.Subject {
+	case fault.SubjectHeaderModesOfUse, fault.SubjectHeaderExportability, fault.SubjectHeaderKeyVersion, fault.SubjectHeaderOptionalBlocks:
+		f.Subject = fault.SubjectWrappedKey
+		return onSide(err, fault.SideIncoming)
+	}
+	return onSide(err, fault.SideOutgoing)
 }
 
 // carriedHeaders keeps the incoming block's key version, exportability and

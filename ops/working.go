@@ -4,7 +4,6 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/des" //nolint:gosec // G502: single-DES halves of TDES keys, see schedule
-	"errors"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -178,32 +177,6 @@ func keyRule(violation string, subj fault.Subject, side fault.Side, format strin
 // about is a Validation fault about the request's input subj on side.
 func about(subj fault.Subject, side fault.Side, format string, args ...any) *fault.Error {
 	return fault.About(subj, format, args...).On(side)
-}
-
-// cpName is the name given, for one of the data plane's subjects, to a
-// control-plane helper that still takes a request member name (verifyLeaf,
-// attributesFromHeaderField, storeImported). TODO(#13): goes when they take
-// subjects.
-type cpName struct {
-	name string
-	subj fault.Subject
-}
-
-// cpSubject gives a Validation fault that such a helper raised about one of
-// names (its message starts "name: ") that name's subject on side.
-func cpSubject(err error, side fault.Side, names ...cpName) error {
-	var f *fault.Error
-	if !errors.As(err, &f) || f.Kind != fault.Validation || f.Subject != fault.SubjectNone {
-		return err
-	}
-	for _, n := range names {
-		if msg, ok := strings.CutPrefix(f.Message, n.name+": "); ok {
-			g := *f
-			g.Message, g.Subject, g.Side = msg, n.subj, side
-			return &g
-		}
-	}
-	return err
 }
 
 // open unwraps a record into a WorkingKey.

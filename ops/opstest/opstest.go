@@ -12,7 +12,6 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"embed"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
@@ -108,9 +107,6 @@ func Import(tb testing.TB, svc *ops.Service, a keyspec.Attributes, keyHex string
 	}
 	return k.ARN
 }
-
-// B64PEM is how the AWS API carries certificates (base64 of PEM).
-func B64PEM(pemBytes []byte) string { return base64.StdEncoding.EncodeToString(pemBytes) }
 
 // testKeys are committed test-only RSA keys (testdata/rsa-<bits>-<n>.pem, made
 // once with `openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:<bits>`):

@@ -6,6 +6,7 @@ import (
 	"payhsm/keyspec"
 	"payhsm/ops"
 	cp "payhsm/protocol/awsapi/cpshape"
+	dp "payhsm/protocol/awsapi/dpshape"
 )
 
 // exchangeOperations are the key-exchange control-plane operations beyond
@@ -130,9 +131,12 @@ func exportKey(o *ops.Service, in *cp.ExportKeyInput) (material string, out any,
 	case m.DiffieHellmanTr31KeyBlock != nil:
 		material = "DiffieHellmanTr31KeyBlock"
 		x := m.DiffieHellmanTr31KeyBlock
-		req.DiffieHellman = &ops.ExportDiffieHellmanTr31{Headers: blockHeaders(x.KeyBlockHeaders), DiffieHellman: diffieHellman(x.PrivateKeyIdentifier,
-			x.CertificateAuthorityPublicKeyIdentifier, x.PublicKeyCertificate, str(x.DeriveKeyAlgorithm), str(x.KeyDerivationFunction),
-			str(x.KeyDerivationHashAlgorithm), x.DerivationData)}
+		dh, err := diffieHellman("KeyMaterial.DiffieHellmanTr31KeyBlock", x.PrivateKeyIdentifier, x.CertificateAuthorityPublicKeyIdentifier,
+			x.PublicKeyCertificate, str(x.DeriveKeyAlgorithm), str(x.KeyDerivationFunction), str(x.KeyDerivationHashAlgorithm), sharedInformation(x.DerivationData))
+		if err != nil {
+			return material, nil, err
+		}
+		req.DiffieHellman = &ops.ExportDiffieHellmanTr31{Headers: blockHeaders(x.KeyBlockHeaders), DiffieHellman: dh}
 	case m.As2805KeyCryptogram != nil:
 		material = "As2805KeyCryptogram"
 		out, err = exportAs2805(o, req, m.As2805KeyCryptogram)
@@ -165,7 +169,7 @@ func wrappedKeyOutput(w *ops.WrappedKey) *cp.WrappedKey {
 		material = hexText(w.Cryptogram)
 	}
 	return &cp.WrappedKey{
-		WrappingKeyArn: opt(w.WrappingKeyARN), WrappedKeyMaterialFormat: enum[cp.WrappedKeyMaterialFormat](w.Format),
+		WrappingKeyArn: opt(w.WrappingKeyARN), WrappedKeyMaterialFormat: enum[cp.WrappedKeyMaterialFormat](string(wrappedFormats[w.Format])),
 		KeyMaterial: opt(material), KeyCheckValue: opt(w.KCV),
 		KeyCheckValueAlgorithm: enum[cp.KeyCheckValueAlgorithm](string(w.KCVAlgorithm)),
 	}
@@ -219,24 +223,44 @@ func importTR34(o *ops.Service, req ops.ImportKeyInput, x *cp.ImportTr34KeyBlock
 
 // importDiffieHellman maps the DiffieHellmanTr31KeyBlock member of ImportKey.
 func importDiffieHellman(o *ops.Service, req ops.ImportKeyInput, x *cp.ImportDiffieHellmanTr31KeyBlock) (any, error) {
-	k, err := o.ImportKeyDiffieHellman(req, ops.ImportDiffieHellmanTr31{KeyBlock: *x.WrappedKeyBlock, DiffieHellman: diffieHellman(x.PrivateKeyIdentifier,
-		x.CertificateAuthorityPublicKeyIdentifier, x.PublicKeyCertificate, str(x.DeriveKeyAlgorithm), str(x.KeyDerivationFunction),
-		str(x.KeyDerivationHashAlgorithm), x.DerivationData)})
+	dh, err := diffieHellman("KeyMaterial.DiffieHellmanTr31KeyBlock", x.PrivateKeyIdentifier, x.CertificateAuthorityPublicKeyIdentifier,
+		x.PublicKeyCertificate, str(x.DeriveKeyAlgorithm), str(x.KeyDerivationFunction), str(x.KeyDerivationHashAlgorithm), sharedInformation(x.DerivationData))
+	if err != nil {
+		return nil, err
+	}
+	k, err := o.ImportKeyDiffieHellman(req, ops.ImportDiffieHellmanTr31{KeyBlock: *x.WrappedKeyBlock, DiffieHellman: dh})
 	if err != nil {
 		return nil, err
 	}
 	return &cp.ImportKeyOutput{Key: key(k)}, nil
 }
 
-// diffieHellman maps a DiffieHellmanTr31KeyBlock derivation. Its certificate,
-// shared information and KDF names go to the operations layer in their wire
-// form for now: agreeKey (ops/ecdh_agree.go) still decodes them (issue #13).
-func diffieHellman(priv, ca, cert *string, alg, kdf, hash string, d *cp.DiffieHellmanDerivationData) ops.DiffieHellman {
-	dh := ops.DiffieHellman{PrivateKeyIdentifier: *priv, CAIdentifier: *ca, Certificate: *cert, DeriveKeyAlgorithm: keyspec.Algorithm(alg), KDF: kdf, Hash: hash}
-	if d != nil {
-		dh.SharedInformation = str(d.SharedInformation)
+// diffieHellman maps a DiffieHellmanTr31KeyBlock derivation, the member at
+// path p (of ImportKey, ExportKey or TranslateKeyMaterial): its certificate
+// (base64 of PEM) to DER, its shared information (DerivationData's
+// SharedInformation, hexadecimal) to bytes and
+// its KDF and hash to the operations layer's types (an unknown spelling to
+// a value the operations layer refuses).
+func diffieHellman(p string, priv, ca, cert *string, alg, kdf, hash string, info *string) (ops.DiffieHellman, error) {
+	f, h := dp.KeyDerivationFunction(kdf), dp.KeyDerivationHashAlgorithm(hash)
+	dh := ops.DiffieHellman{PrivateKeyIdentifier: str(priv), CAIdentifier: str(ca), DeriveKeyAlgorithm: keyspec.Algorithm(alg),
+		KDF: opsEnum(&f, kdfs, badEnum), Hash: opsEnum(&h, kdfHashes, badEnum)}
+	var err error
+	if dh.Certificate, err = certificateMember(p+".PublicKeyCertificate", str(cert)); err != nil {
+		return dh, err
 	}
-	return dh
+	if dh.SharedInformation, err = optHexMember(p+".DerivationData.SharedInformation", info); err != nil {
+		return dh, err
+	}
+	return dh, nil
+}
+
+// sharedInformation is the SharedInformation member of d (nil when absent).
+func sharedInformation(d *cp.DiffieHellmanDerivationData) *string {
+	if d == nil {
+		return nil
+	}
+	return d.SharedInformation
 }
 
 // blockHeaders maps KeyBlockHeaders.

@@ -13,7 +13,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/pem"
-	"errors"
+	"fmt"
 	"strings"
 
 	"payhsm/fault"
@@ -26,21 +26,13 @@ import (
 type members map[fault.Subject]string
 
 // name reports err's fault under the member path of its subject, as AWS
-// names a member in a ValidationException: the path becomes the fault's
-// Field and prefixes its message. Faults already named (by the edge's own
-// decoding, or by operations-layer code that still names members itself), and
+// names a member in a ValidationException: the path prefixes its message
+// (memberFault). Faults already located (by the edge's own decoding), and
 // faults about a subject this call does not map, are left alone.
-func (m members) name(err error) error {
-	var f *fault.Error
-	if !errors.As(err, &f) || f.Field != "" || f.Subject == fault.SubjectNone {
-		return err
-	}
-	if path, ok := m[f.Subject]; ok {
-		f.Field = path
-		f.Message = path + ": " + f.Message
-	}
-	return err
-}
+func (m members) name(err error) error { return place(err, m.path) }
+
+// path is m as a memberPath (the control plane's members have no sides).
+func (m members) path(_ fault.Side, subj fault.Subject) string { return m[subj] }
 
 // plus returns m with more's entries added (more wins).
 func (m members) plus(more members) members {
@@ -66,8 +58,8 @@ func headerMembers(path string) members {
 
 // Members of the lifecycle operations.
 var (
-	createKeyMembers = members{fault.SubjectKeyCheckValueAlgorithm: "KeyCheckValueAlgorithm",
-		fault.SubjectKeyModesOfUse: "KeyAttributes.KeyModesOfUse", fault.SubjectTags: "Tags"}
+	createKeyMembers = members{fault.SubjectKeyCheckValueAlgorithm: "KeyCheckValueAlgorithm", fault.SubjectTags: "Tags",
+		fault.SubjectDeriveKeyUsage: "DeriveKeyUsage"}.plus(attributeMembers(""))
 	listMembers        = members{fault.SubjectPageToken: "NextToken"}
 	deleteKeyMembers   = members{fault.SubjectDeletionPeriod: "DeleteKeyInDays"}
 	tagMembers         = members{fault.SubjectTags: "Tags"}
@@ -78,19 +70,36 @@ var (
 		fault.SubjectCountry: "CertificateSubject.Country"}
 )
 
+// attributeMembers are the members of a KeyAttributes member at path p
+// (p + ".KeyAttributes"), or of CreateKey's own (p == "").
+func attributeMembers(p string) members {
+	a := join(p, "KeyAttributes")
+	return members{fault.SubjectKeyAlgorithm: a + ".KeyAlgorithm", fault.SubjectKeyClass: a + ".KeyClass",
+		fault.SubjectKeyUsage: a + ".KeyUsage", fault.SubjectKeyModesOfUse: a + ".KeyModesOfUse"}
+}
+
+// diffieHellmanMembers are the members of a DiffieHellmanTr31KeyBlock
+// derivation at path p.
+func diffieHellmanMembers(p string) members {
+	return members{fault.SubjectAgreementKey: p + ".PrivateKeyIdentifier",
+		fault.SubjectCertificateAuthority: p + ".CertificateAuthorityPublicKeyIdentifier",
+		fault.SubjectCertificate:          p + ".PublicKeyCertificate", fault.SubjectDerivedKeyAlgorithm: p + ".DeriveKeyAlgorithm",
+		fault.SubjectKDF: p + ".KeyDerivationFunction", fault.SubjectKDFHash: p + ".KeyDerivationHashAlgorithm",
+		fault.SubjectSharedInformation: p + ".DerivationData.SharedInformation"}
+}
+
 // importMembers are ImportKey's members for each member of its KeyMaterial union.
 var importMembers = func() map[string]members {
 	common := members{fault.SubjectKeyCheckValueAlgorithm: "KeyCheckValueAlgorithm", fault.SubjectTags: "Tags",
 		fault.SubjectKeyMaterial: "KeyMaterial"}
 	attrs := func(p string) members {
-		return members{fault.SubjectKeyMaterial: p, fault.SubjectKeyAlgorithm: p + ".KeyAttributes.KeyAlgorithm",
-			fault.SubjectKeyClass: p + ".KeyAttributes.KeyClass", fault.SubjectKeyUsage: p + ".KeyAttributes.KeyUsage",
-			fault.SubjectKeyModesOfUse: p + ".KeyAttributes.KeyModesOfUse"}
+		return members{fault.SubjectKeyMaterial: p}.plus(attributeMembers(p))
 	}
 	// A key whose attributes come from a key block's header: faults about them are about the block.
 	block := func(p string) members {
-		return members{fault.SubjectKeyMaterial: p, fault.SubjectWrappedKey: p + ".WrappedKeyBlock",
-			fault.SubjectKeyModesOfUse: p + ".WrappedKeyBlock"}
+		b := p + ".WrappedKeyBlock"
+		return members{fault.SubjectKeyMaterial: p, fault.SubjectWrappedKey: b, fault.SubjectKeyAlgorithm: b,
+			fault.SubjectKeyClass: b, fault.SubjectKeyUsage: b, fault.SubjectKeyModesOfUse: b}
 	}
 	const (
 		cryptogram = "KeyMaterial.KeyCryptogram"
@@ -99,6 +108,7 @@ var importMembers = func() map[string]members {
 		dh         = "KeyMaterial.DiffieHellmanTr31KeyBlock"
 		root       = "KeyMaterial.RootCertificatePublicKey"
 		trusted    = "KeyMaterial.TrustedCertificatePublicKey"
+		as2805     = "KeyMaterial.As2805KeyCryptogram"
 	)
 	return map[string]members{
 		"": common,
@@ -108,13 +118,20 @@ var importMembers = func() map[string]members {
 		"Tr34KeyBlock": common.plus(block(tr34)).plus(members{fault.SubjectToken: tr34 + ".ImportToken",
 			fault.SubjectCertificateAuthority: tr34 + ".CertificateAuthorityPublicKeyIdentifier",
 			fault.SubjectCertificate:          tr34 + ".SigningKeyCertificate", fault.SubjectNonce: tr34 + ".RandomNonce"}),
-		"DiffieHellmanTr31KeyBlock": common.plus(block(dh)),
+		"DiffieHellmanTr31KeyBlock": common.plus(block(dh)).plus(diffieHellmanMembers(dh)),
 		"RootCertificatePublicKey":  common.plus(attrs(root)).plus(members{fault.SubjectCertificate: root + ".PublicKeyCertificate"}),
 		"TrustedCertificatePublicKey": common.plus(attrs(trusted)).plus(members{fault.SubjectCertificate: trusted + ".PublicKeyCertificate",
 			fault.SubjectCertificateAuthority: trusted + ".CertificateAuthorityPublicKeyIdentifier"}),
-		"As2805KeyCryptogram": common,
+		"As2805KeyCryptogram": common.plus(as2805Members(as2805)).plus(members{fault.SubjectKeyAlgorithm: as2805 + ".KeyAlgorithm",
+			fault.SubjectKeyModesOfUse: as2805 + ".KeyModesOfUse", fault.SubjectKeyCryptogram: as2805 + ".WrappedKeyCryptogram"}),
 	}
 }()
+
+// as2805Members are the members of an As2805KeyCryptogram member at path p
+// that ImportKey and ExportKey share.
+func as2805Members(p string) members {
+	return members{fault.SubjectAs2805Variant: p + ".As2805KeyVariant", fault.SubjectWrappingKey: p + ".WrappingKeyIdentifier"}
+}
 
 // exportMembers are ExportKey's members for each member of its KeyMaterial union.
 var exportMembers = func() map[string]members {
@@ -126,6 +143,7 @@ var exportMembers = func() map[string]members {
 		tr31       = "KeyMaterial.Tr31KeyBlock"
 		tr34       = "KeyMaterial.Tr34KeyBlock"
 		dh         = "KeyMaterial.DiffieHellmanTr31KeyBlock"
+		as2805     = "KeyMaterial.As2805KeyCryptogram"
 	)
 	return map[string]members{
 		"": common,
@@ -135,8 +153,10 @@ var exportMembers = func() map[string]members {
 		"Tr34KeyBlock": common.plus(headerMembers(tr34 + ".KeyBlockHeaders")).plus(members{fault.SubjectToken: tr34 + ".ExportToken",
 			fault.SubjectCertificateAuthority: tr34 + ".CertificateAuthorityPublicKeyIdentifier",
 			fault.SubjectCertificate:          tr34 + ".WrappingKeyCertificate", fault.SubjectNonce: tr34 + ".RandomNonce"}),
-		"DiffieHellmanTr31KeyBlock": common.plus(headerMembers(dh + ".KeyBlockHeaders")),
-		"As2805KeyCryptogram":       common,
+		"DiffieHellmanTr31KeyBlock": common.plus(headerMembers(dh + ".KeyBlockHeaders")).plus(diffieHellmanMembers(dh)),
+		// An initial DUKPT key cannot leave as an AS2805 cryptogram: the KSN is
+		// refused as such (SubjectKeySerialNumber), at the member that asks for it.
+		"As2805KeyCryptogram": common.plus(as2805Members(as2805)).plus(members{fault.SubjectKeySerialNumber: "ExportAttributes.ExportDukptInitialKey"}),
 	}
 }()
 
@@ -153,6 +173,11 @@ var (
 		cp.WrappingKeySpecRsaOaepSha256: ops.OAEPSHA256,
 		cp.WrappingKeySpecRsaOaepSha512: ops.OAEPSHA512,
 	}
+	wrappedFormats = map[ops.KeyMaterialType]cp.WrappedKeyMaterialFormat{
+		ops.FormatKeyCryptogram: cp.WrappedKeyMaterialFormatKeyCryptogram,
+		ops.FormatTR31:          cp.WrappedKeyMaterialFormatTr31KeyBlock,
+		ops.FormatTR34:          cp.WrappedKeyMaterialFormatTr34KeyBlock,
+	}
 	signingHashes = map[cp.SigningAlgorithmType]crypto.Hash{
 		cp.SigningAlgorithmTypeSha224: crypto.SHA224, cp.SigningAlgorithmTypeSha256: crypto.SHA256,
 		cp.SigningAlgorithmTypeSha384: crypto.SHA384, cp.SigningAlgorithmTypeSha512: crypto.SHA512,
@@ -166,7 +191,7 @@ func wrappingSpec(path string, p *cp.WrappingKeySpec) (ops.WrappingSpec, error) 
 	}
 	w, ok := wrappingSpecs[*p]
 	if !ok {
-		return 0, fault.FieldInvalid(path, "must be RSA_OAEP_SHA_256 or RSA_OAEP_SHA_512")
+		return 0, invalid(path, "must be RSA_OAEP_SHA_256 or RSA_OAEP_SHA_512")
 	}
 	return w, nil
 }
@@ -176,7 +201,7 @@ func wrappingSpec(path string, p *cp.WrappingKeySpec) (ops.WrappingSpec, error) 
 func hexMember(path, s string) ([]byte, error) {
 	b, err := hex.DecodeString(s)
 	if err != nil {
-		return nil, fault.FieldInvalid(path, "must be hexadecimal")
+		return nil, invalid(path, "must be hexadecimal")
 	}
 	return b, nil
 }
@@ -201,13 +226,13 @@ const maxCertificateLen = 32768
 // never echo the input.
 func certificateMember(path, s string) ([]byte, error) {
 	if len(s) == 0 || len(s) > maxCertificateLen {
-		return nil, fault.FieldInvalid(path, "must be a certificate of 1 to %d characters", maxCertificateLen)
+		return nil, invalid(path, fmt.Sprintf("must be a certificate of 1 to %d characters", maxCertificateLen))
 	}
 	raw := []byte(s)
 	if !strings.Contains(s, "-----BEGIN") {
 		dec, err := base64.StdEncoding.DecodeString(strings.TrimSpace(s))
 		if err != nil {
-			return nil, fault.FieldInvalid(path, "must be a base64-encoded PEM certificate")
+			return nil, invalid(path, "must be a base64-encoded PEM certificate")
 		}
 		raw = dec
 	}
@@ -216,10 +241,10 @@ func certificateMember(path, s string) ([]byte, error) {
 		return raw, nil // base64 of DER
 	}
 	if blk.Type != "CERTIFICATE" {
-		return nil, fault.FieldInvalid(path, "the PEM block is a %.32q, not a CERTIFICATE", blk.Type)
+		return nil, invalid(path, fmt.Sprintf("the PEM block is a %.32q, not a CERTIFICATE", blk.Type))
 	}
 	if len(strings.TrimSpace(string(rest))) != 0 {
-		return nil, fault.FieldInvalid(path, "must hold exactly one certificate")
+		return nil, invalid(path, "must hold exactly one certificate")
 	}
 	return blk.Bytes, nil
 }

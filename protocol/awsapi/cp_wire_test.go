@@ -17,8 +17,10 @@ import (
 	"time"
 
 	"payhsm/fault"
+	"payhsm/keyspec"
 	"payhsm/ops"
 	cp "payhsm/protocol/awsapi/cpshape"
+	dp "payhsm/protocol/awsapi/dpshape"
 )
 
 func TestMembersName(t *testing.T) {
@@ -32,17 +34,90 @@ func TestMembersName(t *testing.T) {
 			"KeyMaterial.KeyCryptogram.ImportToken", "KeyMaterial.KeyCryptogram.ImportToken: import token not found"},
 		{"unmapped subject", fault.About(fault.SubjectNonce, "does not match"), "", "does not match"},
 		{"no subject", fault.Validationf("weaker"), "", "weaker"},
-		{"already named", fault.FieldInvalid("ImportToken", "bad"), "ImportToken", "ImportToken: bad"},
+		{"already named", invalid("ImportToken", "bad"), "ImportToken", "ImportToken: bad"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f := fault.As(m.name(tc.err))
-			if f.Field != tc.field || f.Message != tc.message {
-				t.Errorf("field %q message %q; want %q, %q", f.Field, f.Message, tc.field, tc.message)
+			if path, message := located(t, m.name(tc.err)); path != tc.field || message != tc.message {
+				t.Errorf("member %q message %q; want %q, %q", path, message, tc.field, tc.message)
 			}
 		})
 	}
 	if m.name(nil) != nil {
 		t.Error("name(nil) is not nil")
+	}
+}
+
+// TestKeyspecFaultsNamed: keyspec's attribute faults, which say what they
+// are about by subject, reach an AWS client under the member AWS names (the
+// messages keyspec used to spell itself).
+func TestKeyspecFaultsNamed(t *testing.T) {
+	m := keyspec.ModesOfUse{Encrypt: true, Decrypt: true, Wrap: true, Unwrap: true}
+	for _, tc := range []struct {
+		name    string
+		names   members
+		err     error
+		path    string
+		message string
+	}{
+		{"unknown usage", createKeyMembers, keyspec.ValidateCreate(keyspec.Attributes{Usage: "TR31_Z9_BOGUS", Class: keyspec.Symmetric,
+			Algorithm: keyspec.AES128, Modes: m}, ""), "KeyAttributes.KeyUsage", `KeyAttributes.KeyUsage: unknown key usage "TR31_Z9_BOGUS"`},
+		{"K3 without DeriveKeyUsage", createKeyMembers, keyspec.ValidateCreate(keyspec.Attributes{Usage: keyspec.K3, Class: keyspec.AsymmetricPair,
+			Algorithm: keyspec.ECCP256, Modes: keyspec.ModesOfUse{DeriveKey: true}}, ""), "DeriveKeyUsage",
+			"DeriveKeyUsage: is required for TR31_K3_ASYMMETRIC_KEY_FOR_KEY_AGREEMENT keys"},
+		{"check value", createKeyMembers, keyspec.ValidKCVAlgorithm(keyspec.AES128, keyspec.KCVANSIX924), "KeyCheckValueAlgorithm",
+			"KeyCheckValueAlgorithm: ANSI_X9_24 cannot be used for AES_128 keys"},
+		{"imported cryptogram's modes", importMembers["KeyCryptogram"], keyspec.ValidateImport(keyspec.Attributes{Usage: keyspec.P0,
+			Class: keyspec.Symmetric, Algorithm: keyspec.TDES2Key, Modes: keyspec.ModesOfUse{Generate: true}}, ""),
+			"KeyMaterial.KeyCryptogram.KeyAttributes.KeyModesOfUse", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path, message := located(t, tc.names.name(tc.err))
+			if path != tc.path || tc.message != "" && message != tc.message || !strings.HasPrefix(message, tc.path+": ") {
+				t.Errorf("%q at %q, want %q at %q", message, path, tc.message, tc.path)
+			}
+		})
+	}
+}
+
+// TestDiffieHellmanDecoding: a DiffieHellmanTr31KeyBlock derivation is
+// decoded at the edge (certificate to DER, shared information to bytes, KDF
+// names to the operations layer's), and a member that does not decode is a
+// ValidationException naming it.
+func TestDiffieHellmanDecoding(t *testing.T) {
+	const p = "KeyMaterial.DiffieHellmanTr31KeyBlock"
+	der := testCertificate(t)
+	cert := *pemBase64("CERTIFICATE", der)
+	dh, err := diffieHellman(p, sp("alias/k3"), sp("alias/ca"), &cert, "AES_128", "ANSI_X963", "SHA_384", sp("0aFF"))
+	if err != nil || !bytes.Equal(dh.Certificate, der) || !bytes.Equal(dh.SharedInformation, []byte{0x0A, 0xFF}) ||
+		dh.KDF != ops.KDFAnsiX963 || dh.Hash != ops.KDFSHA384 || dh.PrivateKeyIdentifier != "alias/k3" || dh.CAIdentifier != "alias/ca" {
+		t.Fatalf("%+v, %v", dh, err)
+	}
+	if dh, err := diffieHellman(p, sp("k"), sp("c"), &cert, "AES_128", "HKDF", "", nil); err != nil || dh.KDF == 0 || dh.Hash != 0 || dh.SharedInformation != nil {
+		t.Errorf("unknown KDF, no hash, no shared information: %+v, %v", dh, err)
+	}
+	for _, tc := range []struct {
+		name       string
+		cert, info string
+		path       string
+	}{
+		{"certificate", "@@@@", "00", p + ".PublicKeyCertificate"},
+		{"shared information", cert, "0G", p + ".DerivationData.SharedInformation"},
+	} {
+		_, err := diffieHellman(p, sp("k"), sp("c"), &tc.cert, "AES_128", "NIST_SP800", "SHA_256", &tc.info)
+		if path, _ := located(t, err); err == nil || fault.KindOf(err) != fault.Validation || path != tc.path {
+			t.Errorf("%s: %v at %q, want a ValidationException at %s", tc.name, err, path, tc.path)
+		}
+	}
+	// The data plane's DiffieHellmanSymmetricKey: the same certificate decoding.
+	dk, err := wrappedKey("WrappedKey", &dp.WrappedKey{WrappedKeyMaterial: &dp.WrappedKeyMaterial{
+		DiffieHellmanSymmetricKey: &dp.EcdhDerivationAttributes{PublicKeyCertificate: &cert, SharedInformation: sp("01")}}})
+	if err != nil || !bytes.Equal(dk.DiffieHellman.Certificate, der) || !bytes.Equal(dk.DiffieHellman.SharedInformation, []byte{1}) {
+		t.Errorf("DiffieHellmanSymmetricKey: %+v, %v", dk, err)
+	}
+	_, err = wrappedKey("WrappedKey", &dp.WrappedKey{WrappedKeyMaterial: &dp.WrappedKeyMaterial{
+		DiffieHellmanSymmetricKey: &dp.EcdhDerivationAttributes{PublicKeyCertificate: sp("@@@@")}}})
+	if path, _ := located(t, err); path != "WrappedKey.WrappedKeyMaterial.DiffieHellmanSymmetricKey.PublicKeyCertificate" {
+		t.Errorf("DiffieHellmanSymmetricKey certificate: %v at %q", err, path)
 	}
 }
 
@@ -134,6 +209,20 @@ func TestEnumsMapped(t *testing.T) {
 			t.Errorf("WrappingKeySpec %s is not mapped", v)
 		}
 	}
+	formats := map[cp.WrappedKeyMaterialFormat]bool{}
+	for _, f := range wrappedFormats {
+		formats[f] = true
+	}
+	for _, v := range cp.WrappedKeyMaterialFormat("").Values() {
+		if !formats[v] {
+			t.Errorf("WrappedKeyMaterialFormat %s is no format's spelling", v)
+		}
+	}
+	for _, f := range []ops.KeyMaterialType{ops.FormatKeyCryptogram, ops.FormatTR31, ops.FormatTR34} {
+		if wrappedFormats[f] == "" {
+			t.Errorf("%v has no spelling", f)
+		}
+	}
 	for _, tc := range []struct {
 		in   *cp.WrappingKeySpec
 		want ops.WrappingSpec
@@ -148,8 +237,10 @@ func TestEnumsMapped(t *testing.T) {
 		if (err == nil) != tc.ok || got != tc.want {
 			t.Errorf("wrappingSpec(%v) = %v, %v", tc.in, got, err)
 		}
-		if err != nil && fault.As(err).Field != "KeyMaterial.KeyCryptogram.WrappingSpec" {
-			t.Errorf("wrappingSpec error names %q", fault.As(err).Field)
+		if err != nil {
+			if path, _ := located(t, err); path != "KeyMaterial.KeyCryptogram.WrappingSpec" {
+				t.Errorf("wrappingSpec error names %q", path)
+			}
 		}
 	}
 	if crypto.SHA256 != signingHashes[cp.SigningAlgorithmTypeSha256] {
@@ -173,8 +264,8 @@ func TestHexMembers(t *testing.T) {
 			t.Errorf("hexMember(%q) = %X, %v", tc.in, got, err)
 		}
 		if err != nil {
-			if f := fault.As(err); f.Kind != fault.Validation || f.Field != "P.Q" || f.Message != "P.Q: must be hexadecimal" {
-				t.Errorf("hexMember(%q) fault %+v", tc.in, f)
+			if path, message := located(t, err); fault.KindOf(err) != fault.Validation || path != "P.Q" || message != "P.Q: must be hexadecimal" {
+				t.Errorf("hexMember(%q) fault %v at %q", tc.in, err, path)
 			}
 		}
 	}
@@ -225,8 +316,11 @@ func TestCertificateMember(t *testing.T) {
 				}
 				return
 			}
-			if f := fault.As(err); err == nil || f.Kind != fault.Validation || f.Field != "KeyMaterial.KeyCryptogram.WrappingKeyCertificate" {
-				t.Fatalf("err = %v (%+v)", err, f)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if path, _ := located(t, err); fault.KindOf(err) != fault.Validation || path != "KeyMaterial.KeyCryptogram.WrappingKeyCertificate" {
+				t.Fatalf("err = %v at %q", err, path)
 			}
 		})
 	}
@@ -256,8 +350,8 @@ func FuzzCertificateMember(f *testing.F) {
 		b, err := certificateMember("Cert", s)
 		if err != nil {
 			fe := fault.As(err)
-			if fe.Kind != fault.Validation || fe.Field != "Cert" {
-				t.Fatalf("fault %+v", fe)
+			if path, _ := located(t, err); fe.Kind != fault.Validation || path != "Cert" {
+				t.Fatalf("fault %+v at %q", fe, path)
 			}
 			if len(s) > 8 && strings.Contains(fe.Message, s) {
 				t.Fatalf("the message echoes the input")

@@ -122,8 +122,6 @@ func writeDataError(w http.ResponseWriter, err error) {
 			var am *atMember
 			if errors.As(err, &am) && am.path != "" {
 				v.FieldList = []dp.ValidationExceptionField{{Path: &am.path, Message: &msg}}
-			} else if f.Field != "" { // TODO(#13): goes with fault.Error.Field
-				v.FieldList = []dp.ValidationExceptionField{{Path: &f.Field, Message: &msg}}
 			}
 			body = v
 		case "VerificationFailedException":

@@ -65,31 +65,9 @@ func (s *Server) as2805Operations() map[string]operation {
 	}
 }
 
-// as2805Members locates the faults of the As2805KeyCryptogram member of
-// ImportKey and ExportKey (keyMember names the key under export).
-func as2805Members(keyMember string) memberPath {
-	return func(_ fault.Side, subj fault.Subject) string {
-		const m = "KeyMaterial.As2805KeyCryptogram."
-		switch subj {
-		case fault.SubjectAs2805Variant:
-			return m + "As2805KeyVariant"
-		case fault.SubjectKeyAlgorithm:
-			return m + "KeyAlgorithm"
-		case fault.SubjectKeyCryptogram:
-			return m + "WrappedKeyCryptogram"
-		case fault.SubjectWrappingKey:
-			return m + "WrappingKeyIdentifier"
-		case fault.SubjectKeySerialNumber:
-			return "ExportAttributes.ExportDukptInitialKey"
-		case fault.SubjectKey:
-			return keyMember
-		}
-		return ""
-	}
-}
-
 // importAs2805 maps ImportKey's As2805KeyCryptogram member (control plane;
-// ImportKey's handler calls it for that member).
+// ImportKey's handler calls it for that member and names the faults'
+// members with importMembers).
 func importAs2805(o *ops.Service, req ops.ImportKeyInput, x *cp.ImportAs2805KeyCryptogram) (any, error) {
 	ct, err := unhex("KeyMaterial.As2805KeyCryptogram.WrappedKeyCryptogram", x.WrappedKeyCryptogram)
 	if err != nil {
@@ -103,19 +81,20 @@ func importAs2805(o *ops.Service, req ops.ImportKeyInput, x *cp.ImportAs2805KeyC
 	}
 	k, err := o.ImportKeyAs2805(req, in)
 	if err != nil {
-		return nil, locate(err, as2805Members(""))
+		return nil, err
 	}
 	return &cp.ImportKeyOutput{Key: key(k)}, nil
 }
 
 // exportAs2805 maps ExportKey's As2805KeyCryptogram member (control plane;
 // ExportKey's handler calls it for that member with the request it built
-// from ExportKeyIdentifier and ExportAttributes).
+// from ExportKeyIdentifier and ExportAttributes, and names the faults'
+// members with exportMembers).
 func exportAs2805(o *ops.Service, req ops.ExportKeyInput, x *cp.ExportAs2805KeyCryptogram) (any, error) {
 	w, err := o.ExportKeyAs2805(req, ops.ExportAs2805{WrappingKeyIdentifier: str(x.WrappingKeyIdentifier),
 		Variant: opsEnum(x.As2805KeyVariant, as2805Variants, badEnum)})
 	if err != nil {
-		return nil, locate(err, as2805Members("ExportKeyIdentifier"))
+		return nil, err
 	}
 	return &cp.ExportKeyOutput{WrappedKey: &cp.WrappedKey{
 		WrappingKeyArn: opt(w.WrappingKeyARN), WrappedKeyMaterialFormat: enum[cp.WrappedKeyMaterialFormat]("KEY_CRYPTOGRAM"),

@@ -14,45 +14,64 @@ func (s *Server) keyMaterialOperations() map[string]operation {
 	o := s.ops
 	return map[string]operation{
 		"TranslateKeyMaterial": handler(func(_ context.Context, in *dp.TranslateKeyMaterialInput) (any, error) {
-			x := in.IncomingKeyMaterial.DiffieHellmanTr31KeyBlock // the union's only member; validated present
-			r, err := o.TranslateKeyMaterial(ops.TranslateKeyMaterialInput{
-				Incoming: ops.ImportDiffieHellmanTr31{KeyBlock: str(x.WrappedKeyBlock), DiffieHellman: ops.DiffieHellman{
-					PrivateKeyIdentifier: str(x.PrivateKeyIdentifier), CAIdentifier: str(x.CertificateAuthorityPublicKeyIdentifier),
-					Certificate: str(x.PublicKeyCertificate), DeriveKeyAlgorithm: keyspec.Algorithm(str(x.DeriveKeyAlgorithm)),
-					KDF: str(x.KeyDerivationFunction), Hash: str(x.KeyDerivationHashAlgorithm), SharedInformation: sharedInformation(x.DerivationData)}},
-				OutgoingWrappingKeyIdentifier: str(in.OutgoingKeyMaterial.Tr31KeyBlock.WrappingKeyIdentifier),
-				KCVAlgorithm:                  keyspec.KCVAlgorithm(str(in.KeyCheckValueAlgorithm)),
-			})
+			req, err := translateKeyMaterialInput(in)
 			if err != nil {
-				return nil, locate(err, func(_ fault.Side, subj fault.Subject) string {
-					const m = "IncomingKeyMaterial.DiffieHellmanTr31KeyBlock"
-					switch subj {
-					case fault.SubjectKeyCheckValueAlgorithm:
-						return "KeyCheckValueAlgorithm"
-					case fault.SubjectWrappedKey:
-						return m + ".WrappedKeyBlock"
-					case fault.SubjectDerivedKeyAlgorithm:
-						return m + ".DeriveKeyAlgorithm"
-					case fault.SubjectSharedInformation:
-						return m + ".DerivationData.SharedInformation"
-					case fault.SubjectCertificateAuthority, fault.SubjectCertificate, fault.SubjectKDF, fault.SubjectKDFHash:
-						return m + "." + leafMember(fault.SideNone, subj)
-					}
-					return ""
-				})
+				return nil, err
+			}
+			r, err := o.TranslateKeyMaterial(req)
+			if err != nil {
+				return nil, locate(err, translateKeyMaterialMembers)
 			}
 			return &dp.TranslateKeyMaterialOutput{WrappedKey: &dp.WrappedWorkingKey{WrappedKeyMaterial: &r.KeyMaterial,
-				KeyCheckValue: &r.KCV, WrappedKeyMaterialFormat: enum[dp.WrappedKeyMaterialFormat](r.Format)}}, nil
+				KeyCheckValue: &r.KCV, WrappedKeyMaterialFormat: enum[dp.WrappedKeyMaterialFormat](string(wrappedFormats[r.Format]))}}, nil
 		}),
 	}
 }
 
-func sharedInformation(d *dp.DiffieHellmanDerivationData) string {
-	if d == nil {
+// translateKeyMaterialInput maps a validated TranslateKeyMaterial request.
+func translateKeyMaterialInput(in *dp.TranslateKeyMaterialInput) (ops.TranslateKeyMaterialInput, error) {
+	x := in.IncomingKeyMaterial.DiffieHellmanTr31KeyBlock // the union's only member; validated present
+	var info *string
+	if x.DerivationData != nil {
+		info = x.DerivationData.SharedInformation
+	}
+	dh, err := diffieHellman(translateIncoming, x.PrivateKeyIdentifier, x.CertificateAuthorityPublicKeyIdentifier, x.PublicKeyCertificate,
+		str(x.DeriveKeyAlgorithm), str(x.KeyDerivationFunction), str(x.KeyDerivationHashAlgorithm), info)
+	if err != nil {
+		return ops.TranslateKeyMaterialInput{}, err
+	}
+	return ops.TranslateKeyMaterialInput{
+		Incoming:                      ops.ImportDiffieHellmanTr31{KeyBlock: str(x.WrappedKeyBlock), DiffieHellman: dh},
+		OutgoingWrappingKeyIdentifier: str(in.OutgoingKeyMaterial.Tr31KeyBlock.WrappingKeyIdentifier),
+		KCVAlgorithm:                  keyspec.KCVAlgorithm(str(in.KeyCheckValueAlgorithm)),
+	}, nil
+}
+
+// translateIncoming is TranslateKeyMaterial's incoming derivation and key block.
+const translateIncoming = "IncomingKeyMaterial.DiffieHellmanTr31KeyBlock"
+
+// translateKeyMaterialMembers locates TranslateKeyMaterial's faults: the
+// incoming side's in its DiffieHellmanTr31KeyBlock (the derivation, and the
+// key block, whose header gives the key's attributes), the outgoing side's
+// at the outgoing KEK.
+var translateKeyMaterialMembers = func() memberPath {
+	in := diffieHellmanMembers(translateIncoming)
+	block := translateIncoming + ".WrappedKeyBlock"
+	for _, subj := range []fault.Subject{fault.SubjectWrappedKey, fault.SubjectKeyUsage, fault.SubjectKeyAlgorithm, fault.SubjectKeyClass, fault.SubjectKeyModesOfUse} {
+		in[subj] = block
+	}
+	return func(side fault.Side, subj fault.Subject) string {
+		switch {
+		case subj == fault.SubjectKeyCheckValueAlgorithm:
+			return "KeyCheckValueAlgorithm"
+		case side == fault.SideOutgoing && subj == fault.SubjectWrappingKey:
+			return "OutgoingKeyMaterial.Tr31KeyBlock.WrappingKeyIdentifier"
+		case side == fault.SideIncoming:
+			return in[subj]
+		}
 		return ""
 	}
-	return str(d.SharedInformation)
-}
+}()
 
 // wrappedKey maps the WrappedKey shape of the data operations that take
 // dynamic keys (EncryptData, DecryptData, ReEncryptData, the PIN
@@ -64,11 +83,16 @@ func wrappedKey(m string, w *dp.WrappedKey) (*ops.DynamicKey, error) {
 	}
 	dk := &ops.DynamicKey{Tr31KeyBlock: str(w.WrappedKeyMaterial.Tr31KeyBlock), KCVAlgorithm: keyspec.KCVAlgorithm(str(w.KeyCheckValueAlgorithm))}
 	if x := w.WrappedKeyMaterial.DiffieHellmanSymmetricKey; x != nil {
-		info, err := unhex(m+".WrappedKeyMaterial.DiffieHellmanSymmetricKey.SharedInformation", x.SharedInformation)
+		const form = ".WrappedKeyMaterial.DiffieHellmanSymmetricKey"
+		info, err := unhex(m+form+".SharedInformation", x.SharedInformation)
 		if err != nil {
 			return nil, err
 		}
-		dk.DiffieHellman = &ops.EcdhDerivation{CAIdentifier: str(x.CertificateAuthorityPublicKeyIdentifier), Certificate: str(x.PublicKeyCertificate),
+		cert, err := certificateMember(m+form+".PublicKeyCertificate", str(x.PublicKeyCertificate))
+		if err != nil {
+			return nil, err
+		}
+		dk.DiffieHellman = &ops.EcdhDerivation{CAIdentifier: str(x.CertificateAuthorityPublicKeyIdentifier), Certificate: cert,
 			KeyAlgorithm: keyspec.Algorithm(str(x.KeyAlgorithm)), KDF: opsEnum(x.KeyDerivationFunction, kdfs, badEnum),
 			Hash: opsEnum(x.KeyDerivationHashAlgorithm, kdfHashes, badEnum), SharedInformation: info}
 	}

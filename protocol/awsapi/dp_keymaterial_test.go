@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"testing"
 
+	"payhsm/fault"
 	dp "payhsm/protocol/awsapi/dpshape"
 )
 
@@ -19,9 +20,11 @@ func FuzzKeyMaterialRequests(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		var in dp.TranslateKeyMaterialInput
 		if json.Unmarshal(body, &in) == nil && in.Validate("") == nil {
-			x := in.IncomingKeyMaterial.DiffieHellmanTr31KeyBlock
-			_, _ = str(x.WrappedKeyBlock), sharedInformation(x.DerivationData)
-			_ = str(in.OutgoingKeyMaterial.Tr31KeyBlock.WrappingKeyIdentifier)
+			if req, err := translateKeyMaterialInput(&in); err != nil && fault.KindOf(err) != fault.Validation {
+				t.Fatalf("a valid request maps to a %v fault: %v", fault.KindOf(err), err)
+			} else if err == nil && len(req.Incoming.Certificate) == 0 {
+				t.Fatalf("a valid request mapped to no certificate: %+v", req)
+			}
 		}
 		var wk dp.WrappedKey
 		if json.Unmarshal(body, &wk) == nil && wk.Validate("") == nil {

@@ -49,10 +49,26 @@ func invalid(path, msg string) error {
 	return memberFault(path, fault.Validationf("%s", msg))
 }
 
-// locate reports a Validation fault that has a subject at the member paths
-// names for it (or leafMember's). Other errors, and faults already located,
-// pass unchanged.
+// locate reports a Validation fault that has a subject at the member path
+// paths names for it (or, when it names none, at leafMember's). Other
+// errors, and faults already located, pass unchanged.
 func locate(err error, paths memberPath) error {
+	return place(err, func(side fault.Side, subj fault.Subject) string {
+		p := ""
+		if paths != nil {
+			p = paths(side, subj)
+		}
+		if p == "" {
+			p = leafMember(side, subj)
+		}
+		return p
+	})
+}
+
+// place reports a Validation fault that has a subject at the member path
+// paths names for it; faults about a subject it names no path for, other
+// errors and faults already located pass unchanged.
+func place(err error, paths memberPath) error {
 	if err == nil {
 		return nil
 	}
@@ -64,13 +80,7 @@ func locate(err error, paths memberPath) error {
 	if !errors.As(err, &f) || f.Kind != fault.Validation || f.Subject == fault.SubjectNone {
 		return err
 	}
-	p := ""
-	if paths != nil {
-		p = paths(f.Side, f.Subject)
-	}
-	if p == "" {
-		p = leafMember(f.Side, f.Subject)
-	}
+	p := paths(f.Side, f.Subject)
 	if p == "" {
 		return err
 	}

@@ -17,6 +17,9 @@ func sp(s string) *string { return &s }
 // located returns the member path and client message err is reported with.
 func located(t *testing.T, err error) (string, string) {
 	t.Helper()
+	if err == nil {
+		return "", ""
+	}
 	var am *atMember
 	if !errors.As(err, &am) {
 		return "", fault.ClientMessage(err)
@@ -112,8 +115,34 @@ func TestMemberPaths(t *testing.T) {
 		{"PIN change current block", pinChangeMembers(pinChange), fault.SideNone, fault.SubjectCurrentPinBlock,
 			"DerivationMethodAttributes.Visa.CurrentPinAttributes.CurrentEncryptedPinBlock"},
 		{"PIN change new block", pinChangeMembers(pinChange), fault.SideNone, fault.SubjectPinBlock, "NewEncryptedPinBlock"},
-		{"AS2805 export key", as2805Members("ExportKeyIdentifier"), fault.SideNone, fault.SubjectKey, "ExportKeyIdentifier"},
-		{"AS2805 cryptogram", as2805Members(""), fault.SideNone, fault.SubjectKeyCryptogram, "KeyMaterial.As2805KeyCryptogram.WrappedKeyCryptogram"},
+		{"AS2805 export key", exportMembers["As2805KeyCryptogram"].path, fault.SideNone, fault.SubjectKey, "ExportKeyIdentifier"},
+		{"AS2805 export check value", exportMembers["As2805KeyCryptogram"].path, fault.SideNone, fault.SubjectKeyCheckValueAlgorithm,
+			"ExportAttributes.KeyCheckValueAlgorithm"},
+		{"AS2805 export variant", exportMembers["As2805KeyCryptogram"].path, fault.SideNone, fault.SubjectAs2805Variant,
+			"KeyMaterial.As2805KeyCryptogram.As2805KeyVariant"},
+		{"AS2805 cryptogram", importMembers["As2805KeyCryptogram"].path, fault.SideNone, fault.SubjectKeyCryptogram,
+			"KeyMaterial.As2805KeyCryptogram.WrappedKeyCryptogram"},
+		{"AS2805 modes of use", importMembers["As2805KeyCryptogram"].path, fault.SideNone, fault.SubjectKeyModesOfUse,
+			"KeyMaterial.As2805KeyCryptogram.KeyModesOfUse"},
+		{"create key usage", createKeyMembers.path, fault.SideNone, fault.SubjectKeyUsage, "KeyAttributes.KeyUsage"},
+		{"create derived usage", createKeyMembers.path, fault.SideNone, fault.SubjectDeriveKeyUsage, "DeriveKeyUsage"},
+		{"import cryptogram's algorithm", importMembers["KeyCryptogram"].path, fault.SideNone, fault.SubjectKeyAlgorithm,
+			"KeyMaterial.KeyCryptogram.KeyAttributes.KeyAlgorithm"},
+		{"import block's header", importMembers["Tr31KeyBlock"].path, fault.SideNone, fault.SubjectKeyModesOfUse, "KeyMaterial.Tr31KeyBlock.WrappedKeyBlock"},
+		{"import ECDH key pair", importMembers["DiffieHellmanTr31KeyBlock"].path, fault.SideNone, fault.SubjectAgreementKey,
+			"KeyMaterial.DiffieHellmanTr31KeyBlock.PrivateKeyIdentifier"},
+		{"export ECDH shared information", exportMembers["DiffieHellmanTr31KeyBlock"].path, fault.SideNone, fault.SubjectSharedInformation,
+			"KeyMaterial.DiffieHellmanTr31KeyBlock.DerivationData.SharedInformation"},
+		{"export ECDH key", exportMembers["DiffieHellmanTr31KeyBlock"].path, fault.SideNone, fault.SubjectKey, "ExportKeyIdentifier"},
+		{"translate key pair", translateKeyMaterialMembers, fault.SideIncoming, fault.SubjectAgreementKey,
+			"IncomingKeyMaterial.DiffieHellmanTr31KeyBlock.PrivateKeyIdentifier"},
+		{"translate certificate", translateKeyMaterialMembers, fault.SideIncoming, fault.SubjectCertificate,
+			"IncomingKeyMaterial.DiffieHellmanTr31KeyBlock.PublicKeyCertificate"},
+		{"translate header", translateKeyMaterialMembers, fault.SideIncoming, fault.SubjectKeyUsage,
+			"IncomingKeyMaterial.DiffieHellmanTr31KeyBlock.WrappedKeyBlock"},
+		{"translate outgoing KEK", translateKeyMaterialMembers, fault.SideOutgoing, fault.SubjectWrappingKey,
+			"OutgoingKeyMaterial.Tr31KeyBlock.WrappingKeyIdentifier"},
+		{"translate check value", translateKeyMaterialMembers, fault.SideNone, fault.SubjectKeyCheckValueAlgorithm, "KeyCheckValueAlgorithm"},
 	} {
 		if got := tc.paths(tc.side, tc.subj); got != tc.want {
 			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)

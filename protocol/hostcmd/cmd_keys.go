@@ -1,8 +1,6 @@
 package hostcmd
 
 import (
-	"errors"
-
 	"payhsm/fault"
 	"payhsm/keyspec"
 	"payhsm/ops"
@@ -99,34 +97,18 @@ func (a a0Cmd) run(x *call) ([]byte, error) {
 	if a.export == nil {
 		block, kcv, err := x.svc.GenerateKeyBlock(x.profile, a.attrs, a.exportable)
 		if err != nil {
-			return nil, keyFault(err)
+			return nil, err
 		}
 		return keyAnswer(x, 'S', block, 0, "", kcv), nil
 	}
 	block, zmkBlock, kcv, err := x.svc.GenerateKeyBlockExport(x.profile, a.attrs, a.exportable, x.ident(a.export.zmk), a.export.exportability)
 	if err != nil {
-		return nil, keyFault(err)
+		return nil, err
 	}
 	if err := a.export.checkVersion(zmkBlock); err != nil {
 		return nil, err
 	}
 	return keyAnswer(x, 'S', block, 'R', zmkBlock, kcv), nil
-}
-
-// keyFault gives the faults of the key commands (A0, A6, A8) that are about
-// the key or the ZMK itself, and break no key-separation rule (a key pair
-// asked to leave under a ZMK, say), payShield's 29 (key function not
-// permitted): the code errorCode gives a fault on a "...KeyIdentifier"
-// member. Transitional (issue #13): the operations layer now says what a
-// fault is about by fault.Subject rather than by member; when errorCode maps
-// subjects (fault.SubjectKey and fault.SubjectWrappingKey to 29), this goes.
-func keyFault(err error) error {
-	var f *fault.Error
-	if errors.As(err, &f) && f.Kind == fault.Validation && f.Violation == "" && f.Field == "" &&
-		(f.Subject == fault.SubjectKey || f.Subject == fault.SubjectWrappingKey) {
-		return errCode(codeKeyFunction, f.Message)
-	}
-	return err
 }
 
 // keyAnswer builds a key command's answer in the call's scratch space:
@@ -228,7 +210,7 @@ func decodeA6(c *cursor) command {
 func (a a6Cmd) run(x *call) ([]byte, error) {
 	block, kcv, err := x.svc.ImportKeyBlock(x.profile, x.ident(a.zmk), string(a.block))
 	if err != nil {
-		return nil, keyFault(err)
+		return nil, err
 	}
 	return keyAnswer(x, 'S', block, 0, "", kcv), nil
 }
@@ -268,7 +250,7 @@ func decodeA8(c *cursor) command {
 func (a a8Cmd) run(x *call) ([]byte, error) {
 	block, kcv, err := x.svc.ExportKeyBlock(x.ident(a.key), x.ident(a.export.zmk), a.export.exportability)
 	if err != nil {
-		return nil, keyFault(err)
+		return nil, err
 	}
 	if err := a.export.checkVersion(block); err != nil {
 		return nil, err

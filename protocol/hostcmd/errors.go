@@ -1,8 +1,6 @@
 package hostcmd
 
 import (
-	"strings"
-
 	"payhsm/fault"
 )
 
@@ -44,7 +42,8 @@ func errCode(code, msg string) error { return &codeError{code: code, msg: msg} }
 
 // errorCode is THE translation of an error into a payShield error code: a
 // decoding error keeps its own code; an operations-layer fault is translated
-// from its kind (and, for Validation, from the request member it names).
+// from its kind (and, for Validation, from the rule it broke or the input it
+// is about).
 func errorCode(err error) string {
 	if ce, ok := err.(*codeError); ok {
 		return ce.code
@@ -87,7 +86,10 @@ func validationCode(f *fault.Error) string {
 	switch f.Subject {
 	case fault.SubjectKey, fault.SubjectWrappingKey, fault.SubjectPinEncryptionKey, fault.SubjectPinVerificationKey,
 		fault.SubjectIntegrityKey, fault.SubjectConfidentialityKey, fault.SubjectAuthRequestKey, fault.SubjectCurrentPinKey,
-		fault.SubjectWrappedKey:
+		fault.SubjectWrappedKey, fault.SubjectAgreementKey:
+		// A key (or the ZMK) that this command cannot use, whatever rule it
+		// breaks beside the key-block ones above: a key pair asked to leave
+		// under a ZMK, say (A8 answers 29, as payShield does).
 		return codeKeyFunction
 	case fault.SubjectPinBlock, fault.SubjectCurrentPinBlock:
 		return codeBadPinBlock
@@ -96,26 +98,6 @@ func validationCode(f *fault.Error) string {
 	case fault.SubjectPinLength:
 		return codePinLength
 	case fault.SubjectDecimalizationTable:
-		return codeDecTable
-	case fault.SubjectNone:
-		return fieldCode(f.Field)
-	}
-	return codeInvalidInput
-}
-
-// fieldCode is the code of a fault that names an AWS request member instead
-// of a subject. TODO(#13): goes with fault.Error.Field.
-func fieldCode(field string) string {
-	switch {
-	case strings.HasSuffix(field, "KeyIdentifier"):
-		return codeKeyFunction
-	case field == "EncryptedPinBlock":
-		return codeBadPinBlock
-	case field == "PinBlockFormat" || strings.HasSuffix(field, "PinBlockFormat"):
-		return codeBadFormat
-	case field == "PinDataLength":
-		return codePinLength
-	case field == "DecimalizationTable":
 		return codeDecTable
 	}
 	return codeInvalidInput

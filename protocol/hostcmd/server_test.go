@@ -375,13 +375,16 @@ func TestErrorCodes(t *testing.T) {
 		{fault.About(fault.SubjectWrappedKey, "x"), "29"},
 		{fault.About(fault.SubjectPAN, "x"), "15"},
 		{fault.About(fault.SubjectKeySerialNumber, "x"), "15"},
-		// A subject decides, whatever AWS member name the fault might also carry.
-		{&fault.Error{Kind: fault.Validation, Subject: fault.SubjectPAN, Field: "EncryptedPinBlock"}, "15"},
-		// Faults of the control plane that name no subject yet: by member name.
-		{fault.FieldInvalid("ExportKeyIdentifier", "x"), "29"},
+		{fault.About(fault.SubjectKey, "x"), "29"},
+		{fault.About(fault.SubjectAgreementKey, "x"), "29"},
+		{fault.About(fault.SubjectKeyUsage, "x"), "15"},
 		{errCode("26", "x"), "26"},
-		{fault.KeyRule(fault.ViolationWrappingKey, "", "x"), "BB"},
-		{fault.KeyRule(fault.ViolationExportability, "ExportKeyIdentifier", "x"), "AA"},
+		{fault.KeyRule(fault.ViolationWrappingKey, "x"), "BB"},
+		{func() error {
+			f := fault.KeyRule(fault.ViolationExportability, "x")
+			f.Subject = fault.SubjectKey
+			return f
+		}(), "AA"},
 	} {
 		if got := errorCode(tc.err); got != tc.want {
 			t.Errorf("%v: %s, want %s", tc.err, got, tc.want)
