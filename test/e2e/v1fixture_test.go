@@ -90,7 +90,7 @@ func v1Observe(t *testing.T, d *daemon, fx *v1Fixture) map[string]string {
 		"MessageData": hex.EncodeToString([]byte("payhsm v1 fixture")), "GenerationAttributes": map[string]any{"Algorithm": "HMAC_SHA256"}})
 	out["hmac"] = must("HMAC", st, body, "Mac")
 	st, body, _ = d.dataCall(t, keyPath(fx.Keys["aes"], "encrypt"), map[string]any{
-		"PlainText": "6BC1BEE22E409F96E93D7E117393172AAE2D8A571E03AC9C9EB76FAC45AF8E51",
+		"PlainText":            "6BC1BEE22E409F96E93D7E117393172AAE2D8A571E03AC9C9EB76FAC45AF8E51",
 		"EncryptionAttributes": map[string]any{"Symmetric": map[string]any{"Mode": "CBC", "InitializationVector": "000102030405060708090A0B0C0D0E0F"}}})
 	out["aes-cbc"] = must("EncryptData", st, body, "CipherText")
 	return out
