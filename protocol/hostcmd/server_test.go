@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/hex"
+	"errors"
 	"io"
 	"math/big"
 	"net"
@@ -345,6 +346,8 @@ func TestErrorCodes(t *testing.T) {
 		{fault.NotFoundf("k", "x"), "12"},
 		{fault.AccessDeniedf("x"), "17"},
 		{fault.Internalf("x", errCode("99", "y")), "41"},
+		{fault.RecordIntegrity(errors.New("x")), "33"},
+		{fault.Internalf("read key", fault.RecordIntegrity(errors.New("x"))), "33"},
 		{fault.Validationf("x"), "15"},
 		{fault.FieldInvalid("EncryptedPinBlock", "x"), "20"},
 		{fault.FieldInvalid("PinDataLength", "x"), "24"},
