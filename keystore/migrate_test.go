@@ -248,7 +248,7 @@ func TestMigrateLeavesUndecodableRecords(t *testing.T) {
 	orphan := testKey(testID(7))
 	orphan.Profile, orphan.Revision = "gone", 1
 	for k, v := range map[string][]byte{
-		string(keyKey(testID(100))): []byte(`{"v":1,"id":`),
+		string(keyKey(testID(100))):   []byte(`{"v":1,"id":`),
 		string(aliasKey("alias/bad")): []byte(`not json`),
 		string(keyKey(testID(7))):     encodeKeyV1(t, orphan),
 	} {

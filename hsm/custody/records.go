@@ -47,10 +47,17 @@ func (c *Custodian) RecordKey(profile string, version int) ([]byte, error) {
 }
 
 // ActiveRecordKey returns profile's active main key version and its
-// record-authentication key (a copy), for new records. It implements
+// record-authentication key (a copy), for new records; 0 and nil, with no
+// error, when the profile has no main key. It implements
 // keystore.Authenticator.
 func (c *Custodian) ActiveRecordKey(profile string) (int, []byte, error) {
+	if CheckProfileName(profile) != nil {
+		return 0, nil, nil
+	}
 	p, err := c.Profile(profile)
+	if errors.Is(err, ErrNoProfile) {
+		return 0, nil, nil
+	}
 	if err != nil {
 		return 0, nil, err
 	}

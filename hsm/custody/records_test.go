@@ -49,8 +49,8 @@ func TestRecordKeys(t *testing.T) {
 				t.Errorf("RecordKey(%q, %d) = %x, %v; want none", tc.profile, tc.version, k, err)
 			}
 		}
-		if _, _, err := c.ActiveRecordKey("nope"); err == nil {
-			t.Error("ActiveRecordKey of an unknown profile")
+		if v, k, err := c.ActiveRecordKey("nope"); v != 0 || k != nil || err != nil {
+			t.Errorf("ActiveRecordKey of an unknown profile: %d %x %v", v, k, err)
 		}
 		if _, err := c.BeginRotation("default", nil); err != nil {
 			t.Fatal(err)
