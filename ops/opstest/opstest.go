@@ -64,6 +64,9 @@ func NewWithToken(tb testing.TB) (*ops.Service, *memtoken.Module) {
 		store.Close()
 		tb.Fatal(err)
 	}
+	if err := store.SetAuthenticator(cust, "default"); err != nil {
+		tb.Fatal(err)
+	}
 	if _, err := cust.CreateProfile("default"); err != nil {
 		tb.Fatal(err)
 	}
