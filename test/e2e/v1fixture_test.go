@@ -32,8 +32,9 @@ import (
 // appliance made by the release whose keystore wrote format 1 (before issue
 // #14): a SoftHSM2 token, credentials and a Pebble key store holding one of
 // every kind of record, plus the check values and cryptographic outputs that
-// release gave (expect.json). TestUpgradeFromV1 upgrades a copy and checks
-// that every key gives the same answers.
+// release gave (expect.json). TestUpgradeKeepsKeysAndTightensModes and
+// TestMigrationSurvivesSIGKILL upgrade a copy and check that every key gives
+// the same answers.
 //
 // It was written by running, at the commit that added it,
 //
@@ -401,13 +402,4 @@ func checkV1Fixture(t *testing.T, d *daemon, fx *v1Fixture) {
 		WrappingKeyAlgorithm: types.KeyAlgorithmRsa2048}); err != nil {
 		t.Errorf("GetParametersForImport: %v", err)
 	}
-}
-
-// TestUpgradeFromV1 starts the daemon on a copy of the format-1 fixture and
-// checks every key.
-func TestUpgradeFromV1(t *testing.T) {
-	t.Parallel()
-	dir, fx := loadV1Fixture(t)
-	d := startDaemon(t, dir)
-	checkV1Fixture(t, d, fx)
 }
