@@ -233,7 +233,7 @@ func (s *Service) loadMaterial(k *keystore.Key) (tr31.Header, []byte, error) {
 	if err != nil {
 		return tr31.Header{}, nil, fault.Internalf("open stored key block of "+k.ID, err)
 	}
-	if why := headerDisagrees(h, k); why != "" {
+	if why := headerDisagrees(h, k, len(key)); why != "" {
 		clear(key)
 		return tr31.Header{}, nil, fault.RecordIntegrity(fmt.Errorf("key %s: the record disagrees with its key block's authenticated header: %s", k.ID, why))
 	}
@@ -241,21 +241,30 @@ func (s *Service) loadMaterial(k *keystore.Key) (tr31.Header, []byte, error) {
 }
 
 // headerDisagrees names the first attribute in which key record k and the
-// authenticated header h of its stored block differ ("" when none).
-// Transient key blocks (host "S" keys, k.ID "") take their record from the
-// header and carry no binding.
-func headerDisagrees(h tr31.Header, k *keystore.Key) string {
+// authenticated header h of its stored block (whose key field is keyLen
+// bytes) differ ("" when none). A symmetric key's algorithm is the header's
+// algorithm with the key's length (and, for HMAC, the HM block): TDES_2KEY
+// and TDES_3KEY share "T". Transient key blocks (host "S" keys, k.ID "")
+// take their record from the header and carry no binding.
+func headerDisagrees(h tr31.Header, k *keystore.Key, keyLen int) string {
 	mode, _ := k.Attributes.Modes.TR31()
 	exp := byte('N')
 	if k.Exportable {
 		exp = 'E'
+	}
+	alg := k.Attributes.Algorithm
+	if alg.IsSymmetric() {
+		hm, _ := blockData(h, "HM")
+		if got, err := keyspec.AlgorithmFromTR31(h.Algorithm, keyLen, hm); err != nil || got != alg {
+			return "algorithm"
+		}
 	}
 	switch {
 	case k.ID != "" && checkBinding(h, k.ID) != nil:
 		return "key id"
 	case h.KeyUsage != k.Attributes.Usage.TR31():
 		return "key usage"
-	case h.Algorithm != k.Attributes.Algorithm.TR31():
+	case h.Algorithm != alg.TR31():
 		return "algorithm"
 	case h.ModeOfUse != mode:
 		return "mode of use"
