@@ -1,9 +1,11 @@
 // Package appliance owns what every payhsm command that opens an appliance
 // shares: the configuration file and its flags, the layout of the data
-// directory, and opening the appliance — the key store, main-key custody in
-// the PKCS#11 token (provisioned with SoftHSM2 in --dev mode) and the SigV4
-// credentials. The daemon (serve) and the offline ceremonies both use it, so
-// neither imports the other.
+// directory and its permissions, and opening the appliance — the key store,
+// main-key custody in the PKCS#11 token (provisioned with SoftHSM2 in --dev
+// mode), the store's record authentication and its upgrade from an older
+// format (storage.go), and the SigV4 credentials. The daemon (serve), the
+// offline ceremonies and payhsm keystore verify all use it, so none imports
+// another.
 package appliance
 
 import (

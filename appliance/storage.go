@@ -35,8 +35,12 @@ func SecureDataDir(dir string, log *zap.Logger) ([]string, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
+	root, err := filepath.EvalSymlinks(dir) // the directory itself may be a link to where the data lives
+	if err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
 	var fixed []string
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
