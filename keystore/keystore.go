@@ -1,9 +1,12 @@
 // Package keystore owns payhsm's durable record store: every customer key (an
 // ANSI X9.143 key block, already encrypted under its profile main key by the
 // layer above, plus non-secret metadata), its aliases and tags, the index of
-// keys awaiting purge, and small named blobs for the custody layer. It owns
-// record encoding, indices, atomicity and durability; it knows nothing of AWS
-// semantics beyond the one state value its purge index keys on.
+// keys awaiting purge, and small named blobs for the layers above (service
+// metadata; custody's and the ceremonies' own records). It owns record
+// encoding, indices, atomicity, durability and record integrity
+// (authentication, rollback marks, verification, the upgrade from format 1);
+// it knows nothing of AWS semantics beyond the one state value its purge
+// index keys on, and no key hierarchy (custody hands it record keys).
 //
 // # Durability and concurrency
 //
