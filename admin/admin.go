@@ -32,6 +32,10 @@ const (
 	OpExportMainKey Op = "export-main-key"
 	// OpImportMainKey verifies, opens and installs a TR-34 token as a profile main key.
 	OpImportMainKey Op = "import-main-key"
+	// OpVerifyKeystore checks every record of the key store (payhsm keystore
+	// verify). It needs no approval: it changes nothing, and its report names
+	// records (key ids, alias names, tag keys), never their content.
+	OpVerifyKeystore Op = "keystore-verify"
 )
 
 // MaxRequest bounds a request's encoded size.
@@ -63,14 +67,30 @@ type Rotation struct {
 	Verified  int    `json:"Verified"`  // key blocks verified under it before the old versions were retired
 }
 
+// VerifyReport is the result of OpVerifyKeystore (keystore.VerifyReport on the wire).
+type VerifyReport struct {
+	Format   int             `json:"Format"`
+	Records  int             `json:"Records"`
+	Failures []VerifyFailure `json:"Failures"`
+}
+
+// VerifyFailure is one record that failed its check.
+type VerifyFailure struct {
+	Type   string `json:"Type"` // key, alias, alias-index, tag, purge-index, meta
+	Name   string `json:"Name"`
+	KeyID  string `json:"KeyID,omitempty"`
+	Reason string `json:"Reason"`
+}
+
 // Response answers a Request: Error, or the step's results.
 type Response struct {
-	Error       string    `json:"error,omitempty"`
-	Rotate      *Rotation `json:"rotate,omitempty"`
-	Certificate []byte    `json:"certificate,omitempty"` // PEM: this appliance's device certificate
-	Nonce       []byte    `json:"nonce,omitempty"`
-	Token       []byte    `json:"token,omitempty"`
-	KCV         string    `json:"kcv,omitempty"`
+	Error       string        `json:"error,omitempty"`
+	Rotate      *Rotation     `json:"rotate,omitempty"`
+	Verify      *VerifyReport `json:"verify,omitempty"`
+	Certificate []byte        `json:"certificate,omitempty"` // PEM: this appliance's device certificate
+	Nonce       []byte        `json:"nonce,omitempty"`
+	Token       []byte        `json:"token,omitempty"`
+	KCV         string        `json:"kcv,omitempty"`
 }
 
 // ErrNoDaemon reports that no daemon listens on the socket.

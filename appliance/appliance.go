@@ -1,9 +1,11 @@
 // Package appliance owns what every payhsm command that opens an appliance
 // shares: the configuration file and its flags, the layout of the data
-// directory, and opening the appliance — the key store, main-key custody in
-// the PKCS#11 token (provisioned with SoftHSM2 in --dev mode) and the SigV4
-// credentials. The daemon (serve) and the offline ceremonies both use it, so
-// neither imports the other.
+// directory and its permissions, and opening the appliance — the key store,
+// main-key custody in the PKCS#11 token (provisioned with SoftHSM2 in --dev
+// mode), the store's record authentication and its upgrade from an older
+// format (storage.go), and the SigV4 credentials. The daemon (serve), the
+// offline ceremonies and payhsm keystore verify all use it, so none imports
+// another.
 package appliance
 
 import (
@@ -119,15 +121,28 @@ type Appliance struct {
 
 // Open opens the key store and main-key custody: in dev mode it provisions
 // the SoftHSM2 token and credentials under the data directory. initialize
-// allows creating the region main key (a new appliance). The caller closes
-// the result.
+// allows creating the region main key (a new appliance). It makes the data
+// directory private (SecureDataDir), gives the key store custody's record
+// keys and upgrades a store of an older format (see upgradeStore). The
+// caller closes the result.
 func Open(cfg *Config, dev, initialize bool, log *zap.Logger) (*Appliance, error) {
+	return open(cfg, dev, initialize, true, log)
+}
+
+// OpenForInspection is Open for tools that only read (payhsm keystore
+// verify): it creates nothing and upgrades nothing, and refuses a store of
+// an older format.
+func OpenForInspection(cfg *Config, dev bool, log *zap.Logger) (*Appliance, error) {
+	return open(cfg, dev, false, false, log)
+}
+
+func open(cfg *Config, dev, initialize, upgrade bool, log *zap.Logger) (*Appliance, error) {
 	ccfg := custody.Config{
 		ModulePath: cfg.PKCS11.Module, TokenLabel: cfg.PKCS11.TokenLabel,
 		RegionKeyLabel: cfg.PKCS11.RegionKeyLabel, NotFound: keystore.ErrNotFound, Initialize: initialize,
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("data directory: %w", err)
+	if _, err := SecureDataDir(cfg.DataDir, log); err != nil {
+		return nil, err
 	}
 	credsPath := cfg.CredentialsFile
 	if dev {
@@ -161,6 +176,9 @@ func Open(cfg *Config, dev, initialize bool, log *zap.Logger) (*Appliance, error
 	cust, err := custody.Open(ccfg, store, log.Named("custody"))
 	if err != nil {
 		return nil, errors.Join(err, store.Close())
+	}
+	if err := upgradeStore(store, cust, cfg.Profile, upgrade, log.Named("keystore")); err != nil {
+		return nil, errors.Join(err, cust.Close(), store.Close())
 	}
 	return &Appliance{Store: store, Custody: cust, Credentials: creds}, nil
 }

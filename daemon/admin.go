@@ -133,6 +133,12 @@ func (a *adminServer) run(req *admin.Request) *admin.Response {
 			return &admin.Response{Error: err.Error()}
 		}
 		return &admin.Response{Certificate: mainkey.CertPEM(cert), Nonce: nonce}
+	case admin.OpVerifyKeystore: // changes nothing and releases no content
+		rep, err := a.store.Verify()
+		if err != nil {
+			return &admin.Response{Error: err.Error()}
+		}
+		return &admin.Response{Verify: VerifyReport(rep)}
 	case admin.OpRotate, admin.OpExportMainKey, admin.OpImportMainKey:
 		if err := custody.CheckProfileName(req.Profile); err != nil {
 			return &admin.Response{Error: err.Error()}
@@ -163,7 +169,7 @@ func (a *adminServer) run(req *admin.Request) *admin.Response {
 			return a.fail(req.Op, req.Profile, who, audit.Failed, errors.New(fault.ClientMessage(err)))
 		}
 		if err := a.record(req.Op, req.Profile, who, audit.OK,
-			fmt.Sprintf("version %d, %d blocks re-wrapped, %d verified", rep.Version, rep.Rewrapped, rep.Verified),
+			fmt.Sprintf("version %d, %d blocks re-wrapped, %d records re-sealed, %d verified", rep.Version, rep.Rewrapped, rep.Resealed, rep.Verified),
 			map[string]string{"profile": rep.KCV}); err != nil {
 			return &admin.Response{Error: "the rotation finished, but " + err.Error()}
 		}
@@ -200,4 +206,13 @@ func (a *adminServer) run(req *admin.Request) *admin.Response {
 		}
 		return &admin.Response{KCV: kcv}
 	}
+}
+
+// VerifyReport puts a key store verification on the admin wire.
+func VerifyReport(rep *keystore.VerifyReport) *admin.VerifyReport {
+	out := &admin.VerifyReport{Format: rep.Format, Records: rep.Records, Failures: []admin.VerifyFailure{}}
+	for _, f := range rep.Failures {
+		out.Failures = append(out.Failures, admin.VerifyFailure{Type: f.Type.String(), Name: f.Name, KeyID: f.KeyID, Reason: f.Reason})
+	}
+	return out
 }

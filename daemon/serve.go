@@ -127,7 +127,18 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 		return err
 	}
 	log.Info("main keys loaded", zap.String("regionMainKeyKCV", app.Custody.RegionKeyKCV()),
-		zap.String("profile", cfg.Profile), zap.String("profileMainKeyKCV", prof.KCV()))
+		zap.String("profile", cfg.Profile), zap.String("profileMainKeyKCV", prof.KCV()), zap.Int("profileMainKeyVersion", prof.Version()))
+	// Check every record once before serving: a damaged one is logged now
+	// (and refused whenever it is used), and every record's revision becomes
+	// the mark later reads are held to.
+	vrep, err := app.Store.Verify()
+	if err != nil {
+		return fmt.Errorf("keystore: verify: %w", err)
+	}
+	if len(vrep.Failures) > 0 {
+		log.Error("the key store holds records that failed their integrity check; they are refused, everything else is served (payhsm keystore verify lists them)",
+			zap.Int("failures", len(vrep.Failures)), zap.Int("records", vrep.Records))
+	}
 
 	auditLog, err := audit.Open(cfg.AuditLogPath())
 	if err != nil {

@@ -85,7 +85,24 @@ const (
 	ViolationWrappingKey = "WrappingKey"
 	// ViolationExportability: the key may not leave, or not in this form.
 	ViolationExportability = "Exportability"
+	// ViolationRecordIntegrity: a stored record (a key record, an alias, a
+	// tag, an index entry or service metadata) failed its integrity check,
+	// or a key record disagrees with its authenticated key block. It rides
+	// on an Internal fault whose Message is RecordIntegrityMessage: the one
+	// Internal fault whose message a client sees, because it names no detail
+	// and tells the operator where to look.
+	ViolationRecordIntegrity = "RecordIntegrity"
 )
+
+// RecordIntegrityMessage is what a client is told about a record that failed
+// its integrity check; the detail (which record, why) is only logged.
+const RecordIntegrityMessage = "the key record failed its integrity check"
+
+// RecordIntegrity returns the Internal fault of a stored record that failed
+// its integrity check; cause (logged only) says which and why.
+func RecordIntegrity(cause error) *Error {
+	return &Error{Kind: Internal, Message: RecordIntegrityMessage, Violation: ViolationRecordIntegrity, cause: cause}
+}
 
 // KeyRule returns a Validation fault for a broken key-separation rule.
 func KeyRule(violation, format string, args ...any) *Error {
@@ -139,9 +156,16 @@ func Mismatch(reason, message string) *Error {
 	return &Error{Kind: VerificationFailed, Reason: reason, Message: message}
 }
 
-// Internalf wraps cause as an Internal fault; what names the failed step (for logs).
+// Internalf wraps cause as an Internal fault; what names the failed step (for
+// logs). A record-integrity failure anywhere in cause stays one (see
+// RecordIntegrity), so that every layer that wraps a store error keeps it.
 func Internalf(what string, cause error) *Error {
-	return &Error{Kind: Internal, cause: fmt.Errorf("%s: %w", what, cause)}
+	f := &Error{Kind: Internal, cause: fmt.Errorf("%s: %w", what, cause)}
+	var inner *Error
+	if errors.As(cause, &inner) && inner.Violation == ViolationRecordIntegrity {
+		f.Message, f.Violation = RecordIntegrityMessage, ViolationRecordIntegrity
+	}
+	return f
 }
 
 // Wrap classifies cause with kind and a client-safe message, keeping cause for logs.
@@ -173,6 +197,9 @@ func KindOf(err error) Kind {
 // ClientMessage is the text an edge may show a client for err.
 func ClientMessage(err error) string {
 	f := As(err)
+	if f.Violation == ViolationRecordIntegrity {
+		return RecordIntegrityMessage
+	}
 	if f.Kind == Internal || f.Message == "" {
 		switch f.Kind {
 		case Internal:

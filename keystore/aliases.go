@@ -1,6 +1,7 @@
 package keystore
 
 import (
+	"errors"
 	"fmt"
 
 	"go.uber.org/zap"
@@ -36,12 +37,17 @@ func (s *Store) CreateAlias(name, keyID string) error {
 	if err := s.keyExists(keyID); err != nil {
 		return fmt.Errorf("keystore: create alias %q: %w", name, err)
 	}
-	b := s.db.NewBatch()
-	_ = b.Set(aliasKey(name), encodeAlias(keyID), nil)
-	if keyID != "" {
-		_ = b.Set(byKeyKey(keyID, name), nil, nil)
+	w := s.newWriter()
+	defer w.close()
+	if _, err := w.set(aliasKey(name), RecordAlias, "", encodeAlias(keyID), 0); err != nil {
+		return fmt.Errorf("keystore: create alias %q: %w", name, err)
 	}
-	if err := s.commit(b, fmt.Sprintf("create alias %q", name)); err != nil {
+	if keyID != "" {
+		if _, err := w.set(byKeyKey(keyID, name), RecordAliasIndex, "", nil, 0); err != nil {
+			return fmt.Errorf("keystore: create alias %q: %w", name, err)
+		}
+	}
+	if err := w.commit(fmt.Sprintf("create alias %q", name)); err != nil {
 		return err
 	}
 	s.log.Debug("alias created", zap.String("alias", name), zap.String("key", keyID))
@@ -64,28 +70,36 @@ func (s *Store) keyExists(id string) error {
 	return nil
 }
 
-// GetAlias returns alias name, or ErrNotFound.
+// GetAlias returns alias name, or ErrNotFound; an error matching
+// ErrIntegrity when its record fails its integrity check.
 func (s *Store) GetAlias(name string) (Alias, error) {
 	done, err := s.read()
 	if err != nil {
 		return Alias{}, err
 	}
 	defer done()
-	return s.loadAlias(name)
+	a, _, err := s.loadAlias(name)
+	return a, err
 }
 
-func (s *Store) loadAlias(name string) (Alias, error) {
+// loadAlias reads and checks alias name; it also returns its revision.
+func (s *Store) loadAlias(name string) (Alias, uint64, error) {
 	if !validName(name) {
-		return Alias{}, fmt.Errorf("keystore: alias %q: %w", name, ErrNotFound)
+		return Alias{}, 0, fmt.Errorf("keystore: alias %q: %w", name, ErrNotFound)
 	}
-	v, ok, err := get(s.db, aliasKey(name))
+	ak := aliasKey(name)
+	f, ok, err := s.readRecord(s.db, ak)
 	if err != nil {
-		return Alias{}, fmt.Errorf("keystore: get alias %q: %w", name, err)
+		return Alias{}, 0, storeErr(fmt.Sprintf("get alias %q", name), err)
 	}
 	if !ok {
-		return Alias{}, fmt.Errorf("keystore: alias %q: %w", name, ErrNotFound)
+		return Alias{}, 0, fmt.Errorf("keystore: alias %q: %w", name, ErrNotFound)
 	}
-	return decodeAlias(name, v)
+	a, err := decodeAlias(name, f.payload)
+	if err != nil {
+		return Alias{}, 0, s.integrityFailure(ak, "the authenticated payload is not a key id")
+	}
+	return a, f.revision, nil
 }
 
 // UpdateAlias points alias name at keyID; keyID "" removes the association.
@@ -100,22 +114,31 @@ func (s *Store) UpdateAlias(name, keyID string) (Alias, error) {
 	}
 	defer done()
 
-	old, err := s.loadAlias(name)
+	old, rev, err := s.loadAlias(name)
 	if err != nil {
 		return Alias{}, err
 	}
 	if err := s.keyExists(keyID); err != nil {
 		return Alias{}, fmt.Errorf("keystore: update alias %q: %w", name, err)
 	}
-	b := s.db.NewBatch()
-	_ = b.Set(aliasKey(name), encodeAlias(keyID), nil)
-	if old.KeyID != "" && old.KeyID != keyID {
-		_ = b.Delete(byKeyKey(old.KeyID, name), nil)
+	w := s.newWriter()
+	defer w.close()
+	if _, err := w.set(aliasKey(name), RecordAlias, "", encodeAlias(keyID), rev); err != nil {
+		return Alias{}, fmt.Errorf("keystore: update alias %q: %w", name, err)
 	}
-	if keyID != "" {
-		_ = b.Set(byKeyKey(keyID, name), nil, nil)
+	if old.KeyID != keyID {
+		if old.KeyID != "" {
+			if err := w.delAt(byKeyKey(old.KeyID, name)); err != nil {
+				return Alias{}, fmt.Errorf("keystore: update alias %q: %w", name, err)
+			}
+		}
+		if keyID != "" {
+			if _, err := w.set(byKeyKey(keyID, name), RecordAliasIndex, "", nil, 0); err != nil {
+				return Alias{}, fmt.Errorf("keystore: update alias %q: %w", name, err)
+			}
+		}
 	}
-	if err := s.commit(b, fmt.Sprintf("update alias %q", name)); err != nil {
+	if err := w.commit(fmt.Sprintf("update alias %q", name)); err != nil {
 		return Alias{}, err
 	}
 	s.log.Debug("alias updated", zap.String("alias", name), zap.String("from", old.KeyID), zap.String("to", keyID))
@@ -130,16 +153,21 @@ func (s *Store) DeleteAlias(name string) error {
 	}
 	defer done()
 
-	old, err := s.loadAlias(name)
+	old, _, err := s.loadAlias(name)
 	if err != nil {
 		return err
 	}
-	b := s.db.NewBatch()
-	_ = b.Delete(aliasKey(name), nil)
-	if old.KeyID != "" {
-		_ = b.Delete(byKeyKey(old.KeyID, name), nil)
+	w := s.newWriter()
+	defer w.close()
+	if err := w.delAt(aliasKey(name)); err != nil {
+		return fmt.Errorf("keystore: delete alias %q: %w", name, err)
 	}
-	if err := s.commit(b, fmt.Sprintf("delete alias %q", name)); err != nil {
+	if old.KeyID != "" {
+		if err := w.delAt(byKeyKey(old.KeyID, name)); err != nil {
+			return fmt.Errorf("keystore: delete alias %q: %w", name, err)
+		}
+	}
+	if err := w.commit(fmt.Sprintf("delete alias %q", name)); err != nil {
 		return err
 	}
 	s.log.Debug("alias deleted", zap.String("alias", name), zap.String("key", old.KeyID))
@@ -149,6 +177,8 @@ func (s *Store) DeleteAlias(name string) error {
 // ListAliases returns up to max aliases (default 50 when max <= 0) in name
 // order, starting after nextToken: every alias when keyID is "", else those
 // naming keyID. A token from one listing is refused (ErrBadToken) by another.
+// A record that fails its integrity check is left out (and logged and
+// counted).
 func (s *Store) ListAliases(keyID string, nextToken string, max int) ([]Alias, string, error) {
 	list := listAliases
 	if keyID != "" {
@@ -174,12 +204,27 @@ func (s *Store) ListAliases(keyID string, nextToken string, max int) ([]Alias, s
 	)
 	if keyID == "" {
 		out, last, more, err = scan(s.db, pfxAlias, cursor, max, func(name string, v []byte) (Alias, bool, error) {
-			a, err := decodeAlias(name, v)
-			return a, err == nil, err
+			ak := aliasKey(name)
+			f, ok, err := s.verified(ak, v)
+			if err == nil && ok {
+				a, derr := decodeAlias(name, f.payload)
+				if derr == nil {
+					return a, true, nil
+				}
+				err = s.integrityFailure(ak, "the authenticated payload is not a key id")
+			}
+			return Alias{}, false, skipDamaged(err)
 		})
 	} else {
-		out, last, more, err = scan(s.db, byKeyPrefix(keyID), cursor, max, func(name string, _ []byte) (Alias, bool, error) {
-			return Alias{Name: name, KeyID: keyID}, true, nil
+		out, last, more, err = scan(s.db, byKeyPrefix(keyID), cursor, max, func(name string, v []byte) (Alias, bool, error) {
+			f, ok, err := s.verified(byKeyKey(keyID, name), v)
+			if err == nil && ok && len(f.payload) == 0 {
+				return Alias{Name: name, KeyID: keyID}, true, nil
+			}
+			if err == nil && ok {
+				err = s.integrityFailure(byKeyKey(keyID, name), "an alias index entry carries a payload")
+			}
+			return Alias{}, false, skipDamaged(err)
 		})
 	}
 	if err != nil {
@@ -192,7 +237,17 @@ func (s *Store) ListAliases(keyID string, nextToken string, max int) ([]Alias, s
 	return out, next, nil
 }
 
-// AliasesOf returns the names of every alias naming keyID, in name order.
+// skipDamaged turns an integrity failure (already reported) into nil, for
+// listings that go on without the damaged record.
+func skipDamaged(err error) error {
+	if errors.Is(err, ErrIntegrity) {
+		return nil
+	}
+	return err
+}
+
+// AliasesOf returns the names of every alias naming keyID, in name order:
+// the names of its alias index entries that pass their integrity check.
 func (s *Store) AliasesOf(keyID string) ([]string, error) {
 	if !ValidID(keyID) {
 		return nil, nil
@@ -203,7 +258,14 @@ func (s *Store) AliasesOf(keyID string) ([]string, error) {
 	}
 	defer done()
 	var names []string
-	if err := s.eachKey(s.db, byKeyPrefix(keyID), func(n string) { names = append(names, n) }); err != nil {
+	err = s.eachRecord(s.db, byKeyPrefix(keyID), func(xk, xv []byte) error {
+		_, ok, err := s.verified(xk, xv)
+		if err == nil && ok {
+			names = append(names, string(xk[len(byKeyPrefix(keyID)):]))
+		}
+		return skipDamaged(err)
+	})
+	if err != nil {
 		return nil, fmt.Errorf("keystore: aliases of %s: %w", keyID, err)
 	}
 	return names, nil

@@ -104,7 +104,7 @@ func TestCrashDurability(t *testing.T) {
 // acknowledges each after CreateKey and UpdateKey both returned. It never
 // returns normally: the parent kills it.
 func crashChild(dir string) {
-	s, err := Open(dir, Options{})
+	s, err := Open(dir, opts(Options{}))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)

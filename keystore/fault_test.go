@@ -1,8 +1,6 @@
 package keystore
 
 import (
-	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -39,76 +37,18 @@ func walFaults(kinds ...errorfs.OpKind) *errorfs.Toggle {
 	})}
 }
 
-// checkInvariants reads every record and checks the invariants the package
-// comment lists: alias records and their "x/" index entries match, purge
-// index entries match DELETE_PENDING keys, and tags and index entries belong
-// to keys that exist.
+// checkInvariants checks every record and the invariants the package
+// comment lists (alias records and their "x/" index entries match, purge
+// index entries match DELETE_PENDING keys, tags and index entries belong to
+// keys that exist) with Verify, which must find nothing.
 func checkInvariants(t *testing.T, s *Store) {
 	t.Helper()
-	recs := map[string][]byte{}
-	it, err := s.db.NewIter(nil)
+	rep, err := s.Verify()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for ok := it.First(); ok; ok = it.Next() {
-		recs[string(it.Key())] = slices.Clone(it.Value())
-	}
-	if err := errors.Join(it.Error(), it.Close()); err != nil {
-		t.Fatal(err)
-	}
-	keyOf := func(id string) *Key {
-		v, ok := recs[pfxKey+id]
-		if !ok {
-			return nil
-		}
-		k, err := decodeKey(id, v)
-		if err != nil {
-			t.Errorf("key %s: %v", id, err)
-			return nil
-		}
-		return k
-	}
-	for name, v := range recs {
-		switch {
-		case strings.HasPrefix(name, pfxKey):
-			k := keyOf(name[len(pfxKey):])
-			if p := purgeEntry(k); k != nil && p != nil {
-				if _, ok := recs[string(p)]; !ok {
-					t.Errorf("key %s is DELETE_PENDING without its purge index entry", k.ID)
-				}
-			}
-		case strings.HasPrefix(name, pfxAlias):
-			a, err := decodeAlias(name[len(pfxAlias):], v)
-			if err != nil {
-				t.Error(err)
-				continue
-			}
-			if a.KeyID != "" {
-				if _, ok := recs[string(byKeyKey(a.KeyID, a.Name))]; !ok {
-					t.Errorf("alias %s → %s has no index entry", a.Name, a.KeyID)
-				}
-			}
-		case strings.HasPrefix(name, pfxByKey):
-			id, alias, _ := strings.Cut(name[len(pfxByKey):], "/")
-			a, err := decodeAlias(alias, recs[string(aliasKey(alias))])
-			if err != nil || a.KeyID != id {
-				t.Errorf("index entry %s: alias record %+v, %v", name, a, err)
-			}
-			if keyOf(id) == nil {
-				t.Errorf("index entry %s of a missing key", name)
-			}
-		case strings.HasPrefix(name, pfxTag):
-			id, _, _ := strings.Cut(name[len(pfxTag):], "/")
-			if keyOf(id) == nil {
-				t.Errorf("tag %s of a missing key", name)
-			}
-		case strings.HasPrefix(name, pfxPurge):
-			id := name[len(pfxPurge)+8:]
-			k := keyOf(id)
-			if k == nil || !bytes.Equal(purgeEntry(k), []byte(name)) {
-				t.Errorf("purge index entry for %s (deadline %d) does not match its key %+v", id, binary.BigEndian.Uint64([]byte(name[len(pfxPurge):])), k)
-			}
-		}
+	for _, f := range rep.Failures {
+		t.Errorf("%s record %s: %s", f.Type, f.Name, f.Reason)
 	}
 }
 
@@ -243,7 +183,7 @@ func TestWriteFaults(t *testing.T) {
 				t.Parallel()
 				mem := vfs.NewCrashableMem()
 				inj := walFaults(f.kinds...)
-				s, err := Open(faultDir, Options{FS: errorfs.Wrap(mem, inj)})
+				s, err := Open(faultDir, opts(Options{FS: errorfs.Wrap(mem, inj)}))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -319,8 +259,9 @@ func TestOpenFaults(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			mem := vfs.NewCrashableMem()
-			if s, err := Open(faultDir, Options{FS: errorfs.Wrap(mem, tc.inj)}); err == nil {
-				t.Fatalf("Open succeeded (Close: %v)", s.Close())
+			if s, err := Open(faultDir, opts(Options{FS: errorfs.Wrap(mem, tc.inj)})); err == nil {
+				s.Close()
+				t.Fatal("Open succeeded")
 			} else {
 				t.Logf("Open: %v", err)
 			}
@@ -338,7 +279,7 @@ func TestOpenFaults(t *testing.T) {
 func TestPowerLossKeepsAcknowledgedWrites(t *testing.T) {
 	t.Parallel()
 	mem := vfs.NewCrashableMem()
-	s, err := Open(faultDir, Options{FS: mem})
+	s, err := Open(faultDir, opts(Options{FS: mem}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -471,7 +412,7 @@ func TestPowerLossDropsUnacknowledgedBatch(t *testing.T) {
 		}
 		return nil
 	})
-	s, err := Open(faultDir, Options{FS: errorfs.Wrap(mem, hold)})
+	s, err := Open(faultDir, opts(Options{FS: errorfs.Wrap(mem, hold)}))
 	if err != nil {
 		t.Fatal(err)
 	}

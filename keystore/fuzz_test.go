@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
@@ -58,9 +59,10 @@ func FuzzDecodeKey(f *testing.F) {
 	id := testID(1)
 	good, _ := encodeKey(testKey(id))
 	f.Add(good)
-	f.Add([]byte(`{"v":1,"id":"` + id + `"}`))
-	f.Add([]byte(`{"v":1,"id":"` + id + `","created":"2026-01-01T00:00:00+01:00"}`))
-	f.Add([]byte(`{"v":1,"key":"` + id + `"}`))
+	f.Add([]byte(`{"v":2,"id":"` + id + `"}`))
+	f.Add([]byte(`{"v":2,"id":"` + id + `","created":"2026-01-01T00:00:00+01:00"}`))
+	f.Add([]byte(`{"v":1,"id":"` + id + `","revision":3}`))
+	f.Add([]byte(id))
 	f.Add([]byte(`null`))
 	f.Fuzz(func(t *testing.T, rec []byte) {
 		if a, err := decodeAlias("alias/x", rec); err == nil {
@@ -68,6 +70,8 @@ func FuzzDecodeKey(f *testing.F) {
 				t.Fatalf("alias round trip: %+v, %v", b, err)
 			}
 		}
+		_, _ = decodeKeyV1(id, rec)
+		_, _ = decodeAliasV1("alias/x", rec)
 		k, err := decodeKey(id, rec)
 		if err != nil {
 			return
@@ -83,6 +87,39 @@ func FuzzDecodeKey(f *testing.F) {
 		enc2, _ := encodeKey(k2)
 		if !bytes.Equal(enc, enc2) {
 			t.Fatalf("encoding not stable:\n%s\n%s", enc, enc2)
+		}
+	})
+}
+
+// FuzzCheckRecord: whatever a stored value holds, checking it never panics,
+// and only a value the store sealed for that Pebble key passes.
+func FuzzCheckRecord(f *testing.F) {
+	s := openTest(f, vfs.NewMem(), "keystore")
+	pebbleKeys := [][]byte{keyKey(testID(1)), aliasKey("alias/x"), byKeyKey(testID(1), "alias/x"), tagKey(testID(1), "t"),
+		purgeKey(time.Unix(1, 0), testID(1)), metaKey("m"), metaKey("custody/x")}
+	var sealed [][]byte
+	for _, k := range pebbleKeys {
+		v, _, err := s.seal(k, typeAt(k), "", []byte("payload"), 0)
+		if err != nil {
+			f.Fatal(err)
+		}
+		sealed = append(sealed, v)
+		f.Add(uint8(len(sealed)-1), v)
+	}
+	f.Add(uint8(0), []byte{})
+	f.Add(uint8(1), []byte{2, 'A', 200})
+	f.Fuzz(func(t *testing.T, which uint8, v []byte) {
+		i := int(which) % len(pebbleKeys)
+		k := pebbleKeys[i]
+		fr, err := s.check(k, v)
+		if err != nil {
+			return
+		}
+		if fr.typ != typeAt(k) {
+			t.Fatalf("type %s passed at a %s key", fr.typ, typeAt(k))
+		}
+		if fr.typ != RecordOwnerMeta && !bytes.Equal(v, sealed[i]) {
+			t.Fatalf("a value the store did not seal passed: %q", v)
 		}
 	})
 }

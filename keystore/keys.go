@@ -15,12 +15,15 @@ import (
 // defaultPageSize is used when a listing's max is <= 0.
 const defaultPageSize = 50
 
-// checkKey validates what the store relies on: the id's shape, and UTF-8
-// strings (encoding/json would silently replace invalid bytes, so a record
-// would not read back as written).
+// checkKey validates what the store relies on: the id's shape, a profile,
+// and UTF-8 strings (encoding/json would silently replace invalid bytes, so
+// a record would not read back as written).
 func checkKey(k *Key) error {
 	if k == nil || !ValidID(k.ID) {
 		return fmt.Errorf("key id must be %d characters of [a-z0-9]: %w", IDLen, ErrInvalid)
+	}
+	if !validProfile(k.Profile) {
+		return fmt.Errorf("key %s: profile must be 1 to %d bytes: %w", k.ID, maxProfileLen, ErrInvalid)
 	}
 	for _, s := range []string{k.Profile, string(k.Attributes.Usage), string(k.Attributes.Class), string(k.Attributes.Algorithm),
 		string(k.DeriveKeyUsage), k.KCV, string(k.KCVAlgorithm), k.State, k.Origin, k.KeyBlock} {
@@ -31,7 +34,7 @@ func checkKey(k *Key) error {
 	return nil
 }
 
-// CreateKey stores k (with Revision set to 1), its tags, and, when alias is
+// CreateKey stores k (setting its Revision), its tags, and, when alias is
 // not "", a new alias naming it, in one durable batch. It returns ErrExists
 // (wrapped with what exists) when the id or the alias is taken. Duplicate tag
 // keys keep the last value.
@@ -64,54 +67,127 @@ func (s *Store) CreateKey(k *Key, tags []Tag, alias string) error {
 		}
 	}
 
-	rec := *k
-	rec.Revision = 1
-	val, err := encodeKey(&rec)
+	val, err := encodeKey(k)
 	if err != nil {
 		return err
 	}
-	b := s.db.NewBatch()
-	_ = b.Set(keyKey(rec.ID), val, nil)
-	if p := purgeEntry(&rec); p != nil {
-		_ = b.Set(p, nil, nil)
+	w := s.newWriter()
+	defer w.close()
+	rev, err := w.set(keyKey(k.ID), RecordKey, k.Profile, val, 0)
+	if err != nil {
+		return fmt.Errorf("keystore: create key %s: %w", k.ID, err)
+	}
+	if p := purgeEntry(k); p != nil {
+		if _, err := w.set(p, RecordPurgeIndex, "", nil, 0); err != nil {
+			return fmt.Errorf("keystore: create key %s: %w", k.ID, err)
+		}
 	}
 	for _, t := range tags {
-		_ = b.Set(tagKey(rec.ID, t.Key), []byte(t.Value), nil)
+		if _, err := w.set(tagKey(k.ID, t.Key), RecordTag, "", []byte(t.Value), 0); err != nil {
+			return fmt.Errorf("keystore: create key %s: %w", k.ID, err)
+		}
 	}
 	if alias != "" {
-		_ = b.Set(aliasKey(alias), encodeAlias(rec.ID), nil)
-		_ = b.Set(byKeyKey(rec.ID, alias), nil, nil)
+		if _, err := w.set(aliasKey(alias), RecordAlias, "", encodeAlias(k.ID), 0); err != nil {
+			return fmt.Errorf("keystore: create key %s: %w", k.ID, err)
+		}
+		if _, err := w.set(byKeyKey(k.ID, alias), RecordAliasIndex, "", nil, 0); err != nil {
+			return fmt.Errorf("keystore: create key %s: %w", k.ID, err)
+		}
 	}
-	if err := s.commit(b, "create key "+rec.ID); err != nil {
+	if err := w.commit("create key " + k.ID); err != nil {
 		return err
 	}
-	k.Revision = rec.Revision
-	s.log.Debug("key created", zap.String("id", rec.ID), zap.Int("tags", len(tags)), zap.String("alias", alias))
+	k.Revision = rev
+	s.log.Debug("key created", zap.String("id", k.ID), zap.Int("tags", len(tags)), zap.String("alias", alias))
 	return nil
 }
 
-// GetKey returns the key with id, or ErrNotFound.
+// GetKey returns the key with id, or ErrNotFound. Every record that belongs
+// to the key is checked: its key record, tags, alias index entries and purge
+// index entry; when one fails its integrity check, GetKey fails with an
+// error matching ErrIntegrity (an *IntegrityError naming that record), so
+// the key is refused for every operation.
 func (s *Store) GetKey(id string) (*Key, error) {
 	done, err := s.read()
 	if err != nil {
 		return nil, err
 	}
 	defer done()
-	return loadKey(s.db, id)
+	k, err := s.loadKey(s.db, id)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.checkBelongings(s.db, k); err != nil {
+		return nil, err
+	}
+	return k, nil
 }
 
-func loadKey(r getter, id string) (*Key, error) {
+// loadKey reads and checks key id's record (only).
+func (s *Store) loadKey(r getter, id string) (*Key, error) {
 	if !ValidID(id) {
 		return nil, fmt.Errorf("keystore: key %q: %w", id, ErrNotFound)
 	}
-	v, ok, err := get(r, keyKey(id))
+	k := keyKey(id)
+	f, ok, err := s.readRecord(r, k)
 	if err != nil {
-		return nil, fmt.Errorf("keystore: get key %s: %w", id, err)
+		return nil, storeErr("get key "+id, err)
 	}
 	if !ok {
 		return nil, fmt.Errorf("keystore: key %s: %w", id, ErrNotFound)
 	}
-	return decodeKey(id, v)
+	return s.keyFromFrame(k, id, f)
+}
+
+// keyFromFrame decodes a checked key record.
+func (s *Store) keyFromFrame(pk []byte, id string, f frame) (*Key, error) {
+	k, err := decodeKey(id, f.payload)
+	if err != nil {
+		return nil, s.integrityFailure(pk, "the authenticated payload does not decode")
+	}
+	if k.Profile != f.profile {
+		return nil, s.integrityFailure(pk, "authenticated under profile %q, but the record names profile %q", f.profile, k.Profile)
+	}
+	k.Revision = f.revision
+	return k, nil
+}
+
+// storeErr wraps a read error with what was being done, and leaves an
+// integrity failure as it is (its message names the record).
+func storeErr(what string, err error) error {
+	var ie *IntegrityError
+	if errors.As(err, &ie) {
+		return err
+	}
+	return fmt.Errorf("keystore: %s: %w", what, err)
+}
+
+// checkBelongings checks the records that belong to key k besides its key
+// record: its tags, its alias index entries and its purge index entry.
+func (s *Store) checkBelongings(r reader, k *Key) error {
+	for _, p := range []string{tagPrefix(k.ID), byKeyPrefix(k.ID)} {
+		err := s.eachRecord(r, p, func(pk, v []byte) error {
+			f, ok, err := s.verified(pk, v)
+			if err == nil && ok && f.typ == RecordAliasIndex && len(f.payload) != 0 {
+				err = s.integrityFailure(pk, "an alias index entry carries a payload")
+			}
+			return err
+		})
+		if err != nil {
+			return storeErr("check key "+k.ID, err)
+		}
+	}
+	if p := purgeEntry(k); p != nil {
+		f, ok, err := s.readRecord(r, p)
+		if err == nil && ok && len(f.payload) != 0 {
+			err = s.integrityFailure(p, "a purge index entry carries a payload")
+		}
+		if err != nil {
+			return storeErr("check key "+k.ID, err)
+		}
+	}
+	return nil
 }
 
 // UpdateKey applies fn to a copy of key id under the write lock and stores
@@ -126,7 +202,7 @@ func (s *Store) UpdateKey(id string, fn func(*Key) error) (*Key, error) {
 	}
 	defer done()
 
-	old, err := loadKey(s.db, id)
+	old, err := s.loadKey(s.db, id)
 	if err != nil {
 		return nil, err
 	}
@@ -143,21 +219,31 @@ func (s *Store) UpdateKey(id string, fn func(*Key) error) (*Key, error) {
 	if err := checkKey(k); err != nil {
 		return nil, fmt.Errorf("keystore: update key: %w", err)
 	}
-	k.Revision = old.Revision + 1
 	val, err := encodeKey(k)
 	if err != nil {
 		return nil, err
 	}
-	b := s.db.NewBatch()
-	_ = b.Set(keyKey(id), val, nil)
+	w := s.newWriter()
+	defer w.close()
+	if k.Revision, err = w.set(keyKey(id), RecordKey, k.Profile, val, old.Revision); err != nil {
+		return nil, fmt.Errorf("keystore: update key %s: %w", id, err)
+	}
 	oldP, newP := purgeEntry(old), purgeEntry(k)
-	if oldP != nil && !bytes.Equal(oldP, newP) {
-		_ = b.Delete(oldP, nil)
+	if !bytes.Equal(oldP, newP) {
+		if oldP != nil {
+			v, _, err := get(s.db, oldP)
+			if err != nil {
+				return nil, fmt.Errorf("keystore: update key %s: %w", id, err)
+			}
+			w.del(oldP, v)
+		}
+		if newP != nil {
+			if _, err := w.set(newP, RecordPurgeIndex, "", nil, 0); err != nil {
+				return nil, fmt.Errorf("keystore: update key %s: %w", id, err)
+			}
+		}
 	}
-	if newP != nil {
-		_ = b.Set(newP, nil, nil)
-	}
-	if err := s.commit(b, "update key "+id); err != nil {
+	if err := w.commit("update key " + id); err != nil {
 		return nil, err
 	}
 	s.log.Debug("key updated", zap.String("id", id), zap.Uint64("revision", k.Revision), zap.String("state", k.State))
@@ -172,36 +258,56 @@ func mustEncode(k *Key) []byte {
 
 // PurgeKey removes key id, every alias naming it, its tags and its index
 // entries, in one durable batch. ErrNotFound when the key does not exist.
-func (s *Store) PurgeKey(id string) (err error) {
+// Its key record must pass its integrity check; its other records need not
+// (removing them is safe). An alias whose index entry names the key but
+// whose own record does not (a stale or replayed entry) is left in place.
+func (s *Store) PurgeKey(id string) error {
 	done, err := s.write()
 	if err != nil {
 		return err
 	}
 	defer done()
 
-	k, err := loadKey(s.db, id)
+	k, err := s.loadKey(s.db, id)
 	if err != nil {
 		return err
 	}
-	b := s.db.NewBatch()
-	defer closeJoin(&err, b)
-	_ = b.Delete(keyKey(id), nil)
+	w := s.newWriter()
+	defer w.close()
+	kv, _, err := get(s.db, keyKey(id))
+	if err != nil {
+		return fmt.Errorf("keystore: purge key %s: %w", id, err)
+	}
+	w.del(keyKey(id), kv)
 	if p := purgeEntry(k); p != nil {
-		_ = b.Delete(p, nil)
+		v, _, err := get(s.db, p)
+		if err != nil {
+			return fmt.Errorf("keystore: purge key %s: %w", id, err)
+		}
+		w.del(p, v)
 	}
 	var aliases int
-	err = s.eachKey(s.db, byKeyPrefix(id), func(name string) {
-		_ = b.Delete(aliasKey(name), nil)
-		_ = b.Delete(byKeyKey(id, name), nil)
-		aliases++
+	err = s.eachRecord(s.db, byKeyPrefix(id), func(xk, xv []byte) error {
+		name := string(xk[len(byKeyPrefix(id)):])
+		w.del(xk, xv)
+		ak := aliasKey(name)
+		av, ok, err := get(s.db, ak)
+		if err != nil || !ok {
+			return err
+		}
+		if f, ok, err := s.verified(ak, av); err == nil && ok && string(f.payload) == id {
+			w.del(ak, av)
+			aliases++
+		}
+		return nil
 	})
 	if err == nil {
-		err = s.eachKey(s.db, tagPrefix(id), func(tk string) { _ = b.Delete(tagKey(id, tk), nil) })
+		err = s.eachRecord(s.db, tagPrefix(id), func(tk, tv []byte) error { w.del(tk, tv); return nil })
 	}
 	if err != nil {
 		return fmt.Errorf("keystore: purge key %s: %w", id, err)
 	}
-	if err := s.commitOpen(b, "purge key "+id); err != nil {
+	if err := w.commit("purge key " + id); err != nil {
 		return err
 	}
 	s.log.Info("key purged", zap.String("id", id), zap.Int("aliases", aliases))
@@ -210,7 +316,8 @@ func (s *Store) PurgeKey(id string) (err error) {
 
 // ListKeys returns up to max keys (default 50 when max <= 0) for which filter
 // (nil = all) is true, in id order, starting after nextToken. next is "" when
-// no further matching key exists.
+// no further matching key exists. Only key records are checked; one that
+// fails its check is left out of the listing (and logged and counted).
 func (s *Store) ListKeys(filter func(*Key) bool, nextToken string, max int) (keys []*Key, next string, err error) {
 	cursor, err := decodeToken(nextToken, listKeys, "")
 	if err != nil {
@@ -222,11 +329,18 @@ func (s *Store) ListKeys(filter func(*Key) bool, nextToken string, max int) (key
 	}
 	defer done()
 	keys, last, more, err := scan(s.db, pfxKey, cursor, max, func(id string, v []byte) (*Key, bool, error) {
-		k, err := decodeKey(id, v)
-		if err != nil {
-			return nil, false, err
+		pk := keyKey(id)
+		f, ok, err := s.verified(pk, v)
+		if err == nil && ok {
+			var k *Key
+			if k, err = s.keyFromFrame(pk, id, f); err == nil {
+				return k, filter == nil || filter(k), nil
+			}
 		}
-		return k, filter == nil || filter(k), nil
+		if errors.Is(err, ErrIntegrity) || (err == nil && !ok) {
+			return nil, false, nil // reported; listings go on without it
+		}
+		return nil, false, err
 	})
 	if err != nil {
 		return nil, "", fmt.Errorf("keystore: list keys: %w", err)
@@ -238,7 +352,11 @@ func (s *Store) ListKeys(filter func(*Key) bool, nextToken string, max int) (key
 }
 
 // DueForPurge returns, in deadline order, the ids of keys in DELETE_PENDING
-// whose DeletePending deadline is at or before now.
+// whose DeletePending deadline is at or before now. An index entry is
+// trusted only when it passes its integrity check and its key record (which
+// must pass too) is DELETE_PENDING with that deadline; any other entry is
+// left out, and one that disagrees with its key record is reported as an
+// integrity failure.
 func (s *Store) DueForPurge(now time.Time) ([]string, error) {
 	done, err := s.read()
 	if err != nil {
@@ -252,19 +370,52 @@ func (s *Store) DueForPurge(now time.Time) ([]string, error) {
 	}
 	var ids []string
 	for ok := it.First(); ok; ok = it.Next() {
-		k := it.Key()
-		if len(k) != len(hi)+IDLen {
-			return nil, errors.Join(fmt.Errorf("keystore: due for purge: corrupt index entry"), it.Close())
-		}
-		if binary.BigEndian.Uint64(k[len(pfxPurge):]) > binary.BigEndian.Uint64(hi[len(pfxPurge):]) {
+		pk := append([]byte(nil), it.Key()...)
+		if len(pk) >= len(hi) && binary.BigEndian.Uint64(pk[len(pfxPurge):len(hi)]) > binary.BigEndian.Uint64(hi[len(pfxPurge):]) {
 			break
 		}
-		ids = append(ids, string(k[len(hi):]))
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return nil, errors.Join(fmt.Errorf("keystore: due for purge: %w", err), it.Close())
+		}
+		if id, ok, err := s.purgeCandidate(pk, v); err != nil {
+			return nil, errors.Join(err, it.Close())
+		} else if ok {
+			ids = append(ids, id)
+		}
 	}
 	if err := errors.Join(it.Error(), it.Close()); err != nil {
 		return nil, fmt.Errorf("keystore: due for purge: %w", err)
 	}
 	return ids, nil
+}
+
+// purgeCandidate checks one purge index entry; see DueForPurge.
+func (s *Store) purgeCandidate(pk, v []byte) (string, bool, error) {
+	f, ok, err := s.verified(pk, v)
+	if errors.Is(err, ErrIntegrity) || (err == nil && !ok) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("keystore: due for purge: %w", err)
+	}
+	if len(pk) != len(pfxPurge)+8+IDLen || len(f.payload) != 0 {
+		_ = s.integrityFailure(pk, "malformed purge index entry")
+		return "", false, nil
+	}
+	id := string(pk[len(pfxPurge)+8:])
+	k, err := s.loadKey(s.db, id)
+	if errors.Is(err, ErrIntegrity) {
+		return "", false, nil
+	}
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return "", false, err
+	}
+	if err != nil || !bytes.Equal(purgeEntry(k), pk) {
+		_ = s.integrityFailure(pk, "the entry disagrees with its key record (missing, not pending deletion, or another deadline)")
+		return "", false, nil
+	}
+	return id, true, nil
 }
 
 // iterMaker is what *pebble.DB and *pebble.Snapshot share.
@@ -309,6 +460,32 @@ func scan[T any](r iterMaker, prefix, cursor string, max int, match func(name st
 		last = name
 	}
 	return out, last, false, nil
+}
+
+// reader is what *pebble.DB and *pebble.Snapshot share.
+type reader interface {
+	getter
+	iterMaker
+}
+
+// eachRecord calls fn with the Pebble key and value of every record under
+// prefix, in order, until fn returns an error. Both slices are copies.
+func (s *Store) eachRecord(r iterMaker, prefix string, fn func(k, v []byte) error) (err error) {
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: []byte(prefix), UpperBound: upperBound(prefix)})
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, it.Error(), it.Close()) }()
+	for ok := it.First(); ok; ok = it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return err
+		}
+		if err := fn(append([]byte(nil), it.Key()...), append([]byte(nil), v...)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // eachKey calls fn with the name of every record under prefix.

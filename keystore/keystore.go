@@ -1,9 +1,12 @@
 // Package keystore owns payhsm's durable record store: every customer key (an
 // ANSI X9.143 key block, already encrypted under its profile main key by the
 // layer above, plus non-secret metadata), its aliases and tags, the index of
-// keys awaiting purge, and small named blobs for the custody layer. It owns
-// record encoding, indices, atomicity and durability; it knows nothing of AWS
-// semantics beyond the one state value its purge index keys on.
+// keys awaiting purge, and small named blobs for the layers above (service
+// metadata; custody's and the ceremonies' own records). It owns record
+// encoding, indices, atomicity, durability and record integrity
+// (authentication, rollback marks, verification, the upgrade from format 1);
+// it knows nothing of AWS semantics beyond the one state value its purge
+// index keys on, and no key hierarchy (custody hands it record keys).
 //
 // # Durability and concurrency
 //
@@ -35,14 +38,15 @@
 // Every Pebble key begins with a short ASCII prefix. Key ids are exactly 16
 // characters of [a-z0-9], so "<prefix><id>/" never collides with another id.
 //
-//	"sys/format"                  format record: {"format":"payhsm-keystore","version":1}
-//	"k/" + id                     key record, JSON (keyRecord, "v":1)
-//	"a/" + alias name             alias record, JSON (aliasRecord, "v":1)
-//	"x/" + id + "/" + alias name  alias-by-key index entry, empty value
-//	"t/" + id + "/" + tag key     tag value, raw bytes
-//	"p/" + be64(deadline) + id    purge index entry, empty value; deadline is
+//	"sys/format"                  format record: {"format":"payhsm-keystore","version":2}
+//	"sys/migration"               only while a format 1 store is migrated: the last key rewritten
+//	"k/" + id                     key record; payload JSON (keyRecord, "v":2)
+//	"a/" + alias name             alias record; payload the key id, or empty
+//	"x/" + id + "/" + alias name  alias-by-key index entry; empty payload
+//	"t/" + id + "/" + tag key     tag; payload the tag value
+//	"p/" + be64(deadline) + id    purge index entry, empty payload; deadline is
 //	                              DeletePending in Unix nanoseconds, big-endian
-//	"m/" + name                   meta blob, raw bytes
+//	"m/" + name                   meta blob; payload the blob
 //
 // Invariants kept by every batch: an "x/" entry exists exactly when the alias
 // record it names points at that key; a "p/" entry exists exactly when the key
@@ -51,7 +55,75 @@
 //
 // The format record is written when a store is first created and checked on
 // every Open; a store with an unknown format version, or with records but no
-// format record, is refused.
+// format record, is refused. A format 1 store (the previous release's)
+// opens, but only owner metadata can be used until Migrate has upgraded it
+// (migrate.go: resumable, idempotent, atomic per batch).
+//
+// # Record integrity
+//
+// The storage is not trusted: whoever can write the data directory (or, in
+// the next release, any node of a shared store), a restored stale backup or
+// a bug must not be able to change what a key may be used for. Every record
+// but the "sys/" ones is framed (frame.go): a header with the format
+// version, the record type, the profile whose main key authenticates it,
+// that main key's version and the record's revision, then the payload, then
+// an HMAC-SHA256 tag over the Pebble key, the header and the payload.
+// Records are not secret (a key block is encrypted by its own format), so a
+// MAC, not an AEAD. The tag's key is derived by custody from the profile
+// main key version (HKDF-SHA256, an info string for this purpose and
+// profile; see custody.RecordKey), and handed in through an Authenticator:
+// the store stays below custody and knows no key hierarchy. Because the key
+// comes from the profile main key, every appliance that shares that main
+// key (a fleet, each node with its own token) can verify the records.
+//
+// Which profile authenticates a record: a key record, its key's profile
+// (the header must name the profile the record names); every other record
+// (aliases, tags, both indexes, the service's metadata), the namespace
+// profile given to SetAuthenticator, which is the profile the AWS API works
+// in. The AWS API is the only writer of stored keys, aliases, tags, tokens
+// and certificates, and it works in one profile, so today every such record
+// is that profile's; a record names its profile in its header and is
+// verified under that profile's key, so changing the namespace later does
+// not orphan records written before. Owner metadata ("custody/",
+// "ceremony/") is framed but not authenticated here: custody reads it
+// before it can derive any key, and its owners seal or check it themselves
+// (the region record is checked against the token, profile main keys are
+// sealed under the region main key with AES-GCM and associated data naming
+// the profile and check value, the custodian record and the device key are
+// sealed too). What that leaves open is documented in docs/threat-model.md.
+//
+// A record that fails (its tag does not verify; it is truncated, moved to
+// another Pebble key or given another type; it names a profile or main key
+// version this appliance does not hold; its authenticated content does not
+// decode or disagrees with where it is) is refused with an *IntegrityError
+// (errors.Is(err, ErrIntegrity)), which carries
+// fault.ViolationRecordIntegrity up to the edges. It is logged at error
+// level with its type, name and key id, never its content (once per record
+// per minute; IntegrityFailures counts every detection), and nothing else
+// is affected: GetKey checks every record of the key it returns (its
+// record, tags, alias index entries, purge index entry), so a damaged key is
+// refused for every operation; listings leave damaged records out; the
+// purge index is trusted only where it agrees with the key record. Verify
+// checks every record and the invariants between records, and lists the
+// failures (payhsm keystore verify).
+//
+// Rollback. Each record carries a revision, bumped by every write of it
+// (and, for a deleted record, remembered one past its last). The store keeps
+// in memory the highest revision of each record it has read or written
+// (Verify at start loads them all) and refuses a record older than that: an
+// older copy replayed into the storage while this process runs, such as a
+// key's record from before a StopKeyUsage, or a deleted alias brought back.
+// Not detected: a rollback made while the process was not running (the
+// whole store restored from an old backup, or one record replaced before a
+// restart), because nothing in the storage can say which copy is newer, and
+// the deletion of whole records (a record that is absent raises no alarm;
+// Verify reports an index entry that lost its record, or the reverse).
+// Detecting those needs a monotonic counter outside the storage; until
+// then an operator notices a restored store through the audit trail (see
+// docs/threat-model.md). A format 2 store cannot be passed off as format 1
+// to have the migration authenticate forged records: custody marks the
+// token once the store is format 2, and the appliance refuses a format 1
+// store on a marked token.
 //
 // KeyBlock is never logged: Key's String, GoString and MarshalLogObject
 // methods redact it, and the store itself logs only ids and names.
@@ -64,6 +136,7 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -72,8 +145,9 @@ import (
 	"payhsm/fault"
 )
 
-// FormatVersion is the on-disk layout version this build reads and writes.
-const FormatVersion = 1
+// FormatVersion is the on-disk format this build writes. It also reads
+// format 1 (unauthenticated records) far enough to migrate it (Migrate).
+const FormatVersion = 2
 
 const formatName = "payhsm-keystore"
 
@@ -95,13 +169,14 @@ var (
 
 // Key prefixes; see the package comment.
 var (
-	formatKey = []byte("sys/format")
-	pfxKey    = "k/"
-	pfxAlias  = "a/"
-	pfxByKey  = "x/"
-	pfxTag    = "t/"
-	pfxPurge  = "p/"
-	pfxMeta   = "m/"
+	formatKey    = []byte("sys/format")
+	migrationKey = []byte("sys/migration") // format 1 stores being migrated: the last Pebble key rewritten
+	pfxKey       = "k/"
+	pfxAlias     = "a/"
+	pfxByKey     = "x/"
+	pfxTag       = "t/"
+	pfxPurge     = "p/"
+	pfxMeta      = "m/"
 )
 
 // Store is a durable record store on one Pebble database.
@@ -115,6 +190,14 @@ type Store struct {
 	closed bool
 
 	failed atomic.Pointer[error] // set once, by fail; see ErrFailed
+
+	auth   atomic.Pointer[authState]   // nil until SetAuthenticator
+	fstate atomic.Pointer[formatState] // written under mu
+	marks  sync.Map                    // Pebble key (string) -> highest revision seen (uint64)
+
+	failures atomic.Uint64 // integrity failures detected
+	reportMu sync.Mutex
+	reported map[string]time.Time // Pebble key -> when its failure was last logged
 }
 
 // Options configures Open. The zero value is the production configuration.
@@ -126,6 +209,10 @@ type Options struct {
 	FS vfs.FS
 	// Logger receives the store's and Pebble's log lines; nil means none.
 	Logger *zap.Logger
+	// Authenticator and Namespace, when set, are given to SetAuthenticator
+	// at once (tests and tools that have them before the store opens).
+	Authenticator Authenticator
+	Namespace     string
 }
 
 // Open opens (creating when absent) the store in dir.
@@ -139,7 +226,7 @@ func Open(dir string, o Options) (*Store, error) {
 		fs = vfs.Default
 	}
 	log = log.Named("keystore")
-	s := &Store{log: log}
+	s := &Store{log: log, reported: map[string]time.Time{}}
 	opts := &pebble.Options{
 		FS:                 fs,
 		FormatMajorVersion: pebble.FormatNewest,
@@ -162,17 +249,29 @@ func Open(dir string, o Options) (*Store, error) {
 		_ = s.guard(db.Close)
 		return nil, err
 	}
-	log.Info("keystore opened", zap.String("dir", dir), zap.Int("format", FormatVersion))
+	if o.Authenticator != nil {
+		if err := s.SetAuthenticator(o.Authenticator, o.Namespace); err != nil {
+			_ = s.guard(db.Close)
+			return nil, err
+		}
+	}
+	st := s.formatState()
+	log.Info("keystore opened", zap.String("dir", dir), zap.Int("format", st.version), zap.Bool("migrationPending", st.version < FormatVersion))
 	return s, nil
 }
+
+// Format is the store's on-disk format: FormatVersion, or 1 until Migrate
+// has upgraded it.
+func (s *Store) Format() int { return s.formatState().version }
 
 type formatRecord struct {
 	Format  string `json:"format"`
 	Version int    `json:"version"`
 }
 
-// checkFormat verifies the format record, writing it into a brand-new store.
-func (s *Store) checkFormat() (err error) {
+// checkFormat verifies the format record, writing it into a brand-new store,
+// and loads the format state (with a pending migration's cursor).
+func (s *Store) checkFormat() error {
 	v, closer, err := s.db.Get(formatKey)
 	switch {
 	case errors.Is(err, pebble.ErrNotFound):
@@ -191,6 +290,7 @@ func (s *Store) checkFormat() (err error) {
 		if err := s.guard(func() error { return s.db.Set(formatKey, rec, pebble.Sync) }); err != nil {
 			return fmt.Errorf("keystore: write format record: %w", err)
 		}
+		s.fstate.Store(&formatState{version: FormatVersion})
 		return nil
 	case err != nil:
 		return fmt.Errorf("keystore: read format record: %w", err)
@@ -200,8 +300,17 @@ func (s *Store) checkFormat() (err error) {
 	if err := json.Unmarshal(v, &rec); err != nil || rec.Format != formatName {
 		return errors.New("keystore: format record is not a payhsm keystore format record; refusing to open")
 	}
-	if rec.Version != FormatVersion {
-		return fmt.Errorf("keystore: on-disk format version %d is not supported by this build (it reads version %d); refusing to open", rec.Version, FormatVersion)
+	switch rec.Version {
+	case FormatVersion:
+		s.fstate.Store(&formatState{version: FormatVersion})
+	case 1:
+		cursor, _, err := get(s.db, migrationKey)
+		if err != nil {
+			return fmt.Errorf("keystore: read migration state: %w", err)
+		}
+		s.fstate.Store(&formatState{version: 1, cursor: string(cursor)})
+	default:
+		return fmt.Errorf("keystore: on-disk format version %d is not supported by this build (it reads versions 1 and %d); refusing to open", rec.Version, FormatVersion)
 	}
 	return nil
 }

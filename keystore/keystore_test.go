@@ -2,6 +2,8 @@ package keystore
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -25,7 +27,7 @@ import (
 // openTest opens the store in dir on fs; it is closed when the test ends.
 func openTest(t testing.TB, fs vfs.FS, dir string) *Store {
 	t.Helper()
-	s, err := Open(dir, Options{FS: fs})
+	s, err := Open(dir, opts(Options{FS: fs}))
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -200,8 +202,9 @@ func TestErrorsCarryFaultKinds(t *testing.T) {
 	}
 }
 
-// TestRecordGolden pins the version-1 key record encoding. A change here is
-// a format change: bump keyRecordVersion (and FormatVersion) with a migration.
+// TestRecordGolden pins the version-2 key record payload and the format 2
+// frame. A change here is a format change: bump keyRecordVersion (and
+// FormatVersion) with a migration.
 func TestRecordGolden(t *testing.T) {
 	t.Parallel()
 	k := testKey("abcdefghij012345")
@@ -209,13 +212,14 @@ func TestRecordGolden(t *testing.T) {
 	k.Revision = 7
 	k.Attributes.Modes = keyspec.ModesOfUse{Sign: true, Verify: true}
 	k.Deleted = time.Time{}
-	want := `{"v":1,"id":"abcdefghij012345","profile":"default",` +
+	body := `"id":"abcdefghij012345","profile":"default",` +
 		`"attributes":{"usage":"TR31_K3_ASYMMETRIC_KEY_FOR_KEY_AGREEMENT","class":"ASYMMETRIC_KEY_PAIR","algorithm":"ECC_NIST_P256","modes":{"sign":true,"verify":true}},` +
 		`"deriveKeyUsage":"TR31_K0_KEY_ENCRYPTION_KEY","kcv":"0A1B2C","kcvAlgorithm":"CMAC","exportable":true,"enabled":true,` +
 		`"state":"CREATE_COMPLETE","origin":"AWS_PAYMENT_CRYPTOGRAPHY",` +
 		`"created":"2026-11-22T16:30:01.123456789Z","usageStart":"2026-11-22T16:30:02.123456789Z",` +
 		`"usageStop":"2026-11-22T17:30:01.123456789Z","deletePending":"2026-11-22T18:30:01.123456789Z",` +
-		`"keyBlock":"D0000","publicKey":"MFkwEw==","certificate":"MIIBAA==","revision":7}`
+		`"keyBlock":"D0000","publicKey":"MFkwEw==","certificate":"MIIBAA=="`
+	want := `{"v":2,` + body + `}`
 	got, err := encodeKey(k)
 	if err != nil {
 		t.Fatal(err)
@@ -231,13 +235,45 @@ func TestRecordGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	dec.Revision = k.Revision // the revision is the frame's
 	sameKey(t, dec, k)
-
-	if got := string(encodeAlias("abcdefghij012345")); got != `{"v":1,"key":"abcdefghij012345"}` {
-		t.Errorf("alias record %s", got)
+	// Format 1 (read by the migration): the whole value, with the revision.
+	v1, err := decodeKeyV1(k.ID, []byte(`{"v":1,`+body+`,"revision":7}`))
+	if err != nil {
+		t.Fatal(err)
 	}
-	if got := string(encodeAlias("")); got != `{"v":1}` {
-		t.Errorf("unassociated alias record %s", got)
+	sameKey(t, v1, k)
+
+	if got := string(encodeAlias("abcdefghij012345")); got != "abcdefghij012345" {
+		t.Errorf("alias payload %s", got)
+	}
+	if got := string(encodeAlias("")); got != "" {
+		t.Errorf("unassociated alias payload %s", got)
+	}
+	for rec, want := range map[string]string{`{"v":1,"key":"abcdefghij012345"}`: "abcdefghij012345", `{"v":1}`: ""} {
+		if a, err := decodeAliasV1("a", []byte(rec)); err != nil || a.KeyID != want {
+			t.Errorf("format 1 alias %s: %+v %v", rec, a, err)
+		}
+	}
+
+	// The frame: header, payload, HMAC-SHA256 over context, Pebble key and both.
+	f := frame{typ: RecordAlias, profile: "default", mkVersion: 3, revision: 258, payload: []byte("abcdefghij012345")}
+	signed := appendFrame(nil, f)
+	wantSigned := "\x02A\x07default\x00\x00\x00\x03\x00\x00\x00\x00\x00\x00\x01\x02abcdefghij012345"
+	if string(signed) != wantSigned {
+		t.Fatalf("frame %q, want %q", signed, wantSigned)
+	}
+	tag := recordMAC(testRecordKey("default", 3), []byte("a/alias/x"), signed)
+	m := hmac.New(sha256.New, testRecordKey("default", 3))
+	m.Write([]byte("payhsm keystore record v2\x00\x00\x00\x00\x09a/alias/x"))
+	m.Write(signed)
+	if !bytes.Equal(tag, m.Sum(nil)) {
+		t.Fatal("the tag is not HMAC-SHA256(context | len | Pebble key | header | payload)")
+	}
+	pf, ps, pt, err := parseFrame(append(signed, tag...))
+	if err != nil || !bytes.Equal(ps, signed) || !bytes.Equal(pt, tag) || pf.profile != "default" || pf.mkVersion != 3 ||
+		pf.revision != 258 || string(pf.payload) != "abcdefghij012345" || pf.typ != RecordAlias {
+		t.Fatalf("parseFrame: %+v %v", pf, err)
 	}
 }
 
@@ -246,9 +282,11 @@ func TestDecodeRejects(t *testing.T) {
 	good, _ := encodeKey(testKey(testID(1)))
 	tests := []struct{ name, rec string }{
 		{"not json", "{"},
-		{"version 2", strings.Replace(string(good), `"v":1`, `"v":2`, 1)},
+		{"version 1", strings.Replace(string(good), `"v":2`, `"v":1`, 1)},
+		{"version 3", strings.Replace(string(good), `"v":2`, `"v":3`, 1)},
+		{"revision in version 2", strings.Replace(string(good), `"v":2`, `"v":2,"revision":3`, 1)},
 		{"other id", strings.Replace(string(good), testID(1), testID(2), 1)},
-		{"unknown field", strings.Replace(string(good), `"v":1`, `"v":1,"extra":1`, 1)},
+		{"unknown field", strings.Replace(string(good), `"v":2`, `"v":2,"extra":1`, 1)},
 		{"trailing data", string(good) + "{}"},
 		{"null", "null"},
 		{"bad time", strings.Replace(string(good), `"created":"2026`, `"created":"x2026`, 1)},
@@ -264,9 +302,22 @@ func TestDecodeRejects(t *testing.T) {
 			}
 		})
 	}
-	for _, rec := range []string{`{"v":2}`, `{"v":1,"key":"UPPER"}`, `[]`, `{"v":1,"x":1}`} {
+	if _, err := decodeKeyV1(testID(1), good); err == nil {
+		t.Error("a version 2 payload decoded as format 1")
+	}
+	for _, rec := range []string{"UPPERCASEXXXXXXX", "short", `{"v":1,"key":"abcdefghij012345"}`} {
 		if _, err := decodeAlias("a", []byte(rec)); err == nil {
-			t.Errorf("alias record %s decoded", rec)
+			t.Errorf("alias payload %s decoded", rec)
+		}
+	}
+	for _, rec := range []string{`{"v":2}`, `{"v":1,"key":"UPPER"}`, `[]`, `{"v":1,"x":1}`} {
+		if _, err := decodeAliasV1("a", []byte(rec)); err == nil {
+			t.Errorf("format 1 alias record %s decoded", rec)
+		}
+	}
+	for _, v := range []string{"", "\x01K", "\x02K\x05ab", "\x02K\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x01short"} {
+		if _, _, _, err := parseFrame([]byte(v)); err == nil {
+			t.Errorf("frame %q parsed", v)
 		}
 	}
 }
@@ -847,7 +898,7 @@ func TestReopen(t *testing.T) {
 }
 
 func testReopen(t *testing.T, fs vfs.FS, dir string) {
-	s, err := Open(dir, Options{FS: fs})
+	s, err := Open(dir, opts(Options{FS: fs}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -921,9 +972,9 @@ func TestFormatRecord(t *testing.T) {
 		{"fresh", func(*testing.T, vfs.FS) {}, ""},
 		{"unknown version", func(t *testing.T, fs vfs.FS) {
 			s := openTest(t, fs, dir)
-			closeT(t, s)
-			setRaw(t, fs, formatKey, []byte(`{"format":"payhsm-keystore","version":2}`))
-		}, "on-disk format version 2 is not supported"},
+			s.Close()
+			setRaw(t, fs, formatKey, []byte(`{"format":"payhsm-keystore","version":3}`))
+		}, "on-disk format version 3 is not supported"},
 		{"foreign format record", func(t *testing.T, fs vfs.FS) {
 			setRaw(t, fs, formatKey, []byte(`{"format":"other","version":1}`))
 		}, "not a payhsm keystore"},
@@ -936,7 +987,7 @@ func TestFormatRecord(t *testing.T) {
 			t.Parallel()
 			fs := vfs.NewMem()
 			tc.prepare(t, fs)
-			s, err := Open(dir, Options{FS: fs})
+			s, err := Open(dir, opts(Options{FS: fs}))
 			if tc.wantErr == "" {
 				if err != nil {
 					t.Fatal(err)
@@ -963,7 +1014,7 @@ func TestFormatRecord(t *testing.T) {
 
 func TestClosed(t *testing.T) {
 	t.Parallel()
-	s, err := Open("keystore", Options{FS: vfs.NewMem()})
+	s, err := Open("keystore", opts(Options{FS: vfs.NewMem()}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -991,7 +1042,7 @@ func TestClosed(t *testing.T) {
 func TestKeyBlockNeverPrinted(t *testing.T) {
 	t.Parallel()
 	core, logs := observer.New(zapcore.DebugLevel)
-	s, err := Open("keystore", Options{FS: vfs.NewMem(), Logger: zap.New(core)})
+	s, err := Open("keystore", opts(Options{FS: vfs.NewMem(), Logger: zap.New(core)}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,14 +6,18 @@ import (
 	"go.uber.org/zap"
 )
 
-// Meta blobs are small named values for the custody layer (sealed profile
-// main keys, the region key's check value, import-token state). The store
-// treats them as opaque bytes and never logs their contents.
+// Meta blobs are small named values for the layers above: the service's
+// (import and export tokens, the profile CA, certificate issuers), which the
+// store authenticates like every record (RecordMeta), and the owner
+// metadata of custody and the ceremonies (RecordOwnerMeta; see
+// ownerMetaPrefixes), which their owners seal or check themselves. The store
+// never logs their contents.
 
 // maxMetaLen bounds one meta blob.
 const maxMetaLen = 1 << 20
 
-// GetMeta returns a copy of meta blob name, or ErrNotFound.
+// GetMeta returns a copy of meta blob name, or ErrNotFound; an error matching
+// ErrIntegrity when a service record fails its integrity check.
 func (s *Store) GetMeta(name string) ([]byte, error) {
 	if !validName(name) {
 		return nil, fmt.Errorf("keystore: meta %q: %w", name, ErrNotFound)
@@ -23,14 +27,14 @@ func (s *Store) GetMeta(name string) ([]byte, error) {
 		return nil, err
 	}
 	defer done()
-	v, ok, err := get(s.db, metaKey(name))
+	f, ok, err := s.readRecord(s.db, metaKey(name))
 	if err != nil {
-		return nil, fmt.Errorf("keystore: get meta %q: %w", name, err)
+		return nil, storeErr(fmt.Sprintf("get meta %q", name), err)
 	}
 	if !ok {
 		return nil, fmt.Errorf("keystore: meta %q: %w", name, ErrNotFound)
 	}
-	return v, nil
+	return f.payload, nil
 }
 
 // PutMeta durably sets meta blob name to value.
@@ -56,16 +60,24 @@ func (s *Store) putMeta(name string, value []byte, ifAbsent bool) error {
 		return err
 	}
 	defer done()
-	if ifAbsent {
-		if _, ok, err := get(s.db, metaKey(name)); err != nil {
-			return fmt.Errorf("keystore: put meta %q: %w", name, err)
-		} else if ok {
-			return fmt.Errorf("keystore: put meta %q: %w", name, ErrExists)
-		}
+	mk := metaKey(name)
+	old, ok, err := get(s.db, mk)
+	if err != nil {
+		return fmt.Errorf("keystore: put meta %q: %w", name, err)
 	}
-	b := s.db.NewBatch()
-	_ = b.Set(metaKey(name), value, nil)
-	if err := s.commit(b, fmt.Sprintf("put meta %q", name)); err != nil {
+	if ok && ifAbsent {
+		return fmt.Errorf("keystore: put meta %q: %w", name, ErrExists)
+	}
+	typ := RecordMeta
+	if isOwnerMeta(name) {
+		typ = RecordOwnerMeta
+	}
+	w := s.newWriter()
+	defer w.close()
+	if _, err := w.set(mk, typ, "", value, headerRevision(old)); err != nil {
+		return fmt.Errorf("keystore: put meta %q: %w", name, err)
+	}
+	if err := w.commit(fmt.Sprintf("put meta %q", name)); err != nil {
 		return err
 	}
 	s.log.Debug("meta written", zap.String("name", name), zap.Int("bytes", len(value)))

@@ -10,7 +10,7 @@ import (
 
 func TestMetaNames(t *testing.T) {
 	t.Parallel()
-	s, err := Open("keystore", Options{FS: vfs.NewMem(), Logger: zap.NewNop()})
+	s, err := Open("keystore", opts(Options{FS: vfs.NewMem(), Logger: zap.NewNop()}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -96,7 +96,9 @@ const (
 
 func validName(n string) bool { return n != "" && len(n) <= maxNameLen }
 
-// keyRecord is the on-disk form of Key, version 1. Field names are fixed here
+// keyRecord is the payload of a key record: JSON, version 2 ("v": 2), the
+// record's revision being in its header. Version 1, the whole value of a
+// format 1 key record, also carried "revision". Field names are fixed here
 // so that renaming a Go field never changes the format silently.
 type keyRecord struct {
 	V              int        `json:"v"`
@@ -118,7 +120,7 @@ type keyRecord struct {
 	KeyBlock       string     `json:"keyBlock,omitempty"`
 	PublicKey      []byte     `json:"publicKey,omitempty"`
 	Certificate    []byte     `json:"certificate,omitempty"`
-	Revision       uint64     `json:"revision"`
+	Revision       *uint64    `json:"revision,omitempty"` // version 1 only
 }
 
 type attrRecord struct {
@@ -140,7 +142,11 @@ type modesRecord struct {
 	NoRestrictions bool `json:"noRestrictions,omitempty"`
 }
 
-const keyRecordVersion = 1
+// Key record payload versions.
+const (
+	keyRecordV1      = 1 // format 1
+	keyRecordVersion = 2
+)
 
 func fmtTime(t time.Time) string {
 	if t.IsZero() {
@@ -170,7 +176,7 @@ func encodeKey(k *Key) ([]byte, error) {
 		Exportable: k.Exportable, Enabled: k.Enabled, State: k.State, Origin: k.Origin,
 		Created: fmtTime(k.Created), UsageStart: fmtTime(k.UsageStart), UsageStop: fmtTime(k.UsageStop),
 		DeletePending: fmtTime(k.DeletePending), Deleted: fmtTime(k.Deleted),
-		KeyBlock: k.KeyBlock, PublicKey: k.PublicKey, Certificate: k.Certificate, Revision: k.Revision,
+		KeyBlock: k.KeyBlock, PublicKey: k.PublicKey, Certificate: k.Certificate,
 	}
 	b, err := json.Marshal(&r)
 	if err != nil {
@@ -179,13 +185,23 @@ func encodeKey(k *Key) ([]byte, error) {
 	return b, nil
 }
 
-// decodeKey parses a key record. Errors name the id only, never content.
+// decodeKey parses a key record's payload (version 2); the caller sets
+// Revision from its header. Errors name the id only, never content.
 func decodeKey(id string, b []byte) (*Key, error) {
+	return decodeKeyVersion(id, b, keyRecordVersion)
+}
+
+// decodeKeyV1 parses a format 1 key record, with its revision.
+func decodeKeyV1(id string, b []byte) (*Key, error) {
+	return decodeKeyVersion(id, b, keyRecordV1)
+}
+
+func decodeKeyVersion(id string, b []byte, version int) (*Key, error) {
 	var r keyRecord
 	if err := strictUnmarshal(b, &r); err != nil {
 		return nil, fmt.Errorf("keystore: key %s: corrupt record", id)
 	}
-	if r.V != keyRecordVersion {
+	if r.V != version || (r.Revision != nil) != (version == keyRecordV1) {
 		return nil, fmt.Errorf("keystore: key %s: unsupported record version %d", id, r.V)
 	}
 	if r.ID != id {
@@ -201,7 +217,10 @@ func decodeKey(id string, b []byte) (*Key, error) {
 		},
 		DeriveKeyUsage: keyspec.KeyUsage(r.DeriveKeyUsage), KCV: r.KCV, KCVAlgorithm: keyspec.KCVAlgorithm(r.KCVAlgorithm),
 		Exportable: r.Exportable, Enabled: r.Enabled, State: r.State, Origin: r.Origin,
-		KeyBlock: r.KeyBlock, PublicKey: r.PublicKey, Certificate: r.Certificate, Revision: r.Revision,
+		KeyBlock: r.KeyBlock, PublicKey: r.PublicKey, Certificate: r.Certificate,
+	}
+	if r.Revision != nil {
+		k.Revision = *r.Revision
 	}
 	for _, f := range []struct {
 		dst *time.Time
@@ -229,31 +248,33 @@ func strictUnmarshal(b []byte, v any) error {
 	return nil
 }
 
-// aliasRecord is the on-disk form of an alias, version 1.
-type aliasRecord struct {
+// An alias record's payload is the id of the key it names, or nothing when
+// it names none.
+
+func encodeAlias(keyID string) []byte { return []byte(keyID) }
+
+func decodeAlias(name string, b []byte) (Alias, error) {
+	if len(b) != 0 && !ValidID(string(b)) {
+		return Alias{}, fmt.Errorf("keystore: alias %q: corrupt key id", name)
+	}
+	return Alias{Name: name, KeyID: string(b)}, nil
+}
+
+// aliasRecordV1 is a format 1 alias record.
+type aliasRecordV1 struct {
 	V   int    `json:"v"`
 	Key string `json:"key,omitempty"`
 }
 
-const aliasRecordVersion = 1
-
-func encodeAlias(keyID string) []byte {
-	b, _ := json.Marshal(aliasRecord{V: aliasRecordVersion, Key: keyID}) // cannot fail: two plain fields
-	return b
-}
-
-func decodeAlias(name string, b []byte) (Alias, error) {
-	var r aliasRecord
+func decodeAliasV1(name string, b []byte) (Alias, error) {
+	var r aliasRecordV1
 	if err := strictUnmarshal(b, &r); err != nil {
 		return Alias{}, fmt.Errorf("keystore: alias %q: corrupt record", name)
 	}
-	if r.V != aliasRecordVersion {
+	if r.V != 1 {
 		return Alias{}, fmt.Errorf("keystore: alias %q: unsupported record version %d", name, r.V)
 	}
-	if r.Key != "" && !ValidID(r.Key) {
-		return Alias{}, fmt.Errorf("keystore: alias %q: corrupt key id", name)
-	}
-	return Alias{Name: name, KeyID: r.Key}, nil
+	return decodeAlias(name, []byte(r.Key))
 }
 
 // Pebble keys.

@@ -32,24 +32,37 @@ func (s *Store) TagKey(id string, tags []Tag, maxTags int) error {
 	}
 	defer done()
 
-	if _, err := loadKey(s.db, id); err != nil {
+	if _, err := s.loadKey(s.db, id); err != nil {
 		return err
 	}
-	have := map[string]bool{}
-	if err := s.eachKey(s.db, tagPrefix(id), func(k string) { have[k] = true }); err != nil {
+	have := map[string]uint64{} // tag key -> revision of its record
+	err = s.eachRecord(s.db, tagPrefix(id), func(tk, tv []byte) error {
+		have[string(tk[len(tagPrefix(id)):])] = headerRevision(tv)
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("keystore: tag key %s: %w", id, err)
 	}
+	n := len(have)
 	for _, t := range tags {
-		have[t.Key] = true
+		if _, ok := have[t.Key]; !ok {
+			have[t.Key] = 0
+			n++
+		}
 	}
-	if maxTags > 0 && len(have) > maxTags {
-		return fmt.Errorf("keystore: tag key %s: %d tags exceed the limit of %d: %w", id, len(have), maxTags, ErrTooManyTags)
+	if maxTags > 0 && n > maxTags {
+		return fmt.Errorf("keystore: tag key %s: %d tags exceed the limit of %d: %w", id, n, maxTags, ErrTooManyTags)
 	}
-	b := s.db.NewBatch()
+	w := s.newWriter()
+	defer w.close()
 	for _, t := range tags {
-		_ = b.Set(tagKey(id, t.Key), []byte(t.Value), nil)
+		rev, err := w.set(tagKey(id, t.Key), RecordTag, "", []byte(t.Value), have[t.Key])
+		if err != nil {
+			return fmt.Errorf("keystore: tag key %s: %w", id, err)
+		}
+		have[t.Key] = rev // a duplicate tag key in tags keeps the last value
 	}
-	if err := s.commit(b, "tag key "+id); err != nil {
+	if err := w.commit("tag key " + id); err != nil {
 		return err
 	}
 	s.log.Debug("key tagged", zap.String("id", id), zap.Int("tags", len(tags)))
@@ -65,16 +78,19 @@ func (s *Store) UntagKey(id string, keys []string) error {
 	}
 	defer done()
 
-	if _, err := loadKey(s.db, id); err != nil {
+	if _, err := s.loadKey(s.db, id); err != nil {
 		return err
 	}
-	b := s.db.NewBatch()
+	w := s.newWriter()
+	defer w.close()
 	for _, k := range keys {
 		if validName(k) {
-			_ = b.Delete(tagKey(id, k), nil)
+			if err := w.delAt(tagKey(id, k)); err != nil {
+				return fmt.Errorf("keystore: untag key %s: %w", id, err)
+			}
 		}
 	}
-	if err := s.commit(b, "untag key "+id); err != nil {
+	if err := w.commit("untag key " + id); err != nil {
 		return err
 	}
 	s.log.Debug("key untagged", zap.String("id", id), zap.Int("tags", len(keys)))
@@ -83,8 +99,9 @@ func (s *Store) UntagKey(id string, keys []string) error {
 
 // ListTags returns up to max (default 50 when max <= 0) of key id's tags in
 // tag-key order, starting after nextToken. ErrNotFound when the key does not
-// exist.
-func (s *Store) ListTags(id string, nextToken string, max int) (_ []Tag, _ string, err error) {
+// exist; an error matching ErrIntegrity when its key record or a tag on the
+// page fails its integrity check.
+func (s *Store) ListTags(id string, nextToken string, max int) ([]Tag, string, error) {
 	cursor, err := decodeToken(nextToken, listTags, id)
 	if err != nil {
 		return nil, "", fmt.Errorf("keystore: list tags: %w", err)
@@ -96,15 +113,19 @@ func (s *Store) ListTags(id string, nextToken string, max int) (_ []Tag, _ strin
 	defer done()
 
 	snap := s.db.NewSnapshot()
-	defer closeJoin(&err, snap)
-	if _, err := loadKey(snap, id); err != nil {
+	defer snap.Close()
+	if _, err := s.loadKey(snap, id); err != nil {
 		return nil, "", err
 	}
 	tags, last, more, err := scan(snap, tagPrefix(id), cursor, max, func(k string, v []byte) (Tag, bool, error) {
-		return Tag{Key: k, Value: string(v)}, true, nil
+		f, ok, err := s.verified(tagKey(id, k), v)
+		if err != nil || !ok {
+			return Tag{}, false, err
+		}
+		return Tag{Key: k, Value: string(f.payload)}, true, nil
 	})
 	if err != nil {
-		return nil, "", fmt.Errorf("keystore: list tags %s: %w", id, err)
+		return nil, "", storeErr("list tags "+id, err)
 	}
 	next := ""
 	if more {

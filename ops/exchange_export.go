@@ -145,17 +145,20 @@ func (s *Service) exportableKey(in ExportKeyInput) (*exportable, error) {
 	if !a.Algorithm.IsSymmetric() || a.Class != keyspec.Symmetric {
 		return nil, fault.About(fault.SubjectKey, "only symmetric keys are exported; export a public key with GetPublicKeyCertificate")
 	}
-	if in.DukptKSN == nil && !rec.Exportable {
-		return nil, fault.About(fault.SubjectKey, "key %s is not exportable", in.KeyIdentifier)
-	}
 	if in.KCVAlgorithm != "" {
 		if err := keyspec.ValidKCVAlgorithm(a.Algorithm, in.KCVAlgorithm); err != nil {
 			return nil, fault.About(fault.SubjectKeyCheckValueAlgorithm, "%s is not a check value method for %s keys", in.KCVAlgorithm, a.Algorithm)
 		}
 	}
+	// Whether the key may leave is the authenticated block header's to say
+	// (loadMaterial refuses a record that disagrees with it).
 	h, key, err := s.loadMaterial(rec)
 	if err != nil {
 		return nil, err
+	}
+	if in.DukptKSN == nil && h.Exportability != 'E' {
+		clear(key)
+		return nil, fault.About(fault.SubjectKey, "key %s is not exportable", in.KeyIdentifier)
 	}
 	e := &exportable{rec: rec, attrs: a, header: h, key: key}
 	if in.DukptKSN != nil {

@@ -229,6 +229,14 @@ func bindingHeader(usage string, alg, mode byte, binding string) tr31.Header {
 
 // loadMaterial opens a stored key's block and checks it belongs to the record.
 // The caller zeroes the returned material.
+//
+// The block's header is authenticated under the profile main key; it is the
+// source of truth for the key's usage, algorithm, modes of use,
+// exportability and key version, and (optional block 10) the key id it
+// belongs to. A record that says otherwise is not believed, and neither is
+// the block: the disagreement is a record-integrity failure (a stored record
+// is authenticated too, so this takes a bug, or an edit made to a format 1
+// store before it was upgraded).
 func (s *Service) loadMaterial(k *keystore.Key) (tr31.Header, []byte, error) {
 	p, err := s.cust.Profile(k.Profile)
 	if err != nil {
@@ -238,11 +246,45 @@ func (s *Service) loadMaterial(k *keystore.Key) (tr31.Header, []byte, error) {
 	if err != nil {
 		return tr31.Header{}, nil, fault.Internalf("open stored key block of "+k.ID, err)
 	}
-	mode, _ := k.Attributes.Modes.TR31()
-	bound := k.ID == "" || checkBinding(h, k.ID) == nil // transient key blocks (host "S" keys) carry no record binding
-	if !bound || h.KeyUsage != k.Attributes.Usage.TR31() || h.ModeOfUse != mode {
+	if why := headerDisagrees(h, k, len(key)); why != "" {
 		clear(key)
-		return tr31.Header{}, nil, fault.Internalf("stored key block of "+k.ID, fmt.Errorf("header does not match the key record"))
+		return tr31.Header{}, nil, fault.RecordIntegrity(fmt.Errorf("key %s: the record disagrees with its key block's authenticated header: %s", k.ID, why))
 	}
 	return h, key, nil
+}
+
+// headerDisagrees names the first attribute in which key record k and the
+// authenticated header h of its stored block (whose key field is keyLen
+// bytes) differ ("" when none). A symmetric key's algorithm is the header's
+// algorithm with the key's length (and, for HMAC, the HM block): TDES_2KEY
+// and TDES_3KEY share "T". Transient key blocks (host "S" keys, k.ID "")
+// take their record from the header and carry no binding.
+func headerDisagrees(h tr31.Header, k *keystore.Key, keyLen int) string {
+	mode, _ := k.Attributes.Modes.TR31()
+	exp := byte('N')
+	if k.Exportable {
+		exp = 'E'
+	}
+	alg := k.Attributes.Algorithm
+	if alg.IsSymmetric() {
+		hm, _ := blockData(h, "HM")
+		if got, err := keyspec.AlgorithmFromTR31(h.Algorithm, keyLen, hm); err != nil || got != alg {
+			return "algorithm"
+		}
+	}
+	switch {
+	case k.ID != "" && checkBinding(h, k.ID) != nil:
+		return "key id"
+	case h.KeyUsage != k.Attributes.Usage.TR31():
+		return "key usage"
+	case h.Algorithm != alg.TR31():
+		return "algorithm"
+	case h.ModeOfUse != mode:
+		return "mode of use"
+	case k.ID != "" && h.Exportability != exp:
+		return "exportability"
+	case k.ID != "" && h.KeyVersion != "00":
+		return "key version"
+	}
+	return ""
 }

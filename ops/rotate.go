@@ -18,6 +18,7 @@ type RotationReport struct {
 	Version   int    // the new active main key version
 	KCV       string // its check value
 	Rewrapped int    // key blocks moved onto it by this run
+	Resealed  int    // records re-authenticated under it by this run (besides those re-written with their key block)
 	Verified  int    // key blocks verified under it before the old versions were retired
 }
 
@@ -26,7 +27,8 @@ type RotationReport struct {
 // re-wraps every stored key block of the profile from the old version to the
 // new one — each record in its own synced write, verified before it is
 // written —, checks that every block opens under the new version, and only
-// then retires the old version. It runs online, beside normal traffic, and is
+// then retires the old version. It also re-seals the profile's records
+// (keystore.Reseal) under the new version. It runs online, beside normal traffic, and is
 // resumable: after a crash, running it again continues the same rotation.
 // quiesce is how long to let in-flight writes land before the final check.
 func (s *Service) RotateProfile(profile string, newKey []byte, quiesce time.Duration) (*RotationReport, error) {
@@ -48,7 +50,15 @@ func (s *Service) RotateProfile(profile string, newKey []byte, quiesce time.Dura
 			return rep, err
 		}
 		rep.Rewrapped += n
-		if n == 0 && pass > 0 {
+		// Every record the profile's main key authenticates moves onto the
+		// new version too; records still under the old one would fail their
+		// integrity check once it is retired.
+		resealed, err := s.store.Reseal(profile)
+		if err != nil {
+			return rep, fault.Internalf("re-seal records", err)
+		}
+		rep.Resealed += resealed
+		if n == 0 && resealed == 0 && pass > 0 {
 			rep.Verified = verified
 			break
 		}
@@ -62,7 +72,7 @@ func (s *Service) RotateProfile(profile string, newKey []byte, quiesce time.Dura
 	}
 	s.cache.dropAll()
 	s.log.Sugar().Infow("profile main key rotated", "profile", profile, "version", v, "kcv", rep.KCV,
-		"rewrapped", rep.Rewrapped, "verified", rep.Verified)
+		"rewrapped", rep.Rewrapped, "resealed", rep.Resealed, "verified", rep.Verified)
 	return rep, nil
 }
 

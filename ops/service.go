@@ -238,6 +238,8 @@ func storeErr(what string, err error, resource string) error {
 		return fault.About(fault.SubjectPageToken, "the pagination token is invalid or expired")
 	case errors.Is(err, keystore.ErrTooManyTags):
 		return fault.QuotaExceededf("a key can have at most the configured number of tags")
+	case errors.Is(err, keystore.ErrIntegrity):
+		return fault.Internalf(what, err) // a fault of its own, not the store's shared sentinel
 	}
 	var f *fault.Error
 	if errors.As(err, &f) {

@@ -106,6 +106,12 @@ func Identity(store *keystore.Store, cust *custody.Custodian) (*x509.Certificate
 	if !ok {
 		return nil, nil, errors.New("device identity record holds no RSA key")
 	}
+	// The certificate is stored in the clear beside the sealed key: one
+	// swapped in the data directory would have a peer send a main key to
+	// someone else's key (and both consoles would show its fingerprint).
+	if !rk.PublicKey.Equal(cert.PublicKey) {
+		return nil, nil, errors.New("device identity record: the certificate does not match the sealed private key (the record was altered)")
+	}
 	return cert, rk, nil
 }
 

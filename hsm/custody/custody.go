@@ -36,7 +36,9 @@ package custody
 
 import (
 	"crypto/aes"
+	"crypto/hkdf"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -97,8 +99,12 @@ type Custodian struct {
 	meta     MetaStore
 	log      *zap.Logger
 
-	mu       sync.RWMutex
+	mu       sync.RWMutex // guards profiles; never held while writing to the store
 	profiles map[string]*Profile
+	// rotMu serializes the profile record's read-modify-write (rotation
+	// steps). It is not mu: the store, holding its write lock, asks for
+	// record-authentication keys (RecordKey), which take mu.
+	rotMu sync.Mutex
 }
 
 type regionRecord struct {
@@ -325,7 +331,7 @@ func (c *Custodian) InstallProfile(name string, key []byte) (*Profile, error) {
 	if err := CheckProfileName(name); err != nil {
 		return nil, fmt.Errorf("custody: %w", err)
 	}
-	m, err := newMainKey(key)
+	m, err := newMainKey(name, key)
 	if err != nil {
 		return nil, err
 	}
@@ -380,7 +386,7 @@ func (c *Custodian) Profile(name string) (*Profile, error) {
 			p.destroy()
 			return nil, fmt.Errorf("custody: unseal profile %q version %d: %w", name, v.Version, err)
 		}
-		m, err := newMainKey(key)
+		m, err := newMainKey(name, key)
 		clear(key)
 		if err != nil {
 			p.destroy()
@@ -440,8 +446,8 @@ func (c *Custodian) BeginRotation(profile string, newKey []byte) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.rotMu.Lock()
+	defer c.rotMu.Unlock()
 	rec, err := c.readProfile(profile)
 	if err != nil {
 		return 0, err
@@ -456,7 +462,7 @@ func (c *Custodian) BeginRotation(profile string, newKey []byte) (int, error) {
 	} else if _, err := rand.Read(key); err != nil {
 		return 0, err
 	}
-	m, err := newMainKey(key)
+	m, err := newMainKey(profile, key)
 	if err != nil {
 		return 0, err
 	}
@@ -487,8 +493,8 @@ func (c *Custodian) RetireOldVersions(profile string) error {
 	if err != nil {
 		return err
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.rotMu.Lock()
+	defer c.rotMu.Unlock()
 	rec, err := c.readProfile(profile)
 	if err != nil {
 		return err
@@ -594,15 +600,16 @@ type Profile struct {
 
 // mainKey is one version of a profile main key.
 type mainKey struct {
-	kcv string
-	key []byte // AES-256, mlocked
+	kcv    string
+	key    []byte // AES-256, mlocked
+	record []byte // its record-authentication key (see RecordKey), mlocked
 }
 
 // versionBlock is the proprietary X9.143 optional block that names the
 // profile main key version a stored block is wrapped under.
 const versionBlock = "11"
 
-func newMainKey(key []byte) (*mainKey, error) {
+func newMainKey(profile string, key []byte) (*mainKey, error) {
 	if len(key) != 32 {
 		return nil, errors.New("custody: a profile main key is AES-256 (32 bytes)")
 	}
@@ -614,12 +621,20 @@ func newMainKey(key []byte) (*mainKey, error) {
 		clear(k)
 		return nil, fmt.Errorf("custody: profile main key: %w", err)
 	}
-	return &mainKey{kcv: hex.EncodeToString(kcv.CMAC(blk)), key: k}, nil
+	rec, err := hkdf.Key(sha256.New, k, nil, recordKeyInfo+profile, 32)
+	if err != nil {
+		clear(k)
+		return nil, fmt.Errorf("custody: derive record-authentication key: %w", err)
+	}
+	_ = unix.Mlock(rec)
+	return &mainKey{kcv: hex.EncodeToString(kcv.CMAC(blk)), key: k, record: rec}, nil
 }
 
 func (m *mainKey) destroy() {
 	clear(m.key)
 	_ = unix.Munlock(m.key)
+	clear(m.record)
+	_ = unix.Munlock(m.record)
 }
 
 func (p *Profile) destroy() {

@@ -49,6 +49,21 @@ func New(tb testing.TB) *ops.Service {
 // cleanly.
 func NewWithToken(tb testing.TB) (*ops.Service, *memtoken.Module) {
 	tb.Helper()
+	svc, mod, _ := newService(tb)
+	return svc, mod
+}
+
+// NewWithStore is New that also returns the key store beneath the service,
+// so that a test can write records the service would not (a bug's, or an
+// older release's) and check what the service makes of them.
+func NewWithStore(tb testing.TB) (*ops.Service, *keystore.Store) {
+	tb.Helper()
+	svc, _, store := newService(tb)
+	return svc, store
+}
+
+func newService(tb testing.TB) (*ops.Service, *memtoken.Module, *keystore.Store) {
+	tb.Helper()
 	mod := memtoken.New()
 	if err := mod.InitToken(tokenLabel, tokenPIN); err != nil {
 		tb.Fatal(err)
@@ -64,6 +79,9 @@ func NewWithToken(tb testing.TB) (*ops.Service, *memtoken.Module) {
 		_ = store.Close() // the open error is the one to report
 		tb.Fatal(err)
 	}
+	if err := store.SetAuthenticator(cust, "default"); err != nil {
+		tb.Fatal(err)
+	}
 	if _, err := cust.CreateProfile("default"); err != nil {
 		tb.Fatal(err)
 	}
@@ -76,7 +94,7 @@ func NewWithToken(tb testing.TB) (*ops.Service, *memtoken.Module) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return svc, mod
+	return svc, mod, store
 }
 
 // Import imports a known clear key (hex) with the given attributes through

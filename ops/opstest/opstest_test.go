@@ -90,18 +90,22 @@ func TestBlockIdent(t *testing.T) {
 }
 
 // TestRotateProfile: every key of the profile is re-wrapped under a new main
-// key, keeps its check value and stays usable; the old key is retired.
+// key, keeps its check value and stays usable; every record (aliases, tags,
+// metadata too) is re-sealed under the new version; the old key is retired.
 func TestRotateProfile(t *testing.T) {
 	t.Parallel()
-	svc := New(t)
+	svc, store := NewWithStore(t)
 	var arns []string
 	for i := 0; i < 25; i++ {
 		k, err := svc.CreateKey(ops.CreateKeyInput{Exportable: true, Attributes: keyspec.Attributes{Usage: keyspec.C0, Class: keyspec.Symmetric,
-			Algorithm: keyspec.TDES2Key, Modes: keyspec.ModesOfUse{Generate: true, Verify: true}}})
+			Algorithm: keyspec.TDES2Key, Modes: keyspec.ModesOfUse{Generate: true, Verify: true}}, Tags: []ops.Tag{{Key: "n", Value: "v"}}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		arns = append(arns, k.ARN)
+	}
+	if _, err := svc.CreateAlias("alias/rotated", arns[0]); err != nil {
+		t.Fatal(err)
 	}
 	imported := Import(t, svc, keyspec.Attributes{Usage: keyspec.P0, Class: keyspec.Symmetric, Algorithm: keyspec.TDES2Key,
 		Modes: keyspec.ModesOfUse{Encrypt: true, Decrypt: true, Wrap: true, Unwrap: true}}, "0123456789ABCDEFFEDCBA9876543210")
@@ -118,7 +122,7 @@ func TestRotateProfile(t *testing.T) {
 	if rep.Rewrapped != 28 || rep.Verified != 28 {
 		t.Errorf("rewrapped %d, verified %d, want 28", rep.Rewrapped, rep.Verified)
 	}
-	for _, arn := range append(arns, imported) {
+	for _, arn := range append(arns, imported, "alias/rotated") {
 		w, err := svc.Working(arn, fault.SubjectKey, fault.SideNone)
 		if err != nil {
 			t.Fatalf("%s after rotation: %v", arn, err)
@@ -126,6 +130,14 @@ func TestRotateProfile(t *testing.T) {
 		if arn == imported && w.KCV() != "08D7B4" {
 			t.Errorf("imported key KCV %s after rotation", w.KCV())
 		}
+	}
+	// Tags, the alias and its index, the token records: re-sealed, not re-wrapped.
+	if rep.Resealed < 25+2 {
+		t.Errorf("resealed %d records", rep.Resealed)
+	}
+	vrep, err := store.Verify()
+	if err != nil || len(vrep.Failures) != 0 {
+		t.Fatalf("records after rotation: %+v %v", vrep, err)
 	}
 	// A second rotation starts from version 2.
 	if rep, err := svc.RotateProfile("default", nil, time.Millisecond); err != nil || rep.Version != 3 || rep.Rewrapped != 28 {

@@ -18,6 +18,7 @@ const (
 	codeDecTable       = "25"
 	codeKeyScheme      = "26"
 	codeKeyFunction    = "29"
+	codeRecordFailed   = "33" // a stored record failed its integrity check (payShield: key change storage corrupted)
 	codeInternal       = "41"
 	codeDisabled       = "68"
 	codeDataLength     = "80"
@@ -49,6 +50,9 @@ func errorCode(err error) string {
 		return ce.code
 	}
 	f := fault.As(err)
+	if f.Violation == fault.ViolationRecordIntegrity {
+		return codeRecordFailed
+	}
 	switch f.Kind {
 	case fault.VerificationFailed:
 		return codeVerifyFailed

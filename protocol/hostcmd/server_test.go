@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/hex"
+	"errors"
 	"io"
 	"math/big"
 	"net"
@@ -364,6 +365,8 @@ func TestErrorCodes(t *testing.T) {
 		{fault.NotFoundf("k", "x"), "12"},
 		{fault.AccessDeniedf("x"), "17"},
 		{fault.Internalf("x", errCode("99", "y")), "41"},
+		{fault.RecordIntegrity(errors.New("x")), "33"},
+		{fault.Internalf("read key", fault.RecordIntegrity(errors.New("x"))), "33"},
 		{fault.Validationf("x"), "15"},
 		{fault.About(fault.SubjectPinBlock, "x"), "20"},
 		{fault.About(fault.SubjectCurrentPinBlock, "x"), "20"},

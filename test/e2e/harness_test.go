@@ -94,8 +94,14 @@ func startDaemon(t *testing.T, dir string) *daemon {
 // startDaemonArgs starts payhsm with args and waits for "payhsm ready".
 func startDaemonArgs(t *testing.T, args ...string) *daemon {
 	t.Helper()
+	return startDaemonCmd(t, exec.Command(binPath, args...))
+}
+
+// startDaemonCmd starts cmd (payhsm serve, possibly through a shell) and
+// waits for "payhsm ready".
+func startDaemonCmd(t *testing.T, cmd *exec.Cmd) *daemon {
+	t.Helper()
 	logs := &logBuffer{}
-	cmd := exec.Command(binPath, args...)
 	pr, pw := io.Pipe()
 	cmd.Stdout = logs
 	cmd.Stderr = io.MultiWriter(logs, pw)

@@ -1,0 +1,39 @@
+package fault
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+)
+
+// TestRecordIntegrityKeepsItsMessage: a record-integrity failure is Internal,
+// yet its fixed message reaches the client however many layers wrap it; any
+// other Internal fault still shows nothing.
+func TestRecordIntegrityKeepsItsMessage(t *testing.T) {
+	t.Parallel()
+	sentinel := &Error{Kind: Internal, Violation: ViolationRecordIntegrity, Message: RecordIntegrityMessage}
+	store := fmt.Errorf("keystore: key k1 record failed its integrity check: tag mismatch: %w", sentinel)
+	for _, tc := range []struct {
+		name      string
+		err       error
+		kind      Kind
+		message   string
+		integrity bool
+	}{
+		{"constructor", RecordIntegrity(errors.New("detail")), Internal, RecordIntegrityMessage, true},
+		{"Internalf over a store error", Internalf("read key", store), Internal, RecordIntegrityMessage, true},
+		{"Internalf twice", Internalf("open", Internalf("read key", store)), Internal, RecordIntegrityMessage, true},
+		{"wrapped by fmt", fmt.Errorf("ops: %w", Internalf("read key", store)), Internal, RecordIntegrityMessage, true},
+		{"plain Internal", Internalf("read key", errors.New("disk on fire")), Internal, "An internal error occurred", false},
+		{"validation", Validationf("bad input"), Validation, "bad input", false},
+	} {
+		f := As(tc.err)
+		if f.Kind != tc.kind || ClientMessage(tc.err) != tc.message || (f.Violation == ViolationRecordIntegrity) != tc.integrity {
+			t.Errorf("%s: kind %s, message %q, violation %q", tc.name, f.Kind, ClientMessage(tc.err), f.Violation)
+		}
+	}
+	// The cause (which record, why) is kept for the log.
+	if got := Internalf("read key", store).Error(); got != RecordIntegrityMessage+": read key: "+store.Error() {
+		t.Errorf("Error() = %q", got)
+	}
+}

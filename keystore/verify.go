@@ -1,0 +1,289 @@
+package keystore
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+
+	"go.uber.org/zap"
+)
+
+// Failure is one record that failed Verify.
+type Failure struct {
+	Type   RecordType
+	Name   string // see IntegrityError.Name
+	KeyID  string // the key the record belongs to, if any
+	Reason string
+}
+
+// VerifyReport is the result of Verify.
+type VerifyReport struct {
+	Format   int
+	Records  int                // records checked
+	ByType   map[RecordType]int // records checked by type
+	Failures []Failure          // records that failed on their own, in Pebble key order, then disagreements between records
+}
+
+// Verify checks every record in the store: its authentication (owner
+// metadata excepted), its revision against what this process has seen
+// before, that its payload decodes, and the invariants between records (an
+// alias and its index entry agree, tags and index entries belong to keys
+// that exist, a key pending deletion has its purge index entry and the
+// entry its key). A record whose counterpart failed is not reported again
+// for the disagreement. It loads every record's revision as the high-water
+// mark later reads are held to, so the daemon calls it at start. Failures
+// are logged and counted like any other integrity failure. A format 1
+// store is not verified (ErrNeedsMigration).
+func (s *Store) Verify() (*VerifyReport, error) {
+	if s.formatState().version != FormatVersion {
+		return nil, ErrNeedsMigration
+	}
+	release, err := s.read()
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	snap := s.db.NewSnapshot()
+	defer snap.Close()
+
+	rep := &VerifyReport{Format: FormatVersion, ByType: map[RecordType]int{}}
+	failed := map[string]bool{} // Pebble keys that failed on their own
+	fail := func(err error, k []byte) error {
+		var ie *IntegrityError
+		if !errors.As(err, &ie) {
+			return err
+		}
+		failed[string(k)] = true
+		rep.Failures = append(rep.Failures, Failure{Type: ie.Type, Name: ie.Name, KeyID: ie.KeyID, Reason: ie.Reason})
+		return nil
+	}
+	var (
+		keys    = map[string]*Key{}   // key id -> its record, for keys that passed
+		aliases = map[string]string{} // alias name -> key id, for aliases that passed
+		present = map[string]bool{}   // Pebble keys of every record, passed or not
+		order   [][]byte
+	)
+	it, err := snap.NewIter(nil)
+	if err != nil {
+		return nil, err
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		k := append([]byte(nil), it.Key()...)
+		typ := typeAt(k)
+		if typ == 0 {
+			if !bytes.HasPrefix(k, []byte("sys/")) {
+				rep.Records++
+				_ = fail(s.integrityFailure(k, "a record outside the store's layout"), k)
+			}
+			continue
+		}
+		v, verr := it.ValueAndErr()
+		if verr != nil {
+			return nil, errors.Join(verr, it.Close())
+		}
+		rep.Records++
+		rep.ByType[typ]++
+		present[string(k)] = true
+		order = append(order, k)
+		f, ok, cerr := s.verified(k, v)
+		if cerr == nil && ok {
+			cerr = s.checkPayload(k, f, keys, aliases)
+		}
+		if cerr != nil {
+			if err := fail(cerr, k); err != nil {
+				return nil, errors.Join(err, it.Close())
+			}
+		}
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return nil, err
+	}
+
+	// Invariants between records that each passed.
+	for _, k := range order {
+		if failed[string(k)] {
+			continue
+		}
+		var why string
+		switch typeAt(k) {
+		case RecordAliasIndex, RecordTag:
+			_, name, keyID := recordName(k)
+			if !present[string(keyKey(keyID))] {
+				why = "it belongs to a key that does not exist"
+			} else if typeAt(k) == RecordAliasIndex {
+				alias := name[len(keyID)+1:]
+				target, ok := aliases[alias]
+				if !failed[string(aliasKey(alias))] && (!ok || target != keyID) {
+					why = "its alias does not name this key"
+				}
+			}
+		case RecordAlias:
+			name := string(k[len(pfxAlias):])
+			if id := aliases[name]; id != "" && !failed[string(byKeyKey(id, name))] {
+				if !present[string(byKeyKey(id, name))] {
+					why = "the alias index has no entry for it"
+				} else if !present[string(keyKey(id))] {
+					why = "it names a key that does not exist"
+				}
+			}
+		case RecordPurgeIndex:
+			_, _, keyID := recordName(k)
+			if kk := keyKey(keyID); !failed[string(kk)] {
+				if key := keys[keyID]; key == nil || !bytes.Equal(purgeEntry(key), k) {
+					why = "it disagrees with its key record (missing, not pending deletion, or another deadline)"
+				}
+			}
+		case RecordKey:
+			id := string(k[len(pfxKey):])
+			if p := purgeEntry(keys[id]); p != nil && !present[string(p)] {
+				why = "it is pending deletion but the purge index has no entry for it"
+			}
+		}
+		if why != "" {
+			_ = fail(s.integrityFailure(k, "%s", why), k)
+		}
+	}
+	s.log.Info("keystore verified", zap.Int("records", rep.Records), zap.Int("failures", len(rep.Failures)))
+	return rep, nil
+}
+
+// checkPayload checks that a record that passed its integrity check holds
+// what its type says, and collects keys and aliases for the invariants.
+func (s *Store) checkPayload(k []byte, f frame, keys map[string]*Key, aliases map[string]string) error {
+	switch f.typ {
+	case RecordKey:
+		id := string(k[len(pfxKey):])
+		if !ValidID(id) {
+			return s.integrityFailure(k, "not a key id")
+		}
+		key, err := s.keyFromFrame(k, id, f)
+		if err != nil {
+			return err
+		}
+		keys[id] = key
+	case RecordAlias:
+		name := string(k[len(pfxAlias):])
+		a, err := decodeAlias(name, f.payload)
+		if err != nil {
+			return s.integrityFailure(k, "the authenticated payload is not a key id")
+		}
+		aliases[name] = a.KeyID
+	case RecordAliasIndex, RecordPurgeIndex:
+		if len(f.payload) != 0 {
+			return s.integrityFailure(k, "an index entry carries a payload")
+		}
+		if _, name, keyID := recordName(k); !ValidID(keyID) || (f.typ == RecordAliasIndex && len(name) <= IDLen+1) {
+			return s.integrityFailure(k, "malformed index entry")
+		}
+	case RecordTag:
+		if _, name, keyID := recordName(k); !ValidID(keyID) || len(name) <= IDLen+1 {
+			return s.integrityFailure(k, "malformed tag record")
+		}
+	}
+	return nil
+}
+
+// Reseal re-authenticates every record of profile that is not under its
+// active main key version, in batches, each under the write lock and
+// committed durably; it returns how many records it rewrote. A profile main
+// key rotation calls it (with the key blocks' re-wrap) until a pass rewrites
+// nothing, before it retires the old version: records still under a retired
+// version would fail their integrity check. A record that fails its check is
+// left as it is (and reported).
+func (s *Store) Reseal(profile string) (int, error) {
+	st := s.auth.Load()
+	if st == nil {
+		return 0, errNoAuthenticator
+	}
+	ver, key, err := st.a.ActiveRecordKey(profile)
+	if err != nil {
+		return 0, err
+	}
+	if key == nil {
+		return 0, fmt.Errorf("keystore: reseal: profile %q has no main key: %w", profile, ErrNotFound)
+	}
+	clear(key)
+	stale, err := s.staleRecords(profile, ver)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for len(stale) > 0 {
+		batch := stale[:min(len(stale), migrateBatch)]
+		stale = stale[len(batch):]
+		m, err := s.resealBatch(profile, batch)
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	if n > 0 {
+		s.log.Info("records re-sealed under the active main key", zap.String("profile", profile), zap.Int("records", n))
+	}
+	return n, nil
+}
+
+// staleRecords lists the records of profile under another version than ver.
+func (s *Store) staleRecords(profile string, ver int) ([][]byte, error) {
+	release, err := s.read()
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	it, err := s.db.NewIter(nil)
+	if err != nil {
+		return nil, err
+	}
+	var out [][]byte
+	for ok := it.First(); ok; ok = it.Next() {
+		if t := typeAt(it.Key()); t == 0 || t == RecordOwnerMeta {
+			continue
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return nil, errors.Join(err, it.Close())
+		}
+		if f, _, _, err := parseFrame(v); err == nil && f.profile == profile && f.mkVersion != ver {
+			out = append(out, append([]byte(nil), it.Key()...))
+		}
+	}
+	return out, errors.Join(it.Error(), it.Close())
+}
+
+// resealBatch re-seals the listed records that still need it, under the
+// write lock.
+func (s *Store) resealBatch(profile string, keys [][]byte) (int, error) {
+	release, err := s.write()
+	if err != nil {
+		return 0, err
+	}
+	defer release()
+	ver, key, err := s.auth.Load().a.ActiveRecordKey(profile)
+	if err != nil {
+		return 0, err
+	}
+	clear(key)
+	w := s.newWriter()
+	defer w.close()
+	n := 0
+	for _, k := range keys {
+		f, ok, err := s.readRecord(s.db, k)
+		if errors.Is(err, ErrIntegrity) || (err == nil && !ok) {
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		if f.profile != profile || f.mkVersion == ver {
+			continue
+		}
+		if _, err := w.set(k, f.typ, f.profile, f.payload, f.revision); err != nil {
+			return 0, err
+		}
+		n++
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	return n, w.commit("re-seal records of profile " + profile)
+}
