@@ -271,6 +271,7 @@ func (s *Service) GenerateAs2805KekValidation(in As2805KekValidationInput) (*As2
 	if err != nil {
 		return nil, err
 	}
+	defer w.Release()
 	what, modes := "generating a KEK validation request", modesWrapOut
 	if in.Request == nil {
 		what, modes = "generating a KEK validation response", modesWrapIn

@@ -56,12 +56,13 @@ func digits(subj fault.Subject, v string, n int) error {
 
 // card-verification rules (guide: Valid keys for cryptographic operations,
 // GenerateCardData and VerifyCardData).
-func (s *Service) cardKey(in CardValidationInput, verify bool) (*WorkingKey, error) {
+func (s *Service) cardKey(in CardValidationInput, verify bool) (_ *WorkingKey, err error) {
 	const subj, side = fault.SubjectKey, fault.SideNone
 	w, err := s.Working(in.KeyIdentifier, subj, side)
 	if err != nil {
 		return nil, err
 	}
+	defer releaseOnError(w, &err)
 	uses, ok := cardUses[in.Kind]
 	if !ok {
 		return nil, about(fault.SubjectCardAttributes, side, "unknown card validation type")
@@ -206,6 +207,7 @@ func (s *Service) GenerateCardValidationData(in CardValidationInput) (*CryptoRes
 	if err != nil {
 		return nil, err
 	}
+	defer w.Release()
 	v, err := cardValue(w, in, n)
 	if err != nil {
 		return nil, err
@@ -223,6 +225,7 @@ func (s *Service) VerifyCardValidationData(in CardValidationInput, value string)
 	if err != nil {
 		return nil, err
 	}
+	defer w.Release()
 	want, err := cardValue(w, in, len(value))
 	if err != nil {
 		// The length to compute is the given value's: its fault is about the value.

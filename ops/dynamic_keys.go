@@ -60,7 +60,6 @@ const (
 	derivedKeyName = "the ECDH-derived key"
 )
 
-
 // dynamicKey unwraps the key block blk under the KEK kek (the request's key
 // kekSubj on side) into a transient working key, the side's
 // SubjectWrappedKey. The KEK must be a K0 or K1 key whose modes allow
@@ -145,9 +144,11 @@ func (s *Service) requestKey(ident string, subj fault.Subject, side fault.Side, 
 		return nil, 0, "", nil, err
 	}
 	if dk == nil {
-		return base, subj, base.ARN, func() {}, nil
+		return base, subj, base.ARN, base.release, nil
 	}
+	// The dynamic key is opened (or agreed) with base now; base is not used after.
 	w, release, err = s.wrappedKey(base, subj, side, dk)
+	base.Release()
 	if err != nil {
 		return nil, 0, "", nil, err
 	}

@@ -174,12 +174,14 @@ func acKey(w *WorkingKey, opt emv.Option, sess EMVSession) ([]byte, error) {
 
 // arqc computes the application cryptogram of in under the key it names,
 // after the key-separation checks.
-func (s *Service) arqc(in AuthRequestCryptogramInput, use keyspec.Use) (*WorkingKey, []byte, []byte, error) {
+// The caller releases the working key it returns.
+func (s *Service) arqc(in AuthRequestCryptogramInput, use keyspec.Use) (_ *WorkingKey, _, _ []byte, err error) {
 	const subj, side = fault.SubjectKey, fault.SideNone
 	w, err := s.Working(in.KeyIdentifier, subj, side)
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	defer releaseOnError(w, &err)
 	if err := RequireUse(w, use, subj, side); err != nil {
 		return nil, nil, nil, err
 	}
@@ -211,6 +213,7 @@ func (s *Service) GenerateAuthRequestCryptogram(in AuthRequestCryptogramInput) (
 	if err != nil {
 		return nil, err
 	}
+	defer w.Release()
 	clear(sk)
 	return &CryptogramResult{KeyARN: w.ARN, KCV: w.KCV(), Cryptogram: ac}, nil
 }
@@ -248,6 +251,7 @@ func (s *Service) VerifyAuthRequestCryptogram(in AuthRequestCryptogramInput, got
 	if err != nil {
 		return nil, err
 	}
+	defer w.Release()
 	defer clear(sk)
 	if subtle.ConstantTimeCompare(got, want) != 1 {
 		return nil, fault.Mismatch(fault.ReasonInvalidAuthCryptogram, "ARQC verification failed")

@@ -205,12 +205,14 @@ func emvCommonLayout(d EmvPinChangeDerivation) (emv.PINDataLayout, emv.CipherMod
 	return l, m, nil
 }
 
-// smKey resolves an EMV issuer master key, the request's key subj.
-func (s *Service) smKey(ident string, subj fault.Subject, use keyspec.Use) (*WorkingKey, error) {
+// smKey resolves an EMV issuer master key, the request's key subj; the
+// caller releases it.
+func (s *Service) smKey(ident string, subj fault.Subject, use keyspec.Use) (_ *WorkingKey, err error) {
 	w, err := s.Working(ident, subj, fault.SideNone)
 	if err != nil {
 		return nil, err
 	}
+	defer releaseOnError(w, &err)
 	if err := RequireUse(w, use, subj, fault.SideNone); err != nil {
 		return nil, err
 	}
@@ -244,10 +246,12 @@ func (s *Service) GenerateMacEmvPinChange(in EmvPinChangeInput) (*EmvPinChangeOu
 	if err != nil {
 		return nil, err
 	}
+	defer smi.Release()
 	smc, err := s.smKey(in.ConfidentialKey, fault.SubjectConfidentialityKey, keyspec.UseEmvPinChangeConfidentiality)
 	if err != nil {
 		return nil, err
 	}
+	defer smc.Release()
 	pek, err := s.pekSide(in.NewPinPEK, fault.SubjectPinEncryptionKey, fault.SideNone, in.PinBlockFormat, pinUses{pek: keyspec.UseEmvPinChangeNewPinPEK}, nil, nil, nil)
 	if err != nil {
 		return nil, err
@@ -264,6 +268,7 @@ func (s *Service) GenerateMacEmvPinChange(in EmvPinChangeInput) (*EmvPinChangeOu
 		if acW, err = s.smKey(d.ACKey, fault.SubjectAuthRequestKey, keyspec.UseEmvPinChangeAC); err != nil {
 			return nil, err
 		}
+		defer acW.Release()
 		out.AC = &KeyRef{acW.ARN, acW.KCV()}
 		if len(d.CurrentPinBlock) != 0 {
 			curPEK, err = s.pekSide(d.CurrentPinPEK, fault.SubjectCurrentPinKey, fault.SideNone, in.PinBlockFormat, pinUses{pek: keyspec.UseEmvPinChangeCurrentPEK}, nil, nil, nil)

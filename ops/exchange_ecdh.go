@@ -43,6 +43,7 @@ func (s *Service) deriveKBPK(dh DiffieHellman, side fault.Side) ([]byte, string,
 	if err != nil {
 		return nil, "", err
 	}
+	defer w.Release()
 	if err := agreementKey(w, subj, side); err != nil {
 		return nil, "", err
 	}

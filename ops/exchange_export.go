@@ -216,6 +216,7 @@ func (s *Service) wrapKeyBlock(e *exportable, kekIdent string, kh *KeyBlockHeade
 	if err != nil {
 		return nil, err
 	}
+	defer kek.Release()
 	ka := kek.Record.Attributes
 	if e.rec != nil && kek.Record.ID == e.rec.ID && kek.Record.KeyBlock == e.rec.KeyBlock {
 		return nil, keyRuleAbout(fault.ViolationWrappingKey, fault.SubjectWrappingKey, "a key cannot be exported under itself")
@@ -244,12 +245,18 @@ func (s *Service) wrapKeyBlock(e *exportable, kekIdent string, kh *KeyBlockHeade
 
 // keyEncryptionKey resolves a key that may wrap (or, with unwrap, open)
 // TR-31 key blocks: a K0 or K1 key whose modes of use allow it. It comes from
-// the working-key cache; its faults are about SubjectWrappingKey.
-func (s *Service) keyEncryptionKey(ident string, unwrap bool) (*WorkingKey, error) {
+// the working-key cache (the caller releases it); its faults are about
+// SubjectWrappingKey.
+func (s *Service) keyEncryptionKey(ident string, unwrap bool) (_ *WorkingKey, err error) {
 	kek, err := s.Working(ident, fault.SubjectWrappingKey, fault.SideNone)
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		if err != nil {
+			kek.Release()
+		}
+	}()
 	ka := kek.Record.Attributes
 	op, allowed := "wrapping", ka.Modes.Wrap || ka.Modes.Encrypt
 	if unwrap {

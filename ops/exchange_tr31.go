@@ -101,6 +101,7 @@ func (s *Service) importTR31(in ImportKeyInput, b *ImportTr31KeyBlock) (*Key, er
 	if err != nil {
 		return nil, err
 	}
+	defer kek.Release()
 	o, err := openTR31(kek.Material, kek.Record.Attributes.Algorithm, b.KeyBlock)
 	if err != nil {
 		return nil, err

@@ -69,6 +69,7 @@ func (s *Service) ImportKeyBlock(profile, kekIdent, block string) (lmkBlock, kcv
 	if err != nil {
 		return "", "", err
 	}
+	defer kek.Release()
 	o, err := openTR31(kek.Material, kek.Record.Attributes.Algorithm, block)
 	if err != nil {
 		return "", "", err
@@ -88,6 +89,7 @@ func (s *Service) ExportKeyBlock(keyIdent, kekIdent string, exportability keyspe
 	if err != nil {
 		return "", "", err
 	}
+	defer w.Release()
 	a := w.Attributes()
 	if a.Class != keyspec.Symmetric || !a.Algorithm.IsSymmetric() {
 		return "", "", fault.About(fault.SubjectKey, "only symmetric keys are exported")

@@ -130,7 +130,7 @@ type pinKey struct {
 	block cipher.Block
 	arn   string
 	kcv   string
-	done  func() // releases per-request key material (derived or unwrapped keys)
+	done  func() // releases the key: zeroes per-request material, or gives back a cached key's reference
 }
 
 func (k pinKey) release() {
@@ -170,17 +170,22 @@ func (s *Service) pekSide(ident string, subj fault.Subject, side fault.Side, f P
 	}
 	var k pinKey
 	switch {
+	// A BDK, KEK or KPP serves only to derive or open the PEK: released at once.
 	case dk != nil:
 		k, err = s.dukptPinKey(w, subj, side, dk, uses.bdk)
+		w.Release()
 	case wk != nil:
 		k, err = s.wrappedPinKey(w, subj, side, wk, uses.pek)
+		w.Release()
 	case as != nil:
 		k, err = s.as2805SessionPinKey(w, subj, side, as, uses.kpp)
+		w.Release()
 	default:
 		if err := RequireUse(w, uses.pek, subj, side); err != nil {
+			w.Release()
 			return none, err
 		}
-		k = pinKey{block: w.Block, arn: w.ARN, kcv: w.KCV()}
+		k = pinKey{block: w.Block, arn: w.ARN, kcv: w.KCV(), done: w.release}
 	}
 	if err != nil {
 		return none, err
@@ -352,13 +357,15 @@ func (p Ibm3624Params) hsm() (pinverify.IBM3624, error) {
 	return pinverify.IBM3624{DecTable: p.DecimalizationTable, ValidationData: p.ValidationData, Pad: p.PadCharacter}, nil
 }
 
-// verificationKey resolves a PVK for method family visa (V2) or IBM 3624 (V1).
-func (s *Service) verificationKey(ident string, visa, generate bool) (*WorkingKey, error) {
+// verificationKey resolves a PVK for method family visa (V2) or IBM 3624
+// (V1); the caller releases it.
+func (s *Service) verificationKey(ident string, visa, generate bool) (_ *WorkingKey, err error) {
 	const subj, side = fault.SubjectPinVerificationKey, fault.SideNone
 	w, err := s.Working(ident, subj, side)
 	if err != nil {
 		return nil, err
 	}
+	defer releaseOnError(w, &err)
 	u := keyspec.UseVerifyPinIBM3624PVK
 	switch {
 	case visa && generate:
@@ -418,6 +425,7 @@ func (s *Service) GeneratePin(in GeneratePinInput) (*GeneratePinOutput, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer gk.Release()
 	ek, err := s.pekSide(in.EncryptionKey, fault.SubjectPinEncryptionKey, fault.SideNone, in.Format, generatePinUses(in.Method.takesBlock()), nil, in.EncryptionWrapped, nil)
 	if err != nil {
 		return nil, err
@@ -552,6 +560,7 @@ func (s *Service) VerifyPin(in VerifyPinInput) (*VerifyPinOutput, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer vk.Release()
 	ek, err := s.pekSide(in.EncryptionKey, fault.SubjectPinEncryptionKey, fault.SideNone, in.Format, pinUses{keyspec.UseVerifyPinPEK, keyspec.UseVerifyPinBDK, keyspec.UseNone}, in.Dukpt, in.EncryptionWrapped, nil)
 	if err != nil {
 		return nil, err

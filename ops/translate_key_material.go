@@ -49,9 +49,11 @@ func (s *Service) TranslateKeyMaterial(in TranslateKeyMaterialInput) (*Translate
 		}
 	}
 	// Resolve the outgoing KEK before any cryptography.
-	if _, err := s.keyEncryptionKey(in.OutgoingWrappingKeyIdentifier, false); err != nil {
+	kek, err := s.keyEncryptionKey(in.OutgoingWrappingKeyIdentifier, false)
+	if err != nil {
 		return nil, onSide(err, fault.SideOutgoing)
 	}
+	kek.Release()
 	o, err := s.openAgreedBlock(in.Incoming, fault.SideIncoming)
 	if err != nil {
 		return nil, err

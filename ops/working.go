@@ -4,11 +4,14 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/des" //nolint:gosec // G502: single-DES halves of TDES keys, see schedule
+	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"sync/atomic"
 
 	"payhsm/fault"
+	"payhsm/hsm/secret"
 	"payhsm/hsm/tdes"
 	"payhsm/hsm/tr31"
 	"payhsm/keyspec"
@@ -20,18 +23,69 @@ import (
 // the PKCS#11 module: one key-block unwrap under the profile main key when a
 // key is first used, then memory only. Entries are dropped whenever the key or
 // any alias changes. Material is shared and read-only: callers never modify or
-// zero it (Go's AES/DES key schedules cannot be wiped anyway; the daemon keeps
-// core dumps off and the profile main keys mlocked).
+// zero it.
+//
+// A working key is reference-counted: the cache holds one reference while the
+// key is cached and Working hands its caller another, which the caller gives
+// back with Release when its operation is done. The last Release — after an
+// eviction, a drop or a cache clear, once no operation still uses the key —
+// zeroes Material (a secret.Key), so a key the cache no longer holds does not
+// linger in memory. Go's AES/DES key schedules (Block, Left) cannot be wiped;
+// the daemon keeps core dumps off and the profile main keys mlocked. A
+// WorkingKey prints without its material (String, GoString, Format).
 type WorkingKey struct {
 	Record   *keystore.Key
 	ARN      string
 	Header   tr31.Header
-	Material []byte       // symmetric key bytes, or PKCS#8 DER for key pairs; nil for public keys
+	Material []byte       // symmetric key bytes, or PKCS#8 DER for key pairs; nil for public keys; aliases secret's bytes
 	Block    cipher.Block // TDES or AES block cipher over Material; nil otherwise
 	Left     cipher.Block // TDES keys: single DES under Material[:8] (CVV, ISO 9797-1 algorithm 3); nil otherwise
 
-	started atomic.Bool // the key's usage period was seen to have begun
+	secret  secret.Key   // owns Material; destroyed by the last Release
+	release func()       // Release as a func value, made once (a method value per call would allocate)
+	refs    atomic.Int32 // references: the cache's while cached, and each Working caller's until Release
+	started atomic.Bool  // the key's usage period was seen to have begun
 }
+
+// acquire takes a reference unless the last one is already gone (the key is
+// being, or has been, zeroed).
+func (w *WorkingKey) acquire() bool {
+	for {
+		n := w.refs.Load()
+		if n <= 0 {
+			return false
+		}
+		if w.refs.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// Release gives back the reference Working handed out; the last reference
+// zeroes the clear material. Every Working caller calls it exactly once,
+// after its last use of the key.
+func (w *WorkingKey) Release() {
+	if w.refs.Add(-1) == 0 {
+		_ = w.secret.Destroy() // not mlocked, so nothing to unlock and no error
+	}
+}
+
+// releaseOnError releases w when *err is set: for functions that hand a
+// working key on to their caller only when they succeed.
+func releaseOnError(w *WorkingKey, err *error) {
+	if *err != nil {
+		w.Release()
+	}
+}
+
+// String names the key without its material.
+func (w *WorkingKey) String() string { return "WorkingKey(" + w.ARN + ")" }
+
+// GoString is String.
+func (w *WorkingKey) GoString() string { return w.String() }
+
+// Format prints String for every verb.
+func (w *WorkingKey) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, w.String()) } // a Formatter cannot report a write error
 
 // Attributes is the key's attributes.
 func (w *WorkingKey) Attributes() keyspec.Attributes { return w.Record.Attributes }
@@ -53,15 +107,20 @@ type keyCache struct {
 
 const maxCachedKeys = 1 << 16
 
+// get returns the cached key of ident with a reference taken for the
+// caller, or nil.
 func (c *keyCache) get(ident string) (*WorkingKey, uint64) {
 	gen := c.gen.Load()
 	if v, ok := c.m.Load(ident); ok {
-		return v.(*WorkingKey), gen
+		if w := v.(*WorkingKey); w.acquire() {
+			return w, gen
+		}
 	}
 	return nil, gen
 }
 
-// put caches w unless something was dropped since gen was read.
+// put caches w, taking the cache's reference, unless something was dropped
+// since gen was read.
 func (c *keyCache) put(ident string, w *WorkingKey, gen uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -69,12 +128,24 @@ func (c *keyCache) put(ident string, w *WorkingKey, gen uint64) {
 		return
 	}
 	if c.n >= maxCachedKeys {
-		c.m.Clear()
-		c.n = 0
+		c.clearLocked()
 	}
-	if _, loaded := c.m.Swap(ident, w); !loaded {
+	w.refs.Add(1)
+	if old, loaded := c.m.Swap(ident, w); loaded {
+		old.(*WorkingKey).Release()
+	} else {
 		c.n++
 	}
+}
+
+// clearLocked drops every entry, giving back the cache's references; c.mu is held.
+func (c *keyCache) clearLocked() {
+	c.m.Range(func(k, v any) bool {
+		c.m.Delete(k)
+		v.(*WorkingKey).Release()
+		return true
+	})
+	c.n = 0
 }
 
 // dropIf forgets every entry for which drop is true.
@@ -82,9 +153,10 @@ func (c *keyCache) dropIf(drop func(ident string, w *WorkingKey) bool) {
 	c.mu.Lock()
 	c.gen.Add(1)
 	c.m.Range(func(k, v any) bool {
-		if drop(k.(string), v.(*WorkingKey)) {
+		if w := v.(*WorkingKey); drop(k.(string), w) {
 			c.m.Delete(k)
 			c.n--
+			w.Release()
 		}
 		return true
 	})
@@ -100,8 +172,7 @@ func (c *keyCache) dropKey(id string) {
 func (c *keyCache) dropAll() {
 	c.mu.Lock()
 	c.gen.Add(1)
-	c.m.Clear()
-	c.n = 0
+	c.clearLocked()
 	c.mu.Unlock()
 }
 
@@ -111,7 +182,8 @@ func (c *keyCache) dropAliases() {
 }
 
 // Working returns the usable key named by ident (key ARN, alias name or
-// alias ARN) with its clear material. subj and side say which of the
+// alias ARN) with its clear material, and a reference the caller gives back
+// with Release once done with it. subj and side say which of the
 // request's keys it is, for the faults. It checks only state and usage
 // period; the operation checks usage, algorithm and modes of use with
 // Require.
@@ -135,6 +207,7 @@ func (s *Service) Working(ident string, subj fault.Subject, side fault.Side) (*W
 		s.cache.put(ident, w, gen)
 	}
 	if err := s.usableWorking(w, ident); err != nil {
+		w.Release()
 		if f := fault.As(err); f.Subject == fault.SubjectNone {
 			f.Subject, f.Side = subj, side
 		}
@@ -182,6 +255,8 @@ func about(subj fault.Subject, side fault.Side, format string, args ...any) *fau
 // open unwraps a record into a WorkingKey.
 func (s *Service) open(rec *keystore.Key) (*WorkingKey, error) {
 	w := &WorkingKey{Record: rec}
+	w.refs.Store(1) // the caller's
+	w.release = w.Release
 	if rec.ID != "" {
 		w.ARN = s.keyARN(rec.ID)
 	}
@@ -192,7 +267,7 @@ func (s *Service) open(rec *keystore.Key) (*WorkingKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	w.Header, w.Material = h, m
+	w.Header, w.Material, w.secret = h, m, secret.NewKey(m)
 	if err := w.schedule(rec.Attributes.Algorithm); err != nil {
 		return nil, fault.Internalf("key schedule", err)
 	}

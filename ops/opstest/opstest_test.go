@@ -2,6 +2,7 @@ package opstest
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -182,5 +183,52 @@ func TestDeadToken(t *testing.T) {
 	}
 	if w, err := svc.Working(arn, fault.SubjectKey, fault.SideNone); err != nil || w.KCV() != "08D7B4" {
 		t.Fatalf("working key after rotation: %v", err)
+	}
+}
+
+// TestWorkingKeyZeroedWhenDropped: a working key's clear material is zeroed
+// once the cache has dropped it and the last operation using it has given
+// it back, not before: a holder keeps a usable key through a drop, and the
+// data operations give back every reference they take (else the material
+// would outlive the drop).
+func TestWorkingKeyZeroedWhenDropped(t *testing.T) {
+	t.Parallel()
+	svc := New(t)
+	m1 := keyspec.Attributes{Usage: keyspec.M1, Class: keyspec.Symmetric, Algorithm: keyspec.TDES2Key,
+		Modes: keyspec.ModesOfUse{Generate: true, Verify: true}}
+	arn := Import(t, svc, m1, "0123456789ABCDEFFEDCBA9876543210")
+	mac := func() {
+		t.Helper()
+		if _, err := svc.GenerateMac(ops.GenerateMacInput{KeyIdentifier: arn, MessageData: []byte("12345678"),
+			Attributes: ops.MacAttributes{Algorithm: ops.MacISO9797Alg1}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mac() // caches the key
+	w, err := svc.Working(arn, fault.SubjectKey, fault.SideNone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zero := func() bool {
+		for _, b := range w.Material {
+			if b != 0 {
+				return false
+			}
+		}
+		return true
+	}
+	mac() // uses the same cached key, and gives it back
+	if _, err := svc.StopKeyUsage(arn); err != nil {
+		t.Fatal(err)
+	}
+	if zero() || len(w.Material) != 16 {
+		t.Fatal("the material was zeroed while a holder still used the key")
+	}
+	if s := fmt.Sprintf("%v %+v %#v %s", w, w, w, w); strings.Contains(strings.ToUpper(s), "0123456789ABCDEF") || !strings.Contains(s, arn) {
+		t.Errorf("a working key prints as %s", s)
+	}
+	w.Release()
+	if !zero() {
+		t.Fatal("the material outlived the cache's drop and the last release")
 	}
 }

@@ -302,6 +302,7 @@ func (b buCmd) run(x *call) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer w.Release()
 	n := w.Attributes().Algorithm.KeyLen()
 	if b.flag == '0' || b.flag == '1' && n != 16 || b.flag == '2' && n != 24 {
 		return nil, errCode("05", "key length flag does not match the key")
