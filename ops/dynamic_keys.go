@@ -60,7 +60,6 @@ const (
 	derivedKeyName = "the ECDH-derived key"
 )
 
-
 // dynamicKey unwraps the key block blk under the KEK kek (the request's key
 // kekSubj on side) into a transient working key, the side's
 // SubjectWrappedKey. The KEK must be a K0 or K1 key whose modes allow
