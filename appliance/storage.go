@@ -1,6 +1,7 @@
 package appliance
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -39,24 +40,32 @@ func SecureDataDir(dir string, log *zap.Logger) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
+	// The walk and the chmods go through an os.Root: a path swapped for a
+	// symbolic link after the walk saw it cannot lead a chmod out of the
+	// data directory.
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
 	var fixed []string
-	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+	err = fs.WalkDir(r.FS(), ".", func(rel string, d fs.DirEntry, err error) error {
 		if err != nil {
-			return err
+			return fmt.Errorf("data directory: %s: %w", filepath.Join(root, rel), err)
 		}
 		if d.Type()&fs.ModeSymlink != 0 {
 			return nil
 		}
 		info, err := d.Info()
 		if err != nil {
-			return err
+			return fmt.Errorf("data directory: %s: %w", filepath.Join(root, rel), err)
 		}
 		mode := info.Mode().Perm()
 		if mode&privateUmask == 0 {
 			return nil
 		}
 		want := mode &^ privateUmask
-		if err := os.Chmod(path, want); err != nil {
+		path := filepath.Join(root, rel)
+		if err := r.Chmod(rel, want); err != nil {
 			return fmt.Errorf("data directory: %s has mode %04o, which lets other users in, and cannot be tightened (%w); run: chmod -R go-rwx %s", path, mode, err, dir)
 		}
 		log.Warn("tightened a data directory path that other users could reach", zap.String("path", path),
@@ -64,7 +73,7 @@ func SecureDataDir(dir string, log *zap.Logger) ([]string, error) {
 		fixed = append(fixed, path)
 		return nil
 	})
-	return fixed, err
+	return fixed, errors.Join(err, r.Close())
 }
 
 // upgradeStore makes the key store usable: it gives it custody's record

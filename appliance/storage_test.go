@@ -31,7 +31,7 @@ func TestSecureDataDir(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := os.Chmod(filepath.Join(real, "keystore"), 0o755); err != nil {
+	if err := os.Chmod(filepath.Join(real, "keystore"), 0o755); err != nil { //nolint:gosec // deliberately loose: SecureDataDir must tighten it
 		t.Fatal(err)
 	}
 	link := filepath.Join(t.TempDir(), "data")

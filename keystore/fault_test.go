@@ -260,7 +260,7 @@ func TestOpenFaults(t *testing.T) {
 			t.Parallel()
 			mem := vfs.NewCrashableMem()
 			if s, err := Open(faultDir, opts(Options{FS: errorfs.Wrap(mem, tc.inj)})); err == nil {
-				s.Close()
+				closeT(t, s)
 				t.Fatal("Open succeeded")
 			} else {
 				t.Logf("Open: %v", err)

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -108,7 +109,13 @@ func recordName(k []byte) (typ RecordType, name, keyID string) {
 	case RecordPurgeIndex:
 		if len(k) == len(pfxPurge)+8+IDLen {
 			keyID = string(k[len(pfxPurge)+8:])
-			name = keyID + "@" + time.Unix(0, int64(binary.BigEndian.Uint64(k[len(pfxPurge):]))).UTC().Format(time.RFC3339)
+			// deadlineNanos writes at most math.MaxInt64; a larger deadline
+			// is not one this store wrote and is shown in hex.
+			if ns := binary.BigEndian.Uint64(k[len(pfxPurge):]); ns <= math.MaxInt64 {
+				name = keyID + "@" + time.Unix(0, int64(ns)).UTC().Format(time.RFC3339)
+			} else {
+				name = fmt.Sprintf("%s@%#x", keyID, ns)
+			}
 		} else {
 			name = fmt.Sprintf("%q", k[len(pfxPurge):])
 		}
@@ -169,11 +176,13 @@ type frame struct {
 }
 
 // appendFrame appends the unauthenticated part of a record (header and
-// payload) to dst.
+// payload) to dst. f.profile is at most maxProfileLen bytes and f.mkVersion
+// in [0, math.MaxUint32]: sealV2, which frames every record the store
+// writes, checks both.
 func appendFrame(dst []byte, f frame) []byte {
-	dst = append(dst, recordVersion, byte(f.typ), byte(len(f.profile)))
+	dst = append(dst, recordVersion, byte(f.typ), byte(len(f.profile))) //nolint:gosec // len(f.profile) <= maxProfileLen (255): sealV2 checks validProfile before framing
 	dst = append(dst, f.profile...)
-	dst = binary.BigEndian.AppendUint32(dst, uint32(f.mkVersion))
+	dst = binary.BigEndian.AppendUint32(dst, uint32(f.mkVersion)) //nolint:gosec // 0 <= f.mkVersion <= math.MaxUint32: sealV2 checks the authenticator's version before framing
 	dst = binary.BigEndian.AppendUint64(dst, f.revision)
 	return append(dst, f.payload...)
 }
@@ -210,7 +219,7 @@ func recordMAC(key, pebbleKey, signed []byte) []byte {
 	m := hmac.New(sha256.New, key)
 	m.Write([]byte(macContext))
 	var n [4]byte
-	binary.BigEndian.PutUint32(n[:], uint32(len(pebbleKey)))
+	binary.BigEndian.PutUint32(n[:], uint32(len(pebbleKey))) //nolint:gosec // every Pebble key is shorter than math.MaxUint32 bytes: Pebble's batches, which carry every write, are limited to that size
 	m.Write(n[:])
 	m.Write(pebbleKey)
 	m.Write(signed)
@@ -551,6 +560,9 @@ func (s *Store) sealV2(k []byte, typ RecordType, profile string, payload []byte,
 		return nil, fmt.Errorf("keystore: profile %q has no main key to authenticate records under: %w", profile, ErrInvalid)
 	}
 	defer clear(key)
+	if ver < 0 || ver > math.MaxUint32 {
+		return nil, fmt.Errorf("keystore: record key of profile %q: main key version %d does not fit the record header", profile, ver)
+	}
 	f.profile, f.mkVersion = profile, ver
 	v := appendFrame(make([]byte, 0, headerFixed+len(profile)+len(payload)+tagLen), f)
 	return append(v, recordMAC(key, k, v)...), nil

@@ -2,7 +2,9 @@ package keystore
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -50,7 +52,7 @@ func newIntegrityFixture(t *testing.T) *integrityFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.Close() })
+	t.Cleanup(func() { closeT(t, s) })
 	fx := &integrityFixture{s: s, auth: auth, a: testID(1), b: testID(2), c: testID(3), d: testID(4), e: testID(5), logs: logs,
 		past: time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC), soon: time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC)}
 	for _, id := range []string{fx.a, fx.b, fx.c} {
@@ -330,12 +332,12 @@ func TestReplayAcrossRestartIsNotDetected(t *testing.T) {
 	if _, err := s.UpdateKey(testID(1), func(k *Key) error { k.Enabled = false; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	s.Close()
+	closeT(t, s)
 	s, err = Open("keystore", Options{FS: fs, Authenticator: auth, Namespace: "default"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	defer closeT(t, s)
 	rawSet(t, s, keyKey(testID(1)), old)
 	if k, err := s.GetKey(testID(1)); err != nil || !k.Enabled || k.Revision != 1 {
 		t.Fatalf("older copy after a restart: %+v %v", k, err)
@@ -444,5 +446,33 @@ func TestRetiredVersionIsRefused(t *testing.T) {
 	}
 	if _, err := s.GetKey(other.ID); err != nil {
 		t.Fatalf("the other profile's key: %v", err)
+	}
+}
+
+// TestRecordNamePurge: a purge index key names its key id and deadline; a
+// deadline beyond what deadlineNanos writes (math.MaxInt64) is shown in hex
+// rather than wrapped into a negative time, and a malformed key is quoted.
+func TestRecordNamePurge(t *testing.T) {
+	t.Parallel()
+	id := testID(1)
+	raw := func(ns uint64, id string) []byte {
+		return append(binary.BigEndian.AppendUint64([]byte(pfxPurge), ns), id...)
+	}
+	tests := []struct {
+		name      string
+		k         []byte
+		wantName  string
+		wantKeyID string
+	}{
+		{"deadline", purgeKey(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC), id), id + "@2030-01-02T03:04:05Z", id},
+		{"largest written", raw(math.MaxInt64, id), id + "@" + time.Unix(0, math.MaxInt64).UTC().Format(time.RFC3339), id},
+		{"beyond int64", raw(math.MaxInt64+1, id), id + "@0x8000000000000000", id},
+		{"malformed", []byte(pfxPurge + "short"), `"short"`, ""},
+	}
+	for _, tc := range tests {
+		typ, name, keyID := recordName(tc.k)
+		if typ != RecordPurgeIndex || name != tc.wantName || keyID != tc.wantKeyID {
+			t.Errorf("%s: recordName = %v, %q, %q; want %v, %q, %q", tc.name, typ, name, keyID, RecordPurgeIndex, tc.wantName, tc.wantKeyID)
+		}
 	}
 }

@@ -972,7 +972,7 @@ func TestFormatRecord(t *testing.T) {
 		{"fresh", func(*testing.T, vfs.FS) {}, ""},
 		{"unknown version", func(t *testing.T, fs vfs.FS) {
 			s := openTest(t, fs, dir)
-			s.Close()
+			closeT(t, s)
 			setRaw(t, fs, formatKey, []byte(`{"format":"payhsm-keystore","version":3}`))
 		}, "on-disk format version 3 is not supported"},
 		{"foreign format record", func(t *testing.T, fs vfs.FS) {

@@ -164,7 +164,7 @@ func TestMigrate(t *testing.T) {
 	if rep, err := s.Migrate(nil); rep != nil || err != nil {
 		t.Errorf("second Migrate: %+v %v", rep, err)
 	}
-	s.Close()
+	closeT(t, s)
 	s = openTest(t, fs, "keystore")
 	want.check(t, s)
 }
@@ -256,7 +256,7 @@ func TestMigrateLeavesUndecodableRecords(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	db.Close()
+	closeT(t, db)
 	s := openTest(t, fs, "keystore")
 	rep, err := s.Migrate(nil)
 	if err != nil || rep.Left != 3 {
@@ -294,7 +294,7 @@ func TestMigrateNeedsNamespaceKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	defer closeT(t, s)
 	if _, err := s.Migrate(nil); err == nil || !strings.Contains(err.Error(), `"nokey" has no main key`) {
 		t.Fatalf("Migrate: %v", err)
 	}

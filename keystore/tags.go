@@ -101,7 +101,7 @@ func (s *Store) UntagKey(id string, keys []string) error {
 // tag-key order, starting after nextToken. ErrNotFound when the key does not
 // exist; an error matching ErrIntegrity when its key record or a tag on the
 // page fails its integrity check.
-func (s *Store) ListTags(id string, nextToken string, max int) ([]Tag, string, error) {
+func (s *Store) ListTags(id string, nextToken string, max int) (_ []Tag, _ string, err error) {
 	cursor, err := decodeToken(nextToken, listTags, id)
 	if err != nil {
 		return nil, "", fmt.Errorf("keystore: list tags: %w", err)
@@ -113,7 +113,7 @@ func (s *Store) ListTags(id string, nextToken string, max int) ([]Tag, string, e
 	defer done()
 
 	snap := s.db.NewSnapshot()
-	defer snap.Close()
+	defer closeJoin(&err, snap)
 	if _, err := s.loadKey(snap, id); err != nil {
 		return nil, "", err
 	}

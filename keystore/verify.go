@@ -34,7 +34,7 @@ type VerifyReport struct {
 // mark later reads are held to, so the daemon calls it at start. Failures
 // are logged and counted like any other integrity failure. A format 1
 // store is not verified (ErrNeedsMigration).
-func (s *Store) Verify() (*VerifyReport, error) {
+func (s *Store) Verify() (_ *VerifyReport, err error) {
 	if s.formatState().version != FormatVersion {
 		return nil, ErrNeedsMigration
 	}
@@ -44,7 +44,7 @@ func (s *Store) Verify() (*VerifyReport, error) {
 	}
 	defer release()
 	snap := s.db.NewSnapshot()
-	defer snap.Close()
+	defer closeJoin(&err, snap)
 
 	rep := &VerifyReport{Format: FormatVersion, ByType: map[RecordType]int{}}
 	failed := map[string]bool{} // Pebble keys that failed on their own
@@ -134,8 +134,7 @@ func (s *Store) Verify() (*VerifyReport, error) {
 				}
 			}
 		case RecordKey:
-			id := string(k[len(pfxKey):])
-			if p := purgeEntry(keys[id]); p != nil && !present[string(p)] {
+			if p := purgeEntry(keys[string(k[len(pfxKey):])]); p != nil && !present[string(p)] {
 				why = "it is pending deletion but the purge index has no entry for it"
 			}
 		}

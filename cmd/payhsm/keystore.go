@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"flag"
-	"fmt"
 	"io"
 
 	"go.uber.org/zap"
@@ -32,43 +31,50 @@ flags:
 // keystoreMain runs `payhsm keystore <command>`.
 func keystoreMain(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, keystoreUsage)
+		cli.Sayf(stderr, "%s", keystoreUsage)
 		return 2
 	}
 	fs := flag.NewFlagSet("payhsm keystore verify", flag.ContinueOnError)
 	flags := appliance.RegisterFlags(fs)
-	fs.Usage = func() { fmt.Fprint(fs.Output(), keystoreUsage); fs.PrintDefaults() }
+	fs.Usage = cli.UsageFunc(fs, keystoreUsage)
 	switch args[0] {
 	case "verify":
 	case "help", "-h", "-help", "--help":
-		fs.SetOutput(stdout)
-		fs.Usage()
+		if err := cli.PrintUsage(fs, stdout); err != nil {
+			cli.Say(stderr, "payhsm keystore: write usage:", err)
+			return 1
+		}
 		return 0
 	default:
-		fmt.Fprintf(stderr, "payhsm keystore: unknown command %q\n\n%s", args[0], keystoreUsage)
+		cli.Sayf(stderr, "payhsm keystore: unknown command %q\n\n%s", args[0], keystoreUsage)
 		return 2
 	}
 	if code, ok := cli.Parse(fs, args[1:], stdout, stderr); !ok {
 		return code
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "payhsm keystore verify: unexpected arguments %q\n", fs.Args())
+		cli.Sayf(stderr, "payhsm keystore verify: unexpected arguments %q\n", fs.Args())
 		return 2
 	}
 	cfg, err := flags.Config()
 	if err != nil {
-		fmt.Fprintln(stderr, "payhsm keystore verify:", err)
+		cli.Say(stderr, "payhsm keystore verify:", err)
 		return 2
 	}
 	rep, how, err := verifyKeystore(cfg, flags.Dev())
 	if err != nil {
-		fmt.Fprintln(stderr, "payhsm keystore verify:", err)
+		cli.Say(stderr, "payhsm keystore verify:", err)
 		return 1
 	}
+	out := cli.NewWriter(stdout)
 	for _, f := range rep.Failures {
-		fmt.Fprintf(stdout, "%s\t%s\t%s\t%s\n", f.Type, f.Name, f.KeyID, f.Reason)
+		out.Printf("%s\t%s\t%s\t%s\n", f.Type, f.Name, f.KeyID, f.Reason)
 	}
-	fmt.Fprintf(stderr, "payhsm keystore verify: %d records checked (format %d, %s): %d failed\n", rep.Records, rep.Format, how, len(rep.Failures))
+	cli.Sayf(stderr, "payhsm keystore verify: %d records checked (format %d, %s): %d failed\n", rep.Records, rep.Format, how, len(rep.Failures))
+	if err := out.Err(); err != nil {
+		cli.Say(stderr, "payhsm keystore verify: write output:", err)
+		return 1
+	}
 	if len(rep.Failures) > 0 {
 		return 1
 	}
@@ -95,9 +101,8 @@ func verifyKeystore(cfg *appliance.Config, dev bool) (*admin.VerifyReport, strin
 	if err != nil {
 		return nil, "", err
 	}
-	defer app.Close()
 	rep, err := app.Store.Verify()
-	if err != nil {
+	if err = errors.Join(err, app.Close()); err != nil {
 		return nil, "", err
 	}
 	return daemon.VerifyReport(rep), "offline", nil

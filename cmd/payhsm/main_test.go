@@ -110,7 +110,7 @@ func (brokenWriter) Write([]byte) (int, error) { return 0, errors.New("broken pi
 // output is a failure (exit 1), reported on standard error.
 func TestOutputFailure(t *testing.T) {
 	t.Parallel()
-	for _, args := range [][]string{{"version"}, {"help"}, {"serve", "-h"}, {"ceremony", "help"}, {"ceremony", "rotate", "-h"}, {"client", "-h"}, {"bench", "-h"}} {
+	for _, args := range [][]string{{"version"}, {"help"}, {"serve", "-h"}, {"ceremony", "help"}, {"ceremony", "rotate", "-h"}, {"client", "-h"}, {"bench", "-h"}, {"keystore", "help"}, {"keystore", "verify", "-h"}} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			var stderr bytes.Buffer
 			if code := run(args, strings.NewReader(""), brokenWriter{}, &stderr); code != 1 || !strings.Contains(stderr.String(), "broken pipe") {

@@ -46,7 +46,7 @@ func editStore(t *testing.T, dir string, edit func(get func(k string) []byte, se
 		if err != nil {
 			t.Fatalf("raw get %q: %v", k, err)
 		}
-		defer c.Close()
+		defer closeT(t, c)
 		return bytes.Clone(v)
 	}
 	set := func(k string, v []byte) {

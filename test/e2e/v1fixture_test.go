@@ -9,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -209,7 +210,7 @@ func TestWriteV1Fixture(t *testing.T) {
 	d.stop()
 
 	out := filepath.Join(v1FixtureDir)
-	if err := os.MkdirAll(out, 0o755); err != nil {
+	if err := os.MkdirAll(out, 0o755); err != nil { //nolint:gosec // a testdata directory of the source tree, committed with the files beside it (0644): readable like the rest of the checkout
 		t.Fatal(err)
 	}
 	if err := writeTarGz(filepath.Join(out, "datadir.tar.gz"), dir); err != nil {
@@ -224,12 +225,12 @@ func TestWriteV1Fixture(t *testing.T) {
 
 // writeTarGz archives the regular files and directories under dir (not
 // sockets), with paths relative to dir, in a stable order.
-func writeTarGz(path, dir string) error {
+func writeTarGz(path, dir string) (err error) {
 	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
-	defer f.Close()
+	defer func() { err = errors.Join(err, f.Close()) }()
 	zw := gzip.NewWriter(f)
 	tw := tar.NewWriter(zw)
 	var names []string
@@ -269,8 +270,7 @@ func writeTarGz(path, dir string) error {
 				return err
 			}
 			_, err = io.Copy(tw, src)
-			src.Close()
-			if err != nil {
+			if err := errors.Join(err, src.Close()); err != nil {
 				return err
 			}
 		}
@@ -278,20 +278,22 @@ func writeTarGz(path, dir string) error {
 	if err := tw.Close(); err != nil {
 		return err
 	}
-	if err := zw.Close(); err != nil {
-		return err
-	}
-	return f.Close()
+	return zw.Close()
 }
+
+// maxFixtureFile bounds each file extractTarGz unpacks: the archive is a
+// committed fixture whose largest file is about 130 KiB, so anything near
+// this is a damaged or wrong archive, not one to inflate.
+const maxFixtureFile = 16 << 20
 
 // extractTarGz unpacks an archive written by writeTarGz into dir, keeping
 // the archived permission bits.
-func extractTarGz(path, dir string) error {
+func extractTarGz(path, dir string) (err error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
 	}
-	defer f.Close()
+	defer func() { err = errors.Join(err, f.Close()) }()
 	zr, err := gzip.NewReader(f)
 	if err != nil {
 		return err
@@ -318,11 +320,14 @@ func extractTarGz(path, dir string) error {
 			if err := os.MkdirAll(filepath.Dir(name), 0o700); err != nil {
 				return err
 			}
+			if h.Size > maxFixtureFile {
+				return fmt.Errorf("archive entry %q: %d bytes, more than the %d a fixture file may have", h.Name, h.Size, maxFixtureFile)
+			}
 			out, err := os.OpenFile(name, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, fs.FileMode(h.Mode).Perm())
 			if err != nil {
 				return err
 			}
-			_, err = io.Copy(out, tr)
+			_, err = io.CopyN(out, tr, h.Size)
 			if cerr := out.Close(); err == nil {
 				err = cerr
 			}
