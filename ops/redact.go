@@ -65,19 +65,25 @@ func (in VerifyPinInput) GoString() string {
 func (in CardValidationInput) Format(f fmt.State, verb rune) {
 	type plain CardValidationInput
 	in.PAN = secret.MaskPAN(in.PAN)
-	_, _ = fmt.Fprintf(f, fmt.FormatString(f, verb), plain(in)) // a Formatter cannot report a write error
+	formatPlain(f, verb, plain(in))
 }
 
 // Format masks the PAN.
 func (s EMVSession) Format(f fmt.State, verb rune) {
 	type plain EMVSession
 	s.PAN = secret.MaskPAN(s.PAN)
-	_, _ = fmt.Fprintf(f, fmt.FormatString(f, verb), plain(s)) // a Formatter cannot report a write error
+	formatPlain(f, verb, plain(s))
 }
 
 // Format masks the PAN.
 func (d EmvPinChangeDerivation) Format(f fmt.State, verb rune) {
 	type plain EmvPinChangeDerivation
 	d.PAN = secret.MaskPAN(d.PAN)
-	_, _ = fmt.Fprintf(f, fmt.FormatString(f, verb), plain(d)) // a Formatter cannot report a write error
+	formatPlain(f, verb, plain(d))
+}
+
+// formatPlain prints v, a request copied into a local type without Format
+// (its PAN already masked), with f's verb and flags.
+func formatPlain(f fmt.State, verb rune, v any) {
+	_, _ = fmt.Fprintf(f, fmt.FormatString(f, verb), v) // a Formatter cannot report a write error
 }
