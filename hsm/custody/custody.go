@@ -35,6 +35,7 @@
 package custody
 
 import (
+	"bytes"
 	"crypto/aes"
 	"crypto/hkdf"
 	"crypto/rand"
@@ -52,9 +53,9 @@ import (
 	"github.com/tink-crypto/tink-go/v2/aead"
 	"github.com/tink-crypto/tink-go/v2/tink"
 	"go.uber.org/zap"
-	"golang.org/x/sys/unix"
 
 	"payhsm/hsm/kcv"
+	"payhsm/hsm/secret"
 	"payhsm/hsm/tr31"
 )
 
@@ -331,7 +332,7 @@ func (c *Custodian) InstallProfile(name string, key []byte) (*Profile, error) {
 	if err := CheckProfileName(name); err != nil {
 		return nil, fmt.Errorf("custody: %w", err)
 	}
-	m, err := newMainKey(name, key)
+	m, err := newMainKey(name, key, c.log)
 	if err != nil {
 		return nil, err
 	}
@@ -386,7 +387,7 @@ func (c *Custodian) Profile(name string) (*Profile, error) {
 			p.destroy()
 			return nil, fmt.Errorf("custody: unseal profile %q version %d: %w", name, v.Version, err)
 		}
-		m, err := newMainKey(name, key)
+		m, err := newMainKey(name, key, c.log)
 		clear(key)
 		if err != nil {
 			p.destroy()
@@ -462,7 +463,7 @@ func (c *Custodian) BeginRotation(profile string, newKey []byte) (int, error) {
 	} else if _, err := rand.Read(key); err != nil {
 		return 0, err
 	}
-	m, err := newMainKey(profile, key)
+	m, err := newMainKey(profile, key, c.log)
 	if err != nil {
 		return 0, err
 	}
@@ -601,40 +602,51 @@ type Profile struct {
 // mainKey is one version of a profile main key.
 type mainKey struct {
 	kcv    string
-	key    []byte // AES-256, mlocked
-	record []byte // its record-authentication key (see RecordKey), mlocked
+	key    []byte     // AES-256: mk's material, on pages of its own, mlocked where the system allows
+	record []byte     // its record-authentication key (see RecordKey): rk's material, likewise
+	mk, rk secret.Key // own key and record; Destroy zeroes and munlocks them
 }
 
 // versionBlock is the proprietary X9.143 optional block that names the
 // profile main key version a stored block is wrapped under.
 const versionBlock = "11"
 
-func newMainKey(profile string, key []byte) (*mainKey, error) {
+// lockWarned makes the first failed mlock of a main key a warning, once.
+var lockWarned sync.Once
+
+// newMainKey holds a copy of key and its derived record-authentication key
+// as secret.Keys, each mlocked on pages of its own (best effort: a refused
+// lock, e.g. under LimitMEMLOCK, is logged once; the daemon also disables
+// core dumps).
+func newMainKey(profile string, key []byte, log *zap.Logger) (*mainKey, error) {
 	if len(key) != 32 {
 		return nil, errors.New("custody: a profile main key is AES-256 (32 bytes)")
 	}
-	k := make([]byte, len(key))
-	copy(k, key)
-	_ = unix.Mlock(k) // best effort: LimitMEMLOCK may forbid it; the daemon also disables core dumps
-	blk, err := aes.NewCipher(k)
+	mk := secret.NewKey(bytes.Clone(key))
+	blk, err := aes.NewCipher(mk.Bytes())
 	if err != nil {
-		clear(k)
+		_ = mk.Destroy() // not locked yet: nothing to unlock
 		return nil, fmt.Errorf("custody: profile main key: %w", err)
 	}
-	rec, err := hkdf.Key(sha256.New, k, nil, recordKeyInfo+profile, 32)
+	rec, err := hkdf.Key(sha256.New, mk.Bytes(), nil, recordKeyInfo+profile, 32)
 	if err != nil {
-		clear(k)
+		_ = mk.Destroy() // not locked yet: nothing to unlock
 		return nil, fmt.Errorf("custody: derive record-authentication key: %w", err)
 	}
-	_ = unix.Mlock(rec)
-	return &mainKey{kcv: hex.EncodeToString(kcv.CMAC(blk)), key: k, record: rec}, nil
+	rk := secret.NewKey(rec)
+	if err := errors.Join(mk.Lock(), rk.Lock()); err != nil {
+		lockWarned.Do(func() {
+			log.Warn("profile main keys are not mlocked (they may be swapped out)", zap.Error(err))
+		})
+	}
+	return &mainKey{kcv: hex.EncodeToString(kcv.CMAC(blk)), key: mk.Bytes(), record: rk.Bytes(), mk: mk, rk: rk}, nil
 }
 
 func (m *mainKey) destroy() {
-	clear(m.key)
-	_ = unix.Munlock(m.key)
-	clear(m.record)
-	_ = unix.Munlock(m.record)
+	// Zeroing cannot fail; an munlock error leaves only a locked page behind.
+	_ = m.mk.Destroy()
+	_ = m.rk.Destroy()
+	m.key, m.record = nil, nil
 }
 
 func (p *Profile) destroy() {
