@@ -144,7 +144,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) (plane, string, e
 		return pl, "", fault.Validationf("request body exceeds %d bytes", MaxBodyBytes)
 	}
 	if _, err := s.verifier.Verify(r, body); err != nil {
-		return pl, "", fault.Wrap(fault.AccessDenied, authMessage(err), err)
+		return pl, "", authError(err)
 	}
 	var name string
 	var op operation
@@ -230,20 +230,30 @@ func decode(body []byte, v any) error {
 	return nil
 }
 
-func authMessage(err error) string {
+// authError is AWS's answer to a request that fails SigV4: the exception
+// names AWS services answer (MissingAuthenticationTokenException,
+// UnrecognizedClientException, InvalidSignatureException,
+// IncompleteSignatureException), on both planes.
+func authError(err error) *protocolError {
 	switch {
 	case errors.Is(err, sigv4.ErrMissingAuth):
-		return "Missing Authentication Token"
+		return &protocolError{"MissingAuthenticationTokenException", http.StatusForbidden, "Missing Authentication Token"}
 	case errors.Is(err, sigv4.ErrUnknownAccessKey):
-		return "The security token included in the request is invalid."
+		return &protocolError{"UnrecognizedClientException", http.StatusForbidden, "The security token included in the request is invalid."}
 	case errors.Is(err, sigv4.ErrExpired), errors.Is(err, sigv4.ErrNotYetValid):
-		return "Signature expired: the request time is outside the allowed clock skew."
-	case errors.Is(err, sigv4.ErrSignatureMismatch):
-		return "The request signature we calculated does not match the signature you provided."
+		return &protocolError{"InvalidSignatureException", http.StatusForbidden,
+			fmt.Sprintf("Signature expired: the request time is more than %d minutes from the server's time.", int(sigv4.DefaultMaxSkew.Minutes()))}
+	case errors.Is(err, sigv4.ErrSignatureMismatch), errors.Is(err, sigv4.ErrPayloadHash):
+		return &protocolError{"InvalidSignatureException", http.StatusForbidden,
+			"The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details."}
+	case errors.Is(err, sigv4.ErrScope):
+		return &protocolError{"InvalidSignatureException", http.StatusForbidden, "Credential should be scoped to a valid region and service: " + strings.TrimPrefix(err.Error(), "sigv4: ")}
+	case errors.Is(err, sigv4.ErrUnsignedHeader):
+		return &protocolError{"InvalidSignatureException", http.StatusForbidden, strings.TrimPrefix(err.Error(), "sigv4: ")}
+	case errors.Is(err, sigv4.ErrMalformedAuth), errors.Is(err, sigv4.ErrUnsupported):
+		return &protocolError{"IncompleteSignatureException", http.StatusBadRequest, strings.TrimPrefix(err.Error(), "sigv4: ")}
 	default:
-		msg := err.Error()
-		msg = strings.TrimPrefix(msg, "sigv4: ")
-		return "Authentication failed: " + msg
+		return &protocolError{"AccessDeniedException", http.StatusForbidden, "Authentication failed: " + strings.TrimPrefix(err.Error(), "sigv4: ")}
 	}
 }
 

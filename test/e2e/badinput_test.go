@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	pc "github.com/aws/aws-sdk-go-v2/service/paymentcryptography"
 	"github.com/aws/aws-sdk-go-v2/service/paymentcryptography/types"
+	"github.com/aws/smithy-go"
 )
 
 const target = "PaymentCryptographyControlPlane."
@@ -42,20 +44,23 @@ func TestBadInput(t *testing.T) {
 		{"foreign target prefix", "TrentService.ListKeys", `{}`, nil, 400, "UnknownOperationException"},
 		{"no target", "", `{}`, nil, 404, "UnknownOperationException"},
 		{"oversize body", target + "ListKeys", `{"NextToken":"` + strings.Repeat("A", 300<<10) + `"}`, nil, 400, "ValidationException"},
-		{"no signature", target + "ListKeys", `{}`, func(r *http.Request) { r.Header.Del("Authorization") }, 403, "AccessDeniedException"},
+		{"no signature", target + "ListKeys", `{}`, func(r *http.Request) { r.Header.Del("Authorization") }, 403, "MissingAuthenticationTokenException"},
 		{"bad signature", target + "ListKeys", `{}`, func(r *http.Request) {
 			r.Header.Set("Authorization", strings.Replace(r.Header.Get("Authorization"), "Signature=", "Signature=0", 1)[:len(r.Header.Get("Authorization"))])
-		}, 403, "AccessDeniedException"},
+		}, 403, "InvalidSignatureException"},
 		{"body changed after signing", target + "ListKeys", `{}`, func(r *http.Request) {
 			b := []byte(`{"MaxResults":1}`)
 			r.Body = http.NoBody
 			r.Body = ioNopCloser(bytes.NewReader(b))
 			r.ContentLength = int64(len(b))
-		}, 403, "AccessDeniedException"},
-		{"target changed after signing", target + "ListKeys", `{}`, func(r *http.Request) { r.Header.Set("X-Amz-Target", target+"ListAliases") }, 403, "AccessDeniedException"},
+		}, 403, "InvalidSignatureException"},
+		{"target changed after signing", target + "ListKeys", `{}`, func(r *http.Request) { r.Header.Set("X-Amz-Target", target+"ListAliases") }, 403, "InvalidSignatureException"},
 		{"unknown access key", target + "ListKeys", `{}`, func(r *http.Request) {
 			r.Header.Set("Authorization", strings.Replace(r.Header.Get("Authorization"), "Credential=AKPH", "Credential=AKPX", 1))
-		}, 403, "AccessDeniedException"},
+		}, 403, "UnrecognizedClientException"},
+		{"malformed authorization", target + "ListKeys", `{}`, func(r *http.Request) {
+			r.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential")
+		}, 400, "IncompleteSignatureException"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -84,16 +89,16 @@ func TestBadInput(t *testing.T) {
 		})
 	}
 
-	// A wrong secret through the SDK is AccessDeniedException.
+	// A wrong secret, and a request signed for another region, get AWS's
+	// InvalidSignatureException through the SDK.
 	bad := pc.New(pc.Options{Region: "us-east-1", BaseEndpoint: aws.String(d.httpURL), RetryMaxAttempts: 1,
 		Credentials: staticCreds(d.keyID, "wrong-secret")})
-	if _, err := bad.ListKeys(ctx, &pc.ListKeysInput{}); !isErr[*types.AccessDeniedException](err) {
+	if _, err := bad.ListKeys(ctx, &pc.ListKeysInput{}); apiErrorCode(err) != "InvalidSignatureException" {
 		t.Errorf("wrong secret: %v", err)
 	}
-	// A request signed for another region is refused.
 	other := pc.New(pc.Options{Region: "eu-west-1", BaseEndpoint: aws.String(d.httpURL), RetryMaxAttempts: 1,
 		Credentials: staticCreds(d.keyID, d.secret)})
-	if _, err := other.ListKeys(ctx, &pc.ListKeysInput{}); !isErr[*types.AccessDeniedException](err) {
+	if _, err := other.ListKeys(ctx, &pc.ListKeysInput{}); apiErrorCode(err) != "InvalidSignatureException" {
 		t.Errorf("other region: %v", err)
 	}
 
@@ -170,4 +175,13 @@ var disallowed = []combo{
 		KeyAlgorithm: types.KeyAlgorithmRsa2048, KeyModesOfUse: &types.KeyModesOfUse{Sign: true, Verify: true}}, ""},
 	{"public key class on create", types.KeyAttributes{KeyUsage: types.KeyUsageTr31D1AsymmetricKeyForDataEncryption, KeyClass: types.KeyClassPublicKey,
 		KeyAlgorithm: types.KeyAlgorithmRsa2048, KeyModesOfUse: &types.KeyModesOfUse{Encrypt: true, Wrap: true}}, ""},
+}
+
+// apiErrorCode is the AWS error code of an SDK error ("" when it has none).
+func apiErrorCode(err error) string {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		return ae.ErrorCode()
+	}
+	return ""
 }

@@ -67,8 +67,10 @@ var (
 const (
 	// Algorithm is the only signing algorithm accepted.
 	Algorithm = "AWS4-HMAC-SHA256"
-	// DefaultMaxSkew is the clock-skew window AWS enforces.
-	DefaultMaxSkew = 5 * time.Minute
+	// DefaultMaxSkew is the clock-skew window AWS enforces: a request is
+	// refused when its time is more than 15 minutes from the server's
+	// ("Signature expired: … is now earlier than … (… - 15 min.)").
+	DefaultMaxSkew = 15 * time.Minute
 
 	amzDateLayout = "20060102T150405Z"
 	scopeTerm     = "aws4_request"
