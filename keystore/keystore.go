@@ -134,8 +134,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -160,6 +162,8 @@ var (
 	ErrTooManyTags = &fault.Error{Kind: fault.QuotaExceeded, Message: "too many tags"}
 	ErrInvalid     = &fault.Error{Kind: fault.Validation, Message: "invalid argument"}
 	ErrClosed      = &fault.Error{Kind: fault.Unavailable, Message: "key store closed"}
+	// ErrInUse: another process holds the store open.
+	ErrInUse = &fault.Error{Kind: fault.Unavailable, Message: "key store in use by another process"}
 	// ErrFailed: a write could not be made durable (the disk refused a write
 	// or a sync). The store then refuses every call until it is reopened,
 	// because Pebble cannot continue after a failed commit and the failed
@@ -241,6 +245,12 @@ func Open(dir string, o Options) (*Store, error) {
 	}
 	var db *pebble.DB
 	err := s.guard(func() (err error) { db, err = pebble.Open(dir, opts); return err })
+	if errors.Is(err, syscall.EWOULDBLOCK) || errors.Is(err, syscall.EAGAIN) ||
+		err != nil && strings.Contains(err.Error(), "lock held by current process") {
+		// Pebble's LOCK file is held: another process (or another Open in
+		// this one, which Pebble reports by that message) has the store open.
+		return nil, fmt.Errorf("keystore: %s is in use by another process (is a payhsm daemon or ceremony running on this data directory?): %w", dir, ErrInUse)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("keystore: open %s: %w", dir, err)
 	}

@@ -1,12 +1,15 @@
 package keystore
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"os/exec"
 	"reflect"
 	"slices"
 	"strings"
@@ -1074,4 +1077,75 @@ func TestKeyBlockNeverPrinted(t *testing.T) {
 	if logs.FilterMessage("probe").Len() != 1 {
 		t.Error("probe entry not logged")
 	}
+}
+
+// TestOpenInUse: a store another process (here: another Open) holds is
+// refused with ErrInUse and a message that says so, not Pebble's bare
+// "resource temporarily unavailable".
+func TestOpenInUse(t *testing.T) {
+	t.Parallel()
+	if dir := os.Getenv(inUseEnv); dir != "" {
+		inUseChild(dir)
+		return
+	}
+	dir := t.TempDir()
+	s, err := Open(dir, opts(Options{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, err := Open(dir, opts(Options{}))
+	if err == nil {
+		closeT(t, s2)
+		t.Fatal("a second Open of a store in use succeeded")
+	}
+	if !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), "in use by another process") {
+		t.Fatalf("%v, want ErrInUse", err)
+	}
+	closeT(t, s)
+	// Another process's lock: this test binary, re-executed, holds the store open.
+	cmd := exec.Command(os.Args[0], "-test.run=^TestOpenInUse$", "-test.count=1")
+	cmd.Env = append(os.Environ(), inUseEnv+"="+dir)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = stdin.Close() // the child exits when its stdin closes
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("child: %v", err)
+		}
+	}()
+	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "open\n" {
+		t.Fatalf("child: %q, %v", line, err)
+	}
+	if s3, err := Open(dir, opts(Options{})); !errors.Is(err, ErrInUse) {
+		if err == nil {
+			closeT(t, s3)
+		}
+		t.Fatalf("%v, want ErrInUse", err)
+	}
+}
+
+const inUseEnv = "PAYHSM_KEYSTORE_INUSE_DIR"
+
+// inUseChild holds the store in dir open until its stdin closes.
+func inUseChild(dir string) {
+	s, err := Open(dir, opts(Options{}))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Println("open")
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	if err := s.Close(); err != nil {
+		os.Exit(1)
+	}
+	os.Exit(0)
 }
