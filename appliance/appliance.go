@@ -14,6 +14,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -146,7 +147,10 @@ func open(cfg *Config, dev, initialize, upgrade bool, log *zap.Logger) (*Applian
 	}
 	credsPath := cfg.CredentialsFile
 	if dev {
-		tok, err := softhsm.Provision(cfg.DataDir, cfg.PKCS11.Module, DevTokenLabel)
+		// A dev token is made only with a new key store: for an existing one a
+		// missing token is refused as in production, never replaced by a new one.
+		_, statErr := os.Stat(cfg.KeystoreDir())
+		tok, err := softhsm.Provision(cfg.DataDir, cfg.PKCS11.Module, DevTokenLabel, errors.Is(statErr, fs.ErrNotExist))
 		if err != nil {
 			return nil, err
 		}

@@ -57,7 +57,7 @@ func envs(t *testing.T) []env {
 	dir := t.TempDir()
 	var toks [2]*softhsm.Token
 	for i, label := range []string{"token-a", "token-b"} {
-		tok, err := softhsm.Provision(dir, "", label)
+		tok, err := softhsm.Provision(dir, "", label, true)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -28,10 +28,13 @@ type Token struct {
 	PIN        string
 }
 
-// Provision makes sure dir holds a SoftHSM2 configuration and an initialized
-// token labelled label, creating them on first use. It sets SOFTHSM2_CONF for
-// this process, which must happen before any PKCS#11 context is opened.
-func Provision(dir, module, label string) (*Token, error) {
+// Provision makes sure dir holds a SoftHSM2 configuration and, when create
+// is set, an initialized token labelled label, creating them on first use.
+// Without create a missing token is not made: the caller's token lookup then
+// fails as it does in production (an appliance whose key store exists must
+// never get a second, empty token). It sets SOFTHSM2_CONF for this process,
+// which must happen before any PKCS#11 context is opened.
+func Provision(dir, module, label string, create bool) (*Token, error) {
 	if module == "" {
 		module = DefaultModule
 	}
@@ -60,6 +63,9 @@ func Provision(dir, module, label string) (*Token, error) {
 		return nil, err
 	}
 	t := &Token{Module: module, ConfigFile: conf, Label: label, PIN: pin}
+	if !create {
+		return t, nil
+	}
 	if err := initToken(module, label, soPIN, pin); err != nil {
 		return nil, err
 	}

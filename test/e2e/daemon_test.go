@@ -48,23 +48,47 @@ func TestSystemdNotify(t *testing.T) {
 }
 
 // TestRefusesWrongToken: a keystore sealed under one token's region main key
-// refuses to start on a token that lacks it.
+// refuses to start without that token: with no token (in --dev the missing
+// token is not replaced by a new, empty one; the refusal is production's),
+// and with another appliance's token of the same label.
 func TestRefusesWrongToken(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	d := startDaemon(t, dir)
 	d.stop()
-	// Replace the token: SoftHSM2 re-provisions an empty one on the next start.
 	if err := os.RemoveAll(filepath.Join(dir, "softhsm")); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(binPath, "serve", "--dev", "--data-dir", dir, "--http-addr", "127.0.0.1:0", "--host-addr", "127.0.0.1:0")
-	out, err := cmd.CombinedOutput()
-	if err == nil {
-		t.Fatalf("daemon started on a token without its region main key:\n%s", out)
+	serve := func() string {
+		t.Helper()
+		cmd := exec.Command(binPath, "serve", "--dev", "--data-dir", dir, "--http-addr", "127.0.0.1:0", "--host-addr", "127.0.0.1:0")
+		out, err := cmd.CombinedOutput()
+		if err == nil {
+			t.Fatalf("daemon started without the token of its key store:\n%s", out)
+		}
+		return string(out)
 	}
-	if !strings.Contains(string(out), "wrong token") {
-		t.Errorf("unclear refusal:\n%s", out)
+	if out := serve(); !strings.Contains(out, "could not find PKCS#11 token") {
+		t.Errorf("unclear refusal without a token:\n%s", out)
+	}
+	tokens, err := os.ReadDir(filepath.Join(dir, "softhsm", "tokens"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tokens) != 0 {
+		t.Errorf("a new token was created for an existing key store: %v", tokens)
+	}
+	// Another appliance's token, same label, another region main key.
+	other := t.TempDir()
+	startDaemon(t, other).stop()
+	if err := os.RemoveAll(filepath.Join(dir, "softhsm")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.CopyFS(filepath.Join(dir, "softhsm"), os.DirFS(filepath.Join(other, "softhsm"))); err != nil {
+		t.Fatal(err)
+	}
+	if out := serve(); !strings.Contains(out, "wrong token") {
+		t.Errorf("unclear refusal on another token:\n%s", out)
 	}
 }
 
