@@ -120,3 +120,16 @@ func TestStepsStopWhenAuditFails(t *testing.T) {
 		t.Fatalf("backup-components with a full audit log: exit %d\n%s", code, out)
 	}
 }
+
+// TestExampleCeremonyFile: the documented example (docs/examples/ceremony.json,
+// explained in docs/ceremony-file.md) is a valid ceremony file.
+func TestExampleCeremonyFile(t *testing.T) {
+	t.Parallel()
+	f, err := LoadFile("../docs/examples/ceremony.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.Custodians) != 3 || len(f.Profiles) != 2 || f.Profiles[1].Components != 3 {
+		t.Errorf("example parsed as %+v", f)
+	}
+}
