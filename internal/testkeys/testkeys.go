@@ -75,17 +75,30 @@ func RSA(tb testing.TB, bits int) *rsa.PrivateKey {
 	if err != nil {
 		tb.Fatalf("testkeys: test %s needs RSA-%d key number %d: %v (add one to %s with openssl genpkey)", root, bits, n, err, Dir)
 	}
-	blk, _ := pem.Decode(raw)
-	if blk == nil || blk.Type != "PRIVATE KEY" {
-		tb.Fatalf("testkeys: %s holds no PKCS#8 PEM private key", path)
-	}
-	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	rk, err := Parse(raw)
 	if err != nil {
 		tb.Fatalf("testkeys: %s: %v", path, err)
 	}
-	rk, ok := k.(*rsa.PrivateKey)
-	if !ok || rk.N.BitLen() != bits {
+	if rk.N.BitLen() != bits {
 		tb.Fatalf("testkeys: %s is not an RSA-%d key", path, bits)
 	}
 	return rk
+}
+
+// Parse reads a committed key file: a PKCS#8 PEM RSA private key (after
+// any comment lines).
+func Parse(raw []byte) (*rsa.PrivateKey, error) {
+	blk, _ := pem.Decode(raw)
+	if blk == nil || blk.Type != "PRIVATE KEY" {
+		return nil, fmt.Errorf("no PKCS#8 PEM private key")
+	}
+	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	if err != nil {
+		return nil, err
+	}
+	rk, ok := k.(*rsa.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("not an RSA key")
+	}
+	return rk, nil
 }

@@ -13,7 +13,6 @@ import (
 	"crypto/x509"
 	"embed"
 	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -25,6 +24,7 @@ import (
 
 	"payhsm/hsm/custody"
 	"payhsm/hsm/custody/memtoken"
+	"payhsm/internal/testkeys"
 	"payhsm/keyspec"
 	"payhsm/keystore"
 	"payhsm/ops"
@@ -155,17 +155,9 @@ func testRSAKey(bits int) (*rsa.PrivateKey, error) {
 			if err != nil {
 				return nil, err
 			}
-			blk, _ := pem.Decode(raw)
-			if blk == nil {
-				return nil, fmt.Errorf("opstest: %s holds no PEM block", name)
-			}
-			k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+			rk, err := testkeys.Parse(raw)
 			if err != nil {
 				return nil, fmt.Errorf("opstest: %s: %w", name, err)
-			}
-			rk, ok := k.(*rsa.PrivateKey)
-			if !ok {
-				return nil, fmt.Errorf("opstest: %s is not an RSA key", name)
 			}
 			rsaPool.keys[rk.N.BitLen()] = append(rsaPool.keys[rk.N.BitLen()], rk)
 		}
