@@ -10,7 +10,8 @@ import (
 )
 
 // CreateKey generates a key inside the appliance and stores it as an X9.143
-// key block under the profile main key.
+// key block under the profile main key. A K3 key pair created without a
+// DeriveKeyUsage derives keyspec.DefaultDeriveKeyUsage keys.
 func (s *Service) CreateKey(in CreateKeyInput) (*Key, error) {
 	a := in.Attributes
 	if err := keyspec.ValidateCreate(a, in.DeriveKeyUsage); err != nil {
@@ -20,8 +21,12 @@ func (s *Service) CreateKey(in CreateKeyInput) (*Key, error) {
 	if err != nil {
 		return nil, fault.Internalf("key id", err)
 	}
+	derive := in.DeriveKeyUsage
+	if a.Usage == keyspec.K3 && derive == "" {
+		derive = keyspec.DefaultDeriveKeyUsage
+	}
 	rec := &keystore.Key{
-		ID: id, Profile: s.cfg.Profile, Attributes: a, DeriveKeyUsage: in.DeriveKeyUsage,
+		ID: id, Profile: s.cfg.Profile, Attributes: a, DeriveKeyUsage: derive,
 		Exportable: in.Exportable, Origin: OriginService,
 	}
 	if a.Algorithm.IsSymmetric() {
