@@ -294,3 +294,42 @@ func TestDiffieHellmanTR31(t *testing.T) {
 		t.Errorf("%d keys after refusals, want %d", n, before)
 	}
 }
+
+// TestCreateK3WithoutDeriveKeyUsage: the guide's "Creating an asymmetric ECC
+// key" example creates a K3 key pair without DeriveKeyUsage; it derives
+// TR31_K1 key block protection keys (keyspec.DefaultDeriveKeyUsage), which
+// GetKey shows, and serves the guide's ECDH key exchange with OpenSSL as the
+// partner.
+func TestCreateK3WithoutDeriveKeyUsage(t *testing.T) {
+	f := xNewExchange(t)
+	ca := xNewTestCA(t, nil)
+	caKey, err := f.svc.ImportCertificate(ops.ImportCertificateInput{Attributes: xCaAttrs, Certificate: ca.cert.Raw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := f.svc.CreateKey(ops.CreateKeyInput{Exportable: true, Attributes: keyspec.Attributes{Usage: keyspec.K3, Class: keyspec.AsymmetricPair,
+		Algorithm: keyspec.ECCP256, Modes: keyspec.ModesOfUse{DeriveKey: true}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.DeriveKeyUsage != keyspec.K1 {
+		t.Errorf("created with DeriveKeyUsage %q, want %s", k.DeriveKeyUsage, keyspec.K1)
+	}
+	if g, err := f.svc.GetKey(k.ARN); err != nil || g.DeriveKeyUsage != keyspec.K1 {
+		t.Errorf("GetKey: DeriveKeyUsage %q, %v", g.DeriveKeyUsage, err)
+	}
+	c, err := f.svc.GetPublicKeyCertificate(k.ARN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	partner := newECDHPartner(t, "P-256", ca)
+	w, err := f.svc.ExportKey(ops.ExportKeyInput{KeyIdentifier: f.pekTDES2, DiffieHellman: &ops.ExportDiffieHellmanTr31{DiffieHellman: ops.DiffieHellman{
+		PrivateKeyIdentifier: k.ARN, CAIdentifier: caKey.ARN, Certificate: partner.cert.Raw, DeriveKeyAlgorithm: keyspec.AES128,
+		KDF: ops.KDFNistSP800, Hash: ops.KDFSHA256, SharedInformation: hb("ADEF567890")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, key, err := tr31.Unwrap(partner.kbpk(t, c.Certificate, "SSKDF", "SHA256", "ADEF567890", 16), w.KeyMaterial); err != nil || !bytes.Equal(key, xUnhex(t, xTdes2)) {
+		t.Fatalf("partner could not open the block: %v", err)
+	}
+}
