@@ -407,7 +407,11 @@ func TestTR34CustomerKeys(t *testing.T) {
 		x    ops.ExportTr34
 		at   at
 	}{
-		{"export token and signing key", f.kekTDES3, func() ops.ExportTr34 { x := exportOwn(f.kekTDES3, signer, signerCert.Raw); x.ExportToken = p.Token; return x }(), token},
+		{"export token and signing key", f.kekTDES3, func() ops.ExportTr34 {
+			x := exportOwn(f.kekTDES3, signer, signerCert.Raw)
+			x.ExportToken = p.Token
+			return x
+		}(), token},
 		{"signing key without certificate", f.kekTDES3, exportOwn(f.kekTDES3, signer, nil), ownCert},
 		{"certificate of another key pair", f.kekTDES3, exportOwn(f.kekTDES3, signer, signer3072Cert.Raw), ownCert},
 		{"certificate of a foreign key", f.kekTDES3, exportOwn(f.kekTDES3, signer, verifier.Raw), ownCert},
