@@ -185,7 +185,8 @@ func TestGuideECDHFlows(t *testing.T) {
 	aes256 := createKey(t, c, attrs(types.KeyUsageTr31K0KeyEncryptionKey, types.KeyAlgorithmAes256, modesEDWU), true)
 	t.Run("AES_256 key on P-256 refused", func(t *testing.T) {
 		_, err := c.ExportKey(ctx, &pc.ExportKeyInput{ExportKeyIdentifier: aes256.KeyArn, KeyMaterial: p256.exportMaterial("ADEF567890")})
-		if !isErr[*types.ValidationException](err) || !strings.Contains(err.Error(), "use an ECC_NIST_P521 key pair") {
+		if !isErr[*types.ValidationException](err) || !strings.Contains(err.Error(), "use an ECC_NIST_P521 key pair") ||
+			!strings.Contains(err.Error(), "KeyMaterial.DiffieHellmanTr31KeyBlock.PrivateKeyIdentifier: a key agreement on ECC_NIST_P256") {
 			t.Fatalf("export: %v", err)
 		}
 		const key = "000102030405060708090A0B0C0D0E0F101112131415161718191A1B1C1D1E1F"
