@@ -396,7 +396,7 @@ func TestTR34CustomerKeys(t *testing.T) {
 	expired := xNewCert(t, custCA, signerCert.PublicKey, nil, false, x509.KeyUsageDigitalSignature, now.Add(-48*time.Hour), now.Add(-24*time.Hour))
 	encOnly := xNewCert(t, custCA, signerCert.PublicKey, nil, false, x509.KeyUsageKeyEncipherment, now.Add(-time.Hour), now.Add(24*time.Hour))
 	verifier := xNewCert(t, custCA, kdhKey.Public(), nil, false, x509.KeyUsageDigitalSignature, now.Add(-time.Hour), now.Add(24*time.Hour))
-	exportOwn := func(key, pair string, cert []byte) ops.ExportTr34 {
+	exportOwn := func(pair string, cert []byte) ops.ExportTr34 {
 		return ops.ExportTr34{CAIdentifier: partnerCAKey, Certificate: krdCert.Raw, SigningKeyIdentifier: pair, SigningKeyCertificate: cert}
 	}
 	type sub = at
@@ -408,18 +408,18 @@ func TestTR34CustomerKeys(t *testing.T) {
 		at   at
 	}{
 		{"export token and signing key", f.kekTDES3, func() ops.ExportTr34 {
-			x := exportOwn(f.kekTDES3, signer, signerCert.Raw)
+			x := exportOwn(signer, signerCert.Raw)
 			x.ExportToken = p.Token
 			return x
 		}(), token},
-		{"signing key without certificate", f.kekTDES3, exportOwn(f.kekTDES3, signer, nil), ownCert},
-		{"certificate of another key pair", f.kekTDES3, exportOwn(f.kekTDES3, signer, signer3072Cert.Raw), ownCert},
-		{"certificate of a foreign key", f.kekTDES3, exportOwn(f.kekTDES3, signer, verifier.Raw), ownCert},
-		{"expired certificate", f.kekTDES3, exportOwn(f.kekTDES3, signer, expired.Raw), ownCert},
-		{"certificate not for signing", f.kekTDES3, exportOwn(f.kekTDES3, signer, encOnly.Raw), ownCert},
-		{"not a certificate", f.kekTDES3, exportOwn(f.kekTDES3, signer, []byte{0x30, 0x00}), ownCert},
-		{"K2 key pair as signer", f.kekTDES3, exportOwn(f.kekTDES3, krdPair, krdPairCert.Raw), signingKey},
-		{"RSA_2048 signer for an AES_128 key", f.kekAES128, exportOwn(f.kekAES128, signer, signerCert.Raw), signingKey},
+		{"signing key without certificate", f.kekTDES3, exportOwn(signer, nil), ownCert},
+		{"certificate of another key pair", f.kekTDES3, exportOwn(signer, signer3072Cert.Raw), ownCert},
+		{"certificate of a foreign key", f.kekTDES3, exportOwn(signer, verifier.Raw), ownCert},
+		{"expired certificate", f.kekTDES3, exportOwn(signer, expired.Raw), ownCert},
+		{"certificate not for signing", f.kekTDES3, exportOwn(signer, encOnly.Raw), ownCert},
+		{"not a certificate", f.kekTDES3, exportOwn(signer, []byte{0x30, 0x00}), ownCert},
+		{"K2 key pair as signer", f.kekTDES3, exportOwn(krdPair, krdPairCert.Raw), signingKey},
+		{"RSA_2048 signer for an AES_128 key", f.kekAES128, exportOwn(signer, signerCert.Raw), signingKey},
 	} {
 		t.Run("export refused: "+tc.name, func(t *testing.T) {
 			x := tc.x

@@ -118,13 +118,13 @@ func osslWrapTR31DAny(t *testing.T, kbpkHex, attrs, keyHex string) string {
 			d := []byte{ctr, 0, 0, 0, 0, 0, 0, 0}
 			binary.BigEndian.PutUint16(d[1:], usage)
 			binary.BigEndian.PutUint16(d[4:], map[int]uint16{16: 2, 24: 3, 32: 4}[n])
-			binary.BigEndian.PutUint16(d[6:], uint16(8*n)) //nolint:gosec // G115: n is 16, 24 or 32.
+			binary.BigEndian.PutUint16(d[6:], uint16(8*n))
 			out = append(out, openssl(t, d, "mac", "-cipher", cmac, "-macopt", "hexkey:"+kbpkHex, "-binary", "CMAC")...)
 		}
 		return hex.EncodeToString(out[:n])
 	}
 	key, _ := hex.DecodeString(keyHex)
-	payload := binary.BigEndian.AppendUint16(nil, uint16(8*len(key))) //nolint:gosec // G115: a key of at most 32 bytes.
+	payload := binary.BigEndian.AppendUint16(nil, uint16(8*len(key)))
 	payload = append(payload, key...)
 	pad := make([]byte, (16-len(payload)%16)%16)
 	if _, err := rand.Read(pad); err != nil {
