@@ -48,7 +48,8 @@ func (v cvvCmd) run(x *call) ([]byte, error) {
 // derivation). Request: mode 1N (0 verify, 1 verify + ARPC) | scheme 1N (0
 // Visa: ICC master key used directly; 1 Mastercard M/Chip session key) |
 // MK-AC | PAN+PSN 8B | ATC 2B | UN 4B | data length 2H | data nB | ";" |
-// ARQC 8B | [ARC 2B, mode 1]. Response: [ARPC 8B, mode 1]. Mode 2 (ARPC
+// ARQC 8B | [ARC 2B, mode 1]. Response: [ARPC 8B, mode 1], ARPC method 1
+// under the ICC master key MK-AC for both schemes (ops chooses it). Mode 2 (ARPC
 // without verification) is refused: the operations layer computes an ARPC
 // only after verifying the ARQC.
 type kqCmd struct {
