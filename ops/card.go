@@ -43,7 +43,7 @@ type CardValidationInput struct {
 	PSN           string // 2 digits
 	ATC           []byte // 2 bytes
 	TrackData     []byte
-	Length        int // ValidationDataLength (3..5); 0 = 3
+	Length        int // ValidationDataLength (3..5); 0 = 3; the n-digit CVV and dCVV continue the 3-digit value's decimalisation
 }
 
 // digits checks that the attribute subj holds exactly n decimal digits.
@@ -111,9 +111,6 @@ func cardValue(w *WorkingKey, in CardValidationInput, length int) (string, error
 		if err := digits(fault.SubjectServiceCode, sc, 3); err != nil {
 			return "", err
 		}
-		if length != 3 {
-			return "", about(fault.SubjectValidationDataLength, side, "must be 3 for %s", cardKindNames[in.Kind])
-		}
 		v, err := cardverify.CVVCiphers(w.Left, w.Block, in.PAN, in.ExpiryDate, sc, length)
 		if err != nil {
 			return "", fault.Internalf("CVV", err)
@@ -135,7 +132,9 @@ func cardValue(w *WorkingKey, in CardValidationInput, length int) (string, error
 			return "", about(fault.SubjectTrackData, side, "is required")
 		}
 		if length != 3 {
-			return "", about(fault.SubjectValidationDataLength, side, "must be 3 for DynamicCardVerificationCode")
+			// The guide (Mastercard DCVC3): "The service expects a 3 digit
+			// DCVC3"; a longer stored value is verified by its 3 rightmost digits.
+			return "", about(fault.SubjectValidationDataLength, side, "must be 3 for DynamicCardVerificationCode: verify the 3 rightmost digits of a longer CVC3")
 		}
 		icc, err := emv.ICCMasterKeyBlock(w.Block, emv.OptionA, in.PAN, in.PSN)
 		if err != nil {
@@ -160,15 +159,12 @@ func cardValue(w *WorkingKey, in CardValidationInput, length int) (string, error
 		if err := fixed(fault.SubjectATC, side, in.ATC, 2); err != nil {
 			return "", err
 		}
-		if length != 3 {
-			return "", about(fault.SubjectValidationDataLength, side, "must be 3 for DynamicCardVerificationValue")
-		}
 		icc, err := emv.ICCMasterKeyBlock(w.Block, emv.OptionA, in.PAN, in.PSN)
 		if err != nil {
 			return "", fault.Internalf("ICC key derivation", err)
 		}
 		defer clear(icc)
-		v, err := cardverify.DCVV(icc, in.PAN, in.ExpiryDate, in.ServiceCode, [2]byte(in.ATC))
+		v, err := cardverify.DCVVDigits(icc, in.PAN, in.ExpiryDate, in.ServiceCode, [2]byte(in.ATC), length)
 		if err != nil {
 			return "", fault.Internalf("dCVV", err)
 		}

@@ -40,9 +40,13 @@ func TestCardAndEMVThroughService(t *testing.T) {
 		}{
 			// Visa CVV worked example (CVK-A 0123456789ABCDEF, CVK-B FEDCBA9876543210).
 			{"visa example", ops.CardCVV1, "101", "561"},
+			// The same with ValidationDataLength 4 and 5 (hsm/cardverify
+			// TestCVVKnownAnswers: computed with OpenSSL).
+			{"visa example, 4 digits", ops.CardCVV1, "101", "5614"},
+			{"visa example, 5 digits", ops.CardCVV1, "101", "56149"},
 		} {
 			in := ops.CardValidationInput{KeyIdentifier: cvk, PAN: "4123456789012345", Kind: c.kind,
-				ExpiryDate: "8701", ServiceCode: c.sc}
+				ExpiryDate: "8701", ServiceCode: c.sc, Length: len(c.want)}
 			r, err := svc.GenerateCardValidationData(in)
 			if err != nil || r.Value != c.want || r.KCV != "08D7B4" {
 				t.Fatalf("%s: %+v %v", c.src, r, err)
@@ -97,6 +101,10 @@ func TestCardAndEMVThroughService(t *testing.T) {
 		}
 		if _, err := svc.VerifyCardValidationData(in, "489"); reasonOf(err) != fault.ReasonInvalidValidationData {
 			t.Fatalf("wrong DCVC3: %v", err)
+		}
+		// The guide: "The service expects a 3 digit DCVC3" (29488 in full).
+		if _, err := svc.VerifyCardValidationData(in, "29488"); !isAbout(err, at{fault.SubjectValidationData, fault.SideNone}) {
+			t.Fatalf("5-digit DCVC3: %v", err)
 		}
 	})
 
