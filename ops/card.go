@@ -17,8 +17,8 @@ const (
 	CardCVV1                CardValidationKind = iota + 1 // CVV/CVC, iCVV (999), CAVV v7
 	CardCVV2                                              // CVV2/CVC2 (service code 000)
 	CardHolderVerification                                // CardHolderVerificationValue (E6)
-	CardAmexCSC1                                          // AmexCardSecurityCodeVersion1
-	CardAmexCSC2                                          // AmexCardSecurityCodeVersion2
+	CardAmexCSC1                                          // AmexCardSecurityCodeVersion1 (classic CSC)
+	CardAmexCSC2                                          // AmexCardSecurityCodeVersion2 (enhanced CSC; iCSC, 3-D Secure AEVV)
 	CardDynamicCode                                       // DynamicCardVerificationCode (Mastercard DCVC3, E4)
 	CardDynamicValue                                      // DynamicCardVerificationValue (Visa dCVV, E6, option A ICC key)
 	CardDiscoverDynamicCode                               // DiscoverDynamicCardVerificationCode (verify only)
@@ -116,6 +116,25 @@ func cardValue(w *WorkingKey, in CardValidationInput, length int) (string, error
 			return "", fault.Internalf("CVV", err)
 		}
 		return v, nil
+	case CardAmexCSC1, CardAmexCSC2:
+		if err := digits(fault.SubjectExpiryDate, in.ExpiryDate, 4); err != nil {
+			return "", err
+		}
+		if len(in.PAN) != 15 || (in.PAN[:2] != "34" && in.PAN[:2] != "37") {
+			return "", about(fault.SubjectPAN, side, "must be an American Express PAN for %s: 15 digits beginning with 34 or 37", cardKindNames[in.Kind])
+		}
+		v := cardverify.AmexCSC1
+		if in.Kind == CardAmexCSC2 {
+			v = cardverify.AmexCSC2
+			if err := digits(fault.SubjectServiceCode, in.ServiceCode, 3); err != nil {
+				return "", err
+			}
+		}
+		csc, err := cardverify.AmexCSC(w.Block, v, in.PAN, in.ExpiryDate, in.ServiceCode, length)
+		if err != nil {
+			return "", fault.Internalf("Amex CSC", err)
+		}
+		return csc, nil
 	case CardDynamicCode:
 		if err := digits(fault.SubjectPSN, in.PSN, 2); err != nil {
 			return "", err
@@ -174,12 +193,11 @@ func cardValue(w *WorkingKey, in CardValidationInput, length int) (string, error
 }
 
 // unsupportedCardKinds says why a card validation type is refused: each is
-// a scheme-proprietary algorithm with no published specification or known
-// answers this appliance could be checked against.
+// a scheme-proprietary algorithm with no public description or known
+// answers this appliance could be checked against (docs/card-algorithms.md
+// lists what was searched).
 var unsupportedCardKinds = map[CardValidationKind]string{
 	CardHolderVerification:  "the scheme's CAVV algorithm on ATC, unpredictable number and PAN sequence number is not published",
-	CardAmexCSC1:            "the American Express CSC version 1 algorithm is not published",
-	CardAmexCSC2:            "the American Express CSC version 2 algorithm is not published",
 	CardDiscoverDynamicCode: "the Discover dynamic CVC algorithm is not published",
 }
 
