@@ -3,6 +3,7 @@ module payhsm
 go 1.26.8
 
 require (
+	filippo.io/bigmod v0.1.0
 	github.com/ThalesGroup/crypto11 v1.5.0
 	github.com/aws/aws-sdk-go-v2 v1.47.7
 	github.com/aws/aws-sdk-go-v2/credentials v1.20.15

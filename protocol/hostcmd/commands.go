@@ -24,7 +24,7 @@ type decoder func(c *cursor) command
 var decoders = map[string]decoder{
 	"NC": decodeNC, "NO": decodeNO, "B2": decodeB2,
 	"A0": decodeA0, "A6": decodeA6, "A8": decodeA8, "BU": decodeBU,
-	"CW": decodeCW, "CY": decodeCY, "KQ": decodeKQ,
+	"CW": decodeCW, "CY": decodeCY, "KQ": decodeKQ, "RY": decodeRY,
 	"CA": decodeCA, "CC": decodeCC, "G0": decodeG0,
 	"DC": decodeDC, "EC": decodeEC, "DA": decodeDA, "EA": decodeEA,
 	"DG": decodeDG, "DE": decodeDE, "EE": decodeEE,
