@@ -1,6 +1,7 @@
 package hostcmd
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 
@@ -127,5 +128,63 @@ func TestHostNoPrincipal(t *testing.T) {
 	c := ts.dial(t, nil)
 	if got := c.call("0001A00FFFS#D0T2B00N00"); got != "0001A117" {
 		t.Errorf("A0 without a principal %q", got)
+	}
+}
+
+// BenchmarkDispatchCCAuthz is BenchmarkDispatchCC without and with an
+// Authorizer (a principal with a two-policy, four-statement identity
+// policy): the cost of authorizing a host command.
+func BenchmarkDispatchCCAuthz(b *testing.B) {
+	pols := []string{`{"Version":"2012-10-17","Statement":[
+		{"Sid":"Keys","Effect":"Allow","Action":["payment-cryptography:Get*","payment-cryptography:List*"],"Resource":"*"},
+		{"Sid":"Pin","Effect":"Allow","Action":["payment-cryptography:TranslatePinData","payment-cryptography:VerifyPinData","payment-cryptography:GeneratePinData"],"Resource":"*",
+		 "Condition":{"IpAddress":{"aws:SourceIp":["127.0.0.0/8","10.0.0.0/8"]}}}]}`,
+		`{"Version":"2012-10-17","Statement":[
+		{"Sid":"NoExport","Effect":"Deny","Action":["payment-cryptography:ExportKey","payment-cryptography:Delete*"],"Resource":"*"},
+		{"Sid":"Gen","Effect":"Allow","Action":"payment-cryptography:CreateKey","Resource":"*"}]}`}
+	var ps []*access.Policy
+	for i, d := range pols {
+		p, err := access.ParsePolicy(string(rune('a'+i)), []byte(d))
+		if err != nil {
+			b.Fatal(err)
+		}
+		ps = append(ps, p)
+	}
+	pr, err := access.NewPrincipal(access.Principal{Name: "sw", Account: "000000000000"}, ps...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	dir, err := access.NewDirectory([]*access.Principal{pr})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, withAuthz := range []bool{false, true} {
+		b.Run(map[bool]string{false: "none", true: "authorized"}[withAuthz], func(b *testing.B) {
+			cfg := Config{}
+			if withAuthz {
+				cfg.Authorizer, cfg.Principal = access.NewAuthorizer(dir), "sw"
+			}
+			ts := startServer(b, nil, cfg)
+			c := ts.dial(b, nil)
+			gen := func(a string) string { r := c.call("0000A00FFFS#" + a); return r[8 : len(r)-6] }
+			zpka, zpkb, pvk := gen("P0T2B00N00"), gen("P0T2B00N00"), gen("V1T2C00N00")
+			r := c.call("0001EE" + zpka + "01" + pvk + "1234FFFFFFFF04555555123456" + "0123456789012345" + "1234567N8901")
+			if !strings.HasPrefix(r, "0001EF00") {
+				b.Fatal(r)
+			}
+			msg := []byte("0002CC" + zpka + zpkb + "12" + r[8:] + "0101555555123456")
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				x, out := ts.srv.newCall(), make([]byte, 0, 64)
+				ts.srv.bind(x, nil, "127.0.0.1:4000", false)
+				for pb.Next() {
+					out = ts.srv.dispatch(x, out[:0], msg)
+				}
+				if len(out) > 0 && !bytes.HasPrefix(out, []byte("0002CD00")) {
+					b.Error(string(out))
+				}
+			})
+		})
 	}
 }
