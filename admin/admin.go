@@ -15,6 +15,8 @@ import (
 	"net"
 	"os"
 	"syscall"
+
+	"payhsm/access"
 )
 
 // Op is an online ceremony step.
@@ -36,7 +38,28 @@ const (
 	// verify). It needs no approval: it changes nothing, and its report names
 	// records (key ids, alias names, tag keys), never their content.
 	OpVerifyKeystore Op = "keystore-verify"
+	// OpPrincipals manages the principals and their identity policies
+	// (payhsm principals; Request.Principals). Secrets are in the response
+	// once, never stored in the clear or logged.
+	OpPrincipals Op = "principals"
 )
+
+// PrincipalsRequest is one principals command.
+type PrincipalsRequest struct {
+	// Command is add, list, rotate-secret, disable, enable, remove or put-policy.
+	Command     string            `json:"command"`
+	Name        string            `json:"name,omitempty"`
+	Kind        string            `json:"kind,omitempty"`      // add: user (default) or role
+	AccessKey   bool              `json:"accessKey,omitempty"` // add: issue a SigV4 key pair
+	HostClients []string          `json:"hostClients,omitempty"`
+	Policies    map[string]string `json:"policies,omitempty"` // add, put-policy: name → IAM JSON
+}
+
+// PrincipalsResult answers a PrincipalsRequest.
+type PrincipalsResult struct {
+	Principals  []access.Info       `json:"principals,omitempty"`
+	Credentials *access.Credentials `json:"credentials,omitempty"` // add, rotate-secret: shown once
+}
 
 // MaxRequest bounds a request's encoded size.
 const MaxRequest = 256 << 10
@@ -49,13 +72,14 @@ type Approval struct {
 
 // Request is one online ceremony step.
 type Request struct {
-	Op          Op         `json:"op"`
-	Profile     string     `json:"profile,omitempty"`
-	Approvals   []Approval `json:"approvals,omitempty"`
-	Certificate []byte     `json:"certificate,omitempty"` // PEM: the KRD's (export) or the KDH's (import)
-	Nonce       []byte     `json:"nonce,omitempty"`       // the KRD's one-time nonce (export)
-	Token       []byte     `json:"token,omitempty"`       // the TR-34 token (import)
-	KCV         string     `json:"kcv,omitempty"`         // the expected check value (import)
+	Op          Op                 `json:"op"`
+	Principals  *PrincipalsRequest `json:"principals,omitempty"`
+	Profile     string             `json:"profile,omitempty"`
+	Approvals   []Approval         `json:"approvals,omitempty"`
+	Certificate []byte             `json:"certificate,omitempty"` // PEM: the KRD's (export) or the KDH's (import)
+	Nonce       []byte             `json:"nonce,omitempty"`       // the KRD's one-time nonce (export)
+	Token       []byte             `json:"token,omitempty"`       // the TR-34 token (import)
+	KCV         string             `json:"kcv,omitempty"`         // the expected check value (import)
 }
 
 // Rotation reports a finished profile main key rotation.
@@ -84,13 +108,14 @@ type VerifyFailure struct {
 
 // Response answers a Request: Error, or the step's results.
 type Response struct {
-	Error       string        `json:"error,omitempty"`
-	Rotate      *Rotation     `json:"rotate,omitempty"`
-	Verify      *VerifyReport `json:"verify,omitempty"`
-	Certificate []byte        `json:"certificate,omitempty"` // PEM: this appliance's device certificate
-	Nonce       []byte        `json:"nonce,omitempty"`
-	Token       []byte        `json:"token,omitempty"`
-	KCV         string        `json:"kcv,omitempty"`
+	Error       string            `json:"error,omitempty"`
+	Principals  *PrincipalsResult `json:"principals,omitempty"`
+	Rotate      *Rotation         `json:"rotate,omitempty"`
+	Verify      *VerifyReport     `json:"verify,omitempty"`
+	Certificate []byte            `json:"certificate,omitempty"` // PEM: this appliance's device certificate
+	Nonce       []byte            `json:"nonce,omitempty"`
+	Token       []byte            `json:"token,omitempty"`
+	KCV         string            `json:"kcv,omitempty"`
 }
 
 // ErrNoDaemon reports that no daemon listens on the socket.

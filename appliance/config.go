@@ -62,6 +62,12 @@ type HostConfig struct {
 	ClientCA       string   `json:"clientCA"`
 	AllowedClients []string `json:"allowedClients"`
 	MaxConnections int      `json:"maxConnections"`
+	// Principal is the principal (payhsm principals) of the port's clients
+	// that no mTLS client certificate maps to: every plain-TCP client. On a
+	// loopback address it defaults to the built-in default principal (the
+	// configured credentials' owner); on any other address plain TCP requires
+	// it, so that no network client is all-powerful by default.
+	Principal string `json:"principal"`
 	// EventLoops is how many event loops serve plain-TCP connections: 0
 	// (default) one per two CPUs; -1 a goroutine per connection.
 	EventLoops int `json:"eventLoops"`
@@ -139,6 +145,9 @@ func (c *Config) Validate(dev bool) error {
 	}
 	if c.Host.EventLoops < -1 || c.Host.EventLoops > 256 {
 		bad("host.eventLoops %d: must be -1 (a goroutine per connection), 0 (one per two CPUs) or 1..256", c.Host.EventLoops)
+	}
+	if c.Host.TLSCert == "" && c.Host.Principal == "" && !isLoopback(c.Host.Addr) {
+		bad("host.addr %s is not a loopback address: plain-TCP host clients need an explicit host.principal (payhsm principals add), or configure host.tlsCert/tlsKey with client certificates", c.Host.Addr)
 	}
 	if c.HTTP.TLSCert == "" && !c.HTTP.AllowPlaintext && !isLoopback(c.HTTP.Addr) {
 		bad("http.addr %s is not a loopback address: configure http.tlsCert/tlsKey, or set http.allowPlaintext", c.HTTP.Addr)

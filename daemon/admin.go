@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"payhsm/access"
 	"payhsm/admin"
 	"payhsm/audit"
 	"payhsm/ceremony/custodian"
@@ -26,14 +27,15 @@ import (
 // admin): one at a time, each under dual control checked here, each step
 // recorded in the audit log before its result is released.
 type adminServer struct {
-	ln    net.Listener
-	svc   *ops.Service
-	store *keystore.Store
-	cust  *custody.Custodian
-	audit *audit.Log
-	log   *zap.Logger
-	mu    sync.Mutex // one ceremony at a time
-	wg    sync.WaitGroup
+	ln     net.Listener
+	svc    *ops.Service
+	store  *keystore.Store
+	cust   *custody.Custodian
+	audit  *audit.Log
+	access *access.Manager
+	log    *zap.Logger
+	mu     sync.Mutex // one ceremony at a time
+	wg     sync.WaitGroup
 }
 
 // listenAdmin creates the admin socket at path (mode 0600), replacing a stale
@@ -133,6 +135,8 @@ func (a *adminServer) run(req *admin.Request) *admin.Response {
 			return &admin.Response{Error: err.Error()}
 		}
 		return &admin.Response{Certificate: mainkey.CertPEM(cert), Nonce: nonce}
+	case admin.OpPrincipals: // the socket owner's; audited
+		return a.principals(req)
 	case admin.OpVerifyKeystore: // changes nothing and releases no content
 		rep, err := a.store.Verify()
 		if err != nil {

@@ -149,9 +149,17 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 			log.Error("close the audit log", zap.Error(err))
 		}
 	}()
-	verifier := &sigv4.Verifier{Creds: sigv4.StaticCredentials(app.Credentials), Region: cfg.Region, Service: "payment-cryptography"}
+	mgr, err := OpenAccess(cfg, app)
+	if err != nil {
+		return err
+	}
+	az := mgr.Authorizer()
+	defer logDenials(az, auditLog, log.Named("access"))() // before the audit log closes
+	verifier := &sigv4.Verifier{Creds: az, Region: cfg.Region, Service: "payment-cryptography"}
+	api := awsapi.New(svc, verifier, log.Named("http"))
+	api.SetAuthorizer(az)
 	srv := &http.Server{
-		Handler:           awsapi.New(svc, verifier, log.Named("http")),
+		Handler:           api,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -169,7 +177,7 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 		scheme = "https"
 	}
 	hostCfg := hostcmd.Config{HeaderLength: cfg.Host.HeaderLength, MaxConnections: cfg.Host.MaxConnections, AllowedClients: cfg.Host.AllowedClients,
-		EventLoops: cfg.Host.EventLoops}
+		EventLoops: cfg.Host.EventLoops, Authorizer: az, Principal: hostPrincipal(cfg, mgr)}
 	if hostCfg.TLS, err = hostTLS(&cfg.Host); err != nil {
 		return err
 	}
@@ -187,7 +195,7 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(httpLn) }()
 	go func() { errc <- host.Serve(hostLn) }()
-	adm := &adminServer{ln: adminLn, svc: svc, store: app.Store, cust: app.Custody, audit: auditLog, log: log.Named("admin")}
+	adm := &adminServer{ln: adminLn, svc: svc, store: app.Store, cust: app.Custody, audit: auditLog, access: mgr, log: log.Named("admin")}
 	go adm.serve()
 	runCtx, cancelRun := context.WithCancel(context.Background())
 	var background sync.WaitGroup

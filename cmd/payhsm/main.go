@@ -25,6 +25,8 @@ commands:
             between two daemons)
   keystore  verify: check every record of the key store and list those that fail
             (through the serving daemon, or offline)
+  principals  who may use which key: add, list, rotate-secret, disable, enable,
+            remove, put-policy (through the serving daemon, or offline)
   client    send one host command to the host port and print the parsed response
   bench     load the host port with a command mix; print throughput and latency percentiles
   version   print the version (also --version)
@@ -49,6 +51,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return ceremony.Main(args[1:], stdin, stdout, stderr)
 	case "keystore":
 		return keystoreMain(args[1:], stdout, stderr)
+	case "principals":
+		return principalsMain(args[1:], stdout, stderr)
 	case "client":
 		return hostclient.Main(args[1:], stdin, stdout, stderr)
 	case "bench":
@@ -58,7 +62,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case "help", "-h", "-help", "--help":
 		if len(args) > 1 && args[0] == "help" {
 			switch args[1] {
-			case "serve", "ceremony", "keystore", "client", "bench":
+			case "serve", "ceremony", "keystore", "principals", "client", "bench":
 				return run([]string{args[1], "-h"}, stdin, stdout, stderr)
 			case "version", "help":
 			default:

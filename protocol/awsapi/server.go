@@ -23,6 +23,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"payhsm/access"
 	"payhsm/fault"
 	"payhsm/ops"
 	cp "payhsm/protocol/awsapi/cpshape"
@@ -46,13 +47,15 @@ type Server struct {
 	verifier *sigv4.Verifier
 	log      *zap.Logger
 	control  map[string]operation
-	routes   []route // data plane
+	routes   []route            // data plane
+	az       *access.Authorizer // nil: no authorization (SetAuthorizer)
 }
 
 // operation is one decoded-and-validated call.
 type operation struct {
 	newInput func() validator
 	call     func(ctx context.Context, in any) (any, error)
+	authz    *authz // set by SetAuthorizer
 }
 
 type validator interface{ Validate(path string) error }
@@ -143,7 +146,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) (plane, string, e
 	if len(body) > MaxBodyBytes {
 		return pl, "", fault.Validationf("request body exceeds %d bytes", MaxBodyBytes)
 	}
-	if _, err := s.verifier.Verify(r, body); err != nil {
+	akid, err := s.verifier.Verify(r, body)
+	if err != nil {
 		return pl, "", authError(err)
 	}
 	var name string
@@ -188,6 +192,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) (plane, string, e
 			return pl, name, &atMember{path: ve.Field, f: f}
 		}
 		return pl, name, f
+	}
+	if s.az != nil {
+		if err := s.authorize(r, akid, &op, in); err != nil {
+			return pl, name, err
+		}
 	}
 	out, err := op.call(r.Context(), in)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"payhsm/access"
 	"payhsm/fault"
 	"payhsm/ops"
 )
@@ -51,6 +52,10 @@ type call struct {
 	scratch []byte               // a command may build its response fields here
 	cur     cursor               // the request's decoder
 	idents  map[string]identMemo // raw key field -> ops identifier
+	// principal names the connection's principal (bind); actx is its
+	// request context (source address, TLS).
+	principal string
+	actx      access.Context
 }
 
 // identMemo is a remembered key identifier: the ops identifier of a key
@@ -60,6 +65,8 @@ type identMemo struct {
 	profile string
 	block   bool
 	ident   string
+	res     access.Resource // a block's authorization resource, once known
+	hasRes  bool
 }
 
 // maxIdentMemo bounds a connection's identifier memo (a switch uses a few
@@ -118,6 +125,9 @@ func (s *Server) dispatch(x *call, dst, msg []byte) []byte {
 			}
 			return appendResponse(dst, req.header, rc, code, nil, c.trailer)
 		}
+	}
+	if code := s.authorize(x, string(req.code[:]), c); code != "" {
+		return appendResponse(dst, req.header, rc, code, nil, c.trailer)
 	}
 	fields, err := cmd.run(x)
 	if err != nil {

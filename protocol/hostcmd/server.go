@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -16,6 +17,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"payhsm/access"
 	"payhsm/ops"
 )
 
@@ -41,6 +43,13 @@ type Config struct {
 	// (Linux; see loop_linux.go). 0: one per two CPUs, at least one.
 	// Negative: a goroutine per connection, as TLS connections always have.
 	EventLoops int
+
+	// Authorizer, when set, authorizes every command (authz.go): a
+	// connection's principal is the one its mTLS client certificate maps to,
+	// else Principal, the listener's (may be "": then every command that
+	// needs an action is refused).
+	Authorizer *access.Authorizer
+	Principal  string
 }
 
 // Server serves host commands.
@@ -55,6 +64,8 @@ type Server struct {
 	wg   sync.WaitGroup
 	done chan struct{}
 	stop sync.Once
+
+	authz map[string]hostAuthz // compiled hostActions
 
 	loops []*eventLoop // plain-TCP event loops (Linux); nil: a goroutine per connection
 	next  int          // the loop the next connection goes to (Serve's goroutine only)
@@ -78,7 +89,7 @@ func NewServer(svc *ops.Service, cfg Config, log *zap.Logger) *Server {
 		cfg.MaxMessage = MaxMessage
 	}
 	return &Server{ops: svc, cfg: cfg, log: log, sem: make(chan struct{}, cfg.MaxConnections),
-		conn: map[net.Conn]struct{}{}, done: make(chan struct{})}
+		conn: map[net.Conn]struct{}{}, done: make(chan struct{}), authz: compileHostActions()}
 }
 
 // Serve accepts connections on ln until Shutdown.
@@ -194,6 +205,13 @@ func (s *Server) handle(raw net.Conn) {
 		c = tc
 	}
 	sn := &session{s: s, c: c, br: bufio.NewReaderSize(c, ioBuffer), bw: bufio.NewWriterSize(c, ioBuffer), x: s.newCall()}
+	var cert *x509.Certificate
+	if tc, ok := c.(*tls.Conn); ok {
+		if st := tc.ConnectionState(); len(st.PeerCertificates) > 0 {
+			cert = st.PeerCertificates[0]
+		}
+	}
+	s.bind(sn.x, cert, raw.RemoteAddr().String(), c != raw)
 	if err := sn.serve(); err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, errClosing) {
 		s.log.Debug("closing host connection", zap.String("remote", c.RemoteAddr().String()), zap.Error(err))
 	}

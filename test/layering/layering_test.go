@@ -11,6 +11,7 @@
 //	hsm/*                      algorithms and the key custody (PKCS#11);
 //	                           nothing of payhsm outside hsm/ but keyspec, fault
 //	keystore                   key records in Pebble; no ops, no protocol
+//	access                     principals and policies; no ops, no protocol
 //	ops                        the operations layer; knows no transport
 //	protocol/*                 wire decode/encode over ops; does no crypto itself
 //	daemon, ceremony, tools/*  the commands' implementations; only cmd/ imports them
@@ -88,6 +89,11 @@ var rules = []rule{
 		Name: "keystore does not import protocol, daemon, ceremony",
 		From: []string{"keystore/..."},
 		Deny: []string{"protocol/...", "daemon/...", "ceremony/..."},
+	},
+	{
+		Name: "access decides, knowing no transport: no ops, protocol, daemon, ceremony or hsm",
+		From: []string{"access/..."},
+		Deny: []string{"ops/...", "protocol/...", "daemon/...", "ceremony/...", "hsm/..."},
 	},
 	{
 		Name: "ceremony does not import daemon",
