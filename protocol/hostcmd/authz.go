@@ -19,6 +19,9 @@ var hostActions = map[string]string{
 	"A0": "CreateKey", "A6": "ImportKey", "A8": "ExportKey", "BU": "GetKey",
 	"CW": "GenerateCardValidationData", "CY": "VerifyCardValidationData",
 	"KQ": "VerifyAuthRequestCryptogram",
+	// RY generates (mode 3) or verifies (mode 4): the table names the
+	// generation, and a verification asks for its own action (actionByMode).
+	"RY": "GenerateCardValidationData",
 	"CA": "TranslatePinData", "CC": "TranslatePinData", "G0": "TranslatePinData",
 	"DC": "VerifyPinData", "EC": "VerifyPinData", "DA": "VerifyPinData", "EA": "VerifyPinData",
 	"DG": "GeneratePinData", "DE": "GeneratePinData", "EE": "GeneratePinData",
@@ -31,6 +34,16 @@ var hostActions = map[string]string{
 // cannot learn which keys and aliases exist; any other refusal (an "S"
 // block's key, or the command itself) is 17, payShield's "not authorized".
 const codeNotAuthorized = codeProhibited
+
+// actionByMode is implemented by a command whose action depends on a field
+// of the request (RY: generate or verify); it returns the action's name,
+// which must be a Payment Cryptography operation.
+type actionByMode interface{ action() string }
+
+// modeActions are the compiled actions of the commands that choose theirs.
+var modeActions = map[string]access.Action{
+	"VerifyCardValidationData": access.MustAction("VerifyCardValidationData"),
+}
 
 // hostAuthz is a compiled entry of hostActions.
 type hostAuthz struct {
@@ -70,7 +83,7 @@ func (s *Server) bind(x *call, cert *x509.Certificate, remote string, secure boo
 
 // authorize decides a decoded command of x's principal; it returns the
 // error code of a refusal, or "".
-func (s *Server) authorize(x *call, code string, c *cursor) string {
+func (s *Server) authorize(x *call, code string, cmd command, c *cursor) string {
 	az := s.cfg.Authorizer
 	if az == nil {
 		return ""
@@ -81,6 +94,11 @@ func (s *Server) authorize(x *call, code string, c *cursor) string {
 	}
 	if !plan.check {
 		return ""
+	}
+	if m, ok := cmd.(actionByMode); ok {
+		if a, ok := modeActions[m.action()]; ok {
+			plan.action = a
+		}
 	}
 	var buf [maxKeysPerCommand]access.Resource
 	var viaRef [maxKeysPerCommand]bool

@@ -188,3 +188,17 @@ func BenchmarkDispatchCCAuthz(b *testing.B) {
 		})
 	}
 }
+
+// TestModeActionsCompiled: every action a command chooses by its mode is
+// compiled (else authorize would silently fall back to the table's action).
+func TestModeActionsCompiled(t *testing.T) {
+	for _, cmd := range []actionByMode{ryCmd{verify: false}, ryCmd{verify: true}} {
+		name := cmd.action()
+		if _, ok := modeActions[name]; !ok && name != hostActions["RY"] {
+			t.Errorf("%T chooses %s, which is neither compiled in modeActions nor the table's action", cmd, name)
+		}
+	}
+	if (ryCmd{verify: true}).action() != "VerifyCardValidationData" {
+		t.Error("RY mode 4 must need VerifyCardValidationData")
+	}
+}

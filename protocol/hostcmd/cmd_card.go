@@ -135,6 +135,14 @@ type ryCmd struct {
 	csc5, csc4, csc3 string // mode 4; "" = absent
 }
 
+// action: a verification needs VerifyCardValidationData (see actionByMode).
+func (r ryCmd) action() string {
+	if r.verify {
+		return "VerifyCardValidationData"
+	}
+	return "GenerateCardValidationData"
+}
+
 func decodeRY(c *cursor) command {
 	var r ryCmd
 	mode := c.digits(1, "mode")

@@ -126,7 +126,7 @@ func (s *Server) dispatch(x *call, dst, msg []byte) []byte {
 			return appendResponse(dst, req.header, rc, code, nil, c.trailer)
 		}
 	}
-	if code := s.authorize(x, string(req.code[:]), c); code != "" {
+	if code := s.authorize(x, string(req.code[:]), cmd, c); code != "" {
 		return appendResponse(dst, req.header, rc, code, nil, c.trailer)
 	}
 	fields, err := cmd.run(x)
