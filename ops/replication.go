@@ -378,14 +378,15 @@ func (s *Service) beginChange(id string) (func(), error) {
 // key is stored (ok) or was not (!ok).
 func (s *Service) planCreate(rec *keystore.Key, explicit []string) (func(ok bool), error) {
 	s.repl.mu.Lock()
-	regions, usingDefault := explicit, false
+	var regions []string
+	usingDefault := explicit == nil
 	if explicit == nil {
 		d, err := s.defaults()
 		if err != nil {
 			s.repl.mu.Unlock()
 			return nil, err
 		}
-		regions, usingDefault = d, true
+		regions = d
 		if !rec.Attributes.Algorithm.IsSymmetric() {
 			regions = nil // the defaults apply to the keys that can replicate
 		}

@@ -13,7 +13,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -133,10 +132,11 @@ func (r *Replicator) Wake() {
 // errPin is a peer certificate that is not the pinned one.
 var errPin = errors.New("the peer's certificate does not match its pinned fingerprint")
 
-// pinned verifies a peer's certificate by its fingerprint alone.
-func pinned(want [32]byte) func([][]byte, [][]*x509.Certificate) error {
-	return func(raw [][]byte, _ [][]*x509.Certificate) error {
-		if len(raw) == 0 || Fingerprint(raw[0]) != want {
+// pinned verifies a peer's certificate by its fingerprint alone (on every
+// connection, resumed sessions included).
+func pinned(want [32]byte) func(tls.ConnectionState) error {
+	return func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 || Fingerprint(cs.PeerCertificates[0].Raw) != want {
 			return errPin
 		}
 		return nil
@@ -150,10 +150,10 @@ func (r *Replicator) client(p Peer) *http.Client {
 	tc := &tls.Config{
 		Certificates: []tls.Certificate{r.cfg.Certificate},
 		MinVersion:   tls.VersionTLS13,
-		// The chain is not verified against a CA: VerifyPeerCertificate pins
-		// the peer's exact certificate, which is stronger for two known sites.
-		InsecureSkipVerify:    true, //nolint:gosec // G402: verification is the pin below.
-		VerifyPeerCertificate: pinned(p.Fingerprint),
+		// The chain is not verified against a CA: VerifyConnection pins the
+		// peer's exact certificate, which is stronger for two known sites.
+		InsecureSkipVerify: true, //nolint:gosec // G402: verification is the pin below.
+		VerifyConnection:   pinned(p.Fingerprint),
 	}
 	return &http.Client{
 		Timeout: r.cfg.Timeout,
@@ -168,11 +168,11 @@ func (r *Replicator) serverTLS() *tls.Config {
 		Certificates: []tls.Certificate{r.cfg.Certificate},
 		MinVersion:   tls.VersionTLS13,
 		ClientAuth:   tls.RequireAnyClientCert,
-		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
-			if len(raw) == 0 {
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
 				return errPin
 			}
-			if _, ok := r.byPrint[Fingerprint(raw[0])]; !ok {
+			if _, ok := r.byPrint[Fingerprint(cs.PeerCertificates[0].Raw)]; !ok {
 				return errors.New("the client's certificate is not a configured replication peer's")
 			}
 			return nil
