@@ -98,7 +98,9 @@ func (s *site) start(t *testing.T) {
 func (s *site) kill(t *testing.T) {
 	t.Helper()
 	check(t, s.d.cmd.Process.Kill())
-	<-s.d.exited
+	if err := <-s.d.exited; err == nil {
+		t.Fatal("the killed daemon exited cleanly")
+	}
 }
 
 func (s *site) client() *pc.Client {
