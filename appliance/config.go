@@ -27,6 +27,8 @@ type Config struct {
 	Account         string `json:"account"`
 	Profile         string `json:"profile"`
 	LogLevel        string `json:"logLevel"`
+	// Replication configures Multi-Region key replication (replication.go).
+	Replication ReplicationConfig `json:"replication"`
 }
 
 // PKCS11Config selects the token holding the region main key.
@@ -152,6 +154,7 @@ func (c *Config) Validate(dev bool) error {
 	if c.HTTP.TLSCert == "" && !c.HTTP.AllowPlaintext && !isLoopback(c.HTTP.Addr) {
 		bad("http.addr %s is not a loopback address: configure http.tlsCert/tlsKey, or set http.allowPlaintext", c.HTTP.Addr)
 	}
+	errs = append(errs, c.Replication.validate(c.Region)...)
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:

@@ -140,6 +140,11 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 			zap.Int("failures", len(vrep.Failures)), zap.Int("records", vrep.Records))
 	}
 
+	repl, err := newReplication(&cfg.Replication, svc, log.Named("replication"))
+	if err != nil {
+		return err
+	}
+
 	auditLog, err := audit.Open(cfg.AuditLogPath())
 	if err != nil {
 		return err
@@ -187,12 +192,15 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 	if err != nil {
 		return err
 	}
+	if err := repl.listen(); err != nil {
+		return errors.Join(err, httpLn.Close(), hostLn.Close(), adminLn.Close())
+	}
 	if srv.TLSConfig != nil {
 		httpLn = tls.NewListener(httpLn, srv.TLSConfig)
 	}
 
 	// Nothing below fails before serving.
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() { errc <- srv.Serve(httpLn) }()
 	go func() { errc <- host.Serve(hostLn) }()
 	adm := &adminServer{ln: adminLn, svc: svc, store: app.Store, cust: app.Custody, audit: auditLog, access: mgr, log: log.Named("admin")}
@@ -204,9 +212,10 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 		defer background.Done()
 		svc.Run(runCtx, time.Minute)
 	}()
+	repl.start(runCtx, &background, errc)
 
 	log.Info("payhsm ready", zap.String("http", scheme+"://"+httpLn.Addr().String()),
-		zap.String("host", hostLn.Addr().String()), zap.String("dataDir", cfg.DataDir), zap.Bool("dev", dev))
+		zap.String("host", hostLn.Addr().String()), zap.String("replication", repl.addr()), zap.String("dataDir", cfg.DataDir), zap.Bool("dev", dev))
 	notify("READY=1")
 
 	var serveErr error
@@ -227,6 +236,7 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 		log.Warn("host drain incomplete", zap.Error(err))
 	}
 	adm.close(shutCtx)
+	repl.shutdown(shutCtx)
 	cancelRun()
 	background.Wait()
 	if errors.Is(serveErr, http.ErrServerClosed) {

@@ -272,6 +272,9 @@ const (
 	// the customer's own key pairs: the KDH signing certificate of a TR-34
 	// export, the KRD wrapping certificate of a TR-34 import.
 	SubjectOwnCertificate
+	// SubjectReplicationRegions are the regions (sites) of a Multi-Region
+	// key replication request.
+	SubjectReplicationRegions
 )
 
 // About returns a Validation fault about subject with a client-safe message

@@ -51,6 +51,8 @@ type Service struct {
 	tokenMu sync.Mutex // serializes import-token issue
 
 	cache keyCache // working keys for the data operations
+
+	repl replication // Multi-Region key replication (replication.go)
 }
 
 // New returns a Service over an open keystore and custodian.
@@ -224,6 +226,7 @@ func (s *Service) describe(k *keystore.Key) *Key {
 		KCV: k.KCV, KCVAlgorithm: k.KCVAlgorithm, Enabled: k.Enabled, Exportable: k.Exportable,
 		State: k.State, Origin: k.Origin, Created: k.Created, UsageStart: k.UsageStart,
 		UsageStop: k.UsageStop, DeletePending: k.DeletePending, Deleted: k.Deleted,
+		Replication: s.replicationOf(k.ID),
 	}
 }
 

@@ -59,7 +59,7 @@ func headerMembers(path string) members {
 // Members of the lifecycle operations.
 var (
 	createKeyMembers = members{fault.SubjectKeyCheckValueAlgorithm: "KeyCheckValueAlgorithm", fault.SubjectTags: "Tags",
-		fault.SubjectDeriveKeyUsage: "DeriveKeyUsage"}.plus(attributeMembers(""))
+		fault.SubjectDeriveKeyUsage: "DeriveKeyUsage", fault.SubjectReplicationRegions: "ReplicationRegions"}.plus(attributeMembers(""))
 	listMembers        = members{fault.SubjectPageToken: "NextToken"}
 	deleteKeyMembers   = members{fault.SubjectDeletionPeriod: "DeleteKeyInDays"}
 	tagMembers         = members{fault.SubjectTags: "Tags"}

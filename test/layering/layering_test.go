@@ -115,6 +115,16 @@ var rules = []rule{
 		Direct: true,
 	},
 	{
+		Name: "ops does not import replication (the channel drives ops, not the reverse)",
+		From: []string{"ops/..."},
+		Deny: []string{"replication/..."},
+	},
+	{
+		Name: "replication is below the edges and the commands",
+		From: []string{"replication/..."},
+		Deny: []string{"protocol/...", "daemon/...", "ceremony/...", "appliance/..."},
+	},
+	{
 		Name: "ops knows no transport and no command",
 		From: []string{"ops/..."},
 		Deny: []string{"protocol/...", "daemon/...", "ceremony/...", "cmd/...", "tools/..."},
