@@ -61,7 +61,12 @@ type HostConfig struct {
 	TLSKey         string   `json:"tlsKey"`
 	ClientCA       string   `json:"clientCA"`
 	AllowedClients []string `json:"allowedClients"`
-	MaxConnections int      `json:"maxConnections"`
+	// MaxConnections (default 256) and MaxConnectionsPerAddress (default
+	// min(64, maxConnections); IPv6: per /64) bound the open connections; at
+	// a bound the longest-idle connection (of that address, at the
+	// per-address bound) is closed to admit the new one.
+	MaxConnections           int `json:"maxConnections"`
+	MaxConnectionsPerAddress int `json:"maxConnectionsPerAddress"`
 	// EventLoops is how many event loops serve plain-TCP connections: 0
 	// (default) one per two CPUs; -1 a goroutine per connection.
 	EventLoops int `json:"eventLoops"`
@@ -136,6 +141,12 @@ func (c *Config) Validate(dev bool) error {
 	}
 	if c.Host.MaxConnections < 0 {
 		bad("host.maxConnections must be positive")
+	}
+	if c.Host.MaxConnectionsPerAddress < 0 {
+		bad("host.maxConnectionsPerAddress must be positive")
+	}
+	if c.Host.MaxConnections > 0 && c.Host.MaxConnectionsPerAddress > c.Host.MaxConnections {
+		bad("host.maxConnectionsPerAddress %d exceeds host.maxConnections %d", c.Host.MaxConnectionsPerAddress, c.Host.MaxConnections)
 	}
 	if c.Host.EventLoops < -1 || c.Host.EventLoops > 256 {
 		bad("host.eventLoops %d: must be -1 (a goroutine per connection), 0 (one per two CPUs) or 1..256", c.Host.EventLoops)

@@ -36,6 +36,9 @@ func TestValidate(t *testing.T) {
 		{"event loops", true, func(c *Config) { c.Host.EventLoops = 1000 }, "host.eventLoops"},
 		{"header length", true, func(c *Config) { c.Host.HeaderLength = 33 }, "host.headerLength"},
 		{"log level", true, func(c *Config) { c.LogLevel = "loud" }, "logLevel"},
+		{"per-address connections negative", true, func(c *Config) { c.Host.MaxConnectionsPerAddress = -1 }, "host.maxConnectionsPerAddress must be positive"},
+		{"per-address connections over the total", true, func(c *Config) { c.Host.MaxConnections = 10; c.Host.MaxConnectionsPerAddress = 11 }, "exceeds host.maxConnections"},
+		{"per-address connections", true, func(c *Config) { c.Host.MaxConnections = 10; c.Host.MaxConnectionsPerAddress = 10 }, ""},
 	}
 	for _, tc := range tests {
 		var c Config

@@ -168,7 +168,8 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		scheme = "https"
 	}
-	hostCfg := hostcmd.Config{HeaderLength: cfg.Host.HeaderLength, MaxConnections: cfg.Host.MaxConnections, AllowedClients: cfg.Host.AllowedClients,
+	hostCfg := hostcmd.Config{HeaderLength: cfg.Host.HeaderLength, MaxConnections: cfg.Host.MaxConnections,
+		MaxConnectionsPerAddress: cfg.Host.MaxConnectionsPerAddress, AllowedClients: cfg.Host.AllowedClients,
 		EventLoops: cfg.Host.EventLoops}
 	if hostCfg.TLS, err = hostTLS(&cfg.Host); err != nil {
 		return err
