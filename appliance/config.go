@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 
+	"payhsm/appliance/diskguard"
 	"payhsm/hsm/custody"
 )
 
@@ -27,6 +28,11 @@ type Config struct {
 	Account         string `json:"account"`
 	Profile         string `json:"profile"`
 	LogLevel        string `json:"logLevel"`
+	// DiskReserve is the free space kept on the data directory's
+	// filesystem: below it writes are refused and a start is refused (a
+	// size such as "64MiB" or "1GB", or a percentage such as "5%"; default
+	// diskguard.DefaultReserve).
+	DiskReserve string `json:"diskReserve"`
 }
 
 // PKCS11Config selects the token holding the region main key.
@@ -98,6 +104,9 @@ func (c *Config) Defaults() {
 	if c.LogLevel == "" {
 		c.LogLevel = "info"
 	}
+	if c.DiskReserve == "" {
+		c.DiskReserve = diskguard.DefaultReserve
+	}
 }
 
 var (
@@ -153,6 +162,9 @@ func (c *Config) Validate(dev bool) error {
 	}
 	if c.HTTP.TLSCert == "" && !c.HTTP.AllowPlaintext && !isLoopback(c.HTTP.Addr) {
 		bad("http.addr %s is not a loopback address: configure http.tlsCert/tlsKey, or set http.allowPlaintext", c.HTTP.Addr)
+	}
+	if _, err := diskguard.ParseReserve(c.DiskReserve); err != nil {
+		bad("diskReserve: %v", err)
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

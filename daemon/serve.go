@@ -65,7 +65,9 @@ func ServeMain(args []string, stdout, stderr io.Writer) int {
 		stop()
 	}()
 	if err := Serve(ctx, cfg, flags.Dev(), log); err != nil {
-		log.Error("payhsm stopped", zap.Error(err))
+		// One line that says why (a start-up failure such as a full disk
+		// included); Serve's own stack is no help to an operator.
+		log.WithOptions(zap.AddStacktrace(zap.FatalLevel)).Error("payhsm stopped", zap.Error(err))
 		return 1
 	}
 	return 0
@@ -188,7 +190,7 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(httpLn) }()
 	go func() { errc <- host.Serve(hostLn) }()
-	adm := &adminServer{ln: adminLn, svc: svc, store: app.Store, cust: app.Custody, audit: auditLog, log: log.Named("admin")}
+	adm := &adminServer{ln: adminLn, svc: svc, store: app.Store, cust: app.Custody, audit: auditLog, log: log.Named("admin"), disk: app.Disk}
 	go adm.serve()
 	runCtx, cancelRun := context.WithCancel(context.Background())
 	var background sync.WaitGroup
@@ -196,6 +198,11 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 	go func() {
 		defer background.Done()
 		svc.Run(runCtx, time.Minute)
+	}()
+	background.Add(1)
+	go func() { // the free-space state follows the disk when nothing writes (and is logged when it changes)
+		defer background.Done()
+		app.Disk.Run(runCtx, 5*time.Second)
 	}()
 
 	log.Info("payhsm ready", zap.String("http", scheme+"://"+httpLn.Addr().String()),
