@@ -141,6 +141,9 @@ func TestBackgroundErrorsRateLimited(t *testing.T) {
 	if n != 1 {
 		t.Errorf("%d background error lines in 300 ms of failing flushes, want 1", n)
 	}
+	if c := s.BackgroundErrors(); c < 2 {
+		t.Errorf("BackgroundErrors() = %d after retried failing flushes", c)
+	}
 	if err := s.db.Flush(); err != nil {
 		t.Errorf("flush once space is back: %v", err)
 	}

@@ -205,8 +205,9 @@ type Store struct {
 	failed  atomic.Pointer[error] // set once, by fail; see ErrFailed
 	stalled atomic.Bool           // Pebble stopped in a background fatal error (see Fatalf): db cannot be closed
 
-	gate  atomic.Pointer[func() error] // SetWriteGate: consulted before every write
-	bgErr rateLimited                  // Pebble's background errors, logged at most once per bgErrEvery
+	gate     atomic.Pointer[func() error] // SetWriteGate: consulted before every write
+	bgErr    rateLimited                  // Pebble's background errors, logged at most once per bgErrEvery
+	bgErrors atomic.Uint64                // Pebble's background errors, all of them (BackgroundErrors)
 
 	auth   atomic.Pointer[authState]   // nil until SetAuthenticator
 	fstate atomic.Pointer[formatState] // written under mu
@@ -538,11 +539,16 @@ const bgErrEvery = 10 * time.Second
 // backgroundError logs a background flush or compaction error, at most once
 // per bgErrEvery with the count of those not logged since.
 func (s *Store) backgroundError(err error) {
+	s.bgErrors.Add(1)
 	if n, ok := s.bgErr.allow(time.Now(), bgErrEvery); ok {
 		s.log.Error("pebble background error (retried by Pebble; at most one line per interval)", zap.Error(err),
 			zap.Uint64("suppressedSinceLastLine", n), zap.Duration("interval", bgErrEvery))
 	}
 }
+
+// BackgroundErrors counts the errors of Pebble's background work (flushes,
+// compactions) since Open, logged or not (for metrics).
+func (s *Store) BackgroundErrors() uint64 { return s.bgErrors.Load() }
 
 // rateLimited lets one event through per interval and counts the others.
 type rateLimited struct {
