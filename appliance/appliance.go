@@ -148,6 +148,13 @@ func open(cfg *Config, dev, initialize, upgrade bool, log *zap.Logger) (*Applian
 		ModulePath: cfg.PKCS11.Module, TokenLabel: cfg.PKCS11.TokenLabel,
 		RegionKeyLabel: cfg.PKCS11.RegionKeyLabel, NotFound: keystore.ErrNotFound, Initialize: initialize,
 	}
+	if !dev && !initialize {
+		// Nothing is created for an appliance that was never initialized.
+		if _, err := os.Stat(cfg.KeystoreDir()); errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("data directory %s holds no key store: this appliance is not initialized; "+
+				"run payhsm ceremony init --config FILE --ceremony FILE first (docs/ceremony-file.md)", cfg.DataDir)
+		}
+	}
 	if _, err := SecureDataDir(cfg.DataDir, log); err != nil {
 		return nil, err
 	}

@@ -230,6 +230,9 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
 		return 0
 	}
 	cfg, err := o.appliance.Config()
+	if err == nil {
+		err = cfg.Preflight(o.appliance.Dev(), false) // the files and the token, before anything is created
+	}
 	if err != nil {
 		return fail(err)
 	}

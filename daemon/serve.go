@@ -48,6 +48,9 @@ func ServeMain(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cfg, err := flags.Config()
+	if err == nil {
+		err = cfg.Preflight(flags.Dev(), true) // the files and the token, before anything is created
+	}
 	if err != nil {
 		cli.Say(stderr, "payhsm serve:", err)
 		return 2
