@@ -149,3 +149,17 @@ func TestReadCredentials(t *testing.T) {
 		}
 	}
 }
+
+// TestExampleConfig: the production example (docs/examples/payhsm.json,
+// walked through in docs/production.md) loads strictly and is valid.
+func TestExampleConfig(t *testing.T) {
+	t.Parallel()
+	c, err := LoadConfig("../docs/examples/payhsm.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Defaults()
+	if err := c.Validate(false); err != nil {
+		t.Errorf("docs/examples/payhsm.json: %v", err)
+	}
+}
