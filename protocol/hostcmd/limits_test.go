@@ -120,6 +120,13 @@ func testLimits(t *testing.T, loops int) {
 				_ = c.Close()
 			}
 		})
+		// Every connection of the flood accepted (not waiting in the
+		// listen backlog, which would delay any newcomer, whatever the policy).
+		for deadline := time.Now().Add(10 * time.Second); ts.srv.ConnStats().Accepted != 301; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%+v: the flood was not accepted", ts.srv.ConnStats())
+			}
+		}
 		waitOpen(t, ts.srv, 65)
 		start := time.Now()
 		sw := ts.dialFrom(t, "127.0.0.1")

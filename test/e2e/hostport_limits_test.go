@@ -35,7 +35,15 @@ func TestHostPortIdleFlood(t *testing.T) {
 	for i := 0; i < 300; i++ {
 		idle = append(idle, dialHost(t, d.hostAddr, "127.0.0.1"))
 	}
-	time.Sleep(200 * time.Millisecond) // the flood is idle, and the daemon has accepted it all
+	// The daemon has accepted the whole flood (none of it waits in the
+	// listen backlog, which would delay any newcomer whatever the policy)
+	// once the last connection the per-address limit (64) evicts is closed.
+	lastEvicted := idle[len(idle)-64-1]
+	for deadline := time.Now().Add(20 * time.Second); !closedByServer(t, lastEvicted); {
+		if time.Now().After(deadline) {
+			t.Fatal("the flood was not accepted within 20 s")
+		}
+	}
 
 	for i := 0; i < 3; i++ {
 		start := time.Now()
@@ -59,6 +67,9 @@ func TestHostPortIdleFlood(t *testing.T) {
 	}
 	if closedByServer(t, idle[len(idle)-1]) {
 		t.Errorf("the newest idle connection was closed")
+	}
+	if !closedByServer(t, idle[len(idle)-64]) {
+		t.Errorf("the longest-idle connection kept, though three switch connections came")
 	}
 	if n := strings.Count(d.logs.String(), "connection limits reached"); n < 1 || n > 2 {
 		t.Errorf("%d log lines about the connection limits for 239 evictions, want a summary (1 or 2)\n%s", n, d.logs)
