@@ -20,7 +20,7 @@ SOFTHSM_MODULE := /usr/lib/softhsm/libsofthsm2.so
 FUZZTIME ?= 2000x
 FUZZPKGS ?= ./...
 
-.PHONY: all build run test unit e2e fuzz bench deps vet fmt clean generate lint race
+.PHONY: all build run test unit e2e fuzz bench deps vet fmt clean generate lint race install
 
 all: build
 
@@ -41,6 +41,35 @@ deps:
 
 build: deps
 	CGO_ENABLED=1 $(GO) build -trimpath -o $(BIN) ./cmd/payhsm
+
+# install puts the appliance on this machine for production (docs/production.md):
+# the binary, the systemd unit, the payhsm system user (sysusers.d) and its
+# directories (tmpfiles.d), the documentation and the example files. As root
+# without DESTDIR it also creates the user and the directories and reloads
+# systemd; it enables nothing. PREFIX=/usr/local (the unit's paths follow it);
+# DESTDIR stages the files under another root (packaging).
+PREFIX ?= /usr/local
+DESTDIR ?=
+DOCDIR := $(PREFIX)/share/doc/payhsm
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/payhsm
+	install -d -m 0755 $(DESTDIR)$(PREFIX)/lib/systemd/system
+	sed -e 's|/usr/local/bin/payhsm|$(PREFIX)/bin/payhsm|g' -e 's|/usr/local/share/doc/payhsm|$(DOCDIR)|g' \
+		systemd/payhsm.service > $(DESTDIR)$(PREFIX)/lib/systemd/system/payhsm.service
+	chmod 0644 $(DESTDIR)$(PREFIX)/lib/systemd/system/payhsm.service
+	install -D -m 0644 systemd/payhsm.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/payhsm.conf
+	install -D -m 0644 systemd/payhsm.tmpfiles $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/payhsm.conf
+	install -d -m 0755 $(DESTDIR)$(DOCDIR)/examples
+	install -m 0644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
+	install -m 0644 docs/examples/* $(DESTDIR)$(DOCDIR)/examples/
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && command -v systemd-sysusers >/dev/null; then \
+		systemd-sysusers $(PREFIX)/lib/sysusers.d/payhsm.conf && \
+		systemd-tmpfiles --create $(PREFIX)/lib/tmpfiles.d/payhsm.conf && \
+		{ systemctl daemon-reload 2>/dev/null || true; } && \
+		echo "installed; next: $(DOCDIR)/production.md (token, PIN, credentials, configuration, ceremony init, systemctl enable --now payhsm)"; \
+	else \
+		echo "installed under $(DESTDIR)$(PREFIX); as root on the target: systemd-sysusers; systemd-tmpfiles --create; systemctl daemon-reload"; \
+	fi
 
 run: build
 	./$(BIN) serve --dev --data-dir $(DATA) --http-addr $(HTTP_ADDR) --host-addr $(HOST_ADDR)

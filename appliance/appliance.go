@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
+	"payhsm/appliance/diskguard"
 	"payhsm/hsm/custody"
 	"payhsm/hsm/softhsm"
 	"payhsm/keystore"
@@ -70,6 +71,7 @@ func RegisterFlags(fs *flag.FlagSet) *Flags {
 	fs.StringVar(&f.overrides.Region, "region", "", "region of key ARNs (default us-east-1)")
 	fs.StringVar(&f.overrides.Account, "account", "", "account id of key ARNs (default 000000000000)")
 	fs.StringVar(&f.overrides.LogLevel, "log-level", "", "debug, info, warn or error (default info)")
+	fs.StringVar(&f.overrides.DiskReserve, "disk-reserve", "", "free space to keep on the data directory's filesystem: below it writes are refused (default "+diskguard.DefaultReserve+"; a size such as 1GiB, or a percentage such as 5%)")
 	return f
 }
 
@@ -110,6 +112,7 @@ func overlay(dst, src *Config) {
 	set(&dst.Region, src.Region)
 	set(&dst.Account, src.Account)
 	set(&dst.LogLevel, src.LogLevel)
+	set(&dst.DiskReserve, src.DiskReserve)
 }
 
 // Appliance is an opened appliance: its key store, main-key custody and the
@@ -120,6 +123,9 @@ type Appliance struct {
 	// Credentials maps access key id → secret; nil outside dev mode when the
 	// configuration names no credentials file.
 	Credentials map[string]string
+	// Disk is the data directory's free-space watchdog, the key store's
+	// write gate (nil when opened for inspection).
+	Disk *diskguard.Watchdog
 }
 
 // Open opens the key store and main-key custody: in dev mode it provisions
@@ -144,8 +150,28 @@ func open(cfg *Config, dev, initialize, upgrade bool, log *zap.Logger) (*Applian
 		ModulePath: cfg.PKCS11.Module, TokenLabel: cfg.PKCS11.TokenLabel,
 		RegionKeyLabel: cfg.PKCS11.RegionKeyLabel, NotFound: keystore.ErrNotFound, Initialize: initialize,
 	}
+	if !dev && !initialize {
+		// Nothing is created for an appliance that was never initialized.
+		if _, err := os.Stat(cfg.KeystoreDir()); errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("data directory %s holds no key store: this appliance is not initialized; "+
+				"run payhsm ceremony init --config FILE --ceremony FILE first (docs/ceremony-file.md)", cfg.DataDir)
+		}
+	}
 	if _, err := SecureDataDir(cfg.DataDir, log); err != nil {
 		return nil, err
+	}
+	var disk *diskguard.Watchdog
+	if upgrade { // not for inspection, which writes nothing
+		reserve, err := diskguard.ParseReserve(cfg.DiskReserve)
+		if err != nil {
+			return nil, fmt.Errorf("diskReserve: %w", err)
+		}
+		disk = diskguard.New(cfg.DataDir, reserve, log.Named("disk"))
+		// Before anything is created or opened: on a disk already full the
+		// key store could not even replay its log.
+		if err := disk.StartCheck(); err != nil {
+			return nil, err
+		}
 	}
 	credsPath := cfg.CredentialsFile
 	if dev {
@@ -179,6 +205,9 @@ func open(cfg *Config, dev, initialize, upgrade bool, log *zap.Logger) (*Applian
 	if err != nil {
 		return nil, fmt.Errorf("keystore: %w", err)
 	}
+	if disk != nil {
+		store.SetWriteGate(disk.Check)
+	}
 	cust, err := custody.Open(ccfg, store, log.Named("custody"))
 	if err != nil {
 		return nil, errors.Join(err, store.Close())
@@ -186,7 +215,7 @@ func open(cfg *Config, dev, initialize, upgrade bool, log *zap.Logger) (*Applian
 	if err := upgradeStore(store, cust, cfg.Profile, upgrade, log.Named("keystore")); err != nil {
 		return nil, errors.Join(err, cust.Close(), store.Close())
 	}
-	return &Appliance{Store: store, Custody: cust, Credentials: creds}, nil
+	return &Appliance{Store: store, Custody: cust, Credentials: creds, Disk: disk}, nil
 }
 
 // Close closes custody (zeroing the unsealed main keys and ending the token

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 
+	"payhsm/appliance/diskguard"
 	"payhsm/hsm/custody"
 )
 
@@ -29,6 +30,11 @@ type Config struct {
 	LogLevel        string `json:"logLevel"`
 	// Replication configures Multi-Region key replication (replication.go).
 	Replication ReplicationConfig `json:"replication"`
+	// DiskReserve is the free space kept on the data directory's
+	// filesystem: below it writes are refused and a start is refused (a
+	// size such as "64MiB" or "1GB", or a percentage such as "5%"; default
+	// diskguard.DefaultReserve).
+	DiskReserve string `json:"diskReserve"`
 }
 
 // PKCS11Config selects the token holding the region main key.
@@ -63,7 +69,12 @@ type HostConfig struct {
 	TLSKey         string   `json:"tlsKey"`
 	ClientCA       string   `json:"clientCA"`
 	AllowedClients []string `json:"allowedClients"`
-	MaxConnections int      `json:"maxConnections"`
+	// MaxConnections (default 256) and MaxConnectionsPerAddress (default
+	// min(64, maxConnections); IPv6: per /64) bound the open connections; at
+	// a bound the longest-idle connection (of that address, at the
+	// per-address bound) is closed to admit the new one.
+	MaxConnections           int `json:"maxConnections"`
+	MaxConnectionsPerAddress int `json:"maxConnectionsPerAddress"`
 	// Principal is the principal (payhsm principals) of the port's clients
 	// that no mTLS client certificate maps to: every plain-TCP client. On a
 	// loopback address it defaults to the built-in default principal (the
@@ -100,6 +111,9 @@ func (c *Config) Defaults() {
 	}
 	if c.LogLevel == "" {
 		c.LogLevel = "info"
+	}
+	if c.DiskReserve == "" {
+		c.DiskReserve = diskguard.DefaultReserve
 	}
 }
 
@@ -145,6 +159,12 @@ func (c *Config) Validate(dev bool) error {
 	if c.Host.MaxConnections < 0 {
 		bad("host.maxConnections must be positive")
 	}
+	if c.Host.MaxConnectionsPerAddress < 0 {
+		bad("host.maxConnectionsPerAddress must be positive")
+	}
+	if c.Host.MaxConnections > 0 && c.Host.MaxConnectionsPerAddress > c.Host.MaxConnections {
+		bad("host.maxConnectionsPerAddress %d exceeds host.maxConnections %d", c.Host.MaxConnectionsPerAddress, c.Host.MaxConnections)
+	}
 	if c.Host.EventLoops < -1 || c.Host.EventLoops > 256 {
 		bad("host.eventLoops %d: must be -1 (a goroutine per connection), 0 (one per two CPUs) or 1..256", c.Host.EventLoops)
 	}
@@ -155,6 +175,9 @@ func (c *Config) Validate(dev bool) error {
 		bad("http.addr %s is not a loopback address: configure http.tlsCert/tlsKey, or set http.allowPlaintext", c.HTTP.Addr)
 	}
 	errs = append(errs, c.Replication.validate(c.Region)...)
+	if _, err := diskguard.ParseReserve(c.DiskReserve); err != nil {
+		bad("diskReserve: %v", err)
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:

@@ -39,6 +39,12 @@ func TestValidate(t *testing.T) {
 		{"event loops", true, func(c *Config) { c.Host.EventLoops = 1000 }, "host.eventLoops"},
 		{"header length", true, func(c *Config) { c.Host.HeaderLength = 33 }, "host.headerLength"},
 		{"log level", true, func(c *Config) { c.LogLevel = "loud" }, "logLevel"},
+		{"disk reserve", true, func(c *Config) { c.DiskReserve = "lots" }, "diskReserve"},
+		{"disk reserve percentage", true, func(c *Config) { c.DiskReserve = "60%" }, "diskReserve"},
+		{"disk reserve size", true, func(c *Config) { c.DiskReserve = "1GiB" }, ""},
+		{"per-address connections negative", true, func(c *Config) { c.Host.MaxConnectionsPerAddress = -1 }, "host.maxConnectionsPerAddress must be positive"},
+		{"per-address connections over the total", true, func(c *Config) { c.Host.MaxConnections = 10; c.Host.MaxConnectionsPerAddress = 11 }, "exceeds host.maxConnections"},
+		{"per-address connections", true, func(c *Config) { c.Host.MaxConnections = 10; c.Host.MaxConnectionsPerAddress = 10 }, ""},
 	}
 	for _, tc := range tests {
 		var c Config
@@ -144,5 +150,19 @@ func TestReadCredentials(t *testing.T) {
 				t.Errorf("%s: %s = %q, want %q", tc.name, k, got[k], v)
 			}
 		}
+	}
+}
+
+// TestExampleConfig: the production example (docs/examples/payhsm.json,
+// walked through in docs/production.md) loads strictly and is valid.
+func TestExampleConfig(t *testing.T) {
+	t.Parallel()
+	c, err := LoadConfig("../docs/examples/payhsm.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Defaults()
+	if err := c.Validate(false); err != nil {
+		t.Errorf("docs/examples/payhsm.json: %v", err)
 	}
 }

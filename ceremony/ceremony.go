@@ -31,6 +31,7 @@ import (
 	"payhsm/ceremony/mainkey"
 	"payhsm/hsm/custody"
 	"payhsm/internal/cli"
+	"payhsm/keystore"
 	"payhsm/ops"
 )
 
@@ -229,6 +230,9 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
 		return 0
 	}
 	cfg, err := o.appliance.Config()
+	if err == nil {
+		err = cfg.Preflight(o.appliance.Dev(), false) // the files and the token, before anything is created
+	}
 	if err != nil {
 		return fail(err)
 	}
@@ -368,10 +372,24 @@ func (s *session) init(spec *File, overwrite bool) error {
 			return err
 		}
 	}
+	// An appliance without custodians may already hold profile main keys:
+	// one that `payhsm serve --dev` (make run) made. Those the file asks to
+	// generate are kept, so that init enrols custodians on it; one the file
+	// asks to form from components would be replaced, which init never
+	// does. All of this is checked before anyone is prompted.
+	existing := map[string]string{} // profile -> KCV of its main key
 	for _, p := range spec.Profiles {
-		if _, err := s.app.Custody.Profile(p.Name); err == nil {
-			return fmt.Errorf("profile %q already has a main key; it is not overwritten", p.Name)
+		prof, err := s.app.Custody.Profile(p.Name)
+		switch {
+		case errors.Is(err, custody.ErrNoProfile):
+			continue
+		case err != nil:
+			return err
+		case p.Components > 0:
+			return fmt.Errorf("profile %q already has a main key (KCV %s), and the ceremony file forms it from components, "+
+				"which would replace it; it is not overwritten: leave the profile out of the file, or use --overwrite", p.Name, prof.KCV())
 		}
+		existing[p.Name] = prof.KCV()
 	}
 	s.con.Printf("Region main key: KCV %s (in the PKCS#11 token, non-extractable)\n", s.app.Custody.RegionKeyKCV())
 	if err := enroll(s.con, s.app.Store, s.app.Custody, spec.Custodians); err != nil {
@@ -386,6 +404,14 @@ func (s *session) init(spec *File, overwrite bool) error {
 		return err
 	}
 	for _, p := range spec.Profiles {
+		if kcv, ok := existing[p.Name]; ok {
+			if err := s.record(audit.Entry{Operation: "keep-profile-key", Profile: p.Name, Outcome: audit.OK,
+				KCVs: map[string]string{"profile": kcv}, Detail: "the profile already had a main key; kept"}); err != nil {
+				return err
+			}
+			s.con.Printf("Profile %s: main key already present, KCV %s; kept\n", p.Name, kcv)
+			continue
+		}
 		if p.Components > 0 {
 			if err := s.formProfile(rec, p, nil); err != nil {
 				return err
@@ -583,6 +609,28 @@ func (s *session) status() error {
 	return nil
 }
 
+// rotateOnline runs the rotation through the serving daemon's admin socket.
+func rotateOnline(con *Console, cfg *appliance.Config, profile string) error {
+	apps, err := approvals(con)
+	if err != nil {
+		return err
+	}
+	defer clearApprovals(apps)
+	resp, err := admin.Call(cfg.AdminSocketPath(), &admin.Request{Op: admin.OpRotate, Profile: profile, Approvals: apps})
+	if errors.Is(err, admin.ErrNoDaemon) {
+		return fmt.Errorf("the key store is in use, but no daemon answers on %s: is a ceremony running?", cfg.AdminSocketPath())
+	}
+	if err != nil {
+		return err
+	}
+	r := resp.Rotate
+	if r == nil {
+		return errors.New("the daemon answered the rotation without a report")
+	}
+	printRotation(con, &ops.RotationReport{Profile: r.Profile, Version: r.Version, KCV: r.KCV, Rewrapped: r.Rewrapped, Verified: r.Verified}, "online")
+	return nil
+}
+
 // rotate runs a profile main key rotation under dual control: through the
 // serving daemon's admin socket when one runs, else offline on the data
 // directory. Running it again after a crash resumes the same rotation.
@@ -590,24 +638,13 @@ func rotate(con *Console, cfg *appliance.Config, dev bool, profile string) (err 
 	if err := custody.CheckProfileName(profile); err != nil {
 		return fmt.Errorf("--profile: %w", err)
 	}
-	apps, err := approvals(con)
-	if err != nil {
-		return err
-	}
-	defer clearApprovals(apps)
-	resp, err := admin.Call(cfg.AdminSocketPath(), &admin.Request{Op: admin.OpRotate, Profile: profile, Approvals: apps})
-	if err == nil {
-		r := resp.Rotate
-		if r == nil {
-			return errors.New("the daemon answered the rotation without a report")
-		}
-		printRotation(con, &ops.RotationReport{Profile: r.Profile, Version: r.Version, KCV: r.KCV, Rewrapped: r.Rewrapped, Verified: r.Verified}, "online")
-		return nil
-	}
-	if !errors.Is(err, admin.ErrNoDaemon) {
-		return err
-	}
+	// Offline when no daemon holds the key store: then the custodians are
+	// checked for before anyone is prompted. A serving daemon holds it, and
+	// checks them itself.
 	app, err := appliance.Open(cfg, dev, false, zap.NewNop())
+	if errors.Is(err, keystore.ErrInUse) {
+		return rotateOnline(con, cfg, profile)
+	}
 	if err != nil {
 		return err
 	}
@@ -621,6 +658,11 @@ func rotate(con *Console, cfg *appliance.Config, dev bool, profile string) (err 
 	if err != nil {
 		return err
 	}
+	apps, err := approvals(con)
+	if err != nil {
+		return err
+	}
+	defer clearApprovals(apps)
 	who, err := rec.DualControl(custodianApprovals(apps))
 	if err != nil {
 		return s.refused("rotate", profile, nil, err)

@@ -7,6 +7,9 @@ import (
 	"strings"
 	"testing"
 
+	"go.uber.org/zap"
+
+	"payhsm/appliance"
 	"payhsm/hsm/softhsm"
 )
 
@@ -131,5 +134,68 @@ func TestExampleCeremonyFile(t *testing.T) {
 	}
 	if len(f.Custodians) != 3 || len(f.Profiles) != 2 || f.Profiles[1].Components != 3 {
 		t.Errorf("example parsed as %+v", f)
+	}
+}
+
+// TestInitOnDevAppliance: an appliance made by `payhsm serve --dev` (make
+// run) has a profile main key but no custodians. init enrols custodians on
+// it, keeps the existing key and creates the missing ones; a file that would
+// replace the existing key is refused before anyone is prompted; and rotate
+// says there are no custodians before prompting for approvers.
+func TestInitOnDevAppliance(t *testing.T) {
+	if _, err := os.Stat(softhsm.DefaultModule); err != nil {
+		t.Skipf("SoftHSM2 is not installed: %v", err)
+	}
+	dir := t.TempDir()
+	cfg := &appliance.Config{DataDir: dir}
+	cfg.Defaults()
+	app, err := appliance.Open(cfg, true, true, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	prof, err := app.Custody.CreateProfile("default") // as serve --dev does
+	if err != nil {
+		t.Fatal(err)
+	}
+	devKCV := prof.KCV()
+	if err := app.Close(); err != nil {
+		t.Fatal(err)
+	}
+	run := func(stdin string, args ...string) (int, string) {
+		var out bytes.Buffer
+		code := Main(append(args, "--dev", "--data-dir", dir), strings.NewReader(stdin), &out, &out)
+		return code, out.String()
+	}
+	writeSpec := func(s string) string {
+		p := filepath.Join(t.TempDir(), "ceremony.json")
+		if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	const enrol = "alice-passphrase\nalice-passphrase\nbob-passphrase!\nbob-passphrase!\n"
+	const approve = "alice\nalice-passphrase\nbob\nbob-passphrase!\n"
+
+	if code, out := run(approve, "rotate", "--profile", "default"); code != 1 || !strings.Contains(out, "no custodians are enrolled") || strings.Contains(out, "Approver 1") {
+		t.Errorf("rotate without custodians: exit %d, want the error before any prompt:\n%s", code, out)
+	}
+	replace := writeSpec(`{"custodians":["alice","bob"],"profiles":[{"name":"default","components":2}]}`)
+	if code, out := run(enrol, "init", "--ceremony", replace); code != 1 || !strings.Contains(out, "would replace it") || strings.Contains(out, "passphrase") {
+		t.Errorf("init replacing the dev profile key: exit %d, want a refusal before any prompt:\n%s", code, out)
+	}
+	spec := writeSpec(`{"custodians":["alice","bob"],"profiles":[{"name":"default"},{"name":"lmk01"}]}`)
+	code, out := run(enrol, "init", "--ceremony", spec)
+	if code != 0 || !strings.Contains(out, "Profile default: main key already present, KCV "+devKCV+"; kept") ||
+		!strings.Contains(out, "Profile lmk01: main key generated") {
+		t.Fatalf("init on the dev appliance: exit %d\n%s", code, out)
+	}
+	if code, out := run("", "status"); code != 0 || !strings.Contains(out, devKCV) || !strings.Contains(out, "alice") {
+		t.Errorf("status after init: exit %d\n%s", code, out)
+	}
+	if code, out := run(approve, "rotate", "--profile", "default"); code != 0 {
+		t.Errorf("rotate with the enrolled custodians: exit %d\n%s", code, out)
+	}
+	if code, out := run(enrol, "init", "--ceremony", spec); code != 1 || !strings.Contains(out, "already initialized") {
+		t.Errorf("init again: exit %d\n%s", code, out)
 	}
 }

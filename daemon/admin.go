@@ -14,6 +14,7 @@ import (
 
 	"payhsm/access"
 	"payhsm/admin"
+	"payhsm/appliance/diskguard"
 	"payhsm/audit"
 	"payhsm/ceremony/custodian"
 	"payhsm/ceremony/mainkey"
@@ -34,7 +35,8 @@ type adminServer struct {
 	audit  *audit.Log
 	access *access.Manager
 	log    *zap.Logger
-	mu     sync.Mutex // one ceremony at a time
+	disk   *diskguard.Watchdog // refuses steps that write while the disk is below its reserve
+	mu     sync.Mutex          // one ceremony at a time
 	wg     sync.WaitGroup
 }
 
@@ -125,6 +127,13 @@ func (a *adminServer) fail(op admin.Op, profile string, who []string, outcome au
 func (a *adminServer) run(req *admin.Request) *admin.Response {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if req.Op != admin.OpVerifyKeystore && a.disk != nil {
+		// Every other step writes (the key store, the token, the audit
+		// log): none starts on a disk below its reserve.
+		if err := a.disk.Check(); err != nil {
+			return &admin.Response{Error: fault.ClientMessage(err)}
+		}
+	}
 	switch req.Op {
 	case admin.OpKRDRequest: // no secret leaves: the certificate and a fresh nonce
 		cert, nonce, err := mainkey.KRDRequest(a.store, a.cust)

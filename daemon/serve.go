@@ -48,6 +48,9 @@ func ServeMain(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cfg, err := flags.Config()
+	if err == nil {
+		err = cfg.Preflight(flags.Dev(), true) // the files and the token, before anything is created
+	}
 	if err != nil {
 		cli.Say(stderr, "payhsm serve:", err)
 		return 2
@@ -65,7 +68,9 @@ func ServeMain(args []string, stdout, stderr io.Writer) int {
 		stop()
 	}()
 	if err := Serve(ctx, cfg, flags.Dev(), log); err != nil {
-		log.Error("payhsm stopped", zap.Error(err))
+		// One line that says why (a start-up failure such as a full disk
+		// included); Serve's own stack is no help to an operator.
+		log.WithOptions(zap.AddStacktrace(zap.FatalLevel)).Error("payhsm stopped", zap.Error(err))
 		return 1
 	}
 	return 0
@@ -181,7 +186,8 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		scheme = "https"
 	}
-	hostCfg := hostcmd.Config{HeaderLength: cfg.Host.HeaderLength, MaxConnections: cfg.Host.MaxConnections, AllowedClients: cfg.Host.AllowedClients,
+	hostCfg := hostcmd.Config{HeaderLength: cfg.Host.HeaderLength, MaxConnections: cfg.Host.MaxConnections,
+		MaxConnectionsPerAddress: cfg.Host.MaxConnectionsPerAddress, AllowedClients: cfg.Host.AllowedClients,
 		EventLoops: cfg.Host.EventLoops, Authorizer: az, Principal: hostPrincipal(cfg, mgr)}
 	if hostCfg.TLS, err = hostTLS(&cfg.Host); err != nil {
 		return err
@@ -203,7 +209,7 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 	errc := make(chan error, 3)
 	go func() { errc <- srv.Serve(httpLn) }()
 	go func() { errc <- host.Serve(hostLn) }()
-	adm := &adminServer{ln: adminLn, svc: svc, store: app.Store, cust: app.Custody, audit: auditLog, access: mgr, log: log.Named("admin")}
+	adm := &adminServer{ln: adminLn, svc: svc, store: app.Store, cust: app.Custody, audit: auditLog, access: mgr, log: log.Named("admin"), disk: app.Disk}
 	go adm.serve()
 	runCtx, cancelRun := context.WithCancel(context.Background())
 	var background sync.WaitGroup
@@ -213,6 +219,11 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 		svc.Run(runCtx, time.Minute)
 	}()
 	repl.start(runCtx, &background, errc)
+	background.Add(1)
+	go func() { // the free-space state follows the disk when nothing writes (and is logged when it changes)
+		defer background.Done()
+		app.Disk.Run(runCtx, 5*time.Second)
+	}()
 
 	log.Info("payhsm ready", zap.String("http", scheme+"://"+httpLn.Addr().String()),
 		zap.String("host", hostLn.Addr().String()), zap.String("replication", repl.addr()), zap.String("dataDir", cfg.DataDir), zap.Bool("dev", dev))

@@ -33,6 +33,14 @@
 // record. The tests inject such failures with Pebble's errorfs and cut power
 // with vfs.NewCrashableMem (see fault_test.go).
 //
+// No storage failure ends the process. A fatal error in one of Pebble's own
+// goroutines (a MANIFEST write of a background flush or compaction failing
+// on a full disk) fails the store the same way and parks that goroutine
+// (Fatalf); Pebble's retried background errors are logged at most once per
+// bgErrEvery. SetWriteGate lets the appliance refuse writes before the disk
+// is full (its free-space reserve), which keeps those failures for disks
+// filled by someone else (disk_test.go).
+//
 // # Layout
 //
 // Every Pebble key begins with a short ASCII prefix. Key ids are exactly 16
@@ -134,6 +142,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -193,7 +202,12 @@ type Store struct {
 	life   sync.RWMutex // readers hold it shared; Close holds it exclusively
 	closed bool
 
-	failed atomic.Pointer[error] // set once, by fail; see ErrFailed
+	failed  atomic.Pointer[error] // set once, by fail; see ErrFailed
+	stalled atomic.Bool           // Pebble stopped in a background fatal error (see Fatalf): db cannot be closed
+
+	gate     atomic.Pointer[func() error] // SetWriteGate: consulted before every write
+	bgErr    rateLimited                  // Pebble's background errors, logged at most once per bgErrEvery
+	bgErrors atomic.Uint64                // Pebble's background errors, all of them (BackgroundErrors)
 
 	auth   atomic.Pointer[authState]   // nil until SetAuthenticator
 	fstate atomic.Pointer[formatState] // written under mu
@@ -236,7 +250,7 @@ func Open(dir string, o Options) (*Store, error) {
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{s: log.Named("pebble").WithOptions(zap.AddCallerSkip(1)).Sugar(), store: s},
 		EventListener: &pebble.EventListener{
-			BackgroundError: func(err error) { log.Error("pebble background error", zap.Error(err)) },
+			BackgroundError: func(err error) { s.backgroundError(err) },
 			DataCorruption: func(info pebble.DataCorruptionInfo) {
 				log.Error("pebble data corruption", zap.String("info", info.String()))
 			},
@@ -336,6 +350,12 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
+	if s.stalled.Load() {
+		// A Pebble goroutine is parked holding the database's mutex (see
+		// Fatalf): closing would wait for it forever. The process is about
+		// to exit, which releases the files; the next Open recovers.
+		return fmt.Errorf("keystore: close: not closed, Pebble stopped after a fatal error: %w", s.Failed())
+	}
 	if err := s.guard(s.db.Close); err != nil {
 		return fmt.Errorf("keystore: close: %w", err)
 	}
@@ -353,8 +373,25 @@ func (s *Store) read() (func(), error) {
 	return s.life.RUnlock, nil
 }
 
+// SetWriteGate makes every write call gate first and fail with its error,
+// writing nothing, when it returns one (the appliance refuses writes while
+// the disk is below its free-space reserve). Reads are not gated. nil
+// removes the gate.
+func (s *Store) SetWriteGate(gate func() error) {
+	if gate == nil {
+		s.gate.Store(nil)
+		return
+	}
+	s.gate.Store(&gate)
+}
+
 // write enters the write section; the returned func leaves it.
 func (s *Store) write() (func(), error) {
+	if g := s.gate.Load(); g != nil {
+		if err := (*g)(); err != nil {
+			return nil, err
+		}
+	}
 	s.mu.Lock()
 	s.life.RLock()
 	if err := s.usable(); err != nil {
@@ -453,14 +490,83 @@ func (l pebbleLogger) Errorf(format string, args ...any) { l.s.Errorf(format, ar
 type pebbleFatal struct{ msg string }
 
 // Fatalf is called by Pebble when it cannot continue: a commit whose WAL
-// write or sync failed, or an invariant violation. It logs the line, fails
-// the store (every later call returns ErrFailed) and panics, as Pebble
-// expects Fatalf not to return. On the commit path Store.guard recovers the
-// panic, so the caller gets an error; anywhere else (a background flush or
-// compaction) the panic ends the process, as exiting would.
+// write or sync failed, a MANIFEST write that failed in a background flush
+// or compaction (a disk filled past the appliance's reserve by someone
+// else), or an invariant violation. It logs the line and fails the store
+// (every later call returns ErrFailed, without touching Pebble), and then
+// must not return. Called under Store.guard (the commit path, Open, Close),
+// it panics and guard turns the panic into the failed store's error.
+// Anywhere else — one of Pebble's own goroutines — a panic would end the
+// process, so it parks the goroutine for good instead: Pebble stops where
+// it stood (nothing more is written, so nothing acknowledged is lost; the
+// next start recovers from the WAL), and the rest of the appliance —
+// everything that does not need the store — keeps serving until the
+// operator restarts it.
 func (l pebbleLogger) Fatalf(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	l.s.Error(msg)
-	_ = l.store.fail(msg) // every later call returns it (Failed); the panic stops this one
-	panic(pebbleFatal{msg})
+	guarded := underGuard()
+	if !guarded {
+		l.store.stalled.Store(true) // before fail: a Close that sees the failure must not wait for db
+	}
+	_ = l.store.fail(msg) // every later call returns it (Failed); this one stops here
+	if guarded {
+		panic(pebbleFatal{msg})
+	}
+	select {}
+}
+
+// underGuard reports whether the calling goroutine is inside Store.guard.
+func underGuard() bool {
+	pcs := make([]uintptr, 256)
+	frames := runtime.CallersFrames(pcs[:runtime.Callers(2, pcs)])
+	for {
+		f, more := frames.Next()
+		if strings.HasSuffix(f.Function, "/keystore.(*Store).guard") {
+			return true
+		}
+		if !more {
+			return false
+		}
+	}
+}
+
+// bgErrEvery is how often at most Pebble's background errors are logged: a
+// flush that fails on a full disk is retried at once, thousands of times a
+// second.
+const bgErrEvery = 10 * time.Second
+
+// backgroundError logs a background flush or compaction error, at most once
+// per bgErrEvery with the count of those not logged since.
+func (s *Store) backgroundError(err error) {
+	s.bgErrors.Add(1)
+	if n, ok := s.bgErr.allow(time.Now(), bgErrEvery); ok {
+		s.log.Error("pebble background error (retried by Pebble; at most one line per interval)", zap.Error(err),
+			zap.Uint64("suppressedSinceLastLine", n), zap.Duration("interval", bgErrEvery))
+	}
+}
+
+// BackgroundErrors counts the errors of Pebble's background work (flushes,
+// compactions) since Open, logged or not (for metrics).
+func (s *Store) BackgroundErrors() uint64 { return s.bgErrors.Load() }
+
+// rateLimited lets one event through per interval and counts the others.
+type rateLimited struct {
+	mu         sync.Mutex
+	last       time.Time
+	suppressed uint64
+}
+
+// allow reports whether an event at now is let through, and how many were
+// suppressed since the last one that was.
+func (r *rateLimited) allow(now time.Time, every time.Duration) (uint64, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.last.IsZero() && now.Sub(r.last) < every {
+		r.suppressed++
+		return 0, false
+	}
+	n := r.suppressed
+	r.last, r.suppressed = now, 0
+	return n, true
 }

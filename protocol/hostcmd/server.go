@@ -24,11 +24,15 @@ import (
 // Config tunes the host port.
 type Config struct {
 	HeaderLength   int           // m: bytes of message header echoed unchanged (default 4)
-	MaxConnections int           // default 256
+	MaxConnections int           // default 256; at the limit the longest-idle connection is evicted (limits.go)
 	IdleTimeout    time.Duration // default 5 min: a connection silent this long is closed
 	FrameTimeout   time.Duration // default 10 s: a started frame must complete within it
 	Firmware       string        // 9 characters reported by NC/NO
 	MaxMessage     int           // default and ceiling MaxMessage: longer frames close the connection
+	// MaxConnectionsPerAddress bounds the connections from one source
+	// address (IPv6: one /64); at the bound, that address's longest-idle
+	// connection is evicted. Default (0): min(64, MaxConnections).
+	MaxConnectionsPerAddress int
 
 	// TLS, when set, makes the port TLS-only (payShield 10K's TLS host port).
 	// For mutual TLS set ClientAuth to tls.RequireAndVerifyClientCert and
@@ -57,13 +61,14 @@ type Server struct {
 	ops  *ops.Service
 	cfg  Config
 	log  *zap.Logger
-	sem  chan struct{}
 	mu   sync.Mutex
 	ln   net.Listener
 	conn map[net.Conn]struct{}
 	wg   sync.WaitGroup
-	done chan struct{}
-	stop sync.Once
+
+	limits *limits
+	done   chan struct{}
+	stop   sync.Once
 
 	authz map[string]hostAuthz // compiled hostActions
 
@@ -75,6 +80,9 @@ type Server struct {
 func NewServer(svc *ops.Service, cfg Config, log *zap.Logger) *Server {
 	if cfg.MaxConnections == 0 {
 		cfg.MaxConnections = 256
+	}
+	if cfg.MaxConnectionsPerAddress <= 0 {
+		cfg.MaxConnectionsPerAddress = min(64, cfg.MaxConnections)
 	}
 	if cfg.IdleTimeout == 0 {
 		cfg.IdleTimeout = 5 * time.Minute
@@ -88,7 +96,7 @@ func NewServer(svc *ops.Service, cfg Config, log *zap.Logger) *Server {
 	if cfg.MaxMessage <= 0 || cfg.MaxMessage > MaxMessage {
 		cfg.MaxMessage = MaxMessage
 	}
-	return &Server{ops: svc, cfg: cfg, log: log, sem: make(chan struct{}, cfg.MaxConnections),
+	return &Server{ops: svc, cfg: cfg, log: log, limits: newLimits(cfg.MaxConnections, cfg.MaxConnectionsPerAddress),
 		conn: map[net.Conn]struct{}{}, done: make(chan struct{}), authz: compileHostActions()}
 }
 
@@ -125,24 +133,42 @@ func (s *Server) Serve(ln net.Listener) error {
 			}
 			return err
 		}
-		select {
-		case s.sem <- struct{}{}:
-		default:
-			s.log.Warn("connection limit reached; refusing", zap.String("remote", c.RemoteAddr().String()))
-			_ = c.Close() // refused: nothing was sent, and nothing to do if the close fails
-			continue
-		}
 		s.mu.Lock()
 		s.wg.Add(1)
 		s.mu.Unlock()
-		if s.adopt(c) {
+		t := &tracked{src: sourceKey(c.RemoteAddr()), fd: -1}
+		if s.adopt(c, t) {
 			continue
 		}
+		t.evict = func() {
+			// The session sees the flag before its next read, or the
+			// deadline wakes the read it is blocked in; a command being
+			// served is answered first.
+			_ = c.SetReadDeadline(time.Now())
+		}
+		s.admit(t)
 		s.mu.Lock()
 		s.conn[c] = struct{}{}
 		s.mu.Unlock()
-		go s.handle(c)
+		go s.handle(c, t)
 	}
+}
+
+// admit counts a new connection against the limits, evicting another when
+// one is reached, and summarises evictions in the log.
+func (s *Server) admit(t *tracked) {
+	now := time.Now()
+	before := s.limits.evictedAddr.Load() + s.limits.evictedAll.Load()
+	s.limits.admit(t, now)
+	if s.limits.evictedAddr.Load()+s.limits.evictedAll.Load() != before {
+		s.limits.summarise(s.log, now)
+	}
+}
+
+// refuse counts a connection closed without being served.
+func (s *Server) refuse() {
+	s.limits.refused.Add(1)
+	s.limits.summarise(s.log, time.Now())
 }
 
 // Shutdown stops accepting, lets in-flight commands finish and closes every connection.
@@ -177,7 +203,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
-func (s *Server) handle(raw net.Conn) {
+func (s *Server) handle(raw net.Conn, t *tracked) {
 	c := raw
 	defer func() {
 		if r := recover(); r != nil {
@@ -187,7 +213,7 @@ func (s *Server) handle(raw net.Conn) {
 		s.mu.Lock()
 		delete(s.conn, raw)
 		s.mu.Unlock()
-		<-s.sem
+		s.limits.release(t)
 		s.wg.Done()
 	}()
 	if s.cfg.TLS != nil {
@@ -204,7 +230,7 @@ func (s *Server) handle(raw net.Conn) {
 		}
 		c = tc
 	}
-	sn := &session{s: s, c: c, br: bufio.NewReaderSize(c, ioBuffer), bw: bufio.NewWriterSize(c, ioBuffer), x: s.newCall()}
+	sn := &session{s: s, c: c, t: t, br: bufio.NewReaderSize(c, ioBuffer), bw: bufio.NewWriterSize(c, ioBuffer), x: s.newCall()}
 	var cert *x509.Certificate
 	if tc, ok := c.(*tls.Conn); ok {
 		if st := tc.ConnectionState(); len(st.PeerCertificates) > 0 {
@@ -229,13 +255,14 @@ const ioBuffer = 16 << 10
 // and frame timeouts are honoured to within that slack.
 const maxDeadlineSlack = time.Second
 
-var errClosing = errors.New("hostcmd: server shutting down")
+var errClosing = errors.New("hostcmd: connection closing (server shutdown or eviction)")
 
 // session is one connection's request loop and its reusable buffers: serving
 // a request allocates nothing here beyond what its command needs.
 type session struct {
 	s      *Server
 	c      net.Conn
+	t      *tracked // its place in the connection limits (nil in tests that build sessions)
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	x      *call
@@ -260,7 +287,12 @@ func (dl *deadline) arm(set func(time.Time) error, now time.Time, d time.Duratio
 	_ = set(want)
 }
 
+// closing reports whether the session must end before its next read: the
+// server is shutting down, or the connection was evicted.
 func (sn *session) closing() bool {
+	if sn.t.isEvicted() {
+		return true
+	}
 	select {
 	case <-sn.s.done:
 		return true
@@ -324,6 +356,7 @@ func (sn *session) next() ([]byte, int, error) {
 		if _, err := br.Peek(1); err != nil {
 			return nil, 0, err
 		}
+		sn.t.touch(time.Now())
 	}
 	if br.Buffered() < 2 {
 		if err := sn.armFrame(); err != nil {
