@@ -1,7 +1,9 @@
 // Package daemon owns payhsm's serve command: it opens the appliance (package
 // appliance), wires the operations layer to both front ends (the AWS HTTP API
 // and the host-command port) and to the admin socket that runs online
-// ceremony steps (wire: package admin; audit: package audit), notifies systemd
+// ceremony steps (wire: package admin), records every control-plane call,
+// denial and ceremony step — and data-plane calls for an account that opted
+// in — in the audit trail (package audit), notifies systemd
 // of readiness, and shuts down in order.
 package daemon
 
@@ -26,7 +28,6 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"payhsm/appliance"
-	"payhsm/audit"
 	"payhsm/hsm/custody"
 	"payhsm/internal/cli"
 	"payhsm/ops"
@@ -97,11 +98,11 @@ func NewLogger(level string) (*zap.Logger, error) {
 }
 
 // Serve runs the appliance until ctx ends. Start-up prepares everything that
-// can fail — the appliance, the profile, TLS, the audit log and all three
+// can fail — the appliance, the profile, TLS, the audit trail and all three
 // listeners — before anything serves, so a start-up failure leaves nothing
 // running; shutdown goes in order: the HTTP and host ports drain, the online
 // ceremony step in progress finishes, the background purge stops, and only
-// then are the audit log, custody and the key store closed.
+// then are the audit trail (sealed), custody and the key store closed.
 func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger) error {
 	if err := appliance.HardenProcess(); err != nil {
 		log.Warn("cannot disable core dumps", zap.Error(err))
@@ -140,18 +141,22 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 			zap.Int("failures", len(vrep.Failures)), zap.Int("records", vrep.Records))
 	}
 
-	auditLog, err := audit.Open(cfg.AuditLogPath())
+	trail, err := cfg.OpenAudit(app.Custody, "daemon", log.Named("audit"))
 	if err != nil {
 		return err
 	}
 	defer func() {
-		if err := auditLog.Close(); err != nil {
-			log.Error("close the audit log", zap.Error(err))
+		if err := trail.Close(); err != nil {
+			log.Error("close the audit trail", zap.Error(err))
 		}
 	}()
+	log.Info("audit trail open", zap.String("dir", cfg.AuditDir()), zap.String("sealKeyId", trail.KeyID()),
+		zap.Bool("dataEvents", cfg.DataEvents()))
 	verifier := &sigv4.Verifier{Creds: sigv4.StaticCredentials(app.Credentials), Region: cfg.Region, Service: "payment-cryptography"}
+	api := awsapi.New(svc, verifier, log.Named("http"))
+	api.SetAudit(trail, cfg.Account, cfg.DataEvents())
 	srv := &http.Server{
-		Handler:           awsapi.New(svc, verifier, log.Named("http")),
+		Handler:           api,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -174,6 +179,7 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 		return err
 	}
 	host := hostcmd.NewServer(svc, hostCfg, log.Named("host"))
+	host.SetAudit(trail, cfg.Account, cfg.DataEvents())
 
 	httpLn, hostLn, adminLn, err := listen(cfg)
 	if err != nil {
@@ -187,7 +193,7 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(httpLn) }()
 	go func() { errc <- host.Serve(hostLn) }()
-	adm := &adminServer{ln: adminLn, svc: svc, store: app.Store, cust: app.Custody, audit: auditLog, log: log.Named("admin")}
+	adm := &adminServer{ln: adminLn, svc: svc, store: app.Store, cust: app.Custody, audit: trail, log: log.Named("admin")}
 	go adm.serve()
 	runCtx, cancelRun := context.WithCancel(context.Background())
 	var background sync.WaitGroup

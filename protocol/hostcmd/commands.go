@@ -51,6 +51,9 @@ type call struct {
 	scratch []byte               // a command may build its response fields here
 	cur     cursor               // the request's decoder
 	idents  map[string]identMemo // raw key field -> ops identifier
+	// source and principal name the client in audit events: its address,
+	// and its TLS certificate's common name.
+	source, principal string
 }
 
 // identMemo is a remembered key identifier: the ops identifier of a key
@@ -106,6 +109,9 @@ func (s *Server) dispatch(x *call, dst, msg []byte) []byte {
 	*c = cursor{b: req.body}
 	cmd := dec(c)
 	if c.err != nil {
+		if s.dataTrail != nil {
+			s.auditCommand(x, req.code, nil, errorCode(c.err))
+		}
 		return appendResponse(dst, req.header, rc, errorCode(c.err), nil, c.trailer)
 	}
 	x.profile = s.ops.DefaultProfile()
@@ -115,6 +121,9 @@ func (s *Server) dispatch(x *call, dst, msg []byte) []byte {
 			code := codeInvalidLMK
 			if fault.KindOf(err) != fault.NotFound {
 				code = errorCode(err)
+			}
+			if s.dataTrail != nil {
+				s.auditCommand(x, req.code, cmd, code)
 			}
 			return appendResponse(dst, req.header, rc, code, nil, c.trailer)
 		}
@@ -126,7 +135,13 @@ func (s *Server) dispatch(x *call, dst, msg []byte) []byte {
 				s.log.Warn("host command failed", zap.String("command", string(req.code[:])), zap.Error(err))
 			}
 		}
+		if s.dataTrail != nil {
+			s.auditCommand(x, req.code, cmd, errorCode(err))
+		}
 		return appendResponse(dst, req.header, rc, errorCode(err), nil, c.trailer)
+	}
+	if s.dataTrail != nil {
+		s.auditCommand(x, req.code, cmd, codeOK)
 	}
 	return appendResponse(dst, req.header, rc, codeOK, fields, c.trailer)
 }

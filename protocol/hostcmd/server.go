@@ -16,6 +16,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"payhsm/audit"
 	"payhsm/ops"
 )
 
@@ -58,6 +59,10 @@ type Server struct {
 
 	loops []*eventLoop // plain-TCP event loops (Linux); nil: a goroutine per connection
 	next  int          // the loop the next connection goes to (Serve's goroutine only)
+
+	trail        *audit.Trail // denials (see SetAudit); nil: none
+	dataTrail    *audit.Trail // data events; nil unless the account opted in
+	auditAccount string
 }
 
 // NewServer returns a host-command server.
@@ -189,11 +194,16 @@ func (s *Server) handle(raw net.Conn) {
 		_ = tc.SetDeadline(time.Time{})
 		if !s.allowed(tc.ConnectionState()) {
 			s.log.Warn("host client certificate not in the allow-list", zap.String("remote", c.RemoteAddr().String()))
+			s.denyClient(tc.ConnectionState(), c.RemoteAddr().String())
 			return
 		}
 		c = tc
 	}
 	sn := &session{s: s, c: c, br: bufio.NewReaderSize(c, ioBuffer), bw: bufio.NewWriterSize(c, ioBuffer), x: s.newCall()}
+	sn.x.source = c.RemoteAddr().String()
+	if tc, ok := c.(*tls.Conn); ok {
+		sn.x.principal = peerName(tc.ConnectionState())
+	}
 	if err := sn.serve(); err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, errClosing) {
 		s.log.Debug("closing host connection", zap.String("remote", c.RemoteAddr().String()), zap.Error(err))
 	}
