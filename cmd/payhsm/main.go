@@ -1,6 +1,7 @@
 // Command payhsm is the payhsm appliance: one binary whose subcommands run
-// the daemon (serve), the key ceremonies (ceremony), the key store check
-// (keystore verify), and the host-port client and load tool (client, bench).
+// the daemon (serve), the key ceremonies (ceremony), the key store and audit
+// trail checks (keystore verify, audit verify), and the host-port client and
+// load tool (client, bench).
 package main
 
 import (
@@ -25,6 +26,8 @@ commands:
             between two daemons)
   keystore  verify: check every record of the key store and list those that fail
             (through the serving daemon, or offline)
+  audit     verify: check the audit trail (hash chain, sequence, seals) and say where
+            it was altered (through the serving daemon, or offline)
   client    send one host command to the host port and print the parsed response
   bench     load the host port with a command mix; print throughput and latency percentiles
   version   print the version (also --version)
@@ -49,6 +52,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return ceremony.Main(args[1:], stdin, stdout, stderr)
 	case "keystore":
 		return keystoreMain(args[1:], stdout, stderr)
+	case "audit":
+		return auditMain(args[1:], stdout, stderr)
 	case "client":
 		return hostclient.Main(args[1:], stdin, stdout, stderr)
 	case "bench":
@@ -58,7 +63,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case "help", "-h", "-help", "--help":
 		if len(args) > 1 && args[0] == "help" {
 			switch args[1] {
-			case "serve", "ceremony", "keystore", "client", "bench":
+			case "serve", "ceremony", "keystore", "audit", "client", "bench":
 				return run([]string{args[1], "-h"}, stdin, stdout, stderr)
 			case "version", "help":
 			default:

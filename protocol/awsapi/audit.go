@@ -135,6 +135,11 @@ func (s *Server) deny(w http.ResponseWriter, r *http.Request, pl plane, principa
 	if len(action) > 256 {
 		action = action[:256]
 	}
+	if principal == "" { // the access key id the request claims, if it names one
+		if a, perr := sigv4.ParseAuthorization(r.Header.Get("Authorization")); perr == nil && len(a.AccessKeyID) <= 128 {
+			principal = a.AccessKeyID
+		}
+	}
 	if derr := s.audit.Deny(audit.Denial{Protocol: "aws", Principal: principal, Source: r.RemoteAddr,
 		RequestID: w.Header().Get("X-Amzn-RequestId"), Action: action, Reason: reason}); derr != nil {
 		s.log.Error("audit trail: a denial could not be recorded", zap.Error(derr))
