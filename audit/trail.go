@@ -487,7 +487,7 @@ func (t *Trail) appendLocked(e *Entry) (*batch, error) {
 	t.cur.last, t.cur.hash = t.seq, h
 	if e.Kind == KindSeal {
 		t.lastSeal, t.lastSealAt, t.cur.seal = t.seq, now, t.seq
-	} else if t.seq-t.lastSeal >= uint64(t.cfg.SealEvery) {
+	} else if t.seq-t.lastSeal >= uint64(t.cfg.SealEvery) { //nolint:gosec // G115: SealEvery is positive (defaults).
 		if _, err := t.appendSealLocked(SealCount); err != nil {
 			return nil, err
 		}

@@ -275,7 +275,8 @@ func (v *verifier) checkKind(i int, it item) {
 		switch {
 		case s.Reason == StartRecover:
 		case s.Unclean:
-			v.warnf(it, "the previous writer stopped without closing the trail (killed or crashed) after entry %d; entries after %d were chained but not sealed when it stopped", e.Seq-1, s.LastSealed)
+			v.warnf(it, "the previous writer stopped without closing the trail (killed or crashed) after entry %d; %s chained but not sealed when it stopped",
+				e.Seq-1, span(s.LastSealed+1, e.Seq-1))
 		case !closed:
 			v.errf(it, "a writer started here, but the entry before (%s) is not a closing seal and the writer found none missing: the trail's end was altered", v.where(j))
 		}
@@ -360,6 +361,18 @@ func (v *verifier) end() {
 	case e.Kind == KindSeal && e.Seal.Reason == SealRotate:
 		v.errf(it, "the trail ends with a rotation seal: the file that follows it (audit.log, or a later rotated file) is missing")
 	default:
-		v.errf(it, "the trail ends without a closing seal: the file was truncated, or its writer was stopped uncleanly (killed) and has not run since; entries after %d are chained but not sealed", lastSeal)
+		v.errf(it, "the trail ends without a closing seal: the file was truncated, or its writer was stopped uncleanly (killed) and has not run since (its next start records that); %s chained but not sealed",
+			span(lastSeal+1, e.Seq))
 	}
+}
+
+// span names entries from..to.
+func span(from, to uint64) string {
+	switch {
+	case from > to:
+		return "no entry was"
+	case from == to:
+		return fmt.Sprintf("entry %d was", from)
+	}
+	return fmt.Sprintf("entries %d to %d were", from, to)
 }

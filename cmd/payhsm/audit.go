@@ -99,6 +99,9 @@ func auditMain(args []string, stdout, stderr io.Writer) int {
 	verdict := "intact"
 	if !rep.OK() {
 		verdict = fmt.Sprintf("%d problems found", len(rep.Errors))
+		if len(rep.Errors) == 1 {
+			verdict = "1 problem found"
+		}
 	}
 	cli.Sayf(stderr, "payhsm audit verify: %d files, %d entries (sequence %d to %d), %d seals, %d verified (%s), %d entries not yet sealed: %s\n",
 		rep.Files, rep.Entries, rep.First, rep.Last, rep.Seals, rep.SealsChecked, how, rep.Unsealed, verdict)
