@@ -29,6 +29,7 @@
 package audit
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -367,6 +368,15 @@ func (t *Trail) Lag() Lag {
 	t.mu.Unlock()
 	l.Queued, l.Dropped = len(t.data), t.dropped.Load()
 	return l
+}
+
+// Head is the last durable entry: its sequence number and hash. Logged
+// where the trail's files are not (the daemon's journal), it is a
+// checkpoint that a trail rolled back to an earlier point cannot match.
+func (t *Trail) Head() (uint64, string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.dSeq, hex.EncodeToString(t.dHash[:])
 }
 
 // KeyID names the key the trail seals under now.

@@ -806,3 +806,23 @@ func TestOpenErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestHead: Head names the last durable entry, the closing seal after Close.
+func TestHead(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	tr := openTrail(t, dir, nil)
+	if err := tr.Record(KindControl, control(1)); err != nil {
+		t.Fatal(err)
+	}
+	entries := readAll(t, dir)
+	if seq, hash := tr.Head(); seq != 2 || hash != entries[1].Hash {
+		t.Errorf("head %d %s, want 2 %s", seq, hash, entries[1].Hash)
+	}
+	closeTrail(t, tr)
+	entries = readAll(t, dir)
+	last := entries[len(entries)-1]
+	if seq, hash := tr.Head(); seq != last.Seq || hash != last.Hash || last.Kind != KindSeal {
+		t.Errorf("head after close %d %s, want the closing seal %d %s", seq, hash, last.Seq, last.Hash)
+	}
+}

@@ -149,9 +149,12 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 		if err := trail.Close(); err != nil {
 			log.Error("close the audit trail", zap.Error(err))
 		}
+		seq, hash := trail.Head()
+		log.Info("audit trail closed", zap.Uint64("seq", seq), zap.String("hash", hash))
 	}()
+	seq, hash := trail.Head()
 	log.Info("audit trail open", zap.String("dir", cfg.AuditDir()), zap.String("sealKeyId", trail.KeyID()),
-		zap.Bool("dataEvents", cfg.DataEvents()))
+		zap.Bool("dataEvents", cfg.DataEvents()), zap.Uint64("seq", seq), zap.String("hash", hash))
 	verifier := &sigv4.Verifier{Creds: sigv4.StaticCredentials(app.Credentials), Region: cfg.Region, Service: "payment-cryptography"}
 	api := awsapi.New(svc, verifier, log.Named("http"))
 	api.SetAudit(trail, cfg.Account, cfg.DataEvents())
