@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 )
 
 // The flusher goroutine does every write and sync after Open (and Close
@@ -293,4 +294,23 @@ func (t *Trail) appendData(batch []queued) {
 	if big {
 		t.wake()
 	}
+}
+
+// lockName is the lock file of a trail directory: one writer at a time.
+const lockName = ".lock"
+
+// lockDir takes the directory's exclusive lock (flock), held until Close.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, lockName), os.O_RDWR|os.O_CREATE, 0o600) //nolint:gosec // G304: the trail's own lock file.
+	if err != nil {
+		return nil, fmt.Errorf("audit trail: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil { //nolint:gosec // G115: a file descriptor fits an int.
+		_ = f.Close() // not locked: nothing to release
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("audit trail %s is in use by another process (a daemon or ceremony, or another appliance configured with the same audit.dir)", dir)
+		}
+		return nil, fmt.Errorf("audit trail: lock %s: %w", dir, err)
+	}
+	return f, nil
 }

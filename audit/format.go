@@ -218,6 +218,9 @@ type Notice struct {
 	// Dropped data-plane events (the queue was full or the trail could not
 	// write): their number since the previous such notice.
 	Dropped uint64 `json:"dropped,omitempty"`
+	// SuppressedDenials: denials beyond the trail's rate, counted instead of
+	// recorded one by one, since the previous such notice.
+	SuppressedDenials uint64 `json:"suppressedDenials,omitempty"`
 	// Discarded: a write or sync failed, and the entries it held (never
 	// acknowledged) were discarded; the trail continues after the last
 	// durable entry. Error is the failure.

@@ -67,6 +67,13 @@ type Config struct {
 	SyncInterval time.Duration
 	// DataQueue is the capacity of the data-event queue (default 16384).
 	DataQueue int
+	// DenyRate and DenyBurst bound the denials recorded one by one (default
+	// 100 a second, bursts of 1000): beyond them a flood of refused requests
+	// (no credentials needed to send them) is counted, and the count
+	// recorded every SyncInterval, so that it cannot fill the disk or keep
+	// the trail's syncs busy.
+	DenyRate  float64
+	DenyBurst int
 	// Legacy is the path of a pre-chain audit log; a new trail's first
 	// entry records its size and SHA-256.
 	Legacy string
@@ -95,6 +102,12 @@ func (c *Config) defaults() {
 	}
 	if c.DataQueue <= 0 {
 		c.DataQueue = 16384
+	}
+	if c.DenyRate <= 0 {
+		c.DenyRate = 100
+	}
+	if c.DenyBurst <= 0 {
+		c.DenyBurst = 1000
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -149,6 +162,12 @@ type Trail struct {
 	dropped  atomic.Uint64 // data events dropped since Open
 	toNote   atomic.Uint64 // dropped data events not yet noted in the trail
 	syncs    atomic.Uint64 // syncs of the active file (tests: group commit)
+	lock     *os.File      // holds the directory's lock (flock) while open
+
+	denyMu     sync.Mutex // the denial token bucket
+	denyTokens float64
+	denyAt     time.Time
+	suppressed atomic.Uint64 // denials counted, not recorded one by one, not yet noted
 }
 
 // batch is the callers waiting for one write and sync.
@@ -185,15 +204,22 @@ func Open(cfg Config) (*Trail, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("audit trail: %w", err)
 	}
-	st, err := scanTrail(cfg.Dir)
+	lock, err := lockDir(cfg.Dir)
 	if err != nil {
-		return nil, err
-	}
-	t := &Trail{cfg: cfg, keys: k, cur: newBatch(), kick: make(chan struct{}, 1), stop: make(chan struct{}),
-		flushed: make(chan struct{}), data: make(chan queued, cfg.DataQueue), stopData: make(chan struct{}), drained: make(chan struct{})}
-	if err := t.openActive(st); err != nil {
 		k.destroy()
 		return nil, err
+	}
+	st, err := scanTrail(cfg.Dir)
+	if err != nil {
+		k.destroy()
+		return nil, errors.Join(err, lock.Close())
+	}
+	t := &Trail{cfg: cfg, keys: k, cur: newBatch(), kick: make(chan struct{}, 1), stop: make(chan struct{}),
+		flushed: make(chan struct{}), data: make(chan queued, cfg.DataQueue), stopData: make(chan struct{}), drained: make(chan struct{}),
+		lock: lock, denyTokens: float64(cfg.DenyBurst), denyAt: cfg.Now()}
+	if err := t.openActive(st); err != nil {
+		k.destroy()
+		return nil, errors.Join(err, lock.Close())
 	}
 	go t.flusher()
 	go t.drainer()
@@ -314,8 +340,28 @@ type Denial struct {
 // host clients outside the allow-list). A failure to record is returned;
 // the request stays denied either way.
 func (t *Trail) Deny(d Denial) error {
+	if !t.denyAllowed() {
+		t.suppressed.Add(1)
+		return nil
+	}
 	return t.Record(KindDenial, Event{Protocol: d.Protocol, Operation: d.Action, Principal: d.Principal, Source: d.Source,
 		RequestID: d.RequestID, Keys: d.Keys, Outcome: Denied, Detail: d.Reason})
+}
+
+// denyAllowed takes a token of the denial bucket.
+func (t *Trail) denyAllowed() bool {
+	t.denyMu.Lock()
+	defer t.denyMu.Unlock()
+	now := t.cfg.Now()
+	if el := now.Sub(t.denyAt).Seconds(); el > 0 {
+		t.denyTokens = min(float64(t.cfg.DenyBurst), t.denyTokens+el*t.cfg.DenyRate)
+	}
+	t.denyAt = now
+	if t.denyTokens < 1 {
+		return false
+	}
+	t.denyTokens--
+	return true
 }
 
 // Data queues a data-plane event and returns at once: it never waits for
@@ -359,6 +405,8 @@ type Lag struct {
 	Dropped  uint64 // data events dropped since Open
 	Failed   bool   // the last write failed: synchronous records are refused
 	Seq      uint64 // the last sequence number
+	// Suppressed is the denials beyond DenyRate not yet noted in the trail.
+	Suppressed uint64
 }
 
 // Lag reports the trail's lag.
@@ -366,7 +414,7 @@ func (t *Trail) Lag() Lag {
 	t.mu.Lock()
 	l := Lag{Unsynced: t.seq - t.dSeq, Unsealed: t.seq - t.lastSeal, Failed: t.broken != nil, Seq: t.seq}
 	t.mu.Unlock()
-	l.Queued, l.Dropped = len(t.data), t.dropped.Load()
+	l.Queued, l.Dropped, l.Suppressed = len(t.data), t.dropped.Load(), t.suppressed.Load()
 	return l
 }
 
@@ -468,7 +516,7 @@ func (t *Trail) Close() error {
 		t.f = nil
 	}
 	t.keys.destroy()
-	return err
+	return errors.Join(err, t.lock.Close())
 }
 
 func (t *Trail) wake() {
@@ -513,12 +561,16 @@ func (t *Trail) appendSealLocked(reason string) (*batch, error) {
 	return t.appendLocked(&Entry{Kind: KindSeal, Seal: s})
 }
 
-// noteDropsLocked records the data events dropped since the last notice.
+// noteDropsLocked records the data events dropped, and the denials
+// suppressed, since the last notice.
 func (t *Trail) noteDropsLocked() {
-	if n := t.toNote.Swap(0); n > 0 {
-		if _, err := t.appendLocked(&Entry{Kind: KindNotice, Notice: &Notice{Dropped: n}}); err != nil {
-			t.toNote.Add(n)
-		}
+	n, d := t.toNote.Swap(0), t.suppressed.Swap(0)
+	if n == 0 && d == 0 {
+		return
+	}
+	if _, err := t.appendLocked(&Entry{Kind: KindNotice, Notice: &Notice{Dropped: n, SuppressedDenials: d}}); err != nil {
+		t.toNote.Add(n)
+		t.suppressed.Add(d)
 	}
 }
 

@@ -826,3 +826,61 @@ func TestHead(t *testing.T) {
 		t.Errorf("head after close %d %s, want the closing seal %d %s", seq, hash, last.Seq, last.Hash)
 	}
 }
+
+// TestDenialFlood: beyond DenyRate, denials are counted and the count
+// recorded, so a flood of refused requests cannot fill the disk.
+func TestDenialFlood(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	var now atomic.Int64
+	now.Store(time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC).UnixNano())
+	tr := openTrail(t, dir, func(c *Config) {
+		c.DenyRate, c.DenyBurst = 10, 5
+		c.Now = func() time.Time { return time.Unix(0, now.Load()) }
+	})
+	for i := 0; i < 100; i++ {
+		if err := tr.Deny(Denial{Protocol: "aws", Action: "GetKey", Reason: "signature mismatch"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now.Add(int64(time.Second)) // 10 more tokens
+	for i := 0; i < 20; i++ {
+		if err := tr.Deny(Denial{Protocol: "aws", Action: "GetKey", Reason: "signature mismatch"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if l := tr.Lag(); l.Suppressed == 0 {
+		t.Errorf("lag %+v", l)
+	}
+	closeTrail(t, tr)
+	var recorded, suppressed uint64
+	for _, e := range readAll(t, dir) {
+		switch e.Kind {
+		case KindDenial:
+			recorded++
+		case KindNotice:
+			suppressed += e.Notice.SuppressedDenials
+		}
+	}
+	if recorded != 5+5 || recorded+suppressed != 120 {
+		t.Errorf("%d denials recorded, %d counted; want 10 and 110", recorded, suppressed)
+	}
+	if r := verify(t, dir, VerifyOptions{}); !r.OK() || len(r.Warnings) == 0 || !strings.Contains(r.Warnings[0].Message, "denials beyond") {
+		t.Fatalf("errors %v warnings %v", r.Errors, r.Warnings)
+	}
+}
+
+// TestOneWriter: a second writer on the same directory is refused.
+func TestOneWriter(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	tr := openTrail(t, dir, nil)
+	if tr2, err := Open(Config{Dir: dir, Key: testKey}); err == nil {
+		_ = tr2.Close()
+		t.Fatal("a second writer opened the trail")
+	} else if !strings.Contains(err.Error(), "in use by another process") {
+		t.Fatal(err)
+	}
+	closeTrail(t, tr)
+	closeTrail(t, openTrail(t, dir, nil))
+}

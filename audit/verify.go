@@ -282,6 +282,9 @@ func (v *verifier) checkKind(i int, it item) {
 		}
 	case KindNotice:
 		n := e.Notice
+		if n.SuppressedDenials > 0 {
+			v.warnf(it, "%d denials beyond the trail's rate were counted, not recorded one by one (a flood of refused requests)", n.SuppressedDenials)
+		}
 		if n.Dropped > 0 {
 			v.warnf(it, "%d data-plane events were dropped (the queue was full or the trail could not write)", n.Dropped)
 		}
