@@ -305,7 +305,7 @@ func lockDir(dir string) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("audit trail: %w", err)
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil { //nolint:gosec // G115: a file descriptor fits an int.
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		_ = f.Close() // not locked: nothing to release
 		if errors.Is(err, unix.EWOULDBLOCK) {
 			return nil, fmt.Errorf("audit trail %s is in use by another process (a daemon or ceremony, or another appliance configured with the same audit.dir)", dir)
