@@ -28,6 +28,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"payhsm/appliance"
+	"payhsm/audit"
 	"payhsm/hsm/custody"
 	"payhsm/internal/cli"
 	"payhsm/ops"
@@ -123,7 +124,17 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 	if err != nil {
 		return err
 	}
-	svc, err := ops.New(ops.Config{Region: cfg.Region, Account: cfg.Account, Profile: cfg.Profile}, app.Store, app.Custody, log.Named("ops"))
+	var trail *audit.Trail // opened below, before anything serves
+	onPurge := func(keyARN string) {
+		if trail == nil {
+			return
+		}
+		if err := trail.Record(audit.KindControl, audit.Event{Protocol: "system", Operation: "DeleteKey", Principal: "payhsm",
+			Account: cfg.Account, Keys: []string{keyARN}, Outcome: audit.OK, Detail: "deletion waiting period ended"}); err != nil {
+			log.Error("audit trail: a key deletion could not be recorded", zap.String("key", keyARN), zap.Error(err))
+		}
+	}
+	svc, err := ops.New(ops.Config{Region: cfg.Region, Account: cfg.Account, Profile: cfg.Profile, OnPurge: onPurge}, app.Store, app.Custody, log.Named("ops"))
 	if err != nil {
 		return err
 	}
@@ -141,8 +152,7 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 			zap.Int("failures", len(vrep.Failures)), zap.Int("records", vrep.Records))
 	}
 
-	trail, err := cfg.OpenAudit(app.Custody, "daemon", log.Named("audit"))
-	if err != nil {
+	if trail, err = cfg.OpenAudit(app.Custody, "daemon", log.Named("audit")); err != nil {
 		return err
 	}
 	defer func() {
