@@ -187,3 +187,28 @@ func TestAuditFailsClosed(t *testing.T) {
 		t.Fatalf("data plane with a closed trail: %d %v", status, m)
 	}
 }
+
+// TestAuditRecordsPanic: a call whose handler panics is recorded as failed,
+// not as made, and answered InternalServerException.
+func TestAuditRecordsPanic(t *testing.T) {
+	dir := t.TempDir()
+	s, trail := auditedServer(t, dir, false)
+	op := s.control["ListAliases"]
+	op.call = func(context.Context, any) (any, error) { panic("a bug") }
+	s.control["ListAliases"] = op
+	if status, m, _ := call(t, s, testSecret, "ListAliases", "/", map[string]any{}); status != 500 {
+		t.Fatalf("a panicking call answered %d %v", status, m)
+	}
+	if err := trail.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var got []*audit.Parsed
+	for _, e := range trailEntries(t, dir) {
+		if e.Kind == audit.KindControl {
+			got = append(got, e)
+		}
+	}
+	if len(got) != 1 || got[0].Operation != "ListAliases" || got[0].Outcome != audit.Failed || got[0].Error != "InternalServerException" {
+		t.Fatalf("entries %+v", got)
+	}
+}
