@@ -158,14 +158,16 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) (pl plane, name s
 	var out any
 	// Every call of an authenticated principal is recorded (audit.go); a
 	// control-plane call is refused while the trail cannot write.
-	rec := s.startAudit(pl, w, r, principal)
-	defer func() {
-		if p := recover(); p != nil { // recorded as failed; ServeHTTP answers it
-			_ = rec.done(name, in, nil, fault.Internalf("handler", errors.New("panic")))
-			panic(p)
-		}
-		_ = rec.done(name, in, out, err)
-	}()
+	rec := s.startAudit(pl, w, r, principal) // nil: not recorded (data events off)
+	if rec != nil {
+		defer func() {
+			if p := recover(); p != nil { // recorded as failed; ServeHTTP answers it
+				_ = rec.done(name, in, nil, fault.Internalf("handler", errors.New("panic")))
+				panic(p)
+			}
+			_ = rec.done(name, in, out, err)
+		}()
+	}
 	if err := rec.ready(); err != nil {
 		return pl, "", err
 	}
