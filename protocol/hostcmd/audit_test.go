@@ -130,3 +130,43 @@ func TestAuditDeniesClient(t *testing.T) {
 		t.Fatalf("denials %v", denials)
 	}
 }
+
+// TestAuditNoPINOrKey: PIN commands' events hold neither the PIN block,
+// nor the account number, nor a key block beyond its header.
+func TestAuditNoPINOrKey(t *testing.T) {
+	dir := t.TempDir()
+	trail := openTestTrail(t, dir)
+	ts := startServer(t, nil, Config{}, func(s *Server) { s.SetAudit(trail, "000000000000", true) })
+	c := ts.dial(t, nil)
+	gen := func(a string) string { r := c.call("0000A00FFFS#" + a); return r[8 : len(r)-6] }
+	zpka, zpkb, pvk := gen("P0T2B00N00"), gen("P0T2B00N00"), gen("V1T2C00N00")
+	r := c.call("0001EE" + zpka + "01" + pvk + "1234FFFFFFFF04555555123456" + "0123456789012345" + "1234567N8901")
+	if !strings.HasPrefix(r, "0001EF00") {
+		t.Fatal(r)
+	}
+	block := r[8 : 8+16]
+	if got := c.call("0002CC" + zpka + zpkb + "12" + block + "0101555555123456"); !strings.HasPrefix(got, "0002CD00") {
+		t.Fatal(got)
+	}
+	if err := trail.Close(); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, audit.ActiveName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{block, "555555123456", zpka[1:], zpkb[1:], pvk[1:]} {
+		if bytes.Contains(raw, []byte(secret)) {
+			t.Errorf("the trail holds %q:\n%s", secret, raw)
+		}
+	}
+	var cc *audit.Parsed
+	for _, e := range readTrail(t, dir) {
+		if e.Kind == audit.KindData && e.Operation == "CC" {
+			cc = e
+		}
+	}
+	if cc == nil || cc.MaskedPAN == "" || len(cc.Keys) != 2 || cc.Keys[0] != zpka[:17] {
+		t.Fatalf("CC event %+v", cc)
+	}
+}
