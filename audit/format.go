@@ -180,6 +180,10 @@ type Start struct {
 	// the writer found.
 	Unclean    bool   `json:"unclean,omitempty"`
 	LastSealed uint64 `json:"lastSealed,omitempty"`
+	// ActiveMissing: there was no active file, though the trail had
+	// entries (in rotated files): a rotation cut short by a crash between
+	// its rename and the new file, or the active file was removed.
+	ActiveMissing bool `json:"activeMissing,omitempty"`
 	// Torn is an incomplete last line the writer found and cut off (a
 	// write the process did not finish; it was never acknowledged).
 	Torn  *Torn  `json:"torn,omitempty"`

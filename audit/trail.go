@@ -256,6 +256,7 @@ func (t *Trail) openActive(st *tailState) error {
 	if st.activeLen <= 0 {
 		start.PrevFile = st.lastFile
 	}
+	start.ActiveMissing = st.activeLen < 0 && st.lastSeq > 0
 	if st.lastSeq > 0 {
 		switch {
 		case st.lastKind == KindSeal && st.lastSealReason == SealClose:

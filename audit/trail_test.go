@@ -884,3 +884,29 @@ func TestOneWriter(t *testing.T) {
 	closeTrail(t, tr)
 	closeTrail(t, openTrail(t, dir, nil))
 }
+
+// TestActiveFileMissing: a writer that finds only rotated files continues
+// the chain from the last one and says so; verify warns.
+func TestActiveFileMissing(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	buildTrail(t, dir)
+	if err := os.Remove(filepath.Join(dir, ActiveName)); err != nil {
+		t.Fatal(err)
+	}
+	closeTrail(t, openTrail(t, dir, nil))
+	first := readAll(t, dir)
+	var start *Parsed
+	for _, e := range first {
+		if e.Kind == KindStart && e.Start.ActiveMissing {
+			start = e
+		}
+	}
+	if start == nil || start.Start.PrevFile == "" {
+		t.Fatal("no start entry says the active file was missing")
+	}
+	r := verify(t, dir, VerifyOptions{})
+	if !r.OK() || len(r.Warnings) != 1 || !strings.Contains(r.Warnings[0].Message, "found no audit.log") {
+		t.Fatalf("errors %v warnings %v", r.Errors, r.Warnings)
+	}
+}

@@ -260,6 +260,9 @@ func (v *verifier) checkKind(i int, it item) {
 			v.retired[s.PrevKeyID] = e.Seq
 			v.warnf(it, "the seal key changed from %s to %s when this writer started (a new region main key): earlier seals cannot be checked with this appliance's key", s.PrevKeyID, s.KeyID)
 		}
+		if s.ActiveMissing {
+			v.warnf(it, "the writer found no %s, only rotated files: a rotation cut short by a crash, or the active file was removed (its entries would be lost without a trace here; compare with the forwarded copy or the head the daemon logs)", ActiveName)
+		}
 		if s.Torn != nil {
 			v.warnf(it, "the writer cut an incomplete last line of %d bytes (SHA-256 %s) left by the previous writer (a write it never acknowledged)", s.Torn.Bytes, s.Torn.SHA256)
 		}
