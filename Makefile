@@ -110,10 +110,10 @@ lint: $(GOLANGCI_LINT)
 	if [ -n "$$fail" ]; then echo "lint FAILED:$$fail"; exit 1; fi; echo "lint: ok"
 
 # race runs the packages with shared state under the race detector: the
-# keystore, both protocol servers (and SigV4's key cache), and the
+# keystore, the audit trail's writer, both protocol servers (and SigV4's key cache), and the
 # working-key cache's tests in ops (the whole ops suite under -race would take
 # minutes). The generated shape packages hold no shared state.
-RACE_PKGS := ./keystore/... ./protocol/hostcmd/... ./protocol/awsapi ./protocol/awsapi/sigv4
+RACE_PKGS := ./keystore/... ./audit/... ./protocol/hostcmd/... ./protocol/awsapi ./protocol/awsapi/sigv4
 RACE_OPS_TESTS := WorkingKey|KeyCache
 race:
 	CGO_ENABLED=1 $(GO) test -race -count=1 $(RACE_PKGS)

@@ -17,6 +17,7 @@ import (
 	"syscall"
 
 	"payhsm/access"
+	"payhsm/audit"
 )
 
 // Op is an online ceremony step.
@@ -38,11 +39,59 @@ const (
 	// verify). It needs no approval: it changes nothing, and its report names
 	// records (key ids, alias names, tag keys), never their content.
 	OpVerifyKeystore Op = "keystore-verify"
+	// OpAuditSeals checks audit trail seals with the daemon's trail key
+	// (payhsm audit verify while the daemon runs). It needs no approval: it
+	// answers whether each MAC is right, never what it should be, so it
+	// cannot be used to forge a seal.
+	OpAuditSeals Op = "audit-seals"
 	// OpPrincipals manages the principals and their identity policies
 	// (payhsm principals; Request.Principals). Secrets are in the response
 	// once, never stored in the clear or logged.
 	OpPrincipals Op = "principals"
 )
+
+// MaxSeals bounds the seals of one OpAuditSeals request.
+const MaxSeals = 500
+
+// AuditSeal is one seal to check: its key id, the hash of the entry it
+// seals and its MAC (hex).
+type AuditSeal struct {
+	KeyID string `json:"keyId"`
+	Prev  string `json:"prev"`
+	MAC   string `json:"mac"`
+}
+
+// Seal statuses on the wire (audit.SealStatus).
+const (
+	SealValid      = "valid"
+	SealInvalid    = "invalid"
+	SealUnknownKey = "unknown-key"
+)
+
+// SealStatusName is the wire name of a seal status.
+func SealStatusName(s audit.SealStatus) string {
+	switch s {
+	case audit.SealValid:
+		return SealValid
+	case audit.SealInvalid:
+		return SealInvalid
+	default:
+		return SealUnknownKey
+	}
+}
+
+// ParseSealStatus reverses SealStatusName.
+func ParseSealStatus(name string) (audit.SealStatus, error) {
+	switch name {
+	case SealValid:
+		return audit.SealValid, nil
+	case SealInvalid:
+		return audit.SealInvalid, nil
+	case SealUnknownKey:
+		return audit.SealUnknownKey, nil
+	}
+	return 0, fmt.Errorf("unknown seal status %q", name)
+}
 
 // PrincipalsRequest is one principals command.
 type PrincipalsRequest struct {
@@ -80,6 +129,7 @@ type Request struct {
 	Nonce       []byte             `json:"nonce,omitempty"`       // the KRD's one-time nonce (export)
 	Token       []byte             `json:"token,omitempty"`       // the TR-34 token (import)
 	KCV         string             `json:"kcv,omitempty"`         // the expected check value (import)
+	Seals       []AuditSeal        `json:"seals,omitempty"`       // OpAuditSeals
 }
 
 // Rotation reports a finished profile main key rotation.
@@ -116,6 +166,8 @@ type Response struct {
 	Nonce       []byte            `json:"nonce,omitempty"`
 	Token       []byte            `json:"token,omitempty"`
 	KCV         string            `json:"kcv,omitempty"`
+	SealStatus  []string          `json:"sealStatus,omitempty"` // OpAuditSeals: one per seal
+	AuditKeyID  string            `json:"auditKeyId,omitempty"` // OpAuditSeals: the daemon's trail key id
 }
 
 // ErrNoDaemon reports that no daemon listens on the socket.

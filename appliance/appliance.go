@@ -17,11 +17,13 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
 	"payhsm/appliance/diskguard"
+	"payhsm/audit"
 	"payhsm/hsm/custody"
 	"payhsm/hsm/softhsm"
 	"payhsm/keystore"
@@ -37,8 +39,12 @@ const (
 	// AdminSocketName is the unix socket (mode 0600) through which `payhsm
 	// ceremony` runs online ceremonies against the serving daemon.
 	AdminSocketName = "admin.sock"
-	// AuditLogName is the append-only ceremony audit log (package audit).
-	AuditLogName = "ceremony-audit.log"
+	// AuditDirName holds the audit trail (package audit), unless the
+	// configuration names another directory.
+	AuditDirName = "audit"
+	// LegacyAuditLogName is the unchained ceremony log of earlier releases;
+	// a new trail anchors its digest in its first entry.
+	LegacyAuditLogName = "ceremony-audit.log"
 	// DevCredentialsName holds the SigV4 credentials --dev generates.
 	DevCredentialsName = "credentials"
 )
@@ -49,8 +55,31 @@ func (c *Config) KeystoreDir() string { return filepath.Join(c.DataDir, Keystore
 // AdminSocketPath is the daemon's admin socket.
 func (c *Config) AdminSocketPath() string { return filepath.Join(c.DataDir, AdminSocketName) }
 
-// AuditLogPath is the ceremony audit log.
-func (c *Config) AuditLogPath() string { return filepath.Join(c.DataDir, AuditLogName) }
+// AuditDir is the audit trail's directory.
+func (c *Config) AuditDir() string {
+	if c.Audit.Dir != "" {
+		return c.Audit.Dir
+	}
+	return filepath.Join(c.DataDir, AuditDirName)
+}
+
+// OpenAudit opens the audit trail for writer ("daemon" or "ceremony"), its
+// seal key derived in the token from the region main key of cust.
+func (c *Config) OpenAudit(cust *custody.Custodian, writer string, log *zap.Logger) (*audit.Trail, error) {
+	key, err := cust.AuditKey()
+	if err != nil {
+		return nil, err
+	}
+	defer clear(key)
+	return audit.Open(c.auditConfig(key, writer, log))
+}
+
+func (c *Config) auditConfig(key []byte, writer string, log *zap.Logger) audit.Config {
+	a := c.Audit
+	return audit.Config{Dir: c.AuditDir(), Key: key, Writer: writer, SealEvery: a.SealEvery, SealInterval: time.Duration(a.SealInterval),
+		RotateBytes: a.RotateBytes, RotateAge: time.Duration(a.RotateAge), DataQueue: a.DataQueue,
+		Legacy: filepath.Join(c.DataDir, LegacyAuditLogName), Log: log}
+}
 
 // Flags are the options every subcommand that opens the appliance shares.
 type Flags struct {

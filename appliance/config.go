@@ -9,7 +9,9 @@ import (
 	"net"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
+	"time"
 
 	"payhsm/appliance/diskguard"
 	"payhsm/hsm/custody"
@@ -35,7 +37,54 @@ type Config struct {
 	// size such as "64MiB" or "1GB", or a percentage such as "5%"; default
 	// diskguard.DefaultReserve).
 	DiskReserve string `json:"diskReserve"`
+	// Audit tunes the audit trail (package audit; docs/audit.md).
+	Audit AuditConfig `json:"audit"`
 }
+
+// AuditConfig is the audit trail's configuration. Every member is optional.
+type AuditConfig struct {
+	// Dir holds the trail (default DATA/audit).
+	Dir string `json:"dir"`
+	// DataEventAccounts lists the accounts whose data-plane calls (AWS data
+	// plane and host port) are recorded, as CloudTrail data events are
+	// opt-in per account. An appliance serves one account (account): list it
+	// to turn data events on.
+	DataEventAccounts []string `json:"dataEventAccounts"`
+	// SealEvery seals the chain every this many entries (default 1000);
+	// SealInterval at least this often (default "1m").
+	SealEvery    int      `json:"sealEvery"`
+	SealInterval Duration `json:"sealInterval"`
+	// RotateBytes rotates the active file at this size (default 64 MiB);
+	// RotateAge at this age (default "24h").
+	RotateBytes int64    `json:"rotateBytes"`
+	RotateAge   Duration `json:"rotateAge"`
+	// DataQueue is how many data events may wait for the writer (default
+	// 16384); beyond it they are dropped and counted, never waited for.
+	DataQueue int `json:"dataQueue"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("90s", "24h").
+type Duration time.Duration
+
+// UnmarshalJSON parses a duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("a duration is a string such as \"90s\" or \"24h\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalJSON writes the duration string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// DataEvents reports whether the served account opted in to data events.
+func (c *Config) DataEvents() bool { return slices.Contains(c.Audit.DataEventAccounts, c.Account) }
 
 // PKCS11Config selects the token holding the region main key.
 type PKCS11Config struct {
@@ -177,6 +226,26 @@ func (c *Config) Validate(dev bool) error {
 	errs = append(errs, c.Replication.validate(c.Region)...)
 	if _, err := diskguard.ParseReserve(c.DiskReserve); err != nil {
 		bad("diskReserve: %v", err)
+	}
+	for _, a := range c.Audit.DataEventAccounts {
+		if !accountRe.MatchString(a) {
+			bad("audit.dataEventAccounts: %q is not a 12-digit account", a)
+		}
+	}
+	if c.Audit.SealEvery < 0 || c.Audit.SealEvery > 1_000_000 {
+		bad("audit.sealEvery %d: must be 1..1000000 (0: 1000)", c.Audit.SealEvery)
+	}
+	if d := time.Duration(c.Audit.SealInterval); d < 0 || d > 0 && d < time.Second || d > time.Hour {
+		bad("audit.sealInterval %v: must be 1s..1h", d)
+	}
+	if c.Audit.RotateBytes < 0 || c.Audit.RotateBytes > 0 && c.Audit.RotateBytes < 1<<20 {
+		bad("audit.rotateBytes %d: must be at least 1 MiB (0: 64 MiB)", c.Audit.RotateBytes)
+	}
+	if d := time.Duration(c.Audit.RotateAge); d < 0 || d > 0 && d < time.Minute {
+		bad("audit.rotateAge %v: must be at least 1m", d)
+	}
+	if c.Audit.DataQueue < 0 || c.Audit.DataQueue > 1<<22 {
+		bad("audit.dataQueue %d: must be 1..4194304 (0: 16384)", c.Audit.DataQueue)
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

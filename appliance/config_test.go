@@ -106,13 +106,57 @@ func TestFlagsConfig(t *testing.T) {
 func TestLayout(t *testing.T) {
 	t.Parallel()
 	c := &Config{DataDir: "/var/lib/payhsm"}
+	other := &Config{DataDir: "/var/lib/payhsm", Audit: AuditConfig{Dir: "/var/log/payhsm"}}
 	for got, want := range map[string]string{
 		c.KeystoreDir():     "/var/lib/payhsm/keystore",
 		c.AdminSocketPath(): "/var/lib/payhsm/admin.sock",
-		c.AuditLogPath():    "/var/lib/payhsm/ceremony-audit.log",
+		c.AuditDir():        "/var/lib/payhsm/audit",
+		other.AuditDir():    "/var/log/payhsm",
 	} {
 		if got != want {
 			t.Errorf("%s, want %s", got, want)
+		}
+	}
+}
+
+// TestAuditConfig: the audit section is checked like the rest, durations
+// are strings, and data events are on only for a listed account.
+func TestAuditConfig(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	tests := []struct {
+		name, json string
+		want       string // an error substring; "" for a valid file
+		data       bool
+	}{
+		{"defaults", `{}`, "", false},
+		{"data events for this account", `{"audit":{"dataEventAccounts":["000000000000"],"sealInterval":"30s","rotateAge":"12h","rotateBytes":1048576}}`, "", true},
+		{"data events for another account", `{"audit":{"dataEventAccounts":["111111111111"]}}`, "", false},
+		{"bad account", `{"audit":{"dataEventAccounts":["12"]}}`, "not a 12-digit account", false},
+		{"duration as a number", `{"audit":{"sealInterval":60}}`, "a duration is a string", false},
+		{"bad duration", `{"audit":{"rotateAge":"soon"}}`, "invalid duration", false},
+		{"seal interval too short", `{"audit":{"sealInterval":"10ms"}}`, "audit.sealInterval", false},
+		{"rotation too small", `{"audit":{"rotateBytes":1000}}`, "audit.rotateBytes", false},
+		{"negative queue", `{"audit":{"dataQueue":-1}}`, "audit.dataQueue", false},
+		{"unknown member", `{"audit":{"sealevery":3,"bogus":1}}`, "unknown field", false},
+	}
+	for _, tc := range tests {
+		path := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-")+".json")
+		if err := os.WriteFile(path, []byte(tc.json), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c, err := LoadConfig(path)
+		if err == nil {
+			c.Defaults()
+			err = c.Validate(true)
+		}
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: %v", tc.name, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		case tc.want == "" && c.DataEvents() != tc.data:
+			t.Errorf("%s: data events %v", tc.name, c.DataEvents())
 		}
 	}
 }

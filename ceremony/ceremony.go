@@ -260,11 +260,11 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
 	if err != nil {
 		return fail(err)
 	}
-	log, err := audit.Open(cfg.AuditLogPath())
+	trail, err := cfg.OpenAudit(app.Custody, "ceremony", nil)
 	if err != nil {
 		return fail(errors.Join(err, app.Close()))
 	}
-	s := &session{con: con, app: app, audit: log, cfg: cfg, dev: o.appliance.Dev()}
+	s := &session{con: con, app: app, audit: trail, cfg: cfg, dev: o.appliance.Dev()}
 	defer func() {
 		if err := s.close(); err != nil {
 			cli.Say(stderr, "payhsm ceremony:", err)
@@ -325,7 +325,8 @@ Between two serving daemons' admin sockets (forward them over SSH for remote hos
   sync               move a profile main key with TR-34; each side's custodians approve its step
 
 Every step that uses or changes a main key needs two enrolled custodians (dual control) and is
-appended, synced, to DATA/ceremony-audit.log; a step whose record cannot be written stops.
+appended, synced, to the audit trail (DATA/audit; payhsm audit verify checks it); a step whose
+record cannot be written stops.
 The prompts work on a terminal or a serial console (--serial DEVICE [--baud N]).
 
 flags:
@@ -334,7 +335,7 @@ flags:
 type session struct {
 	con   *Console
 	app   *appliance.Appliance // nil once closed
-	audit *audit.Log
+	audit *audit.Trail
 	cfg   *appliance.Config
 	dev   bool
 }
@@ -349,8 +350,9 @@ func (s *session) close() error {
 }
 
 // record writes one step to the audit log. An error means the ceremony stops.
-func (s *session) record(e audit.Entry) error {
-	if err := s.audit.Record(e); err != nil {
+func (s *session) record(e audit.Event) error {
+	e.Protocol = "console"
+	if err := s.audit.Record(audit.KindCeremony, e); err != nil {
 		return fmt.Errorf("%s (%s) could not be recorded, so the ceremony stops: %w", e.Operation, e.Outcome, err)
 	}
 	return nil
@@ -359,14 +361,14 @@ func (s *session) record(e audit.Entry) error {
 // refused records a step that was not allowed and returns err (with the
 // audit failure, if any).
 func (s *session) refused(op, profile string, who []string, err error) error {
-	return errors.Join(err, s.record(audit.Entry{Operation: op, Profile: profile, Custodians: who, Outcome: audit.Refused, Detail: err.Error()}))
+	return errors.Join(err, s.record(audit.Event{Operation: op, Profile: profile, Custodians: who, Outcome: audit.Refused, Detail: err.Error()}))
 }
 
 func (s *session) init(spec *File, overwrite bool) error {
 	if custodian.Enrolled(s.app.Store) {
 		if !overwrite {
 			return errors.Join(errors.New("this appliance is already initialized; its keys are not overwritten (use --overwrite to destroy them and start again)"),
-				s.record(audit.Entry{Operation: "init", Outcome: audit.Refused, Detail: "already initialized"}))
+				s.record(audit.Event{Operation: "init", Outcome: audit.Refused, Detail: "already initialized"}))
 		}
 		if err := s.erase(); err != nil {
 			return err
@@ -395,7 +397,7 @@ func (s *session) init(spec *File, overwrite bool) error {
 	if err := enroll(s.con, s.app.Store, s.app.Custody, spec.Custodians); err != nil {
 		return err
 	}
-	if err := s.record(audit.Entry{Operation: "enroll-custodians", Custodians: spec.Custodians, Outcome: audit.OK,
+	if err := s.record(audit.Event{Operation: "enroll-custodians", Custodians: spec.Custodians, Outcome: audit.OK,
 		KCVs: map[string]string{"region": s.app.Custody.RegionKeyKCV()}}); err != nil {
 		return err
 	}
@@ -405,7 +407,7 @@ func (s *session) init(spec *File, overwrite bool) error {
 	}
 	for _, p := range spec.Profiles {
 		if kcv, ok := existing[p.Name]; ok {
-			if err := s.record(audit.Entry{Operation: "keep-profile-key", Profile: p.Name, Outcome: audit.OK,
+			if err := s.record(audit.Event{Operation: "keep-profile-key", Profile: p.Name, Outcome: audit.OK,
 				KCVs: map[string]string{"profile": kcv}, Detail: "the profile already had a main key; kept"}); err != nil {
 				return err
 			}
@@ -422,7 +424,7 @@ func (s *session) init(spec *File, overwrite bool) error {
 		if err != nil {
 			return err
 		}
-		if err := s.record(audit.Entry{Operation: "generate-profile-key", Profile: p.Name, Outcome: audit.OK,
+		if err := s.record(audit.Event{Operation: "generate-profile-key", Profile: p.Name, Outcome: audit.OK,
 			KCVs: map[string]string{"profile": prof.KCV()}}); err != nil {
 			return err
 		}
@@ -452,13 +454,13 @@ func (s *session) erase() error {
 	}
 	old := s.app.Custody.RegionKeyKCV()
 	kcvs := map[string]string{"region": old}
-	if err := s.record(audit.Entry{Operation: "init-overwrite", Custodians: who, Outcome: audit.Started, KCVs: kcvs}); err != nil {
+	if err := s.record(audit.Event{Operation: "init-overwrite", Custodians: who, Outcome: audit.Started, KCVs: kcvs}); err != nil {
 		return err
 	}
 	if err := s.app.Custody.DestroyRegionKey(); err != nil {
-		return errors.Join(err, s.record(audit.Entry{Operation: "init-overwrite", Custodians: who, Outcome: audit.Failed, KCVs: kcvs, Detail: err.Error()}))
+		return errors.Join(err, s.record(audit.Event{Operation: "init-overwrite", Custodians: who, Outcome: audit.Failed, KCVs: kcvs, Detail: err.Error()}))
 	}
-	if err := s.record(audit.Entry{Operation: "init-overwrite", Custodians: who, Outcome: audit.OK, KCVs: kcvs,
+	if err := s.record(audit.Event{Operation: "init-overwrite", Custodians: who, Outcome: audit.OK, KCVs: kcvs,
 		Detail: "region main key destroyed; key store removed"}); err != nil {
 		return err
 	}
@@ -472,6 +474,16 @@ func (s *session) erase() error {
 	}
 	if s.app, err = appliance.Open(s.cfg, s.dev, true, zap.NewNop()); err != nil {
 		return err
+	}
+	// The trail goes on under the new region main key: sealed under the old
+	// key's audit key, then a notice naming both.
+	key, err := s.app.Custody.AuditKey()
+	if err != nil {
+		return err
+	}
+	defer clear(key)
+	if err := s.audit.Rekey(key); err != nil {
+		return fmt.Errorf("the appliance was erased, but the audit trail could not move to the new region main key: %w", err)
 	}
 	s.con.Printf("Appliance erased.\n")
 	return nil
@@ -553,7 +565,7 @@ func (s *session) formProfile(rec *custodian.Record, p ProfileSpec, approvers []
 		return err
 	}
 	kcvs["profile"] = prof.KCV()
-	if err := s.record(audit.Entry{Operation: "load-components", Profile: p.Name, Custodians: append(approvers, holders...), Outcome: audit.OK, KCVs: kcvs}); err != nil {
+	if err := s.record(audit.Event{Operation: "load-components", Profile: p.Name, Custodians: append(approvers, holders...), Outcome: audit.OK, KCVs: kcvs}); err != nil {
 		return err
 	}
 	s.con.Printf("Profile %s: main key formed from %d components, KCV %s\n", p.Name, p.Components, prof.KCV())
@@ -648,11 +660,11 @@ func rotate(con *Console, cfg *appliance.Config, dev bool, profile string) (err 
 	if err != nil {
 		return err
 	}
-	log, err := audit.Open(cfg.AuditLogPath())
+	trail, err := cfg.OpenAudit(app.Custody, "ceremony", nil)
 	if err != nil {
 		return errors.Join(err, app.Close())
 	}
-	s := &session{con: con, app: app, audit: log, cfg: cfg, dev: dev}
+	s := &session{con: con, app: app, audit: trail, cfg: cfg, dev: dev}
 	defer func() { err = errors.Join(err, s.close()) }()
 	rec, err := custodian.Load(app.Store, app.Custody)
 	if err != nil {
@@ -671,14 +683,14 @@ func rotate(con *Console, cfg *appliance.Config, dev bool, profile string) (err 
 	if err != nil {
 		return err
 	}
-	if err := s.record(audit.Entry{Operation: "rotate", Profile: profile, Custodians: who, Outcome: audit.Started, Detail: "offline"}); err != nil {
+	if err := s.record(audit.Event{Operation: "rotate", Profile: profile, Custodians: who, Outcome: audit.Started, Detail: "offline"}); err != nil {
 		return err
 	}
 	rep, err := svc.RotateProfile(profile, nil, 0)
 	if err != nil {
-		return errors.Join(err, s.record(audit.Entry{Operation: "rotate", Profile: profile, Custodians: who, Outcome: audit.Failed, Detail: err.Error()}))
+		return errors.Join(err, s.record(audit.Event{Operation: "rotate", Profile: profile, Custodians: who, Outcome: audit.Failed, Detail: err.Error()}))
 	}
-	if err := s.record(audit.Entry{Operation: "rotate", Profile: profile, Custodians: who, Outcome: audit.OK, KCVs: map[string]string{"profile": rep.KCV},
+	if err := s.record(audit.Event{Operation: "rotate", Profile: profile, Custodians: who, Outcome: audit.OK, KCVs: map[string]string{"profile": rep.KCV},
 		Detail: fmt.Sprintf("version %d, %d blocks re-wrapped, %d verified", rep.Version, rep.Rewrapped, rep.Verified)}); err != nil {
 		return err
 	}

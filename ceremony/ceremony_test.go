@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"payhsm/appliance"
+	"payhsm/audit"
 	"payhsm/hsm/softhsm"
 )
 
@@ -48,8 +49,9 @@ func TestParseFile(t *testing.T) {
 }
 
 // TestStepsStopWhenAuditFails runs ceremonies on a --dev appliance whose
-// audit log is /dev/full: a step that cannot be recorded stops the ceremony,
-// and a rotation whose start cannot be recorded does not begin.
+// audit trail cannot be written (its file is /dev/full): nothing is done —
+// no custodian enrolled, no rotation begun, no component shown — and the
+// ceremony says why.
 func TestStepsStopWhenAuditFails(t *testing.T) {
 	if _, err := os.Stat(softhsm.DefaultModule); err != nil {
 		t.Skipf("SoftHSM2 is not installed: %v", err)
@@ -62,38 +64,47 @@ func TestStepsStopWhenAuditFails(t *testing.T) {
 	if err := os.WriteFile(spec, []byte(`{"custodians":["alice","bob"],"profiles":[{"name":"default"}]}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	const enrol = "alice-passphrase\nalice-passphrase\nbob-passphrase!\nbob-passphrase!\n"
-	const approve = "alice\nalice-passphrase\nbob\nbob-passphrase!\n"
 	run := func(stdin string, args ...string) (int, string) {
 		var out bytes.Buffer
 		code := Main(append(args, "--dev", "--data-dir", dir), strings.NewReader(stdin), &out, &out)
 		return code, out.String()
 	}
-	logPath := filepath.Join(dir, "ceremony-audit.log")
+	trailDir := filepath.Join(dir, "audit")
+	active := filepath.Join(trailDir, audit.ActiveName)
 	toFull := func() {
-		if err := os.Remove(logPath); err != nil && !os.IsNotExist(err) {
+		if err := os.MkdirAll(trailDir, 0o700); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.Symlink("/dev/full", logPath); err != nil {
+		if err := os.Rename(active, active+".saved"); err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		if err := os.Symlink("/dev/full", active); err != nil {
+			t.Fatal(err)
+		}
+	}
+	restore := func() {
+		if err := os.Remove(active); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(active+".saved", active); err != nil && !os.IsNotExist(err) {
 			t.Fatal(err)
 		}
 	}
 
-	// init: the custodians' enrolment cannot be recorded, so no profile key is made.
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
+	// init: the trail cannot be written, so no custodian is enrolled.
 	toFull()
-	if code, out := run(enrol, "init", "--ceremony", spec); code != 1 || !strings.Contains(out, "enroll-custodians (ok) could not be recorded") {
-		t.Fatalf("init with a full audit log: exit %d\n%s", code, out)
+	if code, out := run(enrol, "init", "--ceremony", spec); code != 1 || !strings.Contains(out, "audit trail") || strings.Contains(out, "passphrase") {
+		t.Fatalf("init with a full audit trail: exit %d\n%s", code, out)
 	}
-	if code, out := run("", "status"); code != 0 || strings.Contains(out, "Profile default") {
+	restore()
+	if code, out := run("", "status"); code != 0 || strings.Contains(out, "Profile default") || strings.Contains(out, "alice") {
 		t.Fatalf("status after the stopped init: exit %d\n%s", code, out)
 	}
 
-	// A working log: init --overwrite finishes the appliance.
-	if err := os.Remove(logPath); err != nil {
-		t.Fatal(err)
+	// A working trail: init, then init --overwrite, which moves the trail
+	// to the new region main key.
+	if code, out := run(enrol, "init", "--ceremony", spec); code != 0 {
+		t.Fatalf("init: exit %d\n%s", code, out)
 	}
 	_, out := run("", "status")
 	i := strings.Index(out, "Region main key KCV: ")
@@ -104,23 +115,79 @@ func TestStepsStopWhenAuditFails(t *testing.T) {
 	if code, out := run(approve+"ERASE "+kcv+"\n"+enrol, "init", "--overwrite", "--ceremony", spec); code != 0 {
 		t.Fatalf("init --overwrite: exit %d\n%s", code, out)
 	}
-	b, err := os.ReadFile(logPath)
-	if err != nil || !strings.Contains(string(b), `"operation":"init-overwrite","custodians":["alice","bob"],"kcvs":{"region":"`+kcv+`"},"outcome":"started"`) {
-		t.Fatalf("audit log: %v\n%s", err, b)
+	b, err := os.ReadFile(active)
+	if err != nil || !strings.Contains(string(b), `"operation":"init-overwrite","custodians":["alice","bob"],"kcvs":{"region":"`+kcv+`"},"outcome":"started"`) ||
+		!strings.Contains(string(b), `"prevKeyId"`) {
+		t.Fatalf("audit trail: %v\n%s", err, b)
 	}
 
-	// rotate (offline): the start cannot be recorded, so the rotation does not begin.
+	// rotate (offline): the trail cannot be written, so the rotation does not begin.
 	toFull()
-	if code, out := run(approve, "rotate", "--profile", "default"); code != 1 || !strings.Contains(out, "rotate (started) could not be recorded") {
-		t.Fatalf("rotate with a full audit log: exit %d\n%s", code, out)
+	if code, out := run(approve, "rotate", "--profile", "default"); code != 1 || !strings.Contains(out, "audit trail") {
+		t.Fatalf("rotate with a full audit trail: exit %d\n%s", code, out)
 	}
+	restore()
 	if code, out := run("", "status"); code != 0 || !strings.Contains(out, "(version 1)") || strings.Contains(out, "rotation in progress") {
 		t.Fatalf("status after the stopped rotation: exit %d\n%s", code, out)
 	}
-	// backup-components: no component is shown before the backup is on record.
-	if code, out := run(approve, "backup-components", "--profile", "default"); code != 1 || strings.Contains(out, "component 1 of 2") ||
-		!strings.Contains(out, "backup-components (started) could not be recorded") {
-		t.Fatalf("backup-components with a full audit log: exit %d\n%s", code, out)
+	// backup-components: no component is shown.
+	toFull()
+	if code, out := run(approve, "backup-components", "--profile", "default"); code != 1 || strings.Contains(out, "component 1 of 2") {
+		t.Fatalf("backup-components with a full audit trail: exit %d\n%s", code, out)
+	}
+	restore()
+}
+
+const (
+	enrol   = "alice-passphrase\nalice-passphrase\nbob-passphrase!\nbob-passphrase!\n"
+	approve = "alice\nalice-passphrase\nbob\nbob-passphrase!\n"
+)
+
+// TestStepStopsWhenItsRecordFails: a ceremony step whose own record cannot
+// be written stops the ceremony there: enrolled custodians get no profile
+// key, and a backup shows no component.
+func TestStepStopsWhenItsRecordFails(t *testing.T) {
+	if _, err := os.Stat(softhsm.DefaultModule); err != nil {
+		t.Skipf("SoftHSM2 is not installed: %v", err)
+	}
+	cfg := &appliance.Config{DataDir: t.TempDir()}
+	cfg.Defaults()
+	app, err := appliance.Open(cfg, true, true, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	trail, err := cfg.OpenAudit(app.Custody, "ceremony", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := trail.Close(); err != nil { // a closed trail refuses every record
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	s := &session{con: NewConsole(strings.NewReader(enrol), &out), app: app, audit: trail, cfg: cfg, dev: true}
+	defer func() {
+		if err := s.close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	spec, err := ParseFile([]byte(`{"custodians":["alice","bob"],"profiles":[{"name":"default"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.init(spec, false); err == nil || !strings.Contains(err.Error(), "enroll-custodians (ok) could not be recorded") {
+		t.Fatalf("init: %v\n%s", err, &out)
+	}
+	if _, err := app.Custody.Profile("default"); err == nil {
+		t.Fatal("a profile main key was made after its ceremony could not be recorded")
+	}
+	if _, err := app.Custody.CreateProfile("default"); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	s.con = NewConsole(strings.NewReader(approve), &out)
+	if err := s.backupComponents("default", 2); err == nil || !strings.Contains(err.Error(), "backup-components (started) could not be recorded") ||
+		strings.Contains(out.String(), "component 1 of 2") {
+		t.Fatalf("backup-components: %v\n%s", err, &out)
 	}
 }
 

@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"fmt"
 	"net"
 	"slices"
 	"sync"
@@ -114,9 +113,10 @@ func hostPrincipal(cfg *appliance.Config, m *access.Manager) string {
 // logDenials reports every access-control denial: a log line and an audit
 // entry (principal, action, resource, deciding statement; never key
 // material), written off the request path. When the audit writer falls
-// behind, entries are dropped and counted, never the request delayed.
-func logDenials(az *access.Authorizer, auditLog *audit.Log, log *zap.Logger) (stop func()) {
-	ch := make(chan audit.Entry, 1024)
+// behind, entries are dropped and counted, never the request delayed (an
+// event loop must not wait for the trail's fsync).
+func logDenials(az *access.Authorizer, trail *audit.Trail, log *zap.Logger) (stop func()) {
+	ch := make(chan audit.Denial, 1024)
 	var (
 		mu      sync.RWMutex // closed and the channel's close
 		closed  bool
@@ -129,8 +129,8 @@ func logDenials(az *access.Authorizer, auditLog *audit.Log, log *zap.Logger) (st
 		}
 		log.Info("access denied", zap.String("principal", who), zap.String("action", a.String()),
 			zap.String("resource", d.Resource), zap.String("decision", d.Reason()))
-		e := audit.Entry{Operation: "access-denied", Custodians: []string{who}, Outcome: audit.Refused,
-			Detail: fmt.Sprintf("%s on %s: %s", a, d.Resource, d.Reason()), Online: true}
+		e := audit.Denial{Protocol: "access", Principal: who, Action: a.String(),
+			Keys: []string{d.Resource}, Reason: d.Reason()}
 		mu.RLock()
 		defer mu.RUnlock()
 		if closed {
@@ -146,7 +146,7 @@ func logDenials(az *access.Authorizer, auditLog *audit.Log, log *zap.Logger) (st
 	go func() {
 		defer close(done)
 		for e := range ch {
-			if err := auditLog.Record(e); err != nil {
+			if err := trail.Deny(e); err != nil {
 				log.Error("audit log", zap.Error(err))
 			}
 		}

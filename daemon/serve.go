@@ -1,7 +1,9 @@
 // Package daemon owns payhsm's serve command: it opens the appliance (package
 // appliance), wires the operations layer to both front ends (the AWS HTTP API
 // and the host-command port) and to the admin socket that runs online
-// ceremony steps (wire: package admin; audit: package audit), notifies systemd
+// ceremony steps (wire: package admin), records every control-plane call,
+// denial and ceremony step — and data-plane calls for an account that opted
+// in — in the audit trail (package audit), notifies systemd
 // of readiness, and shuts down in order.
 package daemon
 
@@ -102,11 +104,11 @@ func NewLogger(level string) (*zap.Logger, error) {
 }
 
 // Serve runs the appliance until ctx ends. Start-up prepares everything that
-// can fail — the appliance, the profile, TLS, the audit log and all three
+// can fail — the appliance, the profile, TLS, the audit trail and all three
 // listeners — before anything serves, so a start-up failure leaves nothing
 // running; shutdown goes in order: the HTTP and host ports drain, the online
 // ceremony step in progress finishes, the background purge stops, and only
-// then are the audit log, custody and the key store closed.
+// then are the audit trail (sealed), custody and the key store closed.
 func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger) error {
 	if err := appliance.HardenProcess(); err != nil {
 		log.Warn("cannot disable core dumps", zap.Error(err))
@@ -127,7 +129,17 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 	if err != nil {
 		return err
 	}
-	svc, err := ops.New(ops.Config{Region: cfg.Region, Account: cfg.Account, Profile: cfg.Profile}, app.Store, app.Custody, log.Named("ops"))
+	var trail *audit.Trail // opened below, before anything serves
+	onPurge := func(keyARN string) {
+		if trail == nil {
+			return
+		}
+		if err := trail.Record(audit.KindControl, audit.Event{Protocol: "system", Operation: "DeleteKey", Principal: "payhsm",
+			Account: cfg.Account, Keys: []string{keyARN}, Outcome: audit.OK, Detail: "deletion waiting period ended"}); err != nil {
+			log.Error("audit trail: a key deletion could not be recorded", zap.String("key", keyARN), zap.Error(err))
+		}
+	}
+	svc, err := ops.New(ops.Config{Region: cfg.Region, Account: cfg.Account, Profile: cfg.Profile, OnPurge: onPurge}, app.Store, app.Custody, log.Named("ops"))
 	if err != nil {
 		return err
 	}
@@ -150,24 +162,29 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 		return err
 	}
 
-	auditLog, err := audit.Open(cfg.AuditLogPath())
-	if err != nil {
+	if trail, err = cfg.OpenAudit(app.Custody, "daemon", log.Named("audit")); err != nil {
 		return err
 	}
 	defer func() {
-		if err := auditLog.Close(); err != nil {
-			log.Error("close the audit log", zap.Error(err))
+		if err := trail.Close(); err != nil {
+			log.Error("close the audit trail", zap.Error(err))
 		}
+		seq, hash := trail.Head()
+		log.Info("audit trail closed", zap.Uint64("seq", seq), zap.String("hash", hash))
 	}()
+	seq, hash := trail.Head()
+	log.Info("audit trail open", zap.String("dir", cfg.AuditDir()), zap.String("sealKeyId", trail.KeyID()),
+		zap.Bool("dataEvents", cfg.DataEvents()), zap.Uint64("seq", seq), zap.String("hash", hash))
 	mgr, err := OpenAccess(cfg, app)
 	if err != nil {
 		return err
 	}
 	az := mgr.Authorizer()
-	defer logDenials(az, auditLog, log.Named("access"))() // before the audit log closes
+	defer logDenials(az, trail, log.Named("access"))() // before the audit trail closes
 	verifier := &sigv4.Verifier{Creds: az, Region: cfg.Region, Service: "payment-cryptography"}
 	api := awsapi.New(svc, verifier, log.Named("http"))
 	api.SetAuthorizer(az)
+	api.SetAudit(trail, cfg.Account, cfg.DataEvents())
 	srv := &http.Server{
 		Handler:           api,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -193,6 +210,7 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 		return err
 	}
 	host := hostcmd.NewServer(svc, hostCfg, log.Named("host"))
+	host.SetAudit(trail, cfg.Account, cfg.DataEvents())
 
 	httpLn, hostLn, adminLn, err := listen(cfg)
 	if err != nil {
@@ -209,7 +227,7 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 	errc := make(chan error, 3)
 	go func() { errc <- srv.Serve(httpLn) }()
 	go func() { errc <- host.Serve(hostLn) }()
-	adm := &adminServer{ln: adminLn, svc: svc, store: app.Store, cust: app.Custody, audit: auditLog, access: mgr, log: log.Named("admin"), disk: app.Disk}
+	adm := &adminServer{ln: adminLn, svc: svc, store: app.Store, cust: app.Custody, audit: trail, access: mgr, log: log.Named("admin"), disk: app.Disk}
 	go adm.serve()
 	runCtx, cancelRun := context.WithCancel(context.Background())
 	var background sync.WaitGroup

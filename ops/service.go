@@ -37,6 +37,10 @@ type Config struct {
 	// over crypto/rand. Tests hand it committed test-only keys so that a test
 	// run does not spend most of its CPU searching for primes.
 	NewRSAKey func(bits int) (*rsa.PrivateKey, error)
+	// OnPurge, when set, is told of every key the service itself deletes
+	// once its deletion waiting period has ended (the daemon records it in
+	// the audit trail, as a control-plane event no caller made).
+	OnPurge func(keyARN string)
 }
 
 // Service implements the operations.
@@ -108,6 +112,14 @@ func (s *Service) PurgeDue() {
 			continue
 		}
 		s.log.Info("key deleted after its waiting period", zap.String("key", s.keyARN(id)))
+		s.purged(id)
+	}
+}
+
+// purged tells Config.OnPurge of a key deleted after its waiting period.
+func (s *Service) purged(id string) {
+	if s.cfg.OnPurge != nil {
+		s.cfg.OnPurge(s.keyARN(id))
 	}
 }
 
@@ -186,6 +198,7 @@ func (s *Service) resolve(ident string) (*keystore.Key, error) {
 		if err := s.store.PurgeKey(id); err != nil && !errors.Is(err, keystore.ErrNotFound) {
 			return nil, fault.Internalf("delete key", err)
 		}
+		s.purged(id)
 		return nil, fault.NotFoundf(ident, "key %s not found", ident)
 	}
 	return k, nil

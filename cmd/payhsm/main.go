@@ -1,6 +1,7 @@
 // Command payhsm is the payhsm appliance: one binary whose subcommands run
-// the daemon (serve), the key ceremonies (ceremony), the key store check
-// (keystore verify), and the host-port client and load tool (client, bench).
+// the daemon (serve), the key ceremonies (ceremony), the key store and audit
+// trail checks (keystore verify, audit verify), and the host-port client and
+// load tool (client, bench).
 package main
 
 import (
@@ -27,6 +28,8 @@ commands:
             (through the serving daemon, or offline)
   principals  who may use which key: add, list, rotate-secret, disable, enable,
             remove, put-policy (through the serving daemon, or offline)
+  audit     verify: check the audit trail (hash chain, sequence, seals) and say where
+            it was altered (through the serving daemon, or offline)
   client    send one host command to the host port and print the parsed response
   bench     load the host port with a command mix; print throughput and latency percentiles
   version   print the version (also --version)
@@ -53,6 +56,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return keystoreMain(args[1:], stdout, stderr)
 	case "principals":
 		return principalsMain(args[1:], stdout, stderr)
+	case "audit":
+		return auditMain(args[1:], stdout, stderr)
 	case "client":
 		return hostclient.Main(args[1:], stdin, stdout, stderr)
 	case "bench":
@@ -62,7 +67,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case "help", "-h", "-help", "--help":
 		if len(args) > 1 && args[0] == "help" {
 			switch args[1] {
-			case "serve", "ceremony", "keystore", "principals", "client", "bench":
+			case "serve", "ceremony", "keystore", "principals", "audit", "client", "bench":
 				return run([]string{args[1], "-h"}, stdin, stdout, stderr)
 			case "version", "help":
 			default:

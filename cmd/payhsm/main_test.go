@@ -3,9 +3,13 @@ package main
 import (
 	"bytes"
 	"errors"
+	"os"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"testing"
+
+	"payhsm/audit"
 )
 
 func TestDescribeVersion(t *testing.T) {
@@ -68,6 +72,12 @@ func TestHelpAndVersion(t *testing.T) {
 		{[]string{"keystore", "frobnicate"}, 2, "", `unknown command "frobnicate"`},
 		{[]string{"keystore", "verify", "stray", "--dev"}, 2, "", "unexpected arguments"},
 		{[]string{"keystore", "verify"}, 2, "", "needs --config FILE, or --dev"},
+		{[]string{"help", "audit"}, 0, "usage: payhsm audit verify", ""},
+		{[]string{"audit", "verify", "-h"}, 0, "-chain-only", ""},
+		{[]string{"audit"}, 2, "", "usage: payhsm audit"},
+		{[]string{"audit", "frobnicate"}, 2, "", `unknown command "frobnicate"`},
+		{[]string{"audit", "verify"}, 2, "", "needs --config FILE, or --dev"},
+		{[]string{"audit", "verify", "--chain-only", "/nonexistent/audit.log"}, 1, "", "no such file"},
 		{[]string{"help", "client"}, 0, "usage: payhsm client", ""},
 		{[]string{"client", "-h"}, 0, "-addr string", ""},
 		{[]string{"help", "bench"}, 0, "usage: payhsm bench", ""},
@@ -110,12 +120,50 @@ func (brokenWriter) Write([]byte) (int, error) { return 0, errors.New("broken pi
 // output is a failure (exit 1), reported on standard error.
 func TestOutputFailure(t *testing.T) {
 	t.Parallel()
-	for _, args := range [][]string{{"version"}, {"help"}, {"serve", "-h"}, {"ceremony", "help"}, {"ceremony", "rotate", "-h"}, {"client", "-h"}, {"bench", "-h"}, {"keystore", "help"}, {"keystore", "verify", "-h"}} {
+	for _, args := range [][]string{{"version"}, {"help"}, {"serve", "-h"}, {"ceremony", "help"}, {"ceremony", "rotate", "-h"}, {"client", "-h"}, {"bench", "-h"}, {"keystore", "help"}, {"keystore", "verify", "-h"}, {"audit", "help"}} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			var stderr bytes.Buffer
 			if code := run(args, strings.NewReader(""), brokenWriter{}, &stderr); code != 1 || !strings.Contains(stderr.String(), "broken pipe") {
 				t.Errorf("exit %d, want 1; stderr %q", code, &stderr)
 			}
 		})
+	}
+}
+
+// TestAuditVerifyChainOnly: payhsm audit verify --chain-only checks a copy of
+// a trail without the appliance, and fails with the place of an edit.
+func TestAuditVerifyChainOnly(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	trail, err := audit.Open(audit.Config{Dir: dir, Key: bytes.Repeat([]byte{1}, audit.RootKeySize)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		if err := trail.Record(audit.KindControl, audit.Event{Operation: "CreateKey", Principal: "AKPHTEST", Outcome: audit.OK}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := trail.Close(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, audit.ActiveName)
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"audit", "verify", "--chain-only", path}, strings.NewReader(""), &stdout, &stderr); code != 0 ||
+		!strings.Contains(stderr.String(), "5 entries") || !strings.Contains(stderr.String(), "intact") || !strings.Contains(stdout.String(), "seals not checked") {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, &stdout, &stderr)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, bytes.Replace(b, []byte("AKPHTEST"), []byte("AKPHTESU"), 1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stdout.Reset()
+	stderr.Reset()
+	if code := run([]string{"audit", "verify", "--chain-only", path}, strings.NewReader(""), &stdout, &stderr); code != 1 ||
+		!strings.Contains(stdout.String(), "ERROR "+path+":2 (seq 2): entry altered") {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, &stdout, &stderr)
 	}
 }

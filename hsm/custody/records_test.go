@@ -103,3 +103,43 @@ func TestStoreFormatMarker(t *testing.T) {
 		}
 	})
 }
+
+// TestAuditKey: the audit trail key is derived in the token from the region
+// main key: the same on every start, another for another region main key,
+// and not derivable from a dead token.
+func TestAuditKey(t *testing.T) {
+	forEach(t, func(t *testing.T, e env) {
+		meta := newMeta()
+		c := open(t, initialized(e.cfg(0)), meta)
+		k1, err := c.AuditKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		again := open(t, e.cfg(0), meta)
+		k2, err := again.AuditKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		other := open(t, initialized(e.cfg(1)), newMeta())
+		k3, err := other.AuditKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(k1) != 32 || !bytes.Equal(k1, k2) || bytes.Equal(k1, k3) || bytes.Equal(k1, make([]byte, 32)) {
+			t.Fatalf("audit keys %x %x %x", k1, k2, k3)
+		}
+		if e.setDead != nil {
+			e.setDead(true)
+			if k, err := c.AuditKey(); err == nil {
+				t.Errorf("audit key %x from a dead token", k)
+			}
+			e.setDead(false)
+		}
+		if err := again.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := again.AuditKey(); err == nil {
+			t.Error("audit key after Close")
+		}
+	})
+}

@@ -62,7 +62,15 @@ func NewWithStore(tb testing.TB) (*ops.Service, *keystore.Store) {
 	return svc, store
 }
 
-func newService(tb testing.TB) (*ops.Service, *memtoken.Module, *keystore.Store) {
+// NewWithConfig is New with the service's configuration adjusted by tune
+// (a clock, a purge hook).
+func NewWithConfig(tb testing.TB, tune func(*ops.Config)) *ops.Service {
+	tb.Helper()
+	svc, _, _ := newService(tb, tune)
+	return svc
+}
+
+func newService(tb testing.TB, tune ...func(*ops.Config)) (*ops.Service, *memtoken.Module, *keystore.Store) {
 	tb.Helper()
 	mod := memtoken.New()
 	if err := mod.InitToken(tokenLabel, tokenPIN); err != nil {
@@ -90,7 +98,11 @@ func newService(tb testing.TB) (*ops.Service, *memtoken.Module, *keystore.Store)
 			tb.Error(err)
 		}
 	})
-	svc, err := ops.New(ops.Config{Region: "us-east-1", Account: "000000000000", NewRSAKey: testRSAKey}, store, cust, log)
+	cfg := ops.Config{Region: "us-east-1", Account: "000000000000", NewRSAKey: testRSAKey}
+	for _, f := range tune {
+		f(&cfg)
+	}
+	svc, err := ops.New(cfg, store, cust, log)
 	if err != nil {
 		tb.Fatal(err)
 	}

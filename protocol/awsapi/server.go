@@ -24,6 +24,7 @@ import (
 	"go.uber.org/zap"
 
 	"payhsm/access"
+	"payhsm/audit"
 	"payhsm/fault"
 	"payhsm/ops"
 	cp "payhsm/protocol/awsapi/cpshape"
@@ -49,6 +50,10 @@ type Server struct {
 	control  map[string]operation
 	routes   []route            // data plane
 	az       *access.Authorizer // nil: no authorization (SetAuthorizer)
+
+	audit        *audit.Trail // nil: no audit trail (see SetAudit)
+	auditAccount string
+	auditData    bool // the account opted in to data-plane events
 }
 
 // operation is one decoded-and-validated call.
@@ -128,8 +133,8 @@ func unknownOperation(status int, msg string) error {
 
 // serve authenticates the request, then dispatches it to the control plane
 // (POST / with X-Amz-Target) or a data-plane route.
-func (s *Server) serve(w http.ResponseWriter, r *http.Request) (plane, string, error) {
-	pl := controlPlane
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) (pl plane, name string, err error) {
+	pl = controlPlane
 	if r.Header.Get("X-Amz-Target") == "" {
 		pl = dataPlane
 	}
@@ -146,13 +151,29 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) (plane, string, e
 	if len(body) > MaxBodyBytes {
 		return pl, "", fault.Validationf("request body exceeds %d bytes", MaxBodyBytes)
 	}
-	akid, err := s.verifier.Verify(r, body)
+	principal, err := s.verifier.Verify(r, body)
 	if err != nil {
+		s.deny(w, r, pl, principal, err)
 		return pl, "", authError(err)
 	}
-	var name string
 	var op operation
 	var in validator
+	var out any
+	// Every call of an authenticated principal is recorded (audit.go); a
+	// control-plane call is refused while the trail cannot write.
+	rec := s.startAudit(pl, w, r, principal) // nil: not recorded (data events off)
+	if rec != nil {
+		defer func() {
+			if p := recover(); p != nil { // recorded as failed; ServeHTTP answers it
+				_ = rec.done(name, in, nil, fault.Internalf("handler", errors.New("panic")))
+				panic(p)
+			}
+			_ = rec.done(name, in, out, err)
+		}()
+	}
+	if err := rec.ready(); err != nil {
+		return pl, "", err
+	}
 	if pl == controlPlane {
 		target := r.Header.Get("X-Amz-Target")
 		var ok, known bool
@@ -194,11 +215,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) (plane, string, e
 		return pl, name, f
 	}
 	if s.az != nil {
-		if err := s.authorize(r, akid, &op, in); err != nil {
+		if err := s.authorize(r, principal, &op, in); err != nil {
 			return pl, name, err
 		}
 	}
-	out, err := op.call(r.Context(), in)
+	out, err = op.call(r.Context(), in)
 	if err != nil {
 		if pl == dataPlane {
 			// A fault about an input the handler did not place is named by
@@ -210,6 +231,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) (plane, string, e
 	b, err := json.Marshal(out)
 	if err != nil {
 		return pl, name, fault.Internalf("encode response", err)
+	}
+	if err := rec.done(name, in, out, nil); err != nil {
+		return pl, name, err
 	}
 	if pl == controlPlane {
 		w.Header().Set("Content-Type", controlContentType)

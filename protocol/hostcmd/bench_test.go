@@ -6,12 +6,35 @@ import (
 	"io"
 	"strings"
 	"testing"
+
+	"payhsm/audit"
 )
 
 // BenchmarkDispatchCC measures one CC (decode, TranslatePin on cached key
-// blocks, encode) without the network.
+// blocks, encode) without the network: with data events off (the default:
+// a nil test per command) and on (an event built and queued per command;
+// a full queue drops, so the benchmark measures the hot path, not the disk).
 func BenchmarkDispatchCC(b *testing.B) {
-	ts := startServer(b, nil, Config{})
+	b.Run("audit=off", func(b *testing.B) { benchmarkDispatchCC(b, false) })
+	b.Run("audit=data", func(b *testing.B) { benchmarkDispatchCC(b, true) })
+}
+
+func benchmarkDispatchCC(b *testing.B, data bool) {
+	var setup []func(*Server)
+	if data {
+		trail, err := audit.Open(audit.Config{Dir: b.TempDir(), Key: bytes.Repeat([]byte{9}, audit.RootKeySize)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() {
+			if err := trail.Close(); err != nil {
+				b.Error(err)
+			}
+			b.ReportMetric(float64(trail.Lag().Dropped)/float64(b.N), "dropped/op")
+		})
+		setup = append(setup, func(s *Server) { s.SetAudit(trail, "000000000000", true) })
+	}
+	ts := startServer(b, nil, Config{}, setup...)
 	c := ts.dial(b, nil)
 	gen := func(a string) string { r := c.call("0000A00FFFS#" + a); return r[8 : len(r)-6] }
 	zpka, zpkb, pvk := gen("P0T2B00N00"), gen("P0T2B00N00"), gen("V1T2C00N00")

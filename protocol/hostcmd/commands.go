@@ -56,6 +56,8 @@ type call struct {
 	// request context (source address, TLS).
 	principal string
 	actx      access.Context
+	// source is the client's address, for audit events.
+	source string
 }
 
 // identMemo is a remembered key identifier: the ops identifier of a key
@@ -113,6 +115,9 @@ func (s *Server) dispatch(x *call, dst, msg []byte) []byte {
 	*c = cursor{b: req.body}
 	cmd := dec(c)
 	if c.err != nil {
+		if s.dataTrail != nil {
+			s.auditCommand(x, req.code, nil, errorCode(c.err))
+		}
 		return appendResponse(dst, req.header, rc, errorCode(c.err), nil, c.trailer)
 	}
 	x.profile = s.ops.DefaultProfile()
@@ -122,6 +127,9 @@ func (s *Server) dispatch(x *call, dst, msg []byte) []byte {
 			code := codeInvalidLMK
 			if fault.KindOf(err) != fault.NotFound {
 				code = errorCode(err)
+			}
+			if s.dataTrail != nil {
+				s.auditCommand(x, req.code, cmd, code)
 			}
 			return appendResponse(dst, req.header, rc, code, nil, c.trailer)
 		}
@@ -136,7 +144,13 @@ func (s *Server) dispatch(x *call, dst, msg []byte) []byte {
 				s.log.Warn("host command failed", zap.String("command", string(req.code[:])), zap.Error(err))
 			}
 		}
+		if s.dataTrail != nil {
+			s.auditCommand(x, req.code, cmd, errorCode(err))
+		}
 		return appendResponse(dst, req.header, rc, errorCode(err), nil, c.trailer)
+	}
+	if s.dataTrail != nil {
+		s.auditCommand(x, req.code, cmd, codeOK)
 	}
 	return appendResponse(dst, req.header, rc, codeOK, fields, c.trailer)
 }

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"payhsm/access"
+	"payhsm/audit"
 	"payhsm/ops"
 )
 
@@ -74,6 +75,10 @@ type Server struct {
 
 	loops []*eventLoop // plain-TCP event loops (Linux); nil: a goroutine per connection
 	next  int          // the loop the next connection goes to (Serve's goroutine only)
+
+	trail        *audit.Trail // denials (see SetAudit); nil: none
+	dataTrail    *audit.Trail // data events; nil unless the account opted in
+	auditAccount string
 }
 
 // NewServer returns a host-command server.
@@ -226,6 +231,7 @@ func (s *Server) handle(raw net.Conn, t *tracked) {
 		_ = tc.SetDeadline(time.Time{})
 		if !s.allowed(tc.ConnectionState()) {
 			s.log.Warn("host client certificate not in the allow-list", zap.String("remote", c.RemoteAddr().String()))
+			s.denyClient(tc.ConnectionState(), c.RemoteAddr().String())
 			return
 		}
 		c = tc
@@ -238,6 +244,7 @@ func (s *Server) handle(raw net.Conn, t *tracked) {
 		}
 	}
 	s.bind(sn.x, cert, raw.RemoteAddr().String(), c != raw)
+	sn.x.source = raw.RemoteAddr().String()
 	if err := sn.serve(); err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, errClosing) {
 		s.log.Debug("closing host connection", zap.String("remote", c.RemoteAddr().String()), zap.Error(err))
 	}

@@ -12,6 +12,7 @@
 //	                           nothing of payhsm outside hsm/ but keyspec, fault
 //	keystore                   key records in Pebble; no ops, no protocol
 //	access                     principals and policies; no ops, no protocol
+//	audit                      the audit trail; of payhsm only hsm/secret
 //	ops                        the operations layer; knows no transport
 //	protocol/*                 wire decode/encode over ops; does no crypto itself
 //	daemon, ceremony, tools/*  the commands' implementations; only cmd/ imports them
@@ -84,6 +85,13 @@ var rules = []rule{
 		From:  []string{"hsm/..."},
 		Deny:  []string{"..."},
 		Allow: []string{"hsm/...", "keyspec/...", "fault/..."},
+	},
+	{
+		Name: "audit (the trail writer and verifier) sits below the edges and commands: of payhsm it imports only hsm/secret",
+		From: []string{"audit/..."},
+		Deny: []string{"..."},
+		// hsm/secret masks PANs as everything else does.
+		Allow: []string{"audit/...", "hsm/secret"},
 	},
 	{
 		Name: "keystore does not import protocol, daemon, ceremony",
