@@ -46,7 +46,8 @@ type Server struct {
 	verifier *sigv4.Verifier
 	log      *zap.Logger
 	control  map[string]operation
-	routes   []route // data plane
+	routes   []route  // data plane
+	obs      Observer // nil: none (observe.go)
 }
 
 // operation is one decoded-and-validated call.
@@ -78,35 +79,25 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	reqID := requestID()
 	w.Header().Set("X-Amzn-RequestId", reqID)
 	start := time.Now()
+	var rq request
 	defer func() {
 		// A bug must not cost the connection or leak detail: answer InternalServerException.
 		if p := recover(); p != nil {
 			s.log.Error("request handler panicked", zap.String("requestId", reqID), zap.String("panic", fmt.Sprint(p)))
-			writeControlError(w, fault.Internalf("handler", fmt.Errorf("panic")))
+			err := fault.Internalf("handler", fmt.Errorf("panic"))
+			writeControlError(w, err)
+			s.finish(r, reqID, &rq, controlPlane, "", err, start)
 		}
 	}()
-	pl, op, err := s.serve(w, r)
-	if err == nil {
-		if ce := s.log.Check(zap.DebugLevel, "request"); ce != nil {
-			ce.Write(zap.String("requestId", reqID), zap.String("operation", op), zap.Duration("took", time.Since(start)))
+	pl, op, err := s.serve(w, r, &rq)
+	if err != nil {
+		if pl == dataPlane {
+			writeDataError(w, err)
+		} else {
+			writeControlError(w, err)
 		}
-		return
 	}
-	if pl == dataPlane {
-		writeDataError(w, err)
-	} else {
-		writeControlError(w, err)
-	}
-	f := fault.As(err)
-	level := zap.InfoLevel
-	var pe *protocolError
-	if f.Kind == fault.Internal && !errors.As(err, &pe) {
-		level = zap.ErrorLevel
-	}
-	if ce := s.log.Check(level, "request failed"); ce != nil {
-		ce.Write(zap.String("requestId", reqID), zap.String("operation", op),
-			zap.String("kind", f.Kind.String()), zap.String("error", err.Error()), zap.Duration("took", time.Since(start)))
-	}
+	s.finish(r, reqID, &rq, pl, op, err, start)
 }
 
 // protocolError is a protocol-level error with no fault kind (unknown
@@ -125,7 +116,7 @@ func unknownOperation(status int, msg string) error {
 
 // serve authenticates the request, then dispatches it to the control plane
 // (POST / with X-Amz-Target) or a data-plane route.
-func (s *Server) serve(w http.ResponseWriter, r *http.Request) (plane, string, error) {
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, rq *request) (plane, string, error) {
 	pl := controlPlane
 	if r.Header.Get("X-Amz-Target") == "" {
 		pl = dataPlane
@@ -143,9 +134,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) (plane, string, e
 	if len(body) > MaxBodyBytes {
 		return pl, "", fault.Validationf("request body exceeds %d bytes", MaxBodyBytes)
 	}
-	if _, err := s.verifier.Verify(r, body); err != nil {
+	ak, err := s.verifier.Verify(r, body)
+	if err != nil {
 		return pl, "", authError(err)
 	}
+	rq.accessKey = ak
 	var name string
 	var op operation
 	var in validator

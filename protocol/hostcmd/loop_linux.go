@@ -265,6 +265,7 @@ func (l *eventLoop) takeNew(now time.Time) {
 	l.mu.Unlock()
 	for _, a := range add {
 		c := &loopConn{fd: a.fd, remote: a.remote, in: make([]byte, ioBuffer), x: l.s.newCall(), active: now}
+		c.x.identify(a.remote, "")
 		if err := l.ctl(syscall.EPOLL_CTL_ADD, a.fd, syscall.EPOLLIN); err != nil {
 			l.s.log.Warn("host port: cannot watch connection", zap.String("remote", a.remote), zap.Error(err))
 			l.release(c)
