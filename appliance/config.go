@@ -10,6 +10,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"time"
 
 	"payhsm/hsm/custody"
 )
@@ -27,7 +28,56 @@ type Config struct {
 	Account         string `json:"account"`
 	Profile         string `json:"profile"`
 	LogLevel        string `json:"logLevel"`
+	// LogFormat is json (default: one JSON object a line, for journald and
+	// log shippers) or text (zap's console format, for a person).
+	LogFormat string    `json:"logFormat"`
+	Ops       OpsConfig `json:"ops"`
+
+	// opsAddrDefaulted: ops.addr was not configured (Defaults filled it in).
+	opsAddrDefaulted bool
 }
+
+// OpsConfig is the operations listener: /healthz, /readyz, /metrics and
+// /version over plain HTTP (docs/operations.md).
+type OpsConfig struct {
+	// Addr is where it listens (default 127.0.0.1:9100). A configured
+	// address that cannot be bound stops the start; the default one, when
+	// taken (another appliance on the machine), is skipped with a warning.
+	Addr string `json:"addr"`
+}
+
+// OpsAddrDefaulted reports whether ops.addr is the default rather than configured.
+func (c *Config) OpsAddrDefaulted() bool { return c.opsAddrDefaulted }
+
+// DefaultOpsAddr is the ops listener's default address.
+const DefaultOpsAddr = "127.0.0.1:9100"
+
+// Duration is a time.Duration written in the configuration file as a Go
+// duration string ("5m", "1s", "0s").
+type Duration time.Duration
+
+// UnmarshalJSON parses a duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("a duration is a string such as \"5m\" or \"1s\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalJSON writes the duration string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// Token health defaults (see custody's health.go and docs/operations.md).
+const (
+	DefaultTokenLossGrace     = 5 * time.Minute
+	DefaultTokenProbeInterval = time.Second
+)
 
 // PKCS11Config selects the token holding the region main key.
 type PKCS11Config struct {
@@ -38,6 +88,28 @@ type PKCS11Config struct {
 	PINEnv  string `json:"pinEnv"`
 	// RegionKeyLabel is the PKCS#11 label of the region main key.
 	RegionKeyLabel string `json:"regionKeyLabel"`
+	// ProbeInterval is how often the daemon checks that the token answers
+	// (default 1s). LossGrace is how long, once it does not, the main keys
+	// already unsealed and the cached working keys keep serving before every
+	// operation that uses them is refused (default 5m; 0s refuses at once).
+	ProbeInterval *Duration `json:"probeInterval,omitempty"`
+	LossGrace     *Duration `json:"lossGrace,omitempty"`
+}
+
+// TokenProbeInterval is the configured or default probe interval.
+func (c *PKCS11Config) TokenProbeInterval() time.Duration {
+	if c.ProbeInterval == nil {
+		return DefaultTokenProbeInterval
+	}
+	return time.Duration(*c.ProbeInterval)
+}
+
+// TokenLossGrace is the configured or default loss grace.
+func (c *PKCS11Config) TokenLossGrace() time.Duration {
+	if c.LossGrace == nil {
+		return DefaultTokenLossGrace
+	}
+	return time.Duration(*c.LossGrace)
 }
 
 // HTTPConfig is the AWS API listener.
@@ -93,6 +165,12 @@ func (c *Config) Defaults() {
 	if c.LogLevel == "" {
 		c.LogLevel = "info"
 	}
+	if c.LogFormat == "" {
+		c.LogFormat = "json"
+	}
+	if c.Ops.Addr == "" {
+		c.Ops.Addr, c.opsAddrDefaulted = DefaultOpsAddr, true
+	}
 }
 
 var (
@@ -147,6 +225,18 @@ func (c *Config) Validate(dev bool) error {
 	case "debug", "info", "warn", "error":
 	default:
 		bad("logLevel %q: must be debug, info, warn or error", c.LogLevel)
+	}
+	if c.LogFormat != "json" && c.LogFormat != "text" {
+		bad("logFormat %q: must be json or text", c.LogFormat)
+	}
+	if _, _, err := net.SplitHostPort(c.Ops.Addr); err != nil {
+		bad("ops.addr %q: %v", c.Ops.Addr, err)
+	}
+	if d := c.PKCS11.TokenProbeInterval(); d < 100*time.Millisecond || d > time.Minute {
+		bad("pkcs11.probeInterval %s: must be 100ms to 1m", d)
+	}
+	if d := c.PKCS11.TokenLossGrace(); d < 0 || d > 24*time.Hour {
+		bad("pkcs11.lossGrace %s: must be 0s (refuse at once) to 24h", d)
 	}
 	if !dev {
 		if c.PKCS11.Module == "" {

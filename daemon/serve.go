@@ -27,8 +27,10 @@ import (
 
 	"payhsm/appliance"
 	"payhsm/audit"
+	"payhsm/health"
 	"payhsm/hsm/custody"
 	"payhsm/internal/cli"
+	"payhsm/internal/version"
 	"payhsm/ops"
 	"payhsm/protocol/awsapi"
 	"payhsm/protocol/awsapi/sigv4"
@@ -52,7 +54,7 @@ func ServeMain(args []string, stdout, stderr io.Writer) int {
 		cli.Say(stderr, "payhsm serve:", err)
 		return 2
 	}
-	log, err := NewLogger(cfg.LogLevel)
+	log, err := NewLogger(cfg.LogLevel, cfg.LogFormat)
 	if err != nil {
 		cli.Say(stderr, "payhsm serve:", err)
 		return 2
@@ -82,8 +84,10 @@ every setting (see README.md); the flags below override it.
 flags:
 `
 
-// NewLogger is payhsm's zap logger (JSON to stderr).
-func NewLogger(level string) (*zap.Logger, error) {
+// NewLogger is payhsm's zap logger on stderr: format json (one object a
+// line) or text (zap's console format: time, level, logger, message, then
+// the fields as JSON).
+func NewLogger(level, format string) (*zap.Logger, error) {
 	var lvl zapcore.Level
 	if err := lvl.Set(level); err != nil {
 		return nil, err
@@ -93,6 +97,13 @@ func NewLogger(level string) (*zap.Logger, error) {
 	zc.EncoderConfig.TimeKey = "time"
 	zc.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
 	zc.Sampling = nil
+	switch format {
+	case "", "json":
+	case "text":
+		zc.Encoding = "console"
+	default:
+		return nil, fmt.Errorf("log format %q: must be json or text", format)
+	}
 	return zc.Build()
 }
 
@@ -106,6 +117,11 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 	if err := appliance.HardenProcess(); err != nil {
 		log.Warn("cannot disable core dumps", zap.Error(err))
 	}
+	tel := newTelemetry()
+	if err := tel.listen(cfg, log.Named("ops")); err != nil {
+		return err
+	}
+	defer tel.close(log)
 	app, err := appliance.Open(cfg, dev, dev, log)
 	if err != nil {
 		return err
@@ -150,8 +166,12 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 		}
 	}()
 	verifier := &sigv4.Verifier{Creds: sigv4.StaticCredentials(app.Credentials), Region: cfg.Region, Service: "payment-cryptography"}
+	api := awsapi.New(svc, verifier, log.Named("http"))
+	httpMetrics := tel.metrics.NewHTTP(api.Operations())
+	api.SetObserver(httpMetrics)
 	srv := &http.Server{
-		Handler:           awsapi.New(svc, verifier, log.Named("http")),
+		Handler:           api,
+		ConnState:         httpMetrics.ConnState,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -174,6 +194,12 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 		return err
 	}
 	host := hostcmd.NewServer(svc, hostCfg, log.Named("host"))
+	host.SetObserver(tel.metrics.NewHost(hostcmd.Commands()))
+	httpState, hostState, writable := &listenerState{}, &listenerState{}, health.NewState(errors.New("not probed yet"))
+	if err := tel.register(sources{store: app.Store, cust: app.Custody, svc: svc, host: host, writable: writable,
+		http: httpState, hostLn: hostState}); err != nil {
+		return err
+	}
 
 	httpLn, hostLn, adminLn, err := listen(cfg)
 	if err != nil {
@@ -185,20 +211,36 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 
 	// Nothing below fails before serving.
 	errc := make(chan error, 2)
-	go func() { errc <- srv.Serve(httpLn) }()
-	go func() { errc <- host.Serve(hostLn) }()
+	httpState.up.Store(true) // up from here: Serve accepts on a bound listener
+	hostState.up.Store(true)
+	go func() { errc <- httpState.serve(func() error { return srv.Serve(httpLn) }) }()
+	go func() { errc <- hostState.serve(func() error { return host.Serve(hostLn) }) }()
 	adm := &adminServer{ln: adminLn, svc: svc, store: app.Store, cust: app.Custody, audit: auditLog, log: log.Named("admin")}
 	go adm.serve()
 	runCtx, cancelRun := context.WithCancel(context.Background())
 	var background sync.WaitGroup
-	background.Add(1)
+	background.Add(3)
 	go func() {
 		defer background.Done()
 		svc.Run(runCtx, time.Minute)
 	}()
+	go func() {
+		defer background.Done()
+		app.Custody.Watch(runCtx, cfg.PKCS11.TokenProbeInterval())
+	}()
+	go func() {
+		defer background.Done()
+		watchWritable(runCtx, cfg.DataDir, writeProbeEvery, writable, log.Named("datadir"))
+	}()
+	tel.serving.Set(nil)
 
-	log.Info("payhsm ready", zap.String("http", scheme+"://"+httpLn.Addr().String()),
-		zap.String("host", hostLn.Addr().String()), zap.String("dataDir", cfg.DataDir), zap.Bool("dev", dev))
+	readyFields := []zap.Field{zap.String("http", scheme+"://"+httpLn.Addr().String()),
+		zap.String("host", hostLn.Addr().String())}
+	if u := tel.url(); u != "" {
+		readyFields = append(readyFields, zap.String("ops", u))
+	}
+	log.Info("payhsm ready", append(readyFields, zap.String("dataDir", cfg.DataDir), zap.Bool("dev", dev),
+		zap.String("version", version.String()))...)
 	notify("READY=1")
 
 	var serveErr error
@@ -209,6 +251,7 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 		log.Error("listener failed", zap.Error(serveErr))
 	}
 	notify("STOPPING=1")
+	tel.serving.Set(errors.New("shutting down"))
 	shutCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(shutCtx); err != nil {

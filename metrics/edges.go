@@ -76,7 +76,9 @@ type HTTP struct {
 	conns atomic.Int64
 }
 
-func newHTTP(r *Registry, operations []string) *HTTP {
+// NewHTTP registers the AWS API's collectors, with a series for each of
+// operations (the AWS operation names; awsapi.Server.Operations). Call it once.
+func (r *Registry) NewHTTP(operations []string) *HTTP {
 	e, ops := newEdge(r, "http", "requests", "request", "operation", operations)
 	h := &HTTP{edge: e, ops: ops}
 	r.GaugeFunc("open_connections", "Open client connections, by listener.",
@@ -115,7 +117,9 @@ type Host struct {
 	cmds map[[2]byte]*opStats // read-only after newHost
 }
 
-func newHost(r *Registry, commands []string) *Host {
+// NewHost registers the host port's collectors, with a series for each of
+// commands (the command codes; hostcmd.Commands). Call it once.
+func (r *Registry) NewHost(commands []string) *Host {
 	e, byName := newEdge(r, "host", "commands", "command", "command", commands)
 	h := &Host{edge: e, cmds: make(map[[2]byte]*opStats, len(byName))}
 	for name, s := range byName {

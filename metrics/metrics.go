@@ -39,10 +39,6 @@ var LatencyBuckets = []float64{0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 
 // Registry is payhsm's metrics registry.
 type Registry struct {
 	reg *prometheus.Registry
-	// HTTP observes the AWS API (awsapi.Observer); Host the host-command
-	// port (hostcmd.Observer).
-	HTTP *HTTP
-	Host *Host
 
 	mu  sync.Mutex
 	err error // the first registration error
@@ -53,11 +49,10 @@ type Registry struct {
 // stay a fixed set whatever clients send.
 const Other = "other"
 
-// New returns a registry holding the Go runtime and process collectors,
-// payhsm_build_info and the two front ends' collectors, with a series for
-// each of httpOperations (the AWS API's operation names) and hostCommands
-// (the host port's command codes).
-func New(version string, httpOperations, hostCommands []string) *Registry {
+// New returns a registry holding the Go runtime and process collectors and
+// payhsm_build_info. The front ends' collectors are added by NewHTTP and
+// NewHost, the other sources by GaugeFunc and CounterFunc.
+func New(version string) *Registry {
 	r := &Registry{reg: prometheus.NewRegistry()}
 	r.register(collectors.NewGoCollector())
 	r.register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -66,8 +61,6 @@ func New(version string, httpOperations, hostCommands []string) *Registry {
 		Help:        "Always 1: the running payhsm's version and the Go release that built it.",
 		ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()},
 	}, func() float64 { return 1 }))
-	r.HTTP = newHTTP(r, httpOperations)
-	r.Host = newHost(r, hostCommands)
 	return r
 }
 

@@ -10,6 +10,7 @@ import (
 	"payhsm/ceremony"
 	"payhsm/daemon"
 	"payhsm/internal/cli"
+	"payhsm/internal/version"
 	"payhsm/tools/bench"
 	"payhsm/tools/hostclient"
 )
@@ -54,7 +55,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case "bench":
 		return bench.Main(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
-		return printOut(stdout, stderr, "payhsm "+Version()+"\n")
+		return printOut(stdout, stderr, "payhsm "+version.String()+"\n")
 	case "help", "-h", "-help", "--help":
 		if len(args) > 1 && args[0] == "help" {
 			switch args[1] {
