@@ -95,7 +95,7 @@ func (x *call) ident(k keyRef) string {
 func (s *Server) dispatch(x *call, dst, msg []byte) []byte {
 	start := time.Now()
 	dst, res := s.answer(x, dst, msg)
-	s.finish(x, &res, start)
+	s.finish(x, res, start)
 	return dst
 }
 

@@ -66,7 +66,7 @@ func (x *call) requestID() string {
 // requestId, operation (the command code), code, kind, client, remote,
 // reason, took; plus the client's message header. Neither the request nor
 // the response is logged: they hold PIN blocks, PANs and keys.
-func (s *Server) finish(x *call, res *result, start time.Time) {
+func (s *Server) finish(x *call, res result, start time.Time) {
 	x.seq++
 	failed := res.code != codeOK
 	var kind fault.Kind
@@ -102,7 +102,7 @@ func (s *Server) finish(x *call, res *result, start time.Time) {
 		return
 	}
 	fields := make([]zap.Field, 0, 9)
-	fields = append(fields, zap.String("requestId", x.requestID()), zap.ByteString("operation", res.command[:]))
+	fields = append(fields, zap.String("requestId", x.requestID()), zap.String("operation", string(res.command[:])))
 	if failed {
 		fields = append(fields, zap.String("code", res.code), zap.String("kind", kind.String()))
 	}
