@@ -104,6 +104,7 @@ func (c *Custodian) Available() error {
 	if c.cfg.Now().Before(since.Add(c.cfg.LossGrace)) {
 		return nil
 	}
+	c.graceOver(since)
 	return c.unavailable(fmt.Sprintf("since %s, longer than the %s the unsealed keys may serve without it", since.UTC().Format(time.RFC3339), c.cfg.LossGrace))
 }
 
@@ -234,12 +235,19 @@ func (c *Custodian) recordProbe(err error) {
 	h.lastErr.Store(&err)
 	now := c.cfg.Now()
 	if h.downSince.CompareAndSwap(0, now.UnixNano()) {
-		h.refusing.Store(c.cfg.LossGrace <= 0)
 		c.log.Error("PKCS#11 token unavailable: operations that need it fail; the unsealed main keys and cached working keys keep serving for the loss grace, then every operation that uses them is refused until the token returns",
 			zap.String("token", c.cfg.TokenLabel), zap.Duration("lossGrace", c.cfg.LossGrace), zap.Error(err))
 		return
 	}
-	if since := time.Unix(0, h.downSince.Load()); !now.Before(since.Add(c.cfg.LossGrace)) && h.refusing.CompareAndSwap(false, true) {
+	if since := time.Unix(0, h.downSince.Load()); !now.Before(since.Add(c.cfg.LossGrace)) {
+		c.graceOver(since)
+	}
+}
+
+// graceOver logs, once per loss, that the loss grace has run out: by the
+// first probe or the first refused operation after it, whichever comes first.
+func (c *Custodian) graceOver(since time.Time) {
+	if c.health.refusing.CompareAndSwap(false, true) {
 		c.log.Error("PKCS#11 token unavailable for longer than the loss grace: refusing every operation that uses a main key or a working key until it returns",
 			zap.String("token", c.cfg.TokenLabel), zap.Duration("lossGrace", c.cfg.LossGrace), zap.Time("since", since))
 	}
