@@ -149,7 +149,7 @@ func (c *keyCache) put(ident string, w *WorkingKey, gen uint64) {
 		return
 	}
 	if c.n >= maxCachedKeys {
-		c.evictions.Add(uint64(c.clearLocked()))
+		c.evictions.Add(c.clearLocked())
 	}
 	w.refs.Add(1)
 	if old, loaded := c.m.Swap(ident, w); loaded {
@@ -162,8 +162,8 @@ func (c *keyCache) put(ident string, w *WorkingKey, gen uint64) {
 
 // clearLocked drops every entry, giving back the cache's references, and
 // returns how many it dropped; c.mu is held.
-func (c *keyCache) clearLocked() int {
-	n := 0
+func (c *keyCache) clearLocked() uint64 {
+	var n uint64
 	c.m.Range(func(k, v any) bool {
 		c.m.Delete(k)
 		v.(*WorkingKey).Release()
@@ -201,7 +201,7 @@ func (c *keyCache) dropKey(id string) {
 func (c *keyCache) dropAll() {
 	c.mu.Lock()
 	c.gen.Add(1)
-	c.invalidations.Add(uint64(c.clearLocked()))
+	c.invalidations.Add(c.clearLocked())
 	c.mu.Unlock()
 }
 

@@ -51,7 +51,7 @@ var ErrTokenUnavailable = errors.New("custody: the PKCS#11 token is unavailable"
 
 // TokenUnavailableMessage is the client-safe message of the Unavailable
 // fault custody returns while the token is unavailable.
-const TokenUnavailableMessage = "the PKCS#11 token holding the region main key is unavailable"
+const TokenUnavailableMessage = "the PKCS#11 token holding the region main key is unavailable" //nolint:gosec // G101: a message, not a credential
 
 type tokenHealth struct {
 	probeMu    sync.Mutex   // one probe at a time
