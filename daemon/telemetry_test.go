@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -85,6 +86,21 @@ func checkOpsEndpoints(t *testing.T, base string) {
 		"payhsm_keystore_disk_bytes", "payhsm_keystore_integrity_failures_total", "payhsm_token_up", "go_goroutines", "process_open_fds"} {
 		if families[name] == nil {
 			t.Errorf("/metrics has no %s", name)
+		}
+	}
+	// Every payhsm metric the Grafana dashboard queries exists.
+	dash, err := os.ReadFile(filepath.Join("..", "docs", "grafana", "payhsm-dashboard.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	queried := regexp.MustCompile(`payhsm_[a-z_]+`).FindAllString(string(dash), -1)
+	if len(queried) < 10 {
+		t.Errorf("the dashboard queries %d payhsm metrics", len(queried))
+	}
+	lazy := map[string]bool{"payhsm_http_request_errors_total": true, "payhsm_host_command_errors_total": true} // a series per error seen
+	for _, n := range queried {
+		if families[strings.TrimSuffix(n, "_bucket")] == nil && !lazy[n] {
+			t.Errorf("the dashboard queries %s, which /metrics does not have", n)
 		}
 	}
 	if f := families["payhsm_token_up"]; f != nil && f.GetMetric()[0].GetGauge().GetValue() != 1 {
