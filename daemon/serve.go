@@ -195,7 +195,7 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 	}
 	host := hostcmd.NewServer(svc, hostCfg, log.Named("host"))
 	host.SetObserver(tel.metrics.NewHost(hostcmd.Commands()))
-	httpState, hostState, writable := &listenerState{}, &listenerState{}, health.NewState(errors.New("not probed yet"))
+	httpState, hostState, writable := &listenerState{}, &listenerState{}, health.NewState(probeWritable(cfg.DataDir))
 	if err := tel.register(sources{store: app.Store, cust: app.Custody, svc: svc, host: host, writable: writable,
 		http: httpState, hostLn: hostState}); err != nil {
 		return err
