@@ -181,18 +181,40 @@ func (h *HTTP) ConnState(_ net.Conn, st http.ConnState) {
 // hostcmd.Observer.
 type Host struct {
 	edge  *edge
-	cmds  map[[2]byte]*opStats // read-only after NewHost
+	cmds  [36 * 36]*opStats // by codeIndex; read-only after NewHost
 	other *opStats
+}
+
+// codeIndex is the index of a command code of two characters 0-9 or A-Z in
+// Host.cmds, or -1: a table lookup costs less than a map's.
+func codeIndex(c [2]byte) int {
+	a, b := alnum(c[0]), alnum(c[1])
+	if a < 0 || b < 0 {
+		return -1
+	}
+	return a*36 + b
+}
+
+func alnum(c byte) int {
+	switch {
+	case c >= '0' && c <= '9':
+		return int(c - '0')
+	case c >= 'A' && c <= 'Z':
+		return int(c-'A') + 10
+	}
+	return -1
 }
 
 // NewHost registers the host port's collectors, with a series for each of
 // commands (the command codes; hostcmd.Commands). Call it once.
 func (r *Registry) NewHost(commands []string) *Host {
 	e, byName := newEdge(r, "host", "commands", "command", "command", commands)
-	h := &Host{edge: e, cmds: make(map[[2]byte]*opStats, len(byName)), other: byName[Other]}
+	h := &Host{edge: e, other: byName[Other]}
 	for name, s := range byName {
 		if len(name) == 2 {
-			h.cmds[[2]byte{name[0], name[1]}] = s
+			if i := codeIndex([2]byte{name[0], name[1]}); i >= 0 {
+				h.cmds[i] = s
+			}
 		}
 	}
 	return h
@@ -203,9 +225,9 @@ func (r *Registry) NewHost(commands []string) *Host {
 // error's fault kind and code its payShield error code, both "" for a
 // success ("00").
 func (h *Host) ObserveCommand(command [2]byte, kind, code string, took time.Duration) {
-	s := h.cmds[command]
-	if s == nil {
-		s = h.other
+	s := h.other
+	if i := codeIndex(command); i >= 0 && h.cmds[i] != nil {
+		s = h.cmds[i]
 	}
 	s.observe(kind, code, took)
 }

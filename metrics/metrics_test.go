@@ -95,6 +95,7 @@ func TestFrontEnds(t *testing.T) {
 	host.ObserveCommand([2]byte{'C', 'C'}, "", "", 10*time.Microsecond)
 	host.ObserveCommand([2]byte{'C', 'C'}, "VerificationFailed", "01", 10*time.Microsecond)
 	host.ObserveCommand([2]byte{'Q', 'Q'}, "Validation", "68", time.Microsecond)
+	host.ObserveCommand([2]byte{'c', 0}, "Validation", "68", time.Microsecond)
 	h.ConnState(nil, http.StateNew)
 	h.ConnState(nil, http.StateNew)
 	h.ConnState(nil, http.StateActive)
@@ -114,8 +115,8 @@ func TestFrontEnds(t *testing.T) {
 		{"payhsm_http_requests_total", []string{"operation", "EncryptData"}, 0},
 		{"payhsm_host_commands_total", []string{"command", "CC"}, 2},
 		{"payhsm_host_command_errors_total", []string{"command", "CC", "kind", "VerificationFailed", "code", "01"}, 1},
-		{"payhsm_host_commands_total", []string{"command", Other}, 1},
-		{"payhsm_host_command_errors_total", []string{"command", Other, "code", "68"}, 1},
+		{"payhsm_host_commands_total", []string{"command", Other}, 2},
+		{"payhsm_host_command_errors_total", []string{"command", Other, "code", "68"}, 2},
 		{"payhsm_open_connections", []string{"listener", "http"}, 1},
 	} {
 		if got := value(fams, tc.name, tc.labels...); got != tc.want {
