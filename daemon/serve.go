@@ -76,7 +76,8 @@ func ServeMain(args []string, stdout, stderr io.Writer) int {
 const serveUsage = `usage: payhsm serve (--dev [--data-dir DIR] | --config FILE) [flags]
 
 Runs the appliance: the AWS Payment Cryptography API (HTTP), the host-command
-port (TCP) and the admin socket DATA/admin.sock for online ceremonies, until
+port (TCP), the ops listener (/healthz, /readyz, /metrics, /version; see
+docs/operations.md) and the admin socket DATA/admin.sock for online ceremonies, until
 SIGTERM or SIGINT, which drain in-flight requests and close the key store
 (a second signal ends the process at once). With --config, the file holds
 every setting (see README.md); the flags below override it.

@@ -18,8 +18,9 @@ import (
 const usage = `usage: payhsm <command> [flags]
 
 commands:
-  serve     run the appliance: the AWS Payment Cryptography API, the host-command port
-            and the admin socket for online ceremonies
+  serve     run the appliance: the AWS Payment Cryptography API, the host-command port,
+            the ops listener (health, readiness, metrics) and the admin socket for online
+            ceremonies
   ceremony  key ceremonies under dual control: init, load-components, status,
             krd-request, export-main-key, import-main-key, backup-components (with the
             daemon stopped); rotate (online through the daemon, or offline); sync (online,
