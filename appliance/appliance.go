@@ -86,6 +86,7 @@ type Flags struct {
 	dev        bool
 	configPath string
 	overrides  Config
+	lossGrace  string
 }
 
 // RegisterFlags adds the shared options to fs.
@@ -101,6 +102,9 @@ func RegisterFlags(fs *flag.FlagSet) *Flags {
 	fs.StringVar(&f.overrides.Account, "account", "", "account id of key ARNs (default 000000000000)")
 	fs.StringVar(&f.overrides.LogLevel, "log-level", "", "debug, info, warn or error (default info)")
 	fs.StringVar(&f.overrides.DiskReserve, "disk-reserve", "", "free space to keep on the data directory's filesystem: below it writes are refused (default "+diskguard.DefaultReserve+"; a size such as 1GiB, or a percentage such as 5%)")
+	fs.StringVar(&f.overrides.LogFormat, "log-format", "", "json or text (default json)")
+	fs.StringVar(&f.overrides.Ops.Addr, "ops-addr", "", "ops listener address: /healthz, /readyz, /metrics, /version (default "+DefaultOpsAddr+")")
+	fs.StringVar(&f.lossGrace, "token-loss-grace", "", "how long unsealed keys keep serving once the PKCS#11 token is lost, e.g. 5m; 0s refuses at once (default 5m)")
 	return f
 }
 
@@ -121,6 +125,13 @@ func (f *Flags) Config() (*Config, error) {
 		return nil, errors.New("needs --config FILE, or --dev for a development appliance")
 	}
 	overlay(&cfg, &f.overrides)
+	if f.lossGrace != "" {
+		d, err := time.ParseDuration(f.lossGrace)
+		if err != nil {
+			return nil, fmt.Errorf("--token-loss-grace: %w", err)
+		}
+		cfg.PKCS11.LossGrace = (*Duration)(&d)
+	}
 	cfg.Defaults()
 	if err := cfg.Validate(f.dev); err != nil {
 		return nil, fmt.Errorf("invalid configuration:\n%w", err)
@@ -142,6 +153,8 @@ func overlay(dst, src *Config) {
 	set(&dst.Account, src.Account)
 	set(&dst.LogLevel, src.LogLevel)
 	set(&dst.DiskReserve, src.DiskReserve)
+	set(&dst.LogFormat, src.LogFormat)
+	set(&dst.Ops.Addr, src.Ops.Addr)
 }
 
 // Appliance is an opened appliance: its key store, main-key custody and the
@@ -178,6 +191,7 @@ func open(cfg *Config, dev, initialize, upgrade bool, log *zap.Logger) (*Applian
 	ccfg := custody.Config{
 		ModulePath: cfg.PKCS11.Module, TokenLabel: cfg.PKCS11.TokenLabel,
 		RegionKeyLabel: cfg.PKCS11.RegionKeyLabel, NotFound: keystore.ErrNotFound, Initialize: initialize,
+		LossGrace: cfg.PKCS11.TokenLossGrace(),
 	}
 	if !dev && !initialize {
 		// Nothing is created for an appliance that was never initialized.

@@ -39,6 +39,13 @@ type Config struct {
 	DiskReserve string `json:"diskReserve"`
 	// Audit tunes the audit trail (package audit; docs/audit.md).
 	Audit AuditConfig `json:"audit"`
+	// LogFormat is json (default: one JSON object a line, for journald and
+	// log shippers) or text (zap's console format, for a person).
+	LogFormat string    `json:"logFormat"`
+	Ops       OpsConfig `json:"ops"`
+
+	// opsAddrDefaulted: ops.addr was not configured (Defaults filled it in).
+	opsAddrDefaulted bool
 }
 
 // AuditConfig is the audit trail's configuration. Every member is optional.
@@ -63,7 +70,23 @@ type AuditConfig struct {
 	DataQueue int `json:"dataQueue"`
 }
 
-// Duration is a time.Duration written as a Go duration string ("90s", "24h").
+// OpsConfig is the operations listener: /healthz, /readyz, /metrics and
+// /version over plain HTTP (docs/operations.md).
+type OpsConfig struct {
+	// Addr is where it listens (default 127.0.0.1:9100). A configured
+	// address that cannot be bound stops the start; the default one, when
+	// taken (another appliance on the machine), is skipped with a warning.
+	Addr string `json:"addr"`
+}
+
+// OpsAddrDefaulted reports whether ops.addr is the default rather than configured.
+func (c *Config) OpsAddrDefaulted() bool { return c.opsAddrDefaulted }
+
+// DefaultOpsAddr is the ops listener's default address.
+const DefaultOpsAddr = "127.0.0.1:9100"
+
+// Duration is a time.Duration written in the configuration file as a Go
+// duration string ("5m", "1s", "0s").
 type Duration time.Duration
 
 // UnmarshalJSON parses a duration string.
@@ -86,6 +109,12 @@ func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Durat
 // DataEvents reports whether the served account opted in to data events.
 func (c *Config) DataEvents() bool { return slices.Contains(c.Audit.DataEventAccounts, c.Account) }
 
+// Token health defaults (see custody's health.go and docs/operations.md).
+const (
+	DefaultTokenLossGrace     = 5 * time.Minute
+	DefaultTokenProbeInterval = time.Second
+)
+
 // PKCS11Config selects the token holding the region main key.
 type PKCS11Config struct {
 	Module     string `json:"module"`
@@ -95,6 +124,28 @@ type PKCS11Config struct {
 	PINEnv  string `json:"pinEnv"`
 	// RegionKeyLabel is the PKCS#11 label of the region main key.
 	RegionKeyLabel string `json:"regionKeyLabel"`
+	// ProbeInterval is how often the daemon checks that the token answers
+	// (default 1s). LossGrace is how long, once it does not, the main keys
+	// already unsealed and the cached working keys keep serving before every
+	// operation that uses them is refused (default 5m; 0s refuses at once).
+	ProbeInterval *Duration `json:"probeInterval,omitempty"`
+	LossGrace     *Duration `json:"lossGrace,omitempty"`
+}
+
+// TokenProbeInterval is the configured or default probe interval.
+func (c *PKCS11Config) TokenProbeInterval() time.Duration {
+	if c.ProbeInterval == nil {
+		return DefaultTokenProbeInterval
+	}
+	return time.Duration(*c.ProbeInterval)
+}
+
+// TokenLossGrace is the configured or default loss grace.
+func (c *PKCS11Config) TokenLossGrace() time.Duration {
+	if c.LossGrace == nil {
+		return DefaultTokenLossGrace
+	}
+	return time.Duration(*c.LossGrace)
 }
 
 // HTTPConfig is the AWS API listener.
@@ -163,6 +214,12 @@ func (c *Config) Defaults() {
 	}
 	if c.DiskReserve == "" {
 		c.DiskReserve = diskguard.DefaultReserve
+	}
+	if c.LogFormat == "" {
+		c.LogFormat = "json"
+	}
+	if c.Ops.Addr == "" {
+		c.Ops.Addr, c.opsAddrDefaulted = DefaultOpsAddr, true
 	}
 }
 
@@ -251,6 +308,18 @@ func (c *Config) Validate(dev bool) error {
 	case "debug", "info", "warn", "error":
 	default:
 		bad("logLevel %q: must be debug, info, warn or error", c.LogLevel)
+	}
+	if c.LogFormat != "json" && c.LogFormat != "text" {
+		bad("logFormat %q: must be json or text", c.LogFormat)
+	}
+	if _, _, err := net.SplitHostPort(c.Ops.Addr); err != nil {
+		bad("ops.addr %q: %v", c.Ops.Addr, err)
+	}
+	if d := c.PKCS11.TokenProbeInterval(); d < 100*time.Millisecond || d > time.Minute {
+		bad("pkcs11.probeInterval %s: must be 100ms to 1m", d)
+	}
+	if d := c.PKCS11.TokenLossGrace(); d < 0 || d > 24*time.Hour {
+		bad("pkcs11.lossGrace %s: must be 0s (refuse at once) to 24h", d)
 	}
 	if !dev {
 		if c.PKCS11.Module == "" {

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestValidate(t *testing.T) {
@@ -45,6 +46,12 @@ func TestValidate(t *testing.T) {
 		{"per-address connections negative", true, func(c *Config) { c.Host.MaxConnectionsPerAddress = -1 }, "host.maxConnectionsPerAddress must be positive"},
 		{"per-address connections over the total", true, func(c *Config) { c.Host.MaxConnections = 10; c.Host.MaxConnectionsPerAddress = 11 }, "exceeds host.maxConnections"},
 		{"per-address connections", true, func(c *Config) { c.Host.MaxConnections = 10; c.Host.MaxConnectionsPerAddress = 10 }, ""},
+		{"log format text", true, func(c *Config) { c.LogFormat = "text" }, ""},
+		{"log format", true, func(c *Config) { c.LogFormat = "xml" }, "logFormat"},
+		{"ops address", true, func(c *Config) { c.Ops.Addr = "9100" }, "ops.addr"},
+		{"probe interval too short", true, func(c *Config) { c.PKCS11.ProbeInterval = dur(time.Millisecond) }, "pkcs11.probeInterval"},
+		{"loss grace zero", true, func(c *Config) { c.PKCS11.LossGrace = dur(0) }, ""},
+		{"loss grace negative", true, func(c *Config) { c.PKCS11.LossGrace = dur(-time.Second) }, "pkcs11.lossGrace"},
 	}
 	for _, tc := range tests {
 		var c Config
@@ -56,6 +63,64 @@ func TestValidate(t *testing.T) {
 			t.Errorf("%s: %v", tc.name, err)
 		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
 			t.Errorf("%s: error %v, want it to contain %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+func dur(d time.Duration) *Duration { v := Duration(d); return &v }
+
+// TestTelemetryConfig: the ops listener, the log format and the token's
+// health settings from the file and the flags, and their defaults.
+func TestTelemetryConfig(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "payhsm.json")
+	if err := os.WriteFile(file, []byte(`{"pkcs11":{"module":"m","tokenLabel":"t","pinEnv":"PIN","lossGrace":"30s","probeInterval":"2s"},`+
+		`"credentialsFile":"c","ops":{"addr":"127.0.0.1:9200"},"logFormat":"text"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bad := filepath.Join(dir, "bad.json")
+	if err := os.WriteFile(bad, []byte(`{"pkcs11":{"lossGrace":"soon"}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	type got struct {
+		ops             string
+		defaulted       bool
+		format          string
+		grace, interval time.Duration
+	}
+	tests := []struct {
+		args []string
+		want got
+		err  string
+	}{
+		{[]string{"--dev"}, got{DefaultOpsAddr, true, "json", DefaultTokenLossGrace, DefaultTokenProbeInterval}, ""},
+		{[]string{"--config", file}, got{"127.0.0.1:9200", false, "text", 30 * time.Second, 2 * time.Second}, ""},
+		{[]string{"--config", file, "--ops-addr", "127.0.0.1:0", "--log-format", "json", "--token-loss-grace", "0s"},
+			got{"127.0.0.1:0", false, "json", 0, 2 * time.Second}, ""},
+		{[]string{"--dev", "--token-loss-grace", "later"}, got{}, "--token-loss-grace"},
+		{[]string{"--config", bad}, got{}, `time: invalid duration "soon"`},
+	}
+	for _, tc := range tests {
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		f := RegisterFlags(fs)
+		if err := fs.Parse(tc.args); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := f.Config()
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%q: error %v, want %q", tc.args, err, tc.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%q: %v", tc.args, err)
+			continue
+		}
+		g := got{cfg.Ops.Addr, cfg.OpsAddrDefaulted(), cfg.LogFormat, cfg.PKCS11.TokenLossGrace(), cfg.PKCS11.TokenProbeInterval()}
+		if g != tc.want {
+			t.Errorf("%q: %+v, want %+v", tc.args, g, tc.want)
 		}
 	}
 }

@@ -29,8 +29,10 @@ import (
 
 	"payhsm/appliance"
 	"payhsm/audit"
+	"payhsm/health"
 	"payhsm/hsm/custody"
 	"payhsm/internal/cli"
+	"payhsm/internal/version"
 	"payhsm/ops"
 	"payhsm/protocol/awsapi"
 	"payhsm/protocol/awsapi/sigv4"
@@ -57,7 +59,7 @@ func ServeMain(args []string, stdout, stderr io.Writer) int {
 		cli.Say(stderr, "payhsm serve:", err)
 		return 2
 	}
-	log, err := NewLogger(cfg.LogLevel)
+	log, err := NewLogger(cfg.LogLevel, cfg.LogFormat)
 	if err != nil {
 		cli.Say(stderr, "payhsm serve:", err)
 		return 2
@@ -81,7 +83,8 @@ func ServeMain(args []string, stdout, stderr io.Writer) int {
 const serveUsage = `usage: payhsm serve (--dev [--data-dir DIR] | --config FILE) [flags]
 
 Runs the appliance: the AWS Payment Cryptography API (HTTP), the host-command
-port (TCP) and the admin socket DATA/admin.sock for online ceremonies, until
+port (TCP), the ops listener (/healthz, /readyz, /metrics, /version; see
+docs/operations.md) and the admin socket DATA/admin.sock for online ceremonies, until
 SIGTERM or SIGINT, which drain in-flight requests and close the key store
 (a second signal ends the process at once). With --config, the file holds
 every setting (see README.md); the flags below override it.
@@ -89,8 +92,10 @@ every setting (see README.md); the flags below override it.
 flags:
 `
 
-// NewLogger is payhsm's zap logger (JSON to stderr).
-func NewLogger(level string) (*zap.Logger, error) {
+// NewLogger is payhsm's zap logger on stderr: format json (one object a
+// line) or text (zap's console format: time, level, logger, message, then
+// the fields as JSON).
+func NewLogger(level, format string) (*zap.Logger, error) {
 	var lvl zapcore.Level
 	if err := lvl.Set(level); err != nil {
 		return nil, err
@@ -100,6 +105,13 @@ func NewLogger(level string) (*zap.Logger, error) {
 	zc.EncoderConfig.TimeKey = "time"
 	zc.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
 	zc.Sampling = nil
+	switch format {
+	case "", "json":
+	case "text":
+		zc.Encoding = "console"
+	default:
+		return nil, fmt.Errorf("log format %q: must be json or text", format)
+	}
 	return zc.Build()
 }
 
@@ -113,6 +125,11 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 	if err := appliance.HardenProcess(); err != nil {
 		log.Warn("cannot disable core dumps", zap.Error(err))
 	}
+	tel := newTelemetry()
+	if err := tel.listen(cfg, log.Named("ops")); err != nil {
+		return err
+	}
+	defer tel.close(log)
 	app, err := appliance.Open(cfg, dev, dev, log)
 	if err != nil {
 		return err
@@ -185,8 +202,11 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 	api := awsapi.New(svc, verifier, log.Named("http"))
 	api.SetAuthorizer(az)
 	api.SetAudit(trail, cfg.Account, cfg.DataEvents())
+	httpMetrics := tel.metrics.NewHTTP(api.Operations())
+	api.SetObserver(httpMetrics)
 	srv := &http.Server{
 		Handler:           api,
+		ConnState:         httpMetrics.ConnState,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -211,6 +231,12 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 	}
 	host := hostcmd.NewServer(svc, hostCfg, log.Named("host"))
 	host.SetAudit(trail, cfg.Account, cfg.DataEvents())
+	host.SetObserver(tel.metrics.NewHost(hostcmd.Commands()))
+	httpState, hostState, writable := &listenerState{}, &listenerState{}, health.NewState(probeWritable(cfg.DataDir))
+	if err := tel.register(sources{store: app.Store, cust: app.Custody, svc: svc, host: host, writable: writable,
+		http: httpState, hostLn: hostState, disk: app.Disk, trail: trail, access: az}); err != nil {
+		return err
+	}
 
 	httpLn, hostLn, adminLn, err := listen(cfg)
 	if err != nil {
@@ -225,16 +251,26 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 
 	// Nothing below fails before serving.
 	errc := make(chan error, 3)
-	go func() { errc <- srv.Serve(httpLn) }()
-	go func() { errc <- host.Serve(hostLn) }()
+	httpState.up.Store(true) // up from here: Serve accepts on a bound listener
+	hostState.up.Store(true)
+	go func() { errc <- httpState.serve(func() error { return srv.Serve(httpLn) }) }()
+	go func() { errc <- hostState.serve(func() error { return host.Serve(hostLn) }) }()
 	adm := &adminServer{ln: adminLn, svc: svc, store: app.Store, cust: app.Custody, audit: trail, access: mgr, log: log.Named("admin"), disk: app.Disk}
 	go adm.serve()
 	runCtx, cancelRun := context.WithCancel(context.Background())
 	var background sync.WaitGroup
-	background.Add(1)
+	background.Add(3)
 	go func() {
 		defer background.Done()
 		svc.Run(runCtx, time.Minute)
+	}()
+	go func() {
+		defer background.Done()
+		app.Custody.Watch(runCtx, cfg.PKCS11.TokenProbeInterval())
+	}()
+	go func() {
+		defer background.Done()
+		watchWritable(runCtx, cfg.DataDir, writeProbeEvery, writable, log.Named("datadir"))
 	}()
 	repl.start(runCtx, &background, errc)
 	background.Add(1)
@@ -242,9 +278,15 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 		defer background.Done()
 		app.Disk.Run(runCtx, 5*time.Second)
 	}()
+	tel.serving.Set(nil)
 
-	log.Info("payhsm ready", zap.String("http", scheme+"://"+httpLn.Addr().String()),
-		zap.String("host", hostLn.Addr().String()), zap.String("replication", repl.addr()), zap.String("dataDir", cfg.DataDir), zap.Bool("dev", dev))
+	readyFields := []zap.Field{zap.String("http", scheme+"://"+httpLn.Addr().String()),
+		zap.String("host", hostLn.Addr().String()), zap.String("replication", repl.addr())}
+	if u := tel.url(); u != "" {
+		readyFields = append(readyFields, zap.String("ops", u))
+	}
+	log.Info("payhsm ready", append(readyFields, zap.String("dataDir", cfg.DataDir), zap.Bool("dev", dev),
+		zap.String("version", version.String()))...)
 	notify("READY=1")
 
 	var serveErr error
@@ -255,6 +297,7 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 		log.Error("listener failed", zap.Error(serveErr))
 	}
 	notify("STOPPING=1")
+	tel.serving.Set(errors.New("shutting down"))
 	shutCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(shutCtx); err != nil {

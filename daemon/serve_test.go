@@ -57,7 +57,7 @@ func closeT(t *testing.T, c io.Closer) {
 func devConfig(t *testing.T, dir string) *appliance.Config {
 	t.Helper()
 	cfg := &appliance.Config{DataDir: dir, LogLevel: "error"}
-	cfg.HTTP.Addr, cfg.Host.Addr = freeAddr(t), freeAddr(t)
+	cfg.HTTP.Addr, cfg.Host.Addr, cfg.Ops.Addr = freeAddr(t), freeAddr(t), freeAddr(t)
 	cfg.Defaults()
 	if err := cfg.Validate(true); err != nil {
 		t.Fatal(err)
@@ -106,7 +106,7 @@ func TestServeStartFailureLeavesNothingRunning(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "admin socket") {
 		t.Fatalf("Serve = %v, want an admin socket error", err)
 	}
-	for _, addr := range []string{cfg.HTTP.Addr, cfg.Host.Addr} {
+	for _, addr := range []string{cfg.HTTP.Addr, cfg.Host.Addr, cfg.Ops.Addr} {
 		if !refused(addr) {
 			t.Errorf("%s still accepts connections", addr)
 		}
@@ -146,11 +146,12 @@ func TestServeStopsInOrder(t *testing.T) {
 			t.Errorf("%s does not accept connections while serving", addr)
 		}
 	}
+	checkOpsEndpoints(t, "http://"+cfg.Ops.Addr)
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Serve = %v", err)
 	}
-	for _, addr := range []string{cfg.HTTP.Addr, cfg.Host.Addr} {
+	for _, addr := range []string{cfg.HTTP.Addr, cfg.Host.Addr, cfg.Ops.Addr} {
 		if !refused(addr) {
 			t.Errorf("%s still accepts connections", addr)
 		}

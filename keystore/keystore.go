@@ -483,7 +483,10 @@ type pebbleLogger struct {
 	store *Store
 }
 
-func (l pebbleLogger) Infof(format string, args ...any)  { l.s.Infof(format, args...) }
+// Infof is Pebble's informational chatter (WAL recovery, compactions,
+// format upgrades): debug level, so it does not drown the appliance's own
+// info lines.
+func (l pebbleLogger) Infof(format string, args ...any)  { l.s.Debugf(format, args...) }
 func (l pebbleLogger) Errorf(format string, args ...any) { l.s.Errorf(format, args...) }
 
 // pebbleFatal is the panic value of pebbleLogger.Fatalf.

@@ -11,6 +11,7 @@ import (
 	"payhsm/ceremony"
 	"payhsm/daemon"
 	"payhsm/internal/cli"
+	"payhsm/internal/version"
 	"payhsm/tools/bench"
 	"payhsm/tools/hostclient"
 )
@@ -18,8 +19,9 @@ import (
 const usage = `usage: payhsm <command> [flags]
 
 commands:
-  serve     run the appliance: the AWS Payment Cryptography API, the host-command port
-            and the admin socket for online ceremonies
+  serve     run the appliance: the AWS Payment Cryptography API, the host-command port,
+            the ops listener (health, readiness, metrics) and the admin socket for online
+            ceremonies
   ceremony  key ceremonies under dual control: init, load-components, status,
             krd-request, export-main-key, import-main-key, backup-components (with the
             daemon stopped); rotate (online through the daemon, or offline); sync (online,
@@ -63,7 +65,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case "bench":
 		return bench.Main(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
-		return printOut(stdout, stderr, "payhsm "+Version()+"\n")
+		return printOut(stdout, stderr, "payhsm "+version.String()+"\n")
 	case "help", "-h", "-help", "--help":
 		if len(args) > 1 && args[0] == "help" {
 			switch args[1] {

@@ -53,7 +53,8 @@ type Server struct {
 
 	audit        *audit.Trail // nil: no audit trail (see SetAudit)
 	auditAccount string
-	auditData    bool // the account opted in to data-plane events
+	auditData    bool     // the account opted in to data-plane events
+	obs          Observer // nil: none (observe.go)
 }
 
 // operation is one decoded-and-validated call.
@@ -86,35 +87,25 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	reqID := requestID()
 	w.Header().Set("X-Amzn-RequestId", reqID)
 	start := time.Now()
+	var rq request
 	defer func() {
 		// A bug must not cost the connection or leak detail: answer InternalServerException.
 		if p := recover(); p != nil {
 			s.log.Error("request handler panicked", zap.String("requestId", reqID), zap.String("panic", fmt.Sprint(p)))
-			writeControlError(w, fault.Internalf("handler", fmt.Errorf("panic")))
+			err := fault.Internalf("handler", fmt.Errorf("panic"))
+			writeControlError(w, err)
+			s.finish(r, reqID, &rq, controlPlane, "", err, start)
 		}
 	}()
-	pl, op, err := s.serve(w, r)
-	if err == nil {
-		if ce := s.log.Check(zap.DebugLevel, "request"); ce != nil {
-			ce.Write(zap.String("requestId", reqID), zap.String("operation", op), zap.Duration("took", time.Since(start)))
+	pl, op, err := s.serve(w, r, &rq)
+	if err != nil {
+		if pl == dataPlane {
+			writeDataError(w, err)
+		} else {
+			writeControlError(w, err)
 		}
-		return
 	}
-	if pl == dataPlane {
-		writeDataError(w, err)
-	} else {
-		writeControlError(w, err)
-	}
-	f := fault.As(err)
-	level := zap.InfoLevel
-	var pe *protocolError
-	if f.Kind == fault.Internal && !errors.As(err, &pe) {
-		level = zap.ErrorLevel
-	}
-	if ce := s.log.Check(level, "request failed"); ce != nil {
-		ce.Write(zap.String("requestId", reqID), zap.String("operation", op),
-			zap.String("kind", f.Kind.String()), zap.String("error", err.Error()), zap.Duration("took", time.Since(start)))
-	}
+	s.finish(r, reqID, &rq, pl, op, err, start)
 }
 
 // protocolError is a protocol-level error with no fault kind (unknown
@@ -133,7 +124,7 @@ func unknownOperation(status int, msg string) error {
 
 // serve authenticates the request, then dispatches it to the control plane
 // (POST / with X-Amz-Target) or a data-plane route.
-func (s *Server) serve(w http.ResponseWriter, r *http.Request) (pl plane, name string, err error) {
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, rq *request) (pl plane, name string, err error) {
 	pl = controlPlane
 	if r.Header.Get("X-Amz-Target") == "" {
 		pl = dataPlane
@@ -156,6 +147,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) (pl plane, name s
 		s.deny(w, r, pl, principal, err)
 		return pl, "", authError(err)
 	}
+	rq.accessKey = principal
 	var op operation
 	var in validator
 	var out any

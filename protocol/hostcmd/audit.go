@@ -44,7 +44,7 @@ func (s *Server) denyClient(st tls.ConnectionState, remote string) {
 // has checked s.dataTrail != nil: with data events off, this is never
 // reached.
 func (s *Server) auditCommand(x *call, code [2]byte, cmd command, errCode string) {
-	ev := audit.Event{Protocol: "host", Operation: string(code[:]), Principal: x.principal, Source: x.source,
+	ev := audit.Event{Protocol: "host", Operation: string(code[:]), Principal: x.principal, Source: x.remote,
 		Account: s.auditAccount, Profile: x.profile, Outcome: audit.OK}
 	if errCode != codeOK {
 		ev.Outcome, ev.Error = audit.Refused, errCode

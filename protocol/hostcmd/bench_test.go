@@ -7,7 +7,11 @@ import (
 	"strings"
 	"testing"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
 	"payhsm/audit"
+	"payhsm/metrics"
 )
 
 // BenchmarkDispatchCC measures one CC (decode, TranslatePin on cached key
@@ -47,14 +51,30 @@ func benchmarkDispatchCC(b *testing.B, data bool) {
 	if got := string(ts.srv.dispatch(x, nil, msg)); !strings.HasPrefix(got, "0002CD0004") {
 		b.Fatal(got)
 	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		x, out := ts.srv.newCall(), make([]byte, 0, 64) // one per connection, as the server does
-		for pb.Next() {
-			out = ts.srv.dispatch(x, out[:0], msg)
-		}
-	})
+	// bare: no observer, a no-op logger. metrics: as the daemon runs, with
+	// the metrics observer and an info-level JSON logger (a success logs
+	// nothing; a failure one line).
+	for _, v := range []struct {
+		name string
+		obs  Observer
+		log  *zap.Logger
+	}{
+		{"bare", nil, zap.NewNop()},
+		{"metrics", metrics.New("bench").NewHost(Commands()), zap.New(zapcore.NewCore(
+			zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(io.Discard), zap.InfoLevel))},
+	} {
+		b.Run(v.name, func(b *testing.B) {
+			ts.srv.obs, ts.srv.log = v.obs, v.log
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				x, out := ts.srv.newCall(), make([]byte, 0, 64) // one per connection, as the server does
+				for pb.Next() {
+					out = ts.srv.dispatch(x, out[:0], msg)
+				}
+			})
+		})
+	}
 }
 
 // BenchmarkEcho measures the connection drivers (event loop and goroutine

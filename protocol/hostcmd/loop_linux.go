@@ -288,8 +288,8 @@ func (l *eventLoop) takeNew(now time.Time) {
 	l.mu.Unlock()
 	for _, a := range add {
 		c := &loopConn{fd: a.fd, remote: a.remote, in: make([]byte, ioBuffer), x: l.s.newCall(), t: a.t, active: now}
+		c.x.identify(a.remote, "")
 		l.s.bind(c.x, nil, a.remote, false)
-		c.x.source = a.remote
 		if err := l.ctl(syscall.EPOLL_CTL_ADD, a.fd, syscall.EPOLLIN); err != nil {
 			l.s.log.Warn("host port: cannot watch connection", zap.String("remote", a.remote), zap.Error(err))
 			l.release(c)

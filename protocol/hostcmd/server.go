@@ -72,6 +72,7 @@ type Server struct {
 	stop   sync.Once
 
 	authz map[string]hostAuthz // compiled hostActions
+	obs   Observer             // nil: none (observe.go)
 
 	loops []*eventLoop // plain-TCP event loops (Linux); nil: a goroutine per connection
 	next  int          // the loop the next connection goes to (Serve's goroutine only)
@@ -221,6 +222,7 @@ func (s *Server) handle(raw net.Conn, t *tracked) {
 		s.limits.release(t)
 		s.wg.Done()
 	}()
+	client := ""
 	if s.cfg.TLS != nil {
 		tc := tls.Server(c, s.cfg.TLS)
 		_ = tc.SetDeadline(time.Now().Add(s.cfg.FrameTimeout))
@@ -235,6 +237,7 @@ func (s *Server) handle(raw net.Conn, t *tracked) {
 			return
 		}
 		c = tc
+		client = clientName(tc.ConnectionState())
 	}
 	sn := &session{s: s, c: c, t: t, br: bufio.NewReaderSize(c, ioBuffer), bw: bufio.NewWriterSize(c, ioBuffer), x: s.newCall()}
 	var cert *x509.Certificate
@@ -244,7 +247,7 @@ func (s *Server) handle(raw net.Conn, t *tracked) {
 		}
 	}
 	s.bind(sn.x, cert, raw.RemoteAddr().String(), c != raw)
-	sn.x.source = raw.RemoteAddr().String()
+	sn.x.identify(raw.RemoteAddr().String(), client)
 	if err := sn.serve(); err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, errClosing) {
 		s.log.Debug("closing host connection", zap.String("remote", c.RemoteAddr().String()), zap.Error(err))
 	}
@@ -437,6 +440,20 @@ func (s *Server) allowed(st tls.ConnectionState) bool {
 		}
 	}
 	return false
+}
+
+// clientName is a verified client certificate's subject common name, or
+// its SHA-256 fingerprint when it has none ("" without a client certificate).
+func clientName(st tls.ConnectionState) string {
+	if len(st.PeerCertificates) == 0 {
+		return ""
+	}
+	leaf := st.PeerCertificates[0]
+	if leaf.Subject.CommonName != "" {
+		return leaf.Subject.CommonName
+	}
+	sum := sha256.Sum256(leaf.Raw)
+	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
 func equalFold(a, b string) bool {

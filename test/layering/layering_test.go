@@ -15,6 +15,7 @@
 //	audit                      the audit trail; of payhsm only hsm/secret
 //	ops                        the operations layer; knows no transport
 //	protocol/*                 wire decode/encode over ops; does no crypto itself
+//	metrics, health            Prometheus metrics, readiness; leaves only the daemon imports
 //	daemon, ceremony, tools/*  the commands' implementations; only cmd/ imports them
 //	cmd/*, test/*              imported by nothing
 package layering
@@ -158,6 +159,22 @@ var rules = []rule{
 		From:       []string{"..."},
 		FromExcept: []string{"cmd/...", "tools/..."},
 		Deny:       []string{"tools/..."},
+		Direct:     true,
+	},
+	{
+		// The front ends define observer interfaces that metrics implements,
+		// and the daemon wires them: metrics and health stay leaves, and no
+		// component depends on how it is observed.
+		Name:  "metrics and health import nothing of payhsm",
+		From:  []string{"metrics/...", "health/..."},
+		Deny:  []string{"..."},
+		Allow: []string{"metrics/...", "health/..."},
+	},
+	{
+		Name:       "only the daemon imports metrics and health",
+		From:       []string{"..."},
+		FromExcept: []string{"daemon/...", "cmd/...", "metrics/...", "health/..."},
+		Deny:       []string{"metrics/...", "health/..."},
 		Direct:     true,
 	},
 	{
