@@ -198,6 +198,7 @@ type Store struct {
 	auth   atomic.Pointer[authState]   // nil until SetAuthenticator
 	fstate atomic.Pointer[formatState] // written under mu
 	marks  sync.Map                    // Pebble key (string) -> highest revision seen (uint64)
+	fr     freshness                   // the journal and what Verify found out of date (freshness.go)
 
 	failures atomic.Uint64 // integrity failures detected
 	reportMu sync.Mutex
@@ -328,6 +329,7 @@ func (s *Store) checkFormat() error {
 // Close closes the store. Calls made after Close return ErrClosed; Close waits
 // for reads and writes in progress.
 func (s *Store) Close() error {
+	s.haltJournal()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.life.Lock()
@@ -335,6 +337,7 @@ func (s *Store) Close() error {
 	if s.closed {
 		return nil
 	}
+	s.finalCheckpoint()
 	s.closed = true
 	if err := s.guard(s.db.Close); err != nil {
 		return fmt.Errorf("keystore: close: %w", err)
