@@ -46,14 +46,16 @@ const (
 	minBucketBits = 4
 	maxBucketBits = 20
 	// bucketTarget is the average number of records per bucket a full
-	// checkpoint aims at; a checkpoint re-buckets when the average has grown
-	// to bucketGrow times that.
+	// checkpoint aims at.
 	bucketTarget = 256
-	bucketGrow   = 4
+	// bucketGrow: a checkpoint re-buckets when the average number of
+	// records per bucket has grown to bucketGrow times bucketTarget.
+	bucketGrow = 4
 
 	defaultCheckpointEntries  = 512
 	defaultCheckpointInterval = 5 * time.Minute
 )
+
 
 // JournalMode says what StartJournal may do.
 type JournalMode int
@@ -88,6 +90,7 @@ type JournalOptions struct {
 	// CheckpointEntries and CheckpointInterval override the defaults (tests).
 	CheckpointEntries  int
 	CheckpointInterval time.Duration
+	bucketTarget       int // tests: instead of bucketTarget
 }
 
 // ErrRolledBack matches the refusal of a store whose journal ends before
@@ -124,6 +127,7 @@ type freshness struct {
 	digests map[uint32][sha256.Size]byte // the checkpoint's bucket digests; nil until loaded
 	pending int                          // journal entries since the checkpoint
 	every   int
+	target  int                          // records per bucket a full checkpoint aims at
 	stop    chan struct{} // closed to stop the checkpoint loop
 	done    chan struct{} // closed by the loop when it ends
 	wake    chan struct{}
@@ -168,6 +172,10 @@ func (s *Store) StartJournal(o JournalOptions) (uint64, error) {
 	fr := &s.fr
 	if fr.writer != "" {
 		return 0, errors.New("keystore: the journal is already started")
+	}
+	fr.target = o.bucketTarget
+	if fr.target <= 0 {
+		fr.target = bucketTarget
 	}
 	h, found, reason, err := s.readHead(s.db, o.Writer)
 	if err != nil {
@@ -312,10 +320,10 @@ func (s *Store) scanRecords(r iterMaker) (map[string]jop, error) {
 	return all, errors.Join(it.Error(), it.Close())
 }
 
-// bitsFor is the bucket bits for n records.
-func bitsFor(n int) uint8 {
+// bitsFor is the bucket bits for n records, target a bucket.
+func bitsFor(n, target int) uint8 {
 	b := uint8(minBucketBits)
-	for b < maxBucketBits && uint64(n) > uint64(bucketTarget)<<b { //nolint:gosec // n >= 0
+	for b < maxBucketBits && n > target<<b {
 		b++
 	}
 	return b
@@ -403,7 +411,7 @@ func (s *Store) writeFull(b *pebble.Batch, w string, all map[string]jop, seq uin
 		}
 	}
 	gcDeletedKeys(all)
-	bits := bitsFor(len(all))
+	bits := bitsFor(len(all), s.fr.target)
 	buckets := map[uint32][]jop{}
 	for _, o := range all {
 		i := bucketOf(o.key, bits)
@@ -511,7 +519,7 @@ func (s *Store) checkpointLocked() error {
 		nh      headRecord
 		digests map[uint32][sha256.Size]byte
 	)
-	if h.count > uint64(bucketTarget*bucketGrow)<<h.bits && h.bits < maxBucketBits {
+	if h.count > uint64(fr.target*bucketGrow)<<h.bits && h.bits < maxBucketBits { //nolint:gosec // target > 0
 		all, probs, err := s.readWriter(s.db, w, h)
 		if err == nil && len(probs) > 0 {
 			err = fmt.Errorf("keystore: journal %s: %s: %w", w, probs[0].Reason, ErrJournalDamaged)
@@ -560,14 +568,17 @@ func (s *Store) checkpointBuckets(b *pebble.Batch, w string, h headRecord, entri
 			return headRecord{}, nil, err
 		}
 		before := uint64(len(cur))
-		for _, o := range ops { // in journal order: the later state wins
+		gone := map[string]bool{} // keys deleted: their other records are dropped
+		for _, o := range ops {   // in journal order: the later state wins
 			cur[o.key] = o
 			if o.del && strings.HasPrefix(o.key, pfxKey) {
-				id := o.key[len(pfxKey):]
-				for ck := range cur {
-					if ck != o.key && ownerID(ck) == id {
-						delete(cur, ck)
-					}
+				gone[o.key[len(pfxKey):]] = true
+			}
+		}
+		if len(gone) > 0 {
+			for ck := range cur {
+				if id := ownerID(ck); gone[id] && ck != pfxKey+id {
+					delete(cur, ck)
 				}
 			}
 		}
