@@ -56,7 +56,6 @@ const (
 	defaultCheckpointInterval = 5 * time.Minute
 )
 
-
 // JournalMode says what StartJournal may do.
 type JournalMode int
 
@@ -127,7 +126,7 @@ type freshness struct {
 	digests map[uint32][sha256.Size]byte // the checkpoint's bucket digests; nil until loaded
 	pending int                          // journal entries since the checkpoint
 	every   int
-	target  int                          // records per bucket a full checkpoint aims at
+	target  int           // records per bucket a full checkpoint aims at
 	stop    chan struct{} // closed to stop the checkpoint loop
 	done    chan struct{} // closed by the loop when it ends
 	wake    chan struct{}

@@ -24,8 +24,14 @@ const testWriter = "node-1"
 // closed when the test ends.
 func openJournaled(t testing.TB, fs vfs.FS, auth *testAuth, o JournalOptions) (*Store, *observer.ObservedLogs) {
 	t.Helper()
-	core, logs := observer.New(zapcore.DebugLevel)
-	s, err := Open("keystore", Options{FS: fs, Logger: zap.New(core), Authenticator: auth, Namespace: "default"})
+	return openJournaledIn(t, fs, "keystore", auth, o)
+}
+
+// openJournaledIn is openJournaled in dir.
+func openJournaledIn(t testing.TB, fs vfs.FS, dir string, auth *testAuth, o JournalOptions) (*Store, *observer.ObservedLogs) {
+	t.Helper()
+	core, logs := observer.New(zapcore.InfoLevel)
+	s, err := Open(dir, Options{FS: fs, Logger: zap.New(core), Authenticator: auth, Namespace: "default"})
 	if err != nil {
 		t.Fatal(err)
 	}

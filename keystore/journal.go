@@ -110,11 +110,12 @@ func readOp(b []byte) (jop, []byte, error) {
 	fl := b[0]
 	b = b[1:]
 	n, m := binary.Uvarint(b)
-	if m <= 0 || n == 0 || n > uint64(len(b)-m) {
+	if m <= 0 || n == 0 || n > maxRecordKeyLen || int(n) > len(b)-m {
 		return jop{}, nil, bad
 	}
-	o := jop{key: string(b[m : m+int(n)]), del: fl&opDeleted != 0}
-	b = b[m+int(n):]
+	end := m + int(n)
+	o := jop{key: string(b[m:end]), del: fl&opDeleted != 0}
+	b = b[end:]
 	if o.rev, m = binary.Uvarint(b); m <= 0 {
 		return jop{}, nil, bad
 	}
@@ -129,6 +130,10 @@ func readOp(b []byte) (jop, []byte, error) {
 	}
 	return o, b, nil
 }
+
+// maxRecordKeyLen bounds the Pebble key of a record (a prefix, a key id and
+// a name of at most maxNameLen bytes).
+const maxRecordKeyLen = maxNameLen + 64
 
 // opsVersion is the version byte of a journal entry's and a checkpoint
 // bucket's payload.

@@ -24,7 +24,8 @@ commands:
             daemon stopped); rotate (online through the daemon, or offline); sync (online,
             between two daemons)
   keystore  verify: check every record of the key store and list those that fail
-            (through the serving daemon, or offline)
+            (through the serving daemon, or offline); accept-restore: accept a key store
+            restored from a backup (the daemon stopped)
   client    send one host command to the host port and print the parsed response
   bench     load the host port with a command mix; print throughput and latency percentiles
   version   print the version (also --version)
