@@ -72,7 +72,7 @@ func (s *Store) expectations(r reader) (*expectations, error) {
 			e.problems = append(e.problems, Failure{Type: RecordJournalHead, Name: w, Reason: reason})
 			return nil
 		}
-		st, probs, err := s.readWriter(r, w, h)
+		st, probs, err := s.readWriter(r, w, h, false)
 		if err != nil {
 			return err
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 	"sync"
@@ -127,6 +128,7 @@ type freshness struct {
 	pending int                          // journal entries since the checkpoint
 	every   int
 	target  int           // records per bucket a full checkpoint aims at
+	gen     uint64        // bumped by every change of the buckets (a checkpoint prepared before one is dropped)
 	stop    chan struct{} // closed to stop the checkpoint loop
 	done    chan struct{} // closed by the loop when it ends
 	wake    chan struct{}
@@ -136,6 +138,7 @@ type freshness struct {
 
 	damage atomic.Pointer[damage] // records Verify found out of date; nil when none
 	dmu    sync.Mutex             // serializes changes of damage
+	ckptMu sync.Mutex             // one Checkpoint at a time (writers do not take it)
 }
 
 func (fr *freshness) kick() {
@@ -280,7 +283,11 @@ func (s *Store) rebaseline(w string, seq uint64) (int, error) {
 		return 0, err
 	}
 	b := s.db.NewBatch()
-	h, digests, err := s.writeFull(b, w, all, seq)
+	bits, count, digests, err := s.writeFull(b, s.db, w, all, seq, math.MaxUint64)
+	h := headRecord{lastSeq: seq, ckptSeq: seq, bits: bits, count: count, root: rootOf(bits, digests)}
+	if err == nil {
+		err = s.setHead(b, w, h)
+	}
 	if err != nil {
 		_ = b.Close()
 		return 0, err
@@ -288,7 +295,7 @@ func (s *Store) rebaseline(w string, seq uint64) (int, error) {
 	if err := s.commit(b, "journal checkpoint"); err != nil {
 		return 0, err
 	}
-	s.fr.head, s.fr.digests = h, digests
+	s.fr.head, s.fr.digests, s.fr.gen = h, digests, s.fr.gen+1
 	return len(all), nil
 }
 
@@ -401,13 +408,21 @@ func gcDeletedKeys(all map[string]jop) {
 	}
 }
 
-// writeFull adds to b a full checkpoint of all for writer w at sequence
-// number seq, replacing w's checkpoint and journal, and its head.
-func (s *Store) writeFull(b *pebble.Batch, w string, all map[string]jop, seq uint64) (headRecord, map[uint32][sha256.Size]byte, error) {
-	for _, p := range []string{ckptPrefix(w), journalPrefix(w)} {
-		if err := s.eachKey(s.db, p, func(name string) { _ = b.Delete([]byte(p+name), nil) }); err != nil {
-			return headRecord{}, nil, err
+// writeFull adds to b a full checkpoint of all for writer w, its buckets
+// sealed at sequence number seq, replacing w's buckets in r and deleting its
+// journal entries up to dropUpTo; the caller adds the head.
+func (s *Store) writeFull(b *pebble.Batch, r iterMaker, w string, all map[string]jop, seq, dropUpTo uint64) (uint8, uint64, map[uint32][sha256.Size]byte, error) {
+	if err := s.eachKey(r, ckptPrefix(w), func(name string) { _ = b.Delete([]byte(ckptPrefix(w)+name), nil) }); err != nil {
+		return 0, 0, nil, err
+	}
+	jp := journalPrefix(w)
+	err := s.eachKey(r, jp, func(name string) {
+		if len(name) != 8 || binary.BigEndian.Uint64([]byte(name)) <= dropUpTo {
+			_ = b.Delete([]byte(jp+name), nil)
 		}
+	})
+	if err != nil {
+		return 0, 0, nil, err
 	}
 	gcDeletedKeys(all)
 	bits := bitsFor(len(all), s.fr.target)
@@ -423,29 +438,63 @@ func (s *Store) writeFull(b *pebble.Batch, w string, all map[string]jop, seq uin
 		k := ckptKey(w, i)
 		v, err := s.sealSys(k, RecordCheckpoint, p, seq)
 		if err != nil {
-			return headRecord{}, nil, err
+			return 0, 0, nil, err
 		}
 		_ = b.Set(k, v, nil) // after the Delete above: the later write wins
 		digests[i] = sha256.Sum256(p)
 	}
-	h := headRecord{lastSeq: seq, ckptSeq: seq, bits: bits, count: uint64(len(all)), root: rootOf(bits, digests)}
-	hv, err := s.sealSys(headKey(w), RecordJournalHead, h.encode(), seq)
-	if err != nil {
-		return headRecord{}, nil, err
-	}
-	_ = b.Set(headKey(w), hv, nil)
-	return h, digests, nil
+	return bits, uint64(len(all)), digests, nil
 }
 
-// Checkpoint folds this writer's journal into its checkpoint now (it also
-// runs by itself; see the top of this file).
-func (s *Store) Checkpoint() error {
-	release, err := s.write()
+// setHead adds writer w's head h to b.
+func (s *Store) setHead(b *pebble.Batch, w string, h headRecord) error {
+	hv, err := s.sealSys(headKey(w), RecordJournalHead, h.encode(), h.lastSeq)
 	if err != nil {
 		return err
 	}
+	_ = b.Set(headKey(w), hv, nil)
+	return nil
+}
+
+// Checkpoint folds this writer's journal into its checkpoint now (it also
+// runs by itself; see the top of this file). The work is done on a snapshot
+// without the write lock; only the commit takes it, so writes wait for one
+// batch, not for the checkpoint.
+func (s *Store) Checkpoint() error {
+	s.fr.ckptMu.Lock()
+	defer s.fr.ckptMu.Unlock()
+	s.mu.Lock() // not inside the read section: Close takes mu, then waits for readers
+	fr := &s.fr
+	on, w, h, gen := fr.on, fr.writer, fr.head, fr.gen
+	digests := fr.digests // replaced, never changed in place
+	s.mu.Unlock()
+	if !on || h.lastSeq == h.ckptSeq {
+		return nil
+	}
+	release, err := s.read()
+	if err != nil {
+		return err
+	}
+	snap := s.db.NewSnapshot() // at least as recent as h
+	plan, err := s.prepareCheckpoint(snap, w, h, digests)
+	err = errors.Join(err, snap.Close())
+	release()
+	if err != nil {
+		if plan != nil {
+			_ = plan.b.Close()
+		}
+		return err
+	}
+	release, err = s.write()
+	if err != nil {
+		_ = plan.b.Close()
+		return err
+	}
 	defer release()
-	return s.checkpointLocked()
+	if fr.gen != gen { // the buckets changed meanwhile (a re-seal): the next run redoes it
+		return plan.b.Close()
+	}
+	return s.commitCheckpoint(plan)
 }
 
 func (s *Store) checkpointLoop(stop, wake <-chan struct{}, done chan<- struct{}, interval time.Duration) {
@@ -480,74 +529,92 @@ func (s *Store) haltJournal() {
 
 // finalCheckpoint is Close's checkpoint; the caller holds the write lock.
 func (s *Store) finalCheckpoint() {
-	if !s.fr.on || s.Failed() != nil {
+	fr := &s.fr
+	if !fr.on || s.Failed() != nil || fr.head.lastSeq == fr.head.ckptSeq {
 		return
 	}
-	if err := s.checkpointLocked(); err != nil {
+	plan, err := s.prepareCheckpoint(s.db, fr.writer, fr.head, fr.digests)
+	if err == nil {
+		err = s.commitCheckpoint(plan)
+	} else if plan != nil {
+		_ = plan.b.Close()
+	}
+	if err != nil {
 		s.log.Error("keystore journal checkpoint at close failed; the journal keeps its entries", zap.Error(err))
 	}
 }
 
-// checkpointLocked folds the journal entries after the checkpoint into it;
-// the caller holds the write lock.
-func (s *Store) checkpointLocked() error {
-	fr := &s.fr
-	if !fr.on || fr.head.lastSeq == fr.head.ckptSeq {
-		return nil
-	}
-	w, h := fr.writer, fr.head
-	entries, probs, err := s.scanJournal(s.db, w, h)
+// ckptPlan is a prepared checkpoint: a batch with the buckets rewritten and
+// the journal entries up to upto deleted, and the new checkpoint's shape.
+type ckptPlan struct {
+	b       *pebble.Batch
+	w       string
+	upto    uint64
+	bits    uint8
+	count   uint64
+	digests map[uint32][sha256.Size]byte
+}
+
+// prepareCheckpoint prepares the checkpoint of writer w's journal entries
+// after h's checkpoint up to h.lastSeq, reading r (a snapshot at least as
+// recent as h); digests are the current buckets' (nil: read them from r).
+func (s *Store) prepareCheckpoint(r reader, w string, h headRecord, digests map[uint32][sha256.Size]byte) (*ckptPlan, error) {
+	entries, probs, err := s.scanJournal(r, w, h, true)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if len(probs) > 0 {
-		return fmt.Errorf("keystore: journal %s: %s %s: %s: %w", w, probs[0].Type, probs[0].Name, probs[0].Reason, ErrJournalDamaged)
+		return nil, fmt.Errorf("keystore: journal %s: %s %s: %s: %w", w, probs[0].Type, probs[0].Name, probs[0].Reason, ErrJournalDamaged)
 	}
-	if fr.digests == nil {
-		d, reason, err := s.loadDigests(s.db, w, h)
+	if digests == nil {
+		d, reason, err := s.loadDigests(r, w, h)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if reason != "" {
-			return fmt.Errorf("keystore: checkpoint of %s: %s: %w", w, reason, ErrJournalDamaged)
+			return nil, fmt.Errorf("keystore: checkpoint of %s: %s: %w", w, reason, ErrJournalDamaged)
 		}
-		fr.digests = d
+		digests = d
 	}
-	b := s.db.NewBatch()
-	var (
-		nh      headRecord
-		digests map[uint32][sha256.Size]byte
-	)
-	if h.count > uint64(fr.target*bucketGrow)<<h.bits && h.bits < maxBucketBits { //nolint:gosec // target > 0
-		all, probs, err := s.readWriter(s.db, w, h)
+	plan := &ckptPlan{b: s.db.NewBatch(), w: w, upto: h.lastSeq}
+	if h.count > uint64(s.fr.target*bucketGrow)<<h.bits && h.bits < maxBucketBits { //nolint:gosec // target > 0
+		// Re-bucket: the average bucket has grown past bucketGrow times the target.
+		all, probs, err := s.readWriter(r, w, h, true)
 		if err == nil && len(probs) > 0 {
 			err = fmt.Errorf("keystore: journal %s: %s: %w", w, probs[0].Reason, ErrJournalDamaged)
 		}
 		if err == nil {
-			nh, digests, err = s.writeFull(b, w, all, h.lastSeq)
+			plan.bits, plan.count, plan.digests, err = s.writeFull(plan.b, r, w, all, h.lastSeq, h.lastSeq)
 		}
-		if err != nil {
-			_ = b.Close()
-			return err
-		}
-	} else {
-		nh, digests, err = s.checkpointBuckets(b, w, h, entries)
-		if err != nil {
-			_ = b.Close()
-			return err
-		}
+		return plan, err
 	}
-	if err := s.commit(b, "journal checkpoint"); err != nil {
+	plan.bits = h.bits
+	plan.count, plan.digests, err = s.checkpointBuckets(plan.b, r, w, h, entries, digests)
+	return plan, err
+}
+
+// commitCheckpoint commits a prepared checkpoint with the new head; the
+// caller holds the write lock. The head keeps the journal's last sequence
+// number, which may have moved past the plan's: those entries stay.
+func (s *Store) commitCheckpoint(plan *ckptPlan) error {
+	fr := &s.fr
+	nh := headRecord{lastSeq: fr.head.lastSeq, ckptSeq: plan.upto, bits: plan.bits, count: plan.count, root: rootOf(plan.bits, plan.digests)}
+	if err := s.setHead(plan.b, plan.w, nh); err != nil {
+		_ = plan.b.Close()
 		return err
 	}
-	fr.head, fr.digests, fr.pending = nh, digests, 0
-	s.log.Debug("keystore journal checkpoint", zap.String("writer", w), zap.Uint64("seq", nh.ckptSeq), zap.Uint64("records", nh.count))
+	if err := s.commit(plan.b, "journal checkpoint"); err != nil {
+		return err
+	}
+	fr.head, fr.digests, fr.gen = nh, plan.digests, fr.gen+1
+	fr.pending = int(min(nh.lastSeq-nh.ckptSeq, 1<<30))
+	s.log.Debug("keystore journal checkpoint", zap.String("writer", plan.w), zap.Uint64("seq", nh.ckptSeq), zap.Uint64("records", nh.count))
 	return nil
 }
 
-// checkpointBuckets adds to b the rewrite of the buckets entries touch, the
-// deletion of the entries and the new head.
-func (s *Store) checkpointBuckets(b *pebble.Batch, w string, h headRecord, entries [][]jop) (headRecord, map[uint32][sha256.Size]byte, error) {
+// checkpointBuckets adds to b the rewrite of the buckets entries touch and
+// the deletion of the entries, and returns the new count and digests.
+func (s *Store) checkpointBuckets(b *pebble.Batch, r getter, w string, h headRecord, entries [][]jop, cur map[uint32][sha256.Size]byte) (uint64, map[uint32][sha256.Size]byte, error) {
 	dirty := map[uint32][]jop{}
 	for _, ops := range entries {
 		for _, o := range ops {
@@ -555,47 +622,47 @@ func (s *Store) checkpointBuckets(b *pebble.Batch, w string, h headRecord, entri
 			dirty[i] = append(dirty[i], o)
 		}
 	}
-	digests := make(map[uint32][sha256.Size]byte, len(s.fr.digests)+len(dirty))
-	for i, d := range s.fr.digests {
+	digests := make(map[uint32][sha256.Size]byte, len(cur)+len(dirty))
+	for i, d := range cur {
 		digests[i] = d
 	}
 	count := h.count
 	for i, ops := range dirty {
 		k := ckptKey(w, i)
-		cur, err := s.readBucket(s.db, k, h.bits, i, s.fr.digests)
+		st, err := s.readBucket(r, k, h.bits, i, cur)
 		if err != nil {
-			return headRecord{}, nil, err
+			return 0, nil, err
 		}
-		before := uint64(len(cur))
+		before := uint64(len(st))
 		gone := map[string]bool{} // keys deleted: their other records are dropped
 		for _, o := range ops {   // in journal order: the later state wins
-			cur[o.key] = o
+			st[o.key] = o
 			if o.del && strings.HasPrefix(o.key, pfxKey) {
 				gone[o.key[len(pfxKey):]] = true
 			}
 		}
 		if len(gone) > 0 {
-			for ck := range cur {
+			for ck := range st {
 				if id := ownerID(ck); gone[id] && ck != pfxKey+id {
-					delete(cur, ck)
+					delete(st, ck)
 				}
 			}
 		}
-		count = count - before + uint64(len(cur))
-		if len(cur) == 0 {
+		count = count - before + uint64(len(st))
+		if len(st) == 0 {
 			_ = b.Delete(k, nil)
 			delete(digests, i)
 			continue
 		}
-		list := make([]jop, 0, len(cur))
-		for _, o := range cur {
+		list := make([]jop, 0, len(st))
+		for _, o := range st {
 			list = append(list, o)
 		}
 		sortOps(list)
 		p := encodeBucket(h.bits, i, list)
 		v, err := s.sealSys(k, RecordCheckpoint, p, h.lastSeq)
 		if err != nil {
-			return headRecord{}, nil, err
+			return 0, nil, err
 		}
 		_ = b.Set(k, v, nil)
 		digests[i] = sha256.Sum256(p)
@@ -603,13 +670,7 @@ func (s *Store) checkpointBuckets(b *pebble.Batch, w string, h headRecord, entri
 	for seq := h.ckptSeq + 1; seq <= h.lastSeq; seq++ {
 		_ = b.Delete(journalKey(w, seq), nil)
 	}
-	nh := headRecord{lastSeq: h.lastSeq, ckptSeq: h.lastSeq, bits: h.bits, count: count, root: rootOf(h.bits, digests)}
-	hv, err := s.sealSys(headKey(w), RecordJournalHead, nh.encode(), nh.lastSeq)
-	if err != nil {
-		return headRecord{}, nil, err
-	}
-	_ = b.Set(headKey(w), hv, nil)
-	return nh, digests, nil
+	return count, digests, nil
 }
 
 // readBucket reads and checks bucket i (at k) against the digest the root
@@ -687,7 +748,10 @@ func (s *Store) loadDigests(r iterMaker, w string, h headRecord) (map[uint32][sh
 // scanJournal reads writer w's journal entries: the ops of those after the
 // checkpoint, in order, and the problems found (an entry missing, failing
 // its check, left over from before the checkpoint, or beyond the head).
-func (s *Store) scanJournal(r iterMaker, w string, h headRecord) (entries [][]jop, probs []Failure, err error) {
+//
+// With later, entries beyond the head are no problem: a checkpoint reads a
+// snapshot taken after it read the head, and writers may have gone on.
+func (s *Store) scanJournal(r iterMaker, w string, h headRecord, later bool) (entries [][]jop, probs []Failure, err error) {
 	p := journalPrefix(w)
 	next := h.ckptSeq + 1
 	prob := func(name, format string, args ...any) {
@@ -718,7 +782,9 @@ func (s *Store) scanJournal(r iterMaker, w string, h headRecord) (entries [][]jo
 			prob(fmt.Sprint(seq), "the checkpoint (at sequence %d) already covers it: an old entry put back", h.ckptSeq)
 			return nil
 		case seq > h.lastSeq:
-			prob(fmt.Sprint(seq), "it is beyond the head (sequence %d): the head was rolled back", h.lastSeq)
+			if !later {
+				prob(fmt.Sprint(seq), "it is beyond the head (sequence %d): the head was rolled back", h.lastSeq)
+			}
 			return nil
 		}
 		if seq > next {
@@ -748,7 +814,7 @@ func (s *Store) scanJournal(r iterMaker, w string, h headRecord) (entries [][]jo
 
 // readWriter reads writer w's whole state: its checkpoint, then its journal
 // applied in order.
-func (s *Store) readWriter(r iterMaker, w string, h headRecord) (map[string]jop, []Failure, error) {
+func (s *Store) readWriter(r iterMaker, w string, h headRecord, later bool) (map[string]jop, []Failure, error) {
 	var probs []Failure
 	all := map[string]jop{}
 	digests := map[uint32][sha256.Size]byte{}
@@ -786,7 +852,7 @@ func (s *Store) readWriter(r iterMaker, w string, h headRecord) (map[string]jop,
 	if len(probs) == 0 && rootOf(h.bits, digests) != h.root {
 		probs = append(probs, Failure{Type: RecordCheckpoint, Name: w, Reason: "the checkpoint is not the one its head covers (a bucket replaced, added or removed)"})
 	}
-	entries, jp, err := s.scanJournal(r, w, h)
+	entries, jp, err := s.scanJournal(r, w, h, later)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -844,5 +910,9 @@ func (s *Store) resealJournal(profile string) (int, error) {
 	if n == 0 {
 		return 0, b.Close()
 	}
-	return n, s.commit(b, "re-seal the journal of profile "+profile)
+	if err := s.commit(b, "re-seal the journal of profile "+profile); err != nil {
+		return 0, err
+	}
+	s.fr.gen++ // a checkpoint prepared before holds buckets sealed under the old version
+	return n, nil
 }

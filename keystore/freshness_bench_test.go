@@ -128,6 +128,14 @@ func TestStartupCostLargeStore(t *testing.T) {
 	if _, err := s.StartJournal(JournalOptions{Writer: testWriter, CheckpointEntries: 1 << 20, CheckpointInterval: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
+	timed("rebuilding the expected state alone (checkpoint only)", func() {
+		snap := s.db.NewSnapshot()
+		defer closeT(t, snap)
+		e, err := s.expectations(snap)
+		if err != nil || !e.compare || len(e.state) != 4*n {
+			t.Fatalf("expectations: %v", err)
+		}
+	})
 	with := timed("Verify with the journal (checkpoint only)", func() { verify(s) })
 	t.Logf("the rollback check adds %.0f%% to Verify", 100*(float64(with)/float64(base)-1))
 	for i := range defaultCheckpointEntries {
@@ -136,11 +144,32 @@ func TestStartupCostLargeStore(t *testing.T) {
 		}
 	}
 	timed(fmt.Sprintf("Verify with %d journal entries", defaultCheckpointEntries), func() { verify(s) })
+	// Writers during the checkpoint wait only for its commit.
+	stop := make(chan struct{})
+	worst := make(chan time.Duration)
+	go func() {
+		var w time.Duration
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				worst <- w
+				return
+			default:
+			}
+			t0 := time.Now()
+			if err := s.PutMeta(fmt.Sprintf("during-%d", i), []byte("x")); err != nil {
+				t.Error(err)
+			}
+			w = max(w, time.Since(t0))
+		}
+	}()
 	timed(fmt.Sprintf("checkpoint of %d entries", defaultCheckpointEntries), func() {
 		if err := s.Checkpoint(); err != nil {
 			t.Fatal(err)
 		}
 	})
+	close(stop)
+	t.Logf("slowest write during the checkpoint: %v", <-worst)
 	closeT(t, s)
 }
 
