@@ -206,12 +206,11 @@ func (s *Store) StartJournal(o JournalOptions) (uint64, error) {
 		case found && h.lastSeq < o.Anchor:
 			return 0, &RollbackError{Writer: o.Writer, Head: h.lastSeq, Anchor: o.Anchor}
 		case found:
-			beyond := false
 			it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: journalKey(o.Writer, h.lastSeq+1), UpperBound: upperBound(journalPrefix(o.Writer))})
 			if err != nil {
 				return 0, err
 			}
-			beyond = it.First()
+			beyond := it.First()
 			if err := errors.Join(it.Error(), it.Close()); err != nil {
 				return 0, err
 			}
@@ -251,6 +250,9 @@ func (s *Store) StartJournal(o JournalOptions) (uint64, error) {
 	fr.seq.Store(h.lastSeq)
 	fr.stop, fr.done, fr.wake = make(chan struct{}), make(chan struct{}), make(chan struct{}, 1)
 	go s.checkpointLoop(fr.stop, fr.wake, fr.done, interval)
+	if fr.pending >= fr.every { // left by a crash
+		fr.kick()
+	}
 	return h.lastSeq, nil
 }
 
