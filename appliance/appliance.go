@@ -3,7 +3,8 @@
 // directory and its permissions, and opening the appliance — the key store,
 // main-key custody in the PKCS#11 token (provisioned with SoftHSM2 in --dev
 // mode), the store's record authentication and its upgrade from an older
-// format (storage.go), and the SigV4 credentials. The daemon (serve), the
+// format (storage.go), the store's journal and its anchor in the token
+// (journal.go), and the SigV4 credentials. The daemon (serve), the
 // offline ceremonies and payhsm keystore verify all use it, so none imports
 // another.
 package appliance
@@ -168,26 +169,45 @@ type Appliance struct {
 	// Disk is the data directory's free-space watchdog, the key store's
 	// write gate (nil when opened for inspection).
 	Disk *diskguard.Watchdog
+
+	namespace string // the profile the AWS API works in
+	flagsHint string // how to name this appliance on the command line, for messages
+	log       *zap.Logger
+	anchor    anchorState
 }
 
 // Open opens the key store and main-key custody: in dev mode it provisions
 // the SoftHSM2 token and credentials under the data directory. initialize
 // allows creating the region main key (a new appliance). It makes the data
 // directory private (SecureDataDir), gives the key store custody's record
-// keys and upgrades a store of an older format (see upgradeStore). The
-// caller closes the result.
+// keys, upgrades a store of an older format (see upgradeStore) and starts
+// its journal, refusing a store older than the token's anchor (see
+// journal.go). The caller closes the result.
 func Open(cfg *Config, dev, initialize bool, log *zap.Logger) (*Appliance, error) {
-	return open(cfg, dev, initialize, true, log)
+	a, _, err := open(cfg, dev, initialize, journalServe, log)
+	return a, err
 }
 
 // OpenForInspection is Open for tools that only read (payhsm keystore
 // verify): it creates nothing and upgrades nothing, and refuses a store of
-// an older format.
+// an older format; a store older than the token's anchor is opened, and
+// its Verify says so.
 func OpenForInspection(cfg *Config, dev bool, log *zap.Logger) (*Appliance, error) {
-	return open(cfg, dev, false, false, log)
+	a, _, err := open(cfg, dev, false, journalInspect, log)
+	return a, err
 }
 
-func open(cfg *Config, dev, initialize, upgrade bool, log *zap.Logger) (*Appliance, error) {
+// OpenAcceptingRestore is Open for payhsm keystore accept-restore: an
+// operator who restored the key store from a backup (or whose journal was
+// damaged) accepts it as it is. Every record found becomes the state the
+// journal expects, under a sequence number past both the store's and the
+// token's, which the token then records.
+func OpenAcceptingRestore(cfg *Config, dev bool, log *zap.Logger) (*Appliance, *RestoreReport, error) {
+	return open(cfg, dev, false, journalAccept, log)
+}
+
+func open(cfg *Config, dev, initialize bool, mode journalMode, log *zap.Logger) (*Appliance, *RestoreReport, error) {
+	upgrade := mode == journalServe
 	ccfg := custody.Config{
 		ModulePath: cfg.PKCS11.Module, TokenLabel: cfg.PKCS11.TokenLabel,
 		RegionKeyLabel: cfg.PKCS11.RegionKeyLabel, NotFound: keystore.ErrNotFound, Initialize: initialize,
@@ -196,24 +216,24 @@ func open(cfg *Config, dev, initialize, upgrade bool, log *zap.Logger) (*Applian
 	if !dev && !initialize {
 		// Nothing is created for an appliance that was never initialized.
 		if _, err := os.Stat(cfg.KeystoreDir()); errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("data directory %s holds no key store: this appliance is not initialized; "+
+			return nil, nil, fmt.Errorf("data directory %s holds no key store: this appliance is not initialized; "+
 				"run payhsm ceremony init --config FILE --ceremony FILE first (docs/ceremony-file.md)", cfg.DataDir)
 		}
 	}
 	if _, err := SecureDataDir(cfg.DataDir, log); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var disk *diskguard.Watchdog
-	if upgrade { // not for inspection, which writes nothing
+	if mode != journalInspect { // inspection writes nothing
 		reserve, err := diskguard.ParseReserve(cfg.DiskReserve)
 		if err != nil {
-			return nil, fmt.Errorf("diskReserve: %w", err)
+			return nil, nil, fmt.Errorf("diskReserve: %w", err)
 		}
 		disk = diskguard.New(cfg.DataDir, reserve, log.Named("disk"))
 		// Before anything is created or opened: on a disk already full the
 		// key store could not even replay its log.
 		if err := disk.StartCheck(); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	credsPath := cfg.CredentialsFile
@@ -223,17 +243,17 @@ func open(cfg *Config, dev, initialize, upgrade bool, log *zap.Logger) (*Applian
 		_, statErr := os.Stat(cfg.KeystoreDir())
 		tok, err := softhsm.Provision(cfg.DataDir, cfg.PKCS11.Module, DevTokenLabel, errors.Is(statErr, fs.ErrNotExist))
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		ccfg.ModulePath, ccfg.TokenLabel, ccfg.PIN = tok.Module, tok.Label, tok.PIN
 		credsPath = filepath.Join(cfg.DataDir, DevCredentialsName)
 		if err := ensureDevCredentials(credsPath); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	} else {
 		pin, err := cfg.PKCS11.PIN()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		ccfg.PIN = pin
 	}
@@ -241,30 +261,44 @@ func open(cfg *Config, dev, initialize, upgrade bool, log *zap.Logger) (*Applian
 	if credsPath != "" {
 		var err error
 		if creds, err = ReadCredentials(credsPath); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	store, err := keystore.Open(cfg.KeystoreDir(), keystore.Options{Logger: log.Named("keystore")})
 	if err != nil {
-		return nil, fmt.Errorf("keystore: %w", err)
+		return nil, nil, fmt.Errorf("keystore: %w", err)
 	}
 	if disk != nil {
 		store.SetWriteGate(disk.Check)
 	}
 	cust, err := custody.Open(ccfg, store, log.Named("custody"))
 	if err != nil {
-		return nil, errors.Join(err, store.Close())
+		return nil, nil, errors.Join(err, store.Close())
 	}
 	if err := upgradeStore(store, cust, cfg.Profile, upgrade, log.Named("keystore")); err != nil {
-		return nil, errors.Join(err, cust.Close(), store.Close())
+		return nil, nil, errors.Join(err, cust.Close(), store.Close())
 	}
-	return &Appliance{Store: store, Custody: cust, Credentials: creds, Disk: disk}, nil
+	a := &Appliance{Store: store, Custody: cust, Credentials: creds, Disk: disk, namespace: cfg.Profile, log: log.Named("appliance"),
+		flagsHint: "--config FILE (the daemon's)"}
+	if dev {
+		a.flagsHint = "--dev --data-dir " + cfg.DataDir
+	}
+	rep, err := a.startJournal(mode)
+	if err != nil {
+		return nil, nil, errors.Join(err, store.Close(), cust.Close()) // the store's last checkpoint uses custody's keys
+	}
+	return a, rep, nil
 }
 
-// Close closes custody (zeroing the unsealed main keys and ending the token
-// session) and then the key store.
+// Close stops the anchor, closes the key store (its journal's last
+// checkpoint, under custody's record keys), records the journal's last
+// sequence number in the token, and closes custody (zeroing the unsealed
+// main keys and ending the token session).
 func (a *Appliance) Close() error {
-	return errors.Join(a.Custody.Close(), a.Store.Close())
+	a.stopAnchoring()
+	err := a.Store.Close()
+	a.anchorNow()
+	return errors.Join(err, a.Custody.Close())
 }
 
 // HardenProcess keeps key material out of core dumps and away from other

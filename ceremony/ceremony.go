@@ -460,6 +460,9 @@ func (s *session) erase() error {
 	if err := s.app.Custody.DestroyRegionKey(); err != nil {
 		return errors.Join(err, s.record(audit.Event{Operation: "init-overwrite", Custodians: who, Outcome: audit.Failed, KCVs: kcvs, Detail: err.Error()}))
 	}
+	if err := s.app.DropStoreAnchor(); err != nil { // the key store is removed below: its anchor goes with it
+		return errors.Join(err, s.record(audit.Event{Operation: "init-overwrite", Custodians: who, Outcome: audit.Failed, KCVs: kcvs, Detail: err.Error()}))
+	}
 	if err := s.record(audit.Event{Operation: "init-overwrite", Custodians: who, Outcome: audit.OK, KCVs: kcvs,
 		Detail: "region main key destroyed; key store removed"}); err != nil {
 		return err

@@ -33,6 +33,7 @@ import (
 	"payhsm/hsm/custody"
 	"payhsm/internal/cli"
 	"payhsm/internal/version"
+	"payhsm/keystore"
 	"payhsm/ops"
 	"payhsm/protocol/awsapi"
 	"payhsm/protocol/awsapi/sigv4"
@@ -115,6 +116,27 @@ func NewLogger(level, format string) (*zap.Logger, error) {
 	return zc.Build()
 }
 
+// journalVerdict refuses to serve a store whose journal failed its check
+// (records may have been rolled back, and which cannot be told) or whose
+// owner metadata failed.
+func journalVerdict(rep *keystore.VerifyReport, flags string) error {
+	var owner []string
+	for _, f := range rep.Failures {
+		if f.Type == keystore.RecordOwnerMeta {
+			owner = append(owner, f.Name)
+		}
+	}
+	switch {
+	case rep.Journal.Damaged:
+		return fmt.Errorf("keystore: the key store's journal failed its integrity check, so records may have been rolled back (restored from a backup, or edited?); "+
+			"refusing to start. payhsm keystore verify %s lists what failed; to accept the store as it is: payhsm keystore accept-restore %s", flags, flags)
+	case len(owner) > 0:
+		return fmt.Errorf("keystore: custody's or the ceremonies' records failed their integrity check (%s); refusing to start. payhsm keystore verify %s lists what failed",
+			strings.Join(owner, ", "), flags)
+	}
+	return nil
+}
+
 // Serve runs the appliance until ctx ends. Start-up prepares everything that
 // can fail — the appliance, the profile, TLS, the audit trail and all three
 // listeners — before anything serves, so a start-up failure leaves nothing
@@ -146,6 +168,9 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 	if err != nil {
 		return err
 	}
+	if err := app.StartJournal(); err != nil { // a new --dev appliance's profile was just made
+		return err
+	}
 	var trail *audit.Trail // opened below, before anything serves
 	onPurge := func(keyARN string) {
 		if trail == nil {
@@ -163,11 +188,17 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 	log.Info("main keys loaded", zap.String("regionMainKeyKCV", app.Custody.RegionKeyKCV()),
 		zap.String("profile", cfg.Profile), zap.String("profileMainKeyKCV", prof.KCV()), zap.Int("profileMainKeyVersion", prof.Version()))
 	// Check every record once before serving: a damaged one is logged now
-	// (and refused whenever it is used), and every record's revision becomes
-	// the mark later reads are held to.
+	// (and refused whenever it is used), every record's revision becomes
+	// the mark later reads are held to, and every record is compared with
+	// the revision the store's journal expects (one out of date is refused
+	// like a damaged one). A journal that failed its own check, or custody's
+	// records out of date (custody has already read them), stop the start.
 	vrep, err := app.Store.Verify()
 	if err != nil {
 		return fmt.Errorf("keystore: verify: %w", err)
+	}
+	if err := journalVerdict(vrep, app.CommandFlags()); err != nil {
+		return err
 	}
 	if len(vrep.Failures) > 0 {
 		log.Error("the key store holds records that failed their integrity check; they are refused, everything else is served (payhsm keystore verify lists them)",

@@ -313,10 +313,10 @@ func TestIntegrityFailureIsLogged(t *testing.T) {
 	}
 }
 
-// TestReplayAcrossRestartIsNotDetected pins what the revision check cannot
-// do (see the package comment): a process that has never seen the newer
-// revision accepts the older copy. Only an anchor outside the storage could
-// tell.
+// TestReplayAcrossRestartIsNotDetected pins what the in-memory revision
+// check cannot do on its own, without the journal (see the package comment;
+// freshness_test.go covers the journal): a process that has never seen the
+// newer revision accepts the older copy.
 func TestReplayAcrossRestartIsNotDetected(t *testing.T) {
 	t.Parallel()
 	fs := vfs.NewMem()

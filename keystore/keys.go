@@ -121,6 +121,9 @@ func (s *Store) GetKey(id string) (*Key, error) {
 	if err := s.checkBelongings(s.db, k); err != nil {
 		return nil, err
 	}
+	if err := s.damagedKey(id); err != nil { // a record of it Verify found out of date or missing
+		return nil, err
+	}
 	return k, nil
 }
 
@@ -135,6 +138,9 @@ func (s *Store) loadKey(r getter, id string) (*Key, error) {
 		return nil, storeErr("get key "+id, err)
 	}
 	if !ok {
+		if err := s.damagedRecord(k); err != nil { // missing, as Verify found
+			return nil, err
+		}
 		return nil, fmt.Errorf("keystore: key %s: %w", id, ErrNotFound)
 	}
 	return s.keyFromFrame(k, id, f)

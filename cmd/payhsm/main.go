@@ -27,7 +27,8 @@ commands:
             daemon stopped); rotate (online through the daemon, or offline); sync (online,
             between two daemons)
   keystore  verify: check every record of the key store and list those that fail
-            (through the serving daemon, or offline)
+            (through the serving daemon, or offline); accept-restore: accept a key store
+            restored from a backup (the daemon stopped)
   principals  who may use which key: add, list, rotate-secret, disable, enable,
             remove, put-policy (through the serving daemon, or offline)
   audit     verify: check the audit trail (hash chain, sequence, seals) and say where

@@ -1,5 +1,8 @@
 // Package custody owns payhsm's main keys: the region main key that lives in a
-// PKCS#11 token and the profile main keys it protects.
+// PKCS#11 token and the profile main keys it protects; and what else the
+// token keeps for the appliance, beyond the reach of whoever can write the
+// data directory: the key store's format marker and its journal's anchor
+// (records.go, anchor.go).
 //
 // # Design
 //

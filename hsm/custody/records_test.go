@@ -5,6 +5,8 @@ import (
 	"crypto/hkdf"
 	"crypto/sha256"
 	"testing"
+
+	"payhsm/hsm/custody"
 )
 
 // TestRecordKeys: a profile main key version's record-authentication key is
@@ -140,6 +142,60 @@ func TestAuditKey(t *testing.T) {
 		}
 		if _, err := again.AuditKey(); err == nil {
 			t.Error("audit key after Close")
+		}
+	})
+}
+
+// TestStoreAnchor: the anchor is absent on a new token, moves forward only,
+// keeps one writer id, survives reopening, is not on another token, and a
+// crash between creating the new object and deleting the old one (two
+// objects) reads as the higher sequence number.
+func TestStoreAnchor(t *testing.T) {
+	forEach(t, func(t *testing.T, e env) {
+		meta := newMeta()
+		c := open(t, initialized(e.cfg(0)), meta)
+		if a, found, err := c.StoreAnchor(); found || err != nil {
+			t.Fatalf("fresh token anchored: %+v %v", a, err)
+		}
+		steps := []struct {
+			set     custody.StoreAnchor
+			wantErr bool
+			want    uint64
+		}{
+			{custody.StoreAnchor{Writer: "w1", Seq: 0}, false, 0},
+			{custody.StoreAnchor{Writer: "w1", Seq: 7}, false, 7},
+			{custody.StoreAnchor{Writer: "w1", Seq: 7}, false, 7}, // unchanged: nothing to do
+			{custody.StoreAnchor{Writer: "w1", Seq: 3}, true, 7},  // backwards
+			{custody.StoreAnchor{Writer: "w2", Seq: 9}, true, 7},  // another journal
+			{custody.StoreAnchor{Writer: "", Seq: 9}, true, 7},
+			{custody.StoreAnchor{Writer: "w1", Seq: 1 << 40}, false, 1 << 40},
+		}
+		for i, st := range steps {
+			err := c.SetStoreAnchor(st.set)
+			if (err != nil) != st.wantErr {
+				t.Fatalf("step %d: SetStoreAnchor(%+v): %v", i, st.set, err)
+			}
+			a, found, err := c.StoreAnchor()
+			if !found || err != nil || a.Writer != "w1" || a.Seq != st.want {
+				t.Fatalf("step %d: anchor %+v %v %v, want seq %d", i, a, found, err, st.want)
+			}
+		}
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+		c = open(t, e.cfg(0), meta)
+		if a, found, err := c.StoreAnchor(); !found || err != nil || a.Seq != 1<<40 {
+			t.Fatalf("after reopening: %+v %v %v", a, found, err)
+		}
+		other := open(t, initialized(e.cfg(1)), newMeta())
+		if _, found, err := other.StoreAnchor(); found || err != nil {
+			t.Fatalf("another token anchored: %v %v", found, err)
+		}
+		if err := c.DeleteStoreAnchor(); err != nil {
+			t.Fatal(err)
+		}
+		if _, found, err := c.StoreAnchor(); found || err != nil {
+			t.Fatalf("after DeleteStoreAnchor: %v %v", found, err)
 		}
 	})
 }

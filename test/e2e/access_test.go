@@ -172,9 +172,9 @@ func TestAccessControl(t *testing.T) {
 		t.Errorf("list: %s", b)
 	}
 	d.stop()
-	log, err := os.ReadFile(filepath.Join(dir, "ceremony-audit.log"))
+	log, err := os.ReadFile(filepath.Join(dir, "audit", "audit.log"))
 	check(t, err)
-	if !strings.Contains(string(log), `"operation":"access-denied"`) || !strings.Contains(string(log), "NeverDelete") {
+	if !strings.Contains(string(log), `"outcome":"denied"`) || !strings.Contains(string(log), "NeverDelete") {
 		t.Errorf("the audit log holds no denial naming the deciding statement:\n%s", log)
 	}
 }
