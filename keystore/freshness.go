@@ -579,7 +579,14 @@ func (s *Store) prepareCheckpoint(r reader, w string, h headRecord, digests map[
 		digests = d
 	}
 	plan := &ckptPlan{b: s.db.NewBatch(), w: w, upto: h.lastSeq}
-	if h.count > uint64(s.fr.target*bucketGrow)<<h.bits && h.bits < maxBucketBits { //nolint:gosec // target > 0
+	// The records after this checkpoint: at most the count plus what the
+	// entries add (deciding on the count before them alone would leave a
+	// store that stops writing under-bucketed until its next checkpoint).
+	upper := h.count
+	for _, ops := range entries {
+		upper += uint64(len(ops))
+	}
+	if upper > uint64(s.fr.target*bucketGrow)<<h.bits && h.bits < maxBucketBits { //nolint:gosec // target > 0
 		// Re-bucket: the average bucket has grown past bucketGrow times the target.
 		all, probs, err := s.readWriter(r, w, h, true)
 		if err == nil && len(probs) > 0 {
