@@ -57,6 +57,7 @@ type Options struct {
 	Rate     float64 // offered load in requests/s over all connections; 0 = as fast as answered
 	TLS      hostclient.TLSFlags
 	HTTP     HTTPTarget // with a URL: drive the HTTP API instead of the host port
+	PID      int        // when not 0, the appliance's process: its CPU time is measured (Linux /proc)
 }
 
 // Stats is one command's (or the total's) result.
@@ -72,6 +73,9 @@ type Result struct {
 	Throughput float64 // successful responses per second
 	Total      Stats
 	PerCommand []Stats
+	// CPU time used during the measured window by the process of
+	// Options.PID (zero without one) and by the bench itself.
+	ServerCPU, BenchCPU time.Duration
 }
 
 // Prepare creates keys with A0 and returns a valid request for each
@@ -270,11 +274,19 @@ func drive(o Options, addr string, tlsCfg *tls.Config, codes []string, wheel []i
 		}
 	}
 	time.Sleep(o.Warmup)
+	cpu0, err := cpuTimes(o.PID)
+	if err != nil {
+		return nil, err
+	}
 	measuring.Store(true)
 	start := time.Now()
 	time.Sleep(o.Duration)
 	measuring.Store(false)
 	elapsed := time.Since(start)
+	cpu1, err := cpuTimes(o.PID)
+	if err != nil {
+		return nil, err
+	}
 	stopping.Store(true)
 	var firstErr error
 	for range workers {
@@ -301,7 +313,8 @@ func drive(o Options, addr string, tlsCfg *tls.Config, codes []string, wheel []i
 			}
 		}
 	}
-	res := &Result{Duration: elapsed, Throughput: float64(okCount) / elapsed.Seconds(), Total: stats("all", all, len(all)-okCount)}
+	res := &Result{Duration: elapsed, Throughput: float64(okCount) / elapsed.Seconds(), Total: stats("all", all, len(all)-okCount),
+		ServerCPU: cpu1.server - cpu0.server, BenchCPU: cpu1.self - cpu0.self}
 	for i, code := range codes {
 		res.PerCommand = append(res.PerCommand, stats(code, per[i], perErr[i]))
 	}
@@ -627,7 +640,16 @@ func Print(w io.Writer, o Options, r *Result) error {
 		target = "HTTP API " + o.HTTP.URL
 	}
 	b := fmt.Appendf(nil, "%s: connections %d, pipeline %d, %s, duration %v (after %v warm-up)\n", target, o.Conns, max(o.Pipeline, 1), rate, r.Duration.Round(time.Millisecond), o.Warmup)
-	b = fmt.Appendf(b, "throughput  %.0f successful commands/s\n\n", r.Throughput)
+	b = fmt.Appendf(b, "throughput  %.0f successful commands/s\n", r.Throughput)
+	if n := r.Total.Count; n > 0 {
+		if o.PID != 0 {
+			b = fmt.Appendf(b, "CPU per request: appliance (pid %d) %.2f µs, bench %.2f µs\n", o.PID,
+				float64(r.ServerCPU.Nanoseconds())/1e3/float64(n), float64(r.BenchCPU.Nanoseconds())/1e3/float64(n))
+		} else {
+			b = fmt.Appendf(b, "CPU per request: bench %.2f µs\n", float64(r.BenchCPU.Nanoseconds())/1e3/float64(n))
+		}
+	}
+	b = append(b, '\n')
 	b = fmt.Appendf(b, "%-4s %10s %7s %10s %10s %10s %10s", "cmd", "count", "errors", "p50", "p99", "p99.9", "max")
 	if o.HTTP.URL != "" {
 		b = append(b, "  operation"...)
@@ -661,6 +683,10 @@ from -credentials (an AWS shared credentials file such as the DATA-DIR/credentia
 that serve --dev writes) or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY. A
 response other than 200 counts as an error.
 
+With -pid PID (the appliance's process on the same machine) it also prints
+the CPU time (user + system, from /proc/PID/stat) that process and the bench
+itself spent per request in the measured window.
+
 With -rate the load is offered on a schedule (requests/s over all
 connections) and each latency counts from when its request was due.
 
@@ -688,6 +714,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	creds := fs.String("credentials", "", "HTTP mode: AWS shared credentials file (default: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)")
 	profile := fs.String("profile", "default", "HTTP mode: profile in the -credentials file")
 	fs.StringVar(&o.HTTP.Region, "region", "us-east-1", "HTTP mode: signing region")
+	fs.IntVar(&o.PID, "pid", 0, "the appliance's process id: report its CPU time per request during the measured window (Linux)")
 	o.TLS.Register(fs)
 	if code, ok := cli.Parse(fs, args, stdout, stderr); !ok {
 		return code

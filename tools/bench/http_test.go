@@ -243,3 +243,18 @@ func TestRunHTTP(t *testing.T) {
 		t.Errorf("NC over HTTP: %v", err)
 	}
 }
+
+func TestStatCPU(t *testing.T) {
+	t.Parallel()
+	// proc(5): pid (comm) state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime stime ...
+	line := []byte("4242 (pay hsm) S 1 4242 4242 0 -1 4194560 1000 0 0 0 1234 567 0 0 20 0 9 0 100 0 0\n")
+	if d, err := statCPU(line); err != nil || d != (1234+567)*clockTick {
+		t.Errorf("statCPU = %v, %v", d, err)
+	}
+	if _, err := statCPU([]byte("4242 (x) S 1")); err == nil {
+		t.Error("short line accepted")
+	}
+	if s, err := cpuTimes(os.Getpid()); err != nil || s.self <= 0 {
+		t.Errorf("cpuTimes(self) = %+v, %v", s, err)
+	}
+}
