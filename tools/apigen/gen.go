@@ -26,7 +26,7 @@ var reserved = []string{
 }
 
 // Method names generated on structures; a member with one of these names would clash.
-var methodNames = []string{"Validate", "UnmarshalJSON", "MarshalJSON", "SetURILabel", "Error", "ErrorCode"}
+var methodNames = []string{"Validate", "UnmarshalJSON", "MarshalJSON", "DecodeJSON", "AppendJSON", "SetURILabel", "Error", "ErrorCode"}
 
 var stdImports = map[string]string{
 	"bytes": "bytes", "json": "encoding/json", "errors": "errors", "reflect": "reflect",
@@ -561,6 +561,8 @@ func (g *gen) emitStructure(name string) {
 	g.p("}")
 	g.p("")
 	g.emitUnmarshal(gn, s)
+	g.emitDecodeFast(gn, s)
+	g.emitAppendJSON(gn, s)
 	g.emitValidate(gn, s)
 	if len(labels) > 0 {
 		g.p("// SetURILabel implements URILabelSetter.")
@@ -609,6 +611,204 @@ func (g *gen) emitUnmarshal(gn string, s *shape) {
 	g.p("})")
 	g.p("}")
 	g.p("")
+}
+
+// bodyMembers are the members of s that travel in the JSON body.
+func bodyMembers(s *shape) []*member {
+	var body []*member
+	for _, mb := range s.Members {
+		if mb.Location == "" {
+			body = append(body, mb)
+		}
+	}
+	return body
+}
+
+// emitDecodeFast emits DecodeJSON and the structure's fast decoder.
+func (g *gen) emitDecodeFast(gn string, s *shape) {
+	g.p("// DecodeJSON decodes the JSON document data into s, which must be zero (as")
+	g.p("// from new), exactly as json.Unmarshal(data, s) does: same result, same")
+	g.p("// errors. Usual documents take a fast path without reflection.")
+	g.p("func (s *%s) DecodeJSON(data []byte) error {", gn)
+	g.p("if fastDecode(data, s.decodeFast) {")
+	g.p("return nil")
+	g.p("}")
+	g.p("*s = %s{}", gn)
+	g.p("return json.Unmarshal(data, s)")
+	g.p("}")
+	g.p("")
+	g.p("// decodeFast decodes an object or null on the fast path, or reports false.")
+	g.p("func (s *%s) decodeFast(d *fastDecoder) bool {", gn)
+	g.p("obj, ok := d.open()")
+	g.p("if !obj {")
+	g.p("return ok")
+	g.p("}")
+	body := bodyMembers(s)
+	if len(body) > 0 {
+		g.p("var seen [%d]bool", len(body))
+	}
+	g.p("for first := true; ; first = false {")
+	if len(body) > 0 {
+		g.p("name, more := d.member(first)")
+	} else {
+		g.p("_, more := d.member(first)")
+	}
+	g.p("if !more {")
+	g.p("return !d.bad")
+	g.p("}")
+	if len(body) > 0 {
+		g.p("switch name {")
+		for i, mb := range body {
+			f, _ := goName(mb.Name)
+			g.p("case %q:", jsonName(mb))
+			call := g.fastDecodeCall(mb.Shape, "&s."+f)
+			if call == "" {
+				g.p("return false // not on the fast path")
+				continue
+			}
+			g.p("if seen[%d] || !%s {", i, call)
+			g.p("return false")
+			g.p("}")
+			g.p("seen[%d] = true", i)
+		}
+		g.p("default:")
+	}
+	g.p("if !d.skip() {")
+	g.p("return false")
+	g.p("}")
+	if len(body) > 0 {
+		g.p("}")
+	}
+	g.p("}")
+	g.p("}")
+	g.p("")
+}
+
+// fastDecodeCall is the fast-path decode of a member of shape name into
+// the field at ptr, or "" when that shape is left to the reflective path.
+func (g *gen) fastDecodeCall(name, ptr string) string {
+	s := g.shape(name)
+	switch s.Type {
+	case "string":
+		return "decodeString(d, " + ptr + ")"
+	case "boolean":
+		return "decodeBool(d, " + ptr + ")"
+	case "integer":
+		return "decodeInt(d, " + ptr + ", -2147483648, 2147483647)"
+	case "long":
+		return "decodeInt(d, " + ptr + ", -9223372036854775808, 9223372036854775807)"
+	case "timestamp":
+		return "decodeTimestamp(d, " + ptr + ")"
+	case "structure":
+		return "decodeStruct[" + g.elemType(name) + "](d, " + ptr + ")"
+	case "list":
+		if e := g.fastElem(s.Member.Shape); e != "" {
+			return "decodeList(d, " + ptr + ", " + e + ")"
+		}
+	case "map":
+		if e := g.fastElem(s.Value.Shape); e != "" {
+			return "decodeMap(d, " + ptr + ", " + e + ")"
+		}
+	}
+	return ""
+}
+
+// fastElem is the fast decoder of a list element or map value of shape
+// name, or "".
+func (g *gen) fastElem(name string) string {
+	switch g.shape(name).Type {
+	case "string":
+		return "decodeStringElem[" + g.elemType(name) + "]"
+	case "structure":
+		return "structElem[" + g.elemType(name) + "]"
+	}
+	return ""
+}
+
+// emitAppendJSON emits AppendJSON, an encoder equal to json.Marshal's.
+func (g *gen) emitAppendJSON(gn string, s *shape) {
+	g.p("// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.")
+	g.p("func (s *%s) AppendJSON(b []byte) ([]byte, error) {", gn)
+	g.p("if s == nil {")
+	g.p("return append(b, \"null\"...), nil")
+	g.p("}")
+	body := bodyMembers(s)
+	if len(body) == 0 {
+		g.p("return append(b, \"{}\"...), nil")
+		g.p("}")
+		g.p("")
+		return
+	}
+	g.p("var err error")
+	g.p("first := true")
+	g.p("b = append(b, '{')")
+	for _, mb := range body {
+		f, _ := goName(mb.Name)
+		v := "s." + f
+		t := g.shape(mb.Shape).Type
+		g.p("if %s != nil {", v)
+		g.p("b = appendJSONKey(b, first, %q)", jsonName(mb))
+		g.p("first = false")
+		switch t {
+		case "list":
+			g.p("b = append(b, '[')")
+			g.p("for i := range %s {", v)
+			g.p("if i > 0 {")
+			g.p("b = append(b, ',')")
+			g.p("}")
+			g.appendValue(s.Members, g.shape(mb.Shape).Member.Shape, v+"[i]", false)
+			g.p("}")
+			g.p("b = append(b, ']')")
+		case "map":
+			g.p("b = append(b, '{')")
+			g.p("for i, k := range sortedKeys(%s) {", v)
+			g.p("if i > 0 {")
+			g.p("b = append(b, ',')")
+			g.p("}")
+			g.p("b = appendJSONString(b, k)")
+			g.p("b = append(b, ':')")
+			g.p("e := %s[k]", v)
+			g.appendValue(s.Members, g.shape(mb.Shape).Value.Shape, "e", false)
+			g.p("}")
+			g.p("b = append(b, '}')")
+		default:
+			g.appendValue(s.Members, mb.Shape, v, true)
+		}
+		g.p("}")
+	}
+	g.p("_ = first")
+	g.p("return append(b, '}'), err")
+	g.p("}")
+	g.p("")
+}
+
+// appendValue emits the encoding of v, a value of shape name (through a
+// pointer when ptr), onto b.
+func (g *gen) appendValue(_ memberList, name, v string, ptr bool) {
+	deref := v
+	if ptr {
+		deref = "*" + v
+	}
+	switch g.shape(name).Type {
+	case "string":
+		g.p("b = appendJSONString(b, string(%s))", deref)
+	case "boolean":
+		g.p("b = strconv.AppendBool(b, %s)", deref)
+	case "integer", "long":
+		g.p("b = strconv.AppendInt(b, int64(%s), 10)", deref)
+	case "structure":
+		if ptr {
+			g.p("if b, err = %s.AppendJSON(b); err != nil {", v)
+		} else {
+			g.p("if b, err = (&%s).AppendJSON(b); err != nil {", v)
+		}
+		g.p("return b, err")
+		g.p("}")
+	default: // timestamps, floats, blobs, nested lists and maps: encoding/json
+		g.p("if b, err = appendJSONValue(b, %s); err != nil {", v)
+		g.p("return b, err")
+		g.p("}")
+	}
 }
 
 func (g *gen) emitValidate(gn string, s *shape) {
