@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -131,6 +132,7 @@ func BenchmarkHandler(b *testing.B) {
 			rd := bytes.NewReader(raw)
 			br := bufio.NewReader(rd)
 			w := &discardWriter{h: http.Header{}}
+			cpu := processCPU()
 			for b.Loop() {
 				rd.Reset(raw)
 				br.Reset(rd)
@@ -146,6 +148,7 @@ func BenchmarkHandler(b *testing.B) {
 					b.Fatalf("%d %s", w.status, w.body.Bytes())
 				}
 			}
+			reportCPU(b, cpu)
 		})
 	}
 }
@@ -169,6 +172,7 @@ func BenchmarkLoopback(b *testing.B) {
 			var wg sync.WaitGroup
 			errs := make(chan error, conns)
 			b.ResetTimer()
+			cpu := processCPU()
 			for c := range conns {
 				n := b.N / conns
 				if c < b.N%conns {
@@ -187,6 +191,7 @@ func BenchmarkLoopback(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+			reportCPU(b, cpu)
 		})
 	}
 }
@@ -231,4 +236,16 @@ func drive(addr string, raw []byte, n int) error {
 		}
 	}
 	return nil
+}
+
+// processCPU is the CPU time (user + system, every thread) of this process:
+// on a shared machine, CPU per operation varies less than wall time.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func reportCPU(b *testing.B, since time.Duration) {
+	b.ReportMetric(float64((processCPU()-since).Nanoseconds())/float64(b.N), "cpu-ns/op")
 }
