@@ -31,7 +31,7 @@ var methodNames = []string{"Validate", "UnmarshalJSON", "MarshalJSON", "DecodeJS
 var stdImports = map[string]string{
 	"bytes": "bytes", "json": "encoding/json", "errors": "errors", "reflect": "reflect",
 	"regexp": "regexp", "slices": "slices", "strconv": "strconv", "strings": "strings",
-	"time": "time", "utf8": "unicode/utf8",
+	"time": "time", "utf8": "unicode/utf8", "sync": "sync", "atomic": "sync/atomic",
 }
 
 type gen struct {
@@ -690,7 +690,10 @@ func (g *gen) fastDecodeCall(name, ptr string) string {
 	s := g.shape(name)
 	switch s.Type {
 	case "string":
-		return "decodeString(d, " + ptr + ")"
+		if isEnum(s) {
+			return "decodeString(d, " + ptr + ")"
+		}
+		return "d.str(" + ptr + ")"
 	case "boolean":
 		return "decodeBool(d, " + ptr + ")"
 	case "integer":
@@ -1037,6 +1040,10 @@ func (g *gen) emitMap(name string) {
 // pattern returns the Go variable holding the compiled form of pattern p,
 // first used by shape name.
 func (g *gen) pattern(name, p string) (string, error) {
+	memo := strings.Contains(p, "arn:aws:")
+	if memo && g.shape(name).Sensitive {
+		return "", fmt.Errorf("shape %s: sensitive, with a key identifier pattern that apigen memoises", name)
+	}
 	if v, ok := g.reOf[p]; ok {
 		return v, nil
 	}
@@ -1056,7 +1063,14 @@ func (g *gen) pattern(name, p string) (string, error) {
 	if !strings.ContainsAny(re, "`\n\r") {
 		lit = "`" + re + "`"
 	}
-	decl += fmt.Sprintf("%s = regexp.MustCompile(%s)", v, lit)
+	if !memo {
+		decl += fmt.Sprintf("%s = regexp.MustCompile(%s)", v, lit)
+	} else {
+		// Key identifiers (ARNs, aliases) recur on every request, and the
+		// regexp package matches their alternation slowly: remember the
+		// answers. Never for sensitive shapes, whose values must not be kept.
+		decl += fmt.Sprintf("%s = &memoPattern{re: regexp.MustCompile(%s)}", v, lit)
+	}
 	g.reDecl = append(g.reDecl, decl)
 	return v, nil
 }

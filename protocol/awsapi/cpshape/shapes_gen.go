@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -420,6 +422,7 @@ type fastDecoder struct {
 	off   int
 	depth int
 	bad   bool
+	strs  []string // string members point into it: one allocation for several
 }
 
 // maxFastDepth bounds nesting on the fast path; deeper documents take the
@@ -658,7 +661,25 @@ func (d *fastDecoder) skipString() bool {
 	return false
 }
 
-// decodeString decodes a string member; null leaves it nil.
+// str decodes a string member; null leaves it nil.
+func (d *fastDecoder) str(p **string) bool {
+	if d.null() {
+		*p = nil
+		return true
+	}
+	if d.peek() != '"' {
+		return false
+	}
+	s, ok := d.plainString()
+	if len(d.strs) == cap(d.strs) {
+		d.strs = make([]string, 0, 8)
+	}
+	d.strs = append(d.strs, s)
+	*p = &d.strs[len(d.strs)-1]
+	return ok
+}
+
+// decodeString decodes an enum member; null leaves it nil.
 func decodeString[T ~string](d *fastDecoder, p **T) bool {
 	if d.null() {
 		*p = nil
@@ -895,6 +916,38 @@ func sortedKeys[T any](m map[string]T) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// memoPattern is a compiled pattern that remembers whether the values it
+// has seen match: the generated code uses it for the patterns of
+// non-sensitive shapes with alternations (key ARNs and aliases), which
+// regexp matches by backtracking and which see the same few values on
+// every request. It holds at most memoMax values and starts over when full.
+type memoPattern struct {
+	re   *regexp.Regexp
+	seen sync.Map // string -> bool
+	n    atomic.Int32
+}
+
+const (
+	memoMax    = 4096
+	memoMaxLen = 512 // longer values are matched every time
+)
+
+// MatchString reports whether s matches the pattern.
+func (p *memoPattern) MatchString(s string) bool {
+	if v, ok := p.seen.Load(s); ok {
+		return v.(bool)
+	}
+	ok := p.re.MatchString(s)
+	if len(s) <= memoMaxLen {
+		if p.n.Add(1) > memoMax {
+			p.seen.Clear()
+			p.n.Store(1)
+		}
+		p.seen.Store(strings.Clone(s), ok) // s may be a substring of a whole request
+	}
+	return ok
 }
 
 // ---- Generated from the model ----
@@ -1678,7 +1731,7 @@ func (s *AccessDeniedException) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "Message":
-			if seen[0] || !decodeString(d, &s.Message) {
+			if seen[0] || !d.str(&s.Message) {
 				return false
 			}
 			seen[0] = true
@@ -1769,7 +1822,7 @@ func (s *AddKeyReplicationRegionsInput) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "KeyIdentifier":
-			if seen[0] || !decodeString(d, &s.KeyIdentifier) {
+			if seen[0] || !d.str(&s.KeyIdentifier) {
 				return false
 			}
 			seen[0] = true
@@ -1965,12 +2018,12 @@ func (s *Alias) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "AliasName":
-			if seen[0] || !decodeString(d, &s.AliasName) {
+			if seen[0] || !d.str(&s.AliasName) {
 				return false
 			}
 			seen[0] = true
 		case "KeyArn":
-			if seen[1] || !decodeString(d, &s.KeyArn) {
+			if seen[1] || !d.str(&s.KeyArn) {
 				return false
 			}
 			seen[1] = true
@@ -2075,12 +2128,12 @@ func (s *AssociateMpaTeamInput) decodeFast(d *fastDecoder) bool {
 			}
 			seen[0] = true
 		case "MpaTeamArn":
-			if seen[1] || !decodeString(d, &s.MpaTeamArn) {
+			if seen[1] || !d.str(&s.MpaTeamArn) {
 				return false
 			}
 			seen[1] = true
 		case "RequesterComment":
-			if seen[2] || !decodeString(d, &s.RequesterComment) {
+			if seen[2] || !d.str(&s.RequesterComment) {
 				return false
 			}
 			seen[2] = true
@@ -2289,37 +2342,37 @@ func (s *CertificateSubjectType) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "CommonName":
-			if seen[0] || !decodeString(d, &s.CommonName) {
+			if seen[0] || !d.str(&s.CommonName) {
 				return false
 			}
 			seen[0] = true
 		case "OrganizationUnit":
-			if seen[1] || !decodeString(d, &s.OrganizationUnit) {
+			if seen[1] || !d.str(&s.OrganizationUnit) {
 				return false
 			}
 			seen[1] = true
 		case "Organization":
-			if seen[2] || !decodeString(d, &s.Organization) {
+			if seen[2] || !d.str(&s.Organization) {
 				return false
 			}
 			seen[2] = true
 		case "City":
-			if seen[3] || !decodeString(d, &s.City) {
+			if seen[3] || !d.str(&s.City) {
 				return false
 			}
 			seen[3] = true
 		case "Country":
-			if seen[4] || !decodeString(d, &s.Country) {
+			if seen[4] || !d.str(&s.Country) {
 				return false
 			}
 			seen[4] = true
 		case "StateOrProvince":
-			if seen[5] || !decodeString(d, &s.StateOrProvince) {
+			if seen[5] || !d.str(&s.StateOrProvince) {
 				return false
 			}
 			seen[5] = true
 		case "EmailAddress":
-			if seen[6] || !decodeString(d, &s.EmailAddress) {
+			if seen[6] || !d.str(&s.EmailAddress) {
 				return false
 			}
 			seen[6] = true
@@ -2463,7 +2516,7 @@ func (s *ConflictException) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "Message":
-			if seen[0] || !decodeString(d, &s.Message) {
+			if seen[0] || !d.str(&s.Message) {
 				return false
 			}
 			seen[0] = true
@@ -2554,12 +2607,12 @@ func (s *CreateAliasInput) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "AliasName":
-			if seen[0] || !decodeString(d, &s.AliasName) {
+			if seen[0] || !d.str(&s.AliasName) {
 				return false
 			}
 			seen[0] = true
 		case "KeyArn":
-			if seen[1] || !decodeString(d, &s.KeyArn) {
+			if seen[1] || !d.str(&s.KeyArn) {
 				return false
 			}
 			seen[1] = true
@@ -3028,7 +3081,7 @@ func (s *DeleteAliasInput) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "AliasName":
-			if seen[0] || !decodeString(d, &s.AliasName) {
+			if seen[0] || !d.str(&s.AliasName) {
 				return false
 			}
 			seen[0] = true
@@ -3168,7 +3221,7 @@ func (s *DeleteKeyInput) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "KeyIdentifier":
-			if seen[0] || !decodeString(d, &s.KeyIdentifier) {
+			if seen[0] || !d.str(&s.KeyIdentifier) {
 				return false
 			}
 			seen[0] = true
@@ -3353,7 +3406,7 @@ func (s *DeleteResourcePolicyInput) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "ResourceArn":
-			if seen[0] || !decodeString(d, &s.ResourceArn) {
+			if seen[0] || !d.str(&s.ResourceArn) {
 				return false
 			}
 			seen[0] = true
@@ -3490,7 +3543,7 @@ func (s *DiffieHellmanDerivationData) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "SharedInformation":
-			if seen[0] || !decodeString(d, &s.SharedInformation) {
+			if seen[0] || !d.str(&s.SharedInformation) {
 				return false
 			}
 			seen[0] = true
@@ -3770,7 +3823,7 @@ func (s *DisassociateMpaTeamInput) decodeFast(d *fastDecoder) bool {
 			}
 			seen[0] = true
 		case "RequesterComment":
-			if seen[1] || !decodeString(d, &s.RequesterComment) {
+			if seen[1] || !d.str(&s.RequesterComment) {
 				return false
 			}
 			seen[1] = true
@@ -4135,7 +4188,7 @@ func (s *ExportAs2805KeyCryptogram) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "WrappingKeyIdentifier":
-			if seen[0] || !decodeString(d, &s.WrappingKeyIdentifier) {
+			if seen[0] || !d.str(&s.WrappingKeyIdentifier) {
 				return false
 			}
 			seen[0] = true
@@ -4359,17 +4412,17 @@ func (s *ExportDiffieHellmanTr31KeyBlock) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "PrivateKeyIdentifier":
-			if seen[0] || !decodeString(d, &s.PrivateKeyIdentifier) {
+			if seen[0] || !d.str(&s.PrivateKeyIdentifier) {
 				return false
 			}
 			seen[0] = true
 		case "CertificateAuthorityPublicKeyIdentifier":
-			if seen[1] || !decodeString(d, &s.CertificateAuthorityPublicKeyIdentifier) {
+			if seen[1] || !d.str(&s.CertificateAuthorityPublicKeyIdentifier) {
 				return false
 			}
 			seen[1] = true
 		case "PublicKeyCertificate":
-			if seen[2] || !decodeString(d, &s.PublicKeyCertificate) {
+			if seen[2] || !d.str(&s.PublicKeyCertificate) {
 				return false
 			}
 			seen[2] = true
@@ -4558,7 +4611,7 @@ func (s *ExportDukptInitialKey) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "KeySerialNumber":
-			if seen[0] || !decodeString(d, &s.KeySerialNumber) {
+			if seen[0] || !d.str(&s.KeySerialNumber) {
 				return false
 			}
 			seen[0] = true
@@ -4648,12 +4701,12 @@ func (s *ExportKeyCryptogram) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "CertificateAuthorityPublicKeyIdentifier":
-			if seen[0] || !decodeString(d, &s.CertificateAuthorityPublicKeyIdentifier) {
+			if seen[0] || !d.str(&s.CertificateAuthorityPublicKeyIdentifier) {
 				return false
 			}
 			seen[0] = true
 		case "WrappingKeyCertificate":
-			if seen[1] || !decodeString(d, &s.WrappingKeyCertificate) {
+			if seen[1] || !d.str(&s.WrappingKeyCertificate) {
 				return false
 			}
 			seen[1] = true
@@ -4774,7 +4827,7 @@ func (s *ExportKeyInput) decodeFast(d *fastDecoder) bool {
 			}
 			seen[0] = true
 		case "ExportKeyIdentifier":
-			if seen[1] || !decodeString(d, &s.ExportKeyIdentifier) {
+			if seen[1] || !d.str(&s.ExportKeyIdentifier) {
 				return false
 			}
 			seen[1] = true
@@ -5160,7 +5213,7 @@ func (s *ExportTr31KeyBlock) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "WrappingKeyIdentifier":
-			if seen[0] || !decodeString(d, &s.WrappingKeyIdentifier) {
+			if seen[0] || !d.str(&s.WrappingKeyIdentifier) {
 				return false
 			}
 			seen[0] = true
@@ -5282,27 +5335,27 @@ func (s *ExportTr34KeyBlock) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "CertificateAuthorityPublicKeyIdentifier":
-			if seen[0] || !decodeString(d, &s.CertificateAuthorityPublicKeyIdentifier) {
+			if seen[0] || !d.str(&s.CertificateAuthorityPublicKeyIdentifier) {
 				return false
 			}
 			seen[0] = true
 		case "WrappingKeyCertificate":
-			if seen[1] || !decodeString(d, &s.WrappingKeyCertificate) {
+			if seen[1] || !d.str(&s.WrappingKeyCertificate) {
 				return false
 			}
 			seen[1] = true
 		case "ExportToken":
-			if seen[2] || !decodeString(d, &s.ExportToken) {
+			if seen[2] || !d.str(&s.ExportToken) {
 				return false
 			}
 			seen[2] = true
 		case "SigningKeyIdentifier":
-			if seen[3] || !decodeString(d, &s.SigningKeyIdentifier) {
+			if seen[3] || !d.str(&s.SigningKeyIdentifier) {
 				return false
 			}
 			seen[3] = true
 		case "SigningKeyCertificate":
-			if seen[4] || !decodeString(d, &s.SigningKeyCertificate) {
+			if seen[4] || !d.str(&s.SigningKeyCertificate) {
 				return false
 			}
 			seen[4] = true
@@ -5312,7 +5365,7 @@ func (s *ExportTr34KeyBlock) decodeFast(d *fastDecoder) bool {
 			}
 			seen[5] = true
 		case "RandomNonce":
-			if seen[6] || !decodeString(d, &s.RandomNonce) {
+			if seen[6] || !d.str(&s.RandomNonce) {
 				return false
 			}
 			seen[6] = true
@@ -5475,7 +5528,7 @@ func (s *GetAliasInput) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "AliasName":
-			if seen[0] || !decodeString(d, &s.AliasName) {
+			if seen[0] || !d.str(&s.AliasName) {
 				return false
 			}
 			seen[0] = true
@@ -5651,7 +5704,7 @@ func (s *GetCertificateSigningRequestInput) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "KeyIdentifier":
-			if seen[0] || !decodeString(d, &s.KeyIdentifier) {
+			if seen[0] || !d.str(&s.KeyIdentifier) {
 				return false
 			}
 			seen[0] = true
@@ -5769,7 +5822,7 @@ func (s *GetCertificateSigningRequestOutput) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "CertificateSigningRequest":
-			if seen[0] || !decodeString(d, &s.CertificateSigningRequest) {
+			if seen[0] || !d.str(&s.CertificateSigningRequest) {
 				return false
 			}
 			seen[0] = true
@@ -5997,7 +6050,7 @@ func (s *GetKeyInput) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "KeyIdentifier":
-			if seen[0] || !decodeString(d, &s.KeyIdentifier) {
+			if seen[0] || !d.str(&s.KeyIdentifier) {
 				return false
 			}
 			seen[0] = true
@@ -6465,12 +6518,12 @@ func (s *GetParametersForExportOutput) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "SigningKeyCertificate":
-			if seen[0] || !decodeString(d, &s.SigningKeyCertificate) {
+			if seen[0] || !d.str(&s.SigningKeyCertificate) {
 				return false
 			}
 			seen[0] = true
 		case "SigningKeyCertificateChain":
-			if seen[1] || !decodeString(d, &s.SigningKeyCertificateChain) {
+			if seen[1] || !d.str(&s.SigningKeyCertificateChain) {
 				return false
 			}
 			seen[1] = true
@@ -6480,7 +6533,7 @@ func (s *GetParametersForExportOutput) decodeFast(d *fastDecoder) bool {
 			}
 			seen[2] = true
 		case "ExportToken":
-			if seen[3] || !decodeString(d, &s.ExportToken) {
+			if seen[3] || !d.str(&s.ExportToken) {
 				return false
 			}
 			seen[3] = true
@@ -6740,12 +6793,12 @@ func (s *GetParametersForImportOutput) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "WrappingKeyCertificate":
-			if seen[0] || !decodeString(d, &s.WrappingKeyCertificate) {
+			if seen[0] || !d.str(&s.WrappingKeyCertificate) {
 				return false
 			}
 			seen[0] = true
 		case "WrappingKeyCertificateChain":
-			if seen[1] || !decodeString(d, &s.WrappingKeyCertificateChain) {
+			if seen[1] || !d.str(&s.WrappingKeyCertificateChain) {
 				return false
 			}
 			seen[1] = true
@@ -6755,7 +6808,7 @@ func (s *GetParametersForImportOutput) decodeFast(d *fastDecoder) bool {
 			}
 			seen[2] = true
 		case "ImportToken":
-			if seen[3] || !decodeString(d, &s.ImportToken) {
+			if seen[3] || !d.str(&s.ImportToken) {
 				return false
 			}
 			seen[3] = true
@@ -6887,7 +6940,7 @@ func (s *GetPublicKeyCertificateInput) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "KeyIdentifier":
-			if seen[0] || !decodeString(d, &s.KeyIdentifier) {
+			if seen[0] || !d.str(&s.KeyIdentifier) {
 				return false
 			}
 			seen[0] = true
@@ -6974,12 +7027,12 @@ func (s *GetPublicKeyCertificateOutput) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "KeyCertificate":
-			if seen[0] || !decodeString(d, &s.KeyCertificate) {
+			if seen[0] || !d.str(&s.KeyCertificate) {
 				return false
 			}
 			seen[0] = true
 		case "KeyCertificateChain":
-			if seen[1] || !decodeString(d, &s.KeyCertificateChain) {
+			if seen[1] || !d.str(&s.KeyCertificateChain) {
 				return false
 			}
 			seen[1] = true
@@ -7074,7 +7127,7 @@ func (s *GetResourcePolicyInput) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "ResourceArn":
-			if seen[0] || !decodeString(d, &s.ResourceArn) {
+			if seen[0] || !d.str(&s.ResourceArn) {
 				return false
 			}
 			seen[0] = true
@@ -7161,12 +7214,12 @@ func (s *GetResourcePolicyOutput) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "ResourceArn":
-			if seen[0] || !decodeString(d, &s.ResourceArn) {
+			if seen[0] || !d.str(&s.ResourceArn) {
 				return false
 			}
 			seen[0] = true
 		case "Policy":
-			if seen[1] || !decodeString(d, &s.Policy) {
+			if seen[1] || !d.str(&s.Policy) {
 				return false
 			}
 			seen[1] = true
@@ -7296,12 +7349,12 @@ func (s *ImportAs2805KeyCryptogram) decodeFast(d *fastDecoder) bool {
 			}
 			seen[3] = true
 		case "WrappingKeyIdentifier":
-			if seen[4] || !decodeString(d, &s.WrappingKeyIdentifier) {
+			if seen[4] || !d.str(&s.WrappingKeyIdentifier) {
 				return false
 			}
 			seen[4] = true
 		case "WrappedKeyCryptogram":
-			if seen[5] || !decodeString(d, &s.WrappedKeyCryptogram) {
+			if seen[5] || !d.str(&s.WrappedKeyCryptogram) {
 				return false
 			}
 			seen[5] = true
@@ -7460,17 +7513,17 @@ func (s *ImportDiffieHellmanTr31KeyBlock) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "PrivateKeyIdentifier":
-			if seen[0] || !decodeString(d, &s.PrivateKeyIdentifier) {
+			if seen[0] || !d.str(&s.PrivateKeyIdentifier) {
 				return false
 			}
 			seen[0] = true
 		case "CertificateAuthorityPublicKeyIdentifier":
-			if seen[1] || !decodeString(d, &s.CertificateAuthorityPublicKeyIdentifier) {
+			if seen[1] || !d.str(&s.CertificateAuthorityPublicKeyIdentifier) {
 				return false
 			}
 			seen[1] = true
 		case "PublicKeyCertificate":
-			if seen[2] || !decodeString(d, &s.PublicKeyCertificate) {
+			if seen[2] || !d.str(&s.PublicKeyCertificate) {
 				return false
 			}
 			seen[2] = true
@@ -7495,7 +7548,7 @@ func (s *ImportDiffieHellmanTr31KeyBlock) decodeFast(d *fastDecoder) bool {
 			}
 			seen[6] = true
 		case "WrappedKeyBlock":
-			if seen[7] || !decodeString(d, &s.WrappedKeyBlock) {
+			if seen[7] || !d.str(&s.WrappedKeyBlock) {
 				return false
 			}
 			seen[7] = true
@@ -7680,12 +7733,12 @@ func (s *ImportKeyCryptogram) decodeFast(d *fastDecoder) bool {
 			}
 			seen[1] = true
 		case "WrappedKeyCryptogram":
-			if seen[2] || !decodeString(d, &s.WrappedKeyCryptogram) {
+			if seen[2] || !d.str(&s.WrappedKeyCryptogram) {
 				return false
 			}
 			seen[2] = true
 		case "ImportToken":
-			if seen[3] || !decodeString(d, &s.ImportToken) {
+			if seen[3] || !d.str(&s.ImportToken) {
 				return false
 			}
 			seen[3] = true
@@ -7856,7 +7909,7 @@ func (s *ImportKeyInput) decodeFast(d *fastDecoder) bool {
 			}
 			seen[4] = true
 		case "RequesterComment":
-			if seen[5] || !decodeString(d, &s.RequesterComment) {
+			if seen[5] || !d.str(&s.RequesterComment) {
 				return false
 			}
 			seen[5] = true
@@ -8322,12 +8375,12 @@ func (s *ImportTr31KeyBlock) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "WrappingKeyIdentifier":
-			if seen[0] || !decodeString(d, &s.WrappingKeyIdentifier) {
+			if seen[0] || !d.str(&s.WrappingKeyIdentifier) {
 				return false
 			}
 			seen[0] = true
 		case "WrappedKeyBlock":
-			if seen[1] || !decodeString(d, &s.WrappedKeyBlock) {
+			if seen[1] || !d.str(&s.WrappedKeyBlock) {
 				return false
 			}
 			seen[1] = true
@@ -8443,32 +8496,32 @@ func (s *ImportTr34KeyBlock) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "CertificateAuthorityPublicKeyIdentifier":
-			if seen[0] || !decodeString(d, &s.CertificateAuthorityPublicKeyIdentifier) {
+			if seen[0] || !d.str(&s.CertificateAuthorityPublicKeyIdentifier) {
 				return false
 			}
 			seen[0] = true
 		case "SigningKeyCertificate":
-			if seen[1] || !decodeString(d, &s.SigningKeyCertificate) {
+			if seen[1] || !d.str(&s.SigningKeyCertificate) {
 				return false
 			}
 			seen[1] = true
 		case "ImportToken":
-			if seen[2] || !decodeString(d, &s.ImportToken) {
+			if seen[2] || !d.str(&s.ImportToken) {
 				return false
 			}
 			seen[2] = true
 		case "WrappingKeyIdentifier":
-			if seen[3] || !decodeString(d, &s.WrappingKeyIdentifier) {
+			if seen[3] || !d.str(&s.WrappingKeyIdentifier) {
 				return false
 			}
 			seen[3] = true
 		case "WrappingKeyCertificate":
-			if seen[4] || !decodeString(d, &s.WrappingKeyCertificate) {
+			if seen[4] || !d.str(&s.WrappingKeyCertificate) {
 				return false
 			}
 			seen[4] = true
 		case "WrappedKeyBlock":
-			if seen[5] || !decodeString(d, &s.WrappedKeyBlock) {
+			if seen[5] || !d.str(&s.WrappedKeyBlock) {
 				return false
 			}
 			seen[5] = true
@@ -8478,7 +8531,7 @@ func (s *ImportTr34KeyBlock) decodeFast(d *fastDecoder) bool {
 			}
 			seen[6] = true
 		case "RandomNonce":
-			if seen[7] || !decodeString(d, &s.RandomNonce) {
+			if seen[7] || !d.str(&s.RandomNonce) {
 				return false
 			}
 			seen[7] = true
@@ -8635,7 +8688,7 @@ func (s *InternalServerException) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "Message":
-			if seen[0] || !decodeString(d, &s.Message) {
+			if seen[0] || !d.str(&s.Message) {
 				return false
 			}
 			seen[0] = true
@@ -8777,7 +8830,7 @@ func (s *Key) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "KeyArn":
-			if seen[0] || !decodeString(d, &s.KeyArn) {
+			if seen[0] || !d.str(&s.KeyArn) {
 				return false
 			}
 			seen[0] = true
@@ -8787,7 +8840,7 @@ func (s *Key) decodeFast(d *fastDecoder) bool {
 			}
 			seen[1] = true
 		case "KeyCheckValue":
-			if seen[2] || !decodeString(d, &s.KeyCheckValue) {
+			if seen[2] || !d.str(&s.KeyCheckValue) {
 				return false
 			}
 			seen[2] = true
@@ -8852,7 +8905,7 @@ func (s *Key) decodeFast(d *fastDecoder) bool {
 			}
 			seen[14] = true
 		case "PrimaryRegion":
-			if seen[15] || !decodeString(d, &s.PrimaryRegion) {
+			if seen[15] || !d.str(&s.PrimaryRegion) {
 				return false
 			}
 			seen[15] = true
@@ -9293,7 +9346,7 @@ func (s *KeyBlockHeaders) decodeFast(d *fastDecoder) bool {
 			}
 			seen[1] = true
 		case "KeyVersion":
-			if seen[2] || !decodeString(d, &s.KeyVersion) {
+			if seen[2] || !d.str(&s.KeyVersion) {
 				return false
 			}
 			seen[2] = true
@@ -9626,7 +9679,7 @@ func (s *KeySummary) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "KeyArn":
-			if seen[0] || !decodeString(d, &s.KeyArn) {
+			if seen[0] || !d.str(&s.KeyArn) {
 				return false
 			}
 			seen[0] = true
@@ -9641,7 +9694,7 @@ func (s *KeySummary) decodeFast(d *fastDecoder) bool {
 			}
 			seen[2] = true
 		case "KeyCheckValue":
-			if seen[3] || !decodeString(d, &s.KeyCheckValue) {
+			if seen[3] || !d.str(&s.KeyCheckValue) {
 				return false
 			}
 			seen[3] = true
@@ -9661,7 +9714,7 @@ func (s *KeySummary) decodeFast(d *fastDecoder) bool {
 			}
 			seen[6] = true
 		case "PrimaryRegion":
-			if seen[7] || !decodeString(d, &s.PrimaryRegion) {
+			if seen[7] || !d.str(&s.PrimaryRegion) {
 				return false
 			}
 			seen[7] = true
@@ -9822,12 +9875,12 @@ func (s *ListAliasesInput) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "KeyArn":
-			if seen[0] || !decodeString(d, &s.KeyArn) {
+			if seen[0] || !d.str(&s.KeyArn) {
 				return false
 			}
 			seen[0] = true
 		case "NextToken":
-			if seen[1] || !decodeString(d, &s.NextToken) {
+			if seen[1] || !d.str(&s.NextToken) {
 				return false
 			}
 			seen[1] = true
@@ -9943,7 +9996,7 @@ func (s *ListAliasesOutput) decodeFast(d *fastDecoder) bool {
 			}
 			seen[0] = true
 		case "NextToken":
-			if seen[1] || !decodeString(d, &s.NextToken) {
+			if seen[1] || !d.str(&s.NextToken) {
 				return false
 			}
 			seen[1] = true
@@ -10057,7 +10110,7 @@ func (s *ListKeysInput) decodeFast(d *fastDecoder) bool {
 			}
 			seen[0] = true
 		case "NextToken":
-			if seen[1] || !decodeString(d, &s.NextToken) {
+			if seen[1] || !d.str(&s.NextToken) {
 				return false
 			}
 			seen[1] = true
@@ -10173,7 +10226,7 @@ func (s *ListKeysOutput) decodeFast(d *fastDecoder) bool {
 			}
 			seen[0] = true
 		case "NextToken":
-			if seen[1] || !decodeString(d, &s.NextToken) {
+			if seen[1] || !d.str(&s.NextToken) {
 				return false
 			}
 			seen[1] = true
@@ -10282,12 +10335,12 @@ func (s *ListTagsForResourceInput) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "ResourceArn":
-			if seen[0] || !decodeString(d, &s.ResourceArn) {
+			if seen[0] || !d.str(&s.ResourceArn) {
 				return false
 			}
 			seen[0] = true
 		case "NextToken":
-			if seen[1] || !decodeString(d, &s.NextToken) {
+			if seen[1] || !d.str(&s.NextToken) {
 				return false
 			}
 			seen[1] = true
@@ -10404,7 +10457,7 @@ func (s *ListTagsForResourceOutput) decodeFast(d *fastDecoder) bool {
 			}
 			seen[0] = true
 		case "NextToken":
-			if seen[1] || !decodeString(d, &s.NextToken) {
+			if seen[1] || !d.str(&s.NextToken) {
 				return false
 			}
 			seen[1] = true
@@ -10516,7 +10569,7 @@ func (s *MpaStatus) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "MpaSessionArn":
-			if seen[0] || !decodeString(d, &s.MpaSessionArn) {
+			if seen[0] || !d.str(&s.MpaSessionArn) {
 				return false
 			}
 			seen[0] = true
@@ -10531,7 +10584,7 @@ func (s *MpaStatus) decodeFast(d *fastDecoder) bool {
 			}
 			seen[2] = true
 		case "StatusMessage":
-			if seen[3] || !decodeString(d, &s.StatusMessage) {
+			if seen[3] || !d.str(&s.StatusMessage) {
 				return false
 			}
 			seen[3] = true
@@ -10660,7 +10713,7 @@ func (s *MpaTeamAssociation) decodeFast(d *fastDecoder) bool {
 			}
 			seen[0] = true
 		case "MpaTeamArn":
-			if seen[1] || !decodeString(d, &s.MpaTeamArn) {
+			if seen[1] || !d.str(&s.MpaTeamArn) {
 				return false
 			}
 			seen[1] = true
@@ -10788,7 +10841,7 @@ func (s *PublicPolicyException) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "Message":
-			if seen[0] || !decodeString(d, &s.Message) {
+			if seen[0] || !d.str(&s.Message) {
 				return false
 			}
 			seen[0] = true
@@ -10879,12 +10932,12 @@ func (s *PutResourcePolicyInput) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "ResourceArn":
-			if seen[0] || !decodeString(d, &s.ResourceArn) {
+			if seen[0] || !d.str(&s.ResourceArn) {
 				return false
 			}
 			seen[0] = true
 		case "Policy":
-			if seen[1] || !decodeString(d, &s.Policy) {
+			if seen[1] || !d.str(&s.Policy) {
 				return false
 			}
 			seen[1] = true
@@ -10982,12 +11035,12 @@ func (s *PutResourcePolicyOutput) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "ResourceArn":
-			if seen[0] || !decodeString(d, &s.ResourceArn) {
+			if seen[0] || !d.str(&s.ResourceArn) {
 				return false
 			}
 			seen[0] = true
 		case "Policy":
-			if seen[1] || !decodeString(d, &s.Policy) {
+			if seen[1] || !d.str(&s.Policy) {
 				return false
 			}
 			seen[1] = true
@@ -11085,7 +11138,7 @@ func (s *RemoveKeyReplicationRegionsInput) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "KeyIdentifier":
-			if seen[0] || !decodeString(d, &s.KeyIdentifier) {
+			if seen[0] || !d.str(&s.KeyIdentifier) {
 				return false
 			}
 			seen[0] = true
@@ -11286,7 +11339,7 @@ func (s *ReplicationStatusType) decodeFast(d *fastDecoder) bool {
 			}
 			seen[0] = true
 		case "StatusMessage":
-			if seen[1] || !decodeString(d, &s.StatusMessage) {
+			if seen[1] || !d.str(&s.StatusMessage) {
 				return false
 			}
 			seen[1] = true
@@ -11375,7 +11428,7 @@ func (s *ResourceNotFoundException) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "ResourceId":
-			if seen[0] || !decodeString(d, &s.ResourceId) {
+			if seen[0] || !d.str(&s.ResourceId) {
 				return false
 			}
 			seen[0] = true
@@ -11460,7 +11513,7 @@ func (s *RestoreKeyInput) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "KeyIdentifier":
-			if seen[0] || !decodeString(d, &s.KeyIdentifier) {
+			if seen[0] || !d.str(&s.KeyIdentifier) {
 				return false
 			}
 			seen[0] = true
@@ -11638,7 +11691,7 @@ func (s *RootCertificatePublicKey) decodeFast(d *fastDecoder) bool {
 			}
 			seen[0] = true
 		case "PublicKeyCertificate":
-			if seen[1] || !decodeString(d, &s.PublicKeyCertificate) {
+			if seen[1] || !d.str(&s.PublicKeyCertificate) {
 				return false
 			}
 			seen[1] = true
@@ -11735,7 +11788,7 @@ func (s *ServiceQuotaExceededException) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "Message":
-			if seen[0] || !decodeString(d, &s.Message) {
+			if seen[0] || !d.str(&s.Message) {
 				return false
 			}
 			seen[0] = true
@@ -11823,7 +11876,7 @@ func (s *ServiceUnavailableException) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "Message":
-			if seen[0] || !decodeString(d, &s.Message) {
+			if seen[0] || !d.str(&s.Message) {
 				return false
 			}
 			seen[0] = true
@@ -11911,7 +11964,7 @@ func (s *StartKeyUsageInput) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "KeyIdentifier":
-			if seen[0] || !decodeString(d, &s.KeyIdentifier) {
+			if seen[0] || !d.str(&s.KeyIdentifier) {
 				return false
 			}
 			seen[0] = true
@@ -12081,7 +12134,7 @@ func (s *StopKeyUsageInput) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "KeyIdentifier":
-			if seen[0] || !decodeString(d, &s.KeyIdentifier) {
+			if seen[0] || !d.str(&s.KeyIdentifier) {
 				return false
 			}
 			seen[0] = true
@@ -12254,12 +12307,12 @@ func (s *Tag) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "Key":
-			if seen[0] || !decodeString(d, &s.Key) {
+			if seen[0] || !d.str(&s.Key) {
 				return false
 			}
 			seen[0] = true
 		case "Value":
-			if seen[1] || !decodeString(d, &s.Value) {
+			if seen[1] || !d.str(&s.Value) {
 				return false
 			}
 			seen[1] = true
@@ -12357,7 +12410,7 @@ func (s *TagResourceInput) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "ResourceArn":
-			if seen[0] || !decodeString(d, &s.ResourceArn) {
+			if seen[0] || !d.str(&s.ResourceArn) {
 				return false
 			}
 			seen[0] = true
@@ -12519,7 +12572,7 @@ func (s *ThrottlingException) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "Message":
-			if seen[0] || !decodeString(d, &s.Message) {
+			if seen[0] || !d.str(&s.Message) {
 				return false
 			}
 			seen[0] = true
@@ -12618,12 +12671,12 @@ func (s *TrustedCertificatePublicKey) decodeFast(d *fastDecoder) bool {
 			}
 			seen[0] = true
 		case "PublicKeyCertificate":
-			if seen[1] || !decodeString(d, &s.PublicKeyCertificate) {
+			if seen[1] || !d.str(&s.PublicKeyCertificate) {
 				return false
 			}
 			seen[1] = true
 		case "CertificateAuthorityPublicKeyIdentifier":
-			if seen[2] || !decodeString(d, &s.CertificateAuthorityPublicKeyIdentifier) {
+			if seen[2] || !d.str(&s.CertificateAuthorityPublicKeyIdentifier) {
 				return false
 			}
 			seen[2] = true
@@ -12734,7 +12787,7 @@ func (s *UntagResourceInput) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "ResourceArn":
-			if seen[0] || !decodeString(d, &s.ResourceArn) {
+			if seen[0] || !d.str(&s.ResourceArn) {
 				return false
 			}
 			seen[0] = true
@@ -12897,12 +12950,12 @@ func (s *UpdateAliasInput) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "AliasName":
-			if seen[0] || !decodeString(d, &s.AliasName) {
+			if seen[0] || !d.str(&s.AliasName) {
 				return false
 			}
 			seen[0] = true
 		case "KeyArn":
-			if seen[1] || !decodeString(d, &s.KeyArn) {
+			if seen[1] || !d.str(&s.KeyArn) {
 				return false
 			}
 			seen[1] = true
@@ -13082,7 +13135,7 @@ func (s *ValidationException) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "Message":
-			if seen[0] || !decodeString(d, &s.Message) {
+			if seen[0] || !d.str(&s.Message) {
 				return false
 			}
 			seen[0] = true
@@ -13182,7 +13235,7 @@ func (s *WrappedKey) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "WrappingKeyArn":
-			if seen[0] || !decodeString(d, &s.WrappingKeyArn) {
+			if seen[0] || !d.str(&s.WrappingKeyArn) {
 				return false
 			}
 			seen[0] = true
@@ -13192,12 +13245,12 @@ func (s *WrappedKey) decodeFast(d *fastDecoder) bool {
 			}
 			seen[1] = true
 		case "KeyMaterial":
-			if seen[2] || !decodeString(d, &s.KeyMaterial) {
+			if seen[2] || !d.str(&s.KeyMaterial) {
 				return false
 			}
 			seen[2] = true
 		case "KeyCheckValue":
-			if seen[3] || !decodeString(d, &s.KeyCheckValue) {
+			if seen[3] || !d.str(&s.KeyCheckValue) {
 				return false
 			}
 			seen[3] = true
@@ -14079,9 +14132,9 @@ var (
 	// model pattern "(import-token-[0-9a-zA-Z]{16,64})?"
 	reImportTokenId = regexp.MustCompile(`^(?:(import-token-[0-9a-zA-Z]{16,64})?)$`)
 	// model pattern "arn:aws:payment-cryptography:[a-z]{2}-[a-z]{1,16}-[0-9]+:[0-9]{12}:key/[0-9a-zA-Z]{16,64}"
-	reKeyArn = regexp.MustCompile(`^(?:arn:aws:payment-cryptography:[a-z]{2}-[a-z]{1,16}-[0-9]+:[0-9]{12}:key/[0-9a-zA-Z]{16,64})$`)
+	reKeyArn = &memoPattern{re: regexp.MustCompile(`^(?:arn:aws:payment-cryptography:[a-z]{2}-[a-z]{1,16}-[0-9]+:[0-9]{12}:key/[0-9a-zA-Z]{16,64})$`)}
 	// model pattern "arn:aws:payment-cryptography:[a-z]{2}-[a-z]{1,16}-[0-9]+:[0-9]{12}:(key/[0-9a-zA-Z]{16,64}|alias/[a-zA-Z0-9/_-]+)$|^alias/[a-zA-Z0-9/_-]+"
-	reKeyArnOrKeyAliasType = regexp.MustCompile(`^(?:arn:aws:payment-cryptography:[a-z]{2}-[a-z]{1,16}-[0-9]+:[0-9]{12}:(key/[0-9a-zA-Z]{16,64}|alias/[a-zA-Z0-9/_-]+)$|^alias/[a-zA-Z0-9/_-]+)$`)
+	reKeyArnOrKeyAliasType = &memoPattern{re: regexp.MustCompile(`^(?:arn:aws:payment-cryptography:[a-z]{2}-[a-z]{1,16}-[0-9]+:[0-9]{12}:(key/[0-9a-zA-Z]{16,64}|alias/[a-zA-Z0-9/_-]+)$|^alias/[a-zA-Z0-9/_-]+)$`)}
 	// model pattern "[0-9a-fA-F]+"
 	reKeyCheckValue = regexp.MustCompile(`^(?:[0-9a-fA-F]+)$`)
 	// model pattern "[0-9A-Z]{2}+"

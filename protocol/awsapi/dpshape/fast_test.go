@@ -114,3 +114,24 @@ func FuzzDecodeJSON(f *testing.F) {
 		}
 	})
 }
+
+// TestMemoPattern: the remembered answers are the pattern's, before and
+// after the memo fills and starts over.
+func TestMemoPattern(t *testing.T) {
+	t.Parallel()
+	p := &memoPattern{re: reKeyArnOrKeyAliasType.re}
+	values := []string{"alias/a", "alias/", "arn:aws:payment-cryptography:us-east-1:111122223333:key/abcdefghijklmnop",
+		"arn:aws:payment-cryptography:us-east-1:111122223333:key/short", "x", "", strings.Repeat("alias/", 200)}
+	for i := range 3*memoMax + 10 {
+		v := values[i%len(values)]
+		if i%2 == 1 {
+			v = "alias/k" + strings.Repeat("x", i%100) // new values fill the memo
+		}
+		if got, want := p.MatchString(v), p.re.MatchString(v); got != want {
+			t.Fatalf("MatchString(%q) = %v, want %v (call %d)", v, got, want, i)
+		}
+	}
+	if n := p.n.Load(); n > memoMax {
+		t.Fatalf("memo holds %d values", n)
+	}
+}

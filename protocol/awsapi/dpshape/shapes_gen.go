@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -420,6 +422,7 @@ type fastDecoder struct {
 	off   int
 	depth int
 	bad   bool
+	strs  []string // string members point into it: one allocation for several
 }
 
 // maxFastDepth bounds nesting on the fast path; deeper documents take the
@@ -658,7 +661,25 @@ func (d *fastDecoder) skipString() bool {
 	return false
 }
 
-// decodeString decodes a string member; null leaves it nil.
+// str decodes a string member; null leaves it nil.
+func (d *fastDecoder) str(p **string) bool {
+	if d.null() {
+		*p = nil
+		return true
+	}
+	if d.peek() != '"' {
+		return false
+	}
+	s, ok := d.plainString()
+	if len(d.strs) == cap(d.strs) {
+		d.strs = make([]string, 0, 8)
+	}
+	d.strs = append(d.strs, s)
+	*p = &d.strs[len(d.strs)-1]
+	return ok
+}
+
+// decodeString decodes an enum member; null leaves it nil.
 func decodeString[T ~string](d *fastDecoder, p **T) bool {
 	if d.null() {
 		*p = nil
@@ -895,6 +916,38 @@ func sortedKeys[T any](m map[string]T) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// memoPattern is a compiled pattern that remembers whether the values it
+// has seen match: the generated code uses it for the patterns of
+// non-sensitive shapes with alternations (key ARNs and aliases), which
+// regexp matches by backtracking and which see the same few values on
+// every request. It holds at most memoMax values and starts over when full.
+type memoPattern struct {
+	re   *regexp.Regexp
+	seen sync.Map // string -> bool
+	n    atomic.Int32
+}
+
+const (
+	memoMax    = 4096
+	memoMaxLen = 512 // longer values are matched every time
+)
+
+// MatchString reports whether s matches the pattern.
+func (p *memoPattern) MatchString(s string) bool {
+	if v, ok := p.seen.Load(s); ok {
+		return v.(bool)
+	}
+	ok := p.re.MatchString(s)
+	if len(s) <= memoMaxLen {
+		if p.n.Add(1) > memoMax {
+			p.seen.Clear()
+			p.n.Store(1)
+		}
+		p.seen.Store(strings.Clone(s), ok) // s may be a substring of a whole request
+	}
+	return ok
 }
 
 // ---- Generated from the model ----
@@ -1602,7 +1655,7 @@ func (s *AccessDeniedException) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "Message":
-			if seen[0] || !decodeString(d, &s.Message) {
+			if seen[0] || !d.str(&s.Message) {
 				return false
 			}
 			seen[0] = true
@@ -1710,22 +1763,22 @@ func (s *AmexAttributes) decodeFast(d *fastDecoder) bool {
 			}
 			seen[0] = true
 		case "PrimaryAccountNumber":
-			if seen[1] || !decodeString(d, &s.PrimaryAccountNumber) {
+			if seen[1] || !d.str(&s.PrimaryAccountNumber) {
 				return false
 			}
 			seen[1] = true
 		case "PanSequenceNumber":
-			if seen[2] || !decodeString(d, &s.PanSequenceNumber) {
+			if seen[2] || !d.str(&s.PanSequenceNumber) {
 				return false
 			}
 			seen[2] = true
 		case "ApplicationTransactionCounter":
-			if seen[3] || !decodeString(d, &s.ApplicationTransactionCounter) {
+			if seen[3] || !d.str(&s.ApplicationTransactionCounter) {
 				return false
 			}
 			seen[3] = true
 		case "AuthorizationRequestKeyIdentifier":
-			if seen[4] || !decodeString(d, &s.AuthorizationRequestKeyIdentifier) {
+			if seen[4] || !d.str(&s.AuthorizationRequestKeyIdentifier) {
 				return false
 			}
 			seen[4] = true
@@ -1870,7 +1923,7 @@ func (s *AmexCardSecurityCodeVersion1) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "CardExpiryDate":
-			if seen[0] || !decodeString(d, &s.CardExpiryDate) {
+			if seen[0] || !d.str(&s.CardExpiryDate) {
 				return false
 			}
 			seen[0] = true
@@ -1957,12 +2010,12 @@ func (s *AmexCardSecurityCodeVersion2) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "CardExpiryDate":
-			if seen[0] || !decodeString(d, &s.CardExpiryDate) {
+			if seen[0] || !d.str(&s.CardExpiryDate) {
 				return false
 			}
 			seen[0] = true
 		case "ServiceCode":
-			if seen[1] || !decodeString(d, &s.ServiceCode) {
+			if seen[1] || !d.str(&s.ServiceCode) {
 				return false
 			}
 			seen[1] = true
@@ -2175,12 +2228,12 @@ func (s *As2805PekDerivationAttributes) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "SystemTraceAuditNumber":
-			if seen[0] || !decodeString(d, &s.SystemTraceAuditNumber) {
+			if seen[0] || !d.str(&s.SystemTraceAuditNumber) {
 				return false
 			}
 			seen[0] = true
 		case "TransactionAmount":
-			if seen[1] || !decodeString(d, &s.TransactionAmount) {
+			if seen[1] || !d.str(&s.TransactionAmount) {
 				return false
 			}
 			seen[1] = true
@@ -2594,17 +2647,17 @@ func (s *CardHolderVerificationValue) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "UnpredictableNumber":
-			if seen[0] || !decodeString(d, &s.UnpredictableNumber) {
+			if seen[0] || !d.str(&s.UnpredictableNumber) {
 				return false
 			}
 			seen[0] = true
 		case "PanSequenceNumber":
-			if seen[1] || !decodeString(d, &s.PanSequenceNumber) {
+			if seen[1] || !d.str(&s.PanSequenceNumber) {
 				return false
 			}
 			seen[1] = true
 		case "ApplicationTransactionCounter":
-			if seen[2] || !decodeString(d, &s.ApplicationTransactionCounter) {
+			if seen[2] || !d.str(&s.ApplicationTransactionCounter) {
 				return false
 			}
 			seen[2] = true
@@ -2966,12 +3019,12 @@ func (s *CardVerificationValue1) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "CardExpiryDate":
-			if seen[0] || !decodeString(d, &s.CardExpiryDate) {
+			if seen[0] || !d.str(&s.CardExpiryDate) {
 				return false
 			}
 			seen[0] = true
 		case "ServiceCode":
-			if seen[1] || !decodeString(d, &s.ServiceCode) {
+			if seen[1] || !d.str(&s.ServiceCode) {
 				return false
 			}
 			seen[1] = true
@@ -3066,7 +3119,7 @@ func (s *CardVerificationValue2) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "CardExpiryDate":
-			if seen[0] || !decodeString(d, &s.CardExpiryDate) {
+			if seen[0] || !d.str(&s.CardExpiryDate) {
 				return false
 			}
 			seen[0] = true
@@ -3265,7 +3318,7 @@ func (s *CryptogramVerificationArpcMethod1) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "AuthResponseCode":
-			if seen[0] || !decodeString(d, &s.AuthResponseCode) {
+			if seen[0] || !d.str(&s.AuthResponseCode) {
 				return false
 			}
 			seen[0] = true
@@ -3352,12 +3405,12 @@ func (s *CryptogramVerificationArpcMethod2) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "CardStatusUpdate":
-			if seen[0] || !decodeString(d, &s.CardStatusUpdate) {
+			if seen[0] || !d.str(&s.CardStatusUpdate) {
 				return false
 			}
 			seen[0] = true
 		case "ProprietaryAuthenticationData":
-			if seen[1] || !decodeString(d, &s.ProprietaryAuthenticationData) {
+			if seen[1] || !d.str(&s.ProprietaryAuthenticationData) {
 				return false
 			}
 			seen[1] = true
@@ -3454,12 +3507,12 @@ func (s *CurrentPinAttributes) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "CurrentPinPekIdentifier":
-			if seen[0] || !decodeString(d, &s.CurrentPinPekIdentifier) {
+			if seen[0] || !d.str(&s.CurrentPinPekIdentifier) {
 				return false
 			}
 			seen[0] = true
 		case "CurrentEncryptedPinBlock":
-			if seen[1] || !decodeString(d, &s.CurrentEncryptedPinBlock) {
+			if seen[1] || !d.str(&s.CurrentEncryptedPinBlock) {
 				return false
 			}
 			seen[1] = true
@@ -3561,7 +3614,7 @@ func (s *DecryptDataInput) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "CipherText":
-			if seen[0] || !decodeString(d, &s.CipherText) {
+			if seen[0] || !d.str(&s.CipherText) {
 				return false
 			}
 			seen[0] = true
@@ -3702,17 +3755,17 @@ func (s *DecryptDataOutput) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "KeyArn":
-			if seen[0] || !decodeString(d, &s.KeyArn) {
+			if seen[0] || !d.str(&s.KeyArn) {
 				return false
 			}
 			seen[0] = true
 		case "KeyCheckValue":
-			if seen[1] || !decodeString(d, &s.KeyCheckValue) {
+			if seen[1] || !d.str(&s.KeyCheckValue) {
 				return false
 			}
 			seen[1] = true
 		case "PlainText":
-			if seen[2] || !decodeString(d, &s.PlainText) {
+			if seen[2] || !d.str(&s.PlainText) {
 				return false
 			}
 			seen[2] = true
@@ -4002,7 +4055,7 @@ func (s *DiffieHellmanDerivationData) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "SharedInformation":
-			if seen[0] || !decodeString(d, &s.SharedInformation) {
+			if seen[0] || !d.str(&s.SharedInformation) {
 				return false
 			}
 			seen[0] = true
@@ -4098,17 +4151,17 @@ func (s *DiscoverDynamicCardVerificationCode) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "CardExpiryDate":
-			if seen[0] || !decodeString(d, &s.CardExpiryDate) {
+			if seen[0] || !d.str(&s.CardExpiryDate) {
 				return false
 			}
 			seen[0] = true
 		case "UnpredictableNumber":
-			if seen[1] || !decodeString(d, &s.UnpredictableNumber) {
+			if seen[1] || !d.str(&s.UnpredictableNumber) {
 				return false
 			}
 			seen[1] = true
 		case "ApplicationTransactionCounter":
-			if seen[2] || !decodeString(d, &s.ApplicationTransactionCounter) {
+			if seen[2] || !d.str(&s.ApplicationTransactionCounter) {
 				return false
 			}
 			seen[2] = true
@@ -4217,7 +4270,7 @@ func (s *DukptAttributes) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "KeySerialNumber":
-			if seen[0] || !decodeString(d, &s.KeySerialNumber) {
+			if seen[0] || !d.str(&s.KeySerialNumber) {
 				return false
 			}
 			seen[0] = true
@@ -4323,7 +4376,7 @@ func (s *DukptDerivationAttributes) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "KeySerialNumber":
-			if seen[0] || !decodeString(d, &s.KeySerialNumber) {
+			if seen[0] || !d.str(&s.KeySerialNumber) {
 				return false
 			}
 			seen[0] = true
@@ -4449,7 +4502,7 @@ func (s *DukptEncryptionAttributes) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "KeySerialNumber":
-			if seen[0] || !decodeString(d, &s.KeySerialNumber) {
+			if seen[0] || !d.str(&s.KeySerialNumber) {
 				return false
 			}
 			seen[0] = true
@@ -4469,7 +4522,7 @@ func (s *DukptEncryptionAttributes) decodeFast(d *fastDecoder) bool {
 			}
 			seen[3] = true
 		case "InitializationVector":
-			if seen[4] || !decodeString(d, &s.InitializationVector) {
+			if seen[4] || !d.str(&s.InitializationVector) {
 				return false
 			}
 			seen[4] = true
@@ -4602,22 +4655,22 @@ func (s *DynamicCardVerificationCode) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "UnpredictableNumber":
-			if seen[0] || !decodeString(d, &s.UnpredictableNumber) {
+			if seen[0] || !d.str(&s.UnpredictableNumber) {
 				return false
 			}
 			seen[0] = true
 		case "PanSequenceNumber":
-			if seen[1] || !decodeString(d, &s.PanSequenceNumber) {
+			if seen[1] || !d.str(&s.PanSequenceNumber) {
 				return false
 			}
 			seen[1] = true
 		case "ApplicationTransactionCounter":
-			if seen[2] || !decodeString(d, &s.ApplicationTransactionCounter) {
+			if seen[2] || !d.str(&s.ApplicationTransactionCounter) {
 				return false
 			}
 			seen[2] = true
 		case "TrackData":
-			if seen[3] || !decodeString(d, &s.TrackData) {
+			if seen[3] || !d.str(&s.TrackData) {
 				return false
 			}
 			seen[3] = true
@@ -4743,22 +4796,22 @@ func (s *DynamicCardVerificationValue) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "PanSequenceNumber":
-			if seen[0] || !decodeString(d, &s.PanSequenceNumber) {
+			if seen[0] || !d.str(&s.PanSequenceNumber) {
 				return false
 			}
 			seen[0] = true
 		case "CardExpiryDate":
-			if seen[1] || !decodeString(d, &s.CardExpiryDate) {
+			if seen[1] || !d.str(&s.CardExpiryDate) {
 				return false
 			}
 			seen[1] = true
 		case "ServiceCode":
-			if seen[2] || !decodeString(d, &s.ServiceCode) {
+			if seen[2] || !d.str(&s.ServiceCode) {
 				return false
 			}
 			seen[2] = true
 		case "ApplicationTransactionCounter":
-			if seen[3] || !decodeString(d, &s.ApplicationTransactionCounter) {
+			if seen[3] || !d.str(&s.ApplicationTransactionCounter) {
 				return false
 			}
 			seen[3] = true
@@ -4890,12 +4943,12 @@ func (s *EcdhDerivationAttributes) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "CertificateAuthorityPublicKeyIdentifier":
-			if seen[0] || !decodeString(d, &s.CertificateAuthorityPublicKeyIdentifier) {
+			if seen[0] || !d.str(&s.CertificateAuthorityPublicKeyIdentifier) {
 				return false
 			}
 			seen[0] = true
 		case "PublicKeyCertificate":
-			if seen[1] || !decodeString(d, &s.PublicKeyCertificate) {
+			if seen[1] || !d.str(&s.PublicKeyCertificate) {
 				return false
 			}
 			seen[1] = true
@@ -4915,7 +4968,7 @@ func (s *EcdhDerivationAttributes) decodeFast(d *fastDecoder) bool {
 			}
 			seen[4] = true
 		case "SharedInformation":
-			if seen[5] || !decodeString(d, &s.SharedInformation) {
+			if seen[5] || !d.str(&s.SharedInformation) {
 				return false
 			}
 			seen[5] = true
@@ -5068,17 +5121,17 @@ func (s *Emv2000Attributes) decodeFast(d *fastDecoder) bool {
 			}
 			seen[0] = true
 		case "PrimaryAccountNumber":
-			if seen[1] || !decodeString(d, &s.PrimaryAccountNumber) {
+			if seen[1] || !d.str(&s.PrimaryAccountNumber) {
 				return false
 			}
 			seen[1] = true
 		case "PanSequenceNumber":
-			if seen[2] || !decodeString(d, &s.PanSequenceNumber) {
+			if seen[2] || !d.str(&s.PanSequenceNumber) {
 				return false
 			}
 			seen[2] = true
 		case "ApplicationTransactionCounter":
-			if seen[3] || !decodeString(d, &s.ApplicationTransactionCounter) {
+			if seen[3] || !d.str(&s.ApplicationTransactionCounter) {
 				return false
 			}
 			seen[3] = true
@@ -5218,17 +5271,17 @@ func (s *EmvCommonAttributes) decodeFast(d *fastDecoder) bool {
 			}
 			seen[0] = true
 		case "PrimaryAccountNumber":
-			if seen[1] || !decodeString(d, &s.PrimaryAccountNumber) {
+			if seen[1] || !d.str(&s.PrimaryAccountNumber) {
 				return false
 			}
 			seen[1] = true
 		case "PanSequenceNumber":
-			if seen[2] || !decodeString(d, &s.PanSequenceNumber) {
+			if seen[2] || !d.str(&s.PanSequenceNumber) {
 				return false
 			}
 			seen[2] = true
 		case "ApplicationCryptogram":
-			if seen[3] || !decodeString(d, &s.ApplicationCryptogram) {
+			if seen[3] || !d.str(&s.ApplicationCryptogram) {
 				return false
 			}
 			seen[3] = true
@@ -5413,17 +5466,17 @@ func (s *EmvEncryptionAttributes) decodeFast(d *fastDecoder) bool {
 			}
 			seen[0] = true
 		case "PrimaryAccountNumber":
-			if seen[1] || !decodeString(d, &s.PrimaryAccountNumber) {
+			if seen[1] || !d.str(&s.PrimaryAccountNumber) {
 				return false
 			}
 			seen[1] = true
 		case "PanSequenceNumber":
-			if seen[2] || !decodeString(d, &s.PanSequenceNumber) {
+			if seen[2] || !d.str(&s.PanSequenceNumber) {
 				return false
 			}
 			seen[2] = true
 		case "SessionDerivationData":
-			if seen[3] || !decodeString(d, &s.SessionDerivationData) {
+			if seen[3] || !d.str(&s.SessionDerivationData) {
 				return false
 			}
 			seen[3] = true
@@ -5433,7 +5486,7 @@ func (s *EmvEncryptionAttributes) decodeFast(d *fastDecoder) bool {
 			}
 			seen[4] = true
 		case "InitializationVector":
-			if seen[5] || !decodeString(d, &s.InitializationVector) {
+			if seen[5] || !d.str(&s.InitializationVector) {
 				return false
 			}
 			seen[5] = true
@@ -5577,7 +5630,7 @@ func (s *EncryptDataInput) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "PlainText":
-			if seen[0] || !decodeString(d, &s.PlainText) {
+			if seen[0] || !d.str(&s.PlainText) {
 				return false
 			}
 			seen[0] = true
@@ -5718,17 +5771,17 @@ func (s *EncryptDataOutput) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "KeyArn":
-			if seen[0] || !decodeString(d, &s.KeyArn) {
+			if seen[0] || !d.str(&s.KeyArn) {
 				return false
 			}
 			seen[0] = true
 		case "KeyCheckValue":
-			if seen[1] || !decodeString(d, &s.KeyCheckValue) {
+			if seen[1] || !d.str(&s.KeyCheckValue) {
 				return false
 			}
 			seen[1] = true
 		case "CipherText":
-			if seen[2] || !decodeString(d, &s.CipherText) {
+			if seen[2] || !d.str(&s.CipherText) {
 				return false
 			}
 			seen[2] = true
@@ -6000,7 +6053,7 @@ func (s *GenerateAs2805KekValidationInput) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "KeyIdentifier":
-			if seen[0] || !decodeString(d, &s.KeyIdentifier) {
+			if seen[0] || !d.str(&s.KeyIdentifier) {
 				return false
 			}
 			seen[0] = true
@@ -6127,22 +6180,22 @@ func (s *GenerateAs2805KekValidationOutput) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "KeyArn":
-			if seen[0] || !decodeString(d, &s.KeyArn) {
+			if seen[0] || !d.str(&s.KeyArn) {
 				return false
 			}
 			seen[0] = true
 		case "KeyCheckValue":
-			if seen[1] || !decodeString(d, &s.KeyCheckValue) {
+			if seen[1] || !d.str(&s.KeyCheckValue) {
 				return false
 			}
 			seen[1] = true
 		case "RandomKeySend":
-			if seen[2] || !decodeString(d, &s.RandomKeySend) {
+			if seen[2] || !d.str(&s.RandomKeySend) {
 				return false
 			}
 			seen[2] = true
 		case "RandomKeyReceive":
-			if seen[3] || !decodeString(d, &s.RandomKeyReceive) {
+			if seen[3] || !d.str(&s.RandomKeyReceive) {
 				return false
 			}
 			seen[3] = true
@@ -6268,12 +6321,12 @@ func (s *GenerateAuthRequestCryptogramInput) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "KeyIdentifier":
-			if seen[0] || !decodeString(d, &s.KeyIdentifier) {
+			if seen[0] || !d.str(&s.KeyIdentifier) {
 				return false
 			}
 			seen[0] = true
 		case "TransactionData":
-			if seen[1] || !decodeString(d, &s.TransactionData) {
+			if seen[1] || !d.str(&s.TransactionData) {
 				return false
 			}
 			seen[1] = true
@@ -6408,17 +6461,17 @@ func (s *GenerateAuthRequestCryptogramOutput) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "KeyArn":
-			if seen[0] || !decodeString(d, &s.KeyArn) {
+			if seen[0] || !d.str(&s.KeyArn) {
 				return false
 			}
 			seen[0] = true
 		case "KeyCheckValue":
-			if seen[1] || !decodeString(d, &s.KeyCheckValue) {
+			if seen[1] || !d.str(&s.KeyCheckValue) {
 				return false
 			}
 			seen[1] = true
 		case "AuthRequestCryptogram":
-			if seen[2] || !decodeString(d, &s.AuthRequestCryptogram) {
+			if seen[2] || !d.str(&s.AuthRequestCryptogram) {
 				return false
 			}
 			seen[2] = true
@@ -6533,12 +6586,12 @@ func (s *GenerateCardValidationDataInput) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "KeyIdentifier":
-			if seen[0] || !decodeString(d, &s.KeyIdentifier) {
+			if seen[0] || !d.str(&s.KeyIdentifier) {
 				return false
 			}
 			seen[0] = true
 		case "PrimaryAccountNumber":
-			if seen[1] || !decodeString(d, &s.PrimaryAccountNumber) {
+			if seen[1] || !d.str(&s.PrimaryAccountNumber) {
 				return false
 			}
 			seen[1] = true
@@ -6672,17 +6725,17 @@ func (s *GenerateCardValidationDataOutput) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "KeyArn":
-			if seen[0] || !decodeString(d, &s.KeyArn) {
+			if seen[0] || !d.str(&s.KeyArn) {
 				return false
 			}
 			seen[0] = true
 		case "KeyCheckValue":
-			if seen[1] || !decodeString(d, &s.KeyCheckValue) {
+			if seen[1] || !d.str(&s.KeyCheckValue) {
 				return false
 			}
 			seen[1] = true
 		case "ValidationData":
-			if seen[2] || !decodeString(d, &s.ValidationData) {
+			if seen[2] || !d.str(&s.ValidationData) {
 				return false
 			}
 			seen[2] = true
@@ -6806,12 +6859,12 @@ func (s *GenerateMacEmvPinChangeInput) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "NewPinPekIdentifier":
-			if seen[0] || !decodeString(d, &s.NewPinPekIdentifier) {
+			if seen[0] || !d.str(&s.NewPinPekIdentifier) {
 				return false
 			}
 			seen[0] = true
 		case "NewEncryptedPinBlock":
-			if seen[1] || !decodeString(d, &s.NewEncryptedPinBlock) {
+			if seen[1] || !d.str(&s.NewEncryptedPinBlock) {
 				return false
 			}
 			seen[1] = true
@@ -6821,17 +6874,17 @@ func (s *GenerateMacEmvPinChangeInput) decodeFast(d *fastDecoder) bool {
 			}
 			seen[2] = true
 		case "SecureMessagingIntegrityKeyIdentifier":
-			if seen[3] || !decodeString(d, &s.SecureMessagingIntegrityKeyIdentifier) {
+			if seen[3] || !d.str(&s.SecureMessagingIntegrityKeyIdentifier) {
 				return false
 			}
 			seen[3] = true
 		case "SecureMessagingConfidentialityKeyIdentifier":
-			if seen[4] || !decodeString(d, &s.SecureMessagingConfidentialityKeyIdentifier) {
+			if seen[4] || !d.str(&s.SecureMessagingConfidentialityKeyIdentifier) {
 				return false
 			}
 			seen[4] = true
 		case "MessageData":
-			if seen[5] || !decodeString(d, &s.MessageData) {
+			if seen[5] || !d.str(&s.MessageData) {
 				return false
 			}
 			seen[5] = true
@@ -7012,42 +7065,42 @@ func (s *GenerateMacEmvPinChangeOutput) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "NewPinPekArn":
-			if seen[0] || !decodeString(d, &s.NewPinPekArn) {
+			if seen[0] || !d.str(&s.NewPinPekArn) {
 				return false
 			}
 			seen[0] = true
 		case "SecureMessagingIntegrityKeyArn":
-			if seen[1] || !decodeString(d, &s.SecureMessagingIntegrityKeyArn) {
+			if seen[1] || !d.str(&s.SecureMessagingIntegrityKeyArn) {
 				return false
 			}
 			seen[1] = true
 		case "SecureMessagingConfidentialityKeyArn":
-			if seen[2] || !decodeString(d, &s.SecureMessagingConfidentialityKeyArn) {
+			if seen[2] || !d.str(&s.SecureMessagingConfidentialityKeyArn) {
 				return false
 			}
 			seen[2] = true
 		case "Mac":
-			if seen[3] || !decodeString(d, &s.Mac) {
+			if seen[3] || !d.str(&s.Mac) {
 				return false
 			}
 			seen[3] = true
 		case "EncryptedPinBlock":
-			if seen[4] || !decodeString(d, &s.EncryptedPinBlock) {
+			if seen[4] || !d.str(&s.EncryptedPinBlock) {
 				return false
 			}
 			seen[4] = true
 		case "NewPinPekKeyCheckValue":
-			if seen[5] || !decodeString(d, &s.NewPinPekKeyCheckValue) {
+			if seen[5] || !d.str(&s.NewPinPekKeyCheckValue) {
 				return false
 			}
 			seen[5] = true
 		case "SecureMessagingIntegrityKeyCheckValue":
-			if seen[6] || !decodeString(d, &s.SecureMessagingIntegrityKeyCheckValue) {
+			if seen[6] || !d.str(&s.SecureMessagingIntegrityKeyCheckValue) {
 				return false
 			}
 			seen[6] = true
 		case "SecureMessagingConfidentialityKeyCheckValue":
-			if seen[7] || !decodeString(d, &s.SecureMessagingConfidentialityKeyCheckValue) {
+			if seen[7] || !d.str(&s.SecureMessagingConfidentialityKeyCheckValue) {
 				return false
 			}
 			seen[7] = true
@@ -7234,12 +7287,12 @@ func (s *GenerateMacInput) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "KeyIdentifier":
-			if seen[0] || !decodeString(d, &s.KeyIdentifier) {
+			if seen[0] || !d.str(&s.KeyIdentifier) {
 				return false
 			}
 			seen[0] = true
 		case "MessageData":
-			if seen[1] || !decodeString(d, &s.MessageData) {
+			if seen[1] || !d.str(&s.MessageData) {
 				return false
 			}
 			seen[1] = true
@@ -7373,17 +7426,17 @@ func (s *GenerateMacOutput) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "KeyArn":
-			if seen[0] || !decodeString(d, &s.KeyArn) {
+			if seen[0] || !d.str(&s.KeyArn) {
 				return false
 			}
 			seen[0] = true
 		case "KeyCheckValue":
-			if seen[1] || !decodeString(d, &s.KeyCheckValue) {
+			if seen[1] || !d.str(&s.KeyCheckValue) {
 				return false
 			}
 			seen[1] = true
 		case "Mac":
-			if seen[2] || !decodeString(d, &s.Mac) {
+			if seen[2] || !d.str(&s.Mac) {
 				return false
 			}
 			seen[2] = true
@@ -7507,12 +7560,12 @@ func (s *GeneratePinDataInput) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "GenerationKeyIdentifier":
-			if seen[0] || !decodeString(d, &s.GenerationKeyIdentifier) {
+			if seen[0] || !d.str(&s.GenerationKeyIdentifier) {
 				return false
 			}
 			seen[0] = true
 		case "EncryptionKeyIdentifier":
-			if seen[1] || !decodeString(d, &s.EncryptionKeyIdentifier) {
+			if seen[1] || !d.str(&s.EncryptionKeyIdentifier) {
 				return false
 			}
 			seen[1] = true
@@ -7527,7 +7580,7 @@ func (s *GeneratePinDataInput) decodeFast(d *fastDecoder) bool {
 			}
 			seen[3] = true
 		case "PrimaryAccountNumber":
-			if seen[4] || !decodeString(d, &s.PrimaryAccountNumber) {
+			if seen[4] || !d.str(&s.PrimaryAccountNumber) {
 				return false
 			}
 			seen[4] = true
@@ -7703,27 +7756,27 @@ func (s *GeneratePinDataOutput) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "GenerationKeyArn":
-			if seen[0] || !decodeString(d, &s.GenerationKeyArn) {
+			if seen[0] || !d.str(&s.GenerationKeyArn) {
 				return false
 			}
 			seen[0] = true
 		case "GenerationKeyCheckValue":
-			if seen[1] || !decodeString(d, &s.GenerationKeyCheckValue) {
+			if seen[1] || !d.str(&s.GenerationKeyCheckValue) {
 				return false
 			}
 			seen[1] = true
 		case "EncryptionKeyArn":
-			if seen[2] || !decodeString(d, &s.EncryptionKeyArn) {
+			if seen[2] || !d.str(&s.EncryptionKeyArn) {
 				return false
 			}
 			seen[2] = true
 		case "EncryptionKeyCheckValue":
-			if seen[3] || !decodeString(d, &s.EncryptionKeyCheckValue) {
+			if seen[3] || !d.str(&s.EncryptionKeyCheckValue) {
 				return false
 			}
 			seen[3] = true
 		case "EncryptedPinBlock":
-			if seen[4] || !decodeString(d, &s.EncryptedPinBlock) {
+			if seen[4] || !d.str(&s.EncryptedPinBlock) {
 				return false
 			}
 			seen[4] = true
@@ -7875,17 +7928,17 @@ func (s *Ibm3624NaturalPin) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "DecimalizationTable":
-			if seen[0] || !decodeString(d, &s.DecimalizationTable) {
+			if seen[0] || !d.str(&s.DecimalizationTable) {
 				return false
 			}
 			seen[0] = true
 		case "PinValidationDataPadCharacter":
-			if seen[1] || !decodeString(d, &s.PinValidationDataPadCharacter) {
+			if seen[1] || !d.str(&s.PinValidationDataPadCharacter) {
 				return false
 			}
 			seen[1] = true
 		case "PinValidationData":
-			if seen[2] || !decodeString(d, &s.PinValidationData) {
+			if seen[2] || !d.str(&s.PinValidationData) {
 				return false
 			}
 			seen[2] = true
@@ -8000,22 +8053,22 @@ func (s *Ibm3624PinFromOffset) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "DecimalizationTable":
-			if seen[0] || !decodeString(d, &s.DecimalizationTable) {
+			if seen[0] || !d.str(&s.DecimalizationTable) {
 				return false
 			}
 			seen[0] = true
 		case "PinValidationDataPadCharacter":
-			if seen[1] || !decodeString(d, &s.PinValidationDataPadCharacter) {
+			if seen[1] || !d.str(&s.PinValidationDataPadCharacter) {
 				return false
 			}
 			seen[1] = true
 		case "PinValidationData":
-			if seen[2] || !decodeString(d, &s.PinValidationData) {
+			if seen[2] || !d.str(&s.PinValidationData) {
 				return false
 			}
 			seen[2] = true
 		case "PinOffset":
-			if seen[3] || !decodeString(d, &s.PinOffset) {
+			if seen[3] || !d.str(&s.PinOffset) {
 				return false
 			}
 			seen[3] = true
@@ -8141,22 +8194,22 @@ func (s *Ibm3624PinOffset) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "EncryptedPinBlock":
-			if seen[0] || !decodeString(d, &s.EncryptedPinBlock) {
+			if seen[0] || !d.str(&s.EncryptedPinBlock) {
 				return false
 			}
 			seen[0] = true
 		case "DecimalizationTable":
-			if seen[1] || !decodeString(d, &s.DecimalizationTable) {
+			if seen[1] || !d.str(&s.DecimalizationTable) {
 				return false
 			}
 			seen[1] = true
 		case "PinValidationDataPadCharacter":
-			if seen[2] || !decodeString(d, &s.PinValidationDataPadCharacter) {
+			if seen[2] || !d.str(&s.PinValidationDataPadCharacter) {
 				return false
 			}
 			seen[2] = true
 		case "PinValidationData":
-			if seen[3] || !decodeString(d, &s.PinValidationData) {
+			if seen[3] || !d.str(&s.PinValidationData) {
 				return false
 			}
 			seen[3] = true
@@ -8282,22 +8335,22 @@ func (s *Ibm3624PinVerification) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "DecimalizationTable":
-			if seen[0] || !decodeString(d, &s.DecimalizationTable) {
+			if seen[0] || !d.str(&s.DecimalizationTable) {
 				return false
 			}
 			seen[0] = true
 		case "PinValidationDataPadCharacter":
-			if seen[1] || !decodeString(d, &s.PinValidationDataPadCharacter) {
+			if seen[1] || !d.str(&s.PinValidationDataPadCharacter) {
 				return false
 			}
 			seen[1] = true
 		case "PinValidationData":
-			if seen[2] || !decodeString(d, &s.PinValidationData) {
+			if seen[2] || !d.str(&s.PinValidationData) {
 				return false
 			}
 			seen[2] = true
 		case "PinOffset":
-			if seen[3] || !decodeString(d, &s.PinOffset) {
+			if seen[3] || !d.str(&s.PinOffset) {
 				return false
 			}
 			seen[3] = true
@@ -8420,17 +8473,17 @@ func (s *Ibm3624RandomPin) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "DecimalizationTable":
-			if seen[0] || !decodeString(d, &s.DecimalizationTable) {
+			if seen[0] || !d.str(&s.DecimalizationTable) {
 				return false
 			}
 			seen[0] = true
 		case "PinValidationDataPadCharacter":
-			if seen[1] || !decodeString(d, &s.PinValidationDataPadCharacter) {
+			if seen[1] || !d.str(&s.PinValidationDataPadCharacter) {
 				return false
 			}
 			seen[1] = true
 		case "PinValidationData":
-			if seen[2] || !decodeString(d, &s.PinValidationData) {
+			if seen[2] || !d.str(&s.PinValidationData) {
 				return false
 			}
 			seen[2] = true
@@ -8557,17 +8610,17 @@ func (s *IncomingDiffieHellmanTr31KeyBlock) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "PrivateKeyIdentifier":
-			if seen[0] || !decodeString(d, &s.PrivateKeyIdentifier) {
+			if seen[0] || !d.str(&s.PrivateKeyIdentifier) {
 				return false
 			}
 			seen[0] = true
 		case "CertificateAuthorityPublicKeyIdentifier":
-			if seen[1] || !decodeString(d, &s.CertificateAuthorityPublicKeyIdentifier) {
+			if seen[1] || !d.str(&s.CertificateAuthorityPublicKeyIdentifier) {
 				return false
 			}
 			seen[1] = true
 		case "PublicKeyCertificate":
-			if seen[2] || !decodeString(d, &s.PublicKeyCertificate) {
+			if seen[2] || !d.str(&s.PublicKeyCertificate) {
 				return false
 			}
 			seen[2] = true
@@ -8592,7 +8645,7 @@ func (s *IncomingDiffieHellmanTr31KeyBlock) decodeFast(d *fastDecoder) bool {
 			}
 			seen[6] = true
 		case "WrappedKeyBlock":
-			if seen[7] || !decodeString(d, &s.WrappedKeyBlock) {
+			if seen[7] || !d.str(&s.WrappedKeyBlock) {
 				return false
 			}
 			seen[7] = true
@@ -8847,7 +8900,7 @@ func (s *InternalServerException) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "Message":
-			if seen[0] || !decodeString(d, &s.Message) {
+			if seen[0] || !d.str(&s.Message) {
 				return false
 			}
 			seen[0] = true
@@ -9037,7 +9090,7 @@ func (s *KekValidationResponse) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "RandomKeySend":
-			if seen[0] || !decodeString(d, &s.RandomKeySend) {
+			if seen[0] || !d.str(&s.RandomKeySend) {
 				return false
 			}
 			seen[0] = true
@@ -9127,7 +9180,7 @@ func (s *MacAlgorithmDukpt) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "KeySerialNumber":
-			if seen[0] || !decodeString(d, &s.KeySerialNumber) {
+			if seen[0] || !d.str(&s.KeySerialNumber) {
 				return false
 			}
 			seen[0] = true
@@ -9259,12 +9312,12 @@ func (s *MacAlgorithmEmv) decodeFast(d *fastDecoder) bool {
 			}
 			seen[0] = true
 		case "PrimaryAccountNumber":
-			if seen[1] || !decodeString(d, &s.PrimaryAccountNumber) {
+			if seen[1] || !d.str(&s.PrimaryAccountNumber) {
 				return false
 			}
 			seen[1] = true
 		case "PanSequenceNumber":
-			if seen[2] || !decodeString(d, &s.PanSequenceNumber) {
+			if seen[2] || !d.str(&s.PanSequenceNumber) {
 				return false
 			}
 			seen[2] = true
@@ -9600,17 +9653,17 @@ func (s *MasterCardAttributes) decodeFast(d *fastDecoder) bool {
 			}
 			seen[0] = true
 		case "PrimaryAccountNumber":
-			if seen[1] || !decodeString(d, &s.PrimaryAccountNumber) {
+			if seen[1] || !d.str(&s.PrimaryAccountNumber) {
 				return false
 			}
 			seen[1] = true
 		case "PanSequenceNumber":
-			if seen[2] || !decodeString(d, &s.PanSequenceNumber) {
+			if seen[2] || !d.str(&s.PanSequenceNumber) {
 				return false
 			}
 			seen[2] = true
 		case "ApplicationCryptogram":
-			if seen[3] || !decodeString(d, &s.ApplicationCryptogram) {
+			if seen[3] || !d.str(&s.ApplicationCryptogram) {
 				return false
 			}
 			seen[3] = true
@@ -9819,7 +9872,7 @@ func (s *OutgoingTr31KeyBlock) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "WrappingKeyIdentifier":
-			if seen[0] || !decodeString(d, &s.WrappingKeyIdentifier) {
+			if seen[0] || !d.str(&s.WrappingKeyIdentifier) {
 				return false
 			}
 			seen[0] = true
@@ -9906,12 +9959,12 @@ func (s *PinData) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "PinOffset":
-			if seen[0] || !decodeString(d, &s.PinOffset) {
+			if seen[0] || !d.str(&s.PinOffset) {
 				return false
 			}
 			seen[0] = true
 		case "VerificationValue":
-			if seen[1] || !decodeString(d, &s.VerificationValue) {
+			if seen[1] || !d.str(&s.VerificationValue) {
 				return false
 			}
 			seen[1] = true
@@ -10352,12 +10405,12 @@ func (s *ReEncryptDataInput) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "OutgoingKeyIdentifier":
-			if seen[0] || !decodeString(d, &s.OutgoingKeyIdentifier) {
+			if seen[0] || !d.str(&s.OutgoingKeyIdentifier) {
 				return false
 			}
 			seen[0] = true
 		case "CipherText":
-			if seen[1] || !decodeString(d, &s.CipherText) {
+			if seen[1] || !d.str(&s.CipherText) {
 				return false
 			}
 			seen[1] = true
@@ -10544,17 +10597,17 @@ func (s *ReEncryptDataOutput) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "KeyArn":
-			if seen[0] || !decodeString(d, &s.KeyArn) {
+			if seen[0] || !d.str(&s.KeyArn) {
 				return false
 			}
 			seen[0] = true
 		case "KeyCheckValue":
-			if seen[1] || !decodeString(d, &s.KeyCheckValue) {
+			if seen[1] || !d.str(&s.KeyCheckValue) {
 				return false
 			}
 			seen[1] = true
 		case "CipherText":
-			if seen[2] || !decodeString(d, &s.CipherText) {
+			if seen[2] || !d.str(&s.CipherText) {
 				return false
 			}
 			seen[2] = true
@@ -10775,7 +10828,7 @@ func (s *ResourceNotFoundException) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "ResourceId":
-			if seen[0] || !decodeString(d, &s.ResourceId) {
+			if seen[0] || !d.str(&s.ResourceId) {
 				return false
 			}
 			seen[0] = true
@@ -10863,12 +10916,12 @@ func (s *SessionKeyAmex) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "PrimaryAccountNumber":
-			if seen[0] || !decodeString(d, &s.PrimaryAccountNumber) {
+			if seen[0] || !d.str(&s.PrimaryAccountNumber) {
 				return false
 			}
 			seen[0] = true
 		case "PanSequenceNumber":
-			if seen[1] || !decodeString(d, &s.PanSequenceNumber) {
+			if seen[1] || !d.str(&s.PanSequenceNumber) {
 				return false
 			}
 			seen[1] = true
@@ -11173,12 +11226,12 @@ func (s *SessionKeyDerivationValue) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "ApplicationCryptogram":
-			if seen[0] || !decodeString(d, &s.ApplicationCryptogram) {
+			if seen[0] || !d.str(&s.ApplicationCryptogram) {
 				return false
 			}
 			seen[0] = true
 		case "ApplicationTransactionCounter":
-			if seen[1] || !decodeString(d, &s.ApplicationTransactionCounter) {
+			if seen[1] || !d.str(&s.ApplicationTransactionCounter) {
 				return false
 			}
 			seen[1] = true
@@ -11287,17 +11340,17 @@ func (s *SessionKeyEmv2000) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "PrimaryAccountNumber":
-			if seen[0] || !decodeString(d, &s.PrimaryAccountNumber) {
+			if seen[0] || !d.str(&s.PrimaryAccountNumber) {
 				return false
 			}
 			seen[0] = true
 		case "PanSequenceNumber":
-			if seen[1] || !decodeString(d, &s.PanSequenceNumber) {
+			if seen[1] || !d.str(&s.PanSequenceNumber) {
 				return false
 			}
 			seen[1] = true
 		case "ApplicationTransactionCounter":
-			if seen[2] || !decodeString(d, &s.ApplicationTransactionCounter) {
+			if seen[2] || !d.str(&s.ApplicationTransactionCounter) {
 				return false
 			}
 			seen[2] = true
@@ -11409,17 +11462,17 @@ func (s *SessionKeyEmvCommon) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "PrimaryAccountNumber":
-			if seen[0] || !decodeString(d, &s.PrimaryAccountNumber) {
+			if seen[0] || !d.str(&s.PrimaryAccountNumber) {
 				return false
 			}
 			seen[0] = true
 		case "PanSequenceNumber":
-			if seen[1] || !decodeString(d, &s.PanSequenceNumber) {
+			if seen[1] || !d.str(&s.PanSequenceNumber) {
 				return false
 			}
 			seen[1] = true
 		case "ApplicationTransactionCounter":
-			if seen[2] || !decodeString(d, &s.ApplicationTransactionCounter) {
+			if seen[2] || !d.str(&s.ApplicationTransactionCounter) {
 				return false
 			}
 			seen[2] = true
@@ -11534,22 +11587,22 @@ func (s *SessionKeyMastercard) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "PrimaryAccountNumber":
-			if seen[0] || !decodeString(d, &s.PrimaryAccountNumber) {
+			if seen[0] || !d.str(&s.PrimaryAccountNumber) {
 				return false
 			}
 			seen[0] = true
 		case "PanSequenceNumber":
-			if seen[1] || !decodeString(d, &s.PanSequenceNumber) {
+			if seen[1] || !d.str(&s.PanSequenceNumber) {
 				return false
 			}
 			seen[1] = true
 		case "ApplicationTransactionCounter":
-			if seen[2] || !decodeString(d, &s.ApplicationTransactionCounter) {
+			if seen[2] || !d.str(&s.ApplicationTransactionCounter) {
 				return false
 			}
 			seen[2] = true
 		case "UnpredictableNumber":
-			if seen[3] || !decodeString(d, &s.UnpredictableNumber) {
+			if seen[3] || !d.str(&s.UnpredictableNumber) {
 				return false
 			}
 			seen[3] = true
@@ -11672,17 +11725,17 @@ func (s *SessionKeyUnionPay) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "PrimaryAccountNumber":
-			if seen[0] || !decodeString(d, &s.PrimaryAccountNumber) {
+			if seen[0] || !d.str(&s.PrimaryAccountNumber) {
 				return false
 			}
 			seen[0] = true
 		case "PanSequenceNumber":
-			if seen[1] || !decodeString(d, &s.PanSequenceNumber) {
+			if seen[1] || !d.str(&s.PanSequenceNumber) {
 				return false
 			}
 			seen[1] = true
 		case "ApplicationTransactionCounter":
-			if seen[2] || !decodeString(d, &s.ApplicationTransactionCounter) {
+			if seen[2] || !d.str(&s.ApplicationTransactionCounter) {
 				return false
 			}
 			seen[2] = true
@@ -11791,12 +11844,12 @@ func (s *SessionKeyVisa) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "PrimaryAccountNumber":
-			if seen[0] || !decodeString(d, &s.PrimaryAccountNumber) {
+			if seen[0] || !d.str(&s.PrimaryAccountNumber) {
 				return false
 			}
 			seen[0] = true
 		case "PanSequenceNumber":
-			if seen[1] || !decodeString(d, &s.PanSequenceNumber) {
+			if seen[1] || !d.str(&s.PanSequenceNumber) {
 				return false
 			}
 			seen[1] = true
@@ -11902,7 +11955,7 @@ func (s *SymmetricEncryptionAttributes) decodeFast(d *fastDecoder) bool {
 			}
 			seen[0] = true
 		case "InitializationVector":
-			if seen[1] || !decodeString(d, &s.InitializationVector) {
+			if seen[1] || !d.str(&s.InitializationVector) {
 				return false
 			}
 			seen[1] = true
@@ -12011,7 +12064,7 @@ func (s *ThrottlingException) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "Message":
-			if seen[0] || !decodeString(d, &s.Message) {
+			if seen[0] || !d.str(&s.Message) {
 				return false
 			}
 			seen[0] = true
@@ -12337,12 +12390,12 @@ func (s *TranslatePinDataInput) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "IncomingKeyIdentifier":
-			if seen[0] || !decodeString(d, &s.IncomingKeyIdentifier) {
+			if seen[0] || !d.str(&s.IncomingKeyIdentifier) {
 				return false
 			}
 			seen[0] = true
 		case "OutgoingKeyIdentifier":
-			if seen[1] || !decodeString(d, &s.OutgoingKeyIdentifier) {
+			if seen[1] || !d.str(&s.OutgoingKeyIdentifier) {
 				return false
 			}
 			seen[1] = true
@@ -12357,7 +12410,7 @@ func (s *TranslatePinDataInput) decodeFast(d *fastDecoder) bool {
 			}
 			seen[3] = true
 		case "EncryptedPinBlock":
-			if seen[4] || !decodeString(d, &s.EncryptedPinBlock) {
+			if seen[4] || !d.str(&s.EncryptedPinBlock) {
 				return false
 			}
 			seen[4] = true
@@ -12580,17 +12633,17 @@ func (s *TranslatePinDataOutput) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "PinBlock":
-			if seen[0] || !decodeString(d, &s.PinBlock) {
+			if seen[0] || !d.str(&s.PinBlock) {
 				return false
 			}
 			seen[0] = true
 		case "KeyArn":
-			if seen[1] || !decodeString(d, &s.KeyArn) {
+			if seen[1] || !d.str(&s.KeyArn) {
 				return false
 			}
 			seen[1] = true
 		case "KeyCheckValue":
-			if seen[2] || !decodeString(d, &s.KeyCheckValue) {
+			if seen[2] || !d.str(&s.KeyCheckValue) {
 				return false
 			}
 			seen[2] = true
@@ -12880,7 +12933,7 @@ func (s *TranslationPinDataAs2805Format0) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "PrimaryAccountNumber":
-			if seen[0] || !decodeString(d, &s.PrimaryAccountNumber) {
+			if seen[0] || !d.str(&s.PrimaryAccountNumber) {
 				return false
 			}
 			seen[0] = true
@@ -12964,7 +13017,7 @@ func (s *TranslationPinDataIsoFormat034) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "PrimaryAccountNumber":
-			if seen[0] || !decodeString(d, &s.PrimaryAccountNumber) {
+			if seen[0] || !d.str(&s.PrimaryAccountNumber) {
 				return false
 			}
 			seen[0] = true
@@ -13104,7 +13157,7 @@ func (s *ValidationException) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "message":
-			if seen[0] || !decodeString(d, &s.Message) {
+			if seen[0] || !d.str(&s.Message) {
 				return false
 			}
 			seen[0] = true
@@ -13222,12 +13275,12 @@ func (s *ValidationExceptionField) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "path":
-			if seen[0] || !decodeString(d, &s.Path) {
+			if seen[0] || !d.str(&s.Path) {
 				return false
 			}
 			seen[0] = true
 		case "message":
-			if seen[1] || !decodeString(d, &s.Message) {
+			if seen[1] || !d.str(&s.Message) {
 				return false
 			}
 			seen[1] = true
@@ -13324,7 +13377,7 @@ func (s *VerificationFailedException) decodeFast(d *fastDecoder) bool {
 			}
 			seen[0] = true
 		case "Message":
-			if seen[1] || !decodeString(d, &s.Message) {
+			if seen[1] || !d.str(&s.Message) {
 				return false
 			}
 			seen[1] = true
@@ -13441,17 +13494,17 @@ func (s *VerifyAuthRequestCryptogramInput) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "KeyIdentifier":
-			if seen[0] || !decodeString(d, &s.KeyIdentifier) {
+			if seen[0] || !d.str(&s.KeyIdentifier) {
 				return false
 			}
 			seen[0] = true
 		case "TransactionData":
-			if seen[1] || !decodeString(d, &s.TransactionData) {
+			if seen[1] || !d.str(&s.TransactionData) {
 				return false
 			}
 			seen[1] = true
 		case "AuthRequestCryptogram":
-			if seen[2] || !decodeString(d, &s.AuthRequestCryptogram) {
+			if seen[2] || !d.str(&s.AuthRequestCryptogram) {
 				return false
 			}
 			seen[2] = true
@@ -13614,17 +13667,17 @@ func (s *VerifyAuthRequestCryptogramOutput) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "KeyArn":
-			if seen[0] || !decodeString(d, &s.KeyArn) {
+			if seen[0] || !d.str(&s.KeyArn) {
 				return false
 			}
 			seen[0] = true
 		case "KeyCheckValue":
-			if seen[1] || !decodeString(d, &s.KeyCheckValue) {
+			if seen[1] || !d.str(&s.KeyCheckValue) {
 				return false
 			}
 			seen[1] = true
 		case "AuthResponseValue":
-			if seen[2] || !decodeString(d, &s.AuthResponseValue) {
+			if seen[2] || !d.str(&s.AuthResponseValue) {
 				return false
 			}
 			seen[2] = true
@@ -13738,12 +13791,12 @@ func (s *VerifyCardValidationDataInput) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "KeyIdentifier":
-			if seen[0] || !decodeString(d, &s.KeyIdentifier) {
+			if seen[0] || !d.str(&s.KeyIdentifier) {
 				return false
 			}
 			seen[0] = true
 		case "PrimaryAccountNumber":
-			if seen[1] || !decodeString(d, &s.PrimaryAccountNumber) {
+			if seen[1] || !d.str(&s.PrimaryAccountNumber) {
 				return false
 			}
 			seen[1] = true
@@ -13753,7 +13806,7 @@ func (s *VerifyCardValidationDataInput) decodeFast(d *fastDecoder) bool {
 			}
 			seen[2] = true
 		case "ValidationData":
-			if seen[3] || !decodeString(d, &s.ValidationData) {
+			if seen[3] || !d.str(&s.ValidationData) {
 				return false
 			}
 			seen[3] = true
@@ -13875,12 +13928,12 @@ func (s *VerifyCardValidationDataOutput) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "KeyArn":
-			if seen[0] || !decodeString(d, &s.KeyArn) {
+			if seen[0] || !d.str(&s.KeyArn) {
 				return false
 			}
 			seen[0] = true
 		case "KeyCheckValue":
-			if seen[1] || !decodeString(d, &s.KeyCheckValue) {
+			if seen[1] || !d.str(&s.KeyCheckValue) {
 				return false
 			}
 			seen[1] = true
@@ -13987,17 +14040,17 @@ func (s *VerifyMacInput) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "KeyIdentifier":
-			if seen[0] || !decodeString(d, &s.KeyIdentifier) {
+			if seen[0] || !d.str(&s.KeyIdentifier) {
 				return false
 			}
 			seen[0] = true
 		case "MessageData":
-			if seen[1] || !decodeString(d, &s.MessageData) {
+			if seen[1] || !d.str(&s.MessageData) {
 				return false
 			}
 			seen[1] = true
 		case "Mac":
-			if seen[2] || !decodeString(d, &s.Mac) {
+			if seen[2] || !d.str(&s.Mac) {
 				return false
 			}
 			seen[2] = true
@@ -14139,12 +14192,12 @@ func (s *VerifyMacOutput) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "KeyArn":
-			if seen[0] || !decodeString(d, &s.KeyArn) {
+			if seen[0] || !d.str(&s.KeyArn) {
 				return false
 			}
 			seen[0] = true
 		case "KeyCheckValue":
-			if seen[1] || !decodeString(d, &s.KeyCheckValue) {
+			if seen[1] || !d.str(&s.KeyCheckValue) {
 				return false
 			}
 			seen[1] = true
@@ -14263,12 +14316,12 @@ func (s *VerifyPinDataInput) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "VerificationKeyIdentifier":
-			if seen[0] || !decodeString(d, &s.VerificationKeyIdentifier) {
+			if seen[0] || !d.str(&s.VerificationKeyIdentifier) {
 				return false
 			}
 			seen[0] = true
 		case "EncryptionKeyIdentifier":
-			if seen[1] || !decodeString(d, &s.EncryptionKeyIdentifier) {
+			if seen[1] || !d.str(&s.EncryptionKeyIdentifier) {
 				return false
 			}
 			seen[1] = true
@@ -14278,12 +14331,12 @@ func (s *VerifyPinDataInput) decodeFast(d *fastDecoder) bool {
 			}
 			seen[2] = true
 		case "EncryptedPinBlock":
-			if seen[3] || !decodeString(d, &s.EncryptedPinBlock) {
+			if seen[3] || !d.str(&s.EncryptedPinBlock) {
 				return false
 			}
 			seen[3] = true
 		case "PrimaryAccountNumber":
-			if seen[4] || !decodeString(d, &s.PrimaryAccountNumber) {
+			if seen[4] || !d.str(&s.PrimaryAccountNumber) {
 				return false
 			}
 			seen[4] = true
@@ -14486,22 +14539,22 @@ func (s *VerifyPinDataOutput) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "VerificationKeyArn":
-			if seen[0] || !decodeString(d, &s.VerificationKeyArn) {
+			if seen[0] || !d.str(&s.VerificationKeyArn) {
 				return false
 			}
 			seen[0] = true
 		case "VerificationKeyCheckValue":
-			if seen[1] || !decodeString(d, &s.VerificationKeyCheckValue) {
+			if seen[1] || !d.str(&s.VerificationKeyCheckValue) {
 				return false
 			}
 			seen[1] = true
 		case "EncryptionKeyArn":
-			if seen[2] || !decodeString(d, &s.EncryptionKeyArn) {
+			if seen[2] || !d.str(&s.EncryptionKeyArn) {
 				return false
 			}
 			seen[2] = true
 		case "EncryptionKeyCheckValue":
-			if seen[3] || !decodeString(d, &s.EncryptionKeyCheckValue) {
+			if seen[3] || !d.str(&s.EncryptionKeyCheckValue) {
 				return false
 			}
 			seen[3] = true
@@ -14627,22 +14680,22 @@ func (s *VisaAmexDerivationOutputs) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "AuthorizationRequestKeyArn":
-			if seen[0] || !decodeString(d, &s.AuthorizationRequestKeyArn) {
+			if seen[0] || !d.str(&s.AuthorizationRequestKeyArn) {
 				return false
 			}
 			seen[0] = true
 		case "AuthorizationRequestKeyCheckValue":
-			if seen[1] || !decodeString(d, &s.AuthorizationRequestKeyCheckValue) {
+			if seen[1] || !d.str(&s.AuthorizationRequestKeyCheckValue) {
 				return false
 			}
 			seen[1] = true
 		case "CurrentPinPekArn":
-			if seen[2] || !decodeString(d, &s.CurrentPinPekArn) {
+			if seen[2] || !d.str(&s.CurrentPinPekArn) {
 				return false
 			}
 			seen[2] = true
 		case "CurrentPinPekKeyCheckValue":
-			if seen[3] || !decodeString(d, &s.CurrentPinPekKeyCheckValue) {
+			if seen[3] || !d.str(&s.CurrentPinPekKeyCheckValue) {
 				return false
 			}
 			seen[3] = true
@@ -14777,22 +14830,22 @@ func (s *VisaAttributes) decodeFast(d *fastDecoder) bool {
 			}
 			seen[0] = true
 		case "PrimaryAccountNumber":
-			if seen[1] || !decodeString(d, &s.PrimaryAccountNumber) {
+			if seen[1] || !d.str(&s.PrimaryAccountNumber) {
 				return false
 			}
 			seen[1] = true
 		case "PanSequenceNumber":
-			if seen[2] || !decodeString(d, &s.PanSequenceNumber) {
+			if seen[2] || !d.str(&s.PanSequenceNumber) {
 				return false
 			}
 			seen[2] = true
 		case "ApplicationTransactionCounter":
-			if seen[3] || !decodeString(d, &s.ApplicationTransactionCounter) {
+			if seen[3] || !d.str(&s.ApplicationTransactionCounter) {
 				return false
 			}
 			seen[3] = true
 		case "AuthorizationRequestKeyIdentifier":
-			if seen[4] || !decodeString(d, &s.AuthorizationRequestKeyIdentifier) {
+			if seen[4] || !d.str(&s.AuthorizationRequestKeyIdentifier) {
 				return false
 			}
 			seen[4] = true
@@ -15029,7 +15082,7 @@ func (s *VisaPinVerification) decodeFast(d *fastDecoder) bool {
 			}
 			seen[0] = true
 		case "VerificationValue":
-			if seen[1] || !decodeString(d, &s.VerificationValue) {
+			if seen[1] || !d.str(&s.VerificationValue) {
 				return false
 			}
 			seen[1] = true
@@ -15127,7 +15180,7 @@ func (s *VisaPinVerificationValue) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "EncryptedPinBlock":
-			if seen[0] || !decodeString(d, &s.EncryptedPinBlock) {
+			if seen[0] || !d.str(&s.EncryptedPinBlock) {
 				return false
 			}
 			seen[0] = true
@@ -15334,7 +15387,7 @@ func (s *WrappedKeyMaterial) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "Tr31KeyBlock":
-			if seen[0] || !decodeString(d, &s.Tr31KeyBlock) {
+			if seen[0] || !d.str(&s.Tr31KeyBlock) {
 				return false
 			}
 			seen[0] = true
@@ -15450,12 +15503,12 @@ func (s *WrappedWorkingKey) decodeFast(d *fastDecoder) bool {
 		}
 		switch name {
 		case "WrappedKeyMaterial":
-			if seen[0] || !decodeString(d, &s.WrappedKeyMaterial) {
+			if seen[0] || !d.str(&s.WrappedKeyMaterial) {
 				return false
 			}
 			seen[0] = true
 		case "KeyCheckValue":
-			if seen[1] || !decodeString(d, &s.KeyCheckValue) {
+			if seen[1] || !d.str(&s.KeyCheckValue) {
 				return false
 			}
 			seen[1] = true
@@ -16432,9 +16485,9 @@ var (
 	// model pattern "(?:[0-9a-fA-F]{16}|[0-9a-fA-F]{32})"
 	reInitializationVectorType = regexp.MustCompile(`^(?:(?:[0-9a-fA-F]{16}|[0-9a-fA-F]{32}))$`)
 	// model pattern "arn:aws:payment-cryptography:[a-z]{2}-[a-z]{1,16}-[0-9]+:[0-9]{12}:key/[0-9a-zA-Z]{16,64}"
-	reKeyArn = regexp.MustCompile(`^(?:arn:aws:payment-cryptography:[a-z]{2}-[a-z]{1,16}-[0-9]+:[0-9]{12}:key/[0-9a-zA-Z]{16,64})$`)
+	reKeyArn = &memoPattern{re: regexp.MustCompile(`^(?:arn:aws:payment-cryptography:[a-z]{2}-[a-z]{1,16}-[0-9]+:[0-9]{12}:key/[0-9a-zA-Z]{16,64})$`)}
 	// model pattern "arn:aws:payment-cryptography:[a-z]{2}-[a-z]{1,16}-[0-9]+:[0-9]{12}:(key/[0-9a-zA-Z]{16,64}|alias/[a-zA-Z0-9/_-]+)$|^alias/[a-zA-Z0-9/_-]+"
-	reKeyArnOrKeyAliasType = regexp.MustCompile(`^(?:arn:aws:payment-cryptography:[a-z]{2}-[a-z]{1,16}-[0-9]+:[0-9]{12}:(key/[0-9a-zA-Z]{16,64}|alias/[a-zA-Z0-9/_-]+)$|^alias/[a-zA-Z0-9/_-]+)$`)
+	reKeyArnOrKeyAliasType = &memoPattern{re: regexp.MustCompile(`^(?:arn:aws:payment-cryptography:[a-z]{2}-[a-z]{1,16}-[0-9]+:[0-9]{12}:(key/[0-9a-zA-Z]{16,64}|alias/[a-zA-Z0-9/_-]+)$|^alias/[a-zA-Z0-9/_-]+)$`)}
 	// model pattern "[0-9a-zA-Z]+"
 	reTr31WrappedKeyBlock = regexp.MustCompile(`^(?:[0-9a-zA-Z]+)$`)
 )
