@@ -159,6 +159,7 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          zap.NewStdLog(log.Named("http")),
 	}
+	api := awsapi.NewHTTPServer(srv) // srv's settings; srv serves what the fast path hands over
 	scheme := "http"
 	if cfg.HTTP.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.HTTP.TLSCert, cfg.HTTP.TLSKey)
@@ -185,7 +186,7 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 
 	// Nothing below fails before serving.
 	errc := make(chan error, 2)
-	go func() { errc <- srv.Serve(httpLn) }()
+	go func() { errc <- api.Serve(httpLn) }()
 	go func() { errc <- host.Serve(hostLn) }()
 	adm := &adminServer{ln: adminLn, svc: svc, store: app.Store, cust: app.Custody, audit: auditLog, log: log.Named("admin")}
 	go adm.serve()
@@ -211,9 +212,9 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 	notify("STOPPING=1")
 	shutCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if err := srv.Shutdown(shutCtx); err != nil {
+	if err := api.Shutdown(shutCtx); err != nil {
 		log.Warn("http drain incomplete", zap.Error(err))
-		_ = srv.Close()
+		_ = api.Close()
 	}
 	if err := host.Shutdown(shutCtx); err != nil {
 		log.Warn("host drain incomplete", zap.Error(err))

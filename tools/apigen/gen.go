@@ -10,6 +10,7 @@ import (
 	"go/token"
 	"path/filepath"
 	"regexp"
+	"regexp/syntax"
 	"slices"
 	"strconv"
 	"strings"
@@ -46,6 +47,7 @@ type gen struct {
 	needs   map[string]bool   // memo for needsCheck
 	notes   []string
 	enumSet map[string]string // enum shape -> "[A, B, C]"
+	classVars []string        // pattern variables that are classPatterns
 }
 
 // generate turns the model at modelPath into the source of package pkg. notes
@@ -458,6 +460,9 @@ func (g *gen) emit() error {
 		g.p(")")
 		g.p("")
 	}
+	g.p("// classPatterns are the patterns matched without the regexp package.")
+	g.p("var classPatterns = []*classPattern{%s}", strings.Join(g.classVars, ", "))
+	g.p("")
 	g.emitOperations()
 	g.emitErrors()
 	return nil
@@ -1063,7 +1068,12 @@ func (g *gen) pattern(name, p string) (string, error) {
 	if !strings.ContainsAny(re, "`\n\r") {
 		lit = "`" + re + "`"
 	}
-	if !memo {
+	if cp := classPatternOf(re); cp != "" && !memo {
+		// A run of one ASCII class with a length rule: matched without
+		// the regexp package (the generated tests compare it with regexp).
+		decl += fmt.Sprintf("%s = &classPattern{re: %s, %s}", v, lit, cp)
+		g.classVars = append(g.classVars, v)
+	} else if !memo {
 		decl += fmt.Sprintf("%s = regexp.MustCompile(%s)", v, lit)
 	} else {
 		// Key identifiers (ARNs, aliases) recur on every request, and the
@@ -1073,6 +1083,85 @@ func (g *gen) pattern(name, p string) (string, error) {
 	}
 	g.reDecl = append(g.reDecl, decl)
 	return v, nil
+}
+
+// classPatternOf returns the fields of a classPattern equal to the anchored
+// RE2 pattern re, or "" when re is not of the forms it covers: ^C+$, ^C*$,
+// ^C{m,n}$, ^(?:CC…)+$ and ^(?:C{a}|C{b}|…)$, for one class C of ASCII
+// characters without case folding.
+func classPatternOf(re string) string {
+	r, err := syntax.Parse(re, syntax.Perl)
+	if err != nil || r.Op != syntax.OpConcat || len(r.Sub) != 3 || r.Sub[0].Op != syntax.OpBeginText || r.Sub[2].Op != syntax.OpEndText {
+		return ""
+	}
+	var class []rune
+	sameClass := func(c *syntax.Regexp) bool {
+		if c.Op != syntax.OpCharClass || c.Flags&syntax.FoldCase != 0 {
+			return false
+		}
+		for _, x := range c.Rune {
+			if x >= 0x80 {
+				return false
+			}
+		}
+		if class == nil {
+			class = c.Rune
+		}
+		return slices.Equal(class, c.Rune)
+	}
+	minLen, maxLen, step := 0, -1, 1
+	var lengths []string
+	switch x := r.Sub[1]; x.Op {
+	case syntax.OpCharClass:
+		if !sameClass(x) {
+			return ""
+		}
+		minLen, maxLen = 1, 1
+	case syntax.OpPlus, syntax.OpStar:
+		if x.Op == syntax.OpPlus {
+			minLen = 1
+		}
+		sub := x.Sub[0]
+		switch {
+		case sameClass(sub):
+		case sub.Op == syntax.OpConcat && len(sub.Sub) > 1:
+			for _, c := range sub.Sub {
+				if !sameClass(c) {
+					return ""
+				}
+			}
+			step = len(sub.Sub)
+			minLen *= step
+		default:
+			return ""
+		}
+	case syntax.OpRepeat:
+		if !sameClass(x.Sub[0]) {
+			return ""
+		}
+		minLen, maxLen = x.Min, x.Max
+	case syntax.OpAlternate:
+		for _, a := range x.Sub {
+			if a.Op != syntax.OpRepeat || a.Min != a.Max || !sameClass(a.Sub[0]) {
+				return ""
+			}
+			lengths = append(lengths, strconv.Itoa(a.Min))
+		}
+		minLen = 0
+	default:
+		return ""
+	}
+	var set [2]uint64
+	for i := 0; i+1 < len(class); i += 2 {
+		for c := class[i]; c <= class[i+1]; c++ {
+			set[c>>6] |= 1 << (c & 63)
+		}
+	}
+	out := fmt.Sprintf("set: [2]uint64{%#x, %#x}, min: %d, max: %d, step: %d", set[0], set[1], minLen, maxLen, step)
+	if lengths != nil {
+		out += ", lengths: []int{" + strings.Join(lengths, ", ") + "}"
+	}
+	return out
 }
 
 func (g *gen) emitErrorMethods(gn, name string, s *shape) {

@@ -186,8 +186,8 @@ func TestParseHTTPURL(t *testing.T) {
 	}
 }
 
-// TestRunHTTP drives the real HTTP API (awsapi over opstest's service, the
-// same SigV4 verifier as the daemon) with and without pipelining: a run
+// TestRunHTTP drives the real HTTP API (awsapi's server over opstest's
+// service, the same SigV4 verifier as the daemon) with and without pipelining: a run
 // without errors means every signed request was answered 200, in order.
 func TestRunHTTP(t *testing.T) {
 	t.Parallel()
@@ -197,7 +197,7 @@ func TestRunHTTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	v := &sigv4.Verifier{Creds: sigv4.StaticCredentials{testKeyID: testSecret}, Region: testRegion, Service: service}
-	srv := &http.Server{Handler: awsapi.New(svc, v, zap.NewNop()), ReadHeaderTimeout: 10 * time.Second}
+	srv := awsapi.NewHTTPServer(&http.Server{Handler: awsapi.New(svc, v, zap.NewNop()), ReadHeaderTimeout: 10 * time.Second})
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
 	base := Options{Conns: 3, Duration: 400 * time.Millisecond, Warmup: 50 * time.Millisecond,

@@ -950,6 +950,31 @@ func (p *memoPattern) MatchString(s string) bool {
 	return ok
 }
 
+// classPattern is a model pattern that is a run of one class of ASCII
+// characters with a rule on its length; it matches as the compiled regexp
+// re does, without the regexp package.
+type classPattern struct {
+	re       string    // the pattern, for the tests
+	set      [2]uint64 // the class, one bit per ASCII character
+	min, max int       // length bounds; max -1: none
+	step     int       // the length is a multiple of step
+	lengths  []int     // when set, the lengths allowed
+}
+
+// MatchString reports whether s matches the pattern.
+func (p *classPattern) MatchString(s string) bool {
+	n := len(s)
+	if n < p.min || (p.max >= 0 && n > p.max) || n%p.step != 0 || (p.lengths != nil && !slices.Contains(p.lengths, n)) {
+		return false
+	}
+	for i := 0; i < n; i++ {
+		if c := s[i]; c >= 0x80 || p.set[c>>6]&(1<<(c&63)) == 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // ---- Generated from the model ----
 
 // Service metadata from the model.
@@ -14120,11 +14145,11 @@ var (
 	// model pattern "[^\\[;\\]<>]+"
 	reCertificateSigningRequestType = regexp.MustCompile(`^(?:[^\[;\]<>]+)$`)
 	// model pattern "[A-Za-z]+"
-	reCertificateSubjectTypeCountryString = regexp.MustCompile(`^(?:[A-Za-z]+)$`)
+	reCertificateSubjectTypeCountryString = &classPattern{re: `^(?:[A-Za-z]+)$`, set: [2]uint64{0x0, 0x7fffffe07fffffe}, min: 1, max: -1, step: 1}
 	// model pattern "[a-zA-Z0-9.!#$%&’*+/=?^_`{|}~-]+@[a-zA-Z0-9-]+(?:\\.[a-zA-Z0-9-]+)*"
 	reCertificateSubjectTypeEmailAddressString = regexp.MustCompile("^(?:[a-zA-Z0-9.!#$%&’*+/=?^_`{|}~-]+@[a-zA-Z0-9-]+(?:\\.[a-zA-Z0-9-]+)*)$")
 	// model pattern "(?:[0-9a-fA-F][0-9a-fA-F])+"
-	reEvenHexLengthBetween16And32 = regexp.MustCompile(`^(?:(?:[0-9a-fA-F][0-9a-fA-F])+)$`)
+	reEvenHexLengthBetween16And32 = &classPattern{re: `^(?:(?:[0-9a-fA-F][0-9a-fA-F])+)$`, set: [2]uint64{0x3ff000000000000, 0x7e0000007e}, min: 2, max: -1, step: 2}
 	// model pattern "(export-token-[0-9a-zA-Z]{16,64})?"
 	reExportTokenId = regexp.MustCompile(`^(?:(export-token-[0-9a-zA-Z]{16,64})?)$`)
 	// model pattern "[0-9A-F]{20}$|^[0-9A-F]{24}"
@@ -14136,24 +14161,27 @@ var (
 	// model pattern "arn:aws:payment-cryptography:[a-z]{2}-[a-z]{1,16}-[0-9]+:[0-9]{12}:(key/[0-9a-zA-Z]{16,64}|alias/[a-zA-Z0-9/_-]+)$|^alias/[a-zA-Z0-9/_-]+"
 	reKeyArnOrKeyAliasType = &memoPattern{re: regexp.MustCompile(`^(?:arn:aws:payment-cryptography:[a-z]{2}-[a-z]{1,16}-[0-9]+:[0-9]{12}:(key/[0-9a-zA-Z]{16,64}|alias/[a-zA-Z0-9/_-]+)$|^alias/[a-zA-Z0-9/_-]+)$`)}
 	// model pattern "[0-9a-fA-F]+"
-	reKeyCheckValue = regexp.MustCompile(`^(?:[0-9a-fA-F]+)$`)
+	reKeyCheckValue = &classPattern{re: `^(?:[0-9a-fA-F]+)$`, set: [2]uint64{0x3ff000000000000, 0x7e0000007e}, min: 1, max: -1, step: 1}
 	// model pattern "[0-9A-Z]{2}+"
 	// apigen: possessive X{n}+ rewritten as X{n} (java.util.regex semantics; RE2 has no possessive quantifiers)
-	reKeyVersion = regexp.MustCompile(`^(?:[0-9A-Z]{2})$`)
+	reKeyVersion = &classPattern{re: `^(?:[0-9A-Z]{2})$`, set: [2]uint64{0x3ff000000000000, 0x7fffffe}, min: 2, max: 2, step: 1}
 	// model pattern "arn:aws(-[^:]+)?:mpa:[a-z0-9-]{1,20}:[0-9]{12}:session/[a-zA-Z0-9._-]+/[a-zA-Z0-9_-]+"
 	reMpaSessionArn = regexp.MustCompile(`^(?:arn:aws(-[^:]+)?:mpa:[a-z0-9-]{1,20}:[0-9]{12}:session/[a-zA-Z0-9._-]+/[a-zA-Z0-9_-]+)$`)
 	// model pattern "arn:aws(-[^:]+)?:mpa:[a-z0-9-]{1,20}:[0-9]{12}:approval-team/[a-zA-Z0-9._-]+"
 	reMpaTeamArn = regexp.MustCompile(`^(?:arn:aws(-[^:]+)?:mpa:[a-z0-9-]{1,20}:[0-9]{12}:approval-team/[a-zA-Z0-9._-]+)$`)
 	// model pattern "[0-9a-zA-Z]+"
-	reOptionalBlockValue = regexp.MustCompile(`^(?:[0-9a-zA-Z]+)$`)
+	reOptionalBlockValue = &classPattern{re: `^(?:[0-9a-zA-Z]+)$`, set: [2]uint64{0x3ff000000000000, 0x7fffffe07fffffe}, min: 1, max: -1, step: 1}
 	// model pattern "[a-z]{2}-[a-z]{1,16}-[0-9]+"
 	reRegion = regexp.MustCompile(`^(?:[a-z]{2}-[a-z]{1,16}-[0-9]+)$`)
 	// model pattern "[\\u0009\\u000A\\u000D\\u0020-\\u00FF]+"
 	// apigen: \uXXXX rewritten as \x{XXXX}
 	reResourcePolicy = regexp.MustCompile(`^(?:[\x{0009}\x{000A}\x{000D}\x{0020}-\x{00FF}]+)$`)
 	// model pattern "[0-9A-F]+"
-	reTr34WrappedKeyBlock = regexp.MustCompile(`^(?:[0-9A-F]+)$`)
+	reTr34WrappedKeyBlock = &classPattern{re: `^(?:[0-9A-F]+)$`, set: [2]uint64{0x3ff000000000000, 0x7e}, min: 1, max: -1, step: 1}
 )
+
+// classPatterns are the patterns matched without the regexp package.
+var classPatterns = []*classPattern{reCertificateSubjectTypeCountryString, reEvenHexLengthBetween16And32, reKeyCheckValue, reKeyVersion, reOptionalBlockValue, reTr34WrappedKeyBlock}
 
 // Operations describes every operation of the model, by name.
 var Operations = map[string]Operation{

@@ -1,8 +1,10 @@
 package dpshape
 
 import (
+	"encoding/json"
 	"math/rand/v2"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -133,5 +135,68 @@ func TestMemoPattern(t *testing.T) {
 	}
 	if n := p.n.Load(); n > memoMax {
 		t.Fatalf("memo holds %d values", n)
+	}
+}
+
+// BenchmarkDecodeJSON compares the fast path with the reflective one on a
+// TranslatePinData request.
+func BenchmarkDecodeJSON(b *testing.B) {
+	body := []byte(`{"EncryptedPinBlock":"230B4C43B8BA2C5C","IncomingKeyIdentifier":"arn:aws:payment-cryptography:us-east-1:000000000000:key/abcdefghijklmnop","IncomingTranslationAttributes":{"IsoFormat0":{"PrimaryAccountNumber":"5555555551234567"}},"OutgoingKeyIdentifier":"arn:aws:payment-cryptography:us-east-1:000000000000:key/bbcdefghijklmnop","OutgoingTranslationAttributes":{"IsoFormat0":{"PrimaryAccountNumber":"5555555551234567"}}}`)
+	b.Run("DecodeJSON", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var in TranslatePinDataInput
+			if err := in.DecodeJSON(body); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("Unmarshal", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var in TranslatePinDataInput
+			if err := json.Unmarshal(body, &in); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// TestClassPatterns: every pattern matched without the regexp package
+// matches exactly what regexp matches, on strings of the pattern's class
+// at lengths around its rules, with and without characters outside it.
+func TestClassPatterns(t *testing.T) {
+	t.Parallel()
+	if len(classPatterns) == 0 {
+		t.Fatal("no class patterns")
+	}
+	r := rand.New(rand.NewPCG(20, 5))
+	outside := []string{"g", "G", " ", "-", "\x00", "\x7f", "é", "\xff", "\u2028", "Z", "z", "0", "9", "a", "A", "f", "F"}
+	for _, p := range classPatterns {
+		re := regexp.MustCompile(p.re)
+		var in []byte
+		for c := range 128 {
+			if p.set[c>>6]&(1<<(c&63)) != 0 {
+				in = append(in, byte(c))
+			}
+		}
+		for i := range 4000 {
+			n := r.IntN(70)
+			if i%4 == 0 {
+				n = []int{0, 1, 2, 15, 16, 17, 19, 20, 21, 23, 24, 25, 31, 32, 33, 47, 48, 49}[r.IntN(18)]
+			}
+			var b strings.Builder
+			for range n {
+				b.WriteByte(in[r.IntN(len(in))])
+			}
+			s := b.String()
+			if i%3 == 0 && n > 0 {
+				k := r.IntN(n)
+				s = s[:k] + outside[r.IntN(len(outside))] + s[k+1:]
+			}
+			if got, want := p.MatchString(s), re.MatchString(s); got != want {
+				t.Fatalf("%s: MatchString(%q) = %v, regexp says %v", p.re, s, got, want)
+			}
+		}
 	}
 }

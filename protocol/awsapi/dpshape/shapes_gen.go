@@ -950,6 +950,31 @@ func (p *memoPattern) MatchString(s string) bool {
 	return ok
 }
 
+// classPattern is a model pattern that is a run of one class of ASCII
+// characters with a rule on its length; it matches as the compiled regexp
+// re does, without the regexp package.
+type classPattern struct {
+	re       string    // the pattern, for the tests
+	set      [2]uint64 // the class, one bit per ASCII character
+	min, max int       // length bounds; max -1: none
+	step     int       // the length is a multiple of step
+	lengths  []int     // when set, the lengths allowed
+}
+
+// MatchString reports whether s matches the pattern.
+func (p *classPattern) MatchString(s string) bool {
+	n := len(s)
+	if n < p.min || (p.max >= 0 && n > p.max) || n%p.step != 0 || (p.lengths != nil && !slices.Contains(p.lengths, n)) {
+		return false
+	}
+	for i := 0; i < n; i++ {
+		if c := s[i]; c >= 0x80 || p.set[c>>6]&(1<<(c&63)) == 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // ---- Generated from the model ----
 
 // Service metadata from the model.
@@ -16469,28 +16494,31 @@ func checkWrappedKeyMaterialFormat(v WrappedKeyMaterialFormat) string {
 // generation time that it compiles, so MustCompile cannot panic.
 var (
 	// model pattern "[0-9a-fA-F]+"
-	reApplicationCryptogramType = regexp.MustCompile(`^(?:[0-9a-fA-F]+)$`)
+	reApplicationCryptogramType = &classPattern{re: `^(?:[0-9a-fA-F]+)$`, set: [2]uint64{0x3ff000000000000, 0x7e0000007e}, min: 1, max: -1, step: 1}
 	// model pattern "(?:[0-9a-fA-F]{16}|[0-9a-fA-F]{32}|[0-9a-fA-F]{48})"
-	reAs2805RandomKeyMaterial = regexp.MustCompile(`^(?:(?:[0-9a-fA-F]{16}|[0-9a-fA-F]{32}|[0-9a-fA-F]{48}))$`)
+	reAs2805RandomKeyMaterial = &classPattern{re: `^(?:(?:[0-9a-fA-F]{16}|[0-9a-fA-F]{32}|[0-9a-fA-F]{48}))$`, set: [2]uint64{0x3ff000000000000, 0x7e0000007e}, min: 0, max: -1, step: 1, lengths: []int{16, 32, 48}}
 	// model pattern "[0-9]+"
-	reCardExpiryDateType = regexp.MustCompile(`^(?:[0-9]+)$`)
+	reCardExpiryDateType = &classPattern{re: `^(?:[0-9]+)$`, set: [2]uint64{0x3ff000000000000, 0x0}, min: 1, max: -1, step: 1}
 	// model pattern "[^\\[;\\]<>]+"
 	reCertificateType = regexp.MustCompile(`^(?:[^\[;\]<>]+)$`)
 	// model pattern "(?:[0-9a-fA-F][0-9a-fA-F])+"
-	reCipherTextType = regexp.MustCompile(`^(?:(?:[0-9a-fA-F][0-9a-fA-F])+)$`)
+	reCipherTextType = &classPattern{re: `^(?:(?:[0-9a-fA-F][0-9a-fA-F])+)$`, set: [2]uint64{0x3ff000000000000, 0x7e0000007e}, min: 2, max: -1, step: 2}
 	// model pattern "(?:[0-9a-fA-F]{16}|[0-9a-fA-F]{20}|[0-9a-fA-F]{24})"
-	reHexLength16Or20Or24 = regexp.MustCompile(`^(?:(?:[0-9a-fA-F]{16}|[0-9a-fA-F]{20}|[0-9a-fA-F]{24}))$`)
+	reHexLength16Or20Or24 = &classPattern{re: `^(?:(?:[0-9a-fA-F]{16}|[0-9a-fA-F]{20}|[0-9a-fA-F]{24}))$`, set: [2]uint64{0x3ff000000000000, 0x7e0000007e}, min: 0, max: -1, step: 1, lengths: []int{16, 20, 24}}
 	// model pattern "[0-9A-F]+"
-	reHexLengthEquals1 = regexp.MustCompile(`^(?:[0-9A-F]+)$`)
+	reHexLengthEquals1 = &classPattern{re: `^(?:[0-9A-F]+)$`, set: [2]uint64{0x3ff000000000000, 0x7e}, min: 1, max: -1, step: 1}
 	// model pattern "(?:[0-9a-fA-F]{16}|[0-9a-fA-F]{32})"
-	reInitializationVectorType = regexp.MustCompile(`^(?:(?:[0-9a-fA-F]{16}|[0-9a-fA-F]{32}))$`)
+	reInitializationVectorType = &classPattern{re: `^(?:(?:[0-9a-fA-F]{16}|[0-9a-fA-F]{32}))$`, set: [2]uint64{0x3ff000000000000, 0x7e0000007e}, min: 0, max: -1, step: 1, lengths: []int{16, 32}}
 	// model pattern "arn:aws:payment-cryptography:[a-z]{2}-[a-z]{1,16}-[0-9]+:[0-9]{12}:key/[0-9a-zA-Z]{16,64}"
 	reKeyArn = &memoPattern{re: regexp.MustCompile(`^(?:arn:aws:payment-cryptography:[a-z]{2}-[a-z]{1,16}-[0-9]+:[0-9]{12}:key/[0-9a-zA-Z]{16,64})$`)}
 	// model pattern "arn:aws:payment-cryptography:[a-z]{2}-[a-z]{1,16}-[0-9]+:[0-9]{12}:(key/[0-9a-zA-Z]{16,64}|alias/[a-zA-Z0-9/_-]+)$|^alias/[a-zA-Z0-9/_-]+"
 	reKeyArnOrKeyAliasType = &memoPattern{re: regexp.MustCompile(`^(?:arn:aws:payment-cryptography:[a-z]{2}-[a-z]{1,16}-[0-9]+:[0-9]{12}:(key/[0-9a-zA-Z]{16,64}|alias/[a-zA-Z0-9/_-]+)$|^alias/[a-zA-Z0-9/_-]+)$`)}
 	// model pattern "[0-9a-zA-Z]+"
-	reTr31WrappedKeyBlock = regexp.MustCompile(`^(?:[0-9a-zA-Z]+)$`)
+	reTr31WrappedKeyBlock = &classPattern{re: `^(?:[0-9a-zA-Z]+)$`, set: [2]uint64{0x3ff000000000000, 0x7fffffe07fffffe}, min: 1, max: -1, step: 1}
 )
+
+// classPatterns are the patterns matched without the regexp package.
+var classPatterns = []*classPattern{reApplicationCryptogramType, reAs2805RandomKeyMaterial, reCardExpiryDateType, reCipherTextType, reHexLength16Or20Or24, reHexLengthEquals1, reInitializationVectorType, reTr31WrappedKeyBlock}
 
 // Operations describes every operation of the model, by name.
 var Operations = map[string]Operation{
