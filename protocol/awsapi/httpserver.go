@@ -15,6 +15,7 @@ import (
 	"net/textproto"
 	"net/url"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -682,9 +683,7 @@ func (w *fastResponse) WriteHeader(code int) {
 			exclude["Content-Type"] = true
 		}
 	}
-	hw := headWriter{b}
-	_ = w.header.WriteSubset(&hw, exclude)
-	w.head = hw.b
+	w.head = appendHeaderFields(b, w.header, exclude)
 	_, w.hasType = w.header["Content-Type"]
 	_, w.hasDate = w.header["Date"]
 	w.hasEncoding = w.header.Get("Content-Encoding") != ""
@@ -754,17 +753,34 @@ func bodyAllowed(status int) bool {
 	return !informational && status != http.StatusNoContent && status != http.StatusNotModified
 }
 
-// headWriter collects what http.Header.WriteSubset writes.
-type headWriter struct{ b []byte }
-
-func (h *headWriter) Write(p []byte) (int, error) {
-	h.b = append(h.b, p...)
-	return len(p), nil
-}
-
-func (h *headWriter) WriteString(s string) (int, error) {
-	h.b = append(h.b, s...)
-	return len(s), nil
+// appendHeaderFields appends the fields of h but those in exclude as
+// http.Header.WriteSubset writes them: keys in byte order, keys that are
+// not tokens left out, CR and LF in values turned into spaces, values
+// trimmed of white space.
+func appendHeaderFields(b []byte, h http.Header, exclude map[string]bool) []byte {
+	var arr [16]string
+	keys := arr[:0]
+	for k := range h {
+		if !exclude[k] {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if !validFieldName(k) {
+			continue
+		}
+		for _, v := range h[k] {
+			if strings.ContainsAny(v, "\r\n") {
+				v = strings.NewReplacer("\n", " ", "\r", " ").Replace(v)
+			}
+			b = append(b, k...)
+			b = append(b, ": "...)
+			b = append(b, textproto.TrimString(v)...)
+			b = append(b, "\r\n"...)
+		}
+	}
+	return b
 }
 
 // httpDate is the Date field value, formatted once per second.

@@ -1,4 +1,4 @@
-package awsapi_test
+package awsapi
 
 import (
 	"bufio"
@@ -22,7 +22,6 @@ import (
 
 	"payhsm/keyspec"
 	"payhsm/ops/opstest"
-	"payhsm/protocol/awsapi"
 	"payhsm/protocol/awsapi/sigv4"
 )
 
@@ -37,11 +36,11 @@ const (
 // SDK's signer and serialised as they travel (HTTP/1.1, keep-alive); the
 // verifier accepts a replay within its clock-skew window, so each may be
 // sent many times.
-func hotRequests(tb testing.TB) (*awsapi.Server, map[string][]byte) {
+func hotRequests(tb testing.TB) (*Server, map[string][]byte) {
 	tb.Helper()
 	svc := opstest.New(tb)
 	v := &sigv4.Verifier{Creds: sigv4.StaticCredentials{benchKeyID: benchSecret}, Region: benchRegion, Service: "payment-cryptography"}
-	s := awsapi.New(svc, v, zap.NewNop())
+	s := New(svc, v, zap.NewNop())
 	pin := keyspec.ModesOfUse{Encrypt: true, Decrypt: true, Wrap: true, Unwrap: true}
 	gv := keyspec.ModesOfUse{Generate: true, Verify: true}
 	sym := func(u keyspec.KeyUsage, m keyspec.ModesOfUse) keyspec.Attributes {
@@ -108,7 +107,7 @@ func (w *discardWriter) Header() http.Header         { return w.h }
 func (w *discardWriter) WriteHeader(status int)      { w.status = status }
 func (w *discardWriter) Write(p []byte) (int, error) { return w.body.Write(p) }
 
-func serveOnce(tb testing.TB, s *awsapi.Server, raw []byte) (int, []byte) {
+func serveOnce(tb testing.TB, s *Server, raw []byte) (int, []byte) {
 	tb.Helper()
 	r, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(raw)))
 	if err != nil {
@@ -170,7 +169,7 @@ func BenchmarkLoopback(b *testing.B) {
 	base := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = base.Serve(ln) }()
 	b.Cleanup(func() { _ = base.Close() })
-	fast := awsapi.NewHTTPServer(&http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second})
+	fast := NewHTTPServer(&http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second})
 	go func() { _ = fast.Serve(lnFast) }()
 	b.Cleanup(func() { _ = fast.Close() })
 	for _, tc := range []struct {
@@ -263,3 +262,45 @@ func processCPU() time.Duration {
 func reportCPU(b *testing.B, since time.Duration) {
 	b.ReportMetric(float64((processCPU()-since).Nanoseconds())/float64(b.N), "cpu-ns/op")
 }
+
+// BenchmarkFastPath measures one hot request the way HTTPServer serves it,
+// without the network: the head parsed into the request, the handler, the
+// response written.
+func BenchmarkFastPath(b *testing.B) {
+	s, reqs := hotRequests(b)
+	for _, name := range []string{"TranslatePinData", "VerifyCardValidationData", "VerifyMac"} {
+		raw := reqs[name]
+		b.Run(name, func(b *testing.B) {
+			rd := bytes.NewReader(raw)
+			hs := NewHTTPServer(&http.Server{Handler: s, ReadHeaderTimeout: time.Second})
+			c := &fastConn{s: hs, br: bufio.NewReaderSize(rd, 4<<10), bw: bufio.NewWriterSize(io.Discard, 4<<10), remoteAddr: "127.0.0.1:1",
+				hdr: http.Header{}, rwc: nopConn{}}
+			c.w.header = http.Header{}
+			b.ReportAllocs()
+			cpu := processCPU()
+			for b.Loop() {
+				rd.Reset(raw)
+				c.br.Reset(rd)
+				if _, err := c.br.Peek(1); err != nil {
+					b.Fatal(err)
+				}
+				r, n, ok := c.readHead()
+				if !ok {
+					b.Fatal("not on the fast path")
+				}
+				_, _ = c.br.Discard(n)
+				c.serveRequest(r)
+				if c.w.status != 200 {
+					b.Fatalf("status %d: %s", c.w.status, c.w.body)
+				}
+			}
+			reportCPU(b, cpu)
+		})
+	}
+}
+
+// nopConn stands in for the connection where deadlines are set.
+type nopConn struct{ net.Conn }
+
+func (nopConn) SetReadDeadline(time.Time) error  { return nil }
+func (nopConn) SetWriteDeadline(time.Time) error { return nil }

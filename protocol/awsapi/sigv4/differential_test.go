@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -164,3 +165,22 @@ func FuzzVerifyMatchesReference(f *testing.F) {
 		sameOutcome(t, v, r, body, "fuzz")
 	})
 }
+
+// TestValidDate: the calendar check agrees with time.Parse on every day of
+// four centuries and on months and days just out of range.
+func TestValidDate(t *testing.T) {
+	t.Parallel()
+	for y := 1600; y < 2401; y++ {
+		for m := 0; m <= 13; m++ {
+			for d := 0; d <= 32; d++ {
+				s := strconv.Itoa(y) + twoDigits(m) + twoDigits(d)
+				_, err := time.Parse("20060102", s)
+				if got := validDate(y, m, d); got != (err == nil) {
+					t.Fatalf("validDate(%d, %d, %d) = %v, time.Parse: %v", y, m, d, got, err)
+				}
+			}
+		}
+	}
+}
+
+func twoDigits(n int) string { return string([]byte{byte('0' + n/10), byte('0' + n%10)}) }

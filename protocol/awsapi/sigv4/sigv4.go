@@ -157,7 +157,12 @@ func (v *Verifier) Verify(r *http.Request, body []byte) (accessKeyID string, err
 		return "", err
 	}
 	var amzDate [len(amzDateLayout)]byte
-	ts.AppendFormat(amzDate[:0], amzDateLayout)
+	if fromDate {
+		ts.AppendFormat(amzDate[:0], amzDateLayout)
+	} else {
+		vs, _ := headers.get("x-amz-date")
+		copy(amzDate[:], vs[0]) // parseAmzDate took exactly this layout: formatting ts gives it back
+	}
 	if a.Date != string(amzDate[:8]) {
 		return "", fmt.Errorf("%w: credential scope date %s differs from request date %s", ErrScope, a.Date, string(amzDate[:8]))
 	}
@@ -275,8 +280,11 @@ func validDate(year, month, day int) bool {
 	if month < 1 || month > 12 || day < 1 {
 		return false
 	}
-	t := time.Date(year, time.Month(month), day, 0, 0, 0, 0, time.UTC)
-	return t.Day() == day && int(t.Month()) == month
+	days := [12]int{31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31}[month-1]
+	if month == 2 && year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+		days = 29
+	}
+	return day <= days
 }
 
 // checkSignedHeaders: signed is the SignedHeaders list as it was sent
