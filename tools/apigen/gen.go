@@ -36,18 +36,18 @@ var stdImports = map[string]string{
 }
 
 type gen struct {
-	m       *model
-	pkg     string
-	source  string
-	rest    bool // restJson1: members may be bound to URI labels
-	w       bytes.Buffer
-	idents  map[string]string // top-level identifier -> what declared it
-	reOf    map[string]string // raw pattern -> Go variable
-	reDecl  []string          // pattern variable declarations, in first-use order
-	needs   map[string]bool   // memo for needsCheck
-	notes   []string
-	enumSet map[string]string // enum shape -> "[A, B, C]"
-	classVars []string        // pattern variables that are classPatterns
+	m         *model
+	pkg       string
+	source    string
+	rest      bool // restJson1: members may be bound to URI labels
+	w         bytes.Buffer
+	idents    map[string]string // top-level identifier -> what declared it
+	reOf      map[string]string // raw pattern -> Go variable
+	reDecl    []string          // pattern variable declarations, in first-use order
+	needs     map[string]bool   // memo for needsCheck
+	notes     []string
+	enumSet   map[string]string // enum shape -> "[A, B, C]"
+	classVars []string          // pattern variables that are classPatterns
 }
 
 // generate turns the model at modelPath into the source of package pkg. notes
