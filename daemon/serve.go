@@ -230,13 +230,13 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 	az := mgr.Authorizer()
 	defer logDenials(az, trail, log.Named("access"))() // before the audit trail closes
 	verifier := &sigv4.Verifier{Creds: az, Region: cfg.Region, Service: "payment-cryptography"}
-	api := awsapi.New(svc, verifier, log.Named("http"))
-	api.SetAuthorizer(az)
-	api.SetAudit(trail, cfg.Account, cfg.DataEvents())
-	httpMetrics := tel.metrics.NewHTTP(api.Operations())
-	api.SetObserver(httpMetrics)
+	handler := awsapi.New(svc, verifier, log.Named("http"))
+	handler.SetAuthorizer(az)
+	handler.SetAudit(trail, cfg.Account, cfg.DataEvents())
+	httpMetrics := tel.metrics.NewHTTP(handler.Operations())
+	handler.SetObserver(httpMetrics)
 	srv := &http.Server{
-		Handler:           api,
+		Handler:           handler,
 		ConnState:         httpMetrics.ConnState,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
@@ -245,6 +245,7 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          zap.NewStdLog(log.Named("http")),
 	}
+	api := awsapi.NewHTTPServer(srv) // srv's settings; srv serves what the fast path hands over
 	scheme := "http"
 	if cfg.HTTP.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.HTTP.TLSCert, cfg.HTTP.TLSKey)
@@ -284,7 +285,7 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 	errc := make(chan error, 3)
 	httpState.up.Store(true) // up from here: Serve accepts on a bound listener
 	hostState.up.Store(true)
-	go func() { errc <- httpState.serve(func() error { return srv.Serve(httpLn) }) }()
+	go func() { errc <- httpState.serve(func() error { return api.Serve(httpLn) }) }()
 	go func() { errc <- hostState.serve(func() error { return host.Serve(hostLn) }) }()
 	adm := &adminServer{ln: adminLn, svc: svc, store: app.Store, cust: app.Custody, audit: trail, access: mgr, log: log.Named("admin"), disk: app.Disk}
 	go adm.serve()
@@ -331,9 +332,9 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 	tel.serving.Set(errors.New("shutting down"))
 	shutCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if err := srv.Shutdown(shutCtx); err != nil {
+	if err := api.Shutdown(shutCtx); err != nil {
 		log.Warn("http drain incomplete", zap.Error(err))
-		_ = srv.Close()
+		_ = api.Close()
 	}
 	if err := host.Shutdown(shutCtx); err != nil {
 		log.Warn("host drain incomplete", zap.Error(err))

@@ -164,7 +164,10 @@ func (s *Service) computeMac(ident string, dk *DynamicKey, msg []byte, a MacAttr
 			}
 		case MacCMAC:
 			if err = req(keyspec.UseGenerateMacCMAC, keyspec.UseVerifyMacCMAC); err == nil {
-				full = cmac.Sum(w.Block, msg)
+				var k *cmac.Key
+				if k, err = w.CMAC(); err == nil {
+					full = k.Sum(nil, msg)
+				}
 			}
 		case MacAS2805:
 			if err = req(keyspec.UseGenerateMacAS2805, keyspec.UseVerifyMacAS2805); err == nil {

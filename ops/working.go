@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 
 	"payhsm/fault"
+	"payhsm/hsm/cmac"
 	"payhsm/hsm/secret"
 	"payhsm/hsm/tdes"
 	"payhsm/hsm/tr31"
@@ -45,6 +46,8 @@ type WorkingKey struct {
 	release func()       // Release as a func value, made once (a method value per call would allocate)
 	refs    atomic.Int32 // references: the cache's while cached, and each Working caller's until Release
 	started atomic.Bool  // the key's usage period was seen to have begun
+
+	cmac atomic.Pointer[cmac.Key] // CMAC subkeys, derived at the first CMAC (see CMAC)
 }
 
 // acquire takes a reference unless the last one is already gone (the key is
@@ -67,7 +70,28 @@ func (w *WorkingKey) acquire() bool {
 func (w *WorkingKey) Release() {
 	if w.refs.Add(-1) == 0 {
 		_ = w.secret.Destroy() // not mlocked, so nothing to unlock and no error
+		if k := w.cmac.Load(); k != nil {
+			k.Clear()
+		}
 	}
+}
+
+// CMAC returns the key's CMAC key: its subkeys (SP 800-38B 6.1) depend on
+// the key alone, so they are derived at the first CMAC and kept with the
+// working key, and each later CMAC costs only its message's blocks.
+func (w *WorkingKey) CMAC() (*cmac.Key, error) {
+	if k := w.cmac.Load(); k != nil {
+		return k, nil
+	}
+	k, err := cmac.NewKey(w.Block)
+	if err != nil {
+		return nil, err
+	}
+	if !w.cmac.CompareAndSwap(nil, k) {
+		k.Clear() // another caller's is kept
+		return w.cmac.Load(), nil
+	}
+	return k, nil
 }
 
 // releaseOnError releases w when *err is set: for functions that hand a

@@ -34,7 +34,7 @@ commands:
   audit     verify: check the audit trail (hash chain, sequence, seals) and say where
             it was altered (through the serving daemon, or offline)
   client    send one host command to the host port and print the parsed response
-  bench     load the host port with a command mix; print throughput and latency percentiles
+  bench     load the host port or the HTTP API with a command mix; print throughput and latency percentiles
   version   print the version (also --version)
   help      print this help, or a command's: payhsm help <command>
 

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"slices"
 )
 
 // ErrBlockSize reports a block cipher whose block size is neither 8 nor 16.
@@ -128,12 +129,78 @@ func (m *MAC) Sum(in []byte) []byte {
 //
 // Like crypto/cipher's mode constructors, Sum panics if b's block size is
 // neither 8 nor 16: that is a programming error, not a property of the
-// message. Use New to get an error instead.
+// message. Use NewKey to get an error instead.
 func Sum(b cipher.Block, msg []byte) []byte {
-	m, err := New(b)
+	k, err := NewKey(b)
 	if err != nil {
 		panic(err)
 	}
-	m.Write(msg)
-	return m.Sum(nil)
+	out := k.Sum(nil, msg)
+	k.Clear()
+	return out
+}
+
+// Key is a CMAC key with its subkeys derived once, for keys used many
+// times: Sum then costs the message's block encryptions and no allocation
+// beyond the tag it appends. A Key is safe for concurrent use (if b is,
+// as crypto/aes and crypto/des blocks are).
+type Key struct {
+	b      cipher.Block
+	bs     int
+	k1, k2 [16]byte // subkeys (SP 800-38B 6.1), bs bytes used
+}
+
+// NewKey derives the subkeys of b.
+func NewKey(b cipher.Block) (*Key, error) {
+	if b == nil {
+		return nil, errors.New("cmac: nil block cipher")
+	}
+	bs := b.BlockSize()
+	r, err := rb(bs)
+	if err != nil {
+		return nil, err
+	}
+	k := &Key{b: b, bs: bs}
+	var l [16]byte
+	b.Encrypt(l[:bs], l[:bs])
+	dbl(k.k1[:bs], l[:bs], r)
+	dbl(k.k2[:bs], k.k1[:bs], r)
+	clear(l[:])
+	return k, nil
+}
+
+// Size is the length of a full tag: the cipher's block size.
+func (k *Key) Size() int { return k.bs }
+
+// Sum appends the full-length CMAC tag of msg to dst. It works in dst's
+// spare capacity (two blocks), so it allocates nothing when dst has room.
+func (k *Key) Sum(dst, msg []byte) []byte {
+	bs, n := k.bs, len(dst)
+	dst = slices.Grow(dst, 2*bs)[:n+2*bs]
+	x, last := dst[n:n+bs], dst[n+bs:n+2*bs]
+	clear(x)
+	clear(last)
+	// Every complete block but the last is chained as it is.
+	for len(msg) > bs {
+		subtle.XORBytes(x, x, msg[:bs])
+		k.b.Encrypt(x, x)
+		msg = msg[bs:]
+	}
+	copy(last, msg)
+	if len(msg) == bs {
+		subtle.XORBytes(last, last, k.k1[:bs])
+	} else {
+		last[len(msg)] = 0x80
+		subtle.XORBytes(last, last, k.k2[:bs])
+	}
+	subtle.XORBytes(x, x, last)
+	k.b.Encrypt(x, x)
+	clear(last)
+	return dst[:n+bs]
+}
+
+// Clear zeroes the subkeys (the block cipher's own schedule cannot be).
+func (k *Key) Clear() {
+	clear(k.k1[:])
+	clear(k.k2[:])
 }

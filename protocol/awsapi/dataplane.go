@@ -54,7 +54,11 @@ func (s *Server) dataRoutes() []route {
 
 // match finds the route of an escaped request path and its percent-decoded labels.
 func (s *Server) match(escapedPath string) (route, map[string]string, bool) {
-	segs := strings.Split(strings.TrimPrefix(escapedPath, "/"), "/")
+	var arr [8]string
+	segs := arr[:0]
+	for seg := range strings.SplitSeq(strings.TrimPrefix(escapedPath, "/"), "/") {
+		segs = append(segs, seg)
+	}
 	for _, rt := range s.routes {
 		if len(rt.segments) != len(segs) {
 			continue

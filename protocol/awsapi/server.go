@@ -11,14 +11,15 @@ package awsapi
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -85,7 +86,7 @@ func New(svc *ops.Service, verifier *sigv4.Verifier, log *zap.Logger) *Server {
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	reqID := requestID()
-	w.Header().Set("X-Amzn-RequestId", reqID)
+	w.Header()["X-Amzn-Requestid"] = []string{reqID} // canonical form of X-Amzn-RequestId, as Header().Set writes it
 	start := time.Now()
 	var rq request
 	defer func() {
@@ -135,7 +136,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, rq *request) (pl 
 	if r.ContentLength > MaxBodyBytes {
 		return pl, "", fault.Validationf("request body exceeds %d bytes", MaxBodyBytes)
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
+	body, err := readBody(r)
 	if err != nil {
 		return pl, "", fault.Validationf("cannot read request body")
 	}
@@ -220,22 +221,68 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, rq *request) (pl 
 		}
 		return pl, name, err
 	}
-	b, err := json.Marshal(out)
+	buf := responseBuffers.Get().(*[]byte)
+	defer responseBuffers.Put(buf)
+	b, err := encode((*buf)[:0], out)
+	*buf = b[:0]
 	if err != nil {
 		return pl, name, fault.Internalf("encode response", err)
 	}
 	if err := rec.done(name, in, out, nil); err != nil {
 		return pl, name, err
 	}
+	h := w.Header()
 	if pl == controlPlane {
-		w.Header().Set("Content-Type", controlContentType)
+		h["Content-Type"] = controlContentTypeHeader
 	} else {
-		w.Header().Set("Content-Type", "application/json")
+		h["Content-Type"] = jsonContentTypeHeader
 	}
-	w.Header().Set("Content-Length", fmt.Sprint(len(b)))
+	h["Content-Length"] = []string{strconv.Itoa(len(b))}
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(b)
 	return pl, name, nil
+}
+
+// Header values shared by every response; net/http only reads them.
+var (
+	controlContentTypeHeader = []string{controlContentType}
+	jsonContentTypeHeader    = []string{"application/json"}
+)
+
+// responseBuffers hold encoded responses until they are written.
+var responseBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// encode appends the JSON of out: the generated encoder when out is a
+// model shape, json.Marshal otherwise (both write the same bytes).
+func encode(b []byte, out any) ([]byte, error) {
+	if a, ok := out.(interface{ AppendJSON([]byte) ([]byte, error) }); ok {
+		return a.AppendJSON(b)
+	}
+	j, err := json.Marshal(out)
+	return append(b, j...), err
+}
+
+// readBody reads the whole request body: in one allocation of its
+// announced length when it has one, else up to one byte past MaxBodyBytes.
+func readBody(r *http.Request) ([]byte, error) {
+	if n := r.ContentLength; n >= 0 && n <= MaxBodyBytes {
+		body := make([]byte, n, n+1)
+		if _, err := io.ReadFull(r.Body, body); err != nil {
+			return nil, err
+		}
+		// net/http ends a server request's body at its length; read on as
+		// io.ReadAll would for a request whose body runs longer.
+		k, err := r.Body.Read(body[n : n+1])
+		switch {
+		case k > 0:
+			rest, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes-n))
+			return append(body[:n+1], rest...), err
+		case err != nil && err != io.EOF:
+			return nil, err
+		}
+		return body, nil
+	}
+	return io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
 }
 
 // decode decodes one JSON object into v with the generated decoders (members
@@ -245,7 +292,13 @@ func decode(body []byte, v any) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		body = []byte("{}")
 	}
-	if err := json.Unmarshal(body, v); err != nil {
+	var err error
+	if d, ok := v.(interface{ DecodeJSON([]byte) error }); ok {
+		err = d.DecodeJSON(body) // json.Unmarshal's result, without reflection on the usual path
+	} else {
+		err = json.Unmarshal(body, v)
+	}
+	if err != nil {
 		var de *cp.DecodeError
 		if errors.As(err, &de) {
 			return &protocolError{"SerializationException", http.StatusBadRequest, de.Error()}
@@ -333,9 +386,26 @@ func writeControlError(w http.ResponseWriter, err error) {
 	_, _ = w.Write(b)
 }
 
+// requestID returns a random identifier in the form of a UUID, as AWS's
+// x-amzn-RequestId. It identifies a request in logs and carries no
+// security property, so the runtime's fast generator serves.
 func requestID() string {
-	b := make([]byte, 16)
-	_, _ = rand.Read(b)
-	h := hex.EncodeToString(b)
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+	const hexDigits = "0123456789abcdef"
+	var b [36]byte
+	hi, lo := rand.Uint64(), rand.Uint64() //nolint:gosec // G404: an identifier for logs, not a secret.
+	j := 0
+	for i := range 32 {
+		if i == 8 || i == 12 || i == 16 || i == 20 {
+			b[j] = '-'
+			j++
+		}
+		v := &hi
+		if i >= 16 {
+			v = &lo
+		}
+		b[j] = hexDigits[*v>>60]
+		*v <<= 4
+		j++
+	}
+	return string(b[:])
 }

@@ -10,6 +10,7 @@ import (
 	"go/token"
 	"path/filepath"
 	"regexp"
+	"regexp/syntax"
 	"slices"
 	"strconv"
 	"strings"
@@ -26,26 +27,27 @@ var reserved = []string{
 }
 
 // Method names generated on structures; a member with one of these names would clash.
-var methodNames = []string{"Validate", "UnmarshalJSON", "MarshalJSON", "SetURILabel", "Error", "ErrorCode"}
+var methodNames = []string{"Validate", "UnmarshalJSON", "MarshalJSON", "DecodeJSON", "AppendJSON", "SetURILabel", "Error", "ErrorCode"}
 
 var stdImports = map[string]string{
 	"bytes": "bytes", "json": "encoding/json", "errors": "errors", "reflect": "reflect",
 	"regexp": "regexp", "slices": "slices", "strconv": "strconv", "strings": "strings",
-	"time": "time", "utf8": "unicode/utf8",
+	"time": "time", "utf8": "unicode/utf8", "sync": "sync", "atomic": "sync/atomic",
 }
 
 type gen struct {
-	m       *model
-	pkg     string
-	source  string
-	rest    bool // restJson1: members may be bound to URI labels
-	w       bytes.Buffer
-	idents  map[string]string // top-level identifier -> what declared it
-	reOf    map[string]string // raw pattern -> Go variable
-	reDecl  []string          // pattern variable declarations, in first-use order
-	needs   map[string]bool   // memo for needsCheck
-	notes   []string
-	enumSet map[string]string // enum shape -> "[A, B, C]"
+	m         *model
+	pkg       string
+	source    string
+	rest      bool // restJson1: members may be bound to URI labels
+	w         bytes.Buffer
+	idents    map[string]string // top-level identifier -> what declared it
+	reOf      map[string]string // raw pattern -> Go variable
+	reDecl    []string          // pattern variable declarations, in first-use order
+	needs     map[string]bool   // memo for needsCheck
+	notes     []string
+	enumSet   map[string]string // enum shape -> "[A, B, C]"
+	classVars []string          // pattern variables that are classPatterns
 }
 
 // generate turns the model at modelPath into the source of package pkg. notes
@@ -458,6 +460,9 @@ func (g *gen) emit() error {
 		g.p(")")
 		g.p("")
 	}
+	g.p("// classPatterns are the patterns matched without the regexp package.")
+	g.p("var classPatterns = []*classPattern{%s}", strings.Join(g.classVars, ", "))
+	g.p("")
 	g.emitOperations()
 	g.emitErrors()
 	return nil
@@ -561,6 +566,8 @@ func (g *gen) emitStructure(name string) {
 	g.p("}")
 	g.p("")
 	g.emitUnmarshal(gn, s)
+	g.emitDecodeFast(gn, s)
+	g.emitAppendJSON(gn, s)
 	g.emitValidate(gn, s)
 	if len(labels) > 0 {
 		g.p("// SetURILabel implements URILabelSetter.")
@@ -609,6 +616,207 @@ func (g *gen) emitUnmarshal(gn string, s *shape) {
 	g.p("})")
 	g.p("}")
 	g.p("")
+}
+
+// bodyMembers are the members of s that travel in the JSON body.
+func bodyMembers(s *shape) []*member {
+	var body []*member
+	for _, mb := range s.Members {
+		if mb.Location == "" {
+			body = append(body, mb)
+		}
+	}
+	return body
+}
+
+// emitDecodeFast emits DecodeJSON and the structure's fast decoder.
+func (g *gen) emitDecodeFast(gn string, s *shape) {
+	g.p("// DecodeJSON decodes the JSON document data into s, which must be zero (as")
+	g.p("// from new), exactly as json.Unmarshal(data, s) does: same result, same")
+	g.p("// errors. Usual documents take a fast path without reflection.")
+	g.p("func (s *%s) DecodeJSON(data []byte) error {", gn)
+	g.p("if fastDecode(data, s.decodeFast) {")
+	g.p("return nil")
+	g.p("}")
+	g.p("*s = %s{}", gn)
+	g.p("return json.Unmarshal(data, s)")
+	g.p("}")
+	g.p("")
+	g.p("// decodeFast decodes an object or null on the fast path, or reports false.")
+	g.p("func (s *%s) decodeFast(d *fastDecoder) bool {", gn)
+	g.p("obj, ok := d.open()")
+	g.p("if !obj {")
+	g.p("return ok")
+	g.p("}")
+	body := bodyMembers(s)
+	if len(body) > 0 {
+		g.p("var seen [%d]bool", len(body))
+	}
+	g.p("for first := true; ; first = false {")
+	if len(body) > 0 {
+		g.p("name, more := d.member(first)")
+	} else {
+		g.p("_, more := d.member(first)")
+	}
+	g.p("if !more {")
+	g.p("return !d.bad")
+	g.p("}")
+	if len(body) > 0 {
+		g.p("switch name {")
+		for i, mb := range body {
+			f, _ := goName(mb.Name)
+			g.p("case %q:", jsonName(mb))
+			call := g.fastDecodeCall(mb.Shape, "&s."+f)
+			if call == "" {
+				g.p("return false // not on the fast path")
+				continue
+			}
+			g.p("if seen[%d] || !%s {", i, call)
+			g.p("return false")
+			g.p("}")
+			g.p("seen[%d] = true", i)
+		}
+		g.p("default:")
+	}
+	g.p("if !d.skip() {")
+	g.p("return false")
+	g.p("}")
+	if len(body) > 0 {
+		g.p("}")
+	}
+	g.p("}")
+	g.p("}")
+	g.p("")
+}
+
+// fastDecodeCall is the fast-path decode of a member of shape name into
+// the field at ptr, or "" when that shape is left to the reflective path.
+func (g *gen) fastDecodeCall(name, ptr string) string {
+	s := g.shape(name)
+	switch s.Type {
+	case "string":
+		if isEnum(s) {
+			return "decodeString(d, " + ptr + ")"
+		}
+		return "d.str(" + ptr + ")"
+	case "boolean":
+		return "decodeBool(d, " + ptr + ")"
+	case "integer":
+		return "decodeInt(d, " + ptr + ", -2147483648, 2147483647)"
+	case "long":
+		return "decodeInt(d, " + ptr + ", -9223372036854775808, 9223372036854775807)"
+	case "timestamp":
+		return "decodeTimestamp(d, " + ptr + ")"
+	case "structure":
+		return "decodeStruct[" + g.elemType(name) + "](d, " + ptr + ")"
+	case "list":
+		if e := g.fastElem(s.Member.Shape); e != "" {
+			return "decodeList(d, " + ptr + ", " + e + ")"
+		}
+	case "map":
+		if e := g.fastElem(s.Value.Shape); e != "" {
+			return "decodeMap(d, " + ptr + ", " + e + ")"
+		}
+	}
+	return ""
+}
+
+// fastElem is the fast decoder of a list element or map value of shape
+// name, or "".
+func (g *gen) fastElem(name string) string {
+	switch g.shape(name).Type {
+	case "string":
+		return "decodeStringElem[" + g.elemType(name) + "]"
+	case "structure":
+		return "structElem[" + g.elemType(name) + "]"
+	}
+	return ""
+}
+
+// emitAppendJSON emits AppendJSON, an encoder equal to json.Marshal's.
+func (g *gen) emitAppendJSON(gn string, s *shape) {
+	g.p("// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.")
+	g.p("func (s *%s) AppendJSON(b []byte) ([]byte, error) {", gn)
+	g.p("if s == nil {")
+	g.p("return append(b, \"null\"...), nil")
+	g.p("}")
+	body := bodyMembers(s)
+	if len(body) == 0 {
+		g.p("return append(b, \"{}\"...), nil")
+		g.p("}")
+		g.p("")
+		return
+	}
+	g.p("var err error")
+	g.p("first := true")
+	g.p("b = append(b, '{')")
+	for _, mb := range body {
+		f, _ := goName(mb.Name)
+		v := "s." + f
+		t := g.shape(mb.Shape).Type
+		g.p("if %s != nil {", v)
+		g.p("b = appendJSONKey(b, first, %q)", jsonName(mb))
+		g.p("first = false")
+		switch t {
+		case "list":
+			g.p("b = append(b, '[')")
+			g.p("for i := range %s {", v)
+			g.p("if i > 0 {")
+			g.p("b = append(b, ',')")
+			g.p("}")
+			g.appendValue(s.Members, g.shape(mb.Shape).Member.Shape, v+"[i]", false)
+			g.p("}")
+			g.p("b = append(b, ']')")
+		case "map":
+			g.p("b = append(b, '{')")
+			g.p("for i, k := range sortedKeys(%s) {", v)
+			g.p("if i > 0 {")
+			g.p("b = append(b, ',')")
+			g.p("}")
+			g.p("b = appendJSONString(b, k)")
+			g.p("b = append(b, ':')")
+			g.p("e := %s[k]", v)
+			g.appendValue(s.Members, g.shape(mb.Shape).Value.Shape, "e", false)
+			g.p("}")
+			g.p("b = append(b, '}')")
+		default:
+			g.appendValue(s.Members, mb.Shape, v, true)
+		}
+		g.p("}")
+	}
+	g.p("_ = first")
+	g.p("return append(b, '}'), err")
+	g.p("}")
+	g.p("")
+}
+
+// appendValue emits the encoding of v, a value of shape name (through a
+// pointer when ptr), onto b.
+func (g *gen) appendValue(_ memberList, name, v string, ptr bool) {
+	deref := v
+	if ptr {
+		deref = "*" + v
+	}
+	switch g.shape(name).Type {
+	case "string":
+		g.p("b = appendJSONString(b, string(%s))", deref)
+	case "boolean":
+		g.p("b = strconv.AppendBool(b, %s)", deref)
+	case "integer", "long":
+		g.p("b = strconv.AppendInt(b, int64(%s), 10)", deref)
+	case "structure":
+		if ptr {
+			g.p("if b, err = %s.AppendJSON(b); err != nil {", v)
+		} else {
+			g.p("if b, err = (&%s).AppendJSON(b); err != nil {", v)
+		}
+		g.p("return b, err")
+		g.p("}")
+	default: // timestamps, floats, blobs, nested lists and maps: encoding/json
+		g.p("if b, err = appendJSONValue(b, %s); err != nil {", v)
+		g.p("return b, err")
+		g.p("}")
+	}
 }
 
 func (g *gen) emitValidate(gn string, s *shape) {
@@ -837,6 +1045,10 @@ func (g *gen) emitMap(name string) {
 // pattern returns the Go variable holding the compiled form of pattern p,
 // first used by shape name.
 func (g *gen) pattern(name, p string) (string, error) {
+	memo := strings.Contains(p, "arn:aws:")
+	if memo && g.shape(name).Sensitive {
+		return "", fmt.Errorf("shape %s: sensitive, with a key identifier pattern that apigen memoises", name)
+	}
 	if v, ok := g.reOf[p]; ok {
 		return v, nil
 	}
@@ -856,9 +1068,100 @@ func (g *gen) pattern(name, p string) (string, error) {
 	if !strings.ContainsAny(re, "`\n\r") {
 		lit = "`" + re + "`"
 	}
-	decl += fmt.Sprintf("%s = regexp.MustCompile(%s)", v, lit)
+	if cp := classPatternOf(re); cp != "" && !memo {
+		// A run of one ASCII class with a length rule: matched without
+		// the regexp package (the generated tests compare it with regexp).
+		decl += fmt.Sprintf("%s = &classPattern{re: %s, %s}", v, lit, cp)
+		g.classVars = append(g.classVars, v)
+	} else if !memo {
+		decl += fmt.Sprintf("%s = regexp.MustCompile(%s)", v, lit)
+	} else {
+		// Key identifiers (ARNs, aliases) recur on every request, and the
+		// regexp package matches their alternation slowly: remember the
+		// answers. Never for sensitive shapes, whose values must not be kept.
+		decl += fmt.Sprintf("%s = &memoPattern{re: regexp.MustCompile(%s)}", v, lit)
+	}
 	g.reDecl = append(g.reDecl, decl)
 	return v, nil
+}
+
+// classPatternOf returns the fields of a classPattern equal to the anchored
+// RE2 pattern re, or "" when re is not of the forms it covers: ^C+$, ^C*$,
+// ^C{m,n}$, ^(?:CC…)+$ and ^(?:C{a}|C{b}|…)$, for one class C of ASCII
+// characters without case folding.
+func classPatternOf(re string) string {
+	r, err := syntax.Parse(re, syntax.Perl)
+	if err != nil || r.Op != syntax.OpConcat || len(r.Sub) != 3 || r.Sub[0].Op != syntax.OpBeginText || r.Sub[2].Op != syntax.OpEndText {
+		return ""
+	}
+	var class []rune
+	sameClass := func(c *syntax.Regexp) bool {
+		if c.Op != syntax.OpCharClass || c.Flags&syntax.FoldCase != 0 {
+			return false
+		}
+		for _, x := range c.Rune {
+			if x >= 0x80 {
+				return false
+			}
+		}
+		if class == nil {
+			class = c.Rune
+		}
+		return slices.Equal(class, c.Rune)
+	}
+	minLen, maxLen, step := 0, -1, 1
+	var lengths []string
+	switch x := r.Sub[1]; x.Op {
+	case syntax.OpCharClass:
+		if !sameClass(x) {
+			return ""
+		}
+		minLen, maxLen = 1, 1
+	case syntax.OpPlus, syntax.OpStar:
+		if x.Op == syntax.OpPlus {
+			minLen = 1
+		}
+		sub := x.Sub[0]
+		switch {
+		case sameClass(sub):
+		case sub.Op == syntax.OpConcat && len(sub.Sub) > 1:
+			for _, c := range sub.Sub {
+				if !sameClass(c) {
+					return ""
+				}
+			}
+			step = len(sub.Sub)
+			minLen *= step
+		default:
+			return ""
+		}
+	case syntax.OpRepeat:
+		if !sameClass(x.Sub[0]) {
+			return ""
+		}
+		minLen, maxLen = x.Min, x.Max
+	case syntax.OpAlternate:
+		for _, a := range x.Sub {
+			if a.Op != syntax.OpRepeat || a.Min != a.Max || !sameClass(a.Sub[0]) {
+				return ""
+			}
+			lengths = append(lengths, strconv.Itoa(a.Min))
+		}
+		minLen = 0
+	default:
+		return ""
+	}
+	var set [2]uint64
+	for i := 0; i+1 < len(class); i += 2 {
+		for c := class[i]; c <= class[i+1]; c++ {
+			set[c>>6] |= 1 << (c & 63)
+		}
+	}
+	out := fmt.Sprintf("set: [2]uint64{%#x, %#x}, min: %d, max: %d, step: %d", set[0], set[1], minLen, maxLen, step)
+	if lengths != nil {
+		out += ", lengths: []int{" + strings.Join(lengths, ", ") + "}"
+	}
+	return out
 }
 
 func (g *gen) emitErrorMethods(gn, name string, s *shape) {

@@ -1,10 +1,13 @@
-// Package bench is `payhsm bench`, the host-port load tool: it creates its
-// own keys on the appliance with host commands (A0), prepares valid requests
-// (a PIN block with EE, a CVV with CW, a MAC with M6), then drives N
-// connections from a weighted command mix for a duration, each keeping up to
-// -pipeline requests in flight (1: one request at a time), and prints
-// throughput and latency percentiles. Latency is measured per request, from
-// just before the write that sends it to the parse of its response.
+// Package bench is `payhsm bench`, the load tool for both front ends: it
+// creates its own keys on the appliance (host commands A0 on the host port,
+// CreateKey over the HTTP API), prepares valid requests (a PIN block with EE
+// or GeneratePinData, a CVV, a MAC), then drives N connections from a
+// weighted command mix for a duration, each keeping up to -pipeline requests
+// in flight (1: one request at a time), and prints throughput and latency
+// percentiles. Latency is measured per request, from just before the write
+// that sends it to the parse of its response. In HTTP mode every request is
+// signed with SigV4 as it is sent (the derived signing key cached per day,
+// no allocation per request) over keep-alive HTTP/1.1.
 //
 // The load loop is lean on purpose, since on a small machine it shares the
 // cores with the appliance: one goroutine per connection (a sender and a
@@ -53,6 +56,8 @@ type Options struct {
 	Pipeline int     // requests in flight per connection (default 1)
 	Rate     float64 // offered load in requests/s over all connections; 0 = as fast as answered
 	TLS      hostclient.TLSFlags
+	HTTP     HTTPTarget // with a URL: drive the HTTP API instead of the host port
+	PID      int        // when not 0, the appliance's process: its CPU time is measured (Linux /proc)
 }
 
 // Stats is one command's (or the total's) result.
@@ -68,6 +73,9 @@ type Result struct {
 	Throughput float64 // successful responses per second
 	Total      Stats
 	PerCommand []Stats
+	// CPU time used during the measured window by the process of
+	// Options.PID (zero without one) and by the bench itself.
+	ServerCPU, BenchCPU time.Duration
 }
 
 // Prepare creates keys with A0 and returns a valid request for each
@@ -141,6 +149,9 @@ func Prepare(c *hostclient.Client) (map[string]Request, error) {
 // Run prepares the requests and drives the load.
 func Run(o Options) (*Result, error) {
 	o.Pipeline = max(o.Pipeline, 1)
+	if o.HTTP.URL != "" {
+		return runHTTP(o)
+	}
 	tlsCfg, err := o.TLS.Config(o.Addr)
 	if err != nil {
 		return nil, err
@@ -156,22 +167,9 @@ func Run(o Options) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bench setup: %w", err)
 	}
-	var codes []string
-	var wheel []int
-	for code := range o.Mix {
-		if _, ok := reqs[code]; !ok {
-			return nil, fmt.Errorf("bench: command %s is not in the benchmark set (CC CA CW CY M6 M8 NC B2)", code)
-		}
-		codes = append(codes, code)
-	}
-	sort.Strings(codes)
-	for i, code := range codes {
-		for range o.Mix[code] {
-			wheel = append(wheel, i)
-		}
-	}
-	if len(wheel) == 0 {
-		return nil, errors.New("bench: empty command mix")
+	codes, wheel, err := mixWheel(o.Mix, func(code string) bool { _, ok := reqs[code]; return ok }, "CC CA CW CY M6 M8 NC B2")
+	if err != nil {
+		return nil, err
 	}
 	frames := make([][]byte, len(codes))
 	for i, code := range codes {
@@ -185,9 +183,74 @@ func Run(o Options) (*Result, error) {
 		}
 		frames[i] = f
 	}
+	return drive(o, o.Addr, tlsCfg, codes, wheel, func() proto { return newHostProto(frames, codes, o.Header) })
+}
+
+// runHTTP is Run against the HTTP API: keys and requests are prepared over
+// one connection, then each connection signs every request it sends.
+func runHTTP(o Options) (*Result, error) {
+	addr, host, useTLS, err := parseHTTPURL(o.HTTP.URL)
+	if err != nil {
+		return nil, err
+	}
+	if useTLS {
+		o.TLS.Enabled = true
+	}
+	tlsCfg, err := o.TLS.Config(addr)
+	if err != nil {
+		return nil, err
+	}
+	newSigner := func() *signer { return newSigner(o.HTTP.AccessKeyID, o.HTTP.Secret, o.HTTP.Region, service, host) }
+	c, err := dial(addr, tlsCfg)
+	if err != nil {
+		return nil, err
+	}
+	setup := &httpConn{c: c, br: bufio.NewReader(c), s: newSigner()}
+	reqs, err := setup.prepare()
+	if cerr := c.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bench setup: %w", err)
+	}
+	codes, wheel, err := mixWheel(o.Mix, func(code string) bool { _, ok := reqs[code]; return ok }, "CC CA CW CY M6 M8")
+	if err != nil {
+		return nil, err
+	}
+	byIndex := make([]*httpRequest, len(codes))
+	for i, code := range codes {
+		byIndex[i] = reqs[code]
+	}
+	return drive(o, addr, tlsCfg, codes, wheel, func() proto { return &httpProto{reqs: byIndex, s: newSigner()} })
+}
+
+// mixWheel orders the mix's codes and builds the weighted wheel of their indexes.
+func mixWheel(mix map[string]int, known func(string) bool, set string) ([]string, []int, error) {
+	var codes []string
+	var wheel []int
+	for code := range mix {
+		if !known(code) {
+			return nil, nil, fmt.Errorf("bench: command %s is not in the benchmark set (%s)", code, set)
+		}
+		codes = append(codes, code)
+	}
+	sort.Strings(codes)
+	for i, code := range codes {
+		for range mix[code] {
+			wheel = append(wheel, i)
+		}
+	}
+	if len(wheel) == 0 {
+		return nil, nil, errors.New("bench: empty command mix")
+	}
+	return codes, wheel, nil
+}
+
+// drive opens the connections, runs the load and gathers the results.
+func drive(o Options, addr string, tlsCfg *tls.Config, codes []string, wheel []int, newProto func() proto) (*Result, error) {
 	workers := make([]*worker, o.Conns)
 	for i := range workers {
-		c, err := dial(o.Addr, tlsCfg)
+		c, err := dial(addr, tlsCfg)
 		if err != nil {
 			return nil, err
 		}
@@ -199,7 +262,7 @@ func Run(o Options) (*Result, error) {
 		if err := c.SetDeadline(time.Now().Add(o.Warmup + o.Duration + time.Minute)); err != nil {
 			return nil, fmt.Errorf("bench: set deadline: %w", err)
 		}
-		workers[i] = newWorker(c, i, o, frames, codes, wheel)
+		workers[i] = newWorker(c, i, o, newProto(), wheel)
 	}
 	var measuring, stopping atomic.Bool
 	errs := make(chan error, len(workers))
@@ -211,11 +274,19 @@ func Run(o Options) (*Result, error) {
 		}
 	}
 	time.Sleep(o.Warmup)
+	cpu0, err := cpuTimes(o.PID)
+	if err != nil {
+		return nil, err
+	}
 	measuring.Store(true)
 	start := time.Now()
 	time.Sleep(o.Duration)
 	measuring.Store(false)
 	elapsed := time.Since(start)
+	cpu1, err := cpuTimes(o.PID)
+	if err != nil {
+		return nil, err
+	}
 	stopping.Store(true)
 	var firstErr error
 	for range workers {
@@ -242,7 +313,8 @@ func Run(o Options) (*Result, error) {
 			}
 		}
 	}
-	res := &Result{Duration: elapsed, Throughput: float64(okCount) / elapsed.Seconds(), Total: stats("all", all, len(all)-okCount)}
+	res := &Result{Duration: elapsed, Throughput: float64(okCount) / elapsed.Seconds(), Total: stats("all", all, len(all)-okCount),
+		ServerCPU: cpu1.server - cpu0.server, BenchCPU: cpu1.self - cpu0.self}
 	for i, code := range codes {
 		res.PerCommand = append(res.PerCommand, stats(code, per[i], perErr[i]))
 	}
@@ -265,12 +337,9 @@ type worker struct {
 	c       io.ReadWriter
 	br      *bufio.Reader
 	wbuf    []byte
-	frames  [][]byte // one encoded request per command of the mix
-	codes   []string
-	rcodes  [][2]byte // the expected response codes
+	p       proto
 	wheel   []int
 	rng     *rand.Rand
-	header  int
 	window  int
 	every   time.Duration // with a rate: the interval between this connection's requests
 	next    time.Time     // with a rate: when the next request is due
@@ -287,20 +356,89 @@ type inflight struct {
 	cmd  uint8
 }
 
-func newWorker(c io.ReadWriter, i int, o Options, frames [][]byte, codes []string, wheel []int) *worker {
-	w := &worker{c: c, br: bufio.NewReaderSize(c, 64<<10), frames: make([][]byte, len(frames)), codes: codes,
-		wheel: wheel, rng: rand.New(rand.NewPCG(uint64(i), 7)), header: o.Header, window: o.Pipeline, //nolint:gosec // G404: a reproducible command mix per connection, no secret.
+// proto is a front end's encoding as one connection uses it.
+type proto interface {
+	// appendRequest appends request k of the mix, numbered seq, to b; now
+	// is the time of sending.
+	appendRequest(b []byte, k int, seq uint64, now time.Time) []byte
+	// complete reports whether a response can be read without blocking.
+	complete(br *bufio.Reader) bool
+	// readResponse consumes the response to request k (seq), checks that it
+	// answers it, and reports whether it succeeded.
+	readResponse(br *bufio.Reader, k int, seq uint64) (ok bool, err error)
+}
+
+// hostProto is the host port's framing: each request encoded once, only
+// its header numbered per send.
+type hostProto struct {
+	frames [][]byte // one encoded request per command of the mix
+	codes  []string
+	rcodes [][2]byte // the expected response codes
+	header int
+}
+
+func newHostProto(frames [][]byte, codes []string, header int) *hostProto {
+	p := &hostProto{frames: make([][]byte, len(frames)), codes: codes, header: header}
+	for k, f := range frames {
+		p.frames[k] = append([]byte(nil), f...) // each worker numbers its own copy
+		var code [2]byte
+		copy(code[:], hostcmd.ResponseCode(codes[k]))
+		p.rcodes = append(p.rcodes, code)
+	}
+	return p
+}
+
+func (p *hostProto) appendRequest(b []byte, k int, seq uint64, _ time.Time) []byte {
+	start := len(b)
+	b = append(b, p.frames[k]...)
+	putSeq(b[start+2:start+2+p.header], seq)
+	return b
+}
+
+// complete reports whether a whole response frame is buffered.
+func (p *hostProto) complete(br *bufio.Reader) bool {
+	if br.Buffered() < 2 {
+		return false
+	}
+	lb, _ := br.Peek(2)
+	return br.Buffered() >= 2+int(binary.BigEndian.Uint16(lb))
+}
+
+func (p *hostProto) readResponse(br *bufio.Reader, k int, seq uint64) (bool, error) {
+	lb, err := br.Peek(2)
+	if err != nil {
+		return false, fmt.Errorf("bench: receive: %w", err)
+	}
+	n := 2 + int(binary.BigEndian.Uint16(lb))
+	f, err := br.Peek(n)
+	if err != nil {
+		return false, fmt.Errorf("bench: receive: %w", err)
+	}
+	msg := f[2:]
+	if len(msg) < p.header+4 {
+		return false, fmt.Errorf("bench: response of %d bytes", len(msg))
+	}
+	var want [20]byte
+	putSeq(want[:p.header], seq)
+	if string(msg[:p.header]) != string(want[:p.header]) {
+		return false, fmt.Errorf("bench: response header %q, want %q (out of order)", msg[:p.header], want[:p.header])
+	}
+	if rc := p.rcodes[k]; msg[p.header] != rc[0] || msg[p.header+1] != rc[1] {
+		return false, fmt.Errorf("bench: %s answered with %q", p.codes[k], msg[p.header:p.header+2])
+	}
+	ok := msg[p.header+2] == '0' && msg[p.header+3] == '0'
+	_, err = br.Discard(n)
+	return ok, err
+}
+
+func newWorker(c io.ReadWriter, i int, o Options, p proto, wheel []int) *worker {
+	w := &worker{c: c, br: bufio.NewReaderSize(c, 64<<10), p: p,
+		wheel: wheel, rng: rand.New(rand.NewPCG(uint64(i), 7)), window: o.Pipeline, //nolint:gosec // G404: a reproducible command mix per connection, no secret.
 		flight: make([]inflight, o.Pipeline)}
 	if o.Rate > 0 {
 		w.every = time.Duration(float64(o.Conns) / o.Rate * float64(time.Second))
 		// Connections start spread over one interval.
 		w.next = time.Now().Add(w.every * time.Duration(i) / time.Duration(o.Conns))
-	}
-	for k, f := range frames {
-		w.frames[k] = append([]byte(nil), f...) // each worker numbers its own copy
-		var code [2]byte
-		copy(code[:], hostcmd.ResponseCode(codes[k]))
-		w.rcodes = append(w.rcodes, code)
 	}
 	// Enough for about 40k responses per second per connection for a minute
 	// without growing during the run.
@@ -329,23 +467,17 @@ func (w *worker) run(measuring, stopping *atomic.Bool) error {
 
 // send fills the window and writes the new requests with one write.
 func (w *worker) send() error {
+	if w.n == w.window {
+		return nil
+	}
 	w.wbuf = w.wbuf[:0]
-	first := w.n
+	now := time.Now()
 	for w.n < w.window {
 		k := w.wheel[w.rng.IntN(len(w.wheel))]
 		w.seq++
-		start := len(w.wbuf)
-		w.wbuf = append(w.wbuf, w.frames[k]...)
-		putSeq(w.wbuf[start+2:start+2+w.header], w.seq)
-		w.flight[(w.head+w.n)%w.window] = inflight{seq: w.seq, cmd: uint8(k)} //nolint:gosec // G115: k < len(codes) <= 8, the benchmark set (Run).
+		w.wbuf = w.p.appendRequest(w.wbuf, k, w.seq, now)
+		w.flight[(w.head+w.n)%w.window] = inflight{sent: now, seq: w.seq, cmd: uint8(k)} //nolint:gosec // G115: k < len(codes) <= 8, the benchmark set (Run).
 		w.n++
-	}
-	if len(w.wbuf) == 0 {
-		return nil
-	}
-	now := time.Now()
-	for i := first; i < w.n; i++ {
-		w.flight[(w.head+i)%w.window].sent = now
 	}
 	if _, err := w.c.Write(w.wbuf); err != nil {
 		return fmt.Errorf("bench: send: %w", err)
@@ -379,9 +511,7 @@ func (w *worker) runOpen(measuring, stopping *atomic.Bool) error {
 				}
 				k := w.wheel[w.rng.IntN(len(w.wheel))]
 				w.seq++
-				start := len(w.wbuf)
-				w.wbuf = append(w.wbuf, w.frames[k]...)
-				putSeq(w.wbuf[start+2:start+2+w.header], w.seq)
+				w.wbuf = w.p.appendRequest(w.wbuf, k, w.seq, now)
 				batch = append(batch, inflight{sent: w.next, seq: w.seq, cmd: uint8(k)}) //nolint:gosec // G115: k < len(codes) <= 8, the benchmark set (Run).
 			}
 			if _, err := w.c.Write(w.wbuf); err != nil {
@@ -428,19 +558,10 @@ func (w *worker) receive(measuring *atomic.Bool) error {
 		if err := w.one(measuring); err != nil {
 			return err
 		}
-		if w.n == 0 || !w.complete() {
+		if w.n == 0 || !w.p.complete(w.br) {
 			return nil
 		}
 	}
-}
-
-// complete reports whether a whole response frame is buffered.
-func (w *worker) complete() bool {
-	if w.br.Buffered() < 2 {
-		return false
-	}
-	lb, _ := w.br.Peek(2)
-	return w.br.Buffered() >= 2+int(binary.BigEndian.Uint16(lb))
 }
 
 // one parses the response to the oldest request in flight.
@@ -452,38 +573,20 @@ func (w *worker) one(measuring *atomic.Bool) error {
 
 // match reads the next response and checks that it answers fl.
 func (w *worker) match(fl inflight, measuring *atomic.Bool) error {
-	lb, err := w.br.Peek(2)
+	ok, err := w.p.readResponse(w.br, int(fl.cmd), fl.seq)
 	if err != nil {
-		return fmt.Errorf("bench: receive: %w", err)
-	}
-	n := 2 + int(binary.BigEndian.Uint16(lb))
-	f, err := w.br.Peek(n)
-	if err != nil {
-		return fmt.Errorf("bench: receive: %w", err)
-	}
-	done := time.Now()
-	msg := f[2:]
-	if len(msg) < w.header+4 {
-		return fmt.Errorf("bench: response of %d bytes", len(msg))
-	}
-	var want [20]byte
-	putSeq(want[:w.header], fl.seq)
-	if string(msg[:w.header]) != string(want[:w.header]) {
-		return fmt.Errorf("bench: response header %q, want %q (out of order)", msg[:w.header], want[:w.header])
-	}
-	if rc := w.rcodes[fl.cmd]; msg[w.header] != rc[0] || msg[w.header+1] != rc[1] {
-		return fmt.Errorf("bench: %s answered with %q", w.codes[fl.cmd], msg[w.header:w.header+2])
+		return err
 	}
 	if measuring.Load() {
+		done := time.Now()
 		k := fl.cmd
-		if msg[w.header+2] != '0' || msg[w.header+3] != '0' {
+		if !ok {
 			k |= failed
 		}
 		w.lat = append(w.lat, done.Sub(fl.sent))
 		w.cmd = append(w.cmd, k)
 	}
-	_, err = w.br.Discard(n)
-	return err
+	return nil
 }
 
 // putSeq writes seq as decimal digits right-justified in h (its low digits
@@ -532,12 +635,33 @@ func Print(w io.Writer, o Options, r *Result) error {
 	if o.Rate > 0 {
 		rate = fmt.Sprintf("offered %.0f/s", o.Rate)
 	}
-	b := fmt.Appendf(nil, "connections %d, pipeline %d, %s, duration %v (after %v warm-up)\n", o.Conns, max(o.Pipeline, 1), rate, r.Duration.Round(time.Millisecond), o.Warmup)
-	b = fmt.Appendf(b, "throughput  %.0f successful commands/s\n\n", r.Throughput)
-	b = fmt.Appendf(b, "%-4s %10s %7s %10s %10s %10s %10s\n", "cmd", "count", "errors", "p50", "p99", "p99.9", "max")
+	target := "host port " + o.Addr
+	if o.HTTP.URL != "" {
+		target = "HTTP API " + o.HTTP.URL
+	}
+	b := fmt.Appendf(nil, "%s: connections %d, pipeline %d, %s, duration %v (after %v warm-up)\n", target, o.Conns, max(o.Pipeline, 1), rate, r.Duration.Round(time.Millisecond), o.Warmup)
+	b = fmt.Appendf(b, "throughput  %.0f successful commands/s\n", r.Throughput)
+	if n := r.Total.Count; n > 0 {
+		if o.PID != 0 {
+			b = fmt.Appendf(b, "CPU per request: appliance (pid %d) %.2f µs, bench %.2f µs\n", o.PID,
+				float64(r.ServerCPU.Nanoseconds())/1e3/float64(n), float64(r.BenchCPU.Nanoseconds())/1e3/float64(n))
+		} else {
+			b = fmt.Appendf(b, "CPU per request: bench %.2f µs\n", float64(r.BenchCPU.Nanoseconds())/1e3/float64(n))
+		}
+	}
+	b = append(b, '\n')
+	b = fmt.Appendf(b, "%-4s %10s %7s %10s %10s %10s %10s", "cmd", "count", "errors", "p50", "p99", "p99.9", "max")
+	if o.HTTP.URL != "" {
+		b = append(b, "  operation"...)
+	}
+	b = append(b, '\n')
 	for _, s := range append(r.PerCommand, r.Total) {
-		b = fmt.Appendf(b, "%-4s %10d %7d %10v %10v %10v %10v\n", s.Code, s.Count, s.Errors, s.P50.Round(time.Microsecond),
+		b = fmt.Appendf(b, "%-4s %10d %7d %10v %10v %10v %10v", s.Code, s.Count, s.Errors, s.P50.Round(time.Microsecond),
 			s.P99.Round(time.Microsecond), s.P999.Round(time.Microsecond), s.Max.Round(time.Microsecond))
+		if o.HTTP.URL != "" {
+			b = append(b, "  "+httpOperations[s.Code]...)
+		}
+		b = append(b, '\n')
 	}
 	_, err := w.Write(b)
 	return err
@@ -550,6 +674,19 @@ Creates its own keys with A0 on the appliance, then drives -conns connections
 for -duration and prints throughput and per-request latency percentiles (from
 send to response). Commands: CC CA CW CY M6 M8 NC B2.
 
+With -http URL it drives the AWS-compatible HTTP API instead, over keep-alive
+HTTP/1.1 connections (-pipeline requests pipelined on each), every request
+SigV4-signed: it creates its keys with CreateKey, and the same codes select
+the data-plane operations CC, CA TranslatePinData; CW GenerateCardValidationData;
+CY VerifyCardValidationData; M6 GenerateMac; M8 VerifyMac. The credentials come
+from -credentials (an AWS shared credentials file such as the DATA-DIR/credentials
+that serve --dev writes) or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY. A
+response other than 200 counts as an error.
+
+With -pid PID (the appliance's process on the same machine) it also prints
+the CPU time (user + system, from /proc/PID/stat) that process and the bench
+itself spent per request in the measured window.
+
 With -rate the load is offered on a schedule (requests/s over all
 connections) and each latency counts from when its request was due.
 
@@ -557,6 +694,7 @@ examples:
   payhsm bench -addr 127.0.0.1:1500 -conns 32 -duration 20s -mix CC=1
   payhsm bench -addr 127.0.0.1:1500 -conns 32 -pipeline 4 -duration 20s -mix CC=1
   payhsm bench -addr 127.0.0.1:1500 -conns 32 -pipeline 4 -rate 50000 -duration 20s -mix CC=1
+  payhsm bench -http http://127.0.0.1:8080 -credentials DATA-DIR/credentials -conns 32 -duration 20s -mix CC=1,CY=1,M8=1
 `
 
 // Main runs `payhsm bench`.
@@ -572,11 +710,22 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.Pipeline, "pipeline", 1, "requests in flight per connection")
 	fs.Float64Var(&o.Rate, "rate", 0, "offered load, requests/s over all connections (0: as fast as answered); latency then counts from when each request was due")
 	mix := fs.String("mix", "CC=1", "weighted command mix, e.g. CC=2,CY=1,M8=1")
+	fs.StringVar(&o.HTTP.URL, "http", "", "drive the HTTP API at this base URL (http://host:port) instead of the host port")
+	creds := fs.String("credentials", "", "HTTP mode: AWS shared credentials file (default: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)")
+	profile := fs.String("profile", "default", "HTTP mode: profile in the -credentials file")
+	fs.StringVar(&o.HTTP.Region, "region", "us-east-1", "HTTP mode: signing region")
+	fs.IntVar(&o.PID, "pid", 0, "the appliance's process id: report its CPU time per request during the measured window (Linux)")
 	o.TLS.Register(fs)
 	if code, ok := cli.Parse(fs, args, stdout, stderr); !ok {
 		return code
 	}
 	var err error
+	if o.HTTP.URL != "" {
+		if o.HTTP.AccessKeyID, o.HTTP.Secret, err = LoadCredentials(*creds, *profile); err != nil {
+			cli.Say(stderr, "payhsm bench:", err)
+			return 2
+		}
+	}
 	if o.Mix, err = ParseMix(*mix); err != nil || o.Conns < 1 || o.Duration <= 0 || o.Pipeline < 1 || o.Pipeline > 1024 || o.Header < 0 || o.Header > 20 || o.Rate < 0 {
 		cli.Say(stderr, "payhsm bench: bad -mix, -conns, -duration, -pipeline, -header or -rate", err)
 		return 2

@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -400,6 +402,578 @@ func rangeViolation(v, min, max int64) string {
 // runeCount is a string's length as Smithy's @length counts it: Unicode
 // scalar values (Smithy 2.0 spec, constraint-traits.rst, "length trait").
 func runeCount(s string) int64 { return int64(utf8.RuneCountInString(s)) }
+
+// ---- Fast paths ----
+//
+// DecodeJSON and AppendJSON, generated on every structure, are what the HTTP
+// edge calls. They produce exactly what json.Unmarshal and json.Marshal
+// produce on the same structures (the generated tests compare them on
+// random and mutated documents), but without reflection for what requests
+// and responses usually hold. Anything else — escapes in strings, non-ASCII
+// text, numbers that are not plain integers, any error at all — takes the
+// reflective path, so errors and unusual inputs are handled by the one
+// implementation above.
+
+// fastDecoder reads one JSON document on the fast path. src is the whole
+// document as a string, so a decoded string is a substring of it and costs
+// no allocation. bad records that the fast path gave up.
+type fastDecoder struct {
+	src   string
+	off   int
+	depth int
+	bad   bool
+	strs  []string // string members point into it: one allocation for several
+}
+
+// maxFastDepth bounds nesting on the fast path; deeper documents take the
+// reflective path, which applies encoding/json's own limit.
+const maxFastDepth = 64
+
+// fastDecode decodes the document data with decode, the fast decoder of a
+// structure; it reports false when the document must take the reflective
+// path.
+func fastDecode(data []byte, decode func(d *fastDecoder) bool) bool {
+	d := fastDecoder{src: string(data)}
+	d.space()
+	if !decode(&d) || d.bad {
+		return false
+	}
+	d.space()
+	return d.off == len(d.src)
+}
+
+func (d *fastDecoder) space() {
+	for d.off < len(d.src) {
+		switch d.src[d.off] {
+		case ' ', '\t', '\n', '\r':
+			d.off++
+		default:
+			return
+		}
+	}
+}
+
+// peek returns the next byte after white space, or 0 at the end.
+func (d *fastDecoder) peek() byte {
+	d.space()
+	if d.off < len(d.src) {
+		return d.src[d.off]
+	}
+	return 0
+}
+
+// literal consumes lit if it comes next.
+func (d *fastDecoder) literal(lit string) bool {
+	if strings.HasPrefix(d.src[d.off:], lit) {
+		d.off += len(lit)
+		return true
+	}
+	return false
+}
+
+// null consumes a null if it comes next.
+func (d *fastDecoder) null() bool { return d.peek() == 'n' && d.literal("null") }
+
+// open starts an object: it reports null (consumed) as (false, true), an
+// object as (true, true) and anything else as a failure.
+func (d *fastDecoder) open() (obj, ok bool) {
+	switch d.peek() {
+	case '{':
+		d.off++
+		if d.depth++; d.depth > maxFastDepth {
+			return false, false
+		}
+		return true, true
+	case 'n':
+		return false, d.literal("null")
+	}
+	return false, false
+}
+
+// member reads the next member's name and its colon into name; it returns
+// false at the end of the object (the brace consumed) and on a failure
+// (bad set). first tells whether a member was read before.
+func (d *fastDecoder) member(first bool) (string, bool) {
+	c := d.peek()
+	if c == '}' {
+		d.off++
+		d.depth--
+		return "", false
+	}
+	if !first {
+		if c != ',' {
+			d.bad = true
+			return "", false
+		}
+		d.off++
+		c = d.peek()
+	}
+	name, ok := "", c == '"'
+	if ok {
+		name, ok = d.plainString()
+	}
+	if !ok || d.peek() != ':' {
+		d.bad = true
+		return "", false
+	}
+	d.off++
+	return name, true
+}
+
+// plainString reads a string that needs no unquoting: printable ASCII
+// without escapes. The opening quote is next.
+func (d *fastDecoder) plainString() (string, bool) {
+	start := d.off + 1
+	for i := start; i < len(d.src); i++ {
+		switch c := d.src[i]; {
+		case c == '"':
+			d.off = i + 1
+			return d.src[start:i], true
+		case c < ' ' || c == '\\' || c >= utf8.RuneSelf:
+			return "", false
+		}
+	}
+	return "", false
+}
+
+// number reads a JSON number and returns its text.
+func (d *fastDecoder) number() (string, bool) {
+	s, i := d.src, d.off
+	digits := func() bool {
+		st := i
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+		return i > st
+	}
+	if i < len(s) && s[i] == '-' {
+		i++
+	}
+	if i < len(s) && s[i] == '0' {
+		i++
+	} else if !digits() {
+		return "", false
+	}
+	if i < len(s) && s[i] == '.' {
+		i++
+		if !digits() {
+			return "", false
+		}
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		if !digits() {
+			return "", false
+		}
+	}
+	text := s[d.off:i]
+	d.off = i
+	return text, true
+}
+
+// skip reads any JSON value, checking its syntax as encoding/json does.
+func (d *fastDecoder) skip() bool {
+	switch c := d.peek(); c {
+	case '{', '[':
+		d.off++
+		if d.depth++; d.depth > maxFastDepth {
+			return false
+		}
+		end := byte('}')
+		if c == '[' {
+			end = ']'
+		}
+		if d.peek() == end {
+			d.off++
+			d.depth--
+			return true
+		}
+		for {
+			if c == '{' {
+				if d.peek() != '"' || !d.skipString() || d.peek() != ':' {
+					return false
+				}
+				d.off++
+			}
+			if !d.skip() {
+				return false
+			}
+			switch d.peek() {
+			case ',':
+				d.off++
+			case end:
+				d.off++
+				d.depth--
+				return true
+			default:
+				return false
+			}
+		}
+	case '"':
+		return d.skipString()
+	case 't':
+		return d.literal("true")
+	case 'f':
+		return d.literal("false")
+	case 'n':
+		return d.literal("null")
+	default:
+		_, ok := d.number()
+		return ok
+	}
+}
+
+// skipString reads a string with any valid escapes; the opening quote is next.
+func (d *fastDecoder) skipString() bool {
+	s := d.src
+	for i := d.off + 1; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"':
+			d.off = i + 1
+			return true
+		case c < ' ':
+			return false
+		case c == '\\':
+			i++
+			if i >= len(s) {
+				return false
+			}
+			switch s[i] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			case 'u':
+				if i+4 >= len(s) {
+					return false
+				}
+				for _, h := range []byte(s[i+1 : i+5]) {
+					if !('0' <= h && h <= '9' || 'a' <= h && h <= 'f' || 'A' <= h && h <= 'F') {
+						return false
+					}
+				}
+				i += 4
+			default:
+				return false
+			}
+		}
+	}
+	return false
+}
+
+// str decodes a string member; null leaves it nil.
+func (d *fastDecoder) str(p **string) bool {
+	if d.null() {
+		*p = nil
+		return true
+	}
+	if d.peek() != '"' {
+		return false
+	}
+	s, ok := d.plainString()
+	if len(d.strs) == cap(d.strs) {
+		d.strs = make([]string, 0, 8)
+	}
+	d.strs = append(d.strs, s)
+	*p = &d.strs[len(d.strs)-1]
+	return ok
+}
+
+// decodeString decodes an enum member; null leaves it nil.
+func decodeString[T ~string](d *fastDecoder, p **T) bool {
+	if d.null() {
+		*p = nil
+		return true
+	}
+	if d.peek() != '"' {
+		return false
+	}
+	s, ok := d.plainString()
+	v := T(s)
+	*p = &v
+	return ok
+}
+
+// decodeStringElem decodes a string list element or map value; null is the
+// empty string, as encoding/json leaves it.
+func decodeStringElem[T ~string](d *fastDecoder, p *T) bool {
+	if d.null() {
+		return true
+	}
+	if d.peek() != '"' {
+		return false
+	}
+	s, ok := d.plainString()
+	*p = T(s)
+	return ok
+}
+
+func decodeBool(d *fastDecoder, p **bool) bool {
+	var v bool
+	switch d.peek() {
+	case 'n':
+		*p = nil
+		return d.literal("null")
+	case 't':
+		v = true
+		if !d.literal("true") {
+			return false
+		}
+	case 'f':
+		if !d.literal("false") {
+			return false
+		}
+	default:
+		return false
+	}
+	*p = &v
+	return true
+}
+
+// decodeInt decodes a plain integer (no fraction or exponent) that fits T.
+func decodeInt[T int32 | int64](d *fastDecoder, p **T, lo, hi int64) bool {
+	if d.null() {
+		*p = nil
+		return true
+	}
+	text, ok := d.number()
+	if !ok {
+		return false
+	}
+	digits, neg := text, false
+	if digits[0] == '-' {
+		digits, neg = digits[1:], true
+	}
+	if len(digits) > 18 {
+		return false
+	}
+	var n int64
+	for i := 0; i < len(digits); i++ {
+		c := digits[i]
+		if c < '0' || c > '9' {
+			return false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	if neg {
+		n = -n
+	}
+	if n < lo || n > hi {
+		return false
+	}
+	v := T(n)
+	*p = &v
+	return true
+}
+
+func decodeTimestamp(d *fastDecoder, p **Timestamp) bool {
+	if d.null() {
+		*p = nil
+		return true
+	}
+	if c := d.peek(); c != '-' && (c < '0' || c > '9') {
+		return false
+	}
+	text, ok := d.number()
+	if !ok {
+		return false
+	}
+	t, err := parseEpochSeconds(text)
+	if err != nil {
+		return false
+	}
+	*p = &Timestamp{t}
+	return true
+}
+
+// fastStruct is a generated structure's fast decoder.
+type fastStruct[T any] interface {
+	*T
+	decodeFast(d *fastDecoder) bool
+}
+
+// decodeStruct decodes a structure member; null leaves it nil.
+func decodeStruct[T any, P fastStruct[T]](d *fastDecoder, p **T) bool {
+	switch d.peek() {
+	case 'n':
+		*p = nil
+		return d.literal("null")
+	case '{':
+		v := new(T)
+		*p = v
+		return P(v).decodeFast(d)
+	}
+	return false
+}
+
+// decodeList decodes a list member whose elements elem decodes; null
+// leaves it nil, [] makes it empty and not nil.
+func decodeList[T any](d *fastDecoder, p *[]T, elem func(d *fastDecoder, p *T) bool) bool {
+	switch d.peek() {
+	case 'n':
+		*p = nil
+		return d.literal("null")
+	case '[':
+	default:
+		return false
+	}
+	d.off++
+	if d.depth++; d.depth > maxFastDepth {
+		return false
+	}
+	v := make([]T, 0, 4)
+	if d.peek() != ']' {
+		for {
+			v = append(v, *new(T))
+			if !elem(d, &v[len(v)-1]) {
+				return false
+			}
+			if d.peek() != ',' {
+				break
+			}
+			d.off++
+		}
+	}
+	if d.peek() != ']' {
+		return false
+	}
+	d.off++
+	d.depth--
+	*p = v
+	return true
+}
+
+// decodeMap decodes a map member whose values elem decodes; null leaves it
+// nil, {} makes it empty and not nil; a repeated key keeps the last value.
+func decodeMap[T any](d *fastDecoder, p *map[string]T, elem func(d *fastDecoder, p *T) bool) bool {
+	obj, ok := d.open()
+	if !ok || !obj {
+		if ok {
+			*p = nil
+		}
+		return ok
+	}
+	m := map[string]T{}
+	for first := true; ; first = false {
+		k, more := d.member(first)
+		if !more {
+			break
+		}
+		var v T
+		if !elem(d, &v) {
+			return false
+		}
+		m[k] = v
+	}
+	*p = m
+	return !d.bad
+}
+
+// structElem decodes a structure list element or map value; null is the
+// zero structure, as encoding/json leaves it.
+func structElem[T any, P fastStruct[T]](d *fastDecoder, p *T) bool {
+	if d.null() {
+		return true
+	}
+	return d.peek() == '{' && P(p).decodeFast(d)
+}
+
+// appendJSONString appends s as encoding/json encodes it.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < ' ' || c >= utf8.RuneSelf || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // escapes, HTML characters, non-ASCII: encoding/json's own rules
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
+
+// appendJSONValue appends v as json.Marshal encodes it: the fallback for
+// kinds the generated encoders leave to encoding/json.
+func appendJSONValue(b []byte, v any) ([]byte, error) {
+	q, err := json.Marshal(v)
+	return append(b, q...), err
+}
+
+// appendJSONKey appends the separator and "name": of a member.
+func appendJSONKey(b []byte, first bool, key string) []byte {
+	if !first {
+		b = append(b, ',')
+	}
+	b = append(b, '"')
+	b = append(b, key...)
+	return append(b, '"', ':')
+}
+
+// sortedKeys returns m's keys in the order encoding/json writes them.
+func sortedKeys[T any](m map[string]T) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// memoPattern is a compiled pattern that remembers whether the values it
+// has seen match: the generated code uses it for the patterns of
+// non-sensitive shapes with alternations (key ARNs and aliases), which
+// regexp matches by backtracking and which see the same few values on
+// every request. It holds at most memoMax values and starts over when full.
+type memoPattern struct {
+	re   *regexp.Regexp
+	seen sync.Map // string -> bool
+	n    atomic.Int32
+}
+
+const (
+	memoMax    = 4096
+	memoMaxLen = 512 // longer values are matched every time
+)
+
+// MatchString reports whether s matches the pattern.
+func (p *memoPattern) MatchString(s string) bool {
+	if v, ok := p.seen.Load(s); ok {
+		return v.(bool)
+	}
+	ok := p.re.MatchString(s)
+	if len(s) <= memoMaxLen {
+		if p.n.Add(1) > memoMax {
+			p.seen.Clear()
+			p.n.Store(1)
+		}
+		p.seen.Store(strings.Clone(s), ok) // s may be a substring of a whole request
+	}
+	return ok
+}
+
+// classPattern is a model pattern that is a run of one class of ASCII
+// characters with a rule on its length; it matches as the compiled regexp
+// re does, without the regexp package.
+type classPattern struct {
+	re       string    // the pattern, for the tests
+	set      [2]uint64 // the class, one bit per ASCII character
+	min, max int       // length bounds; max -1: none
+	step     int       // the length is a multiple of step
+	lengths  []int     // when set, the lengths allowed
+}
+
+// MatchString reports whether s matches the pattern.
+func (p *classPattern) MatchString(s string) bool {
+	n := len(s)
+	if n < p.min || (p.max >= 0 && n > p.max) || n%p.step != 0 || (p.lengths != nil && !slices.Contains(p.lengths, n)) {
+		return false
+	}
+	for i := 0; i < n; i++ {
+		if c := s[i]; c >= 0x80 || p.set[c>>6]&(1<<(c&63)) == 0 {
+			return false
+		}
+	}
+	return true
+}
 
 // ---- Generated from the model ----
 
@@ -1157,6 +1731,60 @@ func (s *AccessDeniedException) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *AccessDeniedException) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = AccessDeniedException{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *AccessDeniedException) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "Message":
+			if seen[0] || !d.str(&s.Message) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *AccessDeniedException) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.Message != nil {
+		b = appendJSONKey(b, first, "Message")
+		first = false
+		b = appendJSONString(b, string(*s.Message))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *AccessDeniedException) Validate(path string) error {
 	if s == nil {
@@ -1192,6 +1820,77 @@ func (s *AddKeyReplicationRegionsInput) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *AddKeyReplicationRegionsInput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = AddKeyReplicationRegionsInput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *AddKeyReplicationRegionsInput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [2]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "KeyIdentifier":
+			if seen[0] || !d.str(&s.KeyIdentifier) {
+				return false
+			}
+			seen[0] = true
+		case "ReplicationRegions":
+			if seen[1] || !decodeList(d, &s.ReplicationRegions, decodeStringElem[string]) {
+				return false
+			}
+			seen[1] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *AddKeyReplicationRegionsInput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.KeyIdentifier != nil {
+		b = appendJSONKey(b, first, "KeyIdentifier")
+		first = false
+		b = appendJSONString(b, string(*s.KeyIdentifier))
+	}
+	if s.ReplicationRegions != nil {
+		b = appendJSONKey(b, first, "ReplicationRegions")
+		first = false
+		b = append(b, '[')
+		for i := range s.ReplicationRegions {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, string(s.ReplicationRegions[i]))
+		}
+		b = append(b, ']')
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -1230,6 +1929,62 @@ func (s *AddKeyReplicationRegionsOutput) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *AddKeyReplicationRegionsOutput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = AddKeyReplicationRegionsOutput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *AddKeyReplicationRegionsOutput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "Key":
+			if seen[0] || !decodeStruct[Key](d, &s.Key) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *AddKeyReplicationRegionsOutput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.Key != nil {
+		b = appendJSONKey(b, first, "Key")
+		first = false
+		if b, err = s.Key.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *AddKeyReplicationRegionsOutput) Validate(path string) error {
 	if s == nil {
@@ -1261,6 +2016,70 @@ func (s *Alias) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *Alias) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = Alias{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *Alias) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [2]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "AliasName":
+			if seen[0] || !d.str(&s.AliasName) {
+				return false
+			}
+			seen[0] = true
+		case "KeyArn":
+			if seen[1] || !d.str(&s.KeyArn) {
+				return false
+			}
+			seen[1] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *Alias) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.AliasName != nil {
+		b = appendJSONKey(b, first, "AliasName")
+		first = false
+		b = appendJSONString(b, string(*s.AliasName))
+	}
+	if s.KeyArn != nil {
+		b = appendJSONKey(b, first, "KeyArn")
+		first = false
+		b = appendJSONString(b, string(*s.KeyArn))
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -1304,6 +2123,80 @@ func (s *AssociateMpaTeamInput) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *AssociateMpaTeamInput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = AssociateMpaTeamInput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *AssociateMpaTeamInput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [3]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "Action":
+			if seen[0] || !decodeString(d, &s.Action) {
+				return false
+			}
+			seen[0] = true
+		case "MpaTeamArn":
+			if seen[1] || !d.str(&s.MpaTeamArn) {
+				return false
+			}
+			seen[1] = true
+		case "RequesterComment":
+			if seen[2] || !d.str(&s.RequesterComment) {
+				return false
+			}
+			seen[2] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *AssociateMpaTeamInput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.Action != nil {
+		b = appendJSONKey(b, first, "Action")
+		first = false
+		b = appendJSONString(b, string(*s.Action))
+	}
+	if s.MpaTeamArn != nil {
+		b = appendJSONKey(b, first, "MpaTeamArn")
+		first = false
+		b = appendJSONString(b, string(*s.MpaTeamArn))
+	}
+	if s.RequesterComment != nil {
+		b = appendJSONKey(b, first, "RequesterComment")
+		first = false
+		b = appendJSONString(b, string(*s.RequesterComment))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *AssociateMpaTeamInput) Validate(path string) error {
 	if s == nil {
@@ -1343,6 +2236,62 @@ func (s *AssociateMpaTeamOutput) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *AssociateMpaTeamOutput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = AssociateMpaTeamOutput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *AssociateMpaTeamOutput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "MpaTeamAssociation":
+			if seen[0] || !decodeStruct[MpaTeamAssociation](d, &s.MpaTeamAssociation) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *AssociateMpaTeamOutput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.MpaTeamAssociation != nil {
+		b = appendJSONKey(b, first, "MpaTeamAssociation")
+		first = false
+		if b, err = s.MpaTeamAssociation.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -1391,6 +2340,120 @@ func (s *CertificateSubjectType) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *CertificateSubjectType) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = CertificateSubjectType{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *CertificateSubjectType) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [7]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "CommonName":
+			if seen[0] || !d.str(&s.CommonName) {
+				return false
+			}
+			seen[0] = true
+		case "OrganizationUnit":
+			if seen[1] || !d.str(&s.OrganizationUnit) {
+				return false
+			}
+			seen[1] = true
+		case "Organization":
+			if seen[2] || !d.str(&s.Organization) {
+				return false
+			}
+			seen[2] = true
+		case "City":
+			if seen[3] || !d.str(&s.City) {
+				return false
+			}
+			seen[3] = true
+		case "Country":
+			if seen[4] || !d.str(&s.Country) {
+				return false
+			}
+			seen[4] = true
+		case "StateOrProvince":
+			if seen[5] || !d.str(&s.StateOrProvince) {
+				return false
+			}
+			seen[5] = true
+		case "EmailAddress":
+			if seen[6] || !d.str(&s.EmailAddress) {
+				return false
+			}
+			seen[6] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *CertificateSubjectType) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.CommonName != nil {
+		b = appendJSONKey(b, first, "CommonName")
+		first = false
+		b = appendJSONString(b, string(*s.CommonName))
+	}
+	if s.OrganizationUnit != nil {
+		b = appendJSONKey(b, first, "OrganizationUnit")
+		first = false
+		b = appendJSONString(b, string(*s.OrganizationUnit))
+	}
+	if s.Organization != nil {
+		b = appendJSONKey(b, first, "Organization")
+		first = false
+		b = appendJSONString(b, string(*s.Organization))
+	}
+	if s.City != nil {
+		b = appendJSONKey(b, first, "City")
+		first = false
+		b = appendJSONString(b, string(*s.City))
+	}
+	if s.Country != nil {
+		b = appendJSONKey(b, first, "Country")
+		first = false
+		b = appendJSONString(b, string(*s.Country))
+	}
+	if s.StateOrProvince != nil {
+		b = appendJSONKey(b, first, "StateOrProvince")
+		first = false
+		b = appendJSONString(b, string(*s.StateOrProvince))
+	}
+	if s.EmailAddress != nil {
+		b = appendJSONKey(b, first, "EmailAddress")
+		first = false
+		b = appendJSONString(b, string(*s.EmailAddress))
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -1453,6 +2516,60 @@ func (s *ConflictException) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *ConflictException) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = ConflictException{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *ConflictException) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "Message":
+			if seen[0] || !d.str(&s.Message) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *ConflictException) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.Message != nil {
+		b = appendJSONKey(b, first, "Message")
+		first = false
+		b = appendJSONString(b, string(*s.Message))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *ConflictException) Validate(path string) error {
 	if s == nil {
@@ -1490,6 +2607,70 @@ func (s *CreateAliasInput) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *CreateAliasInput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = CreateAliasInput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *CreateAliasInput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [2]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "AliasName":
+			if seen[0] || !d.str(&s.AliasName) {
+				return false
+			}
+			seen[0] = true
+		case "KeyArn":
+			if seen[1] || !d.str(&s.KeyArn) {
+				return false
+			}
+			seen[1] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *CreateAliasInput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.AliasName != nil {
+		b = appendJSONKey(b, first, "AliasName")
+		first = false
+		b = appendJSONString(b, string(*s.AliasName))
+	}
+	if s.KeyArn != nil {
+		b = appendJSONKey(b, first, "KeyArn")
+		first = false
+		b = appendJSONString(b, string(*s.KeyArn))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *CreateAliasInput) Validate(path string) error {
 	if s == nil {
@@ -1523,6 +2704,62 @@ func (s *CreateAliasOutput) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *CreateAliasOutput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = CreateAliasOutput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *CreateAliasOutput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "Alias":
+			if seen[0] || !decodeStruct[Alias](d, &s.Alias) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *CreateAliasOutput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.Alias != nil {
+		b = appendJSONKey(b, first, "Alias")
+		first = false
+		if b, err = s.Alias.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -1571,6 +2808,138 @@ func (s *CreateKeyInput) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *CreateKeyInput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = CreateKeyInput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *CreateKeyInput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [7]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "KeyAttributes":
+			if seen[0] || !decodeStruct[KeyAttributes](d, &s.KeyAttributes) {
+				return false
+			}
+			seen[0] = true
+		case "KeyCheckValueAlgorithm":
+			if seen[1] || !decodeString(d, &s.KeyCheckValueAlgorithm) {
+				return false
+			}
+			seen[1] = true
+		case "Exportable":
+			if seen[2] || !decodeBool(d, &s.Exportable) {
+				return false
+			}
+			seen[2] = true
+		case "Enabled":
+			if seen[3] || !decodeBool(d, &s.Enabled) {
+				return false
+			}
+			seen[3] = true
+		case "Tags":
+			if seen[4] || !decodeList(d, &s.Tags, structElem[Tag]) {
+				return false
+			}
+			seen[4] = true
+		case "DeriveKeyUsage":
+			if seen[5] || !decodeString(d, &s.DeriveKeyUsage) {
+				return false
+			}
+			seen[5] = true
+		case "ReplicationRegions":
+			if seen[6] || !decodeList(d, &s.ReplicationRegions, decodeStringElem[string]) {
+				return false
+			}
+			seen[6] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *CreateKeyInput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.KeyAttributes != nil {
+		b = appendJSONKey(b, first, "KeyAttributes")
+		first = false
+		if b, err = s.KeyAttributes.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.KeyCheckValueAlgorithm != nil {
+		b = appendJSONKey(b, first, "KeyCheckValueAlgorithm")
+		first = false
+		b = appendJSONString(b, string(*s.KeyCheckValueAlgorithm))
+	}
+	if s.Exportable != nil {
+		b = appendJSONKey(b, first, "Exportable")
+		first = false
+		b = strconv.AppendBool(b, *s.Exportable)
+	}
+	if s.Enabled != nil {
+		b = appendJSONKey(b, first, "Enabled")
+		first = false
+		b = strconv.AppendBool(b, *s.Enabled)
+	}
+	if s.Tags != nil {
+		b = appendJSONKey(b, first, "Tags")
+		first = false
+		b = append(b, '[')
+		for i := range s.Tags {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			if b, err = (&s.Tags[i]).AppendJSON(b); err != nil {
+				return b, err
+			}
+		}
+		b = append(b, ']')
+	}
+	if s.DeriveKeyUsage != nil {
+		b = appendJSONKey(b, first, "DeriveKeyUsage")
+		first = false
+		b = appendJSONString(b, string(*s.DeriveKeyUsage))
+	}
+	if s.ReplicationRegions != nil {
+		b = appendJSONKey(b, first, "ReplicationRegions")
+		first = false
+		b = append(b, '[')
+		for i := range s.ReplicationRegions {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, string(s.ReplicationRegions[i]))
+		}
+		b = append(b, ']')
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -1626,6 +2995,62 @@ func (s *CreateKeyOutput) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *CreateKeyOutput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = CreateKeyOutput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *CreateKeyOutput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "Key":
+			if seen[0] || !decodeStruct[Key](d, &s.Key) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *CreateKeyOutput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.Key != nil {
+		b = appendJSONKey(b, first, "Key")
+		first = false
+		if b, err = s.Key.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *CreateKeyOutput) Validate(path string) error {
 	if s == nil {
@@ -1656,6 +3081,60 @@ func (s *DeleteAliasInput) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *DeleteAliasInput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = DeleteAliasInput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *DeleteAliasInput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "AliasName":
+			if seen[0] || !d.str(&s.AliasName) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *DeleteAliasInput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.AliasName != nil {
+		b = appendJSONKey(b, first, "AliasName")
+		first = false
+		b = appendJSONString(b, string(*s.AliasName))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *DeleteAliasInput) Validate(path string) error {
 	if s == nil {
@@ -1677,6 +3156,42 @@ type DeleteAliasOutput struct {
 // UnmarshalJSON decodes the body members of DeleteAliasOutput, matching names exactly.
 func (s *DeleteAliasOutput) UnmarshalJSON(b []byte) error {
 	return decodeObject(b, func(string) any { return nil })
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *DeleteAliasOutput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = DeleteAliasOutput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *DeleteAliasOutput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	for first := true; ; first = false {
+		_, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		if !d.skip() {
+			return false
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *DeleteAliasOutput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	return append(b, "{}"...), nil
 }
 
 // Validate implements Validator.
@@ -1704,6 +3219,70 @@ func (s *DeleteKeyInput) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *DeleteKeyInput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = DeleteKeyInput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *DeleteKeyInput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [2]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "KeyIdentifier":
+			if seen[0] || !d.str(&s.KeyIdentifier) {
+				return false
+			}
+			seen[0] = true
+		case "DeleteKeyInDays":
+			if seen[1] || !decodeInt(d, &s.DeleteKeyInDays, -2147483648, 2147483647) {
+				return false
+			}
+			seen[1] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *DeleteKeyInput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.KeyIdentifier != nil {
+		b = appendJSONKey(b, first, "KeyIdentifier")
+		first = false
+		b = appendJSONString(b, string(*s.KeyIdentifier))
+	}
+	if s.DeleteKeyInDays != nil {
+		b = appendJSONKey(b, first, "DeleteKeyInDays")
+		first = false
+		b = strconv.AppendInt(b, int64(*s.DeleteKeyInDays), 10)
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -1741,6 +3320,62 @@ func (s *DeleteKeyOutput) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *DeleteKeyOutput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = DeleteKeyOutput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *DeleteKeyOutput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "Key":
+			if seen[0] || !decodeStruct[Key](d, &s.Key) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *DeleteKeyOutput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.Key != nil {
+		b = appendJSONKey(b, first, "Key")
+		first = false
+		if b, err = s.Key.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *DeleteKeyOutput) Validate(path string) error {
 	if s == nil {
@@ -1771,6 +3406,60 @@ func (s *DeleteResourcePolicyInput) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *DeleteResourcePolicyInput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = DeleteResourcePolicyInput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *DeleteResourcePolicyInput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "ResourceArn":
+			if seen[0] || !d.str(&s.ResourceArn) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *DeleteResourcePolicyInput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.ResourceArn != nil {
+		b = appendJSONKey(b, first, "ResourceArn")
+		first = false
+		b = appendJSONString(b, string(*s.ResourceArn))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *DeleteResourcePolicyInput) Validate(path string) error {
 	if s == nil {
@@ -1792,6 +3481,42 @@ type DeleteResourcePolicyOutput struct {
 // UnmarshalJSON decodes the body members of DeleteResourcePolicyOutput, matching names exactly.
 func (s *DeleteResourcePolicyOutput) UnmarshalJSON(b []byte) error {
 	return decodeObject(b, func(string) any { return nil })
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *DeleteResourcePolicyOutput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = DeleteResourcePolicyOutput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *DeleteResourcePolicyOutput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	for first := true; ; first = false {
+		_, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		if !d.skip() {
+			return false
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *DeleteResourcePolicyOutput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	return append(b, "{}"...), nil
 }
 
 // Validate implements Validator.
@@ -1816,6 +3541,60 @@ func (s *DiffieHellmanDerivationData) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *DiffieHellmanDerivationData) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = DiffieHellmanDerivationData{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *DiffieHellmanDerivationData) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "SharedInformation":
+			if seen[0] || !d.str(&s.SharedInformation) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *DiffieHellmanDerivationData) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.SharedInformation != nil {
+		b = appendJSONKey(b, first, "SharedInformation")
+		first = false
+		b = appendJSONString(b, string(*s.SharedInformation))
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -1854,6 +3633,67 @@ func (s *DisableDefaultKeyReplicationRegionsInput) UnmarshalJSON(b []byte) error
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *DisableDefaultKeyReplicationRegionsInput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = DisableDefaultKeyReplicationRegionsInput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *DisableDefaultKeyReplicationRegionsInput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "ReplicationRegions":
+			if seen[0] || !decodeList(d, &s.ReplicationRegions, decodeStringElem[string]) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *DisableDefaultKeyReplicationRegionsInput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.ReplicationRegions != nil {
+		b = appendJSONKey(b, first, "ReplicationRegions")
+		first = false
+		b = append(b, '[')
+		for i := range s.ReplicationRegions {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, string(s.ReplicationRegions[i]))
+		}
+		b = append(b, ']')
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *DisableDefaultKeyReplicationRegionsInput) Validate(path string) error {
 	if s == nil {
@@ -1882,6 +3722,67 @@ func (s *DisableDefaultKeyReplicationRegionsOutput) UnmarshalJSON(b []byte) erro
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *DisableDefaultKeyReplicationRegionsOutput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = DisableDefaultKeyReplicationRegionsOutput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *DisableDefaultKeyReplicationRegionsOutput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "EnabledReplicationRegions":
+			if seen[0] || !decodeList(d, &s.EnabledReplicationRegions, decodeStringElem[string]) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *DisableDefaultKeyReplicationRegionsOutput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.EnabledReplicationRegions != nil {
+		b = appendJSONKey(b, first, "EnabledReplicationRegions")
+		first = false
+		b = append(b, '[')
+		for i := range s.EnabledReplicationRegions {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, string(s.EnabledReplicationRegions[i]))
+		}
+		b = append(b, ']')
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -1915,6 +3816,70 @@ func (s *DisassociateMpaTeamInput) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *DisassociateMpaTeamInput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = DisassociateMpaTeamInput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *DisassociateMpaTeamInput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [2]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "Action":
+			if seen[0] || !decodeString(d, &s.Action) {
+				return false
+			}
+			seen[0] = true
+		case "RequesterComment":
+			if seen[1] || !d.str(&s.RequesterComment) {
+				return false
+			}
+			seen[1] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *DisassociateMpaTeamInput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.Action != nil {
+		b = appendJSONKey(b, first, "Action")
+		first = false
+		b = appendJSONString(b, string(*s.Action))
+	}
+	if s.RequesterComment != nil {
+		b = appendJSONKey(b, first, "RequesterComment")
+		first = false
+		b = appendJSONString(b, string(*s.RequesterComment))
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -1952,6 +3917,62 @@ func (s *DisassociateMpaTeamOutput) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *DisassociateMpaTeamOutput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = DisassociateMpaTeamOutput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *DisassociateMpaTeamOutput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "MpaTeamAssociation":
+			if seen[0] || !decodeStruct[MpaTeamAssociation](d, &s.MpaTeamAssociation) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *DisassociateMpaTeamOutput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.MpaTeamAssociation != nil {
+		b = appendJSONKey(b, first, "MpaTeamAssociation")
+		first = false
+		if b, err = s.MpaTeamAssociation.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *DisassociateMpaTeamOutput) Validate(path string) error {
 	if s == nil {
@@ -1982,6 +4003,67 @@ func (s *EnableDefaultKeyReplicationRegionsInput) UnmarshalJSON(b []byte) error 
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *EnableDefaultKeyReplicationRegionsInput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = EnableDefaultKeyReplicationRegionsInput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *EnableDefaultKeyReplicationRegionsInput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "ReplicationRegions":
+			if seen[0] || !decodeList(d, &s.ReplicationRegions, decodeStringElem[string]) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *EnableDefaultKeyReplicationRegionsInput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.ReplicationRegions != nil {
+		b = appendJSONKey(b, first, "ReplicationRegions")
+		first = false
+		b = append(b, '[')
+		for i := range s.ReplicationRegions {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, string(s.ReplicationRegions[i]))
+		}
+		b = append(b, ']')
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *EnableDefaultKeyReplicationRegionsInput) Validate(path string) error {
 	if s == nil {
@@ -2010,6 +4092,67 @@ func (s *EnableDefaultKeyReplicationRegionsOutput) UnmarshalJSON(b []byte) error
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *EnableDefaultKeyReplicationRegionsOutput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = EnableDefaultKeyReplicationRegionsOutput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *EnableDefaultKeyReplicationRegionsOutput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "EnabledReplicationRegions":
+			if seen[0] || !decodeList(d, &s.EnabledReplicationRegions, decodeStringElem[string]) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *EnableDefaultKeyReplicationRegionsOutput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.EnabledReplicationRegions != nil {
+		b = appendJSONKey(b, first, "EnabledReplicationRegions")
+		first = false
+		b = append(b, '[')
+		for i := range s.EnabledReplicationRegions {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, string(s.EnabledReplicationRegions[i]))
+		}
+		b = append(b, ']')
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -2043,6 +4186,70 @@ func (s *ExportAs2805KeyCryptogram) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *ExportAs2805KeyCryptogram) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = ExportAs2805KeyCryptogram{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *ExportAs2805KeyCryptogram) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [2]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "WrappingKeyIdentifier":
+			if seen[0] || !d.str(&s.WrappingKeyIdentifier) {
+				return false
+			}
+			seen[0] = true
+		case "As2805KeyVariant":
+			if seen[1] || !decodeString(d, &s.As2805KeyVariant) {
+				return false
+			}
+			seen[1] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *ExportAs2805KeyCryptogram) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.WrappingKeyIdentifier != nil {
+		b = appendJSONKey(b, first, "WrappingKeyIdentifier")
+		first = false
+		b = appendJSONString(b, string(*s.WrappingKeyIdentifier))
+	}
+	if s.As2805KeyVariant != nil {
+		b = appendJSONKey(b, first, "As2805KeyVariant")
+		first = false
+		b = appendJSONString(b, string(*s.As2805KeyVariant))
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -2082,6 +4289,72 @@ func (s *ExportAttributes) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *ExportAttributes) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = ExportAttributes{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *ExportAttributes) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [2]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "ExportDukptInitialKey":
+			if seen[0] || !decodeStruct[ExportDukptInitialKey](d, &s.ExportDukptInitialKey) {
+				return false
+			}
+			seen[0] = true
+		case "KeyCheckValueAlgorithm":
+			if seen[1] || !decodeString(d, &s.KeyCheckValueAlgorithm) {
+				return false
+			}
+			seen[1] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *ExportAttributes) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.ExportDukptInitialKey != nil {
+		b = appendJSONKey(b, first, "ExportDukptInitialKey")
+		first = false
+		if b, err = s.ExportDukptInitialKey.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.KeyCheckValueAlgorithm != nil {
+		b = appendJSONKey(b, first, "KeyCheckValueAlgorithm")
+		first = false
+		b = appendJSONString(b, string(*s.KeyCheckValueAlgorithm))
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -2137,6 +4410,134 @@ func (s *ExportDiffieHellmanTr31KeyBlock) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *ExportDiffieHellmanTr31KeyBlock) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = ExportDiffieHellmanTr31KeyBlock{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *ExportDiffieHellmanTr31KeyBlock) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [8]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "PrivateKeyIdentifier":
+			if seen[0] || !d.str(&s.PrivateKeyIdentifier) {
+				return false
+			}
+			seen[0] = true
+		case "CertificateAuthorityPublicKeyIdentifier":
+			if seen[1] || !d.str(&s.CertificateAuthorityPublicKeyIdentifier) {
+				return false
+			}
+			seen[1] = true
+		case "PublicKeyCertificate":
+			if seen[2] || !d.str(&s.PublicKeyCertificate) {
+				return false
+			}
+			seen[2] = true
+		case "DeriveKeyAlgorithm":
+			if seen[3] || !decodeString(d, &s.DeriveKeyAlgorithm) {
+				return false
+			}
+			seen[3] = true
+		case "KeyDerivationFunction":
+			if seen[4] || !decodeString(d, &s.KeyDerivationFunction) {
+				return false
+			}
+			seen[4] = true
+		case "KeyDerivationHashAlgorithm":
+			if seen[5] || !decodeString(d, &s.KeyDerivationHashAlgorithm) {
+				return false
+			}
+			seen[5] = true
+		case "DerivationData":
+			if seen[6] || !decodeStruct[DiffieHellmanDerivationData](d, &s.DerivationData) {
+				return false
+			}
+			seen[6] = true
+		case "KeyBlockHeaders":
+			if seen[7] || !decodeStruct[KeyBlockHeaders](d, &s.KeyBlockHeaders) {
+				return false
+			}
+			seen[7] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *ExportDiffieHellmanTr31KeyBlock) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.PrivateKeyIdentifier != nil {
+		b = appendJSONKey(b, first, "PrivateKeyIdentifier")
+		first = false
+		b = appendJSONString(b, string(*s.PrivateKeyIdentifier))
+	}
+	if s.CertificateAuthorityPublicKeyIdentifier != nil {
+		b = appendJSONKey(b, first, "CertificateAuthorityPublicKeyIdentifier")
+		first = false
+		b = appendJSONString(b, string(*s.CertificateAuthorityPublicKeyIdentifier))
+	}
+	if s.PublicKeyCertificate != nil {
+		b = appendJSONKey(b, first, "PublicKeyCertificate")
+		first = false
+		b = appendJSONString(b, string(*s.PublicKeyCertificate))
+	}
+	if s.DeriveKeyAlgorithm != nil {
+		b = appendJSONKey(b, first, "DeriveKeyAlgorithm")
+		first = false
+		b = appendJSONString(b, string(*s.DeriveKeyAlgorithm))
+	}
+	if s.KeyDerivationFunction != nil {
+		b = appendJSONKey(b, first, "KeyDerivationFunction")
+		first = false
+		b = appendJSONString(b, string(*s.KeyDerivationFunction))
+	}
+	if s.KeyDerivationHashAlgorithm != nil {
+		b = appendJSONKey(b, first, "KeyDerivationHashAlgorithm")
+		first = false
+		b = appendJSONString(b, string(*s.KeyDerivationHashAlgorithm))
+	}
+	if s.DerivationData != nil {
+		b = appendJSONKey(b, first, "DerivationData")
+		first = false
+		if b, err = s.DerivationData.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.KeyBlockHeaders != nil {
+		b = appendJSONKey(b, first, "KeyBlockHeaders")
+		first = false
+		if b, err = s.KeyBlockHeaders.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -2210,6 +4611,60 @@ func (s *ExportDukptInitialKey) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *ExportDukptInitialKey) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = ExportDukptInitialKey{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *ExportDukptInitialKey) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "KeySerialNumber":
+			if seen[0] || !d.str(&s.KeySerialNumber) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *ExportDukptInitialKey) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.KeySerialNumber != nil {
+		b = appendJSONKey(b, first, "KeySerialNumber")
+		first = false
+		b = appendJSONString(b, string(*s.KeySerialNumber))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *ExportDukptInitialKey) Validate(path string) error {
 	if s == nil {
@@ -2244,6 +4699,80 @@ func (s *ExportKeyCryptogram) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *ExportKeyCryptogram) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = ExportKeyCryptogram{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *ExportKeyCryptogram) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [3]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "CertificateAuthorityPublicKeyIdentifier":
+			if seen[0] || !d.str(&s.CertificateAuthorityPublicKeyIdentifier) {
+				return false
+			}
+			seen[0] = true
+		case "WrappingKeyCertificate":
+			if seen[1] || !d.str(&s.WrappingKeyCertificate) {
+				return false
+			}
+			seen[1] = true
+		case "WrappingSpec":
+			if seen[2] || !decodeString(d, &s.WrappingSpec) {
+				return false
+			}
+			seen[2] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *ExportKeyCryptogram) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.CertificateAuthorityPublicKeyIdentifier != nil {
+		b = appendJSONKey(b, first, "CertificateAuthorityPublicKeyIdentifier")
+		first = false
+		b = appendJSONString(b, string(*s.CertificateAuthorityPublicKeyIdentifier))
+	}
+	if s.WrappingKeyCertificate != nil {
+		b = appendJSONKey(b, first, "WrappingKeyCertificate")
+		first = false
+		b = appendJSONString(b, string(*s.WrappingKeyCertificate))
+	}
+	if s.WrappingSpec != nil {
+		b = appendJSONKey(b, first, "WrappingSpec")
+		first = false
+		b = appendJSONString(b, string(*s.WrappingSpec))
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -2291,6 +4820,84 @@ func (s *ExportKeyInput) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *ExportKeyInput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = ExportKeyInput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *ExportKeyInput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [3]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "KeyMaterial":
+			if seen[0] || !decodeStruct[ExportKeyMaterial](d, &s.KeyMaterial) {
+				return false
+			}
+			seen[0] = true
+		case "ExportKeyIdentifier":
+			if seen[1] || !d.str(&s.ExportKeyIdentifier) {
+				return false
+			}
+			seen[1] = true
+		case "ExportAttributes":
+			if seen[2] || !decodeStruct[ExportAttributes](d, &s.ExportAttributes) {
+				return false
+			}
+			seen[2] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *ExportKeyInput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.KeyMaterial != nil {
+		b = appendJSONKey(b, first, "KeyMaterial")
+		first = false
+		if b, err = s.KeyMaterial.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.ExportKeyIdentifier != nil {
+		b = appendJSONKey(b, first, "ExportKeyIdentifier")
+		first = false
+		b = appendJSONString(b, string(*s.ExportKeyIdentifier))
+	}
+	if s.ExportAttributes != nil {
+		b = appendJSONKey(b, first, "ExportAttributes")
+		first = false
+		if b, err = s.ExportAttributes.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -2344,6 +4951,110 @@ func (s *ExportKeyMaterial) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *ExportKeyMaterial) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = ExportKeyMaterial{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *ExportKeyMaterial) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [5]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "Tr31KeyBlock":
+			if seen[0] || !decodeStruct[ExportTr31KeyBlock](d, &s.Tr31KeyBlock) {
+				return false
+			}
+			seen[0] = true
+		case "Tr34KeyBlock":
+			if seen[1] || !decodeStruct[ExportTr34KeyBlock](d, &s.Tr34KeyBlock) {
+				return false
+			}
+			seen[1] = true
+		case "KeyCryptogram":
+			if seen[2] || !decodeStruct[ExportKeyCryptogram](d, &s.KeyCryptogram) {
+				return false
+			}
+			seen[2] = true
+		case "DiffieHellmanTr31KeyBlock":
+			if seen[3] || !decodeStruct[ExportDiffieHellmanTr31KeyBlock](d, &s.DiffieHellmanTr31KeyBlock) {
+				return false
+			}
+			seen[3] = true
+		case "As2805KeyCryptogram":
+			if seen[4] || !decodeStruct[ExportAs2805KeyCryptogram](d, &s.As2805KeyCryptogram) {
+				return false
+			}
+			seen[4] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *ExportKeyMaterial) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.Tr31KeyBlock != nil {
+		b = appendJSONKey(b, first, "Tr31KeyBlock")
+		first = false
+		if b, err = s.Tr31KeyBlock.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.Tr34KeyBlock != nil {
+		b = appendJSONKey(b, first, "Tr34KeyBlock")
+		first = false
+		if b, err = s.Tr34KeyBlock.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.KeyCryptogram != nil {
+		b = appendJSONKey(b, first, "KeyCryptogram")
+		first = false
+		if b, err = s.KeyCryptogram.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.DiffieHellmanTr31KeyBlock != nil {
+		b = appendJSONKey(b, first, "DiffieHellmanTr31KeyBlock")
+		first = false
+		if b, err = s.DiffieHellmanTr31KeyBlock.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.As2805KeyCryptogram != nil {
+		b = appendJSONKey(b, first, "As2805KeyCryptogram")
+		first = false
+		if b, err = s.As2805KeyCryptogram.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -2414,6 +5125,62 @@ func (s *ExportKeyOutput) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *ExportKeyOutput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = ExportKeyOutput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *ExportKeyOutput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "WrappedKey":
+			if seen[0] || !decodeStruct[WrappedKey](d, &s.WrappedKey) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *ExportKeyOutput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.WrappedKey != nil {
+		b = appendJSONKey(b, first, "WrappedKey")
+		first = false
+		if b, err = s.WrappedKey.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *ExportKeyOutput) Validate(path string) error {
 	if s == nil {
@@ -2444,6 +5211,72 @@ func (s *ExportTr31KeyBlock) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *ExportTr31KeyBlock) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = ExportTr31KeyBlock{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *ExportTr31KeyBlock) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [2]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "WrappingKeyIdentifier":
+			if seen[0] || !d.str(&s.WrappingKeyIdentifier) {
+				return false
+			}
+			seen[0] = true
+		case "KeyBlockHeaders":
+			if seen[1] || !decodeStruct[KeyBlockHeaders](d, &s.KeyBlockHeaders) {
+				return false
+			}
+			seen[1] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *ExportTr31KeyBlock) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.WrappingKeyIdentifier != nil {
+		b = appendJSONKey(b, first, "WrappingKeyIdentifier")
+		first = false
+		b = appendJSONString(b, string(*s.WrappingKeyIdentifier))
+	}
+	if s.KeyBlockHeaders != nil {
+		b = appendJSONKey(b, first, "KeyBlockHeaders")
+		first = false
+		if b, err = s.KeyBlockHeaders.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -2500,6 +5333,132 @@ func (s *ExportTr34KeyBlock) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *ExportTr34KeyBlock) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = ExportTr34KeyBlock{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *ExportTr34KeyBlock) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [8]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "CertificateAuthorityPublicKeyIdentifier":
+			if seen[0] || !d.str(&s.CertificateAuthorityPublicKeyIdentifier) {
+				return false
+			}
+			seen[0] = true
+		case "WrappingKeyCertificate":
+			if seen[1] || !d.str(&s.WrappingKeyCertificate) {
+				return false
+			}
+			seen[1] = true
+		case "ExportToken":
+			if seen[2] || !d.str(&s.ExportToken) {
+				return false
+			}
+			seen[2] = true
+		case "SigningKeyIdentifier":
+			if seen[3] || !d.str(&s.SigningKeyIdentifier) {
+				return false
+			}
+			seen[3] = true
+		case "SigningKeyCertificate":
+			if seen[4] || !d.str(&s.SigningKeyCertificate) {
+				return false
+			}
+			seen[4] = true
+		case "KeyBlockFormat":
+			if seen[5] || !decodeString(d, &s.KeyBlockFormat) {
+				return false
+			}
+			seen[5] = true
+		case "RandomNonce":
+			if seen[6] || !d.str(&s.RandomNonce) {
+				return false
+			}
+			seen[6] = true
+		case "KeyBlockHeaders":
+			if seen[7] || !decodeStruct[KeyBlockHeaders](d, &s.KeyBlockHeaders) {
+				return false
+			}
+			seen[7] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *ExportTr34KeyBlock) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.CertificateAuthorityPublicKeyIdentifier != nil {
+		b = appendJSONKey(b, first, "CertificateAuthorityPublicKeyIdentifier")
+		first = false
+		b = appendJSONString(b, string(*s.CertificateAuthorityPublicKeyIdentifier))
+	}
+	if s.WrappingKeyCertificate != nil {
+		b = appendJSONKey(b, first, "WrappingKeyCertificate")
+		first = false
+		b = appendJSONString(b, string(*s.WrappingKeyCertificate))
+	}
+	if s.ExportToken != nil {
+		b = appendJSONKey(b, first, "ExportToken")
+		first = false
+		b = appendJSONString(b, string(*s.ExportToken))
+	}
+	if s.SigningKeyIdentifier != nil {
+		b = appendJSONKey(b, first, "SigningKeyIdentifier")
+		first = false
+		b = appendJSONString(b, string(*s.SigningKeyIdentifier))
+	}
+	if s.SigningKeyCertificate != nil {
+		b = appendJSONKey(b, first, "SigningKeyCertificate")
+		first = false
+		b = appendJSONString(b, string(*s.SigningKeyCertificate))
+	}
+	if s.KeyBlockFormat != nil {
+		b = appendJSONKey(b, first, "KeyBlockFormat")
+		first = false
+		b = appendJSONString(b, string(*s.KeyBlockFormat))
+	}
+	if s.RandomNonce != nil {
+		b = appendJSONKey(b, first, "RandomNonce")
+		first = false
+		b = appendJSONString(b, string(*s.RandomNonce))
+	}
+	if s.KeyBlockHeaders != nil {
+		b = appendJSONKey(b, first, "KeyBlockHeaders")
+		first = false
+		if b, err = s.KeyBlockHeaders.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -2569,6 +5528,60 @@ func (s *GetAliasInput) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *GetAliasInput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = GetAliasInput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *GetAliasInput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "AliasName":
+			if seen[0] || !d.str(&s.AliasName) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *GetAliasInput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.AliasName != nil {
+		b = appendJSONKey(b, first, "AliasName")
+		first = false
+		b = appendJSONString(b, string(*s.AliasName))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *GetAliasInput) Validate(path string) error {
 	if s == nil {
@@ -2597,6 +5610,62 @@ func (s *GetAliasOutput) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *GetAliasOutput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = GetAliasOutput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *GetAliasOutput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "Alias":
+			if seen[0] || !decodeStruct[Alias](d, &s.Alias) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *GetAliasOutput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.Alias != nil {
+		b = appendJSONKey(b, first, "Alias")
+		first = false
+		if b, err = s.Alias.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -2633,6 +5702,82 @@ func (s *GetCertificateSigningRequestInput) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *GetCertificateSigningRequestInput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = GetCertificateSigningRequestInput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *GetCertificateSigningRequestInput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [3]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "KeyIdentifier":
+			if seen[0] || !d.str(&s.KeyIdentifier) {
+				return false
+			}
+			seen[0] = true
+		case "SigningAlgorithm":
+			if seen[1] || !decodeString(d, &s.SigningAlgorithm) {
+				return false
+			}
+			seen[1] = true
+		case "CertificateSubject":
+			if seen[2] || !decodeStruct[CertificateSubjectType](d, &s.CertificateSubject) {
+				return false
+			}
+			seen[2] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *GetCertificateSigningRequestInput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.KeyIdentifier != nil {
+		b = appendJSONKey(b, first, "KeyIdentifier")
+		first = false
+		b = appendJSONString(b, string(*s.KeyIdentifier))
+	}
+	if s.SigningAlgorithm != nil {
+		b = appendJSONKey(b, first, "SigningAlgorithm")
+		first = false
+		b = appendJSONString(b, string(*s.SigningAlgorithm))
+	}
+	if s.CertificateSubject != nil {
+		b = appendJSONKey(b, first, "CertificateSubject")
+		first = false
+		if b, err = s.CertificateSubject.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -2677,6 +5822,60 @@ func (s *GetCertificateSigningRequestOutput) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *GetCertificateSigningRequestOutput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = GetCertificateSigningRequestOutput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *GetCertificateSigningRequestOutput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "CertificateSigningRequest":
+			if seen[0] || !d.str(&s.CertificateSigningRequest) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *GetCertificateSigningRequestOutput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.CertificateSigningRequest != nil {
+		b = appendJSONKey(b, first, "CertificateSigningRequest")
+		first = false
+		b = appendJSONString(b, string(*s.CertificateSigningRequest))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *GetCertificateSigningRequestOutput) Validate(path string) error {
 	if s == nil {
@@ -2698,6 +5897,42 @@ type GetDefaultKeyReplicationRegionsInput struct {
 // UnmarshalJSON decodes the body members of GetDefaultKeyReplicationRegionsInput, matching names exactly.
 func (s *GetDefaultKeyReplicationRegionsInput) UnmarshalJSON(b []byte) error {
 	return decodeObject(b, func(string) any { return nil })
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *GetDefaultKeyReplicationRegionsInput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = GetDefaultKeyReplicationRegionsInput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *GetDefaultKeyReplicationRegionsInput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	for first := true; ; first = false {
+		_, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		if !d.skip() {
+			return false
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *GetDefaultKeyReplicationRegionsInput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	return append(b, "{}"...), nil
 }
 
 // Validate implements Validator.
@@ -2722,6 +5957,67 @@ func (s *GetDefaultKeyReplicationRegionsOutput) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *GetDefaultKeyReplicationRegionsOutput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = GetDefaultKeyReplicationRegionsOutput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *GetDefaultKeyReplicationRegionsOutput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "EnabledReplicationRegions":
+			if seen[0] || !decodeList(d, &s.EnabledReplicationRegions, decodeStringElem[string]) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *GetDefaultKeyReplicationRegionsOutput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.EnabledReplicationRegions != nil {
+		b = appendJSONKey(b, first, "EnabledReplicationRegions")
+		first = false
+		b = append(b, '[')
+		for i := range s.EnabledReplicationRegions {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, string(s.EnabledReplicationRegions[i]))
+		}
+		b = append(b, ']')
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -2754,6 +6050,60 @@ func (s *GetKeyInput) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *GetKeyInput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = GetKeyInput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *GetKeyInput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "KeyIdentifier":
+			if seen[0] || !d.str(&s.KeyIdentifier) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *GetKeyInput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.KeyIdentifier != nil {
+		b = appendJSONKey(b, first, "KeyIdentifier")
+		first = false
+		b = appendJSONString(b, string(*s.KeyIdentifier))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *GetKeyInput) Validate(path string) error {
 	if s == nil {
@@ -2782,6 +6132,62 @@ func (s *GetKeyOutput) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *GetKeyOutput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = GetKeyOutput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *GetKeyOutput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "Key":
+			if seen[0] || !decodeStruct[Key](d, &s.Key) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *GetKeyOutput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.Key != nil {
+		b = appendJSONKey(b, first, "Key")
+		first = false
+		if b, err = s.Key.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -2814,6 +6220,60 @@ func (s *GetMpaTeamAssociationInput) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *GetMpaTeamAssociationInput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = GetMpaTeamAssociationInput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *GetMpaTeamAssociationInput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "Action":
+			if seen[0] || !decodeString(d, &s.Action) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *GetMpaTeamAssociationInput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.Action != nil {
+		b = appendJSONKey(b, first, "Action")
+		first = false
+		b = appendJSONString(b, string(*s.Action))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *GetMpaTeamAssociationInput) Validate(path string) error {
 	if s == nil {
@@ -2842,6 +6302,62 @@ func (s *GetMpaTeamAssociationOutput) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *GetMpaTeamAssociationOutput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = GetMpaTeamAssociationOutput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *GetMpaTeamAssociationOutput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "MpaTeamAssociation":
+			if seen[0] || !decodeStruct[MpaTeamAssociation](d, &s.MpaTeamAssociation) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *GetMpaTeamAssociationOutput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.MpaTeamAssociation != nil {
+		b = appendJSONKey(b, first, "MpaTeamAssociation")
+		first = false
+		if b, err = s.MpaTeamAssociation.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -2878,6 +6394,80 @@ func (s *GetParametersForExportInput) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *GetParametersForExportInput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = GetParametersForExportInput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *GetParametersForExportInput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [3]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "KeyMaterialType":
+			if seen[0] || !decodeString(d, &s.KeyMaterialType) {
+				return false
+			}
+			seen[0] = true
+		case "SigningKeyAlgorithm":
+			if seen[1] || !decodeString(d, &s.SigningKeyAlgorithm) {
+				return false
+			}
+			seen[1] = true
+		case "ReuseLastGeneratedToken":
+			if seen[2] || !decodeBool(d, &s.ReuseLastGeneratedToken) {
+				return false
+			}
+			seen[2] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *GetParametersForExportInput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.KeyMaterialType != nil {
+		b = appendJSONKey(b, first, "KeyMaterialType")
+		first = false
+		b = appendJSONString(b, string(*s.KeyMaterialType))
+	}
+	if s.SigningKeyAlgorithm != nil {
+		b = appendJSONKey(b, first, "SigningKeyAlgorithm")
+		first = false
+		b = appendJSONString(b, string(*s.SigningKeyAlgorithm))
+	}
+	if s.ReuseLastGeneratedToken != nil {
+		b = appendJSONKey(b, first, "ReuseLastGeneratedToken")
+		first = false
+		b = strconv.AppendBool(b, *s.ReuseLastGeneratedToken)
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -2926,6 +6516,102 @@ func (s *GetParametersForExportOutput) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *GetParametersForExportOutput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = GetParametersForExportOutput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *GetParametersForExportOutput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [5]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "SigningKeyCertificate":
+			if seen[0] || !d.str(&s.SigningKeyCertificate) {
+				return false
+			}
+			seen[0] = true
+		case "SigningKeyCertificateChain":
+			if seen[1] || !d.str(&s.SigningKeyCertificateChain) {
+				return false
+			}
+			seen[1] = true
+		case "SigningKeyAlgorithm":
+			if seen[2] || !decodeString(d, &s.SigningKeyAlgorithm) {
+				return false
+			}
+			seen[2] = true
+		case "ExportToken":
+			if seen[3] || !d.str(&s.ExportToken) {
+				return false
+			}
+			seen[3] = true
+		case "ParametersValidUntilTimestamp":
+			if seen[4] || !decodeTimestamp(d, &s.ParametersValidUntilTimestamp) {
+				return false
+			}
+			seen[4] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *GetParametersForExportOutput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.SigningKeyCertificate != nil {
+		b = appendJSONKey(b, first, "SigningKeyCertificate")
+		first = false
+		b = appendJSONString(b, string(*s.SigningKeyCertificate))
+	}
+	if s.SigningKeyCertificateChain != nil {
+		b = appendJSONKey(b, first, "SigningKeyCertificateChain")
+		first = false
+		b = appendJSONString(b, string(*s.SigningKeyCertificateChain))
+	}
+	if s.SigningKeyAlgorithm != nil {
+		b = appendJSONKey(b, first, "SigningKeyAlgorithm")
+		first = false
+		b = appendJSONString(b, string(*s.SigningKeyAlgorithm))
+	}
+	if s.ExportToken != nil {
+		b = appendJSONKey(b, first, "ExportToken")
+		first = false
+		b = appendJSONString(b, string(*s.ExportToken))
+	}
+	if s.ParametersValidUntilTimestamp != nil {
+		b = appendJSONKey(b, first, "ParametersValidUntilTimestamp")
+		first = false
+		if b, err = appendJSONValue(b, s.ParametersValidUntilTimestamp); err != nil {
+			return b, err
+		}
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -2985,6 +6671,80 @@ func (s *GetParametersForImportInput) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *GetParametersForImportInput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = GetParametersForImportInput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *GetParametersForImportInput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [3]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "KeyMaterialType":
+			if seen[0] || !decodeString(d, &s.KeyMaterialType) {
+				return false
+			}
+			seen[0] = true
+		case "WrappingKeyAlgorithm":
+			if seen[1] || !decodeString(d, &s.WrappingKeyAlgorithm) {
+				return false
+			}
+			seen[1] = true
+		case "ReuseLastGeneratedToken":
+			if seen[2] || !decodeBool(d, &s.ReuseLastGeneratedToken) {
+				return false
+			}
+			seen[2] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *GetParametersForImportInput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.KeyMaterialType != nil {
+		b = appendJSONKey(b, first, "KeyMaterialType")
+		first = false
+		b = appendJSONString(b, string(*s.KeyMaterialType))
+	}
+	if s.WrappingKeyAlgorithm != nil {
+		b = appendJSONKey(b, first, "WrappingKeyAlgorithm")
+		first = false
+		b = appendJSONString(b, string(*s.WrappingKeyAlgorithm))
+	}
+	if s.ReuseLastGeneratedToken != nil {
+		b = appendJSONKey(b, first, "ReuseLastGeneratedToken")
+		first = false
+		b = strconv.AppendBool(b, *s.ReuseLastGeneratedToken)
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *GetParametersForImportInput) Validate(path string) error {
 	if s == nil {
@@ -3031,6 +6791,102 @@ func (s *GetParametersForImportOutput) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *GetParametersForImportOutput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = GetParametersForImportOutput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *GetParametersForImportOutput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [5]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "WrappingKeyCertificate":
+			if seen[0] || !d.str(&s.WrappingKeyCertificate) {
+				return false
+			}
+			seen[0] = true
+		case "WrappingKeyCertificateChain":
+			if seen[1] || !d.str(&s.WrappingKeyCertificateChain) {
+				return false
+			}
+			seen[1] = true
+		case "WrappingKeyAlgorithm":
+			if seen[2] || !decodeString(d, &s.WrappingKeyAlgorithm) {
+				return false
+			}
+			seen[2] = true
+		case "ImportToken":
+			if seen[3] || !d.str(&s.ImportToken) {
+				return false
+			}
+			seen[3] = true
+		case "ParametersValidUntilTimestamp":
+			if seen[4] || !decodeTimestamp(d, &s.ParametersValidUntilTimestamp) {
+				return false
+			}
+			seen[4] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *GetParametersForImportOutput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.WrappingKeyCertificate != nil {
+		b = appendJSONKey(b, first, "WrappingKeyCertificate")
+		first = false
+		b = appendJSONString(b, string(*s.WrappingKeyCertificate))
+	}
+	if s.WrappingKeyCertificateChain != nil {
+		b = appendJSONKey(b, first, "WrappingKeyCertificateChain")
+		first = false
+		b = appendJSONString(b, string(*s.WrappingKeyCertificateChain))
+	}
+	if s.WrappingKeyAlgorithm != nil {
+		b = appendJSONKey(b, first, "WrappingKeyAlgorithm")
+		first = false
+		b = appendJSONString(b, string(*s.WrappingKeyAlgorithm))
+	}
+	if s.ImportToken != nil {
+		b = appendJSONKey(b, first, "ImportToken")
+		first = false
+		b = appendJSONString(b, string(*s.ImportToken))
+	}
+	if s.ParametersValidUntilTimestamp != nil {
+		b = appendJSONKey(b, first, "ParametersValidUntilTimestamp")
+		first = false
+		if b, err = appendJSONValue(b, s.ParametersValidUntilTimestamp); err != nil {
+			return b, err
+		}
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -3084,6 +6940,60 @@ func (s *GetPublicKeyCertificateInput) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *GetPublicKeyCertificateInput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = GetPublicKeyCertificateInput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *GetPublicKeyCertificateInput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "KeyIdentifier":
+			if seen[0] || !d.str(&s.KeyIdentifier) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *GetPublicKeyCertificateInput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.KeyIdentifier != nil {
+		b = appendJSONKey(b, first, "KeyIdentifier")
+		first = false
+		b = appendJSONString(b, string(*s.KeyIdentifier))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *GetPublicKeyCertificateInput) Validate(path string) error {
 	if s == nil {
@@ -3115,6 +7025,70 @@ func (s *GetPublicKeyCertificateOutput) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *GetPublicKeyCertificateOutput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = GetPublicKeyCertificateOutput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *GetPublicKeyCertificateOutput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [2]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "KeyCertificate":
+			if seen[0] || !d.str(&s.KeyCertificate) {
+				return false
+			}
+			seen[0] = true
+		case "KeyCertificateChain":
+			if seen[1] || !d.str(&s.KeyCertificateChain) {
+				return false
+			}
+			seen[1] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *GetPublicKeyCertificateOutput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.KeyCertificate != nil {
+		b = appendJSONKey(b, first, "KeyCertificate")
+		first = false
+		b = appendJSONString(b, string(*s.KeyCertificate))
+	}
+	if s.KeyCertificateChain != nil {
+		b = appendJSONKey(b, first, "KeyCertificateChain")
+		first = false
+		b = appendJSONString(b, string(*s.KeyCertificateChain))
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -3153,6 +7127,60 @@ func (s *GetResourcePolicyInput) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *GetResourcePolicyInput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = GetResourcePolicyInput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *GetResourcePolicyInput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "ResourceArn":
+			if seen[0] || !d.str(&s.ResourceArn) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *GetResourcePolicyInput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.ResourceArn != nil {
+		b = appendJSONKey(b, first, "ResourceArn")
+		first = false
+		b = appendJSONString(b, string(*s.ResourceArn))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *GetResourcePolicyInput) Validate(path string) error {
 	if s == nil {
@@ -3184,6 +7212,70 @@ func (s *GetResourcePolicyOutput) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *GetResourcePolicyOutput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = GetResourcePolicyOutput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *GetResourcePolicyOutput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [2]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "ResourceArn":
+			if seen[0] || !d.str(&s.ResourceArn) {
+				return false
+			}
+			seen[0] = true
+		case "Policy":
+			if seen[1] || !d.str(&s.Policy) {
+				return false
+			}
+			seen[1] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *GetResourcePolicyOutput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.ResourceArn != nil {
+		b = appendJSONKey(b, first, "ResourceArn")
+		first = false
+		b = appendJSONString(b, string(*s.ResourceArn))
+	}
+	if s.Policy != nil {
+		b = appendJSONKey(b, first, "Policy")
+		first = false
+		b = appendJSONString(b, string(*s.Policy))
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -3235,6 +7327,112 @@ func (s *ImportAs2805KeyCryptogram) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *ImportAs2805KeyCryptogram) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = ImportAs2805KeyCryptogram{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *ImportAs2805KeyCryptogram) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [6]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "As2805KeyVariant":
+			if seen[0] || !decodeString(d, &s.As2805KeyVariant) {
+				return false
+			}
+			seen[0] = true
+		case "KeyModesOfUse":
+			if seen[1] || !decodeStruct[KeyModesOfUse](d, &s.KeyModesOfUse) {
+				return false
+			}
+			seen[1] = true
+		case "KeyAlgorithm":
+			if seen[2] || !decodeString(d, &s.KeyAlgorithm) {
+				return false
+			}
+			seen[2] = true
+		case "Exportable":
+			if seen[3] || !decodeBool(d, &s.Exportable) {
+				return false
+			}
+			seen[3] = true
+		case "WrappingKeyIdentifier":
+			if seen[4] || !d.str(&s.WrappingKeyIdentifier) {
+				return false
+			}
+			seen[4] = true
+		case "WrappedKeyCryptogram":
+			if seen[5] || !d.str(&s.WrappedKeyCryptogram) {
+				return false
+			}
+			seen[5] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *ImportAs2805KeyCryptogram) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.As2805KeyVariant != nil {
+		b = appendJSONKey(b, first, "As2805KeyVariant")
+		first = false
+		b = appendJSONString(b, string(*s.As2805KeyVariant))
+	}
+	if s.KeyModesOfUse != nil {
+		b = appendJSONKey(b, first, "KeyModesOfUse")
+		first = false
+		if b, err = s.KeyModesOfUse.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.KeyAlgorithm != nil {
+		b = appendJSONKey(b, first, "KeyAlgorithm")
+		first = false
+		b = appendJSONString(b, string(*s.KeyAlgorithm))
+	}
+	if s.Exportable != nil {
+		b = appendJSONKey(b, first, "Exportable")
+		first = false
+		b = strconv.AppendBool(b, *s.Exportable)
+	}
+	if s.WrappingKeyIdentifier != nil {
+		b = appendJSONKey(b, first, "WrappingKeyIdentifier")
+		first = false
+		b = appendJSONString(b, string(*s.WrappingKeyIdentifier))
+	}
+	if s.WrappedKeyCryptogram != nil {
+		b = appendJSONKey(b, first, "WrappedKeyCryptogram")
+		first = false
+		b = appendJSONString(b, string(*s.WrappedKeyCryptogram))
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -3313,6 +7511,132 @@ func (s *ImportDiffieHellmanTr31KeyBlock) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *ImportDiffieHellmanTr31KeyBlock) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = ImportDiffieHellmanTr31KeyBlock{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *ImportDiffieHellmanTr31KeyBlock) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [8]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "PrivateKeyIdentifier":
+			if seen[0] || !d.str(&s.PrivateKeyIdentifier) {
+				return false
+			}
+			seen[0] = true
+		case "CertificateAuthorityPublicKeyIdentifier":
+			if seen[1] || !d.str(&s.CertificateAuthorityPublicKeyIdentifier) {
+				return false
+			}
+			seen[1] = true
+		case "PublicKeyCertificate":
+			if seen[2] || !d.str(&s.PublicKeyCertificate) {
+				return false
+			}
+			seen[2] = true
+		case "DeriveKeyAlgorithm":
+			if seen[3] || !decodeString(d, &s.DeriveKeyAlgorithm) {
+				return false
+			}
+			seen[3] = true
+		case "KeyDerivationFunction":
+			if seen[4] || !decodeString(d, &s.KeyDerivationFunction) {
+				return false
+			}
+			seen[4] = true
+		case "KeyDerivationHashAlgorithm":
+			if seen[5] || !decodeString(d, &s.KeyDerivationHashAlgorithm) {
+				return false
+			}
+			seen[5] = true
+		case "DerivationData":
+			if seen[6] || !decodeStruct[DiffieHellmanDerivationData](d, &s.DerivationData) {
+				return false
+			}
+			seen[6] = true
+		case "WrappedKeyBlock":
+			if seen[7] || !d.str(&s.WrappedKeyBlock) {
+				return false
+			}
+			seen[7] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *ImportDiffieHellmanTr31KeyBlock) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.PrivateKeyIdentifier != nil {
+		b = appendJSONKey(b, first, "PrivateKeyIdentifier")
+		first = false
+		b = appendJSONString(b, string(*s.PrivateKeyIdentifier))
+	}
+	if s.CertificateAuthorityPublicKeyIdentifier != nil {
+		b = appendJSONKey(b, first, "CertificateAuthorityPublicKeyIdentifier")
+		first = false
+		b = appendJSONString(b, string(*s.CertificateAuthorityPublicKeyIdentifier))
+	}
+	if s.PublicKeyCertificate != nil {
+		b = appendJSONKey(b, first, "PublicKeyCertificate")
+		first = false
+		b = appendJSONString(b, string(*s.PublicKeyCertificate))
+	}
+	if s.DeriveKeyAlgorithm != nil {
+		b = appendJSONKey(b, first, "DeriveKeyAlgorithm")
+		first = false
+		b = appendJSONString(b, string(*s.DeriveKeyAlgorithm))
+	}
+	if s.KeyDerivationFunction != nil {
+		b = appendJSONKey(b, first, "KeyDerivationFunction")
+		first = false
+		b = appendJSONString(b, string(*s.KeyDerivationFunction))
+	}
+	if s.KeyDerivationHashAlgorithm != nil {
+		b = appendJSONKey(b, first, "KeyDerivationHashAlgorithm")
+		first = false
+		b = appendJSONString(b, string(*s.KeyDerivationHashAlgorithm))
+	}
+	if s.DerivationData != nil {
+		b = appendJSONKey(b, first, "DerivationData")
+		first = false
+		if b, err = s.DerivationData.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.WrappedKeyBlock != nil {
+		b = appendJSONKey(b, first, "WrappedKeyBlock")
+		first = false
+		b = appendJSONString(b, string(*s.WrappedKeyBlock))
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -3399,6 +7723,102 @@ func (s *ImportKeyCryptogram) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *ImportKeyCryptogram) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = ImportKeyCryptogram{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *ImportKeyCryptogram) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [5]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "KeyAttributes":
+			if seen[0] || !decodeStruct[KeyAttributes](d, &s.KeyAttributes) {
+				return false
+			}
+			seen[0] = true
+		case "Exportable":
+			if seen[1] || !decodeBool(d, &s.Exportable) {
+				return false
+			}
+			seen[1] = true
+		case "WrappedKeyCryptogram":
+			if seen[2] || !d.str(&s.WrappedKeyCryptogram) {
+				return false
+			}
+			seen[2] = true
+		case "ImportToken":
+			if seen[3] || !d.str(&s.ImportToken) {
+				return false
+			}
+			seen[3] = true
+		case "WrappingSpec":
+			if seen[4] || !decodeString(d, &s.WrappingSpec) {
+				return false
+			}
+			seen[4] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *ImportKeyCryptogram) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.KeyAttributes != nil {
+		b = appendJSONKey(b, first, "KeyAttributes")
+		first = false
+		if b, err = s.KeyAttributes.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.Exportable != nil {
+		b = appendJSONKey(b, first, "Exportable")
+		first = false
+		b = strconv.AppendBool(b, *s.Exportable)
+	}
+	if s.WrappedKeyCryptogram != nil {
+		b = appendJSONKey(b, first, "WrappedKeyCryptogram")
+		first = false
+		b = appendJSONString(b, string(*s.WrappedKeyCryptogram))
+	}
+	if s.ImportToken != nil {
+		b = appendJSONKey(b, first, "ImportToken")
+		first = false
+		b = appendJSONString(b, string(*s.ImportToken))
+	}
+	if s.WrappingSpec != nil {
+		b = appendJSONKey(b, first, "WrappingSpec")
+		first = false
+		b = appendJSONString(b, string(*s.WrappingSpec))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *ImportKeyCryptogram) Validate(path string) error {
 	if s == nil {
@@ -3462,6 +7882,128 @@ func (s *ImportKeyInput) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *ImportKeyInput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = ImportKeyInput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *ImportKeyInput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [6]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "KeyMaterial":
+			if seen[0] || !decodeStruct[ImportKeyMaterial](d, &s.KeyMaterial) {
+				return false
+			}
+			seen[0] = true
+		case "KeyCheckValueAlgorithm":
+			if seen[1] || !decodeString(d, &s.KeyCheckValueAlgorithm) {
+				return false
+			}
+			seen[1] = true
+		case "Enabled":
+			if seen[2] || !decodeBool(d, &s.Enabled) {
+				return false
+			}
+			seen[2] = true
+		case "Tags":
+			if seen[3] || !decodeList(d, &s.Tags, structElem[Tag]) {
+				return false
+			}
+			seen[3] = true
+		case "ReplicationRegions":
+			if seen[4] || !decodeList(d, &s.ReplicationRegions, decodeStringElem[string]) {
+				return false
+			}
+			seen[4] = true
+		case "RequesterComment":
+			if seen[5] || !d.str(&s.RequesterComment) {
+				return false
+			}
+			seen[5] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *ImportKeyInput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.KeyMaterial != nil {
+		b = appendJSONKey(b, first, "KeyMaterial")
+		first = false
+		if b, err = s.KeyMaterial.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.KeyCheckValueAlgorithm != nil {
+		b = appendJSONKey(b, first, "KeyCheckValueAlgorithm")
+		first = false
+		b = appendJSONString(b, string(*s.KeyCheckValueAlgorithm))
+	}
+	if s.Enabled != nil {
+		b = appendJSONKey(b, first, "Enabled")
+		first = false
+		b = strconv.AppendBool(b, *s.Enabled)
+	}
+	if s.Tags != nil {
+		b = appendJSONKey(b, first, "Tags")
+		first = false
+		b = append(b, '[')
+		for i := range s.Tags {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			if b, err = (&s.Tags[i]).AppendJSON(b); err != nil {
+				return b, err
+			}
+		}
+		b = append(b, ']')
+	}
+	if s.ReplicationRegions != nil {
+		b = appendJSONKey(b, first, "ReplicationRegions")
+		first = false
+		b = append(b, '[')
+		for i := range s.ReplicationRegions {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, string(s.ReplicationRegions[i]))
+		}
+		b = append(b, ']')
+	}
+	if s.RequesterComment != nil {
+		b = appendJSONKey(b, first, "RequesterComment")
+		first = false
+		b = appendJSONString(b, string(*s.RequesterComment))
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -3530,6 +8072,134 @@ func (s *ImportKeyMaterial) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *ImportKeyMaterial) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = ImportKeyMaterial{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *ImportKeyMaterial) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [7]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "RootCertificatePublicKey":
+			if seen[0] || !decodeStruct[RootCertificatePublicKey](d, &s.RootCertificatePublicKey) {
+				return false
+			}
+			seen[0] = true
+		case "TrustedCertificatePublicKey":
+			if seen[1] || !decodeStruct[TrustedCertificatePublicKey](d, &s.TrustedCertificatePublicKey) {
+				return false
+			}
+			seen[1] = true
+		case "Tr31KeyBlock":
+			if seen[2] || !decodeStruct[ImportTr31KeyBlock](d, &s.Tr31KeyBlock) {
+				return false
+			}
+			seen[2] = true
+		case "Tr34KeyBlock":
+			if seen[3] || !decodeStruct[ImportTr34KeyBlock](d, &s.Tr34KeyBlock) {
+				return false
+			}
+			seen[3] = true
+		case "KeyCryptogram":
+			if seen[4] || !decodeStruct[ImportKeyCryptogram](d, &s.KeyCryptogram) {
+				return false
+			}
+			seen[4] = true
+		case "DiffieHellmanTr31KeyBlock":
+			if seen[5] || !decodeStruct[ImportDiffieHellmanTr31KeyBlock](d, &s.DiffieHellmanTr31KeyBlock) {
+				return false
+			}
+			seen[5] = true
+		case "As2805KeyCryptogram":
+			if seen[6] || !decodeStruct[ImportAs2805KeyCryptogram](d, &s.As2805KeyCryptogram) {
+				return false
+			}
+			seen[6] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *ImportKeyMaterial) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.RootCertificatePublicKey != nil {
+		b = appendJSONKey(b, first, "RootCertificatePublicKey")
+		first = false
+		if b, err = s.RootCertificatePublicKey.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.TrustedCertificatePublicKey != nil {
+		b = appendJSONKey(b, first, "TrustedCertificatePublicKey")
+		first = false
+		if b, err = s.TrustedCertificatePublicKey.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.Tr31KeyBlock != nil {
+		b = appendJSONKey(b, first, "Tr31KeyBlock")
+		first = false
+		if b, err = s.Tr31KeyBlock.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.Tr34KeyBlock != nil {
+		b = appendJSONKey(b, first, "Tr34KeyBlock")
+		first = false
+		if b, err = s.Tr34KeyBlock.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.KeyCryptogram != nil {
+		b = appendJSONKey(b, first, "KeyCryptogram")
+		first = false
+		if b, err = s.KeyCryptogram.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.DiffieHellmanTr31KeyBlock != nil {
+		b = appendJSONKey(b, first, "DiffieHellmanTr31KeyBlock")
+		first = false
+		if b, err = s.DiffieHellmanTr31KeyBlock.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.As2805KeyCryptogram != nil {
+		b = appendJSONKey(b, first, "As2805KeyCryptogram")
+		first = false
+		if b, err = s.As2805KeyCryptogram.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -3616,6 +8286,62 @@ func (s *ImportKeyOutput) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *ImportKeyOutput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = ImportKeyOutput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *ImportKeyOutput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "Key":
+			if seen[0] || !decodeStruct[Key](d, &s.Key) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *ImportKeyOutput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.Key != nil {
+		b = appendJSONKey(b, first, "Key")
+		first = false
+		if b, err = s.Key.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *ImportKeyOutput) Validate(path string) error {
 	if s == nil {
@@ -3647,6 +8373,70 @@ func (s *ImportTr31KeyBlock) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *ImportTr31KeyBlock) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = ImportTr31KeyBlock{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *ImportTr31KeyBlock) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [2]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "WrappingKeyIdentifier":
+			if seen[0] || !d.str(&s.WrappingKeyIdentifier) {
+				return false
+			}
+			seen[0] = true
+		case "WrappedKeyBlock":
+			if seen[1] || !d.str(&s.WrappedKeyBlock) {
+				return false
+			}
+			seen[1] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *ImportTr31KeyBlock) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.WrappingKeyIdentifier != nil {
+		b = appendJSONKey(b, first, "WrappingKeyIdentifier")
+		first = false
+		b = appendJSONString(b, string(*s.WrappingKeyIdentifier))
+	}
+	if s.WrappedKeyBlock != nil {
+		b = appendJSONKey(b, first, "WrappedKeyBlock")
+		first = false
+		b = appendJSONString(b, string(*s.WrappedKeyBlock))
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -3704,6 +8494,130 @@ func (s *ImportTr34KeyBlock) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *ImportTr34KeyBlock) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = ImportTr34KeyBlock{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *ImportTr34KeyBlock) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [8]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "CertificateAuthorityPublicKeyIdentifier":
+			if seen[0] || !d.str(&s.CertificateAuthorityPublicKeyIdentifier) {
+				return false
+			}
+			seen[0] = true
+		case "SigningKeyCertificate":
+			if seen[1] || !d.str(&s.SigningKeyCertificate) {
+				return false
+			}
+			seen[1] = true
+		case "ImportToken":
+			if seen[2] || !d.str(&s.ImportToken) {
+				return false
+			}
+			seen[2] = true
+		case "WrappingKeyIdentifier":
+			if seen[3] || !d.str(&s.WrappingKeyIdentifier) {
+				return false
+			}
+			seen[3] = true
+		case "WrappingKeyCertificate":
+			if seen[4] || !d.str(&s.WrappingKeyCertificate) {
+				return false
+			}
+			seen[4] = true
+		case "WrappedKeyBlock":
+			if seen[5] || !d.str(&s.WrappedKeyBlock) {
+				return false
+			}
+			seen[5] = true
+		case "KeyBlockFormat":
+			if seen[6] || !decodeString(d, &s.KeyBlockFormat) {
+				return false
+			}
+			seen[6] = true
+		case "RandomNonce":
+			if seen[7] || !d.str(&s.RandomNonce) {
+				return false
+			}
+			seen[7] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *ImportTr34KeyBlock) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.CertificateAuthorityPublicKeyIdentifier != nil {
+		b = appendJSONKey(b, first, "CertificateAuthorityPublicKeyIdentifier")
+		first = false
+		b = appendJSONString(b, string(*s.CertificateAuthorityPublicKeyIdentifier))
+	}
+	if s.SigningKeyCertificate != nil {
+		b = appendJSONKey(b, first, "SigningKeyCertificate")
+		first = false
+		b = appendJSONString(b, string(*s.SigningKeyCertificate))
+	}
+	if s.ImportToken != nil {
+		b = appendJSONKey(b, first, "ImportToken")
+		first = false
+		b = appendJSONString(b, string(*s.ImportToken))
+	}
+	if s.WrappingKeyIdentifier != nil {
+		b = appendJSONKey(b, first, "WrappingKeyIdentifier")
+		first = false
+		b = appendJSONString(b, string(*s.WrappingKeyIdentifier))
+	}
+	if s.WrappingKeyCertificate != nil {
+		b = appendJSONKey(b, first, "WrappingKeyCertificate")
+		first = false
+		b = appendJSONString(b, string(*s.WrappingKeyCertificate))
+	}
+	if s.WrappedKeyBlock != nil {
+		b = appendJSONKey(b, first, "WrappedKeyBlock")
+		first = false
+		b = appendJSONString(b, string(*s.WrappedKeyBlock))
+	}
+	if s.KeyBlockFormat != nil {
+		b = appendJSONKey(b, first, "KeyBlockFormat")
+		first = false
+		b = appendJSONString(b, string(*s.KeyBlockFormat))
+	}
+	if s.RandomNonce != nil {
+		b = appendJSONKey(b, first, "RandomNonce")
+		first = false
+		b = appendJSONString(b, string(*s.RandomNonce))
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -3772,6 +8686,60 @@ func (s *InternalServerException) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *InternalServerException) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = InternalServerException{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *InternalServerException) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "Message":
+			if seen[0] || !d.str(&s.Message) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *InternalServerException) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.Message != nil {
+		b = appendJSONKey(b, first, "Message")
+		first = false
+		b = appendJSONString(b, string(*s.Message))
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -3860,6 +8828,266 @@ func (s *Key) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *Key) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = Key{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *Key) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [19]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "KeyArn":
+			if seen[0] || !d.str(&s.KeyArn) {
+				return false
+			}
+			seen[0] = true
+		case "KeyAttributes":
+			if seen[1] || !decodeStruct[KeyAttributes](d, &s.KeyAttributes) {
+				return false
+			}
+			seen[1] = true
+		case "KeyCheckValue":
+			if seen[2] || !d.str(&s.KeyCheckValue) {
+				return false
+			}
+			seen[2] = true
+		case "KeyCheckValueAlgorithm":
+			if seen[3] || !decodeString(d, &s.KeyCheckValueAlgorithm) {
+				return false
+			}
+			seen[3] = true
+		case "Enabled":
+			if seen[4] || !decodeBool(d, &s.Enabled) {
+				return false
+			}
+			seen[4] = true
+		case "Exportable":
+			if seen[5] || !decodeBool(d, &s.Exportable) {
+				return false
+			}
+			seen[5] = true
+		case "KeyState":
+			if seen[6] || !decodeString(d, &s.KeyState) {
+				return false
+			}
+			seen[6] = true
+		case "KeyOrigin":
+			if seen[7] || !decodeString(d, &s.KeyOrigin) {
+				return false
+			}
+			seen[7] = true
+		case "CreateTimestamp":
+			if seen[8] || !decodeTimestamp(d, &s.CreateTimestamp) {
+				return false
+			}
+			seen[8] = true
+		case "UsageStartTimestamp":
+			if seen[9] || !decodeTimestamp(d, &s.UsageStartTimestamp) {
+				return false
+			}
+			seen[9] = true
+		case "UsageStopTimestamp":
+			if seen[10] || !decodeTimestamp(d, &s.UsageStopTimestamp) {
+				return false
+			}
+			seen[10] = true
+		case "DeletePendingTimestamp":
+			if seen[11] || !decodeTimestamp(d, &s.DeletePendingTimestamp) {
+				return false
+			}
+			seen[11] = true
+		case "DeleteTimestamp":
+			if seen[12] || !decodeTimestamp(d, &s.DeleteTimestamp) {
+				return false
+			}
+			seen[12] = true
+		case "DeriveKeyUsage":
+			if seen[13] || !decodeString(d, &s.DeriveKeyUsage) {
+				return false
+			}
+			seen[13] = true
+		case "MultiRegionKeyType":
+			if seen[14] || !decodeString(d, &s.MultiRegionKeyType) {
+				return false
+			}
+			seen[14] = true
+		case "PrimaryRegion":
+			if seen[15] || !d.str(&s.PrimaryRegion) {
+				return false
+			}
+			seen[15] = true
+		case "ReplicationStatus":
+			if seen[16] || !decodeMap(d, &s.ReplicationStatus, structElem[ReplicationStatusType]) {
+				return false
+			}
+			seen[16] = true
+		case "UsingDefaultReplicationRegions":
+			if seen[17] || !decodeBool(d, &s.UsingDefaultReplicationRegions) {
+				return false
+			}
+			seen[17] = true
+		case "MpaStatus":
+			if seen[18] || !decodeStruct[MpaStatus](d, &s.MpaStatus) {
+				return false
+			}
+			seen[18] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *Key) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.KeyArn != nil {
+		b = appendJSONKey(b, first, "KeyArn")
+		first = false
+		b = appendJSONString(b, string(*s.KeyArn))
+	}
+	if s.KeyAttributes != nil {
+		b = appendJSONKey(b, first, "KeyAttributes")
+		first = false
+		if b, err = s.KeyAttributes.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.KeyCheckValue != nil {
+		b = appendJSONKey(b, first, "KeyCheckValue")
+		first = false
+		b = appendJSONString(b, string(*s.KeyCheckValue))
+	}
+	if s.KeyCheckValueAlgorithm != nil {
+		b = appendJSONKey(b, first, "KeyCheckValueAlgorithm")
+		first = false
+		b = appendJSONString(b, string(*s.KeyCheckValueAlgorithm))
+	}
+	if s.Enabled != nil {
+		b = appendJSONKey(b, first, "Enabled")
+		first = false
+		b = strconv.AppendBool(b, *s.Enabled)
+	}
+	if s.Exportable != nil {
+		b = appendJSONKey(b, first, "Exportable")
+		first = false
+		b = strconv.AppendBool(b, *s.Exportable)
+	}
+	if s.KeyState != nil {
+		b = appendJSONKey(b, first, "KeyState")
+		first = false
+		b = appendJSONString(b, string(*s.KeyState))
+	}
+	if s.KeyOrigin != nil {
+		b = appendJSONKey(b, first, "KeyOrigin")
+		first = false
+		b = appendJSONString(b, string(*s.KeyOrigin))
+	}
+	if s.CreateTimestamp != nil {
+		b = appendJSONKey(b, first, "CreateTimestamp")
+		first = false
+		if b, err = appendJSONValue(b, s.CreateTimestamp); err != nil {
+			return b, err
+		}
+	}
+	if s.UsageStartTimestamp != nil {
+		b = appendJSONKey(b, first, "UsageStartTimestamp")
+		first = false
+		if b, err = appendJSONValue(b, s.UsageStartTimestamp); err != nil {
+			return b, err
+		}
+	}
+	if s.UsageStopTimestamp != nil {
+		b = appendJSONKey(b, first, "UsageStopTimestamp")
+		first = false
+		if b, err = appendJSONValue(b, s.UsageStopTimestamp); err != nil {
+			return b, err
+		}
+	}
+	if s.DeletePendingTimestamp != nil {
+		b = appendJSONKey(b, first, "DeletePendingTimestamp")
+		first = false
+		if b, err = appendJSONValue(b, s.DeletePendingTimestamp); err != nil {
+			return b, err
+		}
+	}
+	if s.DeleteTimestamp != nil {
+		b = appendJSONKey(b, first, "DeleteTimestamp")
+		first = false
+		if b, err = appendJSONValue(b, s.DeleteTimestamp); err != nil {
+			return b, err
+		}
+	}
+	if s.DeriveKeyUsage != nil {
+		b = appendJSONKey(b, first, "DeriveKeyUsage")
+		first = false
+		b = appendJSONString(b, string(*s.DeriveKeyUsage))
+	}
+	if s.MultiRegionKeyType != nil {
+		b = appendJSONKey(b, first, "MultiRegionKeyType")
+		first = false
+		b = appendJSONString(b, string(*s.MultiRegionKeyType))
+	}
+	if s.PrimaryRegion != nil {
+		b = appendJSONKey(b, first, "PrimaryRegion")
+		first = false
+		b = appendJSONString(b, string(*s.PrimaryRegion))
+	}
+	if s.ReplicationStatus != nil {
+		b = appendJSONKey(b, first, "ReplicationStatus")
+		first = false
+		b = append(b, '{')
+		for i, k := range sortedKeys(s.ReplicationStatus) {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, k)
+			b = append(b, ':')
+			e := s.ReplicationStatus[k]
+			if b, err = (&e).AppendJSON(b); err != nil {
+				return b, err
+			}
+		}
+		b = append(b, '}')
+	}
+	if s.UsingDefaultReplicationRegions != nil {
+		b = appendJSONKey(b, first, "UsingDefaultReplicationRegions")
+		first = false
+		b = strconv.AppendBool(b, *s.UsingDefaultReplicationRegions)
+	}
+	if s.MpaStatus != nil {
+		b = appendJSONKey(b, first, "MpaStatus")
+		first = false
+		if b, err = s.MpaStatus.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -3965,6 +9193,92 @@ func (s *KeyAttributes) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *KeyAttributes) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = KeyAttributes{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *KeyAttributes) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [4]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "KeyUsage":
+			if seen[0] || !decodeString(d, &s.KeyUsage) {
+				return false
+			}
+			seen[0] = true
+		case "KeyClass":
+			if seen[1] || !decodeString(d, &s.KeyClass) {
+				return false
+			}
+			seen[1] = true
+		case "KeyAlgorithm":
+			if seen[2] || !decodeString(d, &s.KeyAlgorithm) {
+				return false
+			}
+			seen[2] = true
+		case "KeyModesOfUse":
+			if seen[3] || !decodeStruct[KeyModesOfUse](d, &s.KeyModesOfUse) {
+				return false
+			}
+			seen[3] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *KeyAttributes) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.KeyUsage != nil {
+		b = appendJSONKey(b, first, "KeyUsage")
+		first = false
+		b = appendJSONString(b, string(*s.KeyUsage))
+	}
+	if s.KeyClass != nil {
+		b = appendJSONKey(b, first, "KeyClass")
+		first = false
+		b = appendJSONString(b, string(*s.KeyClass))
+	}
+	if s.KeyAlgorithm != nil {
+		b = appendJSONKey(b, first, "KeyAlgorithm")
+		first = false
+		b = appendJSONString(b, string(*s.KeyAlgorithm))
+	}
+	if s.KeyModesOfUse != nil {
+		b = appendJSONKey(b, first, "KeyModesOfUse")
+		first = false
+		if b, err = s.KeyModesOfUse.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *KeyAttributes) Validate(path string) error {
 	if s == nil {
@@ -4020,6 +9334,102 @@ func (s *KeyBlockHeaders) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *KeyBlockHeaders) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = KeyBlockHeaders{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *KeyBlockHeaders) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [4]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "KeyModesOfUse":
+			if seen[0] || !decodeStruct[KeyModesOfUse](d, &s.KeyModesOfUse) {
+				return false
+			}
+			seen[0] = true
+		case "KeyExportability":
+			if seen[1] || !decodeString(d, &s.KeyExportability) {
+				return false
+			}
+			seen[1] = true
+		case "KeyVersion":
+			if seen[2] || !d.str(&s.KeyVersion) {
+				return false
+			}
+			seen[2] = true
+		case "OptionalBlocks":
+			if seen[3] || !decodeMap(d, &s.OptionalBlocks, decodeStringElem[string]) {
+				return false
+			}
+			seen[3] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *KeyBlockHeaders) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.KeyModesOfUse != nil {
+		b = appendJSONKey(b, first, "KeyModesOfUse")
+		first = false
+		if b, err = s.KeyModesOfUse.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.KeyExportability != nil {
+		b = appendJSONKey(b, first, "KeyExportability")
+		first = false
+		b = appendJSONString(b, string(*s.KeyExportability))
+	}
+	if s.KeyVersion != nil {
+		b = appendJSONKey(b, first, "KeyVersion")
+		first = false
+		b = appendJSONString(b, string(*s.KeyVersion))
+	}
+	if s.OptionalBlocks != nil {
+		b = appendJSONKey(b, first, "OptionalBlocks")
+		first = false
+		b = append(b, '{')
+		for i, k := range sortedKeys(s.OptionalBlocks) {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, k)
+			b = append(b, ':')
+			e := s.OptionalBlocks[k]
+			b = appendJSONString(b, string(e))
+		}
+		b = append(b, '}')
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -4090,6 +9500,140 @@ func (s *KeyModesOfUse) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *KeyModesOfUse) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = KeyModesOfUse{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *KeyModesOfUse) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [9]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "Encrypt":
+			if seen[0] || !decodeBool(d, &s.Encrypt) {
+				return false
+			}
+			seen[0] = true
+		case "Decrypt":
+			if seen[1] || !decodeBool(d, &s.Decrypt) {
+				return false
+			}
+			seen[1] = true
+		case "Wrap":
+			if seen[2] || !decodeBool(d, &s.Wrap) {
+				return false
+			}
+			seen[2] = true
+		case "Unwrap":
+			if seen[3] || !decodeBool(d, &s.Unwrap) {
+				return false
+			}
+			seen[3] = true
+		case "Generate":
+			if seen[4] || !decodeBool(d, &s.Generate) {
+				return false
+			}
+			seen[4] = true
+		case "Sign":
+			if seen[5] || !decodeBool(d, &s.Sign) {
+				return false
+			}
+			seen[5] = true
+		case "Verify":
+			if seen[6] || !decodeBool(d, &s.Verify) {
+				return false
+			}
+			seen[6] = true
+		case "DeriveKey":
+			if seen[7] || !decodeBool(d, &s.DeriveKey) {
+				return false
+			}
+			seen[7] = true
+		case "NoRestrictions":
+			if seen[8] || !decodeBool(d, &s.NoRestrictions) {
+				return false
+			}
+			seen[8] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *KeyModesOfUse) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.Encrypt != nil {
+		b = appendJSONKey(b, first, "Encrypt")
+		first = false
+		b = strconv.AppendBool(b, *s.Encrypt)
+	}
+	if s.Decrypt != nil {
+		b = appendJSONKey(b, first, "Decrypt")
+		first = false
+		b = strconv.AppendBool(b, *s.Decrypt)
+	}
+	if s.Wrap != nil {
+		b = appendJSONKey(b, first, "Wrap")
+		first = false
+		b = strconv.AppendBool(b, *s.Wrap)
+	}
+	if s.Unwrap != nil {
+		b = appendJSONKey(b, first, "Unwrap")
+		first = false
+		b = strconv.AppendBool(b, *s.Unwrap)
+	}
+	if s.Generate != nil {
+		b = appendJSONKey(b, first, "Generate")
+		first = false
+		b = strconv.AppendBool(b, *s.Generate)
+	}
+	if s.Sign != nil {
+		b = appendJSONKey(b, first, "Sign")
+		first = false
+		b = strconv.AppendBool(b, *s.Sign)
+	}
+	if s.Verify != nil {
+		b = appendJSONKey(b, first, "Verify")
+		first = false
+		b = strconv.AppendBool(b, *s.Verify)
+	}
+	if s.DeriveKey != nil {
+		b = appendJSONKey(b, first, "DeriveKey")
+		first = false
+		b = strconv.AppendBool(b, *s.DeriveKey)
+	}
+	if s.NoRestrictions != nil {
+		b = appendJSONKey(b, first, "NoRestrictions")
+		first = false
+		b = strconv.AppendBool(b, *s.NoRestrictions)
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *KeyModesOfUse) Validate(path string) error {
 	if s == nil {
@@ -4133,6 +9677,132 @@ func (s *KeySummary) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *KeySummary) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = KeySummary{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *KeySummary) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [8]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "KeyArn":
+			if seen[0] || !d.str(&s.KeyArn) {
+				return false
+			}
+			seen[0] = true
+		case "KeyState":
+			if seen[1] || !decodeString(d, &s.KeyState) {
+				return false
+			}
+			seen[1] = true
+		case "KeyAttributes":
+			if seen[2] || !decodeStruct[KeyAttributes](d, &s.KeyAttributes) {
+				return false
+			}
+			seen[2] = true
+		case "KeyCheckValue":
+			if seen[3] || !d.str(&s.KeyCheckValue) {
+				return false
+			}
+			seen[3] = true
+		case "Exportable":
+			if seen[4] || !decodeBool(d, &s.Exportable) {
+				return false
+			}
+			seen[4] = true
+		case "Enabled":
+			if seen[5] || !decodeBool(d, &s.Enabled) {
+				return false
+			}
+			seen[5] = true
+		case "MultiRegionKeyType":
+			if seen[6] || !decodeString(d, &s.MultiRegionKeyType) {
+				return false
+			}
+			seen[6] = true
+		case "PrimaryRegion":
+			if seen[7] || !d.str(&s.PrimaryRegion) {
+				return false
+			}
+			seen[7] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *KeySummary) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.KeyArn != nil {
+		b = appendJSONKey(b, first, "KeyArn")
+		first = false
+		b = appendJSONString(b, string(*s.KeyArn))
+	}
+	if s.KeyState != nil {
+		b = appendJSONKey(b, first, "KeyState")
+		first = false
+		b = appendJSONString(b, string(*s.KeyState))
+	}
+	if s.KeyAttributes != nil {
+		b = appendJSONKey(b, first, "KeyAttributes")
+		first = false
+		if b, err = s.KeyAttributes.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.KeyCheckValue != nil {
+		b = appendJSONKey(b, first, "KeyCheckValue")
+		first = false
+		b = appendJSONString(b, string(*s.KeyCheckValue))
+	}
+	if s.Exportable != nil {
+		b = appendJSONKey(b, first, "Exportable")
+		first = false
+		b = strconv.AppendBool(b, *s.Exportable)
+	}
+	if s.Enabled != nil {
+		b = appendJSONKey(b, first, "Enabled")
+		first = false
+		b = strconv.AppendBool(b, *s.Enabled)
+	}
+	if s.MultiRegionKeyType != nil {
+		b = appendJSONKey(b, first, "MultiRegionKeyType")
+		first = false
+		b = appendJSONString(b, string(*s.MultiRegionKeyType))
+	}
+	if s.PrimaryRegion != nil {
+		b = appendJSONKey(b, first, "PrimaryRegion")
+		first = false
+		b = appendJSONString(b, string(*s.PrimaryRegion))
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -4205,6 +9875,80 @@ func (s *ListAliasesInput) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *ListAliasesInput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = ListAliasesInput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *ListAliasesInput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [3]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "KeyArn":
+			if seen[0] || !d.str(&s.KeyArn) {
+				return false
+			}
+			seen[0] = true
+		case "NextToken":
+			if seen[1] || !d.str(&s.NextToken) {
+				return false
+			}
+			seen[1] = true
+		case "MaxResults":
+			if seen[2] || !decodeInt(d, &s.MaxResults, -2147483648, 2147483647) {
+				return false
+			}
+			seen[2] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *ListAliasesInput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.KeyArn != nil {
+		b = appendJSONKey(b, first, "KeyArn")
+		first = false
+		b = appendJSONString(b, string(*s.KeyArn))
+	}
+	if s.NextToken != nil {
+		b = appendJSONKey(b, first, "NextToken")
+		first = false
+		b = appendJSONString(b, string(*s.NextToken))
+	}
+	if s.MaxResults != nil {
+		b = appendJSONKey(b, first, "MaxResults")
+		first = false
+		b = strconv.AppendInt(b, int64(*s.MaxResults), 10)
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *ListAliasesInput) Validate(path string) error {
 	if s == nil {
@@ -4247,6 +9991,79 @@ func (s *ListAliasesOutput) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *ListAliasesOutput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = ListAliasesOutput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *ListAliasesOutput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [2]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "Aliases":
+			if seen[0] || !decodeList(d, &s.Aliases, structElem[Alias]) {
+				return false
+			}
+			seen[0] = true
+		case "NextToken":
+			if seen[1] || !d.str(&s.NextToken) {
+				return false
+			}
+			seen[1] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *ListAliasesOutput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.Aliases != nil {
+		b = appendJSONKey(b, first, "Aliases")
+		first = false
+		b = append(b, '[')
+		for i := range s.Aliases {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			if b, err = (&s.Aliases[i]).AppendJSON(b); err != nil {
+				return b, err
+			}
+		}
+		b = append(b, ']')
+	}
+	if s.NextToken != nil {
+		b = appendJSONKey(b, first, "NextToken")
+		first = false
+		b = appendJSONString(b, string(*s.NextToken))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *ListAliasesOutput) Validate(path string) error {
 	if s == nil {
@@ -4286,6 +10103,80 @@ func (s *ListKeysInput) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *ListKeysInput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = ListKeysInput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *ListKeysInput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [3]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "KeyState":
+			if seen[0] || !decodeString(d, &s.KeyState) {
+				return false
+			}
+			seen[0] = true
+		case "NextToken":
+			if seen[1] || !d.str(&s.NextToken) {
+				return false
+			}
+			seen[1] = true
+		case "MaxResults":
+			if seen[2] || !decodeInt(d, &s.MaxResults, -2147483648, 2147483647) {
+				return false
+			}
+			seen[2] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *ListKeysInput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.KeyState != nil {
+		b = appendJSONKey(b, first, "KeyState")
+		first = false
+		b = appendJSONString(b, string(*s.KeyState))
+	}
+	if s.NextToken != nil {
+		b = appendJSONKey(b, first, "NextToken")
+		first = false
+		b = appendJSONString(b, string(*s.NextToken))
+	}
+	if s.MaxResults != nil {
+		b = appendJSONKey(b, first, "MaxResults")
+		first = false
+		b = strconv.AppendInt(b, int64(*s.MaxResults), 10)
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -4330,6 +10221,79 @@ func (s *ListKeysOutput) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *ListKeysOutput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = ListKeysOutput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *ListKeysOutput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [2]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "Keys":
+			if seen[0] || !decodeList(d, &s.Keys, structElem[KeySummary]) {
+				return false
+			}
+			seen[0] = true
+		case "NextToken":
+			if seen[1] || !d.str(&s.NextToken) {
+				return false
+			}
+			seen[1] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *ListKeysOutput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.Keys != nil {
+		b = appendJSONKey(b, first, "Keys")
+		first = false
+		b = append(b, '[')
+		for i := range s.Keys {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			if b, err = (&s.Keys[i]).AppendJSON(b); err != nil {
+				return b, err
+			}
+		}
+		b = append(b, ']')
+	}
+	if s.NextToken != nil {
+		b = appendJSONKey(b, first, "NextToken")
+		first = false
+		b = appendJSONString(b, string(*s.NextToken))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *ListKeysOutput) Validate(path string) error {
 	if s == nil {
@@ -4369,6 +10333,80 @@ func (s *ListTagsForResourceInput) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *ListTagsForResourceInput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = ListTagsForResourceInput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *ListTagsForResourceInput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [3]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "ResourceArn":
+			if seen[0] || !d.str(&s.ResourceArn) {
+				return false
+			}
+			seen[0] = true
+		case "NextToken":
+			if seen[1] || !d.str(&s.NextToken) {
+				return false
+			}
+			seen[1] = true
+		case "MaxResults":
+			if seen[2] || !decodeInt(d, &s.MaxResults, -2147483648, 2147483647) {
+				return false
+			}
+			seen[2] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *ListTagsForResourceInput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.ResourceArn != nil {
+		b = appendJSONKey(b, first, "ResourceArn")
+		first = false
+		b = appendJSONString(b, string(*s.ResourceArn))
+	}
+	if s.NextToken != nil {
+		b = appendJSONKey(b, first, "NextToken")
+		first = false
+		b = appendJSONString(b, string(*s.NextToken))
+	}
+	if s.MaxResults != nil {
+		b = appendJSONKey(b, first, "MaxResults")
+		first = false
+		b = strconv.AppendInt(b, int64(*s.MaxResults), 10)
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -4414,6 +10452,79 @@ func (s *ListTagsForResourceOutput) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *ListTagsForResourceOutput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = ListTagsForResourceOutput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *ListTagsForResourceOutput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [2]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "Tags":
+			if seen[0] || !decodeList(d, &s.Tags, structElem[Tag]) {
+				return false
+			}
+			seen[0] = true
+		case "NextToken":
+			if seen[1] || !d.str(&s.NextToken) {
+				return false
+			}
+			seen[1] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *ListTagsForResourceOutput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.Tags != nil {
+		b = appendJSONKey(b, first, "Tags")
+		first = false
+		b = append(b, '[')
+		for i := range s.Tags {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			if b, err = (&s.Tags[i]).AppendJSON(b); err != nil {
+				return b, err
+			}
+		}
+		b = append(b, ']')
+	}
+	if s.NextToken != nil {
+		b = appendJSONKey(b, first, "NextToken")
+		first = false
+		b = appendJSONString(b, string(*s.NextToken))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *ListTagsForResourceOutput) Validate(path string) error {
 	if s == nil {
@@ -4456,6 +10567,92 @@ func (s *MpaStatus) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *MpaStatus) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = MpaStatus{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *MpaStatus) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [4]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "MpaSessionArn":
+			if seen[0] || !d.str(&s.MpaSessionArn) {
+				return false
+			}
+			seen[0] = true
+		case "Status":
+			if seen[1] || !decodeString(d, &s.Status) {
+				return false
+			}
+			seen[1] = true
+		case "InitiationDate":
+			if seen[2] || !decodeTimestamp(d, &s.InitiationDate) {
+				return false
+			}
+			seen[2] = true
+		case "StatusMessage":
+			if seen[3] || !d.str(&s.StatusMessage) {
+				return false
+			}
+			seen[3] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *MpaStatus) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.MpaSessionArn != nil {
+		b = appendJSONKey(b, first, "MpaSessionArn")
+		first = false
+		b = appendJSONString(b, string(*s.MpaSessionArn))
+	}
+	if s.Status != nil {
+		b = appendJSONKey(b, first, "Status")
+		first = false
+		b = appendJSONString(b, string(*s.Status))
+	}
+	if s.InitiationDate != nil {
+		b = appendJSONKey(b, first, "InitiationDate")
+		first = false
+		if b, err = appendJSONValue(b, s.InitiationDate); err != nil {
+			return b, err
+		}
+	}
+	if s.StatusMessage != nil {
+		b = appendJSONKey(b, first, "StatusMessage")
+		first = false
+		b = appendJSONString(b, string(*s.StatusMessage))
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -4511,6 +10708,92 @@ func (s *MpaTeamAssociation) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *MpaTeamAssociation) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = MpaTeamAssociation{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *MpaTeamAssociation) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [4]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "Action":
+			if seen[0] || !decodeString(d, &s.Action) {
+				return false
+			}
+			seen[0] = true
+		case "MpaTeamArn":
+			if seen[1] || !d.str(&s.MpaTeamArn) {
+				return false
+			}
+			seen[1] = true
+		case "AssociationState":
+			if seen[2] || !decodeString(d, &s.AssociationState) {
+				return false
+			}
+			seen[2] = true
+		case "MpaStatus":
+			if seen[3] || !decodeStruct[MpaStatus](d, &s.MpaStatus) {
+				return false
+			}
+			seen[3] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *MpaTeamAssociation) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.Action != nil {
+		b = appendJSONKey(b, first, "Action")
+		first = false
+		b = appendJSONString(b, string(*s.Action))
+	}
+	if s.MpaTeamArn != nil {
+		b = appendJSONKey(b, first, "MpaTeamArn")
+		first = false
+		b = appendJSONString(b, string(*s.MpaTeamArn))
+	}
+	if s.AssociationState != nil {
+		b = appendJSONKey(b, first, "AssociationState")
+		first = false
+		b = appendJSONString(b, string(*s.AssociationState))
+	}
+	if s.MpaStatus != nil {
+		b = appendJSONKey(b, first, "MpaStatus")
+		first = false
+		if b, err = s.MpaStatus.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *MpaTeamAssociation) Validate(path string) error {
 	if s == nil {
@@ -4558,6 +10841,60 @@ func (s *PublicPolicyException) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *PublicPolicyException) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = PublicPolicyException{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *PublicPolicyException) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "Message":
+			if seen[0] || !d.str(&s.Message) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *PublicPolicyException) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.Message != nil {
+		b = appendJSONKey(b, first, "Message")
+		first = false
+		b = appendJSONString(b, string(*s.Message))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *PublicPolicyException) Validate(path string) error {
 	if s == nil {
@@ -4593,6 +10930,70 @@ func (s *PutResourcePolicyInput) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *PutResourcePolicyInput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = PutResourcePolicyInput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *PutResourcePolicyInput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [2]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "ResourceArn":
+			if seen[0] || !d.str(&s.ResourceArn) {
+				return false
+			}
+			seen[0] = true
+		case "Policy":
+			if seen[1] || !d.str(&s.Policy) {
+				return false
+			}
+			seen[1] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *PutResourcePolicyInput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.ResourceArn != nil {
+		b = appendJSONKey(b, first, "ResourceArn")
+		first = false
+		b = appendJSONString(b, string(*s.ResourceArn))
+	}
+	if s.Policy != nil {
+		b = appendJSONKey(b, first, "Policy")
+		first = false
+		b = appendJSONString(b, string(*s.Policy))
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -4634,6 +11035,70 @@ func (s *PutResourcePolicyOutput) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *PutResourcePolicyOutput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = PutResourcePolicyOutput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *PutResourcePolicyOutput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [2]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "ResourceArn":
+			if seen[0] || !d.str(&s.ResourceArn) {
+				return false
+			}
+			seen[0] = true
+		case "Policy":
+			if seen[1] || !d.str(&s.Policy) {
+				return false
+			}
+			seen[1] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *PutResourcePolicyOutput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.ResourceArn != nil {
+		b = appendJSONKey(b, first, "ResourceArn")
+		first = false
+		b = appendJSONString(b, string(*s.ResourceArn))
+	}
+	if s.Policy != nil {
+		b = appendJSONKey(b, first, "Policy")
+		first = false
+		b = appendJSONString(b, string(*s.Policy))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *PutResourcePolicyOutput) Validate(path string) error {
 	if s == nil {
@@ -4673,6 +11138,77 @@ func (s *RemoveKeyReplicationRegionsInput) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *RemoveKeyReplicationRegionsInput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = RemoveKeyReplicationRegionsInput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *RemoveKeyReplicationRegionsInput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [2]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "KeyIdentifier":
+			if seen[0] || !d.str(&s.KeyIdentifier) {
+				return false
+			}
+			seen[0] = true
+		case "ReplicationRegions":
+			if seen[1] || !decodeList(d, &s.ReplicationRegions, decodeStringElem[string]) {
+				return false
+			}
+			seen[1] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *RemoveKeyReplicationRegionsInput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.KeyIdentifier != nil {
+		b = appendJSONKey(b, first, "KeyIdentifier")
+		first = false
+		b = appendJSONString(b, string(*s.KeyIdentifier))
+	}
+	if s.ReplicationRegions != nil {
+		b = appendJSONKey(b, first, "ReplicationRegions")
+		first = false
+		b = append(b, '[')
+		for i := range s.ReplicationRegions {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, string(s.ReplicationRegions[i]))
+		}
+		b = append(b, ']')
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *RemoveKeyReplicationRegionsInput) Validate(path string) error {
 	if s == nil {
@@ -4709,6 +11245,62 @@ func (s *RemoveKeyReplicationRegionsOutput) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *RemoveKeyReplicationRegionsOutput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = RemoveKeyReplicationRegionsOutput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *RemoveKeyReplicationRegionsOutput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "Key":
+			if seen[0] || !decodeStruct[Key](d, &s.Key) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *RemoveKeyReplicationRegionsOutput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.Key != nil {
+		b = appendJSONKey(b, first, "Key")
+		first = false
+		if b, err = s.Key.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *RemoveKeyReplicationRegionsOutput) Validate(path string) error {
 	if s == nil {
@@ -4742,6 +11334,70 @@ func (s *ReplicationStatusType) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *ReplicationStatusType) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = ReplicationStatusType{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *ReplicationStatusType) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [2]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "Status":
+			if seen[0] || !decodeString(d, &s.Status) {
+				return false
+			}
+			seen[0] = true
+		case "StatusMessage":
+			if seen[1] || !d.str(&s.StatusMessage) {
+				return false
+			}
+			seen[1] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *ReplicationStatusType) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.Status != nil {
+		b = appendJSONKey(b, first, "Status")
+		first = false
+		b = appendJSONString(b, string(*s.Status))
+	}
+	if s.StatusMessage != nil {
+		b = appendJSONKey(b, first, "StatusMessage")
+		first = false
+		b = appendJSONString(b, string(*s.StatusMessage))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *ReplicationStatusType) Validate(path string) error {
 	if s == nil {
@@ -4770,6 +11426,60 @@ func (s *ResourceNotFoundException) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *ResourceNotFoundException) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = ResourceNotFoundException{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *ResourceNotFoundException) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "ResourceId":
+			if seen[0] || !d.str(&s.ResourceId) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *ResourceNotFoundException) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.ResourceId != nil {
+		b = appendJSONKey(b, first, "ResourceId")
+		first = false
+		b = appendJSONString(b, string(*s.ResourceId))
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -4803,6 +11513,60 @@ func (s *RestoreKeyInput) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *RestoreKeyInput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = RestoreKeyInput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *RestoreKeyInput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "KeyIdentifier":
+			if seen[0] || !d.str(&s.KeyIdentifier) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *RestoreKeyInput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.KeyIdentifier != nil {
+		b = appendJSONKey(b, first, "KeyIdentifier")
+		first = false
+		b = appendJSONString(b, string(*s.KeyIdentifier))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *RestoreKeyInput) Validate(path string) error {
 	if s == nil {
@@ -4831,6 +11595,62 @@ func (s *RestoreKeyOutput) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *RestoreKeyOutput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = RestoreKeyOutput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *RestoreKeyOutput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "Key":
+			if seen[0] || !decodeStruct[Key](d, &s.Key) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *RestoreKeyOutput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.Key != nil {
+		b = appendJSONKey(b, first, "Key")
+		first = false
+		if b, err = s.Key.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -4864,6 +11684,72 @@ func (s *RootCertificatePublicKey) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *RootCertificatePublicKey) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = RootCertificatePublicKey{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *RootCertificatePublicKey) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [2]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "KeyAttributes":
+			if seen[0] || !decodeStruct[KeyAttributes](d, &s.KeyAttributes) {
+				return false
+			}
+			seen[0] = true
+		case "PublicKeyCertificate":
+			if seen[1] || !d.str(&s.PublicKeyCertificate) {
+				return false
+			}
+			seen[1] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *RootCertificatePublicKey) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.KeyAttributes != nil {
+		b = appendJSONKey(b, first, "KeyAttributes")
+		first = false
+		if b, err = s.KeyAttributes.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.PublicKeyCertificate != nil {
+		b = appendJSONKey(b, first, "PublicKeyCertificate")
+		first = false
+		b = appendJSONString(b, string(*s.PublicKeyCertificate))
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -4902,6 +11788,60 @@ func (s *ServiceQuotaExceededException) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *ServiceQuotaExceededException) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = ServiceQuotaExceededException{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *ServiceQuotaExceededException) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "Message":
+			if seen[0] || !d.str(&s.Message) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *ServiceQuotaExceededException) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.Message != nil {
+		b = appendJSONKey(b, first, "Message")
+		first = false
+		b = appendJSONString(b, string(*s.Message))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *ServiceQuotaExceededException) Validate(path string) error {
 	if s == nil {
@@ -4934,6 +11874,60 @@ func (s *ServiceUnavailableException) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *ServiceUnavailableException) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = ServiceUnavailableException{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *ServiceUnavailableException) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "Message":
+			if seen[0] || !d.str(&s.Message) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *ServiceUnavailableException) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.Message != nil {
+		b = appendJSONKey(b, first, "Message")
+		first = false
+		b = appendJSONString(b, string(*s.Message))
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -4970,6 +11964,60 @@ func (s *StartKeyUsageInput) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *StartKeyUsageInput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = StartKeyUsageInput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *StartKeyUsageInput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "KeyIdentifier":
+			if seen[0] || !d.str(&s.KeyIdentifier) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *StartKeyUsageInput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.KeyIdentifier != nil {
+		b = appendJSONKey(b, first, "KeyIdentifier")
+		first = false
+		b = appendJSONString(b, string(*s.KeyIdentifier))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *StartKeyUsageInput) Validate(path string) error {
 	if s == nil {
@@ -4998,6 +12046,62 @@ func (s *StartKeyUsageOutput) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *StartKeyUsageOutput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = StartKeyUsageOutput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *StartKeyUsageOutput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "Key":
+			if seen[0] || !decodeStruct[Key](d, &s.Key) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *StartKeyUsageOutput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.Key != nil {
+		b = appendJSONKey(b, first, "Key")
+		first = false
+		if b, err = s.Key.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -5030,6 +12134,60 @@ func (s *StopKeyUsageInput) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *StopKeyUsageInput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = StopKeyUsageInput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *StopKeyUsageInput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "KeyIdentifier":
+			if seen[0] || !d.str(&s.KeyIdentifier) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *StopKeyUsageInput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.KeyIdentifier != nil {
+		b = appendJSONKey(b, first, "KeyIdentifier")
+		first = false
+		b = appendJSONString(b, string(*s.KeyIdentifier))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *StopKeyUsageInput) Validate(path string) error {
 	if s == nil {
@@ -5058,6 +12216,62 @@ func (s *StopKeyUsageOutput) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *StopKeyUsageOutput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = StopKeyUsageOutput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *StopKeyUsageOutput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "Key":
+			if seen[0] || !decodeStruct[Key](d, &s.Key) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *StopKeyUsageOutput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.Key != nil {
+		b = appendJSONKey(b, first, "Key")
+		first = false
+		if b, err = s.Key.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -5091,6 +12305,70 @@ func (s *Tag) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *Tag) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = Tag{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *Tag) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [2]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "Key":
+			if seen[0] || !d.str(&s.Key) {
+				return false
+			}
+			seen[0] = true
+		case "Value":
+			if seen[1] || !d.str(&s.Value) {
+				return false
+			}
+			seen[1] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *Tag) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.Key != nil {
+		b = appendJSONKey(b, first, "Key")
+		first = false
+		b = appendJSONString(b, string(*s.Key))
+	}
+	if s.Value != nil {
+		b = appendJSONKey(b, first, "Value")
+		first = false
+		b = appendJSONString(b, string(*s.Value))
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -5132,6 +12410,79 @@ func (s *TagResourceInput) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *TagResourceInput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = TagResourceInput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *TagResourceInput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [2]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "ResourceArn":
+			if seen[0] || !d.str(&s.ResourceArn) {
+				return false
+			}
+			seen[0] = true
+		case "Tags":
+			if seen[1] || !decodeList(d, &s.Tags, structElem[Tag]) {
+				return false
+			}
+			seen[1] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *TagResourceInput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.ResourceArn != nil {
+		b = appendJSONKey(b, first, "ResourceArn")
+		first = false
+		b = appendJSONString(b, string(*s.ResourceArn))
+	}
+	if s.Tags != nil {
+		b = appendJSONKey(b, first, "Tags")
+		first = false
+		b = append(b, '[')
+		for i := range s.Tags {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			if b, err = (&s.Tags[i]).AppendJSON(b); err != nil {
+				return b, err
+			}
+		}
+		b = append(b, ']')
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *TagResourceInput) Validate(path string) error {
 	if s == nil {
@@ -5161,6 +12512,42 @@ func (s *TagResourceOutput) UnmarshalJSON(b []byte) error {
 	return decodeObject(b, func(string) any { return nil })
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *TagResourceOutput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = TagResourceOutput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *TagResourceOutput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	for first := true; ; first = false {
+		_, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		if !d.skip() {
+			return false
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *TagResourceOutput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	return append(b, "{}"...), nil
+}
+
 // Validate implements Validator.
 func (s *TagResourceOutput) Validate(path string) error {
 	if s == nil {
@@ -5183,6 +12570,60 @@ func (s *ThrottlingException) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *ThrottlingException) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = ThrottlingException{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *ThrottlingException) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "Message":
+			if seen[0] || !d.str(&s.Message) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *ThrottlingException) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.Message != nil {
+		b = appendJSONKey(b, first, "Message")
+		first = false
+		b = appendJSONString(b, string(*s.Message))
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -5223,6 +12664,82 @@ func (s *TrustedCertificatePublicKey) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *TrustedCertificatePublicKey) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = TrustedCertificatePublicKey{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *TrustedCertificatePublicKey) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [3]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "KeyAttributes":
+			if seen[0] || !decodeStruct[KeyAttributes](d, &s.KeyAttributes) {
+				return false
+			}
+			seen[0] = true
+		case "PublicKeyCertificate":
+			if seen[1] || !d.str(&s.PublicKeyCertificate) {
+				return false
+			}
+			seen[1] = true
+		case "CertificateAuthorityPublicKeyIdentifier":
+			if seen[2] || !d.str(&s.CertificateAuthorityPublicKeyIdentifier) {
+				return false
+			}
+			seen[2] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *TrustedCertificatePublicKey) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.KeyAttributes != nil {
+		b = appendJSONKey(b, first, "KeyAttributes")
+		first = false
+		if b, err = s.KeyAttributes.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.PublicKeyCertificate != nil {
+		b = appendJSONKey(b, first, "PublicKeyCertificate")
+		first = false
+		b = appendJSONString(b, string(*s.PublicKeyCertificate))
+	}
+	if s.CertificateAuthorityPublicKeyIdentifier != nil {
+		b = appendJSONKey(b, first, "CertificateAuthorityPublicKeyIdentifier")
+		first = false
+		b = appendJSONString(b, string(*s.CertificateAuthorityPublicKeyIdentifier))
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -5270,6 +12787,77 @@ func (s *UntagResourceInput) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *UntagResourceInput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = UntagResourceInput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *UntagResourceInput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [2]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "ResourceArn":
+			if seen[0] || !d.str(&s.ResourceArn) {
+				return false
+			}
+			seen[0] = true
+		case "TagKeys":
+			if seen[1] || !decodeList(d, &s.TagKeys, decodeStringElem[string]) {
+				return false
+			}
+			seen[1] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *UntagResourceInput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.ResourceArn != nil {
+		b = appendJSONKey(b, first, "ResourceArn")
+		first = false
+		b = appendJSONString(b, string(*s.ResourceArn))
+	}
+	if s.TagKeys != nil {
+		b = appendJSONKey(b, first, "TagKeys")
+		first = false
+		b = append(b, '[')
+		for i := range s.TagKeys {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, string(s.TagKeys[i]))
+		}
+		b = append(b, ']')
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *UntagResourceInput) Validate(path string) error {
 	if s == nil {
@@ -5299,6 +12887,42 @@ func (s *UntagResourceOutput) UnmarshalJSON(b []byte) error {
 	return decodeObject(b, func(string) any { return nil })
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *UntagResourceOutput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = UntagResourceOutput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *UntagResourceOutput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	for first := true; ; first = false {
+		_, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		if !d.skip() {
+			return false
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *UntagResourceOutput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	return append(b, "{}"...), nil
+}
+
 // Validate implements Validator.
 func (s *UntagResourceOutput) Validate(path string) error {
 	if s == nil {
@@ -5324,6 +12948,70 @@ func (s *UpdateAliasInput) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *UpdateAliasInput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = UpdateAliasInput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *UpdateAliasInput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [2]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "AliasName":
+			if seen[0] || !d.str(&s.AliasName) {
+				return false
+			}
+			seen[0] = true
+		case "KeyArn":
+			if seen[1] || !d.str(&s.KeyArn) {
+				return false
+			}
+			seen[1] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *UpdateAliasInput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.AliasName != nil {
+		b = appendJSONKey(b, first, "AliasName")
+		first = false
+		b = appendJSONString(b, string(*s.AliasName))
+	}
+	if s.KeyArn != nil {
+		b = appendJSONKey(b, first, "KeyArn")
+		first = false
+		b = appendJSONString(b, string(*s.KeyArn))
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -5361,6 +13049,62 @@ func (s *UpdateAliasOutput) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *UpdateAliasOutput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = UpdateAliasOutput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *UpdateAliasOutput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "Alias":
+			if seen[0] || !decodeStruct[Alias](d, &s.Alias) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *UpdateAliasOutput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.Alias != nil {
+		b = appendJSONKey(b, first, "Alias")
+		first = false
+		if b, err = s.Alias.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *UpdateAliasOutput) Validate(path string) error {
 	if s == nil {
@@ -5389,6 +13133,60 @@ func (s *ValidationException) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *ValidationException) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = ValidationException{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *ValidationException) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "Message":
+			if seen[0] || !d.str(&s.Message) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *ValidationException) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.Message != nil {
+		b = appendJSONKey(b, first, "Message")
+		first = false
+		b = appendJSONString(b, string(*s.Message))
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -5435,6 +13233,100 @@ func (s *WrappedKey) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *WrappedKey) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = WrappedKey{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *WrappedKey) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [5]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "WrappingKeyArn":
+			if seen[0] || !d.str(&s.WrappingKeyArn) {
+				return false
+			}
+			seen[0] = true
+		case "WrappedKeyMaterialFormat":
+			if seen[1] || !decodeString(d, &s.WrappedKeyMaterialFormat) {
+				return false
+			}
+			seen[1] = true
+		case "KeyMaterial":
+			if seen[2] || !d.str(&s.KeyMaterial) {
+				return false
+			}
+			seen[2] = true
+		case "KeyCheckValue":
+			if seen[3] || !d.str(&s.KeyCheckValue) {
+				return false
+			}
+			seen[3] = true
+		case "KeyCheckValueAlgorithm":
+			if seen[4] || !decodeString(d, &s.KeyCheckValueAlgorithm) {
+				return false
+			}
+			seen[4] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *WrappedKey) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.WrappingKeyArn != nil {
+		b = appendJSONKey(b, first, "WrappingKeyArn")
+		first = false
+		b = appendJSONString(b, string(*s.WrappingKeyArn))
+	}
+	if s.WrappedKeyMaterialFormat != nil {
+		b = appendJSONKey(b, first, "WrappedKeyMaterialFormat")
+		first = false
+		b = appendJSONString(b, string(*s.WrappedKeyMaterialFormat))
+	}
+	if s.KeyMaterial != nil {
+		b = appendJSONKey(b, first, "KeyMaterial")
+		first = false
+		b = appendJSONString(b, string(*s.KeyMaterial))
+	}
+	if s.KeyCheckValue != nil {
+		b = appendJSONKey(b, first, "KeyCheckValue")
+		first = false
+		b = appendJSONString(b, string(*s.KeyCheckValue))
+	}
+	if s.KeyCheckValueAlgorithm != nil {
+		b = appendJSONKey(b, first, "KeyCheckValueAlgorithm")
+		first = false
+		b = appendJSONString(b, string(*s.KeyCheckValueAlgorithm))
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -6253,11 +14145,11 @@ var (
 	// model pattern "[^\\[;\\]<>]+"
 	reCertificateSigningRequestType = regexp.MustCompile(`^(?:[^\[;\]<>]+)$`)
 	// model pattern "[A-Za-z]+"
-	reCertificateSubjectTypeCountryString = regexp.MustCompile(`^(?:[A-Za-z]+)$`)
+	reCertificateSubjectTypeCountryString = &classPattern{re: `^(?:[A-Za-z]+)$`, set: [2]uint64{0x0, 0x7fffffe07fffffe}, min: 1, max: -1, step: 1}
 	// model pattern "[a-zA-Z0-9.!#$%&’*+/=?^_`{|}~-]+@[a-zA-Z0-9-]+(?:\\.[a-zA-Z0-9-]+)*"
 	reCertificateSubjectTypeEmailAddressString = regexp.MustCompile("^(?:[a-zA-Z0-9.!#$%&’*+/=?^_`{|}~-]+@[a-zA-Z0-9-]+(?:\\.[a-zA-Z0-9-]+)*)$")
 	// model pattern "(?:[0-9a-fA-F][0-9a-fA-F])+"
-	reEvenHexLengthBetween16And32 = regexp.MustCompile(`^(?:(?:[0-9a-fA-F][0-9a-fA-F])+)$`)
+	reEvenHexLengthBetween16And32 = &classPattern{re: `^(?:(?:[0-9a-fA-F][0-9a-fA-F])+)$`, set: [2]uint64{0x3ff000000000000, 0x7e0000007e}, min: 2, max: -1, step: 2}
 	// model pattern "(export-token-[0-9a-zA-Z]{16,64})?"
 	reExportTokenId = regexp.MustCompile(`^(?:(export-token-[0-9a-zA-Z]{16,64})?)$`)
 	// model pattern "[0-9A-F]{20}$|^[0-9A-F]{24}"
@@ -6265,28 +14157,31 @@ var (
 	// model pattern "(import-token-[0-9a-zA-Z]{16,64})?"
 	reImportTokenId = regexp.MustCompile(`^(?:(import-token-[0-9a-zA-Z]{16,64})?)$`)
 	// model pattern "arn:aws:payment-cryptography:[a-z]{2}-[a-z]{1,16}-[0-9]+:[0-9]{12}:key/[0-9a-zA-Z]{16,64}"
-	reKeyArn = regexp.MustCompile(`^(?:arn:aws:payment-cryptography:[a-z]{2}-[a-z]{1,16}-[0-9]+:[0-9]{12}:key/[0-9a-zA-Z]{16,64})$`)
+	reKeyArn = &memoPattern{re: regexp.MustCompile(`^(?:arn:aws:payment-cryptography:[a-z]{2}-[a-z]{1,16}-[0-9]+:[0-9]{12}:key/[0-9a-zA-Z]{16,64})$`)}
 	// model pattern "arn:aws:payment-cryptography:[a-z]{2}-[a-z]{1,16}-[0-9]+:[0-9]{12}:(key/[0-9a-zA-Z]{16,64}|alias/[a-zA-Z0-9/_-]+)$|^alias/[a-zA-Z0-9/_-]+"
-	reKeyArnOrKeyAliasType = regexp.MustCompile(`^(?:arn:aws:payment-cryptography:[a-z]{2}-[a-z]{1,16}-[0-9]+:[0-9]{12}:(key/[0-9a-zA-Z]{16,64}|alias/[a-zA-Z0-9/_-]+)$|^alias/[a-zA-Z0-9/_-]+)$`)
+	reKeyArnOrKeyAliasType = &memoPattern{re: regexp.MustCompile(`^(?:arn:aws:payment-cryptography:[a-z]{2}-[a-z]{1,16}-[0-9]+:[0-9]{12}:(key/[0-9a-zA-Z]{16,64}|alias/[a-zA-Z0-9/_-]+)$|^alias/[a-zA-Z0-9/_-]+)$`)}
 	// model pattern "[0-9a-fA-F]+"
-	reKeyCheckValue = regexp.MustCompile(`^(?:[0-9a-fA-F]+)$`)
+	reKeyCheckValue = &classPattern{re: `^(?:[0-9a-fA-F]+)$`, set: [2]uint64{0x3ff000000000000, 0x7e0000007e}, min: 1, max: -1, step: 1}
 	// model pattern "[0-9A-Z]{2}+"
 	// apigen: possessive X{n}+ rewritten as X{n} (java.util.regex semantics; RE2 has no possessive quantifiers)
-	reKeyVersion = regexp.MustCompile(`^(?:[0-9A-Z]{2})$`)
+	reKeyVersion = &classPattern{re: `^(?:[0-9A-Z]{2})$`, set: [2]uint64{0x3ff000000000000, 0x7fffffe}, min: 2, max: 2, step: 1}
 	// model pattern "arn:aws(-[^:]+)?:mpa:[a-z0-9-]{1,20}:[0-9]{12}:session/[a-zA-Z0-9._-]+/[a-zA-Z0-9_-]+"
 	reMpaSessionArn = regexp.MustCompile(`^(?:arn:aws(-[^:]+)?:mpa:[a-z0-9-]{1,20}:[0-9]{12}:session/[a-zA-Z0-9._-]+/[a-zA-Z0-9_-]+)$`)
 	// model pattern "arn:aws(-[^:]+)?:mpa:[a-z0-9-]{1,20}:[0-9]{12}:approval-team/[a-zA-Z0-9._-]+"
 	reMpaTeamArn = regexp.MustCompile(`^(?:arn:aws(-[^:]+)?:mpa:[a-z0-9-]{1,20}:[0-9]{12}:approval-team/[a-zA-Z0-9._-]+)$`)
 	// model pattern "[0-9a-zA-Z]+"
-	reOptionalBlockValue = regexp.MustCompile(`^(?:[0-9a-zA-Z]+)$`)
+	reOptionalBlockValue = &classPattern{re: `^(?:[0-9a-zA-Z]+)$`, set: [2]uint64{0x3ff000000000000, 0x7fffffe07fffffe}, min: 1, max: -1, step: 1}
 	// model pattern "[a-z]{2}-[a-z]{1,16}-[0-9]+"
 	reRegion = regexp.MustCompile(`^(?:[a-z]{2}-[a-z]{1,16}-[0-9]+)$`)
 	// model pattern "[\\u0009\\u000A\\u000D\\u0020-\\u00FF]+"
 	// apigen: \uXXXX rewritten as \x{XXXX}
 	reResourcePolicy = regexp.MustCompile(`^(?:[\x{0009}\x{000A}\x{000D}\x{0020}-\x{00FF}]+)$`)
 	// model pattern "[0-9A-F]+"
-	reTr34WrappedKeyBlock = regexp.MustCompile(`^(?:[0-9A-F]+)$`)
+	reTr34WrappedKeyBlock = &classPattern{re: `^(?:[0-9A-F]+)$`, set: [2]uint64{0x3ff000000000000, 0x7e}, min: 1, max: -1, step: 1}
 )
+
+// classPatterns are the patterns matched without the regexp package.
+var classPatterns = []*classPattern{reCertificateSubjectTypeCountryString, reEvenHexLengthBetween16And32, reKeyCheckValue, reKeyVersion, reOptionalBlockValue, reTr34WrappedKeyBlock}
 
 // Operations describes every operation of the model, by name.
 var Operations = map[string]Operation{

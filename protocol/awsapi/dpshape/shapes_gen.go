@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -400,6 +402,578 @@ func rangeViolation(v, min, max int64) string {
 // runeCount is a string's length as Smithy's @length counts it: Unicode
 // scalar values (Smithy 2.0 spec, constraint-traits.rst, "length trait").
 func runeCount(s string) int64 { return int64(utf8.RuneCountInString(s)) }
+
+// ---- Fast paths ----
+//
+// DecodeJSON and AppendJSON, generated on every structure, are what the HTTP
+// edge calls. They produce exactly what json.Unmarshal and json.Marshal
+// produce on the same structures (the generated tests compare them on
+// random and mutated documents), but without reflection for what requests
+// and responses usually hold. Anything else — escapes in strings, non-ASCII
+// text, numbers that are not plain integers, any error at all — takes the
+// reflective path, so errors and unusual inputs are handled by the one
+// implementation above.
+
+// fastDecoder reads one JSON document on the fast path. src is the whole
+// document as a string, so a decoded string is a substring of it and costs
+// no allocation. bad records that the fast path gave up.
+type fastDecoder struct {
+	src   string
+	off   int
+	depth int
+	bad   bool
+	strs  []string // string members point into it: one allocation for several
+}
+
+// maxFastDepth bounds nesting on the fast path; deeper documents take the
+// reflective path, which applies encoding/json's own limit.
+const maxFastDepth = 64
+
+// fastDecode decodes the document data with decode, the fast decoder of a
+// structure; it reports false when the document must take the reflective
+// path.
+func fastDecode(data []byte, decode func(d *fastDecoder) bool) bool {
+	d := fastDecoder{src: string(data)}
+	d.space()
+	if !decode(&d) || d.bad {
+		return false
+	}
+	d.space()
+	return d.off == len(d.src)
+}
+
+func (d *fastDecoder) space() {
+	for d.off < len(d.src) {
+		switch d.src[d.off] {
+		case ' ', '\t', '\n', '\r':
+			d.off++
+		default:
+			return
+		}
+	}
+}
+
+// peek returns the next byte after white space, or 0 at the end.
+func (d *fastDecoder) peek() byte {
+	d.space()
+	if d.off < len(d.src) {
+		return d.src[d.off]
+	}
+	return 0
+}
+
+// literal consumes lit if it comes next.
+func (d *fastDecoder) literal(lit string) bool {
+	if strings.HasPrefix(d.src[d.off:], lit) {
+		d.off += len(lit)
+		return true
+	}
+	return false
+}
+
+// null consumes a null if it comes next.
+func (d *fastDecoder) null() bool { return d.peek() == 'n' && d.literal("null") }
+
+// open starts an object: it reports null (consumed) as (false, true), an
+// object as (true, true) and anything else as a failure.
+func (d *fastDecoder) open() (obj, ok bool) {
+	switch d.peek() {
+	case '{':
+		d.off++
+		if d.depth++; d.depth > maxFastDepth {
+			return false, false
+		}
+		return true, true
+	case 'n':
+		return false, d.literal("null")
+	}
+	return false, false
+}
+
+// member reads the next member's name and its colon into name; it returns
+// false at the end of the object (the brace consumed) and on a failure
+// (bad set). first tells whether a member was read before.
+func (d *fastDecoder) member(first bool) (string, bool) {
+	c := d.peek()
+	if c == '}' {
+		d.off++
+		d.depth--
+		return "", false
+	}
+	if !first {
+		if c != ',' {
+			d.bad = true
+			return "", false
+		}
+		d.off++
+		c = d.peek()
+	}
+	name, ok := "", c == '"'
+	if ok {
+		name, ok = d.plainString()
+	}
+	if !ok || d.peek() != ':' {
+		d.bad = true
+		return "", false
+	}
+	d.off++
+	return name, true
+}
+
+// plainString reads a string that needs no unquoting: printable ASCII
+// without escapes. The opening quote is next.
+func (d *fastDecoder) plainString() (string, bool) {
+	start := d.off + 1
+	for i := start; i < len(d.src); i++ {
+		switch c := d.src[i]; {
+		case c == '"':
+			d.off = i + 1
+			return d.src[start:i], true
+		case c < ' ' || c == '\\' || c >= utf8.RuneSelf:
+			return "", false
+		}
+	}
+	return "", false
+}
+
+// number reads a JSON number and returns its text.
+func (d *fastDecoder) number() (string, bool) {
+	s, i := d.src, d.off
+	digits := func() bool {
+		st := i
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+		return i > st
+	}
+	if i < len(s) && s[i] == '-' {
+		i++
+	}
+	if i < len(s) && s[i] == '0' {
+		i++
+	} else if !digits() {
+		return "", false
+	}
+	if i < len(s) && s[i] == '.' {
+		i++
+		if !digits() {
+			return "", false
+		}
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		if !digits() {
+			return "", false
+		}
+	}
+	text := s[d.off:i]
+	d.off = i
+	return text, true
+}
+
+// skip reads any JSON value, checking its syntax as encoding/json does.
+func (d *fastDecoder) skip() bool {
+	switch c := d.peek(); c {
+	case '{', '[':
+		d.off++
+		if d.depth++; d.depth > maxFastDepth {
+			return false
+		}
+		end := byte('}')
+		if c == '[' {
+			end = ']'
+		}
+		if d.peek() == end {
+			d.off++
+			d.depth--
+			return true
+		}
+		for {
+			if c == '{' {
+				if d.peek() != '"' || !d.skipString() || d.peek() != ':' {
+					return false
+				}
+				d.off++
+			}
+			if !d.skip() {
+				return false
+			}
+			switch d.peek() {
+			case ',':
+				d.off++
+			case end:
+				d.off++
+				d.depth--
+				return true
+			default:
+				return false
+			}
+		}
+	case '"':
+		return d.skipString()
+	case 't':
+		return d.literal("true")
+	case 'f':
+		return d.literal("false")
+	case 'n':
+		return d.literal("null")
+	default:
+		_, ok := d.number()
+		return ok
+	}
+}
+
+// skipString reads a string with any valid escapes; the opening quote is next.
+func (d *fastDecoder) skipString() bool {
+	s := d.src
+	for i := d.off + 1; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"':
+			d.off = i + 1
+			return true
+		case c < ' ':
+			return false
+		case c == '\\':
+			i++
+			if i >= len(s) {
+				return false
+			}
+			switch s[i] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			case 'u':
+				if i+4 >= len(s) {
+					return false
+				}
+				for _, h := range []byte(s[i+1 : i+5]) {
+					if !('0' <= h && h <= '9' || 'a' <= h && h <= 'f' || 'A' <= h && h <= 'F') {
+						return false
+					}
+				}
+				i += 4
+			default:
+				return false
+			}
+		}
+	}
+	return false
+}
+
+// str decodes a string member; null leaves it nil.
+func (d *fastDecoder) str(p **string) bool {
+	if d.null() {
+		*p = nil
+		return true
+	}
+	if d.peek() != '"' {
+		return false
+	}
+	s, ok := d.plainString()
+	if len(d.strs) == cap(d.strs) {
+		d.strs = make([]string, 0, 8)
+	}
+	d.strs = append(d.strs, s)
+	*p = &d.strs[len(d.strs)-1]
+	return ok
+}
+
+// decodeString decodes an enum member; null leaves it nil.
+func decodeString[T ~string](d *fastDecoder, p **T) bool {
+	if d.null() {
+		*p = nil
+		return true
+	}
+	if d.peek() != '"' {
+		return false
+	}
+	s, ok := d.plainString()
+	v := T(s)
+	*p = &v
+	return ok
+}
+
+// decodeStringElem decodes a string list element or map value; null is the
+// empty string, as encoding/json leaves it.
+func decodeStringElem[T ~string](d *fastDecoder, p *T) bool {
+	if d.null() {
+		return true
+	}
+	if d.peek() != '"' {
+		return false
+	}
+	s, ok := d.plainString()
+	*p = T(s)
+	return ok
+}
+
+func decodeBool(d *fastDecoder, p **bool) bool {
+	var v bool
+	switch d.peek() {
+	case 'n':
+		*p = nil
+		return d.literal("null")
+	case 't':
+		v = true
+		if !d.literal("true") {
+			return false
+		}
+	case 'f':
+		if !d.literal("false") {
+			return false
+		}
+	default:
+		return false
+	}
+	*p = &v
+	return true
+}
+
+// decodeInt decodes a plain integer (no fraction or exponent) that fits T.
+func decodeInt[T int32 | int64](d *fastDecoder, p **T, lo, hi int64) bool {
+	if d.null() {
+		*p = nil
+		return true
+	}
+	text, ok := d.number()
+	if !ok {
+		return false
+	}
+	digits, neg := text, false
+	if digits[0] == '-' {
+		digits, neg = digits[1:], true
+	}
+	if len(digits) > 18 {
+		return false
+	}
+	var n int64
+	for i := 0; i < len(digits); i++ {
+		c := digits[i]
+		if c < '0' || c > '9' {
+			return false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	if neg {
+		n = -n
+	}
+	if n < lo || n > hi {
+		return false
+	}
+	v := T(n)
+	*p = &v
+	return true
+}
+
+func decodeTimestamp(d *fastDecoder, p **Timestamp) bool {
+	if d.null() {
+		*p = nil
+		return true
+	}
+	if c := d.peek(); c != '-' && (c < '0' || c > '9') {
+		return false
+	}
+	text, ok := d.number()
+	if !ok {
+		return false
+	}
+	t, err := parseEpochSeconds(text)
+	if err != nil {
+		return false
+	}
+	*p = &Timestamp{t}
+	return true
+}
+
+// fastStruct is a generated structure's fast decoder.
+type fastStruct[T any] interface {
+	*T
+	decodeFast(d *fastDecoder) bool
+}
+
+// decodeStruct decodes a structure member; null leaves it nil.
+func decodeStruct[T any, P fastStruct[T]](d *fastDecoder, p **T) bool {
+	switch d.peek() {
+	case 'n':
+		*p = nil
+		return d.literal("null")
+	case '{':
+		v := new(T)
+		*p = v
+		return P(v).decodeFast(d)
+	}
+	return false
+}
+
+// decodeList decodes a list member whose elements elem decodes; null
+// leaves it nil, [] makes it empty and not nil.
+func decodeList[T any](d *fastDecoder, p *[]T, elem func(d *fastDecoder, p *T) bool) bool {
+	switch d.peek() {
+	case 'n':
+		*p = nil
+		return d.literal("null")
+	case '[':
+	default:
+		return false
+	}
+	d.off++
+	if d.depth++; d.depth > maxFastDepth {
+		return false
+	}
+	v := make([]T, 0, 4)
+	if d.peek() != ']' {
+		for {
+			v = append(v, *new(T))
+			if !elem(d, &v[len(v)-1]) {
+				return false
+			}
+			if d.peek() != ',' {
+				break
+			}
+			d.off++
+		}
+	}
+	if d.peek() != ']' {
+		return false
+	}
+	d.off++
+	d.depth--
+	*p = v
+	return true
+}
+
+// decodeMap decodes a map member whose values elem decodes; null leaves it
+// nil, {} makes it empty and not nil; a repeated key keeps the last value.
+func decodeMap[T any](d *fastDecoder, p *map[string]T, elem func(d *fastDecoder, p *T) bool) bool {
+	obj, ok := d.open()
+	if !ok || !obj {
+		if ok {
+			*p = nil
+		}
+		return ok
+	}
+	m := map[string]T{}
+	for first := true; ; first = false {
+		k, more := d.member(first)
+		if !more {
+			break
+		}
+		var v T
+		if !elem(d, &v) {
+			return false
+		}
+		m[k] = v
+	}
+	*p = m
+	return !d.bad
+}
+
+// structElem decodes a structure list element or map value; null is the
+// zero structure, as encoding/json leaves it.
+func structElem[T any, P fastStruct[T]](d *fastDecoder, p *T) bool {
+	if d.null() {
+		return true
+	}
+	return d.peek() == '{' && P(p).decodeFast(d)
+}
+
+// appendJSONString appends s as encoding/json encodes it.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < ' ' || c >= utf8.RuneSelf || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // escapes, HTML characters, non-ASCII: encoding/json's own rules
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
+
+// appendJSONValue appends v as json.Marshal encodes it: the fallback for
+// kinds the generated encoders leave to encoding/json.
+func appendJSONValue(b []byte, v any) ([]byte, error) {
+	q, err := json.Marshal(v)
+	return append(b, q...), err
+}
+
+// appendJSONKey appends the separator and "name": of a member.
+func appendJSONKey(b []byte, first bool, key string) []byte {
+	if !first {
+		b = append(b, ',')
+	}
+	b = append(b, '"')
+	b = append(b, key...)
+	return append(b, '"', ':')
+}
+
+// sortedKeys returns m's keys in the order encoding/json writes them.
+func sortedKeys[T any](m map[string]T) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// memoPattern is a compiled pattern that remembers whether the values it
+// has seen match: the generated code uses it for the patterns of
+// non-sensitive shapes with alternations (key ARNs and aliases), which
+// regexp matches by backtracking and which see the same few values on
+// every request. It holds at most memoMax values and starts over when full.
+type memoPattern struct {
+	re   *regexp.Regexp
+	seen sync.Map // string -> bool
+	n    atomic.Int32
+}
+
+const (
+	memoMax    = 4096
+	memoMaxLen = 512 // longer values are matched every time
+)
+
+// MatchString reports whether s matches the pattern.
+func (p *memoPattern) MatchString(s string) bool {
+	if v, ok := p.seen.Load(s); ok {
+		return v.(bool)
+	}
+	ok := p.re.MatchString(s)
+	if len(s) <= memoMaxLen {
+		if p.n.Add(1) > memoMax {
+			p.seen.Clear()
+			p.n.Store(1)
+		}
+		p.seen.Store(strings.Clone(s), ok) // s may be a substring of a whole request
+	}
+	return ok
+}
+
+// classPattern is a model pattern that is a run of one class of ASCII
+// characters with a rule on its length; it matches as the compiled regexp
+// re does, without the regexp package.
+type classPattern struct {
+	re       string    // the pattern, for the tests
+	set      [2]uint64 // the class, one bit per ASCII character
+	min, max int       // length bounds; max -1: none
+	step     int       // the length is a multiple of step
+	lengths  []int     // when set, the lengths allowed
+}
+
+// MatchString reports whether s matches the pattern.
+func (p *classPattern) MatchString(s string) bool {
+	n := len(s)
+	if n < p.min || (p.max >= 0 && n > p.max) || n%p.step != 0 || (p.lengths != nil && !slices.Contains(p.lengths, n)) {
+		return false
+	}
+	for i := 0; i < n; i++ {
+		if c := s[i]; c >= 0x80 || p.set[c>>6]&(1<<(c&63)) == 0 {
+			return false
+		}
+	}
+	return true
+}
 
 // ---- Generated from the model ----
 
@@ -1081,6 +1655,60 @@ func (s *AccessDeniedException) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *AccessDeniedException) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = AccessDeniedException{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *AccessDeniedException) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "Message":
+			if seen[0] || !d.str(&s.Message) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *AccessDeniedException) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.Message != nil {
+		b = appendJSONKey(b, first, "Message")
+		first = false
+		b = appendJSONString(b, string(*s.Message))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *AccessDeniedException) Validate(path string) error {
 	if s == nil {
@@ -1128,6 +1756,112 @@ func (s *AmexAttributes) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *AmexAttributes) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = AmexAttributes{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *AmexAttributes) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [6]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "MajorKeyDerivationMode":
+			if seen[0] || !decodeString(d, &s.MajorKeyDerivationMode) {
+				return false
+			}
+			seen[0] = true
+		case "PrimaryAccountNumber":
+			if seen[1] || !d.str(&s.PrimaryAccountNumber) {
+				return false
+			}
+			seen[1] = true
+		case "PanSequenceNumber":
+			if seen[2] || !d.str(&s.PanSequenceNumber) {
+				return false
+			}
+			seen[2] = true
+		case "ApplicationTransactionCounter":
+			if seen[3] || !d.str(&s.ApplicationTransactionCounter) {
+				return false
+			}
+			seen[3] = true
+		case "AuthorizationRequestKeyIdentifier":
+			if seen[4] || !d.str(&s.AuthorizationRequestKeyIdentifier) {
+				return false
+			}
+			seen[4] = true
+		case "CurrentPinAttributes":
+			if seen[5] || !decodeStruct[CurrentPinAttributes](d, &s.CurrentPinAttributes) {
+				return false
+			}
+			seen[5] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *AmexAttributes) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.MajorKeyDerivationMode != nil {
+		b = appendJSONKey(b, first, "MajorKeyDerivationMode")
+		first = false
+		b = appendJSONString(b, string(*s.MajorKeyDerivationMode))
+	}
+	if s.PrimaryAccountNumber != nil {
+		b = appendJSONKey(b, first, "PrimaryAccountNumber")
+		first = false
+		b = appendJSONString(b, string(*s.PrimaryAccountNumber))
+	}
+	if s.PanSequenceNumber != nil {
+		b = appendJSONKey(b, first, "PanSequenceNumber")
+		first = false
+		b = appendJSONString(b, string(*s.PanSequenceNumber))
+	}
+	if s.ApplicationTransactionCounter != nil {
+		b = appendJSONKey(b, first, "ApplicationTransactionCounter")
+		first = false
+		b = appendJSONString(b, string(*s.ApplicationTransactionCounter))
+	}
+	if s.AuthorizationRequestKeyIdentifier != nil {
+		b = appendJSONKey(b, first, "AuthorizationRequestKeyIdentifier")
+		first = false
+		b = appendJSONString(b, string(*s.AuthorizationRequestKeyIdentifier))
+	}
+	if s.CurrentPinAttributes != nil {
+		b = appendJSONKey(b, first, "CurrentPinAttributes")
+		first = false
+		if b, err = s.CurrentPinAttributes.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -1189,6 +1923,60 @@ func (s *AmexCardSecurityCodeVersion1) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *AmexCardSecurityCodeVersion1) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = AmexCardSecurityCodeVersion1{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *AmexCardSecurityCodeVersion1) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "CardExpiryDate":
+			if seen[0] || !d.str(&s.CardExpiryDate) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *AmexCardSecurityCodeVersion1) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.CardExpiryDate != nil {
+		b = appendJSONKey(b, first, "CardExpiryDate")
+		first = false
+		b = appendJSONString(b, string(*s.CardExpiryDate))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *AmexCardSecurityCodeVersion1) Validate(path string) error {
 	if s == nil {
@@ -1220,6 +2008,70 @@ func (s *AmexCardSecurityCodeVersion2) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *AmexCardSecurityCodeVersion2) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = AmexCardSecurityCodeVersion2{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *AmexCardSecurityCodeVersion2) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [2]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "CardExpiryDate":
+			if seen[0] || !d.str(&s.CardExpiryDate) {
+				return false
+			}
+			seen[0] = true
+		case "ServiceCode":
+			if seen[1] || !d.str(&s.ServiceCode) {
+				return false
+			}
+			seen[1] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *AmexCardSecurityCodeVersion2) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.CardExpiryDate != nil {
+		b = appendJSONKey(b, first, "CardExpiryDate")
+		first = false
+		b = appendJSONString(b, string(*s.CardExpiryDate))
+	}
+	if s.ServiceCode != nil {
+		b = appendJSONKey(b, first, "ServiceCode")
+		first = false
+		b = appendJSONString(b, string(*s.ServiceCode))
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -1259,6 +2111,74 @@ func (s *As2805KekValidationType) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *As2805KekValidationType) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = As2805KekValidationType{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *As2805KekValidationType) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [2]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "KekValidationRequest":
+			if seen[0] || !decodeStruct[KekValidationRequest](d, &s.KekValidationRequest) {
+				return false
+			}
+			seen[0] = true
+		case "KekValidationResponse":
+			if seen[1] || !decodeStruct[KekValidationResponse](d, &s.KekValidationResponse) {
+				return false
+			}
+			seen[1] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *As2805KekValidationType) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.KekValidationRequest != nil {
+		b = appendJSONKey(b, first, "KekValidationRequest")
+		first = false
+		if b, err = s.KekValidationRequest.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.KekValidationResponse != nil {
+		b = appendJSONKey(b, first, "KekValidationResponse")
+		first = false
+		if b, err = s.KekValidationResponse.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -1308,6 +2228,70 @@ func (s *As2805PekDerivationAttributes) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *As2805PekDerivationAttributes) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = As2805PekDerivationAttributes{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *As2805PekDerivationAttributes) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [2]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "SystemTraceAuditNumber":
+			if seen[0] || !d.str(&s.SystemTraceAuditNumber) {
+				return false
+			}
+			seen[0] = true
+		case "TransactionAmount":
+			if seen[1] || !d.str(&s.TransactionAmount) {
+				return false
+			}
+			seen[1] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *As2805PekDerivationAttributes) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.SystemTraceAuditNumber != nil {
+		b = appendJSONKey(b, first, "SystemTraceAuditNumber")
+		first = false
+		b = appendJSONString(b, string(*s.SystemTraceAuditNumber))
+	}
+	if s.TransactionAmount != nil {
+		b = appendJSONKey(b, first, "TransactionAmount")
+		first = false
+		b = appendJSONString(b, string(*s.TransactionAmount))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *As2805PekDerivationAttributes) Validate(path string) error {
 	if s == nil {
@@ -1342,6 +2326,60 @@ func (s *AsymmetricEncryptionAttributes) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *AsymmetricEncryptionAttributes) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = AsymmetricEncryptionAttributes{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *AsymmetricEncryptionAttributes) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "PaddingType":
+			if seen[0] || !decodeString(d, &s.PaddingType) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *AsymmetricEncryptionAttributes) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.PaddingType != nil {
+		b = appendJSONKey(b, first, "PaddingType")
+		first = false
+		b = appendJSONString(b, string(*s.PaddingType))
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -1389,6 +2427,134 @@ func (s *CardGenerationAttributes) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *CardGenerationAttributes) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = CardGenerationAttributes{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *CardGenerationAttributes) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [7]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "AmexCardSecurityCodeVersion1":
+			if seen[0] || !decodeStruct[AmexCardSecurityCodeVersion1](d, &s.AmexCardSecurityCodeVersion1) {
+				return false
+			}
+			seen[0] = true
+		case "AmexCardSecurityCodeVersion2":
+			if seen[1] || !decodeStruct[AmexCardSecurityCodeVersion2](d, &s.AmexCardSecurityCodeVersion2) {
+				return false
+			}
+			seen[1] = true
+		case "CardVerificationValue1":
+			if seen[2] || !decodeStruct[CardVerificationValue1](d, &s.CardVerificationValue1) {
+				return false
+			}
+			seen[2] = true
+		case "CardVerificationValue2":
+			if seen[3] || !decodeStruct[CardVerificationValue2](d, &s.CardVerificationValue2) {
+				return false
+			}
+			seen[3] = true
+		case "CardHolderVerificationValue":
+			if seen[4] || !decodeStruct[CardHolderVerificationValue](d, &s.CardHolderVerificationValue) {
+				return false
+			}
+			seen[4] = true
+		case "DynamicCardVerificationCode":
+			if seen[5] || !decodeStruct[DynamicCardVerificationCode](d, &s.DynamicCardVerificationCode) {
+				return false
+			}
+			seen[5] = true
+		case "DynamicCardVerificationValue":
+			if seen[6] || !decodeStruct[DynamicCardVerificationValue](d, &s.DynamicCardVerificationValue) {
+				return false
+			}
+			seen[6] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *CardGenerationAttributes) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.AmexCardSecurityCodeVersion1 != nil {
+		b = appendJSONKey(b, first, "AmexCardSecurityCodeVersion1")
+		first = false
+		if b, err = s.AmexCardSecurityCodeVersion1.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.AmexCardSecurityCodeVersion2 != nil {
+		b = appendJSONKey(b, first, "AmexCardSecurityCodeVersion2")
+		first = false
+		if b, err = s.AmexCardSecurityCodeVersion2.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.CardVerificationValue1 != nil {
+		b = appendJSONKey(b, first, "CardVerificationValue1")
+		first = false
+		if b, err = s.CardVerificationValue1.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.CardVerificationValue2 != nil {
+		b = appendJSONKey(b, first, "CardVerificationValue2")
+		first = false
+		if b, err = s.CardVerificationValue2.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.CardHolderVerificationValue != nil {
+		b = appendJSONKey(b, first, "CardHolderVerificationValue")
+		first = false
+		if b, err = s.CardHolderVerificationValue.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.DynamicCardVerificationCode != nil {
+		b = appendJSONKey(b, first, "DynamicCardVerificationCode")
+		first = false
+		if b, err = s.DynamicCardVerificationCode.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.DynamicCardVerificationValue != nil {
+		b = appendJSONKey(b, first, "DynamicCardVerificationValue")
+		first = false
+		if b, err = s.DynamicCardVerificationValue.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -1481,6 +2647,80 @@ func (s *CardHolderVerificationValue) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *CardHolderVerificationValue) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = CardHolderVerificationValue{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *CardHolderVerificationValue) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [3]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "UnpredictableNumber":
+			if seen[0] || !d.str(&s.UnpredictableNumber) {
+				return false
+			}
+			seen[0] = true
+		case "PanSequenceNumber":
+			if seen[1] || !d.str(&s.PanSequenceNumber) {
+				return false
+			}
+			seen[1] = true
+		case "ApplicationTransactionCounter":
+			if seen[2] || !d.str(&s.ApplicationTransactionCounter) {
+				return false
+			}
+			seen[2] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *CardHolderVerificationValue) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.UnpredictableNumber != nil {
+		b = appendJSONKey(b, first, "UnpredictableNumber")
+		first = false
+		b = appendJSONString(b, string(*s.UnpredictableNumber))
+	}
+	if s.PanSequenceNumber != nil {
+		b = appendJSONKey(b, first, "PanSequenceNumber")
+		first = false
+		b = appendJSONString(b, string(*s.PanSequenceNumber))
+	}
+	if s.ApplicationTransactionCounter != nil {
+		b = appendJSONKey(b, first, "ApplicationTransactionCounter")
+		first = false
+		b = appendJSONString(b, string(*s.ApplicationTransactionCounter))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *CardHolderVerificationValue) Validate(path string) error {
 	if s == nil {
@@ -1542,6 +2782,146 @@ func (s *CardVerificationAttributes) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *CardVerificationAttributes) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = CardVerificationAttributes{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *CardVerificationAttributes) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [8]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "AmexCardSecurityCodeVersion1":
+			if seen[0] || !decodeStruct[AmexCardSecurityCodeVersion1](d, &s.AmexCardSecurityCodeVersion1) {
+				return false
+			}
+			seen[0] = true
+		case "AmexCardSecurityCodeVersion2":
+			if seen[1] || !decodeStruct[AmexCardSecurityCodeVersion2](d, &s.AmexCardSecurityCodeVersion2) {
+				return false
+			}
+			seen[1] = true
+		case "CardVerificationValue1":
+			if seen[2] || !decodeStruct[CardVerificationValue1](d, &s.CardVerificationValue1) {
+				return false
+			}
+			seen[2] = true
+		case "CardVerificationValue2":
+			if seen[3] || !decodeStruct[CardVerificationValue2](d, &s.CardVerificationValue2) {
+				return false
+			}
+			seen[3] = true
+		case "CardHolderVerificationValue":
+			if seen[4] || !decodeStruct[CardHolderVerificationValue](d, &s.CardHolderVerificationValue) {
+				return false
+			}
+			seen[4] = true
+		case "DynamicCardVerificationCode":
+			if seen[5] || !decodeStruct[DynamicCardVerificationCode](d, &s.DynamicCardVerificationCode) {
+				return false
+			}
+			seen[5] = true
+		case "DynamicCardVerificationValue":
+			if seen[6] || !decodeStruct[DynamicCardVerificationValue](d, &s.DynamicCardVerificationValue) {
+				return false
+			}
+			seen[6] = true
+		case "DiscoverDynamicCardVerificationCode":
+			if seen[7] || !decodeStruct[DiscoverDynamicCardVerificationCode](d, &s.DiscoverDynamicCardVerificationCode) {
+				return false
+			}
+			seen[7] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *CardVerificationAttributes) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.AmexCardSecurityCodeVersion1 != nil {
+		b = appendJSONKey(b, first, "AmexCardSecurityCodeVersion1")
+		first = false
+		if b, err = s.AmexCardSecurityCodeVersion1.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.AmexCardSecurityCodeVersion2 != nil {
+		b = appendJSONKey(b, first, "AmexCardSecurityCodeVersion2")
+		first = false
+		if b, err = s.AmexCardSecurityCodeVersion2.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.CardVerificationValue1 != nil {
+		b = appendJSONKey(b, first, "CardVerificationValue1")
+		first = false
+		if b, err = s.CardVerificationValue1.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.CardVerificationValue2 != nil {
+		b = appendJSONKey(b, first, "CardVerificationValue2")
+		first = false
+		if b, err = s.CardVerificationValue2.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.CardHolderVerificationValue != nil {
+		b = appendJSONKey(b, first, "CardHolderVerificationValue")
+		first = false
+		if b, err = s.CardHolderVerificationValue.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.DynamicCardVerificationCode != nil {
+		b = appendJSONKey(b, first, "DynamicCardVerificationCode")
+		first = false
+		if b, err = s.DynamicCardVerificationCode.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.DynamicCardVerificationValue != nil {
+		b = appendJSONKey(b, first, "DynamicCardVerificationValue")
+		first = false
+		if b, err = s.DynamicCardVerificationValue.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.DiscoverDynamicCardVerificationCode != nil {
+		b = appendJSONKey(b, first, "DiscoverDynamicCardVerificationCode")
+		first = false
+		if b, err = s.DiscoverDynamicCardVerificationCode.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -1639,6 +3019,70 @@ func (s *CardVerificationValue1) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *CardVerificationValue1) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = CardVerificationValue1{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *CardVerificationValue1) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [2]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "CardExpiryDate":
+			if seen[0] || !d.str(&s.CardExpiryDate) {
+				return false
+			}
+			seen[0] = true
+		case "ServiceCode":
+			if seen[1] || !d.str(&s.ServiceCode) {
+				return false
+			}
+			seen[1] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *CardVerificationValue1) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.CardExpiryDate != nil {
+		b = appendJSONKey(b, first, "CardExpiryDate")
+		first = false
+		b = appendJSONString(b, string(*s.CardExpiryDate))
+	}
+	if s.ServiceCode != nil {
+		b = appendJSONKey(b, first, "ServiceCode")
+		first = false
+		b = appendJSONString(b, string(*s.ServiceCode))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *CardVerificationValue1) Validate(path string) error {
 	if s == nil {
@@ -1675,6 +3119,60 @@ func (s *CardVerificationValue2) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *CardVerificationValue2) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = CardVerificationValue2{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *CardVerificationValue2) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "CardExpiryDate":
+			if seen[0] || !d.str(&s.CardExpiryDate) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *CardVerificationValue2) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.CardExpiryDate != nil {
+		b = appendJSONKey(b, first, "CardExpiryDate")
+		first = false
+		b = appendJSONString(b, string(*s.CardExpiryDate))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *CardVerificationValue2) Validate(path string) error {
 	if s == nil {
@@ -1706,6 +3204,74 @@ func (s *CryptogramAuthResponse) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *CryptogramAuthResponse) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = CryptogramAuthResponse{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *CryptogramAuthResponse) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [2]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "ArpcMethod1":
+			if seen[0] || !decodeStruct[CryptogramVerificationArpcMethod1](d, &s.ArpcMethod1) {
+				return false
+			}
+			seen[0] = true
+		case "ArpcMethod2":
+			if seen[1] || !decodeStruct[CryptogramVerificationArpcMethod2](d, &s.ArpcMethod2) {
+				return false
+			}
+			seen[1] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *CryptogramAuthResponse) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.ArpcMethod1 != nil {
+		b = appendJSONKey(b, first, "ArpcMethod1")
+		first = false
+		if b, err = s.ArpcMethod1.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.ArpcMethod2 != nil {
+		b = appendJSONKey(b, first, "ArpcMethod2")
+		first = false
+		if b, err = s.ArpcMethod2.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -1752,6 +3318,60 @@ func (s *CryptogramVerificationArpcMethod1) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *CryptogramVerificationArpcMethod1) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = CryptogramVerificationArpcMethod1{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *CryptogramVerificationArpcMethod1) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "AuthResponseCode":
+			if seen[0] || !d.str(&s.AuthResponseCode) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *CryptogramVerificationArpcMethod1) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.AuthResponseCode != nil {
+		b = appendJSONKey(b, first, "AuthResponseCode")
+		first = false
+		b = appendJSONString(b, string(*s.AuthResponseCode))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *CryptogramVerificationArpcMethod1) Validate(path string) error {
 	if s == nil {
@@ -1783,6 +3403,70 @@ func (s *CryptogramVerificationArpcMethod2) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *CryptogramVerificationArpcMethod2) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = CryptogramVerificationArpcMethod2{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *CryptogramVerificationArpcMethod2) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [2]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "CardStatusUpdate":
+			if seen[0] || !d.str(&s.CardStatusUpdate) {
+				return false
+			}
+			seen[0] = true
+		case "ProprietaryAuthenticationData":
+			if seen[1] || !d.str(&s.ProprietaryAuthenticationData) {
+				return false
+			}
+			seen[1] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *CryptogramVerificationArpcMethod2) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.CardStatusUpdate != nil {
+		b = appendJSONKey(b, first, "CardStatusUpdate")
+		first = false
+		b = appendJSONString(b, string(*s.CardStatusUpdate))
+	}
+	if s.ProprietaryAuthenticationData != nil {
+		b = appendJSONKey(b, first, "ProprietaryAuthenticationData")
+		first = false
+		b = appendJSONString(b, string(*s.ProprietaryAuthenticationData))
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -1821,6 +3505,70 @@ func (s *CurrentPinAttributes) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *CurrentPinAttributes) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = CurrentPinAttributes{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *CurrentPinAttributes) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [2]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "CurrentPinPekIdentifier":
+			if seen[0] || !d.str(&s.CurrentPinPekIdentifier) {
+				return false
+			}
+			seen[0] = true
+		case "CurrentEncryptedPinBlock":
+			if seen[1] || !d.str(&s.CurrentEncryptedPinBlock) {
+				return false
+			}
+			seen[1] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *CurrentPinAttributes) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.CurrentPinPekIdentifier != nil {
+		b = appendJSONKey(b, first, "CurrentPinPekIdentifier")
+		first = false
+		b = appendJSONString(b, string(*s.CurrentPinPekIdentifier))
+	}
+	if s.CurrentEncryptedPinBlock != nil {
+		b = appendJSONKey(b, first, "CurrentEncryptedPinBlock")
+		first = false
+		b = appendJSONString(b, string(*s.CurrentEncryptedPinBlock))
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -1864,6 +3612,84 @@ func (s *DecryptDataInput) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *DecryptDataInput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = DecryptDataInput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *DecryptDataInput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [3]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "CipherText":
+			if seen[0] || !d.str(&s.CipherText) {
+				return false
+			}
+			seen[0] = true
+		case "DecryptionAttributes":
+			if seen[1] || !decodeStruct[EncryptionDecryptionAttributes](d, &s.DecryptionAttributes) {
+				return false
+			}
+			seen[1] = true
+		case "WrappedKey":
+			if seen[2] || !decodeStruct[WrappedKey](d, &s.WrappedKey) {
+				return false
+			}
+			seen[2] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *DecryptDataInput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.CipherText != nil {
+		b = appendJSONKey(b, first, "CipherText")
+		first = false
+		b = appendJSONString(b, string(*s.CipherText))
+	}
+	if s.DecryptionAttributes != nil {
+		b = appendJSONKey(b, first, "DecryptionAttributes")
+		first = false
+		if b, err = s.DecryptionAttributes.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.WrappedKey != nil {
+		b = appendJSONKey(b, first, "WrappedKey")
+		first = false
+		if b, err = s.WrappedKey.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -1929,6 +3755,80 @@ func (s *DecryptDataOutput) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *DecryptDataOutput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = DecryptDataOutput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *DecryptDataOutput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [3]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "KeyArn":
+			if seen[0] || !d.str(&s.KeyArn) {
+				return false
+			}
+			seen[0] = true
+		case "KeyCheckValue":
+			if seen[1] || !d.str(&s.KeyCheckValue) {
+				return false
+			}
+			seen[1] = true
+		case "PlainText":
+			if seen[2] || !d.str(&s.PlainText) {
+				return false
+			}
+			seen[2] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *DecryptDataOutput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.KeyArn != nil {
+		b = appendJSONKey(b, first, "KeyArn")
+		first = false
+		b = appendJSONString(b, string(*s.KeyArn))
+	}
+	if s.KeyCheckValue != nil {
+		b = appendJSONKey(b, first, "KeyCheckValue")
+		first = false
+		b = appendJSONString(b, string(*s.KeyCheckValue))
+	}
+	if s.PlainText != nil {
+		b = appendJSONKey(b, first, "PlainText")
+		first = false
+		b = appendJSONString(b, string(*s.PlainText))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *DecryptDataOutput) Validate(path string) error {
 	if s == nil {
@@ -1981,6 +3881,110 @@ func (s *DerivationMethodAttributes) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *DerivationMethodAttributes) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = DerivationMethodAttributes{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *DerivationMethodAttributes) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [5]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "EmvCommon":
+			if seen[0] || !decodeStruct[EmvCommonAttributes](d, &s.EmvCommon) {
+				return false
+			}
+			seen[0] = true
+		case "Amex":
+			if seen[1] || !decodeStruct[AmexAttributes](d, &s.Amex) {
+				return false
+			}
+			seen[1] = true
+		case "Visa":
+			if seen[2] || !decodeStruct[VisaAttributes](d, &s.Visa) {
+				return false
+			}
+			seen[2] = true
+		case "Emv2000":
+			if seen[3] || !decodeStruct[Emv2000Attributes](d, &s.Emv2000) {
+				return false
+			}
+			seen[3] = true
+		case "Mastercard":
+			if seen[4] || !decodeStruct[MasterCardAttributes](d, &s.Mastercard) {
+				return false
+			}
+			seen[4] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *DerivationMethodAttributes) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.EmvCommon != nil {
+		b = appendJSONKey(b, first, "EmvCommon")
+		first = false
+		if b, err = s.EmvCommon.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.Amex != nil {
+		b = appendJSONKey(b, first, "Amex")
+		first = false
+		if b, err = s.Amex.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.Visa != nil {
+		b = appendJSONKey(b, first, "Visa")
+		first = false
+		if b, err = s.Visa.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.Emv2000 != nil {
+		b = appendJSONKey(b, first, "Emv2000")
+		first = false
+		if b, err = s.Emv2000.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.Mastercard != nil {
+		b = appendJSONKey(b, first, "Mastercard")
+		first = false
+		if b, err = s.Mastercard.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -2051,6 +4055,60 @@ func (s *DiffieHellmanDerivationData) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *DiffieHellmanDerivationData) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = DiffieHellmanDerivationData{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *DiffieHellmanDerivationData) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "SharedInformation":
+			if seen[0] || !d.str(&s.SharedInformation) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *DiffieHellmanDerivationData) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.SharedInformation != nil {
+		b = appendJSONKey(b, first, "SharedInformation")
+		first = false
+		b = appendJSONString(b, string(*s.SharedInformation))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *DiffieHellmanDerivationData) Validate(path string) error {
 	if s == nil {
@@ -2091,6 +4149,80 @@ func (s *DiscoverDynamicCardVerificationCode) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *DiscoverDynamicCardVerificationCode) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = DiscoverDynamicCardVerificationCode{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *DiscoverDynamicCardVerificationCode) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [3]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "CardExpiryDate":
+			if seen[0] || !d.str(&s.CardExpiryDate) {
+				return false
+			}
+			seen[0] = true
+		case "UnpredictableNumber":
+			if seen[1] || !d.str(&s.UnpredictableNumber) {
+				return false
+			}
+			seen[1] = true
+		case "ApplicationTransactionCounter":
+			if seen[2] || !d.str(&s.ApplicationTransactionCounter) {
+				return false
+			}
+			seen[2] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *DiscoverDynamicCardVerificationCode) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.CardExpiryDate != nil {
+		b = appendJSONKey(b, first, "CardExpiryDate")
+		first = false
+		b = appendJSONString(b, string(*s.CardExpiryDate))
+	}
+	if s.UnpredictableNumber != nil {
+		b = appendJSONKey(b, first, "UnpredictableNumber")
+		first = false
+		b = appendJSONString(b, string(*s.UnpredictableNumber))
+	}
+	if s.ApplicationTransactionCounter != nil {
+		b = appendJSONKey(b, first, "ApplicationTransactionCounter")
+		first = false
+		b = appendJSONString(b, string(*s.ApplicationTransactionCounter))
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -2138,6 +4270,70 @@ func (s *DukptAttributes) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *DukptAttributes) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = DukptAttributes{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *DukptAttributes) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [2]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "KeySerialNumber":
+			if seen[0] || !d.str(&s.KeySerialNumber) {
+				return false
+			}
+			seen[0] = true
+		case "DukptDerivationType":
+			if seen[1] || !decodeString(d, &s.DukptDerivationType) {
+				return false
+			}
+			seen[1] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *DukptAttributes) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.KeySerialNumber != nil {
+		b = appendJSONKey(b, first, "KeySerialNumber")
+		first = false
+		b = appendJSONString(b, string(*s.KeySerialNumber))
+	}
+	if s.DukptDerivationType != nil {
+		b = appendJSONKey(b, first, "DukptDerivationType")
+		first = false
+		b = appendJSONString(b, string(*s.DukptDerivationType))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *DukptAttributes) Validate(path string) error {
 	if s == nil {
@@ -2178,6 +4374,80 @@ func (s *DukptDerivationAttributes) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *DukptDerivationAttributes) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = DukptDerivationAttributes{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *DukptDerivationAttributes) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [3]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "KeySerialNumber":
+			if seen[0] || !d.str(&s.KeySerialNumber) {
+				return false
+			}
+			seen[0] = true
+		case "DukptKeyDerivationType":
+			if seen[1] || !decodeString(d, &s.DukptKeyDerivationType) {
+				return false
+			}
+			seen[1] = true
+		case "DukptKeyVariant":
+			if seen[2] || !decodeString(d, &s.DukptKeyVariant) {
+				return false
+			}
+			seen[2] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *DukptDerivationAttributes) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.KeySerialNumber != nil {
+		b = appendJSONKey(b, first, "KeySerialNumber")
+		first = false
+		b = appendJSONString(b, string(*s.KeySerialNumber))
+	}
+	if s.DukptKeyDerivationType != nil {
+		b = appendJSONKey(b, first, "DukptKeyDerivationType")
+		first = false
+		b = appendJSONString(b, string(*s.DukptKeyDerivationType))
+	}
+	if s.DukptKeyVariant != nil {
+		b = appendJSONKey(b, first, "DukptKeyVariant")
+		first = false
+		b = appendJSONString(b, string(*s.DukptKeyVariant))
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -2230,6 +4500,100 @@ func (s *DukptEncryptionAttributes) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *DukptEncryptionAttributes) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = DukptEncryptionAttributes{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *DukptEncryptionAttributes) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [5]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "KeySerialNumber":
+			if seen[0] || !d.str(&s.KeySerialNumber) {
+				return false
+			}
+			seen[0] = true
+		case "Mode":
+			if seen[1] || !decodeString(d, &s.Mode) {
+				return false
+			}
+			seen[1] = true
+		case "DukptKeyDerivationType":
+			if seen[2] || !decodeString(d, &s.DukptKeyDerivationType) {
+				return false
+			}
+			seen[2] = true
+		case "DukptKeyVariant":
+			if seen[3] || !decodeString(d, &s.DukptKeyVariant) {
+				return false
+			}
+			seen[3] = true
+		case "InitializationVector":
+			if seen[4] || !d.str(&s.InitializationVector) {
+				return false
+			}
+			seen[4] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *DukptEncryptionAttributes) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.KeySerialNumber != nil {
+		b = appendJSONKey(b, first, "KeySerialNumber")
+		first = false
+		b = appendJSONString(b, string(*s.KeySerialNumber))
+	}
+	if s.Mode != nil {
+		b = appendJSONKey(b, first, "Mode")
+		first = false
+		b = appendJSONString(b, string(*s.Mode))
+	}
+	if s.DukptKeyDerivationType != nil {
+		b = appendJSONKey(b, first, "DukptKeyDerivationType")
+		first = false
+		b = appendJSONString(b, string(*s.DukptKeyDerivationType))
+	}
+	if s.DukptKeyVariant != nil {
+		b = appendJSONKey(b, first, "DukptKeyVariant")
+		first = false
+		b = appendJSONString(b, string(*s.DukptKeyVariant))
+	}
+	if s.InitializationVector != nil {
+		b = appendJSONKey(b, first, "InitializationVector")
+		first = false
+		b = appendJSONString(b, string(*s.InitializationVector))
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -2291,6 +4655,90 @@ func (s *DynamicCardVerificationCode) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *DynamicCardVerificationCode) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = DynamicCardVerificationCode{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *DynamicCardVerificationCode) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [4]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "UnpredictableNumber":
+			if seen[0] || !d.str(&s.UnpredictableNumber) {
+				return false
+			}
+			seen[0] = true
+		case "PanSequenceNumber":
+			if seen[1] || !d.str(&s.PanSequenceNumber) {
+				return false
+			}
+			seen[1] = true
+		case "ApplicationTransactionCounter":
+			if seen[2] || !d.str(&s.ApplicationTransactionCounter) {
+				return false
+			}
+			seen[2] = true
+		case "TrackData":
+			if seen[3] || !d.str(&s.TrackData) {
+				return false
+			}
+			seen[3] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *DynamicCardVerificationCode) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.UnpredictableNumber != nil {
+		b = appendJSONKey(b, first, "UnpredictableNumber")
+		first = false
+		b = appendJSONString(b, string(*s.UnpredictableNumber))
+	}
+	if s.PanSequenceNumber != nil {
+		b = appendJSONKey(b, first, "PanSequenceNumber")
+		first = false
+		b = appendJSONString(b, string(*s.PanSequenceNumber))
+	}
+	if s.ApplicationTransactionCounter != nil {
+		b = appendJSONKey(b, first, "ApplicationTransactionCounter")
+		first = false
+		b = appendJSONString(b, string(*s.ApplicationTransactionCounter))
+	}
+	if s.TrackData != nil {
+		b = appendJSONKey(b, first, "TrackData")
+		first = false
+		b = appendJSONString(b, string(*s.TrackData))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *DynamicCardVerificationCode) Validate(path string) error {
 	if s == nil {
@@ -2346,6 +4794,90 @@ func (s *DynamicCardVerificationValue) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *DynamicCardVerificationValue) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = DynamicCardVerificationValue{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *DynamicCardVerificationValue) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [4]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "PanSequenceNumber":
+			if seen[0] || !d.str(&s.PanSequenceNumber) {
+				return false
+			}
+			seen[0] = true
+		case "CardExpiryDate":
+			if seen[1] || !d.str(&s.CardExpiryDate) {
+				return false
+			}
+			seen[1] = true
+		case "ServiceCode":
+			if seen[2] || !d.str(&s.ServiceCode) {
+				return false
+			}
+			seen[2] = true
+		case "ApplicationTransactionCounter":
+			if seen[3] || !d.str(&s.ApplicationTransactionCounter) {
+				return false
+			}
+			seen[3] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *DynamicCardVerificationValue) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.PanSequenceNumber != nil {
+		b = appendJSONKey(b, first, "PanSequenceNumber")
+		first = false
+		b = appendJSONString(b, string(*s.PanSequenceNumber))
+	}
+	if s.CardExpiryDate != nil {
+		b = appendJSONKey(b, first, "CardExpiryDate")
+		first = false
+		b = appendJSONString(b, string(*s.CardExpiryDate))
+	}
+	if s.ServiceCode != nil {
+		b = appendJSONKey(b, first, "ServiceCode")
+		first = false
+		b = appendJSONString(b, string(*s.ServiceCode))
+	}
+	if s.ApplicationTransactionCounter != nil {
+		b = appendJSONKey(b, first, "ApplicationTransactionCounter")
+		first = false
+		b = appendJSONString(b, string(*s.ApplicationTransactionCounter))
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -2409,6 +4941,110 @@ func (s *EcdhDerivationAttributes) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *EcdhDerivationAttributes) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = EcdhDerivationAttributes{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *EcdhDerivationAttributes) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [6]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "CertificateAuthorityPublicKeyIdentifier":
+			if seen[0] || !d.str(&s.CertificateAuthorityPublicKeyIdentifier) {
+				return false
+			}
+			seen[0] = true
+		case "PublicKeyCertificate":
+			if seen[1] || !d.str(&s.PublicKeyCertificate) {
+				return false
+			}
+			seen[1] = true
+		case "KeyAlgorithm":
+			if seen[2] || !decodeString(d, &s.KeyAlgorithm) {
+				return false
+			}
+			seen[2] = true
+		case "KeyDerivationFunction":
+			if seen[3] || !decodeString(d, &s.KeyDerivationFunction) {
+				return false
+			}
+			seen[3] = true
+		case "KeyDerivationHashAlgorithm":
+			if seen[4] || !decodeString(d, &s.KeyDerivationHashAlgorithm) {
+				return false
+			}
+			seen[4] = true
+		case "SharedInformation":
+			if seen[5] || !d.str(&s.SharedInformation) {
+				return false
+			}
+			seen[5] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *EcdhDerivationAttributes) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.CertificateAuthorityPublicKeyIdentifier != nil {
+		b = appendJSONKey(b, first, "CertificateAuthorityPublicKeyIdentifier")
+		first = false
+		b = appendJSONString(b, string(*s.CertificateAuthorityPublicKeyIdentifier))
+	}
+	if s.PublicKeyCertificate != nil {
+		b = appendJSONKey(b, first, "PublicKeyCertificate")
+		first = false
+		b = appendJSONString(b, string(*s.PublicKeyCertificate))
+	}
+	if s.KeyAlgorithm != nil {
+		b = appendJSONKey(b, first, "KeyAlgorithm")
+		first = false
+		b = appendJSONString(b, string(*s.KeyAlgorithm))
+	}
+	if s.KeyDerivationFunction != nil {
+		b = appendJSONKey(b, first, "KeyDerivationFunction")
+		first = false
+		b = appendJSONString(b, string(*s.KeyDerivationFunction))
+	}
+	if s.KeyDerivationHashAlgorithm != nil {
+		b = appendJSONKey(b, first, "KeyDerivationHashAlgorithm")
+		first = false
+		b = appendJSONString(b, string(*s.KeyDerivationHashAlgorithm))
+	}
+	if s.SharedInformation != nil {
+		b = appendJSONKey(b, first, "SharedInformation")
+		first = false
+		b = appendJSONString(b, string(*s.SharedInformation))
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -2480,6 +5116,90 @@ func (s *Emv2000Attributes) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *Emv2000Attributes) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = Emv2000Attributes{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *Emv2000Attributes) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [4]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "MajorKeyDerivationMode":
+			if seen[0] || !decodeString(d, &s.MajorKeyDerivationMode) {
+				return false
+			}
+			seen[0] = true
+		case "PrimaryAccountNumber":
+			if seen[1] || !d.str(&s.PrimaryAccountNumber) {
+				return false
+			}
+			seen[1] = true
+		case "PanSequenceNumber":
+			if seen[2] || !d.str(&s.PanSequenceNumber) {
+				return false
+			}
+			seen[2] = true
+		case "ApplicationTransactionCounter":
+			if seen[3] || !d.str(&s.ApplicationTransactionCounter) {
+				return false
+			}
+			seen[3] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *Emv2000Attributes) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.MajorKeyDerivationMode != nil {
+		b = appendJSONKey(b, first, "MajorKeyDerivationMode")
+		first = false
+		b = appendJSONString(b, string(*s.MajorKeyDerivationMode))
+	}
+	if s.PrimaryAccountNumber != nil {
+		b = appendJSONKey(b, first, "PrimaryAccountNumber")
+		first = false
+		b = appendJSONString(b, string(*s.PrimaryAccountNumber))
+	}
+	if s.PanSequenceNumber != nil {
+		b = appendJSONKey(b, first, "PanSequenceNumber")
+		first = false
+		b = appendJSONString(b, string(*s.PanSequenceNumber))
+	}
+	if s.ApplicationTransactionCounter != nil {
+		b = appendJSONKey(b, first, "ApplicationTransactionCounter")
+		first = false
+		b = appendJSONString(b, string(*s.ApplicationTransactionCounter))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *Emv2000Attributes) Validate(path string) error {
 	if s == nil {
@@ -2544,6 +5264,120 @@ func (s *EmvCommonAttributes) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *EmvCommonAttributes) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = EmvCommonAttributes{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *EmvCommonAttributes) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [7]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "MajorKeyDerivationMode":
+			if seen[0] || !decodeString(d, &s.MajorKeyDerivationMode) {
+				return false
+			}
+			seen[0] = true
+		case "PrimaryAccountNumber":
+			if seen[1] || !d.str(&s.PrimaryAccountNumber) {
+				return false
+			}
+			seen[1] = true
+		case "PanSequenceNumber":
+			if seen[2] || !d.str(&s.PanSequenceNumber) {
+				return false
+			}
+			seen[2] = true
+		case "ApplicationCryptogram":
+			if seen[3] || !d.str(&s.ApplicationCryptogram) {
+				return false
+			}
+			seen[3] = true
+		case "Mode":
+			if seen[4] || !decodeString(d, &s.Mode) {
+				return false
+			}
+			seen[4] = true
+		case "PinBlockPaddingType":
+			if seen[5] || !decodeString(d, &s.PinBlockPaddingType) {
+				return false
+			}
+			seen[5] = true
+		case "PinBlockLengthPosition":
+			if seen[6] || !decodeString(d, &s.PinBlockLengthPosition) {
+				return false
+			}
+			seen[6] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *EmvCommonAttributes) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.MajorKeyDerivationMode != nil {
+		b = appendJSONKey(b, first, "MajorKeyDerivationMode")
+		first = false
+		b = appendJSONString(b, string(*s.MajorKeyDerivationMode))
+	}
+	if s.PrimaryAccountNumber != nil {
+		b = appendJSONKey(b, first, "PrimaryAccountNumber")
+		first = false
+		b = appendJSONString(b, string(*s.PrimaryAccountNumber))
+	}
+	if s.PanSequenceNumber != nil {
+		b = appendJSONKey(b, first, "PanSequenceNumber")
+		first = false
+		b = appendJSONString(b, string(*s.PanSequenceNumber))
+	}
+	if s.ApplicationCryptogram != nil {
+		b = appendJSONKey(b, first, "ApplicationCryptogram")
+		first = false
+		b = appendJSONString(b, string(*s.ApplicationCryptogram))
+	}
+	if s.Mode != nil {
+		b = appendJSONKey(b, first, "Mode")
+		first = false
+		b = appendJSONString(b, string(*s.Mode))
+	}
+	if s.PinBlockPaddingType != nil {
+		b = appendJSONKey(b, first, "PinBlockPaddingType")
+		first = false
+		b = appendJSONString(b, string(*s.PinBlockPaddingType))
+	}
+	if s.PinBlockLengthPosition != nil {
+		b = appendJSONKey(b, first, "PinBlockLengthPosition")
+		first = false
+		b = appendJSONString(b, string(*s.PinBlockLengthPosition))
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -2627,6 +5461,110 @@ func (s *EmvEncryptionAttributes) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *EmvEncryptionAttributes) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = EmvEncryptionAttributes{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *EmvEncryptionAttributes) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [6]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "MajorKeyDerivationMode":
+			if seen[0] || !decodeString(d, &s.MajorKeyDerivationMode) {
+				return false
+			}
+			seen[0] = true
+		case "PrimaryAccountNumber":
+			if seen[1] || !d.str(&s.PrimaryAccountNumber) {
+				return false
+			}
+			seen[1] = true
+		case "PanSequenceNumber":
+			if seen[2] || !d.str(&s.PanSequenceNumber) {
+				return false
+			}
+			seen[2] = true
+		case "SessionDerivationData":
+			if seen[3] || !d.str(&s.SessionDerivationData) {
+				return false
+			}
+			seen[3] = true
+		case "Mode":
+			if seen[4] || !decodeString(d, &s.Mode) {
+				return false
+			}
+			seen[4] = true
+		case "InitializationVector":
+			if seen[5] || !d.str(&s.InitializationVector) {
+				return false
+			}
+			seen[5] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *EmvEncryptionAttributes) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.MajorKeyDerivationMode != nil {
+		b = appendJSONKey(b, first, "MajorKeyDerivationMode")
+		first = false
+		b = appendJSONString(b, string(*s.MajorKeyDerivationMode))
+	}
+	if s.PrimaryAccountNumber != nil {
+		b = appendJSONKey(b, first, "PrimaryAccountNumber")
+		first = false
+		b = appendJSONString(b, string(*s.PrimaryAccountNumber))
+	}
+	if s.PanSequenceNumber != nil {
+		b = appendJSONKey(b, first, "PanSequenceNumber")
+		first = false
+		b = appendJSONString(b, string(*s.PanSequenceNumber))
+	}
+	if s.SessionDerivationData != nil {
+		b = appendJSONKey(b, first, "SessionDerivationData")
+		first = false
+		b = appendJSONString(b, string(*s.SessionDerivationData))
+	}
+	if s.Mode != nil {
+		b = appendJSONKey(b, first, "Mode")
+		first = false
+		b = appendJSONString(b, string(*s.Mode))
+	}
+	if s.InitializationVector != nil {
+		b = appendJSONKey(b, first, "InitializationVector")
+		first = false
+		b = appendJSONString(b, string(*s.InitializationVector))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *EmvEncryptionAttributes) Validate(path string) error {
 	if s == nil {
@@ -2692,6 +5630,84 @@ func (s *EncryptDataInput) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *EncryptDataInput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = EncryptDataInput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *EncryptDataInput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [3]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "PlainText":
+			if seen[0] || !d.str(&s.PlainText) {
+				return false
+			}
+			seen[0] = true
+		case "EncryptionAttributes":
+			if seen[1] || !decodeStruct[EncryptionDecryptionAttributes](d, &s.EncryptionAttributes) {
+				return false
+			}
+			seen[1] = true
+		case "WrappedKey":
+			if seen[2] || !decodeStruct[WrappedKey](d, &s.WrappedKey) {
+				return false
+			}
+			seen[2] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *EncryptDataInput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.PlainText != nil {
+		b = appendJSONKey(b, first, "PlainText")
+		first = false
+		b = appendJSONString(b, string(*s.PlainText))
+	}
+	if s.EncryptionAttributes != nil {
+		b = appendJSONKey(b, first, "EncryptionAttributes")
+		first = false
+		if b, err = s.EncryptionAttributes.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.WrappedKey != nil {
+		b = appendJSONKey(b, first, "WrappedKey")
+		first = false
+		if b, err = s.WrappedKey.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *EncryptDataInput) Validate(path string) error {
 	if s == nil {
@@ -2755,6 +5771,80 @@ func (s *EncryptDataOutput) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *EncryptDataOutput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = EncryptDataOutput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *EncryptDataOutput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [3]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "KeyArn":
+			if seen[0] || !d.str(&s.KeyArn) {
+				return false
+			}
+			seen[0] = true
+		case "KeyCheckValue":
+			if seen[1] || !d.str(&s.KeyCheckValue) {
+				return false
+			}
+			seen[1] = true
+		case "CipherText":
+			if seen[2] || !d.str(&s.CipherText) {
+				return false
+			}
+			seen[2] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *EncryptDataOutput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.KeyArn != nil {
+		b = appendJSONKey(b, first, "KeyArn")
+		first = false
+		b = appendJSONString(b, string(*s.KeyArn))
+	}
+	if s.KeyCheckValue != nil {
+		b = appendJSONKey(b, first, "KeyCheckValue")
+		first = false
+		b = appendJSONString(b, string(*s.KeyCheckValue))
+	}
+	if s.CipherText != nil {
+		b = appendJSONKey(b, first, "CipherText")
+		first = false
+		b = appendJSONString(b, string(*s.CipherText))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *EncryptDataOutput) Validate(path string) error {
 	if s == nil {
@@ -2803,6 +5893,98 @@ func (s *EncryptionDecryptionAttributes) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *EncryptionDecryptionAttributes) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = EncryptionDecryptionAttributes{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *EncryptionDecryptionAttributes) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [4]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "Symmetric":
+			if seen[0] || !decodeStruct[SymmetricEncryptionAttributes](d, &s.Symmetric) {
+				return false
+			}
+			seen[0] = true
+		case "Asymmetric":
+			if seen[1] || !decodeStruct[AsymmetricEncryptionAttributes](d, &s.Asymmetric) {
+				return false
+			}
+			seen[1] = true
+		case "Dukpt":
+			if seen[2] || !decodeStruct[DukptEncryptionAttributes](d, &s.Dukpt) {
+				return false
+			}
+			seen[2] = true
+		case "Emv":
+			if seen[3] || !decodeStruct[EmvEncryptionAttributes](d, &s.Emv) {
+				return false
+			}
+			seen[3] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *EncryptionDecryptionAttributes) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.Symmetric != nil {
+		b = appendJSONKey(b, first, "Symmetric")
+		first = false
+		if b, err = s.Symmetric.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.Asymmetric != nil {
+		b = appendJSONKey(b, first, "Asymmetric")
+		first = false
+		if b, err = s.Asymmetric.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.Dukpt != nil {
+		b = appendJSONKey(b, first, "Dukpt")
+		first = false
+		if b, err = s.Dukpt.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.Emv != nil {
+		b = appendJSONKey(b, first, "Emv")
+		first = false
+		if b, err = s.Emv.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -2871,6 +6053,82 @@ func (s *GenerateAs2805KekValidationInput) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *GenerateAs2805KekValidationInput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = GenerateAs2805KekValidationInput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *GenerateAs2805KekValidationInput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [3]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "KeyIdentifier":
+			if seen[0] || !d.str(&s.KeyIdentifier) {
+				return false
+			}
+			seen[0] = true
+		case "KekValidationType":
+			if seen[1] || !decodeStruct[As2805KekValidationType](d, &s.KekValidationType) {
+				return false
+			}
+			seen[1] = true
+		case "RandomKeySendVariantMask":
+			if seen[2] || !decodeString(d, &s.RandomKeySendVariantMask) {
+				return false
+			}
+			seen[2] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *GenerateAs2805KekValidationInput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.KeyIdentifier != nil {
+		b = appendJSONKey(b, first, "KeyIdentifier")
+		first = false
+		b = appendJSONString(b, string(*s.KeyIdentifier))
+	}
+	if s.KekValidationType != nil {
+		b = appendJSONKey(b, first, "KekValidationType")
+		first = false
+		if b, err = s.KekValidationType.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.RandomKeySendVariantMask != nil {
+		b = appendJSONKey(b, first, "RandomKeySendVariantMask")
+		first = false
+		b = appendJSONString(b, string(*s.RandomKeySendVariantMask))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *GenerateAs2805KekValidationInput) Validate(path string) error {
 	if s == nil {
@@ -2920,6 +6178,90 @@ func (s *GenerateAs2805KekValidationOutput) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *GenerateAs2805KekValidationOutput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = GenerateAs2805KekValidationOutput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *GenerateAs2805KekValidationOutput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [4]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "KeyArn":
+			if seen[0] || !d.str(&s.KeyArn) {
+				return false
+			}
+			seen[0] = true
+		case "KeyCheckValue":
+			if seen[1] || !d.str(&s.KeyCheckValue) {
+				return false
+			}
+			seen[1] = true
+		case "RandomKeySend":
+			if seen[2] || !d.str(&s.RandomKeySend) {
+				return false
+			}
+			seen[2] = true
+		case "RandomKeyReceive":
+			if seen[3] || !d.str(&s.RandomKeyReceive) {
+				return false
+			}
+			seen[3] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *GenerateAs2805KekValidationOutput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.KeyArn != nil {
+		b = appendJSONKey(b, first, "KeyArn")
+		first = false
+		b = appendJSONString(b, string(*s.KeyArn))
+	}
+	if s.KeyCheckValue != nil {
+		b = appendJSONKey(b, first, "KeyCheckValue")
+		first = false
+		b = appendJSONString(b, string(*s.KeyCheckValue))
+	}
+	if s.RandomKeySend != nil {
+		b = appendJSONKey(b, first, "RandomKeySend")
+		first = false
+		b = appendJSONString(b, string(*s.RandomKeySend))
+	}
+	if s.RandomKeyReceive != nil {
+		b = appendJSONKey(b, first, "RandomKeyReceive")
+		first = false
+		b = appendJSONString(b, string(*s.RandomKeyReceive))
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -2979,6 +6321,92 @@ func (s *GenerateAuthRequestCryptogramInput) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *GenerateAuthRequestCryptogramInput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = GenerateAuthRequestCryptogramInput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *GenerateAuthRequestCryptogramInput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [4]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "KeyIdentifier":
+			if seen[0] || !d.str(&s.KeyIdentifier) {
+				return false
+			}
+			seen[0] = true
+		case "TransactionData":
+			if seen[1] || !d.str(&s.TransactionData) {
+				return false
+			}
+			seen[1] = true
+		case "MajorKeyDerivationMode":
+			if seen[2] || !decodeString(d, &s.MajorKeyDerivationMode) {
+				return false
+			}
+			seen[2] = true
+		case "SessionKeyDerivationAttributes":
+			if seen[3] || !decodeStruct[SessionKeyDerivation](d, &s.SessionKeyDerivationAttributes) {
+				return false
+			}
+			seen[3] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *GenerateAuthRequestCryptogramInput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.KeyIdentifier != nil {
+		b = appendJSONKey(b, first, "KeyIdentifier")
+		first = false
+		b = appendJSONString(b, string(*s.KeyIdentifier))
+	}
+	if s.TransactionData != nil {
+		b = appendJSONKey(b, first, "TransactionData")
+		first = false
+		b = appendJSONString(b, string(*s.TransactionData))
+	}
+	if s.MajorKeyDerivationMode != nil {
+		b = appendJSONKey(b, first, "MajorKeyDerivationMode")
+		first = false
+		b = appendJSONString(b, string(*s.MajorKeyDerivationMode))
+	}
+	if s.SessionKeyDerivationAttributes != nil {
+		b = appendJSONKey(b, first, "SessionKeyDerivationAttributes")
+		first = false
+		if b, err = s.SessionKeyDerivationAttributes.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *GenerateAuthRequestCryptogramInput) Validate(path string) error {
 	if s == nil {
@@ -3033,6 +6461,80 @@ func (s *GenerateAuthRequestCryptogramOutput) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *GenerateAuthRequestCryptogramOutput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = GenerateAuthRequestCryptogramOutput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *GenerateAuthRequestCryptogramOutput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [3]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "KeyArn":
+			if seen[0] || !d.str(&s.KeyArn) {
+				return false
+			}
+			seen[0] = true
+		case "KeyCheckValue":
+			if seen[1] || !d.str(&s.KeyCheckValue) {
+				return false
+			}
+			seen[1] = true
+		case "AuthRequestCryptogram":
+			if seen[2] || !d.str(&s.AuthRequestCryptogram) {
+				return false
+			}
+			seen[2] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *GenerateAuthRequestCryptogramOutput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.KeyArn != nil {
+		b = appendJSONKey(b, first, "KeyArn")
+		first = false
+		b = appendJSONString(b, string(*s.KeyArn))
+	}
+	if s.KeyCheckValue != nil {
+		b = appendJSONKey(b, first, "KeyCheckValue")
+		first = false
+		b = appendJSONString(b, string(*s.KeyCheckValue))
+	}
+	if s.AuthRequestCryptogram != nil {
+		b = appendJSONKey(b, first, "AuthRequestCryptogram")
+		first = false
+		b = appendJSONString(b, string(*s.AuthRequestCryptogram))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *GenerateAuthRequestCryptogramOutput) Validate(path string) error {
 	if s == nil {
@@ -3082,6 +6584,92 @@ func (s *GenerateCardValidationDataInput) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *GenerateCardValidationDataInput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = GenerateCardValidationDataInput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *GenerateCardValidationDataInput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [4]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "KeyIdentifier":
+			if seen[0] || !d.str(&s.KeyIdentifier) {
+				return false
+			}
+			seen[0] = true
+		case "PrimaryAccountNumber":
+			if seen[1] || !d.str(&s.PrimaryAccountNumber) {
+				return false
+			}
+			seen[1] = true
+		case "GenerationAttributes":
+			if seen[2] || !decodeStruct[CardGenerationAttributes](d, &s.GenerationAttributes) {
+				return false
+			}
+			seen[2] = true
+		case "ValidationDataLength":
+			if seen[3] || !decodeInt(d, &s.ValidationDataLength, -2147483648, 2147483647) {
+				return false
+			}
+			seen[3] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *GenerateCardValidationDataInput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.KeyIdentifier != nil {
+		b = appendJSONKey(b, first, "KeyIdentifier")
+		first = false
+		b = appendJSONString(b, string(*s.KeyIdentifier))
+	}
+	if s.PrimaryAccountNumber != nil {
+		b = appendJSONKey(b, first, "PrimaryAccountNumber")
+		first = false
+		b = appendJSONString(b, string(*s.PrimaryAccountNumber))
+	}
+	if s.GenerationAttributes != nil {
+		b = appendJSONKey(b, first, "GenerationAttributes")
+		first = false
+		if b, err = s.GenerationAttributes.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.ValidationDataLength != nil {
+		b = appendJSONKey(b, first, "ValidationDataLength")
+		first = false
+		b = strconv.AppendInt(b, int64(*s.ValidationDataLength), 10)
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -3135,6 +6723,80 @@ func (s *GenerateCardValidationDataOutput) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *GenerateCardValidationDataOutput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = GenerateCardValidationDataOutput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *GenerateCardValidationDataOutput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [3]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "KeyArn":
+			if seen[0] || !d.str(&s.KeyArn) {
+				return false
+			}
+			seen[0] = true
+		case "KeyCheckValue":
+			if seen[1] || !d.str(&s.KeyCheckValue) {
+				return false
+			}
+			seen[1] = true
+		case "ValidationData":
+			if seen[2] || !d.str(&s.ValidationData) {
+				return false
+			}
+			seen[2] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *GenerateCardValidationDataOutput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.KeyArn != nil {
+		b = appendJSONKey(b, first, "KeyArn")
+		first = false
+		b = appendJSONString(b, string(*s.KeyArn))
+	}
+	if s.KeyCheckValue != nil {
+		b = appendJSONKey(b, first, "KeyCheckValue")
+		first = false
+		b = appendJSONString(b, string(*s.KeyCheckValue))
+	}
+	if s.ValidationData != nil {
+		b = appendJSONKey(b, first, "ValidationData")
+		first = false
+		b = appendJSONString(b, string(*s.ValidationData))
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -3195,6 +6857,122 @@ func (s *GenerateMacEmvPinChangeInput) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *GenerateMacEmvPinChangeInput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = GenerateMacEmvPinChangeInput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *GenerateMacEmvPinChangeInput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [7]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "NewPinPekIdentifier":
+			if seen[0] || !d.str(&s.NewPinPekIdentifier) {
+				return false
+			}
+			seen[0] = true
+		case "NewEncryptedPinBlock":
+			if seen[1] || !d.str(&s.NewEncryptedPinBlock) {
+				return false
+			}
+			seen[1] = true
+		case "PinBlockFormat":
+			if seen[2] || !decodeString(d, &s.PinBlockFormat) {
+				return false
+			}
+			seen[2] = true
+		case "SecureMessagingIntegrityKeyIdentifier":
+			if seen[3] || !d.str(&s.SecureMessagingIntegrityKeyIdentifier) {
+				return false
+			}
+			seen[3] = true
+		case "SecureMessagingConfidentialityKeyIdentifier":
+			if seen[4] || !d.str(&s.SecureMessagingConfidentialityKeyIdentifier) {
+				return false
+			}
+			seen[4] = true
+		case "MessageData":
+			if seen[5] || !d.str(&s.MessageData) {
+				return false
+			}
+			seen[5] = true
+		case "DerivationMethodAttributes":
+			if seen[6] || !decodeStruct[DerivationMethodAttributes](d, &s.DerivationMethodAttributes) {
+				return false
+			}
+			seen[6] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *GenerateMacEmvPinChangeInput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.NewPinPekIdentifier != nil {
+		b = appendJSONKey(b, first, "NewPinPekIdentifier")
+		first = false
+		b = appendJSONString(b, string(*s.NewPinPekIdentifier))
+	}
+	if s.NewEncryptedPinBlock != nil {
+		b = appendJSONKey(b, first, "NewEncryptedPinBlock")
+		first = false
+		b = appendJSONString(b, string(*s.NewEncryptedPinBlock))
+	}
+	if s.PinBlockFormat != nil {
+		b = appendJSONKey(b, first, "PinBlockFormat")
+		first = false
+		b = appendJSONString(b, string(*s.PinBlockFormat))
+	}
+	if s.SecureMessagingIntegrityKeyIdentifier != nil {
+		b = appendJSONKey(b, first, "SecureMessagingIntegrityKeyIdentifier")
+		first = false
+		b = appendJSONString(b, string(*s.SecureMessagingIntegrityKeyIdentifier))
+	}
+	if s.SecureMessagingConfidentialityKeyIdentifier != nil {
+		b = appendJSONKey(b, first, "SecureMessagingConfidentialityKeyIdentifier")
+		first = false
+		b = appendJSONString(b, string(*s.SecureMessagingConfidentialityKeyIdentifier))
+	}
+	if s.MessageData != nil {
+		b = appendJSONKey(b, first, "MessageData")
+		first = false
+		b = appendJSONString(b, string(*s.MessageData))
+	}
+	if s.DerivationMethodAttributes != nil {
+		b = appendJSONKey(b, first, "DerivationMethodAttributes")
+		first = false
+		if b, err = s.DerivationMethodAttributes.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -3287,6 +7065,142 @@ func (s *GenerateMacEmvPinChangeOutput) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *GenerateMacEmvPinChangeOutput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = GenerateMacEmvPinChangeOutput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *GenerateMacEmvPinChangeOutput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [9]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "NewPinPekArn":
+			if seen[0] || !d.str(&s.NewPinPekArn) {
+				return false
+			}
+			seen[0] = true
+		case "SecureMessagingIntegrityKeyArn":
+			if seen[1] || !d.str(&s.SecureMessagingIntegrityKeyArn) {
+				return false
+			}
+			seen[1] = true
+		case "SecureMessagingConfidentialityKeyArn":
+			if seen[2] || !d.str(&s.SecureMessagingConfidentialityKeyArn) {
+				return false
+			}
+			seen[2] = true
+		case "Mac":
+			if seen[3] || !d.str(&s.Mac) {
+				return false
+			}
+			seen[3] = true
+		case "EncryptedPinBlock":
+			if seen[4] || !d.str(&s.EncryptedPinBlock) {
+				return false
+			}
+			seen[4] = true
+		case "NewPinPekKeyCheckValue":
+			if seen[5] || !d.str(&s.NewPinPekKeyCheckValue) {
+				return false
+			}
+			seen[5] = true
+		case "SecureMessagingIntegrityKeyCheckValue":
+			if seen[6] || !d.str(&s.SecureMessagingIntegrityKeyCheckValue) {
+				return false
+			}
+			seen[6] = true
+		case "SecureMessagingConfidentialityKeyCheckValue":
+			if seen[7] || !d.str(&s.SecureMessagingConfidentialityKeyCheckValue) {
+				return false
+			}
+			seen[7] = true
+		case "VisaAmexDerivationOutputs":
+			if seen[8] || !decodeStruct[VisaAmexDerivationOutputs](d, &s.VisaAmexDerivationOutputs) {
+				return false
+			}
+			seen[8] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *GenerateMacEmvPinChangeOutput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.NewPinPekArn != nil {
+		b = appendJSONKey(b, first, "NewPinPekArn")
+		first = false
+		b = appendJSONString(b, string(*s.NewPinPekArn))
+	}
+	if s.SecureMessagingIntegrityKeyArn != nil {
+		b = appendJSONKey(b, first, "SecureMessagingIntegrityKeyArn")
+		first = false
+		b = appendJSONString(b, string(*s.SecureMessagingIntegrityKeyArn))
+	}
+	if s.SecureMessagingConfidentialityKeyArn != nil {
+		b = appendJSONKey(b, first, "SecureMessagingConfidentialityKeyArn")
+		first = false
+		b = appendJSONString(b, string(*s.SecureMessagingConfidentialityKeyArn))
+	}
+	if s.Mac != nil {
+		b = appendJSONKey(b, first, "Mac")
+		first = false
+		b = appendJSONString(b, string(*s.Mac))
+	}
+	if s.EncryptedPinBlock != nil {
+		b = appendJSONKey(b, first, "EncryptedPinBlock")
+		first = false
+		b = appendJSONString(b, string(*s.EncryptedPinBlock))
+	}
+	if s.NewPinPekKeyCheckValue != nil {
+		b = appendJSONKey(b, first, "NewPinPekKeyCheckValue")
+		first = false
+		b = appendJSONString(b, string(*s.NewPinPekKeyCheckValue))
+	}
+	if s.SecureMessagingIntegrityKeyCheckValue != nil {
+		b = appendJSONKey(b, first, "SecureMessagingIntegrityKeyCheckValue")
+		first = false
+		b = appendJSONString(b, string(*s.SecureMessagingIntegrityKeyCheckValue))
+	}
+	if s.SecureMessagingConfidentialityKeyCheckValue != nil {
+		b = appendJSONKey(b, first, "SecureMessagingConfidentialityKeyCheckValue")
+		first = false
+		b = appendJSONString(b, string(*s.SecureMessagingConfidentialityKeyCheckValue))
+	}
+	if s.VisaAmexDerivationOutputs != nil {
+		b = appendJSONKey(b, first, "VisaAmexDerivationOutputs")
+		first = false
+		if b, err = s.VisaAmexDerivationOutputs.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *GenerateMacEmvPinChangeOutput) Validate(path string) error {
 	if s == nil {
@@ -3373,6 +7287,92 @@ func (s *GenerateMacInput) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *GenerateMacInput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = GenerateMacInput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *GenerateMacInput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [4]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "KeyIdentifier":
+			if seen[0] || !d.str(&s.KeyIdentifier) {
+				return false
+			}
+			seen[0] = true
+		case "MessageData":
+			if seen[1] || !d.str(&s.MessageData) {
+				return false
+			}
+			seen[1] = true
+		case "GenerationAttributes":
+			if seen[2] || !decodeStruct[MacAttributes](d, &s.GenerationAttributes) {
+				return false
+			}
+			seen[2] = true
+		case "MacLength":
+			if seen[3] || !decodeInt(d, &s.MacLength, -2147483648, 2147483647) {
+				return false
+			}
+			seen[3] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *GenerateMacInput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.KeyIdentifier != nil {
+		b = appendJSONKey(b, first, "KeyIdentifier")
+		first = false
+		b = appendJSONString(b, string(*s.KeyIdentifier))
+	}
+	if s.MessageData != nil {
+		b = appendJSONKey(b, first, "MessageData")
+		first = false
+		b = appendJSONString(b, string(*s.MessageData))
+	}
+	if s.GenerationAttributes != nil {
+		b = appendJSONKey(b, first, "GenerationAttributes")
+		first = false
+		if b, err = s.GenerationAttributes.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.MacLength != nil {
+		b = appendJSONKey(b, first, "MacLength")
+		first = false
+		b = strconv.AppendInt(b, int64(*s.MacLength), 10)
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *GenerateMacInput) Validate(path string) error {
 	if s == nil {
@@ -3424,6 +7424,80 @@ func (s *GenerateMacOutput) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *GenerateMacOutput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = GenerateMacOutput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *GenerateMacOutput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [3]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "KeyArn":
+			if seen[0] || !d.str(&s.KeyArn) {
+				return false
+			}
+			seen[0] = true
+		case "KeyCheckValue":
+			if seen[1] || !d.str(&s.KeyCheckValue) {
+				return false
+			}
+			seen[1] = true
+		case "Mac":
+			if seen[2] || !d.str(&s.Mac) {
+				return false
+			}
+			seen[2] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *GenerateMacOutput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.KeyArn != nil {
+		b = appendJSONKey(b, first, "KeyArn")
+		first = false
+		b = appendJSONString(b, string(*s.KeyArn))
+	}
+	if s.KeyCheckValue != nil {
+		b = appendJSONKey(b, first, "KeyCheckValue")
+		first = false
+		b = appendJSONString(b, string(*s.KeyCheckValue))
+	}
+	if s.Mac != nil {
+		b = appendJSONKey(b, first, "Mac")
+		first = false
+		b = appendJSONString(b, string(*s.Mac))
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -3484,6 +7558,124 @@ func (s *GeneratePinDataInput) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *GeneratePinDataInput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = GeneratePinDataInput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *GeneratePinDataInput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [7]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "GenerationKeyIdentifier":
+			if seen[0] || !d.str(&s.GenerationKeyIdentifier) {
+				return false
+			}
+			seen[0] = true
+		case "EncryptionKeyIdentifier":
+			if seen[1] || !d.str(&s.EncryptionKeyIdentifier) {
+				return false
+			}
+			seen[1] = true
+		case "GenerationAttributes":
+			if seen[2] || !decodeStruct[PinGenerationAttributes](d, &s.GenerationAttributes) {
+				return false
+			}
+			seen[2] = true
+		case "PinDataLength":
+			if seen[3] || !decodeInt(d, &s.PinDataLength, -2147483648, 2147483647) {
+				return false
+			}
+			seen[3] = true
+		case "PrimaryAccountNumber":
+			if seen[4] || !d.str(&s.PrimaryAccountNumber) {
+				return false
+			}
+			seen[4] = true
+		case "PinBlockFormat":
+			if seen[5] || !decodeString(d, &s.PinBlockFormat) {
+				return false
+			}
+			seen[5] = true
+		case "EncryptionWrappedKey":
+			if seen[6] || !decodeStruct[WrappedKey](d, &s.EncryptionWrappedKey) {
+				return false
+			}
+			seen[6] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *GeneratePinDataInput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.GenerationKeyIdentifier != nil {
+		b = appendJSONKey(b, first, "GenerationKeyIdentifier")
+		first = false
+		b = appendJSONString(b, string(*s.GenerationKeyIdentifier))
+	}
+	if s.EncryptionKeyIdentifier != nil {
+		b = appendJSONKey(b, first, "EncryptionKeyIdentifier")
+		first = false
+		b = appendJSONString(b, string(*s.EncryptionKeyIdentifier))
+	}
+	if s.GenerationAttributes != nil {
+		b = appendJSONKey(b, first, "GenerationAttributes")
+		first = false
+		if b, err = s.GenerationAttributes.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.PinDataLength != nil {
+		b = appendJSONKey(b, first, "PinDataLength")
+		first = false
+		b = strconv.AppendInt(b, int64(*s.PinDataLength), 10)
+	}
+	if s.PrimaryAccountNumber != nil {
+		b = appendJSONKey(b, first, "PrimaryAccountNumber")
+		first = false
+		b = appendJSONString(b, string(*s.PrimaryAccountNumber))
+	}
+	if s.PinBlockFormat != nil {
+		b = appendJSONKey(b, first, "PinBlockFormat")
+		first = false
+		b = appendJSONString(b, string(*s.PinBlockFormat))
+	}
+	if s.EncryptionWrappedKey != nil {
+		b = appendJSONKey(b, first, "EncryptionWrappedKey")
+		first = false
+		if b, err = s.EncryptionWrappedKey.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -3564,6 +7756,112 @@ func (s *GeneratePinDataOutput) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *GeneratePinDataOutput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = GeneratePinDataOutput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *GeneratePinDataOutput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [6]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "GenerationKeyArn":
+			if seen[0] || !d.str(&s.GenerationKeyArn) {
+				return false
+			}
+			seen[0] = true
+		case "GenerationKeyCheckValue":
+			if seen[1] || !d.str(&s.GenerationKeyCheckValue) {
+				return false
+			}
+			seen[1] = true
+		case "EncryptionKeyArn":
+			if seen[2] || !d.str(&s.EncryptionKeyArn) {
+				return false
+			}
+			seen[2] = true
+		case "EncryptionKeyCheckValue":
+			if seen[3] || !d.str(&s.EncryptionKeyCheckValue) {
+				return false
+			}
+			seen[3] = true
+		case "EncryptedPinBlock":
+			if seen[4] || !d.str(&s.EncryptedPinBlock) {
+				return false
+			}
+			seen[4] = true
+		case "PinData":
+			if seen[5] || !decodeStruct[PinData](d, &s.PinData) {
+				return false
+			}
+			seen[5] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *GeneratePinDataOutput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.GenerationKeyArn != nil {
+		b = appendJSONKey(b, first, "GenerationKeyArn")
+		first = false
+		b = appendJSONString(b, string(*s.GenerationKeyArn))
+	}
+	if s.GenerationKeyCheckValue != nil {
+		b = appendJSONKey(b, first, "GenerationKeyCheckValue")
+		first = false
+		b = appendJSONString(b, string(*s.GenerationKeyCheckValue))
+	}
+	if s.EncryptionKeyArn != nil {
+		b = appendJSONKey(b, first, "EncryptionKeyArn")
+		first = false
+		b = appendJSONString(b, string(*s.EncryptionKeyArn))
+	}
+	if s.EncryptionKeyCheckValue != nil {
+		b = appendJSONKey(b, first, "EncryptionKeyCheckValue")
+		first = false
+		b = appendJSONString(b, string(*s.EncryptionKeyCheckValue))
+	}
+	if s.EncryptedPinBlock != nil {
+		b = appendJSONKey(b, first, "EncryptedPinBlock")
+		first = false
+		b = appendJSONString(b, string(*s.EncryptedPinBlock))
+	}
+	if s.PinData != nil {
+		b = appendJSONKey(b, first, "PinData")
+		first = false
+		if b, err = s.PinData.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *GeneratePinDataOutput) Validate(path string) error {
 	if s == nil {
@@ -3630,6 +7928,80 @@ func (s *Ibm3624NaturalPin) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *Ibm3624NaturalPin) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = Ibm3624NaturalPin{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *Ibm3624NaturalPin) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [3]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "DecimalizationTable":
+			if seen[0] || !d.str(&s.DecimalizationTable) {
+				return false
+			}
+			seen[0] = true
+		case "PinValidationDataPadCharacter":
+			if seen[1] || !d.str(&s.PinValidationDataPadCharacter) {
+				return false
+			}
+			seen[1] = true
+		case "PinValidationData":
+			if seen[2] || !d.str(&s.PinValidationData) {
+				return false
+			}
+			seen[2] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *Ibm3624NaturalPin) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.DecimalizationTable != nil {
+		b = appendJSONKey(b, first, "DecimalizationTable")
+		first = false
+		b = appendJSONString(b, string(*s.DecimalizationTable))
+	}
+	if s.PinValidationDataPadCharacter != nil {
+		b = appendJSONKey(b, first, "PinValidationDataPadCharacter")
+		first = false
+		b = appendJSONString(b, string(*s.PinValidationDataPadCharacter))
+	}
+	if s.PinValidationData != nil {
+		b = appendJSONKey(b, first, "PinValidationData")
+		first = false
+		b = appendJSONString(b, string(*s.PinValidationData))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *Ibm3624NaturalPin) Validate(path string) error {
 	if s == nil {
@@ -3679,6 +8051,90 @@ func (s *Ibm3624PinFromOffset) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *Ibm3624PinFromOffset) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = Ibm3624PinFromOffset{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *Ibm3624PinFromOffset) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [4]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "DecimalizationTable":
+			if seen[0] || !d.str(&s.DecimalizationTable) {
+				return false
+			}
+			seen[0] = true
+		case "PinValidationDataPadCharacter":
+			if seen[1] || !d.str(&s.PinValidationDataPadCharacter) {
+				return false
+			}
+			seen[1] = true
+		case "PinValidationData":
+			if seen[2] || !d.str(&s.PinValidationData) {
+				return false
+			}
+			seen[2] = true
+		case "PinOffset":
+			if seen[3] || !d.str(&s.PinOffset) {
+				return false
+			}
+			seen[3] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *Ibm3624PinFromOffset) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.DecimalizationTable != nil {
+		b = appendJSONKey(b, first, "DecimalizationTable")
+		first = false
+		b = appendJSONString(b, string(*s.DecimalizationTable))
+	}
+	if s.PinValidationDataPadCharacter != nil {
+		b = appendJSONKey(b, first, "PinValidationDataPadCharacter")
+		first = false
+		b = appendJSONString(b, string(*s.PinValidationDataPadCharacter))
+	}
+	if s.PinValidationData != nil {
+		b = appendJSONKey(b, first, "PinValidationData")
+		first = false
+		b = appendJSONString(b, string(*s.PinValidationData))
+	}
+	if s.PinOffset != nil {
+		b = appendJSONKey(b, first, "PinOffset")
+		first = false
+		b = appendJSONString(b, string(*s.PinOffset))
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -3738,6 +8194,90 @@ func (s *Ibm3624PinOffset) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *Ibm3624PinOffset) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = Ibm3624PinOffset{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *Ibm3624PinOffset) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [4]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "EncryptedPinBlock":
+			if seen[0] || !d.str(&s.EncryptedPinBlock) {
+				return false
+			}
+			seen[0] = true
+		case "DecimalizationTable":
+			if seen[1] || !d.str(&s.DecimalizationTable) {
+				return false
+			}
+			seen[1] = true
+		case "PinValidationDataPadCharacter":
+			if seen[2] || !d.str(&s.PinValidationDataPadCharacter) {
+				return false
+			}
+			seen[2] = true
+		case "PinValidationData":
+			if seen[3] || !d.str(&s.PinValidationData) {
+				return false
+			}
+			seen[3] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *Ibm3624PinOffset) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.EncryptedPinBlock != nil {
+		b = appendJSONKey(b, first, "EncryptedPinBlock")
+		first = false
+		b = appendJSONString(b, string(*s.EncryptedPinBlock))
+	}
+	if s.DecimalizationTable != nil {
+		b = appendJSONKey(b, first, "DecimalizationTable")
+		first = false
+		b = appendJSONString(b, string(*s.DecimalizationTable))
+	}
+	if s.PinValidationDataPadCharacter != nil {
+		b = appendJSONKey(b, first, "PinValidationDataPadCharacter")
+		first = false
+		b = appendJSONString(b, string(*s.PinValidationDataPadCharacter))
+	}
+	if s.PinValidationData != nil {
+		b = appendJSONKey(b, first, "PinValidationData")
+		first = false
+		b = appendJSONString(b, string(*s.PinValidationData))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *Ibm3624PinOffset) Validate(path string) error {
 	if s == nil {
@@ -3795,6 +8335,90 @@ func (s *Ibm3624PinVerification) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *Ibm3624PinVerification) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = Ibm3624PinVerification{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *Ibm3624PinVerification) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [4]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "DecimalizationTable":
+			if seen[0] || !d.str(&s.DecimalizationTable) {
+				return false
+			}
+			seen[0] = true
+		case "PinValidationDataPadCharacter":
+			if seen[1] || !d.str(&s.PinValidationDataPadCharacter) {
+				return false
+			}
+			seen[1] = true
+		case "PinValidationData":
+			if seen[2] || !d.str(&s.PinValidationData) {
+				return false
+			}
+			seen[2] = true
+		case "PinOffset":
+			if seen[3] || !d.str(&s.PinOffset) {
+				return false
+			}
+			seen[3] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *Ibm3624PinVerification) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.DecimalizationTable != nil {
+		b = appendJSONKey(b, first, "DecimalizationTable")
+		first = false
+		b = appendJSONString(b, string(*s.DecimalizationTable))
+	}
+	if s.PinValidationDataPadCharacter != nil {
+		b = appendJSONKey(b, first, "PinValidationDataPadCharacter")
+		first = false
+		b = appendJSONString(b, string(*s.PinValidationDataPadCharacter))
+	}
+	if s.PinValidationData != nil {
+		b = appendJSONKey(b, first, "PinValidationData")
+		first = false
+		b = appendJSONString(b, string(*s.PinValidationData))
+	}
+	if s.PinOffset != nil {
+		b = appendJSONKey(b, first, "PinOffset")
+		first = false
+		b = appendJSONString(b, string(*s.PinOffset))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *Ibm3624PinVerification) Validate(path string) error {
 	if s == nil {
@@ -3847,6 +8471,80 @@ func (s *Ibm3624RandomPin) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *Ibm3624RandomPin) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = Ibm3624RandomPin{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *Ibm3624RandomPin) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [3]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "DecimalizationTable":
+			if seen[0] || !d.str(&s.DecimalizationTable) {
+				return false
+			}
+			seen[0] = true
+		case "PinValidationDataPadCharacter":
+			if seen[1] || !d.str(&s.PinValidationDataPadCharacter) {
+				return false
+			}
+			seen[1] = true
+		case "PinValidationData":
+			if seen[2] || !d.str(&s.PinValidationData) {
+				return false
+			}
+			seen[2] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *Ibm3624RandomPin) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.DecimalizationTable != nil {
+		b = appendJSONKey(b, first, "DecimalizationTable")
+		first = false
+		b = appendJSONString(b, string(*s.DecimalizationTable))
+	}
+	if s.PinValidationDataPadCharacter != nil {
+		b = appendJSONKey(b, first, "PinValidationDataPadCharacter")
+		first = false
+		b = appendJSONString(b, string(*s.PinValidationDataPadCharacter))
+	}
+	if s.PinValidationData != nil {
+		b = appendJSONKey(b, first, "PinValidationData")
+		first = false
+		b = appendJSONString(b, string(*s.PinValidationData))
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -3910,6 +8608,132 @@ func (s *IncomingDiffieHellmanTr31KeyBlock) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *IncomingDiffieHellmanTr31KeyBlock) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = IncomingDiffieHellmanTr31KeyBlock{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *IncomingDiffieHellmanTr31KeyBlock) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [8]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "PrivateKeyIdentifier":
+			if seen[0] || !d.str(&s.PrivateKeyIdentifier) {
+				return false
+			}
+			seen[0] = true
+		case "CertificateAuthorityPublicKeyIdentifier":
+			if seen[1] || !d.str(&s.CertificateAuthorityPublicKeyIdentifier) {
+				return false
+			}
+			seen[1] = true
+		case "PublicKeyCertificate":
+			if seen[2] || !d.str(&s.PublicKeyCertificate) {
+				return false
+			}
+			seen[2] = true
+		case "DeriveKeyAlgorithm":
+			if seen[3] || !decodeString(d, &s.DeriveKeyAlgorithm) {
+				return false
+			}
+			seen[3] = true
+		case "KeyDerivationFunction":
+			if seen[4] || !decodeString(d, &s.KeyDerivationFunction) {
+				return false
+			}
+			seen[4] = true
+		case "KeyDerivationHashAlgorithm":
+			if seen[5] || !decodeString(d, &s.KeyDerivationHashAlgorithm) {
+				return false
+			}
+			seen[5] = true
+		case "DerivationData":
+			if seen[6] || !decodeStruct[DiffieHellmanDerivationData](d, &s.DerivationData) {
+				return false
+			}
+			seen[6] = true
+		case "WrappedKeyBlock":
+			if seen[7] || !d.str(&s.WrappedKeyBlock) {
+				return false
+			}
+			seen[7] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *IncomingDiffieHellmanTr31KeyBlock) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.PrivateKeyIdentifier != nil {
+		b = appendJSONKey(b, first, "PrivateKeyIdentifier")
+		first = false
+		b = appendJSONString(b, string(*s.PrivateKeyIdentifier))
+	}
+	if s.CertificateAuthorityPublicKeyIdentifier != nil {
+		b = appendJSONKey(b, first, "CertificateAuthorityPublicKeyIdentifier")
+		first = false
+		b = appendJSONString(b, string(*s.CertificateAuthorityPublicKeyIdentifier))
+	}
+	if s.PublicKeyCertificate != nil {
+		b = appendJSONKey(b, first, "PublicKeyCertificate")
+		first = false
+		b = appendJSONString(b, string(*s.PublicKeyCertificate))
+	}
+	if s.DeriveKeyAlgorithm != nil {
+		b = appendJSONKey(b, first, "DeriveKeyAlgorithm")
+		first = false
+		b = appendJSONString(b, string(*s.DeriveKeyAlgorithm))
+	}
+	if s.KeyDerivationFunction != nil {
+		b = appendJSONKey(b, first, "KeyDerivationFunction")
+		first = false
+		b = appendJSONString(b, string(*s.KeyDerivationFunction))
+	}
+	if s.KeyDerivationHashAlgorithm != nil {
+		b = appendJSONKey(b, first, "KeyDerivationHashAlgorithm")
+		first = false
+		b = appendJSONString(b, string(*s.KeyDerivationHashAlgorithm))
+	}
+	if s.DerivationData != nil {
+		b = appendJSONKey(b, first, "DerivationData")
+		first = false
+		if b, err = s.DerivationData.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.WrappedKeyBlock != nil {
+		b = appendJSONKey(b, first, "WrappedKeyBlock")
+		first = false
+		b = appendJSONString(b, string(*s.WrappedKeyBlock))
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -3984,6 +8808,62 @@ func (s *IncomingKeyMaterial) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *IncomingKeyMaterial) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = IncomingKeyMaterial{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *IncomingKeyMaterial) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "DiffieHellmanTr31KeyBlock":
+			if seen[0] || !decodeStruct[IncomingDiffieHellmanTr31KeyBlock](d, &s.DiffieHellmanTr31KeyBlock) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *IncomingKeyMaterial) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.DiffieHellmanTr31KeyBlock != nil {
+		b = appendJSONKey(b, first, "DiffieHellmanTr31KeyBlock")
+		first = false
+		if b, err = s.DiffieHellmanTr31KeyBlock.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *IncomingKeyMaterial) Validate(path string) error {
 	if s == nil {
@@ -4018,6 +8898,60 @@ func (s *InternalServerException) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *InternalServerException) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = InternalServerException{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *InternalServerException) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "Message":
+			if seen[0] || !d.str(&s.Message) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *InternalServerException) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.Message != nil {
+		b = appendJSONKey(b, first, "Message")
+		first = false
+		b = appendJSONString(b, string(*s.Message))
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -4057,6 +8991,70 @@ func (s *KekValidationRequest) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *KekValidationRequest) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = KekValidationRequest{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *KekValidationRequest) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [2]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "DeriveKeyAlgorithm":
+			if seen[0] || !decodeString(d, &s.DeriveKeyAlgorithm) {
+				return false
+			}
+			seen[0] = true
+		case "RandomKeyMaxLength":
+			if seen[1] || !decodeString(d, &s.RandomKeyMaxLength) {
+				return false
+			}
+			seen[1] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *KekValidationRequest) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.DeriveKeyAlgorithm != nil {
+		b = appendJSONKey(b, first, "DeriveKeyAlgorithm")
+		first = false
+		b = appendJSONString(b, string(*s.DeriveKeyAlgorithm))
+	}
+	if s.RandomKeyMaxLength != nil {
+		b = appendJSONKey(b, first, "RandomKeyMaxLength")
+		first = false
+		b = appendJSONString(b, string(*s.RandomKeyMaxLength))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *KekValidationRequest) Validate(path string) error {
 	if s == nil {
@@ -4090,6 +9088,60 @@ func (s *KekValidationResponse) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *KekValidationResponse) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = KekValidationResponse{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *KekValidationResponse) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "RandomKeySend":
+			if seen[0] || !d.str(&s.RandomKeySend) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *KekValidationResponse) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.RandomKeySend != nil {
+		b = appendJSONKey(b, first, "RandomKeySend")
+		first = false
+		b = appendJSONString(b, string(*s.RandomKeySend))
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -4126,6 +9178,80 @@ func (s *MacAlgorithmDukpt) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *MacAlgorithmDukpt) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = MacAlgorithmDukpt{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *MacAlgorithmDukpt) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [3]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "KeySerialNumber":
+			if seen[0] || !d.str(&s.KeySerialNumber) {
+				return false
+			}
+			seen[0] = true
+		case "DukptKeyVariant":
+			if seen[1] || !decodeString(d, &s.DukptKeyVariant) {
+				return false
+			}
+			seen[1] = true
+		case "DukptDerivationType":
+			if seen[2] || !decodeString(d, &s.DukptDerivationType) {
+				return false
+			}
+			seen[2] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *MacAlgorithmDukpt) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.KeySerialNumber != nil {
+		b = appendJSONKey(b, first, "KeySerialNumber")
+		first = false
+		b = appendJSONString(b, string(*s.KeySerialNumber))
+	}
+	if s.DukptKeyVariant != nil {
+		b = appendJSONKey(b, first, "DukptKeyVariant")
+		first = false
+		b = appendJSONString(b, string(*s.DukptKeyVariant))
+	}
+	if s.DukptDerivationType != nil {
+		b = appendJSONKey(b, first, "DukptDerivationType")
+		first = false
+		b = appendJSONString(b, string(*s.DukptDerivationType))
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -4179,6 +9305,102 @@ func (s *MacAlgorithmEmv) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *MacAlgorithmEmv) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = MacAlgorithmEmv{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *MacAlgorithmEmv) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [5]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "MajorKeyDerivationMode":
+			if seen[0] || !decodeString(d, &s.MajorKeyDerivationMode) {
+				return false
+			}
+			seen[0] = true
+		case "PrimaryAccountNumber":
+			if seen[1] || !d.str(&s.PrimaryAccountNumber) {
+				return false
+			}
+			seen[1] = true
+		case "PanSequenceNumber":
+			if seen[2] || !d.str(&s.PanSequenceNumber) {
+				return false
+			}
+			seen[2] = true
+		case "SessionKeyDerivationMode":
+			if seen[3] || !decodeString(d, &s.SessionKeyDerivationMode) {
+				return false
+			}
+			seen[3] = true
+		case "SessionKeyDerivationValue":
+			if seen[4] || !decodeStruct[SessionKeyDerivationValue](d, &s.SessionKeyDerivationValue) {
+				return false
+			}
+			seen[4] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *MacAlgorithmEmv) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.MajorKeyDerivationMode != nil {
+		b = appendJSONKey(b, first, "MajorKeyDerivationMode")
+		first = false
+		b = appendJSONString(b, string(*s.MajorKeyDerivationMode))
+	}
+	if s.PrimaryAccountNumber != nil {
+		b = appendJSONKey(b, first, "PrimaryAccountNumber")
+		first = false
+		b = appendJSONString(b, string(*s.PrimaryAccountNumber))
+	}
+	if s.PanSequenceNumber != nil {
+		b = appendJSONKey(b, first, "PanSequenceNumber")
+		first = false
+		b = appendJSONString(b, string(*s.PanSequenceNumber))
+	}
+	if s.SessionKeyDerivationMode != nil {
+		b = appendJSONKey(b, first, "SessionKeyDerivationMode")
+		first = false
+		b = appendJSONString(b, string(*s.SessionKeyDerivationMode))
+	}
+	if s.SessionKeyDerivationValue != nil {
+		b = appendJSONKey(b, first, "SessionKeyDerivationValue")
+		first = false
+		if b, err = s.SessionKeyDerivationValue.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -4245,6 +9467,108 @@ func (s *MacAttributes) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *MacAttributes) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = MacAttributes{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *MacAttributes) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [5]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "Algorithm":
+			if seen[0] || !decodeString(d, &s.Algorithm) {
+				return false
+			}
+			seen[0] = true
+		case "EmvMac":
+			if seen[1] || !decodeStruct[MacAlgorithmEmv](d, &s.EmvMac) {
+				return false
+			}
+			seen[1] = true
+		case "DukptIso9797Algorithm1":
+			if seen[2] || !decodeStruct[MacAlgorithmDukpt](d, &s.DukptIso9797Algorithm1) {
+				return false
+			}
+			seen[2] = true
+		case "DukptIso9797Algorithm3":
+			if seen[3] || !decodeStruct[MacAlgorithmDukpt](d, &s.DukptIso9797Algorithm3) {
+				return false
+			}
+			seen[3] = true
+		case "DukptCmac":
+			if seen[4] || !decodeStruct[MacAlgorithmDukpt](d, &s.DukptCmac) {
+				return false
+			}
+			seen[4] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *MacAttributes) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.Algorithm != nil {
+		b = appendJSONKey(b, first, "Algorithm")
+		first = false
+		b = appendJSONString(b, string(*s.Algorithm))
+	}
+	if s.EmvMac != nil {
+		b = appendJSONKey(b, first, "EmvMac")
+		first = false
+		if b, err = s.EmvMac.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.DukptIso9797Algorithm1 != nil {
+		b = appendJSONKey(b, first, "DukptIso9797Algorithm1")
+		first = false
+		if b, err = s.DukptIso9797Algorithm1.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.DukptIso9797Algorithm3 != nil {
+		b = appendJSONKey(b, first, "DukptIso9797Algorithm3")
+		first = false
+		if b, err = s.DukptIso9797Algorithm3.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.DukptCmac != nil {
+		b = appendJSONKey(b, first, "DukptCmac")
+		first = false
+		if b, err = s.DukptCmac.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -4324,6 +9648,90 @@ func (s *MasterCardAttributes) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *MasterCardAttributes) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = MasterCardAttributes{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *MasterCardAttributes) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [4]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "MajorKeyDerivationMode":
+			if seen[0] || !decodeString(d, &s.MajorKeyDerivationMode) {
+				return false
+			}
+			seen[0] = true
+		case "PrimaryAccountNumber":
+			if seen[1] || !d.str(&s.PrimaryAccountNumber) {
+				return false
+			}
+			seen[1] = true
+		case "PanSequenceNumber":
+			if seen[2] || !d.str(&s.PanSequenceNumber) {
+				return false
+			}
+			seen[2] = true
+		case "ApplicationCryptogram":
+			if seen[3] || !d.str(&s.ApplicationCryptogram) {
+				return false
+			}
+			seen[3] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *MasterCardAttributes) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.MajorKeyDerivationMode != nil {
+		b = appendJSONKey(b, first, "MajorKeyDerivationMode")
+		first = false
+		b = appendJSONString(b, string(*s.MajorKeyDerivationMode))
+	}
+	if s.PrimaryAccountNumber != nil {
+		b = appendJSONKey(b, first, "PrimaryAccountNumber")
+		first = false
+		b = appendJSONString(b, string(*s.PrimaryAccountNumber))
+	}
+	if s.PanSequenceNumber != nil {
+		b = appendJSONKey(b, first, "PanSequenceNumber")
+		first = false
+		b = appendJSONString(b, string(*s.PanSequenceNumber))
+	}
+	if s.ApplicationCryptogram != nil {
+		b = appendJSONKey(b, first, "ApplicationCryptogram")
+		first = false
+		b = appendJSONString(b, string(*s.ApplicationCryptogram))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *MasterCardAttributes) Validate(path string) error {
 	if s == nil {
@@ -4372,6 +9780,62 @@ func (s *OutgoingKeyMaterial) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *OutgoingKeyMaterial) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = OutgoingKeyMaterial{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *OutgoingKeyMaterial) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "Tr31KeyBlock":
+			if seen[0] || !decodeStruct[OutgoingTr31KeyBlock](d, &s.Tr31KeyBlock) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *OutgoingKeyMaterial) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.Tr31KeyBlock != nil {
+		b = appendJSONKey(b, first, "Tr31KeyBlock")
+		first = false
+		if b, err = s.Tr31KeyBlock.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *OutgoingKeyMaterial) Validate(path string) error {
 	if s == nil {
@@ -4408,6 +9872,60 @@ func (s *OutgoingTr31KeyBlock) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *OutgoingTr31KeyBlock) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = OutgoingTr31KeyBlock{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *OutgoingTr31KeyBlock) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "WrappingKeyIdentifier":
+			if seen[0] || !d.str(&s.WrappingKeyIdentifier) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *OutgoingTr31KeyBlock) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.WrappingKeyIdentifier != nil {
+		b = appendJSONKey(b, first, "WrappingKeyIdentifier")
+		first = false
+		b = appendJSONString(b, string(*s.WrappingKeyIdentifier))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *OutgoingTr31KeyBlock) Validate(path string) error {
 	if s == nil {
@@ -4439,6 +9957,70 @@ func (s *PinData) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *PinData) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = PinData{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *PinData) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [2]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "PinOffset":
+			if seen[0] || !d.str(&s.PinOffset) {
+				return false
+			}
+			seen[0] = true
+		case "VerificationValue":
+			if seen[1] || !d.str(&s.VerificationValue) {
+				return false
+			}
+			seen[1] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *PinData) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.PinOffset != nil {
+		b = appendJSONKey(b, first, "PinOffset")
+		first = false
+		b = appendJSONString(b, string(*s.PinOffset))
+	}
+	if s.VerificationValue != nil {
+		b = appendJSONKey(b, first, "VerificationValue")
+		first = false
+		b = appendJSONString(b, string(*s.VerificationValue))
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -4498,6 +10080,122 @@ func (s *PinGenerationAttributes) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *PinGenerationAttributes) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = PinGenerationAttributes{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *PinGenerationAttributes) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [6]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "VisaPin":
+			if seen[0] || !decodeStruct[VisaPin](d, &s.VisaPin) {
+				return false
+			}
+			seen[0] = true
+		case "VisaPinVerificationValue":
+			if seen[1] || !decodeStruct[VisaPinVerificationValue](d, &s.VisaPinVerificationValue) {
+				return false
+			}
+			seen[1] = true
+		case "Ibm3624PinOffset":
+			if seen[2] || !decodeStruct[Ibm3624PinOffset](d, &s.Ibm3624PinOffset) {
+				return false
+			}
+			seen[2] = true
+		case "Ibm3624NaturalPin":
+			if seen[3] || !decodeStruct[Ibm3624NaturalPin](d, &s.Ibm3624NaturalPin) {
+				return false
+			}
+			seen[3] = true
+		case "Ibm3624RandomPin":
+			if seen[4] || !decodeStruct[Ibm3624RandomPin](d, &s.Ibm3624RandomPin) {
+				return false
+			}
+			seen[4] = true
+		case "Ibm3624PinFromOffset":
+			if seen[5] || !decodeStruct[Ibm3624PinFromOffset](d, &s.Ibm3624PinFromOffset) {
+				return false
+			}
+			seen[5] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *PinGenerationAttributes) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.VisaPin != nil {
+		b = appendJSONKey(b, first, "VisaPin")
+		first = false
+		if b, err = s.VisaPin.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.VisaPinVerificationValue != nil {
+		b = appendJSONKey(b, first, "VisaPinVerificationValue")
+		first = false
+		if b, err = s.VisaPinVerificationValue.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.Ibm3624PinOffset != nil {
+		b = appendJSONKey(b, first, "Ibm3624PinOffset")
+		first = false
+		if b, err = s.Ibm3624PinOffset.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.Ibm3624NaturalPin != nil {
+		b = appendJSONKey(b, first, "Ibm3624NaturalPin")
+		first = false
+		if b, err = s.Ibm3624NaturalPin.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.Ibm3624RandomPin != nil {
+		b = appendJSONKey(b, first, "Ibm3624RandomPin")
+		first = false
+		if b, err = s.Ibm3624RandomPin.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.Ibm3624PinFromOffset != nil {
+		b = appendJSONKey(b, first, "Ibm3624PinFromOffset")
+		first = false
+		if b, err = s.Ibm3624PinFromOffset.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -4579,6 +10277,74 @@ func (s *PinVerificationAttributes) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *PinVerificationAttributes) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = PinVerificationAttributes{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *PinVerificationAttributes) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [2]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "VisaPin":
+			if seen[0] || !decodeStruct[VisaPinVerification](d, &s.VisaPin) {
+				return false
+			}
+			seen[0] = true
+		case "Ibm3624Pin":
+			if seen[1] || !decodeStruct[Ibm3624PinVerification](d, &s.Ibm3624Pin) {
+				return false
+			}
+			seen[1] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *PinVerificationAttributes) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.VisaPin != nil {
+		b = appendJSONKey(b, first, "VisaPin")
+		first = false
+		if b, err = s.VisaPin.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.Ibm3624Pin != nil {
+		b = appendJSONKey(b, first, "Ibm3624Pin")
+		first = false
+		if b, err = s.Ibm3624Pin.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *PinVerificationAttributes) Validate(path string) error {
 	if s == nil {
@@ -4637,6 +10403,118 @@ func (s *ReEncryptDataInput) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *ReEncryptDataInput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = ReEncryptDataInput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *ReEncryptDataInput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [6]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "OutgoingKeyIdentifier":
+			if seen[0] || !d.str(&s.OutgoingKeyIdentifier) {
+				return false
+			}
+			seen[0] = true
+		case "CipherText":
+			if seen[1] || !d.str(&s.CipherText) {
+				return false
+			}
+			seen[1] = true
+		case "IncomingEncryptionAttributes":
+			if seen[2] || !decodeStruct[ReEncryptionAttributes](d, &s.IncomingEncryptionAttributes) {
+				return false
+			}
+			seen[2] = true
+		case "OutgoingEncryptionAttributes":
+			if seen[3] || !decodeStruct[ReEncryptionAttributes](d, &s.OutgoingEncryptionAttributes) {
+				return false
+			}
+			seen[3] = true
+		case "IncomingWrappedKey":
+			if seen[4] || !decodeStruct[WrappedKey](d, &s.IncomingWrappedKey) {
+				return false
+			}
+			seen[4] = true
+		case "OutgoingWrappedKey":
+			if seen[5] || !decodeStruct[WrappedKey](d, &s.OutgoingWrappedKey) {
+				return false
+			}
+			seen[5] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *ReEncryptDataInput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.OutgoingKeyIdentifier != nil {
+		b = appendJSONKey(b, first, "OutgoingKeyIdentifier")
+		first = false
+		b = appendJSONString(b, string(*s.OutgoingKeyIdentifier))
+	}
+	if s.CipherText != nil {
+		b = appendJSONKey(b, first, "CipherText")
+		first = false
+		b = appendJSONString(b, string(*s.CipherText))
+	}
+	if s.IncomingEncryptionAttributes != nil {
+		b = appendJSONKey(b, first, "IncomingEncryptionAttributes")
+		first = false
+		if b, err = s.IncomingEncryptionAttributes.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.OutgoingEncryptionAttributes != nil {
+		b = appendJSONKey(b, first, "OutgoingEncryptionAttributes")
+		first = false
+		if b, err = s.OutgoingEncryptionAttributes.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.IncomingWrappedKey != nil {
+		b = appendJSONKey(b, first, "IncomingWrappedKey")
+		first = false
+		if b, err = s.IncomingWrappedKey.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.OutgoingWrappedKey != nil {
+		b = appendJSONKey(b, first, "OutgoingWrappedKey")
+		first = false
+		if b, err = s.OutgoingWrappedKey.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -4719,6 +10597,80 @@ func (s *ReEncryptDataOutput) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *ReEncryptDataOutput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = ReEncryptDataOutput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *ReEncryptDataOutput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [3]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "KeyArn":
+			if seen[0] || !d.str(&s.KeyArn) {
+				return false
+			}
+			seen[0] = true
+		case "KeyCheckValue":
+			if seen[1] || !d.str(&s.KeyCheckValue) {
+				return false
+			}
+			seen[1] = true
+		case "CipherText":
+			if seen[2] || !d.str(&s.CipherText) {
+				return false
+			}
+			seen[2] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *ReEncryptDataOutput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.KeyArn != nil {
+		b = appendJSONKey(b, first, "KeyArn")
+		first = false
+		b = appendJSONString(b, string(*s.KeyArn))
+	}
+	if s.KeyCheckValue != nil {
+		b = appendJSONKey(b, first, "KeyCheckValue")
+		first = false
+		b = appendJSONString(b, string(*s.KeyCheckValue))
+	}
+	if s.CipherText != nil {
+		b = appendJSONKey(b, first, "CipherText")
+		first = false
+		b = appendJSONString(b, string(*s.CipherText))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *ReEncryptDataOutput) Validate(path string) error {
 	if s == nil {
@@ -4762,6 +10714,74 @@ func (s *ReEncryptionAttributes) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *ReEncryptionAttributes) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = ReEncryptionAttributes{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *ReEncryptionAttributes) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [2]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "Symmetric":
+			if seen[0] || !decodeStruct[SymmetricEncryptionAttributes](d, &s.Symmetric) {
+				return false
+			}
+			seen[0] = true
+		case "Dukpt":
+			if seen[1] || !decodeStruct[DukptEncryptionAttributes](d, &s.Dukpt) {
+				return false
+			}
+			seen[1] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *ReEncryptionAttributes) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.Symmetric != nil {
+		b = appendJSONKey(b, first, "Symmetric")
+		first = false
+		if b, err = s.Symmetric.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.Dukpt != nil {
+		b = appendJSONKey(b, first, "Dukpt")
+		first = false
+		if b, err = s.Dukpt.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -4808,6 +10828,60 @@ func (s *ResourceNotFoundException) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *ResourceNotFoundException) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = ResourceNotFoundException{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *ResourceNotFoundException) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "ResourceId":
+			if seen[0] || !d.str(&s.ResourceId) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *ResourceNotFoundException) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.ResourceId != nil {
+		b = appendJSONKey(b, first, "ResourceId")
+		first = false
+		b = appendJSONString(b, string(*s.ResourceId))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *ResourceNotFoundException) Validate(path string) error {
 	if s == nil {
@@ -4840,6 +10914,70 @@ func (s *SessionKeyAmex) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *SessionKeyAmex) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = SessionKeyAmex{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *SessionKeyAmex) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [2]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "PrimaryAccountNumber":
+			if seen[0] || !d.str(&s.PrimaryAccountNumber) {
+				return false
+			}
+			seen[0] = true
+		case "PanSequenceNumber":
+			if seen[1] || !d.str(&s.PanSequenceNumber) {
+				return false
+			}
+			seen[1] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *SessionKeyAmex) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.PrimaryAccountNumber != nil {
+		b = appendJSONKey(b, first, "PrimaryAccountNumber")
+		first = false
+		b = appendJSONString(b, string(*s.PrimaryAccountNumber))
+	}
+	if s.PanSequenceNumber != nil {
+		b = appendJSONKey(b, first, "PanSequenceNumber")
+		first = false
+		b = appendJSONString(b, string(*s.PanSequenceNumber))
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -4891,6 +11029,122 @@ func (s *SessionKeyDerivation) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *SessionKeyDerivation) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = SessionKeyDerivation{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *SessionKeyDerivation) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [6]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "EmvCommon":
+			if seen[0] || !decodeStruct[SessionKeyEmvCommon](d, &s.EmvCommon) {
+				return false
+			}
+			seen[0] = true
+		case "Mastercard":
+			if seen[1] || !decodeStruct[SessionKeyMastercard](d, &s.Mastercard) {
+				return false
+			}
+			seen[1] = true
+		case "Emv2000":
+			if seen[2] || !decodeStruct[SessionKeyEmv2000](d, &s.Emv2000) {
+				return false
+			}
+			seen[2] = true
+		case "Amex":
+			if seen[3] || !decodeStruct[SessionKeyAmex](d, &s.Amex) {
+				return false
+			}
+			seen[3] = true
+		case "Visa":
+			if seen[4] || !decodeStruct[SessionKeyVisa](d, &s.Visa) {
+				return false
+			}
+			seen[4] = true
+		case "UnionPay":
+			if seen[5] || !decodeStruct[SessionKeyUnionPay](d, &s.UnionPay) {
+				return false
+			}
+			seen[5] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *SessionKeyDerivation) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.EmvCommon != nil {
+		b = appendJSONKey(b, first, "EmvCommon")
+		first = false
+		if b, err = s.EmvCommon.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.Mastercard != nil {
+		b = appendJSONKey(b, first, "Mastercard")
+		first = false
+		if b, err = s.Mastercard.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.Emv2000 != nil {
+		b = appendJSONKey(b, first, "Emv2000")
+		first = false
+		if b, err = s.Emv2000.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.Amex != nil {
+		b = appendJSONKey(b, first, "Amex")
+		first = false
+		if b, err = s.Amex.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.Visa != nil {
+		b = appendJSONKey(b, first, "Visa")
+		first = false
+		if b, err = s.Visa.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.UnionPay != nil {
+		b = appendJSONKey(b, first, "UnionPay")
+		first = false
+		if b, err = s.UnionPay.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -4972,6 +11226,70 @@ func (s *SessionKeyDerivationValue) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *SessionKeyDerivationValue) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = SessionKeyDerivationValue{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *SessionKeyDerivationValue) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [2]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "ApplicationCryptogram":
+			if seen[0] || !d.str(&s.ApplicationCryptogram) {
+				return false
+			}
+			seen[0] = true
+		case "ApplicationTransactionCounter":
+			if seen[1] || !d.str(&s.ApplicationTransactionCounter) {
+				return false
+			}
+			seen[1] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *SessionKeyDerivationValue) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.ApplicationCryptogram != nil {
+		b = appendJSONKey(b, first, "ApplicationCryptogram")
+		first = false
+		b = appendJSONString(b, string(*s.ApplicationCryptogram))
+	}
+	if s.ApplicationTransactionCounter != nil {
+		b = appendJSONKey(b, first, "ApplicationTransactionCounter")
+		first = false
+		b = appendJSONString(b, string(*s.ApplicationTransactionCounter))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *SessionKeyDerivationValue) Validate(path string) error {
 	if s == nil {
@@ -5022,6 +11340,80 @@ func (s *SessionKeyEmv2000) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *SessionKeyEmv2000) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = SessionKeyEmv2000{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *SessionKeyEmv2000) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [3]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "PrimaryAccountNumber":
+			if seen[0] || !d.str(&s.PrimaryAccountNumber) {
+				return false
+			}
+			seen[0] = true
+		case "PanSequenceNumber":
+			if seen[1] || !d.str(&s.PanSequenceNumber) {
+				return false
+			}
+			seen[1] = true
+		case "ApplicationTransactionCounter":
+			if seen[2] || !d.str(&s.ApplicationTransactionCounter) {
+				return false
+			}
+			seen[2] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *SessionKeyEmv2000) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.PrimaryAccountNumber != nil {
+		b = appendJSONKey(b, first, "PrimaryAccountNumber")
+		first = false
+		b = appendJSONString(b, string(*s.PrimaryAccountNumber))
+	}
+	if s.PanSequenceNumber != nil {
+		b = appendJSONKey(b, first, "PanSequenceNumber")
+		first = false
+		b = appendJSONString(b, string(*s.PanSequenceNumber))
+	}
+	if s.ApplicationTransactionCounter != nil {
+		b = appendJSONKey(b, first, "ApplicationTransactionCounter")
+		first = false
+		b = appendJSONString(b, string(*s.ApplicationTransactionCounter))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *SessionKeyEmv2000) Validate(path string) error {
 	if s == nil {
@@ -5068,6 +11460,80 @@ func (s *SessionKeyEmvCommon) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *SessionKeyEmvCommon) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = SessionKeyEmvCommon{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *SessionKeyEmvCommon) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [3]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "PrimaryAccountNumber":
+			if seen[0] || !d.str(&s.PrimaryAccountNumber) {
+				return false
+			}
+			seen[0] = true
+		case "PanSequenceNumber":
+			if seen[1] || !d.str(&s.PanSequenceNumber) {
+				return false
+			}
+			seen[1] = true
+		case "ApplicationTransactionCounter":
+			if seen[2] || !d.str(&s.ApplicationTransactionCounter) {
+				return false
+			}
+			seen[2] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *SessionKeyEmvCommon) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.PrimaryAccountNumber != nil {
+		b = appendJSONKey(b, first, "PrimaryAccountNumber")
+		first = false
+		b = appendJSONString(b, string(*s.PrimaryAccountNumber))
+	}
+	if s.PanSequenceNumber != nil {
+		b = appendJSONKey(b, first, "PanSequenceNumber")
+		first = false
+		b = appendJSONString(b, string(*s.PanSequenceNumber))
+	}
+	if s.ApplicationTransactionCounter != nil {
+		b = appendJSONKey(b, first, "ApplicationTransactionCounter")
+		first = false
+		b = appendJSONString(b, string(*s.ApplicationTransactionCounter))
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -5119,6 +11585,90 @@ func (s *SessionKeyMastercard) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *SessionKeyMastercard) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = SessionKeyMastercard{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *SessionKeyMastercard) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [4]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "PrimaryAccountNumber":
+			if seen[0] || !d.str(&s.PrimaryAccountNumber) {
+				return false
+			}
+			seen[0] = true
+		case "PanSequenceNumber":
+			if seen[1] || !d.str(&s.PanSequenceNumber) {
+				return false
+			}
+			seen[1] = true
+		case "ApplicationTransactionCounter":
+			if seen[2] || !d.str(&s.ApplicationTransactionCounter) {
+				return false
+			}
+			seen[2] = true
+		case "UnpredictableNumber":
+			if seen[3] || !d.str(&s.UnpredictableNumber) {
+				return false
+			}
+			seen[3] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *SessionKeyMastercard) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.PrimaryAccountNumber != nil {
+		b = appendJSONKey(b, first, "PrimaryAccountNumber")
+		first = false
+		b = appendJSONString(b, string(*s.PrimaryAccountNumber))
+	}
+	if s.PanSequenceNumber != nil {
+		b = appendJSONKey(b, first, "PanSequenceNumber")
+		first = false
+		b = appendJSONString(b, string(*s.PanSequenceNumber))
+	}
+	if s.ApplicationTransactionCounter != nil {
+		b = appendJSONKey(b, first, "ApplicationTransactionCounter")
+		first = false
+		b = appendJSONString(b, string(*s.ApplicationTransactionCounter))
+	}
+	if s.UnpredictableNumber != nil {
+		b = appendJSONKey(b, first, "UnpredictableNumber")
+		first = false
+		b = appendJSONString(b, string(*s.UnpredictableNumber))
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -5175,6 +11725,80 @@ func (s *SessionKeyUnionPay) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *SessionKeyUnionPay) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = SessionKeyUnionPay{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *SessionKeyUnionPay) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [3]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "PrimaryAccountNumber":
+			if seen[0] || !d.str(&s.PrimaryAccountNumber) {
+				return false
+			}
+			seen[0] = true
+		case "PanSequenceNumber":
+			if seen[1] || !d.str(&s.PanSequenceNumber) {
+				return false
+			}
+			seen[1] = true
+		case "ApplicationTransactionCounter":
+			if seen[2] || !d.str(&s.ApplicationTransactionCounter) {
+				return false
+			}
+			seen[2] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *SessionKeyUnionPay) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.PrimaryAccountNumber != nil {
+		b = appendJSONKey(b, first, "PrimaryAccountNumber")
+		first = false
+		b = appendJSONString(b, string(*s.PrimaryAccountNumber))
+	}
+	if s.PanSequenceNumber != nil {
+		b = appendJSONKey(b, first, "PanSequenceNumber")
+		first = false
+		b = appendJSONString(b, string(*s.PanSequenceNumber))
+	}
+	if s.ApplicationTransactionCounter != nil {
+		b = appendJSONKey(b, first, "ApplicationTransactionCounter")
+		first = false
+		b = appendJSONString(b, string(*s.ApplicationTransactionCounter))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *SessionKeyUnionPay) Validate(path string) error {
 	if s == nil {
@@ -5220,6 +11844,70 @@ func (s *SessionKeyVisa) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *SessionKeyVisa) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = SessionKeyVisa{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *SessionKeyVisa) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [2]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "PrimaryAccountNumber":
+			if seen[0] || !d.str(&s.PrimaryAccountNumber) {
+				return false
+			}
+			seen[0] = true
+		case "PanSequenceNumber":
+			if seen[1] || !d.str(&s.PanSequenceNumber) {
+				return false
+			}
+			seen[1] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *SessionKeyVisa) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.PrimaryAccountNumber != nil {
+		b = appendJSONKey(b, first, "PrimaryAccountNumber")
+		first = false
+		b = appendJSONString(b, string(*s.PrimaryAccountNumber))
+	}
+	if s.PanSequenceNumber != nil {
+		b = appendJSONKey(b, first, "PanSequenceNumber")
+		first = false
+		b = appendJSONString(b, string(*s.PanSequenceNumber))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *SessionKeyVisa) Validate(path string) error {
 	if s == nil {
@@ -5262,6 +11950,80 @@ func (s *SymmetricEncryptionAttributes) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *SymmetricEncryptionAttributes) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = SymmetricEncryptionAttributes{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *SymmetricEncryptionAttributes) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [3]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "Mode":
+			if seen[0] || !decodeString(d, &s.Mode) {
+				return false
+			}
+			seen[0] = true
+		case "InitializationVector":
+			if seen[1] || !d.str(&s.InitializationVector) {
+				return false
+			}
+			seen[1] = true
+		case "PaddingType":
+			if seen[2] || !decodeString(d, &s.PaddingType) {
+				return false
+			}
+			seen[2] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *SymmetricEncryptionAttributes) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.Mode != nil {
+		b = appendJSONKey(b, first, "Mode")
+		first = false
+		b = appendJSONString(b, string(*s.Mode))
+	}
+	if s.InitializationVector != nil {
+		b = appendJSONKey(b, first, "InitializationVector")
+		first = false
+		b = appendJSONString(b, string(*s.InitializationVector))
+	}
+	if s.PaddingType != nil {
+		b = appendJSONKey(b, first, "PaddingType")
+		first = false
+		b = appendJSONString(b, string(*s.PaddingType))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *SymmetricEncryptionAttributes) Validate(path string) error {
 	if s == nil {
@@ -5300,6 +12062,60 @@ func (s *ThrottlingException) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *ThrottlingException) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = ThrottlingException{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *ThrottlingException) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "Message":
+			if seen[0] || !d.str(&s.Message) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *ThrottlingException) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.Message != nil {
+		b = appendJSONKey(b, first, "Message")
+		first = false
+		b = appendJSONString(b, string(*s.Message))
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -5342,6 +12158,84 @@ func (s *TranslateKeyMaterialInput) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *TranslateKeyMaterialInput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = TranslateKeyMaterialInput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *TranslateKeyMaterialInput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [3]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "IncomingKeyMaterial":
+			if seen[0] || !decodeStruct[IncomingKeyMaterial](d, &s.IncomingKeyMaterial) {
+				return false
+			}
+			seen[0] = true
+		case "OutgoingKeyMaterial":
+			if seen[1] || !decodeStruct[OutgoingKeyMaterial](d, &s.OutgoingKeyMaterial) {
+				return false
+			}
+			seen[1] = true
+		case "KeyCheckValueAlgorithm":
+			if seen[2] || !decodeString(d, &s.KeyCheckValueAlgorithm) {
+				return false
+			}
+			seen[2] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *TranslateKeyMaterialInput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.IncomingKeyMaterial != nil {
+		b = appendJSONKey(b, first, "IncomingKeyMaterial")
+		first = false
+		if b, err = s.IncomingKeyMaterial.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.OutgoingKeyMaterial != nil {
+		b = appendJSONKey(b, first, "OutgoingKeyMaterial")
+		first = false
+		if b, err = s.OutgoingKeyMaterial.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.KeyCheckValueAlgorithm != nil {
+		b = appendJSONKey(b, first, "KeyCheckValueAlgorithm")
+		first = false
+		b = appendJSONString(b, string(*s.KeyCheckValueAlgorithm))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *TranslateKeyMaterialInput) Validate(path string) error {
 	if s == nil {
@@ -5381,6 +12275,62 @@ func (s *TranslateKeyMaterialOutput) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *TranslateKeyMaterialOutput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = TranslateKeyMaterialOutput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *TranslateKeyMaterialOutput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "WrappedKey":
+			if seen[0] || !decodeStruct[WrappedWorkingKey](d, &s.WrappedKey) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *TranslateKeyMaterialOutput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.WrappedKey != nil {
+		b = appendJSONKey(b, first, "WrappedKey")
+		first = false
+		if b, err = s.WrappedKey.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -5438,6 +12388,164 @@ func (s *TranslatePinDataInput) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *TranslatePinDataInput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = TranslatePinDataInput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *TranslatePinDataInput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [10]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "IncomingKeyIdentifier":
+			if seen[0] || !d.str(&s.IncomingKeyIdentifier) {
+				return false
+			}
+			seen[0] = true
+		case "OutgoingKeyIdentifier":
+			if seen[1] || !d.str(&s.OutgoingKeyIdentifier) {
+				return false
+			}
+			seen[1] = true
+		case "IncomingTranslationAttributes":
+			if seen[2] || !decodeStruct[TranslationIsoFormats](d, &s.IncomingTranslationAttributes) {
+				return false
+			}
+			seen[2] = true
+		case "OutgoingTranslationAttributes":
+			if seen[3] || !decodeStruct[TranslationIsoFormats](d, &s.OutgoingTranslationAttributes) {
+				return false
+			}
+			seen[3] = true
+		case "EncryptedPinBlock":
+			if seen[4] || !d.str(&s.EncryptedPinBlock) {
+				return false
+			}
+			seen[4] = true
+		case "IncomingDukptAttributes":
+			if seen[5] || !decodeStruct[DukptDerivationAttributes](d, &s.IncomingDukptAttributes) {
+				return false
+			}
+			seen[5] = true
+		case "OutgoingDukptAttributes":
+			if seen[6] || !decodeStruct[DukptDerivationAttributes](d, &s.OutgoingDukptAttributes) {
+				return false
+			}
+			seen[6] = true
+		case "IncomingWrappedKey":
+			if seen[7] || !decodeStruct[WrappedKey](d, &s.IncomingWrappedKey) {
+				return false
+			}
+			seen[7] = true
+		case "OutgoingWrappedKey":
+			if seen[8] || !decodeStruct[WrappedKey](d, &s.OutgoingWrappedKey) {
+				return false
+			}
+			seen[8] = true
+		case "IncomingAs2805Attributes":
+			if seen[9] || !decodeStruct[As2805PekDerivationAttributes](d, &s.IncomingAs2805Attributes) {
+				return false
+			}
+			seen[9] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *TranslatePinDataInput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.IncomingKeyIdentifier != nil {
+		b = appendJSONKey(b, first, "IncomingKeyIdentifier")
+		first = false
+		b = appendJSONString(b, string(*s.IncomingKeyIdentifier))
+	}
+	if s.OutgoingKeyIdentifier != nil {
+		b = appendJSONKey(b, first, "OutgoingKeyIdentifier")
+		first = false
+		b = appendJSONString(b, string(*s.OutgoingKeyIdentifier))
+	}
+	if s.IncomingTranslationAttributes != nil {
+		b = appendJSONKey(b, first, "IncomingTranslationAttributes")
+		first = false
+		if b, err = s.IncomingTranslationAttributes.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.OutgoingTranslationAttributes != nil {
+		b = appendJSONKey(b, first, "OutgoingTranslationAttributes")
+		first = false
+		if b, err = s.OutgoingTranslationAttributes.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.EncryptedPinBlock != nil {
+		b = appendJSONKey(b, first, "EncryptedPinBlock")
+		first = false
+		b = appendJSONString(b, string(*s.EncryptedPinBlock))
+	}
+	if s.IncomingDukptAttributes != nil {
+		b = appendJSONKey(b, first, "IncomingDukptAttributes")
+		first = false
+		if b, err = s.IncomingDukptAttributes.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.OutgoingDukptAttributes != nil {
+		b = appendJSONKey(b, first, "OutgoingDukptAttributes")
+		first = false
+		if b, err = s.OutgoingDukptAttributes.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.IncomingWrappedKey != nil {
+		b = appendJSONKey(b, first, "IncomingWrappedKey")
+		first = false
+		if b, err = s.IncomingWrappedKey.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.OutgoingWrappedKey != nil {
+		b = appendJSONKey(b, first, "OutgoingWrappedKey")
+		first = false
+		if b, err = s.OutgoingWrappedKey.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.IncomingAs2805Attributes != nil {
+		b = appendJSONKey(b, first, "IncomingAs2805Attributes")
+		first = false
+		if b, err = s.IncomingAs2805Attributes.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -5525,6 +12633,80 @@ func (s *TranslatePinDataOutput) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *TranslatePinDataOutput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = TranslatePinDataOutput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *TranslatePinDataOutput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [3]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "PinBlock":
+			if seen[0] || !d.str(&s.PinBlock) {
+				return false
+			}
+			seen[0] = true
+		case "KeyArn":
+			if seen[1] || !d.str(&s.KeyArn) {
+				return false
+			}
+			seen[1] = true
+		case "KeyCheckValue":
+			if seen[2] || !d.str(&s.KeyCheckValue) {
+				return false
+			}
+			seen[2] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *TranslatePinDataOutput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.PinBlock != nil {
+		b = appendJSONKey(b, first, "PinBlock")
+		first = false
+		b = appendJSONString(b, string(*s.PinBlock))
+	}
+	if s.KeyArn != nil {
+		b = appendJSONKey(b, first, "KeyArn")
+		first = false
+		b = appendJSONString(b, string(*s.KeyArn))
+	}
+	if s.KeyCheckValue != nil {
+		b = appendJSONKey(b, first, "KeyCheckValue")
+		first = false
+		b = appendJSONString(b, string(*s.KeyCheckValue))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *TranslatePinDataOutput) Validate(path string) error {
 	if s == nil {
@@ -5577,6 +12759,110 @@ func (s *TranslationIsoFormats) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *TranslationIsoFormats) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = TranslationIsoFormats{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *TranslationIsoFormats) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [5]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "IsoFormat0":
+			if seen[0] || !decodeStruct[TranslationPinDataIsoFormat034](d, &s.IsoFormat0) {
+				return false
+			}
+			seen[0] = true
+		case "IsoFormat1":
+			if seen[1] || !decodeStruct[TranslationPinDataIsoFormat1](d, &s.IsoFormat1) {
+				return false
+			}
+			seen[1] = true
+		case "IsoFormat3":
+			if seen[2] || !decodeStruct[TranslationPinDataIsoFormat034](d, &s.IsoFormat3) {
+				return false
+			}
+			seen[2] = true
+		case "IsoFormat4":
+			if seen[3] || !decodeStruct[TranslationPinDataIsoFormat034](d, &s.IsoFormat4) {
+				return false
+			}
+			seen[3] = true
+		case "As2805Format0":
+			if seen[4] || !decodeStruct[TranslationPinDataAs2805Format0](d, &s.As2805Format0) {
+				return false
+			}
+			seen[4] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *TranslationIsoFormats) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.IsoFormat0 != nil {
+		b = appendJSONKey(b, first, "IsoFormat0")
+		first = false
+		if b, err = s.IsoFormat0.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.IsoFormat1 != nil {
+		b = appendJSONKey(b, first, "IsoFormat1")
+		first = false
+		if b, err = s.IsoFormat1.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.IsoFormat3 != nil {
+		b = appendJSONKey(b, first, "IsoFormat3")
+		first = false
+		if b, err = s.IsoFormat3.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.IsoFormat4 != nil {
+		b = appendJSONKey(b, first, "IsoFormat4")
+		first = false
+		if b, err = s.IsoFormat4.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.As2805Format0 != nil {
+		b = appendJSONKey(b, first, "As2805Format0")
+		first = false
+		if b, err = s.As2805Format0.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -5647,6 +12933,60 @@ func (s *TranslationPinDataAs2805Format0) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *TranslationPinDataAs2805Format0) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = TranslationPinDataAs2805Format0{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *TranslationPinDataAs2805Format0) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "PrimaryAccountNumber":
+			if seen[0] || !d.str(&s.PrimaryAccountNumber) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *TranslationPinDataAs2805Format0) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.PrimaryAccountNumber != nil {
+		b = appendJSONKey(b, first, "PrimaryAccountNumber")
+		first = false
+		b = appendJSONString(b, string(*s.PrimaryAccountNumber))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *TranslationPinDataAs2805Format0) Validate(path string) error {
 	if s == nil {
@@ -5677,6 +13017,60 @@ func (s *TranslationPinDataIsoFormat034) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *TranslationPinDataIsoFormat034) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = TranslationPinDataIsoFormat034{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *TranslationPinDataIsoFormat034) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "PrimaryAccountNumber":
+			if seen[0] || !d.str(&s.PrimaryAccountNumber) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *TranslationPinDataIsoFormat034) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.PrimaryAccountNumber != nil {
+		b = appendJSONKey(b, first, "PrimaryAccountNumber")
+		first = false
+		b = appendJSONString(b, string(*s.PrimaryAccountNumber))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *TranslationPinDataIsoFormat034) Validate(path string) error {
 	if s == nil {
@@ -5698,6 +13092,42 @@ type TranslationPinDataIsoFormat1 struct {
 // UnmarshalJSON decodes the body members of TranslationPinDataIsoFormat1, matching names exactly.
 func (s *TranslationPinDataIsoFormat1) UnmarshalJSON(b []byte) error {
 	return decodeObject(b, func(string) any { return nil })
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *TranslationPinDataIsoFormat1) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = TranslationPinDataIsoFormat1{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *TranslationPinDataIsoFormat1) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	for first := true; ; first = false {
+		_, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		if !d.skip() {
+			return false
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *TranslationPinDataIsoFormat1) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	return append(b, "{}"...), nil
 }
 
 // Validate implements Validator.
@@ -5725,6 +13155,79 @@ func (s *ValidationException) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *ValidationException) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = ValidationException{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *ValidationException) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [2]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "message":
+			if seen[0] || !d.str(&s.Message) {
+				return false
+			}
+			seen[0] = true
+		case "fieldList":
+			if seen[1] || !decodeList(d, &s.FieldList, structElem[ValidationExceptionField]) {
+				return false
+			}
+			seen[1] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *ValidationException) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.Message != nil {
+		b = appendJSONKey(b, first, "message")
+		first = false
+		b = appendJSONString(b, string(*s.Message))
+	}
+	if s.FieldList != nil {
+		b = appendJSONKey(b, first, "fieldList")
+		first = false
+		b = append(b, '[')
+		for i := range s.FieldList {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			if b, err = (&s.FieldList[i]).AppendJSON(b); err != nil {
+				return b, err
+			}
+		}
+		b = append(b, ']')
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -5772,6 +13275,70 @@ func (s *ValidationExceptionField) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *ValidationExceptionField) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = ValidationExceptionField{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *ValidationExceptionField) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [2]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "path":
+			if seen[0] || !d.str(&s.Path) {
+				return false
+			}
+			seen[0] = true
+		case "message":
+			if seen[1] || !d.str(&s.Message) {
+				return false
+			}
+			seen[1] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *ValidationExceptionField) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.Path != nil {
+		b = appendJSONKey(b, first, "path")
+		first = false
+		b = appendJSONString(b, string(*s.Path))
+	}
+	if s.Message != nil {
+		b = appendJSONKey(b, first, "message")
+		first = false
+		b = appendJSONString(b, string(*s.Message))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *ValidationExceptionField) Validate(path string) error {
 	if s == nil {
@@ -5803,6 +13370,70 @@ func (s *VerificationFailedException) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *VerificationFailedException) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = VerificationFailedException{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *VerificationFailedException) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [2]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "Reason":
+			if seen[0] || !decodeString(d, &s.Reason) {
+				return false
+			}
+			seen[0] = true
+		case "Message":
+			if seen[1] || !d.str(&s.Message) {
+				return false
+			}
+			seen[1] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *VerificationFailedException) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.Reason != nil {
+		b = appendJSONKey(b, first, "Reason")
+		first = false
+		b = appendJSONString(b, string(*s.Reason))
+	}
+	if s.Message != nil {
+		b = appendJSONKey(b, first, "Message")
+		first = false
+		b = appendJSONString(b, string(*s.Message))
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -5861,6 +13492,114 @@ func (s *VerifyAuthRequestCryptogramInput) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *VerifyAuthRequestCryptogramInput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = VerifyAuthRequestCryptogramInput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *VerifyAuthRequestCryptogramInput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [6]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "KeyIdentifier":
+			if seen[0] || !d.str(&s.KeyIdentifier) {
+				return false
+			}
+			seen[0] = true
+		case "TransactionData":
+			if seen[1] || !d.str(&s.TransactionData) {
+				return false
+			}
+			seen[1] = true
+		case "AuthRequestCryptogram":
+			if seen[2] || !d.str(&s.AuthRequestCryptogram) {
+				return false
+			}
+			seen[2] = true
+		case "MajorKeyDerivationMode":
+			if seen[3] || !decodeString(d, &s.MajorKeyDerivationMode) {
+				return false
+			}
+			seen[3] = true
+		case "SessionKeyDerivationAttributes":
+			if seen[4] || !decodeStruct[SessionKeyDerivation](d, &s.SessionKeyDerivationAttributes) {
+				return false
+			}
+			seen[4] = true
+		case "AuthResponseAttributes":
+			if seen[5] || !decodeStruct[CryptogramAuthResponse](d, &s.AuthResponseAttributes) {
+				return false
+			}
+			seen[5] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *VerifyAuthRequestCryptogramInput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.KeyIdentifier != nil {
+		b = appendJSONKey(b, first, "KeyIdentifier")
+		first = false
+		b = appendJSONString(b, string(*s.KeyIdentifier))
+	}
+	if s.TransactionData != nil {
+		b = appendJSONKey(b, first, "TransactionData")
+		first = false
+		b = appendJSONString(b, string(*s.TransactionData))
+	}
+	if s.AuthRequestCryptogram != nil {
+		b = appendJSONKey(b, first, "AuthRequestCryptogram")
+		first = false
+		b = appendJSONString(b, string(*s.AuthRequestCryptogram))
+	}
+	if s.MajorKeyDerivationMode != nil {
+		b = appendJSONKey(b, first, "MajorKeyDerivationMode")
+		first = false
+		b = appendJSONString(b, string(*s.MajorKeyDerivationMode))
+	}
+	if s.SessionKeyDerivationAttributes != nil {
+		b = appendJSONKey(b, first, "SessionKeyDerivationAttributes")
+		first = false
+		if b, err = s.SessionKeyDerivationAttributes.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.AuthResponseAttributes != nil {
+		b = appendJSONKey(b, first, "AuthResponseAttributes")
+		first = false
+		if b, err = s.AuthResponseAttributes.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -5928,6 +13667,80 @@ func (s *VerifyAuthRequestCryptogramOutput) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *VerifyAuthRequestCryptogramOutput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = VerifyAuthRequestCryptogramOutput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *VerifyAuthRequestCryptogramOutput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [3]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "KeyArn":
+			if seen[0] || !d.str(&s.KeyArn) {
+				return false
+			}
+			seen[0] = true
+		case "KeyCheckValue":
+			if seen[1] || !d.str(&s.KeyCheckValue) {
+				return false
+			}
+			seen[1] = true
+		case "AuthResponseValue":
+			if seen[2] || !d.str(&s.AuthResponseValue) {
+				return false
+			}
+			seen[2] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *VerifyAuthRequestCryptogramOutput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.KeyArn != nil {
+		b = appendJSONKey(b, first, "KeyArn")
+		first = false
+		b = appendJSONString(b, string(*s.KeyArn))
+	}
+	if s.KeyCheckValue != nil {
+		b = appendJSONKey(b, first, "KeyCheckValue")
+		first = false
+		b = appendJSONString(b, string(*s.KeyCheckValue))
+	}
+	if s.AuthResponseValue != nil {
+		b = appendJSONKey(b, first, "AuthResponseValue")
+		first = false
+		b = appendJSONString(b, string(*s.AuthResponseValue))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *VerifyAuthRequestCryptogramOutput) Validate(path string) error {
 	if s == nil {
@@ -5976,6 +13789,92 @@ func (s *VerifyCardValidationDataInput) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *VerifyCardValidationDataInput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = VerifyCardValidationDataInput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *VerifyCardValidationDataInput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [4]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "KeyIdentifier":
+			if seen[0] || !d.str(&s.KeyIdentifier) {
+				return false
+			}
+			seen[0] = true
+		case "PrimaryAccountNumber":
+			if seen[1] || !d.str(&s.PrimaryAccountNumber) {
+				return false
+			}
+			seen[1] = true
+		case "VerificationAttributes":
+			if seen[2] || !decodeStruct[CardVerificationAttributes](d, &s.VerificationAttributes) {
+				return false
+			}
+			seen[2] = true
+		case "ValidationData":
+			if seen[3] || !d.str(&s.ValidationData) {
+				return false
+			}
+			seen[3] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *VerifyCardValidationDataInput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.KeyIdentifier != nil {
+		b = appendJSONKey(b, first, "KeyIdentifier")
+		first = false
+		b = appendJSONString(b, string(*s.KeyIdentifier))
+	}
+	if s.PrimaryAccountNumber != nil {
+		b = appendJSONKey(b, first, "PrimaryAccountNumber")
+		first = false
+		b = appendJSONString(b, string(*s.PrimaryAccountNumber))
+	}
+	if s.VerificationAttributes != nil {
+		b = appendJSONKey(b, first, "VerificationAttributes")
+		first = false
+		if b, err = s.VerificationAttributes.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.ValidationData != nil {
+		b = appendJSONKey(b, first, "ValidationData")
+		first = false
+		b = appendJSONString(b, string(*s.ValidationData))
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -6029,6 +13928,70 @@ func (s *VerifyCardValidationDataOutput) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *VerifyCardValidationDataOutput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = VerifyCardValidationDataOutput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *VerifyCardValidationDataOutput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [2]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "KeyArn":
+			if seen[0] || !d.str(&s.KeyArn) {
+				return false
+			}
+			seen[0] = true
+		case "KeyCheckValue":
+			if seen[1] || !d.str(&s.KeyCheckValue) {
+				return false
+			}
+			seen[1] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *VerifyCardValidationDataOutput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.KeyArn != nil {
+		b = appendJSONKey(b, first, "KeyArn")
+		first = false
+		b = appendJSONString(b, string(*s.KeyArn))
+	}
+	if s.KeyCheckValue != nil {
+		b = appendJSONKey(b, first, "KeyCheckValue")
+		first = false
+		b = appendJSONString(b, string(*s.KeyCheckValue))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *VerifyCardValidationDataOutput) Validate(path string) error {
 	if s == nil {
@@ -6075,6 +14038,102 @@ func (s *VerifyMacInput) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *VerifyMacInput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = VerifyMacInput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *VerifyMacInput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [5]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "KeyIdentifier":
+			if seen[0] || !d.str(&s.KeyIdentifier) {
+				return false
+			}
+			seen[0] = true
+		case "MessageData":
+			if seen[1] || !d.str(&s.MessageData) {
+				return false
+			}
+			seen[1] = true
+		case "Mac":
+			if seen[2] || !d.str(&s.Mac) {
+				return false
+			}
+			seen[2] = true
+		case "VerificationAttributes":
+			if seen[3] || !decodeStruct[MacAttributes](d, &s.VerificationAttributes) {
+				return false
+			}
+			seen[3] = true
+		case "MacLength":
+			if seen[4] || !decodeInt(d, &s.MacLength, -2147483648, 2147483647) {
+				return false
+			}
+			seen[4] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *VerifyMacInput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.KeyIdentifier != nil {
+		b = appendJSONKey(b, first, "KeyIdentifier")
+		first = false
+		b = appendJSONString(b, string(*s.KeyIdentifier))
+	}
+	if s.MessageData != nil {
+		b = appendJSONKey(b, first, "MessageData")
+		first = false
+		b = appendJSONString(b, string(*s.MessageData))
+	}
+	if s.Mac != nil {
+		b = appendJSONKey(b, first, "Mac")
+		first = false
+		b = appendJSONString(b, string(*s.Mac))
+	}
+	if s.VerificationAttributes != nil {
+		b = appendJSONKey(b, first, "VerificationAttributes")
+		first = false
+		if b, err = s.VerificationAttributes.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.MacLength != nil {
+		b = appendJSONKey(b, first, "MacLength")
+		first = false
+		b = strconv.AppendInt(b, int64(*s.MacLength), 10)
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -6131,6 +14190,70 @@ func (s *VerifyMacOutput) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *VerifyMacOutput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = VerifyMacOutput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *VerifyMacOutput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [2]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "KeyArn":
+			if seen[0] || !d.str(&s.KeyArn) {
+				return false
+			}
+			seen[0] = true
+		case "KeyCheckValue":
+			if seen[1] || !d.str(&s.KeyCheckValue) {
+				return false
+			}
+			seen[1] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *VerifyMacOutput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.KeyArn != nil {
+		b = appendJSONKey(b, first, "KeyArn")
+		first = false
+		b = appendJSONString(b, string(*s.KeyArn))
+	}
+	if s.KeyCheckValue != nil {
+		b = appendJSONKey(b, first, "KeyCheckValue")
+		first = false
+		b = appendJSONString(b, string(*s.KeyCheckValue))
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -6191,6 +14314,146 @@ func (s *VerifyPinDataInput) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *VerifyPinDataInput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = VerifyPinDataInput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *VerifyPinDataInput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [9]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "VerificationKeyIdentifier":
+			if seen[0] || !d.str(&s.VerificationKeyIdentifier) {
+				return false
+			}
+			seen[0] = true
+		case "EncryptionKeyIdentifier":
+			if seen[1] || !d.str(&s.EncryptionKeyIdentifier) {
+				return false
+			}
+			seen[1] = true
+		case "VerificationAttributes":
+			if seen[2] || !decodeStruct[PinVerificationAttributes](d, &s.VerificationAttributes) {
+				return false
+			}
+			seen[2] = true
+		case "EncryptedPinBlock":
+			if seen[3] || !d.str(&s.EncryptedPinBlock) {
+				return false
+			}
+			seen[3] = true
+		case "PrimaryAccountNumber":
+			if seen[4] || !d.str(&s.PrimaryAccountNumber) {
+				return false
+			}
+			seen[4] = true
+		case "PinBlockFormat":
+			if seen[5] || !decodeString(d, &s.PinBlockFormat) {
+				return false
+			}
+			seen[5] = true
+		case "PinDataLength":
+			if seen[6] || !decodeInt(d, &s.PinDataLength, -2147483648, 2147483647) {
+				return false
+			}
+			seen[6] = true
+		case "DukptAttributes":
+			if seen[7] || !decodeStruct[DukptAttributes](d, &s.DukptAttributes) {
+				return false
+			}
+			seen[7] = true
+		case "EncryptionWrappedKey":
+			if seen[8] || !decodeStruct[WrappedKey](d, &s.EncryptionWrappedKey) {
+				return false
+			}
+			seen[8] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *VerifyPinDataInput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.VerificationKeyIdentifier != nil {
+		b = appendJSONKey(b, first, "VerificationKeyIdentifier")
+		first = false
+		b = appendJSONString(b, string(*s.VerificationKeyIdentifier))
+	}
+	if s.EncryptionKeyIdentifier != nil {
+		b = appendJSONKey(b, first, "EncryptionKeyIdentifier")
+		first = false
+		b = appendJSONString(b, string(*s.EncryptionKeyIdentifier))
+	}
+	if s.VerificationAttributes != nil {
+		b = appendJSONKey(b, first, "VerificationAttributes")
+		first = false
+		if b, err = s.VerificationAttributes.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.EncryptedPinBlock != nil {
+		b = appendJSONKey(b, first, "EncryptedPinBlock")
+		first = false
+		b = appendJSONString(b, string(*s.EncryptedPinBlock))
+	}
+	if s.PrimaryAccountNumber != nil {
+		b = appendJSONKey(b, first, "PrimaryAccountNumber")
+		first = false
+		b = appendJSONString(b, string(*s.PrimaryAccountNumber))
+	}
+	if s.PinBlockFormat != nil {
+		b = appendJSONKey(b, first, "PinBlockFormat")
+		first = false
+		b = appendJSONString(b, string(*s.PinBlockFormat))
+	}
+	if s.PinDataLength != nil {
+		b = appendJSONKey(b, first, "PinDataLength")
+		first = false
+		b = strconv.AppendInt(b, int64(*s.PinDataLength), 10)
+	}
+	if s.DukptAttributes != nil {
+		b = appendJSONKey(b, first, "DukptAttributes")
+		first = false
+		if b, err = s.DukptAttributes.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.EncryptionWrappedKey != nil {
+		b = appendJSONKey(b, first, "EncryptionWrappedKey")
+		first = false
+		if b, err = s.EncryptionWrappedKey.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -6276,6 +14539,90 @@ func (s *VerifyPinDataOutput) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *VerifyPinDataOutput) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = VerifyPinDataOutput{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *VerifyPinDataOutput) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [4]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "VerificationKeyArn":
+			if seen[0] || !d.str(&s.VerificationKeyArn) {
+				return false
+			}
+			seen[0] = true
+		case "VerificationKeyCheckValue":
+			if seen[1] || !d.str(&s.VerificationKeyCheckValue) {
+				return false
+			}
+			seen[1] = true
+		case "EncryptionKeyArn":
+			if seen[2] || !d.str(&s.EncryptionKeyArn) {
+				return false
+			}
+			seen[2] = true
+		case "EncryptionKeyCheckValue":
+			if seen[3] || !d.str(&s.EncryptionKeyCheckValue) {
+				return false
+			}
+			seen[3] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *VerifyPinDataOutput) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.VerificationKeyArn != nil {
+		b = appendJSONKey(b, first, "VerificationKeyArn")
+		first = false
+		b = appendJSONString(b, string(*s.VerificationKeyArn))
+	}
+	if s.VerificationKeyCheckValue != nil {
+		b = appendJSONKey(b, first, "VerificationKeyCheckValue")
+		first = false
+		b = appendJSONString(b, string(*s.VerificationKeyCheckValue))
+	}
+	if s.EncryptionKeyArn != nil {
+		b = appendJSONKey(b, first, "EncryptionKeyArn")
+		first = false
+		b = appendJSONString(b, string(*s.EncryptionKeyArn))
+	}
+	if s.EncryptionKeyCheckValue != nil {
+		b = appendJSONKey(b, first, "EncryptionKeyCheckValue")
+		first = false
+		b = appendJSONString(b, string(*s.EncryptionKeyCheckValue))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *VerifyPinDataOutput) Validate(path string) error {
 	if s == nil {
@@ -6331,6 +14678,90 @@ func (s *VisaAmexDerivationOutputs) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *VisaAmexDerivationOutputs) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = VisaAmexDerivationOutputs{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *VisaAmexDerivationOutputs) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [4]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "AuthorizationRequestKeyArn":
+			if seen[0] || !d.str(&s.AuthorizationRequestKeyArn) {
+				return false
+			}
+			seen[0] = true
+		case "AuthorizationRequestKeyCheckValue":
+			if seen[1] || !d.str(&s.AuthorizationRequestKeyCheckValue) {
+				return false
+			}
+			seen[1] = true
+		case "CurrentPinPekArn":
+			if seen[2] || !d.str(&s.CurrentPinPekArn) {
+				return false
+			}
+			seen[2] = true
+		case "CurrentPinPekKeyCheckValue":
+			if seen[3] || !d.str(&s.CurrentPinPekKeyCheckValue) {
+				return false
+			}
+			seen[3] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *VisaAmexDerivationOutputs) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.AuthorizationRequestKeyArn != nil {
+		b = appendJSONKey(b, first, "AuthorizationRequestKeyArn")
+		first = false
+		b = appendJSONString(b, string(*s.AuthorizationRequestKeyArn))
+	}
+	if s.AuthorizationRequestKeyCheckValue != nil {
+		b = appendJSONKey(b, first, "AuthorizationRequestKeyCheckValue")
+		first = false
+		b = appendJSONString(b, string(*s.AuthorizationRequestKeyCheckValue))
+	}
+	if s.CurrentPinPekArn != nil {
+		b = appendJSONKey(b, first, "CurrentPinPekArn")
+		first = false
+		b = appendJSONString(b, string(*s.CurrentPinPekArn))
+	}
+	if s.CurrentPinPekKeyCheckValue != nil {
+		b = appendJSONKey(b, first, "CurrentPinPekKeyCheckValue")
+		first = false
+		b = appendJSONString(b, string(*s.CurrentPinPekKeyCheckValue))
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -6394,6 +14825,112 @@ func (s *VisaAttributes) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *VisaAttributes) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = VisaAttributes{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *VisaAttributes) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [6]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "MajorKeyDerivationMode":
+			if seen[0] || !decodeString(d, &s.MajorKeyDerivationMode) {
+				return false
+			}
+			seen[0] = true
+		case "PrimaryAccountNumber":
+			if seen[1] || !d.str(&s.PrimaryAccountNumber) {
+				return false
+			}
+			seen[1] = true
+		case "PanSequenceNumber":
+			if seen[2] || !d.str(&s.PanSequenceNumber) {
+				return false
+			}
+			seen[2] = true
+		case "ApplicationTransactionCounter":
+			if seen[3] || !d.str(&s.ApplicationTransactionCounter) {
+				return false
+			}
+			seen[3] = true
+		case "AuthorizationRequestKeyIdentifier":
+			if seen[4] || !d.str(&s.AuthorizationRequestKeyIdentifier) {
+				return false
+			}
+			seen[4] = true
+		case "CurrentPinAttributes":
+			if seen[5] || !decodeStruct[CurrentPinAttributes](d, &s.CurrentPinAttributes) {
+				return false
+			}
+			seen[5] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *VisaAttributes) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.MajorKeyDerivationMode != nil {
+		b = appendJSONKey(b, first, "MajorKeyDerivationMode")
+		first = false
+		b = appendJSONString(b, string(*s.MajorKeyDerivationMode))
+	}
+	if s.PrimaryAccountNumber != nil {
+		b = appendJSONKey(b, first, "PrimaryAccountNumber")
+		first = false
+		b = appendJSONString(b, string(*s.PrimaryAccountNumber))
+	}
+	if s.PanSequenceNumber != nil {
+		b = appendJSONKey(b, first, "PanSequenceNumber")
+		first = false
+		b = appendJSONString(b, string(*s.PanSequenceNumber))
+	}
+	if s.ApplicationTransactionCounter != nil {
+		b = appendJSONKey(b, first, "ApplicationTransactionCounter")
+		first = false
+		b = appendJSONString(b, string(*s.ApplicationTransactionCounter))
+	}
+	if s.AuthorizationRequestKeyIdentifier != nil {
+		b = appendJSONKey(b, first, "AuthorizationRequestKeyIdentifier")
+		first = false
+		b = appendJSONString(b, string(*s.AuthorizationRequestKeyIdentifier))
+	}
+	if s.CurrentPinAttributes != nil {
+		b = appendJSONKey(b, first, "CurrentPinAttributes")
+		first = false
+		if b, err = s.CurrentPinAttributes.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *VisaAttributes) Validate(path string) error {
 	if s == nil {
@@ -6453,6 +14990,60 @@ func (s *VisaPin) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *VisaPin) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = VisaPin{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *VisaPin) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [1]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "PinVerificationKeyIndex":
+			if seen[0] || !decodeInt(d, &s.PinVerificationKeyIndex, -2147483648, 2147483647) {
+				return false
+			}
+			seen[0] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *VisaPin) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.PinVerificationKeyIndex != nil {
+		b = appendJSONKey(b, first, "PinVerificationKeyIndex")
+		first = false
+		b = strconv.AppendInt(b, int64(*s.PinVerificationKeyIndex), 10)
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *VisaPin) Validate(path string) error {
 	if s == nil {
@@ -6484,6 +15075,70 @@ func (s *VisaPinVerification) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *VisaPinVerification) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = VisaPinVerification{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *VisaPinVerification) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [2]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "PinVerificationKeyIndex":
+			if seen[0] || !decodeInt(d, &s.PinVerificationKeyIndex, -2147483648, 2147483647) {
+				return false
+			}
+			seen[0] = true
+		case "VerificationValue":
+			if seen[1] || !d.str(&s.VerificationValue) {
+				return false
+			}
+			seen[1] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *VisaPinVerification) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.PinVerificationKeyIndex != nil {
+		b = appendJSONKey(b, first, "PinVerificationKeyIndex")
+		first = false
+		b = strconv.AppendInt(b, int64(*s.PinVerificationKeyIndex), 10)
+	}
+	if s.VerificationValue != nil {
+		b = appendJSONKey(b, first, "VerificationValue")
+		first = false
+		b = appendJSONString(b, string(*s.VerificationValue))
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -6525,6 +15180,70 @@ func (s *VisaPinVerificationValue) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *VisaPinVerificationValue) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = VisaPinVerificationValue{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *VisaPinVerificationValue) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [2]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "EncryptedPinBlock":
+			if seen[0] || !d.str(&s.EncryptedPinBlock) {
+				return false
+			}
+			seen[0] = true
+		case "PinVerificationKeyIndex":
+			if seen[1] || !decodeInt(d, &s.PinVerificationKeyIndex, -2147483648, 2147483647) {
+				return false
+			}
+			seen[1] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *VisaPinVerificationValue) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.EncryptedPinBlock != nil {
+		b = appendJSONKey(b, first, "EncryptedPinBlock")
+		first = false
+		b = appendJSONString(b, string(*s.EncryptedPinBlock))
+	}
+	if s.PinVerificationKeyIndex != nil {
+		b = appendJSONKey(b, first, "PinVerificationKeyIndex")
+		first = false
+		b = strconv.AppendInt(b, int64(*s.PinVerificationKeyIndex), 10)
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *VisaPinVerificationValue) Validate(path string) error {
 	if s == nil {
@@ -6564,6 +15283,72 @@ func (s *WrappedKey) UnmarshalJSON(b []byte) error {
 	})
 }
 
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *WrappedKey) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = WrappedKey{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *WrappedKey) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [2]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "WrappedKeyMaterial":
+			if seen[0] || !decodeStruct[WrappedKeyMaterial](d, &s.WrappedKeyMaterial) {
+				return false
+			}
+			seen[0] = true
+		case "KeyCheckValueAlgorithm":
+			if seen[1] || !decodeString(d, &s.KeyCheckValueAlgorithm) {
+				return false
+			}
+			seen[1] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *WrappedKey) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.WrappedKeyMaterial != nil {
+		b = appendJSONKey(b, first, "WrappedKeyMaterial")
+		first = false
+		if b, err = s.WrappedKeyMaterial.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	if s.KeyCheckValueAlgorithm != nil {
+		b = appendJSONKey(b, first, "KeyCheckValueAlgorithm")
+		first = false
+		b = appendJSONString(b, string(*s.KeyCheckValueAlgorithm))
+	}
+	_ = first
+	return append(b, '}'), err
+}
+
 // Validate implements Validator.
 func (s *WrappedKey) Validate(path string) error {
 	if s == nil {
@@ -6600,6 +15385,72 @@ func (s *WrappedKeyMaterial) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *WrappedKeyMaterial) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = WrappedKeyMaterial{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *WrappedKeyMaterial) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [2]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "Tr31KeyBlock":
+			if seen[0] || !d.str(&s.Tr31KeyBlock) {
+				return false
+			}
+			seen[0] = true
+		case "DiffieHellmanSymmetricKey":
+			if seen[1] || !decodeStruct[EcdhDerivationAttributes](d, &s.DiffieHellmanSymmetricKey) {
+				return false
+			}
+			seen[1] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *WrappedKeyMaterial) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.Tr31KeyBlock != nil {
+		b = appendJSONKey(b, first, "Tr31KeyBlock")
+		first = false
+		b = appendJSONString(b, string(*s.Tr31KeyBlock))
+	}
+	if s.DiffieHellmanSymmetricKey != nil {
+		b = appendJSONKey(b, first, "DiffieHellmanSymmetricKey")
+		first = false
+		if b, err = s.DiffieHellmanSymmetricKey.AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -6650,6 +15501,80 @@ func (s *WrappedWorkingKey) UnmarshalJSON(b []byte) error {
 		}
 		return nil
 	})
+}
+
+// DecodeJSON decodes the JSON document data into s, which must be zero (as
+// from new), exactly as json.Unmarshal(data, s) does: same result, same
+// errors. Usual documents take a fast path without reflection.
+func (s *WrappedWorkingKey) DecodeJSON(data []byte) error {
+	if fastDecode(data, s.decodeFast) {
+		return nil
+	}
+	*s = WrappedWorkingKey{}
+	return json.Unmarshal(data, s)
+}
+
+// decodeFast decodes an object or null on the fast path, or reports false.
+func (s *WrappedWorkingKey) decodeFast(d *fastDecoder) bool {
+	obj, ok := d.open()
+	if !obj {
+		return ok
+	}
+	var seen [3]bool
+	for first := true; ; first = false {
+		name, more := d.member(first)
+		if !more {
+			return !d.bad
+		}
+		switch name {
+		case "WrappedKeyMaterial":
+			if seen[0] || !d.str(&s.WrappedKeyMaterial) {
+				return false
+			}
+			seen[0] = true
+		case "KeyCheckValue":
+			if seen[1] || !d.str(&s.KeyCheckValue) {
+				return false
+			}
+			seen[1] = true
+		case "WrappedKeyMaterialFormat":
+			if seen[2] || !decodeString(d, &s.WrappedKeyMaterialFormat) {
+				return false
+			}
+			seen[2] = true
+		default:
+			if !d.skip() {
+				return false
+			}
+		}
+	}
+}
+
+// AppendJSON appends s encoded exactly as json.Marshal(s) encodes it.
+func (s *WrappedWorkingKey) AppendJSON(b []byte) ([]byte, error) {
+	if s == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	first := true
+	b = append(b, '{')
+	if s.WrappedKeyMaterial != nil {
+		b = appendJSONKey(b, first, "WrappedKeyMaterial")
+		first = false
+		b = appendJSONString(b, string(*s.WrappedKeyMaterial))
+	}
+	if s.KeyCheckValue != nil {
+		b = appendJSONKey(b, first, "KeyCheckValue")
+		first = false
+		b = appendJSONString(b, string(*s.KeyCheckValue))
+	}
+	if s.WrappedKeyMaterialFormat != nil {
+		b = appendJSONKey(b, first, "WrappedKeyMaterialFormat")
+		first = false
+		b = appendJSONString(b, string(*s.WrappedKeyMaterialFormat))
+	}
+	_ = first
+	return append(b, '}'), err
 }
 
 // Validate implements Validator.
@@ -7569,28 +16494,31 @@ func checkWrappedKeyMaterialFormat(v WrappedKeyMaterialFormat) string {
 // generation time that it compiles, so MustCompile cannot panic.
 var (
 	// model pattern "[0-9a-fA-F]+"
-	reApplicationCryptogramType = regexp.MustCompile(`^(?:[0-9a-fA-F]+)$`)
+	reApplicationCryptogramType = &classPattern{re: `^(?:[0-9a-fA-F]+)$`, set: [2]uint64{0x3ff000000000000, 0x7e0000007e}, min: 1, max: -1, step: 1}
 	// model pattern "(?:[0-9a-fA-F]{16}|[0-9a-fA-F]{32}|[0-9a-fA-F]{48})"
-	reAs2805RandomKeyMaterial = regexp.MustCompile(`^(?:(?:[0-9a-fA-F]{16}|[0-9a-fA-F]{32}|[0-9a-fA-F]{48}))$`)
+	reAs2805RandomKeyMaterial = &classPattern{re: `^(?:(?:[0-9a-fA-F]{16}|[0-9a-fA-F]{32}|[0-9a-fA-F]{48}))$`, set: [2]uint64{0x3ff000000000000, 0x7e0000007e}, min: 0, max: -1, step: 1, lengths: []int{16, 32, 48}}
 	// model pattern "[0-9]+"
-	reCardExpiryDateType = regexp.MustCompile(`^(?:[0-9]+)$`)
+	reCardExpiryDateType = &classPattern{re: `^(?:[0-9]+)$`, set: [2]uint64{0x3ff000000000000, 0x0}, min: 1, max: -1, step: 1}
 	// model pattern "[^\\[;\\]<>]+"
 	reCertificateType = regexp.MustCompile(`^(?:[^\[;\]<>]+)$`)
 	// model pattern "(?:[0-9a-fA-F][0-9a-fA-F])+"
-	reCipherTextType = regexp.MustCompile(`^(?:(?:[0-9a-fA-F][0-9a-fA-F])+)$`)
+	reCipherTextType = &classPattern{re: `^(?:(?:[0-9a-fA-F][0-9a-fA-F])+)$`, set: [2]uint64{0x3ff000000000000, 0x7e0000007e}, min: 2, max: -1, step: 2}
 	// model pattern "(?:[0-9a-fA-F]{16}|[0-9a-fA-F]{20}|[0-9a-fA-F]{24})"
-	reHexLength16Or20Or24 = regexp.MustCompile(`^(?:(?:[0-9a-fA-F]{16}|[0-9a-fA-F]{20}|[0-9a-fA-F]{24}))$`)
+	reHexLength16Or20Or24 = &classPattern{re: `^(?:(?:[0-9a-fA-F]{16}|[0-9a-fA-F]{20}|[0-9a-fA-F]{24}))$`, set: [2]uint64{0x3ff000000000000, 0x7e0000007e}, min: 0, max: -1, step: 1, lengths: []int{16, 20, 24}}
 	// model pattern "[0-9A-F]+"
-	reHexLengthEquals1 = regexp.MustCompile(`^(?:[0-9A-F]+)$`)
+	reHexLengthEquals1 = &classPattern{re: `^(?:[0-9A-F]+)$`, set: [2]uint64{0x3ff000000000000, 0x7e}, min: 1, max: -1, step: 1}
 	// model pattern "(?:[0-9a-fA-F]{16}|[0-9a-fA-F]{32})"
-	reInitializationVectorType = regexp.MustCompile(`^(?:(?:[0-9a-fA-F]{16}|[0-9a-fA-F]{32}))$`)
+	reInitializationVectorType = &classPattern{re: `^(?:(?:[0-9a-fA-F]{16}|[0-9a-fA-F]{32}))$`, set: [2]uint64{0x3ff000000000000, 0x7e0000007e}, min: 0, max: -1, step: 1, lengths: []int{16, 32}}
 	// model pattern "arn:aws:payment-cryptography:[a-z]{2}-[a-z]{1,16}-[0-9]+:[0-9]{12}:key/[0-9a-zA-Z]{16,64}"
-	reKeyArn = regexp.MustCompile(`^(?:arn:aws:payment-cryptography:[a-z]{2}-[a-z]{1,16}-[0-9]+:[0-9]{12}:key/[0-9a-zA-Z]{16,64})$`)
+	reKeyArn = &memoPattern{re: regexp.MustCompile(`^(?:arn:aws:payment-cryptography:[a-z]{2}-[a-z]{1,16}-[0-9]+:[0-9]{12}:key/[0-9a-zA-Z]{16,64})$`)}
 	// model pattern "arn:aws:payment-cryptography:[a-z]{2}-[a-z]{1,16}-[0-9]+:[0-9]{12}:(key/[0-9a-zA-Z]{16,64}|alias/[a-zA-Z0-9/_-]+)$|^alias/[a-zA-Z0-9/_-]+"
-	reKeyArnOrKeyAliasType = regexp.MustCompile(`^(?:arn:aws:payment-cryptography:[a-z]{2}-[a-z]{1,16}-[0-9]+:[0-9]{12}:(key/[0-9a-zA-Z]{16,64}|alias/[a-zA-Z0-9/_-]+)$|^alias/[a-zA-Z0-9/_-]+)$`)
+	reKeyArnOrKeyAliasType = &memoPattern{re: regexp.MustCompile(`^(?:arn:aws:payment-cryptography:[a-z]{2}-[a-z]{1,16}-[0-9]+:[0-9]{12}:(key/[0-9a-zA-Z]{16,64}|alias/[a-zA-Z0-9/_-]+)$|^alias/[a-zA-Z0-9/_-]+)$`)}
 	// model pattern "[0-9a-zA-Z]+"
-	reTr31WrappedKeyBlock = regexp.MustCompile(`^(?:[0-9a-zA-Z]+)$`)
+	reTr31WrappedKeyBlock = &classPattern{re: `^(?:[0-9a-zA-Z]+)$`, set: [2]uint64{0x3ff000000000000, 0x7fffffe07fffffe}, min: 1, max: -1, step: 1}
 )
+
+// classPatterns are the patterns matched without the regexp package.
+var classPatterns = []*classPattern{reApplicationCryptogramType, reAs2805RandomKeyMaterial, reCardExpiryDateType, reCipherTextType, reHexLength16Or20Or24, reHexLengthEquals1, reInitializationVectorType, reTr31WrappedKeyBlock}
 
 // Operations describes every operation of the model, by name.
 var Operations = map[string]Operation{

@@ -1,10 +1,10 @@
 package sigv4
 
 import (
+	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"strings"
-	"time"
 )
 
 // Authorization is a parsed AWS4-HMAC-SHA256 Authorization header.
@@ -31,16 +31,35 @@ func (a Authorization) String() string {
 // by commas with optional spaces. Another scheme yields ErrUnsupported, any
 // other defect ErrMalformedAuth.
 func ParseAuthorization(h string) (Authorization, error) {
-	var a Authorization
+	var p parsedAuth
+	if err := parseAuthorization(h, &p); err != nil {
+		return Authorization{}, err
+	}
+	return Authorization{AccessKeyID: p.AccessKeyID, Date: p.Date, Region: p.Region, Service: p.Service,
+		SignedHeaders: strings.Split(p.signed, ";"), Signature: append([]byte(nil), p.Signature[:]...)}, nil
+}
+
+// parsedAuth is an Authorization header as Verify uses it: substrings of
+// the header and the signature's bytes, no allocation.
+type parsedAuth struct {
+	AccessKeyID, Date, Region, Service string
+	signed                             string // SignedHeaders as sent: lowercase names, ascending, separated by ';'
+	Signature                          [sha256.Size]byte
+}
+
+// parseAuthorization parses h into a; see ParseAuthorization.
+func parseAuthorization(h string, a *parsedAuth) error {
 	scheme, rest, _ := strings.Cut(h, " ")
 	if scheme != Algorithm {
 		if scheme == "" {
-			return a, fmt.Errorf("%w: empty Authorization header", ErrMalformedAuth)
+			return fmt.Errorf("%w: empty Authorization header", ErrMalformedAuth)
 		}
-		return a, fmt.Errorf("%w: authorization scheme %q, want %s", ErrUnsupported, truncate(scheme, 32), Algorithm)
+		return fmt.Errorf("%w: authorization scheme %q, want %s", ErrUnsupported, truncate(scheme, 32), Algorithm)
 	}
 	var cred, signed, sig string
-	for comp := range strings.SplitSeq(rest, ",") {
+	for more := true; more; {
+		var comp string
+		comp, rest, more = strings.Cut(rest, ",")
 		name, value, ok := strings.Cut(strings.Trim(comp, " \t"), "=")
 		var dst *string
 		switch name {
@@ -51,53 +70,84 @@ func ParseAuthorization(h string) (Authorization, error) {
 		case "Signature":
 			dst = &sig
 		default:
-			return a, fmt.Errorf("%w: unexpected component %q in Authorization header", ErrMalformedAuth, truncate(name, 32))
+			return fmt.Errorf("%w: unexpected component %q in Authorization header", ErrMalformedAuth, truncate(name, 32))
 		}
 		if !ok || value == "" {
-			return a, fmt.Errorf("%w: empty %s", ErrMalformedAuth, name)
+			return fmt.Errorf("%w: empty %s", ErrMalformedAuth, name)
 		}
 		if *dst != "" {
-			return a, fmt.Errorf("%w: repeated %s", ErrMalformedAuth, name)
+			return fmt.Errorf("%w: repeated %s", ErrMalformedAuth, name)
 		}
 		*dst = value
 	}
 	if cred == "" || signed == "" || sig == "" {
-		return a, fmt.Errorf("%w: Authorization header needs Credential, SignedHeaders and Signature", ErrMalformedAuth)
+		return fmt.Errorf("%w: Authorization header needs Credential, SignedHeaders and Signature", ErrMalformedAuth)
 	}
 
-	parts := strings.Split(cred, "/")
-	if len(parts) != 5 {
-		return a, fmt.Errorf("%w: Credential must be access-key-id/date/region/service/%s", ErrMalformedAuth, scopeTerm)
+	var parts [5]string
+	n := 0
+	for more := true; more; n++ {
+		var part string
+		part, cred, more = strings.Cut(cred, "/")
+		if n < len(parts) {
+			parts[n] = part
+		}
+	}
+	if n != len(parts) {
+		return fmt.Errorf("%w: Credential must be access-key-id/date/region/service/%s", ErrMalformedAuth, scopeTerm)
 	}
 	a.AccessKeyID, a.Date, a.Region, a.Service = parts[0], parts[1], parts[2], parts[3]
 	if !isVisibleASCII(a.AccessKeyID, 128) {
-		return Authorization{}, fmt.Errorf("%w: invalid access key id in Credential", ErrMalformedAuth)
+		return fmt.Errorf("%w: invalid access key id in Credential", ErrMalformedAuth)
 	}
-	if _, err := time.Parse("20060102", a.Date); err != nil || !isDigits(a.Date, 8) {
-		return Authorization{}, fmt.Errorf("%w: Credential date is not YYYYMMDD", ErrMalformedAuth)
+	if !isDigits(a.Date, 8) || !validDate(digits(a.Date[:4]), digits(a.Date[4:6]), digits(a.Date[6:])) {
+		return fmt.Errorf("%w: Credential date is not YYYYMMDD", ErrMalformedAuth)
 	}
 	if !isVisibleASCII(a.Region, 64) || !isVisibleASCII(a.Service, 64) {
-		return Authorization{}, fmt.Errorf("%w: invalid region or service in Credential", ErrMalformedAuth)
+		return fmt.Errorf("%w: invalid region or service in Credential", ErrMalformedAuth)
 	}
 	if parts[4] != scopeTerm {
-		return Authorization{}, fmt.Errorf("%w: Credential scope must end in %s", ErrMalformedAuth, scopeTerm)
+		return fmt.Errorf("%w: Credential scope must end in %s", ErrMalformedAuth, scopeTerm)
 	}
 
-	a.SignedHeaders = strings.Split(signed, ";")
-	for i, name := range a.SignedHeaders {
+	prev := ""
+	for i, rest, more := 0, signed, true; more; i++ {
+		var name string
+		name, rest, more = strings.Cut(rest, ";")
 		if !isLowerToken(name) {
-			return Authorization{}, fmt.Errorf("%w: SignedHeaders entry %d is not a lowercase header name", ErrMalformedAuth, i)
+			return fmt.Errorf("%w: SignedHeaders entry %d is not a lowercase header name", ErrMalformedAuth, i)
 		}
-		if i > 0 && a.SignedHeaders[i-1] >= name {
-			return Authorization{}, fmt.Errorf("%w: SignedHeaders not sorted or repeated at %q", ErrMalformedAuth, name)
+		if i > 0 && prev >= name {
+			return fmt.Errorf("%w: SignedHeaders not sorted or repeated at %q", ErrMalformedAuth, name)
 		}
+		prev = name
 	}
+	a.signed = signed
 
 	if !isLowerHex(sig, 64) {
-		return Authorization{}, fmt.Errorf("%w: Signature must be 64 lowercase hex digits", ErrMalformedAuth)
+		return fmt.Errorf("%w: Signature must be 64 lowercase hex digits", ErrMalformedAuth)
 	}
-	a.Signature, _ = hex.DecodeString(sig)
-	return a, nil
+	for i := range a.Signature {
+		a.Signature[i] = unhex(sig[2*i])<<4 | unhex(sig[2*i+1])
+	}
+	return nil
+}
+
+// unhex is the value of a lowercase hex digit.
+func unhex(c byte) byte {
+	if c >= 'a' {
+		return c - 'a' + 10
+	}
+	return c - '0'
+}
+
+// digits is the value of a string of decimal digits.
+func digits(s string) int {
+	v := 0
+	for i := 0; i < len(s); i++ {
+		v = v*10 + int(s[i]-'0')
+	}
+	return v
 }
 
 func truncate(s string, n int) string {

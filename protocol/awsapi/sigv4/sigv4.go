@@ -41,6 +41,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"net/http"
 	"strings"
 	"sync"
@@ -106,6 +107,10 @@ type Verifier struct {
 // Verify authenticates r, whose complete body the caller has already read
 // (with a size limit) into body. It returns the access key id that signed
 // the request, or an error wrapping one of the package's sentinel errors.
+//
+// A successful verification allocates nothing beyond what the signing key
+// cache needs once per key and day: the canonical request and the string to
+// sign are built in pooled buffers.
 func (v *Verifier) Verify(r *http.Request, body []byte) (accessKeyID string, err error) {
 	if v.Creds == nil || v.Region == "" || v.Service == "" {
 		return "", fmt.Errorf("%w: Creds, Region and Service are required", errMisconfigured)
@@ -114,8 +119,10 @@ func (v *Verifier) Verify(r *http.Request, body []byte) (accessKeyID string, err
 	if r == nil || r.URL == nil {
 		return "", fmt.Errorf("%w: no request", ErrMalformedAuth)
 	}
-	headers := lowerHeaders(r)
-	authz := headers["authorization"]
+	sc := scratchPool.Get().(*scratch)
+	defer sc.release()
+	headers := sc.collect(r)
+	authz, _ := headers.get("authorization")
 	query, err := parseQuery(r.URL.RawQuery)
 	if err != nil {
 		return "", err
@@ -131,11 +138,11 @@ func (v *Verifier) Verify(r *http.Request, body []byte) (accessKeyID string, err
 	case presigned:
 		return "", fmt.Errorf("%w: both Authorization header and pre-signed query parameters", ErrMalformedAuth)
 	}
-	a, err := ParseAuthorization(authz[0])
-	if err != nil {
+	var a parsedAuth
+	if err := parseAuthorization(authz[0], &a); err != nil {
 		return "", err
 	}
-	if _, ok := headers["x-amz-security-token"]; ok || hasParam(query, "X-Amz-Security-Token") {
+	if _, ok := headers.get("x-amz-security-token"); ok || hasParam(query, "X-Amz-Security-Token") {
 		return "", fmt.Errorf("%w: session tokens (X-Amz-Security-Token) are not issued by this service", ErrUnsupported)
 	}
 	if a.Region != v.Region {
@@ -149,24 +156,33 @@ func (v *Verifier) Verify(r *http.Request, body []byte) (accessKeyID string, err
 	if err != nil {
 		return "", err
 	}
-	amzDate := ts.Format(amzDateLayout)
-	if a.Date != amzDate[:8] {
-		return "", fmt.Errorf("%w: credential scope date %s differs from request date %s", ErrScope, a.Date, amzDate[:8])
+	var amzDate [len(amzDateLayout)]byte
+	if fromDate {
+		ts.AppendFormat(amzDate[:0], amzDateLayout)
+	} else {
+		vs, _ := headers.get("x-amz-date")
+		copy(amzDate[:], vs[0]) // parseAmzDate took exactly this layout: formatting ts gives it back
+	}
+	if a.Date != string(amzDate[:8]) {
+		return "", fmt.Errorf("%w: credential scope date %s differs from request date %s", ErrScope, a.Date, string(amzDate[:8]))
 	}
 	if err := v.checkSkew(ts); err != nil {
 		return "", err
 	}
-	if err := checkSignedHeaders(a.SignedHeaders, headers, fromDate); err != nil {
+	if err := checkSignedHeaders(a.signed, headers, fromDate); err != nil {
 		return "", err
 	}
 
 	sum := sha256.Sum256(body)
-	payloadHash := hex.EncodeToString(sum[:])
-	if err := checkContentSHA256(headers["x-amz-content-sha256"], payloadHash); err != nil {
-		return "", err
+	var payloadHash [2 * sha256.Size]byte
+	hex.Encode(payloadHash[:], sum[:])
+	if vs, _ := headers.get("x-amz-content-sha256"); len(vs) > 0 { // absent or without a value: nothing to check
+		if err := checkContentSHA256(vs, payloadHash[:]); err != nil {
+			return "", err
+		}
 	}
 
-	creq, err := canonicalRequest(r, query, headers, a.SignedHeaders, payloadHash)
+	sc.creq, err = appendCanonicalRequest(sc.creq[:0], r, query, headers, a.signed, payloadHash[:])
 	if err != nil {
 		return "", err
 	}
@@ -174,14 +190,17 @@ func (v *Verifier) Verify(r *http.Request, body []byte) (accessKeyID string, err
 	if !ok {
 		return "", fmt.Errorf("%w: %q", ErrUnknownAccessKey, a.AccessKeyID)
 	}
-	scope := a.Date + "/" + a.Region + "/" + a.Service + "/" + scopeTerm
-	sts := stringToSign(amzDate, scope, creq)
+	sc.sts = appendStringToSign(sc.sts[:0], amzDate[:], a.Date, a.Region, a.Service, sc.creq)
 
-	key := v.cache.signingKey(secret, a.Date, a.Region, a.Service)
-	mac := hmac.New(sha256.New, key[:])
-	clear(key[:])
-	mac.Write([]byte(sts))
-	if !hmac.Equal(mac.Sum(nil), a.Signature) {
+	sc.secret = append(sc.secret[:0], secret...)
+	secretHash := sha256.Sum256(sc.secret)
+	clear(sc.secret)
+	key := v.cache.signer(secretHash, secret, a.Date, a.Region, a.Service)
+	mac := key.get()
+	mac.Write(sc.sts)
+	sc.sum = mac.Sum(sc.sum[:0])
+	key.put(mac)
+	if !hmac.Equal(sc.sum, a.Signature[:]) {
 		return "", fmt.Errorf("%w: check the secret access key and signing method for access key %q", ErrSignatureMismatch, a.AccessKeyID)
 	}
 	return a.AccessKeyID, nil
@@ -208,15 +227,15 @@ func (v *Verifier) checkSkew(ts time.Time) error {
 
 // requestTime returns the signing time from X-Amz-Date or, failing that,
 // Date, and whether Date was the source.
-func requestTime(h map[string][]string) (time.Time, bool, error) {
-	if vs, ok := h["x-amz-date"]; ok {
+func requestTime(h headerList) (time.Time, bool, error) {
+	if vs, ok := h.get("x-amz-date"); ok {
 		if len(vs) != 1 {
 			return time.Time{}, false, fmt.Errorf("%w: %d X-Amz-Date headers", ErrMalformedAuth, len(vs))
 		}
 		t, err := parseAmzDate(vs[0])
 		return t, false, err
 	}
-	vs, ok := h["date"]
+	vs, ok := h.get("date")
 	if !ok {
 		return time.Time{}, false, fmt.Errorf("%w: neither X-Amz-Date nor Date header", ErrMalformedAuth)
 	}
@@ -239,45 +258,71 @@ func parseAmzDate(s string) (time.Time, error) {
 	if !ok {
 		return time.Time{}, fmt.Errorf("%w: X-Amz-Date is not of the form YYYYMMDDTHHMMSSZ", ErrMalformedAuth)
 	}
-	t, err := time.Parse(amzDateLayout, s)
-	if err != nil {
+	// What time.Parse(amzDateLayout, s) accepts, without its cost.
+	num := func(i, n int) int {
+		v := 0
+		for _, c := range []byte(s[i : i+n]) {
+			v = v*10 + int(c-'0')
+		}
+		return v
+	}
+	year, month, day := num(0, 4), num(4, 2), num(6, 2)
+	hour, minute, sec := num(9, 2), num(11, 2), num(13, 2)
+	if !validDate(year, month, day) || hour > 23 || minute > 59 || sec > 59 {
 		return time.Time{}, fmt.Errorf("%w: X-Amz-Date is not a valid time", ErrMalformedAuth)
 	}
-	return t, nil
+	return time.Date(year, time.Month(month), day, hour, minute, sec, 0, time.UTC), nil
 }
 
-func checkSignedHeaders(signed []string, h map[string][]string, dateUsed bool) error {
-	isSigned := func(name string) bool {
-		for _, s := range signed {
-			if s == name {
-				return true
-			}
-		}
+// validDate reports whether year-month-day is a day of the proleptic
+// Gregorian calendar, as time.Parse checks it.
+func validDate(year, month, day int) bool {
+	if month < 1 || month > 12 || day < 1 {
 		return false
 	}
-	if !isSigned("host") {
+	days := [12]int{31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31}[month-1]
+	if month == 2 && year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+		days = 29
+	}
+	return day <= days
+}
+
+// checkSignedHeaders: signed is the SignedHeaders list as it was sent
+// (names separated by ';').
+func checkSignedHeaders(signed string, h headerList, dateUsed bool) error {
+	if !isSigned(signed, "host") {
 		return fmt.Errorf("%w: host", ErrUnsignedHeader)
 	}
-	if dateUsed && !isSigned("date") {
+	if dateUsed && !isSigned(signed, "date") {
 		return fmt.Errorf("%w: date", ErrUnsignedHeader)
 	}
-	for name := range h {
-		if strings.HasPrefix(name, "x-amz-") && !isSigned(name) {
+	for _, e := range h {
+		if name := e.name; strings.HasPrefix(name, "x-amz-") && !isSigned(signed, name) {
 			return fmt.Errorf("%w: %s", ErrUnsignedHeader, name)
 		}
 	}
 	return nil
 }
 
-func checkContentSHA256(vs []string, payloadHash string) error {
-	if vs == nil {
-		return nil
+func isSigned(signed, name string) bool {
+	for {
+		s, rest, more := strings.Cut(signed, ";")
+		if s == name {
+			return true
+		}
+		if !more {
+			return false
+		}
+		signed = rest
 	}
+}
+
+func checkContentSHA256(vs []string, payloadHash []byte) error {
 	if len(vs) != 1 {
 		return fmt.Errorf("%w: %d X-Amz-Content-Sha256 headers", ErrMalformedAuth, len(vs))
 	}
 	switch v := vs[0]; {
-	case v == payloadHash:
+	case v == string(payloadHash):
 		return nil
 	case v == "UNSIGNED-PAYLOAD" || strings.HasPrefix(v, "STREAMING-"):
 		return fmt.Errorf("%w: X-Amz-Content-Sha256 %q; the payload must be signed", ErrUnsupported, v)
@@ -300,17 +345,30 @@ func isLowerHex(s string, n int) bool {
 	return true
 }
 
-func stringToSign(amzDate, scope, canonicalRequest string) string {
-	h := sha256.Sum256([]byte(canonicalRequest))
-	return Algorithm + "\n" + amzDate + "\n" + scope + "\n" + hex.EncodeToString(h[:])
+// appendStringToSign appends the string to sign: the algorithm, the
+// request time, the credential scope and the hash of the canonical request.
+func appendStringToSign(b, amzDate []byte, date, region, service string, canonicalRequest []byte) []byte {
+	h := sha256.Sum256(canonicalRequest)
+	b = append(b, Algorithm+"\n"...)
+	b = append(b, amzDate...)
+	b = append(b, '\n')
+	b = append(b, date...)
+	b = append(b, '/')
+	b = append(b, region...)
+	b = append(b, '/')
+	b = append(b, service...)
+	b = append(b, "/"+scopeTerm+"\n"...)
+	return hex.AppendEncode(b, h[:])
 }
 
 // keyCache memoises signing keys per (secret, date, region, service). The
 // secret enters the map key only as its SHA-256, so a rotated secret gets a
-// fresh entry and the map holds no secret in the clear.
+// fresh entry and the map holds no secret in the clear. Each entry keeps the
+// HMAC states keyed with its signing key for reuse, so verifying allocates
+// none.
 type keyCache struct {
 	mu sync.Mutex
-	m  map[keyCacheID][sha256.Size]byte
+	m  map[keyCacheID]*signingKey
 }
 
 type keyCacheID struct {
@@ -320,21 +378,38 @@ type keyCacheID struct {
 
 const keyCacheMax = 1024
 
-// signingKey returns a copy of the signing key; the caller clears it.
-func (c *keyCache) signingKey(secret, date, region, service string) [sha256.Size]byte {
-	id := keyCacheID{sha256.Sum256([]byte(secret)), date, region, service}
+// signingKey hands out HMAC-SHA256 states keyed with one signing key.
+type signingKey struct {
+	key  [sha256.Size]byte
+	macs sync.Pool
+}
+
+func (k *signingKey) get() hash.Hash {
+	if m, ok := k.macs.Get().(hash.Hash); ok {
+		m.Reset()
+		return m
+	}
+	return hmac.New(sha256.New, k.key[:])
+}
+
+func (k *signingKey) put(m hash.Hash) { k.macs.Put(m) }
+
+// signer returns the cached signing key of (secret, date, region,
+// service); secretHash is the secret's SHA-256.
+func (c *keyCache) signer(secretHash [sha256.Size]byte, secret, date, region, service string) *signingKey {
+	id := keyCacheID{secretHash, date, region, service}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if k, ok := c.m[id]; ok {
 		return k
 	}
 	if c.m == nil || len(c.m) >= keyCacheMax {
-		for id := range c.m {
-			c.m[id] = [sha256.Size]byte{} // wipe before dropping
+		for _, k := range c.m {
+			clear(k.key[:]) // wipe before dropping; HMAC states still pooled hold it until collected
 		}
-		c.m = make(map[keyCacheID][sha256.Size]byte)
+		c.m = make(map[keyCacheID]*signingKey)
 	}
-	k := deriveSigningKey(secret, date, region, service)
+	k := &signingKey{key: deriveSigningKey(secret, date, region, service)}
 	c.m[id] = k
 	return k
 }
