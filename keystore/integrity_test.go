@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -19,7 +18,7 @@ import (
 
 func rawGet(t *testing.T, s *Store, k []byte) []byte {
 	t.Helper()
-	v, ok, err := get(s.db, k)
+	v, ok, err := get(s.eng, k)
 	if err != nil || !ok {
 		t.Fatalf("raw %q: %v %v", k, ok, err)
 	}
@@ -28,7 +27,12 @@ func rawGet(t *testing.T, s *Store, k []byte) []byte {
 
 func rawSet(t *testing.T, s *Store, k, v []byte) {
 	t.Helper()
-	if err := s.db.Set(k, v, pebble.Sync); err != nil {
+	tx, err := s.eng.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Discard()
+	if err := errors.Join(tx.Set(k, v), tx.Commit()); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -624,17 +624,12 @@ func TestAliasUniquenessConcurrent(t *testing.T) {
 	}
 }
 
-// rawKeys returns every Pebble key in the store.
+// rawKeys returns every engine key in the store.
 func rawKeys(t *testing.T, s *Store) []string {
 	t.Helper()
-	it, err := s.db.NewIter(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeT(t, it)
 	var out []string
-	for ok := it.First(); ok; ok = it.Next() {
-		out = append(out, string(it.Key()))
+	if err := s.eng.Scan(nil, nil, func(k, _ []byte) (bool, error) { out = append(out, string(k)); return true, nil }); err != nil {
+		t.Fatal(err)
 	}
 	return out
 }
