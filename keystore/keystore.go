@@ -33,6 +33,11 @@
 // engine may make a transaction visible to readers just before it is
 // durable (Pebble applies a batch to its memtable before its WAL sync
 // completes); the write call itself returns only after it is durable.
+// Concurrent writes share durability: on Pebble, the transactions that
+// commit while a WAL fsync is in flight are committed together by the next
+// one (group commit, kv/pebblekv), so key creation scales with the number
+// of writers instead of being one fsync each; on etcd, each transaction is
+// one Raft entry and the cluster batches entries into its own fsyncs.
 //
 // # Failures
 //
