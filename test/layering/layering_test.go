@@ -10,7 +10,9 @@
 //	keyspec                    key vocabulary and rules; imports only fault
 //	hsm/*                      algorithms and the key custody (PKCS#11);
 //	                           nothing of payhsm outside hsm/ but keyspec, fault
-//	keystore                   key records in Pebble; no ops, no protocol
+//	keystore                   key records on a key-value engine; no ops, no protocol
+//	keystore/kv/*              the engines (Pebble, etcd): below the store, they
+//	                           hold bytes; nothing of payhsm but fault
 //	ops                        the operations layer; knows no transport
 //	protocol/*                 wire decode/encode over ops; does no crypto itself
 //	daemon, ceremony, tools/*  the commands' implementations; only cmd/ imports them
@@ -83,6 +85,12 @@ var rules = []rule{
 		From:  []string{"hsm/..."},
 		Deny:  []string{"..."},
 		Allow: []string{"hsm/...", "keyspec/...", "fault/..."},
+	},
+	{
+		Name:  "the key-value engines hold bytes: keystore/kv imports nothing of payhsm but keystore/kv and fault",
+		From:  []string{"keystore/kv/..."},
+		Deny:  []string{"..."},
+		Allow: []string{"keystore/kv/...", "fault/..."},
 	},
 	{
 		Name: "keystore does not import protocol, daemon, ceremony",
