@@ -129,9 +129,8 @@ func FuzzCheckRecord(f *testing.F) {
 
 // TestConcurrentReadersAndWriters runs reads (point, listings, snapshots)
 // against writers; run with -race.
-func TestConcurrentReadersAndWriters(t *testing.T) {
-	t.Parallel()
-	s := openMem(t)
+func testConcurrentReadersAndWriters(t *testing.T, env *storeEnv) {
+	s := env.store(t)
 	const writers, perWriter = 4, 40
 	var wg sync.WaitGroup
 	stop := make(chan struct{})

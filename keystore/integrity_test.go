@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
@@ -49,14 +48,10 @@ type integrityFixture struct {
 	past, soon time.Time
 }
 
-func newIntegrityFixture(t *testing.T) *integrityFixture {
+func newIntegrityFixture(t *testing.T, env *storeEnv) *integrityFixture {
 	core, logs := observer.New(zapcore.DebugLevel)
 	auth := newTestAuth()
-	s, err := Open("keystore", Options{FS: vfs.NewMem(), Logger: zap.New(core), Authenticator: auth, Namespace: "default"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { closeT(t, s) })
+	s := env.fresh(t).storeWith(t, Options{Logger: zap.New(core), Authenticator: auth, Namespace: "default"})
 	fx := &integrityFixture{s: s, auth: auth, a: testID(1), b: testID(2), c: testID(3), d: testID(4), e: testID(5), logs: logs,
 		past: time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC), soon: time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC)}
 	for _, id := range []string{fx.a, fx.b, fx.c} {
@@ -175,8 +170,7 @@ func (fx *integrityFixture) verifyLists(t *testing.T, want ...[]byte) {
 // attacker with write access to the storage could (or a bug, or a restored
 // backup): every read of it is refused with ErrIntegrity, the other keys
 // keep working, and Verify lists exactly the damaged records.
-func TestTamperingIsDetected(t *testing.T) {
-	t.Parallel()
+func testTamperingIsDetected(t *testing.T, env *storeEnv) {
 	types := []RecordType{RecordKey, RecordAlias, RecordAliasIndex, RecordTag, RecordPurgeIndex, RecordMeta}
 	attacks := []struct {
 		name string
@@ -267,7 +261,7 @@ func TestTamperingIsDetected(t *testing.T) {
 		for _, at := range attacks {
 			t.Run(typ.String()+"/"+at.name, func(t *testing.T) {
 				t.Parallel()
-				fx := newIntegrityFixture(t)
+				fx := newIntegrityFixture(t, env)
 				before := fx.s.IntegrityFailures()
 				damaged := at.damage(t, fx, typ)
 				for _, k := range damaged {
@@ -285,9 +279,8 @@ func TestTamperingIsDetected(t *testing.T) {
 // TestIntegrityFailureIsLogged: one error-level line per damaged record
 // (repeats within reportEvery are counted, not logged), naming the record
 // type, the record and the key, never the content.
-func TestIntegrityFailureIsLogged(t *testing.T) {
-	t.Parallel()
-	fx := newIntegrityFixture(t)
+func testIntegrityFailureIsLogged(t *testing.T, env *storeEnv) {
+	fx := newIntegrityFixture(t, env)
 	k := keyKey(fx.a)
 	v := rawGet(t, fx.s, k)
 	rawSet(t, fx.s, k, bytes.Replace(v, []byte(`"exportable":false`), []byte(`"exportable":true `), 1))
@@ -321,11 +314,10 @@ func TestIntegrityFailureIsLogged(t *testing.T) {
 // do (see the package comment): a process that has never seen the newer
 // revision accepts the older copy. Only an anchor outside the storage could
 // tell.
-func TestReplayAcrossRestartIsNotDetected(t *testing.T) {
-	t.Parallel()
-	fs := vfs.NewMem()
+func testReplayAcrossRestartIsNotDetected(t *testing.T, env *storeEnv) {
+	loc := env.fresh(t)
 	auth := newTestAuth()
-	s, err := Open("keystore", Options{FS: fs, Authenticator: auth, Namespace: "default"})
+	s, err := loc.open(Options{Authenticator: auth, Namespace: "default"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -337,11 +329,7 @@ func TestReplayAcrossRestartIsNotDetected(t *testing.T) {
 		t.Fatal(err)
 	}
 	closeT(t, s)
-	s, err = Open("keystore", Options{FS: fs, Authenticator: auth, Namespace: "default"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeT(t, s)
+	s = loc.storeWith(t, Options{Authenticator: auth, Namespace: "default"})
 	rawSet(t, s, keyKey(testID(1)), old)
 	if k, err := s.GetKey(testID(1)); err != nil || !k.Enabled || k.Revision != 1 {
 		t.Fatalf("older copy after a restart: %+v %v", k, err)
@@ -359,9 +347,8 @@ func TestReplayAcrossRestartIsNotDetected(t *testing.T) {
 // TestRacingReaderIsNoReplay: a reader that read a record just before a
 // writer committed a newer revision (and raised the mark) is not taken for
 // a replay: it re-reads the record.
-func TestRacingReaderIsNoReplay(t *testing.T) {
-	t.Parallel()
-	fx := newIntegrityFixture(t)
+func testRacingReaderIsNoReplay(t *testing.T, env *storeEnv) {
+	fx := newIntegrityFixture(t, env)
 	s := fx.s
 	k := keyKey(fx.a)
 	stale := rawGet(t, s, k) // what a reader got before the update landed
@@ -382,9 +369,8 @@ func TestRacingReaderIsNoReplay(t *testing.T) {
 // TestOwnerMetaIsNotAuthenticated: custody's and the ceremonies' records are
 // framed but left to their owners (see ownerMetaPrefixes), and a service
 // record cannot pass as one, nor one as a service record.
-func TestOwnerMetaIsNotAuthenticated(t *testing.T) {
-	t.Parallel()
-	fx := newIntegrityFixture(t)
+func testOwnerMetaIsNotAuthenticated(t *testing.T, env *storeEnv) {
+	fx := newIntegrityFixture(t, env)
 	s := fx.s
 	k := metaKey("custody/region")
 	v := rawGet(t, s, k)
@@ -410,9 +396,8 @@ func TestOwnerMetaIsNotAuthenticated(t *testing.T) {
 // TestRetiredVersionIsRefused: records under a main key version the
 // appliance no longer holds fail, unless Reseal moved them first; Reseal
 // moves every record of the profile and only those.
-func TestRetiredVersionIsRefused(t *testing.T) {
-	t.Parallel()
-	fx := newIntegrityFixture(t)
+func testRetiredVersionIsRefused(t *testing.T, env *storeEnv) {
+	fx := newIntegrityFixture(t, env)
 	s := fx.s
 	other := testKey(testID(9))
 	other.Profile = "other"

@@ -12,6 +12,7 @@ package etcdtest
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -279,6 +280,44 @@ func (c *Cluster) WaitHealthy(i int, timeout time.Duration) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	c.t.Fatalf("etcdtest: %s not healthy after %v (last: %s):\n%s", m.Name, timeout, last, tail(m.logPath))
+}
+
+// Leader returns the index of the member that is the Raft leader now, as
+// the running members see it (-1 when none answers with one).
+func (c *Cluster) Leader() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	client := &http.Client{Timeout: 2 * time.Second}
+	ids := map[string]int{}
+	leader := ""
+	for i, m := range c.members {
+		if m.cmd == nil {
+			continue
+		}
+		resp, err := client.Post(m.ClientURL+"/v3/maintenance/status", "application/json", strings.NewReader("{}"))
+		if err != nil {
+			continue
+		}
+		var st struct {
+			Header struct {
+				MemberID string `json:"member_id"`
+			} `json:"header"`
+			Leader string `json:"leader"`
+		}
+		err = json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&st)
+		_ = resp.Body.Close()
+		if err != nil {
+			continue
+		}
+		ids[st.Header.MemberID] = i
+		if st.Leader != "" && st.Leader != "0" {
+			leader = st.Leader
+		}
+	}
+	if i, ok := ids[leader]; ok {
+		return i
+	}
+	return -1
 }
 
 // stopAll kills every member; when the test failed it logs their logs' ends.

@@ -16,15 +16,24 @@ func TestClusterKillRestart(t *testing.T) {
 	if n := len(c.Endpoints()); n != 3 {
 		t.Fatalf("%d endpoints", n)
 	}
-	c.Kill(1)
-	if healthy(c.Member(1).ClientURL) {
+	leader := c.Leader()
+	if leader < 0 {
+		t.Fatal("no leader")
+	}
+	c.Kill(leader)
+	if healthy(c.Member(leader).ClientURL) {
 		t.Fatal("a killed member answers")
 	}
-	for _, i := range []int{0, 2} {
-		c.WaitHealthy(i, 10*time.Second)
+	for i := range 3 {
+		if i != leader {
+			c.WaitHealthy(i, 10*time.Second) // a new leader among the other two
+		}
 	}
-	c.Restart(1)
-	if !healthy(c.Member(1).ClientURL) {
+	if l := c.Leader(); l < 0 || l == leader {
+		t.Fatalf("leader after the old one was killed: %d", l)
+	}
+	c.Restart(leader)
+	if !healthy(c.Member(leader).ClientURL) {
 		t.Fatal("the restarted member is not healthy")
 	}
 }
