@@ -14,7 +14,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -149,8 +148,11 @@ func open(cfg *Config, dev, initialize, upgrade bool, log *zap.Logger) (*Applian
 	if dev {
 		// A dev token is made only with a new key store: for an existing one a
 		// missing token is refused as in production, never replaced by a new one.
-		_, statErr := os.Stat(cfg.KeystoreDir())
-		tok, err := softhsm.Provision(cfg.DataDir, cfg.PKCS11.Module, DevTokenLabel, errors.Is(statErr, fs.ErrNotExist))
+		fresh, err := storeIsNew(cfg, log.Named("keystore"))
+		if err != nil {
+			return nil, fmt.Errorf("keystore: %w", err)
+		}
+		tok, err := softhsm.Provision(cfg.DataDir, cfg.PKCS11.Module, DevTokenLabel, fresh)
 		if err != nil {
 			return nil, err
 		}
@@ -173,7 +175,7 @@ func open(cfg *Config, dev, initialize, upgrade bool, log *zap.Logger) (*Applian
 			return nil, err
 		}
 	}
-	store, err := keystore.Open(cfg.KeystoreDir(), keystore.Options{Logger: log.Named("keystore")})
+	store, err := openStore(cfg, log.Named("keystore"))
 	if err != nil {
 		return nil, fmt.Errorf("keystore: %w", err)
 	}

@@ -214,6 +214,8 @@ type Store struct {
 
 	failed atomic.Pointer[error] // set once, by fail; see ErrFailed
 
+	created bool // this open wrote the format record: the store is new
+
 	auth   atomic.Pointer[authState]   // nil until SetAuthenticator
 	fstate atomic.Pointer[formatState] // written by the transaction that changes the format
 	marks  sync.Map                    // engine key (string) -> highest revision seen (uint64)
@@ -283,6 +285,11 @@ func OpenEngine(e kv.Engine, o Options) (*Store, error) {
 // Engine names the engine the store is on, for logs and status.
 func (s *Store) Engine() string { return s.eng.Name() }
 
+// Created reports whether this Open created the store: it was empty (a new
+// Pebble directory, an etcd prefix holding nothing) and Open wrote its
+// format record.
+func (s *Store) Created() bool { return s.created }
+
 // Format is the store's on-disk format: FormatVersion, or 1 until Migrate
 // has upgraded it.
 func (s *Store) Format() int { return s.formatState().version }
@@ -298,7 +305,9 @@ type formatRecord struct {
 // written by a transaction that requires the store to be still empty.
 func (s *Store) checkFormat() error {
 	var st *formatState
+	created := false
 	err := s.update("write format record", func(w *writer) error {
+		created = false
 		v, ok, err := get(w.b, formatKey)
 		if err != nil {
 			return fmt.Errorf("keystore: read format record: %w", err)
@@ -312,7 +321,7 @@ func (s *Store) checkFormat() error {
 				return errors.New("keystore: the store has records but no format record; refusing to open it as a payhsm keystore (is this the right data directory or etcd prefix?)")
 			}
 			rec, _ := json.Marshal(formatRecord{Format: formatName, Version: FormatVersion})
-			st = &formatState{version: FormatVersion}
+			st, created = &formatState{version: FormatVersion}, true
 			return w.b.Set(formatKey, rec)
 		}
 		var rec formatRecord
@@ -337,6 +346,7 @@ func (s *Store) checkFormat() error {
 		return err
 	}
 	s.fstate.Store(st)
+	s.created = created
 	return nil
 }
 

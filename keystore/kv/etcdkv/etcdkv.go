@@ -91,7 +91,7 @@ const (
 	maxTxnOpsLimit         = 1 << 20          // a sanity bound on Config.MaxTxnOps
 	compactedHint          = "the cluster compacted the revision this read was pinned to; retry"
 	unknownOutcome         = "the outcome is unknown: etcd may have applied it"
-	timeoutHint            = "is the etcd cluster reachable, with a quorum of members up?"
+	timeoutHint            = "is it reachable, with a quorum of members up?"
 )
 
 // TLSFiles names the PEM files of a TLS client configuration. All empty
@@ -208,7 +208,7 @@ func Open(cfg Config) (*Engine, error) {
 	defer cancel()
 	if _, err := c.Get(ctx, cfg.Prefix+formatProbe); err != nil {
 		_ = c.Close()
-		return nil, fmt.Errorf("etcd: the cluster at %s did not answer a read within %v (%s): %w",
+		return nil, fmt.Errorf("the etcd cluster at %s did not answer a read within %v (%s): %w",
 			strings.Join(cfg.Endpoints, ","), max(cfg.RequestTimeout, cfg.DialTimeout), timeoutHint, mapErr(err))
 	}
 	return e, nil
