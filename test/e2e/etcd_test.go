@@ -82,7 +82,8 @@ func TestDaemonOnEtcd(t *testing.T) {
 	// SIGKILL the daemon; a new one finds everything.
 	check(t, d.cmd.Process.Signal(syscall.SIGKILL))
 	select {
-	case <-d.exited:
+	case err := <-d.exited:
+		t.Logf("daemon killed: %v", err)
 	case <-time.After(30 * time.Second):
 		t.Fatal("daemon did not die")
 	}
