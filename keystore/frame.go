@@ -528,8 +528,9 @@ func (w *writer) close() {
 // one more than the larger of prev and k's mark. The caller is in a write
 // transaction, so the active main key version it seals under cannot be
 // overtaken by a rotation's re-sealing pass (see Reseal): on Pebble the
-// pass waits for the transaction, on etcd the later of the two conflicts
-// and runs again.
+// pass waits for the transaction; on etcd, of a write and a pass that both
+// read the record the later conflicts and runs again, and a record the
+// pass did not list is found by the next pass.
 func (s *Store) seal(k []byte, typ RecordType, profile string, payload []byte, prev uint64) ([]byte, uint64, error) {
 	rev := max(prev, s.mark(k)) + 1
 	if s.legacy(k) { // owner metadata written before the migration reaches it
