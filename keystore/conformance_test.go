@@ -48,6 +48,7 @@ var conformance = []struct {
 	{"IntegrityFailureIsLogged", testIntegrityFailureIsLogged},
 	{"ReplayAcrossRestartIsNotDetected", testReplayAcrossRestartIsNotDetected},
 	{"RacingReaderIsNoReplay", testRacingReaderIsNoReplay},
+	{"ConcurrentUpdatesAreNoReplay", testConcurrentUpdatesAreNoReplay},
 	{"OwnerMetaIsNotAuthenticated", testOwnerMetaIsNotAuthenticated},
 	{"RetiredVersionIsRefused", testRetiredVersionIsRefused},
 	{"CrashKeepsAcknowledgedWrites", testCrashKeepsAcknowledgedWrites},

@@ -406,7 +406,7 @@ func (s *Store) readRecord(r kv.Reader, k []byte) (frame, bool, error) {
 	if err != nil || !ok {
 		return frame{}, ok, err
 	}
-	return s.verified(k, v)
+	return s.verifiedIn(r, k, v)
 }
 
 // mark is the highest revision of the record at k this process has seen

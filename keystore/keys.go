@@ -278,7 +278,7 @@ func (s *Store) PurgeKey(id string) error {
 			if err != nil || !ok {
 				return err
 			}
-			if f, ok, err := s.verified(ak, av); err == nil && ok && string(f.payload) == id {
+			if f, ok, err := s.verifiedIn(w.b, ak, av); err == nil && ok && string(f.payload) == id {
 				aliases++
 				return w.del(ak, av)
 			}

@@ -212,6 +212,12 @@ type Store struct {
 	life   sync.RWMutex // calls hold it shared; Close holds it exclusively
 	closed bool
 
+	// writing is held shared by every write transaction, and exclusively by
+	// one that has conflicted twice (on an optimistic engine), so that it
+	// runs alone in this process and cannot be starved by this process's
+	// other writers (see update).
+	writing sync.RWMutex
+
 	failed atomic.Pointer[error] // set once, by fail; see ErrFailed
 
 	created bool // this open wrote the format record: the store is new
@@ -404,8 +410,12 @@ func (s *Store) fail(cause string) error {
 }
 
 // maxAttempts bounds how often update runs an operation that keeps
-// conflicting with concurrent writers (on a shared engine).
-const maxAttempts = 16
+// conflicting with concurrent writers (on a shared engine); from attempt
+// aloneAfter on it runs alone among this process's writers.
+const (
+	maxAttempts = 16
+	aloneAfter  = 3
+)
 
 // update runs one write operation: fn reads what it depends on through the
 // writer's transaction and writes its records through the writer; update
@@ -413,8 +423,11 @@ const maxAttempts = 16
 // a conflict (another process changed something fn read; optimistic
 // engines only), the transaction has written nothing and update runs fn
 // again from the start, after a short random pause, up to maxAttempts
-// times. fn must therefore have no effect outside the writer. An error
-// from fn is returned as it is, and nothing is written.
+// times; from its third attempt on it runs alone among this process's
+// writers, so that writers of one busy record in this process cannot
+// starve it (writers in other processes can still make it conflict, and
+// the pauses spread them out). fn must therefore have no effect outside the
+// writer. An error from fn is returned as it is, and nothing is written.
 func (s *Store) update(what string, fn func(w *writer) error) error {
 	done, err := s.read()
 	if err != nil {
@@ -422,16 +435,7 @@ func (s *Store) update(what string, fn func(w *writer) error) error {
 	}
 	defer done()
 	for attempt := 1; ; attempt++ {
-		tx, err := s.eng.Begin()
-		if err != nil {
-			return s.engineErr(what, err)
-		}
-		w := s.newWriter(tx)
-		err = fn(w)
-		if err == nil {
-			err = w.commit(what)
-		}
-		w.close()
+		err := s.attempt(what, attempt >= aloneAfter, fn)
 		if !errors.Is(err, kv.ErrConflict) {
 			return err
 		}
@@ -442,6 +446,28 @@ func (s *Store) update(what string, fn func(w *writer) error) error {
 		// Up to 1, 2, 4 ... 64 ms: concurrent writers of one record spread out.
 		time.Sleep(time.Duration(rand.Int64N(int64(time.Millisecond) << min(attempt-1, 6)))) //nolint:gosec // jitter for retries, not a secret
 	}
+}
+
+// attempt runs fn in one transaction and commits it; alone, it holds
+// writing exclusively.
+func (s *Store) attempt(what string, alone bool, fn func(w *writer) error) error {
+	if alone {
+		s.writing.Lock()
+		defer s.writing.Unlock()
+	} else {
+		s.writing.RLock()
+		defer s.writing.RUnlock()
+	}
+	tx, err := s.eng.Begin()
+	if err != nil {
+		return s.engineErr(what, err)
+	}
+	w := s.newWriter(tx)
+	defer w.close()
+	if err := fn(w); err != nil {
+		return err
+	}
+	return w.commit(what)
 }
 
 // Conflicts is how many write transactions this store ran again because a
@@ -464,6 +490,40 @@ func (s *Store) engineErr(what string, err error) error {
 		err = s.fail(err.Error())
 	}
 	return fmt.Errorf("keystore: %s: %w", what, err)
+}
+
+// verifiedIn is verified for the value v of the record at k that was read
+// from r. Inside a write transaction (r is a kv.Txn) a read may see writes
+// that are not durable yet, and that readers outside the transaction do
+// not see yet (Pebble's group commit shows a transaction the writes of the
+// group ahead of it): such a read is held to the marks but does not raise
+// them, or a reader of the database could take the record it reads for a
+// replayed copy. The writer raises the marks of what it writes once its
+// transaction has committed. An older revision than the mark is re-read
+// through r, as verified re-reads.
+func (s *Store) verifiedIn(r kv.Reader, k, v []byte) (frame, bool, error) {
+	if _, inTxn := r.(kv.Txn); !inTxn {
+		return s.verified(k, v)
+	}
+	f, err := s.check(k, v)
+	if err != nil {
+		return frame{}, false, err
+	}
+	seen := s.mark(k)
+	if s.legacy(k) || f.typ == RecordOwnerMeta || f.revision >= seen {
+		return f, true, nil
+	}
+	v2, ok, err := get(r, k)
+	if err != nil || !ok {
+		return frame{}, ok, err
+	}
+	if f, err = s.check(k, v2); err != nil {
+		return frame{}, false, err
+	}
+	if f.revision < seen {
+		return frame{}, false, s.integrityFailure(k, "revision %d is older than revision %d read or written before: a replayed copy", f.revision, seen)
+	}
+	return f, true, nil
 }
 
 // get reads key from r; ok is false when absent.
