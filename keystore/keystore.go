@@ -28,7 +28,9 @@
 // runs at a time; on a shared engine because the commit fails with a
 // conflict, having written nothing, when another process changed what the
 // transaction read, and the store then runs the operation again from its
-// reads (update). Reads outside a write are linearizable point reads and
+// reads (update). Reads inside a write may see writes that are not durable
+// yet; they are held to the rollback marks but do not raise them
+// (verifiedIn). Reads outside a write are linearizable point reads and
 // scans, or a consistent view where a read touches several records. An
 // engine may make a transaction visible to readers just before it is
 // durable (Pebble applies a batch to its memtable before its WAL sync
@@ -45,9 +47,9 @@
 // continue (its commit pipeline is stuck, and the failed batch may already
 // be visible in memory). The call that hit the failure returns an error
 // wrapping ErrFailed, and from then on every call does, until the store is
-// reopened (restart the process); Failed reports the state. After the reopen a failed batch is
-// either wholly present or wholly absent: a batch is one checksummed WAL
-// record. The tests inject such failures with Pebble's errorfs and cut power
+// reopened (restart the process); Failed reports the state. After the
+// reopen a failed batch (a group of transactions) is either wholly present
+// or wholly absent: a batch is one checksummed WAL record. The tests inject such failures with Pebble's errorfs and cut power
 // with vfs.NewCrashableMem (see fault_test.go). On etcd, an unreachable
 // cluster or one without quorum fails the calls made meanwhile with an error
 // of kind fault.Unavailable, and the store serves again once the cluster
