@@ -74,7 +74,7 @@ $(GOLANGCI_LINT):
 # client payhsm links (go.etcd.io/etcd/client/v3), checksummed by that
 # module's go.sum, on every machine. Debian's etcd-server package is older
 # (3.4 on bookworm) and starts a system etcd on install.
-ETCD_VERSION := $(shell awk '$$1 == "require" && $$2 == "go.etcd.io/etcd/server/v3" {print $$3}' tools/etcdserver/go.mod)
+ETCD_VERSION := $(shell awk '$$1 == "require" && $$2 == "go.etcd.io/etcd/server/v3" {print $$3; exit} $$1 == "go.etcd.io/etcd/server/v3" {print $$2; exit}' tools/etcdserver/go.mod)
 ETCD := $(TOOLS)/etcd-$(ETCD_VERSION)/etcd
 
 $(ETCD): tools/etcdserver/go.mod tools/etcdserver/go.sum tools/etcdserver/main.go
