@@ -9,7 +9,13 @@ BIN := bin/payhsm
 DATA ?= ./data
 HTTP_ADDR ?= 127.0.0.1:8080
 HOST_ADDR ?= 127.0.0.1:1500
+OPS_ADDR ?= 127.0.0.1:9100
 SOFTHSM_MODULE := /usr/lib/softhsm/libsofthsm2.so
+# VERSION is what `payhsm version`, /version and payhsm_build_info report:
+# git describe of the checkout (a tag, commits since it, the commit, -dirty
+# for uncommitted changes), stamped into the binary.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+LDFLAGS := $(if $(VERSION),-X payhsm/internal/version.stamp=$(VERSION))
 # make fuzz knobs. FUZZTIME is how long each fuzz target runs, as -fuzztime
 # takes it: a count of executions ("2000x", the default: a pass over all
 # targets took about 13 minutes on the 2-core reference machine; "100000x" for
@@ -20,7 +26,7 @@ SOFTHSM_MODULE := /usr/lib/softhsm/libsofthsm2.so
 FUZZTIME ?= 2000x
 FUZZPKGS ?= ./...
 
-.PHONY: all build run test unit e2e fuzz bench deps vet fmt clean generate lint race etcd
+.PHONY: all build run test unit e2e fuzz bench deps vet fmt clean generate lint race etcd install
 
 all: build
 
@@ -40,10 +46,39 @@ deps:
 	@command -v $(GO) >/dev/null || { echo "Go 1.26 is required (https://go.dev/dl/)"; exit 1; }
 
 build: deps
-	CGO_ENABLED=1 $(GO) build -trimpath -o $(BIN) ./cmd/payhsm
+	CGO_ENABLED=1 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/payhsm
+
+# install puts the appliance on this machine for production (docs/production.md):
+# the binary, the systemd unit, the payhsm system user (sysusers.d) and its
+# directories (tmpfiles.d), the documentation and the example files. As root
+# without DESTDIR it also creates the user and the directories and reloads
+# systemd; it enables nothing. PREFIX=/usr/local (the unit's paths follow it);
+# DESTDIR stages the files under another root (packaging).
+PREFIX ?= /usr/local
+DESTDIR ?=
+DOCDIR := $(PREFIX)/share/doc/payhsm
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/payhsm
+	install -d -m 0755 $(DESTDIR)$(PREFIX)/lib/systemd/system
+	sed -e 's|/usr/local/bin/payhsm|$(PREFIX)/bin/payhsm|g' -e 's|/usr/local/share/doc/payhsm|$(DOCDIR)|g' \
+		systemd/payhsm.service > $(DESTDIR)$(PREFIX)/lib/systemd/system/payhsm.service
+	chmod 0644 $(DESTDIR)$(PREFIX)/lib/systemd/system/payhsm.service
+	install -D -m 0644 systemd/payhsm.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/payhsm.conf
+	install -D -m 0644 systemd/payhsm.tmpfiles $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/payhsm.conf
+	install -d -m 0755 $(DESTDIR)$(DOCDIR)/examples
+	install -m 0644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
+	install -m 0644 docs/examples/* $(DESTDIR)$(DOCDIR)/examples/
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && command -v systemd-sysusers >/dev/null; then \
+		systemd-sysusers $(PREFIX)/lib/sysusers.d/payhsm.conf && \
+		systemd-tmpfiles --create $(PREFIX)/lib/tmpfiles.d/payhsm.conf && \
+		{ systemctl daemon-reload 2>/dev/null || true; } && \
+		echo "installed; next: $(DOCDIR)/production.md (token, PIN, credentials, configuration, ceremony init, systemctl enable --now payhsm)"; \
+	else \
+		echo "installed under $(DESTDIR)$(PREFIX); as root on the target: systemd-sysusers; systemd-tmpfiles --create; systemctl daemon-reload"; \
+	fi
 
 run: build
-	./$(BIN) serve --dev --data-dir $(DATA) --http-addr $(HTTP_ADDR) --host-addr $(HOST_ADDR)
+	./$(BIN) serve --dev --data-dir $(DATA) --http-addr $(HTTP_ADDR) --host-addr $(HOST_ADDR) --ops-addr $(OPS_ADDR)
 
 # test runs the unit tests, every fuzz target on its seed corpus (go test runs
 # those as ordinary tests), and the end-to-end tests against the real daemon.
@@ -98,10 +133,10 @@ lint: $(GOLANGCI_LINT)
 	if [ -n "$$fail" ]; then echo "lint FAILED:$$fail"; exit 1; fi; echo "lint: ok"
 
 # race runs the packages with shared state under the race detector: the
-# keystore, both protocol servers (and SigV4's key cache), and the
+# keystore, the audit trail's writer, both protocol servers (and SigV4's key cache), and the
 # working-key cache's tests in ops (the whole ops suite under -race would take
 # minutes). The generated shape packages hold no shared state.
-RACE_PKGS := ./keystore/... ./protocol/hostcmd/... ./protocol/awsapi ./protocol/awsapi/sigv4
+RACE_PKGS := ./keystore/... ./audit/... ./protocol/hostcmd/... ./protocol/awsapi ./protocol/awsapi/sigv4
 RACE_OPS_TESTS := WorkingKey|KeyCache
 race: etcd
 	PAYHSM_ETCD=$(ETCD) CGO_ENABLED=1 $(GO) test -race -count=1 $(RACE_PKGS)

@@ -15,6 +15,9 @@ import (
 	"net"
 	"os"
 	"syscall"
+
+	"payhsm/access"
+	"payhsm/audit"
 )
 
 // Op is an online ceremony step.
@@ -36,7 +39,76 @@ const (
 	// verify). It needs no approval: it changes nothing, and its report names
 	// records (key ids, alias names, tag keys), never their content.
 	OpVerifyKeystore Op = "keystore-verify"
+	// OpAuditSeals checks audit trail seals with the daemon's trail key
+	// (payhsm audit verify while the daemon runs). It needs no approval: it
+	// answers whether each MAC is right, never what it should be, so it
+	// cannot be used to forge a seal.
+	OpAuditSeals Op = "audit-seals"
+	// OpPrincipals manages the principals and their identity policies
+	// (payhsm principals; Request.Principals). Secrets are in the response
+	// once, never stored in the clear or logged.
+	OpPrincipals Op = "principals"
 )
+
+// MaxSeals bounds the seals of one OpAuditSeals request.
+const MaxSeals = 500
+
+// AuditSeal is one seal to check: its key id, the hash of the entry it
+// seals and its MAC (hex).
+type AuditSeal struct {
+	KeyID string `json:"keyId"`
+	Prev  string `json:"prev"`
+	MAC   string `json:"mac"`
+}
+
+// Seal statuses on the wire (audit.SealStatus).
+const (
+	SealValid      = "valid"
+	SealInvalid    = "invalid"
+	SealUnknownKey = "unknown-key"
+)
+
+// SealStatusName is the wire name of a seal status.
+func SealStatusName(s audit.SealStatus) string {
+	switch s {
+	case audit.SealValid:
+		return SealValid
+	case audit.SealInvalid:
+		return SealInvalid
+	default:
+		return SealUnknownKey
+	}
+}
+
+// ParseSealStatus reverses SealStatusName.
+func ParseSealStatus(name string) (audit.SealStatus, error) {
+	switch name {
+	case SealValid:
+		return audit.SealValid, nil
+	case SealInvalid:
+		return audit.SealInvalid, nil
+	case SealUnknownKey:
+		return audit.SealUnknownKey, nil
+	}
+	return 0, fmt.Errorf("unknown seal status %q", name)
+}
+
+// PrincipalsRequest is one principals command.
+type PrincipalsRequest struct {
+	// Command is add, list, rotate-secret, disable, enable, remove or put-policy.
+	Command     string            `json:"command"`
+	Name        string            `json:"name,omitempty"`
+	Kind        string            `json:"kind,omitempty"`      // add: user (default) or role
+	AccessKey   bool              `json:"accessKey,omitempty"` // add: issue a SigV4 key pair
+	HostClients []string          `json:"hostClients,omitempty"`
+	Policies    map[string]string `json:"policies,omitempty"` // add, put-policy: name → IAM JSON
+}
+
+// PrincipalsResult answers a PrincipalsRequest.
+type PrincipalsResult struct {
+	Principals  []access.Info       `json:"principals,omitempty"`
+	Credentials *access.Credentials `json:"credentials,omitempty"` // add, rotate-secret: shown once
+}
 
 // MaxRequest bounds a request's encoded size.
 const MaxRequest = 256 << 10
@@ -49,13 +121,15 @@ type Approval struct {
 
 // Request is one online ceremony step.
 type Request struct {
-	Op          Op         `json:"op"`
-	Profile     string     `json:"profile,omitempty"`
-	Approvals   []Approval `json:"approvals,omitempty"`
-	Certificate []byte     `json:"certificate,omitempty"` // PEM: the KRD's (export) or the KDH's (import)
-	Nonce       []byte     `json:"nonce,omitempty"`       // the KRD's one-time nonce (export)
-	Token       []byte     `json:"token,omitempty"`       // the TR-34 token (import)
-	KCV         string     `json:"kcv,omitempty"`         // the expected check value (import)
+	Op          Op                 `json:"op"`
+	Principals  *PrincipalsRequest `json:"principals,omitempty"`
+	Profile     string             `json:"profile,omitempty"`
+	Approvals   []Approval         `json:"approvals,omitempty"`
+	Certificate []byte             `json:"certificate,omitempty"` // PEM: the KRD's (export) or the KDH's (import)
+	Nonce       []byte             `json:"nonce,omitempty"`       // the KRD's one-time nonce (export)
+	Token       []byte             `json:"token,omitempty"`       // the TR-34 token (import)
+	KCV         string             `json:"kcv,omitempty"`         // the expected check value (import)
+	Seals       []AuditSeal        `json:"seals,omitempty"`       // OpAuditSeals
 }
 
 // Rotation reports a finished profile main key rotation.
@@ -84,13 +158,16 @@ type VerifyFailure struct {
 
 // Response answers a Request: Error, or the step's results.
 type Response struct {
-	Error       string        `json:"error,omitempty"`
-	Rotate      *Rotation     `json:"rotate,omitempty"`
-	Verify      *VerifyReport `json:"verify,omitempty"`
-	Certificate []byte        `json:"certificate,omitempty"` // PEM: this appliance's device certificate
-	Nonce       []byte        `json:"nonce,omitempty"`
-	Token       []byte        `json:"token,omitempty"`
-	KCV         string        `json:"kcv,omitempty"`
+	Error       string            `json:"error,omitempty"`
+	Principals  *PrincipalsResult `json:"principals,omitempty"`
+	Rotate      *Rotation         `json:"rotate,omitempty"`
+	Verify      *VerifyReport     `json:"verify,omitempty"`
+	Certificate []byte            `json:"certificate,omitempty"` // PEM: this appliance's device certificate
+	Nonce       []byte            `json:"nonce,omitempty"`
+	Token       []byte            `json:"token,omitempty"`
+	KCV         string            `json:"kcv,omitempty"`
+	SealStatus  []string          `json:"sealStatus,omitempty"` // OpAuditSeals: one per seal
+	AuditKeyID  string            `json:"auditKeyId,omitempty"` // OpAuditSeals: the daemon's trail key id
 }
 
 // ErrNoDaemon reports that no daemon listens on the socket.

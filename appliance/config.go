@@ -10,9 +10,11 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
+	"payhsm/appliance/diskguard"
 	"payhsm/hsm/custody"
 	"payhsm/keystore/kv/etcdkv"
 )
@@ -33,7 +35,90 @@ type Config struct {
 	Account         string `json:"account"`
 	Profile         string `json:"profile"`
 	LogLevel        string `json:"logLevel"`
+	// Replication configures Multi-Region key replication (replication.go).
+	Replication ReplicationConfig `json:"replication"`
+	// DiskReserve is the free space kept on the data directory's
+	// filesystem: below it writes are refused and a start is refused (a
+	// size such as "64MiB" or "1GB", or a percentage such as "5%"; default
+	// diskguard.DefaultReserve).
+	DiskReserve string `json:"diskReserve"`
+	// Audit tunes the audit trail (package audit; docs/audit.md).
+	Audit AuditConfig `json:"audit"`
+	// LogFormat is json (default: one JSON object a line, for journald and
+	// log shippers) or text (zap's console format, for a person).
+	LogFormat string    `json:"logFormat"`
+	Ops       OpsConfig `json:"ops"`
+
+	// opsAddrDefaulted: ops.addr was not configured (Defaults filled it in).
+	opsAddrDefaulted bool
 }
+
+// AuditConfig is the audit trail's configuration. Every member is optional.
+type AuditConfig struct {
+	// Dir holds the trail (default DATA/audit).
+	Dir string `json:"dir"`
+	// DataEventAccounts lists the accounts whose data-plane calls (AWS data
+	// plane and host port) are recorded, as CloudTrail data events are
+	// opt-in per account. An appliance serves one account (account): list it
+	// to turn data events on.
+	DataEventAccounts []string `json:"dataEventAccounts"`
+	// SealEvery seals the chain every this many entries (default 1000);
+	// SealInterval at least this often (default "1m").
+	SealEvery    int      `json:"sealEvery"`
+	SealInterval Duration `json:"sealInterval"`
+	// RotateBytes rotates the active file at this size (default 64 MiB);
+	// RotateAge at this age (default "24h").
+	RotateBytes int64    `json:"rotateBytes"`
+	RotateAge   Duration `json:"rotateAge"`
+	// DataQueue is how many data events may wait for the writer (default
+	// 16384); beyond it they are dropped and counted, never waited for.
+	DataQueue int `json:"dataQueue"`
+}
+
+// OpsConfig is the operations listener: /healthz, /readyz, /metrics and
+// /version over plain HTTP (docs/operations.md).
+type OpsConfig struct {
+	// Addr is where it listens (default 127.0.0.1:9100). A configured
+	// address that cannot be bound stops the start; the default one, when
+	// taken (another appliance on the machine), is skipped with a warning.
+	Addr string `json:"addr"`
+}
+
+// OpsAddrDefaulted reports whether ops.addr is the default rather than configured.
+func (c *Config) OpsAddrDefaulted() bool { return c.opsAddrDefaulted }
+
+// DefaultOpsAddr is the ops listener's default address.
+const DefaultOpsAddr = "127.0.0.1:9100"
+
+// Duration is a time.Duration written in the configuration file as a Go
+// duration string ("5m", "1s", "0s").
+type Duration time.Duration
+
+// UnmarshalJSON parses a duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("a duration is a string such as \"90s\" or \"24h\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalJSON writes the duration string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// DataEvents reports whether the served account opted in to data events.
+func (c *Config) DataEvents() bool { return slices.Contains(c.Audit.DataEventAccounts, c.Account) }
+
+// Token health defaults (see custody's health.go and docs/operations.md).
+const (
+	DefaultTokenLossGrace     = 5 * time.Minute
+	DefaultTokenProbeInterval = time.Second
+)
 
 // PKCS11Config selects the token holding the region main key.
 type PKCS11Config struct {
@@ -44,6 +129,28 @@ type PKCS11Config struct {
 	PINEnv  string `json:"pinEnv"`
 	// RegionKeyLabel is the PKCS#11 label of the region main key.
 	RegionKeyLabel string `json:"regionKeyLabel"`
+	// ProbeInterval is how often the daemon checks that the token answers
+	// (default 1s). LossGrace is how long, once it does not, the main keys
+	// already unsealed and the cached working keys keep serving before every
+	// operation that uses them is refused (default 5m; 0s refuses at once).
+	ProbeInterval *Duration `json:"probeInterval,omitempty"`
+	LossGrace     *Duration `json:"lossGrace,omitempty"`
+}
+
+// TokenProbeInterval is the configured or default probe interval.
+func (c *PKCS11Config) TokenProbeInterval() time.Duration {
+	if c.ProbeInterval == nil {
+		return DefaultTokenProbeInterval
+	}
+	return time.Duration(*c.ProbeInterval)
+}
+
+// TokenLossGrace is the configured or default loss grace.
+func (c *PKCS11Config) TokenLossGrace() time.Duration {
+	if c.LossGrace == nil {
+		return DefaultTokenLossGrace
+	}
+	return time.Duration(*c.LossGrace)
 }
 
 // Key store engines (KeystoreConfig.Engine).
@@ -86,27 +193,6 @@ type EtcdTLSConfig struct {
 	CA   string `json:"ca"`
 }
 
-// Duration is a time.Duration written in the configuration as a Go
-// duration string ("5s", "1500ms").
-type Duration time.Duration
-
-// UnmarshalJSON parses a duration string.
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("a duration is a string such as \"5s\": %w", err)
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return err
-	}
-	*d = Duration(v)
-	return nil
-}
-
-// MarshalJSON writes the duration string.
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
-
 // HTTPConfig is the AWS API listener.
 type HTTPConfig struct {
 	Addr    string `json:"addr"`
@@ -128,7 +214,18 @@ type HostConfig struct {
 	TLSKey         string   `json:"tlsKey"`
 	ClientCA       string   `json:"clientCA"`
 	AllowedClients []string `json:"allowedClients"`
-	MaxConnections int      `json:"maxConnections"`
+	// MaxConnections (default 256) and MaxConnectionsPerAddress (default
+	// min(64, maxConnections); IPv6: per /64) bound the open connections; at
+	// a bound the longest-idle connection (of that address, at the
+	// per-address bound) is closed to admit the new one.
+	MaxConnections           int `json:"maxConnections"`
+	MaxConnectionsPerAddress int `json:"maxConnectionsPerAddress"`
+	// Principal is the principal (payhsm principals) of the port's clients
+	// that no mTLS client certificate maps to: every plain-TCP client. On a
+	// loopback address it defaults to the built-in default principal (the
+	// configured credentials' owner); on any other address plain TCP requires
+	// it, so that no network client is all-powerful by default.
+	Principal string `json:"principal"`
 	// EventLoops is how many event loops serve plain-TCP connections: 0
 	// (default) one per two CPUs; -1 a goroutine per connection.
 	EventLoops int `json:"eventLoops"`
@@ -162,6 +259,15 @@ func (c *Config) Defaults() {
 	}
 	if c.Keystore.Engine == "" {
 		c.Keystore.Engine = EnginePebble
+	}
+	if c.DiskReserve == "" {
+		c.DiskReserve = diskguard.DefaultReserve
+	}
+	if c.LogFormat == "" {
+		c.LogFormat = "json"
+	}
+	if c.Ops.Addr == "" {
+		c.Ops.Addr, c.opsAddrDefaulted = DefaultOpsAddr, true
 	}
 }
 
@@ -207,11 +313,44 @@ func (c *Config) Validate(dev bool) error {
 	if c.Host.MaxConnections < 0 {
 		bad("host.maxConnections must be positive")
 	}
+	if c.Host.MaxConnectionsPerAddress < 0 {
+		bad("host.maxConnectionsPerAddress must be positive")
+	}
+	if c.Host.MaxConnections > 0 && c.Host.MaxConnectionsPerAddress > c.Host.MaxConnections {
+		bad("host.maxConnectionsPerAddress %d exceeds host.maxConnections %d", c.Host.MaxConnectionsPerAddress, c.Host.MaxConnections)
+	}
 	if c.Host.EventLoops < -1 || c.Host.EventLoops > 256 {
 		bad("host.eventLoops %d: must be -1 (a goroutine per connection), 0 (one per two CPUs) or 1..256", c.Host.EventLoops)
 	}
+	if c.Host.TLSCert == "" && c.Host.Principal == "" && !isLoopback(c.Host.Addr) {
+		bad("host.addr %s is not a loopback address: plain-TCP host clients need an explicit host.principal (payhsm principals add), or configure host.tlsCert/tlsKey with client certificates", c.Host.Addr)
+	}
 	if c.HTTP.TLSCert == "" && !c.HTTP.AllowPlaintext && !isLoopback(c.HTTP.Addr) {
 		bad("http.addr %s is not a loopback address: configure http.tlsCert/tlsKey, or set http.allowPlaintext", c.HTTP.Addr)
+	}
+	errs = append(errs, c.Replication.validate(c.Region)...)
+	if _, err := diskguard.ParseReserve(c.DiskReserve); err != nil {
+		bad("diskReserve: %v", err)
+	}
+	for _, a := range c.Audit.DataEventAccounts {
+		if !accountRe.MatchString(a) {
+			bad("audit.dataEventAccounts: %q is not a 12-digit account", a)
+		}
+	}
+	if c.Audit.SealEvery < 0 || c.Audit.SealEvery > 1_000_000 {
+		bad("audit.sealEvery %d: must be 1..1000000 (0: 1000)", c.Audit.SealEvery)
+	}
+	if d := time.Duration(c.Audit.SealInterval); d < 0 || d > 0 && d < time.Second || d > time.Hour {
+		bad("audit.sealInterval %v: must be 1s..1h", d)
+	}
+	if c.Audit.RotateBytes < 0 || c.Audit.RotateBytes > 0 && c.Audit.RotateBytes < 1<<20 {
+		bad("audit.rotateBytes %d: must be at least 1 MiB (0: 64 MiB)", c.Audit.RotateBytes)
+	}
+	if d := time.Duration(c.Audit.RotateAge); d < 0 || d > 0 && d < time.Minute {
+		bad("audit.rotateAge %v: must be at least 1m", d)
+	}
+	if c.Audit.DataQueue < 0 || c.Audit.DataQueue > 1<<22 {
+		bad("audit.dataQueue %d: must be 1..4194304 (0: 16384)", c.Audit.DataQueue)
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
@@ -219,6 +358,18 @@ func (c *Config) Validate(dev bool) error {
 		bad("logLevel %q: must be debug, info, warn or error", c.LogLevel)
 	}
 	c.Keystore.validate(bad)
+	if c.LogFormat != "json" && c.LogFormat != "text" {
+		bad("logFormat %q: must be json or text", c.LogFormat)
+	}
+	if _, _, err := net.SplitHostPort(c.Ops.Addr); err != nil {
+		bad("ops.addr %q: %v", c.Ops.Addr, err)
+	}
+	if d := c.PKCS11.TokenProbeInterval(); d < 100*time.Millisecond || d > time.Minute {
+		bad("pkcs11.probeInterval %s: must be 100ms to 1m", d)
+	}
+	if d := c.PKCS11.TokenLossGrace(); d < 0 || d > 24*time.Hour {
+		bad("pkcs11.lossGrace %s: must be 0s (refuse at once) to 24h", d)
+	}
 	if !dev {
 		if c.PKCS11.Module == "" {
 			bad("pkcs11.module is required")

@@ -32,6 +32,9 @@ func TestValidate(t *testing.T) {
 		{"profile starting with a digit", true, func(c *Config) { c.Profile = "1x" }, `profile name "1x"`},
 		{"plain HTTP off loopback", true, func(c *Config) { c.HTTP.Addr = "0.0.0.0:8080" }, "not a loopback address"},
 		{"plain HTTP allowed", true, func(c *Config) { c.HTTP.Addr = "0.0.0.0:8080"; c.HTTP.AllowPlaintext = true }, ""},
+		{"plain host TCP off loopback", true, func(c *Config) { c.Host.Addr = "0.0.0.0:1500" }, "plain-TCP host clients need an explicit host.principal"},
+		{"plain host TCP off loopback with a principal", true, func(c *Config) { c.Host.Addr = "0.0.0.0:1500"; c.Host.Principal = "switch" }, ""},
+		{"TLS host port off loopback", true, func(c *Config) { c.Host.Addr = "0.0.0.0:1500"; c.Host.TLSCert, c.Host.TLSKey = "c", "k" }, ""},
 		{"TLS half", true, func(c *Config) { c.Host.TLSCert = "a" }, "host.tlsCert and host.tlsKey go together"},
 		{"client CA without TLS", true, func(c *Config) { c.Host.ClientCA = "ca" }, "host.clientCA needs"},
 		{"allowed clients without CA", true, func(c *Config) { c.Host.AllowedClients = []string{"x"} }, "host.allowedClients needs host.clientCA"},
@@ -57,6 +60,18 @@ func TestValidate(t *testing.T) {
 		{"keystore etcd txn ops", true, etcd(func(k *KeystoreConfig) { k.MaxTxnOps = 8 }), "keystore.maxTxnOps 8"},
 		{"keystore etcd request bytes", true, etcd(func(k *KeystoreConfig) { k.MaxRequestBytes = 1000 }), "keystore.maxRequestBytes 1000"},
 		{"keystore pebble with etcd members", true, func(c *Config) { c.Keystore.Prefix = "/payhsm/" }, `for engine "etcd" only`},
+		{"disk reserve", true, func(c *Config) { c.DiskReserve = "lots" }, "diskReserve"},
+		{"disk reserve percentage", true, func(c *Config) { c.DiskReserve = "60%" }, "diskReserve"},
+		{"disk reserve size", true, func(c *Config) { c.DiskReserve = "1GiB" }, ""},
+		{"per-address connections negative", true, func(c *Config) { c.Host.MaxConnectionsPerAddress = -1 }, "host.maxConnectionsPerAddress must be positive"},
+		{"per-address connections over the total", true, func(c *Config) { c.Host.MaxConnections = 10; c.Host.MaxConnectionsPerAddress = 11 }, "exceeds host.maxConnections"},
+		{"per-address connections", true, func(c *Config) { c.Host.MaxConnections = 10; c.Host.MaxConnectionsPerAddress = 10 }, ""},
+		{"log format text", true, func(c *Config) { c.LogFormat = "text" }, ""},
+		{"log format", true, func(c *Config) { c.LogFormat = "xml" }, "logFormat"},
+		{"ops address", true, func(c *Config) { c.Ops.Addr = "9100" }, "ops.addr"},
+		{"probe interval too short", true, func(c *Config) { c.PKCS11.ProbeInterval = dur(time.Millisecond) }, "pkcs11.probeInterval"},
+		{"loss grace zero", true, func(c *Config) { c.PKCS11.LossGrace = dur(0) }, ""},
+		{"loss grace negative", true, func(c *Config) { c.PKCS11.LossGrace = dur(-time.Second) }, "pkcs11.lossGrace"},
 	}
 	for _, tc := range tests {
 		var c Config
@@ -118,6 +133,64 @@ func TestKeystoreConfigJSON(t *testing.T) {
 	}
 }
 
+func dur(d time.Duration) *Duration { v := Duration(d); return &v }
+
+// TestTelemetryConfig: the ops listener, the log format and the token's
+// health settings from the file and the flags, and their defaults.
+func TestTelemetryConfig(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "payhsm.json")
+	if err := os.WriteFile(file, []byte(`{"pkcs11":{"module":"m","tokenLabel":"t","pinEnv":"PIN","lossGrace":"30s","probeInterval":"2s"},`+
+		`"credentialsFile":"c","ops":{"addr":"127.0.0.1:9200"},"logFormat":"text"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bad := filepath.Join(dir, "bad.json")
+	if err := os.WriteFile(bad, []byte(`{"pkcs11":{"lossGrace":"soon"}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	type got struct {
+		ops             string
+		defaulted       bool
+		format          string
+		grace, interval time.Duration
+	}
+	tests := []struct {
+		args []string
+		want got
+		err  string
+	}{
+		{[]string{"--dev"}, got{DefaultOpsAddr, true, "json", DefaultTokenLossGrace, DefaultTokenProbeInterval}, ""},
+		{[]string{"--config", file}, got{"127.0.0.1:9200", false, "text", 30 * time.Second, 2 * time.Second}, ""},
+		{[]string{"--config", file, "--ops-addr", "127.0.0.1:0", "--log-format", "json", "--token-loss-grace", "0s"},
+			got{"127.0.0.1:0", false, "json", 0, 2 * time.Second}, ""},
+		{[]string{"--dev", "--token-loss-grace", "later"}, got{}, "--token-loss-grace"},
+		{[]string{"--config", bad}, got{}, `time: invalid duration "soon"`},
+	}
+	for _, tc := range tests {
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		f := RegisterFlags(fs)
+		if err := fs.Parse(tc.args); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := f.Config()
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%q: error %v, want %q", tc.args, err, tc.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%q: %v", tc.args, err)
+			continue
+		}
+		g := got{cfg.Ops.Addr, cfg.OpsAddrDefaulted(), cfg.LogFormat, cfg.PKCS11.TokenLossGrace(), cfg.PKCS11.TokenProbeInterval()}
+		if g != tc.want {
+			t.Errorf("%q: %+v, want %+v", tc.args, g, tc.want)
+		}
+	}
+}
+
 func TestFlagsConfig(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -164,13 +237,57 @@ func TestFlagsConfig(t *testing.T) {
 func TestLayout(t *testing.T) {
 	t.Parallel()
 	c := &Config{DataDir: "/var/lib/payhsm"}
+	other := &Config{DataDir: "/var/lib/payhsm", Audit: AuditConfig{Dir: "/var/log/payhsm"}}
 	for got, want := range map[string]string{
 		c.KeystoreDir():     "/var/lib/payhsm/keystore",
 		c.AdminSocketPath(): "/var/lib/payhsm/admin.sock",
-		c.AuditLogPath():    "/var/lib/payhsm/ceremony-audit.log",
+		c.AuditDir():        "/var/lib/payhsm/audit",
+		other.AuditDir():    "/var/log/payhsm",
 	} {
 		if got != want {
 			t.Errorf("%s, want %s", got, want)
+		}
+	}
+}
+
+// TestAuditConfig: the audit section is checked like the rest, durations
+// are strings, and data events are on only for a listed account.
+func TestAuditConfig(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	tests := []struct {
+		name, json string
+		want       string // an error substring; "" for a valid file
+		data       bool
+	}{
+		{"defaults", `{}`, "", false},
+		{"data events for this account", `{"audit":{"dataEventAccounts":["000000000000"],"sealInterval":"30s","rotateAge":"12h","rotateBytes":1048576}}`, "", true},
+		{"data events for another account", `{"audit":{"dataEventAccounts":["111111111111"]}}`, "", false},
+		{"bad account", `{"audit":{"dataEventAccounts":["12"]}}`, "not a 12-digit account", false},
+		{"duration as a number", `{"audit":{"sealInterval":60}}`, "a duration is a string", false},
+		{"bad duration", `{"audit":{"rotateAge":"soon"}}`, "invalid duration", false},
+		{"seal interval too short", `{"audit":{"sealInterval":"10ms"}}`, "audit.sealInterval", false},
+		{"rotation too small", `{"audit":{"rotateBytes":1000}}`, "audit.rotateBytes", false},
+		{"negative queue", `{"audit":{"dataQueue":-1}}`, "audit.dataQueue", false},
+		{"unknown member", `{"audit":{"sealevery":3,"bogus":1}}`, "unknown field", false},
+	}
+	for _, tc := range tests {
+		path := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-")+".json")
+		if err := os.WriteFile(path, []byte(tc.json), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c, err := LoadConfig(path)
+		if err == nil {
+			c.Defaults()
+			err = c.Validate(true)
+		}
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: %v", tc.name, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		case tc.want == "" && c.DataEvents() != tc.data:
+			t.Errorf("%s: data events %v", tc.name, c.DataEvents())
 		}
 	}
 }
@@ -208,5 +325,19 @@ func TestReadCredentials(t *testing.T) {
 				t.Errorf("%s: %s = %q, want %q", tc.name, k, got[k], v)
 			}
 		}
+	}
+}
+
+// TestExampleConfig: the production example (docs/examples/payhsm.json,
+// walked through in docs/production.md) loads strictly and is valid.
+func TestExampleConfig(t *testing.T) {
+	t.Parallel()
+	c, err := LoadConfig("../docs/examples/payhsm.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Defaults()
+	if err := c.Validate(false); err != nil {
+		t.Errorf("docs/examples/payhsm.json: %v", err)
 	}
 }

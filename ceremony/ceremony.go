@@ -31,6 +31,7 @@ import (
 	"payhsm/ceremony/mainkey"
 	"payhsm/hsm/custody"
 	"payhsm/internal/cli"
+	"payhsm/keystore"
 	"payhsm/ops"
 )
 
@@ -229,6 +230,9 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
 		return 0
 	}
 	cfg, err := o.appliance.Config()
+	if err == nil {
+		err = cfg.Preflight(o.appliance.Dev(), false) // the files and the token, before anything is created
+	}
 	if err != nil {
 		return fail(err)
 	}
@@ -256,11 +260,11 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
 	if err != nil {
 		return fail(err)
 	}
-	log, err := audit.Open(cfg.AuditLogPath())
+	trail, err := cfg.OpenAudit(app.Custody, "ceremony", nil)
 	if err != nil {
 		return fail(errors.Join(err, app.Close()))
 	}
-	s := &session{con: con, app: app, audit: log, cfg: cfg, dev: o.appliance.Dev()}
+	s := &session{con: con, app: app, audit: trail, cfg: cfg, dev: o.appliance.Dev()}
 	defer func() {
 		if err := s.close(); err != nil {
 			cli.Say(stderr, "payhsm ceremony:", err)
@@ -321,7 +325,8 @@ Between two serving daemons' admin sockets (forward them over SSH for remote hos
   sync               move a profile main key with TR-34; each side's custodians approve its step
 
 Every step that uses or changes a main key needs two enrolled custodians (dual control) and is
-appended, synced, to DATA/ceremony-audit.log; a step whose record cannot be written stops.
+appended, synced, to the audit trail (DATA/audit; payhsm audit verify checks it); a step whose
+record cannot be written stops.
 The prompts work on a terminal or a serial console (--serial DEVICE [--baud N]).
 
 flags:
@@ -330,7 +335,7 @@ flags:
 type session struct {
 	con   *Console
 	app   *appliance.Appliance // nil once closed
-	audit *audit.Log
+	audit *audit.Trail
 	cfg   *appliance.Config
 	dev   bool
 }
@@ -345,8 +350,9 @@ func (s *session) close() error {
 }
 
 // record writes one step to the audit log. An error means the ceremony stops.
-func (s *session) record(e audit.Entry) error {
-	if err := s.audit.Record(e); err != nil {
+func (s *session) record(e audit.Event) error {
+	e.Protocol = "console"
+	if err := s.audit.Record(audit.KindCeremony, e); err != nil {
 		return fmt.Errorf("%s (%s) could not be recorded, so the ceremony stops: %w", e.Operation, e.Outcome, err)
 	}
 	return nil
@@ -355,29 +361,43 @@ func (s *session) record(e audit.Entry) error {
 // refused records a step that was not allowed and returns err (with the
 // audit failure, if any).
 func (s *session) refused(op, profile string, who []string, err error) error {
-	return errors.Join(err, s.record(audit.Entry{Operation: op, Profile: profile, Custodians: who, Outcome: audit.Refused, Detail: err.Error()}))
+	return errors.Join(err, s.record(audit.Event{Operation: op, Profile: profile, Custodians: who, Outcome: audit.Refused, Detail: err.Error()}))
 }
 
 func (s *session) init(spec *File, overwrite bool) error {
 	if custodian.Enrolled(s.app.Store) {
 		if !overwrite {
 			return errors.Join(errors.New("this appliance is already initialized; its keys are not overwritten (use --overwrite to destroy them and start again)"),
-				s.record(audit.Entry{Operation: "init", Outcome: audit.Refused, Detail: "already initialized"}))
+				s.record(audit.Event{Operation: "init", Outcome: audit.Refused, Detail: "already initialized"}))
 		}
 		if err := s.erase(); err != nil {
 			return err
 		}
 	}
+	// An appliance without custodians may already hold profile main keys:
+	// one that `payhsm serve --dev` (make run) made. Those the file asks to
+	// generate are kept, so that init enrols custodians on it; one the file
+	// asks to form from components would be replaced, which init never
+	// does. All of this is checked before anyone is prompted.
+	existing := map[string]string{} // profile -> KCV of its main key
 	for _, p := range spec.Profiles {
-		if _, err := s.app.Custody.Profile(p.Name); err == nil {
-			return fmt.Errorf("profile %q already has a main key; it is not overwritten", p.Name)
+		prof, err := s.app.Custody.Profile(p.Name)
+		switch {
+		case errors.Is(err, custody.ErrNoProfile):
+			continue
+		case err != nil:
+			return err
+		case p.Components > 0:
+			return fmt.Errorf("profile %q already has a main key (KCV %s), and the ceremony file forms it from components, "+
+				"which would replace it; it is not overwritten: leave the profile out of the file, or use --overwrite", p.Name, prof.KCV())
 		}
+		existing[p.Name] = prof.KCV()
 	}
 	s.con.Printf("Region main key: KCV %s (in the PKCS#11 token, non-extractable)\n", s.app.Custody.RegionKeyKCV())
 	if err := enroll(s.con, s.app.Store, s.app.Custody, spec.Custodians); err != nil {
 		return err
 	}
-	if err := s.record(audit.Entry{Operation: "enroll-custodians", Custodians: spec.Custodians, Outcome: audit.OK,
+	if err := s.record(audit.Event{Operation: "enroll-custodians", Custodians: spec.Custodians, Outcome: audit.OK,
 		KCVs: map[string]string{"region": s.app.Custody.RegionKeyKCV()}}); err != nil {
 		return err
 	}
@@ -386,6 +406,14 @@ func (s *session) init(spec *File, overwrite bool) error {
 		return err
 	}
 	for _, p := range spec.Profiles {
+		if kcv, ok := existing[p.Name]; ok {
+			if err := s.record(audit.Event{Operation: "keep-profile-key", Profile: p.Name, Outcome: audit.OK,
+				KCVs: map[string]string{"profile": kcv}, Detail: "the profile already had a main key; kept"}); err != nil {
+				return err
+			}
+			s.con.Printf("Profile %s: main key already present, KCV %s; kept\n", p.Name, kcv)
+			continue
+		}
 		if p.Components > 0 {
 			if err := s.formProfile(rec, p, nil); err != nil {
 				return err
@@ -396,7 +424,7 @@ func (s *session) init(spec *File, overwrite bool) error {
 		if err != nil {
 			return err
 		}
-		if err := s.record(audit.Entry{Operation: "generate-profile-key", Profile: p.Name, Outcome: audit.OK,
+		if err := s.record(audit.Event{Operation: "generate-profile-key", Profile: p.Name, Outcome: audit.OK,
 			KCVs: map[string]string{"profile": prof.KCV()}}); err != nil {
 			return err
 		}
@@ -426,13 +454,16 @@ func (s *session) erase() error {
 	}
 	old := s.app.Custody.RegionKeyKCV()
 	kcvs := map[string]string{"region": old}
-	if err := s.record(audit.Entry{Operation: "init-overwrite", Custodians: who, Outcome: audit.Started, KCVs: kcvs}); err != nil {
+	if err := s.record(audit.Event{Operation: "init-overwrite", Custodians: who, Outcome: audit.Started, KCVs: kcvs}); err != nil {
 		return err
 	}
 	if err := s.app.Custody.DestroyRegionKey(); err != nil {
-		return errors.Join(err, s.record(audit.Entry{Operation: "init-overwrite", Custodians: who, Outcome: audit.Failed, KCVs: kcvs, Detail: err.Error()}))
+		return errors.Join(err, s.record(audit.Event{Operation: "init-overwrite", Custodians: who, Outcome: audit.Failed, KCVs: kcvs, Detail: err.Error()}))
 	}
-	if err := s.record(audit.Entry{Operation: "init-overwrite", Custodians: who, Outcome: audit.OK, KCVs: kcvs,
+	if err := s.app.DropStoreAnchor(); err != nil { // the key store is removed below: its anchor goes with it
+		return errors.Join(err, s.record(audit.Event{Operation: "init-overwrite", Custodians: who, Outcome: audit.Failed, KCVs: kcvs, Detail: err.Error()}))
+	}
+	if err := s.record(audit.Event{Operation: "init-overwrite", Custodians: who, Outcome: audit.OK, KCVs: kcvs,
 		Detail: "region main key destroyed; key store removed"}); err != nil {
 		return err
 	}
@@ -446,6 +477,16 @@ func (s *session) erase() error {
 	}
 	if s.app, err = appliance.Open(s.cfg, s.dev, true, zap.NewNop()); err != nil {
 		return err
+	}
+	// The trail goes on under the new region main key: sealed under the old
+	// key's audit key, then a notice naming both.
+	key, err := s.app.Custody.AuditKey()
+	if err != nil {
+		return err
+	}
+	defer clear(key)
+	if err := s.audit.Rekey(key); err != nil {
+		return fmt.Errorf("the appliance was erased, but the audit trail could not move to the new region main key: %w", err)
 	}
 	s.con.Printf("Appliance erased.\n")
 	return nil
@@ -527,7 +568,7 @@ func (s *session) formProfile(rec *custodian.Record, p ProfileSpec, approvers []
 		return err
 	}
 	kcvs["profile"] = prof.KCV()
-	if err := s.record(audit.Entry{Operation: "load-components", Profile: p.Name, Custodians: append(approvers, holders...), Outcome: audit.OK, KCVs: kcvs}); err != nil {
+	if err := s.record(audit.Event{Operation: "load-components", Profile: p.Name, Custodians: append(approvers, holders...), Outcome: audit.OK, KCVs: kcvs}); err != nil {
 		return err
 	}
 	s.con.Printf("Profile %s: main key formed from %d components, KCV %s\n", p.Name, p.Components, prof.KCV())
@@ -583,6 +624,28 @@ func (s *session) status() error {
 	return nil
 }
 
+// rotateOnline runs the rotation through the serving daemon's admin socket.
+func rotateOnline(con *Console, cfg *appliance.Config, profile string) error {
+	apps, err := approvals(con)
+	if err != nil {
+		return err
+	}
+	defer clearApprovals(apps)
+	resp, err := admin.Call(cfg.AdminSocketPath(), &admin.Request{Op: admin.OpRotate, Profile: profile, Approvals: apps})
+	if errors.Is(err, admin.ErrNoDaemon) {
+		return fmt.Errorf("the key store is in use, but no daemon answers on %s: is a ceremony running?", cfg.AdminSocketPath())
+	}
+	if err != nil {
+		return err
+	}
+	r := resp.Rotate
+	if r == nil {
+		return errors.New("the daemon answered the rotation without a report")
+	}
+	printRotation(con, &ops.RotationReport{Profile: r.Profile, Version: r.Version, KCV: r.KCV, Rewrapped: r.Rewrapped, Verified: r.Verified}, "online")
+	return nil
+}
+
 // rotate runs a profile main key rotation under dual control: through the
 // serving daemon's admin socket when one runs, else offline on the data
 // directory. Running it again after a crash resumes the same rotation.
@@ -590,37 +653,31 @@ func rotate(con *Console, cfg *appliance.Config, dev bool, profile string) (err 
 	if err := custody.CheckProfileName(profile); err != nil {
 		return fmt.Errorf("--profile: %w", err)
 	}
-	apps, err := approvals(con)
-	if err != nil {
-		return err
-	}
-	defer clearApprovals(apps)
-	resp, err := admin.Call(cfg.AdminSocketPath(), &admin.Request{Op: admin.OpRotate, Profile: profile, Approvals: apps})
-	if err == nil {
-		r := resp.Rotate
-		if r == nil {
-			return errors.New("the daemon answered the rotation without a report")
-		}
-		printRotation(con, &ops.RotationReport{Profile: r.Profile, Version: r.Version, KCV: r.KCV, Rewrapped: r.Rewrapped, Verified: r.Verified}, "online")
-		return nil
-	}
-	if !errors.Is(err, admin.ErrNoDaemon) {
-		return err
-	}
+	// Offline when no daemon holds the key store: then the custodians are
+	// checked for before anyone is prompted. A serving daemon holds it, and
+	// checks them itself.
 	app, err := appliance.Open(cfg, dev, false, zap.NewNop())
+	if errors.Is(err, keystore.ErrInUse) {
+		return rotateOnline(con, cfg, profile)
+	}
 	if err != nil {
 		return err
 	}
-	log, err := audit.Open(cfg.AuditLogPath())
+	trail, err := cfg.OpenAudit(app.Custody, "ceremony", nil)
 	if err != nil {
 		return errors.Join(err, app.Close())
 	}
-	s := &session{con: con, app: app, audit: log, cfg: cfg, dev: dev}
+	s := &session{con: con, app: app, audit: trail, cfg: cfg, dev: dev}
 	defer func() { err = errors.Join(err, s.close()) }()
 	rec, err := custodian.Load(app.Store, app.Custody)
 	if err != nil {
 		return err
 	}
+	apps, err := approvals(con)
+	if err != nil {
+		return err
+	}
+	defer clearApprovals(apps)
 	who, err := rec.DualControl(custodianApprovals(apps))
 	if err != nil {
 		return s.refused("rotate", profile, nil, err)
@@ -629,14 +686,14 @@ func rotate(con *Console, cfg *appliance.Config, dev bool, profile string) (err 
 	if err != nil {
 		return err
 	}
-	if err := s.record(audit.Entry{Operation: "rotate", Profile: profile, Custodians: who, Outcome: audit.Started, Detail: "offline"}); err != nil {
+	if err := s.record(audit.Event{Operation: "rotate", Profile: profile, Custodians: who, Outcome: audit.Started, Detail: "offline"}); err != nil {
 		return err
 	}
 	rep, err := svc.RotateProfile(profile, nil, 0)
 	if err != nil {
-		return errors.Join(err, s.record(audit.Entry{Operation: "rotate", Profile: profile, Custodians: who, Outcome: audit.Failed, Detail: err.Error()}))
+		return errors.Join(err, s.record(audit.Event{Operation: "rotate", Profile: profile, Custodians: who, Outcome: audit.Failed, Detail: err.Error()}))
 	}
-	if err := s.record(audit.Entry{Operation: "rotate", Profile: profile, Custodians: who, Outcome: audit.OK, KCVs: map[string]string{"profile": rep.KCV},
+	if err := s.record(audit.Event{Operation: "rotate", Profile: profile, Custodians: who, Outcome: audit.OK, KCVs: map[string]string{"profile": rep.KCV},
 		Detail: fmt.Sprintf("version %d, %d blocks re-wrapped, %d verified", rep.Version, rep.Rewrapped, rep.Verified)}); err != nil {
 		return err
 	}

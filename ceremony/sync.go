@@ -42,7 +42,7 @@ func (s *session) krdRequest(certOut, nonceOut string) error {
 	if err != nil {
 		return err
 	}
-	if err := s.record(audit.Entry{Operation: "krd-request", Outcome: audit.OK, Detail: "certificate " + mainkey.Fingerprint(cert)}); err != nil {
+	if err := s.record(audit.Event{Operation: "krd-request", Outcome: audit.OK, Detail: "certificate " + mainkey.Fingerprint(cert)}); err != nil {
 		return err
 	}
 	if err := os.WriteFile(certOut, mainkey.CertPEM(cert), 0o600); err != nil {
@@ -108,7 +108,7 @@ func (s *session) exportMainKey(profile, krdPath, nonceHex, out string) error {
 	}
 	defer clear(tok)
 	// The token is written only once its export is on record.
-	if err := s.record(audit.Entry{Operation: "export-main-key", Profile: profile, Custodians: who, Outcome: audit.OK,
+	if err := s.record(audit.Event{Operation: "export-main-key", Profile: profile, Custodians: who, Outcome: audit.OK,
 		KCVs: map[string]string{"profile": kcv}, Detail: "TR-34 token for " + mainkey.Fingerprint(krd)}); err != nil {
 		return err
 	}
@@ -148,7 +148,7 @@ func (s *session) importMainKey(profile, kdhPath, tokenPath, wantKCV string) err
 	if err != nil {
 		return s.refused("import-main-key", profile, who, err)
 	}
-	if err := s.record(audit.Entry{Operation: "import-main-key", Profile: profile, Custodians: who, Outcome: audit.OK,
+	if err := s.record(audit.Event{Operation: "import-main-key", Profile: profile, Custodians: who, Outcome: audit.OK,
 		KCVs: map[string]string{"profile": kcv}, Detail: "TR-34 token from " + mainkey.Fingerprint(kdh)}); err != nil {
 		return err
 	}
@@ -234,7 +234,7 @@ func (s *session) backupComponents(profile string, n int) error {
 		return err
 	}
 	// The components are shown only once the backup is on record.
-	if err := s.record(audit.Entry{Operation: "backup-components", Profile: profile, Custodians: who, Outcome: audit.Started,
+	if err := s.record(audit.Event{Operation: "backup-components", Profile: profile, Custodians: who, Outcome: audit.Started,
 		KCVs: map[string]string{"profile": p.KCV()}, Detail: fmt.Sprintf("%d components", n)}); err != nil {
 		return err
 	}
@@ -271,7 +271,7 @@ func (s *session) backupComponents(profile string, n int) error {
 		holders = append(holders, holder)
 		kcvs[fmt.Sprintf("component%d", i)] = ck
 	}
-	if err := s.record(audit.Entry{Operation: "backup-components", Profile: profile, Custodians: append(who, holders...), Outcome: audit.OK, KCVs: kcvs}); err != nil {
+	if err := s.record(audit.Event{Operation: "backup-components", Profile: profile, Custodians: append(who, holders...), Outcome: audit.OK, KCVs: kcvs}); err != nil {
 		return err
 	}
 	s.con.Printf("Profile %s main key (KCV %s) backed up as %d components.\n", profile, p.KCV(), n)

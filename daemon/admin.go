@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,7 +13,9 @@ import (
 
 	"go.uber.org/zap"
 
+	"payhsm/access"
 	"payhsm/admin"
+	"payhsm/appliance/diskguard"
 	"payhsm/audit"
 	"payhsm/ceremony/custodian"
 	"payhsm/ceremony/mainkey"
@@ -26,14 +29,16 @@ import (
 // admin): one at a time, each under dual control checked here, each step
 // recorded in the audit log before its result is released.
 type adminServer struct {
-	ln    net.Listener
-	svc   *ops.Service
-	store *keystore.Store
-	cust  *custody.Custodian
-	audit *audit.Log
-	log   *zap.Logger
-	mu    sync.Mutex // one ceremony at a time
-	wg    sync.WaitGroup
+	ln     net.Listener
+	svc    *ops.Service
+	store  *keystore.Store
+	cust   *custody.Custodian
+	audit  *audit.Trail
+	access *access.Manager
+	log    *zap.Logger
+	disk   *diskguard.Watchdog // refuses steps that write while the disk is below its reserve
+	mu     sync.Mutex          // one ceremony at a time
+	wg     sync.WaitGroup
 }
 
 // listenAdmin creates the admin socket at path (mode 0600), replacing a stale
@@ -104,8 +109,8 @@ func (a *adminServer) handle(c net.Conn) {
 
 // record writes one online step to the audit log.
 func (a *adminServer) record(op admin.Op, profile string, who []string, outcome audit.Outcome, detail string, kcvs map[string]string) error {
-	err := a.audit.Record(audit.Entry{Operation: string(op), Profile: profile, Custodians: who, Outcome: outcome,
-		Detail: detail, KCVs: kcvs, Online: true})
+	err := a.audit.Record(audit.KindCeremony, audit.Event{Protocol: "admin", Operation: string(op), Profile: profile, Custodians: who,
+		Outcome: outcome, Detail: detail, KCVs: kcvs, Online: true})
 	if err != nil {
 		a.log.Error("audit log", zap.Error(err))
 	}
@@ -123,6 +128,13 @@ func (a *adminServer) fail(op admin.Op, profile string, who []string, outcome au
 func (a *adminServer) run(req *admin.Request) *admin.Response {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if req.Op != admin.OpVerifyKeystore && a.disk != nil {
+		// Every other step writes (the key store, the token, the audit
+		// log): none starts on a disk below its reserve.
+		if err := a.disk.Check(); err != nil {
+			return &admin.Response{Error: fault.ClientMessage(err)}
+		}
+	}
 	switch req.Op {
 	case admin.OpKRDRequest: // no secret leaves: the certificate and a fresh nonce
 		cert, nonce, err := mainkey.KRDRequest(a.store, a.cust)
@@ -133,12 +145,16 @@ func (a *adminServer) run(req *admin.Request) *admin.Response {
 			return &admin.Response{Error: err.Error()}
 		}
 		return &admin.Response{Certificate: mainkey.CertPEM(cert), Nonce: nonce}
+	case admin.OpPrincipals: // the socket owner's; audited
+		return a.principals(req)
 	case admin.OpVerifyKeystore: // changes nothing and releases no content
 		rep, err := a.store.Verify()
 		if err != nil {
 			return &admin.Response{Error: err.Error()}
 		}
 		return &admin.Response{Verify: VerifyReport(rep)}
+	case admin.OpAuditSeals: // says whether MACs are right, never what they should be
+		return a.checkSeals(req.Seals)
 	case admin.OpRotate, admin.OpExportMainKey, admin.OpImportMainKey:
 		if err := custody.CheckProfileName(req.Profile); err != nil {
 			return &admin.Response{Error: err.Error()}
@@ -215,4 +231,42 @@ func VerifyReport(rep *keystore.VerifyReport) *admin.VerifyReport {
 		out.Failures = append(out.Failures, admin.VerifyFailure{Type: f.Type.String(), Name: f.Name, KeyID: f.KeyID, Reason: f.Reason})
 	}
 	return out
+}
+
+// checkSeals answers OpAuditSeals with the trail's key.
+func (a *adminServer) checkSeals(seals []admin.AuditSeal) *admin.Response {
+	reqs, err := AuditSealRequests(seals)
+	if err != nil {
+		return &admin.Response{Error: err.Error()}
+	}
+	st, err := a.audit.CheckSeals(reqs)
+	if err != nil {
+		return &admin.Response{Error: err.Error()}
+	}
+	out := make([]string, len(st))
+	for i, s := range st {
+		out[i] = admin.SealStatusName(s)
+	}
+	return &admin.Response{SealStatus: out, AuditKeyID: a.audit.KeyID()}
+}
+
+// AuditSealRequests decodes seals from the admin wire.
+func AuditSealRequests(seals []admin.AuditSeal) ([]audit.SealRequest, error) {
+	if len(seals) > admin.MaxSeals {
+		return nil, fmt.Errorf("at most %d seals per request", admin.MaxSeals)
+	}
+	reqs := make([]audit.SealRequest, len(seals))
+	for i, s := range seals {
+		reqs[i].KeyID = s.KeyID
+		if len(s.Prev) != 2*audit.HashSize || len(s.MAC) != 2*audit.HashSize {
+			return nil, fmt.Errorf("seal %d: prev and mac are 64 hex digits", i)
+		}
+		if _, err := hex.Decode(reqs[i].Prev[:], []byte(s.Prev)); err != nil {
+			return nil, fmt.Errorf("seal %d: prev: %w", i, err)
+		}
+		if _, err := hex.Decode(reqs[i].MAC[:], []byte(s.MAC)); err != nil {
+			return nil, fmt.Errorf("seal %d: mac: %w", i, err)
+		}
+	}
+	return reqs, nil
 }

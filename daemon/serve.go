@@ -1,7 +1,9 @@
 // Package daemon owns payhsm's serve command: it opens the appliance (package
 // appliance), wires the operations layer to both front ends (the AWS HTTP API
 // and the host-command port) and to the admin socket that runs online
-// ceremony steps (wire: package admin; audit: package audit), notifies systemd
+// ceremony steps (wire: package admin), records every control-plane call,
+// denial and ceremony step — and data-plane calls for an account that opted
+// in — in the audit trail (package audit), notifies systemd
 // of readiness, and shuts down in order.
 package daemon
 
@@ -27,8 +29,11 @@ import (
 
 	"payhsm/appliance"
 	"payhsm/audit"
+	"payhsm/health"
 	"payhsm/hsm/custody"
 	"payhsm/internal/cli"
+	"payhsm/internal/version"
+	"payhsm/keystore"
 	"payhsm/ops"
 	"payhsm/protocol/awsapi"
 	"payhsm/protocol/awsapi/sigv4"
@@ -48,11 +53,14 @@ func ServeMain(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cfg, err := flags.Config()
+	if err == nil {
+		err = cfg.Preflight(flags.Dev(), true) // the files and the token, before anything is created
+	}
 	if err != nil {
 		cli.Say(stderr, "payhsm serve:", err)
 		return 2
 	}
-	log, err := NewLogger(cfg.LogLevel)
+	log, err := NewLogger(cfg.LogLevel, cfg.LogFormat)
 	if err != nil {
 		cli.Say(stderr, "payhsm serve:", err)
 		return 2
@@ -65,7 +73,9 @@ func ServeMain(args []string, stdout, stderr io.Writer) int {
 		stop()
 	}()
 	if err := Serve(ctx, cfg, flags.Dev(), log); err != nil {
-		log.Error("payhsm stopped", zap.Error(err))
+		// One line that says why (a start-up failure such as a full disk
+		// included); Serve's own stack is no help to an operator.
+		log.WithOptions(zap.AddStacktrace(zap.FatalLevel)).Error("payhsm stopped", zap.Error(err))
 		return 1
 	}
 	return 0
@@ -74,7 +84,8 @@ func ServeMain(args []string, stdout, stderr io.Writer) int {
 const serveUsage = `usage: payhsm serve (--dev [--data-dir DIR] | --config FILE) [flags]
 
 Runs the appliance: the AWS Payment Cryptography API (HTTP), the host-command
-port (TCP) and the admin socket DATA/admin.sock for online ceremonies, until
+port (TCP), the ops listener (/healthz, /readyz, /metrics, /version; see
+docs/operations.md) and the admin socket DATA/admin.sock for online ceremonies, until
 SIGTERM or SIGINT, which drain in-flight requests and close the key store
 (a second signal ends the process at once). With --config, the file holds
 every setting (see README.md); the flags below override it.
@@ -82,8 +93,10 @@ every setting (see README.md); the flags below override it.
 flags:
 `
 
-// NewLogger is payhsm's zap logger (JSON to stderr).
-func NewLogger(level string) (*zap.Logger, error) {
+// NewLogger is payhsm's zap logger on stderr: format json (one object a
+// line) or text (zap's console format: time, level, logger, message, then
+// the fields as JSON).
+func NewLogger(level, format string) (*zap.Logger, error) {
 	var lvl zapcore.Level
 	if err := lvl.Set(level); err != nil {
 		return nil, err
@@ -93,19 +106,52 @@ func NewLogger(level string) (*zap.Logger, error) {
 	zc.EncoderConfig.TimeKey = "time"
 	zc.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
 	zc.Sampling = nil
+	switch format {
+	case "", "json":
+	case "text":
+		zc.Encoding = "console"
+	default:
+		return nil, fmt.Errorf("log format %q: must be json or text", format)
+	}
 	return zc.Build()
 }
 
+// journalVerdict refuses to serve a store whose journal failed its check
+// (records may have been rolled back, and which cannot be told) or whose
+// owner metadata failed.
+func journalVerdict(rep *keystore.VerifyReport, flags string) error {
+	var owner []string
+	for _, f := range rep.Failures {
+		if f.Type == keystore.RecordOwnerMeta {
+			owner = append(owner, f.Name)
+		}
+	}
+	switch {
+	case rep.Journal.Damaged:
+		return fmt.Errorf("keystore: the key store's journal failed its integrity check, so records may have been rolled back (restored from a backup, or edited?); "+
+			"refusing to start. payhsm keystore verify %s lists what failed; to accept the store as it is: payhsm keystore accept-restore %s", flags, flags)
+	case len(owner) > 0:
+		return fmt.Errorf("keystore: custody's or the ceremonies' records failed their integrity check (%s); refusing to start. payhsm keystore verify %s lists what failed",
+			strings.Join(owner, ", "), flags)
+	}
+	return nil
+}
+
 // Serve runs the appliance until ctx ends. Start-up prepares everything that
-// can fail — the appliance, the profile, TLS, the audit log and all three
+// can fail — the appliance, the profile, TLS, the audit trail and all three
 // listeners — before anything serves, so a start-up failure leaves nothing
 // running; shutdown goes in order: the HTTP and host ports drain, the online
 // ceremony step in progress finishes, the background purge stops, and only
-// then are the audit log, custody and the key store closed.
+// then are the audit trail (sealed), custody and the key store closed.
 func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger) error {
 	if err := appliance.HardenProcess(); err != nil {
 		log.Warn("cannot disable core dumps", zap.Error(err))
 	}
+	tel := newTelemetry()
+	if err := tel.listen(cfg, log.Named("ops")); err != nil {
+		return err
+	}
+	defer tel.close(log)
 	app, err := appliance.Open(cfg, dev, dev, log)
 	if err != nil {
 		return err
@@ -122,36 +168,76 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 	if err != nil {
 		return err
 	}
-	svc, err := ops.New(ops.Config{Region: cfg.Region, Account: cfg.Account, Profile: cfg.Profile}, app.Store, app.Custody, log.Named("ops"))
+	if err := app.StartJournal(); err != nil { // a new --dev appliance's profile was just made
+		return err
+	}
+	var trail *audit.Trail // opened below, before anything serves
+	onPurge := func(keyARN string) {
+		if trail == nil {
+			return
+		}
+		if err := trail.Record(audit.KindControl, audit.Event{Protocol: "system", Operation: "DeleteKey", Principal: "payhsm",
+			Account: cfg.Account, Keys: []string{keyARN}, Outcome: audit.OK, Detail: "deletion waiting period ended"}); err != nil {
+			log.Error("audit trail: a key deletion could not be recorded", zap.String("key", keyARN), zap.Error(err))
+		}
+	}
+	svc, err := ops.New(ops.Config{Region: cfg.Region, Account: cfg.Account, Profile: cfg.Profile, OnPurge: onPurge}, app.Store, app.Custody, log.Named("ops"))
 	if err != nil {
 		return err
 	}
 	log.Info("main keys loaded", zap.String("regionMainKeyKCV", app.Custody.RegionKeyKCV()),
 		zap.String("profile", cfg.Profile), zap.String("profileMainKeyKCV", prof.KCV()), zap.Int("profileMainKeyVersion", prof.Version()))
 	// Check every record once before serving: a damaged one is logged now
-	// (and refused whenever it is used), and every record's revision becomes
-	// the mark later reads are held to.
+	// (and refused whenever it is used), every record's revision becomes
+	// the mark later reads are held to, and every record is compared with
+	// the revision the store's journal expects (one out of date is refused
+	// like a damaged one). A journal that failed its own check, or custody's
+	// records out of date (custody has already read them), stop the start.
 	vrep, err := app.Store.Verify()
 	if err != nil {
 		return fmt.Errorf("keystore: verify: %w", err)
+	}
+	if err := journalVerdict(vrep, app.CommandFlags()); err != nil {
+		return err
 	}
 	if len(vrep.Failures) > 0 {
 		log.Error("the key store holds records that failed their integrity check; they are refused, everything else is served (payhsm keystore verify lists them)",
 			zap.Int("failures", len(vrep.Failures)), zap.Int("records", vrep.Records))
 	}
 
-	auditLog, err := audit.Open(cfg.AuditLogPath())
+	repl, err := newReplication(&cfg.Replication, svc, log.Named("replication"))
 	if err != nil {
 		return err
 	}
+
+	if trail, err = cfg.OpenAudit(app.Custody, "daemon", log.Named("audit")); err != nil {
+		return err
+	}
 	defer func() {
-		if err := auditLog.Close(); err != nil {
-			log.Error("close the audit log", zap.Error(err))
+		if err := trail.Close(); err != nil {
+			log.Error("close the audit trail", zap.Error(err))
 		}
+		seq, hash := trail.Head()
+		log.Info("audit trail closed", zap.Uint64("seq", seq), zap.String("hash", hash))
 	}()
-	verifier := &sigv4.Verifier{Creds: sigv4.StaticCredentials(app.Credentials), Region: cfg.Region, Service: "payment-cryptography"}
+	seq, hash := trail.Head()
+	log.Info("audit trail open", zap.String("dir", cfg.AuditDir()), zap.String("sealKeyId", trail.KeyID()),
+		zap.Bool("dataEvents", cfg.DataEvents()), zap.Uint64("seq", seq), zap.String("hash", hash))
+	mgr, err := OpenAccess(cfg, app)
+	if err != nil {
+		return err
+	}
+	az := mgr.Authorizer()
+	defer logDenials(az, trail, log.Named("access"))() // before the audit trail closes
+	verifier := &sigv4.Verifier{Creds: az, Region: cfg.Region, Service: "payment-cryptography"}
+	api := awsapi.New(svc, verifier, log.Named("http"))
+	api.SetAuthorizer(az)
+	api.SetAudit(trail, cfg.Account, cfg.DataEvents())
+	httpMetrics := tel.metrics.NewHTTP(api.Operations())
+	api.SetObserver(httpMetrics)
 	srv := &http.Server{
-		Handler:           awsapi.New(svc, verifier, log.Named("http")),
+		Handler:           api,
+		ConnState:         httpMetrics.ConnState,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -168,37 +254,70 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		scheme = "https"
 	}
-	hostCfg := hostcmd.Config{HeaderLength: cfg.Host.HeaderLength, MaxConnections: cfg.Host.MaxConnections, AllowedClients: cfg.Host.AllowedClients,
-		EventLoops: cfg.Host.EventLoops}
+	hostCfg := hostcmd.Config{HeaderLength: cfg.Host.HeaderLength, MaxConnections: cfg.Host.MaxConnections,
+		MaxConnectionsPerAddress: cfg.Host.MaxConnectionsPerAddress, AllowedClients: cfg.Host.AllowedClients,
+		EventLoops: cfg.Host.EventLoops, Authorizer: az, Principal: hostPrincipal(cfg, mgr)}
 	if hostCfg.TLS, err = hostTLS(&cfg.Host); err != nil {
 		return err
 	}
 	host := hostcmd.NewServer(svc, hostCfg, log.Named("host"))
+	host.SetAudit(trail, cfg.Account, cfg.DataEvents())
+	host.SetObserver(tel.metrics.NewHost(hostcmd.Commands()))
+	httpState, hostState, writable := &listenerState{}, &listenerState{}, health.NewState(probeWritable(cfg.DataDir))
+	if err := tel.register(sources{store: app.Store, cust: app.Custody, svc: svc, host: host, writable: writable,
+		http: httpState, hostLn: hostState, disk: app.Disk, trail: trail, access: az}); err != nil {
+		return err
+	}
 
 	httpLn, hostLn, adminLn, err := listen(cfg)
 	if err != nil {
 		return err
+	}
+	if err := repl.listen(); err != nil {
+		return errors.Join(err, httpLn.Close(), hostLn.Close(), adminLn.Close())
 	}
 	if srv.TLSConfig != nil {
 		httpLn = tls.NewListener(httpLn, srv.TLSConfig)
 	}
 
 	// Nothing below fails before serving.
-	errc := make(chan error, 2)
-	go func() { errc <- srv.Serve(httpLn) }()
-	go func() { errc <- host.Serve(hostLn) }()
-	adm := &adminServer{ln: adminLn, svc: svc, store: app.Store, cust: app.Custody, audit: auditLog, log: log.Named("admin")}
+	errc := make(chan error, 3)
+	httpState.up.Store(true) // up from here: Serve accepts on a bound listener
+	hostState.up.Store(true)
+	go func() { errc <- httpState.serve(func() error { return srv.Serve(httpLn) }) }()
+	go func() { errc <- hostState.serve(func() error { return host.Serve(hostLn) }) }()
+	adm := &adminServer{ln: adminLn, svc: svc, store: app.Store, cust: app.Custody, audit: trail, access: mgr, log: log.Named("admin"), disk: app.Disk}
 	go adm.serve()
 	runCtx, cancelRun := context.WithCancel(context.Background())
 	var background sync.WaitGroup
-	background.Add(1)
+	background.Add(3)
 	go func() {
 		defer background.Done()
 		svc.Run(runCtx, time.Minute)
 	}()
+	go func() {
+		defer background.Done()
+		app.Custody.Watch(runCtx, cfg.PKCS11.TokenProbeInterval())
+	}()
+	go func() {
+		defer background.Done()
+		watchWritable(runCtx, cfg.DataDir, writeProbeEvery, writable, log.Named("datadir"))
+	}()
+	repl.start(runCtx, &background, errc)
+	background.Add(1)
+	go func() { // the free-space state follows the disk when nothing writes (and is logged when it changes)
+		defer background.Done()
+		app.Disk.Run(runCtx, 5*time.Second)
+	}()
+	tel.serving.Set(nil)
 
-	log.Info("payhsm ready", zap.String("http", scheme+"://"+httpLn.Addr().String()),
-		zap.String("host", hostLn.Addr().String()), zap.String("dataDir", cfg.DataDir), zap.Bool("dev", dev))
+	readyFields := []zap.Field{zap.String("http", scheme+"://"+httpLn.Addr().String()),
+		zap.String("host", hostLn.Addr().String()), zap.String("replication", repl.addr())}
+	if u := tel.url(); u != "" {
+		readyFields = append(readyFields, zap.String("ops", u))
+	}
+	log.Info("payhsm ready", append(readyFields, zap.String("dataDir", cfg.DataDir), zap.Bool("dev", dev),
+		zap.String("version", version.String()))...)
 	notify("READY=1")
 
 	var serveErr error
@@ -209,6 +328,7 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 		log.Error("listener failed", zap.Error(serveErr))
 	}
 	notify("STOPPING=1")
+	tel.serving.Set(errors.New("shutting down"))
 	shutCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(shutCtx); err != nil {
@@ -219,6 +339,7 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 		log.Warn("host drain incomplete", zap.Error(err))
 	}
 	adm.close(shutCtx)
+	repl.shutdown(shutCtx)
 	cancelRun()
 	background.Wait()
 	if errors.Is(serveErr, http.ErrServerClosed) {

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -56,7 +57,7 @@ func closeT(t *testing.T, c io.Closer) {
 func devConfig(t *testing.T, dir string) *appliance.Config {
 	t.Helper()
 	cfg := &appliance.Config{DataDir: dir, LogLevel: "error"}
-	cfg.HTTP.Addr, cfg.Host.Addr = freeAddr(t), freeAddr(t)
+	cfg.HTTP.Addr, cfg.Host.Addr, cfg.Ops.Addr = freeAddr(t), freeAddr(t), freeAddr(t)
 	cfg.Defaults()
 	if err := cfg.Validate(true); err != nil {
 		t.Fatal(err)
@@ -105,7 +106,7 @@ func TestServeStartFailureLeavesNothingRunning(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "admin socket") {
 		t.Fatalf("Serve = %v, want an admin socket error", err)
 	}
-	for _, addr := range []string{cfg.HTTP.Addr, cfg.Host.Addr} {
+	for _, addr := range []string{cfg.HTTP.Addr, cfg.Host.Addr, cfg.Ops.Addr} {
 		if !refused(addr) {
 			t.Errorf("%s still accepts connections", addr)
 		}
@@ -145,11 +146,12 @@ func TestServeStopsInOrder(t *testing.T) {
 			t.Errorf("%s does not accept connections while serving", addr)
 		}
 	}
+	checkOpsEndpoints(t, "http://"+cfg.Ops.Addr)
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Serve = %v", err)
 	}
-	for _, addr := range []string{cfg.HTTP.Addr, cfg.Host.Addr} {
+	for _, addr := range []string{cfg.HTTP.Addr, cfg.Host.Addr, cfg.Ops.Addr} {
 		if !refused(addr) {
 			t.Errorf("%s still accepts connections", addr)
 		}
@@ -181,12 +183,12 @@ func TestAdminStepStopsWhenAuditFails(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	full, err := audit.Open("/dev/full") // every write fails with ENOSPC
+	trail, err := cfg.OpenAudit(app.Custody, "daemon", nil)
 	if err != nil {
-		t.Skipf("/dev/full: %v", err)
+		t.Fatal(err)
 	}
-	defer closeT(t, full)
-	a := &adminServer{svc: svc, store: app.Store, cust: app.Custody, audit: full, log: zap.NewNop()}
+	closeT(t, trail) // a closed trail refuses every record
+	a := &adminServer{svc: svc, store: app.Store, cust: app.Custody, audit: trail, log: zap.NewNop()}
 	approvals := func(second, pass string) []admin.Approval {
 		return []admin.Approval{{Name: "alice", Passphrase: []byte("alice-passphrase")}, {Name: second, Passphrase: []byte(pass)}}
 	}
@@ -196,9 +198,9 @@ func TestAdminStepStopsWhenAuditFails(t *testing.T) {
 		want []string
 	}{
 		{"refused and not recorded", &admin.Request{Op: admin.OpRotate, Profile: "default", Approvals: approvals("alice", "alice-passphrase")},
-			[]string{"dual control needs two different custodians", "no space left on device"}},
+			[]string{"dual control needs two different custodians", "audit trail: closed"}},
 		{"rotation not started", &admin.Request{Op: admin.OpRotate, Profile: "default", Approvals: approvals("bob", "bob-passphrase!")},
-			[]string{"audit log"}},
+			[]string{"audit trail: closed"}},
 		{"bad profile name", &admin.Request{Op: admin.OpRotate, Profile: "Default", Approvals: approvals("bob", "bob-passphrase!")},
 			[]string{"profile name"}},
 		{"unknown operation", &admin.Request{Op: "erase"}, []string{`unknown operation "erase"`}},
@@ -220,5 +222,61 @@ func TestAdminStepStopsWhenAuditFails(t *testing.T) {
 	}
 	if p.Version() != 1 || p.Rotating() {
 		t.Errorf("profile at version %d (rotating %v): the rotation began without its audit record", p.Version(), p.Rotating())
+	}
+}
+
+// TestAdminAuditSeals: the admin socket checks seals with the trail's key —
+// valid, altered, or under another key — and refuses malformed requests.
+func TestAdminAuditSeals(t *testing.T) {
+	needSoftHSM(t)
+	cfg := devConfig(t, t.TempDir())
+	app, err := appliance.Open(cfg, true, true, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeT(t, app)
+	trail, err := cfg.OpenAudit(app.Custody, "daemon", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := trail.Record(audit.KindControl, audit.Event{Operation: "CreateKey", Outcome: audit.OK}); err != nil {
+		t.Fatal(err)
+	}
+	closeT(t, trail)
+	trail, err = cfg.OpenAudit(app.Custody, "daemon", nil) // the daemon's trail, open while verify runs
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeT(t, trail)
+	a := &adminServer{store: app.Store, cust: app.Custody, audit: trail, log: zap.NewNop()}
+	b, err := os.ReadFile(filepath.Join(cfg.AuditDir(), audit.ActiveName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seal admin.AuditSeal
+	for _, line := range bytes.Split(bytes.TrimSpace(b), []byte{'\n'}) {
+		p, err := audit.ParseLine(line)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Kind == audit.KindSeal {
+			seal = admin.AuditSeal{KeyID: p.Seal.KeyID, Prev: p.Prev, MAC: p.Seal.MAC}
+			break
+		}
+	}
+	if seal.MAC == "" {
+		t.Fatal("no seal in the trail")
+	}
+	altered, other := seal, seal
+	altered.Prev = strings.Repeat("0", 64)
+	other.KeyID = "0123456789abcdef"
+	resp := a.run(&admin.Request{Op: admin.OpAuditSeals, Seals: []admin.AuditSeal{seal, altered, other}})
+	if resp.Error != "" || strings.Join(resp.SealStatus, ",") != "valid,invalid,unknown-key" || resp.AuditKeyID != seal.KeyID {
+		t.Fatalf("%+v", resp)
+	}
+	bad := seal
+	bad.MAC = "zz"
+	if resp := a.run(&admin.Request{Op: admin.OpAuditSeals, Seals: []admin.AuditSeal{bad}}); !strings.Contains(resp.Error, "64 hex digits") {
+		t.Errorf("malformed seal: %+v", resp)
 	}
 }

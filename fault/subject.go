@@ -265,6 +265,16 @@ const (
 	// request names beside the key it is about (the private key of an ECDH
 	// derivation of a key block protection key).
 	SubjectAgreementKey
+	// SubjectSigningKey is the customer's own key pair that signs a TR-34
+	// export as the KDH, in place of an export token's key.
+	SubjectSigningKey
+	// SubjectOwnCertificate is a certificate the request carries for one of
+	// the customer's own key pairs: the KDH signing certificate of a TR-34
+	// export, the KRD wrapping certificate of a TR-34 import.
+	SubjectOwnCertificate
+	// SubjectReplicationRegions are the regions (sites) of a Multi-Region
+	// key replication request.
+	SubjectReplicationRegions
 )
 
 // About returns a Validation fault about subject with a client-safe message

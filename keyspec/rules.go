@@ -122,8 +122,9 @@ func (u KeyUsage) IsAsymmetric() bool {
 // KeyClass, KeyAlgorithm and KeyModesOfUse are enum members; the class is
 // SYMMETRIC_KEY for symmetric usages and ASYMMETRIC_KEY_PAIR for D1, K2, K3 and
 // S0; the algorithm and the exact combination of modes are among those the user
-// guide allows for the usage; deriveKeyUsage is set exactly when the usage is K3
-// and is then a member of the DeriveKeyUsage enum. The error is a Validation
+// guide allows for the usage; deriveKeyUsage is set only when the usage is K3
+// and is then a member of the DeriveKeyUsage enum (a K3 key created without
+// one derives DefaultDeriveKeyUsage keys). The error is a Validation
 // fault whose message names the failed rule and whose Subject names the
 // attribute (fault.SubjectKeyUsage, SubjectKeyClass, SubjectKeyAlgorithm,
 // SubjectKeyModesOfUse, SubjectDeriveKeyUsage): each edge names it its own way.
@@ -144,7 +145,7 @@ func ValidateCreate(a Attributes, deriveKeyUsage KeyUsage) error {
 	}
 	if a.Usage == K3 {
 		if deriveKeyUsage == "" {
-			return fault.About(fault.SubjectDeriveKeyUsage, "is required for %s keys", K3)
+			return nil // DefaultDeriveKeyUsage
 		}
 		return checkDeriveKeyUsage(deriveKeyUsage)
 	}
@@ -153,6 +154,16 @@ func ValidateCreate(a Attributes, deriveKeyUsage KeyUsage) error {
 	}
 	return nil
 }
+
+// DefaultDeriveKeyUsage is the DeriveKeyUsage of a K3 key pair created
+// without one. The model makes the member optional ("you can optionally set
+// the DeriveKeyUsage parameter", CreateKey) and documents no default; the
+// user guide creates a K3 key without it ("Creating an asymmetric ECC key")
+// and, for the one use of a K3 key it documents (ECDH key exchange), says
+// "When using ECDH to exchange (wrap) other keys, use a value of
+// TR31_K1_KEY_BLOCK_PROTECTION_KEY". A key pair still derives keys of one
+// usage only (the guide's single-use rule), and GetKey shows which.
+const DefaultDeriveKeyUsage = K1
 
 // ValidateImport checks the attributes of an imported key. Symmetric usages
 // follow the CreateKey rules. Asymmetric keys are imported as public keys or

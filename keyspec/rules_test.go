@@ -51,7 +51,6 @@ func TestValidateCreateRejects(t *testing.T) {
 		{"D1 as symmetric", Attributes{D1, Symmetric, RSA2048, edwu}, "", fault.SubjectKeyClass, "created with KeyClass ASYMMETRIC_KEY_PAIR"},
 		{"S0 as public key on create", Attributes{S0, PublicKey, RSA2048, ModesOfUse{Verify: true}}, "", fault.SubjectKeyClass, "ASYMMETRIC_KEY_PAIR"},
 		{"K3 as private key", Attributes{K3, PrivateKey, ECCP256, x}, K1, fault.SubjectKeyClass, "ASYMMETRIC_KEY_PAIR"},
-		{"K3 without DeriveKeyUsage", Attributes{K3, AsymmetricPair, ECCP256, x}, "", fault.SubjectDeriveKeyUsage, "required for TR31_K3"},
 		{"DeriveKeyUsage on B0", Attributes{B0, Symmetric, AES128, x}, K1, fault.SubjectDeriveKeyUsage, "only allowed for TR31_K3"},
 		{"DeriveKeyUsage on D1", Attributes{D1, AsymmetricPair, RSA2048, edwu}, P0, fault.SubjectDeriveKeyUsage, "only allowed"},
 		{"K3 deriving K3", Attributes{K3, AsymmetricPair, ECCP256, x}, K3, fault.SubjectDeriveKeyUsage, "cannot be derived"},
@@ -134,10 +133,19 @@ func TestValidateImportCases(t *testing.T) {
 	}
 }
 
-// K3 keys take every member of the model's DeriveKeyUsage enum, and nothing else.
+// K3 keys take every member of the model's DeriveKeyUsage enum, and nothing
+// else; none at all is accepted too, as the guide's "Creating an asymmetric
+// ECC key" example creates one (the key then derives DefaultDeriveKeyUsage
+// keys, the value the guide's ECDH flows use).
 func TestDeriveKeyUsage(t *testing.T) {
 	t.Parallel()
 	a := Attributes{K3, AsymmetricPair, ECCP256, ModesOfUse{DeriveKey: true}}
+	if err := ValidateCreate(a, ""); err != nil {
+		t.Errorf("ValidateCreate(K3 without DeriveKeyUsage) = %v", err)
+	}
+	if DefaultDeriveKeyUsage != K1 {
+		t.Errorf("DefaultDeriveKeyUsage = %s, want %s (the guide's ECDH key exchange value)", DefaultDeriveKeyUsage, K1)
+	}
 	derivable := map[string]bool{}
 	for _, s := range modelDeriveKeyUsages {
 		derivable[s] = true

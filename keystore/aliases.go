@@ -90,6 +90,9 @@ func (s *Store) loadAlias(r kv.Reader, name string) (Alias, uint64, error) {
 		return Alias{}, 0, storeErr(fmt.Sprintf("get alias %q", name), err)
 	}
 	if !ok {
+		if err := s.damagedRecord(ak); err != nil { // missing, as Verify found
+			return Alias{}, 0, err
+		}
 		return Alias{}, 0, fmt.Errorf("keystore: alias %q: %w", name, ErrNotFound)
 	}
 	a, err := decodeAlias(name, f.payload)

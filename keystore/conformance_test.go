@@ -52,6 +52,7 @@ var conformance = []struct {
 	{"OwnerMetaIsNotAuthenticated", testOwnerMetaIsNotAuthenticated},
 	{"RetiredVersionIsRefused", testRetiredVersionIsRefused},
 	{"CrashKeepsAcknowledgedWrites", testCrashKeepsAcknowledgedWrites},
+	{"Journal", testJournal},
 }
 
 func TestConformance(t *testing.T) {
@@ -366,4 +367,86 @@ func testCrashKeepsAcknowledgedWrites(t *testing.T, env *storeEnv) {
 	}
 	checkInvariants(t, check)
 	t.Logf("%d writes acknowledged (%d checked after the crash), %d failed during it", len(ackedNow()), len(want), failed)
+}
+
+// testJournal: the freshness journal on the engine. Concurrent writers of
+// one process each commit their own entry (the head is read inside each
+// write transaction), checkpoints fold them into the buckets (on etcd, whose
+// transactions hold at most 128 operations by default, 200 entries take
+// several checkpoints: each folds what fits), and a reopen with the anchor
+// at the journal's end checks out, while one with a later anchor is refused
+// as a rollback.
+func testJournal(t *testing.T, env *storeEnv) {
+	loc := env.fresh(t)
+	auth := newTestAuth()
+	open := func(anchor uint64) (*Store, error) {
+		t.Helper()
+		s, err := loc.open(Options{Authenticator: auth, Namespace: "default"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		_, err = s.StartJournal(JournalOptions{Writer: testWriter, Anchor: anchor, CheckpointEntries: 1 << 20, CheckpointInterval: time.Hour})
+		return s, err
+	}
+	s, err := open(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n, writers = 200, 8
+	var wg sync.WaitGroup
+	for g := range writers {
+		wg.Go(func() {
+			for i := g; i < n; i += writers {
+				if err := s.CreateKey(testKey(testID(i)), nil, ""); err != nil {
+					t.Errorf("CreateKey %d: %v", i, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	seq := s.JournalSeq()
+	if seq != n {
+		t.Fatalf("JournalSeq after %d writes = %d", n, seq)
+	}
+	folded := func() bool {
+		s.fr.mu.Lock()
+		defer s.fr.mu.Unlock()
+		return s.fr.head.ckptSeq == s.fr.head.lastSeq
+	}
+	runs := 0
+	for ; !folded() && runs < 20; runs++ {
+		if err := s.Checkpoint(); err != nil {
+			t.Fatalf("checkpoint %d: %v", runs+1, err)
+		}
+	}
+	if !folded() {
+		t.Fatalf("%d checkpoints did not fold %d entries", runs, n)
+	}
+	if lim := s.eng.Limits().MaxOps; lim > 0 && lim < n && runs < 2 {
+		t.Errorf("%d entries folded in %d checkpoint under a limit of %d operations", n, runs, lim)
+	}
+	if _, err := s.UpdateKey(testID(3), func(k *Key) error { k.Enabled = !k.Enabled; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := open(seq + 1)
+	if err != nil {
+		t.Fatalf("reopen with the anchor at the journal's end: %v", err)
+	}
+	rep, err := r.Verify()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Failures) != 0 || !rep.Journal.Checked {
+		t.Errorf("Verify after the reopen: failures %v, journal %+v", rep.Failures, rep.Journal)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := open(seq + 2); !errors.Is(err, ErrRolledBack) {
+		t.Errorf("reopen with an anchor past the journal: %v, want ErrRolledBack", err)
+	}
 }

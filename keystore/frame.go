@@ -40,6 +40,7 @@ const (
 var recordTypeNames = map[RecordType]string{
 	RecordKey: "key", RecordAlias: "alias", RecordAliasIndex: "alias-index", RecordTag: "tag",
 	RecordPurgeIndex: "purge-index", RecordMeta: "meta", RecordOwnerMeta: "owner-meta",
+	RecordJournal: "journal", RecordJournalHead: "journal-head", RecordCheckpoint: "checkpoint",
 }
 
 func (t RecordType) String() string {
@@ -380,6 +381,9 @@ func (s *Store) verified(k, v []byte) (f frame, ok bool, err error) {
 	if err != nil {
 		return frame{}, false, err
 	}
+	if err := s.damagedRecord(k); err != nil { // out of date, as Verify found (expect.go)
+		return frame{}, false, err
+	}
 	if s.legacy(k) || f.typ == RecordOwnerMeta || s.raise(k, f.revision) {
 		return f, true, nil
 	}
@@ -455,7 +459,9 @@ type writer struct {
 	s     *Store
 	b     kv.Txn
 	marks []pendingMark
-	done  bool // committed or closed
+	ops   []jop      // for the journal entry (journal.go)
+	head  headRecord // the head the journal entry writes
+	done  bool       // committed or closed
 }
 
 type pendingMark struct {
@@ -478,6 +484,7 @@ func (w *writer) set(k []byte, typ RecordType, profile string, payload []byte, p
 		return 0, err
 	}
 	w.marks = append(w.marks, pendingMark{string(k), rev})
+	w.note(k, typ, rev, v)
 	return rev, nil
 }
 
@@ -488,9 +495,11 @@ func (w *writer) del(k, v []byte) error {
 	if err := w.b.Delete(k); err != nil {
 		return err
 	}
-	if rev := max(headerRevision(v), w.s.mark(k)); rev > 0 {
+	rev := max(headerRevision(v), w.s.mark(k))
+	if rev > 0 {
 		w.marks = append(w.marks, pendingMark{string(k), rev + 1})
 	}
+	w.noteDel(k, rev)
 	return nil
 }
 
@@ -503,12 +512,18 @@ func (w *writer) delAt(k []byte) error {
 	return w.del(k, v)
 }
 
-// commit commits the transaction durably and raises the marks.
+// commit commits the transaction durably, with its journal entry and
+// head, and raises the marks.
 func (w *writer) commit(what string) error {
+	seq, err := w.journal()
+	if err != nil {
+		return err // the deferred close releases the batch
+	}
 	w.done = true
 	if err := w.s.commit(w.b, what); err != nil {
 		return err
 	}
+	w.journaled(seq)
 	for _, m := range w.marks {
 		w.s.raise([]byte(m.k), m.rev)
 	}

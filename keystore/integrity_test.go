@@ -312,10 +312,10 @@ func testIntegrityFailureIsLogged(t *testing.T, env *storeEnv) {
 	}
 }
 
-// TestReplayAcrossRestartIsNotDetected pins what the revision check cannot
-// do (see the package comment): a process that has never seen the newer
-// revision accepts the older copy. Only an anchor outside the storage could
-// tell.
+// TestReplayAcrossRestartIsNotDetected pins what the in-memory revision
+// check cannot do on its own, without the journal (see the package comment;
+// freshness_test.go covers the journal): a process that has never seen the
+// newer revision accepts the older copy.
 func testReplayAcrossRestartIsNotDetected(t *testing.T, env *storeEnv) {
 	loc := env.fresh(t)
 	auth := newTestAuth()

@@ -117,6 +117,9 @@ func (s *Store) GetKey(id string) (*Key, error) {
 	if err := s.checkBelongings(s.eng, k); err != nil {
 		return nil, err
 	}
+	if err := s.damagedKey(id); err != nil { // a record of it Verify found out of date or missing
+		return nil, err
+	}
 	return k, nil
 }
 
@@ -131,6 +134,9 @@ func (s *Store) loadKey(r kv.Reader, id string) (*Key, error) {
 		return nil, storeErr("get key "+id, err)
 	}
 	if !ok {
+		if err := s.damagedRecord(k); err != nil { // missing, as Verify found
+			return nil, err
+		}
 		return nil, fmt.Errorf("keystore: key %s: %w", id, ErrNotFound)
 	}
 	return s.keyFromFrame(k, id, f)

@@ -4,7 +4,8 @@
 // keys awaiting purge, and small named blobs for the layers above (service
 // metadata; custody's and the ceremonies' own records). It owns record
 // encoding, indices, atomicity, durability and record integrity
-// (authentication, rollback marks, verification, the upgrade from format 1);
+// (authentication, rollback marks and the journal that carries them across
+// restarts, verification, the upgrade from format 1);
 // it knows nothing of AWS semantics beyond the one state value its purge
 // index keys on, and no key hierarchy (custody hands it record keys).
 //
@@ -56,6 +57,14 @@
 // does; a write whose outcome is unknown (the cluster did not answer in
 // time) is reported as failed, and may or may not have been applied.
 //
+// No storage failure ends the process. A fatal error in one of Pebble's own
+// goroutines (a MANIFEST write of a background flush or compaction failing
+// on a full disk) fails the store the same way and parks that goroutine
+// (Fatalf); Pebble's retried background errors are logged at most once per
+// bgErrEvery. SetWriteGate lets the appliance refuse writes before the disk
+// is full (its free-space reserve), which keeps those failures for disks
+// filled by someone else (disk_test.go).
+//
 // # Layout
 //
 // Every engine key (the Pebble key; on etcd, the key after the store's
@@ -71,6 +80,9 @@
 //	"p/" + be64(deadline) + id    purge index entry, empty payload; deadline is
 //	                              DeletePending in Unix nanoseconds, big-endian
 //	"m/" + name                   meta blob; payload the blob
+//	"sys/head/" + writer          a journal writer's head (journal.go)
+//	"sys/j/" + writer + "/" + be64(seq)   journal entry
+//	"sys/ckpt/" + writer + "/" + be32(b)  checkpoint bucket
 //
 // Invariants kept by every batch: an "x/" entry exists exactly when the alias
 // record it names points at that key; a "p/" entry exists exactly when the key
@@ -88,7 +100,7 @@
 // The storage is not trusted: whoever can write the data directory (or, in
 // the next release, any node of a shared store), a restored stale backup or
 // a bug must not be able to change what a key may be used for. Every record
-// but the "sys/" ones is framed (frame.go): a header with the format
+// but "sys/format" and "sys/migration" is framed (frame.go): a header with the format
 // version, the record type, the profile whose main key authenticates it,
 // that main key's version and the record's revision, then the payload, then
 // an HMAC-SHA256 tag over the Pebble key, the header and the payload.
@@ -132,22 +144,59 @@
 // failures (payhsm keystore verify).
 //
 // Rollback. Each record carries a revision, bumped by every write of it
-// (and, for a deleted record, remembered one past its last). The store keeps
-// in memory the highest revision of each record it has read or written
-// (Verify at start loads them all) and refuses a record older than that: an
-// older copy replayed into the storage while this process runs, such as a
-// key's record from before a StopKeyUsage, or a deleted alias brought back.
-// Not detected: a rollback made while the process was not running (the
-// whole store restored from an old backup, or one record replaced before a
-// restart), because nothing in the storage can say which copy is newer, and
-// the deletion of whole records (a record that is absent raises no alarm;
-// Verify reports an index entry that lost its record, or the reverse).
-// Detecting those needs a monotonic counter outside the storage; until
-// then an operator notices a restored store through the audit trail (see
-// docs/threat-model.md). A format 2 store cannot be passed off as format 1
-// to have the migration authenticate forged records: custody marks the
-// token once the store is format 2, and the appliance refuses a format 1
-// store on a marked token.
+// (and, for a deleted record, remembered one past its last). In memory, the
+// store keeps the highest revision of each record it has read or written
+// and refuses an older one: a copy replayed while the process runs.
+//
+// Across restarts, the journal (journal.go, freshness.go; StartJournal,
+// which the appliance calls with its writer id once the namespace profile
+// has a main key): every write batch also appends, in the same batch, a
+// journal entry listing the records it wrote (with their new revisions) and
+// deleted (with their last ones) under the writer's next sequence number,
+// and rewrites the writer's head. Checkpoints (every 512 entries, every 5
+// minutes when some are pending, and at Close) fold the entries into
+// bucket records holding every record's expected state, rewriting only the
+// buckets touched, and drop the entries, atomically; the head carries a
+// root over the buckets. All of it is authenticated like any record, under
+// the namespace profile's key, and keyed by writer, so that several nodes
+// of a shared store never write one key. Verify, which the daemon runs at
+// every start, rebuilds every record's expected state from the checkpoints
+// and journals and compares every record. Detected, each as an integrity
+// failure of that one record (refused on every read until the store writes
+// it again; GetKey and ListTags refuse a key any of whose records failed;
+// logged, counted and listed by Verify): a record older than the journal
+// says (a key's record from before a StopKeyUsage put back while the
+// daemon was stopped), a deleted record that is back (an alias, a tag, the
+// records of a purged key), a record the journal expects that is missing
+// (deleted offline), a record newer than the journal says or unknown to it
+// (copied from another store under the same profile main key), and owner
+// metadata whose content is not the digest the journal recorded (its
+// revision is not authenticated). Detected as damage of the journal itself,
+// after which records are not compared and the daemon refuses to start: an
+// entry missing, forged, put back after a checkpoint covered it, or beyond
+// the head; a checkpoint bucket replaced, added or removed (the root);
+// journal records without a head. StartJournal refuses a head that fails
+// its check or has entries beyond it (ErrJournalDamaged).
+//
+// A whole store restored from an old backup (head, checkpoint and journal
+// included) is consistent with itself: the appliance anchors its journal's
+// sequence number in its PKCS#11 token (periodically and at close, never
+// per write) and StartJournal refuses a journal that ends before the
+// anchor, or is missing while the anchor says there is one (ErrRolledBack),
+// until an operator accepts the store as it is (JournalRebaseline: payhsm
+// keystore accept-restore). Not detected: a whole store restored to a state
+// taken after the last anchor (nothing after a clean stop; at most the
+// anchor interval's writes after a crash); anything done to a store before
+// its journal's first checkpoint, which trusts what it finds (a store
+// written by an older build, upgraded at its first start; as the format 1
+// migration, below); and, in --dev mode, a restore of the whole data
+// directory, SoftHSM token included. Key ids are never reused, so the
+// checkpoint keeps of a purged key only its key record's tombstone. See
+// docs/threat-model.md.
+//
+// A format 2 store cannot be passed off as format 1 to have the migration
+// authenticate forged records: custody marks the token once the store is
+// format 2, and the appliance refuses a format 1 store on a marked token.
 //
 // KeyBlock is never logged: Key's String, GoString and MarshalLogObject
 // methods redact it, and the store itself logs only ids and names.
@@ -221,6 +270,9 @@ type Store struct {
 	writing sync.RWMutex
 
 	failed atomic.Pointer[error] // set once, by fail; see ErrFailed
+
+	gate atomic.Pointer[func() error] // SetWriteGate: consulted at the start of every write transaction
+	fr   freshness                    // the journal and what Verify found out of date (freshness.go)
 
 	created bool // this open wrote the format record: the store is new
 
@@ -361,11 +413,13 @@ func (s *Store) checkFormat() error {
 // Close closes the store and its engine. Calls made after Close return
 // ErrClosed; Close waits for reads and writes in progress.
 func (s *Store) Close() error {
+	s.haltJournal()
 	s.life.Lock()
 	defer s.life.Unlock()
 	if s.closed {
 		return nil
 	}
+	s.finalCheckpoint()
 	s.closed = true
 	if err := s.eng.Close(); err != nil {
 		return fmt.Errorf("keystore: close: %w", err)
@@ -384,6 +438,36 @@ func (s *Store) read() (func(), error) {
 	return s.life.RUnlock, nil
 }
 
+// SetWriteGate makes every write transaction gate first and fail with its
+// error, writing nothing, when it returns one (the appliance refuses writes
+// while the disk is below its free-space reserve). Reads are not gated. nil
+// removes the gate.
+func (s *Store) SetWriteGate(gate func() error) {
+	if gate == nil {
+		s.gate.Store(nil)
+		return
+	}
+	s.gate.Store(&gate)
+}
+
+// checkGate returns the write gate's refusal, if any.
+func (s *Store) checkGate() error {
+	if g := s.gate.Load(); g != nil {
+		return (*g)()
+	}
+	return nil
+}
+
+// BackgroundErrors counts the errors of the engine's background work
+// (Pebble's flushes and compactions) since Open, logged or not (for
+// metrics); 0 on an engine without any.
+func (s *Store) BackgroundErrors() uint64 {
+	if b, ok := s.eng.(interface{ BackgroundErrors() uint64 }); ok {
+		return b.BackgroundErrors()
+	}
+	return 0
+}
+
 // usable reports why the store cannot serve a call; the caller holds life.
 func (s *Store) usable() error {
 	if s.closed {
@@ -393,10 +477,17 @@ func (s *Store) usable() error {
 }
 
 // Failed returns nil while the store is healthy, and an error wrapping
-// ErrFailed once a write could not be made durable.
+// ErrFailed once a write could not be made durable, or once the engine
+// failed by itself (Pebble stopped after a fatal error in one of its own
+// goroutines: see pebblekv's Fatalf).
 func (s *Store) Failed() error {
 	if p := s.failed.Load(); p != nil {
 		return *p
+	}
+	if e, ok := s.eng.(interface{ Failed() error }); ok {
+		if err := e.Failed(); err != nil {
+			return s.fail(err.Error())
+		}
 	}
 	return nil
 }
@@ -436,6 +527,12 @@ func (s *Store) update(what string, fn func(w *writer) error) error {
 		return err
 	}
 	defer done()
+	return s.transact(what, fn)
+}
+
+// transact is update for a caller already in the read section, or holding
+// the store exclusively (Close's checkpoint).
+func (s *Store) transact(what string, fn func(w *writer) error) error {
 	for attempt := 1; ; attempt++ {
 		err := s.attempt(what, attempt >= aloneAfter, fn)
 		if !errors.Is(err, kv.ErrConflict) {
@@ -459,6 +556,9 @@ func (s *Store) attempt(what string, alone bool, fn func(w *writer) error) error
 	} else {
 		s.writing.RLock()
 		defer s.writing.RUnlock()
+	}
+	if err := s.checkGate(); err != nil {
+		return err
 	}
 	tx, err := s.eng.Begin()
 	if err != nil {
@@ -509,6 +609,9 @@ func (s *Store) verifiedIn(r kv.Reader, k, v []byte) (frame, bool, error) {
 	}
 	f, err := s.check(k, v)
 	if err != nil {
+		return frame{}, false, err
+	}
+	if err := s.damagedRecord(k); err != nil { // out of date, as Verify found (expect.go)
 		return frame{}, false, err
 	}
 	seen := s.mark(k)

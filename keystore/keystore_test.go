@@ -25,9 +25,23 @@ import (
 
 	"payhsm/fault"
 	"payhsm/keyspec"
+	"payhsm/keystore/kv/pebblekv"
 )
 
 // openTest opens the store in dir on fs; it is closed when the test ends.
+// openMem opens a store on Pebble in memory.
+func openMem(t testing.TB) *Store { return openTest(t, vfs.NewMem(), "keystore") }
+
+// pebbleOf is the Pebble database beneath s (a store Open opened).
+func pebbleOf(t testing.TB, s *Store) *pebble.DB {
+	t.Helper()
+	d, ok := s.eng.(*pebblekv.DB)
+	if !ok {
+		t.Fatalf("the store is on %s, not Pebble", s.eng.Name())
+	}
+	return d.Pebble()
+}
+
 func openTest(t testing.TB, fs vfs.FS, dir string) *Store {
 	t.Helper()
 	s, err := Open(dir, opts(Options{FS: fs}))

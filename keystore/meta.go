@@ -32,6 +32,9 @@ func (s *Store) GetMeta(name string) ([]byte, error) {
 		return nil, storeErr(fmt.Sprintf("get meta %q", name), err)
 	}
 	if !ok {
+		if err := s.damagedRecord(metaKey(name)); err != nil { // missing, as Verify found
+			return nil, err
+		}
 		return nil, fmt.Errorf("keystore: meta %q: %w", name, ErrNotFound)
 	}
 	return f.payload, nil

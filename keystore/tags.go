@@ -110,6 +110,9 @@ func (s *Store) ListTags(id string, nextToken string, max int) (_ []Tag, _ strin
 	if _, err := s.loadKey(snap, id); err != nil {
 		return nil, "", err
 	}
+	if err := s.damagedKey(id); err != nil { // a record of it Verify found out of date or missing
+		return nil, "", err
+	}
 	tags, last, more, err := scan(snap, tagPrefix(id), cursor, max, func(k string, v []byte) (Tag, bool, error) {
 		f, ok, err := s.verified(tagKey(id, k), v)
 		if err != nil || !ok {

@@ -21,7 +21,8 @@ type VerifyReport struct {
 	Format   int
 	Records  int                // records checked
 	ByType   map[RecordType]int // records checked by type
-	Failures []Failure          // records that failed on their own, in Pebble key order, then disagreements between records
+	Failures []Failure          // records that failed on their own, in Pebble key order, then records missing, then disagreements between records, then the journal's own failures
+	Journal  JournalReport      // what the rollback check covered (expect.go)
 }
 
 // Verify checks every record in the store: its authentication (owner
@@ -50,6 +51,10 @@ func (s *Store) Verify() (_ *VerifyReport, err error) {
 	defer closeJoin(&err, snap)
 
 	rep := &VerifyReport{Format: FormatVersion, ByType: map[RecordType]int{}}
+	exp, err := s.expectations(snap) // the state the journals expect of every record
+	if err != nil {
+		return nil, err
+	}
 	failed := map[string]bool{} // Pebble keys that failed on their own
 	fail := func(err error, k []byte) error {
 		var ie *IntegrityError
@@ -81,6 +86,9 @@ func (s *Store) Verify() (_ *VerifyReport, err error) {
 		present[string(k)] = true
 		order = append(order, k)
 		f, ok, cerr := s.verified(k, v)
+		if why := exp.check(k, v); why != "" && cerr == nil && ok {
+			cerr = s.integrityFailure(k, "%s", why)
+		}
 		if cerr == nil && ok {
 			cerr = s.checkPayload(k, f, keys, aliases)
 		}
@@ -93,6 +101,14 @@ func (s *Store) Verify() (_ *VerifyReport, err error) {
 	})
 	if err != nil {
 		return nil, storeErr("verify", err)
+	}
+	// Records the journals expect that are gone: each fails on its own, and
+	// counts as present for the invariants (a key's tags are not reported
+	// again because its key record is missing).
+	for _, m := range exp.missing() {
+		k := []byte(m.key)
+		present[m.key] = true
+		_ = fail(s.integrityFailure(k, "%s", m.why), k)
 	}
 
 	// Invariants between records that each passed.
@@ -138,7 +154,13 @@ func (s *Store) Verify() (_ *VerifyReport, err error) {
 			_ = fail(s.integrityFailure(k, "%s", why), k)
 		}
 	}
-	s.log.Info("keystore verified", zap.Int("records", rep.Records), zap.Int("failures", len(rep.Failures)))
+	rep.Failures = append(rep.Failures, exp.problems...)
+	rep.Journal = exp.report
+	if err := exp.install(s); err != nil {
+		return nil, err
+	}
+	s.log.Info("keystore verified", zap.Int("records", rep.Records), zap.Int("failures", len(rep.Failures)),
+		zap.Bool("rollbackChecked", rep.Journal.Checked), zap.Bool("journalDamaged", rep.Journal.Damaged))
 	return rep, nil
 }
 
@@ -211,6 +233,11 @@ func (s *Store) Reseal(profile string) (int, error) {
 		if err != nil {
 			return n, err
 		}
+	}
+	m, err := s.resealJournal(profile) // the journal's own records (freshness.go)
+	n += m
+	if err != nil {
+		return n, err
 	}
 	if n > 0 {
 		s.log.Info("records re-sealed under the active main key", zap.String("profile", profile), zap.Int("records", n))

@@ -6,7 +6,8 @@ package ops
 // hsm/as2805, which implements exactly what public sources define; the parts
 // no public source defines (the terminal major key variant's mask, the 82C0
 // masks, masks for triple-length KEKs) are refused with a Validation fault
-// about the variant, the mask or the KEK.
+// about the variant, the mask or the KEK (docs/key-exchange.md lists the
+// sources searched for them).
 
 import (
 	"crypto/rand"

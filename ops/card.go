@@ -17,8 +17,8 @@ const (
 	CardCVV1                CardValidationKind = iota + 1 // CVV/CVC, iCVV (999), CAVV v7
 	CardCVV2                                              // CVV2/CVC2 (service code 000)
 	CardHolderVerification                                // CardHolderVerificationValue (E6)
-	CardAmexCSC1                                          // AmexCardSecurityCodeVersion1
-	CardAmexCSC2                                          // AmexCardSecurityCodeVersion2
+	CardAmexCSC1                                          // AmexCardSecurityCodeVersion1 (classic CSC)
+	CardAmexCSC2                                          // AmexCardSecurityCodeVersion2 (enhanced CSC; iCSC, 3-D Secure AEVV)
 	CardDynamicCode                                       // DynamicCardVerificationCode (Mastercard DCVC3, E4)
 	CardDynamicValue                                      // DynamicCardVerificationValue (Visa dCVV, E6, option A ICC key)
 	CardDiscoverDynamicCode                               // DiscoverDynamicCardVerificationCode (verify only)
@@ -43,7 +43,7 @@ type CardValidationInput struct {
 	PSN           string // 2 digits
 	ATC           []byte // 2 bytes
 	TrackData     []byte
-	Length        int // ValidationDataLength (3..5); 0 = 3
+	Length        int // ValidationDataLength (3..5); 0 = 3; the n-digit CVV and dCVV continue the 3-digit value's decimalisation
 }
 
 // digits checks that the attribute subj holds exactly n decimal digits.
@@ -111,14 +111,30 @@ func cardValue(w *WorkingKey, in CardValidationInput, length int) (string, error
 		if err := digits(fault.SubjectServiceCode, sc, 3); err != nil {
 			return "", err
 		}
-		if length != 3 {
-			return "", about(fault.SubjectValidationDataLength, side, "must be 3 for %s", cardKindNames[in.Kind])
-		}
 		v, err := cardverify.CVVCiphers(w.Left, w.Block, in.PAN, in.ExpiryDate, sc, length)
 		if err != nil {
 			return "", fault.Internalf("CVV", err)
 		}
 		return v, nil
+	case CardAmexCSC1, CardAmexCSC2:
+		if err := digits(fault.SubjectExpiryDate, in.ExpiryDate, 4); err != nil {
+			return "", err
+		}
+		if len(in.PAN) != 15 || (in.PAN[:2] != "34" && in.PAN[:2] != "37") {
+			return "", about(fault.SubjectPAN, side, "must be an American Express PAN for %s: 15 digits beginning with 34 or 37", cardKindNames[in.Kind])
+		}
+		v := cardverify.AmexCSC1
+		if in.Kind == CardAmexCSC2 {
+			v = cardverify.AmexCSC2
+			if err := digits(fault.SubjectServiceCode, in.ServiceCode, 3); err != nil {
+				return "", err
+			}
+		}
+		csc, err := cardverify.AmexCSC(w.Block, v, in.PAN, in.ExpiryDate, in.ServiceCode, length)
+		if err != nil {
+			return "", fault.Internalf("Amex CSC", err)
+		}
+		return csc, nil
 	case CardDynamicCode:
 		if err := digits(fault.SubjectPSN, in.PSN, 2); err != nil {
 			return "", err
@@ -135,7 +151,9 @@ func cardValue(w *WorkingKey, in CardValidationInput, length int) (string, error
 			return "", about(fault.SubjectTrackData, side, "is required")
 		}
 		if length != 3 {
-			return "", about(fault.SubjectValidationDataLength, side, "must be 3 for DynamicCardVerificationCode")
+			// The guide (Mastercard DCVC3): "The service expects a 3 digit
+			// DCVC3"; a longer stored value is verified by its 3 rightmost digits.
+			return "", about(fault.SubjectValidationDataLength, side, "must be 3 for DynamicCardVerificationCode: verify the 3 rightmost digits of a longer CVC3")
 		}
 		icc, err := emv.ICCMasterKeyBlock(w.Block, emv.OptionA, in.PAN, in.PSN)
 		if err != nil {
@@ -160,15 +178,12 @@ func cardValue(w *WorkingKey, in CardValidationInput, length int) (string, error
 		if err := fixed(fault.SubjectATC, side, in.ATC, 2); err != nil {
 			return "", err
 		}
-		if length != 3 {
-			return "", about(fault.SubjectValidationDataLength, side, "must be 3 for DynamicCardVerificationValue")
-		}
 		icc, err := emv.ICCMasterKeyBlock(w.Block, emv.OptionA, in.PAN, in.PSN)
 		if err != nil {
 			return "", fault.Internalf("ICC key derivation", err)
 		}
 		defer clear(icc)
-		v, err := cardverify.DCVV(icc, in.PAN, in.ExpiryDate, in.ServiceCode, [2]byte(in.ATC))
+		v, err := cardverify.DCVVDigits(icc, in.PAN, in.ExpiryDate, in.ServiceCode, [2]byte(in.ATC), length)
 		if err != nil {
 			return "", fault.Internalf("dCVV", err)
 		}
@@ -178,12 +193,11 @@ func cardValue(w *WorkingKey, in CardValidationInput, length int) (string, error
 }
 
 // unsupportedCardKinds says why a card validation type is refused: each is
-// a scheme-proprietary algorithm with no published specification or known
-// answers this appliance could be checked against.
+// a scheme-proprietary algorithm with no public description or known
+// answers this appliance could be checked against (docs/card-algorithms.md
+// lists what was searched).
 var unsupportedCardKinds = map[CardValidationKind]string{
 	CardHolderVerification:  "the scheme's CAVV algorithm on ATC, unpredictable number and PAN sequence number is not published",
-	CardAmexCSC1:            "the American Express CSC version 1 algorithm is not published",
-	CardAmexCSC2:            "the American Express CSC version 2 algorithm is not published",
 	CardDiscoverDynamicCode: "the Discover dynamic CVC algorithm is not published",
 }
 

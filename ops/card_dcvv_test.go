@@ -103,7 +103,7 @@ func TestDynamicCardVerificationValue(t *testing.T) {
 			{fault.SubjectATC, func(in *ops.CardValidationInput) { in.ATC = []byte{1, 2, 3} }},
 			{fault.SubjectATC, func(in *ops.CardValidationInput) { in.ATC = []byte{1} }},
 			{fault.SubjectPAN, func(in *ops.CardValidationInput) { in.PAN = "40123400000" }},
-			{fault.SubjectValidationDataLength, func(in *ops.CardValidationInput) { in.Length = 4 }},
+			{fault.SubjectValidationDataLength, func(in *ops.CardValidationInput) { in.Length = 6 }},
 		} {
 			in := ok
 			c.mutate(&in)
@@ -113,8 +113,34 @@ func TestDynamicCardVerificationValue(t *testing.T) {
 			}
 		}
 		in := ok
-		if _, err := svc.VerifyCardValidationData(in, "3690"); !isAbout(err, at{fault.SubjectValidationData, fault.SideNone}) {
-			t.Errorf("4-digit dCVV: %s", aboutOf(err))
+		if _, err := svc.VerifyCardValidationData(in, "369170"); !isAbout(err, at{fault.SubjectValidationData, fault.SideNone}) {
+			t.Errorf("6-digit dCVV: %s", aboutOf(err))
+		}
+	})
+
+	// ValidationDataLength 4 and 5 (the model allows 3 to 5; the guide's dCVV
+	// example asks for 5): the CVV decimalisation continued, so the longer
+	// value begins with the 3-digit one. Values: hsm/cardverify
+	// TestDCVVLongerValues (gep3's inputs, computed independently).
+	t.Run("4 and 5 digits", func(t *testing.T) {
+		for _, c := range []struct {
+			n    int
+			want string
+		}{{3, "369"}, {4, "3691"}, {5, "36917"}} {
+			in := dcvvIn(gep3, "4012340000000016", "00", "1228", "000", "0001")
+			in.Length = c.n
+			r, err := svc.GenerateCardValidationData(in)
+			if err != nil || r.Value != c.want {
+				t.Fatalf("%d digits: %+v %v", c.n, r, err)
+			}
+			if _, err := svc.VerifyCardValidationData(in, c.want); err != nil {
+				t.Fatalf("%d digits verify: %v", c.n, err)
+			}
+			bad := []byte(c.want)
+			bad[c.n-1] = '0' + (bad[c.n-1]-'0'+1)%10
+			if _, err := svc.VerifyCardValidationData(in, string(bad)); reasonOf(err) != fault.ReasonInvalidValidationData {
+				t.Fatalf("%d digits, wrong value: %v", c.n, err)
+			}
 		}
 	})
 

@@ -40,9 +40,13 @@ func TestCardAndEMVThroughService(t *testing.T) {
 		}{
 			// Visa CVV worked example (CVK-A 0123456789ABCDEF, CVK-B FEDCBA9876543210).
 			{"visa example", ops.CardCVV1, "101", "561"},
+			// The same with ValidationDataLength 4 and 5 (hsm/cardverify
+			// TestCVVKnownAnswers: computed with OpenSSL).
+			{"visa example, 4 digits", ops.CardCVV1, "101", "5614"},
+			{"visa example, 5 digits", ops.CardCVV1, "101", "56149"},
 		} {
 			in := ops.CardValidationInput{KeyIdentifier: cvk, PAN: "4123456789012345", Kind: c.kind,
-				ExpiryDate: "8701", ServiceCode: c.sc}
+				ExpiryDate: "8701", ServiceCode: c.sc, Length: len(c.want)}
 			r, err := svc.GenerateCardValidationData(in)
 			if err != nil || r.Value != c.want || r.KCV != "08D7B4" {
 				t.Fatalf("%s: %+v %v", c.src, r, err)
@@ -97,6 +101,10 @@ func TestCardAndEMVThroughService(t *testing.T) {
 		}
 		if _, err := svc.VerifyCardValidationData(in, "489"); reasonOf(err) != fault.ReasonInvalidValidationData {
 			t.Fatalf("wrong DCVC3: %v", err)
+		}
+		// The guide: "The service expects a 3 digit DCVC3" (29488 in full).
+		if _, err := svc.VerifyCardValidationData(in, "29488"); !isAbout(err, at{fault.SubjectValidationData, fault.SideNone}) {
+			t.Fatalf("5-digit DCVC3: %v", err)
 		}
 	})
 
@@ -156,11 +164,10 @@ func TestCardAndEMVThroughService(t *testing.T) {
 			// pyemv tests/test_cvn_hsm.py test_visa_cvn18 (data ‖ IAD, ISO 9797-1 method 2 padded by the caller).
 			{"pyemv CVN18", ops.EmvOptionB, ops.EMVSession{Scheme: ops.EmvCommon, PAN: "1234567890123456", PSN: "00", ATC: hb("001C")},
 				cvnData + "06011203A0B800" + "80", "7A788EA6B8A3E733", &ops.ARPCRequest{Method: 2, CardStatusUpdate: hb("00000000")}, "9AF514C1"},
-			// pyemv tests/test_cvn_hsm.py test_interac_cvn133 (Mastercard SKD).
-			{"pyemv Mastercard SKD", ops.EmvOptionA, ops.EMVSession{Scheme: ops.EmvMastercard, PAN: "1234567890123456", PSN: "00", ATC: hb("001C"), UN: hb("ABCDEF12")},
-				"000000009999" + "000000000000" + "0124" + "8000000000" + "0124" + "209906" + "00" + "ABCDEF12" + "1800" + "001C" +
-					"1501850440B100000000B00000000000000000000000" + "80",
-				"18932FECA2D84326", &ops.ARPCRequest{Method: 1, AuthResponseCode: hb("0000")}, "4DF171A49396C363"},
+			// pyemv tests/test_cvn_hsm.py test_mastercard_cvn16 (Mastercard SKD;
+			// ARPC method 1 under the ICC master key: emv_arpc_test.go).
+			{"pyemv CVN16", ops.EmvOptionA, ops.EMVSession{Scheme: ops.EmvMastercard, PAN: "1234567890123456", PSN: "00", ATC: hb("001C"), UN: hb("ABCDEF12")},
+				mcData + "A00003220000" + "80", "24CCF3DEE3158C70", &ops.ARPCRequest{Method: 1, AuthResponseCode: hb("0010")}, "73F6BBF389A6586C"},
 			// The user guide's Visa CVN10 example (key KCV 08D7B4 = 0123456789ABCDEFFEDCBA9876543210),
 			// transaction data of its "ISO 9797 Method 1 Padding" example.
 			{"guide CVN10", ops.EmvOptionA, ops.EMVSession{Scheme: ops.EmvVisa, PAN: "9137631040001422", PSN: "01"},

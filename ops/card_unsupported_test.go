@@ -11,11 +11,11 @@ import (
 )
 
 // The card validation types whose algorithms are scheme-proprietary and
-// unpublished (Amex CSC 1 and 2, CardHolderVerificationValue, Discover
-// dCVC) answer a ValidationException naming the type and the reason, with a
-// key of the right usage, for generate and verify alike; a key of the wrong
-// usage is still refused by key separation first. (The Visa dCVV is
-// implemented: card_dcvv_test.go.)
+// unpublished (CardHolderVerificationValue, Discover dCVC) answer a
+// ValidationException naming the type and the reason, with a key of the
+// right usage, for generate and verify alike; a key of the wrong usage is
+// still refused by key separation first. (The Visa dCVV and the Amex CSCs
+// are implemented: card_dcvv_test.go, card_amex_test.go.)
 func TestUnsupportedCardKinds(t *testing.T) {
 	svc := opstest.New(t)
 	sym := func(u keyspec.KeyUsage, m keyspec.ModesOfUse) string {
@@ -28,8 +28,6 @@ func TestUnsupportedCardKinds(t *testing.T) {
 		key  string
 		name string
 	}{
-		{ops.CardAmexCSC1, csc, "AmexCardSecurityCodeVersion1"},
-		{ops.CardAmexCSC2, csc, "AmexCardSecurityCodeVersion2"},
 		{ops.CardHolderVerification, e6, "CardHolderVerificationValue"},
 		{ops.CardDiscoverDynamicCode, e6, "DiscoverDynamicCardVerificationCode"},
 	} {

@@ -16,6 +16,7 @@ import (
 
 	"payhsm/fault"
 	"payhsm/hsm/dukpt"
+	"payhsm/hsm/rsaraw"
 	"payhsm/hsm/symmetric"
 	"payhsm/hsm/tdes"
 	"payhsm/keyspec"
@@ -109,7 +110,10 @@ type SymmetricCipher struct {
 
 // AsymmetricCipher is an RSA data key.
 type AsymmetricCipher struct {
-	Padding Padding // PaddingPKCS1 or an OAEP padding
+	// Padding is PaddingPKCS1, an OAEP padding, or PaddingNone: raw RSA on
+	// one modulus-sized block the caller has padded (the guide's
+	// `Asymmetric={}`, "select no padding by omitting the padding indicator").
+	Padding Padding
 }
 
 // DukptVariant is the DUKPT key variant: which direction of a transaction
@@ -416,7 +420,7 @@ func rsaCrypter(w *WorkingKey, subj fault.Subject, side fault.Side, padding Padd
 	case PaddingOAEPSHA512:
 		h, hid = sha512.New(), crypto.SHA512
 	case PaddingNone:
-		return nil, about(fault.SubjectPadding, side, "is required for RSA keys: PKCS #1 v1.5 or OAEP with SHA-1, SHA-256 or SHA-512")
+		return rawRSACrypter(w, subj, side, enc)
 	default:
 		return nil, about(fault.SubjectPadding, side, "unknown padding")
 	}
@@ -469,6 +473,53 @@ func rsaCrypter(w *WorkingKey, subj fault.Subject, side fault.Side, padding Padd
 }
 
 // rsaPublic is the public key of an RSA key pair or public key record.
+// rawRSACrypter is rsaCrypter without padding: RSAEP/RSADP (hsm/rsaraw) on
+// exactly one block of the modulus's length, whose value is below the
+// modulus; decryption returns the whole block, leading zeros included, for
+// the caller to unpad.
+func rawRSACrypter(w *WorkingKey, subj fault.Subject, side fault.Side, enc bool) (func([]byte) ([]byte, error), error) {
+	rawFault := func(err error, size int) error {
+		switch {
+		case errors.Is(err, rsaraw.ErrLength):
+			return about(fault.SubjectData, side, "must be exactly %d bytes, the modulus length, for RSA without padding (pad it first)", size)
+		case errors.Is(err, rsaraw.ErrRange):
+			return about(fault.SubjectData, side, "must be less than the key's modulus for RSA without padding")
+		}
+		return fault.Internalf("raw RSA", err)
+	}
+	if enc {
+		pub, err := rsaPublic(w)
+		if err != nil {
+			return nil, err
+		}
+		return func(pt []byte) ([]byte, error) {
+			ct, err := rsaraw.Encrypt(pub, pt)
+			if err != nil {
+				return nil, rawFault(err, rsaraw.Size(pub))
+			}
+			return ct, nil
+		}, nil
+	}
+	if w.Material == nil {
+		return nil, about(subj, side, "%s is a public key and cannot decrypt", w.ARN)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(w.Material)
+	if err != nil {
+		return nil, fault.Internalf("parse private key", err)
+	}
+	priv, ok := k.(*rsa.PrivateKey)
+	if !ok {
+		return nil, about(subj, side, "%s is not an RSA key", w.ARN)
+	}
+	return func(ct []byte) ([]byte, error) {
+		pt, err := rsaraw.Decrypt(priv, ct)
+		if err != nil {
+			return nil, rawFault(err, rsaraw.Size(&priv.PublicKey))
+		}
+		return pt, nil
+	}, nil
+}
+
 func rsaPublic(w *WorkingKey) (*rsa.PublicKey, error) {
 	if len(w.Record.PublicKey) > 0 {
 		k, err := x509.ParsePKIXPublicKey(w.Record.PublicKey)

@@ -403,3 +403,63 @@ func TestHMACRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// RSA without padding (the guide's `Asymmetric={}`: callers pad themselves):
+// one modulus-sized block each way, checked against crypto/rsa's PKCS #1
+// v1.5 through the same service. A block the caller padded with PKCS #1 v1.5
+// type 2 (RFC 8017 7.2.1) and encrypted raw decrypts with PaddingPKCS1; a
+// PaddingPKCS1 ciphertext decrypts raw to that padded block. hsm/rsaraw
+// holds the OpenSSL known answer of the primitive.
+func TestRawRSAData(t *testing.T) {
+	svc := opstest.New(t)
+	k, err := svc.CreateKey(ops.CreateKeyInput{Attributes: keyspec.Attributes{Usage: keyspec.D1, Class: keyspec.AsymmetricPair,
+		Algorithm: keyspec.RSA2048, Modes: encDec}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := ops.DataCipher{Asymmetric: &ops.AsymmetricCipher{Padding: ops.PaddingNone}}
+	pkcs1 := ops.DataCipher{Asymmetric: &ops.AsymmetricCipher{Padding: ops.PaddingPKCS1}}
+	msg := []byte("1234123412341234")
+	ps := make([]byte, 256-3-len(msg))
+	for i := range ps {
+		ps[i] = byte(1 + i%200)
+	}
+	blk := append(append(append([]byte{0, 2}, ps...), 0), msg...)
+	enc, err := svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: k.ARN, PlainText: blk, Attributes: raw})
+	if err != nil || len(enc.Data) != 256 {
+		t.Fatalf("raw encrypt: %v", err)
+	}
+	dec, err := svc.DecryptData(ops.DecryptDataInput{KeyIdentifier: k.ARN, CipherText: enc.Data, Attributes: pkcs1})
+	if err != nil || string(dec.Data) != string(msg) {
+		t.Fatalf("PKCS #1 decryption of the raw ciphertext: %q %v", dec, err)
+	}
+	back, err := svc.DecryptData(ops.DecryptDataInput{KeyIdentifier: k.ARN, CipherText: enc.Data, Attributes: raw})
+	if err != nil || hx(back.Data) != hx(blk) {
+		t.Fatalf("raw round trip: %v", err)
+	}
+	enc2, err := svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: k.ARN, PlainText: msg, Attributes: pkcs1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	open, err := svc.DecryptData(ops.DecryptDataInput{KeyIdentifier: k.ARN, CipherText: enc2.Data, Attributes: raw})
+	if err != nil || len(open.Data) != 256 || open.Data[0] != 0 || open.Data[1] != 2 || string(open.Data[256-len(msg):]) != string(msg) ||
+		open.Data[256-len(msg)-1] != 0 {
+		t.Fatalf("raw decryption of a PKCS #1 ciphertext is not the padded block: %v", err)
+	}
+	for _, c := range []struct {
+		name string
+		data []byte
+	}{
+		{"short block", msg},
+		{"not below the modulus", hb(strings.Repeat("FF", 256))},
+	} {
+		_, err := svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: k.ARN, PlainText: c.data, Attributes: raw})
+		if f := fault.As(err); f == nil || f.Kind != fault.Validation || f.Subject != fault.SubjectData {
+			t.Errorf("encrypt %s: %v", c.name, err)
+		}
+		_, err = svc.DecryptData(ops.DecryptDataInput{KeyIdentifier: k.ARN, CipherText: c.data, Attributes: raw})
+		if f := fault.As(err); f == nil || f.Kind != fault.Validation || f.Subject != fault.SubjectData {
+			t.Errorf("decrypt %s: %v", c.name, err)
+		}
+	}
+}

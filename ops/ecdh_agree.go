@@ -1,7 +1,7 @@
 package ops
 
 // The one ECDH key agreement of the service. Every key derived from a stored
-// K3 key pair and a partner's certificate goes through agree: the one-time
+// K3 key pair and a partner's certificate goes through agreeKey: the one-time
 // KBPK of ImportKey, ExportKey and TranslateKeyMaterial
 // (DiffieHellmanTr31KeyBlock), and the data key of a DiffieHellmanSymmetricKey
 // dynamic key. The partner's certificate must chain to an imported CA and
@@ -15,7 +15,9 @@ import (
 	"crypto/sha512"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"hash"
+	"strings"
 
 	"payhsm/fault"
 	"payhsm/hsm/kdf"
@@ -58,18 +60,65 @@ func isAgreementKey(w *WorkingKey) bool {
 	return a.Usage == keyspec.K3 && a.Class == keyspec.AsymmetricPair && a.Algorithm.IsECC() && (a.Modes.DeriveKey || a.Modes.NoRestrictions) && len(w.Material) > 0
 }
 
-// agree derives an a.KeyAlgorithm key from the K3 key pair priv (checked
-// with agreementKey) and the partner's certificate a.Certificate, issued
-// under the imported CA a.CAIdentifier; the curve must be at least as strong
-// as the key. Its faults are about the agreement's inputs on side. The
-// caller zeroes the key.
+// agree derives an a.KeyAlgorithm key that is used as it is (a dynamic
+// key): the curve must be at least as strong as that key (agreementProtects).
+// See agreeKey for the rest.
 func (s *Service) agree(priv *WorkingKey, a *EcdhDerivation, side fault.Side) ([]byte, error) {
+	if d := a.KeyAlgorithm; d.IsSymmetric() && d.KeyLen() > 0 {
+		if err := agreementProtects(priv.Record.Attributes.Algorithm, d, d.KeyLen(), true); err != nil {
+			return nil, onSide(err, side)
+		}
+	}
+	return s.agreeKey(priv, a, side)
+}
+
+// agreementCurves are the curves of a K3 key pair, weakest first.
+var agreementCurves = []keyspec.Algorithm{keyspec.ECCP256, keyspec.ECCP384, keyspec.ECCP521}
+
+// agreementProtects refuses a key agreement on curve that would protect (or,
+// when derived, be) a key of algorithm key and keyLen bytes stronger than the
+// agreement: keying material derived from an ECDH shared secret has at most
+// the security strength of the agreement, whatever length the KDF stretches
+// it to (NIST SP 800-56A and SP 800-56C; the comparable strengths are those
+// of SP 800-57 Part 1 Rev. 5 Table 2, which PCI PIN Security Requirements
+// v3.1 Normative Annex C repeats: ECC 256 = AES-128, 384 = AES-192,
+// 512 = AES-256). So a P-256 agreement may derive an AES_256 KBPK to carry a
+// TDES or AES_128 key (the user guide's ECDH import and export examples),
+// while an AES_192 key needs P-384 or P-521 and an AES_256 key P-521 (the
+// guide's "Minimum key strengths" table). The fault names the curves that
+// would do. Protecting, it is a wrapping-key rule about the key pair
+// (SubjectAgreementKey); deriving a key used as it is (a dynamic key), a
+// Validation fault about no one member, as the derivation as a whole is.
+func agreementProtects(curve, key keyspec.Algorithm, keyLen int, derived bool) error {
+	have, need := keyspec.Strength(curve), keyspec.KeyStrength(key, keyLen)
+	if have >= need {
+		return nil
+	}
+	var ok []string
+	for _, c := range agreementCurves {
+		if keyspec.Strength(c) >= need {
+			ok = append(ok, string(c))
+		}
+	}
+	const format = "a key agreement on %s (%d-bit security strength) is weaker than the %s key it would %s; use an %s key pair " +
+		"(PCI key-strength equivalences: ECC_NIST_P256 = AES_128, ECC_NIST_P384 = AES_192, ECC_NIST_P521 = AES_256)"
+	if derived {
+		return fault.Validationf(format, curve, have, key, fmt.Sprintf("derive (%d bits)", need), strings.Join(ok, " or "))
+	}
+	return keyRuleAbout(fault.ViolationWrappingKey, fault.SubjectAgreementKey, format,
+		curve, have, key, fmt.Sprintf("protect (%d bits), whatever key block protection key it derives", need), strings.Join(ok, " or "))
+}
+
+// agreeKey derives an a.KeyAlgorithm key from the K3 key pair priv (checked
+// with agreementKey) and the partner's certificate a.Certificate, issued
+// under the imported CA a.CAIdentifier. It does not compare strengths: its
+// callers do, against the key the agreement protects (agree,
+// agreementProtects). Its faults are about the agreement's inputs on side.
+// The caller zeroes the key.
+func (s *Service) agreeKey(priv *WorkingKey, a *EcdhDerivation, side fault.Side) ([]byte, error) {
 	curve, d := priv.Record.Attributes.Algorithm, a.KeyAlgorithm
 	if !d.IsSymmetric() || d.KeyLen() == 0 {
 		return nil, about(fault.SubjectDerivedKeyAlgorithm, side, "must be a TDES, AES or HMAC algorithm")
-	}
-	if !keyspec.AtLeastAsStrong(curve, d) {
-		return nil, fault.Validationf("a %s key agreement is weaker than the %s key it would derive", curve, d)
 	}
 	var h func() hash.Hash
 	switch a.Hash {

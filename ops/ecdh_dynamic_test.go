@@ -268,6 +268,11 @@ func TestDiffieHellmanDynamicKeyRefusals(t *testing.T) {
 			}
 		})
 	}
+	// The strength refusal names the curve that would do.
+	if _, err := e.f.svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: e.k3D0.arn, PlainText: hb(pt), Attributes: ecb,
+		WrappedKey: e.dh(e.p256, keyspec.AES256, "NIST_SP800", "SHA_256", "01")}); !strings.Contains(fault.ClientMessage(err), "use an ECC_NIST_P521 key pair") {
+		t.Errorf("P-256 deriving AES_256: %v", err)
+	}
 	// A P0 key agreed for TranslatePin cannot encrypt data, and a D0 key
 	// cannot carry a PIN.
 	_, err := e.f.svc.TranslatePin(ops.TranslatePinInput{IncomingKey: e.k3D0.arn, OutgoingKey: e.f.pekTDES2,

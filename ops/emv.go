@@ -134,48 +134,70 @@ func isDigits(s string) bool {
 	return s != ""
 }
 
-// acKey derives the application-cryptogram key of a card from the issuer
-// master key w. The caller zeroes the result.
-func acKey(w *WorkingKey, opt emv.Option, sess EMVSession) ([]byte, error) {
+// acKeys derives the keys of a card from the issuer master key w: the ICC
+// master key MK-AC and the application-cryptogram session key of the
+// scheme. The caller zeroes both.
+func acKeys(w *WorkingKey, opt emv.Option, sess EMVSession) (mk, sk []byte, err error) {
 	const side = fault.SideNone
 	if err := cardNumbers(side, sess.PAN, sess.PSN); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	scheme, ok := sess.Scheme.scheme()
 	if !ok {
-		return nil, about(fault.SubjectSessionDerivation, side, "unknown session key derivation")
+		return nil, nil, about(fault.SubjectSessionDerivation, side, "unknown session key derivation")
 	}
 	var atc [2]byte
 	var un [4]byte
 	switch scheme {
 	case emv.SchemeEMVCommon, emv.SchemeMastercard, emv.SchemeEMV2000, emv.SchemeUnionPay:
 		if err := fixed(fault.SubjectATC, side, sess.ATC, 2); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		atc = [2]byte(sess.ATC)
 	}
 	if scheme == emv.SchemeMastercard {
 		if err := fixed(fault.SubjectUnpredictableNumber, side, sess.UN, 4); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		un = [4]byte(sess.UN)
 	}
-	mk, err := emv.ICCMasterKeyBlock(w.Block, opt, sess.PAN, sess.PSN)
+	mk, err = emv.ICCMasterKeyBlock(w.Block, opt, sess.PAN, sess.PSN)
 	if err != nil {
-		return nil, fault.Internalf("ICC master key derivation", err)
+		return nil, nil, fault.Internalf("ICC master key derivation", err)
 	}
-	defer clear(mk)
-	sk, err := emv.ACSessionKey(mk, scheme, atc, un)
+	sk, err = emv.ACSessionKey(mk, scheme, atc, un)
 	if err != nil {
-		return nil, fault.Internalf("session key derivation", err)
+		clear(mk)
+		return nil, nil, fault.Internalf("session key derivation", err)
 	}
-	return sk, nil
+	return mk, sk, nil
+}
+
+// arpcMethod1Key is the key of ARPC method 1 for scheme: the ICC master key
+// MK-AC for the Mastercard session key derivation (M/Chip CVN 16/17, as
+// pyemv's HSM-checked MasterCardCVN16/17, jPOS JCESecurityModule's MCHIP
+// scheme and the payShield KQ scheme 1 compute it), the session key for
+// every other scheme (EMV Book 2 8.2.1; for Visa and Amex the two are the
+// same key). docs/card-algorithms.md records the sources.
+func arpcMethod1Key(scheme EmvScheme, mk, sk []byte) []byte {
+	if scheme == EmvMastercard {
+		return mk
+	}
+	return sk
+}
+
+// cardKeys are the ICC master key and the session key of one transaction.
+type cardKeys struct{ mk, sk []byte }
+
+func (k *cardKeys) clear() {
+	clear(k.mk)
+	clear(k.sk)
 }
 
 // arqc computes the application cryptogram of in under the key it names,
 // after the key-separation checks.
-// The caller releases the working key it returns.
-func (s *Service) arqc(in AuthRequestCryptogramInput, use keyspec.Use) (_ *WorkingKey, _, _ []byte, err error) {
+// The caller releases the working key and clears the card keys it returns.
+func (s *Service) arqc(in AuthRequestCryptogramInput, use keyspec.Use) (_ *WorkingKey, _ *cardKeys, _ []byte, err error) {
 	const subj, side = fault.SubjectKey, fault.SideNone
 	w, err := s.Working(in.KeyIdentifier, subj, side)
 	if err != nil {
@@ -192,35 +214,36 @@ func (s *Service) arqc(in AuthRequestCryptogramInput, use keyspec.Use) (_ *Worki
 	if len(in.TransactionData) == 0 {
 		return nil, nil, nil, about(fault.SubjectTransactionData, side, "must not be empty")
 	}
-	sk, err := acKey(w, opt, in.Session)
+	mk, sk, err := acKeys(w, opt, in.Session)
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	keys := &cardKeys{mk: mk, sk: sk}
 	// The guide: callers pad (ISO 9797-1 method 2 for most schemes, method 1
 	// for Visa CVN10); data that is not whole blocks is padded with zeros.
 	ac, err := emv.Cryptogram(sk, in.TransactionData, emv.PadMethod1)
 	if err != nil {
-		clear(sk)
+		keys.clear()
 		return nil, nil, nil, fault.Internalf("application cryptogram", err)
 	}
-	return w, sk, ac, nil
+	return w, keys, ac, nil
 }
 
 // GenerateAuthRequestCryptogram computes the ARQC a card would send (for
 // tests and card simulation).
 func (s *Service) GenerateAuthRequestCryptogram(in AuthRequestCryptogramInput) (*CryptogramResult, error) {
-	w, sk, ac, err := s.arqc(in, keyspec.UseGenerateAuthRequestCryptogram)
+	w, keys, ac, err := s.arqc(in, keyspec.UseGenerateAuthRequestCryptogram)
 	if err != nil {
 		return nil, err
 	}
 	defer w.Release()
-	clear(sk)
+	keys.clear()
 	return &CryptogramResult{KeyARN: w.ARN, KCV: w.KCV(), Cryptogram: ac}, nil
 }
 
 // VerifyAuthRequestCryptogram verifies the ARQC got and, when arpc is not
-// nil, returns the ARPC of the requested method computed under the same
-// key.
+// nil, returns the ARPC of the requested method: method 1 under the key
+// arpcMethod1Key chooses, method 2 under the session key.
 func (s *Service) VerifyAuthRequestCryptogram(in AuthRequestCryptogramInput, got []byte, arpc *ARPCRequest) (*CryptogramResult, error) {
 	const side = fault.SideNone
 	if err := fixed(fault.SubjectAuthRequestCryptogram, side, got, 8); err != nil {
@@ -247,12 +270,12 @@ func (s *Service) VerifyAuthRequestCryptogram(in AuthRequestCryptogramInput, got
 			return nil, about(fault.SubjectAuthResponse, side, "unknown ARPC method")
 		}
 	}
-	w, sk, want, err := s.arqc(in, keyspec.UseVerifyAuthRequestCryptogram)
+	w, keys, want, err := s.arqc(in, keyspec.UseVerifyAuthRequestCryptogram)
 	if err != nil {
 		return nil, err
 	}
 	defer w.Release()
-	defer clear(sk)
+	defer keys.clear()
 	if subtle.ConstantTimeCompare(got, want) != 1 {
 		return nil, fault.Mismatch(fault.ReasonInvalidAuthCryptogram, "ARQC verification failed")
 	}
@@ -260,9 +283,9 @@ func (s *Service) VerifyAuthRequestCryptogram(in AuthRequestCryptogramInput, got
 	if arpc != nil {
 		var r []byte
 		if arpc.Method == 1 {
-			r, err = emv.ARPCMethod1(sk, [8]byte(got), arc)
+			r, err = emv.ARPCMethod1(arpcMethod1Key(in.Session.Scheme, keys.mk, keys.sk), [8]byte(got), arc)
 		} else {
-			r, err = emv.ARPCMethod2(sk, [8]byte(got), csu, arpc.ProprietaryAuthenticationData)
+			r, err = emv.ARPCMethod2(keys.sk, [8]byte(got), csu, arpc.ProprietaryAuthenticationData)
 		}
 		if err != nil {
 			return nil, fault.Internalf("ARPC", err)

@@ -34,31 +34,42 @@ type ExportDiffieHellmanTr31 struct {
 	Headers *KeyBlockHeaders
 }
 
-// deriveKBPK runs the key agreement (agree) for a one-time TDES or AES KBPK:
-// the K3 key pair must derive K0 or K1 keys. Its faults are on side. The
-// caller zeroes the key.
-func (s *Service) deriveKBPK(dh DiffieHellman, side fault.Side) ([]byte, string, error) {
+// agreedKBPK is a one-time KBPK derived by deriveKBPK: the clear key (the
+// caller zeroes it), the ARN of the key pair and its curve, which bounds the
+// strength of every key the KBPK carries (agreementProtects).
+type agreedKBPK struct {
+	key   []byte
+	arn   string
+	curve keyspec.Algorithm
+}
+
+// deriveKBPK runs the key agreement (agreeKey) for a one-time TDES or AES
+// KBPK: the K3 key pair must derive K0 or K1 keys. Any TDES or AES KBPK may
+// be derived on any curve; what the KBPK may carry is checked by the caller
+// against the curve (agreementProtects) and the KBPK's own algorithm. Its
+// faults are on side.
+func (s *Service) deriveKBPK(dh DiffieHellman, side fault.Side) (*agreedKBPK, error) {
 	const subj = fault.SubjectAgreementKey
 	w, err := s.Working(dh.PrivateKeyIdentifier, subj, side)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	defer w.Release()
 	if err := agreementKey(w, subj, side); err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	if u := w.Record.DeriveKeyUsage; u != keyspec.K0 && u != keyspec.K1 {
-		return nil, "", about(subj, side, "the key pair derives %s keys, not key block protection keys (create it with DeriveKeyUsage TR31_K1_KEY_BLOCK_PROTECTION_KEY or TR31_K0_KEY_ENCRYPTION_KEY)", orDefault(string(u), "no"))
+		return nil, about(subj, side, "the key pair derives %s keys, not key block protection keys (create it with DeriveKeyUsage TR31_K1_KEY_BLOCK_PROTECTION_KEY or TR31_K0_KEY_ENCRYPTION_KEY)", orDefault(string(u), "no"))
 	}
 	if d := dh.DeriveKeyAlgorithm; !d.IsTDES() && !d.IsAES() {
-		return nil, "", about(fault.SubjectDerivedKeyAlgorithm, side, "must be a TDES or AES algorithm")
+		return nil, about(fault.SubjectDerivedKeyAlgorithm, side, "must be a TDES or AES algorithm")
 	}
-	kbpk, err := s.agree(w, &EcdhDerivation{CAIdentifier: dh.CAIdentifier, Certificate: dh.Certificate, KeyAlgorithm: dh.DeriveKeyAlgorithm,
+	kbpk, err := s.agreeKey(w, &EcdhDerivation{CAIdentifier: dh.CAIdentifier, Certificate: dh.Certificate, KeyAlgorithm: dh.DeriveKeyAlgorithm,
 		KDF: dh.KDF, Hash: dh.Hash, SharedInformation: dh.SharedInformation}, side)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
-	return kbpk, w.ARN, nil
+	return &agreedKBPK{key: kbpk, arn: w.ARN, curve: w.Record.Attributes.Algorithm}, nil
 }
 
 // ImportKeyDiffieHellman imports a TR-31 block under an ECDH-derived KBPK
@@ -73,19 +84,29 @@ func (s *Service) ImportKeyDiffieHellman(in ImportKeyInput, b ImportDiffieHellma
 }
 
 // openAgreedBlock derives the KBPK of b (deriveKBPK) and opens b's key block
-// under it with openTR31; its faults are on side. The KBPK is zeroed before
-// it returns; the caller zeroes the opened key.
+// under it with openTR31; the key it carries must be no stronger than the
+// agreement's curve (agreementProtects). Its faults are on side. The KBPK is
+// zeroed before it returns; the caller zeroes the opened key.
 func (s *Service) openAgreedBlock(b ImportDiffieHellmanTr31, side fault.Side) (*openedBlock, error) {
-	kbpk, _, err := s.deriveKBPK(b.DiffieHellman, side)
+	kbpk, err := s.deriveKBPK(b.DiffieHellman, side)
 	if err != nil {
 		return nil, err
 	}
-	defer clear(kbpk)
-	o, err := openTR31(kbpk, b.DeriveKeyAlgorithm, b.KeyBlock)
-	return o, onSide(err, side)
+	defer clear(kbpk.key)
+	o, err := openTR31(kbpk.key, b.DeriveKeyAlgorithm, b.KeyBlock)
+	if err != nil {
+		return nil, onSide(err, side)
+	}
+	if err := agreementProtects(kbpk.curve, o.attrs.Algorithm, len(o.key), false); err != nil {
+		clear(o.key)
+		return nil, onSide(err, side)
+	}
+	return o, nil
 }
 
-// exportDiffieHellman wraps the key in a TR-31 block under an ECDH-derived KBPK.
+// exportDiffieHellman wraps the key in a TR-31 block under an ECDH-derived
+// KBPK, which must be at least as strong as the key, as must the curve it is
+// agreed on (agreementProtects).
 func (s *Service) exportDiffieHellman(e *exportable, x *ExportDiffieHellmanTr31) (*WrappedKey, error) {
 	d := x.DeriveKeyAlgorithm
 	if (d.IsTDES() || d.IsAES()) && !keyspec.AtLeastAsStrong(d, e.attrs.Algorithm) {
@@ -95,18 +116,21 @@ func (s *Service) exportDiffieHellman(e *exportable, x *ExportDiffieHellmanTr31)
 	if err != nil {
 		return nil, err
 	}
-	kbpk, arn, err := s.deriveKBPK(x.DiffieHellman, fault.SideNone)
+	kbpk, err := s.deriveKBPK(x.DiffieHellman, fault.SideNone)
 	if err != nil {
 		return nil, err
 	}
-	defer clear(kbpk)
+	defer clear(kbpk.key)
+	if err := agreementProtects(kbpk.curve, e.attrs.Algorithm, len(e.key), false); err != nil {
+		return nil, err
+	}
 	h.Version = 'B'
 	if d.IsAES() {
 		h.Version = 'D'
 	}
-	block, err := tr31.Wrap(kbpk, h, e.key)
+	block, err := tr31.Wrap(kbpk.key, h, e.key)
 	if err != nil {
 		return nil, fault.Wrap(fault.Validation, "the key cannot be wrapped in a TR-31 key block under the derived key", err)
 	}
-	return &WrappedKey{WrappingKeyARN: arn, Format: FormatTR31, KeyMaterial: block}, nil
+	return &WrappedKey{WrappingKeyARN: kbpk.arn, Format: FormatTR31, KeyMaterial: block}, nil
 }

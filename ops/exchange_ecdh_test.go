@@ -165,11 +165,96 @@ func TestDiffieHellmanTR31(t *testing.T) {
 		}
 	})
 
+	// The user guide's ECDH examples as printed: an ECC_NIST_P256 key pair
+	// derives an AES_256 KBPK (NIST_SP800, SHA_256) that carries a TDES_3KEY
+	// key, imported ("Import keys using asymmetric techniques (ECDH)",
+	// SharedInformation 1234567890) and exported ("Export keys ...",
+	// ADEF567890). The agreement's 128-bit strength covers the TDES key's
+	// 112 bits; OpenSSL, as the partner, derives the same KBPK.
+	t.Run("guide import: P-256 derives AES_256 KBPK for a TDES_3KEY key", func(t *testing.T) {
+		kbpk := partner256.kbpk(t, p256Cert, "SSKDF", "SHA256", "1234567890", 32)
+		block, err := tr31.Wrap(kbpk, tr31.Header{Version: 'D', KeyUsage: "K1", Algorithm: 'T', ModeOfUse: 'B', Exportability: 'E'}, xUnhex(t, xTdes3))
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, err := f.svc.ImportKeyDiffieHellman(ops.ImportKeyInput{}, ops.ImportDiffieHellmanTr31{KeyBlock: block,
+			DiffieHellman: dh(p256, partner256, keyspec.AES256, "NIST_SP800", "SHA_256", "1234567890")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k.Attributes.Algorithm != keyspec.TDES3Key || k.KCV != xOpensslKCV(t, keyspec.TDES3Key, xTdes3) {
+			t.Errorf("imported %s KCV %s", k.Attributes.Algorithm, k.KCV)
+		}
+	})
+	t.Run("guide export: P-256 derives AES_256 KBPK for a TDES key", func(t *testing.T) {
+		w, err := f.svc.ExportKey(ops.ExportKeyInput{KeyIdentifier: f.kekTDES3, DiffieHellman: &ops.ExportDiffieHellmanTr31{
+			DiffieHellman: dh(p256, partner256, keyspec.AES256, "NIST_SP800", "SHA_256", "ADEF567890")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, key, err := tr31.Unwrap(partner256.kbpk(t, p256Cert, "SSKDF", "SHA256", "ADEF567890", 32), w.KeyMaterial)
+		if err != nil || !bytes.Equal(key, xUnhex(t, xTdes3)) || h.Version != 'D' || h.Algorithm != 'T' {
+			t.Fatalf("partner could not open the block (%v), header %+v", err, h)
+		}
+	})
+
+	// The guide's strength table: no curve below P-384 protects an AES_192
+	// key and none below P-521 an AES_256 key, whatever KBPK it derives; the
+	// refusal names the curves that would do and stores nothing.
+	p384, p384Cert := k3(keyspec.ECCP384, keyspec.K1)
+	partner384 := newECDHPartner(t, "P-384", ca)
+	dekAES192 := xCreate(t, f.svc, xSym(keyspec.D0, keyspec.AES192, xMEDWU))
+	t.Run("P-384 derives AES_256 KBPK for an AES_192 key", func(t *testing.T) {
+		w, err := f.svc.ExportKey(ops.ExportKeyInput{KeyIdentifier: dekAES192, DiffieHellman: &ops.ExportDiffieHellmanTr31{
+			DiffieHellman: dh(p384, partner384, keyspec.AES256, "ANSI_X963", "SHA_384", "")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := tr31.Unwrap(partner384.kbpk(t, p384Cert, "X963KDF", "SHA384", "", 32), w.KeyMaterial); err != nil {
+			t.Fatal(err)
+		}
+	})
+	before := xKeyCount(t, f.svc)
+	for _, tc := range []struct {
+		name  string
+		key   string
+		dh    ops.DiffieHellman
+		curve string
+	}{
+		{"P-256 for an AES_256 key", f.dekAES256, dh(p256, partner256, keyspec.AES256, "NIST_SP800", "SHA_256", ""), "use an ECC_NIST_P521 key pair"},
+		{"P-384 for an AES_256 key", f.dekAES256, dh(p384, partner384, keyspec.AES256, "NIST_SP800", "SHA_256", ""), "use an ECC_NIST_P521 key pair"},
+		{"P-256 for an AES_192 key", dekAES192, dh(p256, partner256, keyspec.AES256, "NIST_SP800", "SHA_256", ""), "use an ECC_NIST_P384 or ECC_NIST_P521 key pair"},
+	} {
+		t.Run("export refused: "+tc.name, func(t *testing.T) {
+			_, err := f.svc.ExportKey(ops.ExportKeyInput{KeyIdentifier: tc.key, DiffieHellman: &ops.ExportDiffieHellmanTr31{DiffieHellman: tc.dh}})
+			xWantKind(t, err, fault.Validation)
+			if !isAbout(err, at{fault.SubjectAgreementKey, fault.SideNone}) || !strings.Contains(fault.ClientMessage(err), tc.curve) {
+				t.Errorf("%s (%s), want about the key pair naming %q", fault.ClientMessage(err), aboutOf(err), tc.curve)
+			}
+		})
+	}
+	t.Run("import refused: P-256 for an AES_256 key", func(t *testing.T) {
+		kbpk := partner256.kbpk(t, p256Cert, "SSKDF", "SHA256", "", 32)
+		block, err := tr31.Wrap(kbpk, tr31.Header{Version: 'D', KeyUsage: "D0", Algorithm: 'A', ModeOfUse: 'B', Exportability: 'E'}, xUnhex(t, xAes128+xAes128))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = f.svc.ImportKeyDiffieHellman(ops.ImportKeyInput{}, ops.ImportDiffieHellmanTr31{KeyBlock: block,
+			DiffieHellman: dh(p256, partner256, keyspec.AES256, "NIST_SP800", "SHA_256", "")})
+		xWantKind(t, err, fault.Validation)
+		if msg := fault.ClientMessage(err); !strings.Contains(msg, "ECC_NIST_P521") || !strings.Contains(msg, "AES_256") {
+			t.Errorf("refusal %q does not name the key and the curve that would do", msg)
+		}
+	})
+	if n := xKeyCount(t, f.svc); n != before {
+		t.Errorf("%d keys after refused agreements, want %d", n, before)
+	}
+
 	// Refusals.
 	pek, _ := k3(keyspec.ECCP256, keyspec.P0)
 	other := xNewTestCA(t, nil)
 	stranger := newECDHPartner(t, "P-256", other)
-	before := xKeyCount(t, f.svc)
+	before = xKeyCount(t, f.svc)
 	pair := at{fault.SubjectAgreementKey, fault.SideNone}
 	about := func(s fault.Subject) at { return at{s, fault.SideNone} }
 	for _, tc := range []struct {
@@ -178,7 +263,6 @@ func TestDiffieHellmanTR31(t *testing.T) {
 		kind fault.Kind
 		at   at
 	}{
-		{"P-256 cannot derive AES_256", dh(p256, partner256, keyspec.AES256, "NIST_SP800", "SHA_256", ""), fault.Validation, at{}},
 		{"key pair derives PIN keys", dh(pek, partner256, keyspec.AES128, "NIST_SP800", "SHA_256", ""), fault.Validation, pair},
 		{"curve mismatch", dh(p256, partner521, keyspec.AES128, "NIST_SP800", "SHA_256", ""), fault.Validation, about(fault.SubjectCertificate)},
 		{"partner from another CA", dh(p256, stranger, keyspec.AES128, "NIST_SP800", "SHA_256", ""), fault.Validation, about(fault.SubjectCertificate)},
@@ -208,5 +292,44 @@ func TestDiffieHellmanTR31(t *testing.T) {
 	}
 	if n := xKeyCount(t, f.svc); n != before {
 		t.Errorf("%d keys after refusals, want %d", n, before)
+	}
+}
+
+// TestCreateK3WithoutDeriveKeyUsage: the guide's "Creating an asymmetric ECC
+// key" example creates a K3 key pair without DeriveKeyUsage; it derives
+// TR31_K1 key block protection keys (keyspec.DefaultDeriveKeyUsage), which
+// GetKey shows, and serves the guide's ECDH key exchange with OpenSSL as the
+// partner.
+func TestCreateK3WithoutDeriveKeyUsage(t *testing.T) {
+	f := xNewExchange(t)
+	ca := xNewTestCA(t, nil)
+	caKey, err := f.svc.ImportCertificate(ops.ImportCertificateInput{Attributes: xCaAttrs, Certificate: ca.cert.Raw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := f.svc.CreateKey(ops.CreateKeyInput{Exportable: true, Attributes: keyspec.Attributes{Usage: keyspec.K3, Class: keyspec.AsymmetricPair,
+		Algorithm: keyspec.ECCP256, Modes: keyspec.ModesOfUse{DeriveKey: true}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.DeriveKeyUsage != keyspec.K1 {
+		t.Errorf("created with DeriveKeyUsage %q, want %s", k.DeriveKeyUsage, keyspec.K1)
+	}
+	if g, err := f.svc.GetKey(k.ARN); err != nil || g.DeriveKeyUsage != keyspec.K1 {
+		t.Errorf("GetKey: DeriveKeyUsage %q, %v", g.DeriveKeyUsage, err)
+	}
+	c, err := f.svc.GetPublicKeyCertificate(k.ARN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	partner := newECDHPartner(t, "P-256", ca)
+	w, err := f.svc.ExportKey(ops.ExportKeyInput{KeyIdentifier: f.pekTDES2, DiffieHellman: &ops.ExportDiffieHellmanTr31{DiffieHellman: ops.DiffieHellman{
+		PrivateKeyIdentifier: k.ARN, CAIdentifier: caKey.ARN, Certificate: partner.cert.Raw, DeriveKeyAlgorithm: keyspec.AES128,
+		KDF: ops.KDFNistSP800, Hash: ops.KDFSHA256, SharedInformation: hb("ADEF567890")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, key, err := tr31.Unwrap(partner.kbpk(t, c.Certificate, "SSKDF", "SHA256", "ADEF567890", 16), w.KeyMaterial); err != nil || !bytes.Equal(key, xUnhex(t, xTdes2)) {
+		t.Fatalf("partner could not open the block: %v", err)
 	}
 }

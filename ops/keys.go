@@ -10,7 +10,8 @@ import (
 )
 
 // CreateKey generates a key inside the appliance and stores it as an X9.143
-// key block under the profile main key.
+// key block under the profile main key. A K3 key pair created without a
+// DeriveKeyUsage derives keyspec.DefaultDeriveKeyUsage keys.
 func (s *Service) CreateKey(in CreateKeyInput) (*Key, error) {
 	a := in.Attributes
 	if err := keyspec.ValidateCreate(a, in.DeriveKeyUsage); err != nil {
@@ -20,8 +21,12 @@ func (s *Service) CreateKey(in CreateKeyInput) (*Key, error) {
 	if err != nil {
 		return nil, fault.Internalf("key id", err)
 	}
+	derive := in.DeriveKeyUsage
+	if a.Usage == keyspec.K3 && derive == "" {
+		derive = keyspec.DefaultDeriveKeyUsage
+	}
 	rec := &keystore.Key{
-		ID: id, Profile: s.cfg.Profile, Attributes: a, DeriveKeyUsage: in.DeriveKeyUsage,
+		ID: id, Profile: s.cfg.Profile, Attributes: a, DeriveKeyUsage: derive,
 		Exportable: in.Exportable, Origin: OriginService,
 	}
 	if a.Algorithm.IsSymmetric() {
@@ -56,12 +61,22 @@ func (s *Service) CreateKey(in CreateKeyInput) (*Key, error) {
 			return nil, err
 		}
 	}
-	return s.finishCreate(rec, in.Enabled, in.Tags)
+	return s.finishCreateIn(rec, in.Enabled, in.Tags, in.ReplicationRegions)
 }
 
-// finishCreate sets the lifecycle fields of a new record and stores it with its tags.
+// finishCreate sets the lifecycle fields of a new record and stores it with
+// its tags; it replicates to the site's default replication regions.
 func (s *Service) finishCreate(rec *keystore.Key, enabled *bool, tags []Tag) (*Key, error) {
+	return s.finishCreateIn(rec, enabled, tags, nil)
+}
+
+// finishCreateIn is finishCreate replicating to regions (nil: the defaults).
+func (s *Service) finishCreateIn(rec *keystore.Key, enabled *bool, tags []Tag, regions []string) (*Key, error) {
 	if err := s.checkNewTags(tags); err != nil {
+		return nil, err
+	}
+	replicated, err := s.planCreate(rec, regions)
+	if err != nil {
 		return nil, err
 	}
 	now := s.now()
@@ -73,7 +88,9 @@ func (s *Service) finishCreate(rec *keystore.Key, enabled *bool, tags []Tag) (*K
 	} else {
 		rec.UsageStop = now
 	}
-	if err := s.store.CreateKey(rec, storeTags(tags), ""); err != nil {
+	err = s.store.CreateKey(rec, storeTags(tags), "")
+	replicated(err == nil)
+	if err != nil {
 		return nil, storeErr("store key", err, s.keyARN(rec.ID))
 	}
 	return s.describe(rec), nil
@@ -190,8 +207,13 @@ func (s *Service) update(ident string, fn func(*keystore.Key, time.Time) error) 
 	if err != nil {
 		return nil, err
 	}
+	replicated, err := s.beginChange(k.ID)
+	if err != nil {
+		return nil, err
+	}
 	now := s.now()
 	out, err := s.store.UpdateKey(k.ID, func(k *keystore.Key) error { return fn(k, now) })
+	replicated()
 	s.cache.dropKey(k.ID)
 	if err != nil {
 		if errors.Is(err, keystore.ErrNotFound) {

@@ -18,8 +18,10 @@ package ops
 //     an incoming block needs Decrypt (the tables' combinations all carry
 //     these; the IBM3624_PIN_OFFSET row's "{Encrypt, Unwrap}" is read as the
 //     decryption it performs).
-//   - Generate/Verify take ISO formats 0, 3 and 4, as the model documents;
-//     format 1 carries no PAN and is only translated.
+//   - Generate/Verify take ISO formats 0, 1, 3 and 4 (the model's enum; its
+//     prose names 0, 3 and 4). A format 1 block binds no PAN, so the PAN is
+//     optional there unless the method needs it (the Visa PVV is computed
+//     over it); a PAN-bound format still needs one.
 //   - ISO format 4 binds the full PAN (ISO 9564-1:2017 9.4.2), as the public
 //     AWS samples that build format 4 blocks for this API do.
 //
@@ -338,16 +340,27 @@ func (m PinGenMethod) takesBlock() bool {
 	return m == PinGenVisaPinVerificationValue || m == PinGenIbm3624PinOffset
 }
 
-func pinVerifyFormat(f PinFormat, pan string) error {
+// pinVerifyFormat checks the PIN block format and PAN of GeneratePinData and
+// VerifyPinData; visa says the method computes a Visa PVV over the PAN.
+func pinVerifyFormat(f PinFormat, pan string, visa bool) error {
 	switch f {
-	case PinFormatISO0, PinFormatISO3, PinFormatISO4:
+	case PinFormatISO0, PinFormatISO1, PinFormatISO3, PinFormatISO4:
 	default:
-		return about(fault.SubjectPinBlockFormat, fault.SideNone, "PIN data operations support ISO formats 0, 3 and 4")
+		return about(fault.SubjectPinBlockFormat, fault.SideNone, "PIN data operations support ISO formats 0, 1, 3 and 4")
 	}
 	if pan == "" {
-		return about(fault.SubjectPAN, fault.SideNone, "is required for %v", f)
+		if f != PinFormatISO1 {
+			return about(fault.SubjectPAN, fault.SideNone, "is required for %v", f)
+		}
+		if visa {
+			return about(fault.SubjectPAN, fault.SideNone, "is required for the Visa PIN verification value")
+		}
+		return nil
 	}
-	return checkPAN(fault.SideNone, PinBlockSpec{Format: f, PAN: pan})
+	if len(pan) < 12 || len(pan) > 19 || !isDigits(pan) {
+		return about(fault.SubjectPAN, fault.SideNone, "must be 12 to 19 digits")
+	}
+	return nil
 }
 
 func (p Ibm3624Params) hsm() (pinverify.IBM3624, error) {
@@ -395,7 +408,7 @@ func validPinLength(n int) (int, error) {
 // offset, the PVV or offset of a given encrypted PIN, the IBM 3624 natural
 // PIN, or the PIN an offset yields; every PIN leaves enciphered under the PEK.
 func (s *Service) GeneratePin(in GeneratePinInput) (*GeneratePinOutput, error) {
-	if err := pinVerifyFormat(in.Format, in.PAN); err != nil {
+	if err := pinVerifyFormat(in.Format, in.PAN, in.Method.visa()); err != nil {
 		return nil, err
 	}
 	n, err := validPinLength(in.PinLength)
@@ -538,7 +551,7 @@ func (s *Service) VerifyPin(in VerifyPinInput) (*VerifyPinOutput, error) {
 	if (in.Visa == nil) == (in.Ibm == nil) {
 		return nil, about(fault.SubjectPinMethod, fault.SideNone, "exactly one of the Visa PIN and the IBM 3624 PIN methods is required")
 	}
-	if err := pinVerifyFormat(in.Format, in.PAN); err != nil {
+	if err := pinVerifyFormat(in.Format, in.PAN, in.Visa != nil); err != nil {
 		return nil, err
 	}
 	if in.PinLength != 0 {

@@ -451,7 +451,8 @@ func TestGenerateVerifyPinKeySeparation(t *testing.T) {
 		{"PEK as PVK", ops.GeneratePinInput{GenerationKey: e.tdesPEK, EncryptionKey: e.tdesPEK, Method: ops.PinGenVisaPin, PAN: pvvPAN, Format: ops.PinFormatISO0}, at{fault.SubjectPinVerificationKey, fault.SideNone}},
 		{"PVK as PEK", ops.GeneratePinInput{GenerationKey: e.pvk, EncryptionKey: e.pvk, Method: ops.PinGenVisaPin, PAN: pvvPAN, Format: ops.PinFormatISO0}, at{fault.SubjectPinEncryptionKey, fault.SideNone}},
 		{"decrypt-only PEK makes a block", ops.GeneratePinInput{GenerationKey: e.pvk, EncryptionKey: e.decOnly, Method: ops.PinGenVisaPin, PAN: pvvPAN, Format: ops.PinFormatISO0}, at{fault.SubjectPinEncryptionKey, fault.SideNone}},
-		{"format 1", ops.GeneratePinInput{GenerationKey: e.pvk, EncryptionKey: e.tdesPEK, Method: ops.PinGenVisaPin, PAN: pvvPAN, Format: ops.PinFormatISO1}, at{fault.SubjectPinBlockFormat, fault.SideNone}},
+		{"format 1, Visa PVV without a PAN", ops.GeneratePinInput{GenerationKey: e.pvk, EncryptionKey: e.tdesPEK, Method: ops.PinGenVisaPin, Format: ops.PinFormatISO1}, at{fault.SubjectPAN, fault.SideNone}},
+		{"AS2805 format", ops.GeneratePinInput{GenerationKey: e.pvk, EncryptionKey: e.tdesPEK, Method: ops.PinGenVisaPin, PAN: pvvPAN, Format: ops.PinFormatAS2805}, at{fault.SubjectPinBlockFormat, fault.SideNone}},
 		{"no PAN", ops.GeneratePinInput{GenerationKey: e.pvk, EncryptionKey: e.tdesPEK, Method: ops.PinGenVisaPin, Format: ops.PinFormatISO0}, at{fault.SubjectPAN, fault.SideNone}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -536,4 +537,71 @@ func BenchmarkVerifyPinPVV(b *testing.B) {
 	if custody.TokenOperations() != before {
 		b.Fatal("PKCS#11 calls on the hot path")
 	}
+}
+
+// ISO format 1 blocks in GeneratePinData and VerifyPinData (the model's
+// PinBlockFormatForPinData enum has ISO_FORMAT_1). The block binds no PAN;
+// the Visa PVV is still computed over the PAN.
+//
+// Vectors: PIN 4524, PAN 1122334455667788, PVKI 1 -> PVV 8523 and the PVK are
+// knovichikhin/psec tests/test_pin.py test_generate_visa_pvv. The format 1
+// clear block 144524ABCDEF0123 is ISO 9564-1's layout written by hand
+// (control 1, length 4, PIN, transaction-field fill ABCDEF0123) and
+// enciphered with `openssl enc -des-ede -nopad -K 0123456789ABCDEFFEDCBA9876543210`
+// -> 1C3679DE4125FF1A.
+func TestPinDataISOFormat1(t *testing.T) {
+	e := newPinEnv(t)
+	const iso1blk = "1C3679DE4125FF1A"
+	visa := func(pvv string) *ops.VisaPinCheck { return &ops.VisaPinCheck{PVKI: 1, PVV: pvv} }
+	r, err := e.svc.VerifyPin(ops.VerifyPinInput{VerificationKey: e.pvk, EncryptionKey: e.tdesPEK, Visa: visa("8523"),
+		EncryptedPinBlock: hb(iso1blk), PAN: pvvPAN, Format: ops.PinFormatISO1})
+	if err != nil || r.EncryptionKCV != "08D7B4" {
+		t.Fatalf("verify format 1: %+v %v", r, err)
+	}
+	_, err = e.svc.VerifyPin(ops.VerifyPinInput{VerificationKey: e.pvk, EncryptionKey: e.tdesPEK, Visa: visa("8524"),
+		EncryptedPinBlock: hb(iso1blk), PAN: pvvPAN, Format: ops.PinFormatISO1})
+	pinWantInvalid(t, err)
+	// The same block read as format 0 is not a valid block.
+	_, err = e.svc.VerifyPin(ops.VerifyPinInput{VerificationKey: e.pvk, EncryptionKey: e.tdesPEK, Visa: visa("8523"),
+		EncryptedPinBlock: hb(iso1blk), PAN: pvvPAN, Format: ops.PinFormatISO0})
+	pinWantKind(t, err, fault.Validation, at{fault.SubjectPinBlock, fault.SideNone})
+
+	// GeneratePinData: the PVV of the format 1 block, and a new PIN in a
+	// format 1 block that verifies against the PVV generated with it.
+	g, err := e.svc.GeneratePin(ops.GeneratePinInput{GenerationKey: e.pvk, EncryptionKey: e.tdesPEK, Method: ops.PinGenVisaPinVerificationValue,
+		PAN: pvvPAN, Format: ops.PinFormatISO1, PVKI: 1, EncryptedPinBlock: hb(iso1blk)})
+	if err != nil || g.VerificationValue != "8523" {
+		t.Fatalf("PVV of a format 1 block: %+v %v", g, err)
+	}
+	g, err = e.svc.GeneratePin(ops.GeneratePinInput{GenerationKey: e.pvk, EncryptionKey: e.tdesPEK, Method: ops.PinGenVisaPin,
+		PAN: pvvPAN, Format: ops.PinFormatISO1, PVKI: 1, PinLength: 6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, _ := tdes.NewCipher(pinUnhex(t, tdesKey))
+	plain := make([]byte, 8)
+	d.Decrypt(plain, g.EncryptedPinBlock)
+	if plain[0] != 0x16 {
+		t.Fatalf("generated block is not a 6-digit format 1 block: %X", plain[:1])
+	}
+	if _, err := e.svc.VerifyPin(ops.VerifyPinInput{VerificationKey: e.pvk, EncryptionKey: e.tdesPEK, Visa: visa(g.VerificationValue),
+		EncryptedPinBlock: g.EncryptedPinBlock, PAN: pvvPAN, Format: ops.PinFormatISO1, PinLength: 6}); err != nil {
+		t.Fatalf("verify the generated PIN: %v", err)
+	}
+	// IBM 3624 needs no PAN with format 1: natural PIN, then its offset 0000.
+	ibm := ops.Ibm3624Params{DecimalizationTable: "0123456789012345", PadCharacter: 'F', ValidationData: "1234567890123456"}
+	n, err := e.svc.GeneratePin(ops.GeneratePinInput{GenerationKey: e.ibm, EncryptionKey: e.tdesPEK, Method: ops.PinGenIbm3624NaturalPin,
+		Ibm: ibm, Format: ops.PinFormatISO1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	chk := ibm
+	chk.PinOffset = n.PinOffset
+	if _, err := e.svc.VerifyPin(ops.VerifyPinInput{VerificationKey: e.ibm, EncryptionKey: e.tdesPEK, Ibm: &chk,
+		EncryptedPinBlock: n.EncryptedPinBlock, Format: ops.PinFormatISO1}); err != nil {
+		t.Fatalf("verify the natural PIN: %v", err)
+	}
+	_, err = e.svc.VerifyPin(ops.VerifyPinInput{VerificationKey: e.pvk, EncryptionKey: e.tdesPEK, Visa: visa("8523"),
+		EncryptedPinBlock: hb(iso1blk), Format: ops.PinFormatISO1})
+	pinWantKind(t, err, fault.Validation, at{fault.SubjectPAN, fault.SideNone})
 }

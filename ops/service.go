@@ -37,6 +37,10 @@ type Config struct {
 	// over crypto/rand. Tests hand it committed test-only keys so that a test
 	// run does not spend most of its CPU searching for primes.
 	NewRSAKey func(bits int) (*rsa.PrivateKey, error)
+	// OnPurge, when set, is told of every key the service itself deletes
+	// once its deletion waiting period has ended (the daemon records it in
+	// the audit trail, as a control-plane event no caller made).
+	OnPurge func(keyARN string)
 }
 
 // Service implements the operations.
@@ -51,6 +55,8 @@ type Service struct {
 	tokenMu sync.Mutex // serializes import-token issue
 
 	cache keyCache // working keys for the data operations
+
+	repl replication // Multi-Region key replication (replication.go)
 }
 
 // New returns a Service over an open keystore and custodian.
@@ -106,6 +112,14 @@ func (s *Service) PurgeDue() {
 			continue
 		}
 		s.log.Info("key deleted after its waiting period", zap.String("key", s.keyARN(id)))
+		s.purged(id)
+	}
+}
+
+// purged tells Config.OnPurge of a key deleted after its waiting period.
+func (s *Service) purged(id string) {
+	if s.cfg.OnPurge != nil {
+		s.cfg.OnPurge(s.keyARN(id))
 	}
 }
 
@@ -184,6 +198,7 @@ func (s *Service) resolve(ident string) (*keystore.Key, error) {
 		if err := s.store.PurgeKey(id); err != nil && !errors.Is(err, keystore.ErrNotFound) {
 			return nil, fault.Internalf("delete key", err)
 		}
+		s.purged(id)
 		return nil, fault.NotFoundf(ident, "key %s not found", ident)
 	}
 	return k, nil
@@ -224,6 +239,7 @@ func (s *Service) describe(k *keystore.Key) *Key {
 		KCV: k.KCV, KCVAlgorithm: k.KCVAlgorithm, Enabled: k.Enabled, Exportable: k.Exportable,
 		State: k.State, Origin: k.Origin, Created: k.Created, UsageStart: k.UsageStart,
 		UsageStop: k.UsageStop, DeletePending: k.DeletePending, Deleted: k.Deleted,
+		Replication: s.replicationOf(k.ID),
 	}
 }
 

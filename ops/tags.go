@@ -48,6 +48,11 @@ func (s *Service) TagResource(arn string, tags []Tag) error {
 	if err != nil {
 		return err
 	}
+	replicated, err := s.beginChange(k.ID)
+	if err != nil {
+		return err
+	}
+	defer replicated()
 	if err := s.store.TagKey(k.ID, storeTags(tags), s.cfg.MaxTagsPerKey); err != nil {
 		return storeErr("tag key", err, arn)
 	}
@@ -60,6 +65,11 @@ func (s *Service) UntagResource(arn string, keys []string) error {
 	if err != nil {
 		return err
 	}
+	replicated, err := s.beginChange(k.ID)
+	if err != nil {
+		return err
+	}
+	defer replicated()
 	if err := s.store.UntagKey(k.ID, keys); err != nil {
 		return storeErr("untag key", err, arn)
 	}

@@ -40,6 +40,7 @@ type Key struct {
 	UsageStop      time.Time
 	DeletePending  time.Time
 	Deleted        time.Time
+	Replication    *KeyReplication // nil: not a Multi-Region key
 }
 
 // Tag is a key's tag.
@@ -59,6 +60,9 @@ type CreateKeyInput struct {
 	Exportable     bool
 	Enabled        *bool // nil = true
 	Tags           []Tag
+	// ReplicationRegions are the regions to replicate the key to; nil = the
+	// site's default replication regions.
+	ReplicationRegions []string
 }
 
 // Page asks for one page of a listing.

@@ -103,6 +103,25 @@ type keyCache struct {
 	mu  sync.Mutex
 	n   int           // entries, under mu
 	gen atomic.Uint64 // written under mu
+
+	// Counters for CacheStats: lookups that found a usable key or not,
+	// entries dropped to make room, and entries dropped because their key
+	// changed (or all of them, for a rotation or a lost token).
+	hits, misses, evictions, invalidations atomic.Uint64
+	entries                                atomic.Int64 // n, readable without mu
+}
+
+// CacheStats are the working-key cache's counters since start.
+type CacheStats struct {
+	Hits, Misses, Evictions, Invalidations uint64
+	Entries                                int
+}
+
+// CacheStats reports the working-key cache's counters (for metrics).
+func (s *Service) CacheStats() CacheStats {
+	c := &s.cache
+	return CacheStats{Hits: c.hits.Load(), Misses: c.misses.Load(), Evictions: c.evictions.Load(),
+		Invalidations: c.invalidations.Load(), Entries: int(c.entries.Load())}
 }
 
 const maxCachedKeys = 1 << 16
@@ -113,9 +132,11 @@ func (c *keyCache) get(ident string) (*WorkingKey, uint64) {
 	gen := c.gen.Load()
 	if v, ok := c.m.Load(ident); ok {
 		if w := v.(*WorkingKey); w.acquire() {
+			c.hits.Add(1)
 			return w, gen
 		}
 	}
+	c.misses.Add(1)
 	return nil, gen
 }
 
@@ -128,7 +149,7 @@ func (c *keyCache) put(ident string, w *WorkingKey, gen uint64) {
 		return
 	}
 	if c.n >= maxCachedKeys {
-		c.clearLocked()
+		c.evictions.Add(c.clearLocked())
 	}
 	w.refs.Add(1)
 	if old, loaded := c.m.Swap(ident, w); loaded {
@@ -136,16 +157,22 @@ func (c *keyCache) put(ident string, w *WorkingKey, gen uint64) {
 	} else {
 		c.n++
 	}
+	c.entries.Store(int64(c.n))
 }
 
-// clearLocked drops every entry, giving back the cache's references; c.mu is held.
-func (c *keyCache) clearLocked() {
+// clearLocked drops every entry, giving back the cache's references, and
+// returns how many it dropped; c.mu is held.
+func (c *keyCache) clearLocked() uint64 {
+	var n uint64
 	c.m.Range(func(k, v any) bool {
 		c.m.Delete(k)
 		v.(*WorkingKey).Release()
+		n++
 		return true
 	})
 	c.n = 0
+	c.entries.Store(0)
+	return n
 }
 
 // dropIf forgets every entry for which drop is true.
@@ -156,10 +183,12 @@ func (c *keyCache) dropIf(drop func(ident string, w *WorkingKey) bool) {
 		if w := v.(*WorkingKey); drop(k.(string), w) {
 			c.m.Delete(k)
 			c.n--
+			c.invalidations.Add(1)
 			w.Release()
 		}
 		return true
 	})
+	c.entries.Store(int64(c.n))
 	c.mu.Unlock()
 }
 
@@ -172,7 +201,7 @@ func (c *keyCache) dropKey(id string) {
 func (c *keyCache) dropAll() {
 	c.mu.Lock()
 	c.gen.Add(1)
-	c.clearLocked()
+	c.invalidations.Add(c.clearLocked())
 	c.mu.Unlock()
 }
 
@@ -186,8 +215,14 @@ func (c *keyCache) dropAliases() {
 // with Release once done with it. subj and side say which of the
 // request's keys it is, for the faults. It checks only state and usage
 // period; the operation checks usage, algorithm and modes of use with
-// Require.
+// Require. Once the token has been unavailable for longer than its loss
+// grace (custody.Custodian.Available) it refuses every key, and drops the
+// cached ones.
 func (s *Service) Working(ident string, subj fault.Subject, side fault.Side) (*WorkingKey, error) {
+	if err := s.cust.Available(); err != nil {
+		s.cache.dropAll()
+		return nil, err
+	}
 	w, gen := s.cache.get(ident)
 	if w == nil {
 		var rec *keystore.Key

@@ -1,6 +1,7 @@
 // Command payhsm is the payhsm appliance: one binary whose subcommands run
-// the daemon (serve), the key ceremonies (ceremony), the key store check
-// (keystore verify), and the host-port client and load tool (client, bench).
+// the daemon (serve), the key ceremonies (ceremony), the key store and audit
+// trail checks (keystore verify, audit verify), and the host-port client and
+// load tool (client, bench).
 package main
 
 import (
@@ -10,6 +11,7 @@ import (
 	"payhsm/ceremony"
 	"payhsm/daemon"
 	"payhsm/internal/cli"
+	"payhsm/internal/version"
 	"payhsm/tools/bench"
 	"payhsm/tools/hostclient"
 )
@@ -17,14 +19,20 @@ import (
 const usage = `usage: payhsm <command> [flags]
 
 commands:
-  serve     run the appliance: the AWS Payment Cryptography API, the host-command port
-            and the admin socket for online ceremonies
+  serve     run the appliance: the AWS Payment Cryptography API, the host-command port,
+            the ops listener (health, readiness, metrics) and the admin socket for online
+            ceremonies
   ceremony  key ceremonies under dual control: init, load-components, status,
             krd-request, export-main-key, import-main-key, backup-components (with the
             daemon stopped); rotate (online through the daemon, or offline); sync (online,
             between two daemons)
   keystore  verify: check every record of the key store and list those that fail
-            (through the serving daemon, or offline)
+            (through the serving daemon, or offline); accept-restore: accept a key store
+            restored from a backup (the daemon stopped)
+  principals  who may use which key: add, list, rotate-secret, disable, enable,
+            remove, put-policy (through the serving daemon, or offline)
+  audit     verify: check the audit trail (hash chain, sequence, seals) and say where
+            it was altered (through the serving daemon, or offline)
   client    send one host command to the host port and print the parsed response
   bench     load the host port with a command mix; print throughput and latency percentiles
   version   print the version (also --version)
@@ -49,16 +57,20 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return ceremony.Main(args[1:], stdin, stdout, stderr)
 	case "keystore":
 		return keystoreMain(args[1:], stdout, stderr)
+	case "principals":
+		return principalsMain(args[1:], stdout, stderr)
+	case "audit":
+		return auditMain(args[1:], stdout, stderr)
 	case "client":
 		return hostclient.Main(args[1:], stdin, stdout, stderr)
 	case "bench":
 		return bench.Main(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
-		return printOut(stdout, stderr, "payhsm "+Version()+"\n")
+		return printOut(stdout, stderr, "payhsm "+version.String()+"\n")
 	case "help", "-h", "-help", "--help":
 		if len(args) > 1 && args[0] == "help" {
 			switch args[1] {
-			case "serve", "ceremony", "keystore", "client", "bench":
+			case "serve", "ceremony", "keystore", "principals", "audit", "client", "bench":
 				return run([]string{args[1], "-h"}, stdin, stdout, stderr)
 			case "version", "help":
 			default:

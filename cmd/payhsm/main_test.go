@@ -3,42 +3,13 @@ package main
 import (
 	"bytes"
 	"errors"
-	"runtime/debug"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
-)
 
-func TestDescribeVersion(t *testing.T) {
-	t.Parallel()
-	vcs := func(rev, modified string) []debug.BuildSetting {
-		return []debug.BuildSetting{{Key: "vcs", Value: "git"}, {Key: "vcs.revision", Value: rev}, {Key: "vcs.modified", Value: modified}}
-	}
-	tests := []struct {
-		name  string
-		stamp string
-		bi    *debug.BuildInfo
-		ok    bool
-		want  string
-	}{
-		{"no build info", "", nil, false, "(unknown)"},
-		{"stamp, no build info", "v1.2.3", nil, false, "v1.2.3"},
-		{"checkout build", "", &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Version: "(devel)"}}, true, "(devel) (go1.26.8)"},
-		{"vcs", "", &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Version: "v0.0.0-20260101000000-9eb961d73d51"},
-			Settings: vcs("9eb961d73d519537f6f24740e999463ce7de2a65", "false")}, true,
-			"v0.0.0-20260101000000-9eb961d73d51 (commit 9eb961d73d51, go1.26.8)"},
-		{"vcs modified", "", &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Version: "(devel)"},
-			Settings: vcs("9eb961d73d519537f6f24740e999463ce7de2a65", "true")}, true, "(devel) (commit 9eb961d73d51 modified, go1.26.8)"},
-		{"stamp wins", "v1.2.3", &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Version: "(devel)"},
-			Settings: vcs("abc", "false")}, true, "v1.2.3 (commit abc, go1.26.8)"},
-		{"module version", "", &debug.BuildInfo{Main: debug.Module{Version: "v1.4.0"}}, true, "v1.4.0"},
-		{"empty module version", "", &debug.BuildInfo{}, true, "(devel)"},
-	}
-	for _, tc := range tests {
-		if got := describe(tc.stamp, tc.bi, tc.ok); got != tc.want {
-			t.Errorf("%s: describe = %q, want %q", tc.name, got, tc.want)
-		}
-	}
-}
+	"payhsm/audit"
+)
 
 // TestHelpAndVersion: every way of asking for help or the version prints to
 // standard output and exits 0; a mistake prints to standard error and exits 2.
@@ -68,6 +39,12 @@ func TestHelpAndVersion(t *testing.T) {
 		{[]string{"keystore", "frobnicate"}, 2, "", `unknown command "frobnicate"`},
 		{[]string{"keystore", "verify", "stray", "--dev"}, 2, "", "unexpected arguments"},
 		{[]string{"keystore", "verify"}, 2, "", "needs --config FILE, or --dev"},
+		{[]string{"help", "audit"}, 0, "usage: payhsm audit verify", ""},
+		{[]string{"audit", "verify", "-h"}, 0, "-chain-only", ""},
+		{[]string{"audit"}, 2, "", "usage: payhsm audit"},
+		{[]string{"audit", "frobnicate"}, 2, "", `unknown command "frobnicate"`},
+		{[]string{"audit", "verify"}, 2, "", "needs --config FILE, or --dev"},
+		{[]string{"audit", "verify", "--chain-only", "/nonexistent/audit.log"}, 1, "", "no such file"},
 		{[]string{"help", "client"}, 0, "usage: payhsm client", ""},
 		{[]string{"client", "-h"}, 0, "-addr string", ""},
 		{[]string{"help", "bench"}, 0, "usage: payhsm bench", ""},
@@ -110,12 +87,50 @@ func (brokenWriter) Write([]byte) (int, error) { return 0, errors.New("broken pi
 // output is a failure (exit 1), reported on standard error.
 func TestOutputFailure(t *testing.T) {
 	t.Parallel()
-	for _, args := range [][]string{{"version"}, {"help"}, {"serve", "-h"}, {"ceremony", "help"}, {"ceremony", "rotate", "-h"}, {"client", "-h"}, {"bench", "-h"}, {"keystore", "help"}, {"keystore", "verify", "-h"}} {
+	for _, args := range [][]string{{"version"}, {"help"}, {"serve", "-h"}, {"ceremony", "help"}, {"ceremony", "rotate", "-h"}, {"client", "-h"}, {"bench", "-h"}, {"keystore", "help"}, {"keystore", "verify", "-h"}, {"audit", "help"}} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			var stderr bytes.Buffer
 			if code := run(args, strings.NewReader(""), brokenWriter{}, &stderr); code != 1 || !strings.Contains(stderr.String(), "broken pipe") {
 				t.Errorf("exit %d, want 1; stderr %q", code, &stderr)
 			}
 		})
+	}
+}
+
+// TestAuditVerifyChainOnly: payhsm audit verify --chain-only checks a copy of
+// a trail without the appliance, and fails with the place of an edit.
+func TestAuditVerifyChainOnly(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	trail, err := audit.Open(audit.Config{Dir: dir, Key: bytes.Repeat([]byte{1}, audit.RootKeySize)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		if err := trail.Record(audit.KindControl, audit.Event{Operation: "CreateKey", Principal: "AKPHTEST", Outcome: audit.OK}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := trail.Close(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, audit.ActiveName)
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"audit", "verify", "--chain-only", path}, strings.NewReader(""), &stdout, &stderr); code != 0 ||
+		!strings.Contains(stderr.String(), "5 entries") || !strings.Contains(stderr.String(), "intact") || !strings.Contains(stdout.String(), "seals not checked") {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, &stdout, &stderr)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, bytes.Replace(b, []byte("AKPHTEST"), []byte("AKPHTESU"), 1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stdout.Reset()
+	stderr.Reset()
+	if code := run([]string{"audit", "verify", "--chain-only", path}, strings.NewReader(""), &stdout, &stderr); code != 1 ||
+		!strings.Contains(stdout.String(), "ERROR "+path+":2 (seq 2): entry altered") {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, &stdout, &stderr)
 	}
 }

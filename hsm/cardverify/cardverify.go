@@ -3,7 +3,8 @@
 // algorithm (CVV, CVC, CVV2/CVC2 with service code 000, iCVV with 999, and
 // Visa CAVV v7 whose inputs are repurposed), and the two dynamic values of
 // contactless magnetic-stripe mode computed under an ICC key derived with
-// hsm/emv: the Mastercard CVC3 (DCVC3) and the Visa dCVV.
+// hsm/emv: the Mastercard CVC3 (DCVC3) and the Visa dCVV; and the American
+// Express card security codes (CSC versions 1 and 2, amexcsc.go).
 //
 // Inputs are the decimal strings and bytes of the card; outputs are decimal
 // strings. Errors never contain key material or card data.

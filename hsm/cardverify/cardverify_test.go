@@ -28,8 +28,15 @@ func TestCVVKnownAnswers(t *testing.T) {
 		// FEDCBA9876543210, PAN 4123456789012345, expiry 8701, service code
 		// 101), as reproduced in IBM CCA "CVV Key Combine"/Thales CW examples.
 		{"visa", "0123456789ABCDEFFEDCBA9876543210", "4123456789012345", "8701", "101", "561"},
+		// The same example with 4 and 5 digits (the AWS API's
+		// ValidationDataLength; IBM CCA CVV Generate's CVV-4 and CVV-5): the
+		// decimalisation goes on. R = 5B614982E03C97DD, computed with
+		// `openssl enc -des-ecb` (CVK-A over the first block), XOR the second
+		// block 8701101000000000, then `openssl enc -des-ede` (CVK-A‖CVK-B).
+		{"visa 4 digits", "0123456789ABCDEFFEDCBA9876543210", "4123456789012345", "8701", "101", "5614"},
+		{"visa 5 digits", "0123456789ABCDEFFEDCBA9876543210", "4123456789012345", "8701", "101", "56149"},
 	} {
-		got, err := CVV(unhex(t, c.key), c.pan, c.exp, c.sc, 3)
+		got, err := CVV(unhex(t, c.key), c.pan, c.exp, c.sc, len(c.want))
 		if err != nil || got != c.want {
 			t.Errorf("%s: CVV %q, want %s (%v)", c.src, got, c.want, err)
 		}

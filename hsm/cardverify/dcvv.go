@@ -14,6 +14,14 @@ import (
 // expiry date and the service code (jPOS JCESecurityModule.calculatedCVV;
 // the same construction in spochic/gep3 emv/dsc.py generate_dcvv).
 func DCVV(iccKey []byte, pan, expiry, serviceCode string, atc [2]byte) (string, error) {
+	return DCVVDigits(iccKey, pan, expiry, serviceCode, atc, 3)
+}
+
+// DCVVDigits is DCVV with n (1..16) digits: the CVV algorithm's
+// decimalisation carried on past the third digit (the n-digit value begins
+// with the (n-1)-digit one), as CVV and IBM CCA's CVV Generate (CVV-1 to
+// CVV-5) do for longer values.
+func DCVVDigits(iccKey []byte, pan, expiry, serviceCode string, atc [2]byte, n int) (string, error) {
 	if len(iccKey) != 16 {
 		return "", errKey
 	}
@@ -26,5 +34,8 @@ func DCVV(iccKey []byte, pan, expiry, serviceCode string, atc [2]byte) (string, 
 	if len(serviceCode) != 3 || !digits(serviceCode) {
 		return "", errors.New("cardverify: service code must be 3 digits")
 	}
-	return cvv(iccKey, fmt.Sprintf("%02X%02X", atc[0], atc[1])+pan[4:]+expiry+serviceCode, 3)
+	if n < 1 || n > 16 {
+		return "", fmt.Errorf("cardverify: %d digits requested", n)
+	}
+	return cvv(iccKey, fmt.Sprintf("%02X%02X", atc[0], atc[1])+pan[4:]+expiry+serviceCode, n)
 }

@@ -43,6 +43,37 @@ func TestDCVVKnownAnswers(t *testing.T) {
 	}
 }
 
+// Four- and five-digit dCVVs (the AWS API's ValidationDataLength 4 and 5)
+// continue the three-digit value's decimalisation. The expected values were
+// computed independently with Python's cryptography package (TDES ECB) from
+// the sources' keys and inputs above: ICC master key by option A, then the
+// CVV algorithm's digits; their first three digits are the published values.
+func TestDCVVLongerValues(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		src, imk, pan, exp, sc, atc string
+		n                           int
+		want                        string
+	}{
+		{"jPOS", "12345678123456781234567812345678", "1234567890123456", "1310", "226", "3210", 4, "4220"},
+		{"jPOS", "12345678123456781234567812345678", "1234567890123456", "1310", "226", "3210", 5, "42202"},
+		{"gep3", "01017391010101101320010101010101", "4012340000000016", "1228", "000", "0001", 4, "3691"},
+		{"gep3", "01017391010101101320010101010101", "4012340000000016", "1228", "000", "0001", 5, "36917"},
+	} {
+		icc, err := emv.ICCMasterKey(unhex(t, c.imk), emv.OptionA, c.pan, "00")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := DCVVDigits(icc, c.pan, c.exp, c.sc, [2]byte(unhex(t, c.atc)), c.n)
+		if err != nil || got != c.want {
+			t.Errorf("%s: %d-digit dCVV %q, want %s (%v)", c.src, c.n, got, c.want, err)
+		}
+	}
+	if _, err := DCVVDigits(make([]byte, 16), "1234567890123456", "1310", "226", [2]byte{}, 17); err == nil {
+		t.Error("17 digits accepted")
+	}
+}
+
 // spochic/gep3 tests/dsc_test.py test_generate_dcvv, second case: the UDK is
 // given directly (from MDK 2315208C9110AD402315208C9110AD40, src/examples/evc_dcvv.py).
 func TestDCVVFromGivenUDK(t *testing.T) {

@@ -1,5 +1,8 @@
 // Package custody owns payhsm's main keys: the region main key that lives in a
-// PKCS#11 token and the profile main keys it protects.
+// PKCS#11 token and the profile main keys it protects; and what else the
+// token keeps for the appliance, beyond the reach of whoever can write the
+// data directory: the key store's format marker and its journal's anchor
+// (records.go, anchor.go).
 //
 // # Design
 //
@@ -88,17 +91,30 @@ type Config struct {
 	Initialize bool
 	// NotFound is the keystore's not-found sentinel for MetaStore.GetMeta.
 	NotFound error
+	// LossGrace is how long the unsealed main keys keep serving once Probe
+	// has found the token unavailable (see health.go); 0 refuses at once.
+	LossGrace time.Duration
+	// Now is the clock of the token's health; nil means time.Now.
+	Now func() time.Time
 }
 
 // Custodian holds the open token, the region main key and the unsealed profile main keys.
 type Custodian struct {
-	cfg      Config
+	cfg    Config
+	module Module
+	rmkKCV string
+	meta   MetaStore
+	log    *zap.Logger
+
+	// tokMu guards the token session: held shared while token, rmk or
+	// envelope is used, exclusively while Probe replaces them (health.go)
+	// and by Close. token is nil once closed, or while the token is lost.
+	tokMu    sync.RWMutex
 	token    Token
 	rmk      TokenKey
-	rmkKCV   string
 	envelope tink.AEAD
-	meta     MetaStore
-	log      *zap.Logger
+	closed   bool
+	health   tokenHealth
 
 	mu       sync.RWMutex // guards profiles; never held while writing to the store
 	profiles map[string]*Profile
@@ -154,6 +170,9 @@ func Open(cfg Config, meta MetaStore, log *zap.Logger) (c *Custodian, err error)
 	if log == nil {
 		log = zap.NewNop()
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	mod := cfg.Module
 	if mod == nil {
 		mod = PKCS11Module(cfg.ModulePath)
@@ -166,7 +185,7 @@ func Open(cfg Config, meta MetaStore, log *zap.Logger) (c *Custodian, err error)
 		}
 		return nil, fmt.Errorf("custody: open PKCS#11 token %q with module %s: %w", cfg.TokenLabel, name, err)
 	}
-	c = &Custodian{cfg: cfg, token: tok, meta: meta, log: log, profiles: map[string]*Profile{}}
+	c = &Custodian{cfg: cfg, module: mod, token: tok, meta: meta, log: log, profiles: map[string]*Profile{}}
 	defer func() {
 		if err != nil {
 			_ = tok.Close()
@@ -231,8 +250,14 @@ func Open(cfg Config, meta MetaStore, log *zap.Logger) (c *Custodian, err error)
 			cfg.RegionKeyLabel, cfg.TokenLabel, sum, rec.KCV)
 	}
 
-	c.envelope = aead.NewKMSEnvelopeAEAD2(aead.AES256GCMKeyTemplate(), tokenAEAD{key})
+	c.envelope = newEnvelope(key)
 	return c, nil
+}
+
+// newEnvelope is the Tink envelope AEAD whose key-encryption key is the
+// region main key in the token.
+func newEnvelope(rmk TokenKey) tink.AEAD {
+	return aead.NewKMSEnvelopeAEAD2(aead.AES256GCMKeyTemplate(), tokenAEAD{rmk})
 }
 
 // tokenKCV computes AES-CMAC(K, 0^16)[:3] through the token, so the key never
@@ -281,22 +306,32 @@ func (c *Custodian) RegionKeyKCV() string { return upper(c.rmkKCV) }
 // does nothing.
 func (c *Custodian) Close() error {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	for _, p := range c.profiles {
 		p.destroy()
 	}
 	c.profiles = map[string]*Profile{}
+	c.mu.Unlock()
+	c.tokMu.Lock()
+	defer c.tokMu.Unlock()
+	c.closed = true
 	if c.token == nil {
 		return nil
 	}
 	err := c.token.Close()
-	c.token = nil
+	c.token, c.rmk, c.envelope = nil, nil, nil
 	return err
 }
 
 // Seal encrypts a non-key-block secret under the region main key (Tink
 // envelope); aad binds it to its purpose and must be given again to Unseal.
+// While the token is unavailable it fails at once with an Unavailable fault
+// (errors.Is ErrTokenUnavailable).
 func (c *Custodian) Seal(plaintext, aad []byte) ([]byte, error) {
+	c.tokMu.RLock()
+	defer c.tokMu.RUnlock()
+	if c.envelope == nil {
+		return nil, c.noSession("seal")
+	}
 	ct, err := c.envelope.Encrypt(plaintext, aad)
 	if err != nil {
 		return nil, fmt.Errorf("custody: seal: %w", err)
@@ -306,6 +341,11 @@ func (c *Custodian) Seal(plaintext, aad []byte) ([]byte, error) {
 
 // Unseal reverses Seal.
 func (c *Custodian) Unseal(ciphertext, aad []byte) ([]byte, error) {
+	c.tokMu.RLock()
+	defer c.tokMu.RUnlock()
+	if c.envelope == nil {
+		return nil, c.noSession("unseal")
+	}
 	pt, err := c.envelope.Decrypt(ciphertext, aad)
 	if err != nil {
 		return nil, fmt.Errorf("custody: unseal: %w", err)
@@ -364,7 +404,12 @@ func (c *Custodian) sealVersion(name string, v int, m *mainKey, key []byte) (pro
 }
 
 // Profile returns the named profile, unsealing its main keys on first use.
+// Once the token has been unavailable for longer than LossGrace it refuses
+// (see Available).
 func (c *Custodian) Profile(name string) (*Profile, error) {
+	if err := c.Available(); err != nil {
+		return nil, err
+	}
 	c.mu.RLock()
 	p := c.profiles[name]
 	c.mu.RUnlock()
@@ -526,6 +571,11 @@ func (c *Custodian) RetireOldVersions(profile string) error {
 // sealed under it becomes unrecoverable. Only the ceremony's confirmed
 // re-initialization calls it.
 func (c *Custodian) DestroyRegionKey() error {
+	c.tokMu.RLock()
+	defer c.tokMu.RUnlock()
+	if c.rmk == nil {
+		return c.noSession("destroy region main key")
+	}
 	if err := c.rmk.Delete(); err != nil {
 		return fmt.Errorf("custody: destroy region main key: %w", err)
 	}

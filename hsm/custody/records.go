@@ -80,8 +80,18 @@ const StoreFormatLabel = "payhsm-keystore-format-2"
 
 // StoreFormatMarked reports whether the token holds the store-format marker.
 func (c *Custodian) StoreFormatMarked() (bool, error) {
-	if c.token == nil {
+	c.tokMu.RLock()
+	defer c.tokMu.RUnlock()
+	return c.storeFormatMarked()
+}
+
+// storeFormatMarked is StoreFormatMarked; c.tokMu is held.
+func (c *Custodian) storeFormatMarked() (bool, error) {
+	if c.closed {
 		return false, errors.New("custody: closed")
+	}
+	if c.token == nil {
+		return false, c.noSession("find the store format marker")
 	}
 	found, err := c.token.FindKeys(StoreFormatLabel)
 	if err != nil {
@@ -93,7 +103,9 @@ func (c *Custodian) StoreFormatMarked() (bool, error) {
 // MarkStoreFormat creates the store-format marker in the token, unless it is
 // there already.
 func (c *Custodian) MarkStoreFormat() error {
-	marked, err := c.StoreFormatMarked()
+	c.tokMu.RLock()
+	defer c.tokMu.RUnlock()
+	marked, err := c.storeFormatMarked()
 	if err != nil || marked {
 		return err
 	}

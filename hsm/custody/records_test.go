@@ -5,6 +5,8 @@ import (
 	"crypto/hkdf"
 	"crypto/sha256"
 	"testing"
+
+	"payhsm/hsm/custody"
 )
 
 // TestRecordKeys: a profile main key version's record-authentication key is
@@ -100,6 +102,100 @@ func TestStoreFormatMarker(t *testing.T) {
 		other := open(t, initialized(e.cfg(1)), newMeta())
 		if m, err := other.StoreFormatMarked(); m || err != nil {
 			t.Fatalf("another token marked: %v %v", m, err)
+		}
+	})
+}
+
+// TestAuditKey: the audit trail key is derived in the token from the region
+// main key: the same on every start, another for another region main key,
+// and not derivable from a dead token.
+func TestAuditKey(t *testing.T) {
+	forEach(t, func(t *testing.T, e env) {
+		meta := newMeta()
+		c := open(t, initialized(e.cfg(0)), meta)
+		k1, err := c.AuditKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		again := open(t, e.cfg(0), meta)
+		k2, err := again.AuditKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		other := open(t, initialized(e.cfg(1)), newMeta())
+		k3, err := other.AuditKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(k1) != 32 || !bytes.Equal(k1, k2) || bytes.Equal(k1, k3) || bytes.Equal(k1, make([]byte, 32)) {
+			t.Fatalf("audit keys %x %x %x", k1, k2, k3)
+		}
+		if e.setDead != nil {
+			e.setDead(true)
+			if k, err := c.AuditKey(); err == nil {
+				t.Errorf("audit key %x from a dead token", k)
+			}
+			e.setDead(false)
+		}
+		if err := again.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := again.AuditKey(); err == nil {
+			t.Error("audit key after Close")
+		}
+	})
+}
+
+// TestStoreAnchor: the anchor is absent on a new token, moves forward only,
+// keeps one writer id, survives reopening, is not on another token, and a
+// crash between creating the new object and deleting the old one (two
+// objects) reads as the higher sequence number.
+func TestStoreAnchor(t *testing.T) {
+	forEach(t, func(t *testing.T, e env) {
+		meta := newMeta()
+		c := open(t, initialized(e.cfg(0)), meta)
+		if a, found, err := c.StoreAnchor(); found || err != nil {
+			t.Fatalf("fresh token anchored: %+v %v", a, err)
+		}
+		steps := []struct {
+			set     custody.StoreAnchor
+			wantErr bool
+			want    uint64
+		}{
+			{custody.StoreAnchor{Writer: "w1", Seq: 0}, false, 0},
+			{custody.StoreAnchor{Writer: "w1", Seq: 7}, false, 7},
+			{custody.StoreAnchor{Writer: "w1", Seq: 7}, false, 7}, // unchanged: nothing to do
+			{custody.StoreAnchor{Writer: "w1", Seq: 3}, true, 7},  // backwards
+			{custody.StoreAnchor{Writer: "w2", Seq: 9}, true, 7},  // another journal
+			{custody.StoreAnchor{Writer: "", Seq: 9}, true, 7},
+			{custody.StoreAnchor{Writer: "w1", Seq: 1 << 40}, false, 1 << 40},
+		}
+		for i, st := range steps {
+			err := c.SetStoreAnchor(st.set)
+			if (err != nil) != st.wantErr {
+				t.Fatalf("step %d: SetStoreAnchor(%+v): %v", i, st.set, err)
+			}
+			a, found, err := c.StoreAnchor()
+			if !found || err != nil || a.Writer != "w1" || a.Seq != st.want {
+				t.Fatalf("step %d: anchor %+v %v %v, want seq %d", i, a, found, err, st.want)
+			}
+		}
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+		c = open(t, e.cfg(0), meta)
+		if a, found, err := c.StoreAnchor(); !found || err != nil || a.Seq != 1<<40 {
+			t.Fatalf("after reopening: %+v %v %v", a, found, err)
+		}
+		other := open(t, initialized(e.cfg(1)), newMeta())
+		if _, found, err := other.StoreAnchor(); found || err != nil {
+			t.Fatalf("another token anchored: %v %v", found, err)
+		}
+		if err := c.DeleteStoreAnchor(); err != nil {
+			t.Fatal(err)
+		}
+		if _, found, err := c.StoreAnchor(); found || err != nil {
+			t.Fatalf("after DeleteStoreAnchor: %v %v", found, err)
 		}
 	})
 }

@@ -12,7 +12,9 @@ import (
 
 // The PKCS#11 seam. Custody needs very little from its token: log in, find or
 // generate the region main key by label, use that key for one-block AES and
-// AES-GCM, delete it in a re-initialization, and close. Module, Token and
+// AES-GCM, delete it in a re-initialization, and close; plus marker keys
+// that are never used but found by label, one of which carries a small
+// non-secret value in its CKA_ID (the key store's anchor). Module, Token and
 // TokenKey are exactly those calls, so the rest of custody is independent of
 // crypto11: PKCS11Module is the implementation on a real PKCS#11 module
 // (SoftHSM2 in development, the appliance's token in production), and
@@ -50,6 +52,9 @@ type TokenKey interface {
 	OpenGCM(nonce, ciphertext, aad []byte) ([]byte, error)
 	// Delete destroys the key in the token.
 	Delete() error
+	// ID returns the key's CKA_ID, which is not secret: custody keeps
+	// small non-secret values there (the key store's anchor, anchor.go).
+	ID() ([]byte, error)
 }
 
 // GCM parameters custody uses with the token: a 12-byte nonce and a 16-byte tag.
@@ -89,7 +94,7 @@ func (t *pkcs11Token) FindKeys(label string) ([]TokenKey, error) {
 	}
 	keys := make([]TokenKey, len(found))
 	for i, k := range found {
-		keys[i] = pkcs11Key{k}
+		keys[i] = pkcs11Key{k, t.ctx}
 	}
 	return keys, nil
 }
@@ -99,7 +104,7 @@ func (t *pkcs11Token) GenerateAESKey(id []byte, label string, bits int) (TokenKe
 	if err != nil {
 		return nil, err
 	}
-	return pkcs11Key{k}, nil
+	return pkcs11Key{k, t.ctx}, nil
 }
 
 // Close closes the crypto11 context once (a second crypto11 Close panics).
@@ -113,7 +118,10 @@ func (t *pkcs11Token) Close() error {
 	return t.ctx.Close()
 }
 
-type pkcs11Key struct{ key *crypto11.SecretKey }
+type pkcs11Key struct {
+	key *crypto11.SecretKey
+	ctx *crypto11.Context
+}
 
 // recovered turns the panics crypto11 raises on PKCS#11 errors (in
 // CryptBlocks and in the AEAD's Seal, which have no error return) into errors.
@@ -172,3 +180,14 @@ func (k pkcs11Key) OpenGCM(nonce, ciphertext, aad []byte) ([]byte, error) {
 }
 
 func (k pkcs11Key) Delete() error { return k.key.Delete() }
+
+func (k pkcs11Key) ID() ([]byte, error) {
+	a, err := k.ctx.GetAttribute(k.key, crypto11.CkaId)
+	if err != nil {
+		return nil, err
+	}
+	if a == nil {
+		return nil, nil
+	}
+	return append([]byte(nil), a.Value...), nil
+}

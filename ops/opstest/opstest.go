@@ -49,8 +49,18 @@ func New(tb testing.TB) *ops.Service {
 // cleanly.
 func NewWithToken(tb testing.TB) (*ops.Service, *memtoken.Module) {
 	tb.Helper()
-	svc, mod, _ := newService(tb)
+	svc, mod, _, _ := newService(tb)
 	return svc, mod
+}
+
+// NewWithCustody is NewWithToken that also returns the custodian, so that a
+// test can probe the token as the daemon does (Custodian.Probe). Its loss
+// grace is zero: once a probe finds the token gone, every operation that
+// uses a key is refused.
+func NewWithCustody(tb testing.TB) (*ops.Service, *memtoken.Module, *custody.Custodian) {
+	tb.Helper()
+	svc, mod, _, cust := newService(tb)
+	return svc, mod, cust
 }
 
 // NewWithStore is New that also returns the key store beneath the service,
@@ -58,11 +68,19 @@ func NewWithToken(tb testing.TB) (*ops.Service, *memtoken.Module) {
 // older release's) and check what the service makes of them.
 func NewWithStore(tb testing.TB) (*ops.Service, *keystore.Store) {
 	tb.Helper()
-	svc, _, store := newService(tb)
+	svc, _, store, _ := newService(tb)
 	return svc, store
 }
 
-func newService(tb testing.TB) (*ops.Service, *memtoken.Module, *keystore.Store) {
+// NewWithConfig is New with the service's configuration adjusted by tune
+// (a clock, a purge hook).
+func NewWithConfig(tb testing.TB, tune func(*ops.Config)) *ops.Service {
+	tb.Helper()
+	svc, _, _, _ := newService(tb, tune)
+	return svc
+}
+
+func newService(tb testing.TB, tune ...func(*ops.Config)) (*ops.Service, *memtoken.Module, *keystore.Store, *custody.Custodian) {
 	tb.Helper()
 	mod := memtoken.New()
 	if err := mod.InitToken(tokenLabel, tokenPIN); err != nil {
@@ -90,11 +108,15 @@ func newService(tb testing.TB) (*ops.Service, *memtoken.Module, *keystore.Store)
 			tb.Error(err)
 		}
 	})
-	svc, err := ops.New(ops.Config{Region: "us-east-1", Account: "000000000000", NewRSAKey: testRSAKey}, store, cust, log)
+	cfg := ops.Config{Region: "us-east-1", Account: "000000000000", NewRSAKey: testRSAKey}
+	for _, f := range tune {
+		f(&cfg)
+	}
+	svc, err := ops.New(cfg, store, cust, log)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return svc, mod, store
+	return svc, mod, store, cust
 }
 
 // Import imports a known clear key (hex) with the given attributes through

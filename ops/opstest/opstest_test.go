@@ -232,3 +232,55 @@ func TestWorkingKeyZeroedWhenDropped(t *testing.T) {
 		t.Fatal("the material outlived the cache's drop and the last release")
 	}
 }
+
+// TestTokenLoss: once a probe finds the token gone (loss grace zero), every
+// working key is refused with an Unavailable fault, cached or not, and the
+// cache is emptied; once the token is back, keys serve again. The cache's
+// counters count hits, misses and those drops.
+func TestTokenLoss(t *testing.T) {
+	t.Parallel()
+	svc, mod, cust := NewWithCustody(t)
+	arn := Import(t, svc, keyspec.Attributes{Usage: keyspec.P0, Class: keyspec.Symmetric, Algorithm: keyspec.TDES2Key,
+		Modes: keyspec.ModesOfUse{Encrypt: true, Decrypt: true, Wrap: true, Unwrap: true}}, "0123456789ABCDEFFEDCBA9876543210")
+	use := func() error {
+		w, err := svc.Working(arn, fault.SubjectKey, fault.SideNone)
+		if err == nil {
+			w.Release()
+		}
+		return err
+	}
+	before := svc.CacheStats()
+	for range 3 {
+		if err := use(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := svc.CacheStats()
+	if st.Misses-before.Misses != 1 || st.Hits-before.Hits != 2 || st.Entries < 1 {
+		t.Errorf("cache stats %+v after 3 uses of one key (before %+v)", st, before)
+	}
+
+	mod.SetDead(true)
+	if err := cust.Probe(); err == nil {
+		t.Fatal("the probe of a dead token succeeded")
+	}
+	err := use()
+	if !errors.Is(err, custody.ErrTokenUnavailable) || fault.KindOf(err) != fault.Unavailable ||
+		fault.ClientMessage(err) != custody.TokenUnavailableMessage {
+		t.Fatalf("a cached key on a lost token: %v", err)
+	}
+	if st := svc.CacheStats(); st.Entries != 0 || st.Invalidations == 0 {
+		t.Errorf("the cache was not emptied: %+v", st)
+	}
+	if _, _, err := svc.ListKeys("", ops.Page{}); fault.KindOf(err) != fault.Unavailable {
+		t.Errorf("ListKeys on a lost token: %v", err)
+	}
+
+	mod.SetDead(false)
+	if err := cust.Probe(); err != nil {
+		t.Fatalf("the probe of the revived token: %v", err)
+	}
+	if err := use(); err != nil {
+		t.Fatalf("after the token came back: %v", err)
+	}
+}

@@ -25,6 +25,9 @@ func (s *Server) controlOperations() map[string]operation {
 	for name, op := range s.exchangeOperations() {
 		ops[name] = op
 	}
+	for name, op := range s.replicationOperations() {
+		ops[name] = op
+	}
 	return ops
 }
 
@@ -35,7 +38,7 @@ func (s *Server) lifecycleOperations() map[string]operation {
 			k, err := o.CreateKey(ops.CreateKeyInput{
 				Attributes: attributes(in.KeyAttributes), DeriveKeyUsage: keyspec.KeyUsage(str(in.DeriveKeyUsage)),
 				KCVAlgorithm: keyspec.KCVAlgorithm(str(in.KeyCheckValueAlgorithm)), Exportable: *in.Exportable,
-				Enabled: in.Enabled, Tags: tags(in.Tags),
+				Enabled: in.Enabled, Tags: tags(in.Tags), ReplicationRegions: in.ReplicationRegions,
 			})
 			if err != nil {
 				return nil, createKeyMembers.name(err)
@@ -58,7 +61,8 @@ func (s *Server) lifecycleOperations() map[string]operation {
 			for i, k := range ks {
 				full := key(k)
 				out.Keys[i] = cp.KeySummary{KeyArn: full.KeyArn, KeyState: full.KeyState, KeyAttributes: full.KeyAttributes,
-					KeyCheckValue: full.KeyCheckValue, Exportable: full.Exportable, Enabled: full.Enabled}
+					KeyCheckValue: full.KeyCheckValue, Exportable: full.Exportable, Enabled: full.Enabled,
+					MultiRegionKeyType: full.MultiRegionKeyType, PrimaryRegion: full.PrimaryRegion}
 			}
 			return out, nil
 		}),
@@ -240,7 +244,7 @@ func ptr[T any](v T) *T { return &v }
 
 func key(k *ops.Key) *cp.Key {
 	m := k.Attributes.Modes
-	return &cp.Key{
+	out := &cp.Key{
 		KeyArn: opt(k.ARN),
 		KeyAttributes: &cp.KeyAttributes{
 			KeyUsage: enum[cp.KeyUsage](string(k.Attributes.Usage)), KeyClass: enum[cp.KeyClass](string(k.Attributes.Class)),
@@ -261,6 +265,8 @@ func key(k *ops.Key) *cp.Key {
 		DeleteTimestamp:        ts(k.Deleted),
 		DeriveKeyUsage:         enum[cp.DeriveKeyUsage](string(k.DeriveKeyUsage)),
 	}
+	replicationMembersOf(out, k)
+	return out
 }
 
 func alias(a *ops.Alias) *cp.Alias {

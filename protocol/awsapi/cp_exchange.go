@@ -208,6 +208,9 @@ func importTR34(o *ops.Service, req ops.ImportKeyInput, x *cp.ImportTr34KeyBlock
 	if b.SigningCertificate, err = certificateMember(p+".SigningKeyCertificate", *x.SigningKeyCertificate); err != nil {
 		return nil, err
 	}
+	if b.WrappingKeyCertificate, err = optCertificateMember(p+".WrappingKeyCertificate", x.WrappingKeyCertificate); err != nil {
+		return nil, err
+	}
 	if b.KeyBlock, err = hexMember(p+".WrappedKeyBlock", *x.WrappedKeyBlock); err != nil {
 		return nil, err
 	}

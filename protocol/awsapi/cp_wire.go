@@ -59,7 +59,7 @@ func headerMembers(path string) members {
 // Members of the lifecycle operations.
 var (
 	createKeyMembers = members{fault.SubjectKeyCheckValueAlgorithm: "KeyCheckValueAlgorithm", fault.SubjectTags: "Tags",
-		fault.SubjectDeriveKeyUsage: "DeriveKeyUsage"}.plus(attributeMembers(""))
+		fault.SubjectDeriveKeyUsage: "DeriveKeyUsage", fault.SubjectReplicationRegions: "ReplicationRegions"}.plus(attributeMembers(""))
 	listMembers        = members{fault.SubjectPageToken: "NextToken"}
 	deleteKeyMembers   = members{fault.SubjectDeletionPeriod: "DeleteKeyInDays"}
 	tagMembers         = members{fault.SubjectTags: "Tags"}
@@ -117,7 +117,8 @@ var importMembers = func() map[string]members {
 		"Tr31KeyBlock": common.plus(block(tr31)).plus(members{fault.SubjectWrappingKey: tr31 + ".WrappingKeyIdentifier"}),
 		"Tr34KeyBlock": common.plus(block(tr34)).plus(members{fault.SubjectToken: tr34 + ".ImportToken",
 			fault.SubjectCertificateAuthority: tr34 + ".CertificateAuthorityPublicKeyIdentifier",
-			fault.SubjectCertificate:          tr34 + ".SigningKeyCertificate", fault.SubjectNonce: tr34 + ".RandomNonce"}),
+			fault.SubjectCertificate:          tr34 + ".SigningKeyCertificate", fault.SubjectNonce: tr34 + ".RandomNonce",
+			fault.SubjectWrappingKey: tr34 + ".WrappingKeyIdentifier", fault.SubjectOwnCertificate: tr34 + ".WrappingKeyCertificate"}),
 		"DiffieHellmanTr31KeyBlock": common.plus(block(dh)).plus(diffieHellmanMembers(dh)),
 		"RootCertificatePublicKey":  common.plus(attrs(root)).plus(members{fault.SubjectCertificate: root + ".PublicKeyCertificate"}),
 		"TrustedCertificatePublicKey": common.plus(attrs(trusted)).plus(members{fault.SubjectCertificate: trusted + ".PublicKeyCertificate",
@@ -152,7 +153,8 @@ var exportMembers = func() map[string]members {
 		"Tr31KeyBlock": common.plus(headerMembers(tr31 + ".KeyBlockHeaders")).plus(members{fault.SubjectWrappingKey: tr31 + ".WrappingKeyIdentifier"}),
 		"Tr34KeyBlock": common.plus(headerMembers(tr34 + ".KeyBlockHeaders")).plus(members{fault.SubjectToken: tr34 + ".ExportToken",
 			fault.SubjectCertificateAuthority: tr34 + ".CertificateAuthorityPublicKeyIdentifier",
-			fault.SubjectCertificate:          tr34 + ".WrappingKeyCertificate", fault.SubjectNonce: tr34 + ".RandomNonce"}),
+			fault.SubjectCertificate:          tr34 + ".WrappingKeyCertificate", fault.SubjectNonce: tr34 + ".RandomNonce",
+			fault.SubjectSigningKey: tr34 + ".SigningKeyIdentifier", fault.SubjectOwnCertificate: tr34 + ".SigningKeyCertificate"}),
 		"DiffieHellmanTr31KeyBlock": common.plus(headerMembers(dh + ".KeyBlockHeaders")).plus(diffieHellmanMembers(dh)),
 		// An initial DUKPT key cannot leave as an AS2805 cryptogram: the KSN is
 		// refused as such (SubjectKeySerialNumber), at the member that asks for it.

@@ -61,9 +61,9 @@ func TestKeyspecFaultsNamed(t *testing.T) {
 	}{
 		{"unknown usage", createKeyMembers, keyspec.ValidateCreate(keyspec.Attributes{Usage: "TR31_Z9_BOGUS", Class: keyspec.Symmetric,
 			Algorithm: keyspec.AES128, Modes: m}, ""), "KeyAttributes.KeyUsage", `KeyAttributes.KeyUsage: unknown key usage "TR31_Z9_BOGUS"`},
-		{"K3 without DeriveKeyUsage", createKeyMembers, keyspec.ValidateCreate(keyspec.Attributes{Usage: keyspec.K3, Class: keyspec.AsymmetricPair,
-			Algorithm: keyspec.ECCP256, Modes: keyspec.ModesOfUse{DeriveKey: true}}, ""), "DeriveKeyUsage",
-			"DeriveKeyUsage: is required for TR31_K3_ASYMMETRIC_KEY_FOR_KEY_AGREEMENT keys"},
+		{"DeriveKeyUsage on a symmetric key", createKeyMembers, keyspec.ValidateCreate(keyspec.Attributes{Usage: keyspec.K1, Class: keyspec.Symmetric,
+			Algorithm: keyspec.AES128, Modes: m}, keyspec.P0), "DeriveKeyUsage",
+			"DeriveKeyUsage: is only allowed for TR31_K3_ASYMMETRIC_KEY_FOR_KEY_AGREEMENT keys, not TR31_K1_KEY_BLOCK_PROTECTION_KEY"},
 		{"check value", createKeyMembers, keyspec.ValidKCVAlgorithm(keyspec.AES128, keyspec.KCVANSIX924), "KeyCheckValueAlgorithm",
 			"KeyCheckValueAlgorithm: ANSI_X9_24 cannot be used for AES_128 keys"},
 		{"imported cryptogram's modes", importMembers["KeyCryptogram"], keyspec.ValidateImport(keyspec.Attributes{Usage: keyspec.P0,

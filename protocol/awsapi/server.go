@@ -23,6 +23,8 @@ import (
 
 	"go.uber.org/zap"
 
+	"payhsm/access"
+	"payhsm/audit"
 	"payhsm/fault"
 	"payhsm/ops"
 	cp "payhsm/protocol/awsapi/cpshape"
@@ -46,13 +48,20 @@ type Server struct {
 	verifier *sigv4.Verifier
 	log      *zap.Logger
 	control  map[string]operation
-	routes   []route // data plane
+	routes   []route            // data plane
+	az       *access.Authorizer // nil: no authorization (SetAuthorizer)
+
+	audit        *audit.Trail // nil: no audit trail (see SetAudit)
+	auditAccount string
+	auditData    bool     // the account opted in to data-plane events
+	obs          Observer // nil: none (observe.go)
 }
 
 // operation is one decoded-and-validated call.
 type operation struct {
 	newInput func() validator
 	call     func(ctx context.Context, in any) (any, error)
+	authz    *authz // set by SetAuthorizer
 }
 
 type validator interface{ Validate(path string) error }
@@ -78,35 +87,25 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	reqID := requestID()
 	w.Header().Set("X-Amzn-RequestId", reqID)
 	start := time.Now()
+	var rq request
 	defer func() {
 		// A bug must not cost the connection or leak detail: answer InternalServerException.
 		if p := recover(); p != nil {
 			s.log.Error("request handler panicked", zap.String("requestId", reqID), zap.String("panic", fmt.Sprint(p)))
-			writeControlError(w, fault.Internalf("handler", fmt.Errorf("panic")))
+			err := fault.Internalf("handler", fmt.Errorf("panic"))
+			writeControlError(w, err)
+			s.finish(r, reqID, &rq, controlPlane, "", err, start)
 		}
 	}()
-	pl, op, err := s.serve(w, r)
-	if err == nil {
-		if ce := s.log.Check(zap.DebugLevel, "request"); ce != nil {
-			ce.Write(zap.String("requestId", reqID), zap.String("operation", op), zap.Duration("took", time.Since(start)))
+	pl, op, err := s.serve(w, r, &rq)
+	if err != nil {
+		if pl == dataPlane {
+			writeDataError(w, err)
+		} else {
+			writeControlError(w, err)
 		}
-		return
 	}
-	if pl == dataPlane {
-		writeDataError(w, err)
-	} else {
-		writeControlError(w, err)
-	}
-	f := fault.As(err)
-	level := zap.InfoLevel
-	var pe *protocolError
-	if f.Kind == fault.Internal && !errors.As(err, &pe) {
-		level = zap.ErrorLevel
-	}
-	if ce := s.log.Check(level, "request failed"); ce != nil {
-		ce.Write(zap.String("requestId", reqID), zap.String("operation", op),
-			zap.String("kind", f.Kind.String()), zap.String("error", err.Error()), zap.Duration("took", time.Since(start)))
-	}
+	s.finish(r, reqID, &rq, pl, op, err, start)
 }
 
 // protocolError is a protocol-level error with no fault kind (unknown
@@ -125,8 +124,8 @@ func unknownOperation(status int, msg string) error {
 
 // serve authenticates the request, then dispatches it to the control plane
 // (POST / with X-Amz-Target) or a data-plane route.
-func (s *Server) serve(w http.ResponseWriter, r *http.Request) (plane, string, error) {
-	pl := controlPlane
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, rq *request) (pl plane, name string, err error) {
+	pl = controlPlane
 	if r.Header.Get("X-Amz-Target") == "" {
 		pl = dataPlane
 	}
@@ -143,12 +142,30 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) (plane, string, e
 	if len(body) > MaxBodyBytes {
 		return pl, "", fault.Validationf("request body exceeds %d bytes", MaxBodyBytes)
 	}
-	if _, err := s.verifier.Verify(r, body); err != nil {
+	principal, err := s.verifier.Verify(r, body)
+	if err != nil {
+		s.deny(w, r, pl, principal, err)
 		return pl, "", authError(err)
 	}
-	var name string
+	rq.accessKey = principal
 	var op operation
 	var in validator
+	var out any
+	// Every call of an authenticated principal is recorded (audit.go); a
+	// control-plane call is refused while the trail cannot write.
+	rec := s.startAudit(pl, w, r, principal) // nil: not recorded (data events off)
+	if rec != nil {
+		defer func() {
+			if p := recover(); p != nil { // recorded as failed; ServeHTTP answers it
+				_ = rec.done(name, in, nil, fault.Internalf("handler", errors.New("panic")))
+				panic(p)
+			}
+			_ = rec.done(name, in, out, err)
+		}()
+	}
+	if err := rec.ready(); err != nil {
+		return pl, "", err
+	}
 	if pl == controlPlane {
 		target := r.Header.Get("X-Amz-Target")
 		var ok, known bool
@@ -189,7 +206,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) (plane, string, e
 		}
 		return pl, name, f
 	}
-	out, err := op.call(r.Context(), in)
+	if s.az != nil {
+		if err := s.authorize(r, principal, &op, in); err != nil {
+			return pl, name, err
+		}
+	}
+	out, err = op.call(r.Context(), in)
 	if err != nil {
 		if pl == dataPlane {
 			// A fault about an input the handler did not place is named by
@@ -201,6 +223,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) (plane, string, e
 	b, err := json.Marshal(out)
 	if err != nil {
 		return pl, name, fault.Internalf("encode response", err)
+	}
+	if err := rec.done(name, in, out, nil); err != nil {
+		return pl, name, err
 	}
 	if pl == controlPlane {
 		w.Header().Set("Content-Type", controlContentType)

@@ -6,12 +6,39 @@ import (
 	"io"
 	"strings"
 	"testing"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"payhsm/audit"
+	"payhsm/metrics"
 )
 
 // BenchmarkDispatchCC measures one CC (decode, TranslatePin on cached key
-// blocks, encode) without the network.
+// blocks, encode) without the network: with data events off (the default:
+// a nil test per command) and on (an event built and queued per command;
+// a full queue drops, so the benchmark measures the hot path, not the disk).
 func BenchmarkDispatchCC(b *testing.B) {
-	ts := startServer(b, nil, Config{})
+	b.Run("audit=off", func(b *testing.B) { benchmarkDispatchCC(b, false) })
+	b.Run("audit=data", func(b *testing.B) { benchmarkDispatchCC(b, true) })
+}
+
+func benchmarkDispatchCC(b *testing.B, data bool) {
+	var setup []func(*Server)
+	if data {
+		trail, err := audit.Open(audit.Config{Dir: b.TempDir(), Key: bytes.Repeat([]byte{9}, audit.RootKeySize)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() {
+			if err := trail.Close(); err != nil {
+				b.Error(err)
+			}
+			b.ReportMetric(float64(trail.Lag().Dropped)/float64(b.N), "dropped/op")
+		})
+		setup = append(setup, func(s *Server) { s.SetAudit(trail, "000000000000", true) })
+	}
+	ts := startServer(b, nil, Config{}, setup...)
 	c := ts.dial(b, nil)
 	gen := func(a string) string { r := c.call("0000A00FFFS#" + a); return r[8 : len(r)-6] }
 	zpka, zpkb, pvk := gen("P0T2B00N00"), gen("P0T2B00N00"), gen("V1T2C00N00")
@@ -24,14 +51,30 @@ func BenchmarkDispatchCC(b *testing.B) {
 	if got := string(ts.srv.dispatch(x, nil, msg)); !strings.HasPrefix(got, "0002CD0004") {
 		b.Fatal(got)
 	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		x, out := ts.srv.newCall(), make([]byte, 0, 64) // one per connection, as the server does
-		for pb.Next() {
-			out = ts.srv.dispatch(x, out[:0], msg)
-		}
-	})
+	// bare: no observer, a no-op logger. metrics: as the daemon runs, with
+	// the metrics observer and an info-level JSON logger (a success logs
+	// nothing; a failure one line).
+	for _, v := range []struct {
+		name string
+		obs  Observer
+		log  *zap.Logger
+	}{
+		{"bare", nil, zap.NewNop()},
+		{"metrics", metrics.New("bench").NewHost(Commands()), zap.New(zapcore.NewCore(
+			zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(io.Discard), zap.InfoLevel))},
+	} {
+		b.Run(v.name, func(b *testing.B) {
+			ts.srv.obs, ts.srv.log = v.obs, v.log
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				x, out := ts.srv.newCall(), make([]byte, 0, 64) // one per connection, as the server does
+				for pb.Next() {
+					out = ts.srv.dispatch(x, out[:0], msg)
+				}
+			})
+		})
+	}
 }
 
 // BenchmarkEcho measures the connection drivers (event loop and goroutine

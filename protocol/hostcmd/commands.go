@@ -2,9 +2,9 @@ package hostcmd
 
 import (
 	"fmt"
+	"time"
 
-	"go.uber.org/zap"
-
+	"payhsm/access"
 	"payhsm/fault"
 	"payhsm/ops"
 )
@@ -24,7 +24,7 @@ type decoder func(c *cursor) command
 var decoders = map[string]decoder{
 	"NC": decodeNC, "NO": decodeNO, "B2": decodeB2,
 	"A0": decodeA0, "A6": decodeA6, "A8": decodeA8, "BU": decodeBU,
-	"CW": decodeCW, "CY": decodeCY, "KQ": decodeKQ,
+	"CW": decodeCW, "CY": decodeCY, "KQ": decodeKQ, "RY": decodeRY,
 	"CA": decodeCA, "CC": decodeCC, "G0": decodeG0,
 	"DC": decodeDC, "EC": decodeEC, "DA": decodeDA, "EA": decodeEA,
 	"DG": decodeDG, "DE": decodeDE, "EE": decodeEE,
@@ -51,6 +51,15 @@ type call struct {
 	scratch []byte               // a command may build its response fields here
 	cur     cursor               // the request's decoder
 	idents  map[string]identMemo // raw key field -> ops identifier
+	// principal names the connection's principal (bind); actx is its
+	// request context (source address, TLS).
+	principal string
+	actx      access.Context
+
+	// Who is on the connection (its address and TLS client name), and the
+	// command count, for the logs and audit events (observe.go).
+	remote, client string
+	conn, seq      uint64
 }
 
 // identMemo is a remembered key identifier: the ops identifier of a key
@@ -60,6 +69,8 @@ type identMemo struct {
 	profile string
 	block   bool
 	ident   string
+	res     access.Resource // a block's authorization resource, once known
+	hasRes  bool
 }
 
 // maxIdentMemo bounds a connection's identifier memo (a switch uses a few
@@ -89,24 +100,37 @@ func (x *call) ident(k keyRef) string {
 // dispatch serves one message and appends the response message (without
 // its length prefix) to dst.
 func (s *Server) dispatch(x *call, dst, msg []byte) []byte {
+	start := time.Now()
+	dst, res := s.answer(x, dst, msg)
+	s.finish(x, res, start)
+	return dst
+}
+
+// answer appends the response to msg to dst and says how it went.
+func (s *Server) answer(x *call, dst, msg []byte) ([]byte, result) {
 	req, err := splitMessage(msg, s.cfg.HeaderLength)
 	if err != nil {
 		if req.header == nil {
 			hdr := msg[:min(len(msg), s.cfg.HeaderLength)]
-			return appendResponse(dst, hdr, [2]byte{'Z', 'Z'}, codeInvalidInput, nil, nil)
+			return appendResponse(dst, hdr, [2]byte{'Z', 'Z'}, codeInvalidInput, nil, nil), result{code: codeInvalidInput, err: err}
 		}
-		return appendResponse(dst, req.header, responseCode(req.code), codeInvalidInput, nil, nil)
+		return appendResponse(dst, req.header, responseCode(req.code), codeInvalidInput, nil, nil),
+			result{command: req.code, code: codeInvalidInput, err: err}
 	}
 	rc := responseCode(req.code)
 	dec, ok := decoders[string(req.code[:])]
 	if !ok {
-		return appendResponse(dst, req.header, rc, codeDisabled, nil, nil)
+		return appendResponse(dst, req.header, rc, codeDisabled, nil, nil), result{command: req.code, code: codeDisabled, err: errUnknownCommand}
 	}
 	c := &x.cur
 	*c = cursor{b: req.body}
 	cmd := dec(c)
 	if c.err != nil {
-		return appendResponse(dst, req.header, rc, errorCode(c.err), nil, c.trailer)
+		code := errorCode(c.err)
+		if s.dataTrail != nil {
+			s.auditCommand(x, req.code, nil, code)
+		}
+		return appendResponse(dst, req.header, rc, code, nil, c.trailer), result{command: req.code, code: code, err: c.err}
 	}
 	x.profile = s.ops.DefaultProfile()
 	if c.lmk != "" && c.lmk != "00" {
@@ -116,19 +140,27 @@ func (s *Server) dispatch(x *call, dst, msg []byte) []byte {
 			if fault.KindOf(err) != fault.NotFound {
 				code = errorCode(err)
 			}
-			return appendResponse(dst, req.header, rc, code, nil, c.trailer)
+			if s.dataTrail != nil {
+				s.auditCommand(x, req.code, cmd, code)
+			}
+			return appendResponse(dst, req.header, rc, code, nil, c.trailer), result{command: req.code, code: code, err: err}
 		}
+	}
+	if code := s.authorize(x, string(req.code[:]), cmd, c); code != "" {
+		return appendResponse(dst, req.header, rc, code, nil, c.trailer), result{command: req.code, code: code, err: errNotAuthorized}
 	}
 	fields, err := cmd.run(x)
 	if err != nil {
-		if fault.KindOf(err) == fault.Internal {
-			if _, isCode := err.(*codeError); !isCode {
-				s.log.Warn("host command failed", zap.String("command", string(req.code[:])), zap.Error(err))
-			}
+		code := errorCode(err)
+		if s.dataTrail != nil {
+			s.auditCommand(x, req.code, cmd, code)
 		}
-		return appendResponse(dst, req.header, rc, errorCode(err), nil, c.trailer)
+		return appendResponse(dst, req.header, rc, code, nil, c.trailer), result{command: req.code, code: code, err: err}
 	}
-	return appendResponse(dst, req.header, rc, codeOK, fields, c.trailer)
+	if s.dataTrail != nil {
+		s.auditCommand(x, req.code, cmd, codeOK)
+	}
+	return appendResponse(dst, req.header, rc, codeOK, fields, c.trailer), result{command: req.code, code: codeOK}
 }
 
 func appendResponse(dst, header []byte, code [2]byte, errCode string, fields, trailer []byte) []byte {

@@ -13,7 +13,14 @@ type cursor struct {
 	err     error
 	lmk     string // the %nn LMK identifier; "" when absent
 	trailer []byte // the trailer after 0x19; nil when absent
+	// keys are the key fields decoded (every one passes through key), for
+	// authorization.
+	keys  [maxKeysPerCommand]keyRef
+	nkeys int
 }
+
+// maxKeysPerCommand bounds the key fields of one command (the most any has is 2).
+const maxKeysPerCommand = 4
 
 const (
 	endOfMessage = 0x19
@@ -211,7 +218,7 @@ func (c *cursor) key(what string) keyRef {
 	switch c.peek() {
 	case 'S':
 		c.i++
-		return keyRef{raw: c.keyBlock(what), block: true}
+		return c.noteKey(keyRef{raw: c.keyBlock(what), block: true})
 	case '@':
 		c.i++
 		start := c.i
@@ -228,13 +235,27 @@ func (c *cursor) key(what string) keyRef {
 			return keyRef{}
 		}
 		c.expect(';', what)
-		return keyRef{raw: ref}
+		return c.noteKey(keyRef{raw: ref})
 	case 0:
 		c.fail(codeInvalidInput, what+": missing")
 	default:
 		c.fail(codeKeyScheme, what+": only key blocks (S) and stored-key references (@) are accepted")
 	}
 	return keyRef{}
+}
+
+// noteKey remembers a decoded key field for authorization.
+func (c *cursor) noteKey(k keyRef) keyRef {
+	if c.err != nil {
+		return keyRef{}
+	}
+	if c.nkeys == len(c.keys) {
+		c.fail(codeInvalidInput, "too many key fields")
+		return keyRef{}
+	}
+	c.keys[c.nkeys] = k
+	c.nkeys++
+	return k
 }
 
 // keyBlock decodes an X9.143 key block (after its "S" or "R" prefix): its

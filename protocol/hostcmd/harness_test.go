@@ -24,7 +24,7 @@ type testServer struct {
 	addr string
 }
 
-func startServer(t testing.TB, svc *ops.Service, cfg Config) *testServer {
+func startServer(t testing.TB, svc *ops.Service, cfg Config, setup ...func(*Server)) *testServer {
 	t.Helper()
 	if svc == nil {
 		svc = opstest.New(t)
@@ -37,6 +37,9 @@ func startServer(t testing.TB, svc *ops.Service, cfg Config) *testServer {
 		t.Fatal(err)
 	}
 	srv := NewServer(svc, cfg, zap.NewNop())
+	for _, f := range setup {
+		f(srv)
+	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	if runtime.GOOS == "linux" && cfg.TLS == nil && cfg.EventLoops >= 0 {

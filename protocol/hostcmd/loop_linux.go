@@ -39,8 +39,9 @@ type eventLoop struct {
 	scan         time.Duration
 
 	mu      sync.Mutex
-	add     []adopted // connections handed over, not yet registered
-	stopped bool      // the loop has ended: it takes no connection
+	add     []adopted  // connections handed over, not yet registered
+	evict   []*tracked // connections evicted by the limits, not yet closed
+	stopped bool       // the loop has ended: it takes no connection
 
 	conns  map[int]*loopConn
 	events []syscall.EpollEvent
@@ -49,6 +50,7 @@ type eventLoop struct {
 type adopted struct {
 	fd     int
 	remote string
+	t      *tracked
 }
 
 // loopConn is one connection's state in its loop.
@@ -60,6 +62,7 @@ type loopConn struct {
 	out     []byte // answers not yet written: out[off:]
 	off     int
 	x       *call
+	t       *tracked  // its place in the connection limits (nil in tests that build one)
 	wantOut bool      // registered for EPOLLOUT (a write could not complete)
 	active  time.Time // last complete request, or the hand-over
 	partial time.Time // when the incomplete frame at in[0] began (zero: none)
@@ -93,9 +96,10 @@ func (s *Server) startLoops() {
 	}
 }
 
-// adopt hands c to an event loop. It reports false when c must be served
-// by a goroutine (no loops, or not a TCP connection).
-func (s *Server) adopt(c net.Conn) bool {
+// adopt hands c to an event loop and counts it against the limits (t). It
+// reports false when c must be served by a goroutine (no loops, or not a TCP
+// connection); then t is not yet counted.
+func (s *Server) adopt(c net.Conn, t *tracked) bool {
 	if len(s.loops) == 0 {
 		return false
 	}
@@ -129,15 +133,34 @@ func (s *Server) adopt(c net.Conn) bool {
 	_ = c.Close()
 	l := s.loops[s.next%len(s.loops)]
 	s.next++
+	t.fd = fd
+	t.evict = func() {
+		l.mu.Lock()
+		l.evict = append(l.evict, t)
+		l.wakeLocked()
+		l.mu.Unlock()
+	}
 	l.mu.Lock()
 	if l.stopped { // shutting down: the connection is refused
 		l.mu.Unlock()
 		_ = syscall.Close(fd) // refused: the descriptor is released even on error
-		<-s.sem
+		s.refuse()
 		s.wg.Done()
 		return true
 	}
-	l.add = append(l.add, adopted{fd: fd, remote: remote})
+	l.mu.Unlock()
+	// Admitted outside l.mu: an eviction it makes may be this loop's.
+	s.admit(t)
+	l.mu.Lock()
+	if l.stopped { // stopped meanwhile: the loop will not take it
+		l.mu.Unlock()
+		_ = syscall.Close(fd) // refused: the descriptor is released even on error
+		s.limits.release(t)
+		s.refuse()
+		s.wg.Done()
+		return true
+	}
+	l.add = append(l.add, adopted{fd: fd, remote: remote, t: t})
 	l.wakeLocked()
 	l.mu.Unlock()
 	return true
@@ -260,17 +283,26 @@ func (l *eventLoop) takeNew(now time.Time) {
 		}
 	}
 	l.mu.Lock()
-	add := l.add
-	l.add = nil
+	add, evict := l.add, l.evict
+	l.add, l.evict = nil, nil
 	l.mu.Unlock()
 	for _, a := range add {
-		c := &loopConn{fd: a.fd, remote: a.remote, in: make([]byte, ioBuffer), x: l.s.newCall(), active: now}
+		c := &loopConn{fd: a.fd, remote: a.remote, in: make([]byte, ioBuffer), x: l.s.newCall(), t: a.t, active: now}
+		c.x.identify(a.remote, "")
+		l.s.bind(c.x, nil, a.remote, false)
 		if err := l.ctl(syscall.EPOLL_CTL_ADD, a.fd, syscall.EPOLLIN); err != nil {
 			l.s.log.Warn("host port: cannot watch connection", zap.String("remote", a.remote), zap.Error(err))
 			l.release(c)
 			continue
 		}
 		l.conns[a.fd] = c
+	}
+	// Evicted connections go now; one closed meanwhile (its descriptor
+	// perhaps reused by a newer connection) is told apart by its tracked.
+	for _, t := range evict {
+		if c := l.conns[t.fd]; c != nil && c.t == t {
+			l.drop(c, errClosing)
+		}
 	}
 }
 
@@ -307,6 +339,7 @@ func (l *eventLoop) serve(c *loopConn, events uint32, now time.Time) {
 		return
 	}
 	c.n += r
+	c.t.touch(now)
 	perr := l.process(c, now)
 	if err := l.flush(c, now); err != nil {
 		l.drop(c, err)
@@ -444,7 +477,7 @@ func (l *eventLoop) release(c *loopConn) {
 	// The connection is being torn down and close(2) releases the descriptor
 	// even when it reports an error: nothing can be done with one.
 	_ = syscall.Close(c.fd)
-	<-l.s.sem
+	l.s.limits.release(c.t)
 	l.s.wg.Done()
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -16,17 +17,23 @@ import (
 
 	"go.uber.org/zap"
 
+	"payhsm/access"
+	"payhsm/audit"
 	"payhsm/ops"
 )
 
 // Config tunes the host port.
 type Config struct {
 	HeaderLength   int           // m: bytes of message header echoed unchanged (default 4)
-	MaxConnections int           // default 256
+	MaxConnections int           // default 256; at the limit the longest-idle connection is evicted (limits.go)
 	IdleTimeout    time.Duration // default 5 min: a connection silent this long is closed
 	FrameTimeout   time.Duration // default 10 s: a started frame must complete within it
 	Firmware       string        // 9 characters reported by NC/NO
 	MaxMessage     int           // default and ceiling MaxMessage: longer frames close the connection
+	// MaxConnectionsPerAddress bounds the connections from one source
+	// address (IPv6: one /64); at the bound, that address's longest-idle
+	// connection is evicted. Default (0): min(64, MaxConnections).
+	MaxConnectionsPerAddress int
 
 	// TLS, when set, makes the port TLS-only (payShield 10K's TLS host port).
 	// For mutual TLS set ClientAuth to tls.RequireAndVerifyClientCert and
@@ -41,6 +48,13 @@ type Config struct {
 	// (Linux; see loop_linux.go). 0: one per two CPUs, at least one.
 	// Negative: a goroutine per connection, as TLS connections always have.
 	EventLoops int
+
+	// Authorizer, when set, authorizes every command (authz.go): a
+	// connection's principal is the one its mTLS client certificate maps to,
+	// else Principal, the listener's (may be "": then every command that
+	// needs an action is refused).
+	Authorizer *access.Authorizer
+	Principal  string
 }
 
 // Server serves host commands.
@@ -48,22 +62,33 @@ type Server struct {
 	ops  *ops.Service
 	cfg  Config
 	log  *zap.Logger
-	sem  chan struct{}
 	mu   sync.Mutex
 	ln   net.Listener
 	conn map[net.Conn]struct{}
 	wg   sync.WaitGroup
-	done chan struct{}
-	stop sync.Once
+
+	limits *limits
+	done   chan struct{}
+	stop   sync.Once
+
+	authz map[string]hostAuthz // compiled hostActions
+	obs   Observer             // nil: none (observe.go)
 
 	loops []*eventLoop // plain-TCP event loops (Linux); nil: a goroutine per connection
 	next  int          // the loop the next connection goes to (Serve's goroutine only)
+
+	trail        *audit.Trail // denials (see SetAudit); nil: none
+	dataTrail    *audit.Trail // data events; nil unless the account opted in
+	auditAccount string
 }
 
 // NewServer returns a host-command server.
 func NewServer(svc *ops.Service, cfg Config, log *zap.Logger) *Server {
 	if cfg.MaxConnections == 0 {
 		cfg.MaxConnections = 256
+	}
+	if cfg.MaxConnectionsPerAddress <= 0 {
+		cfg.MaxConnectionsPerAddress = min(64, cfg.MaxConnections)
 	}
 	if cfg.IdleTimeout == 0 {
 		cfg.IdleTimeout = 5 * time.Minute
@@ -77,8 +102,8 @@ func NewServer(svc *ops.Service, cfg Config, log *zap.Logger) *Server {
 	if cfg.MaxMessage <= 0 || cfg.MaxMessage > MaxMessage {
 		cfg.MaxMessage = MaxMessage
 	}
-	return &Server{ops: svc, cfg: cfg, log: log, sem: make(chan struct{}, cfg.MaxConnections),
-		conn: map[net.Conn]struct{}{}, done: make(chan struct{})}
+	return &Server{ops: svc, cfg: cfg, log: log, limits: newLimits(cfg.MaxConnections, cfg.MaxConnectionsPerAddress),
+		conn: map[net.Conn]struct{}{}, done: make(chan struct{}), authz: compileHostActions()}
 }
 
 // Serve accepts connections on ln until Shutdown.
@@ -114,24 +139,42 @@ func (s *Server) Serve(ln net.Listener) error {
 			}
 			return err
 		}
-		select {
-		case s.sem <- struct{}{}:
-		default:
-			s.log.Warn("connection limit reached; refusing", zap.String("remote", c.RemoteAddr().String()))
-			_ = c.Close() // refused: nothing was sent, and nothing to do if the close fails
-			continue
-		}
 		s.mu.Lock()
 		s.wg.Add(1)
 		s.mu.Unlock()
-		if s.adopt(c) {
+		t := &tracked{src: sourceKey(c.RemoteAddr()), fd: -1}
+		if s.adopt(c, t) {
 			continue
 		}
+		t.evict = func() {
+			// The session sees the flag before its next read, or the
+			// deadline wakes the read it is blocked in; a command being
+			// served is answered first.
+			_ = c.SetReadDeadline(time.Now())
+		}
+		s.admit(t)
 		s.mu.Lock()
 		s.conn[c] = struct{}{}
 		s.mu.Unlock()
-		go s.handle(c)
+		go s.handle(c, t)
 	}
+}
+
+// admit counts a new connection against the limits, evicting another when
+// one is reached, and summarises evictions in the log.
+func (s *Server) admit(t *tracked) {
+	now := time.Now()
+	before := s.limits.evictedAddr.Load() + s.limits.evictedAll.Load()
+	s.limits.admit(t, now)
+	if s.limits.evictedAddr.Load()+s.limits.evictedAll.Load() != before {
+		s.limits.summarise(s.log, now)
+	}
+}
+
+// refuse counts a connection closed without being served.
+func (s *Server) refuse() {
+	s.limits.refused.Add(1)
+	s.limits.summarise(s.log, time.Now())
 }
 
 // Shutdown stops accepting, lets in-flight commands finish and closes every connection.
@@ -166,7 +209,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
-func (s *Server) handle(raw net.Conn) {
+func (s *Server) handle(raw net.Conn, t *tracked) {
 	c := raw
 	defer func() {
 		if r := recover(); r != nil {
@@ -176,9 +219,10 @@ func (s *Server) handle(raw net.Conn) {
 		s.mu.Lock()
 		delete(s.conn, raw)
 		s.mu.Unlock()
-		<-s.sem
+		s.limits.release(t)
 		s.wg.Done()
 	}()
+	client := ""
 	if s.cfg.TLS != nil {
 		tc := tls.Server(c, s.cfg.TLS)
 		_ = tc.SetDeadline(time.Now().Add(s.cfg.FrameTimeout))
@@ -189,11 +233,21 @@ func (s *Server) handle(raw net.Conn) {
 		_ = tc.SetDeadline(time.Time{})
 		if !s.allowed(tc.ConnectionState()) {
 			s.log.Warn("host client certificate not in the allow-list", zap.String("remote", c.RemoteAddr().String()))
+			s.denyClient(tc.ConnectionState(), c.RemoteAddr().String())
 			return
 		}
 		c = tc
+		client = clientName(tc.ConnectionState())
 	}
-	sn := &session{s: s, c: c, br: bufio.NewReaderSize(c, ioBuffer), bw: bufio.NewWriterSize(c, ioBuffer), x: s.newCall()}
+	sn := &session{s: s, c: c, t: t, br: bufio.NewReaderSize(c, ioBuffer), bw: bufio.NewWriterSize(c, ioBuffer), x: s.newCall()}
+	var cert *x509.Certificate
+	if tc, ok := c.(*tls.Conn); ok {
+		if st := tc.ConnectionState(); len(st.PeerCertificates) > 0 {
+			cert = st.PeerCertificates[0]
+		}
+	}
+	s.bind(sn.x, cert, raw.RemoteAddr().String(), c != raw)
+	sn.x.identify(raw.RemoteAddr().String(), client)
 	if err := sn.serve(); err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, errClosing) {
 		s.log.Debug("closing host connection", zap.String("remote", c.RemoteAddr().String()), zap.Error(err))
 	}
@@ -211,13 +265,14 @@ const ioBuffer = 16 << 10
 // and frame timeouts are honoured to within that slack.
 const maxDeadlineSlack = time.Second
 
-var errClosing = errors.New("hostcmd: server shutting down")
+var errClosing = errors.New("hostcmd: connection closing (server shutdown or eviction)")
 
 // session is one connection's request loop and its reusable buffers: serving
 // a request allocates nothing here beyond what its command needs.
 type session struct {
 	s      *Server
 	c      net.Conn
+	t      *tracked // its place in the connection limits (nil in tests that build sessions)
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	x      *call
@@ -242,7 +297,12 @@ func (dl *deadline) arm(set func(time.Time) error, now time.Time, d time.Duratio
 	_ = set(want)
 }
 
+// closing reports whether the session must end before its next read: the
+// server is shutting down, or the connection was evicted.
 func (sn *session) closing() bool {
+	if sn.t.isEvicted() {
+		return true
+	}
 	select {
 	case <-sn.s.done:
 		return true
@@ -306,6 +366,7 @@ func (sn *session) next() ([]byte, int, error) {
 		if _, err := br.Peek(1); err != nil {
 			return nil, 0, err
 		}
+		sn.t.touch(time.Now())
 	}
 	if br.Buffered() < 2 {
 		if err := sn.armFrame(); err != nil {
@@ -379,6 +440,20 @@ func (s *Server) allowed(st tls.ConnectionState) bool {
 		}
 	}
 	return false
+}
+
+// clientName is a verified client certificate's subject common name, or
+// its SHA-256 fingerprint when it has none ("" without a client certificate).
+func clientName(st tls.ConnectionState) string {
+	if len(st.PeerCertificates) == 0 {
+		return ""
+	}
+	leaf := st.PeerCertificates[0]
+	if leaf.Subject.CommonName != "" {
+		return leaf.Subject.CommonName
+	}
+	sum := sha256.Sum256(leaf.Raw)
+	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
 func equalFold(a, b string) bool {

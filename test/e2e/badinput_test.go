@@ -151,6 +151,9 @@ var allowed = []combo{
 		KeyAlgorithm: types.KeyAlgorithmRsa3072, KeyModesOfUse: &types.KeyModesOfUse{Sign: true}}, ""},
 	{"K3 P384 DeriveKey", types.KeyAttributes{KeyUsage: types.KeyUsageTr31K3AsymmetricKeyForKeyAgreement, KeyClass: types.KeyClassAsymmetricKeyPair,
 		KeyAlgorithm: types.KeyAlgorithmEccNistP384, KeyModesOfUse: &types.KeyModesOfUse{DeriveKey: true}}, types.DeriveKeyUsageTr31P0PinEncryptionKey},
+	// The guide's "Creating an asymmetric ECC key" example names no DeriveKeyUsage.
+	{"K3 P256 without DeriveKeyUsage", types.KeyAttributes{KeyUsage: types.KeyUsageTr31K3AsymmetricKeyForKeyAgreement, KeyClass: types.KeyClassAsymmetricKeyPair,
+		KeyAlgorithm: types.KeyAlgorithmEccNistP256, KeyModesOfUse: &types.KeyModesOfUse{DeriveKey: true}}, ""},
 }
 
 var disallowed = []combo{
@@ -166,8 +169,6 @@ var disallowed = []combo{
 	{"RSA for a PIN key", types.KeyAttributes{KeyUsage: types.KeyUsageTr31P0PinEncryptionKey, KeyClass: types.KeyClassAsymmetricKeyPair,
 		KeyAlgorithm: types.KeyAlgorithmRsa2048, KeyModesOfUse: &types.KeyModesOfUse{Encrypt: true, Decrypt: true, Wrap: true, Unwrap: true}}, ""},
 	{"HMAC algorithm on C0", sym(types.KeyUsageTr31C0CardVerificationKey, types.KeyAlgorithmHmacSha256, types.KeyModesOfUse{Generate: true}), ""},
-	{"K3 without DeriveKeyUsage", types.KeyAttributes{KeyUsage: types.KeyUsageTr31K3AsymmetricKeyForKeyAgreement, KeyClass: types.KeyClassAsymmetricKeyPair,
-		KeyAlgorithm: types.KeyAlgorithmEccNistP256, KeyModesOfUse: &types.KeyModesOfUse{DeriveKey: true}}, ""},
 	{"DeriveKeyUsage on a B0", sym(types.KeyUsageTr31B0BaseDerivationKey, types.KeyAlgorithmTdes3key, types.KeyModesOfUse{DeriveKey: true}), types.DeriveKeyUsageTr31P0PinEncryptionKey},
 	{"D1 with ECC", types.KeyAttributes{KeyUsage: types.KeyUsageTr31D1AsymmetricKeyForDataEncryption, KeyClass: types.KeyClassAsymmetricKeyPair,
 		KeyAlgorithm: types.KeyAlgorithmEccNistP256, KeyModesOfUse: &types.KeyModesOfUse{Encrypt: true, Decrypt: true, Wrap: true, Unwrap: true}}, ""},

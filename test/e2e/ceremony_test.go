@@ -132,7 +132,7 @@ func TestCeremonyInitFromComponents(t *testing.T) {
 	d.stop()
 
 	// The audit log records every step with custodians and KCVs, and no component.
-	audit, err := os.ReadFile(filepath.Join(dir, "ceremony-audit.log"))
+	audit, err := os.ReadFile(filepath.Join(dir, "audit", "audit.log"))
 	if err != nil || !strings.Contains(string(audit), `"operation":"load-components"`) || !strings.Contains(string(audit), combinedKCV) {
 		t.Errorf("audit log:\n%s", audit)
 	}

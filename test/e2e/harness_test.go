@@ -77,15 +77,18 @@ type daemon struct {
 	logs     *logBuffer
 	httpURL  string
 	hostAddr string
+	opsURL   string // the ops listener (/healthz, /readyz, /metrics, /version)
 	keyID    string
 	secret   string
 	exited   chan error
 }
 
-// startDaemon starts payhsm serve --dev on dir and waits for "payhsm ready".
-func startDaemon(t *testing.T, dir string) *daemon {
+// startDaemon starts payhsm serve --dev on dir (every listener on a port of
+// its own) and waits for "payhsm ready"; extra are further flags.
+func startDaemon(t *testing.T, dir string, extra ...string) *daemon {
 	t.Helper()
-	d := startDaemonArgs(t, "serve", "--dev", "--data-dir", dir, "--http-addr", "127.0.0.1:0", "--host-addr", "127.0.0.1:0")
+	d := startDaemonArgs(t, append([]string{"serve", "--dev", "--data-dir", dir, "--http-addr", "127.0.0.1:0", "--host-addr", "127.0.0.1:0",
+		"--ops-addr", "127.0.0.1:0"}, extra...)...)
 	d.dir = dir
 	d.keyID, d.secret = readCreds(t, filepath.Join(dir, "credentials"))
 	return d
@@ -132,6 +135,7 @@ func startDaemonCmd(t *testing.T, cmd *exec.Cmd) *daemon {
 	case m := <-ready:
 		d.httpURL = m["http"].(string)
 		d.hostAddr = m["host"].(string)
+		d.opsURL, _ = m["ops"].(string) // absent when the default ops address was taken
 	case err := <-d.exited:
 		t.Fatalf("payhsm exited before ready: %v\n%s", err, logs)
 	case <-time.After(60 * time.Second):

@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"bytes"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -32,6 +34,13 @@ func TestHostClientAndBench(t *testing.T) {
 	out, code = run("client", "-addr", d.hostAddr, "B2", "0004", "{50494E47}")
 	if code != 0 || !strings.Contains(out, "fields   PING") {
 		t.Errorf("client B2: %d %s", code, out)
+	}
+	// -file: the command-line syntax, one command a line.
+	file := filepath.Join(t.TempDir(), "commands")
+	check(t, os.WriteFile(file, []byte("# a comment\nNC\n\nB2 0004 {50494E47}\nB2 0005 'A B C'\n"), 0o600))
+	out, code = run("client", "-addr", d.hostAddr, "-file", file)
+	if code != 0 || strings.Count(out, "response ND") != 1 || !strings.Contains(out, "fields   PING") || !strings.Contains(out, "fields   A B C") {
+		t.Errorf("client -file: %d %s", code, out)
 	}
 	out, code = run("client", "-addr", d.hostAddr, "ZZ")
 	if code != 3 || !strings.Contains(out, "error    68 (command disabled)") {

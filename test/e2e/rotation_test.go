@@ -85,7 +85,7 @@ func TestRotationCrashUnderLoad(t *testing.T) {
 	if err := rot.Start(); err != nil {
 		t.Fatal(err)
 	}
-	audit := filepath.Join(dir, "ceremony-audit.log")
+	audit := filepath.Join(dir, "audit", "audit.log")
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		b, _ := os.ReadFile(audit)

@@ -188,7 +188,7 @@ func TestMainKeySyncOnline(t *testing.T) {
 	}
 	// Both audit logs record their side.
 	for _, dir := range []string{a, b} {
-		log, _ := os.ReadFile(filepath.Join(dir, "ceremony-audit.log"))
+		log, _ := os.ReadFile(filepath.Join(dir, "audit", "audit.log"))
 		if !strings.Contains(string(log), "main-key") || !strings.Contains(string(log), want) {
 			t.Errorf("audit log of %s:\n%s", dir, log)
 		}

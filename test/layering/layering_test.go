@@ -13,8 +13,11 @@
 //	keystore                   key records on a key-value engine; no ops, no protocol
 //	keystore/kv/*              the engines (Pebble, etcd): below the store, they
 //	                           hold bytes; nothing of payhsm but fault
+//	access                     principals and policies; no ops, no protocol
+//	audit                      the audit trail; of payhsm only hsm/secret
 //	ops                        the operations layer; knows no transport
 //	protocol/*                 wire decode/encode over ops; does no crypto itself
+//	metrics, health            Prometheus metrics, readiness; leaves only the daemon imports
 //	daemon, ceremony, tools/*  the commands' implementations; only cmd/ imports them
 //	cmd/*, test/*              imported by nothing
 package layering
@@ -93,9 +96,21 @@ var rules = []rule{
 		Allow: []string{"keystore/kv/...", "fault/..."},
 	},
 	{
+		Name: "audit (the trail writer and verifier) sits below the edges and commands: of payhsm it imports only hsm/secret",
+		From: []string{"audit/..."},
+		Deny: []string{"..."},
+		// hsm/secret masks PANs as everything else does.
+		Allow: []string{"audit/...", "hsm/secret"},
+	},
+	{
 		Name: "keystore does not import protocol, daemon, ceremony",
 		From: []string{"keystore/..."},
 		Deny: []string{"protocol/...", "daemon/...", "ceremony/..."},
+	},
+	{
+		Name: "access decides, knowing no transport: no ops, protocol, daemon, ceremony or hsm",
+		From: []string{"access/..."},
+		Deny: []string{"ops/...", "protocol/...", "daemon/...", "ceremony/...", "hsm/..."},
 	},
 	{
 		Name: "ceremony does not import daemon",
@@ -115,6 +130,16 @@ var rules = []rule{
 		Deny: []string{"hsm/..."},
 		// ops, which protocol calls, does the crypto with hsm packages.
 		Direct: true,
+	},
+	{
+		Name: "ops does not import replication (the channel drives ops, not the reverse)",
+		From: []string{"ops/..."},
+		Deny: []string{"replication/..."},
+	},
+	{
+		Name: "replication is below the edges and the commands",
+		From: []string{"replication/..."},
+		Deny: []string{"protocol/...", "daemon/...", "ceremony/...", "appliance/..."},
 	},
 	{
 		Name: "ops knows no transport and no command",
@@ -142,6 +167,22 @@ var rules = []rule{
 		From:       []string{"..."},
 		FromExcept: []string{"cmd/...", "tools/..."},
 		Deny:       []string{"tools/..."},
+		Direct:     true,
+	},
+	{
+		// The front ends define observer interfaces that metrics implements,
+		// and the daemon wires them: metrics and health stay leaves, and no
+		// component depends on how it is observed.
+		Name:  "metrics and health import nothing of payhsm",
+		From:  []string{"metrics/...", "health/..."},
+		Deny:  []string{"..."},
+		Allow: []string{"metrics/...", "health/..."},
+	},
+	{
+		Name:       "only the daemon imports metrics and health",
+		From:       []string{"..."},
+		FromExcept: []string{"daemon/...", "cmd/...", "metrics/...", "health/..."},
+		Deny:       []string{"metrics/...", "health/..."},
 		Direct:     true,
 	},
 	{

@@ -133,6 +133,60 @@ func ParseFields(s string) ([]byte, error) {
 	return []byte(strings.ReplaceAll(out, `\x19`, "\x19")), err
 }
 
+// SplitLine splits a line of a -file into words as a shell splits the
+// command line: blanks separate words, and '...' or "..." keeps its content,
+// blanks included, as one word (or part of one: a'b c'd is the word "ab cd").
+// Backslashes are kept as they are (ParseFields reads \x19). So a file line
+// means what the same words mean after `payhsm client`.
+func SplitLine(line string) ([]string, error) {
+	var words []string
+	var cur strings.Builder
+	inWord := false
+	var quote byte
+	for i := 0; i < len(line); i++ {
+		ch := line[i]
+		switch {
+		case quote != 0:
+			if ch == quote {
+				quote = 0
+			} else {
+				cur.WriteByte(ch)
+			}
+		case ch == '\'' || ch == '"':
+			quote, inWord = ch, true
+		case ch == ' ' || ch == '\t':
+			if inWord {
+				words = append(words, cur.String())
+				cur.Reset()
+				inWord = false
+			}
+		default:
+			cur.WriteByte(ch)
+			inWord = true
+		}
+	}
+	if quote != 0 {
+		return nil, fmt.Errorf("hostclient: unterminated %c quote", quote)
+	}
+	if inWord {
+		words = append(words, cur.String())
+	}
+	return words, nil
+}
+
+// Command turns the words of a command (the arguments after `payhsm
+// client`, or a -file line split by SplitLine) into its code and fields: the
+// words are joined without separators, the first two characters are the
+// command code, and the rest are fields as ParseFields reads them.
+func Command(words []string) (code string, fields []byte, err error) {
+	joined := strings.Join(words, "")
+	if len(joined) < 2 {
+		return "", nil, fmt.Errorf("hostclient: %q: no command code", joined)
+	}
+	fields, err = ParseFields(joined[2:])
+	return joined[:2], fields, err
+}
+
 // Meaning is the description of a payShield error code (docs/host-protocol.md).
 func Meaning(code string) string {
 	if m, ok := meanings[code]; ok {
@@ -203,12 +257,15 @@ const usage = `usage: payhsm client [flags] CODE [FIELDS...]
 Sends one host command and prints the parsed response. FIELDS are joined
 without separators; {HEX} stands for binary bytes, \x19 for the end-of-message
 delimiter. With -file, each non-empty line not starting with # is one command
-(CODE followed by its fields), sent in order on one connection.
+in the same syntax as the command line — words separated by blanks, joined
+without separators, '...' or "..." keeping blanks — sent in order on one
+connection. A line is exactly what the same words after payhsm client send.
 
 examples:
   payhsm client NC
   payhsm client CW '@alias/cvk;' '4123456789012345;' 8701 101
   payhsm client A0 0FFFS '#C0T2C00N00'
+  printf '%s\n' NC "CW @alias/cvk; 4123456789012345; 8701 101" | payhsm client -file -
 `
 
 // Main runs `payhsm client`.
@@ -224,7 +281,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if code, ok := cli.Parse(fs, args, stdout, stderr); !ok {
 		return code
 	}
-	var lines []string
+	var commands [][]string // each command's words
 	switch {
 	case *file != "":
 		var b []byte
@@ -238,16 +295,34 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			cli.Say(stderr, "payhsm client:", err)
 			return 1
 		}
-		for _, l := range strings.Split(string(b), "\n") {
-			if l = strings.TrimRight(l, "\r"); l != "" && l[0] != '#' {
-				lines = append(lines, l)
+		for n, l := range strings.Split(string(b), "\n") {
+			words, err := SplitLine(strings.TrimRight(l, "\r"))
+			if err != nil {
+				cli.Sayf(stderr, "payhsm client: %s line %d: %v\n", *file, n+1, err)
+				return 2
+			}
+			if len(words) > 0 && !strings.HasPrefix(words[0], "#") {
+				commands = append(commands, words)
 			}
 		}
 	case fs.NArg() > 0:
-		lines = []string{strings.Join(fs.Args(), "")}
+		commands = [][]string{fs.Args()}
 	default:
 		fs.Usage()
 		return 2
+	}
+	type request struct {
+		code   string
+		fields []byte
+	}
+	reqs := make([]request, 0, len(commands))
+	for _, words := range commands { // all checked before anything is sent
+		code, fields, err := Command(words)
+		if err != nil {
+			cli.Say(stderr, "payhsm client:", err)
+			return 2
+		}
+		reqs = append(reqs, request{code, fields})
 	}
 	tlsCfg, err := tf.Config(*addr)
 	if err != nil {
@@ -263,17 +338,8 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	// close the connection loses nothing.
 	defer func() { _ = c.Close() }()
 	status := 0
-	for _, l := range lines {
-		if len(l) < 2 {
-			cli.Sayf(stderr, "payhsm client: %q: no command code\n", l)
-			return 2
-		}
-		fields, err := ParseFields(l[2:])
-		if err != nil {
-			cli.Say(stderr, "payhsm client:", err)
-			return 2
-		}
-		r, err := c.Call(l[:2], fields)
+	for _, rq := range reqs {
+		r, err := c.Call(rq.code, rq.fields)
 		if err != nil {
 			cli.Say(stderr, "payhsm client:", err)
 			return 1

@@ -220,6 +220,15 @@ func (k *key) OpenGCM(nonce, ciphertext, aad []byte) ([]byte, error) {
 	return pt, nil
 }
 
+// ID returns the key's CKA_ID, as given to GenerateAESKey.
+func (k *key) ID() ([]byte, error) {
+	o, err := k.use()
+	if err != nil {
+		return nil, err
+	}
+	return []byte(o.id), nil
+}
+
 func (k *key) Delete() error {
 	k.s.m.mu.Lock()
 	defer k.s.m.mu.Unlock()

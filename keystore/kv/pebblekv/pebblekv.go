@@ -43,10 +43,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -85,6 +87,10 @@ type DB struct {
 	inflight *group     // the group being committed, or nil; guarded by txMu
 	serial   bool       // Options.SerialCommit
 	failed   atomic.Pointer[error]
+	stalled  atomic.Bool // Pebble stopped in a background fatal error (see Fatalf): db cannot be closed
+
+	bgErr    rateLimited   // Pebble's background errors, logged at most once per bgErrEvery
+	bgErrors atomic.Uint64 // Pebble's background errors, all of them (BackgroundErrors)
 
 	commits, txns atomic.Uint64 // see Stats
 }
@@ -122,7 +128,7 @@ func Open(dir string, o Options) (*DB, error) {
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{s: log.WithOptions(zap.AddCallerSkip(1)).Sugar(), db: d},
 		EventListener: &pebble.EventListener{
-			BackgroundError: func(err error) { log.Error("pebble background error", zap.Error(err)) },
+			BackgroundError: func(err error) { d.backgroundError(err) },
 			DataCorruption: func(info pebble.DataCorruptionInfo) {
 				log.Error("pebble data corruption", zap.String("info", info.String()))
 			},
@@ -177,6 +183,12 @@ func (d *DB) fail(cause string) error {
 
 // Close implements kv.Engine.
 func (d *DB) Close() error {
+	if d.stalled.Load() {
+		// A Pebble goroutine is parked holding the database's mutex (see
+		// Fatalf): closing would wait for it forever. The process is about
+		// to exit, which releases the files; the next Open recovers.
+		return fmt.Errorf("pebblekv: close: not closed, Pebble stopped after a fatal error: %w", d.Failed())
+	}
 	if err := d.guard(d.db.Close); err != nil {
 		return fmt.Errorf("pebblekv: close: %w", err)
 	}
@@ -424,19 +436,101 @@ type pebbleLogger struct {
 	db *DB
 }
 
-func (l pebbleLogger) Infof(format string, args ...any)  { l.s.Infof(format, args...) }
+// Infof is Pebble's informational chatter (WAL recovery, compactions,
+// format upgrades): debug level, so it does not drown the appliance's own
+// info lines.
+func (l pebbleLogger) Infof(format string, args ...any)  { l.s.Debugf(format, args...) }
 func (l pebbleLogger) Errorf(format string, args ...any) { l.s.Errorf(format, args...) }
 
 // pebbleFatal is the panic value of pebbleLogger.Fatalf.
 type pebbleFatal struct{ msg string }
 
-// Fatalf is called by Pebble when it cannot continue. It logs the line,
-// fails the database and panics, as Pebble expects Fatalf not to return;
-// on the commit path and in Open and Close the panic is recovered (see
-// apply and guard), anywhere else it ends the process.
+// Fatalf is called by Pebble when it cannot continue: a commit whose WAL
+// write or sync failed, a MANIFEST write that failed in a background flush
+// or compaction (a disk filled past the appliance's reserve by someone
+// else), or an invariant violation. It logs the line and fails the database
+// (every later call returns kv.ErrFailed, without touching Pebble), and then
+// must not return. Called on the commit path (commitSync) or in Open and
+// Close (guard), it panics and those turn the panic into the failed
+// database's error. Anywhere else — one of Pebble's own goroutines — a panic
+// would end the process, so it parks the goroutine for good instead: Pebble
+// stops where it stood (nothing more is written, so nothing acknowledged is
+// lost; the next start recovers from the WAL), and the rest of the appliance
+// keeps serving until the operator restarts it.
 func (l pebbleLogger) Fatalf(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	l.s.Error(msg)
-	_ = l.db.fail(msg)
-	panic(pebbleFatal{msg})
+	guarded := underGuard()
+	if !guarded {
+		l.db.stalled.Store(true) // before fail: a Close that sees the failure must not wait for db
+	}
+	_ = l.db.fail(msg) // every later call returns it (Failed); this one stops here
+	if guarded {
+		panic(pebbleFatal{msg})
+	}
+	select {}
+}
+
+// underGuard reports whether the calling goroutine is inside DB.guard or
+// DB.commitSync, which recover pebbleFatal.
+func underGuard() bool {
+	pcs := make([]uintptr, 256)
+	frames := runtime.CallersFrames(pcs[:runtime.Callers(2, pcs)])
+	for {
+		f, more := frames.Next()
+		if strings.HasSuffix(f.Function, "/pebblekv.(*DB).guard") || strings.HasSuffix(f.Function, "/pebblekv.(*DB).commitSync") {
+			return true
+		}
+		if !more {
+			return false
+		}
+	}
+}
+
+// bgErrEvery is how often at most Pebble's background errors are logged: a
+// flush that fails on a full disk is retried at once, thousands of times a
+// second.
+const bgErrEvery = 10 * time.Second
+
+// backgroundError logs a background flush or compaction error, at most once
+// per bgErrEvery with the count of those not logged since.
+func (d *DB) backgroundError(err error) {
+	d.bgErrors.Add(1)
+	if n, ok := d.bgErr.allow(time.Now(), bgErrEvery); ok {
+		d.log.Error("pebble background error (retried by Pebble; at most one line per interval)", zap.Error(err),
+			zap.Uint64("suppressedSinceLastLine", n), zap.Duration("interval", bgErrEvery))
+	}
+}
+
+// Pebble is the database beneath, for tests that drive Pebble's own work
+// (flushes) directly.
+func (d *DB) Pebble() *pebble.DB { return d.db }
+
+// DiskSpaceUsage is the space the database takes on disk (Pebble's
+// estimate: tables, logs, manifests).
+func (d *DB) DiskSpaceUsage() uint64 { return d.db.Metrics().DiskSpaceUsage() }
+
+// BackgroundErrors counts the errors of Pebble's background work (flushes,
+// compactions) since Open, logged or not (for metrics).
+func (d *DB) BackgroundErrors() uint64 { return d.bgErrors.Load() }
+
+// rateLimited lets one event through per interval and counts the others.
+type rateLimited struct {
+	mu         sync.Mutex
+	last       time.Time
+	suppressed uint64
+}
+
+// allow reports whether an event at now is let through, and how many were
+// suppressed since the last one that was.
+func (r *rateLimited) allow(now time.Time, every time.Duration) (uint64, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.last.IsZero() && now.Sub(r.last) < every {
+		r.suppressed++
+		return 0, false
+	}
+	n := r.suppressed
+	r.last, r.suppressed = now, 0
+	return n, true
 }

@@ -1,0 +1,1130 @@
+package keystore
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"payhsm/fault"
+	"payhsm/keystore/kv"
+)
+
+// Freshness: that every record is the latest one the store wrote, across
+// restarts (see "Rollback" in the package comment; the records are in
+// journal.go).
+//
+// Every write transaction appends one journal entry listing the records it
+// wrote (with their new revisions) and deleted (with their last ones), under
+// the writer's next sequence number, and rewrites the writer's head, in the
+// same transaction: a record never changes without its entry. The head is
+// read inside the transaction, and every key of the journal is the
+// writer's own (sys/j/<writer>/, sys/head/<writer>, sys/ckpt/<writer>/), so
+// appliances sharing an etcd cluster never touch one another's journal; the
+// writers of one process serialize on their head (on Pebble they do anyway;
+// on etcd one of two conflicting transactions runs again). A checkpoint
+// (every defaultCheckpointEntries entries, every defaultCheckpointInterval
+// when something is pending, and at Close) reads a consistent view of the
+// engine, folds the entries into the checkpoint's buckets, rewriting only
+// the buckets they touch, and deletes them, in one transaction that also
+// rewrites the head. On an engine with transaction limits (etcd: 128
+// operations and 1.5 MiB by default) a checkpoint is kept small enough
+// rather than split: it folds only as many of the oldest entries as fit, and
+// the next checkpoint goes on; a re-bucketing that would not fit is skipped
+// (the buckets grow past their target instead). The first checkpoint of an
+// existing store (and accept-restore's) is one transaction of the whole
+// store's state: on etcd a store too large for it fails with kv.ErrTooLarge. A bucket holds the expected state of the records that
+// hash into it (all of a key's records hash by its id, so they share one);
+// the head carries the root, a hash over every bucket's digest, so a bucket
+// cannot be swapped for an older one. A deleted key record stays as a
+// tombstone; the other records of a deleted key are dropped from the
+// checkpoint (key ids are never reused: a record of a deleted key that
+// comes back has no entry and is refused as unknown).
+//
+// Verify rebuilds the expected state of every record from the checkpoints
+// and journals of every writer and compares every record with it (see
+// expectations). What it finds is kept in memory (damage) and refused on
+// every later read until the store rewrites the record.
+
+// Checkpoint tuning.
+const (
+	minBucketBits = 4
+	maxBucketBits = 20
+	// bucketTarget is the average number of records per bucket a full
+	// checkpoint aims at.
+	bucketTarget = 256
+	// bucketGrow: a checkpoint re-buckets when the average number of
+	// records per bucket has grown to bucketGrow times bucketTarget.
+	bucketGrow = 4
+
+	defaultCheckpointEntries  = 512
+	defaultCheckpointInterval = 5 * time.Minute
+)
+
+// JournalMode says what StartJournal may do.
+type JournalMode int
+
+const (
+	// JournalServe is for every process that writes the store (the daemon,
+	// the ceremonies): a store without a journal gets its first checkpoint
+	// (the upgrade from a store written by an older build); a journal that
+	// ends before the anchor, or is missing while the anchor says there is
+	// one, is refused (ErrRolledBack); a head that fails its check, or
+	// entries beyond it, are refused (ErrJournalDamaged).
+	JournalServe JournalMode = iota
+	// JournalInspect is for payhsm keystore verify: nothing is written and
+	// nothing is refused; Verify reports what JournalServe would refuse.
+	JournalInspect
+	// JournalRebaseline accepts the store as it is (an operator restored a
+	// backup, or repairs a damaged journal): a new checkpoint of every
+	// record as found, under a sequence number past both the store's and
+	// the anchor's, replaces this writer's checkpoint and journal.
+	JournalRebaseline
+)
+
+// JournalOptions configures StartJournal.
+type JournalOptions struct {
+	// Writer is this appliance's journal identity (ValidWriter), the same
+	// at every start: the appliance keeps it with the anchor in its token.
+	Writer string
+	// Anchor is the sequence number this appliance's token recorded (0
+	// when none): the journal must not end before it.
+	Anchor uint64
+	Mode   JournalMode
+	// CheckpointEntries and CheckpointInterval override the defaults (tests).
+	CheckpointEntries  int
+	CheckpointInterval time.Duration
+	bucketTarget       int // tests: instead of bucketTarget
+}
+
+// ErrRolledBack matches the refusal of a store whose journal ends before
+// the anchor: the store is older than the appliance's token.
+var ErrRolledBack = &fault.Error{Kind: fault.Unavailable, Message: "the key store is older than this appliance's token"}
+
+// ErrJournalDamaged matches a journal that cannot be continued or trusted.
+var ErrJournalDamaged = &fault.Error{Kind: fault.Unavailable, Message: "the key store's journal failed its integrity check"}
+
+// RollbackError is a store whose journal ends before the anchor.
+type RollbackError struct {
+	Writer    string
+	Head      uint64 // the last sequence number of the store's journal
+	Anchor    uint64 // the one the token recorded
+	NoJournal bool   // the store has no journal at all
+}
+
+func (e *RollbackError) Error() string {
+	if e.NoJournal {
+		return fmt.Sprintf("keystore: the key store has no journal, but this appliance's token recorded journal %s up to sequence %d: the key store is older than the token", e.Writer, e.Anchor)
+	}
+	return fmt.Sprintf("keystore: the key store's journal %s ends at sequence %d, but this appliance's token recorded sequence %d: the key store is older than the token", e.Writer, e.Head, e.Anchor)
+}
+
+// Unwrap makes errors.Is(err, ErrRolledBack) hold.
+func (e *RollbackError) Unwrap() error { return ErrRolledBack }
+
+// freshness is the store's journal state.
+type freshness struct {
+	// on: StartJournal started this writer's journal (not in inspection);
+	// writer is set before on and not changed after.
+	on     atomic.Bool
+	writer string
+
+	mu      sync.Mutex                   // guards the members down to wake
+	head    headRecord                   // the head as of the last checkpoint or entry this process committed (a cache: the engine's is the truth)
+	digests map[uint32][sha256.Size]byte // the checkpoint's bucket digests; nil until loaded
+	pending int                          // journal entries since the checkpoint
+	every   int
+	target  int           // records per bucket a full checkpoint aims at
+	gen     uint64        // bumped by every change of the buckets (a checkpoint prepared before one is dropped)
+	stop    chan struct{} // closed to stop the checkpoint loop
+	done    chan struct{} // closed by the loop when it ends
+	wake    chan struct{}
+
+	problems atomic.Pointer[[]Failure] // what StartJournal found in inspection mode, for Verify
+	seq      atomic.Uint64             // head.lastSeq, for JournalSeq
+
+	damage atomic.Pointer[damage] // records Verify found out of date; nil when none
+	dmu    sync.Mutex             // serializes changes of damage
+	ckptMu sync.Mutex             // one Checkpoint at a time (writers do not take it)
+}
+
+func (fr *freshness) kick() {
+	select {
+	case fr.wake <- struct{}{}:
+	default:
+	}
+}
+
+// JournalSeq is the last sequence number of this writer's journal that is
+// durable (0 before StartJournal): what the appliance anchors in its token.
+func (s *Store) JournalSeq() uint64 { return s.fr.seq.Load() }
+
+// StartJournal starts (or, in inspection, only reads) this writer's journal;
+// see JournalMode. It returns the journal's last sequence number. Call it
+// once, after SetAuthenticator, once the namespace profile has a main key
+// (the journal is authenticated under it) and before the store is written.
+func (s *Store) StartJournal(o JournalOptions) (uint64, error) {
+	if !ValidWriter(o.Writer) {
+		return 0, fmt.Errorf("keystore: journal writer id %q: %w", o.Writer, ErrInvalid)
+	}
+	if s.formatState().version != FormatVersion {
+		return 0, ErrNeedsMigration
+	}
+	if s.auth.Load() == nil {
+		return 0, errNoAuthenticator
+	}
+	release, err := s.read()
+	if err != nil {
+		return 0, err
+	}
+	defer release()
+	fr := &s.fr
+	fr.mu.Lock()
+	defer fr.mu.Unlock()
+	if fr.writer != "" {
+		return 0, errors.New("keystore: the journal is already started")
+	}
+	fr.target = o.bucketTarget
+	if fr.target <= 0 {
+		fr.target = bucketTarget
+	}
+	h, found, reason, err := s.readHead(s.eng, o.Writer)
+	if err != nil {
+		return 0, err
+	}
+	switch o.Mode {
+	case JournalInspect:
+		fr.writer = o.Writer
+		var p []Failure
+		switch {
+		case reason != "": // Verify reports it
+		case !found && o.Anchor > 0:
+			p = append(p, Failure{Type: RecordJournalHead, Name: o.Writer, Reason: (&RollbackError{Writer: o.Writer, Anchor: o.Anchor, NoJournal: true}).Error()})
+		case found && h.lastSeq < o.Anchor:
+			p = append(p, Failure{Type: RecordJournalHead, Name: o.Writer, Reason: (&RollbackError{Writer: o.Writer, Head: h.lastSeq, Anchor: o.Anchor}).Error()})
+		}
+		fr.problems.Store(&p)
+		fr.seq.Store(h.lastSeq)
+		return h.lastSeq, nil
+	case JournalServe:
+		switch {
+		case reason != "":
+			return 0, fmt.Errorf("keystore: the journal head of %s failed its integrity check (%s): %w", o.Writer, reason, ErrJournalDamaged)
+		case !found && o.Anchor > 0:
+			return 0, &RollbackError{Writer: o.Writer, Anchor: o.Anchor, NoJournal: true}
+		case found && h.lastSeq < o.Anchor:
+			return 0, &RollbackError{Writer: o.Writer, Head: h.lastSeq, Anchor: o.Anchor}
+		case found:
+			beyond := false
+			err := s.eng.Scan(journalKey(o.Writer, h.lastSeq+1), upperBound(journalPrefix(o.Writer)), func(_, _ []byte) (bool, error) {
+				beyond = true
+				return false, nil
+			})
+			if err != nil {
+				return 0, err
+			}
+			if beyond {
+				return 0, fmt.Errorf("keystore: the journal of %s has entries beyond its head (sequence %d): the head was rolled back: %w", o.Writer, h.lastSeq, ErrJournalDamaged)
+			}
+		default:
+			n, err := s.rebaseline(o.Writer, 0)
+			if err != nil {
+				return 0, fmt.Errorf("keystore: first journal checkpoint: %w", err)
+			}
+			s.log.Info("keystore journal started: first checkpoint written", zap.String("writer", o.Writer), zap.Int("records", n))
+			h = fr.head
+		}
+	case JournalRebaseline:
+		last := max(h.lastSeq, o.Anchor) + 1
+		n, err := s.rebaseline(o.Writer, last)
+		if err != nil {
+			return 0, fmt.Errorf("keystore: rebaseline the journal: %w", err)
+		}
+		s.log.Warn("keystore journal rebaselined: every record accepted as found", zap.String("writer", o.Writer),
+			zap.Uint64("storeSeq", h.lastSeq), zap.Uint64("anchor", o.Anchor), zap.Uint64("seq", last), zap.Int("records", n))
+		h = fr.head
+	default:
+		return 0, fmt.Errorf("keystore: journal mode %d: %w", o.Mode, ErrInvalid)
+	}
+	fr.writer, fr.head = o.Writer, h
+	fr.on.Store(true)
+	fr.pending = int(min(h.lastSeq-h.ckptSeq, 1<<30))
+	fr.every = o.CheckpointEntries
+	if fr.every <= 0 {
+		fr.every = defaultCheckpointEntries
+	}
+	interval := o.CheckpointInterval
+	if interval <= 0 {
+		interval = defaultCheckpointInterval
+	}
+	fr.seq.Store(h.lastSeq)
+	fr.stop, fr.done, fr.wake = make(chan struct{}), make(chan struct{}), make(chan struct{}, 1)
+	go s.checkpointLoop(fr.stop, fr.wake, fr.done, interval)
+	if fr.pending >= fr.every { // left by a crash
+		fr.kick()
+	}
+	return h.lastSeq, nil
+}
+
+// readHead reads writer w's head; reason says why it failed its check.
+func (s *Store) readHead(r kv.Reader, w string) (h headRecord, found bool, reason string, err error) {
+	hk := headKey(w)
+	v, ok, err := get(r, hk)
+	if err != nil || !ok {
+		return headRecord{}, false, "", err
+	}
+	f, reason, err := s.openSys(hk, v, RecordJournalHead)
+	if err != nil || reason != "" {
+		return headRecord{}, true, reason, err
+	}
+	if h, err = decodeHead(f.payload); err != nil {
+		return headRecord{}, true, err.Error(), nil
+	}
+	if f.revision != h.lastSeq {
+		return headRecord{}, true, "its header and payload disagree", nil
+	}
+	return h, true, "", nil
+}
+
+// rebaseline replaces writer w's checkpoint and journal with a checkpoint of
+// every record as found, at sequence number seq, and installs it; it
+// returns the number of records. The caller is in the read section and
+// holds fr.mu. The records are read from a view and the checkpoint is
+// written in one transaction (which reads the head, so that a concurrent
+// checkpoint or rebaseline of the same writer conflicts). On an engine with
+// transaction limits (etcd) a store too large for one transaction fails
+// with kv.ErrTooLarge.
+func (s *Store) rebaseline(w string, seq uint64) (int, error) {
+	view, err := s.eng.View()
+	if err != nil {
+		return 0, s.engineErr("journal checkpoint: view", err)
+	}
+	all, err := s.scanRecords(view)
+	var b batch
+	var bits uint8
+	var count uint64
+	var digests map[uint32][sha256.Size]byte
+	if err == nil {
+		bits, count, digests, err = s.writeFull(&b, view, w, all, seq, math.MaxUint64)
+	}
+	err = errors.Join(err, view.Close())
+	if err != nil {
+		return 0, err
+	}
+	h := headRecord{lastSeq: seq, ckptSeq: seq, bits: bits, count: count, root: rootOf(bits, digests)}
+	if err := s.setHead(&b, w, h); err != nil {
+		return 0, err
+	}
+	err = s.transact("journal checkpoint", func(tx *writer) error {
+		if _, _, err := tx.b.Get(headKey(w)); err != nil { // read: a concurrent head change conflicts
+			return err
+		}
+		return b.apply(tx.b)
+	})
+	if err != nil {
+		return 0, err
+	}
+	s.fr.head, s.fr.digests, s.fr.gen = h, digests, s.fr.gen+1
+	return len(all), nil
+}
+
+// batch is writes collected before a transaction, applied to it by apply
+// (again on each attempt).
+type batch struct{ ops []batchOp }
+
+type batchOp struct {
+	k, v []byte
+	del  bool
+}
+
+// Set adds k = v; a later write of k wins.
+func (b *batch) Set(k, v []byte) { b.ops = append(b.ops, batchOp{k: k, v: v}) }
+
+// Delete adds the deletion of k.
+func (b *batch) Delete(k []byte) { b.ops = append(b.ops, batchOp{k: k, del: true}) }
+
+// apply writes b into tx in order; of several writes of one key the last
+// wins.
+func (b *batch) apply(tx kv.Txn) error {
+	last := make(map[string]int, len(b.ops))
+	for i, o := range b.ops {
+		last[string(o.k)] = i
+	}
+	for i, o := range b.ops {
+		if last[string(o.k)] != i {
+			continue
+		}
+		var err error
+		if o.del {
+			err = tx.Delete(o.k)
+		} else {
+			err = tx.Set(o.k, o.v)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// size is the number of distinct keys b writes and their bytes, as
+// kv.Limits counts them.
+func (b *batch) size() (ops, bytes int) {
+	seen := make(map[string]bool, len(b.ops))
+	for i := len(b.ops) - 1; i >= 0; i-- {
+		o := b.ops[i]
+		if seen[string(o.k)] {
+			continue
+		}
+		seen[string(o.k)] = true
+		ops++
+		bytes += len(o.k) + len(o.v)
+	}
+	return ops, bytes
+}
+
+// scanRecords returns the state of every record in r as found: its header
+// revision (and, for owner metadata, its digest).
+func (s *Store) scanRecords(r kv.Reader) (map[string]jop, error) {
+	all := map[string]jop{}
+	err := r.Scan(nil, nil, func(k, v []byte) (bool, error) {
+		typ := typeAt(k)
+		if typ == 0 {
+			return true, nil
+		}
+		o := jop{key: string(k), rev: headerRevision(v)}
+		if typ == RecordOwnerMeta {
+			d := sha256.Sum256(v)
+			o.digest = &d
+		}
+		all[o.key] = o
+		return true, nil
+	})
+	return all, err
+}
+
+// bitsFor is the bucket bits for n records, target a bucket.
+func bitsFor(n, target int) uint8 {
+	b := uint8(minBucketBits)
+	for b < maxBucketBits && n > target<<b {
+		b++
+	}
+	return b
+}
+
+// bucketOf is the bucket of the record at k: by the key it belongs to, or
+// by its own Pebble key.
+func bucketOf(k string, bits uint8) uint32 {
+	o := ownerID(k)
+	if o == "" {
+		o = k
+	}
+	h := sha256.Sum256([]byte(o))
+	return binary.BigEndian.Uint32(h[:]) >> (32 - bits)
+}
+
+// encodeBucket is a checkpoint bucket's payload: the version, the bits, the
+// bucket's number, and its records' states in key order.
+func encodeBucket(bits uint8, i uint32, ops []jop) []byte {
+	b := []byte{opsVersion, bits}
+	b = binary.BigEndian.AppendUint32(b, i)
+	b = binary.AppendUvarint(b, uint64(len(ops)))
+	for _, o := range ops {
+		b = appendOp(b, o)
+	}
+	return b
+}
+
+func decodeBucket(p []byte) (bits uint8, i uint32, ops []jop, err error) {
+	if len(p) < 6 || p[0] != opsVersion {
+		return 0, 0, nil, errors.New("malformed checkpoint bucket")
+	}
+	bits, i = p[1], binary.BigEndian.Uint32(p[2:])
+	// The rest is a journal entry's encoding without its version byte.
+	ops, err = decodeOps(append([]byte{opsVersion}, p[6:]...))
+	return bits, i, ops, err
+}
+
+// rootOf is the checkpoint's root: SHA-256 over the bits and every
+// non-empty bucket's number and payload digest, in bucket order.
+func rootOf(bits uint8, digests map[uint32][sha256.Size]byte) [sha256.Size]byte {
+	idx := make([]uint32, 0, len(digests))
+	for i := range digests {
+		idx = append(idx, i)
+	}
+	sort.Slice(idx, func(a, b int) bool { return idx[a] < idx[b] })
+	h := sha256.New()
+	h.Write([]byte("payhsm keystore checkpoint root v1\x00"))
+	h.Write([]byte{bits})
+	for _, i := range idx {
+		d := digests[i]
+		h.Write(binary.BigEndian.AppendUint32(nil, i))
+		h.Write(d[:])
+	}
+	var r [sha256.Size]byte
+	h.Sum(r[:0])
+	return r
+}
+
+// gcDeletedKeys drops from all the states of the records of every deleted
+// key but its key record's tombstone.
+func gcDeletedKeys(all map[string]jop) {
+	gone := map[string]bool{}
+	for k, o := range all {
+		if o.del && strings.HasPrefix(k, pfxKey) {
+			gone[k[len(pfxKey):]] = true
+		}
+	}
+	if len(gone) == 0 {
+		return
+	}
+	for k := range all {
+		if id := ownerID(k); gone[id] && k != pfxKey+id {
+			delete(all, k)
+		}
+	}
+}
+
+// writeFull adds to b a full checkpoint of all for writer w, its buckets
+// sealed at sequence number seq, replacing w's buckets in r and deleting its
+// journal entries up to dropUpTo; the caller adds the head.
+func (s *Store) writeFull(b *batch, r kv.Reader, w string, all map[string]jop, seq, dropUpTo uint64) (uint8, uint64, map[uint32][sha256.Size]byte, error) {
+	if err := s.eachKey(r, ckptPrefix(w), func(name string) { b.Delete([]byte(ckptPrefix(w) + name)) }); err != nil {
+		return 0, 0, nil, err
+	}
+	jp := journalPrefix(w)
+	err := s.eachKey(r, jp, func(name string) {
+		if len(name) != 8 || binary.BigEndian.Uint64([]byte(name)) <= dropUpTo {
+			b.Delete([]byte(jp + name))
+		}
+	})
+	if err != nil {
+		return 0, 0, nil, err
+	}
+	gcDeletedKeys(all)
+	bits := bitsFor(len(all), s.fr.target)
+	buckets := map[uint32][]jop{}
+	for _, o := range all {
+		i := bucketOf(o.key, bits)
+		buckets[i] = append(buckets[i], o)
+	}
+	digests := make(map[uint32][sha256.Size]byte, len(buckets))
+	for i, ops := range buckets {
+		sortOps(ops)
+		p := encodeBucket(bits, i, ops)
+		k := ckptKey(w, i)
+		v, err := s.sealSys(k, RecordCheckpoint, p, seq)
+		if err != nil {
+			return 0, 0, nil, err
+		}
+		b.Set(k, v) // after the Delete above: the later write wins
+		digests[i] = sha256.Sum256(p)
+	}
+	return bits, uint64(len(all)), digests, nil
+}
+
+// setHead adds writer w's head h to b.
+func (s *Store) setHead(b interface{ Set(k, v []byte) }, w string, h headRecord) error {
+	hv, err := s.sealSys(headKey(w), RecordJournalHead, h.encode(), h.lastSeq)
+	if err != nil {
+		return err
+	}
+	b.Set(headKey(w), hv)
+	return nil
+}
+
+// Checkpoint folds this writer's journal into its checkpoint now (it also
+// runs by itself; see the top of this file). The work is done on a
+// consistent view of the engine; only the commit is a write transaction,
+// which reads this writer's head and writes the buckets and the new head, so
+// writers wait for one transaction, not for the checkpoint. On an engine
+// with transaction limits (etcd) a checkpoint folds only as many entries as
+// fit in one transaction (see fitCheckpoint); the rest wait for the next.
+func (s *Store) Checkpoint() error {
+	s.fr.ckptMu.Lock()
+	defer s.fr.ckptMu.Unlock()
+	if !s.fr.on.Load() {
+		return nil
+	}
+	release, err := s.read()
+	if err != nil {
+		return err
+	}
+	defer release()
+	return s.checkpoint(s.update)
+}
+
+// checkpoint prepares a checkpoint on a view and commits it through run
+// (update, or transact when the caller holds the store exclusively). A head
+// that changed its checkpoint meanwhile (another checkpoint, a rebaseline)
+// or buckets re-sealed meanwhile drop the prepared checkpoint: the next run
+// redoes it.
+func (s *Store) checkpoint(run func(string, func(*writer) error) error) error {
+	fr := &s.fr
+	fr.mu.Lock()
+	w, gen, digests := fr.writer, fr.gen, fr.digests // digests are replaced, never changed in place
+	fr.mu.Unlock()
+	view, err := s.eng.View()
+	if err != nil {
+		return s.engineErr("journal checkpoint: view", err)
+	}
+	h, found, reason, err := s.readHead(view, w)
+	if err == nil && (!found || reason != "") {
+		err = fmt.Errorf("keystore: the journal head of %s is missing or failed its check (%s): %w", w, reason, ErrJournalDamaged)
+	}
+	if err != nil || h.lastSeq == h.ckptSeq {
+		return errors.Join(err, view.Close())
+	}
+	if digests != nil && rootOf(h.bits, digests) != h.root {
+		digests = nil // another checkpoint of this writer since: read them from the view
+	}
+	plan, err := s.fitCheckpoint(view, w, h, digests)
+	if err = errors.Join(err, view.Close()); err != nil {
+		return err
+	}
+	var nh headRecord
+	stale := false
+	err = run("journal checkpoint", func(tx *writer) error {
+		stale = false
+		cur, found, reason, err := s.readHead(tx.b, w)
+		if err != nil {
+			return err
+		}
+		fr.mu.Lock()
+		g := fr.gen
+		fr.mu.Unlock()
+		if !found || reason != "" || cur.ckptSeq != h.ckptSeq || cur.bits != h.bits || cur.root != h.root || g != gen {
+			stale = true
+			return nil
+		}
+		nh = headRecord{lastSeq: cur.lastSeq, ckptSeq: plan.upto, bits: plan.bits, count: plan.count, root: rootOf(plan.bits, plan.digests)}
+		b := batch{ops: slices.Clip(plan.b.ops)} // setHead appends to a copy: plan.b serves the next attempt as it is
+		if err := s.setHead(&b, w, nh); err != nil {
+			return err
+		}
+		return b.apply(tx.b)
+	})
+	if err != nil || stale {
+		return err
+	}
+	fr.mu.Lock()
+	if nh.lastSeq >= fr.head.lastSeq {
+		fr.head = nh
+	} else {
+		fr.head.ckptSeq, fr.head.bits, fr.head.count, fr.head.root = nh.ckptSeq, nh.bits, nh.count, nh.root
+	}
+	fr.digests, fr.gen = plan.digests, fr.gen+1
+	fr.pending = int(min(fr.head.lastSeq-nh.ckptSeq, 1<<30))
+	fr.mu.Unlock()
+	s.log.Debug("keystore journal checkpoint", zap.String("writer", w), zap.Uint64("seq", nh.ckptSeq), zap.Uint64("records", nh.count))
+	return nil
+}
+
+// fitCheckpoint prepares the checkpoint of h's entries, or of as many of
+// the first of them as fit in one transaction of the engine (halving until
+// they do; one entry always fits, as it came from one transaction's records
+// and the buckets they touch are bounded by the re-bucketing).
+func (s *Store) fitCheckpoint(r kv.Reader, w string, h headRecord, digests map[uint32][sha256.Size]byte) (*ckptPlan, error) {
+	lim := s.eng.Limits()
+	upto := h.lastSeq
+	for {
+		plan, err := s.prepareCheckpoint(r, w, h, upto, digests, lim.MaxOps > 0 || lim.MaxBytes > 0)
+		if err != nil {
+			return nil, err
+		}
+		ops, bytes := plan.b.size()
+		ops++                  // the head
+		bytes += headLen + 200 // the head's key and frame
+		fits := (lim.MaxOps == 0 || ops <= lim.MaxOps) && (lim.MaxBytes == 0 || bytes <= lim.MaxBytes)
+		if fits || upto == h.ckptSeq+1 {
+			return plan, nil // one entry that does not fit: the commit reports kv.ErrTooLarge
+		}
+		upto = h.ckptSeq + (upto-h.ckptSeq)/2
+	}
+}
+
+func (s *Store) checkpointLoop(stop, wake <-chan struct{}, done chan<- struct{}, interval time.Duration) {
+	defer close(done)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-wake:
+		case <-t.C:
+		}
+		if err := s.Checkpoint(); err != nil && !errors.Is(err, ErrClosed) {
+			s.log.Error("keystore journal checkpoint failed; the journal keeps every entry until one succeeds", zap.Error(err))
+		}
+	}
+}
+
+// haltJournal stops the checkpoint loop (Close calls it before taking the
+// store exclusively, which would wait for the loop's checkpoint).
+func (s *Store) haltJournal() {
+	s.fr.mu.Lock()
+	stop, done := s.fr.stop, s.fr.done
+	s.fr.stop = nil
+	s.fr.mu.Unlock()
+	if stop != nil {
+		close(stop)
+		<-done
+	}
+}
+
+// finalCheckpoint is Close's checkpoint; the caller holds the store
+// exclusively (life), so no write runs meanwhile.
+func (s *Store) finalCheckpoint() {
+	if !s.fr.on.Load() || s.Failed() != nil {
+		return
+	}
+	s.fr.ckptMu.Lock()
+	defer s.fr.ckptMu.Unlock()
+	if err := s.checkpoint(s.transact); err != nil {
+		s.log.Error("keystore journal checkpoint at close failed; the journal keeps its entries", zap.Error(err))
+	}
+}
+
+// ckptPlan is a prepared checkpoint: the writes of the buckets rewritten and
+// of the deletion of the journal entries up to upto, and the new
+// checkpoint's shape.
+type ckptPlan struct {
+	b       batch
+	upto    uint64
+	bits    uint8
+	count   uint64
+	digests map[uint32][sha256.Size]byte
+}
+
+// prepareCheckpoint prepares the checkpoint of writer w's journal entries
+// after h's checkpoint up to upto (at most h.lastSeq), reading r (a view at
+// least as recent as h); digests are the current buckets' (nil: read them
+// from r). limited (an engine with transaction limits): re-bucket only when
+// all of the entries are folded, and not when the full rewrite would exceed
+// the limits.
+func (s *Store) prepareCheckpoint(r kv.Reader, w string, h headRecord, upto uint64, digests map[uint32][sha256.Size]byte, limited bool) (*ckptPlan, error) {
+	entries, probs, err := s.scanJournal(r, w, h, true)
+	if err != nil {
+		return nil, err
+	}
+	if len(probs) > 0 {
+		return nil, fmt.Errorf("keystore: journal %s: %s %s: %s: %w", w, probs[0].Type, probs[0].Name, probs[0].Reason, ErrJournalDamaged)
+	}
+	if n := upto - h.ckptSeq; n < uint64(len(entries)) {
+		entries = entries[:n]
+	}
+	if digests == nil {
+		d, reason, err := s.loadDigests(r, w, h)
+		if err != nil {
+			return nil, err
+		}
+		if reason != "" {
+			return nil, fmt.Errorf("keystore: checkpoint of %s: %s: %w", w, reason, ErrJournalDamaged)
+		}
+		digests = d
+	}
+	plan := &ckptPlan{upto: upto}
+	// The records after this checkpoint: at most the count plus what the
+	// entries add (deciding on the count before them alone would leave a
+	// store that stops writing under-bucketed until its next checkpoint).
+	upper := h.count
+	for _, ops := range entries {
+		upper += uint64(len(ops))
+	}
+	if upper > uint64(s.fr.target*bucketGrow)<<h.bits && h.bits < maxBucketBits && (upto == h.lastSeq || !limited) { //nolint:gosec // target > 0
+		// Re-bucket: the average bucket has grown past bucketGrow times the target.
+		all, probs, err := s.readWriter(r, w, h, true)
+		if err == nil && len(probs) > 0 {
+			err = fmt.Errorf("keystore: journal %s: %s: %w", w, probs[0].Reason, ErrJournalDamaged)
+		}
+		if err != nil {
+			return nil, err
+		}
+		plan.bits, plan.count, plan.digests, err = s.writeFull(&plan.b, r, w, all, h.lastSeq, h.lastSeq)
+		if err != nil {
+			return nil, err
+		}
+		lim := s.eng.Limits()
+		ops, bytes := plan.b.size()
+		if (lim.MaxOps == 0 || ops < lim.MaxOps) && (lim.MaxBytes == 0 || bytes+headLen+200 <= lim.MaxBytes) {
+			return plan, nil
+		}
+		// Too large for one transaction of this engine: fold into the
+		// current buckets instead (they grow past the target).
+		plan = &ckptPlan{upto: upto}
+	}
+	plan.bits = h.bits
+	plan.count, plan.digests, err = s.checkpointBuckets(&plan.b, r, w, h, upto, entries, digests)
+	return plan, err
+}
+
+// checkpointBuckets adds to b the rewrite of the buckets entries touch and
+// the deletion of the entries, and returns the new count and digests.
+func (s *Store) checkpointBuckets(b *batch, r kv.Reader, w string, h headRecord, upto uint64, entries [][]jop, cur map[uint32][sha256.Size]byte) (uint64, map[uint32][sha256.Size]byte, error) {
+	dirty := map[uint32][]jop{}
+	for _, ops := range entries {
+		for _, o := range ops {
+			i := bucketOf(o.key, h.bits)
+			dirty[i] = append(dirty[i], o)
+		}
+	}
+	digests := make(map[uint32][sha256.Size]byte, len(cur)+len(dirty))
+	for i, d := range cur {
+		digests[i] = d
+	}
+	count := h.count
+	for i, ops := range dirty {
+		k := ckptKey(w, i)
+		st, err := s.readBucket(r, k, h.bits, i, cur)
+		if err != nil {
+			return 0, nil, err
+		}
+		before := uint64(len(st))
+		gone := map[string]bool{} // keys deleted: their other records are dropped
+		for _, o := range ops {   // in journal order: the later state wins
+			st[o.key] = o
+			if o.del && strings.HasPrefix(o.key, pfxKey) {
+				gone[o.key[len(pfxKey):]] = true
+			}
+		}
+		if len(gone) > 0 {
+			for ck := range st {
+				if id := ownerID(ck); gone[id] && ck != pfxKey+id {
+					delete(st, ck)
+				}
+			}
+		}
+		count = count - before + uint64(len(st))
+		if len(st) == 0 {
+			b.Delete(k)
+			delete(digests, i)
+			continue
+		}
+		list := make([]jop, 0, len(st))
+		for _, o := range st {
+			list = append(list, o)
+		}
+		sortOps(list)
+		p := encodeBucket(h.bits, i, list)
+		v, err := s.sealSys(k, RecordCheckpoint, p, upto)
+		if err != nil {
+			return 0, nil, err
+		}
+		b.Set(k, v)
+		digests[i] = sha256.Sum256(p)
+	}
+	for seq := h.ckptSeq + 1; seq <= upto; seq++ {
+		b.Delete(journalKey(w, seq))
+	}
+	return count, digests, nil
+}
+
+// readBucket reads and checks bucket i (at k) against the digest the root
+// covers; an absent bucket is empty.
+func (s *Store) readBucket(r kv.Reader, k []byte, bits uint8, i uint32, digests map[uint32][sha256.Size]byte) (map[string]jop, error) {
+	v, ok, err := get(r, k)
+	if err != nil {
+		return nil, err
+	}
+	want, listed := digests[i]
+	if !ok {
+		if listed {
+			return nil, fmt.Errorf("keystore: checkpoint bucket %d is missing: %w", i, ErrJournalDamaged)
+		}
+		return map[string]jop{}, nil
+	}
+	f, reason, err := s.openSys(k, v, RecordCheckpoint)
+	if err != nil {
+		return nil, err
+	}
+	if reason == "" && (!listed || sha256.Sum256(f.payload) != want) {
+		reason = "it is not the bucket the head's root covers"
+	}
+	var ops []jop
+	if reason == "" {
+		var gotBits uint8
+		var gotI uint32
+		gotBits, gotI, ops, err = decodeBucket(f.payload)
+		if err != nil || gotBits != bits || gotI != i {
+			reason = "malformed"
+		}
+	}
+	if reason != "" {
+		return nil, fmt.Errorf("keystore: checkpoint bucket %d: %s: %w", i, reason, ErrJournalDamaged)
+	}
+	m := make(map[string]jop, len(ops))
+	for _, o := range ops {
+		m[o.key] = o
+	}
+	return m, nil
+}
+
+// loadDigests reads the digests of writer w's checkpoint buckets and checks
+// them against the head's root.
+func (s *Store) loadDigests(r kv.Reader, w string, h headRecord) (map[uint32][sha256.Size]byte, string, error) {
+	digests := map[uint32][sha256.Size]byte{}
+	reason := ""
+	p := ckptPrefix(w)
+	err := s.eachRecord(r, p, func(k, v []byte) error {
+		f, why, err := s.openSys(k, v, RecordCheckpoint)
+		if err != nil {
+			return err
+		}
+		if why == "" && len(k) != len(p)+4 {
+			why = "not a checkpoint bucket key"
+		}
+		if why != "" {
+			if reason == "" {
+				reason = fmt.Sprintf("bucket %q: %s", k[len(p):], why)
+			}
+			return nil
+		}
+		digests[binary.BigEndian.Uint32(k[len(p):])] = sha256.Sum256(f.payload)
+		return nil
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	if reason == "" && rootOf(h.bits, digests) != h.root {
+		reason = "the checkpoint is not the one its head covers (a bucket replaced, added or removed)"
+	}
+	return digests, reason, nil
+}
+
+// scanJournal reads writer w's journal entries: the ops of those after the
+// checkpoint, in order, and the problems found (an entry missing, failing
+// its check, left over from before the checkpoint, or beyond the head).
+//
+// With later, entries beyond the head are no problem: a checkpoint reads a
+// snapshot taken after it read the head, and writers may have gone on.
+func (s *Store) scanJournal(r kv.Reader, w string, h headRecord, later bool) (entries [][]jop, probs []Failure, err error) {
+	p := journalPrefix(w)
+	next := h.ckptSeq + 1
+	prob := func(name, format string, args ...any) {
+		probs = append(probs, Failure{Type: RecordJournal, Name: w + "/" + name, Reason: fmt.Sprintf(format, args...)})
+	}
+	missing := func(from, to uint64) {
+		if from == to {
+			prob(fmt.Sprint(from), "the entry is missing (deleted, or the journal rolled back)")
+		} else {
+			prob(fmt.Sprintf("%d-%d", from, to), "the entries are missing (deleted, or the journal rolled back)")
+		}
+	}
+	err = s.eachRecord(r, p, func(k, v []byte) error {
+		if len(k) != len(p)+8 {
+			prob(fmt.Sprintf("%q", k[len(p):]), "not a journal entry key")
+			return nil
+		}
+		seq := binary.BigEndian.Uint64(k[len(p):])
+		f, reason, err := s.openSys(k, v, RecordJournal)
+		if err != nil {
+			return err
+		}
+		if reason == "" && f.revision != seq {
+			reason = fmt.Sprintf("it carries sequence number %d", f.revision)
+		}
+		switch {
+		case seq <= h.ckptSeq:
+			prob(fmt.Sprint(seq), "the checkpoint (at sequence %d) already covers it: an old entry put back", h.ckptSeq)
+			return nil
+		case seq > h.lastSeq:
+			if !later {
+				prob(fmt.Sprint(seq), "it is beyond the head (sequence %d): the head was rolled back", h.lastSeq)
+			}
+			return nil
+		}
+		if seq > next {
+			missing(next, seq-1)
+		}
+		next = seq + 1
+		if reason != "" {
+			prob(fmt.Sprint(seq), "%s", reason)
+			return nil
+		}
+		ops, derr := decodeOps(f.payload)
+		if derr != nil {
+			prob(fmt.Sprint(seq), "the authenticated entry does not decode: %v", derr)
+			return nil
+		}
+		entries = append(entries, ops)
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if next <= h.lastSeq {
+		missing(next, h.lastSeq)
+	}
+	return entries, probs, nil
+}
+
+// readWriter reads writer w's whole state: its checkpoint, then its journal
+// applied in order.
+func (s *Store) readWriter(r kv.Reader, w string, h headRecord, later bool) (map[string]jop, []Failure, error) {
+	var probs []Failure
+	all := map[string]jop{}
+	digests := map[uint32][sha256.Size]byte{}
+	p := ckptPrefix(w)
+	err := s.eachRecord(r, p, func(k, v []byte) error {
+		name := w + "/" + fmt.Sprintf("%x", k[len(p):])
+		f, why, err := s.openSys(k, v, RecordCheckpoint)
+		if err != nil {
+			return err
+		}
+		var (
+			bits uint8
+			i    uint32
+			ops  []jop
+		)
+		if why == "" {
+			var derr error
+			if bits, i, ops, derr = decodeBucket(f.payload); derr != nil || len(k) != len(p)+4 || bits != h.bits || i != binary.BigEndian.Uint32(k[len(p):]) {
+				why = "malformed, or not this checkpoint's"
+			}
+		}
+		if why != "" {
+			probs = append(probs, Failure{Type: RecordCheckpoint, Name: name, Reason: why})
+			return nil
+		}
+		digests[i] = sha256.Sum256(f.payload)
+		for _, o := range ops {
+			all[o.key] = o
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(probs) == 0 && rootOf(h.bits, digests) != h.root {
+		probs = append(probs, Failure{Type: RecordCheckpoint, Name: w, Reason: "the checkpoint is not the one its head covers (a bucket replaced, added or removed)"})
+	}
+	entries, jp, err := s.scanJournal(r, w, h, later)
+	if err != nil {
+		return nil, nil, err
+	}
+	probs = append(probs, jp...)
+	for _, ops := range entries {
+		for _, o := range ops {
+			all[o.key] = o
+		}
+	}
+	return all, probs, nil
+}
+
+// resealJournal re-authenticates the freshness records of every writer
+// that are under profile but not under its active main key version
+// (Reseal: a rotation of the namespace profile's main key). A record that
+// fails its check is left as it is. The stale records are listed on a view
+// and re-sealed in transactions of at most batchSize records (and, on an
+// engine with a byte limit, half of it), each re-reading its records inside
+// the transaction: a record is re-sealed alone (its seal covers its own
+// bytes; a bucket's digest in the head covers its payload, not its seal),
+// and a checkpoint committed meanwhile makes the transaction that read what
+// it rewrote conflict and run again. Every transaction bumps the bucket
+// generation, so that a checkpoint prepared before it, with buckets sealed
+// under the old version, is dropped.
+func (s *Store) resealJournal(profile string) (int, error) {
+	ver, key, err := s.auth.Load().a.ActiveRecordKey(profile)
+	if err != nil {
+		return 0, err
+	}
+	clear(key)
+	type stale struct {
+		k    []byte
+		typ  RecordType
+		size int
+	}
+	var list []stale
+	release, err := s.read()
+	if err != nil {
+		return 0, err
+	}
+	view, err := s.eng.View()
+	if err != nil {
+		release()
+		return 0, s.engineErr("re-seal the journal: view", err)
+	}
+	for _, p := range []struct {
+		prefix string
+		typ    RecordType
+	}{{pfxHead, RecordJournalHead}, {pfxJournal, RecordJournal}, {pfxCkpt, RecordCheckpoint}} {
+		err = s.eachRecord(view, p.prefix, func(k, v []byte) error {
+			if f, _, _, perr := parseFrame(v); perr == nil && f.profile == profile && f.mkVersion != ver {
+				list = append(list, stale{k, p.typ, len(k) + len(v)})
+			}
+			return nil
+		})
+		if err != nil {
+			break
+		}
+	}
+	err = errors.Join(err, view.Close())
+	release()
+	if err != nil {
+		return 0, err
+	}
+	maxBytes := s.eng.Limits().MaxBytes / 2
+	n := 0
+	for len(list) > 0 {
+		end, bytes := 0, 0
+		for end < len(list) && end < s.batchSize() && (maxBytes == 0 || end == 0 || bytes+list[end].size <= maxBytes) {
+			bytes += list[end].size
+			end++
+		}
+		batch := list[:end]
+		list = list[end:]
+		m := 0
+		err := s.update("re-seal the journal of profile "+profile, func(tx *writer) error {
+			m = 0
+			s.fr.mu.Lock()
+			s.fr.gen++ // a checkpoint prepared before holds buckets sealed under the old version
+			s.fr.mu.Unlock()
+			for _, r := range batch {
+				v, ok, err := get(tx.b, r.k)
+				if err != nil {
+					return err
+				}
+				if !ok {
+					continue // folded or deleted by a checkpoint meanwhile
+				}
+				f, _, _, perr := parseFrame(v)
+				if perr != nil || f.profile != profile || f.mkVersion == ver {
+					continue
+				}
+				if _, reason, err := s.openSys(r.k, v, r.typ); err != nil || reason != "" {
+					if err != nil {
+						return err
+					}
+					continue
+				}
+				nv, err := s.sealV2(r.k, r.typ, profile, f.payload, f.revision)
+				if err != nil {
+					return err
+				}
+				if err := tx.b.Set(r.k, nv); err != nil {
+					return err
+				}
+				m++
+			}
+			return nil
+		})
+		n += m
+		if err != nil {
+			return n, err
+		}
+		s.fr.mu.Lock()
+		s.fr.gen++
+		s.fr.mu.Unlock()
+	}
+	return n, nil
+}

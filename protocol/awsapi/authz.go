@@ -1,0 +1,139 @@
+package awsapi
+
+import (
+	"net/http"
+	"net/netip"
+	"reflect"
+	"strings"
+
+	"payhsm/access"
+)
+
+// Authorization on the AWS API happens at one point of the request path
+// (serve, after the request is authenticated, decoded and validated, before
+// the operation runs): the principal is the owner of the SigV4 access key,
+// the action is the operation, and the resources are every key the request
+// names. Which members name keys is read from the model's shapes, not
+// listed by hand: every string member of the input, at any depth, whose name
+// ends in Identifier or Arn (KeyIdentifier, WrappingKeyIdentifier,
+// IncomingKeyIdentifier, ResourceArn, KeyArn, …) names a key or alias, and
+// AliasName names an alias; the MPA ARNs are not keys. A new operation is
+// covered without a change here.
+
+// authz is an operation's authorization plan.
+type authz struct {
+	action access.Action
+	keys   [][]int // field index paths (through pointers) of key identifiers
+	alias  [][]int // field index paths of alias names
+}
+
+// SetAuthorizer makes the server authorize every request with az (nil: no
+// authorization, every authenticated request is allowed). Call before serving.
+func (s *Server) SetAuthorizer(az *access.Authorizer) {
+	s.az = az
+	for name, op := range s.control {
+		op.authz = planFor(name, op.newInput())
+		s.control[name] = op
+	}
+	for i := range s.routes {
+		s.routes[i].op.authz = planFor(s.routes[i].name, s.routes[i].op.newInput())
+	}
+}
+
+func planFor(name string, in validator) *authz {
+	a, ok := access.ActionOf(name)
+	if !ok {
+		panic("awsapi: operation " + name + " is not an access.Action")
+	}
+	p := &authz{action: a}
+	walkMembers(reflect.TypeOf(in), nil, p, 0)
+	return p
+}
+
+var stringPtr = reflect.TypeOf((*string)(nil))
+
+func walkMembers(t reflect.Type, path []int, p *authz, depth int) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct || depth > 8 {
+		return
+	}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		fp := append(append([]int(nil), path...), i)
+		switch {
+		case f.Type == stringPtr && f.Name == "AliasName":
+			p.alias = append(p.alias, fp)
+		case f.Type == stringPtr && (strings.HasSuffix(f.Name, "Identifier") || strings.HasSuffix(f.Name, "Arn")) && !strings.HasPrefix(f.Name, "Mpa"):
+			p.keys = append(p.keys, fp)
+		case f.Type.Kind() == reflect.Pointer && f.Type.Elem().Kind() == reflect.Struct, f.Type.Kind() == reflect.Struct:
+			walkMembers(f.Type, fp, p, depth+1)
+		}
+	}
+}
+
+// member follows a field index path through pointers; "" when a pointer on
+// the way is nil.
+func member(v reflect.Value, path []int) (string, bool) {
+	for _, i := range path {
+		for v.Kind() == reflect.Pointer {
+			if v.IsNil() {
+				return "", false
+			}
+			v = v.Elem()
+		}
+		v = v.Field(i)
+	}
+	if v.IsNil() {
+		return "", false
+	}
+	return v.Elem().String(), true
+}
+
+// authorize decides the request of principal akid (the SigV4 access key)
+// for operation op with decoded input in; a refusal is AccessDeniedException.
+// A key named by an alias that does not exist is authorized on the alias
+// alone, so the answer (AccessDeniedException or, when allowed,
+// ResourceNotFoundException) never tells an unauthorized caller whether it exists.
+func (s *Server) authorize(r *http.Request, akid string, op *operation, in validator) error {
+	plan := op.authz
+	if plan == nil {
+		return nil
+	}
+	var buf [4]access.Resource
+	res := buf[:0]
+	v := reflect.ValueOf(in)
+	for _, path := range plan.keys {
+		if ident, ok := member(v, path); ok && ident != "" {
+			res = append(res, s.resource(ident))
+		}
+	}
+	for _, path := range plan.alias {
+		if name, ok := member(v, path); ok && name != "" {
+			res = append(res, access.Resource{ARN: s.ops.AliasARN(name)})
+		}
+	}
+	c := access.Context{Secure: r.TLS != nil, Region: s.verifier.Region}
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		c.SourceIP = ap.Addr().Unmap()
+	}
+	p := s.az.ByAccessKey(akid)
+	d := s.az.Authorize(p, plan.action, res, &c)
+	if d.Allowed {
+		return nil
+	}
+	return access.AccessDenied(p, plan.action, d)
+}
+
+// resource is the authorization resource of a key identifier.
+func (s *Server) resource(ident string) access.Resource {
+	keyARN, aliasARN := s.ops.KeyResource(ident)
+	if keyARN == "" {
+		return access.Resource{ARN: aliasARN}
+	}
+	return access.Resource{ARN: keyARN, Alias: aliasARN}
+}

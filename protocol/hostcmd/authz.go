@@ -1,0 +1,146 @@
+package hostcmd
+
+import (
+	"crypto/x509"
+	"net/netip"
+
+	"payhsm/access"
+)
+
+// hostActions maps every host command onto the AWS Payment Cryptography
+// action it performs: a connection's principal needs that action on every
+// key the command names (an "@" reference or an "S" block, whose binding
+// block names its key; a block bound to no stored key is the resource "*"),
+// or on "*" when it names none. The diagnostics (NC, NO, B2) use no key and
+// need no action. Every code of the decoders table must be here
+// (TestEveryCommandHasAnAction).
+var hostActions = map[string]string{
+	"NC": "", "NO": "", "B2": "",
+	"A0": "CreateKey", "A6": "ImportKey", "A8": "ExportKey", "BU": "GetKey",
+	"CW": "GenerateCardValidationData", "CY": "VerifyCardValidationData",
+	"KQ": "VerifyAuthRequestCryptogram",
+	// RY generates (mode 3) or verifies (mode 4): the table names the
+	// generation, and a verification asks for its own action (actionByMode).
+	"RY": "GenerateCardValidationData",
+	"CA": "TranslatePinData", "CC": "TranslatePinData", "G0": "TranslatePinData",
+	"DC": "VerifyPinData", "EC": "VerifyPinData", "DA": "VerifyPinData", "EA": "VerifyPinData",
+	"DG": "GeneratePinData", "DE": "GeneratePinData", "EE": "GeneratePinData",
+	"M6": "GenerateMac", "M8": "VerifyMac",
+	"M0": "EncryptData", "M2": "DecryptData", "M4": "ReEncryptData",
+}
+
+// Refusals. A key named by "@" that the principal may not use is answered
+// exactly as a key that does not exist (12), so a client without access
+// cannot learn which keys and aliases exist; any other refusal (an "S"
+// block's key, or the command itself) is 17, payShield's "not authorized".
+const codeNotAuthorized = codeProhibited
+
+// actionByMode is implemented by a command whose action depends on a field
+// of the request (RY: generate or verify); it returns the action's name,
+// which must be a Payment Cryptography operation.
+type actionByMode interface{ action() string }
+
+// modeActions are the compiled actions of the commands that choose theirs.
+var modeActions = map[string]access.Action{
+	"VerifyCardValidationData": access.MustAction("VerifyCardValidationData"),
+}
+
+// hostAuthz is a compiled entry of hostActions.
+type hostAuthz struct {
+	action access.Action
+	check  bool
+}
+
+func compileHostActions() map[string]hostAuthz {
+	out := make(map[string]hostAuthz, len(hostActions))
+	for code, op := range hostActions {
+		if op == "" {
+			out[code] = hostAuthz{}
+			continue
+		}
+		out[code] = hostAuthz{action: access.MustAction(op), check: true}
+	}
+	return out
+}
+
+// bind gives a new connection its principal: the one its mTLS client
+// certificate maps to, else the listener's (Config.Principal). The name is
+// kept, and looked up for each command, so that a principal's change or
+// removal applies to open connections at once.
+func (s *Server) bind(x *call, cert *x509.Certificate, remote string, secure bool) {
+	if s.cfg.Authorizer == nil {
+		return
+	}
+	x.principal = s.cfg.Principal
+	if p := s.cfg.Authorizer.ByCertificate(cert); p != nil {
+		x.principal = p.Name
+	}
+	x.actx = access.Context{Secure: secure}
+	if ap, err := netip.ParseAddrPort(remote); err == nil {
+		x.actx.SourceIP = ap.Addr().Unmap()
+	}
+}
+
+// authorize decides a decoded command of x's principal; it returns the
+// error code of a refusal, or "".
+func (s *Server) authorize(x *call, code string, cmd command, c *cursor) string {
+	az := s.cfg.Authorizer
+	if az == nil {
+		return ""
+	}
+	plan, ok := s.authz[code]
+	if !ok {
+		return codeNotAuthorized
+	}
+	if !plan.check {
+		return ""
+	}
+	if m, ok := cmd.(actionByMode); ok {
+		if a, ok := modeActions[m.action()]; ok {
+			plan.action = a
+		}
+	}
+	var buf [maxKeysPerCommand]access.Resource
+	var viaRef [maxKeysPerCommand]bool
+	res := buf[:0]
+	for i := range c.nkeys {
+		k := c.keys[i]
+		res = append(res, x.resource(k))
+		viaRef[i] = !k.block
+	}
+	d := az.Authorize(az.ByName(x.principal), plan.action, res, &x.actx)
+	if d.Allowed {
+		return ""
+	}
+	for i := range res {
+		if viaRef[i] && (res[i].ARN == d.Resource || d.Resource == "") {
+			return codeNotStored
+		}
+	}
+	return codeNotAuthorized
+}
+
+// resource is the authorization resource of a key field.
+func (x *call) resource(k keyRef) access.Resource {
+	ident := x.ident(k)
+	if k.block {
+		// A block's binding cannot change: remember its resource with
+		// its identifier (an alias's key can, so a reference is
+		// resolved each time, from the working-key cache).
+		if m, ok := x.idents[string(k.raw)]; ok && m.hasRes && m.ident == ident {
+			return m.res
+		}
+	}
+	keyARN, aliasARN := x.svc.KeyResource(ident)
+	r := access.Resource{ARN: keyARN, Alias: aliasARN}
+	if keyARN == "" {
+		r = access.Resource{ARN: aliasARN}
+	}
+	if k.block {
+		if m, ok := x.idents[string(k.raw)]; ok && m.ident == ident {
+			m.res, m.hasRes = r, true
+			x.idents[string(k.raw)] = m
+		}
+	}
+	return r
+}
