@@ -15,7 +15,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -215,9 +214,18 @@ func open(cfg *Config, dev, initialize bool, mode journalMode, log *zap.Logger) 
 	}
 	if !dev && !initialize {
 		// Nothing is created for an appliance that was never initialized.
-		if _, err := os.Stat(cfg.KeystoreDir()); errors.Is(err, fs.ErrNotExist) {
-			return nil, nil, fmt.Errorf("data directory %s holds no key store: this appliance is not initialized; "+
-				"run payhsm ceremony init --config FILE --ceremony FILE first (docs/ceremony-file.md)", cfg.DataDir)
+		// (On etcd: the store's prefix holds nothing.)
+		fresh, err := storeIsNew(cfg, log.Named("keystore"))
+		if err != nil {
+			return nil, nil, fmt.Errorf("keystore: %w", err)
+		}
+		if fresh {
+			where := "data directory " + cfg.DataDir
+			if cfg.Keystore.Engine == EngineEtcd {
+				where = "etcd prefix " + cfg.Keystore.Prefix
+			}
+			return nil, nil, fmt.Errorf("%s holds no key store: this appliance is not initialized; "+
+				"run payhsm ceremony init --config FILE --ceremony FILE first (docs/ceremony-file.md)", where)
 		}
 	}
 	if _, err := SecureDataDir(cfg.DataDir, log); err != nil {
@@ -240,8 +248,11 @@ func open(cfg *Config, dev, initialize bool, mode journalMode, log *zap.Logger) 
 	if dev {
 		// A dev token is made only with a new key store: for an existing one a
 		// missing token is refused as in production, never replaced by a new one.
-		_, statErr := os.Stat(cfg.KeystoreDir())
-		tok, err := softhsm.Provision(cfg.DataDir, cfg.PKCS11.Module, DevTokenLabel, errors.Is(statErr, fs.ErrNotExist))
+		fresh, err := storeIsNew(cfg, log.Named("keystore"))
+		if err != nil {
+			return nil, nil, fmt.Errorf("keystore: %w", err)
+		}
+		tok, err := softhsm.Provision(cfg.DataDir, cfg.PKCS11.Module, DevTokenLabel, fresh)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -264,11 +275,11 @@ func open(cfg *Config, dev, initialize bool, mode journalMode, log *zap.Logger) 
 			return nil, nil, err
 		}
 	}
-	store, err := keystore.Open(cfg.KeystoreDir(), keystore.Options{Logger: log.Named("keystore")})
+	store, err := openStore(cfg, log.Named("keystore"))
 	if err != nil {
 		return nil, nil, fmt.Errorf("keystore: %w", err)
 	}
-	if disk != nil {
+	if disk != nil && cfg.Keystore.Engine != EngineEtcd { // an etcd store does not live on this disk
 		store.SetWriteGate(disk.Check)
 	}
 	cust, err := custody.Open(ccfg, store, log.Named("custody"))

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"regexp"
 	"slices"
@@ -15,14 +16,18 @@ import (
 
 	"payhsm/appliance/diskguard"
 	"payhsm/hsm/custody"
+	"payhsm/keystore/kv/etcdkv"
 )
 
 // Config is the daemon's configuration file (JSON, every member checked at start).
 type Config struct {
 	DataDir string       `json:"dataDir"`
 	PKCS11  PKCS11Config `json:"pkcs11"`
-	HTTP    HTTPConfig   `json:"http"`
-	Host    HostConfig   `json:"host"`
+	// Keystore selects the key store's engine: Pebble in DataDir/keystore
+	// (the default) or a prefix of an etcd cluster.
+	Keystore KeystoreConfig `json:"keystore"`
+	HTTP     HTTPConfig     `json:"http"`
+	Host     HostConfig     `json:"host"`
 	// CredentialsFile holds the SigV4 access keys accepted on the HTTP API, in
 	// AWS shared-credentials format (every profile's key pair is accepted).
 	CredentialsFile string `json:"credentialsFile"`
@@ -148,6 +153,46 @@ func (c *PKCS11Config) TokenLossGrace() time.Duration {
 	return time.Duration(*c.LossGrace)
 }
 
+// Key store engines (KeystoreConfig.Engine).
+const (
+	EnginePebble = "pebble"
+	EngineEtcd   = "etcd"
+)
+
+// KeystoreConfig selects and configures the key store's engine.
+type KeystoreConfig struct {
+	// Engine is "pebble" (default: an embedded database in
+	// DATA/keystore, for one appliance) or "etcd" (a prefix of an etcd v3
+	// cluster, which a fleet of appliances shares). The members below are
+	// etcd's only.
+	Engine string `json:"engine"`
+	// Endpoints are the members' client URLs (http://host:port or
+	// https://host:port) or host:port.
+	Endpoints []string `json:"endpoints"`
+	// Prefix is the key prefix the store lives under, e.g.
+	// "/payhsm/eu-west-1/" (see etcdkv.ValidatePrefix).
+	Prefix string `json:"prefix"`
+	// TLS is the client's certificate, key and the members' CA (PEM files);
+	// all empty: plain TCP.
+	TLS EtcdTLSConfig `json:"tls"`
+	// DialTimeout and RequestTimeout ("5s", default 5s each) bound
+	// connecting and each request.
+	DialTimeout    Duration `json:"dialTimeout"`
+	RequestTimeout Duration `json:"requestTimeout"`
+	// MaxTxnOps and MaxRequestBytes must match the cluster's --max-txn-ops
+	// and --max-request-bytes when those are changed from etcd's defaults
+	// (128 and 1572864).
+	MaxTxnOps       int `json:"maxTxnOps"`
+	MaxRequestBytes int `json:"maxRequestBytes"`
+}
+
+// EtcdTLSConfig names the PEM files of the etcd client's TLS.
+type EtcdTLSConfig struct {
+	Cert string `json:"cert"`
+	Key  string `json:"key"`
+	CA   string `json:"ca"`
+}
+
 // HTTPConfig is the AWS API listener.
 type HTTPConfig struct {
 	Addr    string `json:"addr"`
@@ -211,6 +256,9 @@ func (c *Config) Defaults() {
 	}
 	if c.LogLevel == "" {
 		c.LogLevel = "info"
+	}
+	if c.Keystore.Engine == "" {
+		c.Keystore.Engine = EnginePebble
 	}
 	if c.DiskReserve == "" {
 		c.DiskReserve = diskguard.DefaultReserve
@@ -309,6 +357,7 @@ func (c *Config) Validate(dev bool) error {
 	default:
 		bad("logLevel %q: must be debug, info, warn or error", c.LogLevel)
 	}
+	c.Keystore.validate(bad)
 	if c.LogFormat != "json" && c.LogFormat != "text" {
 		bad("logFormat %q: must be json or text", c.LogFormat)
 	}
@@ -336,6 +385,67 @@ func (c *Config) Validate(dev bool) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// maxTimeout bounds the etcd timeouts: a request that waits longer holds a
+// client's call for longer than any client waits.
+const maxTimeout = 5 * time.Minute
+
+// validate checks the keystore section.
+func (k *KeystoreConfig) validate(bad func(string, ...any)) {
+	switch k.Engine {
+	case EnginePebble:
+		if len(k.Endpoints) > 0 || k.Prefix != "" || k.TLS != (EtcdTLSConfig{}) || k.DialTimeout != 0 || k.RequestTimeout != 0 ||
+			k.MaxTxnOps != 0 || k.MaxRequestBytes != 0 {
+			bad("keystore: endpoints, prefix, tls, timeouts and limits are for engine %q only (engine is %q)", EngineEtcd, k.Engine)
+		}
+		return
+	case EngineEtcd:
+	default:
+		bad("keystore.engine %q: must be %q or %q", k.Engine, EnginePebble, EngineEtcd)
+		return
+	}
+	if len(k.Endpoints) == 0 {
+		bad("keystore.endpoints: engine etcd needs at least one member's client URL")
+	}
+	for _, ep := range k.Endpoints {
+		if err := checkEndpoint(ep); err != nil {
+			bad("keystore.endpoints: %v", err)
+		}
+	}
+	if err := etcdkv.ValidatePrefix(k.Prefix); err != nil {
+		bad("keystore.prefix: %v", err)
+	}
+	if (k.TLS.Cert == "") != (k.TLS.Key == "") {
+		bad("keystore.tls.cert and keystore.tls.key go together")
+	}
+	for name, d := range map[string]Duration{"dialTimeout": k.DialTimeout, "requestTimeout": k.RequestTimeout} {
+		if d < 0 || time.Duration(d) > maxTimeout {
+			bad("keystore.%s %v: must be between 0 (the default, 5s) and %v", name, time.Duration(d), maxTimeout)
+		}
+	}
+	if k.MaxTxnOps < 0 || k.MaxTxnOps > 0 && k.MaxTxnOps < 16 {
+		bad("keystore.maxTxnOps %d: must be 0 (etcd's default, 128) or at least 16", k.MaxTxnOps)
+	}
+	if k.MaxRequestBytes < 0 || k.MaxRequestBytes > 0 && k.MaxRequestBytes < 1<<20 {
+		bad("keystore.maxRequestBytes %d: must be 0 (etcd's default, 1572864) or at least 1048576 (a metadata blob is up to 1 MiB)", k.MaxRequestBytes)
+	}
+}
+
+// checkEndpoint accepts http://host:port, https://host:port or host:port.
+func checkEndpoint(ep string) error {
+	hostport := ep
+	if strings.Contains(ep, "://") {
+		u, err := url.Parse(ep)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
+			return fmt.Errorf("%q: must be http://host:port, https://host:port or host:port", ep)
+		}
+		hostport = u.Host
+	}
+	if _, port, err := net.SplitHostPort(hostport); err != nil || port == "" {
+		return fmt.Errorf("%q: must be http://host:port, https://host:port or host:port", ep)
+	}
+	return nil
 }
 
 // PIN reads the token PIN from its configured source.

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -40,6 +41,25 @@ func TestValidate(t *testing.T) {
 		{"event loops", true, func(c *Config) { c.Host.EventLoops = 1000 }, "host.eventLoops"},
 		{"header length", true, func(c *Config) { c.Host.HeaderLength = 33 }, "host.headerLength"},
 		{"log level", true, func(c *Config) { c.LogLevel = "loud" }, "logLevel"},
+		{"keystore etcd", true, etcd(nil), ""},
+		{"keystore etcd over TLS", true, etcd(func(k *KeystoreConfig) {
+			k.Endpoints = []string{"https://10.0.0.1:2379", "etcd-2.example:2379"}
+			k.TLS = EtcdTLSConfig{Cert: "c.pem", Key: "k.pem", CA: "ca.pem"}
+			k.DialTimeout, k.RequestTimeout = Duration(2*time.Second), Duration(10*time.Second)
+			k.MaxTxnOps, k.MaxRequestBytes = 512, 4<<20
+		}), ""},
+		{"keystore engine", true, func(c *Config) { c.Keystore.Engine = "bolt" }, `keystore.engine "bolt": must be "pebble" or "etcd"`},
+		{"keystore etcd without endpoints", true, etcd(func(k *KeystoreConfig) { k.Endpoints = nil }), "keystore.endpoints: engine etcd needs"},
+		{"keystore etcd endpoint", true, etcd(func(k *KeystoreConfig) { k.Endpoints = []string{"ftp://x:1"} }), `keystore.endpoints: "ftp://x:1"`},
+		{"keystore etcd endpoint without port", true, etcd(func(k *KeystoreConfig) { k.Endpoints = []string{"etcd-1"} }), `keystore.endpoints: "etcd-1"`},
+		{"keystore etcd prefix", true, etcd(func(k *KeystoreConfig) { k.Prefix = "payhsm" }), "keystore.prefix: etcd prefix \"payhsm\": must start and end with '/'"},
+		{"keystore etcd prefix missing", true, etcd(func(k *KeystoreConfig) { k.Prefix = "" }), "keystore.prefix"},
+		{"keystore etcd tls half", true, etcd(func(k *KeystoreConfig) { k.TLS.Cert = "c.pem" }), "keystore.tls.cert and keystore.tls.key go together"},
+		{"keystore etcd timeout", true, etcd(func(k *KeystoreConfig) { k.RequestTimeout = Duration(time.Hour) }), "keystore.requestTimeout 1h0m0s"},
+		{"keystore etcd negative timeout", true, etcd(func(k *KeystoreConfig) { k.DialTimeout = Duration(-time.Second) }), "keystore.dialTimeout -1s"},
+		{"keystore etcd txn ops", true, etcd(func(k *KeystoreConfig) { k.MaxTxnOps = 8 }), "keystore.maxTxnOps 8"},
+		{"keystore etcd request bytes", true, etcd(func(k *KeystoreConfig) { k.MaxRequestBytes = 1000 }), "keystore.maxRequestBytes 1000"},
+		{"keystore pebble with etcd members", true, func(c *Config) { c.Keystore.Prefix = "/payhsm/" }, `for engine "etcd" only`},
 		{"disk reserve", true, func(c *Config) { c.DiskReserve = "lots" }, "diskReserve"},
 		{"disk reserve percentage", true, func(c *Config) { c.DiskReserve = "60%" }, "diskReserve"},
 		{"disk reserve size", true, func(c *Config) { c.DiskReserve = "1GiB" }, ""},
@@ -63,6 +83,52 @@ func TestValidate(t *testing.T) {
 			t.Errorf("%s: %v", tc.name, err)
 		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
 			t.Errorf("%s: error %v, want it to contain %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+// etcd returns an edit that configures a valid etcd key store, then edit.
+func etcd(edit func(*KeystoreConfig)) func(*Config) {
+	return func(c *Config) {
+		c.Keystore = KeystoreConfig{Engine: EngineEtcd, Endpoints: []string{"http://127.0.0.1:2379"}, Prefix: "/payhsm/us-east-1/"}
+		if edit != nil {
+			edit(&c.Keystore)
+		}
+	}
+}
+
+// TestKeystoreConfigJSON: the keystore section as an operator writes it,
+// durations as strings; a duration that is not one is refused.
+func TestKeystoreConfigJSON(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.json")
+	if err := os.WriteFile(good, []byte(`{"keystore":{"engine":"etcd","endpoints":["http://127.0.0.1:2379"],"prefix":"/payhsm/x/",
+		"tls":{"cert":"c","key":"k","ca":"a"},"dialTimeout":"1500ms","requestTimeout":"7s","maxTxnOps":256,"maxRequestBytes":2097152}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := LoadConfig(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := KeystoreConfig{Engine: "etcd", Endpoints: []string{"http://127.0.0.1:2379"}, Prefix: "/payhsm/x/",
+		TLS: EtcdTLSConfig{Cert: "c", Key: "k", CA: "a"}, DialTimeout: Duration(1500 * time.Millisecond), RequestTimeout: Duration(7 * time.Second),
+		MaxTxnOps: 256, MaxRequestBytes: 2 << 20}
+	if !reflect.DeepEqual(c.Keystore, want) {
+		t.Errorf("keystore = %+v, want %+v", c.Keystore, want)
+	}
+	var d Config
+	d.Defaults()
+	if d.Keystore.Engine != EnginePebble {
+		t.Errorf("default engine %q", d.Keystore.Engine)
+	}
+	for _, bad := range []string{`{"keystore":{"requestTimeout":5}}`, `{"keystore":{"requestTimeout":"5 parsecs"}}`, `{"keystore":{"tls":{"crt":"x"}}}`} {
+		p := filepath.Join(dir, "bad.json")
+		if err := os.WriteFile(p, []byte(bad), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := LoadConfig(p); err == nil {
+			t.Errorf("%s: loaded", bad)
 		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"payhsm/hsm/custody"
 	"payhsm/keystore"
+	"payhsm/keystore/kv/etcdkv"
 )
 
 // The data directory holds the key store, the audit log, the admin socket
@@ -74,6 +75,61 @@ func SecureDataDir(dir string, log *zap.Logger) ([]string, error) {
 		return nil
 	})
 	return fixed, errors.Join(err, r.Close())
+}
+
+// openStore opens the key store on the configured engine: Pebble in
+// DATA/keystore, or a prefix of an etcd cluster, which must answer within
+// its timeouts (an unreachable cluster, or one without quorum, is refused
+// here with one line naming the endpoints). A prefix that holds records
+// but no format record (not a payhsm store) is refused by keystore.
+func openStore(cfg *Config, log *zap.Logger) (*keystore.Store, error) {
+	if cfg.Keystore.Engine != EngineEtcd {
+		return keystore.Open(cfg.KeystoreDir(), keystore.Options{Logger: log})
+	}
+	e, err := openEtcd(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	return keystore.OpenEngine(e, keystore.Options{Logger: log})
+}
+
+// openEtcd connects to the configured etcd cluster.
+func openEtcd(cfg *Config, log *zap.Logger) (*etcdkv.Engine, error) {
+	k := cfg.Keystore
+	e, err := etcdkv.Open(etcdkv.Config{
+		Endpoints:       k.Endpoints,
+		Prefix:          k.Prefix,
+		TLS:             etcdkv.TLSFiles{CertFile: k.TLS.Cert, KeyFile: k.TLS.Key, CAFile: k.TLS.CA},
+		DialTimeout:     time.Duration(k.DialTimeout),
+		RequestTimeout:  time.Duration(k.RequestTimeout),
+		MaxTxnOps:       k.MaxTxnOps,
+		MaxRequestBytes: k.MaxRequestBytes,
+		Logger:          log.Named("etcd"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// storeIsNew reports whether the configured key store does not exist yet
+// (no Pebble directory; an etcd prefix holding no key), without creating
+// it.
+func storeIsNew(cfg *Config, log *zap.Logger) (bool, error) {
+	if cfg.Keystore.Engine != EngineEtcd {
+		_, err := os.Stat(cfg.KeystoreDir())
+		if errors.Is(err, fs.ErrNotExist) {
+			return true, nil
+		}
+		return false, err
+	}
+	e, err := openEtcd(cfg, log)
+	if err != nil {
+		return false, err
+	}
+	empty := true
+	err = e.Scan(nil, nil, func(_, _ []byte) (bool, error) { empty = false; return false, nil })
+	return empty, errors.Join(err, e.Close())
 }
 
 // upgradeStore makes the key store usable: it gives it custody's record

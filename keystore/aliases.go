@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"go.uber.org/zap"
+
+	"payhsm/keystore/kv"
 )
 
 func checkAlias(name, keyID string) error {
@@ -23,31 +25,26 @@ func (s *Store) CreateAlias(name, keyID string) error {
 	if err := checkAlias(name, keyID); err != nil {
 		return fmt.Errorf("keystore: create alias: %w", err)
 	}
-	done, err := s.write()
-	if err != nil {
-		return err
-	}
-	defer done()
-
-	if _, ok, err := get(s.db, aliasKey(name)); err != nil {
-		return fmt.Errorf("keystore: create alias %q: %w", name, err)
-	} else if ok {
-		return fmt.Errorf("keystore: create alias %q: %w", name, ErrExists)
-	}
-	if err := s.keyExists(keyID); err != nil {
-		return fmt.Errorf("keystore: create alias %q: %w", name, err)
-	}
-	w := s.newWriter()
-	defer w.close()
-	if _, err := w.set(aliasKey(name), RecordAlias, "", encodeAlias(keyID), 0); err != nil {
-		return fmt.Errorf("keystore: create alias %q: %w", name, err)
-	}
-	if keyID != "" {
-		if _, err := w.set(byKeyKey(keyID, name), RecordAliasIndex, "", nil, 0); err != nil {
+	err := s.update(fmt.Sprintf("create alias %q", name), func(w *writer) error {
+		if _, ok, err := get(w.b, aliasKey(name)); err != nil {
+			return fmt.Errorf("keystore: create alias %q: %w", name, err)
+		} else if ok {
+			return fmt.Errorf("keystore: create alias %q: %w", name, ErrExists)
+		}
+		if err := s.keyExists(w.b, keyID); err != nil {
 			return fmt.Errorf("keystore: create alias %q: %w", name, err)
 		}
-	}
-	if err := w.commit(fmt.Sprintf("create alias %q", name)); err != nil {
+		if _, err := w.set(aliasKey(name), RecordAlias, "", encodeAlias(keyID), 0); err != nil {
+			return fmt.Errorf("keystore: create alias %q: %w", name, err)
+		}
+		if keyID != "" {
+			if _, err := w.set(byKeyKey(keyID, name), RecordAliasIndex, "", nil, 0); err != nil {
+				return fmt.Errorf("keystore: create alias %q: %w", name, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
 		return err
 	}
 	s.log.Debug("alias created", zap.String("alias", name), zap.String("key", keyID))
@@ -55,12 +52,12 @@ func (s *Store) CreateAlias(name, keyID string) error {
 }
 
 // keyExists returns nil when id is "" or names a key, else ErrNotFound.
-// Callers hold the write lock.
-func (s *Store) keyExists(id string) error {
+// Writers read through their transaction.
+func (s *Store) keyExists(r kv.Reader, id string) error {
 	if id == "" {
 		return nil
 	}
-	_, ok, err := get(s.db, keyKey(id))
+	_, ok, err := get(r, keyKey(id))
 	if err != nil {
 		return err
 	}
@@ -78,17 +75,17 @@ func (s *Store) GetAlias(name string) (Alias, error) {
 		return Alias{}, err
 	}
 	defer done()
-	a, _, err := s.loadAlias(name)
+	a, _, err := s.loadAlias(s.eng, name)
 	return a, err
 }
 
 // loadAlias reads and checks alias name; it also returns its revision.
-func (s *Store) loadAlias(name string) (Alias, uint64, error) {
+func (s *Store) loadAlias(r kv.Reader, name string) (Alias, uint64, error) {
 	if !validName(name) {
 		return Alias{}, 0, fmt.Errorf("keystore: alias %q: %w", name, ErrNotFound)
 	}
 	ak := aliasKey(name)
-	f, ok, err := s.readRecord(s.db, ak)
+	f, ok, err := s.readRecord(r, ak)
 	if err != nil {
 		return Alias{}, 0, storeErr(fmt.Sprintf("get alias %q", name), err)
 	}
@@ -111,37 +108,36 @@ func (s *Store) UpdateAlias(name, keyID string) (Alias, error) {
 	if err := checkAlias(name, keyID); err != nil {
 		return Alias{}, fmt.Errorf("keystore: update alias: %w", err)
 	}
-	done, err := s.write()
-	if err != nil {
-		return Alias{}, err
-	}
-	defer done()
-
-	old, rev, err := s.loadAlias(name)
-	if err != nil {
-		return Alias{}, err
-	}
-	if err := s.keyExists(keyID); err != nil {
-		return Alias{}, fmt.Errorf("keystore: update alias %q: %w", name, err)
-	}
-	w := s.newWriter()
-	defer w.close()
-	if _, err := w.set(aliasKey(name), RecordAlias, "", encodeAlias(keyID), rev); err != nil {
-		return Alias{}, fmt.Errorf("keystore: update alias %q: %w", name, err)
-	}
-	if old.KeyID != keyID {
-		if old.KeyID != "" {
-			if err := w.delAt(byKeyKey(old.KeyID, name)); err != nil {
-				return Alias{}, fmt.Errorf("keystore: update alias %q: %w", name, err)
+	var old Alias
+	err := s.update(fmt.Sprintf("update alias %q", name), func(w *writer) error {
+		var (
+			rev uint64
+			err error
+		)
+		if old, rev, err = s.loadAlias(w.b, name); err != nil {
+			return err
+		}
+		if err := s.keyExists(w.b, keyID); err != nil {
+			return fmt.Errorf("keystore: update alias %q: %w", name, err)
+		}
+		if _, err := w.set(aliasKey(name), RecordAlias, "", encodeAlias(keyID), rev); err != nil {
+			return fmt.Errorf("keystore: update alias %q: %w", name, err)
+		}
+		if old.KeyID != keyID {
+			if old.KeyID != "" {
+				if err := w.delAt(byKeyKey(old.KeyID, name)); err != nil {
+					return fmt.Errorf("keystore: update alias %q: %w", name, err)
+				}
+			}
+			if keyID != "" {
+				if _, err := w.set(byKeyKey(keyID, name), RecordAliasIndex, "", nil, 0); err != nil {
+					return fmt.Errorf("keystore: update alias %q: %w", name, err)
+				}
 			}
 		}
-		if keyID != "" {
-			if _, err := w.set(byKeyKey(keyID, name), RecordAliasIndex, "", nil, 0); err != nil {
-				return Alias{}, fmt.Errorf("keystore: update alias %q: %w", name, err)
-			}
-		}
-	}
-	if err := w.commit(fmt.Sprintf("update alias %q", name)); err != nil {
+		return nil
+	})
+	if err != nil {
 		return Alias{}, err
 	}
 	s.log.Debug("alias updated", zap.String("alias", name), zap.String("from", old.KeyID), zap.String("to", keyID))
@@ -150,27 +146,23 @@ func (s *Store) UpdateAlias(name, keyID string) (Alias, error) {
 
 // DeleteAlias removes alias name, or returns ErrNotFound.
 func (s *Store) DeleteAlias(name string) error {
-	done, err := s.write()
-	if err != nil {
-		return err
-	}
-	defer done()
-
-	old, _, err := s.loadAlias(name)
-	if err != nil {
-		return err
-	}
-	w := s.newWriter()
-	defer w.close()
-	if err := w.delAt(aliasKey(name)); err != nil {
-		return fmt.Errorf("keystore: delete alias %q: %w", name, err)
-	}
-	if old.KeyID != "" {
-		if err := w.delAt(byKeyKey(old.KeyID, name)); err != nil {
+	var old Alias
+	err := s.update(fmt.Sprintf("delete alias %q", name), func(w *writer) error {
+		var err error
+		if old, _, err = s.loadAlias(w.b, name); err != nil {
+			return err
+		}
+		if err := w.delAt(aliasKey(name)); err != nil {
 			return fmt.Errorf("keystore: delete alias %q: %w", name, err)
 		}
-	}
-	if err := w.commit(fmt.Sprintf("delete alias %q", name)); err != nil {
+		if old.KeyID != "" {
+			if err := w.delAt(byKeyKey(old.KeyID, name)); err != nil {
+				return fmt.Errorf("keystore: delete alias %q: %w", name, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
 		return err
 	}
 	s.log.Debug("alias deleted", zap.String("alias", name), zap.String("key", old.KeyID))
@@ -206,7 +198,7 @@ func (s *Store) ListAliases(keyID string, nextToken string, max int) ([]Alias, s
 		more bool
 	)
 	if keyID == "" {
-		out, last, more, err = scan(s.db, pfxAlias, cursor, max, func(name string, v []byte) (Alias, bool, error) {
+		out, last, more, err = scan(s.eng, pfxAlias, cursor, max, func(name string, v []byte) (Alias, bool, error) {
 			ak := aliasKey(name)
 			f, ok, err := s.verified(ak, v)
 			if err == nil && ok {
@@ -219,7 +211,7 @@ func (s *Store) ListAliases(keyID string, nextToken string, max int) ([]Alias, s
 			return Alias{}, false, skipDamaged(err)
 		})
 	} else {
-		out, last, more, err = scan(s.db, byKeyPrefix(keyID), cursor, max, func(name string, v []byte) (Alias, bool, error) {
+		out, last, more, err = scan(s.eng, byKeyPrefix(keyID), cursor, max, func(name string, v []byte) (Alias, bool, error) {
 			f, ok, err := s.verified(byKeyKey(keyID, name), v)
 			if err == nil && ok && len(f.payload) == 0 {
 				return Alias{Name: name, KeyID: keyID}, true, nil
@@ -261,7 +253,7 @@ func (s *Store) AliasesOf(keyID string) ([]string, error) {
 	}
 	defer done()
 	var names []string
-	err = s.eachRecord(s.db, byKeyPrefix(keyID), func(xk, xv []byte) error {
+	err = s.eachRecord(s.eng, byKeyPrefix(keyID), func(xk, xv []byte) error {
 		_, ok, err := s.verified(xk, xv)
 		if err == nil && ok {
 			names = append(names, string(xk[len(byKeyPrefix(keyID)):]))

@@ -77,7 +77,7 @@ func TestBackgroundFatalDoesNotExit(t *testing.T) {
 	if err := s.CreateKey(testKey(testID(2)), nil, "alias/b"); err != nil {
 		t.Fatalf("a write the WAL takes: %v", err)
 	}
-	if _, err := s.db.AsyncFlush(); err != nil { // the flush's MANIFEST write fails in Pebble's goroutine
+	if _, err := pebbleOf(t, s).AsyncFlush(); err != nil { // the flush's MANIFEST write fails in Pebble's goroutine
 		t.Fatal(err)
 	}
 	for deadline := time.Now().Add(10 * time.Second); s.Failed() == nil; time.Sleep(time.Millisecond) {
@@ -132,7 +132,7 @@ func TestBackgroundErrorsRateLimited(t *testing.T) {
 	defer closeT(t, s)
 	seed(t, s)
 	inj.On()
-	if _, err := s.db.AsyncFlush(); err != nil {
+	if _, err := pebbleOf(t, s).AsyncFlush(); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(300 * time.Millisecond)
@@ -144,29 +144,11 @@ func TestBackgroundErrorsRateLimited(t *testing.T) {
 	if c := s.BackgroundErrors(); c < 2 {
 		t.Errorf("BackgroundErrors() = %d after retried failing flushes", c)
 	}
-	if err := s.db.Flush(); err != nil {
+	if err := pebbleOf(t, s).Flush(); err != nil {
 		t.Errorf("flush once space is back: %v", err)
 	}
 	if s.Failed() != nil {
 		t.Errorf("a failed background flush failed the store: %v", s.Failed())
 	}
 	checkSeed(t, s, false)
-}
-
-// TestRateLimited: one event per interval, the others counted.
-func TestRateLimited(t *testing.T) {
-	t.Parallel()
-	var r rateLimited
-	t0 := time.Unix(0, 0)
-	steps := []struct {
-		at        time.Duration
-		allowed   bool
-		suppressd uint64
-	}{{0, true, 0}, {time.Second, false, 0}, {9 * time.Second, false, 0}, {10 * time.Second, true, 2}, {11 * time.Second, false, 0}, {time.Minute, true, 1}}
-	for _, st := range steps {
-		n, ok := r.allow(t0.Add(st.at), 10*time.Second)
-		if ok != st.allowed || n != st.suppressd {
-			t.Errorf("at %v: allowed=%v suppressed=%d, want %v %d", st.at, ok, n, st.allowed, st.suppressd)
-		}
-	}
 }

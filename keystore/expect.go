@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"go.uber.org/zap"
+
+	"payhsm/keystore/kv"
 )
 
 // The comparison Verify makes between every record and the state the
@@ -50,7 +52,7 @@ type finding struct {
 }
 
 // expectations reads every writer's head, checkpoint and journal from r.
-func (s *Store) expectations(r reader) (*expectations, error) {
+func (s *Store) expectations(r kv.Reader) (*expectations, error) {
 	e := &expectations{seen: map[string]bool{}}
 	if p := s.fr.problems.Load(); p != nil {
 		e.problems = append(e.problems, *p...)
@@ -217,7 +219,7 @@ func (e *expectations) install(s *Store) error {
 	defer s.fr.dmu.Unlock()
 	d := &damage{recs: map[string]string{}, byKey: map[string]string{}}
 	for _, f := range e.findings {
-		v, ok, err := get(s.db, []byte(f.key))
+		v, ok, err := get(s.eng, []byte(f.key))
 		if err != nil {
 			return err
 		}
@@ -268,8 +270,8 @@ func (s *Store) damagedKey(id string) error {
 	return s.integrityFailure([]byte(k), "%s", d.recs[k])
 }
 
-// repaired forgets the damage of records a committed batch rewrote or
-// deleted; the caller holds the write lock.
+// repaired forgets the damage of records a committed transaction rewrote or
+// deleted.
 func (s *Store) repaired(ops []jop) {
 	if s.fr.damage.Load() == nil {
 		return

@@ -11,10 +11,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
 	"go.uber.org/zap"
 
 	"payhsm/fault"
+	"payhsm/keystore/kv"
 )
 
 // RecordType is the kind of a stored record. Each record's type follows from
@@ -388,7 +388,7 @@ func (s *Store) verified(k, v []byte) (f frame, ok bool, err error) {
 		return f, true, nil
 	}
 	seen := s.mark(k)
-	v2, ok, err := get(s.db, k)
+	v2, ok, err := get(s.eng, k)
 	if err != nil || !ok {
 		return frame{}, ok, err
 	}
@@ -405,12 +405,12 @@ func (s *Store) verified(k, v []byte) (f frame, ok bool, err error) {
 
 // readRecord reads and checks the record at Pebble key k from r; ok is
 // false when it is absent.
-func (s *Store) readRecord(r getter, k []byte) (frame, bool, error) {
+func (s *Store) readRecord(r kv.Reader, k []byte) (frame, bool, error) {
 	v, ok, err := get(r, k)
 	if err != nil || !ok {
 		return frame{}, ok, err
 	}
-	return s.verified(k, v)
+	return s.verifiedIn(r, k, v)
 }
 
 // mark is the highest revision of the record at k this process has seen
@@ -452,14 +452,16 @@ func headerRevision(v []byte) uint64 {
 	return f.revision
 }
 
-// writer builds one batch of record writes under the write lock and raises
-// the written records' marks once it has committed.
+// writer builds one transaction of record writes and raises the written
+// records' marks once it has committed. Reads that the writes depend on go
+// through b too, so that the engine checks them at commit (see update).
 type writer struct {
 	s     *Store
-	b     *pebble.Batch
+	b     kv.Txn
 	marks []pendingMark
-	ops   []jop // for the journal entry (journal.go)
-	done  bool  // committed or closed
+	ops   []jop      // for the journal entry (journal.go)
+	head  headRecord // the head the journal entry writes
+	done  bool       // committed or closed
 }
 
 type pendingMark struct {
@@ -467,7 +469,7 @@ type pendingMark struct {
 	rev uint64
 }
 
-func (s *Store) newWriter() *writer { return &writer{s: s, b: s.db.NewBatch()} }
+func (s *Store) newWriter(tx kv.Txn) *writer { return &writer{s: s, b: tx} }
 
 // set writes payload as the record of type typ at Pebble key k, replacing a
 // record of revision prev (0 when none), and returns the new revision.
@@ -478,7 +480,9 @@ func (w *writer) set(k []byte, typ RecordType, profile string, payload []byte, p
 	if err != nil {
 		return 0, err
 	}
-	_ = w.b.Set(k, v, nil)
+	if err := w.b.Set(k, v); err != nil {
+		return 0, err
+	}
 	w.marks = append(w.marks, pendingMark{string(k), rev})
 	w.note(k, typ, rev, v)
 	return rev, nil
@@ -487,29 +491,29 @@ func (w *writer) set(k []byte, typ RecordType, profile string, payload []byte, p
 // del deletes the record at k whose value was v (nil when unknown): its
 // mark becomes the revision after its last, so that a replayed copy of the
 // deleted record is refused.
-func (w *writer) del(k, v []byte) {
-	_ = w.b.Delete(k, nil)
+func (w *writer) del(k, v []byte) error {
+	if err := w.b.Delete(k); err != nil {
+		return err
+	}
 	rev := max(headerRevision(v), w.s.mark(k))
 	if rev > 0 {
 		w.marks = append(w.marks, pendingMark{string(k), rev + 1})
 	}
 	w.noteDel(k, rev)
+	return nil
 }
 
 // delAt deletes the record at k, reading its value for del.
 func (w *writer) delAt(k []byte) error {
-	v, ok, err := get(w.s.db, k)
-	if err != nil {
+	v, ok, err := get(w.b, k)
+	if err != nil || !ok {
 		return err
 	}
-	if ok {
-		w.del(k, v)
-	}
-	return nil
+	return w.del(k, v)
 }
 
-// commit commits the batch durably, with its journal entry, closes it and
-// raises the marks.
+// commit commits the transaction durably, with its journal entry and
+// head, and raises the marks.
 func (w *writer) commit(what string) error {
 	seq, err := w.journal()
 	if err != nil {
@@ -526,18 +530,22 @@ func (w *writer) commit(what string) error {
 	return nil
 }
 
-// close releases the batch unless it was committed; deferring it is safe.
+// close discards the transaction unless it was committed; deferring it is
+// safe.
 func (w *writer) close() {
 	if !w.done {
 		w.done = true
-		_ = w.b.Close()
+		w.b.Discard()
 	}
 }
 
-// seal frames and authenticates a record for Pebble key k. Its revision is
-// one more than the larger of prev and k's mark. The caller holds the write
-// lock, so the active main key version it seals under cannot be overtaken
-// by a rotation's re-sealing pass (see Reseal).
+// seal frames and authenticates a record for engine key k. Its revision is
+// one more than the larger of prev and k's mark. The caller is in a write
+// transaction, so the active main key version it seals under cannot be
+// overtaken by a rotation's re-sealing pass (see Reseal): on Pebble the
+// pass waits for the transaction; on etcd, of a write and a pass that both
+// read the record the later conflicts and runs again, and a record the
+// pass did not list is found by the next pass.
 func (s *Store) seal(k []byte, typ RecordType, profile string, payload []byte, prev uint64) ([]byte, uint64, error) {
 	rev := max(prev, s.mark(k)) + 1
 	if s.legacy(k) { // owner metadata written before the migration reaches it

@@ -6,30 +6,43 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
 	"go.uber.org/zap"
 
 	"payhsm/fault"
+	"payhsm/keystore/kv"
 )
 
 // Freshness: that every record is the latest one the store wrote, across
 // restarts (see "Rollback" in the package comment; the records are in
 // journal.go).
 //
-// Every write batch appends one journal entry listing the records it wrote
-// (with their new revisions) and deleted (with their last ones), under the
-// writer's next sequence number, and rewrites the writer's head, in the same
-// batch: a record never changes without its entry. A checkpoint (every
-// defaultCheckpointEntries entries, every defaultCheckpointInterval when
-// something is pending, and at Close) folds the entries into the
-// checkpoint's buckets, rewriting only the buckets they touch, and deletes
-// them, in one batch. A bucket holds the expected state of the records that
+// Every write transaction appends one journal entry listing the records it
+// wrote (with their new revisions) and deleted (with their last ones), under
+// the writer's next sequence number, and rewrites the writer's head, in the
+// same transaction: a record never changes without its entry. The head is
+// read inside the transaction, and every key of the journal is the
+// writer's own (sys/j/<writer>/, sys/head/<writer>, sys/ckpt/<writer>/), so
+// appliances sharing an etcd cluster never touch one another's journal; the
+// writers of one process serialize on their head (on Pebble they do anyway;
+// on etcd one of two conflicting transactions runs again). A checkpoint
+// (every defaultCheckpointEntries entries, every defaultCheckpointInterval
+// when something is pending, and at Close) reads a consistent view of the
+// engine, folds the entries into the checkpoint's buckets, rewriting only
+// the buckets they touch, and deletes them, in one transaction that also
+// rewrites the head. On an engine with transaction limits (etcd: 128
+// operations and 1.5 MiB by default) a checkpoint is kept small enough
+// rather than split: it folds only as many of the oldest entries as fit, and
+// the next checkpoint goes on; a re-bucketing that would not fit is skipped
+// (the buckets grow past their target instead). The first checkpoint of an
+// existing store (and accept-restore's) is one transaction of the whole
+// store's state: on etcd a store too large for it fails with kv.ErrTooLarge. A bucket holds the expected state of the records that
 // hash into it (all of a key's records hash by its id, so they share one);
 // the head carries the root, a hash over every bucket's digest, so a bucket
 // cannot be swapped for an older one. A deleted key record stays as a
@@ -120,10 +133,13 @@ func (e *RollbackError) Unwrap() error { return ErrRolledBack }
 
 // freshness is the store's journal state.
 type freshness struct {
-	// Guarded by Store.mu.
-	on      bool // StartJournal started this writer's journal (not in inspection)
-	writer  string
-	head    headRecord
+	// on: StartJournal started this writer's journal (not in inspection);
+	// writer is set before on and not changed after.
+	on     atomic.Bool
+	writer string
+
+	mu      sync.Mutex                   // guards the members down to wake
+	head    headRecord                   // the head as of the last checkpoint or entry this process committed (a cache: the engine's is the truth)
 	digests map[uint32][sha256.Size]byte // the checkpoint's bucket digests; nil until loaded
 	pending int                          // journal entries since the checkpoint
 	every   int
@@ -166,12 +182,14 @@ func (s *Store) StartJournal(o JournalOptions) (uint64, error) {
 	if s.auth.Load() == nil {
 		return 0, errNoAuthenticator
 	}
-	release, err := s.write()
+	release, err := s.read()
 	if err != nil {
 		return 0, err
 	}
 	defer release()
 	fr := &s.fr
+	fr.mu.Lock()
+	defer fr.mu.Unlock()
 	if fr.writer != "" {
 		return 0, errors.New("keystore: the journal is already started")
 	}
@@ -179,7 +197,7 @@ func (s *Store) StartJournal(o JournalOptions) (uint64, error) {
 	if fr.target <= 0 {
 		fr.target = bucketTarget
 	}
-	h, found, reason, err := s.readHead(s.db, o.Writer)
+	h, found, reason, err := s.readHead(s.eng, o.Writer)
 	if err != nil {
 		return 0, err
 	}
@@ -206,12 +224,12 @@ func (s *Store) StartJournal(o JournalOptions) (uint64, error) {
 		case found && h.lastSeq < o.Anchor:
 			return 0, &RollbackError{Writer: o.Writer, Head: h.lastSeq, Anchor: o.Anchor}
 		case found:
-			it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: journalKey(o.Writer, h.lastSeq+1), UpperBound: upperBound(journalPrefix(o.Writer))})
+			beyond := false
+			err := s.eng.Scan(journalKey(o.Writer, h.lastSeq+1), upperBound(journalPrefix(o.Writer)), func(_, _ []byte) (bool, error) {
+				beyond = true
+				return false, nil
+			})
 			if err != nil {
-				return 0, err
-			}
-			beyond := it.First()
-			if err := errors.Join(it.Error(), it.Close()); err != nil {
 				return 0, err
 			}
 			if beyond {
@@ -237,7 +255,8 @@ func (s *Store) StartJournal(o JournalOptions) (uint64, error) {
 	default:
 		return 0, fmt.Errorf("keystore: journal mode %d: %w", o.Mode, ErrInvalid)
 	}
-	fr.writer, fr.head, fr.on = o.Writer, h, true
+	fr.writer, fr.head = o.Writer, h
+	fr.on.Store(true)
 	fr.pending = int(min(h.lastSeq-h.ckptSeq, 1<<30))
 	fr.every = o.CheckpointEntries
 	if fr.every <= 0 {
@@ -257,7 +276,7 @@ func (s *Store) StartJournal(o JournalOptions) (uint64, error) {
 }
 
 // readHead reads writer w's head; reason says why it failed its check.
-func (s *Store) readHead(r getter, w string) (h headRecord, found bool, reason string, err error) {
+func (s *Store) readHead(r kv.Reader, w string) (h headRecord, found bool, reason string, err error) {
 	hk := headKey(w)
 	v, ok, err := get(r, hk)
 	if err != nil || !ok {
@@ -278,54 +297,119 @@ func (s *Store) readHead(r getter, w string) (h headRecord, found bool, reason s
 
 // rebaseline replaces writer w's checkpoint and journal with a checkpoint of
 // every record as found, at sequence number seq, and installs it; it
-// returns the number of records. The caller holds the write lock.
+// returns the number of records. The caller is in the read section and
+// holds fr.mu. The records are read from a view and the checkpoint is
+// written in one transaction (which reads the head, so that a concurrent
+// checkpoint or rebaseline of the same writer conflicts). On an engine with
+// transaction limits (etcd) a store too large for one transaction fails
+// with kv.ErrTooLarge.
 func (s *Store) rebaseline(w string, seq uint64) (int, error) {
-	all, err := s.scanRecords(s.db)
+	view, err := s.eng.View()
 	if err != nil {
-		return 0, err
+		return 0, s.engineErr("journal checkpoint: view", err)
 	}
-	b := s.db.NewBatch()
-	bits, count, digests, err := s.writeFull(b, s.db, w, all, seq, math.MaxUint64)
-	h := headRecord{lastSeq: seq, ckptSeq: seq, bits: bits, count: count, root: rootOf(bits, digests)}
+	all, err := s.scanRecords(view)
+	var b batch
+	var bits uint8
+	var count uint64
+	var digests map[uint32][sha256.Size]byte
 	if err == nil {
-		err = s.setHead(b, w, h)
+		bits, count, digests, err = s.writeFull(&b, view, w, all, seq, math.MaxUint64)
 	}
+	err = errors.Join(err, view.Close())
 	if err != nil {
-		_ = b.Close()
 		return 0, err
 	}
-	if err := s.commit(b, "journal checkpoint"); err != nil {
+	h := headRecord{lastSeq: seq, ckptSeq: seq, bits: bits, count: count, root: rootOf(bits, digests)}
+	if err := s.setHead(&b, w, h); err != nil {
+		return 0, err
+	}
+	err = s.transact("journal checkpoint", func(tx *writer) error {
+		if _, _, err := tx.b.Get(headKey(w)); err != nil { // read: a concurrent head change conflicts
+			return err
+		}
+		return b.apply(tx.b)
+	})
+	if err != nil {
 		return 0, err
 	}
 	s.fr.head, s.fr.digests, s.fr.gen = h, digests, s.fr.gen+1
 	return len(all), nil
 }
 
-// scanRecords returns the state of every record in r as found: its header
-// revision (and, for owner metadata, its digest).
-func (s *Store) scanRecords(r iterMaker) (map[string]jop, error) {
-	it, err := r.NewIter(nil)
-	if err != nil {
-		return nil, err
+// batch is writes collected before a transaction, applied to it by apply
+// (again on each attempt).
+type batch struct{ ops []batchOp }
+
+type batchOp struct {
+	k, v []byte
+	del  bool
+}
+
+// Set adds k = v; a later write of k wins.
+func (b *batch) Set(k, v []byte) { b.ops = append(b.ops, batchOp{k: k, v: v}) }
+
+// Delete adds the deletion of k.
+func (b *batch) Delete(k []byte) { b.ops = append(b.ops, batchOp{k: k, del: true}) }
+
+// apply writes b into tx in order; of several writes of one key the last
+// wins.
+func (b *batch) apply(tx kv.Txn) error {
+	last := make(map[string]int, len(b.ops))
+	for i, o := range b.ops {
+		last[string(o.k)] = i
 	}
-	all := map[string]jop{}
-	for ok := it.First(); ok; ok = it.Next() {
-		typ := typeAt(it.Key())
-		if typ == 0 {
+	for i, o := range b.ops {
+		if last[string(o.k)] != i {
 			continue
 		}
-		v, err := it.ValueAndErr()
-		if err != nil {
-			return nil, errors.Join(err, it.Close())
+		var err error
+		if o.del {
+			err = tx.Delete(o.k)
+		} else {
+			err = tx.Set(o.k, o.v)
 		}
-		o := jop{key: string(it.Key()), rev: headerRevision(v)}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// size is the number of distinct keys b writes and their bytes, as
+// kv.Limits counts them.
+func (b *batch) size() (ops, bytes int) {
+	seen := make(map[string]bool, len(b.ops))
+	for i := len(b.ops) - 1; i >= 0; i-- {
+		o := b.ops[i]
+		if seen[string(o.k)] {
+			continue
+		}
+		seen[string(o.k)] = true
+		ops++
+		bytes += len(o.k) + len(o.v)
+	}
+	return ops, bytes
+}
+
+// scanRecords returns the state of every record in r as found: its header
+// revision (and, for owner metadata, its digest).
+func (s *Store) scanRecords(r kv.Reader) (map[string]jop, error) {
+	all := map[string]jop{}
+	err := r.Scan(nil, nil, func(k, v []byte) (bool, error) {
+		typ := typeAt(k)
+		if typ == 0 {
+			return true, nil
+		}
+		o := jop{key: string(k), rev: headerRevision(v)}
 		if typ == RecordOwnerMeta {
 			d := sha256.Sum256(v)
 			o.digest = &d
 		}
 		all[o.key] = o
-	}
-	return all, errors.Join(it.Error(), it.Close())
+		return true, nil
+	})
+	return all, err
 }
 
 // bitsFor is the bucket bits for n records, target a bucket.
@@ -413,14 +497,14 @@ func gcDeletedKeys(all map[string]jop) {
 // writeFull adds to b a full checkpoint of all for writer w, its buckets
 // sealed at sequence number seq, replacing w's buckets in r and deleting its
 // journal entries up to dropUpTo; the caller adds the head.
-func (s *Store) writeFull(b *pebble.Batch, r iterMaker, w string, all map[string]jop, seq, dropUpTo uint64) (uint8, uint64, map[uint32][sha256.Size]byte, error) {
-	if err := s.eachKey(r, ckptPrefix(w), func(name string) { _ = b.Delete([]byte(ckptPrefix(w)+name), nil) }); err != nil {
+func (s *Store) writeFull(b *batch, r kv.Reader, w string, all map[string]jop, seq, dropUpTo uint64) (uint8, uint64, map[uint32][sha256.Size]byte, error) {
+	if err := s.eachKey(r, ckptPrefix(w), func(name string) { b.Delete([]byte(ckptPrefix(w) + name)) }); err != nil {
 		return 0, 0, nil, err
 	}
 	jp := journalPrefix(w)
 	err := s.eachKey(r, jp, func(name string) {
 		if len(name) != 8 || binary.BigEndian.Uint64([]byte(name)) <= dropUpTo {
-			_ = b.Delete([]byte(jp+name), nil)
+			b.Delete([]byte(jp + name))
 		}
 	})
 	if err != nil {
@@ -442,61 +526,130 @@ func (s *Store) writeFull(b *pebble.Batch, r iterMaker, w string, all map[string
 		if err != nil {
 			return 0, 0, nil, err
 		}
-		_ = b.Set(k, v, nil) // after the Delete above: the later write wins
+		b.Set(k, v) // after the Delete above: the later write wins
 		digests[i] = sha256.Sum256(p)
 	}
 	return bits, uint64(len(all)), digests, nil
 }
 
 // setHead adds writer w's head h to b.
-func (s *Store) setHead(b *pebble.Batch, w string, h headRecord) error {
+func (s *Store) setHead(b interface{ Set(k, v []byte) }, w string, h headRecord) error {
 	hv, err := s.sealSys(headKey(w), RecordJournalHead, h.encode(), h.lastSeq)
 	if err != nil {
 		return err
 	}
-	_ = b.Set(headKey(w), hv, nil)
+	b.Set(headKey(w), hv)
 	return nil
 }
 
 // Checkpoint folds this writer's journal into its checkpoint now (it also
-// runs by itself; see the top of this file). The work is done on a snapshot
-// without the write lock; only the commit takes it, so writes wait for one
-// batch, not for the checkpoint.
+// runs by itself; see the top of this file). The work is done on a
+// consistent view of the engine; only the commit is a write transaction,
+// which reads this writer's head and writes the buckets and the new head, so
+// writers wait for one transaction, not for the checkpoint. On an engine
+// with transaction limits (etcd) a checkpoint folds only as many entries as
+// fit in one transaction (see fitCheckpoint); the rest wait for the next.
 func (s *Store) Checkpoint() error {
 	s.fr.ckptMu.Lock()
 	defer s.fr.ckptMu.Unlock()
-	s.mu.Lock() // not inside the read section: Close takes mu, then waits for readers
-	fr := &s.fr
-	on, w, h, gen := fr.on, fr.writer, fr.head, fr.gen
-	digests := fr.digests // replaced, never changed in place
-	s.mu.Unlock()
-	if !on || h.lastSeq == h.ckptSeq {
+	if !s.fr.on.Load() {
 		return nil
 	}
 	release, err := s.read()
 	if err != nil {
 		return err
 	}
-	snap := s.db.NewSnapshot() // at least as recent as h
-	plan, err := s.prepareCheckpoint(snap, w, h, digests)
-	err = errors.Join(err, snap.Close())
-	release()
-	if err != nil {
-		if plan != nil {
-			_ = plan.b.Close()
-		}
-		return err
-	}
-	release, err = s.write()
-	if err != nil {
-		_ = plan.b.Close()
-		return err
-	}
 	defer release()
-	if fr.gen != gen { // the buckets changed meanwhile (a re-seal): the next run redoes it
-		return plan.b.Close()
+	return s.checkpoint(s.update)
+}
+
+// checkpoint prepares a checkpoint on a view and commits it through run
+// (update, or transact when the caller holds the store exclusively). A head
+// that changed its checkpoint meanwhile (another checkpoint, a rebaseline)
+// or buckets re-sealed meanwhile drop the prepared checkpoint: the next run
+// redoes it.
+func (s *Store) checkpoint(run func(string, func(*writer) error) error) error {
+	fr := &s.fr
+	fr.mu.Lock()
+	w, gen, digests := fr.writer, fr.gen, fr.digests // digests are replaced, never changed in place
+	fr.mu.Unlock()
+	view, err := s.eng.View()
+	if err != nil {
+		return s.engineErr("journal checkpoint: view", err)
 	}
-	return s.commitCheckpoint(plan)
+	h, found, reason, err := s.readHead(view, w)
+	if err == nil && (!found || reason != "") {
+		err = fmt.Errorf("keystore: the journal head of %s is missing or failed its check (%s): %w", w, reason, ErrJournalDamaged)
+	}
+	if err != nil || h.lastSeq == h.ckptSeq {
+		return errors.Join(err, view.Close())
+	}
+	if digests != nil && rootOf(h.bits, digests) != h.root {
+		digests = nil // another checkpoint of this writer since: read them from the view
+	}
+	plan, err := s.fitCheckpoint(view, w, h, digests)
+	if err = errors.Join(err, view.Close()); err != nil {
+		return err
+	}
+	var nh headRecord
+	stale := false
+	err = run("journal checkpoint", func(tx *writer) error {
+		stale = false
+		cur, found, reason, err := s.readHead(tx.b, w)
+		if err != nil {
+			return err
+		}
+		fr.mu.Lock()
+		g := fr.gen
+		fr.mu.Unlock()
+		if !found || reason != "" || cur.ckptSeq != h.ckptSeq || cur.bits != h.bits || cur.root != h.root || g != gen {
+			stale = true
+			return nil
+		}
+		nh = headRecord{lastSeq: cur.lastSeq, ckptSeq: plan.upto, bits: plan.bits, count: plan.count, root: rootOf(plan.bits, plan.digests)}
+		b := batch{ops: slices.Clip(plan.b.ops)} // setHead appends to a copy: plan.b serves the next attempt as it is
+		if err := s.setHead(&b, w, nh); err != nil {
+			return err
+		}
+		return b.apply(tx.b)
+	})
+	if err != nil || stale {
+		return err
+	}
+	fr.mu.Lock()
+	if nh.lastSeq >= fr.head.lastSeq {
+		fr.head = nh
+	} else {
+		fr.head.ckptSeq, fr.head.bits, fr.head.count, fr.head.root = nh.ckptSeq, nh.bits, nh.count, nh.root
+	}
+	fr.digests, fr.gen = plan.digests, fr.gen+1
+	fr.pending = int(min(fr.head.lastSeq-nh.ckptSeq, 1<<30))
+	fr.mu.Unlock()
+	s.log.Debug("keystore journal checkpoint", zap.String("writer", w), zap.Uint64("seq", nh.ckptSeq), zap.Uint64("records", nh.count))
+	return nil
+}
+
+// fitCheckpoint prepares the checkpoint of h's entries, or of as many of
+// the first of them as fit in one transaction of the engine (halving until
+// they do; one entry always fits, as it came from one transaction's records
+// and the buckets they touch are bounded by the re-bucketing).
+func (s *Store) fitCheckpoint(r kv.Reader, w string, h headRecord, digests map[uint32][sha256.Size]byte) (*ckptPlan, error) {
+	lim := s.eng.Limits()
+	upto := h.lastSeq
+	for {
+		plan, err := s.prepareCheckpoint(r, w, h, upto, digests, lim.MaxOps > 0 || lim.MaxBytes > 0)
+		if err != nil {
+			return nil, err
+		}
+		ops, bytes := plan.b.size()
+		ops++                  // the head
+		bytes += headLen + 200 // the head's key and frame
+		fits := (lim.MaxOps == 0 || ops <= lim.MaxOps) && (lim.MaxBytes == 0 || bytes <= lim.MaxBytes)
+		if fits || upto == h.ckptSeq+1 {
+			return plan, nil // one entry that does not fit: the commit reports kv.ErrTooLarge
+		}
+		upto = h.ckptSeq + (upto-h.ckptSeq)/2
+	}
 }
 
 func (s *Store) checkpointLoop(stop, wake <-chan struct{}, done chan<- struct{}, interval time.Duration) {
@@ -517,40 +670,36 @@ func (s *Store) checkpointLoop(stop, wake <-chan struct{}, done chan<- struct{},
 }
 
 // haltJournal stops the checkpoint loop (Close calls it before taking the
-// write lock, which the loop takes).
+// store exclusively, which would wait for the loop's checkpoint).
 func (s *Store) haltJournal() {
-	s.mu.Lock()
+	s.fr.mu.Lock()
 	stop, done := s.fr.stop, s.fr.done
 	s.fr.stop = nil
-	s.mu.Unlock()
+	s.fr.mu.Unlock()
 	if stop != nil {
 		close(stop)
 		<-done
 	}
 }
 
-// finalCheckpoint is Close's checkpoint; the caller holds the write lock.
+// finalCheckpoint is Close's checkpoint; the caller holds the store
+// exclusively (life), so no write runs meanwhile.
 func (s *Store) finalCheckpoint() {
-	fr := &s.fr
-	if !fr.on || s.Failed() != nil || fr.head.lastSeq == fr.head.ckptSeq {
+	if !s.fr.on.Load() || s.Failed() != nil {
 		return
 	}
-	plan, err := s.prepareCheckpoint(s.db, fr.writer, fr.head, fr.digests)
-	if err == nil {
-		err = s.commitCheckpoint(plan)
-	} else if plan != nil {
-		_ = plan.b.Close()
-	}
-	if err != nil {
+	s.fr.ckptMu.Lock()
+	defer s.fr.ckptMu.Unlock()
+	if err := s.checkpoint(s.transact); err != nil {
 		s.log.Error("keystore journal checkpoint at close failed; the journal keeps its entries", zap.Error(err))
 	}
 }
 
-// ckptPlan is a prepared checkpoint: a batch with the buckets rewritten and
-// the journal entries up to upto deleted, and the new checkpoint's shape.
+// ckptPlan is a prepared checkpoint: the writes of the buckets rewritten and
+// of the deletion of the journal entries up to upto, and the new
+// checkpoint's shape.
 type ckptPlan struct {
-	b       *pebble.Batch
-	w       string
+	b       batch
 	upto    uint64
 	bits    uint8
 	count   uint64
@@ -558,15 +707,21 @@ type ckptPlan struct {
 }
 
 // prepareCheckpoint prepares the checkpoint of writer w's journal entries
-// after h's checkpoint up to h.lastSeq, reading r (a snapshot at least as
-// recent as h); digests are the current buckets' (nil: read them from r).
-func (s *Store) prepareCheckpoint(r reader, w string, h headRecord, digests map[uint32][sha256.Size]byte) (*ckptPlan, error) {
+// after h's checkpoint up to upto (at most h.lastSeq), reading r (a view at
+// least as recent as h); digests are the current buckets' (nil: read them
+// from r). limited (an engine with transaction limits): re-bucket only when
+// all of the entries are folded, and not when the full rewrite would exceed
+// the limits.
+func (s *Store) prepareCheckpoint(r kv.Reader, w string, h headRecord, upto uint64, digests map[uint32][sha256.Size]byte, limited bool) (*ckptPlan, error) {
 	entries, probs, err := s.scanJournal(r, w, h, true)
 	if err != nil {
 		return nil, err
 	}
 	if len(probs) > 0 {
 		return nil, fmt.Errorf("keystore: journal %s: %s %s: %s: %w", w, probs[0].Type, probs[0].Name, probs[0].Reason, ErrJournalDamaged)
+	}
+	if n := upto - h.ckptSeq; n < uint64(len(entries)) {
+		entries = entries[:n]
 	}
 	if digests == nil {
 		d, reason, err := s.loadDigests(r, w, h)
@@ -578,7 +733,7 @@ func (s *Store) prepareCheckpoint(r reader, w string, h headRecord, digests map[
 		}
 		digests = d
 	}
-	plan := &ckptPlan{b: s.db.NewBatch(), w: w, upto: h.lastSeq}
+	plan := &ckptPlan{upto: upto}
 	// The records after this checkpoint: at most the count plus what the
 	// entries add (deciding on the count before them alone would leave a
 	// store that stops writing under-bucketed until its next checkpoint).
@@ -586,44 +741,36 @@ func (s *Store) prepareCheckpoint(r reader, w string, h headRecord, digests map[
 	for _, ops := range entries {
 		upper += uint64(len(ops))
 	}
-	if upper > uint64(s.fr.target*bucketGrow)<<h.bits && h.bits < maxBucketBits { //nolint:gosec // target > 0
+	if upper > uint64(s.fr.target*bucketGrow)<<h.bits && h.bits < maxBucketBits && (upto == h.lastSeq || !limited) { //nolint:gosec // target > 0
 		// Re-bucket: the average bucket has grown past bucketGrow times the target.
 		all, probs, err := s.readWriter(r, w, h, true)
 		if err == nil && len(probs) > 0 {
 			err = fmt.Errorf("keystore: journal %s: %s: %w", w, probs[0].Reason, ErrJournalDamaged)
 		}
-		if err == nil {
-			plan.bits, plan.count, plan.digests, err = s.writeFull(plan.b, r, w, all, h.lastSeq, h.lastSeq)
+		if err != nil {
+			return nil, err
 		}
-		return plan, err
+		plan.bits, plan.count, plan.digests, err = s.writeFull(&plan.b, r, w, all, h.lastSeq, h.lastSeq)
+		if err != nil {
+			return nil, err
+		}
+		lim := s.eng.Limits()
+		ops, bytes := plan.b.size()
+		if (lim.MaxOps == 0 || ops < lim.MaxOps) && (lim.MaxBytes == 0 || bytes+headLen+200 <= lim.MaxBytes) {
+			return plan, nil
+		}
+		// Too large for one transaction of this engine: fold into the
+		// current buckets instead (they grow past the target).
+		plan = &ckptPlan{upto: upto}
 	}
 	plan.bits = h.bits
-	plan.count, plan.digests, err = s.checkpointBuckets(plan.b, r, w, h, entries, digests)
+	plan.count, plan.digests, err = s.checkpointBuckets(&plan.b, r, w, h, upto, entries, digests)
 	return plan, err
-}
-
-// commitCheckpoint commits a prepared checkpoint with the new head; the
-// caller holds the write lock. The head keeps the journal's last sequence
-// number, which may have moved past the plan's: those entries stay.
-func (s *Store) commitCheckpoint(plan *ckptPlan) error {
-	fr := &s.fr
-	nh := headRecord{lastSeq: fr.head.lastSeq, ckptSeq: plan.upto, bits: plan.bits, count: plan.count, root: rootOf(plan.bits, plan.digests)}
-	if err := s.setHead(plan.b, plan.w, nh); err != nil {
-		_ = plan.b.Close()
-		return err
-	}
-	if err := s.commit(plan.b, "journal checkpoint"); err != nil {
-		return err
-	}
-	fr.head, fr.digests, fr.gen = nh, plan.digests, fr.gen+1
-	fr.pending = int(min(nh.lastSeq-nh.ckptSeq, 1<<30))
-	s.log.Debug("keystore journal checkpoint", zap.String("writer", plan.w), zap.Uint64("seq", nh.ckptSeq), zap.Uint64("records", nh.count))
-	return nil
 }
 
 // checkpointBuckets adds to b the rewrite of the buckets entries touch and
 // the deletion of the entries, and returns the new count and digests.
-func (s *Store) checkpointBuckets(b *pebble.Batch, r getter, w string, h headRecord, entries [][]jop, cur map[uint32][sha256.Size]byte) (uint64, map[uint32][sha256.Size]byte, error) {
+func (s *Store) checkpointBuckets(b *batch, r kv.Reader, w string, h headRecord, upto uint64, entries [][]jop, cur map[uint32][sha256.Size]byte) (uint64, map[uint32][sha256.Size]byte, error) {
 	dirty := map[uint32][]jop{}
 	for _, ops := range entries {
 		for _, o := range ops {
@@ -659,7 +806,7 @@ func (s *Store) checkpointBuckets(b *pebble.Batch, r getter, w string, h headRec
 		}
 		count = count - before + uint64(len(st))
 		if len(st) == 0 {
-			_ = b.Delete(k, nil)
+			b.Delete(k)
 			delete(digests, i)
 			continue
 		}
@@ -669,22 +816,22 @@ func (s *Store) checkpointBuckets(b *pebble.Batch, r getter, w string, h headRec
 		}
 		sortOps(list)
 		p := encodeBucket(h.bits, i, list)
-		v, err := s.sealSys(k, RecordCheckpoint, p, h.lastSeq)
+		v, err := s.sealSys(k, RecordCheckpoint, p, upto)
 		if err != nil {
 			return 0, nil, err
 		}
-		_ = b.Set(k, v, nil)
+		b.Set(k, v)
 		digests[i] = sha256.Sum256(p)
 	}
-	for seq := h.ckptSeq + 1; seq <= h.lastSeq; seq++ {
-		_ = b.Delete(journalKey(w, seq), nil)
+	for seq := h.ckptSeq + 1; seq <= upto; seq++ {
+		b.Delete(journalKey(w, seq))
 	}
 	return count, digests, nil
 }
 
 // readBucket reads and checks bucket i (at k) against the digest the root
 // covers; an absent bucket is empty.
-func (s *Store) readBucket(r getter, k []byte, bits uint8, i uint32, digests map[uint32][sha256.Size]byte) (map[string]jop, error) {
+func (s *Store) readBucket(r kv.Reader, k []byte, bits uint8, i uint32, digests map[uint32][sha256.Size]byte) (map[string]jop, error) {
 	v, ok, err := get(r, k)
 	if err != nil {
 		return nil, err
@@ -724,7 +871,7 @@ func (s *Store) readBucket(r getter, k []byte, bits uint8, i uint32, digests map
 
 // loadDigests reads the digests of writer w's checkpoint buckets and checks
 // them against the head's root.
-func (s *Store) loadDigests(r iterMaker, w string, h headRecord) (map[uint32][sha256.Size]byte, string, error) {
+func (s *Store) loadDigests(r kv.Reader, w string, h headRecord) (map[uint32][sha256.Size]byte, string, error) {
 	digests := map[uint32][sha256.Size]byte{}
 	reason := ""
 	p := ckptPrefix(w)
@@ -760,7 +907,7 @@ func (s *Store) loadDigests(r iterMaker, w string, h headRecord) (map[uint32][sh
 //
 // With later, entries beyond the head are no problem: a checkpoint reads a
 // snapshot taken after it read the head, and writers may have gone on.
-func (s *Store) scanJournal(r iterMaker, w string, h headRecord, later bool) (entries [][]jop, probs []Failure, err error) {
+func (s *Store) scanJournal(r kv.Reader, w string, h headRecord, later bool) (entries [][]jop, probs []Failure, err error) {
 	p := journalPrefix(w)
 	next := h.ckptSeq + 1
 	prob := func(name, format string, args ...any) {
@@ -823,7 +970,7 @@ func (s *Store) scanJournal(r iterMaker, w string, h headRecord, later bool) (en
 
 // readWriter reads writer w's whole state: its checkpoint, then its journal
 // applied in order.
-func (s *Store) readWriter(r iterMaker, w string, h headRecord, later bool) (map[string]jop, []Failure, error) {
+func (s *Store) readWriter(r kv.Reader, w string, h headRecord, later bool) (map[string]jop, []Failure, error) {
 	var probs []Failure
 	all := map[string]jop{}
 	digests := map[uint32][sha256.Size]byte{}
@@ -874,54 +1021,110 @@ func (s *Store) readWriter(r iterMaker, w string, h headRecord, later bool) (map
 	return all, probs, nil
 }
 
-// resealJournal re-authenticates, in one batch, the freshness records of
-// every writer that are under profile but not under its active main key
-// version (Reseal: a rotation of the namespace profile's main key). A record
-// that fails its check is left as it is.
+// resealJournal re-authenticates the freshness records of every writer
+// that are under profile but not under its active main key version
+// (Reseal: a rotation of the namespace profile's main key). A record that
+// fails its check is left as it is. The stale records are listed on a view
+// and re-sealed in transactions of at most batchSize records (and, on an
+// engine with a byte limit, half of it), each re-reading its records inside
+// the transaction: a record is re-sealed alone (its seal covers its own
+// bytes; a bucket's digest in the head covers its payload, not its seal),
+// and a checkpoint committed meanwhile makes the transaction that read what
+// it rewrote conflict and run again. Every transaction bumps the bucket
+// generation, so that a checkpoint prepared before it, with buckets sealed
+// under the old version, is dropped.
 func (s *Store) resealJournal(profile string) (int, error) {
-	release, err := s.write()
-	if err != nil {
-		return 0, err
-	}
-	defer release()
 	ver, key, err := s.auth.Load().a.ActiveRecordKey(profile)
 	if err != nil {
 		return 0, err
 	}
 	clear(key)
-	b := s.db.NewBatch()
-	n := 0
+	type stale struct {
+		k    []byte
+		typ  RecordType
+		size int
+	}
+	var list []stale
+	release, err := s.read()
+	if err != nil {
+		return 0, err
+	}
+	view, err := s.eng.View()
+	if err != nil {
+		release()
+		return 0, s.engineErr("re-seal the journal: view", err)
+	}
 	for _, p := range []struct {
 		prefix string
 		typ    RecordType
 	}{{pfxHead, RecordJournalHead}, {pfxJournal, RecordJournal}, {pfxCkpt, RecordCheckpoint}} {
-		err := s.eachRecord(s.db, p.prefix, func(k, v []byte) error {
-			f, _, _, perr := parseFrame(v)
-			if perr != nil || f.profile != profile || f.mkVersion == ver {
-				return nil
+		err = s.eachRecord(view, p.prefix, func(k, v []byte) error {
+			if f, _, _, perr := parseFrame(v); perr == nil && f.profile == profile && f.mkVersion != ver {
+				list = append(list, stale{k, p.typ, len(k) + len(v)})
 			}
-			if _, reason, err := s.openSys(k, v, p.typ); err != nil || reason != "" {
-				return err
-			}
-			nv, err := s.sealV2(k, p.typ, profile, f.payload, f.revision)
-			if err != nil {
-				return err
-			}
-			_ = b.Set(k, nv, nil)
-			n++
 			return nil
 		})
 		if err != nil {
-			_ = b.Close()
-			return 0, err
+			break
 		}
 	}
-	if n == 0 {
-		return 0, b.Close()
-	}
-	if err := s.commit(b, "re-seal the journal of profile "+profile); err != nil {
+	err = errors.Join(err, view.Close())
+	release()
+	if err != nil {
 		return 0, err
 	}
-	s.fr.gen++ // a checkpoint prepared before holds buckets sealed under the old version
+	maxBytes := s.eng.Limits().MaxBytes / 2
+	n := 0
+	for len(list) > 0 {
+		end, bytes := 0, 0
+		for end < len(list) && end < s.batchSize() && (maxBytes == 0 || end == 0 || bytes+list[end].size <= maxBytes) {
+			bytes += list[end].size
+			end++
+		}
+		batch := list[:end]
+		list = list[end:]
+		m := 0
+		err := s.update("re-seal the journal of profile "+profile, func(tx *writer) error {
+			m = 0
+			s.fr.mu.Lock()
+			s.fr.gen++ // a checkpoint prepared before holds buckets sealed under the old version
+			s.fr.mu.Unlock()
+			for _, r := range batch {
+				v, ok, err := get(tx.b, r.k)
+				if err != nil {
+					return err
+				}
+				if !ok {
+					continue // folded or deleted by a checkpoint meanwhile
+				}
+				f, _, _, perr := parseFrame(v)
+				if perr != nil || f.profile != profile || f.mkVersion == ver {
+					continue
+				}
+				if _, reason, err := s.openSys(r.k, v, r.typ); err != nil || reason != "" {
+					if err != nil {
+						return err
+					}
+					continue
+				}
+				nv, err := s.sealV2(r.k, r.typ, profile, f.payload, f.revision)
+				if err != nil {
+					return err
+				}
+				if err := tx.b.Set(r.k, nv); err != nil {
+					return err
+				}
+				m++
+			}
+			return nil
+		})
+		n += m
+		if err != nil {
+			return n, err
+		}
+		s.fr.mu.Lock()
+		s.fr.gen++
+		s.fr.mu.Unlock()
+	}
 	return n, nil
 }

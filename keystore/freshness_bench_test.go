@@ -45,11 +45,11 @@ func BenchmarkCreateKeyJournal(b *testing.B) {
 func populate(t testing.TB, s *Store, n int) {
 	t.Helper()
 	for i := 0; i < n; i += 1000 {
-		release, err := s.write()
+		tx, err := s.eng.Begin()
 		if err != nil {
 			t.Fatal(err)
 		}
-		w := s.newWriter()
+		w := s.newWriter(tx)
 		for j := i; j < min(n, i+1000); j++ {
 			k := testKey(testID(j))
 			val, err := encodeKey(k)
@@ -71,7 +71,6 @@ func populate(t testing.TB, s *Store, n int) {
 		}
 		err = w.commit("populate")
 		w.close()
-		release()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -119,7 +118,7 @@ func TestStartupCostLargeStore(t *testing.T) {
 		}
 	})
 	var size, buckets int
-	if err := s.eachRecord(s.db, pfxCkpt, func(_, v []byte) error { size += len(v); buckets++; return nil }); err != nil {
+	if err := s.eachRecord(s.eng, pfxCkpt, func(_, v []byte) error { size += len(v); buckets++; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("checkpoint: %d buckets (bits %d), %d bytes (%.1f bytes a record)", buckets, s.fr.head.bits, size, float64(size)/float64(4*n))
@@ -129,7 +128,10 @@ func TestStartupCostLargeStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	timed("rebuilding the expected state alone (checkpoint only)", func() {
-		snap := s.db.NewSnapshot()
+		snap, err := s.eng.View()
+		if err != nil {
+			t.Fatal(err)
+		}
 		defer closeT(t, snap)
 		e, err := s.expectations(snap)
 		if err != nil || !e.compare || len(e.state) != 4*n {

@@ -691,9 +691,9 @@ func TestCheckpointsKeepTheState(t *testing.T) {
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		s.mu.Lock()
+		s.fr.mu.Lock()
 		bits, pending := s.fr.head.bits, s.fr.pending
-		s.mu.Unlock()
+		s.fr.mu.Unlock()
 		if bits > startBits && pending < 7 {
 			break
 		}

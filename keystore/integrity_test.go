@@ -4,14 +4,14 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
-	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
@@ -19,7 +19,7 @@ import (
 
 func rawGet(t *testing.T, s *Store, k []byte) []byte {
 	t.Helper()
-	v, ok, err := get(s.db, k)
+	v, ok, err := get(s.eng, k)
 	if err != nil || !ok {
 		t.Fatalf("raw %q: %v %v", k, ok, err)
 	}
@@ -28,7 +28,12 @@ func rawGet(t *testing.T, s *Store, k []byte) []byte {
 
 func rawSet(t *testing.T, s *Store, k, v []byte) {
 	t.Helper()
-	if err := s.db.Set(k, v, pebble.Sync); err != nil {
+	tx, err := s.eng.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Discard()
+	if err := errors.Join(tx.Set(k, v), tx.Commit()); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -45,14 +50,10 @@ type integrityFixture struct {
 	past, soon time.Time
 }
 
-func newIntegrityFixture(t *testing.T) *integrityFixture {
+func newIntegrityFixture(t *testing.T, env *storeEnv) *integrityFixture {
 	core, logs := observer.New(zapcore.DebugLevel)
 	auth := newTestAuth()
-	s, err := Open("keystore", Options{FS: vfs.NewMem(), Logger: zap.New(core), Authenticator: auth, Namespace: "default"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { closeT(t, s) })
+	s := env.fresh(t).storeWith(t, Options{Logger: zap.New(core), Authenticator: auth, Namespace: "default"})
 	fx := &integrityFixture{s: s, auth: auth, a: testID(1), b: testID(2), c: testID(3), d: testID(4), e: testID(5), logs: logs,
 		past: time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC), soon: time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC)}
 	for _, id := range []string{fx.a, fx.b, fx.c} {
@@ -171,8 +172,7 @@ func (fx *integrityFixture) verifyLists(t *testing.T, want ...[]byte) {
 // attacker with write access to the storage could (or a bug, or a restored
 // backup): every read of it is refused with ErrIntegrity, the other keys
 // keep working, and Verify lists exactly the damaged records.
-func TestTamperingIsDetected(t *testing.T) {
-	t.Parallel()
+func testTamperingIsDetected(t *testing.T, env *storeEnv) {
 	types := []RecordType{RecordKey, RecordAlias, RecordAliasIndex, RecordTag, RecordPurgeIndex, RecordMeta}
 	attacks := []struct {
 		name string
@@ -263,7 +263,7 @@ func TestTamperingIsDetected(t *testing.T) {
 		for _, at := range attacks {
 			t.Run(typ.String()+"/"+at.name, func(t *testing.T) {
 				t.Parallel()
-				fx := newIntegrityFixture(t)
+				fx := newIntegrityFixture(t, env)
 				before := fx.s.IntegrityFailures()
 				damaged := at.damage(t, fx, typ)
 				for _, k := range damaged {
@@ -281,9 +281,8 @@ func TestTamperingIsDetected(t *testing.T) {
 // TestIntegrityFailureIsLogged: one error-level line per damaged record
 // (repeats within reportEvery are counted, not logged), naming the record
 // type, the record and the key, never the content.
-func TestIntegrityFailureIsLogged(t *testing.T) {
-	t.Parallel()
-	fx := newIntegrityFixture(t)
+func testIntegrityFailureIsLogged(t *testing.T, env *storeEnv) {
+	fx := newIntegrityFixture(t, env)
 	k := keyKey(fx.a)
 	v := rawGet(t, fx.s, k)
 	rawSet(t, fx.s, k, bytes.Replace(v, []byte(`"exportable":false`), []byte(`"exportable":true `), 1))
@@ -317,11 +316,10 @@ func TestIntegrityFailureIsLogged(t *testing.T) {
 // check cannot do on its own, without the journal (see the package comment;
 // freshness_test.go covers the journal): a process that has never seen the
 // newer revision accepts the older copy.
-func TestReplayAcrossRestartIsNotDetected(t *testing.T) {
-	t.Parallel()
-	fs := vfs.NewMem()
+func testReplayAcrossRestartIsNotDetected(t *testing.T, env *storeEnv) {
+	loc := env.fresh(t)
 	auth := newTestAuth()
-	s, err := Open("keystore", Options{FS: fs, Authenticator: auth, Namespace: "default"})
+	s, err := loc.open(Options{Authenticator: auth, Namespace: "default"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -333,11 +331,7 @@ func TestReplayAcrossRestartIsNotDetected(t *testing.T) {
 		t.Fatal(err)
 	}
 	closeT(t, s)
-	s, err = Open("keystore", Options{FS: fs, Authenticator: auth, Namespace: "default"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeT(t, s)
+	s = loc.storeWith(t, Options{Authenticator: auth, Namespace: "default"})
 	rawSet(t, s, keyKey(testID(1)), old)
 	if k, err := s.GetKey(testID(1)); err != nil || !k.Enabled || k.Revision != 1 {
 		t.Fatalf("older copy after a restart: %+v %v", k, err)
@@ -355,9 +349,8 @@ func TestReplayAcrossRestartIsNotDetected(t *testing.T) {
 // TestRacingReaderIsNoReplay: a reader that read a record just before a
 // writer committed a newer revision (and raised the mark) is not taken for
 // a replay: it re-reads the record.
-func TestRacingReaderIsNoReplay(t *testing.T) {
-	t.Parallel()
-	fx := newIntegrityFixture(t)
+func testRacingReaderIsNoReplay(t *testing.T, env *storeEnv) {
+	fx := newIntegrityFixture(t, env)
 	s := fx.s
 	k := keyKey(fx.a)
 	stale := rawGet(t, s, k) // what a reader got before the update landed
@@ -378,9 +371,8 @@ func TestRacingReaderIsNoReplay(t *testing.T) {
 // TestOwnerMetaIsNotAuthenticated: custody's and the ceremonies' records are
 // framed but left to their owners (see ownerMetaPrefixes), and a service
 // record cannot pass as one, nor one as a service record.
-func TestOwnerMetaIsNotAuthenticated(t *testing.T) {
-	t.Parallel()
-	fx := newIntegrityFixture(t)
+func testOwnerMetaIsNotAuthenticated(t *testing.T, env *storeEnv) {
+	fx := newIntegrityFixture(t, env)
 	s := fx.s
 	k := metaKey("custody/region")
 	v := rawGet(t, s, k)
@@ -406,9 +398,8 @@ func TestOwnerMetaIsNotAuthenticated(t *testing.T) {
 // TestRetiredVersionIsRefused: records under a main key version the
 // appliance no longer holds fail, unless Reseal moved them first; Reseal
 // moves every record of the profile and only those.
-func TestRetiredVersionIsRefused(t *testing.T) {
-	t.Parallel()
-	fx := newIntegrityFixture(t)
+func testRetiredVersionIsRefused(t *testing.T, env *storeEnv) {
+	fx := newIntegrityFixture(t, env)
 	s := fx.s
 	other := testKey(testID(9))
 	other.Profile = "other"
@@ -474,5 +465,64 @@ func TestRecordNamePurge(t *testing.T) {
 		if typ != RecordPurgeIndex || name != tc.wantName || keyID != tc.wantKeyID {
 			t.Errorf("%s: recordName = %v, %q, %q; want %v, %q, %q", tc.name, typ, name, keyID, RecordPurgeIndex, tc.wantName, tc.wantKeyID)
 		}
+	}
+}
+
+// testConcurrentUpdatesAreNoReplay: writers update one key over and over
+// (each read-modify-write reading what the write before it left, possibly
+// not yet durable) while readers read it: no reader ever takes a record for
+// a replayed copy, and the key ends at the revision the updates add up to.
+func testConcurrentUpdatesAreNoReplay(t *testing.T, env *storeEnv) {
+	s := env.store(t)
+	id := testID(1)
+	if err := s.CreateKey(testKey(id), []Tag{{"n", "0"}}, "alias/one"); err != nil {
+		t.Fatal(err)
+	}
+	const writers, each = 4, 25
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	var readers sync.WaitGroup
+	for range 2 {
+		readers.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := s.GetKey(id); err != nil {
+					t.Error(err)
+					return
+				}
+				if _, _, err := s.ListTags(id, "", 0); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				if _, err := s.UpdateKey(id, func(k *Key) error { k.Enabled = !k.Enabled; return nil }); err != nil {
+					t.Error(err)
+					return
+				}
+				if err := s.TagKey(id, []Tag{{"n", fmt.Sprint(w*each + i)}}, 0); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	readers.Wait()
+	k, err := s.GetKey(id)
+	if err != nil || k.Revision != 1+writers*each {
+		t.Fatalf("key after %d updates: %v %v", writers*each, k, err)
+	}
+	if n := s.IntegrityFailures(); n != 0 {
+		t.Fatalf("%d integrity failures under concurrent updates", n)
 	}
 }

@@ -243,14 +243,14 @@ func (s *Store) openSys(k, v []byte, typ RecordType) (f frame, reason string, er
 	return f, "", nil
 }
 
-// The writer's part: every write batch notes what it writes and deletes,
-// and commit appends one journal entry and the new head to the batch (see
-// writer in frame.go). A batch that writes no record (a format 1
+// The writer's part: every write transaction notes what it writes and
+// deletes, and commit adds one journal entry and the new head to the
+// transaction (see writer in frame.go). A transaction that writes no record (a format 1
 // migration's, whose records the first checkpoint covers) adds nothing.
 
 // note records that the batch writes value v of type typ at k, revision rev.
 func (w *writer) note(k []byte, typ RecordType, rev uint64, v []byte) {
-	if !w.s.fr.on {
+	if !w.s.fr.on.Load() {
 		return
 	}
 	o := jop{key: string(k), rev: rev}
@@ -264,49 +264,73 @@ func (w *writer) note(k []byte, typ RecordType, rev uint64, v []byte) {
 // noteDel records that the batch deletes the record at k, whose last
 // revision was rev (0 when unknown).
 func (w *writer) noteDel(k []byte, rev uint64) {
-	if w.s.fr.on {
+	if w.s.fr.on.Load() {
 		w.ops = append(w.ops, jop{key: string(k), rev: rev, del: true})
 	}
 }
 
-// journal appends the batch's journal entry and the writer's new head to
-// the batch; it returns the entry's sequence number, 0 when there is none.
-// The caller holds the write lock.
+// journal adds the transaction's journal entry and the writer's new head
+// to the transaction; it returns the entry's sequence number, 0 when there
+// is none. The head is read inside the transaction: the entry's sequence
+// number follows the head the transaction commits over (two transactions
+// of this process that would take the same number conflict on the head, and
+// one runs again; on Pebble they never run at once). The head is this
+// writer's own key, so writers on different appliances sharing an etcd
+// cluster never touch one another's.
 func (w *writer) journal() (uint64, error) {
 	fr := &w.s.fr
-	if !fr.on || len(w.ops) == 0 {
+	if !fr.on.Load() || len(w.ops) == 0 {
 		return 0, nil
 	}
-	seq := fr.head.lastSeq + 1
+	h, found, reason, err := w.s.readHead(w.b, fr.writer)
+	if err != nil {
+		return 0, fmt.Errorf("keystore: journal head: %w", err)
+	}
+	if !found || reason != "" {
+		if reason == "" {
+			reason = "missing"
+		}
+		return 0, fmt.Errorf("keystore: the journal head of %s: %s: %w", fr.writer, reason, ErrJournalDamaged)
+	}
+	seq := h.lastSeq + 1
 	jk := journalKey(fr.writer, seq)
 	jv, err := w.s.sealSys(jk, RecordJournal, encodeOps(w.ops), seq)
 	if err != nil {
 		return 0, fmt.Errorf("keystore: journal entry: %w", err)
 	}
-	h := fr.head
 	h.lastSeq = seq
 	hk := headKey(fr.writer)
 	hv, err := w.s.sealSys(hk, RecordJournalHead, h.encode(), seq)
 	if err != nil {
 		return 0, fmt.Errorf("keystore: journal head: %w", err)
 	}
-	_ = w.b.Set(jk, jv, nil)
-	_ = w.b.Set(hk, hv, nil)
+	if err := w.b.Set(jk, jv); err != nil {
+		return 0, err
+	}
+	if err := w.b.Set(hk, hv); err != nil {
+		return 0, err
+	}
+	w.head = h
 	return seq, nil
 }
 
-// journaled records that entry seq committed; the caller holds the write
-// lock.
+// journaled records that entry seq committed (with head w.head).
 func (w *writer) journaled(seq uint64) {
 	if seq == 0 {
 		return
 	}
 	fr := &w.s.fr
-	fr.head.lastSeq = seq
-	fr.seq.Store(seq)
+	fr.mu.Lock()
+	if seq > fr.head.lastSeq {
+		fr.head = w.head
+	}
 	fr.pending++
+	kick := fr.pending >= fr.every
+	fr.mu.Unlock()
+	for cur := fr.seq.Load(); seq > cur && !fr.seq.CompareAndSwap(cur, seq); cur = fr.seq.Load() {
+	}
 	w.s.repaired(w.ops)
-	if fr.pending >= fr.every {
+	if kick {
 		fr.kick()
 	}
 }

@@ -8,8 +8,9 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/cockroachdb/pebble/v2"
 	"go.uber.org/zap"
+
+	"payhsm/keystore/kv"
 )
 
 // defaultPageSize is used when a listing's max is <= 0.
@@ -48,54 +49,49 @@ func (s *Store) CreateKey(k *Key, tags []Tag, alias string) error {
 	if alias != "" && !validName(alias) {
 		return fmt.Errorf("keystore: create key %s: alias name: %w", k.ID, ErrInvalid)
 	}
-	done, err := s.write()
-	if err != nil {
-		return err
-	}
-	defer done()
-
-	if _, ok, err := get(s.db, keyKey(k.ID)); err != nil {
-		return fmt.Errorf("keystore: create key %s: %w", k.ID, err)
-	} else if ok {
-		return fmt.Errorf("keystore: create key %s: key: %w", k.ID, ErrExists)
-	}
-	if alias != "" {
-		if _, ok, err := get(s.db, aliasKey(alias)); err != nil {
-			return fmt.Errorf("keystore: create key %s: %w", k.ID, err)
-		} else if ok {
-			return fmt.Errorf("keystore: create key %s: alias %q: %w", k.ID, alias, ErrExists)
-		}
-	}
-
 	val, err := encodeKey(k)
 	if err != nil {
 		return err
 	}
-	w := s.newWriter()
-	defer w.close()
-	rev, err := w.set(keyKey(k.ID), RecordKey, k.Profile, val, 0)
+	var rev uint64
+	err = s.update("create key "+k.ID, func(w *writer) error {
+		if _, ok, err := get(w.b, keyKey(k.ID)); err != nil {
+			return fmt.Errorf("keystore: create key %s: %w", k.ID, err)
+		} else if ok {
+			return fmt.Errorf("keystore: create key %s: key: %w", k.ID, ErrExists)
+		}
+		if alias != "" {
+			if _, ok, err := get(w.b, aliasKey(alias)); err != nil {
+				return fmt.Errorf("keystore: create key %s: %w", k.ID, err)
+			} else if ok {
+				return fmt.Errorf("keystore: create key %s: alias %q: %w", k.ID, alias, ErrExists)
+			}
+		}
+		var err error
+		if rev, err = w.set(keyKey(k.ID), RecordKey, k.Profile, val, 0); err != nil {
+			return fmt.Errorf("keystore: create key %s: %w", k.ID, err)
+		}
+		if p := purgeEntry(k); p != nil {
+			if _, err := w.set(p, RecordPurgeIndex, "", nil, 0); err != nil {
+				return fmt.Errorf("keystore: create key %s: %w", k.ID, err)
+			}
+		}
+		for _, t := range tags {
+			if _, err := w.set(tagKey(k.ID, t.Key), RecordTag, "", []byte(t.Value), 0); err != nil {
+				return fmt.Errorf("keystore: create key %s: %w", k.ID, err)
+			}
+		}
+		if alias != "" {
+			if _, err := w.set(aliasKey(alias), RecordAlias, "", encodeAlias(k.ID), 0); err != nil {
+				return fmt.Errorf("keystore: create key %s: %w", k.ID, err)
+			}
+			if _, err := w.set(byKeyKey(k.ID, alias), RecordAliasIndex, "", nil, 0); err != nil {
+				return fmt.Errorf("keystore: create key %s: %w", k.ID, err)
+			}
+		}
+		return nil
+	})
 	if err != nil {
-		return fmt.Errorf("keystore: create key %s: %w", k.ID, err)
-	}
-	if p := purgeEntry(k); p != nil {
-		if _, err := w.set(p, RecordPurgeIndex, "", nil, 0); err != nil {
-			return fmt.Errorf("keystore: create key %s: %w", k.ID, err)
-		}
-	}
-	for _, t := range tags {
-		if _, err := w.set(tagKey(k.ID, t.Key), RecordTag, "", []byte(t.Value), 0); err != nil {
-			return fmt.Errorf("keystore: create key %s: %w", k.ID, err)
-		}
-	}
-	if alias != "" {
-		if _, err := w.set(aliasKey(alias), RecordAlias, "", encodeAlias(k.ID), 0); err != nil {
-			return fmt.Errorf("keystore: create key %s: %w", k.ID, err)
-		}
-		if _, err := w.set(byKeyKey(k.ID, alias), RecordAliasIndex, "", nil, 0); err != nil {
-			return fmt.Errorf("keystore: create key %s: %w", k.ID, err)
-		}
-	}
-	if err := w.commit("create key " + k.ID); err != nil {
 		return err
 	}
 	k.Revision = rev
@@ -114,11 +110,11 @@ func (s *Store) GetKey(id string) (*Key, error) {
 		return nil, err
 	}
 	defer done()
-	k, err := s.loadKey(s.db, id)
+	k, err := s.loadKey(s.eng, id)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.checkBelongings(s.db, k); err != nil {
+	if err := s.checkBelongings(s.eng, k); err != nil {
 		return nil, err
 	}
 	if err := s.damagedKey(id); err != nil { // a record of it Verify found out of date or missing
@@ -128,7 +124,7 @@ func (s *Store) GetKey(id string) (*Key, error) {
 }
 
 // loadKey reads and checks key id's record (only).
-func (s *Store) loadKey(r getter, id string) (*Key, error) {
+func (s *Store) loadKey(r kv.Reader, id string) (*Key, error) {
 	if !ValidID(id) {
 		return nil, fmt.Errorf("keystore: key %q: %w", id, ErrNotFound)
 	}
@@ -171,7 +167,7 @@ func storeErr(what string, err error) error {
 
 // checkBelongings checks the records that belong to key k besides its key
 // record: its tags, its alias index entries and its purge index entry.
-func (s *Store) checkBelongings(r reader, k *Key) error {
+func (s *Store) checkBelongings(r kv.Reader, k *Key) error {
 	for _, p := range []string{tagPrefix(k.ID), byKeyPrefix(k.ID)} {
 		err := s.eachRecord(r, p, func(pk, v []byte) error {
 			f, ok, err := s.verified(pk, v)
@@ -196,60 +192,55 @@ func (s *Store) checkBelongings(r reader, k *Key) error {
 	return nil
 }
 
-// UpdateKey applies fn to a copy of key id under the write lock and stores
-// the result with Revision bumped, in one durable batch that also keeps the
-// purge index in step. An error from fn is returned as is and nothing is
-// written. fn must not change ID (the store sets Revision) and must not call
-// the Store: it runs under the write lock.
+// UpdateKey applies fn to a copy of key id and stores the result with
+// Revision bumped, in one durable transaction that also keeps the purge
+// index in step. An error from fn is returned as is and nothing is written.
+// fn must not change ID (the store sets Revision) and must not call the
+// Store: it runs inside the write transaction. On a shared store fn may run
+// more than once (with the key as another node has just changed it), so it
+// must decide from the key alone.
 func (s *Store) UpdateKey(id string, fn func(*Key) error) (*Key, error) {
-	done, err := s.write()
-	if err != nil {
-		return nil, err
-	}
-	defer done()
-
-	old, err := s.loadKey(s.db, id)
-	if err != nil {
-		return nil, err
-	}
-	k, err := decodeKey(id, mustEncode(old)) // a deep copy for fn
-	if err != nil {
-		return nil, err
-	}
-	if err := fn(k); err != nil {
-		return nil, err
-	}
-	if k.ID != id {
-		return nil, fmt.Errorf("keystore: update key %s: the id cannot change: %w", id, ErrInvalid)
-	}
-	if err := checkKey(k); err != nil {
-		return nil, fmt.Errorf("keystore: update key: %w", err)
-	}
-	val, err := encodeKey(k)
-	if err != nil {
-		return nil, err
-	}
-	w := s.newWriter()
-	defer w.close()
-	if k.Revision, err = w.set(keyKey(id), RecordKey, k.Profile, val, old.Revision); err != nil {
-		return nil, fmt.Errorf("keystore: update key %s: %w", id, err)
-	}
-	oldP, newP := purgeEntry(old), purgeEntry(k)
-	if !bytes.Equal(oldP, newP) {
-		if oldP != nil {
-			v, _, err := get(s.db, oldP)
-			if err != nil {
-				return nil, fmt.Errorf("keystore: update key %s: %w", id, err)
-			}
-			w.del(oldP, v)
+	var k *Key
+	err := s.update("update key "+id, func(w *writer) error {
+		old, err := s.loadKey(w.b, id)
+		if err != nil {
+			return err
 		}
-		if newP != nil {
-			if _, err := w.set(newP, RecordPurgeIndex, "", nil, 0); err != nil {
-				return nil, fmt.Errorf("keystore: update key %s: %w", id, err)
+		if k, err = decodeKey(id, mustEncode(old)); err != nil { // a deep copy for fn
+			return err
+		}
+		if err := fn(k); err != nil {
+			return err
+		}
+		if k.ID != id {
+			return fmt.Errorf("keystore: update key %s: the id cannot change: %w", id, ErrInvalid)
+		}
+		if err := checkKey(k); err != nil {
+			return fmt.Errorf("keystore: update key: %w", err)
+		}
+		val, err := encodeKey(k)
+		if err != nil {
+			return err
+		}
+		if k.Revision, err = w.set(keyKey(id), RecordKey, k.Profile, val, old.Revision); err != nil {
+			return fmt.Errorf("keystore: update key %s: %w", id, err)
+		}
+		oldP, newP := purgeEntry(old), purgeEntry(k)
+		if !bytes.Equal(oldP, newP) {
+			if oldP != nil {
+				if err := w.delAt(oldP); err != nil {
+					return fmt.Errorf("keystore: update key %s: %w", id, err)
+				}
+			}
+			if newP != nil {
+				if _, err := w.set(newP, RecordPurgeIndex, "", nil, 0); err != nil {
+					return fmt.Errorf("keystore: update key %s: %w", id, err)
+				}
 			}
 		}
-	}
-	if err := w.commit("update key " + id); err != nil {
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
 	s.log.Debug("key updated", zap.String("id", id), zap.Uint64("revision", k.Revision), zap.String("state", k.State))
@@ -268,52 +259,46 @@ func mustEncode(k *Key) []byte {
 // (removing them is safe). An alias whose index entry names the key but
 // whose own record does not (a stale or replayed entry) is left in place.
 func (s *Store) PurgeKey(id string) error {
-	done, err := s.write()
-	if err != nil {
-		return err
-	}
-	defer done()
-
-	k, err := s.loadKey(s.db, id)
-	if err != nil {
-		return err
-	}
-	w := s.newWriter()
-	defer w.close()
-	kv, _, err := get(s.db, keyKey(id))
-	if err != nil {
-		return fmt.Errorf("keystore: purge key %s: %w", id, err)
-	}
-	w.del(keyKey(id), kv)
-	if p := purgeEntry(k); p != nil {
-		v, _, err := get(s.db, p)
+	var aliases int
+	err := s.update("purge key "+id, func(w *writer) error {
+		k, err := s.loadKey(w.b, id)
+		if err != nil {
+			return err
+		}
+		aliases = 0
+		if err := w.delAt(keyKey(id)); err != nil {
+			return fmt.Errorf("keystore: purge key %s: %w", id, err)
+		}
+		if p := purgeEntry(k); p != nil {
+			if err := w.delAt(p); err != nil {
+				return fmt.Errorf("keystore: purge key %s: %w", id, err)
+			}
+		}
+		err = s.eachRecord(w.b, byKeyPrefix(id), func(xk, xv []byte) error {
+			name := string(xk[len(byKeyPrefix(id)):])
+			if err := w.del(xk, xv); err != nil {
+				return err
+			}
+			ak := aliasKey(name)
+			av, ok, err := get(w.b, ak)
+			if err != nil || !ok {
+				return err
+			}
+			if f, ok, err := s.verifiedIn(w.b, ak, av); err == nil && ok && string(f.payload) == id {
+				aliases++
+				return w.del(ak, av)
+			}
+			return nil
+		})
+		if err == nil {
+			err = s.eachRecord(w.b, tagPrefix(id), func(tk, tv []byte) error { return w.del(tk, tv) })
+		}
 		if err != nil {
 			return fmt.Errorf("keystore: purge key %s: %w", id, err)
 		}
-		w.del(p, v)
-	}
-	var aliases int
-	err = s.eachRecord(s.db, byKeyPrefix(id), func(xk, xv []byte) error {
-		name := string(xk[len(byKeyPrefix(id)):])
-		w.del(xk, xv)
-		ak := aliasKey(name)
-		av, ok, err := get(s.db, ak)
-		if err != nil || !ok {
-			return err
-		}
-		if f, ok, err := s.verified(ak, av); err == nil && ok && string(f.payload) == id {
-			w.del(ak, av)
-			aliases++
-		}
 		return nil
 	})
-	if err == nil {
-		err = s.eachRecord(s.db, tagPrefix(id), func(tk, tv []byte) error { w.del(tk, tv); return nil })
-	}
 	if err != nil {
-		return fmt.Errorf("keystore: purge key %s: %w", id, err)
-	}
-	if err := w.commit("purge key " + id); err != nil {
 		return err
 	}
 	s.log.Info("key purged", zap.String("id", id), zap.Int("aliases", aliases))
@@ -334,7 +319,7 @@ func (s *Store) ListKeys(filter func(*Key) bool, nextToken string, max int) (key
 		return nil, "", err
 	}
 	defer done()
-	keys, last, more, err := scan(s.db, pfxKey, cursor, max, func(id string, v []byte) (*Key, bool, error) {
+	keys, last, more, err := scan(s.eng, pfxKey, cursor, max, func(id string, v []byte) (*Key, bool, error) {
 		pk := keyKey(id)
 		f, ok, err := s.verified(pk, v)
 		if err == nil && ok {
@@ -369,29 +354,21 @@ func (s *Store) DueForPurge(now time.Time) ([]string, error) {
 		return nil, err
 	}
 	defer done()
-	hi := purgeKey(now, "")
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte(pfxPurge), UpperBound: upperBound(pfxPurge)})
-	if err != nil {
-		return nil, fmt.Errorf("keystore: due for purge: %w", err)
-	}
+	hi := binary.BigEndian.Uint64(purgeKey(now, "")[len(pfxPurge):])
 	var ids []string
-	for ok := it.First(); ok; ok = it.Next() {
-		pk := append([]byte(nil), it.Key()...)
-		if len(pk) >= len(hi) && binary.BigEndian.Uint64(pk[len(pfxPurge):len(hi)]) > binary.BigEndian.Uint64(hi[len(pfxPurge):]) {
-			break
+	err = s.eng.Scan([]byte(pfxPurge), upperBound(pfxPurge), func(k, v []byte) (bool, error) {
+		pk := append([]byte(nil), k...)
+		if len(pk) >= len(pfxPurge)+8 && binary.BigEndian.Uint64(pk[len(pfxPurge):]) > hi {
+			return false, nil
 		}
-		v, err := it.ValueAndErr()
-		if err != nil {
-			return nil, errors.Join(fmt.Errorf("keystore: due for purge: %w", err), it.Close())
-		}
-		if id, ok, err := s.purgeCandidate(pk, v); err != nil {
-			return nil, errors.Join(err, it.Close())
-		} else if ok {
+		id, ok, err := s.purgeCandidate(pk, append([]byte(nil), v...))
+		if ok {
 			ids = append(ids, id)
 		}
-	}
-	if err := errors.Join(it.Error(), it.Close()); err != nil {
-		return nil, fmt.Errorf("keystore: due for purge: %w", err)
+		return err == nil, err
+	})
+	if err != nil {
+		return nil, storeErr("due for purge", err)
 	}
 	return ids, nil
 }
@@ -410,7 +387,7 @@ func (s *Store) purgeCandidate(pk, v []byte) (string, bool, error) {
 		return "", false, nil
 	}
 	id := string(pk[len(pfxPurge)+8:])
-	k, err := s.loadKey(s.db, id)
+	k, err := s.loadKey(s.eng, id)
 	if errors.Is(err, ErrIntegrity) {
 		return "", false, nil
 	}
@@ -424,16 +401,11 @@ func (s *Store) purgeCandidate(pk, v []byte) (string, bool, error) {
 	return id, true, nil
 }
 
-// iterMaker is what *pebble.DB and *pebble.Snapshot share.
-type iterMaker interface {
-	NewIter(*pebble.IterOptions) (*pebble.Iterator, error)
-}
-
 // scan visits the records under prefix whose name (the key after prefix) is
 // greater than cursor, in order. match decodes a record and says whether it
 // belongs in the page. scan stops after max matches plus one lookahead match;
 // more reports that the lookahead found one, last is the last name returned.
-func scan[T any](r iterMaker, prefix, cursor string, max int, match func(name string, val []byte) (T, bool, error)) (out []T, last string, more bool, err error) {
+func scan[T any](r kv.Reader, prefix, cursor string, max int, match func(name string, val []byte) (T, bool, error)) (out []T, last string, more bool, err error) {
 	if max <= 0 {
 		max = defaultPageSize
 	}
@@ -441,68 +413,39 @@ func scan[T any](r iterMaker, prefix, cursor string, max int, match func(name st
 	if cursor != "" {
 		lo = append([]byte(prefix+cursor), 0) // the least key after prefix+cursor
 	}
-	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: upperBound(prefix)})
-	if err != nil {
-		return nil, "", false, err
-	}
-	defer func() { err = errors.Join(err, it.Error(), it.Close()) }()
-	for ok := it.First(); ok; ok = it.Next() {
-		name := string(it.Key()[len(prefix):])
-		v, err := it.ValueAndErr()
-		if err != nil {
-			return nil, "", false, err
-		}
+	err = r.Scan(lo, upperBound(prefix), func(k, v []byte) (bool, error) {
+		name := string(k[len(prefix):])
 		t, hit, err := match(name, v)
-		if err != nil {
-			return nil, "", false, err
-		}
-		if !hit {
-			continue
+		if err != nil || !hit {
+			return err == nil, err
 		}
 		if len(out) == max {
-			return out, last, true, nil
+			more = true
+			return false, nil
 		}
 		out = append(out, t)
 		last = name
-	}
-	return out, last, false, nil
-}
-
-// reader is what *pebble.DB and *pebble.Snapshot share.
-type reader interface {
-	getter
-	iterMaker
-}
-
-// eachRecord calls fn with the Pebble key and value of every record under
-// prefix, in order, until fn returns an error. Both slices are copies.
-func (s *Store) eachRecord(r iterMaker, prefix string, fn func(k, v []byte) error) (err error) {
-	it, err := r.NewIter(&pebble.IterOptions{LowerBound: []byte(prefix), UpperBound: upperBound(prefix)})
+		return true, nil
+	})
 	if err != nil {
-		return err
+		return nil, "", false, err
 	}
-	defer func() { err = errors.Join(err, it.Error(), it.Close()) }()
-	for ok := it.First(); ok; ok = it.Next() {
-		v, err := it.ValueAndErr()
-		if err != nil {
-			return err
-		}
-		if err := fn(append([]byte(nil), it.Key()...), append([]byte(nil), v...)); err != nil {
-			return err
-		}
-	}
-	return nil
+	return out, last, more, nil
+}
+
+// eachRecord calls fn with the engine key and value of every record under
+// prefix, in order, until fn returns an error. Both slices are copies.
+func (s *Store) eachRecord(r kv.Reader, prefix string, fn func(k, v []byte) error) error {
+	return r.Scan([]byte(prefix), upperBound(prefix), func(k, v []byte) (bool, error) {
+		err := fn(append([]byte(nil), k...), append([]byte(nil), v...))
+		return err == nil, err
+	})
 }
 
 // eachKey calls fn with the name of every record under prefix.
-func (s *Store) eachKey(r iterMaker, prefix string, fn func(name string)) (err error) {
-	it, err := r.NewIter(&pebble.IterOptions{LowerBound: []byte(prefix), UpperBound: upperBound(prefix)})
-	if err != nil {
-		return err
-	}
-	defer func() { err = errors.Join(err, it.Error(), it.Close()) }()
-	for ok := it.First(); ok; ok = it.Next() {
-		fn(string(it.Key()[len(prefix):]))
-	}
-	return nil
+func (s *Store) eachKey(r kv.Reader, prefix string, fn func(name string)) error {
+	return r.Scan([]byte(prefix), upperBound(prefix), func(k, _ []byte) (bool, error) {
+		fn(string(k[len(prefix):]))
+		return true, nil
+	})
 }

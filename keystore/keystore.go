@@ -9,30 +9,53 @@
 // it knows nothing of AWS semantics beyond the one state value its purge
 // index keys on, and no key hierarchy (custody hands it record keys).
 //
+// # Engines
+//
+// The store keeps its records in a kv.Engine (package keystore/kv): an
+// ordered key-value map with serializable transactions. Open puts it on an
+// embedded Pebble database in a directory (kv/pebblekv), OpenEngine on any
+// engine, such as a prefix of an etcd cluster shared by a fleet of
+// appliances (kv/etcdkv). Everything below this paragraph (the layout,
+// record sealing and integrity, indices, purge, migration, verification) is
+// the store's own and the same on every engine; engines hold bytes.
+//
 // # Durability and concurrency
 //
-// Every acknowledged write is exactly one Pebble batch committed with
-// pebble.Sync, so it is atomic and survives a crash once the call returns. All
-// writes, including read-modify-write operations, hold one store-wide mutex,
-// so checks such as "alias does not exist yet" and the write that follows are
-// indivisible. Reads take no write lock: point reads and iterators run against
-// Pebble's consistent views (a snapshot where a read touches several records).
-// Pebble makes a batch visible to readers when it is applied to the memtable,
-// which can be just before its WAL sync completes; the write call itself
-// returns only after the sync. The price of one lock is one fsync per write
-// (BenchmarkCreateKey: about 0.44 ms on the reference VM); key creation is
-// not the hot path, and reads scale without it.
+// Every acknowledged write is exactly one engine transaction, committed
+// durably, so it is atomic and survives a crash once the call returns.
+// A write operation reads what it depends on (that an alias does not exist
+// yet, the record it replaces) inside its transaction, so the check and the
+// write that follows are indivisible: on Pebble because one transaction
+// runs at a time; on a shared engine because the commit fails with a
+// conflict, having written nothing, when another process changed what the
+// transaction read, and the store then runs the operation again from its
+// reads (update). Reads inside a write may see writes that are not durable
+// yet; they are held to the rollback marks but do not raise them
+// (verifiedIn). Reads outside a write are linearizable point reads and
+// scans, or a consistent view where a read touches several records. An
+// engine may make a transaction visible to readers just before it is
+// durable (Pebble applies a batch to its memtable before its WAL sync
+// completes); the write call itself returns only after it is durable.
+// Concurrent writes share durability: on Pebble, the transactions that
+// commit while a WAL fsync is in flight are committed together by the next
+// one (group commit, kv/pebblekv), so key creation scales with the number
+// of writers instead of being one fsync each; on etcd, each transaction is
+// one Raft entry and the cluster batches entries into its own fsyncs.
 //
 // # Failures
 //
-// When the disk refuses a WAL write or sync, Pebble cannot continue (its
-// commit pipeline is stuck, and the failed batch may already be visible in
-// memory). The call that hit the failure returns an error wrapping ErrFailed,
-// and from then on every call does, until the store is reopened (restart the
-// process); Failed reports the state. After the reopen a failed batch is
-// either wholly present or wholly absent: a batch is one checksummed WAL
-// record. The tests inject such failures with Pebble's errorfs and cut power
-// with vfs.NewCrashableMem (see fault_test.go).
+// On Pebble: when the disk refuses a WAL write or sync, Pebble cannot
+// continue (its commit pipeline is stuck, and the failed batch may already
+// be visible in memory). The call that hit the failure returns an error
+// wrapping ErrFailed, and from then on every call does, until the store is
+// reopened (restart the process); Failed reports the state. After the
+// reopen a failed batch (a group of transactions) is either wholly present
+// or wholly absent: a batch is one checksummed WAL record. The tests inject such failures with Pebble's errorfs and cut power
+// with vfs.NewCrashableMem (see fault_test.go). On etcd, an unreachable
+// cluster or one without quorum fails the calls made meanwhile with an error
+// of kind fault.Unavailable, and the store serves again once the cluster
+// does; a write whose outcome is unknown (the cluster did not answer in
+// time) is reported as failed, and may or may not have been applied.
 //
 // No storage failure ends the process. A fatal error in one of Pebble's own
 // goroutines (a MANIFEST write of a background flush or compaction failing
@@ -44,7 +67,8 @@
 //
 // # Layout
 //
-// Every Pebble key begins with a short ASCII prefix. Key ids are exactly 16
+// Every engine key (the Pebble key; on etcd, the key after the store's
+// prefix) begins with a short ASCII prefix. Key ids are exactly 16
 // characters of [a-z0-9], so "<prefix><id>/" never collides with another id.
 //
 //	"sys/format"                  format record: {"format":"payhsm-keystore","version":2}
@@ -182,19 +206,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"runtime"
-	"strings"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.uber.org/zap"
 
 	"payhsm/fault"
+	"payhsm/keystore/kv"
+	"payhsm/keystore/kv/pebblekv"
 )
 
 // FormatVersion is the on-disk format this build writes. It also reads
@@ -233,41 +255,47 @@ var (
 	pfxMeta      = "m/"
 )
 
-// Store is a durable record store on one Pebble database.
+// Store is a durable record store on one kv.Engine.
 type Store struct {
-	db  *pebble.DB
+	eng kv.Engine
 	log *zap.Logger
 
-	mu sync.Mutex // serializes every write (and the reads a write depends on)
-
-	life   sync.RWMutex // readers hold it shared; Close holds it exclusively
+	life   sync.RWMutex // calls hold it shared; Close holds it exclusively
 	closed bool
 
-	failed  atomic.Pointer[error] // set once, by fail; see ErrFailed
-	stalled atomic.Bool           // Pebble stopped in a background fatal error (see Fatalf): db cannot be closed
+	// writing is held shared by every write transaction, and exclusively by
+	// one that has conflicted twice (on an optimistic engine), so that it
+	// runs alone in this process and cannot be starved by this process's
+	// other writers (see update).
+	writing sync.RWMutex
 
-	gate     atomic.Pointer[func() error] // SetWriteGate: consulted before every write
-	bgErr    rateLimited                  // Pebble's background errors, logged at most once per bgErrEvery
-	bgErrors atomic.Uint64                // Pebble's background errors, all of them (BackgroundErrors)
+	failed atomic.Pointer[error] // set once, by fail; see ErrFailed
+
+	gate atomic.Pointer[func() error] // SetWriteGate: consulted at the start of every write transaction
+	fr   freshness                    // the journal and what Verify found out of date (freshness.go)
+
+	created bool // this open wrote the format record: the store is new
 
 	auth   atomic.Pointer[authState]   // nil until SetAuthenticator
-	fstate atomic.Pointer[formatState] // written under mu
-	marks  sync.Map                    // Pebble key (string) -> highest revision seen (uint64)
-	fr     freshness                   // the journal and what Verify found out of date (freshness.go)
+	fstate atomic.Pointer[formatState] // written by the transaction that changes the format
+	marks  sync.Map                    // engine key (string) -> highest revision seen (uint64)
 
-	failures atomic.Uint64 // integrity failures detected
-	reportMu sync.Mutex
-	reported map[string]time.Time // Pebble key -> when its failure was last logged
+	failures  atomic.Uint64 // integrity failures detected
+	conflicts atomic.Uint64 // transactions run again after a conflict
+	reportMu  sync.Mutex
+	reported  map[string]time.Time // engine key -> when its failure was last logged
 }
 
-// Options configures Open. The zero value is the production configuration.
+// Options configures Open and OpenEngine. The zero value is the production
+// configuration.
 type Options struct {
-	// FS is the file system the database lives in; nil means vfs.Default,
-	// the operating system's. Tests pass vfs.NewMem(), a crashable memory
-	// file system (vfs.NewCrashableMem) or one that injects errors
-	// (github.com/cockroachdb/pebble/v2/vfs/errorfs).
+	// FS is the file system Open's Pebble database lives in; nil means
+	// vfs.Default, the operating system's. Tests pass vfs.NewMem(), a
+	// crashable memory file system (vfs.NewCrashableMem) or one that
+	// injects errors (github.com/cockroachdb/pebble/v2/vfs/errorfs).
+	// OpenEngine ignores it.
 	FS vfs.FS
-	// Logger receives the store's and Pebble's log lines; nil means none.
+	// Logger receives the store's and its engine's log lines; nil means none.
 	Logger *zap.Logger
 	// Authenticator and Namespace, when set, are given to SetAuthenticator
 	// at once (tests and tools that have them before the store opens).
@@ -275,56 +303,52 @@ type Options struct {
 	Namespace     string
 }
 
-// Open opens (creating when absent) the store in dir.
+// Open opens (creating when absent) the store in a Pebble database in dir.
 func Open(dir string, o Options) (*Store, error) {
 	log := o.Logger
 	if log == nil {
 		log = zap.NewNop()
 	}
-	fs := o.FS
-	if fs == nil {
-		fs = vfs.Default
-	}
-	log = log.Named("keystore")
-	s := &Store{log: log, reported: map[string]time.Time{}}
-	opts := &pebble.Options{
-		FS:                 fs,
-		FormatMajorVersion: pebble.FormatNewest,
-		Logger:             pebbleLogger{s: log.Named("pebble").WithOptions(zap.AddCallerSkip(1)).Sugar(), store: s},
-		EventListener: &pebble.EventListener{
-			BackgroundError: func(err error) { s.backgroundError(err) },
-			DataCorruption: func(info pebble.DataCorruptionInfo) {
-				log.Error("pebble data corruption", zap.String("info", info.String()))
-			},
-			DiskSlow: func(info pebble.DiskSlowInfo) { log.Warn("pebble disk slow", zap.String("info", info.String())) },
-		},
-	}
-	var db *pebble.DB
-	err := s.guard(func() (err error) { db, err = pebble.Open(dir, opts); return err })
-	if errors.Is(err, syscall.EWOULDBLOCK) || errors.Is(err, syscall.EAGAIN) ||
-		err != nil && strings.Contains(err.Error(), "lock held by current process") {
-		// Pebble's LOCK file is held: another process (or another Open in
-		// this one, which Pebble reports by that message) has the store open.
+	db, err := pebblekv.Open(dir, pebblekv.Options{FS: o.FS, Logger: log.Named("keystore").Named("pebble")})
+	if errors.Is(err, pebblekv.ErrLocked) {
 		return nil, fmt.Errorf("keystore: %s is in use by another process (is a payhsm daemon or ceremony running on this data directory?): %w", dir, ErrInUse)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("keystore: open %s: %w", dir, err)
+		return nil, fmt.Errorf("keystore: %w", err)
 	}
-	s.db = db
+	return OpenEngine(db, o)
+}
+
+// OpenEngine opens the store held by e, writing the format record into an
+// empty one. The store owns e from then on: Close closes it, and so does
+// OpenEngine when it fails.
+func OpenEngine(e kv.Engine, o Options) (*Store, error) {
+	log := o.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	log = log.Named("keystore")
+	s := &Store{eng: e, log: log, reported: map[string]time.Time{}}
 	if err := s.checkFormat(); err != nil {
-		_ = s.guard(db.Close)
-		return nil, err
+		return nil, errors.Join(err, e.Close())
 	}
 	if o.Authenticator != nil {
 		if err := s.SetAuthenticator(o.Authenticator, o.Namespace); err != nil {
-			_ = s.guard(db.Close)
-			return nil, err
+			return nil, errors.Join(err, e.Close())
 		}
 	}
 	st := s.formatState()
-	log.Info("keystore opened", zap.String("dir", dir), zap.Int("format", st.version), zap.Bool("migrationPending", st.version < FormatVersion))
+	log.Info("keystore opened", zap.String("engine", e.Name()), zap.Int("format", st.version), zap.Bool("migrationPending", st.version < FormatVersion))
 	return s, nil
 }
+
+// Engine names the engine the store is on, for logs and status.
+func (s *Store) Engine() string { return s.eng.Name() }
+
+// Created reports whether this Open created the store: it was empty (a new
+// Pebble directory, an etcd prefix holding nothing) and Open wrote its
+// format record.
+func (s *Store) Created() bool { return s.created }
 
 // Format is the store's on-disk format: FormatVersion, or 1 until Migrate
 // has upgraded it.
@@ -336,57 +360,60 @@ type formatRecord struct {
 }
 
 // checkFormat verifies the format record, writing it into a brand-new store,
-// and loads the format state (with a pending migration's cursor).
+// and loads the format state (with a pending migration's cursor). Two
+// processes opening one new shared store at once agree: the record is
+// written by a transaction that requires the store to be still empty.
 func (s *Store) checkFormat() error {
-	v, closer, err := s.db.Get(formatKey)
-	switch {
-	case errors.Is(err, pebble.ErrNotFound):
-		it, err := s.db.NewIter(nil)
+	var st *formatState
+	created := false
+	err := s.update("write format record", func(w *writer) error {
+		created = false
+		v, ok, err := get(w.b, formatKey)
 		if err != nil {
-			return fmt.Errorf("keystore: check format: %w", err)
+			return fmt.Errorf("keystore: read format record: %w", err)
 		}
-		nonEmpty := it.First()
-		if err := errors.Join(it.Error(), it.Close()); err != nil {
-			return fmt.Errorf("keystore: check format: %w", err)
+		if !ok {
+			nonEmpty := false
+			if err := w.b.Scan(nil, nil, func(_, _ []byte) (bool, error) { nonEmpty = true; return false, nil }); err != nil {
+				return fmt.Errorf("keystore: check format: %w", err)
+			}
+			if nonEmpty {
+				return errors.New("keystore: the store has records but no format record; refusing to open it as a payhsm keystore (is this the right data directory or etcd prefix?)")
+			}
+			rec, _ := json.Marshal(formatRecord{Format: formatName, Version: FormatVersion})
+			st, created = &formatState{version: FormatVersion}, true
+			return w.b.Set(formatKey, rec)
 		}
-		if nonEmpty {
-			return errors.New("keystore: database has records but no format record; refusing to open it as a payhsm keystore")
+		var rec formatRecord
+		if err := json.Unmarshal(v, &rec); err != nil || rec.Format != formatName {
+			return errors.New("keystore: format record is not a payhsm keystore format record; refusing to open")
 		}
-		rec, _ := json.Marshal(formatRecord{Format: formatName, Version: FormatVersion})
-		if err := s.guard(func() error { return s.db.Set(formatKey, rec, pebble.Sync) }); err != nil {
-			return fmt.Errorf("keystore: write format record: %w", err)
+		switch rec.Version {
+		case FormatVersion:
+			st = &formatState{version: FormatVersion}
+		case 1:
+			cursor, _, err := get(w.b, migrationKey)
+			if err != nil {
+				return fmt.Errorf("keystore: read migration state: %w", err)
+			}
+			st = &formatState{version: 1, cursor: string(cursor)}
+		default:
+			return fmt.Errorf("keystore: on-disk format version %d is not supported by this build (it reads versions 1 and %d); refusing to open", rec.Version, FormatVersion)
 		}
-		s.fstate.Store(&formatState{version: FormatVersion})
 		return nil
-	case err != nil:
-		return fmt.Errorf("keystore: read format record: %w", err)
+	})
+	if err != nil {
+		return err
 	}
-	defer closeJoin(&err, closer)
-	var rec formatRecord
-	if err := json.Unmarshal(v, &rec); err != nil || rec.Format != formatName {
-		return errors.New("keystore: format record is not a payhsm keystore format record; refusing to open")
-	}
-	switch rec.Version {
-	case FormatVersion:
-		s.fstate.Store(&formatState{version: FormatVersion})
-	case 1:
-		cursor, _, err := get(s.db, migrationKey)
-		if err != nil {
-			return fmt.Errorf("keystore: read migration state: %w", err)
-		}
-		s.fstate.Store(&formatState{version: 1, cursor: string(cursor)})
-	default:
-		return fmt.Errorf("keystore: on-disk format version %d is not supported by this build (it reads versions 1 and %d); refusing to open", rec.Version, FormatVersion)
-	}
+	s.fstate.Store(st)
+	s.created = created
 	return nil
 }
 
-// Close closes the store. Calls made after Close return ErrClosed; Close waits
-// for reads and writes in progress.
+// Close closes the store and its engine. Calls made after Close return
+// ErrClosed; Close waits for reads and writes in progress.
 func (s *Store) Close() error {
 	s.haltJournal()
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.life.Lock()
 	defer s.life.Unlock()
 	if s.closed {
@@ -394,13 +421,7 @@ func (s *Store) Close() error {
 	}
 	s.finalCheckpoint()
 	s.closed = true
-	if s.stalled.Load() {
-		// A Pebble goroutine is parked holding the database's mutex (see
-		// Fatalf): closing would wait for it forever. The process is about
-		// to exit, which releases the files; the next Open recovers.
-		return fmt.Errorf("keystore: close: not closed, Pebble stopped after a fatal error: %w", s.Failed())
-	}
-	if err := s.guard(s.db.Close); err != nil {
+	if err := s.eng.Close(); err != nil {
 		return fmt.Errorf("keystore: close: %w", err)
 	}
 	s.log.Info("keystore closed")
@@ -417,9 +438,9 @@ func (s *Store) read() (func(), error) {
 	return s.life.RUnlock, nil
 }
 
-// SetWriteGate makes every write call gate first and fail with its error,
-// writing nothing, when it returns one (the appliance refuses writes while
-// the disk is below its free-space reserve). Reads are not gated. nil
+// SetWriteGate makes every write transaction gate first and fail with its
+// error, writing nothing, when it returns one (the appliance refuses writes
+// while the disk is below its free-space reserve). Reads are not gated. nil
 // removes the gate.
 func (s *Store) SetWriteGate(gate func() error) {
 	if gate == nil {
@@ -429,21 +450,22 @@ func (s *Store) SetWriteGate(gate func() error) {
 	s.gate.Store(&gate)
 }
 
-// write enters the write section; the returned func leaves it.
-func (s *Store) write() (func(), error) {
+// checkGate returns the write gate's refusal, if any.
+func (s *Store) checkGate() error {
 	if g := s.gate.Load(); g != nil {
-		if err := (*g)(); err != nil {
-			return nil, err
-		}
+		return (*g)()
 	}
-	s.mu.Lock()
-	s.life.RLock()
-	if err := s.usable(); err != nil {
-		s.life.RUnlock()
-		s.mu.Unlock()
-		return nil, err
+	return nil
+}
+
+// BackgroundErrors counts the errors of the engine's background work
+// (Pebble's flushes and compactions) since Open, logged or not (for
+// metrics); 0 on an engine without any.
+func (s *Store) BackgroundErrors() uint64 {
+	if b, ok := s.eng.(interface{ BackgroundErrors() uint64 }); ok {
+		return b.BackgroundErrors()
 	}
-	return func() { s.life.RUnlock(); s.mu.Unlock() }, nil
+	return 0
 }
 
 // usable reports why the store cannot serve a call; the caller holds life.
@@ -455,10 +477,17 @@ func (s *Store) usable() error {
 }
 
 // Failed returns nil while the store is healthy, and an error wrapping
-// ErrFailed once a write could not be made durable.
+// ErrFailed once a write could not be made durable, or once the engine
+// failed by itself (Pebble stopped after a fatal error in one of its own
+// goroutines: see pebblekv's Fatalf).
 func (s *Store) Failed() error {
 	if p := s.failed.Load(); p != nil {
 		return *p
+	}
+	if e, ok := s.eng.(interface{ Failed() error }); ok {
+		if err := e.Failed(); err != nil {
+			return s.fail(err.Error())
+		}
 	}
 	return nil
 }
@@ -473,147 +502,136 @@ func (s *Store) fail(cause string) error {
 	return s.Failed()
 }
 
-// commit commits b durably and closes it.
-func (s *Store) commit(b *pebble.Batch, what string) (err error) {
-	defer closeJoin(&err, b)
-	return s.commitOpen(b, what)
-}
+// maxAttempts bounds how often update runs an operation that keeps
+// conflicting with concurrent writers (on a shared engine); from attempt
+// aloneAfter on it runs alone among this process's writers.
+const (
+	maxAttempts = 16
+	aloneAfter  = 3
+)
 
-// commitOpen commits b durably and leaves closing it to the caller.
-func (s *Store) commitOpen(b *pebble.Batch, what string) error {
-	if err := s.guard(func() error { return b.Commit(pebble.Sync) }); err != nil {
-		return fmt.Errorf("keystore: %s: commit: %w", what, err)
-	}
-	return nil
-}
-
-// guard runs a durable Pebble write (or Close). Pebble cannot continue after a commit
-// whose WAL write or sync failed: it calls Fatalf, which fails the store and
-// panics (see pebbleLogger); guard turns that panic into the failed store's
-// error. Other panics pass through.
-func (s *Store) guard(write func() error) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			if _, ok := r.(pebbleFatal); !ok {
-				panic(r)
-			}
-			err = s.Failed()
-		}
-	}()
-	return write()
-}
-
-// getter is what *pebble.DB and *pebble.Snapshot share.
-type getter interface {
-	Get(key []byte) ([]byte, io.Closer, error)
-}
-
-// get reads key and returns a copy of its value; ok is false when absent.
-func get(r getter, key []byte) (val []byte, ok bool, err error) {
-	v, c, err := r.Get(key)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, false, nil
-	}
+// update runs one write operation: fn reads what it depends on through the
+// writer's transaction and writes its records through the writer; update
+// commits them durably, as one atomic transaction. When the engine reports
+// a conflict (another process changed something fn read; optimistic
+// engines only), the transaction has written nothing and update runs fn
+// again from the start, after a short random pause, up to maxAttempts
+// times; from its third attempt on it runs alone among this process's
+// writers, so that writers of one busy record in this process cannot
+// starve it (writers in other processes can still make it conflict, and
+// the pauses spread them out). fn must therefore have no effect outside the
+// writer. An error from fn is returned as it is, and nothing is written.
+func (s *Store) update(what string, fn func(w *writer) error) error {
+	done, err := s.read()
 	if err != nil {
-		return nil, false, err
+		return err
 	}
-	val = append([]byte(nil), v...)
-	return val, true, c.Close()
+	defer done()
+	return s.transact(what, fn)
 }
 
-// pebbleLogger routes Pebble's log lines into zap.
-type pebbleLogger struct {
-	s     *zap.SugaredLogger
-	store *Store
-}
-
-// Infof is Pebble's informational chatter (WAL recovery, compactions,
-// format upgrades): debug level, so it does not drown the appliance's own
-// info lines.
-func (l pebbleLogger) Infof(format string, args ...any)  { l.s.Debugf(format, args...) }
-func (l pebbleLogger) Errorf(format string, args ...any) { l.s.Errorf(format, args...) }
-
-// pebbleFatal is the panic value of pebbleLogger.Fatalf.
-type pebbleFatal struct{ msg string }
-
-// Fatalf is called by Pebble when it cannot continue: a commit whose WAL
-// write or sync failed, a MANIFEST write that failed in a background flush
-// or compaction (a disk filled past the appliance's reserve by someone
-// else), or an invariant violation. It logs the line and fails the store
-// (every later call returns ErrFailed, without touching Pebble), and then
-// must not return. Called under Store.guard (the commit path, Open, Close),
-// it panics and guard turns the panic into the failed store's error.
-// Anywhere else — one of Pebble's own goroutines — a panic would end the
-// process, so it parks the goroutine for good instead: Pebble stops where
-// it stood (nothing more is written, so nothing acknowledged is lost; the
-// next start recovers from the WAL), and the rest of the appliance —
-// everything that does not need the store — keeps serving until the
-// operator restarts it.
-func (l pebbleLogger) Fatalf(format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
-	l.s.Error(msg)
-	guarded := underGuard()
-	if !guarded {
-		l.store.stalled.Store(true) // before fail: a Close that sees the failure must not wait for db
-	}
-	_ = l.store.fail(msg) // every later call returns it (Failed); this one stops here
-	if guarded {
-		panic(pebbleFatal{msg})
-	}
-	select {}
-}
-
-// underGuard reports whether the calling goroutine is inside Store.guard.
-func underGuard() bool {
-	pcs := make([]uintptr, 256)
-	frames := runtime.CallersFrames(pcs[:runtime.Callers(2, pcs)])
-	for {
-		f, more := frames.Next()
-		if strings.HasSuffix(f.Function, "/keystore.(*Store).guard") {
-			return true
+// transact is update for a caller already in the read section, or holding
+// the store exclusively (Close's checkpoint).
+func (s *Store) transact(what string, fn func(w *writer) error) error {
+	for attempt := 1; ; attempt++ {
+		err := s.attempt(what, attempt >= aloneAfter, fn)
+		if !errors.Is(err, kv.ErrConflict) {
+			return err
 		}
-		if !more {
-			return false
+		if attempt == maxAttempts {
+			return fmt.Errorf("keystore: %s: gave up after %d conflicting attempts: %w", what, attempt, err)
 		}
+		s.conflicts.Add(1)
+		// Up to 1, 2, 4 ... 64 ms: concurrent writers of one record spread out.
+		time.Sleep(time.Duration(rand.Int64N(int64(time.Millisecond) << min(attempt-1, 6)))) //nolint:gosec // jitter for retries, not a secret
 	}
 }
 
-// bgErrEvery is how often at most Pebble's background errors are logged: a
-// flush that fails on a full disk is retried at once, thousands of times a
-// second.
-const bgErrEvery = 10 * time.Second
-
-// backgroundError logs a background flush or compaction error, at most once
-// per bgErrEvery with the count of those not logged since.
-func (s *Store) backgroundError(err error) {
-	s.bgErrors.Add(1)
-	if n, ok := s.bgErr.allow(time.Now(), bgErrEvery); ok {
-		s.log.Error("pebble background error (retried by Pebble; at most one line per interval)", zap.Error(err),
-			zap.Uint64("suppressedSinceLastLine", n), zap.Duration("interval", bgErrEvery))
+// attempt runs fn in one transaction and commits it; alone, it holds
+// writing exclusively.
+func (s *Store) attempt(what string, alone bool, fn func(w *writer) error) error {
+	if alone {
+		s.writing.Lock()
+		defer s.writing.Unlock()
+	} else {
+		s.writing.RLock()
+		defer s.writing.RUnlock()
 	}
+	if err := s.checkGate(); err != nil {
+		return err
+	}
+	tx, err := s.eng.Begin()
+	if err != nil {
+		return s.engineErr(what, err)
+	}
+	w := s.newWriter(tx)
+	defer w.close()
+	if err := fn(w); err != nil {
+		return err
+	}
+	return w.commit(what)
 }
 
-// BackgroundErrors counts the errors of Pebble's background work (flushes,
-// compactions) since Open, logged or not (for metrics).
-func (s *Store) BackgroundErrors() uint64 { return s.bgErrors.Load() }
+// Conflicts is how many write transactions this store ran again because a
+// concurrent writer on the shared engine changed what they had read.
+func (s *Store) Conflicts() uint64 { return s.conflicts.Load() }
 
-// rateLimited lets one event through per interval and counts the others.
-type rateLimited struct {
-	mu         sync.Mutex
-	last       time.Time
-	suppressed uint64
+// commit commits tx durably. A failed durable write fails the store.
+func (s *Store) commit(tx kv.Txn, what string) error {
+	return s.engineErr(what+": commit", tx.Commit())
 }
 
-// allow reports whether an event at now is let through, and how many were
-// suppressed since the last one that was.
-func (r *rateLimited) allow(now time.Time, every time.Duration) (uint64, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if !r.last.IsZero() && now.Sub(r.last) < every {
-		r.suppressed++
-		return 0, false
+// engineErr wraps an engine error with what was being done; a failed
+// durable write (kv.ErrFailed) fails the store, and the error then wraps
+// ErrFailed.
+func (s *Store) engineErr(what string, err error) error {
+	if err == nil {
+		return nil
 	}
-	n := r.suppressed
-	r.last, r.suppressed = now, 0
-	return n, true
+	if errors.Is(err, kv.ErrFailed) {
+		err = s.fail(err.Error())
+	}
+	return fmt.Errorf("keystore: %s: %w", what, err)
+}
+
+// verifiedIn is verified for the value v of the record at k that was read
+// from r. Inside a write transaction (r is a kv.Txn) a read may see writes
+// that are not durable yet, and that readers outside the transaction do
+// not see yet (Pebble's group commit shows a transaction the writes of the
+// group ahead of it): such a read is held to the marks but does not raise
+// them, or a reader of the database could take the record it reads for a
+// replayed copy. The writer raises the marks of what it writes once its
+// transaction has committed. An older revision than the mark is re-read
+// through r, as verified re-reads.
+func (s *Store) verifiedIn(r kv.Reader, k, v []byte) (frame, bool, error) {
+	if _, inTxn := r.(kv.Txn); !inTxn {
+		return s.verified(k, v)
+	}
+	f, err := s.check(k, v)
+	if err != nil {
+		return frame{}, false, err
+	}
+	if err := s.damagedRecord(k); err != nil { // out of date, as Verify found (expect.go)
+		return frame{}, false, err
+	}
+	seen := s.mark(k)
+	if s.legacy(k) || f.typ == RecordOwnerMeta || f.revision >= seen {
+		return f, true, nil
+	}
+	v2, ok, err := get(r, k)
+	if err != nil || !ok {
+		return frame{}, ok, err
+	}
+	if f, err = s.check(k, v2); err != nil {
+		return frame{}, false, err
+	}
+	if f.revision < seen {
+		return frame{}, false, s.integrityFailure(k, "revision %d is older than revision %d read or written before: a replayed copy", f.revision, seen)
+	}
+	return f, true, nil
+}
+
+// get reads key from r; ok is false when absent.
+func get(r kv.Reader, key []byte) (val []byte, ok bool, err error) {
+	return r.Get(key)
 }

@@ -25,9 +25,23 @@ import (
 
 	"payhsm/fault"
 	"payhsm/keyspec"
+	"payhsm/keystore/kv/pebblekv"
 )
 
 // openTest opens the store in dir on fs; it is closed when the test ends.
+// openMem opens a store on Pebble in memory.
+func openMem(t testing.TB) *Store { return openTest(t, vfs.NewMem(), "keystore") }
+
+// pebbleOf is the Pebble database beneath s (a store Open opened).
+func pebbleOf(t testing.TB, s *Store) *pebble.DB {
+	t.Helper()
+	d, ok := s.eng.(*pebblekv.DB)
+	if !ok {
+		t.Fatalf("the store is on %s, not Pebble", s.eng.Name())
+	}
+	return d.Pebble()
+}
+
 func openTest(t testing.TB, fs vfs.FS, dir string) *Store {
 	t.Helper()
 	s, err := Open(dir, opts(Options{FS: fs}))
@@ -45,9 +59,6 @@ func closeT(t testing.TB, c io.Closer) {
 		t.Errorf("close: %v", err)
 	}
 }
-
-// openMem opens a fresh store in memory.
-func openMem(t testing.TB) *Store { return openTest(t, vfs.NewMem(), "keystore") }
 
 // testID returns a valid, ordered key id for n.
 func testID(n int) string { return fmt.Sprintf("k%015d", n) }
@@ -105,9 +116,8 @@ func (k Key) debug() string {
 	return fmt.Sprintf("%+v", plain(k))
 }
 
-func TestKeyCreateGetUpdate(t *testing.T) {
-	t.Parallel()
-	s := openMem(t)
+func testKeyCreateGetUpdate(t *testing.T, env *storeEnv) {
+	s := env.store(t)
 	k := testKey(testID(1))
 	if err := s.CreateKey(k, []Tag{{"env", "test"}}, "alias/one"); err != nil {
 		t.Fatalf("CreateKey: %v", err)
@@ -351,9 +361,8 @@ func listAll(t *testing.T, s *Store, filter func(*Key) bool, max int) (ids []str
 	}
 }
 
-func TestListKeysPaging(t *testing.T) {
-	t.Parallel()
-	s := openMem(t)
+func testListKeysPaging(t *testing.T, env *storeEnv) {
+	s := env.store(t)
 	const n = 120
 	var want []string
 	for i := n; i > 0; i-- { // insert out of order
@@ -414,9 +423,8 @@ func TestListKeysPaging(t *testing.T) {
 	}
 }
 
-func TestBadTokens(t *testing.T) {
-	t.Parallel()
-	s := openMem(t)
+func testBadTokens(t *testing.T, env *storeEnv) {
+	s := env.store(t)
 	a, b := testID(1), testID(2)
 	for _, id := range []string{a, b} {
 		if err := s.CreateKey(testKey(id), []Tag{{"t1", "x"}, {"t2", "y"}}, "alias/"+id); err != nil {
@@ -483,9 +491,8 @@ func TestBadTokens(t *testing.T) {
 	}
 }
 
-func TestAliases(t *testing.T) {
-	t.Parallel()
-	s := openMem(t)
+func testAliases(t *testing.T, env *storeEnv) {
+	s := env.store(t)
 	a, b := testID(1), testID(2)
 	for _, id := range []string{a, b} {
 		if err := s.CreateKey(testKey(id), nil, ""); err != nil {
@@ -561,9 +568,8 @@ func TestAliases(t *testing.T) {
 	check("", []Alias{{"alias/a2", ""}, {"alias/free", a}})
 }
 
-func TestAliasUniquenessConcurrent(t *testing.T) {
-	t.Parallel()
-	s := openMem(t)
+func testAliasUniquenessConcurrent(t *testing.T, env *storeEnv) {
+	s := env.store(t)
 	const n = 50
 	for i := range n {
 		if err := s.CreateKey(testKey(testID(i)), nil, ""); err != nil {
@@ -624,24 +630,18 @@ func TestAliasUniquenessConcurrent(t *testing.T) {
 	}
 }
 
-// rawKeys returns every Pebble key in the store.
+// rawKeys returns every engine key in the store.
 func rawKeys(t *testing.T, s *Store) []string {
 	t.Helper()
-	it, err := s.db.NewIter(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeT(t, it)
 	var out []string
-	for ok := it.First(); ok; ok = it.Next() {
-		out = append(out, string(it.Key()))
+	if err := s.eng.Scan(nil, nil, func(k, _ []byte) (bool, error) { out = append(out, string(k)); return true, nil }); err != nil {
+		t.Fatal(err)
 	}
 	return out
 }
 
-func TestPurgeKey(t *testing.T) {
-	t.Parallel()
-	s := openMem(t)
+func testPurgeKey(t *testing.T, env *storeEnv) {
+	s := env.store(t)
 	victim, other := testID(1), testID(2)
 	now := time.Now()
 	for _, id := range []string{victim, other} {
@@ -700,9 +700,8 @@ func TestPurgeKey(t *testing.T) {
 	}
 }
 
-func TestDueForPurge(t *testing.T) {
-	t.Parallel()
-	s := openMem(t)
+func testDueForPurge(t *testing.T, env *storeEnv) {
+	s := env.store(t)
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	keys := []struct {
 		n        int
@@ -790,9 +789,8 @@ func TestDueForPurge(t *testing.T) {
 	}
 }
 
-func TestTags(t *testing.T) {
-	t.Parallel()
-	s := openMem(t)
+func testTags(t *testing.T, env *storeEnv) {
+	s := env.store(t)
 	id := testID(1)
 	if err := s.CreateKey(testKey(id), []Tag{{"b", "1"}, {"a", "1"}, {"b", "2"}}, ""); err != nil {
 		t.Fatal(err)
@@ -853,9 +851,8 @@ func TestTags(t *testing.T) {
 	}
 }
 
-func TestMeta(t *testing.T) {
-	t.Parallel()
-	s := openMem(t)
+func testMeta(t *testing.T, env *storeEnv) {
+	s := env.store(t)
 	if _, err := s.GetMeta("pmk/default"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("GetMeta missing: %v", err)
 	}
@@ -884,24 +881,20 @@ func TestMeta(t *testing.T) {
 	}
 }
 
-// TestReopen runs on the operating system's file system as well as in
-// memory: it is the one test of the production path through real files.
-func TestReopen(t *testing.T) {
+// TestReopenOnDisk runs Reopen on the operating system's file system: the
+// one test of the production path through real files (the conformance
+// suite runs it in memory and on etcd).
+func TestReopenOnDisk(t *testing.T) {
 	t.Parallel()
-	for _, fsName := range []string{"os", "mem"} {
-		t.Run(fsName, func(t *testing.T) {
-			t.Parallel()
-			fs, dir := vfs.FS(vfs.Default), t.TempDir()
-			if fsName == "mem" {
-				fs, dir = vfs.NewMem(), "keystore"
-			}
-			testReopen(t, fs, dir)
-		})
-	}
+	reopen(t, pebbleLoc(vfs.Default, t.TempDir()))
 }
 
-func testReopen(t *testing.T, fs vfs.FS, dir string) {
-	s, err := Open(dir, opts(Options{FS: fs}))
+func testReopen(t *testing.T, env *storeEnv) { reopen(t, env.fresh(t)) }
+
+// reopen writes records, closes the store and checks them in a store opened
+// again on the same location.
+func reopen(t *testing.T, loc *storeLoc) {
+	s, err := loc.open(opts(Options{}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -928,7 +921,7 @@ func testReopen(t *testing.T, fs vfs.FS, dir string) {
 		t.Fatal(err)
 	}
 
-	s = openTest(t, fs, dir)
+	s = loc.store(t)
 	got, _, err := s.ListKeys(nil, "", 100)
 	if err != nil || len(got) != len(want) {
 		t.Fatalf("ListKeys after reopen: %d keys, %v", len(got), err)
@@ -1015,9 +1008,8 @@ func TestFormatRecord(t *testing.T) {
 	}
 }
 
-func TestClosed(t *testing.T) {
-	t.Parallel()
-	s, err := Open("keystore", opts(Options{FS: vfs.NewMem()}))
+func testClosed(t *testing.T, env *storeEnv) {
+	s, err := env.fresh(t).open(opts(Options{}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1042,14 +1034,9 @@ func TestClosed(t *testing.T) {
 
 // TestKeyBlockNeverPrinted checks the redacting formatters and that nothing
 // the store logs (at debug level, for every operation) carries a key block.
-func TestKeyBlockNeverPrinted(t *testing.T) {
-	t.Parallel()
+func testKeyBlockNeverPrinted(t *testing.T, env *storeEnv) {
 	core, logs := observer.New(zapcore.DebugLevel)
-	s, err := Open("keystore", opts(Options{FS: vfs.NewMem(), Logger: zap.New(core)}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeT(t, s)
+	s := env.fresh(t).storeWith(t, opts(Options{Logger: zap.New(core)}))
 	k := testKey(testID(1))
 	secret := k.KeyBlock
 	if err := s.CreateKey(k, []Tag{{"a", "b"}}, "alias/a"); err != nil {

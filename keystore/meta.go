@@ -27,7 +27,7 @@ func (s *Store) GetMeta(name string) ([]byte, error) {
 		return nil, err
 	}
 	defer done()
-	f, ok, err := s.readRecord(s.db, metaKey(name))
+	f, ok, err := s.readRecord(s.eng, metaKey(name))
 	if err != nil {
 		return nil, storeErr(fmt.Sprintf("get meta %q", name), err)
 	}
@@ -58,29 +58,25 @@ func (s *Store) putMeta(name string, value []byte, ifAbsent bool) error {
 	if len(value) > maxMetaLen {
 		return fmt.Errorf("keystore: put meta %q: value longer than %d bytes: %w", name, maxMetaLen, ErrInvalid)
 	}
-	done, err := s.write()
-	if err != nil {
-		return err
-	}
-	defer done()
-	mk := metaKey(name)
-	old, ok, err := get(s.db, mk)
-	if err != nil {
-		return fmt.Errorf("keystore: put meta %q: %w", name, err)
-	}
-	if ok && ifAbsent {
-		return fmt.Errorf("keystore: put meta %q: %w", name, ErrExists)
-	}
 	typ := RecordMeta
 	if isOwnerMeta(name) {
 		typ = RecordOwnerMeta
 	}
-	w := s.newWriter()
-	defer w.close()
-	if _, err := w.set(mk, typ, "", value, headerRevision(old)); err != nil {
-		return fmt.Errorf("keystore: put meta %q: %w", name, err)
-	}
-	if err := w.commit(fmt.Sprintf("put meta %q", name)); err != nil {
+	mk := metaKey(name)
+	err := s.update(fmt.Sprintf("put meta %q", name), func(w *writer) error {
+		old, ok, err := get(w.b, mk)
+		if err != nil {
+			return fmt.Errorf("keystore: put meta %q: %w", name, err)
+		}
+		if ok && ifAbsent {
+			return fmt.Errorf("keystore: put meta %q: %w", name, ErrExists)
+		}
+		if _, err := w.set(mk, typ, "", value, headerRevision(old)); err != nil {
+			return fmt.Errorf("keystore: put meta %q: %w", name, err)
+		}
+		return nil
+	})
+	if err != nil {
 		return err
 	}
 	s.log.Debug("meta written", zap.String("name", name), zap.Int("bytes", len(value)))
@@ -95,7 +91,7 @@ func (s *Store) MetaNames(prefix string) ([]string, error) {
 	}
 	defer done()
 	var names []string
-	if err := s.eachKey(s.db, pfxMeta+prefix, func(n string) { names = append(names, prefix+n) }); err != nil {
+	if err := s.eachKey(s.eng, pfxMeta+prefix, func(n string) { names = append(names, prefix+n) }); err != nil {
 		return nil, fmt.Errorf("keystore: list meta %q: %w", prefix, err)
 	}
 	return names, nil

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/cockroachdb/pebble/v2"
 	"go.uber.org/zap"
 )
 
@@ -96,106 +95,103 @@ func (s *Store) migrationCounts() (total, done int, err error) {
 	}
 	defer release()
 	cursor := s.formatState().cursor
-	it, err := s.db.NewIter(nil)
-	if err != nil {
-		return 0, 0, err
-	}
-	for ok := it.First(); ok; ok = it.Next() {
-		if typeAt(it.Key()) == 0 {
-			continue
+	err = s.eng.Scan(nil, nil, func(k, _ []byte) (bool, error) {
+		if typeAt(k) == 0 {
+			return true, nil
 		}
 		total++
-		if string(it.Key()) <= cursor {
+		if string(k) <= cursor {
 			done++
 		}
-	}
-	return total, done, errors.Join(it.Error(), it.Close())
+		return true, nil
+	})
+	return total, done, err
 }
 
 // migrateNext rewrites the next batch after the cursor; more is false once
 // no record is left.
 func (s *Store) migrateNext(rep *MigrationReport) (n int, more bool, err error) {
-	release, err := s.write()
-	if err != nil {
+	var (
+		last     []byte
+		rewrote  int
+		left     int
+		batchMax = s.batchSize()
+	)
+	err = s.update("migrate to format 2", func(w *writer) error {
+		n, more, last, rewrote, left = 0, false, nil, 0, 0
+		cursor := s.formatState().cursor
+		var lo []byte
+		if cursor != "" {
+			lo = append([]byte(cursor), 0)
+		}
+		err := w.b.Scan(lo, nil, func(key, v []byte) (bool, error) {
+			k := append([]byte(nil), key...)
+			if typeAt(k) == 0 {
+				return true, nil
+			}
+			if n == batchMax {
+				more = true
+				return false, nil
+			}
+			last = k
+			n++
+			typ, profile, payload, rev, cerr := convertV1(k, v)
+			if cerr != nil {
+				_, name, keyID := recordName(k)
+				s.log.Error("format 1 record does not decode; left as it is, it will fail its integrity check",
+					zap.String("type", typeAt(k).String()), zap.String("record", name), zap.String("key", keyID), zap.String("reason", cerr.Error()))
+				left++
+				return true, nil
+			}
+			sv, serr := s.sealV2(k, typ, profile, payload, rev)
+			if errors.Is(serr, ErrInvalid) && typ == RecordKey {
+				_, name, _ := recordName(k)
+				s.log.Error("format 1 key record names a profile without a main key on this appliance; left as it is, it will fail its integrity check",
+					zap.String("key", name), zap.String("profile", profile))
+				left++
+				return true, nil
+			}
+			if serr != nil {
+				return false, fmt.Errorf("keystore: migrate %s: %w", typeAt(k), serr)
+			}
+			rewrote++
+			return true, w.b.Set(k, sv)
+		})
+		if err != nil || n == 0 {
+			return err
+		}
+		return w.b.Set(migrationKey, last)
+	})
+	if err != nil || n == 0 {
 		return 0, false, err
 	}
-	defer release()
-	cursor := s.formatState().cursor
-	opts := &pebble.IterOptions{}
-	if cursor != "" {
-		opts.LowerBound = append([]byte(cursor), 0)
-	}
-	it, err := s.db.NewIter(opts)
-	if err != nil {
-		return 0, false, err
-	}
-	w := s.newWriter()
-	defer w.close()
-	var last []byte
-	for ok := it.First(); ok && n < migrateBatch; ok = it.Next() {
-		k := append([]byte(nil), it.Key()...)
-		if typeAt(k) == 0 {
-			continue
-		}
-		v, verr := it.ValueAndErr()
-		if verr != nil {
-			return 0, false, errors.Join(verr, it.Close())
-		}
-		last = k
-		n++
-		typ, profile, payload, rev, cerr := convertV1(k, v)
-		if cerr != nil {
-			_, name, keyID := recordName(k)
-			s.log.Error("format 1 record does not decode; left as it is, it will fail its integrity check",
-				zap.String("type", typeAt(k).String()), zap.String("record", name), zap.String("key", keyID), zap.String("reason", cerr.Error()))
-			rep.Left++
-			continue
-		}
-		sv, serr := s.sealV2(k, typ, profile, payload, rev)
-		if errors.Is(serr, ErrInvalid) && typ == RecordKey {
-			_, name, _ := recordName(k)
-			s.log.Error("format 1 key record names a profile without a main key on this appliance; left as it is, it will fail its integrity check",
-				zap.String("key", name), zap.String("profile", profile))
-			rep.Left++
-			continue
-		}
-		if serr != nil {
-			return 0, false, errors.Join(fmt.Errorf("keystore: migrate %s: %w", typeAt(k), serr), it.Close())
-		}
-		_ = w.b.Set(k, sv, nil)
-		rep.Rewritten++
-	}
-	more = it.Valid()
-	if err := errors.Join(it.Error(), it.Close()); err != nil {
-		return 0, false, err
-	}
-	if n == 0 {
-		return 0, false, nil
-	}
-	_ = w.b.Set(migrationKey, last, nil)
-	if err := w.commit("migrate to format 2"); err != nil {
-		return 0, false, err
-	}
+	rep.Rewritten += rewrote
+	rep.Left += left
 	s.fstate.Store(&formatState{version: 1, cursor: string(last)})
 	return n, more, nil
 }
 
 // finishMigration sets the format record to 2 and drops the cursor.
 func (s *Store) finishMigration() error {
-	release, err := s.write()
-	if err != nil {
-		return err
-	}
-	defer release()
 	rec, _ := json.Marshal(formatRecord{Format: formatName, Version: FormatVersion})
-	b := s.db.NewBatch()
-	_ = b.Set(formatKey, rec, nil)
-	_ = b.Delete(migrationKey, nil)
-	if err := s.commit(b, "finish migration"); err != nil {
+	err := s.update("finish migration", func(w *writer) error {
+		return errors.Join(w.b.Set(formatKey, rec), w.b.Delete(migrationKey))
+	})
+	if err != nil {
 		return err
 	}
 	s.fstate.Store(&formatState{version: FormatVersion})
 	return nil
+}
+
+// batchSize is how many records one migration or re-sealing transaction
+// rewrites: migrateBatch, or fewer when the engine limits a transaction to
+// fewer operations (each record is one read checked at commit and one write).
+func (s *Store) batchSize() int {
+	if l := s.eng.Limits().MaxOps; l > 0 && l-1 < migrateBatch {
+		return max(l-1, 1)
+	}
+	return migrateBatch
 }
 
 // convertV1 decodes the format 1 value v at Pebble key k into what its

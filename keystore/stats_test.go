@@ -21,7 +21,7 @@ func TestPebbleChatterAtDebug(t *testing.T) {
 	if err := s.PutMeta("custody/x", []byte("v")); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.db.Flush(); err != nil { // a flush makes Pebble talk
+	if err := pebbleOf(t, s).Flush(); err != nil { // a flush makes Pebble talk
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {

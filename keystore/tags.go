@@ -26,43 +26,38 @@ func (s *Store) TagKey(id string, tags []Tag, maxTags int) error {
 	if err := checkTags(tags); err != nil {
 		return fmt.Errorf("keystore: tag key %s: %w", id, err)
 	}
-	done, err := s.write()
-	if err != nil {
-		return err
-	}
-	defer done()
-
-	if _, err := s.loadKey(s.db, id); err != nil {
-		return err
-	}
-	have := map[string]uint64{} // tag key -> revision of its record
-	err = s.eachRecord(s.db, tagPrefix(id), func(tk, tv []byte) error {
-		have[string(tk[len(tagPrefix(id)):])] = headerRevision(tv)
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("keystore: tag key %s: %w", id, err)
-	}
-	n := len(have)
-	for _, t := range tags {
-		if _, ok := have[t.Key]; !ok {
-			have[t.Key] = 0
-			n++
+	err := s.update("tag key "+id, func(w *writer) error {
+		if _, err := s.loadKey(w.b, id); err != nil {
+			return err
 		}
-	}
-	if maxTags > 0 && n > maxTags {
-		return fmt.Errorf("keystore: tag key %s: %d tags exceed the limit of %d: %w", id, n, maxTags, ErrTooManyTags)
-	}
-	w := s.newWriter()
-	defer w.close()
-	for _, t := range tags {
-		rev, err := w.set(tagKey(id, t.Key), RecordTag, "", []byte(t.Value), have[t.Key])
+		have := map[string]uint64{} // tag key -> revision of its record
+		err := s.eachRecord(w.b, tagPrefix(id), func(tk, tv []byte) error {
+			have[string(tk[len(tagPrefix(id)):])] = headerRevision(tv)
+			return nil
+		})
 		if err != nil {
 			return fmt.Errorf("keystore: tag key %s: %w", id, err)
 		}
-		have[t.Key] = rev // a duplicate tag key in tags keeps the last value
-	}
-	if err := w.commit("tag key " + id); err != nil {
+		n := len(have)
+		for _, t := range tags {
+			if _, ok := have[t.Key]; !ok {
+				have[t.Key] = 0
+				n++
+			}
+		}
+		if maxTags > 0 && n > maxTags {
+			return fmt.Errorf("keystore: tag key %s: %d tags exceed the limit of %d: %w", id, n, maxTags, ErrTooManyTags)
+		}
+		for _, t := range tags {
+			rev, err := w.set(tagKey(id, t.Key), RecordTag, "", []byte(t.Value), have[t.Key])
+			if err != nil {
+				return fmt.Errorf("keystore: tag key %s: %w", id, err)
+			}
+			have[t.Key] = rev // a duplicate tag key in tags keeps the last value
+		}
+		return nil
+	})
+	if err != nil {
 		return err
 	}
 	s.log.Debug("key tagged", zap.String("id", id), zap.Int("tags", len(tags)))
@@ -72,25 +67,20 @@ func (s *Store) TagKey(id string, tags []Tag, maxTags int) error {
 // UntagKey removes the named tags from key id; names without a tag are
 // ignored. ErrNotFound when the key does not exist.
 func (s *Store) UntagKey(id string, keys []string) error {
-	done, err := s.write()
-	if err != nil {
-		return err
-	}
-	defer done()
-
-	if _, err := s.loadKey(s.db, id); err != nil {
-		return err
-	}
-	w := s.newWriter()
-	defer w.close()
-	for _, k := range keys {
-		if validName(k) {
-			if err := w.delAt(tagKey(id, k)); err != nil {
-				return fmt.Errorf("keystore: untag key %s: %w", id, err)
+	err := s.update("untag key "+id, func(w *writer) error {
+		if _, err := s.loadKey(w.b, id); err != nil {
+			return err
+		}
+		for _, k := range keys {
+			if validName(k) {
+				if err := w.delAt(tagKey(id, k)); err != nil {
+					return fmt.Errorf("keystore: untag key %s: %w", id, err)
+				}
 			}
 		}
-	}
-	if err := w.commit("untag key " + id); err != nil {
+		return nil
+	})
+	if err != nil {
 		return err
 	}
 	s.log.Debug("key untagged", zap.String("id", id), zap.Int("tags", len(keys)))
@@ -112,7 +102,10 @@ func (s *Store) ListTags(id string, nextToken string, max int) (_ []Tag, _ strin
 	}
 	defer done()
 
-	snap := s.db.NewSnapshot()
+	snap, err := s.eng.View()
+	if err != nil {
+		return nil, "", storeErr("list tags "+id, err)
+	}
 	defer closeJoin(&err, snap)
 	if _, err := s.loadKey(snap, id); err != nil {
 		return nil, "", err

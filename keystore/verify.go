@@ -44,7 +44,10 @@ func (s *Store) Verify() (_ *VerifyReport, err error) {
 		return nil, err
 	}
 	defer release()
-	snap := s.db.NewSnapshot()
+	snap, err := s.eng.View()
+	if err != nil {
+		return nil, storeErr("verify", err)
+	}
 	defer closeJoin(&err, snap)
 
 	rep := &VerifyReport{Format: FormatVersion, ByType: map[RecordType]int{}}
@@ -68,23 +71,15 @@ func (s *Store) Verify() (_ *VerifyReport, err error) {
 		present = map[string]bool{}   // Pebble keys of every record, passed or not
 		order   [][]byte
 	)
-	it, err := snap.NewIter(nil)
-	if err != nil {
-		return nil, err
-	}
-	for ok := it.First(); ok; ok = it.Next() {
-		k := append([]byte(nil), it.Key()...)
+	err = snap.Scan(nil, nil, func(key, v []byte) (bool, error) {
+		k := append([]byte(nil), key...)
 		typ := typeAt(k)
 		if typ == 0 {
 			if !bytes.HasPrefix(k, []byte("sys/")) {
 				rep.Records++
 				_ = fail(s.integrityFailure(k, "a record outside the store's layout"), k)
 			}
-			continue
-		}
-		v, verr := it.ValueAndErr()
-		if verr != nil {
-			return nil, errors.Join(verr, it.Close())
+			return true, nil
 		}
 		rep.Records++
 		rep.ByType[typ]++
@@ -99,12 +94,13 @@ func (s *Store) Verify() (_ *VerifyReport, err error) {
 		}
 		if cerr != nil {
 			if err := fail(cerr, k); err != nil {
-				return nil, errors.Join(err, it.Close())
+				return false, err
 			}
 		}
-	}
-	if err := errors.Join(it.Error(), it.Close()); err != nil {
-		return nil, err
+		return true, nil
+	})
+	if err != nil {
+		return nil, storeErr("verify", err)
 	}
 	// Records the journals expect that are gone: each fails on its own, and
 	// counts as present for the invariants (a key's tags are not reported
@@ -205,7 +201,7 @@ func (s *Store) checkPayload(k []byte, f frame, keys map[string]*Key, aliases ma
 }
 
 // Reseal re-authenticates every record of profile that is not under its
-// active main key version, in batches, each under the write lock and
+// active main key version, in batches, each one write transaction
 // committed durably; it returns how many records it rewrote. A profile main
 // key rotation calls it (with the key blocks' re-wrap) until a pass rewrites
 // nothing, before it retires the old version: records still under a retired
@@ -230,7 +226,7 @@ func (s *Store) Reseal(profile string) (int, error) {
 	}
 	n := 0
 	for len(stale) > 0 {
-		batch := stale[:min(len(stale), migrateBatch)]
+		batch := stale[:min(len(stale), s.batchSize())]
 		stale = stale[len(batch):]
 		m, err := s.resealBatch(profile, batch)
 		n += m
@@ -256,60 +252,50 @@ func (s *Store) staleRecords(profile string, ver int) ([][]byte, error) {
 		return nil, err
 	}
 	defer release()
-	it, err := s.db.NewIter(nil)
-	if err != nil {
-		return nil, err
-	}
 	var out [][]byte
-	for ok := it.First(); ok; ok = it.Next() {
-		if t := typeAt(it.Key()); t == 0 || t == RecordOwnerMeta {
-			continue
-		}
-		v, err := it.ValueAndErr()
-		if err != nil {
-			return nil, errors.Join(err, it.Close())
+	err = s.eng.Scan(nil, nil, func(k, v []byte) (bool, error) {
+		if t := typeAt(k); t == 0 || t == RecordOwnerMeta {
+			return true, nil
 		}
 		if f, _, _, err := parseFrame(v); err == nil && f.profile == profile && f.mkVersion != ver {
-			out = append(out, append([]byte(nil), it.Key()...))
+			out = append(out, append([]byte(nil), k...))
 		}
-	}
-	return out, errors.Join(it.Error(), it.Close())
+		return true, nil
+	})
+	return out, err
 }
 
-// resealBatch re-seals the listed records that still need it, under the
-// write lock.
+// resealBatch re-seals the listed records that still need it, in one write
+// transaction.
 func (s *Store) resealBatch(profile string, keys [][]byte) (int, error) {
-	release, err := s.write()
-	if err != nil {
-		return 0, err
-	}
-	defer release()
-	ver, key, err := s.auth.Load().a.ActiveRecordKey(profile)
-	if err != nil {
-		return 0, err
-	}
-	clear(key)
-	w := s.newWriter()
-	defer w.close()
 	n := 0
-	for _, k := range keys {
-		f, ok, err := s.readRecord(s.db, k)
-		if errors.Is(err, ErrIntegrity) || (err == nil && !ok) {
-			continue
-		}
+	err := s.update("re-seal records of profile "+profile, func(w *writer) error {
+		ver, key, err := s.auth.Load().a.ActiveRecordKey(profile)
 		if err != nil {
-			return 0, err
+			return err
 		}
-		if f.profile != profile || f.mkVersion == ver {
-			continue
+		clear(key)
+		n = 0
+		for _, k := range keys {
+			f, ok, err := s.readRecord(w.b, k)
+			if errors.Is(err, ErrIntegrity) || (err == nil && !ok) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if f.profile != profile || f.mkVersion == ver {
+				continue
+			}
+			if _, err := w.set(k, f.typ, f.profile, f.payload, f.revision); err != nil {
+				return err
+			}
+			n++
 		}
-		if _, err := w.set(k, f.typ, f.profile, f.payload, f.revision); err != nil {
-			return 0, err
-		}
-		n++
+		return nil
+	})
+	if err != nil {
+		return 0, err
 	}
-	if n == 0 {
-		return 0, nil
-	}
-	return n, w.commit("re-seal records of profile " + profile)
+	return n, nil
 }

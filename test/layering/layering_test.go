@@ -10,7 +10,9 @@
 //	keyspec                    key vocabulary and rules; imports only fault
 //	hsm/*                      algorithms and the key custody (PKCS#11);
 //	                           nothing of payhsm outside hsm/ but keyspec, fault
-//	keystore                   key records in Pebble; no ops, no protocol
+//	keystore                   key records on a key-value engine; no ops, no protocol
+//	keystore/kv/*              the engines (Pebble, etcd): below the store, they
+//	                           hold bytes; nothing of payhsm but fault
 //	access                     principals and policies; no ops, no protocol
 //	audit                      the audit trail; of payhsm only hsm/secret
 //	ops                        the operations layer; knows no transport
@@ -86,6 +88,12 @@ var rules = []rule{
 		From:  []string{"hsm/..."},
 		Deny:  []string{"..."},
 		Allow: []string{"hsm/...", "keyspec/...", "fault/..."},
+	},
+	{
+		Name:  "the key-value engines hold bytes: keystore/kv imports nothing of payhsm but keystore/kv and fault",
+		From:  []string{"keystore/kv/..."},
+		Deny:  []string{"..."},
+		Allow: []string{"keystore/kv/...", "fault/..."},
 	},
 	{
 		Name: "audit (the trail writer and verifier) sits below the edges and commands: of payhsm it imports only hsm/secret",

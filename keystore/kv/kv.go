@@ -1,0 +1,145 @@
+// Package kv owns the contract between keystore.Store and the engine that
+// holds its bytes: an ordered key-value map with point reads, range scans,
+// consistent read views and atomic, durable transactions. Two engines
+// implement it: kv/pebblekv (an embedded Pebble database, one process) and
+// kv/etcdkv (a prefix of an etcd v3 cluster, shared by many processes). The
+// store's logic (record sealing, indices, purge, migration, verification)
+// is written once against this contract; the conformance suite in
+// kv/kvtest checks an engine against it.
+//
+// # Isolation
+//
+// A Txn is serializable: its commit succeeds only if nothing it read has
+// changed since it read it (a key read is still absent or has the same
+// value; a range scanned has gained no key and no key in it changed), and
+// then its writes become visible together and durable. An engine may
+// guarantee that pessimistically (pebblekv: one transaction at a time in
+// the process that holds the database) or optimistically (etcdkv: every
+// read records the revision it saw, and the commit compares them); when an
+// optimistic commit finds a change it fails with ErrConflict and writes
+// nothing, and the caller runs the whole operation again from its reads.
+// Reads inside a Txn do not see its own writes; a Txn's writes to the same
+// key keep the last.
+//
+// Reads outside a Txn (Engine.Get, Engine.Scan) are linearizable: they see
+// every transaction that committed before they started. A View is a
+// consistent snapshot: every read through it sees the engine as of the
+// moment the View was made.
+//
+// # Durability
+//
+// When Commit returns nil, the transaction survives a crash of the process
+// and, where the engine replicates, the loss of a minority of its members.
+// An engine may make a transaction visible to readers an instant before it
+// is durable (Pebble applies a batch to its memtable before the WAL sync
+// that acknowledges it); it never acknowledges one that is not.
+//
+// # Errors
+//
+// ErrConflict (retry the operation), ErrUnavailable (the engine cannot be
+// reached or did not answer in time; for a commit, its outcome may be
+// unknown), ErrFailed (a durable write failed and the engine refuses every
+// call until it is reopened), ErrTooLarge (a transaction beyond the
+// engine's limits; see Limits) and ErrClosed. Engines wrap them with
+// detail; test with errors.Is.
+package kv
+
+import (
+	"errors"
+
+	"payhsm/fault"
+)
+
+// Errors every engine returns (wrapped); see the package comment.
+var (
+	// ErrConflict: an optimistic transaction read a value that changed
+	// before it committed; nothing was written.
+	ErrConflict = &fault.Error{Kind: fault.Unavailable, Message: "key store write conflicted with a concurrent write; retry"}
+	// ErrUnavailable: the engine could not be reached or did not answer in
+	// time. A Commit that returns it may or may not have been applied.
+	ErrUnavailable = &fault.Error{Kind: fault.Unavailable, Message: "key store unavailable"}
+	// ErrFailed: a durable write failed; the engine refuses every call
+	// until it is reopened.
+	ErrFailed = errors.New("kv: a durable write failed")
+	// ErrTooLarge: a transaction exceeds the engine's limits (Limits).
+	ErrTooLarge = &fault.Error{Kind: fault.Validation, Message: "key store transaction too large"}
+	// ErrClosed: the engine was closed.
+	ErrClosed = &fault.Error{Kind: fault.Unavailable, Message: "key store closed"}
+)
+
+// Reader reads keys. Keys and values passed to a Scan callback are valid
+// only during the call (copy them to keep them); values returned by Get
+// are the caller's.
+type Reader interface {
+	// Get returns key's value; ok is false when the key is absent.
+	Get(key []byte) (value []byte, ok bool, err error)
+	// Scan calls fn for every key in [lo, hi) in ascending byte order (hi
+	// nil: no upper bound) until fn returns false or an error, which Scan
+	// returns.
+	Scan(lo, hi []byte, fn func(key, value []byte) (more bool, err error)) error
+}
+
+// View is a consistent read-only snapshot; Close releases it.
+type View interface {
+	Reader
+	Close() error
+}
+
+// Txn is a serializable read-write transaction (see the package comment).
+// Exactly one of Commit or Discard ends it; Discard after Commit does
+// nothing, so deferring it is safe.
+type Txn interface {
+	Reader
+	// Set writes key = value when the transaction commits. The engine keeps
+	// its own copies.
+	Set(key, value []byte) error
+	// Delete removes key when the transaction commits; deleting an absent
+	// key is not an error.
+	Delete(key []byte) error
+	// Commit makes the writes visible and durable atomically, or fails with
+	// ErrConflict having written nothing. A transaction with no writes
+	// commits trivially.
+	Commit() error
+	// Discard abandons the transaction.
+	Discard()
+}
+
+// Limits bounds one transaction. Zero means no limit.
+type Limits struct {
+	// MaxOps is the most writes (sets and deletes of distinct keys) and,
+	// separately, the most reads recorded for the commit check.
+	MaxOps int
+	// MaxBytes bounds the keys and values a transaction writes, and the keys
+	// it read, added up.
+	MaxBytes int
+}
+
+// Engine is an ordered key-value store with serializable transactions.
+type Engine interface {
+	Reader
+	// View returns a consistent snapshot of the engine as of now.
+	View() (View, error)
+	// Begin starts a transaction.
+	Begin() (Txn, error)
+	// Limits returns the bounds on one transaction.
+	Limits() Limits
+	// Name names the engine and where it is, for logs ("pebble /var/lib/...",
+	// "etcd prefix /payhsm/ at host:2379,...").
+	Name() string
+	// Close releases the engine. It waits for nothing: the caller closes it
+	// once no call is in progress.
+	Close() error
+}
+
+// PrefixEnd returns the least key greater than every key that begins with
+// p, or nil when there is none (p is empty or all 0xff).
+func PrefixEnd(p []byte) []byte {
+	end := append([]byte(nil), p...)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] < 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil
+}
