@@ -446,16 +446,9 @@ func rsaCrypter(w *WorkingKey, subj fault.Subject, side fault.Side, padding Padd
 			return ct, nil
 		}, nil
 	}
-	if w.Material == nil {
-		return nil, about(subj, side, "%s is a public key and cannot decrypt", w.ARN)
-	}
-	k, err := x509.ParsePKCS8PrivateKey(w.Material)
+	priv, err := rsaPrivateKey(w, subj, side)
 	if err != nil {
-		return nil, fault.Internalf("parse private key", err)
-	}
-	priv, ok := k.(*rsa.PrivateKey)
-	if !ok {
-		return nil, about(subj, side, "%s is not an RSA key", w.ARN)
+		return nil, err
 	}
 	return func(ct []byte) ([]byte, error) {
 		var pt []byte
@@ -500,16 +493,9 @@ func rawRSACrypter(w *WorkingKey, subj fault.Subject, side fault.Side, enc bool)
 			return ct, nil
 		}, nil
 	}
-	if w.Material == nil {
-		return nil, about(subj, side, "%s is a public key and cannot decrypt", w.ARN)
-	}
-	k, err := x509.ParsePKCS8PrivateKey(w.Material)
+	priv, err := rsaPrivateKey(w, subj, side)
 	if err != nil {
-		return nil, fault.Internalf("parse private key", err)
-	}
-	priv, ok := k.(*rsa.PrivateKey)
-	if !ok {
-		return nil, about(subj, side, "%s is not an RSA key", w.ARN)
+		return nil, err
 	}
 	return func(ct []byte) ([]byte, error) {
 		pt, err := rsaraw.Decrypt(priv, ct)
@@ -548,4 +534,20 @@ func pick[T any](cond bool, a, b T) T {
 		return a
 	}
 	return b
+}
+
+// rsaPrivateKey is the RSA private key of w, for decryption.
+func rsaPrivateKey(w *WorkingKey, subj fault.Subject, side fault.Side) (*rsa.PrivateKey, error) {
+	if w.Material == nil {
+		return nil, about(subj, side, "%s is a public key and cannot decrypt", w.ARN)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(w.Material)
+	if err != nil {
+		return nil, fault.Internalf("parse private key", err)
+	}
+	priv, ok := k.(*rsa.PrivateKey)
+	if !ok {
+		return nil, about(subj, side, "%s is not an RSA key", w.ARN)
+	}
+	return priv, nil
 }

@@ -82,6 +82,13 @@ func NewWithConfig(tb testing.TB, tune func(*ops.Config)) *ops.Service {
 
 func newService(tb testing.TB, tune ...func(*ops.Config)) (*ops.Service, *memtoken.Module, *keystore.Store, *custody.Custodian) {
 	tb.Helper()
+	return newServiceWith(tb, nil, tune...)
+}
+
+// newServiceWith is newService whose "default" profile main key is mainKey
+// (nil: a new one).
+func newServiceWith(tb testing.TB, mainKey []byte, tune ...func(*ops.Config)) (*ops.Service, *memtoken.Module, *keystore.Store, *custody.Custodian) {
+	tb.Helper()
 	mod := memtoken.New()
 	if err := mod.InitToken(tokenLabel, tokenPIN); err != nil {
 		tb.Fatal(err)
@@ -100,7 +107,12 @@ func newService(tb testing.TB, tune ...func(*ops.Config)) (*ops.Service, *memtok
 	if err := store.SetAuthenticator(cust, "default"); err != nil {
 		tb.Fatal(err)
 	}
-	if _, err := cust.CreateProfile("default"); err != nil {
+	if mainKey == nil {
+		_, err = cust.CreateProfile("default")
+	} else {
+		_, err = cust.InstallProfile("default", append([]byte(nil), mainKey...))
+	}
+	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() {
