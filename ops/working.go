@@ -125,14 +125,13 @@ func (w *WorkingKey) KCV() string { return w.Record.KCV }
 type keyCache struct {
 	m   sync.Map // string -> *WorkingKey
 	mu  sync.Mutex
-	n   int           // entries, under mu
 	gen atomic.Uint64 // written under mu
 
 	// Counters for CacheStats: lookups that found a usable key or not,
 	// entries dropped to make room, and entries dropped because their key
 	// changed (or all of them, for a rotation or a lost token).
 	hits, misses, evictions, invalidations atomic.Uint64
-	entries                                atomic.Int64 // n, readable without mu
+	entries                                atomic.Int64 // written under mu, read without it
 }
 
 // CacheStats are the working-key cache's counters since start.
@@ -172,16 +171,15 @@ func (c *keyCache) put(ident string, w *WorkingKey, gen uint64) {
 	if gen != c.gen.Load() {
 		return
 	}
-	if c.n >= maxCachedKeys {
+	if c.entries.Load() >= maxCachedKeys {
 		c.evictions.Add(c.clearLocked())
 	}
 	w.refs.Add(1)
 	if old, loaded := c.m.Swap(ident, w); loaded {
 		old.(*WorkingKey).Release()
 	} else {
-		c.n++
+		c.entries.Add(1)
 	}
-	c.entries.Store(int64(c.n))
 }
 
 // clearLocked drops every entry, giving back the cache's references, and
@@ -194,7 +192,6 @@ func (c *keyCache) clearLocked() uint64 {
 		n++
 		return true
 	})
-	c.n = 0
 	c.entries.Store(0)
 	return n
 }
@@ -206,13 +203,12 @@ func (c *keyCache) dropIf(drop func(ident string, w *WorkingKey) bool) {
 	c.m.Range(func(k, v any) bool {
 		if w := v.(*WorkingKey); drop(k.(string), w) {
 			c.m.Delete(k)
-			c.n--
+			c.entries.Add(-1)
 			c.invalidations.Add(1)
 			w.Release()
 		}
 		return true
 	})
-	c.entries.Store(int64(c.n))
 	c.mu.Unlock()
 }
 

@@ -86,9 +86,15 @@ func (c *Custodian) TokenStatus() TokenStatus {
 		if p := c.health.lastErr.Load(); p != nil {
 			st.Err = *p
 		}
-		st.Refusing = !c.cfg.Now().Before(st.Since.Add(c.cfg.LossGrace))
+		st.Refusing = c.pastGrace(st.Since)
 	}
 	return st
+}
+
+// pastGrace reports whether a token unavailable since then has been so for
+// longer than the loss grace: keys are then refused.
+func (c *Custodian) pastGrace(since time.Time) bool {
+	return !c.cfg.Now().Before(since.Add(c.cfg.LossGrace))
 }
 
 // Available is nil while the token is available, or has been unavailable
@@ -101,7 +107,7 @@ func (c *Custodian) Available() error {
 		return nil
 	}
 	since := time.Unix(0, ds)
-	if c.cfg.Now().Before(since.Add(c.cfg.LossGrace)) {
+	if !c.pastGrace(since) {
 		return nil
 	}
 	c.graceOver(since)
