@@ -344,7 +344,6 @@ func TestMultiRegionReplication(t *testing.T) {
 	})
 
 	// --- A wrongly pinned peer is refused and nothing is sent. ---
-	before := strings.Count(west.d.logs.String(), `"replica applied"`)
 	_, err = ec.AddKeyReplicationRegions(ctx, &pc.AddKeyReplicationRegionsInput{KeyIdentifier: aws.String(macEast), ReplicationRegions: []string{"eu-west-1"}})
 	check(t, err)
 	var failedMsg string
@@ -360,6 +359,16 @@ func TestMultiRegionReplication(t *testing.T) {
 	if !strings.Contains(failedMsg, "pinned fingerprint") || !strings.Contains(failedMsg, "nothing was sent") {
 		t.Errorf("eu-west-1 status message %q", failedMsg)
 	}
+	// Adding a region changes the key's replication state, which the primary
+	// sends to its existing replica (us-west-2) as well: count what that site
+	// applies only once its count has settled (unchanged for a second).
+	before, stable := -1, time.Now()
+	waitFor(t, 10*time.Second, "the replica site's applied snapshots settle", func() bool {
+		if n := strings.Count(west.d.logs.String(), `"replica applied"`); n != before {
+			before, stable = n, time.Now()
+		}
+		return time.Since(stable) >= time.Second
+	})
 	// And the replica site refuses a client whose certificate it does not pin.
 	rogueCert, rogueKey, _ := replicationIdentity(t, files, "rogue-client")
 	pair, err := tls.LoadX509KeyPair(rogueCert, rogueKey)
