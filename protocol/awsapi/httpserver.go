@@ -445,6 +445,14 @@ func (c *fastConn) readHead() (r *http.Request, headLen int, ok bool) {
 		return nil, 0, false
 	}
 	u, err := url.ParseRequestURI(target)
+	var escErr url.EscapeError
+	badEscape := err != nil && errors.As(err, &escErr)
+	if badEscape {
+		// A request net/http would refuse with a plain-text 400: the
+		// handler answers it in AWS's shape instead (badTarget).
+		path, query, _ := strings.Cut(target, "?")
+		u, err = &url.URL{Path: path, RawPath: path, RawQuery: query}, nil
+	}
 	if err != nil || u.Host != "" {
 		return nil, 0, false
 	}
@@ -452,7 +460,21 @@ func (c *fastConn) readHead() (r *http.Request, headLen int, ok bool) {
 	r = &c.req
 	*r = http.Request{Method: http.MethodPost, URL: u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: h,
 		ContentLength: length, Host: host, RemoteAddr: c.remoteAddr, RequestURI: target, TLS: c.tlsState}
+	if badEscape {
+		r = r.WithContext(context.WithValue(context.Background(), badTargetKey{}, escErr))
+	}
 	return r, headLen, true
+}
+
+// badTargetKey marks, in a request's context, a request target with an
+// invalid percent-escape (its url.EscapeError): such a request reaches the
+// handler with the target as it came, and is refused there (Server.serve).
+type badTargetKey struct{}
+
+// badTarget returns the invalid percent-escape of r's target, or "".
+func badTarget(r *http.Request) (string, bool) {
+	e, ok := r.Context().Value(badTargetKey{}).(url.EscapeError)
+	return string(e), ok
 }
 
 var crlf2 = []byte("\r\n\r\n")

@@ -133,6 +133,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, rq *request) (pl 
 	if r.Method != http.MethodPost {
 		return pl, "", unknownOperation(http.StatusNotFound, "unsupported method "+r.Method)
 	}
+	if esc, bad := badTarget(r); bad {
+		return pl, "", &protocolError{"ValidationException", http.StatusBadRequest, fmt.Sprintf("invalid percent-escape %q in the request path", esc)}
+	}
 	if r.ContentLength > MaxBodyBytes {
 		return pl, "", fault.Validationf("request body exceeds %d bytes", MaxBodyBytes)
 	}

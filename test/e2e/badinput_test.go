@@ -1,9 +1,13 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -88,6 +92,34 @@ func TestBadInput(t *testing.T) {
 			}
 		})
 	}
+
+	// A bad percent-escape in the path (which net/http refuses with a
+	// plain-text 400) gets an AWS-shaped ValidationException, on a
+	// connection that stays usable.
+	t.Run("bad percent-escape", func(t *testing.T) {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(d.httpURL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		br := bufio.NewReader(conn)
+		for range 2 {
+			if _, err := io.WriteString(conn, "POST /keys/alias%zz/encrypt HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"); err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var body map[string]any
+			derr := json.NewDecoder(resp.Body).Decode(&body)
+			resp.Body.Close()
+			msg, _ := body["message"].(string)
+			if resp.StatusCode != 400 || resp.Header.Get("X-Amzn-ErrorType") != "ValidationException" || derr != nil || !strings.Contains(msg, `"%zz"`) {
+				t.Fatalf("status %d, X-Amzn-ErrorType %q, body %v (%v)", resp.StatusCode, resp.Header.Get("X-Amzn-ErrorType"), body, derr)
+			}
+		}
+	})
 
 	// A wrong secret, and a request signed for another region, get AWS's
 	// InvalidSignatureException through the SDK.
