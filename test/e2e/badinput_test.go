@@ -101,7 +101,7 @@ func TestBadInput(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer conn.Close()
+		defer func() { _ = conn.Close() }()
 		br := bufio.NewReader(conn)
 		for range 2 {
 			if _, err := io.WriteString(conn, "POST /keys/alias%zz/encrypt HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"); err != nil {
@@ -113,7 +113,7 @@ func TestBadInput(t *testing.T) {
 			}
 			var body map[string]any
 			derr := json.NewDecoder(resp.Body).Decode(&body)
-			resp.Body.Close()
+			_ = resp.Body.Close()
 			msg, _ := body["message"].(string)
 			if resp.StatusCode != 400 || resp.Header.Get("X-Amzn-ErrorType") != "ValidationException" || derr != nil || !strings.Contains(msg, `"%zz"`) {
 				t.Fatalf("status %d, X-Amzn-ErrorType %q, body %v (%v)", resp.StatusCode, resp.Header.Get("X-Amzn-ErrorType"), body, derr)
