@@ -342,3 +342,34 @@ func TestSealedState(t *testing.T) {
 		t.Fatalf("altered state: %v %v", g, err)
 	}
 }
+
+// BenchmarkAuthorize is what a root certificate import pays for the MPA
+// check: one sealed-record read and unseal (unprotected), plus a seal and
+// write when a session is opened or used (protected, refused here).
+func BenchmarkAuthorize(b *testing.B) {
+	for _, protected := range []bool{false, true} {
+		name := "unprotected"
+		if protected {
+			name = "protected-refused"
+		}
+		b.Run(name, func(b *testing.B) {
+			_, store, cust := opstest.NewStoreCustody(b)
+			r := Open(store, cust, "us-east-1", "111122223333")
+			if _, err := r.CreateTeam(custodians4, "t", []string{"alice", "bob"}, 2, nil); err != nil {
+				b.Fatal(err)
+			}
+			if protected {
+				if _, err := r.Associate(ImportRootCertificate, r.TeamARN("t"), ""); err != nil {
+					b.Fatal(err)
+				}
+			}
+			cert := []byte("certificate")
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := r.Authorize(ImportRootCertificate, cert, "why", "p"); protected != (err != nil) {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
