@@ -26,7 +26,10 @@ func (e enrolled) Names() []string {
 	return out
 }
 
-func (e enrolled) Verify(name string, pass []byte) bool { p, ok := e[name]; return ok && p == string(pass) }
+func (e enrolled) Verify(name string, pass []byte) bool {
+	p, ok := e[name]
+	return ok && p == string(pass)
+}
 
 var custodians4 = enrolled{"alice": "pa", "bob": "pb", "carol": "pc", "dave": "pd"}
 
