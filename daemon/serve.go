@@ -270,7 +270,7 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 	host.SetObserver(tel.metrics.NewHost(hostcmd.Commands()))
 	httpState, hostState, writable := &listenerState{}, &listenerState{}, health.NewState(probeWritable(cfg.DataDir))
 	if err := tel.register(sources{store: app.Store, cust: app.Custody, svc: svc, host: host, writable: writable,
-		http: httpState, hostLn: hostState, disk: app.Disk, trail: trail, access: az}); err != nil {
+		http: httpState, hostLn: hostState, disk: app.Disk, trail: trail, access: az, mpa: reg}); err != nil {
 		return err
 	}
 

@@ -28,6 +28,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"payhsm/audit"
@@ -169,7 +170,13 @@ type Registry struct {
 	// ceremony tool), which fills in the protocol. A decision whose record
 	// fails is not taken. Nil records nothing (tests).
 	Audit func(audit.Kind, audit.Event) error
+
+	refused, used atomic.Uint64 // protected requests refused for want of approval; approvals used
 }
+
+// Counts reports the protected requests refused for want of an approved
+// session, and the approved sessions used, since Open.
+func (r *Registry) Counts() (refused, used uint64) { return r.refused.Load(), r.used.Load() }
 
 // Open returns the registry of an open key store.
 func Open(store *keystore.Store, cust *custody.Custodian, region, account string) *Registry {
@@ -664,6 +671,7 @@ func (r *Registry) Authorize(op Operation, subject []byte, comment, principal st
 			if err := r.save(st); err != nil {
 				return nil, err
 			}
+			r.used.Add(1)
 			return &Grant{Session: *s, r: r}, nil
 		}
 		pending = s
@@ -690,6 +698,7 @@ func (r *Registry) Authorize(op Operation, subject []byte, comment, principal st
 			return nil, err
 		}
 	}
+	r.refused.Add(1)
 	return nil, fault.AccessDeniedf("%s needs Multi-Party Approval by approval team %s: session %s is %s (%d of %d approvals); "+
 		"the team's custodians approve it with payhsm ceremony mpa-approve, then the request is sent again",
 		op, team.ARN, pending.ARN, pending.Status, len(pending.Approvals), pending.Threshold)

@@ -198,6 +198,9 @@ func TestAuthorizeFlow(t *testing.T) {
 	if _, err := f.r.Authorize(ImportRootCertificate, cert, "why", "p"); kindOf(err) != fault.AccessDenied {
 		t.Fatalf("an approved session was used twice: %v", err)
 	}
+	if refused, used := f.r.Counts(); refused != 5 || used != 1 {
+		t.Errorf("Counts = %d refused, %d used; want 5, 1", refused, used)
+	}
 	g.Release() // the operation failed after all: the approval comes back
 	if g2, err := f.r.Authorize(ImportRootCertificate, cert, "", "p"); err != nil || g2 == nil || g2.Session.ARN != s.ARN {
 		t.Fatalf("after Release: %+v %v", g2, err)
