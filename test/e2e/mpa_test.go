@@ -153,6 +153,11 @@ func TestMpaRootCertificateImport(t *testing.T) {
 		t.Fatalf("import once no team is associated: %v %v %s", m, err, stderr)
 	}
 
+	// Six requests were refused for want of approval, one approval was used.
+	if fams := d.scrape(t); metricValue(fams, "payhsm_mpa_refused_total") != 6 || metricValue(fams, "payhsm_mpa_approvals_used_total") != 1 {
+		t.Errorf("MPA metrics: refused %v, used %v; want 6, 1", metricValue(fams, "payhsm_mpa_refused_total"), metricValue(fams, "payhsm_mpa_approvals_used_total"))
+	}
+
 	// The trail has the denials and each approval.
 	b, err := os.ReadFile(filepath.Join(dir, "audit", "audit.log"))
 	check(t, err)
