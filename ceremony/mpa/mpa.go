@@ -84,6 +84,7 @@ const SessionTTL = 24 * time.Hour
 const (
 	MaxTeams       = 32
 	maxSessions    = 256 // finished sessions beyond this are forgotten, oldest first
+	maxLive        = 64  // open sessions (pending, or approved and unused): requests beyond are refused
 	maxComment     = 200 // the model's MpaRequesterComment
 	metaName       = "mpa/state"
 	stateVersion   = 1
@@ -270,6 +271,16 @@ func (r *Registry) save(st *state) error {
 		return fault.Internalf("store the approval state", err)
 	}
 	return nil
+}
+
+func countLive(st *state) int {
+	n := 0
+	for _, s := range st.Sessions {
+		if s.live() {
+			n++
+		}
+	}
+	return n
 }
 
 func (s *Session) live() bool {
@@ -684,6 +695,9 @@ func (r *Registry) Authorize(op Operation, subject []byte, comment, principal st
 	}
 	opened := pending == nil
 	if opened {
+		if live := countLive(st); live >= maxLive {
+			return nil, fault.QuotaExceededf("%d Multi-Party Approval sessions are open; approve, reject or let some expire first", live)
+		}
 		if pending, err = r.newSession(st, team, op, string(op), subject, comment); err != nil {
 			return nil, err
 		}
@@ -808,6 +822,7 @@ func (r *Registry) approved(st *state, s *Session) error {
 		return err
 	}
 	s.Status, s.Message = StatusApproved, "approved by "+strings.Join(s.Approvals, ", ")
+	s.Expires = r.now().Add(SessionTTL) // an approval waits SessionTTL to be used
 	switch s.Purpose {
 	case purposeDisassociate:
 		s.Used = true

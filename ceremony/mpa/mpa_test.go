@@ -240,10 +240,16 @@ func TestRejectAndExpiry(t *testing.T) {
 	// An approved session not used in time expires too.
 	_, _ = f.r.Authorize(ImportRootCertificate, cert, "why", "p")
 	ss3, _ := f.r.Sessions(false)
+	f.now = f.now.Add(time.Hour) // approved an hour after it was opened
 	if _, err := f.r.Decide(custodians4, ss3[0].ID, []Vote{vote("alice", "pa", true), vote("bob", "pb", true)}); err != nil {
 		t.Fatal(err)
 	}
-	f.now = f.now.Add(SessionTTL + time.Second)
+	f.now = f.now.Add(SessionTTL - time.Second) // approved just now: usable for SessionTTL from the approval
+	ss4, _ := f.r.Sessions(true)
+	if ss4[0].Status != StatusApproved || !ss4[0].Expires.After(f.now) {
+		t.Fatalf("an approval expired with its session's opening: %+v", ss4[0])
+	}
+	f.now = f.now.Add(2 * time.Second)
 	if g, err := f.r.Authorize(ImportRootCertificate, cert, "why", "p"); g != nil || err == nil {
 		t.Fatalf("an approval outlived its session: %+v %v", g, err)
 	}
@@ -377,5 +383,32 @@ func BenchmarkAuthorize(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestOpenSessionsBounded: a requester cannot grow the sealed record without
+// bound by asking for many certificates.
+func TestOpenSessionsBounded(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	tm := f.team(t, "t", []string{"alice", "bob"}, 2)
+	if _, err := f.r.Associate(ImportRootCertificate, tm.ARN, ""); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < maxLive; i++ {
+		if _, err := f.r.Authorize(ImportRootCertificate, []byte{byte(i)}, "why", "p"); kindOf(err) != fault.AccessDenied {
+			t.Fatalf("request %d: %v", i, err)
+		}
+	}
+	if _, err := f.r.Authorize(ImportRootCertificate, []byte("one more"), "why", "p"); kindOf(err) != fault.QuotaExceeded {
+		t.Fatalf("beyond the bound: %v", err)
+	}
+	// A request for a certificate already pending still names its session.
+	if _, err := f.r.Authorize(ImportRootCertificate, []byte{0}, "why", "p"); kindOf(err) != fault.AccessDenied {
+		t.Fatalf("a pending certificate: %v", err)
+	}
+	f.now = f.now.Add(SessionTTL + time.Second)
+	if _, err := f.r.Authorize(ImportRootCertificate, []byte("one more"), "why", "p"); kindOf(err) != fault.AccessDenied {
+		t.Fatalf("after the open sessions expired: %v", err)
 	}
 }
