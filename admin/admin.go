@@ -18,6 +18,7 @@ import (
 
 	"payhsm/access"
 	"payhsm/audit"
+	"payhsm/ceremony/mpa"
 )
 
 // Op is an online ceremony step.
@@ -48,6 +49,10 @@ const (
 	// (payhsm principals; Request.Principals). Secrets are in the response
 	// once, never stored in the clear or logged.
 	OpPrincipals Op = "principals"
+	// OpMpa runs a Multi-Party Approval step (payhsm ceremony mpa-*;
+	// Request.Mpa): team changes need dual control (Approvals); a decision
+	// carries each voting custodian's credentials (Request.Mpa.Votes).
+	OpMpa Op = "mpa"
 )
 
 // MaxSeals bounds the seals of one OpAuditSeals request.
@@ -123,6 +128,7 @@ type Approval struct {
 type Request struct {
 	Op          Op                 `json:"op"`
 	Principals  *PrincipalsRequest `json:"principals,omitempty"`
+	Mpa         *mpa.Request       `json:"mpa,omitempty"`
 	Profile     string             `json:"profile,omitempty"`
 	Approvals   []Approval         `json:"approvals,omitempty"`
 	Certificate []byte             `json:"certificate,omitempty"` // PEM: the KRD's (export) or the KDH's (import)
@@ -160,6 +166,7 @@ type VerifyFailure struct {
 type Response struct {
 	Error       string            `json:"error,omitempty"`
 	Principals  *PrincipalsResult `json:"principals,omitempty"`
+	Mpa         *mpa.Result       `json:"mpa,omitempty"`
 	Rotate      *Rotation         `json:"rotate,omitempty"`
 	Verify      *VerifyReport     `json:"verify,omitempty"`
 	Certificate []byte            `json:"certificate,omitempty"` // PEM: this appliance's device certificate

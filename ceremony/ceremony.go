@@ -141,6 +141,7 @@ type options struct {
 	components              int
 	fromAdmin, toAdmin      string
 	overwrite               bool
+	mpa                     mpaOptions
 }
 
 func newFlagSet(cmd string) (*flag.FlagSet, *options) {
@@ -166,12 +167,19 @@ func newFlagSet(cmd string) (*flag.FlagSet, *options) {
 	fs.IntVar(&o.components, "components", 2, "backup-components: how many components (2 or 3)")
 	fs.StringVar(&o.fromAdmin, "from-admin", "", "sync: the sending daemon's admin socket")
 	fs.StringVar(&o.toAdmin, "to-admin", "", "sync: the receiving daemon's admin socket")
+	fs.StringVar(&o.mpa.team, "team", "", "mpa-team-create, mpa-team-remove: the approval team's name (1 to 64 of a-z A-Z 0-9 . _ -)")
+	fs.StringVar(&o.mpa.members, "members", "", "mpa-team-create: the team's custodians, comma-separated")
+	fs.IntVar(&o.mpa.threshold, "threshold", 2, "mpa-team-create: approvals needed (M of the N members; at least 2)")
+	fs.StringVar(&o.mpa.session, "session", "", "mpa-approve: the session's ARN or id (mpa-status lists them)")
+	fs.BoolVar(&o.mpa.reject, "reject", false, "mpa-approve: reject the session instead (one member's rejection fails it)")
+	fs.BoolVar(&o.mpa.all, "all", false, "mpa-status: list every session, not only the pending ones")
 	fs.BoolVar(&o.overwrite, "overwrite", false, "init: destroy an initialized appliance's keys and start again (dual control and a typed confirmation)")
 	return fs, o
 }
 
 var commands = map[string]bool{"init": true, "load-components": true, "status": true, "rotate": true, "krd-request": true,
-	"export-main-key": true, "import-main-key": true, "backup-components": true, "sync": true}
+	"export-main-key": true, "import-main-key": true, "backup-components": true, "sync": true,
+	"mpa-team-create": true, "mpa-team-remove": true, "mpa-status": true, "mpa-approve": true}
 
 // Main runs `payhsm ceremony <command>`.
 func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
@@ -249,6 +257,13 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
 		}()
 		con = c
 	}
+	if strings.HasPrefix(cmd, "mpa-") {
+		if err := errors.Join(mpaCommand(con, cfg, o.appliance.Dev(), cmd, &o.mpa), con.Err()); err != nil {
+			con.Printf("FAILED: %v\n", err)
+			return fail(err)
+		}
+		return 0
+	}
 	if cmd == "rotate" {
 		if err := errors.Join(rotate(con, cfg, o.appliance.Dev(), o.profile), con.Err()); err != nil {
 			con.Printf("FAILED: %v\n", err)
@@ -320,6 +335,14 @@ With the daemon stopped (the key store admits one process at a time):
 
 Through the serving daemon's admin socket (DATA/admin.sock), or offline when no daemon runs:
   rotate             move a profile onto a new main key, re-wrapping every key block; resumable
+
+Multi-Party Approval (through the serving daemon's admin socket, or offline):
+  mpa-team-create    form an approval team of enrolled custodians, M of N
+                     (--team NAME --members a,b,c --threshold M; dual control)
+  mpa-team-remove    remove an approval team no operation is associated with (--team NAME; dual control)
+  mpa-status         list the approval teams and the pending sessions (--all: every session)
+  mpa-approve        approve (or --reject) a session: each approver authenticates in turn
+                     (--session ARN|ID)
 
 Between two serving daemons' admin sockets (forward them over SSH for remote hosts):
   sync               move a profile main key with TR-34; each side's custodians approve its step

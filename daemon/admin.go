@@ -19,6 +19,7 @@ import (
 	"payhsm/audit"
 	"payhsm/ceremony/custodian"
 	"payhsm/ceremony/mainkey"
+	"payhsm/ceremony/mpa"
 	"payhsm/fault"
 	"payhsm/hsm/custody"
 	"payhsm/keystore"
@@ -35,6 +36,7 @@ type adminServer struct {
 	cust   *custody.Custodian
 	audit  *audit.Trail
 	access *access.Manager
+	mpa    *mpa.Registry // Multi-Party Approval (mpa.go)
 	log    *zap.Logger
 	disk   *diskguard.Watchdog // refuses steps that write while the disk is below its reserve
 	mu     sync.Mutex          // one ceremony at a time
@@ -147,6 +149,11 @@ func (a *adminServer) run(req *admin.Request) *admin.Response {
 		return &admin.Response{Certificate: mainkey.CertPEM(cert), Nonce: nonce}
 	case admin.OpPrincipals: // the socket owner's; audited
 		return a.principals(req)
+	case admin.OpMpa: // team changes under dual control, votes with each custodian's credentials; audited
+		if a.mpa == nil {
+			return &admin.Response{Error: errNoMpa.Error()}
+		}
+		return a.runMpa(req)
 	case admin.OpVerifyKeystore: // changes nothing and releases no content
 		rep, err := a.store.Verify()
 		if err != nil {

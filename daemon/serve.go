@@ -29,6 +29,7 @@ import (
 
 	"payhsm/appliance"
 	"payhsm/audit"
+	"payhsm/ceremony/mpa"
 	"payhsm/health"
 	"payhsm/hsm/custody"
 	"payhsm/internal/cli"
@@ -223,6 +224,9 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 	seq, hash := trail.Head()
 	log.Info("audit trail open", zap.String("dir", cfg.AuditDir()), zap.String("sealKeyId", trail.KeyID()),
 		zap.Bool("dataEvents", cfg.DataEvents()), zap.Uint64("seq", seq), zap.String("hash", hash))
+	reg := mpa.Open(app.Store, app.Custody, cfg.Region, cfg.Account)
+	reg.Audit = mpaAudit(trail)
+	svc.SetApprovals(approvals{reg})
 	mgr, err := OpenAccess(cfg, app)
 	if err != nil {
 		return err
@@ -266,7 +270,7 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 	host.SetObserver(tel.metrics.NewHost(hostcmd.Commands()))
 	httpState, hostState, writable := &listenerState{}, &listenerState{}, health.NewState(probeWritable(cfg.DataDir))
 	if err := tel.register(sources{store: app.Store, cust: app.Custody, svc: svc, host: host, writable: writable,
-		http: httpState, hostLn: hostState, disk: app.Disk, trail: trail, access: az}); err != nil {
+		http: httpState, hostLn: hostState, disk: app.Disk, trail: trail, access: az, mpa: reg}); err != nil {
 		return err
 	}
 
@@ -287,7 +291,7 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 	hostState.up.Store(true)
 	go func() { errc <- httpState.serve(func() error { return api.Serve(httpLn) }) }()
 	go func() { errc <- hostState.serve(func() error { return host.Serve(hostLn) }) }()
-	adm := &adminServer{ln: adminLn, svc: svc, store: app.Store, cust: app.Custody, audit: trail, access: mgr, log: log.Named("admin"), disk: app.Disk}
+	adm := &adminServer{ln: adminLn, svc: svc, store: app.Store, cust: app.Custody, audit: trail, access: mgr, mpa: reg, log: log.Named("admin"), disk: app.Disk}
 	go adm.serve()
 	runCtx, cancelRun := context.WithCancel(context.Background())
 	var background sync.WaitGroup

@@ -18,6 +18,7 @@ import (
 	"payhsm/appliance"
 	"payhsm/appliance/diskguard"
 	"payhsm/audit"
+	"payhsm/ceremony/mpa"
 	"payhsm/health"
 	"payhsm/hsm/custody"
 	"payhsm/internal/version"
@@ -139,6 +140,7 @@ type sources struct {
 	disk     *diskguard.Watchdog
 	trail    *audit.Trail
 	access   *access.Authorizer
+	mpa      *mpa.Registry
 }
 
 // register adds the readiness checks and the metrics read at scrape time.
@@ -198,6 +200,12 @@ func (t *telemetry) register(src sources) error {
 	m.GaugeFunc("audit_failed", "1 while the audit trail cannot write (control-plane calls are refused).", func() float64 { return metrics.Bool(lag().Failed) })
 
 	m.CounterFunc("access_denials_total", "Requests refused by access control (both front ends).", func() float64 { return float64(src.access.Denials()) })
+	if src.mpa != nil {
+		m.CounterFunc("mpa_refused_total", "Protected requests refused until their Multi-Party Approval session is approved.",
+			func() float64 { r, _ := src.mpa.Counts(); return float64(r) })
+		m.CounterFunc("mpa_approvals_used_total", "Approved Multi-Party Approval sessions used by the request they allowed.",
+			func() float64 { _, u := src.mpa.Counts(); return float64(u) })
+	}
 
 	cache := src.svc.CacheStats
 	m.CounterFunc("working_key_cache_hits_total", "Working-key lookups served from the cache.", func() float64 { return float64(cache().Hits) })

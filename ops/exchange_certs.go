@@ -32,6 +32,9 @@ type ImportCertificateInput struct {
 	KCVAlgorithm keyspec.KCVAlgorithm
 	Enabled      *bool
 	Tags         []Tag
+	// RequesterComment is shown to the approvers when a root certificate
+	// import needs Multi-Party Approval (then it is required).
+	RequesterComment string
 }
 
 func issuerMeta(id string) string { return "cert-issuer/" + id }
@@ -216,12 +219,37 @@ func (s *Service) ImportCertificate(in ImportCertificateInput) (*Key, error) {
 			return nil, fault.About(fault.SubjectCertificate, "%v", err)
 		}
 	}
+	// A root certificate import asks Multi-Party Approval last, once the
+	// request is otherwise valid: an approved session is bound to the
+	// certificate, and is consumed here (given back if the import fails).
+	var mpa *MpaStatus
+	release := func() {}
+	if in.CAIdentifier == "" {
+		if mpa, release, err = s.authorizeMpa(MpaImportRootCertificate, c.Raw, in.RequesterComment); err != nil {
+			return nil, err
+		}
+	}
 	id, err := newKeyID()
 	if err != nil {
+		release()
 		return nil, fault.Internalf("key id", err)
 	}
 	rec := &keystore.Key{ID: id, Profile: s.cfg.Profile, Attributes: a, Origin: OriginExternal,
 		PublicKey: c.RawSubjectPublicKeyInfo, Certificate: c.Raw, KCV: publicKCV(c.RawSubjectPublicKeyInfo), KCVAlgorithm: keyspec.KCVSHA1}
+	if mpa != nil {
+		// Recorded before the key: GetKey shows the session the key was approved under.
+		if err := s.keepMpaStatus(id, mpa); err != nil {
+			release()
+			return nil, fault.Internalf("store the approval status", err)
+		}
+		k, err := s.finishCreate(rec, in.Enabled, in.Tags)
+		if err != nil {
+			release()
+			return nil, err
+		}
+		k.Mpa = mpa
+		return k, nil
+	}
 	if parent != nil {
 		if err := s.store.PutMeta(issuerMeta(id), []byte(parent.ID)); err != nil {
 			return nil, fault.Internalf("store certificate issuer", err)

@@ -119,7 +119,11 @@ func (s *Service) GetKey(ident string) (*Key, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.describe(k), nil
+	out := s.describe(k)
+	if s.approvals != nil && k.Attributes.Class == keyspec.PublicKey && len(k.Certificate) > 0 {
+		out.Mpa = s.mpaStatusOf(k.ID) // root certificates imported under Multi-Party Approval
+	}
+	return out, nil
 }
 
 // ListKeys lists keys, optionally only those in state (an AWS KeyState; "" = all).

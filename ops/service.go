@@ -57,6 +57,8 @@ type Service struct {
 	cache keyCache // working keys for the data operations
 
 	repl replication // Multi-Region key replication (replication.go)
+
+	approvals Approvals // Multi-Party Approval (mpa.go); nil: none
 }
 
 // New returns a Service over an open keystore and custodian.

@@ -41,6 +41,7 @@ type Key struct {
 	DeletePending  time.Time
 	Deleted        time.Time
 	Replication    *KeyReplication // nil: not a Multi-Region key
+	Mpa            *MpaStatus      // the approval session the key was imported under; nil: none
 }
 
 // Tag is a key's tag.
@@ -144,6 +145,8 @@ type ImportKeyInput struct {
 	KCVAlgorithm keyspec.KCVAlgorithm
 	Enabled      *bool
 	Tags         []Tag
+	// RequesterComment is the request's comment for Multi-Party Approval.
+	RequesterComment string
 
 	KeyCryptogram *ImportKeyCryptogram
 	Tr31KeyBlock  *ImportTr31KeyBlock

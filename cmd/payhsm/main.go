@@ -25,7 +25,8 @@ commands:
   ceremony  key ceremonies under dual control: init, load-components, status,
             krd-request, export-main-key, import-main-key, backup-components (with the
             daemon stopped); rotate (online through the daemon, or offline); sync (online,
-            between two daemons)
+            between two daemons); mpa-team-create, mpa-team-remove, mpa-status, mpa-approve
+            (Multi-Party Approval; online or offline)
   keystore  verify: check every record of the key store and list those that fail
             (through the serving daemon, or offline); accept-restore: accept a key store
             restored from a backup (the daemon stopped)

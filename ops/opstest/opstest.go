@@ -204,3 +204,11 @@ func testRSAKey(bits int) (*rsa.PrivateKey, error) {
 	rsaPool.next[bits]++
 	return k, nil
 }
+
+// NewStoreCustody returns a Service with its key store and custodian, for
+// packages that keep sealed records beside the keys (ceremony/mpa).
+func NewStoreCustody(tb testing.TB) (*ops.Service, *keystore.Store, *custody.Custodian) {
+	tb.Helper()
+	svc, _, store, cust := newService(tb)
+	return svc, store, cust
+}

@@ -28,6 +28,9 @@ func (s *Server) controlOperations() map[string]operation {
 	for name, op := range s.replicationOperations() {
 		ops[name] = op
 	}
+	for name, op := range s.mpaOperations() {
+		ops[name] = op
+	}
 	return ops
 }
 
@@ -266,6 +269,7 @@ func key(k *ops.Key) *cp.Key {
 		DeriveKeyUsage:         enum[cp.DeriveKeyUsage](string(k.DeriveKeyUsage)),
 	}
 	replicationMembersOf(out, k)
+	out.MpaStatus = mpaStatus(k.Mpa)
 	return out
 }
 
