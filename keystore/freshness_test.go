@@ -896,3 +896,116 @@ func TestJournalOpsCodec(t *testing.T) {
 		}
 	}
 }
+
+// TestRotationDuringStartComparisons: a main key rotation while VerifyStart's
+// comparisons on first read are on (they read the checkpoint as of the
+// start, sealed under the version of then) finishes the full pass first, so
+// that reads after the old version is retired do not fail.
+func TestRotationDuringStartComparisons(t *testing.T) {
+	t.Parallel()
+	auth := newTestAuth()
+	fs := vfs.NewMem()
+	s, _ := openJournaled(t, fs, auth, JournalOptions{CheckpointEntries: 1 << 20, CheckpointInterval: time.Hour})
+	for i := range 5 {
+		if err := s.CreateKey(testKey(testID(i)), nil, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	closeT(t, s) // checkpoints
+	s, _ = openJournaled(t, fs, auth, JournalOptions{CheckpointEntries: 1 << 20, CheckpointInterval: time.Hour})
+	if rep, err := s.VerifyStart(0); err != nil || !rep.Partial || !s.Comparing() {
+		t.Fatalf("VerifyStart: %+v %v", rep, err)
+	}
+	auth.rotate("default")
+	for {
+		n, err := s.Reseal("default")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+	}
+	if s.Comparing() {
+		t.Fatal("Reseal left the comparisons on first read on")
+	}
+	auth.retire("default")
+	for i := range 5 {
+		if _, err := s.GetKey(testID(i)); err != nil {
+			t.Fatalf("GetKey after the rotation: %v", err)
+		}
+	}
+}
+
+// TestStartComparisonsConcurrent: reads compared on first use, writes and
+// the background Verify run at once without failures (run with -race), and
+// Close stops a Verify in progress.
+func TestStartComparisonsConcurrent(t *testing.T) {
+	t.Parallel()
+	auth := newTestAuth()
+	fs := vfs.NewMem()
+	s, _ := openJournaled(t, fs, auth, JournalOptions{CheckpointEntries: 64, CheckpointInterval: time.Hour})
+	const n = 300
+	for i := range n {
+		if err := s.CreateKey(testKey(testID(i)), []Tag{{"env", "x"}}, fmt.Sprintf("alias/k%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	closeT(t, s)
+	s, _ = openJournaled(t, fs, auth, JournalOptions{CheckpointEntries: 64, CheckpointInterval: time.Hour})
+	if rep, err := s.VerifyStart(0); err != nil || !rep.Partial || len(rep.Failures) != 0 {
+		t.Fatalf("VerifyStart: %+v %v", rep, err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for g := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := g; i < n; i += 3 {
+				if _, err := s.GetKey(testID(i)); err != nil {
+					errs <- fmt.Errorf("GetKey %d: %w", i, err)
+					return
+				}
+				if _, err := s.GetAlias(fmt.Sprintf("alias/k%d", i)); err != nil {
+					errs <- fmt.Errorf("GetAlias %d: %w", i, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for i := 0; i < n; i += 5 {
+			if _, err := s.UpdateKey(testID(i), func(k *Key) error { k.Enabled = !k.Enabled; return nil }); err != nil {
+				errs <- fmt.Errorf("UpdateKey %d: %w", i, err)
+				return
+			}
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		if rep, err := s.Verify(); err != nil || len(rep.Failures) != 0 {
+			errs <- fmt.Errorf("background Verify: %+v %w", rep, err)
+		}
+	}()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if s.Comparing() {
+		t.Error("still comparing after the full Verify")
+	}
+	// Close during a Verify: the Verify stops with ErrClosed (or had
+	// finished), and Close returns.
+	done := make(chan error, 1)
+	go func() { _, err := s.Verify(); done <- err }()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil && !errors.Is(err, ErrClosed) {
+		t.Errorf("Verify during Close: %v", err)
+	}
+}

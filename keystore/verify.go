@@ -219,6 +219,14 @@ func (s *Store) Reseal(profile string) (int, error) {
 	if st == nil {
 		return 0, errNoAuthenticator
 	}
+	if s.Comparing() {
+		// VerifyStart's comparisons read the checkpoint as of the start,
+		// sealed under the versions of then: finish the full pass before a
+		// rotation can retire one.
+		if _, err := s.Verify(); err != nil {
+			return 0, err
+		}
+	}
 	ver, key, err := st.a.ActiveRecordKey(profile)
 	if err != nil {
 		return 0, err
