@@ -152,10 +152,10 @@ type freshness struct {
 	problems atomic.Pointer[[]Failure] // what StartJournal found in inspection mode, for Verify
 	seq      atomic.Uint64             // head.lastSeq, for JournalSeq
 
-	damage atomic.Pointer[damage] // records Verify found out of date; nil when none
+	damage atomic.Pointer[damage]    // records Verify found out of date; nil when none
 	lazy   atomic.Pointer[lazyCheck] // VerifyStart's comparisons on first read, until a full Verify; nil when none
-	dmu    sync.Mutex             // serializes changes of damage
-	ckptMu sync.Mutex             // one Checkpoint at a time (writers do not take it)
+	dmu    sync.Mutex                // serializes changes of damage
+	ckptMu sync.Mutex                // one Checkpoint at a time (writers do not take it)
 }
 
 func (fr *freshness) kick() {

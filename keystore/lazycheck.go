@@ -311,7 +311,7 @@ func (s *Store) VerifyStart(eagerBelow int) (_ *VerifyReport, err error) {
 	if s.formatState().version != FormatVersion {
 		return nil, ErrNeedsMigration
 	}
-	if n, err := s.checkpointCount(); err != nil || n < uint64(max(eagerBelow, 0)) { //nolint:gosec // max(·, 0)
+	if n, err := s.checkpointCount(); err != nil || n < uint64(max(eagerBelow, 0)) {
 		if err != nil {
 			return nil, err
 		}
