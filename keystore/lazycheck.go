@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"sync"
 
 	"go.uber.org/zap"
@@ -37,9 +38,10 @@ import (
 //
 // So no record is used before it has been compared with the journal.
 
-// lazyBucketCache bounds the decoded checkpoint buckets kept for the
-// comparisons on first read (about 256 records each).
-const lazyBucketCache = 1024
+// lazyCacheBytes bounds the checked checkpoint buckets kept for the
+// comparisons on first read (about 26 bytes a record: the checkpoint of a
+// million records is 26 MB).
+const lazyCacheBytes = 64 << 20
 
 // lazyWriter is one writer's expected state as of VerifyStart's snapshot:
 // its head, its checkpoint's bucket digests (checked against the head's
@@ -79,7 +81,8 @@ type lazyCheck struct {
 	closed bool
 
 	bmu     sync.Mutex
-	buckets map[lazyBucket]map[string]jop
+	buckets map[lazyBucket][]byte // checked bucket payloads (nil: an absent bucket)
+	cached  int                   // their bytes
 }
 
 // close releases the snapshot once the comparisons in progress are done.
@@ -92,28 +95,56 @@ func (lz *lazyCheck) close() {
 	}
 }
 
-// bucket returns writer wi's checkpoint bucket i as of the snapshot,
-// checked against the digest the root covers. The caller holds smu shared.
-func (lz *lazyCheck) bucket(s *Store, wi int, i uint32) (map[string]jop, error) {
+// bucket returns the payload of writer wi's checkpoint bucket i as of the
+// snapshot (nil: absent and empty), checked: its seal, the digest the root
+// covers, its shape. Checked payloads are kept (up to lazyCacheBytes), and
+// searched without being decoded. The caller holds smu shared.
+func (lz *lazyCheck) bucket(s *Store, wi int, i uint32) ([]byte, error) {
 	id := lazyBucket{wi, i}
 	lz.bmu.Lock()
-	b, ok := lz.buckets[id]
+	p, ok := lz.buckets[id]
 	lz.bmu.Unlock()
 	if ok {
-		return b, nil
+		return p, nil
 	}
 	lw := lz.writers[wi]
-	b, err := s.readBucket(lz.snap, ckptKey(lw.w, i), lw.h.bits, i, lw.digests)
+	k := ckptKey(lw.w, i)
+	v, present, err := lz.snap.Get(k)
 	if err != nil {
-		return nil, err
+		return nil, storeErr("compare a record with the journal", err)
+	}
+	want, listed := lw.digests[i]
+	reason := ""
+	switch {
+	case !present && listed:
+		reason = "missing"
+	case present:
+		var f frame
+		if f, reason, err = s.openSys(k, v, RecordCheckpoint); err != nil {
+			return nil, err
+		}
+		if reason == "" && (!listed || sha256.Sum256(f.payload) != want) {
+			reason = "it is not the bucket the head's root covers"
+		}
+		if reason == "" {
+			if bits, bi, err := scanBucket(f.payload, func([]byte) bool { return false }, nil); err != nil || bits != lw.h.bits || bi != i {
+				reason = "malformed"
+			}
+		}
+		p = f.payload
+	}
+	if reason != "" {
+		return nil, fmt.Errorf("keystore: checkpoint bucket %d of %s: %s: %w", i, lw.w, reason, ErrJournalDamaged)
 	}
 	lz.bmu.Lock()
-	if len(lz.buckets) >= lazyBucketCache {
+	if lz.cached+len(p) > lazyCacheBytes {
 		clear(lz.buckets)
+		lz.cached = 0
 	}
-	lz.buckets[id] = b
+	lz.buckets[id] = p
+	lz.cached += len(p)
 	lz.bmu.Unlock()
-	return b, nil
+	return p, nil
 }
 
 // expected is the state the journals expect of the record at key as of
@@ -123,11 +154,13 @@ func (lz *lazyCheck) expected(s *Store, key string) (o jop, ok bool, err error) 
 	for wi, lw := range lz.writers {
 		wo, wok := lw.overlay[key]
 		if !wok {
-			b, err := lz.bucket(s, wi, bucketOf(key, lw.h.bits))
+			p, err := lz.bucket(s, wi, bucketOf(key, lw.h.bits))
 			if err != nil {
 				return jop{}, false, err
 			}
-			wo, wok = b[key]
+			if _, _, err := scanBucket(p, func(k []byte) bool { return string(k) == key }, func(f jop) { wo, wok = f, true }); err != nil && p != nil {
+				return jop{}, false, err
+			}
 		}
 		if wok && (!ok || laterState(wo, o)) {
 			o, ok = wo, true
@@ -177,14 +210,14 @@ func (s *Store) lazyKey(id string) error {
 		for _, k := range lw.byOwner[id] {
 			recs[k] = true
 		}
-		b, err := lz.bucket(s, wi, bucketOf(pfxKey+id, lw.h.bits))
+		p, err := lz.bucket(s, wi, bucketOf(pfxKey+id, lw.h.bits))
 		if err != nil {
 			return err
 		}
-		for k := range b {
-			if ownerID(k) == id {
-				recs[k] = true
-			}
+		idb := []byte(id)
+		mine := func(k []byte) bool { return bytes.Contains(k, idb) && ownerID(string(k)) == id }
+		if _, _, err := scanBucket(p, mine, func(o jop) { recs[o.key] = true }); err != nil && p != nil {
+			return err
 		}
 	}
 	for _, p := range []string{tagPrefix(id), byKeyPrefix(id)} {
@@ -368,7 +401,7 @@ func (s *Store) verifyStart() (_ *VerifyReport, done bool, err error) {
 	if !exp.compare {
 		return nil, false, nil
 	}
-	lz := &lazyCheck{writers: writers, snap: snap, buckets: map[lazyBucket]map[string]jop{}}
+	lz := &lazyCheck{writers: writers, snap: snap, buckets: map[lazyBucket][]byte{}}
 	rep := &VerifyReport{Format: FormatVersion, ByType: map[RecordType]int{}, Partial: true}
 	for _, p := range []string{pfxMeta, pfxPurge} {
 		err := snap.Scan([]byte(p), upperBound(p), func(key, v []byte) (bool, error) {
