@@ -53,7 +53,16 @@ type finding struct {
 
 // expectations reads every writer's head, checkpoint and journal from r.
 func (s *Store) expectations(r kv.Reader) (*expectations, error) {
+	e, _, err := s.expectationsSel(r, nil)
+	return e, err
+}
+
+// expectationsSel is expectations keeping in the state only the records
+// keep selects (nil: all), and returning each writer's state apart (for
+// VerifyStart's later comparisons).
+func (s *Store) expectationsSel(r kv.Reader, keep func(k []byte) bool) (*expectations, []*lazyWriter, error) {
 	e := &expectations{seen: map[string]bool{}}
+	var lws []*lazyWriter
 	if p := s.fr.problems.Load(); p != nil {
 		e.problems = append(e.problems, *p...)
 	}
@@ -74,16 +83,17 @@ func (s *Store) expectations(r kv.Reader) (*expectations, error) {
 			e.problems = append(e.problems, Failure{Type: RecordJournalHead, Name: w, Reason: reason})
 			return nil
 		}
-		st, probs, err := s.readWriter(r, w, h, false)
+		ws, probs, err := s.readWriterSel(r, w, h, false, keep)
 		if err != nil {
 			return err
 		}
 		e.problems = append(e.problems, probs...)
-		states = append(states, st)
+		states = append(states, ws.all)
+		lws = append(lws, newLazyWriter(w, h, ws))
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// Journal or checkpoint records of a writer without a head.
 	for _, p := range []struct {
@@ -99,7 +109,7 @@ func (s *Store) expectations(r kv.Reader) (*expectations, error) {
 			}
 		})
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	for _, p := range e.problems {
@@ -117,14 +127,25 @@ func (s *Store) expectations(r kv.Reader) (*expectations, error) {
 		e.state = map[string]jop{}
 		for _, st := range states { // several writers: the latest state of each record wins
 			for k, o := range st {
-				if d, ok := e.state[k]; !ok || o.rev > d.rev || (o.rev == d.rev && o.del && !d.del) {
+				if d, ok := e.state[k]; !ok || laterState(o, d) {
 					e.state[k] = o
 				}
 			}
 		}
 	}
-	return e, nil
+	if keep != nil { // the journal entries' records are all there: keep only the selected
+		for k := range e.state {
+			if !keep([]byte(k)) {
+				delete(e.state, k)
+			}
+		}
+	}
+	return e, lws, nil
 }
+
+// laterState reports whether o, one writer's state of a record, wins over
+// d, another's: the later revision, and of the same revision a deletion.
+func laterState(o, d jop) bool { return o.rev > d.rev || (o.rev == d.rev && o.del && !d.del) }
 
 func derefFailures(p *[]Failure) []Failure {
 	if p == nil {
@@ -149,33 +170,58 @@ func (e *expectations) check(k, v []byte) string {
 	key := string(k)
 	e.seen[key] = true
 	o, ok := e.state[key]
+	why, mark := staleWhy(key, v, o, ok, func(id string) (jop, bool) { ko, kok := e.state[pfxKey+id]; return ko, kok })
+	if mark > 0 {
+		e.marks = append(e.marks, pendingMark{key, mark})
+	}
+	if why != "" {
+		e.findings = append(e.findings, finding{key: key, why: why, rev: headerRevision(v), present: true})
+	}
+	return why
+}
+
+// staleWhy compares the record stored at key (value v) with o, the state
+// the journals expect of it (ok false: they have none; owner gives the
+// state of a key's record by id), and returns why it is out of date ("" when
+// it is not) and, for an older copy, the revision its mark is raised to (0
+// otherwise).
+func staleWhy(key string, v []byte, o jop, ok bool, owner func(id string) (jop, bool)) (string, uint64) {
 	rev := headerRevision(v)
-	why := ""
 	switch {
 	case !ok:
 		if id := ownerID(key); id != "" {
-			if ko, kok := e.state[pfxKey+id]; kok && ko.del {
-				why = fmt.Sprintf("it belongs to key %s, which was deleted: a deleted record put back", id)
-				break
+			if ko, kok := owner(id); kok && ko.del {
+				return fmt.Sprintf("it belongs to key %s, which was deleted: a deleted record put back", id), 0
 			}
 		}
-		why = "the store's journal has no record of it: not written by this store (put back from an old copy, or copied from another store)"
+		return "the store's journal has no record of it: not written by this store (put back from an old copy, or copied from another store)", 0
 	case o.del:
-		why = fmt.Sprintf("it was deleted (its last revision was %d) and is back: a deleted record put back", o.rev)
+		return fmt.Sprintf("it was deleted (its last revision was %d) and is back: a deleted record put back", o.rev), 0
 	case o.digest != nil:
 		if sha256.Sum256(v) != *o.digest {
-			why = "its content is not what the store's journal recorded: replaced (an older copy put back?)"
+			return "its content is not what the store's journal recorded: replaced (an older copy put back?)", 0
 		}
 	case rev < o.rev:
-		why = fmt.Sprintf("revision %d is older than revision %d the store's journal recorded: an older copy put back", rev, o.rev)
-		e.marks = append(e.marks, pendingMark{key, o.rev})
+		return fmt.Sprintf("revision %d is older than revision %d the store's journal recorded: an older copy put back", rev, o.rev), o.rev
 	case rev > o.rev:
-		why = fmt.Sprintf("revision %d is newer than revision %d the store's journal recorded: not written by this store", rev, o.rev)
+		return fmt.Sprintf("revision %d is newer than revision %d the store's journal recorded: not written by this store", rev, o.rev), 0
 	}
-	if why != "" {
-		e.findings = append(e.findings, finding{key: key, why: why, rev: rev, present: true})
+	return "", 0
+}
+
+// absentWhy is staleWhy for a record that is not in the store: why that is
+// out of date (the journals expect it), and the revision its mark is raised
+// to (0: none).
+func absentWhy(key string, o jop, ok bool) (string, uint64) {
+	switch {
+	case ok && !o.del:
+		return fmt.Sprintf("the record is missing: the store's journal recorded revision %d (deleted while the daemon was stopped?)", o.rev), o.rev
+	case ok && o.del && !strings.HasPrefix(key, pfxKey):
+		// A deleted record that may be written again (an alias, a tag):
+		// its next revision comes after its last.
+		return "", o.rev + 1
 	}
-	return why
+	return "", 0
 }
 
 // missing lists, in order, the records the journals expect that are not in
@@ -186,14 +232,15 @@ func (e *expectations) missing() []finding {
 	}
 	var out []finding
 	for k, o := range e.state {
-		switch {
-		case !o.del && !e.seen[k]:
-			out = append(out, finding{key: k, why: fmt.Sprintf("the record is missing: the store's journal recorded revision %d (deleted while the daemon was stopped?)", o.rev)})
-			e.marks = append(e.marks, pendingMark{k, o.rev})
-		case o.del && !e.seen[k] && !strings.HasPrefix(k, pfxKey):
-			// A deleted record that may be written again (an alias, a tag):
-			// its next revision comes after its last.
-			e.marks = append(e.marks, pendingMark{k, o.rev + 1})
+		if e.seen[k] {
+			continue
+		}
+		why, mark := absentWhy(k, o, true)
+		if why != "" {
+			out = append(out, finding{key: k, why: why})
+		}
+		if mark > 0 {
+			e.marks = append(e.marks, pendingMark{k, mark})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].key < out[j].key })
@@ -210,17 +257,22 @@ type damage struct {
 
 // install replaces the store's damage with e's findings, leaving out a
 // record the store has rewritten since Verify's snapshot, and raises the
-// marks. Verify calls it in its read section.
-func (e *expectations) install(s *Store) error {
+// marks; a full Verify's ends VerifyStart's comparisons on first read.
+// Verify calls it in its read section.
+func (e *expectations) install(s *Store) error { return e.installWith(s, nil) }
+
+// installWith is install that makes lz (nil: none) the comparisons on
+// first read.
+func (e *expectations) installWith(s *Store, lz *lazyCheck) error {
 	if !e.compare {
 		return nil
 	}
 	s.fr.dmu.Lock()
-	defer s.fr.dmu.Unlock()
 	d := &damage{recs: map[string]string{}, byKey: map[string]string{}}
 	for _, f := range e.findings {
 		v, ok, err := get(s.eng, []byte(f.key))
 		if err != nil {
+			s.fr.dmu.Unlock()
 			return err
 		}
 		if ok != f.present || (ok && headerRevision(v) != f.rev) {
@@ -237,8 +289,13 @@ func (e *expectations) install(s *Store) error {
 		d = nil
 	}
 	s.fr.damage.Store(d)
+	old := s.fr.lazy.Swap(lz)
 	for _, m := range e.marks {
 		s.raise([]byte(m.k), m.rev)
+	}
+	s.fr.dmu.Unlock()
+	if old != nil && old != lz {
+		old.close() // after dmu: a comparison in progress holds the view and may wait for dmu
 	}
 	return nil
 }
@@ -246,6 +303,17 @@ func (e *expectations) install(s *Store) error {
 // damagedRecord fails when Verify found the record at k out of date (also
 // when it is missing). One atomic load when nothing is.
 func (s *Store) damagedRecord(k []byte) error {
+	if s.fr.lazy.Load() != nil {
+		if err := s.lazyRecord(k); err != nil {
+			return err
+		}
+	}
+	return s.damagedOnly(k)
+}
+
+// damagedOnly is damagedRecord without VerifyStart's comparison on first
+// read (Verify's own pass compares every record).
+func (s *Store) damagedOnly(k []byte) error {
 	d := s.fr.damage.Load()
 	if d == nil {
 		return nil
@@ -259,6 +327,11 @@ func (s *Store) damagedRecord(k []byte) error {
 
 // damagedKey fails when Verify found a record of key id out of date.
 func (s *Store) damagedKey(id string) error {
+	if s.fr.lazy.Load() != nil {
+		if err := s.lazyKey(id); err != nil {
+			return err
+		}
+	}
 	d := s.fr.damage.Load()
 	if d == nil {
 		return nil

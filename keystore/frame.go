@@ -377,11 +377,21 @@ func (s *Store) check(k, v []byte) (frame, error) {
 // and gets at least the mark; a record that still reads older was rolled
 // back. ok is false when the record is gone on that re-read.
 func (s *Store) verified(k, v []byte) (f frame, ok bool, err error) {
+	return s.verifiedLz(k, v, true)
+}
+
+// verifiedLz is verified; lazy false leaves out VerifyStart's comparison
+// on first read (for Verify's own pass, which compares every record).
+func (s *Store) verifiedLz(k, v []byte, lazy bool) (f frame, ok bool, err error) {
 	f, err = s.check(k, v)
 	if err != nil {
 		return frame{}, false, err
 	}
-	if err := s.damagedRecord(k); err != nil { // out of date, as Verify found (expect.go)
+	damaged := s.damagedOnly
+	if lazy {
+		damaged = s.damagedRecord
+	}
+	if err := damaged(k); err != nil { // out of date, as Verify found (expect.go)
 		return frame{}, false, err
 	}
 	if s.legacy(k) || f.typ == RecordOwnerMeta || s.raise(k, f.revision) {

@@ -152,9 +152,10 @@ type freshness struct {
 	problems atomic.Pointer[[]Failure] // what StartJournal found in inspection mode, for Verify
 	seq      atomic.Uint64             // head.lastSeq, for JournalSeq
 
-	damage atomic.Pointer[damage] // records Verify found out of date; nil when none
-	dmu    sync.Mutex             // serializes changes of damage
-	ckptMu sync.Mutex             // one Checkpoint at a time (writers do not take it)
+	damage atomic.Pointer[damage]    // records Verify found out of date; nil when none
+	lazy   atomic.Pointer[lazyCheck] // VerifyStart's comparisons on first read, until a full Verify; nil when none
+	dmu    sync.Mutex                // serializes changes of damage
+	ckptMu sync.Mutex                // one Checkpoint at a time (writers do not take it)
 }
 
 func (fr *freshness) kick() {
@@ -971,12 +972,30 @@ func (s *Store) scanJournal(r kv.Reader, w string, h headRecord, later bool) (en
 // readWriter reads writer w's whole state: its checkpoint, then its journal
 // applied in order.
 func (s *Store) readWriter(r kv.Reader, w string, h headRecord, later bool) (map[string]jop, []Failure, error) {
+	ws, probs, err := s.readWriterSel(r, w, h, later, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	return ws.all, probs, nil
+}
+
+// writerState is what readWriterSel read of one writer.
+type writerState struct {
+	all     map[string]jop               // the checkpoint's records keep selects, then every journal entry's, applied in order
+	digests map[uint32][sha256.Size]byte // the checkpoint's bucket digests (checked against the root unless a problem is reported)
+	overlay map[string]jop               // the journal entries after the checkpoint alone, applied in order
+}
+
+// readWriterSel is readWriter that keeps, of the checkpoint's records, only
+// those keep selects (nil: all), and returns the bucket digests and the
+// journal entries apart too. Every bucket is still read and checked (its
+// seal, its shape, and the root over the digests of all of them).
+func (s *Store) readWriterSel(r kv.Reader, w string, h headRecord, later bool, keep func(k []byte) bool) (*writerState, []Failure, error) {
 	var probs []Failure
 	all := map[string]jop{}
 	digests := map[uint32][sha256.Size]byte{}
 	p := ckptPrefix(w)
 	err := s.eachRecord(r, p, func(k, v []byte) error {
-		name := w + "/" + fmt.Sprintf("%x", k[len(p):])
 		f, why, err := s.openSys(k, v, RecordCheckpoint)
 		if err != nil {
 			return err
@@ -984,22 +1003,19 @@ func (s *Store) readWriter(r kv.Reader, w string, h headRecord, later bool) (map
 		var (
 			bits uint8
 			i    uint32
-			ops  []jop
 		)
 		if why == "" {
 			var derr error
-			if bits, i, ops, derr = decodeBucket(f.payload); derr != nil || len(k) != len(p)+4 || bits != h.bits || i != binary.BigEndian.Uint32(k[len(p):]) {
+			bits, i, derr = scanBucket(f.payload, keep, func(o jop) { all[o.key] = o })
+			if derr != nil || len(k) != len(p)+4 || bits != h.bits || i != binary.BigEndian.Uint32(k[len(p):]) {
 				why = "malformed, or not this checkpoint's"
 			}
 		}
 		if why != "" {
-			probs = append(probs, Failure{Type: RecordCheckpoint, Name: name, Reason: why})
+			probs = append(probs, Failure{Type: RecordCheckpoint, Name: w + "/" + fmt.Sprintf("%x", k[len(p):]), Reason: why})
 			return nil
 		}
 		digests[i] = sha256.Sum256(f.payload)
-		for _, o := range ops {
-			all[o.key] = o
-		}
 		return nil
 	})
 	if err != nil {
@@ -1013,12 +1029,68 @@ func (s *Store) readWriter(r kv.Reader, w string, h headRecord, later bool) (map
 		return nil, nil, err
 	}
 	probs = append(probs, jp...)
+	overlay := map[string]jop{}
 	for _, ops := range entries {
 		for _, o := range ops {
 			all[o.key] = o
+			overlay[o.key] = o
 		}
 	}
-	return all, probs, nil
+	return &writerState{all: all, digests: digests, overlay: overlay}, probs, nil
+}
+
+// scanBucket checks the shape of checkpoint bucket payload p as
+// decodeBucket does, and calls fn with each of its records' states that keep
+// selects (nil: all); the others are skipped without being decoded.
+func scanBucket(p []byte, keep func(k []byte) bool, fn func(jop)) (bits uint8, i uint32, err error) {
+	bad := errors.New("malformed checkpoint bucket")
+	if len(p) < 6 || p[0] != opsVersion {
+		return 0, 0, bad
+	}
+	bits, i = p[1], binary.BigEndian.Uint32(p[2:])
+	b := p[6:]
+	n, m := binary.Uvarint(b)
+	if m <= 0 || n > uint64(len(b)) {
+		return 0, 0, bad
+	}
+	b = b[m:]
+	for range n {
+		// The layout readOp decodes: flags, key length, key, revision, digest.
+		if len(b) < 1 || b[0]&^(opDeleted|opDigest) != 0 {
+			return 0, 0, bad
+		}
+		fl := b[0]
+		kl, m := binary.Uvarint(b[1:])
+		if m <= 0 || kl == 0 || kl > maxRecordKeyLen || int(kl) > len(b)-1-m {
+			return 0, 0, bad
+		}
+		key := b[1+m : 1+m+int(kl)]
+		rest := b[1+m+int(kl):]
+		rev, m2 := binary.Uvarint(rest)
+		if m2 <= 0 {
+			return 0, 0, bad
+		}
+		end := len(b) - len(rest) + m2
+		if fl&opDigest != 0 {
+			if len(rest)-m2 < sha256.Size {
+				return 0, 0, bad
+			}
+			end += sha256.Size
+		}
+		if keep == nil || keep(key) {
+			o := jop{key: string(key), rev: rev, del: fl&opDeleted != 0}
+			if fl&opDigest != 0 {
+				o.digest = new([sha256.Size]byte)
+				copy(o.digest[:], rest[m2:])
+			}
+			fn(o)
+		}
+		b = b[end:]
+	}
+	if len(b) != 0 {
+		return 0, 0, bad
+	}
+	return bits, i, nil
 }
 
 // resealJournal re-authenticates the freshness records of every writer

@@ -140,6 +140,32 @@ func TestStartupCostLargeStore(t *testing.T) {
 	})
 	with := timed("Verify with the journal (checkpoint only)", func() { verify(s) })
 	t.Logf("the rollback check adds %.0f%% to Verify", 100*(float64(with)/float64(base)-1))
+	// The daemon's start (VerifyStart) on a fresh open, reads on first use
+	// while it compares, and the background pass.
+	closeT(t, s)
+	s = openTestAuth(t, dir, auth)
+	if _, err := s.StartJournal(JournalOptions{Writer: testWriter, CheckpointEntries: 1 << 20, CheckpointInterval: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	start := timed("VerifyStart (the daemon's start-up check)", func() {
+		rep, err := s.VerifyStart(0)
+		if err != nil || !rep.Partial || len(rep.Failures) != 0 {
+			t.Fatalf("VerifyStart: %+v %v", rep, err)
+		}
+	})
+	t.Logf("VerifyStart takes %.1f%% of Verify", 100*float64(start)/float64(with))
+	const reads = 2000
+	getKeys := func() {
+		for i := range reads {
+			if _, err := s.GetKey(testID(i * 7919 % n)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	first := timed(fmt.Sprintf("%d GetKey on first use, compared with the journal", reads), getKeys)
+	timed("Verify (the background pass)", func() { verify(s) })
+	again := timed(fmt.Sprintf("the same %d GetKey after it", reads), getKeys)
+	t.Logf("GetKey: %.1f µs compared on first use, %.1f µs after the full pass", float64(first.Microseconds())/reads, float64(again.Microseconds())/reads)
 	for i := range defaultCheckpointEntries {
 		if _, err := s.UpdateKey(testID(i*7%n), func(k *Key) error { k.Enabled = !k.Enabled; return nil }); err != nil {
 			t.Fatal(err)
@@ -184,4 +210,43 @@ func openTestAuth(t testing.TB, dir string, auth *testAuth) *Store {
 	}
 	t.Cleanup(func() { _ = s.Close() })
 	return s
+}
+
+// BenchmarkGetKeyFirstRead measures GetKey while VerifyStart's comparisons
+// are on, each call comparing the key's records with the journal as on a
+// first read (compared), against GetKey after the full Verify (verified),
+// on 8192 keys of 4 records in memory.
+func BenchmarkGetKeyFirstRead(b *testing.B) {
+	const n = 8192
+	fs := vfs.NewMem()
+	s, _ := openJournaled(b, fs, newTestAuth(), JournalOptions{CheckpointEntries: 1 << 20, CheckpointInterval: time.Hour})
+	populate(b, s, n)
+	if err := s.Checkpoint(); err != nil {
+		b.Fatal(err)
+	}
+	if rep, err := s.VerifyStart(0); err != nil || !rep.Partial {
+		b.Fatalf("VerifyStart: %+v %v", rep, err)
+	}
+	lz := s.fr.lazy.Load()
+	for _, mode := range []string{"compared", "verified"} {
+		if mode == "verified" {
+			if _, err := s.Verify(); err != nil || s.Comparing() {
+				b.Fatal(err)
+			}
+		}
+		b.Run(mode, func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if mode == "compared" {
+					lz.checked.Clear() // a first read every time
+					lz.keys.Clear()
+				}
+				i = (i + 7919) % n
+				if _, err := s.GetKey(testID(i)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

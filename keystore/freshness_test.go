@@ -113,14 +113,28 @@ func newJournalFixture(t *testing.T) (*integrityFixture, vfs.FS) {
 // opens it again as the daemon does: the journal, then Verify.
 func (fx *integrityFixture) restart(t *testing.T, fs vfs.FS, edit func(db *pebble.DB)) *VerifyReport {
 	t.Helper()
+	return fx.restartWith(t, fs, edit, false)
+}
+
+// restartWith is restart; lazy starts as the daemon does a large store:
+// VerifyStart (whatever the store's size), and no full Verify.
+func (fx *integrityFixture) restartWith(t *testing.T, fs vfs.FS, edit func(db *pebble.DB), lazy bool) *VerifyReport {
+	t.Helper()
 	closeT(t, fx.s)
 	if edit != nil {
 		rawEdit(t, fs, edit)
 	}
 	fx.s, fx.logs = openJournaled(t, fs, fx.auth, JournalOptions{})
-	rep, err := fx.s.Verify()
+	verify := fx.s.Verify
+	if lazy {
+		verify = func() (*VerifyReport, error) { return fx.s.VerifyStart(0) }
+	}
+	rep, err := verify()
 	if err != nil {
 		t.Fatal(err)
+	}
+	if lazy != rep.Partial || lazy != fx.s.Comparing() {
+		t.Fatalf("lazy start %v: report partial %v, comparing on first read %v", lazy, rep.Partial, fx.s.Comparing())
 	}
 	return rep
 }
@@ -206,40 +220,59 @@ func TestRollbackWhileStoppedIsDetected(t *testing.T) {
 		panic(name)
 	}
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			t.Parallel()
-			fx, fs := newJournalFixture(t)
-			victim := victimOf(fx, c.name)
-			old := rawGet(t, fx.s, victim)
-			if k := c.act(t, fx); k != nil && !bytes.Equal(k, victim) {
-				t.Fatalf("case acts on %q, not %q", k, victim)
+		for _, lazy := range []bool{false, true} {
+			mode := "/Verify"
+			if lazy {
+				mode = "/VerifyStart"
 			}
-			before := fx.s.IntegrityFailures()
-			rep := fx.restart(t, fs, func(db *pebble.DB) {
-				if c.del {
-					dbDel(t, db, victim)
-				} else {
-					dbSet(t, db, victim, old)
+			t.Run(c.name+mode, func(t *testing.T) {
+				t.Parallel()
+				fx, fs := newJournalFixture(t)
+				victim := victimOf(fx, c.name)
+				old := rawGet(t, fx.s, victim)
+				if k := c.act(t, fx); k != nil && !bytes.Equal(k, victim) {
+					t.Fatalf("case acts on %q, not %q", k, victim)
 				}
+				before := fx.s.IntegrityFailures()
+				rep := fx.restartWith(t, fs, func(db *pebble.DB) {
+					if c.del {
+						dbDel(t, db, victim)
+					} else {
+						dbSet(t, db, victim, old)
+					}
+				}, lazy)
+				if !rep.Journal.Checked || rep.Journal.Damaged {
+					t.Fatalf("journal report %+v", rep.Journal)
+				}
+				typ, name, _ := recordName(victim)
+				// VerifyStart lists metadata and the purge index; the rest is
+				// compared on first read.
+				if startChecked(victim) || !lazy {
+					if len(rep.Failures) != 1 || rep.Failures[0].Type != typ || rep.Failures[0].Name != name ||
+						!strings.Contains(rep.Failures[0].Reason, c.reason) {
+						t.Fatalf("Verify lists %+v, want exactly %s %s (%q)", rep.Failures, typ, name, c.reason)
+					}
+				} else if len(rep.Failures) != 0 {
+					t.Fatalf("VerifyStart lists %+v, want nothing", rep.Failures)
+				}
+				fx.refused(t, victim)
+				if lazy && !fx.s.Comparing() {
+					t.Fatal("the reads were not compared on first read")
+				}
+				if fx.s.IntegrityFailures() <= before {
+					t.Error("the failure counter did not move")
+				}
+				if fx.logs.FilterMessage("record failed its integrity check; it is refused until repaired").
+					FilterField(zap.String("record", name)).Len() == 0 {
+					t.Error("no error log line names the record")
+				}
+				fx.verifyLists(t, victim) // a second (or the background) Verify, while serving, finds the same
+				if fx.s.Comparing() {
+					t.Error("a full Verify left the comparisons on first read on")
+				}
+				fx.refused(t, victim)
 			})
-			if !rep.Journal.Checked || rep.Journal.Damaged {
-				t.Fatalf("journal report %+v", rep.Journal)
-			}
-			typ, name, _ := recordName(victim)
-			if len(rep.Failures) != 1 || rep.Failures[0].Type != typ || rep.Failures[0].Name != name ||
-				!strings.Contains(rep.Failures[0].Reason, c.reason) {
-				t.Fatalf("Verify lists %+v, want exactly %s %s (%q)", rep.Failures, typ, name, c.reason)
-			}
-			if fx.s.IntegrityFailures() <= before {
-				t.Error("the failure counter did not move")
-			}
-			if fx.logs.FilterMessage("record failed its integrity check; it is refused until repaired").
-				FilterField(zap.String("record", name)).Len() == 0 {
-				t.Error("no error log line names the record")
-			}
-			fx.refused(t, victim)
-			fx.verifyLists(t, victim) // a second Verify, while serving, finds the same
-		})
+		}
 	}
 }
 
@@ -297,6 +330,15 @@ func TestOwnerMetaRollbackIsDetected(t *testing.T) {
 // brought back after the checkpoint dropped them, are each found.
 func TestRecordFromElsewhereIsDetected(t *testing.T) {
 	t.Parallel()
+	for _, lazy := range []bool{false, true} {
+		t.Run(fmt.Sprintf("lazy=%v", lazy), func(t *testing.T) {
+			t.Parallel()
+			testRecordFromElsewhere(t, lazy)
+		})
+	}
+}
+
+func testRecordFromElsewhere(t *testing.T, lazy bool) {
 	fx, fs := newJournalFixture(t)
 	// Another store under the same keys: key f, and alias/a pointing at it.
 	other, _ := openJournaled(t, vfs.NewMem(), fx.auth, JournalOptions{Writer: "node-2"})
@@ -318,11 +360,36 @@ func TestRecordFromElsewhereIsDetected(t *testing.T) {
 	if err := fx.s.Checkpoint(); err != nil { // drops the purged key's records but its key record's tombstone
 		t.Fatal(err)
 	}
-	rep := fx.restart(t, fs, func(db *pebble.DB) {
+	rep := fx.restartWith(t, fs, func(db *pebble.DB) {
 		dbSet(t, db, keyKey(testID(6)), foreignKey)
 		dbSet(t, db, tagKey(fx.c, "env"), oldTag)
 		dbSet(t, db, ak, newer)
-	})
+	}, lazy)
+	if lazy {
+		// Each is refused on its first read, before the full Verify.
+		if len(rep.Failures) != 0 {
+			t.Fatalf("VerifyStart lists %+v", rep.Failures)
+		}
+		if _, err := fx.s.GetKey(testID(6)); !errors.Is(err, ErrIntegrity) {
+			t.Errorf("GetKey of the foreign key: %v", err)
+		}
+		if _, err := fx.s.GetAlias("alias/" + fx.a); !errors.Is(err, ErrIntegrity) {
+			t.Errorf("GetAlias of the newer alias: %v", err)
+		}
+		if tags, _, err := fx.s.ListTags(fx.c, "", 0); !errors.Is(err, ErrNotFound) || len(tags) != 0 { // the key is gone: its tag is never used
+			t.Errorf("ListTags of the purged key's tag put back: %v %v", tags, err)
+		}
+		if _, err := fx.s.GetKey(fx.b); err != nil {
+			t.Errorf("bystander: %v", err)
+		}
+		if !fx.s.Comparing() {
+			t.Fatal("not compared on first read")
+		}
+		var err error
+		if rep, err = fx.s.Verify(); err != nil {
+			t.Fatal(err)
+		}
+	}
 	var got []string
 	for _, f := range rep.Failures {
 		got = append(got, f.Type.String()+" "+f.Name+": "+f.Reason)
@@ -445,6 +512,19 @@ func TestJournalDamageIsDetected(t *testing.T) {
 			}
 			if !rep.Journal.Damaged || rep.Journal.Checked || !slices.Equal(got, c.listed) {
 				t.Errorf("Verify: %+v %q, want %q", rep.Journal, got, c.listed)
+			}
+			// The daemon's start-up check finds the same (a damaged journal
+			// cannot be compared with: it makes the full pass).
+			rep, err = s.VerifyStart(0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = got[:0]
+			for _, f := range rep.Failures {
+				got = append(got, f.Type.String()+" "+f.Name)
+			}
+			if !rep.Journal.Damaged || rep.Partial || s.Comparing() || !slices.Equal(got, c.listed) {
+				t.Errorf("VerifyStart: %+v partial %v %q, want %q", rep.Journal, rep.Partial, got, c.listed)
 			}
 		})
 	}
@@ -814,5 +894,177 @@ func TestJournalOpsCodec(t *testing.T) {
 		if _, err := decodeOps(bad); err == nil {
 			t.Errorf("decodeOps(%x) accepted", bad)
 		}
+	}
+}
+
+// TestRotationDuringStartComparisons: a main key rotation while VerifyStart's
+// comparisons on first read are on (they read the checkpoint as of the
+// start, sealed under the version of then) finishes the full pass first, so
+// that reads after the old version is retired do not fail.
+func TestRotationDuringStartComparisons(t *testing.T) {
+	t.Parallel()
+	auth := newTestAuth()
+	fs := vfs.NewMem()
+	s, _ := openJournaled(t, fs, auth, JournalOptions{CheckpointEntries: 1 << 20, CheckpointInterval: time.Hour})
+	for i := range 5 {
+		if err := s.CreateKey(testKey(testID(i)), nil, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	closeT(t, s) // checkpoints
+	s, _ = openJournaled(t, fs, auth, JournalOptions{CheckpointEntries: 1 << 20, CheckpointInterval: time.Hour})
+	if rep, err := s.VerifyStart(0); err != nil || !rep.Partial || !s.Comparing() {
+		t.Fatalf("VerifyStart: %+v %v", rep, err)
+	}
+	auth.rotate("default")
+	for {
+		n, err := s.Reseal("default")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+	}
+	if s.Comparing() {
+		t.Fatal("Reseal left the comparisons on first read on")
+	}
+	auth.retire("default")
+	for i := range 5 {
+		if _, err := s.GetKey(testID(i)); err != nil {
+			t.Fatalf("GetKey after the rotation: %v", err)
+		}
+	}
+}
+
+// TestStartComparisonsConcurrent: reads compared on first use, writes and
+// the background Verify run at once without failures (run with -race), and
+// Close stops a Verify in progress.
+func TestStartComparisonsConcurrent(t *testing.T) {
+	t.Parallel()
+	auth := newTestAuth()
+	fs := vfs.NewMem()
+	s, _ := openJournaled(t, fs, auth, JournalOptions{CheckpointEntries: 64, CheckpointInterval: time.Hour})
+	const n = 300
+	for i := range n {
+		if err := s.CreateKey(testKey(testID(i)), []Tag{{"env", "x"}}, fmt.Sprintf("alias/k%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	closeT(t, s)
+	s, _ = openJournaled(t, fs, auth, JournalOptions{CheckpointEntries: 64, CheckpointInterval: time.Hour})
+	if rep, err := s.VerifyStart(0); err != nil || !rep.Partial || len(rep.Failures) != 0 {
+		t.Fatalf("VerifyStart: %+v %v", rep, err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for g := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := g; i < n; i += 3 {
+				if _, err := s.GetKey(testID(i)); err != nil {
+					errs <- fmt.Errorf("GetKey %d: %w", i, err)
+					return
+				}
+				if _, err := s.GetAlias(fmt.Sprintf("alias/k%d", i)); err != nil {
+					errs <- fmt.Errorf("GetAlias %d: %w", i, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for i := 0; i < n; i += 5 {
+			if _, err := s.UpdateKey(testID(i), func(k *Key) error { k.Enabled = !k.Enabled; return nil }); err != nil {
+				errs <- fmt.Errorf("UpdateKey %d: %w", i, err)
+				return
+			}
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		if rep, err := s.Verify(); err != nil || len(rep.Failures) != 0 {
+			errs <- fmt.Errorf("background Verify: %+v %w", rep, err)
+		}
+	}()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if s.Comparing() {
+		t.Error("still comparing after the full Verify")
+	}
+	// Close during a Verify: the Verify stops with ErrClosed (or had
+	// finished), and Close returns.
+	done := make(chan error, 1)
+	go func() { _, err := s.Verify(); done <- err }()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil && !errors.Is(err, ErrClosed) {
+		t.Errorf("Verify during Close: %v", err)
+	}
+}
+
+// TestStartComparisonsUseTheJournal: after a power cut the latest states are
+// in journal entries the checkpoint has not folded yet; the comparisons on
+// first read use them (an older copy of a record written after the
+// checkpoint is refused), and a record only the checkpoint covers is
+// compared with it.
+func TestStartComparisonsUseTheJournal(t *testing.T) {
+	t.Parallel()
+	auth := newTestAuth()
+	var older, olderTag []byte
+	fs := crashClone(t, auth, func(s *Store) {
+		for i := range 3 {
+			if err := s.CreateKey(testKey(testID(i)), []Tag{{"env", "a"}}, ""); err != nil {
+				t.Fatal(err)
+			}
+		}
+		olderTag = rawGet(t, s, tagKey(testID(2), "env"))
+		if err := s.TagKey(testID(2), []Tag{{"env", "b"}}, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Checkpoint(); err != nil { // key 2's tag: in the checkpoint
+			t.Fatal(err)
+		}
+		older = rawGet(t, s, keyKey(testID(1)))
+		if _, err := s.UpdateKey(testID(1), func(k *Key) error { k.Enabled = false; return nil }); err != nil { // key 1: in the journal
+			t.Fatal(err)
+		}
+	})
+	rawEdit(t, fs, func(db *pebble.DB) {
+		dbSet(t, db, keyKey(testID(1)), older)
+		dbSet(t, db, tagKey(testID(2), "env"), olderTag)
+	})
+	s, err := Open("keystore", Options{FS: fs, Authenticator: auth, Namespace: "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeT(t, s)
+	if _, err := s.StartJournal(JournalOptions{Writer: testWriter, CheckpointEntries: 1 << 20, CheckpointInterval: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	if s.fr.head.lastSeq == s.fr.head.ckptSeq {
+		t.Fatal("no journal entry after the checkpoint: the case does not test the journal")
+	}
+	if rep, err := s.VerifyStart(0); err != nil || !rep.Partial || len(rep.Failures) != 0 {
+		t.Fatalf("VerifyStart: %+v %v", rep, err)
+	}
+	for _, id := range []string{testID(1), testID(2)} {
+		if _, err := s.GetKey(id); !errors.Is(err, ErrIntegrity) {
+			t.Errorf("GetKey %s (an older copy put back): %v", id, err)
+		}
+	}
+	if _, err := s.GetKey(testID(0)); err != nil {
+		t.Errorf("bystander: %v", err)
+	}
+	rep, err := s.Verify()
+	if err != nil || len(rep.Failures) != 2 {
+		t.Fatalf("Verify: %+v %v", rep, err)
 	}
 }

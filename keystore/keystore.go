@@ -260,8 +260,9 @@ type Store struct {
 	eng kv.Engine
 	log *zap.Logger
 
-	life   sync.RWMutex // calls hold it shared; Close holds it exclusively
-	closed bool
+	life    sync.RWMutex // calls hold it shared; Close holds it exclusively
+	closed  bool
+	closing atomic.Bool // Close was called: a long Verify stops
 
 	// writing is held shared by every write transaction, and exclusively by
 	// one that has conflicted twice (on an optimistic engine), so that it
@@ -413,6 +414,7 @@ func (s *Store) checkFormat() error {
 // Close closes the store and its engine. Calls made after Close return
 // ErrClosed; Close waits for reads and writes in progress.
 func (s *Store) Close() error {
+	s.closing.Store(true)
 	s.haltJournal()
 	s.life.Lock()
 	defer s.life.Unlock()
@@ -421,6 +423,9 @@ func (s *Store) Close() error {
 	}
 	s.finalCheckpoint()
 	s.closed = true
+	if lz := s.fr.lazy.Swap(nil); lz != nil {
+		lz.close()
+	}
 	if err := s.eng.Close(); err != nil {
 		return fmt.Errorf("keystore: close: %w", err)
 	}
