@@ -274,6 +274,8 @@ type Store struct {
 	gate atomic.Pointer[func() error] // SetWriteGate: consulted at the start of every write transaction
 	fr   freshness                    // the journal and what Verify found out of date (freshness.go)
 
+	follow atomic.Pointer[follow] // set by Follow on a shared engine (fleet.go)
+
 	created bool // this open wrote the format record: the store is new
 
 	auth   atomic.Pointer[authState]   // nil until SetAuthenticator
@@ -559,6 +561,9 @@ func (s *Store) attempt(what string, alone bool, fn func(w *writer) error) error
 	}
 	if err := s.checkGate(); err != nil {
 		return err
+	}
+	if err := s.reachable(); err != nil {
+		return fmt.Errorf("keystore: %s: %w", what, err)
 	}
 	tx, err := s.eng.Begin()
 	if err != nil {
