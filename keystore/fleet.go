@@ -185,6 +185,13 @@ func (s *Store) reachable() error {
 	return fmt.Errorf("%w (no contact for %v)", ErrUnreachable, age.Round(time.Millisecond))
 }
 
+// Shared reports whether the store is on an engine other processes share
+// (a fleet's etcd), where Follow and Lead matter.
+func (s *Store) Shared() bool {
+	_, ok := s.eng.(kv.Elector)
+	return ok
+}
+
 // Lead runs run once per fleet: on a shared engine, only in the process
 // elected leader for role among those on the store (candidate names this
 // one), with a context that ends when leadership is lost; another process

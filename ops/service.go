@@ -13,7 +13,9 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -41,6 +43,12 @@ type Config struct {
 	// once its deletion waiting period has ended (the daemon records it in
 	// the audit trail, as a control-plane event no caller made).
 	OnPurge func(keyARN string)
+	// Node names this node among the services on a shared store (for the
+	// leader election's logs and status); default the host name.
+	Node string
+	// LeaderTTL is the lease of the fleet's leader (see Run); default
+	// DefaultLeaderTTL.
+	LeaderTTL time.Duration
 }
 
 // Service implements the operations.
@@ -55,6 +63,8 @@ type Service struct {
 	tokenMu sync.Mutex // serializes import-token issue
 
 	cache keyCache // working keys for the data operations
+
+	leading atomic.Bool // inside Run, elected leader of a shared store (fleet.go)
 
 	repl replication // Multi-Region key replication (replication.go)
 }
@@ -73,6 +83,12 @@ func New(cfg Config, store *keystore.Store, cust *custody.Custodian, log *zap.Lo
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Node == "" {
+		cfg.Node, _ = os.Hostname()
+	}
+	if cfg.LeaderTTL <= 0 {
+		cfg.LeaderTTL = DefaultLeaderTTL
+	}
 	if cfg.NewRSAKey == nil {
 		cfg.NewRSAKey = func(bits int) (*rsa.PrivateKey, error) { return rsa.GenerateKey(rand.Reader, bits) }
 	}
@@ -84,8 +100,22 @@ func New(cfg Config, store *keystore.Store, cust *custody.Custodian, log *zap.Lo
 
 func (s *Service) now() time.Time { return s.cfg.Now().UTC() }
 
-// Run purges keys whose deletion waiting period has ended, until ctx ends.
+// Run runs the fleet's background jobs until ctx ends: every interval, it
+// purges the keys whose deletion waiting period has ended. On a shared
+// store they run once per fleet: only while this node is the elected
+// leader (keystore.Store.Lead; Config.LeaderTTL is the lease), and a node
+// that loses leadership stops them. On a store with one process they run
+// at once.
 func (s *Service) Run(ctx context.Context, every time.Duration) {
+	s.store.Lead(ctx, leaderRole, s.cfg.Node, s.cfg.LeaderTTL, func(ctx context.Context) {
+		s.leading.Store(true)
+		defer s.leading.Store(false)
+		s.purgeLoop(ctx, every)
+	})
+}
+
+// purgeLoop purges keys due every interval until ctx ends.
+func (s *Service) purgeLoop(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
