@@ -171,7 +171,7 @@ type Elector interface {
 	// Lead campaigns for role as candidate (a name for logs and status)
 	// until ctx ends; each time it wins, it calls run with a context that
 	// ends when leadership is lost (the lease that holds it expired: the
-	// engine was unreachable for about ttl) or ctx ends, and when run
+	// engine was unreachable for most of ttl) or ctx ends, and when run
 	// returns it gives leadership up and campaigns again. Another process
 	// takes over within ttl of the leader's loss.
 	Lead(ctx context.Context, role, candidate string, ttl time.Duration, run func(ctx context.Context))

@@ -3,6 +3,7 @@ package etcdkv
 import (
 	"context"
 	"math"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -174,16 +175,18 @@ const leaderKeys = "sys/leader/"
 
 // Lead implements kv.Elector with an etcd election
 // (go.etcd.io/etcd/client/v3/concurrency) under the prefix, held by a
-// lease of ttl (rounded up to whole seconds, at least one): the leader's
-// client keeps the lease alive, and when it cannot reach the cluster for
-// ttl its session ends, which ends run's context; the cluster expires the
-// lease at about the same time, and the next candidate is elected. The
-// two clocks are not one: for a moment (the latency of the last
-// keep-alive) an old leader may still be running while a new one starts,
-// so a job run under Lead must be safe to run twice at once (the store's
-// writes are transactions, so the keystore's are).
+// lease of ttl (rounded up to whole seconds, at least two), which the
+// client keeps alive (a keep-alive every third of it, checked every half
+// second). The cluster expires the lease, and elects the next candidate,
+// ttl after the last keep-alive it received; the leader steps down (run's
+// context ends) once it has had no keep-alive answer for two thirds of
+// ttl, so that it stops before the cluster can elect another: the two
+// overlap only if this process is paused for the last third of the lease
+// (a stopped VM), so a job run under
+// Lead must still be safe to run twice at once (the store's writes are
+// transactions, so the keystore's are).
 func (e *Engine) Lead(ctx context.Context, role, candidate string, ttl time.Duration, run func(context.Context)) {
-	secs := max(1, int(math.Ceil(ttl.Seconds())))
+	secs := max(2, int(math.Ceil(ttl.Seconds())))
 	for ctx.Err() == nil {
 		if !e.leadOnce(ctx, role, candidate, secs, run) && !sleepCtx(ctx, time.Second) {
 			return
@@ -195,21 +198,50 @@ func (e *Engine) Lead(ctx context.Context, role, candidate string, ttl time.Dura
 // was elected.
 func (e *Engine) leadOnce(ctx context.Context, role, candidate string, secs int, run func(context.Context)) bool {
 	log := e.log.With(zap.String("role", role), zap.String("candidate", candidate))
-	sess, err := concurrency.NewSession(e.c, concurrency.WithTTL(secs), concurrency.WithContext(ctx))
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	gctx, gcancel := context.WithTimeout(ctx, e.timeout)
+	grant, err := e.c.Grant(gctx, int64(secs))
+	gcancel()
 	if err != nil {
 		if ctx.Err() == nil {
-			log.Warn("leader election: cannot open a session; retrying", zap.Error(mapErr(err)))
+			log.Warn("leader election: cannot grant a lease; retrying", zap.Error(mapErr(err)))
 		}
 		return false
 	}
+	var lastAck atomic.Int64 // when the lease was last known alive on the cluster
+	lastAck.Store(time.Now().UnixNano())
+	acks, err := e.c.KeepAlive(lctx, grant.ID)
+	if err != nil {
+		log.Warn("leader election: cannot keep the lease alive; retrying", zap.Error(mapErr(err)))
+		return false
+	}
+	sess, err := concurrency.NewSession(e.c, concurrency.WithLease(grant.ID), concurrency.WithContext(lctx))
+	if err != nil {
+		log.Warn("leader election: cannot open a session; retrying", zap.Error(mapErr(err)))
+		return false
+	}
 	defer func() { _ = sess.Close() }() // revokes the lease: the next candidate need not wait for it to expire
-	lctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	go func() {
-		select {
-		case <-sess.Done():
-			cancel()
-		case <-lctx.Done():
+		for range acks {
+			lastAck.Store(time.Now().UnixNano())
+		}
+		cancel() // the lease is gone (expired, or lctx ended)
+	}()
+	ttl := time.Duration(secs) * time.Second
+	go func() {
+		t := time.NewTicker(ttl / 20)
+		defer t.Stop()
+		for {
+			select {
+			case <-lctx.Done():
+				return
+			case <-t.C:
+			}
+			if time.Since(time.Unix(0, lastAck.Load())) > 2*ttl/3 {
+				cancel()
+				return
+			}
 		}
 	}()
 	el := concurrency.NewElection(sess, e.prefix+leaderKeys+role)
@@ -222,7 +254,7 @@ func (e *Engine) leadOnce(ctx context.Context, role, candidate string, secs int,
 	log.Info("elected leader")
 	run(lctx)
 	if lctx.Err() != nil && ctx.Err() == nil {
-		log.Warn("leadership lost (the lease expired: the cluster was unreachable)")
+		log.Warn("leadership lost: the lease was not kept alive (the cluster was unreachable)")
 	} else {
 		log.Info("leadership given up")
 	}
