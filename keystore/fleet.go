@@ -32,10 +32,10 @@ const MaxStaleness = time.Hour
 // contact is back.
 var ErrStale = &fault.Error{Kind: fault.Unavailable, Message: "the key store has been unreachable for longer than the staleness bound; cached keys are not used until it is back"}
 
-// ErrUnreachable: a write refused at once because the shared store is not
-// reachable now (no contact for several probes); nothing was written and
-// nothing is queued.
-var ErrUnreachable = &fault.Error{Kind: fault.Unavailable, Message: "the key store is unreachable (etcd down or without quorum); the write was refused, nothing was written or queued"}
+// ErrUnreachable: a call refused at once because the shared store is not
+// reachable now (no contact for several probes): a write was not made,
+// and nothing is queued.
+var ErrUnreachable = &fault.Error{Kind: fault.Unavailable, Message: "the key store is unreachable (etcd down or without quorum); the call was refused, nothing was written or queued"}
 
 // Change is what changed in the store, as Follow reports it. The fields
 // name what a cache of the store may have to drop.
@@ -80,8 +80,11 @@ const mainKeyMeta = "custody/profile/"
 // 100 ms, at most one second), confirms that the engine answers with a
 // quorum and that the watch has delivered everything committed before it:
 // the store's contact time. Stale then fails once the last contact is older
-// than staleness, and writes are refused at once (ErrUnreachable) once it
-// is older than three probes. staleness 0 means DefaultStaleness.
+// than staleness, and every call on the store (writes, and reads of what is
+// not cached) is refused at once (ErrUnreachable) once it is older than
+// three probes, instead of waiting for the engine's request timeout; a
+// call made in those first probes fails after that timeout (a write's
+// outcome is then unknown). staleness 0 means DefaultStaleness.
 func (s *Store) Follow(ctx context.Context, staleness time.Duration, fn func(Change)) bool {
 	w, ok := s.eng.(kv.Watcher)
 	if !ok {
@@ -171,8 +174,8 @@ func (s *Store) Contact() (time.Time, bool) {
 }
 
 // reachable returns ErrUnreachable, wrapped, when a followed shared store
-// has not been reached for several probes: a write is then refused at
-// once rather than left to time out.
+// has not been reached for several probes: a call is then refused at once
+// rather than left to time out.
 func (s *Store) reachable() error {
 	f := s.follow.Load()
 	if f == nil {

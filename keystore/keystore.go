@@ -437,6 +437,10 @@ func (s *Store) read() (func(), error) {
 		s.life.RUnlock()
 		return nil, err
 	}
+	if err := s.reachable(); err != nil { // a shared store known out of reach: no call waits for its timeout
+		s.life.RUnlock()
+		return nil, fmt.Errorf("keystore: %w", err)
+	}
 	return s.life.RUnlock, nil
 }
 

@@ -208,7 +208,7 @@ func (s *Service) resolve(ident string) (*keystore.Key, error) {
 			return nil, fault.NotFoundf(ident, "alias %s does not exist or is not associated with a key", name)
 		}
 		if err != nil {
-			return nil, fault.Internalf("read alias", err)
+			return nil, readErr("read alias", err)
 		}
 		id = a.KeyID
 	} else if kid, ok := s.parseKeyARN(ident); ok {
@@ -221,7 +221,7 @@ func (s *Service) resolve(ident string) (*keystore.Key, error) {
 		return nil, fault.NotFoundf(ident, "key %s not found", ident)
 	}
 	if err != nil {
-		return nil, fault.Internalf("read key", err)
+		return nil, readErr("read key", err)
 	}
 	if k.State == StateDeletePending && !k.DeletePending.IsZero() && !s.now().Before(k.DeletePending) {
 		s.cache.dropKey(id)
@@ -232,6 +232,16 @@ func (s *Service) resolve(ident string) (*keystore.Key, error) {
 		return nil, fault.NotFoundf(ident, "key %s not found", ident)
 	}
 	return k, nil
+}
+
+// readErr classifies a failed read of the store: Unavailable when the store
+// cannot be reached now (a shared store without quorum: the client should
+// retry, on another node), Internal otherwise.
+func readErr(what string, err error) error {
+	if fault.KindOf(err) == fault.Unavailable {
+		return fault.Wrap(fault.Unavailable, "the key store cannot be reached now; retry (on another node)", err)
+	}
+	return fault.Internalf(what, err)
 }
 
 // resolveARN is resolve for members that must be a key ARN (ResourceArn, KeyArn).
