@@ -173,6 +173,11 @@ func (s *Store) Contact() (time.Time, bool) {
 	return time.Unix(0, f.contact.Load()), true
 }
 
+// Reachable returns nil unless the store is shared, followed, and has not
+// been reached for several probes (readiness): then an error wrapping
+// ErrUnreachable.
+func (s *Store) Reachable() error { return s.reachable() }
+
 // reachable returns ErrUnreachable, wrapped, when a followed shared store
 // has not been reached for several probes: a call is then refused at once
 // rather than left to time out.
