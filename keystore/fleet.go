@@ -82,9 +82,10 @@ const mainKeyMeta = "custody/profile/"
 // the store's contact time. Stale then fails once the last contact is older
 // than staleness, and every call on the store (writes, and reads of what is
 // not cached) is refused at once (ErrUnreachable) once it is older than
-// three probes, instead of waiting for the engine's request timeout; a
-// call made in those first probes fails after that timeout (a write's
-// outcome is then unknown). staleness 0 means DefaultStaleness.
+// three probes or the engine's request timeout, whichever is longer,
+// instead of each waiting for that timeout; a call made before then fails
+// after the timeout (a write's outcome is then unknown). staleness 0 means
+// DefaultStaleness.
 func (s *Store) Follow(ctx context.Context, staleness time.Duration, fn func(Change)) bool {
 	w, ok := s.eng.(kv.Watcher)
 	if !ok {
@@ -94,7 +95,14 @@ func (s *Store) Follow(ctx context.Context, staleness time.Duration, fn func(Cha
 		staleness = DefaultStaleness
 	}
 	probe := min(time.Second, max(100*time.Millisecond, staleness/30))
-	f := &follow{staleness: staleness, unreachable: 3 * probe}
+	// Unreachable once no probe has answered for three probes, or for the
+	// engine's request timeout when that is longer: on a slow but live
+	// cluster a probe may take up to that, and a call waits that long anyway.
+	unreachable := 3 * probe
+	if rt, ok := s.eng.(interface{ RequestTimeout() time.Duration }); ok {
+		unreachable = max(unreachable, rt.RequestTimeout())
+	}
+	f := &follow{staleness: staleness, unreachable: unreachable}
 	f.contact.Store(time.Now().UnixNano()) // the store answered a linearizable read at open
 	if !s.follow.CompareAndSwap(nil, f) {
 		s.log.Error("keystore: Follow called twice; the second is ignored")

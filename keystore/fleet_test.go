@@ -156,6 +156,7 @@ func TestFleetFollow(t *testing.T) {
 		if err := a.CreateKey(testKey(id2), nil, ""); err != nil {
 			t.Fatal(err)
 		}
+		log.wait(t, 5*time.Second, "CreateKey", hasKey(id2))
 		log.reset()
 		if err := a.TagKey(id2, []Tag{{"k", "v"}}, 50); err != nil {
 			t.Fatal(err)
@@ -311,6 +312,17 @@ func TestFleetStaleness(t *testing.T) {
 		t.Errorf("stale %v after the quorum was lost, want about the bound %v", staleAfter, staleness)
 	}
 	t.Logf("stale %v after the quorum was lost (bound %v)", staleAfter, staleness)
+	// Unreachable once no probe has answered for the request timeout (2s
+	// here, longer than three probes): calls are then refused at once.
+	for s.Reachable() == nil {
+		if time.Since(lost) > 2*time.Second+time.Second {
+			t.Fatal("still reachable a second past the request timeout")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if d := time.Since(lost); d < 2*time.Second-lost.Sub(last)-50*time.Millisecond {
+		t.Errorf("unreachable %v after the quorum was lost, before the request timeout", d)
+	}
 	start := time.Now()
 	err := s.CreateKey(testKey(testID(2)), nil, "")
 	if !errors.Is(err, ErrUnreachable) {

@@ -60,7 +60,7 @@ func TestFleetCacheFollowsOtherNode(t *testing.T) {
 	t.Parallel()
 	c := etcdtest.Start(t, etcdtest.Options{Args: []string{"--unsafe-no-fsync"}})
 	prefix := "/ops-fleet/1/"
-	svcA, _, _, cust := newServiceOn(t, openEtcdStore(t, c.Endpoints(), prefix), nil, func(c *ops.Config) { c.Node = "a" })
+	svcA, _, storeA, cust := newServiceOn(t, openEtcdStore(t, c.Endpoints(), prefix), nil, func(c *ops.Config) { c.Node = "a" })
 	svcB, _ := newFleetNode(t, c.Endpoints(), prefix, cust)
 	const staleness = 1500 * time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
@@ -188,7 +188,14 @@ func TestFleetCacheFollowsOtherNode(t *testing.T) {
 	if staleAfter < staleness-500*time.Millisecond {
 		t.Errorf("refused after %v, before the bound %v", staleAfter, staleness)
 	}
-	// The store known unreachable: a control-plane write is refused at once.
+	// The store known unreachable (no contact for the request timeout, 2s
+	// here): a control-plane write is refused at once.
+	for storeA.Reachable() == nil {
+		if time.Since(lost) > 10*time.Second {
+			t.Fatal("the store is still reachable 10s after the quorum was lost")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	start = time.Now()
 	if _, err := svcA.CreateKey(ops.CreateKeyInput{Attributes: attrs}); err == nil {
 		t.Fatal("CreateKey without a quorum succeeded")

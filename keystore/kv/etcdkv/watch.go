@@ -47,6 +47,8 @@ func (e *Engine) Watch(ctx context.Context, every time.Duration, fn func(kv.Watc
 	if every <= 0 {
 		every = time.Second
 	}
+	ctx, cancel := e.bound(ctx)
+	defer cancel()
 	probes := make(chan probe, 1)
 	go e.probe(ctx, every, probes)
 
@@ -136,7 +138,7 @@ func (e *Engine) probe(ctx context.Context, every time.Duration, out chan probe)
 	defer t.Stop()
 	for {
 		start := time.Now()
-		cctx, cancel := context.WithTimeout(ctx, min(e.timeout, max(every, 100*time.Millisecond)))
+		cctx, cancel := context.WithTimeout(ctx, e.timeout)
 		resp, err := e.c.Get(cctx, e.prefix+formatProbe, clientv3.WithCountOnly())
 		cancel()
 		if err == nil {
@@ -154,6 +156,17 @@ func (e *Engine) probe(ctx context.Context, every time.Duration, out chan probe)
 		}
 	}
 }
+
+// bound returns ctx ended also when the engine is closed, so that no
+// watch or campaign outlives it.
+func (e *Engine) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(e.c.Ctx(), cancel)
+	return ctx, func() { stop(); cancel() }
+}
+
+// RequestTimeout is how long one request may take (Config.RequestTimeout).
+func (e *Engine) RequestTimeout() time.Duration { return e.timeout }
 
 // sleepCtx sleeps for d, or less when ctx ends first; it reports whether
 // ctx is still live.
@@ -187,6 +200,8 @@ const leaderKeys = "sys/leader/"
 // transactions, so the keystore's are).
 func (e *Engine) Lead(ctx context.Context, role, candidate string, ttl time.Duration, run func(context.Context)) {
 	secs := max(2, int(math.Ceil(ttl.Seconds())))
+	ctx, cancel := e.bound(ctx)
+	defer cancel()
 	for ctx.Err() == nil {
 		if !e.leadOnce(ctx, role, candidate, secs, run) && !sleepCtx(ctx, time.Second) {
 			return
