@@ -76,7 +76,9 @@ const mainKeyMeta = "custody/profile/"
 // It calls fn, from one goroutine, with what every transaction committed
 // by any process (this one included) changed, within the watch's latency
 // of the commit (docs/fleet.md gives the measured bound), and with Reset
-// when changes may have been missed. A probe, every staleness/30 (at least
+// when changes may have been missed: first once the watch has begun (what
+// was cached before may predate a change it does not deliver), then
+// whenever it could not resume. A probe, every staleness/30 (at least
 // 100 ms, at most one second), confirms that the engine answers with a
 // quorum and that the watch has delivered everything committed before it:
 // the store's contact time. Stale then fails once the last contact is older

@@ -117,7 +117,9 @@ func TestFleetFollow(t *testing.T) {
 	if !b.Shared() || b.Stale() != nil {
 		t.Fatalf("Shared %v, Stale %v", b.Shared(), b.Stale())
 	}
-	time.Sleep(100 * time.Millisecond) // let the watch start
+	// The watch begins with a reset: what was cached before it may predate
+	// a change it does not deliver.
+	log.wait(t, 5*time.Second, "the initial reset", func(c Change) bool { return c.Reset })
 
 	id := testID(1)
 	if err := a.CreateKey(testKey(id), nil, ""); err != nil {

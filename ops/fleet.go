@@ -34,7 +34,8 @@ const leaderRole = "maintenance"
 // error 41 on the host port). It reports whether the store is shared; on
 // one that is not it does nothing.
 func (s *Service) Follow(ctx context.Context, staleness time.Duration) bool {
-	s.cache.dropAll() // what was cached before the watch began may be stale
+	// What is cached before the watch begins is dropped by the Reset the
+	// watch starts with.
 	return s.store.Follow(ctx, staleness, s.storeChanged)
 }
 

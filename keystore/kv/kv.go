@@ -151,7 +151,10 @@ type WatchEvent struct {
 // its process sees its own writes.
 type Watcher interface {
 	// Watch calls fn with every change any process commits after Watch is
-	// called, in commit order, until ctx ends, and returns then. A lost
+	// called, in commit order, until ctx ends, and returns then. Its first
+	// call of fn is a Reset, made once the watch knows the revision it
+	// watches from: whatever was cached before it may predate a change the
+	// watch does not deliver. A lost
 	// connection is resumed from the last change delivered; when the engine
 	// no longer holds the history from there, fn gets an event with Reset
 	// and the watch carries on from the present. Every probe, Watch checks

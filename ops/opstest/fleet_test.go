@@ -264,3 +264,27 @@ func TestFleetRunLeads(t *testing.T) {
 	waitFor("B takes over", svcB.Leading)
 	t.Logf("B leads %v after A stopped", time.Since(start))
 }
+
+// BenchmarkWorkingKeyFleet is BenchmarkWorkingKey on a followed etcd store:
+// the hot path adds the staleness check (an atomic load and a clock read)
+// and touches the store no more than on Pebble.
+func BenchmarkWorkingKeyFleet(b *testing.B) {
+	c := etcdtest.Start(b, etcdtest.Options{Args: []string{"--unsafe-no-fsync"}})
+	svc, _, _, _ := newServiceOn(b, openEtcdStore(b, c.Endpoints(), "/ops-fleet/bench/"), nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	svc.Follow(ctx, keystore.DefaultStaleness)
+	arn := Import(b, svc, keyspec.Attributes{Usage: keyspec.P0, Class: keyspec.Symmetric, Algorithm: keyspec.TDES2Key,
+		Modes: keyspec.ModesOfUse{Encrypt: true, Decrypt: true, Wrap: true, Unwrap: true}}, "0123456789ABCDEFFEDCBA9876543210")
+	time.Sleep(200 * time.Millisecond) // the import's own changes come back through the watch first
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			w, err := svc.Working(arn, fault.SubjectKey, fault.SideNone)
+			if err != nil {
+				b.Fatal(err)
+			}
+			w.Release()
+		}
+	})
+}

@@ -67,6 +67,9 @@ func (e *Engine) Watch(ctx context.Context, every time.Duration, fn func(kv.Watc
 			return
 		}
 	}
+	// Whatever was cached before this point may have been read before a
+	// change the watch will not deliver: a reset drops it.
+	fn(kv.WatchEvent{Reset: true})
 	seen := next - 1
 	var pending *probe
 	for ctx.Err() == nil {
