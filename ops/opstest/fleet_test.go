@@ -263,6 +263,30 @@ func TestFleetRunLeads(t *testing.T) {
 	start := time.Now()
 	waitFor("B takes over", svcB.Leading)
 	t.Logf("B leads %v after A stopped", time.Since(start))
+
+	// A rotation on the leader B drops every working key cached on A, even
+	// one A has no record of (a key block carried in the request).
+	ctxF, cancelF := context.WithCancel(context.Background())
+	defer cancelF()
+	svcA.Follow(ctxF, keystore.DefaultStaleness)
+	time.Sleep(100 * time.Millisecond) // the watch's initial reset
+	a := keyspec.Attributes{Usage: keyspec.C0, Class: keyspec.Symmetric, Algorithm: keyspec.TDES2Key, Modes: keyspec.ModesOfUse{Generate: true, Verify: true}}
+	block, _, err := svcA.GenerateKeyBlock("default", a, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := svcA.Working(ops.BlockIdent("default", block), fault.SubjectKey, fault.SideNone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Release()
+	if n := svcA.CacheStats().Entries; n != 1 {
+		t.Fatalf("%d working keys cached on A, want 1", n)
+	}
+	if _, err := svcB.RotateProfile("default", nil, 0); err != nil {
+		t.Fatalf("rotation on the leader: %v", err)
+	}
+	waitFor("A drops its cache after the rotation on B", func() bool { return svcA.CacheStats().Entries == 0 })
 }
 
 // BenchmarkWorkingKeyFleet is BenchmarkWorkingKey on a followed etcd store:
