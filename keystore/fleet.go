@@ -210,6 +210,16 @@ func (s *Store) Shared() bool {
 	return ok
 }
 
+// Leader names the process that leads role on a shared store now (its
+// candidate name); ok is false when none does, or the store is not shared.
+func (s *Store) Leader(role string) (candidate string, ok bool, err error) {
+	el, shared := s.eng.(kv.Elector)
+	if !shared {
+		return "", false, nil
+	}
+	return el.Leader(role)
+}
+
 // Lead runs run once per fleet: on a shared engine, only in the process
 // elected leader for role among those on the store (candidate names this
 // one), with a context that ends when leadership is lost; another process

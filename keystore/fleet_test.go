@@ -416,6 +416,12 @@ func TestFleetLeader(t *testing.T) {
 	if i, _ := recv(elected, "first leader", 5*time.Second); i != 0 {
 		t.Fatalf("leader %d, want 0 (the only candidate)", i)
 	}
+	if name, ok, err := stores[1].Leader("test"); err != nil || !ok || name != "node0" {
+		t.Fatalf("Leader = %q, %v, %v; want node0", name, ok, err)
+	}
+	if _, ok, err := stores[1].Leader("other"); err != nil || ok {
+		t.Fatalf("Leader of a role nobody leads: %v, %v", ok, err)
+	}
 	lead(1)
 	lead(2)
 	time.Sleep(300 * time.Millisecond)

@@ -2,6 +2,7 @@ package ops
 
 import (
 	"context"
+	"strconv"
 	"time"
 
 	"payhsm/fault"
@@ -68,7 +69,26 @@ func (s *Service) Leading() bool {
 	return !s.store.Shared() || s.leading.Load()
 }
 
+// Leader names the node that runs the fleet's background jobs now (its
+// Config.Node): this one on a store with one process; "" when none leads
+// or the store cannot tell.
+func (s *Service) Leader() string {
+	if !s.store.Shared() {
+		return s.cfg.Node
+	}
+	name, ok, err := s.store.Leader(leaderRole)
+	if err != nil || !ok {
+		return ""
+	}
+	return name
+}
+
 // errNotLeader refuses a fleet job on a node that does not lead.
-func errNotLeader(what string) error {
-	return &fault.Error{Kind: fault.Unavailable, Message: what + " runs on the fleet's leader node only, and this node is not it now: run it on the leader (payhsm fleet status names it), or retry once a leader is elected"}
+func (s *Service) errNotLeader(what string) error {
+	where := "no node leads right now: retry in a few seconds"
+	if l := s.Leader(); l != "" {
+		where = "run it on node " + strconv.Quote(l)
+	}
+	return &fault.Error{Kind: fault.Unavailable, Message: what + " runs on the fleet's leader node only, and this node (" +
+		strconv.Quote(s.cfg.Node) + ") does not lead: " + where}
 }

@@ -36,7 +36,7 @@ type RotationReport struct {
 // when this node loses leadership; run again on the new leader, it resumes.
 func (s *Service) RotateProfile(profile string, newKey []byte, quiesce time.Duration) (*RotationReport, error) {
 	if !s.Leading() {
-		return nil, errNotLeader("a profile main key rotation")
+		return nil, s.errNotLeader("a profile main key rotation")
 	}
 	v, err := s.cust.BeginRotation(profile, newKey)
 	if errors.Is(err, custody.ErrNoProfile) {
@@ -93,7 +93,7 @@ func (s *Service) rewrapProfile(p *custody.Profile, v int) (moved, under int, er
 		}
 		for _, r := range recs {
 			if !s.Leading() {
-				return moved, under, errNotLeader("a profile main key rotation (leadership was lost part-way; it resumes where it stopped)")
+				return moved, under, s.errNotLeader("a profile main key rotation (leadership was lost part-way; it resumes where it stopped)")
 			}
 			if bv, err := custody.BlockVersion(r.KeyBlock); err == nil && bv == v {
 				under++

@@ -178,6 +178,9 @@ type Elector interface {
 	// returns it gives leadership up and campaigns again. Another process
 	// takes over within ttl of the leader's loss.
 	Lead(ctx context.Context, role, candidate string, ttl time.Duration, run func(ctx context.Context))
+	// Leader names the candidate that leads role now; ok is false when
+	// none does.
+	Leader(role string) (candidate string, ok bool, err error)
 }
 
 // PrefixEnd returns the least key greater than every key that begins with

@@ -2,6 +2,7 @@ package opstest
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -263,6 +264,12 @@ func TestFleetRunLeads(t *testing.T) {
 	start := time.Now()
 	waitFor("B takes over", svcB.Leading)
 	t.Logf("B leads %v after A stopped", time.Since(start))
+	if l := svcA.Leader(); l != "b" {
+		t.Errorf("A says the leader is %q, want b", l)
+	}
+	if _, err := svcA.RotateProfile("default", nil, 0); fault.KindOf(err) != fault.Unavailable || !strings.Contains(err.Error(), `run it on node "b"`) {
+		t.Errorf("a rotation on A while B leads: %v, want Unavailable naming b", err)
+	}
 
 	// A rotation on the leader B drops every working key cached on A, even
 	// one A has no record of (a key block carried in the request).

@@ -2,6 +2,7 @@ package etcdkv
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"sync/atomic"
 	"time"
@@ -280,4 +281,19 @@ func (e *Engine) leadOnce(ctx context.Context, role, candidate string, secs int,
 	defer rcancel()
 	_ = el.Resign(rctx) // best effort: Close revokes the lease anyway
 	return true
+}
+
+// Leader implements kv.Elector: the candidate whose key under the role's
+// election was created first (the one concurrency.Election elects).
+func (e *Engine) Leader(role string) (string, bool, error) {
+	ctx, cancel := e.ctx()
+	defer cancel()
+	resp, err := e.c.Get(ctx, e.prefix+leaderKeys+role+"/", clientv3.WithFirstCreate()...)
+	if err != nil {
+		return "", false, fmt.Errorf("etcd: read the %s leader: %w", role, mapErr(err))
+	}
+	if len(resp.Kvs) == 0 {
+		return "", false, nil
+	}
+	return string(resp.Kvs[0].Value), true, nil
 }
