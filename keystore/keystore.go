@@ -19,6 +19,13 @@
 // record sealing and integrity, indices, purge, migration, verification) is
 // the store's own and the same on every engine; engines hold bytes.
 //
+// On a shared engine, the store also tells its user what other processes
+// change (Follow: the layer above drops what it cached), how current it is
+// (Stale: past a staleness bound without contact, cached data must not be
+// used; every call is refused at once while the engine is known out of
+// reach), and runs a job on one process of the fleet at a time (Lead); see
+// fleet.go and docs/fleet.md.
+//
 // # Durability and concurrency
 //
 // Every acknowledged write is exactly one engine transaction, committed
