@@ -16,6 +16,7 @@ import (
 
 	"payhsm/appliance/diskguard"
 	"payhsm/hsm/custody"
+	"payhsm/keystore"
 	"payhsm/keystore/kv/etcdkv"
 )
 
@@ -184,7 +185,34 @@ type KeystoreConfig struct {
 	// (128 and 1572864).
 	MaxTxnOps       int `json:"maxTxnOps"`
 	MaxRequestBytes int `json:"maxRequestBytes"`
+	// Staleness ("30s", default keystore.DefaultStaleness) is how long a
+	// node cut off from the cluster (unreachable, or without quorum) keeps
+	// using the working keys it cached; after it, data-plane operations on
+	// them are refused (ServiceUnavailableException; host error 41) until
+	// the cluster is back. Longer keeps a cut-off node serving longer;
+	// shorter honours sooner a StopKeyUsage or DeleteKey made meanwhile on
+	// another node, which this one cannot see (docs/fleet.md).
+	Staleness Duration `json:"staleness"`
+	// LeaderTTL ("10s", default ops.DefaultLeaderTTL) is the lease of the
+	// node that runs the fleet's background jobs (purge, rotation): when
+	// that node is lost, another takes them over within about it.
+	LeaderTTL Duration `json:"leaderTTL"`
 }
+
+// StalenessBound is the configured staleness, or its default.
+func (k *KeystoreConfig) StalenessBound() time.Duration {
+	if k.Staleness == 0 {
+		return keystore.DefaultStaleness
+	}
+	return time.Duration(k.Staleness)
+}
+
+// Bounds of KeystoreConfig.Staleness and LeaderTTL.
+const (
+	minStaleness = time.Second
+	minLeaderTTL = 2 * time.Second // etcdkv's least lease
+	maxLeaderTTL = 5 * time.Minute
+)
 
 // EtcdTLSConfig names the PEM files of the etcd client's TLS.
 type EtcdTLSConfig struct {
@@ -396,8 +424,8 @@ func (k *KeystoreConfig) validate(bad func(string, ...any)) {
 	switch k.Engine {
 	case EnginePebble:
 		if len(k.Endpoints) > 0 || k.Prefix != "" || k.TLS != (EtcdTLSConfig{}) || k.DialTimeout != 0 || k.RequestTimeout != 0 ||
-			k.MaxTxnOps != 0 || k.MaxRequestBytes != 0 {
-			bad("keystore: endpoints, prefix, tls, timeouts and limits are for engine %q only (engine is %q)", EngineEtcd, k.Engine)
+			k.MaxTxnOps != 0 || k.MaxRequestBytes != 0 || k.Staleness != 0 || k.LeaderTTL != 0 {
+			bad("keystore: endpoints, prefix, tls, timeouts, limits, staleness and leaderTTL are for engine %q only (engine is %q)", EngineEtcd, k.Engine)
 		}
 		return
 	case EngineEtcd:
@@ -423,6 +451,12 @@ func (k *KeystoreConfig) validate(bad func(string, ...any)) {
 		if d < 0 || time.Duration(d) > maxTimeout {
 			bad("keystore.%s %v: must be between 0 (the default, 5s) and %v", name, time.Duration(d), maxTimeout)
 		}
+	}
+	if st := time.Duration(k.Staleness); st != 0 && (st < minStaleness || st > keystore.MaxStaleness) {
+		bad("keystore.staleness %v: must be 0 (the default, %v) or between %v and %v", st, keystore.DefaultStaleness, minStaleness, keystore.MaxStaleness)
+	}
+	if ttl := time.Duration(k.LeaderTTL); ttl != 0 && (ttl < minLeaderTTL || ttl > maxLeaderTTL) {
+		bad("keystore.leaderTTL %v: must be 0 (the default, 10s) or between %v and %v", ttl, minLeaderTTL, maxLeaderTTL)
 	}
 	if k.MaxTxnOps < 0 || k.MaxTxnOps > 0 && k.MaxTxnOps < 16 {
 		bad("keystore.maxTxnOps %d: must be 0 (etcd's default, 128) or at least 16", k.MaxTxnOps)

@@ -198,9 +198,18 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 			log.Error("audit trail: a key deletion could not be recorded", zap.String("key", keyARN), zap.Error(err))
 		}
 	}
-	svc, err := ops.New(ops.Config{Region: cfg.Region, Account: cfg.Account, Profile: cfg.Profile, OnPurge: onPurge}, app.Store, app.Custody, log.Named("ops"))
+	svc, err := ops.New(ops.Config{Region: cfg.Region, Account: cfg.Account, Profile: cfg.Profile, OnPurge: onPurge,
+		LeaderTTL: time.Duration(cfg.Keystore.LeaderTTL)}, app.Store, app.Custody, log.Named("ops"))
 	if err != nil {
 		return err
+	}
+	// On a shared store (etcd), the working-key cache follows the other
+	// nodes' writes, and cached keys are refused once the store has been
+	// out of reach for longer than the staleness bound (docs/fleet.md).
+	followCtx, stopFollow := context.WithCancel(context.Background())
+	defer stopFollow() // before the store closes (deferred earlier)
+	if svc.Follow(followCtx, cfg.Keystore.StalenessBound()) {
+		log.Info("following the shared key store's changes", zap.Duration("staleness", cfg.Keystore.StalenessBound()))
 	}
 	log.Info("main keys loaded", zap.String("regionMainKeyKCV", app.Custody.RegionKeyKCV()),
 		zap.String("profile", cfg.Profile), zap.String("profileMainKeyKCV", prof.KCV()), zap.Int("profileMainKeyVersion", prof.Version()))

@@ -152,6 +152,9 @@ func (t *telemetry) register(src sources) error {
 		if err := src.store.Failed(); err != nil {
 			return err
 		}
+		if err := src.store.Reachable(); err != nil { // a shared store (etcd) out of reach
+			return err
+		}
 		return src.writable.Check()
 	})
 	c.Add(checkHTTP, src.http.check)
@@ -169,6 +172,14 @@ func (t *telemetry) register(src sources) error {
 		return nil
 	})
 
+	m.GaugeFunc("keystore_contact_age_seconds", "Seconds since this node last confirmed it is current with the shared key store (etcd; 0 on Pebble). Past keystore.staleness, cached keys are refused.",
+		func() float64 {
+			if t, ok := src.store.Contact(); ok {
+				return time.Since(t).Seconds()
+			}
+			return 0
+		})
+	m.GaugeFunc("leader", "1 while this node runs the fleet's background jobs (always on Pebble).", func() float64 { return metrics.Bool(src.svc.Leading()) })
 	m.GaugeFunc("ready", "1 when /readyz answers ready: every readiness check passes.", func() float64 { return metrics.Bool(c.Ready()) })
 	for _, name := range c.Names() {
 		m.GaugeFunc("readiness_check", "1 when the readiness check passes, by check.",

@@ -19,6 +19,13 @@
 // record sealing and integrity, indices, purge, migration, verification) is
 // the store's own and the same on every engine; engines hold bytes.
 //
+// On a shared engine, the store also tells its user what other processes
+// change (Follow: the layer above drops what it cached), how current it is
+// (Stale: past a staleness bound without contact, cached data must not be
+// used; every call is refused at once while the engine is known out of
+// reach), and runs a job on one process of the fleet at a time (Lead); see
+// fleet.go and docs/fleet.md.
+//
 // # Durability and concurrency
 //
 // Every acknowledged write is exactly one engine transaction, committed
@@ -275,6 +282,8 @@ type Store struct {
 	gate atomic.Pointer[func() error] // SetWriteGate: consulted at the start of every write transaction
 	fr   freshness                    // the journal and what Verify found out of date (freshness.go)
 
+	follow atomic.Pointer[follow] // set by Follow on a shared engine (fleet.go)
+
 	created bool // this open wrote the format record: the store is new
 
 	auth   atomic.Pointer[authState]   // nil until SetAuthenticator
@@ -440,6 +449,10 @@ func (s *Store) read() (func(), error) {
 		s.life.RUnlock()
 		return nil, err
 	}
+	if err := s.reachable(); err != nil { // a shared store known out of reach: no call waits for its timeout
+		s.life.RUnlock()
+		return nil, fmt.Errorf("keystore: %w", err)
+	}
 	return s.life.RUnlock, nil
 }
 
@@ -564,6 +577,9 @@ func (s *Store) attempt(what string, alone bool, fn func(w *writer) error) error
 	}
 	if err := s.checkGate(); err != nil {
 		return err
+	}
+	if err := s.reachable(); err != nil {
+		return fmt.Errorf("keystore: %s: %w", what, err)
 	}
 	tx, err := s.eng.Begin()
 	if err != nil {

@@ -31,7 +31,13 @@ type RotationReport struct {
 // (keystore.Reseal) under the new version. It runs online, beside normal traffic, and is
 // resumable: after a crash, running it again continues the same rotation.
 // quiesce is how long to let in-flight writes land before the final check.
+//
+// On a shared store it runs on the fleet's leader only (see Run), and stops
+// when this node loses leadership; run again on the new leader, it resumes.
 func (s *Service) RotateProfile(profile string, newKey []byte, quiesce time.Duration) (*RotationReport, error) {
+	if !s.Leading() {
+		return nil, s.errNotLeader("a profile main key rotation")
+	}
 	v, err := s.cust.BeginRotation(profile, newKey)
 	if errors.Is(err, custody.ErrNoProfile) {
 		return nil, fault.NotFoundf(profile, "profile %s has no main key", profile)
@@ -86,6 +92,9 @@ func (s *Service) rewrapProfile(p *custody.Profile, v int) (moved, under int, er
 			return moved, under, fault.Internalf("list keys", err)
 		}
 		for _, r := range recs {
+			if !s.Leading() {
+				return moved, under, s.errNotLeader("a profile main key rotation (leadership was lost part-way; it resumes where it stopped)")
+			}
 			if bv, err := custody.BlockVersion(r.KeyBlock); err == nil && bv == v {
 				under++
 				continue

@@ -12,8 +12,10 @@ import (
 	"crypto/rsa"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -41,6 +43,12 @@ type Config struct {
 	// once its deletion waiting period has ended (the daemon records it in
 	// the audit trail, as a control-plane event no caller made).
 	OnPurge func(keyARN string)
+	// Node names this node among the services on a shared store (for the
+	// leader election's logs and status); default the host name.
+	Node string
+	// LeaderTTL is the lease of the fleet's leader (see Run); default
+	// DefaultLeaderTTL.
+	LeaderTTL time.Duration
 }
 
 // Service implements the operations.
@@ -55,6 +63,8 @@ type Service struct {
 	tokenMu sync.Mutex // serializes import-token issue
 
 	cache keyCache // working keys for the data operations
+
+	leading atomic.Bool // inside Run, elected leader of a shared store (fleet.go)
 
 	repl replication // Multi-Region key replication (replication.go)
 
@@ -75,6 +85,12 @@ func New(cfg Config, store *keystore.Store, cust *custody.Custodian, log *zap.Lo
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Node == "" {
+		cfg.Node, _ = os.Hostname()
+	}
+	if cfg.LeaderTTL <= 0 {
+		cfg.LeaderTTL = DefaultLeaderTTL
+	}
 	if cfg.NewRSAKey == nil {
 		cfg.NewRSAKey = func(bits int) (*rsa.PrivateKey, error) { return rsa.GenerateKey(rand.Reader, bits) }
 	}
@@ -86,8 +102,22 @@ func New(cfg Config, store *keystore.Store, cust *custody.Custodian, log *zap.Lo
 
 func (s *Service) now() time.Time { return s.cfg.Now().UTC() }
 
-// Run purges keys whose deletion waiting period has ended, until ctx ends.
+// Run runs the fleet's background jobs until ctx ends: every interval, it
+// purges the keys whose deletion waiting period has ended. On a shared
+// store they run once per fleet: only while this node is the elected
+// leader (keystore.Store.Lead; Config.LeaderTTL is the lease), and a node
+// that loses leadership stops them. On a store with one process they run
+// at once.
 func (s *Service) Run(ctx context.Context, every time.Duration) {
+	s.store.Lead(ctx, leaderRole, s.cfg.Node, s.cfg.LeaderTTL, func(ctx context.Context) {
+		s.leading.Store(true)
+		defer s.leading.Store(false)
+		s.purgeLoop(ctx, every)
+	})
+}
+
+// purgeLoop purges keys due every interval until ctx ends.
+func (s *Service) purgeLoop(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -180,7 +210,7 @@ func (s *Service) resolve(ident string) (*keystore.Key, error) {
 			return nil, fault.NotFoundf(ident, "alias %s does not exist or is not associated with a key", name)
 		}
 		if err != nil {
-			return nil, fault.Internalf("read alias", err)
+			return nil, readErr("read alias", err)
 		}
 		id = a.KeyID
 	} else if kid, ok := s.parseKeyARN(ident); ok {
@@ -193,7 +223,7 @@ func (s *Service) resolve(ident string) (*keystore.Key, error) {
 		return nil, fault.NotFoundf(ident, "key %s not found", ident)
 	}
 	if err != nil {
-		return nil, fault.Internalf("read key", err)
+		return nil, readErr("read key", err)
 	}
 	if k.State == StateDeletePending && !k.DeletePending.IsZero() && !s.now().Before(k.DeletePending) {
 		s.cache.dropKey(id)
@@ -204,6 +234,16 @@ func (s *Service) resolve(ident string) (*keystore.Key, error) {
 		return nil, fault.NotFoundf(ident, "key %s not found", ident)
 	}
 	return k, nil
+}
+
+// readErr classifies a failed read of the store: Unavailable when the store
+// cannot be reached now (a shared store without quorum: the client should
+// retry, on another node), Internal otherwise.
+func readErr(what string, err error) error {
+	if fault.KindOf(err) == fault.Unavailable {
+		return fault.Wrap(fault.Unavailable, "the key store cannot be reached now; retry (on another node)", err)
+	}
+	return fault.Internalf(what, err)
 }
 
 // resolveARN is resolve for members that must be a key ARN (ResourceArn, KeyArn).

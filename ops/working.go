@@ -237,11 +237,15 @@ func (c *keyCache) dropAliases() {
 // period; the operation checks usage, algorithm and modes of use with
 // Require. Once the token has been unavailable for longer than its loss
 // grace (custody.Custodian.Available) it refuses every key, and drops the
-// cached ones.
+// cached ones; so it does while a shared store has been out of reach for
+// longer than its staleness bound (Follow), keeping them for when it is back.
 func (s *Service) Working(ident string, subj fault.Subject, side fault.Side) (*WorkingKey, error) {
 	if err := s.cust.Available(); err != nil {
 		s.cache.dropAll()
 		return nil, err
+	}
+	if err := s.store.Stale(); err != nil { // a shared store out of reach for too long (fleet.go)
+		return nil, fault.Wrap(fault.Unavailable, "the key store has been out of reach for longer than this node's staleness bound, so a key it cached may have been disabled elsewhere: keys are not used until the store is back (retry on another node)", err)
 	}
 	w, gen := s.cache.get(ident)
 	if w == nil {

@@ -45,7 +45,9 @@
 package kv
 
 import (
+	"context"
 	"errors"
+	"time"
 
 	"payhsm/fault"
 )
@@ -129,6 +131,56 @@ type Engine interface {
 	// Close releases the engine. It waits for nothing: the caller closes it
 	// once no call is in progress.
 	Close() error
+}
+
+// WatchEvent is one batch of changes a Watcher delivers: the keys one
+// transaction (or several, delivered together) set or deleted, or Reset.
+type WatchEvent struct {
+	// Keys are the engine keys changed (set or deleted), without an
+	// engine's own prefix. They are the receiver's.
+	Keys [][]byte
+	// Reset: the watch lost its place in the engine's history (it was
+	// compacted while the watch was disconnected), so changes may have been
+	// missed: whoever caches what the engine holds must drop all of it.
+	Reset bool
+}
+
+// Watcher is implemented by an engine that other processes write to (a
+// shared engine: kv/etcdkv), so that what a process caches can follow the
+// others' writes. An engine with one writer (kv/pebblekv) implements none:
+// its process sees its own writes.
+type Watcher interface {
+	// Watch calls fn with every change any process commits after Watch is
+	// called, in commit order, until ctx ends, and returns then. Its first
+	// call of fn is a Reset, made once the watch knows the revision it
+	// watches from: whatever was cached before it may predate a change the
+	// watch does not deliver. A lost
+	// connection is resumed from the last change delivered; when the engine
+	// no longer holds the history from there, fn gets an event with Reset
+	// and the watch carries on from the present. Every probe, Watch checks
+	// the engine with a linearizable read and calls contact(t) once it knows
+	// that the engine answered with a quorum at t and that every change
+	// committed before t has been passed to fn: a cache that fn keeps
+	// current is current as of t. fn and contact are called from one
+	// goroutine, never at once.
+	Watch(ctx context.Context, probe time.Duration, fn func(WatchEvent), contact func(t time.Time))
+}
+
+// Elector is implemented by a shared engine to elect, among the processes
+// using it, one leader per role (a job that must run once per fleet, not
+// once per process). An engine with one process (kv/pebblekv) implements
+// none: its process always leads.
+type Elector interface {
+	// Lead campaigns for role as candidate (a name for logs and status)
+	// until ctx ends; each time it wins, it calls run with a context that
+	// ends when leadership is lost (the lease that holds it expired: the
+	// engine was unreachable for most of ttl) or ctx ends, and when run
+	// returns it gives leadership up and campaigns again. Another process
+	// takes over within ttl of the leader's loss.
+	Lead(ctx context.Context, role, candidate string, ttl time.Duration, run func(ctx context.Context))
+	// Leader names the candidate that leads role now; ok is false when
+	// none does.
+	Leader(role string) (candidate string, ok bool, err error)
 }
 
 // PrefixEnd returns the least key greater than every key that begins with

@@ -89,15 +89,23 @@ func newService(tb testing.TB, tune ...func(*ops.Config)) (*ops.Service, *memtok
 // (nil: a new one).
 func newServiceWith(tb testing.TB, mainKey []byte, tune ...func(*ops.Config)) (*ops.Service, *memtoken.Module, *keystore.Store, *custody.Custodian) {
 	tb.Helper()
-	mod := memtoken.New()
-	if err := mod.InitToken(tokenLabel, tokenPIN); err != nil {
-		tb.Fatal(err)
-	}
-	log := zap.NewNop()
-	store, err := keystore.Open("keystore", keystore.Options{FS: vfs.NewMem(), Logger: log})
+	store, err := keystore.Open("keystore", keystore.Options{FS: vfs.NewMem(), Logger: zap.NewNop()})
 	if err != nil {
 		tb.Fatal(err)
 	}
+	return newServiceOn(tb, store, mainKey, tune...)
+}
+
+// newServiceOn is newServiceWith on store, which it closes when the test
+// ends.
+func newServiceOn(tb testing.TB, store *keystore.Store, mainKey []byte, tune ...func(*ops.Config)) (*ops.Service, *memtoken.Module, *keystore.Store, *custody.Custodian) {
+	tb.Helper()
+	mod := memtoken.New()
+	if err := mod.InitToken(tokenLabel, tokenPIN); err != nil {
+		_ = store.Close()
+		tb.Fatal(err)
+	}
+	log := zap.NewNop()
 	cust, err := custody.Open(custody.Config{Module: mod, TokenLabel: tokenLabel, PIN: tokenPIN,
 		Initialize: true, NotFound: keystore.ErrNotFound}, store, log)
 	if err != nil {

@@ -45,12 +45,15 @@
 // safe. Nothing is latched: the engine serves again as soon as the cluster
 // does.
 //
-// # Watching
+// # Watching and leading
 //
-// Every record lives under Config.Prefix, and every commit returns the
-// revision it created, so cache invalidation across a fleet can be built on
-// one etcd watch of the prefix from a known revision (clientv3.Watch with
-// WithPrefix and WithRev); the engine keeps the client for that.
+// Every record lives under Config.Prefix, so one etcd watch of the prefix
+// sees every process's writes: Watch (kv.Watcher, watch.go) delivers them,
+// resumes a lost watch from the last revision delivered, reports a
+// compacted history as a reset, and confirms with linearizable probes and
+// progress notifications that the watch is current (the store's staleness
+// bound rests on it). Lead (kv.Elector) elects one process per role with
+// an etcd election held by a lease, under the prefix's "sys/leader/".
 package etcdkv
 
 import (
