@@ -177,6 +177,7 @@ func (d *Directory) Principals() []*Principal {
 // lock.
 type Authorizer struct {
 	dir     atomic.Pointer[Directory]
+	home    string // the appliance's account (SetAccount)
 	denials atomic.Uint64
 	// OnDeny, when set before use, is told of every denial (for the audit
 	// log). It must not block.
@@ -189,6 +190,11 @@ func NewAuthorizer(d *Directory) *Authorizer {
 	a.dir.Store(d)
 	return a
 }
+
+// SetAccount names the appliance's account: it owns the keys, and an
+// operation on no particular key (CreateKey, ListKeys) acts in it, so a
+// principal of another account may not perform one. Call before use.
+func (az *Authorizer) SetAccount(account string) { az.home = account }
 
 // Swap replaces the directory.
 func (az *Authorizer) Swap(d *Directory) { az.dir.Store(d) }
@@ -245,7 +251,7 @@ func (az *Authorizer) Authorize(p *Principal, a Action, res []Resource, c *Conte
 	case p.Disabled:
 		d = Decision{Statement: "principal disabled"}
 	default:
-		d = p.evaluate(a, res, c)
+		d = p.evaluate(a, res, c, az.home)
 	}
 	if !d.Allowed {
 		if d.Resource == "" && len(res) > 0 {
@@ -268,8 +274,15 @@ func AccessDenied(p *Principal, a Action, d Decision) *fault.Error {
 		who = p.arn
 	}
 	why := "because no identity-based policy allows the " + a.String() + " action"
-	if d.Explicit {
+	switch {
+	case d.Explicit && d.InResource:
+		why = "with an explicit deny in a resource-based policy"
+	case d.Explicit:
 		why = "with an explicit deny in an identity-based policy"
+	case d.Statement == stmtCrossAccountUnsupported:
+		why = "because " + a.String() + " cannot be used across accounts"
+	case d.CrossAccount && d.InResource:
+		why = "because no resource-based policy allows the " + a.String() + " action"
 	}
 	res := d.Resource
 	if res == "" {
