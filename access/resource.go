@@ -329,3 +329,14 @@ func (rp *ResourcePolicy) evaluate(p *Principal, a Action, r Resource, c *Contex
 	}
 	return m
 }
+
+// UnreadableResourcePolicy stands for a stored policy that no longer
+// compiles (a record written by a laxer version): it explicitly denies
+// every principal everything on the key, so a Deny it held cannot be lost.
+// The key's owner replaces it with PutResourcePolicy or removes it.
+func UnreadableResourcePolicy(keyARN string) *ResourcePolicy {
+	return &ResourcePolicy{Policy: Policy{name: resourcePolicyName, stmts: []statement{{
+		label: resourcePolicyName + " (stored policy unreadable)", deny: true, actions: allActions,
+		anyResource: true, who: principals{any: true},
+	}}}, key: keyARN}
+}

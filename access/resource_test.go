@@ -62,7 +62,7 @@ func TestParseResourcePolicyErrors(t *testing.T) {
 		{pol(`{"Principal":"*","Effect":"Allow","Action":"kms:*","Resource":"*"}`), "names service kms"},
 		{pol(`{"Principal":"*","Effect":"Allow","Action":"*","Resource":"*","Condition":{"StringEquals":{"aws:PrincipalTag/x":"y"}}}`), "unsupported condition key"},
 		{pol(`{"Principal":"*","Effect":"Allow","Action":"*","Resource":"*","Colour":"red"}`), "Statement[0].Colour: unknown statement element (expected Sid, Effect, Principal,"},
-		{pol(`{"Principal":"*",` + allow + `}`) + strings.Repeat(" ", MaxResourcePolicyChars), "at most 20480 are allowed"},
+		{pol(`{"Principal":"*",`+allow+`}`) + strings.Repeat(" ", MaxResourcePolicyChars), "at most 20480 are allowed"},
 		{"{\"Version\":\"2012-10-17\",\"Statement\":[{\"Sid\":\"\xff\"}]}", "not valid UTF-8"},
 	} {
 		_, err := ParseResourcePolicy(keyA, tc.doc)

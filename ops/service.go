@@ -131,6 +131,24 @@ func (s *Service) arnPrefix() string {
 
 func (s *Service) keyARN(id string) string { return s.arnPrefix() + "key/" + id }
 
+// cutARNPrefix is strings.CutPrefix(arn, s.arnPrefix()) without building the
+// prefix (authorization looks at every request's identifiers).
+func (s *Service) cutARNPrefix(arn string) (string, bool) {
+	rest, ok := strings.CutPrefix(arn, "arn:aws:payment-cryptography:")
+	if !ok {
+		return "", false
+	}
+	region, rest, ok := strings.Cut(rest, ":")
+	if !ok || region != s.cfg.Region {
+		return "", false
+	}
+	account, rest, ok := strings.Cut(rest, ":")
+	if !ok || account != s.cfg.Account {
+		return "", false
+	}
+	return rest, true
+}
+
 const idAlphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
 
 func newKeyID() (string, error) {
@@ -163,7 +181,7 @@ func (s *Service) aliasName(ident string) (string, bool) {
 	if strings.HasPrefix(ident, "alias/") {
 		return ident, true
 	}
-	if rest, ok := strings.CutPrefix(ident, s.arnPrefix()); ok && strings.HasPrefix(rest, "alias/") {
+	if rest, ok := s.cutARNPrefix(ident); ok && strings.HasPrefix(rest, "alias/") {
 		return rest, true
 	}
 	return "", false

@@ -28,6 +28,9 @@ func (s *Server) controlOperations() map[string]operation {
 	for name, op := range s.replicationOperations() {
 		ops[name] = op
 	}
+	for name, op := range s.resourcePolicyOperations() {
+		ops[name] = op
+	}
 	return ops
 }
 
