@@ -27,7 +27,7 @@ opens the appliance itself (the daemon must be stopped).
 commands:
   add NAME            create a principal: --access-key issues a SigV4 key pair
                       (printed once), --host-client maps mTLS clients to it,
-                      --policy attaches identity policies; --account puts it
+                      --policy attaches identity policies; --principal-account puts it
                       in another account (it then uses the appliance's keys
                       only as their resource-based policies grant)
   list                list the principals (never their secrets)
@@ -50,7 +50,7 @@ func principalsMain(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("payhsm principals", flag.ContinueOnError)
 	flags := appliance.RegisterFlags(fs)
 	accessKey := fs.Bool("access-key", false, "add: issue a SigV4 access key")
-	account := fs.String("account", "", "add: the principal's 12-digit account (default: the appliance's)")
+	account := fs.String("principal-account", "", "add: the principal's 12-digit account (default: the appliance's, --account)")
 	role := fs.Bool("role", false, "add: the principal is a role (ARN …:role/NAME) rather than a user")
 	var hostClients, policies multiFlag
 	fs.Var(&hostClients, "host-client", "add: an mTLS client certificate's common name, or sha256:<64 hex> fingerprint (repeatable)")
