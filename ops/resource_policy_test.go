@@ -20,7 +20,7 @@ func TestResourcePolicyLifecycle(t *testing.T) {
 	}
 	// No policy yet: Get is NotFound, Delete is a no-op, the resource has none.
 	_, _, err = svc.GetResourcePolicy(k.ARN)
-	mustKind(t, "get before put", err, fault.NotFound)
+	_ = mustKind(t, "get before put", err, fault.NotFound)
 	if err := svc.DeleteResourcePolicy(k.ARN); err != nil {
 		t.Fatalf("delete before put: %v", err)
 	}
@@ -58,7 +58,7 @@ func TestResourcePolicyLifecycle(t *testing.T) {
 		t.Fatalf("message %q", f.Message)
 	}
 	_, err = svc.PutResourcePolicy(k.ARN, `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"*","Resource":"*"}]}`)
-	mustKind(t, "public", err, fault.PublicPolicy)
+	_ = mustKind(t, "public", err, fault.PublicPolicy)
 	if _, doc, _ := svc.GetResourcePolicy(k.ARN); doc != partnerPolicy {
 		t.Fatalf("a refused put changed the policy to %q", doc)
 	}
@@ -67,7 +67,7 @@ func TestResourcePolicyLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, _, err = svc.GetResourcePolicy(k.ARN)
-	mustKind(t, "get after delete", err, fault.NotFound)
+	_ = mustKind(t, "get after delete", err, fault.NotFound)
 	if r := svc.AuthzResource(k.ARN); r.Policy != nil {
 		t.Fatal("the deleted policy is still used")
 	}
@@ -75,7 +75,7 @@ func TestResourcePolicyLifecycle(t *testing.T) {
 	// Other keys: not found; pending deletion: conflict.
 	missing := k.ARN[:len(k.ARN)-16] + "zzzzzzzzzzzzzzzz"
 	_, err = svc.PutResourcePolicy(missing, partnerPolicy)
-	mustKind(t, "put on a missing key", err, fault.NotFound)
+	_ = mustKind(t, "put on a missing key", err, fault.NotFound)
 	if r := svc.AuthzResource(missing); r.ARN != missing || r.Policy != nil {
 		t.Fatalf("missing key's resource: %+v", r)
 	}
@@ -83,7 +83,7 @@ func TestResourcePolicyLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = svc.PutResourcePolicy(k.ARN, partnerPolicy)
-	mustKind(t, "put on a key pending deletion", err, fault.Conflict)
+	_ = mustKind(t, "put on a key pending deletion", err, fault.Conflict)
 }
 
 // TestResourcePolicyLookupAllocatesNothing: once cached, finding a key's
