@@ -109,3 +109,44 @@ func TestResourcePolicyLookupAllocatesNothing(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkAuthzResource is what finding a request key's authorization
+// resource costs a data operation (KeyResource and the cached compiled
+// policy), by key ARN and by alias, for a key with and without a policy.
+func BenchmarkAuthzResource(b *testing.B) {
+	svc := opstest.New(b)
+	for _, withPolicy := range []bool{false, true} {
+		k, err := svc.CreateKey(ops.CreateKeyInput{Attributes: macKey})
+		if err != nil {
+			b.Fatal(err)
+		}
+		name := "no-policy"
+		if withPolicy {
+			name = "policy"
+			if _, err := svc.PutResourcePolicy(k.ARN, partnerPolicy); err != nil {
+				b.Fatal(err)
+			}
+		}
+		alias := "alias/bench-" + name
+		if _, err := svc.CreateAlias(alias, k.ARN); err != nil {
+			b.Fatal(err)
+		}
+		// The data operation caches the working key under the alias.
+		w, err := svc.Working(alias, fault.SubjectKey, fault.SideNone)
+		if err != nil {
+			b.Fatal(err)
+		}
+		w.Release()
+		for ident, label := range map[string]string{k.ARN: "arn", alias: "alias"} {
+			b.Run(name+"/"+label, func(b *testing.B) {
+				svc.AuthzResource(ident)
+				b.ReportAllocs()
+				for b.Loop() {
+					if r := svc.AuthzResource(ident); (r.Policy != nil) != withPolicy {
+						b.Fatal(r)
+					}
+				}
+			})
+		}
+	}
+}

@@ -45,10 +45,11 @@ type Config struct {
 
 // Service implements the operations.
 type Service struct {
-	cfg   Config
-	store *keystore.Store
-	cust  *custody.Custodian
-	log   *zap.Logger
+	cfg    Config
+	prefix string // arnPrefix, built once
+	store  *keystore.Store
+	cust   *custody.Custodian
+	log    *zap.Logger
 
 	caMu    sync.Mutex // guards cas and CA creation
 	cas     map[string]*authority
@@ -79,7 +80,8 @@ func New(cfg Config, store *keystore.Store, cust *custody.Custodian, log *zap.Lo
 	if _, err := cust.Profile(cfg.Profile); err != nil {
 		return nil, fmt.Errorf("ops: profile %q: %w", cfg.Profile, err)
 	}
-	return &Service{cfg: cfg, store: store, cust: cust, log: log, cas: map[string]*authority{}}, nil
+	return &Service{cfg: cfg, prefix: "arn:aws:payment-cryptography:" + cfg.Region + ":" + cfg.Account + ":",
+		store: store, cust: cust, log: log, cas: map[string]*authority{}}, nil
 }
 
 func (s *Service) now() time.Time { return s.cfg.Now().UTC() }
@@ -126,6 +128,9 @@ func (s *Service) purged(id string) {
 // --- identifiers ---
 
 func (s *Service) arnPrefix() string {
+	if s.prefix != "" {
+		return s.prefix
+	}
 	return "arn:aws:payment-cryptography:" + s.cfg.Region + ":" + s.cfg.Account + ":"
 }
 
