@@ -1,9 +1,11 @@
 // Package access owns who may do what on the appliance: the principals of
 // each account (SigV4 access keys, and host-port client identities by mTLS
 // certificate common name or SHA-256 fingerprint), their IAM identity
-// policies (parsed strictly and compiled once, evaluated with IAM's logic:
-// an explicit Deny wins, otherwise some Allow must match, otherwise the
-// default is deny), the directory that finds a request's principal, and the
+// policies and the keys' resource-based policies (resource.go; parsed
+// strictly and compiled once, evaluated together with IAM's logic: an
+// explicit Deny wins, otherwise some Allow must match — from both kinds of
+// policy for another account's principal — otherwise the default is deny),
+// the directory that finds a request's principal, and the
 // Authorizer both front ends call before an operation touches a key. It
 // stores principals sealed in the key store's authenticated meta records
 // (store.go). It knows no transport: the edges build the Action, the

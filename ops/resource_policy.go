@@ -83,7 +83,9 @@ func (s *Service) DeleteResourcePolicy(keyARN string) error {
 
 // AuthzResource is the authorization resource of a key identifier (see
 // KeyResource) with the key's compiled resource-based policy, if it has
-// one.
+// one. The policy comes from the cache; a miss reads the key record once
+// (a key that does not exist has none, so the decision does not depend on
+// whether it exists).
 func (s *Service) AuthzResource(ident string) access.Resource {
 	keyARN, aliasARN := s.KeyResource(ident)
 	return s.withPolicy(keyARN, aliasARN)
