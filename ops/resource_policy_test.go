@@ -150,3 +150,51 @@ func BenchmarkAuthzResource(b *testing.B) {
 		}
 	}
 }
+
+// TestResourcePolicyCacheRace: lookups racing puts and deletes never leave
+// a stale compiled policy cached once the changes stop (run with -race).
+func TestResourcePolicyCacheRace(t *testing.T) {
+	svc := opstest.New(t)
+	k, err := svc.CreateKey(ops.CreateKeyInput{Attributes: macKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	for range 4 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+					svc.AuthzResource(k.ARN)
+				}
+			}
+		}()
+	}
+	for i := range 50 {
+		if i%2 == 0 {
+			if _, err := svc.PutResourcePolicy(k.ARN, partnerPolicy); err != nil {
+				t.Error(err)
+			}
+		} else if err := svc.DeleteResourcePolicy(k.ARN); err != nil {
+			t.Error(err)
+		}
+	}
+	close(stop)
+	for range 4 {
+		<-done
+	}
+	// The last change was a delete (i = 49).
+	if r := svc.AuthzResource(k.ARN); r.Policy != nil {
+		t.Fatal("a deleted policy is still cached")
+	}
+	if _, err := svc.PutResourcePolicy(k.ARN, partnerPolicy); err != nil {
+		t.Fatal(err)
+	}
+	if r := svc.AuthzResource(k.ARN); r.Policy == nil {
+		t.Fatal("a put policy is not seen")
+	}
+}
