@@ -1,9 +1,11 @@
 // Package access owns who may do what on the appliance: the principals of
 // each account (SigV4 access keys, and host-port client identities by mTLS
 // certificate common name or SHA-256 fingerprint), their IAM identity
-// policies (parsed strictly and compiled once, evaluated with IAM's logic:
-// an explicit Deny wins, otherwise some Allow must match, otherwise the
-// default is deny), the directory that finds a request's principal, and the
+// policies and the keys' resource-based policies (resource.go; parsed
+// strictly and compiled once, evaluated together with IAM's logic: an
+// explicit Deny wins, otherwise some Allow must match — from both kinds of
+// policy for another account's principal — otherwise the default is deny),
+// the directory that finds a request's principal, and the
 // Authorizer both front ends call before an operation touches a key. It
 // stores principals sealed in the key store's authenticated meta records
 // (store.go). It knows no transport: the edges build the Action, the
@@ -177,6 +179,7 @@ func (d *Directory) Principals() []*Principal {
 // lock.
 type Authorizer struct {
 	dir     atomic.Pointer[Directory]
+	home    string // the appliance's account (SetAccount)
 	denials atomic.Uint64
 	// OnDeny, when set before use, is told of every denial (for the audit
 	// log). It must not block.
@@ -189,6 +192,11 @@ func NewAuthorizer(d *Directory) *Authorizer {
 	a.dir.Store(d)
 	return a
 }
+
+// SetAccount names the appliance's account: it owns the keys, and an
+// operation on no particular key (CreateKey, ListKeys) acts in it, so a
+// principal of another account may not perform one. Call before use.
+func (az *Authorizer) SetAccount(account string) { az.home = account }
 
 // Swap replaces the directory.
 func (az *Authorizer) Swap(d *Directory) { az.dir.Store(d) }
@@ -245,7 +253,7 @@ func (az *Authorizer) Authorize(p *Principal, a Action, res []Resource, c *Conte
 	case p.Disabled:
 		d = Decision{Statement: "principal disabled"}
 	default:
-		d = p.evaluate(a, res, c)
+		d = p.evaluate(a, res, c, az.home)
 	}
 	if !d.Allowed {
 		if d.Resource == "" && len(res) > 0 {
@@ -268,8 +276,15 @@ func AccessDenied(p *Principal, a Action, d Decision) *fault.Error {
 		who = p.arn
 	}
 	why := "because no identity-based policy allows the " + a.String() + " action"
-	if d.Explicit {
+	switch {
+	case d.Explicit && d.InResource:
+		why = "with an explicit deny in a resource-based policy"
+	case d.Explicit:
 		why = "with an explicit deny in an identity-based policy"
+	case d.Statement == stmtCrossAccountUnsupported:
+		why = "because " + a.String() + " cannot be used across accounts"
+	case d.CrossAccount && d.InResource:
+		why = "because no resource-based policy allows the " + a.String() + " action"
 	}
 	res := d.Resource
 	if res == "" {

@@ -10,10 +10,13 @@ import (
 // operation on no particular key (CreateKey, ListKeys, a host command on a
 // key block that names no stored key). Alias is the alias ARN the request
 // named the key by, if it did: a statement whose Resource matches either
-// applies, so a policy may grant a key by its ARN or by its alias.
+// applies, so a policy may grant a key by its ARN or by its alias. Policy
+// is the key's resource-based policy (nil when it has none or the key does
+// not exist). The account that owns the resource is read from its ARN.
 type Resource struct {
-	ARN   string
-	Alias string
+	ARN    string
+	Alias  string
+	Policy *ResourcePolicy
 }
 
 // AnyResource is the resource of an operation on no particular key.
@@ -38,6 +41,11 @@ type Decision struct {
 	Statement string
 	// Resource is the resource refused (for a denial).
 	Resource string
+	// InResource: the deciding statement (or, for a default deny, the
+	// missing grant) is in the key's resource-based policy.
+	InResource bool
+	// CrossAccount: the principal's account does not own the resource.
+	CrossAccount bool
 }
 
 // Reason is a short text for logs: "allowed by P/S", "explicitly denied by
@@ -54,17 +62,27 @@ func (d Decision) Reason() string {
 	return "no statement allows it (default deny)"
 }
 
-// evaluate applies IAM's logic for one principal's identity policies: every
-// resource must be allowed by some Allow statement and denied by no Deny
-// statement; an explicit Deny anywhere decides the request. It allocates
-// nothing.
-func (p *Principal) evaluate(a Action, res []Resource, c *Context) Decision {
+// Statements of denials that no statement decided.
+const (
+	stmtCrossAccountUnsupported = "cross-account use of this operation is not supported"
+	stmtNoResourceGrant         = "no resource-based policy grants cross-account access"
+	stmtNoIdentityGrant         = "no identity-based policy allows it (cross-account use needs both)"
+)
+
+// evaluate applies IAM's logic to one principal's identity policies and the
+// resource-based policies of the request's keys (see resource.go): every
+// resource must be allowed and none denied; an explicit Deny anywhere
+// decides the request. home is the appliance's account, which owns the
+// resource "*" (an operation on no particular key acts in it); "" lets it
+// be the principal's own. It allocates nothing.
+func (p *Principal) evaluate(a Action, res []Resource, c *Context, home string) Decision {
 	if len(res) == 0 {
 		res = anyResources[:]
 	}
 	var denied Decision
 	haveDenied := false
 	var allowed string
+	cross := false
 	for _, r := range res {
 		allow := ""
 		for _, pol := range p.policies {
@@ -81,17 +99,55 @@ func (p *Principal) evaluate(a Action, res []Resource, c *Context) Decision {
 				}
 			}
 		}
-		if allow == "" && !haveDenied {
-			denied, haveDenied = Decision{Resource: r.ARN}, true
+		var rm resourceMatch
+		if r.Policy != nil {
+			rm = r.Policy.evaluate(p, a, r, c)
+			if rm.deny != "" {
+				return Decision{Explicit: true, Statement: rm.deny, Resource: r.ARN, InResource: true}
+			}
 		}
-		if allowed == "" {
-			allowed = allow
+		var d Decision
+		owner := r.owner()
+		if owner == "" {
+			owner = home
 		}
+		if owner == "" || owner == p.Account {
+			// Same account: either kind of policy may allow.
+			switch {
+			case allow != "":
+				d = Decision{Allowed: true, Statement: allow}
+			case rm.allow != "":
+				d = Decision{Allowed: true, Statement: rm.allow, InResource: true}
+			default:
+				d = Decision{Resource: r.ARN}
+			}
+		} else {
+			// Another account's key: both must allow, for the
+			// operations that may cross accounts.
+			d = Decision{Resource: r.ARN, CrossAccount: true}
+			switch {
+			case !crossAccountActions.has(a):
+				d.Statement = stmtCrossAccountUnsupported
+			case rm.allow == "" && rm.account == "":
+				d.Statement, d.InResource = stmtNoResourceGrant, true
+			case allow == "":
+				d.Statement = stmtNoIdentityGrant
+			default:
+				d = Decision{Allowed: true, Statement: allow, CrossAccount: true}
+			}
+		}
+		if !d.Allowed && !haveDenied {
+			denied, haveDenied = d, true
+		}
+		if allowed == "" && d.Allowed {
+			allowed = d.Statement
+		}
+		cross = cross || d.CrossAccount
 	}
 	if haveDenied {
 		return denied
 	}
-	return Decision{Allowed: true, Statement: allowed}
+	return Decision{Allowed: true, Statement: allowed, CrossAccount: cross}
 }
 
 var anyResources = [1]Resource{AnyResource}

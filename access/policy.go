@@ -44,6 +44,8 @@ type statement struct {
 	resources   []string  // patterns (Resource or NotResource)
 	notResource bool
 	conds       []cond
+	// A resource-based policy's statements name whom they apply to.
+	who principals
 }
 
 // condOp is a condition operator family.
@@ -141,7 +143,7 @@ type cond struct {
 // (as a path such as Statement[1].Condition.IpAddress) and what is wrong.
 func ParsePolicy(name string, doc []byte) (*Policy, error) {
 	p := &Policy{name: name, doc: string(doc)}
-	if err := p.parse(doc); err != nil {
+	if err := p.parse(doc, false); err != nil {
 		return nil, fault.Validationf("policy %s: %s", name, err.Error())
 	}
 	return p, nil
@@ -164,11 +166,13 @@ func perr(path, format string, a ...any) error {
 	return &pathError{path: path, msg: fmt.Sprintf(format, a...)}
 }
 
-func (p *Policy) parse(doc []byte) error {
+// parse compiles an identity policy, or a resource-based policy (whose
+// statements name a Principal) when resource is set.
+func (p *Policy) parse(doc []byte, resource bool) error {
 	if len(doc) == 0 {
 		return perr("", "the policy document is empty")
 	}
-	if len(doc) > MaxPolicyBytes {
+	if !resource && len(doc) > MaxPolicyBytes {
 		return perr("", "the policy document is %d bytes; at most %d are allowed", len(doc), MaxPolicyBytes)
 	}
 	top, err := members(doc, "")
@@ -220,7 +224,7 @@ func (p *Policy) parse(doc []byte) error {
 	sids := map[string]bool{}
 	for i, raw := range list {
 		path := fmt.Sprintf("Statement[%d]", i)
-		st, sid, err := parseStatement(raw, path)
+		st, sid, err := parseStatement(raw, path, resource)
 		if err != nil {
 			return err
 		}
@@ -323,14 +327,14 @@ func stringList(raw json.RawMessage, path string) ([]string, error) {
 	return nil, perr(path, "must be a string or an array of strings")
 }
 
-func parseStatement(raw json.RawMessage, path string) (statement, string, error) {
+func parseStatement(raw json.RawMessage, path string, resource bool) (statement, string, error) {
 	var st statement
 	ms, err := members(raw, path)
 	if err != nil {
 		return st, "", err
 	}
 	var sid, effect string
-	var haveAction, haveResource bool
+	var haveAction, haveResource, havePrincipal bool
 	for _, m := range ms {
 		mp := joinPath(path, m.name)
 		switch m.name {
@@ -392,8 +396,20 @@ func parseStatement(raw json.RawMessage, path string) (statement, string, error)
 				return st, "", err
 			}
 		case "Principal", "NotPrincipal":
-			return st, "", perr(mp, "an identity policy names no principal (the policy applies to the principal it is attached to)")
+			if !resource {
+				return st, "", perr(mp, "an identity policy names no principal (the policy applies to the principal it is attached to)")
+			}
+			if m.name == "NotPrincipal" {
+				return st, "", perr(mp, "NotPrincipal is not supported: name the principals in Principal, or use a Deny with a condition on aws:PrincipalArn")
+			}
+			havePrincipal = true
+			if st.who, err = parsePrincipal(m.value, mp); err != nil {
+				return st, "", err
+			}
 		default:
+			if resource {
+				return st, "", perr(mp, "unknown statement element (expected Sid, Effect, Principal, Action, NotAction, Resource, NotResource, Condition)")
+			}
 			return st, "", perr(mp, "unknown statement element (expected Sid, Effect, Action, NotAction, Resource, NotResource, Condition)")
 		}
 	}
@@ -404,6 +420,8 @@ func parseStatement(raw json.RawMessage, path string) (statement, string, error)
 		return st, "", perr(path+".Action", "is required (or NotAction)")
 	case !haveResource:
 		return st, "", perr(path+".Resource", "is required (or NotResource)")
+	case resource && !havePrincipal:
+		return st, "", perr(path+".Principal", "is required in a resource-based policy")
 	}
 	st.deny = effect == "Deny"
 	if st.notResource {

@@ -233,7 +233,7 @@ func FuzzParsePolicy(f *testing.F) {
 		}
 		pr := must(NewPrincipal(Principal{Name: "f", Account: "111122223333"}, p))
 		for a := range Action(len(operations)) {
-			_ = pr.evaluate(a, []Resource{{ARN: keyA, Alias: aliasA}, AnyResource}, &Context{SourceIP: netip.MustParseAddr("10.0.0.1")})
+			_ = pr.evaluate(a, []Resource{{ARN: keyA, Alias: aliasA}, AnyResource}, &Context{SourceIP: netip.MustParseAddr("10.0.0.1")}, "")
 		}
 	})
 }

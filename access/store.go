@@ -91,6 +91,7 @@ func NewManager(store MetaStore, sealer Sealer, account string, builtIn []*Princ
 		return nil, err
 	}
 	m.az = NewAuthorizer(d)
+	m.az.SetAccount(account)
 	return m, nil
 }
 
@@ -204,7 +205,11 @@ func (m *Manager) put(r *record) error {
 // AddInput is a new principal.
 type AddInput struct {
 	Name string
-	Kind Kind
+	// Account is the principal's account (default: the appliance's). A
+	// principal of another account uses the appliance's keys only as
+	// their resource-based policies grant it.
+	Account string
+	Kind    Kind
 	// AccessKey asks for a SigV4 access key (shown once, in Add's result).
 	AccessKey   bool
 	HostClients []string
@@ -240,6 +245,9 @@ func (m *Manager) Add(in AddInput) (*Info, *Credentials, error) {
 		return nil, nil, fault.Internalf("read principal", err)
 	}
 	r := &record{Name: in.Name, Account: m.account, Kind: in.Kind, HostClients: in.HostClients}
+	if in.Account != "" {
+		r.Account = in.Account
+	}
 	if r.Kind == "" {
 		r.Kind = User
 	}

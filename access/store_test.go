@@ -147,3 +147,33 @@ func TestManagerLifecycle(t *testing.T) {
 		t.Errorf("a moved record loaded: %v", err)
 	}
 }
+
+// TestManagerOtherAccount: a principal added in another account keeps it
+// across a reload, and the Manager's Authorizer knows the appliance's
+// account (an operation on no key is another account's principal's to ask
+// only in its own account).
+func TestManagerOtherAccount(t *testing.T) {
+	meta := memMeta{}
+	m, err := NewManager(meta, xorSealer{}, "111122223333", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := map[string]string{"all": `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}`}
+	if _, _, err := m.Add(AddInput{Name: "partner", Account: "444455556666", Policies: all}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := m.Add(AddInput{Name: "bad", Account: "4444", Policies: all}); err == nil || !strings.Contains(err.Error(), "must be 12 digits") {
+		t.Errorf("a malformed account: %v", err)
+	}
+	m2, err := NewManager(meta, xorSealer{}, "111122223333", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := m2.Authorizer().ByName("partner")
+	if p == nil || p.ARN() != "arn:aws:iam::444455556666:user/partner" {
+		t.Fatalf("reloaded partner: %+v", p)
+	}
+	if d := m2.Authorizer().Authorize(p, MustAction("ListKeys"), nil, nil); d.Allowed || !d.CrossAccount {
+		t.Errorf("another account's ListKeys: %+v", d)
+	}
+}

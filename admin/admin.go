@@ -104,6 +104,7 @@ type PrincipalsRequest struct {
 	Command     string            `json:"command"`
 	Name        string            `json:"name,omitempty"`
 	Kind        string            `json:"kind,omitempty"`      // add: user (default) or role
+	Account     string            `json:"account,omitempty"`   // add: the principal's account (default: the appliance's)
 	AccessKey   bool              `json:"accessKey,omitempty"` // add: issue a SigV4 key pair
 	HostClients []string          `json:"hostClients,omitempty"`
 	Policies    map[string]string `json:"policies,omitempty"` // add, put-policy: name → IAM JSON

@@ -25,7 +25,7 @@ func Principals(m *access.Manager, req *admin.PrincipalsRequest) (*admin.Princip
 	case "list":
 		return &admin.PrincipalsResult{Principals: m.List()}, nil
 	case "add":
-		inf, creds, err := m.Add(access.AddInput{Name: req.Name, Kind: access.Kind(req.Kind), AccessKey: req.AccessKey,
+		inf, creds, err := m.Add(access.AddInput{Name: req.Name, Account: req.Account, Kind: access.Kind(req.Kind), AccessKey: req.AccessKey,
 			HostClients: req.HostClients, Policies: req.Policies})
 		if err != nil {
 			return nil, err

@@ -32,10 +32,12 @@ const (
 	QuotaExceeded
 	// Unavailable: the service cannot serve the request now (e.g. draining).
 	Unavailable
+	// PublicPolicy: a resource-based policy would grant public access to its key.
+	PublicPolicy
 )
 
 var kindNames = [...]string{"Internal", "Validation", "NotFound", "Conflict", "AccessDenied",
-	"VerificationFailed", "Throttling", "QuotaExceeded", "Unavailable"}
+	"VerificationFailed", "Throttling", "QuotaExceeded", "Unavailable", "PublicPolicy"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
@@ -149,6 +151,11 @@ func AccessDeniedf(format string, args ...any) *Error {
 // QuotaExceededf returns a QuotaExceeded fault.
 func QuotaExceededf(format string, args ...any) *Error {
 	return &Error{Kind: QuotaExceeded, Message: fmt.Sprintf(format, args...)}
+}
+
+// PublicPolicyf returns a PublicPolicy fault.
+func PublicPolicyf(format string, args ...any) *Error {
+	return &Error{Kind: PublicPolicy, Message: fmt.Sprintf(format, args...)}
 }
 
 // Mismatch returns a VerificationFailed fault with the given reason.

@@ -1136,3 +1136,33 @@ func inUseChild(dir string) {
 	}
 	os.Exit(0)
 }
+
+// TestResourcePolicyInKeyRecord: a key's resource policy is part of its key
+// record, so it reads back as written, is covered by the record's integrity
+// check, and is gone with the key.
+func TestResourcePolicyInKeyRecord(t *testing.T) {
+	s := openMem(t)
+	k := testKey(testID(1))
+	k.ResourcePolicy = `{"Version":"2012-10-17","Statement":[]}`
+	if err := s.CreateKey(k, nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.GetKey(k.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ResourcePolicy != k.ResourcePolicy {
+		t.Fatalf("policy %q, want %q", got.ResourcePolicy, k.ResourcePolicy)
+	}
+	if _, err := s.UpdateKey(k.ID, func(k *Key) error { k.ResourcePolicy = ""; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.GetKey(k.ID); got.ResourcePolicy != "" {
+		t.Fatalf("deleted policy reads back as %q", got.ResourcePolicy)
+	}
+	bad := testKey(testID(2))
+	bad.ResourcePolicy = "\xff"
+	if err := s.CreateKey(bad, nil, ""); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("invalid UTF-8 policy: %v, want ErrInvalid", err)
+	}
+}

@@ -41,7 +41,11 @@ type Key struct {
 	KeyBlock    string // X9.143 block under the profile main key; empty for public-only keys
 	PublicKey   []byte // DER SubjectPublicKeyInfo, asymmetric keys
 	Certificate []byte // DER certificate, when the key came from a certificate
-	Revision    uint64 // bumped on every write of the key record by the store
+	// ResourcePolicy is the key's resource-based policy (IAM JSON, as
+	// PutResourcePolicy gave it; "" for none). It lives in the key record,
+	// so it is authenticated with the key and goes when the key goes.
+	ResourcePolicy string
+	Revision       uint64 // bumped on every write of the key record by the store
 }
 
 // Alias is a named reference to a key.
@@ -120,6 +124,7 @@ type keyRecord struct {
 	KeyBlock       string     `json:"keyBlock,omitempty"`
 	PublicKey      []byte     `json:"publicKey,omitempty"`
 	Certificate    []byte     `json:"certificate,omitempty"`
+	ResourcePolicy string     `json:"resourcePolicy,omitempty"`
 	Revision       *uint64    `json:"revision,omitempty"` // version 1 only
 }
 
@@ -176,7 +181,7 @@ func encodeKey(k *Key) ([]byte, error) {
 		Exportable: k.Exportable, Enabled: k.Enabled, State: k.State, Origin: k.Origin,
 		Created: fmtTime(k.Created), UsageStart: fmtTime(k.UsageStart), UsageStop: fmtTime(k.UsageStop),
 		DeletePending: fmtTime(k.DeletePending), Deleted: fmtTime(k.Deleted),
-		KeyBlock: k.KeyBlock, PublicKey: k.PublicKey, Certificate: k.Certificate,
+		KeyBlock: k.KeyBlock, PublicKey: k.PublicKey, Certificate: k.Certificate, ResourcePolicy: k.ResourcePolicy,
 	}
 	b, err := json.Marshal(&r)
 	if err != nil {
@@ -217,7 +222,7 @@ func decodeKeyVersion(id string, b []byte, version int) (*Key, error) {
 		},
 		DeriveKeyUsage: keyspec.KeyUsage(r.DeriveKeyUsage), KCV: r.KCV, KCVAlgorithm: keyspec.KCVAlgorithm(r.KCVAlgorithm),
 		Exportable: r.Exportable, Enabled: r.Enabled, State: r.State, Origin: r.Origin,
-		KeyBlock: r.KeyBlock, PublicKey: r.PublicKey, Certificate: r.Certificate,
+		KeyBlock: r.KeyBlock, PublicKey: r.PublicKey, Certificate: r.Certificate, ResourcePolicy: r.ResourcePolicy,
 	}
 	if r.Revision != nil {
 		k.Revision = *r.Revision

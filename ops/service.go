@@ -53,10 +53,11 @@ type Config struct {
 
 // Service implements the operations.
 type Service struct {
-	cfg   Config
-	store *keystore.Store
-	cust  *custody.Custodian
-	log   *zap.Logger
+	cfg    Config
+	prefix string // arnPrefix, built once
+	store  *keystore.Store
+	cust   *custody.Custodian
+	log    *zap.Logger
 
 	caMu    sync.Mutex // guards cas and CA creation
 	cas     map[string]*authority
@@ -97,7 +98,8 @@ func New(cfg Config, store *keystore.Store, cust *custody.Custodian, log *zap.Lo
 	if _, err := cust.Profile(cfg.Profile); err != nil {
 		return nil, fmt.Errorf("ops: profile %q: %w", cfg.Profile, err)
 	}
-	return &Service{cfg: cfg, store: store, cust: cust, log: log, cas: map[string]*authority{}}, nil
+	return &Service{cfg: cfg, prefix: "arn:aws:payment-cryptography:" + cfg.Region + ":" + cfg.Account + ":",
+		store: store, cust: cust, log: log, cas: map[string]*authority{}}, nil
 }
 
 func (s *Service) now() time.Time { return s.cfg.Now().UTC() }
@@ -158,10 +160,31 @@ func (s *Service) purged(id string) {
 // --- identifiers ---
 
 func (s *Service) arnPrefix() string {
+	if s.prefix != "" {
+		return s.prefix
+	}
 	return "arn:aws:payment-cryptography:" + s.cfg.Region + ":" + s.cfg.Account + ":"
 }
 
 func (s *Service) keyARN(id string) string { return s.arnPrefix() + "key/" + id }
+
+// cutARNPrefix is strings.CutPrefix(arn, s.arnPrefix()) without building the
+// prefix (authorization looks at every request's identifiers).
+func (s *Service) cutARNPrefix(arn string) (string, bool) {
+	rest, ok := strings.CutPrefix(arn, "arn:aws:payment-cryptography:")
+	if !ok {
+		return "", false
+	}
+	region, rest, ok := strings.Cut(rest, ":")
+	if !ok || region != s.cfg.Region {
+		return "", false
+	}
+	account, rest, ok := strings.Cut(rest, ":")
+	if !ok || account != s.cfg.Account {
+		return "", false
+	}
+	return rest, true
+}
 
 const idAlphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
 
@@ -195,7 +218,7 @@ func (s *Service) aliasName(ident string) (string, bool) {
 	if strings.HasPrefix(ident, "alias/") {
 		return ident, true
 	}
-	if rest, ok := strings.CutPrefix(ident, s.arnPrefix()); ok && strings.HasPrefix(rest, "alias/") {
+	if rest, ok := s.cutARNPrefix(ident); ok && strings.HasPrefix(rest, "alias/") {
 		return rest, true
 	}
 	return "", false

@@ -123,9 +123,12 @@ func (w *WorkingKey) KCV() string { return w.Record.KCV }
 // cannot interleave with a drop: gen, bumped by every drop, tells a load that
 // raced a write not to cache its result.
 type keyCache struct {
-	m   sync.Map // string -> *WorkingKey
-	mu  sync.Mutex
-	gen atomic.Uint64 // written under mu
+	m sync.Map // string -> *WorkingKey
+	// policies maps key id -> *policyEntry: compiled resource-based
+	// policies (resource_policy.go), dropped with their key's entries.
+	policies sync.Map
+	mu       sync.Mutex
+	gen      atomic.Uint64 // written under mu
 
 	// Counters for CacheStats: lookups that found a usable key or not,
 	// entries dropped to make room, and entries dropped because their key
@@ -182,9 +185,21 @@ func (c *keyCache) put(ident string, w *WorkingKey, gen uint64) {
 	}
 }
 
+// putPolicy caches a key's compiled policy unless something was dropped
+// since gen was read.
+func (c *keyCache) putPolicy(id string, e *policyEntry, gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen != c.gen.Load() {
+		return
+	}
+	c.policies.Store(id, e)
+}
+
 // clearLocked drops every entry, giving back the cache's references, and
 // returns how many it dropped; c.mu is held.
 func (c *keyCache) clearLocked() uint64 {
+	c.policies.Clear()
 	var n uint64
 	c.m.Range(func(k, v any) bool {
 		c.m.Delete(k)
@@ -215,6 +230,7 @@ func (c *keyCache) dropIf(drop func(ident string, w *WorkingKey) bool) {
 // dropKey forgets every entry of key id (under any identifier).
 func (c *keyCache) dropKey(id string) {
 	c.dropIf(func(_ string, w *WorkingKey) bool { return w.Record.ID == id })
+	c.policies.Delete(id)
 }
 
 // dropAll forgets every entry.

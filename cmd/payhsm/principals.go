@@ -27,7 +27,9 @@ opens the appliance itself (the daemon must be stopped).
 commands:
   add NAME            create a principal: --access-key issues a SigV4 key pair
                       (printed once), --host-client maps mTLS clients to it,
-                      --policy attaches identity policies
+                      --policy attaches identity policies; --principal-account puts it
+                      in another account (it then uses the appliance's keys
+                      only as their resource-based policies grant)
   list                list the principals (never their secrets)
   rotate-secret NAME  issue a new key pair (printed once); the old one stops at once
   disable NAME        refuse everything the principal asks (enable undoes it)
@@ -48,6 +50,7 @@ func principalsMain(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("payhsm principals", flag.ContinueOnError)
 	flags := appliance.RegisterFlags(fs)
 	accessKey := fs.Bool("access-key", false, "add: issue a SigV4 access key")
+	account := fs.String("principal-account", "", "add: the principal's 12-digit account (default: the appliance's, --account)")
 	role := fs.Bool("role", false, "add: the principal is a role (ARN …:role/NAME) rather than a user")
 	var hostClients, policies multiFlag
 	fs.Var(&hostClients, "host-client", "add: an mTLS client certificate's common name, or sha256:<64 hex> fingerprint (repeatable)")
@@ -86,7 +89,7 @@ func principalsMain(args []string, stdout, stderr io.Writer) int {
 		cli.Sayf(stderr, "payhsm principals %s: needs a principal NAME\n", req.Command)
 		return 2
 	}
-	req.AccessKey, req.HostClients = *accessKey, hostClients
+	req.AccessKey, req.HostClients, req.Account = *accessKey, hostClients, *account
 	if *role {
 		req.Kind = "role"
 	}

@@ -129,11 +129,6 @@ func (s *Server) authorize(r *http.Request, akid string, op *operation, in valid
 	return access.AccessDenied(p, plan.action, d)
 }
 
-// resource is the authorization resource of a key identifier.
-func (s *Server) resource(ident string) access.Resource {
-	keyARN, aliasARN := s.ops.KeyResource(ident)
-	if keyARN == "" {
-		return access.Resource{ARN: aliasARN}
-	}
-	return access.Resource{ARN: keyARN, Alias: aliasARN}
-}
+// resource is the authorization resource of a key identifier, with the
+// key's resource-based policy.
+func (s *Server) resource(ident string) access.Resource { return s.ops.AuthzResource(ident) }

@@ -31,6 +31,9 @@ func (s *Server) controlOperations() map[string]operation {
 	for name, op := range s.mpaOperations() {
 		ops[name] = op
 	}
+	for name, op := range s.resourcePolicyOperations() {
+		ops[name] = op
+	}
 	return ops
 }
 

@@ -355,6 +355,8 @@ func controlException(k fault.Kind) (string, int) {
 		return "ServiceQuotaExceededException", http.StatusPaymentRequired
 	case fault.Unavailable:
 		return "ServiceUnavailableException", http.StatusServiceUnavailable
+	case fault.PublicPolicy:
+		return "PublicPolicyException", http.StatusBadRequest
 	case fault.VerificationFailed: // not a control-plane error; never produced there
 		return "ValidationException", http.StatusBadRequest
 	default:

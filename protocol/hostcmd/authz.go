@@ -120,27 +120,32 @@ func (s *Server) authorize(x *call, code string, cmd command, c *cursor) string 
 	return codeNotAuthorized
 }
 
-// resource is the authorization resource of a key field.
+// resource is the authorization resource of a key field, with the key's
+// resource-based policy.
 func (x *call) resource(k keyRef) access.Resource {
 	ident := x.ident(k)
-	if k.block {
-		// A block's binding cannot change: remember its resource with
-		// its identifier (an alias's key can, so a reference is
-		// resolved each time, from the working-key cache).
-		if m, ok := x.idents[string(k.raw)]; ok && m.hasRes && m.ident == ident {
-			return m.res
-		}
+	if !k.block {
+		// An alias's key can change: a reference is resolved each
+		// time, from the working-key cache.
+		return x.svc.AuthzResource(ident)
+	}
+	// A block's binding cannot change: remember the key it names with
+	// its identifier. Its key's policy can: look it up each time (from
+	// the policy cache).
+	if m, ok := x.idents[string(k.raw)]; ok && m.hasRes && m.ident == ident {
+		r := m.res
+		r.Policy = x.svc.ResourcePolicyOf(r.ARN)
+		return r
 	}
 	keyARN, aliasARN := x.svc.KeyResource(ident)
 	r := access.Resource{ARN: keyARN, Alias: aliasARN}
 	if keyARN == "" {
 		r = access.Resource{ARN: aliasARN}
 	}
-	if k.block {
-		if m, ok := x.idents[string(k.raw)]; ok && m.ident == ident {
-			m.res, m.hasRes = r, true
-			x.idents[string(k.raw)] = m
-		}
+	if m, ok := x.idents[string(k.raw)]; ok && m.ident == ident {
+		m.res, m.hasRes = r, true
+		x.idents[string(k.raw)] = m
 	}
+	r.Policy = x.svc.ResourcePolicyOf(r.ARN)
 	return r
 }

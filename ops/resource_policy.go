@@ -1,0 +1,158 @@
+package ops
+
+import (
+	"errors"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"payhsm/access"
+	"payhsm/fault"
+	"payhsm/keystore"
+)
+
+// Resource-based policies (PutResourcePolicy, GetResourcePolicy,
+// DeleteResourcePolicy). A key's policy is kept in its key record (so the
+// store authenticates it with the key, and it goes when the key is purged)
+// as the JSON the caller gave; its compiled form is cached by key id in the
+// working-key cache, dropped with every change of the key, so that
+// authorizing a data operation costs one map lookup and no store read or
+// allocation. A replica does not carry its primary's policy (as KMS
+// multi-region keys do not share key policies): a change to a replica is
+// refused, and a replication update replaces the record.
+
+// PutResourcePolicy attaches (or replaces) the resource-based policy of the
+// key keyARN. A malformed policy is a Validation fault naming the problem;
+// one granting public access is a PublicPolicy fault.
+func (s *Service) PutResourcePolicy(keyARN, doc string) (string, error) {
+	k, err := s.resolveARN(keyARN)
+	if err != nil {
+		return "", err
+	}
+	arn := s.keyARN(k.ID)
+	rp, err := access.ParseResourcePolicy(arn, doc)
+	if err != nil {
+		return "", err
+	}
+	if err := rp.CheckPublic(); err != nil {
+		return "", err
+	}
+	if _, err := s.update(arn, func(k *keystore.Key, _ time.Time) error {
+		if k.State == StateDeletePending {
+			return fault.Conflictf("key %s is pending deletion", arn)
+		}
+		k.ResourcePolicy = doc
+		return nil
+	}); err != nil {
+		return "", err
+	}
+	return arn, nil
+}
+
+// GetResourcePolicy returns the key's resource-based policy as it was put;
+// NotFound when the key has none.
+func (s *Service) GetResourcePolicy(keyARN string) (arn, doc string, err error) {
+	k, err := s.resolveARN(keyARN)
+	if err != nil {
+		return "", "", err
+	}
+	arn = s.keyARN(k.ID)
+	if k.ResourcePolicy == "" {
+		return "", "", fault.NotFoundf(keyARN, "key %s has no resource-based policy", arn)
+	}
+	return arn, k.ResourcePolicy, nil
+}
+
+// DeleteResourcePolicy removes the key's resource-based policy; removing
+// none is not an error (the operation is idempotent in the model).
+func (s *Service) DeleteResourcePolicy(keyARN string) error {
+	k, err := s.resolveARN(keyARN)
+	if err != nil {
+		return err
+	}
+	if k.ResourcePolicy == "" {
+		return nil
+	}
+	_, err = s.update(s.keyARN(k.ID), func(k *keystore.Key, _ time.Time) error {
+		k.ResourcePolicy = ""
+		return nil
+	})
+	return err
+}
+
+// AuthzResource is the authorization resource of a key identifier (see
+// KeyResource) with the key's compiled resource-based policy, if it has
+// one. The policy comes from the cache; a miss reads the key record once
+// (a key that does not exist has none, so the decision does not depend on
+// whether it exists).
+func (s *Service) AuthzResource(ident string) access.Resource {
+	keyARN, aliasARN := s.KeyResource(ident)
+	return s.withPolicy(keyARN, aliasARN)
+}
+
+// withPolicy makes the resource of a key ARN and alias ARN as KeyResource
+// returned them.
+func (s *Service) withPolicy(keyARN, aliasARN string) access.Resource {
+	if keyARN == "" {
+		return access.Resource{ARN: aliasARN}
+	}
+	return access.Resource{ARN: keyARN, Alias: aliasARN, Policy: s.ResourcePolicyOf(keyARN)}
+}
+
+// ResourcePolicyOf is the compiled resource-based policy of the key keyARN
+// (nil when it has none, or is not a key of this site), for an edge that
+// keeps a resource's ARN across requests but must see policy changes.
+func (s *Service) ResourcePolicyOf(keyARN string) *access.ResourcePolicy {
+	if keyARN == "*" {
+		return nil
+	}
+	return s.resourcePolicy(keyARN)
+}
+
+// policyEntry is a cached compiled policy (rp nil: the key has none).
+type policyEntry struct{ rp *access.ResourcePolicy }
+
+// resourcePolicy is the compiled policy of the key keyARN: from the cache,
+// else read from the store and cached. A key that does not exist here, or
+// cannot be read, has none (the operation then fails on the key itself).
+func (s *Service) resourcePolicy(keyARN string) *access.ResourcePolicy {
+	id, ok := s.localKeyID(keyARN)
+	if !ok {
+		return nil
+	}
+	if v, ok := s.cache.policies.Load(id); ok {
+		return v.(*policyEntry).rp
+	}
+	gen := s.cache.gen.Load()
+	k, err := s.store.GetKey(id)
+	if err != nil {
+		if !errors.Is(err, keystore.ErrNotFound) {
+			s.log.Debug("key read for authorization failed", zap.String("key", keyARN))
+		}
+		return nil
+	}
+	e := &policyEntry{}
+	if k.ResourcePolicy != "" {
+		if e.rp, err = access.ParseResourcePolicy(keyARN, k.ResourcePolicy); err != nil {
+			s.log.Error("stored resource policy does not compile: the key refuses everyone until it is replaced",
+				zap.String("key", keyARN), zap.Error(err))
+			e.rp = access.UnreadableResourcePolicy(keyARN)
+		}
+	}
+	s.cache.putPolicy(id, e, gen)
+	return e.rp
+}
+
+// localKeyID is the id of a key ARN of this region and account.
+func (s *Service) localKeyID(arn string) (string, bool) {
+	rest, ok := s.cutARNPrefix(arn)
+	if !ok {
+		return "", false
+	}
+	id, ok := strings.CutPrefix(rest, "key/")
+	if !ok || !keystore.ValidID(id) {
+		return "", false
+	}
+	return id, true
+}
