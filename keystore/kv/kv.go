@@ -131,6 +131,14 @@ type Engine interface {
 	Close() error
 }
 
+// Counter is an Engine that can count the keys of a range without reading
+// their values (etcdkv: one count-only request, where a Scan would carry
+// every value over the network). Count is linearizable, like a Scan.
+type Counter interface {
+	// Count returns the number of keys in [lo, hi) (hi nil: no upper bound).
+	Count(lo, hi []byte) (int, error)
+}
+
 // PrefixEnd returns the least key greater than every key that begins with
 // p, or nil when there is none (p is empty or all 0xff).
 func PrefixEnd(p []byte) []byte {

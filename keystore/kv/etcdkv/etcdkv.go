@@ -385,6 +385,24 @@ func (e *Engine) scan(lo, hi []byte, rev int64, fn func(*mvccpb.KeyValue) (bool,
 	}
 }
 
+// Count implements kv.Counter: one count-only range request (etcd sends no
+// key and no value back).
+func (e *Engine) Count(lo, hi []byte) (int, error) {
+	end := e.end
+	if hi != nil {
+		end = e.prefix + string(hi)
+	}
+	ctx, cancel := e.ctx()
+	defer cancel()
+	resp, err := e.c.Get(ctx, e.prefix+string(lo), clientv3.WithRange(end), clientv3.WithCountOnly())
+	if err != nil {
+		return 0, fmt.Errorf("etcd count: %w", mapErr(err, e.timeout, false))
+	}
+	return int(resp.Count), nil
+}
+
+var _ kv.Counter = (*Engine)(nil)
+
 // View implements kv.Engine: every read at the revision current now.
 func (e *Engine) View() (kv.View, error) {
 	ctx, cancel := e.ctx()
