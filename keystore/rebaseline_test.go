@@ -45,7 +45,10 @@ type limitedTxn struct {
 	keys map[string]int // bytes written per key (the last write counts)
 }
 
-func (t *limitedTxn) Set(k, v []byte) error { t.keys[string(k)] = len(k) + len(v); return t.Txn.Set(k, v) }
+func (t *limitedTxn) Set(k, v []byte) error {
+	t.keys[string(k)] = len(k) + len(v)
+	return t.Txn.Set(k, v)
+}
 func (t *limitedTxn) Delete(k []byte) error { t.keys[string(k)] = len(k); return t.Txn.Delete(k) }
 
 func (t *limitedTxn) Commit() error {
