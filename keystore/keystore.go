@@ -280,10 +280,11 @@ type Store struct {
 	fstate atomic.Pointer[formatState] // written by the transaction that changes the format
 	marks  sync.Map                    // engine key (string) -> highest revision seen (uint64)
 
-	failures  atomic.Uint64 // integrity failures detected
-	conflicts atomic.Uint64 // transactions run again after a conflict
-	reportMu  sync.Mutex
-	reported  map[string]time.Time // engine key -> when its failure was last logged
+	failures   atomic.Uint64 // integrity failures detected
+	conflicts  atomic.Uint64 // transactions run again after a conflict
+	optimistic bool          // the engine's transactions are optimistic (kv.Optimistic)
+	reportMu   sync.Mutex
+	reported   map[string]time.Time // engine key -> when its failure was last logged
 }
 
 // Options configures Open and OpenEngine. The zero value is the production
@@ -329,6 +330,9 @@ func OpenEngine(e kv.Engine, o Options) (*Store, error) {
 	}
 	log = log.Named("keystore")
 	s := &Store{eng: e, log: log, reported: map[string]time.Time{}}
+	if o, ok := e.(kv.Optimistic); ok {
+		s.optimistic = o.Optimistic()
+	}
 	if err := s.checkFormat(); err != nil {
 		return nil, errors.Join(err, e.Close())
 	}
@@ -519,8 +523,14 @@ const (
 // times; from its third attempt on it runs alone among this process's
 // writers, so that writers of one busy record in this process cannot
 // starve it (writers in other processes can still make it conflict, and
-// the pauses spread them out). fn must therefore have no effect outside the
-// writer. An error from fn is returned as it is, and nothing is written.
+// the pauses spread them out). On an optimistic engine (kv.Optimistic:
+// etcd) with the journal on, every write transaction of this process
+// reads and rewrites this writer's journal head, so any two of them
+// conflict: there they run alone from the first attempt (one etcd
+// transaction of this process in flight; a conflict costs nothing but a
+// queue, instead of a commit, a pause and a re-run). fn must therefore have
+// no effect outside the writer. An error from fn is returned as it is, and
+// nothing is written.
 func (s *Store) update(what string, fn func(w *writer) error) error {
 	done, err := s.read()
 	if err != nil {
@@ -534,7 +544,7 @@ func (s *Store) update(what string, fn func(w *writer) error) error {
 // the store exclusively (Close's checkpoint).
 func (s *Store) transact(what string, fn func(w *writer) error) error {
 	for attempt := 1; ; attempt++ {
-		err := s.attempt(what, attempt >= aloneAfter, fn)
+		err := s.attempt(what, attempt >= aloneAfter || (s.optimistic && s.fr.on.Load()), fn)
 		if !errors.Is(err, kv.ErrConflict) {
 			return err
 		}

@@ -139,6 +139,15 @@ type Counter interface {
 	Count(lo, hi []byte) (int, error)
 }
 
+// Optimistic is an Engine whose transactions are optimistic (etcdkv; see
+// Isolation): two concurrent transactions that touch one key cost a
+// conflict, a pause and a re-run of one of them, so a caller whose
+// transactions all touch one key does better to run them one at a time.
+type Optimistic interface {
+	// Optimistic reports whether the engine's transactions are optimistic.
+	Optimistic() bool
+}
+
 // PrefixEnd returns the least key greater than every key that begins with
 // p, or nil when there is none (p is empty or all 0xff).
 func PrefixEnd(p []byte) []byte {

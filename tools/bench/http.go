@@ -188,7 +188,7 @@ func (h *httpConn) prepare() (map[string]*httpRequest, error) {
 		reqs[code] = req
 	}
 	ck, err := json.Marshal(obj{"Exportable": true, "KeyAttributes": obj{"KeyUsage": "TR31_D0_SYMMETRIC_DATA_ENCRYPTION_KEY",
-		"KeyClass": "SYMMETRIC_KEY", "KeyAlgorithm": "AES_128", "KeyModesOfUse": obj{"Encrypt": true, "Decrypt": true}}})
+		"KeyClass": "SYMMETRIC_KEY", "KeyAlgorithm": "AES_128", "KeyModesOfUse": obj{"Encrypt": true, "Decrypt": true, "Wrap": true, "Unwrap": true}}})
 	if err != nil {
 		return nil, err
 	}

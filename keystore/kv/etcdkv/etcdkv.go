@@ -403,6 +403,10 @@ func (e *Engine) Count(lo, hi []byte) (int, error) {
 
 var _ kv.Counter = (*Engine)(nil)
 
+// Optimistic implements kv.Optimistic: a transaction is checked at commit
+// (see the package comment).
+func (e *Engine) Optimistic() bool { return true }
+
 // View implements kv.Engine: every read at the revision current now.
 func (e *Engine) View() (kv.View, error) {
 	ctx, cancel := e.ctx()
