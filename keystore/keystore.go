@@ -280,11 +280,12 @@ type Store struct {
 	fstate atomic.Pointer[formatState] // written by the transaction that changes the format
 	marks  sync.Map                    // engine key (string) -> highest revision seen (uint64)
 
-	failures   atomic.Uint64 // integrity failures detected
-	conflicts  atomic.Uint64 // transactions run again after a conflict
-	optimistic bool          // the engine's transactions are optimistic (kv.Optimistic)
-	reportMu   sync.Mutex
-	reported   map[string]time.Time // engine key -> when its failure was last logged
+	failures    atomic.Uint64                 // integrity failures detected
+	conflicts   atomic.Uint64                 // transactions run again after a conflict
+	optimistic  bool                          // the engine's transactions are optimistic (kv.Optimistic)
+	unavailable atomic.Pointer[unavailableAt] // the last write attempt that found the engine unavailable
+	reportMu    sync.Mutex
+	reported    map[string]time.Time // engine key -> when its failure was last logged
 }
 
 // Options configures Open and OpenEngine. The zero value is the production
@@ -558,15 +559,39 @@ func (s *Store) transact(what string, fn func(w *writer) error) error {
 }
 
 // attempt runs fn in one transaction and commits it; alone, it holds
-// writing exclusively.
+// writing exclusively. A writer that queued for writing while an attempt
+// found the engine unavailable (kv.ErrUnavailable: no answer in time, or
+// a NOSPACE alarm) fails at once with that attempt's error instead of
+// spending a timeout of its own: a queue of N writers must not wait N
+// timeouts.
 func (s *Store) attempt(what string, alone bool, fn func(w *writer) error) error {
 	if alone {
+		queued := time.Now()
 		s.writing.Lock()
 		defer s.writing.Unlock()
+		if u := s.unavailable.Load(); u != nil && u.at.After(queued) {
+			return fmt.Errorf("keystore: %s: not attempted, the key store stopped answering while it queued: %w", what, u.err)
+		}
 	} else {
 		s.writing.RLock()
 		defer s.writing.RUnlock()
 	}
+	err := s.attemptIn(what, fn)
+	if errors.Is(err, kv.ErrUnavailable) {
+		s.unavailable.Store(&unavailableAt{at: time.Now(), err: err})
+	}
+	return err
+}
+
+// unavailableAt is the last write attempt that found the engine
+// unavailable.
+type unavailableAt struct {
+	at  time.Time
+	err error
+}
+
+// attemptIn is attempt's transaction, under writing.
+func (s *Store) attemptIn(what string, fn func(w *writer) error) error {
 	if err := s.checkGate(); err != nil {
 		return err
 	}

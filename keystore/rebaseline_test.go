@@ -60,11 +60,11 @@ func (t *limitedTxn) Commit() error {
 		bytes += n
 	}
 	if len(t.keys) > t.e.lim.MaxOps || bytes > t.e.lim.MaxBytes {
-		t.Txn.Discard()
+		t.Discard()
 		return fmt.Errorf("limited engine: %d writes, %d bytes: %w", len(t.keys), bytes, kv.ErrTooLarge)
 	}
 	if t.e.commits.Add(1) == t.e.failAt {
-		t.Txn.Discard()
+		t.Discard()
 		return errInjected
 	}
 	return t.Txn.Commit()

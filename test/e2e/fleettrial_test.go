@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -18,6 +19,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	pc "github.com/aws/aws-sdk-go-v2/service/paymentcryptography"
 	"github.com/aws/aws-sdk-go-v2/service/paymentcryptography/types"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"payhsm/internal/etcdtest"
 )
@@ -61,7 +64,11 @@ func sigkill(t *testing.T, d *daemon) {
 	t.Helper()
 	check(t, d.cmd.Process.Signal(syscall.SIGKILL))
 	select {
-	case <-d.exited:
+	case err := <-d.exited:
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+			t.Fatalf("the daemon ended with %v, not SIGKILL", err)
+		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("the daemon did not die of SIGKILL")
 	}
@@ -122,7 +129,7 @@ func durabilityTrials(t *testing.T, s *trialStore, trials int) {
 	for trial := range trials {
 		d := s.start(t)
 		verifyAcked(t, d, prev, "trial "+strconv.Itoa(trial-1))
-		prev = trialLoad(t, d, trial, 300*time.Millisecond+rand.N(800*time.Millisecond)) //nolint:gosec // a random moment, not a secret
+		prev = trialLoad(t, d, trial, 300*time.Millisecond+rand.N(800*time.Millisecond))
 		all = append(all, prev...)
 		total += len(prev)
 	}
@@ -260,13 +267,13 @@ func verifyListed(t *testing.T, d *daemon, acked []ackedKey) {
 
 // loadStats counts what the clients of one phase saw.
 type loadStats struct {
-	mu                       sync.Mutex
-	writes, writeRetried     int // CreateKey calls; those that failed once and were retried
-	writeFailed              int // failed twice
-	reads, readRetried       int // EncryptData calls, retried, failed twice
-	readFailed               int
-	acked                    []string
-	firstWriteErr, firstRead error
+	mu                   sync.Mutex
+	writes, writeRetried int // CreateKey calls; those that failed once and were retried
+	writeFailed          int // failed twice
+	reads, readRetried   int // EncryptData calls, retried, failed twice
+	readFailed           int
+	acked                []string
+	firstWriteErr        error
 }
 
 func (s *loadStats) String() string {
@@ -485,4 +492,68 @@ func TestEtcdMemberLoss(t *testing.T) {
 		}
 	}
 	t.Logf("%d acknowledged keys, all present", len(acked))
+}
+
+// TestEtcdNoSpace: when the cluster raises its NOSPACE alarm (its backend
+// reached --quota-backend-bytes, here 16 MiB filled by another client), the
+// daemon refuses a write at once with ServiceUnavailableException naming
+// the alarm and the remedy, goes on serving reads and the data plane, and
+// writes again once an operator has compacted, defragmented and disarmed.
+func TestEtcdNoSpace(t *testing.T) {
+	t.Parallel()
+	c := etcdtest.Start(t, etcdtest.Options{Args: []string{"--unsafe-no-fsync", "--quota-backend-bytes", strconv.Itoa(16 << 20)}})
+	s := newTrialStore(t, "etcd", c, "5s")
+	d := s.start(t)
+	cl := d.client()
+	ctx := context.Background()
+	aesARN := createAESKey(t, cl)
+
+	ec, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), DialTimeout: 5 * time.Second})
+	check(t, err)
+	defer func() { check(t, ec.Close()) }()
+	junk := strings.Repeat("x", 1<<20)
+	for i := 0; ; i++ {
+		if i == 64 {
+			t.Fatal("64 MiB written into a 16 MiB quota without NOSPACE")
+		}
+		if _, err := ec.Put(ctx, "/junk/"+strconv.Itoa(i), junk); err != nil {
+			if !errors.Is(err, rpctypes.ErrNoSpace) {
+				t.Fatalf("filling the cluster: %v", err)
+			}
+			break
+		}
+	}
+	begin := time.Now()
+	_, err = cl.CreateKey(ctx, &pc.CreateKeyInput{Exportable: aws.Bool(true), KeyAttributes: aesAttrs()})
+	var su *types.ServiceUnavailableException
+	if !errors.As(err, &su) || !strings.Contains(su.ErrorMessage(), "NOSPACE") || !strings.Contains(su.ErrorMessage(), "disarm") {
+		t.Fatalf("CreateKey under NOSPACE: %v, want ServiceUnavailableException naming the alarm", err)
+	}
+	t.Logf("CreateKey under NOSPACE, answered in %v: %s", time.Since(begin).Round(time.Millisecond), su.ErrorMessage())
+	if took := time.Since(begin); took > 2*time.Second {
+		t.Errorf("CreateKey under NOSPACE took %v: it should be refused at once", took)
+	}
+	if _, err := cl.GetKey(ctx, &pc.GetKeyInput{KeyIdentifier: aws.String(aesARN)}); err != nil {
+		t.Errorf("GetKey under NOSPACE: %v", err)
+	}
+	st, m, _, err := d.dataDo("/keys/"+url.PathEscape(aesARN)+"/encrypt", map[string]any{"PlainText": "6BC1BEE22E409F96E93D7E117393172A",
+		"EncryptionAttributes": map[string]any{"Symmetric": map[string]any{"Mode": "ECB"}}})
+	if err != nil || st != 200 || m["CipherText"] == nil {
+		t.Errorf("EncryptData under NOSPACE: %d %v %v", st, m, err)
+	}
+
+	// The operator's remedy.
+	resp, err := ec.Delete(ctx, "/junk/", clientv3.WithPrefix())
+	check(t, err)
+	_, err = ec.Compact(ctx, resp.Header.Revision, clientv3.WithCompactPhysical())
+	check(t, err)
+	for _, ep := range c.Endpoints() {
+		_, err = ec.Defragment(ctx, ep)
+		check(t, err)
+	}
+	_, err = ec.AlarmDisarm(ctx, &clientv3.AlarmMember{})
+	check(t, err)
+	if _, err := cl.CreateKey(ctx, &pc.CreateKeyInput{Exportable: aws.Bool(true), KeyAttributes: aesAttrs()}); err != nil {
+		t.Errorf("CreateKey after the alarm was cleared: %v", err)
+	}
 }
