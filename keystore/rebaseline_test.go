@@ -261,8 +261,8 @@ func TestRebaselineInStepsInterrupted(t *testing.T) {
 // the next start continues the journal and Verify checks every record.
 func TestFirstCheckpointOfLargeStoreOnEtcd(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("50,000 keys on etcd")
+	if testing.Short() || raceEnabled {
+		t.Skip("50,000 keys on etcd: not in -short, nor under the race detector (TestRebaselineInSteps races the steps)")
 	}
 	const n = 50_000
 	c := etcdtest.Start(t, etcdtest.Options{Args: []string{"--unsafe-no-fsync"}})
