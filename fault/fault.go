@@ -165,12 +165,19 @@ func Mismatch(reason, message string) *Error {
 
 // Internalf wraps cause as an Internal fault; what names the failed step (for
 // logs). A record-integrity failure anywhere in cause stays one (see
-// RecordIntegrity), so that every layer that wraps a store error keeps it.
+// RecordIntegrity), so that every layer that wraps a store error keeps it;
+// and an Unavailable fault in cause (a key store that does not answer, a
+// token that is gone) stays Unavailable, with its message.
 func Internalf(what string, cause error) *Error {
 	f := &Error{Kind: Internal, cause: fmt.Errorf("%s: %w", what, cause)}
 	var inner *Error
-	if errors.As(cause, &inner) && inner.Violation == ViolationRecordIntegrity {
-		f.Message, f.Violation = RecordIntegrityMessage, ViolationRecordIntegrity
+	if errors.As(cause, &inner) {
+		switch {
+		case inner.Violation == ViolationRecordIntegrity:
+			f.Message, f.Violation = RecordIntegrityMessage, ViolationRecordIntegrity
+		case inner.Kind == Unavailable:
+			f.Kind, f.Message = Unavailable, inner.Message
+		}
 	}
 	return f
 }

@@ -8,11 +8,13 @@ import (
 
 // TestRecordIntegrityKeepsItsMessage: a record-integrity failure is Internal,
 // yet its fixed message reaches the client however many layers wrap it; any
-// other Internal fault still shows nothing.
+// other Internal fault still shows nothing; an Unavailable cause stays
+// Unavailable through Internalf, with its message.
 func TestRecordIntegrityKeepsItsMessage(t *testing.T) {
 	t.Parallel()
 	sentinel := &Error{Kind: Internal, Violation: ViolationRecordIntegrity, Message: RecordIntegrityMessage}
 	store := fmt.Errorf("keystore: key k1 record failed its integrity check: tag mismatch: %w", sentinel)
+	down := Wrap(Unavailable, "key store unavailable: no quorum", errors.New("etcd: context deadline exceeded"))
 	for _, tc := range []struct {
 		name      string
 		err       error
@@ -26,6 +28,8 @@ func TestRecordIntegrityKeepsItsMessage(t *testing.T) {
 		{"wrapped by fmt", fmt.Errorf("ops: %w", Internalf("read key", store)), Internal, RecordIntegrityMessage, true},
 		{"plain Internal", Internalf("read key", errors.New("disk on fire")), Internal, "An internal error occurred", false},
 		{"validation", Validationf("bad input"), Validation, "bad input", false},
+		{"Internalf over an unavailable store", Internalf("read key", fmt.Errorf("keystore: get: %w", down)), Unavailable, down.Message, false},
+		{"Internalf twice over an unavailable store", Internalf("open", Internalf("read key", down)), Unavailable, down.Message, false},
 	} {
 		f := As(tc.err)
 		if f.Kind != tc.kind || ClientMessage(tc.err) != tc.message || (f.Violation == ViolationRecordIntegrity) != tc.integrity {

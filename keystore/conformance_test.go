@@ -53,6 +53,7 @@ var conformance = []struct {
 	{"RetiredVersionIsRefused", testRetiredVersionIsRefused},
 	{"CrashKeepsAcknowledgedWrites", testCrashKeepsAcknowledgedWrites},
 	{"Journal", testJournal},
+	{"Stats", testStatsCountsKeys},
 }
 
 func TestConformance(t *testing.T) {

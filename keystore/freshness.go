@@ -42,7 +42,9 @@ import (
 // the next checkpoint goes on; a re-bucketing that would not fit is skipped
 // (the buckets grow past their target instead). The first checkpoint of an
 // existing store (and accept-restore's) is one transaction of the whole
-// store's state: on etcd a store too large for it fails with kv.ErrTooLarge. A bucket holds the expected state of the records that
+// store's state where it fits; on etcd a larger one is written in steps
+// that leave the writer without a journal until the last (see
+// rebaselineInSteps). A bucket holds the expected state of the records that
 // hash into it (all of a key's records hash by its id, so they share one);
 // the head carries the root, a hash over every bucket's digest, so a bucket
 // cannot be swapped for an older one. A deleted key record stays as a
@@ -301,9 +303,9 @@ func (s *Store) readHead(r kv.Reader, w string) (h headRecord, found bool, reaso
 // returns the number of records. The caller is in the read section and
 // holds fr.mu. The records are read from a view and the checkpoint is
 // written in one transaction (which reads the head, so that a concurrent
-// checkpoint or rebaseline of the same writer conflicts). On an engine with
-// transaction limits (etcd) a store too large for one transaction fails
-// with kv.ErrTooLarge.
+// checkpoint or rebaseline of the same writer conflicts) when it fits the
+// engine's transaction limits; on an engine with limits (etcd) a larger one
+// is written in steps (rebaselineInSteps).
 func (s *Store) rebaseline(w string, seq uint64) (int, error) {
 	view, err := s.eng.View()
 	if err != nil {
@@ -325,17 +327,122 @@ func (s *Store) rebaseline(w string, seq uint64) (int, error) {
 	if err := s.setHead(&b, w, h); err != nil {
 		return 0, err
 	}
-	err = s.transact("journal checkpoint", func(tx *writer) error {
-		if _, _, err := tx.b.Get(headKey(w)); err != nil { // read: a concurrent head change conflicts
-			return err
-		}
-		return b.apply(tx.b)
-	})
+	if steps := s.splitBatch(b); len(steps) > 1 {
+		err = s.rebaselineInSteps(w, steps, b.ops[len(b.ops)-1])
+	} else {
+		err = s.transact("journal checkpoint", func(tx *writer) error {
+			if _, _, err := tx.b.Get(headKey(w)); err != nil { // read: a concurrent head change conflicts
+				return err
+			}
+			return b.apply(tx.b)
+		})
+	}
 	if err != nil {
 		return 0, err
 	}
 	s.fr.head, s.fr.digests, s.fr.gen = h, digests, s.fr.gen+1
 	return len(all), nil
+}
+
+// rebaselineInSteps writes a rebaseline too large for one transaction of
+// the engine: steps is the rebaseline's batch cut to fit (splitBatch) and
+// head the write of the new head (its last operation). Every state in
+// between is one the next start handles:
+//
+//  1. The writer's head is deleted first, alone. From here until step 3
+//     the writer has no journal: a start in JournalServe with no anchor
+//     (the first checkpoint of a store written by an older build) writes
+//     the first checkpoint again; with an anchor (an accept-restore) it is
+//     refused as a store without a journal (RollbackError, NoJournal), and
+//     the operator runs accept-restore again. Either way the rebaseline
+//     starts over from a new view and deletes whatever buckets and entries
+//     of the writer an interrupted one left.
+//  2. The old buckets and journal entries are deleted and the new buckets
+//     written, one transaction per step (each reads the head, which must
+//     still be absent: a concurrent start of the same writer conflicts).
+//  3. The new head is written, alone: the new checkpoint is in force.
+func (s *Store) rebaselineInSteps(w string, steps []batch, head batchOp) error {
+	hk := headKey(w)
+	absent := func(tx *writer) error {
+		_, ok, err := tx.b.Get(hk)
+		if err == nil && ok {
+			err = fmt.Errorf("keystore: journal checkpoint of %s: a head appeared while it was written in steps (another start of the same writer?): %w", w, ErrJournalDamaged)
+		}
+		return err
+	}
+	err := s.transact("journal checkpoint: drop the head", func(tx *writer) error {
+		if _, _, err := tx.b.Get(hk); err != nil { // read: a concurrent head change conflicts
+			return err
+		}
+		return tx.b.Delete(hk)
+	})
+	if err != nil {
+		return err
+	}
+	for i, step := range steps {
+		if i == len(steps)-1 {
+			step.ops = step.ops[:len(step.ops)-1] // the head, last of the last step: written alone below
+		}
+		err := s.transact(fmt.Sprintf("journal checkpoint: step %d of %d", i+1, len(steps)), func(tx *writer) error {
+			if err := absent(tx); err != nil {
+				return err
+			}
+			return step.apply(tx.b)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	err = s.transact("journal checkpoint: the new head", func(tx *writer) error {
+		if err := absent(tx); err != nil {
+			return err
+		}
+		return tx.b.Set(head.k, head.v)
+	})
+	if err == nil {
+		s.log.Info("keystore journal checkpoint written in steps (too large for one transaction of the engine)",
+			zap.String("writer", w), zap.Int("steps", len(steps)+2))
+	}
+	return err
+}
+
+// splitBatch cuts b into batches that each fit one transaction of the
+// engine (with room for a read and for the engine's framing of every
+// operation), keeping of several writes of one key the last, in b's order.
+// An engine without limits, or a b that fits, gives one batch.
+func (s *Store) splitBatch(b batch) []batch {
+	lim := s.eng.Limits()
+	const perOp = 64 + 256 + 64 // the engine's framing, its key prefix (at most 256 bytes) and a margin
+	maxOps, maxBytes := lim.MaxOps-2, lim.MaxBytes-4096
+	if lim.MaxOps == 0 {
+		maxOps = math.MaxInt
+	}
+	if lim.MaxBytes == 0 {
+		maxBytes = math.MaxInt
+	}
+	last := make(map[string]int, len(b.ops))
+	for i, o := range b.ops {
+		last[string(o.k)] = i
+	}
+	var out []batch
+	var cur batch
+	bytes := 0
+	for i, o := range b.ops {
+		if last[string(o.k)] != i {
+			continue
+		}
+		n := len(o.k) + len(o.v) + perOp
+		if len(cur.ops) > 0 && (len(cur.ops)+1 > maxOps || bytes+n > maxBytes) {
+			out = append(out, cur)
+			cur, bytes = batch{}, 0
+		}
+		cur.ops = append(cur.ops, o)
+		bytes += n
+	}
+	if len(cur.ops) > 0 {
+		out = append(out, cur)
+	}
+	return out
 }
 
 // batch is writes collected before a transaction, applied to it by apply

@@ -290,10 +290,12 @@ type Store struct {
 	fstate atomic.Pointer[formatState] // written by the transaction that changes the format
 	marks  sync.Map                    // engine key (string) -> highest revision seen (uint64)
 
-	failures  atomic.Uint64 // integrity failures detected
-	conflicts atomic.Uint64 // transactions run again after a conflict
-	reportMu  sync.Mutex
-	reported  map[string]time.Time // engine key -> when its failure was last logged
+	failures    atomic.Uint64                 // integrity failures detected
+	conflicts   atomic.Uint64                 // transactions run again after a conflict
+	optimistic  bool                          // the engine's transactions are optimistic (kv.Optimistic)
+	unavailable atomic.Pointer[unavailableAt] // the last write attempt that found the engine unavailable
+	reportMu    sync.Mutex
+	reported    map[string]time.Time // engine key -> when its failure was last logged
 }
 
 // Options configures Open and OpenEngine. The zero value is the production
@@ -339,6 +341,9 @@ func OpenEngine(e kv.Engine, o Options) (*Store, error) {
 	}
 	log = log.Named("keystore")
 	s := &Store{eng: e, log: log, reported: map[string]time.Time{}}
+	if o, ok := e.(kv.Optimistic); ok {
+		s.optimistic = o.Optimistic()
+	}
 	if err := s.checkFormat(); err != nil {
 		return nil, errors.Join(err, e.Close())
 	}
@@ -537,8 +542,14 @@ const (
 // times; from its third attempt on it runs alone among this process's
 // writers, so that writers of one busy record in this process cannot
 // starve it (writers in other processes can still make it conflict, and
-// the pauses spread them out). fn must therefore have no effect outside the
-// writer. An error from fn is returned as it is, and nothing is written.
+// the pauses spread them out). On an optimistic engine (kv.Optimistic:
+// etcd) with the journal on, every write transaction of this process
+// reads and rewrites this writer's journal head, so any two of them
+// conflict: there they run alone from the first attempt (one etcd
+// transaction of this process in flight; a conflict costs nothing but a
+// queue, instead of a commit, a pause and a re-run). fn must therefore have
+// no effect outside the writer. An error from fn is returned as it is, and
+// nothing is written.
 func (s *Store) update(what string, fn func(w *writer) error) error {
 	done, err := s.read()
 	if err != nil {
@@ -552,7 +563,7 @@ func (s *Store) update(what string, fn func(w *writer) error) error {
 // the store exclusively (Close's checkpoint).
 func (s *Store) transact(what string, fn func(w *writer) error) error {
 	for attempt := 1; ; attempt++ {
-		err := s.attempt(what, attempt >= aloneAfter, fn)
+		err := s.attempt(what, attempt >= aloneAfter || (s.optimistic && s.fr.on.Load()), fn)
 		if !errors.Is(err, kv.ErrConflict) {
 			return err
 		}
@@ -566,15 +577,39 @@ func (s *Store) transact(what string, fn func(w *writer) error) error {
 }
 
 // attempt runs fn in one transaction and commits it; alone, it holds
-// writing exclusively.
+// writing exclusively. A writer that queued for writing while an attempt
+// found the engine unavailable (kv.ErrUnavailable: no answer in time, or
+// a NOSPACE alarm) fails at once with that attempt's error instead of
+// spending a timeout of its own: a queue of N writers must not wait N
+// timeouts.
 func (s *Store) attempt(what string, alone bool, fn func(w *writer) error) error {
 	if alone {
+		queued := time.Now()
 		s.writing.Lock()
 		defer s.writing.Unlock()
+		if u := s.unavailable.Load(); u != nil && u.at.After(queued) {
+			return fmt.Errorf("keystore: %s: not attempted, the key store stopped answering while it queued: %w", what, u.err)
+		}
 	} else {
 		s.writing.RLock()
 		defer s.writing.RUnlock()
 	}
+	err := s.attemptIn(what, fn)
+	if errors.Is(err, kv.ErrUnavailable) {
+		s.unavailable.Store(&unavailableAt{at: time.Now(), err: err})
+	}
+	return err
+}
+
+// unavailableAt is the last write attempt that found the engine
+// unavailable.
+type unavailableAt struct {
+	at  time.Time
+	err error
+}
+
+// attemptIn is attempt's transaction, under writing.
+func (s *Store) attemptIn(what string, fn func(w *writer) error) error {
 	if err := s.checkGate(); err != nil {
 		return err
 	}

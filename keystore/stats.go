@@ -1,5 +1,7 @@
 package keystore
 
+import "payhsm/keystore/kv"
+
 // Stats is the store's size, for metrics.
 type Stats struct {
 	// Keys is the number of key records, whatever their state (a key
@@ -11,9 +13,11 @@ type Stats struct {
 	DiskBytes uint64
 }
 
-// Stats reports the store's size. It reads the key records' names only, not
-// their contents (nothing is verified); the daemon's metrics call it once per
-// scrape.
+// Stats reports the store's size. It counts the key records without
+// verifying them: on an engine that counts a range by itself (kv.Counter:
+// etcd, one count-only request, no record sent) it asks the engine, else it
+// scans the key records' range (Pebble, local). The daemon's metrics call it
+// once per scrape.
 func (s *Store) Stats() (Stats, error) {
 	done, err := s.read()
 	if err != nil {
@@ -24,10 +28,14 @@ func (s *Store) Stats() (Stats, error) {
 	if d, ok := s.eng.(interface{ DiskSpaceUsage() uint64 }); ok {
 		st.DiskBytes = d.DiskSpaceUsage()
 	}
-	err = s.eng.Scan([]byte(pfxKey), upperBound(pfxKey), func(_, _ []byte) (bool, error) {
-		st.Keys++
-		return true, nil
-	})
+	if c, ok := s.eng.(kv.Counter); ok {
+		st.Keys, err = c.Count([]byte(pfxKey), upperBound(pfxKey))
+	} else {
+		err = s.eng.Scan([]byte(pfxKey), upperBound(pfxKey), func(_, _ []byte) (bool, error) {
+			st.Keys++
+			return true, nil
+		})
+	}
 	if err != nil {
 		return Stats{}, err
 	}

@@ -1,12 +1,15 @@
 package keystore
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
+
+	"payhsm/keystore/kv"
 )
 
 // TestPebbleChatterAtDebug: Pebble's informational lines (flushes, WAL and
@@ -67,4 +70,37 @@ func TestStats(t *testing.T) {
 	if _, err := s.Stats(); err == nil {
 		t.Error("Stats of a closed store succeeded")
 	}
+}
+
+// testStatsCountsKeys (conformance): Stats counts the key records only (not
+// aliases, tags, indices, meta or the journal), a purged key no longer; on
+// etcd through the engine's count-only request (kv.Counter).
+func testStatsCountsKeys(t *testing.T, env *storeEnv) {
+	s := env.store(t)
+	if env.name == "etcd" {
+		if _, ok := s.eng.(kv.Counter); !ok {
+			t.Fatal("the etcd engine does not count ranges by itself: Stats would read every key record per scrape")
+		}
+	}
+	count := func(want int) {
+		t.Helper()
+		st, err := s.Stats()
+		if err != nil || st.Keys != want {
+			t.Fatalf("Stats: %+v %v, want %d keys", st, err, want)
+		}
+	}
+	count(0)
+	for i := range 5 {
+		if err := s.CreateKey(testKey(testID(i)), []Tag{{"a", "1"}, {"b", "2"}}, fmt.Sprintf("alias/s%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.PutMeta("custody/x", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	count(5)
+	if err := s.PurgeKey(testID(2)); err != nil {
+		t.Fatal(err)
+	}
+	count(4)
 }

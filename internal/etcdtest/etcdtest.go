@@ -104,7 +104,8 @@ type Cluster struct {
 	bin     string
 	dir     string
 	token   string
-	initial string // --initial-cluster
+	initial string   // --initial-cluster
+	args    []string // Options.Args, for restarts too
 	mu      sync.Mutex
 	members []*Member
 }
@@ -140,6 +141,7 @@ func Start(t testing.TB, o Options) *Cluster {
 		initial = append(initial, m.Name+"="+m.PeerURL)
 	}
 	c.initial = strings.Join(initial, ",")
+	c.args = o.Args
 	t.Cleanup(c.stopAll)
 	for _, m := range c.members {
 		c.start(m, o.Args)
@@ -237,8 +239,8 @@ func (c *Cluster) Kill(i int) {
 	m.cmd = nil
 }
 
-// Restart starts member i again on its data (after Kill) and waits until
-// it is healthy.
+// Restart starts member i again on its data (after Kill), with the
+// Options.Args it started with, and waits until it is healthy.
 func (c *Cluster) Restart(i int) {
 	c.t.Helper()
 	c.mu.Lock()
@@ -247,7 +249,7 @@ func (c *Cluster) Restart(i int) {
 		c.mu.Unlock()
 		c.t.Fatalf("etcdtest: %s is running", m.Name)
 	}
-	c.start(m, nil)
+	c.start(m, c.args)
 	c.mu.Unlock()
 	c.WaitHealthy(i, 30*time.Second)
 }

@@ -183,6 +183,23 @@ type Elector interface {
 	Leader(role string) (candidate string, ok bool, err error)
 }
 
+// Counter is an Engine that can count the keys of a range without reading
+// their values (etcdkv: one count-only request, where a Scan would carry
+// every value over the network). Count is linearizable, like a Scan.
+type Counter interface {
+	// Count returns the number of keys in [lo, hi) (hi nil: no upper bound).
+	Count(lo, hi []byte) (int, error)
+}
+
+// Optimistic is an Engine whose transactions are optimistic (etcdkv; see
+// Isolation): two concurrent transactions that touch one key cost a
+// conflict, a pause and a re-run of one of them, so a caller whose
+// transactions all touch one key does better to run them one at a time.
+type Optimistic interface {
+	// Optimistic reports whether the engine's transactions are optimistic.
+	Optimistic() bool
+}
+
 // PrefixEnd returns the least key greater than every key that begins with
 // p, or nil when there is none (p is empty or all 0xff).
 func PrefixEnd(p []byte) []byte {

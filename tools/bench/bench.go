@@ -213,7 +213,7 @@ func runHTTP(o Options) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bench setup: %w", err)
 	}
-	codes, wheel, err := mixWheel(o.Mix, func(code string) bool { _, ok := reqs[code]; return ok }, "CC CA CW CY M6 M8")
+	codes, wheel, err := mixWheel(o.Mix, func(code string) bool { _, ok := reqs[code]; return ok }, "CC CA CW CY M6 M8 CK")
 	if err != nil {
 		return nil, err
 	}
@@ -678,7 +678,8 @@ With -http URL it drives the AWS-compatible HTTP API instead, over keep-alive
 HTTP/1.1 connections (-pipeline requests pipelined on each), every request
 SigV4-signed: it creates its keys with CreateKey, and the same codes select
 the data-plane operations CC, CA TranslatePinData; CW GenerateCardValidationData;
-CY VerifyCardValidationData; M6 GenerateMac; M8 VerifyMac. The credentials come
+CY VerifyCardValidationData; M6 GenerateMac; M8 VerifyMac; and CK CreateKey
+(control plane: each creates an AES-128 key, a key store write). The credentials come
 from -credentials (an AWS shared credentials file such as the DATA-DIR/credentials
 that serve --dev writes) or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY. A
 response other than 200 counts as an error.

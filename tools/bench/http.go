@@ -24,6 +24,7 @@ var httpOperations = map[string]string{
 	"CY": "VerifyCardValidationData",
 	"M6": "GenerateMac",
 	"M8": "VerifyMac",
+	"CK": "CreateKey", // control plane: every request creates a new AES-128 key (a store write)
 }
 
 // HTTPTarget is where and as whom HTTP mode signs its requests.
@@ -116,7 +117,8 @@ type obj = map[string]any
 // request for each command code of httpOperations: a PIN block from
 // GeneratePinData (Visa PVV method) under one ZPK translated to another, a
 // CVV from GenerateCardValidationData, a MAC (ISO 9797-1 algorithm 3 over
-// 32 bytes) from GenerateMac.
+// 32 bytes) from GenerateMac; and CK, a control-plane CreateKey of an
+// AES-128 data key (the same request each time: each creates a key).
 func (h *httpConn) prepare() (map[string]*httpRequest, error) {
 	create := func(usage string, modes obj) (string, error) {
 		var out struct{ Key struct{ KeyArn string } }
@@ -185,6 +187,12 @@ func (h *httpConn) prepare() (map[string]*httpRequest, error) {
 		}
 		reqs[code] = req
 	}
+	ck, err := json.Marshal(obj{"Exportable": true, "KeyAttributes": obj{"KeyUsage": "TR31_D0_SYMMETRIC_DATA_ENCRYPTION_KEY",
+		"KeyClass": "SYMMETRIC_KEY", "KeyAlgorithm": "AES_128", "KeyModesOfUse": obj{"Encrypt": true, "Decrypt": true, "Wrap": true, "Unwrap": true}}})
+	if err != nil {
+		return nil, err
+	}
+	reqs["CK"] = &httpRequest{path: "/", target: ctlTargetPrefix + "CreateKey", contentType: ctlContentType, body: ck}
 	return reqs, nil
 }
 

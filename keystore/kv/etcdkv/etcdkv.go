@@ -75,6 +75,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"payhsm/fault"
 	"payhsm/keystore/kv"
 )
 
@@ -212,7 +213,7 @@ func Open(cfg Config) (*Engine, error) {
 	if _, err := c.Get(ctx, cfg.Prefix+formatProbe); err != nil {
 		_ = c.Close()
 		return nil, fmt.Errorf("the etcd cluster at %s did not answer a read within %v (%s): %w",
-			strings.Join(cfg.Endpoints, ","), max(cfg.RequestTimeout, cfg.DialTimeout), timeoutHint, mapErr(err))
+			strings.Join(cfg.Endpoints, ","), max(cfg.RequestTimeout, cfg.DialTimeout), timeoutHint, mapErr(err, max(cfg.RequestTimeout, cfg.DialTimeout), false))
 	}
 	return e, nil
 }
@@ -274,8 +275,12 @@ func (e *Engine) ctx() (context.Context, context.CancelFunc) {
 }
 
 // mapErr turns an etcd or gRPC error into one of kv's (wrapped, with the
-// original's text).
-func mapErr(err error) error {
+// original's text). An error of kind Unavailable carries a message a client
+// may see (fault.Error.Message) that says what is wrong with the cluster:
+// no answer within timeout (no quorum, or unreachable; for a commit, the
+// outcome unknown) or its NOSPACE alarm (database quota exceeded). commit
+// says whether err answered a commit.
+func mapErr(err error, timeout time.Duration, commit bool) error {
 	if err == nil {
 		return nil
 	}
@@ -284,14 +289,31 @@ func mapErr(err error) error {
 		return fmt.Errorf("%w: %v", kv.ErrTooLarge, err)
 	case errors.Is(err, rpctypes.ErrCompacted):
 		return fmt.Errorf("%w: %s: %v", kv.ErrUnavailable, compactedHint, err)
+	case errors.Is(err, rpctypes.ErrNoSpace):
+		// Not retried: the alarm stays until an operator clears it. etcd
+		// refuses every write and serves reads meanwhile.
+		return fault.Wrap(fault.Unavailable, noSpaceMessage, fmt.Errorf("%w: %w: %v", kv.ErrUnavailable, ErrNoSpace, err))
 	case errors.Is(err, context.Canceled) || errors.Is(err, clientv3.ErrNoAvailableEndpoints):
 		return fmt.Errorf("%w: %v", kv.ErrClosed, err)
 	}
 	if s, ok := status.FromError(err); ok && s.Code() == codes.Canceled {
 		return fmt.Errorf("%w: %v", kv.ErrClosed, err)
 	}
-	return fmt.Errorf("%w: %v", kv.ErrUnavailable, err)
+	msg := fmt.Sprintf("key store unavailable: its etcd cluster did not answer within %v (no quorum of members up, or unreachable); retry later", timeout)
+	if commit {
+		msg = fmt.Sprintf("key store unavailable: its etcd cluster did not confirm the write within %v (no quorum of members up, or unreachable); the write may or may not have been applied", timeout)
+	}
+	return fault.Wrap(fault.Unavailable, msg, fmt.Errorf("%w: %v", kv.ErrUnavailable, err))
 }
+
+// ErrNoSpace matches (with kv.ErrUnavailable) a write the cluster refused
+// because its NOSPACE alarm is raised: its backend database reached
+// --quota-backend-bytes.
+var ErrNoSpace = errors.New("etcd: the cluster's NOSPACE alarm is raised (database space exceeded)")
+
+// noSpaceMessage is the client-safe text of a write refused for NOSPACE; it
+// names the same cause and remedy as the Pebble engine's disk reserve.
+const noSpaceMessage = "key store full: its etcd cluster raised the NOSPACE alarm (database space exceeded), so it is refusing writes; an operator must compact and defragment the cluster and disarm the alarm (etcdctl alarm disarm)"
 
 // Get implements kv.Reader.
 func (e *Engine) Get(key []byte) ([]byte, bool, error) {
@@ -310,7 +332,7 @@ func (e *Engine) get(key []byte, rev int64) (val []byte, modRev int64, ok bool, 
 	}
 	resp, err := e.c.Get(ctx, e.prefix+string(key), opts...)
 	if err != nil {
-		return nil, 0, false, fmt.Errorf("etcd get: %w", mapErr(err))
+		return nil, 0, false, fmt.Errorf("etcd get: %w", mapErr(err, e.timeout, false))
 	}
 	if len(resp.Kvs) == 0 {
 		return nil, 0, false, nil
@@ -345,7 +367,7 @@ func (e *Engine) scan(lo, hi []byte, rev int64, fn func(*mvccpb.KeyValue) (bool,
 		resp, err := e.c.Get(ctx, start, opts...)
 		cancel()
 		if err != nil {
-			return 0, nil, fmt.Errorf("etcd scan: %w", mapErr(err))
+			return 0, nil, fmt.Errorf("etcd scan: %w", mapErr(err, e.timeout, false))
 		}
 		if rev == 0 {
 			rev = resp.Header.Revision
@@ -366,13 +388,35 @@ func (e *Engine) scan(lo, hi []byte, rev int64, fn func(*mvccpb.KeyValue) (bool,
 	}
 }
 
+// Count implements kv.Counter: one count-only range request (etcd sends no
+// key and no value back).
+func (e *Engine) Count(lo, hi []byte) (int, error) {
+	end := e.end
+	if hi != nil {
+		end = e.prefix + string(hi)
+	}
+	ctx, cancel := e.ctx()
+	defer cancel()
+	resp, err := e.c.Get(ctx, e.prefix+string(lo), clientv3.WithRange(end), clientv3.WithCountOnly())
+	if err != nil {
+		return 0, fmt.Errorf("etcd count: %w", mapErr(err, e.timeout, false))
+	}
+	return int(resp.Count), nil
+}
+
+var _ kv.Counter = (*Engine)(nil)
+
+// Optimistic implements kv.Optimistic: a transaction is checked at commit
+// (see the package comment).
+func (e *Engine) Optimistic() bool { return true }
+
 // View implements kv.Engine: every read at the revision current now.
 func (e *Engine) View() (kv.View, error) {
 	ctx, cancel := e.ctx()
 	defer cancel()
 	resp, err := e.c.Get(ctx, e.prefix+formatProbe, clientv3.WithCountOnly())
 	if err != nil {
-		return nil, fmt.Errorf("etcd view: %w", mapErr(err))
+		return nil, fmt.Errorf("etcd view: %w", mapErr(err, e.timeout, false))
 	}
 	return &view{e: e, rev: resp.Header.Revision}, nil
 }
@@ -521,8 +565,8 @@ func (t *txn) Commit() error {
 	defer cancel()
 	resp, err := t.e.c.Txn(ctx).If(cmps...).Then(ops...).Commit()
 	if err != nil {
-		err = mapErr(err)
-		if errors.Is(err, kv.ErrUnavailable) {
+		err = mapErr(err, t.e.timeout, true)
+		if errors.Is(err, kv.ErrUnavailable) && !errors.Is(err, ErrNoSpace) {
 			return fmt.Errorf("etcd commit (%s): %w", unknownOutcome, err)
 		}
 		return fmt.Errorf("etcd commit: %w", err)

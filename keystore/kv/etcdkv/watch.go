@@ -63,7 +63,7 @@ func (e *Engine) Watch(ctx context.Context, every time.Duration, fn func(kv.Watc
 			next = resp.Header.Revision + 1
 			break
 		}
-		e.log.Warn("etcd watch: cannot read the current revision; retrying", zap.Error(mapErr(err)))
+		e.log.Warn("etcd watch: cannot read the current revision; retrying", zap.Error(mapErr(err, e.timeout, false)))
 		if !sleepCtx(ctx, rewatchPause) {
 			return
 		}
@@ -224,7 +224,7 @@ func (e *Engine) leadOnce(ctx context.Context, role, candidate string, secs int,
 	gcancel()
 	if err != nil {
 		if ctx.Err() == nil {
-			log.Warn("leader election: cannot grant a lease; retrying", zap.Error(mapErr(err)))
+			log.Warn("leader election: cannot grant a lease; retrying", zap.Error(mapErr(err, e.timeout, false)))
 		}
 		return false
 	}
@@ -232,12 +232,12 @@ func (e *Engine) leadOnce(ctx context.Context, role, candidate string, secs int,
 	lastAck.Store(time.Now().UnixNano())
 	acks, err := e.c.KeepAlive(lctx, grant.ID)
 	if err != nil {
-		log.Warn("leader election: cannot keep the lease alive; retrying", zap.Error(mapErr(err)))
+		log.Warn("leader election: cannot keep the lease alive; retrying", zap.Error(mapErr(err, e.timeout, false)))
 		return false
 	}
 	sess, err := concurrency.NewSession(e.c, concurrency.WithLease(grant.ID), concurrency.WithContext(lctx))
 	if err != nil {
-		log.Warn("leader election: cannot open a session; retrying", zap.Error(mapErr(err)))
+		log.Warn("leader election: cannot open a session; retrying", zap.Error(mapErr(err, e.timeout, false)))
 		return false
 	}
 	defer func() { _ = sess.Close() }() // revokes the lease: the next candidate need not wait for it to expire
@@ -266,7 +266,7 @@ func (e *Engine) leadOnce(ctx context.Context, role, candidate string, secs int,
 	el := concurrency.NewElection(sess, e.prefix+leaderKeys+role)
 	if err := el.Campaign(lctx, candidate); err != nil {
 		if ctx.Err() == nil {
-			log.Warn("leader election: campaign ended", zap.Error(mapErr(err)))
+			log.Warn("leader election: campaign ended", zap.Error(mapErr(err, e.timeout, false)))
 		}
 		return false
 	}
@@ -290,7 +290,7 @@ func (e *Engine) Leader(role string) (string, bool, error) {
 	defer cancel()
 	resp, err := e.c.Get(ctx, e.prefix+leaderKeys+role+"/", clientv3.WithFirstCreate()...)
 	if err != nil {
-		return "", false, fmt.Errorf("etcd: read the %s leader: %w", role, mapErr(err))
+		return "", false, fmt.Errorf("etcd: read the %s leader: %w", role, mapErr(err, e.timeout, false))
 	}
 	if len(resp.Kvs) == 0 {
 		return "", false, nil
