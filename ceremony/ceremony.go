@@ -365,7 +365,7 @@ func (s *session) refused(op, profile string, who []string, err error) error {
 }
 
 func (s *session) init(spec *File, overwrite bool) error {
-	if custodian.Enrolled(s.app.Store) {
+	if custodian.Enrolled(s.app.Store, s.app.Custody) {
 		if !overwrite {
 			return errors.Join(errors.New("this appliance is already initialized; its keys are not overwritten (use --overwrite to destroy them and start again)"),
 				s.record(audit.Event{Operation: "init", Outcome: audit.Refused, Detail: "already initialized"}))

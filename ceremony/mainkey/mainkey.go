@@ -49,7 +49,7 @@ type identityRecord struct {
 
 // Identity returns the appliance's device certificate and private key, creating them on first use.
 func Identity(store *keystore.Store, cust *custody.Custodian) (*x509.Certificate, *rsa.PrivateKey, error) {
-	raw, err := store.GetMeta(metaIdentity)
+	raw, err := store.GetMeta(cust.MetaName(metaIdentity))
 	if errors.Is(err, keystore.ErrNotFound) {
 		key, err := rsa.GenerateKey(rand.Reader, 3072)
 		if err != nil {
@@ -60,7 +60,7 @@ func Identity(store *keystore.Store, cust *custody.Custodian) (*x509.Certificate
 			return nil, nil, err
 		}
 		tmpl := &x509.Certificate{SerialNumber: serial.Add(serial, big.NewInt(1)),
-			Subject:   pkix.Name{Organization: []string{"payhsm"}, CommonName: "payhsm appliance " + cust.RegionKeyKCV()},
+			Subject:   pkix.Name{Organization: []string{"payhsm"}, CommonName: identityName(cust)},
 			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(10 * 365 * 24 * time.Hour),
 			KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment}
 		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
@@ -79,7 +79,7 @@ func Identity(store *keystore.Store, cust *custody.Custodian) (*x509.Certificate
 		if raw, err = json.Marshal(identityRecord{Cert: der, Sealed: sealed}); err != nil {
 			return nil, nil, err
 		}
-		if err := store.PutMetaIfAbsent(metaIdentity, raw); err != nil {
+		if err := store.PutMetaIfAbsent(cust.MetaName(metaIdentity), raw); err != nil {
 			return nil, nil, err
 		}
 	} else if err != nil {
@@ -113,6 +113,15 @@ func Identity(store *keystore.Store, cust *custody.Custodian) (*x509.Certificate
 		return nil, nil, errors.New("device identity record: the certificate does not match the sealed private key (the record was altered)")
 	}
 	return cert, rk, nil
+}
+
+// identityName is the device certificate's common name: the region main
+// key's check value, and the node's name in a fleet.
+func identityName(cust *custody.Custodian) string {
+	if n := cust.Node(); n != "" {
+		return "payhsm node " + n + " " + cust.RegionKeyKCV()
+	}
+	return "payhsm appliance " + cust.RegionKeyKCV()
 }
 
 // Fingerprint is a certificate's SHA-256 fingerprint in groups of four hex digits.
@@ -151,7 +160,7 @@ func KRDRequest(store *keystore.Store, cust *custody.Custodian) (*x509.Certifica
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, nil, err
 	}
-	if err := store.PutMeta(metaKRDNonce, nonce); err != nil {
+	if err := store.PutMeta(cust.MetaName(metaKRDNonce), nonce); err != nil {
 		return nil, nil, err
 	}
 	return cert, nonce, nil
@@ -206,7 +215,7 @@ func Import(store *keystore.Store, cust *custody.Custodian, profile string, kdh 
 	if err := tok.Verify(pub); err != nil {
 		return "", err
 	}
-	nonce, err := store.GetMeta(metaKRDNonce)
+	nonce, err := store.GetMeta(cust.MetaName(metaKRDNonce))
 	if err != nil || len(nonce) == 0 {
 		return "", errors.New("no nonce is pending: run the KRD request first")
 	}
@@ -229,7 +238,7 @@ func Import(store *keystore.Store, cust *custody.Custodian, profile string, kdh 
 		return "", fmt.Errorf("the transported key has KCV %s, expected %s: refused, nothing stored", got, wantKCV)
 	}
 	// The nonce is used up before the key is installed: a token is never accepted twice.
-	if err := store.PutMeta(metaKRDNonce, []byte{}); err != nil { // an empty nonce matches no token
+	if err := store.PutMeta(cust.MetaName(metaKRDNonce), []byte{}); err != nil { // an empty nonce matches no token
 		return "", fmt.Errorf("use up the nonce: %w", err)
 	}
 	p, err := cust.InstallProfile(profile, key)
