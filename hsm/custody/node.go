@@ -50,6 +50,10 @@ func NodeMetaName(node, base string) string {
 	return owner + "/" + nodeSegment + node + "/" + rest
 }
 
+// RegionRecordName is the name of node's region main key record: a store
+// without it is new to that node.
+func RegionRecordName(node string) string { return NodeMetaName(node, metaRegion) }
+
 // Node is this appliance's name in its fleet ("" for one appliance).
 func (c *Custodian) Node() string { return c.cfg.Node }
 
