@@ -171,7 +171,7 @@ func newFlagSet(cmd string) (*flag.FlagSet, *options) {
 }
 
 var commands = map[string]bool{"init": true, "load-components": true, "status": true, "rotate": true, "krd-request": true,
-	"export-main-key": true, "import-main-key": true, "backup-components": true, "sync": true}
+	"export-main-key": true, "import-main-key": true, "backup-components": true, "sync": true, "join": true}
 
 // Main runs `payhsm ceremony <command>`.
 func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
@@ -218,11 +218,14 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
 			return fail(err)
 		}
 	}
-	if cmd == "sync" {
+	if cmd == "sync" || cmd == "join" {
 		if o.fromAdmin == "" || o.toAdmin == "" || o.profile == "" {
 			return fail(errors.New("--from-admin, --to-admin and --profile are required"))
 		}
 		con := NewConsole(stdin, stdout)
+		if cmd == "join" {
+			con.Printf("Joining: the node behind %s receives profile %s's main key from the node behind %s.\n", o.toAdmin, o.profile, o.fromAdmin)
+		}
 		if err := errors.Join(syncOnline(con, o.fromAdmin, o.toAdmin, o.profile), con.Err()); err != nil {
 			con.Printf("FAILED: %v\n", err)
 			return fail(err)
@@ -304,6 +307,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
 
 const usage = `usage: payhsm ceremony <command> (--dev [--data-dir DIR] | --config FILE) [flags]
        payhsm ceremony sync --from-admin SOCKET --to-admin SOCKET --profile NAME
+       payhsm ceremony join --from-admin SOCKET --to-admin SOCKET --profile NAME
 
 With the daemon stopped (the key store admits one process at a time):
   init               enroll custodians, create the region main key and the profile main keys
@@ -323,6 +327,8 @@ Through the serving daemon's admin socket (DATA/admin.sock), or offline when no 
 
 Between two serving daemons' admin sockets (forward them over SSH for remote hosts):
   sync               move a profile main key with TR-34; each side's custodians approve its step
+  join               sync for a fleet (docs/fleet.md): a new node (--to-admin, waiting to join)
+                     receives the fleet's profile main key from a serving node (--from-admin)
 
 Every step that uses or changes a main key needs two enrolled custodians (dual control) and is
 appended, synced, to the audit trail (DATA/audit; payhsm audit verify checks it); a step whose
@@ -380,10 +386,18 @@ func (s *session) init(spec *File, overwrite bool) error {
 	// asks to form from components would be replaced, which init never
 	// does. All of this is checked before anyone is prompted.
 	existing := map[string]string{} // profile -> KCV of its main key
+	fleetHeld := map[string]string{} // profile -> the other nodes that hold it (a fleet node joins it instead)
 	for _, p := range spec.Profiles {
 		prof, err := s.app.Custody.Profile(p.Name)
 		switch {
 		case errors.Is(err, custody.ErrNoProfile):
+			holders, err := fleetHolders(s.app.Custody, p.Name)
+			if err != nil {
+				return err
+			}
+			if holders != "" {
+				fleetHeld[p.Name] = holders
+			}
 			continue
 		case err != nil:
 			return err
@@ -406,6 +420,15 @@ func (s *session) init(spec *File, overwrite bool) error {
 		return err
 	}
 	for _, p := range spec.Profiles {
+		if holders, ok := fleetHeld[p.Name]; ok {
+			// One fleet, one key per profile: a node never makes its own.
+			if err := s.record(audit.Event{Operation: "skip-profile-key", Profile: p.Name, Outcome: audit.OK,
+				Detail: "held by the fleet (node " + holders + "); this node receives it with payhsm ceremony join"}); err != nil {
+				return err
+			}
+			s.con.Printf("Profile %s: held by the fleet (node %s); this node receives it with payhsm ceremony join\n", p.Name, holders)
+			continue
+		}
 		if kcv, ok := existing[p.Name]; ok {
 			if err := s.record(audit.Event{Operation: "keep-profile-key", Profile: p.Name, Outcome: audit.OK,
 				KCVs: map[string]string{"profile": kcv}, Detail: "the profile already had a main key; kept"}); err != nil {
@@ -432,6 +455,25 @@ func (s *session) init(spec *File, overwrite bool) error {
 	}
 	s.con.Printf("Initialization complete.\n")
 	return nil
+}
+
+// fleetHolders names the other nodes of the fleet that hold profile's main
+// key ("" when none does, or outside a fleet).
+func fleetHolders(cust *custody.Custodian, profile string) (string, error) {
+	if cust.Node() == "" {
+		return "", nil
+	}
+	copies, err := cust.FleetProfile(profile)
+	if err != nil {
+		return "", err
+	}
+	var nodes []string
+	for _, c := range copies {
+		if c.Node != cust.Node() {
+			nodes = append(nodes, c.Node)
+		}
+	}
+	return strings.Join(nodes, ", "), nil
 }
 
 // erase destroys an initialized appliance's keys under dual control and a
