@@ -385,7 +385,7 @@ func (s *session) init(spec *File, overwrite bool) error {
 	// generate are kept, so that init enrols custodians on it; one the file
 	// asks to form from components would be replaced, which init never
 	// does. All of this is checked before anyone is prompted.
-	existing := map[string]string{} // profile -> KCV of its main key
+	existing := map[string]string{}  // profile -> KCV of its main key
 	fleetHeld := map[string]string{} // profile -> the other nodes that hold it (a fleet node joins it instead)
 	for _, p := range spec.Profiles {
 		prof, err := s.app.Custody.Profile(p.Name)

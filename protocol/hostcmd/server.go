@@ -31,8 +31,8 @@ type Config struct {
 	Firmware       string        // 9 characters reported by NC/NO
 	// Node is the fleet node's name (docs/fleet.md), which NO mode 02
 	// reports; "" outside a fleet.
-	Node string
-	MaxMessage     int           // default and ceiling MaxMessage: longer frames close the connection
+	Node       string
+	MaxMessage int // default and ceiling MaxMessage: longer frames close the connection
 	// MaxConnectionsPerAddress bounds the connections from one source
 	// address (IPv6: one /64); at the bound, that address's longest-idle
 	// connection is evicted. Default (0): min(64, MaxConnections).
