@@ -146,6 +146,9 @@ func (a *adminServer) run(req *admin.Request) *admin.Response {
 		}
 		return &admin.Response{Certificate: mainkey.CertPEM(cert), Nonce: nonce}
 	case admin.OpPrincipals: // the socket owner's; audited
+		if a.access == nil {
+			return &admin.Response{Error: "this node is waiting to join its fleet (payhsm ceremony join): principals are managed once it serves"}
+		}
 		return a.principals(req)
 	case admin.OpVerifyKeystore: // changes nothing and releases no content
 		rep, err := a.store.Verify()
@@ -176,6 +179,9 @@ func (a *adminServer) run(req *admin.Request) *admin.Response {
 	}
 	switch req.Op {
 	case admin.OpRotate:
+		if a.svc == nil {
+			return a.fail(req.Op, req.Profile, who, audit.Refused, errors.New("this node is waiting to join its fleet (payhsm ceremony join): it rotates nothing"))
+		}
 		if err := a.record(req.Op, req.Profile, who, audit.Started, "online", nil); err != nil {
 			return &admin.Response{Error: err.Error()}
 		}

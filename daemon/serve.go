@@ -161,7 +161,35 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 			log.Error("close the appliance", zap.Error(err))
 		}
 	}()
+	fleet, err := newFleetNode(cfg, app.Custody, log.Named("fleet"))
+	if err != nil {
+		return err
+	}
+	fleetCtx, stopFleet := context.WithCancel(context.Background())
+	fleetDone := make(chan struct{})
+	if fleet != nil {
+		tel.checks.Add(checkFleet, fleet.state.Check)
+		go func() { defer close(fleetDone); fleet.run(fleetCtx) }()
+	} else {
+		close(fleetDone)
+	}
+	defer func() { stopFleet(); <-fleetDone }() // the heartbeat is withdrawn before the appliance closes
 	prof, err := app.Custody.Profile(cfg.Profile)
+	if errors.Is(err, custody.ErrNoProfile) && fleet != nil {
+		// A node of a fleet whose profile main key other nodes hold waits
+		// to receive it (payhsm ceremony join); it never makes its own.
+		holders, herr := fleetHolders(app.Custody, cfg.Profile)
+		if herr != nil {
+			return herr
+		}
+		if len(holders) > 0 {
+			prof, err = awaitJoin(ctx, cfg, app, tel, holders, log)
+			if errors.Is(err, errStoppedJoining) {
+				log.Info("shutting down", zap.String("node", cfg.Fleet.Node), zap.String("reason", err.Error()))
+				return nil
+			}
+		}
+	}
 	if errors.Is(err, custody.ErrNoProfile) && dev {
 		prof, err = app.Custody.CreateProfile(cfg.Profile)
 	}
@@ -231,6 +259,7 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 	defer logDenials(az, trail, log.Named("access"))() // before the audit trail closes
 	verifier := &sigv4.Verifier{Creds: az, Region: cfg.Region, Service: "payment-cryptography"}
 	handler := awsapi.New(svc, verifier, log.Named("http"))
+	handler.SetNode(cfg.Fleet.Node)
 	handler.SetAuthorizer(az)
 	handler.SetAudit(trail, cfg.Account, cfg.DataEvents())
 	httpMetrics := tel.metrics.NewHTTP(handler.Operations())
@@ -257,7 +286,7 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 	}
 	hostCfg := hostcmd.Config{HeaderLength: cfg.Host.HeaderLength, MaxConnections: cfg.Host.MaxConnections,
 		MaxConnectionsPerAddress: cfg.Host.MaxConnectionsPerAddress, AllowedClients: cfg.Host.AllowedClients,
-		EventLoops: cfg.Host.EventLoops, Authorizer: az, Principal: hostPrincipal(cfg, mgr)}
+		EventLoops: cfg.Host.EventLoops, Authorizer: az, Principal: hostPrincipal(cfg, mgr), Node: cfg.Fleet.Node}
 	if hostCfg.TLS, err = hostTLS(&cfg.Host); err != nil {
 		return err
 	}
@@ -316,6 +345,10 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 		zap.String("host", hostLn.Addr().String()), zap.String("replication", repl.addr())}
 	if u := tel.url(); u != "" {
 		readyFields = append(readyFields, zap.String("ops", u))
+	}
+	if fleet != nil {
+		fleet.setAddrs(scheme+"://"+httpLn.Addr().String(), hostLn.Addr().String(), tel.url())
+		readyFields = append(readyFields, zap.String("node", cfg.Fleet.Node))
 	}
 	log.Info("payhsm ready", append(readyFields, zap.String("dataDir", cfg.DataDir), zap.Bool("dev", dev),
 		zap.String("version", version.String()))...)

@@ -26,6 +26,10 @@ import (
 // nodeSegment is the path segment naming a node's records.
 const nodeSegment = "node/"
 
+// NodeRecordPrefix starts the name of every custody record of a named
+// node: NodeRecordPrefix + node + "/" + ....
+const NodeRecordPrefix = "custody/" + nodeSegment
+
 // CheckNodeName enforces the rule for node names (fleet.node): 1 to 32 of
 // a-z 0-9 _ -, starting with a letter, as profile names. The name is part
 // of the node's record names and of its heartbeat.
@@ -77,7 +81,7 @@ func (c *Custodian) FleetProfile(profile string) ([]ProfileCopy, error) {
 	if err := CheckProfileName(profile); err != nil {
 		return nil, fmt.Errorf("custody: %w", err)
 	}
-	prefix := "custody/" + nodeSegment
+	prefix := NodeRecordPrefix
 	names, err := c.meta.MetaNames(prefix)
 	if err != nil {
 		return nil, fmt.Errorf("custody: list the fleet's profile records: %w", err)
