@@ -347,6 +347,7 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 		readyFields = append(readyFields, zap.String("ops", u))
 	}
 	if fleet != nil {
+		fleet.refresh() // readiness from now, not from the next heartbeat
 		fleet.setAddrs(scheme+"://"+httpLn.Addr().String(), hostLn.Addr().String(), tel.url())
 		readyFields = append(readyFields, zap.String("node", cfg.Fleet.Node))
 	}
