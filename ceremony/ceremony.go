@@ -18,9 +18,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"regexp"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -667,6 +669,16 @@ func (s *session) status() error {
 }
 
 // rotateOnline runs the rotation through the serving daemon's admin socket.
+// daemonAnswers reports whether a daemon listens on the admin socket.
+func daemonAnswers(path string) bool {
+	c, err := net.DialTimeout("unix", path, time.Second)
+	if err != nil {
+		return false
+	}
+	_ = c.Close() // a probe: nothing was sent
+	return true
+}
+
 func rotateOnline(con *Console, cfg *appliance.Config, profile string) error {
 	apps, err := approvals(con)
 	if err != nil {
@@ -697,7 +709,12 @@ func rotate(con *Console, cfg *appliance.Config, dev bool, profile string) (err 
 	}
 	// Offline when no daemon holds the key store: then the custodians are
 	// checked for before anyone is prompted. A serving daemon holds it, and
-	// checks them itself.
+	// checks them itself. An etcd store is never held by one process: a
+	// daemon of this node that answers on its admin socket rotates (its
+	// unsealed main keys must follow).
+	if cfg.Keystore.Engine == appliance.EngineEtcd && daemonAnswers(cfg.AdminSocketPath()) {
+		return rotateOnline(con, cfg, profile)
+	}
 	app, err := appliance.Open(cfg, dev, false, zap.NewNop())
 	if errors.Is(err, keystore.ErrInUse) {
 		return rotateOnline(con, cfg, profile)

@@ -200,9 +200,18 @@ func Export(store *keystore.Store, cust *custody.Custodian, profile string, krd 
 // Import verifies a TR-34 token against the KDH certificate and this
 // appliance's pending nonce (used once), opens it and installs the key as
 // profile, refusing when wantKCV is given and differs. It returns the KCV.
+// A fleet node whose copy of profile is older than another node's (a
+// rotation made there) adopts the key as that newer version instead.
 func Import(store *keystore.Store, cust *custody.Custodian, profile string, kdh *x509.Certificate, token []byte, wantKCV string) (string, error) {
+	// A fleet node whose copy a rotation elsewhere left behind adopts the
+	// newer version (custody.AdoptFleetVersion); otherwise an existing
+	// profile is never overwritten.
+	catchUp := false
 	if _, err := cust.Profile(profile); err == nil {
-		return "", fmt.Errorf("profile %q already has a main key; it is not overwritten", profile)
+		if !errors.Is(cust.CheckFleetProfile(profile), custody.ErrStaleProfile) {
+			return "", fmt.Errorf("profile %q already has a main key; it is not overwritten", profile)
+		}
+		catchUp = true
 	}
 	tok, err := tr34.Parse(token)
 	if err != nil {
@@ -241,7 +250,11 @@ func Import(store *keystore.Store, cust *custody.Custodian, profile string, kdh 
 	if err := store.PutMeta(cust.MetaName(metaKRDNonce), []byte{}); err != nil { // an empty nonce matches no token
 		return "", fmt.Errorf("use up the nonce: %w", err)
 	}
-	p, err := cust.InstallProfile(profile, key)
+	install := cust.InstallProfile
+	if catchUp {
+		install = cust.AdoptFleetVersion
+	}
+	p, err := install(profile, key)
 	if err != nil {
 		return "", err
 	}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"go.uber.org/zap"
 )
 
 // A fleet is several appliances (nodes) sharing one key store (etcd; see
@@ -164,4 +166,77 @@ func (c *Custodian) ProfileVersions() (map[string][]int, error) {
 		}
 	}
 	return out, nil
+}
+
+// AdoptFleetVersion brings this node's copy of profile up to the fleet's
+// after a rotation made on another node: key (AES-256, copied; it arrived
+// through the TR-34 join) must be the active version of another node's
+// copy, newer than this node's active one. This node's copy then holds the
+// versions that copy holds: the new one becomes active, and the versions
+// the other node has retired are retired here too. Anything else is
+// refused and nothing is stored.
+func (c *Custodian) AdoptFleetVersion(profile string, key []byte) (*Profile, error) {
+	if c.cfg.Node == "" {
+		return nil, fmt.Errorf("custody: profile %q already has a main key; it is not overwritten", profile)
+	}
+	p, err := c.Profile(profile)
+	if err != nil {
+		return nil, err
+	}
+	m, err := newMainKey(profile, key, c.log)
+	if err != nil {
+		return nil, err
+	}
+	c.rotMu.Lock()
+	defer c.rotMu.Unlock()
+	rec, err := c.readProfile(profile)
+	if err != nil {
+		m.destroy()
+		return nil, err
+	}
+	copies, err := c.FleetProfile(profile)
+	if err != nil {
+		m.destroy()
+		return nil, err
+	}
+	var src *ProfileCopy
+	for i, cp := range copies {
+		if cp.Node != c.cfg.Node && cp.Active > rec.Active && cp.KCV == upper(m.kcv) && (src == nil || cp.Active > src.Active) {
+			src = &copies[i]
+		}
+	}
+	if src == nil {
+		m.destroy()
+		return nil, fmt.Errorf("custody: the transported key (KCV %s) is not a newer version of profile %s that another node of the fleet holds (this node holds version %d): refused, nothing stored",
+			upper(m.kcv), profile, rec.Active)
+	}
+	ver, err := c.sealVersion(profile, src.Active, m, key)
+	if err != nil {
+		m.destroy()
+		return nil, err
+	}
+	var keep []profileVersion
+	for _, v := range rec.Versions {
+		if slices.Contains(src.Versions, v.Version) && v.Version != src.Active {
+			keep = append(keep, v)
+		}
+	}
+	rec.Versions, rec.Active = append(keep, ver), src.Active
+	if err := c.writeProfile(rec); err != nil {
+		m.destroy()
+		return nil, err
+	}
+	p.mu.Lock()
+	for v, old := range p.keys {
+		if v == src.Active || !slices.Contains(src.Versions, v) {
+			old.destroy()
+			delete(p.keys, v)
+		}
+	}
+	p.keys[src.Active] = m
+	p.active = src.Active
+	p.mu.Unlock()
+	c.log.Info("profile main key version adopted from the fleet", zap.String("profile", profile), zap.Int("version", src.Active),
+		zap.String("kcv", upper(m.kcv)), zap.String("from", src.Node))
+	return p, nil
 }

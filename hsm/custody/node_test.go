@@ -222,3 +222,63 @@ func TestFleetSealer(t *testing.T) {
 		t.Errorf("after rotation: %q %v", got, err)
 	}
 }
+
+// TestAdoptFleetVersion: after a rotation on node a, node b adopts the new
+// version carried to it (only that key: another is refused), retires what
+// node a retired, and opens node a's new blocks.
+func TestAdoptFleetVersion(t *testing.T) {
+	t.Parallel()
+	a, b, _ := fleetPair(t)
+	if _, err := a.CreateProfile("default"); err != nil {
+		t.Fatal(err)
+	}
+	key, _ := a.ExportProfileKey("default")
+	if _, err := b.InstallProfile("default", key); err != nil {
+		t.Fatal(err)
+	}
+	clear(key)
+	if _, err := b.AdoptFleetVersion("default", make([]byte, 32)); err == nil {
+		t.Fatal("adopted a key while no node holds a newer version")
+	}
+	if _, err := a.BeginRotation("default", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.RetireOldVersions("default"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.AdoptFleetVersion("default", bytes.Repeat([]byte{7}, 32)); err == nil || !strings.Contains(err.Error(), "refused, nothing stored") {
+		t.Fatalf("a key that is not node a's new version: %v", err)
+	}
+	key, err := a.ExportProfileKey("default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pb, err := b.AdoptFleetVersion("default", key)
+	clear(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pa, _ := a.Profile("default")
+	if pb.Version() != 2 || pb.KCV() != pa.KCV() || pb.Rotating() {
+		t.Errorf("node b: version %d KCV %s rotating %v; node a KCV %s", pb.Version(), pb.KCV(), pb.Rotating(), pa.KCV())
+	}
+	if err := b.CheckFleetProfile("default"); err != nil {
+		t.Errorf("node b after adopting: %v", err)
+	}
+	vers, _ := b.ProfileVersions()
+	if !slices.Equal(vers["default"], []int{2}) {
+		t.Errorf("node b's stored versions %v", vers)
+	}
+	blk, err := pa.Wrap(fleetSealHeaderForTest, make([]byte, 16))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := pb.Unwrap(blk); err != nil {
+		t.Errorf("node b cannot open node a's version 2 block: %v", err)
+	}
+	key, _ = a.ExportProfileKey("default")
+	if _, err := b.AdoptFleetVersion("default", key); err == nil {
+		t.Error("adopted the same version twice")
+	}
+	clear(key)
+}

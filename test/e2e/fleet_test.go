@@ -227,6 +227,38 @@ func TestFleetJoin(t *testing.T) {
 	}
 	t.Logf("payhsm fleet status:\n%s", table)
 
+	// A rotation on node a leaves node b's copy behind: node b is not ready
+	// until the join carries the new version to it.
+	approvals := "alice\nalice-passphrase\nbob\nbob-passphrase!\n"
+	if out, err := payhsmCmd(approvals, "ceremony", "rotate", "--dev", "--config", cfgA, "--profile", "default"); err != nil {
+		t.Fatalf("rotate on node a: %v\n%s", err, out)
+	}
+	for deadline := time.Now().Add(10 * time.Second); readyz(t, db.opsURL) != http.StatusServiceUnavailable; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("node b stayed ready with a profile main key older than node a's")
+		}
+	}
+	if code := readyz(t, da.opsURL); code != http.StatusOK {
+		t.Errorf("node a's /readyz after its rotation: %d", code)
+	}
+	out, err = payhsmCmd("y\n"+approvals+"y\n"+approvals, "ceremony", "join",
+		"--from-admin", filepath.Join(dirA, "admin.sock"), "--to-admin", filepath.Join(dirB, "admin.sock"), "--profile", "default")
+	if err != nil || !strings.Contains(out, "synchronized online: KCV") {
+		t.Fatalf("join after the rotation: %v\n%s", err, out)
+	}
+	_, kcvA = ncRaw(t, da, "0000NC")
+	if _, kcvB := ncRaw(t, db, "0000NC"); kcvB != kcvA {
+		t.Errorf("after the rotation: KCV on node b %q, on node a %q", kcvB, kcvA)
+	}
+	for deadline := time.Now().Add(10 * time.Second); readyz(t, db.opsURL) != http.StatusOK; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("node b not ready after receiving the new version")
+		}
+	}
+	if got := hostSend(t, db.hostAddr, "0000CW@"+cvk+";4123456789012345;8701101"); got != "0000CX00561" {
+		t.Errorf("CW through node b after the rotation: %q", got)
+	}
+
 	// A node that stops withdraws its heartbeat.
 	db.stop()
 	out2, err := exec.Command(binPath, "fleet", "status", "--json", "--dev", "--config", cfgA).Output()
