@@ -207,7 +207,7 @@ type FleetConfig struct {
 	Node string `json:"node"`
 	// HeartbeatInterval is how often the node writes its heartbeat
 	// (default 2s; etcd only); the record expires after three intervals
-	// without one.
+	// (at least 5s) without one.
 	HeartbeatInterval Duration `json:"heartbeatInterval"`
 }
 

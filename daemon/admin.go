@@ -39,6 +39,9 @@ type adminServer struct {
 	disk   *diskguard.Watchdog // refuses steps that write while the disk is below its reserve
 	mu     sync.Mutex          // one ceremony at a time
 	wg     sync.WaitGroup
+	// nonce is the online sync's pending KRD nonce (guarded by mu): kept
+	// in memory between the KRD request and the import, used once.
+	nonce []byte
 }
 
 // listenAdmin creates the admin socket at path (mode 0600), replacing a stale
@@ -137,10 +140,11 @@ func (a *adminServer) run(req *admin.Request) *admin.Response {
 	}
 	switch req.Op {
 	case admin.OpKRDRequest: // no secret leaves: the certificate and a fresh nonce
-		cert, nonce, err := mainkey.KRDRequest(a.store, a.cust)
+		cert, nonce, err := mainkey.KRDRequestOnline(a.store, a.cust)
 		if err != nil {
 			return &admin.Response{Error: err.Error()}
 		}
+		a.nonce = nonce // replaces any pending one
 		if err := a.record(req.Op, "", nil, audit.OK, "certificate "+mainkey.Fingerprint(cert), nil); err != nil {
 			return &admin.Response{Error: err.Error()}
 		}
@@ -218,7 +222,9 @@ func (a *adminServer) run(req *admin.Request) *admin.Response {
 		if err != nil {
 			return &admin.Response{Error: "the sending appliance's certificate: " + err.Error()}
 		}
-		kcv, err := mainkey.Import(a.store, a.cust, req.Profile, kdh, req.Token, req.KCV)
+		nonce := a.nonce
+		a.nonce = nil // used once, whatever the outcome
+		kcv, err := mainkey.ImportWithNonce(a.store, a.cust, req.Profile, kdh, req.Token, req.KCV, nonce)
 		if err != nil {
 			return a.fail(req.Op, req.Profile, who, audit.Refused, err)
 		}

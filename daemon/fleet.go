@@ -24,7 +24,8 @@ import (
 
 // A fleet node (fleet.node, docs/fleet.md) writes a heartbeat beside the
 // key store it shares with the other nodes, under the etcd prefix at
-// heartbeatPrefix+name, attached to a lease of three heartbeat intervals:
+// heartbeatPrefix+name, attached to a lease of three heartbeat intervals
+// (at least 5s):
 // a node that stops (or dies) disappears from `payhsm fleet status` once
 // its lease runs out. The record is informational (where the node serves,
 // what it holds); nothing is decided on it, so it is not authenticated.
@@ -52,6 +53,14 @@ type Heartbeat struct {
 	Started time.Time `json:"started"`
 	Time    time.Time `json:"time"`
 }
+
+// minHeartbeatTTL is the shortest heartbeat lease: a loaded cluster or
+// machine must not make a live node vanish between two heartbeats.
+const minHeartbeatTTL = 5 * time.Second
+
+// heartbeatTTL is the lease of a heartbeat written every interval: three
+// intervals, at least minHeartbeatTTL.
+func heartbeatTTL(interval time.Duration) time.Duration { return max(3*interval, minHeartbeatTTL) }
 
 // fleetNode is this daemon's part in its fleet: its heartbeat and the
 // readiness check that its copy of the namespace profile's main key is the
@@ -161,7 +170,7 @@ func (f *fleetNode) beat() error {
 	if err != nil {
 		return err
 	}
-	lease, err = f.eng.PutLeased([]byte(heartbeatPrefix+f.cfg.Fleet.Node), b, lease, 3*f.cfg.Fleet.Heartbeat())
+	lease, err = f.eng.PutLeased([]byte(heartbeatPrefix+f.cfg.Fleet.Node), b, lease, heartbeatTTL(f.cfg.Fleet.Heartbeat()))
 	f.mu.Lock()
 	f.lease = lease
 	f.mu.Unlock()

@@ -166,6 +166,24 @@ func KRDRequest(store *keystore.Store, cust *custody.Custodian) (*x509.Certifica
 	return cert, nonce, nil
 }
 
+// KRDRequestOnline is KRDRequest for the online sync (payhsm ceremony sync
+// and join): the nonce is returned but not stored; the daemon keeps it in
+// memory until ImportWithNonce uses it. Nothing is written but, on first
+// use, the device identity, so that a fleet node whose copy of a profile a
+// rotation elsewhere left behind can still receive the new version (its
+// writes to the shared store need that version).
+func KRDRequestOnline(store *keystore.Store, cust *custody.Custodian) (*x509.Certificate, []byte, error) {
+	cert, _, err := Identity(store, cust)
+	if err != nil {
+		return nil, nil, err
+	}
+	nonce := make([]byte, 16)
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, nil, err
+	}
+	return cert, nonce, nil
+}
+
 // Export builds, as the KDH, a TR-34 token carrying profile's main key for the
 // KRD certificate and nonce. It returns the token, this appliance's
 // certificate and the key's check value.
@@ -203,6 +221,20 @@ func Export(store *keystore.Store, cust *custody.Custodian, profile string, krd 
 // A fleet node whose copy of profile is older than another node's (a
 // rotation made there) adopts the key as that newer version instead.
 func Import(store *keystore.Store, cust *custody.Custodian, profile string, kdh *x509.Certificate, token []byte, wantKCV string) (string, error) {
+	return importToken(store, cust, profile, kdh, token, wantKCV, nil)
+}
+
+// ImportWithNonce is Import with the pending nonce KRDRequestOnline gave
+// (the caller forgets it first: it is used once) instead of the stored one.
+func ImportWithNonce(store *keystore.Store, cust *custody.Custodian, profile string, kdh *x509.Certificate, token []byte, wantKCV string, nonce []byte) (string, error) {
+	if len(nonce) == 0 {
+		return "", errors.New("no nonce is pending: run the KRD request first")
+	}
+	return importToken(store, cust, profile, kdh, token, wantKCV, nonce)
+}
+
+// importToken imports with nonce, or the stored nonce when nonce is nil.
+func importToken(store *keystore.Store, cust *custody.Custodian, profile string, kdh *x509.Certificate, token []byte, wantKCV string, nonce []byte) (string, error) {
 	// A fleet node whose copy a rotation elsewhere left behind adopts the
 	// newer version (custody.AdoptFleetVersion); otherwise an existing
 	// profile is never overwritten.
@@ -224,9 +256,12 @@ func Import(store *keystore.Store, cust *custody.Custodian, profile string, kdh 
 	if err := tok.Verify(pub); err != nil {
 		return "", err
 	}
-	nonce, err := store.GetMeta(cust.MetaName(metaKRDNonce))
-	if err != nil || len(nonce) == 0 {
-		return "", errors.New("no nonce is pending: run the KRD request first")
+	stored := nonce == nil
+	if stored {
+		nonce, err = store.GetMeta(cust.MetaName(metaKRDNonce))
+		if err != nil || len(nonce) == 0 {
+			return "", errors.New("no nonce is pending: run the KRD request first")
+		}
 	}
 	if string(nonce) != string(tok.Nonce) {
 		return "", errors.New("the token does not carry this appliance's current nonce (replayed or for another request)")
@@ -246,9 +281,12 @@ func Import(store *keystore.Store, cust *custody.Custodian, profile string, kdh 
 	if got := KCV(key); wantKCV != "" && got != strings.ToUpper(wantKCV) {
 		return "", fmt.Errorf("the transported key has KCV %s, expected %s: refused, nothing stored", got, wantKCV)
 	}
-	// The nonce is used up before the key is installed: a token is never accepted twice.
-	if err := store.PutMeta(cust.MetaName(metaKRDNonce), []byte{}); err != nil { // an empty nonce matches no token
-		return "", fmt.Errorf("use up the nonce: %w", err)
+	// The nonce is used up before the key is installed: a token is never
+	// accepted twice. (An online nonce was forgotten by the caller.)
+	if stored {
+		if err := store.PutMeta(cust.MetaName(metaKRDNonce), []byte{}); err != nil { // an empty nonce matches no token
+			return "", fmt.Errorf("use up the nonce: %w", err)
+		}
 	}
 	install := cust.InstallProfile
 	if catchUp {

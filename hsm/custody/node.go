@@ -221,20 +221,34 @@ func (c *Custodian) AdoptFleetVersion(profile string, key []byte) (*Profile, err
 			keep = append(keep, v)
 		}
 	}
+	oldActive := rec.Active
 	rec.Versions, rec.Active = append(keep, ver), src.Active
+	// The new version is loaded and active before the record is written:
+	// the other node's rotation has moved the shared records (this node's
+	// journal among them) onto it, so the write needs it.
+	p.mu.Lock()
+	if p.keys[src.Active] != nil {
+		p.mu.Unlock()
+		m.destroy()
+		return nil, fmt.Errorf("custody: profile %s version %d is being adopted already", profile, src.Active)
+	}
+	p.keys[src.Active], p.active = m, src.Active
+	p.mu.Unlock()
 	if err := c.writeProfile(rec); err != nil {
+		p.mu.Lock()
+		delete(p.keys, src.Active)
+		p.active = oldActive
+		p.mu.Unlock()
 		m.destroy()
 		return nil, err
 	}
 	p.mu.Lock()
 	for v, old := range p.keys {
-		if v == src.Active || !slices.Contains(src.Versions, v) {
+		if v != src.Active && !slices.Contains(src.Versions, v) {
 			old.destroy()
 			delete(p.keys, v)
 		}
 	}
-	p.keys[src.Active] = m
-	p.active = src.Active
 	p.mu.Unlock()
 	c.log.Info("profile main key version adopted from the fleet", zap.String("profile", profile), zap.Int("version", src.Active),
 		zap.String("kcv", upper(m.kcv)), zap.String("from", src.Node))
