@@ -104,6 +104,8 @@ func TestFleetJoin(t *testing.T) {
 		err     error
 		readyz  int
 		waitLog map[string]any
+		start   time.Time
+		took    time.Duration
 	}
 	joined := make(chan joinResult, 1)
 	go func() {
@@ -122,8 +124,10 @@ func TestFleetJoin(t *testing.T) {
 			}
 		}
 		approvals := "alice\nalice-passphrase\nbob\nbob-passphrase!\n"
+		r.start = time.Now()
 		r.out, r.err = payhsmCmd("y\n"+approvals+"y\n"+approvals, "ceremony", "join",
 			"--from-admin", filepath.Join(dirA, "admin.sock"), "--to-admin", filepath.Join(dirB, "admin.sock"), "--profile", "default")
+		r.took = time.Since(r.start)
 		joined <- r
 	}()
 	db := startDaemonHook(t, serve(cfgB), func(m map[string]any) {
@@ -137,6 +141,8 @@ func TestFleetJoin(t *testing.T) {
 	if r.err != nil || !strings.Contains(r.out, "synchronized online: KCV") {
 		t.Fatalf("ceremony join: %v\n%s", r.err, r.out)
 	}
+	t.Logf("ceremony join took %v (4 argon2id custodian checks, TR-34 build and open); node b ready %v after the join began",
+		r.took.Round(time.Millisecond), time.Since(r.start).Round(time.Millisecond))
 	if r.readyz != http.StatusServiceUnavailable {
 		t.Errorf("node b's /readyz while waiting to join: %d, want 503", r.readyz)
 	}
