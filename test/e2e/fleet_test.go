@@ -167,6 +167,32 @@ func TestFleetJoin(t *testing.T) {
 	if got := hostSend(t, db.hostAddr, "0000CW@"+cvk+";4123456789012345;8701101"); got != "0000CX00561" {
 		t.Errorf("CW through node b's host port: %q", got)
 	}
+	// The same through the AWS CLI, control and data plane, against node b.
+	if _, err := exec.LookPath("aws"); err == nil {
+		cli := func(svc string, args ...string) (map[string]any, error) {
+			cmd := exec.Command("aws", append([]string{svc, "--endpoint-url", db.httpURL, "--region", "us-east-1", "--output", "json"}, args...)...)
+			cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+db.keyID, "AWS_SECRET_ACCESS_KEY="+db.secret, "AWS_MAX_ATTEMPTS=1",
+				"AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null")
+			out, err := cmd.Output()
+			var m map[string]any
+			if err == nil {
+				err = json.Unmarshal(out, &m)
+			} else if ee, ok := err.(*exec.ExitError); ok {
+				t.Logf("aws %s %v: %s", svc, args, ee.Stderr)
+			}
+			return m, err
+		}
+		if m, err := cli("payment-cryptography", "get-key", "--key-identifier", cvk); err != nil || m["Key"] == nil {
+			t.Errorf("aws get-key through node b: %v %v", m, err)
+		}
+		m, err := cli("payment-cryptography-data", "generate-card-validation-data", "--key-identifier", cvk,
+			"--primary-account-number", "4123456789012345", "--generation-attributes", "CardVerificationValue1={CardExpiryDate=8701,ServiceCode=101}")
+		if err != nil || m["ValidationData"] != "561" {
+			t.Errorf("aws generate-card-validation-data through node b: %v %v", m, err)
+		}
+	} else {
+		t.Log("the AWS CLI is not installed: its step is skipped")
+	}
 	// A key created through node b is seen through node a.
 	kb, err := db.client().CreateKey(ctx, &pc.CreateKeyInput{Exportable: aws.Bool(true), KeyAttributes: attrs(types.KeyUsageTr31K0KeyEncryptionKey,
 		types.KeyAlgorithmTdes3key, types.KeyModesOfUse{Encrypt: true, Decrypt: true, Wrap: true, Unwrap: true})})
