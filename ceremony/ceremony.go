@@ -646,6 +646,9 @@ func (s *session) readComponent(i int) ([]byte, error) {
 }
 
 func (s *session) status() error {
+	if n := s.app.Custody.Node(); n != "" {
+		s.con.Printf("Fleet node: %s\n", n)
+	}
 	s.con.Printf("Region main key KCV: %s\n", s.app.Custody.RegionKeyKCV())
 	switch rec, err := custodian.Load(s.app.Store, s.app.Custody); {
 	case err == nil:
