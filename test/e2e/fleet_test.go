@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -291,13 +292,42 @@ func TestFleetJoin(t *testing.T) {
 		t.Errorf("CW through node b after the rotation: %q", got)
 	}
 
+	// A node waiting to join shows as joining, and stops cleanly.
+	dirC := t.TempDir()
+	cfgC := fleetNodeConfig(t, c, "c", dirC)
+	if out, err := payhsmCmd(enrol, "ceremony", "init", "--dev", "--config", cfgC, "--ceremony", spec); err != nil {
+		t.Fatalf("init node c: %v\n%s", err, out)
+	}
+	cmdC := serve(cfgC)
+	var logC strings.Builder
+	cmdC.Stderr = &logC
+	check(t, cmdC.Start())
+	joining := false
+	for deadline := time.Now().Add(30 * time.Second); !joining && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		out, err := exec.Command(binPath, "fleet", "status", "--json", "--dev", "--config", cfgA).Output()
+		check(t, err)
+		nodes = nil
+		check(t, json.Unmarshal(out, &nodes))
+		for _, n := range nodes {
+			joining = joining || n.Node == "c" && n.Heartbeat != nil && n.Heartbeat.State == "joining"
+		}
+	}
+	if !joining {
+		_ = cmdC.Process.Kill()
+		t.Fatalf("node c never showed as joining in fleet status")
+	}
+	check(t, cmdC.Process.Signal(syscall.SIGTERM))
+	if err := cmdC.Wait(); err != nil {
+		t.Errorf("node c stopped while joining: %v\n%s", err, logC.String())
+	}
+
 	// A node that stops withdraws its heartbeat.
 	db.stop()
 	out2, err := exec.Command(binPath, "fleet", "status", "--json", "--dev", "--config", cfgA).Output()
 	check(t, err)
 	nodes = nil
 	check(t, json.Unmarshal(out2, &nodes))
-	if len(nodes) != 2 || nodes[1].Heartbeat != nil {
+	if len(nodes) != 3 || nodes[1].Node != "b" || nodes[1].Heartbeat != nil || nodes[2].Heartbeat != nil {
 		t.Errorf("fleet status after node b stopped:\n%s", out2)
 	}
 }
