@@ -17,9 +17,10 @@ import (
 
 // Principals are stored one per key-store meta record, "access/principal/<name>"
 // (authenticated by the store like every service record), as JSON whose
-// SigV4 secret is sealed under the region main key with associated data
-// naming the principal and its access key id, so a record cannot lend its
-// secret to another. keystore has no meta deletion: a removed principal
+// SigV4 secret is sealed under the region main key (one appliance) or, in a
+// fleet, for every node (BlockSealer), with associated data naming the
+// principal and its access key id, so a record cannot lend its secret to
+// another. keystore has no meta deletion: a removed principal
 // leaves a tombstone record.
 const metaPrefix = "access/principal/"
 
@@ -36,18 +37,34 @@ type Sealer interface {
 	Unseal(ciphertext, aad []byte) ([]byte, error)
 }
 
+// BlockSealer is a Sealer that can also seal for every node of a fleet
+// (custody.FleetSealer): under a data key carried as a key block under the
+// namespace profile's main key, kept in the record's "keyBlock" member (a
+// main key rotation re-wraps it). A Manager given one seals new secrets so;
+// records sealed with Seal (before the appliance joined a fleet) are still
+// read with Unseal.
+type BlockSealer interface {
+	Sealer
+	SealBlock(plaintext, aad []byte) (keyBlock string, sealed []byte, err error)
+	UnsealBlock(keyBlock string, sealed, aad []byte) ([]byte, error)
+}
+
 // record is a stored principal.
 type record struct {
-	Name         string         `json:"name"`
-	Account      string         `json:"account"`
-	Kind         Kind           `json:"kind"`
-	AccessKeyID  string         `json:"accessKeyId,omitempty"`
-	SealedSecret []byte         `json:"sealedSecret,omitempty"`
-	HostClients  []string       `json:"hostClients,omitempty"`
-	Disabled     bool           `json:"disabled,omitempty"`
-	Removed      bool           `json:"removed,omitempty"`
-	Policies     []policyRecord `json:"policies,omitempty"`
-	Updated      time.Time      `json:"updated"`
+	Name         string `json:"name"`
+	Account      string `json:"account"`
+	Kind         Kind   `json:"kind"`
+	AccessKeyID  string `json:"accessKeyId,omitempty"`
+	SealedSecret []byte `json:"sealedSecret,omitempty"`
+	// KeyBlock is the data key SealedSecret is sealed under, wrapped under
+	// the namespace profile main key (BlockSealer); "" when it is sealed
+	// under the region main key.
+	KeyBlock    string         `json:"keyBlock,omitempty"`
+	HostClients []string       `json:"hostClients,omitempty"`
+	Disabled    bool           `json:"disabled,omitempty"`
+	Removed     bool           `json:"removed,omitempty"`
+	Policies    []policyRecord `json:"policies,omitempty"`
+	Updated     time.Time      `json:"updated"`
 }
 
 type policyRecord struct {
@@ -165,7 +182,15 @@ func (m *Manager) principal(r *record) (*Principal, error) {
 	p := Principal{Name: r.Name, Account: r.Account, Kind: r.Kind, AccessKeyID: r.AccessKeyID,
 		HostClients: r.HostClients, Disabled: r.Disabled}
 	if r.AccessKeyID != "" {
-		s, err := m.sealer.Unseal(r.SealedSecret, secretAAD(r.Name, r.AccessKeyID))
+		var s []byte
+		var err error
+		if bs, ok := m.sealer.(BlockSealer); ok && r.KeyBlock != "" {
+			s, err = bs.UnsealBlock(r.KeyBlock, r.SealedSecret, secretAAD(r.Name, r.AccessKeyID))
+		} else if r.KeyBlock != "" {
+			err = errors.New("the secret is sealed for a fleet, and this appliance has no fleet sealer")
+		} else {
+			s, err = m.sealer.Unseal(r.SealedSecret, secretAAD(r.Name, r.AccessKeyID))
+		}
 		if err != nil {
 			return nil, fmt.Errorf("unseal secret: %w", err)
 		}
@@ -201,6 +226,23 @@ func (m *Manager) put(r *record) error {
 	m.az.Swap(d)
 	return nil
 }
+
+// Reload reads the stored principals again: another node of a fleet
+// changed them (its writes reach this one through the store's watch).
+func (m *Manager) Reload() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	d, err := m.load()
+	if err != nil {
+		return fmt.Errorf("access: reload principals: %w", err)
+	}
+	m.az.Swap(d)
+	return nil
+}
+
+// PrincipalRecord reports whether the metadata record name is a stored
+// principal's.
+func PrincipalRecord(name string) bool { return strings.HasPrefix(name, metaPrefix) }
 
 // AddInput is a new principal.
 type AddInput struct {
@@ -311,11 +353,19 @@ func (m *Manager) newCredentials(r *record) (*Credentials, error) {
 	}
 	c := &Credentials{AccessKeyID: "PHIA" + id, SecretAccessKey: base64.StdEncoding.EncodeToString(sb)}
 	clear(sb)
-	sealed, err := m.sealer.Seal([]byte(c.SecretAccessKey), secretAAD(r.Name, c.AccessKeyID))
+	var (
+		sealed []byte
+		block  string
+	)
+	if bs, ok := m.sealer.(BlockSealer); ok {
+		block, sealed, err = bs.SealBlock([]byte(c.SecretAccessKey), secretAAD(r.Name, c.AccessKeyID))
+	} else {
+		sealed, err = m.sealer.Seal([]byte(c.SecretAccessKey), secretAAD(r.Name, c.AccessKeyID))
+	}
 	if err != nil {
 		return nil, fault.Internalf("seal secret", err)
 	}
-	r.AccessKeyID, r.SealedSecret = c.AccessKeyID, sealed
+	r.AccessKeyID, r.SealedSecret, r.KeyBlock = c.AccessKeyID, sealed, block
 	return c, nil
 }
 

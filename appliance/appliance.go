@@ -210,7 +210,7 @@ func open(cfg *Config, dev, initialize bool, mode journalMode, log *zap.Logger) 
 	ccfg := custody.Config{
 		ModulePath: cfg.PKCS11.Module, TokenLabel: cfg.PKCS11.TokenLabel,
 		RegionKeyLabel: cfg.PKCS11.RegionKeyLabel, NotFound: keystore.ErrNotFound, Initialize: initialize,
-		LossGrace: cfg.PKCS11.TokenLossGrace(),
+		LossGrace: cfg.PKCS11.TokenLossGrace(), Node: cfg.Fleet.Node,
 	}
 	if !dev && !initialize {
 		// Nothing is created for an appliance that was never initialized.
@@ -223,6 +223,9 @@ func open(cfg *Config, dev, initialize bool, mode journalMode, log *zap.Logger) 
 			where := "data directory " + cfg.DataDir
 			if cfg.Keystore.Engine == EngineEtcd {
 				where = "etcd prefix " + cfg.Keystore.Prefix
+			}
+			if cfg.Fleet.Node != "" {
+				where += " (node " + cfg.Fleet.Node + ")"
 			}
 			return nil, nil, fmt.Errorf("%s holds no key store: this appliance is not initialized; "+
 				"run payhsm ceremony init --config FILE --ceremony FILE first (docs/ceremony-file.md)", where)

@@ -49,6 +49,9 @@ type Config struct {
 	// log shippers) or text (zap's console format, for a person).
 	LogFormat string    `json:"logFormat"`
 	Ops       OpsConfig `json:"ops"`
+	// Fleet names this appliance among the nodes sharing an etcd key store
+	// (docs/fleet.md).
+	Fleet FleetConfig `json:"fleet"`
 
 	// opsAddrDefaulted: ops.addr was not configured (Defaults filled it in).
 	opsAddrDefaulted bool
@@ -221,6 +224,32 @@ type EtcdTLSConfig struct {
 	CA   string `json:"ca"`
 }
 
+// FleetConfig is this appliance's place in a fleet: several appliances
+// (nodes), each with its own PKCS#11 token, serving one key store on etcd.
+type FleetConfig struct {
+	// Node is this node's name (1 to 32 of a-z 0-9 _ -, starting with a
+	// letter), unique in the fleet: its custody and ceremony records, its
+	// heartbeat and the x-payhsm-node header carry it. Required with
+	// keystore.engine etcd; with pebble it may be left out ("": one
+	// appliance, the record names of earlier releases).
+	Node string `json:"node"`
+	// HeartbeatInterval is how often the node writes its heartbeat
+	// (default 2s; etcd only); the record expires after three intervals
+	// (at least 5s) without one.
+	HeartbeatInterval Duration `json:"heartbeatInterval"`
+}
+
+// DefaultHeartbeatInterval is fleet.heartbeatInterval's default.
+const DefaultHeartbeatInterval = 2 * time.Second
+
+// Heartbeat is the configured or default heartbeat interval.
+func (f *FleetConfig) Heartbeat() time.Duration {
+	if f.HeartbeatInterval == 0 {
+		return DefaultHeartbeatInterval
+	}
+	return time.Duration(f.HeartbeatInterval)
+}
+
 // HTTPConfig is the AWS API listener.
 type HTTPConfig struct {
 	Addr    string `json:"addr"`
@@ -386,6 +415,16 @@ func (c *Config) Validate(dev bool) error {
 		bad("logLevel %q: must be debug, info, warn or error", c.LogLevel)
 	}
 	c.Keystore.validate(bad)
+	if c.Fleet.Node != "" {
+		if err := custody.CheckNodeName(c.Fleet.Node); err != nil {
+			bad("fleet.node: %v", err)
+		}
+	} else if c.Keystore.Engine == EngineEtcd {
+		bad("fleet.node: required with keystore.engine etcd (the name of this node among those sharing the store; docs/fleet.md)")
+	}
+	if d := time.Duration(c.Fleet.HeartbeatInterval); d < 0 || d > 0 && (d < 100*time.Millisecond || d > time.Minute) {
+		bad("fleet.heartbeatInterval %v: must be 100ms to 1m (0: %v)", d, DefaultHeartbeatInterval)
+	}
 	if c.LogFormat != "json" && c.LogFormat != "text" {
 		bad("logFormat %q: must be json or text", c.LogFormat)
 	}

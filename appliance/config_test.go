@@ -59,6 +59,10 @@ func TestValidate(t *testing.T) {
 		{"keystore etcd negative timeout", true, etcd(func(k *KeystoreConfig) { k.DialTimeout = Duration(-time.Second) }), "keystore.dialTimeout -1s"},
 		{"keystore etcd txn ops", true, etcd(func(k *KeystoreConfig) { k.MaxTxnOps = 8 }), "keystore.maxTxnOps 8"},
 		{"keystore etcd request bytes", true, etcd(func(k *KeystoreConfig) { k.MaxRequestBytes = 1000 }), "keystore.maxRequestBytes 1000"},
+		{"fleet node on etcd", true, func(c *Config) { etcd(nil)(c); c.Fleet.Node = "" }, "fleet.node: required with keystore.engine etcd"},
+		{"fleet node name", true, func(c *Config) { c.Fleet.Node = "Node 1" }, `fleet.node: node name "Node 1"`},
+		{"fleet node on pebble", true, func(c *Config) { c.Fleet.Node = "solo" }, ""},
+		{"fleet heartbeat", true, func(c *Config) { c.Fleet.HeartbeatInterval = Duration(time.Millisecond) }, "fleet.heartbeatInterval 1ms"},
 		{"keystore pebble with etcd members", true, func(c *Config) { c.Keystore.Prefix = "/payhsm/" }, `for engine "etcd" only`},
 		{"keystore etcd staleness", true, etcd(func(k *KeystoreConfig) { k.Staleness, k.LeaderTTL = Duration(5*time.Second), Duration(3*time.Second) }), ""},
 		{"keystore etcd staleness too short", true, etcd(func(k *KeystoreConfig) { k.Staleness = Duration(100 * time.Millisecond) }), "keystore.staleness 100ms"},
@@ -96,6 +100,7 @@ func TestValidate(t *testing.T) {
 func etcd(edit func(*KeystoreConfig)) func(*Config) {
 	return func(c *Config) {
 		c.Keystore = KeystoreConfig{Engine: EngineEtcd, Endpoints: []string{"http://127.0.0.1:2379"}, Prefix: "/payhsm/us-east-1/"}
+		c.Fleet.Node = "node-1"
 		if edit != nil {
 			edit(&c.Keystore)
 		}

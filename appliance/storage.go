@@ -127,9 +127,25 @@ func storeIsNew(cfg *Config, log *zap.Logger) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	if cfg.Fleet.Node != "" {
+		// A fleet's store is new to a node that has no region main key
+		// record in it yet.
+		_, found, err := e.Get(keystore.MetaEngineKey(custody.RegionRecordName(cfg.Fleet.Node)))
+		return !found, errors.Join(err, e.Close())
+	}
 	empty := true
 	err = e.Scan(nil, nil, func(_, _ []byte) (bool, error) { empty = false; return false, nil })
 	return empty, errors.Join(err, e.Close())
+}
+
+// OpenFleetEngine connects to the configured etcd cluster for what a fleet
+// node keeps beside the key store (its heartbeat; docs/fleet.md). The
+// caller closes it.
+func OpenFleetEngine(cfg *Config, log *zap.Logger) (*etcdkv.Engine, error) {
+	if cfg.Keystore.Engine != EngineEtcd {
+		return nil, errors.New("a fleet's heartbeats need keystore.engine etcd")
+	}
+	return openEtcd(cfg, log)
 }
 
 // upgradeStore makes the key store usable: it gives it custody's record

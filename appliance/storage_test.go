@@ -86,7 +86,7 @@ func TestSecureDataDir(t *testing.T) {
 func TestStoreOnEtcd(t *testing.T) {
 	c := etcdtest.Start(t, etcdtest.Options{Args: []string{"--unsafe-no-fsync"}})
 	cfg := func(dir, prefix string) *Config {
-		cfg := &Config{DataDir: dir, Keystore: KeystoreConfig{Engine: EngineEtcd, Endpoints: c.Endpoints(), Prefix: prefix}}
+		cfg := &Config{DataDir: dir, Keystore: KeystoreConfig{Engine: EngineEtcd, Endpoints: c.Endpoints(), Prefix: prefix}, Fleet: FleetConfig{Node: "n1"}}
 		cfg.Defaults()
 		if err := cfg.Validate(true); err != nil {
 			t.Fatal(err)
@@ -97,6 +97,7 @@ func TestStoreOnEtcd(t *testing.T) {
 
 	t.Run("new and existing", func(t *testing.T) {
 		cf := cfg(t.TempDir(), "/payhsm/new/")
+		cf.Fleet.Node = "" // the store's own newness; a node's is below
 		for i, wantNew := range []bool{true, false} {
 			fresh, err := storeIsNew(cf, log)
 			if err != nil || fresh != wantNew {
@@ -132,12 +133,22 @@ func TestStoreOnEtcd(t *testing.T) {
 				if _, err := app.Custody.CreateProfile("default"); err != nil {
 					t.Fatal(err)
 				}
-			} else if names, err := app.Store.MetaNames("custody/"); err != nil || len(names) < 2 {
+			} else if names, err := app.Store.MetaNames("custody/node/n1/"); err != nil || len(names) < 2 {
 				t.Errorf("custody's records in etcd: %v %v", names, err)
 			}
 			if err := app.Close(); err != nil {
 				t.Fatal(err)
 			}
+		}
+		// The store is not new to node n1, which holds its records, but
+		// is to another node.
+		if fresh, err := storeIsNew(cf, log); err != nil || fresh {
+			t.Errorf("storeIsNew for node n1 = %v %v, want false", fresh, err)
+		}
+		other := *cf
+		other.Fleet.Node = "n2"
+		if fresh, err := storeIsNew(&other, log); err != nil || !fresh {
+			t.Errorf("storeIsNew for node n2 = %v %v, want true", fresh, err)
 		}
 	})
 

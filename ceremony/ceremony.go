@@ -18,9 +18,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"regexp"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -178,7 +180,7 @@ func newFlagSet(cmd string) (*flag.FlagSet, *options) {
 }
 
 var commands = map[string]bool{"init": true, "load-components": true, "status": true, "rotate": true, "krd-request": true,
-	"export-main-key": true, "import-main-key": true, "backup-components": true, "sync": true,
+	"export-main-key": true, "import-main-key": true, "backup-components": true, "sync": true, "join": true,
 	"mpa-team-create": true, "mpa-team-remove": true, "mpa-status": true, "mpa-approve": true}
 
 // Main runs `payhsm ceremony <command>`.
@@ -226,11 +228,14 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
 			return fail(err)
 		}
 	}
-	if cmd == "sync" {
+	if cmd == "sync" || cmd == "join" {
 		if o.fromAdmin == "" || o.toAdmin == "" || o.profile == "" {
 			return fail(errors.New("--from-admin, --to-admin and --profile are required"))
 		}
 		con := NewConsole(stdin, stdout)
+		if cmd == "join" {
+			con.Printf("Joining: the node behind %s receives profile %s's main key from the node behind %s.\n", o.toAdmin, o.profile, o.fromAdmin)
+		}
 		if err := errors.Join(syncOnline(con, o.fromAdmin, o.toAdmin, o.profile), con.Err()); err != nil {
 			con.Printf("FAILED: %v\n", err)
 			return fail(err)
@@ -319,6 +324,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
 
 const usage = `usage: payhsm ceremony <command> (--dev [--data-dir DIR] | --config FILE) [flags]
        payhsm ceremony sync --from-admin SOCKET --to-admin SOCKET --profile NAME
+       payhsm ceremony join --from-admin SOCKET --to-admin SOCKET --profile NAME
 
 With the daemon stopped (the key store admits one process at a time):
   init               enroll custodians, create the region main key and the profile main keys
@@ -346,6 +352,8 @@ Multi-Party Approval (through the serving daemon's admin socket, or offline):
 
 Between two serving daemons' admin sockets (forward them over SSH for remote hosts):
   sync               move a profile main key with TR-34; each side's custodians approve its step
+  join               sync for a fleet (docs/fleet.md): a new node (--to-admin, waiting to join)
+                     receives the fleet's profile main key from a serving node (--from-admin)
 
 Every step that uses or changes a main key needs two enrolled custodians (dual control) and is
 appended, synced, to the audit trail (DATA/audit; payhsm audit verify checks it); a step whose
@@ -388,7 +396,7 @@ func (s *session) refused(op, profile string, who []string, err error) error {
 }
 
 func (s *session) init(spec *File, overwrite bool) error {
-	if custodian.Enrolled(s.app.Store) {
+	if custodian.Enrolled(s.app.Store, s.app.Custody) {
 		if !overwrite {
 			return errors.Join(errors.New("this appliance is already initialized; its keys are not overwritten (use --overwrite to destroy them and start again)"),
 				s.record(audit.Event{Operation: "init", Outcome: audit.Refused, Detail: "already initialized"}))
@@ -402,11 +410,19 @@ func (s *session) init(spec *File, overwrite bool) error {
 	// generate are kept, so that init enrols custodians on it; one the file
 	// asks to form from components would be replaced, which init never
 	// does. All of this is checked before anyone is prompted.
-	existing := map[string]string{} // profile -> KCV of its main key
+	existing := map[string]string{}  // profile -> KCV of its main key
+	fleetHeld := map[string]string{} // profile -> the other nodes that hold it (a fleet node joins it instead)
 	for _, p := range spec.Profiles {
 		prof, err := s.app.Custody.Profile(p.Name)
 		switch {
 		case errors.Is(err, custody.ErrNoProfile):
+			holders, err := fleetHolders(s.app.Custody, p.Name)
+			if err != nil {
+				return err
+			}
+			if holders != "" {
+				fleetHeld[p.Name] = holders
+			}
 			continue
 		case err != nil:
 			return err
@@ -429,6 +445,15 @@ func (s *session) init(spec *File, overwrite bool) error {
 		return err
 	}
 	for _, p := range spec.Profiles {
+		if holders, ok := fleetHeld[p.Name]; ok {
+			// One fleet, one key per profile: a node never makes its own.
+			if err := s.record(audit.Event{Operation: "skip-profile-key", Profile: p.Name, Outcome: audit.OK,
+				Detail: "held by the fleet (node " + holders + "); this node receives it with payhsm ceremony join"}); err != nil {
+				return err
+			}
+			s.con.Printf("Profile %s: held by the fleet (node %s); this node receives it with payhsm ceremony join\n", p.Name, holders)
+			continue
+		}
 		if kcv, ok := existing[p.Name]; ok {
 			if err := s.record(audit.Event{Operation: "keep-profile-key", Profile: p.Name, Outcome: audit.OK,
 				KCVs: map[string]string{"profile": kcv}, Detail: "the profile already had a main key; kept"}); err != nil {
@@ -455,6 +480,25 @@ func (s *session) init(spec *File, overwrite bool) error {
 	}
 	s.con.Printf("Initialization complete.\n")
 	return nil
+}
+
+// fleetHolders names the other nodes of the fleet that hold profile's main
+// key ("" when none does, or outside a fleet).
+func fleetHolders(cust *custody.Custodian, profile string) (string, error) {
+	if cust.Node() == "" {
+		return "", nil
+	}
+	copies, err := cust.FleetProfile(profile)
+	if err != nil {
+		return "", err
+	}
+	var nodes []string
+	for _, c := range copies {
+		if c.Node != cust.Node() {
+			nodes = append(nodes, c.Node)
+		}
+	}
+	return strings.Join(nodes, ", "), nil
 }
 
 // erase destroys an initialized appliance's keys under dual control and a
@@ -625,6 +669,9 @@ func (s *session) readComponent(i int) ([]byte, error) {
 }
 
 func (s *session) status() error {
+	if n := s.app.Custody.Node(); n != "" {
+		s.con.Printf("Fleet node: %s\n", n)
+	}
 	s.con.Printf("Region main key KCV: %s\n", s.app.Custody.RegionKeyKCV())
 	switch rec, err := custodian.Load(s.app.Store, s.app.Custody); {
 	case err == nil:
@@ -648,6 +695,16 @@ func (s *session) status() error {
 }
 
 // rotateOnline runs the rotation through the serving daemon's admin socket.
+// daemonAnswers reports whether a daemon listens on the admin socket.
+func daemonAnswers(path string) bool {
+	c, err := net.DialTimeout("unix", path, time.Second)
+	if err != nil {
+		return false
+	}
+	_ = c.Close() // a probe: nothing was sent
+	return true
+}
+
 func rotateOnline(con *Console, cfg *appliance.Config, profile string) error {
 	apps, err := approvals(con)
 	if err != nil {
@@ -678,7 +735,12 @@ func rotate(con *Console, cfg *appliance.Config, dev bool, profile string) (err 
 	}
 	// Offline when no daemon holds the key store: then the custodians are
 	// checked for before anyone is prompted. A serving daemon holds it, and
-	// checks them itself.
+	// checks them itself. An etcd store is never held by one process: a
+	// daemon of this node that answers on its admin socket rotates (its
+	// unsealed main keys must follow).
+	if cfg.Keystore.Engine == appliance.EngineEtcd && daemonAnswers(cfg.AdminSocketPath()) {
+		return rotateOnline(con, cfg, profile)
+	}
 	app, err := appliance.Open(cfg, dev, false, zap.NewNop())
 	if errors.Is(err, keystore.ErrInUse) {
 		return rotateOnline(con, cfg, profile)

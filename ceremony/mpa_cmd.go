@@ -102,7 +102,7 @@ func mpaRunner(cfg *appliance.Config, dev bool) (mpaRun, func() error, error) {
 	if err != nil {
 		return nil, nil, errors.Join(err, app.Close())
 	}
-	reg := mpa.Open(app.Store, app.Custody, cfg.Region, cfg.Account)
+	reg := mpa.Open(app.Store, app.Custody.FleetSealer(cfg.Profile), cfg.Region, cfg.Account)
 	reg.Audit = func(kind audit.Kind, e audit.Event) error {
 		if e.Protocol == "" {
 			e.Protocol = "console"

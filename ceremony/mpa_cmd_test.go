@@ -57,7 +57,7 @@ func TestMpaCommandsOffline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg := mpa.Open(app.Store, app.Custody, cfg.Region, cfg.Account)
+	reg := mpa.Open(app.Store, app.Custody.FleetSealer(cfg.Profile), cfg.Region, cfg.Account)
 	if _, err := reg.Associate(mpa.ImportRootCertificate, teamARN, ""); err != nil {
 		t.Fatal(err)
 	}

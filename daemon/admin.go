@@ -41,6 +41,9 @@ type adminServer struct {
 	disk   *diskguard.Watchdog // refuses steps that write while the disk is below its reserve
 	mu     sync.Mutex          // one ceremony at a time
 	wg     sync.WaitGroup
+	// nonce is the online sync's pending KRD nonce (guarded by mu): kept
+	// in memory between the KRD request and the import, used once.
+	nonce []byte
 }
 
 // listenAdmin creates the admin socket at path (mode 0600), replacing a stale
@@ -139,15 +142,19 @@ func (a *adminServer) run(req *admin.Request) *admin.Response {
 	}
 	switch req.Op {
 	case admin.OpKRDRequest: // no secret leaves: the certificate and a fresh nonce
-		cert, nonce, err := mainkey.KRDRequest(a.store, a.cust)
+		cert, nonce, err := mainkey.KRDRequestOnline(a.store, a.cust)
 		if err != nil {
 			return &admin.Response{Error: err.Error()}
 		}
+		a.nonce = nonce // replaces any pending one
 		if err := a.record(req.Op, "", nil, audit.OK, "certificate "+mainkey.Fingerprint(cert), nil); err != nil {
 			return &admin.Response{Error: err.Error()}
 		}
 		return &admin.Response{Certificate: mainkey.CertPEM(cert), Nonce: nonce}
 	case admin.OpPrincipals: // the socket owner's; audited
+		if a.access == nil {
+			return &admin.Response{Error: "this node is waiting to join its fleet (payhsm ceremony join): principals are managed once it serves"}
+		}
 		return a.principals(req)
 	case admin.OpMpa: // team changes under dual control, votes with each custodian's credentials; audited
 		if a.mpa == nil {
@@ -183,6 +190,9 @@ func (a *adminServer) run(req *admin.Request) *admin.Response {
 	}
 	switch req.Op {
 	case admin.OpRotate:
+		if a.svc == nil {
+			return a.fail(req.Op, req.Profile, who, audit.Refused, errors.New("this node is waiting to join its fleet (payhsm ceremony join): it rotates nothing"))
+		}
 		if err := a.record(req.Op, req.Profile, who, audit.Started, "online", nil); err != nil {
 			return &admin.Response{Error: err.Error()}
 		}
@@ -219,7 +229,9 @@ func (a *adminServer) run(req *admin.Request) *admin.Response {
 		if err != nil {
 			return &admin.Response{Error: "the sending appliance's certificate: " + err.Error()}
 		}
-		kcv, err := mainkey.Import(a.store, a.cust, req.Profile, kdh, req.Token, req.KCV)
+		nonce := a.nonce
+		a.nonce = nil // used once, whatever the outcome
+		kcv, err := mainkey.ImportWithNonce(a.store, a.cust, req.Profile, kdh, req.Token, req.KCV, nonce)
 		if err != nil {
 			return a.fail(req.Op, req.Profile, who, audit.Refused, err)
 		}

@@ -89,7 +89,13 @@ func OpenAccess(cfg *appliance.Config, app *appliance.Appliance) (*access.Manage
 	if err != nil {
 		return nil, err
 	}
-	return access.NewManager(app.Store, app.Custody, cfg.Account, builtIn)
+	var sealer access.Sealer = app.Custody
+	if app.Custody.Node() != "" {
+		// A fleet's nodes share the stored principals; each has its own
+		// region main key, so secrets are sealed for all of them.
+		sealer = app.Custody.FleetSealer(cfg.Profile)
+	}
+	return access.NewManager(app.Store, sealer, cfg.Account, builtIn)
 }
 
 // hostPrincipal is the principal of the host port's plain clients (and of

@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -27,6 +28,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"payhsm/access"
 	"payhsm/appliance"
 	"payhsm/audit"
 	"payhsm/ceremony/mpa"
@@ -178,7 +180,35 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 			log.Error("close the appliance", zap.Error(err))
 		}
 	}()
+	fleet, err := newFleetNode(cfg, app.Custody, log.Named("fleet"))
+	if err != nil {
+		return err
+	}
+	fleetCtx, stopFleet := context.WithCancel(context.Background())
+	fleetDone := make(chan struct{})
+	if fleet != nil {
+		tel.checks.Add(checkFleet, fleet.state.Check)
+		go func() { defer close(fleetDone); fleet.run(fleetCtx) }()
+	} else {
+		close(fleetDone)
+	}
+	defer func() { stopFleet(); <-fleetDone }() // the heartbeat is withdrawn before the appliance closes
 	prof, err := app.Custody.Profile(cfg.Profile)
+	if errors.Is(err, custody.ErrNoProfile) && fleet != nil {
+		// A node of a fleet whose profile main key other nodes hold waits
+		// to receive it (payhsm ceremony join); it never makes its own.
+		holders, herr := fleetHolders(app.Custody, cfg.Profile)
+		if herr != nil {
+			return herr
+		}
+		if len(holders) > 0 {
+			prof, err = awaitJoin(ctx, cfg, app, tel, holders, log)
+			if errors.Is(err, errStoppedJoining) {
+				log.Info("shutting down", zap.String("node", cfg.Fleet.Node), zap.String("reason", err.Error()))
+				return nil
+			}
+		}
+	}
 	if errors.Is(err, custody.ErrNoProfile) && dev {
 		prof, err = app.Custody.CreateProfile(cfg.Profile)
 	}
@@ -199,7 +229,7 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 		}
 	}
 	svc, err := ops.New(ops.Config{Region: cfg.Region, Account: cfg.Account, Profile: cfg.Profile, OnPurge: onPurge,
-		LeaderTTL: time.Duration(cfg.Keystore.LeaderTTL)}, app.Store, app.Custody, log.Named("ops"))
+		LeaderTTL: time.Duration(cfg.Keystore.LeaderTTL), Node: cfg.Fleet.Node}, app.Store, app.Custody, log.Named("ops"))
 	if err != nil {
 		return err
 	}
@@ -264,7 +294,7 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 	seq, hash := trail.Head()
 	log.Info("audit trail open", zap.String("dir", cfg.AuditDir()), zap.String("sealKeyId", trail.KeyID()),
 		zap.Bool("dataEvents", cfg.DataEvents()), zap.Uint64("seq", seq), zap.String("hash", hash))
-	reg := mpa.Open(app.Store, app.Custody, cfg.Region, cfg.Account)
+	reg := mpa.Open(app.Store, app.Custody.FleetSealer(cfg.Profile), cfg.Region, cfg.Account)
 	reg.Audit = mpaAudit(trail)
 	svc.SetApprovals(approvals{reg})
 	mgr, err := OpenAccess(cfg, app)
@@ -273,8 +303,18 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 	}
 	az := mgr.Authorizer()
 	defer logDenials(az, trail, log.Named("access"))() // before the audit trail closes
+	// A principal added or changed on another node of a fleet reaches this
+	// one through the store's watch (a reset: everything is read again).
+	svc.OnMetaChange(func(names []string, reset bool) {
+		if reset || slices.ContainsFunc(names, access.PrincipalRecord) {
+			if err := mgr.Reload(); err != nil {
+				log.Error("principals changed on another node could not be read again; the ones loaded before serve", zap.Error(err))
+			}
+		}
+	})
 	verifier := &sigv4.Verifier{Creds: az, Region: cfg.Region, Service: "payment-cryptography"}
 	handler := awsapi.New(svc, verifier, log.Named("http"))
+	handler.SetNode(cfg.Fleet.Node)
 	handler.SetAuthorizer(az)
 	handler.SetAudit(trail, cfg.Account, cfg.DataEvents())
 	httpMetrics := tel.metrics.NewHTTP(handler.Operations())
@@ -301,7 +341,7 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 	}
 	hostCfg := hostcmd.Config{HeaderLength: cfg.Host.HeaderLength, MaxConnections: cfg.Host.MaxConnections,
 		MaxConnectionsPerAddress: cfg.Host.MaxConnectionsPerAddress, AllowedClients: cfg.Host.AllowedClients,
-		EventLoops: cfg.Host.EventLoops, Authorizer: az, Principal: hostPrincipal(cfg, mgr)}
+		EventLoops: cfg.Host.EventLoops, Authorizer: az, Principal: hostPrincipal(cfg, mgr), Node: cfg.Fleet.Node}
 	if hostCfg.TLS, err = hostTLS(&cfg.Host); err != nil {
 		return err
 	}
@@ -360,6 +400,11 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 		zap.String("host", hostLn.Addr().String()), zap.String("replication", repl.addr())}
 	if u := tel.url(); u != "" {
 		readyFields = append(readyFields, zap.String("ops", u))
+	}
+	if fleet != nil {
+		fleet.refresh() // readiness from now, not from the next heartbeat
+		fleet.setAddrs(scheme+"://"+httpLn.Addr().String(), hostLn.Addr().String(), tel.url())
+		readyFields = append(readyFields, zap.String("node", cfg.Fleet.Node))
 	}
 	log.Info("payhsm ready", append(readyFields, zap.String("dataDir", cfg.DataDir), zap.Bool("dev", dev),
 		zap.String("version", version.String()))...)

@@ -46,8 +46,12 @@ type Change struct {
 	// Aliases are alias names that were created, re-pointed or deleted.
 	Aliases []string
 	// MainKeys: a profile main key record changed (a rotation, a new
-	// version, a retirement): every key opened under the old one is suspect.
+	// version, a retirement; any node's copy): every key opened under the
+	// old one is suspect.
 	MainKeys bool
+	// Meta are the names of the other metadata records written or deleted
+	// (principals, the approval state ...), for whoever caches them.
+	Meta []string
 	// Reset: changes may have been missed (the engine's history was
 	// compacted while the watch was away): drop everything cached.
 	Reset bool
@@ -55,7 +59,7 @@ type Change struct {
 
 // empty reports whether c names nothing.
 func (c *Change) empty() bool {
-	return len(c.KeyIDs) == 0 && len(c.Aliases) == 0 && !c.MainKeys && !c.Reset
+	return len(c.KeyIDs) == 0 && len(c.Aliases) == 0 && !c.MainKeys && len(c.Meta) == 0 && !c.Reset
 }
 
 // follow is the state of Follow: the staleness bound and the last contact.
@@ -66,8 +70,26 @@ type follow struct {
 }
 
 // mainKeyMeta is where custody keeps profile main key records (owner
-// metadata); a change under it is a main key change.
-const mainKeyMeta = "custody/profile/"
+// metadata); a change under it, or under a fleet node's copy
+// (custody/node/<node>/profile/), is a main key change.
+const (
+	mainKeyMeta     = "custody/profile/"
+	nodeMainKeyMeta = "custody/node/"
+)
+
+// isMainKeyMeta reports whether the metadata record name is a profile main
+// key record: custody/profile/<p> or custody/node/<node>/profile/<p>.
+func isMainKeyMeta(name string) bool {
+	if strings.HasPrefix(name, mainKeyMeta) {
+		return true
+	}
+	rest, ok := strings.CutPrefix(name, nodeMainKeyMeta)
+	if !ok {
+		return false
+	}
+	_, rest, ok = strings.Cut(rest, "/")
+	return ok && strings.HasPrefix(rest, "profile/")
+}
 
 // Follow follows the writes of the other processes on a shared engine
 // until ctx ends, and reports whether it does: false (at once) on an engine
@@ -149,8 +171,12 @@ func changeOf(ev kv.WatchEvent) Change {
 			c.KeyIDs = append(c.KeyIDs, key[len(pfxKey):])
 		case strings.HasPrefix(key, pfxAlias):
 			c.Aliases = append(c.Aliases, key[len(pfxAlias):])
-		case strings.HasPrefix(key, pfxMeta+mainKeyMeta):
-			c.MainKeys = true
+		case strings.HasPrefix(key, pfxMeta):
+			if name := key[len(pfxMeta):]; isMainKeyMeta(name) {
+				c.MainKeys = true
+			} else {
+				c.Meta = append(c.Meta, name)
+			}
 		}
 	}
 	return c

@@ -291,6 +291,11 @@ func byKeyKey(id, name string) []byte { return []byte(byKeyPrefix(id) + name) }
 func tagPrefix(id string) string      { return pfxTag + id + "/" }
 func tagKey(id, key string) []byte    { return []byte(tagPrefix(id) + key) }
 func metaKey(name string) []byte      { return []byte(pfxMeta + name) }
+
+// MetaEngineKey is the engine key of meta record name, for a tool that
+// asks an engine whether a record exists without opening the store (a
+// fleet node's first start).
+func MetaEngineKey(name string) []byte { return metaKey(name) }
 func purgeKey(t time.Time, id string) []byte {
 	b := make([]byte, 0, len(pfxPurge)+8+len(id))
 	b = append(b, pfxPurge...)

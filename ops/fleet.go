@@ -40,8 +40,17 @@ func (s *Service) Follow(ctx context.Context, staleness time.Duration) bool {
 	return s.store.Follow(ctx, staleness, s.storeChanged)
 }
 
+// OnMetaChange registers fn, called (from Follow's goroutine) with the
+// names of the metadata records another process wrote or deleted (other
+// than profile main key records), or with reset true when changes may have
+// been missed: for whoever caches them (the principals).
+func (s *Service) OnMetaChange(fn func(names []string, reset bool)) { s.onMeta.Store(&fn) }
+
 // storeChanged drops what a change to the store makes stale.
 func (s *Service) storeChanged(c keystore.Change) {
+	if fn := s.onMeta.Load(); fn != nil && (c.Reset || len(c.Meta) > 0) {
+		(*fn)(c.Meta, c.Reset)
+	}
 	if c.Reset || c.MainKeys {
 		s.cache.dropAll()
 		return
@@ -59,6 +68,9 @@ func (s *Service) storeChanged(c keystore.Change) {
 			ids[id] = true
 		}
 		s.cache.dropIf(func(_ string, w *WorkingKey) bool { return w.Record.ID != "" && ids[w.Record.ID] })
+		for id := range ids {
+			s.cache.policies.Delete(id)
+		}
 	}
 }
 

@@ -65,7 +65,8 @@ type Service struct {
 
 	cache keyCache // working keys for the data operations
 
-	leading atomic.Bool // inside Run, elected leader of a shared store (fleet.go)
+	leading atomic.Bool                                      // inside Run, elected leader of a shared store (fleet.go)
+	onMeta  atomic.Pointer[func(names []string, reset bool)] // OnMetaChange (fleet.go)
 
 	repl replication // Multi-Region key replication (replication.go)
 

@@ -60,8 +60,8 @@ func CheckName(name string) error {
 var ErrNotEnrolled = errors.New("no custodians are enrolled; run payhsm ceremony init first")
 
 // Enrolled reports whether custodians exist.
-func Enrolled(store *keystore.Store) bool {
-	_, err := store.GetMeta(meta)
+func Enrolled(store *keystore.Store, cust *custody.Custodian) bool {
+	_, err := store.GetMeta(cust.MetaName(meta))
 	return err == nil
 }
 
@@ -96,12 +96,12 @@ func Enroll(store *keystore.Store, cust *custody.Custodian, names []string, pass
 	if err != nil {
 		return err
 	}
-	return store.PutMetaIfAbsent(meta, sealed)
+	return store.PutMetaIfAbsent(cust.MetaName(meta), sealed)
 }
 
 // Load reads and unseals the record.
 func Load(store *keystore.Store, cust *custody.Custodian) (*Record, error) {
-	sealed, err := store.GetMeta(meta)
+	sealed, err := store.GetMeta(cust.MetaName(meta))
 	if errors.Is(err, keystore.ErrNotFound) {
 		return nil, ErrNotEnrolled
 	}

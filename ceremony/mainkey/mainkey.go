@@ -49,7 +49,7 @@ type identityRecord struct {
 
 // Identity returns the appliance's device certificate and private key, creating them on first use.
 func Identity(store *keystore.Store, cust *custody.Custodian) (*x509.Certificate, *rsa.PrivateKey, error) {
-	raw, err := store.GetMeta(metaIdentity)
+	raw, err := store.GetMeta(cust.MetaName(metaIdentity))
 	if errors.Is(err, keystore.ErrNotFound) {
 		key, err := rsa.GenerateKey(rand.Reader, 3072)
 		if err != nil {
@@ -60,7 +60,7 @@ func Identity(store *keystore.Store, cust *custody.Custodian) (*x509.Certificate
 			return nil, nil, err
 		}
 		tmpl := &x509.Certificate{SerialNumber: serial.Add(serial, big.NewInt(1)),
-			Subject:   pkix.Name{Organization: []string{"payhsm"}, CommonName: "payhsm appliance " + cust.RegionKeyKCV()},
+			Subject:   pkix.Name{Organization: []string{"payhsm"}, CommonName: identityName(cust)},
 			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(10 * 365 * 24 * time.Hour),
 			KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment}
 		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
@@ -79,7 +79,7 @@ func Identity(store *keystore.Store, cust *custody.Custodian) (*x509.Certificate
 		if raw, err = json.Marshal(identityRecord{Cert: der, Sealed: sealed}); err != nil {
 			return nil, nil, err
 		}
-		if err := store.PutMetaIfAbsent(metaIdentity, raw); err != nil {
+		if err := store.PutMetaIfAbsent(cust.MetaName(metaIdentity), raw); err != nil {
 			return nil, nil, err
 		}
 	} else if err != nil {
@@ -113,6 +113,15 @@ func Identity(store *keystore.Store, cust *custody.Custodian) (*x509.Certificate
 		return nil, nil, errors.New("device identity record: the certificate does not match the sealed private key (the record was altered)")
 	}
 	return cert, rk, nil
+}
+
+// identityName is the device certificate's common name: the region main
+// key's check value, and the node's name in a fleet.
+func identityName(cust *custody.Custodian) string {
+	if n := cust.Node(); n != "" {
+		return "payhsm node " + n + " " + cust.RegionKeyKCV()
+	}
+	return "payhsm appliance " + cust.RegionKeyKCV()
 }
 
 // Fingerprint is a certificate's SHA-256 fingerprint in groups of four hex digits.
@@ -151,7 +160,25 @@ func KRDRequest(store *keystore.Store, cust *custody.Custodian) (*x509.Certifica
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, nil, err
 	}
-	if err := store.PutMeta(metaKRDNonce, nonce); err != nil {
+	if err := store.PutMeta(cust.MetaName(metaKRDNonce), nonce); err != nil {
+		return nil, nil, err
+	}
+	return cert, nonce, nil
+}
+
+// KRDRequestOnline is KRDRequest for the online sync (payhsm ceremony sync
+// and join): the nonce is returned but not stored; the daemon keeps it in
+// memory until ImportWithNonce uses it. Nothing is written but, on first
+// use, the device identity, so that a fleet node whose copy of a profile a
+// rotation elsewhere left behind can still receive the new version (its
+// writes to the shared store need that version).
+func KRDRequestOnline(store *keystore.Store, cust *custody.Custodian) (*x509.Certificate, []byte, error) {
+	cert, _, err := Identity(store, cust)
+	if err != nil {
+		return nil, nil, err
+	}
+	nonce := make([]byte, 16)
+	if _, err := rand.Read(nonce); err != nil {
 		return nil, nil, err
 	}
 	return cert, nonce, nil
@@ -191,9 +218,32 @@ func Export(store *keystore.Store, cust *custody.Custodian, profile string, krd 
 // Import verifies a TR-34 token against the KDH certificate and this
 // appliance's pending nonce (used once), opens it and installs the key as
 // profile, refusing when wantKCV is given and differs. It returns the KCV.
+// A fleet node whose copy of profile is older than another node's (a
+// rotation made there) adopts the key as that newer version instead.
 func Import(store *keystore.Store, cust *custody.Custodian, profile string, kdh *x509.Certificate, token []byte, wantKCV string) (string, error) {
+	return importToken(store, cust, profile, kdh, token, wantKCV, nil)
+}
+
+// ImportWithNonce is Import with the pending nonce KRDRequestOnline gave
+// (the caller forgets it first: it is used once) instead of the stored one.
+func ImportWithNonce(store *keystore.Store, cust *custody.Custodian, profile string, kdh *x509.Certificate, token []byte, wantKCV string, nonce []byte) (string, error) {
+	if len(nonce) == 0 {
+		return "", errors.New("no nonce is pending: run the KRD request first")
+	}
+	return importToken(store, cust, profile, kdh, token, wantKCV, nonce)
+}
+
+// importToken imports with nonce, or the stored nonce when nonce is nil.
+func importToken(store *keystore.Store, cust *custody.Custodian, profile string, kdh *x509.Certificate, token []byte, wantKCV string, nonce []byte) (string, error) {
+	// A fleet node whose copy a rotation elsewhere left behind adopts the
+	// newer version (custody.AdoptFleetVersion); otherwise an existing
+	// profile is never overwritten.
+	catchUp := false
 	if _, err := cust.Profile(profile); err == nil {
-		return "", fmt.Errorf("profile %q already has a main key; it is not overwritten", profile)
+		if !errors.Is(cust.CheckFleetProfile(profile), custody.ErrStaleProfile) {
+			return "", fmt.Errorf("profile %q already has a main key; it is not overwritten", profile)
+		}
+		catchUp = true
 	}
 	tok, err := tr34.Parse(token)
 	if err != nil {
@@ -206,9 +256,12 @@ func Import(store *keystore.Store, cust *custody.Custodian, profile string, kdh 
 	if err := tok.Verify(pub); err != nil {
 		return "", err
 	}
-	nonce, err := store.GetMeta(metaKRDNonce)
-	if err != nil || len(nonce) == 0 {
-		return "", errors.New("no nonce is pending: run the KRD request first")
+	stored := nonce == nil
+	if stored {
+		nonce, err = store.GetMeta(cust.MetaName(metaKRDNonce))
+		if err != nil || len(nonce) == 0 {
+			return "", errors.New("no nonce is pending: run the KRD request first")
+		}
 	}
 	if string(nonce) != string(tok.Nonce) {
 		return "", errors.New("the token does not carry this appliance's current nonce (replayed or for another request)")
@@ -228,11 +281,18 @@ func Import(store *keystore.Store, cust *custody.Custodian, profile string, kdh 
 	if got := KCV(key); wantKCV != "" && got != strings.ToUpper(wantKCV) {
 		return "", fmt.Errorf("the transported key has KCV %s, expected %s: refused, nothing stored", got, wantKCV)
 	}
-	// The nonce is used up before the key is installed: a token is never accepted twice.
-	if err := store.PutMeta(metaKRDNonce, []byte{}); err != nil { // an empty nonce matches no token
-		return "", fmt.Errorf("use up the nonce: %w", err)
+	// The nonce is used up before the key is installed: a token is never
+	// accepted twice. (An online nonce was forgotten by the caller.)
+	if stored {
+		if err := store.PutMeta(cust.MetaName(metaKRDNonce), []byte{}); err != nil { // an empty nonce matches no token
+			return "", fmt.Errorf("use up the nonce: %w", err)
+		}
 	}
-	p, err := cust.InstallProfile(profile, key)
+	install := cust.InstallProfile
+	if catchUp {
+		install = cust.AdoptFleetVersion
+	}
+	p, err := install(profile, key)
 	if err != nil {
 		return "", err
 	}

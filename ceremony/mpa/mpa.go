@@ -4,8 +4,9 @@
 // AssociateMpaTeam, DisassociateMpaTeam, GetMpaTeamAssociation), and the
 // approval sessions a protected request opens and the custodians approve
 // through the ceremony tool (`payhsm ceremony mpa-approve`). Its whole state
-// is one record sealed under the region main key (the key store is not
-// trusted): altered on disk, it is refused. Every decision — a session
+// is one sealed record (the key store is not trusted): altered on disk, it
+// is refused. It is sealed for every node of a fleet (Sealer), so an
+// association made on one node protects the operation on all of them. Every decision — a session
 // opened, an approval, a rejection, a refused request, a session consumed,
 // an association changed — is written to the audit trail through Registry's
 // Audit hook before it takes effect; a decision that cannot be recorded is
@@ -34,7 +35,6 @@ import (
 	"payhsm/audit"
 	"payhsm/ceremony/custodian"
 	"payhsm/fault"
-	"payhsm/hsm/custody"
 	"payhsm/keystore"
 )
 
@@ -164,7 +164,7 @@ func (r *Registry) refuse(req *Request, err error) error {
 type Registry struct {
 	mu              sync.Mutex
 	store           *keystore.Store
-	cust            *custody.Custodian
+	sealer          Sealer
 	region, account string
 	now             func() time.Time
 	// Audit records one decision; it is set by the owner (the daemon or the
@@ -179,9 +179,26 @@ type Registry struct {
 // session, and the approved sessions used, since Open.
 func (r *Registry) Counts() (refused, used uint64) { return r.refused.Load(), r.used.Load() }
 
+// Sealer seals the approval state for every node that shares the key
+// store (custody.FleetSealer): under a data key carried as a key block
+// under the namespace profile's main key, so that a team associated on one
+// node of a fleet protects the operation on every node, and a profile main
+// key rotation re-wraps the block with the other internal key blocks.
+type Sealer interface {
+	SealBlock(plaintext, aad []byte) (keyBlock string, sealed []byte, err error)
+	UnsealBlock(keyBlock string, sealed, aad []byte) ([]byte, error)
+}
+
+// sealedState is the stored form of the approval state; its "keyBlock"
+// member is what a rotation re-wraps (ops.RotateProfile).
+type sealedState struct {
+	KeyBlock string `json:"keyBlock"`
+	Sealed   []byte `json:"sealed"`
+}
+
 // Open returns the registry of an open key store.
-func Open(store *keystore.Store, cust *custody.Custodian, region, account string) *Registry {
-	return &Registry{store: store, cust: cust, region: region, account: account, now: func() time.Time { return time.Now().UTC() }}
+func Open(store *keystore.Store, sealer Sealer, region, account string) *Registry {
+	return &Registry{store: store, sealer: sealer, region: region, account: account, now: func() time.Time { return time.Now().UTC() }}
 }
 
 // SetClock replaces the clock (tests).
@@ -229,7 +246,11 @@ func (r *Registry) load() (*state, error) {
 	if err != nil {
 		return nil, fault.Internalf("read the approval state", err)
 	}
-	raw, err := r.cust.Unseal(sealed, aad)
+	var ss sealedState
+	if err := json.Unmarshal(sealed, &ss); err != nil {
+		return nil, fault.Internalf("approval state", fmt.Errorf("the stored approval state is not a sealed record: %w", err))
+	}
+	raw, err := r.sealer.UnsealBlock(ss.KeyBlock, ss.Sealed, aad)
 	if err != nil {
 		return nil, fault.Internalf("approval state", fmt.Errorf("the sealed approval state does not open (altered, or another appliance's): %w", err))
 	}
@@ -262,12 +283,16 @@ func (r *Registry) save(st *state) error {
 	if err != nil {
 		return fault.Internalf("encode the approval state", err)
 	}
-	sealed, err := r.cust.Seal(raw, aad)
+	block, sealed, err := r.sealer.SealBlock(raw, aad)
 	clear(raw)
 	if err != nil {
 		return fault.Internalf("seal the approval state", err)
 	}
-	if err := r.store.PutMeta(metaName, sealed); err != nil {
+	rec, err := json.Marshal(sealedState{KeyBlock: block, Sealed: sealed})
+	if err != nil {
+		return fault.Internalf("encode the approval state", err)
+	}
+	if err := r.store.PutMeta(metaName, rec); err != nil {
 		return fault.Internalf("store the approval state", err)
 	}
 	return nil

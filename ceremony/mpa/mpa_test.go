@@ -46,7 +46,7 @@ func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	_, store, cust := opstest.NewStoreCustody(t)
 	f := &fixture{store: store, now: time.Date(2026, 12, 5, 7, 0, 0, 0, time.UTC)}
-	f.r = Open(store, cust, "us-east-1", "111122223333")
+	f.r = Open(store, cust.FleetSealer("default"), "us-east-1", "111122223333")
 	f.r.SetClock(func() time.Time { return f.now })
 	f.r.Audit = func(k audit.Kind, e audit.Event) error {
 		if f.fail != nil {
@@ -366,7 +366,7 @@ func BenchmarkAuthorize(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			_, store, cust := opstest.NewStoreCustody(b)
-			r := Open(store, cust, "us-east-1", "111122223333")
+			r := Open(store, cust.FleetSealer("default"), "us-east-1", "111122223333")
 			if _, err := r.CreateTeam(custodians4, "t", []string{"alice", "bob"}, 2, nil); err != nil {
 				b.Fatal(err)
 			}

@@ -25,13 +25,15 @@ commands:
   ceremony  key ceremonies under dual control: init, load-components, status,
             krd-request, export-main-key, import-main-key, backup-components (with the
             daemon stopped); rotate (online through the daemon, or offline); sync (online,
-            between two daemons); mpa-team-create, mpa-team-remove, mpa-status, mpa-approve
-            (Multi-Party Approval; online or offline)
+            between two daemons); join (sync to a new fleet node); mpa-team-create, mpa-team-remove,
+            mpa-status, mpa-approve (Multi-Party Approval; online or offline)
   keystore  verify: check every record of the key store and list those that fail
             (through the serving daemon, or offline); accept-restore: accept a key store
             restored from a backup (the daemon stopped)
   principals  who may use which key: add, list, rotate-secret, disable, enable,
             remove, put-policy (through the serving daemon, or offline)
+  fleet     status: the nodes sharing an etcd key store, their heartbeats and the
+            profile main key versions each holds
   audit     verify: check the audit trail (hash chain, sequence, seals) and say where
             it was altered (through the serving daemon, or offline)
   client    send one host command to the host port and print the parsed response
@@ -62,6 +64,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return principalsMain(args[1:], stdout, stderr)
 	case "audit":
 		return auditMain(args[1:], stdout, stderr)
+	case "fleet":
+		return fleetMain(args[1:], stdout, stderr)
 	case "client":
 		return hostclient.Main(args[1:], stdin, stdout, stderr)
 	case "bench":
@@ -71,7 +75,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case "help", "-h", "-help", "--help":
 		if len(args) > 1 && args[0] == "help" {
 			switch args[1] {
-			case "serve", "ceremony", "keystore", "principals", "audit", "client", "bench":
+			case "serve", "ceremony", "keystore", "principals", "audit", "fleet", "client", "bench":
 				return run([]string{args[1], "-h"}, stdin, stdout, stderr)
 			case "version", "help":
 			default:

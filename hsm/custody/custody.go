@@ -96,6 +96,11 @@ type Config struct {
 	LossGrace time.Duration
 	// Now is the clock of the token's health; nil means time.Now.
 	Now func() time.Time
+	// Node is this appliance's name in a fleet sharing one key store
+	// (fleet.node; see node.go and docs/fleet.md): custody's and the
+	// ceremonies' records are kept under it. "" (one appliance) keeps the
+	// record names of a single appliance.
+	Node string
 }
 
 // Custodian holds the open token, the region main key and the unsealed profile main keys.
@@ -173,6 +178,11 @@ func Open(cfg Config, meta MetaStore, log *zap.Logger) (c *Custodian, err error)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Node != "" {
+		if err := CheckNodeName(cfg.Node); err != nil {
+			return nil, fmt.Errorf("custody: %w", err)
+		}
+	}
 	mod := cfg.Module
 	if mod == nil {
 		mod = PKCS11Module(cfg.ModulePath)
@@ -193,7 +203,7 @@ func Open(cfg Config, meta MetaStore, log *zap.Logger) (c *Custodian, err error)
 	}()
 
 	var rec regionRecord
-	raw, gerr := meta.GetMeta(metaRegion)
+	raw, gerr := meta.GetMeta(c.MetaName(metaRegion))
 	switch {
 	case gerr == nil:
 		if err := json.Unmarshal(raw, &rec); err != nil {
@@ -201,6 +211,9 @@ func Open(cfg Config, meta MetaStore, log *zap.Logger) (c *Custodian, err error)
 		}
 	case errors.Is(gerr, cfg.NotFound):
 		if !cfg.Initialize {
+			if cfg.Node != "" {
+				return nil, fmt.Errorf("custody: this keystore has no region main key of node %q; initialize the node (payhsm ceremony init, or serve --dev)", cfg.Node)
+			}
 			return nil, errors.New("custody: this keystore has no region main key; initialize the appliance (payhsm ceremony init, or serve --dev)")
 		}
 	default:
@@ -242,7 +255,7 @@ func Open(cfg Config, meta MetaStore, log *zap.Logger) (c *Custodian, err error)
 	if rec.KCV == "" {
 		rec = regionRecord{Version: 1, Label: cfg.RegionKeyLabel, KCV: sum, Created: time.Now().UTC()}
 		b, _ := json.Marshal(rec)
-		if err := meta.PutMetaIfAbsent(metaRegion, b); err != nil {
+		if err := meta.PutMetaIfAbsent(c.MetaName(metaRegion), b); err != nil {
 			return nil, fmt.Errorf("custody: record region main key: %w", err)
 		}
 	} else if rec.KCV != sum {
@@ -383,7 +396,7 @@ func (c *Custodian) InstallProfile(name string, key []byte) (*Profile, error) {
 	}
 	rec := profileRecord{Version: 2, Name: name, Active: 1, Versions: []profileVersion{ver}}
 	b, _ := json.Marshal(rec)
-	if err := c.meta.PutMetaIfAbsent(metaProfilePrefix+name, b); err != nil {
+	if err := c.meta.PutMetaIfAbsent(c.MetaName(metaProfilePrefix+name), b); err != nil {
 		m.destroy()
 		return nil, fmt.Errorf("custody: store profile %q: %w", name, err)
 	}
@@ -454,7 +467,13 @@ func (c *Custodian) Profile(name string) (*Profile, error) {
 }
 
 func (c *Custodian) readProfile(name string) (*profileRecord, error) {
-	raw, err := c.meta.GetMeta(metaProfilePrefix + name)
+	return c.readProfileAt(c.MetaName(metaProfilePrefix+name), name)
+}
+
+// readProfileAt reads the profile record at meta name (this node's, or
+// another node's for FleetProfile).
+func (c *Custodian) readProfileAt(meta, name string) (*profileRecord, error) {
+	raw, err := c.meta.GetMeta(meta)
 	if errors.Is(err, c.cfg.NotFound) {
 		return nil, fmt.Errorf("custody: profile %q: %w", name, ErrNoProfile)
 	}
@@ -475,7 +494,7 @@ func (c *Custodian) readProfile(name string) (*profileRecord, error) {
 func (c *Custodian) writeProfile(rec *profileRecord) error {
 	rec.Version, rec.KCV, rec.Sealed = 2, "", nil
 	b, _ := json.Marshal(rec)
-	if err := c.meta.PutMeta(metaProfilePrefix+rec.Name, b); err != nil {
+	if err := c.meta.PutMeta(c.MetaName(metaProfilePrefix+rec.Name), b); err != nil {
 		return fmt.Errorf("custody: store profile %q: %w", rec.Name, err)
 	}
 	return nil
@@ -604,13 +623,14 @@ func (c *Custodian) ExportProfileKey(profile string) ([]byte, error) {
 
 // ProfileNames lists the profiles that have a main key.
 func (c *Custodian) ProfileNames() []string {
-	names, err := c.meta.MetaNames(metaProfilePrefix)
+	prefix := c.MetaName(metaProfilePrefix)
+	names, err := c.meta.MetaNames(prefix)
 	if err != nil {
 		c.log.Error("list profiles", zap.Error(err))
 		return nil
 	}
 	for i, n := range names {
-		names[i] = strings.TrimPrefix(n, metaProfilePrefix)
+		names[i] = strings.TrimPrefix(n, prefix)
 	}
 	return names
 }

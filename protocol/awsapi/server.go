@@ -56,6 +56,20 @@ type Server struct {
 	auditAccount string
 	auditData    bool     // the account opted in to data-plane events
 	obs          Observer // nil: none (observe.go)
+	node         []string // x-payhsm-node's value (SetNode); nil: not sent
+}
+
+// NodeHeader names the fleet node that answered a request (docs/fleet.md),
+// in the canonical form Header().Set writes.
+const NodeHeader = "X-Payhsm-Node"
+
+// SetNode makes every response carry NodeHeader: node, the fleet node's
+// name ("" sends none), so that operators see how a load balancer spreads
+// requests. Call it before serving.
+func (s *Server) SetNode(node string) {
+	if node != "" {
+		s.node = []string{node}
+	}
 }
 
 // operation is one decoded-and-validated call.
@@ -87,6 +101,9 @@ func New(svc *ops.Service, verifier *sigv4.Verifier, log *zap.Logger) *Server {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	reqID := requestID()
 	w.Header()["X-Amzn-Requestid"] = []string{reqID} // canonical form of X-Amzn-RequestId, as Header().Set writes it
+	if s.node != nil {
+		w.Header()[NodeHeader] = s.node // never modified: shared by every response
+	}
 	start := time.Now()
 	var rq request
 	defer func() {

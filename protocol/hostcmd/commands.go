@@ -199,21 +199,28 @@ func (ncCmd) run(x *call) ([]byte, error) {
 
 // NO: status. Mode 00: I/O buffer size 1N (3 = 32K), Ethernet type 1N (1 =
 // TCP), TCP sockets 4N, firmware 9A, 5 reserved characters. Mode 01: PCI HSM
-// compliance 1N (0: payhsm is not a certified device).
+// compliance 1N (0: payhsm is not a certified device). Mode 02 (payhsm's;
+// a payShield answers 15): the fleet node that answered, length 2N and
+// name, so that a client behind a load balancer sees which node serves it
+// without the layouts of modes 00 and 01 (which clients parse by length)
+// changing.
 type noCmd struct{ mode string }
 
 func decodeNO(c *cursor) command {
 	m := c.digits(2, "mode flag")
 	c.finish()
-	if c.err == nil && m != "00" && m != "01" {
+	if c.err == nil && m != "00" && m != "01" && m != "02" {
 		c.fail(codeInvalidInput, "mode flag")
 	}
 	return noCmd{m}
 }
 
 func (n noCmd) run(x *call) ([]byte, error) {
-	if n.mode == "01" {
+	switch n.mode {
+	case "01":
 		return []byte("0"), nil
+	case "02":
+		return fmt.Appendf(nil, "%02d%s", len(x.s.cfg.Node), x.s.cfg.Node), nil
 	}
 	return fmt.Appendf(nil, "31%04d%s00000", x.s.cfg.MaxConnections%10000, x.s.cfg.Firmware), nil
 }

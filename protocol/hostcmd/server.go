@@ -29,7 +29,10 @@ type Config struct {
 	IdleTimeout    time.Duration // default 5 min: a connection silent this long is closed
 	FrameTimeout   time.Duration // default 10 s: a started frame must complete within it
 	Firmware       string        // 9 characters reported by NC/NO
-	MaxMessage     int           // default and ceiling MaxMessage: longer frames close the connection
+	// Node is the fleet node's name (docs/fleet.md), which NO mode 02
+	// reports; "" outside a fleet.
+	Node       string
+	MaxMessage int // default and ceiling MaxMessage: longer frames close the connection
 	// MaxConnectionsPerAddress bounds the connections from one source
 	// address (IPv6: one /64); at the bound, that address's longest-idle
 	// connection is evicted. Default (0): min(64, MaxConnections).

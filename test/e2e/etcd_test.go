@@ -31,6 +31,7 @@ func TestDaemonOnEtcd(t *testing.T) {
 	cfg, err := json.Marshal(map[string]any{
 		"dataDir":  dir,
 		"keystore": map[string]any{"engine": "etcd", "endpoints": c.Endpoints(), "prefix": "/payhsm/e2e/", "requestTimeout": "10s"},
+		"fleet":    map[string]any{"node": "solo"},
 	})
 	check(t, err)
 	check(t, os.WriteFile(cfgPath, cfg, 0o600))

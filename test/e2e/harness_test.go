@@ -104,6 +104,14 @@ func startDaemonArgs(t *testing.T, args ...string) *daemon {
 // waits for "payhsm ready".
 func startDaemonCmd(t *testing.T, cmd *exec.Cmd) *daemon {
 	t.Helper()
+	return startDaemonHook(t, cmd, nil)
+}
+
+// startDaemonHook is startDaemonCmd calling hook (when not nil) with each
+// JSON log line of the daemon, from the goroutine that reads them, until
+// the daemon exits.
+func startDaemonHook(t *testing.T, cmd *exec.Cmd, hook func(map[string]any)) *daemon {
+	t.Helper()
 	logs := &logBuffer{}
 	pr, pw := io.Pipe()
 	cmd.Stdout = logs
@@ -123,7 +131,13 @@ func startDaemonCmd(t *testing.T, cmd *exec.Cmd) *daemon {
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
 			var m map[string]any
-			if json.Unmarshal(sc.Bytes(), &m) == nil && m["msg"] == "payhsm ready" {
+			if json.Unmarshal(sc.Bytes(), &m) != nil {
+				continue
+			}
+			if hook != nil {
+				hook(m)
+			}
+			if m["msg"] == "payhsm ready" {
 				ready <- m
 			}
 		}
