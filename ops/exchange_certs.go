@@ -32,6 +32,9 @@ type ImportCertificateInput struct {
 	KCVAlgorithm keyspec.KCVAlgorithm
 	Enabled      *bool
 	Tags         []Tag
+	// ReplicationRegions as ImportKeyInput's: a certificate (a public key)
+	// cannot be replicated, so any region is refused.
+	ReplicationRegions []string
 }
 
 func issuerMeta(id string) string { return "cert-issuer/" + id }
@@ -170,6 +173,9 @@ func (s *Service) verifyPartner(caIdent string, der []byte) (*x509.Certificate, 
 // ImportCertificate imports a root certificate (CAIdentifier == "") or a
 // trusted certificate. Nothing is stored unless every check passes.
 func (s *Service) ImportCertificate(in ImportCertificateInput) (*Key, error) {
+	if err := s.precheckRegions(in.ReplicationRegions); err != nil {
+		return nil, err
+	}
 	a := in.Attributes
 	if err := keyspec.ValidateImport(a, ""); err != nil {
 		return nil, err
@@ -230,7 +236,7 @@ func (s *Service) ImportCertificate(in ImportCertificateInput) (*Key, error) {
 	// The issuer is recorded first: a record without its issuer would be
 	// taken for a root. An issuer left behind by a failed create names an id
 	// no key has.
-	return s.finishCreate(rec, in.Enabled, in.Tags)
+	return s.finishCreate(rec, in.Enabled, in.Tags, in.ReplicationRegions)
 }
 
 // leafUsageFits checks a certificate's X.509 key usage against the key usage

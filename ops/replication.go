@@ -225,6 +225,20 @@ func (s *Service) checkRegions(regions []string) ([]string, error) {
 	return slices.Compact(out), nil
 }
 
+// precheckRegions refuses, before any work is done, an import's explicit
+// replication regions that are not configured peers of this site; the
+// import stores its key through finishCreate, which checks them again and
+// records the replication (planCreate), as CreateKey does.
+func (s *Service) precheckRegions(regions []string) error {
+	if len(regions) == 0 {
+		return nil
+	}
+	s.repl.mu.Lock()
+	defer s.repl.mu.Unlock()
+	_, err := s.checkRegions(regions)
+	return err
+}
+
 func (s *Service) peerList() []string {
 	out := make([]string, 0, len(s.repl.peers))
 	for p := range s.repl.peers {

@@ -452,3 +452,62 @@ func TestReplicationMaterial(t *testing.T) {
 		t.Fatalf("replica %+v %v", rk, err)
 	}
 }
+
+// TestImportKeyReplicationRegions: ImportKey's ReplicationRegions member
+// (ImportKeyInput in the model) is honoured like CreateKey's: an
+// unconfigured region is refused before anything is stored, explicit
+// regions are replicated (the replica opens to the same key), and without
+// the member the site's default regions apply.
+func TestImportKeyReplicationRegions(t *testing.T) {
+	t.Parallel()
+	p, r, _ := sites(t)
+	kek := must(p.CreateKey(ops.CreateKeyInput{Attributes: keyspec.Attributes{Usage: keyspec.K1, Class: keyspec.Symmetric,
+		Algorithm: keyspec.AES256, Modes: keyspec.ModesOfUse{Encrypt: true, Decrypt: true, Wrap: true, Unwrap: true}}, Exportable: true}))
+	src := must(p.CreateKey(ops.CreateKeyInput{Attributes: macKey, Exportable: true}))
+	exported := must(p.ExportKey(ops.ExportKeyInput{KeyIdentifier: src.ARN, Tr31: &ops.ExportTr31{WrappingKeyIdentifier: kek.ARN}}))
+	imp := func(regions []string) (*ops.Key, error) {
+		return p.ImportKey(ops.ImportKeyInput{ReplicationRegions: regions,
+			Tr31KeyBlock: &ops.ImportTr31KeyBlock{WrappingKeyIdentifier: kek.ARN, KeyBlock: exported.KeyMaterial}})
+	}
+	count := func() int {
+		ks, _, err := p.ListKeys("", ops.Page{Max: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ks)
+	}
+	before := count()
+	for _, regions := range [][]string{{"us-east-2"}, {"us-east-1"}, {"us-west-2", "ap-south-1"}} {
+		_, err := imp(regions)
+		f := mustKind(t, "ImportKey to "+strings.Join(regions, ","), err, fault.Validation)
+		if f.Subject != fault.SubjectReplicationRegions || !strings.Contains(f.Message, "not a replication peer") && !strings.Contains(f.Message, "own region") {
+			t.Errorf("%v: subject %v message %q", regions, f.Subject, f.Message)
+		}
+	}
+	if n := count(); n != before {
+		t.Fatalf("refused imports stored %d keys", n-before)
+	}
+	// Explicit regions: a primary, replicated, the same key at the replica.
+	k := must(imp([]string{"us-west-2"}))
+	if k.Replication == nil || k.Replication.Role != ops.RolePrimary || k.Replication.UsingDefault ||
+		k.Replication.Regions["us-west-2"].State != ops.ReplicationInProgress || len(k.Replication.Regions) != 1 {
+		t.Fatalf("ImportKey replication = %+v", k.Replication)
+	}
+	if n := deliver(t, p, r, "us-west-2"); n != 1 {
+		t.Fatalf("delivered %d, want the imported key only", n)
+	}
+	rk, err := r.GetKey(replicaARN(k.ARN))
+	if err != nil || rk.KCV != src.KCV || rk.Replication == nil || rk.Replication.Role != ops.RoleReplica || rk.Origin != k.Origin {
+		t.Fatalf("replica of the imported key: %+v %v (KCV want %s)", rk, err, src.KCV)
+	}
+	// Without the member: the site's defaults; an empty list: none.
+	if _, err := p.EnableDefaultReplicationRegions([]string{"eu-west-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if d := must(imp(nil)); d.Replication == nil || !d.Replication.UsingDefault || d.Replication.Regions["eu-west-1"].State == "" {
+		t.Fatalf("ImportKey without regions, defaults eu-west-1: %+v", d.Replication)
+	}
+	if e := must(imp([]string{})); e.Replication != nil {
+		t.Fatalf("ImportKey with an empty region list: %+v", e.Replication)
+	}
+}

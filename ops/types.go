@@ -144,6 +144,9 @@ type ImportKeyInput struct {
 	KCVAlgorithm keyspec.KCVAlgorithm
 	Enabled      *bool
 	Tags         []Tag
+	// ReplicationRegions are the regions to replicate the imported key to,
+	// as CreateKey's; nil = the site's default replication regions.
+	ReplicationRegions []string
 
 	KeyCryptogram *ImportKeyCryptogram
 	Tr31KeyBlock  *ImportTr31KeyBlock
