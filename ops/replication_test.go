@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -511,3 +512,96 @@ func TestImportKeyReplicationRegions(t *testing.T) {
 		t.Fatalf("ImportKey with an empty region list: %+v", e.Replication)
 	}
 }
+
+// synchronizedKeys creates n keys replicated to us-west-2 at p and records
+// them delivered (SYNCHRONIZED), as the sender would after the peer's ack.
+func synchronizedKeys(tb testing.TB, p *ops.Service, n int) {
+	tb.Helper()
+	for range n {
+		k, err := p.CreateKey(ops.CreateKeyInput{Attributes: macKey, ReplicationRegions: []string{"us-west-2"}})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if err := p.ReplicationDelivered(keyID(k.ARN), "us-west-2", 1); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
+// TestReplicationOutboxReadsPendingOnly: with many replicated keys of which
+// a few are pending, an outbox pass reads the pending keys' records only
+// (the outbox index), and a key leaves the index once delivered and joins
+// it again on its next change.
+func TestReplicationOutboxReadsPendingOnly(t *testing.T) {
+	t.Parallel()
+	p, r, _ := sites(t)
+	const many = 400
+	synchronizedKeys(t, p, many)
+	out, err := p.ReplicationOutbox()
+	if err != nil || len(out) != 0 {
+		t.Fatalf("outbox with every key synchronized: %v %v", out, err)
+	}
+	a := must(p.CreateKey(ops.CreateKeyInput{Attributes: macKey, ReplicationRegions: []string{"us-west-2", "eu-west-1"}}))
+	b := must(p.CreateKey(ops.CreateKeyInput{Attributes: macKey, ReplicationRegions: []string{"us-west-2"}}))
+	before := p.ReplicationOutboxReadsForTest()
+	out, err = p.ReplicationOutbox()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []ops.Outbound{{KeyID: keyID(a.ARN), Region: "eu-west-1"}, {KeyID: keyID(a.ARN), Region: "us-west-2"}, {KeyID: keyID(b.ARN), Region: "us-west-2"}}
+	slices.SortFunc(want, func(x, y ops.Outbound) int { return strings.Compare(x.Region+x.KeyID, y.Region+y.KeyID) })
+	if !slices.Equal(out, want) {
+		t.Fatalf("outbox %v, want %v", out, want)
+	}
+	if reads := p.ReplicationOutboxReadsForTest() - before; reads != 2 {
+		t.Fatalf("the outbox pass read %d records for 2 pending keys among %d replicated", reads, many+2)
+	}
+	// Delivered to us-west-2: b leaves the outbox, a stays (eu-west-1).
+	if n := deliver(t, p, r, "us-west-2"); n != 2 {
+		t.Fatalf("delivered %d", n)
+	}
+	before = p.ReplicationOutboxReadsForTest()
+	out, _ = p.ReplicationOutbox()
+	if !slices.Equal(out, []ops.Outbound{{KeyID: keyID(a.ARN), Region: "eu-west-1"}}) || p.ReplicationOutboxReadsForTest()-before != 1 {
+		t.Fatalf("after delivery: outbox %v, %d reads", out, p.ReplicationOutboxReadsForTest()-before)
+	}
+	// A change of a synchronized key puts it back.
+	if _, err := p.StopKeyUsage(b.ARN); err != nil {
+		t.Fatal(err)
+	}
+	out, _ = p.ReplicationOutbox()
+	if !slices.Contains(out, ops.Outbound{KeyID: keyID(b.ARN), Region: "us-west-2"}) || len(out) != 2 {
+		t.Fatalf("after StopKeyUsage on a synchronized key: outbox %v", out)
+	}
+}
+
+// BenchmarkReplicationOutbox is one outbox pass with one pending key among
+// n synchronized ones: its cost must not grow with n.
+func BenchmarkReplicationOutbox(b *testing.B) {
+	for _, n := range []int{10, 100, 1000} {
+		b.Run(fmt.Sprintf("synchronized=%d", n), func(b *testing.B) {
+			pmk := make([]byte, 32)
+			if _, err := rand.Read(pmk); err != nil {
+				b.Fatal(err)
+			}
+			p := opstest.NewSite(b, "us-east-1", pmk)
+			if err := p.SetReplication([]string{"us-west-2"}, nil); err != nil {
+				b.Fatal(err)
+			}
+			synchronizedKeys(b, p, n)
+			if _, err := p.CreateKey(ops.CreateKeyInput{Attributes: macKey, ReplicationRegions: []string{"us-west-2"}}); err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for b.Loop() {
+				out, err := p.ReplicationOutbox()
+				if err != nil || len(out) != 1 {
+					b.Fatalf("outbox %v %v", out, err)
+				}
+			}
+		})
+	}
+}
+
+// keyID is the key id of a key ARN (arn:...:key/<id>).
+func keyID(arn string) string { return arn[strings.LastIndex(arn, "/")+1:] }
