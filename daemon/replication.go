@@ -33,7 +33,7 @@ func newReplication(cfg *appliance.ReplicationConfig, svc *ops.Service, log *zap
 	if err != nil {
 		return nil, fmt.Errorf("replication TLS: %w", err)
 	}
-	rc := replication.Config{Certificate: cert, RetryInterval: cfg.Retry()}
+	rc := replication.Config{Certificate: cert, RetryInterval: cfg.Retry(), Received: replicationCapture(log)}
 	for _, p := range cfg.Peers {
 		fp, err := replication.ParseFingerprint(p.CertificateSHA256)
 		if err != nil {

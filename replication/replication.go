@@ -55,6 +55,12 @@ type Config struct {
 	RetryInterval time.Duration
 	// Timeout bounds one delivery (default 10s).
 	Timeout time.Duration
+	// Received, when set, is given every snapshot the endpoint decoded (the
+	// request body as it arrived, TLS removed) and the region of the peer
+	// that sent it, before it is applied. It must not keep body. The
+	// daemon sets it only in a binary built with the payhsm_e2e_capture
+	// tag, for the end-to-end test that checks what crosses the wire.
+	Received func(peer string, body []byte)
 }
 
 // Replicator serves the replication endpoint and runs the sender.
@@ -236,6 +242,9 @@ func (r *Replicator) apply(w http.ResponseWriter, req *http.Request) {
 	if err := json.Unmarshal(body, &snap); err != nil {
 		writeReply(w, http.StatusBadRequest, reply{Error: "malformed snapshot", Permanent: true})
 		return
+	}
+	if r.cfg.Received != nil {
+		r.cfg.Received(region, body)
 	}
 	if err := r.svc.ApplyReplica(region, &snap); err != nil {
 		f := fault.As(err)
