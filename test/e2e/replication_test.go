@@ -93,11 +93,28 @@ func shareProfile(t *testing.T, from, to, profile string) {
 // them with a directory for their configuration files.
 func twoSites(t *testing.T) (east, west *site, files string) {
 	t.Helper()
-	east, west = &site{region: "us-east-1", dir: t.TempDir()}, &site{region: "us-west-2", dir: t.TempDir()}
-	initAppliance(t, east.dir, `{"name":"default"},{"name":"lmk01"}`)
-	initAppliance(t, west.dir, `{"name":"default"}`)
-	shareProfile(t, east.dir, west.dir, "lmk01")
-	return east, west, t.TempDir()
+	s, files := newSites(t, "us-east-1", "us-west-2")
+	return s[0], s[1], files
+}
+
+// newSites initializes the appliances of sites in regions: the first with
+// profiles default and lmk01, the others with profile default and the
+// first's lmk01 main key (TR-34 main-key sync). It returns them and a
+// directory for their configuration files.
+func newSites(t *testing.T, regions ...string) ([]*site, string) {
+	t.Helper()
+	var sites []*site
+	for i, r := range regions {
+		s := &site{region: r, dir: t.TempDir()}
+		if i == 0 {
+			initAppliance(t, s.dir, `{"name":"default"},{"name":"lmk01"}`)
+		} else {
+			initAppliance(t, s.dir, `{"name":"default"}`)
+			shareProfile(t, sites[0].dir, s.dir, "lmk01")
+		}
+		sites = append(sites, s)
+	}
+	return sites, t.TempDir()
 }
 
 // writeConfig writes the site's configuration (profile lmk01, replication
