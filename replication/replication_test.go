@@ -8,8 +8,10 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"math/big"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -55,8 +57,20 @@ func TestChannel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var (
+		recvMu   sync.Mutex
+		received []ops.ReplicaSnapshot
+	)
 	wRep, err := New(Config{Certificate: wID, Peers: []Peer{{Region: "us-east-1", Endpoint: eLn.Addr().String(),
-		Fingerprint: Fingerprint(eID.Certificate[0])}}}, west, zap.NewNop())
+		Fingerprint: Fingerprint(eID.Certificate[0])}}, Received: func(peer string, body []byte) {
+		var s ops.ReplicaSnapshot
+		if peer != "us-east-1" || json.Unmarshal(body, &s) != nil {
+			t.Errorf("Received(%q, %.40q…)", peer, body)
+		}
+		recvMu.Lock()
+		defer recvMu.Unlock()
+		received = append(received, s)
+	}}, west, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,6 +125,13 @@ func TestChannel(t *testing.T) {
 	if err != nil || rk.KCV != k.KCV || rk.Replication == nil || rk.Replication.Role != ops.RoleReplica {
 		t.Fatalf("replica %+v %v", rk, err)
 	}
+	// The Received hook saw what the endpoint decoded: the key's snapshot
+	// from us-east-1, its block under the main key (never empty).
+	recvMu.Lock()
+	if len(received) == 0 || received[0].KCV != k.KCV || received[0].PrimaryRegion != "us-east-1" || received[0].KeyBlock == "" {
+		t.Errorf("Received saw %+v", received)
+	}
+	recvMu.Unlock()
 	// A disabled primary disables the replica.
 	if _, err := east.StopKeyUsage(k.ARN); err != nil {
 		t.Fatal(err)
