@@ -377,15 +377,39 @@ func TestReplicationWire(t *testing.T) {
 		}
 		return string(a.Fields)
 	}
-	// http posts the same request at both sites and wants the same status
-	// and the same body once the key ARNs' regions are aligned.
-	overHTTP := func(what, path string, body func(*site) map[string]any, wantStatus int) []byte {
+	// overHTTP posts the same request at both sites and wants the same
+	// status and the same body once the key ARNs' regions are aligned; a
+	// request that succeeds is also sent with the AWS CLI (operation cliOp
+	// of payment-cryptography-data, the request as --cli-input-json) at
+	// both sites, whose outputs must be equal the same way.
+	_, cliErr := exec.LookPath("aws")
+	overHTTP := func(what, path, cliOp string, body func(*site) map[string]any, wantStatus int) []byte {
 		t.Helper()
 		s1, b1 := east.dataRaw(t, path, body(east))
 		s2, b2 := west.dataRaw(t, path, body(west))
 		norm := bytes.ReplaceAll(b2, []byte(":us-west-2:"), []byte(":us-east-1:"))
 		if s1 != wantStatus || s2 != s1 || !bytes.Equal(b1, norm) {
 			t.Errorf("%s (%s) at us-east-1 %d %s\n at us-west-2 %d %s", what, path, s1, b1, s2, b2)
+		}
+		if cliErr != nil || wantStatus != 200 {
+			return b1
+		}
+		var outs [2][]byte
+		for i, s := range []*site{east, west} {
+			in, err := json.Marshal(body(s))
+			check(t, err)
+			cmd := exec.Command("aws", "payment-cryptography-data", cliOp, "--cli-input-json", string(in),
+				"--endpoint-url", s.d.httpURL, "--region", s.region, "--output", "json")
+			cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+s.d.keyID, "AWS_SECRET_ACCESS_KEY="+s.d.secret, "AWS_MAX_ATTEMPTS=1",
+				"AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null")
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			if outs[i], err = cmd.Output(); err != nil {
+				t.Errorf("%s: aws payment-cryptography-data %s at %s: %v\n%s", what, cliOp, s.region, err, stderr.Bytes())
+			}
+		}
+		if !bytes.Equal(outs[0], bytes.ReplaceAll(outs[1], []byte(":us-west-2:"), []byte(":us-east-1:"))) || len(outs[0]) == 0 {
+			t.Errorf("%s: the AWS CLI at us-east-1 printed %s\n at us-west-2 %s", what, outs[0], outs[1])
 		}
 		return b1
 	}
@@ -399,7 +423,7 @@ func TestReplicationWire(t *testing.T) {
 	if cvv := host("CVV", "CW", func(s *site) string { return "@" + arn(s, "cvk") + ";4123456789012345;8701101" }, "00"); cvv != "561" {
 		t.Errorf("CW: CVV %q, want 561 (Visa worked example)", cvv)
 	}
-	overHTTP("CVV2", "/cardvalidationdata/generate", func(s *site) map[string]any {
+	overHTTP("CVV2", "/cardvalidationdata/generate", "generate-card-validation-data", func(s *site) map[string]any {
 		return map[string]any{"KeyIdentifier": arn(s, "cvk"), "PrimaryAccountNumber": "4123456789012345",
 			"GenerationAttributes": map[string]any{"CardVerificationValue2": map[string]any{"CardExpiryDate": "1226"}}}
 	}, 200)
@@ -407,7 +431,7 @@ func TestReplicationWire(t *testing.T) {
 	if mac := host("MAC", "M6", func(s *site) string { return "02131FFF@" + arn(s, "mac3") + ";000Bhello world" }, "00"); mac != "78DA3D3DEB48FD4D" {
 		t.Errorf("M6: %q, want 78DA3D3DEB48FD4D (pyemv)", mac)
 	}
-	if b := overHTTP("MAC", "/mac/generate", func(s *site) map[string]any {
+	if b := overHTTP("MAC", "/mac/generate", "generate-mac", func(s *site) map[string]any {
 		return map[string]any{"KeyIdentifier": arn(s, "mac3"), "MessageData": hex.EncodeToString([]byte("hello world")),
 			"GenerationAttributes": map[string]any{"Algorithm": "ISO9797_ALGORITHM3"}}
 	}, 200); !bytes.Contains(b, []byte(`"78DA3D3DEB48FD4D"`)) {
@@ -421,7 +445,7 @@ func TestReplicationWire(t *testing.T) {
 		t.Errorf("CC: %q, want the block E83CE81E1644472B", cc)
 	}
 	iso0 := map[string]any{"IsoFormat0": map[string]any{"PrimaryAccountNumber": "5555555551234567"}}
-	if b := overHTTP("PIN translation", "/pindata/translate", func(s *site) map[string]any {
+	if b := overHTTP("PIN translation", "/pindata/translate", "translate-pin-data", func(s *site) map[string]any {
 		return map[string]any{"IncomingKeyIdentifier": arn(s, "zpkA"), "IncomingTranslationAttributes": iso0,
 			"OutgoingKeyIdentifier": arn(s, "zpkB"), "OutgoingTranslationAttributes": iso0, "EncryptedPinBlock": "230B4C43B8BA2C5C"}
 	}, 200); !bytes.Contains(b, []byte(`"E83CE81E1644472B"`)) {
@@ -442,10 +466,10 @@ func TestReplicationWire(t *testing.T) {
 				"AuthResponseAttributes":         map[string]any{"ArpcMethod1": map[string]any{"AuthResponseCode": "0000"}}}
 		}
 	}
-	if b := overHTTP("ARQC verification", "/cryptogram/verify", arqc("D791093C8A921769"), 200); !bytes.Contains(b, []byte(`"AuthResponseValue"`)) {
+	if b := overHTTP("ARQC verification", "/cryptogram/verify", "verify-auth-request-cryptogram", arqc("D791093C8A921769"), 200); !bytes.Contains(b, []byte(`"AuthResponseValue"`)) {
 		t.Errorf("VerifyAuthRequestCryptogram: %s", b)
 	}
-	overHTTP("wrong ARQC", "/cryptogram/verify", arqc("D791093C8A921768"), 400)
+	overHTTP("wrong ARQC", "/cryptogram/verify", "verify-auth-request-cryptogram", arqc("D791093C8A921768"), 400)
 
 	// --- Disabling the primary disables the replica within a bound:
 	// measured over several StopKeyUsage/StartKeyUsage cycles, from the
