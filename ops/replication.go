@@ -907,5 +907,8 @@ func (s *Service) replaceTags(id string, tags []Tag) error {
 	return nil
 }
 
+// KeyARN is the ARN of key id at this site.
+func (s *Service) KeyARN(id string) string { return s.keyARN(id) }
+
 // Region is this site's region.
 func (s *Service) Region() string { return s.cfg.Region }

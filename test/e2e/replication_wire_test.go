@@ -471,6 +471,33 @@ func TestReplicationWire(t *testing.T) {
 	}
 	overHTTP("wrong ARQC", "/cryptogram/verify", "verify-auth-request-cryptogram", arqc("D791093C8A921768"), 400)
 
+	// --- Both sites' audit trails record each synchronization (the guide's
+	// CloudTrail "SynchronizeMultiRegionKey" service event): the primary for
+	// the region that acknowledged, the replica site for what it applied. ---
+	for _, s := range []*site{east, west} {
+		want := map[string]string{} // key ARN at s → the detail it must show
+		for name := range keys {
+			want[arn(s, name)] = "replica applied: primaryRegion us-east-1 generation"
+			if s == east {
+				want[arn(s, name)] = "replicationRegion us-west-2 acknowledged generation"
+			}
+		}
+		waitFor(t, 10*time.Second, s.region+"'s audit trail shows every synchronization", func() bool {
+			_, entries := readTrail(t, s.dir)
+			found := 0
+			for arnAt, detail := range want {
+				for _, e := range entries {
+					if e.Operation == "SynchronizeMultiRegionKey" && e.Protocol == "system" && e.Outcome == "ok" &&
+						slices.Contains(e.Keys, arnAt) && strings.HasPrefix(e.Detail, detail) {
+						found++
+						break
+					}
+				}
+			}
+			return found == len(want)
+		})
+	}
+
 	// --- Disabling the primary disables the replica within a bound:
 	// measured over several StopKeyUsage/StartKeyUsage cycles, from the
 	// primary's answer to the replica's data plane refusing the key (polled
