@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"payhsm/appliance"
+	"payhsm/audit"
 	"payhsm/ops"
 	"payhsm/replication"
 )
@@ -24,7 +25,9 @@ type siteReplication struct {
 	log *zap.Logger
 }
 
-func newReplication(cfg *appliance.ReplicationConfig, svc *ops.Service, log *zap.Logger) (*siteReplication, error) {
+// newReplication sets up the site's replication; record writes an event to
+// the audit trail (the guide's CloudTrail "SynchronizeMultiRegionKey").
+func newReplication(cfg *appliance.ReplicationConfig, svc *ops.Service, record func(audit.Event), log *zap.Logger) (*siteReplication, error) {
 	s := &siteReplication{cfg: cfg, log: log}
 	if !cfg.Enabled() {
 		return s, svc.SetReplication(nil, nil)
@@ -33,7 +36,19 @@ func newReplication(cfg *appliance.ReplicationConfig, svc *ops.Service, log *zap
 	if err != nil {
 		return nil, fmt.Errorf("replication TLS: %w", err)
 	}
-	rc := replication.Config{Certificate: cert, RetryInterval: cfg.Retry()}
+	rc := replication.Config{Certificate: cert, RetryInterval: cfg.Retry(), Received: replicationCapture(log),
+		Synchronized: func(id, region string, gen uint64) {
+			record(audit.Event{Operation: "SynchronizeMultiRegionKey", Keys: []string{svc.KeyARN(id)},
+				Detail: fmt.Sprintf("replicationRegion %s acknowledged generation %d", region, gen)})
+		},
+		Applied: func(id, from string, gen uint64, deleted bool) {
+			what := "replica applied"
+			if deleted {
+				what = "replica deleted"
+			}
+			record(audit.Event{Operation: "SynchronizeMultiRegionKey", Keys: []string{svc.KeyARN(id)},
+				Detail: fmt.Sprintf("%s: primaryRegion %s generation %d", what, from, gen)})
+		}}
 	for _, p := range cfg.Peers {
 		fp, err := replication.ParseFingerprint(p.CertificateSHA256)
 		if err != nil {

@@ -276,7 +276,16 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 		}()
 	}
 
-	repl, err := newReplication(&cfg.Replication, svc, log.Named("replication"))
+	recordRepl := func(ev audit.Event) { // replication runs only once the trail is open
+		ev.Protocol, ev.Principal, ev.Account, ev.Outcome = "system", "payhsm", cfg.Account, audit.OK
+		if trail == nil {
+			return
+		}
+		if err := trail.Record(audit.KindControl, ev); err != nil {
+			log.Error("audit trail: a replication event could not be recorded", zap.Strings("keys", ev.Keys), zap.Error(err))
+		}
+	}
+	repl, err := newReplication(&cfg.Replication, svc, recordRepl, log.Named("replication"))
 	if err != nil {
 		return err
 	}

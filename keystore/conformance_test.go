@@ -40,6 +40,7 @@ var conformance = []struct {
 	{"TagLimitAcrossStores", testTagLimitAcrossStores},
 	{"Meta", testMeta},
 	{"MetaNames", testMetaNames},
+	{"PutMetas", testPutMetas},
 	{"Reopen", testReopen},
 	{"Closed", testClosed},
 	{"KeyBlockNeverPrinted", testKeyBlockNeverPrinted},

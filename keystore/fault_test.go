@@ -156,6 +156,13 @@ var writeCases = []writeCase{
 		v, err := s.GetMeta("m")
 		return string(v) == "v2", err
 	}, false},
+	{"put metas", func(s *Store) error {
+		return s.PutMetas(map[string][]byte{"m": []byte("v2"), "n1": []byte("x")}, []string{"absent"})
+	}, func(s *Store) (bool, error) {
+		v, _ := s.GetMeta("m")
+		_, e1 := s.GetMeta("n1")
+		return all("PutMetas", string(v) == "v2", e1 == nil)
+	}, false},
 }
 
 // TestWriteFaults: a WAL write or sync error makes the call fail with

@@ -96,3 +96,52 @@ func (s *Store) MetaNames(prefix string) ([]string, error) {
 	}
 	return names, nil
 }
+
+// PutMetas durably sets the meta blobs of puts and deletes those named in
+// deletes (absent ones are no error), all in one transaction: a crash
+// leaves either every change or none. A name must not be in both.
+func (s *Store) PutMetas(puts map[string][]byte, deletes []string) error {
+	for name, value := range puts {
+		if !validName(name) {
+			return fmt.Errorf("keystore: put meta: name must be 1 to %d bytes: %w", maxNameLen, ErrInvalid)
+		}
+		if len(value) > maxMetaLen {
+			return fmt.Errorf("keystore: put meta %q: value longer than %d bytes: %w", name, maxMetaLen, ErrInvalid)
+		}
+	}
+	for _, name := range deletes {
+		if !validName(name) {
+			return fmt.Errorf("keystore: delete meta: name must be 1 to %d bytes: %w", maxNameLen, ErrInvalid)
+		}
+		if _, both := puts[name]; both {
+			return fmt.Errorf("keystore: meta %q both set and deleted: %w", name, ErrInvalid)
+		}
+	}
+	err := s.update("put metas", func(w *writer) error {
+		for name, value := range puts {
+			typ := RecordMeta
+			if isOwnerMeta(name) {
+				typ = RecordOwnerMeta
+			}
+			mk := metaKey(name)
+			old, _, err := get(w.b, mk)
+			if err != nil {
+				return fmt.Errorf("keystore: put meta %q: %w", name, err)
+			}
+			if _, err := w.set(mk, typ, "", value, headerRevision(old)); err != nil {
+				return fmt.Errorf("keystore: put meta %q: %w", name, err)
+			}
+		}
+		for _, name := range deletes {
+			if err := w.delAt(metaKey(name)); err != nil {
+				return fmt.Errorf("keystore: delete meta %q: %w", name, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	s.log.Debug("metas written", zap.Int("set", len(puts)), zap.Int("deleted", len(deletes)))
+	return nil
+}

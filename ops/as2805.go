@@ -117,6 +117,9 @@ type ImportAs2805 struct {
 // usage is the variant's (P0, M0, D0); the key must be TDES and no stronger
 // than the KEK. in's material members are ignored.
 func (s *Service) ImportKeyAs2805(in ImportKeyInput, x ImportAs2805) (*Key, error) {
+	if err := s.precheckRegions(in.ReplicationRegions); err != nil {
+		return nil, err
+	}
 	const side = fault.SideNone
 	v, usage, err := as2805Variant(x.Variant)
 	if err != nil {

@@ -35,6 +35,9 @@ type ImportCertificateInput struct {
 	// RequesterComment is shown to the approvers when a root certificate
 	// import needs Multi-Party Approval (then it is required).
 	RequesterComment string
+	// ReplicationRegions as ImportKeyInput's: a certificate (a public key)
+	// cannot be replicated, so any region is refused.
+	ReplicationRegions []string
 }
 
 func issuerMeta(id string) string { return "cert-issuer/" + id }
@@ -173,6 +176,9 @@ func (s *Service) verifyPartner(caIdent string, der []byte) (*x509.Certificate, 
 // ImportCertificate imports a root certificate (CAIdentifier == "") or a
 // trusted certificate. Nothing is stored unless every check passes.
 func (s *Service) ImportCertificate(in ImportCertificateInput) (*Key, error) {
+	if err := s.precheckRegions(in.ReplicationRegions); err != nil {
+		return nil, err
+	}
 	a := in.Attributes
 	if err := keyspec.ValidateImport(a, ""); err != nil {
 		return nil, err
@@ -242,7 +248,7 @@ func (s *Service) ImportCertificate(in ImportCertificateInput) (*Key, error) {
 			release()
 			return nil, fault.Internalf("store the approval status", err)
 		}
-		k, err := s.finishCreate(rec, in.Enabled, in.Tags)
+		k, err := s.finishCreate(rec, in.Enabled, in.Tags, in.ReplicationRegions)
 		if err != nil {
 			release()
 			return nil, err
@@ -258,7 +264,7 @@ func (s *Service) ImportCertificate(in ImportCertificateInput) (*Key, error) {
 	// The issuer is recorded first: a record without its issuer would be
 	// taken for a root. An issuer left behind by a failed create names an id
 	// no key has.
-	return s.finishCreate(rec, in.Enabled, in.Tags)
+	return s.finishCreate(rec, in.Enabled, in.Tags, in.ReplicationRegions)
 }
 
 // leafUsageFits checks a certificate's X.509 key usage against the key usage

@@ -75,6 +75,9 @@ func (s *Service) deriveKBPK(dh DiffieHellman, side fault.Side) (*agreedKBPK, er
 // ImportKeyDiffieHellman imports a TR-31 block under an ECDH-derived KBPK
 // (ImportKey's DiffieHellmanTr31KeyBlock).
 func (s *Service) ImportKeyDiffieHellman(in ImportKeyInput, b ImportDiffieHellmanTr31) (*Key, error) {
+	if err := s.precheckRegions(in.ReplicationRegions); err != nil {
+		return nil, err
+	}
 	o, err := s.openAgreedBlock(b, fault.SideNone)
 	if err != nil {
 		return nil, err

@@ -153,6 +153,9 @@ func tr34Side(token, pair string, pairCert []byte, tokenWhat string, pairSubj fa
 // stored unless the signature, the chain, the nonce, the recipient and the
 // strength rules all check.
 func (s *Service) ImportKeyTR34(in ImportKeyInput, b ImportTr34) (*Key, error) {
+	if err := s.precheckRegions(in.ReplicationRegions); err != nil {
+		return nil, err
+	}
 	if err := tr34Side(b.ImportToken, b.WrappingKeyIdentifier, b.WrappingKeyCertificate, "an import token from GetParametersForImport", fault.SubjectWrappingKey,
 		"TR31_K2_TR34_ASYMMETRIC_KEY wrapping key pair"); err != nil {
 		return nil, err

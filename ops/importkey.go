@@ -159,6 +159,9 @@ func (s *Service) loadToken(kind, token string) (*importToken, error) {
 
 // ImportKey imports a key from one of the supported materials.
 func (s *Service) ImportKey(in ImportKeyInput) (*Key, error) {
+	if err := s.precheckRegions(in.ReplicationRegions); err != nil {
+		return nil, err
+	}
 	switch {
 	case in.KeyCryptogram != nil:
 		return s.importCryptogram(in, in.KeyCryptogram)
@@ -299,7 +302,7 @@ func (s *Service) storeKey(in ImportKeyInput, a keyspec.Attributes, derive keysp
 	if rec.KeyBlock, err = s.wrapStored(id, a, exportable, key); err != nil {
 		return nil, err
 	}
-	return s.finishCreate(rec, in.Enabled, in.Tags)
+	return s.finishCreate(rec, in.Enabled, in.Tags, in.ReplicationRegions)
 }
 
 func orDefault(s, d string) string {

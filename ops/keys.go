@@ -61,17 +61,13 @@ func (s *Service) CreateKey(in CreateKeyInput) (*Key, error) {
 			return nil, err
 		}
 	}
-	return s.finishCreateIn(rec, in.Enabled, in.Tags, in.ReplicationRegions)
+	return s.finishCreate(rec, in.Enabled, in.Tags, in.ReplicationRegions)
 }
 
 // finishCreate sets the lifecycle fields of a new record and stores it with
-// its tags; it replicates to the site's default replication regions.
-func (s *Service) finishCreate(rec *keystore.Key, enabled *bool, tags []Tag) (*Key, error) {
-	return s.finishCreateIn(rec, enabled, tags, nil)
-}
-
-// finishCreateIn is finishCreate replicating to regions (nil: the defaults).
-func (s *Service) finishCreateIn(rec *keystore.Key, enabled *bool, tags []Tag, regions []string) (*Key, error) {
+// its tags; it replicates the key to regions (nil: the site's default
+// replication regions; see planCreate).
+func (s *Service) finishCreate(rec *keystore.Key, enabled *bool, tags []Tag, regions []string) (*Key, error) {
 	if err := s.checkNewTags(tags); err != nil {
 		return nil, err
 	}

@@ -14,8 +14,15 @@ package ops
 // State lives in the key store as service meta records (authenticated like
 // every record):
 //
-//	repl/defaults   the site's default replication regions (JSON list)
-//	repl/key/<id>   a key's replication record (replRecord, JSON)
+//	repl/defaults       the site's default replication regions (JSON list)
+//	repl/key/<id>       a key's replication record (replRecord, JSON)
+//	repl/pending/<id>   present while some region of primary key id is
+//	                    pending: the outbox's index, written in the same
+//	                    store transaction as the record (storeRepl), so the
+//	                    sender's scan costs O(pending keys), not O(replicated
+//	                    keys)
+//	repl/pending-index  marks that the index is complete (stores written
+//	                    before it existed get it rebuilt once at start)
 //
 // A primary's record is also its outbox: every change of a replicated key
 // bumps the record's generation and sets every region's Want to it, durably
@@ -66,8 +73,10 @@ const (
 )
 
 const (
-	metaReplDefaults = "repl/defaults"
-	metaReplKey      = "repl/key/"
+	metaReplDefaults   = "repl/defaults"
+	metaReplKey        = "repl/key/"
+	metaReplPending    = "repl/pending/"
+	metaReplIndexBuilt = "repl/pending-index"
 )
 
 // KeyReplication is a Multi-Region key's replication, as GetKey reports it.
@@ -107,6 +116,19 @@ type regionRecord struct {
 
 func (r *regionRecord) pending() bool { return r.Remove || r.Want > r.Done }
 
+// pending reports whether some region of a primary's record is pending.
+func (r *replRecord) pending() bool {
+	if r.Role != RolePrimary {
+		return false
+	}
+	for _, st := range r.Regions {
+		if st.pending() {
+			return true
+		}
+	}
+	return false
+}
+
 // replication is the service's replication state.
 type replication struct {
 	// mu serializes every change of a replicated key (and of the records)
@@ -117,6 +139,9 @@ type replication struct {
 	// any is false while no replication record exists, so that describing
 	// a key costs no extra read on a site that does not replicate.
 	any atomic.Bool
+	// outboxReads counts the records ReplicationOutbox read (tests check
+	// that a pass reads the pending records only).
+	outboxReads atomic.Int64
 }
 
 // SetReplication configures the peer sites (regions) this site may replicate
@@ -138,6 +163,35 @@ func (s *Service) SetReplication(peers []string, wake func()) error {
 		return fmt.Errorf("ops: replication records: %w", err)
 	}
 	s.repl.any.Store(len(names) > 0)
+	return s.buildPendingIndex(names)
+}
+
+// buildPendingIndex writes the outbox index (repl/pending/<id>) of a store
+// whose records were written before the index existed: one scan of the
+// records, once; the marker then says the index is complete.
+func (s *Service) buildPendingIndex(names []string) error {
+	if _, err := s.store.GetMeta(metaReplIndexBuilt); err == nil {
+		return nil
+	} else if !errors.Is(err, keystore.ErrNotFound) {
+		return fmt.Errorf("ops: replication outbox index: %w", err)
+	}
+	puts := map[string][]byte{metaReplIndexBuilt: []byte("1")}
+	for _, n := range names {
+		id := strings.TrimPrefix(n, metaReplKey)
+		r, err := s.loadRepl(id)
+		if err != nil {
+			return fmt.Errorf("ops: replication record %s: %w", id, err)
+		}
+		if r != nil && r.pending() {
+			puts[metaReplPending+id] = []byte("1")
+		}
+	}
+	if err := s.store.PutMetas(puts, nil); err != nil {
+		return fmt.Errorf("ops: replication outbox index: %w", err)
+	}
+	if len(puts) > 1 {
+		s.log.Info("replication outbox index built", zap.Int("pendingKeys", len(puts)-1))
+	}
 	return nil
 }
 
@@ -170,13 +224,22 @@ func (s *Service) loadRepl(id string) (*replRecord, error) {
 	return &r, nil
 }
 
+// storeRepl writes key id's replication record and, in the same store
+// transaction, its entry in the outbox index: present while a region is
+// pending, absent otherwise.
 func (s *Service) storeRepl(id string, r *replRecord) error {
 	b, err := json.Marshal(r)
 	if err != nil {
 		return fault.Internalf("encode replication record", err)
 	}
 	s.repl.any.Store(true)
-	if err := s.store.PutMeta(metaReplKey+id, b); err != nil {
+	puts, dels := map[string][]byte{metaReplKey + id: b}, []string(nil)
+	if r.pending() {
+		puts[metaReplPending+id] = []byte("1")
+	} else {
+		dels = []string{metaReplPending + id}
+	}
+	if err := s.store.PutMetas(puts, dels); err != nil {
 		return storeErr("write replication record", err, "")
 	}
 	return nil
@@ -223,6 +286,20 @@ func (s *Service) checkRegions(regions []string) ([]string, error) {
 	}
 	slices.Sort(out)
 	return slices.Compact(out), nil
+}
+
+// precheckRegions refuses, before any work is done, an import's explicit
+// replication regions that are not configured peers of this site; the
+// import stores its key through finishCreate, which checks them again and
+// records the replication (planCreate), as CreateKey does.
+func (s *Service) precheckRegions(regions []string) error {
+	if len(regions) == 0 {
+		return nil
+	}
+	s.repl.mu.Lock()
+	defer s.repl.mu.Unlock()
+	_, err := s.checkRegions(regions)
+	return err
 }
 
 func (s *Service) peerList() []string {
@@ -513,16 +590,19 @@ type Outbound struct {
 	KeyID, Region string
 }
 
-// ReplicationOutbox lists every pending delivery (a scan of the records; the
-// sender calls it at start and when woken).
+// ReplicationOutbox lists every pending delivery (the sender calls it at
+// start, when woken and every retry interval). It reads the outbox index and
+// the records it names only: its cost is in the pending keys, not in all the
+// replicated keys.
 func (s *Service) ReplicationOutbox() ([]Outbound, error) {
-	names, err := s.store.MetaNames(metaReplKey)
+	names, err := s.store.MetaNames(metaReplPending)
 	if err != nil {
-		return nil, storeErr("list replication records", err, "")
+		return nil, storeErr("list the replication outbox", err, "")
 	}
 	var out []Outbound
 	for _, n := range names {
-		id := strings.TrimPrefix(n, metaReplKey)
+		id := strings.TrimPrefix(n, metaReplPending)
+		s.repl.outboxReads.Add(1)
 		r, err := s.loadRepl(id)
 		if err != nil {
 			s.log.Error("read replication record", zap.String("record", n), zap.Error(err))
@@ -826,6 +906,9 @@ func (s *Service) replaceTags(id string, tags []Tag) error {
 	}
 	return nil
 }
+
+// KeyARN is the ARN of key id at this site.
+func (s *Service) KeyARN(id string) string { return s.keyARN(id) }
 
 // Region is this site's region.
 func (s *Service) Region() string { return s.cfg.Region }

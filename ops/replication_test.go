@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -450,5 +451,183 @@ func TestReplicationMaterial(t *testing.T) {
 	}
 	if rk, err := r.GetKey(replicaARN(arn)); err != nil || rk.KCV != "08D7B4" {
 		t.Fatalf("replica %+v %v", rk, err)
+	}
+}
+
+// TestImportKeyReplicationRegions: ImportKey's ReplicationRegions member
+// (ImportKeyInput in the model) is honoured like CreateKey's: an
+// unconfigured region is refused before anything is stored, explicit
+// regions are replicated (the replica opens to the same key), and without
+// the member the site's default regions apply.
+func TestImportKeyReplicationRegions(t *testing.T) {
+	t.Parallel()
+	p, r, _ := sites(t)
+	kek := must(p.CreateKey(ops.CreateKeyInput{Attributes: keyspec.Attributes{Usage: keyspec.K1, Class: keyspec.Symmetric,
+		Algorithm: keyspec.AES256, Modes: keyspec.ModesOfUse{Encrypt: true, Decrypt: true, Wrap: true, Unwrap: true}}, Exportable: true}))
+	src := must(p.CreateKey(ops.CreateKeyInput{Attributes: macKey, Exportable: true}))
+	exported := must(p.ExportKey(ops.ExportKeyInput{KeyIdentifier: src.ARN, Tr31: &ops.ExportTr31{WrappingKeyIdentifier: kek.ARN}}))
+	imp := func(regions []string) (*ops.Key, error) {
+		return p.ImportKey(ops.ImportKeyInput{ReplicationRegions: regions,
+			Tr31KeyBlock: &ops.ImportTr31KeyBlock{WrappingKeyIdentifier: kek.ARN, KeyBlock: exported.KeyMaterial}})
+	}
+	count := func() int {
+		ks, _, err := p.ListKeys("", ops.Page{Max: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ks)
+	}
+	before := count()
+	for _, regions := range [][]string{{"us-east-2"}, {"us-east-1"}, {"us-west-2", "ap-south-1"}} {
+		_, err := imp(regions)
+		f := mustKind(t, "ImportKey to "+strings.Join(regions, ","), err, fault.Validation)
+		if f.Subject != fault.SubjectReplicationRegions || !strings.Contains(f.Message, "not a replication peer") && !strings.Contains(f.Message, "own region") {
+			t.Errorf("%v: subject %v message %q", regions, f.Subject, f.Message)
+		}
+	}
+	if n := count(); n != before {
+		t.Fatalf("refused imports stored %d keys", n-before)
+	}
+	// Explicit regions: a primary, replicated, the same key at the replica.
+	k := must(imp([]string{"us-west-2"}))
+	if k.Replication == nil || k.Replication.Role != ops.RolePrimary || k.Replication.UsingDefault ||
+		k.Replication.Regions["us-west-2"].State != ops.ReplicationInProgress || len(k.Replication.Regions) != 1 {
+		t.Fatalf("ImportKey replication = %+v", k.Replication)
+	}
+	if n := deliver(t, p, r, "us-west-2"); n != 1 {
+		t.Fatalf("delivered %d, want the imported key only", n)
+	}
+	rk, err := r.GetKey(replicaARN(k.ARN))
+	if err != nil || rk.KCV != src.KCV || rk.Replication == nil || rk.Replication.Role != ops.RoleReplica || rk.Origin != k.Origin {
+		t.Fatalf("replica of the imported key: %+v %v (KCV want %s)", rk, err, src.KCV)
+	}
+	// Without the member: the site's defaults; an empty list: none.
+	if _, err := p.EnableDefaultReplicationRegions([]string{"eu-west-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if d := must(imp(nil)); d.Replication == nil || !d.Replication.UsingDefault || d.Replication.Regions["eu-west-1"].State == "" {
+		t.Fatalf("ImportKey without regions, defaults eu-west-1: %+v", d.Replication)
+	}
+	if e := must(imp([]string{})); e.Replication != nil {
+		t.Fatalf("ImportKey with an empty region list: %+v", e.Replication)
+	}
+}
+
+// synchronizedKeys creates n keys replicated to us-west-2 at p and records
+// them delivered (SYNCHRONIZED), as the sender would after the peer's ack.
+func synchronizedKeys(tb testing.TB, p *ops.Service, n int) {
+	tb.Helper()
+	for range n {
+		k, err := p.CreateKey(ops.CreateKeyInput{Attributes: macKey, ReplicationRegions: []string{"us-west-2"}})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if err := p.ReplicationDelivered(keyID(k.ARN), "us-west-2", 1); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
+// TestReplicationOutboxReadsPendingOnly: with many replicated keys of which
+// a few are pending, an outbox pass reads the pending keys' records only
+// (the outbox index), and a key leaves the index once delivered and joins
+// it again on its next change.
+func TestReplicationOutboxReadsPendingOnly(t *testing.T) {
+	t.Parallel()
+	p, r, _ := sites(t)
+	const many = 400
+	synchronizedKeys(t, p, many)
+	out, err := p.ReplicationOutbox()
+	if err != nil || len(out) != 0 {
+		t.Fatalf("outbox with every key synchronized: %v %v", out, err)
+	}
+	a := must(p.CreateKey(ops.CreateKeyInput{Attributes: macKey, ReplicationRegions: []string{"us-west-2", "eu-west-1"}}))
+	b := must(p.CreateKey(ops.CreateKeyInput{Attributes: macKey, ReplicationRegions: []string{"us-west-2"}}))
+	before := p.ReplicationOutboxReadsForTest()
+	out, err = p.ReplicationOutbox()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []ops.Outbound{{KeyID: keyID(a.ARN), Region: "eu-west-1"}, {KeyID: keyID(a.ARN), Region: "us-west-2"}, {KeyID: keyID(b.ARN), Region: "us-west-2"}}
+	slices.SortFunc(want, func(x, y ops.Outbound) int { return strings.Compare(x.Region+x.KeyID, y.Region+y.KeyID) })
+	if !slices.Equal(out, want) {
+		t.Fatalf("outbox %v, want %v", out, want)
+	}
+	if reads := p.ReplicationOutboxReadsForTest() - before; reads != 2 {
+		t.Fatalf("the outbox pass read %d records for 2 pending keys among %d replicated", reads, many+2)
+	}
+	// Delivered to us-west-2: b leaves the outbox, a stays (eu-west-1).
+	if n := deliver(t, p, r, "us-west-2"); n != 2 {
+		t.Fatalf("delivered %d", n)
+	}
+	before = p.ReplicationOutboxReadsForTest()
+	out, _ = p.ReplicationOutbox()
+	if !slices.Equal(out, []ops.Outbound{{KeyID: keyID(a.ARN), Region: "eu-west-1"}}) || p.ReplicationOutboxReadsForTest()-before != 1 {
+		t.Fatalf("after delivery: outbox %v, %d reads", out, p.ReplicationOutboxReadsForTest()-before)
+	}
+	// A change of a synchronized key puts it back.
+	if _, err := p.StopKeyUsage(b.ARN); err != nil {
+		t.Fatal(err)
+	}
+	out, _ = p.ReplicationOutbox()
+	if !slices.Contains(out, ops.Outbound{KeyID: keyID(b.ARN), Region: "us-west-2"}) || len(out) != 2 {
+		t.Fatalf("after StopKeyUsage on a synchronized key: outbox %v", out)
+	}
+}
+
+// BenchmarkReplicationOutbox is one outbox pass with one pending key among
+// n synchronized ones: its cost must not grow with n.
+func BenchmarkReplicationOutbox(b *testing.B) {
+	for _, n := range []int{10, 100, 1000} {
+		b.Run(fmt.Sprintf("synchronized=%d", n), func(b *testing.B) {
+			pmk := make([]byte, 32)
+			if _, err := rand.Read(pmk); err != nil {
+				b.Fatal(err)
+			}
+			p := opstest.NewSite(b, "us-east-1", pmk)
+			if err := p.SetReplication([]string{"us-west-2"}, nil); err != nil {
+				b.Fatal(err)
+			}
+			synchronizedKeys(b, p, n)
+			if _, err := p.CreateKey(ops.CreateKeyInput{Attributes: macKey, ReplicationRegions: []string{"us-west-2"}}); err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for b.Loop() {
+				out, err := p.ReplicationOutbox()
+				if err != nil || len(out) != 1 {
+					b.Fatalf("outbox %v %v", out, err)
+				}
+			}
+		})
+	}
+}
+
+// keyID is the key id of a key ARN (arn:...:key/<id>).
+func keyID(arn string) string { return arn[strings.LastIndex(arn, "/")+1:] }
+
+// TestReplicationOutboxIndexRebuilt: a store whose replication records were
+// written before the outbox index existed gets the index at start
+// (SetReplication), and nothing pending is lost.
+func TestReplicationOutboxIndexRebuilt(t *testing.T) {
+	t.Parallel()
+	p, r, _ := sites(t)
+	synchronizedKeys(t, p, 3)
+	k := must(p.CreateKey(ops.CreateKeyInput{Attributes: macKey, ReplicationRegions: []string{"us-west-2"}}))
+	if err := p.DropReplicationIndexForTest(); err != nil {
+		t.Fatal(err)
+	}
+	if out, _ := p.ReplicationOutbox(); len(out) != 0 {
+		t.Fatalf("outbox without its index: %v", out)
+	}
+	if err := p.SetReplication([]string{"us-west-2", "eu-west-1"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	out, err := p.ReplicationOutbox()
+	if err != nil || !slices.Equal(out, []ops.Outbound{{KeyID: keyID(k.ARN), Region: "us-west-2"}}) {
+		t.Fatalf("outbox after the rebuild: %v %v", out, err)
+	}
+	if n := deliver(t, p, r, "us-west-2"); n != 1 {
+		t.Fatalf("delivered %d", n)
 	}
 }

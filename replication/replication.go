@@ -55,6 +55,20 @@ type Config struct {
 	RetryInterval time.Duration
 	// Timeout bounds one delivery (default 10s).
 	Timeout time.Duration
+	// Received, when set, is given every snapshot the endpoint decoded (the
+	// request body as it arrived, TLS removed) and the region of the peer
+	// that sent it, before it is applied. It must not keep body. The
+	// daemon sets it only in a binary built with the payhsm_e2e_capture
+	// tag, for the end-to-end test that checks what crosses the wire.
+	Received func(peer string, body []byte)
+	// Synchronized, when set, is told each delivery a peer acknowledged
+	// (recorded in the outbox first): key keyID reached generation gen in
+	// region. The daemon writes it to the audit trail.
+	Synchronized func(keyID, region string, gen uint64)
+	// Applied, when set, is told each snapshot this site applied: the
+	// replica of key keyID, from primary region from, at generation gen
+	// (deleted: the primary asked for its deletion).
+	Applied func(keyID, from string, gen uint64, deleted bool)
 }
 
 // Replicator serves the replication endpoint and runs the sender.
@@ -102,6 +116,12 @@ func New(cfg Config, svc *ops.Service, log *zap.Logger) (*Replicator, error) {
 	}
 	r := &Replicator{cfg: cfg, svc: svc, log: log, byPrint: map[[32]byte]string{}, peers: map[string]Peer{},
 		clients: map[string]*http.Client{}, wake: make(chan struct{}, 1)}
+	// The server exists before Serve and Shutdown run, on whatever
+	// goroutines: neither writes the field the other reads.
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST "+applyPath, r.apply)
+	r.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 30 * time.Second, ErrorLog: zap.NewStdLog(log)}
 	var regions []string
 	for _, p := range cfg.Peers {
 		if _, dup := r.peers[p.Region]; dup {
@@ -189,12 +209,9 @@ func (r *Replicator) Listen(addr string) (net.Listener, error) {
 	return tls.NewListener(ln, r.serverTLS()), nil
 }
 
-// Serve serves the replication endpoint on ln until Shutdown.
+// Serve serves the replication endpoint on ln until Shutdown (at once when
+// Shutdown came first).
 func (r *Replicator) Serve(ln net.Listener) error {
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST "+applyPath, r.apply)
-	r.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 30 * time.Second, ErrorLog: zap.NewStdLog(r.log)}
 	err := r.srv.Serve(ln)
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
@@ -204,9 +221,6 @@ func (r *Replicator) Serve(ln net.Listener) error {
 
 // Shutdown stops the endpoint, letting a delivery in progress finish.
 func (r *Replicator) Shutdown(ctx context.Context) error {
-	if r.srv == nil {
-		return nil
-	}
 	return r.srv.Shutdown(ctx)
 }
 
@@ -237,6 +251,9 @@ func (r *Replicator) apply(w http.ResponseWriter, req *http.Request) {
 		writeReply(w, http.StatusBadRequest, reply{Error: "malformed snapshot", Permanent: true})
 		return
 	}
+	if r.cfg.Received != nil {
+		r.cfg.Received(region, body)
+	}
 	if err := r.svc.ApplyReplica(region, &snap); err != nil {
 		f := fault.As(err)
 		status, msg, permanent := http.StatusInternalServerError, "the replica could not be stored", false
@@ -249,6 +266,9 @@ func (r *Replicator) apply(w http.ResponseWriter, req *http.Request) {
 	}
 	r.log.Info("replica applied", zap.String("peer", region), zap.String("key", snap.KeyID), zap.Uint64("generation", snap.Gen),
 		zap.Bool("delete", snap.Delete))
+	if r.cfg.Applied != nil {
+		r.cfg.Applied(snap.KeyID, region, snap.Gen, snap.Delete)
+	}
 	writeReply(w, http.StatusOK, reply{})
 }
 
@@ -358,6 +378,10 @@ func (r *Replicator) deliver(ctx context.Context, it ops.Outbound) bool {
 	}
 	if err := r.svc.ReplicationDelivered(it.KeyID, it.Region, gen); err != nil {
 		r.log.Error("record a delivered replica", zap.String("key", it.KeyID), zap.Error(err))
+		return true
+	}
+	if r.cfg.Synchronized != nil {
+		r.cfg.Synchronized(it.KeyID, it.Region, gen)
 	}
 	return true
 }

@@ -8,8 +8,12 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
+	"fmt"
 	"math/big"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -55,8 +59,25 @@ func TestChannel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var (
+		recvMu          sync.Mutex
+		received        []ops.ReplicaSnapshot
+		applied, synced []string
+	)
 	wRep, err := New(Config{Certificate: wID, Peers: []Peer{{Region: "us-east-1", Endpoint: eLn.Addr().String(),
-		Fingerprint: Fingerprint(eID.Certificate[0])}}}, west, zap.NewNop())
+		Fingerprint: Fingerprint(eID.Certificate[0])}}, Received: func(peer string, body []byte) {
+		var s ops.ReplicaSnapshot
+		if peer != "us-east-1" || json.Unmarshal(body, &s) != nil {
+			t.Errorf("Received(%q, %.40q…)", peer, body)
+		}
+		recvMu.Lock()
+		defer recvMu.Unlock()
+		received = append(received, s)
+	}, Applied: func(id, from string, gen uint64, deleted bool) {
+		recvMu.Lock()
+		defer recvMu.Unlock()
+		applied = append(applied, fmt.Sprintf("%s from %s gen %d deleted %v", id, from, gen, deleted))
+	}}, west, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +89,12 @@ func TestChannel(t *testing.T) {
 	// pinned right, eu-west-1 at the same endpoint pinned to another certificate.
 	eRep, err = New(Config{Certificate: eID, RetryInterval: 50 * time.Millisecond, Peers: []Peer{
 		{Region: "us-west-2", Endpoint: wLn.Addr().String(), Fingerprint: Fingerprint(wID.Certificate[0])},
-		{Region: "eu-west-1", Endpoint: wLn.Addr().String(), Fingerprint: Fingerprint(rogue.Certificate[0])}}}, east, zap.NewNop())
+		{Region: "eu-west-1", Endpoint: wLn.Addr().String(), Fingerprint: Fingerprint(rogue.Certificate[0])}},
+		Synchronized: func(id, region string, gen uint64) {
+			recvMu.Lock()
+			defer recvMu.Unlock()
+			synced = append(synced, fmt.Sprintf("%s to %s gen %d", id, region, gen))
+		}}, east, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,6 +137,31 @@ func TestChannel(t *testing.T) {
 	if err != nil || rk.KCV != k.KCV || rk.Replication == nil || rk.Replication.Role != ops.RoleReplica {
 		t.Fatalf("replica %+v %v", rk, err)
 	}
+	// The Received hook saw what the endpoint decoded: the key's snapshot
+	// from us-east-1, its block under the main key (never empty).
+	recvMu.Lock()
+	if len(received) == 0 || received[0].KCV != k.KCV || received[0].PrimaryRegion != "us-east-1" || received[0].KeyBlock == "" {
+		t.Errorf("Received saw %+v", received)
+	}
+	// Applied at the replica, Synchronized at the primary (never for the
+	// refused eu-west-1).
+	id := k.ARN[strings.LastIndex(k.ARN, "/")+1:]
+	for deadline := time.Now().Add(5 * time.Second); !slices.Contains(applied, id+" from us-east-1 gen 1 deleted false") ||
+		!slices.Contains(synced, id+" to us-west-2 gen 1"); { // the hooks run just after the states are recorded
+		if time.Now().After(deadline) {
+			t.Errorf("Applied %q, Synchronized %q", applied, synced)
+			break
+		}
+		recvMu.Unlock()
+		time.Sleep(10 * time.Millisecond)
+		recvMu.Lock()
+	}
+	for _, s := range synced {
+		if strings.Contains(s, "eu-west-1") {
+			t.Errorf("Synchronized for the refused peer: %s", s)
+		}
+	}
+	recvMu.Unlock()
 	// A disabled primary disables the replica.
 	if _, err := east.StopKeyUsage(k.ARN); err != nil {
 		t.Fatal(err)

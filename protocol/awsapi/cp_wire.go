@@ -91,7 +91,7 @@ func diffieHellmanMembers(p string) members {
 // importMembers are ImportKey's members for each member of its KeyMaterial union.
 var importMembers = func() map[string]members {
 	common := members{fault.SubjectKeyCheckValueAlgorithm: "KeyCheckValueAlgorithm", fault.SubjectTags: "Tags",
-		fault.SubjectKeyMaterial: "KeyMaterial"}
+		fault.SubjectKeyMaterial: "KeyMaterial", fault.SubjectReplicationRegions: "ReplicationRegions"}
 	attrs := func(p string) members {
 		return members{fault.SubjectKeyMaterial: p}.plus(attributeMembers(p))
 	}

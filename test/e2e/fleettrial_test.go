@@ -43,7 +43,11 @@ func newTrialStore(t *testing.T, engine string, c *etcdtest.Cluster, requestTime
 	if engine == "etcd" {
 		ks = map[string]any{"engine": "etcd", "endpoints": c.Endpoints(), "prefix": "/payhsm/trial/", "requestTimeout": requestTimeout}
 	}
-	b, err := json.Marshal(map[string]any{"dataDir": s.dir, "keystore": ks})
+	cfg := map[string]any{"dataDir": s.dir, "keystore": ks}
+	if engine == "etcd" {
+		cfg["fleet"] = map[string]any{"node": "trial"} // required on etcd
+	}
+	b, err := json.Marshal(cfg)
 	check(t, err)
 	check(t, os.WriteFile(s.cfg, b, 0o600))
 	return s

@@ -87,9 +87,60 @@ func shareProfile(t *testing.T, from, to, profile string) {
 	}
 }
 
+// twoSites initializes the appliances of two sites, east (us-east-1;
+// profiles default and lmk01) and west (us-west-2; profile default), gives
+// west east's lmk01 main key through the TR-34 main-key sync, and returns
+// them with a directory for their configuration files.
+func twoSites(t *testing.T) (east, west *site, files string) {
+	t.Helper()
+	s, files := newSites(t, "us-east-1", "us-west-2")
+	return s[0], s[1], files
+}
+
+// newSites initializes the appliances of sites in regions: the first with
+// profiles default and lmk01, the others with profile default and the
+// first's lmk01 main key (TR-34 main-key sync). It returns them and a
+// directory for their configuration files.
+func newSites(t *testing.T, regions ...string) ([]*site, string) {
+	t.Helper()
+	var sites []*site
+	for i, r := range regions {
+		s := &site{region: r, dir: t.TempDir()}
+		if i == 0 {
+			initAppliance(t, s.dir, `{"name":"default"},{"name":"lmk01"}`)
+		} else {
+			initAppliance(t, s.dir, `{"name":"default"}`)
+			shareProfile(t, sites[0].dir, s.dir, "lmk01")
+		}
+		sites = append(sites, s)
+	}
+	return sites, t.TempDir()
+}
+
+// writeConfig writes the site's configuration (profile lmk01, replication
+// listening on listen with the identity cert/key, retrying every 200ms, to
+// peers) into files.
+func (s *site) writeConfig(t *testing.T, files, listen, cert, key string, peers []map[string]string) {
+	t.Helper()
+	cfg := map[string]any{"dataDir": s.dir, "region": s.region, "profile": "lmk01",
+		"replication": map[string]any{"listen": listen, "tlsCert": cert, "tlsKey": key, "retryInterval": "200ms", "peers": peers}}
+	b, err := json.Marshal(cfg)
+	check(t, err)
+	s.config = filepath.Join(files, s.region+".json")
+	check(t, os.WriteFile(s.config, b, 0o600))
+}
+
 func (s *site) start(t *testing.T) {
 	t.Helper()
-	s.d = startDaemonArgs(t, "serve", "--dev", "--config", s.config, "--http-addr", "127.0.0.1:0", "--host-addr", "127.0.0.1:0")
+	s.startWith(t, exec.Command(binPath))
+}
+
+// startWith starts the site's daemon from cmd (its binary and environment;
+// the serve arguments are added).
+func (s *site) startWith(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
+	cmd.Args = append(cmd.Args, "serve", "--dev", "--config", s.config, "--http-addr", "127.0.0.1:0", "--host-addr", "127.0.0.1:0")
+	s.d = startDaemonCmd(t, cmd)
 	s.d.dir = s.dir
 	s.d.keyID, s.d.secret = readCreds(t, filepath.Join(s.dir, "credentials"))
 }
@@ -111,6 +162,15 @@ func (s *site) client() *pc.Client {
 // data sends a SigV4-signed data-plane request in the site's region.
 func (s *site) data(t *testing.T, path string, body any) (int, map[string]any) {
 	t.Helper()
+	status, rb := s.dataRaw(t, path, body)
+	var m map[string]any
+	_ = json.Unmarshal(rb, &m)
+	return status, m
+}
+
+// dataRaw is data returning the response body as it came.
+func (s *site) dataRaw(t *testing.T, path string, body any) (int, []byte) {
+	t.Helper()
 	b, err := json.Marshal(body)
 	check(t, err)
 	req, _ := http.NewRequest(http.MethodPost, s.d.httpURL+path, bytes.NewReader(b))
@@ -122,9 +182,7 @@ func (s *site) data(t *testing.T, path string, body any) (int, map[string]any) {
 	rb, err := io.ReadAll(resp.Body)
 	check(t, err)
 	check(t, resp.Body.Close())
-	var m map[string]any
-	_ = json.Unmarshal(rb, &m)
-	return resp.StatusCode, m
+	return resp.StatusCode, rb
 }
 
 // waitFor polls cond every 20ms until it holds or timeout passes, and
@@ -157,30 +215,17 @@ func inRegion(arn, region string) string {
 func TestMultiRegionReplication(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	east, west := &site{region: "us-east-1", dir: t.TempDir()}, &site{region: "us-west-2", dir: t.TempDir()}
-	initAppliance(t, east.dir, `{"name":"default"},{"name":"lmk01"}`)
-	initAppliance(t, west.dir, `{"name":"default"}`)
-	shareProfile(t, east.dir, west.dir, "lmk01")
-
-	files := t.TempDir()
+	east, west, files := twoSites(t)
 	eCert, eKey, eFP := replicationIdentity(t, files, "east")
 	wCert, wKey, wFP := replicationIdentity(t, files, "west")
 	_, _, rogueFP := replicationIdentity(t, files, "rogue")
 	eAddr, wAddr := freeAddr(t), freeAddr(t)
-	writeConfig := func(s *site, listen, cert, key string, peers []map[string]string) {
-		cfg := map[string]any{"dataDir": s.dir, "region": s.region, "profile": "lmk01",
-			"replication": map[string]any{"listen": listen, "tlsCert": cert, "tlsKey": key, "retryInterval": "200ms", "peers": peers}}
-		b, err := json.Marshal(cfg)
-		check(t, err)
-		s.config = filepath.Join(files, s.region+".json")
-		check(t, os.WriteFile(s.config, b, 0o600))
-	}
 	// eu-west-1 is "at" the us-west-2 daemon's endpoint, pinned to another
 	// certificate: the channel must refuse it.
-	writeConfig(east, eAddr, eCert, eKey, []map[string]string{
+	east.writeConfig(t, files, eAddr, eCert, eKey, []map[string]string{
 		{"region": "us-west-2", "endpoint": wAddr, "certificateSha256": wFP},
 		{"region": "eu-west-1", "endpoint": wAddr, "certificateSha256": rogueFP}})
-	writeConfig(west, wAddr, wCert, wKey, []map[string]string{{"region": "us-east-1", "endpoint": eAddr, "certificateSha256": eFP}})
+	west.writeConfig(t, files, wAddr, wCert, wKey, []map[string]string{{"region": "us-east-1", "endpoint": eAddr, "certificateSha256": eFP}})
 	east.start(t)
 	west.start(t)
 	ec, wc := east.client(), west.client()
