@@ -30,6 +30,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -51,7 +52,7 @@ const (
 
 // config is what the flags set.
 type config struct {
-	bin, etcd, data                      string
+	bin, etcd, data                       string
 	httpPort, hostPort, opsPort, etcdPort int
 }
 
@@ -94,7 +95,9 @@ type fleet struct {
 	died  chan *proc
 }
 
-func (f *fleet) path(elem ...string) string { return filepath.Join(append([]string{f.data}, elem...)...) }
+func (f *fleet) path(elem ...string) string {
+	return filepath.Join(append([]string{f.data}, elem...)...)
+}
 
 func (f *fleet) clientURL(i int) string { return fmt.Sprintf("http://127.0.0.1:%d", f.etcdPort+i) }
 func (f *fleet) peerURL(i int) string   { return fmt.Sprintf("http://127.0.0.1:%d", f.etcdPort+10+i) }
@@ -267,7 +270,7 @@ func (f *fleet) principal() error {
 		{"Effect": "Allow", "Action": "payment-cryptography:*", "Resource": "*"}}}); err != nil {
 		return err
 	}
-	cmd := exec.Command(f.bin, "principals", "add", "fleet-dev", "--access-key", "--policy", policy, "--dev", "--config", f.path(nodeName(0)+".json")) //nolint:gosec // the payhsm binary given on the command line
+	cmd := exec.Command(f.bin, "principals", "add", "fleet-dev", "--access-key", "--policy", "full-access="+policy, "--dev", "--config", f.path(nodeName(0)+".json")) //nolint:gosec // the payhsm binary given on the command line
 	out, err := cmd.Output()
 	if err != nil {
 		var ee *exec.ExitError
@@ -306,9 +309,10 @@ func (f *fleet) summary() {
 	fmt.Printf("\n  principal fleet-dev (every node): export AWS_SHARED_CREDENTIALS_FILE=%s/credentials AWS_CONFIG_FILE=/dev/null\n", abs)
 	fmt.Printf("  node configs: %s/hsm-N.json; logs: %s/hsm-N.log, %s/etcd/mN.log\n", abs, abs, abs)
 	fmt.Printf("\n  aws payment-cryptography create-key --endpoint-url http://127.0.0.1:%d --region us-east-1 --exportable \\\n"+
-		"      --key-attributes KeyAlgorithm=AES_128,KeyUsage=TR31_D0_SYMMETRIC_DATA_ENCRYPTION_KEY,KeyClass=SYMMETRIC_KEY,KeyModesOfUse='{Encrypt=true,Decrypt=true}'\n", f.httpPort)
-	fmt.Printf("  %s fleet status --config %s/hsm-1.json\n", f.bin, abs)
-	fmt.Printf("  %s client -addr 127.0.0.1:%d NO 02\n", f.bin, f.hostPort+1)
+		"      --key-attributes KeyAlgorithm=TDES_2KEY,KeyUsage=TR31_C0_CARD_VERIFICATION_KEY,KeyClass=SYMMETRIC_KEY,KeyModesOfUse='{Generate=true,Verify=true}'\n", f.httpPort)
+	fmt.Printf("  %s fleet status --dev --config %s/hsm-1.json\n", f.bin, abs)
+	fmt.Printf("  %s client -addr 127.0.0.1:%d NO 02    (which node answers: NP ... hsm-2)\n", f.bin, f.hostPort+1)
+	fmt.Printf("  README.md \"A local fleet\" has the walk-through.\n")
 	fmt.Println("\n  Ctrl-C stops the nodes, then etcd; the data stays in", abs, "(remove it for a fresh fleet)")
 	fmt.Println()
 	out, err := exec.Command(f.bin, "fleet", "status", "--dev", "--config", f.path(nodeName(0)+".json")).CombinedOutput() //nolint:gosec // the payhsm binary given on the command line
@@ -441,8 +445,15 @@ func banner(s string) {
 	fmt.Printf("%s\n! %s !\n%s\n", line, s, line)
 }
 
+// prompts are the questions of payhsm's ceremonies that this program
+// answers on stdin: indent shows each answered one on its own line.
+var prompts = regexp.MustCompile(`(\[y/N\] |Passphrase: |custodian name: |\(at least 10 characters\): |repeat the passphrase: )`)
+
+// indent prints a ceremony's output indented, each prompt this program
+// answered marked as such.
 func indent(s string) {
-	for line := range strings.Lines(strings.TrimRight(s, "\n")) {
+	s = prompts.ReplaceAllString(strings.TrimRight(s, "\n"), "${1}(answered by the dev fleet)\n")
+	for line := range strings.Lines(s) {
 		fmt.Print("    ", line)
 	}
 	fmt.Println()
