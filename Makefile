@@ -3,6 +3,7 @@
 #   make test   install what is missing, build, lint, run every test
 # and one more explores beyond the tests:
 #   make fuzz   fuzz every parser (FUZZTIME each; not part of make test)
+#   make fleet  a local 3-node fleet on a 3-member etcd cluster, in the foreground (dev only)
 SHELL := /bin/bash
 GO ?= go
 BIN := bin/payhsm
