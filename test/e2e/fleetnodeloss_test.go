@@ -207,15 +207,16 @@ func (l *nodeLossLoad) call(kind string, home int, op func(d *daemon) error) boo
 // ceremony) on a real 3-member etcd cluster, under continuous load spread
 // over the three: control-plane writers (CreateKey then CreateAlias) and
 // data-plane clients on both front ends (EncryptData over HTTP, CVV
-// generation CW on the host port) that retry a failed call once on the next
-// node. One node is SIGKILLed mid-load; the load goes on for a few seconds;
-// the node is restarted on its data directory and configuration and must
-// be ready again, and serving in `payhsm fleet status`, without a new
-// ceremony. Required: no call fails after its retry, the surviving nodes
-// answer every first attempt, and every acknowledged key and alias is
-// present through a surviving node and through the restarted one. The
-// error rates the clients saw, before and after their retry, are logged
-// (docs/fleet.md reports them).
+// generation CW on the host port) that retry a failed call once on the
+// next node. The node that leads the fleet's jobs (purge, rotation) is
+// SIGKILLed mid-load; the load goes on for a few seconds; the node is
+// restarted on its data directory and configuration and must be ready
+// again, and serving in `payhsm fleet status`, without a new ceremony, and
+// some node must lead the jobs again. Required: no call fails after its
+// retry, the surviving nodes answer every first attempt, and every
+// acknowledged key and alias is present through a surviving node and
+// through the restarted one. The error rates the clients saw, before and
+// after their retry, are logged (docs/fleet.md reports them).
 func TestFleetNodeLoss(t *testing.T) {
 	t.Parallel()
 	c := etcdtest.Start(t, etcdtest.Options{Args: []string{"--unsafe-no-fsync"}})
@@ -244,7 +245,16 @@ func TestFleetNodeLoss(t *testing.T) {
 		}
 	}
 
-	const killed = 1 // node b
+	// The node killed is the one that leads the fleet's jobs (purge,
+	// rotation), so that the trial covers the hand-over too; node b if no
+	// node leads yet.
+	killed := 1
+	if i := fleetLeader(fleet, 15*time.Second); i >= 0 {
+		killed = i
+	} else {
+		t.Log("no node reported leading the fleet's jobs within 15s: killing node b")
+	}
+	survivor := fleet[(killed+1)%3]
 	l := &nodeLossLoad{nodes: []*daemon{fleet[0].d, fleet[1].d, fleet[2].d}, killed: killed,
 		stats: map[string]*[phases]callStats{}, alias: map[string]string{}}
 	stop := make(chan struct{})
@@ -327,6 +337,7 @@ func TestFleetNodeLoss(t *testing.T) {
 	loadStart := time.Now()
 	time.Sleep(1500 * time.Millisecond)
 	victim := fleet[killed]
+	wasLeader := leads(victim.d)
 	sigkill(t, victim.d)
 	killedAt := time.Now()
 	l.phase.Store(phaseDown)
@@ -358,8 +369,8 @@ func TestFleetNodeLoss(t *testing.T) {
 	time.Sleep(2 * time.Second)
 	close(stop)
 	wg.Wait()
-	t.Logf("node %s SIGKILLed %v into the load, down %v, ready %v after its restart (no ceremony)",
-		victim.name, killedAt.Sub(loadStart).Round(time.Millisecond), restartAt.Sub(killedAt).Round(time.Millisecond), readyAfter.Round(time.Millisecond))
+	t.Logf("node %s (leading the fleet's jobs: %v) SIGKILLed %v into the load, down %v, ready %v after its restart (no ceremony)",
+		victim.name, wasLeader, killedAt.Sub(loadStart).Round(time.Millisecond), restartAt.Sub(killedAt).Round(time.Millisecond), readyAfter.Round(time.Millisecond))
 
 	// The clients' error rates, per kind of call and phase.
 	for _, kind := range []string{"CreateKey", "CreateAlias", "EncryptData", "CW (host port)"} {
@@ -417,12 +428,22 @@ func TestFleetNodeLoss(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 
+	// Some node leads the fleet's jobs again (after the dead leader's
+	// lease ran out: keystore.leaderTTL, 10 s by default).
+	if wasLeader {
+		if i := fleetLeader(fleet, 30*time.Second); i < 0 {
+			t.Errorf("no node leads the fleet's jobs 30s after the leader %s was SIGKILLed and restarted", victim.name)
+		} else {
+			t.Logf("node %s leads the fleet's jobs %v after the leader was SIGKILLed", fleet[i].name, time.Since(killedAt).Round(100*time.Millisecond))
+		}
+	}
+
 	// Every acknowledged write, through a surviving node and through the
 	// restarted one.
 	l.mu.Lock()
 	keys, aliases := l.keys, l.alias
 	l.mu.Unlock()
-	for _, n := range []*fleetNode{fleet[2], victim} {
+	for _, n := range []*fleetNode{survivor, victim} {
 		cl := n.d.client()
 		for _, arn := range keys {
 			if _, err := cl.GetKey(ctx, &pc.GetKeyInput{KeyIdentifier: aws.String(arn)}); err != nil {
@@ -439,7 +460,32 @@ func TestFleetNodeLoss(t *testing.T) {
 	if len(keys) == 0 || len(aliases) == 0 {
 		t.Fatalf("%d keys and %d aliases acknowledged", len(keys), len(aliases))
 	}
-	t.Logf("%d acknowledged keys and %d aliases, all present through nodes %s and %s", len(keys), len(aliases), fleet[2].name, victim.name)
+	t.Logf("%d acknowledged keys and %d aliases, all present through nodes %s and %s", len(keys), len(aliases), survivor.name, victim.name)
+}
+
+// leads reports whether d says (payhsm_leader on its /metrics) that it
+// leads the fleet's jobs.
+func leads(d *daemon) bool {
+	resp, err := http.Get(d.opsURL + "/metrics")
+	if err != nil {
+		return false
+	}
+	defer func() { _ = resp.Body.Close() }()
+	b, err := io.ReadAll(resp.Body)
+	return err == nil && strings.Contains("\n"+string(b), "\npayhsm_leader 1\n")
+}
+
+// fleetLeader returns the index of the node that leads the fleet's jobs,
+// waiting up to timeout for one; -1 if none does.
+func fleetLeader(fleet []*fleetNode, timeout time.Duration) int {
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		for i, n := range fleet {
+			if leads(n.d) {
+				return i
+			}
+		}
+	}
+	return -1
 }
 
 // pct is n of total in percent (0 for no total).
