@@ -3,6 +3,7 @@
 #   make test   install what is missing, build, lint, run every test
 # and one more explores beyond the tests:
 #   make fuzz   fuzz every parser (FUZZTIME each; not part of make test)
+#   make fleet  a local 3-node fleet on a 3-member etcd cluster, in the foreground (dev only)
 SHELL := /bin/bash
 GO ?= go
 BIN := bin/payhsm
@@ -26,7 +27,7 @@ LDFLAGS := $(if $(VERSION),-X payhsm/internal/version.stamp=$(VERSION))
 FUZZTIME ?= 2000x
 FUZZPKGS ?= ./...
 
-.PHONY: all build run test unit e2e fuzz bench deps vet fmt clean generate lint race etcd install
+.PHONY: all build run test unit e2e fuzz bench deps vet fmt clean generate lint race etcd install fleet
 
 all: build
 
@@ -79,6 +80,17 @@ install: build
 
 run: build
 	./$(BIN) serve --dev --data-dir $(DATA) --http-addr $(HTTP_ADDR) --host-addr $(HOST_ADDR) --ops-addr $(OPS_ADDR)
+
+# fleet runs a local fleet for development (README "A local fleet",
+# tools/fleet): a 3-member etcd cluster (client ports 23791-23793) and 3
+# payhsm nodes hsm-1..3 on loopback (HTTP 8181-8183, host 1601-1603, ops
+# 9201-9203), each with its own SoftHSM2 token and data directory under
+# FLEET_DATA, joined through payhsm ceremony join, in the foreground until
+# Ctrl-C. DEV ONLY: its custodians' passphrases are fixed and printed.
+FLEET_DATA ?= ./fleet-data
+fleet: build etcd
+	CGO_ENABLED=0 $(GO) build -o bin/fleet ./tools/fleet
+	./bin/fleet -bin $(BIN) -etcd $(ETCD) -data $(FLEET_DATA)
 
 # test runs the unit tests, every fuzz target on its seed corpus (go test runs
 # those as ordinary tests), and the end-to-end tests against the real daemon.
