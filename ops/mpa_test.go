@@ -22,7 +22,7 @@ func (f *fakeApprovals) Associate(op, arn, c string) (*ops.MpaAssociation, error
 	return &ops.MpaAssociation{Operation: op, TeamARN: arn, State: "ACTIVE"}, nil
 }
 func (f *fakeApprovals) Disassociate(op, c string) (*ops.MpaAssociation, error) { return nil, nil }
-func (f *fakeApprovals) GetAssociation(op string) (*ops.MpaAssociation, error) { return nil, nil }
+func (f *fakeApprovals) GetAssociation(op string) (*ops.MpaAssociation, error)  { return nil, nil }
 func (f *fakeApprovals) Authorize(op string, subject []byte, comment string) (*ops.MpaStatus, func(), error) {
 	f.subjects, f.comments = append(f.subjects, subject), append(f.comments, comment)
 	if op != ops.MpaImportRootCertificate {
