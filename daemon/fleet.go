@@ -76,6 +76,7 @@ type fleetNode struct {
 	hb      Heartbeat
 	lease   int64
 	lastErr string
+	kick    chan struct{} // beat now: the addresses changed (setAddrs)
 }
 
 // checkFleet is the readiness check of the node's profile main key copy.
@@ -92,7 +93,7 @@ func newFleetNode(cfg *appliance.Config, cust *custody.Custodian, log *zap.Logge
 	if cfg.Fleet.Node == "" {
 		return nil, nil
 	}
-	f := &fleetNode{cfg: cfg, cust: cust, log: log, state: health.NewState(errors.New("starting")),
+	f := &fleetNode{cfg: cfg, cust: cust, log: log, state: health.NewState(errors.New("starting")), kick: make(chan struct{}, 1),
 		hb: Heartbeat{Node: cfg.Fleet.Node, Version: version.String(), State: "starting", Started: time.Now().UTC()}}
 	if cfg.Keystore.Engine == appliance.EngineEtcd {
 		eng, err := appliance.OpenFleetEngine(cfg, log.Named("etcd"))
@@ -109,6 +110,10 @@ func (f *fleetNode) setAddrs(http, host, ops string) {
 	f.mu.Lock()
 	f.hb.HTTP, f.hb.Host, f.hb.Ops = http, host, ops
 	f.mu.Unlock()
+	select { // the next heartbeat goes now, not an interval later
+	case f.kick <- struct{}{}:
+	default:
+	}
 }
 
 // refresh checks the node's profile copy against the fleet's, sets the
@@ -197,6 +202,7 @@ func (f *fleetNode) run(ctx context.Context) {
 			f.close()
 			return
 		case <-t.C:
+		case <-f.kick:
 		}
 	}
 }
