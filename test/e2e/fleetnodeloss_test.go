@@ -461,6 +461,27 @@ func TestFleetNodeLoss(t *testing.T) {
 		t.Fatalf("%d keys and %d aliases acknowledged", len(keys), len(aliases))
 	}
 	t.Logf("%d acknowledged keys and %d aliases, all present through nodes %s and %s", len(keys), len(aliases), survivor.name, victim.name)
+
+	// StopKeyUsage through node c: nodes a and b, which have the key
+	// cached (they served it under load), refuse it on both front ends
+	// within the watch's delay.
+	_, err := fleet[2].d.client().StopKeyUsage(ctx, &pc.StopKeyUsageInput{KeyIdentifier: aws.String(cvk)})
+	check(t, err)
+	stopped := time.Now()
+	for _, n := range fleet[:2] {
+		for {
+			status, _, _ := n.d.dataCall(t, "/cardvalidationdata/generate", map[string]any{"KeyIdentifier": cvk, "PrimaryAccountNumber": "4123456789012345",
+				"GenerationAttributes": map[string]any{"CardVerificationValue1": map[string]any{"CardExpiryDate": "8701", "ServiceCode": "101"}}})
+			if status != http.StatusOK && hostSend(t, n.d.hostAddr, cw) != "0000CX00561" {
+				break
+			}
+			if time.Since(stopped) > 5*time.Second {
+				t.Fatalf("node %s still uses the key 5s after StopKeyUsage through node c", n.name)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		t.Logf("StopKeyUsage through node c: node %s refuses the key %v after node c answered", n.name, time.Since(stopped).Round(time.Millisecond))
+	}
 }
 
 // leads reports whether d says (payhsm_leader on its /metrics) that it
