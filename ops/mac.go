@@ -182,7 +182,10 @@ func (s *Service) computeMac(ident string, dk *DynamicKey, msg []byte, a MacAttr
 			if want, ok := hmacAlgorithm[a.Algorithm]; ok && want != alg {
 				return "", "", nil, about(fault.SubjectMacAlgorithm, side, "%v does not match the key's algorithm %s", a.Algorithm, alg)
 			}
-			full, err = mac.HMAC(hmacHashes[alg], w.Material, msg)
+			var k *mac.HMACKey
+			if k, err = w.HMAC(hmacHashes[alg]); err == nil {
+				full, err = k.Sum(nil, msg)
+			}
 		default:
 			return "", "", nil, about(fault.SubjectMacAlgorithm, side, "unknown MAC algorithm")
 		}
