@@ -777,6 +777,11 @@ func BlockVersion(block string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	return headerVersion(h)
+}
+
+// headerVersion is the main key version a block's header names (1 when it names none).
+func headerVersion(h tr31.Header) (int, error) {
 	for _, b := range h.Blocks {
 		if b.ID == versionBlock {
 			v, err := strconv.Atoi(b.Data)
@@ -813,17 +818,20 @@ func (p *Profile) Unwrap(block string) (tr31.Header, []byte, error) {
 	if len(block) == 0 || block[0] != 'D' {
 		return tr31.Header{}, nil, errors.New("custody: stored key blocks are version D")
 	}
-	v, err := BlockVersion(block)
-	if err != nil {
-		return tr31.Header{}, nil, err
-	}
 	p.mu.RLock()
 	defer p.mu.RUnlock()
-	m := p.keys[v]
-	if m == nil {
-		return tr31.Header{}, nil, fmt.Errorf("custody: profile %s has no main key version %d (retired or never loaded)", p.name, v)
-	}
-	return tr31.UnwrapWith(m.blocks, block)
+	// One parse: the header names the main key version, whose block keys open it.
+	return tr31.UnwrapSelect(block, func(h tr31.Header) (tr31.BlockKeys, error) {
+		v, err := headerVersion(h)
+		if err != nil {
+			return tr31.BlockKeys{}, err
+		}
+		m := p.keys[v]
+		if m == nil {
+			return tr31.BlockKeys{}, fmt.Errorf("custody: profile %s has no main key version %d (retired or never loaded)", p.name, v)
+		}
+		return m.blocks, nil
+	})
 }
 
 // tokenOps counts calls into the PKCS#11 module after start-up (sealing,

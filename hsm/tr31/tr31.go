@@ -122,7 +122,18 @@ func Unwrap(kbpk []byte, block string) (Header, []byte, error) {
 // keys k are (DeriveBlockKeys): the same header and key, or the same error,
 // without deriving the block keys again.
 func UnwrapWith(k BlockKeys, block string) (Header, []byte, error) {
+	return UnwrapSelect(block, func(Header) (BlockKeys, error) { return k, nil })
+}
+
+// UnwrapSelect is UnwrapWith under the block keys that keys chooses from the
+// block's header (for instance by a key version an optional block names),
+// with the block parsed once. An error from keys is returned as it is.
+func UnwrapSelect(block string, keys func(Header) (BlockKeys, error)) (Header, []byte, error) {
 	kb, err := parse(block)
+	if err != nil {
+		return Header{}, nil, err
+	}
+	k, err := keys(kb.h)
 	if err != nil {
 		return Header{}, nil, err
 	}

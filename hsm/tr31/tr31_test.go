@@ -882,3 +882,32 @@ func TestBlockKeysRefuse(t *testing.T) {
 		t.Errorf("WrapWith(AES-256 key, AES-128 block keys) = %v, want ErrKBPK", err)
 	}
 }
+
+// TestUnwrapSelect checks that the chooser sees the block's parsed header,
+// that its error is returned as it is, that a malformed block never reaches
+// it, and that the chosen keys open the block (TR-31:2018 A.7.4).
+func TestUnwrapSelect(t *testing.T) {
+	t.Parallel()
+	tc := knownBlocks[4] // TR-31:2018 A.7.4 (version D)
+	bk, err := DeriveBlockKeys('D', unhex(t, tc.kbpk))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := ParseHeader(tc.block)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen Header
+	h, key, err := UnwrapSelect(tc.block, func(h Header) (BlockKeys, error) { seen = h; return bk, nil })
+	if err != nil || !bytes.Equal(key, unhex(t, tc.key)) || !reflect.DeepEqual(h, want) || !reflect.DeepEqual(seen, want) {
+		t.Fatalf("UnwrapSelect = %+v %X %v (chooser saw %+v)", h, key, err, seen)
+	}
+	errNoKey := errors.New("no such key version")
+	if _, _, err := UnwrapSelect(tc.block, func(Header) (BlockKeys, error) { return BlockKeys{}, errNoKey }); err != errNoKey { //nolint:errorlint // returned as it is
+		t.Errorf("chooser's error came back as %v", err)
+	}
+	called := false
+	if _, _, err := UnwrapSelect(tc.block[:20], func(Header) (BlockKeys, error) { called = true; return bk, nil }); !errors.Is(err, ErrFormat) || called {
+		t.Errorf("malformed block: %v, chooser called %v", err, called)
+	}
+}
