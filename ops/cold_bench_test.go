@@ -37,6 +37,7 @@ func BenchmarkColdKeys(b *testing.B) {
 			}
 			b.ReportAllocs()
 			i := 0
+			start := cpuTime()
 			for b.Loop() {
 				if cold {
 					ops.DropWorkingKeys(svc)
@@ -46,6 +47,7 @@ func BenchmarkColdKeys(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+			reportCPU(b, start)
 		})
 	}
 }

@@ -174,15 +174,22 @@ func (s *Service) computeMac(ident string, dk *DynamicKey, msg []byte, a MacAttr
 				full, err = mac.AS2805(w.Block, msg)
 			}
 		case MacHMAC, MacHMACSHA224, MacHMACSHA256, MacHMACSHA384, MacHMACSHA512:
-			op := pick(generate, "GenerateMac", "VerifyMac") + " with " + a.Algorithm.String()
-			if err = requireUseAs(w, pick(generate, keyspec.UseGenerateMacHMAC, keyspec.UseVerifyMacHMAC), op, subj, side); err != nil {
-				break
+			// The refusal names the MAC algorithm; the message is built only
+			// for a refusal (a string per request otherwise).
+			if u := pick(generate, keyspec.UseGenerateMacHMAC, keyspec.UseVerifyMacHMAC); !u.Allows(w.Record.Attributes) {
+				op := pick(generate, "GenerateMac", "VerifyMac") + " with " + a.Algorithm.String()
+				if err = requireUseAs(w, u, op, subj, side); err != nil {
+					break
+				}
 			}
 			alg := w.Record.Attributes.Algorithm
 			if want, ok := hmacAlgorithm[a.Algorithm]; ok && want != alg {
 				return "", "", nil, about(fault.SubjectMacAlgorithm, side, "%v does not match the key's algorithm %s", a.Algorithm, alg)
 			}
-			full, err = mac.HMAC(hmacHashes[alg], w.Material, msg)
+			var k *mac.HMACKey
+			if k, err = w.HMAC(hmacHashes[alg]); err == nil {
+				full, err = k.Sum(nil, msg)
+			}
 		default:
 			return "", "", nil, about(fault.SubjectMacAlgorithm, side, "unknown MAC algorithm")
 		}

@@ -12,6 +12,7 @@ import (
 
 	"payhsm/fault"
 	"payhsm/hsm/cmac"
+	"payhsm/hsm/mac"
 	"payhsm/hsm/secret"
 	"payhsm/hsm/tdes"
 	"payhsm/hsm/tr31"
@@ -47,7 +48,8 @@ type WorkingKey struct {
 	refs    atomic.Int32 // references: the cache's while cached, and each Working caller's until Release
 	started atomic.Bool  // the key's usage period was seen to have begun
 
-	cmac atomic.Pointer[cmac.Key] // CMAC subkeys, derived at the first CMAC (see CMAC)
+	cmac atomic.Pointer[cmac.Key]    // CMAC subkeys, derived at the first CMAC (see CMAC)
+	hmac atomic.Pointer[mac.HMACKey] // keyed HMAC states, made at the first HMAC (see HMAC)
 }
 
 // acquire takes a reference unless the last one is already gone (the key is
@@ -73,7 +75,27 @@ func (w *WorkingKey) Release() {
 		if k := w.cmac.Load(); k != nil {
 			k.Clear()
 		}
+		if k := w.hmac.Load(); k != nil {
+			k.Clear()
+		}
 	}
+}
+
+// HMAC returns the key's HMAC key with hash h (the hash of the key's own
+// algorithm: one per working key): its keyed states are made at the first
+// HMAC and reused, so each later HMAC costs only its message's blocks.
+func (w *WorkingKey) HMAC(h mac.Hash) (*mac.HMACKey, error) {
+	if k := w.hmac.Load(); k != nil {
+		return k, nil
+	}
+	k, err := mac.NewHMACKey(h, w.Material)
+	if err != nil {
+		return nil, err
+	}
+	if !w.hmac.CompareAndSwap(nil, k) {
+		return w.hmac.Load(), nil // another caller's is kept
+	}
+	return k, nil
 }
 
 // CMAC returns the key's CMAC key: its subkeys (SP 800-38B 6.1) depend on

@@ -672,9 +672,13 @@ type Profile struct {
 // mainKey is one version of a profile main key.
 type mainKey struct {
 	kcv    string
-	key    []byte     // AES-256: mk's material, on pages of its own, mlocked where the system allows
-	record []byte     // its record-authentication key (see RecordKey): rk's material, likewise
-	mk, rk secret.Key // own key and record; Destroy zeroes and munlocks them
+	key    []byte // AES-256: mk's material, on pages of its own, mlocked where the system allows
+	record []byte // its record-authentication key (see RecordKey): rk's material, likewise
+	// blocks are the TR-31 version D block keys derived from key (KBEK then
+	// KBAK), derived once rather than on every Wrap and Unwrap: bk's
+	// material, likewise.
+	blocks     tr31.BlockKeys
+	mk, rk, bk secret.Key // own key, record and block keys; Destroy zeroes and munlocks them
 }
 
 // versionBlock is the proprietary X9.143 optional block that names the
@@ -704,19 +708,34 @@ func newMainKey(profile string, key []byte, log *zap.Logger) (*mainKey, error) {
 		return nil, fmt.Errorf("custody: derive record-authentication key: %w", err)
 	}
 	rk := secret.NewKey(rec)
-	if err := errors.Join(mk.Lock(), rk.Lock()); err != nil {
+	derived, err := tr31.DeriveBlockKeys('D', mk.Bytes())
+	if err != nil {
+		_ = mk.Destroy() // not locked yet: nothing to unlock
+		_ = rk.Destroy()
+		return nil, fmt.Errorf("custody: derive key block keys: %w", err)
+	}
+	bk := secret.NewKey(append(bytes.Clone(derived.KBEK), derived.KBAK...))
+	clear(derived.KBEK)
+	clear(derived.KBAK)
+	if err := errors.Join(mk.Lock(), rk.Lock(), bk.Lock()); err != nil {
 		lockWarned.Do(func() {
 			log.Warn("profile main keys are not mlocked (they may be swapped out)", zap.Error(err))
 		})
 	}
-	return &mainKey{kcv: hex.EncodeToString(kcv.CMAC(blk)), key: mk.Bytes(), record: rk.Bytes(), mk: mk, rk: rk}, nil
+	b, n := bk.Bytes(), len(mk.Bytes())
+	return &mainKey{
+		kcv: hex.EncodeToString(kcv.CMAC(blk)), key: mk.Bytes(), record: rk.Bytes(),
+		blocks: tr31.BlockKeys{Version: 'D', KBEK: b[:n:n], KBAK: b[n:]},
+		mk:     mk, rk: rk, bk: bk,
+	}, nil
 }
 
 func (m *mainKey) destroy() {
 	// Zeroing cannot fail; an munlock error leaves only a locked page behind.
 	_ = m.mk.Destroy()
 	_ = m.rk.Destroy()
-	m.key, m.record = nil, nil
+	_ = m.bk.Destroy()
+	m.key, m.record, m.blocks = nil, nil, tr31.BlockKeys{}
 }
 
 func (p *Profile) destroy() {
@@ -758,6 +777,11 @@ func BlockVersion(block string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	return headerVersion(h)
+}
+
+// headerVersion is the main key version a block's header names (1 when it names none).
+func headerVersion(h tr31.Header) (int, error) {
 	for _, b := range h.Blocks {
 		if b.ID == versionBlock {
 			v, err := strconv.Atoi(b.Data)
@@ -785,7 +809,7 @@ func (p *Profile) Wrap(h tr31.Header, key []byte) (string, error) {
 		blocks = append(blocks, tr31.OptionalBlock{ID: versionBlock, Data: strconv.Itoa(p.active)})
 	}
 	h.Blocks = blocks
-	return tr31.Wrap(p.keys[p.active].key, h, key)
+	return tr31.WrapWith(p.keys[p.active].blocks, h, key)
 }
 
 // Unwrap opens a key block made by Wrap under any loaded main key version.
@@ -794,17 +818,20 @@ func (p *Profile) Unwrap(block string) (tr31.Header, []byte, error) {
 	if len(block) == 0 || block[0] != 'D' {
 		return tr31.Header{}, nil, errors.New("custody: stored key blocks are version D")
 	}
-	v, err := BlockVersion(block)
-	if err != nil {
-		return tr31.Header{}, nil, err
-	}
 	p.mu.RLock()
 	defer p.mu.RUnlock()
-	m := p.keys[v]
-	if m == nil {
-		return tr31.Header{}, nil, fmt.Errorf("custody: profile %s has no main key version %d (retired or never loaded)", p.name, v)
-	}
-	return tr31.Unwrap(m.key, block)
+	// One parse: the header names the main key version, whose block keys open it.
+	return tr31.UnwrapSelect(block, func(h tr31.Header) (tr31.BlockKeys, error) {
+		v, err := headerVersion(h)
+		if err != nil {
+			return tr31.BlockKeys{}, err
+		}
+		m := p.keys[v]
+		if m == nil {
+			return tr31.BlockKeys{}, fmt.Errorf("custody: profile %s has no main key version %d (retired or never loaded)", p.name, v)
+		}
+		return m.blocks, nil
+	})
 }
 
 // tokenOps counts calls into the PKCS#11 module after start-up (sealing,

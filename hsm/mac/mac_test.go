@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 
 	"payhsm/hsm/tdes"
@@ -176,5 +178,47 @@ func BenchmarkAlgorithm3(b *testing.B) {
 		if _, err := Algorithm3(key, c, data, Method1); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestHMACKey checks that HMACKey gives HMAC's results (RFC 4231 test
+// cases 1 and 2 through HMAC above) for every hash, on a reused state, from
+// concurrent users, and refuses after Clear.
+func TestHMACKey(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		key, data, want string
+		h               Hash
+	}{
+		{strings.Repeat("0b", 20), "4869205468657265", "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7", SHA256},
+		{"4a656665", hex.EncodeToString([]byte("what do ya want for nothing?")), "a30e01098bc6dbbf45690f3a7e9e6d0f8bbea2a39e6148008fd05e44", SHA224},
+		{"4a656665", hex.EncodeToString([]byte("what do ya want for nothing?")), "af45d2e376484031617f78d2b58a6b1b9c7ef464f5a01b47e42ec3736322445e8e2240ca5e69e2c78b3239ecfab21649", SHA384},
+		{"4a656665", hex.EncodeToString([]byte("what do ya want for nothing?")), "164b7a7bfcf819e2e395fbe73b56e0a387bd64222e831fd610270cd7ea2505549758bf75c05a994a6d034f65f8f0e6fdcaeab1a34d4a6b4b636e070a38bce737", SHA512},
+	} {
+		k, err := NewHMACKey(tc.h, unhex(t, tc.key))
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, want := unhex(t, tc.data), unhex(t, tc.want)
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Go(func() {
+				for range 50 {
+					got, err := k.Sum([]byte{0xAA}, data)
+					if err != nil || len(got) == 0 || got[0] != 0xAA || !bytes.Equal(got[1:], want) {
+						t.Errorf("HMACKey %d: %x, %v", tc.h, got, err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		k.Clear()
+		if _, err := k.Sum(nil, nil); !errors.Is(err, ErrCleared) {
+			t.Errorf("Sum after Clear: %v", err)
+		}
+	}
+	if _, err := NewHMACKey(Hash(9), nil); err == nil {
+		t.Error("unknown hash accepted")
 	}
 }

@@ -135,7 +135,77 @@ func cmacOf(b cipher.Block, header string, payload []byte) ([]byte, error) {
 	return m.Sum(nil), nil
 }
 
-// seal encrypts the clear payload and computes the authenticator.
+// BlockKeys are the key block encryption key (KBEK) and authentication key
+// (KBAK, the KBMK of TR-31) that a version B or D block derives from its
+// KBPK (X9.143 7.3). Deriving them costs an AES or TDES key schedule and two
+// to four CMACs per block; a caller that opens many blocks under one KBPK
+// derives them once (DeriveBlockKeys) and passes them to UnwrapWith and
+// WrapWith, whose results are those of Unwrap and Wrap under the KBPK.
+//
+// The slices belong to the caller, who may move them to memory of its own
+// (mlocked pages) and must clear them when the KBPK is retired. They are as
+// secret as the KBPK.
+type BlockKeys struct {
+	Version    byte   // 'B' or 'D'
+	KBEK, KBAK []byte // each as long as the KBPK
+}
+
+// DeriveBlockKeys derives the version B or D KBEK and KBAK of kbpk.
+func DeriveBlockKeys(v byte, kbpk []byte) (BlockKeys, error) {
+	if v != 'B' && v != 'D' {
+		return BlockKeys{}, kbpkErr("only versions B and D derive block keys, not %q", string(rune(v)))
+	}
+	if err := checkKBPK(v, kbpk); err != nil {
+		return BlockKeys{}, err
+	}
+	kbek, kbak, err := deriveKeys(v, kbpk)
+	if err != nil {
+		return BlockKeys{}, err
+	}
+	return BlockKeys{Version: v, KBEK: kbek, KBAK: kbak}, nil
+}
+
+// check reports whether k can protect a block of version v: the version
+// matches and both keys have a length a KBPK of the version may have.
+func (k BlockKeys) check(v byte) error {
+	if k.Version != 'B' && k.Version != 'D' {
+		return kbpkErr("block keys of version %q", string(rune(k.Version)))
+	}
+	if v != k.Version {
+		return kbpkErr("a version %c block cannot be opened or made with version %c block keys", v, k.Version)
+	}
+	if len(k.KBEK) != len(k.KBAK) {
+		return kbpkErr("block keys of unequal lengths")
+	}
+	return checkKBPK(v, k.KBEK)
+}
+
+// ciphers schedules the KBEK and the KBAK.
+func (k BlockKeys) ciphers() (enc, mac cipher.Block, err error) {
+	newCipher := tdes.NewCipher
+	if k.Version == 'D' {
+		newCipher = aes.NewCipher
+	}
+	if enc, err = newCipher(k.KBEK); err != nil {
+		return nil, nil, kbpkErr("%v", err)
+	}
+	if mac, err = newCipher(k.KBAK); err != nil {
+		return nil, nil, kbpkErr("%v", err)
+	}
+	return enc, mac, nil
+}
+
+// seal encrypts the clear payload and computes the authenticator under the
+// block keys of kbpk.
+func seal(v byte, kbpk []byte, header string, payload []byte) (enc, mac []byte, err error) {
+	encKey, macKey, err := blockKeys(v, kbpk)
+	if err != nil {
+		return nil, nil, err
+	}
+	return sealWith(v, encKey, macKey, header, payload)
+}
+
+// sealWith encrypts the clear payload and computes the authenticator.
 //
 // Versions A and C: the payload is TDES-CBC encrypted under the KBEK with
 // the first 8 header characters as IV, and the authenticator is the
@@ -143,11 +213,7 @@ func cmacOf(b cipher.Block, header string, payload []byte) ([]byte, error) {
 // Versions B and D: the authenticator is the CMAC under the KBMK of
 // header || clear payload (8 or 16 bytes), and the payload is CBC encrypted
 // under the KBEK with the authenticator as IV.
-func seal(v byte, kbpk []byte, header string, payload []byte) (enc, mac []byte, err error) {
-	encKey, macKey, err := blockKeys(v, kbpk)
-	if err != nil {
-		return nil, nil, err
-	}
+func sealWith(v byte, encKey, macKey cipher.Block, header string, payload []byte) (enc, mac []byte, err error) {
 	enc = make([]byte, len(payload))
 	switch v {
 	case 'A', 'C':
@@ -162,13 +228,19 @@ func seal(v byte, kbpk []byte, header string, payload []byte) (enc, mac []byte, 
 	return enc, mac, nil
 }
 
-// open verifies the authenticator in constant time and returns the clear
-// payload, which the caller must clear.
+// open verifies the authenticator under the block keys of kbpk and returns
+// the clear payload, which the caller must clear.
 func open(v byte, kbpk []byte, header string, enc, mac []byte) ([]byte, error) {
 	encKey, macKey, err := blockKeys(v, kbpk)
 	if err != nil {
 		return nil, err
 	}
+	return openWith(v, encKey, macKey, header, enc, mac)
+}
+
+// openWith verifies the authenticator in constant time and returns the clear
+// payload, which the caller must clear.
+func openWith(v byte, encKey, macKey cipher.Block, header string, enc, mac []byte) ([]byte, error) {
 	payload := make([]byte, len(enc))
 	switch v {
 	case 'A', 'C':

@@ -167,3 +167,23 @@ func BenchmarkWrap(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkUnwrapWith is BenchmarkUnwrap with the block keys derived once.
+func BenchmarkUnwrapWith(b *testing.B) {
+	kbpk := bytes.Repeat([]byte{0x5A}, 32)
+	h := Header{Version: 'D', KeyUsage: "D0", Algorithm: 'T', ModeOfUse: 'B', KeyVersion: "00", Exportability: 'E'}
+	block, err := Wrap(kbpk, h, bytes.Repeat([]byte{0x01}, 24))
+	if err != nil {
+		b.Fatal(err)
+	}
+	bk, err := DeriveBlockKeys('D', kbpk)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := UnwrapWith(bk, block); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

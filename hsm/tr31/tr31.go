@@ -115,12 +115,50 @@ func Unwrap(kbpk []byte, block string) (Header, []byte, error) {
 	if err != nil {
 		return Header{}, nil, err
 	}
-	defer clear(payload)
-	key, err := extractKey(kb.h.Algorithm, payload)
+	return unwrapped(kb.h, payload)
+}
+
+// UnwrapWith is Unwrap of a version B or D block under the KBPK whose block
+// keys k are (DeriveBlockKeys): the same header and key, or the same error,
+// without deriving the block keys again.
+func UnwrapWith(k BlockKeys, block string) (Header, []byte, error) {
+	return UnwrapSelect(block, func(Header) (BlockKeys, error) { return k, nil })
+}
+
+// UnwrapSelect is UnwrapWith under the block keys that keys chooses from the
+// block's header (for instance by a key version an optional block names),
+// with the block parsed once. An error from keys is returned as it is.
+func UnwrapSelect(block string, keys func(Header) (BlockKeys, error)) (Header, []byte, error) {
+	kb, err := parse(block)
 	if err != nil {
 		return Header{}, nil, err
 	}
-	return kb.h, key, nil
+	k, err := keys(kb.h)
+	if err != nil {
+		return Header{}, nil, err
+	}
+	if err := k.check(kb.h.Version); err != nil {
+		return Header{}, nil, err
+	}
+	encKey, macKey, err := k.ciphers()
+	if err != nil {
+		return Header{}, nil, err
+	}
+	payload, err := openWith(kb.h.Version, encKey, macKey, kb.header, kb.payload, kb.mac)
+	if err != nil {
+		return Header{}, nil, err
+	}
+	return unwrapped(kb.h, payload)
+}
+
+// unwrapped extracts the key from a verified payload and clears the payload.
+func unwrapped(h Header, payload []byte) (Header, []byte, error) {
+	defer clear(payload)
+	key, err := extractKey(h.Algorithm, payload)
+	if err != nil {
+		return Header{}, nil, err
+	}
+	return h, key, nil
 }
 
 // extractKey reads the key length field (in bits) and returns a copy of the
@@ -199,8 +237,38 @@ func Wrap(kbpk []byte, h Header, key []byte) (string, error) {
 	if err := checkKBPK(h.Version, kbpk); err != nil {
 		return "", err
 	}
-	if err := checkWrapKey(h, kbpk, key); err != nil {
+	pad, err := wrapPadding(h, len(kbpk), key)
+	if err != nil {
 		return "", err
+	}
+	defer clear(pad)
+	return wrap(kbpk, h, key, pad)
+}
+
+// WrapWith is Wrap under the KBPK whose block keys k are
+// (DeriveBlockKeys): h.Version must be k.Version, and the block is the one
+// Wrap would make with the same random padding.
+func WrapWith(k BlockKeys, h Header, key []byte) (string, error) {
+	if h.Version != 'B' && h.Version != 'D' {
+		return "", formatErr("wrap supports versions B and D, not %q", string(rune(h.Version)))
+	}
+	if err := k.check(h.Version); err != nil {
+		return "", err
+	}
+	pad, err := wrapPadding(h, len(k.KBEK), key)
+	if err != nil {
+		return "", err
+	}
+	defer clear(pad)
+	return wrapWith(k, h, key, pad)
+}
+
+// wrapPadding checks key against the header and a KBPK of kbpkLen bytes and
+// returns the random padding that fills the payload (X9.143 6.4: keys of
+// one algorithm padded to one length, so that the length is not revealed).
+func wrapPadding(h Header, kbpkLen int, key []byte) ([]byte, error) {
+	if err := checkWrapKey(h, kbpkLen, key); err != nil {
+		return nil, err
 	}
 	bs, _, _ := versionParams(h.Version)
 	target := len(key)
@@ -213,12 +281,12 @@ func Wrap(kbpk []byte, h Header, key []byte) (string, error) {
 	total := (2 + target + bs - 1) / bs * bs
 	pad := make([]byte, total-2-len(key))
 	if _, err := rand.Read(pad); err != nil {
-		return "", fmt.Errorf("tr31: random padding: %w", err)
+		return nil, fmt.Errorf("tr31: random padding: %w", err)
 	}
-	return wrap(kbpk, h, key, pad)
+	return pad, nil
 }
 
-func checkWrapKey(h Header, kbpk, key []byte) error {
+func checkWrapKey(h Header, kbpkLen int, key []byte) error {
 	if len(key) == 0 {
 		return formatErr("empty key")
 	}
@@ -236,7 +304,7 @@ func checkWrapKey(h Header, kbpk, key []byte) error {
 		if h.Version == 'D' {
 			kalg = 'A'
 		}
-		if ks := strength(kalg, len(kbpk)); s > ks {
+		if ks := strength(kalg, kbpkLen); s > ks {
 			return kbpkErr("key strength of %d bits exceeds the KBPK's %d bits", s, ks)
 		}
 	}
@@ -246,12 +314,37 @@ func checkWrapKey(h Header, kbpk, key []byte) error {
 // wrap builds a key block with exactly the given padding bytes after the
 // key. 2+len(key)+len(pad) must be a multiple of the cipher block size.
 func wrap(kbpk []byte, h Header, key, pad []byte) (string, error) {
-	bs, macLen, ok := versionParams(h.Version)
-	if !ok {
+	if _, _, ok := versionParams(h.Version); !ok {
 		return "", formatErr("unsupported version ID %q", string(rune(h.Version)))
 	}
 	if err := checkKBPK(h.Version, kbpk); err != nil {
 		return "", err
+	}
+	return buildBlock(h, key, pad, func(hdr string, payload []byte) ([]byte, []byte, error) {
+		return seal(h.Version, kbpk, hdr, payload)
+	})
+}
+
+// wrapWith is wrap under pre-derived block keys.
+func wrapWith(k BlockKeys, h Header, key, pad []byte) (string, error) {
+	if err := k.check(h.Version); err != nil {
+		return "", err
+	}
+	encKey, macKey, err := k.ciphers()
+	if err != nil {
+		return "", err
+	}
+	return buildBlock(h, key, pad, func(hdr string, payload []byte) ([]byte, []byte, error) {
+		return sealWith(h.Version, encKey, macKey, hdr, payload)
+	})
+}
+
+// buildBlock encodes the header, builds the clear payload (key length in
+// bits, key, padding), seals it and encodes the block.
+func buildBlock(h Header, key, pad []byte, seal func(hdr string, payload []byte) (enc, mac []byte, err error)) (string, error) {
+	bs, macLen, ok := versionParams(h.Version)
+	if !ok {
+		return "", formatErr("unsupported version ID %q", string(rune(h.Version)))
 	}
 	n := 2 + len(key) + len(pad)
 	if n%bs != 0 || len(key) > maxKeyBytes {
@@ -266,7 +359,7 @@ func wrap(kbpk []byte, h Header, key, pad []byte) (string, error) {
 	binary.BigEndian.PutUint16(payload, uint16(len(key)*8)) //nolint:gosec // G115: len(key) <= maxKeyBytes (checked above), so the bit length fits 16 bits.
 	copy(payload[2:], key)
 	copy(payload[2+len(key):], pad)
-	enc, mac, err := seal(h.Version, kbpk, hdr, payload)
+	enc, mac, err := seal(hdr, payload)
 	if err != nil {
 		return "", err
 	}

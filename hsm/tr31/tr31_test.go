@@ -754,3 +754,160 @@ func TestErrorsCarryNoKeyMaterial(t *testing.T) {
 	_, err = Wrap(kbpk[:16], h, key)
 	check(err)
 }
+
+// TestBlockKeysMatchKBPK checks the pre-derived path against the derive-each-
+// time path on every published version B and D block: DeriveBlockKeys gives
+// the published KBEK/KBMK (TestDerivedKeys' sources), UnwrapWith gives the
+// header and key Unwrap gives, and wrapWith with the block's own padding
+// rebuilds the published block byte for byte, as wrap does.
+func TestBlockKeysMatchKBPK(t *testing.T) {
+	t.Parallel()
+	derived := map[string][2]string{ // openemv/tr31 test/tr31_crypto_test.c
+		"DD7515F2BFC17F85CE48F3CA25CB21F6": {"698832F8778A7CFCBC79559DAB07B88A", "DD6CEEC1782D8453671BF8358AF9DB47"},
+		"1D22BF32387C600AD97F9B97A51311AC": {"BCE8E2AD5D4489FD0EA5236A884DAC58", "1F9B2BDAF969C7B8B6C933AC7B9C6894"},
+		"EFE0853B256B583D868F251CE99EA1D9": {"60C17C9B43020123C16040CCDCBC76F1", "8A1542BD19E8C081242A143176E745B8"},
+		"88E1AB2A2E3DD38C1FA039A536500CC8A87AB9D62DC92C01058FA79F44657DE6": {
+			"396C9382A6E2E66A088774E1D6E46541F5EAD67D7204F8DD0D7AE8FDA334D3AC",
+			"4EF24317696213840451890756757E573E0673483888F9B7F9B7517827F95022"},
+	}
+	vectors := append([]kat{}, knownBlocks...)
+	vectors = append(vectors,
+		kat{"X9.143:2021 8.5 (RSA private key)", x9143RSAKBPK, x9143RSABlock, ""},
+		kat{"X9.143:2021 8.6 (ECC private key)", x9143ECCKBPK, x9143ECCBlock, x9143ECCKey})
+	n, nd := 0, 0
+	for _, tc := range vectors {
+		v := tc.block[0]
+		if v != 'B' && v != 'D' {
+			continue
+		}
+		n++
+		kbpk := unhex(t, tc.kbpk)
+		bk, err := DeriveBlockKeys(v, kbpk)
+		if err != nil {
+			t.Fatalf("%s: DeriveBlockKeys: %v", tc.src, err)
+		}
+		if d, ok := derived[strings.ToUpper(tc.kbpk)]; ok {
+			nd++
+			if !bytes.Equal(bk.KBEK, unhex(t, d[0])) || !bytes.Equal(bk.KBAK, unhex(t, d[1])) {
+				t.Errorf("%s: block keys %X / %X, published %s / %s", tc.src, bk.KBEK, bk.KBAK, d[0], d[1])
+			}
+		}
+		wh, wkey, err := Unwrap(kbpk, tc.block)
+		if err != nil {
+			t.Fatalf("%s: Unwrap: %v", tc.src, err)
+		}
+		gh, gkey, err := UnwrapWith(bk, tc.block)
+		if err != nil {
+			t.Fatalf("%s: UnwrapWith: %v", tc.src, err)
+		}
+		if !reflect.DeepEqual(gh, wh) || !bytes.Equal(gkey, wkey) {
+			t.Fatalf("%s: UnwrapWith = %+v %X, Unwrap = %+v %X", tc.src, gh, gkey, wh, wkey)
+		}
+		kb, err := parse(tc.block)
+		if err != nil {
+			t.Fatal(err)
+		}
+		payload, err := open(v, kbpk, kb.header, kb.payload, kb.mac)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keyLen := int(payload[0])<<5 | int(payload[1])>>3
+		got, err := wrapWith(bk, kb.h, payload[2:2+keyLen], payload[2+keyLen:])
+		if err != nil {
+			t.Fatalf("%s: wrapWith: %v", tc.src, err)
+		}
+		if got != tc.block {
+			t.Fatalf("%s: wrapWith =\n%s\nwant\n%s", tc.src, got, tc.block)
+		}
+	}
+	if n < 10 || nd < 4 {
+		t.Fatalf("only %d B/D vectors, %d with published block keys", n, nd)
+	}
+}
+
+// TestBlockKeysRefuse checks that pre-derived block keys are refused for a
+// block of another version, fail authentication under another KBPK, are
+// not derived for versions A and C, and that WrapWith's blocks open under
+// the KBPK with Unwrap.
+func TestBlockKeysRefuse(t *testing.T) {
+	t.Parallel()
+	kbpk := unhex(t, "88E1AB2A2E3DD38C1FA039A536500CC8A87AB9D62DC92C01058FA79F44657DE6")
+	bk, err := DeriveBlockKeys('D', kbpk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []byte{'A', 'C', 'X'} {
+		if _, err := DeriveBlockKeys(v, kbpk[:16]); !errors.Is(err, ErrKBPK) {
+			t.Errorf("DeriveBlockKeys(%c) = %v, want ErrKBPK", v, err)
+		}
+	}
+	if _, err := DeriveBlockKeys('D', kbpk[:20]); !errors.Is(err, ErrKBPK) {
+		t.Errorf("DeriveBlockKeys(20-byte KBPK) = %v, want ErrKBPK", err)
+	}
+	// A version B block (TR-31:2018 A.7.2.2) with version D keys.
+	if _, _, err := UnwrapWith(bk, knownBlocks[1].block); !errors.Is(err, ErrKBPK) {
+		t.Errorf("UnwrapWith(B block, D keys) = %v, want ErrKBPK", err)
+	}
+	other, err := DeriveBlockKeys('D', bytes.Repeat([]byte{0x41}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := UnwrapWith(other, knownBlocks[4].block); !errors.Is(err, ErrIntegrity) {
+		t.Errorf("UnwrapWith(other KBPK's keys) = %v, want ErrIntegrity", err)
+	}
+	short := BlockKeys{Version: 'D', KBEK: bk.KBEK, KBAK: bk.KBAK[:16]}
+	if _, _, err := UnwrapWith(short, knownBlocks[4].block); !errors.Is(err, ErrKBPK) {
+		t.Errorf("UnwrapWith(unequal keys) = %v, want ErrKBPK", err)
+	}
+	key := bytes.Repeat([]byte{0x5C}, 32)
+	h := Header{Version: 'D', KeyUsage: "D0", Algorithm: 'A', ModeOfUse: 'B', KeyVersion: "00", Exportability: 'E'}
+	block, err := WrapWith(bk, h, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, got, err := Unwrap(kbpk, block); err != nil || !bytes.Equal(got, key) {
+		t.Fatalf("Unwrap(WrapWith block) = %X, %v", got, err)
+	}
+	h.Version = 'B'
+	if _, err := WrapWith(bk, h, key[:16]); !errors.Is(err, ErrKBPK) {
+		t.Errorf("WrapWith(B header, D keys) = %v, want ErrKBPK", err)
+	}
+	// Strength: an AES-256 key is not wrapped under AES-128 block keys.
+	bk128, err := DeriveBlockKeys('D', kbpk[:16])
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Version = 'D'
+	if _, err := WrapWith(bk128, h, key); !errors.Is(err, ErrKBPK) {
+		t.Errorf("WrapWith(AES-256 key, AES-128 block keys) = %v, want ErrKBPK", err)
+	}
+}
+
+// TestUnwrapSelect checks that the chooser sees the block's parsed header,
+// that its error is returned as it is, that a malformed block never reaches
+// it, and that the chosen keys open the block (TR-31:2018 A.7.4).
+func TestUnwrapSelect(t *testing.T) {
+	t.Parallel()
+	tc := knownBlocks[4] // TR-31:2018 A.7.4 (version D)
+	bk, err := DeriveBlockKeys('D', unhex(t, tc.kbpk))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := ParseHeader(tc.block)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen Header
+	h, key, err := UnwrapSelect(tc.block, func(h Header) (BlockKeys, error) { seen = h; return bk, nil })
+	if err != nil || !bytes.Equal(key, unhex(t, tc.key)) || !reflect.DeepEqual(h, want) || !reflect.DeepEqual(seen, want) {
+		t.Fatalf("UnwrapSelect = %+v %X %v (chooser saw %+v)", h, key, err, seen)
+	}
+	errNoKey := errors.New("no such key version")
+	if _, _, err := UnwrapSelect(tc.block, func(Header) (BlockKeys, error) { return BlockKeys{}, errNoKey }); err != errNoKey { //nolint:errorlint // returned as it is
+		t.Errorf("chooser's error came back as %v", err)
+	}
+	called := false
+	if _, _, err := UnwrapSelect(tc.block[:20], func(Header) (BlockKeys, error) { called = true; return bk, nil }); !errors.Is(err, ErrFormat) || called {
+		t.Errorf("malformed block: %v, chooser called %v", err, called)
+	}
+}
