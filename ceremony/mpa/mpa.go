@@ -511,10 +511,7 @@ func (st *state) view(a *Association) *Association {
 // at once; moving an associated operation to another team needs the
 // current team's approval (UPDATE_PENDING until then).
 func (r *Registry) Associate(op Operation, teamARN, comment string) (*Association, error) {
-	if !op.known() {
-		return nil, fault.Validationf("Action: %q is not a protected operation", op)
-	}
-	if err := checkComment(comment); err != nil {
+	if err := checkChange(op, comment); err != nil {
 		return nil, err
 	}
 	r.mu.Lock()
@@ -547,28 +544,13 @@ func (r *Registry) Associate(op Operation, teamARN, comment string) (*Associatio
 		st.Associations[op] = a
 		return st.view(a), r.save(st)
 	}
-	cur := st.teamByARN(a.TeamARN)
-	if cur == nil {
-		return nil, fault.Internalf("approval state", fmt.Errorf("the associated team %s is missing", a.TeamARN))
-	}
-	s, err := r.newSession(st, cur, op, purposeAssociate, []byte(t.ARN), comment)
-	if err != nil {
-		return nil, err
-	}
-	if err := r.record(audit.Event{Operation: purposeAssociate, Outcome: audit.Started,
-		Detail: fmt.Sprintf("%s: move from %s to %s awaits approval, session %s", op, a.TeamARN, teamARN, s.ARN)}); err != nil {
-		return nil, err
-	}
-	a.State, a.Pending, a.NewTeam = StateUpdatePending, s.ID, teamARN
-	return st.view(a), r.save(st)
+	return r.askChange(st, a, purposeAssociate, []byte(t.ARN), comment, StateUpdatePending, teamARN,
+		fmt.Sprintf("%s: move from %s to %s awaits approval", op, a.TeamARN, teamARN))
 }
 
 // Disassociate asks to remove op's association; the associated team approves it (DELETE_PENDING until then).
 func (r *Registry) Disassociate(op Operation, comment string) (*Association, error) {
-	if !op.known() {
-		return nil, fault.Validationf("Action: %q is not a protected operation", op)
-	}
-	if err := checkComment(comment); err != nil {
+	if err := checkChange(op, comment); err != nil {
 		return nil, err
 	}
 	r.mu.Lock()
@@ -592,19 +574,34 @@ func (r *Registry) Disassociate(op Operation, comment string) (*Association, err
 		}
 		r.settle(st, a)
 	}
+	return r.askChange(st, a, purposeDisassociate, []byte(a.TeamARN), comment, StateDeletePending, "",
+		fmt.Sprintf("%s: removing %s awaits approval", op, a.TeamARN))
+}
+
+// checkChange checks the operation and comment of an association change.
+func checkChange(op Operation, comment string) error {
+	if !op.known() {
+		return fault.Validationf("Action: %q is not a protected operation", op)
+	}
+	return checkComment(comment)
+}
+
+// askChange opens the session in which a's current team approves a change
+// of the association (purpose, approving subject), records it, and leaves
+// a in state (pending that session) until then.
+func (r *Registry) askChange(st *state, a *Association, purpose string, subject []byte, comment, state, newTeam, detail string) (*Association, error) {
 	cur := st.teamByARN(a.TeamARN)
 	if cur == nil {
 		return nil, fault.Internalf("approval state", fmt.Errorf("the associated team %s is missing", a.TeamARN))
 	}
-	s, err := r.newSession(st, cur, op, purposeDisassociate, []byte(a.TeamARN), comment)
+	s, err := r.newSession(st, cur, a.Operation, purpose, subject, comment)
 	if err != nil {
 		return nil, err
 	}
-	if err := r.record(audit.Event{Operation: purposeDisassociate, Outcome: audit.Started,
-		Detail: fmt.Sprintf("%s: removing %s awaits approval, session %s", op, a.TeamARN, s.ARN)}); err != nil {
+	if err := r.record(audit.Event{Operation: purpose, Outcome: audit.Started, Detail: detail + ", session " + s.ARN}); err != nil {
 		return nil, err
 	}
-	a.State, a.Pending, a.NewTeam = StateDeletePending, s.ID, ""
+	a.State, a.Pending, a.NewTeam = state, s.ID, newTeam
 	return st.view(a), r.save(st)
 }
 
