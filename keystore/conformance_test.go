@@ -41,6 +41,7 @@ var conformance = []struct {
 	{"Meta", testMeta},
 	{"MetaNames", testMetaNames},
 	{"PutMetas", testPutMetas},
+	{"CreateKeyMetas", testCreateKeyMetas},
 	{"Reopen", testReopen},
 	{"Closed", testClosed},
 	{"KeyBlockNeverPrinted", testKeyBlockNeverPrinted},

@@ -40,6 +40,18 @@ func checkKey(k *Key) error {
 // (wrapped with what exists) when the id or the alias is taken. Duplicate tag
 // keys keep the last value.
 func (s *Store) CreateKey(k *Key, tags []Tag, alias string) error {
+	return s.CreateKeyMetas(k, tags, alias, nil)
+}
+
+// CreateKeyMetas is CreateKey that also sets the meta blobs of metas in the
+// same durable transaction: a crash leaves the key and every one of them,
+// or none; when the key is refused (ErrExists) none is written. A caller
+// whose metas describe the new key (its replication record) needs no lock
+// to keep others from seeing one without the other.
+func (s *Store) CreateKeyMetas(k *Key, tags []Tag, alias string, metas map[string][]byte) error {
+	if err := checkMetas(metas, nil); err != nil {
+		return fmt.Errorf("keystore: create key %s: %w", k.ID, err)
+	}
 	if err := checkKey(k); err != nil {
 		return fmt.Errorf("keystore: create key: %w", err)
 	}
@@ -88,6 +100,9 @@ func (s *Store) CreateKey(k *Key, tags []Tag, alias string) error {
 			if _, err := w.set(byKeyKey(k.ID, alias), RecordAliasIndex, "", nil, 0); err != nil {
 				return fmt.Errorf("keystore: create key %s: %w", k.ID, err)
 			}
+		}
+		if err := w.putMetas(metas); err != nil {
+			return fmt.Errorf("keystore: create key %s: %w", k.ID, err)
 		}
 		return nil
 	})

@@ -97,10 +97,8 @@ func (s *Store) MetaNames(prefix string) ([]string, error) {
 	return names, nil
 }
 
-// PutMetas durably sets the meta blobs of puts and deletes those named in
-// deletes (absent ones are no error), all in one transaction: a crash
-// leaves either every change or none. A name must not be in both.
-func (s *Store) PutMetas(puts map[string][]byte, deletes []string) error {
+// checkMetas checks the names and sizes of a batch of meta changes.
+func checkMetas(puts map[string][]byte, deletes []string) error {
 	for name, value := range puts {
 		if !validName(name) {
 			return fmt.Errorf("keystore: put meta: name must be 1 to %d bytes: %w", maxNameLen, ErrInvalid)
@@ -117,20 +115,38 @@ func (s *Store) PutMetas(puts map[string][]byte, deletes []string) error {
 			return fmt.Errorf("keystore: meta %q both set and deleted: %w", name, ErrInvalid)
 		}
 	}
+	return nil
+}
+
+// putMetas sets the meta blobs of puts inside a write transaction.
+func (w *writer) putMetas(puts map[string][]byte) error {
+	for name, value := range puts {
+		typ := RecordMeta
+		if isOwnerMeta(name) {
+			typ = RecordOwnerMeta
+		}
+		mk := metaKey(name)
+		old, _, err := get(w.b, mk)
+		if err != nil {
+			return fmt.Errorf("keystore: put meta %q: %w", name, err)
+		}
+		if _, err := w.set(mk, typ, "", value, headerRevision(old)); err != nil {
+			return fmt.Errorf("keystore: put meta %q: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// PutMetas durably sets the meta blobs of puts and deletes those named in
+// deletes (absent ones are no error), all in one transaction: a crash
+// leaves either every change or none. A name must not be in both.
+func (s *Store) PutMetas(puts map[string][]byte, deletes []string) error {
+	if err := checkMetas(puts, deletes); err != nil {
+		return err
+	}
 	err := s.update("put metas", func(w *writer) error {
-		for name, value := range puts {
-			typ := RecordMeta
-			if isOwnerMeta(name) {
-				typ = RecordOwnerMeta
-			}
-			mk := metaKey(name)
-			old, _, err := get(w.b, mk)
-			if err != nil {
-				return fmt.Errorf("keystore: put meta %q: %w", name, err)
-			}
-			if _, err := w.set(mk, typ, "", value, headerRevision(old)); err != nil {
-				return fmt.Errorf("keystore: put meta %q: %w", name, err)
-			}
+		if err := w.putMetas(puts); err != nil {
+			return err
 		}
 		for _, name := range deletes {
 			if err := w.delAt(metaKey(name)); err != nil {

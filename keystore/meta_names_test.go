@@ -53,3 +53,47 @@ func testPutMetas(t *testing.T, env *storeEnv) {
 		t.Fatalf("refused PutMetas wrote: %v", got)
 	}
 }
+
+// testCreateKeyMetas: the metas given with a new key are written in the
+// key's transaction: present with the key (replacing older values), and
+// absent when the key is refused (its id exists) or a meta name is invalid.
+func testCreateKeyMetas(t *testing.T, env *storeEnv) {
+	s := env.store(t)
+	k1, k2 := testID(1), testID(2)
+	if err := s.PutMeta("r/key/old", []byte("before")); err != nil {
+		t.Fatal(err)
+	}
+	metas := map[string][]byte{"r/key/k1": []byte("rec"), "r/pending/k1": []byte("1"), "r/key/old": []byte("after")}
+	if err := s.CreateKeyMetas(testKey(k1), []Tag{{Key: "t", Value: "v"}}, "", metas); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetKey(k1); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range metas {
+		if v, err := s.GetMeta(name); err != nil || string(v) != string(want) {
+			t.Fatalf("%s = %q %v, want %q", name, v, err, want)
+		}
+	}
+	// The id exists: the key is refused and none of its metas is written.
+	err := s.CreateKeyMetas(testKey(k1), nil, "", map[string][]byte{"r/key/k1": []byte("second"), "r/other": []byte("x")})
+	if !errors.Is(err, ErrExists) {
+		t.Fatalf("second create = %v, want ErrExists", err)
+	}
+	if v, _ := s.GetMeta("r/key/k1"); string(v) != "rec" {
+		t.Fatalf("a refused create rewrote r/key/k1: %q", v)
+	}
+	if _, err := s.GetMeta("r/other"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a refused create wrote r/other: %v", err)
+	}
+	// An invalid meta name: neither the key nor the metas.
+	if err := s.CreateKeyMetas(testKey(k2), nil, "", map[string][]byte{"": []byte("x"), "r/k2": []byte("y")}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("invalid meta name = %v, want ErrInvalid", err)
+	}
+	if _, err := s.GetKey(k2); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("key of a refused create: %v", err)
+	}
+	if _, err := s.GetMeta("r/k2"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("meta of a refused create: %v", err)
+	}
+}

@@ -2,6 +2,7 @@ package ops
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"time"
 
@@ -37,7 +38,11 @@ const leaderRole = "maintenance"
 func (s *Service) Follow(ctx context.Context, staleness time.Duration) bool {
 	// What is cached before the watch begins is dropped by the Reset the
 	// watch starts with.
-	return s.store.Follow(ctx, staleness, s.storeChanged)
+	shared := s.store.Follow(ctx, staleness, s.storeChanged)
+	if shared {
+		s.repl.following.Store(true)
+	}
+	return shared
 }
 
 // OnMetaChange registers fn, called (from Follow's goroutine) with the
@@ -48,6 +53,9 @@ func (s *Service) OnMetaChange(fn func(names []string, reset bool)) { s.onMeta.S
 
 // storeChanged drops what a change to the store makes stale.
 func (s *Service) storeChanged(c keystore.Change) {
+	if c.Reset || slices.Contains(c.Meta, metaReplDefaults) {
+		s.dropDefaults()
+	}
 	if fn := s.onMeta.Load(); fn != nil && (c.Reset || len(c.Meta) > 0) {
 		(*fn)(c.Meta, c.Reset)
 	}

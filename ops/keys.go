@@ -71,7 +71,7 @@ func (s *Service) finishCreate(rec *keystore.Key, enabled *bool, tags []Tag, reg
 	if err := s.checkNewTags(tags); err != nil {
 		return nil, err
 	}
-	replicated, err := s.planCreate(rec, regions)
+	replMetas, err := s.planCreate(rec, regions)
 	if err != nil {
 		return nil, err
 	}
@@ -84,10 +84,11 @@ func (s *Service) finishCreate(rec *keystore.Key, enabled *bool, tags []Tag, reg
 	} else {
 		rec.UsageStop = now
 	}
-	err = s.store.CreateKey(rec, storeTags(tags), "")
-	replicated(err == nil)
-	if err != nil {
+	if err := s.store.CreateKeyMetas(rec, storeTags(tags), "", replMetas); err != nil {
 		return nil, storeErr("store key", err, s.keyARN(rec.ID))
+	}
+	if replMetas != nil {
+		s.wakeSender()
 	}
 	return s.describe(rec), nil
 }

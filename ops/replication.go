@@ -32,6 +32,12 @@ package ops
 // snapshot, idempotent at the peer) and sets Done to the Want it captured.
 // The snapshot is taken under the same lock as the changes, so a snapshot
 // for generation W holds every change up to W.
+// A new key's record (generation 1) is written in the key's own store
+// transaction instead (planCreate), so creating keys takes no lock: a
+// snapshot sees both or neither, and concurrent creations share the
+// engine's group commit. CreateKey reads the default regions from an
+// in-memory copy (kept by Enable/DisableDefaultReplicationRegions, and on
+// a shared store dropped when Follow reports another node's change).
 //
 // Key material crosses as the stored X9.143 key block under the profile main
 // key the two sites share through the TR-34 main-key synchronization
@@ -132,10 +138,25 @@ func (r *replRecord) pending() bool {
 // replication is the service's replication state.
 type replication struct {
 	// mu serializes every change of a replicated key (and of the records)
-	// with the sender's snapshots.
-	mu    sync.Mutex
-	peers map[string]bool // regions this site may replicate to
-	wake  func()          // nudges the sender; nil when replication is off
+	// with the sender's snapshots, and the changes of the default regions.
+	// Creating a key does not take it: the new key's record is written in
+	// the key's own store transaction (planCreate), so no snapshot can see
+	// one without the other.
+	mu sync.Mutex
+	// peers are the regions this site may replicate to: set once at start
+	// (SetReplication), before serving; read without mu afterwards.
+	peers map[string]bool
+	// defaults is the in-memory copy of the site's default replication
+	// regions (repl/defaults), nil until loaded or after another process
+	// may have changed them; CreateKey reads it instead of the store.
+	// dmu orders the copy's fills against its invalidations (dgen).
+	defaults atomic.Pointer[[]string]
+	dmu      sync.Mutex
+	dgen     uint64
+	// following: Follow runs on a shared store, so a change of the
+	// defaults made by another node invalidates the copy.
+	following atomic.Bool
+	wake      func() // nudges the sender; nil when replication is off
 	// any is false while no replication record exists, so that describing
 	// a key costs no extra read on a site that does not replicate.
 	any atomic.Bool
@@ -224,20 +245,30 @@ func (s *Service) loadRepl(id string) (*replRecord, error) {
 	return &r, nil
 }
 
-// storeRepl writes key id's replication record and, in the same store
-// transaction, its entry in the outbox index: present while a region is
-// pending, absent otherwise.
-func (s *Service) storeRepl(id string, r *replRecord) error {
+// replMetas are the meta changes that store key id's replication record
+// and its entry in the outbox index: present while a region is pending,
+// absent otherwise.
+func (s *Service) replMetas(id string, r *replRecord) (puts map[string][]byte, dels []string, _ error) {
 	b, err := json.Marshal(r)
 	if err != nil {
-		return fault.Internalf("encode replication record", err)
+		return nil, nil, fault.Internalf("encode replication record", err)
 	}
 	s.repl.any.Store(true)
-	puts, dels := map[string][]byte{metaReplKey + id: b}, []string(nil)
+	puts = map[string][]byte{metaReplKey + id: b}
 	if r.pending() {
 		puts[metaReplPending+id] = []byte("1")
 	} else {
 		dels = []string{metaReplPending + id}
+	}
+	return puts, dels, nil
+}
+
+// storeRepl writes key id's replication record and, in the same store
+// transaction, its entry in the outbox index (replMetas).
+func (s *Service) storeRepl(id string, r *replRecord) error {
+	puts, dels, err := s.replMetas(id, r)
+	if err != nil {
+		return err
 	}
 	if err := s.store.PutMetas(puts, dels); err != nil {
 		return storeErr("write replication record", err, "")
@@ -296,8 +327,6 @@ func (s *Service) precheckRegions(regions []string) error {
 	if len(regions) == 0 {
 		return nil
 	}
-	s.repl.mu.Lock()
-	defer s.repl.mu.Unlock()
 	_, err := s.checkRegions(regions)
 	return err
 }
@@ -329,15 +358,66 @@ func (s *Service) defaults() ([]string, error) {
 	return out, nil
 }
 
+// storeDefaults writes the default regions (under repl.mu) and sets the
+// in-memory copy to them; when the write fails the copy is dropped (the
+// write may have happened).
 func (s *Service) storeDefaults(regions []string) error {
 	b, err := json.Marshal(regions)
 	if err != nil {
 		return fault.Internalf("encode default replication regions", err)
 	}
 	if err := s.store.PutMeta(metaReplDefaults, b); err != nil {
+		s.dropDefaults()
 		return storeErr("write default replication regions", err, "")
 	}
+	s.repl.dmu.Lock()
+	s.repl.dgen++
+	if s.defaultsCacheable() {
+		cp := slices.Clone(regions)
+		s.repl.defaults.Store(&cp)
+	} else {
+		s.repl.defaults.Store(nil)
+	}
+	s.repl.dmu.Unlock()
 	return nil
+}
+
+// defaultsCacheable reports whether the in-memory copy of the default
+// regions can stand for the store's: always on a store of one process; on
+// a shared store only while Follow reports the other nodes' changes.
+func (s *Service) defaultsCacheable() bool {
+	return !s.store.Shared() || s.repl.following.Load()
+}
+
+// dropDefaults forgets the in-memory copy of the default regions (another
+// process may have changed them).
+func (s *Service) dropDefaults() {
+	s.repl.dmu.Lock()
+	s.repl.dgen++
+	s.repl.defaults.Store(nil)
+	s.repl.dmu.Unlock()
+}
+
+// defaultRegions returns the site's default replication regions from the
+// in-memory copy, loading it from the store when there is none. The slice
+// is shared: callers must not change it.
+func (s *Service) defaultRegions() ([]string, error) {
+	if p := s.repl.defaults.Load(); p != nil {
+		return *p, nil
+	}
+	s.repl.dmu.Lock()
+	gen := s.repl.dgen
+	s.repl.dmu.Unlock()
+	d, err := s.defaults()
+	if err != nil {
+		return nil, err
+	}
+	s.repl.dmu.Lock()
+	if s.repl.dgen == gen && s.defaultsCacheable() {
+		s.repl.defaults.Store(&d)
+	}
+	s.repl.dmu.Unlock()
+	return d, nil
 }
 
 // GetDefaultReplicationRegions returns the site's default replication regions.
@@ -449,18 +529,21 @@ func (s *Service) beginChange(id string) (func(), error) {
 	}, nil
 }
 
-// planCreate records the replication of a key about to be created: to
+// planCreate decides the replication of a key about to be created: to
 // explicit regions (the request's ReplicationRegions, when given) or else
-// to the site's default regions. It returns the function to call once the
-// key is stored (ok) or was not (!ok).
-func (s *Service) planCreate(rec *keystore.Key, explicit []string) (func(ok bool), error) {
-	s.repl.mu.Lock()
+// to the site's default regions (the in-memory copy: no store read). It
+// returns the meta records (the key's replication record and its outbox
+// index entry) that the caller stores in the key's own transaction, nil
+// when the key is not replicated. No lock is held: the record and the key
+// become visible together, so the sender never sees one without the other,
+// and creations of different keys run concurrently (their writes share the
+// engine's group commit).
+func (s *Service) planCreate(rec *keystore.Key, explicit []string) (map[string][]byte, error) {
 	var regions []string
 	usingDefault := explicit == nil
 	if explicit == nil {
-		d, err := s.defaults()
+		d, err := s.defaultRegions()
 		if err != nil {
-			s.repl.mu.Unlock()
 			return nil, err
 		}
 		regions = d
@@ -470,38 +553,21 @@ func (s *Service) planCreate(rec *keystore.Key, explicit []string) (func(ok bool
 	} else {
 		var err error
 		if regions, err = s.checkRegions(explicit); err != nil {
-			s.repl.mu.Unlock()
 			return nil, err
 		}
 		if len(regions) > 0 && !rec.Attributes.Algorithm.IsSymmetric() {
-			s.repl.mu.Unlock()
 			return nil, fault.About(fault.SubjectReplicationRegions, "asymmetric keys (%s) do not support Multi-Region key replication", rec.Attributes.Algorithm)
 		}
 	}
 	if len(regions) == 0 {
-		s.repl.mu.Unlock()
-		return func(bool) {}, nil
+		return nil, nil
 	}
 	r := &replRecord{Role: RolePrimary, Primary: s.cfg.Region, UsingDefault: usingDefault, Gen: 1, Regions: map[string]*regionRecord{}}
 	for _, reg := range regions {
 		r.Regions[reg] = &regionRecord{State: ReplicationInProgress, Want: 1}
 	}
-	if err := s.storeRepl(rec.ID, r); err != nil {
-		s.repl.mu.Unlock()
-		return nil, err
-	}
-	return func(ok bool) {
-		if !ok { // nothing to replicate: the key was not stored
-			r.Regions = nil
-			if err := s.storeRepl(rec.ID, r); err != nil {
-				s.log.Error("clear the replication record of a key not created", zap.String("key", s.keyARN(rec.ID)), zap.Error(err))
-			}
-		}
-		s.repl.mu.Unlock()
-		if ok {
-			s.wakeSender()
-		}
-	}, nil
+	puts, _, err := s.replMetas(rec.ID, r) // pending: no deletes
+	return puts, err
 }
 
 // AddKeyReplicationRegions replicates a primary (or not yet replicated) key
