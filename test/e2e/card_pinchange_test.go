@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/hex"
+	"fmt"
 	"os/exec"
 	"strings"
 	"testing"
@@ -9,6 +10,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/paymentcryptography/types"
 
 	"payhsm/hsm/emv"
+
+	"payhsm/internal/openssltest"
 )
 
 // TestGenerateMacEmvPinChangeEndToEnd imports the issuer master keys of
@@ -47,15 +50,11 @@ func TestGenerateMacEmvPinChangeEndToEnd(t *testing.T) {
 
 	// ISO 9564-1 format 0: '04' PIN 'F'-fill XOR '0000' ‖ 12 PAN digits before the check digit.
 	iso0 := func(pin string) string {
-		pf := unhexE(t, "04"+pin+strings.Repeat("F", 12))
+		pf := unhexE(t, fmt.Sprintf("%02X", len(pin))+pin+strings.Repeat("F", 14-len(pin)))
 		for i, b := range unhexE(t, "0000"+pan[3:15]) {
 			pf[i] ^= b
 		}
-		out, err := exec.Command("sh", "-c", "echo "+hex.EncodeToString(pf)+" | xxd -r -p | openssl enc -des-ede-ecb -nopad -K "+keyPEK+" | xxd -p").Output()
-		if err != nil {
-			t.Skipf("openssl des-ede: %v", err)
-		}
-		return strings.ToUpper(strings.TrimSpace(string(out)))
+		return strings.ToUpper(hex.EncodeToString(openssltest.Enc(t, "des-ede-ecb", keyPEK, pf)))
 	}
 	card := map[string]any{"MajorKeyDerivationMode": "EMV_OPTION_A", "PrimaryAccountNumber": pan, "PanSequenceNumber": "01"}
 	with := func(extra map[string]any) map[string]any {
