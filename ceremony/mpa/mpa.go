@@ -223,6 +223,29 @@ func ValidSessionARN(arn string) bool {
 
 func (r *Registry) record(e audit.Event) error { return r.recordAs(audit.KindCeremony, e) }
 
+// Requester is who asked, through a front end, for a step of the registry
+// (an association change, a protected operation): its entries name them as
+// the front end's own entry of the call does, so the two can be joined by
+// request id. The zero Requester is a step asked by no front end.
+type Requester struct {
+	Protocol  string // "aws"
+	Principal string // the principal's ARN (its access key id when it has none)
+	Source    string // the peer address
+	RequestID string
+}
+
+// stamp sets e's requester fields (those by knows).
+func (by Requester) stamp(e audit.Event) audit.Event {
+	if by.Protocol != "" {
+		e.Protocol = by.Protocol
+	}
+	if by.Principal != "" {
+		e.Principal = by.Principal
+	}
+	e.Source, e.RequestID = by.Source, by.RequestID
+	return e
+}
+
 // recordAs records e as kind: ceremony steps, and for protected requests
 // a denial (KindDenial) or the use of an approval (KindControl).
 func (r *Registry) recordAs(kind audit.Kind, e audit.Event) error {
@@ -510,7 +533,7 @@ func (st *state) view(a *Association) *Association {
 // Associate associates the team with op. The first association is active
 // at once; moving an associated operation to another team needs the
 // current team's approval (UPDATE_PENDING until then).
-func (r *Registry) Associate(op Operation, teamARN, comment string) (*Association, error) {
+func (r *Registry) Associate(op Operation, teamARN, comment string, by Requester) (*Association, error) {
 	if !op.known() {
 		return nil, fault.Validationf("Action: %q is not a protected operation", op)
 	}
@@ -539,8 +562,8 @@ func (r *Registry) Associate(op Operation, teamARN, comment string) (*Associatio
 		return st.view(a), nil // already associated with this team
 	}
 	if a == nil {
-		if err := r.record(audit.Event{Operation: purposeAssociate, Outcome: audit.OK,
-			Detail: fmt.Sprintf("%s protected by %s", op, teamARN)}); err != nil {
+		if err := r.record(by.stamp(audit.Event{Operation: purposeAssociate, Outcome: audit.OK,
+			Detail: fmt.Sprintf("%s protected by %s", op, teamARN)})); err != nil {
 			return nil, err
 		}
 		a = &Association{Operation: op, TeamARN: teamARN, State: StateActive}
@@ -555,8 +578,8 @@ func (r *Registry) Associate(op Operation, teamARN, comment string) (*Associatio
 	if err != nil {
 		return nil, err
 	}
-	if err := r.record(audit.Event{Operation: purposeAssociate, Outcome: audit.Started,
-		Detail: fmt.Sprintf("%s: move from %s to %s awaits approval, session %s", op, a.TeamARN, teamARN, s.ARN)}); err != nil {
+	if err := r.record(by.stamp(audit.Event{Operation: purposeAssociate, Outcome: audit.Started,
+		Detail: fmt.Sprintf("%s: move from %s to %s awaits approval, session %s", op, a.TeamARN, teamARN, s.ARN)})); err != nil {
 		return nil, err
 	}
 	a.State, a.Pending, a.NewTeam = StateUpdatePending, s.ID, teamARN
@@ -564,7 +587,7 @@ func (r *Registry) Associate(op Operation, teamARN, comment string) (*Associatio
 }
 
 // Disassociate asks to remove op's association; the associated team approves it (DELETE_PENDING until then).
-func (r *Registry) Disassociate(op Operation, comment string) (*Association, error) {
+func (r *Registry) Disassociate(op Operation, comment string, by Requester) (*Association, error) {
 	if !op.known() {
 		return nil, fault.Validationf("Action: %q is not a protected operation", op)
 	}
@@ -600,8 +623,8 @@ func (r *Registry) Disassociate(op Operation, comment string) (*Association, err
 	if err != nil {
 		return nil, err
 	}
-	if err := r.record(audit.Event{Operation: purposeDisassociate, Outcome: audit.Started,
-		Detail: fmt.Sprintf("%s: removing %s awaits approval, session %s", op, a.TeamARN, s.ARN)}); err != nil {
+	if err := r.record(by.stamp(audit.Event{Operation: purposeDisassociate, Outcome: audit.Started,
+		Detail: fmt.Sprintf("%s: removing %s awaits approval, session %s", op, a.TeamARN, s.ARN)})); err != nil {
 		return nil, err
 	}
 	a.State, a.Pending, a.NewTeam = StateDeletePending, s.ID, ""
@@ -670,8 +693,8 @@ func (g *Grant) Release() {
 // approved, unused session of the associated team for the same operation
 // and subject and returns it; without one it opens a session (or names the
 // one pending) and refuses the request with AccessDenied naming it.
-// principal names the requester for the audit trail.
-func (r *Registry) Authorize(op Operation, subject []byte, comment, principal string) (*Grant, error) {
+// by names the requester for the audit trail.
+func (r *Registry) Authorize(op Operation, subject []byte, comment string, by Requester) (*Grant, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	st, err := r.load()
@@ -699,8 +722,8 @@ func (r *Registry) Authorize(op Operation, subject []byte, comment, principal st
 			continue
 		}
 		if s.Status == StatusApproved {
-			if err := r.recordAs(audit.KindControl, audit.Event{Protocol: "aws", Operation: string(op), Principal: principal, Custodians: s.Approvals, Outcome: audit.OK,
-				Detail: fmt.Sprintf("approved session %s used (subject sha256:%s)", s.ARN, digest)}); err != nil {
+			if err := r.recordAs(audit.KindControl, by.stamp(audit.Event{Protocol: "aws", Operation: string(op), Custodians: s.Approvals, Outcome: audit.OK,
+				Detail: fmt.Sprintf("approved session %s used (subject sha256:%s)", s.ARN, digest)})); err != nil {
 				return nil, err
 			}
 			s.Used = true
@@ -727,9 +750,9 @@ func (r *Registry) Authorize(op Operation, subject []byte, comment, principal st
 			return nil, err
 		}
 	}
-	if err := r.recordAs(audit.KindDenial, audit.Event{Protocol: "aws", Operation: string(op), Principal: principal, Outcome: audit.Denied, Error: "AccessDeniedException",
+	if err := r.recordAs(audit.KindDenial, by.stamp(audit.Event{Protocol: "aws", Operation: string(op), Outcome: audit.Denied, Error: "AccessDeniedException",
 		Detail: fmt.Sprintf("needs Multi-Party Approval: session %s %s (%d of %d approvals; subject sha256:%s; opened %t)",
-			pending.ARN, pending.Status, len(pending.Approvals), pending.Threshold, digest, opened)}); err != nil {
+			pending.ARN, pending.Status, len(pending.Approvals), pending.Threshold, digest, opened)})); err != nil {
 		return nil, err
 	}
 	if opened {

@@ -236,7 +236,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, rq *request) (pl 
 			afterAuthorize()
 		}
 	}
-	out, err = op.call(r.Context(), in)
+	ctx := r.Context()
+	if pl == controlPlane { // the data plane's operations write no entries of their own: no per-request context there
+		ctx = ops.WithCaller(ctx, s.caller(r, w, principal))
+	}
+	out, err = op.call(ctx, in)
 	if pinned.n > 0 {
 		pinned.restore()
 	}
