@@ -36,10 +36,25 @@ func (s *Service) KeyResource(ident string) (keyARN, aliasARN string) {
 	if !strings.HasPrefix(ident, "arn:") {
 		aliasARN = s.arnPrefix() + name
 	}
-	if w, _ := s.cache.get(ident); w != nil {
+	w, gen := s.cache.get(ident)
+	if w != nil {
 		keyARN = w.ARN
 		w.Release()
 		return keyARN, aliasARN
+	}
+	// Cache the alias's working key, as Working would: the operation that
+	// follows runs on the key's ARN (the front ends pin an alias to the key
+	// authorized), so it does not, and without this every request naming the
+	// alias would read the store here.
+	if s.cust.Available() == nil {
+		if rec, err := s.resolve(ident); err == nil {
+			if w, err := s.open(rec); err == nil {
+				keyARN = w.ARN
+				s.cache.put(ident, w, gen)
+				w.Release()
+				return keyARN, aliasARN
+			}
+		}
 	}
 	a, err := s.store.GetAlias(name)
 	if err != nil || a.KeyID == "" {

@@ -170,9 +170,11 @@ func (x *call) pin(c *cursor, res []access.Resource) {
 		if k.block || r.Alias == "" || r.ARN == "" || r.ARN == "*" {
 			continue
 		}
-		ref := string(k.raw) // the memo's copy, when it has one, saves the allocation
+		var ref string
 		if m, ok := x.idents[string(k.raw)]; ok && !m.block {
-			ref = m.ident
+			ref = m.ident // the memo's copy: no allocation
+		} else {
+			ref = string(k.raw)
 		}
 		x.pins[x.npins] = aliasPin{ref: ref, keyARN: r.ARN}
 		x.npins++
