@@ -34,7 +34,7 @@ func (s *Service) KeyResource(ident string) (keyARN, aliasARN string) {
 	}
 	aliasARN = ident
 	if !strings.HasPrefix(ident, "arn:") {
-		aliasARN = s.arnPrefix() + name
+		aliasARN = s.cache.aliasARN(s.arnPrefix(), name)
 	}
 	w, gen := s.cache.get(ident)
 	if w != nil {
@@ -68,3 +68,19 @@ func (s *Service) KeyResource(ident string) (keyARN, aliasARN string) {
 
 // AliasARN is the ARN of an alias name in this region and account.
 func (s *Service) AliasARN(name string) string { return s.arnPrefix() + name }
+
+// aliasARN is prefix+name, remembered per name so that authorizing a
+// request that names an alias allocates nothing. The memo is bounded: it
+// is emptied when it reaches maxCachedKeys names (names come from requests).
+func (c *keyCache) aliasARN(prefix, name string) string {
+	if v, ok := c.aliasARNs.Load(name); ok {
+		return v.(string)
+	}
+	arn := prefix + name
+	if c.aliasNames.Add(1) > maxCachedKeys {
+		c.aliasARNs.Clear()
+		c.aliasNames.Store(1)
+	}
+	c.aliasARNs.Store(name, arn)
+	return arn
+}
