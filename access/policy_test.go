@@ -237,3 +237,30 @@ func FuzzParsePolicy(f *testing.F) {
 		}
 	})
 }
+
+// TestGlobStarsAgreesWithBacktrack: the segment matcher for '*'-only
+// patterns answers as the backtracking one on every pattern and string
+// built from a small alphabet (exhaustive up to the lengths below).
+func TestGlobStarsAgreesWithBacktrack(t *testing.T) {
+	alpha := []string{"a", "b", "*"}
+	var pats, strs []string
+	var gen func(prefix string, n int, letters []string, out *[]string)
+	gen = func(prefix string, n int, letters []string, out *[]string) {
+		*out = append(*out, prefix)
+		if n == 0 {
+			return
+		}
+		for _, l := range letters {
+			gen(prefix+l, n-1, letters, out)
+		}
+	}
+	gen("", 5, alpha, &pats)
+	gen("", 6, alpha[:2], &strs)
+	for _, p := range pats {
+		for _, s := range strs {
+			if got, want := globStars(p, s), globBacktrack(p, s); got != want {
+				t.Fatalf("globStars(%q, %q) = %v, backtracking says %v", p, s, got, want)
+			}
+		}
+	}
+}

@@ -58,10 +58,10 @@ func TestMpaCommandsOffline(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := mpa.Open(app.Store, app.Custody.FleetSealer(cfg.Profile), cfg.Region, cfg.Account)
-	if _, err := reg.Associate(mpa.ImportRootCertificate, teamARN, ""); err != nil {
+	if _, err := reg.Associate(mpa.ImportRootCertificate, teamARN, "", mpa.Requester{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := reg.Authorize(mpa.ImportRootCertificate, []byte("certificate"), "partner root", "test"); err == nil {
+	if _, err := reg.Authorize(mpa.ImportRootCertificate, []byte("certificate"), "partner root", mpa.Requester{Principal: "test"}); err == nil {
 		t.Fatal("unapproved import allowed")
 	}
 	ss, err := reg.Sessions(false)

@@ -17,13 +17,13 @@ type approvals struct{ reg *mpa.Registry }
 
 var _ ops.Approvals = approvals{}
 
-func (a approvals) Associate(op, teamARN, comment string) (*ops.MpaAssociation, error) {
-	as, err := a.reg.Associate(mpa.Operation(op), teamARN, comment)
+func (a approvals) Associate(op, teamARN, comment string, by ops.Caller) (*ops.MpaAssociation, error) {
+	as, err := a.reg.Associate(mpa.Operation(op), teamARN, comment, requester(by))
 	return opsAssociation(as), err
 }
 
-func (a approvals) Disassociate(op, comment string) (*ops.MpaAssociation, error) {
-	as, err := a.reg.Disassociate(mpa.Operation(op), comment)
+func (a approvals) Disassociate(op, comment string, by ops.Caller) (*ops.MpaAssociation, error) {
+	as, err := a.reg.Disassociate(mpa.Operation(op), comment, requester(by))
 	return opsAssociation(as), err
 }
 
@@ -32,12 +32,17 @@ func (a approvals) GetAssociation(op string) (*ops.MpaAssociation, error) {
 	return opsAssociation(as), err
 }
 
-func (a approvals) Authorize(op string, subject []byte, comment string) (*ops.MpaStatus, func(), error) {
-	g, err := a.reg.Authorize(mpa.Operation(op), subject, comment, "")
+func (a approvals) Authorize(op string, subject []byte, comment string, by ops.Caller) (*ops.MpaStatus, func(), error) {
+	g, err := a.reg.Authorize(mpa.Operation(op), subject, comment, requester(by))
 	if err != nil || g == nil {
 		return nil, nil, err
 	}
 	return opsStatus(&g.Session), g.Release, nil
+}
+
+// requester is the registry's name for the caller of a request.
+func requester(c ops.Caller) mpa.Requester {
+	return mpa.Requester{Protocol: c.Protocol, Principal: c.Principal, Source: c.Source, RequestID: c.RequestID}
 }
 
 func opsAssociation(a *mpa.Association) *ops.MpaAssociation {

@@ -34,12 +34,27 @@ func (s *Service) KeyResource(ident string) (keyARN, aliasARN string) {
 	}
 	aliasARN = ident
 	if !strings.HasPrefix(ident, "arn:") {
-		aliasARN = s.arnPrefix() + name
+		aliasARN = s.cache.aliasARN(s.arnPrefix(), name)
 	}
-	if w, _ := s.cache.get(ident); w != nil {
+	w, gen := s.cache.get(ident)
+	if w != nil {
 		keyARN = w.ARN
 		w.Release()
 		return keyARN, aliasARN
+	}
+	// Cache the alias's working key, as Working would: the operation that
+	// follows runs on the key's ARN (the front ends pin an alias to the key
+	// authorized), so it does not, and without this every request naming the
+	// alias would read the store here.
+	if s.cust.Available() == nil {
+		if rec, err := s.resolve(ident); err == nil {
+			if w, err := s.open(rec); err == nil {
+				keyARN = w.ARN
+				s.cache.put(ident, w, gen)
+				w.Release()
+				return keyARN, aliasARN
+			}
+		}
 	}
 	a, err := s.store.GetAlias(name)
 	if err != nil || a.KeyID == "" {
@@ -53,3 +68,19 @@ func (s *Service) KeyResource(ident string) (keyARN, aliasARN string) {
 
 // AliasARN is the ARN of an alias name in this region and account.
 func (s *Service) AliasARN(name string) string { return s.arnPrefix() + name }
+
+// aliasARN is prefix+name, remembered per name so that authorizing a
+// request that names an alias allocates nothing. The memo is bounded: it
+// is emptied when it reaches maxCachedKeys names (names come from requests).
+func (c *keyCache) aliasARN(prefix, name string) string {
+	if v, ok := c.aliasARNs.Load(name); ok {
+		return v.(string)
+	}
+	arn := prefix + name
+	if c.aliasNames.Add(1) > maxCachedKeys {
+		c.aliasARNs.Clear()
+		c.aliasNames.Store(1)
+	}
+	c.aliasARNs.Store(name, arn)
+	return arn
+}

@@ -35,6 +35,9 @@ type ImportCertificateInput struct {
 	// RequesterComment is shown to the approvers when a root certificate
 	// import needs Multi-Party Approval (then it is required).
 	RequesterComment string
+	// Caller is who sent the request, named in the audit entries of its
+	// Multi-Party Approval decision.
+	Caller Caller
 	// ReplicationRegions as ImportKeyInput's: a certificate (a public key)
 	// cannot be replicated, so any region is refused.
 	ReplicationRegions []string
@@ -231,7 +234,7 @@ func (s *Service) ImportCertificate(in ImportCertificateInput) (*Key, error) {
 	var mpa *MpaStatus
 	release := func() {}
 	if in.CAIdentifier == "" {
-		if mpa, release, err = s.authorizeMpa(MpaImportRootCertificate, c.Raw, in.RequesterComment); err != nil {
+		if mpa, release, err = s.authorizeMpa(MpaImportRootCertificate, c.Raw, in.RequesterComment, in.Caller); err != nil {
 			return nil, err
 		}
 	}

@@ -1,6 +1,7 @@
 package ops
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"time"
@@ -35,15 +36,40 @@ type MpaAssociation struct {
 }
 
 // Approvals decides protected operations and keeps their associations.
+// by is the caller of the request, for the audit trail.
 type Approvals interface {
-	Associate(op, teamARN, comment string) (*MpaAssociation, error)
-	Disassociate(op, comment string) (*MpaAssociation, error)
+	Associate(op, teamARN, comment string, by Caller) (*MpaAssociation, error)
+	Disassociate(op, comment string, by Caller) (*MpaAssociation, error)
 	GetAssociation(op string) (*MpaAssociation, error)
 	// Authorize returns (nil, nil, nil) when op is not protected; the
 	// approved session it consumed and a function that gives it back if
 	// the operation then fails; or the refusal (AccessDenied naming the
 	// session to approve).
-	Authorize(op string, subject []byte, comment string) (*MpaStatus, func(), error)
+	Authorize(op string, subject []byte, comment string, by Caller) (*MpaStatus, func(), error)
+}
+
+// Caller is who sent a request, as its front end knows it, for the audit
+// entries the operations layer (or what it calls) writes about the request:
+// the same principal and request id as the front end's own entry of the
+// call. The zero Caller is an unknown one (an internal call, a test).
+type Caller struct {
+	Protocol  string // "aws", "host"
+	Principal string // the principal's ARN; its access key id or host client name when it has none
+	Source    string // the peer address
+	RequestID string
+}
+
+type callerKey struct{}
+
+// WithCaller returns ctx carrying the caller c (CallerFrom).
+func WithCaller(ctx context.Context, c Caller) context.Context {
+	return context.WithValue(ctx, callerKey{}, c)
+}
+
+// CallerFrom is the caller ctx carries (WithCaller), or the zero Caller.
+func CallerFrom(ctx context.Context) Caller {
+	c, _ := ctx.Value(callerKey{}).(Caller)
+	return c
 }
 
 // SetApprovals installs Multi-Party Approval. Call it before serving.
@@ -52,19 +78,19 @@ func (s *Service) SetApprovals(a Approvals) { s.approvals = a }
 var errNoApprovals = fault.Conflictf("Multi-Party Approval is not available on this service")
 
 // AssociateMpaTeam associates an approval team with a protected operation.
-func (s *Service) AssociateMpaTeam(op, teamARN, comment string) (*MpaAssociation, error) {
+func (s *Service) AssociateMpaTeam(op, teamARN, comment string, by Caller) (*MpaAssociation, error) {
 	if s.approvals == nil {
 		return nil, errNoApprovals
 	}
-	return s.approvals.Associate(op, teamARN, comment)
+	return s.approvals.Associate(op, teamARN, comment, by)
 }
 
 // DisassociateMpaTeam asks to remove a protected operation's association.
-func (s *Service) DisassociateMpaTeam(op, comment string) (*MpaAssociation, error) {
+func (s *Service) DisassociateMpaTeam(op, comment string, by Caller) (*MpaAssociation, error) {
 	if s.approvals == nil {
 		return nil, errNoApprovals
 	}
-	return s.approvals.Disassociate(op, comment)
+	return s.approvals.Disassociate(op, comment, by)
 }
 
 // GetMpaTeamAssociation returns a protected operation's association.
@@ -76,11 +102,11 @@ func (s *Service) GetMpaTeamAssociation(op string) (*MpaAssociation, error) {
 }
 
 // authorizeMpa asks whether op on subject may run now; see Approvals.Authorize.
-func (s *Service) authorizeMpa(op string, subject []byte, comment string) (*MpaStatus, func(), error) {
+func (s *Service) authorizeMpa(op string, subject []byte, comment string, by Caller) (*MpaStatus, func(), error) {
 	if s.approvals == nil {
 		return nil, func() {}, nil
 	}
-	st, release, err := s.approvals.Authorize(op, subject, comment)
+	st, release, err := s.approvals.Authorize(op, subject, comment, by)
 	if release == nil {
 		release = func() {}
 	}

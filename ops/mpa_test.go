@@ -16,15 +16,20 @@ type fakeApprovals struct {
 	subjects [][]byte
 	comments []string
 	released int
+	callers  []ops.Caller
 }
 
-func (f *fakeApprovals) Associate(op, arn, c string) (*ops.MpaAssociation, error) {
+func (f *fakeApprovals) Associate(op, arn, c string, by ops.Caller) (*ops.MpaAssociation, error) {
+	f.callers = append(f.callers, by)
 	return &ops.MpaAssociation{Operation: op, TeamARN: arn, State: "ACTIVE"}, nil
 }
-func (f *fakeApprovals) Disassociate(op, c string) (*ops.MpaAssociation, error) { return nil, nil }
-func (f *fakeApprovals) GetAssociation(op string) (*ops.MpaAssociation, error)  { return nil, nil }
-func (f *fakeApprovals) Authorize(op string, subject []byte, comment string) (*ops.MpaStatus, func(), error) {
-	f.subjects, f.comments = append(f.subjects, subject), append(f.comments, comment)
+func (f *fakeApprovals) Disassociate(op, c string, by ops.Caller) (*ops.MpaAssociation, error) {
+	f.callers = append(f.callers, by)
+	return nil, nil
+}
+func (f *fakeApprovals) GetAssociation(op string) (*ops.MpaAssociation, error) { return nil, nil }
+func (f *fakeApprovals) Authorize(op string, subject []byte, comment string, by ops.Caller) (*ops.MpaStatus, func(), error) {
+	f.subjects, f.comments, f.callers = append(f.subjects, subject), append(f.comments, comment), append(f.callers, by)
 	if op != ops.MpaImportRootCertificate {
 		return nil, nil, fault.Validationf("unexpected operation %s", op)
 	}
@@ -46,9 +51,13 @@ func TestImportRootCertificateAsksApprovals(t *testing.T) {
 	fa := &fakeApprovals{}
 	svc.SetApprovals(fa)
 	ca := xNewTestCA(t, nil)
-	in := ops.ImportCertificateInput{Attributes: xCaAttrs, Certificate: ca.cert.Raw, RequesterComment: "why"}
+	by := ops.Caller{Protocol: "aws", Principal: "arn:aws:iam::000000000000:user/pki", Source: "192.0.2.1:1", RequestID: "r-1"}
+	in := ops.ImportCertificateInput{Attributes: xCaAttrs, Certificate: ca.cert.Raw, RequesterComment: "why", Caller: by}
 	if _, err := svc.ImportCertificate(in); fault.KindOf(err) != fault.AccessDenied {
 		t.Fatalf("unapproved import: %v", err)
+	}
+	if len(fa.callers) != 1 || fa.callers[0] != by {
+		t.Fatalf("Approvals was told the caller %+v; want %+v", fa.callers, by)
 	}
 	if len(fa.subjects) != 1 || !bytes.Equal(fa.subjects[0], ca.cert.Raw) || fa.comments[0] != "why" {
 		t.Fatalf("asked about %d subjects, comment %q", len(fa.subjects), fa.comments)

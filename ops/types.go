@@ -147,6 +147,9 @@ type ImportKeyInput struct {
 	Tags         []Tag
 	// RequesterComment is the request's comment for Multi-Party Approval.
 	RequesterComment string
+	// Caller is who sent the request (for the audit entries of its
+	// Multi-Party Approval decision).
+	Caller Caller
 	// ReplicationRegions are the regions to replicate the imported key to,
 	// as CreateKey's; nil = the site's default replication regions.
 	ReplicationRegions []string

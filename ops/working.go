@@ -149,8 +149,11 @@ type keyCache struct {
 	// policies maps key id -> *policyEntry: compiled resource-based
 	// policies (resource_policy.go), dropped with their key's entries.
 	policies sync.Map
-	mu       sync.Mutex
-	gen      atomic.Uint64 // written under mu
+	// aliasARNs maps alias name -> alias ARN (authz.go), aliasNames counts them.
+	aliasARNs  sync.Map
+	aliasNames atomic.Int64
+	mu         sync.Mutex
+	gen        atomic.Uint64 // written under mu
 
 	// Counters for CacheStats: lookups that found a usable key or not,
 	// entries dropped to make room, and entries dropped because their key

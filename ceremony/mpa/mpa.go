@@ -223,6 +223,29 @@ func ValidSessionARN(arn string) bool {
 
 func (r *Registry) record(e audit.Event) error { return r.recordAs(audit.KindCeremony, e) }
 
+// Requester is who asked, through a front end, for a step of the registry
+// (an association change, a protected operation): its entries name them as
+// the front end's own entry of the call does, so the two can be joined by
+// request id. The zero Requester is a step asked by no front end.
+type Requester struct {
+	Protocol  string // "aws"
+	Principal string // the principal's ARN (its access key id when it has none)
+	Source    string // the peer address
+	RequestID string
+}
+
+// stamp sets e's requester fields (those by knows).
+func (by Requester) stamp(e audit.Event) audit.Event {
+	if by.Protocol != "" {
+		e.Protocol = by.Protocol
+	}
+	if by.Principal != "" {
+		e.Principal = by.Principal
+	}
+	e.Source, e.RequestID = by.Source, by.RequestID
+	return e
+}
+
 // recordAs records e as kind: ceremony steps, and for protected requests
 // a denial (KindDenial) or the use of an approval (KindControl).
 func (r *Registry) recordAs(kind audit.Kind, e audit.Event) error {
@@ -510,7 +533,7 @@ func (st *state) view(a *Association) *Association {
 // Associate associates the team with op. The first association is active
 // at once; moving an associated operation to another team needs the
 // current team's approval (UPDATE_PENDING until then).
-func (r *Registry) Associate(op Operation, teamARN, comment string) (*Association, error) {
+func (r *Registry) Associate(op Operation, teamARN, comment string, by Requester) (*Association, error) {
 	if err := checkChange(op, comment); err != nil {
 		return nil, err
 	}
@@ -536,8 +559,8 @@ func (r *Registry) Associate(op Operation, teamARN, comment string) (*Associatio
 		return st.view(a), nil // already associated with this team
 	}
 	if a == nil {
-		if err := r.record(audit.Event{Operation: purposeAssociate, Outcome: audit.OK,
-			Detail: fmt.Sprintf("%s protected by %s", op, teamARN)}); err != nil {
+		if err := r.record(by.stamp(audit.Event{Operation: purposeAssociate, Outcome: audit.OK,
+			Detail: fmt.Sprintf("%s protected by %s", op, teamARN)})); err != nil {
 			return nil, err
 		}
 		a = &Association{Operation: op, TeamARN: teamARN, State: StateActive}
@@ -545,11 +568,11 @@ func (r *Registry) Associate(op Operation, teamARN, comment string) (*Associatio
 		return st.view(a), r.save(st)
 	}
 	return r.askChange(st, a, purposeAssociate, []byte(t.ARN), comment, StateUpdatePending, teamARN,
-		fmt.Sprintf("%s: move from %s to %s awaits approval", op, a.TeamARN, teamARN))
+		fmt.Sprintf("%s: move from %s to %s awaits approval", op, a.TeamARN, teamARN), by)
 }
 
 // Disassociate asks to remove op's association; the associated team approves it (DELETE_PENDING until then).
-func (r *Registry) Disassociate(op Operation, comment string) (*Association, error) {
+func (r *Registry) Disassociate(op Operation, comment string, by Requester) (*Association, error) {
 	if err := checkChange(op, comment); err != nil {
 		return nil, err
 	}
@@ -575,7 +598,7 @@ func (r *Registry) Disassociate(op Operation, comment string) (*Association, err
 		r.settle(st, a)
 	}
 	return r.askChange(st, a, purposeDisassociate, []byte(a.TeamARN), comment, StateDeletePending, "",
-		fmt.Sprintf("%s: removing %s awaits approval", op, a.TeamARN))
+		fmt.Sprintf("%s: removing %s awaits approval", op, a.TeamARN), by)
 }
 
 // checkChange checks the operation and comment of an association change.
@@ -589,7 +612,7 @@ func checkChange(op Operation, comment string) error {
 // askChange opens the session in which a's current team approves a change
 // of the association (purpose, approving subject), records it, and leaves
 // a in state (pending that session) until then.
-func (r *Registry) askChange(st *state, a *Association, purpose string, subject []byte, comment, state, newTeam, detail string) (*Association, error) {
+func (r *Registry) askChange(st *state, a *Association, purpose string, subject []byte, comment, state, newTeam, detail string, by Requester) (*Association, error) {
 	cur := st.teamByARN(a.TeamARN)
 	if cur == nil {
 		return nil, fault.Internalf("approval state", fmt.Errorf("the associated team %s is missing", a.TeamARN))
@@ -598,7 +621,7 @@ func (r *Registry) askChange(st *state, a *Association, purpose string, subject 
 	if err != nil {
 		return nil, err
 	}
-	if err := r.record(audit.Event{Operation: purpose, Outcome: audit.Started, Detail: detail + ", session " + s.ARN}); err != nil {
+	if err := r.record(by.stamp(audit.Event{Operation: purpose, Outcome: audit.Started, Detail: detail + ", session " + s.ARN})); err != nil {
 		return nil, err
 	}
 	a.State, a.Pending, a.NewTeam = state, s.ID, newTeam
@@ -667,8 +690,8 @@ func (g *Grant) Release() {
 // approved, unused session of the associated team for the same operation
 // and subject and returns it; without one it opens a session (or names the
 // one pending) and refuses the request with AccessDenied naming it.
-// principal names the requester for the audit trail.
-func (r *Registry) Authorize(op Operation, subject []byte, comment, principal string) (*Grant, error) {
+// by names the requester for the audit trail.
+func (r *Registry) Authorize(op Operation, subject []byte, comment string, by Requester) (*Grant, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	st, err := r.load()
@@ -696,8 +719,8 @@ func (r *Registry) Authorize(op Operation, subject []byte, comment, principal st
 			continue
 		}
 		if s.Status == StatusApproved {
-			if err := r.recordAs(audit.KindControl, audit.Event{Protocol: "aws", Operation: string(op), Principal: principal, Custodians: s.Approvals, Outcome: audit.OK,
-				Detail: fmt.Sprintf("approved session %s used (subject sha256:%s)", s.ARN, digest)}); err != nil {
+			if err := r.recordAs(audit.KindControl, by.stamp(audit.Event{Protocol: "aws", Operation: string(op), Custodians: s.Approvals, Outcome: audit.OK,
+				Detail: fmt.Sprintf("approved session %s used (subject sha256:%s)", s.ARN, digest)})); err != nil {
 				return nil, err
 			}
 			s.Used = true
@@ -724,9 +747,9 @@ func (r *Registry) Authorize(op Operation, subject []byte, comment, principal st
 			return nil, err
 		}
 	}
-	if err := r.recordAs(audit.KindDenial, audit.Event{Protocol: "aws", Operation: string(op), Principal: principal, Outcome: audit.Denied, Error: "AccessDeniedException",
+	if err := r.recordAs(audit.KindDenial, by.stamp(audit.Event{Protocol: "aws", Operation: string(op), Outcome: audit.Denied, Error: "AccessDeniedException",
 		Detail: fmt.Sprintf("needs Multi-Party Approval: session %s %s (%d of %d approvals; subject sha256:%s; opened %t)",
-			pending.ARN, pending.Status, len(pending.Approvals), pending.Threshold, digest, opened)}); err != nil {
+			pending.ARN, pending.Status, len(pending.Approvals), pending.Threshold, digest, opened)})); err != nil {
 		return nil, err
 	}
 	if opened {

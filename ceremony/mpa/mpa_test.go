@@ -123,24 +123,29 @@ func TestARNPatterns(t *testing.T) {
 	}
 }
 
+// byP is the requester of the protected requests in the tests.
+var byP = Requester{Protocol: "aws", Principal: "arn:aws:iam::111122223333:user/p", Source: "192.0.2.7:40000", RequestID: "req-1"}
+
 // TestAuthorizeFlow: unprotected → protected; refused until M of the team
 // approve; bound to the subject; used once; Release gives it back.
 func TestAuthorizeFlow(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	cert := []byte("certificate DER")
-	if g, err := f.r.Authorize(ImportRootCertificate, cert, "", "p"); g != nil || err != nil {
+	if g, err := f.r.Authorize(ImportRootCertificate, cert, "", byP); g != nil || err != nil {
 		t.Fatalf("unprotected: %v %v", g, err)
 	}
 	tm := f.team(t, "root-ca", []string{"alice", "bob", "carol"}, 2)
-	a, err := f.r.Associate(ImportRootCertificate, tm.ARN, "")
+	byA := Requester{Protocol: "aws", Principal: "arn:aws:iam::111122223333:user/admin", Source: "192.0.2.8:40000", RequestID: "req-0"}
+	a, err := f.r.Associate(ImportRootCertificate, tm.ARN, "", byA)
 	if err != nil || a.State != StateActive || a.TeamARN != tm.ARN {
 		t.Fatalf("associate: %+v %v", a, err)
 	}
-	if _, err := f.r.Authorize(ImportRootCertificate, cert, "", "p"); kindOf(err) != fault.Validation || !strings.Contains(err.Error(), "RequesterComment") {
+	checkRequester(t, "association", f.events[len(f.events)-1], byA)
+	if _, err := f.r.Authorize(ImportRootCertificate, cert, "", byP); kindOf(err) != fault.Validation || !strings.Contains(err.Error(), "RequesterComment") {
 		t.Fatalf("no comment: %v", err)
 	}
-	_, err = f.r.Authorize(ImportRootCertificate, cert, "why", "p")
+	_, err = f.r.Authorize(ImportRootCertificate, cert, "why", byP)
 	if kindOf(err) != fault.AccessDenied {
 		t.Fatalf("before approval: %v", err)
 	}
@@ -155,7 +160,8 @@ func TestAuthorizeFlow(t *testing.T) {
 	if f.kinds[len(f.kinds)-1] != audit.KindDenial || f.events[len(f.events)-1].Outcome != audit.Denied {
 		t.Errorf("the refusal was not audited as a denial: %v %+v", f.kinds, f.events[len(f.events)-1])
 	}
-	if _, err := f.r.Authorize(ImportRootCertificate, cert, "why", "p"); err == nil {
+	checkRequester(t, "refusal", f.events[len(f.events)-1], byP)
+	if _, err := f.r.Authorize(ImportRootCertificate, cert, "why", byP); err == nil {
 		t.Fatal("second request before approval")
 	}
 	if ss, _ := f.r.Sessions(true); len(ss) != 1 {
@@ -181,28 +187,29 @@ func TestAuthorizeFlow(t *testing.T) {
 	if _, err := f.r.Decide(custodians4, s.ID, []Vote{vote("alice", "pa", true)}); err == nil || !strings.Contains(err.Error(), "already approved") {
 		t.Fatalf("alice twice: %v", err)
 	}
-	if _, err := f.r.Authorize(ImportRootCertificate, cert, "why", "p"); kindOf(err) != fault.AccessDenied || !strings.Contains(err.Error(), "1 of 2") {
+	if _, err := f.r.Authorize(ImportRootCertificate, cert, "why", byP); kindOf(err) != fault.AccessDenied || !strings.Contains(err.Error(), "1 of 2") {
 		t.Fatalf("after one approval: %v", err)
 	}
 	if got, err = f.r.Decide(custodians4, s.ID, []Vote{vote("carol", "pc", true)}); err != nil || got.Status != StatusApproved {
 		t.Fatalf("second approval: %+v %v", got, err)
 	}
 	// Bound to the subject: another certificate is not approved.
-	if _, err := f.r.Authorize(ImportRootCertificate, []byte("another certificate"), "why", "p"); kindOf(err) != fault.AccessDenied {
+	if _, err := f.r.Authorize(ImportRootCertificate, []byte("another certificate"), "why", byP); kindOf(err) != fault.AccessDenied {
 		t.Fatalf("another subject: %v", err)
 	}
-	g, err := f.r.Authorize(ImportRootCertificate, cert, "", "p")
+	g, err := f.r.Authorize(ImportRootCertificate, cert, "", byP)
 	if err != nil || g == nil || g.Session.ARN != s.ARN || g.Session.Status != StatusApproved {
 		t.Fatalf("approved: %+v %v", g, err)
 	}
-	if _, err := f.r.Authorize(ImportRootCertificate, cert, "why", "p"); kindOf(err) != fault.AccessDenied {
+	checkRequester(t, "approved use", f.events[len(f.events)-1], byP)
+	if _, err := f.r.Authorize(ImportRootCertificate, cert, "why", byP); kindOf(err) != fault.AccessDenied {
 		t.Fatalf("an approved session was used twice: %v", err)
 	}
 	if refused, used := f.r.Counts(); refused != 5 || used != 1 {
 		t.Errorf("Counts = %d refused, %d used; want 5, 1", refused, used)
 	}
 	g.Release() // the operation failed after all: the approval comes back
-	if g2, err := f.r.Authorize(ImportRootCertificate, cert, "", "p"); err != nil || g2 == nil || g2.Session.ARN != s.ARN {
+	if g2, err := f.r.Authorize(ImportRootCertificate, cert, "", byP); err != nil || g2 == nil || g2.Session.ARN != s.ARN {
 		t.Fatalf("after Release: %+v %v", g2, err)
 	}
 }
@@ -211,11 +218,11 @@ func TestRejectAndExpiry(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	tm := f.team(t, "t", []string{"alice", "bob"}, 2)
-	if _, err := f.r.Associate(ImportRootCertificate, tm.ARN, ""); err != nil {
+	if _, err := f.r.Associate(ImportRootCertificate, tm.ARN, "", Requester{}); err != nil {
 		t.Fatal(err)
 	}
 	cert := []byte("c")
-	_, _ = f.r.Authorize(ImportRootCertificate, cert, "why", "p")
+	_, _ = f.r.Authorize(ImportRootCertificate, cert, "why", byP)
 	ss, _ := f.r.Sessions(false)
 	got, err := f.r.Decide(custodians4, ss[0].ID, []Vote{vote("bob", "pb", false)})
 	if err != nil || got.Status != StatusFailed || !strings.Contains(got.Message, "rejected by custodian bob") {
@@ -225,7 +232,7 @@ func TestRejectAndExpiry(t *testing.T) {
 		t.Fatal("a vote on a failed session counted")
 	}
 	// A new request opens a new session; it expires unapproved.
-	_, _ = f.r.Authorize(ImportRootCertificate, cert, "why", "p")
+	_, _ = f.r.Authorize(ImportRootCertificate, cert, "why", byP)
 	ss2, _ := f.r.Sessions(false)
 	if len(ss2) != 1 || ss2[0].ID == ss[0].ID {
 		t.Fatalf("after a rejection: %+v", ss2)
@@ -238,7 +245,7 @@ func TestRejectAndExpiry(t *testing.T) {
 		t.Fatalf("vote on an expired session: %v", err)
 	}
 	// An approved session not used in time expires too.
-	_, _ = f.r.Authorize(ImportRootCertificate, cert, "why", "p")
+	_, _ = f.r.Authorize(ImportRootCertificate, cert, "why", byP)
 	ss3, _ := f.r.Sessions(false)
 	f.now = f.now.Add(time.Hour) // approved an hour after it was opened
 	if _, err := f.r.Decide(custodians4, ss3[0].ID, []Vote{vote("alice", "pa", true), vote("bob", "pb", true)}); err != nil {
@@ -250,7 +257,7 @@ func TestRejectAndExpiry(t *testing.T) {
 		t.Fatalf("an approval expired with its session's opening: %+v", ss4[0])
 	}
 	f.now = f.now.Add(2 * time.Second)
-	if g, err := f.r.Authorize(ImportRootCertificate, cert, "why", "p"); g != nil || err == nil {
+	if g, err := f.r.Authorize(ImportRootCertificate, cert, "why", byP); g != nil || err == nil {
 		t.Fatalf("an approval outlived its session: %+v %v", g, err)
 	}
 }
@@ -260,26 +267,26 @@ func TestDisassociateAndUpdate(t *testing.T) {
 	f := newFixture(t)
 	t1 := f.team(t, "one", []string{"alice", "bob"}, 2)
 	t2 := f.team(t, "two", []string{"carol", "dave"}, 2)
-	if _, err := f.r.Disassociate(ImportRootCertificate, ""); kindOf(err) != fault.NotFound {
+	if _, err := f.r.Disassociate(ImportRootCertificate, "", Requester{}); kindOf(err) != fault.NotFound {
 		t.Fatalf("disassociate with none: %v", err)
 	}
 	if _, err := f.r.GetAssociation(ImportRootCertificate); kindOf(err) != fault.NotFound {
 		t.Fatalf("get with none: %v", err)
 	}
-	if _, err := f.r.Associate(ImportRootCertificate, "arn:aws:mpa:us-east-1:111122223333:approval-team/nobody", ""); kindOf(err) != fault.NotFound {
+	if _, err := f.r.Associate(ImportRootCertificate, "arn:aws:mpa:us-east-1:111122223333:approval-team/nobody", "", Requester{}); kindOf(err) != fault.NotFound {
 		t.Fatalf("unknown team: %v", err)
 	}
-	if _, err := f.r.Associate("EXPORT_EVERYTHING", t1.ARN, ""); kindOf(err) != fault.Validation {
+	if _, err := f.r.Associate("EXPORT_EVERYTHING", t1.ARN, "", Requester{}); kindOf(err) != fault.Validation {
 		t.Fatalf("unknown operation: %v", err)
 	}
-	if _, err := f.r.Associate(ImportRootCertificate, t1.ARN, ""); err != nil {
+	if _, err := f.r.Associate(ImportRootCertificate, t1.ARN, "", Requester{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.r.RemoveTeam("one", nil); err == nil {
 		t.Fatal("an associated team was removed")
 	}
 	// Moving to another team: the current team approves.
-	a, err := f.r.Associate(ImportRootCertificate, t2.ARN, "rotate approvers")
+	a, err := f.r.Associate(ImportRootCertificate, t2.ARN, "rotate approvers", Requester{})
 	if err != nil || a.State != StateUpdatePending || a.TeamARN != t1.ARN || a.Status == nil || a.Status.Status != StatusPending {
 		t.Fatalf("update: %+v %v", a, err)
 	}
@@ -293,14 +300,14 @@ func TestDisassociateAndUpdate(t *testing.T) {
 		t.Fatalf("after the update: %+v %v", a, err)
 	}
 	// Disassociating: DELETE_PENDING, still protected, then gone.
-	a, err = f.r.Disassociate(ImportRootCertificate, "done")
+	a, err = f.r.Disassociate(ImportRootCertificate, "done", Requester{})
 	if err != nil || a.State != StateDeletePending || a.Status == nil || a.Status.Status != StatusPending {
 		t.Fatalf("disassociate: %+v %v", a, err)
 	}
-	if again, err := f.r.Disassociate(ImportRootCertificate, "done"); err != nil || again.Status.ID != a.Status.ID {
+	if again, err := f.r.Disassociate(ImportRootCertificate, "done", Requester{}); err != nil || again.Status.ID != a.Status.ID {
 		t.Fatalf("disassociate again: %+v %v", again, err)
 	}
-	if _, err := f.r.Authorize(ImportRootCertificate, []byte("c"), "why", "p"); kindOf(err) != fault.AccessDenied {
+	if _, err := f.r.Authorize(ImportRootCertificate, []byte("c"), "why", byP); kindOf(err) != fault.AccessDenied {
 		t.Fatalf("unprotected while the disassociation waits: %v", err)
 	}
 	if s, err := f.r.Decide(custodians4, a.Status.ID, []Vote{vote("carol", "pc", true), vote("dave", "pd", true)}); err != nil || s.Status != StatusApproved {
@@ -309,14 +316,14 @@ func TestDisassociateAndUpdate(t *testing.T) {
 	if _, err := f.r.GetAssociation(ImportRootCertificate); kindOf(err) != fault.NotFound {
 		t.Fatalf("after the disassociation: %v", err)
 	}
-	if g, err := f.r.Authorize(ImportRootCertificate, []byte("c"), "", "p"); g != nil || err != nil {
+	if g, err := f.r.Authorize(ImportRootCertificate, []byte("c"), "", byP); g != nil || err != nil {
 		t.Fatalf("unprotected again: %v %v", g, err)
 	}
 	// A rejected disassociation leaves the association active.
-	if _, err := f.r.Associate(ImportRootCertificate, t1.ARN, ""); err != nil {
+	if _, err := f.r.Associate(ImportRootCertificate, t1.ARN, "", Requester{}); err != nil {
 		t.Fatal(err)
 	}
-	a, _ = f.r.Disassociate(ImportRootCertificate, "")
+	a, _ = f.r.Disassociate(ImportRootCertificate, "", Requester{})
 	if _, err := f.r.Decide(custodians4, a.Status.ID, []Vote{vote("bob", "pb", false)}); err != nil {
 		t.Fatal(err)
 	}
@@ -331,11 +338,11 @@ func TestSealedState(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	tm := f.team(t, "t", []string{"alice", "bob"}, 2)
-	if _, err := f.r.Associate(ImportRootCertificate, tm.ARN, ""); err != nil {
+	if _, err := f.r.Associate(ImportRootCertificate, tm.ARN, "", Requester{}); err != nil {
 		t.Fatal(err)
 	}
 	f.fail = errors.New("disk full")
-	if _, err := f.r.Authorize(ImportRootCertificate, []byte("c"), "why", "p"); err == nil || !strings.Contains(err.Error(), "not taken") {
+	if _, err := f.r.Authorize(ImportRootCertificate, []byte("c"), "why", byP); err == nil || !strings.Contains(err.Error(), "not taken") {
 		t.Fatalf("unrecorded refusal: %v", err)
 	}
 	if ss, _ := f.r.Sessions(true); len(ss) != 0 {
@@ -350,7 +357,7 @@ func TestSealedState(t *testing.T) {
 	if err := f.store.PutMeta(metaName, sealed); err != nil {
 		t.Fatal(err)
 	}
-	if g, err := f.r.Authorize(ImportRootCertificate, []byte("c"), "why", "p"); g != nil || kindOf(err) != fault.Internal {
+	if g, err := f.r.Authorize(ImportRootCertificate, []byte("c"), "why", byP); g != nil || kindOf(err) != fault.Internal {
 		t.Fatalf("altered state: %v %v", g, err)
 	}
 }
@@ -371,14 +378,14 @@ func BenchmarkAuthorize(b *testing.B) {
 				b.Fatal(err)
 			}
 			if protected {
-				if _, err := r.Associate(ImportRootCertificate, r.TeamARN("t"), ""); err != nil {
+				if _, err := r.Associate(ImportRootCertificate, r.TeamARN("t"), "", Requester{}); err != nil {
 					b.Fatal(err)
 				}
 			}
 			cert := []byte("certificate")
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := r.Authorize(ImportRootCertificate, cert, "why", "p"); protected != (err != nil) {
+				if _, err := r.Authorize(ImportRootCertificate, cert, "why", byP); protected != (err != nil) {
 					b.Fatal(err)
 				}
 			}
@@ -392,23 +399,31 @@ func TestOpenSessionsBounded(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	tm := f.team(t, "t", []string{"alice", "bob"}, 2)
-	if _, err := f.r.Associate(ImportRootCertificate, tm.ARN, ""); err != nil {
+	if _, err := f.r.Associate(ImportRootCertificate, tm.ARN, "", Requester{}); err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < maxLive; i++ {
-		if _, err := f.r.Authorize(ImportRootCertificate, []byte{byte(i)}, "why", "p"); kindOf(err) != fault.AccessDenied {
+		if _, err := f.r.Authorize(ImportRootCertificate, []byte{byte(i)}, "why", byP); kindOf(err) != fault.AccessDenied {
 			t.Fatalf("request %d: %v", i, err)
 		}
 	}
-	if _, err := f.r.Authorize(ImportRootCertificate, []byte("one more"), "why", "p"); kindOf(err) != fault.QuotaExceeded {
+	if _, err := f.r.Authorize(ImportRootCertificate, []byte("one more"), "why", byP); kindOf(err) != fault.QuotaExceeded {
 		t.Fatalf("beyond the bound: %v", err)
 	}
 	// A request for a certificate already pending still names its session.
-	if _, err := f.r.Authorize(ImportRootCertificate, []byte{0}, "why", "p"); kindOf(err) != fault.AccessDenied {
+	if _, err := f.r.Authorize(ImportRootCertificate, []byte{0}, "why", byP); kindOf(err) != fault.AccessDenied {
 		t.Fatalf("a pending certificate: %v", err)
 	}
 	f.now = f.now.Add(SessionTTL + time.Second)
-	if _, err := f.r.Authorize(ImportRootCertificate, []byte("one more"), "why", "p"); kindOf(err) != fault.AccessDenied {
+	if _, err := f.r.Authorize(ImportRootCertificate, []byte("one more"), "why", byP); kindOf(err) != fault.AccessDenied {
 		t.Fatalf("after the open sessions expired: %v", err)
+	}
+}
+
+// checkRequester checks that the audit entry e names the requester by.
+func checkRequester(t *testing.T, what string, e audit.Event, by Requester) {
+	t.Helper()
+	if e.Protocol != by.Protocol || e.Principal != by.Principal || e.Source != by.Source || e.RequestID != by.RequestID {
+		t.Errorf("%s: the audit entry names %q %q %q %q; want the requester %+v", what, e.Protocol, e.Principal, e.Source, e.RequestID, by)
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"payhsm/audit"
 	"payhsm/fault"
+	"payhsm/ops"
 	"payhsm/protocol/awsapi/sigv4"
 )
 
@@ -265,4 +266,17 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// caller is the request's caller for the operations layer (ops.Caller): the
+// principal's ARN (the access key id akid when no authorizer knows it) and
+// the request id and peer address of the call's own audit entry.
+func (s *Server) caller(r *http.Request, w http.ResponseWriter, akid string) ops.Caller {
+	c := ops.Caller{Protocol: "aws", Principal: akid, Source: r.RemoteAddr, RequestID: w.Header().Get("X-Amzn-RequestId")}
+	if s.az != nil {
+		if p := s.az.ByAccessKey(akid); p != nil && p.ARN() != "" {
+			c.Principal = p.ARN()
+		}
+	}
+	return c
 }

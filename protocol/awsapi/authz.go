@@ -99,7 +99,12 @@ func member(v reflect.Value, path []int) (string, bool) {
 // A key named by an alias that does not exist is authorized on the alias
 // alone, so the answer (AccessDeniedException or, when allowed,
 // ResourceNotFoundException) never tells an unauthorized caller whether it exists.
-func (s *Server) authorize(r *http.Request, akid string, op *operation, in validator) error {
+//
+// An allowed request's members that named an alias are pinned (p): set to
+// the ARN of the key the alias named at the decision, so that the
+// operation runs on exactly the key that was authorized even if the alias
+// is re-pointed meanwhile; p.restore puts the caller's names back.
+func (s *Server) authorize(r *http.Request, akid string, op *operation, in validator, p *pins) error {
 	plan := op.authz
 	if plan == nil {
 		return nil
@@ -107,8 +112,11 @@ func (s *Server) authorize(r *http.Request, akid string, op *operation, in valid
 	var buf [4]access.Resource
 	res := buf[:0]
 	v := reflect.ValueOf(in)
+	var pathBuf [4][]int
+	paths := pathBuf[:0] // the member of each key resource
 	for _, path := range plan.keys {
 		if ident, ok := member(v, path); ok && ident != "" {
+			paths = append(paths, path)
 			res = append(res, s.resource(ident))
 		}
 	}
@@ -121,12 +129,75 @@ func (s *Server) authorize(r *http.Request, akid string, op *operation, in valid
 	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
 		c.SourceIP = ap.Addr().Unmap()
 	}
-	p := s.az.ByAccessKey(akid)
-	d := s.az.Authorize(p, plan.action, res, &c)
-	if d.Allowed {
-		return nil
+	pr := s.az.ByAccessKey(akid)
+	d := s.az.Authorize(pr, plan.action, res, &c)
+	if !d.Allowed {
+		return access.AccessDenied(pr, plan.action, d)
 	}
-	return access.AccessDenied(p, plan.action, d)
+	for i, path := range paths {
+		if rs := res[i]; rs.Alias != "" && rs.ARN != "" && rs.ARN != "*" {
+			p.set(v, path, rs.ARN)
+		}
+	}
+	return nil
+}
+
+// pins are the key members of a request that named an alias, each with the
+// name the caller gave, while the operation runs on the key the alias
+// resolved to (authorize).
+type pins struct {
+	v    reflect.Value
+	n    int
+	buf  [4]pinned
+	more []pinned
+}
+
+type pinned struct {
+	path []int
+	name string
+}
+
+// afterAuthorize, when set (by tests only), runs between a request's
+// authorization and its operation.
+var afterAuthorize func()
+
+// set sets the member at path of v to keyARN, remembering its value.
+func (p *pins) set(v reflect.Value, path []int, keyARN string) {
+	f := memberValue(v, path)
+	e := pinned{path: path, name: f.String()}
+	if p.n < len(p.buf) {
+		p.buf[p.n] = e
+	} else {
+		p.more = append(p.more, e)
+	}
+	p.v = v
+	p.n++
+	f.SetString(keyARN)
+}
+
+// restore puts back the names the caller gave (for the audit record).
+func (p *pins) restore() {
+	for i := range p.n {
+		var e pinned
+		if i < len(p.buf) {
+			e = p.buf[i]
+		} else {
+			e = p.more[i-len(p.buf)]
+		}
+		memberValue(p.v, e.path).SetString(e.name)
+	}
+	p.n, p.more = 0, nil
+}
+
+// memberValue is the string a member path names (member found it set).
+func memberValue(v reflect.Value, path []int) reflect.Value {
+	for _, i := range path {
+		for v.Kind() == reflect.Pointer {
+			v = v.Elem()
+		}
+		v = v.Field(i)
+	}
+	return v.Elem()
 }
 
 // resource is the authorization resource of a key identifier, with the

@@ -178,8 +178,8 @@ func (s *Server) lifecycleOperations() map[string]operation {
 				WrappingKeyAlgorithm:        &alg, ImportToken: opt(p.Token), ParametersValidUntilTimestamp: ts(p.ValidUntil),
 			}, nil
 		}),
-		"ImportKey": handler(func(_ context.Context, in *cp.ImportKeyInput) (any, error) {
-			material, out, err := importKey(o, in)
+		"ImportKey": handler(func(ctx context.Context, in *cp.ImportKeyInput) (any, error) {
+			material, out, err := importKey(o, in, ops.CallerFrom(ctx))
 			if err != nil {
 				return nil, importMembers[material].name(err)
 			}

@@ -48,9 +48,10 @@ func (s *Server) exchangeOperations() map[string]operation {
 }
 
 // importKey maps ImportKey; material names the KeyMaterial member it carried.
-func importKey(o *ops.Service, in *cp.ImportKeyInput) (material string, out any, err error) {
+// by is the caller, for the audit entries of a Multi-Party Approval decision.
+func importKey(o *ops.Service, in *cp.ImportKeyInput, by ops.Caller) (material string, out any, err error) {
 	req := ops.ImportKeyInput{KCVAlgorithm: keyspec.KCVAlgorithm(str(in.KeyCheckValueAlgorithm)), Enabled: in.Enabled, Tags: tags(in.Tags),
-		RequesterComment: str(in.RequesterComment), ReplicationRegions: in.ReplicationRegions}
+		RequesterComment: str(in.RequesterComment), ReplicationRegions: in.ReplicationRegions, Caller: by}
 	m := in.KeyMaterial
 	switch {
 	case m.KeyCryptogram != nil:
@@ -179,7 +180,7 @@ func wrappedKeyOutput(w *ops.WrappedKey) *cp.WrappedKey {
 // importCertificate maps the RootCertificatePublicKey and TrustedCertificatePublicKey members of ImportKey.
 func importCertificate(o *ops.Service, req ops.ImportKeyInput, m *cp.ImportKeyMaterial) (any, error) {
 	in := ops.ImportCertificateInput{KCVAlgorithm: req.KCVAlgorithm, Enabled: req.Enabled, Tags: req.Tags, RequesterComment: req.RequesterComment,
-		ReplicationRegions: req.ReplicationRegions}
+		Caller: req.Caller, ReplicationRegions: req.ReplicationRegions}
 	var err error
 	if r := m.RootCertificatePublicKey; r != nil {
 		in.Attributes = attributes(r.KeyAttributes)

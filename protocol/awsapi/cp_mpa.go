@@ -14,15 +14,15 @@ import (
 func (s *Server) mpaOperations() map[string]operation {
 	o := s.ops
 	return map[string]operation{
-		"AssociateMpaTeam": handler(func(_ context.Context, in *cp.AssociateMpaTeamInput) (any, error) {
-			a, err := o.AssociateMpaTeam(string(*in.Action), *in.MpaTeamArn, str(in.RequesterComment))
+		"AssociateMpaTeam": handler(func(ctx context.Context, in *cp.AssociateMpaTeamInput) (any, error) {
+			a, err := o.AssociateMpaTeam(string(*in.Action), *in.MpaTeamArn, str(in.RequesterComment), ops.CallerFrom(ctx))
 			if err != nil {
 				return nil, err
 			}
 			return &cp.AssociateMpaTeamOutput{MpaTeamAssociation: mpaAssociation(a)}, nil
 		}),
-		"DisassociateMpaTeam": handler(func(_ context.Context, in *cp.DisassociateMpaTeamInput) (any, error) {
-			a, err := o.DisassociateMpaTeam(string(*in.Action), str(in.RequesterComment))
+		"DisassociateMpaTeam": handler(func(ctx context.Context, in *cp.DisassociateMpaTeamInput) (any, error) {
+			a, err := o.DisassociateMpaTeam(string(*in.Action), str(in.RequesterComment), ops.CallerFrom(ctx))
 			if err != nil {
 				return nil, err
 			}

@@ -227,12 +227,23 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, rq *request) (pl 
 		}
 		return pl, name, f
 	}
+	var pinned pins
 	if s.az != nil {
-		if err := s.authorize(r, principal, &op, in); err != nil {
+		if err := s.authorize(r, principal, &op, in, &pinned); err != nil {
 			return pl, name, err
 		}
+		if afterAuthorize != nil {
+			afterAuthorize()
+		}
 	}
-	out, err = op.call(r.Context(), in)
+	ctx := r.Context()
+	if pl == controlPlane { // the data plane's operations write no entries of their own: no per-request context there
+		ctx = ops.WithCaller(ctx, s.caller(r, w, principal))
+	}
+	out, err = op.call(ctx, in)
+	if pinned.n > 0 {
+		pinned.restore()
+	}
 	if err != nil {
 		if pl == dataPlane {
 			// A fault about an input the handler did not place is named by

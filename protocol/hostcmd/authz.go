@@ -110,6 +110,7 @@ func (s *Server) authorize(x *call, code string, cmd command, c *cursor) string 
 	}
 	d := az.Authorize(az.ByName(x.principal), plan.action, res, &x.actx)
 	if d.Allowed {
+		x.pin(c, res)
 		return ""
 	}
 	for i := range res {
@@ -148,4 +149,34 @@ func (x *call) resource(k keyRef) access.Resource {
 	}
 	r.Policy = x.svc.ResourcePolicyOf(r.ARN)
 	return r
+}
+
+// aliasPin is a key reference that named an alias, and the ARN of the key
+// the alias resolved to when the command was authorized.
+type aliasPin struct{ ref, keyARN string }
+
+// afterAuthorize, when set (by tests only), runs between a command's
+// authorization and its operation.
+var afterAuthorize func()
+
+// pin makes the command run on the keys it was authorized on: every "@"
+// reference that named an alias is resolved, from now on, to the key the
+// alias named at the decision (res, in the order of c.keys). An alias with
+// no key is not pinned (the operation then finds no key, as authorized).
+func (x *call) pin(c *cursor, res []access.Resource) {
+	x.npins = 0
+	for i := range c.nkeys {
+		k, r := c.keys[i], res[i]
+		if k.block || r.Alias == "" || r.ARN == "" || r.ARN == "*" {
+			continue
+		}
+		var ref string
+		if m, ok := x.idents[string(k.raw)]; ok && !m.block {
+			ref = m.ident // the memo's copy: no allocation
+		} else {
+			ref = string(k.raw)
+		}
+		x.pins[x.npins] = aliasPin{ref: ref, keyARN: r.ARN}
+		x.npins++
+	}
 }

@@ -55,6 +55,12 @@ type call struct {
 	// request context (source address, TLS).
 	principal string
 	actx      access.Context
+	// pins are the aliases the command names by reference, each with the
+	// key it resolved to when the command was authorized: the command
+	// runs on that key (ident), so re-pointing an alias between the
+	// decision and the operation cannot make it use a key never authorized.
+	pins  [maxKeysPerCommand]aliasPin
+	npins int
 
 	// Who is on the connection (its address and TLS client name), and the
 	// command count, for the logs and audit events (observe.go).
@@ -83,6 +89,11 @@ func (s *Server) newCall() *call {
 
 // ident is the ops key identifier of a key field.
 func (x *call) ident(k keyRef) string {
+	for i := range x.npins {
+		if !k.block && x.pins[i].ref == string(k.raw) {
+			return x.pins[i].keyARN
+		}
+	}
 	if m, ok := x.idents[string(k.raw)]; ok && m.block == k.block && m.profile == x.profile {
 		return m.ident
 	}
@@ -147,9 +158,14 @@ func (s *Server) answer(x *call, dst, msg []byte) ([]byte, result) {
 		}
 	}
 	if code := s.authorize(x, string(req.code[:]), cmd, c); code != "" {
+		x.npins = 0
 		return appendResponse(dst, req.header, rc, code, nil, c.trailer), result{command: req.code, code: code, err: errNotAuthorized}
 	}
+	if afterAuthorize != nil {
+		afterAuthorize()
+	}
 	fields, err := cmd.run(x)
+	x.npins = 0 // the pins are this command's (authorize)
 	if err != nil {
 		code := errorCode(err)
 		if s.dataTrail != nil {

@@ -167,4 +167,38 @@ func TestMpaRootCertificateImport(t *testing.T) {
 			t.Errorf("the audit trail has no %s", want)
 		}
 	}
+	// The entries of the protected requests (protocol aws; a session's
+	// approval is the console's) name the caller (an IAM ARN) and the
+	// request id of the ImportKey call's own entry.
+	type entry struct{ Operation, Principal, RequestID string }
+	calls := map[string]bool{}
+	var protected []entry
+	for line := range strings.SplitSeq(log, "\n") {
+		var e struct {
+			Protocol  string `json:"protocol"`
+			Operation string `json:"operation"`
+			Principal string `json:"principal"`
+			RequestID string `json:"requestId"`
+		}
+		if json.Unmarshal([]byte(line), &e) != nil {
+			continue
+		}
+		switch e.Operation {
+		case "ImportKey":
+			calls[e.RequestID] = true
+		case action:
+			if e.Protocol != "aws" {
+				continue
+			}
+			protected = append(protected, entry{e.Operation, e.Principal, e.RequestID})
+		}
+	}
+	if len(protected) == 0 {
+		t.Error("the audit trail has no entry of a protected request")
+	}
+	for _, e := range protected {
+		if !strings.HasPrefix(e.Principal, "arn:aws:iam::") || e.RequestID == "" || !calls[e.RequestID] {
+			t.Errorf("a protected request's entry names principal %q, request %q (an ImportKey call's: %t)", e.Principal, e.RequestID, calls[e.RequestID])
+		}
+	}
 }
