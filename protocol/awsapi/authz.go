@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"reflect"
 	"strings"
+	"sync/atomic"
 
 	"payhsm/access"
 )
@@ -159,7 +160,7 @@ type pinned struct {
 
 // afterAuthorize, when set (by tests only), runs between a request's
 // authorization and its operation.
-var afterAuthorize func()
+var afterAuthorize atomic.Pointer[func()] // atomic: a test sets it while requests may run
 
 // set sets the member at path of v to keyARN, remembering its value.
 func (p *pins) set(v reflect.Value, path []int, keyARN string) {

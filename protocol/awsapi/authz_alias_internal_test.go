@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"reflect"
 	"strconv"
+	"sync/atomic"
 	"testing"
 
 	"go.uber.org/zap"
@@ -66,20 +67,21 @@ func TestAliasPinnedAtAuthorization(t *testing.T) {
 	if status != 200 || want.KeyArn != keyA {
 		t.Fatalf("GenerateMac under key A's ARN: %d %+v", status, want)
 	}
-	repointed := 0
-	afterAuthorize = func() {
-		if repointed++; repointed == 1 {
+	var repointed atomic.Int32
+	hook := func() {
+		if repointed.Add(1) == 1 {
 			if _, err := svc.UpdateAlias(alias, keyB); err != nil {
 				t.Error(err)
 			}
 		}
 	}
-	t.Cleanup(func() { afterAuthorize = nil })
+	afterAuthorize.Store(&hook)
+	t.Cleanup(func() { afterAuthorize.Store(nil) })
 	if status, got := gen(alias); status != 200 || got != want {
 		t.Errorf("GenerateMac by alias re-pointed after authorization: %d %+v; want the authorized key A's %+v", status, got, want)
 	}
-	if repointed != 1 {
-		t.Fatalf("the hook ran %d times", repointed)
+	if n := repointed.Load(); n != 1 {
+		t.Fatalf("the hook ran %d times", n)
 	}
 	if status, got := gen(alias); status != 403 {
 		t.Errorf("GenerateMac by alias now naming key B: %d %+v; want 403", status, got)

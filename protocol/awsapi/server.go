@@ -232,8 +232,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, rq *request) (pl 
 		if err := s.authorize(r, principal, &op, in, &pinned); err != nil {
 			return pl, name, err
 		}
-		if afterAuthorize != nil {
-			afterAuthorize()
+		if hook := afterAuthorize.Load(); hook != nil {
+			(*hook)()
 		}
 	}
 	ctx := r.Context()

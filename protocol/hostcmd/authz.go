@@ -3,6 +3,7 @@ package hostcmd
 import (
 	"crypto/x509"
 	"net/netip"
+	"sync/atomic"
 
 	"payhsm/access"
 )
@@ -156,8 +157,9 @@ func (x *call) resource(k keyRef) access.Resource {
 type aliasPin struct{ ref, keyARN string }
 
 // afterAuthorize, when set (by tests only), runs between a command's
-// authorization and its operation.
-var afterAuthorize func()
+// authorization and its operation. Atomic: a test sets it while the
+// server's goroutines read it.
+var afterAuthorize atomic.Pointer[func()]
 
 // pin makes the command run on the keys it was authorized on: every "@"
 // reference that named an alias is resolved, from now on, to the key the

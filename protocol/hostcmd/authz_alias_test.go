@@ -1,6 +1,7 @@
 package hostcmd
 
 import (
+	"sync/atomic"
 	"testing"
 
 	"payhsm/access"
@@ -47,20 +48,21 @@ func TestHostAliasPinnedAtAuthorization(t *testing.T) {
 	if want[4:8] != "M100" {
 		t.Fatalf("M0 under key A's ARN: %s", want)
 	}
-	repointed := 0
-	afterAuthorize = func() {
-		if repointed++; repointed == 1 {
+	var repointed atomic.Int32
+	hook := func() {
+		if repointed.Add(1) == 1 {
 			if _, err := svc.UpdateAlias(alias, keyB); err != nil {
 				t.Error(err)
 			}
 		}
 	}
-	t.Cleanup(func() { afterAuthorize = nil })
+	afterAuthorize.Store(&hook)
+	t.Cleanup(func() { afterAuthorize.Store(nil) })
 	if got := enc("@" + alias + ";"); got != want {
 		t.Errorf("M0 by alias re-pointed after authorization: %s; want the answer under the authorized key A, %s", got, want)
 	}
-	if repointed != 1 {
-		t.Fatalf("the hook ran %d times", repointed)
+	if n := repointed.Load(); n != 1 {
+		t.Fatalf("the hook ran %d times", n)
 	}
 	if got := enc("@" + alias + ";"); got[4:8] != "M1"+codeNotStored {
 		t.Errorf("M0 by alias now naming key B: %s; want M1%s", got, codeNotStored)

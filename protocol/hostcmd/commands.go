@@ -161,8 +161,8 @@ func (s *Server) answer(x *call, dst, msg []byte) ([]byte, result) {
 		x.npins = 0
 		return appendResponse(dst, req.header, rc, code, nil, c.trailer), result{command: req.code, code: code, err: errNotAuthorized}
 	}
-	if afterAuthorize != nil {
-		afterAuthorize()
+	if hook := afterAuthorize.Load(); hook != nil {
+		(*hook)()
 	}
 	fields, err := cmd.run(x)
 	x.npins = 0 // the pins are this command's (authorize)
