@@ -59,6 +59,7 @@ type Principal struct {
 
 	arn      string
 	policies []*Policy
+	timed    bool // a policy tests the time (Repeatable)
 }
 
 // ARN is the principal's IAM ARN, arn:aws:iam::<account>:user/<name> or role/<name>.
@@ -108,7 +109,29 @@ func NewPrincipal(p Principal, policies ...*Policy) (*Principal, error) {
 	p.arn = "arn:aws:iam::" + p.Account + ":" + string(p.Kind) + "/" + p.Name
 	p.HostClients = append([]string(nil), p.HostClients...)
 	p.policies = append([]*Policy(nil), policies...)
+	for _, pol := range policies {
+		p.timed = p.timed || pol.timed
+	}
 	return &p, nil
+}
+
+// Repeatable reports whether an Allow of p on res is the same answer for
+// every later request of one connection with the same action, the same
+// resources (ARN, alias, resource policy) and the same context (source
+// address, transport): true unless p's policies or a resource's policy
+// test the time. p itself and each resource policy are immutable (a change
+// makes new ones), so whoever keeps such a decision compares them by
+// identity.
+func Repeatable(p *Principal, res []Resource) bool {
+	if p == nil || p.Disabled || p.timed {
+		return false
+	}
+	for i := range res {
+		if rp := res[i].Policy; rp != nil && rp.timed {
+			return false
+		}
+	}
+	return true
 }
 
 func checkHostClient(c string) error {

@@ -27,6 +27,21 @@ type Policy struct {
 	name  string
 	doc   string
 	stmts []statement
+	timed bool // a condition tests the time (testsTime)
+}
+
+// testsTime reports whether a statement of p has a condition on the time
+// (aws:CurrentTime, aws:EpochTime): a decision under such a policy may
+// change from one request to the next with nothing else changing.
+func (p *Policy) testsTime() bool {
+	for i := range p.stmts {
+		for _, c := range p.stmts[i].conds {
+			if c.key == keyCurrentTime || c.key == keyEpochTime {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Name is the policy's name (unique among a principal's policies).
@@ -146,6 +161,7 @@ func ParsePolicy(name string, doc []byte) (*Policy, error) {
 	if err := p.parse(doc, false); err != nil {
 		return nil, fault.Validationf("policy %s: %s", name, err.Error())
 	}
+	p.timed = p.testsTime()
 	return p, nil
 }
 

@@ -264,3 +264,48 @@ func TestGlobStarsAgreesWithBacktrack(t *testing.T) {
 		}
 	}
 }
+
+// TestRepeatable: an Allow is repeatable unless a policy of the principal
+// or of a resource tests the time.
+func TestRepeatable(t *testing.T) {
+	t.Parallel()
+	const plain = `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"payment-cryptography:*","Resource":"*",
+		"Condition":{"IpAddress":{"aws:SourceIp":"10.0.0.0/8"}}}]}`
+	const timed = `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"payment-cryptography:*","Resource":"*",
+		"Condition":{"DateLessThan":{"aws:CurrentTime":"2030-01-01T00:00:00Z"}}}]}`
+	principal := func(doc string) *Principal {
+		pol, err := ParsePolicy("p", []byte(doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := NewPrincipal(Principal{Name: "app", Account: "111122223333"}, pol)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	const key = "arn:aws:payment-cryptography:us-east-1:111122223333:key/abcdefghijklmnop"
+	rpTimed, err := ParseResourcePolicy(key, `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"111122223333"},
+		"Action":"payment-cryptography:EncryptData","Resource":"*","Condition":{"DateGreaterThan":{"aws:EpochTime":"1700000000"}}}]}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	disabled := principal(plain)
+	disabled.Disabled = true
+	for _, c := range []struct {
+		name string
+		p    *Principal
+		res  []Resource
+		want bool
+	}{
+		{"plain", principal(plain), []Resource{{ARN: key}}, true},
+		{"identity policy tests the time", principal(timed), []Resource{{ARN: key}}, false},
+		{"resource policy tests the time", principal(plain), []Resource{{ARN: key, Policy: rpTimed}}, false},
+		{"no principal", nil, nil, false},
+		{"disabled", disabled, nil, false},
+	} {
+		if got := Repeatable(c.p, c.res); got != c.want {
+			t.Errorf("%s: Repeatable %v, want %v", c.name, got, c.want)
+		}
+	}
+}

@@ -152,6 +152,7 @@ func ParseResourcePolicy(keyARN, doc string) (*ResourcePolicy, error) {
 	if err := rp.parseResource(doc); err != nil {
 		return nil, fault.Validationf("resource policy: %s", err.Error())
 	}
+	rp.timed = rp.testsTime()
 	return rp, nil
 }
 

@@ -69,6 +69,7 @@ func compileHostActions() map[string]hostAuthz {
 // kept, and looked up for each command, so that a principal's change or
 // removal applies to open connections at once.
 func (s *Server) bind(x *call, cert *x509.Certificate, remote string, secure bool) {
+	x.allowed, x.allowedNext = [allowMemo]allowEntry{}, 0
 	if s.cfg.Authorizer == nil {
 		return
 	}
@@ -109,8 +110,14 @@ func (s *Server) authorize(x *call, code string, cmd command, c *cursor) string 
 		res = append(res, x.resource(k))
 		viaRef[i] = !k.block
 	}
-	d := az.Authorize(az.ByName(x.principal), plan.action, res, &x.actx)
+	p := az.ByName(x.principal)
+	if x.allowedBefore(p, plan.action, res) {
+		x.pin(c, res)
+		return ""
+	}
+	d := az.Authorize(p, plan.action, res, &x.actx)
 	if d.Allowed {
+		x.remember(p, plan.action, res)
 		x.pin(c, res)
 		return ""
 	}
@@ -120,6 +127,58 @@ func (s *Server) authorize(x *call, code string, cmd command, c *cursor) string 
 		}
 	}
 	return codeNotAuthorized
+}
+
+// allowMemo is how many Allow decisions a connection remembers.
+const allowMemo = 4
+
+// allowEntry is an Allow decision: of principal p (the directory's object,
+// replaced when the principal or its policies change), for action, on
+// resources (each with its key's resource policy object, replaced when
+// that policy changes).
+type allowEntry struct {
+	p      *access.Principal
+	action access.Action
+	n      int
+	res    [maxKeysPerCommand]access.Resource
+}
+
+// allowedBefore reports whether the connection was allowed action on res
+// by p before, with nothing since that could change the answer: the same
+// principal and resource policy objects, the same resources, and the same
+// connection context (its address and transport); decisions that depend
+// on the time are never remembered (remember). It saves the policy
+// evaluation of a switch's repeated commands.
+func (x *call) allowedBefore(p *access.Principal, action access.Action, res []access.Resource) bool {
+	if p == nil {
+		return false
+	}
+next:
+	for i := range x.allowed {
+		e := &x.allowed[i]
+		if e.p != p || e.action != action || e.n != len(res) {
+			continue
+		}
+		for j := range res {
+			if e.res[j] != res[j] {
+				continue next
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// remember keeps an Allow decision for allowedBefore, unless it could
+// differ for the next request (access.Repeatable).
+func (x *call) remember(p *access.Principal, action access.Action, res []access.Resource) {
+	if !access.Repeatable(p, res) || len(res) > maxKeysPerCommand {
+		return
+	}
+	e := &x.allowed[x.allowedNext]
+	x.allowedNext = (x.allowedNext + 1) % allowMemo
+	e.p, e.action, e.n = p, action, len(res)
+	copy(e.res[:], res)
 }
 
 // resource is the authorization resource of a key field, with the key's

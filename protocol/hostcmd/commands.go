@@ -61,6 +61,10 @@ type call struct {
 	// decision and the operation cannot make it use a key never authorized.
 	pins  [maxKeysPerCommand]aliasPin
 	npins int
+	// allowed remembers the connection's last Allow decisions (authorize):
+	// a switch sends the same few commands on the same keys.
+	allowed     [allowMemo]allowEntry
+	allowedNext int
 
 	// Who is on the connection (its address and TLS client name), and the
 	// command count, for the logs and audit events (observe.go).
