@@ -203,7 +203,7 @@ func decodeKeyV1(id string, b []byte) (*Key, error) {
 
 func decodeKeyVersion(id string, b []byte, version int) (*Key, error) {
 	var r keyRecord
-	if err := strictUnmarshal(b, &r); err != nil {
+	if err := decodeKeyRecord(id, b, &r); err != nil {
 		return nil, fmt.Errorf("keystore: key %s: corrupt record", id)
 	}
 	if r.V != version || (r.Revision != nil) != (version == keyRecordV1) {
