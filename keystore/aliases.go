@@ -31,7 +31,7 @@ func (s *Store) CreateAlias(name, keyID string) error {
 		} else if ok {
 			return fmt.Errorf("keystore: create alias %q: %w", name, ErrExists)
 		}
-		if err := s.keyExists(w.b, keyID); err != nil {
+		if err := s.attachAlias(w, keyID); err != nil {
 			return fmt.Errorf("keystore: create alias %q: %w", name, err)
 		}
 		if _, err := w.set(aliasKey(name), RecordAlias, "", encodeAlias(keyID), 0); err != nil {
@@ -49,6 +49,20 @@ func (s *Store) CreateAlias(name, keyID string) error {
 	}
 	s.log.Debug("alias created", zap.String("alias", name), zap.String("key", keyID))
 	return nil
+}
+
+// attachAlias is keyExists for a key an alias is about to name: it also
+// clears the key's "no tags or aliases" mark (attach), for which it reads
+// and checks the key's record.
+func (s *Store) attachAlias(w *writer, id string) error {
+	if err := s.keyExists(w.b, id); err != nil || id == "" {
+		return err
+	}
+	k, err := s.loadKey(w.b, id)
+	if err != nil {
+		return err
+	}
+	return s.attach(w, k)
 }
 
 // keyExists returns nil when id is "" or names a key, else ErrNotFound.
@@ -117,7 +131,12 @@ func (s *Store) UpdateAlias(name, keyID string) (Alias, error) {
 		if old, rev, err = s.loadAlias(w.b, name); err != nil {
 			return err
 		}
-		if err := s.keyExists(w.b, keyID); err != nil {
+		if old.KeyID != keyID {
+			err = s.attachAlias(w, keyID)
+		} else {
+			err = s.keyExists(w.b, keyID)
+		}
+		if err != nil {
 			return fmt.Errorf("keystore: update alias %q: %w", name, err)
 		}
 		if _, err := w.set(aliasKey(name), RecordAlias, "", encodeAlias(keyID), rev); err != nil {

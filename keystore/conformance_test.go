@@ -47,6 +47,7 @@ var conformance = []struct {
 	{"KeyBlockNeverPrinted", testKeyBlockNeverPrinted},
 	{"ConcurrentReadersAndWriters", testConcurrentReadersAndWriters},
 	{"TamperingIsDetected", testTamperingIsDetected},
+	{"BareKeys", testBareKeys},
 	{"IntegrityFailureIsLogged", testIntegrityFailureIsLogged},
 	{"ReplayAcrossRestartIsNotDetected", testReplayAcrossRestartIsNotDetected},
 	{"RacingReaderIsNoReplay", testRacingReaderIsNoReplay},

@@ -158,9 +158,22 @@ func TestFleetFollow(t *testing.T) {
 			}
 			log.wait(t, 5*time.Second, tc.what, tc.match)
 		}
-		// A tag is no change to a cache: nothing reported for it.
+		// The first tag or alias of a key created without any clears its
+		// record's "no tags or aliases" mark (Key.bare): a write of its key
+		// record, reported.
+		id3 := testID(4)
+		if err := a.CreateKey(testKey(id3), nil, ""); err != nil {
+			t.Fatal(err)
+		}
+		log.wait(t, 5*time.Second, "CreateKey", hasKey(id3))
+		log.reset()
+		if err := a.TagKey(id3, []Tag{{"k", "v"}}, 50); err != nil {
+			t.Fatal(err)
+		}
+		log.wait(t, 5*time.Second, "first TagKey", hasKey(id3))
+		// Another tag is no change to a cache: nothing reported for it.
 		id2 := testID(2)
-		if err := a.CreateKey(testKey(id2), nil, ""); err != nil {
+		if err := a.CreateKey(testKey(id2), []Tag{{"first", "1"}}, ""); err != nil {
 			t.Fatal(err)
 		}
 		log.wait(t, 5*time.Second, "CreateKey", hasKey(id2))

@@ -82,6 +82,7 @@ const (
 	fCertificate
 	fResourcePolicy
 	fRevision
+	fNoTagsOrAliases
 )
 
 // fastKeyRecord decodes b into r and reports true, or reports false, with r
@@ -411,6 +412,9 @@ func (p *recScanner) keyField(id string, name []byte, r *keyRecord) bool {
 	case "resourcePolicy":
 		r.ResourcePolicy, ok = p.text("")
 		f = fResourcePolicy
+	case "noTagsOrAliases":
+		r.NoTagsOrAliases, ok = p.boolean()
+		f = fNoTagsOrAliases
 	case "revision":
 		var v uint64
 		if v, ok = p.num(20); ok { // ParseUint refuses what overflows

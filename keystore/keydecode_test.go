@@ -54,6 +54,7 @@ func keyRecordCases() []struct {
 	withPolicy, _ := encodeKey(policy)
 	bare := &Key{ID: id, Profile: "p\u00e9", Attributes: keyspec.Attributes{Usage: "X"}, State: "S", Origin: "O",
 		Created: time.Unix(1, 0), KeyBlock: "B", PublicKey: []byte{}, Certificate: []byte{0}}
+	bare.bare = true
 	bareRec, _ := encodeKey(bare)
 	return []struct {
 		name string
@@ -75,6 +76,7 @@ func keyRecordCases() []struct {
 		{"base64 with non-zero padding bits", `{"publicKey":"AB=="}`, true},
 		{"false modes", `{"attributes":{"modes":{"encrypt":false,"noRestrictions":true}}}`, true},
 		{"empty nested objects", `{"attributes":{"modes":{}}}`, true},
+		{"no tags or aliases", `{"v":2,"noTagsOrAliases":true}`, true},
 
 		{"empty input", ``, false},
 		{"only whitespace", "  \n", false},
@@ -97,6 +99,8 @@ func keyRecordCases() []struct {
 		{"null object", `{"attributes":null}`, false},
 		{"null revision", `{"revision":null}`, false},
 		{"null bytes", `{"publicKey":null}`, false},
+		{"null flag", `{"noTagsOrAliases":null}`, false},
+		{"duplicate flag", `{"noTagsOrAliases":true,"noTagsOrAliases":false}`, false},
 		{"number as string", `{"v":"2"}`, false},
 		{"negative", `{"v":-2}`, false},
 		{"fraction", `{"v":2.0}`, false},

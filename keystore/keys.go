@@ -61,6 +61,7 @@ func (s *Store) CreateKeyMetas(k *Key, tags []Tag, alias string, metas map[strin
 	if alias != "" && !validName(alias) {
 		return fmt.Errorf("keystore: create key %s: alias name: %w", k.ID, ErrInvalid)
 	}
+	k.bare = len(tags) == 0 && alias == ""
 	val, err := encodeKey(k)
 	if err != nil {
 		return err
@@ -181,9 +182,16 @@ func storeErr(what string, err error) error {
 }
 
 // checkBelongings checks the records that belong to key k besides its key
-// record: its tags, its alias index entries and its purge index entry.
+// record: its tags, its alias index entries and its purge index entry. A
+// key whose record says it has no tags or aliases (Key.bare) has only the
+// purge index entry to check: a tag or index entry stored under its id is
+// not its own (Verify reports one).
 func (s *Store) checkBelongings(r kv.Reader, k *Key) error {
-	for _, p := range []string{tagPrefix(k.ID), byKeyPrefix(k.ID)} {
+	prefixes := []string{tagPrefix(k.ID), byKeyPrefix(k.ID)}
+	if k.bare {
+		prefixes = nil
+	}
+	for _, p := range prefixes {
 		err := s.eachRecord(r, p, func(pk, v []byte) error {
 			f, ok, err := s.verified(pk, v)
 			if err == nil && ok && f.typ == RecordAliasIndex && len(f.payload) != 0 {
@@ -227,6 +235,7 @@ func (s *Store) UpdateKey(id string, fn func(*Key) error) (*Key, error) {
 		if err := fn(k); err != nil {
 			return err
 		}
+		k.bare = old.bare // the store's to say, not fn's (a replica's update copies in another Key)
 		if k.ID != id {
 			return fmt.Errorf("keystore: update key %s: the id cannot change: %w", id, ErrInvalid)
 		}
@@ -260,6 +269,25 @@ func (s *Store) UpdateKey(id string, fn func(*Key) error) (*Key, error) {
 	}
 	s.log.Debug("key updated", zap.String("id", id), zap.Uint64("revision", k.Revision), zap.String("state", k.State))
 	return k, nil
+}
+
+// attach clears key k's "no tags or aliases" mark (Key.bare) before the
+// transaction w gives the key a tag or an alias index entry, rewriting its
+// record in w; k is the key as w read it (loadKey), and its Revision
+// follows the write.
+func (s *Store) attach(w *writer, k *Key) error {
+	if !k.bare {
+		return nil
+	}
+	k.bare = false
+	val, err := encodeKey(k)
+	if err != nil {
+		return err
+	}
+	if k.Revision, err = w.set(keyKey(k.ID), RecordKey, k.Profile, val, k.Revision); err != nil {
+		return fmt.Errorf("keystore: key %s: %w", k.ID, err)
+	}
+	return nil
 }
 
 // mustEncode encodes a key that was just decoded, which cannot fail.

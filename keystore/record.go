@@ -46,6 +46,16 @@ type Key struct {
 	// so it is authenticated with the key and goes when the key goes.
 	ResourcePolicy string
 	Revision       uint64 // bumped on every write of the key record by the store
+
+	// bare: the key record says, authenticated with it, that the key has
+	// no tags and no alias index entries, so reading the key needs no scan
+	// for them (GetKey). The store alone sets it: CreateKey when the key
+	// comes without tags and alias, UpdateKey keeps it whatever fn does,
+	// and the first tag or alias given to the key clears it, in the same
+	// transaction (attach). Removing the last tag or alias does not set it
+	// again. Records written before it existed do not carry it: their keys
+	// are scanned as before.
+	bare bool
 }
 
 // Alias is a named reference to a key.
@@ -125,7 +135,11 @@ type keyRecord struct {
 	PublicKey      []byte     `json:"publicKey,omitempty"`
 	Certificate    []byte     `json:"certificate,omitempty"`
 	ResourcePolicy string     `json:"resourcePolicy,omitempty"`
-	Revision       *uint64    `json:"revision,omitempty"` // version 1 only
+	// NoTagsOrAliases is Key.bare, written only when true (so the record
+	// of a key with tags or aliases reads as before it existed); version 2
+	// only.
+	NoTagsOrAliases bool    `json:"noTagsOrAliases,omitempty"`
+	Revision        *uint64 `json:"revision,omitempty"` // version 1 only
 }
 
 type attrRecord struct {
@@ -182,6 +196,7 @@ func encodeKey(k *Key) ([]byte, error) {
 		Created: fmtTime(k.Created), UsageStart: fmtTime(k.UsageStart), UsageStop: fmtTime(k.UsageStop),
 		DeletePending: fmtTime(k.DeletePending), Deleted: fmtTime(k.Deleted),
 		KeyBlock: k.KeyBlock, PublicKey: k.PublicKey, Certificate: k.Certificate, ResourcePolicy: k.ResourcePolicy,
+		NoTagsOrAliases: k.bare,
 	}
 	b, err := json.Marshal(&r)
 	if err != nil {
@@ -206,7 +221,7 @@ func decodeKeyVersion(id string, b []byte, version int) (*Key, error) {
 	if err := decodeKeyRecord(id, b, &r); err != nil {
 		return nil, fmt.Errorf("keystore: key %s: corrupt record", id)
 	}
-	if r.V != version || (r.Revision != nil) != (version == keyRecordV1) {
+	if r.V != version || (r.Revision != nil) != (version == keyRecordV1) || (r.NoTagsOrAliases && version == keyRecordV1) {
 		return nil, fmt.Errorf("keystore: key %s: unsupported record version %d", id, r.V)
 	}
 	if r.ID != id {
@@ -223,6 +238,7 @@ func decodeKeyVersion(id string, b []byte, version int) (*Key, error) {
 		DeriveKeyUsage: keyspec.KeyUsage(r.DeriveKeyUsage), KCV: r.KCV, KCVAlgorithm: keyspec.KCVAlgorithm(r.KCVAlgorithm),
 		Exportable: r.Exportable, Enabled: r.Enabled, State: r.State, Origin: r.Origin,
 		KeyBlock: r.KeyBlock, PublicKey: r.PublicKey, Certificate: r.Certificate, ResourcePolicy: r.ResourcePolicy,
+		bare: r.NoTagsOrAliases,
 	}
 	if r.Revision != nil {
 		k.Revision = *r.Revision

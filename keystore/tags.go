@@ -27,11 +27,17 @@ func (s *Store) TagKey(id string, tags []Tag, maxTags int) error {
 		return fmt.Errorf("keystore: tag key %s: %w", id, err)
 	}
 	err := s.update("tag key "+id, func(w *writer) error {
-		if _, err := s.loadKey(w.b, id); err != nil {
+		k, err := s.loadKey(w.b, id)
+		if err != nil {
 			return err
 		}
+		if len(tags) > 0 {
+			if err := s.attach(w, k); err != nil {
+				return err
+			}
+		}
 		have := map[string]uint64{} // tag key -> revision of its record
-		err := s.eachRecord(w.b, tagPrefix(id), func(tk, tv []byte) error {
+		err = s.eachRecord(w.b, tagPrefix(id), func(tk, tv []byte) error {
 			have[string(tk[len(tagPrefix(id)):])] = headerRevision(tv)
 			return nil
 		})

@@ -129,6 +129,8 @@ func (s *Store) Verify() (_ *VerifyReport, err error) {
 			_, name, keyID := recordName(k)
 			if !present[string(keyKey(keyID))] {
 				why = "it belongs to a key that does not exist"
+			} else if key := keys[keyID]; key != nil && key.bare {
+				why = "its key's record says the key has no tags or aliases"
 			} else if typeAt(k) == RecordAliasIndex {
 				alias := name[len(keyID)+1:]
 				target, ok := aliases[alias]
