@@ -47,6 +47,12 @@ type WorkingKey struct {
 	release func()       // Release as a func value, made once (a method value per call would allocate)
 	refs    atomic.Int32 // references: the cache's while cached, and each Working caller's until Release
 	started atomic.Bool  // the key's usage period was seen to have begun
+	used    atomic.Bool  // CLOCK's reference bit: a lookup found the key since the hand last passed it
+
+	// Under keyCache.mu: whether the cache holds this key, and its slot in
+	// the cache's CLOCK ring.
+	cached bool
+	slot   int
 
 	cmac atomic.Pointer[cmac.Key]    // CMAC subkeys, derived at the first CMAC (see CMAC)
 	hmac atomic.Pointer[mac.HMACKey] // keyed HMAC states, made at the first HMAC (see HMAC)
@@ -144,6 +150,15 @@ func (w *WorkingKey) KCV() string { return w.Record.KCV }
 // without one. Writers (put and the drops) serialise on mu, so that a put
 // cannot interleave with a drop: gen, bumped by every drop, tells a load that
 // raced a write not to cache its result.
+//
+// It holds at most maxCachedKeys keys (capacity) and, when full, evicts by CLOCK
+// (second chance): a lookup that finds a key sets its reference bit (one
+// atomic store, and only when the bit is clear, so a hot key's cache line
+// is not written on every hit); put, needing room, moves a hand around the
+// ring of cached keys, clearing set bits, and evicts the first key whose bit
+// is clear. A key used since the hand last passed it survives; one not used
+// goes. (It was emptied whenever it filled: with keys drawn by a Zipf law
+// from a million, CLOCK misses 16-31% less; see docs/performance.md.)
 type keyCache struct {
 	m sync.Map // string -> *WorkingKey
 	// policies maps key id -> *policyEntry: compiled resource-based
@@ -154,6 +169,12 @@ type keyCache struct {
 	aliasNames atomic.Int64
 	mu         sync.Mutex
 	gen        atomic.Uint64 // written under mu
+
+	// The CLOCK ring, under mu: every cached key has one slot (its slot
+	// field); a slot whose key is no longer cached is free.
+	ring     []clockSlot
+	hand     int
+	capacity int // keys held at most; 0 means maxCachedKeys (tests set less)
 
 	// Counters for CacheStats: lookups that found a usable key or not,
 	// entries dropped to make room, and entries dropped because their key
@@ -177,12 +198,21 @@ func (s *Service) CacheStats() CacheStats {
 
 const maxCachedKeys = 1 << 16
 
+// clockSlot is one slot of the CLOCK ring.
+type clockSlot struct {
+	ident string
+	w     *WorkingKey
+}
+
 // get returns the cached key of ident with a reference taken for the
 // caller, or nil.
 func (c *keyCache) get(ident string) (*WorkingKey, uint64) {
 	gen := c.gen.Load()
 	if v, ok := c.m.Load(ident); ok {
 		if w := v.(*WorkingKey); w.acquire() {
+			if !w.used.Load() {
+				w.used.Store(true)
+			}
 			c.hits.Add(1)
 			return w, gen
 		}
@@ -199,14 +229,55 @@ func (c *keyCache) put(ident string, w *WorkingKey, gen uint64) {
 	if gen != c.gen.Load() {
 		return
 	}
-	if c.entries.Load() >= maxCachedKeys {
-		c.evictions.Add(c.clearLocked())
-	}
 	w.refs.Add(1)
-	if old, loaded := c.m.Swap(ident, w); loaded {
-		old.(*WorkingKey).Release()
-	} else {
-		c.entries.Add(1)
+	w.cached = true
+	if v, loaded := c.m.Swap(ident, w); loaded { // w takes the slot of the key it replaces
+		old := v.(*WorkingKey)
+		old.cached = false
+		w.slot = old.slot
+		c.ring[w.slot] = clockSlot{ident, w}
+		old.Release()
+		return
+	}
+	c.entries.Add(1)
+	if len(c.ring) < c.max() {
+		w.slot = len(c.ring)
+		c.ring = append(c.ring, clockSlot{ident, w})
+		return
+	}
+	w.slot = c.sweepLocked()
+	c.ring[w.slot] = clockSlot{ident, w}
+}
+
+func (c *keyCache) max() int {
+	if c.capacity > 0 {
+		return c.capacity
+	}
+	return maxCachedKeys
+}
+
+// sweepLocked moves the CLOCK hand to a free slot, evicting the first key
+// not used since the hand last passed it, and returns the slot; the ring is
+// full and c.mu held. Within two turns every bit is clear, so it ends.
+func (c *keyCache) sweepLocked() int {
+	for {
+		i := c.hand
+		c.hand = (c.hand + 1) % len(c.ring)
+		s := c.ring[i]
+		switch {
+		case s.w == nil || !s.w.cached: // dropped since
+		case s.w.used.Load():
+			s.w.used.Store(false)
+			continue
+		default:
+			c.m.CompareAndDelete(s.ident, s.w)
+			s.w.cached = false
+			c.entries.Add(-1)
+			c.evictions.Add(1)
+			s.w.Release()
+		}
+		c.ring[i] = clockSlot{}
+		return i
 	}
 }
 
@@ -228,11 +299,15 @@ func (c *keyCache) clearLocked() uint64 {
 	var n uint64
 	c.m.Range(func(k, v any) bool {
 		c.m.Delete(k)
-		v.(*WorkingKey).Release()
+		w := v.(*WorkingKey)
+		w.cached = false
+		w.Release()
 		n++
 		return true
 	})
 	c.entries.Store(0)
+	clear(c.ring)
+	c.ring, c.hand = c.ring[:0], 0
 	return n
 }
 
@@ -243,6 +318,8 @@ func (c *keyCache) dropIf(drop func(ident string, w *WorkingKey) bool) {
 	c.m.Range(func(k, v any) bool {
 		if w := v.(*WorkingKey); drop(k.(string), w) {
 			c.m.Delete(k)
+			w.cached = false
+			c.ring[w.slot] = clockSlot{} // free
 			c.entries.Add(-1)
 			c.invalidations.Add(1)
 			w.Release()
