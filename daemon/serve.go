@@ -300,6 +300,16 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 		seq, hash := trail.Head()
 		log.Info("audit trail closed", zap.Uint64("seq", seq), zap.String("hash", hash))
 	}()
+	if fleet != nil {
+		fleet.setAudit(app.Store, func(ev audit.Event) {
+			if err := trail.Record(audit.KindControl, ev); err != nil {
+				log.Error("audit trail: a fleet event could not be recorded", zap.String("operation", ev.Operation), zap.Error(err))
+			}
+		})
+		if fleet.eng != nil { // rotations carry their new version to the other nodes (fleetrotate.go)
+			svc.SetFleetRotation(fleet)
+		}
+	}
 	seq, hash := trail.Head()
 	log.Info("audit trail open", zap.String("dir", cfg.AuditDir()), zap.String("sealKeyId", trail.KeyID()),
 		zap.Bool("dataEvents", cfg.DataEvents()), zap.Uint64("seq", seq), zap.String("hash", hash))

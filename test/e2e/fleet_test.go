@@ -306,11 +306,77 @@ func TestFleetJoin(t *testing.T) {
 	}
 	t.Logf("payhsm fleet status:\n%s", table)
 
-	// A rotation on node a leaves node b's copy behind: node b is not ready
-	// until the join carries the new version to it.
+	// A rotation on node a reaches node b first (TR-34 between the nodes'
+	// device identities through the store): node b stays ready throughout,
+	// follows the activation and the retirement, and answers with the same
+	// keys after it.
 	approvals := "alice\nalice-passphrase\nbob\nbob-passphrase!\n"
-	if out, err := payhsmCmd(approvals, "ceremony", "rotate", "--dev", "--config", cfgA, "--profile", "default"); err != nil {
+	stopPoll := make(chan struct{})
+	notReady := make(chan int, 1)
+	go func() { // node b's readiness, every 50 ms, for as long as the rotation runs
+		n := 0
+		for {
+			select {
+			case <-stopPoll:
+				notReady <- n
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			if resp, err := http.Get(db.opsURL + "/readyz"); err != nil || resp.StatusCode != http.StatusOK {
+				n++
+			} else {
+				_ = resp.Body.Close()
+			}
+		}
+	}()
+	rotStart := time.Now()
+	out, err = payhsmCmd(approvals, "ceremony", "rotate", "--dev", "--config", cfgA, "--profile", "default")
+	rotTook := time.Since(rotStart)
+	close(stopPoll)
+	if n := <-notReady; n != 0 {
+		t.Errorf("node b was not ready %d times during the fleet rotation", n)
+	}
+	if err != nil || !strings.Contains(out, "main key version 2") {
 		t.Fatalf("rotate on node a: %v\n%s", err, out)
+	}
+	t.Logf("fleet rotation (distributed to node b) took %s", rotTook)
+	_, kcvA = ncRaw(t, da, "0000NC")
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		fs, err := exec.Command(binPath, "fleet", "status", "--json", "--dev", "--config", cfgA).Output()
+		check(t, err)
+		nodes = nil
+		check(t, json.Unmarshal(fs, &nodes))
+		ok := len(nodes) == 2
+		for _, n := range nodes {
+			ok = ok && n.Heartbeat != nil && n.Heartbeat.State == "serving" && len(n.Heartbeat.Profiles["default"]) == 1 &&
+				n.Heartbeat.Profiles["default"][0] == 2
+		}
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the fleet rotation, both nodes do not hold version 2 alone:\n%s", fs)
+		}
+	}
+	if _, kcvB := ncRaw(t, db, "0000NC"); kcvB != kcvA {
+		t.Errorf("after the fleet rotation: KCV on node b %q, on node a %q", kcvB, kcvA)
+	}
+	if got := hostSend(t, db.hostAddr, "0000CW@"+cvk+";4123456789012345;8701101"); got != "0000CX00561" {
+		t.Errorf("CW through node b after the fleet rotation: %q", got)
+	}
+	trailB, err := os.ReadFile(filepath.Join(dirB, "audit", "audit.log"))
+	check(t, err)
+	for _, op := range []string{"fleet-stage-main-key", "fleet-activate-main-key", "fleet-retire-main-key"} {
+		if !strings.Contains(string(trailB), `"`+op+`"`) {
+			t.Errorf("node b's audit trail has no %s event", op)
+		}
+	}
+
+	// An isolated rotation (for a main key that may be compromised) leaves
+	// node b's copy behind: node b is not ready until the join carries the
+	// new version to it.
+	if out, err := payhsmCmd(approvals, "ceremony", "rotate", "--isolated", "--dev", "--config", cfgA, "--profile", "default"); err != nil {
+		t.Fatalf("isolated rotate on node a: %v\n%s", err, out)
 	}
 	for deadline := time.Now().Add(10 * time.Second); readyz(t, db.opsURL) != http.StatusServiceUnavailable; time.Sleep(100 * time.Millisecond) {
 		if time.Now().After(deadline) {
