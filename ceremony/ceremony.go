@@ -537,13 +537,24 @@ func (s *session) erase() error {
 		Detail: "region main key destroyed; key store removed"}); err != nil {
 		return err
 	}
+	if s.cfg.Keystore.Engine == appliance.EngineEtcd {
+		// A fleet's store is shared: only this node's records go (its
+		// sealed copies, its region main key's record, its identity and
+		// custodians); the fleet's keys stay, and the node, initialized
+		// again, joins it like a new one.
+		if err := s.eraseNodeRecords(); err != nil {
+			return err
+		}
+	}
 	err = s.app.Close()
 	s.app = nil
 	if err != nil {
 		return err
 	}
-	if err := os.RemoveAll(s.cfg.KeystoreDir()); err != nil {
-		return err
+	if s.cfg.Keystore.Engine != appliance.EngineEtcd {
+		if err := os.RemoveAll(s.cfg.KeystoreDir()); err != nil {
+			return err
+		}
 	}
 	if s.app, err = appliance.Open(s.cfg, s.dev, true, zap.NewNop()); err != nil {
 		return err
@@ -559,6 +570,28 @@ func (s *session) erase() error {
 		return fmt.Errorf("the appliance was erased, but the audit trail could not move to the new region main key: %w", err)
 	}
 	s.con.Printf("Appliance erased.\n")
+	return nil
+}
+
+// eraseNodeRecords deletes this fleet node's records from the shared store
+// (custody's and the ceremonies', under the node's name).
+func (s *session) eraseNodeRecords() error {
+	var names []string
+	for _, base := range []string{"custody/", "ceremony/"} {
+		prefix := s.app.Custody.MetaName(base)
+		if prefix == base {
+			return errors.New("this node has no fleet.node name: its records are not told apart from the fleet's; nothing more was removed")
+		}
+		n, err := s.app.Store.MetaNames(prefix)
+		if err != nil {
+			return err
+		}
+		names = append(names, n...)
+	}
+	if err := s.app.Store.PutMetas(nil, names); err != nil {
+		return fmt.Errorf("the region main key was destroyed, but this node's records could not be removed from the fleet's store: %w", err)
+	}
+	s.con.Printf("This node's %d records removed from the fleet's store; the fleet's keys stay.\n", len(names))
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	pc "github.com/aws/aws-sdk-go-v2/service/paymentcryptography"
 	"github.com/aws/aws-sdk-go-v2/service/paymentcryptography/types"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"payhsm/internal/etcdtest"
 )
@@ -277,6 +279,7 @@ func TestFleetJoin(t *testing.T) {
 			Profiles    map[string][]int
 			KCVs        map[string]string
 		}
+		Profiles []string `json:"storedProfiles"`
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -306,26 +309,65 @@ func TestFleetJoin(t *testing.T) {
 	}
 	t.Logf("payhsm fleet status:\n%s", table)
 
+	// A spoiled offer (not authenticated under the fleet's main key: anyone
+	// who can write the store can leave one) is refused, recorded, and
+	// changes nothing; node b stays ready.
+	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), DialTimeout: 5 * time.Second})
+	check(t, err)
+	defer func() { _ = cli.Close() }()
+	rogue := `{"from":"a","to":"b","profile":"default","version":9,"kcv":"000000","kdh":"AAAA","token":"AAAA","macVersion":1,"mac":"AAAA"}`
+	_, err = cli.Put(ctx, "/payhsm/fleet/sys/fleet/offer/b", rogue)
+	check(t, err)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		fs, err := exec.Command(binPath, "fleet", "status", "--json", "--dev", "--config", cfgA).Output()
+		check(t, err)
+		if strings.Contains(string(fs), "not authenticated under the fleet") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node b does not report the spoiled offer refused:\n%s", fs)
+		}
+	}
+	if code := readyz(t, db.opsURL); code != http.StatusOK {
+		t.Errorf("node b's /readyz after a spoiled offer: %d", code)
+	}
+
 	// A rotation on node a reaches node b first (TR-34 between the nodes'
-	// device identities through the store): node b stays ready throughout,
+	// device identities through the store): node b stays ready and keeps
+	// answering throughout, keys it creates meanwhile are carried onto the
+	// new version too (node a opens them once the old one is retired), it
 	// follows the activation and the retirement, and answers with the same
 	// keys after it.
 	approvals := "alice\nalice-passphrase\nbob\nbob-passphrase!\n"
 	stopPoll := make(chan struct{})
-	notReady := make(chan int, 1)
-	go func() { // node b's readiness, every 50 ms, for as long as the rotation runs
-		n := 0
+	type during struct {
+		notReady, failed int
+		created          []string
+	}
+	polled := make(chan during, 1)
+	go func() { // node b every 50 ms, for as long as the rotation runs
+		var d during
 		for {
 			select {
 			case <-stopPoll:
-				notReady <- n
+				polled <- d
 				return
 			case <-time.After(50 * time.Millisecond):
 			}
 			if resp, err := http.Get(db.opsURL + "/readyz"); err != nil || resp.StatusCode != http.StatusOK {
-				n++
+				d.notReady++
 			} else {
 				_ = resp.Body.Close()
+			}
+			if got, err := hostTry(db.hostAddr, "0000CW@"+cvk+";4123456789012345;8701101"); err != nil || got != "0000CX00561" {
+				d.failed++
+			}
+			k, err := db.client().CreateKey(ctx, &pc.CreateKeyInput{Exportable: aws.Bool(true), KeyAttributes: attrs(types.KeyUsageTr31C0CardVerificationKey,
+				types.KeyAlgorithmTdes2key, types.KeyModesOfUse{Generate: true, Verify: true})})
+			if err != nil {
+				d.failed++
+			} else {
+				d.created = append(d.created, aws.ToString(k.Key.KeyArn))
 			}
 		}
 	}()
@@ -333,8 +375,9 @@ func TestFleetJoin(t *testing.T) {
 	out, err = payhsmCmd(approvals, "ceremony", "rotate", "--dev", "--config", cfgA, "--profile", "default")
 	rotTook := time.Since(rotStart)
 	close(stopPoll)
-	if n := <-notReady; n != 0 {
-		t.Errorf("node b was not ready %d times during the fleet rotation", n)
+	dur := <-polled
+	if dur.notReady != 0 || dur.failed != 0 || len(dur.created) == 0 {
+		t.Errorf("node b during the fleet rotation: not ready %d times, %d failed calls, %d keys created", dur.notReady, dur.failed, len(dur.created))
 	}
 	if err != nil || !strings.Contains(out, "main key version 2") {
 		t.Fatalf("rotate on node a: %v\n%s", err, out)
@@ -364,12 +407,23 @@ func TestFleetJoin(t *testing.T) {
 	if got := hostSend(t, db.hostAddr, "0000CW@"+cvk+";4123456789012345;8701101"); got != "0000CX00561" {
 		t.Errorf("CW through node b after the fleet rotation: %q", got)
 	}
+	for _, arn := range dur.created {
+		ga := hostSend(t, da.hostAddr, "0000CW@"+arn+";4123456789012345;8701101")
+		gb := hostSend(t, db.hostAddr, "0000CW@"+arn+";4123456789012345;8701101")
+		if !strings.HasPrefix(ga, "0000CX00") || ga != gb {
+			t.Errorf("a key node b created during the rotation, after it: CW through node a %q, node b %q", ga, gb)
+		}
+	}
+	t.Logf("node b during the fleet rotation: %d keys created, every call answered", len(dur.created))
 	trailB, err := os.ReadFile(filepath.Join(dirB, "audit", "audit.log"))
 	check(t, err)
 	for _, op := range []string{"fleet-stage-main-key", "fleet-activate-main-key", "fleet-retire-main-key"} {
 		if !strings.Contains(string(trailB), `"`+op+`"`) {
 			t.Errorf("node b's audit trail has no %s event", op)
 		}
+	}
+	if !strings.Contains(string(trailB), `"outcome":"refused"`) || !strings.Contains(string(trailB), "version 9 from node a") {
+		t.Errorf("node b's audit trail does not record the spoiled offer refused")
 	}
 
 	// An isolated rotation (for a main key that may be compromised) leaves
@@ -441,5 +495,33 @@ func TestFleetJoin(t *testing.T) {
 	check(t, json.Unmarshal(out2, &nodes))
 	if len(nodes) != 3 || nodes[1].Node != "b" || nodes[1].Heartbeat != nil || nodes[2].Heartbeat != nil {
 		t.Errorf("fleet status after node b stopped:\n%s", out2)
+	}
+
+	// Node b erased (init --overwrite): its own records leave the shared
+	// store, the fleet's keys stay, and initialized again it is a new
+	// node that joins.
+	st, err := payhsmCmd("", "ceremony", "status", "--dev", "--config", cfgB)
+	m := regexp.MustCompile(`Region main key KCV: ([0-9A-F]{6})`).FindStringSubmatch(st)
+	if err != nil || m == nil {
+		t.Fatalf("status of node b: %v\n%s", err, st)
+	}
+	out, err = payhsmCmd(approvals+"ERASE "+m[1]+"\n"+enrol, "ceremony", "init", "--overwrite", "--dev", "--config", cfgB, "--ceremony", spec)
+	if err != nil || !strings.Contains(out, "records removed from the fleet's store") || !strings.Contains(out, "Profile default: held by the fleet (node a)") {
+		t.Fatalf("init --overwrite of node b: %v\n%s", err, out)
+	}
+	out2, err = exec.Command(binPath, "fleet", "status", "--json", "--dev", "--config", cfgA).Output()
+	check(t, err)
+	nodes = nil
+	check(t, json.Unmarshal(out2, &nodes))
+	for _, n := range nodes {
+		if n.Node == "b" && len(n.Profiles) != 0 {
+			t.Errorf("node b still has profile copies in the store after its erase:\n%s", out2)
+		}
+		if n.Node == "a" && len(n.Profiles) != 1 {
+			t.Errorf("node a's copy went with node b's erase:\n%s", out2)
+		}
+	}
+	if code := readyz(t, da.opsURL); code != http.StatusOK {
+		t.Errorf("node a's /readyz after node b's erase: %d", code)
 	}
 }
