@@ -112,8 +112,25 @@ func (f *fleetNode) currentInbox() (*Inbox, error) {
 	f.mu.Lock()
 	in, store := f.inbox, f.store
 	f.mu.Unlock()
+	if store == nil || f.eng == nil { // no rotation reaches a node outside an etcd fleet
+		return nil, nil
+	}
+	in, err := f.buildInbox(in)
+	if err != nil || in == nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	f.inbox = in
+	f.mu.Unlock()
+	return in, nil
+}
+
+// buildInbox makes a new Inbox when in is nil (a fresh nonce), and brings
+// its MACs up to date with each profile's active version; nil while the
+// node holds no profile.
+func (f *fleetNode) buildInbox(in *Inbox) (*Inbox, error) {
 	names := f.cust.ProfileNames()
-	if len(names) == 0 || store == nil || f.eng == nil { // no rotation reaches a node outside an etcd fleet
+	if len(names) == 0 {
 		return nil, nil
 	}
 	if in == nil {
@@ -140,9 +157,6 @@ func (f *fleetNode) currentInbox() (*Inbox, error) {
 		}
 		in.MACs[name] = InboxMAC{Version: p.Version(), MAC: mac}
 	}
-	f.mu.Lock()
-	f.inbox = in
-	f.mu.Unlock()
 	return in, nil
 }
 
@@ -392,23 +406,8 @@ func (f *fleetNode) Distribute(profile string, version int) error {
 // offer writes the offer of profile's staged version to node, whose
 // inbox in is checked first.
 func (f *fleetNode) offer(profile string, version int, kcv, node string, in *Inbox) error {
-	m, ok := in.MACs[profile]
-	if !ok {
-		return fmt.Errorf("its inbox names no main key of profile %s", profile)
-	}
-	if err := f.cust.CheckFleetMAC(profile, m.Version, inboxMessage(node, profile, in), m.MAC); err != nil {
-		return fmt.Errorf("its inbox: %w", err)
-	}
-	krd, err := x509.ParseCertificate(in.Cert)
+	o, err := f.makeOffer(profile, version, kcv, node, in)
 	if err != nil {
-		return fmt.Errorf("its device certificate: %w", err)
-	}
-	tok, kdh, err := mainkey.ExportStaged(f.store, f.cust, profile, version, krd, in.Nonce)
-	if err != nil {
-		return err
-	}
-	o := Offer{From: f.cfg.Fleet.Node, To: node, Profile: profile, Version: version, KCV: kcv, KDH: kdh.Raw, Token: tok, MACVersion: m.Version}
-	if o.MAC, err = f.cust.FleetMAC(profile, m.Version, offerMessage(&o)); err != nil {
 		return err
 	}
 	b, err := json.Marshal(o)
@@ -421,6 +420,31 @@ func (f *fleetNode) offer(profile string, version int, kcv, node string, in *Inb
 	f.log.Info("fleet rotation: new main key version offered", zap.String("to", node), zap.String("profile", profile),
 		zap.Int("version", version), zap.String("kcv", kcv), zap.String("toCertificate", fingerprintDER(in.Cert)))
 	return nil
+}
+
+// makeOffer checks node's inbox in and builds its offer of profile's
+// staged version.
+func (f *fleetNode) makeOffer(profile string, version int, kcv, node string, in *Inbox) (*Offer, error) {
+	m, ok := in.MACs[profile]
+	if !ok {
+		return nil, fmt.Errorf("its inbox names no main key of profile %s", profile)
+	}
+	if err := f.cust.CheckFleetMAC(profile, m.Version, inboxMessage(node, profile, in), m.MAC); err != nil {
+		return nil, fmt.Errorf("its inbox: %w", err)
+	}
+	krd, err := x509.ParseCertificate(in.Cert)
+	if err != nil {
+		return nil, fmt.Errorf("its device certificate: %w", err)
+	}
+	tok, kdh, err := mainkey.ExportStaged(f.store, f.cust, profile, version, krd, in.Nonce)
+	if err != nil {
+		return nil, err
+	}
+	o := &Offer{From: f.cfg.Fleet.Node, To: node, Profile: profile, Version: version, KCV: kcv, KDH: kdh.Raw, Token: tok, MACVersion: m.Version}
+	if o.MAC, err = f.cust.FleetMAC(profile, m.Version, offerMessage(o)); err != nil {
+		return nil, err
+	}
+	return o, nil
 }
 
 // AwaitActive returns once every other serving node holding profile's
