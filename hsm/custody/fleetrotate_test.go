@@ -20,20 +20,7 @@ import (
 // under the fleet's main key.
 func TestFleetRotationStaged(t *testing.T) {
 	t.Parallel()
-	a, b, _ := fleetPair(t)
-	pa, err := a.CreateProfile("default")
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := a.ExportProfileKey("default")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pb, err := b.InstallProfile("default", key)
-	clear(key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, b, pa, pb := joinedPair(t)
 
 	// Rotation messages are authenticated under the shared main key.
 	msg := []byte("offer\x00b\x00default\x002")

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -53,6 +54,44 @@ func readyz(t *testing.T, opsURL string) int {
 	}
 	_ = resp.Body.Close()
 	return resp.StatusCode
+}
+
+// fleetNodeStatus is one node of `payhsm fleet status --json`, as the
+// tests read it.
+type fleetNodeStatus struct {
+	Node      string
+	Heartbeat *struct {
+		State, HTTP string
+		Profiles    map[string][]int
+		KCVs        map[string]string
+		OfferError  string
+	}
+	Profiles []string `json:"storedProfiles"`
+}
+
+// fleetStatus runs `payhsm fleet status --json` with cfg.
+func fleetStatus(t *testing.T, cfg string) ([]fleetNodeStatus, string) {
+	t.Helper()
+	out, err := exec.Command(binPath, "fleet", "status", "--json", "--dev", "--config", cfg).Output()
+	check(t, err)
+	var nodes []fleetNodeStatus
+	check(t, json.Unmarshal(out, &nodes))
+	return nodes, string(out)
+}
+
+// awaitFleetStatus polls fleet status until ok holds, failing the test
+// (with what, and the last status) after within.
+func awaitFleetStatus(t *testing.T, cfg, what string, within time.Duration, ok func([]fleetNodeStatus) bool) []fleetNodeStatus {
+	t.Helper()
+	for deadline := time.Now().Add(within); ; time.Sleep(100 * time.Millisecond) {
+		nodes, out := fleetStatus(t, cfg)
+		if ok(nodes) {
+			return nodes
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("fleet status: %s not seen within %s:\n%s", what, within, out)
+		}
+	}
 }
 
 // TestFleetJoin is issue 15's node identity, join and status on two real
@@ -272,33 +311,13 @@ func TestFleetJoin(t *testing.T) {
 	}
 
 	// payhsm fleet status shows both nodes, serving, with the key they hold.
-	var nodes []struct {
-		Node      string
-		Heartbeat *struct {
-			State, HTTP string
-			Profiles    map[string][]int
-			KCVs        map[string]string
-		}
-		Profiles []string `json:"storedProfiles"`
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		out, err := exec.Command(binPath, "fleet", "status", "--json", "--dev", "--config", cfgB).Output()
-		check(t, err)
-		nodes = nil
-		check(t, json.Unmarshal(out, &nodes))
+	nodes := awaitFleetStatus(t, cfgB, "both nodes serving", 10*time.Second, func(nodes []fleetNodeStatus) bool {
 		ok := len(nodes) == 2
 		for _, n := range nodes {
 			ok = ok && n.Heartbeat != nil && n.Heartbeat.State == "serving" && len(n.Heartbeat.Profiles["default"]) == 1
 		}
-		if ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("fleet status after 10s:\n%s", out)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return ok
+	})
 	if nodes[0].Node != "a" || nodes[1].Node != "b" || nodes[0].Heartbeat.HTTP != da.httpURL || nodes[1].Heartbeat.HTTP != db.httpURL ||
 		nodes[0].Heartbeat.KCVs["default"] != nodes[1].Heartbeat.KCVs["default"] {
 		t.Errorf("fleet status: %+v", nodes)
@@ -318,16 +337,9 @@ func TestFleetJoin(t *testing.T) {
 	rogue := `{"from":"a","to":"b","profile":"default","version":9,"kcv":"000000","kdh":"AAAA","token":"AAAA","macVersion":1,"mac":"AAAA"}`
 	_, err = cli.Put(ctx, "/payhsm/fleet/sys/fleet/offer/b", rogue)
 	check(t, err)
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		fs, err := exec.Command(binPath, "fleet", "status", "--json", "--dev", "--config", cfgA).Output()
-		check(t, err)
-		if strings.Contains(string(fs), "not authenticated under the fleet") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("node b does not report the spoiled offer refused:\n%s", fs)
-		}
-	}
+	awaitFleetStatus(t, cfgA, "node b's refusal of the spoiled offer", 10*time.Second, func(nodes []fleetNodeStatus) bool {
+		return len(nodes) == 2 && nodes[1].Heartbeat != nil && strings.Contains(nodes[1].Heartbeat.OfferError, "not authenticated under the fleet")
+	})
 	if code := readyz(t, db.opsURL); code != http.StatusOK {
 		t.Errorf("node b's /readyz after a spoiled offer: %d", code)
 	}
@@ -384,23 +396,13 @@ func TestFleetJoin(t *testing.T) {
 	}
 	t.Logf("fleet rotation (distributed to node b) took %s", rotTook)
 	_, kcvA = ncRaw(t, da, "0000NC")
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		fs, err := exec.Command(binPath, "fleet", "status", "--json", "--dev", "--config", cfgA).Output()
-		check(t, err)
-		nodes = nil
-		check(t, json.Unmarshal(fs, &nodes))
+	awaitFleetStatus(t, cfgA, "both nodes serving with version 2 alone", 10*time.Second, func(nodes []fleetNodeStatus) bool {
 		ok := len(nodes) == 2
 		for _, n := range nodes {
-			ok = ok && n.Heartbeat != nil && n.Heartbeat.State == "serving" && len(n.Heartbeat.Profiles["default"]) == 1 &&
-				n.Heartbeat.Profiles["default"][0] == 2
+			ok = ok && n.Heartbeat != nil && n.Heartbeat.State == "serving" && slices.Equal(n.Heartbeat.Profiles["default"], []int{2})
 		}
-		if ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after the fleet rotation, both nodes do not hold version 2 alone:\n%s", fs)
-		}
-	}
+		return ok
+	})
 	if _, kcvB := ncRaw(t, db, "0000NC"); kcvB != kcvA {
 		t.Errorf("after the fleet rotation: KCV on node b %q, on node a %q", kcvB, kcvA)
 	}
@@ -468,19 +470,22 @@ func TestFleetJoin(t *testing.T) {
 	var logC strings.Builder
 	cmdC.Stderr = &logC
 	check(t, cmdC.Start())
-	joining := false
-	for deadline := time.Now().Add(30 * time.Second); !joining && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		out, err := exec.Command(binPath, "fleet", "status", "--json", "--dev", "--config", cfgA).Output()
-		check(t, err)
-		nodes = nil
-		check(t, json.Unmarshal(out, &nodes))
+	joining := func(nodes []fleetNodeStatus) bool {
 		for _, n := range nodes {
-			joining = joining || n.Node == "c" && n.Heartbeat != nil && n.Heartbeat.State == "joining"
+			if n.Node == "c" && n.Heartbeat != nil && n.Heartbeat.State == "joining" {
+				return true
+			}
 		}
+		return false
 	}
-	if !joining {
-		_ = cmdC.Process.Kill()
-		t.Fatalf("node c never showed as joining in fleet status")
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if nodes, _ := fleetStatus(t, cfgA); joining(nodes) {
+			break
+		}
+		if time.Now().After(deadline) {
+			_ = cmdC.Process.Kill()
+			t.Fatalf("node c never showed as joining in fleet status")
+		}
 	}
 	check(t, cmdC.Process.Signal(syscall.SIGTERM))
 	if err := cmdC.Wait(); err != nil {
@@ -489,10 +494,7 @@ func TestFleetJoin(t *testing.T) {
 
 	// A node that stops withdraws its heartbeat.
 	db.stop()
-	out2, err := exec.Command(binPath, "fleet", "status", "--json", "--dev", "--config", cfgA).Output()
-	check(t, err)
-	nodes = nil
-	check(t, json.Unmarshal(out2, &nodes))
+	nodes, out2 := fleetStatus(t, cfgA)
 	if len(nodes) != 3 || nodes[1].Node != "b" || nodes[1].Heartbeat != nil || nodes[2].Heartbeat != nil {
 		t.Errorf("fleet status after node b stopped:\n%s", out2)
 	}
@@ -509,10 +511,7 @@ func TestFleetJoin(t *testing.T) {
 	if err != nil || !strings.Contains(out, "records removed from the fleet's store") || !strings.Contains(out, "Profile default: held by the fleet (node a)") {
 		t.Fatalf("init --overwrite of node b: %v\n%s", err, out)
 	}
-	out2, err = exec.Command(binPath, "fleet", "status", "--json", "--dev", "--config", cfgA).Output()
-	check(t, err)
-	nodes = nil
-	check(t, json.Unmarshal(out2, &nodes))
+	nodes, out2 = fleetStatus(t, cfgA)
 	for _, n := range nodes {
 		if n.Node == "b" && len(n.Profiles) != 0 {
 			t.Errorf("node b still has profile copies in the store after its erase:\n%s", out2)
