@@ -723,7 +723,10 @@ func (s *session) status() error {
 			return err
 		}
 		s.con.Printf("Profile %s main key KCV: %s (version %d)\n", name, p.KCV(), p.Version())
-		if p.Rotating() {
+		switch v := p.Staged(); {
+		case v > 0:
+			s.con.Printf("Profile %s: main key version %d staged for a fleet rotation, not active yet (the rotating node activates it; docs/fleet.md)\n", name, v)
+		case p.Rotating():
 			s.con.Printf("Profile %s: rotation in progress; run payhsm ceremony rotate --profile %s to finish it\n", name, name)
 		}
 	}

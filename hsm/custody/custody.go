@@ -786,6 +786,20 @@ func (p *Profile) Rotating() bool {
 	return len(p.keys) > 1
 }
 
+// Staged is the newest main key version held above the active one, staged
+// for a fleet rotation and not active yet (fleetrotate.go); 0 when none.
+func (p *Profile) Staged() int {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	v := 0
+	for n := range p.keys {
+		if n > p.active && n > v {
+			v = n
+		}
+	}
+	return v
+}
+
 // BlockVersion is the main key version a stored block names (1 when it names none).
 func BlockVersion(block string) (int, error) {
 	h, err := tr31.ParseHeader(block)

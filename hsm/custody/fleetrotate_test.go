@@ -76,16 +76,16 @@ func TestFleetRotationStaged(t *testing.T) {
 	if err := b.StageFleetVersion("default", 2, other); err == nil || !strings.Contains(err.Error(), "held already") {
 		t.Errorf("another key under a held version: %v", err)
 	}
-	if pb.Version() != 1 {
-		t.Errorf("node b's active version after staging: %d", pb.Version())
+	if pb.Version() != 1 || pb.Staged() != 2 {
+		t.Errorf("node b's active and staged versions after staging: %d, %d", pb.Version(), pb.Staged())
 	}
 	// Nothing moves before the rotating node activates.
 	if did, err := b.FollowFleet("default"); err != nil || did.Activated != 0 || len(did.Retired) != 0 {
 		t.Errorf("FollowFleet before the activation: %+v %v", did, err)
 	}
 
-	if got, err := a.BeginRotation("default", nil); err != nil || got != 2 {
-		t.Fatalf("BeginRotation activates the staged version: %d %v", got, err)
+	if got, err := a.BeginRotation("default", nil); err != nil || got != 2 || pa.Staged() != 0 {
+		t.Fatalf("BeginRotation activates the staged version: %d %v (staged after: %d)", got, err, pa.Staged())
 	}
 	if pa.KCV() != kcv {
 		t.Errorf("node a's active KCV %s, staged %s", pa.KCV(), kcv)
