@@ -24,8 +24,9 @@ import (
 // memory so that the hot path (PIN, MAC, CVV, ARQC) touches neither Pebble nor
 // the PKCS#11 module: one key-block unwrap under the profile main key when a
 // key is first used, then memory only. Entries are dropped whenever the key or
-// any alias changes. Material is shared and read-only: callers never modify or
-// zero it.
+// any alias changes. Record and Material are shared and read-only: callers
+// never modify Record (its key-use set, uses, is computed from it once) nor
+// modify or zero Material.
 //
 // A working key is reference-counted: the cache holds one reference while the
 // key is cached and Working hands its caller another, which the caller gives
@@ -47,6 +48,13 @@ type WorkingKey struct {
 	release func()       // Release as a func value, made once (a method value per call would allocate)
 	refs    atomic.Int32 // references: the cache's while cached, and each Working caller's until Release
 	started atomic.Bool  // the key's usage period was seen to have begun
+
+	// uses are the key-use rules Record's attributes pass, computed when a
+	// stored key is opened (Record is read-only): RequireUse's allow
+	// decision without the rules' string compares. Empty for transient keys
+	// (dynamic, agreed), which Check alone decides; a refusal always comes
+	// from Check.
+	uses keyspec.UseSet
 
 	cmac atomic.Pointer[cmac.Key]    // CMAC subkeys, derived at the first CMAC (see CMAC)
 	hmac atomic.Pointer[mac.HMACKey] // keyed HMAC states, made at the first HMAC (see HMAC)
@@ -320,12 +328,18 @@ func (s *Service) Working(ident string, subj fault.Subject, side fault.Side) (*W
 // (keyspec/use.go: operation × side × role → usages, algorithms, modes of
 // use); subj and side say which of the request's keys w is, for the edges.
 func RequireUse(w *WorkingKey, u keyspec.Use, subj fault.Subject, side fault.Side) error {
+	if w.uses.Has(u) {
+		return nil
+	}
 	return onSubject(u.Check(w.ARN, w.Record.Attributes), subj, side)
 }
 
 // requireUseAs is RequireUse with the operation named what in the messages
 // (for a request that spells the method more precisely than the table).
 func requireUseAs(w *WorkingKey, u keyspec.Use, what string, subj fault.Subject, side fault.Side) error {
+	if w.uses.Has(u) {
+		return nil
+	}
 	return onSubject(u.CheckAs(what, w.ARN, w.Record.Attributes), subj, side)
 }
 
@@ -354,7 +368,7 @@ func about(subj fault.Subject, side fault.Side, format string, args ...any) *fau
 
 // open unwraps a record into a WorkingKey.
 func (s *Service) open(rec *keystore.Key) (*WorkingKey, error) {
-	w := &WorkingKey{Record: rec}
+	w := &WorkingKey{Record: rec, uses: keyspec.AllowedUses(rec.Attributes)}
 	w.refs.Store(1) // the caller's
 	w.release = w.Release
 	if rec.ID != "" {
