@@ -404,7 +404,7 @@ func TestUseAPI(t *testing.T) {
 func TestAllowedUses(t *testing.T) {
 	keys := append(slices.Clone(validKeys(t)), useSample(allUsages)...)
 	keys = append(keys, Attributes{})
-	allowedSomewhere := make([]bool, useCount)
+	var allowedSomewhere [256]bool
 	for _, a := range keys {
 		s := AllowedUses(a)
 		for u := range Use(255) {
