@@ -89,9 +89,9 @@ type MacOutput struct {
 const minVerifyMac = 4
 
 // macResult is a GenerateMac result and room for its MAC, allocated
-// together: CMAC and HMAC write their tag into buf (CMAC works in two
-// blocks of it; HMAC-SHA512 needs 64 bytes), so the result is one
-// allocation.
+// together: the MACs of a key used directly write their tag into buf (CMAC
+// works in two blocks of it; HMAC-SHA512 needs 64 bytes), so the result is
+// one allocation.
 type macResult struct {
 	out MacOutput
 	buf [64]byte
@@ -153,9 +153,10 @@ func (a MacAlgorithm) String() string {
 	return fmt.Sprintf("MacAlgorithm(%d)", int(a))
 }
 
-// computeMac checks key separation and returns the full-length MAC: CMAC
-// and HMAC append it to dst (empty, with room for 64 bytes), the other
-// methods return a new slice.
+// computeMac checks key separation and returns the full-length MAC: the
+// methods of a key used directly (ISO 9797-1 algorithms 1 and 3, CMAC,
+// HMAC) append it to dst (empty, with room for 64 bytes), the others
+// return a new slice.
 func (s *Service) computeMac(ident string, dk *DynamicKey, msg []byte, a MacAttributes, generate bool, dst []byte) (arn, kcv string, full []byte, err error) {
 	const side = fault.SideNone
 	w, subj, arn, release, err := s.requestKey(ident, fault.SubjectKey, side, dk)
@@ -170,11 +171,11 @@ func (s *Service) computeMac(ident string, dk *DynamicKey, msg []byte, a MacAttr
 		switch a.Algorithm {
 		case MacISO9797Alg1:
 			if err = req(keyspec.UseGenerateMacISO9797Alg1, keyspec.UseVerifyMacISO9797Alg1); err == nil {
-				full, err = mac.Algorithm1(w.Block, msg, mac.Method1)
+				full, err = mac.AppendAlgorithm1(dst, w.Block, msg, mac.Method1)
 			}
 		case MacISO9797Alg3:
 			if err = req(keyspec.UseGenerateMacISO9797Alg3, keyspec.UseVerifyMacISO9797Alg3); err == nil {
-				full, err = mac.Algorithm3Ciphers(w.Left, w.Block, msg, mac.Method1)
+				full, err = mac.AppendAlgorithm3(dst, w.Left, w.Block, msg, mac.Method1)
 			}
 		case MacCMAC:
 			if err = req(keyspec.UseGenerateMacCMAC, keyspec.UseVerifyMacCMAC); err == nil {
