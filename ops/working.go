@@ -5,6 +5,7 @@ import (
 	"crypto/cipher"
 	"crypto/des" //nolint:gosec // G502: single-DES halves of TDES keys, see schedule
 	"fmt"
+	"hash/maphash"
 	"io"
 	"strings"
 	"sync"
@@ -148,12 +149,18 @@ func (w *WorkingKey) Attributes() keyspec.Attributes { return w.Record.Attribute
 func (w *WorkingKey) KCV() string { return w.Record.KCV }
 
 // keyCache maps identifiers to working keys. Lookups, the hot path of every
-// data operation, take no lock: sync.Map serves loads of existing entries
-// without one. Writers (put and the drops) serialise on mu, so that a put
-// cannot interleave with a drop: gen, bumped by every drop, tells a load that
-// raced a write not to cache its result.
+// data operation, take no lock: they try front, a direct-mapped table of the
+// last identifier put in each slot (a typed string hash, one atomic load and
+// a compare), then m, whose sync.Map serves loads of existing entries without
+// one. Writers (put and the drops) serialise on mu, so that a put cannot
+// interleave with a drop: gen, bumped by every drop, tells a load that raced
+// a write not to cache its result. front holds only what m holds: put
+// fills a slot and every drop empties the slots of what it drops, both under
+// mu, before the cache's reference is given back; front takes no reference
+// of its own.
 type keyCache struct {
-	m sync.Map // string -> *WorkingKey
+	front [frontSlots]atomic.Pointer[frontEntry]
+	m     sync.Map // string -> *WorkingKey
 	// policies maps key id -> *policyEntry: compiled resource-based
 	// policies (resource_policy.go), dropped with their key's entries.
 	policies sync.Map
@@ -185,10 +192,39 @@ func (s *Service) CacheStats() CacheStats {
 
 const maxCachedKeys = 1 << 16
 
+// frontSlots is the size of keyCache.front (a power of two): 8 KiB of
+// pointers, room for a data plane's hot keys; identifiers whose slot
+// another holds are found in keyCache.m.
+const frontSlots = 1 << 10
+
+// frontEntry is one slot of keyCache.front (immutable).
+type frontEntry struct {
+	ident string
+	w     *WorkingKey
+}
+
+// frontSeed seeds the front table's hash (per process).
+var frontSeed = maphash.MakeSeed()
+
+// frontSlot is ident's slot of keyCache.front.
+func frontSlot(ident string) uint64 { return maphash.String(frontSeed, ident) & (frontSlots - 1) }
+
+// dropFront empties ident's front slot if it holds ident; c.mu is held.
+func (c *keyCache) dropFront(ident string) {
+	f := &c.front[frontSlot(ident)]
+	if e := f.Load(); e != nil && e.ident == ident {
+		f.Store(nil)
+	}
+}
+
 // get returns the cached key of ident with a reference taken for the
 // caller, or nil.
 func (c *keyCache) get(ident string) (*WorkingKey, uint64) {
 	gen := c.gen.Load()
+	if e := c.front[frontSlot(ident)].Load(); e != nil && e.ident == ident && e.w.acquire() {
+		c.hits.Add(1)
+		return e.w, gen
+	}
 	if v, ok := c.m.Load(ident); ok {
 		if w := v.(*WorkingKey); w.acquire() {
 			c.hits.Add(1)
@@ -211,7 +247,9 @@ func (c *keyCache) put(ident string, w *WorkingKey, gen uint64) {
 		c.evictions.Add(c.clearLocked())
 	}
 	w.refs.Add(1)
-	if old, loaded := c.m.Swap(ident, w); loaded {
+	old, loaded := c.m.Swap(ident, w)
+	c.front[frontSlot(ident)].Store(&frontEntry{ident: ident, w: w})
+	if loaded {
 		old.(*WorkingKey).Release()
 	} else {
 		c.entries.Add(1)
@@ -233,6 +271,9 @@ func (c *keyCache) putPolicy(id string, e *policyEntry, gen uint64) {
 // returns how many it dropped; c.mu is held.
 func (c *keyCache) clearLocked() uint64 {
 	c.policies.Clear()
+	for i := range c.front {
+		c.front[i].Store(nil)
+	}
 	var n uint64
 	c.m.Range(func(k, v any) bool {
 		c.m.Delete(k)
@@ -250,6 +291,7 @@ func (c *keyCache) dropIf(drop func(ident string, w *WorkingKey) bool) {
 	c.gen.Add(1)
 	c.m.Range(func(k, v any) bool {
 		if w := v.(*WorkingKey); drop(k.(string), w) {
+			c.dropFront(k.(string))
 			c.m.Delete(k)
 			c.entries.Add(-1)
 			c.invalidations.Add(1)
