@@ -89,12 +89,13 @@ type MacOutput struct {
 const minVerifyMac = 4
 
 // macResult is a GenerateMac result and room for its MAC, allocated
-// together: the MACs of a key used directly write their tag into buf (CMAC
-// works in two blocks of it; HMAC-SHA512 needs 64 bytes), so the result is
-// one allocation.
+// together: the MACs of a key used directly write their tag into buf, so
+// the result is one allocation of 96 bytes. 32 bytes hold every tag but
+// HMAC-SHA384's and -SHA512's (which append into a slice of their own)
+// and CMAC's working room (two AES blocks).
 type macResult struct {
 	out MacOutput
-	buf [64]byte
+	buf [32]byte
 }
 
 // GenerateMac computes the MAC of MessageData.
@@ -118,7 +119,7 @@ func (s *Service) GenerateMac(in GenerateMacInput) (*MacOutput, error) {
 // VerifyMac recomputes the MAC of MessageData and compares it, in constant
 // time, with Mac (truncated to MacLength, or to Mac's own length).
 func (s *Service) VerifyMac(in VerifyMacInput) (*MacOutput, error) {
-	var buf [64]byte
+	var buf [32]byte
 	arn, kcv, full, err := s.computeMac(in.KeyIdentifier, in.WrappedKey, in.MessageData, in.Attributes, false, buf[:0])
 	if err != nil {
 		return nil, err
@@ -155,8 +156,7 @@ func (a MacAlgorithm) String() string {
 
 // computeMac checks key separation and returns the full-length MAC: the
 // methods of a key used directly (ISO 9797-1 algorithms 1 and 3, CMAC,
-// HMAC) append it to dst (empty, with room for 64 bytes), the others
-// return a new slice.
+// HMAC) append it to dst, the others return a new slice.
 func (s *Service) computeMac(ident string, dk *DynamicKey, msg []byte, a MacAttributes, generate bool, dst []byte) (arn, kcv string, full []byte, err error) {
 	const side = fault.SideNone
 	w, subj, arn, release, err := s.requestKey(ident, fault.SubjectKey, side, dk)
