@@ -5,7 +5,6 @@ import (
 	"crypto/cipher"
 	"crypto/des" //nolint:gosec // G502: single-DES halves of TDES keys, see schedule
 	"fmt"
-	"hash/maphash"
 	"io"
 	"strings"
 	"sync"
@@ -195,7 +194,10 @@ const maxCachedKeys = 1 << 16
 // frontSlots is the size of keyCache.front (a power of two): 8 KiB of
 // pointers, room for a data plane's hot keys; identifiers whose slot
 // another holds are found in keyCache.m.
-const frontSlots = 1 << 10
+const (
+	frontBits  = 10
+	frontSlots = 1 << frontBits
+)
 
 // frontEntry is one slot of keyCache.front (immutable).
 type frontEntry struct {
@@ -203,11 +205,19 @@ type frontEntry struct {
 	w     *WorkingKey
 }
 
-// frontSeed seeds the front table's hash (per process).
-var frontSeed = maphash.MakeSeed()
-
-// frontSlot is ident's slot of keyCache.front.
-func frontSlot(ident string) uint64 { return maphash.String(frontSeed, ident) & (frontSlots - 1) }
+// frontSlot is ident's slot of keyCache.front: a multiplicative hash of its
+// length and last 8 bytes, where identifiers differ (the key id of a key
+// ARN, the name of an alias), rather than of all of a long ARN. Identifiers
+// that share a slot only fall back to keyCache.m: the full identifier is
+// compared on every hit.
+func frontSlot(ident string) uint64 {
+	var x uint64
+	for i := max(0, len(ident)-8); i < len(ident); i++ {
+		x = x<<8 | uint64(ident[i])
+	}
+	x ^= uint64(len(ident))
+	return (x * 0x9E3779B97F4A7C15) >> (64 - frontBits)
+}
 
 // dropFront empties ident's front slot if it holds ident; c.mu is held.
 func (c *keyCache) dropFront(ident string) {

@@ -1,6 +1,7 @@
 package ops
 
 import (
+	"fmt"
 	"strconv"
 	"testing"
 
@@ -87,5 +88,21 @@ func TestKeyCacheFront(t *testing.T) {
 				w.Release()
 			}
 		})
+	}
+}
+
+// TestFrontSlotSpread: identifiers that differ only in their last digits,
+// the worst case for a hash of the last bytes, spread over the front table
+// about as random ones would (256 random identifiers fill about 226 of the
+// 1024 slots).
+func TestFrontSlotSpread(t *testing.T) {
+	for _, prefix := range []string{"arn:aws:payment-cryptography:us-east-1:111122223333:key/abcdefgh1234", "alias/pek-"} {
+		slots := map[uint64]bool{}
+		for i := range 256 {
+			slots[frontSlot(prefix+fmt.Sprintf("%04d", i))] = true
+		}
+		if len(slots) < 200 {
+			t.Errorf("%s…: 256 identifiers in %d slots", prefix, len(slots))
+		}
 	}
 }
