@@ -27,7 +27,7 @@ LDFLAGS := $(if $(VERSION),-X payhsm/internal/version.stamp=$(VERSION))
 FUZZTIME ?= 2000x
 FUZZPKGS ?= ./...
 
-.PHONY: all build run test unit e2e fuzz bench deps vet fmt clean generate lint race etcd install fleet
+.PHONY: all build run test unit e2e fuzz bench bench-ci deps vet fmt clean generate lint race etcd install fleet
 
 all: build
 
@@ -97,6 +97,15 @@ fleet: build etcd
 # Real fuzzing is make fuzz, outside this target.
 test: build lint race etcd
 	PAYHSM_ETCD=$(ETCD) $(GO) test -count=1 -timeout 20m ./...
+	@$(MAKE) --no-print-directory bench-ci
+
+# bench-ci runs the operations layer's primitive benchmarks briefly, each
+# beside its crypto ceiling (BenchmarkPrimitives, -benchmem, cpu-ns/op), so
+# that every CI log shows the ratios and the allocations per operation. A
+# shared CI machine makes the numbers indicative; docs/performance.md has
+# the measured ones and how they were taken.
+bench-ci:
+	$(GO) test -run '^$$' -bench 'Primitives' -benchmem -benchtime 2000x ./ops
 
 vet:
 	$(GO) vet ./...

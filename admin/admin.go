@@ -137,6 +137,7 @@ type Request struct {
 	Token       []byte             `json:"token,omitempty"`       // the TR-34 token (import)
 	KCV         string             `json:"kcv,omitempty"`         // the expected check value (import)
 	Seals       []AuditSeal        `json:"seals,omitempty"`       // OpAuditSeals
+	Isolated    bool               `json:"isolated,omitempty"`    // OpRotate: not carried to the fleet's other nodes
 }
 
 // Rotation reports a finished profile main key rotation.

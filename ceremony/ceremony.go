@@ -143,6 +143,7 @@ type options struct {
 	components              int
 	fromAdmin, toAdmin      string
 	overwrite               bool
+	isolated                bool
 	mpa                     mpaOptions
 }
 
@@ -175,6 +176,7 @@ func newFlagSet(cmd string) (*flag.FlagSet, *options) {
 	fs.StringVar(&o.mpa.session, "session", "", "mpa-approve: the session's ARN or id (mpa-status lists them)")
 	fs.BoolVar(&o.mpa.reject, "reject", false, "mpa-approve: reject the session instead (one member's rejection fails it)")
 	fs.BoolVar(&o.mpa.all, "all", false, "mpa-status: list every session, not only the pending ones")
+	fs.BoolVar(&o.isolated, "isolated", false, "rotate: in a fleet, do not carry the new version to the other nodes (they are stale until each is joined again: docs/fleet.md)")
 	fs.BoolVar(&o.overwrite, "overwrite", false, "init: destroy an initialized appliance's keys and start again (dual control and a typed confirmation)")
 	return fs, o
 }
@@ -270,7 +272,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
 		return 0
 	}
 	if cmd == "rotate" {
-		if err := errors.Join(rotate(con, cfg, o.appliance.Dev(), o.profile), con.Err()); err != nil {
+		if err := errors.Join(rotate(con, cfg, o.appliance.Dev(), o.profile, o.isolated), con.Err()); err != nil {
 			con.Printf("FAILED: %v\n", err)
 			return fail(err)
 		}
@@ -340,7 +342,8 @@ With the daemon stopped (the key store admits one process at a time):
                      (restore with load-components)
 
 Through the serving daemon's admin socket (DATA/admin.sock), or offline when no daemon runs:
-  rotate             move a profile onto a new main key, re-wrapping every key block; resumable
+  rotate             move a profile onto a new main key, re-wrapping every key block; resumable.
+                     In a fleet the new version reaches every serving node first (--isolated: not)
 
 Multi-Party Approval (through the serving daemon's admin socket, or offline):
   mpa-team-create    form an approval team of enrolled custodians, M of N
@@ -534,13 +537,24 @@ func (s *session) erase() error {
 		Detail: "region main key destroyed; key store removed"}); err != nil {
 		return err
 	}
+	if s.cfg.Keystore.Engine == appliance.EngineEtcd {
+		// A fleet's store is shared: only this node's records go (its
+		// sealed copies, its region main key's record, its identity and
+		// custodians); the fleet's keys stay, and the node, initialized
+		// again, joins it like a new one.
+		if err := s.eraseNodeRecords(); err != nil {
+			return err
+		}
+	}
 	err = s.app.Close()
 	s.app = nil
 	if err != nil {
 		return err
 	}
-	if err := os.RemoveAll(s.cfg.KeystoreDir()); err != nil {
-		return err
+	if s.cfg.Keystore.Engine != appliance.EngineEtcd {
+		if err := os.RemoveAll(s.cfg.KeystoreDir()); err != nil {
+			return err
+		}
 	}
 	if s.app, err = appliance.Open(s.cfg, s.dev, true, zap.NewNop()); err != nil {
 		return err
@@ -556,6 +570,28 @@ func (s *session) erase() error {
 		return fmt.Errorf("the appliance was erased, but the audit trail could not move to the new region main key: %w", err)
 	}
 	s.con.Printf("Appliance erased.\n")
+	return nil
+}
+
+// eraseNodeRecords deletes this fleet node's records from the shared store
+// (custody's and the ceremonies', under the node's name).
+func (s *session) eraseNodeRecords() error {
+	var names []string
+	for _, base := range []string{"custody/", "ceremony/"} {
+		prefix := s.app.Custody.MetaName(base)
+		if prefix == base {
+			return errors.New("this node has no fleet.node name: its records are not told apart from the fleet's; nothing more was removed")
+		}
+		n, err := s.app.Store.MetaNames(prefix)
+		if err != nil {
+			return err
+		}
+		names = append(names, n...)
+	}
+	if err := s.app.Store.PutMetas(nil, names); err != nil {
+		return fmt.Errorf("the region main key was destroyed, but this node's records could not be removed from the fleet's store: %w", err)
+	}
+	s.con.Printf("This node's %d records removed from the fleet's store; the fleet's keys stay.\n", len(names))
 	return nil
 }
 
@@ -687,7 +723,10 @@ func (s *session) status() error {
 			return err
 		}
 		s.con.Printf("Profile %s main key KCV: %s (version %d)\n", name, p.KCV(), p.Version())
-		if p.Rotating() {
+		switch v := p.Staged(); {
+		case v > 0:
+			s.con.Printf("Profile %s: main key version %d staged for a fleet rotation, not active yet (the rotating node activates it; docs/fleet.md)\n", name, v)
+		case p.Rotating():
 			s.con.Printf("Profile %s: rotation in progress; run payhsm ceremony rotate --profile %s to finish it\n", name, name)
 		}
 	}
@@ -705,13 +744,13 @@ func daemonAnswers(path string) bool {
 	return true
 }
 
-func rotateOnline(con *Console, cfg *appliance.Config, profile string) error {
+func rotateOnline(con *Console, cfg *appliance.Config, profile string, isolated bool) error {
 	apps, err := approvals(con)
 	if err != nil {
 		return err
 	}
 	defer clearApprovals(apps)
-	resp, err := admin.Call(cfg.AdminSocketPath(), &admin.Request{Op: admin.OpRotate, Profile: profile, Approvals: apps})
+	resp, err := admin.Call(cfg.AdminSocketPath(), &admin.Request{Op: admin.OpRotate, Profile: profile, Approvals: apps, Isolated: isolated})
 	if errors.Is(err, admin.ErrNoDaemon) {
 		return fmt.Errorf("the key store is in use, but no daemon answers on %s: is a ceremony running?", cfg.AdminSocketPath())
 	}
@@ -729,7 +768,7 @@ func rotateOnline(con *Console, cfg *appliance.Config, profile string) error {
 // rotate runs a profile main key rotation under dual control: through the
 // serving daemon's admin socket when one runs, else offline on the data
 // directory. Running it again after a crash resumes the same rotation.
-func rotate(con *Console, cfg *appliance.Config, dev bool, profile string) (err error) {
+func rotate(con *Console, cfg *appliance.Config, dev bool, profile string, isolated bool) (err error) {
 	if err := custody.CheckProfileName(profile); err != nil {
 		return fmt.Errorf("--profile: %w", err)
 	}
@@ -739,11 +778,11 @@ func rotate(con *Console, cfg *appliance.Config, dev bool, profile string) (err 
 	// daemon of this node that answers on its admin socket rotates (its
 	// unsealed main keys must follow).
 	if cfg.Keystore.Engine == appliance.EngineEtcd && daemonAnswers(cfg.AdminSocketPath()) {
-		return rotateOnline(con, cfg, profile)
+		return rotateOnline(con, cfg, profile, isolated)
 	}
 	app, err := appliance.Open(cfg, dev, false, zap.NewNop())
 	if errors.Is(err, keystore.ErrInUse) {
-		return rotateOnline(con, cfg, profile)
+		return rotateOnline(con, cfg, profile, isolated)
 	}
 	if err != nil {
 		return err

@@ -193,10 +193,14 @@ func (a *adminServer) run(req *admin.Request) *admin.Response {
 		if a.svc == nil {
 			return a.fail(req.Op, req.Profile, who, audit.Refused, errors.New("this node is waiting to join its fleet (payhsm ceremony join): it rotates nothing"))
 		}
-		if err := a.record(req.Op, req.Profile, who, audit.Started, "online", nil); err != nil {
+		how, rotate := "online", a.svc.RotateProfile
+		if req.Isolated {
+			how, rotate = "online, isolated (not carried to the fleet's other nodes)", a.svc.RotateProfileIsolated
+		}
+		if err := a.record(req.Op, req.Profile, who, audit.Started, how, nil); err != nil {
 			return &admin.Response{Error: err.Error()}
 		}
-		rep, err := a.svc.RotateProfile(req.Profile, nil, time.Second)
+		rep, err := rotate(req.Profile, nil, time.Second)
 		if err != nil {
 			a.log.Error("rotation failed", zap.String("profile", req.Profile), zap.Error(err))
 			return a.fail(req.Op, req.Profile, who, audit.Failed, errors.New(fault.ClientMessage(err)))

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"payhsm/appliance"
+	"payhsm/audit"
 	"payhsm/health"
 	"payhsm/hsm/custody"
 	"payhsm/internal/version"
@@ -52,6 +53,11 @@ type Heartbeat struct {
 	Reason  string    `json:"reason,omitempty"`
 	Started time.Time `json:"started"`
 	Time    time.Time `json:"time"`
+	// Inbox is where a rotating node carries a new profile main key
+	// version to (fleetrotate.go); OfferError why the last offer taken
+	// was refused.
+	Inbox      *Inbox `json:"inbox,omitempty"`
+	OfferError string `json:"offerError,omitempty"`
 }
 
 // minHeartbeatTTL is the shortest heartbeat lease: a loaded cluster or
@@ -72,11 +78,17 @@ type fleetNode struct {
 	log   *zap.Logger
 	state *health.State // the profile copy's readiness
 
-	mu      sync.Mutex
-	hb      Heartbeat
-	lease   int64
-	lastErr string
-	kick    chan struct{} // beat now: the addresses changed (setAddrs)
+	refreshMu sync.Mutex // one refresh at a time (the loop's, serve's first)
+
+	mu       sync.Mutex
+	hb       Heartbeat
+	lease    int64
+	lastErr  string
+	kick     chan struct{} // beat now: the addresses changed (setAddrs), a rotation step (watch)
+	store    *keystore.Store
+	record   func(audit.Event) // the daemon's audit trail (setAudit)
+	inbox    *Inbox            // published in the heartbeat until an offer uses its nonce
+	offerErr string            // why the last offer taken was refused
 }
 
 // checkFleet is the readiness check of the node's profile main key copy.
@@ -119,6 +131,16 @@ func (f *fleetNode) setAddrs(http, host, ops string) {
 // refresh checks the node's profile copy against the fleet's, sets the
 // readiness check and the heartbeat's state.
 func (f *fleetNode) refresh() {
+	f.refreshMu.Lock()
+	defer f.refreshMu.Unlock()
+	// A rotation made elsewhere: stage what was offered, activate and
+	// retire what the rotating node has (fleetrotate.go).
+	f.takeOffer()
+	f.follow()
+	in, ierr := f.currentInbox()
+	if ierr != nil {
+		f.log.Warn("fleet: no inbox for rotations published", zap.Error(ierr))
+	}
 	vers, verr := f.cust.ProfileVersions()
 	err := f.cust.CheckFleetProfile(f.cfg.Profile)
 	state := "serving"
@@ -147,6 +169,7 @@ func (f *fleetNode) refresh() {
 		}
 		f.hb.KCVs = kcvs
 	}
+	f.hb.Inbox, f.hb.OfferError = in, f.offerErr
 	f.hb.State, f.hb.Reason = state, ""
 	if err != nil {
 		f.hb.Reason = err.Error()
@@ -187,6 +210,7 @@ func (f *fleetNode) beat() error {
 func (f *fleetNode) run(ctx context.Context) {
 	t := time.NewTicker(f.cfg.Fleet.Heartbeat())
 	defer t.Stop()
+	go f.watch(ctx)
 	failing := false
 	for {
 		f.refresh()

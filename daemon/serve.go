@@ -19,7 +19,9 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -69,6 +71,7 @@ func ServeMain(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	defer func() { _ = log.Sync() }() // stderr may not support sync
+	tuneGC(log)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	go func() { // a second signal ends the process at once, without waiting for the drain
@@ -82,6 +85,33 @@ func ServeMain(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// The daemon's garbage collector, unless the environment sets GOGC or
+// GOMEMLIMIT: its live heap is small (tens of MB) and steady, so letting
+// the heap grow to five times it between collections (gcPercent) instead
+// of twice takes 3–4 µs of CPU off each HTTP data-plane request
+// (docs/performance.md) for about 12 MB more RSS; gcMemoryLimit is a soft
+// ceiling near which the collector runs as often as it must, so that a
+// burst cannot grow the heap unbounded at that ratio.
+const (
+	gcPercent     = 400
+	gcMemoryLimit = 1 << 30
+)
+
+// tuneGC applies gcPercent and gcMemoryLimit where the environment does
+// not set its own.
+func tuneGC(log *zap.Logger) {
+	pct, limit := "GOGC from the environment", "GOMEMLIMIT from the environment"
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
+		pct = strconv.Itoa(gcPercent)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(gcMemoryLimit)
+		limit = strconv.Itoa(gcMemoryLimit>>20) + " MiB"
+	}
+	log.Debug("garbage collector", zap.String("gcPercent", pct), zap.String("memoryLimit", limit))
 }
 
 const serveUsage = `usage: payhsm serve (--dev [--data-dir DIR] | --config FILE) [flags]
@@ -300,6 +330,16 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 		seq, hash := trail.Head()
 		log.Info("audit trail closed", zap.Uint64("seq", seq), zap.String("hash", hash))
 	}()
+	if fleet != nil {
+		fleet.setAudit(app.Store, func(ev audit.Event) {
+			if err := trail.Record(audit.KindControl, ev); err != nil {
+				log.Error("audit trail: a fleet event could not be recorded", zap.String("operation", ev.Operation), zap.Error(err))
+			}
+		})
+		if fleet.eng != nil { // rotations carry their new version to the other nodes (fleetrotate.go)
+			svc.SetFleetRotation(fleet)
+		}
+	}
 	seq, hash := trail.Head()
 	log.Info("audit trail open", zap.String("dir", cfg.AuditDir()), zap.String("sealKeyId", trail.KeyID()),
 		zap.Bool("dataEvents", cfg.DataEvents()), zap.Uint64("seq", seq), zap.String("hash", hash))

@@ -410,6 +410,31 @@ func (u Use) Allows(a Attributes) bool {
 	return u.Valid() && useRules[u].allows(a) == ""
 }
 
+// UseSet is a set of Uses: the ones a key's attributes pass, computed once
+// (AllowedUses) where a key is cached, so that a check on the hot path is a
+// bit test rather than the rule's string comparisons. The zero UseSet is
+// empty. A set only ever answers "allowed": a Use not in it is checked with
+// Check, which builds the refusal, so a set computed from a key's attributes
+// can skip no refusal.
+type UseSet [(useCount + 63) / 64]uint64
+
+// AllowedUses is the set of the Uses whose rules a key with attributes a
+// passes: u is in it exactly when u.Allows(a).
+func AllowedUses(a Attributes) UseSet {
+	var s UseSet
+	for u := UseNone + 1; u < useCount; u++ {
+		if useRules[u].allows(a) == "" {
+			s[u/64] |= 1 << (u % 64)
+		}
+	}
+	return s
+}
+
+// Has reports whether u is in s (false for a Use that is not Valid).
+func (s *UseSet) Has(u Use) bool {
+	return int(u/64) < len(s) && s[u/64]&(1<<(u%64)) != 0
+}
+
 // allows returns the violated rule, "" when a passes.
 func (r *Rule) allows(a Attributes) string {
 	if !slices.Contains(r.Usages, a.Usage) {

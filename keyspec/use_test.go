@@ -396,3 +396,45 @@ func TestUseAPI(t *testing.T) {
 		t.Errorf("Check allocates %v times per passing call", n)
 	}
 }
+
+// TestAllowedUses: a key's UseSet holds exactly the Uses whose rules it
+// passes, for every key that can exist and a sample of keys that cannot
+// (each usage and algorithm with assorted modes of use), and no Use that is
+// not Valid. The hot path's allow decisions rest on this equivalence.
+func TestAllowedUses(t *testing.T) {
+	keys := append(slices.Clone(validKeys(t)), useSample(allUsages)...)
+	keys = append(keys, Attributes{})
+	var allowedSomewhere [256]bool
+	for _, a := range keys {
+		s := AllowedUses(a)
+		for u := range Use(255) {
+			if got, want := s.Has(u), u.Allows(a); got != want {
+				t.Fatalf("%+v: Has(%v) = %v, Allows = %v", a, u, got, want)
+			}
+			if s.Has(u) {
+				allowedSomewhere[u] = true
+			}
+		}
+	}
+	// The test is not vacuous: every Use allows some key.
+	for _, u := range Uses() {
+		if !allowedSomewhere[u] {
+			t.Errorf("%v allows none of the %d keys", u, len(keys))
+		}
+	}
+	var empty UseSet
+	for u := range Use(255) {
+		if empty.Has(u) {
+			t.Errorf("the empty set has %v", u)
+		}
+	}
+}
+
+// BenchmarkAllowedUses is the cost of computing a key's UseSet, paid once
+// when a working key is cached.
+func BenchmarkAllowedUses(b *testing.B) {
+	a := Attributes{Usage: P0, Class: Symmetric, Algorithm: TDES2Key, Modes: mEDWU}
+	for b.Loop() {
+		_ = AllowedUses(a)
+	}
+}

@@ -26,7 +26,8 @@ func cacheAccess(c *keyCache, ident string) (*WorkingKey, bool) {
 
 // checkCache checks the cache's invariants: entries counts the map, no more
 // than capacity; every cached key holds the cache's one reference and its
-// own ring slot; a key not cached holds none.
+// own ring slot; the front table answers only for cached keys; a key not
+// cached holds no reference.
 func checkCache(t *testing.T, c *keyCache, seen []*WorkingKey) {
 	t.Helper()
 	c.mu.Lock()
@@ -43,6 +44,13 @@ func checkCache(t *testing.T, c *keyCache, seen []*WorkingKey) {
 		}
 		return true
 	})
+	for i := range c.front {
+		if e := c.front[i].Load(); e != nil {
+			if v, ok := c.m.Load(e.ident); !ok || v != e.w || !e.w.cached {
+				t.Fatalf("front slot %d answers for %s, which the cache does not hold", i, e.ident)
+			}
+		}
+	}
 	if int64(n) != c.entries.Load() || n > c.max() {
 		t.Fatalf("%d keys in the map, entries %d, capacity %d", n, c.entries.Load(), c.max())
 	}

@@ -237,26 +237,37 @@ func (s *Service) ReEncryptData(in ReEncryptDataInput) (*DataOutput, error) {
 	return &DataOutput{KeyARN: enc.arn, KCV: enc.kcv, Data: out}, nil
 }
 
-// dataCrypter is one direction of a resolved data key.
+// dataCrypter is one direction of a resolved data key: a block cipher in a
+// mode (blk) or, for RSA keys, a function (f). It is a value, not a
+// closure, so resolving a symmetric key allocates nothing.
 type dataCrypter struct {
 	arn, kcv string
-	crypt    func(data []byte) ([]byte, error)
-	release  func() // zeroes a dynamic key; call when done with crypt
+	blk      blockCrypt                   // when f is nil
+	f        func([]byte) ([]byte, error) // RSA keys
+	release  func()                       // zeroes a dynamic key; call when done with crypt
+}
+
+// crypt enciphers or deciphers data.
+func (c *dataCrypter) crypt(data []byte) ([]byte, error) {
+	if c.f != nil {
+		return c.f(data)
+	}
+	return c.blk.crypt(data)
 }
 
 // dataCrypter resolves the key ident (or the dynamic key dk under the KEK
 // ident) of side and the attributes c into an encrypting (enc) or
 // decrypting function, checking key separation first. The caller calls
 // release when done.
-func (s *Service) dataCrypter(ident string, side fault.Side, dk *DynamicKey, c DataCipher, enc bool) (*dataCrypter, error) {
+func (s *Service) dataCrypter(ident string, side fault.Side, dk *DynamicKey, c DataCipher, enc bool) (dataCrypter, error) {
 	w, subj, arn, release, err := s.requestKey(ident, fault.SubjectKey, side, dk)
 	if err != nil {
-		return nil, err
+		return dataCrypter{}, err
 	}
 	dc, err := dataCrypterFor(w, subj, side, c, enc)
 	if err != nil {
 		release()
-		return nil, err
+		return dataCrypter{}, err
 	}
 	dc.arn, dc.release = arn, release
 	return dc, nil
@@ -264,16 +275,16 @@ func (s *Service) dataCrypter(ident string, side fault.Side, dk *DynamicKey, c D
 
 // dataCrypterFor builds the crypter of the resolved key w (the request's
 // key subj on side).
-func dataCrypterFor(w *WorkingKey, subj fault.Subject, side fault.Side, c DataCipher, enc bool) (*dataCrypter, error) {
-	dc := &dataCrypter{kcv: w.KCV()}
+func dataCrypterFor(w *WorkingKey, subj fault.Subject, side fault.Side, c DataCipher, enc bool) (dc dataCrypter, err error) {
+	dc.kcv = w.KCV()
 	switch {
 	case c.Symmetric != nil:
 		if err := RequireUse(w, pick(enc, keyspec.UseEncryptDataSymmetric, keyspec.UseDecryptDataSymmetric), subj, side); err != nil {
-			return nil, err
+			return dataCrypter{}, err
 		}
 		m, ok := c.Symmetric.Mode.symmetric()
 		if !ok {
-			return nil, about(fault.SubjectCipherMode, side, "unknown mode")
+			return dataCrypter{}, about(fault.SubjectCipherMode, side, "unknown mode")
 		}
 		var pkcs7 bool
 		switch c.Symmetric.Padding {
@@ -281,56 +292,52 @@ func dataCrypterFor(w *WorkingKey, subj fault.Subject, side fault.Side, c DataCi
 		case PaddingPKCS1:
 			pkcs7 = true
 		default:
-			return nil, about(fault.SubjectPadding, side, "OAEP padding applies to RSA keys only; symmetric keys take PKCS #7 block padding or none")
+			return dataCrypter{}, about(fault.SubjectPadding, side, "OAEP padding applies to RSA keys only; symmetric keys take PKCS #7 block padding or none")
 		}
 		iv, err := dataIV(side, c.Symmetric.IV, m, w.Block.BlockSize())
 		if err != nil {
-			return nil, err
+			return dataCrypter{}, err
 		}
-		dc.crypt = blockCrypter(w.Block, m, iv, enc, pkcs7, side)
+		dc.blk = blockCrypt{b: w.Block, m: m, iv: iv, enc: enc, pkcs7: pkcs7, side: side}
 	case c.Dukpt != nil:
 		if err := RequireUse(w, pick(enc, keyspec.UseEncryptDataDukpt, keyspec.UseDecryptDataDukpt), subj, side); err != nil {
-			return nil, err
+			return dataCrypter{}, err
 		}
 		d := c.Dukpt
 		mode, err := d.Mode.ecbOrCBC(side)
 		if err != nil {
-			return nil, err
+			return dataCrypter{}, err
 		}
 		key, t, err := dukptWorkingKey(w, side, d.KSN, d.DerivationType, d.Variant, dukptData, bdkKeyType(w.Record.Attributes.Algorithm))
 		if err != nil {
-			return nil, err
+			return dataCrypter{}, err
 		}
 		b, err := workingBlock(key, t)
 		clear(key)
 		if err != nil {
-			return nil, err
+			return dataCrypter{}, err
 		}
 		iv, err := dataIV(side, d.IV, mode, b.BlockSize())
 		if err != nil {
-			return nil, err
+			return dataCrypter{}, err
 		}
-		dc.crypt = blockCrypter(b, mode, iv, enc, false, side)
+		dc.blk = blockCrypt{b: b, m: mode, iv: iv, enc: enc, side: side}
 	case c.Asymmetric != nil:
 		if err := RequireUse(w, pick(enc, keyspec.UseEncryptDataAsymmetric, keyspec.UseDecryptDataAsymmetric), subj, side); err != nil {
-			return nil, err
+			return dataCrypter{}, err
 		}
-		f, err := rsaCrypter(w, subj, side, c.Asymmetric.Padding, enc)
-		if err != nil {
-			return nil, err
+		if dc.f, err = rsaCrypter(w, subj, side, c.Asymmetric.Padding, enc); err != nil {
+			return dataCrypter{}, err
 		}
-		dc.crypt = f
 	case c.Emv != nil:
 		if err := RequireUse(w, pick(enc, keyspec.UseEncryptDataEmv, keyspec.UseDecryptDataEmv), subj, side); err != nil {
-			return nil, err
+			return dataCrypter{}, err
 		}
-		f, err := emvDataCrypter(w, side, c.Emv, enc)
-		if err != nil {
-			return nil, err
+		if dc.blk, err = emvDataCrypter(w, side, c.Emv, enc); err != nil {
+			return dataCrypter{}, err
 		}
-		dc.crypt = f
 	default:
-		return nil, about(fault.SubjectCipherAttributes, side, "exactly one encryption method (symmetric, asymmetric, DUKPT or EMV) is required")
+		return dataCrypter{}, about(fault.SubjectCipherAttributes, side, "exactly one encryption method (symmetric, asymmetric, DUKPT or EMV) is required")
 	}
 	return dc, nil
 }
@@ -350,6 +357,10 @@ func workingBlock(key []byte, t dukpt.KeyType) (cipher.Block, error) {
 	return b, nil
 }
 
+// zeroIV is the IV of a request without one: shared and read-only
+// (hsm/symmetric never writes to an IV; its FuzzCBC checks every mode).
+var zeroIV [aes.BlockSize]byte
+
 // dataIV checks the IV of side: zero when empty, refused for ECB.
 func dataIV(side fault.Side, iv []byte, m symmetric.Mode, bs int) ([]byte, error) {
 	if !m.NeedsIV() {
@@ -359,7 +370,7 @@ func dataIV(side fault.Side, iv []byte, m symmetric.Mode, bs int) ([]byte, error
 		return nil, nil
 	}
 	if len(iv) == 0 {
-		return make([]byte, bs), nil
+		return zeroIV[:bs], nil
 	}
 	if len(iv) != bs {
 		return nil, about(fault.SubjectIV, side, "must be %d bytes for this key", bs)
@@ -367,42 +378,49 @@ func dataIV(side fault.Side, iv []byte, m symmetric.Mode, bs int) ([]byte, error
 	return iv, nil
 }
 
-// blockCrypter returns the function that enciphers (enc) or deciphers data
-// in mode m. Data must be a whole number of blocks (user guide, "Encrypt
-// data"), unless PKCS#7 padding is requested. Its faults are about side.
-func blockCrypter(b cipher.Block, m symmetric.Mode, iv []byte, enc, pkcs7 bool, side fault.Side) func([]byte) ([]byte, error) {
+// blockCrypt enciphers (enc) or deciphers data under b in mode m. Data must
+// be a whole number of blocks (user guide, "Encrypt data"), unless PKCS#7
+// padding is requested. Its faults are about side.
+type blockCrypt struct {
+	b          cipher.Block
+	m          symmetric.Mode
+	iv         []byte
+	enc, pkcs7 bool
+	side       fault.Side
+}
+
+func (c *blockCrypt) crypt(data []byte) ([]byte, error) {
+	b, m, iv, enc, pkcs7, side := c.b, c.m, c.iv, c.enc, c.pkcs7, c.side
 	bs := b.BlockSize()
-	return func(data []byte) ([]byte, error) {
-		if enc && pkcs7 {
-			data = symmetric.PadPKCS7(data, bs)
-			defer clear(data)
-		}
-		if len(data)%bs != 0 || len(data) == 0 {
-			return nil, about(fault.SubjectData, side, "must be a non-empty multiple of %d bytes for this key", bs)
-		}
-		var out []byte
-		var err error
-		if enc {
-			out, err = symmetric.Encrypt(b, m, iv, data)
-		} else {
-			out, err = symmetric.Decrypt(b, m, iv, data)
-		}
-		if err != nil {
-			if errors.Is(err, symmetric.ErrMode) {
-				return nil, about(fault.SubjectCipherMode, side, "%v is not available for this key's block size", m)
-			}
-			return nil, fault.Internalf("block cipher", err)
-		}
-		if !enc && pkcs7 {
-			p, err := symmetric.UnpadPKCS7(out, bs)
-			if err != nil {
-				clear(out)
-				return nil, about(fault.SubjectData, side, "does not decrypt to PKCS#7-padded data")
-			}
-			return p, nil
-		}
-		return out, nil
+	if enc && pkcs7 {
+		data = symmetric.PadPKCS7(data, bs)
+		defer clear(data)
 	}
+	if len(data)%bs != 0 || len(data) == 0 {
+		return nil, about(fault.SubjectData, side, "must be a non-empty multiple of %d bytes for this key", bs)
+	}
+	var out []byte
+	var err error
+	if enc {
+		out, err = symmetric.Encrypt(b, m, iv, data)
+	} else {
+		out, err = symmetric.Decrypt(b, m, iv, data)
+	}
+	if err != nil {
+		if errors.Is(err, symmetric.ErrMode) {
+			return nil, about(fault.SubjectCipherMode, side, "%v is not available for this key's block size", m)
+		}
+		return nil, fault.Internalf("block cipher", err)
+	}
+	if !enc && pkcs7 {
+		p, err := symmetric.UnpadPKCS7(out, bs)
+		if err != nil {
+			clear(out)
+			return nil, about(fault.SubjectData, side, "does not decrypt to PKCS#7-padded data")
+		}
+		return p, nil
+	}
+	return out, nil
 }
 
 // rsaCrypter returns RSA encryption under the public key or decryption

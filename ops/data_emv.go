@@ -32,40 +32,40 @@ import (
 // usage, algorithm and modes the caller has checked); its faults are about
 // side. The session key is zeroed before it returns; only its TDES key
 // schedule lives on in the function.
-func emvDataCrypter(w *WorkingKey, side fault.Side, e *EmvCipher, enc bool) (func([]byte) ([]byte, error), error) {
+func emvDataCrypter(w *WorkingKey, side fault.Side, e *EmvCipher, enc bool) (blockCrypt, error) {
 	opt, err := e.MajorKeyMode.option(side)
 	if err != nil {
-		return nil, err
+		return blockCrypt{}, err
 	}
 	if err := cardNumbers(side, e.PAN, e.PSN); err != nil {
-		return nil, err
+		return blockCrypt{}, err
 	}
 	if err := fixed(fault.SubjectSessionDerivationData, side, e.SessionDerivationData, 8); err != nil {
-		return nil, err
+		return blockCrypt{}, err
 	}
 	mode, err := e.Mode.ecbOrCBC(side)
 	if err != nil {
-		return nil, err
+		return blockCrypt{}, err
 	}
 	iv, err := dataIV(side, e.IV, mode, 8)
 	if err != nil {
-		return nil, err
+		return blockCrypt{}, err
 	}
 	mk, err := emv.ICCMasterKeyBlock(w.Block, opt, e.PAN, e.PSN)
 	if err != nil {
-		return nil, fault.Internalf("ICC master key derivation", err)
+		return blockCrypt{}, fault.Internalf("ICC master key derivation", err)
 	}
 	sk, err := emv.CommonSessionKey(mk, [8]byte(e.SessionDerivationData))
 	clear(mk)
 	if err != nil {
-		return nil, fault.Internalf("session key derivation", err)
+		return blockCrypt{}, fault.Internalf("session key derivation", err)
 	}
 	b, err := tdes.NewCipher(sk)
 	clear(sk)
 	if err != nil {
-		return nil, fault.Internalf("session key schedule", err)
+		return blockCrypt{}, fault.Internalf("session key schedule", err)
 	}
-	return blockCrypter(b, mode, iv, enc, false, side), nil
+	return blockCrypt{b: b, m: mode, iv: iv, enc: enc, side: side}, nil
 }
 
 // emvMac computes the full 8-byte EMV secure-messaging MAC of msg under the

@@ -88,9 +88,20 @@ type MacOutput struct {
 // a MAC shorter than 32 bits offers too little protection).
 const minVerifyMac = 4
 
+// macResult is a GenerateMac result and room for its MAC, allocated
+// together: the MACs of a key used directly write their tag into buf, so
+// the result is one allocation of 96 bytes. 32 bytes hold every tag but
+// HMAC-SHA384's and -SHA512's (which append into a slice of their own)
+// and CMAC's working room (two AES blocks).
+type macResult struct {
+	out MacOutput
+	buf [32]byte
+}
+
 // GenerateMac computes the MAC of MessageData.
 func (s *Service) GenerateMac(in GenerateMacInput) (*MacOutput, error) {
-	arn, kcv, full, err := s.computeMac(in.KeyIdentifier, in.WrappedKey, in.MessageData, in.Attributes, true)
+	r := new(macResult)
+	arn, kcv, full, err := s.computeMac(in.KeyIdentifier, in.WrappedKey, in.MessageData, in.Attributes, true, r.buf[:0])
 	if err != nil {
 		return nil, err
 	}
@@ -101,13 +112,17 @@ func (s *Service) GenerateMac(in GenerateMacInput) (*MacOutput, error) {
 		}
 		n = in.MacLength
 	}
-	return &MacOutput{KeyARN: arn, KCV: kcv, Mac: full[:n]}, nil
+	// Field by field: a struct copy into the heap object would take the
+	// garbage collector's bulk write barrier while it marks.
+	r.out.KeyARN, r.out.KCV, r.out.Mac = arn, kcv, full[:n]
+	return &r.out, nil
 }
 
 // VerifyMac recomputes the MAC of MessageData and compares it, in constant
 // time, with Mac (truncated to MacLength, or to Mac's own length).
 func (s *Service) VerifyMac(in VerifyMacInput) (*MacOutput, error) {
-	arn, kcv, full, err := s.computeMac(in.KeyIdentifier, in.WrappedKey, in.MessageData, in.Attributes, false)
+	var buf [32]byte
+	arn, kcv, full, err := s.computeMac(in.KeyIdentifier, in.WrappedKey, in.MessageData, in.Attributes, false, buf[:0])
 	if err != nil {
 		return nil, err
 	}
@@ -141,8 +156,10 @@ func (a MacAlgorithm) String() string {
 	return fmt.Sprintf("MacAlgorithm(%d)", int(a))
 }
 
-// computeMac checks key separation and returns the full-length MAC.
-func (s *Service) computeMac(ident string, dk *DynamicKey, msg []byte, a MacAttributes, generate bool) (arn, kcv string, full []byte, err error) {
+// computeMac checks key separation and returns the full-length MAC: the
+// methods of a key used directly (ISO 9797-1 algorithms 1 and 3, CMAC,
+// HMAC) append it to dst, the others return a new slice.
+func (s *Service) computeMac(ident string, dk *DynamicKey, msg []byte, a MacAttributes, generate bool, dst []byte) (arn, kcv string, full []byte, err error) {
 	const side = fault.SideNone
 	w, subj, arn, release, err := s.requestKey(ident, fault.SubjectKey, side, dk)
 	if err != nil {
@@ -156,17 +173,17 @@ func (s *Service) computeMac(ident string, dk *DynamicKey, msg []byte, a MacAttr
 		switch a.Algorithm {
 		case MacISO9797Alg1:
 			if err = req(keyspec.UseGenerateMacISO9797Alg1, keyspec.UseVerifyMacISO9797Alg1); err == nil {
-				full, err = mac.Algorithm1(w.Block, msg, mac.Method1)
+				full, err = mac.AppendAlgorithm1(dst, w.Block, msg, mac.Method1)
 			}
 		case MacISO9797Alg3:
 			if err = req(keyspec.UseGenerateMacISO9797Alg3, keyspec.UseVerifyMacISO9797Alg3); err == nil {
-				full, err = mac.Algorithm3Ciphers(w.Left, w.Block, msg, mac.Method1)
+				full, err = mac.AppendAlgorithm3(dst, w.Left, w.Block, msg, mac.Method1)
 			}
 		case MacCMAC:
 			if err = req(keyspec.UseGenerateMacCMAC, keyspec.UseVerifyMacCMAC); err == nil {
 				var k *cmac.Key
 				if k, err = w.CMAC(); err == nil {
-					full = k.Sum(nil, msg)
+					full = k.Sum(dst, msg)
 				}
 			}
 		case MacAS2805:
@@ -176,7 +193,7 @@ func (s *Service) computeMac(ident string, dk *DynamicKey, msg []byte, a MacAttr
 		case MacHMAC, MacHMACSHA224, MacHMACSHA256, MacHMACSHA384, MacHMACSHA512:
 			// The refusal names the MAC algorithm; the message is built only
 			// for a refusal (a string per request otherwise).
-			if u := pick(generate, keyspec.UseGenerateMacHMAC, keyspec.UseVerifyMacHMAC); !u.Allows(w.Record.Attributes) {
+			if u := pick(generate, keyspec.UseGenerateMacHMAC, keyspec.UseVerifyMacHMAC); !w.uses.Has(u) {
 				op := pick(generate, "GenerateMac", "VerifyMac") + " with " + a.Algorithm.String()
 				if err = requireUseAs(w, u, op, subj, side); err != nil {
 					break
@@ -188,7 +205,7 @@ func (s *Service) computeMac(ident string, dk *DynamicKey, msg []byte, a MacAttr
 			}
 			var k *mac.HMACKey
 			if k, err = w.HMAC(hmacHashes[alg]); err == nil {
-				full, err = k.Sum(nil, msg)
+				full, err = k.Sum(dst, msg)
 			}
 		default:
 			return "", "", nil, about(fault.SubjectMacAlgorithm, side, "unknown MAC algorithm")

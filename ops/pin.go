@@ -265,6 +265,13 @@ func (s *Service) TranslatePin(in TranslatePinInput) (*TranslatePinOutput, error
 	if err := checkPinBlock(fault.SubjectPinBlock, in.EncryptedPinBlock, in.Incoming.Format); err != nil {
 		return nil, err
 	}
+	return s.translatePin(in, inISO, outISO)
+}
+
+// translatePin is TranslatePin once the request is checked: apart, so that
+// its few returns let the compiler open-code its defers (a function with
+// more than 15 returns × defers runs them through the runtime).
+func (s *Service) translatePin(in TranslatePinInput, inISO, outISO pinblock.Format) (*TranslatePinOutput, error) {
 	ik, err := s.pekSide(in.IncomingKey, fault.SubjectPinEncryptionKey, fault.SideIncoming, in.Incoming.Format, pinUses{keyspec.UseTranslatePinIncomingPEK, keyspec.UseTranslatePinIncomingBDK, keyspec.UseTranslatePinIncomingKPP}, in.IncomingDukpt, in.IncomingWrapped, in.IncomingAs2805)
 	if err != nil {
 		return nil, err
@@ -569,6 +576,13 @@ func (s *Service) VerifyPin(in VerifyPinInput) (*VerifyPinOutput, error) {
 	if err := checkPinBlock(fault.SubjectPinBlock, in.EncryptedPinBlock, in.Format); err != nil {
 		return nil, err
 	}
+	return s.verifyPin(&in, ibm)
+}
+
+// verifyPin is VerifyPin once the request is checked; it and matchPin have
+// few returns, so that the compiler open-codes their defers (see
+// translatePin).
+func (s *Service) verifyPin(in *VerifyPinInput, ibm pinverify.IBM3624) (*VerifyPinOutput, error) {
 	vk, err := s.verificationKey(in.VerificationKey, in.Visa != nil, false)
 	if err != nil {
 		return nil, err
@@ -579,10 +593,19 @@ func (s *Service) VerifyPin(in VerifyPinInput) (*VerifyPinOutput, error) {
 		return nil, err
 	}
 	defer ek.release()
+	if err := matchPin(vk, ek, in, ibm); err != nil {
+		return nil, err
+	}
+	return &VerifyPinOutput{VerificationKeyARN: vk.ARN, VerificationKCV: vk.KCV(), EncryptionKeyARN: ek.arn, EncryptionKCV: ek.kcv}, nil
+}
+
+// matchPin deciphers in's PIN block under ek and checks the PIN against
+// its PVV or IBM 3624 offset under vk: nil when it matches.
+func matchPin(vk *WorkingKey, ek pinKey, in *VerifyPinInput, ibm pinverify.IBM3624) error {
 	iso, _ := in.Format.iso()
 	pin, err := pinblock.Decrypt(ek.block, iso, in.EncryptedPinBlock, in.PAN)
 	if err != nil {
-		return nil, pinFault("decipher PIN block", fault.SubjectPinBlock, err)
+		return pinFault("decipher PIN block", fault.SubjectPinBlock, err)
 	}
 	defer pinblock.Zero(pin)
 	var match bool
@@ -592,12 +615,12 @@ func (s *Service) VerifyPin(in VerifyPinInput) (*VerifyPinOutput, error) {
 		match, err = ibm.Verify(vk.Block, pin, []byte(in.Ibm.PinOffset))
 	}
 	if err != nil {
-		return nil, pinGenFault(err)
+		return pinGenFault(err)
 	}
 	if !match || (in.PinLength != 0 && len(pin) != in.PinLength) {
-		return nil, errInvalidPIN()
+		return errInvalidPIN()
 	}
-	return &VerifyPinOutput{VerificationKeyARN: vk.ARN, VerificationKCV: vk.KCV(), EncryptionKeyARN: ek.arn, EncryptionKCV: ek.kcv}, nil
+	return nil
 }
 
 // generatePinUses are GeneratePinData's PEK rules: the PEK deciphers the

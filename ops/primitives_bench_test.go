@@ -94,6 +94,7 @@ func BenchmarkPrimitives(b *testing.B) {
 	aesB := aesBlock("2B7E151628AED2A6ABF7158809CF4F3C")
 	var buf [64]byte
 	iv := make([]byte, 16)
+	encIn := ops.EncryptDataInput{KeyIdentifier: aesKey, PlainText: data, Attributes: ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: ops.ModeCBC}}}
 
 	cases := []struct {
 		name         string
@@ -160,10 +161,22 @@ func BenchmarkPrimitives(b *testing.B) {
 			func() error { hm.Reset(); hm.Write(data); hm.Sum(buf[:0]); return nil }},
 		{"EncryptData-AES128-CBC-64B",
 			func() error {
-				_, err := svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: aesKey, PlainText: data, Attributes: ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: ops.ModeCBC}}})
+				_, err := svc.EncryptData(encIn)
 				return err
 			},
-			func() error { cipher.NewCBCEncrypter(aesB, iv).CryptBlocks(buf[:], data); return nil }},
+			// CBC as the block cipher's own chain into a buffer: crypto/cipher's
+			// NewCBCEncrypter copies the AES key schedule into a new BlockMode
+			// per message, most of a 64-byte message's cost.
+			func() error {
+				prev := iv
+				for i := 0; i < len(data); i += aes.BlockSize {
+					d := buf[i : i+aes.BlockSize]
+					subtle.XORBytes(d, data[i:i+aes.BlockSize], prev)
+					aesB.Encrypt(d, d)
+					prev = d
+				}
+				return nil
+			}},
 	}
 	for _, c := range cases {
 		for _, side := range []struct {

@@ -34,9 +34,68 @@ type RotationReport struct {
 //
 // On a shared store it runs on the fleet's leader only (see Run), and stops
 // when this node loses leadership; run again on the new leader, it resumes.
+// In a fleet (SetFleetRotation) the new version reaches every other
+// serving node before it becomes active anywhere, and each of them has
+// made it active before the last re-wrap pass (see FleetRotation).
 func (s *Service) RotateProfile(profile string, newKey []byte, quiesce time.Duration) (*RotationReport, error) {
+	return s.rotateProfile(profile, newKey, quiesce, s.fleetRotation())
+}
+
+// RotateProfileIsolated is RotateProfile without carrying the new version
+// to the fleet's other nodes: they are stale until each receives it with
+// payhsm ceremony join (docs/fleet.md: the choice when the old main key
+// may be compromised).
+func (s *Service) RotateProfileIsolated(profile string, newKey []byte, quiesce time.Duration) (*RotationReport, error) {
+	return s.rotateProfile(profile, newKey, quiesce, nil)
+}
+
+// FleetRotation carries a profile main key rotation to a fleet's other
+// nodes (the daemon's fleet part, over the shared store).
+type FleetRotation interface {
+	// Distribute returns once every other serving node holding profile
+	// has staged its main key version (custody.StageRotation made it
+	// here), or fails naming the nodes that have not.
+	Distribute(profile string, version int) error
+	// AwaitActive returns once every other serving node holding the
+	// version has made it active.
+	AwaitActive(profile string, version int) error
+}
+
+// SetFleetRotation makes rotations carry their new version to the fleet
+// (nil: they do not).
+func (s *Service) SetFleetRotation(f FleetRotation) {
+	if f == nil {
+		s.fleetRot.Store(nil)
+		return
+	}
+	s.fleetRot.Store(&f)
+}
+
+func (s *Service) fleetRotation() FleetRotation {
+	if f := s.fleetRot.Load(); f != nil {
+		return *f
+	}
+	return nil
+}
+
+func (s *Service) rotateProfile(profile string, newKey []byte, quiesce time.Duration, fleet FleetRotation) (*RotationReport, error) {
 	if !s.Leading() {
 		return nil, s.errNotLeader("a profile main key rotation")
+	}
+	if fleet != nil {
+		// Staged first, carried to the other nodes, then activated.
+		staged, _, err := s.cust.StageRotation(profile, newKey)
+		if errors.Is(err, custody.ErrNoProfile) {
+			return nil, fault.NotFoundf(profile, "profile %s has no main key", profile)
+		}
+		if err != nil {
+			return nil, fault.Internalf("stage rotation", err)
+		}
+		if staged > 0 {
+			if err := fleet.Distribute(profile, staged); err != nil {
+				return nil, fault.Wrap(fault.Unavailable, err.Error(), err)
+			}
+		}
 	}
 	v, err := s.cust.BeginRotation(profile, newKey)
 	if errors.Is(err, custody.ErrNoProfile) {
@@ -50,6 +109,13 @@ func (s *Service) RotateProfile(profile string, newKey []byte, quiesce time.Dura
 		return nil, fault.Internalf("profile main key", err)
 	}
 	rep := &RotationReport{Profile: profile, Version: v, KCV: p.KCV()}
+	if fleet != nil {
+		// Until every node wraps under the new version, blocks keep
+		// appearing under the old one: the last pass must come after.
+		if err := fleet.AwaitActive(profile, v); err != nil {
+			return rep, fault.Wrap(fault.Unavailable, err.Error(), err)
+		}
+	}
 	for pass := 0; ; pass++ {
 		n, verified, err := s.rewrapProfile(p, v)
 		if err != nil {

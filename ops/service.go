@@ -71,6 +71,8 @@ type Service struct {
 	repl replication // Multi-Region key replication (replication.go)
 
 	approvals Approvals // Multi-Party Approval (mpa.go); nil: none
+
+	fleetRot atomic.Pointer[FleetRotation] // SetFleetRotation (rotate.go)
 }
 
 // New returns a Service over an open keystore and custodian.

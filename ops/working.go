@@ -24,8 +24,9 @@ import (
 // memory so that the hot path (PIN, MAC, CVV, ARQC) touches neither Pebble nor
 // the PKCS#11 module: one key-block unwrap under the profile main key when a
 // key is first used, then memory only. Entries are dropped whenever the key or
-// any alias changes. Material is shared and read-only: callers never modify or
-// zero it.
+// any alias changes. Record and Material are shared and read-only: callers
+// never modify Record (its key-use set, uses, is computed from it once) nor
+// modify or zero Material.
 //
 // A working key is reference-counted: the cache holds one reference while the
 // key is cached and Working hands its caller another, which the caller gives
@@ -53,6 +54,13 @@ type WorkingKey struct {
 	// the cache's CLOCK ring.
 	cached bool
 	slot   int
+
+	// uses are the key-use rules Record's attributes pass, computed when a
+	// stored key is opened (Record is read-only): RequireUse's allow
+	// decision without the rules' string compares. Empty for transient keys
+	// (dynamic, agreed), which Check alone decides; a refusal always comes
+	// from Check.
+	uses keyspec.UseSet
 
 	cmac atomic.Pointer[cmac.Key]    // CMAC subkeys, derived at the first CMAC (see CMAC)
 	hmac atomic.Pointer[mac.HMACKey] // keyed HMAC states, made at the first HMAC (see HMAC)
@@ -146,21 +154,28 @@ func (w *WorkingKey) Attributes() keyspec.Attributes { return w.Record.Attribute
 func (w *WorkingKey) KCV() string { return w.Record.KCV }
 
 // keyCache maps identifiers to working keys. Lookups, the hot path of every
-// data operation, take no lock: sync.Map serves loads of existing entries
-// without one. Writers (put and the drops) serialise on mu, so that a put
-// cannot interleave with a drop: gen, bumped by every drop, tells a load that
-// raced a write not to cache its result.
+// data operation, take no lock: they try front, a direct-mapped table of the
+// last identifier put in each slot (a typed string hash, one atomic load and
+// a compare), then m, whose sync.Map serves loads of existing entries without
+// one. Writers (put and the drops) serialise on mu, so that a put cannot
+// interleave with a drop: gen, bumped by every drop, tells a load that raced
+// a write not to cache its result. front holds only what m holds: put
+// fills a slot and every drop empties the slots of what it drops, both under
+// mu, before the cache's reference is given back; front takes no reference
+// of its own.
 //
 // It holds at most maxCachedKeys keys (capacity) and, when full, evicts by CLOCK
 // (second chance): a lookup that finds a key sets its reference bit (one
 // atomic store, and only when the bit is clear, so a hot key's cache line
 // is not written on every hit); put, needing room, moves a hand around the
 // ring of cached keys, clearing set bits, and evicts the first key whose bit
-// is clear. A key used since the hand last passed it survives; one not used
-// goes. (It was emptied whenever it filled: with keys drawn by a Zipf law
-// from a million, CLOCK misses 16-31% less; see docs/performance.md.)
+// is clear (from m and front). A key used since the hand last passed it
+// survives; one not used goes. (It was emptied whenever it filled: with keys
+// drawn by a Zipf law from a million, CLOCK misses 16-31% less; see
+// docs/performance.md.)
 type keyCache struct {
-	m sync.Map // string -> *WorkingKey
+	front [frontSlots]atomic.Pointer[frontEntry]
+	m     sync.Map // string -> *WorkingKey
 	// policies maps key id -> *policyEntry: compiled resource-based
 	// policies (resource_policy.go), dropped with their key's entries.
 	policies sync.Map
@@ -204,21 +219,67 @@ type clockSlot struct {
 	w     *WorkingKey
 }
 
+// frontSlots is the size of keyCache.front (a power of two): 8 KiB of
+// pointers, room for a data plane's hot keys; identifiers whose slot
+// another holds are found in keyCache.m.
+const (
+	frontBits  = 10
+	frontSlots = 1 << frontBits
+)
+
+// frontEntry is one slot of keyCache.front (immutable).
+type frontEntry struct {
+	ident string
+	w     *WorkingKey
+}
+
+// frontSlot is ident's slot of keyCache.front: a multiplicative hash of its
+// length and last 8 bytes, where identifiers differ (the key id of a key
+// ARN, the name of an alias), rather than of all of a long ARN. Identifiers
+// that share a slot only fall back to keyCache.m: the full identifier is
+// compared on every hit.
+func frontSlot(ident string) uint64 {
+	var x uint64
+	for i := max(0, len(ident)-8); i < len(ident); i++ {
+		x = x<<8 | uint64(ident[i])
+	}
+	x ^= uint64(len(ident))
+	return (x * 0x9E3779B97F4A7C15) >> (64 - frontBits)
+}
+
+// dropFront empties ident's front slot if it holds ident; c.mu is held.
+func (c *keyCache) dropFront(ident string) {
+	f := &c.front[frontSlot(ident)]
+	if e := f.Load(); e != nil && e.ident == ident {
+		f.Store(nil)
+	}
+}
+
 // get returns the cached key of ident with a reference taken for the
 // caller, or nil.
 func (c *keyCache) get(ident string) (*WorkingKey, uint64) {
 	gen := c.gen.Load()
+	if e := c.front[frontSlot(ident)].Load(); e != nil && e.ident == ident && e.w.acquire() {
+		e.w.touch()
+		c.hits.Add(1)
+		return e.w, gen
+	}
 	if v, ok := c.m.Load(ident); ok {
 		if w := v.(*WorkingKey); w.acquire() {
-			if !w.used.Load() {
-				w.used.Store(true)
-			}
+			w.touch()
 			c.hits.Add(1)
 			return w, gen
 		}
 	}
 	c.misses.Add(1)
 	return nil, gen
+}
+
+// touch sets w's CLOCK reference bit, writing only when it is clear.
+func (w *WorkingKey) touch() {
+	if !w.used.Load() {
+		w.used.Store(true)
+	}
 }
 
 // put caches w, taking the cache's reference, unless something was dropped
@@ -236,10 +297,12 @@ func (c *keyCache) put(ident string, w *WorkingKey, gen uint64) {
 		old.cached = false
 		w.slot = old.slot
 		c.ring[w.slot] = clockSlot{ident, w}
+		c.front[frontSlot(ident)].Store(&frontEntry{ident: ident, w: w})
 		old.Release()
 		return
 	}
 	c.entries.Add(1)
+	c.front[frontSlot(ident)].Store(&frontEntry{ident: ident, w: w})
 	if len(c.ring) < c.max() {
 		w.slot = len(c.ring)
 		c.ring = append(c.ring, clockSlot{ident, w})
@@ -270,6 +333,7 @@ func (c *keyCache) sweepLocked() int {
 			s.w.used.Store(false)
 			continue
 		default:
+			c.dropFront(s.ident)
 			c.m.CompareAndDelete(s.ident, s.w)
 			s.w.cached = false
 			c.entries.Add(-1)
@@ -296,6 +360,9 @@ func (c *keyCache) putPolicy(id string, e *policyEntry, gen uint64) {
 // returns how many it dropped; c.mu is held.
 func (c *keyCache) clearLocked() uint64 {
 	c.policies.Clear()
+	for i := range c.front {
+		c.front[i].Store(nil)
+	}
 	var n uint64
 	c.m.Range(func(k, v any) bool {
 		c.m.Delete(k)
@@ -317,6 +384,7 @@ func (c *keyCache) dropIf(drop func(ident string, w *WorkingKey) bool) {
 	c.gen.Add(1)
 	c.m.Range(func(k, v any) bool {
 		if w := v.(*WorkingKey); drop(k.(string), w) {
+			c.dropFront(k.(string))
 			c.m.Delete(k)
 			w.cached = false
 			c.ring[w.slot] = clockSlot{} // free
@@ -397,12 +465,18 @@ func (s *Service) Working(ident string, subj fault.Subject, side fault.Side) (*W
 // (keyspec/use.go: operation × side × role → usages, algorithms, modes of
 // use); subj and side say which of the request's keys w is, for the edges.
 func RequireUse(w *WorkingKey, u keyspec.Use, subj fault.Subject, side fault.Side) error {
+	if w.uses.Has(u) {
+		return nil
+	}
 	return onSubject(u.Check(w.ARN, w.Record.Attributes), subj, side)
 }
 
 // requireUseAs is RequireUse with the operation named what in the messages
 // (for a request that spells the method more precisely than the table).
 func requireUseAs(w *WorkingKey, u keyspec.Use, what string, subj fault.Subject, side fault.Side) error {
+	if w.uses.Has(u) {
+		return nil
+	}
 	return onSubject(u.CheckAs(what, w.ARN, w.Record.Attributes), subj, side)
 }
 
@@ -431,7 +505,7 @@ func about(subj fault.Subject, side fault.Side, format string, args ...any) *fau
 
 // open unwraps a record into a WorkingKey.
 func (s *Service) open(rec *keystore.Key) (*WorkingKey, error) {
-	w := &WorkingKey{Record: rec}
+	w := &WorkingKey{Record: rec, uses: keyspec.AllowedUses(rec.Attributes)}
 	w.refs.Store(1) // the caller's
 	w.release = w.Release
 	if rec.ID != "" {

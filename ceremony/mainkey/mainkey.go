@@ -204,11 +204,7 @@ func Export(store *keystore.Store, cust *custody.Custodian, profile string, krd 
 		return nil, nil, "", err
 	}
 	defer clear(key)
-	hdr, err := tr34.EncodeHeader(tr31.Header{Version: 'D', KeyUsage: "K1", Algorithm: 'A', ModeOfUse: 'B', KeyVersion: "00", Exportability: 'N'})
-	if err != nil {
-		return nil, nil, "", err
-	}
-	tok, err := tr34.Build(tr34.BuildInput{Key: key, Header: hdr, Nonce: nonce, KDH: kdh, KDHKey: kdhKey, KRD: krd, UseAES: true})
+	tok, err := build(key, nonce, kdh, kdhKey, krd)
 	if err != nil {
 		return nil, nil, "", err
 	}
@@ -245,39 +241,19 @@ func importToken(store *keystore.Store, cust *custody.Custodian, profile string,
 		}
 		catchUp = true
 	}
-	tok, err := tr34.Parse(token)
-	if err != nil {
-		return "", err
-	}
-	pub, ok := kdh.PublicKey.(*rsa.PublicKey)
-	if !ok {
-		return "", errors.New("the KDH certificate must hold an RSA key")
-	}
-	if err := tok.Verify(pub); err != nil {
-		return "", err
-	}
 	stored := nonce == nil
 	if stored {
+		var err error
 		nonce, err = store.GetMeta(cust.MetaName(metaKRDNonce))
 		if err != nil || len(nonce) == 0 {
 			return "", errors.New("no nonce is pending: run the KRD request first")
 		}
 	}
-	if string(nonce) != string(tok.Nonce) {
-		return "", errors.New("the token does not carry this appliance's current nonce (replayed or for another request)")
-	}
-	_, krdKey, err := Identity(store, cust)
-	if err != nil {
-		return "", err
-	}
-	key, err := tok.Open(krdKey)
+	key, err := OpenToken(store, cust, kdh, token, nonce)
 	if err != nil {
 		return "", err
 	}
 	defer clear(key)
-	if len(key) != 32 {
-		return "", errors.New("the transported key is not an AES-256 main key: refused, nothing stored")
-	}
 	if got := KCV(key); wantKCV != "" && got != strings.ToUpper(wantKCV) {
 		return "", fmt.Errorf("the transported key has KCV %s, expected %s: refused, nothing stored", got, wantKCV)
 	}
@@ -297,6 +273,75 @@ func importToken(store *keystore.Store, cust *custody.Custodian, profile string,
 		return "", err
 	}
 	return p.KCV(), nil
+}
+
+// OpenToken verifies a TR-34 token carrying a profile main key: signed by
+// the KDH certificate's key, for nonce (this appliance's, used once: the
+// caller forgets it), opened with this appliance's device key. It returns
+// the AES-256 key; the caller zeroes it.
+func OpenToken(store *keystore.Store, cust *custody.Custodian, kdh *x509.Certificate, token, nonce []byte) ([]byte, error) {
+	tok, err := tr34.Parse(token)
+	if err != nil {
+		return nil, err
+	}
+	pub, ok := kdh.PublicKey.(*rsa.PublicKey)
+	if !ok {
+		return nil, errors.New("the KDH certificate must hold an RSA key")
+	}
+	if err := tok.Verify(pub); err != nil {
+		return nil, err
+	}
+	if len(nonce) == 0 || string(nonce) != string(tok.Nonce) {
+		return nil, errors.New("the token does not carry this appliance's current nonce (replayed or for another request)")
+	}
+	_, krdKey, err := Identity(store, cust)
+	if err != nil {
+		return nil, err
+	}
+	key, err := tok.Open(krdKey)
+	if err != nil {
+		return nil, err
+	}
+	if len(key) != 32 {
+		clear(key)
+		return nil, errors.New("the transported key is not an AES-256 main key: refused, nothing stored")
+	}
+	return key, nil
+}
+
+// ExportStaged builds, as the KDH, a TR-34 token carrying profile's main
+// key version staged for a fleet rotation (custody.StagedKey) for another
+// node's device certificate and nonce. It returns the token and this
+// node's certificate.
+func ExportStaged(store *keystore.Store, cust *custody.Custodian, profile string, version int, krd *x509.Certificate, nonce []byte) ([]byte, *x509.Certificate, error) {
+	if len(nonce) < 8 {
+		return nil, nil, errors.New("the receiving node's nonce is missing or too short")
+	}
+	kdh, kdhKey, err := Identity(store, cust)
+	if err != nil {
+		return nil, nil, err
+	}
+	key, err := cust.StagedKey(profile, version)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer clear(key)
+	tok, err := build(key, nonce, kdh, kdhKey, krd)
+	if err != nil {
+		return nil, nil, err
+	}
+	return tok, kdh, nil
+}
+
+// build makes the TR-34 token of a main key: a key-encryption key (K1,
+// AES, wrap and unwrap only, not exportable) for the KRD and its nonce,
+// signed by the KDH.
+func build(key, nonce []byte, kdh *x509.Certificate, kdhKey *rsa.PrivateKey, krd *x509.Certificate) ([]byte, error) {
+	hdr, err := tr34.EncodeHeader(tr31.Header{Version: 'D', KeyUsage: "K1", Algorithm: 'A', ModeOfUse: 'B', KeyVersion: "00", Exportability: 'N'})
+	if err != nil {
+		return nil, err
+	}
+	return tr34.Build(tr34.BuildInput{Key: key, Header: hdr, Nonce: nonce, KDH: kdh, KDHKey: kdhKey, KRD: krd, UseAES: true})
 }
 
 // KCV is the AES-CMAC check value of an AES-256 key or component ("" for a

@@ -505,7 +505,8 @@ func (c *Custodian) writeProfile(rec *profileRecord) error {
 // for unwrapping until RetireOldVersions. newKey (AES-256, copied) comes from
 // a ceremony's components, or nil for a key generated here. If a rotation is
 // already under way (more than one version), it is resumed: the active
-// version is returned and newKey is ignored.
+// version is returned and newKey is ignored. A version staged for a fleet
+// (StageRotation) becomes the active one.
 func (c *Custodian) BeginRotation(profile string, newKey []byte) (int, error) {
 	p, err := c.Profile(profile)
 	if err != nil {
@@ -517,6 +518,17 @@ func (c *Custodian) BeginRotation(profile string, newKey []byte) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	if v := stagedVersion(rec); v > 0 { // staged for a fleet (fleetrotate.go): activated now
+		rec.Active = v
+		if err := c.writeProfile(rec); err != nil {
+			return 0, err
+		}
+		p.mu.Lock()
+		p.active = v
+		p.mu.Unlock()
+		c.log.Info("profile main key rotation begun: staged version activated", zap.String("profile", profile), zap.Int("version", v))
+		return v, nil
+	}
 	if len(rec.Versions) > 1 {
 		return rec.Active, nil
 	}
@@ -527,11 +539,14 @@ func (c *Custodian) BeginRotation(profile string, newKey []byte) (int, error) {
 	} else if _, err := rand.Read(key); err != nil {
 		return 0, err
 	}
+	v, err := c.nextVersion(profile, rec)
+	if err != nil {
+		return 0, err
+	}
 	m, err := newMainKey(profile, key, c.log)
 	if err != nil {
 		return 0, err
 	}
-	v := rec.Active + 1
 	ver, err := c.sealVersion(profile, v, m, key)
 	if err != nil {
 		m.destroy()
@@ -769,6 +784,20 @@ func (p *Profile) Rotating() bool {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	return len(p.keys) > 1
+}
+
+// Staged is the newest main key version held above the active one, staged
+// for a fleet rotation and not active yet (fleetrotate.go); 0 when none.
+func (p *Profile) Staged() int {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	v := 0
+	for n := range p.keys {
+		if n > p.active && n > v {
+			v = n
+		}
+	}
+	return v
 }
 
 // BlockVersion is the main key version a stored block names (1 when it names none).

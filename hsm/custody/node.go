@@ -74,6 +74,8 @@ type ProfileCopy struct {
 	Active   int    // the active version
 	KCV      string // the active version's check value (hex, upper case)
 	Versions []int  // every version the copy holds
+	// KCVs are the check values of every version it holds (hex, upper case).
+	KCVs map[int]string
 }
 
 // FleetProfile lists every node's copy of profile (this node's included),
@@ -98,9 +100,10 @@ func (c *Custodian) FleetProfile(profile string) ([]ProfileCopy, error) {
 		if err != nil {
 			return nil, err
 		}
-		cp := ProfileCopy{Node: node, Active: rec.Active}
+		cp := ProfileCopy{Node: node, Active: rec.Active, KCVs: map[int]string{}}
 		for _, v := range rec.Versions {
 			cp.Versions = append(cp.Versions, v.Version)
+			cp.KCVs[v.Version] = upper(v.KCV)
 			if v.Version == rec.Active {
 				cp.KCV = upper(v.KCV)
 			}
@@ -144,6 +147,9 @@ func (c *Custodian) CheckFleetProfile(profile string) error {
 		case cp.Active > own.Active && !slices.Contains(own.Versions, cp.Active):
 			return fmt.Errorf("custody: node %s holds profile %s main key version %d, node %s version %d: %w (carry the new version to this node with payhsm ceremony join)",
 				own.Node, profile, own.Active, cp.Node, cp.Active, ErrStaleProfile)
+		case cp.Active > own.Active && own.KCVs[cp.Active] != cp.KCV:
+			return fmt.Errorf("custody: profile %s main key version %d has KCV %s on node %s but this node (%s) holds it staged with KCV %s: two different keys under one name",
+				profile, cp.Active, cp.KCV, cp.Node, own.Node, own.KCVs[cp.Active])
 		case cp.Active == own.Active && cp.KCV != own.KCV:
 			return fmt.Errorf("custody: profile %s main key version %d has KCV %s on node %s but %s on node %s: two different keys under one name",
 				profile, own.Active, own.KCV, own.Node, cp.KCV, cp.Node)

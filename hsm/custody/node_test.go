@@ -60,6 +60,26 @@ func fleetPair(t *testing.T) (a, b *custody.Custodian, meta *memMeta) {
 	return a, b, meta
 }
 
+// joinedPair is fleetPair with a profile "default" made on node a and
+// installed on node b (the join's outcome).
+func joinedPair(t *testing.T) (a, b *custody.Custodian, pa, pb *custody.Profile) {
+	t.Helper()
+	a, b, _ = fleetPair(t)
+	pa, err := a.CreateProfile("default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := a.ExportProfileKey("default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer clear(key)
+	if pb, err = b.InstallProfile("default", key); err != nil {
+		t.Fatal(err)
+	}
+	return a, b, pa, pb
+}
+
 // TestFleetNodes: two nodes with their own tokens share one store; each
 // keeps its records under its name, a node without the fleet's profile main
 // key is told so, the same key installed on both gives the same KCV, and a
@@ -154,18 +174,7 @@ var fleetSealHeaderForTest = tr31.Header{Version: 'D', KeyUsage: "K0", Algorithm
 // re-wraps the key block and retires the old version leaves it readable.
 func TestFleetSealer(t *testing.T) {
 	t.Parallel()
-	a, b, _ := fleetPair(t)
-	if _, err := a.CreateProfile("default"); err != nil {
-		t.Fatal(err)
-	}
-	key, err := a.ExportProfileKey("default")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.InstallProfile("default", key); err != nil {
-		t.Fatal(err)
-	}
-	clear(key)
+	a, b, _, _ := joinedPair(t)
 	sa, sb := a.FleetSealer("default"), b.FleetSealer("default")
 	secret, aad := []byte("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"), []byte("principal\x00ops\x00PHIA1")
 	blk, sealed, err := sa.SealBlock(secret, aad)
@@ -228,15 +237,7 @@ func TestFleetSealer(t *testing.T) {
 // node a retired, and opens node a's new blocks.
 func TestAdoptFleetVersion(t *testing.T) {
 	t.Parallel()
-	a, b, _ := fleetPair(t)
-	if _, err := a.CreateProfile("default"); err != nil {
-		t.Fatal(err)
-	}
-	key, _ := a.ExportProfileKey("default")
-	if _, err := b.InstallProfile("default", key); err != nil {
-		t.Fatal(err)
-	}
-	clear(key)
+	a, b, _, _ := joinedPair(t)
 	if _, err := b.AdoptFleetVersion("default", make([]byte, 32)); err == nil {
 		t.Fatal("adopted a key while no node holds a newer version")
 	}

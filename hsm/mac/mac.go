@@ -54,14 +54,56 @@ func Pad(data []byte, bs int, p Padding) ([]byte, error) {
 // IV, initial transformation 1, output transformation 1; the full final
 // block is returned.
 func Algorithm1(b cipher.Block, data []byte, p Padding) ([]byte, error) {
-	d, err := Pad(data, b.BlockSize(), p)
-	if err != nil {
-		return nil, err
+	return AppendAlgorithm1(nil, b, data, p)
+}
+
+// AppendAlgorithm1 appends Algorithm1's MAC to dst (no allocation when
+// dst has room for a block).
+func AppendAlgorithm1(dst []byte, b cipher.Block, data []byte, p Padding) ([]byte, error) {
+	return cbcMAC(dst, b, b, data, p)
+}
+
+// maxBlock is the largest block size of the ciphers these MACs take (AES).
+const maxBlock = 16
+
+// cbcMAC appends the CBC-MAC of data padded with p to dst: every block but
+// the last chained under k, the last under final (Algorithm1: final is k;
+// Algorithm3: the whole TDES key, which is output transformation 3). It
+// reads data in place: only the final, padded block is copied, into a
+// block on the stack, so it allocates nothing but dst's growth.
+func cbcMAC(dst []byte, k, final cipher.Block, data []byte, p Padding) ([]byte, error) {
+	bs := k.BlockSize()
+	if bs > maxBlock || final.BlockSize() != bs {
+		return nil, errors.New("mac: unsupported block size")
 	}
-	h := make([]byte, b.BlockSize())
-	chain(b, h, d)
-	clear(d)
-	return h, nil
+	// The whole blocks before the padded last one: method 1 leaves an
+	// aligned (non-empty) message unpadded, so its last block is data's
+	// own; method 2 always pads.
+	whole := len(data) - len(data)%bs
+	switch p {
+	case Method1:
+		if whole == len(data) && whole > 0 {
+			whole -= bs
+		}
+	case Method2:
+	default:
+		return nil, errPadding
+	}
+	var last [maxBlock]byte
+	defer clear(last[:])
+	n := copy(last[:bs], data[whole:])
+	if p == Method2 {
+		last[n] = 0x80
+	}
+	off := len(dst)
+	dst = append(dst, make([]byte, bs)...)
+	h := dst[off:]
+	chain(k, h, data[:whole])
+	for j := range h {
+		h[j] ^= last[j]
+	}
+	final.Encrypt(h, h)
+	return dst, nil
 }
 
 func chain(b cipher.Block, h, d []byte) {
@@ -94,22 +136,16 @@ func Algorithm3(key []byte, full cipher.Block, data []byte, p Padding) ([]byte, 
 // caller: k1 is single DES under the key's first 8 bytes and full the TDES
 // cipher under the whole key (a stored key's are made once, not per MAC).
 func Algorithm3Ciphers(k1, full cipher.Block, data []byte, p Padding) ([]byte, error) {
+	return AppendAlgorithm3(nil, k1, full, data, p)
+}
+
+// AppendAlgorithm3 appends Algorithm3Ciphers' MAC to dst (no allocation
+// when dst has room for a block).
+func AppendAlgorithm3(dst []byte, k1, full cipher.Block, data []byte, p Padding) ([]byte, error) {
 	if k1.BlockSize() != des.BlockSize || full.BlockSize() != des.BlockSize {
 		return nil, errors.New("mac: algorithm 3 needs DES ciphers")
 	}
-	d, err := Pad(data, des.BlockSize, p)
-	if err != nil {
-		return nil, err
-	}
-	defer clear(d)
-	h := make([]byte, des.BlockSize)
-	last := len(d) - des.BlockSize
-	chain(k1, h, d[:last])
-	for j := range h {
-		h[j] ^= d[last+j]
-	}
-	full.Encrypt(h, h)
-	return h, nil
+	return cbcMAC(dst, k1, full, data, p)
 }
 
 // AS2805 is the AS2805.4.1 MAC: the TDES CBC-MAC of ISO 16609 (ISO/IEC

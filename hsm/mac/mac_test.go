@@ -2,6 +2,9 @@ package mac
 
 import (
 	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/des"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -221,4 +224,80 @@ func TestHMACKey(t *testing.T) {
 	if _, err := NewHMACKey(Hash(9), nil); err == nil {
 		t.Error("unknown hash accepted")
 	}
+}
+
+// padRef is algorithms 1 and 3 as they were written before they read the
+// message in place (Pad's copy, then the chain): the reference of
+// TestInPlaceMatchesPad and FuzzAlgorithms.
+func padRef(k, final cipher.Block, data []byte, p Padding) ([]byte, error) {
+	d, err := Pad(data, k.BlockSize(), p)
+	if err != nil {
+		return nil, err
+	}
+	h := make([]byte, k.BlockSize())
+	last := len(d) - len(h)
+	chain(k, h, d[:last])
+	for j := range h {
+		h[j] ^= d[last+j]
+	}
+	final.Encrypt(h, h)
+	return h, nil
+}
+
+// checkInPlace compares algorithm 1 (TDES and AES) and algorithm 3 with
+// padRef on data, also appended to a non-empty dst.
+func checkInPlace(t *testing.T, key, data []byte, p Padding) {
+	t.Helper()
+	tb, _ := tdes.NewCipher(key[:16])
+	k1, _ := des.NewCipher(key[:8])
+	ab, _ := aes.NewCipher(key[:16])
+	prefix := []byte{0xAB, 0xCD}
+	for _, tc := range []struct {
+		name     string
+		k, final cipher.Block
+		got      func(dst []byte) ([]byte, error)
+	}{
+		{"algorithm 1 TDES", tb, tb, func(dst []byte) ([]byte, error) { return AppendAlgorithm1(dst, tb, data, p) }},
+		{"algorithm 1 AES", ab, ab, func(dst []byte) ([]byte, error) { return AppendAlgorithm1(dst, ab, data, p) }},
+		{"algorithm 3", k1, tb, func(dst []byte) ([]byte, error) { return AppendAlgorithm3(dst, k1, tb, data, p) }},
+	} {
+		want, werr := padRef(tc.k, tc.final, data, p)
+		got, err := tc.got(nil)
+		if (err != nil) != (werr != nil) || !bytes.Equal(got, want) {
+			t.Fatalf("%s, %d bytes, padding %d: %X, %v; want %X, %v", tc.name, len(data), p, got, err, want, werr)
+		}
+		if werr != nil {
+			continue
+		}
+		got, err = tc.got(bytes.Clone(prefix))
+		if err != nil || !bytes.Equal(got, append(bytes.Clone(prefix), want...)) {
+			t.Fatalf("%s appended: %X, %v", tc.name, got, err)
+		}
+	}
+}
+
+// TestInPlaceMatchesPad: every length around the block boundaries, both
+// padding methods and an unknown one.
+func TestInPlaceMatchesPad(t *testing.T) {
+	t.Parallel()
+	key := make([]byte, 16)
+	rand.Read(key)
+	data := make([]byte, 50)
+	rand.Read(data)
+	for n := range len(data) + 1 {
+		for _, p := range []Padding{Method1, Method2, 3} {
+			checkInPlace(t, key, data[:n], p)
+		}
+	}
+}
+
+func FuzzAlgorithms(f *testing.F) {
+	f.Add(bytes.Repeat([]byte{0xAA}, 16), []byte("hello world"), uint8(1))
+	f.Add(bytes.Repeat([]byte{0x01}, 16), []byte{}, uint8(2))
+	f.Fuzz(func(t *testing.T, key, data []byte, p uint8) {
+		if len(key) < 16 {
+			return
+		}
+		checkInPlace(t, key, data, Padding(p%4))
+	})
 }

@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -16,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	pc "github.com/aws/aws-sdk-go-v2/service/paymentcryptography"
 	"github.com/aws/aws-sdk-go-v2/service/paymentcryptography/types"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"payhsm/internal/etcdtest"
 )
@@ -51,6 +54,44 @@ func readyz(t *testing.T, opsURL string) int {
 	}
 	_ = resp.Body.Close()
 	return resp.StatusCode
+}
+
+// fleetNodeStatus is one node of `payhsm fleet status --json`, as the
+// tests read it.
+type fleetNodeStatus struct {
+	Node      string
+	Heartbeat *struct {
+		State, HTTP string
+		Profiles    map[string][]int
+		KCVs        map[string]string
+		OfferError  string
+	}
+	Profiles []string `json:"storedProfiles"`
+}
+
+// fleetStatus runs `payhsm fleet status --json` with cfg.
+func fleetStatus(t *testing.T, cfg string) ([]fleetNodeStatus, string) {
+	t.Helper()
+	out, err := exec.Command(binPath, "fleet", "status", "--json", "--dev", "--config", cfg).Output()
+	check(t, err)
+	var nodes []fleetNodeStatus
+	check(t, json.Unmarshal(out, &nodes))
+	return nodes, string(out)
+}
+
+// awaitFleetStatus polls fleet status until ok holds, failing the test
+// (with what, and the last status) after within.
+func awaitFleetStatus(t *testing.T, cfg, what string, within time.Duration, ok func([]fleetNodeStatus) bool) []fleetNodeStatus {
+	t.Helper()
+	for deadline := time.Now().Add(within); ; time.Sleep(100 * time.Millisecond) {
+		nodes, out := fleetStatus(t, cfg)
+		if ok(nodes) {
+			return nodes
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("fleet status: %s not seen within %s:\n%s", what, within, out)
+		}
+	}
 }
 
 // TestFleetJoin is issue 15's node identity, join and status on two real
@@ -270,32 +311,13 @@ func TestFleetJoin(t *testing.T) {
 	}
 
 	// payhsm fleet status shows both nodes, serving, with the key they hold.
-	var nodes []struct {
-		Node      string
-		Heartbeat *struct {
-			State, HTTP string
-			Profiles    map[string][]int
-			KCVs        map[string]string
-		}
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		out, err := exec.Command(binPath, "fleet", "status", "--json", "--dev", "--config", cfgB).Output()
-		check(t, err)
-		nodes = nil
-		check(t, json.Unmarshal(out, &nodes))
+	nodes := awaitFleetStatus(t, cfgB, "both nodes serving", 10*time.Second, func(nodes []fleetNodeStatus) bool {
 		ok := len(nodes) == 2
 		for _, n := range nodes {
 			ok = ok && n.Heartbeat != nil && n.Heartbeat.State == "serving" && len(n.Heartbeat.Profiles["default"]) == 1
 		}
-		if ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("fleet status after 10s:\n%s", out)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return ok
+	})
 	if nodes[0].Node != "a" || nodes[1].Node != "b" || nodes[0].Heartbeat.HTTP != da.httpURL || nodes[1].Heartbeat.HTTP != db.httpURL ||
 		nodes[0].Heartbeat.KCVs["default"] != nodes[1].Heartbeat.KCVs["default"] {
 		t.Errorf("fleet status: %+v", nodes)
@@ -306,11 +328,111 @@ func TestFleetJoin(t *testing.T) {
 	}
 	t.Logf("payhsm fleet status:\n%s", table)
 
-	// A rotation on node a leaves node b's copy behind: node b is not ready
-	// until the join carries the new version to it.
+	// A spoiled offer (not authenticated under the fleet's main key: anyone
+	// who can write the store can leave one) is refused, recorded, and
+	// changes nothing; node b stays ready.
+	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), DialTimeout: 5 * time.Second})
+	check(t, err)
+	defer func() { _ = cli.Close() }()
+	rogue := `{"from":"a","to":"b","profile":"default","version":9,"kcv":"000000","kdh":"AAAA","token":"AAAA","macVersion":1,"mac":"AAAA"}`
+	_, err = cli.Put(ctx, "/payhsm/fleet/sys/fleet/offer/b", rogue)
+	check(t, err)
+	awaitFleetStatus(t, cfgA, "node b's refusal of the spoiled offer", 10*time.Second, func(nodes []fleetNodeStatus) bool {
+		return len(nodes) == 2 && nodes[1].Heartbeat != nil && strings.Contains(nodes[1].Heartbeat.OfferError, "not authenticated under the fleet")
+	})
+	if code := readyz(t, db.opsURL); code != http.StatusOK {
+		t.Errorf("node b's /readyz after a spoiled offer: %d", code)
+	}
+
+	// A rotation on node a reaches node b first (TR-34 between the nodes'
+	// device identities through the store): node b stays ready and keeps
+	// answering throughout, keys it creates meanwhile are carried onto the
+	// new version too (node a opens them once the old one is retired), it
+	// follows the activation and the retirement, and answers with the same
+	// keys after it.
 	approvals := "alice\nalice-passphrase\nbob\nbob-passphrase!\n"
-	if out, err := payhsmCmd(approvals, "ceremony", "rotate", "--dev", "--config", cfgA, "--profile", "default"); err != nil {
+	stopPoll := make(chan struct{})
+	type during struct {
+		notReady, failed int
+		created          []string
+	}
+	polled := make(chan during, 1)
+	go func() { // node b every 50 ms, for as long as the rotation runs
+		var d during
+		for {
+			select {
+			case <-stopPoll:
+				polled <- d
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			if resp, err := http.Get(db.opsURL + "/readyz"); err != nil || resp.StatusCode != http.StatusOK {
+				d.notReady++
+			} else {
+				_ = resp.Body.Close()
+			}
+			if got, err := hostTry(db.hostAddr, "0000CW@"+cvk+";4123456789012345;8701101"); err != nil || got != "0000CX00561" {
+				d.failed++
+			}
+			k, err := db.client().CreateKey(ctx, &pc.CreateKeyInput{Exportable: aws.Bool(true), KeyAttributes: attrs(types.KeyUsageTr31C0CardVerificationKey,
+				types.KeyAlgorithmTdes2key, types.KeyModesOfUse{Generate: true, Verify: true})})
+			if err != nil {
+				d.failed++
+			} else {
+				d.created = append(d.created, aws.ToString(k.Key.KeyArn))
+			}
+		}
+	}()
+	rotStart := time.Now()
+	out, err = payhsmCmd(approvals, "ceremony", "rotate", "--dev", "--config", cfgA, "--profile", "default")
+	rotTook := time.Since(rotStart)
+	close(stopPoll)
+	dur := <-polled
+	if dur.notReady != 0 || dur.failed != 0 || len(dur.created) == 0 {
+		t.Errorf("node b during the fleet rotation: not ready %d times, %d failed calls, %d keys created", dur.notReady, dur.failed, len(dur.created))
+	}
+	if err != nil || !strings.Contains(out, "main key version 2") {
 		t.Fatalf("rotate on node a: %v\n%s", err, out)
+	}
+	t.Logf("fleet rotation (distributed to node b) took %s", rotTook)
+	_, kcvA = ncRaw(t, da, "0000NC")
+	awaitFleetStatus(t, cfgA, "both nodes serving with version 2 alone", 10*time.Second, func(nodes []fleetNodeStatus) bool {
+		ok := len(nodes) == 2
+		for _, n := range nodes {
+			ok = ok && n.Heartbeat != nil && n.Heartbeat.State == "serving" && slices.Equal(n.Heartbeat.Profiles["default"], []int{2})
+		}
+		return ok
+	})
+	if _, kcvB := ncRaw(t, db, "0000NC"); kcvB != kcvA {
+		t.Errorf("after the fleet rotation: KCV on node b %q, on node a %q", kcvB, kcvA)
+	}
+	if got := hostSend(t, db.hostAddr, "0000CW@"+cvk+";4123456789012345;8701101"); got != "0000CX00561" {
+		t.Errorf("CW through node b after the fleet rotation: %q", got)
+	}
+	for _, arn := range dur.created {
+		ga := hostSend(t, da.hostAddr, "0000CW@"+arn+";4123456789012345;8701101")
+		gb := hostSend(t, db.hostAddr, "0000CW@"+arn+";4123456789012345;8701101")
+		if !strings.HasPrefix(ga, "0000CX00") || ga != gb {
+			t.Errorf("a key node b created during the rotation, after it: CW through node a %q, node b %q", ga, gb)
+		}
+	}
+	t.Logf("node b during the fleet rotation: %d keys created, every call answered", len(dur.created))
+	trailB, err := os.ReadFile(filepath.Join(dirB, "audit", "audit.log"))
+	check(t, err)
+	for _, op := range []string{"fleet-stage-main-key", "fleet-activate-main-key", "fleet-retire-main-key"} {
+		if !strings.Contains(string(trailB), `"`+op+`"`) {
+			t.Errorf("node b's audit trail has no %s event", op)
+		}
+	}
+	if !strings.Contains(string(trailB), `"outcome":"refused"`) || !strings.Contains(string(trailB), "version 9 from node a") {
+		t.Errorf("node b's audit trail does not record the spoiled offer refused")
+	}
+
+	// An isolated rotation (for a main key that may be compromised) leaves
+	// node b's copy behind: node b is not ready until the join carries the
+	// new version to it.
+	if out, err := payhsmCmd(approvals, "ceremony", "rotate", "--isolated", "--dev", "--config", cfgA, "--profile", "default"); err != nil {
+		t.Fatalf("isolated rotate on node a: %v\n%s", err, out)
 	}
 	for deadline := time.Now().Add(10 * time.Second); readyz(t, db.opsURL) != http.StatusServiceUnavailable; time.Sleep(100 * time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -348,19 +470,22 @@ func TestFleetJoin(t *testing.T) {
 	var logC strings.Builder
 	cmdC.Stderr = &logC
 	check(t, cmdC.Start())
-	joining := false
-	for deadline := time.Now().Add(30 * time.Second); !joining && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		out, err := exec.Command(binPath, "fleet", "status", "--json", "--dev", "--config", cfgA).Output()
-		check(t, err)
-		nodes = nil
-		check(t, json.Unmarshal(out, &nodes))
+	joining := func(nodes []fleetNodeStatus) bool {
 		for _, n := range nodes {
-			joining = joining || n.Node == "c" && n.Heartbeat != nil && n.Heartbeat.State == "joining"
+			if n.Node == "c" && n.Heartbeat != nil && n.Heartbeat.State == "joining" {
+				return true
+			}
 		}
+		return false
 	}
-	if !joining {
-		_ = cmdC.Process.Kill()
-		t.Fatalf("node c never showed as joining in fleet status")
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if nodes, _ := fleetStatus(t, cfgA); joining(nodes) {
+			break
+		}
+		if time.Now().After(deadline) {
+			_ = cmdC.Process.Kill()
+			t.Fatalf("node c never showed as joining in fleet status")
+		}
 	}
 	check(t, cmdC.Process.Signal(syscall.SIGTERM))
 	if err := cmdC.Wait(); err != nil {
@@ -369,11 +494,33 @@ func TestFleetJoin(t *testing.T) {
 
 	// A node that stops withdraws its heartbeat.
 	db.stop()
-	out2, err := exec.Command(binPath, "fleet", "status", "--json", "--dev", "--config", cfgA).Output()
-	check(t, err)
-	nodes = nil
-	check(t, json.Unmarshal(out2, &nodes))
+	nodes, out2 := fleetStatus(t, cfgA)
 	if len(nodes) != 3 || nodes[1].Node != "b" || nodes[1].Heartbeat != nil || nodes[2].Heartbeat != nil {
 		t.Errorf("fleet status after node b stopped:\n%s", out2)
+	}
+
+	// Node b erased (init --overwrite): its own records leave the shared
+	// store, the fleet's keys stay, and initialized again it is a new
+	// node that joins.
+	st, err := payhsmCmd("", "ceremony", "status", "--dev", "--config", cfgB)
+	m := regexp.MustCompile(`Region main key KCV: ([0-9A-F]{6})`).FindStringSubmatch(st)
+	if err != nil || m == nil {
+		t.Fatalf("status of node b: %v\n%s", err, st)
+	}
+	out, err = payhsmCmd(approvals+"ERASE "+m[1]+"\n"+enrol, "ceremony", "init", "--overwrite", "--dev", "--config", cfgB, "--ceremony", spec)
+	if err != nil || !strings.Contains(out, "records removed from the fleet's store") || !strings.Contains(out, "Profile default: held by the fleet (node a)") {
+		t.Fatalf("init --overwrite of node b: %v\n%s", err, out)
+	}
+	nodes, out2 = fleetStatus(t, cfgA)
+	for _, n := range nodes {
+		if n.Node == "b" && len(n.Profiles) != 0 {
+			t.Errorf("node b still has profile copies in the store after its erase:\n%s", out2)
+		}
+		if n.Node == "a" && len(n.Profiles) != 1 {
+			t.Errorf("node a's copy went with node b's erase:\n%s", out2)
+		}
+	}
+	if code := readyz(t, da.opsURL); code != http.StatusOK {
+		t.Errorf("node a's /readyz after node b's erase: %d", code)
 	}
 }

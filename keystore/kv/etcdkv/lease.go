@@ -1,6 +1,7 @@
 package etcdkv
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -50,4 +51,56 @@ func (e *Engine) Revoke(lease int64) error {
 		return fmt.Errorf("etcd lease revoke: %w", mapErr(err, e.timeout, false))
 	}
 	return nil
+}
+
+// Delete removes key (under the prefix, outside any store transaction): a
+// fleet node takes the offer addressed to it. An absent key is no error.
+func (e *Engine) Delete(key []byte) error {
+	ctx, cancel := e.ctx()
+	defer cancel()
+	if _, err := e.c.Delete(ctx, e.prefix+string(key)); err != nil {
+		return fmt.Errorf("etcd delete: %w", mapErr(err, e.timeout, true))
+	}
+	return nil
+}
+
+// Notify calls fn whenever a key under one of prefixes (under the
+// engine's prefix) changes, until ctx ends or the engine closes. It is a
+// hint to look again, best effort: a broken watch is set up again after a
+// pause, and changes meanwhile are not reported, so callers also look on
+// a timer.
+func (e *Engine) Notify(ctx context.Context, fn func(), prefixes ...[]byte) {
+	ctx, cancel := e.bound(ctx)
+	defer cancel()
+	for ctx.Err() == nil {
+		wctx, wcancel := context.WithCancel(ctx)
+		merged := make(chan struct{}, 1)
+		for _, p := range prefixes {
+			wch := e.c.Watch(wctx, e.prefix+string(p), clientv3.WithPrefix())
+			go func() {
+				for resp := range wch {
+					if resp.Err() != nil {
+						break
+					}
+					select {
+					case merged <- struct{}{}:
+					default:
+					}
+				}
+				wcancel() // one watch ended: set them all up again
+			}()
+		}
+		for done := false; !done; {
+			select {
+			case <-wctx.Done():
+				done = true
+			case <-merged:
+				fn()
+			}
+		}
+		wcancel()
+		if !sleepCtx(ctx, rewatchPause) {
+			return
+		}
+	}
 }
