@@ -200,6 +200,13 @@ type KeystoreConfig struct {
 	// node that runs the fleet's background jobs (purge, rotation): when
 	// that node is lost, another takes them over within about it.
 	LeaderTTL Duration `json:"leaderTTL"`
+	// BareKeyMarks (etcd only; Pebble always marks) lets the store mark
+	// keys created without tags or an alias in their records, which spares
+	// a working-key cache miss two range reads. Off by default on etcd: a
+	// node of a release before 2026-12 refuses a record with the mark, so
+	// turn it on once every node of the fleet runs this release or later
+	// (docs/fleet.md, "Upgrades").
+	BareKeyMarks bool `json:"bareKeyMarks"`
 }
 
 // StalenessBound is the configured staleness, or its default.

@@ -90,7 +90,7 @@ func openStore(cfg *Config, log *zap.Logger) (*keystore.Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return keystore.OpenEngine(e, keystore.Options{Logger: log})
+	return keystore.OpenEngine(e, keystore.Options{Logger: log, NoBareKeyMarks: !cfg.Keystore.BareKeyMarks})
 }
 
 // openEtcd connects to the configured etcd cluster.

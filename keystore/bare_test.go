@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // testBareKeys: a key created without tags or an alias says so in its
@@ -165,5 +167,36 @@ func TestBareMarkDecoding(t *testing.T) {
 	}
 	if _, err := decodeKeyV1(id, []byte(`{"v":1,"id":"`+id+`","revision":1}`)); err != nil {
 		t.Fatalf("v1 record: %v", err)
+	}
+}
+
+// TestNoBareKeyMarks: a store told not to mark bare keys (a fleet that may
+// still run a release before the mark) writes none, and still reads a key
+// another writer marked.
+func TestNoBareKeyMarks(t *testing.T) {
+	fs := vfs.NewMem()
+	marking := openTest(t, fs, "marking")
+	if err := marking.CreateKey(testKey(testID(1)), nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	if k, err := marking.GetKey(testID(1)); err != nil || !k.bare {
+		t.Fatalf("a marking store: %v, bare %v", err, k != nil && k.bare)
+	}
+	if err := marking.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open("marking", opts(Options{FS: fs, NoBareKeyMarks: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	if k, err := s.GetKey(testID(1)); err != nil || !k.bare {
+		t.Fatalf("a marked key read by a store that does not mark: %v", err)
+	}
+	if err := s.CreateKey(testKey(testID(2)), nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	if k, err := s.GetKey(testID(2)); err != nil || k.bare {
+		t.Fatalf("a key created by a store that does not mark: %v, bare %v", err, k != nil && k.bare)
 	}
 }

@@ -61,7 +61,7 @@ func (s *Store) CreateKeyMetas(k *Key, tags []Tag, alias string, metas map[strin
 	if alias != "" && !validName(alias) {
 		return fmt.Errorf("keystore: create key %s: alias name: %w", k.ID, ErrInvalid)
 	}
-	k.bare = len(tags) == 0 && alias == ""
+	k.bare = !s.noBareMarks && len(tags) == 0 && alias == ""
 	val, err := encodeKey(k)
 	if err != nil {
 		return err

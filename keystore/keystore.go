@@ -266,6 +266,8 @@ var (
 type Store struct {
 	eng kv.Engine
 	log *zap.Logger
+	// noBareMarks: new keys are not marked bare (Options.NoBareKeyMarks).
+	noBareMarks bool
 
 	life    sync.RWMutex // calls hold it shared; Close holds it exclusively
 	closed  bool
@@ -313,6 +315,13 @@ type Options struct {
 	// at once (tests and tools that have them before the store opens).
 	Authenticator Authenticator
 	Namespace     string
+	// NoBareKeyMarks leaves out the mark a key created without tags or an
+	// alias carries in its record (Key.bare; it spares GetKey the scan of
+	// its tag and alias prefixes). A release before the mark refuses a
+	// record that carries it (its decoder refuses unknown fields), so a
+	// fleet whose nodes may run such a release (a rolling upgrade) must not
+	// write it. Records with the mark are read either way.
+	NoBareKeyMarks bool
 }
 
 // Open opens (creating when absent) the store in a Pebble database in dir.
@@ -340,7 +349,7 @@ func OpenEngine(e kv.Engine, o Options) (*Store, error) {
 		log = zap.NewNop()
 	}
 	log = log.Named("keystore")
-	s := &Store{eng: e, log: log, reported: map[string]time.Time{}}
+	s := &Store{eng: e, log: log, reported: map[string]time.Time{}, noBareMarks: o.NoBareKeyMarks}
 	if o, ok := e.(kv.Optimistic); ok {
 		s.optimistic = o.Optimistic()
 	}
