@@ -49,8 +49,8 @@ func TestIdentMemo(t *testing.T) {
 // pipelined connection and are answered in order.
 func TestLargeAndPipelinedFrames(t *testing.T) { forDrivers(t, testLargeAndPipelinedFrames) }
 
-func testLargeAndPipelinedFrames(t *testing.T, loops int) {
-	ts := startServer(t, nil, Config{EventLoops: loops})
+func testLargeAndPipelinedFrames(t *testing.T, drv string) {
+	ts := startServer(t, nil, Config{Driver: drv})
 	c := ts.dial(t, nil)
 	big := strings.Repeat("Z", ioBuffer+1000) // B2 echo data beyond the read buffer
 	var all []byte
@@ -87,8 +87,8 @@ func hexLen(n int) string {
 // length.
 func TestCCHotPathNoToken(t *testing.T) { forDrivers(t, testCCHotPathNoToken) }
 
-func testCCHotPathNoToken(t *testing.T, loops int) {
-	ts := startServer(t, nil, Config{EventLoops: loops})
+func testCCHotPathNoToken(t *testing.T, drv string) {
+	ts := startServer(t, nil, Config{Driver: drv})
 	c := ts.dial(t, nil)
 	gen := func(a string) string { r := c.call("0000A00FFFS#" + a); return r[8 : len(r)-6] }
 	zpka, zpkb, pvk := gen("P0T2B00N00"), gen("P0T2B00N00"), gen("V1T2C00N00")
