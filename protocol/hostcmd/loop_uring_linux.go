@@ -46,10 +46,13 @@ const (
 
 var errRingFull = errors.New("io_uring: no submission entry")
 
+// setupRing is newRing; tests replace it to see the fallback to epoll.
+var setupRing = newRing
+
 func newUringLoop(s *Server) (*uringLoop, error) {
 	// Each connection has at most a recv and a send in the ring.
 	sq := uint32(min(2*s.cfg.MaxConnections+8, 16384)) //nolint:gosec // G115: bounded above
-	r, err := newRing(sq, 2*sq)
+	r, err := setupRing(sq, 2*sq)
 	if err != nil {
 		return nil, err
 	}
@@ -78,8 +81,6 @@ func (l *uringLoop) run() {
 		l.stop(time.Now())
 		return
 	}
-	l.s.log.Debug("host port io_uring loop", zap.Bool("deferTaskrun", l.r.flags&uringSetupDeferTaskrun != 0),
-		zap.Bool("coopTaskrun", l.r.flags&uringSetupCoopTaskrun != 0))
 	var lastScan, drainSince time.Time
 	for {
 		if !l.wakeArmed {

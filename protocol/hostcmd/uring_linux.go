@@ -110,7 +110,6 @@ type ring struct {
 	cqMask   uint32
 	cqes     unsafe.Pointer
 	tail     uint32 // the SQ tail as filled, published before each enter
-	flags    uint32 // the setup flags the kernel took
 	disabled bool   // created with IORING_SETUP_R_DISABLED: enable from the submitting thread
 
 	ts  unix.Timespec     // the wait's timeout, pointed to by arg
@@ -140,7 +139,7 @@ func newRing(sq, cq uint32) (*ring, error) {
 	if errno != 0 {
 		return nil, fmt.Errorf("io_uring_setup: %w", errno)
 	}
-	r := &ring{fd: int(fd), flags: p.flags, disabled: p.flags&uringSetupRDisabled != 0}
+	r := &ring{fd: int(fd), disabled: p.flags&uringSetupRDisabled != 0}
 	const need = uringFeatSingleMmap | uringFeatNoDrop | uringFeatExtArg
 	if p.features&need != need {
 		r.close()
