@@ -87,7 +87,8 @@ type loopConn struct {
 
 	// io_uring driver only (loop_uring_linux.go)
 	id      uint64 // names its operations in the ring
-	recving bool   // a recv into in[n:] is in flight
+	recving bool   // a recv into in[recvAt:] is in flight
+	recvAt  int    // where that recv writes: n when it was submitted
 	eof     bool   // the peer closed its side
 	dead    bool   // dropped; kept until its operations complete
 }

@@ -175,6 +175,7 @@ func (l *uringLoop) recv(c *loopConn) {
 	}
 	e.opcode = uringOpRecv
 	e.fd = int32(c.fd) //nolint:gosec // G115: a descriptor, a C int
+	c.recvAt = c.n
 	e.addr = bufAddr(c.in[c.n:])
 	e.len = uint32(len(c.in) - c.n) //nolint:gosec // G115: at most 2+MaxMessage
 	e.userData = c.id<<2 | uringRecv
@@ -259,6 +260,12 @@ func (l *uringLoop) received(c *loopConn, res int32, now time.Time) {
 		}
 		return
 	}
+	// Input held during a send may have been answered and moved to the
+	// front of c.in since this recv was submitted (sent): what it received
+	// is at recvAt, which no longer follows the held input.
+	if c.recvAt != c.n {
+		copy(c.in[c.n:], c.in[c.recvAt:c.recvAt+int(res)])
+	}
 	c.n += int(res)
 	c.t.touch(now)
 	if !c.wantOut {
@@ -287,7 +294,7 @@ func (l *uringLoop) sent(c *loopConn, res int32, now time.Time) {
 		l.finish(c, nil, now)
 		return
 	}
-	if c.n > 0 { // received while the answers were being sent
+	if c.n > 0 { // received while the answers were being sent; a recv may be in flight (see received)
 		l.answer(c, now)
 	}
 	l.recv(c)
