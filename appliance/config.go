@@ -293,6 +293,11 @@ type HostConfig struct {
 	// EventLoops is how many event loops serve plain-TCP connections: 0
 	// (default) one per two CPUs; -1 a goroutine per connection.
 	EventLoops int `json:"eventLoops"`
+	// Driver is how plain-TCP connections are served: "epoll" (default),
+	// "io_uring" (Linux 5.11 or later; falls back to epoll when no ring can
+	// be set up) or "goroutine" (as eventLoops -1). docs/performance.md
+	// compares them.
+	Driver string `json:"driver"`
 }
 
 // Defaults fills unset members.
@@ -385,6 +390,11 @@ func (c *Config) Validate(dev bool) error {
 	}
 	if c.Host.EventLoops < -1 || c.Host.EventLoops > 256 {
 		bad("host.eventLoops %d: must be -1 (a goroutine per connection), 0 (one per two CPUs) or 1..256", c.Host.EventLoops)
+	}
+	switch c.Host.Driver {
+	case "", "epoll", "io_uring", "goroutine":
+	default:
+		bad("host.driver %q: must be epoll, io_uring or goroutine", c.Host.Driver)
 	}
 	if c.Host.TLSCert == "" && c.Host.Principal == "" && !isLoopback(c.Host.Addr) {
 		bad("host.addr %s is not a loopback address: plain-TCP host clients need an explicit host.principal (payhsm principals add), or configure host.tlsCert/tlsKey with client certificates", c.Host.Addr)

@@ -390,7 +390,7 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 	}
 	hostCfg := hostcmd.Config{HeaderLength: cfg.Host.HeaderLength, MaxConnections: cfg.Host.MaxConnections,
 		MaxConnectionsPerAddress: cfg.Host.MaxConnectionsPerAddress, AllowedClients: cfg.Host.AllowedClients,
-		EventLoops: cfg.Host.EventLoops, Authorizer: az, Principal: hostPrincipal(cfg, mgr), Node: cfg.Fleet.Node}
+		EventLoops: cfg.Host.EventLoops, Driver: cfg.Host.Driver, Authorizer: az, Principal: hostPrincipal(cfg, mgr), Node: cfg.Fleet.Node}
 	if hostCfg.TLS, err = hostTLS(&cfg.Host); err != nil {
 		return err
 	}

@@ -47,11 +47,11 @@ func readTrail(t *testing.T, dir string) []*audit.Parsed {
 // recorded with its client, key fields (a block by its header only) and the
 // PAN masked; with them off, none is.
 func TestAuditDataEvents(t *testing.T) {
-	forDrivers(t, func(t *testing.T, loops int) {
+	forDrivers(t, func(t *testing.T, drv string) {
 		for _, data := range []bool{false, true} {
 			dir := t.TempDir()
 			trail := openTestTrail(t, dir)
-			ts := startServer(t, nil, Config{EventLoops: loops}, func(s *Server) { s.SetAudit(trail, "000000000000", data) })
+			ts := startServer(t, nil, Config{Driver: drv}, func(s *Server) { s.SetAudit(trail, "000000000000", data) })
 			c := ts.dial(t, nil)
 			m := regexp.MustCompile(`^0001A100S([A-Z0-9]+)[0-9A-F]{6}$`).FindStringSubmatch(c.call("0001A00FFFS#C0T2C00N00"))
 			if m == nil {

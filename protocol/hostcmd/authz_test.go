@@ -45,7 +45,7 @@ func policyPrincipal(t *testing.T, name, doc string) *access.Principal {
 // cannot use it by @alias, by @ARN or by its S block, and the answer to an
 // alias it may not use is the answer to an alias that does not exist.
 func TestHostAuthorization(t *testing.T) {
-	forDrivers(t, func(t *testing.T, loops int) {
+	forDrivers(t, func(t *testing.T, drv string) {
 		svc, store := opstest.NewWithStore(t)
 		attrs := keyspec.Attributes{Usage: keyspec.D0, Class: keyspec.Symmetric, Algorithm: keyspec.TDES2Key,
 			Modes: keyspec.ModesOfUse{Encrypt: true, Decrypt: true, Wrap: true, Unwrap: true}}
@@ -79,7 +79,7 @@ func TestHostAuthorization(t *testing.T) {
 			t.Fatal(err)
 		}
 		az := access.NewAuthorizer(dir)
-		ts := startServer(t, svc, Config{EventLoops: loops, Authorizer: az, Principal: "app"})
+		ts := startServer(t, svc, Config{Driver: drv, Authorizer: az, Principal: "app"})
 		c := ts.dial(t, nil)
 		const pt = "0123456789ABCDEF"
 		enc := func(key string) string { return c.call("0001M0001100B" + key + "0010" + pt) }

@@ -77,18 +77,15 @@ func benchmarkDispatchCC(b *testing.B, data bool) {
 	}
 }
 
-// BenchmarkEcho measures the connection drivers (event loop and goroutine
-// per connection) without the operations layer: one connection sends bursts
+// BenchmarkEcho measures the connection drivers (epoll and io_uring event
+// loops, goroutine per connection) without the operations layer: one connection sends bursts
 // of 1 or 32 pipelined B2 echo requests and reads the answers. ns/op is per
 // request.
 func BenchmarkEcho(b *testing.B) {
-	for _, d := range []struct {
-		name  string
-		loops int
-	}{{"event-loop", 0}, {"goroutine", -1}} {
+	for _, drv := range drivers {
 		for _, burst := range []int{1, 32} {
-			b.Run(fmt.Sprintf("%s/burst=%d", d.name, burst), func(b *testing.B) {
-				ts := startServer(b, nil, Config{EventLoops: d.loops})
+			b.Run(fmt.Sprintf("%s/burst=%d", drv, burst), func(b *testing.B) {
+				ts := startServer(b, nil, Config{Driver: drv})
 				c := ts.dial(b, nil)
 				var req []byte
 				for range burst {

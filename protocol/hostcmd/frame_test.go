@@ -68,8 +68,8 @@ func TestPutAnswerLength(t *testing.T) {
 // answered in full by both drivers.
 func TestLongestAnswer(t *testing.T) { forDrivers(t, testLongestAnswer) }
 
-func testLongestAnswer(t *testing.T, loops int) {
-	ts := startServer(t, nil, Config{EventLoops: loops})
+func testLongestAnswer(t *testing.T, drv string) {
+	ts := startServer(t, nil, Config{Driver: drv})
 	c := ts.dial(t, nil)
 	r := c.call("0000A00FFFS#D0T2B00N00")
 	if !strings.HasPrefix(r, "0000A100S") {

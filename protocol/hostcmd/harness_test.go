@@ -42,13 +42,21 @@ func startServer(t testing.TB, svc *ops.Service, cfg Config, setup ...func(*Serv
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	if runtime.GOOS == "linux" && cfg.TLS == nil && cfg.EventLoops >= 0 {
+	if cfg.Driver == DriverIOUring {
+		if err := uringUsable(); err != nil {
+			t.Skipf("io_uring driver: %v", err)
+		}
+	}
+	if runtime.GOOS == "linux" && cfg.TLS == nil && cfg.EventLoops >= 0 && cfg.Driver != DriverGoroutine {
 		// Serve starts the loops before it accepts.
 		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
 			srv.mu.Lock()
 			n := len(srv.loops)
 			srv.mu.Unlock()
 			if n > 0 {
+				if want := cfg.Driver == DriverIOUring; want != loopIsUring(srv) {
+					t.Fatalf("driver %q: the loop is io_uring: %v", cfg.Driver, !want)
+				}
 				break
 			}
 			if time.Now().After(deadline) {
@@ -69,11 +77,17 @@ func startServer(t testing.TB, svc *ops.Service, cfg Config, setup ...func(*Serv
 	return &testServer{svc: svc, srv: srv, addr: ln.Addr().String()}
 }
 
-// forDrivers runs f once with the event loops serving plain TCP (Linux)
-// and once with a goroutine per connection.
-func forDrivers(t *testing.T, f func(t *testing.T, loops int)) {
-	t.Run("event-loop", func(t *testing.T) { f(t, 0) })
-	t.Run("goroutine", func(t *testing.T) { f(t, -1) })
+// drivers are the ways of serving plain TCP: epoll and io_uring event
+// loops (Linux) and a goroutine per connection. Elsewhere the first two
+// fall back to the third.
+var drivers = []string{DriverEpoll, DriverIOUring, DriverGoroutine}
+
+// forDrivers runs f once with each driver. The io_uring one is skipped
+// where no ring can be set up (uringUsable).
+func forDrivers(t *testing.T, f func(t *testing.T, drv string)) {
+	for _, d := range drivers {
+		t.Run(d, func(t *testing.T) { f(t, d) })
+	}
 }
 
 // conn is a test client connection.

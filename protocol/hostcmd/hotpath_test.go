@@ -2,6 +2,7 @@ package hostcmd
 
 import (
 	"bufio"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -49,8 +50,8 @@ func TestIdentMemo(t *testing.T) {
 // pipelined connection and are answered in order.
 func TestLargeAndPipelinedFrames(t *testing.T) { forDrivers(t, testLargeAndPipelinedFrames) }
 
-func testLargeAndPipelinedFrames(t *testing.T, loops int) {
-	ts := startServer(t, nil, Config{EventLoops: loops})
+func testLargeAndPipelinedFrames(t *testing.T, drv string) {
+	ts := startServer(t, nil, Config{Driver: drv})
 	c := ts.dial(t, nil)
 	big := strings.Repeat("Z", ioBuffer+1000) // B2 echo data beyond the read buffer
 	var all []byte
@@ -87,8 +88,8 @@ func hexLen(n int) string {
 // length.
 func TestCCHotPathNoToken(t *testing.T) { forDrivers(t, testCCHotPathNoToken) }
 
-func testCCHotPathNoToken(t *testing.T, loops int) {
-	ts := startServer(t, nil, Config{EventLoops: loops})
+func testCCHotPathNoToken(t *testing.T, drv string) {
+	ts := startServer(t, nil, Config{Driver: drv})
 	c := ts.dial(t, nil)
 	gen := func(a string) string { r := c.call("0000A00FFFS#" + a); return r[8 : len(r)-6] }
 	zpka, zpkb, pvk := gen("P0T2B00N00"), gen("P0T2B00N00"), gen("V1T2C00N00")
@@ -125,5 +126,45 @@ func testCCHotPathNoToken(t *testing.T, loops int) {
 	}
 	if n := custody.TokenOperations() - before; n != 0 {
 		t.Errorf("%d PKCS#11 calls for 100 CC commands", n)
+	}
+}
+
+// TestPipelinedStream: one connection streams thousands of distinct echo
+// requests in writes of irregular sizes (frames split across writes) while
+// its answers are read concurrently, so requests arrive while earlier
+// answers are still being written. Every answer comes back, in order, with
+// its own data. The reader pauses twice so that the answers fill the
+// socket buffers and a write waits.
+func TestPipelinedStream(t *testing.T) { forDrivers(t, testPipelinedStream) }
+
+func testPipelinedStream(t *testing.T, drv string) {
+	ts := startServer(t, nil, Config{Driver: drv})
+	c := ts.dial(t, nil)
+	const n = 3000
+	var stream []byte
+	for i := range n {
+		data := fmt.Sprintf("%0*d", 1+i*37%5000, i)
+		stream = append(stream, frames(t, "0001B2"+hexLen(len(data))+data)...)
+	}
+	go func() {
+		for off, step := 0, 0; off < len(stream); step++ {
+			k := min(len(stream)-off, 1+(step*7919)%9000)
+			if _, err := c.c.Write(stream[off : off+k]); err != nil {
+				return
+			}
+			off += k
+		}
+	}()
+	if err := c.c.SetReadDeadline(time.Now().Add(30 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if i == 0 || i == n/2 {
+			time.Sleep(300 * time.Millisecond)
+		}
+		want := "0001B300" + fmt.Sprintf("%0*d", 1+i*37%5000, i)
+		if got := c.recv(); got != want {
+			t.Fatalf("answer %d: %.40q..., want %.40q...", i, got, want)
+		}
 	}
 }

@@ -52,10 +52,10 @@ func stillOpen(c *conn) bool {
 
 func TestLimits(t *testing.T) { forDrivers(t, testLimits) }
 
-func testLimits(t *testing.T, loops int) {
-	svc := startServer(t, nil, Config{EventLoops: loops}).svc
+func testLimits(t *testing.T, drv string) {
+	svc := startServer(t, nil, Config{Driver: drv}).svc
 	t.Run("per address: the longest idle of the same address goes", func(t *testing.T) {
-		ts := startServer(t, svc, Config{MaxConnections: 10, MaxConnectionsPerAddress: 3, EventLoops: loops})
+		ts := startServer(t, svc, Config{MaxConnections: 10, MaxConnectionsPerAddress: 3, Driver: drv})
 		a := ts.dialFrom(t, "127.0.0.1")
 		b := ts.dialFrom(t, "127.0.0.1")
 		c := ts.dialFrom(t, "127.0.0.1")
@@ -81,7 +81,7 @@ func testLimits(t *testing.T, loops int) {
 		}
 	})
 	t.Run("overall: the longest idle of the port goes", func(t *testing.T) {
-		ts := startServer(t, svc, Config{MaxConnections: 3, MaxConnectionsPerAddress: 3, EventLoops: loops})
+		ts := startServer(t, svc, Config{MaxConnections: 3, MaxConnectionsPerAddress: 3, Driver: drv})
 		x := ts.dialFrom(t, "127.0.0.1")
 		y := ts.dialFrom(t, "127.0.0.2")
 		z := ts.dialFrom(t, "127.0.0.3")
@@ -104,7 +104,7 @@ func testLimits(t *testing.T, loops int) {
 		}
 	})
 	t.Run("an idle flood from one address does not keep a newcomer out", func(t *testing.T) {
-		ts := startServer(t, svc, Config{EventLoops: loops}) // defaults: 256 overall, 64 per address
+		ts := startServer(t, svc, Config{Driver: drv}) // defaults: 256 overall, 64 per address
 		busy := ts.dialFrom(t, "127.0.0.2")
 		busy.call("0001NO00")
 		var idle []net.Conn

@@ -24,7 +24,7 @@ func FuzzLoopFrames(f *testing.F) {
 		f.Add(s, uint16(len(s)/2))
 	}
 	f.Fuzz(func(t *testing.T, data []byte, cut uint16) {
-		l := &eventLoop{s: ts.srv}
+		l := &eventLoop{loopBase: loopBase{s: ts.srv}}
 		c := &loopConn{in: make([]byte, 4096), x: ts.srv.newCall()}
 		if len(data) > len(c.in) {
 			data = data[:len(c.in)]

@@ -31,10 +31,19 @@ import (
 // frame and for a blocked write, and on shutdown the answers to requests
 // already received are written before the connection closes.
 
-// eventLoop owns the connections handed to it; only its goroutine touches them.
-type eventLoop struct {
+// loopDriver is an event loop serving plain-TCP connections: the epoll
+// loop here, or the io_uring loop (loop_uring_linux.go). Both take their
+// connections from loopBase and share its per-connection logic.
+type loopDriver interface {
+	base() *loopBase
+	run()
+	close()
+}
+
+// loopBase is what the drivers share: the hand-over of connections from
+// Serve, the wake-up pipe, the connections and their framing and timeouts.
+type loopBase struct {
 	s            *Server
-	epfd         int
 	wakeR, wakeW int // a pipe that wakes the loop for new connections and shutdown
 	scan         time.Duration
 
@@ -43,7 +52,15 @@ type eventLoop struct {
 	evict   []*tracked // connections evicted by the limits, not yet closed
 	stopped bool       // the loop has ended: it takes no connection
 
-	conns  map[int]*loopConn
+	conns map[int]*loopConn
+}
+
+func (b *loopBase) base() *loopBase { return b }
+
+// eventLoop is the epoll driver; only its goroutine touches its connections.
+type eventLoop struct {
+	loopBase
+	epfd   int
 	events []syscall.EpollEvent
 }
 
@@ -63,25 +80,46 @@ type loopConn struct {
 	off     int
 	x       *call
 	t       *tracked  // its place in the connection limits (nil in tests that build one)
-	wantOut bool      // registered for EPOLLOUT (a write could not complete)
+	wantOut bool      // a write is pending: registered for EPOLLOUT (epoll), a send in flight (io_uring)
 	active  time.Time // last complete request, or the hand-over
 	partial time.Time // when the incomplete frame at in[0] began (zero: none)
 	blocked time.Time // when the pending write blocked
+
+	// io_uring driver only (loop_uring_linux.go)
+	id      uint64 // names its operations in the ring
+	recving bool   // a recv into in[recvAt:] is in flight
+	recvAt  int    // where that recv writes: n when it was submitted
+	eof     bool   // the peer closed its side
+	dead    bool   // dropped; kept until its operations complete
 }
 
 // startLoops creates the event loops; on failure the server keeps one
 // goroutine per connection.
+// The io_uring driver falls back to epoll when a ring cannot be set up.
 func (s *Server) startLoops() {
 	n := s.cfg.EventLoops
-	if n < 0 || s.cfg.TLS != nil {
+	if n < 0 || s.cfg.TLS != nil || s.cfg.Driver == DriverGoroutine {
 		return
 	}
 	if n == 0 {
 		n = max(1, runtime.GOMAXPROCS(0)/2)
 	}
+	uring := s.cfg.Driver == DriverIOUring
 	for i := 0; i < n; i++ {
-		l, err := newEventLoop(s)
-		if err != nil {
+		var l loopDriver
+		var err error
+		if uring {
+			if l, err = newUringLoop(s); err != nil {
+				s.log.Warn("host port: no io_uring; serving with epoll", zap.Error(err))
+				uring = false
+				for _, l := range s.loops {
+					l.close()
+				}
+				s.loops = nil
+				i = -1
+				continue
+			}
+		} else if l, err = newEventLoop(s); err != nil {
 			s.log.Warn("host port: no event loop; serving a goroutine per connection", zap.Error(err))
 			for _, l := range s.loops {
 				l.close()
@@ -131,7 +169,7 @@ func (s *Server) adopt(c net.Conn, t *tracked) bool {
 	// keeps the socket open, and close(2) releases the descriptor even when
 	// it reports an error, so there is nothing to handle.
 	_ = c.Close()
-	l := s.loops[s.next%len(s.loops)]
+	l := s.loops[s.next%len(s.loops)].base()
 	s.next++
 	t.fd = fd
 	t.evict = func() {
@@ -168,11 +206,31 @@ func (s *Server) adopt(c net.Conn, t *tracked) bool {
 
 // wakeLoops makes every loop look at the server's state (shutdown).
 func (s *Server) wakeLoops() {
-	for _, l := range s.loops {
+	for _, d := range s.loops {
+		l := d.base()
 		l.mu.Lock()
 		l.wakeLocked()
 		l.mu.Unlock()
 	}
+}
+
+// init makes the wake-up pipe.
+func (b *loopBase) init(s *Server) error {
+	var p [2]int
+	if err := syscall.Pipe2(p[:], syscall.O_NONBLOCK|syscall.O_CLOEXEC); err != nil {
+		return fmt.Errorf("pipe2: %w", err)
+	}
+	b.s, b.wakeR, b.wakeW, b.conns = s, p[0], p[1], map[int]*loopConn{}
+	// Timeouts are checked every eighth of the shorter one, within [10 ms, 1 s].
+	b.scan = min(max(min(s.cfg.IdleTimeout, s.cfg.FrameTimeout)/8, 10*time.Millisecond), time.Second)
+	return nil
+}
+
+// closePipe releases the wake-up pipe: close(2) releases a descriptor even
+// when it reports an error, and the pipe holds no data.
+func (b *loopBase) closePipe() {
+	_ = syscall.Close(b.wakeR)
+	_ = syscall.Close(b.wakeW)
 }
 
 func newEventLoop(s *Server) (*eventLoop, error) {
@@ -180,19 +238,15 @@ func newEventLoop(s *Server) (*eventLoop, error) {
 	if err != nil {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
 	}
-	var p [2]int
-	if err := syscall.Pipe2(p[:], syscall.O_NONBLOCK|syscall.O_CLOEXEC); err != nil {
+	l := &eventLoop{epfd: epfd, events: make([]syscall.EpollEvent, 128)}
+	if err := l.init(s); err != nil {
 		_ = syscall.Close(epfd) // unused: released even on error
-		return nil, fmt.Errorf("pipe2: %w", err)
+		return nil, err
 	}
-	l := &eventLoop{s: s, epfd: epfd, wakeR: p[0], wakeW: p[1], conns: map[int]*loopConn{},
-		events: make([]syscall.EpollEvent, 128)}
-	if err := l.ctl(syscall.EPOLL_CTL_ADD, p[0], syscall.EPOLLIN); err != nil {
+	if err := l.ctl(syscall.EPOLL_CTL_ADD, l.wakeR, syscall.EPOLLIN); err != nil {
 		l.close()
 		return nil, fmt.Errorf("epoll_ctl: %w", err)
 	}
-	// Timeouts are checked every eighth of the shorter one, within [10 ms, 1 s].
-	l.scan = min(max(min(s.cfg.IdleTimeout, s.cfg.FrameTimeout)/8, 10*time.Millisecond), time.Second)
 	return l, nil
 }
 
@@ -201,7 +255,7 @@ func newEventLoop(s *Server) (*eventLoop, error) {
 // already name another file. The write's error is not handled: EAGAIN means
 // the pipe is full, so the loop has a wake-up pending anyway, and the pipe
 // is open while the loop has not stopped, so no other error is expected.
-func (l *eventLoop) wakeLocked() {
+func (l *loopBase) wakeLocked() {
 	if !l.stopped {
 		_, _ = syscall.Write(l.wakeW, []byte{1})
 	}
@@ -211,8 +265,7 @@ func (l *eventLoop) wakeLocked() {
 // even when it reports an error, and these hold no data: nothing to handle.
 func (l *eventLoop) close() {
 	_ = syscall.Close(l.epfd)
-	_ = syscall.Close(l.wakeR)
-	_ = syscall.Close(l.wakeW)
+	l.closePipe()
 }
 
 // ctl adds (EPOLL_CTL_ADD) or changes (EPOLL_CTL_MOD) the events watched on fd.
@@ -222,7 +275,7 @@ func (l *eventLoop) ctl(op, fd int, events uint32) error {
 	return syscall.EpollCtl(l.epfd, op, fd, &ev)
 }
 
-func (l *eventLoop) closing() bool {
+func (l *loopBase) closing() bool {
 	select {
 	case <-l.s.done:
 		return true
@@ -261,7 +314,7 @@ func (l *eventLoop) run() {
 				drainSince = now
 				l.takeNew(now)
 			}
-			if l.drain(now.Sub(drainSince) > l.s.cfg.FrameTimeout) {
+			if l.drain(now.Sub(drainSince) > l.s.cfg.FrameTimeout, l.drop) {
 				l.stop(now)
 				return
 			}
@@ -269,13 +322,14 @@ func (l *eventLoop) run() {
 		}
 		if now.Sub(lastScan) >= l.scan {
 			lastScan = now
-			l.expire(now)
+			l.expire(now, l.drop)
 		}
 	}
 }
 
-// takeNew registers the connections handed over since the last call.
-func (l *eventLoop) takeNew(now time.Time) {
+// taken empties the wake-up pipe and returns the connections handed over
+// and evicted since the last call.
+func (l *loopBase) taken() (add []adopted, evict []*tracked) {
 	var b [64]byte
 	for {
 		if n, _ := syscall.Read(l.wakeR, b[:]); n <= 0 {
@@ -283,13 +337,35 @@ func (l *eventLoop) takeNew(now time.Time) {
 		}
 	}
 	l.mu.Lock()
-	add, evict := l.add, l.evict
+	add, evict = l.add, l.evict
 	l.add, l.evict = nil, nil
 	l.mu.Unlock()
+	return add, evict
+}
+
+// newConn is the state of a connection handed over.
+func (l *loopBase) newConn(a adopted, now time.Time) *loopConn {
+	c := &loopConn{fd: a.fd, remote: a.remote, in: make([]byte, ioBuffer), x: l.s.newCall(), t: a.t, active: now}
+	c.x.identify(a.remote, "")
+	l.s.bind(c.x, nil, a.remote, false)
+	return c
+}
+
+// evicted closes the evicted connections; one closed meanwhile (its
+// descriptor perhaps reused by a newer connection) is told apart by its tracked.
+func (l *loopBase) evicted(evict []*tracked, drop func(*loopConn, error)) {
+	for _, t := range evict {
+		if c := l.conns[t.fd]; c != nil && c.t == t {
+			drop(c, errClosing)
+		}
+	}
+}
+
+// takeNew registers the connections handed over since the last call.
+func (l *eventLoop) takeNew(now time.Time) {
+	add, evict := l.taken()
 	for _, a := range add {
-		c := &loopConn{fd: a.fd, remote: a.remote, in: make([]byte, ioBuffer), x: l.s.newCall(), t: a.t, active: now}
-		c.x.identify(a.remote, "")
-		l.s.bind(c.x, nil, a.remote, false)
+		c := l.newConn(a, now)
 		if err := l.ctl(syscall.EPOLL_CTL_ADD, a.fd, syscall.EPOLLIN); err != nil {
 			l.s.log.Warn("host port: cannot watch connection", zap.String("remote", a.remote), zap.Error(err))
 			l.release(c)
@@ -297,13 +373,7 @@ func (l *eventLoop) takeNew(now time.Time) {
 		}
 		l.conns[a.fd] = c
 	}
-	// Evicted connections go now; one closed meanwhile (its descriptor
-	// perhaps reused by a newer connection) is told apart by its tracked.
-	for _, t := range evict {
-		if c := l.conns[t.fd]; c != nil && c.t == t {
-			l.drop(c, errClosing)
-		}
-	}
+	l.evicted(evict, l.drop)
 }
 
 // serve handles one readiness event of c.
@@ -351,7 +421,7 @@ func (l *eventLoop) serve(c *loopConn, events uint32, now time.Time) {
 }
 
 // process answers every complete frame in c.in, appending the answers to c.out.
-func (l *eventLoop) process(c *loopConn, now time.Time) error {
+func (l *loopBase) process(c *loopConn, now time.Time) error {
 	s := l.s
 	p := 0
 	defer func() {
@@ -420,26 +490,26 @@ func (l *eventLoop) watch(c *loopConn, events uint32) error {
 }
 
 // expire closes connections past their idle, frame or write timeout.
-func (l *eventLoop) expire(now time.Time) {
+func (l *loopBase) expire(now time.Time, drop func(*loopConn, error)) {
 	cfg := &l.s.cfg
 	for _, c := range l.conns {
 		switch {
 		case c.wantOut && now.Sub(c.blocked) > cfg.FrameTimeout:
-			l.drop(c, errors.New("write timed out"))
+			drop(c, errors.New("write timed out"))
 		case !c.wantOut && c.n > 0 && now.Sub(c.partial) > cfg.FrameTimeout:
-			l.drop(c, errors.New("frame timed out"))
+			drop(c, errors.New("frame timed out"))
 		case !c.wantOut && c.n == 0 && now.Sub(c.active) > cfg.IdleTimeout:
-			l.drop(c, errors.New("idle timeout"))
+			drop(c, errors.New("idle timeout"))
 		}
 	}
 }
 
 // drain closes the connections with nothing left to write (all of them when
 // late) and reports whether none is left.
-func (l *eventLoop) drain(late bool) bool {
+func (l *loopBase) drain(late bool, drop func(*loopConn, error)) bool {
 	for _, c := range l.conns {
 		if !c.wantOut || late {
-			l.drop(c, errClosing)
+			drop(c, errClosing)
 		}
 	}
 	return len(l.conns) == 0
@@ -473,7 +543,7 @@ func (l *eventLoop) drop(c *loopConn, err error) {
 	l.release(c)
 }
 
-func (l *eventLoop) release(c *loopConn) {
+func (l *loopBase) release(c *loopConn) {
 	// The connection is being torn down and close(2) releases the descriptor
 	// even when it reports an error: nothing can be done with one.
 	_ = syscall.Close(c.fd)

@@ -4,8 +4,8 @@ package hostcmd
 
 import "net"
 
-// eventLoop exists on Linux only; elsewhere every connection has a goroutine.
-type eventLoop struct{}
+// Event loops exist on Linux only; elsewhere every connection has a goroutine.
+type loopDriver interface{}
 
 func (s *Server) startLoops()                   {}
 func (s *Server) adopt(net.Conn, *tracked) bool { return false }

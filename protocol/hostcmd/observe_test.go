@@ -49,9 +49,9 @@ func (r *recorder) all() []observed {
 // PAN).
 func TestObserveAndLog(t *testing.T) { forDrivers(t, testObserveAndLog) }
 
-func testObserveAndLog(t *testing.T, loops int) {
+func testObserveAndLog(t *testing.T, drv string) {
 	core, logs := observer.New(zapcore.DebugLevel)
-	srv := NewServer(opstest.New(t), Config{HeaderLength: 4, EventLoops: loops}, zap.New(core))
+	srv := NewServer(opstest.New(t), Config{HeaderLength: 4, Driver: drv}, zap.New(core))
 	rec := &recorder{}
 	srv.SetObserver(rec)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

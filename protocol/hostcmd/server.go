@@ -51,6 +51,10 @@ type Config struct {
 	// (Linux; see loop_linux.go). 0: one per two CPUs, at least one.
 	// Negative: a goroutine per connection, as TLS connections always have.
 	EventLoops int
+	// Driver chooses how plain-TCP connections are served (Linux):
+	// DriverEpoll (""), DriverIOUring (falls back to epoll when no ring can
+	// be set up) or DriverGoroutine (as EventLoops < 0).
+	Driver string
 
 	// Authorizer, when set, authorizes every command (authz.go): a
 	// connection's principal is the one its mTLS client certificate maps to,
@@ -59,6 +63,13 @@ type Config struct {
 	Authorizer *access.Authorizer
 	Principal  string
 }
+
+// The host port's drivers (Config.Driver).
+const (
+	DriverEpoll     = "epoll"
+	DriverIOUring   = "io_uring"
+	DriverGoroutine = "goroutine"
+)
 
 // Server serves host commands.
 type Server struct {
@@ -77,7 +88,7 @@ type Server struct {
 	authz map[string]hostAuthz // compiled hostActions
 	obs   Observer             // nil: none (observe.go)
 
-	loops []*eventLoop // plain-TCP event loops (Linux); nil: a goroutine per connection
+	loops []loopDriver // plain-TCP event loops (Linux); nil: a goroutine per connection
 	next  int          // the loop the next connection goes to (Serve's goroutine only)
 
 	trail        *audit.Trail // denials (see SetAudit); nil: none

@@ -146,8 +146,8 @@ func mustHex(s string) []byte { b, _ := hex.DecodeString(s); return b }
 // frames, slow clients and garbage never stall or crash the server.
 func TestFraming(t *testing.T) { forDrivers(t, testFraming) }
 
-func testFraming(t *testing.T, loops int) {
-	ts := startServer(t, nil, Config{IdleTimeout: 2 * time.Second, FrameTimeout: 500 * time.Millisecond, MaxMessage: 1024, EventLoops: loops})
+func testFraming(t *testing.T, drv string) {
+	ts := startServer(t, nil, Config{IdleTimeout: 2 * time.Second, FrameTimeout: 500 * time.Millisecond, MaxMessage: 1024, Driver: drv})
 	t.Run("split", func(t *testing.T) {
 		c := ts.dial(t, nil)
 		msg := append(frame("0001B20002OK"), "0001B20002OK"...)
@@ -243,7 +243,7 @@ func testFraming(t *testing.T, loops int) {
 	})
 	t.Run("connection limit", func(t *testing.T) {
 		// At the limit the newcomer is served and the idle connection goes.
-		ts := startServer(t, ts.svc, Config{MaxConnections: 1, EventLoops: loops})
+		ts := startServer(t, ts.svc, Config{MaxConnections: 1, Driver: drv})
 		c := ts.dial(t, nil)
 		c.call("0001NO00")
 		c2 := ts.dial(t, nil)
@@ -259,8 +259,8 @@ func testFraming(t *testing.T, loops int) {
 // TestShutdownDrains: pipelined requests already received are answered
 // before Shutdown closes the connection.
 func TestShutdownDrains(t *testing.T) {
-	forDrivers(t, func(t *testing.T, loops int) {
-		testShutdownDrains(t, startServer(t, nil, Config{EventLoops: loops}))
+	forDrivers(t, func(t *testing.T, drv string) {
+		testShutdownDrains(t, startServer(t, nil, Config{Driver: drv}))
 	})
 }
 
@@ -434,8 +434,8 @@ func TestErrorCodes(t *testing.T) {
 // socket buffer; the server stops reading from it, keeps serving other
 // connections, and closes it once its blocked write outlives FrameTimeout.
 func TestSlowReader(t *testing.T) {
-	forDrivers(t, func(t *testing.T, loops int) {
-		ts := startServer(t, nil, Config{FrameTimeout: time.Second, EventLoops: loops})
+	forDrivers(t, func(t *testing.T, drv string) {
+		ts := startServer(t, nil, Config{FrameTimeout: time.Second, Driver: drv})
 		slow := ts.dial(t, nil)
 		data := strings.Repeat("S", 30000)
 		req := frames(t, "0001B2"+hexLen(len(data))+data)
@@ -472,8 +472,8 @@ func TestSlowReader(t *testing.T) {
 // (seen once as a hung test binary).
 func TestShutdownBeforeServe(t *testing.T) {
 	t.Parallel()
-	for _, loops := range []int{0, -1} {
-		srv := NewServer(opstest.New(t), Config{HeaderLength: 4, EventLoops: loops}, zap.NewNop())
+	for _, drv := range drivers {
+		srv := NewServer(opstest.New(t), Config{HeaderLength: 4, Driver: drv}, zap.NewNop())
 		if err := srv.Shutdown(t.Context()); err != nil {
 			t.Fatal(err)
 		}
@@ -486,14 +486,14 @@ func TestShutdownBeforeServe(t *testing.T) {
 		select {
 		case err := <-served:
 			if err != nil {
-				t.Fatalf("loops %d: Serve after Shutdown: %v", loops, err)
+				t.Fatalf("%s: Serve after Shutdown: %v", drv, err)
 			}
 		case <-time.After(5 * time.Second):
-			t.Fatalf("loops %d: Serve after Shutdown still serves", loops)
+			t.Fatalf("%s: Serve after Shutdown still serves", drv)
 		}
 		if c, err := net.Dial("tcp", ln.Addr().String()); err == nil {
 			_ = c.Close()
-			t.Fatalf("loops %d: the listener still accepts", loops)
+			t.Fatalf("%s: the listener still accepts", drv)
 		}
 	}
 }

@@ -1,0 +1,398 @@
+//go:build linux
+
+package hostcmd
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"go.uber.org/zap"
+)
+
+// The io_uring driver (Config.Driver DriverIOUring). Its loop is the epoll
+// loop's, with the readiness wait and the read and write system calls
+// replaced by one ring: every connection keeps a recv in flight, and each
+// turn of the loop makes one io_uring_enter that submits the sends and
+// recvs of every connection served since the last turn and waits for the
+// next completions (or the timeout scan). Framing, limits, timeouts and
+// close semantics are loopBase's, shared with the epoll driver.
+//
+// A connection's buffers are in the kernel's hands while an operation on
+// them is in flight: its input is not processed while its answers are
+// being sent (the answers would be appended to the buffer being sent), and
+// a dropped connection is shut down, which completes its operations, and
+// kept (byID) until they have.
+
+type uringLoop struct {
+	loopBase
+	r         *ring
+	byID      map[uint64]*loopConn // connections with a name in the ring, dropped ones whose operations are in flight included
+	last      uint64               // the last connection id given
+	wakeArmed bool                 // a poll on the wake-up pipe is in the ring
+}
+
+// An operation's user data is its connection's id << 2 | its kind; the
+// wake-up poll's is 0.
+const (
+	uringWake = 0
+	uringRecv = 1
+	uringSend = 2
+)
+
+var errRingFull = errors.New("io_uring: no submission entry")
+
+// setupRing is newRing; tests replace it to see the fallback to epoll.
+var setupRing = newRing
+
+func newUringLoop(s *Server) (*uringLoop, error) {
+	// Each connection has at most a recv and a send in the ring.
+	sq := uint32(min(2*s.cfg.MaxConnections+8, 16384)) //nolint:gosec // G115: bounded above
+	r, err := setupRing(sq, 2*sq)
+	if err != nil {
+		return nil, err
+	}
+	l := &uringLoop{r: r, byID: map[uint64]*loopConn{}}
+	if err := l.init(s); err != nil {
+		r.close()
+		return nil, err
+	}
+	return l, nil
+}
+
+func (l *uringLoop) close() {
+	l.r.close()
+	l.closePipe()
+}
+
+// run is the loop: submit and wait, handle the completions, expire the late
+// connections. After shutdown it stops reading, sends what is pending (up
+// to FrameTimeout) and closes every connection.
+func (l *uringLoop) run() {
+	runtime.LockOSThread() // the ring's only submitter (IORING_SETUP_SINGLE_ISSUER)
+	defer runtime.UnlockOSThread()
+	defer l.close()
+	if err := l.r.enable(); err != nil {
+		l.s.log.Error("host port io_uring loop failed", zap.Error(err))
+		l.stop(time.Now())
+		return
+	}
+	var lastScan, drainSince time.Time
+	for {
+		if !l.wakeArmed {
+			l.armWake()
+		}
+		if err := l.r.enter(l.scan); err != nil && !errors.Is(err, errRingBusy) {
+			l.s.log.Error("host port io_uring loop failed", zap.Error(err))
+			l.stop(time.Now())
+			return
+		}
+		now := time.Now()
+		l.r.reap(func(ud uint64, res int32) { l.complete(ud, res, now) })
+		if l.closing() {
+			if drainSince.IsZero() {
+				drainSince = now
+				l.takeNew(now)
+			}
+			if l.drain(now.Sub(drainSince) > l.s.cfg.FrameTimeout, l.drop) {
+				l.stop(now)
+				return
+			}
+			continue
+		}
+		if now.Sub(lastScan) >= l.scan {
+			lastScan = now
+			l.expire(now, l.drop)
+		}
+	}
+}
+
+// sqe returns a submission entry, submitting the filled ones when the queue
+// is full; nil if that fails.
+func (l *uringLoop) sqe() *uringSQE {
+	if e := l.r.sqe(); e != nil {
+		return e
+	}
+	if err := l.r.enter(0); err != nil {
+		return nil
+	}
+	return l.r.sqe()
+}
+
+func (l *uringLoop) armWake() {
+	if e := l.sqe(); e != nil {
+		e.opcode = uringOpPollAdd
+		e.fd = int32(l.wakeR) //nolint:gosec // G115: a descriptor, a C int
+		e.opFlags = syscall.EPOLLIN
+		e.userData = uringWake
+		l.wakeArmed = true
+	}
+}
+
+// takeNew registers the connections handed over since the last call.
+func (l *uringLoop) takeNew(now time.Time) {
+	add, evict := l.taken()
+	for _, a := range add {
+		c := l.newConn(a, now)
+		l.last++
+		c.id = l.last
+		l.conns[a.fd] = c
+		l.byID[c.id] = c
+		l.recv(c)
+	}
+	l.evicted(evict, l.drop)
+}
+
+// bufAddr is b's address for the kernel; b is not empty, and its owner
+// keeps it referenced until the operation completes (Go does not move heap
+// objects).
+func bufAddr(b []byte) uint64 {
+	//nolint:gosec // G103: the kernel takes the buffer's address; see above.
+	return uint64(uintptr(unsafe.Pointer(&b[0])))
+}
+
+// recv puts a recv into c.in[c.n:] in the ring, unless one is there or c
+// is closing. A full buffer grows to the longest frame; one that is full of
+// frames waiting for a send to complete waits for it.
+func (l *uringLoop) recv(c *loopConn) {
+	if c.recving || c.dead || c.eof {
+		return
+	}
+	if c.n == len(c.in) {
+		if len(c.in) >= 2+l.s.cfg.MaxMessage {
+			return
+		}
+		c.in = append(c.in, make([]byte, 2+l.s.cfg.MaxMessage-len(c.in))...)
+	}
+	e := l.sqe()
+	if e == nil {
+		l.drop(c, errRingFull)
+		return
+	}
+	e.opcode = uringOpRecv
+	e.fd = int32(c.fd) //nolint:gosec // G115: a descriptor, a C int
+	c.recvAt = c.n
+	e.addr = bufAddr(c.in[c.n:])
+	e.len = uint32(len(c.in) - c.n) //nolint:gosec // G115: at most 2+MaxMessage
+	e.userData = c.id<<2 | uringRecv
+	c.recving = true
+}
+
+// send puts a send of c's pending answers into the ring.
+func (l *uringLoop) send(c *loopConn, now time.Time) {
+	if c.wantOut || c.dead || c.off >= len(c.out) {
+		return
+	}
+	e := l.sqe()
+	if e == nil {
+		l.drop(c, errRingFull)
+		return
+	}
+	e.opcode = uringOpSend
+	e.fd = int32(c.fd) //nolint:gosec // G115: a descriptor, a C int
+	e.addr = bufAddr(c.out[c.off:])
+	e.len = uint32(len(c.out) - c.off) //nolint:gosec // G115: bounded by the buffers
+	e.opFlags = syscall.MSG_NOSIGNAL
+	e.userData = c.id<<2 | uringSend
+	c.wantOut, c.blocked = true, now
+}
+
+// complete handles one completion.
+func (l *uringLoop) complete(ud uint64, res int32, now time.Time) {
+	if ud == uringWake {
+		l.wakeArmed = false
+		l.takeNew(now)
+		return
+	}
+	c := l.byID[ud>>2]
+	if c == nil {
+		return
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			l.s.log.Error("host connection handler panicked", zap.Any("panic", fmt.Sprint(r)))
+			l.drop(c, nil)
+		}
+		if c.dead && !c.recving && !c.wantOut {
+			delete(l.byID, c.id)
+		}
+	}()
+	switch ud & 3 {
+	case uringRecv:
+		c.recving = false
+		if !c.dead {
+			l.received(c, res, now)
+		}
+	case uringSend:
+		c.wantOut, c.blocked = false, time.Time{}
+		if !c.dead {
+			l.sent(c, res, now)
+		}
+	}
+}
+
+func retryable(res int32) bool {
+	return res == -int32(syscall.EAGAIN) || res == -int32(syscall.EINTR)
+}
+
+// received handles a recv's completion: res bytes, 0 at the end of the
+// stream, or -errno.
+func (l *uringLoop) received(c *loopConn, res int32, now time.Time) {
+	switch {
+	case retryable(res):
+		l.recv(c)
+		return
+	case res < 0:
+		if c.wantOut {
+			l.drop(c, syscall.Errno(-res))
+		} else {
+			l.finish(c, syscall.Errno(-res), now)
+		}
+		return
+	case res == 0:
+		c.eof = true
+		if !c.wantOut {
+			l.finish(c, nil, now)
+		}
+		return
+	}
+	// Input held during a send may have been answered and moved to the
+	// front of c.in since this recv was submitted (sent): what it received
+	// is at recvAt, which no longer follows the held input.
+	if c.recvAt != c.n {
+		copy(c.in[c.n:], c.in[c.recvAt:c.recvAt+int(res)])
+	}
+	c.n += int(res)
+	c.t.touch(now)
+	if !c.wantOut {
+		l.answer(c, now)
+	}
+	l.recv(c)
+}
+
+// sent handles a send's completion: res bytes written or -errno.
+func (l *uringLoop) sent(c *loopConn, res int32, now time.Time) {
+	switch {
+	case retryable(res):
+		l.send(c, now)
+		return
+	case res < 0:
+		l.drop(c, syscall.Errno(-res))
+		return
+	}
+	c.off += int(res)
+	if c.off < len(c.out) {
+		l.send(c, now)
+		return
+	}
+	c.out, c.off = c.out[:0], 0
+	if c.eof {
+		l.finish(c, nil, now)
+		return
+	}
+	if c.n > 0 { // received while the answers were being sent; a recv may be in flight (see received)
+		l.answer(c, now)
+	}
+	l.recv(c)
+}
+
+// answer answers the complete frames received and sends the answers. On a
+// bad frame the answers before it are written, as far as the socket takes
+// them at once (the epoll driver's flush), and the connection is closed.
+func (l *uringLoop) answer(c *loopConn, now time.Time) {
+	if err := l.process(c, now); err != nil {
+		l.flushNow(c)
+		l.drop(c, err)
+		return
+	}
+	l.send(c, now)
+}
+
+// finish closes a connection whose peer has closed (err nil) or whose recv
+// failed, after answering the complete frames it sent.
+func (l *uringLoop) finish(c *loopConn, err error, now time.Time) {
+	if perr := l.process(c, now); perr != nil {
+		err = perr
+	} else if err == nil && c.n > 0 {
+		err = fmt.Errorf("connection closed inside a frame")
+	}
+	l.flushNow(c)
+	l.drop(c, err)
+}
+
+// flushNow writes what it can of c's pending answers without waiting; no
+// send is in flight.
+func (l *uringLoop) flushNow(c *loopConn) {
+	for c.off < len(c.out) {
+		w, err := rawWrite(c.fd, c.out[c.off:])
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil || w <= 0 {
+			return
+		}
+		c.off += w
+	}
+}
+
+// drop closes c and releases its place. Shutting the socket down completes
+// its operations in the ring (the ring holds the socket until then).
+func (l *uringLoop) drop(c *loopConn, err error) {
+	if l.conns[c.fd] != c {
+		return
+	}
+	delete(l.conns, c.fd)
+	c.dead = true
+	_ = syscall.Shutdown(c.fd, syscall.SHUT_RDWR) // closing anyway: an error changes nothing
+	if err != nil && !errors.Is(err, errClosing) {
+		l.s.log.Debug("closing host connection", zap.String("remote", c.remote), zap.Error(err))
+	}
+	l.release(c)
+	if !c.recving && !c.wantOut {
+		delete(l.byID, c.id)
+	}
+}
+
+// stop ends the loop: it closes its connections and those handed over
+// since, refuses any handed over later, and waits (up to a second) for
+// their operations in the ring to complete.
+func (l *uringLoop) stop(now time.Time) {
+	l.takeNew(now)
+	l.mu.Lock()
+	l.stopped = true
+	l.mu.Unlock()
+	l.takeNew(now) // handed over between the two
+	for _, c := range l.conns {
+		l.drop(c, errClosing)
+	}
+	for end := now.Add(time.Second); len(l.byID) > 0 && time.Now().Before(end); {
+		if err := l.r.enter(10 * time.Millisecond); err != nil && !errors.Is(err, errRingBusy) {
+			break
+		}
+		l.r.reap(func(ud uint64, res int32) {
+			if ud != uringWake {
+				l.complete(ud, res, now)
+			}
+		})
+	}
+	if len(l.byID) > 0 {
+		// Not expected (their sockets are shut down): keep their buffers
+		// from being reused while the kernel may still write into them.
+		l.s.log.Warn("host port io_uring loop: operations still in flight at close", zap.Int("connections", len(l.byID)))
+		stranded.Lock()
+		for _, c := range l.byID {
+			stranded.conns = append(stranded.conns, c)
+		}
+		stranded.Unlock()
+	}
+}
+
+// stranded keeps the connections whose operations outlived their loop.
+var stranded struct {
+	sync.Mutex
+	conns []*loopConn
+}
