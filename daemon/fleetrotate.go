@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -125,20 +126,25 @@ func (f *fleetNode) currentInbox() (*Inbox, error) {
 	return in, nil
 }
 
-// buildInbox makes a new Inbox when in is nil (a fresh nonce), and brings
-// its MACs up to date with each profile's active version; nil while the
-// node holds no profile.
-func (f *fleetNode) buildInbox(in *Inbox) (*Inbox, error) {
+// buildInbox returns a new Inbox: with a fresh nonce when old is nil, else
+// old's certificate and nonce, and MACs under each profile's active
+// version (old's where they still are). old is not changed: the heartbeat
+// being written may be reading it. nil while the node holds no profile.
+func (f *fleetNode) buildInbox(old *Inbox) (*Inbox, error) {
 	names := f.cust.ProfileNames()
 	if len(names) == 0 {
 		return nil, nil
 	}
-	if in == nil {
+	in := &Inbox{MACs: map[string]InboxMAC{}}
+	if old != nil {
+		in.Cert, in.Nonce = old.Cert, old.Nonce
+		maps.Copy(in.MACs, old.MACs)
+	} else {
 		cert, _, err := mainkey.Identity(f.store, f.cust)
 		if err != nil {
 			return nil, fmt.Errorf("device identity: %w", err)
 		}
-		in = &Inbox{Cert: cert.Raw, Nonce: make([]byte, 16), MACs: map[string]InboxMAC{}}
+		in.Cert, in.Nonce = cert.Raw, make([]byte, 16)
 		if _, err := rand.Read(in.Nonce); err != nil {
 			return nil, err
 		}
