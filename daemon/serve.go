@@ -414,6 +414,13 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 		httpLn = tls.NewListener(httpLn, srv.TLSConfig)
 	}
 
+	if fleet != nil {
+		// A rotation that went on while this node was down (it holds the
+		// new version staged, the rotating node has since activated it and
+		// retired the old one): follow it before the first request can wrap
+		// a key under the old version.
+		fleet.refresh()
+	}
 	// Nothing below fails before serving.
 	errc := make(chan error, 3)
 	httpState.up.Store(true) // up from here: Serve accepts on a bound listener
