@@ -289,7 +289,7 @@ func (l *loopBase) closing() bool {
 // FrameTimeout) and closes every connection.
 func (l *eventLoop) run() {
 	defer l.close()
-	var lastScan, drainSince time.Time
+	var turn turnState
 	for {
 		n, err := syscall.EpollWait(l.epfd, l.events, int(l.scan/time.Millisecond))
 		if err != nil && !errors.Is(err, syscall.EINTR) {
@@ -309,20 +309,9 @@ func (l *eventLoop) run() {
 				l.serve(c, ev.Events, now)
 			}
 		}
-		if l.closing() {
-			if drainSince.IsZero() {
-				drainSince = now
-				l.takeNew(now)
-			}
-			if l.drain(now.Sub(drainSince) > l.s.cfg.FrameTimeout, l.drop) {
-				l.stop(now)
-				return
-			}
-			continue
-		}
-		if now.Sub(lastScan) >= l.scan {
-			lastScan = now
-			l.expire(now, l.drop)
+		if l.endTurn(now, &turn, l.takeNew, l.drop) {
+			l.stop(now)
+			return
 		}
 	}
 }
@@ -502,6 +491,32 @@ func (l *loopBase) expire(now time.Time, drop func(*loopConn, error)) {
 			drop(c, errors.New("idle timeout"))
 		}
 	}
+}
+
+// turnState is what a driver's loop keeps between turns for endTurn.
+type turnState struct {
+	lastScan   time.Time // the last expire
+	drainSince time.Time // when shutdown was first seen (zero: serving)
+}
+
+// endTurn ends every turn of a driver's loop. While serving, it expires
+// the late connections every scan interval. Once shutting down, it takes
+// the connections handed over meanwhile (takeNew, the first time), closes
+// those with nothing left to write (all of them after FrameTimeout) and
+// reports true when none is left: the loop then stops.
+func (l *loopBase) endTurn(now time.Time, st *turnState, takeNew func(time.Time), drop func(*loopConn, error)) bool {
+	if l.closing() {
+		if st.drainSince.IsZero() {
+			st.drainSince = now
+			takeNew(now)
+		}
+		return l.drain(now.Sub(st.drainSince) > l.s.cfg.FrameTimeout, drop)
+	}
+	if now.Sub(st.lastScan) >= l.scan {
+		st.lastScan = now
+		l.expire(now, drop)
+	}
+	return false
 }
 
 // drain closes the connections with nothing left to write (all of them when

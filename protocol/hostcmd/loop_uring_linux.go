@@ -81,7 +81,7 @@ func (l *uringLoop) run() {
 		l.stop(time.Now())
 		return
 	}
-	var lastScan, drainSince time.Time
+	var turn turnState
 	for {
 		if !l.wakeArmed {
 			l.armWake()
@@ -93,20 +93,9 @@ func (l *uringLoop) run() {
 		}
 		now := time.Now()
 		l.r.reap(func(ud uint64, res int32) { l.complete(ud, res, now) })
-		if l.closing() {
-			if drainSince.IsZero() {
-				drainSince = now
-				l.takeNew(now)
-			}
-			if l.drain(now.Sub(drainSince) > l.s.cfg.FrameTimeout, l.drop) {
-				l.stop(now)
-				return
-			}
-			continue
-		}
-		if now.Sub(lastScan) >= l.scan {
-			lastScan = now
-			l.expire(now, l.drop)
+		if l.endTurn(now, &turn, l.takeNew, l.drop) {
+			l.stop(now)
+			return
 		}
 	}
 }

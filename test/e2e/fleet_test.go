@@ -371,7 +371,7 @@ func TestFleetJoin(t *testing.T) {
 			} else {
 				_ = resp.Body.Close()
 			}
-			if got, err := hostTry(db.hostAddr, "0000CW@"+cvk+";4123456789012345;8701101"); err != nil || got != "0000CX00561" {
+			if got, err := hostDo(db.hostAddr, "0000CW@"+cvk+";4123456789012345;8701101"); err != nil || got != "0000CX00561" {
 				d.failed++
 			}
 			k, err := db.client().CreateKey(ctx, &pc.CreateKeyInput{Exportable: aws.Bool(true), KeyAttributes: attrs(types.KeyUsageTr31C0CardVerificationKey,

@@ -101,36 +101,11 @@ func ncRaw(t testing.TB, d *daemon, msg string) (string, string) {
 // hostSend sends one host command over a new connection and returns the answer (without its length prefix).
 func hostSend(t testing.TB, addr, msg string) string {
 	t.Helper()
-	s, err := hostTry(addr, msg)
+	s, err := hostDo(addr, msg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return s
-}
-
-// hostTry sends one host command on a fresh connection and returns the
-// answer (hostSend without the test: for goroutines of their own).
-func hostTry(addr, msg string) (string, error) {
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		return "", err
-	}
-	defer func() { _ = c.Close() }()
-	if err := c.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
-		return "", err
-	}
-	if _, err := c.Write(append(binary.BigEndian.AppendUint16(nil, uint16(len(msg))), msg...)); err != nil {
-		return "", err
-	}
-	var lb [2]byte
-	if _, err := io.ReadFull(c, lb[:]); err != nil {
-		return "", err
-	}
-	b := make([]byte, binary.BigEndian.Uint16(lb[:]))
-	if _, err := io.ReadFull(c, b); err != nil {
-		return "", err
-	}
-	return string(b), nil
 }
 
 // hostCaller connects a host-protocol client (4-byte header) to the daemon's
