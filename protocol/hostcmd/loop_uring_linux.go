@@ -9,9 +9,10 @@ import (
 	"sync"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"go.uber.org/zap"
+
+	"payhsm/internal/uring"
 )
 
 // The io_uring driver (Config.Driver DriverIOUring). Its loop is the epoll
@@ -30,7 +31,7 @@ import (
 
 type uringLoop struct {
 	loopBase
-	r         *ring
+	r         *uring.Ring
 	byID      map[uint64]*loopConn // connections with a name in the ring, dropped ones whose operations are in flight included
 	last      uint64               // the last connection id given
 	wakeArmed bool                 // a poll on the wake-up pipe is in the ring
@@ -46,8 +47,8 @@ const (
 
 var errRingFull = errors.New("io_uring: no submission entry")
 
-// setupRing is newRing; tests replace it to see the fallback to epoll.
-var setupRing = newRing
+// setupRing is uring.New; tests replace it to see the fallback to epoll.
+var setupRing = uring.New
 
 func newUringLoop(s *Server) (*uringLoop, error) {
 	// Each connection has at most a recv and a send in the ring.
@@ -58,14 +59,14 @@ func newUringLoop(s *Server) (*uringLoop, error) {
 	}
 	l := &uringLoop{r: r, byID: map[uint64]*loopConn{}}
 	if err := l.init(s); err != nil {
-		r.close()
+		r.Close()
 		return nil, err
 	}
 	return l, nil
 }
 
 func (l *uringLoop) close() {
-	l.r.close()
+	l.r.Close()
 	l.closePipe()
 }
 
@@ -76,7 +77,7 @@ func (l *uringLoop) run() {
 	runtime.LockOSThread() // the ring's only submitter (IORING_SETUP_SINGLE_ISSUER)
 	defer runtime.UnlockOSThread()
 	defer l.close()
-	if err := l.r.enable(); err != nil {
+	if err := l.r.Enable(); err != nil {
 		l.s.log.Error("host port io_uring loop failed", zap.Error(err))
 		l.stop(time.Now())
 		return
@@ -86,13 +87,13 @@ func (l *uringLoop) run() {
 		if !l.wakeArmed {
 			l.armWake()
 		}
-		if err := l.r.enter(l.scan); err != nil && !errors.Is(err, errRingBusy) {
+		if err := l.r.Enter(l.scan); err != nil && !errors.Is(err, uring.ErrBusy) {
 			l.s.log.Error("host port io_uring loop failed", zap.Error(err))
 			l.stop(time.Now())
 			return
 		}
 		now := time.Now()
-		l.r.reap(func(ud uint64, res int32) { l.complete(ud, res, now) })
+		l.r.Reap(func(ud uint64, res int32, _ uint32) { l.complete(ud, res, now) })
 		if l.endTurn(now, &turn, l.takeNew, l.drop) {
 			l.stop(now)
 			return
@@ -102,22 +103,19 @@ func (l *uringLoop) run() {
 
 // sqe returns a submission entry, submitting the filled ones when the queue
 // is full; nil if that fails.
-func (l *uringLoop) sqe() *uringSQE {
-	if e := l.r.sqe(); e != nil {
+func (l *uringLoop) sqe() *uring.SQE {
+	if e := l.r.SQE(); e != nil {
 		return e
 	}
-	if err := l.r.enter(0); err != nil {
+	if err := l.r.Enter(0); err != nil {
 		return nil
 	}
-	return l.r.sqe()
+	return l.r.SQE()
 }
 
 func (l *uringLoop) armWake() {
 	if e := l.sqe(); e != nil {
-		e.opcode = uringOpPollAdd
-		e.fd = int32(l.wakeR) //nolint:gosec // G115: a descriptor, a C int
-		e.opFlags = syscall.EPOLLIN
-		e.userData = uringWake
+		e.PrepPollAdd(l.wakeR, syscall.EPOLLIN, uringWake)
 		l.wakeArmed = true
 	}
 }
@@ -134,14 +132,6 @@ func (l *uringLoop) takeNew(now time.Time) {
 		l.recv(c)
 	}
 	l.evicted(evict, l.drop)
-}
-
-// bufAddr is b's address for the kernel; b is not empty, and its owner
-// keeps it referenced until the operation completes (Go does not move heap
-// objects).
-func bufAddr(b []byte) uint64 {
-	//nolint:gosec // G103: the kernel takes the buffer's address; see above.
-	return uint64(uintptr(unsafe.Pointer(&b[0])))
 }
 
 // recv puts a recv into c.in[c.n:] in the ring, unless one is there or c
@@ -162,12 +152,8 @@ func (l *uringLoop) recv(c *loopConn) {
 		l.drop(c, errRingFull)
 		return
 	}
-	e.opcode = uringOpRecv
-	e.fd = int32(c.fd) //nolint:gosec // G115: a descriptor, a C int
 	c.recvAt = c.n
-	e.addr = bufAddr(c.in[c.n:])
-	e.len = uint32(len(c.in) - c.n) //nolint:gosec // G115: at most 2+MaxMessage
-	e.userData = c.id<<2 | uringRecv
+	e.PrepRecv(c.fd, c.in[c.n:], c.id<<2|uringRecv)
 	c.recving = true
 }
 
@@ -181,12 +167,7 @@ func (l *uringLoop) send(c *loopConn, now time.Time) {
 		l.drop(c, errRingFull)
 		return
 	}
-	e.opcode = uringOpSend
-	e.fd = int32(c.fd) //nolint:gosec // G115: a descriptor, a C int
-	e.addr = bufAddr(c.out[c.off:])
-	e.len = uint32(len(c.out) - c.off) //nolint:gosec // G115: bounded by the buffers
-	e.opFlags = syscall.MSG_NOSIGNAL
-	e.userData = c.id<<2 | uringSend
+	e.PrepSend(c.fd, c.out[c.off:], syscall.MSG_NOSIGNAL, c.id<<2|uringSend)
 	c.wantOut, c.blocked = true, now
 }
 
@@ -359,10 +340,10 @@ func (l *uringLoop) stop(now time.Time) {
 		l.drop(c, errClosing)
 	}
 	for end := now.Add(time.Second); len(l.byID) > 0 && time.Now().Before(end); {
-		if err := l.r.enter(10 * time.Millisecond); err != nil && !errors.Is(err, errRingBusy) {
+		if err := l.r.Enter(10 * time.Millisecond); err != nil && !errors.Is(err, uring.ErrBusy) {
 			break
 		}
-		l.r.reap(func(ud uint64, res int32) {
+		l.r.Reap(func(ud uint64, res int32, _ uint32) {
 			if ud != uringWake {
 				l.complete(ud, res, now)
 			}

@@ -12,11 +12,12 @@ import (
 
 	"go.uber.org/zap"
 
+	"payhsm/internal/uring"
 	"payhsm/ops/opstest"
 )
 
 // uringUsable reports why the io_uring driver cannot run here (nil: it can).
-func uringUsable() error { return uringAvailable() }
+func uringUsable() error { return uring.Available() }
 
 // loopIsUring reports whether srv's first loop is the io_uring driver.
 func loopIsUring(srv *Server) bool {
@@ -30,7 +31,7 @@ func loopIsUring(srv *Server) bool {
 // disabled by sysctl or seccomp), the io_uring driver serves with epoll.
 func TestUringFallback(t *testing.T) {
 	saved := setupRing
-	setupRing = func(uint32, uint32) (*ring, error) { return nil, syscall.EPERM }
+	setupRing = func(uint32, uint32) (*uring.Ring, error) { return nil, syscall.EPERM }
 	t.Cleanup(func() { setupRing = saved })
 	srv := NewServer(opstest.New(t), Config{HeaderLength: 4, Driver: DriverIOUring}, zap.NewNop())
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -83,7 +84,7 @@ func TestUringHeldInputMoves(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.close()
-	if err := l.r.enable(); err != nil {
+	if err := l.r.Enable(); err != nil {
 		t.Fatal(err)
 	}
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
@@ -100,10 +101,10 @@ func TestUringHeldInputMoves(t *testing.T) {
 	l.conns[c.fd], l.byID[c.id] = c, c
 	turn := func() {
 		t.Helper()
-		if err := l.r.enter(100 * time.Millisecond); err != nil {
+		if err := l.r.Enter(100 * time.Millisecond); err != nil {
 			t.Fatal(err)
 		}
-		l.r.reap(func(ud uint64, res int32) { l.complete(ud, res, time.Now()) })
+		l.r.Reap(func(ud uint64, res int32, _ uint32) { l.complete(ud, res, time.Now()) })
 	}
 	write := func(b []byte) {
 		t.Helper()
