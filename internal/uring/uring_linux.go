@@ -299,7 +299,7 @@ func Addr(b []byte) uint64 {
 // PrepRecv makes e a recv into b (not empty) on fd.
 func (e *SQE) PrepRecv(fd int, b []byte, userData uint64) {
 	e.Opcode, e.FD, e.Addr, e.UserData = OpRecv, int32(fd), Addr(b), userData //nolint:gosec // G115: a descriptor, a C int
-	e.Len = uint32(len(b))                                                  //nolint:gosec // G115: callers' buffers are far below 4 GiB
+	e.Len = uint32(len(b))                                                    //nolint:gosec // G115: callers' buffers are far below 4 GiB
 }
 
 // PrepRecvMultishot makes e a multishot recv on fd into buffers of the
