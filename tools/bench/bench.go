@@ -58,6 +58,47 @@ type Options struct {
 	TLS      hostclient.TLSFlags
 	HTTP     HTTPTarget // with a URL: drive the HTTP API instead of the host port
 	PID      int        // when not 0, the appliance's process: its CPU time is measured (Linux /proc)
+	// Driver is how the host port's connections are driven: DriverGoroutine
+	// (a goroutine per connection), DriverIOUring (one thread and one ring
+	// for all, Linux 6.0+, plain TCP without -rate), or "" for the default
+	// (DefaultDriver).
+	Driver string
+}
+
+// The client drivers.
+const (
+	DriverGoroutine = "goroutine"
+	DriverIOUring   = "io_uring"
+)
+
+// DefaultDriver is the driver used when Options.Driver is empty and the
+// run allows any: see docs/performance.md ("io_uring driver") for the
+// measurements behind it.
+const DefaultDriver = DriverIOUring
+
+// hostDriver chooses the driver of a host-port run: the io_uring driver
+// serves plain TCP without -rate, and is the default only where a ring
+// with multishot recv can be set up.
+func hostDriver(o Options) (string, error) {
+	switch o.Driver {
+	case DriverGoroutine:
+		return DriverGoroutine, nil
+	case DriverIOUring:
+		if o.TLS.Enabled || o.Rate > 0 {
+			return "", errors.New("bench: -driver io_uring drives plain TCP without -rate")
+		}
+		if err := ringAvailable(); err != nil {
+			return "", fmt.Errorf("bench: -driver io_uring: %w", err)
+		}
+		return DriverIOUring, nil
+	case "":
+		if DefaultDriver == DriverIOUring && !o.TLS.Enabled && o.Rate == 0 && ringAvailable() == nil {
+			return DriverIOUring, nil
+		}
+		return DriverGoroutine, nil
+	default:
+		return "", fmt.Errorf("bench: driver %q (goroutine or io_uring)", o.Driver)
+	}
 }
 
 // Stats is one command's (or the total's) result.
@@ -76,6 +117,7 @@ type Result struct {
 	// CPU time used during the measured window by the process of
 	// Options.PID (zero without one) and by the bench itself.
 	ServerCPU, BenchCPU time.Duration
+	Driver              string // the client driver that ran
 }
 
 // Prepare creates keys with A0 and returns a valid request for each
@@ -150,7 +192,15 @@ func Prepare(c *hostclient.Client) (map[string]Request, error) {
 func Run(o Options) (*Result, error) {
 	o.Pipeline = max(o.Pipeline, 1)
 	if o.HTTP.URL != "" {
+		if o.Driver != "" && o.Driver != DriverGoroutine {
+			return nil, errors.New("bench: the HTTP mode drives a goroutine per connection (-driver goroutine)")
+		}
+		o.Driver = DriverGoroutine
 		return runHTTP(o)
+	}
+	var err error
+	if o.Driver, err = hostDriver(o); err != nil {
+		return nil, err
 	}
 	tlsCfg, err := o.TLS.Config(o.Addr)
 	if err != nil {
@@ -249,11 +299,13 @@ func mixWheel(mix map[string]int, known func(string) bool, set string) ([]string
 // drive opens the connections, runs the load and gathers the results.
 func drive(o Options, addr string, tlsCfg *tls.Config, codes []string, wheel []int, newProto func() proto) (*Result, error) {
 	workers := make([]*worker, o.Conns)
+	conns := make([]net.Conn, o.Conns)
 	for i := range workers {
 		c, err := dial(addr, tlsCfg)
 		if err != nil {
 			return nil, err
 		}
+		conns[i] = c
 		// The run's results are complete when these close: a close error
 		// changes nothing that was measured.
 		defer func() { _ = c.Close() }()
@@ -266,7 +318,16 @@ func drive(o Options, addr string, tlsCfg *tls.Config, codes []string, wheel []i
 	}
 	var measuring, stopping atomic.Bool
 	errs := make(chan error, len(workers))
+	running := len(workers)
+	if o.Driver == DriverIOUring {
+		running = 1
+		deadline := time.Now().Add(o.Warmup + o.Duration + time.Minute)
+		go func() { errs <- runRing(workers, conns, &measuring, &stopping, deadline) }()
+	}
 	for _, w := range workers {
+		if o.Driver == DriverIOUring {
+			break
+		}
 		if o.Rate > 0 {
 			go func() { errs <- w.runOpen(&measuring, &stopping) }()
 		} else {
@@ -289,7 +350,7 @@ func drive(o Options, addr string, tlsCfg *tls.Config, codes []string, wheel []i
 	}
 	stopping.Store(true)
 	var firstErr error
-	for range workers {
+	for range running {
 		if err := <-errs; err != nil && firstErr == nil {
 			firstErr = err
 		}
@@ -314,7 +375,7 @@ func drive(o Options, addr string, tlsCfg *tls.Config, codes []string, wheel []i
 		}
 	}
 	res := &Result{Duration: elapsed, Throughput: float64(okCount) / elapsed.Seconds(), Total: stats("all", all, len(all)-okCount),
-		ServerCPU: cpu1.server - cpu0.server, BenchCPU: cpu1.self - cpu0.self}
+		ServerCPU: cpu1.server - cpu0.server, BenchCPU: cpu1.self - cpu0.self, Driver: o.Driver}
 	for i, code := range codes {
 		res.PerCommand = append(res.PerCommand, stats(code, per[i], perErr[i]))
 	}
@@ -639,7 +700,7 @@ func Print(w io.Writer, o Options, r *Result) error {
 	if o.HTTP.URL != "" {
 		target = "HTTP API " + o.HTTP.URL
 	}
-	b := fmt.Appendf(nil, "%s: connections %d, pipeline %d, %s, duration %v (after %v warm-up)\n", target, o.Conns, max(o.Pipeline, 1), rate, r.Duration.Round(time.Millisecond), o.Warmup)
+	b := fmt.Appendf(nil, "%s: connections %d, pipeline %d, %s, duration %v (after %v warm-up), driver %s\n", target, o.Conns, max(o.Pipeline, 1), rate, r.Duration.Round(time.Millisecond), o.Warmup, r.Driver)
 	b = fmt.Appendf(b, "throughput  %.0f successful commands/s\n", r.Throughput)
 	if n := r.Total.Count; n > 0 {
 		if o.PID != 0 {
@@ -715,6 +776,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	creds := fs.String("credentials", "", "HTTP mode: AWS shared credentials file (default: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)")
 	profile := fs.String("profile", "default", "HTTP mode: profile in the -credentials file")
 	fs.StringVar(&o.HTTP.Region, "region", "us-east-1", "HTTP mode: signing region")
+	fs.StringVar(&o.Driver, "driver", "", "host port: how connections are driven, io_uring (one thread, one ring; plain TCP without -rate) or goroutine (one per connection); default "+DefaultDriver+" where it can run, else goroutine")
 	fs.IntVar(&o.PID, "pid", 0, "the appliance's process id: report its CPU time per request during the measured window (Linux)")
 	o.TLS.Register(fs)
 	if code, ok := cli.Parse(fs, args, stdout, stderr); !ok {
