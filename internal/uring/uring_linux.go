@@ -34,6 +34,8 @@ const (
 	// CQEFMore (IORING_CQE_F_MORE): a multishot operation stays armed;
 	// its last completion lacks the flag.
 	CQEFMore = 1 << 1
+	// CQEBufferShift is where a completion's flags hold its buffer's id.
+	CQEBufferShift = 16
 )
 
 const (

@@ -17,21 +17,26 @@ import (
 
 // The io_uring driver (Config.Driver DriverIOUring). Its loop is the epoll
 // loop's, with the readiness wait and the read and write system calls
-// replaced by one ring: every connection keeps a recv in flight, and each
-// turn of the loop makes one io_uring_enter that submits the sends and
-// recvs of every connection served since the last turn and waits for the
-// next completions (or the timeout scan). Framing, limits, timeouts and
-// close semantics are loopBase's, shared with the epoll driver.
+// replaced by one ring: every connection keeps a multishot recv armed, whose
+// completions carry what arrived in a buffer of the loop's provided-buffer
+// ring (copied to the connection's input and given back at once), and each
+// turn of the loop makes one io_uring_enter that submits the sends of every
+// connection served since the last turn and waits for the next completions
+// (or the timeout scan). Framing, limits, timeouts and close semantics are
+// loopBase's, shared with the epoll driver.
 //
-// A connection's buffers are in the kernel's hands while an operation on
-// them is in flight: its input is not processed while its answers are
-// being sent (the answers would be appended to the buffer being sent), and
-// a dropped connection is shut down, which completes its operations, and
-// kept (byID) until they have.
+// A connection's answers are in the kernel's hands while their send is in
+// flight: its input is not processed meanwhile (the answers would be
+// appended to the buffer being sent) but held, up to the longest frame; past
+// that its recv is cancelled until the send completes (the epoll driver
+// stops reading then too), so a peer that does not read is held back by
+// TCP. A dropped connection is shut down, which completes its operations,
+// and kept (byID) until they have.
 
 type uringLoop struct {
 	loopBase
 	r         *uring.Ring
+	bufs      *uring.BufRing       // where the recvs land
 	byID      map[uint64]*loopConn // connections with a name in the ring, dropped ones whose operations are in flight included
 	last      uint64               // the last connection id given
 	wakeArmed bool                 // a poll on the wake-up pipe is in the ring
@@ -40,9 +45,18 @@ type uringLoop struct {
 // An operation's user data is its connection's id << 2 | its kind; the
 // wake-up poll's is 0.
 const (
-	uringWake = 0
-	uringRecv = 1
-	uringSend = 2
+	uringWake   = 0
+	uringRecv   = 1
+	uringSend   = 2
+	uringCancel = 3
+)
+
+// The provided-buffer ring of each loop: enough buffers for the data that
+// arrives between two turns (each is given back as soon as its data is
+// copied); a recv that finds none ends with ENOBUFS and is armed again.
+const (
+	uringBufs    = 512
+	uringBufSize = 4096
 )
 
 var errRingFull = errors.New("io_uring: no submission entry")
@@ -51,13 +65,25 @@ var errRingFull = errors.New("io_uring: no submission entry")
 var setupRing = uring.New
 
 func newUringLoop(s *Server) (*uringLoop, error) {
-	// Each connection has at most a recv and a send in the ring.
+	if err := uring.MultishotRecv(); err != nil {
+		return nil, err
+	}
+	// Each connection has at most a recv, a send and a cancel in the ring.
 	sq := uint32(min(2*s.cfg.MaxConnections+8, 16384)) //nolint:gosec // G115: bounded above
 	r, err := setupRing(sq, 2*sq)
 	if err != nil {
 		return nil, err
 	}
-	l := &uringLoop{r: r, byID: map[uint64]*loopConn{}}
+	count, size := uringBufs, uringBufSize
+	if s.cfg.uringBufs > 0 {
+		count, size = s.cfg.uringBufs, s.cfg.uringBufSize
+	}
+	bufs, err := r.NewBufRing(0, count, size)
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
+	l := &uringLoop{r: r, bufs: bufs, byID: map[uint64]*loopConn{}}
 	if err := l.init(s); err != nil {
 		r.Close()
 		return nil, err
@@ -93,7 +119,7 @@ func (l *uringLoop) run() {
 			return
 		}
 		now := time.Now()
-		l.r.Reap(func(ud uint64, res int32, _ uint32) { l.complete(ud, res, now) })
+		l.r.Reap(func(ud uint64, res int32, flags uint32) { l.complete(ud, res, flags, now) })
 		if l.endTurn(now, &turn, l.takeNew, l.drop) {
 			l.stop(now)
 			return
@@ -134,27 +160,35 @@ func (l *uringLoop) takeNew(now time.Time) {
 	l.evicted(evict, l.drop)
 }
 
-// recv puts a recv into c.in[c.n:] in the ring, unless one is there or c
-// is closing. A full buffer grows to the longest frame; one that is full of
-// frames waiting for a send to complete waits for it.
+// recv arms c's multishot recv, unless it is armed, paused or c is closing.
 func (l *uringLoop) recv(c *loopConn) {
-	if c.recving || c.dead || c.eof {
+	if c.recving || c.paused || c.dead || c.eof {
 		return
-	}
-	if c.n == len(c.in) {
-		if len(c.in) >= 2+l.s.cfg.MaxMessage {
-			return
-		}
-		c.in = append(c.in, make([]byte, 2+l.s.cfg.MaxMessage-len(c.in))...)
 	}
 	e := l.sqe()
 	if e == nil {
 		l.drop(c, errRingFull)
 		return
 	}
-	c.recvAt = c.n
-	e.PrepRecv(c.fd, c.in[c.n:], c.id<<2|uringRecv)
+	e.PrepRecvMultishot(c.fd, l.bufs, c.id<<2|uringRecv)
 	c.recving = true
+}
+
+// pause cancels c's recv: it holds the longest frame while a send is in flight.
+func (l *uringLoop) pause(c *loopConn) {
+	if c.paused {
+		return
+	}
+	c.paused = true
+	if !c.recving {
+		return
+	}
+	e := l.sqe()
+	if e == nil {
+		l.drop(c, errRingFull)
+		return
+	}
+	e.PrepCancel(c.id<<2|uringRecv, c.id<<2|uringCancel)
 }
 
 // send puts a send of c's pending answers into the ring.
@@ -172,11 +206,19 @@ func (l *uringLoop) send(c *loopConn, now time.Time) {
 }
 
 // complete handles one completion.
-func (l *uringLoop) complete(ud uint64, res int32, now time.Time) {
+func (l *uringLoop) complete(ud uint64, res int32, flags uint32, now time.Time) {
 	if ud == uringWake {
 		l.wakeArmed = false
 		l.takeNew(now)
 		return
+	}
+	var data []byte
+	if flags&uring.CQEFBuffer != 0 {
+		id := uint16(flags >> uring.CQEBufferShift)
+		// Given back when this completion is handled: its data is copied
+		// to the connection's input first.
+		defer l.bufs.Recycle(id)
+		data = l.bufs.Buf(id, max(int(res), 0))
 	}
 	c := l.byID[ud>>2]
 	if c == nil {
@@ -193,14 +235,21 @@ func (l *uringLoop) complete(ud uint64, res int32, now time.Time) {
 	}()
 	switch ud & 3 {
 	case uringRecv:
-		c.recving = false
+		if flags&uring.CQEFMore == 0 {
+			c.recving = false
+		}
 		if !c.dead {
-			l.received(c, res, now)
+			l.received(c, data, res, now)
 		}
 	case uringSend:
 		c.wantOut, c.blocked = false, time.Time{}
 		if !c.dead {
 			l.sent(c, res, now)
+		}
+	case uringCancel:
+		if res == -int32(syscall.EALREADY) && c.paused && c.recving && !c.dead {
+			c.paused = false // the recv was running: cancel it again
+			l.pause(c)
 		}
 	}
 }
@@ -209,11 +258,12 @@ func retryable(res int32) bool {
 	return res == -int32(syscall.EAGAIN) || res == -int32(syscall.EINTR)
 }
 
-// received handles a recv's completion: res bytes, 0 at the end of the
-// stream, or -errno.
-func (l *uringLoop) received(c *loopConn, res int32, now time.Time) {
+// received handles a recv's completion: res bytes (data), 0 at the end of
+// the stream, or -errno. A multishot recv's last completion (c.recving
+// false) is followed by another recv unless c is paused or closing.
+func (l *uringLoop) received(c *loopConn, data []byte, res int32, now time.Time) {
 	switch {
-	case retryable(res):
+	case retryable(res) || res == -int32(syscall.ENOBUFS) || res == -int32(syscall.ECANCELED):
 		l.recv(c)
 		return
 	case res < 0:
@@ -230,16 +280,18 @@ func (l *uringLoop) received(c *loopConn, res int32, now time.Time) {
 		}
 		return
 	}
-	// Input held during a send may have been answered and moved to the
-	// front of c.in since this recv was submitted (sent): what it received
-	// is at recvAt, which no longer follows the held input.
-	if c.recvAt != c.n {
-		copy(c.in[c.n:], c.in[c.recvAt:c.recvAt+int(res)])
+	if c.n+len(data) > len(c.in) {
+		c.in = append(c.in[:c.n], data...)
+		c.in = c.in[:cap(c.in)]
+	} else {
+		copy(c.in[c.n:], data)
 	}
-	c.n += int(res)
+	c.n += len(data)
 	c.t.touch(now)
 	if !c.wantOut {
 		l.answer(c, now)
+	} else if c.n >= 2+l.s.cfg.MaxMessage {
+		l.pause(c)
 	}
 	l.recv(c)
 }
@@ -264,8 +316,11 @@ func (l *uringLoop) sent(c *loopConn, res int32, now time.Time) {
 		l.finish(c, nil, now)
 		return
 	}
-	if c.n > 0 { // received while the answers were being sent; a recv may be in flight (see received)
+	if c.n > 0 { // received while the answers were being sent
 		l.answer(c, now)
+	}
+	if c.paused && c.n < 2+l.s.cfg.MaxMessage {
+		c.paused = false
 	}
 	l.recv(c)
 }
@@ -343,9 +398,9 @@ func (l *uringLoop) stop(now time.Time) {
 		if err := l.r.Enter(10 * time.Millisecond); err != nil && !errors.Is(err, uring.ErrBusy) {
 			break
 		}
-		l.r.Reap(func(ud uint64, res int32, _ uint32) {
+		l.r.Reap(func(ud uint64, res int32, flags uint32) {
 			if ud != uringWake {
-				l.complete(ud, res, now)
+				l.complete(ud, res, flags, now)
 			}
 		})
 	}

@@ -250,7 +250,7 @@ func (d *ringDriver) complete(ud uint64, res int32, flags uint32) error {
 			c.armed = false
 		}
 		if flags&uring.CQEFBuffer != 0 {
-			id := uint16(flags >> 16)
+			id := uint16(flags >> uring.CQEBufferShift)
 			err := d.received(c, d.bufs.Buf(id, max(int(res), 0)))
 			d.bufs.Recycle(id)
 			if err != nil {
@@ -314,7 +314,7 @@ func (d *ringDriver) quiesce() {
 				c.armed = false
 			}
 			if flags&uring.CQEFBuffer != 0 {
-				d.bufs.Recycle(uint16(flags >> 16))
+				d.bufs.Recycle(uint16(flags >> uring.CQEBufferShift))
 			}
 		})
 	}
