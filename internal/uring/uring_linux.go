@@ -214,6 +214,9 @@ func (r *Ring) Close() {
 	_ = syscall.Close(r.fd) // released even on error
 	// The kernel drops its references to the buffer rings with the ring.
 	for _, b := range r.bufRings {
+		if b.keep {
+			continue
+		}
 		_ = unix.Munmap(b.ring)
 		_ = unix.Munmap(b.bufs)
 	}
@@ -341,6 +344,7 @@ type BufRing struct {
 	group uint16
 	word  *uint32 // the 32 bits holding the ring's tail (struct io_uring_buf_ring)
 	shift uint    // the tail's position in word
+	keep  bool    // not unmapped at the ring's Close (KeepBuffers)
 }
 
 // bufReg is struct io_uring_buf_reg.
@@ -427,6 +431,16 @@ func (b *BufRing) publish() {
 func (b *BufRing) Recycle(id uint16) {
 	b.put(id)
 	b.publish()
+}
+
+// KeepBuffers leaves r's provided buffers mapped when r is closed: for an
+// owner that closes the ring while a recv may still be in flight (the
+// kernel cancels it with the ring, but not necessarily before Close
+// returns), at the cost of the mappings.
+func (r *Ring) KeepBuffers() {
+	for _, b := range r.bufRings {
+		b.keep = true
+	}
 }
 
 // Available reports whether a ring can be set up here.

@@ -408,6 +408,7 @@ func (l *uringLoop) stop(now time.Time) {
 		// Not expected (their sockets are shut down): keep their buffers
 		// from being reused while the kernel may still write into them.
 		l.s.log.Warn("host port io_uring loop: operations still in flight at close", zap.Int("connections", len(l.byID)))
+		l.r.KeepBuffers()
 		stranded.Lock()
 		for _, c := range l.byID {
 			stranded.conns = append(stranded.conns, c)

@@ -10,11 +10,15 @@
 // no allocation per request) over keep-alive HTTP/1.1.
 //
 // The load loop is lean on purpose, since on a small machine it shares the
-// cores with the appliance: one goroutine per connection (a sender and a
-// receiver with -rate), requests encoded
-// once and only their header numbered per send, every request of a window
-// sent in one write, every response already received parsed without another
-// read, and no allocation per request beyond the latency samples.
+// cores with the appliance: on the host port, by default, one thread drives
+// every connection through one io_uring (ring_linux.go: multishot recvs, one
+// io_uring_enter per turn for all connections' sends; -driver io_uring),
+// otherwise one goroutine per connection (a sender and a receiver with
+// -rate; -driver goroutine, and always for TLS, -rate and HTTP). Either way
+// requests are encoded once and only their header numbered per send, every
+// request of a window is sent in one write, every response already
+// received is parsed without another read, and there is no allocation per
+// request beyond the latency samples.
 package bench
 
 import (
@@ -751,6 +755,12 @@ itself spent per request in the measured window.
 
 With -rate the load is offered on a schedule (requests/s over all
 connections) and each latency counts from when its request was due.
+
+-driver chooses how host-port connections are driven: io_uring (one thread
+and one ring for all of them, Linux 6.0+; the default where it can run)
+or goroutine (one per connection; always with -tls, -rate and -http). The
+semantics are the same: -conns connections, -pipeline requests in flight
+each, latency from the send to the response.
 
 examples:
   payhsm bench -addr 127.0.0.1:1500 -conns 32 -duration 20s -mix CC=1

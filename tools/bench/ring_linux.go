@@ -318,4 +318,7 @@ func (d *ringDriver) quiesce() {
 			}
 		})
 	}
+	if busy() {
+		d.r.KeepBuffers() // not expected (the sockets are shut down); see KeepBuffers
+	}
 }
