@@ -372,7 +372,7 @@ func (r *Ring) NewBufRing(group uint16, count, size int) (*BufRing, error) {
 		_ = unix.Munmap(ring)
 		return nil, fmt.Errorf("io_uring buffers: %w", err)
 	}
-	b := &BufRing{ring: ring, bufs: bufs, size: size, mask: uint16(count - 1), group: group} //nolint:gosec // G115: count <= 1<<15
+	b := &BufRing{ring: ring, bufs: bufs, size: size, mask: uint16(count - 1), group: group}
 	// The tail is the u16 at byte 14 of the first entry (its resv field):
 	// the 32-bit word at byte 12 holds it and the first entry's bid, both
 	// written only here, so the tail is published with one atomic store.
@@ -382,7 +382,7 @@ func (r *Ring) NewBufRing(group uint16, count, size int) (*BufRing, error) {
 	} else {
 		b.shift = 16
 	}
-	reg := bufReg{ringAddr: Addr(ring), ringEntries: uint32(count), bgid: group} //nolint:gosec // G115: count <= 1<<15
+	reg := bufReg{ringAddr: Addr(ring), ringEntries: uint32(count), bgid: group}
 	//nolint:gosec // G103: the kernel reads reg during the call.
 	if _, _, e := syscall.Syscall6(unix.SYS_IO_URING_REGISTER, uintptr(r.fd), registerPbufRing, uintptr(unsafe.Pointer(&reg)), 1, 0, 0); e != 0 {
 		_ = unix.Munmap(ring)
@@ -391,7 +391,7 @@ func (r *Ring) NewBufRing(group uint16, count, size int) (*BufRing, error) {
 	}
 	r.bufRings = append(r.bufRings, b)
 	for i := range count {
-		b.put(uint16(i)) //nolint:gosec // G115: i < count <= 1<<15
+		b.put(uint16(i))
 	}
 	b.publish()
 	return b, nil
