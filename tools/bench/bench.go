@@ -31,6 +31,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"runtime"
 	"slices"
 	"sort"
 	"strconv"
@@ -64,8 +65,9 @@ type Options struct {
 	PID      int        // when not 0, the appliance's process: its CPU time is measured (Linux /proc)
 	// Driver is how the host port's connections are driven: DriverGoroutine
 	// (a goroutine per connection), DriverIOUring (one thread and one ring
-	// for all, Linux 6.0+, plain TCP without -rate), or "" for the default
-	// (DefaultDriver).
+	// for all, Linux 6.0+), DriverEpoll (one thread and one epoll set for
+	// all, Linux), the last two for plain TCP without -rate; or "" for the
+	// default (DefaultDriver).
 	Driver string
 }
 
@@ -73,6 +75,7 @@ type Options struct {
 const (
 	DriverGoroutine = "goroutine"
 	DriverIOUring   = "io_uring"
+	DriverEpoll     = "epoll"
 )
 
 // DefaultDriver is the driver used when Options.Driver is empty and the
@@ -87,21 +90,25 @@ func hostDriver(o Options) (string, error) {
 	switch o.Driver {
 	case DriverGoroutine:
 		return DriverGoroutine, nil
-	case DriverIOUring:
+	case DriverIOUring, DriverEpoll:
 		if o.TLS.Enabled || o.Rate > 0 {
-			return "", errors.New("bench: -driver io_uring drives plain TCP without -rate")
+			return "", fmt.Errorf("bench: -driver %s drives plain TCP without -rate", o.Driver)
 		}
-		if err := ringAvailable(); err != nil {
-			return "", fmt.Errorf("bench: -driver io_uring: %w", err)
+		if o.Driver == DriverIOUring {
+			if err := ringAvailable(); err != nil {
+				return "", fmt.Errorf("bench: -driver io_uring: %w", err)
+			}
+		} else if runtime.GOOS != "linux" {
+			return "", errors.New("bench: -driver epoll: Linux only")
 		}
-		return DriverIOUring, nil
+		return o.Driver, nil
 	case "":
 		if DefaultDriver == DriverIOUring && !o.TLS.Enabled && o.Rate == 0 && ringAvailable() == nil {
 			return DriverIOUring, nil
 		}
 		return DriverGoroutine, nil
 	default:
-		return "", fmt.Errorf("bench: driver %q (goroutine or io_uring)", o.Driver)
+		return "", fmt.Errorf("bench: driver %q (io_uring, epoll or goroutine)", o.Driver)
 	}
 }
 
@@ -323,13 +330,14 @@ func drive(o Options, addr string, tlsCfg *tls.Config, codes []string, wheel []i
 	var measuring, stopping atomic.Bool
 	errs := make(chan error, len(workers))
 	running := len(workers)
-	if o.Driver == DriverIOUring {
+	if run := map[string]func([]*worker, []net.Conn, *atomic.Bool, *atomic.Bool, time.Time) error{
+		DriverIOUring: runRing, DriverEpoll: runEpoll}[o.Driver]; run != nil {
 		running = 1
 		deadline := time.Now().Add(o.Warmup + o.Duration + time.Minute)
-		go func() { errs <- runRing(workers, conns, &measuring, &stopping, deadline) }()
+		go func() { errs <- run(workers, conns, &measuring, &stopping, deadline) }()
 	}
 	for _, w := range workers {
-		if o.Driver == DriverIOUring {
+		if o.Driver != DriverGoroutine { // one thread drives them all (above)
 			break
 		}
 		if o.Rate > 0 {
@@ -757,8 +765,9 @@ With -rate the load is offered on a schedule (requests/s over all
 connections) and each latency counts from when its request was due.
 
 -driver chooses how host-port connections are driven: io_uring (one thread
-and one ring for all of them, Linux 6.0+; the default where it can run)
-or goroutine (one per connection; always with -tls, -rate and -http). The
+and one ring for all of them, Linux 6.0+; the default where it can run),
+epoll (one thread, one epoll set, Linux) or goroutine (one per connection;
+always with -tls, -rate and -http). The
 semantics are the same: -conns connections, -pipeline requests in flight
 each, latency from the send to the response.
 
@@ -786,7 +795,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	creds := fs.String("credentials", "", "HTTP mode: AWS shared credentials file (default: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)")
 	profile := fs.String("profile", "default", "HTTP mode: profile in the -credentials file")
 	fs.StringVar(&o.HTTP.Region, "region", "us-east-1", "HTTP mode: signing region")
-	fs.StringVar(&o.Driver, "driver", "", "host port: how connections are driven, io_uring (one thread, one ring; plain TCP without -rate) or goroutine (one per connection); default "+DefaultDriver+" where it can run, else goroutine")
+	fs.StringVar(&o.Driver, "driver", "", "host port: how connections are driven, io_uring (one thread, one ring), epoll (one thread, one epoll set), both for plain TCP without -rate, or goroutine (one per connection); default "+DefaultDriver+" where it can run, else goroutine")
 	fs.IntVar(&o.PID, "pid", 0, "the appliance's process id: report its CPU time per request during the measured window (Linux)")
 	o.TLS.Register(fs)
 	if code, ok := cli.Parse(fs, args, stdout, stderr); !ok {

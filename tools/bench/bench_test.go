@@ -103,7 +103,7 @@ func TestRun(t *testing.T) {
 		driver   string
 		pipeline int
 		rate     float64
-	}{{DriverGoroutine, 1, 0}, {DriverGoroutine, 8, 0}, {DriverGoroutine, 4, 2000}, {DriverIOUring, 1, 0}, {DriverIOUring, 8, 0}, {"", 1, 0}, {"", 4, 2000}} {
+	}{{DriverGoroutine, 1, 0}, {DriverGoroutine, 8, 0}, {DriverGoroutine, 4, 2000}, {DriverIOUring, 1, 0}, {DriverIOUring, 8, 0}, {DriverEpoll, 1, 0}, {DriverEpoll, 8, 0}, {"", 1, 0}, {"", 4, 2000}} {
 		pipeline := tc.pipeline
 		if tc.driver == DriverIOUring && ringErr != nil {
 			t.Logf("driver io_uring skipped: %v", ringErr)
@@ -147,13 +147,14 @@ func TestRun(t *testing.T) {
 	}
 }
 
-// TestRingDriverRefuses: the io_uring driver drives plain TCP without an
-// offered rate; asked for anything else it fails before connecting.
+// TestRingDriverRefuses: the io_uring and epoll drivers drive plain TCP
+// without an offered rate; asked for anything else it fails before connecting.
 func TestRingDriverRefuses(t *testing.T) {
 	t.Parallel()
 	for _, o := range []Options{
 		{Driver: DriverIOUring, Rate: 100},
 		{Driver: DriverIOUring, TLS: hostclient.TLSFlags{Enabled: true}},
+		{Driver: DriverEpoll, Rate: 100},
 		{Driver: "epoll2"},
 	} {
 		o.Addr, o.Conns, o.Duration, o.Mix = "127.0.0.1:1", 1, time.Second, map[string]int{"CC": 1}

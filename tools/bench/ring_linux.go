@@ -3,7 +3,6 @@
 package bench
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -34,68 +33,6 @@ func ringAvailable() error {
 	return uring.MultishotRecv()
 }
 
-// errNoData ends a worker's read when what the ring received is used up.
-var errNoData = errors.New("bench: no data")
-
-// ringConn is a worker's connection as the ring driver sees it.
-type ringConn struct {
-	fd      int
-	w       *worker
-	out     []byte // the staged write: out[off:] is still to send
-	off     int
-	sending bool   // a send is in the ring
-	in      []byte // received, not yet taken by the worker's reader
-	armed   bool   // its multishot recv is in the ring
-	done    bool   // nothing more to send or receive
-}
-
-// Write stages b (the worker's window, which it does not touch until its
-// responses arrive) for the ring to send.
-func (c *ringConn) Write(b []byte) (int, error) {
-	c.out, c.off = b, 0
-	return len(b), nil
-}
-
-// Read gives what the ring received.
-func (c *ringConn) Read(b []byte) (int, error) {
-	if len(c.in) == 0 {
-		return 0, errNoData
-	}
-	n := copy(b, c.in)
-	c.in = c.in[n:]
-	return n, nil
-}
-
-// takeFD takes c's descriptor out of Go's poller: a duplicate sharing the
-// socket (non-blocking, TCP_NODELAY), the original closed.
-func takeFD(c net.Conn) (int, error) {
-	tc, ok := c.(*net.TCPConn)
-	if !ok {
-		return -1, errors.New("bench: io_uring driver: not a TCP connection")
-	}
-	rc, err := tc.SyscallConn()
-	if err != nil {
-		return -1, err
-	}
-	fd := -1
-	var derr error
-	if err := rc.Control(func(s uintptr) {
-		syscall.ForkLock.RLock()
-		fd, derr = syscall.Dup(int(s))
-		if derr == nil {
-			syscall.CloseOnExec(fd)
-		}
-		syscall.ForkLock.RUnlock()
-	}); err != nil {
-		return -1, err
-	}
-	if derr != nil {
-		return -1, derr
-	}
-	_ = c.Close() // only leaves Go's poller: the duplicate keeps the socket open
-	return fd, nil
-}
-
 const (
 	ringRecv = 1
 	ringSend = 2
@@ -106,23 +43,10 @@ const (
 func runRing(workers []*worker, conns []net.Conn, measuring, stopping *atomic.Bool, deadline time.Time) (err error) {
 	runtime.LockOSThread() // the ring's single issuer
 	defer runtime.UnlockOSThread()
-	rcs := make([]*ringConn, len(workers))
-	defer func() {
-		for _, c := range rcs {
-			if c != nil {
-				_ = syscall.Close(c.fd) // the run is over: a close error changes nothing measured
-			}
-		}
-	}()
-	for i, w := range workers {
-		fd, err := takeFD(conns[i])
-		if err != nil {
-			return fmt.Errorf("bench: io_uring driver: %w", err)
-		}
-		rcs[i] = &ringConn{fd: fd, w: w}
-		w.c = rcs[i]
-		// The window is parsed from the reader; 64 KiB holds any response.
-		w.br = bufio.NewReaderSize(rcs[i], 64<<10)
+	rcs, err := takeConns(workers, conns)
+	defer closeConns(rcs)
+	if err != nil {
+		return fmt.Errorf("bench: io_uring driver: %w", err)
 	}
 	n := uint32(min(len(workers), 1<<12)) // the ring has at most 1<<15 entries; more connections share them
 	r, err := uring.New(max(2*n, 8), max(4*n, 16))
@@ -144,30 +68,10 @@ func runRing(workers []*worker, conns []net.Conn, measuring, stopping *atomic.Bo
 			return err
 		}
 	}
-	live := len(rcs)
-	for live > 0 {
-		stop := stopping.Load()
-		live = 0
-		for i, c := range rcs {
-			if c.done {
-				continue
-			}
-			if !stop && !c.sending && c.w.n < c.w.window {
-				if err := c.w.send(); err != nil {
-					return err
-				}
-				if err := d.send(i); err != nil {
-					return err
-				}
-			}
-			if stop && c.w.n == 0 && !c.sending {
-				c.done = true
-				continue
-			}
-			live++
-		}
-		if live == 0 {
-			break
+	for {
+		live, err := fill(rcs, stopping.Load(), d.send)
+		if err != nil || live == 0 {
+			return err
 		}
 		if time.Now().After(deadline) {
 			return errors.New("bench: io_uring driver: responses late past the run's deadline")
@@ -184,7 +88,6 @@ func runRing(workers []*worker, conns []net.Conn, measuring, stopping *atomic.Bo
 			return err
 		}
 	}
-	return nil
 }
 
 type ringDriver struct {
@@ -251,7 +154,7 @@ func (d *ringDriver) complete(ud uint64, res int32, flags uint32) error {
 		}
 		if flags&uring.CQEFBuffer != 0 {
 			id := uint16(flags >> uring.CQEBufferShift)
-			err := d.received(c, d.bufs.Buf(id, max(int(res), 0)))
+			err := c.received(d.bufs.Buf(id, max(int(res), 0)), d.measuring)
 			d.bufs.Recycle(id)
 			if err != nil {
 				return err
@@ -265,24 +168,6 @@ func (d *ringDriver) complete(ud uint64, res int32, flags uint32) error {
 		}
 		if !c.armed && !c.done {
 			return d.arm(i)
-		}
-	}
-	return nil
-}
-
-// received hands b to c's worker and matches every response now complete.
-func (d *ringDriver) received(c *ringConn, b []byte) error {
-	c.in = b
-	w := c.w
-	for len(c.in) > 0 {
-		if w.br.Buffered() == w.br.Size() {
-			return errors.New("bench: receive: response larger than the buffer")
-		}
-		_, _ = w.br.Peek(w.br.Buffered() + 1) // takes c.in; errNoData when used up
-		for w.n > 0 && w.p.complete(w.br) {
-			if err := w.one(d.measuring); err != nil {
-				return err
-			}
 		}
 	}
 	return nil

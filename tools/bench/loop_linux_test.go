@@ -62,8 +62,8 @@ func fakeHost(t *testing.T, split, wrong bool) string {
 }
 
 // runFake drives conns connections with pipeline requests in flight at
-// addr through the io_uring driver for d.
-func runFake(t *testing.T, addr string, conns, pipeline int, d time.Duration) ([]*worker, error) {
+// addr through a driver (runRing, runEpoll) for d.
+func runFake(t *testing.T, run func([]*worker, []net.Conn, *atomic.Bool, *atomic.Bool, time.Time) error, addr string, conns, pipeline int, d time.Duration) ([]*worker, error) {
 	t.Helper()
 	frame := append([]byte{0, 10}, "0000CCxxxx"...)
 	o := Options{Conns: conns, Pipeline: pipeline, Header: 4}
@@ -80,30 +80,37 @@ func runFake(t *testing.T, addr string, conns, pipeline int, d time.Duration) ([
 	var measuring, stopping atomic.Bool
 	measuring.Store(true)
 	time.AfterFunc(d, func() { stopping.Store(true) })
-	return workers, runRing(workers, cs, &measuring, &stopping, time.Now().Add(d+10*time.Second))
+	return workers, run(workers, cs, &measuring, &stopping, time.Now().Add(d+10*time.Second))
 }
 
-// TestRingDriverChecks: the io_uring driver reassembles responses that
-// arrive a byte at a time, keeps each connection's window, and fails a run
-// whose responses do not answer its requests.
-func TestRingDriverChecks(t *testing.T) {
-	if err := ringAvailable(); err != nil {
-		t.Skipf("io_uring: %v", err)
-	}
-	for _, pipeline := range []int{1, 5} {
-		workers, err := runFake(t, fakeHost(t, true, false), 4, pipeline, 200*time.Millisecond)
-		if err != nil {
-			t.Fatalf("pipeline %d: %v", pipeline, err)
-		}
-		for i, w := range workers {
-			// Every request sent was answered (the run waits for them), and
-			// every answer was measured.
-			if len(w.lat) == 0 || uint64(len(w.lat)) != w.seq || w.n != 0 {
-				t.Errorf("pipeline %d conn %d: %d samples, %d sent, %d in flight", pipeline, i, len(w.lat), w.seq, w.n)
+// TestLoopDriversCheck: the io_uring and epoll drivers reassemble
+// responses that arrive a byte at a time, keep each connection's window,
+// and fail a run whose responses do not answer its requests.
+func TestLoopDriversCheck(t *testing.T) {
+	for _, d := range []struct {
+		name string
+		run  func([]*worker, []net.Conn, *atomic.Bool, *atomic.Bool, time.Time) error
+	}{{DriverIOUring, runRing}, {DriverEpoll, runEpoll}} {
+		t.Run(d.name, func(t *testing.T) {
+			if err := ringAvailable(); err != nil && d.name == DriverIOUring {
+				t.Skipf("io_uring: %v", err)
 			}
-		}
-	}
-	if _, err := runFake(t, fakeHost(t, false, true), 2, 1, time.Second); err == nil || !strings.Contains(err.Error(), "out of order") {
-		t.Fatalf("wrong header: %v", err)
+			for _, pipeline := range []int{1, 5} {
+				workers, err := runFake(t, d.run, fakeHost(t, true, false), 4, pipeline, 200*time.Millisecond)
+				if err != nil {
+					t.Fatalf("pipeline %d: %v", pipeline, err)
+				}
+				for i, w := range workers {
+					// Every request sent was answered (the run waits for them),
+					// and every answer was measured.
+					if len(w.lat) == 0 || uint64(len(w.lat)) != w.seq || w.n != 0 {
+						t.Errorf("pipeline %d conn %d: %d samples, %d sent, %d in flight", pipeline, i, len(w.lat), w.seq, w.n)
+					}
+				}
+			}
+			if _, err := runFake(t, d.run, fakeHost(t, false, true), 2, 1, time.Second); err == nil || !strings.Contains(err.Error(), "out of order") {
+				t.Fatalf("wrong header: %v", err)
+			}
+		})
 	}
 }
