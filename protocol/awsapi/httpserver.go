@@ -247,6 +247,7 @@ type fastConn struct {
 	handedOff  bool
 	req        http.Request // the request being served
 	hdr        http.Header  // its header
+	url        url.URL      // its URL, when the target is a plain path
 	vals       []string     // its header values
 }
 
@@ -486,7 +487,15 @@ func (c *fastConn) parseHead(raw []byte) (r *http.Request, ok bool) {
 	if hosts != 1 || lengths != 1 || !validHost(host) {
 		return nil, false
 	}
-	u, err := url.ParseRequestURI(target)
+	var u *url.URL
+	var err error
+	if plainPath(target) {
+		// What url.ParseRequestURI returns for it, in the connection's URL.
+		c.url = url.URL{Path: target}
+		u = &c.url
+	} else {
+		u, err = url.ParseRequestURI(target)
+	}
 	var escErr url.EscapeError
 	badEscape := err != nil && errors.As(err, &escErr)
 	if badEscape {
@@ -520,6 +529,34 @@ func badTarget(r *http.Request) (string, bool) {
 }
 
 var crlf2 = []byte("\r\n\r\n")
+
+// plainPath reports whether target is a path of letters, digits and
+// "/-._~" alone (the data plane's request paths): url.ParseRequestURI
+// makes of it a URL with only Path set, target itself.
+func plainPath(target string) bool {
+	if target == "" || target[0] != '/' {
+		return false
+	}
+	for i := 0; i < len(target); i++ {
+		if c := target[i]; c >= 0x80 || !isPlainPathByte[c] {
+			return false
+		}
+	}
+	return true
+}
+
+var isPlainPathByte = func() (t [128]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c], t[c-'a'+'A'] = true, true
+	}
+	for _, c := range "/-._~" {
+		t[c] = true
+	}
+	return t
+}()
 
 // bareLF reports whether a line feed without a carriage return comes in
 // buf before end (the end of the head; -1 when it is not buffered yet).
