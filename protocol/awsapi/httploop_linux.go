@@ -117,7 +117,7 @@ func newHTTPLoop(s *HTTPServer) (*httpLoop, error) {
 		_ = syscall.Close(epfd) // unused: released even on error
 		return nil, fmt.Errorf("epoll: %w", err)
 	}
-	ep := os.NewFile(uintptr(epfd), "epoll") //nolint:gosec // G115: a descriptor is a small non-negative int.
+	ep := os.NewFile(uintptr(epfd), "epoll")
 	rc, err := ep.SyscallConn()
 	if err != nil {
 		_ = ep.Close()
@@ -210,7 +210,7 @@ func (s *HTTPServer) adopt(c net.Conn) bool {
 		return true
 	}
 	lc.fc = fc
-	l := s.loops[int(s.nextLoop.Add(1)%uint32(len(s.loops)))]
+	l := s.loops[s.nextLoop.Add(1)%uint64(len(s.loops))]
 	l.mu.Lock()
 	if l.stopped {
 		l.mu.Unlock()
@@ -458,9 +458,9 @@ func (l *httpLoop) flush(c *loopConn, now time.Time) bool {
 		if w > 0 {
 			c.off += w
 		}
-		switch {
-		case err == nil || err == syscall.EINTR:
-		case err == syscall.EAGAIN:
+		switch err {
+		case nil, syscall.EINTR:
+		case syscall.EAGAIN:
 			if !c.wantOut {
 				c.wantOut, c.since = true, now
 				if l.ctl(syscall.EPOLL_CTL_MOD, c.rwc.fd, syscall.EPOLLOUT) != nil {
@@ -583,9 +583,9 @@ func (c *loopRWC) toConn() (net.Conn, error) {
 		return nil, net.ErrClosed
 	}
 	c.done = true
-	f := os.NewFile(uintptr(c.fd), "http") //nolint:gosec // G115: a descriptor is a small non-negative int.
-	nc, err := net.FileConn(f)             // a duplicate of its own
-	_ = f.Close()                          // released even on error; the socket stays open in nc
+	f := os.NewFile(uintptr(c.fd), "http")
+	nc, err := net.FileConn(f) // a duplicate of its own
+	_ = f.Close()              // released even on error; the socket stays open in nc
 	return nc, err
 }
 

@@ -184,11 +184,11 @@ func TestEventLoopTimeouts(t *testing.T) {
 		name, send string
 		min        time.Duration
 	}{{"idle", "", 200 * time.Millisecond}, {"head begun", "POST / HTTP/1.1\r\nHo", 100 * time.Millisecond}} {
+		start := time.Now() // before the server can start counting
 		c, err := net.Dial("tcp", ln.Addr().String())
 		if err != nil {
 			t.Fatal(err)
 		}
-		start := time.Now()
 		if _, err := io.WriteString(c, tc.send); err != nil {
 			t.Fatal(err)
 		}

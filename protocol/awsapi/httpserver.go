@@ -56,7 +56,7 @@ type HTTPServer struct {
 
 	eventLoops int         // SetEventLoops
 	loops      []*httpLoop // plain-TCP connections' event loops (httploop_linux.go); none: a goroutine each
-	nextLoop   atomic.Uint32
+	nextLoop   atomic.Uint64
 }
 
 // SetEventLoops sets how many event loops serve plain-TCP connections

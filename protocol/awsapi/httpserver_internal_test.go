@@ -85,7 +85,7 @@ func FuzzParseHead(f *testing.F) {
 	} {
 		f.Add(h)
 	}
-	c := &fastConn{s: &HTTPServer{srv: &http.Server{MaxHeaderBytes: 64 << 10}}, remoteAddr: "127.0.0.1:1", hdr: http.Header{}}
+	c := &fastConn{s: &HTTPServer{srv: &http.Server{MaxHeaderBytes: 64 << 10, ReadHeaderTimeout: time.Second}}, remoteAddr: "127.0.0.1:1", hdr: http.Header{}}
 	f.Fuzz(func(t *testing.T, head string) {
 		i := strings.Index(head, "\r\n\r\n")
 		if i < 0 || bareLF([]byte(head), i) {
