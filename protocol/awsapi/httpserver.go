@@ -60,7 +60,7 @@ type HTTPServer struct {
 }
 
 // SetEventLoops sets how many event loops serve plain-TCP connections
-// (httploop_linux.go): 0, the default, one per GOMAXPROCS; a negative
+// (httploop_linux.go): 0, the default, half of GOMAXPROCS (at least one); a negative
 // number none, every connection then has a goroutine of its own, as TLS
 // connections always do. Call it before Serve.
 func (s *HTTPServer) SetEventLoops(n int) { s.eventLoops = n }
