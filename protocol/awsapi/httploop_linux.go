@@ -121,6 +121,9 @@ func newHTTPLoop(s *HTTPServer) (*httpLoop, error) {
 	}
 	ep := os.NewFile(uintptr(epfd), "epoll")
 	rc, err := ep.SyscallConn()
+	if err == nil {
+		err = ep.SetReadDeadline(time.Time{}) // os.ErrNoDeadline: not in Go's poller, the loop could not wait
+	}
 	if err != nil {
 		_ = ep.Close()
 		return nil, fmt.Errorf("epoll: %w", err)
@@ -185,6 +188,13 @@ func (s *HTTPServer) adopt(c net.Conn) bool {
 	if !ok {
 		return false
 	}
+	l := s.loops[s.nextLoop.Add(1)%uint64(len(s.loops))]
+	l.mu.Lock()
+	stopped := l.stopped // the loop failed, or the server is shutting down: the goroutine path decides
+	l.mu.Unlock()
+	if stopped {
+		return false
+	}
 	rc, err := tc.SyscallConn()
 	if err != nil {
 		return false
@@ -212,7 +222,6 @@ func (s *HTTPServer) adopt(c net.Conn) bool {
 		return true
 	}
 	lc.fc = fc
-	l := s.loops[s.nextLoop.Add(1)%uint64(len(s.loops))]
 	l.mu.Lock()
 	if l.stopped {
 		l.mu.Unlock()
@@ -364,8 +373,9 @@ func (l *httpLoop) serve(c *loopConn, events uint32, now time.Time) {
 				buf = buf[:runtime.Stack(buf, false)]
 				l.s.logf("http: panic serving %v: %v\n%s", c.fc.remoteAddr, p, buf)
 			}
-			// As on the goroutine path: the answers written so far stay
-			// written, the connection closes.
+			// As on the goroutine path: the answers that left the
+			// response buffer go out, the connection closes.
+			_ = l.flush(c, now)
 			l.drop(c)
 		}
 	}()
