@@ -9,6 +9,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -200,4 +201,77 @@ func TestEventLoopTimeouts(t *testing.T) {
 			t.Fatalf("%s: read %d %v after %v", tc.name, n, err, took)
 		}
 	}
+}
+
+// TestEventLoopSplitWrites: every exchange of TestHTTPServerMatchesNetHTTP,
+// its bytes sent in pieces (of 64 bytes; or cut inside the head's end, and
+// before the last byte, with a pause at each cut, so that the loop finds a
+// part of a head and a part of a body), gets from the event loop the
+// answers it gets in one piece (Date aside), and the handler sees the same.
+func TestEventLoopSplitWrites(t *testing.T) {
+	t.Parallel()
+	rec := &recorder{}
+	addr, _ := serveFastLoops(t, rec, nil, 1)
+	for name, raw := range rawRequests() {
+		want := dateField.ReplaceAllString(exchange(t, addr, raw), "Date: *\r")
+		wantSeen := rec.take()
+		var every64 []int
+		for i := 64; i < len(raw); i += 64 {
+			every64 = append(every64, i)
+		}
+		var cuts []int
+		if i := strings.Index(raw, "\r\n\r\n"); i > 0 {
+			cuts = append(cuts, i+2)
+		}
+		cuts = append(cuts, len(raw)-1)
+		for _, tc := range []struct {
+			how   string
+			cuts  []int
+			pause time.Duration
+		}{{"in pieces of 64 bytes", every64, 0}, {"cut in the head's end and before the last byte", cuts, 20 * time.Millisecond}} {
+			got := dateField.ReplaceAllString(exchangeSplit(t, addr, raw, tc.cuts, tc.pause), "Date: *\r")
+			if got != want {
+				t.Errorf("%s, %s: got\n%q\nwant\n%q", name, tc.how, got, want)
+			}
+			if seen := rec.take(); !reflect.DeepEqual(seen, wantSeen) {
+				t.Errorf("%s, %s: handler saw\n%+v\nwant\n%+v", name, tc.how, seen, wantSeen)
+			}
+		}
+	}
+}
+
+// exchangeSplit is exchange with raw written in pieces, cut at cuts
+// (ascending), with a pause after each piece.
+func exchangeSplit(t *testing.T, addr, raw string, cuts []int, pause time.Duration) string {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Close() }()
+	var out bytes.Buffer
+	done := make(chan struct{})
+	go func() { // read meanwhile: a connection closed early must not block the writes
+		defer close(done)
+		buf := make([]byte, 64<<10)
+		for {
+			_ = c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+			n, err := c.Read(buf)
+			out.Write(buf[:n])
+			if err != nil {
+				return
+			}
+		}
+	}()
+	from := 0
+	for _, to := range append(cuts, len(raw)) {
+		if _, err := io.WriteString(c, raw[from:to]); err != nil {
+			break // closed by the server: what it answered is compared
+		}
+		from = to
+		time.Sleep(pause)
+	}
+	_ = c.(*net.TCPConn).CloseWrite()
+	<-done
+	return out.String()
 }
