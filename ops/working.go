@@ -44,11 +44,11 @@ type WorkingKey struct {
 	Block    cipher.Block // TDES or AES block cipher over Material; nil otherwise
 	Left     cipher.Block // TDES keys: single DES under Material[:8] (CVV, ISO 9797-1 algorithm 3); nil otherwise
 
-	secret  secret.Key   // owns Material; destroyed by the last Release
-	release func()       // Release as a func value, made once (a method value per call would allocate)
-	refs    refWord      // references: the cache's while cached, and each Working caller's until Release; and cache hits
-	started atomic.Bool  // the key's usage period was seen to have begun
-	used    atomic.Bool  // CLOCK's reference bit: a lookup found the key since the hand last passed it
+	secret  secret.Key  // owns Material; destroyed by the last Release
+	release func()      // Release as a func value, made once (a method value per call would allocate)
+	refs    refWord     // references: the cache's while cached, and each Working caller's until Release; and cache hits
+	started atomic.Bool // the key's usage period was seen to have begun
+	used    atomic.Bool // CLOCK's reference bit: a lookup found the key since the hand last passed it
 
 	// Under keyCache.mu: whether the cache holds this key, and its slot in
 	// the cache's CLOCK ring.
