@@ -220,8 +220,8 @@ func (s *Service) AppendDecryptData(dst []byte, in DecryptDataInput) ([]byte, Ke
 
 // appendData is AppendEncryptData (enc) and AppendDecryptData.
 func (s *Service) appendData(dst []byte, ident string, dk *DynamicKey, a DataCipher, data []byte, enc bool) ([]byte, KeyUsed, error) {
-	c, err := s.dataCrypter(ident, fault.SideNone, dk, a, enc)
-	if err != nil {
+	var c dataCrypter // filled in place: it is large to copy
+	if err := s.dataCrypter(&c, ident, fault.SideNone, dk, a, enc); err != nil {
 		return dst, KeyUsed{}, err
 	}
 	defer c.release()
@@ -252,13 +252,12 @@ func (s *Service) AppendReEncryptData(dst []byte, in ReEncryptDataInput) ([]byte
 	if in.Outgoing.Asymmetric != nil || in.Outgoing.Emv != nil {
 		return dst, KeyUsed{}, about(fault.SubjectCipherAttributes, fault.SideOutgoing, "must be a symmetric or DUKPT key")
 	}
-	dec, err := s.dataCrypter(in.IncomingKeyIdentifier, fault.SideIncoming, in.IncomingWrappedKey, in.Incoming, false)
-	if err != nil {
+	var dec, enc dataCrypter
+	if err := s.dataCrypter(&dec, in.IncomingKeyIdentifier, fault.SideIncoming, in.IncomingWrappedKey, in.Incoming, false); err != nil {
 		return dst, KeyUsed{}, err
 	}
 	defer dec.release()
-	enc, err := s.dataCrypter(in.OutgoingKeyIdentifier, fault.SideOutgoing, in.OutgoingWrappedKey, in.Outgoing, true)
-	if err != nil {
+	if err := s.dataCrypter(&enc, in.OutgoingKeyIdentifier, fault.SideOutgoing, in.OutgoingWrappedKey, in.Outgoing, true); err != nil {
 		return dst, KeyUsed{}, err
 	}
 	defer enc.release()
@@ -302,32 +301,31 @@ func (c *dataCrypter) appendCrypt(dst, data []byte) ([]byte, error) {
 // ident) of side and the attributes c into an encrypting (enc) or
 // decrypting function, checking key separation first. The caller calls
 // release when done.
-func (s *Service) dataCrypter(ident string, side fault.Side, dk *DynamicKey, c DataCipher, enc bool) (dataCrypter, error) {
+func (s *Service) dataCrypter(dc *dataCrypter, ident string, side fault.Side, dk *DynamicKey, c DataCipher, enc bool) error {
 	w, subj, arn, release, err := s.requestKey(ident, fault.SubjectKey, side, dk)
 	if err != nil {
-		return dataCrypter{}, err
+		return err
 	}
-	dc, err := dataCrypterFor(w, subj, side, c, enc)
-	if err != nil {
+	if err := dataCrypterFor(dc, w, subj, side, c, enc); err != nil {
 		release()
-		return dataCrypter{}, err
+		return err
 	}
 	dc.arn, dc.release = arn, release
-	return dc, nil
+	return nil
 }
 
 // dataCrypterFor builds the crypter of the resolved key w (the request's
 // key subj on side).
-func dataCrypterFor(w *WorkingKey, subj fault.Subject, side fault.Side, c DataCipher, enc bool) (dc dataCrypter, err error) {
+func dataCrypterFor(dc *dataCrypter, w *WorkingKey, subj fault.Subject, side fault.Side, c DataCipher, enc bool) (err error) {
 	dc.kcv = w.KCV()
 	switch {
 	case c.Symmetric != nil:
 		if err := RequireUse(w, pick(enc, keyspec.UseEncryptDataSymmetric, keyspec.UseDecryptDataSymmetric), subj, side); err != nil {
-			return dataCrypter{}, err
+			return err
 		}
 		m, ok := c.Symmetric.Mode.symmetric()
 		if !ok {
-			return dataCrypter{}, about(fault.SubjectCipherMode, side, "unknown mode")
+			return about(fault.SubjectCipherMode, side, "unknown mode")
 		}
 		var pkcs7 bool
 		switch c.Symmetric.Padding {
@@ -335,54 +333,54 @@ func dataCrypterFor(w *WorkingKey, subj fault.Subject, side fault.Side, c DataCi
 		case PaddingPKCS1:
 			pkcs7 = true
 		default:
-			return dataCrypter{}, about(fault.SubjectPadding, side, "OAEP padding applies to RSA keys only; symmetric keys take PKCS #7 block padding or none")
+			return about(fault.SubjectPadding, side, "OAEP padding applies to RSA keys only; symmetric keys take PKCS #7 block padding or none")
 		}
 		iv, err := dataIV(side, c.Symmetric.IV, m, w.Block.BlockSize())
 		if err != nil {
-			return dataCrypter{}, err
+			return err
 		}
 		dc.blk = blockCrypt{b: w.Block, m: m, iv: iv, enc: enc, pkcs7: pkcs7, side: side}
 	case c.Dukpt != nil:
 		if err := RequireUse(w, pick(enc, keyspec.UseEncryptDataDukpt, keyspec.UseDecryptDataDukpt), subj, side); err != nil {
-			return dataCrypter{}, err
+			return err
 		}
 		d := c.Dukpt
 		mode, err := d.Mode.ecbOrCBC(side)
 		if err != nil {
-			return dataCrypter{}, err
+			return err
 		}
 		key, t, err := dukptWorkingKey(w, side, d.KSN, d.DerivationType, d.Variant, dukptData, bdkKeyType(w.Record.Attributes.Algorithm))
 		if err != nil {
-			return dataCrypter{}, err
+			return err
 		}
 		b, err := workingBlock(key, t)
 		clear(key)
 		if err != nil {
-			return dataCrypter{}, err
+			return err
 		}
 		iv, err := dataIV(side, d.IV, mode, b.BlockSize())
 		if err != nil {
-			return dataCrypter{}, err
+			return err
 		}
 		dc.blk = blockCrypt{b: b, m: mode, iv: iv, enc: enc, side: side}
 	case c.Asymmetric != nil:
 		if err := RequireUse(w, pick(enc, keyspec.UseEncryptDataAsymmetric, keyspec.UseDecryptDataAsymmetric), subj, side); err != nil {
-			return dataCrypter{}, err
+			return err
 		}
 		if dc.f, err = rsaCrypter(w, subj, side, c.Asymmetric.Padding, enc); err != nil {
-			return dataCrypter{}, err
+			return err
 		}
 	case c.Emv != nil:
 		if err := RequireUse(w, pick(enc, keyspec.UseEncryptDataEmv, keyspec.UseDecryptDataEmv), subj, side); err != nil {
-			return dataCrypter{}, err
+			return err
 		}
 		if dc.blk, err = emvDataCrypter(w, side, c.Emv, enc); err != nil {
-			return dataCrypter{}, err
+			return err
 		}
 	default:
-		return dataCrypter{}, about(fault.SubjectCipherAttributes, side, "exactly one encryption method (symmetric, asymmetric, DUKPT or EMV) is required")
+		return about(fault.SubjectCipherAttributes, side, "exactly one encryption method (symmetric, asymmetric, DUKPT or EMV) is required")
 	}
-	return dc, nil
+	return nil
 }
 
 // workingBlock builds the block cipher of a derived working key.

@@ -47,7 +47,7 @@ type WorkingKey struct {
 	secret  secret.Key  // owns Material; destroyed by the last Release
 	release func()      // Release as a func value, made once (a method value per call would allocate)
 	refs    refWord     // references: the cache's while cached, and each Working caller's until Release; and cache hits
-	started atomic.Bool // the key's usage period was seen to have begun
+	started atomic.Bool // usable without a clock read: its usage period was seen to have begun, and it never ends (see usableWorking)
 	used    atomic.Bool // CLOCK's reference bit: a lookup found the key since the hand last passed it
 
 	// Under keyCache.mu: whether the cache holds this key, and its slot in
@@ -583,17 +583,21 @@ func (s *Service) open(rec *keystore.Key) (*WorkingKey, error) {
 }
 
 // usableWorking is usable for a cached working key. Once its usage period
-// has been seen to begin, a key without a stop time needs no clock read: the
-// hot path of every data operation. (State changes replace the cached key.)
+// has been seen to begin, a key without a stop time, enabled and created,
+// needs no clock read and no other check: Record is read-only, so that
+// stays true (state changes replace the cached key). The hot path of every
+// data operation tests one flag.
 func (s *Service) usableWorking(w *WorkingKey, ident string) error {
-	k := w.Record
-	if w.started.Load() && k.UsageStop.IsZero() && k.State == StateCreateComplete && k.Enabled {
+	if w.started.Load() {
 		return nil
 	}
+	k := w.Record
 	if err := s.usable(k, ident); err != nil {
 		return err
 	}
-	w.started.Store(true)
+	if k.UsageStop.IsZero() && k.State == StateCreateComplete && k.Enabled {
+		w.started.Store(true)
+	}
 	return nil
 }
 
