@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
-	"crypto/des" //nolint:gosec // G502: the TDES reference of ISO 9797-1 algorithm 1
+	"crypto/des"
 	"fmt"
 	"slices"
 	"testing"

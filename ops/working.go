@@ -90,7 +90,7 @@ const (
 )
 
 // Load is the reference count.
-func (r *refWord) Load() int32 { return int32(r.v.Load() & refMask) } //nolint:gosec // G115: refMask < 2^31
+func (r *refWord) Load() int32 { return int32(r.v.Load() & refMask) }
 
 // Store sets the reference count to n and the hits to zero (a key being
 // made, before anything else can see it).
