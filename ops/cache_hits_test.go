@@ -94,3 +94,27 @@ func TestRefWordDead(t *testing.T) {
 		t.Fatalf("acquired after a Release too many (count %d)", w.refs.Load())
 	}
 }
+
+// frontSlot's 8-byte load hashes what the byte loop it replaced hashed.
+func TestFrontSlotMatchesLoop(t *testing.T) {
+	loop := func(ident string) uint64 {
+		var x uint64
+		for i := max(0, len(ident)-8); i < len(ident); i++ {
+			x = x<<8 | uint64(ident[i])
+		}
+		x ^= uint64(len(ident))
+		return (x * 0x9E3779B97F4A7C15) >> (64 - frontBits)
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	for n := range 40 {
+		for range 50 {
+			b := make([]byte, n)
+			for i := range b {
+				b[i] = byte(r.Uint32())
+			}
+			if got, want := frontSlot(string(b)), loop(string(b)); got != want {
+				t.Fatalf("%x: slot %d, the loop's %d", b, got, want)
+			}
+		}
+	}
+}

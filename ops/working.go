@@ -298,8 +298,14 @@ type frontEntry struct {
 // compared on every hit.
 func frontSlot(ident string) uint64 {
 	var x uint64
-	for i := max(0, len(ident)-8); i < len(ident); i++ {
-		x = x<<8 | uint64(ident[i])
+	if n := len(ident); n >= 8 { // one 8-byte load: the compiler combines these
+		t := ident[n-8 : n]
+		x = uint64(t[0])<<56 | uint64(t[1])<<48 | uint64(t[2])<<40 | uint64(t[3])<<32 |
+			uint64(t[4])<<24 | uint64(t[5])<<16 | uint64(t[6])<<8 | uint64(t[7])
+	} else {
+		for i := range n {
+			x = x<<8 | uint64(ident[i])
+		}
 	}
 	x ^= uint64(len(ident))
 	return (x * 0x9E3779B97F4A7C15) >> (64 - frontBits)

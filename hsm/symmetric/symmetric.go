@@ -159,11 +159,11 @@ func crypt(b cipher.Block, m Mode, iv, dst, src []byte, enc bool) error {
 			f(dst[i:i+bs], src[i:i+bs])
 		}
 	case CBC:
-		cbc(b, iv, dst, src, enc)
+		cbc(b, bs, iv, dst, src, enc)
 	case OFB:
-		ofb(b, iv, dst, src)
+		ofb(b, bs, iv, dst, src)
 	default:
-		cfb(b, m.segmentBits(bs), iv, dst, src, enc)
+		cfb(b, bs, m.segmentBits(bs), iv, dst, src, enc)
 	}
 	return nil
 }
@@ -185,8 +185,7 @@ func overlap(x, y []byte) (any, exact bool) {
 // every call, and most of the cost of a short message. crypto/cipher's
 // CBC on amd64 and arm64 is this same block-at-a-time loop (FuzzCBC
 // compares the two).
-func cbc(b cipher.Block, iv, dst, src []byte, enc bool) {
-	bs := b.BlockSize()
+func cbc(b cipher.Block, bs int, iv, dst, src []byte, enc bool) {
 	prev := iv
 	for i := 0; i < len(src); i += bs {
 		d, s := dst[i:i+bs], src[i:i+bs]
@@ -203,8 +202,7 @@ func cbc(b cipher.Block, iv, dst, src []byte, enc bool) {
 }
 
 // ofb is SP 800-38A 6.4: the keystream is the iterated encryption of the IV.
-func ofb(b cipher.Block, iv, dst, src []byte) {
-	bs := b.BlockSize()
+func ofb(b cipher.Block, bs int, iv, dst, src []byte) {
 	o := make([]byte, bs)
 	copy(o, iv)
 	for i := 0; i < len(src); i += bs {
@@ -217,8 +215,7 @@ func ofb(b cipher.Block, iv, dst, src []byte) {
 // cfb is SP 800-38A 6.3 with an s-bit segment: each segment is XORed with
 // the s most significant bits of E(register), and the register is shifted
 // left by s bits with the ciphertext segment shifted in.
-func cfb(b cipher.Block, s int, iv, dst, src []byte, enc bool) {
-	bs := b.BlockSize()
+func cfb(b cipher.Block, bs, s int, iv, dst, src []byte, enc bool) {
 	reg := make([]byte, bs)
 	out := make([]byte, bs)
 	copy(reg, iv)
