@@ -267,6 +267,9 @@ func TestAppendNoAllocs(t *testing.T) {
 		if err := tc.f(); err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
+		if raceEnabled { // the race detector makes sync.Pool (HMAC's keyed states) drop what it holds
+			continue
+		}
 		if n := testing.AllocsPerRun(100, func() { _ = tc.f() }); n != 0 {
 			t.Errorf("%s: %v allocations per call, want 0", tc.name, n)
 		}
