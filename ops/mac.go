@@ -151,9 +151,10 @@ func (s *Service) VerifyMac(in VerifyMacInput) (*MacOutput, error) {
 
 // CheckMac is VerifyMac without a result to allocate: it returns the key
 // used. It recomputes the MAC in room's spare capacity (after its length)
-// and clears what it wrote there (at most macRoom bytes) before it returns;
-// with 32 bytes of room (64 for HMAC-SHA384 and -SHA512) and a cached key
-// used directly it allocates nothing. room may be nil.
+// and zeroes the first macRoom bytes of that capacity, all it may have
+// written, before it returns; with 32 bytes of room (64 for HMAC-SHA384
+// and -SHA512) and a cached key used directly it allocates nothing. room
+// may be nil.
 func (s *Service) CheckMac(room []byte, in VerifyMacInput) (KeyUsed, error) {
 	start := len(room)
 	out, k, err := s.computeMac(in.KeyIdentifier, in.WrappedKey, in.MessageData, in.Attributes, false, room)
