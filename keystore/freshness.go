@@ -68,7 +68,14 @@ const (
 	// records per bucket has grown to bucketGrow times bucketTarget.
 	bucketGrow = 4
 
-	defaultCheckpointEntries  = 512
+	// defaultCheckpointEntries: a checkpoint rewrites every bucket its
+	// entries touch, whole, so its cost per entry falls as more entries
+	// share a bucket; at 512 a checkpoint of a small store (16 buckets)
+	// rewrote the whole store every 512 writes, the largest CPU cost of a
+	// CreateKey after HTTP (docs/performance.md "Group-committed key
+	// writes"). 4096 entries are a few hundred KiB of journal, read once
+	// at start (Verify) and by each checkpoint.
+	defaultCheckpointEntries  = 4096
 	defaultCheckpointInterval = 5 * time.Minute
 )
 
