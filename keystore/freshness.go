@@ -68,7 +68,17 @@ const (
 	// records per bucket has grown to bucketGrow times bucketTarget.
 	bucketGrow = 4
 
-	defaultCheckpointEntries  = 512
+	// defaultCheckpointEntries: a checkpoint rewrites every bucket its
+	// entries touch, whole, so its cost per entry falls as more entries
+	// share a bucket; at 512 a checkpoint of a small store (16 buckets)
+	// rewrote the whole store every 512 writes, the largest CPU cost of a
+	// CreateKey after HTTP (docs/performance.md "Group-committed key
+	// writes"). 4096 entries are a few hundred KiB of journal, read once
+	// at start (Verify) and by each checkpoint.
+	defaultCheckpointEntries = 4096
+	// limitedCheckpointEntries is defaultCheckpointEntries on an engine
+	// with transaction limits (etcd), as before.
+	limitedCheckpointEntries  = 512
 	defaultCheckpointInterval = 5 * time.Minute
 )
 
@@ -264,6 +274,12 @@ func (s *Store) StartJournal(o JournalOptions) (uint64, error) {
 	fr.every = o.CheckpointEntries
 	if fr.every <= 0 {
 		fr.every = defaultCheckpointEntries
+		if lim := s.eng.Limits(); lim.MaxOps > 0 || lim.MaxBytes > 0 {
+			// etcd: a checkpoint folds only what fits in one transaction
+			// but reads every pending entry first; a longer journal would
+			// be read again by each of its partial checkpoints.
+			fr.every = limitedCheckpointEntries
+		}
 	}
 	interval := o.CheckpointInterval
 	if interval <= 0 {
