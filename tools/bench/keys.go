@@ -513,10 +513,14 @@ func driveKeyed(o Options, addr string, tlsCfg *tls.Config, codes []string, whee
 	if o.Zipf > 0 {
 		zipf = newZipfTable(o.Zipf, o.Keys, 1)
 	}
-	conn := uint64(0)
 	return drive(o, addr, tlsCfg, codes, wheel, func() proto {
-		conn++
-		return &httpProto{s: newSigner(), keyed: &keyedConn{reqs: reqs, zipf: zipf,
-			rng: rand.New(rand.NewPCG(conn, 13))}} //nolint:gosec // G404: a reproducible draw per connection, no secret.
+		return &httpProto{s: newSigner(), keyed: newKeyedConn(reqs, zipf)}
 	})
+}
+
+// newKeyedConn seeds each connection's draw at random: a fixed seed would
+// draw the same keys in the same order on every run, so that a run against
+// a daemon still holding the previous run's keys would find them cached.
+func newKeyedConn(reqs []*keyedRequest, zipf *zipfTable) *keyedConn {
+	return &keyedConn{reqs: reqs, zipf: zipf, rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))} //nolint:gosec // G404: a load draw, no secret.
 }

@@ -147,6 +147,24 @@ func TestZipfTable(t *testing.T) {
 	}
 }
 
+// TestKeyedDrawsDiffer: two connections (or two runs) draw different keys,
+// so that a run does not replay the keys the previous one left cached.
+func TestKeyedDrawsDiffer(t *testing.T) {
+	t.Parallel()
+	keys := make([]storedKey, 1000000)
+	kr := []*keyedRequest{{keys: keys}}
+	a, b := newKeyedConn(kr, nil), newKeyedConn(kr, nil)
+	same := 0
+	for range 1000 {
+		if a.rng.IntN(len(keys)) == b.rng.IntN(len(keys)) {
+			same++
+		}
+	}
+	if same > 5 {
+		t.Errorf("%d of 1000 draws equal", same)
+	}
+}
+
 // keyRecorder counts the keys each data-plane request names and the
 // CreateKey calls, in front of the real API.
 type keyRecorder struct {
