@@ -39,6 +39,7 @@ func TestValidate(t *testing.T) {
 		{"client CA without TLS", true, func(c *Config) { c.Host.ClientCA = "ca" }, "host.clientCA needs"},
 		{"allowed clients without CA", true, func(c *Config) { c.Host.AllowedClients = []string{"x"} }, "host.allowedClients needs host.clientCA"},
 		{"event loops", true, func(c *Config) { c.Host.EventLoops = 1000 }, "host.eventLoops"},
+		{"http event loops", true, func(c *Config) { c.HTTP.EventLoops = -2 }, "http.eventLoops"},
 		{"host driver", true, func(c *Config) { c.Host.Driver = "kqueue" }, "host.driver"},
 		{"host driver io_uring", true, func(c *Config) { c.Host.Driver = "io_uring" }, ""},
 		{"header length", true, func(c *Config) { c.Host.HeaderLength = 33 }, "host.headerLength"},

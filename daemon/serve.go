@@ -379,6 +379,7 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 		ErrorLog:          zap.NewStdLog(log.Named("http")),
 	}
 	api := awsapi.NewHTTPServer(srv) // srv's settings; srv serves what the fast path hands over
+	api.SetEventLoops(httpEventLoops(cfg))
 	scheme := "http"
 	if cfg.HTTP.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.HTTP.TLSCert, cfg.HTTP.TLSKey)
@@ -549,4 +550,16 @@ func notify(state string) {
 	// failed Close could lose, and systemd's timeouts report a lost state.
 	defer func() { _ = conn.Close() }()
 	_, _ = conn.Write([]byte(state))
+}
+
+// httpEventLoops is the HTTP server's event-loop count (http.eventLoops):
+// automatic means none on etcd, where a working key's cache miss reads the
+// cluster over the network and would hold up every connection of its loop
+// (for the engine's timeout when the cluster is unreachable), and the
+// server's own default (one per two CPUs) otherwise.
+func httpEventLoops(cfg *appliance.Config) int {
+	if cfg.HTTP.EventLoops == 0 && cfg.Keystore.Engine == appliance.EngineEtcd {
+		return -1
+	}
+	return cfg.HTTP.EventLoops
 }

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"slices"
 
 	"payhsm/fault"
 	"payhsm/hsm/dukpt"
@@ -178,63 +179,98 @@ type DataOutput struct {
 	Data        []byte
 }
 
+// KeyUsed is the key an operation used, as its result names it: the ARN
+// and check value the working key holds (strings, not copied).
+type KeyUsed struct {
+	KeyARN, KCV string
+}
+
 // EncryptData enciphers PlainText under the key and attributes of in.
 func (s *Service) EncryptData(in EncryptDataInput) (*DataOutput, error) {
-	c, err := s.dataCrypter(in.KeyIdentifier, fault.SideNone, in.WrappedKey, in.Attributes, true)
+	ct, k, err := s.AppendEncryptData(nil, in)
 	if err != nil {
 		return nil, err
 	}
-	defer c.release()
-	ct, err := c.crypt(in.PlainText)
-	if err != nil {
-		return nil, err
-	}
-	return &DataOutput{KeyARN: c.arn, KCV: c.kcv, Data: ct}, nil
+	return &DataOutput{KeyARN: k.KeyARN, KCV: k.KCV, Data: ct}, nil
+}
+
+// AppendEncryptData is EncryptData for a caller that keeps the result in a
+// buffer of its own (the host port's response, an HTTP response's room):
+// it appends the ciphertext to dst and, with a key cached and a block
+// cipher, allocates nothing when dst has room. dst's spare capacity must
+// not hold PlainText. On error dst is returned as it was.
+func (s *Service) AppendEncryptData(dst []byte, in EncryptDataInput) ([]byte, KeyUsed, error) {
+	return s.appendData(dst, in.KeyIdentifier, in.WrappedKey, in.Attributes, in.PlainText, true)
 }
 
 // DecryptData deciphers CipherText under the key and attributes of in.
 func (s *Service) DecryptData(in DecryptDataInput) (*DataOutput, error) {
-	c, err := s.dataCrypter(in.KeyIdentifier, fault.SideNone, in.WrappedKey, in.Attributes, false)
+	pt, k, err := s.AppendDecryptData(nil, in)
 	if err != nil {
 		return nil, err
+	}
+	return &DataOutput{KeyARN: k.KeyARN, KCV: k.KCV, Data: pt}, nil
+}
+
+// AppendDecryptData is DecryptData appending the plaintext to dst, as
+// AppendEncryptData; the caller clears it when done.
+func (s *Service) AppendDecryptData(dst []byte, in DecryptDataInput) ([]byte, KeyUsed, error) {
+	return s.appendData(dst, in.KeyIdentifier, in.WrappedKey, in.Attributes, in.CipherText, false)
+}
+
+// appendData is AppendEncryptData (enc) and AppendDecryptData.
+func (s *Service) appendData(dst []byte, ident string, dk *DynamicKey, a DataCipher, data []byte, enc bool) ([]byte, KeyUsed, error) {
+	var c dataCrypter // filled in place: it is large to copy
+	if err := s.dataCrypter(&c, ident, fault.SideNone, dk, a, enc); err != nil {
+		return dst, KeyUsed{}, err
 	}
 	defer c.release()
-	pt, err := c.crypt(in.CipherText)
+	out, err := c.appendCrypt(dst, data)
 	if err != nil {
-		return nil, err
+		return dst, KeyUsed{}, err
 	}
-	return &DataOutput{KeyARN: c.arn, KCV: c.kcv, Data: pt}, nil
+	return out, KeyUsed{KeyARN: c.arn, KCV: c.kcv}, nil
 }
 
 // ReEncryptData deciphers CipherText under the incoming key and enciphers
 // the result under the outgoing key; the clear data never leaves this call.
 func (s *Service) ReEncryptData(in ReEncryptDataInput) (*DataOutput, error) {
+	ct, k, err := s.AppendReEncryptData(nil, in)
+	if err != nil {
+		return nil, err
+	}
+	return &DataOutput{KeyARN: k.KeyARN, KCV: k.KCV, Data: ct}, nil
+}
+
+// AppendReEncryptData is ReEncryptData appending the ciphertext under the
+// outgoing key to dst, as AppendEncryptData. (The clear data in between
+// is in a buffer of its own, cleared before it returns.)
+func (s *Service) AppendReEncryptData(dst []byte, in ReEncryptDataInput) ([]byte, KeyUsed, error) {
 	if in.Incoming.Asymmetric != nil || in.Incoming.Emv != nil {
-		return nil, about(fault.SubjectCipherAttributes, fault.SideIncoming, "must be a symmetric or DUKPT key")
+		return dst, KeyUsed{}, about(fault.SubjectCipherAttributes, fault.SideIncoming, "must be a symmetric or DUKPT key")
 	}
 	if in.Outgoing.Asymmetric != nil || in.Outgoing.Emv != nil {
-		return nil, about(fault.SubjectCipherAttributes, fault.SideOutgoing, "must be a symmetric or DUKPT key")
+		return dst, KeyUsed{}, about(fault.SubjectCipherAttributes, fault.SideOutgoing, "must be a symmetric or DUKPT key")
 	}
-	dec, err := s.dataCrypter(in.IncomingKeyIdentifier, fault.SideIncoming, in.IncomingWrappedKey, in.Incoming, false)
-	if err != nil {
-		return nil, err
+	var dec, enc dataCrypter
+	if err := s.dataCrypter(&dec, in.IncomingKeyIdentifier, fault.SideIncoming, in.IncomingWrappedKey, in.Incoming, false); err != nil {
+		return dst, KeyUsed{}, err
 	}
 	defer dec.release()
-	enc, err := s.dataCrypter(in.OutgoingKeyIdentifier, fault.SideOutgoing, in.OutgoingWrappedKey, in.Outgoing, true)
-	if err != nil {
-		return nil, err
+	if err := s.dataCrypter(&enc, in.OutgoingKeyIdentifier, fault.SideOutgoing, in.OutgoingWrappedKey, in.Outgoing, true); err != nil {
+		return dst, KeyUsed{}, err
 	}
 	defer enc.release()
-	pt, err := dec.crypt(in.CipherText)
+	pt, err := dec.appendCrypt(nil, in.CipherText)
 	if err != nil {
-		return nil, err
+		return dst, KeyUsed{}, err
 	}
 	defer clear(pt)
-	out, err := enc.crypt(pt)
+	out, err := enc.appendCrypt(dst, pt)
 	if err != nil {
-		return nil, err
+		return dst, KeyUsed{}, err
 	}
-	return &DataOutput{KeyARN: enc.arn, KCV: enc.kcv, Data: out}, nil
+	return out, KeyUsed{KeyARN: enc.arn, KCV: enc.kcv}, nil
 }
 
 // dataCrypter is one direction of a resolved data key: a block cipher in a
@@ -247,44 +283,49 @@ type dataCrypter struct {
 	release  func()                       // zeroes a dynamic key; call when done with crypt
 }
 
-// crypt enciphers or deciphers data.
-func (c *dataCrypter) crypt(data []byte) ([]byte, error) {
-	if c.f != nil {
-		return c.f(data)
+// appendCrypt appends data enciphered or deciphered to dst.
+func (c *dataCrypter) appendCrypt(dst, data []byte) ([]byte, error) {
+	if c.f == nil {
+		return c.blk.appendCrypt(dst, data)
 	}
-	return c.blk.crypt(data)
+	out, err := c.f(data)
+	if err != nil || dst == nil {
+		return out, err
+	}
+	dst = append(dst, out...)
+	clear(out)
+	return dst, nil
 }
 
 // dataCrypter resolves the key ident (or the dynamic key dk under the KEK
 // ident) of side and the attributes c into an encrypting (enc) or
 // decrypting function, checking key separation first. The caller calls
 // release when done.
-func (s *Service) dataCrypter(ident string, side fault.Side, dk *DynamicKey, c DataCipher, enc bool) (dataCrypter, error) {
+func (s *Service) dataCrypter(dc *dataCrypter, ident string, side fault.Side, dk *DynamicKey, c DataCipher, enc bool) error {
 	w, subj, arn, release, err := s.requestKey(ident, fault.SubjectKey, side, dk)
 	if err != nil {
-		return dataCrypter{}, err
+		return err
 	}
-	dc, err := dataCrypterFor(w, subj, side, c, enc)
-	if err != nil {
+	if err := dataCrypterFor(dc, w, subj, side, c, enc); err != nil {
 		release()
-		return dataCrypter{}, err
+		return err
 	}
 	dc.arn, dc.release = arn, release
-	return dc, nil
+	return nil
 }
 
 // dataCrypterFor builds the crypter of the resolved key w (the request's
 // key subj on side).
-func dataCrypterFor(w *WorkingKey, subj fault.Subject, side fault.Side, c DataCipher, enc bool) (dc dataCrypter, err error) {
+func dataCrypterFor(dc *dataCrypter, w *WorkingKey, subj fault.Subject, side fault.Side, c DataCipher, enc bool) (err error) {
 	dc.kcv = w.KCV()
 	switch {
 	case c.Symmetric != nil:
 		if err := RequireUse(w, pick(enc, keyspec.UseEncryptDataSymmetric, keyspec.UseDecryptDataSymmetric), subj, side); err != nil {
-			return dataCrypter{}, err
+			return err
 		}
 		m, ok := c.Symmetric.Mode.symmetric()
 		if !ok {
-			return dataCrypter{}, about(fault.SubjectCipherMode, side, "unknown mode")
+			return about(fault.SubjectCipherMode, side, "unknown mode")
 		}
 		var pkcs7 bool
 		switch c.Symmetric.Padding {
@@ -292,54 +333,54 @@ func dataCrypterFor(w *WorkingKey, subj fault.Subject, side fault.Side, c DataCi
 		case PaddingPKCS1:
 			pkcs7 = true
 		default:
-			return dataCrypter{}, about(fault.SubjectPadding, side, "OAEP padding applies to RSA keys only; symmetric keys take PKCS #7 block padding or none")
+			return about(fault.SubjectPadding, side, "OAEP padding applies to RSA keys only; symmetric keys take PKCS #7 block padding or none")
 		}
 		iv, err := dataIV(side, c.Symmetric.IV, m, w.Block.BlockSize())
 		if err != nil {
-			return dataCrypter{}, err
+			return err
 		}
 		dc.blk = blockCrypt{b: w.Block, m: m, iv: iv, enc: enc, pkcs7: pkcs7, side: side}
 	case c.Dukpt != nil:
 		if err := RequireUse(w, pick(enc, keyspec.UseEncryptDataDukpt, keyspec.UseDecryptDataDukpt), subj, side); err != nil {
-			return dataCrypter{}, err
+			return err
 		}
 		d := c.Dukpt
 		mode, err := d.Mode.ecbOrCBC(side)
 		if err != nil {
-			return dataCrypter{}, err
+			return err
 		}
 		key, t, err := dukptWorkingKey(w, side, d.KSN, d.DerivationType, d.Variant, dukptData, bdkKeyType(w.Record.Attributes.Algorithm))
 		if err != nil {
-			return dataCrypter{}, err
+			return err
 		}
 		b, err := workingBlock(key, t)
 		clear(key)
 		if err != nil {
-			return dataCrypter{}, err
+			return err
 		}
 		iv, err := dataIV(side, d.IV, mode, b.BlockSize())
 		if err != nil {
-			return dataCrypter{}, err
+			return err
 		}
 		dc.blk = blockCrypt{b: b, m: mode, iv: iv, enc: enc, side: side}
 	case c.Asymmetric != nil:
 		if err := RequireUse(w, pick(enc, keyspec.UseEncryptDataAsymmetric, keyspec.UseDecryptDataAsymmetric), subj, side); err != nil {
-			return dataCrypter{}, err
+			return err
 		}
 		if dc.f, err = rsaCrypter(w, subj, side, c.Asymmetric.Padding, enc); err != nil {
-			return dataCrypter{}, err
+			return err
 		}
 	case c.Emv != nil:
 		if err := RequireUse(w, pick(enc, keyspec.UseEncryptDataEmv, keyspec.UseDecryptDataEmv), subj, side); err != nil {
-			return dataCrypter{}, err
+			return err
 		}
 		if dc.blk, err = emvDataCrypter(w, side, c.Emv, enc); err != nil {
-			return dataCrypter{}, err
+			return err
 		}
 	default:
-		return dataCrypter{}, about(fault.SubjectCipherAttributes, side, "exactly one encryption method (symmetric, asymmetric, DUKPT or EMV) is required")
+		return about(fault.SubjectCipherAttributes, side, "exactly one encryption method (symmetric, asymmetric, DUKPT or EMV) is required")
 	}
-	return dc, nil
+	return nil
 }
 
 // workingBlock builds the block cipher of a derived working key.
@@ -389,36 +430,42 @@ type blockCrypt struct {
 	side       fault.Side
 }
 
-func (c *blockCrypt) crypt(data []byte) ([]byte, error) {
+// appendCrypt appends the result to dst (whose spare capacity must not
+// hold data). On error nothing of it is left in dst's spare capacity.
+func (c *blockCrypt) appendCrypt(dst, data []byte) ([]byte, error) {
 	b, m, iv, enc, pkcs7, side := c.b, c.m, c.iv, c.enc, c.pkcs7, c.side
 	bs := b.BlockSize()
-	if enc && pkcs7 {
-		data = symmetric.PadPKCS7(data, bs)
-		defer clear(data)
-	}
-	if len(data)%bs != 0 || len(data) == 0 {
-		return nil, about(fault.SubjectData, side, "must be a non-empty multiple of %d bytes for this key", bs)
-	}
+	start := len(dst)
 	var out []byte
 	var err error
-	if enc {
-		out, err = symmetric.Encrypt(b, m, iv, data)
-	} else {
-		out, err = symmetric.Decrypt(b, m, iv, data)
+	switch {
+	case enc && pkcs7: // padded in dst, then enciphered in place
+		out = symmetric.AppendPadPKCS7(dst, data, bs)
+		err = symmetric.EncryptTo(b, m, iv, out[start:], out[start:])
+	case len(data)%bs != 0 || len(data) == 0:
+		return dst, about(fault.SubjectData, side, "must be a non-empty multiple of %d bytes for this key", bs)
+	default:
+		out = slices.Grow(dst, len(data))[:start+len(data)]
+		if enc {
+			err = symmetric.EncryptTo(b, m, iv, out[start:], data)
+		} else {
+			err = symmetric.DecryptTo(b, m, iv, out[start:], data)
+		}
 	}
 	if err != nil {
+		clear(out[start:])
 		if errors.Is(err, symmetric.ErrMode) {
-			return nil, about(fault.SubjectCipherMode, side, "%v is not available for this key's block size", m)
+			return dst, about(fault.SubjectCipherMode, side, "%v is not available for this key's block size", m)
 		}
-		return nil, fault.Internalf("block cipher", err)
+		return dst, fault.Internalf("block cipher", err)
 	}
 	if !enc && pkcs7 {
-		p, err := symmetric.UnpadPKCS7(out, bs)
+		p, err := symmetric.UnpadPKCS7(out[start:], bs)
 		if err != nil {
-			clear(out)
-			return nil, about(fault.SubjectData, side, "does not decrypt to PKCS#7-padded data")
+			clear(out[start:])
+			return dst, about(fault.SubjectData, side, "does not decrypt to PKCS#7-padded data")
 		}
-		return p, nil
+		return out[:start+len(p)], nil
 	}
 	return out, nil
 }

@@ -84,6 +84,11 @@ type MacOutput struct {
 	Mac         []byte
 }
 
+// macRoom is the most a MAC of a key used directly writes into its
+// buffer's spare capacity: HMAC-SHA512's tag (CMAC works in two blocks,
+// ISO 9797-1 in one).
+const macRoom = 64
+
 // minVerifyMac is the shortest MAC VerifyMac compares (ISO 9797-1 note:
 // a MAC shorter than 32 bits offers too little protection).
 const minVerifyMac = 4
@@ -101,42 +106,76 @@ type macResult struct {
 // GenerateMac computes the MAC of MessageData.
 func (s *Service) GenerateMac(in GenerateMacInput) (*MacOutput, error) {
 	r := new(macResult)
-	arn, kcv, full, err := s.computeMac(in.KeyIdentifier, in.WrappedKey, in.MessageData, in.Attributes, true, r.buf[:0])
+	m, k, err := s.AppendMac(r.buf[:0], in)
 	if err != nil {
 		return nil, err
 	}
-	n := len(full)
+	// Field by field: a struct copy into the heap object would take the
+	// garbage collector's bulk write barrier while it marks.
+	r.out.KeyARN, r.out.KCV, r.out.Mac = k.KeyARN, k.KCV, m
+	return &r.out, nil
+}
+
+// AppendMac is GenerateMac for a caller that keeps the MAC in a buffer of
+// its own (the host port's response, an HTTP response's room): it appends
+// the MAC (MacLength bytes, or the algorithm's full length) to dst and,
+// for a cached key used directly (ISO 9797-1 algorithms 1 and 3, CMAC,
+// HMAC), allocates nothing when dst has 32 bytes of spare capacity (64
+// for HMAC-SHA384 and -SHA512), which it may use as working room. On
+// error dst is returned as it was.
+func (s *Service) AppendMac(dst []byte, in GenerateMacInput) ([]byte, KeyUsed, error) {
+	start := len(dst)
+	out, k, err := s.computeMac(in.KeyIdentifier, in.WrappedKey, in.MessageData, in.Attributes, true, dst)
+	if err != nil {
+		return dst, KeyUsed{}, err
+	}
+	n := len(out) - start
 	if in.MacLength != 0 {
 		if in.MacLength > n {
-			return nil, about(fault.SubjectMacLength, fault.SideNone, "at most %d bytes for this algorithm", n)
+			return dst, KeyUsed{}, about(fault.SubjectMacLength, fault.SideNone, "at most %d bytes for this algorithm", n)
 		}
 		n = in.MacLength
 	}
-	// Field by field: a struct copy into the heap object would take the
-	// garbage collector's bulk write barrier while it marks.
-	r.out.KeyARN, r.out.KCV, r.out.Mac = arn, kcv, full[:n]
-	return &r.out, nil
+	return out[:start+n], k, nil
 }
 
 // VerifyMac recomputes the MAC of MessageData and compares it, in constant
 // time, with Mac (truncated to MacLength, or to Mac's own length).
 func (s *Service) VerifyMac(in VerifyMacInput) (*MacOutput, error) {
-	var buf [32]byte
-	arn, kcv, full, err := s.computeMac(in.KeyIdentifier, in.WrappedKey, in.MessageData, in.Attributes, false, buf[:0])
+	k, err := s.CheckMac(nil, in)
 	if err != nil {
 		return nil, err
 	}
+	return &MacOutput{KeyARN: k.KeyARN, KCV: k.KCV}, nil
+}
+
+// CheckMac is VerifyMac without a result to allocate: it returns the key
+// used. It recomputes the MAC in room's spare capacity (after its length)
+// and zeroes the first macRoom bytes of that capacity, all it may have
+// written, before it returns; with 32 bytes of room (64 for HMAC-SHA384
+// and -SHA512) and a cached key used directly it allocates nothing. room
+// may be nil.
+func (s *Service) CheckMac(room []byte, in VerifyMacInput) (KeyUsed, error) {
+	start := len(room)
+	out, k, err := s.computeMac(in.KeyIdentifier, in.WrappedKey, in.MessageData, in.Attributes, false, room)
+	if err != nil {
+		return KeyUsed{}, err
+	}
+	// The MAC of the message is not left in the caller's buffer (nor its
+	// working room), whether or not it matches.
+	full := out[start:]
+	defer clear(full[:min(cap(full), macRoom)])
 	n := len(in.Mac)
 	if in.MacLength != 0 && in.MacLength != n {
-		return nil, about(fault.SubjectMAC, fault.SideNone, "must be MacLength (%d) bytes", in.MacLength)
+		return KeyUsed{}, about(fault.SubjectMAC, fault.SideNone, "must be MacLength (%d) bytes", in.MacLength)
 	}
 	if n < minVerifyMac || n > len(full) {
-		return nil, about(fault.SubjectMAC, fault.SideNone, "must be %d to %d bytes for this algorithm", minVerifyMac, len(full))
+		return KeyUsed{}, about(fault.SubjectMAC, fault.SideNone, "must be %d to %d bytes for this algorithm", minVerifyMac, len(full))
 	}
 	if subtle.ConstantTimeCompare(full[:n], in.Mac) != 1 {
-		return nil, fault.Mismatch(fault.ReasonInvalidMAC, "MAC verification failed")
+		return KeyUsed{}, fault.Mismatch(fault.ReasonInvalidMAC, "MAC verification failed")
 	}
-	return &MacOutput{KeyARN: arn, KCV: kcv}, nil
+	return k, nil
 }
 
 var (
@@ -156,16 +195,17 @@ func (a MacAlgorithm) String() string {
 	return fmt.Sprintf("MacAlgorithm(%d)", int(a))
 }
 
-// computeMac checks key separation and returns the full-length MAC: the
-// methods of a key used directly (ISO 9797-1 algorithms 1 and 3, CMAC,
-// HMAC) append it to dst, the others return a new slice.
-func (s *Service) computeMac(ident string, dk *DynamicKey, msg []byte, a MacAttributes, generate bool, dst []byte) (arn, kcv string, full []byte, err error) {
+// computeMac checks key separation and appends the full-length MAC to dst:
+// the methods of a key used directly (ISO 9797-1 algorithms 1 and 3, CMAC,
+// HMAC) compute it there, the others compute a new slice and copy it.
+func (s *Service) computeMac(ident string, dk *DynamicKey, msg []byte, a MacAttributes, generate bool, dst []byte) (out []byte, used KeyUsed, err error) {
 	const side = fault.SideNone
 	w, subj, arn, release, err := s.requestKey(ident, fault.SubjectKey, side, dk)
 	if err != nil {
-		return "", "", nil, err
+		return nil, KeyUsed{}, err
 	}
 	defer release()
+	var tag []byte // the MAC of a method that does not append
 	// req checks w against the rule of the MAC method (generate, verify).
 	req := func(gen, ver keyspec.Use) error { return RequireUse(w, pick(generate, gen, ver), subj, side) }
 	switch {
@@ -173,22 +213,22 @@ func (s *Service) computeMac(ident string, dk *DynamicKey, msg []byte, a MacAttr
 		switch a.Algorithm {
 		case MacISO9797Alg1:
 			if err = req(keyspec.UseGenerateMacISO9797Alg1, keyspec.UseVerifyMacISO9797Alg1); err == nil {
-				full, err = mac.AppendAlgorithm1(dst, w.Block, msg, mac.Method1)
+				out, err = mac.AppendAlgorithm1(dst, w.Block, msg, mac.Method1)
 			}
 		case MacISO9797Alg3:
 			if err = req(keyspec.UseGenerateMacISO9797Alg3, keyspec.UseVerifyMacISO9797Alg3); err == nil {
-				full, err = mac.AppendAlgorithm3(dst, w.Left, w.Block, msg, mac.Method1)
+				out, err = mac.AppendAlgorithm3(dst, w.Left, w.Block, msg, mac.Method1)
 			}
 		case MacCMAC:
 			if err = req(keyspec.UseGenerateMacCMAC, keyspec.UseVerifyMacCMAC); err == nil {
 				var k *cmac.Key
 				if k, err = w.CMAC(); err == nil {
-					full = k.Sum(dst, msg)
+					out = k.Sum(dst, msg)
 				}
 			}
 		case MacAS2805:
 			if err = req(keyspec.UseGenerateMacAS2805, keyspec.UseVerifyMacAS2805); err == nil {
-				full, err = mac.AS2805(w.Block, msg)
+				tag, err = mac.AS2805(w.Block, msg)
 			}
 		case MacHMAC, MacHMACSHA224, MacHMACSHA256, MacHMACSHA384, MacHMACSHA512:
 			// The refusal names the MAC algorithm; the message is built only
@@ -201,33 +241,36 @@ func (s *Service) computeMac(ident string, dk *DynamicKey, msg []byte, a MacAttr
 			}
 			alg := w.Record.Attributes.Algorithm
 			if want, ok := hmacAlgorithm[a.Algorithm]; ok && want != alg {
-				return "", "", nil, about(fault.SubjectMacAlgorithm, side, "%v does not match the key's algorithm %s", a.Algorithm, alg)
+				return nil, KeyUsed{}, about(fault.SubjectMacAlgorithm, side, "%v does not match the key's algorithm %s", a.Algorithm, alg)
 			}
 			var k *mac.HMACKey
 			if k, err = w.HMAC(hmacHashes[alg]); err == nil {
-				full, err = k.Sum(dst, msg)
+				out, err = k.Sum(dst, msg)
 			}
 		default:
-			return "", "", nil, about(fault.SubjectMacAlgorithm, side, "unknown MAC algorithm")
+			return nil, KeyUsed{}, about(fault.SubjectMacAlgorithm, side, "unknown MAC algorithm")
 		}
 	case a.DukptIso9797Algorithm1 != nil, a.DukptIso9797Algorithm3 != nil, a.DukptCmac != nil:
-		full, err = dukptMac(w, msg, a, func() error {
+		tag, err = dukptMac(w, msg, a, func() error {
 			return req(keyspec.UseGenerateMacDukpt, keyspec.UseVerifyMacDukpt)
 		})
 	case a.EmvMac != nil:
 		if err = req(keyspec.UseGenerateMacEmv, keyspec.UseVerifyMacEmv); err == nil {
-			full, err = emvMac(w, a.EmvMac, msg)
+			tag, err = emvMac(w, a.EmvMac, msg)
 		}
 	default:
-		return "", "", nil, about(fault.SubjectMacAttributes, side, "exactly one MAC attribute is required")
+		return nil, KeyUsed{}, about(fault.SubjectMacAttributes, side, "exactly one MAC attribute is required")
 	}
 	if err != nil {
 		if f := fault.As(err); f.Kind == fault.Internal {
-			return "", "", nil, fault.Internalf("MAC", err)
+			return nil, KeyUsed{}, fault.Internalf("MAC", err)
 		}
-		return "", "", nil, err
+		return nil, KeyUsed{}, err
 	}
-	return arn, w.KCV(), full, nil
+	if out == nil { // the methods that compute a slice of their own (tag)
+		out = append(dst, tag...)
+	}
+	return out, KeyUsed{KeyARN: arn, KCV: w.KCV()}, nil
 }
 
 // dukptMac computes a DUKPT MAC: the MAC key of the request's variant,

@@ -43,16 +43,21 @@ type WorkingKey struct {
 	Block    cipher.Block // TDES or AES block cipher over Material; nil otherwise
 	Left     cipher.Block // TDES keys: single DES under Material[:8] (CVV, ISO 9797-1 algorithm 3); nil otherwise
 
-	secret  secret.Key   // owns Material; destroyed by the last Release
-	release func()       // Release as a func value, made once (a method value per call would allocate)
-	refs    atomic.Int32 // references: the cache's while cached, and each Working caller's until Release
-	started atomic.Bool  // the key's usage period was seen to have begun
-	used    atomic.Bool  // CLOCK's reference bit: a lookup found the key since the hand last passed it
+	secret  secret.Key  // owns Material; destroyed by the last Release
+	release func()      // Release as a func value, made once (a method value per call would allocate)
+	refs    refWord     // references: the cache's while cached, and each Working caller's until Release; and cache hits
+	started atomic.Bool // usable without a clock read: its usage period was seen to have begun, and it never ends (see usableWorking)
+	used    atomic.Bool // CLOCK's reference bit: a lookup found the key since the hand last passed it
 
 	// Under keyCache.mu: whether the cache holds this key, and its slot in
 	// the cache's CLOCK ring.
 	cached bool
 	slot   int
+
+	// The cache hits counted in refs that keyCache.hits already has, and
+	// that counter, set by the put that caches the key (see foldHits).
+	hitsSeen atomic.Uint64
+	hitsTo   *atomic.Uint64
 
 	// uses are the key-use rules Record's attributes pass, computed when a
 	// stored key is opened (Record is read-only): RequireUse's allow
@@ -65,15 +70,43 @@ type WorkingKey struct {
 	hmac atomic.Pointer[mac.HMACKey] // keyed HMAC states, made at the first HMAC (see HMAC)
 }
 
-// acquire takes a reference unless the last one is already gone (the key is
-// being, or has been, zeroed).
+// refWord is a working key's reference count and the cache hits that
+// found it, in one word: the count in the low refBits bits, the hits
+// (modulo 2^hitBits) above. A lookup takes its reference and counts its
+// hit in one atomic compare-and-swap, so a hit costs no atomic
+// read-modify-write of a counter of its own (one shared by every key and
+// every core, as keyCache.hits was). A count of refHalf or more is a
+// count gone below zero (a Release too many), never a live key.
+type refWord struct{ v atomic.Uint64 }
+
+const (
+	refBits = 24
+	hitBits = 64 - refBits
+	refMask = 1<<refBits - 1
+	refHalf = 1 << (refBits - 1)
+	hitUnit = 1 << refBits
+	hitMask = 1<<hitBits - 1
+)
+
+// Load is the reference count.
+func (r *refWord) Load() int32 { return int32(r.v.Load() & refMask) }
+
+// Store sets the reference count to n and the hits to zero (a key being
+// made, before anything else can see it).
+func (r *refWord) Store(n int32) { r.v.Store(uint64(n) & refMask) } //nolint:gosec // G115: masked
+
+// hits is the hit count (modulo 2^hitBits).
+func (r *refWord) hits() uint64 { return r.v.Load() >> refBits }
+
+// acquire takes a reference and counts a cache hit, unless the last
+// reference is already gone (the key is being, or has been, zeroed).
 func (w *WorkingKey) acquire() bool {
 	for {
-		n := w.refs.Load()
-		if n <= 0 {
+		n := w.refs.v.Load()
+		if c := n & refMask; c == 0 || c >= refHalf {
 			return false
 		}
-		if w.refs.CompareAndSwap(n, n+1) {
+		if w.refs.v.CompareAndSwap(n, n+1+hitUnit) {
 			return true
 		}
 	}
@@ -83,7 +116,7 @@ func (w *WorkingKey) acquire() bool {
 // zeroes the clear material. Every Working caller calls it exactly once,
 // after its last use of the key.
 func (w *WorkingKey) Release() {
-	if w.refs.Add(-1) == 0 {
+	if w.refs.v.Add(^uint64(0))&refMask == 0 {
 		_ = w.secret.Destroy() // not mlocked, so nothing to unlock and no error
 		if k := w.cmac.Load(); k != nil {
 			k.Clear()
@@ -91,6 +124,22 @@ func (w *WorkingKey) Release() {
 		if k := w.hmac.Load(); k != nil {
 			k.Clear()
 		}
+		if w.hitsTo != nil {
+			w.foldHits() // no longer cached: nothing else folds its hits
+		}
+	}
+}
+
+// foldHits adds the hits counted in w since they were last folded to
+// w.hitsTo (keyCache.hits). CacheStats folds every cached key under the
+// cache's lock, and a key's last Release, after it left the cache, folds
+// the rest: each hit is added once. Hits are lost only if a key is found
+// 2^hitBits (10^12) times between two folds.
+func (w *WorkingKey) foldHits() {
+	h := w.refs.hits()
+	if d := (h - w.hitsSeen.Load()) & hitMask; d != 0 {
+		w.hitsSeen.Store(h)
+		w.hitsTo.Add(d)
 	}
 }
 
@@ -194,7 +243,9 @@ type keyCache struct {
 
 	// Counters for CacheStats: lookups that found a usable key or not,
 	// entries dropped to make room, and entries dropped because their key
-	// changed (or all of them, for a rotation or a lost token).
+	// changed (or all of them, for a rotation or a lost token). A hit is
+	// counted in its key's refs first and folded into hits later
+	// (WorkingKey.foldHits).
 	hits, misses, evictions, invalidations atomic.Uint64
 	entries                                atomic.Int64 // written under mu, read without it
 }
@@ -208,6 +259,13 @@ type CacheStats struct {
 // CacheStats reports the working-key cache's counters (for metrics).
 func (s *Service) CacheStats() CacheStats {
 	c := &s.cache
+	c.mu.Lock()
+	for _, sl := range c.ring {
+		if sl.w != nil && sl.w.cached {
+			sl.w.foldHits()
+		}
+	}
+	c.mu.Unlock()
 	return CacheStats{Hits: c.hits.Load(), Misses: c.misses.Load(), Evictions: c.evictions.Load(),
 		Invalidations: c.invalidations.Load(), Entries: int(c.entries.Load())}
 }
@@ -241,8 +299,14 @@ type frontEntry struct {
 // compared on every hit.
 func frontSlot(ident string) uint64 {
 	var x uint64
-	for i := max(0, len(ident)-8); i < len(ident); i++ {
-		x = x<<8 | uint64(ident[i])
+	if n := len(ident); n >= 8 { // one 8-byte load: the compiler combines these
+		t := ident[n-8 : n]
+		x = uint64(t[0])<<56 | uint64(t[1])<<48 | uint64(t[2])<<40 | uint64(t[3])<<32 |
+			uint64(t[4])<<24 | uint64(t[5])<<16 | uint64(t[6])<<8 | uint64(t[7])
+	} else {
+		for i := range n {
+			x = x<<8 | uint64(ident[i])
+		}
 	}
 	x ^= uint64(len(ident))
 	return (x * 0x9E3779B97F4A7C15) >> (64 - frontBits)
@@ -260,15 +324,13 @@ func (c *keyCache) dropFront(ident string) {
 // caller, or nil.
 func (c *keyCache) get(ident string) (*WorkingKey, uint64) {
 	gen := c.gen.Load()
-	if e := c.front[frontSlot(ident)].Load(); e != nil && e.ident == ident && e.w.acquire() {
+	if e := c.front[frontSlot(ident)].Load(); e != nil && e.ident == ident && e.w.acquire() { // a hit, counted in refs
 		e.w.touch()
-		c.hits.Add(1)
 		return e.w, gen
 	}
 	if v, ok := c.m.Load(ident); ok {
 		if w := v.(*WorkingKey); w.acquire() {
 			w.touch()
-			c.hits.Add(1)
 			return w, gen
 		}
 	}
@@ -291,7 +353,8 @@ func (c *keyCache) put(ident string, w *WorkingKey, gen uint64) {
 	if gen != c.gen.Load() {
 		return
 	}
-	w.refs.Add(1)
+	w.hitsTo = &c.hits // before the cache's reference: the last Release sees it
+	w.refs.v.Add(1)
 	w.cached = true
 	if v, loaded := c.m.Swap(ident, w); loaded { // w takes the slot of the key it replaces
 		old := v.(*WorkingKey)
@@ -530,17 +593,21 @@ func (s *Service) open(rec *keystore.Key) (*WorkingKey, error) {
 }
 
 // usableWorking is usable for a cached working key. Once its usage period
-// has been seen to begin, a key without a stop time needs no clock read: the
-// hot path of every data operation. (State changes replace the cached key.)
+// has been seen to begin, a key without a stop time, enabled and created,
+// needs no clock read and no other check: Record is read-only, so that
+// stays true (state changes replace the cached key). The hot path of every
+// data operation tests one flag.
 func (s *Service) usableWorking(w *WorkingKey, ident string) error {
-	k := w.Record
-	if w.started.Load() && k.UsageStop.IsZero() && k.State == StateCreateComplete && k.Enabled {
+	if w.started.Load() {
 		return nil
 	}
+	k := w.Record
 	if err := s.usable(k, ident); err != nil {
 		return err
 	}
-	w.started.Store(true)
+	if k.UsageStop.IsZero() && k.State == StateCreateComplete && k.Enabled {
+		w.started.Store(true)
+	}
 	return nil
 }
 

@@ -10,6 +10,8 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"slices"
+	"unsafe"
 )
 
 // Mode is a mode of operation.
@@ -51,6 +53,7 @@ var (
 	ErrIV      = errors.New("symmetric: invalid initialization vector")
 	ErrMode    = errors.New("symmetric: mode not available for this cipher")
 	ErrPadding = errors.New("symmetric: invalid padding")
+	ErrOverlap = errors.New("symmetric: output overlaps input")
 )
 
 // NeedsIV reports whether the mode uses an initialization vector.
@@ -92,32 +95,60 @@ func (m Mode) Unit(bs int) int {
 // Encrypt encrypts src in mode m under b with iv (ignored by, and required
 // to be empty for, ECB) and returns the ciphertext in a new slice.
 func Encrypt(b cipher.Block, m Mode, iv, src []byte) ([]byte, error) {
-	return crypt(b, m, iv, src, true)
+	dst := make([]byte, len(src))
+	if err := crypt(b, m, iv, dst, src, true); err != nil {
+		return nil, err
+	}
+	return dst, nil
 }
 
 // Decrypt is the inverse of Encrypt.
 func Decrypt(b cipher.Block, m Mode, iv, src []byte) ([]byte, error) {
-	return crypt(b, m, iv, src, false)
+	dst := make([]byte, len(src))
+	if err := crypt(b, m, iv, dst, src, false); err != nil {
+		return nil, err
+	}
+	return dst, nil
 }
 
-func crypt(b cipher.Block, m Mode, iv, src []byte, enc bool) ([]byte, error) {
+// EncryptTo is Encrypt into dst, which must be as long as src, for callers
+// that keep the output in a buffer of their own. dst may be src itself
+// (every mode reads each input byte before it writes the output byte at
+// the same position) but must not otherwise overlap it.
+func EncryptTo(b cipher.Block, m Mode, iv, dst, src []byte) error {
+	return crypt(b, m, iv, dst, src, true)
+}
+
+// DecryptTo is Decrypt into dst, which must be as long as src and must not
+// overlap it at all: CBC and CFB read each ciphertext block again after
+// the previous plaintext block is written.
+func DecryptTo(b cipher.Block, m Mode, iv, dst, src []byte) error {
+	return crypt(b, m, iv, dst, src, false)
+}
+
+func crypt(b cipher.Block, m Mode, iv, dst, src []byte, enc bool) error {
 	bs := b.BlockSize()
 	if m < ECB || m > OFB {
-		return nil, fmt.Errorf("%w: %v", ErrMode, m)
+		return fmt.Errorf("%w: %v", ErrMode, m)
 	}
 	if s := m.segmentBits(bs); s > 8*bs {
-		return nil, fmt.Errorf("%w: %v with a %d-byte block", ErrMode, m, bs)
+		return fmt.Errorf("%w: %v with a %d-byte block", ErrMode, m, bs)
 	}
 	if m.NeedsIV() && len(iv) != bs {
-		return nil, fmt.Errorf("%w: %d bytes, want %d", ErrIV, len(iv), bs)
+		return fmt.Errorf("%w: %d bytes, want %d", ErrIV, len(iv), bs)
 	}
 	if !m.NeedsIV() && len(iv) != 0 {
-		return nil, fmt.Errorf("%w: ECB takes no IV", ErrIV)
+		return fmt.Errorf("%w: ECB takes no IV", ErrIV)
 	}
 	if u := m.Unit(bs); len(src)%u != 0 {
-		return nil, fmt.Errorf("%w: %v needs a multiple of %d bytes, got %d", ErrLength, m, u, len(src))
+		return fmt.Errorf("%w: %v needs a multiple of %d bytes, got %d", ErrLength, m, u, len(src))
 	}
-	dst := make([]byte, len(src))
+	if len(dst) != len(src) {
+		return fmt.Errorf("%w: %d bytes of output for %d of input", ErrLength, len(dst), len(src))
+	}
+	if o, exact := overlap(dst, src); o && (!enc || !exact) {
+		return ErrOverlap
+	}
 	switch m {
 	case ECB:
 		f := b.Encrypt
@@ -128,13 +159,23 @@ func crypt(b cipher.Block, m Mode, iv, src []byte, enc bool) ([]byte, error) {
 			f(dst[i:i+bs], src[i:i+bs])
 		}
 	case CBC:
-		cbc(b, iv, dst, src, enc)
+		cbc(b, bs, iv, dst, src, enc)
 	case OFB:
-		ofb(b, iv, dst, src)
+		ofb(b, bs, iv, dst, src)
 	default:
-		cfb(b, m.segmentBits(bs), iv, dst, src, enc)
+		cfb(b, bs, m.segmentBits(bs), iv, dst, src, enc)
 	}
-	return dst, nil
+	return nil
+}
+
+// overlap reports whether x and y share memory, and whether they start at
+// the same byte (as crypto/internal/alias compares them).
+func overlap(x, y []byte) (any, exact bool) {
+	if len(x) == 0 || len(y) == 0 {
+		return false, false
+	}
+	xp, yp := uintptr(unsafe.Pointer(&x[0])), uintptr(unsafe.Pointer(&y[0])) //nolint:gosec // G103: address comparison only, as crypto/internal/alias
+	return xp < yp+uintptr(len(y)) && yp < xp+uintptr(len(x)), xp == yp
 }
 
 // cbc is SP 800-38A 6.2 on whole blocks, dst and src not overlapping. It
@@ -144,8 +185,7 @@ func crypt(b cipher.Block, m Mode, iv, src []byte, enc bool) ([]byte, error) {
 // every call, and most of the cost of a short message. crypto/cipher's
 // CBC on amd64 and arm64 is this same block-at-a-time loop (FuzzCBC
 // compares the two).
-func cbc(b cipher.Block, iv, dst, src []byte, enc bool) {
-	bs := b.BlockSize()
+func cbc(b cipher.Block, bs int, iv, dst, src []byte, enc bool) {
 	prev := iv
 	for i := 0; i < len(src); i += bs {
 		d, s := dst[i:i+bs], src[i:i+bs]
@@ -162,8 +202,7 @@ func cbc(b cipher.Block, iv, dst, src []byte, enc bool) {
 }
 
 // ofb is SP 800-38A 6.4: the keystream is the iterated encryption of the IV.
-func ofb(b cipher.Block, iv, dst, src []byte) {
-	bs := b.BlockSize()
+func ofb(b cipher.Block, bs int, iv, dst, src []byte) {
 	o := make([]byte, bs)
 	copy(o, iv)
 	for i := 0; i < len(src); i += bs {
@@ -176,8 +215,7 @@ func ofb(b cipher.Block, iv, dst, src []byte) {
 // cfb is SP 800-38A 6.3 with an s-bit segment: each segment is XORed with
 // the s most significant bits of E(register), and the register is shifted
 // left by s bits with the ciphertext segment shifted in.
-func cfb(b cipher.Block, s int, iv, dst, src []byte, enc bool) {
-	bs := b.BlockSize()
+func cfb(b cipher.Block, bs, s int, iv, dst, src []byte, enc bool) {
 	reg := make([]byte, bs)
 	out := make([]byte, bs)
 	copy(reg, iv)
@@ -226,16 +264,23 @@ func shiftLeft1(reg []byte, in byte) {
 // cipher's block size. Like crypto/cipher's modes, it panics when bs is out
 // of range (1 to 255, what a padding byte can count): a programming error.
 func PadPKCS7(data []byte, bs int) []byte {
+	return AppendPadPKCS7(nil, data, bs)
+}
+
+// AppendPadPKCS7 is PadPKCS7 appending to dst; data must not lie in dst's
+// spare capacity.
+func AppendPadPKCS7(dst, data []byte, bs int) []byte {
 	if bs < 1 || bs > 255 {
 		panic("symmetric: PKCS#7 block size out of range")
 	}
 	n := bs - len(data)%bs // 1 to bs
-	out := make([]byte, len(data)+n)
-	copy(out, data)
-	for i := len(data); i < len(out); i++ {
-		out[i] = byte(n) //nolint:gosec // G115: 1 <= n <= bs <= 255 (checked above).
+	start := len(dst)
+	dst = slices.Grow(dst, len(data)+n)[:start+len(data)+n]
+	copy(dst[start:], data)
+	for i := start + len(data); i < len(dst); i++ {
+		dst[i] = byte(n) //nolint:gosec // G115: 1 <= n <= bs <= 255 (checked above).
 	}
-	return out
+	return dst
 }
 
 // UnpadPKCS7 checks and strips PKCS#7 padding, returning a subslice of data.

@@ -219,6 +219,13 @@ func TestPKCS7(t *testing.T) {
 		if err != nil || !bytes.Equal(p, q) {
 			t.Fatalf("%d: %v", n, err)
 		}
+		// RFC 5652 6.3: n bytes of value n, here after a prefix kept as it was.
+		app := AppendPadPKCS7([]byte("prefix"), p, 16)
+		k := 16 - n%16
+		want := append(append([]byte("prefix"), p...), bytes.Repeat([]byte{byte(k)}, k)...)
+		if !bytes.Equal(app, want) || !bytes.Equal(padded, want[6:]) {
+			t.Fatalf("%d: AppendPadPKCS7 %x, PadPKCS7 %x, want %x", n, app, padded, want)
+		}
 	}
 	for _, bad := range []string{"", "00", "0000000000000000", "0102030405060709", "0000000000000009", "0000000000000302"} {
 		if _, err := UnpadPKCS7(unhex(t, bad), 8); err == nil {
@@ -284,12 +291,82 @@ func FuzzCBC(f *testing.F) {
 		}
 		for m := range modeNames {
 			if m.NeedsIV() && m.segmentBits(bs) <= 8*bs && len(data)%m.Unit(bs) == 0 {
-				_, _ = Encrypt(b, m, iv, data)
-				_, _ = Decrypt(b, m, iv, data)
+				ct, err1 := Encrypt(b, m, iv, data)
+				pt, err2 := Decrypt(b, m, iv, data)
+				if err1 != nil || err2 != nil {
+					t.Fatalf("%v: %v, %v", m, err1, err2)
+				}
+				checkTo(t, b, m, iv, data, ct, pt)
 			}
 		}
 		if !bytes.Equal(iv, ivCopy) {
 			t.Fatalf("the IV changed: %x, was %x", iv, ivCopy)
 		}
 	})
+}
+
+// checkTo checks EncryptTo and DecryptTo of data against ct and pt, the
+// results of Encrypt and Decrypt: into a separate buffer, encryption in
+// place, and the overlaps they refuse.
+func checkTo(t *testing.T, b cipher.Block, m Mode, iv, data, ct, pt []byte) {
+	t.Helper()
+	out := make([]byte, len(data))
+	if err := EncryptTo(b, m, iv, out, data); err != nil || !bytes.Equal(out, ct) {
+		t.Fatalf("%v: EncryptTo = %x, %v; Encrypt %x", m, out, err, ct)
+	}
+	if err := DecryptTo(b, m, iv, out, data); err != nil || !bytes.Equal(out, pt) {
+		t.Fatalf("%v: DecryptTo = %x, %v; Decrypt %x", m, out, err, pt)
+	}
+	copy(out, data)
+	if err := EncryptTo(b, m, iv, out, out); err != nil || !bytes.Equal(out, ct) {
+		t.Fatalf("%v: EncryptTo in place = %x, %v; Encrypt %x", m, out, err, ct)
+	}
+	if len(data) == 0 {
+		return
+	}
+	if err := DecryptTo(b, m, iv, out, out); !errors.Is(err, ErrOverlap) {
+		t.Fatalf("%v: DecryptTo in place: %v, want ErrOverlap", m, err)
+	}
+	if len(data) < 2 {
+		return
+	}
+	// Output that starts inside the input (or the other way round).
+	buf := make([]byte, len(data)+1)
+	if err := EncryptTo(b, m, iv, buf[1:], buf[:len(data)]); !errors.Is(err, ErrOverlap) {
+		t.Fatalf("%v: EncryptTo shifted: %v, want ErrOverlap", m, err)
+	}
+	if err := DecryptTo(b, m, iv, buf[:len(data)], buf[1:]); !errors.Is(err, ErrOverlap) {
+		t.Fatalf("%v: DecryptTo shifted: %v, want ErrOverlap", m, err)
+	}
+}
+
+// TestCryptTo runs checkTo on every mode of AES and TDES (the SP 800-38A
+// vectors check Encrypt and Decrypt themselves), and checks that an
+// output of the wrong length is refused.
+func TestCryptTo(t *testing.T) {
+	t.Parallel()
+	aesB, _ := aes.NewCipher(unhex(t, "2b7e151628aed2a6abf7158809cf4f3c"))
+	tdesB, _ := tdes.NewCipher(unhex(t, "0123456789abcdef23456789abcdef01456789abcdef0123"))
+	data := unhex(t, "6bc1bee22e409f96e93d7e117393172aae2d8a571e03ac9c9eb76fac45af8e51")
+	for _, b := range []cipher.Block{aesB, tdesB} {
+		bs := b.BlockSize()
+		for m := range modeNames {
+			if m.segmentBits(bs) > 8*bs {
+				continue
+			}
+			var iv []byte
+			if m.NeedsIV() {
+				iv = data[:bs]
+			}
+			ct, err1 := Encrypt(b, m, iv, data)
+			pt, err2 := Decrypt(b, m, iv, data)
+			if err1 != nil || err2 != nil {
+				t.Fatalf("%v: %v, %v", m, err1, err2)
+			}
+			checkTo(t, b, m, iv, data, ct, pt)
+			if err := EncryptTo(b, m, iv, make([]byte, len(data)+bs), data); !errors.Is(err, ErrLength) {
+				t.Errorf("%v: long output: %v, want ErrLength", m, err)
+			}
+		}
+	}
 }

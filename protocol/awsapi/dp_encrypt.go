@@ -18,7 +18,8 @@ func (s *Server) dataEncryptionOperations() map[string]operation {
 	return map[string]operation{
 		"EncryptData": handler(func(_ context.Context, in *dp.EncryptDataInput) (any, error) {
 			paths := dataMembers("EncryptionAttributes", cipherMember(in.EncryptionAttributes), "WrappedKey", in.WrappedKey, "PlainText")
-			r, err := func() (*ops.DataOutput, error) {
+			r := new(response[dp.EncryptDataOutput])
+			ct, err := func() ([]byte, error) {
 				wk, err := wrappedKey("WrappedKey", in.WrappedKey)
 				if err != nil {
 					return nil, err
@@ -32,16 +33,20 @@ func (s *Server) dataEncryptionOperations() map[string]operation {
 					return nil, err
 				}
 				defer clear(pt)
-				return o.EncryptData(ops.EncryptDataInput{KeyIdentifier: str(in.KeyIdentifier), PlainText: pt, Attributes: attrs, WrappedKey: wk})
+				ct, k, err := o.AppendEncryptData(r.room[:0], ops.EncryptDataInput{KeyIdentifier: str(in.KeyIdentifier), PlainText: pt, Attributes: attrs, WrappedKey: wk})
+				r.key = k
+				return ct, err
 			}()
 			if err != nil {
 				return nil, locate(err, paths)
 			}
-			return &dp.EncryptDataOutput{KeyArn: &r.KeyARN, KeyCheckValue: opt(r.KCV), CipherText: upperHex(r.Data)}, nil
+			r.out.KeyArn, r.out.KeyCheckValue, r.out.CipherText = &r.key.KeyARN, r.kcv(), r.hexOf(ct)
+			return &r.out, nil
 		}),
 		"DecryptData": handler(func(_ context.Context, in *dp.DecryptDataInput) (any, error) {
 			paths := dataMembers("DecryptionAttributes", cipherMember(in.DecryptionAttributes), "WrappedKey", in.WrappedKey, "CipherText")
-			r, err := func() (*ops.DataOutput, error) {
+			r := new(response[dp.DecryptDataOutput])
+			pt, err := func() ([]byte, error) {
 				wk, err := wrappedKey("WrappedKey", in.WrappedKey)
 				if err != nil {
 					return nil, err
@@ -54,17 +59,21 @@ func (s *Server) dataEncryptionOperations() map[string]operation {
 				if err != nil {
 					return nil, err
 				}
-				return o.DecryptData(ops.DecryptDataInput{KeyIdentifier: str(in.KeyIdentifier), CipherText: ct, Attributes: attrs, WrappedKey: wk})
+				pt, k, err := o.AppendDecryptData(r.room[:0], ops.DecryptDataInput{KeyIdentifier: str(in.KeyIdentifier), CipherText: ct, Attributes: attrs, WrappedKey: wk})
+				r.key = k
+				return pt, err
 			}()
 			if err != nil {
 				return nil, locate(err, paths)
 			}
-			defer clear(r.Data)
-			return &dp.DecryptDataOutput{KeyArn: &r.KeyARN, KeyCheckValue: &r.KCV, PlainText: upperHex(r.Data)}, nil
+			defer clear(pt)
+			r.out.KeyArn, r.out.KeyCheckValue, r.out.PlainText = &r.key.KeyARN, &r.key.KCV, r.hexOf(pt)
+			return &r.out, nil
 		}),
 		"ReEncryptData": handler(func(_ context.Context, in *dp.ReEncryptDataInput) (any, error) {
 			paths := reEncryptMembers(in)
-			r, err := func() (*ops.DataOutput, error) {
+			r := new(response[dp.ReEncryptDataOutput])
+			ct, err := func() ([]byte, error) {
 				iwk, err := wrappedKey("IncomingWrappedKey", in.IncomingWrappedKey)
 				if err != nil {
 					return nil, err
@@ -85,19 +94,23 @@ func (s *Server) dataEncryptionOperations() map[string]operation {
 				if err != nil {
 					return nil, err
 				}
-				return o.ReEncryptData(ops.ReEncryptDataInput{
+				out, k, err := o.AppendReEncryptData(r.room[:0], ops.ReEncryptDataInput{
 					IncomingKeyIdentifier: str(in.IncomingKeyIdentifier), OutgoingKeyIdentifier: str(in.OutgoingKeyIdentifier),
 					CipherText: ct, Incoming: ia, Outgoing: oa, IncomingWrappedKey: iwk, OutgoingWrappedKey: owk,
 				})
+				r.key = k
+				return out, err
 			}()
 			if err != nil {
 				return nil, locate(err, paths)
 			}
-			return &dp.ReEncryptDataOutput{KeyArn: &r.KeyARN, KeyCheckValue: &r.KCV, CipherText: upperHex(r.Data)}, nil
+			r.out.KeyArn, r.out.KeyCheckValue, r.out.CipherText = &r.key.KeyARN, &r.key.KCV, r.hexOf(ct)
+			return &r.out, nil
 		}),
 		"GenerateMac": handler(func(_ context.Context, in *dp.GenerateMacInput) (any, error) {
 			const attrs = "GenerationAttributes"
-			r, err := func() (*ops.MacOutput, error) {
+			r := new(response[dp.GenerateMacOutput])
+			mac, err := func() ([]byte, error) {
 				a, err := macAttributes(attrs, in.GenerationAttributes)
 				if err != nil {
 					return nil, err
@@ -106,38 +119,71 @@ func (s *Server) dataEncryptionOperations() map[string]operation {
 				if err != nil {
 					return nil, err
 				}
-				return o.GenerateMac(ops.GenerateMacInput{KeyIdentifier: str(in.KeyIdentifier), MessageData: msg, Attributes: a,
+				mac, k, err := o.AppendMac(r.room[:0], ops.GenerateMacInput{KeyIdentifier: str(in.KeyIdentifier), MessageData: msg, Attributes: a,
 					MacLength: dpMacLength(in.MacLength)})
+				r.key = k
+				return mac, err
 			}()
 			if err != nil {
 				return nil, locate(err, macMembers(attrs, in.GenerationAttributes))
 			}
-			return &dp.GenerateMacOutput{KeyArn: &r.KeyARN, KeyCheckValue: &r.KCV, Mac: upperHex(r.Mac)}, nil
+			r.out.KeyArn, r.out.KeyCheckValue, r.out.Mac = &r.key.KeyARN, &r.key.KCV, r.hexOf(mac)
+			return &r.out, nil
 		}),
 		"VerifyMac": handler(func(_ context.Context, in *dp.VerifyMacInput) (any, error) {
 			const attrs = "VerificationAttributes"
-			r, err := func() (*ops.MacOutput, error) {
+			r := new(response[dp.VerifyMacOutput])
+			err := func() error {
 				a, err := macAttributes(attrs, in.VerificationAttributes)
 				if err != nil {
-					return nil, err
+					return err
 				}
 				msg, err := unhex("MessageData", in.MessageData)
 				if err != nil {
-					return nil, err
+					return err
 				}
 				mac, err := unhex("Mac", in.Mac)
 				if err != nil {
-					return nil, err
+					return err
 				}
-				return o.VerifyMac(ops.VerifyMacInput{KeyIdentifier: str(in.KeyIdentifier), MessageData: msg, Mac: mac, Attributes: a,
+				r.key, err = o.CheckMac(r.room[:0], ops.VerifyMacInput{KeyIdentifier: str(in.KeyIdentifier), MessageData: msg, Mac: mac, Attributes: a,
 					MacLength: dpMacLength(in.MacLength)})
+				return err
 			}()
 			if err != nil {
 				return nil, locate(err, macMembers(attrs, in.VerificationAttributes))
 			}
-			return &dp.VerifyMacOutput{KeyArn: &r.KeyARN, KeyCheckValue: &r.KCV}, nil
+			r.out.KeyArn, r.out.KeyCheckValue = &r.key.KeyARN, &r.key.KCV
+			return &r.out, nil
 		}),
 	}
+}
+
+// response is a data operation's output allocated together with what its
+// members point to: the key's ARN and check value, the result's hexadecimal,
+// and room for the result's bytes, which the operations layer's
+// append-style calls write into (a result longer than the room is appended
+// into a slice of its own). So a response is one allocation and its hex
+// string's, rather than the operation's result, its bytes and each member.
+type response[O any] struct {
+	out  O
+	key  ops.KeyUsed
+	hex  string
+	room [64]byte
+}
+
+// hexOf sets the response's hex to that of b and points to it.
+func (r *response[O]) hexOf(b []byte) *string {
+	r.hex = upperHexString(b)
+	return &r.hex
+}
+
+// kcv points to the key's check value, or is nil without one.
+func (r *response[O]) kcv() *string {
+	if r.key.KCV == "" {
+		return nil
+	}
+	return &r.key.KCV
 }
 
 func dpMacLength(p *int32) int {

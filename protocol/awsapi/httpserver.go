@@ -53,7 +53,17 @@ type HTTPServer struct {
 	listeners  map[net.Listener]struct{}
 	conns      map[*fastConn]struct{}
 	inShutdown atomic.Bool
+
+	eventLoops int         // SetEventLoops
+	loops      []*httpLoop // plain-TCP connections' event loops (httploop_linux.go); none: a goroutine each
+	nextLoop   atomic.Uint64
 }
+
+// SetEventLoops sets how many event loops serve plain-TCP connections
+// (httploop_linux.go): 0, the default, half of GOMAXPROCS (at least one); a negative
+// number none, every connection then has a goroutine of its own, as TLS
+// connections always do. Call it before Serve.
+func (s *HTTPServer) SetEventLoops(n int) { s.eventLoops = n }
 
 // NewHTTPServer returns a server with srv's handler, timeouts and error
 // log; srv itself serves the connections handed over to it.
@@ -68,6 +78,7 @@ func (s *HTTPServer) Serve(ln net.Listener) error {
 	s.fallback.Do(func() {
 		s.handoff.addr = ln.Addr()
 		go func() { _ = s.srv.Serve(&s.handoff) }() // ends when the handoff listener closes
+		s.startLoops(s.eventLoops)
 	})
 	s.mu.Lock()
 	if s.inShutdown.Load() {
@@ -98,7 +109,10 @@ func (s *HTTPServer) Serve(ln net.Listener) error {
 			return err
 		}
 		delay = 0
-		fc := s.newConn(c)
+		if s.adopt(c) {
+			continue
+		}
+		fc := s.newConn(c, c, c)
 		if fc == nil {
 			_ = c.Close()
 			continue
@@ -112,6 +126,7 @@ func (s *HTTPServer) Serve(ln net.Listener) error {
 // fallback server shuts down alike.
 func (s *HTTPServer) Shutdown(ctx context.Context) error {
 	s.inShutdown.Store(true)
+	s.wakeLoops()
 	s.mu.Lock()
 	var lerr error
 	for ln := range s.listeners {
@@ -148,6 +163,7 @@ func (s *HTTPServer) Close() error {
 		_ = c.rwc.Close()
 	}
 	s.mu.Unlock()
+	s.wakeLoops()
 	return errors.Join(err, s.srv.Close())
 }
 
@@ -171,8 +187,10 @@ func (s *HTTPServer) logf(format string, args ...any) {
 	}
 }
 
-func (s *HTTPServer) newConn(c net.Conn) *fastConn {
-	fc := &fastConn{s: s, rwc: c, br: bufio.NewReaderSize(c, 4<<10), bw: bufio.NewWriterSize(c, 4<<10),
+// newConn registers a connection read from r and written to w (c itself
+// but in an event loop); nil when the server is shutting down.
+func (s *HTTPServer) newConn(c net.Conn, r io.Reader, w io.Writer) *fastConn {
+	fc := &fastConn{s: s, rwc: c, br: bufio.NewReaderSize(r, 4<<10), bw: bufio.NewWriterSize(w, 4<<10),
 		remoteAddr: c.RemoteAddr().String()}
 	fc.w.header = http.Header{}
 	fc.hdr = http.Header{}
@@ -202,6 +220,12 @@ func (s *HTTPServer) forget(fc *fastConn) {
 	s.mu.Unlock()
 }
 
+// closed reports an event loop's connection closed and forgets it.
+func (s *HTTPServer) closed(fc *fastConn) {
+	s.connState(fc.rwc, http.StateClosed)
+	s.forget(fc)
+}
+
 // Connection states, for Shutdown.
 const (
 	stateActive int32 = iota
@@ -223,6 +247,7 @@ type fastConn struct {
 	handedOff  bool
 	req        http.Request // the request being served
 	hdr        http.Header  // its header
+	url        url.URL      // its URL, when the target is a plain path
 	vals       []string     // its header values
 }
 
@@ -246,6 +271,14 @@ func (c *fastConn) serve() {
 		return
 	}
 	srv := c.s.srv
+	if c.bw.Buffered() > 0 { // answers an event loop built before giving the connection up
+		if srv.WriteTimeout > 0 {
+			_ = c.rwc.SetWriteDeadline(time.Now().Add(srv.WriteTimeout))
+		}
+		if c.bw.Flush() != nil {
+			return
+		}
+	}
 	for {
 		// Wait for a request, idle.
 		if c.br.Buffered() == 0 {
@@ -386,19 +419,29 @@ func (c *fastConn) readHead() (r *http.Request, headLen int, ok bool) {
 			return nil, 0, false // net/http answers the incomplete head
 		}
 	}
+	r, ok = c.parseHead(buf[:headLen])
+	return r, headLen, ok
+}
+
+// parseHead parses raw, a whole request head (its final empty line
+// included), into the request net/http would build; ok is false when the
+// request is not one for the fast path.
+func (c *fastConn) parseHead(raw []byte) (r *http.Request, ok bool) {
+	srv := c.s.srv
+	headLen := len(raw)
 	if srv.MaxHeaderBytes > 0 && headLen > srv.MaxHeaderBytes {
-		return nil, 0, false
+		return nil, false
 	}
 	// One string for the whole head: target and header fields are substrings.
-	head := string(buf[:headLen-2])
+	head := string(raw[:headLen-2])
 	line, rest, _ := strings.Cut(head, "\r\n")
 	target, found := strings.CutPrefix(line, "POST ")
 	if !found {
-		return nil, 0, false
+		return nil, false
 	}
 	target, found = strings.CutSuffix(target, " HTTP/1.1")
 	if !found || len(target) == 0 || target[0] != '/' || !isPrint(target) {
-		return nil, 0, false
+		return nil, false
 	}
 	// The header map, its values and the request are the connection's,
 	// reused from one request to the next: a handler must not keep the
@@ -412,7 +455,7 @@ func (c *fastConn) readHead() (r *http.Request, headLen int, ok bool) {
 		ln, rest, _ = strings.Cut(rest, "\r\n")
 		k, v, found := strings.Cut(ln, ":")
 		if !found || !validFieldName(k) || !validFieldValue(v) {
-			return nil, 0, false
+			return nil, false
 		}
 		v = trimOWS(v)
 		k = textproto.CanonicalMIMEHeaderKey(k)
@@ -424,11 +467,11 @@ func (c *fastConn) readHead() (r *http.Request, headLen int, ok bool) {
 			lengths++
 			l, err := strconv.ParseInt(v, 10, 64)
 			if err != nil || v == "" || v[0] < '0' || v[0] > '9' || l > MaxBodyBytes {
-				return nil, 0, false
+				return nil, false
 			}
 			length = l
 		case "Transfer-Encoding", "Expect", "Connection", "Upgrade", "Pragma", "Trailer", "Te":
-			return nil, 0, false
+			return nil, false
 		}
 		if len(vals) == cap(vals) {
 			vals = make([]string, 0, 2*cap(vals)+16) // the slices already in h keep the old array
@@ -442,9 +485,17 @@ func (c *fastConn) readHead() (r *http.Request, headLen int, ok bool) {
 		}
 	}
 	if hosts != 1 || lengths != 1 || !validHost(host) {
-		return nil, 0, false
+		return nil, false
 	}
-	u, err := url.ParseRequestURI(target)
+	var u *url.URL
+	var err error
+	if plainPath(target) {
+		// What url.ParseRequestURI returns for it, in the connection's URL.
+		c.url = url.URL{Path: target}
+		u = &c.url
+	} else {
+		u, err = url.ParseRequestURI(target)
+	}
 	var escErr url.EscapeError
 	badEscape := err != nil && errors.As(err, &escErr)
 	if badEscape {
@@ -454,7 +505,7 @@ func (c *fastConn) readHead() (r *http.Request, headLen int, ok bool) {
 		u, err = &url.URL{Path: path, RawPath: path, RawQuery: query}, nil
 	}
 	if err != nil || u.Host != "" {
-		return nil, 0, false
+		return nil, false
 	}
 	c.vals = vals
 	r = &c.req
@@ -463,7 +514,7 @@ func (c *fastConn) readHead() (r *http.Request, headLen int, ok bool) {
 	if badEscape {
 		r = r.WithContext(context.WithValue(context.Background(), badTargetKey{}, escErr))
 	}
-	return r, headLen, true
+	return r, true
 }
 
 // badTargetKey marks, in a request's context, a request target with an
@@ -478,6 +529,34 @@ func badTarget(r *http.Request) (string, bool) {
 }
 
 var crlf2 = []byte("\r\n\r\n")
+
+// plainPath reports whether target is a path of letters, digits and
+// "/-._~" alone (the data plane's request paths): url.ParseRequestURI
+// makes of it a URL with only Path set, target itself.
+func plainPath(target string) bool {
+	if target == "" || target[0] != '/' {
+		return false
+	}
+	for i := 0; i < len(target); i++ {
+		if c := target[i]; c >= 0x80 || !isPlainPathByte[c] {
+			return false
+		}
+	}
+	return true
+}
+
+var isPlainPathByte = func() (t [128]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c], t[c-'a'+'A'] = true, true
+	}
+	for _, c := range "/-._~" {
+		t[c] = true
+	}
+	return t
+}()
 
 // bareLF reports whether a line feed without a carriage return comes in
 // buf before end (the end of the head; -1 when it is not buffered yet).

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"net"
 	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -68,4 +69,43 @@ func BenchmarkReadHead(b *testing.B) {
 			b.Fatal("not on the fast path")
 		}
 	}
+}
+
+// FuzzParseHead: a head the fast path takes is one net/http's
+// http.ReadRequest takes too, read as the same request (method, URL,
+// header, host, length, request URI).
+func FuzzParseHead(f *testing.F) {
+	for _, h := range []string{
+		"POST /pindata/translate HTTP/1.1\r\nHost: 127.0.0.1:18081\r\nContent-Length: 2\r\nX-Amz-Date: 20260314T150926Z\r\n\r\n",
+		"POST / HTTP/1.1\r\nhost: h\r\ncontent-length: 002\r\nx-amz-target: PaymentCryptographyControlPlane.ListKeys\r\nX-A:\r\nX-A:  b \r\n\r\n",
+		"POST /keys/arn%3Aaws%3Ax/encrypt?x=1 HTTP/1.1\r\nHost: [::1]:8080\r\nContent-Length: 0\r\n\r\n",
+		"POST /a/./b/../c//d~e_f-g.h HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n",
+		"POST /a%zz HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n",
+		"POST //h/x HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n",
+	} {
+		f.Add(h)
+	}
+	c := &fastConn{s: &HTTPServer{srv: &http.Server{MaxHeaderBytes: 64 << 10, ReadHeaderTimeout: time.Second}}, remoteAddr: "127.0.0.1:1", hdr: http.Header{}}
+	f.Fuzz(func(t *testing.T, head string) {
+		i := strings.Index(head, "\r\n\r\n")
+		if i < 0 || bareLF([]byte(head), i) {
+			return // not a whole head: readHead does not parse it
+		}
+		head = head[:i+4]
+		r, ok := c.parseHead([]byte(head))
+		if !ok {
+			return
+		}
+		want, err := http.ReadRequest(bufio.NewReader(strings.NewReader(head)))
+		if err != nil {
+			if _, bad := badTarget(r); bad {
+				return // an invalid percent-escape: the handler refuses it
+			}
+			t.Fatalf("%q: fast path took what net/http refuses: %v", head, err)
+		}
+		if r.Method != want.Method || *r.URL != *want.URL || r.Host != want.Host || r.ContentLength != want.ContentLength ||
+			r.RequestURI != want.RequestURI || r.Proto != want.Proto || !reflect.DeepEqual(r.Header, want.Header) {
+			t.Fatalf("%q:\nfast path %+v %+v\nnet/http  %+v %+v", head, r, r.URL, want, want.URL)
+		}
+	})
 }

@@ -116,7 +116,19 @@ func serveNetHTTP(t *testing.T, h http.Handler) string {
 	return ln.Addr().String()
 }
 
+// serveModes are the two ways HTTPServer serves a plain-TCP connection:
+// in an event loop (the default on Linux) and with a goroutine of its own.
+var serveModes = []struct {
+	name  string
+	loops int
+}{{"event loops", 0}, {"goroutines", -1}}
+
 func serveFast(t *testing.T, h http.Handler, wrap func(net.Listener) net.Listener) (string, *awsapi.HTTPServer) {
+	t.Helper()
+	return serveFastLoops(t, h, wrap, 0)
+}
+
+func serveFastLoops(t *testing.T, h http.Handler, wrap func(net.Listener) net.Listener, loops int) (string, *awsapi.HTTPServer) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -127,6 +139,7 @@ func serveFast(t *testing.T, h http.Handler, wrap func(net.Listener) net.Listene
 		ln = wrap(ln)
 	}
 	srv := awsapi.NewHTTPServer(&http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ErrorLog: log.New(io.Discard, "", 0)})
+	srv.SetEventLoops(loops)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	t.Cleanup(func() {
@@ -231,9 +244,18 @@ func rawRequests() map[string]string {
 // framing of a body net/http chunks).
 func TestHTTPServerMatchesNetHTTP(t *testing.T) {
 	t.Parallel()
+	for _, mode := range serveModes {
+		t.Run(mode.name, func(t *testing.T) {
+			t.Parallel()
+			testMatchesNetHTTP(t, mode.loops)
+		})
+	}
+}
+
+func testMatchesNetHTTP(t *testing.T, loops int) {
 	recA, recB := &recorder{}, &recorder{}
 	a := serveNetHTTP(t, recA)
-	b, _ := serveFast(t, recB, nil)
+	b, _ := serveFastLoops(t, recB, nil, loops)
 	for name, raw := range rawRequests() {
 		want := dateField.ReplaceAllString(exchange(t, a, raw), "Date: *\r")
 		got := dateField.ReplaceAllString(exchange(t, b, raw), "Date: *\r")
@@ -256,8 +278,17 @@ func TestHTTPServerMatchesNetHTTP(t *testing.T) {
 // and pipelined, through net/http's client.
 func TestHTTPServerKeepAlive(t *testing.T) {
 	t.Parallel()
+	for _, mode := range serveModes {
+		t.Run(mode.name, func(t *testing.T) {
+			t.Parallel()
+			testKeepAlive(t, mode.loops)
+		})
+	}
+}
+
+func testKeepAlive(t *testing.T, loops int) {
 	rec := &recorder{}
-	addr, _ := serveFast(t, rec, nil)
+	addr, _ := serveFastLoops(t, rec, nil, loops)
 	tr := &http.Transport{MaxConnsPerHost: 1}
 	defer tr.CloseIdleConnections()
 	cl := &http.Client{Transport: tr}
@@ -357,12 +388,22 @@ func (h *slowHandler) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 // http.ErrServerClosed.
 func TestHTTPServerShutdown(t *testing.T) {
 	t.Parallel()
+	for _, mode := range serveModes {
+		t.Run(mode.name, func(t *testing.T) {
+			t.Parallel()
+			testShutdown(t, mode.loops)
+		})
+	}
+}
+
+func testShutdown(t *testing.T, loops int) {
 	h := &slowHandler{started: make(chan struct{}, 1), release: make(chan struct{})}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := awsapi.NewHTTPServer(&http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second})
+	srv.SetEventLoops(loops)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	idle, err := net.Dial("tcp", ln.Addr().String())

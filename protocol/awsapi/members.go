@@ -228,6 +228,12 @@ func unhex(path string, s *string) ([]byte, error) {
 
 // upperHex is the upper-case hexadecimal of b, as the API answers.
 func upperHex(b []byte) *string {
+	s := upperHexString(b)
+	return &s
+}
+
+// upperHexString is upperHex's string (one allocation).
+func upperHexString(b []byte) string {
 	const digits = "0123456789ABCDEF"
 	var sb strings.Builder
 	sb.Grow(2 * len(b))
@@ -235,6 +241,5 @@ func upperHex(b []byte) *string {
 		sb.WriteByte(digits[c>>4])
 		sb.WriteByte(digits[c&0x0F])
 	}
-	s := sb.String()
-	return &s
+	return sb.String()
 }

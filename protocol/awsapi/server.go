@@ -21,6 +21,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"go.uber.org/zap"
 
@@ -99,8 +100,9 @@ func New(svc *ops.Service, verifier *sigv4.Verifier, log *zap.Logger) *Server {
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	reqID := requestID()
-	w.Header()["X-Amzn-Requestid"] = []string{reqID} // canonical form of X-Amzn-RequestId, as Header().Set writes it
+	idField := requestIDField()
+	reqID := idField[0]
+	w.Header()["X-Amzn-Requestid"] = idField // canonical form of X-Amzn-RequestId, as Header().Set writes it
 	if s.node != nil {
 		w.Header()[NodeHeader] = s.node // never modified: shared by every response
 	}
@@ -268,7 +270,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, rq *request) (pl 
 	} else {
 		h["Content-Type"] = jsonContentTypeHeader
 	}
-	h["Content-Length"] = []string{strconv.Itoa(len(b))}
+	h["Content-Length"] = contentLengthHeader(len(b))
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(b)
 	return pl, name, nil
@@ -279,6 +281,22 @@ var (
 	controlContentTypeHeader = []string{controlContentType}
 	jsonContentTypeHeader    = []string{"application/json"}
 )
+
+// contentLengthHeader is the Content-Length field value of a body of n
+// bytes: shared, made once, for the lengths of the usual answers.
+func contentLengthHeader(n int) []string {
+	if n < len(contentLengths) {
+		return contentLengths[n]
+	}
+	return []string{strconv.Itoa(n)}
+}
+
+var contentLengths = func() (t [1024][]string) {
+	for n := range t {
+		t[n] = []string{strconv.Itoa(n)}
+	}
+	return t
+}()
 
 // responseBuffers hold encoded responses until they are written.
 var responseBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
@@ -419,12 +437,17 @@ func writeControlError(w http.ResponseWriter, err error) {
 	_, _ = w.Write(b)
 }
 
-// requestID returns a random identifier in the form of a UUID, as AWS's
-// x-amzn-RequestId. It identifies a request in logs and carries no
+// requestIDField returns a random identifier in the form of a UUID, as
+// AWS's x-amzn-RequestId, as a header field's value: the id and its slice
+// in one allocation. It identifies a request in logs and carries no
 // security property, so the runtime's fast generator serves.
-func requestID() string {
+func requestIDField() []string {
 	const hexDigits = "0123456789abcdef"
-	var b [36]byte
+	x := new(struct {
+		v [1]string
+		b [36]byte
+	})
+	b := &x.b
 	hi, lo := rand.Uint64(), rand.Uint64() //nolint:gosec // G404: an identifier for logs, not a secret.
 	j := 0
 	for i := range 32 {
@@ -440,5 +463,7 @@ func requestID() string {
 		*v <<= 4
 		j++
 	}
-	return string(b[:])
+	// b is never written again: the string may share it.
+	x.v[0] = unsafe.String(&b[0], len(b)) //nolint:gosec // G103: b is complete and immutable from here.
+	return x.v[:]
 }

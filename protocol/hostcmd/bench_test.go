@@ -111,3 +111,29 @@ func BenchmarkEcho(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkDispatchData measures M6 (ISO 9797-1 algorithm 3 over 64 bytes)
+// and M0 (TDES CBC over 64 bytes, hex output) as BenchmarkDispatchCC does
+// CC: their results are appended straight to the response.
+func BenchmarkDispatchData(b *testing.B) {
+	ts := startServer(b, nil, Config{})
+	c := ts.dial(b, nil)
+	gen := func(a string) string { r := c.call("0000A00FFFS#" + a); return r[9 : len(r)-6] }
+	mk, dk := gen("M3T2C00N00"), gen("D0T2B00N00")
+	data := strings.Repeat("A5", 64)
+	for _, v := range []struct{ name, msg, want string }{
+		{"M6", "0001M601131FFFS" + mk + "0080" + data, "0001M700"},
+		{"M0", "0001M0011100BS" + dk + "0011223344556677" + "0080" + data, "0001M1000080"},
+	} {
+		b.Run(v.name, func(b *testing.B) {
+			x, out := ts.srv.newCall(), make([]byte, 0, 256)
+			if got := string(ts.srv.dispatch(x, nil, []byte(v.msg))); !strings.HasPrefix(got, v.want) {
+				b.Fatal(got)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				out = ts.srv.dispatch(x, out[:0], []byte(v.msg))
+			}
+		})
+	}
+}

@@ -1,7 +1,7 @@
 package hostcmd
 
 import (
-	"fmt"
+	"slices"
 
 	"payhsm/ops"
 )
@@ -89,27 +89,46 @@ func (c *cursor) message(inFmt byte, lenCode string) []byte {
 	return c.hexBytes(n, "message", make([]byte, 0, n/2))
 }
 
-func (m *macCmd) run(x *call) ([]byte, error) {
+func (m *macCmd) run(x *call) ([]byte, error) { return m.appendFields(x, nil) }
+
+// appendFields appends M7's MAC (hex) to dst, M9's nothing. The MAC is
+// computed into dst's spare room (padding method 2's padded message too,
+// in the call's scratch) and hex-encoded over it: no allocation.
+func (m *macCmd) appendFields(x *call, dst []byte) ([]byte, error) {
 	msg := m.msg
 	if m.padding == '2' { // ISO 9797-1 method 2: 0x80 then zeros to a whole block
-		msg = append(append([]byte{}, msg...), 0x80)
+		msg = append(append(x.scratch[:0], msg...), 0x80)
 		for len(msg)%8 != 0 {
 			msg = append(msg, 0)
 		}
+		x.scratch = msg
 	}
 	attrs := ops.MacAttributes{Algorithm: m.alg}
 	if m.verify {
-		_, err := x.svc.VerifyMac(ops.VerifyMacInput{KeyIdentifier: x.ident(m.key), MessageData: msg,
+		_, err := x.svc.CheckMac(dst, ops.VerifyMacInput{KeyIdentifier: x.ident(m.key), MessageData: msg,
 			Mac: m.macValue, Attributes: attrs, MacLength: m.macLen})
-		return nil, err
+		return dst, err
 	}
-	r, err := x.svc.GenerateMac(ops.GenerateMacInput{KeyIdentifier: x.ident(m.key), MessageData: msg,
+	start := len(dst)
+	out, _, err := x.svc.AppendMac(dst, ops.GenerateMacInput{KeyIdentifier: x.ident(m.key), MessageData: msg,
 		Attributes: attrs, MacLength: m.macLen})
 	if err != nil {
-		return nil, err
+		return dst, err
 	}
-	x.scratch = appendHex(x.scratch[:0], r.Mac)
-	return x.scratch, nil
+	return expandHex(out, start), nil
+}
+
+// expandHex replaces the bytes of b from start on with their upper-case
+// hexadecimal, in place (b grows by their number).
+func expandHex(b []byte, start int) []byte {
+	const digits = "0123456789ABCDEF"
+	n := len(b) - start
+	b = slices.Grow(b, n)[:len(b)+n]
+	for i := n - 1; i >= 0; i-- { // from the end: each byte is read before its digits overwrite it
+		c := b[start+i]
+		b[start+2*i], b[start+2*i+1] = digits[c>>4], digits[c&0x0F]
+	}
+	return b
 }
 
 // dataKeyTypes are M0/M2/M4's key type codes: ZEK, DEK/TEK, or a key block.
@@ -123,10 +142,12 @@ type dataKey struct {
 	mode ops.CipherMode
 	key  keyRef
 	iv   []byte
+	sym  ops.SymmetricCipher // cipher's, kept with the command
 }
 
 func (d *dataKey) cipher() ops.DataCipher {
-	return ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: d.mode, IV: d.iv}}
+	d.sym = ops.SymmetricCipher{Mode: d.mode, IV: d.iv}
+	return ops.DataCipher{Symmetric: &d.sym}
 }
 
 func (c *cursor) dataMode() ops.CipherMode {
@@ -184,7 +205,7 @@ func decodeM0(c *cursor) command { return decodeCrypt(c, "M0") }
 func decodeM2(c *cursor) command { return decodeCrypt(c, "M2") }
 
 func decodeCrypt(c *cursor, code string) command {
-	d := dataCmd{code: code}
+	d := &dataCmd{code: code}
 	d.src.mode = c.dataMode()
 	d.in = c.formatFlag("input format")
 	d.out = c.formatFlag("output format")
@@ -197,7 +218,7 @@ func decodeCrypt(c *cursor, code string) command {
 }
 
 func decodeM4(c *cursor) command {
-	d := dataCmd{code: "M4"}
+	d := &dataCmd{code: "M4"}
 	d.src.mode = c.dataMode()
 	d.dst.mode = c.dataMode()
 	d.in = c.formatFlag("input format")
@@ -213,30 +234,38 @@ func decodeM4(c *cursor) command {
 	return d
 }
 
-func (d dataCmd) run(x *call) ([]byte, error) {
-	var r *ops.DataOutput
+func (d *dataCmd) run(x *call) ([]byte, error) { return d.appendFields(x, nil) }
+
+// appendFields appends the length (4H, of the data as sent) and the data
+// to dst: the operations layer writes the result straight after the
+// length's room, and output format 1 hex-encodes it in place.
+func (d *dataCmd) appendFields(x *call, dst []byte) ([]byte, error) {
+	start := len(dst)
+	out := append(dst, "0000"...)
 	var err error
-	data := d.msg
 	switch d.code {
 	case "M0":
-		r, err = x.svc.EncryptData(ops.EncryptDataInput{KeyIdentifier: x.ident(d.src.key), PlainText: data, Attributes: d.src.cipher()})
+		out, _, err = x.svc.AppendEncryptData(out, ops.EncryptDataInput{KeyIdentifier: x.ident(d.src.key), PlainText: d.msg, Attributes: d.src.cipher()})
 	case "M2":
-		r, err = x.svc.DecryptData(ops.DecryptDataInput{KeyIdentifier: x.ident(d.src.key), CipherText: data, Attributes: d.src.cipher()})
+		out, _, err = x.svc.AppendDecryptData(out, ops.DecryptDataInput{KeyIdentifier: x.ident(d.src.key), CipherText: d.msg, Attributes: d.src.cipher()})
 	default:
-		r, err = x.svc.ReEncryptData(ops.ReEncryptDataInput{IncomingKeyIdentifier: x.ident(d.src.key),
-			OutgoingKeyIdentifier: x.ident(d.dst.key), CipherText: data, Incoming: d.src.cipher(), Outgoing: d.dst.cipher()})
+		out, _, err = x.svc.AppendReEncryptData(out, ops.ReEncryptDataInput{IncomingKeyIdentifier: x.ident(d.src.key),
+			OutgoingKeyIdentifier: x.ident(d.dst.key), CipherText: d.msg, Incoming: d.src.cipher(), Outgoing: d.dst.cipher()})
 	}
 	if err != nil {
-		return nil, err
+		return dst, err
 	}
-	out := r.Data
 	if d.out == '1' {
-		out = appendHex(make([]byte, 0, 2*len(r.Data)), r.Data)
-		clear(r.Data)
+		out = expandHex(out, start+4)
 	}
-	defer clear(out)
-	if len(out) > 0xFFFF {
-		return nil, errCode(codeDataLength, "result too long")
+	n := len(out) - start - 4
+	if n > 0xFFFF {
+		clear(out[start:])
+		return dst, errCode(codeDataLength, "result too long")
 	}
-	return append(fmt.Appendf(nil, "%04X", len(out)), out...), nil
+	const digits = "0123456789ABCDEF"
+	for i := range 4 {
+		out[start+i] = digits[n>>(12-4*i)&0xF]
+	}
+	return out, nil
 }

@@ -15,6 +15,15 @@ type command interface {
 	run(x *call) ([]byte, error)
 }
 
+// appender is a command that appends its response fields straight to the
+// response (the MAC and data commands: their results come from the
+// operations layer's append-style calls), instead of returning them from
+// run. Its run is not called.
+type appender interface {
+	command
+	appendFields(x *call, dst []byte) ([]byte, error)
+}
+
 // decoder decodes a command's fields (after the command code) from c,
 // including the standard tail; on error it leaves c.err set.
 type decoder func(c *cursor) command
@@ -168,7 +177,15 @@ func (s *Server) answer(x *call, dst, msg []byte) ([]byte, result) {
 	if hook := afterAuthorize.Load(); hook != nil {
 		(*hook)()
 	}
-	fields, err := cmd.run(x)
+	var resp []byte
+	if a, ok := cmd.(appender); ok {
+		resp, err = a.appendFields(x, appendResponse(dst, req.header, rc, codeOK, nil, nil))
+	} else {
+		var fields []byte
+		if fields, err = cmd.run(x); err == nil {
+			resp = appendResponse(dst, req.header, rc, codeOK, fields, nil)
+		}
+	}
 	x.npins = 0 // the pins are this command's (authorize)
 	if err != nil {
 		code := errorCode(err)
@@ -180,7 +197,7 @@ func (s *Server) answer(x *call, dst, msg []byte) ([]byte, result) {
 	if s.dataTrail != nil {
 		s.auditCommand(x, req.code, cmd, codeOK)
 	}
-	return appendResponse(dst, req.header, rc, codeOK, fields, c.trailer), result{command: req.code, code: codeOK}
+	return appendTrailer(resp, c.trailer), result{command: req.code, code: codeOK}
 }
 
 func appendResponse(dst, header []byte, code [2]byte, errCode string, fields, trailer []byte) []byte {
@@ -188,6 +205,11 @@ func appendResponse(dst, header []byte, code [2]byte, errCode string, fields, tr
 	dst = append(dst, code[:]...)
 	dst = append(dst, errCode...)
 	dst = append(dst, fields...)
+	return appendTrailer(dst, trailer)
+}
+
+// appendTrailer appends the request's trailer, if it had one.
+func appendTrailer(dst, trailer []byte) []byte {
 	if trailer != nil {
 		dst = append(dst, endOfMessage)
 		dst = append(dst, trailer...)

@@ -87,8 +87,8 @@ type loopConn struct {
 
 	// io_uring driver only (loop_uring_linux.go)
 	id      uint64 // names its operations in the ring
-	recving bool   // a recv into in[recvAt:] is in flight
-	recvAt  int    // where that recv writes: n when it was submitted
+	recving bool   // its multishot recv is armed
+	paused  bool   // its recv is cancelled: it holds the longest frame while a send is in flight
 	eof     bool   // the peer closed its side
 	dead    bool   // dropped; kept until its operations complete
 }

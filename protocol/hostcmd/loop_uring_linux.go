@@ -9,28 +9,34 @@ import (
 	"sync"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"go.uber.org/zap"
+
+	"payhsm/internal/uring"
 )
 
 // The io_uring driver (Config.Driver DriverIOUring). Its loop is the epoll
 // loop's, with the readiness wait and the read and write system calls
-// replaced by one ring: every connection keeps a recv in flight, and each
-// turn of the loop makes one io_uring_enter that submits the sends and
-// recvs of every connection served since the last turn and waits for the
-// next completions (or the timeout scan). Framing, limits, timeouts and
-// close semantics are loopBase's, shared with the epoll driver.
+// replaced by one ring: every connection keeps a multishot recv armed, whose
+// completions carry what arrived in a buffer of the loop's provided-buffer
+// ring (copied to the connection's input and given back at once), and each
+// turn of the loop makes one io_uring_enter that submits the sends of every
+// connection served since the last turn and waits for the next completions
+// (or the timeout scan). Framing, limits, timeouts and close semantics are
+// loopBase's, shared with the epoll driver.
 //
-// A connection's buffers are in the kernel's hands while an operation on
-// them is in flight: its input is not processed while its answers are
-// being sent (the answers would be appended to the buffer being sent), and
-// a dropped connection is shut down, which completes its operations, and
-// kept (byID) until they have.
+// A connection's answers are in the kernel's hands while their send is in
+// flight: its input is not processed meanwhile (the answers would be
+// appended to the buffer being sent) but held, up to the longest frame; past
+// that its recv is cancelled until the send completes (the epoll driver
+// stops reading then too), so a peer that does not read is held back by
+// TCP. A dropped connection is shut down, which completes its operations,
+// and kept (byID) until they have.
 
 type uringLoop struct {
 	loopBase
-	r         *ring
+	r         *uring.Ring
+	bufs      *uring.BufRing       // where the recvs land
 	byID      map[uint64]*loopConn // connections with a name in the ring, dropped ones whose operations are in flight included
 	last      uint64               // the last connection id given
 	wakeArmed bool                 // a poll on the wake-up pipe is in the ring
@@ -39,33 +45,54 @@ type uringLoop struct {
 // An operation's user data is its connection's id << 2 | its kind; the
 // wake-up poll's is 0.
 const (
-	uringWake = 0
-	uringRecv = 1
-	uringSend = 2
+	uringWake   = 0
+	uringRecv   = 1
+	uringSend   = 2
+	uringCancel = 3
+)
+
+// The provided-buffer ring of each loop: enough buffers for the data that
+// arrives between two turns (each is given back as soon as its data is
+// copied); a recv that finds none ends with ENOBUFS and is armed again.
+const (
+	uringBufs    = 512
+	uringBufSize = 4096
 )
 
 var errRingFull = errors.New("io_uring: no submission entry")
 
-// setupRing is newRing; tests replace it to see the fallback to epoll.
-var setupRing = newRing
+// setupRing is uring.New; tests replace it to see the fallback to epoll.
+var setupRing = uring.New
 
 func newUringLoop(s *Server) (*uringLoop, error) {
-	// Each connection has at most a recv and a send in the ring.
+	if err := uring.MultishotRecv(); err != nil {
+		return nil, err
+	}
+	// Each connection has at most a recv, a send and a cancel in the ring.
 	sq := uint32(min(2*s.cfg.MaxConnections+8, 16384)) //nolint:gosec // G115: bounded above
 	r, err := setupRing(sq, 2*sq)
 	if err != nil {
 		return nil, err
 	}
-	l := &uringLoop{r: r, byID: map[uint64]*loopConn{}}
+	count, size := uringBufs, uringBufSize
+	if s.cfg.uringBufs > 0 {
+		count, size = s.cfg.uringBufs, s.cfg.uringBufSize
+	}
+	bufs, err := r.NewBufRing(0, count, size)
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
+	l := &uringLoop{r: r, bufs: bufs, byID: map[uint64]*loopConn{}}
 	if err := l.init(s); err != nil {
-		r.close()
+		r.Close()
 		return nil, err
 	}
 	return l, nil
 }
 
 func (l *uringLoop) close() {
-	l.r.close()
+	l.r.Close()
 	l.closePipe()
 }
 
@@ -76,7 +103,7 @@ func (l *uringLoop) run() {
 	runtime.LockOSThread() // the ring's only submitter (IORING_SETUP_SINGLE_ISSUER)
 	defer runtime.UnlockOSThread()
 	defer l.close()
-	if err := l.r.enable(); err != nil {
+	if err := l.r.Enable(); err != nil {
 		l.s.log.Error("host port io_uring loop failed", zap.Error(err))
 		l.stop(time.Now())
 		return
@@ -86,13 +113,13 @@ func (l *uringLoop) run() {
 		if !l.wakeArmed {
 			l.armWake()
 		}
-		if err := l.r.enter(l.scan); err != nil && !errors.Is(err, errRingBusy) {
+		if err := l.r.Enter(l.scan); err != nil && !errors.Is(err, uring.ErrBusy) {
 			l.s.log.Error("host port io_uring loop failed", zap.Error(err))
 			l.stop(time.Now())
 			return
 		}
 		now := time.Now()
-		l.r.reap(func(ud uint64, res int32) { l.complete(ud, res, now) })
+		l.r.Reap(func(ud uint64, res int32, flags uint32) { l.complete(ud, res, flags, now) })
 		if l.endTurn(now, &turn, l.takeNew, l.drop) {
 			l.stop(now)
 			return
@@ -102,22 +129,19 @@ func (l *uringLoop) run() {
 
 // sqe returns a submission entry, submitting the filled ones when the queue
 // is full; nil if that fails.
-func (l *uringLoop) sqe() *uringSQE {
-	if e := l.r.sqe(); e != nil {
+func (l *uringLoop) sqe() *uring.SQE {
+	if e := l.r.SQE(); e != nil {
 		return e
 	}
-	if err := l.r.enter(0); err != nil {
+	if err := l.r.Enter(0); err != nil {
 		return nil
 	}
-	return l.r.sqe()
+	return l.r.SQE()
 }
 
 func (l *uringLoop) armWake() {
 	if e := l.sqe(); e != nil {
-		e.opcode = uringOpPollAdd
-		e.fd = int32(l.wakeR) //nolint:gosec // G115: a descriptor, a C int
-		e.opFlags = syscall.EPOLLIN
-		e.userData = uringWake
+		e.PrepPollAdd(l.wakeR, syscall.EPOLLIN, uringWake)
 		l.wakeArmed = true
 	}
 }
@@ -136,39 +160,35 @@ func (l *uringLoop) takeNew(now time.Time) {
 	l.evicted(evict, l.drop)
 }
 
-// bufAddr is b's address for the kernel; b is not empty, and its owner
-// keeps it referenced until the operation completes (Go does not move heap
-// objects).
-func bufAddr(b []byte) uint64 {
-	//nolint:gosec // G103: the kernel takes the buffer's address; see above.
-	return uint64(uintptr(unsafe.Pointer(&b[0])))
-}
-
-// recv puts a recv into c.in[c.n:] in the ring, unless one is there or c
-// is closing. A full buffer grows to the longest frame; one that is full of
-// frames waiting for a send to complete waits for it.
+// recv arms c's multishot recv, unless it is armed, paused or c is closing.
 func (l *uringLoop) recv(c *loopConn) {
-	if c.recving || c.dead || c.eof {
+	if c.recving || c.paused || c.dead || c.eof {
 		return
-	}
-	if c.n == len(c.in) {
-		if len(c.in) >= 2+l.s.cfg.MaxMessage {
-			return
-		}
-		c.in = append(c.in, make([]byte, 2+l.s.cfg.MaxMessage-len(c.in))...)
 	}
 	e := l.sqe()
 	if e == nil {
 		l.drop(c, errRingFull)
 		return
 	}
-	e.opcode = uringOpRecv
-	e.fd = int32(c.fd) //nolint:gosec // G115: a descriptor, a C int
-	c.recvAt = c.n
-	e.addr = bufAddr(c.in[c.n:])
-	e.len = uint32(len(c.in) - c.n) //nolint:gosec // G115: at most 2+MaxMessage
-	e.userData = c.id<<2 | uringRecv
+	e.PrepRecvMultishot(c.fd, l.bufs, c.id<<2|uringRecv)
 	c.recving = true
+}
+
+// pause cancels c's recv: it holds the longest frame while a send is in flight.
+func (l *uringLoop) pause(c *loopConn) {
+	if c.paused {
+		return
+	}
+	c.paused = true
+	if !c.recving {
+		return
+	}
+	e := l.sqe()
+	if e == nil {
+		l.drop(c, errRingFull)
+		return
+	}
+	e.PrepCancel(c.id<<2|uringRecv, c.id<<2|uringCancel)
 }
 
 // send puts a send of c's pending answers into the ring.
@@ -181,21 +201,24 @@ func (l *uringLoop) send(c *loopConn, now time.Time) {
 		l.drop(c, errRingFull)
 		return
 	}
-	e.opcode = uringOpSend
-	e.fd = int32(c.fd) //nolint:gosec // G115: a descriptor, a C int
-	e.addr = bufAddr(c.out[c.off:])
-	e.len = uint32(len(c.out) - c.off) //nolint:gosec // G115: bounded by the buffers
-	e.opFlags = syscall.MSG_NOSIGNAL
-	e.userData = c.id<<2 | uringSend
+	e.PrepSend(c.fd, c.out[c.off:], syscall.MSG_NOSIGNAL, c.id<<2|uringSend)
 	c.wantOut, c.blocked = true, now
 }
 
 // complete handles one completion.
-func (l *uringLoop) complete(ud uint64, res int32, now time.Time) {
+func (l *uringLoop) complete(ud uint64, res int32, flags uint32, now time.Time) {
 	if ud == uringWake {
 		l.wakeArmed = false
 		l.takeNew(now)
 		return
+	}
+	var data []byte
+	if flags&uring.CQEFBuffer != 0 {
+		id := uint16(flags >> uring.CQEBufferShift)
+		// Given back when this completion is handled: its data is copied
+		// to the connection's input first.
+		defer l.bufs.Recycle(id)
+		data = l.bufs.Buf(id, max(int(res), 0))
 	}
 	c := l.byID[ud>>2]
 	if c == nil {
@@ -212,14 +235,21 @@ func (l *uringLoop) complete(ud uint64, res int32, now time.Time) {
 	}()
 	switch ud & 3 {
 	case uringRecv:
-		c.recving = false
+		if flags&uring.CQEFMore == 0 {
+			c.recving = false
+		}
 		if !c.dead {
-			l.received(c, res, now)
+			l.received(c, data, res, now)
 		}
 	case uringSend:
 		c.wantOut, c.blocked = false, time.Time{}
 		if !c.dead {
 			l.sent(c, res, now)
+		}
+	case uringCancel:
+		if res == -int32(syscall.EALREADY) && c.paused && c.recving && !c.dead {
+			c.paused = false // the recv was running: cancel it again
+			l.pause(c)
 		}
 	}
 }
@@ -228,11 +258,12 @@ func retryable(res int32) bool {
 	return res == -int32(syscall.EAGAIN) || res == -int32(syscall.EINTR)
 }
 
-// received handles a recv's completion: res bytes, 0 at the end of the
-// stream, or -errno.
-func (l *uringLoop) received(c *loopConn, res int32, now time.Time) {
+// received handles a recv's completion: res bytes (data), 0 at the end of
+// the stream, or -errno. A multishot recv's last completion (c.recving
+// false) is followed by another recv unless c is paused or closing.
+func (l *uringLoop) received(c *loopConn, data []byte, res int32, now time.Time) {
 	switch {
-	case retryable(res):
+	case retryable(res) || res == -int32(syscall.ENOBUFS) || res == -int32(syscall.ECANCELED):
 		l.recv(c)
 		return
 	case res < 0:
@@ -249,16 +280,18 @@ func (l *uringLoop) received(c *loopConn, res int32, now time.Time) {
 		}
 		return
 	}
-	// Input held during a send may have been answered and moved to the
-	// front of c.in since this recv was submitted (sent): what it received
-	// is at recvAt, which no longer follows the held input.
-	if c.recvAt != c.n {
-		copy(c.in[c.n:], c.in[c.recvAt:c.recvAt+int(res)])
+	if c.n+len(data) > len(c.in) {
+		c.in = append(c.in[:c.n], data...)
+		c.in = c.in[:cap(c.in)]
+	} else {
+		copy(c.in[c.n:], data)
 	}
-	c.n += int(res)
+	c.n += len(data)
 	c.t.touch(now)
 	if !c.wantOut {
 		l.answer(c, now)
+	} else if c.n >= 2+l.s.cfg.MaxMessage {
+		l.pause(c)
 	}
 	l.recv(c)
 }
@@ -283,8 +316,11 @@ func (l *uringLoop) sent(c *loopConn, res int32, now time.Time) {
 		l.finish(c, nil, now)
 		return
 	}
-	if c.n > 0 { // received while the answers were being sent; a recv may be in flight (see received)
+	if c.n > 0 { // received while the answers were being sent
 		l.answer(c, now)
+	}
+	if c.paused && c.n < 2+l.s.cfg.MaxMessage {
+		c.paused = false
 	}
 	l.recv(c)
 }
@@ -359,12 +395,12 @@ func (l *uringLoop) stop(now time.Time) {
 		l.drop(c, errClosing)
 	}
 	for end := now.Add(time.Second); len(l.byID) > 0 && time.Now().Before(end); {
-		if err := l.r.enter(10 * time.Millisecond); err != nil && !errors.Is(err, errRingBusy) {
+		if err := l.r.Enter(10 * time.Millisecond); err != nil && !errors.Is(err, uring.ErrBusy) {
 			break
 		}
-		l.r.reap(func(ud uint64, res int32) {
+		l.r.Reap(func(ud uint64, res int32, flags uint32) {
 			if ud != uringWake {
-				l.complete(ud, res, now)
+				l.complete(ud, res, flags, now)
 			}
 		})
 	}
@@ -372,6 +408,7 @@ func (l *uringLoop) stop(now time.Time) {
 		// Not expected (their sockets are shut down): keep their buffers
 		// from being reused while the kernel may still write into them.
 		l.s.log.Warn("host port io_uring loop: operations still in flight at close", zap.Int("connections", len(l.byID)))
+		l.r.KeepBuffers()
 		stranded.Lock()
 		for _, c := range l.byID {
 			stranded.conns = append(stranded.conns, c)

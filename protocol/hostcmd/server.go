@@ -55,6 +55,9 @@ type Config struct {
 	// DriverEpoll (""), DriverIOUring (falls back to epoll when no ring can
 	// be set up) or DriverGoroutine (as EventLoops < 0).
 	Driver string
+	// uringBufs buffers of uringBufSize bytes, when set (tests), make the
+	// io_uring driver's provided-buffer ring (a power of two of them).
+	uringBufs, uringBufSize int
 
 	// Authorizer, when set, authorizes every command (authz.go): a
 	// connection's principal is the one its mTLS client certificate maps to,

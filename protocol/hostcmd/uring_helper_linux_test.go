@@ -4,6 +4,7 @@ package hostcmd
 
 import (
 	"bufio"
+	"fmt"
 	"net"
 	"runtime"
 	"syscall"
@@ -12,11 +13,12 @@ import (
 
 	"go.uber.org/zap"
 
+	"payhsm/internal/uring"
 	"payhsm/ops/opstest"
 )
 
 // uringUsable reports why the io_uring driver cannot run here (nil: it can).
-func uringUsable() error { return uringAvailable() }
+func uringUsable() error { return uring.Available() }
 
 // loopIsUring reports whether srv's first loop is the io_uring driver.
 func loopIsUring(srv *Server) bool {
@@ -30,7 +32,7 @@ func loopIsUring(srv *Server) bool {
 // disabled by sysctl or seccomp), the io_uring driver serves with epoll.
 func TestUringFallback(t *testing.T) {
 	saved := setupRing
-	setupRing = func(uint32, uint32) (*ring, error) { return nil, syscall.EPERM }
+	setupRing = func(uint32, uint32) (*uring.Ring, error) { return nil, syscall.EPERM }
 	t.Cleanup(func() { setupRing = saved })
 	srv := NewServer(opstest.New(t), Config{HeaderLength: 4, Driver: DriverIOUring}, zap.NewNop())
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -65,25 +67,24 @@ func TestUringFallback(t *testing.T) {
 	}
 }
 
-// TestUringHeldInputMoves drives the io_uring loop by hand on a socket
-// pair through the sequence no network test produces reliably: input
-// arrives while a send is in flight (it is held), a new recv is submitted
-// behind it, then the send completes and the held frames are answered and
-// moved to the front of the buffer while that recv is still in flight. What
-// the recv then receives must be taken from where it was written.
-func TestUringHeldInputMoves(t *testing.T) {
+// TestUringHoldsInput drives the io_uring loop by hand on a socket pair
+// through what no network test produces reliably: input that arrives while
+// a send is in flight is held (the multishot recv stays armed) and answered
+// when the send completes; past the longest frame the recv is cancelled, so
+// the held input stops growing, and armed again once it is answered.
+func TestUringHoldsInput(t *testing.T) {
 	if err := uringUsable(); err != nil {
 		t.Skipf("io_uring: %v", err)
 	}
 	runtime.LockOSThread() // the ring's single issuer
 	defer runtime.UnlockOSThread()
-	ts := startServer(t, nil, Config{Driver: DriverEpoll})
+	ts := startServer(t, nil, Config{Driver: DriverEpoll, MaxMessage: 100})
 	l, err := newUringLoop(ts.srv)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.close()
-	if err := l.r.enable(); err != nil {
+	if err := l.r.Enable(); err != nil {
 		t.Fatal(err)
 	}
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
@@ -100,15 +101,26 @@ func TestUringHeldInputMoves(t *testing.T) {
 	l.conns[c.fd], l.byID[c.id] = c, c
 	turn := func() {
 		t.Helper()
-		if err := l.r.enter(100 * time.Millisecond); err != nil {
+		if err := l.r.Enter(20 * time.Millisecond); err != nil {
 			t.Fatal(err)
 		}
-		l.r.reap(func(ud uint64, res int32) { l.complete(ud, res, time.Now()) })
+		l.r.Reap(func(ud uint64, res int32, flags uint32) { l.complete(ud, res, flags, time.Now()) })
 	}
 	write := func(b []byte) {
 		t.Helper()
 		if _, err := syscall.Write(fds[1], b); err != nil {
 			t.Fatal(err)
+		}
+	}
+	var got []byte
+	buf := make([]byte, 4096)
+	read := func(want int) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); len(got) < want && time.Now().Before(deadline); {
+			turn()
+			if k, _ := syscall.Read(fds[1], buf); k > 0 { // non-blocking: 0 or EAGAIN when nothing yet
+				got = append(got, buf[:k]...)
+			}
 		}
 	}
 	f1 := frames(t, "0001B20003ONE")
@@ -119,24 +131,54 @@ func TestUringHeldInputMoves(t *testing.T) {
 	for deadline := time.Now().Add(5 * time.Second); c.n < len(f1)+5 && time.Now().Before(deadline); {
 		turn()
 	}
-	if c.n != len(f1)+5 || !c.recving {
-		t.Fatalf("held %d bytes, another recv submitted: %v", c.n, c.recving)
+	if c.n != len(f1)+5 || !c.recving || c.paused {
+		t.Fatalf("held %d bytes, recv armed %v, paused %v", c.n, c.recving, c.paused)
 	}
-	l.complete(c.id<<2|uringSend, 0, time.Now()) // the send completes: f1 is answered, f2's start moves to the front
-	if c.n != 5 || c.recvAt == c.n {
-		t.Fatalf("after the send: n %d, recv at %d", c.n, c.recvAt)
+	l.complete(c.id<<2|uringSend, 0, 0, time.Now()) // the send completes: f1 is answered, f2's start is held
+	if c.n != 5 {
+		t.Fatalf("after the send: holds %d bytes", c.n)
 	}
 	write(f2[5:])
 	want := append(frames(t, "0001B300ONE"), frames(t, "0002B300TWO")...)
-	var got []byte
-	buf := make([]byte, 256)
-	for deadline := time.Now().Add(5 * time.Second); len(got) < len(want) && time.Now().Before(deadline); {
-		turn()
-		if k, _ := syscall.Read(fds[1], buf); k > 0 { // non-blocking: 0 or EAGAIN when nothing yet
-			got = append(got, buf[:k]...)
-		}
-	}
+	read(len(want))
 	if string(got) != string(want) {
 		t.Fatalf("answers %q, want %q", got, want)
+	}
+
+	// Held past the longest frame (102 bytes here): the recv is cancelled.
+	got, want = nil, nil
+	for deadline := time.Now().Add(5 * time.Second); c.wantOut && time.Now().Before(deadline); {
+		turn() // the answers' send completes
+	}
+	c.wantOut = true
+	var sentFrames int
+	for i := 0; i < 40 && !c.paused; i++ {
+		write(frames(t, fmt.Sprintf("%04dB20004PING", i)))
+		want = append(want, frames(t, fmt.Sprintf("%04dB300PING", i))...)
+		sentFrames++
+		turn()
+	}
+	for deadline := time.Now().Add(5 * time.Second); c.recving && time.Now().Before(deadline); {
+		turn()
+	}
+	if !c.paused || c.recving || c.n < 102 {
+		t.Fatalf("holding %d bytes: paused %v, recv armed %v", c.n, c.paused, c.recving)
+	}
+	held := c.n
+	more := frames(t, "9999B20004LAST")
+	write(more)
+	want = append(want, frames(t, "9999B300LAST")...)
+	turn()
+	turn()
+	if c.n != held {
+		t.Fatalf("paused, yet the held input grew from %d to %d", held, c.n)
+	}
+	l.complete(c.id<<2|uringSend, 0, 0, time.Now()) // the send completes: the held frames are answered, the recv armed again
+	if c.paused || !c.recving {
+		t.Fatalf("after the send: paused %v, recv armed %v", c.paused, c.recving)
+	}
+	read(len(want))
+	if string(got) != string(want) {
+		t.Fatalf("%d frames: answers %q, want %q", sentFrames, got, want)
 	}
 }

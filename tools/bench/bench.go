@@ -10,11 +10,15 @@
 // no allocation per request) over keep-alive HTTP/1.1.
 //
 // The load loop is lean on purpose, since on a small machine it shares the
-// cores with the appliance: one goroutine per connection (a sender and a
-// receiver with -rate), requests encoded
-// once and only their header numbered per send, every request of a window
-// sent in one write, every response already received parsed without another
-// read, and no allocation per request beyond the latency samples.
+// cores with the appliance: on the host port, by default, one thread drives
+// every connection through one io_uring (ring_linux.go: multishot recvs, one
+// io_uring_enter per turn for all connections' sends; -driver io_uring),
+// otherwise one goroutine per connection (a sender and a receiver with
+// -rate; -driver goroutine, and always for TLS, -rate and HTTP). Either way
+// requests are encoded once and only their header numbered per send, every
+// request of a window is sent in one write, every response already
+// received is parsed without another read, and there is no allocation per
+// request beyond the latency samples.
 package bench
 
 import (
@@ -28,6 +32,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net"
+	"runtime"
 	"slices"
 	"sort"
 	"strconv"
@@ -66,6 +71,53 @@ type Options struct {
 	Zipf     float64
 	KeysFile string
 	Log      io.Writer // progress of key creation; nil: none
+	// Driver is how the host port's connections are driven: DriverGoroutine
+	// (a goroutine per connection), DriverIOUring (one thread and one ring
+	// for all, Linux 6.0+), DriverEpoll (one thread and one epoll set for
+	// all, Linux), the last two for plain TCP without -rate; or "" for the
+	// default (DefaultDriver).
+	Driver string
+}
+
+// The client drivers.
+const (
+	DriverGoroutine = "goroutine"
+	DriverIOUring   = "io_uring"
+	DriverEpoll     = "epoll"
+)
+
+// DefaultDriver is the driver used when Options.Driver is empty and the
+// run allows any: see docs/performance.md ("io_uring driver") for the
+// measurements behind it.
+const DefaultDriver = DriverIOUring
+
+// hostDriver chooses the driver of a host-port run: the io_uring driver
+// serves plain TCP without -rate, and is the default only where a ring
+// with multishot recv can be set up.
+func hostDriver(o Options) (string, error) {
+	switch o.Driver {
+	case DriverGoroutine:
+		return DriverGoroutine, nil
+	case DriverIOUring, DriverEpoll:
+		if o.TLS.Enabled || o.Rate > 0 {
+			return "", fmt.Errorf("bench: -driver %s drives plain TCP without -rate", o.Driver)
+		}
+		if o.Driver == DriverIOUring {
+			if err := ringAvailable(); err != nil {
+				return "", fmt.Errorf("bench: -driver io_uring: %w", err)
+			}
+		} else if runtime.GOOS != "linux" {
+			return "", errors.New("bench: -driver epoll: Linux only")
+		}
+		return o.Driver, nil
+	case "":
+		if DefaultDriver == DriverIOUring && !o.TLS.Enabled && o.Rate == 0 && ringAvailable() == nil {
+			return DriverIOUring, nil
+		}
+		return DriverGoroutine, nil
+	default:
+		return "", fmt.Errorf("bench: driver %q (io_uring, epoll or goroutine)", o.Driver)
+	}
 }
 
 // Stats is one command's (or the total's) result.
@@ -84,6 +136,7 @@ type Result struct {
 	// CPU time used during the measured window by the process of
 	// Options.PID (zero without one) and by the bench itself.
 	ServerCPU, BenchCPU time.Duration
+	Driver              string // the client driver that ran
 }
 
 // Prepare creates keys with A0 and returns a valid request for each
@@ -158,10 +211,18 @@ func Prepare(c *hostclient.Client) (map[string]Request, error) {
 func Run(o Options) (*Result, error) {
 	o.Pipeline = max(o.Pipeline, 1)
 	if o.HTTP.URL != "" {
+		if o.Driver != "" && o.Driver != DriverGoroutine {
+			return nil, errors.New("bench: the HTTP mode drives a goroutine per connection (-driver goroutine)")
+		}
+		o.Driver = DriverGoroutine
 		return runHTTP(o)
 	}
 	if o.Keys > 0 {
 		return nil, errors.New("bench: -keys is for HTTP mode (-http)")
+	}
+	var err error
+	if o.Driver, err = hostDriver(o); err != nil {
+		return nil, err
 	}
 	tlsCfg, err := o.TLS.Config(o.Addr)
 	if err != nil {
@@ -267,11 +328,13 @@ func mixWheel(mix map[string]int, known func(string) bool, set string) ([]string
 // drive opens the connections, runs the load and gathers the results.
 func drive(o Options, addr string, tlsCfg *tls.Config, codes []string, wheel []int, newProto func() proto) (*Result, error) {
 	workers := make([]*worker, o.Conns)
+	conns := make([]net.Conn, o.Conns)
 	for i := range workers {
 		c, err := dial(addr, tlsCfg)
 		if err != nil {
 			return nil, err
 		}
+		conns[i] = c
 		// The run's results are complete when these close: a close error
 		// changes nothing that was measured.
 		defer func() { _ = c.Close() }()
@@ -284,7 +347,17 @@ func drive(o Options, addr string, tlsCfg *tls.Config, codes []string, wheel []i
 	}
 	var measuring, stopping atomic.Bool
 	errs := make(chan error, len(workers))
+	running := len(workers)
+	if run := map[string]func([]*worker, []net.Conn, *atomic.Bool, *atomic.Bool, time.Time) error{
+		DriverIOUring: runRing, DriverEpoll: runEpoll}[o.Driver]; run != nil {
+		running = 1
+		deadline := time.Now().Add(o.Warmup + o.Duration + time.Minute)
+		go func() { errs <- run(workers, conns, &measuring, &stopping, deadline) }()
+	}
 	for _, w := range workers {
+		if o.Driver != DriverGoroutine { // one thread drives them all (above)
+			break
+		}
 		if o.Rate > 0 {
 			go func() { errs <- w.runOpen(&measuring, &stopping) }()
 		} else {
@@ -307,7 +380,7 @@ func drive(o Options, addr string, tlsCfg *tls.Config, codes []string, wheel []i
 	}
 	stopping.Store(true)
 	var firstErr error
-	for range workers {
+	for range running {
 		if err := <-errs; err != nil && firstErr == nil {
 			firstErr = err
 		}
@@ -332,7 +405,7 @@ func drive(o Options, addr string, tlsCfg *tls.Config, codes []string, wheel []i
 		}
 	}
 	res := &Result{Duration: elapsed, Throughput: float64(okCount) / elapsed.Seconds(), Total: stats("all", all, len(all)-okCount),
-		ServerCPU: cpu1.server - cpu0.server, BenchCPU: cpu1.self - cpu0.self}
+		ServerCPU: cpu1.server - cpu0.server, BenchCPU: cpu1.self - cpu0.self, Driver: o.Driver}
 	for i, code := range codes {
 		res.PerCommand = append(res.PerCommand, stats(code, per[i], perErr[i]))
 	}
@@ -657,7 +730,7 @@ func Print(w io.Writer, o Options, r *Result) error {
 	if o.HTTP.URL != "" {
 		target = "HTTP API " + o.HTTP.URL
 	}
-	b := fmt.Appendf(nil, "%s: connections %d, pipeline %d, %s, duration %v (after %v warm-up)\n", target, o.Conns, max(o.Pipeline, 1), rate, r.Duration.Round(time.Millisecond), o.Warmup)
+	b := fmt.Appendf(nil, "%s: connections %d, pipeline %d, %s, duration %v (after %v warm-up), driver %s\n", target, o.Conns, max(o.Pipeline, 1), rate, r.Duration.Round(time.Millisecond), o.Warmup, r.Driver)
 	if o.Keys > 0 {
 		draw := "uniformly"
 		if o.Zipf > 0 {
@@ -726,6 +799,13 @@ itself spent per request in the measured window.
 With -rate the load is offered on a schedule (requests/s over all
 connections) and each latency counts from when its request was due.
 
+-driver chooses how host-port connections are driven: io_uring (one thread
+and one ring for all of them, Linux 6.0+; the default where it can run),
+epoll (one thread, one epoll set, Linux) or goroutine (one per connection;
+always with -tls, -rate and -http). The
+semantics are the same: -conns connections, -pipeline requests in flight
+each, latency from the send to the response.
+
 examples:
   payhsm bench -addr 127.0.0.1:1500 -conns 32 -duration 20s -mix CC=1
   payhsm bench -addr 127.0.0.1:1500 -conns 32 -pipeline 4 -duration 20s -mix CC=1
@@ -757,6 +837,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.Keys, "keys", 0, "HTTP mode: each request names one of N stored keys of its command's kind (created once; see -keys-file)")
 	fs.Float64Var(&o.Zipf, "zipf", 0, "with -keys: draw the keys by a Zipf law of this exponent (0: uniformly)")
 	fs.StringVar(&o.KeysFile, "keys-file", "", "with -keys: keep the created keys (ARNs and values) in this file and reuse them on the next run against the same store")
+	fs.StringVar(&o.Driver, "driver", "", "host port: how connections are driven, io_uring (one thread, one ring), epoll (one thread, one epoll set), both for plain TCP without -rate, or goroutine (one per connection); default "+DefaultDriver+" where it can run, else goroutine")
 	fs.IntVar(&o.PID, "pid", 0, "the appliance's process id: report its CPU time per request during the measured window (Linux)")
 	o.TLS.Register(fs)
 	if code, ok := cli.Parse(fs, args, stdout, stderr); !ok {

@@ -12,6 +12,7 @@ import (
 
 	"payhsm/ops/opstest"
 	"payhsm/protocol/hostcmd"
+	"payhsm/tools/hostclient"
 )
 
 func TestPutSeq(t *testing.T) {
@@ -97,19 +98,35 @@ func TestRun(t *testing.T) {
 			t.Errorf("serve: %v", err)
 		}
 	})
+	ringErr := ringAvailable()
 	for _, tc := range []struct {
+		driver   string
 		pipeline int
 		rate     float64
-	}{{1, 0}, {8, 0}, {4, 2000}} {
+	}{{DriverGoroutine, 1, 0}, {DriverGoroutine, 8, 0}, {DriverGoroutine, 4, 2000}, {DriverIOUring, 1, 0}, {DriverIOUring, 8, 0}, {DriverEpoll, 1, 0}, {DriverEpoll, 8, 0}, {"", 1, 0}, {"", 4, 2000}} {
 		pipeline := tc.pipeline
+		if tc.driver == DriverIOUring && ringErr != nil {
+			t.Logf("driver io_uring skipped: %v", ringErr)
+			continue
+		}
 		o := Options{Addr: ln.Addr().String(), Conns: 3, Duration: 500 * time.Millisecond, Warmup: 50 * time.Millisecond,
-			Mix: map[string]int{"CC": 2, "CY": 1, "M8": 1}, Header: 4, Pipeline: pipeline, Rate: tc.rate}
+			Mix: map[string]int{"CC": 2, "CY": 1, "M8": 1}, Header: 4, Pipeline: pipeline, Rate: tc.rate, Driver: tc.driver}
 		r, err := Run(o)
 		if err != nil {
-			t.Fatalf("pipeline %d: %v", pipeline, err)
+			t.Fatalf("driver %q pipeline %d: %v", tc.driver, pipeline, err)
 		}
 		if r.Total.Count == 0 || r.Total.Errors != 0 || len(r.PerCommand) != 3 || r.Throughput <= 0 {
-			t.Fatalf("pipeline %d: %+v", pipeline, r)
+			t.Fatalf("driver %q pipeline %d: %+v", tc.driver, pipeline, r)
+		}
+		want := tc.driver
+		if want == "" {
+			want = DriverGoroutine
+			if tc.rate == 0 && ringErr == nil {
+				want = DefaultDriver
+			}
+		}
+		if r.Driver != want {
+			t.Errorf("driver %q rate %.0f: ran %q, want %q", tc.driver, tc.rate, r.Driver, want)
 		}
 		for _, s := range r.PerCommand {
 			if s.Count == 0 || s.P50 <= 0 || s.P50 > s.P99 || s.P99 > s.P999 || s.P999 > s.Max {
@@ -126,6 +143,23 @@ func TestRun(t *testing.T) {
 		}
 		if !strings.Contains(out.String(), "pipeline "+string(rune('0'+pipeline))) || !strings.Contains(out.String(), "\nCC ") {
 			t.Errorf("output:\n%s", out.String())
+		}
+	}
+}
+
+// TestRingDriverRefuses: the io_uring and epoll drivers drive plain TCP
+// without an offered rate; asked for anything else it fails before connecting.
+func TestRingDriverRefuses(t *testing.T) {
+	t.Parallel()
+	for _, o := range []Options{
+		{Driver: DriverIOUring, Rate: 100},
+		{Driver: DriverIOUring, TLS: hostclient.TLSFlags{Enabled: true}},
+		{Driver: DriverEpoll, Rate: 100},
+		{Driver: "epoll2"},
+	} {
+		o.Addr, o.Conns, o.Duration, o.Mix = "127.0.0.1:1", 1, time.Second, map[string]int{"CC": 1}
+		if _, err := Run(o); err == nil || !strings.Contains(err.Error(), "driver") {
+			t.Errorf("%+v: error %v", o, err)
 		}
 	}
 }
