@@ -3,6 +3,7 @@ package ops
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/des" //nolint:gosec // G502: single-DES halves of TDES keys, see schedule
 	"fmt"
 	"io"
 	"strings"
@@ -616,9 +617,9 @@ func (s *Service) usableWorking(w *WorkingKey, ident string) error {
 func (w *WorkingKey) schedule(a keyspec.Algorithm) (err error) {
 	switch {
 	case a.IsTDES():
-		// Left is the single-DES half that CVV and ISO 9797-1 algorithm 3
-		// specify; it shares K1's schedule with Block.
-		w.Block, w.Left, err = tdes.NewCipherLeft(w.Material)
+		if w.Block, err = tdes.NewCipher(w.Material); err == nil {
+			w.Left, err = des.NewCipher(w.Material[:8]) //nolint:gosec // G405: the single-DES half of a TDES key that CVV and ISO 9797-1 algorithm 3 specify
+		}
 	case a.IsAES():
 		w.Block, err = aes.NewCipher(w.Material)
 	}

@@ -8,7 +8,6 @@ package tdes
 import (
 	"crypto/cipher"
 	"crypto/des"
-	"crypto/fips140"
 	"errors"
 	"fmt"
 	"math/bits"
@@ -22,42 +21,28 @@ var ErrKeySize = errors.New("tdes: invalid key size")
 
 // NewCipher returns a TDEA block cipher for a 16-byte double-length key
 // (used as K1K2K1) or a 24-byte triple-length key (K1K2K3). Single-length
-// DES keys and any other length are rejected. It is crypto/des's cipher
-// with a cheaper key schedule (des.go).
+// DES keys and any other length are rejected.
 func NewCipher(key []byte) (cipher.Block, error) {
-	b, err := newTDEA(key)
-	if err != nil {
-		return nil, err
-	}
-	return b, nil
-}
-
-// NewCipherLeft is NewCipher and, beside it, the single-DES cipher of the
-// key's left half K1 (the one that CVV and ISO 9797-1 MAC algorithm 3 use),
-// sharing K1's schedule.
-func NewCipherLeft(key []byte) (block, left cipher.Block, err error) {
-	b, err2 := newTDEA(key)
-	if err2 != nil {
-		return nil, nil, err2
-	}
-	return b, &desCipher{k: b.k1}, nil
-}
-
-func newTDEA(key []byte) (*tdeaCipher, error) {
-	if fips140.Enforced() { // as crypto/des
-		return nil, errors.New("tdes: TDEA is not allowed in FIPS 140-only mode")
-	}
-	c := new(tdeaCipher)
 	switch len(key) {
 	case 16:
-		c.k1, c.k2 = schedule(key[:8]), schedule(key[8:16])
-		c.k3 = c.k1
+		var k [24]byte
+		copy(k[:16], key)
+		copy(k[16:], key[:8])
+		b, err := des.NewTripleDESCipher(k[:])
+		clear(k[:])
+		if err != nil {
+			return nil, fmt.Errorf("tdes: new double-length cipher: %w", err)
+		}
+		return b, nil
 	case 24:
-		c.k1, c.k2, c.k3 = schedule(key[:8]), schedule(key[8:16]), schedule(key[16:])
+		b, err := des.NewTripleDESCipher(key)
+		if err != nil {
+			return nil, fmt.Errorf("tdes: new triple-length cipher: %w", err)
+		}
+		return b, nil
 	default:
 		return nil, fmt.Errorf("%w: %d bytes, want 16 or 24", ErrKeySize, len(key))
 	}
-	return c, nil
 }
 
 // FixParity sets the least significant bit of every byte of key, in place,
