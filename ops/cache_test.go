@@ -135,3 +135,28 @@ func TestKeyCacheRandom(t *testing.T) {
 	}
 	checkCache(t, c, all)
 }
+
+// TestKeyCacheEvictionDropsPolicy: a key's compiled policy goes when its
+// working key is evicted, so that the policy cache stays about as large
+// as the working-key cache however many keys pass through.
+func TestKeyCacheEvictionDropsPolicy(t *testing.T) {
+	const capacity = 4
+	c := &keyCache{capacity: capacity}
+	for i := range 20 * capacity {
+		ident := fmt.Sprintf("key-%d", i)
+		_, gen := c.get(ident)
+		c.putPolicy(ident, &policyEntry{}, gen)
+		cacheAccess(c, ident)
+	}
+	n := 0
+	c.policies.Range(func(k, _ any) bool {
+		n++
+		if _, ok := c.m.Load(k); !ok {
+			t.Errorf("policy of %s kept, its key evicted", k)
+		}
+		return true
+	})
+	if n != capacity {
+		t.Errorf("%d policies cached, want %d", n, capacity)
+	}
+}

@@ -9,3 +9,6 @@ func DropWorkingKeys(s *Service) {
 	s.cache.dropIf(func(string, *WorkingKey) bool { return true })
 	s.cache.policies.Clear()
 }
+
+// DropPolicies empties s's cache of compiled resource policies only.
+func DropPolicies(s *Service) { s.cache.policies.Clear() }

@@ -124,8 +124,7 @@ func (s *Service) resourcePolicy(keyARN string) *access.ResourcePolicy {
 	if v, ok := s.cache.policies.Load(id); ok {
 		return v.(*policyEntry).rp
 	}
-	gen := s.cache.gen.Load()
-	k, err := s.store.GetKey(id)
+	k, gen, err := s.policyRecord(keyARN, id)
 	if err != nil {
 		if !errors.Is(err, keystore.ErrNotFound) {
 			s.log.Debug("key read for authorization failed", zap.String("key", keyARN))
@@ -142,6 +141,32 @@ func (s *Service) resourcePolicy(keyARN string) *access.ResourcePolicy {
 	}
 	s.cache.putPolicy(id, e, gen)
 	return e.rp
+}
+
+// policyRecord is the record of key id (ARN keyARN) whose policy is not
+// cached: the cached working key's, else read from the store, the key then
+// opened and cached as Working would (the operation that follows uses it),
+// so that a key not in the cache is read once per request, not twice. gen
+// is the cache generation read before the record.
+func (s *Service) policyRecord(keyARN, id string) (*keystore.Key, uint64, error) {
+	w, gen := s.cache.get(keyARN)
+	if w != nil {
+		defer w.Release()
+		return w.Record, gen, nil
+	}
+	k, err := s.store.GetKey(id)
+	if err != nil {
+		return nil, gen, err
+	}
+	// Only a key usable now: any other goes through Working's own read
+	// (resolve purges a key whose deletion is due, for one).
+	if s.cust.Available() == nil && s.store.Stale() == nil && s.usable(k, keyARN) == nil {
+		if w, err := s.open(k); err == nil {
+			s.cache.put(keyARN, w, gen)
+			w.Release()
+		}
+	}
+	return k, gen, nil
 }
 
 // localKeyID is the id of a key ARN of this region and account.

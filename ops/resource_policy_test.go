@@ -198,3 +198,50 @@ func TestResourcePolicyCacheRace(t *testing.T) {
 		t.Fatal("a put policy is not seen")
 	}
 }
+
+// TestAuthzWarmsWorkingKey: authorizing a request on a key that is not
+// cached reads it once and caches its working key, so that the operation
+// that follows finds it (one store read per request, not two); a key not
+// usable now is not cached there (Working reads it itself).
+func TestAuthzWarmsWorkingKey(t *testing.T) {
+	svc := opstest.New(t)
+	k, err := svc.CreateKey(ops.CreateKeyInput{Attributes: macKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops.DropWorkingKeys(svc)
+	s0 := svc.CacheStats()
+	if r := svc.AuthzResource(k.ARN); r.ARN != k.ARN || r.Policy != nil {
+		t.Fatalf("resource: %+v", r)
+	}
+	s1 := svc.CacheStats()
+	if s1.Misses != s0.Misses+1 || s1.Entries != 1 {
+		t.Fatalf("after authorization: %+v, before %+v; want one miss and the key cached", s1, s0)
+	}
+	attrs := ops.MacAttributes{Algorithm: ops.MacHMACSHA256}
+	if _, err := svc.GenerateMac(ops.GenerateMacInput{KeyIdentifier: k.ARN, MessageData: []byte("abc"), Attributes: attrs}); err != nil {
+		t.Fatal(err)
+	}
+	if s2 := svc.CacheStats(); s2.Misses != s1.Misses || s2.Hits != s1.Hits+1 {
+		t.Fatalf("the operation after authorization: %+v, before %+v; want a hit", s2, s1)
+	}
+	// The policy's second lookup comes from the cache too.
+	ops.DropPolicies(svc)
+	if r := svc.AuthzResource(k.ARN); r.ARN != k.ARN || r.Policy != nil {
+		t.Fatalf("resource: %+v", r)
+	}
+	if s3 := svc.CacheStats(); s3.Misses != s1.Misses {
+		t.Fatalf("policy of a cached key: %+v; want no miss", s3)
+	}
+
+	if _, err := svc.StopKeyUsage(k.ARN); err != nil {
+		t.Fatal(err)
+	}
+	ops.DropWorkingKeys(svc)
+	svc.AuthzResource(k.ARN)
+	if s := svc.CacheStats(); s.Entries != 0 {
+		t.Fatalf("a disabled key was cached by authorization: %+v", s)
+	}
+	_, err = svc.GenerateMac(ops.GenerateMacInput{KeyIdentifier: k.ARN, MessageData: []byte("abc"), Attributes: attrs})
+	_ = mustKind(t, "disabled key", err, fault.Validation)
+}

@@ -226,7 +226,9 @@ type keyCache struct {
 	front [frontSlots]atomic.Pointer[frontEntry]
 	m     sync.Map // string -> *WorkingKey
 	// policies maps key id -> *policyEntry: compiled resource-based
-	// policies (resource_policy.go), dropped with their key's entries.
+	// policies (resource_policy.go), dropped with their key's entries and
+	// when an entry of the key is evicted (so that it stays about as large
+	// as the cache).
 	policies sync.Map
 	// aliasARNs maps alias name -> alias ARN (authz.go), aliasNames counts them.
 	aliasARNs  sync.Map
@@ -398,6 +400,9 @@ func (c *keyCache) sweepLocked() int {
 		default:
 			c.dropFront(s.ident)
 			c.m.CompareAndDelete(s.ident, s.w)
+			if id := s.w.Record.ID; id != "" {
+				c.policies.Delete(id) // its policy goes with it (read again with the key)
+			}
 			s.w.cached = false
 			c.entries.Add(-1)
 			c.evictions.Add(1)

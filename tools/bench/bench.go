@@ -29,6 +29,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net"
 	"runtime"
@@ -63,6 +64,13 @@ type Options struct {
 	TLS      hostclient.TLSFlags
 	HTTP     HTTPTarget // with a URL: drive the HTTP API instead of the host port
 	PID      int        // when not 0, the appliance's process: its CPU time is measured (Linux /proc)
+	// HTTP mode: when Keys > 0, each command's requests draw one of Keys
+	// stored keys of its kind, uniformly or, with Zipf > 0, by a Zipf law
+	// of that exponent; KeysFile keeps the keys for the next run (keys.go).
+	Keys     int
+	Zipf     float64
+	KeysFile string
+	Log      io.Writer // progress of key creation; nil: none
 	// Driver is how the host port's connections are driven: DriverGoroutine
 	// (a goroutine per connection), DriverIOUring (one thread and one ring
 	// for all, Linux 6.0+), DriverEpoll (one thread and one epoll set for
@@ -209,6 +217,9 @@ func Run(o Options) (*Result, error) {
 		o.Driver = DriverGoroutine
 		return runHTTP(o)
 	}
+	if o.Keys > 0 {
+		return nil, errors.New("bench: -keys is for HTTP mode (-http)")
+	}
 	var err error
 	if o.Driver, err = hostDriver(o); err != nil {
 		return nil, err
@@ -262,6 +273,13 @@ func runHTTP(o Options) (*Result, error) {
 		return nil, err
 	}
 	newSigner := func() *signer { return newSigner(o.HTTP.AccessKeyID, o.HTTP.Secret, o.HTTP.Region, service, host) }
+	if o.Keys > 0 {
+		codes, wheel, err := mixWheel(o.Mix, func(code string) bool { _, ok := familyOf(code); return ok }, "CC CA CW CY M6 M8 with -keys")
+		if err != nil {
+			return nil, err
+		}
+		return driveKeyed(o, addr, tlsCfg, codes, wheel, newSigner)
+	}
 	c, err := dial(addr, tlsCfg)
 	if err != nil {
 		return nil, err
@@ -713,6 +731,13 @@ func Print(w io.Writer, o Options, r *Result) error {
 		target = "HTTP API " + o.HTTP.URL
 	}
 	b := fmt.Appendf(nil, "%s: connections %d, pipeline %d, %s, duration %v (after %v warm-up), driver %s\n", target, o.Conns, max(o.Pipeline, 1), rate, r.Duration.Round(time.Millisecond), o.Warmup, r.Driver)
+	if o.Keys > 0 {
+		draw := "uniformly"
+		if o.Zipf > 0 {
+			draw = fmt.Sprintf("by a Zipf law, s = %g", o.Zipf)
+		}
+		b = fmt.Appendf(b, "keys: %d stored keys per command kind, drawn %s per request\n", o.Keys, draw)
+	}
 	b = fmt.Appendf(b, "throughput  %.0f successful commands/s\n", r.Throughput)
 	if n := r.Total.Count; n > 0 {
 		if o.PID != 0 {
@@ -757,6 +782,16 @@ from -credentials (an AWS shared credentials file such as the DATA-DIR/credentia
 that serve --dev writes) or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY. A
 response other than 200 counts as an error.
 
+With -keys N (HTTP mode) each request names one of N stored keys of its
+command's kind (ZPKs for CC CA, each with a PIN block under it; CVKs for CW
+CY, each with its CVV; MAKs for M6 M8, each with its MAC), drawn uniformly
+per request or, with -zipf S, by a Zipf law of exponent S. The keys are
+created first (CreateKey over -conns connections, then one request each for
+its value); with -keys-file F they are appended to F as they are made and the
+next run against the same store reuses them (creating a million takes
+minutes). The first and last key of each command are tried once before the
+load: a keys file from another store fails there.
+
 With -pid PID (the appliance's process on the same machine) it also prints
 the CPU time (user + system, from /proc/PID/stat) that process and the bench
 itself spent per request in the measured window.
@@ -776,7 +811,11 @@ examples:
   payhsm bench -addr 127.0.0.1:1500 -conns 32 -pipeline 4 -duration 20s -mix CC=1
   payhsm bench -addr 127.0.0.1:1500 -conns 32 -pipeline 4 -rate 50000 -duration 20s -mix CC=1
   payhsm bench -http http://127.0.0.1:8080 -credentials DATA-DIR/credentials -conns 32 -duration 20s -mix CC=1,CY=1,M8=1
+  payhsm bench -http http://127.0.0.1:8080 -credentials DATA-DIR/credentials -keys 1000000 -keys-file keys.txt -zipf 1 -mix CY=1
 `
+
+// maxKeys bounds -keys (the Zipf table's ranks are int32).
+const maxKeys = 1 << 28
 
 // Main runs `payhsm bench`.
 func Main(args []string, stdout, stderr io.Writer) int {
@@ -795,6 +834,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	creds := fs.String("credentials", "", "HTTP mode: AWS shared credentials file (default: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)")
 	profile := fs.String("profile", "default", "HTTP mode: profile in the -credentials file")
 	fs.StringVar(&o.HTTP.Region, "region", "us-east-1", "HTTP mode: signing region")
+	fs.IntVar(&o.Keys, "keys", 0, "HTTP mode: each request names one of N stored keys of its command's kind (created once; see -keys-file)")
+	fs.Float64Var(&o.Zipf, "zipf", 0, "with -keys: draw the keys by a Zipf law of this exponent (0: uniformly)")
+	fs.StringVar(&o.KeysFile, "keys-file", "", "with -keys: keep the created keys (ARNs and values) in this file and reuse them on the next run against the same store")
 	fs.StringVar(&o.Driver, "driver", "", "host port: how connections are driven, io_uring (one thread, one ring), epoll (one thread, one epoll set), both for plain TCP without -rate, or goroutine (one per connection); default "+DefaultDriver+" where it can run, else goroutine")
 	fs.IntVar(&o.PID, "pid", 0, "the appliance's process id: report its CPU time per request during the measured window (Linux)")
 	o.TLS.Register(fs)
@@ -812,6 +854,11 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		cli.Say(stderr, "payhsm bench: bad -mix, -conns, -duration, -pipeline, -header or -rate", err)
 		return 2
 	}
+	if o.Keys < 0 || o.Keys > maxKeys || o.Zipf < 0 || math.IsNaN(o.Zipf) || (o.Keys == 0 && (o.Zipf != 0 || o.KeysFile != "")) {
+		cli.Say(stderr, "payhsm bench: bad -keys (0 to", maxKeys, "), -zipf (>= 0) or -keys-file (with -keys)")
+		return 2
+	}
+	o.Log = stderr
 	r, err := Run(o)
 	if err != nil {
 		cli.Say(stderr, "payhsm bench:", err)

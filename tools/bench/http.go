@@ -113,6 +113,30 @@ func dataRequest(path string, in any) (*httpRequest, error) {
 
 type obj = map[string]any
 
+// benchKey is the kind of a TDES key the bench creates.
+type benchKey struct {
+	usage string
+	modes obj
+}
+
+var (
+	zpkKey = benchKey{"TR31_P0_PIN_ENCRYPTION_KEY", obj{"Encrypt": true, "Decrypt": true, "Wrap": true, "Unwrap": true}}
+	pvkKey = benchKey{"TR31_V2_VISA_PIN_VERIFICATION_KEY", obj{"Generate": true, "Verify": true}}
+	cvkKey = benchKey{"TR31_C0_CARD_VERIFICATION_KEY", obj{"Generate": true, "Verify": true}}
+	makKey = benchKey{"TR31_M3_ISO_9797_3_MAC_KEY", obj{"Generate": true, "Verify": true}}
+)
+
+// createKey creates a TDES (2-key) key of kind k and returns its ARN.
+func (h *httpConn) createKey(k benchKey) (string, error) {
+	var out struct{ Key struct{ KeyArn string } }
+	err := h.control("CreateKey", obj{"Exportable": true, "KeyAttributes": obj{"KeyUsage": k.usage, "KeyClass": "SYMMETRIC_KEY",
+		"KeyAlgorithm": "TDES_2KEY", "KeyModesOfUse": k.modes}}, &out)
+	if err == nil && out.Key.KeyArn == "" {
+		err = errors.New("CreateKey: no KeyArn in the answer")
+	}
+	return out.Key.KeyArn, err
+}
+
 // PrepareHTTP creates keys with CreateKey and returns a valid data-plane
 // request for each command code of httpOperations: a PIN block from
 // GeneratePinData (Visa PVV method) under one ZPK translated to another, a
@@ -120,67 +144,28 @@ type obj = map[string]any
 // 32 bytes) from GenerateMac; and CK, a control-plane CreateKey of an
 // AES-128 data key (the same request each time: each creates a key).
 func (h *httpConn) prepare() (map[string]*httpRequest, error) {
-	create := func(usage string, modes obj) (string, error) {
-		var out struct{ Key struct{ KeyArn string } }
-		err := h.control("CreateKey", obj{"Exportable": true, "KeyAttributes": obj{"KeyUsage": usage, "KeyClass": "SYMMETRIC_KEY",
-			"KeyAlgorithm": "TDES_2KEY", "KeyModesOfUse": modes}}, &out)
-		if err == nil && out.Key.KeyArn == "" {
-			err = errors.New("CreateKey: no KeyArn in the answer")
-		}
-		return out.Key.KeyArn, err
-	}
-	pinModes := obj{"Encrypt": true, "Decrypt": true, "Wrap": true, "Unwrap": true}
-	genVerify := obj{"Generate": true, "Verify": true}
 	var arns [5]string
-	for i, k := range []struct {
-		usage string
-		modes obj
-	}{
-		{"TR31_P0_PIN_ENCRYPTION_KEY", pinModes},
-		{"TR31_P0_PIN_ENCRYPTION_KEY", pinModes},
-		{"TR31_V2_VISA_PIN_VERIFICATION_KEY", genVerify},
-		{"TR31_C0_CARD_VERIFICATION_KEY", genVerify},
-		{"TR31_M3_ISO_9797_3_MAC_KEY", genVerify},
-	} {
+	for i, k := range []benchKey{zpkKey, zpkKey, pvkKey, cvkKey, makKey} {
 		var err error
-		if arns[i], err = create(k.usage, k.modes); err != nil {
+		if arns[i], err = h.createKey(k); err != nil {
 			return nil, err
 		}
 	}
 	zpkA, zpkB, pvk, cvk, mak := arns[0], arns[1], arns[2], arns[3], arns[4]
-	const pan = "4123456789012345"
 	var pin struct{ EncryptedPinBlock string }
-	if err := h.data("/pindata/generate", obj{"GenerationKeyIdentifier": pvk, "EncryptionKeyIdentifier": zpkA, "PrimaryAccountNumber": pan,
-		"PinBlockFormat": "ISO_FORMAT_0", "PinDataLength": 4, "GenerationAttributes": obj{"VisaPin": obj{"PinVerificationKeyIndex": 1}}}, &pin); err != nil {
+	if err := h.data("/pindata/generate", pinGenerate(pvk, zpkA), &pin); err != nil {
 		return nil, err
 	}
-	cvv1 := obj{"CardVerificationValue1": obj{"CardExpiryDate": "8701", "ServiceCode": "101"}}
-	cw := obj{"KeyIdentifier": cvk, "PrimaryAccountNumber": pan, "GenerationAttributes": cvv1}
 	var cvv struct{ ValidationData string }
-	if err := h.data("/cardvalidationdata/generate", cw, &cvv); err != nil {
+	if err := h.data("/cardvalidationdata/generate", cvvGenerate(cvk), &cvv); err != nil {
 		return nil, err
 	}
-	msg := strings.Repeat("00", 32)
-	m6 := obj{"KeyIdentifier": mak, "MessageData": msg, "GenerationAttributes": obj{"Algorithm": "ISO9797_ALGORITHM3"}}
 	var mac struct{ Mac string }
-	if err := h.data("/mac/generate", m6, &mac); err != nil {
+	if err := h.data("/mac/generate", macGenerate(mak), &mac); err != nil {
 		return nil, err
 	}
-	iso0 := obj{"IsoFormat0": obj{"PrimaryAccountNumber": pan}}
-	cc := obj{"IncomingKeyIdentifier": zpkA, "IncomingTranslationAttributes": iso0, "OutgoingKeyIdentifier": zpkB,
-		"OutgoingTranslationAttributes": iso0, "EncryptedPinBlock": pin.EncryptedPinBlock}
 	reqs := map[string]*httpRequest{}
-	for code, r := range map[string]struct {
-		path string
-		body any
-	}{
-		"CC": {"/pindata/translate", cc},
-		"CA": {"/pindata/translate", cc},
-		"CW": {"/cardvalidationdata/generate", cw},
-		"CY": {"/cardvalidationdata/verify", obj{"KeyIdentifier": cvk, "PrimaryAccountNumber": pan, "VerificationAttributes": cvv1, "ValidationData": cvv.ValidationData}},
-		"M6": {"/mac/generate", m6},
-		"M8": {"/mac/verify", obj{"KeyIdentifier": mak, "MessageData": msg, "Mac": mac.Mac, "VerificationAttributes": obj{"Algorithm": "ISO9797_ALGORITHM3"}}},
-	} {
+	for code, r := range dataBodies(dataValues{zpkIn: zpkA, zpkOut: zpkB, cvk: cvk, mak: mak, pinBlock: pin.EncryptedPinBlock, cvv: cvv.ValidationData, mac: mac.Mac}) {
 		req, err := dataRequest(r.path, r.body)
 		if err != nil {
 			return nil, err
@@ -194,6 +179,52 @@ func (h *httpConn) prepare() (map[string]*httpRequest, error) {
 	}
 	reqs["CK"] = &httpRequest{path: "/", target: ctlTargetPrefix + "CreateKey", contentType: ctlContentType, body: ck}
 	return reqs, nil
+}
+
+const benchPAN = "4123456789012345"
+
+var (
+	benchCVV1 = obj{"CardVerificationValue1": obj{"CardExpiryDate": "8701", "ServiceCode": "101"}}
+	benchMsg  = strings.Repeat("00", 32)
+)
+
+// pinGenerate, cvvGenerate and macGenerate are the setup requests that
+// make the value a data-plane request checks: a PIN block (Visa PVV
+// method) under zpk, a CVV under cvk, a MAC under mak.
+func pinGenerate(pvk, zpk string) obj {
+	return obj{"GenerationKeyIdentifier": pvk, "EncryptionKeyIdentifier": zpk, "PrimaryAccountNumber": benchPAN,
+		"PinBlockFormat": "ISO_FORMAT_0", "PinDataLength": 4, "GenerationAttributes": obj{"VisaPin": obj{"PinVerificationKeyIndex": 1}}}
+}
+
+func cvvGenerate(cvk string) obj {
+	return obj{"KeyIdentifier": cvk, "PrimaryAccountNumber": benchPAN, "GenerationAttributes": benchCVV1}
+}
+
+func macGenerate(mak string) obj {
+	return obj{"KeyIdentifier": mak, "MessageData": benchMsg, "GenerationAttributes": obj{"Algorithm": "ISO9797_ALGORITHM3"}}
+}
+
+// dataValues are the keys and values the data-plane requests name.
+type dataValues struct{ zpkIn, zpkOut, cvk, mak, pinBlock, cvv, mac string }
+
+type dataBody struct {
+	path string
+	body any
+}
+
+// dataBodies returns the data-plane request of each command code.
+func dataBodies(v dataValues) map[string]dataBody {
+	iso0 := obj{"IsoFormat0": obj{"PrimaryAccountNumber": benchPAN}}
+	cc := obj{"IncomingKeyIdentifier": v.zpkIn, "IncomingTranslationAttributes": iso0, "OutgoingKeyIdentifier": v.zpkOut,
+		"OutgoingTranslationAttributes": iso0, "EncryptedPinBlock": v.pinBlock}
+	return map[string]dataBody{
+		"CC": {"/pindata/translate", cc},
+		"CA": {"/pindata/translate", cc},
+		"CW": {"/cardvalidationdata/generate", cvvGenerate(v.cvk)},
+		"CY": {"/cardvalidationdata/verify", obj{"KeyIdentifier": v.cvk, "PrimaryAccountNumber": benchPAN, "VerificationAttributes": benchCVV1, "ValidationData": v.cvv}},
+		"M6": {"/mac/generate", macGenerate(v.mak)},
+		"M8": {"/mac/verify", obj{"KeyIdentifier": v.mak, "MessageData": benchMsg, "Mac": v.mac, "VerificationAttributes": obj{"Algorithm": "ISO9797_ALGORITHM3"}}},
+	}
 }
 
 // httpResponse is the part of a response the bench looks at.
@@ -282,12 +313,16 @@ func asciiEqualFold(b []byte, s string) bool {
 
 // httpProto is one connection's HTTP encoding: every request signed anew.
 type httpProto struct {
-	reqs []*httpRequest // per command index
-	s    *signer
-	resp httpResponse
+	reqs  []*httpRequest // per command index
+	keyed *keyedConn     // instead of reqs with -keys
+	s     *signer
+	resp  httpResponse
 }
 
 func (p *httpProto) appendRequest(b []byte, k int, _ uint64, now time.Time) []byte {
+	if p.keyed != nil {
+		return p.keyed.appendRequest(b, p.s, k, now)
+	}
 	return p.s.appendSigned(b, p.reqs[k], now)
 }
 

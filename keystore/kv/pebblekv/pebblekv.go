@@ -74,7 +74,17 @@ type Options struct {
 	// did before group commit. It exists to measure group commit against
 	// (BenchmarkCreateKey); production leaves it off.
 	SerialCommit bool
+	// CacheSize is the block cache's size in bytes; 0 means DefaultCacheSize.
+	CacheSize int64
 }
+
+// DefaultCacheSize is the block cache's default size. Pebble's own default
+// (8 MiB) holds little of a store of a million keys (about 320 bytes a
+// key), so that reading a key not in the working-key cache mostly misses
+// it too: a read of the table's blocks from the page cache, their checksum
+// and decompression, for every such key. The cache holds only blocks read,
+// off the Go heap, so a small store costs no more than its size.
+const DefaultCacheSize = 256 << 20
 
 // DB is a kv.Engine on one Pebble database.
 type DB struct {
@@ -123,7 +133,14 @@ func Open(dir string, o Options) (*DB, error) {
 		fs = vfs.Default
 	}
 	d := &DB{dir: dir, log: log, serial: o.SerialCommit}
+	size := o.CacheSize
+	if size <= 0 {
+		size = DefaultCacheSize
+	}
+	cache := pebble.NewCache(size)
+	defer cache.Unref() // the database holds its own reference
 	opts := &pebble.Options{
+		Cache:              cache,
 		FS:                 fs,
 		FormatMajorVersion: pebble.FormatNewest,
 		// Pebble charges its memtables to the block cache: with its
