@@ -147,16 +147,16 @@ func Open(dir string, o Options) (*DB, error) {
 		// defaults (an 8 MiB cache, 4 MiB memtables, two of them while one
 		// flushes) no block stays cached, and every write's absence check
 		// re-reads index blocks from the files (pread under the
-		// transaction lock). 96 MiB leaves at least 32 MiB for blocks
-		// beside two 32 MiB memtables; a larger memtable also flushes less
-		// often, and a flush keeps only the last of the many versions of
-		// the records rewritten by every write (the journal head) or by
-		// every checkpoint (its buckets) instead of writing each to L0.
-		// Memory (cgo, outside the Go heap): cached blocks are allocated
-		// as they are cached, and a memtable's arena starts at 256 KiB and
-		// doubles per memtable up to 32 MiB under a steady write load; a
-		// restart replays at most two memtables of WAL. docs/performance.md "Group-committed key writes".
-		CacheSize:    96 << 20,
+		// transaction lock). The cache (DefaultCacheSize) leaves room for
+		// blocks beside two 32 MiB memtables; a larger memtable also
+		// flushes less often, and a flush keeps only the last of the many
+		// versions of the records rewritten by every write (the journal
+		// head) or by every checkpoint (its buckets) instead of writing
+		// each to L0. Memory (cgo, outside the Go heap): cached blocks are
+		// allocated as they are cached, and a memtable's arena starts at
+		// 256 KiB and doubles per memtable up to 32 MiB under a steady
+		// write load; a restart replays at most two memtables of WAL.
+		// docs/performance.md "Group-committed key writes".
 		MemTableSize: 32 << 20,
 		Logger:       pebbleLogger{s: log.WithOptions(zap.AddCallerSkip(1)).Sugar(), db: d},
 		EventListener: &pebble.EventListener{
