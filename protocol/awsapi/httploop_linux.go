@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 	"unsafe"
+
+	"payhsm/internal/rawfd"
 )
 
 // Event loops for plaintext HTTP (Linux). A plain-TCP connection is served
@@ -195,23 +197,10 @@ func (s *HTTPServer) adopt(c net.Conn) bool {
 	if stopped {
 		return false
 	}
-	rc, err := tc.SyscallConn()
-	if err != nil {
-		return false
-	}
 	// A duplicate of the descriptor, and the original closed, which takes it
-	// out of Go's poller; the duplicate shares the socket and its flags
-	// (non-blocking, TCP_NODELAY).
-	fd := -1
-	var derr error
-	if err := rc.Control(func(sfd uintptr) {
-		syscall.ForkLock.RLock()
-		fd, derr = syscall.Dup(int(sfd))
-		if derr == nil {
-			syscall.CloseOnExec(fd)
-		}
-		syscall.ForkLock.RUnlock()
-	}); err != nil || derr != nil {
+	// out of Go's poller.
+	fd, err := rawfd.Dup(tc)
+	if err != nil {
 		return false
 	}
 	lc := &loopConn{rwc: &loopRWC{Conn: c, fd: fd}, src: fdReader{fd: fd}}
@@ -466,7 +455,7 @@ func (l *httpLoop) process(c *loopConn, now time.Time) {
 // for EPOLLOUT, not reading meanwhile; c is dropped on error.
 func (l *httpLoop) flush(c *loopConn, now time.Time) bool {
 	for c.off < len(c.out.b) {
-		w, err := rawWrite(c.rwc.fd, c.out.b[c.off:])
+		w, err := rawfd.Write(c.rwc.fd, c.out.b[c.off:])
 		if w > 0 {
 			c.off += w
 		}
@@ -609,7 +598,7 @@ func (r *fdReader) Read(b []byte) (int, error) {
 		return 0, nil
 	}
 	for {
-		n, err := rawRead(r.fd, b)
+		n, err := rawfd.Read(r.fd, b)
 		switch {
 		case err == syscall.EINTR:
 			continue
@@ -637,27 +626,6 @@ func (w *appendWriter) Write(p []byte) (int, error) {
 func epollWaitNow(epfd int, events []syscall.EpollEvent) (int, error) {
 	//nolint:gosec // G103: epoll_wait(2) takes the array's address, as syscall.EpollWait does.
 	r, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
-	if e != 0 {
-		return 0, e
-	}
-	return int(r), nil
-}
-
-// rawRead and rawWrite are read(2) and write(2) on a non-blocking socket,
-// which return at once, so without the scheduler's system-call hand-off.
-// b must not be empty.
-func rawRead(fd int, b []byte) (int, error) {
-	//nolint:gosec // G103: read(2) takes the buffer's address, as syscall.Read does.
-	r, _, e := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
-	if e != 0 {
-		return 0, e
-	}
-	return int(r), nil
-}
-
-func rawWrite(fd int, b []byte) (int, error) {
-	//nolint:gosec // G103: write(2) takes the buffer's address, as syscall.Write does.
-	r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
 	if e != 0 {
 		return 0, e
 	}

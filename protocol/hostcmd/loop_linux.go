@@ -11,9 +11,10 @@ import (
 	"sync"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"go.uber.org/zap"
+
+	"payhsm/internal/rawfd"
 )
 
 // Event loops (Linux). A plain-TCP connection is served by one of
@@ -145,23 +146,10 @@ func (s *Server) adopt(c net.Conn, t *tracked) bool {
 	if !ok {
 		return false
 	}
-	rc, err := tc.SyscallConn()
-	if err != nil {
-		return false
-	}
 	// Take a duplicate of the descriptor and close the original, which
-	// leaves Go's poller. The duplicate shares the socket and its flags
-	// (non-blocking, TCP_NODELAY, keep-alive).
-	fd := -1
-	var derr error
-	if err := rc.Control(func(sfd uintptr) {
-		syscall.ForkLock.RLock()
-		fd, derr = syscall.Dup(int(sfd))
-		if derr == nil {
-			syscall.CloseOnExec(fd)
-		}
-		syscall.ForkLock.RUnlock()
-	}); err != nil || derr != nil {
+	// leaves Go's poller.
+	fd, err := rawfd.Dup(tc)
+	if err != nil {
 		return false
 	}
 	remote := c.RemoteAddr().String()
@@ -385,7 +373,7 @@ func (l *eventLoop) serve(c *loopConn, events uint32, now time.Time) {
 	if c.n == len(c.in) { // a frame longer than the buffer: make room for the longest
 		c.in = append(c.in, make([]byte, 2+l.s.cfg.MaxMessage-len(c.in))...)
 	}
-	r, err := rawRead(c.fd, c.in[c.n:])
+	r, err := rawfd.Read(c.fd, c.in[c.n:])
 	if err == syscall.EAGAIN || err == syscall.EINTR {
 		return
 	}
@@ -450,7 +438,7 @@ func (l *loopBase) process(c *loopConn, now time.Time) error {
 // rest pending and waits for EPOLLOUT; c is not read meanwhile.
 func (l *eventLoop) flush(c *loopConn, now time.Time) error {
 	for c.off < len(c.out) {
-		w, err := rawWrite(c.fd, c.out[c.off:])
+		w, err := rawfd.Write(c.fd, c.out[c.off:])
 		if w > 0 {
 			c.off += w
 		}
@@ -564,25 +552,4 @@ func (l *loopBase) release(c *loopConn) {
 	_ = syscall.Close(c.fd)
 	l.s.limits.release(c.t)
 	l.s.wg.Done()
-}
-
-// rawRead and rawWrite are read(2) and write(2) on a non-blocking socket,
-// which return at once, so without the scheduler's system-call hand-off.
-// b must not be empty.
-func rawRead(fd int, b []byte) (int, error) {
-	//nolint:gosec // G103: read(2) takes the buffer's address; converted in the call's arguments, as syscall.Read does, b stays live.
-	r, _, e := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
-	if e != 0 {
-		return 0, e
-	}
-	return int(r), nil
-}
-
-func rawWrite(fd int, b []byte) (int, error) {
-	//nolint:gosec // G103: write(2) takes the buffer's address; converted in the call's arguments, as syscall.Write does, b stays live.
-	r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
-	if e != 0 {
-		return 0, e
-	}
-	return int(r), nil
 }

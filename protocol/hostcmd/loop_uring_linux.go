@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"payhsm/internal/rawfd"
 	"payhsm/internal/uring"
 )
 
@@ -353,7 +354,7 @@ func (l *uringLoop) finish(c *loopConn, err error, now time.Time) {
 // send is in flight.
 func (l *uringLoop) flushNow(c *loopConn) {
 	for c.off < len(c.out) {
-		w, err := rawWrite(c.fd, c.out[c.off:])
+		w, err := rawfd.Write(c.fd, c.out[c.off:])
 		if err == syscall.EINTR {
 			continue
 		}
