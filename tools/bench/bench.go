@@ -10,11 +10,14 @@
 // no allocation per request) over keep-alive HTTP/1.1.
 //
 // The load loop is lean on purpose, since on a small machine it shares the
-// cores with the appliance: on the host port, by default, one thread drives
-// every connection through one io_uring (ring_linux.go: multishot recvs, one
-// io_uring_enter per turn for all connections' sends; -driver io_uring),
-// otherwise one goroutine per connection (a sender and a receiver with
-// -rate; -driver goroutine, and always for TLS, -rate and HTTP). Either way
+// cores with the appliance: by default, on the host port and over HTTP
+// alike, one thread drives every connection through one io_uring
+// (ring_linux.go: multishot recvs, one io_uring_enter per turn for all
+// connections' sends; -driver io_uring), or through one epoll set (-driver
+// epoll), otherwise one goroutine per connection (a sender and a receiver
+// with -rate; -driver goroutine, and always for TLS and -rate). The drivers
+// take whole responses only: a host frame by its length prefix, an HTTP
+// response by its header and Content-Length. Either way
 // requests are encoded once and only their header numbered per send, every
 // request of a window is sent in one write, every response already
 // received is parsed without another read, and there is no allocation per
@@ -71,7 +74,7 @@ type Options struct {
 	Zipf     float64
 	KeysFile string
 	Log      io.Writer // progress of key creation; nil: none
-	// Driver is how the host port's connections are driven: DriverGoroutine
+	// Driver is how the connections are driven: DriverGoroutine
 	// (a goroutine per connection), DriverIOUring (one thread and one ring
 	// for all, Linux 6.0+), DriverEpoll (one thread and one epoll set for
 	// all, Linux), the last two for plain TCP without -rate; or "" for the
@@ -91,10 +94,10 @@ const (
 // measurements behind it.
 const DefaultDriver = DriverIOUring
 
-// hostDriver chooses the driver of a host-port run: the io_uring driver
-// serves plain TCP without -rate, and is the default only where a ring
-// with multishot recv can be set up.
-func hostDriver(o Options) (string, error) {
+// chooseDriver chooses the driver of a run, host port or HTTP alike: the
+// io_uring and epoll drivers serve plain TCP without -rate, and io_uring
+// is the default only where a ring with multishot recv can be set up.
+func chooseDriver(o Options) (string, error) {
 	switch o.Driver {
 	case DriverGoroutine:
 		return DriverGoroutine, nil
@@ -211,17 +214,13 @@ func Prepare(c *hostclient.Client) (map[string]Request, error) {
 func Run(o Options) (*Result, error) {
 	o.Pipeline = max(o.Pipeline, 1)
 	if o.HTTP.URL != "" {
-		if o.Driver != "" && o.Driver != DriverGoroutine {
-			return nil, errors.New("bench: the HTTP mode drives a goroutine per connection (-driver goroutine)")
-		}
-		o.Driver = DriverGoroutine
 		return runHTTP(o)
 	}
 	if o.Keys > 0 {
 		return nil, errors.New("bench: -keys is for HTTP mode (-http)")
 	}
 	var err error
-	if o.Driver, err = hostDriver(o); err != nil {
+	if o.Driver, err = chooseDriver(o); err != nil {
 		return nil, err
 	}
 	tlsCfg, err := o.TLS.Config(o.Addr)
@@ -267,6 +266,9 @@ func runHTTP(o Options) (*Result, error) {
 	}
 	if useTLS {
 		o.TLS.Enabled = true
+	}
+	if o.Driver, err = chooseDriver(o); err != nil {
+		return nil, err
 	}
 	tlsCfg, err := o.TLS.Config(addr)
 	if err != nil {
@@ -799,12 +801,12 @@ itself spent per request in the measured window.
 With -rate the load is offered on a schedule (requests/s over all
 connections) and each latency counts from when its request was due.
 
--driver chooses how host-port connections are driven: io_uring (one thread
-and one ring for all of them, Linux 6.0+; the default where it can run),
-epoll (one thread, one epoll set, Linux) or goroutine (one per connection;
-always with -tls, -rate and -http). The
-semantics are the same: -conns connections, -pipeline requests in flight
-each, latency from the send to the response.
+-driver chooses how connections (host port or HTTP) are driven: io_uring
+(one thread and one ring for all of them, Linux 6.0+; the default where it
+can run), epoll (one thread, one epoll set, Linux) or goroutine (one per
+connection; always with -tls, https and -rate). The semantics are the same:
+-conns connections, -pipeline requests in flight each (HTTP: keep-alive,
+pipelined, each signed as it is sent), latency from the send to the response.
 
 examples:
   payhsm bench -addr 127.0.0.1:1500 -conns 32 -duration 20s -mix CC=1
@@ -837,7 +839,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.Keys, "keys", 0, "HTTP mode: each request names one of N stored keys of its command's kind (created once; see -keys-file)")
 	fs.Float64Var(&o.Zipf, "zipf", 0, "with -keys: draw the keys by a Zipf law of this exponent (0: uniformly)")
 	fs.StringVar(&o.KeysFile, "keys-file", "", "with -keys: keep the created keys (ARNs and values) in this file and reuse them on the next run against the same store")
-	fs.StringVar(&o.Driver, "driver", "", "host port: how connections are driven, io_uring (one thread, one ring), epoll (one thread, one epoll set), both for plain TCP without -rate, or goroutine (one per connection); default "+DefaultDriver+" where it can run, else goroutine")
+	fs.StringVar(&o.Driver, "driver", "", "how connections (host port or HTTP) are driven, io_uring (one thread, one ring), epoll (one thread, one epoll set), both for plain TCP without -rate, or goroutine (one per connection); default "+DefaultDriver+" where it can run, else goroutine")
 	fs.IntVar(&o.PID, "pid", 0, "the appliance's process id: report its CPU time per request during the measured window (Linux)")
 	o.TLS.Register(fs)
 	if code, ok := cli.Parse(fs, args, stdout, stderr); !ok {

@@ -148,7 +148,8 @@ func TestRun(t *testing.T) {
 }
 
 // TestRingDriverRefuses: the io_uring and epoll drivers drive plain TCP
-// without an offered rate; asked for anything else it fails before connecting.
+// (host port or HTTP) without an offered rate; asked for anything else the
+// run fails before connecting.
 func TestRingDriverRefuses(t *testing.T) {
 	t.Parallel()
 	for _, o := range []Options{
@@ -156,6 +157,8 @@ func TestRingDriverRefuses(t *testing.T) {
 		{Driver: DriverIOUring, TLS: hostclient.TLSFlags{Enabled: true}},
 		{Driver: DriverEpoll, Rate: 100},
 		{Driver: "epoll2"},
+		{Driver: DriverIOUring, HTTP: HTTPTarget{URL: "https://127.0.0.1:1"}},
+		{Driver: DriverEpoll, HTTP: HTTPTarget{URL: "http://127.0.0.1:1"}, Rate: 100},
 	} {
 		o.Addr, o.Conns, o.Duration, o.Mix = "127.0.0.1:1", 1, time.Second, map[string]int{"CC": 1}
 		if _, err := Run(o); err == nil || !strings.Contains(err.Error(), "driver") {

@@ -326,9 +326,52 @@ func (p *httpProto) appendRequest(b []byte, k int, _ uint64, now time.Time) []by
 	return p.s.appendSigned(b, p.reqs[k], now)
 }
 
-// complete reports whether any of a response is buffered: HTTP responses
-// are read to the end once begun.
-func (p *httpProto) complete(br *bufio.Reader) bool { return br.Buffered() > 0 }
+// complete reports whether a whole response is buffered: its header and
+// the Content-Length bytes of body that follow. A header that names no
+// length (or an invalid one) counts as complete, for readResponse to
+// reject without reading further.
+func (p *httpProto) complete(br *bufio.Reader) bool {
+	b, _ := br.Peek(br.Buffered()) // what is buffered: no read
+	n, ok := responseLen(b)
+	return ok && len(b) >= n
+}
+
+// responseLen returns the length, header and body, of the response that
+// begins b once its header is in b (ok), reading the header lines as
+// readHTTPResponse does; n is 0 when the header gives no valid
+// Content-Length or has a line readHTTPResponse rejects (it then fails on
+// it).
+func responseLen(b []byte) (n int, ok bool) {
+	length, off := -1, 0
+	for first := true; ; first = false {
+		i := bytes.IndexByte(b[off:], '\n')
+		if i < 0 {
+			return 0, false
+		}
+		line := bytes.TrimRight(b[off:off+i+1], "\r\n")
+		off += i + 1
+		if first {
+			continue // the status line
+		}
+		if len(line) == 0 {
+			if length < 0 {
+				return 0, true
+			}
+			return off + length, true
+		}
+		name, value, found := bytes.Cut(line, []byte(":"))
+		if !found {
+			return 0, true
+		}
+		if asciiEqualFold(name, "Content-Length") {
+			n, err := strconv.Atoi(string(bytes.TrimSpace(value)))
+			if err != nil || n < 0 {
+				return 0, true
+			}
+			length = min(n, 1<<40) // no overflow in off + length
+		}
+	}
+}
 
 func (p *httpProto) readResponse(br *bufio.Reader, _ int, _ uint64) (bool, error) {
 	if err := readHTTPResponse(br, &p.resp, false); err != nil {

@@ -6,6 +6,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -145,6 +147,70 @@ func TestReadHTTPResponse(t *testing.T) {
 	}
 }
 
+// TestHTTPComplete: a response is complete once its header and its
+// Content-Length bytes of body are buffered, and not one byte before; a
+// header without a valid length is complete once readResponse can reject
+// it.
+func TestHTTPComplete(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ first, next string }{
+		{"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 16\r\n\r\n{\"Mac\":\"0A1B2C\"}", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"},
+		{"HTTP/1.1 400 Bad Request\r\ncontent-length:0\r\nX-Amzn-ErrorType: ValidationException\r\n\r\n", "HTTP/1.1 200 OK\r\n"},
+		{"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", "2\r\n{}\r\n0\r\n\r\n"},
+		{"HTTP/1.1 200 OK\r\nContent-Length: x\r\n", "\r\n{}"}, // rejected at this line
+	} {
+		stream := tc.first + tc.next
+		for n := 0; n <= len(stream); n++ {
+			br := bufio.NewReaderSize(strings.NewReader(stream[:n]), 4096)
+			if n > 0 {
+				_, _ = br.Peek(n) // buffer the prefix
+			}
+			if got, want := (&httpProto{}).complete(br), n >= len(tc.first); got != want {
+				t.Errorf("%q, %d bytes buffered: complete %v, want %v", tc.first, n, got, want)
+			}
+		}
+	}
+}
+
+// FuzzHTTPComplete checks complete against readHTTPResponse, the parser
+// that follows it: what complete calls whole, the parser reads without
+// running out of bytes; and a response the parser reads whole from a
+// stream is complete at its last byte and not one byte before.
+func FuzzHTTPComplete(f *testing.F) {
+	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}HTTP/1.1"))
+	f.Add([]byte("HTTP/1.1 400 Bad\r\nX-Amzn-ErrorType: V\r\ncontent-length:0\n\n"))
+	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Length: 9223372036854775807\r\n\r\n"))
+	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 3\r\n\r\nabc"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) > 4000 {
+			return
+		}
+		read := func(b []byte) (int, error) {
+			br := bufio.NewReaderSize(bytes.NewReader(b), 4096)
+			var r httpResponse
+			if err := readHTTPResponse(br, &r, false); err != nil {
+				return 0, err
+			}
+			return len(b) - br.Buffered(), nil
+		}
+		buffered := func(b []byte) *bufio.Reader {
+			br := bufio.NewReaderSize(bytes.NewReader(b), 4096)
+			if len(b) > 0 {
+				_, _ = br.Peek(len(b))
+			}
+			return br
+		}
+		p := &httpProto{}
+		n, err := read(b)
+		if p.complete(buffered(b)) && err != nil && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) {
+			t.Fatalf("%q complete, but the parser ran out: %v", b, err)
+		}
+		if err == nil && (!p.complete(buffered(b[:n])) || p.complete(buffered(b[:n-1]))) {
+			t.Fatalf("%q: a response of %d bytes, complete not at its last byte", b, n)
+		}
+	})
+}
+
 func TestLoadCredentials(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "credentials")
 	if err := os.WriteFile(path, []byte("[other]\naws_access_key_id = X\naws_secret_access_key = Y\n\n[default]\naws_access_key_id = AKPH1\naws_secret_access_key = c2VjcmV0+/=\n"), 0o600); err != nil {
@@ -202,23 +268,45 @@ func TestRunHTTP(t *testing.T) {
 	t.Cleanup(func() { _ = srv.Close() })
 	base := Options{Conns: 3, Duration: 400 * time.Millisecond, Warmup: 50 * time.Millisecond,
 		HTTP: HTTPTarget{URL: "http://" + ln.Addr().String(), AccessKeyID: testKeyID, Secret: testSecret, Region: testRegion}}
+	ringErr := ringAvailable()
 	for _, tc := range []struct {
+		driver   string
 		pipeline int
 		rate     float64
 		mix      map[string]int
 	}{
-		{1, 0, map[string]int{"CC": 2, "CY": 1, "M8": 1}},
-		{4, 0, map[string]int{"CA": 1, "CW": 1, "M6": 1}},
-		{2, 1000, map[string]int{"CC": 1}},
+		{DriverGoroutine, 1, 0, map[string]int{"CC": 2, "CY": 1, "M8": 1}},
+		{DriverGoroutine, 4, 0, map[string]int{"CA": 1, "CW": 1, "M6": 1}},
+		{DriverGoroutine, 2, 1000, map[string]int{"CC": 1}},
+		{DriverIOUring, 1, 0, map[string]int{"CC": 2, "CY": 1, "M8": 1}},
+		{DriverIOUring, 4, 0, map[string]int{"CA": 1, "CW": 1, "M6": 1}},
+		{DriverEpoll, 1, 0, map[string]int{"CC": 2, "CY": 1, "M8": 1}},
+		{DriverEpoll, 4, 0, map[string]int{"CA": 1, "CW": 1, "M6": 1}},
+		{"", 2, 0, map[string]int{"CY": 1, "CK": 1}},
+		{"", 2, 1000, map[string]int{"CC": 1}},
 	} {
+		if tc.driver == DriverIOUring && ringErr != nil {
+			t.Logf("driver io_uring skipped: %v", ringErr)
+			continue
+		}
 		o := base
-		o.Pipeline, o.Rate, o.Mix = tc.pipeline, tc.rate, tc.mix
+		o.Driver, o.Pipeline, o.Rate, o.Mix = tc.driver, tc.pipeline, tc.rate, tc.mix
 		r, err := Run(o)
 		if err != nil {
-			t.Fatalf("pipeline %d: %v", tc.pipeline, err)
+			t.Fatalf("driver %q pipeline %d: %v", tc.driver, tc.pipeline, err)
 		}
 		if r.Total.Count == 0 || r.Total.Errors != 0 || len(r.PerCommand) != len(tc.mix) || r.Throughput <= 0 {
-			t.Fatalf("pipeline %d: %+v", tc.pipeline, r)
+			t.Fatalf("driver %q pipeline %d: %+v", tc.driver, tc.pipeline, r)
+		}
+		want := tc.driver
+		if want == "" {
+			want = DriverGoroutine
+			if tc.rate == 0 && ringErr == nil {
+				want = DefaultDriver
+			}
+		}
+		if r.Driver != want {
+			t.Errorf("driver %q rate %.0f: ran %q, want %q", tc.driver, tc.rate, r.Driver, want)
 		}
 		var out bytes.Buffer
 		if err := Print(&out, o, r); err != nil {

@@ -3,9 +3,13 @@
 package bench
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -61,11 +65,65 @@ func fakeHost(t *testing.T, split, wrong bool) string {
 	return ln.Addr().String()
 }
 
+// fakeHTTP answers every request on its connections (pipelined requests
+// in order) with a 200 whose body is as long as the request's, written in
+// pieces of 1 to 7 bytes; with chunked, with a chunked body instead.
+func fakeHTTP(t *testing.T, chunked bool) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer func() { _ = c.Close() }()
+				br := bufio.NewReader(c)
+				for piece := 1; ; piece = piece%7 + 1 {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					body, err := io.ReadAll(req.Body)
+					if err != nil {
+						return
+					}
+					resp := fmt.Appendf(nil, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), bytes.Repeat([]byte("x"), len(body)))
+					if chunked {
+						resp = []byte("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n")
+					}
+					for len(resp) > 0 {
+						n := min(piece, len(resp))
+						if _, err := c.Write(resp[:n]); err != nil {
+							return
+						}
+						resp = resp[n:]
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func fakeHostProto() proto {
+	return newHostProto([][]byte{append([]byte{0, 10}, "0000CCxxxx"...)}, []string{"CC"}, 4)
+}
+
+func fakeHTTPProto() proto {
+	return &httpProto{reqs: []*httpRequest{{path: "/mac/verify", contentType: dataContentType, body: []byte(`{"KeyIdentifier":"k"}`)}},
+		s: newSigner(testKeyID, testSecret, testRegion, service, "127.0.0.1")}
+}
+
 // runFake drives conns connections with pipeline requests in flight at
 // addr through a driver (runRing, runEpoll) for d.
-func runFake(t *testing.T, run func([]*worker, []net.Conn, *atomic.Bool, *atomic.Bool, time.Time) error, addr string, conns, pipeline int, d time.Duration) ([]*worker, error) {
+func runFake(t *testing.T, run func([]*worker, []net.Conn, *atomic.Bool, *atomic.Bool, time.Time) error, addr string, newProto func() proto, conns, pipeline int, d time.Duration) ([]*worker, error) {
 	t.Helper()
-	frame := append([]byte{0, 10}, "0000CCxxxx"...)
 	o := Options{Conns: conns, Pipeline: pipeline, Header: 4}
 	workers := make([]*worker, conns)
 	cs := make([]net.Conn, conns)
@@ -75,7 +133,7 @@ func runFake(t *testing.T, run func([]*worker, []net.Conn, *atomic.Bool, *atomic
 			t.Fatal(err)
 		}
 		cs[i] = c
-		workers[i] = newWorker(c, i, o, newHostProto([][]byte{frame}, []string{"CC"}, 4), []int{0})
+		workers[i] = newWorker(c, i, o, newProto(), []int{0})
 	}
 	var measuring, stopping atomic.Bool
 	measuring.Store(true)
@@ -83,9 +141,11 @@ func runFake(t *testing.T, run func([]*worker, []net.Conn, *atomic.Bool, *atomic
 	return workers, run(workers, cs, &measuring, &stopping, time.Now().Add(d+10*time.Second))
 }
 
-// TestLoopDriversCheck: the io_uring and epoll drivers reassemble
-// responses that arrive a byte at a time, keep each connection's window,
-// and fail a run whose responses do not answer its requests.
+// TestLoopDriversCheck: the io_uring and epoll drivers reassemble host
+// responses that arrive a byte at a time and HTTP responses that arrive in
+// pieces of 1 to 7 bytes, keep each connection's window, and fail a run
+// whose responses do not answer its requests (a wrong header, a chunked
+// HTTP body).
 func TestLoopDriversCheck(t *testing.T) {
 	for _, d := range []struct {
 		name string
@@ -95,21 +155,36 @@ func TestLoopDriversCheck(t *testing.T) {
 			if err := ringAvailable(); err != nil && d.name == DriverIOUring {
 				t.Skipf("io_uring: %v", err)
 			}
-			for _, pipeline := range []int{1, 5} {
-				workers, err := runFake(t, d.run, fakeHost(t, true, false), 4, pipeline, 200*time.Millisecond)
-				if err != nil {
-					t.Fatalf("pipeline %d: %v", pipeline, err)
-				}
-				for i, w := range workers {
-					// Every request sent was answered (the run waits for them),
-					// and every answer was measured.
-					if len(w.lat) == 0 || uint64(len(w.lat)) != w.seq || w.n != 0 {
-						t.Errorf("pipeline %d conn %d: %d samples, %d sent, %d in flight", pipeline, i, len(w.lat), w.seq, w.n)
+			for _, fake := range []struct {
+				name     string
+				addr     string
+				newProto func() proto
+			}{{"host", fakeHost(t, true, false), fakeHostProto}, {"http", fakeHTTP(t, false), fakeHTTPProto}} {
+				for _, pipeline := range []int{1, 5} {
+					workers, err := runFake(t, d.run, fake.addr, fake.newProto, 4, pipeline, 200*time.Millisecond)
+					if err != nil {
+						t.Fatalf("%s pipeline %d: %v", fake.name, pipeline, err)
+					}
+					for i, w := range workers {
+						// Every request sent was answered (the run waits for them),
+						// every answer was measured, and it succeeded.
+						failures := 0
+						for _, k := range w.cmd {
+							if k&failed != 0 {
+								failures++
+							}
+						}
+						if len(w.lat) == 0 || uint64(len(w.lat)) != w.seq || w.n != 0 || failures != 0 {
+							t.Errorf("%s pipeline %d conn %d: %d samples (%d failed), %d sent, %d in flight", fake.name, pipeline, i, len(w.lat), failures, w.seq, w.n)
+						}
 					}
 				}
 			}
-			if _, err := runFake(t, d.run, fakeHost(t, false, true), 2, 1, time.Second); err == nil || !strings.Contains(err.Error(), "out of order") {
+			if _, err := runFake(t, d.run, fakeHost(t, false, true), fakeHostProto, 2, 1, time.Second); err == nil || !strings.Contains(err.Error(), "out of order") {
 				t.Fatalf("wrong header: %v", err)
+			}
+			if _, err := runFake(t, d.run, fakeHTTP(t, true), fakeHTTPProto, 2, 1, time.Second); err == nil || !strings.Contains(err.Error(), "chunked") {
+				t.Fatalf("chunked response: %v", err)
 			}
 		})
 	}
