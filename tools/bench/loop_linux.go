@@ -11,7 +11,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unsafe"
+
+	"payhsm/internal/rawfd"
 )
 
 // What the io_uring and epoll client drivers share, and the epoll driver
@@ -62,24 +63,9 @@ func takeFD(c net.Conn) (int, error) {
 	if !ok {
 		return -1, errors.New("bench: io_uring driver: not a TCP connection")
 	}
-	rc, err := tc.SyscallConn()
+	fd, err := rawfd.Dup(tc)
 	if err != nil {
 		return -1, err
-	}
-	fd := -1
-	var derr error
-	if err := rc.Control(func(s uintptr) {
-		syscall.ForkLock.RLock()
-		fd, derr = syscall.Dup(int(s))
-		if derr == nil {
-			syscall.CloseOnExec(fd)
-		}
-		syscall.ForkLock.RUnlock()
-	}); err != nil {
-		return -1, err
-	}
-	if derr != nil {
-		return -1, derr
 	}
 	_ = c.Close() // only leaves Go's poller: the duplicate keeps the socket open
 	return fd, nil
@@ -183,7 +169,7 @@ func runEpoll(workers []*worker, conns []net.Conn, measuring, stopping *atomic.B
 	write := func(i int) error {
 		c := rcs[i]
 		for c.off < len(c.out) {
-			n, err := rawWrite(c.fd, c.out[c.off:])
+			n, err := rawfd.Write(c.fd, c.out[c.off:])
 			switch {
 			case err == syscall.EINTR:
 				continue
@@ -229,7 +215,7 @@ func runEpoll(workers []*worker, conns []net.Conn, measuring, stopping *atomic.B
 			if ev.Events&(syscall.EPOLLIN|syscall.EPOLLERR|syscall.EPOLLHUP) == 0 {
 				continue
 			}
-			r, err := rawRead(c.fd, buf)
+			r, err := rawfd.Read(c.fd, buf)
 			switch {
 			case err == syscall.EAGAIN || err == syscall.EINTR:
 				continue
@@ -243,24 +229,4 @@ func runEpoll(workers []*worker, conns []net.Conn, measuring, stopping *atomic.B
 			}
 		}
 	}
-}
-
-// rawRead and rawWrite are read(2) and write(2) on a non-blocking socket,
-// without the scheduler's system-call hand-off. b must not be empty.
-func rawRead(fd int, b []byte) (int, error) {
-	//nolint:gosec // G103: read(2) takes the buffer's address; converted in the call's arguments, b stays live.
-	r, _, e := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
-	if e != 0 {
-		return 0, e
-	}
-	return int(r), nil
-}
-
-func rawWrite(fd int, b []byte) (int, error) {
-	//nolint:gosec // G103: write(2) takes the buffer's address; converted in the call's arguments, b stays live.
-	r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
-	if e != 0 {
-		return 0, e
-	}
-	return int(r), nil
 }
