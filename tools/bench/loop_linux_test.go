@@ -20,95 +20,63 @@ import (
 // its header as sent (or, with wrong, another), "00", written split into
 // single bytes with split.
 func fakeHost(t *testing.T, split, wrong bool) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ln.Close() })
-	go func() {
+	return serveFake(t, func(c net.Conn) {
+		var lb [2]byte
 		for {
-			c, err := ln.Accept()
-			if err != nil {
+			if _, err := io.ReadFull(c, lb[:]); err != nil {
 				return
 			}
-			go func() {
-				defer func() { _ = c.Close() }()
-				var lb [2]byte
-				for {
-					if _, err := io.ReadFull(c, lb[:]); err != nil {
-						return
-					}
-					msg := make([]byte, binary.BigEndian.Uint16(lb[:]))
-					if _, err := io.ReadFull(c, msg); err != nil {
-						return
-					}
-					resp := append(append([]byte{0, 8}, msg[:4]...), "CD00"...)
-					if wrong {
-						resp[2] ^= 1
-					}
-					if !split {
-						if _, err := c.Write(resp); err != nil {
-							return
-						}
-						continue
-					}
-					for i := range resp {
-						if _, err := c.Write(resp[i : i+1]); err != nil {
-							return
-						}
-					}
+			msg := make([]byte, binary.BigEndian.Uint16(lb[:]))
+			if _, err := io.ReadFull(c, msg); err != nil {
+				return
+			}
+			resp := append(append([]byte{0, 8}, msg[:4]...), "CD00"...)
+			if wrong {
+				resp[2] ^= 1
+			}
+			if !split {
+				if _, err := c.Write(resp); err != nil {
+					return
 				}
-			}()
+				continue
+			}
+			for i := range resp {
+				if _, err := c.Write(resp[i : i+1]); err != nil {
+					return
+				}
+			}
 		}
-	}()
-	return ln.Addr().String()
+	})
 }
 
 // fakeHTTP answers every request on its connections (pipelined requests
 // in order) with a 200 whose body is as long as the request's, written in
 // pieces of 1 to 7 bytes; with chunked, with a chunked body instead.
 func fakeHTTP(t *testing.T, chunked bool) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
+	return serveFake(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for piece := 1; ; piece = piece%7 + 1 {
+			req, err := http.ReadRequest(br)
 			if err != nil {
 				return
 			}
-			go func() {
-				defer func() { _ = c.Close() }()
-				br := bufio.NewReader(c)
-				for piece := 1; ; piece = piece%7 + 1 {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					body, err := io.ReadAll(req.Body)
-					if err != nil {
-						return
-					}
-					resp := fmt.Appendf(nil, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), bytes.Repeat([]byte("x"), len(body)))
-					if chunked {
-						resp = []byte("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n")
-					}
-					for len(resp) > 0 {
-						n := min(piece, len(resp))
-						if _, err := c.Write(resp[:n]); err != nil {
-							return
-						}
-						resp = resp[n:]
-					}
+			body, err := io.ReadAll(req.Body)
+			if err != nil {
+				return
+			}
+			resp := fmt.Appendf(nil, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), bytes.Repeat([]byte("x"), len(body)))
+			if chunked {
+				resp = []byte("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n")
+			}
+			for len(resp) > 0 {
+				n := min(piece, len(resp))
+				if _, err := c.Write(resp[:n]); err != nil {
+					return
 				}
-			}()
+				resp = resp[n:]
+			}
 		}
-	}()
-	return ln.Addr().String()
+	})
 }
 
 func fakeHostProto() proto {
@@ -188,4 +156,29 @@ func TestLoopDriversCheck(t *testing.T) {
 			}
 		})
 	}
+}
+
+// serveFake listens on loopback and serves every connection with serve on
+// a goroutine of its own (the connection closed when serve returns) until
+// the test ends; it returns the address.
+func serveFake(t *testing.T, serve func(net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer func() { _ = c.Close() }()
+				serve(c)
+			}()
+		}
+	}()
+	return ln.Addr().String()
 }
