@@ -534,29 +534,12 @@ var crlf2 = []byte("\r\n\r\n")
 // "/-._~" alone (the data plane's request paths): url.ParseRequestURI
 // makes of it a URL with only Path set, target itself.
 func plainPath(target string) bool {
-	if target == "" || target[0] != '/' {
-		return false
-	}
-	for i := 0; i < len(target); i++ {
-		if c := target[i]; c >= 0x80 || !isPlainPathByte[c] {
-			return false
-		}
-	}
-	return true
+	return target != "" && target[0] == '/' && allIn(target, &plainPathBytes)
 }
 
-var isPlainPathByte = func() (t [128]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c], t[c-'a'+'A'] = true, true
-	}
-	for _, c := range "/-._~" {
-		t[c] = true
-	}
-	return t
-}()
+// plainPathBytes are the bytes of a plain request path: unreserved
+// characters and '/'.
+var plainPathBytes = alnumPlus("/-._~")
 
 // bareLF reports whether a line feed without a carriage return comes in
 // buf before end (the end of the head; -1 when it is not buffered yet).
@@ -588,30 +571,35 @@ func isPrint(s string) bool {
 
 // validFieldName: an RFC 9110 token, as net/textproto requires.
 func validFieldName(k string) bool {
-	if k == "" {
-		return false
-	}
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		if c >= 0x80 || !isTokenByte[c] {
-			return false
-		}
-	}
-	return true
+	return k != "" && allIn(k, &tokenBytes)
 }
 
-var isTokenByte = func() (t [128]bool) {
+// tokenBytes are RFC 9110's tchar.
+var tokenBytes = alnumPlus("!#$%&'*+-.^_`|~")
+
+// alnumPlus is the set of ASCII letters and digits and the bytes of extra.
+func alnumPlus(extra string) (t [128]bool) {
 	for c := '0'; c <= '9'; c++ {
 		t[c] = true
 	}
 	for c := 'a'; c <= 'z'; c++ {
 		t[c], t[c-'a'+'A'] = true, true
 	}
-	for _, c := range "!#$%&'*+-.^_`|~" {
+	for _, c := range extra {
 		t[c] = true
 	}
 	return t
-}()
+}
+
+// allIn reports whether every byte of s is ASCII and in set.
+func allIn(s string, set *[128]bool) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 0x80 || !set[c] {
+			return false
+		}
+	}
+	return true
+}
 
 // validFieldValue: no control character but HTAB, as net/http requires.
 // Eight bytes at a time: a word with no byte below 0x20 and none equal to

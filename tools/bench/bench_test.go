@@ -118,14 +118,7 @@ func TestRun(t *testing.T) {
 		if r.Total.Count == 0 || r.Total.Errors != 0 || len(r.PerCommand) != 3 || r.Throughput <= 0 {
 			t.Fatalf("driver %q pipeline %d: %+v", tc.driver, pipeline, r)
 		}
-		want := tc.driver
-		if want == "" {
-			want = DriverGoroutine
-			if tc.rate == 0 && ringErr == nil {
-				want = DefaultDriver
-			}
-		}
-		if r.Driver != want {
+		if want := wantDriver(tc.driver, tc.rate, ringErr); r.Driver != want {
 			t.Errorf("driver %q rate %.0f: ran %q, want %q", tc.driver, tc.rate, r.Driver, want)
 		}
 		for _, s := range r.PerCommand {
@@ -165,4 +158,17 @@ func TestRingDriverRefuses(t *testing.T) {
 			t.Errorf("%+v: error %v", o, err)
 		}
 	}
+}
+
+// wantDriver is the client driver a run asking for driver at rate should
+// report: the one asked for, else the default where a ring can be set up
+// (ringErr nil) and the run is unpaced, else a goroutine per connection.
+func wantDriver(driver string, rate float64, ringErr error) string {
+	switch {
+	case driver != "":
+		return driver
+	case rate == 0 && ringErr == nil:
+		return DefaultDriver
+	}
+	return DriverGoroutine
 }

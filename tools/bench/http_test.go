@@ -298,14 +298,7 @@ func TestRunHTTP(t *testing.T) {
 		if r.Total.Count == 0 || r.Total.Errors != 0 || len(r.PerCommand) != len(tc.mix) || r.Throughput <= 0 {
 			t.Fatalf("driver %q pipeline %d: %+v", tc.driver, tc.pipeline, r)
 		}
-		want := tc.driver
-		if want == "" {
-			want = DriverGoroutine
-			if tc.rate == 0 && ringErr == nil {
-				want = DefaultDriver
-			}
-		}
-		if r.Driver != want {
+		if want := wantDriver(tc.driver, tc.rate, ringErr); r.Driver != want {
 			t.Errorf("driver %q rate %.0f: ran %q, want %q", tc.driver, tc.rate, r.Driver, want)
 		}
 		var out bytes.Buffer
