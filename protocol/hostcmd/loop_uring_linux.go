@@ -41,6 +41,8 @@ type uringLoop struct {
 	byID      map[uint64]*loopConn // connections with a name in the ring, dropped ones whose operations are in flight included
 	last      uint64               // the last connection id given
 	wakeArmed bool                 // a poll on the wake-up pipe is in the ring
+	files     *uring.Files         // the connections' fixed-file slots (nil: plain descriptors)
+	exp       uringExp
 }
 
 // An operation's user data is its connection's id << 2 | its kind; the
@@ -84,7 +86,7 @@ func newUringLoop(s *Server) (*uringLoop, error) {
 		r.Close()
 		return nil, err
 	}
-	l := &uringLoop{r: r, bufs: bufs, byID: map[uint64]*loopConn{}}
+	l := &uringLoop{r: r, bufs: bufs, byID: map[uint64]*loopConn{}, exp: readUringExp()}
 	if err := l.init(s); err != nil {
 		r.Close()
 		return nil, err
@@ -109,12 +111,17 @@ func (l *uringLoop) run() {
 		l.stop(time.Now())
 		return
 	}
+	l.register()
+	enter := l.r.Enter
+	if l.exp.raw {
+		enter = l.r.EnterRaw
+	}
 	var turn turnState
 	for {
 		if !l.wakeArmed {
 			l.armWake()
 		}
-		if err := l.r.Enter(l.scan); err != nil && !errors.Is(err, uring.ErrBusy) {
+		if err := enter(l.scan); err != nil && !errors.Is(err, uring.ErrBusy) {
 			l.s.log.Error("host port io_uring loop failed", zap.Error(err))
 			l.stop(time.Now())
 			return
@@ -156,6 +163,9 @@ func (l *uringLoop) takeNew(now time.Time) {
 		c.id = l.last
 		l.conns[a.fd] = c
 		l.byID[c.id] = c
+		if l.files != nil {
+			c.slot, c.fixed = l.files.Set(c.fd)
+		}
 		l.recv(c)
 	}
 	l.evicted(evict, l.drop)
@@ -172,6 +182,9 @@ func (l *uringLoop) recv(c *loopConn) {
 		return
 	}
 	e.PrepRecvMultishot(c.fd, l.bufs, c.id<<2|uringRecv)
+	if c.fixed {
+		e.Fixed(c.slot)
+	}
 	c.recving = true
 }
 
@@ -203,6 +216,9 @@ func (l *uringLoop) send(c *loopConn, now time.Time) {
 		return
 	}
 	e.PrepSend(c.fd, c.out[c.off:], syscall.MSG_NOSIGNAL, c.id<<2|uringSend)
+	if c.fixed {
+		e.Fixed(c.slot)
+	}
 	c.wantOut, c.blocked = true, now
 }
 
@@ -231,7 +247,7 @@ func (l *uringLoop) complete(ud uint64, res int32, flags uint32, now time.Time) 
 			l.drop(c, nil)
 		}
 		if c.dead && !c.recving && !c.wantOut {
-			delete(l.byID, c.id)
+			l.forget(c)
 		}
 	}()
 	switch ud & 3 {
@@ -374,12 +390,28 @@ func (l *uringLoop) drop(c *loopConn, err error) {
 	delete(l.conns, c.fd)
 	c.dead = true
 	_ = syscall.Shutdown(c.fd, syscall.SHUT_RDWR) // closing anyway: an error changes nothing
+	if c.fixed {
+		// The table's reference would keep the socket open past the close
+		// below. Operations in flight keep theirs; entries not yet submitted
+		// find the slot empty (EBADF). The slot is reused once none is left
+		// (forget).
+		_ = l.files.Clear(c.slot) // on failure the socket closes with the ring
+	}
 	if err != nil && !errors.Is(err, errClosing) {
 		l.s.log.Debug("closing host connection", zap.String("remote", c.remote), zap.Error(err))
 	}
 	l.release(c)
 	if !c.recving && !c.wantOut {
-		delete(l.byID, c.id)
+		l.forget(c)
+	}
+}
+
+// forget removes a dropped connection whose operations have all completed.
+func (l *uringLoop) forget(c *loopConn) {
+	delete(l.byID, c.id)
+	if c.fixed {
+		l.files.Release(c.slot)
+		c.fixed = false
 	}
 }
 
