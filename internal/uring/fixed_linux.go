@@ -190,3 +190,6 @@ func (e *SQE) Fixed(slot uint32) {
 	e.FD = int32(slot) //nolint:gosec // G115: slots are below 1<<20
 	e.Flags |= sqeFixedFile
 }
+
+// Free is how many slots are free.
+func (f *Files) Free() int { return len(f.free) }

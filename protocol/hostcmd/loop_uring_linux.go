@@ -42,7 +42,6 @@ type uringLoop struct {
 	last      uint64               // the last connection id given
 	wakeArmed bool                 // a poll on the wake-up pipe is in the ring
 	files     *uring.Files         // the connections' fixed-file slots (nil: plain descriptors)
-	exp       uringExp
 }
 
 // An operation's user data is its connection's id << 2 | its kind; the
@@ -86,12 +85,28 @@ func newUringLoop(s *Server) (*uringLoop, error) {
 		r.Close()
 		return nil, err
 	}
-	l := &uringLoop{r: r, bufs: bufs, byID: map[uint64]*loopConn{}, exp: readUringExp()}
+	l := &uringLoop{r: r, bufs: bufs, byID: map[uint64]*loopConn{}}
 	if err := l.init(s); err != nil {
 		r.Close()
 		return nil, err
 	}
 	return l, nil
+}
+
+// register registers the ring's descriptor with the loop's thread and a
+// table of fixed files for the connections, which spares the kernel a
+// descriptor lookup per enter and per operation; without them (a kernel
+// before 5.19, or a refusal) the loop uses plain descriptors.
+func (l *uringLoop) register() {
+	if err := l.r.RegisterRing(); err != nil {
+		l.s.log.Debug("host port io_uring: ring descriptor not registered", zap.Error(err))
+	}
+	f, err := l.r.RegisterFiles(min(2*l.s.cfg.MaxConnections+8, 16384))
+	if err != nil {
+		l.s.log.Debug("host port io_uring: no fixed files", zap.Error(err))
+		return
+	}
+	l.files = f
 }
 
 func (l *uringLoop) close() {
@@ -112,14 +127,21 @@ func (l *uringLoop) run() {
 		return
 	}
 	l.register()
-	enter := l.r.Enter
-	if l.exp.raw {
-		enter = l.r.EnterRaw
-	}
 	var turn turnState
+	busy := false // the last turn had completions
 	for {
 		if !l.wakeArmed {
 			l.armWake()
+		}
+		// A busy loop waits without handing its processor to the
+		// scheduler (EnterRaw): Go's monitor thread then has no system call
+		// to watch (it woke every ~0.6 ms under load, a context switch each
+		// time) and the return takes no processor back. An idle loop waits
+		// with Enter, so that the monitor, finding nothing to do, sleeps
+		// longer, rather than preempting the loop every 10 ms.
+		enter := l.r.Enter
+		if busy {
+			enter = l.r.EnterRaw
 		}
 		if err := enter(l.scan); err != nil && !errors.Is(err, uring.ErrBusy) {
 			l.s.log.Error("host port io_uring loop failed", zap.Error(err))
@@ -127,7 +149,11 @@ func (l *uringLoop) run() {
 			return
 		}
 		now := time.Now()
-		l.r.Reap(func(ud uint64, res int32, flags uint32) { l.complete(ud, res, flags, now) })
+		busy = false
+		l.r.Reap(func(ud uint64, res int32, flags uint32) {
+			busy = true
+			l.complete(ud, res, flags, now)
+		})
 		if l.endTurn(now, &turn, l.takeNew, l.drop) {
 			l.stop(now)
 			return
