@@ -135,7 +135,7 @@ func (r *Ring) RegisterFiles(n int) (*Files, error) {
 	if n <= 0 || n > 1<<20 {
 		return nil, fmt.Errorf("io_uring: %d fixed files", n)
 	}
-	reg := rsrcRegister{nr: uint32(n), flags: rsrcRegisterSparse} //nolint:gosec // G115: bounded above
+	reg := rsrcRegister{nr: uint32(n), flags: rsrcRegisterSparse}
 	//nolint:gosec // G103: the kernel reads reg during the call.
 	if _, _, e := syscall.RawSyscall6(unix.SYS_IO_URING_REGISTER, uintptr(r.fd), registerFiles2, uintptr(unsafe.Pointer(&reg)), unsafe.Sizeof(reg), 0, 0); e != 0 {
 		return nil, fmt.Errorf("io_uring_register(FILES2): %w", e)

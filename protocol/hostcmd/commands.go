@@ -59,6 +59,7 @@ type call struct {
 	profile string
 	scratch []byte               // a command may build its response fields here
 	cur     cursor               // the request's decoder
+	decoded decoded              // the cursor's reused commands
 	idents  map[string]identMemo // raw key field -> ops identifier
 	// principal names the connection's principal (bind); actx is its
 	// request context (source address, TLS).
@@ -169,7 +170,7 @@ func (s *Server) answer(x *call, dst, msg []byte) ([]byte, result) {
 		return appendResponse(dst, req.header, rc, codeDisabled, nil, nil), result{command: req.code, code: codeDisabled, err: errUnknownCommand}
 	}
 	c := &x.cur
-	*c = cursor{b: req.body}
+	*c = cursor{b: req.body, reuse: &x.decoded}
 	cmd := dec(c)
 	if c.err != nil {
 		code := errorCode(c.err)

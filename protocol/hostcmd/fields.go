@@ -20,6 +20,25 @@ type cursor struct {
 	// idents are the ops identifiers of the block keys among keys, once
 	// resolved (call.identOf).
 	idents [maxKeysPerCommand]string
+	// reuse holds the connection's decoded commands of the commonest kinds,
+	// reused from one request to the next (nil: each decode allocates).
+	reuse *decoded
+}
+
+// decoded is a connection's room for its decoded commands: a command is
+// done with (answered, audited) before the connection's next is decoded.
+type decoded struct {
+	translate translateCmd
+}
+
+// translateCmd returns a zeroed translateCmd for a decoder to fill.
+func (c *cursor) translateCmd() *translateCmd {
+	if c.reuse == nil {
+		return &translateCmd{}
+	}
+	t := &c.reuse.translate
+	*t = translateCmd{}
+	return t
 }
 
 // keyIndex is the index in c.keys of the field k (the same bytes of the
