@@ -128,6 +128,7 @@ type Ring struct {
 	tail     uint32 // the SQ tail as filled, published before each enter
 	disabled bool   // created with IORING_SETUP_R_DISABLED: enable from the submitting thread
 	bufRings []*BufRing
+	regIndex int // the ring's index among the thread's registered rings (RegisterRing), -1: none
 
 	ts  unix.Timespec // the wait's timeout, pointed to by arg
 	arg getEventsArg  // kept here so that the kernel reads live memory
@@ -158,7 +159,7 @@ func New(sq, cq uint32) (*Ring, error) {
 	if errno != 0 {
 		return nil, fmt.Errorf("io_uring_setup: %w", errno)
 	}
-	r := &Ring{fd: int(fd), disabled: p.flags&setupRDisabled != 0}
+	r := &Ring{fd: int(fd), disabled: p.flags&setupRDisabled != 0, regIndex: -1}
 	const need = featSingleMmap | featNoDrop | featExtArg
 	if p.features&need != need {
 		r.Close()
@@ -205,6 +206,7 @@ func (r *Ring) Enable() error {
 
 // Close releases the ring and its provided-buffer rings.
 func (r *Ring) Close() {
+	r.unregisterRing()
 	if r.sqeMem != nil {
 		_ = unix.Munmap(r.sqeMem) // a mapping of ours: nothing to do if it fails
 	}
@@ -248,23 +250,27 @@ var ErrBusy = errors.New("io_uring: completion queue busy")
 // at least one completion (wait 0: submits without waiting). EINTR and a
 // timeout are not errors.
 func (r *Ring) Enter(wait time.Duration) error {
-	atomic.StoreUint32(r.sqTail, r.tail)
+	r.publishTail()
 	n := r.Pending()
+	fd, reg := r.enterFD()
 	if wait <= 0 {
 		if n == 0 {
 			return nil
 		}
-		_, _, e := syscall.RawSyscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(n), 0, enterGetEvents, 0, 0)
+		_, _, e := syscall.RawSyscall6(unix.SYS_IO_URING_ENTER, fd, uintptr(n), 0, enterGetEvents|reg, 0, 0)
 		return enterErr(e)
 	}
 	r.ts = unix.NsecToTimespec(int64(wait))
 	//nolint:gosec // G103: the kernel reads the timeout through arg; both are fields of r, live for the call.
 	r.arg = getEventsArg{ts: uint64(uintptr(unsafe.Pointer(&r.ts)))}
 	//nolint:gosec // G103: as above.
-	_, _, e := syscall.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(n), 1, enterGetEvents|enterExtArg,
+	_, _, e := syscall.Syscall6(unix.SYS_IO_URING_ENTER, fd, uintptr(n), 1, enterGetEvents|enterExtArg|reg,
 		uintptr(unsafe.Pointer(&r.arg)), unsafe.Sizeof(r.arg))
 	return enterErr(e)
 }
+
+// publishTail makes the entries filled so far the kernel's.
+func (r *Ring) publishTail() { atomic.StoreUint32(r.sqTail, r.tail) }
 
 func enterErr(e syscall.Errno) error {
 	switch e {

@@ -184,7 +184,7 @@ func (x *call) remember(p *access.Principal, action access.Action, res []access.
 // resource is the authorization resource of a key field, with the key's
 // resource-based policy.
 func (x *call) resource(k keyRef) access.Resource {
-	ident := x.ident(k)
+	ident, m, memo := x.identOf(k)
 	if !k.block {
 		// An alias's key can change: a reference is resolved each
 		// time, from the working-key cache.
@@ -193,7 +193,12 @@ func (x *call) resource(k keyRef) access.Resource {
 	// A block's binding cannot change: remember the key it names with
 	// its identifier. Its key's policy can: look it up each time (from
 	// the policy cache).
-	if m, ok := x.idents[string(k.raw)]; ok && m.hasRes && m.ident == ident {
+	if !memo {
+		// Resolved earlier in this command: take the memo's entry.
+		m, memo = x.idents[string(k.raw)]
+		memo = memo && m.ident == ident
+	}
+	if memo && m.hasRes {
 		r := m.res
 		r.Policy = x.svc.ResourcePolicyOf(r.ARN)
 		return r
@@ -203,7 +208,7 @@ func (x *call) resource(k keyRef) access.Resource {
 	if keyARN == "" {
 		r = access.Resource{ARN: aliasARN}
 	}
-	if m, ok := x.idents[string(k.raw)]; ok && m.ident == ident {
+	if memo {
 		m.res, m.hasRes = r, true
 		x.idents[string(k.raw)] = m
 	}

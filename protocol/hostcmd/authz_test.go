@@ -175,6 +175,7 @@ func BenchmarkDispatchCCAuthz(b *testing.B) {
 			msg := []byte("0002CC" + zpka + zpkb + "12" + r[8:] + "0101555555123456")
 			b.ReportAllocs()
 			b.ResetTimer()
+			defer reportCPU(b)()
 			b.RunParallel(func(pb *testing.PB) {
 				x, out := ts.srv.newCall(), make([]byte, 0, 64)
 				ts.srv.bind(x, nil, "127.0.0.1:4000", false)

@@ -91,7 +91,7 @@ func decodeCA(c *cursor) command { return decodeTranslate(c) }
 func decodeCC(c *cursor) command { return decodeTranslate(c) }
 
 func decodeTranslate(c *cursor) command {
-	t := &translateCmd{}
+	t := c.translateCmd()
 	t.src = c.key("source key")
 	t.dst = c.key("destination key")
 	if t.maxPIN = c.num(2, "maximum PIN length"); c.err == nil && (t.maxPIN < 4 || t.maxPIN > 12) {
@@ -110,7 +110,8 @@ func decodeTranslate(c *cursor) command {
 // Request: BDK | ZPK | KSN descriptor 3H | KSN 20H | PIN block 16H | source
 // format 2N | destination format 2N | account 12N. Response as CC.
 func decodeG0(c *cursor) command {
-	t := &translateCmd{maxPIN: 12}
+	t := c.translateCmd()
+	t.maxPIN = 12
 	t.src = c.key("BDK")
 	t.dst = c.key("ZPK")
 	c.hex(3, "KSN descriptor")

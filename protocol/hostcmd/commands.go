@@ -59,6 +59,7 @@ type call struct {
 	profile string
 	scratch []byte               // a command may build its response fields here
 	cur     cursor               // the request's decoder
+	decoded decoded              // the cursor's reused commands
 	idents  map[string]identMemo // raw key field -> ops identifier
 	// principal names the connection's principal (bind); actx is its
 	// request context (source address, TLS).
@@ -102,23 +103,45 @@ func (s *Server) newCall() *call {
 
 // ident is the ops key identifier of a key field.
 func (x *call) ident(k keyRef) string {
+	id, _, _ := x.identOf(k)
+	return id
+}
+
+// identOf is k's ops key identifier and, when it came from the
+// connection's memo (memo true), the memo's entry. A block field of the
+// command being decoded or run is resolved once per command: the cursor
+// keeps its identifier (an authorized command asks for each key twice).
+func (x *call) identOf(k keyRef) (id string, m identMemo, memo bool) {
 	for i := range x.npins {
 		if !k.block && x.pins[i].ref == string(k.raw) {
-			return x.pins[i].keyARN
+			return x.pins[i].keyARN, identMemo{}, false
+		}
+	}
+	i := -1
+	if k.block {
+		if i = x.cur.keyIndex(k); i >= 0 && x.cur.idents[i] != "" {
+			return x.cur.idents[i], identMemo{}, false
 		}
 	}
 	if m, ok := x.idents[string(k.raw)]; ok && m.block == k.block && m.profile == x.profile {
-		return m.ident
+		if i >= 0 {
+			x.cur.idents[i] = m.ident
+		}
+		return m.ident, m, true
 	}
-	id := string(k.raw)
+	id = string(k.raw)
 	if k.block {
 		id = ops.BlockIdent(x.profile, id)
 	}
 	if len(x.idents) >= maxIdentMemo {
 		clear(x.idents)
 	}
-	x.idents[string(k.raw)] = identMemo{profile: x.profile, block: k.block, ident: id}
-	return id
+	m = identMemo{profile: x.profile, block: k.block, ident: id}
+	x.idents[string(k.raw)] = m
+	if i >= 0 {
+		x.cur.idents[i] = id
+	}
+	return id, m, true
 }
 
 // dispatch serves one message and appends the response message (without
@@ -147,7 +170,7 @@ func (s *Server) answer(x *call, dst, msg []byte) ([]byte, result) {
 		return appendResponse(dst, req.header, rc, codeDisabled, nil, nil), result{command: req.code, code: codeDisabled, err: errUnknownCommand}
 	}
 	c := &x.cur
-	*c = cursor{b: req.body}
+	*c = cursor{b: req.body, reuse: &x.decoded}
 	cmd := dec(c)
 	if c.err != nil {
 		code := errorCode(c.err)

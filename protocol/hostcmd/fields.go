@@ -17,6 +17,42 @@ type cursor struct {
 	// authorization.
 	keys  [maxKeysPerCommand]keyRef
 	nkeys int
+	// idents are the ops identifiers of the block keys among keys, once
+	// resolved (call.identOf).
+	idents [maxKeysPerCommand]string
+	// reuse holds the connection's decoded commands of the commonest kinds,
+	// reused from one request to the next (nil: each decode allocates).
+	reuse *decoded
+}
+
+// decoded is a connection's room for its decoded commands: a command is
+// done with (answered, audited) before the connection's next is decoded.
+type decoded struct {
+	translate translateCmd
+}
+
+// translateCmd returns a zeroed translateCmd for a decoder to fill.
+func (c *cursor) translateCmd() *translateCmd {
+	if c.reuse == nil {
+		return &translateCmd{}
+	}
+	t := &c.reuse.translate
+	*t = translateCmd{}
+	return t
+}
+
+// keyIndex is the index in c.keys of the field k (the same bytes of the
+// request, not equal ones), or -1.
+func (c *cursor) keyIndex(k keyRef) int {
+	if len(k.raw) == 0 {
+		return -1
+	}
+	for i := range c.nkeys {
+		if r := c.keys[i].raw; len(r) == len(k.raw) && &r[0] == &k.raw[0] && c.keys[i].block == k.block {
+			return i
+		}
+	}
+	return -1
 }
 
 // maxKeysPerCommand bounds the key fields of one command (the most any has is 2).

@@ -92,6 +92,8 @@ type loopConn struct {
 	paused  bool   // its recv is cancelled: it holds the longest frame while a send is in flight
 	eof     bool   // the peer closed its side
 	dead    bool   // dropped; kept until its operations complete
+	slot    uint32 // its fixed-file slot, when fixed
+	fixed   bool   // its operations name it by slot (IOSQE_FIXED_FILE)
 }
 
 // startLoops creates the event loops; on failure the server keeps one

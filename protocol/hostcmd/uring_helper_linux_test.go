@@ -182,3 +182,103 @@ func TestUringHoldsInput(t *testing.T) {
 		t.Fatalf("%d frames: answers %q, want %q", sentFrames, got, want)
 	}
 }
+
+// TestUringFixedFiles drives the io_uring loop by hand: a connection it
+// takes is named by a fixed-file slot, served through it, and when dropped
+// its slot is cleared at once (an operation naming it then fails with
+// EBADF, so the close releases the socket) and becomes free only once its
+// operations have completed; the peer reads the end of the stream.
+func TestUringFixedFiles(t *testing.T) {
+	if err := uringUsable(); err != nil {
+		t.Skipf("io_uring: %v", err)
+	}
+	runtime.LockOSThread() // the ring's single issuer
+	defer runtime.UnlockOSThread()
+	ts := startServer(t, nil, Config{Driver: DriverEpoll, MaxConnections: 2})
+	l, err := newUringLoop(ts.srv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.close()
+	if err := l.r.Enable(); err != nil {
+		t.Fatal(err)
+	}
+	l.register()
+	if l.files == nil {
+		t.Skip("io_uring: no fixed files here")
+	}
+	slots := l.files.Free()
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = syscall.Close(fds[1]) }()
+	ts.srv.wg.Add(1) // as Serve does for a connection it hands over; release's Done
+	l.add = append(l.add, adopted{fd: fds[0], remote: "pair", t: &tracked{fd: fds[0]}})
+	l.takeNew(time.Now())
+	c := l.conns[fds[0]]
+	if c == nil || !c.fixed || l.files.Free() != slots-1 {
+		t.Fatalf("connection %v: fixed %v, %d of %d slots free", c != nil, c != nil && c.fixed, l.files.Free(), slots)
+	}
+	turn := func() {
+		t.Helper()
+		if err := l.r.Enter(20 * time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+		l.r.Reap(func(ud uint64, res int32, flags uint32) { l.complete(ud, res, flags, time.Now()) })
+	}
+	if _, err := syscall.Write(fds[1], frames(t, "0001B20002OK")); err != nil {
+		t.Fatal(err)
+	}
+	want := frames(t, "0001B300OK")
+	var got []byte
+	buf := make([]byte, 256)
+	if err := syscall.SetNonblock(fds[1], true); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); len(got) < len(want) && time.Now().Before(deadline); {
+		turn()
+		if k, _ := syscall.Read(fds[1], buf); k > 0 {
+			got = append(got, buf[:k]...)
+		}
+	}
+	if string(got) != string(want) {
+		t.Fatalf("answer %q, want %q", got, want)
+	}
+	l.drop(c, errClosing)
+	if !c.recving {
+		t.Fatal("the multishot recv should still be in flight right after the drop")
+	}
+	if l.files.Free() != slots-1 {
+		t.Fatal("slot freed while an operation naming it was in flight")
+	}
+	const probe = 999<<2 | uringSend // no connection has id 999
+	e := l.r.SQE()
+	e.PrepSend(0, []byte("x"), syscall.MSG_NOSIGNAL, probe)
+	e.Fixed(c.slot)
+	probed := int32(1)
+	for deadline := time.Now().Add(5 * time.Second); (len(l.byID) > 0 || probed == 1) && time.Now().Before(deadline); {
+		if err := l.r.Enter(20 * time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+		l.r.Reap(func(ud uint64, res int32, flags uint32) {
+			if ud == probe {
+				probed = res
+				return
+			}
+			l.complete(ud, res, flags, time.Now())
+		})
+	}
+	if probed != -int32(syscall.EBADF) {
+		t.Fatalf("a send on the dropped connection's slot: %d, want EBADF (the slot still holds the socket)", probed)
+	}
+	if len(l.byID) != 0 || l.files.Free() != slots {
+		t.Fatalf("after the completions: %d connections in the ring, %d of %d slots free", len(l.byID), l.files.Free(), slots)
+	}
+	if err := syscall.SetNonblock(fds[1], false); err != nil {
+		t.Fatal(err)
+	}
+	if k, err := syscall.Read(fds[1], buf); k != 0 || err != nil {
+		t.Fatalf("peer read %d, %v after the drop; want the end of the stream", k, err)
+	}
+}
