@@ -272,6 +272,11 @@ func (s *Service) AppendReEncryptData(dst []byte, in ReEncryptDataInput) ([]byte
 	if in.Outgoing.Asymmetric != nil || in.Outgoing.Emv != nil {
 		return dst, KeyUsed{}, about(fault.SubjectCipherAttributes, fault.SideOutgoing, "must be a symmetric or DUKPT key")
 	}
+	if in.Incoming.Symmetric != nil && in.IncomingWrappedKey == nil && in.Outgoing.Symmetric != nil && in.OutgoingWrappedKey == nil {
+		if out, k, ok, err := s.peekReEncrypt(dst, in); ok || err != nil {
+			return out, k, err
+		}
+	}
 	var dec, enc dataCrypter
 	if err := s.dataCrypter(&dec, in.IncomingKeyIdentifier, fault.SideIncoming, in.IncomingWrappedKey, in.Incoming, false); err != nil {
 		return dst, KeyUsed{}, err
@@ -291,6 +296,40 @@ func (s *Service) AppendReEncryptData(dst []byte, in ReEncryptDataInput) ([]byte
 		return dst, KeyUsed{}, err
 	}
 	return out, KeyUsed{KeyARN: enc.arn, KCV: enc.kcv}, nil
+}
+
+// peekReEncrypt is AppendReEncryptData with two stored symmetric keys used
+// directly, both cached: taken without references (peekWorking), as
+// appendData does. ok is false, with no error, when either key is not
+// found usable in the cache; the caller then takes the referenced path.
+// The checks and their order are dataCrypter's: the incoming key's, then
+// the outgoing key's.
+func (s *Service) peekReEncrypt(dst []byte, in ReEncryptDataInput) (out []byte, used KeyUsed, ok bool, err error) {
+	wi, err := s.peekWorking(in.IncomingKeyIdentifier)
+	if wi == nil || err != nil {
+		return dst, KeyUsed{}, false, err
+	}
+	mi, ivi, padi, err := symmetricParams(wi, fault.SubjectKey, fault.SideIncoming, in.Incoming.Symmetric, false)
+	if err != nil {
+		return dst, KeyUsed{}, false, err
+	}
+	wo, err := s.peekWorking(in.OutgoingKeyIdentifier)
+	if wo == nil || err != nil {
+		return dst, KeyUsed{}, false, err
+	}
+	mo, ivo, pado, err := symmetricParams(wo, fault.SubjectKey, fault.SideOutgoing, in.Outgoing.Symmetric, true)
+	if err != nil {
+		return dst, KeyUsed{}, false, err
+	}
+	pt, err := appendBlocks(nil, in.CipherText, wi.Block, mi, ivi, false, padi, fault.SideIncoming)
+	if err != nil {
+		return dst, KeyUsed{}, false, err
+	}
+	defer clear(pt)
+	if out, err = appendBlocks(dst, pt, wo.Block, mo, ivo, true, pado, fault.SideOutgoing); err != nil {
+		return dst, KeyUsed{}, false, err
+	}
+	return out, KeyUsed{KeyARN: wo.ARN, KCV: wo.Record.KCV}, true, nil
 }
 
 // dataCrypter is one direction of a resolved data key: a block cipher in a
