@@ -381,3 +381,74 @@ func FuzzAppendMac(f *testing.F) {
 		}
 	})
 }
+
+// TestPeekedKeysWhileDropped: AppendEncryptData, AppendDecryptData and
+// AppendMac (CMAC) with cached keys, which take them without a reference
+// (peekWorking), give the known answers in every iteration while another
+// goroutine drops every working key over and over (zeroing the material,
+// clearing the CMAC subkeys). Under -race it also checks that the peeking
+// paths read nothing the drops write. Then a key whose usage was stopped is refused at
+// once, through the same path.
+func TestPeekedKeysWhileDropped(t *testing.T) {
+	svc := opstest.New(t)
+	const keyHex = "2B7E151628AED2A6ABF7158809CF4F3C"
+	d0 := opstest.Import(t, svc, sym(keyspec.D0, keyspec.AES128, encDec), keyHex)
+	m6 := opstest.Import(t, svc, sym(keyspec.M6, keyspec.AES128, genVer), keyHex)
+	blk, err := aes.NewCipher(hb(keyHex))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := hb("6BC1BEE22E409F96E93D7E117393172AAE2D8A571E03AC9C9EB76FAC45AF8E51")
+	wantCT := make([]byte, len(data))
+	cipher.NewCBCEncrypter(blk, make([]byte, 16)).CryptBlocks(wantCT, data)
+	wantMac := cmac.Sum(blk, data)
+	encIn := ops.EncryptDataInput{KeyIdentifier: d0, PlainText: data, Attributes: ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: ops.ModeCBC}}}
+	decIn := ops.DecryptDataInput{KeyIdentifier: d0, CipherText: wantCT, Attributes: ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: ops.ModeCBC}}}
+	macIn := ops.GenerateMacInput{KeyIdentifier: m6, MessageData: data, Attributes: ops.MacAttributes{Algorithm: ops.MacCMAC}}
+
+	stop := make(chan struct{})
+	dropped := make(chan int)
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-stop:
+				dropped <- n
+				return
+			default:
+				ops.DropWorkingKeys(svc)
+				n++
+			}
+		}
+	}()
+	buf := make([]byte, 0, 64)
+	for i := range 3000 {
+		ct, _, err := svc.AppendEncryptData(buf[:0], encIn)
+		if err != nil || !bytes.Equal(ct, wantCT) {
+			t.Fatalf("iteration %d: AppendEncryptData = %x, %v; want %x", i, ct, err, wantCT)
+		}
+		pt, _, err := svc.AppendDecryptData(buf[:0], decIn)
+		if err != nil || !bytes.Equal(pt, data) {
+			t.Fatalf("iteration %d: AppendDecryptData = %x, %v; want %x", i, pt, err, data)
+		}
+		m, _, err := svc.AppendMac(buf[:0], macIn)
+		if err != nil || !bytes.Equal(m, wantMac) {
+			t.Fatalf("iteration %d: AppendMac = %x, %v; want %x", i, m, err, wantMac)
+		}
+	}
+	close(stop)
+	if n := <-dropped; n == 0 {
+		t.Fatal("the keys were never dropped during the test")
+	}
+	for _, k := range []string{d0, m6} {
+		if _, err := svc.StopKeyUsage(k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := svc.AppendEncryptData(buf[:0], encIn); fault.As(err).Violation != fault.ViolationState {
+		t.Fatalf("AppendEncryptData after StopKeyUsage: %v", err)
+	}
+	if _, _, err := svc.AppendMac(buf[:0], macIn); fault.As(err).Violation != fault.ViolationState {
+		t.Fatalf("AppendMac after StopKeyUsage: %v", err)
+	}
+}

@@ -200,6 +200,11 @@ func (a MacAlgorithm) String() string {
 // HMAC) compute it there, the others compute a new slice and copy it.
 func (s *Service) computeMac(ident string, dk *DynamicKey, msg []byte, a MacAttributes, generate bool, dst []byte) (out []byte, used KeyUsed, err error) {
 	const side = fault.SideNone
+	if dk == nil && a.Algorithm == MacCMAC {
+		if out, used, ok, err := s.peekCMAC(ident, msg, generate, dst); ok || err != nil {
+			return out, used, err
+		}
+	}
 	w, subj, arn, release, err := s.requestKey(ident, fault.SubjectKey, side, dk)
 	if err != nil {
 		return nil, KeyUsed{}, err
@@ -223,7 +228,7 @@ func (s *Service) computeMac(ident string, dk *DynamicKey, msg []byte, a MacAttr
 			if err = req(keyspec.UseGenerateMacCMAC, keyspec.UseVerifyMacCMAC); err == nil {
 				var k *cmac.Key
 				if k, err = w.CMAC(); err == nil {
-					out = k.Sum(dst, msg)
+					out, err = k.Sum(dst, msg) // not cleared: this call holds a reference
 				}
 			}
 		case MacAS2805:
@@ -271,6 +276,39 @@ func (s *Service) computeMac(ident string, dk *DynamicKey, msg []byte, a MacAttr
 		out = append(dst, tag...)
 	}
 	return out, KeyUsed{KeyARN: arn, KCV: w.KCV()}, nil
+}
+
+// peekCMAC is computeMac's CMAC with a stored key used directly, on a
+// cached key taken without a reference (peekWorking): the CMAC reads only
+// the key's Block and its CMAC subkeys, whose Sum reports a Clear that
+// overlaps it. ok is false, with no error, when the key was not found
+// usable in the cache or was cleared during the MAC: computeMac then
+// takes the referenced path, which looks it up again.
+func (s *Service) peekCMAC(ident string, msg []byte, generate bool, dst []byte) (out []byte, used KeyUsed, ok bool, err error) {
+	w, err := s.peekWorking(ident)
+	if w == nil || err != nil {
+		return nil, KeyUsed{}, false, err
+	}
+	if err := RequireUse(w, pick(generate, keyspec.UseGenerateMacCMAC, keyspec.UseVerifyMacCMAC), fault.SubjectKey, fault.SideNone); err != nil {
+		return nil, KeyUsed{}, false, err
+	}
+	k, err := w.CMAC()
+	if err != nil {
+		return nil, KeyUsed{}, false, err
+	}
+	// Without a reference, this may have made the subkeys of a key whose
+	// last Release has already run, which will not clear them: then they
+	// are cleared here. With sequentially consistent atomics, either this
+	// load sees the count at zero, or the last Release's decrement comes
+	// after it, and so does that Release's load of the key's CMAC key,
+	// which then sees k (stored before this load) and clears it.
+	if w.refs.Load() == 0 {
+		k.Clear()
+	}
+	if out, err = k.Sum(dst, msg); err != nil {
+		return nil, KeyUsed{}, false, nil // cleared meanwhile (cmac.ErrCleared)
+	}
+	return out, KeyUsed{KeyARN: w.ARN, KCV: w.Record.KCV}, true, nil
 }
 
 // dukptMac computes a DUKPT MAC: the MAC key of the request's variant,

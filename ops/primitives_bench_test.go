@@ -158,7 +158,7 @@ func BenchmarkPrimitives(b *testing.B) {
 				_, _, err := svc.AppendMac(out[:0], ops.GenerateMacInput{KeyIdentifier: m6, MessageData: data, Attributes: ops.MacAttributes{Algorithm: ops.MacCMAC}})
 				return err
 			},
-			func() error { cm.Sum(buf[:0], data); return nil }},
+			func() error { _, err := cm.Sum(buf[:0], data); return err }},
 		{"GenerateMac-HMAC-SHA256-64B",
 			func() error {
 				_, _, err := svc.AppendMac(out[:0], ops.GenerateMacInput{KeyIdentifier: m7, MessageData: data, Attributes: ops.MacAttributes{Algorithm: ops.MacHMAC}})

@@ -339,6 +339,30 @@ func (c *keyCache) get(ident string) (*WorkingKey, uint64) {
 	return nil, gen
 }
 
+// find returns the cached key of ident, or nil, taking no reference and
+// counting nothing: the first half of peekWorking's lookup.
+func (c *keyCache) find(ident string) *WorkingKey {
+	if e := c.front[frontSlot(ident)].Load(); e != nil && e.ident == ident {
+		return e.w
+	}
+	if v, ok := c.m.Load(ident); ok {
+		return v.(*WorkingKey)
+	}
+	return nil
+}
+
+// hit counts a cache hit on w, without taking a reference, and reports
+// whether w was live (its last reference not yet given back) when it did:
+// one atomic add. A hit counted on a key found dead is never folded
+// (foldHits ran at its last Release), so it is not counted: the caller
+// looks the key up again. A hit counted while w was live precedes w's
+// last Release, which folds it, or is folded by CacheStats: exact, as
+// acquire's.
+func (w *WorkingKey) hit() bool {
+	c := w.refs.v.Add(hitUnit) & refMask
+	return c != 0 && c < refHalf
+}
+
 // touch sets w's CLOCK reference bit, writing only when it is clear.
 func (w *WorkingKey) touch() {
 	if !w.used.Load() {
@@ -526,6 +550,46 @@ func (s *Service) Working(ident string, subj fault.Subject, side fault.Side) (*W
 		}
 		return nil, err
 	}
+	return w, nil
+}
+
+// peekWorking is Working's hit path for an operation that reads only the
+// parts of a working key its last Release leaves intact: Record, ARN, the
+// key-use set, Block and Left (Go's key schedules, which nothing wipes),
+// and the CMAC key through cmac.Key.Sum, which reports a Clear that
+// overlaps it (cmac.ErrCleared) rather than use a half-zeroed subkey. Such
+// an operation takes no reference and so calls no Release: the reference
+// count exists so that Material (and the CMAC and HMAC keys) is zeroed
+// only after its last user is done, and a peeking operation is not a user
+// of any of them. That saves the two atomic read-modify-writes of a
+// reference (acquire's compare-and-swap and Release's add), about a
+// quarter of a short AES message's cost in the operations layer; the hit
+// is counted by one atomic add (hit). The WorkingKey itself stays valid
+// memory while the operation holds its pointer (the garbage collector's
+// business), and a dropped key's Material is zeroed at the drop's Release
+// as before, whether or not a peeking operation is still running.
+//
+// It returns the key when Working would return it from the cache: the
+// token and store available, the key cached, live and known usable (its
+// usage period seen to begin, with no end: the started flag); nil, with
+// no error, for anything else (a miss, a key not yet seen usable, a
+// dropped key), which the caller hands to Working. An error is one
+// Working would return too (the token or store unavailable). Deletion,
+// disabling and every other state change drop the key from the cache
+// before they are acknowledged, so a peek honours them as a lookup does.
+func (s *Service) peekWorking(ident string) (*WorkingKey, error) {
+	if err := s.cust.Available(); err != nil {
+		s.cache.dropAll()
+		return nil, err
+	}
+	if err := s.store.Stale(); err != nil {
+		return nil, nil // Working builds its fault
+	}
+	w := s.cache.find(ident)
+	if w == nil || !w.started.Load() || !w.hit() {
+		return nil, nil
+	}
+	w.touch()
 	return w, nil
 }
 

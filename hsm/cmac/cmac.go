@@ -9,10 +9,12 @@ package cmac
 import (
 	"crypto/cipher"
 	"crypto/subtle"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash"
 	"slices"
+	"sync/atomic"
 )
 
 // ErrBlockSize reports a block cipher whose block size is neither 8 nor 16.
@@ -135,20 +137,35 @@ func Sum(b cipher.Block, msg []byte) []byte {
 	if err != nil {
 		panic(err)
 	}
-	out := k.Sum(nil, msg)
+	out, _ := k.Sum(nil, msg) // not cleared before it returns
 	k.Clear()
 	return out
 }
 
+// ErrCleared is returned by Key.Sum once Clear has begun.
+var ErrCleared = errors.New("cmac: the key was cleared")
+
 // Key is a CMAC key with its subkeys derived once, for keys used many
 // times: Sum then costs the message's block encryptions and no allocation
 // beyond the tag it appends. A Key is safe for concurrent use (if b is,
-// as crypto/aes and crypto/des blocks are).
+// as crypto/aes and crypto/des blocks are), Clear included: a Sum that
+// overlaps a Clear either computes with the subkey as it was or returns
+// ErrCleared, never a tag under a half-zeroed subkey. (The subkeys are
+// atomic words, read once by Sum before it checks cleared, and Clear sets
+// cleared before it zeroes them: the seqlock's argument, with Go's
+// sequentially consistent atomics.) A caller that holds no reference of
+// its own on the key can so use it while its owner may clear it.
 type Key struct {
-	b      cipher.Block
-	bs     int
-	k1, k2 [16]byte // subkeys (SP 800-38B 6.1), bs bytes used
+	b       cipher.Block
+	bs      int
+	k1, k2  [2]atomic.Uint64 // subkeys (SP 800-38B 6.1) as 64-bit words in byte order le; bs/8 words used
+	cleared atomic.Bool
 }
+
+// le is the byte order of the subkey words (any order works, as long as
+// the words are loaded and stored in it; little-endian is one instruction
+// on amd64 and arm64).
+var le = binary.LittleEndian
 
 // NewKey derives the subkeys of b.
 func NewKey(b cipher.Block) (*Key, error) {
@@ -161,11 +178,17 @@ func NewKey(b cipher.Block) (*Key, error) {
 		return nil, err
 	}
 	k := &Key{b: b, bs: bs}
-	var l [16]byte
+	var l, k1, k2 [16]byte
 	b.Encrypt(l[:bs], l[:bs])
-	dbl(k.k1[:bs], l[:bs], r)
-	dbl(k.k2[:bs], k.k1[:bs], r)
+	dbl(k1[:bs], l[:bs], r)
+	dbl(k2[:bs], k1[:bs], r)
+	for i := range bs / 8 {
+		k.k1[i].Store(le.Uint64(k1[8*i:]))
+		k.k2[i].Store(le.Uint64(k2[8*i:]))
+	}
 	clear(l[:])
+	clear(k1[:])
+	clear(k2[:])
 	return k, nil
 }
 
@@ -174,8 +197,25 @@ func (k *Key) Size() int { return k.bs }
 
 // Sum appends the full-length CMAC tag of msg to dst. It works in dst's
 // spare capacity (two blocks), so it allocates nothing when dst has room.
-func (k *Key) Sum(dst, msg []byte) []byte {
+// After Clear it returns dst unchanged and ErrCleared.
+func (k *Key) Sum(dst, msg []byte) ([]byte, error) {
 	bs, n := k.bs, len(dst)
+	// The subkey of the last block (K1 if it is complete, K2 if padded),
+	// read before cleared is checked (see Key) and written out as bytes
+	// now, well before the last block is XORed with it: the XOR reads it
+	// as one 16-byte load, which stalls if it has to be forwarded from the
+	// two 8-byte stores still in flight.
+	sk := &k.k2
+	if len(msg) > 0 && len(msg)%bs == 0 {
+		sk = &k.k1
+	}
+	var sub [16]byte
+	le.PutUint64(sub[:8], sk[0].Load())
+	le.PutUint64(sub[8:], sk[1].Load())
+	if k.cleared.Load() {
+		clear(sub[:])
+		return dst, ErrCleared
+	}
 	dst = slices.Grow(dst, 2*bs)[:n+2*bs]
 	x, last := dst[n:n+bs], dst[n+bs:n+2*bs]
 	clear(x)
@@ -187,20 +227,23 @@ func (k *Key) Sum(dst, msg []byte) []byte {
 		msg = msg[bs:]
 	}
 	copy(last, msg)
-	if len(msg) == bs {
-		subtle.XORBytes(last, last, k.k1[:bs])
-	} else {
+	if len(msg) < bs {
 		last[len(msg)] = 0x80
-		subtle.XORBytes(last, last, k.k2[:bs])
 	}
+	subtle.XORBytes(last, last, sub[:bs])
 	subtle.XORBytes(x, x, last)
 	k.b.Encrypt(x, x)
 	clear(last)
-	return dst[:n+bs]
+	clear(sub[:])
+	return dst[:n+bs], nil
 }
 
-// Clear zeroes the subkeys (the block cipher's own schedule cannot be).
+// Clear zeroes the subkeys (the block cipher's own schedule cannot be);
+// a Sum after it, or overlapping it, returns ErrCleared.
 func (k *Key) Clear() {
-	clear(k.k1[:])
-	clear(k.k2[:])
+	k.cleared.Store(true) // before the words are zeroed: see Key
+	for i := range k.k1 {
+		k.k1[i].Store(0)
+		k.k2[i].Store(0)
+	}
 }

@@ -288,12 +288,12 @@ func TestKeyMatchesMAC(t *testing.T) {
 			m, _ := New(b)
 			m.Write(msg[:n])
 			want := m.Sum(nil)
-			if got := k.Sum(nil, msg[:n]); !bytes.Equal(got, want) || !bytes.Equal(Sum(b, msg[:n]), want) {
-				t.Fatalf("block size %d, %d bytes: Key.Sum %x, MAC %x", b.BlockSize(), n, got, want)
+			if got, err := k.Sum(nil, msg[:n]); err != nil || !bytes.Equal(got, want) || !bytes.Equal(Sum(b, msg[:n]), want) {
+				t.Fatalf("block size %d, %d bytes: Key.Sum %x, %v; MAC %x", b.BlockSize(), n, got, err, want)
 			}
 		}
 		buf := make([]byte, 0, 32)
-		if a := testing.AllocsPerRun(50, func() { buf = k.Sum(buf[:0], msg) }); a != 0 {
+		if a := testing.AllocsPerRun(50, func() { buf, _ = k.Sum(buf[:0], msg) }); a != 0 {
 			t.Errorf("Key.Sum allocates %.0f times", a)
 		}
 	}
@@ -315,6 +315,54 @@ func BenchmarkKeyAES128(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(msg)))
 	for b.Loop() {
-		buf = k.Sum(buf[:0], msg)
+		buf, _ = k.Sum(buf[:0], msg)
+	}
+}
+
+// TestKeyClear: after Clear, Sum returns ErrCleared and dst as it was, and
+// the subkeys are zero; a Sum that overlaps a Clear returns either the
+// right tag or ErrCleared, never another tag (run with -race: every access
+// to the subkeys is atomic).
+func TestKeyClear(t *testing.T) {
+	aesBlock, err := aes.NewCipher(unhex(t, "2b7e151628aed2a6abf7158809cf4f3c"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tdeaBlock, err := des.NewTripleDESCipher(unhex(t, "8aa83bf8cbda10620bc1bf19fbb6cd58bc313d4a371ca8b5"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range []cipher.Block{aesBlock, tdeaBlock} {
+		for _, n := range []int{0, 7, 8, 16, 40, 64} {
+			msg := bytes.Repeat([]byte{0x5A}, n)
+			want := Sum(b, msg)
+			for range 200 {
+				k, err := NewKey(b)
+				if err != nil {
+					t.Fatal(err)
+				}
+				done := make(chan struct{})
+				go func() { k.Clear(); close(done) }()
+				prefix := []byte{1, 2, 3}
+				got, err := k.Sum(prefix, msg)
+				switch {
+				case errors.Is(err, ErrCleared):
+					if !bytes.Equal(got, prefix) {
+						t.Fatalf("block size %d, %d bytes: ErrCleared with dst %x", b.BlockSize(), n, got)
+					}
+				case err != nil || !bytes.Equal(got[3:], want) || !bytes.Equal(got[:3], prefix):
+					t.Fatalf("block size %d, %d bytes: Sum overlapping Clear = %x, %v; want %x or ErrCleared", b.BlockSize(), n, got, err, want)
+				}
+				<-done
+				if got, err := k.Sum(nil, msg); !errors.Is(err, ErrCleared) || got != nil {
+					t.Fatalf("Sum after Clear = %x, %v", got, err)
+				}
+				for i := range k.k1 {
+					if k.k1[i].Load() != 0 || k.k2[i].Load() != 0 {
+						t.Fatal("Clear left a subkey word")
+					}
+				}
+			}
+		}
 	}
 }

@@ -1,0 +1,74 @@
+package ops_test
+
+import (
+	"crypto/aes"
+	"crypto/subtle"
+	"strings"
+	"testing"
+
+	"payhsm/hsm/symmetric"
+	"payhsm/keyspec"
+	"payhsm/ops"
+	"payhsm/ops/opstest"
+)
+
+// BenchmarkEncryptDataSteps takes AppendEncryptData (AES-128 CBC, 64
+// bytes, key cached) apart: the whole call, each step of its path on its
+// own, and the ceiling of BenchmarkPrimitives, in one run (cpu-ns/op as
+// there). Where the operations layer's overhead goes (docs/performance.md,
+// "Fourth pass").
+//
+//	go test ./ops -run '^$' -bench EncryptDataSteps -count 5
+func BenchmarkEncryptDataSteps(b *testing.B) {
+	svc := opstest.New(b)
+	const keyHex = "2B7E151628AED2A6ABF7158809CF4F3C"
+	aesKey := opstest.Import(b, svc, sym(keyspec.D0, keyspec.AES128, encDec), keyHex)
+	data := hb(strings.Repeat("A5", 64))
+	a := ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: ops.ModeCBC}}
+	encIn := ops.EncryptDataInput{KeyIdentifier: aesKey, PlainText: data, Attributes: a}
+	out := make([]byte, 0, 256)
+	aesB, err := aes.NewCipher(hb(keyHex))
+	if err != nil {
+		b.Fatal(err)
+	}
+	iv := make([]byte, 16)
+	var buf [64]byte
+	if _, _, err := svc.AppendEncryptData(out[:0], encIn); err != nil { // caches the key
+		b.Fatal(err)
+	}
+	p, err := ops.PrepareBlocks(svc, aesKey, a)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		f    func()
+	}{
+		{"AppendEncryptData", func() { _, _, _ = svc.AppendEncryptData(out[:0], encIn) }},
+		{"referenced-lookup", func() { ops.StepGet(svc, aesKey) }},
+		{"Working", func() { _ = ops.StepWorking(svc, aesKey) }},
+		{"peekWorking", func() { ops.StepPeek(svc, aesKey) }},
+		{"peekWorking+params", func() { _ = ops.StepPeekParams(svc, aesKey, a) }},
+		{"appendBlocks", func() { _, _ = p.Append(out[:0], data) }},
+		{"symmetric.EncryptTo", func() { _ = symmetric.EncryptTo(aesB, symmetric.CBC, iv, buf[:], data) }},
+		{"ceiling", func() {
+			prev := iv
+			for i := 0; i < len(data); i += aes.BlockSize {
+				d := buf[i : i+aes.BlockSize]
+				subtle.XORBytes(d, data[i:i+aes.BlockSize], prev)
+				aesB.Encrypt(d, d)
+				prev = d
+			}
+		}},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			start := cpuTime()
+			for b.Loop() {
+				c.f()
+			}
+			reportCPU(b, start)
+		})
+	}
+}
