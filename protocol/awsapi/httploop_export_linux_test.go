@@ -2,6 +2,8 @@
 
 package awsapi
 
+import "payhsm/internal/uring"
+
 // LoopConns counts the connections s serves in its event loops now (for
 // the external tests).
 func (s *HTTPServer) LoopConns() int {
@@ -14,4 +16,23 @@ func (s *HTTPServer) LoopConns() int {
 		}
 	}
 	return n
+}
+
+// HTTPRingAvailable reports whether an io_uring event loop can be set up
+// here (nil), or why not.
+func HTTPRingAvailable() error {
+	g, err := newHTTPRing()
+	if err != nil {
+		return err
+	}
+	g.r.Close()
+	return nil
+}
+
+// FailHTTPRingSetup makes every io_uring ring setup fail with err until the
+// returned function restores it (TestEventLoopRingFallback; not parallel).
+func FailHTTPRingSetup(err error) (restore func()) {
+	old := setupHTTPRing
+	setupHTTPRing = func(uint32, uint32) (*uring.Ring, error) { return nil, err }
+	return func() { setupHTTPRing = old }
 }
