@@ -36,3 +36,20 @@ func FailHTTPRingSetup(err error) (restore func()) {
 	setupHTTPRing = func(uint32, uint32) (*uring.Ring, error) { return nil, err }
 	return func() { setupHTTPRing = old }
 }
+
+// RingStats sums the io_uring loops' counters of rarer paths: partial
+// sends, completions held while a send was in flight, recvs paused, failed
+// sends, connections that left with their recv armed. Call it once the
+// loops run (LoopDriver is set).
+func (s *HTTPServer) RingStats() (partial, held, paused, sendErrors, leftArmed int64) {
+	for _, l := range s.loops {
+		if g := l.ring; g != nil {
+			partial += g.stats.partialSends.Load()
+			held += g.stats.heldInput.Load()
+			paused += g.stats.pauses.Load()
+			sendErrors += g.stats.sendErrors.Load()
+			leftArmed += g.stats.leftArmed.Load()
+		}
+	}
+	return
+}

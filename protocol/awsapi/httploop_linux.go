@@ -562,6 +562,7 @@ func (l *httpLoop) demote(c *loopConn) {
 	if l.ring != nil && c.recving {
 		if !c.demoting {
 			c.demoting = true
+			l.ring.stats.leftArmed.Add(1)
 			l.cancelRecv(c)
 		}
 		return

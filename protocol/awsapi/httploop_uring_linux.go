@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -45,6 +46,17 @@ type httpRing struct {
 	byID      map[uint64]*loopConn // connections with operations in the ring, dropped ones included
 	last      uint64               // the last connection id given
 	wakeArmed bool                 // a poll on the wake-up pipe is in the ring
+	stats     ringStats
+}
+
+// ringStats counts the driver's rarer paths (for the tests, which check
+// that they were taken); only the loop writes them.
+type ringStats struct {
+	partialSends atomic.Int64 // sends that took part of the answers
+	heldInput    atomic.Int64 // completions whose bytes arrived while a send was in flight
+	pauses       atomic.Int64 // recvs cancelled while holding ringHold bytes
+	sendErrors   atomic.Int64 // sends that failed (the connection is dropped)
+	leftArmed    atomic.Int64 // connections that left for a goroutine with their recv armed (cancelled first)
 }
 
 // An operation's user data is its connection's id << 2 | its kind; the
@@ -289,6 +301,8 @@ func (l *httpLoop) ringReceived(c *loopConn, data []byte, res int32, now time.Ti
 	}
 	if !c.demoting && !c.wantOut {
 		l.feed(c, now)
+	} else if c.wantOut && res > 0 {
+		l.ring.stats.heldInput.Add(1)
 	}
 	if c.dead {
 		return
@@ -301,6 +315,7 @@ func (l *httpLoop) ringReceived(c *loopConn, data []byte, res int32, now time.Ti
 		}
 		return
 	case c.wantOut && c.rsrc.held() >= ringHold:
+		l.ring.stats.pauses.Add(1)
 		c.paused = true
 		l.cancelRecv(c)
 	}
@@ -315,12 +330,14 @@ func (l *httpLoop) ringSent(c *loopConn, res int32, now time.Time) {
 		l.send(c)
 		return
 	case res < 0:
+		l.ring.stats.sendErrors.Add(1)
 		c.wantOut = false
 		l.drop(c)
 		return
 	}
 	c.off += int(res)
 	if c.off < len(c.out.b) { // a partial send: the rest
+		l.ring.stats.partialSends.Add(1)
 		l.send(c)
 		return
 	}
