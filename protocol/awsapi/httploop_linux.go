@@ -83,12 +83,12 @@ type loopConn struct {
 	headDone bool      // ... and its head is complete
 
 	// io_uring driver only (httploop_uring_linux.go)
-	rsrc      ringReader // the fastConn's reader: what the ring delivered
-	id        uint64     // names its operations in the ring
-	recving   bool       // its multishot recv is armed
-	paused    bool       // its recv is cancelled: it holds enough input while a send is in flight
-	demoting  bool       // leaving the loop once its recv has ended
-	dead      bool       // dropped or handed over; kept until its operations complete
+	rsrc     ringReader // the fastConn's reader: what the ring delivered
+	id       uint64     // names its operations in the ring
+	recving  bool       // its multishot recv is armed
+	paused   bool       // its recv is cancelled: it holds enough input while a send is in flight
+	demoting bool       // leaving the loop once its recv has ended
+	dead     bool       // dropped or handed over; kept until its operations complete
 }
 
 // startLoops starts n event loops (when n is 0, half of GOMAXPROCS, at
@@ -110,7 +110,7 @@ func (s *HTTPServer) startLoops(n int) {
 		if useRing {
 			var err error
 			if ring, err = newHTTPRing(); err != nil {
-				s.logf("http: no io_uring; event loops on epoll: %v", err)
+				s.warnf("http: no io_uring; event loops on epoll", err)
 				useRing = false
 				for _, l := range s.loops {
 					l.close()

@@ -54,10 +54,11 @@ type HTTPServer struct {
 	conns      map[*fastConn]struct{}
 	inShutdown atomic.Bool
 
-	eventLoops int         // SetEventLoops
-	driver     string      // SetLoopDriver
-	running    atomic.Value // string: the driver the loops run on (LoopDriver)
-	loops      []*httpLoop // plain-TCP connections' event loops (httploop_linux.go); none: a goroutine each
+	eventLoops int                         // SetEventLoops
+	driver     string                      // SetLoopDriver
+	warn       func(msg string, err error) // SetWarnLog
+	running    atomic.Value                // string: the driver the loops run on (LoopDriver)
+	loops      []*httpLoop                 // plain-TCP connections' event loops (httploop_linux.go); none: a goroutine each
 	nextLoop   atomic.Uint64
 }
 
@@ -79,6 +80,20 @@ const (
 // error log). docs/performance.md, "Event loops for plaintext HTTP". Call
 // it before Serve.
 func (s *HTTPServer) SetLoopDriver(d string) { s.driver = d }
+
+// SetWarnLog sets where the server reports what the operator should see
+// (the io_uring driver's fallback to epoll); the default is the
+// http.Server's error log. Call it before Serve.
+func (s *HTTPServer) SetWarnLog(f func(msg string, err error)) { s.warn = f }
+
+// warnf reports msg and err through SetWarnLog's function or the error log.
+func (s *HTTPServer) warnf(msg string, err error) {
+	if s.warn != nil {
+		s.warn(msg, err)
+		return
+	}
+	s.logf("%s: %v", msg, err)
+}
 
 // LoopDriver is the driver the event loops run on once Serve has started
 // them (DriverIOUring, or DriverEpoll also after a fallback), or "" when
