@@ -111,6 +111,9 @@ func testEventLoopServes(t *testing.T, d serveMode) {
 	if n := srv.LoopConns(); n != 1 {
 		t.Fatalf("%d connections in the loop, want 1 (the first)", n)
 	}
+	if _, _, _, _, leftArmed := srv.RingStats(); d.driver == awsapi.DriverIOUring && leftArmed == 0 {
+		t.Fatal("io_uring: no connection left the loop with its recv armed (cancelled first)")
+	}
 	// The first connection is still served in the loop.
 	if _, err := io.WriteString(c, sdkRequest("/e", "", "{}")); err != nil {
 		t.Fatal(err)

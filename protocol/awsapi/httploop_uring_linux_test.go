@@ -92,6 +92,63 @@ func TestRingHeldInputPartialSends(t *testing.T) {
 	}
 }
 
+// TestRingHandOverHeldInput: a control-plane call that arrives while the
+// answers before it are being sent (held input, then a paused recv) leaves
+// the loop with every byte received after it: the goroutine it is handed
+// to answers it and the requests after it, in order.
+func TestRingHandOverHeldInput(t *testing.T) {
+	t.Parallel()
+	rec := &recorder{}
+	addr, srv := serveFastLoops(t, rec, wrapSmall, ioURing)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Close() }()
+	var all bytes.Buffer
+	var want []string
+	for i := range 200 {
+		all.WriteString(sdkRequest("/big/"+strconv.Itoa(i), "X-Answer: big\r\n", "{}"))
+		want = append(want, "/big/"+strconv.Itoa(i))
+	}
+	all.WriteString(sdkRequest("/", "X-Amz-Target: PaymentCryptographyControlPlane.ListKeys\r\n", "{}"))
+	want = append(want, "/")
+	for i := range 20 {
+		all.WriteString(sdkRequest("/after/"+strconv.Itoa(i), "", "{}"))
+		want = append(want, "/after/"+strconv.Itoa(i))
+	}
+	errc := make(chan error, 1)
+	go func() { _, err := c.Write(all.Bytes()); errc <- err }()
+	time.Sleep(200 * time.Millisecond)
+	br := bufio.NewReader(c)
+	for i := range want {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("answer %d: %v", i, err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("answer %d: %d", i, resp.StatusCode)
+		}
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, s := range rec.take() {
+		got = append(got, s.URL)
+	}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("handler saw %d requests:\n%v\nwant\n%v", len(got), got, want)
+	}
+	if _, held, _, _, _ := srv.RingStats(); held == 0 {
+		t.Fatal("no input was held during a send")
+	}
+	if n := srv.LoopConns(); n != 0 {
+		t.Fatalf("%d connections in the loop, want 0 (handed over)", n)
+	}
+}
+
 // TestRingCloseDuringSend: a client that asked for more than the sockets
 // hold resets the connection while the answers are being sent. The loop's
 // send fails, the connection is dropped (once its operations have
