@@ -44,6 +44,11 @@ import (
 // ReadTimeout for a body begun, WriteTimeout for a blocked write; a late
 // connection is closed without an answer, as net/http closes it. They are
 // checked every eighth of the shortest, within [10 ms, 1 s].
+//
+// Two drivers (SetLoopDriver): epoll, described above, and io_uring
+// (httploop_uring_linux.go), which replaces the wait, the read and the
+// write with one ring per loop; parsing, serving, hand-over, timeouts and
+// shutdown below are shared.
 
 // errWouldBlock is what a loop connection's reader returns when the socket
 // has nothing more to read now.
