@@ -2,7 +2,11 @@
 
 package awsapi
 
-import "payhsm/internal/uring"
+import (
+	"time"
+
+	"payhsm/internal/uring"
+)
 
 // LoopConns counts the connections s serves in its event loops now (for
 // the external tests).
@@ -35,6 +39,20 @@ func FailHTTPRingSetup(err error) (restore func()) {
 	old := setupHTTPRing
 	setupHTTPRing = func(uint32, uint32) (*uring.Ring, error) { return nil, err }
 	return func() { setupHTTPRing = old }
+}
+
+// LoopsEnded waits up to d for every event loop to end (after Close or
+// Shutdown) and reports whether they did.
+func (s *HTTPServer) LoopsEnded(d time.Duration) bool {
+	end := time.After(d)
+	for _, l := range s.loops {
+		select {
+		case <-l.done:
+		case <-end:
+			return false
+		}
+	}
+	return true
 }
 
 // RingStats sums the io_uring loops' counters of rarer paths: partial

@@ -63,7 +63,8 @@ type httpLoop struct {
 	wakeR, wakeW int
 	events       []syscall.EpollEvent
 	scan         time.Duration
-	ring         *httpRing // the io_uring driver's (httploop_uring_linux.go); nil: epoll
+	ring         *httpRing     // the io_uring driver's (httploop_uring_linux.go); nil: epoll
+	done         chan struct{} // closed when run returns
 
 	mu      sync.Mutex
 	add     []*loopConn // handed over, not yet registered
@@ -174,7 +175,7 @@ func newHTTPLoop(s *HTTPServer, ring *httpRing) (*httpLoop, error) {
 		_ = ep.Close() // unused: released even on error
 		return nil, fmt.Errorf("pipe2: %w", err)
 	}
-	l := &httpLoop{s: s, epfd: epfd, ep: ep, rc: rc, wakeR: p[0], wakeW: p[1], events: make([]syscall.EpollEvent, 64), conns: map[int]*loopConn{}}
+	l := &httpLoop{s: s, epfd: epfd, ep: ep, rc: rc, wakeR: p[0], wakeW: p[1], events: make([]syscall.EpollEvent, 64), conns: map[int]*loopConn{}, done: make(chan struct{})}
 	l.scan = scanInterval(s.srv)
 	if err := l.ctl(syscall.EPOLL_CTL_ADD, l.wakeR, syscall.EPOLLIN); err != nil {
 		l.close()
@@ -294,6 +295,7 @@ func (s *HTTPServer) wakeLoops() {
 // which the runtime's monitor then takes back, every time, at a cost of
 // several microseconds per request.
 func (l *httpLoop) run() {
+	defer close(l.done)
 	if l.ring != nil {
 		l.runRing()
 		return

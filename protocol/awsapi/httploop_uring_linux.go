@@ -110,7 +110,7 @@ func newRingLoop(s *HTTPServer, ring *httpRing) (*httpLoop, error) {
 		ring.r.Close()
 		return nil, fmt.Errorf("pipe2: %w", err)
 	}
-	return &httpLoop{s: s, epfd: -1, ring: ring, wakeR: p[0], wakeW: p[1], conns: map[int]*loopConn{}, scan: scanInterval(s.srv)}, nil
+	return &httpLoop{s: s, epfd: -1, ring: ring, wakeR: p[0], wakeW: p[1], conns: map[int]*loopConn{}, scan: scanInterval(s.srv), done: make(chan struct{})}, nil
 }
 
 // runRing is the io_uring loop: submit and wait, handle the completions,

@@ -240,6 +240,9 @@ func TestRingCloseServerDuringSend(t *testing.T) {
 	if n := srv.LoopConns(); n != 0 {
 		t.Fatalf("%d connections still in the loop", n)
 	}
+	if !srv.LoopsEnded(5 * time.Second) {
+		t.Fatal("the event loop did not end")
+	}
 	// The client sees the end after what was sent.
 	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := io.Copy(io.Discard, c); err != nil && !errors.Is(err, syscall.ECONNRESET) {
