@@ -271,6 +271,11 @@ type HTTPConfig struct {
 	// hold up the loop's other connections; -1 none; 1..256 that many.
 	// docs/performance.md, "Event loops for plaintext HTTP".
 	EventLoops int `json:"eventLoops"`
+	// Driver is how the event loops wait and move bytes: "io_uring"
+	// (default; Linux 6.0 or later, falls back to epoll, with a warning,
+	// when no ring can be set up) or "epoll". docs/performance.md, "Event
+	// loops for plaintext HTTP" compares them.
+	Driver string `json:"driver"`
 }
 
 // HostConfig is the host-command listener.
@@ -334,6 +339,9 @@ func (c *Config) Defaults() {
 	}
 	if c.Host.Driver == "" {
 		c.Host.Driver = "io_uring"
+	}
+	if c.HTTP.Driver == "" {
+		c.HTTP.Driver = "io_uring"
 	}
 	if c.LogLevel == "" {
 		c.LogLevel = "info"
@@ -405,6 +413,11 @@ func (c *Config) Validate(dev bool) error {
 	}
 	if c.Host.EventLoops < -1 || c.Host.EventLoops > 256 {
 		bad("host.eventLoops %d: must be -1 (a goroutine per connection), 0 (one per two CPUs) or 1..256", c.Host.EventLoops)
+	}
+	switch c.HTTP.Driver {
+	case "", "epoll", "io_uring":
+	default:
+		bad("http.driver %q: must be epoll or io_uring", c.HTTP.Driver)
 	}
 	switch c.Host.Driver {
 	case "", "epoll", "io_uring", "goroutine":

@@ -42,6 +42,8 @@ func TestValidate(t *testing.T) {
 		{"http event loops", true, func(c *Config) { c.HTTP.EventLoops = -2 }, "http.eventLoops"},
 		{"host driver", true, func(c *Config) { c.Host.Driver = "kqueue" }, "host.driver"},
 		{"host driver io_uring", true, func(c *Config) { c.Host.Driver = "io_uring" }, ""},
+		{"http driver", true, func(c *Config) { c.HTTP.Driver = "goroutine" }, "http.driver"},
+		{"http driver epoll", true, func(c *Config) { c.HTTP.Driver = "epoll" }, ""},
 		{"header length", true, func(c *Config) { c.Host.HeaderLength = 33 }, "host.headerLength"},
 		{"log level", true, func(c *Config) { c.LogLevel = "loud" }, "logLevel"},
 		{"keystore etcd", true, etcd(nil), ""},

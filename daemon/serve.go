@@ -380,6 +380,8 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 	}
 	api := awsapi.NewHTTPServer(srv) // srv's settings; srv serves what the fast path hands over
 	api.SetEventLoops(httpEventLoops(cfg))
+	api.SetLoopDriver(cfg.HTTP.Driver)
+	api.SetWarnLog(func(msg string, err error) { log.Named("http").Warn(msg, zap.Error(err)) })
 	scheme := "http"
 	if cfg.HTTP.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.HTTP.TLSCert, cfg.HTTP.TLSKey)

@@ -44,6 +44,11 @@ import (
 // ReadTimeout for a body begun, WriteTimeout for a blocked write; a late
 // connection is closed without an answer, as net/http closes it. They are
 // checked every eighth of the shortest, within [10 ms, 1 s].
+//
+// Two drivers (SetLoopDriver): epoll, described above, and io_uring
+// (httploop_uring_linux.go), which replaces the wait, the read and the
+// write with one ring per loop; parsing, serving, hand-over, timeouts and
+// shutdown below are shared.
 
 // errWouldBlock is what a loop connection's reader returns when the socket
 // has nothing more to read now.
@@ -58,6 +63,8 @@ type httpLoop struct {
 	wakeR, wakeW int
 	events       []syscall.EpollEvent
 	scan         time.Duration
+	ring         *httpRing     // the io_uring driver's (httploop_uring_linux.go); nil: epoll
+	done         chan struct{} // closed when run returns
 
 	mu      sync.Mutex
 	add     []*loopConn // handed over, not yet registered
@@ -77,15 +84,25 @@ type loopConn struct {
 	off      int       // out.b[off:] is not written yet
 	wantOut  bool      // a write blocked: watching EPOLLOUT, not reading
 	closing  bool      // close once out is written (Connection: close, or an abort)
-	since    time.Time // when the current wait began: idle, request begun, or write blocked
+	since    time.Time // when the current wait began: idle, request begun, or write blocked (a send in flight)
 	partial  bool      // a request has begun
 	headDone bool      // ... and its head is complete
+
+	// io_uring driver only (httploop_uring_linux.go)
+	rsrc     ringReader // the fastConn's reader: what the ring delivered
+	id       uint64     // names its operations in the ring
+	recving  bool       // its multishot recv is armed
+	paused   bool       // its recv is cancelled: it holds enough input while a send is in flight
+	demoting bool       // leaving the loop once its recv has ended
+	dead     bool       // dropped or handed over; kept until its operations complete
 }
 
 // startLoops starts n event loops (when n is 0, half of GOMAXPROCS, at
 // least one, as on the host port: on a 2-core machine one loop took as
 // little CPU per request as two, or less, and no less throughput; none when
 // n < 0 or a loop cannot be made: connections then get a goroutine each).
+// With the io_uring driver, a loop whose ring cannot be set up makes every
+// loop an epoll loop, with a warning.
 func (s *HTTPServer) startLoops(n int) {
 	if n < 0 {
 		return
@@ -93,8 +110,23 @@ func (s *HTTPServer) startLoops(n int) {
 	if n == 0 {
 		n = max(1, runtime.GOMAXPROCS(0)/2)
 	}
-	for range n {
-		l, err := newHTTPLoop(s)
+	useRing := s.driver == DriverIOUring
+	for i := 0; i < n; i++ {
+		var ring *httpRing
+		if useRing {
+			var err error
+			if ring, err = newHTTPRing(); err != nil {
+				s.warnf("http: no io_uring; event loops on epoll", err)
+				useRing = false
+				for _, l := range s.loops {
+					l.close()
+				}
+				s.loops = nil
+				i = -1
+				continue
+			}
+		}
+		l, err := newHTTPLoop(s, ring)
 		if err != nil {
 			s.logf("http: no event loop, a goroutine per connection: %v", err)
 			for _, l := range s.loops {
@@ -105,12 +137,20 @@ func (s *HTTPServer) startLoops(n int) {
 		}
 		s.loops = append(s.loops, l)
 	}
+	d := DriverEpoll
+	if useRing {
+		d = DriverIOUring
+	}
+	s.running.Store(d)
 	for _, l := range s.loops {
 		go l.run()
 	}
 }
 
-func newHTTPLoop(s *HTTPServer) (*httpLoop, error) {
+func newHTTPLoop(s *HTTPServer, ring *httpRing) (*httpLoop, error) {
+	if ring != nil {
+		return newRingLoop(s, ring)
+	}
 	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
@@ -135,15 +175,8 @@ func newHTTPLoop(s *HTTPServer) (*httpLoop, error) {
 		_ = ep.Close() // unused: released even on error
 		return nil, fmt.Errorf("pipe2: %w", err)
 	}
-	l := &httpLoop{s: s, epfd: epfd, ep: ep, rc: rc, wakeR: p[0], wakeW: p[1], events: make([]syscall.EpollEvent, 64), conns: map[int]*loopConn{}}
-	srv := s.srv
-	shortest := time.Second
-	for _, d := range []time.Duration{srv.ReadHeaderTimeout, srv.ReadTimeout, srv.WriteTimeout, srv.IdleTimeout} {
-		if d > 0 {
-			shortest = min(shortest, d/8)
-		}
-	}
-	l.scan = max(shortest, 10*time.Millisecond)
+	l := &httpLoop{s: s, epfd: epfd, ep: ep, rc: rc, wakeR: p[0], wakeW: p[1], events: make([]syscall.EpollEvent, 64), conns: map[int]*loopConn{}, done: make(chan struct{})}
+	l.scan = scanInterval(s.srv)
 	if err := l.ctl(syscall.EPOLL_CTL_ADD, l.wakeR, syscall.EPOLLIN); err != nil {
 		l.close()
 		return nil, fmt.Errorf("epoll_ctl: %w", err)
@@ -151,10 +184,26 @@ func newHTTPLoop(s *HTTPServer) (*httpLoop, error) {
 	return l, nil
 }
 
+// scanInterval is how often a loop checks the timeouts: an eighth of the
+// shortest, within [10 ms, 1 s].
+func scanInterval(srv *http.Server) time.Duration {
+	shortest := time.Second
+	for _, d := range []time.Duration{srv.ReadHeaderTimeout, srv.ReadTimeout, srv.WriteTimeout, srv.IdleTimeout} {
+		if d > 0 {
+			shortest = min(shortest, d/8)
+		}
+	}
+	return max(shortest, 10*time.Millisecond)
+}
+
 // close releases the loop's descriptors; close(2) releases a descriptor
 // even when it reports an error, and these hold no data.
 func (l *httpLoop) close() {
-	_ = l.ep.Close()
+	if l.ring != nil {
+		l.ring.r.Close()
+	} else {
+		_ = l.ep.Close()
+	}
 	_ = syscall.Close(l.wakeR)
 	_ = syscall.Close(l.wakeW)
 }
@@ -204,7 +253,11 @@ func (s *HTTPServer) adopt(c net.Conn) bool {
 		return false
 	}
 	lc := &loopConn{rwc: &loopRWC{Conn: c, fd: fd}, src: fdReader{fd: fd}}
-	fc := s.newConn(lc.rwc, &lc.src, &lc.out)
+	var src io.Reader = &lc.src
+	if l.ring != nil {
+		src = &lc.rsrc
+	}
+	fc := s.newConn(lc.rwc, src, &lc.out)
 	_ = c.Close() // the duplicate keeps the socket open; nothing to handle
 	if fc == nil {
 		lc.rwc.closeFD()
@@ -242,6 +295,11 @@ func (s *HTTPServer) wakeLoops() {
 // which the runtime's monitor then takes back, every time, at a cost of
 // several microseconds per request.
 func (l *httpLoop) run() {
+	defer close(l.done)
+	if l.ring != nil {
+		l.runRing()
+		return
+	}
 	defer l.close()
 	lastScan := time.Now()
 	_ = l.ep.SetReadDeadline(lastScan.Add(l.scan))
@@ -303,6 +361,10 @@ func (l *httpLoop) takeNew(now time.Time) {
 	add := l.add
 	l.add = nil
 	l.mu.Unlock()
+	if l.ring != nil {
+		l.ringAdd(add, now)
+		return
+	}
 	for _, c := range add {
 		if err := l.ctl(syscall.EPOLL_CTL_ADD, c.rwc.fd, syscall.EPOLLIN|syscall.EPOLLRDHUP); err != nil {
 			l.s.logf("http: cannot watch connection from %s: %v", c.fc.remoteAddr, err)
@@ -333,6 +395,9 @@ func (l *httpLoop) stop() {
 	for _, c := range l.conns {
 		l.drop(c)
 	}
+	if l.ring != nil {
+		l.ringSettle()
+	}
 }
 
 // drop closes c.
@@ -341,6 +406,9 @@ func (l *httpLoop) drop(c *loopConn) {
 		return
 	}
 	l.forget(c)
+	if l.ring != nil {
+		l.ringDrop(c)
+	}
 	c.rwc.closeFD()
 	l.s.closed(c.fc)
 }
@@ -348,6 +416,9 @@ func (l *httpLoop) drop(c *loopConn) {
 // forget takes c out of the loop, its descriptor still open.
 func (l *httpLoop) forget(c *loopConn) {
 	delete(l.conns, c.rwc.fd)
+	if l.ring != nil {
+		return
+	}
 	// On error fd is not watched anyway (or is closed next).
 	_ = syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, c.rwc.fd, nil)
 }
@@ -452,8 +523,13 @@ func (l *httpLoop) process(c *loopConn, now time.Time) {
 
 // flush writes what is pending in c.out, and reports whether all of it is
 // written. A write that cannot complete leaves the rest pending and waits
-// for EPOLLOUT, not reading meanwhile; c is dropped on error.
+// for EPOLLOUT, not reading meanwhile; c is dropped on error. With the
+// io_uring driver it puts a send of what is pending into the ring (and
+// reports false): the send's completion goes on (ringSent).
 func (l *httpLoop) flush(c *loopConn, now time.Time) bool {
+	if l.ring != nil {
+		return l.ringFlush(c, now)
+	}
 	for c.off < len(c.out.b) {
 		w, err := rawfd.Write(c.rwc.fd, c.out.b[c.off:])
 		if w > 0 {
@@ -486,9 +562,22 @@ func (l *httpLoop) flush(c *loopConn, now time.Time) bool {
 }
 
 // demote gives c to a goroutine of its own, with the bytes read and the
-// answers not yet written.
+// answers not yet written. With the io_uring driver, a connection whose
+// recv is armed first has it cancelled, and leaves when it has ended
+// (ringReceived), with what it brought.
 func (l *httpLoop) demote(c *loopConn) {
+	if l.ring != nil && c.recving {
+		if !c.demoting {
+			c.demoting = true
+			l.ring.stats.leftArmed.Add(1)
+			l.cancelRecv(c)
+		}
+		return
+	}
 	l.forget(c)
+	if l.ring != nil {
+		l.ringForget(c)
+	}
 	fc := c.fc
 	if !fc.state.CompareAndSwap(stateIdle, stateActive) && fc.state.Load() != stateActive {
 		c.rwc.closeFD() // closed by Shutdown meanwhile
@@ -498,7 +587,7 @@ func (l *httpLoop) demote(c *loopConn) {
 	_ = fc.bw.Flush() // to out: cannot fail
 	pending := bytes.Clone(c.out.b[c.off:])
 	in, _ := fc.br.Peek(fc.br.Buffered())
-	in = bytes.Clone(in)
+	in = append(bytes.Clone(in), c.rsrc.rest()...) // what the ring delivered beyond the buffer
 	nc, err := c.rwc.toConn()
 	if err != nil {
 		l.s.logf("http: cannot serve connection from %s: %v", fc.remoteAddr, err)

@@ -46,8 +46,17 @@ func sdkRequest(path, extra, body string) string {
 // call, a body larger than the loop's buffer, or the end inside a request.
 func TestEventLoopServes(t *testing.T) {
 	t.Parallel()
+	for _, d := range loopDrivers {
+		t.Run(d.name, func(t *testing.T) {
+			t.Parallel()
+			testEventLoopServes(t, d)
+		})
+	}
+}
+
+func testEventLoopServes(t *testing.T, d serveMode) {
 	rec := &recorder{}
-	addr, srv := serveFastLoops(t, rec, nil, 1)
+	addr, srv := serveFastLoops(t, rec, nil, d)
 	dial := func() (net.Conn, *bufio.Reader) {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
@@ -102,6 +111,9 @@ func TestEventLoopServes(t *testing.T) {
 	if n := srv.LoopConns(); n != 1 {
 		t.Fatalf("%d connections in the loop, want 1 (the first)", n)
 	}
+	if _, _, _, _, leftArmed := srv.RingStats(); d.driver == awsapi.DriverIOUring && leftArmed == 0 {
+		t.Fatal("io_uring: no connection left the loop with its recv armed (cancelled first)")
+	}
 	// The first connection is still served in the loop.
 	if _, err := io.WriteString(c, sdkRequest("/e", "", "{}")); err != nil {
 		t.Fatal(err)
@@ -132,8 +144,17 @@ func TestEventLoopServes(t *testing.T) {
 // every answer arrives in order.
 func TestEventLoopBlockedWrite(t *testing.T) {
 	t.Parallel()
+	for _, d := range loopDrivers {
+		t.Run(d.name, func(t *testing.T) {
+			t.Parallel()
+			testEventLoopBlockedWrite(t, d)
+		})
+	}
+}
+
+func testEventLoopBlockedWrite(t *testing.T, d serveMode) {
 	rec := &recorder{}
-	addr, _ := serveFastLoops(t, rec, nil, 1)
+	addr, _ := serveFastLoops(t, rec, nil, d)
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -172,15 +193,25 @@ func TestEventLoopBlockedWrite(t *testing.T) {
 // closed after the http.Server's timeouts, without an answer.
 func TestEventLoopTimeouts(t *testing.T) {
 	t.Parallel()
+	for _, d := range loopDrivers {
+		t.Run(d.name, func(t *testing.T) {
+			t.Parallel()
+			testEventLoopTimeouts(t, d)
+		})
+	}
+}
+
+func testEventLoopTimeouts(t *testing.T, d serveMode) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := awsapi.NewHTTPServer(&http.Server{Handler: &recorder{}, ReadHeaderTimeout: 100 * time.Millisecond,
 		IdleTimeout: 200 * time.Millisecond, ErrorLog: log.New(io.Discard, "", 0)})
-	srv.SetEventLoops(1)
+	d.configure(t, srv)
 	go func() { _ = srv.Serve(ln) }()
 	defer func() { _ = srv.Close() }()
+	d.check(t, srv)
 	for _, tc := range []struct {
 		name, send string
 		min        time.Duration
@@ -210,8 +241,17 @@ func TestEventLoopTimeouts(t *testing.T) {
 // answers it gets in one piece (Date aside), and the handler sees the same.
 func TestEventLoopSplitWrites(t *testing.T) {
 	t.Parallel()
+	for _, d := range loopDrivers {
+		t.Run(d.name, func(t *testing.T) {
+			t.Parallel()
+			testEventLoopSplitWrites(t, d)
+		})
+	}
+}
+
+func testEventLoopSplitWrites(t *testing.T, d serveMode) {
 	rec := &recorder{}
-	addr, _ := serveFastLoops(t, rec, nil, 1)
+	addr, _ := serveFastLoops(t, rec, nil, d)
 	for name, raw := range rawRequests() {
 		want := dateField.ReplaceAllString(exchange(t, addr, raw), "Date: *\r")
 		wantSeen := rec.take()

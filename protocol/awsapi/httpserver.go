@@ -54,8 +54,11 @@ type HTTPServer struct {
 	conns      map[*fastConn]struct{}
 	inShutdown atomic.Bool
 
-	eventLoops int         // SetEventLoops
-	loops      []*httpLoop // plain-TCP connections' event loops (httploop_linux.go); none: a goroutine each
+	eventLoops int                         // SetEventLoops
+	driver     string                      // SetLoopDriver
+	warn       func(msg string, err error) // SetWarnLog
+	running    atomic.Value                // string: the driver the loops run on (LoopDriver)
+	loops      []*httpLoop                 // plain-TCP connections' event loops (httploop_linux.go); none: a goroutine each
 	nextLoop   atomic.Uint64
 }
 
@@ -64,6 +67,41 @@ type HTTPServer struct {
 // number none, every connection then has a goroutine of its own, as TLS
 // connections always do. Call it before Serve.
 func (s *HTTPServer) SetEventLoops(n int) { s.eventLoops = n }
+
+// The event loops' drivers (SetLoopDriver).
+const (
+	DriverEpoll   = "epoll"    // one level-triggered epoll set per loop, a read(2) and a write(2) per turn of a connection
+	DriverIOUring = "io_uring" // one io_uring per loop: multishot recv, sends of every connection in one io_uring_enter
+)
+
+// SetLoopDriver sets how the event loops wait and move bytes: DriverEpoll
+// (also the empty string, the default) or DriverIOUring (Linux 6.0; where
+// no ring can be set up the loops run on epoll, with a warning in the
+// error log). docs/performance.md, "Event loops for plaintext HTTP". Call
+// it before Serve.
+func (s *HTTPServer) SetLoopDriver(d string) { s.driver = d }
+
+// SetWarnLog sets where the server reports what the operator should see
+// (the io_uring driver's fallback to epoll); the default is the
+// http.Server's error log. Call it before Serve.
+func (s *HTTPServer) SetWarnLog(f func(msg string, err error)) { s.warn = f }
+
+// warnf reports msg and err through SetWarnLog's function or the error log.
+func (s *HTTPServer) warnf(msg string, err error) {
+	if s.warn != nil {
+		s.warn(msg, err)
+		return
+	}
+	s.logf("%s: %v", msg, err)
+}
+
+// LoopDriver is the driver the event loops run on once Serve has started
+// them (DriverIOUring, or DriverEpoll also after a fallback), or "" when
+// there are none (every connection has a goroutine).
+func (s *HTTPServer) LoopDriver() string {
+	d, _ := s.running.Load().(string)
+	return d
+}
 
 // NewHTTPServer returns a server with srv's handler, timeouts and error
 // log; srv itself serves the connections handed over to it.

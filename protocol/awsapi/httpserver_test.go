@@ -116,20 +116,62 @@ func serveNetHTTP(t *testing.T, h http.Handler) string {
 	return ln.Addr().String()
 }
 
-// serveModes are the two ways HTTPServer serves a plain-TCP connection:
-// in an event loop (the default on Linux) and with a goroutine of its own.
-var serveModes = []struct {
-	name  string
-	loops int
-}{{"event loops", 0}, {"goroutines", -1}}
+// serveMode is a way HTTPServer serves a plain-TCP connection: in event
+// loops (loops >= 0; on Linux) on a driver, or with a goroutine of its own.
+type serveMode struct {
+	name   string
+	loops  int
+	driver string
+}
+
+// serveModes are every way: event loops on epoll (the library's default on
+// Linux) and on io_uring, and a goroutine per connection.
+var serveModes = []serveMode{
+	{"event loops", 0, awsapi.DriverEpoll},
+	{"event loops on io_uring", 0, awsapi.DriverIOUring},
+	{"goroutines", -1, ""},
+}
+
+// loopDrivers are the event loops' drivers, one loop each.
+var loopDrivers = []serveMode{{"epoll", 1, awsapi.DriverEpoll}, {"io_uring", 1, awsapi.DriverIOUring}}
+
+// configure sets srv to serve as m, and skips t, saying why, where m's
+// driver cannot run here (no io_uring ring can be set up).
+func (m serveMode) configure(t *testing.T, srv *awsapi.HTTPServer) {
+	t.Helper()
+	if m.driver == awsapi.DriverIOUring && m.loops >= 0 {
+		if err := ringAvailable(); err != nil {
+			t.Skipf("no io_uring event loop here: %v", err)
+		}
+	}
+	srv.SetEventLoops(m.loops)
+	srv.SetLoopDriver(m.driver)
+}
+
+// check fails t if srv's loops do not run on m's driver once it serves
+// (no silent fallback to epoll).
+func (m serveMode) check(t *testing.T, srv *awsapi.HTTPServer) {
+	t.Helper()
+	if m.loops < 0 || !loopsHere {
+		return
+	}
+	for end := time.Now().Add(5 * time.Second); srv.LoopDriver() == "" && time.Now().Before(end); {
+		time.Sleep(time.Millisecond)
+	}
+	if got := srv.LoopDriver(); got != m.driver {
+		t.Fatalf("event loops on %q, want %q", got, m.driver)
+	}
+}
 
 func serveFast(t *testing.T, h http.Handler, wrap func(net.Listener) net.Listener) (string, *awsapi.HTTPServer) {
 	t.Helper()
-	return serveFastLoops(t, h, wrap, 0)
+	return serveFastLoops(t, h, wrap, serveModes[0])
 }
 
-func serveFastLoops(t *testing.T, h http.Handler, wrap func(net.Listener) net.Listener, loops int) (string, *awsapi.HTTPServer) {
+func serveFastLoops(t *testing.T, h http.Handler, wrap func(net.Listener) net.Listener, mode serveMode) (string, *awsapi.HTTPServer) {
 	t.Helper()
+	srv := awsapi.NewHTTPServer(&http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ErrorLog: log.New(io.Discard, "", 0)})
+	mode.configure(t, srv)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -138,8 +180,6 @@ func serveFastLoops(t *testing.T, h http.Handler, wrap func(net.Listener) net.Li
 	if wrap != nil {
 		ln = wrap(ln)
 	}
-	srv := awsapi.NewHTTPServer(&http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ErrorLog: log.New(io.Discard, "", 0)})
-	srv.SetEventLoops(loops)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	t.Cleanup(func() {
@@ -148,6 +188,7 @@ func serveFastLoops(t *testing.T, h http.Handler, wrap func(net.Listener) net.Li
 			t.Errorf("Serve: %v", err)
 		}
 	})
+	mode.check(t, srv)
 	return addr, srv
 }
 
@@ -247,15 +288,15 @@ func TestHTTPServerMatchesNetHTTP(t *testing.T) {
 	for _, mode := range serveModes {
 		t.Run(mode.name, func(t *testing.T) {
 			t.Parallel()
-			testMatchesNetHTTP(t, mode.loops)
+			testMatchesNetHTTP(t, mode)
 		})
 	}
 }
 
-func testMatchesNetHTTP(t *testing.T, loops int) {
+func testMatchesNetHTTP(t *testing.T, mode serveMode) {
 	recA, recB := &recorder{}, &recorder{}
 	a := serveNetHTTP(t, recA)
-	b, _ := serveFastLoops(t, recB, nil, loops)
+	b, _ := serveFastLoops(t, recB, nil, mode)
 	for name, raw := range rawRequests() {
 		want := dateField.ReplaceAllString(exchange(t, a, raw), "Date: *\r")
 		got := dateField.ReplaceAllString(exchange(t, b, raw), "Date: *\r")
@@ -281,14 +322,14 @@ func TestHTTPServerKeepAlive(t *testing.T) {
 	for _, mode := range serveModes {
 		t.Run(mode.name, func(t *testing.T) {
 			t.Parallel()
-			testKeepAlive(t, mode.loops)
+			testKeepAlive(t, mode)
 		})
 	}
 }
 
-func testKeepAlive(t *testing.T, loops int) {
+func testKeepAlive(t *testing.T, mode serveMode) {
 	rec := &recorder{}
-	addr, _ := serveFastLoops(t, rec, nil, loops)
+	addr, _ := serveFastLoops(t, rec, nil, mode)
 	tr := &http.Transport{MaxConnsPerHost: 1}
 	defer tr.CloseIdleConnections()
 	cl := &http.Client{Transport: tr}
@@ -391,21 +432,22 @@ func TestHTTPServerShutdown(t *testing.T) {
 	for _, mode := range serveModes {
 		t.Run(mode.name, func(t *testing.T) {
 			t.Parallel()
-			testShutdown(t, mode.loops)
+			testShutdown(t, mode)
 		})
 	}
 }
 
-func testShutdown(t *testing.T, loops int) {
+func testShutdown(t *testing.T, mode serveMode) {
 	h := &slowHandler{started: make(chan struct{}, 1), release: make(chan struct{})}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := awsapi.NewHTTPServer(&http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second})
-	srv.SetEventLoops(loops)
+	mode.configure(t, srv)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
+	mode.check(t, srv)
 	idle, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
