@@ -425,31 +425,11 @@ func (s *Store) readRecord(r kv.Reader, k []byte) (frame, bool, error) {
 
 // mark is the highest revision of the record at k this process has seen
 // (read, written, or, for a deleted record, the revision after its last).
-func (s *Store) mark(k []byte) uint64 {
-	if v, ok := s.marks.Load(string(k)); ok {
-		return v.(uint64)
-	}
-	return 0
-}
+func (s *Store) mark(k []byte) uint64 { return s.marks.get(k) }
 
 // raise raises k's mark to rev; it reports false when the mark is already
 // above rev.
-func (s *Store) raise(k []byte, rev uint64) bool {
-	key := string(k)
-	for {
-		v, loaded := s.marks.LoadOrStore(key, rev)
-		if !loaded {
-			return true
-		}
-		cur := v.(uint64)
-		if cur >= rev {
-			return cur == rev
-		}
-		if s.marks.CompareAndSwap(key, cur, rev) {
-			return true
-		}
-	}
-}
+func (s *Store) raise(k []byte, rev uint64) bool { return s.marks.raise(k, rev) }
 
 // headerRevision is the revision in a value's header, without checking it
 // (for deleting or overwriting a record that may be damaged); 0 when it has

@@ -290,7 +290,7 @@ type Store struct {
 
 	auth   atomic.Pointer[authState]   // nil until SetAuthenticator
 	fstate atomic.Pointer[formatState] // written by the transaction that changes the format
-	marks  sync.Map                    // engine key (string) -> highest revision seen (uint64)
+	marks  *markTable                  // engine key -> highest revision seen (marks.go)
 
 	failures    atomic.Uint64                 // integrity failures detected
 	conflicts   atomic.Uint64                 // transactions run again after a conflict
@@ -349,7 +349,7 @@ func OpenEngine(e kv.Engine, o Options) (*Store, error) {
 		log = zap.NewNop()
 	}
 	log = log.Named("keystore")
-	s := &Store{eng: e, log: log, reported: map[string]time.Time{}, noBareMarks: o.NoBareKeyMarks}
+	s := &Store{eng: e, log: log, reported: map[string]time.Time{}, noBareMarks: o.NoBareKeyMarks, marks: newMarkTable()}
 	if o, ok := e.(kv.Optimistic); ok {
 		s.optimistic = o.Optimistic()
 	}
