@@ -270,6 +270,7 @@ type Store struct {
 	noBareMarks bool
 
 	life    sync.RWMutex // calls hold it shared; Close holds it exclusively
+	runlock func()       // life.RUnlock, returned by read
 	closed  bool
 	closing atomic.Bool // Close was called: a long Verify stops
 
@@ -350,6 +351,7 @@ func OpenEngine(e kv.Engine, o Options) (*Store, error) {
 	}
 	log = log.Named("keystore")
 	s := &Store{eng: e, log: log, reported: map[string]time.Time{}, noBareMarks: o.NoBareKeyMarks, marks: newMarkTable()}
+	s.runlock = s.life.RUnlock // made once: a method value made per read is an allocation per read
 	if o, ok := e.(kv.Optimistic); ok {
 		s.optimistic = o.Optimistic()
 	}
@@ -467,7 +469,7 @@ func (s *Store) read() (func(), error) {
 		s.life.RUnlock()
 		return nil, fmt.Errorf("keystore: %w", err)
 	}
-	return s.life.RUnlock, nil
+	return s.runlock, nil
 }
 
 // SetWriteGate makes every write transaction gate first and fail with its
