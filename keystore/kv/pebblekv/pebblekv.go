@@ -170,16 +170,8 @@ func Open(dir string, o Options) (*DB, error) {
 	// Bloom filters on every level: the store's writes check that a key or
 	// alias is absent before creating it, and without a filter every such
 	// check reads a block of every table that could hold the key.
-	//
-	// One index block per table: with Pebble's default (index blocks as
-	// large as data blocks, 4 KiB) a table of more than about a hundred
-	// data blocks gets a two-level index, and every point read of it looks
-	// up two index blocks in the block cache, not one. A table's whole
-	// index (a 4 MiB table of 4 KiB blocks: about a thousand entries) fits
-	// in one block of this size; it is cached like any other block.
 	for i := range opts.Levels {
 		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
-		opts.Levels[i].IndexBlockSize = 256 << 10
 	}
 	var db *pebble.DB
 	err := d.guard(func() (err error) { db, err = pebble.Open(dir, opts); return err })
