@@ -58,7 +58,7 @@ func TestMarkTableConcurrent(t *testing.T) {
 				if g%2 == 1 {
 					k = append(k, strings.Repeat("z", shortMarkLen)...)
 				}
-				tab.raise(k, uint64(i*8+g)) //nolint:gosec // small
+				tab.raise(k, uint64(i*8+g))
 			}
 		})
 	}
@@ -72,7 +72,7 @@ func TestMarkTableConcurrent(t *testing.T) {
 			var top uint64
 			for j := i; j < 2000; j += 257 {
 				for _, g := range gs {
-					top = max(top, uint64(j*8+g)) //nolint:gosec // small
+					top = max(top, uint64(j*8+g))
 				}
 			}
 			if got := tab.get(k); got != top {

@@ -128,7 +128,7 @@ func BenchmarkColdKeysLarge(b *testing.B) {
 					state ^= state << 13 // xorshift64
 					state ^= state >> 7
 					state ^= state << 17
-					i = int(state % uint64(n)) //nolint:gosec // n > 0
+					i = int(state % uint64(n))
 				} else {
 					i = (i + 97) % 512
 				}
