@@ -70,7 +70,7 @@ func TestCreateKeyJournalLoad(t *testing.T) {
 }
 
 // processCPU is the process's user and system CPU time so far.
-func processCPU(t *testing.T) time.Duration {
+func processCPU(t testing.TB) time.Duration {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		t.Fatal(err)

@@ -270,6 +270,7 @@ type Store struct {
 	noBareMarks bool
 
 	life    sync.RWMutex // calls hold it shared; Close holds it exclusively
+	runlock func()       // life.RUnlock, returned by read
 	closed  bool
 	closing atomic.Bool // Close was called: a long Verify stops
 
@@ -290,7 +291,7 @@ type Store struct {
 
 	auth   atomic.Pointer[authState]   // nil until SetAuthenticator
 	fstate atomic.Pointer[formatState] // written by the transaction that changes the format
-	marks  sync.Map                    // engine key (string) -> highest revision seen (uint64)
+	marks  *markTable                  // engine key -> highest revision seen (marks.go)
 
 	failures    atomic.Uint64                 // integrity failures detected
 	conflicts   atomic.Uint64                 // transactions run again after a conflict
@@ -349,7 +350,8 @@ func OpenEngine(e kv.Engine, o Options) (*Store, error) {
 		log = zap.NewNop()
 	}
 	log = log.Named("keystore")
-	s := &Store{eng: e, log: log, reported: map[string]time.Time{}, noBareMarks: o.NoBareKeyMarks}
+	s := &Store{eng: e, log: log, reported: map[string]time.Time{}, noBareMarks: o.NoBareKeyMarks, marks: newMarkTable()}
+	s.runlock = s.life.RUnlock // made once: a method value made per read is an allocation per read
 	if o, ok := e.(kv.Optimistic); ok {
 		s.optimistic = o.Optimistic()
 	}
@@ -467,7 +469,7 @@ func (s *Store) read() (func(), error) {
 		s.life.RUnlock()
 		return nil, fmt.Errorf("keystore: %w", err)
 	}
-	return s.life.RUnlock, nil
+	return s.runlock, nil
 }
 
 // SetWriteGate makes every write transaction gate first and fail with its

@@ -12,3 +12,11 @@ func DropWorkingKeys(s *Service) {
 
 // DropPolicies empties s's cache of compiled resource policies only.
 func DropPolicies(s *Service) { s.cache.policies.Clear() }
+
+// SetWorkingKeyCapacity sets how many keys s's working-key cache holds, on
+// a service that has cached none yet (BenchmarkColdKeysLarge).
+func SetWorkingKeyCapacity(s *Service, n int) {
+	s.cache.mu.Lock()
+	defer s.cache.mu.Unlock()
+	s.cache.capacity = n
+}

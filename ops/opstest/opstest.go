@@ -220,3 +220,11 @@ func NewStoreCustody(tb testing.TB) (*ops.Service, *keystore.Store, *custody.Cus
 	svc, _, store, cust := newService(tb)
 	return svc, store, cust
 }
+
+// NewOn is New on store (for benchmarks on a store of their own, such as a
+// large one on disk), which it closes when the test ends.
+func NewOn(tb testing.TB, store *keystore.Store) *ops.Service {
+	tb.Helper()
+	svc, _, _, _ := newServiceOn(tb, store, nil)
+	return svc
+}
