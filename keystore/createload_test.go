@@ -23,7 +23,8 @@ import (
 // (Pebble's WAL replay and StartJournal) and Verify. It runs only with
 // PAYHSM_CREATE_LOAD set to N (docs/performance.md "Group-committed key
 // writes"). With PAYHSM_CREATE_LOAD_STEP set to M it also logs the rate and
-// CPU per create of every M creates (how creation slows as the store grows).
+// CPU per create of every M creates (how creation slows as the store grows);
+// PAYHSM_CREATE_LOAD_TARGET overrides bucketTarget.
 func TestCreateKeyJournalLoad(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("PAYHSM_CREATE_LOAD"))
 	if n <= 0 {
@@ -31,7 +32,9 @@ func TestCreateKeyJournalLoad(t *testing.T) {
 	}
 	const writers = 32
 	dir, auth := t.TempDir(), newTestAuth()
-	s, _ := openJournaledIn(t, vfs.Default, dir, auth, JournalOptions{})
+	o := JournalOptions{}
+	o.bucketTarget, _ = strconv.Atoi(os.Getenv("PAYHSM_CREATE_LOAD_TARGET")) // 0: bucketTarget
+	s, _ := openJournaledIn(t, vfs.Default, dir, auth, o)
 	cpu0, t0 := processCPU(t), time.Now()
 	step, _ := strconv.Atoi(os.Getenv("PAYHSM_CREATE_LOAD_STEP"))
 	var (
@@ -81,7 +84,7 @@ func TestCreateKeyJournalLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	t1 := time.Now()
-	s, _ = openJournaledIn(t, vfs.Default, dir, auth, JournalOptions{})
+	s, _ = openJournaledIn(t, vfs.Default, dir, auth, o)
 	t.Logf("reopen (Open and StartJournal): %v", time.Since(t1).Round(time.Millisecond))
 	t2 := time.Now()
 	rep, err := s.Verify()

@@ -325,6 +325,9 @@ func (w *writer) journaled(seq uint64) {
 		fr.head = w.head
 	}
 	fr.pending++
+	if fr.mem != nil && len(fr.mem) < memEntriesMax {
+		fr.mem[seq] = w.ops
+	}
 	kick := fr.pending >= fr.every
 	fr.mu.Unlock()
 	for cur := fr.seq.Load(); seq > cur && !fr.seq.CompareAndSwap(cur, seq); cur = fr.seq.Load() {
