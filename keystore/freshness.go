@@ -63,8 +63,15 @@ const (
 	minBucketBits = 4
 	maxBucketBits = 20
 	// bucketTarget is the average number of records per bucket a full
-	// checkpoint aims at.
-	bucketTarget = 256
+	// checkpoint aims at. A checkpoint rewrites every bucket its entries
+	// touch, whole: once the store has more buckets than a checkpoint has
+	// entries, that is about one bucket per entry, so the records
+	// rewritten per write are bounded by the bucket's size (at most
+	// bucketGrow times this) instead of growing with the store, as they
+	// did with 256 (at 300,000 records a checkpoint of 4096 entries
+	// touched about every bucket: some 70 records rewritten per write).
+	// docs/performance.md "(branch h-ck)".
+	bucketTarget = 32
 	// bucketGrow: a checkpoint re-buckets when the average number of
 	// records per bucket has grown to bucketGrow times bucketTarget.
 	bucketGrow = 4
