@@ -176,6 +176,11 @@ type freshness struct {
 	done   chan struct{} // closed by the loop when it ends
 	wake   chan struct{}
 
+	// sealed is the last head this process sealed: a head read back with
+	// the same bytes is authentic (this process made it) and is not
+	// checked and decoded again.
+	sealed atomic.Pointer[sealedHead]
+
 	problems atomic.Pointer[[]Failure] // what StartJournal found in inspection mode, for Verify
 	seq      atomic.Uint64             // head.lastSeq, for JournalSeq
 
@@ -310,12 +315,23 @@ func (s *Store) StartJournal(o JournalOptions) (uint64, error) {
 	return h.lastSeq, nil
 }
 
+// sealedHead is a head record this process sealed: writer w's head h,
+// stored as v.
+type sealedHead struct {
+	w string
+	h headRecord
+	v []byte
+}
+
 // readHead reads writer w's head; reason says why it failed its check.
 func (s *Store) readHead(r kv.Reader, w string) (h headRecord, found bool, reason string, err error) {
 	hk := headKey(w)
 	v, ok, err := get(r, hk)
 	if err != nil || !ok {
 		return headRecord{}, false, "", err
+	}
+	if c := s.fr.sealed.Load(); c != nil && c.w == w && bytes.Equal(c.v, v) {
+		return c.h, true, "", nil // the bytes this process sealed (the seal covers w's key)
 	}
 	f, reason, err := s.openSys(hk, v, RecordJournalHead)
 	if err != nil || reason != "" {
@@ -1445,6 +1461,7 @@ func (s *Store) resealJournal(profile string) (int, error) {
 		return 0, err
 	}
 	clear(key)
+	s.fr.sealed.Store(nil) // sealed under the old version: checked again when read back
 	type stale struct {
 		k    []byte
 		typ  RecordType

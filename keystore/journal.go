@@ -310,6 +310,7 @@ func (w *writer) journal() (uint64, error) {
 	if err := w.b.Set(hk, hv); err != nil {
 		return 0, err
 	}
+	fr.sealed.Store(&sealedHead{w: fr.writer, h: h, v: hv})
 	w.head = h
 	return seq, nil
 }
