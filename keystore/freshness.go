@@ -36,8 +36,11 @@ import (
 // (every defaultCheckpointEntries entries, every defaultCheckpointInterval
 // when something is pending, and at Close) reads a consistent view of the
 // engine, folds the entries into the checkpoint's buckets, rewriting only
-// the buckets they touch, and deletes them, in one transaction that also
-// rewrites the head. On an engine with transaction limits (etcd: 128
+// the buckets they touch (merging each bucket's sorted encoding with its
+// changed records), and deletes them, in one transaction that also
+// rewrites the head. The entries this process committed are folded from
+// memory, not read back and checked again (they are its own writes; the
+// buckets and the head are still read from the engine and checked). On an engine with transaction limits (etcd: 128
 // operations and 1.5 MiB by default) a checkpoint is kept small enough
 // rather than split: it folds only as many of the oldest entries as fit, and
 // the next checkpoint goes on; a re-bucketing that would not fit is skipped
@@ -64,12 +67,15 @@ const (
 	maxBucketBits = 20
 	// bucketTarget is the average number of records per bucket a full
 	// checkpoint aims at. A checkpoint rewrites every bucket its entries
-	// touch, whole: once the store has more buckets than a checkpoint has
-	// entries, that is about one bucket per entry, so the records
-	// rewritten per write are bounded by the bucket's size (at most
-	// bucketGrow times this) instead of growing with the store, as they
-	// did with 256 (at 300,000 records a checkpoint of 4096 entries
-	// touched about every bucket: some 70 records rewritten per write).
+	// touch, whole: N(1-exp(-E/B))/E records per write for N records in B
+	// buckets and E entries, never more than the average bucket (at most
+	// bucketGrow times this), and about that once B outgrows E. With 256
+	// that was up to 1024 records per write (about 72 at 300,000 records,
+	// where a checkpoint of 4096 entries touched nearly every one of 1,024
+	// buckets); with 32 it is at most 128 (about 46 there). Each bucket
+	// costs a read, a seal and a digest besides its records, and the
+	// checkpoint's bucket digests are copied and hashed once per
+	// checkpoint, so much smaller buckets cost more than they save.
 	// docs/performance.md "(branch h-ck)".
 	bucketTarget = 32
 	// bucketGrow: a checkpoint re-buckets when the average number of
@@ -82,7 +88,8 @@ const (
 	// rewrote the whole store every 512 writes, the largest CPU cost of a
 	// CreateKey after HTTP (docs/performance.md "Group-committed key
 	// writes"). 4096 entries are a few hundred KiB of journal, read once
-	// at start (Verify) and by each checkpoint.
+	// at start (Verify); a checkpoint folds this process's own entries
+	// from memory (freshness.mem) and reads back only those it lacks.
 	defaultCheckpointEntries = 4096
 	// limitedCheckpointEntries is defaultCheckpointEntries on an engine
 	// with transaction limits (etcd), as before.
