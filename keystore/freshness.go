@@ -1137,11 +1137,11 @@ func opAt(b []byte) (key []byte, end int, err error) {
 	}
 	fl := b[0]
 	kl, m := binary.Uvarint(b[1:])
-	if m <= 0 || kl == 0 || kl > maxRecordKeyLen || int(kl) > len(b)-1-m { //nolint:gosec // kl is bounded
+	if m <= 0 || kl == 0 || kl > maxRecordKeyLen || int(kl) > len(b)-1-m {
 		return nil, 0, bad
 	}
-	key = b[1+m : 1+m+int(kl)] //nolint:gosec // kl is bounded
-	end = 1 + m + int(kl)      //nolint:gosec // kl is bounded
+	key = b[1+m : 1+m+int(kl)]
+	end = 1 + m + int(kl)
 	_, m2 := binary.Uvarint(b[end:])
 	if m2 <= 0 {
 		return nil, 0, bad
