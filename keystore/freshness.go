@@ -840,6 +840,17 @@ func (s *Store) checkpointLoop(stop, wake <-chan struct{}, done chan<- struct{},
 		case <-stop:
 			return
 		case <-wake:
+			// Writers that committed while the last checkpoint ran woke
+			// the loop again: run only if enough entries are pending
+			// still, not for the few written meanwhile (a checkpoint of
+			// a store with fewer buckets than entries rewrites nearly
+			// every bucket, however few its entries).
+			s.fr.mu.Lock()
+			due := s.fr.pending >= s.fr.every
+			s.fr.mu.Unlock()
+			if !due {
+				continue
+			}
 		case <-t.C:
 		}
 		if err := s.Checkpoint(); err != nil && !errors.Is(err, ErrClosed) {
