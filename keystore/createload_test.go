@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -21,7 +22,9 @@ import (
 // Pebble's metrics (block cache hit rate, flushes, WAL bytes), the reopen
 // (Pebble's WAL replay and StartJournal) and Verify. It runs only with
 // PAYHSM_CREATE_LOAD set to N (docs/performance.md "Group-committed key
-// writes").
+// writes"). With PAYHSM_CREATE_LOAD_STEP set to M it also logs the rate and
+// CPU per create of every M creates (how creation slows as the store grows);
+// PAYHSM_CREATE_LOAD_TARGET overrides bucketTarget.
 func TestCreateKeyJournalLoad(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("PAYHSM_CREATE_LOAD"))
 	if n <= 0 {
@@ -29,8 +32,29 @@ func TestCreateKeyJournalLoad(t *testing.T) {
 	}
 	const writers = 32
 	dir, auth := t.TempDir(), newTestAuth()
-	s, _ := openJournaledIn(t, vfs.Default, dir, auth, JournalOptions{})
+	o := JournalOptions{}
+	o.bucketTarget, _ = strconv.Atoi(os.Getenv("PAYHSM_CREATE_LOAD_TARGET")) // 0: bucketTarget
+	s, _ := openJournaledIn(t, vfs.Default, dir, auth, o)
 	cpu0, t0 := processCPU(t), time.Now()
+	step, _ := strconv.Atoi(os.Getenv("PAYHSM_CREATE_LOAD_STEP"))
+	var (
+		count   atomic.Int64
+		stepMu  sync.Mutex
+		stepAt  = t0
+		stepCPU = cpu0
+	)
+	stepped := func() {
+		c := count.Add(1)
+		if step <= 0 || c%int64(step) != 0 {
+			return
+		}
+		stepMu.Lock()
+		defer stepMu.Unlock()
+		now, cpu := time.Now(), processCPU(t)
+		t.Logf("creates %d-%d: %.0f/s, %.1f µs CPU per create", c-int64(step), c,
+			float64(step)/now.Sub(stepAt).Seconds(), float64((cpu-stepCPU).Microseconds())/float64(step))
+		stepAt, stepCPU = now, cpu
+	}
 	var wg sync.WaitGroup
 	per := n / writers
 	for range writers {
@@ -45,6 +69,7 @@ func TestCreateKeyJournalLoad(t *testing.T) {
 					t.Error(err)
 					return
 				}
+				stepped()
 			}
 		})
 	}
@@ -59,7 +84,7 @@ func TestCreateKeyJournalLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	t1 := time.Now()
-	s, _ = openJournaledIn(t, vfs.Default, dir, auth, JournalOptions{})
+	s, _ = openJournaledIn(t, vfs.Default, dir, auth, o)
 	t.Logf("reopen (Open and StartJournal): %v", time.Since(t1).Round(time.Millisecond))
 	t2 := time.Now()
 	rep, err := s.Verify()

@@ -1,6 +1,7 @@
 package keystore
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -35,8 +36,11 @@ import (
 // (every defaultCheckpointEntries entries, every defaultCheckpointInterval
 // when something is pending, and at Close) reads a consistent view of the
 // engine, folds the entries into the checkpoint's buckets, rewriting only
-// the buckets they touch, and deletes them, in one transaction that also
-// rewrites the head. On an engine with transaction limits (etcd: 128
+// the buckets they touch (merging each bucket's sorted encoding with its
+// changed records), and deletes them, in one transaction that also
+// rewrites the head. The entries this process committed are folded from
+// memory, not read back and checked again (they are its own writes; the
+// buckets and the head are still read from the engine and checked). On an engine with transaction limits (etcd: 128
 // operations and 1.5 MiB by default) a checkpoint is kept small enough
 // rather than split: it folds only as many of the oldest entries as fit, and
 // the next checkpoint goes on; a re-bucketing that would not fit is skipped
@@ -62,8 +66,18 @@ const (
 	minBucketBits = 4
 	maxBucketBits = 20
 	// bucketTarget is the average number of records per bucket a full
-	// checkpoint aims at.
-	bucketTarget = 256
+	// checkpoint aims at. A checkpoint rewrites every bucket its entries
+	// touch, whole: N(1-exp(-E/B))/E records per write for N records in B
+	// buckets and E entries, never more than the average bucket (at most
+	// bucketGrow times this), and about that once B outgrows E. With 256
+	// that was up to 1024 records per write (about 72 at 300,000 records,
+	// where a checkpoint of 4096 entries touched nearly every one of 1,024
+	// buckets); with 32 it is at most 128 (about 46 there). Each bucket
+	// costs a read, a seal and a digest besides its records, and the
+	// checkpoint's bucket digests are copied and hashed once per
+	// checkpoint, so much smaller buckets cost more than they save.
+	// docs/performance.md "(branch h-ck)".
+	bucketTarget = 32
 	// bucketGrow: a checkpoint re-buckets when the average number of
 	// records per bucket has grown to bucketGrow times bucketTarget.
 	bucketGrow = 4
@@ -74,7 +88,8 @@ const (
 	// rewrote the whole store every 512 writes, the largest CPU cost of a
 	// CreateKey after HTTP (docs/performance.md "Group-committed key
 	// writes"). 4096 entries are a few hundred KiB of journal, read once
-	// at start (Verify) and by each checkpoint.
+	// at start (Verify); a checkpoint folds this process's own entries
+	// from memory (freshness.mem) and reads back only those it lacks.
 	defaultCheckpointEntries = 4096
 	// limitedCheckpointEntries is defaultCheckpointEntries on an engine
 	// with transaction limits (etcd), as before.
@@ -154,12 +169,24 @@ type freshness struct {
 	head    headRecord                   // the head as of the last checkpoint or entry this process committed (a cache: the engine's is the truth)
 	digests map[uint32][sha256.Size]byte // the checkpoint's bucket digests; nil until loaded
 	pending int                          // journal entries since the checkpoint
-	every   int
-	target  int           // records per bucket a full checkpoint aims at
-	gen     uint64        // bumped by every change of the buckets (a checkpoint prepared before one is dropped)
-	stop    chan struct{} // closed to stop the checkpoint loop
-	done    chan struct{} // closed by the loop when it ends
-	wake    chan struct{}
+	// mem holds the ops of the journal entries this process committed since
+	// the checkpoint, by sequence number, for the next checkpoint to fold
+	// without reading them back: they are this process's own writes. It
+	// holds at most memEntriesMax; one that is missing (a commit whose
+	// outcome is unknown, an entry of an earlier process, a full map) makes
+	// the checkpoint read the journal from the engine, as before.
+	mem    map[uint64][]jop
+	every  int
+	target int           // records per bucket a full checkpoint aims at
+	gen    uint64        // bumped by every change of the buckets (a checkpoint prepared before one is dropped)
+	stop   chan struct{} // closed to stop the checkpoint loop
+	done   chan struct{} // closed by the loop when it ends
+	wake   chan struct{}
+
+	// sealed is the last head this process sealed: a head read back with
+	// the same bytes is authentic (this process made it) and is not
+	// checked and decoded again.
+	sealed atomic.Pointer[sealedHead]
 
 	problems atomic.Pointer[[]Failure] // what StartJournal found in inspection mode, for Verify
 	seq      atomic.Uint64             // head.lastSeq, for JournalSeq
@@ -286,6 +313,7 @@ func (s *Store) StartJournal(o JournalOptions) (uint64, error) {
 		interval = defaultCheckpointInterval
 	}
 	fr.seq.Store(h.lastSeq)
+	fr.mem = map[uint64][]jop{}
 	fr.stop, fr.done, fr.wake = make(chan struct{}), make(chan struct{}), make(chan struct{}, 1)
 	go s.checkpointLoop(fr.stop, fr.wake, fr.done, interval)
 	if fr.pending >= fr.every { // left by a crash
@@ -294,12 +322,23 @@ func (s *Store) StartJournal(o JournalOptions) (uint64, error) {
 	return h.lastSeq, nil
 }
 
+// sealedHead is a head record this process sealed: writer w's head h,
+// stored as v.
+type sealedHead struct {
+	w string
+	h headRecord
+	v []byte
+}
+
 // readHead reads writer w's head; reason says why it failed its check.
 func (s *Store) readHead(r kv.Reader, w string) (h headRecord, found bool, reason string, err error) {
 	hk := headKey(w)
 	v, ok, err := get(r, hk)
 	if err != nil || !ok {
 		return headRecord{}, false, "", err
+	}
+	if c := s.fr.sealed.Load(); c != nil && c.w == w && bytes.Equal(c.v, v) {
+		return c.h, true, "", nil // the bytes this process sealed (the seal covers w's key)
 	}
 	f, reason, err := s.openSys(hk, v, RecordJournalHead)
 	if err != nil || reason != "" {
@@ -357,6 +396,9 @@ func (s *Store) rebaseline(w string, seq uint64) (int, error) {
 		return 0, err
 	}
 	s.fr.head, s.fr.digests, s.fr.gen = h, digests, s.fr.gen+1
+	if s.fr.mem != nil {
+		s.fr.mem = map[uint64][]jop{} // the journal is replaced
+	}
 	return len(all), nil
 }
 
@@ -717,6 +759,7 @@ func (s *Store) checkpoint(run func(string, func(*writer) error) error) error {
 	}
 	var nh headRecord
 	stale := false
+	root := rootOf(plan.bits, plan.digests) // outside the transaction: writers wait for it
 	err = run("journal checkpoint", func(tx *writer) error {
 		stale = false
 		cur, found, reason, err := s.readHead(tx.b, w)
@@ -730,7 +773,7 @@ func (s *Store) checkpoint(run func(string, func(*writer) error) error) error {
 			stale = true
 			return nil
 		}
-		nh = headRecord{lastSeq: cur.lastSeq, ckptSeq: plan.upto, bits: plan.bits, count: plan.count, root: rootOf(plan.bits, plan.digests)}
+		nh = headRecord{lastSeq: cur.lastSeq, ckptSeq: plan.upto, bits: plan.bits, count: plan.count, root: root}
 		b := batch{ops: slices.Clip(plan.b.ops)} // setHead appends to a copy: plan.b serves the next attempt as it is
 		if err := s.setHead(&b, w, nh); err != nil {
 			return err
@@ -748,6 +791,11 @@ func (s *Store) checkpoint(run func(string, func(*writer) error) error) error {
 	}
 	fr.digests, fr.gen = plan.digests, fr.gen+1
 	fr.pending = int(min(fr.head.lastSeq-nh.ckptSeq, 1<<30))
+	for seq := range fr.mem {
+		if seq <= nh.ckptSeq {
+			delete(fr.mem, seq)
+		}
+	}
 	fr.mu.Unlock()
 	s.log.Debug("keystore journal checkpoint", zap.String("writer", w), zap.Uint64("seq", nh.ckptSeq), zap.Uint64("records", nh.count))
 	return nil
@@ -760,8 +808,15 @@ func (s *Store) checkpoint(run func(string, func(*writer) error) error) error {
 func (s *Store) fitCheckpoint(r kv.Reader, w string, h headRecord, digests map[uint32][sha256.Size]byte) (*ckptPlan, error) {
 	lim := s.eng.Limits()
 	upto := h.lastSeq
+	mem := s.memEntries(h.ckptSeq, h.lastSeq)
+	if len(mem) > 0 {
+		// This process's own entries, from memory: as many of the first as
+		// it holds (an entry committed but not yet noted waits for the next
+		// checkpoint).
+		upto = h.ckptSeq + uint64(len(mem))
+	}
 	for {
-		plan, err := s.prepareCheckpoint(r, w, h, upto, digests, lim.MaxOps > 0 || lim.MaxBytes > 0)
+		plan, err := s.prepareCheckpoint(r, w, h, upto, digests, lim.MaxOps > 0 || lim.MaxBytes > 0, mem)
 		if err != nil {
 			return nil, err
 		}
@@ -785,6 +840,17 @@ func (s *Store) checkpointLoop(stop, wake <-chan struct{}, done chan<- struct{},
 		case <-stop:
 			return
 		case <-wake:
+			// Writers that committed while the last checkpoint ran woke
+			// the loop again: run only if enough entries are pending
+			// still, not for the few written meanwhile (a checkpoint of
+			// a store with fewer buckets than entries rewrites nearly
+			// every bucket, however few its entries).
+			s.fr.mu.Lock()
+			due := s.fr.pending >= s.fr.every
+			s.fr.mu.Unlock()
+			if !due {
+				continue
+			}
 		case <-t.C:
 		}
 		if err := s.Checkpoint(); err != nil && !errors.Is(err, ErrClosed) {
@@ -836,13 +902,20 @@ type ckptPlan struct {
 // from r). limited (an engine with transaction limits): re-bucket only when
 // all of the entries are folded, and not when the full rewrite would exceed
 // the limits.
-func (s *Store) prepareCheckpoint(r kv.Reader, w string, h headRecord, upto uint64, digests map[uint32][sha256.Size]byte, limited bool) (*ckptPlan, error) {
-	entries, probs, err := s.scanJournal(r, w, h, true)
-	if err != nil {
-		return nil, err
-	}
-	if len(probs) > 0 {
-		return nil, fmt.Errorf("keystore: journal %s: %s %s: %s: %w", w, probs[0].Type, probs[0].Name, probs[0].Reason, ErrJournalDamaged)
+func (s *Store) prepareCheckpoint(r kv.Reader, w string, h headRecord, upto uint64, digests map[uint32][sha256.Size]byte, limited bool, mem [][]jop) (*ckptPlan, error) {
+	entries := mem
+	if len(entries) == 0 {
+		var (
+			probs []Failure
+			err   error
+		)
+		entries, probs, err = s.scanJournal(r, w, h, true)
+		if err != nil {
+			return nil, err
+		}
+		if len(probs) > 0 {
+			return nil, fmt.Errorf("keystore: journal %s: %s %s: %s: %w", w, probs[0].Type, probs[0].Name, probs[0].Reason, ErrJournalDamaged)
+		}
 	}
 	if n := upto - h.ckptSeq; n < uint64(len(entries)) {
 		entries = entries[:n]
@@ -874,6 +947,7 @@ func (s *Store) prepareCheckpoint(r kv.Reader, w string, h headRecord, upto uint
 		if err != nil {
 			return nil, err
 		}
+		plan.upto = h.lastSeq // every entry the view holds, whatever upto said
 		plan.bits, plan.count, plan.digests, err = s.writeFull(&plan.b, r, w, all, h.lastSeq, h.lastSeq)
 		if err != nil {
 			return nil, err
@@ -888,12 +962,37 @@ func (s *Store) prepareCheckpoint(r kv.Reader, w string, h headRecord, upto uint
 		plan = &ckptPlan{upto: upto}
 	}
 	plan.bits = h.bits
+	var err error
 	plan.count, plan.digests, err = s.checkpointBuckets(&plan.b, r, w, h, upto, entries, digests)
 	return plan, err
 }
 
+// memEntriesMax bounds freshness.mem (a checkpoint that keeps failing).
+const memEntriesMax = 1 << 16
+
+// memEntries returns the ops of the entries after from, up to to, that
+// this process holds in memory, from from+1 on without a gap (nil when it
+// does not hold from+1).
+func (s *Store) memEntries(from, to uint64) [][]jop {
+	fr := &s.fr
+	fr.mu.Lock()
+	defer fr.mu.Unlock()
+	var out [][]jop
+	for seq := from + 1; seq <= to; seq++ {
+		ops, ok := fr.mem[seq]
+		if !ok {
+			break
+		}
+		out = append(out, ops)
+	}
+	return out
+}
+
 // checkpointBuckets adds to b the rewrite of the buckets entries touch and
-// the deletion of the entries, and returns the new count and digests.
+// the deletion of the entries, and returns the new count and digests. A
+// bucket is rewritten by merging its sorted encoding with its few changed
+// records (mergeBucket): the records that did not change are copied as
+// they are, not decoded.
 func (s *Store) checkpointBuckets(b *batch, r kv.Reader, w string, h headRecord, upto uint64, entries [][]jop, cur map[uint32][sha256.Size]byte) (uint64, map[uint32][sha256.Size]byte, error) {
 	dirty := map[uint32][]jop{}
 	for _, ops := range entries {
@@ -909,37 +1008,20 @@ func (s *Store) checkpointBuckets(b *batch, r kv.Reader, w string, h headRecord,
 	count := h.count
 	for i, ops := range dirty {
 		k := ckptKey(w, i)
-		st, err := s.readBucket(r, k, h.bits, i, cur)
+		old, err := s.readBucket(r, k, h.bits, i, cur)
 		if err != nil {
 			return 0, nil, err
 		}
-		before := uint64(len(st))
-		gone := map[string]bool{} // keys deleted: their other records are dropped
-		for _, o := range ops {   // in journal order: the later state wins
-			st[o.key] = o
-			if o.del && strings.HasPrefix(o.key, pfxKey) {
-				gone[o.key[len(pfxKey):]] = true
-			}
+		p, before, after, err := rewriteBucket(h.bits, i, old, ops)
+		if err != nil {
+			return 0, nil, fmt.Errorf("keystore: checkpoint bucket %d: %v: %w", i, err, ErrJournalDamaged)
 		}
-		if len(gone) > 0 {
-			for ck := range st {
-				if id := ownerID(ck); gone[id] && ck != pfxKey+id {
-					delete(st, ck)
-				}
-			}
-		}
-		count = count - before + uint64(len(st))
-		if len(st) == 0 {
+		count = count - uint64(before) + uint64(after) //nolint:gosec // counts of records
+		if after == 0 {
 			b.Delete(k)
 			delete(digests, i)
 			continue
 		}
-		list := make([]jop, 0, len(st))
-		for _, o := range st {
-			list = append(list, o)
-		}
-		sortOps(list)
-		p := encodeBucket(h.bits, i, list)
 		v, err := s.sealSys(k, RecordCheckpoint, p, upto)
 		if err != nil {
 			return 0, nil, err
@@ -953,9 +1035,182 @@ func (s *Store) checkpointBuckets(b *batch, r kv.Reader, w string, h headRecord,
 	return count, digests, nil
 }
 
-// readBucket reads and checks bucket i (at k) against the digest the root
-// covers; an absent bucket is empty.
-func (s *Store) readBucket(r kv.Reader, k []byte, bits uint8, i uint32, digests map[uint32][sha256.Size]byte) (map[string]jop, error) {
+// rewriteBucket is bucket i's payload old (nil: absent, empty) with ops
+// applied in journal order (the later state of a record wins; the other
+// records of a key whose key record ops delete are dropped), and the
+// number of its records before and after (none: p is nil).
+func rewriteBucket(bits uint8, i uint32, old []byte, ops []jop) (p []byte, before, after int, err error) {
+	var gone map[string]bool // keys deleted: their other records are dropped
+	for _, o := range ops {
+		if o.del && strings.HasPrefix(o.key, pfxKey) {
+			if gone == nil {
+				gone = map[string]bool{}
+			}
+			gone[o.key[len(pfxKey):]] = true
+		}
+	}
+	changes := slices.Clone(ops)
+	slices.SortStableFunc(changes, func(a, b jop) int { return strings.Compare(a.key, b.key) })
+	n := 0
+	for j := range changes { // of several states of one key, the last (in journal order) wins
+		if j+1 < len(changes) && changes[j+1].key == changes[j].key {
+			continue
+		}
+		changes[n] = changes[j]
+		n++
+	}
+	changes = changes[:n]
+	p, before, after, sorted, err := mergeBucket(bits, i, old, changes, gone)
+	if err != nil || sorted {
+		return p, before, after, err
+	}
+	return rebuildBucket(bits, i, old, ops)
+}
+
+// mergeBucket merges bucket i's payload old (nil: empty), whose records
+// are in strictly increasing key order as encodeBucket writes them, with
+// changes (sorted by key, one state per key, replacing a record's state or
+// adding one), dropping the records of the keys in gone but their key
+// records. sorted is false, and nothing else is returned, when old's
+// records are not in that order.
+func mergeBucket(bits uint8, i uint32, old []byte, changes []jop, gone map[string]bool) (p []byte, before, after int, sorted bool, err error) {
+	var rest []byte
+	if old != nil {
+		if len(old) < 6 || old[0] != opsVersion || old[1] != bits || binary.BigEndian.Uint32(old[2:]) != i {
+			return nil, 0, 0, false, errors.New("malformed, or not this bucket")
+		}
+		n, m := binary.Uvarint(old[6:])
+		if m <= 0 || n > uint64(len(old)) {
+			return nil, 0, 0, false, errors.New("malformed record count")
+		}
+		before, rest = int(n), old[6+m:] //nolint:gosec // n <= len(old)
+	}
+	dropped := func(k string) bool {
+		if len(gone) == 0 {
+			return false
+		}
+		id := ownerID(k)
+		return gone[id] && k != pfxKey+id
+	}
+	body := make([]byte, 0, len(rest)+len(changes)*(IDLen+48))
+	c := 0
+	emit := func(o jop) {
+		if !dropped(o.key) {
+			body = appendOp(body, o)
+			after++
+		}
+	}
+	var prev []byte
+	for j := 0; j < before; j++ {
+		key, end, err := opAt(rest)
+		if err != nil {
+			return nil, 0, 0, false, err
+		}
+		if prev != nil && bytes.Compare(prev, key) >= 0 {
+			return nil, 0, 0, false, nil
+		}
+		prev = key
+		for c < len(changes) && changes[c].key < string(key) {
+			emit(changes[c])
+			c++
+		}
+		if c < len(changes) && changes[c].key == string(key) {
+			emit(changes[c])
+			c++
+		} else if !dropped(string(key)) {
+			body = append(body, rest[:end]...)
+			after++
+		}
+		rest = rest[end:]
+	}
+	if len(rest) != 0 {
+		return nil, 0, 0, false, errors.New("trailing bytes")
+	}
+	for ; c < len(changes); c++ {
+		emit(changes[c])
+	}
+	if after == 0 {
+		return nil, before, 0, true, nil
+	}
+	p = make([]byte, 0, 6+binary.MaxVarintLen64+len(body))
+	p = append(p, opsVersion, bits)
+	p = binary.BigEndian.AppendUint32(p, i)
+	p = binary.AppendUvarint(p, uint64(after)) //nolint:gosec // a count
+	return append(p, body...), before, after, true, nil
+}
+
+// opAt is the key of the encoded record state at the start of b and the
+// length of its encoding (the layout readOp decodes).
+func opAt(b []byte) (key []byte, end int, err error) {
+	bad := errors.New("malformed checkpoint bucket")
+	if len(b) < 1 || b[0]&^(opDeleted|opDigest) != 0 {
+		return nil, 0, bad
+	}
+	fl := b[0]
+	kl, m := binary.Uvarint(b[1:])
+	if m <= 0 || kl == 0 || kl > maxRecordKeyLen || int(kl) > len(b)-1-m {
+		return nil, 0, bad
+	}
+	key = b[1+m : 1+m+int(kl)]
+	end = 1 + m + int(kl)
+	_, m2 := binary.Uvarint(b[end:])
+	if m2 <= 0 {
+		return nil, 0, bad
+	}
+	end += m2
+	if fl&opDigest != 0 {
+		if len(b)-end < sha256.Size {
+			return nil, 0, bad
+		}
+		end += sha256.Size
+	}
+	return key, end, nil
+}
+
+// rebuildBucket is rewriteBucket by decoding old into a map, applying ops
+// and encoding it again sorted: for a bucket mergeBucket cannot merge, and
+// the reference the merge is tested against.
+func rebuildBucket(bits uint8, i uint32, old []byte, ops []jop) (p []byte, before, after int, err error) {
+	st := map[string]jop{}
+	if old != nil {
+		gotBits, gotI, list, err := decodeBucket(old)
+		if err != nil || gotBits != bits || gotI != i {
+			return nil, 0, 0, errors.New("malformed, or not this bucket")
+		}
+		for _, o := range list {
+			st[o.key] = o
+		}
+		before = len(list)
+	}
+	gone := map[string]bool{}
+	for _, o := range ops { // in journal order: the later state wins
+		st[o.key] = o
+		if o.del && strings.HasPrefix(o.key, pfxKey) {
+			gone[o.key[len(pfxKey):]] = true
+		}
+	}
+	if len(gone) > 0 {
+		for ck := range st {
+			if id := ownerID(ck); gone[id] && ck != pfxKey+id {
+				delete(st, ck)
+			}
+		}
+	}
+	if len(st) == 0 {
+		return nil, before, 0, nil
+	}
+	list := make([]jop, 0, len(st))
+	for _, o := range st {
+		list = append(list, o)
+	}
+	sortOps(list)
+	return encodeBucket(bits, i, list), before, len(list), nil
+}
+
+// readBucket reads bucket i (at k) and checks it against the digest the
+// root covers; it returns its payload, nil when the bucket is absent (and
+// the root covers none).
+func (s *Store) readBucket(r kv.Reader, k []byte, bits uint8, i uint32, digests map[uint32][sha256.Size]byte) ([]byte, error) {
 	v, ok, err := get(r, k)
 	if err != nil {
 		return nil, err
@@ -965,7 +1220,7 @@ func (s *Store) readBucket(r kv.Reader, k []byte, bits uint8, i uint32, digests 
 		if listed {
 			return nil, fmt.Errorf("keystore: checkpoint bucket %d is missing: %w", i, ErrJournalDamaged)
 		}
-		return map[string]jop{}, nil
+		return nil, nil
 	}
 	f, reason, err := s.openSys(k, v, RecordCheckpoint)
 	if err != nil {
@@ -974,23 +1229,13 @@ func (s *Store) readBucket(r kv.Reader, k []byte, bits uint8, i uint32, digests 
 	if reason == "" && (!listed || sha256.Sum256(f.payload) != want) {
 		reason = "it is not the bucket the head's root covers"
 	}
-	var ops []jop
-	if reason == "" {
-		var gotBits uint8
-		var gotI uint32
-		gotBits, gotI, ops, err = decodeBucket(f.payload)
-		if err != nil || gotBits != bits || gotI != i {
-			reason = "malformed"
-		}
+	if reason == "" && (len(f.payload) < 6 || f.payload[1] != bits || binary.BigEndian.Uint32(f.payload[2:]) != i) {
+		reason = "malformed"
 	}
 	if reason != "" {
 		return nil, fmt.Errorf("keystore: checkpoint bucket %d: %s: %w", i, reason, ErrJournalDamaged)
 	}
-	m := make(map[string]jop, len(ops))
-	for _, o := range ops {
-		m[o.key] = o
-	}
-	return m, nil
+	return f.payload, nil
 }
 
 // loadDigests reads the digests of writer w's checkpoint buckets and checks
@@ -1234,6 +1479,7 @@ func (s *Store) resealJournal(profile string) (int, error) {
 		return 0, err
 	}
 	clear(key)
+	s.fr.sealed.Store(nil) // sealed under the old version: checked again when read back
 	type stale struct {
 		k    []byte
 		typ  RecordType

@@ -310,6 +310,7 @@ func (w *writer) journal() (uint64, error) {
 	if err := w.b.Set(hk, hv); err != nil {
 		return 0, err
 	}
+	fr.sealed.Store(&sealedHead{w: fr.writer, h: h, v: hv})
 	w.head = h
 	return seq, nil
 }
@@ -325,6 +326,9 @@ func (w *writer) journaled(seq uint64) {
 		fr.head = w.head
 	}
 	fr.pending++
+	if fr.mem != nil && len(fr.mem) < memEntriesMax {
+		fr.mem[seq] = w.ops
+	}
 	kick := fr.pending >= fr.every
 	fr.mu.Unlock()
 	for cur := fr.seq.Load(); seq > cur && !fr.seq.CompareAndSwap(cur, seq); cur = fr.seq.Load() {

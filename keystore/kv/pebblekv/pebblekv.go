@@ -40,6 +40,7 @@
 package pebblekv
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -297,7 +298,10 @@ type txn struct {
 	done bool
 }
 
-func (t *txn) Get(key []byte) ([]byte, bool, error) { return get(t.r, key) }
+// Get reads through an iterator that consults the bloom filters of every
+// level, the last included (getFiltered): most reads inside a transaction
+// are a write's check that what it creates is absent.
+func (t *txn) Get(key []byte) ([]byte, bool, error) { return getFiltered(t.r, key) }
 func (t *txn) Scan(lo, hi []byte, fn func(k, v []byte) (bool, error)) error {
 	return scan(t.r, lo, hi, fn)
 }
@@ -435,6 +439,29 @@ func get(r getter, key []byte) ([]byte, bool, error) {
 	}
 	val := append([]byte(nil), v...)
 	return val, true, c.Close()
+}
+
+// getFiltered is get through a prefix iterator that consults the bloom
+// filter of every level. Pebble's own Get skips the filters of the last
+// level (L6), where most of a store's records are, so that a key that is
+// absent (a write's check that the key or alias it creates is not taken)
+// read a data block of the last level's table for it, from the page cache
+// when the block cache did not hold it (every table a compaction writes
+// starts uncached), the more so the larger the store.
+func getFiltered(r iterMaker, key []byte) (val []byte, ok bool, err error) {
+	it, err := r.NewIter(&pebble.IterOptions{UseL6Filters: true})
+	if err != nil {
+		return nil, false, err
+	}
+	defer func() { err = errors.Join(err, it.Close()) }()
+	if !it.SeekPrefixGE(key) || !bytes.Equal(it.Key(), key) {
+		return nil, false, it.Error()
+	}
+	v, err := it.ValueAndErr()
+	if err != nil {
+		return nil, false, err
+	}
+	return append([]byte(nil), v...), true, nil
 }
 
 // iterMaker is what *pebble.DB and *pebble.Snapshot share.
