@@ -18,6 +18,7 @@ import (
 	"payhsm/hsm/custody"
 	"payhsm/keystore"
 	"payhsm/keystore/kv/etcdkv"
+	"payhsm/keystore/kv/pebblekv"
 )
 
 // Config is the daemon's configuration file (JSON, every member checked at start).
@@ -207,6 +208,14 @@ type KeystoreConfig struct {
 	// turn it on once every node of the fleet runs this release or later
 	// (docs/fleet.md, "Upgrades").
 	BareKeyMarks bool `json:"bareKeyMarks"`
+	// CacheMB (Pebble only) is the size in MiB of the key store's block
+	// cache, which holds the tables' blocks as read, off the Go heap;
+	// 0 (default) is pebblekv.DefaultCacheSize (1 GiB). Size it to hold
+	// the store (about 300 bytes a key on disk, `du DATA/keystore`) so that
+	// a key not in the working-key cache is read from memory
+	// (docs/performance.md, "Cold keys"): smaller costs a read of the page
+	// cache, a checksum and a decompression per such key.
+	CacheMB int `json:"cacheMB"`
 }
 
 // StalenessBound is the configured staleness, or its default.
@@ -511,8 +520,14 @@ func (k *KeystoreConfig) validate(bad func(string, ...any)) {
 			k.MaxTxnOps != 0 || k.MaxRequestBytes != 0 || k.Staleness != 0 || k.LeaderTTL != 0 {
 			bad("keystore: endpoints, prefix, tls, timeouts, limits, staleness and leaderTTL are for engine %q only (engine is %q)", EngineEtcd, k.Engine)
 		}
+		if k.CacheMB < 0 || k.CacheMB > 1<<20 {
+			bad("keystore.cacheMB %d: must be 0 (the default, %d) or 1 to %d", k.CacheMB, pebblekv.DefaultCacheSize>>20, 1<<20)
+		}
 		return
 	case EngineEtcd:
+		if k.CacheMB != 0 {
+			bad("keystore.cacheMB is for engine %q only (engine is %q)", EnginePebble, k.Engine)
+		}
 	default:
 		bad("keystore.engine %q: must be %q or %q", k.Engine, EnginePebble, EngineEtcd)
 		return

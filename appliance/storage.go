@@ -84,7 +84,7 @@ func SecureDataDir(dir string, log *zap.Logger) ([]string, error) {
 // but no format record (not a payhsm store) is refused by keystore.
 func openStore(cfg *Config, log *zap.Logger) (*keystore.Store, error) {
 	if cfg.Keystore.Engine != EngineEtcd {
-		return keystore.Open(cfg.KeystoreDir(), keystore.Options{Logger: log})
+		return keystore.Open(cfg.KeystoreDir(), keystore.Options{Logger: log, CacheSize: int64(cfg.Keystore.CacheMB) << 20})
 	}
 	e, err := openEtcd(cfg, log)
 	if err != nil {

@@ -323,6 +323,9 @@ type Options struct {
 	// fleet whose nodes may run such a release (a rolling upgrade) must not
 	// write it. Records with the mark are read either way.
 	NoBareKeyMarks bool
+	// CacheSize (Open only) is the Pebble block cache's size in bytes; 0
+	// means pebblekv.DefaultCacheSize.
+	CacheSize int64
 }
 
 // Open opens (creating when absent) the store in a Pebble database in dir.
@@ -331,7 +334,7 @@ func Open(dir string, o Options) (*Store, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	db, err := pebblekv.Open(dir, pebblekv.Options{FS: o.FS, Logger: log.Named("keystore").Named("pebble")})
+	db, err := pebblekv.Open(dir, pebblekv.Options{FS: o.FS, Logger: log.Named("keystore").Named("pebble"), CacheSize: o.CacheSize})
 	if errors.Is(err, pebblekv.ErrLocked) {
 		return nil, fmt.Errorf("keystore: %s is in use by another process (is a payhsm daemon or ceremony running on this data directory?): %w", dir, ErrInUse)
 	}
