@@ -334,16 +334,11 @@ func (l *httpLoop) run() {
 				l.serve(c, ev.Events, now)
 			}
 		}
-		if l.s.inShutdown.Load() {
-			l.takeNew(now)
-			if len(l.conns) == 0 {
-				l.stop()
-				return
-			}
+		stopped, scanned := l.endTurn(now, &lastScan)
+		if stopped {
+			return
 		}
-		if now.Sub(lastScan) >= l.scan {
-			lastScan = now
-			l.expire(now)
+		if scanned {
 			_ = l.ep.SetReadDeadline(now.Add(l.scan))
 		}
 	}
@@ -719,4 +714,24 @@ func epollWaitNow(epfd int, events []syscall.EpollEvent) (int, error) {
 		return 0, e
 	}
 	return int(r), nil
+}
+
+// endTurn ends a turn of either driver's loop: during shutdown it takes
+// what is left to hand over and stops once no connection remains
+// (stopped), and every scan interval it expires connections past their
+// timeouts (scanned).
+func (l *httpLoop) endTurn(now time.Time, lastScan *time.Time) (stopped, scanned bool) {
+	if l.s.inShutdown.Load() {
+		l.takeNew(now)
+		if len(l.conns) == 0 {
+			l.stop()
+			return true, false
+		}
+	}
+	if now.Sub(*lastScan) < l.scan {
+		return false, false
+	}
+	*lastScan = now
+	l.expire(now)
+	return false, true
 }

@@ -141,16 +141,8 @@ func (l *httpLoop) runRing() {
 		}
 		now := time.Now()
 		g.r.Reap(func(ud uint64, res int32, flags uint32) { l.complete(ud, res, flags, now) })
-		if l.s.inShutdown.Load() {
-			l.takeNew(now)
-			if len(l.conns) == 0 {
-				l.stop()
-				return
-			}
-		}
-		if now.Sub(lastScan) >= l.scan {
-			lastScan = now
-			l.expire(now)
+		if stopped, _ := l.endTurn(now, &lastScan); stopped {
+			return
 		}
 	}
 }
