@@ -6,7 +6,9 @@ import (
 	"crypto/cipher"
 	"crypto/des"
 	"fmt"
+	"runtime"
 	"slices"
+	"sync/atomic"
 	"testing"
 
 	"payhsm/fault"
@@ -406,23 +408,32 @@ func TestPeekedKeysWhileDropped(t *testing.T) {
 	decIn := ops.DecryptDataInput{KeyIdentifier: d0, CipherText: wantCT, Attributes: ops.DataCipher{Symmetric: &ops.SymmetricCipher{Mode: ops.ModeCBC}}}
 	macIn := ops.GenerateMacInput{KeyIdentifier: m6, MessageData: data, Attributes: ops.MacAttributes{Algorithm: ops.MacCMAC}}
 
+	// The loop below runs until the dropper has dropped the keys many
+	// times (at least 3,000 iterations): on a loaded machine the dropper
+	// may not be scheduled at all during a fixed count.
+	var drops atomic.Int64
 	stop := make(chan struct{})
-	dropped := make(chan int)
+	done := make(chan struct{})
 	go func() {
-		n := 0
+		defer close(done)
 		for {
 			select {
 			case <-stop:
-				dropped <- n
 				return
 			default:
 				ops.DropWorkingKeys(svc)
-				n++
+				drops.Add(1)
 			}
 		}
 	}()
 	buf := make([]byte, 0, 64)
-	for i := range 3000 {
+	for i := 0; i < 3000 || drops.Load() < 100; i++ {
+		if i == 10_000_000 {
+			t.Fatal("the keys were never dropped during the test")
+		}
+		if i%256 == 0 {
+			runtime.Gosched() // let the dropper run even on one processor
+		}
 		ct, _, err := svc.AppendEncryptData(buf[:0], encIn)
 		if err != nil || !bytes.Equal(ct, wantCT) {
 			t.Fatalf("iteration %d: AppendEncryptData = %x, %v; want %x", i, ct, err, wantCT)
@@ -437,9 +448,7 @@ func TestPeekedKeysWhileDropped(t *testing.T) {
 		}
 	}
 	close(stop)
-	if n := <-dropped; n == 0 {
-		t.Fatal("the keys were never dropped during the test")
-	}
+	<-done
 	for _, k := range []string{d0, m6} {
 		if _, err := svc.StopKeyUsage(k); err != nil {
 			t.Fatal(err)
