@@ -414,6 +414,23 @@ func (b *BufRing) Buf(id uint16, n int) []byte {
 	return b.bufs[off : off+n]
 }
 
+// Selected is the provided buffer a completion (res, flags) carries: its
+// id and the res bytes the kernel wrote into it; ok is false when the
+// completion carries none. Recycle the id once the data is used.
+func (b *BufRing) Selected(res int32, flags uint32) (id uint16, data []byte, ok bool) {
+	if flags&CQEFBuffer == 0 {
+		return 0, nil, false
+	}
+	id = uint16(flags >> CQEBufferShift)
+	return id, b.Buf(id, max(int(res), 0)), true
+}
+
+// Retryable reports whether an operation's result res (-errno) asks for
+// the operation to be made again: EAGAIN or EINTR.
+func Retryable(res int32) bool {
+	return res == -int32(syscall.EAGAIN) || res == -int32(syscall.EINTR)
+}
+
 // Size is the size of each buffer.
 func (b *BufRing) Size() int { return b.size }
 

@@ -235,13 +235,11 @@ func (l *httpLoop) complete(ud uint64, res int32, flags uint32, now time.Time) {
 		l.takeNew(now)
 		return
 	}
-	var data []byte
-	if flags&uring.CQEFBuffer != 0 {
-		id := uint16(flags >> uring.CQEBufferShift)
+	id, data, ok := g.bufs.Selected(res, flags)
+	if ok {
 		// Given back once this completion is handled: what the
 		// connection has not read of it by then is copied aside.
 		defer g.bufs.Recycle(id)
-		data = g.bufs.Buf(id, max(int(res), 0))
 	}
 	c := g.byID[ud>>2]
 	if c == nil {
@@ -273,17 +271,13 @@ func (l *httpLoop) complete(ud uint64, res int32, flags uint32, now time.Time) {
 	}
 }
 
-func retryable(res int32) bool {
-	return res == -int32(syscall.EAGAIN) || res == -int32(syscall.EINTR)
-}
-
 // ringReceived handles a recv's completion: res bytes (data), 0 at the end
 // of the stream, or -errno. The input is served at once unless a send is
 // in flight; a recv that has ended is armed again, unless c is paused or
 // leaving (then it leaves now).
 func (l *httpLoop) ringReceived(c *loopConn, data []byte, res int32, now time.Time) {
 	switch {
-	case retryable(res) || res == -int32(syscall.ENOBUFS) || res == -int32(syscall.ECANCELED):
+	case uring.Retryable(res) || res == -int32(syscall.ENOBUFS) || res == -int32(syscall.ECANCELED):
 	case res < 0:
 		c.rsrc.err = syscall.Errno(-res)
 	case res == 0:
@@ -318,7 +312,7 @@ func (l *httpLoop) ringReceived(c *loopConn, data []byte, res int32, now time.Ti
 // every answer is sent, the input held meanwhile is served.
 func (l *httpLoop) ringSent(c *loopConn, res int32, now time.Time) {
 	switch {
-	case retryable(res):
+	case uring.Retryable(res):
 		l.send(c)
 		return
 	case res < 0:

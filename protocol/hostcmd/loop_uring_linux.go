@@ -255,13 +255,11 @@ func (l *uringLoop) complete(ud uint64, res int32, flags uint32, now time.Time) 
 		l.takeNew(now)
 		return
 	}
-	var data []byte
-	if flags&uring.CQEFBuffer != 0 {
-		id := uint16(flags >> uring.CQEBufferShift)
+	id, data, ok := l.bufs.Selected(res, flags)
+	if ok {
 		// Given back when this completion is handled: its data is copied
 		// to the connection's input first.
 		defer l.bufs.Recycle(id)
-		data = l.bufs.Buf(id, max(int(res), 0))
 	}
 	c := l.byID[ud>>2]
 	if c == nil {
@@ -297,16 +295,12 @@ func (l *uringLoop) complete(ud uint64, res int32, flags uint32, now time.Time) 
 	}
 }
 
-func retryable(res int32) bool {
-	return res == -int32(syscall.EAGAIN) || res == -int32(syscall.EINTR)
-}
-
 // received handles a recv's completion: res bytes (data), 0 at the end of
 // the stream, or -errno. A multishot recv's last completion (c.recving
 // false) is followed by another recv unless c is paused or closing.
 func (l *uringLoop) received(c *loopConn, data []byte, res int32, now time.Time) {
 	switch {
-	case retryable(res) || res == -int32(syscall.ENOBUFS) || res == -int32(syscall.ECANCELED):
+	case uring.Retryable(res) || res == -int32(syscall.ENOBUFS) || res == -int32(syscall.ECANCELED):
 		l.recv(c)
 		return
 	case res < 0:
@@ -342,7 +336,7 @@ func (l *uringLoop) received(c *loopConn, data []byte, res int32, now time.Time)
 // sent handles a send's completion: res bytes written or -errno.
 func (l *uringLoop) sent(c *loopConn, res int32, now time.Time) {
 	switch {
-	case retryable(res):
+	case uring.Retryable(res):
 		l.send(c, now)
 		return
 	case res < 0:

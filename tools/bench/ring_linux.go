@@ -152,9 +152,8 @@ func (d *ringDriver) complete(ud uint64, res int32, flags uint32) error {
 		if flags&uring.CQEFMore == 0 {
 			c.armed = false
 		}
-		if flags&uring.CQEFBuffer != 0 {
-			id := uint16(flags >> uring.CQEBufferShift)
-			err := c.received(d.bufs.Buf(id, max(int(res), 0)), d.measuring)
+		if id, data, ok := d.bufs.Selected(res, flags); ok {
+			err := c.received(data, d.measuring)
 			d.bufs.Recycle(id)
 			if err != nil {
 				return err
@@ -198,8 +197,8 @@ func (d *ringDriver) quiesce() {
 			} else if flags&uring.CQEFMore == 0 {
 				c.armed = false
 			}
-			if flags&uring.CQEFBuffer != 0 {
-				d.bufs.Recycle(uint16(flags >> uring.CQEBufferShift))
+			if id, _, ok := d.bufs.Selected(res, flags); ok {
+				d.bufs.Recycle(id)
 			}
 		})
 	}
