@@ -518,12 +518,8 @@ func (c *keyCache) dropAliases() {
 // cached ones; so it does while a shared store has been out of reach for
 // longer than its staleness bound (Follow), keeping them for when it is back.
 func (s *Service) Working(ident string, subj fault.Subject, side fault.Side) (*WorkingKey, error) {
-	if err := s.cust.Available(); err != nil {
-		s.cache.dropAll()
+	if err := s.keysUsable(); err != nil {
 		return nil, err
-	}
-	if err := s.store.Stale(); err != nil { // a shared store out of reach for too long (fleet.go)
-		return nil, fault.Wrap(fault.Unavailable, "the key store has been out of reach for longer than this node's staleness bound, so a key it cached may have been disabled elsewhere: keys are not used until the store is back (retry on another node)", err)
 	}
 	w, gen := s.cache.get(ident)
 	if w == nil {
@@ -553,6 +549,20 @@ func (s *Service) Working(ident string, subj fault.Subject, side fault.Side) (*W
 	return w, nil
 }
 
+// keysUsable is what Working and peekWorking check before any key is
+// used: the token available (if not, every cached key is dropped) and a
+// shared store not out of reach for longer than the staleness bound.
+func (s *Service) keysUsable() error {
+	if err := s.cust.Available(); err != nil {
+		s.cache.dropAll()
+		return err
+	}
+	if err := s.store.Stale(); err != nil { // a shared store out of reach for too long (fleet.go)
+		return fault.Wrap(fault.Unavailable, "the key store has been out of reach for longer than this node's staleness bound, so a key it cached may have been disabled elsewhere: keys are not used until the store is back (retry on another node)", err)
+	}
+	return nil
+}
+
 // peekWorking is Working's hit path for an operation that reads only the
 // parts of a working key its last Release leaves intact: Record, ARN, the
 // key-use set, Block and Left (Go's key schedules, which nothing wipes),
@@ -578,12 +588,8 @@ func (s *Service) Working(ident string, subj fault.Subject, side fault.Side) (*W
 // disabling and every other state change drop the key from the cache
 // before they are acknowledged, so a peek honours them as a lookup does.
 func (s *Service) peekWorking(ident string) (*WorkingKey, error) {
-	if err := s.cust.Available(); err != nil {
-		s.cache.dropAll()
+	if err := s.keysUsable(); err != nil {
 		return nil, err
-	}
-	if err := s.store.Stale(); err != nil {
-		return nil, nil // Working builds its fault
 	}
 	w := s.cache.find(ident)
 	if w == nil || !w.started.Load() || !w.hit() {
