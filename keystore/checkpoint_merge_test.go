@@ -3,10 +3,12 @@ package keystore
 import (
 	"bytes"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -81,21 +83,18 @@ func TestMergeBucketMatchesRebuild(t *testing.T) {
 	}
 }
 
-// TestMergeBucketUnsortedFallsBack: a bucket whose records are not in key
-// order (no build writes one) is rewritten by rebuildBucket, not merged
-// wrongly; a malformed one or another bucket's is refused.
-func TestMergeBucketUnsortedFallsBack(t *testing.T) {
+// TestMergeBucketRefusesMalformed: a bucket whose records are not in key
+// order (no build writes one), a malformed one or another bucket's is
+// refused, not merged wrongly.
+func TestMergeBucketRefusesMalformed(t *testing.T) {
 	a, b, c := jop{key: pfxAlias + "a", rev: 1}, jop{key: pfxAlias + "b", rev: 2}, jop{key: pfxAlias + "c", rev: 3}
-	unsorted := encodeBucket(4, 3, []jop{c, a})
-	if _, _, _, sorted, err := mergeBucket(4, 3, unsorted, []jop{b}, nil); sorted || err != nil {
-		t.Fatalf("merge of an unsorted bucket: sorted %v, err %v", sorted, err)
-	}
-	got, before, after, err := rewriteBucket(4, 3, unsorted, []jop{b})
-	if err != nil || before != 2 || after != 3 || !bytes.Equal(got, encodeBucket(4, 3, []jop{a, b, c})) {
-		t.Fatalf("rewrite of an unsorted bucket: %x %d %d %v", got, before, after, err)
-	}
 	good := encodeBucket(4, 3, []jop{a, c})
+	got, before, after, err := rewriteBucket(4, 3, good, []jop{b})
+	if err != nil || before != 2 || after != 3 || !bytes.Equal(got, encodeBucket(4, 3, []jop{a, b, c})) {
+		t.Fatalf("rewrite of a sorted bucket: %x %d %d %v", got, before, after, err)
+	}
 	for name, p := range map[string][]byte{
+		"unsorted":       encodeBucket(4, 3, []jop{c, a}),
 		"truncated":      good[:len(good)-1],
 		"trailing":       append(slices.Clone(good), 0),
 		"other bucket":   encodeBucket(4, 2, []jop{a, c}),
@@ -260,4 +259,43 @@ func TestCheckpointFromMemoryMatchesJournal(t *testing.T) {
 	if rep, err := s.Verify(); err != nil || len(rep.Failures) != 0 {
 		t.Fatalf("Verify: %v %v", rep.Failures, err)
 	}
+}
+
+// rebuildBucket is rewriteBucket the plain way, the reference the merge is
+// tested against: old decoded into a map, ops applied, encoded sorted again.
+func rebuildBucket(bits uint8, i uint32, old []byte, ops []jop) (p []byte, before, after int, err error) {
+	st := map[string]jop{}
+	if old != nil {
+		gotBits, gotI, list, err := decodeBucket(old)
+		if err != nil || gotBits != bits || gotI != i {
+			return nil, 0, 0, errors.New("malformed, or not this bucket")
+		}
+		for _, o := range list {
+			st[o.key] = o
+		}
+		before = len(list)
+	}
+	gone := map[string]bool{}
+	for _, o := range ops { // in journal order: the later state wins
+		st[o.key] = o
+		if o.del && strings.HasPrefix(o.key, pfxKey) {
+			gone[o.key[len(pfxKey):]] = true
+		}
+	}
+	if len(gone) > 0 {
+		for ck := range st {
+			if id := ownerID(ck); gone[id] && ck != pfxKey+id {
+				delete(st, ck)
+			}
+		}
+	}
+	if len(st) == 0 {
+		return nil, before, 0, nil
+	}
+	list := make([]jop, 0, len(st))
+	for _, o := range st {
+		list = append(list, o)
+	}
+	sortOps(list)
+	return encodeBucket(bits, i, list), before, len(list), nil
 }

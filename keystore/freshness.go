@@ -1060,28 +1060,24 @@ func rewriteBucket(bits uint8, i uint32, old []byte, ops []jop) (p []byte, befor
 		n++
 	}
 	changes = changes[:n]
-	p, before, after, sorted, err := mergeBucket(bits, i, old, changes, gone)
-	if err != nil || sorted {
-		return p, before, after, err
-	}
-	return rebuildBucket(bits, i, old, ops)
+	return mergeBucket(bits, i, old, changes, gone)
 }
 
 // mergeBucket merges bucket i's payload old (nil: empty), whose records
 // are in strictly increasing key order as encodeBucket writes them, with
 // changes (sorted by key, one state per key, replacing a record's state or
 // adding one), dropping the records of the keys in gone but their key
-// records. sorted is false, and nothing else is returned, when old's
-// records are not in that order.
-func mergeBucket(bits uint8, i uint32, old []byte, changes []jop, gone map[string]bool) (p []byte, before, after int, sorted bool, err error) {
+// records. Records out of that order are refused: every checkpoint has
+// written its buckets sorted (sortOps), and a bucket is authenticated.
+func mergeBucket(bits uint8, i uint32, old []byte, changes []jop, gone map[string]bool) (p []byte, before, after int, err error) {
 	var rest []byte
 	if old != nil {
 		if len(old) < 6 || old[0] != opsVersion || old[1] != bits || binary.BigEndian.Uint32(old[2:]) != i {
-			return nil, 0, 0, false, errors.New("malformed, or not this bucket")
+			return nil, 0, 0, errors.New("malformed, or not this bucket")
 		}
 		n, m := binary.Uvarint(old[6:])
 		if m <= 0 || n > uint64(len(old)) {
-			return nil, 0, 0, false, errors.New("malformed record count")
+			return nil, 0, 0, errors.New("malformed record count")
 		}
 		before, rest = int(n), old[6+m:] //nolint:gosec // n <= len(old)
 	}
@@ -1104,10 +1100,10 @@ func mergeBucket(bits uint8, i uint32, old []byte, changes []jop, gone map[strin
 	for j := 0; j < before; j++ {
 		key, end, err := opAt(rest)
 		if err != nil {
-			return nil, 0, 0, false, err
+			return nil, 0, 0, err
 		}
 		if prev != nil && bytes.Compare(prev, key) >= 0 {
-			return nil, 0, 0, false, nil
+			return nil, 0, 0, errors.New("records out of order")
 		}
 		prev = key
 		for c < len(changes) && changes[c].key < string(key) {
@@ -1124,19 +1120,19 @@ func mergeBucket(bits uint8, i uint32, old []byte, changes []jop, gone map[strin
 		rest = rest[end:]
 	}
 	if len(rest) != 0 {
-		return nil, 0, 0, false, errors.New("trailing bytes")
+		return nil, 0, 0, errors.New("trailing bytes")
 	}
 	for ; c < len(changes); c++ {
 		emit(changes[c])
 	}
 	if after == 0 {
-		return nil, before, 0, true, nil
+		return nil, before, 0, nil
 	}
 	p = make([]byte, 0, 6+binary.MaxVarintLen64+len(body))
 	p = append(p, opsVersion, bits)
 	p = binary.BigEndian.AppendUint32(p, i)
 	p = binary.AppendUvarint(p, uint64(after)) //nolint:gosec // a count
-	return append(p, body...), before, after, true, nil
+	return append(p, body...), before, after, nil
 }
 
 // opAt is the key of the encoded record state at the start of b and the
@@ -1165,46 +1161,6 @@ func opAt(b []byte) (key []byte, end int, err error) {
 		end += sha256.Size
 	}
 	return key, end, nil
-}
-
-// rebuildBucket is rewriteBucket by decoding old into a map, applying ops
-// and encoding it again sorted: for a bucket mergeBucket cannot merge, and
-// the reference the merge is tested against.
-func rebuildBucket(bits uint8, i uint32, old []byte, ops []jop) (p []byte, before, after int, err error) {
-	st := map[string]jop{}
-	if old != nil {
-		gotBits, gotI, list, err := decodeBucket(old)
-		if err != nil || gotBits != bits || gotI != i {
-			return nil, 0, 0, errors.New("malformed, or not this bucket")
-		}
-		for _, o := range list {
-			st[o.key] = o
-		}
-		before = len(list)
-	}
-	gone := map[string]bool{}
-	for _, o := range ops { // in journal order: the later state wins
-		st[o.key] = o
-		if o.del && strings.HasPrefix(o.key, pfxKey) {
-			gone[o.key[len(pfxKey):]] = true
-		}
-	}
-	if len(gone) > 0 {
-		for ck := range st {
-			if id := ownerID(ck); gone[id] && ck != pfxKey+id {
-				delete(st, ck)
-			}
-		}
-	}
-	if len(st) == 0 {
-		return nil, before, 0, nil
-	}
-	list := make([]jop, 0, len(st))
-	for _, o := range st {
-		list = append(list, o)
-	}
-	sortOps(list)
-	return encodeBucket(bits, i, list), before, len(list), nil
 }
 
 // readBucket reads bucket i (at k) and checks it against the digest the
