@@ -419,3 +419,31 @@ func FuzzTranslatePattern(f *testing.F) {
 		}
 	})
 }
+
+// TestSeqPatternOf: patterns of literals and class runs become seqPatterns
+// only where greedy matching is exact; the rest stay with regexp.
+func TestSeqPatternOf(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		re string
+		ok bool
+	}{
+		{`^(?:arn:aws:payment-cryptography:[a-z]{2}-[a-z]{1,16}-[0-9]+:[0-9]{12}:(key/[0-9a-zA-Z]{16,64}|alias/[a-zA-Z0-9/_-]+)$|^alias/[a-zA-Z0-9/_-]+)$`, true},
+		{`^(?:alias/[a-zA-Z0-9/_-]+)$`, true},
+		{`^(?:[0-9A-F]{20}$|^[0-9A-F]{24})$`, true},
+		{`^$`, true},
+		{`^[a-z]+[a-z0-9]$`, false},       // the run could give its last letter to the next
+		{`^[a-z]*-?[a-z]$`, false},        // an optional item after a run
+		{`^[a-z]+a$`, false},              // a literal inside the run's class
+		{`^(?i:abc)$`, false},             // case folding
+		{`^a.b$`, false},                  // any character
+		{`^ab`, false},                    // unanchored end
+		{`^a$b$`, false},                  // an anchor between runs
+		{`^é+$`, false},                   // not ASCII
+		{`^(ab|cd|ef)(gh|ij|kl)$`, false}, // too many alternatives
+	} {
+		if got := seqPatternOf(c.re) != ""; got != c.ok {
+			t.Errorf("seqPatternOf(%q) accepted = %v, want %v", c.re, got, c.ok)
+		}
+	}
+}

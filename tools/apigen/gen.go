@@ -48,6 +48,7 @@ type gen struct {
 	notes     []string
 	enumSet   map[string]string // enum shape -> "[A, B, C]"
 	classVars []string          // pattern variables that are classPatterns
+	seqVars   []string          // pattern variables that are seqPatterns
 }
 
 // generate turns the model at modelPath into the source of package pkg. notes
@@ -462,6 +463,9 @@ func (g *gen) emit() error {
 	}
 	g.p("// classPatterns are the patterns matched without the regexp package.")
 	g.p("var classPatterns = []*classPattern{%s}", strings.Join(g.classVars, ", "))
+	g.p("")
+	g.p("// seqPatterns are the patterns of literals and class runs matched without the regexp package.")
+	g.p("var seqPatterns = []*seqPattern{%s}", strings.Join(g.seqVars, ", "))
 	g.p("")
 	g.emitOperations()
 	g.emitErrors()
@@ -1045,10 +1049,6 @@ func (g *gen) emitMap(name string) {
 // pattern returns the Go variable holding the compiled form of pattern p,
 // first used by shape name.
 func (g *gen) pattern(name, p string) (string, error) {
-	memo := strings.Contains(p, "arn:aws:")
-	if memo && g.shape(name).Sensitive {
-		return "", fmt.Errorf("shape %s: sensitive, with a key identifier pattern that apigen memoises", name)
-	}
 	if v, ok := g.reOf[p]; ok {
 		return v, nil
 	}
@@ -1068,18 +1068,20 @@ func (g *gen) pattern(name, p string) (string, error) {
 	if !strings.ContainsAny(re, "`\n\r") {
 		lit = "`" + re + "`"
 	}
-	if cp := classPatternOf(re); cp != "" && !memo {
+	if cp := classPatternOf(re); cp != "" {
 		// A run of one ASCII class with a length rule: matched without
 		// the regexp package (the generated tests compare it with regexp).
 		decl += fmt.Sprintf("%s = &classPattern{re: %s, %s}", v, lit, cp)
 		g.classVars = append(g.classVars, v)
-	} else if !memo {
-		decl += fmt.Sprintf("%s = regexp.MustCompile(%s)", v, lit)
+	} else if sp := seqPatternOf(re); sp != "" {
+		// Literals and class runs, greedily exact (key ARNs and aliases,
+		// which regexp matches slowly by backtracking their alternation):
+		// matched without the regexp package (the generated tests compare
+		// it with regexp).
+		decl += fmt.Sprintf("%s = &seqPattern{re: %s, %s}", v, lit, sp)
+		g.seqVars = append(g.seqVars, v)
 	} else {
-		// Key identifiers (ARNs, aliases) recur on every request, and the
-		// regexp package matches their alternation slowly: remember the
-		// answers. Never for sensitive shapes, whose values must not be kept.
-		decl += fmt.Sprintf("%s = &memoPattern{re: regexp.MustCompile(%s)}", v, lit)
+		decl += fmt.Sprintf("%s = regexp.MustCompile(%s)", v, lit)
 	}
 	g.reDecl = append(g.reDecl, decl)
 	return v, nil

@@ -12,8 +12,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -918,36 +916,59 @@ func sortedKeys[T any](m map[string]T) []string {
 	return keys
 }
 
-// memoPattern is a compiled pattern that remembers whether the values it
-// has seen match: the generated code uses it for the patterns of
-// non-sensitive shapes with alternations (key ARNs and aliases), which
-// regexp matches by backtracking and which see the same few values on
-// every request. It holds at most memoMax values and starts over when full.
-type memoPattern struct {
-	re   *regexp.Regexp
-	seen sync.Map // string -> bool
-	n    atomic.Int32
+// seqPattern is a model pattern that is one or more alternatives, each a
+// sequence of ASCII literals and runs of one class of ASCII characters with
+// a rule on their length (the key ARN and alias patterns); it matches as
+// the compiled regexp re does, without the regexp package and without
+// remembering values. apigen emits it only where matching each run
+// greedily is exact: a run of variable length is followed by a literal or
+// a run that must start with a character outside its class, or by the end.
+type seqPattern struct {
+	re   string // the pattern, for the tests
+	alts [][]seqItem
 }
 
-const (
-	memoMax    = 4096
-	memoMaxLen = 512 // longer values are matched every time
-)
+// seqItem is a literal (lit set) or a run of set's characters, between
+// min and max long (max -1: no bound).
+type seqItem struct {
+	lit      string
+	set      [2]uint64
+	min, max int
+}
 
 // MatchString reports whether s matches the pattern.
-func (p *memoPattern) MatchString(s string) bool {
-	if v, ok := p.seen.Load(s); ok {
-		return v.(bool)
-	}
-	ok := p.re.MatchString(s)
-	if len(s) <= memoMaxLen {
-		if p.n.Add(1) > memoMax {
-			p.seen.Clear()
-			p.n.Store(1)
+func (p *seqPattern) MatchString(s string) bool {
+	for _, alt := range p.alts {
+		if matchSeq(alt, s) {
+			return true
 		}
-		p.seen.Store(strings.Clone(s), ok) // s may be a substring of a whole request
 	}
-	return ok
+	return false
+}
+
+func matchSeq(items []seqItem, s string) bool {
+	for i := range items {
+		it := &items[i]
+		if it.lit != "" {
+			if !strings.HasPrefix(s, it.lit) {
+				return false
+			}
+			s = s[len(it.lit):]
+			continue
+		}
+		n := 0
+		for n < len(s) && n != it.max {
+			if c := s[n]; c >= 0x80 || it.set[c>>6]&(1<<(c&63)) == 0 {
+				break
+			}
+			n++
+		}
+		if n < it.min {
+			return false
+		}
+		s = s[n:]
+	}
+	return s == ""
 }
 
 // classPattern is a model pattern that is a run of one class of ASCII
@@ -14141,7 +14162,7 @@ func checkWrappingKeySpec(v WrappingKeySpec) string {
 // generation time that it compiles, so MustCompile cannot panic.
 var (
 	// model pattern "alias/[a-zA-Z0-9/_-]+"
-	reAliasName = regexp.MustCompile(`^(?:alias/[a-zA-Z0-9/_-]+)$`)
+	reAliasName = &seqPattern{re: `^(?:alias/[a-zA-Z0-9/_-]+)$`, alts: [][]seqItem{{{lit: "alias/"}, {set: [2]uint64{0x3ffa00000000000, 0x7fffffe87fffffe}, min: 1, max: -1}}}}
 	// model pattern "[^\\[;\\]<>]+"
 	reCertificateSigningRequestType = regexp.MustCompile(`^(?:[^\[;\]<>]+)$`)
 	// model pattern "[A-Za-z]+"
@@ -14153,13 +14174,13 @@ var (
 	// model pattern "(export-token-[0-9a-zA-Z]{16,64})?"
 	reExportTokenId = regexp.MustCompile(`^(?:(export-token-[0-9a-zA-Z]{16,64})?)$`)
 	// model pattern "[0-9A-F]{20}$|^[0-9A-F]{24}"
-	reHexLength20Or24 = regexp.MustCompile(`^(?:[0-9A-F]{20}$|^[0-9A-F]{24})$`)
+	reHexLength20Or24 = &seqPattern{re: `^(?:[0-9A-F]{20}$|^[0-9A-F]{24})$`, alts: [][]seqItem{{{set: [2]uint64{0x3ff000000000000, 0x7e}, min: 20, max: 20}}, {{set: [2]uint64{0x3ff000000000000, 0x7e}, min: 24, max: 24}}}}
 	// model pattern "(import-token-[0-9a-zA-Z]{16,64})?"
 	reImportTokenId = regexp.MustCompile(`^(?:(import-token-[0-9a-zA-Z]{16,64})?)$`)
 	// model pattern "arn:aws:payment-cryptography:[a-z]{2}-[a-z]{1,16}-[0-9]+:[0-9]{12}:key/[0-9a-zA-Z]{16,64}"
-	reKeyArn = &memoPattern{re: regexp.MustCompile(`^(?:arn:aws:payment-cryptography:[a-z]{2}-[a-z]{1,16}-[0-9]+:[0-9]{12}:key/[0-9a-zA-Z]{16,64})$`)}
+	reKeyArn = &seqPattern{re: `^(?:arn:aws:payment-cryptography:[a-z]{2}-[a-z]{1,16}-[0-9]+:[0-9]{12}:key/[0-9a-zA-Z]{16,64})$`, alts: [][]seqItem{{{lit: "arn:aws:payment-cryptography:"}, {set: [2]uint64{0x0, 0x7fffffe00000000}, min: 2, max: 2}, {lit: "-"}, {set: [2]uint64{0x0, 0x7fffffe00000000}, min: 1, max: 16}, {lit: "-"}, {set: [2]uint64{0x3ff000000000000, 0x0}, min: 1, max: -1}, {lit: ":"}, {set: [2]uint64{0x3ff000000000000, 0x0}, min: 12, max: 12}, {lit: ":key/"}, {set: [2]uint64{0x3ff000000000000, 0x7fffffe07fffffe}, min: 16, max: 64}}}}
 	// model pattern "arn:aws:payment-cryptography:[a-z]{2}-[a-z]{1,16}-[0-9]+:[0-9]{12}:(key/[0-9a-zA-Z]{16,64}|alias/[a-zA-Z0-9/_-]+)$|^alias/[a-zA-Z0-9/_-]+"
-	reKeyArnOrKeyAliasType = &memoPattern{re: regexp.MustCompile(`^(?:arn:aws:payment-cryptography:[a-z]{2}-[a-z]{1,16}-[0-9]+:[0-9]{12}:(key/[0-9a-zA-Z]{16,64}|alias/[a-zA-Z0-9/_-]+)$|^alias/[a-zA-Z0-9/_-]+)$`)}
+	reKeyArnOrKeyAliasType = &seqPattern{re: `^(?:arn:aws:payment-cryptography:[a-z]{2}-[a-z]{1,16}-[0-9]+:[0-9]{12}:(key/[0-9a-zA-Z]{16,64}|alias/[a-zA-Z0-9/_-]+)$|^alias/[a-zA-Z0-9/_-]+)$`, alts: [][]seqItem{{{lit: "arn:aws:payment-cryptography:"}, {set: [2]uint64{0x0, 0x7fffffe00000000}, min: 2, max: 2}, {lit: "-"}, {set: [2]uint64{0x0, 0x7fffffe00000000}, min: 1, max: 16}, {lit: "-"}, {set: [2]uint64{0x3ff000000000000, 0x0}, min: 1, max: -1}, {lit: ":"}, {set: [2]uint64{0x3ff000000000000, 0x0}, min: 12, max: 12}, {lit: ":key/"}, {set: [2]uint64{0x3ff000000000000, 0x7fffffe07fffffe}, min: 16, max: 64}}, {{lit: "arn:aws:payment-cryptography:"}, {set: [2]uint64{0x0, 0x7fffffe00000000}, min: 2, max: 2}, {lit: "-"}, {set: [2]uint64{0x0, 0x7fffffe00000000}, min: 1, max: 16}, {lit: "-"}, {set: [2]uint64{0x3ff000000000000, 0x0}, min: 1, max: -1}, {lit: ":"}, {set: [2]uint64{0x3ff000000000000, 0x0}, min: 12, max: 12}, {lit: ":alias/"}, {set: [2]uint64{0x3ffa00000000000, 0x7fffffe87fffffe}, min: 1, max: -1}}, {{lit: "alias/"}, {set: [2]uint64{0x3ffa00000000000, 0x7fffffe87fffffe}, min: 1, max: -1}}}}
 	// model pattern "[0-9a-fA-F]+"
 	reKeyCheckValue = &classPattern{re: `^(?:[0-9a-fA-F]+)$`, set: [2]uint64{0x3ff000000000000, 0x7e0000007e}, min: 1, max: -1, step: 1}
 	// model pattern "[0-9A-Z]{2}+"
@@ -14172,7 +14193,7 @@ var (
 	// model pattern "[0-9a-zA-Z]+"
 	reOptionalBlockValue = &classPattern{re: `^(?:[0-9a-zA-Z]+)$`, set: [2]uint64{0x3ff000000000000, 0x7fffffe07fffffe}, min: 1, max: -1, step: 1}
 	// model pattern "[a-z]{2}-[a-z]{1,16}-[0-9]+"
-	reRegion = regexp.MustCompile(`^(?:[a-z]{2}-[a-z]{1,16}-[0-9]+)$`)
+	reRegion = &seqPattern{re: `^(?:[a-z]{2}-[a-z]{1,16}-[0-9]+)$`, alts: [][]seqItem{{{set: [2]uint64{0x0, 0x7fffffe00000000}, min: 2, max: 2}, {lit: "-"}, {set: [2]uint64{0x0, 0x7fffffe00000000}, min: 1, max: 16}, {lit: "-"}, {set: [2]uint64{0x3ff000000000000, 0x0}, min: 1, max: -1}}}}
 	// model pattern "[\\u0009\\u000A\\u000D\\u0020-\\u00FF]+"
 	// apigen: \uXXXX rewritten as \x{XXXX}
 	reResourcePolicy = regexp.MustCompile(`^(?:[\x{0009}\x{000A}\x{000D}\x{0020}-\x{00FF}]+)$`)
@@ -14182,6 +14203,9 @@ var (
 
 // classPatterns are the patterns matched without the regexp package.
 var classPatterns = []*classPattern{reCertificateSubjectTypeCountryString, reEvenHexLengthBetween16And32, reKeyCheckValue, reKeyVersion, reOptionalBlockValue, reTr34WrappedKeyBlock}
+
+// seqPatterns are the patterns of literals and class runs matched without the regexp package.
+var seqPatterns = []*seqPattern{reAliasName, reHexLength20Or24, reKeyArn, reKeyArnOrKeyAliasType, reRegion}
 
 // Operations describes every operation of the model, by name.
 var Operations = map[string]Operation{

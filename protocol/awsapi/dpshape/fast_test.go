@@ -2,6 +2,7 @@ package dpshape
 
 import (
 	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"reflect"
 	"regexp"
@@ -117,27 +118,6 @@ func FuzzDecodeJSON(f *testing.F) {
 	})
 }
 
-// TestMemoPattern: the remembered answers are the pattern's, before and
-// after the memo fills and starts over.
-func TestMemoPattern(t *testing.T) {
-	t.Parallel()
-	p := &memoPattern{re: reKeyArnOrKeyAliasType.re}
-	values := []string{"alias/a", "alias/", "arn:aws:payment-cryptography:us-east-1:111122223333:key/abcdefghijklmnop",
-		"arn:aws:payment-cryptography:us-east-1:111122223333:key/short", "x", "", strings.Repeat("alias/", 200)}
-	for i := range 3*memoMax + 10 {
-		v := values[i%len(values)]
-		if i%2 == 1 {
-			v = "alias/k" + strings.Repeat("x", i%100) // new values fill the memo
-		}
-		if got, want := p.MatchString(v), p.re.MatchString(v); got != want {
-			t.Fatalf("MatchString(%q) = %v, want %v (call %d)", v, got, want, i)
-		}
-	}
-	if n := p.n.Load(); n > memoMax {
-		t.Fatalf("memo holds %d values", n)
-	}
-}
-
 // BenchmarkDecodeJSON compares the fast path with the reflective one on a
 // TranslatePinData request.
 func BenchmarkDecodeJSON(b *testing.B) {
@@ -198,5 +178,76 @@ func TestClassPatterns(t *testing.T) {
 				t.Fatalf("%s: MatchString(%q) = %v, regexp says %v", p.re, s, got, want)
 			}
 		}
+	}
+}
+
+// TestSeqPatterns: every pattern of literals and class runs matched without
+// the regexp package (the key ARN patterns) matches exactly what regexp
+// matches.
+func TestSeqPatterns(t *testing.T) {
+	t.Parallel()
+	if len(seqPatterns) == 0 {
+		t.Fatal("no sequence patterns")
+	}
+	r := rand.New(rand.NewPCG(20, 7))
+	for _, p := range seqPatterns {
+		shapetest.CheckSeqPattern(t, r, p.re, seqItems(p), p.MatchString)
+	}
+}
+
+// FuzzSeqPatterns compares every sequence pattern with regexp on arbitrary
+// strings.
+func FuzzSeqPatterns(f *testing.F) {
+	for _, s := range []string{"alias/a", "arn:aws:payment-cryptography:us-east-1:111122223333:key/abcdefghijklmnop",
+		"arn:aws:payment-cryptography:us-east-1:111122223333:alias/x", "arn:aws:payment-cryptography:us--1:1:key/", ""} {
+		f.Add(s)
+	}
+	res := make([]*regexp.Regexp, len(seqPatterns))
+	for i, p := range seqPatterns {
+		res[i] = regexp.MustCompile(p.re)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		for i, p := range seqPatterns {
+			if got, want := p.MatchString(s), res[i].MatchString(s); got != want {
+				t.Fatalf("%s: MatchString(%q) = %v, regexp says %v", p.re, s, got, want)
+			}
+		}
+	})
+}
+
+func seqItems(p *seqPattern) [][]shapetest.SeqItem {
+	var alts [][]shapetest.SeqItem
+	for _, alt := range p.alts {
+		var items []shapetest.SeqItem
+		for _, it := range alt {
+			items = append(items, shapetest.SeqItem{Lit: it.lit, Set: it.set, Min: it.min, Max: it.max})
+		}
+		alts = append(alts, items)
+	}
+	return alts
+}
+
+// BenchmarkKeyArnPattern compares the key ARN pattern matched as a
+// seqPattern with the regexp package on a million distinct ARNs (what a
+// data plane drawing keys from a large store sees).
+func BenchmarkKeyArnPattern(b *testing.B) {
+	arns := make([]string, 1<<20)
+	for i := range arns {
+		arns[i] = fmt.Sprintf("arn:aws:payment-cryptography:us-east-1:111122223333:key/%016x", i*7919)
+	}
+	re := regexp.MustCompile(reKeyArnOrKeyAliasType.re)
+	for _, m := range []struct {
+		name  string
+		match func(string) bool
+	}{{"seqPattern", reKeyArnOrKeyAliasType.MatchString}, {"regexp", re.MatchString}} {
+		b.Run(m.name, func(b *testing.B) {
+			i := 0
+			for b.Loop() {
+				if !m.match(arns[i&(len(arns)-1)]) {
+					b.Fatal("no match")
+				}
+				i++
+			}
+		})
 	}
 }

@@ -12,8 +12,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -918,36 +916,59 @@ func sortedKeys[T any](m map[string]T) []string {
 	return keys
 }
 
-// memoPattern is a compiled pattern that remembers whether the values it
-// has seen match: the generated code uses it for the patterns of
-// non-sensitive shapes with alternations (key ARNs and aliases), which
-// regexp matches by backtracking and which see the same few values on
-// every request. It holds at most memoMax values and starts over when full.
-type memoPattern struct {
-	re   *regexp.Regexp
-	seen sync.Map // string -> bool
-	n    atomic.Int32
+// seqPattern is a model pattern that is one or more alternatives, each a
+// sequence of ASCII literals and runs of one class of ASCII characters with
+// a rule on their length (the key ARN and alias patterns); it matches as
+// the compiled regexp re does, without the regexp package and without
+// remembering values. apigen emits it only where matching each run
+// greedily is exact: a run of variable length is followed by a literal or
+// a run that must start with a character outside its class, or by the end.
+type seqPattern struct {
+	re   string // the pattern, for the tests
+	alts [][]seqItem
 }
 
-const (
-	memoMax    = 4096
-	memoMaxLen = 512 // longer values are matched every time
-)
+// seqItem is a literal (lit set) or a run of set's characters, between
+// min and max long (max -1: no bound).
+type seqItem struct {
+	lit      string
+	set      [2]uint64
+	min, max int
+}
 
 // MatchString reports whether s matches the pattern.
-func (p *memoPattern) MatchString(s string) bool {
-	if v, ok := p.seen.Load(s); ok {
-		return v.(bool)
-	}
-	ok := p.re.MatchString(s)
-	if len(s) <= memoMaxLen {
-		if p.n.Add(1) > memoMax {
-			p.seen.Clear()
-			p.n.Store(1)
+func (p *seqPattern) MatchString(s string) bool {
+	for _, alt := range p.alts {
+		if matchSeq(alt, s) {
+			return true
 		}
-		p.seen.Store(strings.Clone(s), ok) // s may be a substring of a whole request
 	}
-	return ok
+	return false
+}
+
+func matchSeq(items []seqItem, s string) bool {
+	for i := range items {
+		it := &items[i]
+		if it.lit != "" {
+			if !strings.HasPrefix(s, it.lit) {
+				return false
+			}
+			s = s[len(it.lit):]
+			continue
+		}
+		n := 0
+		for n < len(s) && n != it.max {
+			if c := s[n]; c >= 0x80 || it.set[c>>6]&(1<<(c&63)) == 0 {
+				break
+			}
+			n++
+		}
+		if n < it.min {
+			return false
+		}
+		s = s[n:]
+	}
+	return s == ""
 }
 
 // classPattern is a model pattern that is a run of one class of ASCII
@@ -16510,15 +16531,18 @@ var (
 	// model pattern "(?:[0-9a-fA-F]{16}|[0-9a-fA-F]{32})"
 	reInitializationVectorType = &classPattern{re: `^(?:(?:[0-9a-fA-F]{16}|[0-9a-fA-F]{32}))$`, set: [2]uint64{0x3ff000000000000, 0x7e0000007e}, min: 0, max: -1, step: 1, lengths: []int{16, 32}}
 	// model pattern "arn:aws:payment-cryptography:[a-z]{2}-[a-z]{1,16}-[0-9]+:[0-9]{12}:key/[0-9a-zA-Z]{16,64}"
-	reKeyArn = &memoPattern{re: regexp.MustCompile(`^(?:arn:aws:payment-cryptography:[a-z]{2}-[a-z]{1,16}-[0-9]+:[0-9]{12}:key/[0-9a-zA-Z]{16,64})$`)}
+	reKeyArn = &seqPattern{re: `^(?:arn:aws:payment-cryptography:[a-z]{2}-[a-z]{1,16}-[0-9]+:[0-9]{12}:key/[0-9a-zA-Z]{16,64})$`, alts: [][]seqItem{{{lit: "arn:aws:payment-cryptography:"}, {set: [2]uint64{0x0, 0x7fffffe00000000}, min: 2, max: 2}, {lit: "-"}, {set: [2]uint64{0x0, 0x7fffffe00000000}, min: 1, max: 16}, {lit: "-"}, {set: [2]uint64{0x3ff000000000000, 0x0}, min: 1, max: -1}, {lit: ":"}, {set: [2]uint64{0x3ff000000000000, 0x0}, min: 12, max: 12}, {lit: ":key/"}, {set: [2]uint64{0x3ff000000000000, 0x7fffffe07fffffe}, min: 16, max: 64}}}}
 	// model pattern "arn:aws:payment-cryptography:[a-z]{2}-[a-z]{1,16}-[0-9]+:[0-9]{12}:(key/[0-9a-zA-Z]{16,64}|alias/[a-zA-Z0-9/_-]+)$|^alias/[a-zA-Z0-9/_-]+"
-	reKeyArnOrKeyAliasType = &memoPattern{re: regexp.MustCompile(`^(?:arn:aws:payment-cryptography:[a-z]{2}-[a-z]{1,16}-[0-9]+:[0-9]{12}:(key/[0-9a-zA-Z]{16,64}|alias/[a-zA-Z0-9/_-]+)$|^alias/[a-zA-Z0-9/_-]+)$`)}
+	reKeyArnOrKeyAliasType = &seqPattern{re: `^(?:arn:aws:payment-cryptography:[a-z]{2}-[a-z]{1,16}-[0-9]+:[0-9]{12}:(key/[0-9a-zA-Z]{16,64}|alias/[a-zA-Z0-9/_-]+)$|^alias/[a-zA-Z0-9/_-]+)$`, alts: [][]seqItem{{{lit: "arn:aws:payment-cryptography:"}, {set: [2]uint64{0x0, 0x7fffffe00000000}, min: 2, max: 2}, {lit: "-"}, {set: [2]uint64{0x0, 0x7fffffe00000000}, min: 1, max: 16}, {lit: "-"}, {set: [2]uint64{0x3ff000000000000, 0x0}, min: 1, max: -1}, {lit: ":"}, {set: [2]uint64{0x3ff000000000000, 0x0}, min: 12, max: 12}, {lit: ":key/"}, {set: [2]uint64{0x3ff000000000000, 0x7fffffe07fffffe}, min: 16, max: 64}}, {{lit: "arn:aws:payment-cryptography:"}, {set: [2]uint64{0x0, 0x7fffffe00000000}, min: 2, max: 2}, {lit: "-"}, {set: [2]uint64{0x0, 0x7fffffe00000000}, min: 1, max: 16}, {lit: "-"}, {set: [2]uint64{0x3ff000000000000, 0x0}, min: 1, max: -1}, {lit: ":"}, {set: [2]uint64{0x3ff000000000000, 0x0}, min: 12, max: 12}, {lit: ":alias/"}, {set: [2]uint64{0x3ffa00000000000, 0x7fffffe87fffffe}, min: 1, max: -1}}, {{lit: "alias/"}, {set: [2]uint64{0x3ffa00000000000, 0x7fffffe87fffffe}, min: 1, max: -1}}}}
 	// model pattern "[0-9a-zA-Z]+"
 	reTr31WrappedKeyBlock = &classPattern{re: `^(?:[0-9a-zA-Z]+)$`, set: [2]uint64{0x3ff000000000000, 0x7fffffe07fffffe}, min: 1, max: -1, step: 1}
 )
 
 // classPatterns are the patterns matched without the regexp package.
 var classPatterns = []*classPattern{reApplicationCryptogramType, reAs2805RandomKeyMaterial, reCardExpiryDateType, reCipherTextType, reHexLength16Or20Or24, reHexLengthEquals1, reInitializationVectorType, reTr31WrappedKeyBlock}
+
+// seqPatterns are the patterns of literals and class runs matched without the regexp package.
+var seqPatterns = []*seqPattern{reKeyArn, reKeyArnOrKeyAliasType}
 
 // Operations describes every operation of the model, by name.
 var Operations = map[string]Operation{
