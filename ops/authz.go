@@ -81,6 +81,6 @@ func (c *keyCache) aliasARN(prefix, name string) string {
 		c.aliasARNs.Clear()
 		c.aliasNames.Store(1)
 	}
-	c.aliasARNs.Store(name, arn)
+	c.aliasARNs.Store(strings.Clone(name), arn) // name may be a substring of a request body
 	return arn
 }

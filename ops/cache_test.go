@@ -3,7 +3,10 @@ package ops
 import (
 	"fmt"
 	"math/rand/v2"
+	"strings"
+	"sync"
 	"testing"
+	"unsafe"
 
 	"payhsm/keystore"
 )
@@ -158,5 +161,52 @@ func TestKeyCacheEvictionDropsPolicy(t *testing.T) {
 	})
 	if n != capacity {
 		t.Errorf("%d policies cached, want %d", n, capacity)
+	}
+}
+
+// TestKeyCacheKeepsNoRequestMemory: the identifiers and ids the cache keeps
+// are its own copies, not substrings of the request they came from (which
+// they would keep alive as long as the key stays cached).
+func TestKeyCacheKeepsNoRequestMemory(t *testing.T) {
+	t.Parallel()
+	body := []byte(`{"KeyIdentifier":"arn:aws:payment-cryptography:us-east-1:111122223333:key/abcdefghijklmnop","x":"alias/name"}`)
+	req := string(body)
+	within := func(s string) bool {
+		p, b := uintptr(unsafe.Pointer(unsafe.StringData(s))), uintptr(unsafe.Pointer(unsafe.StringData(req)))
+		return p >= b && p < b+uintptr(len(req))
+	}
+	at := func(sub string) string { i := strings.Index(req, sub); return req[i : i+len(sub)] }
+	ident := at("arn:aws:payment-cryptography:us-east-1:111122223333:key/abcdefghijklmnop")
+	var c keyCache
+	cacheAccess(&c, ident)
+	c.putPolicy(ident[len(ident)-16:], &policyEntry{}, c.gen.Load())
+	name := at("alias/name")
+	if got := c.aliasARN("arn:aws:payment-cryptography:us-east-1:111122223333:", name); got == "" {
+		t.Fatal("no alias ARN")
+	}
+	c.m.Range(func(k, _ any) bool {
+		if within(k.(string)) {
+			t.Errorf("cache key %q points into the request", k)
+		}
+		return true
+	})
+	for _, sl := range c.ring {
+		if sl.w != nil && within(sl.ident) {
+			t.Errorf("ring identifier %q points into the request", sl.ident)
+		}
+	}
+	for _, m := range []*sync.Map{&c.policies, &c.aliasARNs} {
+		m.Range(func(k, _ any) bool {
+			if within(k.(string)) {
+				t.Errorf("key %q points into the request", k)
+			}
+			return true
+		})
+	}
+	n := 0
+	c.policies.Range(func(any, any) bool { n++; return true })
+	c.aliasARNs.Range(func(any, any) bool { n++; return true })
+	if n != 2 || c.entries.Load() != 1 {
+		t.Fatalf("cached %d entries, %d policies and aliases; want 1 and 2", c.entries.Load(), n)
 	}
 }

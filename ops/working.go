@@ -373,6 +373,9 @@ func (w *WorkingKey) touch() {
 // put caches w, taking the cache's reference, unless something was dropped
 // since gen was read.
 func (c *keyCache) put(ident string, w *WorkingKey, gen uint64) {
+	// The identifier usually comes from a request: a substring of its body,
+	// which a cached key would otherwise keep alive as long as it stays.
+	ident = strings.Clone(ident)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if gen != c.gen.Load() {
@@ -440,6 +443,7 @@ func (c *keyCache) sweepLocked() int {
 // putPolicy caches a key's compiled policy unless something was dropped
 // since gen was read.
 func (c *keyCache) putPolicy(id string, e *policyEntry, gen uint64) {
+	id = strings.Clone(id) // id may be a substring of a request body
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if gen != c.gen.Load() {
