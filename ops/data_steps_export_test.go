@@ -54,3 +54,19 @@ func PrepareBlocks(s *Service, ident string, a DataCipher) (*PreparedBlocks, err
 
 // Append is appendBlocks.
 func (p *PreparedBlocks) Append(dst, data []byte) ([]byte, error) { return p.c.appendCrypt(dst, data) }
+
+// FastCBC is fastCBC (enc: EncryptData, else DecryptData); ok reports
+// whether it took the request.
+func FastCBC(s *Service, dst []byte, ident string, c *SymmetricCipher, data []byte, enc bool) ([]byte, KeyUsed, bool) {
+	op := fastDecrypt
+	if enc {
+		op = fastEncrypt
+	}
+	return s.fastCBC(dst, ident, c, data, op)
+}
+
+// AppendDataGeneral is appendData, the path fastCBC leaves every other
+// request to.
+func AppendDataGeneral(s *Service, dst []byte, ident string, a DataCipher, data []byte, enc bool) ([]byte, KeyUsed, error) {
+	return s.appendData(dst, ident, nil, a, data, enc)
+}

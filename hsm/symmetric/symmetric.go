@@ -250,7 +250,7 @@ func NewBlock16(b cipher.Block) (Block16, bool) {
 // refuse take EncryptTo's checks, for its error.
 func (k Block16) EncryptCBC(iv, dst, src []byte) error {
 	if len(iv) != 16 || len(dst) != len(src) || len(src)&15 != 0 || k.b == nil {
-		return crypt(k.b, CBC, iv, dst, src, true)
+		return k.crypt(iv, dst, src, true)
 	}
 	if o, exact := overlap(dst, src); o && !exact {
 		return ErrOverlap
@@ -265,11 +265,20 @@ func (k Block16) EncryptCBC(iv, dst, src []byte) error {
 	return nil
 }
 
+// crypt is EncryptTo or DecryptTo in CBC, for the arguments the loops
+// do not take.
+func (k Block16) crypt(iv, dst, src []byte, enc bool) error {
+	if k.b == nil {
+		return fmt.Errorf("%w: the zero Block16", ErrMode)
+	}
+	return crypt(k.b, CBC, iv, dst, src, enc)
+}
+
 // DecryptCBC is DecryptTo(b, CBC, iv, dst, src) for the Block16's cipher
 // b, as EncryptCBC is EncryptTo.
 func (k Block16) DecryptCBC(iv, dst, src []byte) error {
 	if len(iv) != 16 || len(dst) != len(src) || len(src)&15 != 0 || k.b == nil {
-		return crypt(k.b, CBC, iv, dst, src, false)
+		return k.crypt(iv, dst, src, false)
 	}
 	if o, _ := overlap(dst, src); o {
 		return ErrOverlap
