@@ -597,8 +597,8 @@ func (s *Service) keysUsable() error {
 // disabling and every other state change drop the key from the cache
 // before they are acknowledged, so a peek honours them as a lookup does.
 func (s *Service) peekWorking(ident string) (*WorkingKey, error) {
-	if err := s.keysUsable(); err != nil {
-		return nil, err
+	if s.cust.Available() != nil || s.store.Stale() != nil { // keysUsable's checks, inlined (one atomic load each)
+		return nil, s.keysUsable() // and its fault
 	}
 	w := s.cache.find(ident)
 	if w == nil || !w.started.Load() || !w.hit() {
