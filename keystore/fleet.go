@@ -188,10 +188,14 @@ func changeOf(ev kv.WatchEvent) Change {
 // staleness bound; then an error wrapping ErrStale. It costs an atomic
 // load and, when following, a clock read.
 func (s *Store) Stale() error {
-	f := s.follow.Load()
-	if f == nil {
-		return nil
+	if f := s.follow.Load(); f != nil { // small enough to inline at the caller
+		return f.stale()
 	}
+	return nil
+}
+
+// stale is Stale for a store that follows a shared one.
+func (f *follow) stale() error {
 	age := time.Duration(time.Now().UnixNano() - f.contact.Load())
 	if age <= f.staleness {
 		return nil

@@ -16,7 +16,7 @@ import (
 // bytes, key cached) apart: the whole call, each step of its path on its
 // own, and the ceiling of BenchmarkPrimitives, in one run (cpu-ns/op as
 // there). Where the operations layer's overhead goes (docs/performance.md,
-// "Fourth pass").
+// "Fourth pass" and "Fifth pass").
 //
 //	go test ./ops -run '^$' -bench EncryptDataSteps -count 5
 func BenchmarkEncryptDataSteps(b *testing.B) {
@@ -40,6 +40,13 @@ func BenchmarkEncryptDataSteps(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	pf, err := ops.PrepareFast(svc, aesKey)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, ok := pf.Encrypt(out[:0], a.Symmetric, data); !ok {
+		b.Fatal("fastCBC did not take the request")
+	}
 	cases := []struct {
 		name string
 		f    func()
@@ -49,6 +56,7 @@ func BenchmarkEncryptDataSteps(b *testing.B) {
 		{"Working", func() { _ = ops.StepWorking(svc, aesKey) }},
 		{"peekWorking", func() { ops.StepPeek(svc, aesKey) }},
 		{"peekWorking+params", func() { _ = ops.StepPeekParams(svc, aesKey, a) }},
+		{"fastCBC", func() { _, _ = pf.Encrypt(out[:0], a.Symmetric, data) }},
 		{"appendBlocks", func() { _, _ = p.Append(out[:0], data) }},
 		{"symmetric.EncryptTo", func() { _ = symmetric.EncryptTo(aesB, symmetric.CBC, iv, buf[:], data) }},
 		{"ceiling", func() {

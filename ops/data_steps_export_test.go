@@ -1,6 +1,10 @@
 package ops
 
-import "payhsm/fault"
+import (
+	"fmt"
+
+	"payhsm/fault"
+)
 
 // Hooks for BenchmarkEncryptDataSteps (data_steps_bench_test.go): each
 // step of AppendEncryptData's path with a cached AES key, on its own.
@@ -54,3 +58,43 @@ func PrepareBlocks(s *Service, ident string, a DataCipher) (*PreparedBlocks, err
 
 // Append is appendBlocks.
 func (p *PreparedBlocks) Append(dst, data []byte) ([]byte, error) { return p.c.appendCrypt(dst, data) }
+
+// FastCBC is peekWorking and fastCBC (enc: EncryptData, else
+// DecryptData); ok reports whether fastCBC took the request.
+func FastCBC(s *Service, dst []byte, ident string, c *SymmetricCipher, data []byte, enc bool) ([]byte, KeyUsed, bool) {
+	w, _ := s.peekWorking(ident)
+	if w == nil {
+		return dst, KeyUsed{}, false
+	}
+	out, ok := fastCBC(w, dst, c, data, enc)
+	if !ok {
+		return out, KeyUsed{}, false
+	}
+	return out, KeyUsed{KeyARN: w.ARN, KCV: w.Record.KCV}, true
+}
+
+// AppendDataGeneral is appendData without fastCBC: appendParams for a key
+// peekWorking finds, appendData for any other.
+func AppendDataGeneral(s *Service, dst []byte, ident string, a DataCipher, data []byte, enc bool) ([]byte, KeyUsed, error) {
+	if w, _ := s.peekWorking(ident); w != nil && a.Symmetric != nil {
+		return appendParams(w, dst, a.Symmetric, data, enc)
+	}
+	return s.appendData(dst, ident, nil, a, data, enc)
+}
+
+// PreparedFast is a cached key found by peekWorking, for fastCBC alone.
+type PreparedFast struct{ w *WorkingKey }
+
+// PrepareFast finds the cached key ident.
+func PrepareFast(s *Service, ident string) (*PreparedFast, error) {
+	w, err := s.peekWorking(ident)
+	if w == nil {
+		return nil, fmt.Errorf("key %s not cached: %w", ident, err)
+	}
+	return &PreparedFast{w}, nil
+}
+
+// Encrypt is fastCBC's encryption; ok reports whether it took the request.
+func (p *PreparedFast) Encrypt(dst []byte, c *SymmetricCipher, data []byte) ([]byte, bool) {
+	return fastCBC(p.w, dst, c, data, true)
+}

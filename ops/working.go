@@ -14,6 +14,7 @@ import (
 	"payhsm/hsm/cmac"
 	"payhsm/hsm/mac"
 	"payhsm/hsm/secret"
+	"payhsm/hsm/symmetric"
 	"payhsm/hsm/tdes"
 	"payhsm/hsm/tr31"
 	"payhsm/keyspec"
@@ -66,6 +67,14 @@ type WorkingKey struct {
 	// (dynamic, agreed), which Check alone decides; a refusal always comes
 	// from Check.
 	uses keyspec.UseSet
+
+	// block16 is Block as a 16-byte block cipher (AES keys), and fastData
+	// says which of EncryptData and DecryptData may use it directly
+	// (fastEncrypt, fastDecrypt: their key-use rules are in uses), both set
+	// when a stored key is opened: the data plane's CBC path (fastCBC)
+	// decides with one load and one test.
+	block16  symmetric.Block16
+	fastData uint8
 
 	cmac atomic.Pointer[cmac.Key]    // CMAC subkeys, derived at the first CMAC (see CMAC)
 	hmac atomic.Pointer[mac.HMACKey] // keyed HMAC states, made at the first HMAC (see HMAC)
@@ -592,8 +601,8 @@ func (s *Service) keysUsable() error {
 // disabling and every other state change drop the key from the cache
 // before they are acknowledged, so a peek honours them as a lookup does.
 func (s *Service) peekWorking(ident string) (*WorkingKey, error) {
-	if err := s.keysUsable(); err != nil {
-		return nil, err
+	if s.cust.Available() != nil || s.store.Stale() != nil { // keysUsable's checks, inlined (one atomic load each)
+		return nil, s.keysUsable() // and its fault
 	}
 	w := s.cache.find(ident)
 	if w == nil || !w.started.Load() || !w.hit() {
@@ -663,6 +672,15 @@ func (s *Service) open(rec *keystore.Key) (*WorkingKey, error) {
 	w.Header, w.Material, w.secret = h, m, secret.NewKey(m)
 	if err := w.schedule(rec.Attributes.Algorithm); err != nil {
 		return nil, fault.Internalf("key schedule", err)
+	}
+	if b, ok := symmetric.NewBlock16(w.Block); ok {
+		w.block16 = b
+		if w.uses.Has(keyspec.UseEncryptDataSymmetric) {
+			w.fastData |= fastEncrypt
+		}
+		if w.uses.Has(keyspec.UseDecryptDataSymmetric) {
+			w.fastData |= fastDecrypt
+		}
 	}
 	return w, nil
 }

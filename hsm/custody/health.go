@@ -102,10 +102,15 @@ func (c *Custodian) pastGrace(since time.Time) bool {
 // atomic load while the token is available: the operations layer calls it
 // for every operation.
 func (c *Custodian) Available() error {
-	ds := c.health.downSince.Load()
-	if ds == 0 {
-		return nil
+	if ds := c.health.downSince.Load(); ds != 0 { // small enough to inline at the caller
+		return c.availableSince(ds)
 	}
+	return nil
+}
+
+// availableSince is Available for a token unavailable since ds (Unix
+// nanoseconds).
+func (c *Custodian) availableSince(ds int64) error {
 	since := time.Unix(0, ds)
 	if !c.pastGrace(since) {
 		return nil

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"os/exec"
 	"strings"
 	"testing"
@@ -292,6 +293,11 @@ func FuzzCBC(f *testing.F) {
 		if got, err = Decrypt(b, CBC, iv, data); err != nil || !bytes.Equal(got, want) {
 			t.Fatalf("Decrypt = %x, %v; crypto/cipher %x", got, err, want)
 		}
+		if k, ok := NewBlock16(b); ok != useAES {
+			t.Fatalf("NewBlock16 of a %d-byte block cipher: %v", bs, ok)
+		} else if ok {
+			checkBlock16(t, k, b, iv, data)
+		}
 		for m := range modeNames {
 			if m.NeedsIV() && m.segmentBits(bs) <= 8*bs && len(data)%m.Unit(bs) == 0 {
 				ct, err1 := Encrypt(b, m, iv, data)
@@ -417,5 +423,91 @@ func TestMultipleOf(t *testing.T) {
 				t.Fatalf("MultipleOf(%d, %d) = %v, want %v", n, u, got, want)
 			}
 		}
+	}
+}
+
+// checkBlock16 checks k's CBC (k is b as a Block16) against EncryptTo and
+// DecryptTo on b: the same output into a separate buffer and in place, and
+// the same error for each argument EncryptTo refuses (an IV or output of
+// another length, data not a whole number of blocks, overlapping buffers).
+func checkBlock16(t *testing.T, k Block16, b cipher.Block, iv, data []byte) {
+	t.Helper()
+	same := func(what string, f func(iv, dst, src []byte) error, g func(cipher.Block, Mode, []byte, []byte, []byte) error, iv, dst, src []byte) {
+		t.Helper()
+		want := make([]byte, len(dst))
+		copy(want, dst)
+		errWant := g(b, CBC, iv, want, src)
+		got := make([]byte, len(dst))
+		copy(got, dst)
+		err := f(iv, got, src)
+		if fmt.Sprint(err) != fmt.Sprint(errWant) || !bytes.Equal(got, want) {
+			t.Fatalf("Block16 %s(iv %d, dst %d, src %d) = %x, %v; symmetric %x, %v", what, len(iv), len(dst), len(src), got, err, want, errWant)
+		}
+	}
+	for _, c := range []struct{ iv, dst, src []byte }{
+		{iv, make([]byte, len(data)), data},
+		{iv[:15], make([]byte, len(data)), data},
+		{nil, make([]byte, len(data)), data},
+		{iv, make([]byte, len(data)+16), data},
+		{iv, make([]byte, len(data)+1), append(bytes.Clone(data), 1)},
+	} {
+		same("EncryptCBC", k.EncryptCBC, EncryptTo, c.iv, c.dst, c.src)
+		same("DecryptCBC", k.DecryptCBC, DecryptTo, c.iv, c.dst, c.src)
+	}
+	// In place: encryption allowed, decryption refused; shifted: both refused.
+	for _, shift := range []int{0, 1, 16} {
+		if len(data) == 0 {
+			break
+		}
+		buf := make([]byte, len(data)+shift)
+		want := make([]byte, len(data)+shift)
+		for _, enc := range []bool{true, false} {
+			copy(buf, data)
+			copy(want, data)
+			var err, errWant error
+			if enc {
+				err, errWant = k.EncryptCBC(iv, buf[shift:], buf[:len(data)]), EncryptTo(b, CBC, iv, want[shift:], want[:len(data)])
+			} else {
+				err, errWant = k.DecryptCBC(iv, buf[shift:], buf[:len(data)]), DecryptTo(b, CBC, iv, want[shift:], want[:len(data)])
+			}
+			if fmt.Sprint(err) != fmt.Sprint(errWant) || !bytes.Equal(buf, want) {
+				t.Fatalf("Block16 (encrypt %v) with the output %d bytes into the input: %x, %v; symmetric %x, %v", enc, shift, buf, err, want, errWant)
+			}
+		}
+	}
+}
+
+// TestBlock16 checks NewBlock16 (AES only) and Block16's CBC on SP 800-38A
+// F.2.1 and F.2.2 and against EncryptTo and DecryptTo (checkBlock16).
+func TestBlock16(t *testing.T) {
+	t.Parallel()
+	aesB, _ := aes.NewCipher(unhex(t, sp38aKey))
+	tdesB, _ := tdes.NewCipher(unhex(t, "0123456789abcdef23456789abcdef01456789abcdef0123"))
+	for _, b := range []cipher.Block{nil, tdesB, toyBlock(make([]byte, 12))} {
+		if _, ok := NewBlock16(b); ok {
+			t.Fatalf("NewBlock16(%T) accepted", b)
+		}
+	}
+	k, ok := NewBlock16(aesB)
+	if !ok {
+		t.Fatal("NewBlock16(AES) refused")
+	}
+	iv, pt := unhex(t, sp38aIV), unhex(t, sp38aPT)
+	ct := unhex(t, "7649abac8119b246cee98e9b12e9197d 5086cb9b507219ee95db113a917678b2 73bed6b8e3c1743b7116e69e22229516 3ff1caa1681fac09120eca307586e1a7")
+	out := make([]byte, len(pt))
+	if err := k.EncryptCBC(iv, out, pt); err != nil || !bytes.Equal(out, ct) {
+		t.Fatalf("F.2.1 CBC-AES128.Encrypt: %x, %v", out, err)
+	}
+	if err := k.DecryptCBC(iv, out, ct); err != nil || !bytes.Equal(out, pt) {
+		t.Fatalf("F.2.2 CBC-AES128.Decrypt: %x, %v", out, err)
+	}
+	if !bytes.Equal(iv, unhex(t, sp38aIV)) {
+		t.Fatal("the IV changed")
+	}
+	for _, n := range []int{0, 16, 64} {
+		checkBlock16(t, k, aesB, iv, pt[:n])
+	}
+	if err := (Block16{}).EncryptCBC(iv, out, pt); err == nil {
+		t.Fatal("the zero Block16 encrypted")
 	}
 }
