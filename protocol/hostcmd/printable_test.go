@@ -61,3 +61,24 @@ func FuzzPrintable(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkPrintable: a 112-byte key block (a CC checks two), eight bytes
+// at a time (words) and one at a time (bytes, the check before printable).
+func BenchmarkPrintable(b *testing.B) {
+	blk := []byte("0112P0TE00N0000" + string(bytes.Repeat([]byte("0123456789ABCDEF"), 6)) + "0")
+	if len(blk) != 112 {
+		b.Fatal(len(blk))
+	}
+	for _, v := range []struct {
+		name string
+		f    func([]byte) bool
+	}{{"words", printable}, {"bytes", printableBytes}} {
+		b.Run(v.name, func(b *testing.B) {
+			for b.Loop() {
+				if !v.f(blk) {
+					b.Fatal("refused")
+				}
+			}
+		})
+	}
+}
