@@ -282,6 +282,15 @@ func (s *Service) translatePin(in TranslatePinInput, inISO, outISO pinblock.Form
 		return nil, err
 	}
 	defer ok.release()
+	if inISO == pinblock.ISO0 && outISO == pinblock.ISO0 && in.Incoming.PAN == in.Outgoing.PAN {
+		// The commonest translation (ZPK to ZPK, format 0 on both sides):
+		// the checked clear block is re-enciphered as it is.
+		r := &TranslatePinOutput{PinBlock: make([]byte, 8), KeyARN: ok.arn, KCV: ok.kcv}
+		if r.PinLength, err = pinblock.TranslateISO0(ik.block, in.EncryptedPinBlock, in.Incoming.PAN, ok.block, r.PinBlock); err != nil {
+			return nil, pinFault("translate PIN block", fault.SubjectPinBlock, err)
+		}
+		return r, nil
+	}
 	// pinblock.Translate, with the PIN's length kept: the clear PIN lives
 	// only between Decrypt and Encrypt and is zeroed on return.
 	pin, err := pinblock.Decrypt(ik.block, inISO, in.EncryptedPinBlock, in.Incoming.PAN)

@@ -2,7 +2,10 @@ package pinblock
 
 import (
 	"bytes"
+	"errors"
 	"testing"
+
+	"payhsm/hsm/tdes"
 )
 
 // FuzzDecode: Decode never panics on any block, PAN or format, returns a
@@ -35,6 +38,27 @@ func FuzzDecode(f *testing.F) {
 			if err != nil || !bytes.Equal(again, block) {
 				t.Fatalf("re-encode = %X, %v; want %X", again, err, block)
 			}
+		}
+	})
+}
+
+// FuzzTranslateISO0: TranslateISO0 answers as Translate (format 0 to 0,
+// the same PAN) for any block and PAN: the same block or the same error.
+func FuzzTranslateISO0(f *testing.F) {
+	f.Add(h(f, "230B4C43B8BA2C5C"), "5555555551234567")
+	f.Add(h(f, "041261AAAAEDCBA9"), "5555555551234567")
+	f.Add([]byte{1, 2, 3}, "x")
+	d, _ := tdes.NewCipher(h(f, "0123456789ABCDEFFEDCBA9876543210"))
+	d2, _ := tdes.NewCipher(h(f, "89ABCDEF0123456776543210FEDCBA98"))
+	f.Fuzz(func(t *testing.T, block []byte, pan string) {
+		want, werr := Translate(d, ISO0, block, pan, d2, ISO0, pan, nil)
+		var dst [8]byte
+		_, err := TranslateISO0(d, block, pan, d2, dst[:])
+		if !errors.Is(err, werr) || (err == nil) != (werr == nil) {
+			t.Fatalf("error %v, Translate's %v", err, werr)
+		}
+		if err == nil && !bytes.Equal(dst[:], want) {
+			t.Fatalf("%X, Translate %X", dst, want)
 		}
 	})
 }

@@ -378,3 +378,48 @@ func RandomPIN(n int, rnd io.Reader) ([]byte, error) {
 	}
 	return pin, nil
 }
+
+// TranslateISO0 is Translate from format 0 to format 0 with the same PAN
+// (the translation of a ZPK-to-ZPK switch), into dst, which must hold 8
+// bytes; it returns the PIN's length. A format 0 block that Decode accepts
+// is the one Encode makes of its PIN and PAN (control nibble 0, the
+// length, decimal digits, fill F, XOR the PAN field: there is no other), so
+// the deciphered block is re-enciphered as it is, once checked, without
+// decoding the PIN and encoding it again. It fails as Translate would, with
+// the same errors in the same order, and writes dst only on success. The
+// clear block lives on the stack and is zeroed on return.
+func TranslateISO0(from cipher.Block, block []byte, pan string, to cipher.Block, dst []byte) (int, error) {
+	if err := checkCipher(from, ISO0); err != nil {
+		return 0, err
+	}
+	if len(block) != 8 {
+		return 0, ErrLength
+	}
+	a, err := panField03(pan)
+	if err != nil {
+		return 0, err
+	}
+	var p, q [8]byte
+	defer clear(q[:])
+	defer clear(p[:])
+	from.Decrypt(p[:], block)
+	subtle.XORBytes(q[:], p[:], a[:]) // the PIN field
+	n := int(q[0] & 0x0f)
+	if q[0]>>4 != 0 || n < MinPIN || n > MaxPIN {
+		return 0, ErrInvalid
+	}
+	for i := 2; i < 16; i++ {
+		v := nibble(q[:], i)
+		if (i < 2+n && v > 9) || (i >= 2+n && v != 0xf) {
+			return 0, ErrInvalid
+		}
+	}
+	if err := checkCipher(to, ISO0); err != nil {
+		return 0, err
+	}
+	if len(dst) < 8 {
+		return 0, ErrLength
+	}
+	to.Encrypt(dst[:8], p[:])
+	return n, nil
+}

@@ -363,3 +363,89 @@ func TestRandomPIN(t *testing.T) {
 		}
 	}
 }
+
+// TestTranslateISO0 compares TranslateISO0 with Translate (format 0 to
+// format 0, the same PAN) on every PIN length, PANs of 12 to 19 digits,
+// the known-answer block above, and blocks that fail: a wrong key, a wrong
+// PAN, each nibble of a valid clear block changed to each other value
+// (control, length, digit, fill), bad PANs, lengths and ciphers.
+func TestTranslateISO0(t *testing.T) {
+	t.Parallel()
+	d, _ := tdes.NewCipher(h(t, "0123456789ABCDEFFEDCBA9876543210"))
+	d2, _ := tdes.NewCipher(h(t, "89ABCDEF0123456776543210FEDCBA98"))
+	a, _ := aes.NewCipher(h(t, "00112233445566778899AABBCCDDEEFF"))
+	check := func(name string, from cipher.Block, block []byte, pan string, to cipher.Block) {
+		t.Helper()
+		want, werr := Translate(from, ISO0, block, pan, to, ISO0, pan, nil)
+		dst := bytes.Repeat([]byte{0xee}, 8)
+		n, err := TranslateISO0(from, block, pan, to, dst)
+		if !errors.Is(err, werr) || (werr == nil) != (err == nil) {
+			t.Fatalf("%s: error %v, Translate's %v", name, err, werr)
+		}
+		if werr != nil {
+			if n != 0 || !bytes.Equal(dst, bytes.Repeat([]byte{0xee}, 8)) {
+				t.Fatalf("%s: failed with n=%d and dst %X written", name, n, dst)
+			}
+			return
+		}
+		pin, err := Decrypt(from, ISO0, block, pan)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(dst, want) || n != len(pin) {
+			t.Fatalf("%s: %X (PIN length %d), Translate %X (%d)", name, dst, n, want, len(pin))
+		}
+	}
+	// The known-answer block (TestEncipherKAT): PIN 1234 under d.
+	check("kat", d, h(t, "230B4C43B8BA2C5C"), "5555555551234567", d2)
+	pans := []string{"555555555123", "4111111111111111", "1234567890123456789", "0000000000000"}
+	for _, pan := range pans {
+		for n := MinPIN; n <= MaxPIN; n++ {
+			pin := []byte("987654321098"[:n])
+			blk, err := Encrypt(d, ISO0, pin, pan, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			check("valid", d, blk, pan, d2)
+			check("same key", d, blk, pan, d)
+			check("wrong key", d2, blk, pan, d)
+			check("wrong PAN", d, blk, "4000000000000002", d2)
+			// Every nibble of the clear block set to every value, re-enciphered.
+			clearBlk, _ := Encode(ISO0, pin, pan, nil)
+			for i := range 16 {
+				for v := range byte(16) {
+					p := bytes.Clone(clearBlk)
+					setNibble(p, i, v)
+					c := make([]byte, 8)
+					d.Encrypt(c, p)
+					check("nibble", d, c, pan, d2)
+				}
+			}
+		}
+	}
+	blk, _ := Encrypt(d, ISO0, []byte("1234"), "4111111111111111", nil)
+	for _, pan := range []string{"", "41111111111", "41111111111111111111", "411111111111111x"} {
+		check("bad PAN "+pan, d, blk, pan, d2)
+	}
+	check("short block", d, blk[:7], "4111111111111111", d2)
+	check("long block", d, append(bytes.Clone(blk), 0), "4111111111111111", d2)
+	check("AES from", a, blk, "4111111111111111", d2)
+	check("AES to", d, blk, "4111111111111111", a)
+	check("nil to", d, blk, "4111111111111111", nil)
+	if _, err := TranslateISO0(d, blk, "4111111111111111", d2, make([]byte, 7)); !errors.Is(err, ErrLength) {
+		t.Fatalf("short dst: %v", err)
+	}
+}
+
+func BenchmarkTranslateISO0Direct(b *testing.B) {
+	d, _ := tdes.NewCipher(h(b, "0123456789ABCDEFFEDCBA9876543210"))
+	d2, _ := tdes.NewCipher(h(b, "89ABCDEF0123456776543210FEDCBA98"))
+	blk, _ := Encrypt(d, ISO0, []byte("1234"), "4111111111111111", nil)
+	var dst [8]byte
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := TranslateISO0(d, blk, "4111111111111111", d2, dst[:]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

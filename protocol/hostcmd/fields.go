@@ -1,6 +1,7 @@
 package hostcmd
 
 import (
+	"encoding/binary"
 	"strconv"
 )
 
@@ -308,13 +309,39 @@ func (c *cursor) keyBlock(what string) []byte {
 	}
 	c.i -= 5
 	blk := c.take(n, what)
-	for _, b := range blk {
-		if b < 0x21 || b > 0x7e {
-			c.fail(codeBadKeyBlockHdr, what+": key block is not printable")
-			return nil
-		}
+	if c.err == nil && !printable(blk) {
+		c.fail(codeBadKeyBlockHdr, what+": key block is not printable")
+		return nil
 	}
 	return blk
+}
+
+// printable reports whether every byte of b is a printable ASCII character
+// other than space (0x21 to 0x7E), eight bytes at a time: a CC's two
+// 112-byte key blocks are checked on every request.
+func printable(b []byte) bool {
+	const (
+		ones = 0x0101010101010101
+		high = 0x8080808080808080
+	)
+	for len(b) >= 8 {
+		x := binary.LittleEndian.Uint64(b)
+		// A byte below 0x21 borrows into its own high bit when 0x21 is
+		// taken from it (and had it clear); a byte above 0x7E carries
+		// into it when 1 is added (or had it set). A borrow or carry
+		// that crosses into the next byte comes only from a byte that is
+		// itself out of range, so the test is exact.
+		if (x-0x21*ones)&^x&high != 0 || ((x+ones)|x)&high != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, v := range b {
+		if v < 0x21 || v > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 // lmkID decodes the optional "%nn" LMK identifier.
