@@ -15,12 +15,53 @@ type SeqItem struct {
 	Min, Max int
 }
 
-// CheckSeqPattern compares match, a generated matcher of the pattern re
+// SeqPattern describes a generated seqPattern: its regexp, its
+// alternatives and its matcher.
+type SeqPattern struct {
+	Re    string
+	Alts  [][]SeqItem
+	Match func(string) bool
+}
+
+// CheckSeqPatterns checks every pattern with checkSeqPattern; there must be
+// at least one.
+func CheckSeqPatterns(t *testing.T, patterns []SeqPattern) {
+	t.Helper()
+	if len(patterns) == 0 {
+		t.Fatal("no sequence patterns")
+	}
+	r := rand.New(rand.NewPCG(20, 7)) //nolint:gosec // G404: test inputs, seeded to repeat
+	for _, p := range patterns {
+		checkSeqPattern(t, r, p.Re, p.Alts, p.Match)
+	}
+}
+
+// FuzzSeqPatterns compares every pattern's matcher with regexp on
+// arbitrary strings.
+func FuzzSeqPatterns(f *testing.F, patterns []SeqPattern) {
+	for _, s := range []string{"alias/a", "arn:aws:payment-cryptography:us-east-1:111122223333:key/abcdefghijklmnop",
+		"arn:aws:payment-cryptography:us-east-1:111122223333:alias/x", "arn:aws:payment-cryptography:us--1:1:key/", ""} {
+		f.Add(s)
+	}
+	res := make([]*regexp.Regexp, len(patterns))
+	for i, p := range patterns {
+		res[i] = regexp.MustCompile(p.Re)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		for i, p := range patterns {
+			if got, want := p.Match(s), res[i].MatchString(s); got != want {
+				t.Fatalf("%s: MatchString(%q) = %v, regexp says %v", p.Re, s, got, want)
+			}
+		}
+	})
+}
+
+// checkSeqPattern compares match, a generated matcher of the pattern re
 // described by alts, with regexp on strings built near the pattern's
 // language: every alternative with runs at, inside and just outside their
 // length bounds, characters from outside a run's class, literals cut or
 // changed, alternatives spliced together, and tails added.
-func CheckSeqPattern(t *testing.T, r *rand.Rand, re string, alts [][]SeqItem, match func(string) bool) {
+func checkSeqPattern(t *testing.T, r *rand.Rand, re string, alts [][]SeqItem, match func(string) bool) {
 	t.Helper()
 	want := regexp.MustCompile(re)
 	outside := []string{"g", "G", " ", "-", ":", "/", "_", "\x00", "\x7f", "é", "\xff", "Z", "z", "0", "9", "a", "A"}
