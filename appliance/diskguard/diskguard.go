@@ -8,15 +8,16 @@
 //
 // Free space is statfs(2)'s f_bavail (what an unprivileged user may still
 // write; a filesystem's root-reserved blocks do not count). A check that
-// found room answers the checks of the next Fresh (10 ms) without asking
-// the kernel again: under thousands of writes a second the statfs per write
-// cost several microseconds of CPU each (a path lookup and a system call,
-// about 2% of a CreateKey's), while the writes of 10 ms are a few megabytes
-// at most, well inside any reserve. While writes are refused every check
-// asks the kernel, so writes resume as soon as space is freed, without a
-// restart. Writes resume once free space is back above the reserve plus a
-// small margin (Hysteresis), so that a disk hovering at the reserve does
-// not flap.
+// found room answers the other checks of the next Fresh (1 ms) without
+// asking the kernel again: under thousands of writes a second a statfs per
+// write cost several microseconds of CPU each (a path lookup and a system
+// call, about 2% of a CreateKey's in the daemon), and the appliance's own
+// writes of a millisecond are tens of kilobytes, far inside any reserve.
+// Space taken by someone else is seen by the first check after that
+// millisecond. While writes are refused every check asks the kernel, so a
+// write is allowed as soon as space is freed, without a restart. Writes
+// resume once free space is back above the reserve plus a small margin
+// (Hysteresis), so that a disk hovering at the reserve does not flap.
 package diskguard
 
 import (
@@ -174,7 +175,7 @@ func New(dir string, reserve Reserve, log *zap.Logger) *Watchdog {
 
 // Fresh is how long a sample that found room above the reserve answers
 // Check without another statfs.
-const Fresh = 10 * time.Millisecond
+const Fresh = time.Millisecond
 
 // StartCheck is the start-up check: an error, to be reported once and end
 // the command, when free space is below the reserve.
