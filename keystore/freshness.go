@@ -323,11 +323,26 @@ func (s *Store) StartJournal(o JournalOptions) (uint64, error) {
 }
 
 // sealedHead is a head record this process sealed: writer w's head h,
-// stored as v.
+// stored as v, by the transaction the engine numbered txn (0: an engine
+// that does not number its transactions; see serialTxn).
 type sealedHead struct {
-	w string
-	h headRecord
-	v []byte
+	w   string
+	h   headRecord
+	v   []byte
+	txn uint64
+}
+
+// serialTxn is a transaction of an engine that runs its transactions one
+// at a time and numbers them (pebblekv): the one numbered n+1 reads what
+// the one numbered n wrote, and a failed commit fails the engine.
+type serialTxn interface{ Serial() uint64 }
+
+// txnSerial is tx's number, or 0 when its engine does not number them.
+func txnSerial(tx kv.Txn) uint64 {
+	if st, ok := tx.(serialTxn); ok {
+		return st.Serial()
+	}
+	return 0
 }
 
 // readHead reads writer w's head; reason says why it failed its check.

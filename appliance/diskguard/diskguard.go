@@ -7,13 +7,17 @@
 // host port do not consult it.
 //
 // Free space is statfs(2)'s f_bavail (what an unprivileged user may still
-// write; a filesystem's root-reserved blocks do not count). The watchdog
-// asks the kernel on every check (a system call of about a microsecond,
-// against the millisecond fsync of the write it guards), so a write is
-// refused as soon as the disk crosses the reserve and allowed as soon as
-// space is freed, without a restart. Writes resume once free space is back
-// above the reserve plus a small margin (Hysteresis), so that a disk hovering
-// at the reserve does not flap.
+// write; a filesystem's root-reserved blocks do not count). A check that
+// found room answers the other checks of the next Fresh (1 ms) without
+// asking the kernel again: under thousands of writes a second a statfs per
+// write cost several microseconds of CPU each (a path lookup and a system
+// call, about 2% of a CreateKey's in the daemon), and the appliance's own
+// writes of a millisecond are tens of kilobytes, far inside any reserve.
+// Space taken by someone else is seen by the first check after that
+// millisecond. While writes are refused every check asks the kernel, so a
+// write is allowed as soon as space is freed, without a restart. Writes
+// resume once free space is back above the reserve plus a small margin
+// (Hysteresis), so that a disk hovering at the reserve does not flap.
 package diskguard
 
 import (
@@ -146,11 +150,14 @@ type Watchdog struct {
 	reserve Reserve
 	log     *zap.Logger
 	stat    func(string) (Usage, error) // Stat; tests replace it
+	since   func() time.Duration        // monotonic time since New; tests replace it
+	fresh   time.Duration               // Fresh; tests set 0 to sample on every check
 
-	low     atomic.Bool
-	refused atomic.Uint64
-	avail   atomic.Uint64
-	total   atomic.Uint64
+	roomUntil atomic.Int64 // since() before which Check trusts the last sample that found room (ns)
+	low       atomic.Bool
+	refused   atomic.Uint64
+	avail     atomic.Uint64
+	total     atomic.Uint64
 
 	mu      sync.Mutex // transitions, and the statfs failure logged once
 	statErr bool
@@ -161,8 +168,14 @@ func New(dir string, reserve Reserve, log *zap.Logger) *Watchdog {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Watchdog{dir: dir, reserve: reserve, log: log, stat: Stat}
+	start := time.Now()
+	return &Watchdog{dir: dir, reserve: reserve, log: log, stat: Stat,
+		since: func() time.Duration { return time.Since(start) }, fresh: Fresh}
 }
+
+// Fresh is how long a sample that found room above the reserve answers
+// Check without another statfs.
+const Fresh = time.Millisecond
 
 // StartCheck is the start-up check: an error, to be reported once and end
 // the command, when free space is below the reserve.
@@ -185,7 +198,13 @@ func (w *Watchdog) StartCheck() error {
 // says why. A filesystem that cannot be examined does not stop writes (the
 // write itself then reports what is wrong); the failure is logged once.
 func (w *Watchdog) Check() error {
+	if w.fresh > 0 && int64(w.since()) < w.roomUntil.Load() {
+		return nil // a sample of the last Fresh found room
+	}
 	low, u, ok := w.sample()
+	if ok && !low && w.fresh > 0 {
+		w.roomUntil.Store(int64(w.since() + w.fresh))
+	}
 	if !ok || !low {
 		return nil
 	}
@@ -225,7 +244,11 @@ func (w *Watchdog) sample() (low bool, u Usage, ok bool) {
 			zap.String("dir", w.dir), zap.String("free", Size(u.Avail)), zap.String("reserve", Size(r)),
 			zap.Uint64("writesRefused", w.refused.Load()))
 	}
-	return w.low.Load(), u, true
+	low = w.low.Load()
+	if low {
+		w.roomUntil.Store(0) // a sample below the reserve ends the last one's Fresh at once
+	}
+	return low, u, true
 }
 
 func (w *Watchdog) record(u Usage) {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
@@ -77,6 +78,7 @@ func TestWatchdog(t *testing.T) {
 	disk := &fakeDisk{u: Usage{Avail: 100 << 20, Total: 1 << 30}}
 	w := New("/data", Reserve{Bytes: 64 << 20}, zap.New(core))
 	w.stat = disk.stat
+	w.fresh = 0 // every check asks the filesystem (TestWatchdogFresh: the window)
 	if err := w.StartCheck(); err != nil {
 		t.Fatalf("start with room: %v", err)
 	}
@@ -124,6 +126,57 @@ func TestWatchdog(t *testing.T) {
 	if len(msgs) != 3 || !strings.Contains(msgs[0], "below its free-space reserve") ||
 		!strings.Contains(msgs[1], "writes resumed") || !strings.Contains(msgs[2], "cannot examine") {
 		t.Errorf("log lines %q, want one per change of state and one for the statfs failure", msgs)
+	}
+}
+
+// countingDisk is a fakeDisk that counts its statfs calls.
+type countingDisk struct {
+	fakeDisk
+	calls int
+}
+
+func (c *countingDisk) stat(dir string) (Usage, error) { c.calls++; return c.fakeDisk.stat(dir) }
+
+// TestWatchdogFresh: a check that found room answers the checks of the
+// next Fresh without a statfs; past it, or once any sample (the periodic
+// one included) found the disk below the reserve, checks ask again, and
+// while low every check asks, so that writes resume as soon as space is
+// freed.
+func TestWatchdogFresh(t *testing.T) {
+	t.Parallel()
+	disk := &countingDisk{fakeDisk: fakeDisk{u: Usage{Avail: 100 << 20, Total: 1 << 30}}}
+	var now time.Duration
+	w := New("/data", Reserve{Bytes: 64 << 20}, nil)
+	w.stat, w.since = disk.stat, func() time.Duration { return now }
+
+	steps := []struct {
+		advance time.Duration
+		avail   uint64
+		sample  bool // the periodic sample (Run) runs before the check
+		low     bool // Check refuses
+		calls   int  // statfs calls so far
+	}{
+		{0, 100 << 20, false, false, 1},        // samples, finds room
+		{Fresh / 2, 10 << 20, false, false, 1}, // within Fresh: the last sample answers
+		{Fresh / 2, 10 << 20, false, true, 2},  // Fresh over: asks, finds the disk low
+		{1, 10 << 20, false, true, 3},          // low: every check asks
+		{1, 100 << 20, false, false, 4},        // space freed: the next check writes
+		{1, 10 << 20, false, false, 4},         // room found 1 ns ago
+		{1, 10 << 20, true, true, 6},           // the periodic sample finds it low: the window ends
+	}
+	for i, st := range steps {
+		now += st.advance
+		disk.u.Avail = st.avail
+		if st.sample {
+			w.sample()
+		}
+		err := w.Check()
+		if low := errors.Is(err, ErrLow); low != st.low {
+			t.Errorf("step %d: Check = %v, want refused %v", i, err, st.low)
+		}
+		if disk.calls != st.calls {
+			t.Errorf("step %d: %d statfs calls, want %d", i, disk.calls, st.calls)
+		}
 	}
 }
 

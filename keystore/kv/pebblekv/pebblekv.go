@@ -101,6 +101,7 @@ type DB struct {
 	txMu     sync.Mutex // held by the one running transaction, from Begin to Commit or Discard
 	open     *group     // the group filling; nil until a transaction begins; guarded by txMu
 	inflight *group     // the group being committed, or nil; guarded by txMu
+	begun    uint64     // transactions begun (see txn.Serial); guarded by txMu
 	serial   bool       // Options.SerialCommit
 	failed   atomic.Pointer[error]
 	stalled  atomic.Bool // Pebble stopped in a background fatal error (see Fatalf): db cannot be closed
@@ -273,8 +274,9 @@ func (d *DB) Begin() (kv.Txn, error) {
 		d.txMu.Unlock()
 		return nil, err
 	}
+	d.begun++
 	if d.serial {
-		return &txn{d: d, r: d.db, b: d.db.NewBatch()}, nil
+		return &txn{d: d, r: d.db, b: d.db.NewBatch(), seq: d.begun}, nil
 	}
 	if d.open == nil {
 		g := &group{view: d.db.NewIndexedBatch(), commit: d.db.NewBatch(), ops: d.db.NewBatch(), done: make(chan struct{})}
@@ -286,7 +288,7 @@ func (d *DB) Begin() (kv.Txn, error) {
 		}
 		d.open = g
 	}
-	return &txn{d: d, r: d.open.view, b: d.db.NewBatch(), g: d.open}, nil
+	return &txn{d: d, r: d.open.view, b: d.db.NewBatch(), g: d.open, seq: d.begun}, nil
 }
 
 // reader is what *pebble.DB and an indexed *pebble.Batch share.
@@ -300,8 +302,19 @@ type txn struct {
 	r    reader        // the group's view, or the database (SerialCommit)
 	b    *pebble.Batch // this transaction's writes
 	g    *group        // nil with SerialCommit
+	seq  uint64        // Serial
 	done bool
 }
+
+// Serial numbers the transaction among the database's, from 1 in the order
+// they began: they run one at a time, so the one numbered n+1 began after
+// the one numbered n committed or was discarded, and reads what it wrote.
+// A commit that fails fails the database (every later Begin fails), so the
+// writes of a transaction that committed into a group its successor read
+// are never lost without the successor failing too. The key store uses it
+// to take the journal head the previous transaction wrote from memory
+// instead of reading it back (keystore's journal).
+func (t *txn) Serial() uint64 { return t.seq }
 
 // Get reads through an iterator that consults the bloom filters of every
 // level, the last included (getFiltered): most reads inside a transaction
