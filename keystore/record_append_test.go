@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"math/rand/v2"
+	"reflect"
 	"testing"
 	"time"
 
@@ -154,4 +155,43 @@ func FuzzAppendKeyRecord(f *testing.F) {
 			t.Fatalf("plain strings refused: %q %q %q", id, block, policy)
 		}
 	})
+}
+
+// TestAppendKeyRecordEveryField: a record with every field set (found by
+// reflection, so that a field added to keyRecord later is set too) is
+// written as json.Marshal writes it: a field appendKeyRecord does not know
+// would otherwise be dropped from every stored record without a word.
+func TestAppendKeyRecordEveryField(t *testing.T) {
+	var rec keyRecord
+	var fill func(v reflect.Value)
+	fill = func(v reflect.Value) {
+		for i := range v.NumField() {
+			f := v.Field(i)
+			switch {
+			case v.Type().Field(i).Name == "Revision" && v.Type() == reflect.TypeFor[keyRecord]():
+				// format 1 only: appendKeyRecord refuses such records
+			case f.Kind() == reflect.Struct:
+				fill(f)
+			case f.Kind() == reflect.String:
+				f.SetString("s" + v.Type().Field(i).Name)
+			case f.Kind() == reflect.Bool:
+				f.SetBool(true)
+			case f.CanInt():
+				f.SetInt(int64(i + 1))
+			case f.Kind() == reflect.Slice && f.Type().Elem().Kind() == reflect.Uint8:
+				f.SetBytes([]byte{byte(i), 0xff, 0x10})
+			default:
+				t.Fatalf("keyRecord field %s of kind %s: teach this test and appendKeyRecord", v.Type().Field(i).Name, f.Kind())
+			}
+		}
+	}
+	fill(reflect.ValueOf(&rec).Elem())
+	want, err := json.Marshal(&rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, ok := appendKeyRecord(nil, &rec)
+	if !ok || !bytes.Equal(got, want) {
+		t.Fatalf("appendKeyRecord = %s (%v), want %s", got, ok, want)
+	}
 }
