@@ -185,25 +185,17 @@ func TestClassPatterns(t *testing.T) {
 // the regexp package (the key ARN patterns) matches exactly what regexp matches.
 func TestSeqPatterns(t *testing.T) {
 	t.Parallel()
-	shapetest.CheckSeqPatterns(t, seqPatternsForTest())
+	shapetest.CheckPatterns(t, seqPatternsForTest())
 }
 
 // FuzzSeqPatterns compares every sequence pattern with regexp on arbitrary
 // strings.
-func FuzzSeqPatterns(f *testing.F) { shapetest.FuzzSeqPatterns(f, seqPatternsForTest()) }
+func FuzzSeqPatterns(f *testing.F) { shapetest.FuzzPatterns(f, seqPatternsForTest()) }
 
-func seqPatternsForTest() []shapetest.SeqPattern {
-	var out []shapetest.SeqPattern
+func seqPatternsForTest() []shapetest.Pattern {
+	var out []shapetest.Pattern
 	for _, p := range seqPatterns {
-		var alts [][]shapetest.SeqItem
-		for _, alt := range p.alts {
-			var items []shapetest.SeqItem
-			for _, it := range alt {
-				items = append(items, shapetest.SeqItem{Lit: it.lit, Set: it.set, Min: it.min, Max: it.max})
-			}
-			alts = append(alts, items)
-		}
-		out = append(out, shapetest.SeqPattern{Re: p.re, Alts: alts, Match: p.MatchString})
+		out = append(out, shapetest.Pattern{Re: p.re, Match: p.MatchString})
 	}
 	return out
 }

@@ -3,42 +3,45 @@ package shapetest
 import (
 	"math/rand/v2"
 	"regexp"
+	"regexp/syntax"
 	"strings"
 	"testing"
 )
 
-// SeqItem mirrors the generated seqItem: a literal (Lit set) or a run of
-// Set's ASCII characters between Min and Max long (Max -1: no bound).
-type SeqItem struct {
-	Lit      string
-	Set      [2]uint64
-	Min, Max int
-}
-
-// SeqPattern describes a generated seqPattern: its regexp, its
-// alternatives and its matcher.
-type SeqPattern struct {
+// Pattern is a model pattern (Re, RE2 syntax) and a matcher generated for
+// it without the regexp package.
+type Pattern struct {
 	Re    string
-	Alts  [][]SeqItem
 	Match func(string) bool
 }
 
-// CheckSeqPatterns checks every pattern with checkSeqPattern; there must be
-// at least one.
-func CheckSeqPatterns(t *testing.T, patterns []SeqPattern) {
+// CheckPatterns compares every pattern's matcher with regexp on strings
+// built from the pattern's own syntax tree, near its language (Near);
+// there must be at least one pattern.
+func CheckPatterns(t *testing.T, patterns []Pattern) {
 	t.Helper()
 	if len(patterns) == 0 {
-		t.Fatal("no sequence patterns")
+		t.Fatal("no patterns")
 	}
 	r := rand.New(rand.NewPCG(20, 7)) //nolint:gosec // G404: test inputs, seeded to repeat
 	for _, p := range patterns {
-		checkSeqPattern(t, r, p.Re, p.Alts, p.Match)
+		want := regexp.MustCompile(p.Re)
+		tree, err := syntax.Parse(p.Re, syntax.Perl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 6000 {
+			s := Near(r, tree)
+			if got, exp := p.Match(s), want.MatchString(s); got != exp {
+				t.Fatalf("%s: MatchString(%q) = %v, regexp says %v", p.Re, s, got, exp)
+			}
+		}
 	}
 }
 
-// FuzzSeqPatterns compares every pattern's matcher with regexp on
-// arbitrary strings.
-func FuzzSeqPatterns(f *testing.F, patterns []SeqPattern) {
+// FuzzPatterns compares every pattern's matcher with regexp on arbitrary
+// strings.
+func FuzzPatterns(f *testing.F, patterns []Pattern) {
 	for _, s := range []string{"alias/a", "arn:aws:payment-cryptography:us-east-1:111122223333:key/abcdefghijklmnop",
 		"arn:aws:payment-cryptography:us-east-1:111122223333:alias/x", "arn:aws:payment-cryptography:us--1:1:key/", ""} {
 		f.Add(s)
@@ -56,73 +59,88 @@ func FuzzSeqPatterns(f *testing.F, patterns []SeqPattern) {
 	})
 }
 
-// checkSeqPattern compares match, a generated matcher of the pattern re
-// described by alts, with regexp on strings built near the pattern's
-// language: every alternative with runs at, inside and just outside their
-// length bounds, characters from outside a run's class, literals cut or
-// changed, alternatives spliced together, and tails added.
-func checkSeqPattern(t *testing.T, r *rand.Rand, re string, alts [][]SeqItem, match func(string) bool) {
-	t.Helper()
-	want := regexp.MustCompile(re)
-	outside := []string{"g", "G", " ", "-", ":", "/", "_", "\x00", "\x7f", "é", "\xff", "Z", "z", "0", "9", "a", "A"}
-	build := func(alt []SeqItem) string {
-		var b strings.Builder
-		for _, it := range alt {
-			if it.Lit != "" {
-				lit := it.Lit
-				if r.IntN(20) == 0 {
-					k := r.IntN(len(lit))
-					lit = lit[:k] + outside[r.IntN(len(outside))] + lit[k+1:]
-				}
-				b.WriteString(lit)
-				continue
-			}
-			hi := it.Max
-			if hi < 0 {
-				hi = it.Min + 70
-			}
-			n := it.Min + r.IntN(hi-it.Min+1)
-			switch r.IntN(8) {
-			case 0:
-				n = max(it.Min-1, 0)
-			case 1:
-				n = hi + 1
-			case 2:
-				n = hi
-			case 3:
-				n = it.Min
-			}
-			var in []byte
-			for c := range 128 {
-				if it.Set[c>>6]&(1<<(c&63)) != 0 {
-					in = append(in, byte(c))
-				}
-			}
-			for range n {
-				if r.IntN(60) == 0 {
-					b.WriteString(outside[r.IntN(len(outside))])
-				} else {
-					b.WriteByte(in[r.IntN(len(in))])
-				}
-			}
+// outside are characters that model patterns' classes often leave out.
+var outside = []string{"g", "G", " ", "-", ":", "/", "_", "\x00", "\x7f", "é", "\xff", "Z", "z", "0", "9", "a", "A"}
+
+// Near returns a string built by walking re's syntax tree: mostly one of
+// its language, with repetitions at, inside and just beyond their bounds,
+// now and then a character from outside a class, a literal changed, and
+// the whole cut, spliced with another walk or extended.
+func Near(r *rand.Rand, re *syntax.Regexp) string {
+	var b strings.Builder
+	walk(r, re, &b)
+	s := b.String()
+	switch r.IntN(10) {
+	case 0:
+		var o strings.Builder
+		walk(r, re, &o)
+		other := o.String()
+		s = s[:r.IntN(len(s)+1)] + other[r.IntN(len(other)+1):]
+	case 1:
+		s += outside[r.IntN(len(outside))]
+	case 2:
+		if s != "" {
+			s = s[:len(s)-1]
 		}
-		return b.String()
 	}
-	for i := range 6000 {
-		s := build(alts[i%len(alts)])
-		switch r.IntN(10) {
-		case 0:
-			other := build(alts[r.IntN(len(alts))])
-			s = s[:r.IntN(len(s)+1)] + other[r.IntN(len(other)+1):]
-		case 1:
-			s += outside[r.IntN(len(outside))]
-		case 2:
-			if s != "" {
-				s = s[:len(s)-1]
+	return s
+}
+
+func walk(r *rand.Rand, re *syntax.Regexp, b *strings.Builder) {
+	switch re.Op {
+	case syntax.OpLiteral:
+		for _, c := range re.Rune {
+			if r.IntN(40) == 0 {
+				b.WriteString(outside[r.IntN(len(outside))])
+			} else {
+				b.WriteRune(c)
 			}
 		}
-		if got, exp := match(s), want.MatchString(s); got != exp {
-			t.Fatalf("%s: MatchString(%q) = %v, regexp says %v", re, s, got, exp)
+	case syntax.OpCharClass:
+		if r.IntN(60) == 0 || len(re.Rune) == 0 {
+			b.WriteString(outside[r.IntN(len(outside))])
+			return
+		}
+		i := 2 * r.IntN(len(re.Rune)/2)
+		lo, hi := re.Rune[i], re.Rune[i+1]
+		hi = min(hi, lo+200) // classes reaching to U+10FFFF: their first runes
+		b.WriteRune(lo + rune(r.IntN(int(hi-lo)+1)))
+	case syntax.OpAnyChar, syntax.OpAnyCharNotNL:
+		b.WriteByte(byte(' ' + r.IntN(95)))
+	case syntax.OpCapture:
+		walk(r, re.Sub[0], b)
+	case syntax.OpConcat:
+		for _, sub := range re.Sub {
+			walk(r, sub, b)
+		}
+	case syntax.OpAlternate:
+		walk(r, re.Sub[r.IntN(len(re.Sub))], b)
+	case syntax.OpStar, syntax.OpPlus, syntax.OpQuest, syntax.OpRepeat:
+		lo, hi := re.Min, re.Max
+		switch re.Op {
+		case syntax.OpStar:
+			lo, hi = 0, -1
+		case syntax.OpPlus:
+			lo, hi = 1, -1
+		case syntax.OpQuest:
+			lo, hi = 0, 1
+		}
+		if hi < 0 {
+			hi = lo + 70
+		}
+		n := lo + r.IntN(hi-lo+1)
+		switch r.IntN(8) {
+		case 0:
+			n = max(lo-1, 0)
+		case 1:
+			n = hi + 1
+		case 2:
+			n = hi
+		case 3:
+			n = lo
+		}
+		for range n {
+			walk(r, re.Sub[0], b)
 		}
 	}
 }
