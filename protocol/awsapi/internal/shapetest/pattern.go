@@ -104,9 +104,9 @@ func walk(r *rand.Rand, re *syntax.Regexp, b *strings.Builder) {
 		i := 2 * r.IntN(len(re.Rune)/2)
 		lo, hi := re.Rune[i], re.Rune[i+1]
 		hi = min(hi, lo+200) // classes reaching to U+10FFFF: their first runes
-		b.WriteRune(lo + rune(r.IntN(int(hi-lo)+1)))
+		b.WriteRune(lo + r.Int32N(hi-lo+1))
 	case syntax.OpAnyChar, syntax.OpAnyCharNotNL:
-		b.WriteByte(byte(' ' + r.IntN(95)))
+		b.WriteRune(' ' + r.Int32N(95))
 	case syntax.OpCapture:
 		walk(r, re.Sub[0], b)
 	case syntax.OpConcat:
