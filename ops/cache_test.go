@@ -139,28 +139,29 @@ func TestKeyCacheRandom(t *testing.T) {
 	checkCache(t, c, all)
 }
 
-// TestKeyCacheEvictionDropsPolicy: a key's compiled policy goes when its
-// working key is evicted, so that the policy cache stays about as large
-// as the working-key cache however many keys pass through.
-func TestKeyCacheEvictionDropsPolicy(t *testing.T) {
-	const capacity = 4
-	c := &keyCache{capacity: capacity}
-	for i := range 20 * capacity {
-		ident := fmt.Sprintf("key-%d", i)
-		_, gen := c.get(ident)
-		c.putPolicy(ident, &policyEntry{}, gen)
-		cacheAccess(c, ident)
+// TestKeyCachePoliciesBounded: the policies of keys authorization could
+// not cache (names come from requests) are forgotten when they reach
+// maxCachedKeys, and a drop of everything forgets them all.
+func TestKeyCachePoliciesBounded(t *testing.T) {
+	t.Parallel()
+	var c keyCache
+	count := func() int {
+		n := 0
+		c.policies.Range(func(any, any) bool { n++; return true })
+		return n
 	}
-	n := 0
-	c.policies.Range(func(k, _ any) bool {
-		n++
-		if _, ok := c.m.Load(k); !ok {
-			t.Errorf("policy of %s kept, its key evicted", k)
+	for i := range maxCachedKeys + 10 {
+		c.putPolicy(fmt.Sprintf("key-%d", i), &policyEntry{}, c.gen.Load())
+		if i == maxCachedKeys-1 && count() != maxCachedKeys {
+			t.Fatalf("%d policies kept of %d put", count(), maxCachedKeys)
 		}
-		return true
-	})
-	if n != capacity {
-		t.Errorf("%d policies cached, want %d", n, capacity)
+	}
+	if n := count(); n != 10 {
+		t.Fatalf("%d policies kept after %d puts, want the 10 since it filled", n, maxCachedKeys+10)
+	}
+	c.dropAll()
+	if n := count(); n != 0 {
+		t.Fatalf("%d policies kept after dropAll", n)
 	}
 }
 

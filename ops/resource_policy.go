@@ -113,18 +113,26 @@ func (s *Service) ResourcePolicyOf(keyARN string) *access.ResourcePolicy {
 // policyEntry is a cached compiled policy (rp nil: the key has none).
 type policyEntry struct{ rp *access.ResourcePolicy }
 
-// resourcePolicy is the compiled policy of the key keyARN: from the cache,
-// else read from the store and cached. A key that does not exist here, or
-// cannot be read, has none (the operation then fails on the key itself).
+// resourcePolicy is the compiled policy of the key keyARN: the cached
+// working key's (found without a reference: only its policy is read), or
+// from the cache of keys that are not cached, else read from the store and
+// kept with the working key it caches, or in that cache. A key that does
+// not exist here, or cannot be read, has none (the operation then fails on
+// the key itself).
 func (s *Service) resourcePolicy(keyARN string) *access.ResourcePolicy {
 	id, ok := s.localKeyID(keyARN)
 	if !ok {
 		return nil
 	}
+	if w := s.cache.find(keyARN); w != nil {
+		if e := w.policy.Load(); e != nil {
+			return e.rp
+		}
+	}
 	if v, ok := s.cache.policies.Load(id); ok {
 		return v.(*policyEntry).rp
 	}
-	k, gen, err := s.policyRecord(keyARN, id)
+	k, w, gen, err := s.policyRecord(keyARN, id)
 	if err != nil {
 		if !errors.Is(err, keystore.ErrNotFound) {
 			s.log.Debug("key read for authorization failed", zap.String("key", keyARN))
@@ -139,24 +147,31 @@ func (s *Service) resourcePolicy(keyARN string) *access.ResourcePolicy {
 			e.rp = access.UnreadableResourcePolicy(keyARN)
 		}
 	}
-	s.cache.putPolicy(id, e, gen)
+	if w != nil {
+		// Its record is k. Were w dropped meanwhile (a change to the key),
+		// nobody finds it any more: the next request reads the key again.
+		w.policy.Store(e)
+	} else {
+		s.cache.putPolicy(id, e, gen)
+	}
 	return e.rp
 }
 
 // policyRecord is the record of key id (ARN keyARN) whose policy is not
 // cached: the cached working key's, else read from the store, the key then
 // opened and cached as Working would (the operation that follows uses it),
-// so that a key not in the cache is read once per request, not twice. gen
-// is the cache generation read before the record.
-func (s *Service) policyRecord(keyARN, id string) (*keystore.Key, uint64, error) {
-	w, gen := s.cache.get(keyARN)
+// so that a key not in the cache is read once per request, not twice. w is
+// the working key holding the record, when one is or was just cached (its
+// reference already given back: the caller may set its policy only); gen is
+// the cache generation read before the record.
+func (s *Service) policyRecord(keyARN, id string) (k *keystore.Key, w *WorkingKey, gen uint64, err error) {
+	w, gen = s.cache.get(keyARN)
 	if w != nil {
-		defer w.Release()
-		return w.Record, gen, nil
+		w.Release()
+		return w.Record, w, gen, nil
 	}
-	k, err := s.store.GetKey(id)
-	if err != nil {
-		return nil, gen, err
+	if k, err = s.store.GetKey(id); err != nil {
+		return nil, nil, gen, err
 	}
 	// Only a key usable now: any other goes through Working's own read
 	// (resolve purges a key whose deletion is due, for one).
@@ -164,9 +179,10 @@ func (s *Service) policyRecord(keyARN, id string) (*keystore.Key, uint64, error)
 		if w, err := s.open(k); err == nil {
 			s.cache.put(keyARN, w, gen)
 			w.Release()
+			return k, w, gen, nil
 		}
 	}
-	return k, gen, nil
+	return k, nil, gen, nil
 }
 
 // localKeyID is the id of a key ARN of this region and account.

@@ -76,6 +76,12 @@ type WorkingKey struct {
 	block16  symmetric.Block16
 	fastData uint8
 
+	// policy is the key's compiled resource-based policy, set by its
+	// first authorization (resourcePolicy): Record is the key's as long as
+	// it is cached (any change drops it), and Release never clears it, so
+	// it is read without a reference.
+	policy atomic.Pointer[policyEntry]
+
 	cmac atomic.Pointer[cmac.Key]    // CMAC subkeys, derived at the first CMAC (see CMAC)
 	hmac atomic.Pointer[mac.HMACKey] // keyed HMAC states, made at the first HMAC (see HMAC)
 }
@@ -234,11 +240,13 @@ func (w *WorkingKey) KCV() string { return w.Record.KCV }
 type keyCache struct {
 	front [frontSlots]atomic.Pointer[frontEntry]
 	m     sync.Map // string -> *WorkingKey
-	// policies maps key id -> *policyEntry: compiled resource-based
-	// policies (resource_policy.go), dropped with their key's entries and
-	// when an entry of the key is evicted (so that it stays about as large
-	// as the cache).
-	policies sync.Map
+	// policies maps key id -> *policyEntry: the compiled resource-based
+	// policies (resource_policy.go) of keys that authorization found not
+	// cacheable (a cached key holds its own, WorkingKey.policy), dropped
+	// with their key's entries, and emptied when it reaches maxCachedKeys
+	// (policyCount counts what put has added since).
+	policies    sync.Map
+	policyCount atomic.Int64
 	// aliasARNs maps alias name -> alias ARN (authz.go), aliasNames counts them.
 	aliasARNs  sync.Map
 	aliasNames atomic.Int64
@@ -436,9 +444,6 @@ func (c *keyCache) sweepLocked() int {
 		default:
 			c.dropFront(s.ident)
 			c.m.CompareAndDelete(s.ident, s.w)
-			if id := s.w.Record.ID; id != "" {
-				c.policies.Delete(id) // its policy goes with it (read again with the key)
-			}
 			s.w.cached = false
 			c.entries.Add(-1)
 			c.evictions.Add(1)
@@ -458,6 +463,10 @@ func (c *keyCache) putPolicy(id string, e *policyEntry, gen uint64) {
 	if gen != c.gen.Load() {
 		return
 	}
+	if c.policyCount.Add(1) > maxCachedKeys {
+		c.policies.Clear()
+		c.policyCount.Store(1)
+	}
 	c.policies.Store(id, e)
 }
 
@@ -465,6 +474,7 @@ func (c *keyCache) putPolicy(id string, e *policyEntry, gen uint64) {
 // returns how many it dropped; c.mu is held.
 func (c *keyCache) clearLocked() uint64 {
 	c.policies.Clear()
+	c.policyCount.Store(0)
 	for i := range c.front {
 		c.front[i].Store(nil)
 	}
