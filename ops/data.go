@@ -226,22 +226,21 @@ func (s *Service) AppendDecryptData(dst []byte, in DecryptDataInput) ([]byte, Ke
 
 // appendSymmetric is AppendEncryptData (enc) and AppendDecryptData with a
 // stored symmetric key used directly: when it is cached and known usable,
-// taken without a reference (peekWorking's steps, spelled out here so that
-// the availability checks inline: one atomic load each), it reads only its
-// key-use set, Record, ARN and block cipher; anything else (a miss, a key
-// not yet seen usable, a dropped key, the token or store unavailable) goes
-// through appendData and Working, which give the fault.
+// taken without a reference (peekWorking), it reads only its key-use set,
+// Record, ARN and block cipher; anything else (a miss, a key not yet seen
+// usable, a dropped key) goes through appendData and Working.
 func (s *Service) appendSymmetric(dst []byte, ident string, c *SymmetricCipher, data []byte, enc bool) ([]byte, KeyUsed, error) {
-	if s.cust.Available() == nil && s.store.Stale() == nil { // keysUsable's checks
-		if w := s.cache.find(ident); w != nil && w.started.Load() && w.hit() {
-			w.touch()
-			if out, ok := fastCBC(w, dst, c, data, enc); ok {
-				return out, KeyUsed{KeyARN: w.ARN, KCV: w.Record.KCV}, nil
-			}
-			return appendParams(w, dst, c, data, enc)
-		}
+	w, err := s.peekWorking(ident)
+	if err != nil {
+		return dst, KeyUsed{}, err
 	}
-	return s.appendData(dst, ident, nil, DataCipher{Symmetric: c}, data, enc)
+	if w == nil {
+		return s.appendData(dst, ident, nil, DataCipher{Symmetric: c}, data, enc)
+	}
+	if out, ok := fastCBC(w, dst, c, data, enc); ok {
+		return out, KeyUsed{KeyARN: w.ARN, KCV: w.Record.KCV}, nil
+	}
+	return appendParams(w, dst, c, data, enc)
 }
 
 // What a cached key's fastData allows: fastCBC for EncryptData or
