@@ -21,28 +21,16 @@ func coldStoreKeys() int {
 // purge entry: what the data plane's keys are) in batches of 1000.
 func populateBare(t testing.TB, s *Store, n int) {
 	t.Helper()
-	for i := 0; i < n; i += 1000 {
-		tx, err := s.eng.Begin()
+	populateWith(t, s, n, func(w *writer, j int) {
+		k := coldKey(testID(j))
+		val, err := encodeKey(k)
 		if err != nil {
 			t.Fatal(err)
 		}
-		w := s.newWriter(tx)
-		for j := i; j < min(n, i+1000); j++ {
-			k := coldKey(testID(j))
-			val, err := encodeKey(k)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := w.set(keyKey(k.ID), RecordKey, k.Profile, val, 0); err != nil {
-				t.Fatal(err)
-			}
-		}
-		err = w.commit("populate")
-		w.close()
-		if err != nil {
+		if _, err := w.set(keyKey(k.ID), RecordKey, k.Profile, val, 0); err != nil {
 			t.Fatal(err)
 		}
-	}
+	})
 }
 
 // coldKey is testKey as a data-plane key is stored: usable (no deletion

@@ -44,6 +44,31 @@ func BenchmarkCreateKeyJournal(b *testing.B) {
 // batches of 1000, without the journal.
 func populate(t testing.TB, s *Store, n int) {
 	t.Helper()
+	populateWith(t, s, n, func(w *writer, j int) {
+		k := testKey(testID(j))
+		val, err := encodeKey(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		alias := fmt.Sprintf("alias/key-%d", j)
+		for _, r := range []struct {
+			k   []byte
+			typ RecordType
+			p   string
+			v   []byte
+		}{{keyKey(k.ID), RecordKey, k.Profile, val}, {tagKey(k.ID, "env"), RecordTag, "", []byte("prod")},
+			{aliasKey(alias), RecordAlias, "", encodeAlias(k.ID)}, {byKeyKey(k.ID, alias), RecordAliasIndex, "", nil}} {
+			if _, err := w.set(r.k, r.typ, r.p, r.v, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+}
+
+// populateWith has add write the records of keys 0 to n-1 into s, in
+// transactions of 1000 keys.
+func populateWith(t testing.TB, s *Store, n int, add func(w *writer, j int)) {
+	t.Helper()
 	for i := 0; i < n; i += 1000 {
 		tx, err := s.eng.Begin()
 		if err != nil {
@@ -51,23 +76,7 @@ func populate(t testing.TB, s *Store, n int) {
 		}
 		w := s.newWriter(tx)
 		for j := i; j < min(n, i+1000); j++ {
-			k := testKey(testID(j))
-			val, err := encodeKey(k)
-			if err != nil {
-				t.Fatal(err)
-			}
-			alias := fmt.Sprintf("alias/key-%d", j)
-			for _, r := range []struct {
-				k   []byte
-				typ RecordType
-				p   string
-				v   []byte
-			}{{keyKey(k.ID), RecordKey, k.Profile, val}, {tagKey(k.ID, "env"), RecordTag, "", []byte("prod")},
-				{aliasKey(alias), RecordAlias, "", encodeAlias(k.ID)}, {byKeyKey(k.ID, alias), RecordAliasIndex, "", nil}} {
-				if _, err := w.set(r.k, r.typ, r.p, r.v, 0); err != nil {
-					t.Fatal(err)
-				}
-			}
+			add(w, j)
 		}
 		err = w.commit("populate")
 		w.close()
