@@ -267,19 +267,11 @@ func BenchmarkAES128(b *testing.B) {
 // every message length around the block boundaries, for TDEA and AES, and
 // allocates nothing beyond the tag.
 func TestKeyMatchesMAC(t *testing.T) {
-	aesBlock, err := aes.NewCipher(unhex(t, "2b7e151628aed2a6abf7158809cf4f3c"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tdeaBlock, err := des.NewTripleDESCipher(unhex(t, "8aa83bf8cbda10620bc1bf19fbb6cd58bc313d4a371ca8b5"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	msg := make([]byte, 70)
 	if _, err := rand.Read(msg); err != nil {
 		t.Fatal(err)
 	}
-	for _, b := range []cipher.Block{aesBlock, tdeaBlock} {
+	for _, b := range sp38bBlocks(t) {
 		k, err := NewKey(b)
 		if err != nil {
 			t.Fatal(err)
@@ -324,15 +316,7 @@ func BenchmarkKeyAES128(b *testing.B) {
 // right tag or ErrCleared, never another tag (run with -race: every access
 // to the subkeys is atomic).
 func TestKeyClear(t *testing.T) {
-	aesBlock, err := aes.NewCipher(unhex(t, "2b7e151628aed2a6abf7158809cf4f3c"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tdeaBlock, err := des.NewTripleDESCipher(unhex(t, "8aa83bf8cbda10620bc1bf19fbb6cd58bc313d4a371ca8b5"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, b := range []cipher.Block{aesBlock, tdeaBlock} {
+	for _, b := range sp38bBlocks(t) {
 		for _, n := range []int{0, 7, 8, 16, 40, 64} {
 			msg := bytes.Repeat([]byte{0x5A}, n)
 			want := Sum(b, msg)
@@ -365,4 +349,19 @@ func TestKeyClear(t *testing.T) {
 			}
 		}
 	}
+}
+
+// sp38bBlocks are the AES-128 and TDEA ciphers under SP 800-38B's example
+// keys (D.1 and D.4).
+func sp38bBlocks(t *testing.T) []cipher.Block {
+	t.Helper()
+	aesBlock, err := aes.NewCipher(unhex(t, "2b7e151628aed2a6abf7158809cf4f3c"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tdeaBlock, err := des.NewTripleDESCipher(unhex(t, "8aa83bf8cbda10620bc1bf19fbb6cd58bc313d4a371ca8b5"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []cipher.Block{aesBlock, tdeaBlock}
 }
