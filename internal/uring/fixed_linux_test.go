@@ -3,7 +3,6 @@
 package uring
 
 import (
-	"runtime"
 	"syscall"
 	"testing"
 	"time"
@@ -18,16 +17,7 @@ func TestRegisteredRingFixedFiles(t *testing.T) {
 	if err := Available(); err != nil {
 		t.Skipf("io_uring: %v", err)
 	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	r, err := New(8, 16)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	if err := r.Enable(); err != nil {
-		t.Fatal(err)
-	}
+	r := testRing(t)
 	if err := r.RegisterRing(); err != nil {
 		t.Skipf("io_uring: %v", err) // Linux before 5.18
 	}
@@ -38,10 +28,7 @@ func TestRegisteredRingFixedFiles(t *testing.T) {
 	if err != nil {
 		t.Skipf("io_uring: %v", err) // Linux before 5.19
 	}
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fds := socketPair(t)
 	defer func() { _ = syscall.Close(fds[1]) }()
 	s0, ok0 := files.Set(fds[0])
 	s1, ok1 := files.Set(fds[1])

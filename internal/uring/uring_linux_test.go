@@ -22,24 +22,12 @@ func TestMultishotRecv(t *testing.T) {
 	if err := MultishotRecv(); err != nil {
 		t.Skipf("io_uring: %v", err)
 	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	r, err := New(8, 16)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	if err := r.Enable(); err != nil {
-		t.Fatal(err)
-	}
+	r := testRing(t)
 	b, err := r.NewBufRing(3, 2, 8)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fds := socketPair(t)
 	defer func() { _ = syscall.Close(fds[0]); _ = syscall.Close(fds[1]) }()
 	const recvUD, sendUD, cancelUD = 1, 2, 3
 	arm := func() {
@@ -116,4 +104,32 @@ func TestMultishotRecv(t *testing.T) {
 	if cancelled != 1 || armed != 0 {
 		t.Fatalf("after the cancel: %d cancelled, %d armed", cancelled, armed)
 	}
+}
+
+// testRing is an enabled ring of 8 entries on the test's goroutine, locked
+// to its thread (a single issuer) until the test ends, and closed then.
+func testRing(t *testing.T) *Ring {
+	t.Helper()
+	runtime.LockOSThread()
+	t.Cleanup(runtime.UnlockOSThread)
+	r, err := New(8, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	if err := r.Enable(); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// socketPair is a connected pair of Unix stream sockets; the caller closes
+// them.
+func socketPair(t *testing.T) [2]int {
+	t.Helper()
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return [2]int(fds)
 }
