@@ -73,20 +73,7 @@ func TestUringFallback(t *testing.T) {
 // when the send completes; past the longest frame the recv is cancelled, so
 // the held input stops growing, and armed again once it is answered.
 func TestUringHoldsInput(t *testing.T) {
-	if err := uringUsable(); err != nil {
-		t.Skipf("io_uring: %v", err)
-	}
-	runtime.LockOSThread() // the ring's single issuer
-	defer runtime.UnlockOSThread()
-	ts := startServer(t, nil, Config{Driver: DriverEpoll, MaxMessage: 100})
-	l, err := newUringLoop(ts.srv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.close()
-	if err := l.r.Enable(); err != nil {
-		t.Fatal(err)
-	}
+	l, _ := handLoop(t, Config{Driver: DriverEpoll, MaxMessage: 100})
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -189,20 +176,7 @@ func TestUringHoldsInput(t *testing.T) {
 // EBADF, so the close releases the socket) and becomes free only once its
 // operations have completed; the peer reads the end of the stream.
 func TestUringFixedFiles(t *testing.T) {
-	if err := uringUsable(); err != nil {
-		t.Skipf("io_uring: %v", err)
-	}
-	runtime.LockOSThread() // the ring's single issuer
-	defer runtime.UnlockOSThread()
-	ts := startServer(t, nil, Config{Driver: DriverEpoll, MaxConnections: 2})
-	l, err := newUringLoop(ts.srv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.close()
-	if err := l.r.Enable(); err != nil {
-		t.Fatal(err)
-	}
+	l, ts := handLoop(t, Config{Driver: DriverEpoll, MaxConnections: 2})
 	l.register()
 	if l.files == nil {
 		t.Skip("io_uring: no fixed files here")
@@ -281,4 +255,27 @@ func TestUringFixedFiles(t *testing.T) {
 	if k, err := syscall.Read(fds[1], buf); k != 0 || err != nil {
 		t.Fatalf("peer read %d, %v after the drop; want the end of the stream", k, err)
 	}
+}
+
+// handLoop is an io_uring loop, enabled, for a test to drive by hand on
+// its own goroutine (locked to its thread, the ring's single issuer, until
+// the test ends), over a server started with cfg; it skips the test where
+// io_uring is not usable, and closes the loop at the end.
+func handLoop(t *testing.T, cfg Config) (*uringLoop, *testServer) {
+	t.Helper()
+	if err := uringUsable(); err != nil {
+		t.Skipf("io_uring: %v", err)
+	}
+	runtime.LockOSThread()
+	t.Cleanup(runtime.UnlockOSThread)
+	ts := startServer(t, nil, cfg)
+	l, err := newUringLoop(ts.srv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.close)
+	if err := l.r.Enable(); err != nil {
+		t.Fatal(err)
+	}
+	return l, ts
 }
