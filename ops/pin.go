@@ -282,27 +282,12 @@ func (s *Service) translatePin(in TranslatePinInput, inISO, outISO pinblock.Form
 		return nil, err
 	}
 	defer ok.release()
-	if inISO == pinblock.ISO0 && outISO == pinblock.ISO0 && in.Incoming.PAN == in.Outgoing.PAN {
-		// The commonest translation (ZPK to ZPK, format 0 on both sides):
-		// the checked clear block is re-enciphered as it is.
-		r := &TranslatePinOutput{PinBlock: make([]byte, 8), KeyARN: ok.arn, KCV: ok.kcv}
-		if r.PinLength, err = pinblock.TranslateISO0(ik.block, in.EncryptedPinBlock, in.Incoming.PAN, ok.block, r.PinBlock); err != nil {
-			return nil, pinFault("translate PIN block", fault.SubjectPinBlock, err)
-		}
-		return r, nil
-	}
-	// pinblock.Translate, with the PIN's length kept: the clear PIN lives
-	// only between Decrypt and Encrypt and is zeroed on return.
-	pin, err := pinblock.Decrypt(ik.block, inISO, in.EncryptedPinBlock, in.Incoming.PAN)
+	// The clear PIN lives only inside pinblock.Translate.
+	out, n, err := pinblock.Translate(ik.block, inISO, in.EncryptedPinBlock, in.Incoming.PAN, ok.block, outISO, in.Outgoing.PAN, nil)
 	if err != nil {
 		return nil, pinFault("translate PIN block", fault.SubjectPinBlock, err)
 	}
-	defer clear(pin)
-	out, err := pinblock.Encrypt(ok.block, outISO, pin, in.Outgoing.PAN, nil)
-	if err != nil {
-		return nil, pinFault("translate PIN block", fault.SubjectPinBlock, err)
-	}
-	return &TranslatePinOutput{PinBlock: out, KeyARN: ok.arn, KCV: ok.kcv, PinLength: len(pin)}, nil
+	return &TranslatePinOutput{PinBlock: out, KeyARN: ok.arn, KCV: ok.kcv, PinLength: n}, nil
 }
 
 // PinGenMethod is a GeneratePinData generation method.

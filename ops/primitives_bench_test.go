@@ -133,7 +133,7 @@ func BenchmarkPrimitives(b *testing.B) {
 		{"TranslatePin-ISO0-TDES",
 			func() error { _, err := e.svc.TranslatePin(pinIn); return err },
 			func() error {
-				_, err := pinblock.Translate(pek1, pinblock.ISO0, pinIn.EncryptedPinBlock, ep2PAN, pek2, pinblock.ISO0, ep2PAN, nil)
+				_, _, err := pinblock.Translate(pek1, pinblock.ISO0, pinIn.EncryptedPinBlock, ep2PAN, pek2, pinblock.ISO0, ep2PAN, nil)
 				return err
 			}},
 		{"VerifyPin-VisaPVV",

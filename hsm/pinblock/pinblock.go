@@ -342,15 +342,30 @@ func Decrypt(b cipher.Block, f Format, block []byte, pan string) ([]byte, error)
 }
 
 // Translate deciphers block (format in, key from) and re-enciphers the same
-// PIN as format out under key to, without the PIN leaving this package.
-// inPAN and outPAN are the PANs each format binds (ignored for format 1).
-func Translate(from cipher.Block, in Format, block []byte, inPAN string, to cipher.Block, out Format, outPAN string, rnd io.Reader) ([]byte, error) {
+// PIN as format out under key to, without the PIN leaving this package; it
+// returns the new block and the PIN's length. inPAN and outPAN are the PANs
+// each format binds (ignored for format 1). From format 0 to format 0 under
+// the same PAN (a switch's ZPK-to-ZPK translation, the commonest) the
+// checked clear block is re-enciphered as it is (translateISO0).
+func Translate(from cipher.Block, in Format, block []byte, inPAN string, to cipher.Block, out Format, outPAN string, rnd io.Reader) ([]byte, int, error) {
+	if in == ISO0 && out == ISO0 && inPAN == outPAN {
+		dst := make([]byte, 8)
+		n, err := translateISO0(from, block, inPAN, to, dst)
+		if err != nil {
+			return nil, 0, err
+		}
+		return dst, n, nil
+	}
 	pin, err := Decrypt(from, in, block, inPAN)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	defer clear(pin)
-	return Encrypt(to, out, pin, outPAN, rnd)
+	b, err := Encrypt(to, out, pin, outPAN, rnd)
+	if err != nil {
+		return nil, 0, err
+	}
+	return b, len(pin), nil
 }
 
 // RandomPIN returns n uniformly random decimal digits (4 ≤ n ≤ 12) drawn
@@ -379,16 +394,16 @@ func RandomPIN(n int, rnd io.Reader) ([]byte, error) {
 	return pin, nil
 }
 
-// TranslateISO0 is Translate from format 0 to format 0 with the same PAN
-// (the translation of a ZPK-to-ZPK switch), into dst, which must hold 8
-// bytes; it returns the PIN's length. A format 0 block that Decode accepts
-// is the one Encode makes of its PIN and PAN (control nibble 0, the
-// length, decimal digits, fill F, XOR the PAN field: there is no other), so
-// the deciphered block is re-enciphered as it is, once checked, without
-// decoding the PIN and encoding it again. It fails as Translate would, with
-// the same errors in the same order, and writes dst only on success. The
-// clear block lives on the stack and is zeroed on return.
-func TranslateISO0(from cipher.Block, block []byte, pan string, to cipher.Block, dst []byte) (int, error) {
+// translateISO0 is Translate from format 0 to format 0 with the same PAN,
+// into dst, which must hold 8 bytes; it returns the PIN's length. A format
+// 0 block that Decode accepts is the one Encode makes of its PIN and PAN
+// (control nibble 0, the length, decimal digits, fill F, XOR the PAN field:
+// there is no other), so the deciphered block is re-enciphered as it is,
+// once checked, without decoding the PIN and encoding it again. It fails as
+// Decrypt then Encrypt would, with the same errors in the same order, and
+// writes dst only on success. The clear block lives on the stack and is
+// zeroed on return.
+func translateISO0(from cipher.Block, block []byte, pan string, to cipher.Block, dst []byte) (int, error) {
 	if err := checkCipher(from, ISO0); err != nil {
 		return 0, err
 	}

@@ -313,13 +313,13 @@ func TestTranslateRoundTrip(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, f := range []Format{ISO0, ISO1, ISO3, ISO4} {
-			mid, err := Translate(d, ISO0, orig, pan, key(f), f, pan, nil)
+			mid, _, err := Translate(d, ISO0, orig, pan, key(f), f, pan, nil)
 			if err != nil {
 				t.Fatalf("%s -> %v: %v", pin, f, err)
 			}
-			back, err := Translate(key(f), f, mid, pan, d, ISO0, pan, nil)
-			if err != nil || !bytes.Equal(back, orig) {
-				t.Fatalf("%s -> %v -> ISO0: %X, %v; want %X", pin, f, back, err, orig)
+			back, n, err := Translate(key(f), f, mid, pan, d, ISO0, pan, nil)
+			if err != nil || !bytes.Equal(back, orig) || n != len(pin) {
+				t.Fatalf("%s -> %v -> ISO0: %X (PIN length %d), %v; want %X", pin, f, back, n, err, orig)
 			}
 		}
 	}
@@ -331,7 +331,7 @@ func BenchmarkTranslateISO0TDES(b *testing.B) {
 	blk, _ := Encrypt(d, ISO0, []byte("1234"), "4111111111111111", nil)
 	b.ResetTimer()
 	for b.Loop() {
-		if _, err := Translate(d, ISO0, blk, "4111111111111111", d2, ISO0, "4111111111111111", nil); err != nil {
+		if _, _, err := Translate(d, ISO0, blk, "4111111111111111", d2, ISO0, "4111111111111111", nil); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -364,8 +364,9 @@ func TestRandomPIN(t *testing.T) {
 	}
 }
 
-// TestTranslateISO0 compares TranslateISO0 with Translate (format 0 to
-// format 0, the same PAN) on every PIN length, PANs of 12 to 19 digits,
+// TestTranslateISO0 compares translateISO0 with Decrypt then Encrypt
+// (format 0 to format 0, the same PAN: Translate's general path) on every
+// PIN length, PANs of 12 to 19 digits,
 // the known-answer block above, and blocks that fail: a wrong key, a wrong
 // PAN, each nibble of a valid clear block changed to each other value
 // (control, length, digit, fill), bad PANs, lengths and ciphers.
@@ -376,11 +377,15 @@ func TestTranslateISO0(t *testing.T) {
 	a, _ := aes.NewCipher(h(t, "00112233445566778899AABBCCDDEEFF"))
 	check := func(name string, from cipher.Block, block []byte, pan string, to cipher.Block) {
 		t.Helper()
-		want, werr := Translate(from, ISO0, block, pan, to, ISO0, pan, nil)
+		want, werr := decryptEncryptISO0(from, block, pan, to)
 		dst := bytes.Repeat([]byte{0xee}, 8)
-		n, err := TranslateISO0(from, block, pan, to, dst)
+		n, err := translateISO0(from, block, pan, to, dst)
+		if tb, tn, terr := Translate(from, ISO0, block, pan, to, ISO0, pan, nil); !errors.Is(terr, err) || (terr == nil) != (err == nil) ||
+			tn != n || (err == nil && !bytes.Equal(tb, dst)) {
+			t.Fatalf("%s: Translate %X (%d), %v; translateISO0 %X (%d), %v", name, tb, tn, terr, dst, n, err)
+		}
 		if !errors.Is(err, werr) || (werr == nil) != (err == nil) {
-			t.Fatalf("%s: error %v, Translate's %v", name, err, werr)
+			t.Fatalf("%s: error %v, the general path's %v", name, err, werr)
 		}
 		if werr != nil {
 			if n != 0 || !bytes.Equal(dst, bytes.Repeat([]byte{0xee}, 8)) {
@@ -393,7 +398,7 @@ func TestTranslateISO0(t *testing.T) {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(dst, want) || n != len(pin) {
-			t.Fatalf("%s: %X (PIN length %d), Translate %X (%d)", name, dst, n, want, len(pin))
+			t.Fatalf("%s: %X (PIN length %d), the general path %X (%d)", name, dst, n, want, len(pin))
 		}
 	}
 	// The known-answer block (TestEncipherKAT): PIN 1234 under d.
@@ -432,7 +437,7 @@ func TestTranslateISO0(t *testing.T) {
 	check("AES from", a, blk, "4111111111111111", d2)
 	check("AES to", d, blk, "4111111111111111", a)
 	check("nil to", d, blk, "4111111111111111", nil)
-	if _, err := TranslateISO0(d, blk, "4111111111111111", d2, make([]byte, 7)); !errors.Is(err, ErrLength) {
+	if _, err := translateISO0(d, blk, "4111111111111111", d2, make([]byte, 7)); !errors.Is(err, ErrLength) {
 		t.Fatalf("short dst: %v", err)
 	}
 }
@@ -444,8 +449,19 @@ func BenchmarkTranslateISO0Direct(b *testing.B) {
 	var dst [8]byte
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := TranslateISO0(d, blk, "4111111111111111", d2, dst[:]); err != nil {
+		if _, err := translateISO0(d, blk, "4111111111111111", d2, dst[:]); err != nil {
 			b.Fatal(err)
 		}
 	}
+}
+
+// decryptEncryptISO0 is Translate's general path from format 0 to format
+// 0 under one PAN, the reference translateISO0 is compared with.
+func decryptEncryptISO0(from cipher.Block, block []byte, pan string, to cipher.Block) ([]byte, error) {
+	pin, err := Decrypt(from, ISO0, block, pan)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(pin)
+	return Encrypt(to, ISO0, pin, pan, nil)
 }
