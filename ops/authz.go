@@ -77,10 +77,6 @@ func (c *keyCache) aliasARN(prefix, name string) string {
 		return v.(string)
 	}
 	arn := prefix + name
-	if c.aliasNames.Add(1) > maxCachedKeys {
-		c.aliasARNs.Clear()
-		c.aliasNames.Store(1)
-	}
-	c.aliasARNs.Store(strings.Clone(name), arn) // name may be a substring of a request body
+	c.aliasARNs.Store(name, arn)
 	return arn
 }

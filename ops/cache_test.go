@@ -196,7 +196,7 @@ func TestKeyCacheKeepsNoRequestMemory(t *testing.T) {
 			t.Errorf("ring identifier %q points into the request", sl.ident)
 		}
 	}
-	for _, m := range []*sync.Map{&c.policies, &c.aliasARNs} {
+	for _, m := range []*sync.Map{&c.policies.Map, &c.aliasARNs.Map} {
 		m.Range(func(k, _ any) bool {
 			if within(k.(string)) {
 				t.Errorf("key %q points into the request", k)

@@ -243,15 +243,12 @@ type keyCache struct {
 	// policies maps key id -> *policyEntry: the compiled resource-based
 	// policies (resource_policy.go) of keys that authorization found not
 	// cacheable (a cached key holds its own, WorkingKey.policy), dropped
-	// with their key's entries, and emptied when it reaches maxCachedKeys
-	// (policyCount counts what put has added since).
-	policies    sync.Map
-	policyCount atomic.Int64
-	// aliasARNs maps alias name -> alias ARN (authz.go), aliasNames counts them.
-	aliasARNs  sync.Map
-	aliasNames atomic.Int64
-	mu         sync.Mutex
-	gen        atomic.Uint64 // written under mu
+	// with their key's entries.
+	policies memo
+	// aliasARNs maps alias name -> alias ARN (authz.go).
+	aliasARNs memo
+	mu        sync.Mutex
+	gen       atomic.Uint64 // written under mu
 
 	// The CLOCK ring, under mu: every cached key has one slot (its slot
 	// field); a slot whose key is no longer cached is free.
@@ -457,24 +454,40 @@ func (c *keyCache) sweepLocked() int {
 // putPolicy caches a key's compiled policy unless something was dropped
 // since gen was read.
 func (c *keyCache) putPolicy(id string, e *policyEntry, gen uint64) {
-	id = strings.Clone(id) // id may be a substring of a request body
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if gen != c.gen.Load() {
 		return
 	}
-	if c.policyCount.Add(1) > maxCachedKeys {
-		c.policies.Clear()
-		c.policyCount.Store(1)
-	}
 	c.policies.Store(id, e)
+}
+
+// memo is a sync.Map keyed by strings that requests choose (key ids, alias
+// names), bounded: a Store once maxCachedKeys have been stored since it was
+// last emptied empties it first. It keeps copies of its keys, which may be
+// substrings of a request body that they would otherwise keep alive.
+type memo struct {
+	sync.Map
+	n atomic.Int64 // stores since it was last emptied
+}
+
+func (m *memo) Store(k string, v any) {
+	if m.n.Add(1) > maxCachedKeys {
+		m.Map.Clear()
+		m.n.Store(1)
+	}
+	m.Map.Store(strings.Clone(k), v)
+}
+
+func (m *memo) Clear() {
+	m.Map.Clear()
+	m.n.Store(0)
 }
 
 // clearLocked drops every entry, giving back the cache's references, and
 // returns how many it dropped; c.mu is held.
 func (c *keyCache) clearLocked() uint64 {
 	c.policies.Clear()
-	c.policyCount.Store(0)
 	for i := range c.front {
 		c.front[i].Store(nil)
 	}
