@@ -216,7 +216,22 @@ type KeystoreConfig struct {
 	// (docs/performance.md, "Cold keys"): smaller costs a read of the page
 	// cache, a checksum and a decompression per such key.
 	CacheMB int `json:"cacheMB"`
+	// WorkingKeyCache is how many keys the daemon keeps opened (unwrapped
+	// and scheduled) in memory at most, each about 2 KiB of heap
+	// (ops.WorkingKeyHeap); a key not among them costs a store read and an
+	// unwrap when used. 0 (default) sizes it to an eighth of the machine's
+	// memory (or of the service's cgroup limit, if lower), at least
+	// ops.DefaultWorkingKeys: 1.2 million keys on 24 GiB. Set it at or above
+	// the number of keys the data plane uses so that each is opened once
+	// (docs/performance.md, "Cold keys"). Either engine.
+	WorkingKeyCache int `json:"workingKeyCache"`
 }
+
+// Bounds of KeystoreConfig.WorkingKeyCache when set.
+const (
+	MinWorkingKeyCache = 1024
+	MaxWorkingKeyCache = 1 << 26
+)
 
 // StalenessBound is the configured staleness, or its default.
 func (k *KeystoreConfig) StalenessBound() time.Duration {
@@ -514,6 +529,9 @@ const maxTimeout = 5 * time.Minute
 
 // validate checks the keystore section.
 func (k *KeystoreConfig) validate(bad func(string, ...any)) {
+	if n := k.WorkingKeyCache; n != 0 && (n < MinWorkingKeyCache || n > MaxWorkingKeyCache) {
+		bad("keystore.workingKeyCache %d: must be 0 (sized to the machine's memory) or %d to %d keys", n, MinWorkingKeyCache, MaxWorkingKeyCache)
+	}
 	switch k.Engine {
 	case EnginePebble:
 		if len(k.Endpoints) > 0 || k.Prefix != "" || k.TLS != (EtcdTLSConfig{}) || k.DialTimeout != 0 || k.RequestTimeout != 0 ||

@@ -19,9 +19,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -71,7 +69,7 @@ func ServeMain(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	defer func() { _ = log.Sync() }() // stderr may not support sync
-	tuneGC(log)
+	tuneGC(log, workingKeys(cfg))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	go func() { // a second signal ends the process at once, without waiting for the drain
@@ -85,33 +83,6 @@ func ServeMain(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
-}
-
-// The daemon's garbage collector, unless the environment sets GOGC or
-// GOMEMLIMIT: its live heap is small (tens of MB) and steady, so letting
-// the heap grow to five times it between collections (gcPercent) instead
-// of twice takes 3–4 µs of CPU off each HTTP data-plane request
-// (docs/performance.md) for about 12 MB more RSS; gcMemoryLimit is a soft
-// ceiling near which the collector runs as often as it must, so that a
-// burst cannot grow the heap unbounded at that ratio.
-const (
-	gcPercent     = 400
-	gcMemoryLimit = 1 << 30
-)
-
-// tuneGC applies gcPercent and gcMemoryLimit where the environment does
-// not set its own.
-func tuneGC(log *zap.Logger) {
-	pct, limit := "GOGC from the environment", "GOMEMLIMIT from the environment"
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(gcPercent)
-		pct = strconv.Itoa(gcPercent)
-	}
-	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(gcMemoryLimit)
-		limit = strconv.Itoa(gcMemoryLimit>>20) + " MiB"
-	}
-	log.Debug("garbage collector", zap.String("gcPercent", pct), zap.String("memoryLimit", limit))
 }
 
 const serveUsage = `usage: payhsm serve (--dev [--data-dir DIR] | --config FILE) [flags]
@@ -259,7 +230,8 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 		}
 	}
 	svc, err := ops.New(ops.Config{Region: cfg.Region, Account: cfg.Account, Profile: cfg.Profile, OnPurge: onPurge,
-		LeaderTTL: time.Duration(cfg.Keystore.LeaderTTL), Node: cfg.Fleet.Node}, app.Store, app.Custody, log.Named("ops"))
+		LeaderTTL: time.Duration(cfg.Keystore.LeaderTTL), Node: cfg.Fleet.Node,
+		WorkingKeys: workingKeys(cfg)}, app.Store, app.Custody, log.Named("ops"))
 	if err != nil {
 		return err
 	}

@@ -71,7 +71,7 @@ func (s *Service) AliasARN(name string) string { return s.arnPrefix() + name }
 
 // aliasARN is prefix+name, remembered per name so that authorizing a
 // request that names an alias allocates nothing. The memo is bounded: it
-// is emptied when it reaches maxCachedKeys names (names come from requests).
+// is emptied when it reaches memoKeys names (names come from requests).
 func (c *keyCache) aliasARN(prefix, name string) string {
 	if v, ok := c.aliasARNs.Load(name); ok {
 		return v.(string)

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"unsafe"
 
@@ -47,8 +48,8 @@ func checkCache(t *testing.T, c *keyCache, seen []*WorkingKey) {
 		}
 		return true
 	})
-	for i := range c.front {
-		if e := c.front[i].Load(); e != nil {
+	for i := range c.frontSlots() {
+		if e := c.frontSlots()[i].Load(); e != nil {
 			if v, ok := c.m.Load(e.ident); !ok || v != e.w || !e.w.cached {
 				t.Fatalf("front slot %d answers for %s, which the cache does not hold", i, e.ident)
 			}
@@ -141,7 +142,7 @@ func TestKeyCacheRandom(t *testing.T) {
 
 // TestKeyCachePoliciesBounded: the policies of keys authorization could
 // not cache (names come from requests) are forgotten when they reach
-// maxCachedKeys, and a drop of everything forgets them all.
+// memoKeys, and a drop of everything forgets them all.
 func TestKeyCachePoliciesBounded(t *testing.T) {
 	t.Parallel()
 	var c keyCache
@@ -150,14 +151,14 @@ func TestKeyCachePoliciesBounded(t *testing.T) {
 		c.policies.Range(func(any, any) bool { n++; return true })
 		return n
 	}
-	for i := range maxCachedKeys + 10 {
+	for i := range memoKeys + 10 {
 		c.putPolicy(fmt.Sprintf("key-%d", i), &policyEntry{}, c.gen.Load())
-		if i == maxCachedKeys-1 && count() != maxCachedKeys {
-			t.Fatalf("%d policies kept of %d put", count(), maxCachedKeys)
+		if i == memoKeys-1 && count() != memoKeys {
+			t.Fatalf("%d policies kept of %d put", count(), memoKeys)
 		}
 	}
 	if n := count(); n != 10 {
-		t.Fatalf("%d policies kept after %d puts, want the 10 since it filled", n, maxCachedKeys+10)
+		t.Fatalf("%d policies kept after %d puts, want the 10 since it filled", n, memoKeys+10)
 	}
 	c.dropAll()
 	if n := count(); n != 0 {
@@ -210,4 +211,12 @@ func TestKeyCacheKeepsNoRequestMemory(t *testing.T) {
 	if n != 2 || c.entries.Load() != 1 {
 		t.Fatalf("cached %d entries, %d policies and aliases; want 1 and 2", c.entries.Load(), n)
 	}
+}
+
+// frontSlots is c's front table's slots (none before the first put).
+func (c *keyCache) frontSlots() []atomic.Pointer[frontEntry] {
+	if t := c.front.Load(); t != nil {
+		return t.slots
+	}
+	return nil
 }

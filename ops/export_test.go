@@ -3,7 +3,7 @@ package ops
 // DropWorkingKeys empties s's working-key cache, so that the next use of
 // every key loads and unwraps it (cold-key benchmarks). It drops the
 // entries one by one (dropIf) rather than clearing every table (dropAll,
-// which also empties all 1,024 front slots: about a third of the cold
+// which also empties every front slot: about a third of the cold
 // benchmark's time once the front table came, none of it a miss's).
 func DropWorkingKeys(s *Service) {
 	s.cache.dropIf(func(string, *WorkingKey) bool { return true })

@@ -49,6 +49,11 @@ type Config struct {
 	// LeaderTTL is the lease of the fleet's leader (see Run); default
 	// DefaultLeaderTTL.
 	LeaderTTL time.Duration
+	// WorkingKeys is how many keys the working-key cache holds at most
+	// (default DefaultWorkingKeys); each takes up to WorkingKeyHeap bytes
+	// of heap. Sized to the keys a data plane draws from, every key is
+	// opened once and then served from memory.
+	WorkingKeys int
 }
 
 // Service implements the operations.
@@ -101,8 +106,13 @@ func New(cfg Config, store *keystore.Store, cust *custody.Custodian, log *zap.Lo
 	if _, err := cust.Profile(cfg.Profile); err != nil {
 		return nil, fmt.Errorf("ops: profile %q: %w", cfg.Profile, err)
 	}
-	return &Service{cfg: cfg, prefix: "arn:aws:payment-cryptography:" + cfg.Region + ":" + cfg.Account + ":",
-		store: store, cust: cust, log: log, cas: map[string]*authority{}}, nil
+	if cfg.WorkingKeys < 0 {
+		return nil, fmt.Errorf("ops: working-key cache of %d keys", cfg.WorkingKeys)
+	}
+	s := &Service{cfg: cfg, prefix: "arn:aws:payment-cryptography:" + cfg.Region + ":" + cfg.Account + ":",
+		store: store, cust: cust, log: log, cas: map[string]*authority{}}
+	s.cache.capacity = cfg.WorkingKeys
+	return s, nil
 }
 
 func (s *Service) now() time.Time { return s.cfg.Now().UTC() }

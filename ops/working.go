@@ -228,7 +228,7 @@ func (w *WorkingKey) KCV() string { return w.Record.KCV }
 // mu, before the cache's reference is given back; front takes no reference
 // of its own.
 //
-// It holds at most maxCachedKeys keys (capacity) and, when full, evicts by CLOCK
+// It holds at most capacity keys (Config.WorkingKeys) and, when full, evicts by CLOCK
 // (second chance): a lookup that finds a key sets its reference bit (one
 // atomic store, and only when the bit is clear, so a hot key's cache line
 // is not written on every hit); put, needing room, moves a hand around the
@@ -238,8 +238,8 @@ func (w *WorkingKey) KCV() string { return w.Record.KCV }
 // drawn by a Zipf law from a million, CLOCK misses 16-31% less; see
 // docs/performance.md.)
 type keyCache struct {
-	front [frontSlots]atomic.Pointer[frontEntry]
-	m     sync.Map // string -> *WorkingKey
+	front atomic.Pointer[frontTable] // made by the first put, sized to the capacity
+	m     sync.Map                   // string -> *WorkingKey
 	// policies maps key id -> *policyEntry: the compiled resource-based
 	// policies (resource_policy.go) of keys that authorization found not
 	// cacheable (a cached key holds its own, WorkingKey.policy), dropped
@@ -254,7 +254,7 @@ type keyCache struct {
 	// field); a slot whose key is no longer cached is free.
 	ring     []clockSlot
 	hand     int
-	capacity int // keys held at most; 0 means maxCachedKeys (tests set less)
+	capacity int // keys held at most; 0 means DefaultWorkingKeys
 
 	// Counters for CacheStats: lookups that found a usable key or not,
 	// entries dropped to make room, and entries dropped because their key
@@ -285,7 +285,19 @@ func (s *Service) CacheStats() CacheStats {
 		Invalidations: c.invalidations.Load(), Entries: int(c.entries.Load())}
 }
 
-const maxCachedKeys = 1 << 16
+// DefaultWorkingKeys is how many keys the working-key cache holds at most
+// unless Config.WorkingKeys says otherwise.
+const DefaultWorkingKeys = 1 << 16
+
+// WorkingKeyHeap is the Go heap, in bytes, that one cached working key may
+// take (its record, key schedules, cache entries): 1.8 KB measured for a
+// TDES or AES key, 2.5 KiB allowed (TestWorkingKeyHeap holds them to it).
+// The daemon sizes its garbage collector's memory limit from the cache's
+// capacity times this (docs/performance.md, "Cold keys").
+const WorkingKeyHeap = 2560
+
+// memoKeys bounds the memos (memo): names that requests choose.
+const memoKeys = 1 << 16
 
 // clockSlot is one slot of the CLOCK ring.
 type clockSlot struct {
@@ -293,13 +305,38 @@ type clockSlot struct {
 	w     *WorkingKey
 }
 
-// frontSlots is the size of keyCache.front (a power of two): 8 KiB of
-// pointers, room for a data plane's hot keys; identifiers whose slot
-// another holds are found in keyCache.m.
-const (
-	frontBits  = 10
-	frontSlots = 1 << frontBits
-)
+// frontTable is keyCache.front: a direct-mapped table of cached keys,
+// twice as many slots as the cache holds keys (a power of two, at least
+// 2^minFrontBits), so that most cached keys have a slot of their own even
+// when the cache holds every key a data plane draws from: a hit loads one
+// slot, one entry and the key, where keyCache.m's trie is a chain of nodes.
+// Identifiers whose slot another holds are found in keyCache.m.
+type frontTable struct {
+	slots []atomic.Pointer[frontEntry]
+	shift uint8 // 64 - log2(len(slots))
+}
+
+const minFrontBits = 10
+
+// frontShift is the frontTable shift for a cache of capacity keys.
+func frontShift(capacity int) uint8 {
+	bits := minFrontBits
+	for 1<<bits < 2*capacity && bits < 40 {
+		bits++
+	}
+	return uint8(64 - bits)
+}
+
+// newFrontTable makes the front table of a cache of capacity keys.
+func newFrontTable(capacity int) *frontTable {
+	shift := frontShift(capacity)
+	return &frontTable{slots: make([]atomic.Pointer[frontEntry], 1<<(64-shift)), shift: shift}
+}
+
+// slot is ident's slot.
+func (t *frontTable) slot(ident string) *atomic.Pointer[frontEntry] {
+	return &t.slots[frontHash(ident)>>t.shift]
+}
 
 // frontEntry is one slot of keyCache.front (immutable).
 type frontEntry struct {
@@ -307,12 +344,12 @@ type frontEntry struct {
 	w     *WorkingKey
 }
 
-// frontSlot is ident's slot of keyCache.front: a multiplicative hash of its
-// length and last 8 bytes, where identifiers differ (the key id of a key
-// ARN, the name of an alias), rather than of all of a long ARN. Identifiers
-// that share a slot only fall back to keyCache.m: the full identifier is
-// compared on every hit.
-func frontSlot(ident string) uint64 {
+// frontHash is ident's hash for keyCache.front, whose slot is its top
+// bits: a multiplicative hash of its length and last 8 bytes, where
+// identifiers differ (the key id of a key ARN, the name of an alias),
+// rather than of all of a long ARN. Identifiers that share a slot only fall
+// back to keyCache.m: the full identifier is compared on every hit.
+func frontHash(ident string) uint64 {
 	var x uint64
 	if n := len(ident); n >= 8 { // one 8-byte load: the compiler combines these
 		t := ident[n-8 : n]
@@ -324,24 +361,40 @@ func frontSlot(ident string) uint64 {
 		}
 	}
 	x ^= uint64(len(ident))
-	return (x * 0x9E3779B97F4A7C15) >> (64 - frontBits)
+	return x * 0x9E3779B97F4A7C15
 }
 
 // dropFront empties ident's front slot if it holds ident; c.mu is held.
 func (c *keyCache) dropFront(ident string) {
-	f := &c.front[frontSlot(ident)]
+	t := c.front.Load()
+	if t == nil {
+		return
+	}
+	f := t.slot(ident)
 	if e := f.Load(); e != nil && e.ident == ident {
 		f.Store(nil)
 	}
+}
+
+// putFront gives ident's front slot to w; c.mu is held.
+func (c *keyCache) putFront(ident string, w *WorkingKey) {
+	t := c.front.Load()
+	if t == nil {
+		t = newFrontTable(c.max())
+		c.front.Store(t)
+	}
+	t.slot(ident).Store(&frontEntry{ident: ident, w: w})
 }
 
 // get returns the cached key of ident with a reference taken for the
 // caller, or nil.
 func (c *keyCache) get(ident string) (*WorkingKey, uint64) {
 	gen := c.gen.Load()
-	if e := c.front[frontSlot(ident)].Load(); e != nil && e.ident == ident && e.w.acquire() { // a hit, counted in refs
-		e.w.touch()
-		return e.w, gen
+	if t := c.front.Load(); t != nil {
+		if e := t.slot(ident).Load(); e != nil && e.ident == ident && e.w.acquire() { // a hit, counted in refs
+			e.w.touch()
+			return e.w, gen
+		}
 	}
 	if v, ok := c.m.Load(ident); ok {
 		if w := v.(*WorkingKey); w.acquire() {
@@ -356,8 +409,10 @@ func (c *keyCache) get(ident string) (*WorkingKey, uint64) {
 // find returns the cached key of ident, or nil, taking no reference and
 // counting nothing: the first half of peekWorking's lookup.
 func (c *keyCache) find(ident string) *WorkingKey {
-	if e := c.front[frontSlot(ident)].Load(); e != nil && e.ident == ident {
-		return e.w
+	if t := c.front.Load(); t != nil {
+		if e := t.slot(ident).Load(); e != nil && e.ident == ident {
+			return e.w
+		}
 	}
 	if v, ok := c.m.Load(ident); ok {
 		return v.(*WorkingKey)
@@ -388,8 +443,13 @@ func (w *WorkingKey) touch() {
 // since gen was read.
 func (c *keyCache) put(ident string, w *WorkingKey, gen uint64) {
 	// The identifier usually comes from a request: a substring of its body,
-	// which a cached key would otherwise keep alive as long as it stays.
-	ident = strings.Clone(ident)
+	// which a cached key would otherwise keep alive as long as it stays. A
+	// key's ARN is the key's own string (one copy for both).
+	if ident == w.ARN {
+		ident = w.ARN
+	} else {
+		ident = strings.Clone(ident)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if gen != c.gen.Load() {
@@ -403,12 +463,12 @@ func (c *keyCache) put(ident string, w *WorkingKey, gen uint64) {
 		old.cached = false
 		w.slot = old.slot
 		c.ring[w.slot] = clockSlot{ident, w}
-		c.front[frontSlot(ident)].Store(&frontEntry{ident: ident, w: w})
+		c.putFront(ident, w)
 		old.Release()
 		return
 	}
 	c.entries.Add(1)
-	c.front[frontSlot(ident)].Store(&frontEntry{ident: ident, w: w})
+	c.putFront(ident, w)
 	if len(c.ring) < c.max() {
 		w.slot = len(c.ring)
 		c.ring = append(c.ring, clockSlot{ident, w})
@@ -422,7 +482,7 @@ func (c *keyCache) max() int {
 	if c.capacity > 0 {
 		return c.capacity
 	}
-	return maxCachedKeys
+	return DefaultWorkingKeys
 }
 
 // sweepLocked moves the CLOCK hand to a free slot, evicting the first key
@@ -463,7 +523,7 @@ func (c *keyCache) putPolicy(id string, e *policyEntry, gen uint64) {
 }
 
 // memo is a sync.Map keyed by strings that requests choose (key ids, alias
-// names), bounded: a Store once maxCachedKeys have been stored since it was
+// names), bounded: a Store once memoKeys have been stored since it was
 // last emptied empties it first. It keeps copies of its keys, which may be
 // substrings of a request body that they would otherwise keep alive.
 type memo struct {
@@ -472,7 +532,7 @@ type memo struct {
 }
 
 func (m *memo) Store(k string, v any) {
-	if m.n.Add(1) > maxCachedKeys {
+	if m.n.Add(1) > memoKeys {
 		m.Map.Clear()
 		m.n.Store(1)
 	}
@@ -488,8 +548,10 @@ func (m *memo) Clear() {
 // returns how many it dropped; c.mu is held.
 func (c *keyCache) clearLocked() uint64 {
 	c.policies.Clear()
-	for i := range c.front {
-		c.front[i].Store(nil)
+	if t := c.front.Load(); t != nil {
+		for i := range t.slots {
+			t.slots[i].Store(nil)
+		}
 	}
 	var n uint64
 	c.m.Range(func(k, v any) bool {

@@ -28,7 +28,7 @@ func TestKeyCacheFront(t *testing.T) {
 	var same []string
 	for i := 0; same == nil; i++ {
 		id := "alias/k" + strconv.Itoa(i)
-		s := frontSlot(id)
+		s := frontHash(id) >> frontShift(DefaultWorkingKeys)
 		bySlot[s] = append(bySlot[s], id)
 		if len(bySlot[s]) == 2 {
 			same = append(bySlot[s], "arn:key/"+strconv.Itoa(i))
@@ -53,7 +53,7 @@ func TestKeyCacheFront(t *testing.T) {
 				c.put(id, ws[i], gen)
 				ws[i].Release() // the opener's reference: the cache's remains
 			}
-			if e := c.front[frontSlot(ids[0])].Load(); e == nil || e.ident != ids[1] {
+			if e := c.front.Load().slot(ids[0]).Load(); e == nil || e.ident != ids[1] {
 				t.Fatalf("front slot holds %v, want the last put, %s", e, ids[1])
 			}
 			// Each key is in use across the drop (an operation in flight
@@ -99,10 +99,31 @@ func TestFrontSlotSpread(t *testing.T) {
 	for _, prefix := range []string{"arn:aws:payment-cryptography:us-east-1:111122223333:key/abcdefgh1234", "alias/pek-"} {
 		slots := map[uint64]bool{}
 		for i := range 256 {
-			slots[frontSlot(prefix+fmt.Sprintf("%04d", i))] = true
+			slots[frontHash(prefix+fmt.Sprintf("%04d", i))>>frontShift(0)] = true
 		}
 		if len(slots) < 200 {
 			t.Errorf("%s…: 256 identifiers in %d slots", prefix, len(slots))
 		}
+	}
+}
+
+// TestFrontTableSize: the front table has at least twice as many slots as
+// the cache holds keys, a power of two, and no fewer than 1,024.
+func TestFrontTableSize(t *testing.T) {
+	for _, tc := range []struct{ capacity, slots int }{
+		{0, 1024}, {100, 1024}, {512, 1024}, {513, 2048}, {DefaultWorkingKeys, 1 << 17}, {1_258_291, 1 << 22}, {1 << 20, 1 << 21},
+	} {
+		if got := len(newFrontTable(tc.capacity).slots); got != tc.slots {
+			t.Errorf("front table for %d keys: %d slots, want %d", tc.capacity, got, tc.slots)
+		}
+	}
+	var c keyCache
+	c.capacity = 5000
+	w := cachedKey("id0")
+	_, gen := c.get("k")
+	c.put("k", w, gen)
+	w.Release()
+	if got := len(c.frontSlots()); got != 1<<14 {
+		t.Fatalf("a cache of 5,000 keys made a front table of %d slots, want %d", got, 1<<14)
 	}
 }
