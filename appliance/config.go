@@ -217,13 +217,15 @@ type KeystoreConfig struct {
 	// cache, a checksum and a decompression per such key.
 	CacheMB int `json:"cacheMB"`
 	// WorkingKeyCache is how many keys the daemon keeps opened (unwrapped
-	// and scheduled) in memory at most, each about 2 KiB of heap
-	// (ops.WorkingKeyHeap); a key not among them costs a store read and an
-	// unwrap when used. 0 (default) sizes it to an eighth of the machine's
-	// memory (or of the service's cgroup limit, if lower), at least
-	// ops.DefaultWorkingKeys: 1.2 million keys on 24 GiB. Set it at or above
-	// the number of keys the data plane uses so that each is opened once
-	// (docs/performance.md, "Cold keys"). Either engine.
+	// and scheduled) in memory at most, each up to 2.5 KiB of heap
+	// (ops.WorkingKeyHeap) and as much again of room for the garbage
+	// collector, whose memory limit follows the keys cached; a key not
+	// among them costs a store read and an unwrap when used. 0 (default)
+	// sizes it to a quarter of the machine's memory (or of the service's
+	// cgroup limit, if lower) at 5 KiB a key, at least
+	// ops.DefaultWorkingKeys: 1.2 million keys on 24 GiB. Set it at or
+	// above the number of keys the data plane uses so that each is opened
+	// once (docs/performance.md, "Cold keys"). Either engine.
 	WorkingKeyCache int `json:"workingKeyCache"`
 }
 

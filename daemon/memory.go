@@ -2,12 +2,15 @@ package daemon
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -16,33 +19,46 @@ import (
 )
 
 // The daemon's garbage collector, unless the environment sets GOGC or
-// GOMEMLIMIT. Without the working-key cache its live heap is small (tens of
-// MB) and steady, so letting the heap grow to five times it between
+// GOMEMLIMIT. Without many cached keys its live heap is small (tens of MB)
+// and steady, so letting the heap grow to five times it between
 // collections (gcPercent) instead of twice takes 3–4 µs of CPU off each HTTP
 // data-plane request (docs/performance.md) for about 12 MB more RSS. The
 // memory limit is a soft ceiling near which the collector runs as often as
 // it must, so that a burst cannot grow the heap unbounded at that ratio:
-// gcBaseLimit, plus the most a full working-key cache may take
-// (ops.WorkingKeyHeap a key). A limit below the live heap would make the
-// collector run without pause, and every request pay for it.
+// gcBaseLimit, plus gcRoomPerKey for each key the working-key cache holds
+// now (counted in steps of gcLimitStep keys), so that the limit follows the
+// cache as it fills (followWorkingKeys). A limit below the live heap would
+// make the collector run without pause; one far above it lets a small heap
+// grow into memory it has not touched, every page of which costs a fault
+// on first use; and a cache of a million keys is two gigabytes of heap to
+// mark in every collection, so each key brings room for about as much
+// again to be allocated between collections (what GOGC=100 would give the
+// cache alone): docs/performance.md, "Cold keys".
 const (
-	gcPercent   = 400
-	gcBaseLimit = 1 << 30
+	gcPercent    = 400
+	gcBaseLimit  = 1 << 30
+	gcLimitStep  = 16384
+	gcRoomPerKey = 2 * ops.WorkingKeyHeap
 )
 
+// gcLimitFollows is set when the daemon sets the memory limit itself (the
+// environment does not set GOMEMLIMIT): followWorkingKeys then moves it.
+var gcLimitFollows atomic.Bool
+
 // workingKeyMemoryShare is the share of the machine's memory (1/n) that
-// the working-key cache may take when keystore.workingKeyCache is 0.
-const workingKeyMemoryShare = 8
+// the working-key cache, with the collector's room for it, may take when
+// keystore.workingKeyCache is 0.
+const workingKeyMemoryShare = 4
 
 // workingKeyCapacity is the working-key cache's capacity: configured, or
 // else 1/workingKeyMemoryShare of memory (the machine's, or its cgroup's
-// limit; 0 when unknown) at ops.WorkingKeyHeap a key, and at least
+// limit; 0 when unknown) at gcRoomPerKey a key, and at least
 // ops.DefaultWorkingKeys.
 func workingKeyCapacity(configured int, memory uint64) int {
 	if configured > 0 {
 		return configured
 	}
-	n := memory / workingKeyMemoryShare / ops.WorkingKeyHeap
+	n := memory / workingKeyMemoryShare / gcRoomPerKey
 	if n < ops.DefaultWorkingKeys {
 		return ops.DefaultWorkingKeys
 	}
@@ -54,14 +70,16 @@ func workingKeys(cfg *appliance.Config) int {
 	return workingKeyCapacity(cfg.Keystore.WorkingKeyCache, machineMemory())
 }
 
-// gcMemoryLimit is the collector's soft memory limit for a working-key
-// cache of capacity keys.
-func gcMemoryLimit(capacity int) int64 {
-	return gcBaseLimit + int64(capacity)*ops.WorkingKeyHeap
+// gcMemoryLimit is the collector's soft memory limit while the
+// working-key cache holds cached keys: the keys counted up to a whole
+// number of gcLimitStep.
+func gcMemoryLimit(cached int) int64 {
+	steps := (int64(max(cached, 0)) + gcLimitStep - 1) / gcLimitStep
+	return gcBaseLimit + steps*gcLimitStep*gcRoomPerKey
 }
 
-// tuneGC applies gcPercent and gcMemoryLimit(capacity) where the
-// environment does not set its own.
+// tuneGC applies gcPercent and the memory limit of an empty cache where
+// the environment does not set its own.
 func tuneGC(log *zap.Logger, capacity int) {
 	pct, limit := "GOGC from the environment", "GOMEMLIMIT from the environment"
 	if os.Getenv("GOGC") == "" {
@@ -69,10 +87,31 @@ func tuneGC(log *zap.Logger, capacity int) {
 		pct = strconv.Itoa(gcPercent)
 	}
 	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(gcMemoryLimit(capacity))
-		limit = strconv.FormatInt(gcMemoryLimit(capacity)>>20, 10) + " MiB"
+		debug.SetMemoryLimit(gcMemoryLimit(0))
+		gcLimitFollows.Store(true)
+		limit = strconv.Itoa(gcBaseLimit>>20) + " MiB and " + strconv.Itoa(gcRoomPerKey) + " bytes a cached key"
 	}
 	log.Info("memory", zap.Int("workingKeyCache", capacity), zap.String("gcPercent", pct), zap.String("gcMemoryLimit", limit))
+}
+
+// followWorkingKeys sets the memory limit (set: debug.SetMemoryLimit) to
+// gcMemoryLimit of the working-key cache's count (cached) every interval
+// until ctx ends, when the count has crossed a step.
+func followWorkingKeys(ctx context.Context, cached func() int, set func(int64), every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	last := gcMemoryLimit(0)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if l := gcMemoryLimit(cached()); l != last {
+			set(l)
+			last = l
+		}
+	}
 }
 
 // machineMemory is the memory this process may use: the machine's
@@ -116,3 +155,6 @@ func cgroupLimit(cgroupFile, root string) uint64 {
 	}
 	return 0
 }
+
+// setMemoryLimit is debug.SetMemoryLimit without its result.
+func setMemoryLimit(l int64) { debug.SetMemoryLimit(l) }

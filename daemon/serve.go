@@ -411,6 +411,13 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 		defer background.Done()
 		svc.Run(runCtx, time.Minute)
 	}()
+	if gcLimitFollows.Load() {
+		background.Add(1)
+		go func() {
+			defer background.Done()
+			followWorkingKeys(runCtx, svc.CachedKeys, setMemoryLimit, time.Second)
+		}()
+	}
 	go func() {
 		defer background.Done()
 		app.Custody.Watch(runCtx, cfg.PKCS11.TokenProbeInterval())

@@ -271,6 +271,10 @@ type CacheStats struct {
 	Entries                                int
 }
 
+// CachedKeys is how many keys the working-key cache holds (one atomic
+// load; CacheStats walks the cache).
+func (s *Service) CachedKeys() int { return int(s.cache.entries.Load()) }
+
 // CacheStats reports the working-key cache's counters (for metrics).
 func (s *Service) CacheStats() CacheStats {
 	c := &s.cache
@@ -292,8 +296,8 @@ const DefaultWorkingKeys = 1 << 16
 // WorkingKeyHeap is the Go heap, in bytes, that one cached working key may
 // take (its record, key schedules, cache entries): 1.8 KB measured for a
 // TDES or AES key, 2.5 KiB allowed (TestWorkingKeyHeap holds them to it).
-// The daemon sizes its garbage collector's memory limit from the cache's
-// capacity times this (docs/performance.md, "Cold keys").
+// The daemon sets its garbage collector's memory limit from the keys
+// cached times this (docs/performance.md, "Cold keys").
 const WorkingKeyHeap = 2560
 
 // memoKeys bounds the memos (memo): names that requests choose.
