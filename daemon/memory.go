@@ -3,6 +3,7 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -15,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"payhsm/appliance"
+	"payhsm/keystore"
 	"payhsm/ops"
 )
 
@@ -158,3 +160,24 @@ func cgroupLimit(cgroupFile, root string) uint64 {
 
 // setMemoryLimit is debug.SetMemoryLimit without its result.
 func setMemoryLimit(l int64) { debug.SetMemoryLimit(l) }
+
+// warmWorkingKeys opens the stored keys into the working-key cache
+// (ops.Service.WarmWorkingKeys) until ctx ends, resting after each page as
+// long as the page took: at most half of a core, and the requests'
+// traffic goes on meanwhile.
+func warmWorkingKeys(ctx context.Context, svc *ops.Service, log *zap.Logger) {
+	t0 := time.Now()
+	opened, err := svc.WarmWorkingKeys(ctx, func(busy time.Duration) {
+		t := time.NewTimer(busy)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+	})
+	if err != nil && ctx.Err() == nil && !errors.Is(err, keystore.ErrClosed) {
+		log.Warn("working keys: warming stopped", zap.Int("opened", opened), zap.Error(err))
+		return
+	}
+	log.Info("working keys warmed", zap.Int("opened", opened), zap.Int("cached", svc.CachedKeys()), zap.Duration("took", time.Since(t0)))
+}

@@ -1,6 +1,7 @@
 package ops
 
 import (
+	"context"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/des" //nolint:gosec // G502: single-DES halves of TDES keys, see schedule
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"payhsm/fault"
 	"payhsm/hsm/cmac"
@@ -848,4 +850,54 @@ func (s *Service) blockRecord(profile, block string, subj fault.Subject, side fa
 		return nil, err
 	}
 	return rec, nil
+}
+
+// warmPage is how many keys WarmWorkingKeys lists at a time.
+const warmPage = 256
+
+// WarmWorkingKeys opens the stored keys of the service's profile into the
+// working-key cache, a page of warmPage at a time in id order, until every
+// usable key is cached, the cache is full or ctx ends, and returns how many
+// it opened. After each page it calls rest with how long the page took
+// (the daemon sleeps as long, so that warming takes at most half of a
+// core from the requests). A key that cannot be used now (disabled, being
+// deleted, outside its usage period, changed since its page was read) is
+// left for its first use to open, as is every key once the cache is full:
+// warming never evicts a key that requests cached. The daemon runs it once
+// its background verify is done, so that after a restart a data plane that
+// draws from more keys than requests have yet used finds them opened
+// (docs/performance.md, "Cold keys").
+func (s *Service) WarmWorkingKeys(ctx context.Context, rest func(time.Duration)) (opened int, err error) {
+	usable := func(k *keystore.Key) bool {
+		return k.Profile == s.cfg.Profile && k.KeyBlock != "" && k.Enabled && k.State == StateCreateComplete
+	}
+	token := ""
+	for {
+		if err := ctx.Err(); err != nil {
+			return opened, err
+		}
+		start := time.Now()
+		keys, next, err := s.store.ListKeys(usable, token, warmPage)
+		if err != nil {
+			return opened, err
+		}
+		for _, k := range keys {
+			if s.cache.entries.Load() >= int64(s.cache.max()) {
+				return opened, nil
+			}
+			arn := s.keyARN(k.ID)
+			if s.cache.find(arn) != nil {
+				continue
+			}
+			if w, err := s.Working(arn, fault.SubjectNone, fault.SideNone); err == nil {
+				w.Release()
+				opened++
+			}
+		}
+		if next == "" {
+			return opened, nil
+		}
+		token = next
+		rest(time.Since(start))
+	}
 }
