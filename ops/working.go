@@ -863,7 +863,9 @@ const warmPage = 256
 // core from the requests). A key that cannot be used now (disabled, being
 // deleted, outside its usage period, changed since its page was read) is
 // left for its first use to open, as is every key once the cache is full:
-// warming never evicts a key that requests cached. The daemon runs it once
+// warming never evicts a key that requests cached. It stops at the first
+// key refused as unavailable (the token lost, a shared store out of reach
+// for too long): none would open. The daemon runs it once
 // its background verify is done, so that after a restart a data plane that
 // draws from more keys than requests have yet used finds them opened
 // (docs/performance.md, "Cold keys").
@@ -889,7 +891,11 @@ func (s *Service) WarmWorkingKeys(ctx context.Context, rest func(time.Duration))
 			if s.cache.find(arn) != nil {
 				continue
 			}
-			if w, err := s.Working(arn, fault.SubjectNone, fault.SideNone); err == nil {
+			w, err := s.Working(arn, fault.SubjectNone, fault.SideNone)
+			if fault.KindOf(err) == fault.Unavailable { // the token or the store: no key opens now
+				return opened, err
+			}
+			if err == nil {
 				w.Release()
 				opened++
 			}
