@@ -164,8 +164,14 @@ func setMemoryLimit(l int64) { debug.SetMemoryLimit(l) }
 // warmWorkingKeys opens the stored keys into the working-key cache
 // (ops.Service.WarmWorkingKeys) until ctx ends, resting after each page as
 // long as the page took: at most half of a core, and the requests'
-// traffic goes on meanwhile.
-func warmWorkingKeys(ctx context.Context, svc *ops.Service, log *zap.Logger) {
+// traffic goes on meanwhile. Only on a store of this appliance's own
+// (Pebble): a node of a fleet would read every key from the shared etcd
+// cluster (one to three reads a key) each time it starts, so its keys
+// open on first use.
+func warmWorkingKeys(ctx context.Context, cfg *appliance.Config, svc *ops.Service, log *zap.Logger) {
+	if cfg.Keystore.Engine != appliance.EnginePebble {
+		return
+	}
 	t0 := time.Now()
 	opened, err := svc.WarmWorkingKeys(ctx, func(busy time.Duration) {
 		t := time.NewTimer(busy)

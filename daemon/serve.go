@@ -274,11 +274,11 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 			logVerify(log, rep, err)
 			if err == nil {
 				log.Info("keystore: background verify complete", zap.Int("records", rep.Records), zap.Duration("took", time.Since(t0)))
-				warmWorkingKeys(ctx, svc, log)
+				warmWorkingKeys(ctx, cfg, svc, log)
 			}
 		}()
 	} else {
-		go warmWorkingKeys(ctx, svc, log)
+		go warmWorkingKeys(ctx, cfg, svc, log)
 	}
 
 	recordRepl := func(ev audit.Event) { // replication runs only once the trail is open
