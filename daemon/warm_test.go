@@ -24,7 +24,7 @@ func TestServeWarmsWorkingKeys(t *testing.T) {
 	cfg := devConfig(t, t.TempDir())
 	metrics := "http://" + cfg.Ops.Addr + "/metrics"
 	cached := func() int {
-		resp, err := http.Get(metrics)
+		resp, err := http.Get(metrics) //nolint:gosec // G107: the daemon's own ops listener
 		if err != nil {
 			return -1 // not serving yet
 		}
@@ -60,8 +60,7 @@ func TestServeWarmsWorkingKeys(t *testing.T) {
 			}
 			if time.Now().After(deadline) {
 				cancel()
-				<-done
-				t.Fatalf("%s: not within a minute", what)
+				t.Fatalf("%s: not within a minute (Serve: %v)", what, <-done)
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
