@@ -311,12 +311,16 @@ type clockSlot struct {
 	w     *WorkingKey
 }
 
-// frontTable is keyCache.front: a direct-mapped table of cached keys,
-// twice as many slots as the cache holds keys (a power of two, at least
-// 2^minFrontBits), so that most cached keys have a slot of their own even
-// when the cache holds every key a data plane draws from: a hit loads one
-// slot, one entry and the key, where keyCache.m's trie is a chain of nodes.
-// Identifiers whose slot another holds are found in keyCache.m.
+// frontTable is keyCache.front: a direct-mapped table of cached keys, at
+// least twice as many slots as the cache holds keys (a power of two, from
+// 2^minFrontBits up to twice the capacity: putFront doubles it as the cache
+// fills), so that most cached keys have a slot of their own even when the
+// cache holds every key a data plane draws from: a hit loads one slot, one
+// entry and the key, where keyCache.m's trie is a chain of nodes.
+// Identifiers whose slot another holds are found in keyCache.m. A lookup
+// loads the table once; one that loaded a table since replaced may find a
+// key dropped after that, as a lookup that loaded an entry just before its
+// drop may: it began before the drop ended.
 type frontTable struct {
 	slots []atomic.Pointer[frontEntry]
 	shift uint8 // 64 - log2(len(slots))
@@ -333,9 +337,8 @@ func frontShift(capacity int) uint8 {
 	return uint8(64 - bits)
 }
 
-// newFrontTable makes the front table of a cache of capacity keys.
-func newFrontTable(capacity int) *frontTable {
-	shift := frontShift(capacity)
+// newFrontTable makes an empty front table with the shift.
+func newFrontTable(shift uint8) *frontTable {
 	return &frontTable{slots: make([]atomic.Pointer[frontEntry], 1<<(64-shift)), shift: shift}
 }
 
@@ -382,14 +385,32 @@ func (c *keyCache) dropFront(ident string) {
 	}
 }
 
-// putFront gives ident's front slot to w; c.mu is held.
+// putFront gives ident's front slot to w, first doubling the table when the
+// cache holds more keys than half its slots and it is smaller than its
+// capacity's (the first put makes the smallest); c.mu is held.
 func (c *keyCache) putFront(ident string, w *WorkingKey) {
 	t := c.front.Load()
 	if t == nil {
-		t = newFrontTable(c.max())
+		t = newFrontTable(frontShift(0))
 		c.front.Store(t)
+	} else if t.shift > frontShift(c.max()) && c.entries.Load() > int64(len(t.slots)/2) {
+		t = c.growFrontLocked(t)
 	}
 	t.slot(ident).Store(&frontEntry{ident: ident, w: w})
+}
+
+// growFrontLocked replaces the front table with one twice its size holding
+// every cached key of the ring (whose slots name each cached identifier
+// once), and returns it; c.mu is held.
+func (c *keyCache) growFrontLocked(old *frontTable) *frontTable {
+	t := newFrontTable(old.shift - 1)
+	for _, s := range c.ring {
+		if s.w != nil && s.w.cached {
+			t.slot(s.ident).Store(&frontEntry{ident: s.ident, w: s.w})
+		}
+	}
+	c.front.Store(t)
+	return t
 }
 
 // get returns the cached key of ident with a reference taken for the

@@ -107,23 +107,49 @@ func TestFrontSlotSpread(t *testing.T) {
 	}
 }
 
-// TestFrontTableSize: the front table has at least twice as many slots as
-// the cache holds keys, a power of two, and no fewer than 1,024.
+// TestFrontTableSize: the front table starts at 1,024 slots, doubles
+// while the cache holds more keys than half its slots, up to the power of
+// two at or above twice the capacity, and after every growth each cached
+// key is found through it or, when another took its slot, the map.
 func TestFrontTableSize(t *testing.T) {
 	for _, tc := range []struct{ capacity, slots int }{
-		{0, 1024}, {100, 1024}, {512, 1024}, {513, 2048}, {DefaultWorkingKeys, 1 << 17}, {1_258_291, 1 << 22}, {1 << 20, 1 << 21},
+		{0, 1024}, {100, 1024}, {512, 1024}, {513, 2048}, {DefaultWorkingKeys, 1 << 17}, {1_234_187, 1 << 22}, {1 << 20, 1 << 21},
 	} {
-		if got := len(newFrontTable(tc.capacity).slots); got != tc.slots {
+		if got := 1 << (64 - frontShift(tc.capacity)); got != tc.slots {
 			t.Errorf("front table for %d keys: %d slots, want %d", tc.capacity, got, tc.slots)
 		}
 	}
 	var c keyCache
 	c.capacity = 5000
-	w := cachedKey("id0")
-	_, gen := c.get("k")
-	c.put("k", w, gen)
-	w.Release()
-	if got := len(c.frontSlots()); got != 1<<14 {
-		t.Fatalf("a cache of 5,000 keys made a front table of %d slots, want %d", got, 1<<14)
+	want := map[int]int{1: 1024, 512: 1024, 513: 2048, 1025: 4096, 2049: 8192, 4097: 16384, 5000: 16384}
+	ws := make([]*WorkingKey, 0, c.capacity)
+	for i := range c.capacity + 100 { // the last 100 evict: the table stays
+		id := "arn:aws:payment-cryptography:us-east-1:111122223333:key/" + fmt.Sprintf("%016d", i)
+		w := cachedKey(id)
+		_, gen := c.get(id)
+		c.put(id, w, gen)
+		w.Release()
+		ws = append(ws, w)
+		if n, ok := want[i+1]; ok && len(c.frontSlots()) != n {
+			t.Fatalf("%d keys cached: %d front slots, want %d", i+1, len(c.frontSlots()), n)
+		}
+	}
+	if got := len(c.frontSlots()); got != 16384 {
+		t.Fatalf("after evictions: %d front slots, want 16384", got)
+	}
+	inFront := 0
+	for _, s := range c.ring {
+		e := c.front.Load().slot(s.ident).Load()
+		if e != nil && e.ident == s.ident && e.w == s.w {
+			inFront++
+		}
+		if w, _ := c.get(s.ident); w != s.w {
+			t.Fatalf("%s not found after the table grew", s.ident)
+		} else {
+			w.Release()
+		}
+	}
+	if inFront < c.capacity*3/4 {
+		t.Fatalf("%d of %d cached keys in the front table, want most", inFront, c.capacity)
 	}
 }
