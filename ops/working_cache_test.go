@@ -122,14 +122,12 @@ func TestFrontTableSize(t *testing.T) {
 	var c keyCache
 	c.capacity = 5000
 	want := map[int]int{1: 1024, 512: 1024, 513: 2048, 1025: 4096, 2049: 8192, 4097: 16384, 5000: 16384}
-	ws := make([]*WorkingKey, 0, c.capacity)
 	for i := range c.capacity + 100 { // the last 100 evict: the table stays
 		id := "arn:aws:payment-cryptography:us-east-1:111122223333:key/" + fmt.Sprintf("%016d", i)
 		w := cachedKey(id)
 		_, gen := c.get(id)
 		c.put(id, w, gen)
 		w.Release()
-		ws = append(ws, w)
 		if n, ok := want[i+1]; ok && len(c.frontSlots()) != n {
 			t.Fatalf("%d keys cached: %d front slots, want %d", i+1, len(c.frontSlots()), n)
 		}
