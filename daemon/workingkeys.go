@@ -64,7 +64,7 @@ func workingKeyCapacity(configured int, memory uint64) int {
 	if n < ops.DefaultWorkingKeys {
 		return ops.DefaultWorkingKeys
 	}
-	return int(min(n, 1<<26))
+	return int(min(n, appliance.MaxWorkingKeyCache))
 }
 
 // workingKeys is cfg's working-key cache capacity on this machine.
