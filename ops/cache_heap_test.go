@@ -11,7 +11,7 @@ import (
 
 // TestWorkingKeyHeap holds a cached working key to ops.WorkingKeyHeap
 // bytes of heap, the allowance from which the daemon sizes its garbage
-// collector's memory limit (daemon/memory.go): it opens n keys of a kind
+// collector's memory limit (daemon/workingkeys.go): it opens n keys of a kind
 // into an emptied cache and divides the live heap's growth by n. Over the
 // allowance, a cache sized to the machine could hold more than the limit
 // leaves room for, and the collector would run without pause.
