@@ -48,8 +48,9 @@ func checkCache(t *testing.T, c *keyCache, seen []*WorkingKey) {
 		}
 		return true
 	})
-	for i := range c.frontSlots() {
-		if e := c.frontSlots()[i].Load(); e != nil {
+	slots := c.frontSlots()
+	for i := range slots {
+		if e := slots[i].Load(); e != nil {
 			if v, ok := c.m.Load(e.ident); !ok || v != e.w || !e.w.cached {
 				t.Fatalf("front slot %d answers for %s, which the cache does not hold", i, e.ident)
 			}

@@ -892,7 +892,7 @@ const warmPage = 256
 // (docs/performance.md, "Cold keys").
 func (s *Service) WarmWorkingKeys(ctx context.Context, rest func(time.Duration)) (opened int, err error) {
 	usable := func(k *keystore.Key) bool {
-		return k.Profile == s.cfg.Profile && k.KeyBlock != "" && k.Enabled && k.State == StateCreateComplete
+		return k.Profile == s.cfg.Profile && k.KeyBlock != "" && s.usable(k, "") == nil
 	}
 	token := ""
 	for {
