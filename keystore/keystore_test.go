@@ -1166,3 +1166,40 @@ func TestResourcePolicyInKeyRecord(t *testing.T) {
 		t.Fatalf("invalid UTF-8 policy: %v, want ErrInvalid", err)
 	}
 }
+
+// TestCreateKeyExistsAfterReopen: a key written before the store was
+// reopened is found by the next creation of its id (and alias) once the
+// engine's presence index has loaded, when that check no longer reads the
+// engine for a free id; a free id is still created.
+func TestCreateKeyExistsAfterReopen(t *testing.T) {
+	fs, dir := vfs.NewMem(), "db"
+	s := openTest(t, fs, dir)
+	if err := s.CreateKey(testKey(testID(1)), nil, "alias/kept"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openTest(t, fs, dir)
+	d, ok := s.eng.(*pebblekv.DB)
+	if !ok {
+		t.Fatalf("the store is on %s, not Pebble", s.eng.Name())
+	}
+	for deadline := time.Now().Add(time.Minute); !d.IndexLoaded(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the presence index did not load")
+		}
+	}
+	if err := s.CreateKey(testKey(testID(1)), nil, ""); !errors.Is(err, ErrExists) {
+		t.Fatalf("same id: %v, want ErrExists", err)
+	}
+	if err := s.CreateKey(testKey(testID(2)), nil, "alias/kept"); !errors.Is(err, ErrExists) {
+		t.Fatalf("same alias: %v, want ErrExists", err)
+	}
+	if err := s.CreateKey(testKey(testID(3)), nil, "alias/new"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetKey(testID(3)); err != nil {
+		t.Fatal(err)
+	}
+}

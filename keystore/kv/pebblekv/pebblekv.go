@@ -77,6 +77,12 @@ type Options struct {
 	SerialCommit bool
 	// CacheSize is the block cache's size in bytes; 0 means DefaultCacheSize.
 	CacheSize int64
+	// IndexedPrefixes are key prefixes whose keys are indexed in memory
+	// (index.go), so that a transaction's read of such a key that the
+	// database does not hold returns without reading it once the index is
+	// loaded (in the background, from Open). The key store indexes its key
+	// records: every creation first checks that its new id is free.
+	IndexedPrefixes [][]byte
 }
 
 // DefaultCacheSize is the block cache's default size. Pebble's own default
@@ -110,6 +116,9 @@ type DB struct {
 	bgErrors atomic.Uint64 // Pebble's background errors, all of them (BackgroundErrors)
 
 	commits, txns atomic.Uint64 // see Stats
+
+	idx     *presence     // Options.IndexedPrefixes; nil when none
+	dbReads atomic.Uint64 // transaction reads that went to the database (tests)
 }
 
 // Stats reports how many durable commits (WAL fsyncs of the store's
@@ -192,6 +201,10 @@ func Open(dir string, o Options) (*DB, error) {
 		return nil, fmt.Errorf("pebblekv: open %s: %w", dir, err)
 	}
 	d.db = db
+	if len(o.IndexedPrefixes) > 0 {
+		d.idx = newPresence(o.IndexedPrefixes)
+		go d.idx.load(db, log) // before any transaction can begin: every later key is added by its Set
+	}
 	return d, nil
 }
 
@@ -228,6 +241,7 @@ func (d *DB) Close() error {
 		// to exit, which releases the files; the next Open recovers.
 		return fmt.Errorf("pebblekv: close: not closed, Pebble stopped after a fatal error: %w", d.Failed())
 	}
+	d.idx.close()
 	if err := d.guard(d.db.Close); err != nil {
 		return fmt.Errorf("pebblekv: close: %w", err)
 	}
@@ -318,13 +332,23 @@ func (t *txn) Serial() uint64 { return t.seq }
 
 // Get reads through an iterator that consults the bloom filters of every
 // level, the last included (getFiltered): most reads inside a transaction
-// are a write's check that what it creates is absent.
-func (t *txn) Get(key []byte) ([]byte, bool, error) { return getFiltered(t.r, key) }
+// are a write's check that what it creates is absent. A key the presence
+// index (Options.IndexedPrefixes) knows to be absent is not read at all.
+func (t *txn) Get(key []byte) ([]byte, bool, error) {
+	if t.d.idx.absent(key) {
+		return nil, false, nil
+	}
+	t.d.dbReads.Add(1)
+	return getFiltered(t.r, key)
+}
 func (t *txn) Scan(lo, hi []byte, fn func(k, v []byte) (bool, error)) error {
 	return scan(t.r, lo, hi, fn)
 }
-func (t *txn) Set(key, value []byte) error { return t.b.Set(key, value, nil) }
-func (t *txn) Delete(key []byte) error     { return t.b.Delete(key, nil) }
+func (t *txn) Set(key, value []byte) error {
+	t.d.idx.add(key) // before the write can be read or committed
+	return t.b.Set(key, value, nil)
+}
+func (t *txn) Delete(key []byte) error { return t.b.Delete(key, nil) }
 
 func (t *txn) Discard() {
 	if t.done {
