@@ -17,8 +17,8 @@ import (
 // absent from the index returns without reading the database. The key
 // store's creations check that the new key's id is free (a seek in each
 // memtable's skiplist and every level's bloom filter, the largest single
-// cost of a CreateKey after its fsyncs: docs/performance.md, "CreateKey,
-// fourth pass"); with the index, that check is a map lookup.
+// cost of a CreateKey after its fsyncs: docs/performance.md, "CreateKey's
+// CPU, fourth pass"); with the index, that check is a map lookup.
 //
 // The index answers only "certainly absent": a key whose hash it holds is
 // read from the database as before, so a hash shared by two keys, or a key
@@ -31,6 +31,11 @@ import (
 // and what was written before Open is added by a scan that starts at Open,
 // before any transaction can begin. Until the scan has finished, the index
 // answers nothing and every read goes to the database.
+//
+// Cost (BenchmarkPresenceLoad): about 25 bytes of heap per indexed key,
+// without pointers (the collector does not scan it), and 1.4 µs per key
+// for the scan, on one core, in the background: a store of a million keys
+// is indexed in under two seconds after Open.
 type presence struct {
 	prefixes [][]byte
 	seed     maphash.Seed

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -368,4 +369,60 @@ func TestPrefixEnd(t *testing.T) {
 			t.Errorf("prefixEnd(%q) = %q, want %q", c.in, got, c.want)
 		}
 	}
+}
+
+// BenchmarkPresenceLoad: the index's load at Open of a database of 200,000
+// key records, per key: the scan's time and the heap the index holds.
+//
+//	go test -run '^$' -bench PresenceLoad -benchtime 3x ./keystore/kv/pebblekv/
+func BenchmarkPresenceLoad(b *testing.B) {
+	const n = 200_000
+	fs := vfs.NewMem()
+	d, err := Open("db", Options{FS: fs})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; i < n; i += 10_000 {
+		tx, err := d.Begin()
+		if err != nil {
+			b.Fatal(err)
+		}
+		for j := i; j < i+10_000; j++ {
+			if err := tx.Set(fmt.Appendf(nil, "k/%016x", rand.Uint64()), make([]byte, 300)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := tx.Commit(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := d.Close(); err != nil {
+		b.Fatal(err)
+	}
+	var heap float64
+	b.ResetTimer()
+	for range b.N {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		d, err := Open("db", Options{FS: fs, IndexedPrefixes: [][]byte{[]byte("k/")}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		<-d.idx.done
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		heap = float64(after.HeapAlloc) - float64(before.HeapAlloc)
+		if got := d.idx.size(); got != n {
+			b.Fatalf("%d keys indexed, want %d", got, n)
+		}
+		runtime.KeepAlive(d.idx)
+		b.StopTimer()
+		if err := d.Close(); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/key")
+	b.ReportMetric(heap/n, "heap-B/key")
 }
