@@ -238,19 +238,30 @@ type Notice struct {
 // encodeEntry marshals e (whose Hash must be empty) chained onto prev: it
 // returns the line (with its newline) and the entry's hash.
 func encodeEntry(e *Entry, prev [HashSize]byte) ([]byte, [HashSize]byte, error) {
+	return appendEntryLine(nil, e, prev)
+}
+
+// appendEntryLine appends e's line (see encodeEntry) to dst; on error dst
+// is returned as it was.
+func appendEntryLine(dst []byte, e *Entry, prev [HashSize]byte) ([]byte, [HashSize]byte, error) {
 	e.V = Version
 	e.Prev = hex.EncodeToString(prev[:])
 	e.Hash = ""
-	body, err := json.Marshal(e)
-	if err != nil {
-		return nil, [HashSize]byte{}, fmt.Errorf("audit: encode entry: %w", err)
+	start := len(dst)
+	line, ok := appendEntryJSON(dst, e)
+	if !ok {
+		body, err := json.Marshal(e)
+		if err != nil {
+			return dst, [HashSize]byte{}, fmt.Errorf("audit: encode entry: %w", err)
+		}
+		line = append(dst[:start], body...)
 	}
+	body := line[start:]
 	if len(body)+hashSuffixLen+1 > MaxLineBytes {
-		return nil, [HashSize]byte{}, fmt.Errorf("audit: a %s entry of %d bytes exceeds %d", e.Kind, len(body), MaxLineBytes)
+		return dst[:start], [HashSize]byte{}, fmt.Errorf("audit: a %s entry of %d bytes exceeds %d", e.Kind, len(body), MaxLineBytes)
 	}
 	h := chainHash(prev, body)
-	line := make([]byte, 0, len(body)+hashSuffixLen+1)
-	line = append(line, body[:len(body)-1]...)
+	line = line[:len(line)-1] // the closing brace, after the hash member
 	line = append(line, `,"hash":"`...)
 	line = hex.AppendEncode(line, h[:])
 	line = append(line, "\"}\n"...)

@@ -537,11 +537,11 @@ func (t *Trail) appendLocked(e *Entry) (*batch, error) {
 	if e.Time.IsZero() {
 		e.Time = now
 	}
-	line, h, err := encodeEntry(e, t.hash)
+	buf, h, err := appendEntryLine(t.buf, e, t.hash)
 	if err != nil {
 		return nil, err
 	}
-	t.buf = append(t.buf, line...)
+	t.buf = buf
 	t.seq, t.hash = e.Seq, h
 	t.cur.last, t.cur.hash = t.seq, h
 	if e.Kind == KindSeal {
