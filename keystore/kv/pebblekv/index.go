@@ -134,7 +134,7 @@ func (p *presence) load(db *pebble.DB, log *zap.Logger) {
 		}
 	}
 	p.complete.Store(true)
-	log.Info("key presence index loaded", zap.Int("keys", p.size()), zap.Duration("took", time.Since(start)))
+	log.Debug("key presence index loaded", zap.Int("keys", p.size()), zap.Duration("took", time.Since(start)))
 }
 
 // loadPage adds up to presencePage keys of [lower, upper) and returns the
