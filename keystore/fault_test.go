@@ -517,9 +517,20 @@ func TestWriteFaultsUnderConcurrentWriters(t *testing.T) {
 				wg    sync.WaitGroup
 			)
 			ackedNow := func() int { mu.Lock(); defer mu.Unlock(); return len(acked) }
+			// Few enough writes that Pebble's first memtable (256 KiB) does
+			// not fill: a WAL failure during a memtable rotation ends the
+			// process (Pebble panics there with its lock released), with
+			// group commit or without. Writers wait at beforeFault
+			// acknowledged writes until the fault is on, so that how many
+			// land first does not depend on how fast they are.
+			const beforeFault = 32
+			armed := make(chan struct{})
 			for w := range writers {
 				wg.Go(func() {
 					for i := 0; ; i++ {
+						if ackedNow() >= beforeFault {
+							<-armed
+						}
 						id := fmt.Sprintf("g%02d%013d", w, i)
 						err := s.CreateKey(testKey(id), nil, "alias/"+id)
 						if err != nil {
@@ -534,14 +545,11 @@ func TestWriteFaultsUnderConcurrentWriters(t *testing.T) {
 					}
 				})
 			}
-			// Few enough writes that Pebble's first memtable is not full:
-			// a WAL failure during a memtable rotation ends the process
-			// (Pebble panics there with its lock released), with group
-			// commit or without.
-			for ackedNow() < 50 {
+			for ackedNow() < beforeFault {
 				time.Sleep(100 * time.Microsecond)
 			}
 			inj.On()
+			close(armed)
 			finished := make(chan struct{})
 			go func() { wg.Wait(); close(finished) }()
 			select {
