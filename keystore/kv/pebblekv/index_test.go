@@ -65,6 +65,20 @@ func commitTxn(t *testing.T, d *DB, fn func(tx kv.Txn) error) {
 	}
 }
 
+// reopenIndexed closes d and opens the database in fs again with the keys
+// under "k/" indexed.
+func reopenIndexed(t *testing.T, d *DB, fs vfs.FS) *DB {
+	t.Helper()
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	d, err := Open("db", Options{FS: fs, IndexedPrefixes: [][]byte{[]byte("k/")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
 // txnGet reads key in a transaction of its own.
 func txnGet(t *testing.T, d *DB, key []byte) ([]byte, bool) {
 	t.Helper()
@@ -104,14 +118,7 @@ func TestPresenceIndex(t *testing.T) {
 			return tx.Set([]byte("x/other"), []byte("o"))
 		})
 	}
-	if err := d.Close(); err != nil {
-		t.Fatal(err)
-	}
-
-	d, err = Open("db", Options{FS: fs, IndexedPrefixes: [][]byte{[]byte("k/")}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	d = reopenIndexed(t, d, fs)
 	defer func() { _ = d.Close() }()
 	waitIndexed(t, d)
 	if got := d.idx.size(); got != n {
@@ -194,13 +201,7 @@ func TestPresenceIndexWhileLoading(t *testing.T) {
 			return nil
 		})
 	}
-	if err := d.Close(); err != nil {
-		t.Fatal(err)
-	}
-	d, err = Open("db", Options{FS: fs, IndexedPrefixes: [][]byte{[]byte("k/")}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	d = reopenIndexed(t, d, fs)
 	defer func() { _ = d.Close() }()
 	sawLoading := !d.idx.complete.Load()
 

@@ -21,20 +21,7 @@ func TestTxnGetMatchesGet(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = d.Close() }()
-	commit := func(fn func(tx kv.Txn) error) {
-		t.Helper()
-		tx, err := d.Begin()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := fn(tx); err != nil {
-			tx.Discard()
-			t.Fatal(err)
-		}
-		if err := tx.Commit(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	commit := func(fn func(tx kv.Txn) error) { t.Helper(); commitTxn(t, d, fn) }
 	commit(func(tx kv.Txn) error {
 		for i := range 2000 {
 			if err := tx.Set(fmt.Appendf(nil, "k/%05d", i), fmt.Appendf(nil, "v%d", i)); err != nil {
