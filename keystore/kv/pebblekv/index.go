@@ -45,6 +45,7 @@ type presence struct {
 
 	complete atomic.Bool   // the scan has added everything written before Open
 	stop     chan struct{} // closed by Close: the scan gives up
+	stopOnce sync.Once
 	done     chan struct{} // closed when the scan has returned
 }
 
@@ -172,12 +173,12 @@ func (p *presence) loadPage(db *pebble.DB, lower, upper []byte) (next []byte, mo
 // absent reads nothing. False when nothing is indexed.
 func (d *DB) IndexLoaded() bool { return d.idx != nil && d.idx.complete.Load() }
 
-// close stops the scan and waits for it.
+// close stops the scan and waits for it; closing again does nothing more.
 func (p *presence) close() {
 	if p == nil {
 		return
 	}
-	close(p.stop)
+	p.stopOnce.Do(func() { close(p.stop) })
 	<-p.done
 }
 

@@ -356,6 +356,7 @@ func TestPresenceIndexClose(t *testing.T) {
 		if err := d.Close(); err != nil {
 			t.Fatal(err)
 		}
+		d.idx.close() // again: no panic, no wait
 	}
 }
 
