@@ -41,7 +41,7 @@ func BenchmarkRecord(b *testing.B) {
 			}
 			defer func() { _ = f.Close() }()
 			var mu sync.Mutex
-			line, _, err := encodeEntry(&Entry{Kind: KindControl, Seq: 1, Event: func() *Event { e := control(1); return &e }()}, zeroHash)
+			line, _, err := appendEntryLine(nil, &Entry{Kind: KindControl, Seq: 1, Event: func() *Event { e := control(1); return &e }()}, zeroHash)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -17,11 +17,14 @@ func BenchmarkEncodeData(b *testing.B) {
 	ev := Event{Protocol: "host", Operation: "CC", Source: "10.0.0.7:50122", Account: "000000000000", Profile: "default",
 		Keys: []string{"S0112P0TB00N0000", "S0112P0TB00N0000"}, Outcome: OK, PAN: "0101555555123456"}
 	var prev [HashSize]byte
+	buf := make([]byte, 0, 1024)
 	b.ReportAllocs()
 	for b.Loop() {
 		e := Entry{Kind: KindData, Seq: 7, Event: &ev}
 		e.MaskedPAN, e.PANHash = k.maskPAN(ev.PAN)
-		_, h, err := encodeEntry(&e, prev)
+		var h [HashSize]byte
+		var err error
+		buf, h, err = appendEntryLine(buf[:0], &e, prev)
 		if err != nil {
 			b.Fatal(err)
 		}

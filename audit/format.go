@@ -235,14 +235,9 @@ type Notice struct {
 	PrevKeyID string `json:"prevKeyId,omitempty"`
 }
 
-// encodeEntry marshals e (whose Hash must be empty) chained onto prev: it
-// returns the line (with its newline) and the entry's hash.
-func encodeEntry(e *Entry, prev [HashSize]byte) ([]byte, [HashSize]byte, error) {
-	return appendEntryLine(nil, e, prev)
-}
-
-// appendEntryLine appends e's line (see encodeEntry) to dst; on error dst
-// is returned as it was.
+// appendEntryLine appends the line of e (whose Hash must be empty),
+// chained onto prev, with its newline, to dst, and returns it and the
+// entry's hash; on error dst is returned as it was.
 func appendEntryLine(dst []byte, e *Entry, prev [HashSize]byte) ([]byte, [HashSize]byte, error) {
 	e.V = Version
 	e.Prev = hex.EncodeToString(prev[:])

@@ -42,7 +42,7 @@ func TestConformanceIndexed(t *testing.T) {
 // waitIndexed waits for d's presence index to have loaded.
 func waitIndexed(t *testing.T, d *DB) {
 	t.Helper()
-	for deadline := time.Now().Add(time.Minute); !d.idx.complete.Load(); {
+	for deadline := time.Now().Add(time.Minute); !d.IndexLoaded(); {
 		if time.Now().After(deadline) {
 			t.Fatal("the presence index did not load")
 		}
