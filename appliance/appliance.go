@@ -66,12 +66,20 @@ func (c *Config) AuditDir() string {
 // OpenAudit opens the audit trail for writer ("daemon" or "ceremony"), its
 // seal key derived in the token from the region main key of cust.
 func (c *Config) OpenAudit(cust *custody.Custodian, writer string, log *zap.Logger) (*audit.Trail, error) {
+	return c.OpenAuditSettled(cust, writer, log, nil)
+}
+
+// OpenAuditSettled is OpenAudit for a writer that stages entries in an
+// outbox: settled is audit.Config.Settled.
+func (c *Config) OpenAuditSettled(cust *custody.Custodian, writer string, log *zap.Logger, settled func([]string)) (*audit.Trail, error) {
 	key, err := cust.AuditKey()
 	if err != nil {
 		return nil, err
 	}
 	defer clear(key)
-	return audit.Open(c.auditConfig(key, writer, log))
+	cfg := c.auditConfig(key, writer, log)
+	cfg.Settled = settled
+	return audit.Open(cfg)
 }
 
 func (c *Config) auditConfig(key []byte, writer string, log *zap.Logger) audit.Config {

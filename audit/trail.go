@@ -74,6 +74,10 @@ type Config struct {
 	// the trail's syncs busy.
 	DenyRate  float64
 	DenyBurst int
+	// Settled, if set, is called with the refs of staged entries
+	// (AppendStaged) once a sync of the trail holds them, from a goroutine of
+	// its own, one call at a time: the caller deletes them from its outbox.
+	Settled func(refs []string)
 	// Legacy is the path of a pre-chain audit log; a new trail's first
 	// entry records its size and SHA-256.
 	Legacy string
@@ -168,6 +172,12 @@ type Trail struct {
 	denyTokens float64
 	denyAt     time.Time
 	suppressed atomic.Uint64 // denials counted, not recorded one by one, not yet noted
+
+	settleMu   sync.Mutex // the staged entries synced, not yet settled (outbox.go)
+	toSettle   []string
+	settleKick chan struct{}
+	stopSettle chan struct{}
+	settled    chan struct{} // closed when the settler has stopped
 }
 
 // batch is the callers waiting for one write and sync.
@@ -177,6 +187,9 @@ type batch struct {
 	last uint64 // the last entry in the batch
 	hash [HashSize]byte
 	seal uint64 // the last seal in the batch, or 0
+	// refs are the staged entries in the batch (AppendStaged), for
+	// Config.Settled.
+	refs []string
 }
 
 func newBatch() *batch { return &batch{done: make(chan struct{})} }
@@ -216,13 +229,15 @@ func Open(cfg Config) (*Trail, error) {
 	}
 	t := &Trail{cfg: cfg, keys: k, cur: newBatch(), kick: make(chan struct{}, 1), stop: make(chan struct{}),
 		flushed: make(chan struct{}), data: make(chan queued, cfg.DataQueue), stopData: make(chan struct{}), drained: make(chan struct{}),
-		lock: lock, denyTokens: float64(cfg.DenyBurst), denyAt: cfg.Now()}
+		lock: lock, denyTokens: float64(cfg.DenyBurst), denyAt: cfg.Now(),
+		settleKick: make(chan struct{}, 1), stopSettle: make(chan struct{}), settled: make(chan struct{})}
 	if err := t.openActive(st); err != nil {
 		k.destroy()
 		return nil, errors.Join(err, lock.Close())
 	}
 	go t.flusher()
 	go t.drainer()
+	go t.settler()
 	return t, nil
 }
 
@@ -511,6 +526,8 @@ func (t *Trail) Close() error {
 		err = fmt.Errorf("audit trail closed after a failed write (%v): its last entries were not written", t.broken)
 	}
 	t.failWaiters(t.cur, errors.New("audit trail: closed"))
+	close(t.stopSettle) // the last refs settled before Close returns
+	<-t.settled
 	t.buf = nil
 	if t.f != nil {
 		err = errors.Join(err, t.f.Close())
@@ -591,6 +608,7 @@ func (t *Trail) commitLocked(b *batch, n int) {
 	if b.seal > 0 {
 		t.dLastSeal = b.seal
 	}
+	t.settleLocked(b)
 	t.broken, t.discarded = nil, 0
 }
 

@@ -295,7 +295,14 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 		return err
 	}
 
-	if trail, err = cfg.OpenAudit(app.Custody, "daemon", log.Named("audit")); err != nil {
+	// CreateKey's entries are staged in the key store when it has one writer
+	// (awsapi.SetAuditOutbox); a fleet's nodes share theirs.
+	outbox := fleet == nil && strings.HasPrefix(app.Store.Engine(), "pebble")
+	var settled func([]string)
+	if outbox {
+		settled = func(refs []string) { settleStaged(app.Store, refs, log.Named("audit")) }
+	}
+	if trail, err = cfg.OpenAuditSettled(app.Custody, "daemon", log.Named("audit"), settled); err != nil {
 		return err
 	}
 	defer func() {
@@ -313,6 +320,11 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 		})
 		if fleet.eng != nil { // rotations carry their new version to the other nodes (fleetrotate.go)
 			svc.SetFleetRotation(fleet)
+		}
+	}
+	if outbox {
+		if err := adoptStaged(app.Store, trail, log.Named("audit")); err != nil {
+			return err
 		}
 	}
 	seq, hash := trail.Head()
@@ -341,6 +353,7 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 	handler.SetNode(cfg.Fleet.Node)
 	handler.SetAuthorizer(az)
 	handler.SetAudit(trail, cfg.Account, cfg.DataEvents())
+	handler.SetAuditOutbox(outbox)
 	httpMetrics := tel.metrics.NewHTTP(handler.Operations())
 	handler.SetObserver(httpMetrics)
 	srv := &http.Server{

@@ -251,7 +251,7 @@ func (s *Service) ImportCertificate(in ImportCertificateInput) (*Key, error) {
 			release()
 			return nil, fault.Internalf("store the approval status", err)
 		}
-		k, err := s.finishCreate(rec, in.Enabled, in.Tags, in.ReplicationRegions)
+		k, err := s.finishCreate(rec, in.Enabled, in.Tags, in.ReplicationRegions, nil)
 		if err != nil {
 			release()
 			return nil, err
@@ -267,7 +267,7 @@ func (s *Service) ImportCertificate(in ImportCertificateInput) (*Key, error) {
 	// The issuer is recorded first: a record without its issuer would be
 	// taken for a root. An issuer left behind by a failed create names an id
 	// no key has.
-	return s.finishCreate(rec, in.Enabled, in.Tags, in.ReplicationRegions)
+	return s.finishCreate(rec, in.Enabled, in.Tags, in.ReplicationRegions, nil)
 }
 
 // leafUsageFits checks a certificate's X.509 key usage against the key usage

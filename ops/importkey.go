@@ -302,7 +302,7 @@ func (s *Service) storeKey(in ImportKeyInput, a keyspec.Attributes, derive keysp
 	if rec.KeyBlock, err = s.wrapStored(id, a, exportable, key); err != nil {
 		return nil, err
 	}
-	return s.finishCreate(rec, in.Enabled, in.Tags, in.ReplicationRegions)
+	return s.finishCreate(rec, in.Enabled, in.Tags, in.ReplicationRegions, nil)
 }
 
 func orDefault(s, d string) string {

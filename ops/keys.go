@@ -2,6 +2,7 @@ package ops
 
 import (
 	"errors"
+	"maps"
 	"time"
 
 	"payhsm/fault"
@@ -61,13 +62,15 @@ func (s *Service) CreateKey(in CreateKeyInput) (*Key, error) {
 			return nil, err
 		}
 	}
-	return s.finishCreate(rec, in.Enabled, in.Tags, in.ReplicationRegions)
+	return s.finishCreate(rec, in.Enabled, in.Tags, in.ReplicationRegions, in.AuditOutbox)
 }
 
 // finishCreate sets the lifecycle fields of a new record and stores it with
 // its tags; it replicates the key to regions (nil: the site's default
-// replication regions; see planCreate).
-func (s *Service) finishCreate(rec *keystore.Key, enabled *bool, tags []Tag, regions []string) (*Key, error) {
+// replication regions; see planCreate). outbox, if set, gives a meta blob
+// stored with the key (CreateKeyInput.AuditOutbox).
+func (s *Service) finishCreate(rec *keystore.Key, enabled *bool, tags []Tag, regions []string,
+	outbox func(string) (string, []byte, error)) (*Key, error) {
 	if err := s.checkNewTags(tags); err != nil {
 		return nil, err
 	}
@@ -84,7 +87,19 @@ func (s *Service) finishCreate(rec *keystore.Key, enabled *bool, tags []Tag, reg
 	} else {
 		rec.UsageStop = now
 	}
-	if err := s.store.CreateKeyMetas(rec, storeTags(tags), "", replMetas); err != nil {
+	metas := replMetas
+	if outbox != nil {
+		name, value, err := outbox(s.keyARN(rec.ID))
+		if err != nil {
+			return nil, fault.Internalf("audit entry", err)
+		}
+		metas = maps.Clone(replMetas)
+		if metas == nil {
+			metas = make(map[string][]byte, 1)
+		}
+		metas[name] = value
+	}
+	if err := s.store.CreateKeyMetas(rec, storeTags(tags), "", metas); err != nil {
 		return nil, storeErr("store key", err, s.keyARN(rec.ID))
 	}
 	if replMetas != nil {

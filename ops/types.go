@@ -64,6 +64,11 @@ type CreateKeyInput struct {
 	// ReplicationRegions are the regions to replicate the key to; nil = the
 	// site's default replication regions.
 	ReplicationRegions []string
+	// AuditOutbox, if set, gives the audit entry of the call for the new
+	// key's ARN, as a meta blob (name, value) that the store writes in the
+	// key's own transaction: the caller's audit trail appends it once the
+	// key has committed (audit.Trail.Stage).
+	AuditOutbox func(keyARN string) (name string, value []byte, err error)
 }
 
 // Page asks for one page of a listing.

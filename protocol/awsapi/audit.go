@@ -1,6 +1,7 @@
 package awsapi
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"reflect"
@@ -26,6 +27,42 @@ func (s *Server) SetAudit(trail *audit.Trail, account string, data bool) {
 	s.audit, s.auditAccount, s.auditData = trail, account, data
 }
 
+// AuditOutboxPrefix begins the names of the meta blobs that hold staged
+// audit entries (SetAuditOutbox), followed by the call's request id.
+const AuditOutboxPrefix = "audit-outbox/"
+
+// SetAuditOutbox makes CreateKey stage its audit entry in the key store, in
+// the key's own transaction (audit.Trail.Stage; meta blob
+// AuditOutboxPrefix + request id), instead of syncing the trail after the
+// key has committed: the call waits for one fsync, and a crash cannot leave
+// a key without its entry. The daemon turns it on for a key store with one
+// writer (Pebble) and deletes the blobs the trail settles
+// (audit.Config.Settled). Call it before serving.
+func (s *Server) SetAuditOutbox(on bool) { s.auditOutbox = on }
+
+// auditCallKey finds a control-plane call's record in its context when it
+// may stage its entry (auditOutbox).
+type auditCallKey struct{}
+
+// outboxFor returns CreateKey's ops.CreateKeyInput.AuditOutbox for the call
+// of ctx: nil unless the server stages entries.
+func outboxFor(ctx context.Context, in any) func(string) (string, []byte, error) {
+	a, _ := ctx.Value(auditCallKey{}).(*auditCall)
+	if a == nil {
+		return nil
+	}
+	return func(keyARN string) (string, []byte, error) {
+		ev := a.event("CreateKey")
+		ev.Keys = append(appendKeys(nil, in), keyARN)
+		st, err := a.s.audit.Stage(ev)
+		if err != nil {
+			return "", nil, err
+		}
+		a.staged, a.stagedRef = st, AuditOutboxPrefix+ev.RequestID
+		return a.stagedRef, st.Bytes(), nil
+	}
+}
+
 // auditCall is one call's audit record in the making; nil when the call is
 // not recorded (no trail, or a data-plane call of an account that did not
 // opt in): the hot path then pays one nil test.
@@ -36,6 +73,10 @@ type auditCall struct {
 	w         http.ResponseWriter
 	principal string
 	finished  bool
+	// staged is the entry the call's change committed with (outboxFor), and
+	// stagedRef its meta blob's name.
+	staged    *audit.Staged
+	stagedRef string
 }
 
 // startAudit returns the call's record, or nil.
@@ -73,11 +114,11 @@ func (a *auditCall) done(name string, in, out any, callErr error) error {
 		return nil
 	}
 	a.finished = true
-	ev := audit.Event{Protocol: "aws", Operation: name, Principal: a.principal, Source: a.r.RemoteAddr,
-		RequestID: a.w.Header().Get("X-Amzn-RequestId"), Account: a.s.auditAccount, Outcome: audit.OK}
-	if ev.Operation == "" {
-		ev.Operation = "unknown"
+	if a.staged != nil && callErr == nil { // durable with the change: appended, not waited for
+		a.s.audit.AppendStaged(a.staged, a.stagedRef)
+		return nil
 	}
+	ev := a.event(name)
 	ev.Keys = appendKeys(appendKeys(nil, in), out)
 	if callErr != nil {
 		ev.Outcome, ev.Error = outcomeOf(a.pl, callErr)
@@ -95,6 +136,16 @@ func (a *auditCall) done(name string, in, out any, callErr error) error {
 		}
 	}
 	return nil
+}
+
+// event is the call's event before its keys and outcome: OK.
+func (a *auditCall) event(name string) audit.Event {
+	ev := audit.Event{Protocol: "aws", Operation: name, Principal: a.principal, Source: a.r.RemoteAddr,
+		RequestID: a.w.Header().Get("X-Amzn-RequestId"), Account: a.s.auditAccount, Outcome: audit.OK}
+	if ev.Operation == "" {
+		ev.Operation = "unknown"
+	}
+	return ev
 }
 
 // outcomeOf classifies a failed call: the AWS exception name, and failed

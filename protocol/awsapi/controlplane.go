@@ -40,11 +40,12 @@ func (s *Server) controlOperations() map[string]operation {
 func (s *Server) lifecycleOperations() map[string]operation {
 	o := s.ops
 	return map[string]operation{
-		"CreateKey": handler(func(_ context.Context, in *cp.CreateKeyInput) (any, error) {
+		"CreateKey": handler(func(ctx context.Context, in *cp.CreateKeyInput) (any, error) {
 			k, err := o.CreateKey(ops.CreateKeyInput{
 				Attributes: attributes(in.KeyAttributes), DeriveKeyUsage: keyspec.KeyUsage(str(in.DeriveKeyUsage)),
 				KCVAlgorithm: keyspec.KCVAlgorithm(str(in.KeyCheckValueAlgorithm)), Exportable: *in.Exportable,
 				Enabled: in.Enabled, Tags: tags(in.Tags), ReplicationRegions: in.ReplicationRegions,
+				AuditOutbox: outboxFor(ctx, in),
 			})
 			if err != nil {
 				return nil, createKeyMembers.name(err)

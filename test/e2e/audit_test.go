@@ -55,6 +55,26 @@ func readTrail(t *testing.T, dir string) ([]byte, []auditEntry) {
 	return b, out
 }
 
+// readTrailFiles parses every entry of dir's trail, rotated files first.
+func readTrailFiles(t *testing.T, dir string) []auditEntry {
+	t.Helper()
+	rotated, err := filepath.Glob(filepath.Join(dir, "audit", "audit-*.log"))
+	check(t, err)
+	var out []auditEntry
+	for _, path := range append(rotated, filepath.Join(dir, "audit", "audit.log")) {
+		b, err := os.ReadFile(path) //nolint:gosec // G304: the test's own trail.
+		check(t, err)
+		for line := range bytes.Lines(b) {
+			var e auditEntry
+			if err := json.Unmarshal(line, &e); err != nil {
+				t.Fatalf("%s: line %q: %v", path, line, err)
+			}
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
 // auditVerify runs payhsm audit verify on dir's trail.
 func auditVerify(t *testing.T, dir string) (int, string) {
 	t.Helper()

@@ -139,8 +139,9 @@ func durabilityTrials(t *testing.T, s *trialStore, trials int) {
 	}
 	d := s.start(t)
 	verifyAcked(t, d, prev, "trial "+strconv.Itoa(trials-1))
-	verifyListed(t, d, all)
+	listed := verifyListed(t, d, all)
 	d.stop()
+	verifyAudited(t, s, all, listed)
 	if total == 0 {
 		t.Fatal("no write was acknowledged in any trial")
 	}
@@ -235,7 +236,7 @@ func verifyAcked(t *testing.T, d *daemon, acked []ackedKey, what string) {
 // verifyListed requires every acknowledged key and alias in acked among
 // those ListKeys and ListAliases return (one pass over the lists, for the
 // check of every trial at the end).
-func verifyListed(t *testing.T, d *daemon, acked []ackedKey) {
+func verifyListed(t *testing.T, d *daemon, acked []ackedKey) map[string]bool {
 	t.Helper()
 	ctx := context.Background()
 	c := d.client()
@@ -266,6 +267,50 @@ func verifyListed(t *testing.T, d *daemon, acked []ackedKey) {
 		if a.alias != "" && aliases[a.alias] != a.arn {
 			t.Errorf("at the end: acknowledged alias %s of %s lists as %q", a.alias, a.arn, aliases[a.alias])
 		}
+	}
+	return keys
+}
+
+// verifyAudited checks the audit trail the trials left (every daemon
+// killed but the last, stopped): it verifies, and it names every key made
+// with a CreateKey entry. On Pebble a key's entry is stored with the key
+// (the audit outbox), so every key that exists, acknowledged or not, has
+// exactly one entry, and no entry names a key that does not exist. On etcd
+// the entry is synced after the key commits: every acknowledged key has
+// one.
+func verifyAudited(t *testing.T, s *trialStore, acked []ackedKey, listed map[string]bool) {
+	t.Helper()
+	if code, out := auditVerify(t, s.dir); code != 0 {
+		t.Errorf("audit verify after the trials: exit %d\n%s", code, out)
+	}
+	created := map[string]int{}
+	for _, e := range readTrailFiles(t, s.dir) {
+		if e.Kind == "control" && e.Operation == "CreateKey" && e.Outcome == "ok" {
+			for _, k := range e.Keys {
+				created[k]++
+			}
+		}
+	}
+	for _, a := range acked {
+		if created[a.arn] == 0 {
+			t.Errorf("acknowledged key %s has no CreateKey entry in the trail", a.arn)
+		}
+	}
+	if s.engine != "pebble" {
+		return
+	}
+	for arn := range listed {
+		if n := created[arn]; n != 1 {
+			t.Errorf("key %s has %d CreateKey entries in the trail, want 1", arn, n)
+		}
+	}
+	for arn := range created {
+		if !listed[arn] {
+			t.Errorf("the trail's CreateKey entry names %s, which does not exist", arn)
+		}
+	}
+	if !t.Failed() {
+		t.Logf("%s: %d keys, each with its CreateKey entry (%d acknowledged)", s.engine, len(listed), len(acked))
 	}
 }
 
