@@ -3,7 +3,6 @@ package audit
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -16,61 +15,52 @@ import (
 )
 
 // Staged entries: a control-plane event made durable in the same
-// transaction as the change it records (the key store's outbox), so that
-// the caller waits for one fsync, the store's, instead of the store's and
-// then the trail's, and a crash can no longer leave a change without its
-// entry. The order:
+// transaction as the change it records (by the caller's store: the daemon
+// keeps what it needs in the new key's record), so that the caller waits
+// for one fsync, the store's, instead of the store's and then the trail's,
+// and a crash can no longer leave a change without its entry. The order:
 //
-//  1. Stage encodes the event (outcome "ok", the caller's request id) before
-//     the change commits; the caller writes the bytes beside the change.
+//  1. NewStaged makes the entry (outcome "ok", the caller's request id)
+//     before the change commits, and the caller stores what it needs to
+//     make it again beside the change.
 //  2. Once the change has committed, AppendStaged chains the entry onto the
 //     trail like any other and returns without waiting for the file: the
-//     entry is already durable in the store.
+//     change, and so the entry, is already durable.
 //  3. Once a sync of the active file holds it, Config.Settled is called with
-//     its ref, and the caller deletes it from the store.
-//  4. At start, Adopt appends what the store still holds and the files do
-//     not (a crash between 1 and 3): each staged entry is found in the files
-//     by its request id, so none is appended twice.
+//     its ref.
+//  4. At start, Adopt appends the entries the store says may not have
+//     reached the files (a crash between 1 and 3): each is found in the
+//     files by its request id, so none is appended twice.
 //
-// A staged entry's time is when it was staged; its sequence number and hash
-// are given when it is appended, so the chain is the file's order.
+// A staged entry's time is the one it was made with; its sequence number
+// and hash are given when it is appended, so the chain is the file's order.
 
-// Staged is a control-plane event encoded for an outbox (Stage).
+// Staged is a control-plane event whose durability comes from the caller's
+// store (NewStaged).
 type Staged struct {
-	ev  Event
-	at  time.Time
-	enc []byte
+	ev Event
+	at time.Time
 }
 
-// Bytes is what the caller stores beside its change.
-func (s *Staged) Bytes() []byte { return s.enc }
-
-// Stage encodes e, a control-plane call that will succeed if its change
-// commits, for the caller's outbox. e needs an operation, outcome OK and a
+// NewStaged makes the entry of e, a control-plane call that succeeds if its
+// change commits, at time at. e needs an operation, outcome OK and a
 // request id (which finds it in the files at Adopt), and no PAN.
-func (t *Trail) Stage(e Event) (*Staged, error) {
+func NewStaged(e Event, at time.Time) (*Staged, error) {
 	if e.Operation == "" || e.Outcome != OK || e.RequestID == "" {
 		return nil, errors.New("audit: a staged event needs an operation, outcome ok and a request id")
 	}
 	if e.PAN != "" {
 		return nil, errors.New("audit: a staged event names no PAN")
 	}
-	// Stored as an entry without its place in the chain (seq 0, no prev).
-	at := t.cfg.Now().UTC()
-	entry := &Entry{V: Version, Time: at, Kind: KindControl, Event: &e}
-	enc, ok := appendEntryJSON(nil, entry)
-	if !ok {
-		var err error
-		if enc, err = json.Marshal(entry); err != nil {
-			return nil, fmt.Errorf("audit: stage: %w", err)
-		}
-	}
-	return &Staged{ev: e, at: at, enc: enc}, nil
+	return &Staged{ev: e, at: at.UTC()}, nil
 }
 
-// AppendStaged appends s, whose change has committed with it, and returns
-// without waiting for the file; ref names it to Config.Settled once a sync
-// holds it. While the trail cannot write (Ready), the entry is left to the
+// RequestID is the request id of s's event.
+func (s *Staged) RequestID() string { return s.ev.RequestID }
+
+// AppendStaged appends s, whose change has committed, and returns without
+// waiting for the file; ref names it to Config.Settled once a sync holds
+// it. While the trail cannot write (Ready), the entry is left to the
 // store, and appended by the next start's Adopt.
 func (t *Trail) AppendStaged(s *Staged, ref string) {
 	ev := s.ev
@@ -87,7 +77,7 @@ func (t *Trail) AppendStaged(s *Staged, ref string) {
 	big := len(t.buf) >= flushAt
 	t.mu.Unlock()
 	if err != nil {
-		t.cfg.Log.Error("audit trail: a staged entry could not be appended; it stays in the key store until the next start", zap.String("ref", ref), zap.Error(err))
+		t.cfg.Log.Error("audit trail: a staged entry could not be appended; the next start appends it", zap.String("ref", ref), zap.Error(err))
 		return
 	}
 	if big { // else the next sync takes it, within SyncInterval
@@ -133,61 +123,43 @@ func (t *Trail) settler() {
 	}
 }
 
-// Adopt appends the staged entries of staged (ref → Staged.Bytes) that the
-// trail's files do not hold, in the order of their times, and returns once
-// they are synced, with the refs of every entry now in the files (those it
-// appended and those it found): the caller deletes them from its store. An
-// entry that does not decode is left out of both (logged): the caller keeps
-// it as evidence. Call it after Open, before the daemon serves.
-func (t *Trail) Adopt(staged map[string][]byte) (settled []string, err error) {
+// Adopt appends the staged entries of staged that the trail's files do not
+// hold (found by request id), in the order of their times, and returns how
+// many it appended once they are synced. Call it after Open, before the
+// daemon serves.
+func (t *Trail) Adopt(staged []*Staged) (appended int, err error) {
 	if len(staged) == 0 {
-		return nil, nil
+		return 0, nil
 	}
-	type adoptee struct {
-		ref string
-		rec Entry
-	}
-	var list []adoptee
 	ids := make(map[string]bool, len(staged))
-	oldest := time.Time{}
-	for ref, b := range staged {
-		var a adoptee
-		a.ref = ref
-		if err := json.Unmarshal(b, &a.rec); err != nil || a.rec.Event == nil || a.rec.Kind != KindControl || a.rec.RequestID == "" ||
-			a.rec.Seq != 0 || a.rec.Prev != "" || a.rec.Hash != "" || a.rec.Seal != nil || a.rec.Start != nil || a.rec.Notice != nil ||
-			a.rec.MaskedPAN != "" || a.rec.PANHash != "" {
-			t.cfg.Log.Error("audit trail: a staged entry in the key store does not decode; left there", zap.String("ref", ref), zap.Error(err))
-			continue
-		}
-		list = append(list, a)
-		ids[a.rec.RequestID] = false
-		if oldest.IsZero() || a.rec.Time.Before(oldest) {
-			oldest = a.rec.Time
+	oldest := staged[0].at
+	for _, s := range staged {
+		ids[s.ev.RequestID] = false
+		if s.at.Before(oldest) {
+			oldest = s.at
 		}
 	}
 	if err := findRequestIDs(t.cfg.Dir, ids, oldest.Add(-time.Hour)); err != nil {
-		return nil, fmt.Errorf("audit trail: adopt staged entries: %w", err)
+		return 0, fmt.Errorf("audit trail: adopt staged entries: %w", err)
 	}
-	sort.SliceStable(list, func(i, j int) bool { return list[i].rec.Time.Before(list[j].rec.Time) })
+	list := slices.Clone(staged)
+	sort.SliceStable(list, func(i, j int) bool { return list[i].at.Before(list[j].at) })
 	var b *batch
-	appended := 0
 	t.mu.Lock()
 	if err := t.usableLocked(); err != nil {
 		t.mu.Unlock()
-		return nil, err
+		return 0, err
 	}
-	for _, a := range list {
-		if ids[a.rec.RequestID] {
-			settled = append(settled, a.ref)
+	for _, s := range list {
+		if ids[s.ev.RequestID] {
 			continue
 		}
-		e := &Entry{Kind: KindControl, Time: a.rec.Time.UTC(), Event: a.rec.Event}
-		if b, err = t.appendLocked(e); err != nil {
+		ev := s.ev
+		if b, err = t.appendLocked(&Entry{Kind: KindControl, Time: s.at, Event: &ev}); err != nil {
 			t.mu.Unlock()
-			return nil, err
+			return 0, err
 		}
-		ids[a.rec.RequestID] = true
-		settled = append(settled, a.ref)
+		ids[s.ev.RequestID] = true
 		appended++
 	}
 	t.mu.Unlock()
@@ -195,12 +167,10 @@ func (t *Trail) Adopt(staged map[string][]byte) (settled []string, err error) {
 		t.wake()
 		<-b.done
 		if b.err != nil {
-			return nil, b.err
+			return 0, b.err
 		}
 	}
-	t.cfg.Log.Info("audit trail: staged entries taken from the key store", zap.Int("appended", appended),
-		zap.Int("alreadyInTrail", len(settled)-appended))
-	return settled, nil
+	return appended, nil
 }
 
 // findRequestIDs marks in ids (request id → found) those that a control

@@ -1,7 +1,11 @@
 package daemon
 
 import (
+	"errors"
 	"fmt"
+	"strings"
+	"sync"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -10,50 +14,168 @@ import (
 	"payhsm/protocol/awsapi"
 )
 
-// The audit outbox (awsapi.SetAuditOutbox): CreateKey's entry is a meta
-// blob written with the key; the trail appends it after the commit and,
-// once a sync holds it, settleStaged deletes the blob. At start,
-// settleChunk is the most staged entries one transaction deletes.
-const settleChunk = 64
+// auditOutbox is the daemon's side of CreateKey's staged audit entries
+// (awsapi.SetAuditOutbox), on a key store with one writer. A created key's
+// record carries who created it; its entry is appended to the trail after
+// the commit and reaches the file with the trail's next sync. What a crash
+// can leave out of the files is found from a watermark kept in the store:
+// every entry staged before it is in a synced file of the trail (or its key
+// was never stored). At start, after a stop that did not close the trail,
+// the keys created since the watermark are read and their entries adopted
+// (audit.Trail.Adopt), which appends those the files lack.
+type auditOutbox struct {
+	store *keystore.Store
+	log   *zap.Logger
+	now   func() time.Time
 
-// adoptStaged appends what a crash left in the store and the files lack.
+	mu       sync.Mutex
+	inflight map[string]time.Time // request id → time, staged and not yet settled or abandoned
+	written  time.Time            // when the watermark was last written
 
-// settleStaged deletes the blobs of staged entries the trail holds. A
-// failure leaves them for the next start, which finds them in the trail.
-func settleStaged(store *keystore.Store, refs []string, log *zap.Logger) {
-	for len(refs) > 0 { // in small transactions: each holds the store's writers back while it runs
-		n := min(len(refs), settleChunk)
-		if err := store.PutMetas(nil, refs[:n]); err != nil {
-			log.Warn("audit outbox: entries in the trail not deleted from the key store; the next start finds them there",
-				zap.Int("entries", len(refs)), zap.Error(err))
-			return
-		}
-		refs = refs[n:]
+	writeMu sync.Mutex // one watermark write at a time
+}
+
+// outboxWatermark is the meta blob of the watermark: a time (RFC 3339) and,
+// after a clean stop, " clean".
+const outboxWatermark = "audit-outbox-watermark"
+
+// outboxMargin is how far before the watermark a key's creation time may
+// be and its entry still be staged after it (the entry's time is taken
+// just after the key's).
+const outboxMargin = time.Minute
+
+func newAuditOutbox(store *keystore.Store, log *zap.Logger) *auditOutbox {
+	return &auditOutbox{store: store, log: log, now: time.Now, inflight: map[string]time.Time{}}
+}
+
+// Staging implements awsapi.AuditOutbox. The time is taken under the lock,
+// so that a watermark computed after it is no later than it.
+func (o *auditOutbox) Staging(ref string) time.Time {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	at := o.now()
+	o.inflight[ref] = at
+	return at
+}
+
+// Abandoned implements awsapi.AuditOutbox.
+func (o *auditOutbox) Abandoned(ref string) {
+	o.mu.Lock()
+	delete(o.inflight, ref)
+	o.mu.Unlock()
+}
+
+// settled is the trail's audit.Config.Settled: the entries of refs are in
+// a synced file. It writes the watermark at most once a second.
+func (o *auditOutbox) settled(refs []string) {
+	o.mu.Lock()
+	for _, r := range refs {
+		delete(o.inflight, r)
+	}
+	var w time.Time
+	due := o.now().Sub(o.written) >= time.Second
+	if due {
+		w, o.written = o.watermarkLocked(), o.now()
+	}
+	o.mu.Unlock()
+	if due {
+		o.write(w, false)
 	}
 }
 
-// adoptStaged appends to trail the staged entries the key store holds and
-// the trail's files do not, then deletes them from the store.
-func adoptStaged(store *keystore.Store, trail *audit.Trail, log *zap.Logger) error {
-	names, err := store.MetaNames(awsapi.AuditOutboxPrefix)
+// watermarkLocked is the oldest entry staged and not settled or abandoned,
+// else now.
+func (o *auditOutbox) watermarkLocked() time.Time {
+	w := o.now()
+	for _, at := range o.inflight {
+		if at.Before(w) {
+			w = at
+		}
+	}
+	return w
+}
+
+func (o *auditOutbox) write(w time.Time, clean bool) {
+	v := w.UTC().Format(time.RFC3339Nano)
+	if clean {
+		v += " clean"
+	}
+	o.writeMu.Lock()
+	defer o.writeMu.Unlock()
+	if err := o.store.PutMeta(outboxWatermark, []byte(v)); err != nil {
+		o.log.Warn("audit outbox: the watermark could not be written; a start after a crash reads more keys", zap.Error(err))
+	}
+}
+
+// close writes the watermark of a stop, after the trail has closed: clean
+// when every staged entry is in the files.
+func (o *auditOutbox) close() {
+	o.mu.Lock()
+	w, clean := o.watermarkLocked(), len(o.inflight) == 0
+	o.mu.Unlock()
+	o.write(w, clean)
+}
+
+// adopt appends to trail the entries of keys created since the watermark
+// that its files lack, unless the last stop was clean, and then writes a
+// new watermark. arn is a key id's ARN; account the entries' account.
+func (o *auditOutbox) adopt(trail *audit.Trail, account string, arn func(id string) string) error {
+	start := o.now()
+	b, err := o.store.GetMeta(outboxWatermark)
+	switch {
+	case errors.Is(err, keystore.ErrNotFound): // nothing was ever staged
+	case err != nil:
+		return fmt.Errorf("audit outbox: %w", err)
+	default:
+		v, clean := strings.CutSuffix(string(b), " clean")
+		w, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			return fmt.Errorf("audit outbox: watermark %q: %w", b, err)
+		}
+		if !clean {
+			if err := o.adoptSince(trail, account, arn, w.Add(-outboxMargin)); err != nil {
+				return err
+			}
+		}
+	}
+	o.write(start, false) // nothing is staged before start; a crash from here on reads from it
+	o.mu.Lock()
+	o.written = o.now()
+	o.mu.Unlock()
+	return nil
+}
+
+func (o *auditOutbox) adoptSince(trail *audit.Trail, account string, arn func(id string) string, since time.Time) error {
+	began := time.Now()
+	var staged []*audit.Staged
+	read, next := 0, ""
+	for {
+		keys, tok, err := o.store.ListKeys(func(k *keystore.Key) bool {
+			read++
+			return k.CreatedBy != "" && !k.Created.Before(since)
+		}, next, 1000)
+		if err != nil {
+			return fmt.Errorf("audit outbox: read the keys created since %s: %w", since.Format(time.RFC3339), err)
+		}
+		for _, k := range keys {
+			s, err := awsapi.StagedCreateKey(account, arn(k.ID), k.CreatedBy, k.Created)
+			if err != nil {
+				o.log.Error("audit outbox: a key's creation cannot be written to the trail", zap.String("key", k.ID), zap.Error(err))
+				continue
+			}
+			staged = append(staged, s)
+		}
+		if tok == "" {
+			break
+		}
+		next = tok
+	}
+	n, err := trail.Adopt(staged)
 	if err != nil {
 		return fmt.Errorf("audit outbox: %w", err)
 	}
-	if len(names) == 0 {
-		return nil
-	}
-	staged := make(map[string][]byte, len(names))
-	for _, n := range names {
-		b, err := store.GetMeta(n)
-		if err != nil {
-			return fmt.Errorf("audit outbox: %w", err)
-		}
-		staged[n] = b
-	}
-	done, err := trail.Adopt(staged)
-	if err != nil {
-		return err
-	}
-	settleStaged(store, done, log)
+	o.log.Info("audit outbox: the trail's stop was not clean; creations since the watermark checked",
+		zap.Time("since", since), zap.Int("keysRead", read), zap.Int("created", len(staged)), zap.Int("appended", n),
+		zap.Duration("took", time.Since(began)))
 	return nil
 }

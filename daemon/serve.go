@@ -295,12 +295,13 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 		return err
 	}
 
-	// CreateKey's entries are staged in the key store when it has one writer
-	// (awsapi.SetAuditOutbox); a fleet's nodes share theirs.
-	outbox := fleet == nil && strings.HasPrefix(app.Store.Engine(), "pebble")
+	// CreateKey's entries are staged with their keys when the key store has
+	// one writer (awsapi.SetAuditOutbox); a fleet's nodes share theirs.
+	var outbox *auditOutbox
 	var settled func([]string)
-	if outbox {
-		settled = func(refs []string) { settleStaged(app.Store, refs, log.Named("audit")) }
+	if fleet == nil && strings.HasPrefix(app.Store.Engine(), "pebble") {
+		outbox = newAuditOutbox(app.Store, log.Named("audit"))
+		settled = outbox.settled
 	}
 	if trail, err = cfg.OpenAuditSettled(app.Custody, "daemon", log.Named("audit"), settled); err != nil {
 		return err
@@ -308,6 +309,9 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 	defer func() {
 		if err := trail.Close(); err != nil {
 			log.Error("close the audit trail", zap.Error(err))
+		}
+		if outbox != nil {
+			outbox.close()
 		}
 		seq, hash := trail.Head()
 		log.Info("audit trail closed", zap.Uint64("seq", seq), zap.String("hash", hash))
@@ -322,8 +326,8 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 			svc.SetFleetRotation(fleet)
 		}
 	}
-	if outbox {
-		if err := adoptStaged(app.Store, trail, log.Named("audit")); err != nil {
+	if outbox != nil {
+		if err := outbox.adopt(trail, cfg.Account, svc.KeyARN); err != nil {
 			return err
 		}
 	}
@@ -353,7 +357,9 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 	handler.SetNode(cfg.Fleet.Node)
 	handler.SetAuthorizer(az)
 	handler.SetAudit(trail, cfg.Account, cfg.DataEvents())
-	handler.SetAuditOutbox(outbox)
+	if outbox != nil {
+		handler.SetAuditOutbox(outbox)
+	}
 	httpMetrics := tel.metrics.NewHTTP(handler.Operations())
 	handler.SetObserver(httpMetrics)
 	srv := &http.Server{

@@ -81,6 +81,7 @@ const (
 	fPublicKey
 	fCertificate
 	fResourcePolicy
+	fCreatedBy
 	fRevision
 	fNoTagsOrAliases
 )
@@ -412,6 +413,9 @@ func (p *recScanner) keyField(id string, name []byte, r *keyRecord) bool {
 	case "resourcePolicy":
 		r.ResourcePolicy, ok = p.text("")
 		f = fResourcePolicy
+	case "createdBy":
+		r.CreatedBy, ok = p.text("")
+		f = fCreatedBy
 	case "noTagsOrAliases":
 		r.NoTagsOrAliases, ok = p.boolean()
 		f = fNoTagsOrAliases

@@ -77,6 +77,7 @@ func keyRecordCases() []struct {
 		{"false modes", `{"attributes":{"modes":{"encrypt":false,"noRestrictions":true}}}`, true},
 		{"empty nested objects", `{"attributes":{"modes":{}}}`, true},
 		{"no tags or aliases", `{"v":2,"noTagsOrAliases":true}`, true},
+		{"created by", `{"v":2,"createdBy":"AKPHTEST 127.0.0.1:5555 req-1"}`, true},
 
 		{"empty input", ``, false},
 		{"only whitespace", "  \n", false},
@@ -149,7 +150,7 @@ func TestKeyRecordDecoderKnownText(t *testing.T) {
 	id := testID(3)
 	k := testKey(id)
 	k.Attributes = keyspec.Attributes{Usage: keyspec.M3, Class: keyspec.Symmetric, Algorithm: keyspec.TDES2Key}
-	k.DeriveKeyUsage, k.KCVAlgorithm, k.PublicKey, k.Certificate = "", keyspec.KCVANSIX924, nil, nil
+	k.DeriveKeyUsage, k.KCVAlgorithm, k.PublicKey, k.Certificate, k.CreatedBy = "", keyspec.KCVANSIX924, nil, nil, ""
 	k.UsageStart, k.UsageStop, k.DeletePending, k.Deleted = time.Time{}, time.Time{}, time.Time{}, time.Time{}
 	b, err := encodeKey(k)
 	if err != nil {

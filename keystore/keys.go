@@ -27,7 +27,7 @@ func checkKey(k *Key) error {
 		return fmt.Errorf("key %s: profile must be 1 to %d bytes: %w", k.ID, maxProfileLen, ErrInvalid)
 	}
 	for _, s := range []string{k.Profile, string(k.Attributes.Usage), string(k.Attributes.Class), string(k.Attributes.Algorithm),
-		string(k.DeriveKeyUsage), k.KCV, string(k.KCVAlgorithm), k.State, k.Origin, k.KeyBlock, k.ResourcePolicy} {
+		string(k.DeriveKeyUsage), k.KCV, string(k.KCVAlgorithm), k.State, k.Origin, k.KeyBlock, k.ResourcePolicy, k.CreatedBy} {
 		if !utf8.ValidString(s) {
 			return fmt.Errorf("key %s: a text field is not valid UTF-8: %w", k.ID, ErrInvalid)
 		}

@@ -90,6 +90,7 @@ func testKey(id string) *Key {
 		KeyBlock:       "D0144K3EX00E0000" + strings.Repeat("AB", 32) + "-" + id,
 		PublicKey:      []byte{0x30, 0x59, 0x30, 0x13},
 		Certificate:    []byte{0x30, 0x82, 0x01, 0x00},
+		CreatedBy:      "AKPHTEST 127.0.0.1:5555 0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0",
 	}
 }
 
@@ -231,7 +232,8 @@ func TestRecordGolden(t *testing.T) {
 		`"state":"CREATE_COMPLETE","origin":"AWS_PAYMENT_CRYPTOGRAPHY",` +
 		`"created":"2026-11-22T16:30:01.123456789Z","usageStart":"2026-11-22T16:30:02.123456789Z",` +
 		`"usageStop":"2026-11-22T17:30:01.123456789Z","deletePending":"2026-11-22T18:30:01.123456789Z",` +
-		`"keyBlock":"D0000","publicKey":"MFkwEw==","certificate":"MIIBAA=="`
+		`"keyBlock":"D0000","publicKey":"MFkwEw==","certificate":"MIIBAA==",` +
+		`"createdBy":"AKPHTEST 127.0.0.1:5555 0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"`
 	want := `{"v":2,` + body + `}`
 	got, err := encodeKey(k)
 	if err != nil {

@@ -47,7 +47,12 @@ type Key struct {
 	// PutResourcePolicy gave it; "" for none). It lives in the key record,
 	// so it is authenticated with the key and goes when the key goes.
 	ResourcePolicy string
-	Revision       uint64 // bumped on every write of the key record by the store
+	// CreatedBy names who created the key, for the audit trail: what the
+	// layer above needs to write the creation's entry again after a crash
+	// (the daemon's audit outbox: principal, source and request id). It is
+	// authenticated with the key and kept for its life; "" when not given.
+	CreatedBy string
+	Revision  uint64 // bumped on every write of the key record by the store
 
 	// bare: the key record says, authenticated with it, that the key has
 	// no tags and no alias index entries, so reading the key needs no scan
@@ -137,6 +142,7 @@ type keyRecord struct {
 	PublicKey      []byte     `json:"publicKey,omitempty"`
 	Certificate    []byte     `json:"certificate,omitempty"`
 	ResourcePolicy string     `json:"resourcePolicy,omitempty"`
+	CreatedBy      string     `json:"createdBy,omitempty"`
 	// NoTagsOrAliases is Key.bare, written only when true (so the record
 	// of a key with tags or aliases reads as before it existed); version 2
 	// only.
@@ -210,7 +216,7 @@ func keyRecordOf(k *Key) keyRecord {
 		Exportable: k.Exportable, Enabled: k.Enabled, State: k.State, Origin: k.Origin,
 		Created: fmtTime(k.Created), UsageStart: fmtTime(k.UsageStart), UsageStop: fmtTime(k.UsageStop),
 		DeletePending: fmtTime(k.DeletePending), Deleted: fmtTime(k.Deleted),
-		KeyBlock: k.KeyBlock, PublicKey: k.PublicKey, Certificate: k.Certificate, ResourcePolicy: k.ResourcePolicy,
+		KeyBlock: k.KeyBlock, PublicKey: k.PublicKey, Certificate: k.Certificate, ResourcePolicy: k.ResourcePolicy, CreatedBy: k.CreatedBy,
 		NoTagsOrAliases: k.bare,
 	}
 }
@@ -226,7 +232,7 @@ func appendKeyRecord(b []byte, r *keyRecord) (_ []byte, ok bool) {
 	}
 	for _, s := range [...]string{r.ID, r.Profile, r.Attributes.Usage, r.Attributes.Class, r.Attributes.Algorithm,
 		r.DeriveKeyUsage, r.KCV, r.KCVAlgorithm, r.State, r.Origin, r.Created, r.UsageStart, r.UsageStop,
-		r.DeletePending, r.Deleted, r.KeyBlock, r.ResourcePolicy} {
+		r.DeletePending, r.Deleted, r.KeyBlock, r.ResourcePolicy, r.CreatedBy} {
 		if !plainJSON(s) {
 			return b, false
 		}
@@ -273,6 +279,7 @@ func appendKeyRecord(b []byte, r *keyRecord) (_ []byte, ok bool) {
 	b = appendJSONBytes(b, `,"publicKey":`, r.PublicKey)
 	b = appendJSONBytes(b, `,"certificate":`, r.Certificate)
 	b = appendJSONOmitEmpty(b, `,"resourcePolicy":`, r.ResourcePolicy)
+	b = appendJSONOmitEmpty(b, `,"createdBy":`, r.CreatedBy)
 	if r.NoTagsOrAliases {
 		b = append(b, `,"noTagsOrAliases":true`...)
 	}
@@ -352,7 +359,7 @@ func decodeKeyVersion(id string, b []byte, version int) (*Key, error) {
 		},
 		DeriveKeyUsage: keyspec.KeyUsage(r.DeriveKeyUsage), KCV: r.KCV, KCVAlgorithm: keyspec.KCVAlgorithm(r.KCVAlgorithm),
 		Exportable: r.Exportable, Enabled: r.Enabled, State: r.State, Origin: r.Origin,
-		KeyBlock: r.KeyBlock, PublicKey: r.PublicKey, Certificate: r.Certificate, ResourcePolicy: r.ResourcePolicy,
+		KeyBlock: r.KeyBlock, PublicKey: r.PublicKey, Certificate: r.Certificate, ResourcePolicy: r.ResourcePolicy, CreatedBy: r.CreatedBy,
 		bare: r.NoTagsOrAliases,
 	}
 	if r.Revision != nil {

@@ -2,7 +2,6 @@ package ops
 
 import (
 	"errors"
-	"maps"
 	"time"
 
 	"payhsm/fault"
@@ -67,10 +66,10 @@ func (s *Service) CreateKey(in CreateKeyInput) (*Key, error) {
 
 // finishCreate sets the lifecycle fields of a new record and stores it with
 // its tags; it replicates the key to regions (nil: the site's default
-// replication regions; see planCreate). outbox, if set, gives a meta blob
-// stored with the key (CreateKeyInput.AuditOutbox).
+// replication regions; see planCreate). outbox, if set, gives the key's
+// CreatedBy (CreateKeyInput.AuditOutbox).
 func (s *Service) finishCreate(rec *keystore.Key, enabled *bool, tags []Tag, regions []string,
-	outbox func(string) (string, []byte, error)) (*Key, error) {
+	outbox func(string) (string, error)) (*Key, error) {
 	if err := s.checkNewTags(tags); err != nil {
 		return nil, err
 	}
@@ -87,19 +86,12 @@ func (s *Service) finishCreate(rec *keystore.Key, enabled *bool, tags []Tag, reg
 	} else {
 		rec.UsageStop = now
 	}
-	metas := replMetas
 	if outbox != nil {
-		name, value, err := outbox(s.keyARN(rec.ID))
-		if err != nil {
+		if rec.CreatedBy, err = outbox(s.keyARN(rec.ID)); err != nil {
 			return nil, fault.Internalf("audit entry", err)
 		}
-		metas = maps.Clone(replMetas)
-		if metas == nil {
-			metas = make(map[string][]byte, 1)
-		}
-		metas[name] = value
 	}
-	if err := s.store.CreateKeyMetas(rec, storeTags(tags), "", metas); err != nil {
+	if err := s.store.CreateKeyMetas(rec, storeTags(tags), "", replMetas); err != nil {
 		return nil, storeErr("store key", err, s.keyARN(rec.ID))
 	}
 	if replMetas != nil {

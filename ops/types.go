@@ -64,11 +64,12 @@ type CreateKeyInput struct {
 	// ReplicationRegions are the regions to replicate the key to; nil = the
 	// site's default replication regions.
 	ReplicationRegions []string
-	// AuditOutbox, if set, gives the audit entry of the call for the new
-	// key's ARN, as a meta blob (name, value) that the store writes in the
-	// key's own transaction: the caller's audit trail appends it once the
-	// key has committed (audit.Trail.Stage).
-	AuditOutbox func(keyARN string) (name string, value []byte, err error)
+	// AuditOutbox, if set, is called with the new key's ARN just before the
+	// key is stored, and gives the key's CreatedBy (keystore.Key): what the
+	// caller's audit trail needs to write the creation's entry again should
+	// the process die before the trail's file holds it (the daemon's audit
+	// outbox). An error fails the creation.
+	AuditOutbox func(keyARN string) (createdBy string, err error)
 }
 
 // Page asks for one page of a listing.

@@ -3,10 +3,12 @@ package awsapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"reflect"
 	"strings"
 	"sync"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -27,18 +29,25 @@ func (s *Server) SetAudit(trail *audit.Trail, account string, data bool) {
 	s.audit, s.auditAccount, s.auditData = trail, account, data
 }
 
-// AuditOutboxPrefix begins the names of the meta blobs that hold staged
-// audit entries (SetAuditOutbox), followed by the call's request id.
-const AuditOutboxPrefix = "audit-outbox/"
+// AuditOutbox keeps track of the entries CreateKey stages
+// (SetAuditOutbox); the daemon's.
+type AuditOutbox interface {
+	// Staging registers the entry of request id ref, whose key is about to
+	// be stored, and returns the entry's time.
+	Staging(ref string) time.Time
+	// Abandoned says that ref's key was not stored.
+	Abandoned(ref string)
+}
 
-// SetAuditOutbox makes CreateKey stage its audit entry in the key store, in
-// the key's own transaction (audit.Trail.Stage; meta blob
-// AuditOutboxPrefix + request id), instead of syncing the trail after the
-// key has committed: the call waits for one fsync, and a crash cannot leave
-// a key without its entry. The daemon turns it on for a key store with one
-// writer (Pebble) and deletes the blobs the trail settles
-// (audit.Config.Settled). Call it before serving.
-func (s *Server) SetAuditOutbox(on bool) { s.auditOutbox = on }
+// SetAuditOutbox makes CreateKey stage its audit entry: the key's record
+// carries who created it (keystore.Key.CreatedBy: principal, source,
+// request id), the entry is appended to the trail once the key has
+// committed, without a sync of its own, and a start after a crash appends
+// again what the trail's files lack (StagedCreateKey, audit.Trail.Adopt).
+// The call waits for one fsync instead of two, and a crash cannot leave a
+// key without its entry. The daemon turns it on for a key store with one
+// writer (Pebble). Call it before serving.
+func (s *Server) SetAuditOutbox(o AuditOutbox) { s.auditOutbox = o }
 
 // auditCallKey finds a control-plane call's record in its context when it
 // may stage its entry (auditOutbox).
@@ -46,21 +55,56 @@ type auditCallKey struct{}
 
 // outboxFor returns CreateKey's ops.CreateKeyInput.AuditOutbox for the call
 // of ctx: nil unless the server stages entries.
-func outboxFor(ctx context.Context, in any) func(string) (string, []byte, error) {
+func outboxFor(ctx context.Context, in any) func(string) (string, error) {
 	a, _ := ctx.Value(auditCallKey{}).(*auditCall)
 	if a == nil {
 		return nil
 	}
-	return func(keyARN string) (string, []byte, error) {
+	return func(keyARN string) (string, error) {
 		ev := a.event("CreateKey")
-		ev.Keys = append(appendKeys(nil, in), keyARN)
-		st, err := a.s.audit.Stage(ev)
-		if err != nil {
-			return "", nil, err
+		by, ok := createdBy(ev.Principal, ev.Source, ev.RequestID)
+		if !ok {
+			return "", nil // recorded after the commit, as other calls are
 		}
-		a.staged, a.stagedRef = st, AuditOutboxPrefix+ev.RequestID
-		return a.stagedRef, st.Bytes(), nil
+		ev.Keys = append(appendKeys(nil, in), keyARN)
+		at := a.s.auditOutbox.Staging(ev.RequestID)
+		st, err := audit.NewStaged(ev, at)
+		if err != nil {
+			a.s.auditOutbox.Abandoned(ev.RequestID)
+			return "", err
+		}
+		a.staged = st
+		return by, nil
 	}
+}
+
+// createdBy is a key's CreatedBy: principal, source and request id, each
+// printable ASCII without a space or a character JSON escapes, separated by
+// spaces; ok is false when a part is not.
+func createdBy(principal, source, requestID string) (string, bool) {
+	for _, p := range [...]string{principal, source, requestID} {
+		if p == "" || len(p) > 256 {
+			return "", false
+		}
+		for i := 0; i < len(p); i++ {
+			if c := p[i]; c <= ' ' || c > '~' || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+				return "", false
+			}
+		}
+	}
+	return principal + " " + source + " " + requestID, true
+}
+
+// StagedCreateKey is the entry CreateKey staged for the key keyARN, created
+// at created with CreatedBy by, for audit.Trail.Adopt: the entry the call
+// appended, or would have appended had the process not died first.
+func StagedCreateKey(account, keyARN, by string, created time.Time) (*audit.Staged, error) {
+	parts := strings.Split(by, " ")
+	if len(parts) != 3 {
+		return nil, fmt.Errorf("key %s: CreatedBy %q is not principal, source and request id", keyARN, by)
+	}
+	return audit.NewStaged(audit.Event{Protocol: "aws", Operation: "CreateKey", Principal: parts[0], Source: parts[1],
+		RequestID: parts[2], Account: account, Keys: []string{keyARN}, Outcome: audit.OK}, created)
 }
 
 // auditCall is one call's audit record in the making; nil when the call is
@@ -73,10 +117,8 @@ type auditCall struct {
 	w         http.ResponseWriter
 	principal string
 	finished  bool
-	// staged is the entry the call's change committed with (outboxFor), and
-	// stagedRef its meta blob's name.
-	staged    *audit.Staged
-	stagedRef string
+	// staged is the entry the call's key is stored with (outboxFor).
+	staged *audit.Staged
 }
 
 // startAudit returns the call's record, or nil.
@@ -114,9 +156,13 @@ func (a *auditCall) done(name string, in, out any, callErr error) error {
 		return nil
 	}
 	a.finished = true
-	if a.staged != nil && callErr == nil { // durable with the change: appended, not waited for
-		a.s.audit.AppendStaged(a.staged, a.stagedRef)
-		return nil
+	if a.staged != nil {
+		ref := a.staged.RequestID()
+		if callErr == nil { // durable with the key: appended, not waited for
+			a.s.audit.AppendStaged(a.staged, ref)
+			return nil
+		}
+		a.s.auditOutbox.Abandoned(ref)
 	}
 	ev := a.event(name)
 	ev.Keys = appendKeys(appendKeys(nil, in), out)

@@ -55,10 +55,10 @@ type Server struct {
 
 	audit        *audit.Trail // nil: no audit trail (see SetAudit)
 	auditAccount string
-	auditData    bool     // the account opted in to data-plane events
-	auditOutbox  bool     // CreateKey stages its entry in the key store (SetAuditOutbox)
-	obs          Observer // nil: none (observe.go)
-	node         []string // x-payhsm-node's value (SetNode); nil: not sent
+	auditData    bool        // the account opted in to data-plane events
+	auditOutbox  AuditOutbox // CreateKey stages its entry (SetAuditOutbox); nil: it does not
+	obs          Observer    // nil: none (observe.go)
+	node         []string    // x-payhsm-node's value (SetNode); nil: not sent
 }
 
 // NodeHeader names the fleet node that answered a request (docs/fleet.md),
@@ -242,7 +242,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, rq *request) (pl 
 	ctx := r.Context()
 	if pl == controlPlane { // the data plane's operations write no entries of their own: no per-request context there
 		ctx = ops.WithCaller(ctx, s.caller(r, w, principal))
-		if rec != nil && s.auditOutbox {
+		if rec != nil && s.auditOutbox != nil {
 			ctx = context.WithValue(ctx, auditCallKey{}, rec)
 		}
 	}
