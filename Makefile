@@ -157,8 +157,8 @@ lint: $(GOLANGCI_LINT)
 # keystore, the audit trail's writer, both protocol servers (and SigV4's key cache), and the
 # working-key cache's tests in ops (the whole ops suite under -race would take
 # minutes). The generated shape packages hold no shared state.
-RACE_PKGS := ./keystore/... ./audit/... ./protocol/hostcmd/... ./protocol/awsapi ./protocol/awsapi/sigv4
-RACE_OPS_TESTS := WorkingKey|KeyCache
+RACE_PKGS := ./keystore/... ./audit/... ./protocol/hostcmd/... ./protocol/awsapi ./protocol/awsapi/sigv4 ./daemon
+RACE_OPS_TESTS := WorkingKey|KeyCache|AuditOutbox
 race: etcd
 	PAYHSM_ETCD=$(ETCD) CGO_ENABLED=1 $(GO) test -race -count=1 $(RACE_PKGS)
 	CGO_ENABLED=1 $(GO) test -race -count=1 -run '$(RACE_OPS_TESTS)' ./ops/...

@@ -139,7 +139,7 @@ func (t *Trail) Adopt(staged []*Staged) (appended int, err error) {
 			oldest = s.at
 		}
 	}
-	if err := findRequestIDs(t.cfg.Dir, ids, oldest.Add(-time.Hour)); err != nil {
+	if err := findRequestIDs(t.cfg.Dir, ids, oldest.Add(-time.Minute)); err != nil {
 		return 0, fmt.Errorf("audit trail: adopt staged entries: %w", err)
 	}
 	list := slices.Clone(staged)

@@ -111,6 +111,7 @@ func (s *HTTPServer) startLoops(n int) {
 		n = max(1, runtime.GOMAXPROCS(0)/2)
 	}
 	useRing := s.driver == DriverIOUring
+	var loops []*httpLoop
 	for i := 0; i < n; i++ {
 		var ring *httpRing
 		if useRing {
@@ -118,10 +119,10 @@ func (s *HTTPServer) startLoops(n int) {
 			if ring, err = newHTTPRing(); err != nil {
 				s.warnf("http: no io_uring; event loops on epoll", err)
 				useRing = false
-				for _, l := range s.loops {
+				for _, l := range loops {
 					l.close()
 				}
-				s.loops = nil
+				loops = nil
 				i = -1
 				continue
 			}
@@ -129,20 +130,25 @@ func (s *HTTPServer) startLoops(n int) {
 		l, err := newHTTPLoop(s, ring)
 		if err != nil {
 			s.logf("http: no event loop, a goroutine per connection: %v", err)
-			for _, l := range s.loops {
+			for _, l := range loops {
 				l.close()
 			}
-			s.loops = nil
 			return
 		}
-		s.loops = append(s.loops, l)
+		loops = append(loops, l)
 	}
 	d := DriverEpoll
 	if useRing {
 		d = DriverIOUring
 	}
+	// Published under mu for a Shutdown that runs while the first Serve
+	// starts the loops (wakeLoops); Serve's callers see them through the
+	// sync.Once that starts them.
+	s.mu.Lock()
+	s.loops = loops
+	s.mu.Unlock()
 	s.running.Store(d)
-	for _, l := range s.loops {
+	for _, l := range loops {
 		go l.run()
 	}
 }
@@ -279,7 +285,10 @@ func (s *HTTPServer) adopt(c net.Conn) bool {
 
 // wakeLoops makes every loop look at the server's state (shutdown).
 func (s *HTTPServer) wakeLoops() {
-	for _, l := range s.loops {
+	s.mu.Lock()
+	loops := s.loops
+	s.mu.Unlock()
+	for _, l := range loops {
 		l.wake()
 	}
 }
