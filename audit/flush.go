@@ -53,7 +53,7 @@ func (t *Trail) flushOnce() {
 		t.mu.Unlock()
 		return
 	}
-	if t.broken == nil && t.f != nil && t.durable > 0 && now.After(t.noRotate) &&
+	if t.broken == nil && t.f != nil && t.durable > 0 && now.After(t.noRotate) && t.adopting == 0 &&
 		(t.durable+int64(len(t.buf)) > t.cfg.RotateBytes || now.Sub(t.fileStart) >= t.cfg.RotateAge) {
 		t.rotateLocked(now)
 		t.mu.Unlock()

@@ -125,12 +125,21 @@ func (t *Trail) settler() {
 
 // Adopt appends the staged entries of staged that the trail's files do not
 // hold (found by request id), in the order of their times, and returns how
-// many it appended once they are synced. Call it after Open, before the
-// daemon serves.
+// many it appended once they are synced. It may run while other entries are
+// recorded (the files are not rotated while it searches them); none of
+// staged may be appended otherwise meanwhile.
 func (t *Trail) Adopt(staged []*Staged) (appended int, err error) {
 	if len(staged) == 0 {
 		return 0, nil
 	}
+	t.mu.Lock()
+	t.adopting++
+	t.mu.Unlock()
+	defer func() {
+		t.mu.Lock()
+		t.adopting--
+		t.mu.Unlock()
+	}()
 	ids := make(map[string]bool, len(staged))
 	oldest := staged[0].at
 	for _, s := range staged {

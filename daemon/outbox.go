@@ -30,6 +30,7 @@ type auditOutbox struct {
 
 	mu       sync.Mutex
 	inflight map[string]time.Time // request id → time, staged and not yet settled or abandoned
+	floor    time.Time            // while the keys of an unclean stop are adopted: the watermark's bound
 	written  time.Time            // when the watermark was last written
 
 	writeMu sync.Mutex // one watermark write at a time
@@ -40,9 +41,10 @@ type auditOutbox struct {
 const outboxWatermark = "audit-outbox-watermark"
 
 // outboxMargin is how far before the watermark a key's creation time may
-// be and its entry still be staged after it (the entry's time is taken
-// just after the key's).
-const outboxMargin = time.Minute
+// be and its entry still be staged after it: the entry's time is taken
+// microseconds after the key's, from the same clock; the margin covers a
+// step of the clock between the two.
+const outboxMargin = 2 * time.Second
 
 func newAuditOutbox(store *keystore.Store, log *zap.Logger) *auditOutbox {
 	return &auditOutbox{store: store, log: log, now: time.Now, inflight: map[string]time.Time{}}
@@ -87,6 +89,9 @@ func (o *auditOutbox) settled(refs []string) {
 // else now.
 func (o *auditOutbox) watermarkLocked() time.Time {
 	w := o.now()
+	if !o.floor.IsZero() {
+		w = o.floor
+	}
 	for _, at := range o.inflight {
 		if at.Before(w) {
 			w = at
@@ -111,71 +116,80 @@ func (o *auditOutbox) write(w time.Time, clean bool) {
 // when every staged entry is in the files.
 func (o *auditOutbox) close() {
 	o.mu.Lock()
-	w, clean := o.watermarkLocked(), len(o.inflight) == 0
+	w, clean := o.watermarkLocked(), len(o.inflight) == 0 && o.floor.IsZero()
 	o.mu.Unlock()
 	o.write(w, clean)
 }
 
-// adopt appends to trail the entries of keys created since the watermark
-// that its files lack, unless the last stop was clean, and then writes a
-// new watermark. arn is a key id's ARN; account the entries' account.
-func (o *auditOutbox) adopt(trail *audit.Trail, account string, arn func(id string) string) error {
+// adopt starts appending to trail, in the background, the entries of the
+// keys created since the watermark that its files lack, when the last stop
+// did not close the trail; the watermark stays at most there until that is
+// done. arn is a key id's ARN; account the entries' account. It returns a
+// channel closed when the adoption is over (at once after a clean stop).
+func (o *auditOutbox) adopt(trail *audit.Trail, account string, arn func(id string) string) (<-chan struct{}, error) {
+	over := make(chan struct{})
 	start := o.now()
 	b, err := o.store.GetMeta(outboxWatermark)
+	var since time.Time
 	switch {
 	case errors.Is(err, keystore.ErrNotFound): // nothing was ever staged
 	case err != nil:
-		return fmt.Errorf("audit outbox: %w", err)
+		return nil, fmt.Errorf("audit outbox: %w", err)
 	default:
 		v, clean := strings.CutSuffix(string(b), " clean")
 		w, err := time.Parse(time.RFC3339Nano, v)
 		if err != nil {
-			return fmt.Errorf("audit outbox: watermark %q: %w", b, err)
+			return nil, fmt.Errorf("audit outbox: watermark %q: %w", b, err)
 		}
 		if !clean {
-			if err := o.adoptSince(trail, account, arn, w.Add(-outboxMargin)); err != nil {
-				return err
-			}
+			since = w.Add(-outboxMargin)
 		}
 	}
-	o.write(start, false) // nothing is staged before start; a crash from here on reads from it
+	if since.IsZero() {
+		o.write(start, false) // nothing is staged before start: a crash from here on reads from it
+		close(over)
+		return over, nil
+	}
 	o.mu.Lock()
-	o.written = o.now()
+	o.floor = since
 	o.mu.Unlock()
-	return nil
+	o.write(since, false)
+	go func() {
+		defer close(over)
+		if err := o.adoptSince(trail, account, arn, since); err != nil {
+			o.log.Error("audit outbox: the keys created before an unclean stop could not be checked against the trail; the next start tries again",
+				zap.Error(err))
+			return
+		}
+		o.mu.Lock()
+		o.floor = time.Time{}
+		o.mu.Unlock()
+	}()
+	return over, nil
 }
 
 func (o *auditOutbox) adoptSince(trail *audit.Trail, account string, arn func(id string) string, since time.Time) error {
 	began := time.Now()
-	var staged []*audit.Staged
-	read, next := 0, ""
-	for {
-		keys, tok, err := o.store.ListKeys(func(k *keystore.Key) bool {
-			read++
-			return k.CreatedBy != "" && !k.Created.Before(since)
-		}, next, 1000)
-		if err != nil {
-			return fmt.Errorf("audit outbox: read the keys created since %s: %w", since.Format(time.RFC3339), err)
-		}
-		for _, k := range keys {
-			s, err := awsapi.StagedCreateKey(account, arn(k.ID), k.CreatedBy, k.Created)
-			if err != nil {
-				o.log.Error("audit outbox: a key's creation cannot be written to the trail", zap.String("key", k.ID), zap.Error(err))
-				continue
-			}
-			staged = append(staged, s)
-		}
-		if tok == "" {
-			break
-		}
-		next = tok
+	keys, err := o.store.KeysCreatedSince(since)
+	if err != nil {
+		return fmt.Errorf("audit outbox: %w", err)
 	}
+	staged := make([]*audit.Staged, 0, len(keys))
+	for _, k := range keys {
+		s, err := awsapi.StagedCreateKey(account, arn(k.ID), k.CreatedBy, k.Created)
+		if err != nil {
+			o.log.Error("audit outbox: a key's creation cannot be written to the trail", zap.String("key", k.ID), zap.Error(err))
+			continue
+		}
+		staged = append(staged, s)
+	}
+	read := time.Since(began)
 	n, err := trail.Adopt(staged)
 	if err != nil {
 		return fmt.Errorf("audit outbox: %w", err)
 	}
-	o.log.Info("audit outbox: the trail's stop was not clean; creations since the watermark checked",
-		zap.Time("since", since), zap.Int("keysRead", read), zap.Int("created", len(staged)), zap.Int("appended", n),
+	o.log.Info("audit outbox: the trail did not close; the keys created since its watermark checked",
+		zap.Time("since", since), zap.Int("keys", len(staged)), zap.Int("appended", n), zap.Duration("readKeys", read),
 		zap.Duration("took", time.Since(began)))
 	return nil
 }

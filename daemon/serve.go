@@ -327,9 +327,11 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 		}
 	}
 	if outbox != nil {
-		if err := outbox.adopt(trail, cfg.Account, svc.KeyARN); err != nil {
+		adopted, err := outbox.adopt(trail, cfg.Account, svc.KeyARN)
+		if err != nil {
 			return err
 		}
+		defer func() { <-adopted }() // before the trail closes
 	}
 	seq, hash := trail.Head()
 	log.Info("audit trail open", zap.String("dir", cfg.AuditDir()), zap.String("sealKeyId", trail.KeyID()),

@@ -492,3 +492,63 @@ func (s *Store) eachKey(r kv.Reader, prefix string, fn func(name string)) error 
 		return true, nil
 	})
 }
+
+// KeysCreatedSince returns, in id order, the keys created at or after since
+// whose records name who created them (Key.CreatedBy): what the daemon's
+// audit outbox reads after a crash. It reads every key record but checks
+// and decodes only those whose stored bytes name a creator and a creation
+// time not before since (rawCreated): a record whose bytes were altered to
+// escape that test fails its check wherever else it is read, and Verify
+// reports it. A record that fails its check is left out (and reported).
+func (s *Store) KeysCreatedSince(since time.Time) ([]*Key, error) {
+	done, err := s.read()
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	var out []*Key
+	err = s.eng.Scan([]byte(pfxKey), upperBound(pfxKey), func(k, v []byte) (bool, error) {
+		if !bytes.Contains(v, []byte(`"createdBy":"`)) {
+			return true, nil
+		}
+		if c, ok := rawCreated(v); ok && c.Before(since) {
+			return true, nil
+		}
+		pk, id := append([]byte(nil), k...), string(k[len(pfxKey):])
+		f, ok, err := s.verified(pk, append([]byte(nil), v...))
+		if err == nil && ok {
+			var key *Key
+			if key, err = s.keyFromFrame(pk, id, f); err == nil {
+				if key.CreatedBy != "" && !key.Created.Before(since) {
+					out = append(out, key)
+				}
+				return true, nil
+			}
+		}
+		if errors.Is(err, ErrIntegrity) || (err == nil && !ok) {
+			return true, nil // reported
+		}
+		return false, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("keystore: keys created since %s: %w", fmtTime(since), err)
+	}
+	return out, nil
+}
+
+// rawCreated is the creation time an unchecked key record's bytes state;
+// ok is false when they state none that parses.
+func rawCreated(v []byte) (time.Time, bool) {
+	const name = `"created":"`
+	i := bytes.Index(v, []byte(name))
+	if i < 0 {
+		return time.Time{}, false
+	}
+	rest := v[i+len(name):]
+	j := bytes.IndexByte(rest, '"')
+	if j < 0 {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(time.RFC3339Nano, string(rest[:j]))
+	return t, err == nil
+}
