@@ -155,7 +155,7 @@ type Trail struct {
 	needStart  bool   // the active file has nothing durable: its start entry comes first
 	needNotice bool   // a failure discarded entries: a notice comes first
 	noRotate   time.Time
-	adopting   int // Adopts searching the files: no rotation meanwhile
+	adopting   int    // Adopts searching the files: no rotation meanwhile
 	spare      []byte // the previous buffer, reused
 
 	kick     chan struct{}
