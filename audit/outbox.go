@@ -182,8 +182,8 @@ func (t *Trail) Adopt(staged []*Staged) (appended int, err error) {
 	return appended, nil
 }
 
-// findRequestIDs marks in ids (request id → found) those that a control
-// entry of the trail's files names: the active file, then the rotated
+// findRequestIDs marks in ids (request id → found) those that a successful
+// control entry of the trail's files names: the active file, then the rotated
 // files newest first, down to the first that begins before since.
 func findRequestIDs(dir string, ids map[string]bool, since time.Time) error {
 	rotated, err := rotatedFiles(dir)
@@ -232,7 +232,7 @@ func scanRequestIDs(path string, ids map[string]bool) (first time.Time, err erro
 		if j < 0 {
 			continue
 		}
-		if _, ok := ids[string(rest[:j])]; ok && bytes.Contains(line, []byte(`"kind":"control"`)) {
+		if _, ok := ids[string(rest[:j])]; ok && bytes.Contains(line, []byte(`"kind":"control"`)) && bytes.Contains(line, []byte(`"outcome":"ok"`)) {
 			ids[string(rest[:j])] = true
 		}
 	}

@@ -17,7 +17,9 @@
 // Synchronous events (Record, Deny) are appended and synced before the call
 // returns, the fsync shared by every caller waiting at the time (group
 // commit); a call whose record cannot be written gets the error and must not
-// report success. Data-plane events (Data) go through a bounded queue and
+// report success. A staged event (outbox.go) is one whose caller made it
+// durable with the change it records: it is appended without a sync of its
+// own, and Adopt appends after a crash what did not reach the files. Data-plane events (Data) go through a bounded queue and
 // are never waited for: when the queue is full they are dropped and counted
 // (Lag, and a notice entry in the trail), so the crypto hot path never
 // blocks on the disk.
@@ -76,7 +78,7 @@ type Config struct {
 	DenyBurst int
 	// Settled, if set, is called with the refs of staged entries
 	// (AppendStaged) once a sync of the trail holds them, from a goroutine of
-	// its own, one call at a time: the caller deletes them from its outbox.
+	// its own, one call at a time, the last before Close returns.
 	Settled func(refs []string)
 	// Legacy is the path of a pre-chain audit log; a new trail's first
 	// entry records its size and SHA-256.

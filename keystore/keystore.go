@@ -335,10 +335,9 @@ func Open(dir string, o Options) (*Store, error) {
 		log = zap.NewNop()
 	}
 	db, err := pebblekv.Open(dir, pebblekv.Options{FS: o.FS, Logger: log.Named("keystore").Named("pebble"), CacheSize: o.CacheSize,
-		// A creation checks that its key id (and alias) is free, a new meta
-		// blob (an audit entry staged with its key) that it is new: indexed,
-		// the check of a free one reads nothing.
-		IndexedPrefixes: [][]byte{[]byte(pfxKey), []byte(pfxAlias), []byte(pfxMeta)}})
+		// A creation checks that its key id (and alias) is free: indexed, the
+		// check of a free one reads nothing.
+		IndexedPrefixes: [][]byte{[]byte(pfxKey), []byte(pfxAlias)}})
 	if errors.Is(err, pebblekv.ErrLocked) {
 		return nil, fmt.Errorf("keystore: %s is in use by another process (is a payhsm daemon or ceremony running on this data directory?): %w", dir, ErrInUse)
 	}
