@@ -1,6 +1,7 @@
 package opstest
 
 import (
+	"strconv"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -23,41 +24,48 @@ import (
 // create (getrusage), the write's share of Pebble's background work
 // included. journal=on starts the store's freshness journal, as the daemon
 // does (every write appends an entry and rewrites the head; checkpoints
-// run in the background).
+// run in the background). outbox=on sets the AuditOutbox hook as the
+// daemon's audit outbox does: the key record carries who created it (about
+// 90 bytes).
 func BenchmarkCreateKeyOps(b *testing.B) {
-	for _, journal := range []bool{false, true} {
-		for _, repl := range []string{"none", "default"} {
-			name := "engine=pebble/repl=" + repl
-			if journal {
-				name += "/journal=on"
+	for _, c := range []struct {
+		journal, outbox bool
+		repl            string
+	}{{false, false, "none"}, {false, false, "default"}, {true, false, "none"}, {true, false, "default"}, {true, true, "none"}} {
+		journal, repl := c.journal, c.repl
+		name := "engine=pebble/repl=" + repl
+		if journal {
+			name += "/journal=on"
+		}
+		if c.outbox {
+			name += "/outbox=on"
+		}
+		b.Run(name, func(b *testing.B) {
+			store, err := keystore.Open(b.TempDir(), keystore.Options{Logger: zap.NewNop()})
+			if err != nil {
+				b.Fatal(err)
 			}
-			b.Run(name, func(b *testing.B) {
-				store, err := keystore.Open(b.TempDir(), keystore.Options{Logger: zap.NewNop()})
-				if err != nil {
+			svc, _, _, cust := newServiceOn(b, store, nil)
+			if journal {
+				// The profile first, as the appliance does: StartJournal
+				// holds the store, and the journal's authenticator
+				// must not read it then.
+				if _, err := cust.Profile("default"); err != nil {
 					b.Fatal(err)
 				}
-				svc, _, _, cust := newServiceOn(b, store, nil)
-				if journal {
-					// The profile first, as the appliance does: StartJournal
-					// holds the store, and the journal's authenticator
-					// must not read it then.
-					if _, err := cust.Profile("default"); err != nil {
-						b.Fatal(err)
-					}
-					if _, err := store.StartJournal(keystore.JournalOptions{Writer: "bench"}); err != nil {
-						b.Fatal(err)
-					}
-					// Closed before the custodian (newServiceOn's cleanup
-					// closes it first): the final checkpoint seals under it.
-					b.Cleanup(func() {
-						if err := store.Close(); err != nil {
-							b.Error(err)
-						}
-					})
+				if _, err := store.StartJournal(keystore.JournalOptions{Writer: "bench"}); err != nil {
+					b.Fatal(err)
 				}
-				benchCreateKeys(b, svc, repl == "default")
-			})
-		}
+				// Closed before the custodian (newServiceOn's cleanup
+				// closes it first): the final checkpoint seals under it.
+				b.Cleanup(func() {
+					if err := store.Close(); err != nil {
+						b.Error(err)
+					}
+				})
+			}
+			benchCreateKeys(b, svc, repl == "default", c.outbox)
+		})
 	}
 }
 
@@ -69,12 +77,12 @@ func BenchmarkCreateKeyOpsEtcd(b *testing.B) {
 		b.Run("engine=etcd/repl="+repl, func(b *testing.B) {
 			prefix := "/bench/" + repl + "/" + time.Now().Format("150405.000000") + "/"
 			svc, _, _, _ := newServiceOn(b, openEtcdStore(b, c.Endpoints(), prefix), nil)
-			benchCreateKeys(b, svc, repl == "default")
+			benchCreateKeys(b, svc, repl == "default", false)
 		})
 	}
 }
 
-func benchCreateKeys(b *testing.B, svc *ops.Service, replicate bool) {
+func benchCreateKeys(b *testing.B, svc *ops.Service, replicate, outbox bool) {
 	b.Helper()
 	if replicate {
 		if err := svc.SetReplication([]string{"us-west-2"}, func() {}); err != nil {
@@ -86,6 +94,12 @@ func benchCreateKeys(b *testing.B, svc *ops.Service, replicate bool) {
 	}
 	in := ops.CreateKeyInput{Attributes: keyspec.Attributes{Usage: keyspec.D0, Class: keyspec.Symmetric,
 		Algorithm: keyspec.AES128, Modes: keyspec.ModesOfUse{Encrypt: true, Decrypt: true, Wrap: true, Unwrap: true}}}
+	if outbox {
+		var n atomic.Uint64
+		in.AuditOutbox = func(string) (string, error) {
+			return "AKIAEXAMPLE000000000 127.0.0.1:40000 0b1c2d3e-4f50-6172-8394-" + strconv.FormatUint(100000000000+n.Add(1), 10), nil
+		}
+	}
 	var failed atomic.Bool
 	cpu0 := cpuTime()
 	b.ReportAllocs()
