@@ -88,6 +88,10 @@ func (t *Trail) flushOnce() {
 // cuts the file back (recover) and records what was discarded.
 func (t *Trail) failLocked(err error, b *batch) {
 	lost := t.seq - t.dSeq
+	if b != nil {
+		t.orphans = append(t.orphans, b.staged...) // durable with their keys: written once the trail can
+	}
+	t.orphans = append(t.orphans, t.cur.staged...)
 	werr := fmt.Errorf("audit trail: write failed, so the entry is not recorded: %w", err)
 	t.failWaiters(b, werr)
 	t.failWaiters(t.cur, werr)
@@ -104,7 +108,8 @@ func (t *Trail) failLocked(err error, b *batch) {
 }
 
 // prefixLocked appends what must precede the next entry: the start entry of
-// a file with nothing durable in it yet, and the notice of a failure.
+// a file with nothing durable in it yet, the notice of a failure, and the
+// staged entries a failure left out (orphans).
 func (t *Trail) prefixLocked() {
 	if t.needStart {
 		t.needStart = false
@@ -121,6 +126,19 @@ func (t *Trail) prefixLocked() {
 		}
 		if _, err := t.appendLocked(&Entry{Kind: KindNotice, Notice: n}); err != nil {
 			t.needNotice = true
+		}
+	}
+	if len(t.orphans) > 0 {
+		orphans := t.orphans
+		t.orphans = nil
+		for i, o := range orphans {
+			ev := o.s.ev
+			b, err := t.appendLocked(&Entry{Kind: KindControl, Time: o.s.at, Event: &ev})
+			if err != nil {
+				t.orphans = append(t.orphans, orphans[i:]...)
+				break
+			}
+			b.staged = append(b.staged, o)
 		}
 	}
 }

@@ -60,19 +60,26 @@ func (s *Staged) RequestID() string { return s.ev.RequestID }
 
 // AppendStaged appends s, whose change has committed, and returns without
 // waiting for the file; ref names it to Config.Settled once a sync holds
-// it. While the trail cannot write (Ready), the entry is left to the
-// store, and appended by the next start's Adopt.
+// it. While the trail cannot write (Ready), and when a write that held it
+// fails, the entry waits in memory and is appended first once the trail
+// writes again (after the failure's notice); if the process ends first,
+// the next start's Adopt appends it.
 func (t *Trail) AppendStaged(s *Staged, ref string) {
 	ev := s.ev
 	e := &Entry{Kind: KindControl, Time: s.at, Event: &ev}
 	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return
+	}
 	if t.usableLocked() != nil {
+		t.orphans = append(t.orphans, stagedRef{s, ref})
 		t.mu.Unlock()
 		return
 	}
 	b, err := t.appendLocked(e)
 	if err == nil {
-		b.refs = append(b.refs, ref)
+		b.staged = append(b.staged, stagedRef{s, ref})
 	}
 	big := len(t.buf) >= flushAt
 	t.mu.Unlock()
@@ -87,11 +94,13 @@ func (t *Trail) AppendStaged(s *Staged, ref string) {
 
 // settleLocked hands the refs of durable batch b to the settler.
 func (t *Trail) settleLocked(b *batch) {
-	if len(b.refs) == 0 || t.cfg.Settled == nil {
+	if len(b.staged) == 0 || t.cfg.Settled == nil {
 		return
 	}
 	t.settleMu.Lock()
-	t.toSettle = append(t.toSettle, b.refs...)
+	for _, o := range b.staged {
+		t.toSettle = append(t.toSettle, o.ref)
+	}
 	t.settleMu.Unlock()
 	select {
 	case t.settleKick <- struct{}{}:

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -182,5 +183,69 @@ func TestScanRequestIDs(t *testing.T) {
 	}
 	if _, err := scanRequestIDs(filepath.Join(dir, "x.log"), ids); err == nil {
 		t.Error("a line longer than any entry was read")
+	}
+}
+
+// TestStagedEntriesOutliveAWriteFailure: a staged entry whose write failed,
+// and one that came while the trail could not write, are appended once it
+// writes again, after the failure's notice, and settled then; nothing is
+// appended twice.
+func TestStagedEntriesOutliveAWriteFailure(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	var now atomic.Int64
+	now.Store(time.Date(2026, 12, 6, 3, 0, 0, 0, time.UTC).UnixNano())
+	clock := func() time.Time { return time.Unix(0, now.Load()) }
+	var settled settledRefs
+	tr := openTrail(t, dir, func(c *Config) { c.Now, c.Settled = clock, settled.add })
+	stage := func(i int) {
+		s, err := NewStaged(control(i), clock())
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr.AppendStaged(s, "ref-"+control(i).RequestID)
+	}
+	if err := tr.Record(KindControl, control(1)); err != nil {
+		t.Fatal(err)
+	}
+	// The disk fails (the active file swapped for a read-only one) with
+	// staged entry 2 buffered: the write of record 3 takes it down with it.
+	good := tr.f
+	ro, err := os.Open(filepath.Join(dir, ActiveName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.mu.Lock()
+	tr.f = ro
+	tr.mu.Unlock()
+	stage(2)
+	if err := tr.Record(KindControl, control(3)); err == nil {
+		t.Fatal("a record on a failing disk succeeded")
+	}
+	stage(4) // while the trail cannot write
+	if got := settled.get(); len(got) != 0 {
+		t.Errorf("settled %v before any was written", got)
+	}
+	tr.mu.Lock()
+	tr.f = good
+	tr.mu.Unlock()
+	if err := ro.Close(); err != nil {
+		t.Fatal(err)
+	}
+	now.Add(int64(2 * time.Second))
+	if err := tr.Record(KindControl, control(5)); err != nil {
+		t.Fatalf("after recovery: %v", err)
+	}
+	closeTrail(t, tr)
+	if got := strings.Join(controlIDs(t, dir), ","); got != "req-1,req-2,req-4,req-5" {
+		t.Errorf("control entries %s, want req-1, the two staged ones, req-5 (req-3 was refused)", got)
+	}
+	got := settled.get()
+	slices.Sort(got)
+	if want := []string{"ref-req-2", "ref-req-4"}; !slices.Equal(got, want) {
+		t.Errorf("settled %v, want %v", got, want)
+	}
+	if r := verify(t, dir, VerifyOptions{}); !r.OK() {
+		t.Fatalf("errors %v", r.Errors)
 	}
 }

@@ -157,8 +157,9 @@ type Trail struct {
 	needStart  bool   // the active file has nothing durable: its start entry comes first
 	needNotice bool   // a failure discarded entries: a notice comes first
 	noRotate   time.Time
-	adopting   int    // Adopts searching the files: no rotation meanwhile
-	spare      []byte // the previous buffer, reused
+	adopting   int         // Adopts searching the files: no rotation meanwhile
+	orphans    []stagedRef // staged entries a failed write discarded, or that came while the trail could not write: appended first once it can
+	spare      []byte      // the previous buffer, reused
 
 	kick     chan struct{}
 	stop     chan struct{}
@@ -190,9 +191,15 @@ type batch struct {
 	last uint64 // the last entry in the batch
 	hash [HashSize]byte
 	seal uint64 // the last seal in the batch, or 0
-	// refs are the staged entries in the batch (AppendStaged), for
-	// Config.Settled.
-	refs []string
+	// staged are the staged entries in the batch (AppendStaged), for
+	// Config.Settled, or to append again after a failed write.
+	staged []stagedRef
+}
+
+// stagedRef is a staged entry and the ref Config.Settled names it by.
+type stagedRef struct {
+	s   *Staged
+	ref string
 }
 
 func newBatch() *batch { return &batch{done: make(chan struct{})} }
