@@ -193,9 +193,7 @@ func TestScanRequestIDs(t *testing.T) {
 func TestStagedEntriesOutliveAWriteFailure(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	var now atomic.Int64
-	now.Store(time.Date(2026, 12, 6, 3, 0, 0, 0, time.UTC).UnixNano())
-	clock := func() time.Time { return time.Unix(0, now.Load()) }
+	now, clock := testClock(time.Date(2026, 12, 6, 3, 0, 0, 0, time.UTC))
 	var settled settledRefs
 	tr := openTrail(t, dir, func(c *Config) { c.Now, c.Settled = clock, settled.add })
 	stage := func(i int) {
@@ -208,16 +206,9 @@ func TestStagedEntriesOutliveAWriteFailure(t *testing.T) {
 	if err := tr.Record(KindControl, control(1)); err != nil {
 		t.Fatal(err)
 	}
-	// The disk fails (the active file swapped for a read-only one) with
-	// staged entry 2 buffered: the write of record 3 takes it down with it.
-	good := tr.f
-	ro, err := os.Open(filepath.Join(dir, ActiveName))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr.mu.Lock()
-	tr.f = ro
-	tr.mu.Unlock()
+	// The disk fails with staged entry 2 buffered: the write of record 3
+	// takes it down with it.
+	restore := failWrites(t, tr)
 	stage(2)
 	if err := tr.Record(KindControl, control(3)); err == nil {
 		t.Fatal("a record on a failing disk succeeded")
@@ -226,12 +217,7 @@ func TestStagedEntriesOutliveAWriteFailure(t *testing.T) {
 	if got := settled.get(); len(got) != 0 {
 		t.Errorf("settled %v before any was written", got)
 	}
-	tr.mu.Lock()
-	tr.f = good
-	tr.mu.Unlock()
-	if err := ro.Close(); err != nil {
-		t.Fatal(err)
-	}
+	restore()
 	now.Add(int64(2 * time.Second))
 	if err := tr.Record(KindControl, control(5)); err != nil {
 		t.Fatalf("after recovery: %v", err)
@@ -247,5 +233,34 @@ func TestStagedEntriesOutliveAWriteFailure(t *testing.T) {
 	}
 	if r := verify(t, dir, VerifyOptions{}); !r.OK() {
 		t.Fatalf("errors %v", r.Errors)
+	}
+}
+
+// testClock is a clock a test moves: the time, and a Config.Now reading it.
+func testClock(start time.Time) (*atomic.Int64, func() time.Time) {
+	var now atomic.Int64
+	now.Store(start.UnixNano())
+	return &now, func() time.Time { return time.Unix(0, now.Load()) }
+}
+
+// failWrites makes tr's writes fail (its active file swapped for a
+// read-only one) and returns what puts the file back.
+func failWrites(t *testing.T, tr *Trail) (restore func()) {
+	t.Helper()
+	ro, err := os.Open(filepath.Join(tr.cfg.Dir, ActiveName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.mu.Lock()
+	good := tr.f
+	tr.f = ro
+	tr.mu.Unlock()
+	return func() {
+		tr.mu.Lock()
+		tr.f = good
+		tr.mu.Unlock()
+		if err := ro.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

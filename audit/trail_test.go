@@ -621,9 +621,7 @@ func TestNoSecretInTrail(t *testing.T) {
 func TestWriteFailureAndRecovery(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	var now atomic.Int64
-	now.Store(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC).UnixNano())
-	clock := func() time.Time { return time.Unix(0, now.Load()) }
+	now, clock := testClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 	tr := openTrail(t, dir, func(c *Config) { c.Now = clock })
 	if err := tr.Record(KindControl, control(1)); err != nil {
 		t.Fatal(err)
@@ -725,9 +723,8 @@ func TestRekey(t *testing.T) {
 func TestRotationByAge(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	var now atomic.Int64
-	now.Store(time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC).UnixNano())
-	tr := openTrail(t, dir, func(c *Config) { c.Now = func() time.Time { return time.Unix(0, now.Load()) } })
+	now, clock := testClock(time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC))
+	tr := openTrail(t, dir, func(c *Config) { c.Now = clock })
 	if err := tr.Record(KindControl, control(1)); err != nil {
 		t.Fatal(err)
 	}
