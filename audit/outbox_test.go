@@ -48,7 +48,7 @@ func TestStagedEntries(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	var settled settledRefs
-	tr := openTrail(t, dir, func(c *Config) { c.Settled = settled.add })
+	tr := openTrail(t, dir, func(c *Config) { c.Settled, c.SyncInterval = settled.add, time.Hour }) // no sync but those the test makes
 	syncs := tr.syncs.Load()
 	for i := range 3 {
 		s, err := NewStaged(control(i), time.Now())
