@@ -4,6 +4,8 @@ import (
 	"slices"
 	"strconv"
 	"time"
+
+	"payhsm/internal/jsontext"
 )
 
 // appendEntryJSON appends the bytes encoding/json's Marshal writes for an
@@ -27,14 +29,17 @@ func appendEntryJSON(dst []byte, e *Entry) ([]byte, bool) {
 	if _, off := e.Time.Zone(); off != 0 {
 		return dst, false // the trail's times are UTC; Marshal judges other offsets
 	}
-	if !plain(string(e.Kind)) || !plain(e.Prev) || !plain(e.MaskedPAN) || !plain(e.PANHash) ||
-		!plain(ev.Protocol) || !plain(ev.Operation) || !plain(ev.Principal) || !plain(ev.Source) ||
-		!plain(ev.RequestID) || !plain(ev.Account) || !plain(ev.Profile) || !plain(string(ev.Outcome)) ||
-		!plain(ev.Error) || !plain(ev.Detail) || !allPlain(ev.Keys) || !allPlain(ev.Custodians) {
+	for _, s := range [...]string{string(e.Kind), e.Prev, e.MaskedPAN, e.PANHash, ev.Protocol, ev.Operation, ev.Principal,
+		ev.Source, ev.RequestID, ev.Account, ev.Profile, string(ev.Outcome), ev.Error, ev.Detail} {
+		if !jsontext.Plain(s) {
+			return dst, false
+		}
+	}
+	if !allPlain(ev.Keys) || !allPlain(ev.Custodians) {
 		return dst, false
 	}
 	for k, v := range ev.KCVs {
-		if !plain(k) || !plain(v) {
+		if !jsontext.Plain(k) || !jsontext.Plain(v) {
 			return dst, false
 		}
 	}
@@ -118,22 +123,10 @@ func appendList(b []byte, name string, list []string) []byte {
 	return append(b, ']')
 }
 
-// plain reports whether encoding/json writes s as it is between quotes:
-// printable ASCII other than the quote, the backslash and the characters
-// it escapes for HTML (<, >, &).
-func plain(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			return false
-		}
-	}
-	return true
-}
-
+// allPlain reports whether every string of list is jsontext.Plain.
 func allPlain(list []string) bool {
 	for _, s := range list {
-		if !plain(s) {
+		if !jsontext.Plain(s) {
 			return false
 		}
 	}

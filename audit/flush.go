@@ -132,8 +132,7 @@ func (t *Trail) prefixLocked() {
 		orphans := t.orphans
 		t.orphans = nil
 		for i, o := range orphans {
-			ev := o.s.ev
-			b, err := t.appendLocked(&Entry{Kind: KindControl, Time: o.s.at, Event: &ev})
+			b, err := t.appendLocked(o.entry())
 			if err != nil {
 				t.orphans = append(t.orphans, orphans[i:]...)
 				break

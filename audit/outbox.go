@@ -27,7 +27,7 @@ import (
 //     trail like any other and returns without waiting for the file: the
 //     change, and so the entry, is already durable.
 //  3. Once a sync of the active file holds it, Config.Settled is called with
-//     its ref.
+//     its request id.
 //  4. At start, Adopt appends the entries the store says may not have
 //     reached the files (a crash between 1 and 3): each is found in the
 //     files by its request id, so none is appended twice.
@@ -55,36 +55,40 @@ func NewStaged(e Event, at time.Time) (*Staged, error) {
 	return &Staged{ev: e, at: at.UTC()}, nil
 }
 
-// RequestID is the request id of s's event.
+// RequestID is the request id of s's event: Config.Settled names it so.
 func (s *Staged) RequestID() string { return s.ev.RequestID }
 
+// entry is s's entry, to chain onto the trail.
+func (s *Staged) entry() *Entry {
+	ev := s.ev
+	return &Entry{Kind: KindControl, Time: s.at, Event: &ev}
+}
+
 // AppendStaged appends s, whose change has committed, and returns without
-// waiting for the file; ref names it to Config.Settled once a sync holds
-// it. While the trail cannot write (Ready), and when a write that held it
+// waiting for the file; Config.Settled names it by its request id once a
+// sync holds it. While the trail cannot write (Ready), and when a write that held it
 // fails, the entry waits in memory and is appended first once the trail
 // writes again (after the failure's notice); if the process ends first,
 // the next start's Adopt appends it.
-func (t *Trail) AppendStaged(s *Staged, ref string) {
-	ev := s.ev
-	e := &Entry{Kind: KindControl, Time: s.at, Event: &ev}
+func (t *Trail) AppendStaged(s *Staged) {
 	t.mu.Lock()
 	if t.closed {
 		t.mu.Unlock()
 		return
 	}
 	if t.usableLocked() != nil {
-		t.orphans = append(t.orphans, stagedRef{s, ref})
+		t.orphans = append(t.orphans, s)
 		t.mu.Unlock()
 		return
 	}
-	b, err := t.appendLocked(e)
+	b, err := t.appendLocked(s.entry())
 	if err == nil {
-		b.staged = append(b.staged, stagedRef{s, ref})
+		b.staged = append(b.staged, s)
 	}
 	big := len(t.buf) >= flushAt
 	t.mu.Unlock()
 	if err != nil {
-		t.cfg.Log.Error("audit trail: a staged entry could not be appended; the next start appends it", zap.String("ref", ref), zap.Error(err))
+		t.cfg.Log.Error("audit trail: a staged entry could not be appended; the next start appends it", zap.String("requestId", s.ev.RequestID), zap.Error(err))
 		return
 	}
 	if big { // else the next sync takes it, within SyncInterval
@@ -92,14 +96,15 @@ func (t *Trail) AppendStaged(s *Staged, ref string) {
 	}
 }
 
-// settleLocked hands the refs of durable batch b to the settler.
+// settleLocked hands the request ids of durable batch b's staged entries
+// to the settler.
 func (t *Trail) settleLocked(b *batch) {
 	if len(b.staged) == 0 || t.cfg.Settled == nil {
 		return
 	}
 	t.settleMu.Lock()
-	for _, o := range b.staged {
-		t.toSettle = append(t.toSettle, o.ref)
+	for _, s := range b.staged {
+		t.toSettle = append(t.toSettle, s.ev.RequestID)
 	}
 	t.settleMu.Unlock()
 	select {
@@ -108,7 +113,7 @@ func (t *Trail) settleLocked(b *batch) {
 	}
 }
 
-// settler calls Config.Settled with the refs made durable, coalesced, one
+// settler calls Config.Settled with the request ids made durable, coalesced, one
 // call at a time, so that the flusher never waits for the store.
 func (t *Trail) settler() {
 	defer close(t.settled)
@@ -120,11 +125,11 @@ func (t *Trail) settler() {
 			stopping = true
 		}
 		t.settleMu.Lock()
-		refs := t.toSettle
+		ids := t.toSettle
 		t.toSettle = nil
 		t.settleMu.Unlock()
-		if len(refs) > 0 {
-			t.cfg.Settled(refs)
+		if len(ids) > 0 {
+			t.cfg.Settled(ids)
 		}
 		if stopping {
 			return
@@ -172,8 +177,7 @@ func (t *Trail) Adopt(staged []*Staged) (appended int, err error) {
 		if ids[s.ev.RequestID] {
 			continue
 		}
-		ev := s.ev
-		if b, err = t.appendLocked(&Entry{Kind: KindControl, Time: s.at, Event: &ev}); err != nil {
+		if b, err = t.appendLocked(s.entry()); err != nil {
 			t.mu.Unlock()
 			return 0, err
 		}

@@ -55,7 +55,7 @@ func TestStagedEntries(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		tr.AppendStaged(s, "ref-"+control(i).RequestID)
+		tr.AppendStaged(s)
 	}
 	if n := tr.syncs.Load() - syncs; n != 0 {
 		t.Errorf("staged entries synced the file %d times; they are durable elsewhere", n)
@@ -70,9 +70,9 @@ func TestStagedEntries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr.AppendStaged(s, "ref-req-4")
+	tr.AppendStaged(s)
 	closeTrail(t, tr)
-	if got, want := settled.get(), []string{"ref-req-0", "ref-req-1", "ref-req-2", "ref-req-4"}; !slices.Equal(got, want) {
+	if got, want := settled.get(), []string{"req-0", "req-1", "req-2", "req-4"}; !slices.Equal(got, want) {
 		t.Errorf("settled %v, want %v", got, want)
 	}
 	if got := strings.Join(controlIDs(t, dir), ","); got != "req-0,req-1,req-2,req-3,req-4" {
@@ -119,13 +119,13 @@ func TestAdopt(t *testing.T) {
 	}
 	// 0 and 1 reached the files (0 in a file rotated since).
 	tr := openTrail(t, dir, tune)
-	tr.AppendStaged(staged(0, 0), "ref-0")
+	tr.AppendStaged(staged(0, 0))
 	for i := 10; i < 20; i++ {
 		if err := tr.Record(KindControl, control(i)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	tr.AppendStaged(staged(1, time.Second), "ref-1")
+	tr.AppendStaged(staged(1, time.Second))
 	closeTrail(t, tr)
 	if len(trailFiles(t, dir)) < 2 {
 		t.Fatal("no rotation: the test needs entry 0 in a rotated file")
@@ -201,7 +201,7 @@ func TestStagedEntriesOutliveAWriteFailure(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		tr.AppendStaged(s, "ref-"+control(i).RequestID)
+		tr.AppendStaged(s)
 	}
 	if err := tr.Record(KindControl, control(1)); err != nil {
 		t.Fatal(err)
@@ -228,7 +228,7 @@ func TestStagedEntriesOutliveAWriteFailure(t *testing.T) {
 	}
 	got := settled.get()
 	slices.Sort(got)
-	if want := []string{"ref-req-2", "ref-req-4"}; !slices.Equal(got, want) {
+	if want := []string{"req-2", "req-4"}; !slices.Equal(got, want) {
 		t.Errorf("settled %v, want %v", got, want)
 	}
 	if r := verify(t, dir, VerifyOptions{}); !r.OK() {

@@ -19,10 +19,11 @@
 // commit); a call whose record cannot be written gets the error and must not
 // report success. A staged event (outbox.go) is one whose caller made it
 // durable with the change it records: it is appended without a sync of its
-// own, and Adopt appends after a crash what did not reach the files. Data-plane events (Data) go through a bounded queue and
-// are never waited for: when the queue is full they are dropped and counted
-// (Lag, and a notice entry in the trail), so the crypto hot path never
-// blocks on the disk.
+// own, and Adopt appends after a crash what did not reach the files.
+// Data-plane events (Data) go through a bounded queue and are never waited
+// for: when the queue is full they are dropped and counted (Lag, and a
+// notice entry in the trail), so the crypto hot path never blocks on the
+// disk.
 //
 // After a failed write or sync the trail refuses records (Ready reports it)
 // and, at most once a second, tries again: it cuts the file back to its last
@@ -76,10 +77,10 @@ type Config struct {
 	// the trail's syncs busy.
 	DenyRate  float64
 	DenyBurst int
-	// Settled, if set, is called with the refs of staged entries
+	// Settled, if set, is called with the request ids of staged entries
 	// (AppendStaged) once a sync of the trail holds them, from a goroutine of
 	// its own, one call at a time, the last before Close returns.
-	Settled func(refs []string)
+	Settled func(requestIDs []string)
 	// Legacy is the path of a pre-chain audit log; a new trail's first
 	// entry records its size and SHA-256.
 	Legacy string
@@ -157,9 +158,9 @@ type Trail struct {
 	needStart  bool   // the active file has nothing durable: its start entry comes first
 	needNotice bool   // a failure discarded entries: a notice comes first
 	noRotate   time.Time
-	adopting   int         // Adopts searching the files: no rotation meanwhile
-	orphans    []stagedRef // staged entries a failed write discarded, or that came while the trail could not write: appended first once it can
-	spare      []byte      // the previous buffer, reused
+	adopting   int       // Adopts searching the files: no rotation meanwhile
+	orphans    []*Staged // staged entries a failed write discarded, or that came while the trail could not write: appended first once it can
+	spare      []byte    // the previous buffer, reused
 
 	kick     chan struct{}
 	stop     chan struct{}
@@ -193,13 +194,7 @@ type batch struct {
 	seal uint64 // the last seal in the batch, or 0
 	// staged are the staged entries in the batch (AppendStaged), for
 	// Config.Settled, or to append again after a failed write.
-	staged []stagedRef
-}
-
-// stagedRef is a staged entry and the ref Config.Settled names it by.
-type stagedRef struct {
-	s   *Staged
-	ref string
+	staged []*Staged
 }
 
 func newBatch() *batch { return &batch{done: make(chan struct{})} }

@@ -67,17 +67,19 @@ func (o *auditOutbox) Abandoned(ref string) {
 	o.mu.Unlock()
 }
 
-// settled is the trail's audit.Config.Settled: the entries of refs are in
-// a synced file. It writes the watermark at most once a second.
-func (o *auditOutbox) settled(refs []string) {
+// settled is the trail's audit.Config.Settled: the entries of these
+// requests are in a synced file. It writes the watermark at most once a
+// second.
+func (o *auditOutbox) settled(requestIDs []string) {
 	o.mu.Lock()
-	for _, r := range refs {
+	for _, r := range requestIDs {
 		delete(o.inflight, r)
 	}
 	var w time.Time
-	due := o.now().Sub(o.written) >= time.Second
+	now := o.now()
+	due := now.Sub(o.written) >= time.Second
 	if due {
-		w, o.written = o.watermarkLocked(), o.now()
+		w, o.written = o.watermarkLocked(), now
 	}
 	o.mu.Unlock()
 	if due {

@@ -127,7 +127,7 @@ func TestAuditOutboxAdopt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	trail.AppendStaged(st, "req-in-file")
+	trail.AppendStaged(st)
 	if err := trail.Close(); err != nil { // the entry reached the file
 		t.Fatal(err)
 	}

@@ -299,7 +299,7 @@ func Serve(ctx context.Context, cfg *appliance.Config, dev bool, log *zap.Logger
 	// one writer (awsapi.SetAuditOutbox); a fleet's nodes share theirs.
 	var outbox *auditOutbox
 	var settled func([]string)
-	if fleet == nil && strings.HasPrefix(app.Store.Engine(), "pebble") {
+	if !app.Store.Shared() {
 		outbox = newAuditOutbox(app.Store, log.Named("audit"))
 		settled = outbox.settled
 	}

@@ -14,6 +14,7 @@ import (
 
 	"go.uber.org/zap/zapcore"
 
+	"payhsm/internal/jsontext"
 	"payhsm/keyspec"
 )
 
@@ -233,7 +234,7 @@ func appendKeyRecord(b []byte, r *keyRecord) (_ []byte, ok bool) {
 	for _, s := range [...]string{r.ID, r.Profile, r.Attributes.Usage, r.Attributes.Class, r.Attributes.Algorithm,
 		r.DeriveKeyUsage, r.KCV, r.KCVAlgorithm, r.State, r.Origin, r.Created, r.UsageStart, r.UsageStop,
 		r.DeletePending, r.Deleted, r.KeyBlock, r.ResourcePolicy, r.CreatedBy} {
-		if !plainJSON(s) {
+		if !jsontext.Plain(s) {
 			return b, false
 		}
 	}
@@ -284,18 +285,6 @@ func appendKeyRecord(b []byte, r *keyRecord) (_ []byte, ok bool) {
 		b = append(b, `,"noTagsOrAliases":true`...)
 	}
 	return append(b, '}'), true
-}
-
-// plainJSON reports whether encoding/json writes s as itself between
-// quotes: printable ASCII without the characters it escapes (" \ < > &).
-func plainJSON(s string) bool {
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c < 0x20 || c > 0x7e, c == '"', c == '\\', c == '<', c == '>', c == '&':
-			return false
-		}
-	}
-	return true
 }
 
 // appendJSONField appends name (with its separator and colon) and the

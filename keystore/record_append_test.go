@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"payhsm/internal/jsontext"
 	"payhsm/keyspec"
 )
 
@@ -151,7 +152,7 @@ func FuzzAppendKeyRecord(f *testing.F) {
 		if ok && !bytes.Equal(got, want) {
 			t.Fatalf("got %s\nwant %s", got, want)
 		}
-		if !ok && plainJSON(id) && plainJSON(block) && plainJSON(policy) {
+		if !ok && jsontext.Plain(id) && jsontext.Plain(block) && jsontext.Plain(policy) {
 			t.Fatalf("plain strings refused: %q %q %q", id, block, policy)
 		}
 	})

@@ -14,6 +14,7 @@ import (
 
 	"payhsm/audit"
 	"payhsm/fault"
+	"payhsm/internal/jsontext"
 	"payhsm/ops"
 	"payhsm/protocol/awsapi/sigv4"
 )
@@ -78,18 +79,13 @@ func outboxFor(ctx context.Context, in any) func(string) (string, error) {
 	}
 }
 
-// createdBy is a key's CreatedBy: principal, source and request id, each
-// printable ASCII without a space or a character JSON escapes, separated by
-// spaces; ok is false when a part is not.
+// createdBy is a key's CreatedBy: principal, source and request id,
+// separated by spaces, each jsontext.Plain, without a space, at most 256
+// bytes; ok is false when a part is not.
 func createdBy(principal, source, requestID string) (string, bool) {
 	for _, p := range [...]string{principal, source, requestID} {
-		if p == "" || len(p) > 256 {
+		if p == "" || len(p) > 256 || !jsontext.Plain(p) || strings.IndexByte(p, ' ') >= 0 {
 			return "", false
-		}
-		for i := 0; i < len(p); i++ {
-			if c := p[i]; c <= ' ' || c > '~' || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-				return "", false
-			}
 		}
 	}
 	return principal + " " + source + " " + requestID, true
@@ -157,12 +153,11 @@ func (a *auditCall) done(name string, in, out any, callErr error) error {
 	}
 	a.finished = true
 	if a.staged != nil {
-		ref := a.staged.RequestID()
 		if callErr == nil { // durable with the key: appended, not waited for
-			a.s.audit.AppendStaged(a.staged, ref)
+			a.s.audit.AppendStaged(a.staged)
 			return nil
 		}
-		a.s.auditOutbox.Abandoned(ref)
+		a.s.auditOutbox.Abandoned(a.staged.RequestID())
 	}
 	ev := a.event(name)
 	ev.Keys = appendKeys(appendKeys(nil, in), out)

@@ -96,11 +96,12 @@ var rules = []rule{
 		Allow: []string{"keystore/kv/...", "fault/..."},
 	},
 	{
-		Name: "audit (the trail writer and verifier) sits below the edges and commands: of payhsm it imports only hsm/secret",
+		Name: "audit (the trail writer and verifier) sits below the edges and commands: of payhsm it imports only hsm/secret and internal/jsontext",
 		From: []string{"audit/..."},
 		Deny: []string{"..."},
-		// hsm/secret masks PANs as everything else does.
-		Allow: []string{"audit/...", "hsm/secret"},
+		// hsm/secret masks PANs as everything else does; internal/jsontext
+		// is the rule its encoder shares with the key store's.
+		Allow: []string{"audit/...", "hsm/secret", "internal/jsontext"},
 	},
 	{
 		Name: "keystore does not import protocol, daemon, ceremony",
