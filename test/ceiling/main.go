@@ -59,9 +59,9 @@ import (
 
 // config is what a server is made of.
 type config struct {
-	dir     string // the record and audit files go here
-	work    string // "none" or "minimal"
-	sync    bool   // fdatasync each group (false: the non-durable bound)
+	dir     string            // the record and audit files go here
+	work    string            // "none" or "minimal"
+	sync    bool              // fdatasync each group (false: the non-durable bound)
 	creds   map[string]string // access key id → secret of who may sign (minimal)
 	region  string
 	service string
