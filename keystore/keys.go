@@ -67,7 +67,7 @@ func (s *Store) CreateKeyMetas(k *Key, tags []Tag, alias string, metas map[strin
 		return err
 	}
 	var rev uint64
-	err = s.update("create key "+k.ID, func(w *writer) error {
+	err = s.updateGrouped("create key "+k.ID, func(w *writer) error {
 		if _, ok, err := get(w.b, keyKey(k.ID)); err != nil {
 			return fmt.Errorf("keystore: create key %s: %w", k.ID, err)
 		} else if ok {

@@ -296,6 +296,7 @@ type Store struct {
 	failures    atomic.Uint64                 // integrity failures detected
 	conflicts   atomic.Uint64                 // transactions run again after a conflict
 	optimistic  bool                          // the engine's transactions are optimistic (kv.Optimistic)
+	groups      writeGroups                   // updateGrouped's queue (group.go)
 	unavailable atomic.Pointer[unavailableAt] // the last write attempt that found the engine unavailable
 	reportMu    sync.Mutex
 	reported    map[string]time.Time // engine key -> when its failure was last logged
@@ -564,7 +565,8 @@ const (
 // reads and rewrites this writer's journal head, so any two of them
 // conflict: there they run alone from the first attempt (one etcd
 // transaction of this process in flight; a conflict costs nothing but a
-// queue, instead of a commit, a pause and a re-run). fn must therefore have
+// queue, instead of a commit, a pause and a re-run), and the creations
+// queued together share one (updateGrouped, group.go). fn must therefore have
 // no effect outside the writer. An error from fn is returned as it is, and
 // nothing is written.
 func (s *Store) update(what string, fn func(w *writer) error) error {
@@ -579,18 +581,29 @@ func (s *Store) update(what string, fn func(w *writer) error) error {
 // transact is update for a caller already in the read section, or holding
 // the store exclusively (Close's checkpoint).
 func (s *Store) transact(what string, fn func(w *writer) error) error {
-	for attempt := 1; ; attempt++ {
+	return s.transactFrom(what, 1, fn)
+}
+
+// transactFrom is transact from its attempt number first (updateGrouped's
+// writes that leave their group go on counting).
+func (s *Store) transactFrom(what string, first int, fn func(w *writer) error) error {
+	for attempt := first; ; attempt++ {
 		err := s.attempt(what, attempt >= aloneAfter || (s.optimistic && s.fr.on.Load()), fn)
 		if !errors.Is(err, kv.ErrConflict) {
 			return err
 		}
-		if attempt == maxAttempts {
+		if attempt >= maxAttempts {
 			return fmt.Errorf("keystore: %s: gave up after %d conflicting attempts: %w", what, attempt, err)
 		}
 		s.conflicts.Add(1)
-		// Up to 1, 2, 4 ... 64 ms: concurrent writers of one record spread out.
-		time.Sleep(time.Duration(rand.Int64N(int64(time.Millisecond) << min(attempt-1, 6)))) //nolint:gosec // jitter for retries, not a secret
+		conflictPause(attempt)
 	}
+}
+
+// conflictPause pauses before attempt+1 of a write that conflicted: up to
+// 1, 2, 4 ... 64 ms, so that concurrent writers of one record spread out.
+func conflictPause(attempt int) {
+	time.Sleep(time.Duration(rand.Int64N(int64(time.Millisecond) << min(attempt-1, 6)))) //nolint:gosec // jitter for retries, not a secret
 }
 
 // attempt runs fn in one transaction and commits it; alone, it holds

@@ -1,0 +1,288 @@
+package keystore
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"payhsm/keystore/kv"
+	"payhsm/keystore/kv/pebblekv"
+)
+
+// groupEngine is a Pebble engine that says its transactions are optimistic
+// (as etcdkv), so that the store groups its creations (group.go), and whose
+// commits take commitDelay (so that writers queue behind a commit in
+// flight) and may be refused by refuse (given the commit's number from 1 and
+// its writes).
+type groupEngine struct {
+	kv.Engine
+	commitDelay time.Duration
+	refuse      func(n int, writes int) error
+	commits     atomic.Int64
+}
+
+func (e *groupEngine) Optimistic() bool { return true }
+
+func (e *groupEngine) Begin() (kv.Txn, error) {
+	tx, err := e.Engine.Begin()
+	if err != nil {
+		return nil, err
+	}
+	return &groupEngineTxn{Txn: tx, e: e}, nil
+}
+
+type groupEngineTxn struct {
+	kv.Txn
+	e      *groupEngine
+	writes int
+}
+
+func (t *groupEngineTxn) Set(k, v []byte) error { t.writes++; return t.Txn.Set(k, v) }
+func (t *groupEngineTxn) Delete(k []byte) error { t.writes++; return t.Txn.Delete(k) }
+
+func (t *groupEngineTxn) Commit() error {
+	n := int(t.e.commits.Add(1))
+	time.Sleep(t.e.commitDelay)
+	if t.e.refuse != nil {
+		if err := t.e.refuse(n, t.writes); err != nil {
+			t.Discard()
+			return err
+		}
+	}
+	return t.Txn.Commit()
+}
+
+// openGrouped opens a store with its journal on a groupEngine over fs.
+func openGrouped(t *testing.T, fs vfs.FS, auth *testAuth, e *groupEngine) *Store {
+	t.Helper()
+	db, err := pebblekv.Open("keystore", pebblekv.Options{FS: fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Engine = db
+	s, err := OpenEngine(e, opts(Options{Authenticator: auth}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.StartJournal(JournalOptions{Writer: testWriter, CheckpointEntries: 1 << 20, CheckpointInterval: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// createConcurrently creates the keys ids from one goroutine each, all at
+// once, and returns their errors.
+func createConcurrently(s *Store, ids []string) []error {
+	errs := make([]error, len(ids))
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i, id := range ids {
+		wg.Go(func() {
+			<-start
+			errs[i] = s.CreateKey(testKey(id), nil, "")
+		})
+	}
+	close(start)
+	wg.Wait()
+	return errs
+}
+
+// TestGroupedCreatesShareTransactions: on an optimistic engine with the
+// journal on, creations queued behind a commit share the next transaction
+// and its journal entry; a member that fails (its id exists) gets its own
+// error and leaves nothing, the others commit; the journal verifies after a
+// reopen, every record expected.
+func TestGroupedCreatesShareTransactions(t *testing.T) {
+	t.Parallel()
+	fs, auth := vfs.NewMem(), newTestAuth()
+	e := &groupEngine{commitDelay: 20 * time.Millisecond}
+	s := openGrouped(t, fs, auth, e)
+	for i := range 4 {
+		if err := s.CreateKey(testKey(testID(1000+i)), nil, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seq0, commits0 := s.JournalSeq(), e.commits.Load()
+
+	var ids []string
+	for i := range 40 {
+		if i%10 == 0 {
+			ids = append(ids, testID(1000+i/10)) // exists
+		} else {
+			ids = append(ids, testID(i))
+		}
+	}
+	errs := createConcurrently(s, ids)
+	created := 0
+	for i, err := range errs {
+		switch {
+		case i%10 == 0 && !errors.Is(err, ErrExists):
+			t.Errorf("creating the existing %s: %v, want ErrExists", ids[i], err)
+		case i%10 != 0 && err != nil:
+			t.Errorf("creating %s: %v", ids[i], err)
+		case i%10 != 0:
+			created++
+		}
+	}
+	entries, commits := s.JournalSeq()-seq0, e.commits.Load()-commits0
+	if entries >= uint64(created) || commits >= int64(created) {
+		t.Errorf("%d creations made %d journal entries in %d commits: not grouped", created, entries, commits)
+	}
+	for i, id := range ids {
+		k, err := s.GetKey(id)
+		if err != nil {
+			t.Fatalf("GetKey %s: %v", id, err)
+		}
+		if want := testKey(id).KeyBlock; i%10 == 0 && k.Revision != 1 || k.KeyBlock != want {
+			t.Errorf("%s: revision %d, block %q", id, k.Revision, k.KeyBlock)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	r := openGrouped(t, fs, auth, &groupEngine{})
+	defer closeT(t, r)
+	rep, err := r.Verify()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Failures) != 0 || !rep.Journal.Checked {
+		t.Errorf("Verify after the reopen: failures %v, journal %+v", rep.Failures, rep.Journal)
+	}
+	if rep.ByType[RecordKey] != 40 {
+		t.Errorf("%d key records, want 40", rep.ByType[RecordKey])
+	}
+}
+
+// TestGroupedCreatesRetryAndSplit: a group whose commit conflicts runs
+// again (every member succeeds, the conflict counted), and a group too
+// large for the engine runs its members one at a time.
+func TestGroupedCreatesRetryAndSplit(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		refuse func(n, writes int) error
+		check  func(t *testing.T, s *Store)
+	}{
+		{"conflict", func(n, _ int) error {
+			if n == 2 { // the first commit after the warm-up
+				return fmt.Errorf("test: %w", kv.ErrConflict)
+			}
+			return nil
+		}, func(t *testing.T, s *Store) {
+			if s.Conflicts() == 0 {
+				t.Error("no conflict counted")
+			}
+		}},
+		{"too large", func(_, writes int) error {
+			if writes > 3 { // a creation is its key record, the entry and the head
+				return fmt.Errorf("test: %w", kv.ErrTooLarge)
+			}
+			return nil
+		}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := &groupEngine{commitDelay: 20 * time.Millisecond, refuse: tc.refuse}
+			s := openGrouped(t, vfs.NewMem(), newTestAuth(), e)
+			defer closeT(t, s)
+			if err := s.CreateKey(testKey(testID(999)), nil, ""); err != nil { // commit 1: the others queue behind the next
+				t.Fatal(err)
+			}
+			ids := make([]string, 12)
+			for i := range ids {
+				ids[i] = testID(i)
+			}
+			for i, err := range createConcurrently(s, ids) {
+				if err != nil {
+					t.Errorf("creating %s: %v", ids[i], err)
+				}
+			}
+			for _, id := range ids {
+				if _, err := s.GetKey(id); err != nil {
+					t.Errorf("GetKey %s: %v", id, err)
+				}
+			}
+			if tc.check != nil {
+				tc.check(t, s)
+			}
+			rep, err := s.Verify()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rep.Failures) != 0 {
+				t.Errorf("Verify: %v", rep.Failures)
+			}
+		})
+	}
+}
+
+// TestGroupedWriteThatScans: a grouped write that scans leaves its group
+// and runs alone.
+func TestGroupedWriteThatScans(t *testing.T) {
+	t.Parallel()
+	s := openGrouped(t, vfs.NewMem(), newTestAuth(), &groupEngine{})
+	defer closeT(t, s)
+	if err := s.CreateKey(testKey(testID(1)), nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	scanned := 0
+	err := s.updateGrouped("scan and write", func(w *writer) error {
+		scanned = 0
+		if err := w.b.Scan(keyKey(""), nil, func(_, _ []byte) (bool, error) { scanned++; return true, nil }); err != nil {
+			return err
+		}
+		_, err := w.set(metaKey("grouped-scan"), RecordMeta, "", []byte("x"), 0)
+		return err
+	})
+	if err != nil || scanned == 0 {
+		t.Fatalf("grouped write that scans: %v, %d records scanned", err, scanned)
+	}
+}
+
+// TestGroupedMemberFailureLeavesNothing: members of one group that write
+// and then fail leave none of their writes; the others' commit.
+func TestGroupedMemberFailureLeavesNothing(t *testing.T) {
+	t.Parallel()
+	e := &groupEngine{commitDelay: 20 * time.Millisecond}
+	s := openGrouped(t, vfs.NewMem(), newTestAuth(), e)
+	defer closeT(t, s)
+	go func() { _ = s.CreateKey(testKey(testID(1)), nil, "") }() // a commit in flight: the writes below queue behind it
+	time.Sleep(5 * time.Millisecond)
+	commits0 := e.commits.Load()
+	refused := errors.New("refused after writing")
+	var wg sync.WaitGroup
+	errs := make([]error, 10)
+	for i := range errs {
+		wg.Go(func() {
+			errs[i] = s.updateGrouped("meta", func(w *writer) error {
+				if _, err := w.set(metaKey(fmt.Sprintf("grouped-%d", i)), RecordMeta, "", []byte("x"), 0); err != nil {
+					return err
+				}
+				if i%2 == 1 {
+					return refused
+				}
+				return nil
+			})
+		})
+	}
+	wg.Wait()
+	if n := e.commits.Load() - commits0; n >= 5 {
+		t.Errorf("5 writes in %d commits: not grouped", n)
+	}
+	for i, err := range errs {
+		_, gerr := s.GetMeta(fmt.Sprintf("grouped-%d", i))
+		if i%2 == 1 && (!errors.Is(err, refused) || !errors.Is(gerr, ErrNotFound)) {
+			t.Errorf("member %d: %v; its write: %v, want absent", i, err, gerr)
+		}
+		if i%2 == 0 && (err != nil || gerr != nil) {
+			t.Errorf("member %d: %v; its write: %v", i, err, gerr)
+		}
+	}
+}
