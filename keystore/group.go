@@ -191,19 +191,12 @@ func (s *Store) groupIn(group []*groupMember) error {
 	if len(group) > 1 {
 		what = fmt.Sprintf("%s and %d more grouped writes", what, len(group)-1)
 	}
-	if err := s.checkGate(); err != nil {
+	gw, err := s.beginWrite(what) // the journal entry and head go straight into the engine's transaction
+	if err != nil {
 		return err
 	}
-	if err := s.reachable(); err != nil {
-		return fmt.Errorf("keystore: %s: %w", what, err)
-	}
-	tx, err := s.eng.Begin()
-	if err != nil {
-		return s.engineErr(what, err)
-	}
-	gw := s.newWriter(tx) // the journal entry and head go straight into the engine's transaction
 	defer gw.close()
-	staged := &memberTxn{under: tx} // the members' writes, until the commit
+	staged := &memberTxn{under: gw.b} // the members' writes, until the commit
 	joined := 0
 	for _, m := range group {
 		mt := &memberTxn{under: staged}
@@ -227,7 +220,7 @@ func (s *Store) groupIn(group []*groupMember) error {
 	if joined == 0 {
 		return nil
 	}
-	if err := staged.mergeInto(tx); err != nil {
+	if err := staged.mergeInto(gw.b); err != nil {
 		return s.engineErr(what, err)
 	}
 	return gw.commit(what)

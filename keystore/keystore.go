@@ -640,22 +640,31 @@ type unavailableAt struct {
 
 // attemptIn is attempt's transaction, under writing.
 func (s *Store) attemptIn(what string, fn func(w *writer) error) error {
-	if err := s.checkGate(); err != nil {
+	w, err := s.beginWrite(what)
+	if err != nil {
 		return err
 	}
-	if err := s.reachable(); err != nil {
-		return fmt.Errorf("keystore: %s: %w", what, err)
-	}
-	tx, err := s.eng.Begin()
-	if err != nil {
-		return s.engineErr(what, err)
-	}
-	w := s.newWriter(tx)
 	defer w.close()
 	if err := fn(w); err != nil {
 		return err
 	}
 	return w.commit(what)
+}
+
+// beginWrite opens a write transaction, under writing, once the gate and
+// the engine allow writes.
+func (s *Store) beginWrite(what string) (*writer, error) {
+	if err := s.checkGate(); err != nil {
+		return nil, err
+	}
+	if err := s.reachable(); err != nil {
+		return nil, fmt.Errorf("keystore: %s: %w", what, err)
+	}
+	tx, err := s.eng.Begin()
+	if err != nil {
+		return nil, s.engineErr(what, err)
+	}
+	return s.newWriter(tx), nil
 }
 
 // Conflicts is how many write transactions this store ran again because a

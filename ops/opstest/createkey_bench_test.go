@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"payhsm/hsm/custody"
 	"payhsm/internal/etcdtest"
 	"payhsm/keyspec"
 	"payhsm/keystore"
@@ -47,22 +48,7 @@ func BenchmarkCreateKeyOps(b *testing.B) {
 			}
 			svc, _, _, cust := newServiceOn(b, store, nil)
 			if journal {
-				// The profile first, as the appliance does: StartJournal
-				// holds the store, and the journal's authenticator
-				// must not read it then.
-				if _, err := cust.Profile("default"); err != nil {
-					b.Fatal(err)
-				}
-				if _, err := store.StartJournal(keystore.JournalOptions{Writer: "bench"}); err != nil {
-					b.Fatal(err)
-				}
-				// Closed before the custodian (newServiceOn's cleanup
-				// closes it first): the final checkpoint seals under it.
-				b.Cleanup(func() {
-					if err := store.Close(); err != nil {
-						b.Error(err)
-					}
-				})
+				startBenchJournal(b, store, cust)
 			}
 			benchCreateKeys(b, svc, repl == "default", c.outbox)
 		})
@@ -89,21 +75,31 @@ func BenchmarkCreateKeyOpsEtcd(b *testing.B) {
 			store := openEtcdStore(b, c.Endpoints(), prefix)
 			svc, _, _, cust := newServiceOn(b, store, nil)
 			if cs.journal {
-				if _, err := cust.Profile("default"); err != nil {
-					b.Fatal(err)
-				}
-				if _, err := store.StartJournal(keystore.JournalOptions{Writer: "bench"}); err != nil {
-					b.Fatal(err)
-				}
-				b.Cleanup(func() {
-					if err := store.Close(); err != nil {
-						b.Error(err)
-					}
-				})
+				startBenchJournal(b, store, cust)
 			}
 			benchCreateKeys(b, svc, cs.repl == "default", false)
 		})
 	}
+}
+
+// startBenchJournal starts store's journal as the appliance does, the
+// profile first (StartJournal holds the store, and the journal's
+// authenticator must not read it then), and closes the store before the
+// custodian (newServiceOn's cleanup closes it first): the final checkpoint
+// seals under it.
+func startBenchJournal(b *testing.B, store *keystore.Store, cust *custody.Custodian) {
+	b.Helper()
+	if _, err := cust.Profile("default"); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := store.StartJournal(keystore.JournalOptions{Writer: "bench"}); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		if err := store.Close(); err != nil {
+			b.Error(err)
+		}
+	})
 }
 
 func benchCreateKeys(b *testing.B, svc *ops.Service, replicate, outbox bool) {
