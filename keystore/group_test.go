@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,51 +13,9 @@ import (
 	"payhsm/keystore/kv/pebblekv"
 )
 
-// groupEngine is a Pebble engine that says its transactions are optimistic
-// (as etcdkv), so that the store groups its creations (group.go), and whose
-// commits take commitDelay (so that writers queue behind a commit in
-// flight) and may be refused by refuse (given the commit's number from 1 and
-// its writes).
-type groupEngine struct {
-	kv.Engine
-	commitDelay time.Duration
-	refuse      func(n int, writes int) error
-	commits     atomic.Int64
-}
-
-func (e *groupEngine) Optimistic() bool { return true }
-
-func (e *groupEngine) Begin() (kv.Txn, error) {
-	tx, err := e.Engine.Begin()
-	if err != nil {
-		return nil, err
-	}
-	return &groupEngineTxn{Txn: tx, e: e}, nil
-}
-
-type groupEngineTxn struct {
-	kv.Txn
-	e      *groupEngine
-	writes int
-}
-
-func (t *groupEngineTxn) Set(k, v []byte) error { t.writes++; return t.Txn.Set(k, v) }
-func (t *groupEngineTxn) Delete(k []byte) error { t.writes++; return t.Txn.Delete(k) }
-
-func (t *groupEngineTxn) Commit() error {
-	n := int(t.e.commits.Add(1))
-	time.Sleep(t.e.commitDelay)
-	if t.e.refuse != nil {
-		if err := t.e.refuse(n, t.writes); err != nil {
-			t.Discard()
-			return err
-		}
-	}
-	return t.Txn.Commit()
-}
-
-// openGrouped opens a store with its journal on a groupEngine over fs.
-func openGrouped(t *testing.T, fs vfs.FS, auth *testAuth, e *groupEngine) *Store {
+// openGrouped opens a store with its journal on a downEngine (queue_test.go)
+// over fs: an optimistic engine, so the store groups its creations.
+func openGrouped(t *testing.T, fs vfs.FS, auth *testAuth, e *downEngine) *Store {
 	t.Helper()
 	db, err := pebblekv.Open("keystore", pebblekv.Options{FS: fs})
 	if err != nil {
@@ -100,7 +57,7 @@ func createConcurrently(s *Store, ids []string) []error {
 func TestGroupedCreatesShareTransactions(t *testing.T) {
 	t.Parallel()
 	fs, auth := vfs.NewMem(), newTestAuth()
-	e := &groupEngine{commitDelay: 20 * time.Millisecond}
+	e := &downEngine{commitDelay: 20 * time.Millisecond}
 	s := openGrouped(t, fs, auth, e)
 	for i := range 4 {
 		if err := s.CreateKey(testKey(testID(1000+i)), nil, ""); err != nil {
@@ -146,7 +103,7 @@ func TestGroupedCreatesShareTransactions(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	r := openGrouped(t, fs, auth, &groupEngine{})
+	r := openGrouped(t, fs, auth, &downEngine{})
 	defer closeT(t, r)
 	rep, err := r.Verify()
 	if err != nil {
@@ -189,7 +146,7 @@ func TestGroupedCreatesRetryAndSplit(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			e := &groupEngine{commitDelay: 20 * time.Millisecond, refuse: tc.refuse}
+			e := &downEngine{commitDelay: 20 * time.Millisecond, refuse: tc.refuse}
 			s := openGrouped(t, vfs.NewMem(), newTestAuth(), e)
 			defer closeT(t, s)
 			if err := s.CreateKey(testKey(testID(999)), nil, ""); err != nil { // commit 1: the others queue behind the next
@@ -227,7 +184,7 @@ func TestGroupedCreatesRetryAndSplit(t *testing.T) {
 // and runs alone.
 func TestGroupedWriteThatScans(t *testing.T) {
 	t.Parallel()
-	s := openGrouped(t, vfs.NewMem(), newTestAuth(), &groupEngine{})
+	s := openGrouped(t, vfs.NewMem(), newTestAuth(), &downEngine{})
 	defer closeT(t, s)
 	if err := s.CreateKey(testKey(testID(1)), nil, ""); err != nil {
 		t.Fatal(err)
@@ -250,7 +207,7 @@ func TestGroupedWriteThatScans(t *testing.T) {
 // and then fail leave none of their writes; the others' commit.
 func TestGroupedMemberFailureLeavesNothing(t *testing.T) {
 	t.Parallel()
-	e := &groupEngine{commitDelay: 20 * time.Millisecond}
+	e := &downEngine{commitDelay: 20 * time.Millisecond}
 	s := openGrouped(t, vfs.NewMem(), newTestAuth(), e)
 	defer closeT(t, s)
 	go func() { _ = s.CreateKey(testKey(testID(1)), nil, "") }() // a commit in flight: the writes below queue behind it

@@ -89,11 +89,17 @@ func TestEtcdWritersOfOneProcessQueue(t *testing.T) {
 // downEngine is a Pebble engine that says its transactions are optimistic
 // (as etcdkv) and, while down, answers every transaction's read and commit
 // after delay with kv.ErrUnavailable (an etcd cluster without quorum, at
-// its request timeout).
+// its request timeout). Its commits take commitDelay (so that writers queue
+// behind a commit in flight: grouped writes, group_test.go) and may be
+// refused by refuse, given the commit's number from 1 and its writes.
 type downEngine struct {
 	kv.Engine
 	down  atomic.Bool
 	delay time.Duration
+
+	commitDelay time.Duration
+	refuse      func(n int, writes int) error
+	commits     atomic.Int64
 }
 
 func (e *downEngine) Optimistic() bool { return true }
@@ -108,8 +114,12 @@ func (e *downEngine) Begin() (kv.Txn, error) {
 
 type downTxn struct {
 	kv.Txn
-	e *downEngine
+	e      *downEngine
+	writes int
 }
+
+func (t *downTxn) Set(k, v []byte) error { t.writes++; return t.Txn.Set(k, v) }
+func (t *downTxn) Delete(k []byte) error { t.writes++; return t.Txn.Delete(k) }
 
 func (t *downTxn) fail() error {
 	if !t.e.down.Load() {
@@ -137,6 +147,14 @@ func (t *downTxn) Commit() error {
 	if err := t.fail(); err != nil {
 		t.Discard()
 		return err
+	}
+	n := int(t.e.commits.Add(1))
+	time.Sleep(t.e.commitDelay)
+	if t.e.refuse != nil {
+		if err := t.e.refuse(n, t.writes); err != nil {
+			t.Discard()
+			return err
+		}
 	}
 	return t.Txn.Commit()
 }
