@@ -18,8 +18,8 @@ import (
 // the writers queued meanwhile share one transaction instead: the first
 // becomes the leader and, holding writing exclusively as a lone writer
 // would, runs the functions of everyone queued, in order, in one engine
-// transaction with one journal entry and one head write, commits it, and
-// gives each its outcome; then the next group, until none is queued.
+// transaction with one journal entry and one head write, commits it, gives
+// each its outcome, and hands the lead to the first writer still queued.
 //
 // Each member's function runs in a transaction of its own inside the
 // group's (memberTxn): its writes are staged, and join the group's only if
