@@ -34,7 +34,10 @@ import (
 // not commit, every member gets the group's error, the failed ones too (one
 // may have failed on what a member before it staged): on a conflict every
 // member runs again, as a lone writer would. A group too large for the
-// engine's transaction limits runs its members one at a time.
+// engine's transaction limits runs its members one at a time. A member
+// whose function panics is left out and panics again in its own goroutine
+// (the HTTP server answers that request alone); a panic of the group's own
+// fails every member, and the lead still passes on.
 //
 // Only operations whose function does nothing but read and write records
 // are grouped (CreateKey); the checkpoint, which writes the head itself,
@@ -48,12 +51,17 @@ const maxGroup = 16
 // errGroupScan is a member's scan: the member runs alone instead.
 var errGroupScan = errors.New("keystore: a scan in a grouped write")
 
+// errGroupPanic is the error of a member whose group ended in a panic; the
+// member whose own function panicked panics again in its own goroutine.
+var errGroupPanic = errors.New("keystore: a grouped write panicked")
+
 // groupMember is one write waiting for its group.
 type groupMember struct {
 	what   string
 	fn     func(w *writer) error
 	queued time.Time
 	err    error
+	panic  any           // what its function panicked with, to panic with again in its own goroutine
 	lead   bool          // woken to lead, not with its outcome
 	done   chan struct{} // closed when err is set, or lead
 }
@@ -108,7 +116,7 @@ func (s *Store) grouped(what string, fn func(w *writer) error) error {
 		g.mu.Unlock()
 		<-m.done
 		if !m.lead {
-			return m.err
+			return m.outcome()
 		}
 		g.mu.Lock() // handed the lead: m is first in the queue
 	}
@@ -117,22 +125,58 @@ func (s *Store) grouped(what string, fn func(w *writer) error) error {
 	group := g.queue[:n:n]
 	g.queue = g.queue[n:]
 	g.mu.Unlock()
-	s.runGroup(group)
-	for _, gm := range group {
-		if gm != m {
-			close(gm.done)
+	s.leadGroup(group, m)
+	return m.outcome()
+}
+
+// leadGroup runs group, led by m, gives the others their outcome and hands
+// the lead on, even when the group panics (the members fail, the panic goes
+// on in m's goroutine, and no writer waits for ever behind it).
+func (s *Store) leadGroup(group []*groupMember, m *groupMember) {
+	g := &s.groups
+	ran := false
+	defer func() {
+		if !ran {
+			for _, gm := range group {
+				gm.err = errGroupPanic
+			}
 		}
+		for _, gm := range group {
+			if gm != m {
+				close(gm.done)
+			}
+		}
+		g.mu.Lock()
+		if len(g.queue) > 0 {
+			next := g.queue[0]
+			next.lead = true
+			close(next.done)
+		} else {
+			g.leading = false
+		}
+		g.mu.Unlock()
+	}()
+	s.runGroup(group)
+	ran = true
+}
+
+// outcome is m's error, or m's function's panic again.
+func (m *groupMember) outcome() error {
+	if m.panic != nil {
+		panic(m.panic)
 	}
-	g.mu.Lock()
-	if len(g.queue) > 0 {
-		next := g.queue[0]
-		next.lead = true
-		close(next.done)
-	} else {
-		g.leading = false
-	}
-	g.mu.Unlock()
 	return m.err
+}
+
+// run runs m's function; a panic fails m alone (outcome panics with it in
+// m's own goroutine, as its write would have without a group).
+func (m *groupMember) run(w *writer) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			m.panic, err = p, errGroupPanic
+		}
+	}()
+	return m.fn(w)
 }
 
 // runGroup runs the members' functions in one transaction and commits it,
@@ -161,7 +205,7 @@ func (s *Store) runGroup(group []*groupMember) {
 				m.err = down
 				continue
 			}
-			if m.err = s.attemptIn(m.what, m.fn); errors.Is(m.err, kv.ErrUnavailable) {
+			if m.err = s.attemptIn(m.what, m.run); errors.Is(m.err, kv.ErrUnavailable) {
 				s.unavailable.Store(&unavailableAt{at: time.Now(), err: m.err})
 				down = m.err
 			}
@@ -201,7 +245,7 @@ func (s *Store) groupIn(group []*groupMember) error {
 	for _, m := range group {
 		mt := &memberTxn{under: staged}
 		mw := s.newWriter(mt)
-		if m.err = m.fn(mw); m.err != nil {
+		if m.err = m.run(mw); m.err != nil {
 			if errors.Is(m.err, kv.ErrUnavailable) {
 				// The engine is not answering: the rest of the group is not
 				// attempted (each would wait its own timeout), and the

@@ -243,3 +243,49 @@ func TestGroupedMemberFailureLeavesNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestGroupedMemberPanics: a member whose function panics panics in its own
+// goroutine, as it would alone; the others commit, and later writes still
+// find a leader.
+func TestGroupedMemberPanics(t *testing.T) {
+	t.Parallel()
+	e := &downEngine{commitDelay: 20 * time.Millisecond}
+	s := openGrouped(t, vfs.NewMem(), newTestAuth(), e)
+	defer closeT(t, s)
+	go func() { _ = s.CreateKey(testKey(testID(1)), nil, "") }() // a commit in flight: the writes below queue behind it
+	time.Sleep(5 * time.Millisecond)
+	var wg sync.WaitGroup
+	errs, panics := make([]error, 6), make([]any, 6)
+	for i := range errs {
+		wg.Go(func() {
+			defer func() { panics[i] = recover() }()
+			errs[i] = s.updateGrouped("meta", func(w *writer) error {
+				if i == 3 {
+					panic("member 3")
+				}
+				_, err := w.set(metaKey(fmt.Sprintf("panics-%d", i)), RecordMeta, "", []byte("x"), 0)
+				return err
+			})
+		})
+	}
+	wg.Wait()
+	for i := range errs {
+		_, gerr := s.GetMeta(fmt.Sprintf("panics-%d", i))
+		switch {
+		case i == 3 && panics[i] != "member 3":
+			t.Errorf("member 3: recovered %v, error %v", panics[i], errs[i])
+		case i != 3 && (panics[i] != nil || errs[i] != nil || gerr != nil):
+			t.Errorf("member %d: panic %v, error %v, its write %v", i, panics[i], errs[i], gerr)
+		}
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.CreateKey(testKey(testID(2)), nil, "") }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("a creation after the panic: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a creation after the panic found no leader")
+	}
+}
