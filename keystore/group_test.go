@@ -32,6 +32,18 @@ func openGrouped(t *testing.T, fs vfs.FS, auth *testAuth, e *downEngine) *Store 
 	return s
 }
 
+// openBehindCommit opens a grouped store whose commits take 20 ms and
+// starts a creation: writes made in the next few milliseconds queue behind
+// its commit, and so share a group.
+func openBehindCommit(t *testing.T) (*Store, *downEngine) {
+	t.Helper()
+	e := &downEngine{commitDelay: 20 * time.Millisecond}
+	s := openGrouped(t, vfs.NewMem(), newTestAuth(), e)
+	go func() { _ = s.CreateKey(testKey(testID(1)), nil, "") }()
+	time.Sleep(5 * time.Millisecond)
+	return s, e
+}
+
 // createConcurrently creates the keys ids from one goroutine each, all at
 // once, and returns their errors.
 func createConcurrently(s *Store, ids []string) []error {
@@ -207,11 +219,8 @@ func TestGroupedWriteThatScans(t *testing.T) {
 // and then fail leave none of their writes; the others' commit.
 func TestGroupedMemberFailureLeavesNothing(t *testing.T) {
 	t.Parallel()
-	e := &downEngine{commitDelay: 20 * time.Millisecond}
-	s := openGrouped(t, vfs.NewMem(), newTestAuth(), e)
+	s, e := openBehindCommit(t)
 	defer closeT(t, s)
-	go func() { _ = s.CreateKey(testKey(testID(1)), nil, "") }() // a commit in flight: the writes below queue behind it
-	time.Sleep(5 * time.Millisecond)
 	commits0 := e.commits.Load()
 	refused := errors.New("refused after writing")
 	var wg sync.WaitGroup
@@ -249,11 +258,8 @@ func TestGroupedMemberFailureLeavesNothing(t *testing.T) {
 // find a leader.
 func TestGroupedMemberPanics(t *testing.T) {
 	t.Parallel()
-	e := &downEngine{commitDelay: 20 * time.Millisecond}
-	s := openGrouped(t, vfs.NewMem(), newTestAuth(), e)
+	s, _ := openBehindCommit(t)
 	defer closeT(t, s)
-	go func() { _ = s.CreateKey(testKey(testID(1)), nil, "") }() // a commit in flight: the writes below queue behind it
-	time.Sleep(5 * time.Millisecond)
 	var wg sync.WaitGroup
 	errs, panics := make([]error, 6), make([]any, 6)
 	for i := range errs {
