@@ -120,7 +120,9 @@ func newServer(cfg config) (*server, error) {
 	return s, nil
 }
 
-// close stops the writer and closes the files; requests still waiting fail.
+// close stops the writer and closes the files, once nothing is served any
+// more (run shuts the HTTP server down first): a request still waiting
+// would wait for ever.
 func (s *server) close() error {
 	close(s.kick)
 	<-s.done
