@@ -78,29 +78,7 @@ type writeGroups struct {
 // with the journal on it shares a transaction with the writes of this
 // process queued at the same time; elsewhere it is update.
 func (s *Store) updateGrouped(what string, fn func(w *writer) error) error {
-	if !s.optimistic || !s.fr.on.Load() {
-		return s.update(what, fn)
-	}
-	done, err := s.read()
-	if err != nil {
-		return err
-	}
-	defer done()
-	for attempt := 1; ; attempt++ {
-		if attempt >= aloneAfter {
-			// A write that keeps conflicting runs alone, as update's do.
-			return s.transactFrom(what, attempt, fn)
-		}
-		err := s.grouped(what, fn)
-		if errors.Is(err, errGroupScan) {
-			return s.transactFrom(what, attempt, fn)
-		}
-		if !errors.Is(err, kv.ErrConflict) {
-			return err
-		}
-		s.conflicts.Add(1)
-		conflictPause(attempt)
-	}
+	return s.updateIn(what, s.optimistic && s.fr.on.Load(), fn)
 }
 
 // grouped queues fn and returns its outcome. The first writer to find no
@@ -187,11 +165,9 @@ func (s *Store) runGroup(group []*groupMember) {
 	defer s.writing.Unlock()
 	live := group[:0:0]
 	for _, m := range group {
-		if u := s.unavailable.Load(); u != nil && u.at.After(m.queued) {
-			m.err = fmt.Errorf("keystore: %s: not attempted, the key store stopped answering while it queued: %w", m.what, u.err)
-			continue
+		if m.err = s.downSince(m.what, m.queued); m.err == nil {
+			live = append(live, m)
 		}
-		live = append(live, m)
 	}
 	if len(live) == 0 {
 		return
@@ -205,16 +181,13 @@ func (s *Store) runGroup(group []*groupMember) {
 				m.err = down
 				continue
 			}
-			if m.err = s.attemptIn(m.what, m.run); errors.Is(m.err, kv.ErrUnavailable) {
-				s.unavailable.Store(&unavailableAt{at: time.Now(), err: m.err})
+			if m.err = s.attemptIn(m.what, m.run); s.noteUnavailable(m.err) {
 				down = m.err
 			}
 		}
 		return
 	}
-	if errors.Is(err, kv.ErrUnavailable) {
-		s.unavailable.Store(&unavailableAt{at: time.Now(), err: err})
-	}
+	s.noteUnavailable(err)
 	if err != nil {
 		// Every member gets the group's error, those whose own function
 		// failed too: a member may have failed on what one before it staged

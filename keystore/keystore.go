@@ -570,40 +570,50 @@ const (
 // no effect outside the writer. An error from fn is returned as it is, and
 // nothing is written.
 func (s *Store) update(what string, fn func(w *writer) error) error {
+	return s.updateIn(what, false, fn)
+}
+
+// updateIn is update, its first attempts grouped when grouped is set
+// (updateGrouped).
+func (s *Store) updateIn(what string, grouped bool, fn func(w *writer) error) error {
 	done, err := s.read()
 	if err != nil {
 		return err
 	}
 	defer done()
-	return s.transact(what, fn)
+	return s.transactIn(what, grouped, fn)
 }
 
 // transact is update for a caller already in the read section, or holding
 // the store exclusively (Close's checkpoint).
 func (s *Store) transact(what string, fn func(w *writer) error) error {
-	return s.transactFrom(what, 1, fn)
+	return s.transactIn(what, false, fn)
 }
 
-// transactFrom is transact from its attempt number first (updateGrouped's
-// writes that leave their group go on counting).
-func (s *Store) transactFrom(what string, first int, fn func(w *writer) error) error {
-	for attempt := first; ; attempt++ {
-		err := s.attempt(what, attempt >= aloneAfter || (s.optimistic && s.fr.on.Load()), fn)
+// transactIn runs fn until it does not conflict. grouped: its first
+// attempts go through a group (updateGrouped); from attempt aloneAfter on,
+// or once fn has scanned in a group, it runs alone.
+func (s *Store) transactIn(what string, grouped bool, fn func(w *writer) error) error {
+	for attempt := 1; ; attempt++ {
+		var err error
+		if grouped && attempt < aloneAfter {
+			if err = s.grouped(what, fn); errors.Is(err, errGroupScan) {
+				grouped = false
+				err = s.attempt(what, true, fn)
+			}
+		} else {
+			err = s.attempt(what, attempt >= aloneAfter || (s.optimistic && s.fr.on.Load()), fn)
+		}
 		if !errors.Is(err, kv.ErrConflict) {
 			return err
 		}
-		if attempt >= maxAttempts {
+		if attempt == maxAttempts {
 			return fmt.Errorf("keystore: %s: gave up after %d conflicting attempts: %w", what, attempt, err)
 		}
 		s.conflicts.Add(1)
-		conflictPause(attempt)
+		// Up to 1, 2, 4 ... 64 ms: concurrent writers of one record spread out.
+		time.Sleep(time.Duration(rand.Int64N(int64(time.Millisecond) << min(attempt-1, 6)))) //nolint:gosec // jitter for retries, not a secret
 	}
-}
-
-// conflictPause pauses before attempt+1 of a write that conflicted: up to
-// 1, 2, 4 ... 64 ms, so that concurrent writers of one record spread out.
-func conflictPause(attempt int) {
-	time.Sleep(time.Duration(rand.Int64N(int64(time.Millisecond) << min(attempt-1, 6)))) //nolint:gosec // jitter for retries, not a secret
 }
 
 // attempt runs fn in one transaction and commits it; alone, it holds
@@ -617,18 +627,35 @@ func (s *Store) attempt(what string, alone bool, fn func(w *writer) error) error
 		queued := time.Now()
 		s.writing.Lock()
 		defer s.writing.Unlock()
-		if u := s.unavailable.Load(); u != nil && u.at.After(queued) {
-			return fmt.Errorf("keystore: %s: not attempted, the key store stopped answering while it queued: %w", what, u.err)
+		if err := s.downSince(what, queued); err != nil {
+			return err
 		}
 	} else {
 		s.writing.RLock()
 		defer s.writing.RUnlock()
 	}
 	err := s.attemptIn(what, fn)
-	if errors.Is(err, kv.ErrUnavailable) {
-		s.unavailable.Store(&unavailableAt{at: time.Now(), err: err})
-	}
+	s.noteUnavailable(err)
 	return err
+}
+
+// downSince is the error of a write that queued at queued, when an attempt
+// found the engine unavailable since: it is not attempted.
+func (s *Store) downSince(what string, queued time.Time) error {
+	if u := s.unavailable.Load(); u != nil && u.at.After(queued) {
+		return fmt.Errorf("keystore: %s: not attempted, the key store stopped answering while it queued: %w", what, u.err)
+	}
+	return nil
+}
+
+// noteUnavailable records err when it says the engine is unavailable, and
+// reports whether it did.
+func (s *Store) noteUnavailable(err error) bool {
+	if !errors.Is(err, kv.ErrUnavailable) {
+		return false
+	}
+	s.unavailable.Store(&unavailableAt{at: time.Now(), err: err})
+	return true
 }
 
 // unavailableAt is the last write attempt that found the engine
