@@ -134,7 +134,7 @@ func (w *WorkingKey) acquire() bool {
 // zeroes the clear material. Every Working caller calls it exactly once,
 // after its last use of the key.
 func (w *WorkingKey) Release() {
-	if w.refs.v.Add(^uint64(0))&refMask == 0 {
+	if n := w.refs.v.Add(^uint64(0)); n&refMask == 0 {
 		_ = w.secret.Destroy() // not mlocked, so nothing to unlock and no error
 		if k := w.cmac.Load(); k != nil {
 			k.Clear()
@@ -143,18 +143,20 @@ func (w *WorkingKey) Release() {
 			k.Clear()
 		}
 		if w.hitsTo != nil {
-			w.foldHits() // no longer cached: nothing else folds its hits
+			// No longer cached: nothing else folds its hits. Those in n,
+			// not a fresh load: a hit counted after n found the key dead
+			// (hit), and its caller looked again.
+			w.foldHits(n >> refBits)
 		}
 	}
 }
 
-// foldHits adds the hits counted in w since they were last folded to
+// foldHits adds h, the hits counted in w, less those already folded, to
 // w.hitsTo (keyCache.hits). CacheStats folds every cached key under the
 // cache's lock, and a key's last Release, after it left the cache, folds
 // the rest: each hit is added once. Hits are lost only if a key is found
 // 2^hitBits (10^12) times between two folds.
-func (w *WorkingKey) foldHits() {
-	h := w.refs.hits()
+func (w *WorkingKey) foldHits(h uint64) {
 	if d := (h - w.hitsSeen.Load()) & hitMask; d != 0 {
 		w.hitsSeen.Store(h)
 		w.hitsTo.Add(d)
@@ -283,7 +285,7 @@ func (s *Service) CacheStats() CacheStats {
 	c.mu.Lock()
 	for _, sl := range c.ring {
 		if sl.w != nil && sl.w.cached {
-			sl.w.foldHits()
+			sl.w.foldHits(sl.w.refs.hits())
 		}
 	}
 	c.mu.Unlock()
@@ -449,11 +451,11 @@ func (c *keyCache) find(ident string) *WorkingKey {
 
 // hit counts a cache hit on w, without taking a reference, and reports
 // whether w was live (its last reference not yet given back) when it did:
-// one atomic add. A hit counted on a key found dead is never folded
-// (foldHits ran at its last Release), so it is not counted: the caller
-// looks the key up again. A hit counted while w was live precedes w's
-// last Release, which folds it, or is folded by CacheStats: exact, as
-// acquire's.
+// one atomic add. A hit counted on a key found dead is never folded (its
+// last Release folded the hits of the word its decrement left, which this
+// add follows), so it is not counted: the caller looks the key up again. A
+// hit counted while w was live precedes w's last Release, which folds it,
+// or is folded by CacheStats: exact, as acquire's.
 func (w *WorkingKey) hit() bool {
 	c := w.refs.v.Add(hitUnit) & refMask
 	return c != 0 && c < refHalf
