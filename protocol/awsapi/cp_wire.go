@@ -248,6 +248,9 @@ func certificateMember(path, s string) ([]byte, error) {
 	if len(strings.TrimSpace(string(rest))) != 0 {
 		return nil, invalid(path, "must hold exactly one certificate")
 	}
+	if len(blk.Bytes) == 0 {
+		return nil, invalid(path, "the CERTIFICATE block is empty")
+	}
 	return blk.Bytes, nil
 }
 
