@@ -233,7 +233,7 @@ func certificateMember(path, s string) ([]byte, error) {
 	raw := []byte(s)
 	if !strings.Contains(s, "-----BEGIN") {
 		dec, err := base64.StdEncoding.DecodeString(strings.TrimSpace(s))
-		if err != nil {
+		if err != nil || len(dec) == 0 {
 			return nil, invalid(path, "must be a base64-encoded PEM certificate")
 		}
 		raw = dec
