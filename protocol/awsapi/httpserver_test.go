@@ -229,6 +229,10 @@ func rawRequests() map[string]string {
 			strconv.Itoa(len(body)) + "\r\nAccept-Encoding: identity\r\nAmz-Sdk-Invocation-Id: 1\r\nAuthorization: AWS4-HMAC-SHA256 Credential=AK/20260314/us-east-1/payment-cryptography/aws4_request, SignedHeaders=content-length;content-type;host;x-amz-date, Signature=00\r\nContent-Type: application/json\r\nX-Amz-Date: 20260314T150926Z\r\n" +
 			extra + "\r\n" + body
 	}
+	call := func(extra string) string {
+		return "POST / HTTP/1.1\r\nHost: 127.0.0.1:18081\r\nContent-Type: application/x-amz-json-1.0\r\nContent-Length: 2\r\n" +
+			"X-Amz-Target: PaymentCryptographyControlPlane.ListKeys\r\n" + extra + "\r\n{}"
+	}
 	return map[string]string{
 		"sdk":                 sdk(""),
 		"sdk error answer":    sdk("X-Answer: error\r\n"),
@@ -276,6 +280,17 @@ func rawRequests() map[string]string {
 		"big answer":          sdk("X-Answer: big\r\n"),
 		"short answer":        sdk("X-Answer: shortlen\r\n") + sdk(""),
 		"two in one, closing": sdk("") + "POST / HTTP/1.1\r\nHost: h\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}" + sdk(""),
+		// Control-plane calls, which leave an event loop for a goroutine.
+		"call":                call(""),
+		"call error answer":   call("X-Answer: error\r\n"),
+		"call sniffed answer": call("X-Answer: sniff\r\n"),
+		"call body unread":    call("X-Answer: unread\r\n"),
+		"call short answer":   call("X-Answer: shortlen\r\n") + sdk(""),
+		"call panic":          call("X-Answer: panic\r\n") + sdk(""),
+		"calls pipelined":     call("") + call("X-Answer: error\r\n") + call(""),
+		"call then data":      call("") + sdk("") + sdk("X-Answer: sniff\r\n"),
+		"data then call":      sdk("") + sdk("X-Answer: error\r\n") + call("") + sdk(""),
+		"call then odd":       call("") + "GET / HTTP/1.1\r\nHost: h\r\n\r\n" + call(""),
 	}
 }
 
