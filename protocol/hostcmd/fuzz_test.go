@@ -98,6 +98,11 @@ func FuzzSession(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		client, server := net.Pipe()
+		// Before the session starts: once it has ended and closed its end,
+		// SetDeadline on this one fails (io.ErrClosedPipe).
+		if err := client.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
 		sn := &session{s: ts.srv, c: server, br: bufio.NewReaderSize(server, 1024), bw: bufio.NewWriterSize(server, 1024), x: ts.srv.newCall()}
 		done := make(chan struct{})
 		go func() {
@@ -108,9 +113,6 @@ func FuzzSession(f *testing.F) {
 		// The session may end before it has read all of data: the write then
 		// fails, which is no failure.
 		go func() { _, _ = client.Write(data) }()
-		if err := client.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
-			t.Fatal(err)
-		}
 		sent := 0
 		for rest := data; len(rest) >= 2; {
 			n := int(rest[0])<<8 | int(rest[1])
