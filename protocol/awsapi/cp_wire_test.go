@@ -306,6 +306,9 @@ func TestCertificateMember(t *testing.T) {
 		{"a key, not a certificate", base64.StdEncoding.EncodeToString(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})), false},
 		{"not base64", "@@@@", false},
 		{"empty", "", false},
+		{"white space", " \n", false},
+		{"an empty PEM block", "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----", false},
+		{"base64 of an empty PEM block", base64.StdEncoding.EncodeToString([]byte("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n")), false},
 		{"too long", strings.Repeat("A", maxCertificateLen+4), false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
